@@ -1,0 +1,60 @@
+# Every target carries a `#? target: description` line; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+PROTO_SRC := proto/ledger/v1/ledger.proto
+PROTO_OUT := node/wire/ledger_pb2.py
+
+# Simulation knobs (issue: consensus core); override on the command line.
+SEEDS ?= 200
+N ?= 4
+Q ?=
+
+#? help: list every target with its one-line description
+help:
+	@grep -hE '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? //' | awk -F': ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(PROTO_OUT): $(PROTO_SRC) $(STAMP)
+	$(PY) -m grpc_tools.protoc -Inode/wire=proto/ledger/v1 \
+		--python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
+
+#? setup: create .venv, install pinned dependencies, generate protobuf/gRPC code
+setup: $(STAMP) $(PROTO_OUT)
+
+#? test: run the whole test suite (sets itself up first)
+test: setup
+	$(PY) -m pytest -q
+
+#? test-fast: run the suite without the slow tests (crash trials, long simulations)
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+#? lint: ruff on everything, mypy --strict on node/ and client/
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+#? fmt: format the code with ruff
+fmt: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+#? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
+bench-apply: setup
+	$(PY) -m bench.apply
+
+#? clean: remove the virtualenv, generated code and caches (keeps nothing generated)
+clean:
+	rm -rf $(VENV) node/wire/*_pb2*.py node/wire/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+.PHONY: help setup test test-fast lint fmt bench-apply clean

@@ -1,0 +1,37 @@
+"""Every limit of the system, in one place (house rule 3).
+
+Units are named last (``_ms``, ``_bytes``, ``_max``). A limit that is hit is an operating
+condition with a result code or a typed error, never a crash and never silent loss.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- numbers -------------------------------------------------------------------------
+U64_MAX: Final = 2**64 - 1
+
+# --- settlement: transactions ----------------------------------------------------------
+TX_BYTES_MAX: Final = 4096  # one encoded signed transaction
+ID_BYTES_MAX: Final = 64  # participant, instrument and currency ids (UTF-8 bytes)
+SIGNERS_PER_TX_MAX: Final = 2  # a DvP needs two; nothing needs more
+CHAIN_ID_BYTES_MAX: Final = 128
+
+# --- settlement: genesis ---------------------------------------------------------------
+PARTICIPANTS_MAX: Final = 10_000
+INSTRUMENTS_MAX: Final = 10_000
+GENESIS_HOLDINGS_MAX: Final = 1_000_000
+
+# --- blocks ------------------------------------------------------------------------------
+BLOCK_TXS_MAX: Final = 2_000
+BLOCK_BYTES_MAX: Final = 4 * 1024 * 1024
+
+# --- storage (LMDB) ----------------------------------------------------------------------
+LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024
+LMDB_MAP_SIZE_MAX_BYTES: Final = 64 * 1024 * 1024 * 1024
+LMDB_MAP_GROW_FACTOR: Final = 2
+LMDB_MAX_DBS: Final = 16
+LMDB_MAX_READERS: Final = 126
+
+# --- consensus ---------------------------------------------------------------------------
+# (owned by node/core; see docs/consensus.md)

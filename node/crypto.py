@@ -1,0 +1,121 @@
+"""Ed25519 signatures and SHA-256 hashing, strict by construction.
+
+Every signature in the system goes through :func:`verify`, which rejects what OpenSSL
+might be lenient about: wrong lengths, a scalar ``S`` that is not reduced (``S >= L``,
+the classic malleation ``S + L``), and public keys of small order (which would let a
+single signature verify for many messages). Signing is deterministic (RFC 8032), so the
+same key and message always give the same signature.
+
+Domain separation: every signed message starts with a tag naming what it is, so a
+signature over a transaction can never be replayed as a consensus vote or vice versa.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+__all__ = [
+    "ED25519_L",
+    "PUBLIC_KEY_LEN",
+    "SIGNATURE_LEN",
+    "TAG_TX",
+    "TAG_VOTE",
+    "SigningKey",
+    "is_acceptable_public_key",
+    "sha256",
+    "verify",
+]
+
+# Order of the Ed25519 base point; a canonical signature has S < L.
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+PUBLIC_KEY_LEN = 32
+SIGNATURE_LEN = 64
+
+TAG_TX = b"dvp-ledger/v1/tx\x00"
+TAG_VOTE = b"dvp-ledger/v1/vote\x00"
+
+# Encodings of the eight small-order points (and their non-canonical twins with the sign
+# bit set). A key among these verifies signatures for many messages, so genesis refuses it.
+_SMALL_ORDER_Y = (
+    0,  # order 4
+    1,  # order 1 (the identity)
+    2707385501144840649318225287225658788936804267575313519463743609750303402022,  # order 8
+    55188659117513257062467267217118295137698188065244968500265048394206261417927,  # order 8
+    2**255 - 20,  # p - 1, order 2
+    2**255 - 19,  # p, non-canonical 0
+    2**255 - 18,  # p + 1, non-canonical 1
+)
+
+
+def sha256(*parts: bytes) -> bytes:
+    """SHA-256 of the concatenation of ``parts``."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.digest()
+
+
+def is_acceptable_public_key(public_key: bytes) -> bool:
+    """True when ``public_key`` is 32 bytes, decodes, and is not an obvious small-order point."""
+    if len(public_key) != PUBLIC_KEY_LEN:
+        return False
+    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    if y in _SMALL_ORDER_Y:
+        return False
+    try:
+        _load_public_key(public_key)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _load_public_key(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Strict Ed25519 verification: False for any malformed, malleated or wrong signature."""
+    if len(signature) != SIGNATURE_LEN or len(public_key) != PUBLIC_KEY_LEN:
+        return False
+    if int.from_bytes(signature[32:], "little") >= ED25519_L:
+        return False
+    try:
+        _load_public_key(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class SigningKey:
+    """An Ed25519 private key. Created from 32 seed bytes; never printed."""
+
+    __slots__ = ("_key", "public_key")
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise ValueError(f"an Ed25519 seed is 32 bytes, got {len(seed)}")
+        self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        self.public_key: bytes = self._key.public_key().public_bytes_raw()
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A fresh key from the operating system's randomness (for genesis, never in the core)."""
+        return cls(Ed25519PrivateKey.generate().private_bytes_raw())
+
+    def seed(self) -> bytes:
+        """The 32 secret seed bytes, for writing a key file (mode 0600)."""
+        return self._key.private_bytes_raw()
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def __repr__(self) -> str:
+        return f"SigningKey(public_key={self.public_key.hex()[:16]}...)"
