@@ -1,0 +1,240 @@
+"""Genesis documents: strict JSON in and out, and a deterministic demo network.
+
+The JSON form is what operators edit and ship; the canonical binary form
+(``Genesis.canonical_bytes``) is what hashes to the chain id. Loading is strict: unknown
+keys, missing keys, floats and wrong types are errors that name the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node import crypto
+from node.settlement import (
+    Genesis,
+    GenesisError,
+    Holding,
+    Instrument,
+    InstrumentKind,
+    Participant,
+    Role,
+    Validator,
+    isin_check_digit,
+)
+
+__all__ = ["DemoNetwork", "demo_genesis", "dump_genesis", "genesis_to_json", "load_genesis",
+           "parse_genesis"]
+
+T = TypeVar("T")
+
+
+def _obj(d: Any, where: str, required: set[str], optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise GenesisError(f"{where}: expected an object")
+    missing = required - d.keys()
+    extra = d.keys() - required - optional
+    if missing or extra:
+        raise GenesisError(f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}")
+    return d
+
+
+def _int(d: dict[str, Any], key: str, where: str) -> int:
+    v = d[key]
+    if type(v) is not int:  # bool is an int subclass and float is never an amount
+        raise GenesisError(f"{where}.{key}: expected an integer, got {type(v).__name__}")
+    return v
+
+
+def _str(d: dict[str, Any], key: str, where: str) -> str:
+    v = d[key]
+    if not isinstance(v, str):
+        raise GenesisError(f"{where}.{key}: expected a string")
+    return v
+
+
+def _key(d: dict[str, Any], where: str) -> bytes:
+    try:
+        return bytes.fromhex(_str(d, "public_key", where))
+    except ValueError as e:
+        raise GenesisError(f"{where}.public_key: not hex") from e
+
+
+def _list(doc: dict[str, Any], key: str, parse: Callable[[Any, str], T]) -> tuple[T, ...]:
+    items = doc[key]
+    if not isinstance(items, list):
+        raise GenesisError(f"{key}: expected a list")
+    return tuple(parse(item, f"{key}[{i}]") for i, item in enumerate(items))
+
+
+def _participant(d: Any, where: str) -> Participant:
+    d = _obj(d, where, {"id", "public_key", "roles", "kyc_tier"})
+    try:
+        roles = frozenset(Role(r) for r in d["roles"])
+    except (ValueError, TypeError) as e:
+        raise GenesisError(f"{where}.roles: each must be one of {[r.value for r in Role]}") from e
+    return Participant(_str(d, "id", where), _key(d, where), roles, _int(d, "kyc_tier", where))
+
+
+_BOND_FIELDS = frozenset({"unit_face_minor", "maturity_date", "coupon_bp", "coupon_freq"})
+
+
+def _instrument(d: Any, where: str) -> Instrument:
+    d = _obj(d, where, {"id", "kind", "issuer", "currency"}, _BOND_FIELDS | {"max_supply"})
+    try:
+        kind = InstrumentKind(d["kind"])
+    except ValueError as e:
+        raise GenesisError(f"{where}.kind: must be 'bond' or 'cash'") from e
+    extra: dict[str, Any] = {}
+    for f in ("unit_face_minor", "coupon_bp", "coupon_freq", "max_supply"):
+        if f in d:
+            extra[f] = _int(d, f, where)
+    if "maturity_date" in d:
+        extra["maturity_date"] = _str(d, "maturity_date", where)
+    return Instrument(
+        _str(d, "id", where), kind, _str(d, "issuer", where), _str(d, "currency", where), **extra
+    )
+
+
+def _holding(d: Any, where: str) -> Holding:
+    d = _obj(d, where, {"account", "instrument", "amount"})
+    return Holding(_str(d, "account", where), _str(d, "instrument", where),
+                   _int(d, "amount", where))
+
+
+def _validator(d: Any, where: str) -> Validator:
+    d = _obj(d, where, {"id", "public_key"})
+    return Validator(_str(d, "id", where), _key(d, where))
+
+
+def parse_genesis(doc: Any) -> Genesis:
+    """Build and validate a Genesis from its parsed JSON form."""
+    keys = {"name", "genesis_time_ms", "quorum", "validators", "participants", "instruments",
+            "holdings"}
+    doc = _obj(doc, "genesis", keys)
+    return Genesis(
+        name=_str(doc, "name", "genesis"),
+        genesis_time_ms=_int(doc, "genesis_time_ms", "genesis"),
+        participants=_list(doc, "participants", _participant),
+        instruments=_list(doc, "instruments", _instrument),
+        holdings=_list(doc, "holdings", _holding),
+        validators=_list(doc, "validators", _validator),
+        quorum=_int(doc, "quorum", "genesis"),
+    )
+
+
+def load_genesis(path: str | Path) -> Genesis:
+    """Read a genesis JSON file; GenesisError says what is wrong and where."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text, parse_float=_reject_float)
+    except json.JSONDecodeError as e:
+        raise GenesisError(f"{path}: not valid JSON ({e})") from e
+    return parse_genesis(doc)
+
+
+def _reject_float(text: str) -> Any:
+    raise GenesisError(f"genesis contains the float {text}; amounts are integers")
+
+
+def genesis_to_json(g: Genesis) -> dict[str, Any]:
+    def instrument(i: Instrument) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": i.id, "kind": i.kind.value, "issuer": i.issuer,
+                             "currency": i.currency, "max_supply": i.max_supply}
+        if i.kind is InstrumentKind.BOND:
+            d.update(unit_face_minor=i.unit_face_minor, maturity_date=i.maturity_date,
+                     coupon_bp=i.coupon_bp, coupon_freq=i.coupon_freq)
+        return d
+
+    return {
+        "name": g.name,
+        "genesis_time_ms": g.genesis_time_ms,
+        "quorum": g.quorum,
+        "validators": [{"id": v.id, "public_key": v.public_key.hex()} for v in g.validators],
+        "participants": [
+            {"id": p.id, "public_key": p.public_key.hex(),
+             "roles": sorted(r.value for r in p.roles), "kyc_tier": p.kyc_tier}
+            for p in g.participants
+        ],
+        "instruments": [instrument(i) for i in g.instruments],
+        "holdings": [{"account": h.account, "instrument": h.instrument, "amount": h.amount}
+                     for h in g.holdings],
+    }
+
+
+def dump_genesis(g: Genesis, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(genesis_to_json(g), indent=2) + "\n", encoding="utf-8")
+
+
+# --- demo network ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DemoNetwork:
+    genesis: Genesis
+    participant_keys: dict[str, crypto.SigningKey]
+    validator_keys: list[crypto.SigningKey]
+    banks: tuple[str, ...]
+    bonds: tuple[str, ...]
+    cash: str
+
+
+def _isin(base11: str) -> str:
+    return base11 + str(isin_check_digit(base11))
+
+
+DEMO_BOND_UNITS = 10_000_000  # per bank: $100,000 face in $0.01 units
+DEMO_CASH_CENTS = 1_000_000_000  # per bank: $10,000,000
+
+
+def demo_genesis(
+    validators: int = 4, quorum: int = 3, seed: bytes = b"demo", banks: int = 6
+) -> DemoNetwork:
+    """A deterministic network: a depository, a treasury, a cash issuer, ``banks`` banks.
+
+    Keys derive from ``seed``; for tests, simulations and demos only, never production.
+    """
+    def key(label: str) -> crypto.SigningKey:
+        return crypto.SigningKey(crypto.sha256(b"dvp-ledger/demo-key\x00", seed, label.encode()))
+
+    bank_ids = tuple(f"BANK{i:02d}" for i in range(1, banks + 1))
+    roles = {
+        "CSD": ({Role.CUSTODIAN}, 3),
+        "TREASURY": ({Role.BOND_ISSUER}, 3),
+        "CASHCO": ({Role.CASH_ISSUER}, 3),
+        "COMPLIANCE": ({Role.COMPLIANCE}, 3),
+        "REGULATOR": ({Role.REGULATOR}, 3),
+        **{b: ({Role.TRADER}, 2) for b in bank_ids},
+    }
+    keys = {pid: key("participant:" + pid) for pid in roles}
+    participants = tuple(
+        Participant(pid, keys[pid].public_key, frozenset(r), tier)
+        for pid, (r, tier) in roles.items()
+    )
+    bonds = (_isin("US91282CJK7"), _isin("US912797GL5"))
+    cash = "USD.CASHCO"
+    instruments = (
+        Instrument(bonds[0], InstrumentKind.BOND, "TREASURY", "USD", unit_face_minor=1,
+                   maturity_date="2034-11-15", coupon_bp=425, coupon_freq=2),
+        Instrument(bonds[1], InstrumentKind.BOND, "TREASURY", "USD", unit_face_minor=1,
+                   maturity_date="2027-05-20"),
+        Instrument(cash, InstrumentKind.CASH, "CASHCO", "USD"),
+    )
+    holdings = tuple(
+        Holding(b, inst, DEMO_CASH_CENTS if inst == cash else DEMO_BOND_UNITS)
+        for b in bank_ids
+        for inst in (*bonds, cash)
+    )
+    vkeys = [key(f"validator:{i}") for i in range(validators)]
+    genesis = Genesis(
+        name="demo-" + seed.decode("ascii", "replace").replace(" ", "-")[:32],
+        genesis_time_ms=1_767_225_600_000,  # 2026-01-01T00:00:00Z
+        participants=participants,
+        instruments=instruments,
+        holdings=holdings,
+        validators=tuple(Validator(f"val{i:02d}", k.public_key) for i, k in enumerate(vkeys)),
+        quorum=quorum,
+    )
+    return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash)

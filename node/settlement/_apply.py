@@ -1,0 +1,351 @@
+"""Theory of operation: applying a block of transactions.
+
+``apply_block(view, txs, ctx)`` is a pure function. It reads the state before the block
+through ``view`` (a ``StateView``: a store, or anything that answers the same questions),
+runs every transaction in order against an overlay, and returns a ``BlockOutcome``: one
+result per transaction, the balance and supply values the block writes, the transaction
+ids it records, and the new state root. Nothing is mutated; the caller commits the
+outcome to storage in one atomic write.
+
+Each transaction passes the checks in the precedence order of ``ResultCode``; the first
+failure decides its code and the transaction changes no balance. A DvP moves both legs or
+neither: all checks for both legs run before either leg is written.
+
+Identity and replay: a transaction whose signatures all verify ("authentic") is recorded
+under its id the first time it appears, with its outcome, and never again; any later copy
+is ``DUPLICATE``. Copies that fail before authentication (malformed, bad signature) are
+answered in the block but not recorded, so a forger who attaches a garbage signature to
+somebody else's body cannot burn that body's id.
+
+State root: ``H(tag, previous root, height, time, H(results), H(sorted writes))``, a hash
+chain over every state change (docs/adr/0002-state-root.md). Two nodes with the same
+history compute the same root; any divergence in execution shows up at the next block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from node import crypto
+from node.config import BLOCK_TXS_MAX, U64_MAX
+from node.settlement._codec import DecodeError, Writer
+from node.settlement._model import Genesis, InstrumentKind, Participant, Role
+from node.settlement._result import ResultCode
+from node.settlement._tx import Burn, DvP, Mint, SignedTx, Transaction, Transfer, decode_body
+
+__all__ = [
+    "BlockContext",
+    "BlockOutcome",
+    "Head",
+    "StateView",
+    "TxRecord",
+    "TxResult",
+    "Verify",
+    "apply_block",
+    "genesis_state_root",
+]
+
+TAG_STATE = b"dvp-ledger/v1/state\x00"
+TAG_GENESIS = b"dvp-ledger/v1/genesis\x00"
+
+Verify = Callable[[bytes, bytes, bytes], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """What execution may know about the block: its height and its agreed timestamp."""
+
+    height: int
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    height: int
+    block_hash: bytes
+    state_root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    tx_id: bytes
+    code: ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """Where and how a transaction id was first recorded."""
+
+    height: int
+    position: int
+    code: ResultCode
+
+
+@dataclass(frozen=True)
+class BlockOutcome:
+    height: int
+    results: tuple[TxResult, ...]
+    balances: dict[tuple[str, str], int]  # (account, instrument) -> new balance
+    supplies: dict[str, int]  # instrument -> new supply
+    recorded: tuple[tuple[bytes, TxRecord], ...]  # ids recorded by this block
+    state_root: bytes
+
+
+class StateView(Protocol):
+    """Read access to the state as of the last committed block."""
+
+    @property
+    def genesis(self) -> Genesis: ...
+
+    def head(self) -> Head: ...
+
+    def balance(self, account: str, instrument: str) -> int: ...
+
+    def supply(self, instrument: str) -> int: ...
+
+    def tx_record(self, tx_id: bytes) -> TxRecord | None: ...
+
+
+def genesis_state_root(genesis: Genesis) -> bytes:
+    """The state root at height 0: genesis holdings are part of the canonical genesis."""
+    return crypto.sha256(TAG_GENESIS, genesis.canonical_bytes)
+
+
+class _Overlay:
+    """The block's writes on top of the view; reads see earlier transactions of the block."""
+
+    __slots__ = ("balances", "recorded", "supplies", "view")
+
+    def __init__(self, view: StateView) -> None:
+        self.view = view
+        self.balances: dict[tuple[str, str], int] = {}
+        self.supplies: dict[str, int] = {}
+        self.recorded: dict[bytes, TxRecord] = {}
+
+    def balance(self, account: str, instrument: str) -> int:
+        v = self.balances.get((account, instrument))
+        return self.view.balance(account, instrument) if v is None else v
+
+    def supply(self, instrument: str) -> int:
+        v = self.supplies.get(instrument)
+        return self.view.supply(instrument) if v is None else v
+
+    def seen(self, tx_id: bytes) -> bool:
+        return tx_id in self.recorded or self.view.tx_record(tx_id) is not None
+
+    def move(self, instrument: str, src: str, dst: str, amount: int) -> None:
+        """Move ``amount``; the caller has already checked both bounds."""
+        src_bal, dst_bal = self.balance(src, instrument), self.balance(dst, instrument)
+        assert amount <= src_bal and dst_bal + amount <= U64_MAX, "unchecked move"
+        self.balances[(src, instrument)] = src_bal - amount
+        self.balances[(dst, instrument)] = dst_bal + amount
+
+    def adjust_supply(self, instrument: str, holder: str, delta: int) -> None:
+        """Mint (delta > 0) or burn (delta < 0); balance and supply move together."""
+        bal, sup = self.balance(holder, instrument), self.supply(instrument)
+        assert 0 <= bal + delta <= U64_MAX and 0 <= sup + delta <= U64_MAX, "unchecked mint"
+        self.balances[(holder, instrument)] = bal + delta
+        self.supplies[instrument] = sup + delta
+
+
+def apply_block(
+    view: StateView,
+    txs: Sequence[bytes],
+    ctx: BlockContext,
+    *,
+    verify: Verify = crypto.verify,
+) -> BlockOutcome:
+    """Execute ``txs`` in order on the state ``view`` shows; pure and deterministic.
+
+    ``verify`` checks one Ed25519 signature; callers may pass a memoized one (the result
+    must be identical), but never one that skips checks.
+    """
+    head = view.head()
+    assert ctx.height == head.height + 1, f"block {ctx.height} applied on height {head.height}"
+    assert len(txs) <= BLOCK_TXS_MAX, "consensus admitted an oversized block"
+    overlay = _Overlay(view)
+    results: list[TxResult] = []
+    for position, raw in enumerate(txs):
+        tid, code, authentic = _apply_one(view.genesis, overlay, raw, ctx, verify)
+        results.append(TxResult(tid, code))
+        if authentic and not overlay.seen(tid):
+            overlay.recorded[tid] = TxRecord(ctx.height, position, code)
+    root = _state_root(head.state_root, ctx, results, overlay)
+    return BlockOutcome(
+        height=ctx.height,
+        results=tuple(results),
+        balances=overlay.balances,
+        supplies=overlay.supplies,
+        recorded=tuple(overlay.recorded.items()),
+        state_root=root,
+    )
+
+
+def _state_root(
+    prev: bytes, ctx: BlockContext, results: list[TxResult], overlay: _Overlay
+) -> bytes:
+    w = Writer().u64(ctx.height).u64(ctx.time_ms).u32(len(results))
+    for r in results:
+        w.fixed(r.tx_id, 32).u8(r.code)
+    w.u32(len(overlay.balances))
+    for (account, instrument), value in sorted(overlay.balances.items()):
+        w.ident(account).ident(instrument).u64(value)
+    w.u32(len(overlay.supplies))
+    for instrument, value in sorted(overlay.supplies.items()):
+        w.ident(instrument).u64(value)
+    return crypto.sha256(TAG_STATE, prev, w.finish())
+
+
+def _apply_one(
+    genesis: Genesis, overlay: _Overlay, raw: bytes, ctx: BlockContext, verify: Verify
+) -> tuple[bytes, ResultCode, bool]:
+    """(tx id, result code, whether the signatures verified)."""
+    try:
+        stx = SignedTx.decode(raw)
+    except DecodeError:
+        return crypto.sha256(raw), ResultCode.MALFORMED, False
+    tid = stx.tx_id
+    try:
+        tx = decode_body(stx.body)
+    except DecodeError:
+        return tid, ResultCode.MALFORMED, False
+    if not _signatures_ok(genesis, stx, tx, verify):
+        return tid, ResultCode.BAD_SIGNATURE, False
+    if tx.chain_id != genesis.chain_id:
+        return tid, ResultCode.WRONG_CHAIN, True
+    if ctx.time_ms > tx.expiry_ms:
+        return tid, ResultCode.EXPIRED, True
+    if overlay.seen(tid):
+        return tid, ResultCode.DUPLICATE, True
+    return tid, _execute(genesis, overlay, tx, ctx), True
+
+
+def _signatures_ok(genesis: Genesis, stx: SignedTx, tx: Transaction, verify: Verify) -> bool:
+    required = tx.required_signers()
+    if tuple(s for s, _ in stx.signatures) != required:
+        return False  # missing, extra, or by the wrong party
+    message = crypto.TAG_TX + stx.body
+    for signer, sig in stx.signatures:
+        party = genesis.participant_by_id.get(signer)
+        if party is None or not verify(party.public_key, message, sig):
+            return False
+    return True
+
+
+def _execute(genesis: Genesis, o: _Overlay, tx: Transaction, ctx: BlockContext) -> ResultCode:
+    if isinstance(tx, DvP):
+        return _dvp(genesis, o, tx, ctx)
+    if isinstance(tx, Transfer):
+        return _transfer(genesis, o, tx)
+    if isinstance(tx, Mint):
+        return _mint(genesis, o, tx)
+    return _burn(genesis, o, tx)
+
+
+def _shortfall(kind: InstrumentKind) -> ResultCode:
+    if kind is InstrumentKind.BOND:
+        return ResultCode.INSUFFICIENT_SECURITIES
+    return ResultCode.INSUFFICIENT_CASH
+
+
+def _may_issue(genesis: Genesis, who: str, instrument_id: str) -> bool:
+    """Issuers mint and burn their own instruments; custodians mint and burn bonds."""
+    party = genesis.participant_by_id[who]
+    inst = genesis.instrument_by_id[instrument_id]
+    if party.kyc_tier == 0:
+        return False
+    if inst.kind is InstrumentKind.CASH:
+        return who == inst.issuer and Role.CASH_ISSUER in party.roles
+    if who == inst.issuer and Role.BOND_ISSUER in party.roles:
+        return True
+    return Role.CUSTODIAN in party.roles
+
+
+def _can_hold(genesis: Genesis, *accounts: str) -> bool:
+    parties: list[Participant] = [genesis.participant_by_id[a] for a in accounts]
+    return all(p.can_hold() for p in parties)
+
+
+def _mint(genesis: Genesis, o: _Overlay, tx: Mint) -> ResultCode:
+    if tx.to not in genesis.participant_by_id:
+        return ResultCode.UNKNOWN_ACCOUNT
+    inst = genesis.instrument_by_id.get(tx.instrument)
+    if inst is None:
+        return ResultCode.UNKNOWN_INSTRUMENT
+    if tx.amount == 0:
+        return ResultCode.INVALID_AMOUNT
+    if not _may_issue(genesis, tx.by, tx.instrument) or not _can_hold(genesis, tx.to):
+        return ResultCode.UNAUTHORIZED
+    supply = o.supply(tx.instrument)
+    if supply + tx.amount > U64_MAX or o.balance(tx.to, tx.instrument) + tx.amount > U64_MAX:
+        return ResultCode.OVERFLOW
+    if supply + tx.amount > inst.max_supply:
+        return ResultCode.SUPPLY_LIMIT
+    o.adjust_supply(tx.instrument, tx.to, tx.amount)
+    return ResultCode.OK
+
+
+def _burn(genesis: Genesis, o: _Overlay, tx: Burn) -> ResultCode:
+    inst = genesis.instrument_by_id.get(tx.instrument)
+    if inst is None:
+        return ResultCode.UNKNOWN_INSTRUMENT
+    if tx.amount == 0:
+        return ResultCode.INVALID_AMOUNT
+    if not _may_issue(genesis, tx.by, tx.instrument):
+        return ResultCode.UNAUTHORIZED
+    if o.balance(tx.holder, tx.instrument) < tx.amount:
+        return _shortfall(inst.kind)
+    o.adjust_supply(tx.instrument, tx.holder, -tx.amount)
+    return ResultCode.OK
+
+
+def _transfer(genesis: Genesis, o: _Overlay, tx: Transfer) -> ResultCode:
+    if tx.receiver not in genesis.participant_by_id:
+        return ResultCode.UNKNOWN_ACCOUNT
+    inst = genesis.instrument_by_id.get(tx.instrument)
+    if inst is None:
+        return ResultCode.UNKNOWN_INSTRUMENT
+    if tx.amount == 0:
+        return ResultCode.INVALID_AMOUNT
+    if tx.sender == tx.receiver:
+        return ResultCode.SELF_TRADE
+    if not _can_hold(genesis, tx.sender, tx.receiver):
+        return ResultCode.UNAUTHORIZED
+    if o.balance(tx.sender, tx.instrument) < tx.amount:
+        return _shortfall(inst.kind)
+    if o.balance(tx.receiver, tx.instrument) + tx.amount > U64_MAX:
+        return ResultCode.OVERFLOW
+    o.move(tx.instrument, tx.sender, tx.receiver, tx.amount)
+    return ResultCode.OK
+
+
+def _dvp(genesis: Genesis, o: _Overlay, tx: DvP, ctx: BlockContext) -> ResultCode:
+    bond = genesis.instrument_by_id.get(tx.bond)
+    cash = genesis.instrument_by_id.get(tx.cash)
+    if bond is None or cash is None:
+        return ResultCode.UNKNOWN_INSTRUMENT
+    if tx.quantity == 0 or tx.amount == 0:
+        return ResultCode.INVALID_AMOUNT
+    if tx.seller == tx.buyer:
+        return ResultCode.SELF_TRADE
+    if bond.kind is not InstrumentKind.BOND or cash.kind is not InstrumentKind.CASH:
+        return ResultCode.WRONG_INSTRUMENT_KIND
+    if not _can_hold(genesis, tx.seller, tx.buyer):
+        return ResultCode.UNAUTHORIZED
+    if ctx.time_ms > tx.deadline_ms:
+        return ResultCode.DEADLINE_PASSED
+    if o.balance(tx.seller, tx.bond) < tx.quantity:
+        return ResultCode.INSUFFICIENT_SECURITIES
+    if o.balance(tx.buyer, tx.cash) < tx.amount:
+        return ResultCode.INSUFFICIENT_CASH
+    if (
+        o.balance(tx.buyer, tx.bond) + tx.quantity > U64_MAX
+        or o.balance(tx.seller, tx.cash) + tx.amount > U64_MAX
+    ):
+        return ResultCode.OVERFLOW
+    # Both legs checked above; only now does either move.
+    o.move(tx.bond, tx.seller, tx.buyer, tx.quantity)
+    o.move(tx.cash, tx.buyer, tx.seller, tx.amount)
+    return ResultCode.OK

@@ -1,0 +1,68 @@
+"""The one result-code enum for settlement outcomes, in precedence order.
+
+Checks run in the order of the codes below and the first failing check decides the
+outcome, so the same transaction always fails with the same code on every node. A failed
+transaction is recorded with its code and changes no balance. Values are stable: they are
+on the wire (proto/ledger/v1/ledger.proto mirrors them) and on disk.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["ResultCode"]
+
+
+class ResultCode(IntEnum):
+    """Outcome of one transaction; ``code.meaning`` says what it means in one line."""
+
+    OK = 0
+    MALFORMED = 1
+    BAD_SIGNATURE = 2
+    WRONG_CHAIN = 3
+    EXPIRED = 4
+    DUPLICATE = 5
+    UNKNOWN_ACCOUNT = 6
+    UNKNOWN_INSTRUMENT = 7
+    INVALID_AMOUNT = 8
+    SELF_TRADE = 9
+    WRONG_INSTRUMENT_KIND = 10
+    UNAUTHORIZED = 11
+    DEADLINE_PASSED = 12
+    INSUFFICIENT_SECURITIES = 13
+    INSUFFICIENT_CASH = 14
+    OVERFLOW = 15
+    SUPPLY_LIMIT = 16
+
+    @property
+    def meaning(self) -> str:
+        """One line a person can act on."""
+        return _MEANINGS[self]
+
+
+_MEANINGS: dict[ResultCode, str] = {
+    ResultCode.OK: "applied: every leg moved",
+    ResultCode.MALFORMED: "not a canonical transaction encoding, or larger than the size limit",
+    ResultCode.BAD_SIGNATURE: (
+        "a required signature is missing, invalid or non-canonical (S >= L), is by a party "
+        "the ledger does not know, or an unrequired signature is attached"
+    ),
+    ResultCode.WRONG_CHAIN: "signed for another chain id (another genesis)",
+    ResultCode.EXPIRED: "the block time is past the transaction's expiry; sign a new one",
+    ResultCode.DUPLICATE: "this transaction id was already recorded; its first outcome stands",
+    ResultCode.UNKNOWN_ACCOUNT: "a counterparty is not a participant of this ledger",
+    ResultCode.UNKNOWN_INSTRUMENT: "an instrument id is not defined in genesis",
+    ResultCode.INVALID_AMOUNT: "a quantity or amount is zero",
+    ResultCode.SELF_TRADE: "both sides of the trade or transfer are the same participant",
+    ResultCode.WRONG_INSTRUMENT_KIND: (
+        "the bond leg is not a bond token or the cash leg is not a cash token"
+    ),
+    ResultCode.UNAUTHORIZED: (
+        "a party lacks the role (issuer, custodian, trader) or KYC tier for this action"
+    ),
+    ResultCode.DEADLINE_PASSED: "the block time is past the trade's settlement deadline",
+    ResultCode.INSUFFICIENT_SECURITIES: "the delivering party holds fewer bond units than required",
+    ResultCode.INSUFFICIENT_CASH: "the paying party holds less cash than required",
+    ResultCode.OVERFLOW: "a balance or the supply would exceed 2**64 - 1",
+    ResultCode.SUPPLY_LIMIT: "the mint would exceed the supply custody or reserves attest",
+}

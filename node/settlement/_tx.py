@@ -1,0 +1,260 @@
+"""Transactions: canonical bodies, signed envelopes, and their identity.
+
+A body is the canonical encoding of one transaction (it includes the chain id, a
+client-chosen nonce and an expiry). Its SHA-256 is the transaction id. Each required
+signer signs ``TAG_TX + body``; the envelope carries the body unchanged plus the
+signatures sorted by signer, so the id never depends on who relayed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+from node import crypto
+from node.config import CHAIN_ID_BYTES_MAX, SIGNERS_PER_TX_MAX, TX_BYTES_MAX
+from node.settlement._codec import DecodeError, Reader, Writer
+
+__all__ = [
+    "Burn",
+    "DvP",
+    "Mint",
+    "SignedTx",
+    "Transaction",
+    "Transfer",
+    "TxKind",
+    "decode_body",
+    "encode_body",
+    "sign_tx",
+    "tx_id",
+]
+
+_BODY_VERSION = 1
+_ENVELOPE_VERSION = 1
+
+
+class TxKind(IntEnum):
+    MINT = 1
+    BURN = 2
+    TRANSFER = 3
+    DVP = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Mint:
+    """Issue ``amount`` units of ``instrument`` to ``to``; signed by ``by`` (issuer or custodian)."""
+
+    KIND: ClassVar[TxKind] = TxKind.MINT
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instrument: str
+    to: str
+    amount: int
+    by: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.by,)
+
+
+@dataclass(frozen=True, slots=True)
+class Burn:
+    """Redeem ``amount`` units held by ``holder``; signed by ``by`` (issuer or custodian)
+    and by the holder, so nobody's tokens are burned without their consent."""
+
+    KIND: ClassVar[TxKind] = TxKind.BURN
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instrument: str
+    holder: str
+    amount: int
+    by: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return tuple(sorted({self.by, self.holder}))
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move ``amount`` of ``instrument`` free of payment; signed by the sender."""
+
+    KIND: ClassVar[TxKind] = TxKind.TRANSFER
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instrument: str
+    sender: str
+    receiver: str
+    amount: int
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.sender,)
+
+
+@dataclass(frozen=True, slots=True)
+class DvP:
+    """Delivery versus payment: ``quantity`` of ``bond`` from seller to buyer and ``amount``
+    of ``cash`` from buyer to seller, both or neither; signed by both over the same terms."""
+
+    KIND: ClassVar[TxKind] = TxKind.DVP
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    seller: str
+    buyer: str
+    bond: str
+    quantity: int
+    cash: str
+    amount: int
+    deadline_ms: int
+
+    def required_signers(self) -> tuple[str, ...]:
+        return tuple(sorted({self.seller, self.buyer}))
+
+
+Transaction = Mint | Burn | Transfer | DvP
+
+
+def _enc_mint(w: Writer, t: Mint) -> None:
+    w.ident(t.instrument).ident(t.to).u64(t.amount).ident(t.by)
+
+
+def _enc_burn(w: Writer, t: Burn) -> None:
+    w.ident(t.instrument).ident(t.holder).u64(t.amount).ident(t.by)
+
+
+def _enc_transfer(w: Writer, t: Transfer) -> None:
+    w.ident(t.instrument).ident(t.sender).ident(t.receiver).u64(t.amount)
+
+
+def _enc_dvp(w: Writer, t: DvP) -> None:
+    w.ident(t.seller).ident(t.buyer).ident(t.bond).u64(t.quantity)
+    w.ident(t.cash).u64(t.amount).u64(t.deadline_ms)
+
+
+def encode_body(tx: Transaction) -> bytes:
+    """Canonical bytes of ``tx``; raises ValueError for a field out of range."""
+    w = Writer().u8(_BODY_VERSION).u8(tx.KIND)
+    w.ident(tx.chain_id, CHAIN_ID_BYTES_MAX).u64(tx.nonce).u64(tx.expiry_ms)
+    if isinstance(tx, Mint):
+        _enc_mint(w, tx)
+    elif isinstance(tx, Burn):
+        _enc_burn(w, tx)
+    elif isinstance(tx, Transfer):
+        _enc_transfer(w, tx)
+    else:
+        _enc_dvp(w, tx)
+    return w.finish()
+
+
+_Head = tuple[str, int, int]
+
+
+def _dec_mint(r: Reader, h: _Head) -> Mint:
+    return Mint(*h, instrument=r.ident(), to=r.ident(), amount=r.u64(), by=r.ident())
+
+
+def _dec_burn(r: Reader, h: _Head) -> Burn:
+    return Burn(*h, instrument=r.ident(), holder=r.ident(), amount=r.u64(), by=r.ident())
+
+
+def _dec_transfer(r: Reader, h: _Head) -> Transfer:
+    return Transfer(
+        *h, instrument=r.ident(), sender=r.ident(), receiver=r.ident(), amount=r.u64()
+    )
+
+
+def _dec_dvp(r: Reader, h: _Head) -> DvP:
+    return DvP(
+        *h,
+        seller=r.ident(),
+        buyer=r.ident(),
+        bond=r.ident(),
+        quantity=r.u64(),
+        cash=r.ident(),
+        amount=r.u64(),
+        deadline_ms=r.u64(),
+    )
+
+
+_DECODERS: dict[int, Callable[[Reader, _Head], Transaction]] = {
+    TxKind.MINT: _dec_mint,
+    TxKind.BURN: _dec_burn,
+    TxKind.TRANSFER: _dec_transfer,
+    TxKind.DVP: _dec_dvp,
+}
+
+
+def decode_body(body: bytes) -> Transaction:
+    """Parse canonical body bytes; raises DecodeError for anything else."""
+    r = Reader(body)
+    if r.u8() != _BODY_VERSION:
+        raise DecodeError("unsupported transaction body version")
+    decoder = _DECODERS.get(r.u8())
+    if decoder is None:
+        raise DecodeError("unknown transaction kind")
+    head = (r.ident(CHAIN_ID_BYTES_MAX), r.u64(), r.u64())
+    tx = decoder(r, head)
+    r.done()
+    return tx
+
+
+def tx_id(body: bytes) -> bytes:
+    return crypto.sha256(body)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    """A body with the signatures of its required signers, sorted by signer id."""
+
+    body: bytes
+    signatures: tuple[tuple[str, bytes], ...]
+
+    @property
+    def tx_id(self) -> bytes:
+        return tx_id(self.body)
+
+    def with_signature(self, signer: str, key: crypto.SigningKey) -> SignedTx:
+        """This envelope plus ``signer``'s signature (the co-signing step of a DvP)."""
+        sig = key.sign(crypto.TAG_TX + self.body)
+        others = [s for s in self.signatures if s[0] != signer]
+        return SignedTx(self.body, tuple(sorted([*others, (signer, sig)])))
+
+    def encode(self) -> bytes:
+        w = Writer().u8(_ENVELOPE_VERSION).blob(self.body).u8(len(self.signatures))
+        for signer, sig in self.signatures:
+            w.ident(signer).fixed(sig, crypto.SIGNATURE_LEN)
+        return w.finish()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SignedTx:
+        """Parse an envelope; raises DecodeError unless it is canonical and within limits."""
+        if len(raw) > TX_BYTES_MAX:
+            raise DecodeError(f"transaction of {len(raw)} bytes exceeds {TX_BYTES_MAX}")
+        r = Reader(raw)
+        if r.u8() != _ENVELOPE_VERSION:
+            raise DecodeError("unsupported envelope version")
+        body = r.blob(TX_BYTES_MAX)
+        count = r.u8()
+        if count > SIGNERS_PER_TX_MAX:
+            raise DecodeError(f"{count} signatures exceed the limit of {SIGNERS_PER_TX_MAX}")
+        sigs = tuple((r.ident(), r.fixed(crypto.SIGNATURE_LEN)) for _ in range(count))
+        r.done()
+        signers = [s for s, _ in sigs]
+        if signers != sorted(set(signers)):
+            raise DecodeError("signatures must be sorted by signer with no repeats")
+        return cls(body, sigs)
+
+
+def sign_tx(tx: Transaction, keys: Sequence[crypto.SigningKey]) -> bytes:
+    """Encode ``tx`` signed by ``keys``, given in the order of ``tx.required_signers()``."""
+    signers = tx.required_signers()
+    if len(keys) != len(signers):
+        raise ValueError(f"{type(tx).__name__} needs keys for {signers}, got {len(keys)}")
+    stx = SignedTx(encode_body(tx), ())
+    for signer, key in zip(signers, keys, strict=True):
+        stx = stx.with_signature(signer, key)
+    return stx.encode()

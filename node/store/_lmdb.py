@@ -1,0 +1,232 @@
+"""LMDB store: one environment per node, one fsynced write transaction per block.
+
+Sub-databases: ``meta`` (chain id, genesis, head), ``blocks``/``certs``/``blockmeta``/
+``results`` by big-endian height, ``txindex`` (tx id -> height, position, code),
+``balances`` (account NUL instrument -> u64), ``supply``, and ``safety`` for the
+consensus core's vote and lock. LMDB's copy-on-write B-tree commits atomically, so a
+process killed at any instant reopens at the old head or the new one (tests/unit/
+test_crash.py kills a writer with SIGKILL to check). The map size starts small and
+doubles when full, up to LMDB_MAP_SIZE_MAX_BYTES, instead of failing the commit.
+
+Single-threaded use: reads go through one cached read transaction that is renewed after
+every commit, so reads between two commits see one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import lmdb
+
+from node import config
+from node.settlement import (
+    BlockOutcome,
+    Genesis,
+    Head,
+    ResultCode,
+    TxRecord,
+    TxResult,
+    genesis_state_root,
+)
+from node.store._base import GenesisMismatchError, Storage, StorageError, StoredBlock
+
+__all__ = ["LmdbStore"]
+
+_U64 = struct.Struct(">Q")
+_TXREC = struct.Struct(">QIB")  # height, position, code
+_BLOCKMETA = struct.Struct(">32s32sQ")  # block hash, state root, time_ms
+_RESULT = struct.Struct(">32sB")
+_DBS = ("meta", "blocks", "certs", "blockmeta", "results", "txindex", "balances", "supply",
+        "safety")
+
+
+def _bkey(account: str, instrument: str) -> bytes:
+    return f"{account}\x00{instrument}".encode("ascii")
+
+
+class LmdbStore(Storage):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        genesis: Genesis,
+        *,
+        map_size_bytes: int = config.LMDB_MAP_SIZE_INITIAL_BYTES,
+    ) -> None:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        self._genesis = genesis
+        self._env = lmdb.open(
+            os.fspath(path),
+            map_size=map_size_bytes,
+            max_dbs=config.LMDB_MAX_DBS,
+            max_readers=config.LMDB_MAX_READERS,
+            sync=True,
+            metasync=True,
+        )
+        self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
+        self._rtxn: Any = None
+        self._init_or_check_genesis()
+        self._head = self._read_head()
+
+    # --- setup -----------------------------------------------------------------------
+    def _init_or_check_genesis(self) -> None:
+        stored = self._txn().get(b"chain_id", db=self._db["meta"])
+        if stored is not None:
+            if stored.decode() != self._genesis.chain_id:
+                raise GenesisMismatchError(
+                    f"data directory holds chain {stored.decode()[:16]}..., genesis is "
+                    f"{self._genesis.chain_id[:16]}...; use the matching genesis or a new "
+                    "data directory"
+                )
+            return
+        self._write(self._write_genesis)
+
+    def _write_genesis(self, txn: Any) -> None:
+        g = self._genesis
+        meta = self._db["meta"]
+        txn.put(b"chain_id", g.chain_id.encode(), db=meta)
+        txn.put(b"genesis", g.canonical_bytes, db=meta)
+        supply: dict[str, int] = {}
+        for h in g.holdings:
+            txn.put(_bkey(h.account, h.instrument), _U64.pack(h.amount), db=self._db["balances"])
+            supply[h.instrument] = supply.get(h.instrument, 0) + h.amount
+        for inst, amount in supply.items():
+            txn.put(inst.encode(), _U64.pack(amount), db=self._db["supply"])
+        root = genesis_state_root(g)
+        txn.put(b"head", _U64.pack(0) + bytes(32) + root, db=meta)
+
+    def _read_head(self) -> Head:
+        raw = self._txn().get(b"head", db=self._db["meta"])
+        if raw is None or len(raw) != 72:
+            raise StorageError("store has no valid head record; the data directory is corrupt")
+        return Head(_U64.unpack(raw[:8])[0], raw[8:40], raw[40:72])
+
+    # --- transactions ----------------------------------------------------------------
+    def _txn(self) -> Any:
+        if self._rtxn is None:
+            self._rtxn = self._env.begin()
+        return self._rtxn
+
+    def _drop_reader(self) -> None:
+        if self._rtxn is not None:
+            self._rtxn.abort()
+            self._rtxn = None
+
+    def _write(self, fn: Callable[[Any], None]) -> None:
+        """Run ``fn`` in one durable write transaction, growing the map when it is full."""
+        self._drop_reader()
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    fn(txn)
+                return
+            except lmdb.MapFullError:
+                self._grow()
+
+    def _grow(self) -> None:
+        size = self._env.info()["map_size"]
+        if size >= config.LMDB_MAP_SIZE_MAX_BYTES:
+            raise StorageError(
+                f"LMDB map reached its limit of {config.LMDB_MAP_SIZE_MAX_BYTES} bytes; "
+                "raise LMDB_MAP_SIZE_MAX_BYTES or free disk space"
+            )
+        new = min(size * config.LMDB_MAP_GROW_FACTOR, config.LMDB_MAP_SIZE_MAX_BYTES)
+        self._env.set_mapsize(new)
+
+    # --- StateView ---------------------------------------------------------------------
+    @property
+    def genesis(self) -> Genesis:
+        return self._genesis
+
+    def head(self) -> Head:
+        return self._head
+
+    def balance(self, account: str, instrument: str) -> int:
+        raw = self._txn().get(_bkey(account, instrument), db=self._db["balances"])
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def supply(self, instrument: str) -> int:
+        raw = self._txn().get(instrument.encode(), db=self._db["supply"])
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def tx_record(self, tx_id: bytes) -> TxRecord | None:
+        raw = self._txn().get(tx_id, db=self._db["txindex"])
+        if raw is None:
+            return None
+        height, position, code = _TXREC.unpack(raw)
+        return TxRecord(height, position, ResultCode(code))
+
+    def all_balances(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for key, raw in self._txn().cursor(db=self._db["balances"]):
+            value = _U64.unpack(raw)[0]
+            if value:
+                account, instrument = bytes(key).decode("ascii").split("\x00")
+                out[(account, instrument)] = value
+        return out
+
+    def block(self, height: int) -> StoredBlock | None:
+        if not 0 < height <= self._head.height:
+            return None
+        key = _U64.pack(height)
+        txn = self._txn()
+        block_hash, root, time_ms = _BLOCKMETA.unpack(txn.get(key, db=self._db["blockmeta"]))
+        raw_results = txn.get(key, db=self._db["results"])
+        results = tuple(
+            TxResult(tid, ResultCode(code)) for tid, code in _RESULT.iter_unpack(raw_results)
+        )
+        return StoredBlock(
+            height,
+            block_hash,
+            bytes(txn.get(key, db=self._db["blocks"])),
+            bytes(txn.get(key, db=self._db["certs"])),
+            time_ms,
+            root,
+            results,
+        )
+
+    # --- writes ------------------------------------------------------------------------
+    def _write_block(self, block: StoredBlock, outcome: BlockOutcome) -> None:
+        def fn(txn: Any) -> None:
+            key = _U64.pack(block.height)
+            txn.put(key, block.block_bytes, db=self._db["blocks"])
+            txn.put(key, block.certificate, db=self._db["certs"])
+            txn.put(
+                key,
+                _BLOCKMETA.pack(block.block_hash, block.state_root, block.time_ms),
+                db=self._db["blockmeta"],
+            )
+            txn.put(
+                key,
+                b"".join(_RESULT.pack(r.tx_id, r.code) for r in block.results),
+                db=self._db["results"],
+            )
+            for tid, rec in outcome.recorded:
+                # overwrite=False: an id is recorded once, ever; apply_block guarantees it.
+                fresh = txn.put(
+                    tid, _TXREC.pack(rec.height, rec.position, rec.code),
+                    db=self._db["txindex"], overwrite=False,
+                )
+                assert fresh, "transaction id recorded twice"
+            for (account, instrument), value in outcome.balances.items():
+                txn.put(_bkey(account, instrument), _U64.pack(value), db=self._db["balances"])
+            for instrument, value in outcome.supplies.items():
+                txn.put(instrument.encode(), _U64.pack(value), db=self._db["supply"])
+            head = _U64.pack(block.height) + block.block_hash + block.state_root
+            txn.put(b"head", head, db=self._db["meta"])
+
+        self._write(fn)
+        self._head = Head(block.height, block.block_hash, block.state_root)
+
+    def save_safety(self, data: bytes) -> None:
+        self._write(lambda txn: txn.put(b"consensus", data, db=self._db["safety"]))
+
+    def load_safety(self) -> bytes | None:
+        raw = self._txn().get(b"consensus", db=self._db["safety"])
+        return None if raw is None else bytes(raw)
+
+    def close(self) -> None:
+        self._drop_reader()
+        self._env.close()
