@@ -26,13 +26,21 @@ from node.settlement import (
     isin_check_digit,
 )
 
-__all__ = ["DemoNetwork", "demo_genesis", "dump_genesis", "genesis_to_json", "load_genesis",
-           "parse_genesis"]
+__all__ = [
+    "DemoNetwork",
+    "demo_genesis",
+    "dump_genesis",
+    "genesis_to_json",
+    "load_genesis",
+    "parse_genesis",
+]
 
 T = TypeVar("T")
 
 
-def _obj(d: Any, where: str, required: set[str], optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _obj(
+    d: Any, where: str, required: set[str], optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise GenesisError(f"{where}: expected an object")
     missing = required - d.keys()
@@ -101,8 +109,9 @@ def _instrument(d: Any, where: str) -> Instrument:
 
 def _holding(d: Any, where: str) -> Holding:
     d = _obj(d, where, {"account", "instrument", "amount"})
-    return Holding(_str(d, "account", where), _str(d, "instrument", where),
-                   _int(d, "amount", where))
+    return Holding(
+        _str(d, "account", where), _str(d, "instrument", where), _int(d, "amount", where)
+    )
 
 
 def _validator(d: Any, where: str) -> Validator:
@@ -112,8 +121,15 @@ def _validator(d: Any, where: str) -> Validator:
 
 def parse_genesis(doc: Any) -> Genesis:
     """Build and validate a Genesis from its parsed JSON form."""
-    keys = {"name", "genesis_time_ms", "quorum", "validators", "participants", "instruments",
-            "holdings"}
+    keys = {
+        "name",
+        "genesis_time_ms",
+        "quorum",
+        "validators",
+        "participants",
+        "instruments",
+        "holdings",
+    }
     doc = _obj(doc, "genesis", keys)
     return Genesis(
         name=_str(doc, "name", "genesis"),
@@ -142,11 +158,20 @@ def _reject_float(text: str) -> Any:
 
 def genesis_to_json(g: Genesis) -> dict[str, Any]:
     def instrument(i: Instrument) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": i.id, "kind": i.kind.value, "issuer": i.issuer,
-                             "currency": i.currency, "max_supply": i.max_supply}
+        d: dict[str, Any] = {
+            "id": i.id,
+            "kind": i.kind.value,
+            "issuer": i.issuer,
+            "currency": i.currency,
+            "max_supply": i.max_supply,
+        }
         if i.kind is InstrumentKind.BOND:
-            d.update(unit_face_minor=i.unit_face_minor, maturity_date=i.maturity_date,
-                     coupon_bp=i.coupon_bp, coupon_freq=i.coupon_freq)
+            d.update(
+                unit_face_minor=i.unit_face_minor,
+                maturity_date=i.maturity_date,
+                coupon_bp=i.coupon_bp,
+                coupon_freq=i.coupon_freq,
+            )
         return d
 
     return {
@@ -155,13 +180,19 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
         "quorum": g.quorum,
         "validators": [{"id": v.id, "public_key": v.public_key.hex()} for v in g.validators],
         "participants": [
-            {"id": p.id, "public_key": p.public_key.hex(),
-             "roles": sorted(r.value for r in p.roles), "kyc_tier": p.kyc_tier}
+            {
+                "id": p.id,
+                "public_key": p.public_key.hex(),
+                "roles": sorted(r.value for r in p.roles),
+                "kyc_tier": p.kyc_tier,
+            }
             for p in g.participants
         ],
         "instruments": [instrument(i) for i in g.instruments],
-        "holdings": [{"account": h.account, "instrument": h.instrument, "amount": h.amount}
-                     for h in g.holdings],
+        "holdings": [
+            {"account": h.account, "instrument": h.instrument, "amount": h.amount}
+            for h in g.holdings
+        ],
     }
 
 
@@ -170,6 +201,7 @@ def dump_genesis(g: Genesis, path: str | Path) -> None:
 
 
 # --- demo network ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DemoNetwork:
@@ -196,6 +228,7 @@ def demo_genesis(
 
     Keys derive from ``seed``; for tests, simulations and demos only, never production.
     """
+
     def key(label: str) -> crypto.SigningKey:
         return crypto.SigningKey(crypto.sha256(b"dvp-ledger/demo-key\x00", seed, label.encode()))
 
@@ -216,10 +249,24 @@ def demo_genesis(
     bonds = (_isin("US91282CJK7"), _isin("US912797GL5"))
     cash = "USD.CASHCO"
     instruments = (
-        Instrument(bonds[0], InstrumentKind.BOND, "TREASURY", "USD", unit_face_minor=1,
-                   maturity_date="2034-11-15", coupon_bp=425, coupon_freq=2),
-        Instrument(bonds[1], InstrumentKind.BOND, "TREASURY", "USD", unit_face_minor=1,
-                   maturity_date="2027-05-20"),
+        Instrument(
+            bonds[0],
+            InstrumentKind.BOND,
+            "TREASURY",
+            "USD",
+            unit_face_minor=1,
+            maturity_date="2034-11-15",
+            coupon_bp=425,
+            coupon_freq=2,
+        ),
+        Instrument(
+            bonds[1],
+            InstrumentKind.BOND,
+            "TREASURY",
+            "USD",
+            unit_face_minor=1,
+            maturity_date="2027-05-20",
+        ),
         Instrument(cash, InstrumentKind.CASH, "CASHCO", "USD"),
     )
     holdings = tuple(

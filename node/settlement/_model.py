@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from functools import cached_property
 
 from node import crypto
@@ -44,7 +44,7 @@ class GenesisError(ValueError):
     """The genesis document is inconsistent; the message names the entry."""
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     BOND_ISSUER = "bond_issuer"
     CUSTODIAN = "custodian"
     CASH_ISSUER = "cash_issuer"
@@ -57,7 +57,7 @@ class Role(str, Enum):
 HOLDING_ROLES = frozenset({Role.BOND_ISSUER, Role.CUSTODIAN, Role.CASH_ISSUER, Role.TRADER})
 
 
-class InstrumentKind(str, Enum):
+class InstrumentKind(StrEnum):
     BOND = "bond"
     CASH = "cash"
 

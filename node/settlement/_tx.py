@@ -44,7 +44,7 @@ class TxKind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Mint:
-    """Issue ``amount`` units of ``instrument`` to ``to``; signed by ``by`` (issuer or custodian)."""
+    """Issue ``amount`` of ``instrument`` to ``to``; signed by ``by`` (issuer or custodian)."""
 
     KIND: ClassVar[TxKind] = TxKind.MINT
     chain_id: str
@@ -162,9 +162,7 @@ def _dec_burn(r: Reader, h: _Head) -> Burn:
 
 
 def _dec_transfer(r: Reader, h: _Head) -> Transfer:
-    return Transfer(
-        *h, instrument=r.ident(), sender=r.ident(), receiver=r.ident(), amount=r.u64()
-    )
+    return Transfer(*h, instrument=r.ident(), sender=r.ident(), receiver=r.ident(), amount=r.u64())
 
 
 def _dec_dvp(r: Reader, h: _Head) -> DvP:

@@ -39,8 +39,17 @@ _U64 = struct.Struct(">Q")
 _TXREC = struct.Struct(">QIB")  # height, position, code
 _BLOCKMETA = struct.Struct(">32s32sQ")  # block hash, state root, time_ms
 _RESULT = struct.Struct(">32sB")
-_DBS = ("meta", "blocks", "certs", "blockmeta", "results", "txindex", "balances", "supply",
-        "safety")
+_DBS = (
+    "meta",
+    "blocks",
+    "certs",
+    "blockmeta",
+    "results",
+    "txindex",
+    "balances",
+    "supply",
+    "safety",
+)
 
 
 def _bkey(account: str, instrument: str) -> bytes:
@@ -206,8 +215,10 @@ class LmdbStore(Storage):
             for tid, rec in outcome.recorded:
                 # overwrite=False: an id is recorded once, ever; apply_block guarantees it.
                 fresh = txn.put(
-                    tid, _TXREC.pack(rec.height, rec.position, rec.code),
-                    db=self._db["txindex"], overwrite=False,
+                    tid,
+                    _TXREC.pack(rec.height, rec.position, rec.code),
+                    db=self._db["txindex"],
+                    overwrite=False,
                 )
                 assert fresh, "transaction id recorded twice"
             for (account, instrument), value in outcome.balances.items():

@@ -1,0 +1,68 @@
+"""LMDB store: durability across reopen, genesis pinning, map growth, safety state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node import crypto
+from node.genesis import DemoNetwork, demo_genesis
+from node.settlement import BlockContext, ResultCode, apply_block
+from node.store import GenesisMismatchError, LmdbStore, MemoryStore, Storage
+from tests.ledger_helpers import TxFactory
+
+
+def commit(store: Storage, raws: list[bytes], block_bytes: bytes = b"blk") -> None:
+    h = store.head().height + 1
+    ctx = BlockContext(h, store.genesis.genesis_time_ms + h)
+    out = apply_block(store, raws, ctx)
+    store.commit_block(crypto.sha256(h.to_bytes(8, "big")), block_bytes, b"cert%d" % h, ctx, out)
+
+
+def test_reopen_keeps_everything(tmp_path: Path, net: DemoNetwork, txf: TxFactory) -> None:
+    raws = [txf.signed(txf.dvp()), txf.signed(txf.transfer())]
+    mem = MemoryStore(net.genesis)
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        for s in (mem, disk):
+            commit(s, raws)
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        assert disk.head() == mem.head()
+        assert disk.all_balances() == mem.all_balances()
+        block = disk.block(1)
+        assert block is not None and block.certificate == b"cert1"
+        assert [r.code for r in block.results] == [ResultCode.OK, ResultCode.OK]
+        assert block == mem.block(1)
+        rec = disk.tx_record(block.results[1].tx_id)
+        assert rec is not None and (rec.height, rec.position) == (1, 1)
+        assert disk.block(2) is None
+
+
+def test_refuses_another_genesis(tmp_path: Path, net: DemoNetwork) -> None:
+    LmdbStore(tmp_path, net.genesis).close()
+    other = demo_genesis(seed=b"other").genesis
+    with pytest.raises(GenesisMismatchError, match="matching genesis"):
+        LmdbStore(tmp_path, other)
+
+
+def test_map_grows_instead_of_failing(tmp_path: Path, net: DemoNetwork, txf: TxFactory) -> None:
+    with LmdbStore(tmp_path, net.genesis, map_size_bytes=256 * 1024) as disk:
+        for _ in range(12):
+            commit(disk, [txf.signed(txf.transfer())], block_bytes=bytes(100_000))
+        assert disk.head().height == 12
+        assert disk._env.info()["map_size"] > 256 * 1024
+
+
+def test_safety_state_survives_reopen(tmp_path: Path, net: DemoNetwork) -> None:
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        assert disk.load_safety() is None
+        disk.save_safety(b"view=7;lock=abc")
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        assert disk.load_safety() == b"view=7;lock=abc"
+
+
+def test_commit_out_of_order_is_a_bug(tmp_path: Path, net: DemoNetwork) -> None:
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        out = apply_block(disk, [], BlockContext(1, 0))
+        with pytest.raises(AssertionError):
+            disk.commit_block(bytes(32), b"", b"", BlockContext(2, 0), out)
