@@ -51,7 +51,7 @@ fmt: setup
 
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup
-	$(PY) -m bench.apply
+	$(PY) -m node.bench_apply
 
 #? clean: remove the virtualenv, generated code and caches (keeps nothing generated)
 clean:
