@@ -49,6 +49,10 @@ fmt: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+#? demo: settle sample DvP trades on a single-node LMDB ledger and print latency and balances
+demo: setup
+	$(PY) -m node.demo
+
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup
 	$(PY) -m node.bench_apply
@@ -57,4 +61,4 @@ bench-apply: setup
 clean:
 	rm -rf $(VENV) node/wire/*_pb2*.py node/wire/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help setup test test-fast lint fmt bench-apply clean
+.PHONY: help setup test test-fast lint fmt demo bench-apply clean
