@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from node.genesis import DemoNetwork, demo_genesis
 from node.settlement import Burn, DvP, Mint, Transaction, Transfer, sign_tx
 
 HOUR_MS = 3_600_000
+T = TypeVar("T", DvP, Transfer, Mint, Burn)
 
 
 @dataclass
@@ -34,6 +36,15 @@ class TxFactory:
         keys = [self.net.participant_keys[s] for s in tx.required_signers()]
         return sign_tx(tx, keys)
 
+    def _build(self, cls: type[T], fields: dict[str, object], kw: dict[str, object]) -> T:
+        """``cls`` with a fresh nonce, an expiry an hour after genesis, and ``kw`` overrides."""
+        base: dict[str, object] = {
+            "chain_id": self.chain_id,
+            "nonce": self.nonce(),
+            "expiry_ms": self.t0 + HOUR_MS,
+        }
+        return cls(**(base | fields | kw))  # type: ignore[arg-type]
+
     def dvp(
         self,
         seller: str = "BANK01",
@@ -42,20 +53,16 @@ class TxFactory:
         amount: int = 99,
         **kw: object,
     ) -> DvP:
-        fields: dict[str, object] = dict(
-            chain_id=self.chain_id,
-            nonce=self.nonce(),
-            expiry_ms=self.t0 + HOUR_MS,
-            seller=seller,
-            buyer=buyer,
-            bond=self.net.bonds[0],
-            quantity=quantity,
-            cash=self.net.cash,
-            amount=amount,
-            deadline_ms=self.t0 + HOUR_MS,
-        )
-        fields.update(kw)
-        return DvP(**fields)  # type: ignore[arg-type]
+        terms: dict[str, object] = {
+            "seller": seller,
+            "buyer": buyer,
+            "bond": self.net.bonds[0],
+            "quantity": quantity,
+            "cash": self.net.cash,
+            "amount": amount,
+            "deadline_ms": self.t0 + HOUR_MS,
+        }
+        return self._build(DvP, terms, kw)
 
     def transfer(
         self,
@@ -65,17 +72,13 @@ class TxFactory:
         instrument: str | None = None,
         **kw: object,
     ) -> Transfer:
-        fields: dict[str, object] = dict(
-            chain_id=self.chain_id,
-            nonce=self.nonce(),
-            expiry_ms=self.t0 + HOUR_MS,
-            instrument=instrument or self.net.cash,
-            sender=sender,
-            receiver=receiver,
-            amount=amount,
-        )
-        fields.update(kw)
-        return Transfer(**fields)  # type: ignore[arg-type]
+        terms: dict[str, object] = {
+            "instrument": instrument or self.net.cash,
+            "sender": sender,
+            "receiver": receiver,
+            "amount": amount,
+        }
+        return self._build(Transfer, terms, kw)
 
     def mint(
         self,
@@ -85,17 +88,8 @@ class TxFactory:
         by: str = "TREASURY",
         **kw: object,
     ) -> Mint:
-        fields: dict[str, object] = dict(
-            chain_id=self.chain_id,
-            nonce=self.nonce(),
-            expiry_ms=self.t0 + HOUR_MS,
-            instrument=instrument or self.net.bonds[0],
-            to=to,
-            amount=amount,
-            by=by,
-        )
-        fields.update(kw)
-        return Mint(**fields)  # type: ignore[arg-type]
+        terms = {"instrument": instrument or self.net.bonds[0], "to": to, "amount": amount}
+        return self._build(Mint, terms | {"by": by}, kw)
 
     def burn(
         self,
@@ -105,17 +99,8 @@ class TxFactory:
         by: str = "TREASURY",
         **kw: object,
     ) -> Burn:
-        fields: dict[str, object] = dict(
-            chain_id=self.chain_id,
-            nonce=self.nonce(),
-            expiry_ms=self.t0 + HOUR_MS,
-            instrument=instrument or self.net.bonds[0],
-            holder=holder,
-            amount=amount,
-            by=by,
-        )
-        fields.update(kw)
-        return Burn(**fields)  # type: ignore[arg-type]
+        terms = {"instrument": instrument or self.net.bonds[0], "holder": holder, "amount": amount}
+        return self._build(Burn, terms | {"by": by}, kw)
 
 
 @functools.cache
