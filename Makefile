@@ -57,6 +57,11 @@ demo: setup
 bench-apply: setup
 	$(PY) -m node.bench_apply
 
+#? sim: deterministic simulation of the consensus core (SEEDS=200 SEED_START=0 N=4 Q=, empty Q = classic quorum)
+.PHONY: sim
+sim: setup
+	$(PY) -m tests.sim --seeds $(SEEDS) --seed-start $(or $(SEED_START),0) --n $(N) $(if $(Q),--q $(Q),)
+
 #? clean: remove the virtualenv, generated code and caches (keeps nothing generated)
 clean:
 	rm -rf $(VENV) node/wire/*_pb2*.py node/wire/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache .hypothesis

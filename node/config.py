@@ -35,3 +35,14 @@ LMDB_MAX_READERS: Final = 126
 
 # --- consensus ---------------------------------------------------------------------------
 # (owned by node/core; see docs/consensus.md)
+VIEW_TIMEOUT_BASE_MS: Final = 1_000  # first view timeout; doubles per view without commit
+VIEW_TIMEOUT_MAX_MS: Final = 30_000  # cap of the exponential backoff
+BATCH_DELAY_MS: Final = 5  # under load, wait this long after a commit to fill the next block
+MEMPOOL_TXS_MAX: Final = 20_000
+MEMPOOL_BYTES_MAX: Final = 64 * 1024 * 1024
+MEMPOOL_COMMITTED_IDS_MAX: Final = 100_000  # recently committed tx ids kept to drop replays
+TX_FORWARD_BATCH_MAX: Final = 1_000  # txs per forward message (gossip to validators)
+CATCHUP_BATCH_BLOCKS_MAX: Final = 16  # committed blocks per catch-up response
+CATCHUP_RETRY_MS: Final = 500  # resend an unanswered catch-up request after this long
+TIMEOUT_VIEWS_TRACKED_MAX: Final = 8  # views for which timeout messages are collected
+CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024

@@ -1,0 +1,768 @@
+"""The consensus replica: a pure state machine (theory of operation).
+
+Protocol: two-phase, leader-collected BFT in the HotStuff-2 / Jolteon family (see
+docs/consensus.md). One block per view; leader of view v is validator v mod n.
+
+Fresh view: the leader of v holds the commit certificate (CQC) of height h - 1 formed in
+view v - 1 and proposes block h. Timeout view: it holds a timeout certificate (TC) of q
+signed timeouts for v - 1; each timeout reports the sender's committed height and highest
+prepare QC (its lock), and the leader re-proposes the block of the highest one, if any.
+
+Replica: checks the proposal, persists prepare_view = v, sends a PREPARE vote to the
+leader. Leader: q PREPARE votes -> prepare QC (PQC), broadcast. Replica: locks on the PQC
+(persisted) and sends a COMMIT vote. Leader: q COMMIT votes -> commit certificate,
+broadcast; everyone commits and moves to view v + 1.
+
+Caller contract (etcd-io/raft style): feed ``step``/``tick``/``submit``; take ``ready()``;
+persist ``to_persist`` durably, then send ``to_send``, then apply ``committed`` in order and
+report each with ``executed(height, state_root)``, then call ``advance()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from node.config import (
+    BATCH_DELAY_MS,
+    BLOCK_BYTES_MAX,
+    BLOCK_TXS_MAX,
+    CATCHUP_BATCH_BLOCKS_MAX,
+    CATCHUP_RETRY_MS,
+    TIMEOUT_VIEWS_TRACKED_MAX,
+    TX_FORWARD_BATCH_MAX,
+    VIEW_TIMEOUT_BASE_MS,
+    VIEW_TIMEOUT_MAX_MS,
+)
+from node.core.mempool import AddResult, Mempool, tx_key
+from node.core.quorum import Quorum
+from node.core.safety import SafetyState
+from node.core.signing import Signer, Verifier, verify_certificate, verify_timeout_cert
+from node.core.types import (
+    Block,
+    Message,
+    NewView,
+    Phase,
+    Proposal,
+    QCMessage,
+    QuorumCert,
+    SyncRequest,
+    SyncResponse,
+    Timeout,
+    TimeoutCert,
+    TxForward,
+    Vote,
+    genesis_hash,
+    timeout_message,
+    vote_message,
+)
+
+__all__ = ["BlockSource", "CoreConfig", "Ready", "Replica"]
+
+_CANDIDATES_MAX = TIMEOUT_VIEWS_TRACKED_MAX  # blocks kept for height committed + 1
+
+
+class BlockSource(Protocol):
+    """Read-only access to committed blocks in storage (for restart and serving catch-up)."""
+
+    def committed_height(self) -> int: ...
+
+    def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None: ...
+
+    def tx_committed(self, tx: bytes) -> bool:
+        """True when a committed block already applied ``tx`` (keeps replays out of blocks)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    chain_id: str
+    quorum: Quorum
+    me: int
+    genesis_state_root: bytes
+    view_timeout_base_ms: int = VIEW_TIMEOUT_BASE_MS
+    view_timeout_max_ms: int = VIEW_TIMEOUT_MAX_MS
+    batch_delay_ms: int = BATCH_DELAY_MS
+    block_txs_max: int = BLOCK_TXS_MAX
+    block_bytes_max: int = BLOCK_BYTES_MAX
+
+    def __post_init__(self) -> None:
+        assert 0 <= self.me < self.quorum.n
+        assert 0 < self.view_timeout_base_ms <= self.view_timeout_max_ms
+        assert 0 < self.block_txs_max <= BLOCK_TXS_MAX
+        assert 0 < self.block_bytes_max <= BLOCK_BYTES_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Work for the caller: persist, then send, then apply committed blocks, then advance."""
+
+    to_persist: bytes | None
+    to_send: tuple[tuple[int, Message], ...]
+    committed: tuple[tuple[Block, QuorumCert], ...]
+
+    def empty(self) -> bool:
+        return self.to_persist is None and not self.to_send and not self.committed
+
+
+class Replica:
+    def __init__(
+        self,
+        config: CoreConfig,
+        signer: Signer,
+        verifier: Verifier,
+        source: BlockSource,
+        *,
+        executed_root: bytes,
+        safety: bytes | None = None,
+        now_ms: int = 0,
+        mempool: Mempool | None = None,
+    ) -> None:
+        self.cfg = config
+        self.n, self.q = config.quorum.n, config.quorum.q
+        self._signer, self._verifier, self._source = signer, verifier, source
+        self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
+        self.mempool = Mempool() if mempool is None else mempool
+        self.now_ms = now_ms
+        self.halted: str | None = None
+        self._load_head(executed_root)
+        self.view = max(self.safety.last_view, self.committed_view + 1, 0)
+        self._consecutive_timeouts = 0
+        self._last_commit_ms = -(10**12)  # long ago: the first transaction is proposed at once
+        self._timer_start_ms: int | None = None
+        self._timeout_sent_ms: int | None = None  # when this view's timeout was last sent
+        self._candidates: dict[bytes, Block] = {}  # blocks for height committed + 1
+        self._proposal: Proposal | None = None  # accepted proposal of the current view
+        self._buffered: Proposal | None = None  # waiting for catch-up/execution
+        self._votes: dict[Phase, dict[int, bytes]] = {}
+        self._timeouts: dict[int, dict[int, Timeout]] = {}
+        self._last_tc: TimeoutCert | None = None
+        self._tc_justify: tuple[QuorumCert, Block] | None = None
+        self._sync_target = 0
+        self._sync_sent_ms: int | None = None
+        self._sync_peer = (config.me + 1) % self.n
+        self._verified: dict[tuple[object, ...], bool] = {}
+        self._expected_roots: dict[int, bytes] = {}  # height -> root certified by a block
+        self._out: list[tuple[int, Message]] = []
+        self._committed_out: list[tuple[Block, QuorumCert]] = []
+        self._forward: list[bytes] = []
+        self._dirty = False
+        self._in_ready = False
+
+    # --- construction --------------------------------------------------------------------
+
+    def _load_head(self, executed_root: bytes) -> None:
+        height = self._source.committed_height()
+        self.committed_height = self.executed_height = height
+        self.executed_root = executed_root
+        if height == 0:
+            self.committed_hash = genesis_hash(self.cfg.chain_id)
+            self.committed_time_ms = 0
+            self.committed_cert: QuorumCert | None = None
+            self.committed_view = -1
+            return
+        got = self._source.committed_block(height)
+        assert got is not None, "storage reports a head it cannot return"
+        block, cert = got
+        self.committed_hash, self.committed_time_ms = block.hash, block.time_ms
+        self.committed_cert, self.committed_view = cert, cert.view
+
+    # --- caller API ------------------------------------------------------------------------
+
+    def leader(self, view: int) -> int:
+        return view % self.n
+
+    def submit(self, tx: bytes) -> AddResult:
+        """A client's transaction arrives at this node; it is gossiped to all validators."""
+        result = self._admit(tx)
+        if result is AddResult.ACCEPTED:
+            self._forward.append(tx)
+            if len(self._forward) >= TX_FORWARD_BATCH_MAX:
+                self._flush_forward()
+            self._after_event()
+        return result
+
+    def step(self, src: int, msg: Message) -> None:
+        """A message from validator ``src`` (the transport authenticates the sender)."""
+        assert 0 <= src < self.n
+        if isinstance(msg, SyncRequest):
+            self._on_sync_request(src, msg)
+            return
+        if self.halted is not None:
+            return
+        handler: Callable[[int, Message], None] = getattr(self, _HANDLERS[type(msg)])
+        handler(src, msg)
+        self._after_event()
+
+    def tick(self, now_ms: int) -> None:
+        self.now_ms = max(self.now_ms, now_ms)  # a clock that steps back changes nothing
+        if self.halted is not None:
+            return
+        self._maybe_sync_retry()
+        self._check_timer()
+        self._after_event()
+        self._flush_forward()
+
+    def executed(self, height: int, state_root: bytes) -> None:
+        """The caller applied committed block ``height``; its state root is ``state_root``."""
+        assert height == self.executed_height + 1 and height <= self.committed_height
+        self.executed_height, self.executed_root = height, state_root
+        expected = self._expected_roots.pop(height, None)
+        if expected is not None and expected != state_root:
+            self._halt(f"state root after height {height} differs from the certified one")
+            return
+        self._after_event()
+
+    def ready(self) -> Ready:
+        self._flush_forward()
+        out = Ready(
+            to_persist=self.safety.encode() if self._dirty else None,
+            to_send=tuple(self._out),
+            committed=tuple(self._committed_out),
+        )
+        self._out, self._committed_out, self._dirty = [], [], False
+        self._in_ready = True
+        return out
+
+    def advance(self) -> None:
+        assert self._in_ready, "advance() without ready()"
+        self._in_ready = False
+
+    def deadline_ms(self) -> int | None:
+        """The next time ``tick`` has work to do (None: nothing until a message arrives)."""
+        times: list[int] = []
+        if self._timer_start_ms is not None:
+            base = self._timer_start_ms if self._timeout_sent_ms is None else self._timeout_sent_ms
+            times.append(base + self._timeout_ms())
+        if self._sync_sent_ms is not None:
+            times.append(self._sync_sent_ms + CATCHUP_RETRY_MS)
+        if self._is_leader_waiting():
+            times.append(self._last_commit_ms + self.cfg.batch_delay_ms)
+        return min(times) if times else None
+
+    # --- common helpers ----------------------------------------------------------------
+
+    def _admit(self, tx: bytes) -> AddResult:
+        # The mempool only remembers recent commits of this process; storage knows all.
+        if not self.mempool.contains(tx) and self._source.tx_committed(tx):
+            return AddResult.DUPLICATE
+        return self.mempool.add(tx)
+
+    def _send(self, dst: int, msg: Message) -> None:
+        self._out.append((dst, msg))
+
+    def _broadcast(self, msg: Message, *, include_self: bool = True) -> None:
+        for dst in range(self.n):
+            if include_self or dst != self.cfg.me:
+                self._out.append((dst, msg))
+
+    def _persist(self, **changes: object) -> None:
+        self.safety = replace(self.safety, **changes)  # type: ignore[arg-type]
+        self._dirty = True
+
+    def _halt(self, reason: str) -> None:
+        # Divergent execution: signing anything more could certify a wrong state.
+        self.halted = reason
+
+    def _flush_forward(self) -> None:
+        if self._forward:
+            self._broadcast(TxForward(tuple(self._forward)), include_self=False)
+            self._forward = []
+
+    def _timeout_ms(self) -> int:
+        exp = min(self._consecutive_timeouts, 30)
+        return min(self.cfg.view_timeout_base_ms << exp, self.cfg.view_timeout_max_ms)
+
+    def _verify_qc(self, qc: QuorumCert, phase: Phase) -> bool:
+        key: tuple[object, ...] = (qc.phase, qc.view, qc.height, qc.block_hash, qc.signatures)
+        ok = self._verified.get(key)
+        if ok is None:
+            ok = verify_certificate(qc, self.cfg.chain_id, self.n, self.q, self._verifier)
+            if len(self._verified) >= 4 * _CANDIDATES_MAX:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[key] = ok
+        return ok and qc.phase == phase
+
+    def _enter_view(self, view: int) -> None:
+        if view <= self.view:
+            return
+        self.view = view
+        self._proposal = None
+        self._votes = {}
+        self._timer_start_ms = None
+        self._timeout_sent_ms = None
+        for old in [v for v in self._timeouts if v < view]:
+            del self._timeouts[old]
+
+    def _after_event(self) -> None:
+        if self.halted is not None:
+            return
+        self._retry_buffered()
+        self._maybe_propose()
+        self._update_timer()
+
+    # --- commit and catch-up -------------------------------------------------------------
+
+    def _remember_block(self, block: Block) -> None:
+        if block.height != self.committed_height + 1:
+            return
+        if len(self._candidates) >= _CANDIDATES_MAX and block.hash not in self._candidates:
+            self._candidates.pop(next(iter(self._candidates)))
+        self._candidates[block.hash] = block
+
+    def _learn_commit(self, src: int, cert: QuorumCert) -> None:
+        """A verified commit certificate: commit now if we hold the block, else catch up."""
+        self._enter_view(cert.view + 1)
+        if cert.height == self.committed_height + 1:
+            block = self._candidates.get(cert.block_hash)
+            if block is not None:
+                self._commit(block, cert)
+                return
+        if cert.height > self.committed_height:
+            self._want_sync(src, cert.height)
+
+    def _commit(self, block: Block, cert: QuorumCert) -> None:
+        assert block.height == self.committed_height + 1 and block.hash == cert.block_hash
+        assert block.parent_hash == self.committed_hash, "a certified block must extend ours"
+        self.committed_height, self.committed_hash = block.height, block.hash
+        self.committed_time_ms, self.committed_cert = block.time_ms, cert
+        self.committed_view = max(self.committed_view, cert.view)
+        self._committed_out.append((block, cert))
+        self.mempool.remove_committed(block.txs)
+        self._candidates = {}
+        self._consecutive_timeouts = 0
+        self._last_commit_ms = self.now_ms
+        self._timer_start_ms = None
+        self._timeout_sent_ms = None
+        self._record_expected_root(block)
+        self._enter_view(cert.view + 1)
+        if self._sync_target <= self.committed_height:
+            self._sync_sent_ms = None
+
+    def _record_expected_root(self, block: Block) -> None:
+        # Block h carries the root after h - 1; q validators certified it.
+        if block.executed_height > self.executed_height:
+            self._expected_roots[block.executed_height] = block.state_root
+        elif block.state_root != self.executed_root:
+            assert block.executed_height == self.executed_height
+            self._halt(f"state root after height {block.executed_height} differs from certified")
+
+    def _want_sync(self, src: int, height: int) -> None:
+        self._sync_target = max(self._sync_target, height)
+        if src != self.cfg.me:
+            self._sync_peer = src
+        if self._sync_sent_ms is None:
+            self._send_sync()
+
+    def _send_sync(self) -> None:
+        count = min(self._sync_target - self.committed_height, CATCHUP_BATCH_BLOCKS_MAX)
+        if count <= 0:
+            self._sync_sent_ms = None
+            return
+        self._send(self._sync_peer, SyncRequest(self.committed_height + 1, count))
+        self._sync_sent_ms = self.now_ms
+
+    def _maybe_sync_retry(self) -> None:
+        if self._sync_sent_ms is None or self.now_ms < self._sync_sent_ms + CATCHUP_RETRY_MS:
+            return
+        # The peer did not answer: ask the next one, round-robin, never ourselves.
+        self._sync_peer = (self._sync_peer + 1) % self.n
+        if self._sync_peer == self.cfg.me:
+            self._sync_peer = (self._sync_peer + 1) % self.n
+        self._send_sync()
+
+    def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
+        blocks: list[tuple[Block, QuorumCert]] = []
+        count = min(msg.count, CATCHUP_BATCH_BLOCKS_MAX)
+        for height in range(max(msg.from_height, 1), msg.from_height + count):
+            got = self._source.committed_block(height)
+            if got is None:
+                break
+            blocks.append(got)
+        if blocks:
+            self._send(src, SyncResponse(tuple(blocks)))
+
+    def _on_sync_response(self, src: int, msg: SyncResponse) -> None:
+        for block, cert in msg.blocks[:CATCHUP_BATCH_BLOCKS_MAX]:
+            if block.height != self.committed_height + 1:
+                continue
+            if block.parent_hash != self.committed_hash or cert.block_hash != block.hash:
+                return
+            if cert.height != block.height or not self._verify_qc(cert, Phase.COMMIT):
+                return
+            if block.chain_id != self.cfg.chain_id:
+                return
+            self._commit(block, cert)
+            if self.halted is not None:
+                return
+        if self._sync_target > self.committed_height:
+            self._send_sync()
+        else:
+            self._sync_sent_ms = None
+
+    # --- proposals -------------------------------------------------------------------------
+
+    def _is_leader_waiting(self) -> bool:
+        return (
+            self.leader(self.view) == self.cfg.me
+            and self.safety.proposed_view < self.view
+            and len(self.mempool) > 0
+            and self._justified_fresh()
+        )
+
+    def _justified_fresh(self) -> bool:
+        if self.committed_height == 0:
+            return self.view == 0
+        return self.committed_view == self.view - 1
+
+    def _maybe_propose(self) -> None:
+        if self.leader(self.view) != self.cfg.me or self.safety.proposed_view >= self.view:
+            return
+        if self.executed_height != self.committed_height or self.view <= self.safety.timeout_view:
+            return
+        if self._justified_fresh():
+            self._propose_fresh()
+        elif self._last_tc is not None and self._last_tc.view == self.view - 1:
+            self._propose_after_timeout(self._last_tc)
+
+    def _propose_fresh(self) -> None:
+        if len(self.mempool) == 0:
+            return  # no load, no blocks
+        full = len(self.mempool) >= self.cfg.block_txs_max or (
+            self.mempool.size_bytes >= self.cfg.block_bytes_max
+        )
+        if not full and self.now_ms < self._last_commit_ms + self.cfg.batch_delay_ms:
+            return  # under load: let the next block fill for a moment
+        self._propose(self._new_block(), None, None)
+
+    def _propose_after_timeout(self, tc: TimeoutCert) -> None:
+        top = max(e.committed_height for e in tc.entries)
+        if top > self.committed_height:
+            return  # we must catch up before we can extend the highest commit
+        if self._tc_justify is not None and self._tc_justify[0].height == self.committed_height + 1:
+            pqc, block = self._tc_justify
+            self._propose(block, tc, pqc)
+        elif len(self.mempool) > 0:
+            self._propose(self._new_block(), tc, None)
+
+    def _new_block(self) -> Block:
+        txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max)
+        assert txs, "never propose an empty block"
+        return Block(
+            chain_id=self.cfg.chain_id,
+            height=self.committed_height + 1,
+            view=self.view,
+            parent_hash=self.committed_hash,
+            proposer=self.cfg.me,
+            time_ms=max(self.now_ms, self.committed_time_ms + 1),
+            executed_height=self.committed_height,
+            state_root=self.executed_root,
+            txs=tuple(txs),
+        )
+
+    def _propose(self, block: Block, tc: TimeoutCert | None, justify: QuorumCert | None) -> None:
+        self._persist(proposed_view=self.view)
+        self._votes = {Phase.PREPARE: {}, Phase.COMMIT: {}}
+        proposal = Proposal(self.view, block, self.committed_cert, tc, justify)
+        self._proposal = proposal  # votes may arrive before our own copy of the proposal
+        self._broadcast(proposal)
+
+    def _on_proposal(self, src: int, p: Proposal) -> None:
+        if (
+            src != self.leader(p.view)
+            or p.view < self.view
+            or p.block.chain_id != self.cfg.chain_id
+        ):
+            return
+        if not self._absorb_proposal_certs(src, p):
+            return
+        if p.view != self.view:
+            return
+        if (
+            p.block.height > self.committed_height + 1
+            or self.executed_height < self.committed_height
+        ):
+            self._buffered = p  # retried after catch-up / execution
+            return
+        if p.block.height == self.committed_height + 1:
+            self._consider(p)
+
+    def _absorb_proposal_certs(self, src: int, p: Proposal) -> bool:
+        parent = p.parent_cert
+        if p.block.height > 1:
+            if parent is None or parent.height != p.block.height - 1:
+                return False
+            if parent.block_hash != p.block.parent_hash or not self._verify_qc(
+                parent, Phase.COMMIT
+            ):
+                return False
+            self._learn_commit(src, parent)
+        if p.tc is not None:
+            if p.tc.view != p.view - 1 or not self._verify_tc(p.tc):
+                return False
+            self._accept_tc(p.tc)
+        return True
+
+    def _retry_buffered(self) -> None:
+        if self._buffered is None or self.executed_height < self.committed_height:
+            return
+        p = self._buffered
+        if p.view < self.view or p.block.height <= self.committed_height:
+            self._buffered = None
+        elif p.block.height == self.committed_height + 1 and p.view == self.view:
+            self._buffered = None
+            self._consider(p)
+
+    def _consider(self, p: Proposal) -> None:
+        """Vote PREPARE for a proposal at height committed + 1 in the current view, if valid."""
+        block = p.block
+        assert block.height == self.committed_height + 1 and p.view == self.view
+        if p.view <= max(self.safety.prepare_view, self.safety.timeout_view):
+            return  # already voted (or gave up) in this view: never vote twice
+        if not self._block_valid(block) or not self._justified(p):
+            return
+        self._remember_block(block)
+        self._proposal = p
+        self._persist(prepare_view=p.view)
+        self._send_vote(Phase.PREPARE, p.view, block)
+
+    def _block_valid(self, block: Block) -> bool:
+        if block.parent_hash != self.committed_hash or block.time_ms <= self.committed_time_ms:
+            return False
+        if not block.txs or len(block.txs) > self.cfg.block_txs_max:
+            return False
+        if block.payload_bytes > self.cfg.block_bytes_max:
+            return False
+        if len({tx_key(tx) for tx in block.txs}) != len(block.txs):
+            return False
+        # Our own root differs from the proposer's: refuse to vote (who diverged is decided
+        # by a certificate: a QC on this block means we did, see _record_expected_root).
+        return block.state_root == self.executed_root
+
+    def _justified(self, p: Proposal) -> bool:
+        if p.tc is None:
+            fresh = p.parent_cert.view if p.parent_cert is not None else -1
+            if fresh != p.view - 1:
+                return False
+            lock = self.safety.high_pqc
+            # Cannot happen within the safety bound; refusing keeps the lock rule literal.
+            return lock is None or lock.height != p.block.height or lock.block_hash == p.block.hash
+        return self._tc_allows(p.tc, p)
+
+    def _tc_allows(self, tc: TimeoutCert, p: Proposal) -> bool:
+        """Jolteon rule: extend the highest commit and the highest lock reported in the TC."""
+        top = max(e.committed_height for e in tc.entries)
+        if p.block.height < top + 1:
+            return False
+        if p.block.height > top + 1:
+            return True
+        locks = [
+            e.pqc_view for e in tc.entries if e.committed_height == top and e.pqc_view is not None
+        ]
+        if not locks:
+            return True
+        j = p.justify
+        if j is None or j.height != p.block.height or j.block_hash != p.block.hash:
+            return False
+        return j.view >= max(locks) and self._verify_qc(j, Phase.PREPARE)
+
+    # --- votes and certificates ----------------------------------------------------------
+
+    def _send_vote(self, phase: Phase, view: int, block: Block) -> None:
+        msg = vote_message(self.cfg.chain_id, phase, view, block.height, block.hash)
+        sig = self._signer.sign(msg)
+        self._send(self.leader(view), Vote(phase, view, block.height, block.hash, self.cfg.me, sig))
+
+    def _on_vote(self, src: int, v: Vote) -> None:
+        if v.view != self.view or self.leader(v.view) != self.cfg.me or v.voter != src:
+            return
+        p = self._proposal
+        if p is None or v.block_hash != p.block.hash or v.height != p.block.height:
+            return
+        tally = self._votes.get(v.phase)
+        if tally is None or v.voter in tally or len(tally) >= self.q:
+            return
+        msg = vote_message(self.cfg.chain_id, v.phase, v.view, v.height, v.block_hash)
+        if not self._verifier.verify(v.voter, msg, v.signature):
+            return
+        tally[v.voter] = v.signature
+        if len(tally) == self.q:
+            qc = QuorumCert(v.phase, v.view, v.height, v.block_hash, tuple(sorted(tally.items())))
+            self._broadcast(QCMessage(qc))
+
+    def _on_qc(self, src: int, m: QCMessage) -> None:
+        qc = m.qc
+        if qc.phase == Phase.COMMIT:
+            if qc.height > self.committed_height and self._verify_qc(qc, Phase.COMMIT):
+                self._learn_commit(src, qc)
+            return
+        if qc.height > self.committed_height + 1:
+            if self._verify_qc(qc, Phase.PREPARE):
+                self._want_sync(src, qc.height - 1)
+            return
+        if qc.height != self.committed_height + 1 or not self._verify_qc(qc, Phase.PREPARE):
+            return
+        block = self._candidates.get(qc.block_hash)
+        if block is None:
+            return
+        self._lock(qc, block)
+        if self.halted is None:
+            self._maybe_commit_vote(qc, block)
+
+    def _lock(self, qc: QuorumCert, block: Block) -> None:
+        if self.executed_height == block.executed_height and block.state_root != self.executed_root:
+            self._halt(f"q validators certified another state root at {block.executed_height}")
+            return
+        lock = self.safety.high_pqc
+        if lock is None or lock.height < qc.height or lock.view < qc.view:
+            self._persist(high_pqc=qc, high_pqc_block=block)
+
+    def _maybe_commit_vote(self, qc: QuorumCert, block: Block) -> None:
+        if qc.view != self.view or qc.view <= max(
+            self.safety.commit_view, self.safety.timeout_view
+        ):
+            return
+        self._persist(commit_view=qc.view)
+        self._send_vote(Phase.COMMIT, qc.view, block)
+
+    # --- view change ---------------------------------------------------------------------
+
+    def _timer_active(self) -> bool:
+        lock = self.safety.high_pqc
+        return (
+            len(self.mempool) > 0
+            or self._proposal is not None
+            or (lock is not None and lock.height == self.committed_height + 1)
+        )
+
+    def _update_timer(self) -> None:
+        if not self._timer_active():
+            self._timer_start_ms = None
+            self._timeout_sent_ms = None
+        elif self._timer_start_ms is None:
+            self._timer_start_ms = self.now_ms
+
+    def _check_timer(self) -> None:
+        if self._timer_start_ms is None:
+            return
+        base = self._timer_start_ms if self._timeout_sent_ms is None else self._timeout_sent_ms
+        if self.now_ms >= base + self._timeout_ms():
+            if self._timeout_sent_ms is None:
+                self._consecutive_timeouts += 1
+            self._send_timeout(self.view)
+
+    def _send_timeout(self, view: int) -> None:
+        """Give up on ``view`` (persisted first) and tell everyone, with our lock."""
+        assert view == self.view
+        if self.safety.timeout_view < view:
+            self._persist(timeout_view=view)
+        lock, block = self.safety.high_pqc, self.safety.high_pqc_block
+        if lock is None or lock.height != self.committed_height + 1:
+            lock, block = None, None
+        pqc_view = None if lock is None else lock.view
+        sig = self._signer.sign(
+            timeout_message(self.cfg.chain_id, view, self.committed_height, pqc_view)
+        )
+        self._broadcast(Timeout(view, self.committed_height, lock, block, self.cfg.me, sig))
+        self._timeout_sent_ms = self.now_ms
+        if self._timer_start_ms is None:
+            self._timer_start_ms = self.now_ms
+        # Re-gossip what we hold so a new leader (and idle peers) learn of pending work.
+        pending = self.mempool.oldest(TX_FORWARD_BATCH_MAX)
+        if pending:
+            self._broadcast(TxForward(tuple(pending)), include_self=False)
+
+    def _timeout_valid(self, src: int, t: Timeout) -> bool:
+        if t.voter != src:
+            return False
+        if (t.high_pqc is None) != (t.pqc_block is None):
+            return False
+        if t.high_pqc is not None and t.pqc_block is not None:
+            ok = (
+                t.high_pqc.height == t.committed_height + 1
+                and t.pqc_block.hash == t.high_pqc.block_hash
+                and t.pqc_block.chain_id == self.cfg.chain_id
+                and self._verify_qc(t.high_pqc, Phase.PREPARE)
+            )
+            if not ok:
+                return False
+        pqc_view = None if t.high_pqc is None else t.high_pqc.view
+        msg = timeout_message(self.cfg.chain_id, t.view, t.committed_height, pqc_view)
+        return self._verifier.verify(t.voter, msg, t.signature)
+
+    def _on_timeout(self, src: int, t: Timeout) -> None:
+        if t.view < self.view:
+            self._help_lagging(src, t)
+            return
+        if not self._timeout_valid(src, t):
+            return
+        if (
+            t.committed_height > self.committed_height
+            and self.committed_height < t.committed_height
+        ):
+            self._want_sync(src, t.committed_height)
+        bucket = self._timeouts.setdefault(t.view, {})
+        bucket[t.voter] = t
+        while len(self._timeouts) > TIMEOUT_VIEWS_TRACKED_MAX:
+            del self._timeouts[min(self._timeouts)]
+        if t.view not in self._timeouts:
+            return
+        if len(bucket) > self.cfg.quorum.safety_bound and self.safety.timeout_view < t.view:
+            # f_safe + 1 timeouts include an honest one: join so the view change completes.
+            self._enter_view(t.view)
+            if self.view == t.view:
+                self._send_timeout(t.view)
+        if len(bucket) >= self.q:
+            self._form_tc(t.view, bucket)
+
+    def _help_lagging(self, src: int, t: Timeout) -> None:
+        if t.committed_height < self.committed_height and self.committed_cert is not None:
+            self._send(src, QCMessage(self.committed_cert))
+        elif self._last_tc is not None and self._last_tc.view >= t.view:
+            self._send(src, NewView(self._last_tc))
+
+    def _form_tc(self, view: int, bucket: dict[int, Timeout]) -> None:
+        chosen = [bucket[i] for i in sorted(bucket)[: self.q]]
+        tc = TimeoutCert(view, tuple(t.entry() for t in chosen))
+        top = max(t.committed_height for t in chosen)
+        locked = [t for t in chosen if t.committed_height == top and t.high_pqc is not None]
+        best = max(locked, key=lambda t: t.high_pqc.view if t.high_pqc else -1, default=None)
+        if best is not None and best.high_pqc is not None and best.pqc_block is not None:
+            self._tc_justify = (best.high_pqc, best.pqc_block)
+        elif self._last_tc is None or self._last_tc.view < view:
+            self._tc_justify = None
+        self._accept_tc(tc)
+
+    def _verify_tc(self, tc: TimeoutCert) -> bool:
+        key: tuple[object, ...] = ("tc", tc.view, tc.entries)
+        ok = self._verified.get(key)
+        if ok is None:
+            ok = verify_timeout_cert(tc, self.cfg.chain_id, self.n, self.q, self._verifier)
+            self._verified[key] = ok
+        return ok
+
+    def _accept_tc(self, tc: TimeoutCert) -> None:
+        if self._last_tc is None or tc.view > self._last_tc.view:
+            self._last_tc = tc
+        if tc.view + 1 > self.view:
+            self._enter_view(tc.view + 1)
+
+    def _on_new_view(self, src: int, m: NewView) -> None:
+        if m.tc.view >= self.view and self._verify_tc(m.tc):
+            self._accept_tc(m.tc)
+
+    def _on_tx_forward(self, src: int, m: TxForward) -> None:
+        for tx in m.txs[:TX_FORWARD_BATCH_MAX]:
+            self._admit(tx)
+
+
+_HANDLERS: dict[type, str] = {
+    Proposal: "_on_proposal",
+    Vote: "_on_vote",
+    QCMessage: "_on_qc",
+    Timeout: "_on_timeout",
+    NewView: "_on_new_view",
+    TxForward: "_on_tx_forward",
+    SyncResponse: "_on_sync_response",
+}

@@ -1,0 +1,96 @@
+"""The signer and verifier the core is given, and certificate verification.
+
+The core never touches keys or a crypto library directly: production injects
+:class:`Ed25519Signer` / :class:`Ed25519Verifier` (``node.crypto``, strict Ed25519); the
+simulator may inject a fast keyed-hash scheme. :func:`verify_certificate` is what a client
+uses to check finality offline from a commit certificate alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from node import crypto
+from node.core.types import Phase, QuorumCert, TimeoutCert, timeout_message, vote_message
+
+__all__ = [
+    "Ed25519Signer",
+    "Ed25519Verifier",
+    "Signer",
+    "Verifier",
+    "verify_certificate",
+    "verify_timeout_cert",
+]
+
+
+class Signer(Protocol):
+    """Signs with this validator's own key."""
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class Verifier(Protocol):
+    """Checks a signature by the validator at ``index`` of the genesis validator list."""
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool: ...
+
+
+class Ed25519Signer:
+    def __init__(self, key: crypto.SigningKey) -> None:
+        self._key = key
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+
+class Ed25519Verifier:
+    def __init__(self, public_keys: Sequence[bytes]) -> None:
+        self._keys = tuple(public_keys)
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        if not 0 <= index < len(self._keys):
+            return False
+        return crypto.verify(self._keys[index], message, signature)
+
+
+def _distinct_signers(indexes: Sequence[int], n: int, q: int) -> bool:
+    return (
+        len(indexes) >= q and len(set(indexes)) == len(indexes) and all(0 <= i < n for i in indexes)
+    )
+
+
+def verify_certificate(
+    qc: QuorumCert,
+    chain_id: str,
+    n: int,
+    q: int,
+    verifier: Verifier,
+    *,
+    phase: Phase | None = None,
+) -> bool:
+    """True when ``qc`` holds at least q valid signatures by distinct validators.
+
+    Pass ``phase=Phase.COMMIT`` to check a commit certificate (finality of the block).
+    """
+    if phase is not None and qc.phase != phase:
+        return False
+    if qc.phase not in (Phase.PREPARE, Phase.COMMIT) or len(qc.signatures) > n:
+        return False
+    if not _distinct_signers([i for i, _ in qc.signatures], n, q):
+        return False
+    msg = vote_message(chain_id, qc.phase, qc.view, qc.height, qc.block_hash)
+    return all(verifier.verify(i, msg, sig) for i, sig in qc.signatures)
+
+
+def verify_timeout_cert(tc: TimeoutCert, chain_id: str, n: int, q: int, verifier: Verifier) -> bool:
+    if len(tc.entries) > n or not _distinct_signers([e.voter for e in tc.entries], n, q):
+        return False
+    return all(
+        verifier.verify(
+            e.voter,
+            timeout_message(chain_id, tc.view, e.committed_height, e.pqc_view),
+            e.signature,
+        )
+        for e in tc.entries
+    )

@@ -1,0 +1,336 @@
+"""Blocks, certificates and consensus messages, with their canonical byte encodings.
+
+Everything here is a frozen dataclass. Hashes and signatures are always computed over the
+canonical encoding produced here (never over a re-serialization of decoded data), so a
+block hash names exactly one byte string: ``block_hash = sha256(header_bytes)``, and the
+header commits to the payload through ``payload_hash``.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.config import BLOCK_BYTES_MAX, BLOCK_TXS_MAX, CHAIN_ID_BYTES_MAX, TX_BYTES_MAX
+from node.crypto import TAG_VOTE, sha256
+
+__all__ = [
+    "Block",
+    "DecodeError",
+    "Message",
+    "NewView",
+    "Phase",
+    "Proposal",
+    "QCMessage",
+    "QuorumCert",
+    "SyncRequest",
+    "SyncResponse",
+    "Timeout",
+    "TimeoutCert",
+    "TimeoutEntry",
+    "TxForward",
+    "Vote",
+    "decode_block",
+    "decode_qc",
+    "encode_block",
+    "encode_qc",
+    "genesis_hash",
+    "payload_hash",
+    "timeout_message",
+    "vote_message",
+]
+
+HASH_LEN = 32
+_HEADER = struct.Struct(">QQ32sIQQ32s32sI")  # after the length-prefixed chain id
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+_QC_HEAD = struct.Struct(">BQQ32sH")
+_SIG_HEAD = struct.Struct(">IH")
+_VOTE = struct.Struct(">BQQ32s")
+_TIMEOUT = struct.Struct(">BQQQ")
+SIGNATURE_BYTES_MAX = 128
+
+
+class DecodeError(ValueError):
+    """Bytes from a peer or from storage that are not a canonical encoding."""
+
+
+class Phase(enum.IntEnum):
+    PREPARE = 1
+    COMMIT = 2
+    TIMEOUT = 3
+
+
+def _chain_bytes(chain_id: str) -> bytes:
+    raw = chain_id.encode()
+    assert 0 < len(raw) <= CHAIN_ID_BYTES_MAX
+    return _U16.pack(len(raw)) + raw
+
+
+def genesis_hash(chain_id: str) -> bytes:
+    """The parent hash of block 1."""
+    return sha256(b"dvp-ledger/v1/genesis\x00", _chain_bytes(chain_id))
+
+
+def payload_hash(txs: tuple[bytes, ...]) -> bytes:
+    h = [_U32.pack(len(txs))]
+    for tx in txs:
+        h.append(_U32.pack(len(tx)))
+        h.append(tx)
+    return sha256(*h)
+
+
+def vote_message(chain_id: str, phase: Phase, view: int, height: int, block_hash: bytes) -> bytes:
+    """What a validator signs to vote; a commit certificate is q of these (phase COMMIT)."""
+    assert phase in (Phase.PREPARE, Phase.COMMIT) and len(block_hash) == HASH_LEN
+    return TAG_VOTE + _chain_bytes(chain_id) + _VOTE.pack(phase, view, height, block_hash)
+
+
+def timeout_message(chain_id: str, view: int, committed_height: int, pqc_view: int | None) -> bytes:
+    # pqc_view is shifted by one so that "no prepare QC" has a distinct encoding (0).
+    shifted = 0 if pqc_view is None else pqc_view + 1
+    return (
+        TAG_VOTE
+        + _chain_bytes(chain_id)
+        + _TIMEOUT.pack(Phase.TIMEOUT, view, committed_height, shifted)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block: header fields plus the opaque encoded transactions it carries.
+
+    ``view`` is the view the block was first proposed in; a later leader that re-proposes a
+    locked block sends it unchanged, so its hash stays the same. ``executed_height`` is
+    always ``height - 1`` and ``state_root`` is the state root after executing it.
+    """
+
+    chain_id: str
+    height: int
+    view: int
+    parent_hash: bytes
+    proposer: int
+    time_ms: int
+    executed_height: int
+    state_root: bytes
+    txs: tuple[bytes, ...]
+    header: bytes = field(init=False, repr=False, compare=False)
+    hash: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        assert self.height >= 1 and self.executed_height == self.height - 1
+        assert len(self.parent_hash) == HASH_LEN and len(self.state_root) == HASH_LEN
+        header = _chain_bytes(self.chain_id) + _HEADER.pack(
+            self.height,
+            self.view,
+            self.parent_hash,
+            self.proposer,
+            self.time_ms,
+            self.executed_height,
+            self.state_root,
+            payload_hash(self.txs),
+            len(self.txs),
+        )
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "hash", sha256(header))
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(tx) for tx in self.txs)
+
+
+def encode_block(block: Block) -> bytes:
+    parts = [_U32.pack(len(block.header)), block.header]
+    for tx in block.txs:
+        parts.append(_U32.pack(len(tx)))
+        parts.append(tx)
+    return b"".join(parts)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise DecodeError("truncated encoding")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, s: struct.Struct) -> tuple[Any, ...]:
+        return s.unpack(self.take(s.size))
+
+    def u32(self) -> int:
+        (v,) = _U32.unpack(self.take(4))
+        return int(v)
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise DecodeError("trailing bytes after encoding")
+
+
+def decode_block(data: bytes) -> Block:
+    if len(data) > BLOCK_BYTES_MAX + 64 * 1024:
+        raise DecodeError(f"block of {len(data)} bytes exceeds the limit")
+    r = _Reader(data)
+    hr = _Reader(r.take(r.u32()))
+    (chain_len,) = hr.unpack(_U16)
+    if not 0 < chain_len <= CHAIN_ID_BYTES_MAX:
+        raise DecodeError("bad chain id length")
+    chain_id = hr.take(chain_len).decode("utf-8", errors="strict")
+    fields = hr.unpack(_HEADER)
+    hr.done()
+    height, view, parent, proposer, time_ms, ex_h, root, p_hash, count = fields
+    if count > BLOCK_TXS_MAX or height < 1 or ex_h != height - 1:
+        raise DecodeError("bad block header")
+    txs = []
+    for _ in range(count):
+        n = r.u32()
+        if n > TX_BYTES_MAX:
+            raise DecodeError("transaction too large")
+        txs.append(r.take(n))
+    r.done()
+    block = Block(chain_id, height, view, parent, proposer, time_ms, ex_h, root, tuple(txs))
+    if payload_hash(block.txs) != p_hash:
+        raise DecodeError("payload does not match the header's payload hash")
+    return block
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumCert:
+    """q signatures over ``vote_message(chain, phase, view, height, block_hash)``.
+
+    A QC with phase COMMIT is the block's commit certificate: anyone holding the validator
+    public keys and q can check finality offline from it alone.
+    """
+
+    phase: Phase
+    view: int
+    height: int
+    block_hash: bytes
+    signatures: tuple[tuple[int, bytes], ...]  # (validator index, signature), sorted by index
+
+
+def encode_qc(qc: QuorumCert) -> bytes:
+    parts = [_QC_HEAD.pack(qc.phase, qc.view, qc.height, qc.block_hash, len(qc.signatures))]
+    for index, sig in qc.signatures:
+        parts.append(_SIG_HEAD.pack(index, len(sig)))
+        parts.append(sig)
+    return b"".join(parts)
+
+
+def decode_qc(data: bytes) -> QuorumCert:
+    r = _Reader(data)
+    phase, view, height, block_hash, count = r.unpack(_QC_HEAD)
+    sigs = []
+    for _ in range(count):
+        index, n = r.unpack(_SIG_HEAD)
+        if n > SIGNATURE_BYTES_MAX:
+            raise DecodeError("signature too long")
+        sigs.append((index, r.take(n)))
+    r.done()
+    try:
+        ph = Phase(phase)
+    except ValueError as e:
+        raise DecodeError(f"unknown phase {phase}") from e
+    return QuorumCert(ph, view, height, block_hash, tuple(sigs))
+
+
+# --- messages ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutEntry:
+    """One signed timeout inside a timeout certificate (the QC itself stays with the leader)."""
+
+    voter: int
+    committed_height: int
+    pqc_view: int | None
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutCert:
+    """q signed timeouts for one view: proof that the next view may start without a commit."""
+
+    view: int
+    entries: tuple[TimeoutEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """Leader of ``view`` proposes ``block`` at height committed + 1.
+
+    ``parent_cert`` is the commit certificate of the parent (None for height 1). Either the
+    parent was committed in ``view - 1`` (a fresh view) or ``tc`` proves ``view - 1`` timed
+    out; then ``justify`` is the highest prepare QC reported in ``tc`` for this height.
+    """
+
+    view: int
+    block: Block
+    parent_cert: QuorumCert | None
+    tc: TimeoutCert | None
+    justify: QuorumCert | None
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    phase: Phase
+    view: int
+    height: int
+    block_hash: bytes
+    voter: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QCMessage:
+    """A prepare QC (replicas lock and commit-vote) or a commit QC (replicas commit)."""
+
+    qc: QuorumCert
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """Sender gives up on ``view``; carries its highest prepare QC for committed + 1."""
+
+    view: int
+    committed_height: int
+    high_pqc: QuorumCert | None
+    pqc_block: Block | None
+    voter: int
+    signature: bytes
+
+    def entry(self) -> TimeoutEntry:
+        pqc_view = None if self.high_pqc is None else self.high_pqc.view
+        return TimeoutEntry(self.voter, self.committed_height, pqc_view, self.signature)
+
+
+@dataclass(frozen=True, slots=True)
+class NewView:
+    """A timeout certificate sent to a peer that is still in an older view."""
+
+    tc: TimeoutCert
+
+
+@dataclass(frozen=True, slots=True)
+class TxForward:
+    txs: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    from_height: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResponse:
+    blocks: tuple[tuple[Block, QuorumCert], ...]
+
+
+Message = Proposal | Vote | QCMessage | Timeout | NewView | TxForward | SyncRequest | SyncResponse

@@ -1,0 +1,52 @@
+"""``python -m tests.sim --seeds 200 --seed-start 0 --n 4 [--q 3]``: run seeds, print progress.
+
+Exit status 1 on the first violation, after printing the seed and the replay command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+
+from tests.sim.invariants import Violation
+from tests.sim.runner import make_scenario, replay_command, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.sim")
+    ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--seed-start", type=int, default=0)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--q", type=int, default=None)
+    args = ap.parse_args(argv)
+    started = time.monotonic()
+    blocks = 0
+    kinds: Counter[str] = Counter()
+    twinned = 0
+    for k, seed in enumerate(range(args.seed_start, args.seed_start + args.seeds), 1):
+        sc = make_scenario(args.n, args.q, seed)
+        try:
+            result = run(sc)
+        except Violation as e:
+            print(f"\nFAIL seed {seed} (n={sc.n} q={sc.q}): {e}", file=sys.stderr)
+            print(f"replay: {replay_command(sc)}", file=sys.stderr)
+            return 1
+        blocks += result.height
+        kinds.update(result.sent)
+        twinned += 1 if result.twins else 0
+        if k % 10 == 0 or k == args.seeds:
+            elapsed = time.monotonic() - started
+            print(
+                f"\r{k}/{args.seeds} seeds ok, n={sc.n} q={sc.q}, {blocks} blocks, {elapsed:.1f} s",
+                end="",
+                flush=True,
+            )
+    print()
+    print(f"seeds with twins: {twinned}; messages by kind: {dict(sorted(kinds.items()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Deterministic simulation of a validator cluster (FoundationDB / VOPR style).
+
+Every validator's consensus core runs in this process against the real settlement
+``apply_block`` and a ``MemoryStore`` per node (the node's "disk"). One seeded
+``random.Random`` drives the network (delay, drop, duplicate, reorder through random
+delays, partitions), crashes and restarts, Byzantine twins and the client workload, so a
+seed replays exactly. The :class:`~tests.sim.invariants.Checker` sees every send, every
+persisted safety state and every applied block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+
+from node import crypto
+from node.core import (
+    AddResult,
+    Block,
+    CoreConfig,
+    Ed25519Signer,
+    Ed25519Verifier,
+    Message,
+    Quorum,
+    QuorumCert,
+    Replica,
+    Signer,
+    Verifier,
+    decode_block,
+    decode_qc,
+    encode_block,
+    encode_qc,
+)
+from node.genesis import DemoNetwork, demo_genesis
+from node.settlement import BlockContext, DvP, SignedTx, Transfer, apply_block, sign_tx, tx_id
+from node.store import MemoryStore
+from tests.sim.invariants import Checker, Violation
+
+VIEW_TIMEOUT_BASE_MS = 400
+VIEW_TIMEOUT_MAX_MS = 3_200
+BATCH_DELAY_MS = 5
+CLIENT_RETRY_MS = 3_000
+LIVENESS_BOUND_MS = 30_000  # after heal: every acknowledged tx committed within this
+QUIET_CHECK_MS = 2 * VIEW_TIMEOUT_MAX_MS
+EVENTS_MAX = 2_000_000
+
+
+@cache
+def memo_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Each Ed25519 signature is checked once per process (the result is identical)."""
+    return crypto.verify(public_key, message, signature)
+
+
+class HashSigner:
+    """Fast deterministic stand-in for Ed25519 in most seeds: a keyed hash per validator."""
+
+    def __init__(self, index: int) -> None:
+        self._key = b"sim-key-%d" % index
+
+    def sign(self, message: bytes) -> bytes:
+        return hashlib.sha256(self._key + message).digest()
+
+
+class HashVerifier:
+    def __init__(self, n: int) -> None:
+        self._signers = [HashSigner(i) for i in range(n)]
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        return 0 <= index < len(self._signers) and self._signers[index].sign(message) == signature
+
+
+class MemoVerifier(Ed25519Verifier):
+    def __init__(self, public_keys: list[bytes]) -> None:
+        super().__init__(public_keys)
+        self._pk = public_keys
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        return 0 <= index < len(self._pk) and memo_verify(self._pk[index], message, signature)
+
+
+class StoreSource:
+    """The core's read-only view of committed blocks, backed by the node's store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def committed_height(self) -> int:
+        return self.store.head().height
+
+    def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None:
+        sb = self.store.block(height)
+        if sb is None:
+            return None
+        return _decode_stored(sb.block_bytes, sb.certificate)
+
+    def tx_committed(self, tx: bytes) -> bool:
+        try:
+            body = SignedTx.decode(tx).body
+        except ValueError:
+            return False
+        return self.store.tx_record(tx_id(body)) is not None
+
+
+@lru_cache(maxsize=4096)
+def _decode_stored(block_bytes: bytes, cert: bytes) -> tuple[Block, QuorumCert]:
+    return decode_block(block_bytes), decode_qc(cert)
+
+
+@dataclass
+class Scenario:
+    """Everything a seed decides, drawn up front so the run is reproducible."""
+
+    n: int
+    q: int
+    seed: int
+    unsafe: bool = False
+    twins: tuple[int, ...] = ()  # validators running as two instances with one key
+    ed25519: bool = False
+    txs: int = 24
+    chaos_ms: int = 4_000
+    delay_ms: tuple[int, int] = (1, 20)
+    drop: float = 0.0
+    dup: float = 0.0
+    faults: list[tuple[int, str, tuple[int, ...]]] = field(default_factory=list)
+    submit_times: list[int] = field(default_factory=list)
+    groups_at: dict[int, dict[int, int]] = field(default_factory=dict)  # scripted partitions
+
+
+@dataclass
+class Instance:
+    """One running copy of a validator (twins have two with the same index)."""
+
+    name: int  # unique instance id
+    index: int  # validator index (the key)
+    store: MemoryStore
+    core: Replica | None
+    honest: bool
+    tick_at: int | None = None
+
+
+@cache
+def _network(n: int) -> DemoNetwork:
+    return demo_genesis(validators=n, quorum=Quorum.classic(n).q if n > 1 else 1)
+
+
+@cache
+def _tx_pool(n: int) -> tuple[tuple[bytes, object], ...]:
+    """Signed bank trades for this genesis, made once per process (signing is slow)."""
+    net = _network(n)
+    g = net.genesis
+    rng = random.Random(n)
+    out: list[tuple[bytes, object]] = []
+    far = g.genesis_time_ms + 10**9
+    for nonce in range(1, 401):
+        seller, buyer = rng.sample(net.banks, 2)
+        tx: DvP | Transfer
+        if nonce % 5 == 0:
+            tx = Transfer(g.chain_id, nonce, far, net.cash, seller, buyer, rng.randint(1, 10**6))
+            keys = [net.participant_keys[seller]]
+        else:
+            tx = DvP(
+                g.chain_id, nonce, far, seller, buyer, rng.choice(net.bonds),
+                rng.randint(1, 10**5), net.cash, rng.randint(1, 10**7), far,
+            )  # fmt: skip
+            keys = [net.participant_keys[s] for s in tx.required_signers()]
+        out.append((sign_tx(tx, keys), tx))
+    return tuple(out)
+
+
+class Cluster:
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        self.rng = random.Random(sc.seed * 7919 + sc.n)
+        self.net = _network(sc.n)
+        self.genesis = self.net.genesis
+        self.quorum = Quorum(sc.n, sc.q, unsafe=sc.unsafe)
+        self.now = self.genesis.genesis_time_ms
+        self.t0 = self.now
+        self._events: list[tuple[int, int, str, object]] = []
+        self._seq = 0
+        self.groups: dict[int, int] = {}  # instance name -> partition group
+        self.instances: list[Instance] = []
+        pool = _tx_pool(sc.n)
+        self.workload = random.Random(sc.seed).sample(pool, min(sc.txs, len(pool)))
+        self.checker = Checker(self.genesis, {raw: tx for raw, tx in self.workload})
+        self.acked: dict[bytes, int] = {}  # tx bytes -> time acknowledged
+        self.events_run = 0
+        self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
+        for index in range(sc.n):
+            for _ in range(2 if index in sc.twins else 1):
+                self._add_instance(index, honest=index not in sc.twins)
+
+    # --- construction ------------------------------------------------------------------
+
+    def _signer(self, index: int) -> Signer:
+        if self.sc.ed25519:
+            return Ed25519Signer(self.net.validator_keys[index])
+        return HashSigner(index)
+
+    def _verifier(self) -> Verifier:
+        if self.sc.ed25519:
+            return MemoVerifier([k.public_key for k in self.net.validator_keys])
+        return HashVerifier(self.sc.n)
+
+    def _add_instance(self, index: int, honest: bool) -> None:
+        inst = Instance(len(self.instances), index, MemoryStore(self.genesis), None, honest)
+        self.instances.append(inst)
+        self._boot(inst)
+
+    def _boot(self, inst: Instance) -> None:
+        cfg = CoreConfig(
+            chain_id=self.genesis.chain_id,
+            quorum=self.quorum,
+            me=inst.index,
+            genesis_state_root=inst.store.head().state_root,
+            view_timeout_base_ms=VIEW_TIMEOUT_BASE_MS,
+            view_timeout_max_ms=VIEW_TIMEOUT_MAX_MS,
+            batch_delay_ms=BATCH_DELAY_MS,
+        )
+        inst.core = Replica(
+            cfg,
+            self._signer(inst.index),
+            self._verifier(),
+            StoreSource(inst.store),
+            executed_root=inst.store.head().state_root,
+            safety=inst.store.load_safety(),
+            now_ms=self.now,
+        )
+        inst.tick_at = None
+        self._drain(inst)
+
+    # --- events ------------------------------------------------------------------------
+
+    def _push(self, at: int, kind: str, data: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (at, self._seq, kind, data))
+
+    def send(self, src: Instance, dst: int, msg: Message) -> None:
+        kind = type(msg).__name__
+        if kind == "Proposal" and msg.tc is not None:  # type: ignore[union-attr]
+            kind = "Proposal+TC"
+        self.sent[kind] += 1
+        if dst == src.index:  # loopback: never lost, never delayed
+            self._push(self.now, "msg", (src.name, src.index, msg))
+            return
+        for inst in self.instances:
+            if inst.index != dst or not self._connected(src.name, inst.name):
+                continue
+            if self.rng.random() < self.sc.drop:
+                continue
+            copies = 2 if self.rng.random() < self.sc.dup else 1
+            for _ in range(copies):
+                lo, hi = self.sc.delay_ms
+                self._push(self.now + self.rng.randint(lo, hi), "msg", (inst.name, src.index, msg))
+
+    def _connected(self, a: int, b: int) -> bool:
+        return self.groups.get(a, 0) == self.groups.get(b, 0)
+
+    def _drain(self, inst: Instance) -> None:
+        """Persist, then send, then apply committed, then advance (the runtime's loop)."""
+        core = inst.core
+        assert core is not None
+        while True:
+            ready = core.ready()
+            if ready.empty():
+                core.advance()
+                break
+            if ready.to_persist is not None:
+                inst.store.save_safety(ready.to_persist)
+            for dst, msg in ready.to_send:
+                self.checker.on_send(inst, msg, inst.store.load_safety())
+                self.send(inst, dst, msg)
+            for block, cert in ready.committed:
+                self._apply(inst, block, cert)
+            core.advance()
+        self._schedule_tick(inst)
+
+    def _apply(self, inst: Instance, block: Block, cert: QuorumCert) -> None:
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
+        inst.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
+        self.checker.on_commit(inst, block, cert, outcome, self.now)
+        assert inst.core is not None
+        inst.core.executed(block.height, outcome.state_root)
+
+    def _schedule_tick(self, inst: Instance) -> None:
+        assert inst.core is not None
+        at = inst.core.deadline_ms()
+        if at is None:
+            inst.tick_at = None
+            return
+        at = max(at, self.now + 1)
+        if inst.tick_at is None or at < inst.tick_at or inst.tick_at < self.now:
+            inst.tick_at = at
+            self._push(at, "tick", inst.name)
+
+    def _run_event(self, kind: str, data: object) -> None:
+        if kind == "msg":
+            name, src, msg = data  # type: ignore[misc]
+            inst = self.instances[name]
+            if inst.core is not None:
+                inst.core.step(src, msg)
+                self._drain(inst)
+        elif kind == "tick":
+            inst = self.instances[data]  # type: ignore[index]
+            if inst.core is not None and inst.tick_at == self.now:
+                inst.tick_at = None
+                inst.core.tick(self.now)
+                self._drain(inst)
+        elif kind == "call":
+            data()  # type: ignore[operator]
+
+    def run_until(self, t_end: int, stop: Callable[[], bool] | None = None) -> None:
+        while self._events and self._events[0][0] <= t_end:
+            at, _, kind, data = heapq.heappop(self._events)
+            self.now = max(self.now, at)
+            self._run_event(kind, data)
+            self.events_run += 1
+            if self.events_run > EVENTS_MAX:
+                raise Violation("livelock", f"more than {EVENTS_MAX} events")
+            if stop is not None and stop():
+                return
+        self.now = max(self.now, t_end)
+
+    def at(self, offset_ms: int, fn: Callable[[], None]) -> None:
+        self._push(self.t0 + offset_ms, "call", fn)
+
+    # --- faults and clients ------------------------------------------------------------
+
+    def crash(self, name: int) -> None:
+        inst = self.instances[name]
+        self.sent["(crash)"] += 1
+        inst.core = None  # memory is gone; the store (disk) stays
+        inst.tick_at = None
+
+    def restart(self, name: int) -> None:
+        inst = self.instances[name]
+        if inst.core is None:
+            self._boot(inst)
+
+    def partition(self, groups: dict[int, int]) -> None:
+        self.groups = dict(groups)
+
+    def heal(self) -> None:
+        self.groups = {}
+
+    def live(self) -> list[Instance]:
+        return [i for i in self.instances if i.core is not None]
+
+    def submit(self, raw: bytes, name: int | None = None) -> None:
+        live = self.live()
+        if not live:
+            return
+        inst = self.instances[name] if name is not None else self.rng.choice(live)
+        if inst.core is None:
+            return
+        result = inst.core.submit(raw)
+        if result in (AddResult.ACCEPTED, AddResult.DUPLICATE):
+            self.acked.setdefault(raw, self.now)
+        self._drain(inst)
+
+    def client_retry(self) -> None:
+        """The SDK resubmits what it has no receipt for (idempotent: same tx id)."""
+        for raw in self.acked:
+            if not self.checker.committed_anywhere(raw):
+                self.submit(raw)
+
+    def all_done(self) -> bool:
+        honest = [i for i in self.live() if i.honest]
+        return bool(honest) and all(
+            self.checker.committed_at(i, raw) for i in honest for raw in self.acked
+        )

@@ -1,0 +1,180 @@
+"""Seeds to scenarios, scenarios to runs, and the replay command for a failing seed."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from node.core import Quorum
+from tests.sim.harness import (
+    CLIENT_RETRY_MS,
+    LIVENESS_BOUND_MS,
+    QUIET_CHECK_MS,
+    Cluster,
+    Scenario,
+    _tx_pool,
+)
+from tests.sim.invariants import Violation
+
+FAULT_KINDS = ("isolate_leader", "halves", "minority", "crash", "twins_split", "none")
+
+
+def replay_command(sc: Scenario) -> str:
+    return f"make sim SEEDS=1 SEED_START={sc.seed} N={sc.n} Q={sc.q}"
+
+
+def make_scenario(n: int, q: int | None, seed: int) -> Scenario:
+    """Draw a scenario from the seed: network weather, faults, twins, load."""
+    quorum = Quorum(n, q) if q is not None else Quorum.classic(n)
+    rng = random.Random(seed * 1_000_003 + n)
+    sc = Scenario(n=n, q=quorum.q, seed=seed)
+    sc.ed25519 = seed % 20 == 7  # real Ed25519 votes on one seed in twenty
+    sc.txs = rng.randint(8, 30) if n < 26 else rng.randint(6, 16)
+    sc.chaos_ms = rng.randint(1_500, 5_000)
+    hi = rng.choice((5, 20, 60, 150))
+    sc.delay_ms = (1, hi)
+    sc.drop = rng.choice((0.0, 0.0, 0.01, 0.05, 0.1))
+    sc.dup = rng.choice((0.0, 0.02, 0.1))
+    if quorum.safety_bound > 0 and rng.random() < 0.25:
+        count = rng.randint(1, quorum.safety_bound)
+        sc.twins = tuple(sorted(rng.sample(range(n), count)))
+    for _ in range(rng.randint(0, 3)):
+        start = rng.randint(0, sc.chaos_ms)
+        length = rng.randint(100, 2_500)
+        sc.faults.append((start, rng.choice(FAULT_KINDS), (length, rng.randint(0, 2**30))))
+    sc.submit_times = sorted(rng.randint(0, sc.chaos_ms) for _ in range(sc.txs))
+    return sc
+
+
+@dataclass
+class RunResult:
+    seed: int
+    height: int
+    commits: int
+    sim_ms: int
+    events: int
+    twins: int
+    acked: int
+    sent: dict[str, int]
+
+
+def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
+    rng = random.Random(salt)
+    sc, names = cl.sc, [i.name for i in cl.instances]
+    if kind == "isolate_leader":
+        views = [i.core.view for i in cl.live() if i.core is not None]
+        leader = (max(views) % sc.n) if views else 0
+        cl.partition({i.name: 1 for i in cl.instances if i.index == leader})
+    elif kind == "twins_split" and sc.twins:
+        cl.partition(_twin_sides(cl, rng))
+    elif kind in ("halves", "twins_split"):
+        rng.shuffle(names)
+        cl.partition({name: 1 for name in names[: len(names) // 2]})
+    elif kind == "minority":
+        cl.partition({name: 1 for name in rng.sample(names, sc.n - sc.q)})
+    elif kind == "crash":
+        victims = rng.sample(names, max(1, sc.n - sc.q))
+        for name in victims:
+            cl.crash(name)
+        for name in victims:
+            cl.at(_offset(cl) + length, lambda name=name: cl.restart(name))
+        return
+    else:
+        return
+    cl.at(_offset(cl) + length, cl.heal)
+
+
+def _twin_sides(cl: Cluster, rng: random.Random) -> dict[int, int]:
+    """The twins attack: one copy of each twin per side, honest validators split evenly."""
+    side: dict[int, int] = {}
+    seen: set[int] = set()
+    honest = [i for i in range(cl.sc.n) if i not in cl.sc.twins]
+    rng.shuffle(honest)
+    for inst in cl.instances:
+        if inst.index in cl.sc.twins:
+            side[inst.name] = 1 if inst.index in seen else 0
+            seen.add(inst.index)
+        else:
+            side[inst.name] = 0 if honest.index(inst.index) < len(honest) // 2 else 1
+    return side
+
+
+def _offset(cl: Cluster) -> int:
+    return cl.now - cl.t0
+
+
+def build(sc: Scenario) -> Cluster:
+    cl = Cluster(sc)
+    for start, kind, (length, salt) in sc.faults:
+        cl.at(start, lambda k=kind, n=length, s=salt: _fault(cl, k, n, s))
+    for (raw, _), t in zip(cl.workload, sc.submit_times, strict=False):
+        cl.at(t, lambda raw=raw: cl.submit(raw))
+    for t in range(CLIENT_RETRY_MS, sc.chaos_ms + LIVENESS_BOUND_MS, CLIENT_RETRY_MS):
+        cl.at(t, cl.client_retry)
+    return cl
+
+
+def heal_all(cl: Cluster, keep_down: int) -> None:
+    """End of chaos: networks heal, crashed nodes restart (except ``keep_down`` of them)."""
+    cl.heal()
+    cl.sc.drop = 0.0
+    down = 0
+    for inst in cl.instances:
+        if inst.core is None:
+            if down < keep_down and inst.honest:
+                down += 1
+                continue
+            cl.restart(inst.name)
+
+
+def run(sc: Scenario) -> RunResult:
+    """Run one scenario; raises :class:`Violation` naming the broken invariant."""
+    cl = build(sc)
+    cl.run_until(cl.t0 + sc.chaos_ms)
+    quorum = Quorum(sc.n, sc.q)
+    rng = random.Random(sc.seed)
+    keep_down = rng.randint(0, max(0, quorum.liveness_bound - len(sc.twins)))
+    heal_all(cl, keep_down)
+    # New load after heal: a probe reaches every live node, so a lagging idle node has work
+    # and learns what it missed (an idle cluster is otherwise, by design, silent).
+    probe = _tx_pool(sc.n)[-1][0]
+    cl.checker.txs[probe] = dict(_tx_pool(sc.n))[probe]
+    for inst in cl.live():
+        cl.submit(probe, inst.name)
+    heal_at = cl.now
+    cl.run_until(heal_at + LIVENESS_BOUND_MS, stop=cl.all_done)
+    if not cl.all_done():
+        missing = sum(1 for raw in cl.acked if not cl.checker.committed_anywhere(raw))
+        raise Violation(
+            "liveness",
+            f"{missing} of {len(cl.acked)} acknowledged txs not committed everywhere "
+            f"{LIVENESS_BOUND_MS} ms after heal (max height {cl.checker.max_height})",
+        )
+    height = cl.checker.max_height
+    cl.run_until(cl.now + QUIET_CHECK_MS)
+    if cl.checker.max_height != height:
+        raise Violation("idle", "blocks were committed with no load")
+    return RunResult(
+        sc.seed, height, cl.checker.commits, cl.now - cl.t0, cl.events_run, len(sc.twins),
+        len(cl.acked), dict(cl.sent),
+    )  # fmt: skip
+
+
+def split_brain(n: int, q: int, twins: tuple[int, ...], *, unsafe: bool = False) -> Cluster:
+    """Two sides from the start, each with its own trades, then heal.
+
+    Each side holds one instance of every twinned validator (with its key), so a side can
+    reach q signatures only by counting twins; conflicting commits need more twins than
+    2q - n - 1 (or a quorum that does not intersect).
+    """
+    sc = Scenario(n=n, q=q, seed=0, unsafe=unsafe, twins=twins, txs=4, chaos_ms=20_000)
+    cl = Cluster(sc)
+    side = _twin_sides(cl, random.Random(0))
+    cl.partition(side)
+    for k, (raw, _) in enumerate(cl.workload):
+        members = [i.name for i in cl.instances if side[i.name] == k % 2]
+        cl.at(10 + k, lambda raw=raw, name=members[0]: cl.submit(raw, name))
+    cl.run_until(cl.t0 + sc.chaos_ms)
+    cl.heal()
+    cl.run_until(cl.now + LIVENESS_BOUND_MS)
+    return cl
