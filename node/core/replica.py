@@ -138,7 +138,7 @@ class Replica:
         self._votes: dict[Phase, dict[int, bytes]] = {}
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
-        self._tc_justify: tuple[QuorumCert, Block] | None = None
+        self._tc_justify: tuple[int, QuorumCert, Block] | None = None  # (TC view, lock, block)
         self._sync_target = 0
         self._sync_sent_ms: int | None = None
         self._sync_peer = (config.me + 1) % self.n
@@ -173,8 +173,9 @@ class Replica:
     def leader(self, view: int) -> int:
         return view % self.n
 
-    def submit(self, tx: bytes) -> AddResult:
+    def submit(self, tx: bytes, now_ms: int | None = None) -> AddResult:
         """A client's transaction arrives at this node; it is gossiped to all validators."""
+        self._clock(now_ms)
         result = self._admit(tx)
         if result is AddResult.ACCEPTED:
             self._forward.append(tx)
@@ -183,9 +184,14 @@ class Replica:
             self._after_event()
         return result
 
-    def step(self, src: int, msg: Message) -> None:
-        """A message from validator ``src`` (the transport authenticates the sender)."""
+    def step(self, src: int, msg: Message, now_ms: int | None = None) -> None:
+        """A message from validator ``src`` (the transport authenticates the sender).
+
+        ``now_ms`` is the caller's clock at arrival; timers started by this message count
+        from it (without it they count from the last ``tick``).
+        """
         assert 0 <= src < self.n
+        self._clock(now_ms)
         if isinstance(msg, SyncRequest):
             self._on_sync_request(src, msg)
             return
@@ -196,7 +202,7 @@ class Replica:
         self._after_event()
 
     def tick(self, now_ms: int) -> None:
-        self.now_ms = max(self.now_ms, now_ms)  # a clock that steps back changes nothing
+        self._clock(now_ms)
         if self.halted is not None:
             return
         self._maybe_sync_retry()
@@ -242,6 +248,10 @@ class Replica:
         return min(times) if times else None
 
     # --- common helpers ----------------------------------------------------------------
+
+    def _clock(self, now_ms: int | None) -> None:
+        if now_ms is not None:
+            self.now_ms = max(self.now_ms, now_ms)  # a clock that steps back changes nothing
 
     def _admit(self, tx: bytes) -> AddResult:
         # The mempool only remembers recent commits of this process; storage knows all.
@@ -440,11 +450,16 @@ class Replica:
         top = max(e.committed_height for e in tc.entries)
         if top > self.committed_height:
             return  # we must catch up before we can extend the highest commit
-        if self._tc_justify is not None and self._tc_justify[0].height == self.committed_height + 1:
-            pqc, block = self._tc_justify
-            self._propose(block, tc, pqc)
-        elif len(self.mempool) > 0:
-            self._propose(self._new_block(), tc, None)
+        locks = [e.pqc_view for e in tc.entries if e.committed_height == top]
+        highest = max((v for v in locks if v is not None), default=None)
+        if top < self.committed_height or highest is None:
+            if len(self.mempool) > 0:
+                self._propose(self._new_block(), tc, None)
+            return
+        held = self._tc_justify
+        if held is not None and held[0] == tc.view and held[1].view >= highest:
+            self._propose(held[2], tc, held[1])
+        # else: the TC reached us without the lock it reports; the next view will do
 
     def _new_block(self) -> Block:
         txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max)
@@ -520,9 +535,11 @@ class Replica:
         assert block.height == self.committed_height + 1 and p.view == self.view
         if p.view <= max(self.safety.prepare_view, self.safety.timeout_view):
             return  # already voted (or gave up) in this view: never vote twice
+        if block.parent_hash == self.committed_hash:
+            # Kept even if we refuse to vote: a certificate on it may prove *we* are wrong.
+            self._remember_block(block)
         if not self._block_valid(block) or not self._justified(p):
             return
-        self._remember_block(block)
         self._proposal = p
         self._persist(prepare_view=p.view)
         self._send_vote(Phase.PREPARE, p.view, block)
@@ -729,9 +746,7 @@ class Replica:
         locked = [t for t in chosen if t.committed_height == top and t.high_pqc is not None]
         best = max(locked, key=lambda t: t.high_pqc.view if t.high_pqc else -1, default=None)
         if best is not None and best.high_pqc is not None and best.pqc_block is not None:
-            self._tc_justify = (best.high_pqc, best.pqc_block)
-        elif self._last_tc is None or self._last_tc.view < view:
-            self._tc_justify = None
+            self._tc_justify = (view, best.high_pqc, best.pqc_block)
         self._accept_tc(tc)
 
     def _verify_tc(self, tc: TimeoutCert) -> bool:

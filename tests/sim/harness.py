@@ -304,7 +304,7 @@ class Cluster:
             name, src, msg = data  # type: ignore[misc]
             inst = self.instances[name]
             if inst.core is not None:
-                inst.core.step(src, msg)
+                inst.core.step(src, msg, self.now)
                 self._drain(inst)
         elif kind == "tick":
             inst = self.instances[data]  # type: ignore[index]
@@ -359,7 +359,7 @@ class Cluster:
         inst = self.instances[name] if name is not None else self.rng.choice(live)
         if inst.core is None:
             return
-        result = inst.core.submit(raw)
+        result = inst.core.submit(raw, self.now)
         if result in (AddResult.ACCEPTED, AddResult.DUPLICATE):
             self.acked.setdefault(raw, self.now)
         self._drain(inst)

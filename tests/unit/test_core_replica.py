@@ -1,0 +1,204 @@
+"""The replica state machine driven by hand: ordering rules, idleness, view change, halts,
+and offline verification of a real Ed25519 commit certificate."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from node.core import (
+    Block,
+    CoreConfig,
+    Ed25519Signer,
+    Ed25519Verifier,
+    Phase,
+    Proposal,
+    Quorum,
+    QuorumCert,
+    Ready,
+    Replica,
+    SafetyState,
+    Timeout,
+    Vote,
+    verify_certificate,
+)
+from node.crypto import sha256
+from node.genesis import demo_genesis
+from tests.sim.harness import HashSigner, HashVerifier
+
+CHAIN = "test-chain"
+ROOT0 = bytes(32)
+
+
+class Disk:
+    """Committed blocks of one node (the BlockSource) plus its persisted safety state."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, tuple[Block, QuorumCert]] = {}
+        self.safety: bytes | None = None
+
+    def committed_height(self) -> int:
+        return max(self.blocks, default=0)
+
+    def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None:
+        return self.blocks.get(height)
+
+    def tx_committed(self, tx: bytes) -> bool:
+        return any(tx in b.txs for b, _ in self.blocks.values())
+
+
+class Net:
+    def __init__(self, n: int = 4, ed25519: bool = False, roots: list[bytes] | None = None):
+        self.quorum = Quorum.classic(n)
+        self.disks = [Disk() for _ in range(n)]
+        keys = demo_genesis(validators=n, quorum=self.quorum.q).validator_keys
+        verifier = Ed25519Verifier([k.public_key for k in keys]) if ed25519 else HashVerifier(n)
+        self.verifier = verifier
+        self.nodes = [
+            Replica(
+                CoreConfig(CHAIN, self.quorum, i, ROOT0),
+                Ed25519Signer(keys[i]) if ed25519 else HashSigner(i),
+                verifier,
+                self.disks[i],
+                executed_root=(roots or [ROOT0] * n)[i],
+            )
+            for i in range(n)
+        ]
+        self.queue: deque[tuple[int, int, object]] = deque()
+        self.down: set[int] = set()
+        self.readies: list[list[Ready]] = [[] for _ in range(n)]
+
+    def drain(self, i: int) -> None:
+        node, disk = self.nodes[i], self.disks[i]
+        while not (ready := node.ready()).empty():
+            self.readies[i].append(ready)
+            if ready.to_persist is not None:
+                disk.safety = ready.to_persist
+            for dst, msg in ready.to_send:
+                self.queue.append((i, dst, msg))
+            for block, cert in ready.committed:
+                disk.blocks[block.height] = (block, cert)
+                node.executed(block.height, sha256(node.executed_root, block.hash))
+            node.advance()
+
+    def run(self) -> None:
+        for i in range(len(self.nodes)):
+            self.drain(i)
+        while self.queue:
+            src, dst, msg = self.queue.popleft()
+            if dst in self.down or src in self.down:
+                continue
+            self.nodes[dst].step(src, msg)  # type: ignore[arg-type]
+            self.drain(dst)
+
+    def tick(self, now_ms: int) -> None:
+        for i, node in enumerate(self.nodes):
+            if i not in self.down:
+                node.tick(now_ms)
+                self.drain(i)
+        self.run()
+
+    def sent(self, i: int, kind: type) -> list[object]:
+        return [m for r in self.readies[i] for _, m in r.to_send if isinstance(m, kind)]
+
+
+def test_idle_cluster_is_quiet() -> None:
+    net = Net()
+    net.tick(60_000)
+    assert all(node.deadline_ms() is None for node in net.nodes)
+    assert all(not r for r in net.readies)
+
+
+def test_first_transaction_is_proposed_at_once_and_committed_everywhere() -> None:
+    net = Net()
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    assert [d.committed_height() for d in net.disks] == [1, 1, 1, 1]
+    block, cert = net.disks[3].blocks[1]
+    assert block.txs == (b"trade-1",) and cert.phase is Phase.COMMIT
+    assert all(node.view == 1 for node in net.nodes)  # next block, next leader
+    assert all(node.deadline_ms() is None for node in net.nodes)  # quiet again
+
+
+def test_votes_leave_only_with_the_safety_state_that_covers_them() -> None:
+    net = Net()
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    for i in range(4):
+        for ready in net.readies[i]:
+            for _, msg in ready.to_send:
+                if isinstance(msg, Vote):
+                    assert ready.to_persist is not None
+                    state = SafetyState.decode(ready.to_persist)
+                    voted = state.prepare_view if msg.phase is Phase.PREPARE else state.commit_view
+                    assert voted >= msg.view
+
+
+def test_leader_loss_costs_one_timeout() -> None:
+    net = Net()
+    net.down = {0}  # leader of view 0
+    for i in (1, 2, 3):
+        net.nodes[i].submit(b"trade-1")
+    net.run()
+    assert all(d.committed_height() == 0 for d in net.disks)
+    net.tick(net.nodes[1].cfg.view_timeout_base_ms)
+    assert [d.committed_height() for d in net.disks[1:]] == [1, 1, 1]
+    proposals = net.sent(1, Proposal)
+    assert proposals and proposals[0].tc is not None  # type: ignore[attr-defined]
+    assert net.sent(2, Timeout)
+
+
+def test_replica_with_a_different_state_root_does_not_vote() -> None:
+    net = Net(roots=[ROOT0, ROOT0, ROOT0, b"\x01" * 32])
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert not net.sent(3, Vote)
+    assert [d.committed_height() for d in net.disks[:3]] == [1, 1, 1]
+
+
+def test_a_certified_root_we_do_not_share_halts_the_replica() -> None:
+    net = Net()
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    # Node 3's execution of block 1 diverges; block 2 carries everyone else's root.
+    net.nodes[3].executed_root = b"\x02" * 32
+    net.nodes[1].submit(b"trade-2")
+    net.tick(100)  # past the batching delay that follows a commit
+    assert net.nodes[3].halted is not None and "root" in net.nodes[3].halted
+    assert [d.committed_height() for d in net.disks[:3]] == [2, 2, 2]
+
+
+def test_commit_certificate_verifies_offline_with_ed25519() -> None:
+    net = Net(ed25519=True)
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    _, cert = net.disks[2].blocks[1]
+    n, q = 4, 3
+    assert verify_certificate(cert, CHAIN, n, q, net.verifier, phase=Phase.COMMIT)
+    assert not verify_certificate(cert, "other-chain", n, q, net.verifier)
+    forged = QuorumCert(cert.phase, cert.view, cert.height, bytes(32), cert.signatures)
+    assert not verify_certificate(forged, CHAIN, n, q, net.verifier)
+    doubled = cert.signatures[:1] * 3
+    assert not verify_certificate(
+        QuorumCert(cert.phase, cert.view, cert.height, cert.block_hash, doubled),
+        CHAIN,
+        n,
+        q,
+        net.verifier,
+    )
+
+
+def test_restart_from_disk_never_votes_twice_in_a_view() -> None:
+    net = Net()
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    disk = net.disks[1]
+    reborn = Replica(
+        net.nodes[1].cfg,
+        HashSigner(1),
+        net.verifier,
+        disk,
+        executed_root=net.nodes[1].executed_root,
+        safety=disk.safety,
+    )
+    assert reborn.view >= 1 and reborn.safety.prepare_view == 0
+    assert reborn.committed_height == 1
