@@ -61,6 +61,7 @@ from node.core.types import (
 __all__ = ["BlockSource", "CoreConfig", "Ready", "Replica"]
 
 _CANDIDATES_MAX = TIMEOUT_VIEWS_TRACKED_MAX  # blocks kept for height committed + 1
+_VERIFIED_MAX = 4 * TIMEOUT_VIEWS_TRACKED_MAX  # memo of verified certificates
 
 
 class BlockSource(Protocol):
@@ -233,6 +234,9 @@ class Replica:
 
     def advance(self) -> None:
         assert self._in_ready, "advance() without ready()"
+        assert self.executed_height == self.committed_height or self.halted is not None, (
+            "advance() before every committed block was applied and reported"
+        )
         self._in_ready = False
 
     def deadline_ms(self) -> int | None:
@@ -289,10 +293,14 @@ class Replica:
         ok = self._verified.get(key)
         if ok is None:
             ok = verify_certificate(qc, self.cfg.chain_id, self.n, self.q, self._verifier)
-            if len(self._verified) >= 4 * _CANDIDATES_MAX:
-                self._verified.pop(next(iter(self._verified)))
-            self._verified[key] = ok
+            self._remember_verified(key, ok)
         return ok and qc.phase == phase
+
+    def _remember_verified(self, key: tuple[object, ...], ok: bool) -> None:
+        # The same certificate arrives many times (proposals, timeouts, QC broadcasts).
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[key] = ok
 
     def _enter_view(self, view: int) -> None:
         if view <= self.view:
@@ -323,6 +331,10 @@ class Replica:
 
     def _learn_commit(self, src: int, cert: QuorumCert) -> None:
         """A verified commit certificate: commit now if we hold the block, else catch up."""
+        same_block = cert.height == self.committed_height and cert.block_hash == self.committed_hash
+        if same_block and cert.view > self.committed_view:
+            # Same block, later view: carry this one so our next proposal is "fresh".
+            self.committed_cert, self.committed_view = cert, cert.view
         self._enter_view(cert.view + 1)
         if cert.height == self.committed_height + 1:
             block = self._candidates.get(cert.block_hash)
@@ -337,7 +349,7 @@ class Replica:
         assert block.parent_hash == self.committed_hash, "a certified block must extend ours"
         self.committed_height, self.committed_hash = block.height, block.hash
         self.committed_time_ms, self.committed_cert = block.time_ms, cert
-        self.committed_view = max(self.committed_view, cert.view)
+        self.committed_view = cert.view  # the certificate our proposals will carry
         self._committed_out.append((block, cert))
         self.mempool.remove_committed(block.txs)
         self._candidates = {}
@@ -611,7 +623,10 @@ class Replica:
     def _on_qc(self, src: int, m: QCMessage) -> None:
         qc = m.qc
         if qc.phase == Phase.COMMIT:
-            if qc.height > self.committed_height and self._verify_qc(qc, Phase.COMMIT):
+            # A newer height, or a later view's certificate for a height we hold (the same
+            # block certified again after a view change): both move us forward.
+            useful = qc.height > self.committed_height or qc.view >= self.view
+            if useful and self._verify_qc(qc, Phase.COMMIT):
                 self._learn_commit(src, qc)
             return
         if qc.height > self.committed_height + 1:
@@ -722,7 +737,8 @@ class Replica:
         bucket = self._timeouts.setdefault(t.view, {})
         bucket[t.voter] = t
         while len(self._timeouts) > TIMEOUT_VIEWS_TRACKED_MAX:
-            del self._timeouts[min(self._timeouts)]
+            # Keep the views nearest ours: far-future ones are the cheap ones to forge.
+            del self._timeouts[max(self._timeouts)]
         if t.view not in self._timeouts:
             return
         if len(bucket) > self.cfg.quorum.safety_bound and self.safety.timeout_view < t.view:
@@ -734,9 +750,11 @@ class Replica:
             self._form_tc(t.view, bucket)
 
     def _help_lagging(self, src: int, t: Timeout) -> None:
-        if t.committed_height < self.committed_height and self.committed_cert is not None:
-            self._send(src, QCMessage(self.committed_cert))
-        elif self._last_tc is not None and self._last_tc.view >= t.view:
+        """A peer times out of a view we have left: send what moved us on."""
+        cert = self.committed_cert
+        if cert is not None and (t.committed_height < cert.height or cert.view >= t.view):
+            self._send(src, QCMessage(cert))
+        if self._last_tc is not None and self._last_tc.view >= t.view:
             self._send(src, NewView(self._last_tc))
 
     def _form_tc(self, view: int, bucket: dict[int, Timeout]) -> None:
@@ -754,7 +772,7 @@ class Replica:
         ok = self._verified.get(key)
         if ok is None:
             ok = verify_timeout_cert(tc, self.cfg.chain_id, self.n, self.q, self._verifier)
-            self._verified[key] = ok
+            self._remember_verified(key, ok)
         return ok
 
     def _accept_tc(self, tc: TimeoutCert) -> None:

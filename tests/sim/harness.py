@@ -191,6 +191,7 @@ class Cluster:
         self.acked: dict[bytes, int] = {}  # tx bytes -> time acknowledged
         self.events_run = 0
         self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
+        self.kept_down: set[int] = set()  # instances that stay crashed after heal
         for index in range(sc.n):
             for _ in range(2 if index in sc.twins else 1):
                 self._add_instance(index, honest=index not in sc.twins)
@@ -340,7 +341,7 @@ class Cluster:
 
     def restart(self, name: int) -> None:
         inst = self.instances[name]
-        if inst.core is None:
+        if inst.core is None and name not in self.kept_down:
             self._boot(inst)
 
     def partition(self, groups: dict[int, int]) -> None:

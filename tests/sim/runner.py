@@ -16,7 +16,15 @@ from tests.sim.harness import (
 )
 from tests.sim.invariants import Violation
 
-FAULT_KINDS = ("isolate_leader", "halves", "minority", "crash", "twins_split", "none")
+FAULT_KINDS = (
+    "isolate_leader",
+    "halves",
+    "minority",
+    "crash",
+    "crash_leader",
+    "twins_split",
+    "none",
+)
 
 
 def replay_command(sc: Scenario) -> str:
@@ -61,9 +69,9 @@ class RunResult:
 def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
     rng = random.Random(salt)
     sc, names = cl.sc, [i.name for i in cl.instances]
+    views = [i.core.view for i in cl.live() if i.core is not None]
+    leader = (max(views) % sc.n) if views else 0
     if kind == "isolate_leader":
-        views = [i.core.view for i in cl.live() if i.core is not None]
-        leader = (max(views) % sc.n) if views else 0
         cl.partition({i.name: 1 for i in cl.instances if i.index == leader})
     elif kind == "twins_split" and sc.twins:
         cl.partition(_twin_sides(cl, rng))
@@ -72,8 +80,10 @@ def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
         cl.partition({name: 1 for name in names[: len(names) // 2]})
     elif kind == "minority":
         cl.partition({name: 1 for name in rng.sample(names, sc.n - sc.q)})
-    elif kind == "crash":
+    elif kind in ("crash", "crash_leader"):
         victims = rng.sample(names, max(1, sc.n - sc.q))
+        if kind == "crash_leader":
+            victims = [i.name for i in cl.instances if i.index == leader]
         for name in victims:
             cl.crash(name)
         for name in victims:
@@ -123,22 +133,32 @@ def heal_all(cl: Cluster, keep_down: int) -> None:
         if inst.core is None:
             if down < keep_down and inst.honest:
                 down += 1
+                cl.kept_down.add(inst.name)
                 continue
             cl.restart(inst.name)
 
 
-def run(sc: Scenario) -> RunResult:
-    """Run one scenario; raises :class:`Violation` naming the broken invariant."""
+def run(sc: Scenario, keep_down: int | None = None) -> RunResult:
+    """Run one scenario; raises :class:`Violation` naming the broken invariant.
+
+    ``keep_down`` validators stay crashed after heal (default: a seeded number within
+    the liveness bound n - q).
+    """
     cl = build(sc)
     cl.run_until(cl.t0 + sc.chaos_ms)
     quorum = Quorum(sc.n, sc.q)
     rng = random.Random(sc.seed)
-    keep_down = rng.randint(0, max(0, quorum.liveness_bound - len(sc.twins)))
+    if keep_down is None:
+        keep_down = rng.randint(0, max(0, quorum.liveness_bound - len(sc.twins)))
+    else:
+        for inst in cl.instances[:keep_down]:
+            cl.crash(inst.name)
     heal_all(cl, keep_down)
     # New load after heal: a probe reaches every live node, so a lagging idle node has work
     # and learns what it missed (an idle cluster is otherwise, by design, silent).
-    probe = _tx_pool(sc.n)[-1][0]
-    cl.checker.txs[probe] = dict(_tx_pool(sc.n))[probe]
+    used = {raw for raw, _ in cl.workload}
+    probe, probe_tx = next((raw, tx) for raw, tx in reversed(_tx_pool(sc.n)) if raw not in used)
+    cl.checker.txs[probe] = probe_tx
     for inst in cl.live():
         cl.submit(probe, inst.name)
     heal_at = cl.now

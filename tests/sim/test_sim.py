@@ -11,14 +11,14 @@ import pytest
 from tests.sim.invariants import Violation
 from tests.sim.runner import make_scenario, replay_command, run, split_brain
 
-# (n, q, first seed, seeds): 2,400 seeds in all; q None = classic quorum.
+# (n, q, first seed, seeds): 3,800 seeds in all; q None = classic quorum.
 BATCHES = [
-    (4, None, 0, 1_200),
-    (4, 3, 100_000, 0),
-    (7, None, 0, 800),
-    (7, 6, 200_000, 100),
-    (26, 16, 0, 150),
-    (26, 18, 300_000, 50),
+    (4, None, 0, 2_000),
+    (7, None, 0, 1_200),
+    (7, 6, 200_000, 200),
+    (7, 4, 250_000, 100),
+    (26, 16, 0, 200),
+    (26, 18, 300_000, 100),
 ]
 CHUNK = 50
 
@@ -71,3 +71,15 @@ def test_negative_control_checker_fires(
 def test_twins_at_the_bound_are_safe(n: int, q: int, twins: tuple[int, ...]) -> None:
     cl = split_brain(n, q, twins)
     assert cl.checker.max_height >= 1
+
+
+def test_liveness_checker_fires_beyond_n_minus_q_down() -> None:
+    """With n - q + 1 validators down nothing can commit, and the checker must say so."""
+    with pytest.raises(Violation) as caught:
+        run(make_scenario(7, 5, 1), keep_down=3)
+    assert caught.value.kind == "liveness"
+
+
+def test_exactly_n_minus_q_down_stays_live() -> None:
+    result = run(make_scenario(7, 5, 1), keep_down=2)
+    assert result.height >= 1
