@@ -202,3 +202,26 @@ def test_restart_from_disk_never_votes_twice_in_a_view() -> None:
     )
     assert reborn.view >= 1 and reborn.safety.prepare_view == 0
     assert reborn.committed_height == 1
+
+
+def test_under_load_blocks_fill_up_to_the_bound() -> None:
+    net = Net()
+    net.nodes = [
+        Replica(
+            CoreConfig(CHAIN, net.quorum, i, ROOT0, block_txs_max=2),
+            HashSigner(i),
+            net.verifier,
+            net.disks[i],
+            executed_root=ROOT0,
+        )
+        for i in range(4)
+    ]
+    net.nodes[0].submit(b"trade-0")  # idle: proposed at once, alone
+    for k in range(1, 6):
+        net.nodes[k % 4].submit(b"trade-%d" % k)
+    net.run()
+    for now in range(10, 200, 10):
+        net.tick(now)
+    sizes = [len(net.disks[0].blocks[h][0].txs) for h in sorted(net.disks[0].blocks)]
+    assert sizes[0] == 1 and all(s <= 2 for s in sizes) and sum(sizes) == 6
+    assert sizes[1:] == [2, 2, 1]
