@@ -46,3 +46,4 @@ CATCHUP_BATCH_BLOCKS_MAX: Final = 16  # committed blocks per catch-up response
 CATCHUP_RETRY_MS: Final = 500  # resend an unanswered catch-up request after this long
 TIMEOUT_VIEWS_TRACKED_MAX: Final = 8  # views for which timeout messages are collected
 CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
+BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a block timed this far ahead of us

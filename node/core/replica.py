@@ -27,6 +27,7 @@ from typing import Protocol
 from node.config import (
     BATCH_DELAY_MS,
     BLOCK_BYTES_MAX,
+    BLOCK_TIME_DRIFT_MAX_MS,
     BLOCK_TXS_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
     CATCHUP_RETRY_MS,
@@ -559,6 +560,8 @@ class Replica:
     def _block_valid(self, block: Block) -> bool:
         if block.parent_hash != self.committed_hash or block.time_ms <= self.committed_time_ms:
             return False
+        if block.time_ms > self.now_ms + BLOCK_TIME_DRIFT_MAX_MS:
+            return False  # a leader must not move settlement deadlines by its clock alone
         if not block.txs or len(block.txs) > self.cfg.block_txs_max:
             return False
         if block.payload_bytes > self.cfg.block_bytes_max:

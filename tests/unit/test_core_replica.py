@@ -225,3 +225,15 @@ def test_under_load_blocks_fill_up_to_the_bound() -> None:
     sizes = [len(net.disks[0].blocks[h][0].txs) for h in sorted(net.disks[0].blocks)]
     assert sizes[0] == 1 and all(s <= 2 for s in sizes) and sum(sizes) == 6
     assert sizes[1:] == [2, 2, 1]
+
+
+def test_block_timed_far_ahead_of_our_clock_gets_no_vote() -> None:
+    net = Net()
+    block = Block(CHAIN, 1, 0, net.nodes[1].committed_hash, 0, 10**9, 0, ROOT0, (b"t",))
+    net.nodes[1].step(0, Proposal(0, block, None, None, None), now_ms=1_000)
+    net.drain(1)
+    assert not net.sent(1, Vote)
+    on_time = Block(CHAIN, 1, 0, net.nodes[2].committed_hash, 0, 1_500, 0, ROOT0, (b"t",))
+    net.nodes[2].step(0, Proposal(0, on_time, None, None, None), now_ms=1_000)
+    net.drain(2)
+    assert net.sent(2, Vote)
