@@ -115,8 +115,14 @@ def _holding(d: Any, where: str) -> Holding:
 
 
 def _validator(d: Any, where: str) -> Validator:
-    d = _obj(d, where, {"id", "public_key"})
-    return Validator(_str(d, "id", where), _key(d, where))
+    d = _obj(d, where, {"id", "public_key"}, frozenset({"tls_cert_sha256"}))
+    pin = b""
+    if "tls_cert_sha256" in d:
+        try:
+            pin = bytes.fromhex(_str(d, "tls_cert_sha256", where))
+        except ValueError as e:
+            raise GenesisError(f"{where}.tls_cert_sha256: not hex") from e
+    return Validator(_str(d, "id", where), _key(d, where), pin)
 
 
 def parse_genesis(doc: Any) -> Genesis:
@@ -178,7 +184,7 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
         "name": g.name,
         "genesis_time_ms": g.genesis_time_ms,
         "quorum": g.quorum,
-        "validators": [{"id": v.id, "public_key": v.public_key.hex()} for v in g.validators],
+        "validators": [_validator_json(v) for v in g.validators],
         "participants": [
             {
                 "id": p.id,
@@ -194,6 +200,13 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
             for h in g.holdings
         ],
     }
+
+
+def _validator_json(v: Validator) -> dict[str, Any]:
+    d = {"id": v.id, "public_key": v.public_key.hex()}
+    if v.tls_cert_sha256:
+        d["tls_cert_sha256"] = v.tls_cert_sha256.hex()
+    return d
 
 
 def dump_genesis(g: Genesis, path: str | Path) -> None:

@@ -90,8 +90,16 @@ class Instrument:
 
 @dataclass(frozen=True, slots=True)
 class Validator:
+    """A consensus validator; its position in genesis is its index (leader rotation).
+
+    ``tls_cert_sha256`` pins the validator's TLS certificate (SHA-256 of its DER form):
+    peers authenticate the sender of every consensus message by it. Empty means unpinned,
+    which simulations accept and a validator process refuses (node/runtime).
+    """
+
     id: str
     public_key: bytes
+    tls_cert_sha256: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +173,7 @@ def _encode(g: Genesis) -> bytes:
     w.u32(len(g.validators))
     for v in g.validators:  # order matters: it is the leader rotation
         w.ident(v.id).fixed(v.public_key, crypto.PUBLIC_KEY_LEN)
+        w.blob(v.tls_cert_sha256)
     w.u32(g.quorum)
     return w.finish()
 
@@ -275,6 +284,8 @@ def _validate_validators(validators: tuple[Validator, ...], quorum: int) -> None
         _fail("validator ids and public keys must be unique")
     for v in validators:
         _check_id(v.id, "validator id")
+        if len(v.tls_cert_sha256) not in (0, 32):
+            _fail(f"validator {v.id!r}: tls_cert_sha256 must be empty or 32 bytes")
         if not crypto.is_acceptable_public_key(v.public_key):
             _fail(f"validator {v.id!r} has an invalid or small-order public key")
     # Quorum soundness (q > n/2, q <= n) is the consensus core's to judge and explain;
