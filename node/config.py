@@ -47,3 +47,17 @@ CATCHUP_RETRY_MS: Final = 500  # resend an unanswered catch-up request after thi
 TIMEOUT_VIEWS_TRACKED_MAX: Final = 8  # views for which timeout messages are collected
 CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
 BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a block timed this far ahead of us
+
+# --- validator process (node/runtime) ------------------------------------------------------
+PEER_SEND_QUEUE_MAX: Final = 4_096  # messages queued per peer link; oldest dropped when full
+PEER_RECONNECT_BASE_MS: Final = 100  # first reconnect delay; doubles per failure
+PEER_RECONNECT_MAX_MS: Final = 5_000  # cap of the reconnect backoff
+PEER_FRAME_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX  # gRPC receive limit, peer port
+SYNC_PROBE_INTERVAL_MS: Final = 1_000  # at most one catch-up probe per peer per interval
+CLIENT_MESSAGE_BYTES_MAX: Final = 64 * 1024  # gRPC receive limit, client port
+WAITERS_MAX: Final = 10_000  # WaitForFinality calls parked at once
+WAIT_TIMEOUT_DEFAULT_MS: Final = 30_000
+WAIT_TIMEOUT_MAX_MS: Final = 300_000
+BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
+PENDING_IDS_MAX: Final = MEMPOOL_TXS_MAX  # tx ids accepted here and not yet committed
+SHUTDOWN_GRACE_MS: Final = 2_000  # in-flight RPCs get this long on SIGTERM
