@@ -14,6 +14,7 @@ from node.settlement._apply import (
     Verify,
     apply_block,
     genesis_state_root,
+    precheck,
 )
 from node.settlement._codec import DecodeError
 from node.settlement._model import (
@@ -72,6 +73,7 @@ __all__ = [
     "encode_body",
     "genesis_state_root",
     "isin_check_digit",
+    "precheck",
     "sign_tx",
     "tx_id",
 ]

@@ -202,24 +202,43 @@ def _apply_one(
     genesis: Genesis, overlay: _Overlay, raw: bytes, ctx: BlockContext, verify: Verify
 ) -> tuple[bytes, ResultCode, bool]:
     """(tx id, result code, whether the signatures verified)."""
-    try:
-        stx = SignedTx.decode(raw)
-    except DecodeError:
-        return crypto.sha256(raw), ResultCode.MALFORMED, False
-    tid = stx.tx_id
-    try:
-        tx = decode_body(stx.body)
-    except DecodeError:
-        return tid, ResultCode.MALFORMED, False
-    if not _signatures_ok(genesis, stx, tx, verify):
-        return tid, ResultCode.BAD_SIGNATURE, False
-    if tx.chain_id != genesis.chain_id:
-        return tid, ResultCode.WRONG_CHAIN, True
+    tid, code, tx = _check(genesis, raw, verify)
+    if tx is None or code is not ResultCode.OK:
+        return tid, code, code is not ResultCode.MALFORMED and code is not ResultCode.BAD_SIGNATURE
     if ctx.time_ms > tx.expiry_ms:
         return tid, ResultCode.EXPIRED, True
     if overlay.seen(tid):
         return tid, ResultCode.DUPLICATE, True
     return tid, _execute(genesis, overlay, tx, ctx), True
+
+
+def precheck(genesis: Genesis, raw: bytes, verify: Verify = crypto.verify) -> TxResult:
+    """The state-independent checks, in precedence order: MALFORMED, BAD_SIGNATURE,
+    WRONG_CHAIN, else OK. What a node runs before admitting a transaction to its mempool;
+    ``apply_block`` runs the same checks again in the block (the outcome can only differ
+    when the state does).
+    """
+    tid, code, _ = _check(genesis, raw, verify)
+    return TxResult(tid, code)
+
+
+def _check(
+    genesis: Genesis, raw: bytes, verify: Verify
+) -> tuple[bytes, ResultCode, Transaction | None]:
+    try:
+        stx = SignedTx.decode(raw)
+    except DecodeError:
+        return crypto.sha256(raw), ResultCode.MALFORMED, None
+    tid = stx.tx_id
+    try:
+        tx = decode_body(stx.body)
+    except DecodeError:
+        return tid, ResultCode.MALFORMED, None
+    if not _signatures_ok(genesis, stx, tx, verify):
+        return tid, ResultCode.BAD_SIGNATURE, tx
+    if tx.chain_id != genesis.chain_id:
+        return tid, ResultCode.WRONG_CHAIN, tx
+    return tid, ResultCode.OK, tx
 
 
 def _signatures_ok(genesis: Genesis, stx: SignedTx, tx: Transaction, verify: Verify) -> bool:
