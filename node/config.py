@@ -61,3 +61,7 @@ WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
 PENDING_IDS_MAX: Final = MEMPOOL_TXS_MAX  # tx ids accepted here and not yet committed
 SHUTDOWN_GRACE_MS: Final = 2_000  # in-flight RPCs get this long on SIGTERM
+
+# --- network generation (node/netgen.py) -------------------------------------------------
+# Ports come in blocks of 1,000 per role (peer, client, metrics), so more would collide.
+VALIDATORS_MAX: Final = 1_000
