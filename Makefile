@@ -62,6 +62,24 @@ bench-apply: setup
 sim: setup
 	$(PY) -m tests.sim --seeds $(SEEDS) --seed-start $(or $(SEED_START),0) --n $(N) $(if $(Q),--q $(Q),)
 
+# Network knobs (issue: cluster). N and Q come from the command line; the sim's N ?= 4
+# default does not apply: without N a network has 26 validators, and without Q netgen
+# picks 16 for 26 validators, else the classic quorum.
+NET_N = $(if $(filter file,$(origin N)),26,$(N))
+NET_Q = $(if $(filter file,$(origin Q)),,$(Q))
+PORT_BASE ?= 7000
+RUN_DIR ?= run
+
+#? genesis: keys, CA, TLS certs, genesis and node configs in RUN_DIR (N=26 Q=16 PORT_BASE=7000 RUN_DIR=run FORCE=1)
+.PHONY: genesis
+genesis: setup
+	$(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)
+
+#? compose: docker/generated/compose.yaml for N containers plus Prometheus and Grafana (N=26 Q=16 FORCE=1)
+.PHONY: compose
+compose: setup
+	$(PY) docker/compose.py --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) --out docker/generated $(if $(FORCE),--force,)
+
 #? clean: remove the virtualenv, generated code and caches (keeps nothing generated)
 clean:
 	rm -rf $(VENV) node/wire/*_pb2*.py node/wire/*_pb2*.pyi .mypy_cache .ruff_cache .pytest_cache .hypothesis
