@@ -19,6 +19,7 @@ class TxFactory:
     """Builds correctly signed transactions for the demo network, with fresh nonces."""
 
     net: DemoNetwork
+    now_ms: int | None = None  # a live cluster's clock; None: the genesis time
     _nonces: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -27,7 +28,7 @@ class TxFactory:
 
     @property
     def t0(self) -> int:
-        return self.net.genesis.genesis_time_ms
+        return self.net.genesis.genesis_time_ms if self.now_ms is None else self.now_ms
 
     def nonce(self) -> int:
         return next(self._nonces)

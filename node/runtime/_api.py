@@ -1,0 +1,226 @@
+"""The client-facing ``ledger.v1.Ledger`` service.
+
+Bad input gets a gRPC status a person can act on and changes nothing: INVALID_ARGUMENT
+for oversize, malformed, badly signed or foreign-chain transactions and bad ids,
+NOT_FOUND for unknown ids, accounts and heights, RESOURCE_EXHAUSTED when the mempool or
+the waiter table is full (retry later), UNAVAILABLE when the node halted itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import grpc
+
+from node.config import (
+    BLOCK_STREAMS_MAX,
+    TX_BYTES_MAX,
+    WAIT_TIMEOUT_DEFAULT_MS,
+    WAIT_TIMEOUT_MAX_MS,
+)
+from node.core.mempool import AddResult
+from node.runtime._grpc import Ctx
+from node.runtime._node import Node, Receipt, TooManyWaitersError, wall_ms
+from node.runtime._transport import PeerLink, PeerService
+from node.settlement import ResultCode, precheck
+from node.store import StoredBlock
+from node.wire import ledger_pb2 as pb
+from node.wire import ledger_pb2_grpc as pb_grpc
+
+__all__ = ["LedgerService", "receipt_pb"]
+
+
+def receipt_pb(r: Receipt) -> pb.Receipt:
+    return pb.Receipt(
+        tx_id=r.tx_id,
+        code=int(r.code),  # type: ignore[arg-type]
+        code_name=r.code.name,
+        meaning=r.code.meaning,
+        height=r.height,
+        block_hash=r.block_hash,
+        position=r.position,
+        block_time_ms=r.block_time_ms,
+        certificate=r.certificate,
+        block_header=r.block_header,
+    )
+
+
+def block_pb(b: StoredBlock) -> pb.BlockInfo:
+    return pb.BlockInfo(
+        height=b.height,
+        block_hash=b.block_hash,
+        time_ms=b.time_ms,
+        state_root=b.state_root,
+        block=b.block_bytes,
+        certificate=b.certificate,
+        results=[
+            pb.TransactionResult(tx_id=r.tx_id, code=int(r.code), height=b.height, position=i)  # type: ignore[arg-type]
+            for i, r in enumerate(b.results)
+        ],
+    )
+
+
+async def _abort(context: Ctx, code: grpc.StatusCode, msg: str) -> NoReturn:
+    await context.abort(code, msg)
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+class LedgerService(pb_grpc.LedgerServicer):
+    def __init__(self, node: Node, peers: PeerService, links: dict[int, PeerLink]) -> None:
+        self._node, self._peers, self._links = node, peers, links
+        self._streams = 0
+
+    async def _tx_id(self, raw: bytes, context: Ctx) -> bytes:
+        if len(raw) != 32:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"tx_id must be 32 bytes (SHA-256 of the body), got {len(raw)}",
+            )
+        return raw
+
+    async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
+        node, raw = self._node, request.transaction
+        if node.halted is not None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"node halted: {node.halted}")
+        if len(raw) > TX_BYTES_MAX:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"transaction of {len(raw)} bytes exceeds the limit of {TX_BYTES_MAX}",
+            )
+        check = precheck(node.genesis, raw)
+        if check.code is not ResultCode.OK:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{check.code.name}: {check.code.meaning}",
+            )
+        result = node.submit(raw)
+        if result is AddResult.FULL:
+            await _abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "mempool full: the validators are saturated, retry with backoff",
+            )
+        if result is AddResult.TOO_LARGE:  # pragma: no cover - checked above
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "transaction too large")
+        if result is AddResult.ACCEPTED:
+            outcome = pb.ACCEPTED
+        elif node.receipt(check.tx_id) is not None:
+            outcome = pb.ALREADY_COMMITTED
+        else:
+            outcome = pb.ALREADY_PENDING
+        return pb.SubmitResponse(tx_id=check.tx_id, outcome=outcome)
+
+    async def GetTransaction(
+        self, request: pb.TransactionRequest, context: Ctx
+    ) -> pb.TransactionStatus:
+        tid = await self._tx_id(request.tx_id, context)
+        receipt = self._node.receipt(tid)
+        if receipt is not None:
+            return pb.TransactionStatus(tx_id=tid, state=pb.COMMITTED, receipt=receipt_pb(receipt))
+        if self._node.is_pending(tid):
+            return pb.TransactionStatus(tx_id=tid, state=pb.PENDING)
+        await _abort(
+            context,
+            grpc.StatusCode.NOT_FOUND,
+            f"transaction {tid.hex()} is neither committed nor pending at this node",
+        )
+
+    async def WaitForFinality(self, request: pb.WaitRequest, context: Ctx) -> pb.Receipt:
+        tid = await self._tx_id(request.tx_id, context)
+        timeout_ms = min(request.timeout_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
+        try:
+            receipt = await self._node.wait_for(tid, timeout_ms / 1000)
+        except TooManyWaitersError as e:
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{e}; retry later")
+        except TimeoutError:
+            await _abort(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"transaction {tid.hex()} not committed within {timeout_ms} ms; "
+                "waiting again or resubmitting the same bytes is safe",
+            )
+        return receipt_pb(receipt)
+
+    async def GetBalances(self, request: pb.BalancesRequest, context: Ctx) -> pb.Balances:
+        g, store = self._node.genesis, self._node.store
+        if request.account not in g.participant_by_id:
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND, f"no participant {request.account!r} in genesis"
+            )
+        return pb.Balances(
+            account=request.account,
+            height=store.head().height,
+            balances=[
+                pb.Balance(instrument=i.id, amount=store.balance(request.account, i.id))
+                for i in g.instruments
+            ],
+        )
+
+    async def GetBlock(self, request: pb.BlockRequest, context: Ctx) -> pb.BlockInfo:
+        if request.height == 0:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "heights start at 1")
+        block = self._node.store.block(request.height)
+        if block is None:
+            head = self._node.store.head().height
+            await _abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"no block {request.height}: this node's head is {head}",
+            )
+        return block_pb(block)
+
+    async def StreamBlocks(
+        self, request: pb.StreamBlocksRequest, context: Ctx
+    ) -> AsyncIterator[pb.BlockInfo]:
+        if self._streams >= BLOCK_STREAMS_MAX:
+            await _abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{BLOCK_STREAMS_MAX} block streams are open at this node; try another node",
+            )
+        self._streams += 1
+        try:
+            store = self._node.store
+            next_height = request.from_height or store.head().height + 1
+            while True:
+                while next_height <= store.head().height:
+                    block = store.block(next_height)
+                    assert block is not None
+                    yield block_pb(block)
+                    next_height += 1
+                await self._node.head_changed()
+        finally:
+            self._streams -= 1
+
+    async def GetStatus(self, request: pb.StatusRequest, context: Ctx) -> pb.NodeStatus:
+        node, r = self._node, self._node.replica
+        head = node.store.head()
+        q = node.quorum
+        peers = [
+            pb.PeerStatus(validator=i, id=v.id, connected=self._links[i].connected)
+            for i, v in enumerate(node.genesis.validators)
+            if i != node.index
+        ]
+        return pb.NodeStatus(
+            chain_id=node.genesis.chain_id,
+            validator=node.index,
+            validator_id=node.genesis.validators[node.index].id,
+            height=head.height,
+            view=r.view,
+            leader=r.leader(r.view),
+            state_root=head.state_root,
+            block_hash=r.committed_hash,
+            n=q.n,
+            q=q.q,
+            safety_bound=q.safety_bound,
+            liveness_bound=q.liveness_bound,
+            peers_connected=sum(p.connected for p in peers),
+            peers=peers,
+            mempool_txs=len(r.mempool),
+            halted=node.halted or "",
+            uptime_ms=max(0, wall_ms() - node.started_ms),
+        )

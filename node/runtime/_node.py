@@ -1,0 +1,348 @@
+"""One validator's event loop glue: the consensus core, settlement, LMDB and the network.
+
+Theory of operation. Everything runs on one asyncio loop and every handler below is
+synchronous, so the replica, the store and the waiters never see concurrent access. An
+event (a peer's message, a client's submit, a timer) is fed to the replica; then
+``_drain`` does what the core asks in the house order (persist the safety state with
+fsync, then send, then apply committed blocks to LMDB and report their roots, then
+advance), loops back messages addressed to itself, and re-arms the one timer at the
+replica's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from node import crypto
+from node.config import (
+    CATCHUP_BATCH_BLOCKS_MAX,
+    PENDING_IDS_MAX,
+    SYNC_PROBE_INTERVAL_MS,
+    WAITERS_MAX,
+)
+from node.core import (
+    Block,
+    CoreConfig,
+    Ed25519Signer,
+    Ed25519Verifier,
+    Message,
+    Quorum,
+    QuorumCert,
+    Replica,
+    SyncRequest,
+    encode_block,
+    encode_message,
+    encode_qc,
+)
+from node.core.mempool import AddResult
+from node.runtime._logs import event
+from node.runtime._metrics import Metrics
+from node.runtime._source import StoreSource, _decode_stored
+from node.settlement import (
+    BlockContext,
+    Genesis,
+    ResultCode,
+    SignedTx,
+    apply_block,
+    genesis_state_root,
+    tx_id,
+)
+from node.store import Storage
+
+__all__ = ["Node", "Receipt", "TooManyWaitersError", "wall_ms"]
+
+_IDLE_TICK_MS = 1_000  # wake at least this often, whatever the core's deadline says
+
+
+def wall_ms() -> int:
+    """Block times are wall-clock milliseconds (settlement deadlines are wall-clock)."""
+    return time.time_ns() // 1_000_000
+
+
+class TooManyWaitersError(RuntimeError):
+    """WAITERS_MAX finality waits are parked already."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A committed transaction: its result, where it is, and the block's certificate."""
+
+    tx_id: bytes
+    code: ResultCode
+    height: int
+    position: int
+    block_hash: bytes
+    block_time_ms: int
+    certificate: bytes
+    block_header: bytes
+
+
+SendFrame = Callable[[int, bytes], None]
+
+
+class Node:
+    def __init__(
+        self,
+        genesis: Genesis,
+        index: int,
+        key: crypto.SigningKey,
+        store: Storage,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        assert genesis.validators[index].public_key == key.public_key, "wrong validator key"
+        self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
+        self.quorum = Quorum(len(genesis.validators), genesis.quorum)
+        self._clock = clock
+        head = store.head()
+        self.replica = Replica(
+            CoreConfig(
+                chain_id=genesis.chain_id,
+                quorum=self.quorum,
+                me=index,
+                genesis_state_root=genesis_state_root(genesis),
+            ),
+            Ed25519Signer(key),
+            Ed25519Verifier([v.public_key for v in genesis.validators]),
+            StoreSource(store),
+            executed_root=head.state_root,
+            safety=store.load_safety(),
+            now_ms=clock(),
+        )
+        self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
+        self._local: deque[Message] = deque()
+        self._draining = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiters: dict[bytes, list[asyncio.Future[Receipt]]] = {}
+        self._waiter_count = 0
+        self._pending: OrderedDict[bytes, float] = OrderedDict()  # tx id -> accepted at
+        self._last_probe_ms: dict[int, int] = {}
+        self._head_changed = asyncio.Event()
+        self._halt_logged = False
+        self._last_view = self.replica.view
+        self.started_ms = clock()
+        self.metrics.height.set(head.height)
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def deliver(self, src: int, msg: Message) -> None:
+        """A consensus message from validator ``src`` (authenticated by the transport)."""
+        event("recv", logging.DEBUG, src=src, msg=_describe(msg))
+        self.replica.step(src, msg, self._clock())
+        self._drain()
+
+    def submit(self, raw: bytes) -> AddResult:
+        """A client's transaction, already prechecked (node/runtime/_api.py)."""
+        result = self.replica.submit(raw, self._clock())
+        if result is AddResult.ACCEPTED:
+            tid = _tx_id_of(raw)
+            self._pending[tid] = time.monotonic()
+            while len(self._pending) > PENDING_IDS_MAX:
+                self._pending.popitem(last=False)
+        self._drain()
+        return result
+
+    def peer_up(self, peer: int, peer_height: int) -> None:
+        """A link to ``peer`` came up: ask it for blocks we miss (an idle cluster sends no
+        proposals, so a node that missed the last commit would otherwise stay behind)."""
+        now = self._clock()
+        if now - self._last_probe_ms.get(peer, -SYNC_PROBE_INTERVAL_MS) < SYNC_PROBE_INTERVAL_MS:
+            return
+        if peer_height <= self.replica.committed_height:
+            return
+        self._last_probe_ms[peer] = now
+        req = SyncRequest(self.replica.committed_height + 1, CATCHUP_BATCH_BLOCKS_MAX)
+        self.send_frame(peer, encode_message(req))
+
+    def start(self) -> None:
+        self._drain()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for futures in self._waiters.values():
+            for f in futures:
+                if not f.done():
+                    f.cancel()
+        self._waiters.clear()
+
+    # --- queries ---------------------------------------------------------------------------
+
+    @property
+    def halted(self) -> str | None:
+        return self.replica.halted
+
+    def is_pending(self, tid: bytes) -> bool:
+        return tid in self._pending
+
+    def receipt(self, tid: bytes) -> Receipt | None:
+        record = self.store.tx_record(tid)
+        if record is None:
+            return None
+        sb = self.store.block(record.height)
+        assert sb is not None, "the index names a block the store does not hold"
+        block, _ = _decode_stored(sb.block_bytes, sb.certificate)
+        return Receipt(
+            tid,
+            record.code,
+            record.height,
+            record.position,
+            sb.block_hash,
+            sb.time_ms,
+            sb.certificate,
+            block.header,
+        )
+
+    async def wait_for(self, tid: bytes, timeout_s: float) -> Receipt:
+        """The receipt once ``tid`` is committed (TimeoutError after ``timeout_s``)."""
+        found = self.receipt(tid)
+        if found is not None:
+            return found
+        if self._waiter_count >= WAITERS_MAX:
+            raise TooManyWaitersError(f"{WAITERS_MAX} finality waits are in progress")
+        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tid, []).append(fut)
+        self._waiter_count += 1
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        finally:
+            self._forget_waiter(tid, fut)
+
+    async def head_changed(self) -> None:
+        """Returns after the next commit."""
+        await self._head_changed.wait()
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.replica.tick(self._clock())
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._draining:
+            return  # re-entered from a loopback delivery; the outer loop finishes the job
+        self._draining = True
+        try:
+            while True:
+                self._drain_ready()
+                if not self._local:
+                    break
+                while self._local:
+                    self.replica.step(self.index, self._local.popleft(), self._clock())
+        finally:
+            self._draining = False
+        self._after_drain()
+
+    def _drain_ready(self) -> None:
+        r = self.replica
+        while True:
+            ready = r.ready()
+            if ready.empty():
+                r.advance()
+                return
+            if ready.to_persist is not None:
+                self.store.save_safety(ready.to_persist)  # durable before any vote leaves
+            encoded: dict[int, bytes] = {}  # a broadcast is one object sent n times
+            for dst, msg in ready.to_send:
+                if dst == self.index:
+                    self._local.append(msg)
+                    continue
+                event("send", logging.DEBUG, dst=dst, msg=_describe(msg))
+                data = encoded.get(id(msg))
+                if data is None:
+                    data = encoded[id(msg)] = encode_message(msg)
+                self.send_frame(dst, data)
+            for block, cert in ready.committed:
+                self._apply(block, cert)
+            r.advance()
+
+    def _apply(self, block: Block, cert: QuorumCert) -> None:
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(self.store, block.txs, ctx)
+        self.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
+        self.replica.executed(block.height, outcome.state_root)
+        now = time.monotonic()
+        m = self.metrics
+        m.blocks.inc()
+        m.height.set(block.height)
+        for res in outcome.results:
+            m.transactions.labels(code=res.code.name).inc()
+            accepted = self._pending.pop(res.tx_id, None)
+            if accepted is not None:
+                m.commit_latency.observe(now - accepted)
+        for tid, _ in outcome.recorded:
+            self._resolve(tid)
+        self._head_changed.set()
+        self._head_changed = asyncio.Event()
+        event(
+            "commit",
+            logging.DEBUG,
+            height=block.height,
+            view=cert.view,
+            txs=len(block.txs),
+            root=outcome.state_root.hex()[:16],
+        )
+
+    def _resolve(self, tid: bytes) -> None:
+        futures = self._waiters.get(tid)
+        if not futures:
+            return
+        receipt = self.receipt(tid)
+        assert receipt is not None
+        for f in futures:
+            if not f.done():
+                f.set_result(receipt)
+
+    def _forget_waiter(self, tid: bytes, fut: asyncio.Future[Receipt]) -> None:
+        futures = self._waiters.get(tid)
+        if futures is not None and fut in futures:
+            futures.remove(fut)
+            self._waiter_count -= 1
+            if not futures:
+                del self._waiters[tid]
+
+    def _after_drain(self) -> None:
+        r = self.replica
+        if r.view != self._last_view:
+            if r.view > self._last_view + 1 or r.committed_view != r.view - 1:
+                self.metrics.view_changes.inc()
+                event("view_change", view=r.view, height=r.committed_height)
+            self._last_view = r.view
+        self.metrics.view.set(r.view)
+        self.metrics.mempool.set(len(r.mempool))
+        if r.halted is not None and not self._halt_logged:
+            self._halt_logged = True
+            event("halted", logging.ERROR, reason=r.halted, height=r.committed_height)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        now = self._clock()
+        deadline = self.replica.deadline_ms()
+        at = now + _IDLE_TICK_MS if deadline is None else min(deadline, now + _IDLE_TICK_MS)
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0, at - now) / 1000, self._on_timer)
+
+
+def _tx_id_of(raw: bytes) -> bytes:
+    return tx_id(SignedTx.decode(raw).body)
+
+
+def _describe(msg: Message) -> str:
+    """A short form of a message for debug logs."""
+    kind = type(msg).__name__
+    view = getattr(msg, "view", None)
+    if view is None and hasattr(msg, "qc"):
+        qc = msg.qc
+        return f"{kind}({qc.phase.name} v{qc.view} h{qc.height})"
+    block = getattr(msg, "block", None)
+    height = block.height if block is not None else getattr(msg, "height", None)
+    return f"{kind}(v{view} h{height})" if view is not None else kind

@@ -1,0 +1,183 @@
+"""Assemble and run one validator process from its config file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from node.config import CLIENT_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS
+from node.crypto import SigningKey
+from node.genesis import load_genesis
+from node.netconfig import NodeConfig
+from node.netgen import load_signing_key
+from node.runtime._api import LedgerService
+from node.runtime._logs import event
+from node.runtime._metrics import Metrics
+from node.runtime._node import Node
+from node.runtime._transport import PEER_SERVER_OPTIONS, PeerLink, PeerService, cert_pin
+from node.settlement import Genesis
+from node.store import LmdbStore
+from node.wire import ledger_pb2 as pb
+from node.wire import ledger_pb2_grpc as pb_grpc
+
+__all__ = ["StartupError", "run"]
+
+LEDGER_SERVICE = pb.DESCRIPTOR.services_by_name["Ledger"].full_name
+_READY_CHECK_S = 0.5
+
+
+class StartupError(RuntimeError):
+    """The node refuses to start; the message says why and what to fix."""
+
+
+def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
+    n = len(genesis.validators)
+    if not 0 <= cfg.validator < n:
+        raise StartupError(f"config names validator {cfg.validator}; genesis has {n} (0..{n - 1})")
+    unpinned = [v.id for v in genesis.validators if not v.tls_cert_sha256]
+    if unpinned:
+        raise StartupError(
+            f"genesis pins no TLS certificate for {', '.join(unpinned)}; "
+            "generate the network with `make genesis`"
+        )
+    me = genesis.validators[cfg.validator]
+    if cert_pin(cert_pem) != me.tls_cert_sha256:
+        raise StartupError(f"{cfg.tls_cert} is not the TLS certificate genesis pins for {me.id}")
+
+
+async def run(cfg: NodeConfig) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    genesis = load_genesis(cfg.genesis)
+    ca, cert, key_pem = (p.read_bytes() for p in (cfg.tls_ca, cfg.tls_cert, cfg.tls_key))
+    _check_identity(cfg, genesis, cert)
+    key = load_signing_key(cfg.signing_key)
+    me = genesis.validators[cfg.validator]
+    if key.public_key != me.public_key:
+        raise StartupError(f"{cfg.signing_key} is not the signing key genesis lists for {me.id}")
+    cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = LmdbStore(cfg.data_dir, genesis)  # GenesisMismatchError: another chain's data
+    try:
+        return await _serve(cfg, genesis, key, store, (ca, cert, key_pem))
+    finally:
+        store.close()
+
+
+async def _serve(
+    cfg: NodeConfig,
+    genesis: Genesis,
+    key: SigningKey,
+    store: LmdbStore,
+    tls: tuple[bytes, bytes, bytes],
+) -> int:
+    ca, cert, key_pem = tls
+    metrics = Metrics()
+    node = Node(genesis, cfg.validator, key, store, metrics)
+    peer_creds = grpc.ssl_channel_credentials(ca, key_pem, cert)
+    links = {
+        p.validator: PeerLink(
+            node,
+            p.validator,
+            address=p.address,
+            tls_name=p.tls_name,
+            credentials=peer_creds,
+            metrics=metrics,
+        )
+        for p in cfg.peers
+    }
+    missing = set(range(len(genesis.validators))) - set(links) - {cfg.validator}
+    if missing:
+        raise StartupError(f"config lists no address for validators {sorted(missing)}")
+    node.send_frame = lambda dst, data: links[dst].send(data)
+    peers = PeerService(node, [v.tls_cert_sha256 for v in genesis.validators])
+
+    peer_server = grpc.aio.server(options=PEER_SERVER_OPTIONS)
+    pb_grpc.add_PeerServicer_to_server(peers, peer_server)
+    _bind(
+        peer_server,
+        cfg.listen_host,
+        cfg.peer_port,
+        grpc.ssl_server_credentials([(key_pem, cert)], ca, require_client_auth=True),
+    )
+    client_server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX)]
+    )
+    pb_grpc.add_LedgerServicer_to_server(LedgerService(node, peers, links), client_server)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, client_server)
+    reflection.enable_server_reflection(
+        (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), client_server
+    )
+    _bind(
+        client_server,
+        cfg.listen_host,
+        cfg.client_port,
+        grpc.ssl_server_credentials([(key_pem, cert)]),
+    )
+    metrics.serve(cfg.listen_host, cfg.metrics_port)
+
+    await peer_server.start()
+    await client_server.start()
+    tasks = [asyncio.create_task(link.run(), name=f"link-{i}") for i, link in links.items()]
+    node.start()
+    event(
+        "started",
+        validator=me_id(genesis, cfg.validator),
+        chain_id=genesis.chain_id,
+        height=store.head().height,
+        quorum=node.quorum.describe(),
+        peer_port=cfg.peer_port,
+        client_port=cfg.client_port,
+        metrics_port=cfg.metrics_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    try:
+        while not stop.is_set():
+            await _report_health(health_servicer, node, links)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _READY_CHECK_S)
+    finally:
+        event("stopping", height=store.head().height)
+        await health_servicer.enter_graceful_shutdown()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        node.stop()
+        grace = SHUTDOWN_GRACE_MS / 1000
+        await asyncio.gather(client_server.stop(grace), peer_server.stop(grace))
+        event("stopped", height=store.head().height)
+    return 0
+
+
+async def _report_health(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:
+    """``ledger.v1.Ledger`` is SERVING when this node can reach a quorum (itself included)
+    and has not halted."""
+    reachable = 1 + sum(link.connected for link in links.values())
+    ok = node.halted is None and reachable >= node.quorum.q
+    status = (
+        health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    await servicer.set(LEDGER_SERVICE, status)
+
+
+def me_id(genesis: Genesis, index: int) -> str:
+    return genesis.validators[index].id
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int, creds: grpc.ServerCredentials) -> None:
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_secure_port(address, creds)
+    except RuntimeError as e:
+        raise StartupError(f"cannot listen on {address}: {e}") from e
+    if bound == 0:
+        raise StartupError(f"cannot listen on {address} (in use, or not an address here)")

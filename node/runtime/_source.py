@@ -1,0 +1,37 @@
+"""The consensus core's read-only view of committed blocks, backed by the node's store."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from node.core import Block, QuorumCert, decode_block, decode_qc
+from node.settlement import DecodeError, SignedTx, tx_id
+from node.store import Storage
+
+__all__ = ["StoreSource"]
+
+
+class StoreSource:
+    def __init__(self, store: Storage) -> None:
+        self.store = store
+
+    def committed_height(self) -> int:
+        return self.store.head().height
+
+    def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None:
+        sb = self.store.block(height)
+        if sb is None:
+            return None
+        return _decode_stored(sb.block_bytes, sb.certificate)
+
+    def tx_committed(self, tx: bytes) -> bool:
+        try:
+            body = SignedTx.decode(tx).body
+        except DecodeError:
+            return False
+        return self.store.tx_record(tx_id(body)) is not None
+
+
+@lru_cache(maxsize=256)  # catch-up serves the same recent blocks to several peers
+def _decode_stored(block_bytes: bytes, cert: bytes) -> tuple[Block, QuorumCert]:
+    return decode_block(block_bytes), decode_qc(cert)

@@ -1,0 +1,211 @@
+"""Validator-to-validator transport: one long-lived gRPC stream per ordered pair.
+
+Node i dials node j and sends its consensus messages to j over the request side of a
+``Peer.Connect`` stream; j authenticates i by the TLS client certificate that genesis pins
+for validator i, so ``src`` of every delivered message is proven, never claimed. Each link
+has a bounded send queue (oldest dropped when full: consensus tolerates loss, and a
+client's transaction stays in the accepting node's mempool until a block holds it) and
+reconnects with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from node import crypto
+from node.config import (
+    PEER_FRAME_BYTES_MAX,
+    PEER_RECONNECT_BASE_MS,
+    PEER_RECONNECT_MAX_MS,
+    PEER_SEND_QUEUE_MAX,
+)
+from node.core import DecodeError, decode_message
+from node.runtime._grpc import EOF, Ctx
+from node.runtime._logs import event
+from node.runtime._metrics import Metrics
+from node.runtime._node import Node
+from node.wire import ledger_pb2 as pb
+from node.wire import ledger_pb2_grpc as pb_grpc
+
+__all__ = ["PEER_SERVER_OPTIONS", "PeerLink", "PeerService", "cert_pin", "peer_channel_options"]
+
+_FRAME_OVERHEAD_BYTES = 64 * 1024  # protobuf framing around the messages of one frame
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+PEER_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", PEER_FRAME_BYTES_MAX + _FRAME_OVERHEAD_BYTES),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def cert_pin(pem: bytes) -> bytes:
+    """SHA-256 of a certificate's DER form: what genesis pins per validator."""
+    return crypto.sha256(x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER))
+
+
+def peer_channel_options(tls_name: str) -> list[tuple[str, int | str]]:
+    return [
+        ("grpc.ssl_target_name_override", tls_name),
+        ("grpc.max_send_message_length", PEER_FRAME_BYTES_MAX + _FRAME_OVERHEAD_BYTES),
+        *_KEEPALIVE,
+    ]
+
+
+class PeerService(pb_grpc.PeerServicer):
+    """The acceptor side: authenticate the dialer, then deliver its messages in order."""
+
+    def __init__(self, node: Node, pins: Sequence[bytes]) -> None:
+        self._node = node
+        self._index_by_pin = {pin: i for i, pin in enumerate(pins)}
+        self._pin_by_pem: dict[bytes, int | None] = {}
+        self.inbound: dict[int, int] = {}  # validator -> open streams from it
+
+    def _authenticate(self, context: Ctx) -> int | None:
+        pems = list(context.auth_context().get("x509_pem_cert") or [])
+        if len(pems) != 1:
+            return None
+        pem = pems[0]
+        if pem not in self._pin_by_pem:
+            try:
+                self._pin_by_pem[pem] = self._index_by_pin.get(cert_pin(pem))
+            except ValueError:
+                self._pin_by_pem[pem] = None
+        src = self._pin_by_pem[pem]
+        return None if src == self._node.index else src
+
+    async def Connect(self, request_iterator: AsyncIterator[pb.PeerFrame], context: Ctx) -> None:
+        src = self._authenticate(context)
+        if src is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "peer certificate is not pinned for any other validator in genesis",
+            )
+            return
+        node = self._node
+        self.inbound[src] = self.inbound.get(src, 0) + 1
+        try:
+            await context.write(
+                pb.PeerHello(
+                    chain_id=node.genesis.chain_id,
+                    validator=node.index,
+                    committed_height=node.replica.committed_height,
+                )
+            )
+            async for frame in request_iterator:
+                for data in frame.messages:
+                    try:
+                        msg = decode_message(data)
+                    except DecodeError as e:
+                        event("bad_peer_message", logging.WARNING, peer=src, error=str(e))
+                        continue
+                    node.deliver(src, msg)
+        finally:
+            self.inbound[src] -= 1
+
+
+class PeerLink:
+    """The dialer side towards one peer: a bounded queue and a reconnecting stream."""
+
+    def __init__(
+        self,
+        node: Node,
+        dst: int,
+        *,
+        address: str,
+        tls_name: str,
+        credentials: grpc.ChannelCredentials,
+        metrics: Metrics,
+    ) -> None:
+        self.node, self.dst, self.address = node, dst, address
+        self._tls_name, self._creds, self._metrics = tls_name, credentials, metrics
+        self._queue: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self.connected = False
+        self.failures = 0
+        self._session_id = 0  # a finished call's request generator must not take messages
+
+    def send(self, data: bytes) -> None:
+        if len(self._queue) >= PEER_SEND_QUEUE_MAX:
+            self._queue.popleft()
+            self._metrics.dropped.inc()
+        self._queue.append(data)
+        self._wake.set()
+
+    async def run(self) -> None:
+        delay_ms = PEER_RECONNECT_BASE_MS
+        while True:
+            if await self._session():
+                delay_ms = PEER_RECONNECT_BASE_MS
+            else:
+                delay_ms = min(delay_ms * 2, PEER_RECONNECT_MAX_MS)
+            await asyncio.sleep(delay_ms / 1000)
+
+    async def _session(self) -> bool:
+        """One connection; True if it got as far as the peer's hello."""
+        options = peer_channel_options(self._tls_name)
+        reached = False
+        self._session_id += 1
+        try:
+            async with grpc.aio.secure_channel(self.address, self._creds, options) as channel:
+                call = pb_grpc.PeerStub(channel).Connect(self._frames(self._session_id))
+                hello = await call.read()
+                if hello is EOF:
+                    return False
+                assert isinstance(hello, pb.PeerHello)
+                if hello.chain_id != self.node.genesis.chain_id or hello.validator != self.dst:
+                    event(
+                        "peer_mismatch",
+                        logging.ERROR,
+                        peer=self.dst,
+                        their_chain=hello.chain_id,
+                        their_index=hello.validator,
+                    )
+                    call.cancel()
+                    return False
+                reached = self.connected = True
+                self.failures = 0
+                event("peer_connected", peer=self.dst, their_height=hello.committed_height)
+                self._metrics.peers.inc()
+                self.node.peer_up(self.dst, hello.committed_height)
+                await call.read()  # returns (or raises) when the stream ends
+        except grpc.aio.AioRpcError as e:
+            self.failures += 1
+            if reached or self.failures == 1:
+                event("peer_unreachable", peer=self.dst, status=e.code().name)
+        finally:
+            self._session_id += 1  # retire this session's generator
+            self._wake.set()
+            if self.connected:
+                self.connected = False
+                self._metrics.peers.dec()
+                event("peer_disconnected", peer=self.dst)
+        return reached
+
+    async def _frames(self, session_id: int) -> AsyncIterator[pb.PeerFrame]:
+        while True:
+            while not self._queue or session_id != self._session_id:
+                if session_id != self._session_id:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+            batch: list[bytes] = []
+            size = 0
+            while self._queue and size + len(self._queue[0]) <= PEER_FRAME_BYTES_MAX:
+                data = self._queue.popleft()
+                batch.append(data)
+                size += len(data)
+            if not batch:  # a single message over the limit: the codec forbids it
+                self._queue.popleft()
+                continue
+            yield pb.PeerFrame(messages=batch)
