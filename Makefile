@@ -49,9 +49,9 @@ fmt: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-#? demo: settle sample DvP trades on a single-node LMDB ledger and print latency and balances
+#? demo: the main job: a fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops
 demo: setup
-	$(PY) -m node.demo
+	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),)
 
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup
@@ -79,6 +79,32 @@ genesis: setup
 .PHONY: compose
 compose: setup
 	$(PY) docker/compose.py --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) --out docker/generated $(if $(FORCE),--force,)
+
+#? cluster: start the validators of RUN_DIR in the background (generates it first if missing: N=26 Q=16 PORT_BASE=7000)
+.PHONY: cluster status stop kill-node start-node clean-cluster
+cluster: setup
+	@test -f $(RUN_DIR)/network.json || $(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE)
+	$(PY) -m node.cluster --run-dir $(RUN_DIR) start
+
+#? status: table of every node (height, view, leader, peers, root); exits 1 if any is down or they disagree
+status: setup
+	$(PY) -m node.cluster --run-dir $(RUN_DIR) status
+
+#? stop: stop every node of RUN_DIR (SIGTERM, then SIGKILL), leaving no process behind
+stop: setup
+	$(PY) -m node.cluster --run-dir $(RUN_DIR) stop
+
+#? kill-node: crash one validator with SIGKILL (I=3)
+kill-node: setup
+	$(PY) -m node.cluster --run-dir $(RUN_DIR) kill-node $(I)
+
+#? start-node: restart one validator and wait until it is connected (I=3)
+start-node: setup
+	$(PY) -m node.cluster --run-dir $(RUN_DIR) start-node $(I)
+
+#? clean-cluster: stop the nodes and delete RUN_DIR (genesis, keys, LMDB data, logs)
+clean-cluster: setup
+	@if [ -f $(RUN_DIR)/network.json ]; then $(PY) -m node.cluster --run-dir $(RUN_DIR) clean; else rm -rf $(RUN_DIR); fi
 
 #? clean: remove the virtualenv, generated code and caches (keeps nothing generated)
 clean:

@@ -23,7 +23,7 @@ import grpc
 from node.cluster import ClusterError, node_states, start_cluster, stop_cluster
 from node.genesis import DemoNetwork, load_genesis
 from node.netconfig import Network
-from node.netgen import NetSpec, generate, load_signing_key
+from node.netgen import NetSpec, default_quorum, generate, load_signing_key
 from node.settlement import DvP, InstrumentKind, ResultCode, sign_tx
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
@@ -186,12 +186,13 @@ def _agreement(net: Network) -> bool:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m node.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=26, help="validators (default 26)")
-    p.add_argument("--q", type=int, default=16, help="quorum (default 16)")
+    p.add_argument("--q", type=int, help="quorum (default 16 for 26, else the classic quorum)")
     p.add_argument("--keep", metavar="DIR", help="use DIR as the run directory and keep it")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ledger-demo-") as tmp:
         run_dir = Path(args.keep or Path(tmp) / "run")
-        spec = NetSpec(n=args.n, q=args.q, port_base=_free_port_base(args.n))
+        q = default_quorum(args.n) if args.q is None else args.q
+        spec = NetSpec(n=args.n, q=q, port_base=_free_port_base(args.n))
         net = generate(run_dir, spec, force=bool(args.keep))
         print(f"chain {net.chain_id[:16]}...: {net.n} validators, quorum {net.q}")
         t0 = time.monotonic()
