@@ -49,7 +49,7 @@ fmt: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-#? demo: the main job: a fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops
+#? demo: the main job. A fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops
 demo: setup
 	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),)
 
@@ -80,7 +80,7 @@ genesis: setup
 compose: setup
 	$(PY) docker/compose.py --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) --out docker/generated $(if $(FORCE),--force,)
 
-#? cluster: start the validators of RUN_DIR in the background (generates it first if missing: N=26 Q=16 PORT_BASE=7000)
+#? cluster: start the validators of RUN_DIR in the background (generates it first if missing; N=26 Q=16 PORT_BASE=7000)
 .PHONY: cluster status stop kill-node start-node clean-cluster
 cluster: setup
 	@test -f $(RUN_DIR)/network.json || $(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE)
