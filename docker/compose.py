@@ -1,0 +1,298 @@
+"""Generate a docker compose file for an N-validator cluster, with Prometheus and Grafana.
+
+    python docker/compose.py --n 26 --q 16 --out docker/generated
+    docker compose -f docker/generated/compose.yaml up --build
+
+It runs network generation (node.netgen) for containers into ``--out``: every node is
+reached at its container name (node-XX), listens on 0.0.0.0 and names its files by the
+paths compose mounts them at. Then it writes ``compose.yaml`` (one service per validator,
+each with its own node directory, genesis and CA certificate mounted read-only and a
+named volume for its LMDB data; client and metrics ports published on 127.0.0.1 only)
+and ``prometheus.yml`` (scrapes every node). Grafana is provisioned from docker/grafana.
+
+The YAML is written by the small emitter below (strings always double-quoted, so YAML
+1.1 never reads "yes" as a boolean or 22:22 as a number); the tests parse it with PyYAML.
+Run it with the project's Python (``.venv/bin/python``), where ``node`` is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+from node.netconfig import Network
+from node.netgen import (
+    CONTAINER_CA,
+    CONTAINER_DATA_DIR,
+    CONTAINER_GENESIS,
+    CONTAINER_NODE_DIR,
+    NetgenError,
+    NetSpec,
+    default_quorum,
+    generate,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = "dvp-ledger-node:local"
+PROMETHEUS_IMAGE = "prom/prometheus:v3.1.0"
+GRAFANA_IMAGE = "grafana/grafana:11.4.0"
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+SCRAPE_INTERVAL = "5s"
+PUBLISH_HOST = "127.0.0.1"  # published ports are reachable from this machine only
+
+Yaml: TypeAlias = dict[str, "Yaml"] | list["Yaml"] | str | int | bool | None
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+
+# --- YAML emitter ------------------------------------------------------------------------
+
+
+def _scalar(value: Yaml) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    assert isinstance(value, str), value
+    return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def _key(key: str) -> str:
+    return key if _PLAIN_KEY.match(key) else json.dumps(key)
+
+
+def _is_block(value: Yaml) -> bool:
+    return isinstance(value, dict | list) and len(value) > 0
+
+
+def _empty(value: Yaml) -> str:
+    return "{}" if isinstance(value, dict) else "[]"
+
+
+def emit_yaml(value: Yaml, indent: int = 0) -> list[str]:
+    """Block-style YAML lines for ``value`` (a mapping or a list at the top)."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if _is_block(v):
+                lines.append(f"{pad}{_key(k)}:")
+                lines += emit_yaml(v, indent + 2)
+            else:
+                text = _empty(v) if isinstance(v, dict | list) else _scalar(v)
+                lines.append(f"{pad}{_key(k)}: {text}")
+        return lines
+    assert isinstance(value, list), value
+    for item in value:
+        if isinstance(item, dict) and item:
+            inner = emit_yaml(item, indent + 2)
+            lines.append(f"{pad}- {inner[0].lstrip()}")
+            lines += inner[1:]
+        elif _is_block(item):
+            lines.append(f"{pad}-")
+            lines += emit_yaml(item, indent + 2)
+        else:
+            text = _empty(item) if isinstance(item, dict | list) else _scalar(item)
+            lines.append(f"{pad}- {text}")
+    return lines
+
+
+def dump_yaml(doc: Yaml, header: str) -> str:
+    comments = [f"# {line}".rstrip() for line in header.splitlines()]
+    return "\n".join([*comments, *emit_yaml(doc)]) + "\n"
+
+
+# --- compose and prometheus documents ----------------------------------------------------
+
+
+def _rel(target: Path, out: Path) -> str:
+    """A path compose resolves against the compose file's directory."""
+    rel = os.path.relpath(target, out)
+    return rel if rel.startswith("..") else f"./{rel}"
+
+
+def _bind(source: str, target: str) -> Yaml:
+    return {"type": "bind", "source": source, "target": target, "read_only": True}
+
+
+def published_ports(net: Network) -> list[int]:
+    """Every port compose publishes on the host, in order; they must all differ."""
+    node_ports = [p for x in net.nodes for p in (x.client_port, x.metrics_port)]
+    return [*node_ports, PROMETHEUS_PORT, GRAFANA_PORT]
+
+
+def _node_service(net: Network, i: int, out: Path, user: str) -> Yaml:
+    node = net.nodes[i]
+    return {
+        "build": {"context": _rel(REPO, out), "dockerfile": "docker/Dockerfile"},
+        "image": IMAGE,
+        "hostname": node.name,
+        # The key files are 0600 and belong to whoever generated them.
+        "user": user,
+        "restart": "unless-stopped",
+        "stop_grace_period": "10s",
+        "volumes": [
+            _bind(_rel(node.dir, out), CONTAINER_NODE_DIR),
+            _bind(_rel(net.genesis, out), CONTAINER_GENESIS),
+            _bind(_rel(net.ca_cert, out), CONTAINER_CA),
+            {"type": "volume", "source": f"{node.name}-data", "target": CONTAINER_DATA_DIR},
+        ],
+        "ports": [f"{PUBLISH_HOST}:{p}:{p}" for p in (node.client_port, node.metrics_port)],
+        "networks": ["ledger"],
+    }
+
+
+def compose_doc(net: Network, out: Path, user: str) -> Yaml:
+    services: dict[str, Yaml] = {
+        x.name: _node_service(net, i, out, user) for i, x in enumerate(net.nodes)
+    }
+    grafana = REPO / "docker" / "grafana"
+    services["prometheus"] = {
+        "image": PROMETHEUS_IMAGE,
+        "command": [
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            "--storage.tsdb.retention.time=7d",
+        ],
+        "volumes": [
+            _bind("./prometheus.yml", "/etc/prometheus/prometheus.yml"),
+            {"type": "volume", "source": "prometheus-data", "target": "/prometheus"},
+        ],
+        "ports": [f"{PUBLISH_HOST}:{PROMETHEUS_PORT}:9090"],
+        "networks": ["ledger"],
+        "restart": "unless-stopped",
+    }
+    services["grafana"] = {
+        "image": GRAFANA_IMAGE,
+        "environment": {
+            "GF_AUTH_ANONYMOUS_ENABLED": "true",
+            "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
+            "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH": "/etc/grafana/dashboards/ledger.json",
+        },
+        "volumes": [
+            _bind(_rel(grafana / "provisioning", out), "/etc/grafana/provisioning"),
+            _bind(_rel(grafana / "dashboards", out), "/etc/grafana/dashboards"),
+            {"type": "volume", "source": "grafana-data", "target": "/var/lib/grafana"},
+        ],
+        "ports": [f"{PUBLISH_HOST}:{GRAFANA_PORT}:3000"],
+        "depends_on": ["prometheus"],
+        "networks": ["ledger"],
+        "restart": "unless-stopped",
+    }
+    volumes: dict[str, Yaml] = {f"{x.name}-data": {} for x in net.nodes}
+    volumes.update({"prometheus-data": {}, "grafana-data": {}})
+    return {
+        "name": "dvp-ledger",
+        "services": services,
+        "volumes": volumes,
+        "networks": {"ledger": {}},
+    }
+
+
+def prometheus_doc(net: Network) -> Yaml:
+    targets: list[Yaml] = [
+        {
+            "targets": [f"{x.name}:{x.metrics_port}"],
+            "labels": {"node": x.name, "validator": str(x.validator)},
+        }
+        for x in net.nodes
+    ]
+    return {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "15s"},
+        "scrape_configs": [{"job_name": "ledger", "static_configs": targets}],
+    }
+
+
+def write_compose(net: Network, user: str) -> tuple[Path, Path]:
+    """Write compose.yaml and prometheus.yml into the run directory of ``net``."""
+    out = net.run_dir
+    ports = published_ports(net)
+    if len(set(ports)) != len(ports):
+        raise NetgenError(
+            f"published ports collide (Prometheus {PROMETHEUS_PORT}, Grafana {GRAFANA_PORT} "
+            "or a node's client or metrics port); choose another --port-base"
+        )
+    header = (
+        f"Generated by docker/compose.py for chain {net.chain_id}\n"
+        f"({net.n} validators, quorum {net.q}). Regenerate instead of editing."
+    )
+    compose, prometheus = out / "compose.yaml", out / "prometheus.yml"
+    compose.write_text(dump_yaml(compose_doc(net, out, user), header), encoding="utf-8")
+    prometheus.write_text(dump_yaml(prometheus_doc(net), header), encoding="utf-8")
+    return compose, prometheus
+
+
+def _check_ports(spec: NetSpec, out: Path) -> None:
+    """Refuse before anything is written if a node port is Prometheus's or Grafana's."""
+    for i in range(spec.n):
+        node = spec.node(i, out)
+        for port in (node.client_port, node.metrics_port):
+            if port in (PROMETHEUS_PORT, GRAFANA_PORT):
+                raise NetgenError(
+                    f"{node.name} would publish port {port}, which Prometheus or Grafana "
+                    "uses; choose another --port-base"
+                )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python docker/compose.py",
+        description="Generate keys, genesis and node configs for containers, and a docker "
+        "compose file running them with Prometheus and Grafana.",
+    )
+    p.add_argument("--n", type=int, default=26, help="number of validators (default: 26)")
+    p.add_argument(
+        "--q", type=int, help="quorum (default: 16 for 26 validators, else the classic one)"
+    )
+    p.add_argument(
+        "--port-base",
+        type=int,
+        default=7000,
+        help="peer port of node 0; client at +1000, metrics at +2000 (default: 7000)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "docker" / "generated",
+        help="output directory (default: docker/generated)",
+    )
+    p.add_argument("--force", action="store_true", help="wipe a previous output first")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    q = args.q if args.q is not None else default_quorum(args.n)
+    spec = NetSpec(args.n, q, args.port_base, containers=True)
+    try:
+        spec.check()
+        _check_ports(spec, Path(os.path.abspath(args.out)))
+        net = generate(args.out, spec, force=args.force)
+        compose, prometheus = write_compose(net, f"{os.getuid()}:{os.getgid()}")
+    except NetgenError as e:
+        print(f"compose: error: {e}", file=sys.stderr)
+        return 2
+    first, last = net.nodes[0], net.nodes[-1]
+    print(f"wrote {compose} and {prometheus}")
+    print(f"chain id {net.chain_id}, {net.n} validators, quorum {net.q}")
+    print(
+        f"published on {PUBLISH_HOST}: client {first.client_port}-{last.client_port}, "
+        f"metrics {first.metrics_port}-{last.metrics_port}, "
+        f"Prometheus {PROMETHEUS_PORT}, Grafana {GRAFANA_PORT}"
+    )
+    shown = compose.relative_to(Path.cwd()) if compose.is_relative_to(Path.cwd()) else compose
+    print(f"run: docker compose -f {shown} up --build")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
