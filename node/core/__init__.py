@@ -4,6 +4,7 @@ See ``node/core/replica.py`` for the theory of operation and docs/consensus.md f
 protocol and its safety argument.
 """
 
+from node.core.codec import EncodeError, decode_message, encode_message
 from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.quorum import Quorum, classic_quorum
 from node.core.replica import BlockSource, CoreConfig, Ready, Replica
@@ -49,6 +50,7 @@ __all__ = [
     "DecodeError",
     "Ed25519Signer",
     "Ed25519Verifier",
+    "EncodeError",
     "Mempool",
     "Message",
     "NewView",
@@ -71,8 +73,10 @@ __all__ = [
     "Vote",
     "classic_quorum",
     "decode_block",
+    "decode_message",
     "decode_qc",
     "encode_block",
+    "encode_message",
     "encode_qc",
     "genesis_hash",
     "timeout_message",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Any
 
+from node import codec
 from node.config import BLOCK_BYTES_MAX, BLOCK_TXS_MAX, CHAIN_ID_BYTES_MAX, TX_BYTES_MAX
 from node.crypto import TAG_VOTE, sha256
 
@@ -53,7 +53,7 @@ _TIMEOUT = struct.Struct(">BQQQ")
 SIGNATURE_BYTES_MAX = 128
 
 
-class DecodeError(ValueError):
+class DecodeError(codec.DecodeError):
     """Bytes from a peer or from storage that are not a canonical encoding."""
 
 
@@ -149,28 +149,11 @@ def encode_block(block: Block) -> bytes:
     return b"".join(parts)
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
+class _Reader(codec.Reader):
+    """The shared reader (``node.codec``), failing with this module's DecodeError."""
 
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise DecodeError("truncated encoding")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def unpack(self, s: struct.Struct) -> tuple[Any, ...]:
-        return s.unpack(self.take(s.size))
-
-    def u32(self) -> int:
-        (v,) = _U32.unpack(self.take(4))
-        return int(v)
-
-    def done(self) -> None:
-        if self.pos != len(self.data):
-            raise DecodeError("trailing bytes after encoding")
+    __slots__ = ()
+    error = DecodeError
 
 
 def decode_block(data: bytes) -> Block:
@@ -178,10 +161,10 @@ def decode_block(data: bytes) -> Block:
         raise DecodeError(f"block of {len(data)} bytes exceeds the limit")
     r = _Reader(data)
     hr = _Reader(r.take(r.u32()))
-    (chain_len,) = hr.unpack(_U16)
+    chain_len = hr.u16()
     if not 0 < chain_len <= CHAIN_ID_BYTES_MAX:
         raise DecodeError("bad chain id length")
-    chain_id = hr.take(chain_len).decode("utf-8", errors="strict")
+    chain_id = hr.utf8(chain_len)
     fields = hr.unpack(_HEADER)
     hr.done()
     height, view, parent, proposer, time_ms, ex_h, root, p_hash, count = fields

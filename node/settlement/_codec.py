@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import struct
 
+from node import codec
 from node.config import ID_BYTES_MAX, U64_MAX
 
 __all__ = ["DecodeError", "Reader", "Writer", "check_id"]
@@ -23,7 +24,7 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
 
-class DecodeError(ValueError):
+class DecodeError(codec.DecodeError):
     """The bytes are not a canonical encoding of the expected value."""
 
 
@@ -81,49 +82,18 @@ class Writer:
         return b"".join(self._parts)
 
 
-class Reader:
-    __slots__ = ("_buf", "_pos")
+class Reader(codec.Reader):
+    """The shared reader, failing with this package's DecodeError, plus identifiers."""
 
-    def __init__(self, buf: bytes) -> None:
-        self._buf = buf
-        self._pos = 0
-
-    def _take(self, n: int) -> bytes:
-        end = self._pos + n
-        if end > len(self._buf):
-            raise DecodeError(f"truncated: need {n} bytes at offset {self._pos}")
-        chunk = self._buf[self._pos : end]
-        self._pos = end
-        return chunk
-
-    def u8(self) -> int:
-        return int(_U8.unpack(self._take(1))[0])
-
-    def u16(self) -> int:
-        return int(_U16.unpack(self._take(2))[0])
-
-    def u32(self) -> int:
-        return int(_U32.unpack(self._take(4))[0])
-
-    def u64(self) -> int:
-        return int(_U64.unpack(self._take(8))[0])
+    __slots__ = ()
+    error = DecodeError
 
     def ident(self, max_len: int = ID_BYTES_MAX) -> str:
         n = self.u8()
-        raw = self._take(n)
+        raw = self.take(n)
         if not 0 < n <= max_len or not _ID_RE.match(raw):
             raise DecodeError(f"invalid identifier at offset {self._pos - n}")
         return raw.decode("ascii")
 
     def fixed(self, size: int) -> bytes:
-        return self._take(size)
-
-    def blob(self, max_len: int) -> bytes:
-        n = self.u32()
-        if n > max_len:
-            raise DecodeError(f"blob of {n} bytes exceeds the limit of {max_len}")
-        return self._take(n)
-
-    def done(self) -> None:
-        if self._pos != len(self._buf):
-            raise DecodeError(f"{len(self._buf) - self._pos} trailing bytes")
+        return self.take(size)
