@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from node.config import VALIDATORS_MAX
+from node.config import MEMPOOL_TXS_MAX, VALIDATORS_MAX
 
 __all__ = [
     "LOG_LEVELS",
@@ -106,6 +106,7 @@ class NodeConfig:
     metrics_port: int
     peers: tuple[PeerAddress, ...]  # every other validator
     log_level: str = "info"
+    mempool_txs_max: int = MEMPOOL_TXS_MAX  # lower it to shed load earlier (or to test it)
 
     def __post_init__(self) -> None:
         _check(0 <= self.validator < VALIDATORS_MAX, "validator", "out of range")
@@ -115,6 +116,11 @@ class NodeConfig:
         ports = {self.peer_port, self.client_port, self.metrics_port}
         _check(len(ports) == 3, "peer_port", "peer, client and metrics ports must differ")
         _check(self.log_level in LOG_LEVELS, "log_level", f"must be one of {list(LOG_LEVELS)}")
+        _check(
+            0 < self.mempool_txs_max <= MEMPOOL_TXS_MAX,
+            "mempool_txs_max",
+            f"must be 1..{MEMPOOL_TXS_MAX}",
+        )
         indexes = [p.validator for p in self.peers]
         _check(self.validator not in indexes, "peers", "lists this node itself")
         _check(len(set(indexes)) == len(indexes), "peers", "lists a validator twice")
@@ -191,8 +197,9 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Read a node config; relative paths resolve against the config file's directory."""
     path = Path(os.path.abspath(path))
     where = path.name
-    required = {f.name for f in fields(NodeConfig)} - {"log_level"}
-    r = _Reader(_read_json(path), where, required, {"log_level"})
+    optional = {"log_level", "mempool_txs_max"}
+    required = {f.name for f in fields(NodeConfig)} - optional
+    r = _Reader(_read_json(path), where, required, optional)
     peers = []
     for i, item in enumerate(r.array("peers")):
         p = _Reader(item, f"{where}.peers[{i}]", {"validator", "address", "tls_name"}, set())
@@ -210,6 +217,9 @@ def load_node_config(path: str | Path) -> NodeConfig:
             metrics_port=r.integer("metrics_port"),
             peers=tuple(peers),
             log_level=r.string("log_level") if "log_level" in r.doc else "info",
+            mempool_txs_max=(
+                r.integer("mempool_txs_max") if "mempool_txs_max" in r.doc else MEMPOOL_TXS_MAX
+            ),
             **paths,
         )
 
@@ -229,6 +239,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
         ],
         log_level=cfg.log_level,
     )
+    if cfg.mempool_txs_max != MEMPOOL_TXS_MAX:
+        doc["mempool_txs_max"] = cfg.mempool_txs_max
     return doc
 
 

@@ -30,9 +30,11 @@ from node.config import (
     BLOCK_TIME_DRIFT_MAX_MS,
     BLOCK_TXS_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
+    CATCHUP_RESPONSE_BYTES_MAX,
     CATCHUP_RETRY_MS,
     TIMEOUT_VIEWS_TRACKED_MAX,
     TX_FORWARD_BATCH_MAX,
+    VALIDATORS_MAX,
     VIEW_TIMEOUT_BASE_MS,
     VIEW_TIMEOUT_MAX_MS,
 )
@@ -41,6 +43,7 @@ from node.core.quorum import Quorum
 from node.core.safety import SafetyState
 from node.core.signing import Signer, Verifier, verify_certificate, verify_timeout_cert
 from node.core.types import (
+    SIGNATURE_BYTES_MAX,
     Block,
     Message,
     NewView,
@@ -398,9 +401,14 @@ class Replica:
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
         blocks: list[tuple[Block, QuorumCert]] = []
         count = min(msg.count, CATCHUP_BATCH_BLOCKS_MAX)
+        size = 0
         for height in range(max(msg.from_height, 1), msg.from_height + count):
             got = self._source.committed_block(height)
             if got is None:
+                break
+            # One response must fit one wire message; the first block always does.
+            size += _wire_size_bound(got[0])
+            if blocks and size > CATCHUP_RESPONSE_BYTES_MAX:
                 break
             blocks.append(got)
         if blocks:
@@ -792,6 +800,13 @@ class Replica:
         for tx in m.txs[:TX_FORWARD_BATCH_MAX]:
             self._admit(tx)
 
+
+def _wire_size_bound(block: Block) -> int:
+    """An upper bound on a committed block's share of a SyncResponse (block and certificate)."""
+    return len(block.header) + block.payload_bytes + 4 * len(block.txs) + _CERT_BYTES_BOUND
+
+
+_CERT_BYTES_BOUND = 64 + VALIDATORS_MAX * (6 + SIGNATURE_BYTES_MAX)  # a full certificate
 
 _HANDLERS: dict[type, str] = {
     Proposal: "_on_proposal",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from node import crypto
 from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
+    MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
     SYNC_PROBE_INTERVAL_MS,
     WAITERS_MAX,
@@ -30,6 +31,7 @@ from node.core import (
     CoreConfig,
     Ed25519Signer,
     Ed25519Verifier,
+    EncodeError,
     Message,
     Quorum,
     QuorumCert,
@@ -39,7 +41,7 @@ from node.core import (
     encode_message,
     encode_qc,
 )
-from node.core.mempool import AddResult
+from node.core.mempool import AddResult, Mempool
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._source import StoreSource, _decode_stored
@@ -95,6 +97,7 @@ class Node:
         metrics: Metrics,
         *,
         clock: Callable[[], int] = wall_ms,
+        mempool_txs_max: int = MEMPOOL_TXS_MAX,
     ) -> None:
         assert genesis.validators[index].public_key == key.public_key, "wrong validator key"
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
@@ -114,6 +117,7 @@ class Node:
             executed_root=head.state_root,
             safety=store.load_safety(),
             now_ms=clock(),
+            mempool=Mempool(txs_max=mempool_txs_max),
         )
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
         self._local: deque[Message] = deque()
@@ -158,7 +162,7 @@ class Node:
             return
         self._last_probe_ms[peer] = now
         req = SyncRequest(self.replica.committed_height + 1, CATCHUP_BATCH_BLOCKS_MAX)
-        self.send_frame(peer, encode_message(req))
+        self.send_frame(peer, _encode(req))
 
     def start(self) -> None:
         self._drain()
@@ -257,8 +261,9 @@ class Node:
                 event("send", logging.DEBUG, dst=dst, msg=_describe(msg))
                 data = encoded.get(id(msg))
                 if data is None:
-                    data = encoded[id(msg)] = encode_message(msg)
-                self.send_frame(dst, data)
+                    data = encoded[id(msg)] = _encode(msg)
+                if data:
+                    self.send_frame(dst, data)
             for block, cert in ready.committed:
                 self._apply(block, cert)
             r.advance()
@@ -334,6 +339,16 @@ class Node:
 
 def _tx_id_of(raw: bytes) -> bytes:
     return tx_id(SignedTx.decode(raw).body)
+
+
+def _encode(msg: Message) -> bytes:
+    """The wire form, or b"" for a message over a wire limit (dropped: a peer would refuse
+    it, and the protocol recovers from a lost message by timeout or catch-up)."""
+    try:
+        return encode_message(msg)
+    except EncodeError as e:
+        event("message_dropped", logging.ERROR, msg=_describe(msg), error=str(e))
+        return b""
 
 
 def _describe(msg: Message) -> str:

@@ -77,7 +77,7 @@ async def _serve(
 ) -> int:
     ca, cert, key_pem = tls
     metrics = Metrics()
-    node = Node(genesis, cfg.validator, key, store, metrics)
+    node = Node(genesis, cfg.validator, key, store, metrics, mempool_txs_max=cfg.mempool_txs_max)
     peer_creds = grpc.ssl_channel_credentials(ca, key_pem, cert)
     links = {
         p.validator: PeerLink(

@@ -3,6 +3,7 @@ loopback, gRPC clients over TLS. Nothing is mocked."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import subprocess
@@ -105,9 +106,21 @@ def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def set_node_option(net: Network, key: str, value: object) -> None:
+    """Add ``key: value`` to every node's config file (before the nodes start)."""
+    for node in net.nodes:
+        doc = json.loads(node.config.read_text())
+        doc[key] = value
+        node.config.write_text(json.dumps(doc, indent=2))
+
+
 @contextmanager
-def running_cluster(run_dir: Path, n: int, q: int, *extra: str) -> Iterator[Cluster]:
-    net = generate(run_dir, n, q, *extra)
+def running_cluster(
+    run_dir: Path, n: int, q: int, options: dict[str, object] | None = None
+) -> Iterator[Cluster]:
+    net = generate(run_dir, n, q)
+    for key, value in (options or {}).items():
+        set_node_option(net, key, value)
     try:
         start_cluster(net, progress=False)
         demo = load_run_network(run_dir)
