@@ -15,12 +15,12 @@ from node.config import CLIENT_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS
 from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.netconfig import NodeConfig
-from node.netgen import load_signing_key
+from node.netgen import cert_pin_from_pem, load_signing_key
 from node.runtime._api import LedgerService
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
-from node.runtime._transport import PEER_SERVER_OPTIONS, PeerLink, PeerService, cert_pin
+from node.runtime._transport import PEER_SERVER_OPTIONS, PeerLink, PeerService
 from node.settlement import Genesis
 from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
@@ -47,7 +47,7 @@ def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
             "generate the network with `make genesis`"
         )
     me = genesis.validators[cfg.validator]
-    if cert_pin(cert_pem) != me.tls_cert_sha256:
+    if cert_pin_from_pem(cert_pem) != me.tls_cert_sha256:
         raise StartupError(f"{cfg.tls_cert} is not the TLS certificate genesis pins for {me.id}")
 
 

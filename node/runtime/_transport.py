@@ -16,10 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from node import crypto
 from node.config import (
     PEER_FRAME_BYTES_MAX,
     PEER_RECONNECT_BASE_MS,
@@ -27,6 +24,7 @@ from node.config import (
     PEER_SEND_QUEUE_MAX,
 )
 from node.core import DecodeError, decode_message
+from node.netgen import cert_pin_from_pem
 from node.runtime._grpc import EOF, Ctx
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
@@ -34,7 +32,7 @@ from node.runtime._node import Node
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
-__all__ = ["PEER_SERVER_OPTIONS", "PeerLink", "PeerService", "cert_pin", "peer_channel_options"]
+__all__ = ["PEER_SERVER_OPTIONS", "PeerLink", "PeerService", "peer_channel_options"]
 
 _FRAME_OVERHEAD_BYTES = 64 * 1024  # protobuf framing around the messages of one frame
 _KEEPALIVE = [
@@ -47,11 +45,6 @@ PEER_SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
-
-
-def cert_pin(pem: bytes) -> bytes:
-    """SHA-256 of a certificate's DER form: what genesis pins per validator."""
-    return crypto.sha256(x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER))
 
 
 def peer_channel_options(tls_name: str) -> list[tuple[str, int | str]]:
@@ -78,7 +71,7 @@ class PeerService(pb_grpc.PeerServicer):
         pem = pems[0]
         if pem not in self._pin_by_pem:
             try:
-                self._pin_by_pem[pem] = self._index_by_pin.get(cert_pin(pem))
+                self._pin_by_pem[pem] = self._index_by_pin.get(cert_pin_from_pem(pem))
             except ValueError:
                 self._pin_by_pem[pem] = None
         src = self._pin_by_pem[pem]

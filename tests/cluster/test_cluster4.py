@@ -12,7 +12,7 @@ import pytest
 
 from node.cluster import kill_node, start_node
 from node.config import TX_BYTES_MAX
-from node.core import Ed25519Verifier, Phase, decode_qc, verify_certificate
+from node.core import Ed25519Verifier, Phase, decode_block, decode_qc, verify_certificate
 from node.crypto import sha256
 from node.settlement import SignedTx, encode_body
 from node.wire import ledger_pb2 as pb
@@ -135,3 +135,20 @@ def test_leader_crash_view_change_then_restarted_node_catches_up(cluster: Cluste
     # And it takes part again: a trade submitted through it settles.
     receipt = cluster.settle(txf.signed(txf.dvp()), via=leader)
     assert receipt.code == pb.OK and receipt.height == top + 1
+
+
+def test_block_stream_replays_history_then_follows_new_commits(cluster: Cluster) -> None:
+    stub = cluster.stub(2)
+    head = cluster.status(2).height
+    assert head >= 1
+    stream = stub.StreamBlocks(pb.StreamBlocksRequest(from_height=1), timeout=30)
+    history = [next(stream) for _ in range(head)]
+    assert [b.height for b in history] == list(range(1, head + 1))
+    assert all(decode_block(b.block).hash == b.block_hash for b in history)
+    receipt = cluster.settle(cluster.txf.signed(cluster.txf.transfer(amount=3)), via=0)
+    new = next(stream)
+    while new.height < receipt.height:  # another test's trade may commit first
+        new = next(stream)
+    assert new.height == receipt.height and new.block_hash == receipt.block_hash
+    assert [r.tx_id for r in new.results][receipt.position] == receipt.tx_id
+    stream.cancel()
