@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
 import statistics
 import tempfile
 import time
@@ -20,10 +19,10 @@ from pathlib import Path
 
 import grpc
 
-from node.cluster import ClusterError, node_states, start_cluster, stop_cluster
+from node.cluster import node_states, start_cluster, stop_cluster
 from node.genesis import DemoNetwork, load_genesis
 from node.netconfig import Network
-from node.netgen import NetSpec, default_quorum, generate, load_signing_key
+from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
 from node.settlement import DvP, InstrumentKind, ResultCode, sign_tx
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
@@ -55,23 +54,6 @@ def load_run_network(run_dir: str | Path) -> DemoNetwork:
     cash = next(i.id for i in g.instruments if i.kind is InstrumentKind.CASH)
     banks = tuple(sorted(p for p in keys if p.startswith("BANK")))
     return DemoNetwork(g, keys, [], banks, bonds, cash)
-
-
-def _free_port_base(n: int) -> int:
-    for _ in range(100):
-        base = random.randrange(20_000, 40_000, 100)
-        if all(_bindable(base + off + i) for off in (0, 1000, 2000) for i in range(n)):
-            return base
-    raise ClusterError("no free range of loopback ports for the demo cluster")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class _Client:
@@ -192,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ledger-demo-") as tmp:
         run_dir = Path(args.keep or Path(tmp) / "run")
         q = default_quorum(args.n) if args.q is None else args.q
-        spec = NetSpec(n=args.n, q=q, port_base=_free_port_base(args.n))
+        spec = NetSpec(n=args.n, q=q, port_base=free_port_base(args.n))
         net = generate(run_dir, spec, force=bool(args.keep))
         print(f"chain {net.chain_id[:16]}...: {net.n} validators, quorum {net.q}")
         t0 = time.monotonic()

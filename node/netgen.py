@@ -30,8 +30,10 @@ import ipaddress
 import logging
 import os
 import posixpath
+import random
 import secrets
 import shutil
+import socket
 import stat
 import sys
 from collections.abc import Callable, Sequence
@@ -442,6 +444,28 @@ def _summary(net: Network, spec: NetSpec) -> list[str]:
         lines.append(f"warning     {warning}")
     lines.append(f"chain id    {net.chain_id}")
     return lines
+
+
+def free_port_base(n: int, host: str = "127.0.0.1") -> int:
+    """A port base whose peer, client and metrics ports for ``n`` nodes are all free now
+    (for demos and tests that must not collide with a running `make cluster`)."""
+    for _ in range(200):
+        base = random.randrange(20_000, 40_000, 10)
+        ports = [
+            base + off + i for off in (0, CLIENT_PORT_OFFSET, METRICS_PORT_OFFSET) for i in range(n)
+        ]
+        if all(_bindable(host, p) for p in ports):
+            return base
+    raise NetgenError(f"no free range of ports on {host} for {n} nodes")
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def default_quorum(n: int) -> int:

@@ -4,8 +4,6 @@ loopback, gRPC clients over TLS. Nothing is mocked."""
 from __future__ import annotations
 
 import json
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -20,30 +18,12 @@ from node.cluster import is_running, start_cluster, stop_cluster
 from node.demo import load_run_network
 from node.genesis import DemoNetwork
 from node.netconfig import Network, load_network
+from node.netgen import free_port_base
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.ledger_helpers import TxFactory
 
 RPC_TIMEOUT_S = 10.0
-
-
-def free_port_base(n: int) -> int:
-    """A base port with peer (b+i), client (b+1000+i) and metrics (b+2000+i) ports free."""
-    for _ in range(200):
-        base = random.randrange(20_000, 40_000, 10)
-        ports = [base + off + i for off in (0, 1000, 2000) for i in range(n)]
-        if all(_bindable(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range on loopback")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def generate(run_dir: Path, n: int, q: int, *extra: str) -> Network:

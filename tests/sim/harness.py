@@ -16,7 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 
 from node import crypto
 from node.core import (
@@ -31,13 +31,12 @@ from node.core import (
     Replica,
     Signer,
     Verifier,
-    decode_block,
-    decode_qc,
     encode_block,
     encode_qc,
 )
 from node.genesis import DemoNetwork, demo_genesis
-from node.settlement import BlockContext, DvP, SignedTx, Transfer, apply_block, sign_tx, tx_id
+from node.runtime import StoreSource
+from node.settlement import BlockContext, DvP, Transfer, apply_block, sign_tx
 from node.store import MemoryStore
 from tests.sim.invariants import Checker, Violation
 
@@ -81,34 +80,6 @@ class MemoVerifier(Ed25519Verifier):
 
     def verify(self, index: int, message: bytes, signature: bytes) -> bool:
         return 0 <= index < len(self._pk) and memo_verify(self._pk[index], message, signature)
-
-
-class StoreSource:
-    """The core's read-only view of committed blocks, backed by the node's store."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-
-    def committed_height(self) -> int:
-        return self.store.head().height
-
-    def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None:
-        sb = self.store.block(height)
-        if sb is None:
-            return None
-        return _decode_stored(sb.block_bytes, sb.certificate)
-
-    def tx_committed(self, tx: bytes) -> bool:
-        try:
-            body = SignedTx.decode(tx).body
-        except ValueError:
-            return False
-        return self.store.tx_record(tx_id(body)) is not None
-
-
-@lru_cache(maxsize=4096)
-def _decode_stored(block_bytes: bytes, cert: bytes) -> tuple[Block, QuorumCert]:
-    return decode_block(block_bytes), decode_qc(cert)
 
 
 @dataclass
