@@ -31,6 +31,8 @@ from node.wire import ledger_pb2_grpc as pb_grpc
 __all__ = [
     "ClusterError",
     "NodeState",
+    "client_aio_channel",
+    "client_channel",
     "is_running",
     "kill_node",
     "main",
@@ -171,11 +173,28 @@ class NodeState:
         return self.status is not None
 
 
+def _client_target(
+    net: Network, index: int
+) -> tuple[str, grpc.ChannelCredentials, list[tuple[str, str]]]:
+    """Address, TLS credentials (the network's CA) and the name node ``index`` proves."""
+    node = net.nodes[index]
+    creds = grpc.ssl_channel_credentials(net.ca_cert.read_bytes())
+    return node.client_address, creds, [("grpc.ssl_target_name_override", node.name)]
+
+
+def client_channel(net: Network, index: int) -> grpc.Channel:
+    """A TLS channel to node ``index``'s client port."""
+    return grpc.secure_channel(*_client_target(net, index))
+
+
+def client_aio_channel(net: Network, index: int) -> grpc.aio.Channel:
+    """The same for asyncio."""
+    return grpc.aio.secure_channel(*_client_target(net, index))
+
+
 @contextlib.contextmanager
 def _channel(net: Network, node: NetworkNode) -> Iterator[grpc.Channel]:
-    creds = grpc.ssl_channel_credentials(net.ca_cert.read_bytes())
-    options = [("grpc.ssl_target_name_override", node.name)]
-    with grpc.secure_channel(node.client_address, creds, options) as channel:
+    with client_channel(net, node.validator) as channel:
         yield channel
 
 

@@ -17,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
-
-from node.cluster import node_states, start_cluster, stop_cluster
+from node.cluster import client_aio_channel, node_states, start_cluster, stop_cluster
 from node.genesis import DemoNetwork, load_genesis
 from node.netconfig import Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
@@ -60,13 +58,7 @@ class _Client:
     """Round-robin over the validators' client ports (the SDK replaces this)."""
 
     def __init__(self, net: Network) -> None:
-        creds = grpc.ssl_channel_credentials(net.ca_cert.read_bytes())
-        self._channels = [
-            grpc.aio.secure_channel(
-                x.client_address, creds, [("grpc.ssl_target_name_override", x.name)]
-            )
-            for x in net.nodes
-        ]
+        self._channels = [client_aio_channel(net, i) for i in range(net.n)]
         self.stubs = [pb_grpc.LedgerStub(c) for c in self._channels]
 
     async def settle(self, raw: bytes, via: int) -> tuple[pb.Receipt, float]:

@@ -22,7 +22,7 @@ from node.config import (
 from node.core.mempool import AddResult
 from node.runtime._grpc import Ctx
 from node.runtime._node import Node, Receipt, TooManyWaitersError, wall_ms
-from node.runtime._transport import PeerLink, PeerService
+from node.runtime._transport import PeerLink
 from node.settlement import ResultCode, precheck
 from node.store import StoredBlock
 from node.wire import ledger_pb2 as pb
@@ -67,8 +67,8 @@ async def _abort(context: Ctx, code: grpc.StatusCode, msg: str) -> NoReturn:
 
 
 class LedgerService(pb_grpc.LedgerServicer):
-    def __init__(self, node: Node, peers: PeerService, links: dict[int, PeerLink]) -> None:
-        self._node, self._peers, self._links = node, peers, links
+    def __init__(self, node: Node, links: dict[int, PeerLink]) -> None:
+        self._node, self._links = node, links
         self._streams = 0
 
     async def _tx_id(self, raw: bytes, context: Ctx) -> bytes:
@@ -97,7 +97,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"{check.code.name}: {check.code.meaning}",
             )
-        result = node.submit(raw)
+        result = node.submit(raw, check.tx_id)
         if result is AddResult.FULL:
             await _abort(
                 context,

@@ -49,10 +49,8 @@ from node.settlement import (
     BlockContext,
     Genesis,
     ResultCode,
-    SignedTx,
     apply_block,
     genesis_state_root,
-    tx_id,
 )
 from node.store import Storage
 
@@ -141,11 +139,10 @@ class Node:
         self.replica.step(src, msg, self._clock())
         self._drain()
 
-    def submit(self, raw: bytes) -> AddResult:
-        """A client's transaction, already prechecked (node/runtime/_api.py)."""
+    def submit(self, raw: bytes, tid: bytes) -> AddResult:
+        """A client's transaction with its id, already prechecked (node/runtime/_api.py)."""
         result = self.replica.submit(raw, self._clock())
         if result is AddResult.ACCEPTED:
-            tid = _tx_id_of(raw)
             self._pending[tid] = time.monotonic()
             while len(self._pending) > PENDING_IDS_MAX:
                 self._pending.popitem(last=False)
@@ -214,7 +211,7 @@ class Node:
         self._waiters.setdefault(tid, []).append(fut)
         self._waiter_count += 1
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+            return await asyncio.wait_for(fut, timeout_s)
         finally:
             self._forget_waiter(tid, fut)
 
@@ -335,10 +332,6 @@ class Node:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(max(0, at - now) / 1000, self._on_timer)
-
-
-def _tx_id_of(raw: bytes) -> bytes:
-    return tx_id(SignedTx.decode(raw).body)
 
 
 def _encode(msg: Message) -> bytes:

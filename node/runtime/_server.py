@@ -107,7 +107,7 @@ async def _serve(
     client_server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX)]
     )
-    pb_grpc.add_LedgerServicer_to_server(LedgerService(node, peers, links), client_server)
+    pb_grpc.add_LedgerServicer_to_server(LedgerService(node, links), client_server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, client_server)
     reflection.enable_server_reflection(

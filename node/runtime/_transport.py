@@ -62,7 +62,6 @@ class PeerService(pb_grpc.PeerServicer):
         self._node = node
         self._index_by_pin = {pin: i for i, pin in enumerate(pins)}
         self._pin_by_pem: dict[bytes, int | None] = {}
-        self.inbound: dict[int, int] = {}  # validator -> open streams from it
 
     def _authenticate(self, context: Ctx) -> int | None:
         pems = list(context.auth_context().get("x509_pem_cert") or [])
@@ -86,25 +85,21 @@ class PeerService(pb_grpc.PeerServicer):
             )
             return
         node = self._node
-        self.inbound[src] = self.inbound.get(src, 0) + 1
-        try:
-            await context.write(
-                pb.PeerHello(
-                    chain_id=node.genesis.chain_id,
-                    validator=node.index,
-                    committed_height=node.replica.committed_height,
-                )
+        await context.write(
+            pb.PeerHello(
+                chain_id=node.genesis.chain_id,
+                validator=node.index,
+                committed_height=node.replica.committed_height,
             )
-            async for frame in request_iterator:
-                for data in frame.messages:
-                    try:
-                        msg = decode_message(data)
-                    except DecodeError as e:
-                        event("bad_peer_message", logging.WARNING, peer=src, error=str(e))
-                        continue
-                    node.deliver(src, msg)
-        finally:
-            self.inbound[src] -= 1
+        )
+        async for frame in request_iterator:
+            for data in frame.messages:
+                try:
+                    msg = decode_message(data)
+                except DecodeError as e:
+                    event("bad_peer_message", logging.WARNING, peer=src, error=str(e))
+                    continue
+                node.deliver(src, msg)
 
 
 class PeerLink:

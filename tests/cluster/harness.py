@@ -12,9 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
-from node.cluster import is_running, start_cluster, stop_cluster
+from node.cluster import client_channel, is_running, start_cluster, stop_cluster
 from node.demo import load_run_network
 from node.genesis import DemoNetwork
 from node.netconfig import Network, load_network
@@ -55,12 +53,7 @@ class Cluster:
     txf: TxFactory
 
     def stub(self, i: int) -> pb_grpc.LedgerStub:
-        node = self.net.nodes[i]
-        creds = grpc.ssl_channel_credentials(self.net.ca_cert.read_bytes())
-        channel = grpc.secure_channel(
-            node.client_address, creds, [("grpc.ssl_target_name_override", node.name)]
-        )
-        return pb_grpc.LedgerStub(channel)
+        return pb_grpc.LedgerStub(client_channel(self.net, i))
 
     def status(self, i: int) -> pb.NodeStatus:
         return self.stub(i).GetStatus(pb.StatusRequest(), timeout=RPC_TIMEOUT_S)

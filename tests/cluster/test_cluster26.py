@@ -6,9 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
+from node.cluster import client_aio_channel
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import Cluster, running_cluster, wait_until
@@ -19,13 +19,7 @@ TRADES = 100
 
 
 async def _settle_all(c: Cluster, raws: list[bytes]) -> list[pb.Receipt]:
-    creds = grpc.ssl_channel_credentials(c.net.ca_cert.read_bytes())
-    channels = [
-        grpc.aio.secure_channel(
-            x.client_address, creds, [("grpc.ssl_target_name_override", x.name)]
-        )
-        for x in c.net.nodes
-    ]
+    channels = [client_aio_channel(c.net, i) for i in range(c.net.n)]
     stubs = [pb_grpc.LedgerStub(ch) for ch in channels]
 
     async def settle(k: int, raw: bytes) -> pb.Receipt:
