@@ -1,7 +1,10 @@
 """Client SDK for the settlement ledger (async first, with a synchronous wrapper).
 
-The SDK arrives with the client issue; today this package only reserves the name and
-ships ``py.typed`` so that type checkers treat it as typed from the first release.
+Receipts and their offline verification live here (``Receipt``, ``verify_receipt``);
+the clients, builders and CLI build on them.
 """
 
-__all__: list[str] = []
+from client._receipt import InvalidReceiptError, Receipt, ResultProof, verify_receipt
+from node.settlement import ResultCode
+
+__all__ = ["InvalidReceiptError", "Receipt", "ResultCode", "ResultProof", "verify_receipt"]

@@ -19,6 +19,7 @@ from node.core.signing import (
 )
 from node.core.types import (
     Block,
+    BlockHeader,
     DecodeError,
     Message,
     NewView,
@@ -34,6 +35,7 @@ from node.core.types import (
     TxForward,
     Vote,
     decode_block,
+    decode_header,
     decode_qc,
     encode_block,
     encode_qc,
@@ -45,6 +47,7 @@ from node.core.types import (
 __all__ = [
     "AddResult",
     "Block",
+    "BlockHeader",
     "BlockSource",
     "CoreConfig",
     "DecodeError",
@@ -73,6 +76,7 @@ __all__ = [
     "Vote",
     "classic_quorum",
     "decode_block",
+    "decode_header",
     "decode_message",
     "decode_qc",
     "encode_block",

@@ -15,7 +15,12 @@ broadcast; everyone commits and moves to view v + 1.
 
 Caller contract (etcd-io/raft style): feed ``step``/``tick``/``submit``; take ``ready()``;
 persist ``to_persist`` durably, then send ``to_send``, then apply ``committed`` in order and
-report each with ``executed(height, state_root)``, then call ``advance()``.
+report each with ``executed(height, state_root, results_root)``, then call ``advance()``.
+
+Blocks carry transactions, except one kind: after a block with transactions the next
+leader proposes even with an empty mempool, because only the next block's header
+certifies a block's results (ADR 0005). An idle cluster therefore stops after at most
+one empty block.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class Replica:
         source: BlockSource,
         *,
         executed_root: bytes,
+        results_root: bytes,
         safety: bytes | None = None,
         now_ms: int = 0,
         mempool: Mempool | None = None,
@@ -131,7 +137,7 @@ class Replica:
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
         self.halted: str | None = None
-        self._load_head(executed_root)
+        self._load_head(executed_root, results_root)
         self.view = max(self.safety.last_view, self.committed_view + 1, 0)
         self._consecutive_timeouts = 0
         self._last_commit_ms = -(10**12)  # long ago: the first transaction is proposed at once
@@ -148,7 +154,8 @@ class Replica:
         self._sync_sent_ms: int | None = None
         self._sync_peer = (config.me + 1) % self.n
         self._verified: dict[tuple[object, ...], bool] = {}
-        self._expected_roots: dict[int, bytes] = {}  # height -> root certified by a block
+        # height -> (state root, results root) that a certified block says it produced
+        self._expected_roots: dict[int, tuple[bytes, bytes]] = {}
         self._out: list[tuple[int, Message]] = []
         self._committed_out: list[tuple[Block, QuorumCert]] = []
         self._forward: list[bytes] = []
@@ -157,21 +164,23 @@ class Replica:
 
     # --- construction --------------------------------------------------------------------
 
-    def _load_head(self, executed_root: bytes) -> None:
+    def _load_head(self, executed_root: bytes, results_root: bytes) -> None:
         height = self._source.committed_height()
         self.committed_height = self.executed_height = height
-        self.executed_root = executed_root
+        self.executed_root, self.executed_results = executed_root, results_root
         if height == 0:
             self.committed_hash = genesis_hash(self.cfg.chain_id)
             self.committed_time_ms = 0
             self.committed_cert: QuorumCert | None = None
             self.committed_view = -1
+            self.committed_has_txs = False
             return
         got = self._source.committed_block(height)
         assert got is not None, "storage reports a head it cannot return"
         block, cert = got
         self.committed_hash, self.committed_time_ms = block.hash, block.time_ms
         self.committed_cert, self.committed_view = cert, cert.view
+        self.committed_has_txs = bool(block.txs)
 
     # --- caller API ------------------------------------------------------------------------
 
@@ -215,13 +224,15 @@ class Replica:
         self._after_event()
         self._flush_forward()
 
-    def executed(self, height: int, state_root: bytes) -> None:
-        """The caller applied committed block ``height``; its state root is ``state_root``."""
+    def executed(self, height: int, state_root: bytes, results_root: bytes) -> None:
+        """The caller applied committed block ``height``: the state root after it and the
+        Merkle root of its results."""
         assert height == self.executed_height + 1 and height <= self.committed_height
-        self.executed_height, self.executed_root = height, state_root
+        self.executed_height = height
+        self.executed_root, self.executed_results = state_root, results_root
         expected = self._expected_roots.pop(height, None)
-        if expected is not None and expected != state_root:
-            self._halt(f"state root after height {height} differs from the certified one")
+        if expected is not None and expected != (state_root, results_root):
+            self._halt(f"state or results root of height {height} differs from the certified")
             return
         self._after_event()
 
@@ -354,6 +365,7 @@ class Replica:
         self.committed_height, self.committed_hash = block.height, block.hash
         self.committed_time_ms, self.committed_cert = block.time_ms, cert
         self.committed_view = cert.view  # the certificate our proposals will carry
+        self.committed_has_txs = bool(block.txs)
         self._committed_out.append((block, cert))
         self.mempool.remove_committed(block.txs)
         self._candidates = {}
@@ -367,12 +379,20 @@ class Replica:
             self._sync_sent_ms = None
 
     def _record_expected_root(self, block: Block) -> None:
-        # Block h carries the root after h - 1; q validators certified it.
+        # Block h carries the roots of executing h - 1; q validators certified them.
+        roots = (block.state_root, block.results_root)
         if block.executed_height > self.executed_height:
-            self._expected_roots[block.executed_height] = block.state_root
-        elif block.state_root != self.executed_root:
+            self._expected_roots[block.executed_height] = roots
+        elif roots != self._executed_roots():
             assert block.executed_height == self.executed_height
-            self._halt(f"state root after height {block.executed_height} differs from certified")
+            self._halt(f"roots of height {block.executed_height} differ from the certified")
+
+    def _executed_roots(self) -> tuple[bytes, bytes]:
+        return self.executed_root, self.executed_results
+
+    def _has_work(self) -> bool:
+        """Pending transactions, or a last block whose results no block certifies yet."""
+        return len(self.mempool) > 0 or self.committed_has_txs
 
     def _want_sync(self, src: int, height: int) -> None:
         self._sync_target = max(self._sync_target, height)
@@ -438,7 +458,7 @@ class Replica:
         return (
             self.leader(self.view) == self.cfg.me
             and self.safety.proposed_view < self.view
-            and len(self.mempool) > 0
+            and self._has_work()
             and self._justified_fresh()
         )
 
@@ -458,7 +478,7 @@ class Replica:
             self._propose_after_timeout(self._last_tc)
 
     def _propose_fresh(self) -> None:
-        if len(self.mempool) == 0:
+        if not self._has_work():
             return  # no load, no blocks
         full = len(self.mempool) >= self.cfg.block_txs_max or (
             self.mempool.size_bytes >= self.cfg.block_bytes_max
@@ -474,7 +494,7 @@ class Replica:
         locks = [e.pqc_view for e in tc.entries if e.committed_height == top]
         highest = max((v for v in locks if v is not None), default=None)
         if top < self.committed_height or highest is None:
-            if len(self.mempool) > 0:
+            if self._has_work():
                 self._propose(self._new_block(), tc, None)
             return
         held = self._tc_justify
@@ -484,7 +504,7 @@ class Replica:
 
     def _new_block(self) -> Block:
         txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max)
-        assert txs, "never propose an empty block"
+        assert txs or self.committed_has_txs, "an empty block only certifies its parent's"
         return Block(
             chain_id=self.cfg.chain_id,
             height=self.committed_height + 1,
@@ -494,6 +514,7 @@ class Replica:
             time_ms=max(self.now_ms, self.committed_time_ms + 1),
             executed_height=self.committed_height,
             state_root=self.executed_root,
+            results_root=self.executed_results,
             txs=tuple(txs),
         )
 
@@ -570,15 +591,17 @@ class Replica:
             return False
         if block.time_ms > self.now_ms + BLOCK_TIME_DRIFT_MAX_MS:
             return False  # a leader must not move settlement deadlines by its clock alone
-        if not block.txs or len(block.txs) > self.cfg.block_txs_max:
+        if len(block.txs) > self.cfg.block_txs_max:
             return False
+        if not block.txs and not self.committed_has_txs:
+            return False  # empty blocks only follow blocks with transactions
         if block.payload_bytes > self.cfg.block_bytes_max:
             return False
         if len({tx_key(tx) for tx in block.txs}) != len(block.txs):
             return False
-        # Our own root differs from the proposer's: refuse to vote (who diverged is decided
+        # Our own roots differ from the proposer's: refuse to vote (who diverged is decided
         # by a certificate: a QC on this block means we did, see _record_expected_root).
-        return block.state_root == self.executed_root
+        return (block.state_root, block.results_root) == self._executed_roots()
 
     def _justified(self, p: Proposal) -> bool:
         if p.tc is None:
@@ -654,8 +677,9 @@ class Replica:
             self._maybe_commit_vote(qc, block)
 
     def _lock(self, qc: QuorumCert, block: Block) -> None:
-        if self.executed_height == block.executed_height and block.state_root != self.executed_root:
-            self._halt(f"q validators certified another state root at {block.executed_height}")
+        roots = (block.state_root, block.results_root)
+        if self.executed_height == block.executed_height and roots != self._executed_roots():
+            self._halt(f"q validators certified other roots at {block.executed_height}")
             return
         lock = self.safety.high_pqc
         if lock is None or lock.height < qc.height or lock.view < qc.view:
@@ -674,7 +698,7 @@ class Replica:
     def _timer_active(self) -> bool:
         lock = self.safety.high_pqc
         return (
-            len(self.mempool) > 0
+            self._has_work()
             or self._proposal is not None
             or (lock is not None and lock.height == self.committed_height + 1)
         )

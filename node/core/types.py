@@ -2,8 +2,10 @@
 
 Everything here is a frozen dataclass. Hashes and signatures are always computed over the
 canonical encoding produced here (never over a re-serialization of decoded data), so a
-block hash names exactly one byte string: ``block_hash = sha256(header_bytes)``, and the
-header commits to the payload through ``payload_hash``.
+block hash names exactly one byte string: ``block_hash = sha256(header_bytes)``. The
+header commits to the transactions through ``txs_root`` (an RFC 6962 Merkle root, so one
+transaction is provable without the block) and, with ``state_root`` and
+``results_root``, to the outcome of executing the parent block (ADR 0005).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import enum
 import struct
 from dataclasses import dataclass, field
 
-from node import codec
+from node import codec, merkle
 from node.config import BLOCK_BYTES_MAX, BLOCK_TXS_MAX, CHAIN_ID_BYTES_MAX, TX_BYTES_MAX
 from node.crypto import TAG_VOTE, sha256
 
 __all__ = [
     "Block",
+    "BlockHeader",
     "DecodeError",
     "Message",
     "NewView",
@@ -33,17 +36,19 @@ __all__ = [
     "TxForward",
     "Vote",
     "decode_block",
+    "decode_header",
     "decode_qc",
     "encode_block",
     "encode_qc",
     "genesis_hash",
-    "payload_hash",
     "timeout_message",
     "vote_message",
 ]
 
 HASH_LEN = 32
-_HEADER = struct.Struct(">QQ32sIQQ32s32sI")  # after the length-prefixed chain id
+# After the length-prefixed chain id: height, view, parent hash, proposer, time,
+# executed height, state root, results root, transactions root, transaction count.
+_HEADER = struct.Struct(">QQ32sIQQ32s32s32sI")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _QC_HEAD = struct.Struct(">BQQ32sH")
@@ -74,14 +79,6 @@ def genesis_hash(chain_id: str) -> bytes:
     return sha256(b"dvp-ledger/v1/genesis\x00", _chain_bytes(chain_id))
 
 
-def payload_hash(txs: tuple[bytes, ...]) -> bytes:
-    h = [_U32.pack(len(txs))]
-    for tx in txs:
-        h.append(_U32.pack(len(tx)))
-        h.append(tx)
-    return sha256(*h)
-
-
 def vote_message(chain_id: str, phase: Phase, view: int, height: int, block_hash: bytes) -> bytes:
     """What a validator signs to vote; a commit certificate is q of these (phase COMMIT)."""
     assert phase in (Phase.PREPARE, Phase.COMMIT) and len(block_hash) == HASH_LEN
@@ -104,7 +101,10 @@ class Block:
 
     ``view`` is the view the block was first proposed in; a later leader that re-proposes a
     locked block sends it unchanged, so its hash stays the same. ``executed_height`` is
-    always ``height - 1`` and ``state_root`` is the state root after executing it.
+    always ``height - 1``; ``state_root`` is the state root after executing it and
+    ``results_root`` the Merkle root of its results (``merkle.EMPTY_ROOT`` at height 1).
+    Only a block whose parent carries transactions may itself be empty (it certifies
+    those transactions' results, ADR 0005).
     """
 
     chain_id: str
@@ -115,6 +115,7 @@ class Block:
     time_ms: int
     executed_height: int
     state_root: bytes
+    results_root: bytes
     txs: tuple[bytes, ...]
     header: bytes = field(init=False, repr=False, compare=False)
     hash: bytes = field(init=False, repr=False, compare=False)
@@ -122,6 +123,7 @@ class Block:
     def __post_init__(self) -> None:
         assert self.height >= 1 and self.executed_height == self.height - 1
         assert len(self.parent_hash) == HASH_LEN and len(self.state_root) == HASH_LEN
+        assert len(self.results_root) == HASH_LEN
         header = _chain_bytes(self.chain_id) + _HEADER.pack(
             self.height,
             self.view,
@@ -130,7 +132,8 @@ class Block:
             self.time_ms,
             self.executed_height,
             self.state_root,
-            payload_hash(self.txs),
+            self.results_root,
+            merkle.root(self.txs),
             len(self.txs),
         )
         object.__setattr__(self, "header", header)
@@ -156,30 +159,78 @@ class _Reader(codec.Reader):
     error = DecodeError
 
 
-def decode_block(data: bytes) -> Block:
-    if len(data) > BLOCK_BYTES_MAX + 64 * 1024:
-        raise DecodeError(f"block of {len(data)} bytes exceeds the limit")
-    r = _Reader(data)
-    hr = _Reader(r.take(r.u32()))
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    """A decoded header: what a certificate over ``hash`` vouches for, without the body."""
+
+    chain_id: str
+    height: int
+    view: int
+    parent_hash: bytes
+    proposer: int
+    time_ms: int
+    executed_height: int
+    state_root: bytes
+    results_root: bytes
+    txs_root: bytes
+    tx_count: int
+    hash: bytes
+
+
+def decode_header(data: bytes) -> BlockHeader:
+    """Parse canonical header bytes (a receipt carries headers without their blocks)."""
+    hr = _Reader(data)
     chain_len = hr.u16()
     if not 0 < chain_len <= CHAIN_ID_BYTES_MAX:
         raise DecodeError("bad chain id length")
     chain_id = hr.utf8(chain_len)
     fields = hr.unpack(_HEADER)
     hr.done()
-    height, view, parent, proposer, time_ms, ex_h, root, p_hash, count = fields
+    height, view, parent, proposer, time_ms, ex_h, root, results, txs_root, count = fields
     if count > BLOCK_TXS_MAX or height < 1 or ex_h != height - 1:
         raise DecodeError("bad block header")
+    return BlockHeader(
+        chain_id,
+        height,
+        view,
+        parent,
+        proposer,
+        time_ms,
+        ex_h,
+        root,
+        results,
+        txs_root,
+        count,
+        sha256(data),
+    )
+
+
+def decode_block(data: bytes) -> Block:
+    if len(data) > BLOCK_BYTES_MAX + 64 * 1024:
+        raise DecodeError(f"block of {len(data)} bytes exceeds the limit")
+    r = _Reader(data)
+    h = decode_header(r.take(r.u32()))
     txs = []
-    for _ in range(count):
+    for _ in range(h.tx_count):
         n = r.u32()
         if n > TX_BYTES_MAX:
             raise DecodeError("transaction too large")
         txs.append(r.take(n))
     r.done()
-    block = Block(chain_id, height, view, parent, proposer, time_ms, ex_h, root, tuple(txs))
-    if payload_hash(block.txs) != p_hash:
-        raise DecodeError("payload does not match the header's payload hash")
+    block = Block(
+        h.chain_id,
+        h.height,
+        h.view,
+        h.parent_hash,
+        h.proposer,
+        h.time_ms,
+        h.executed_height,
+        h.state_root,
+        h.results_root,
+        tuple(txs),
+    )
+    if block.hash != h.hash:
+        raise DecodeError("transactions do not match the header's transactions root")
     return block
 
 

@@ -43,6 +43,15 @@ def receipt_pb(r: Receipt) -> pb.Receipt:
         block_time_ms=r.block_time_ms,
         certificate=r.certificate,
         block_header=r.block_header,
+        transaction=r.transaction,
+        tx_path=r.tx_path,
+        result_proof=None
+        if r.result_proof is None
+        else pb.ResultProof(
+            header=r.result_proof.header,
+            certificate=r.result_proof.certificate,
+            path=r.result_proof.path,
+        ),
     )
 
 
@@ -133,7 +142,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         tid = await self._tx_id(request.tx_id, context)
         timeout_ms = min(request.timeout_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
         try:
-            receipt = await self._node.wait_for(tid, timeout_ms / 1000)
+            receipt = await self._node.wait_for(
+                tid, timeout_ms / 1000, prove_result=request.prove_result
+            )
         except TooManyWaitersError as e:
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{e}; retry later")
         except TimeoutError:

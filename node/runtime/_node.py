@@ -42,6 +42,7 @@ from node.core import (
     encode_qc,
 )
 from node.core.mempool import AddResult, Mempool
+from node.merkle import MerkleTree
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._source import StoreSource, _decode_stored
@@ -51,12 +52,14 @@ from node.settlement import (
     ResultCode,
     apply_block,
     genesis_state_root,
+    result_leaf,
 )
-from node.store import Storage
+from node.store import Storage, StoredBlock
 
-__all__ = ["Node", "Receipt", "TooManyWaitersError", "wall_ms"]
+__all__ = ["Node", "Receipt", "ResultProof", "TooManyWaitersError", "wall_ms"]
 
 _IDLE_TICK_MS = 1_000  # wake at least this often, whatever the core's deadline says
+_TREES_CACHED_MAX = 8  # blocks whose Merkle trees are kept for receipts
 
 
 def wall_ms() -> int:
@@ -69,8 +72,19 @@ class TooManyWaitersError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class ResultProof:
+    """Block ``height + 1``'s header and certificate, and the result's path to the
+    header's results root (ADR 0005)."""
+
+    header: bytes
+    certificate: bytes
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
-    """A committed transaction: its result, where it is, and the block's certificate."""
+    """A committed transaction: its result, where it is, the block's certificate and the
+    Merkle paths that let anyone check all of it against genesis."""
 
     tx_id: bytes
     code: ResultCode
@@ -80,6 +94,16 @@ class Receipt:
     block_time_ms: int
     certificate: bytes
     block_header: bytes
+    transaction: bytes
+    tx_path: tuple[bytes, ...]
+    result_proof: ResultProof | None  # None until block height + 1 is committed
+
+
+@dataclass(frozen=True, slots=True)
+class _BlockTrees:
+    block: Block
+    txs: MerkleTree
+    results: MerkleTree
 
 
 SendFrame = Callable[[int, bytes], None]
@@ -101,7 +125,8 @@ class Node:
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
         self.quorum = Quorum(len(genesis.validators), genesis.quorum)
         self._clock = clock
-        head = store.head()
+        source = StoreSource(store)
+        state_root, results = source.executed_roots()
         self.replica = Replica(
             CoreConfig(
                 chain_id=genesis.chain_id,
@@ -111,8 +136,9 @@ class Node:
             ),
             Ed25519Signer(key),
             Ed25519Verifier([v.public_key for v in genesis.validators]),
-            StoreSource(store),
-            executed_root=head.state_root,
+            source,
+            executed_root=state_root,
+            results_root=results,
             safety=store.load_safety(),
             now_ms=clock(),
             mempool=Mempool(txs_max=mempool_txs_max),
@@ -121,7 +147,8 @@ class Node:
         self._local: deque[Message] = deque()
         self._draining = False
         self._timer: asyncio.TimerHandle | None = None
-        self._waiters: dict[bytes, list[asyncio.Future[Receipt]]] = {}
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._trees_cache: OrderedDict[int, _BlockTrees] = OrderedDict()
         self._waiter_count = 0
         self._pending: OrderedDict[bytes, float] = OrderedDict()  # tx id -> accepted at
         self._last_probe_ms: dict[int, int] = {}
@@ -129,7 +156,7 @@ class Node:
         self._halt_logged = False
         self._last_view = self.replica.view
         self.started_ms = clock()
-        self.metrics.height.set(head.height)
+        self.metrics.height.set(store.head().height)
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -188,7 +215,12 @@ class Node:
             return None
         sb = self.store.block(record.height)
         assert sb is not None, "the index names a block the store does not hold"
-        block, _ = _decode_stored(sb.block_bytes, sb.certificate)
+        trees = self._trees(record.height, sb)
+        proof = None
+        after = self.store.block(record.height + 1)
+        if after is not None:
+            header = _decode_stored(after.block_bytes, after.certificate)[0].header
+            proof = ResultProof(header, after.certificate, trees.results.path(record.position))
         return Receipt(
             tid,
             record.code,
@@ -197,23 +229,55 @@ class Node:
             sb.block_hash,
             sb.time_ms,
             sb.certificate,
-            block.header,
+            trees.block.header,
+            trees.block.txs[record.position],
+            trees.txs.path(record.position),
+            proof,
         )
 
-    async def wait_for(self, tid: bytes, timeout_s: float) -> Receipt:
-        """The receipt once ``tid`` is committed (TimeoutError after ``timeout_s``)."""
+    def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:
+        """A committed block's Merkle trees, built once for all its receipts (bounded LRU)."""
+        cached = self._trees_cache.get(height)
+        if cached is not None:
+            self._trees_cache.move_to_end(height)
+            return cached
+        block, _ = _decode_stored(sb.block_bytes, sb.certificate)
+        trees = _BlockTrees(
+            block, MerkleTree(block.txs), MerkleTree([result_leaf(r) for r in sb.results])
+        )
+        self._trees_cache[height] = trees
+        if len(self._trees_cache) > _TREES_CACHED_MAX:
+            self._trees_cache.popitem(last=False)
+        return trees
+
+    async def wait_for(self, tid: bytes, timeout_s: float, *, prove_result: bool) -> Receipt:
+        """The receipt once ``tid`` is committed; with ``prove_result`` once the next block
+        certifies its result too. TimeoutError after ``timeout_s`` in all."""
         found = self.receipt(tid)
-        if found is not None:
+        if found is not None and (found.result_proof is not None or not prove_result):
             return found
         if self._waiter_count >= WAITERS_MAX:
             raise TooManyWaitersError(f"{WAITERS_MAX} finality waits are in progress")
-        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(tid, []).append(fut)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         self._waiter_count += 1
         try:
-            return await asyncio.wait_for(fut, timeout_s)
+            if found is None:
+                fut: asyncio.Future[None] = loop.create_future()
+                self._waiters.setdefault(tid, []).append(fut)
+                try:
+                    await asyncio.wait_for(fut, timeout_s)
+                finally:
+                    self._forget_waiter(tid, fut)
+                found = self.receipt(tid)
+                assert found is not None
+            while prove_result and found.result_proof is None:
+                await asyncio.wait_for(self.head_changed(), max(0.0, deadline - loop.time()))
+                found = self.receipt(tid)
+                assert found is not None
+            return found
         finally:
-            self._forget_waiter(tid, fut)
+            self._waiter_count -= 1
 
     async def head_changed(self) -> None:
         """Returns after the next commit."""
@@ -269,7 +333,7 @@ class Node:
         ctx = BlockContext(block.height, block.time_ms)
         outcome = apply_block(self.store, block.txs, ctx)
         self.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
-        self.replica.executed(block.height, outcome.state_root)
+        self.replica.executed(block.height, outcome.state_root, outcome.results_root)
         now = time.monotonic()
         m = self.metrics
         m.blocks.inc()
@@ -293,20 +357,14 @@ class Node:
         )
 
     def _resolve(self, tid: bytes) -> None:
-        futures = self._waiters.get(tid)
-        if not futures:
-            return
-        receipt = self.receipt(tid)
-        assert receipt is not None
-        for f in futures:
+        for f in self._waiters.get(tid, ()):
             if not f.done():
-                f.set_result(receipt)
+                f.set_result(None)
 
-    def _forget_waiter(self, tid: bytes, fut: asyncio.Future[Receipt]) -> None:
+    def _forget_waiter(self, tid: bytes, fut: asyncio.Future[None]) -> None:
         futures = self._waiters.get(tid)
         if futures is not None and fut in futures:
             futures.remove(fut)
-            self._waiter_count -= 1
             if not futures:
                 del self._waiters[tid]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from node.core import Block, QuorumCert, decode_block, decode_qc
-from node.settlement import DecodeError, SignedTx, tx_id
+from node.merkle import EMPTY_ROOT
+from node.settlement import DecodeError, SignedTx, results_root, tx_id
 from node.store import Storage
 
 __all__ = ["StoreSource"]
@@ -14,6 +15,16 @@ __all__ = ["StoreSource"]
 class StoreSource:
     def __init__(self, store: Storage) -> None:
         self.store = store
+
+    def executed_roots(self) -> tuple[bytes, bytes]:
+        """The state root after the head block and the Merkle root of its results (what
+        the replica needs at start to propose and check the next block)."""
+        head = self.store.head()
+        if head.height == 0:
+            return head.state_root, EMPTY_ROOT
+        sb = self.store.block(head.height)
+        assert sb is not None, "storage reports a head it cannot return"
+        return head.state_root, results_root(sb.results)
 
     def committed_height(self) -> int:
         return self.store.head().height

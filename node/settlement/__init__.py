@@ -15,6 +15,8 @@ from node.settlement._apply import (
     apply_block,
     genesis_state_root,
     precheck,
+    result_leaf,
+    results_root,
 )
 from node.settlement._codec import DecodeError
 from node.settlement._model import (
@@ -74,6 +76,8 @@ __all__ = [
     "genesis_state_root",
     "isin_check_digit",
     "precheck",
+    "result_leaf",
+    "results_root",
     "sign_tx",
     "tx_id",
 ]

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from node import crypto
+from node import crypto, merkle
 from node.config import BLOCK_TXS_MAX, U64_MAX
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
@@ -45,6 +45,8 @@ __all__ = [
     "Verify",
     "apply_block",
     "genesis_state_root",
+    "result_leaf",
+    "results_root",
 ]
 
 TAG_STATE = b"dvp-ledger/v1/state\x00"
@@ -74,6 +76,16 @@ class TxResult:
     code: ResultCode
 
 
+def result_leaf(result: TxResult) -> bytes:
+    """The Merkle leaf of one result: the 32-byte tx id, then the code as u16 (ADR 0005)."""
+    return result.tx_id + int(result.code).to_bytes(2, "big")
+
+
+def results_root(results: Sequence[TxResult]) -> bytes:
+    """The Merkle root of a block's results in position order; the next header holds it."""
+    return merkle.root([result_leaf(r) for r in results])
+
+
 @dataclass(frozen=True, slots=True)
 class TxRecord:
     """Where and how a transaction id was first recorded."""
@@ -91,6 +103,10 @@ class BlockOutcome:
     supplies: dict[str, int]  # instrument -> new supply
     recorded: tuple[tuple[bytes, TxRecord], ...]  # ids recorded by this block
     state_root: bytes
+
+    @property
+    def results_root(self) -> bytes:
+        return results_root(self.results)
 
 
 class StateView(Protocol):

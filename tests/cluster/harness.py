@@ -59,10 +59,11 @@ class Cluster:
         return self.stub(i).GetStatus(pb.StatusRequest(), timeout=RPC_TIMEOUT_S)
 
     def settle(self, raw: bytes, via: int = 0, timeout_ms: int = 30_000) -> pb.Receipt:
+        """Submit and wait for the full receipt (finality and the certified result)."""
         stub = self.stub(via)
         resp = stub.Submit(pb.SubmitRequest(transaction=raw), timeout=RPC_TIMEOUT_S)
         return stub.WaitForFinality(
-            pb.WaitRequest(tx_id=resp.tx_id, timeout_ms=timeout_ms),
+            pb.WaitRequest(tx_id=resp.tx_id, timeout_ms=timeout_ms, prove_result=True),
             timeout=timeout_ms / 1000 + RPC_TIMEOUT_S,
         )
 

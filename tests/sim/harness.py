@@ -194,12 +194,15 @@ class Cluster:
             view_timeout_max_ms=VIEW_TIMEOUT_MAX_MS,
             batch_delay_ms=BATCH_DELAY_MS,
         )
+        source = StoreSource(inst.store)
+        state_root, results = source.executed_roots()
         inst.core = Replica(
             cfg,
             self._signer(inst.index),
             self._verifier(),
-            StoreSource(inst.store),
-            executed_root=inst.store.head().state_root,
+            source,
+            executed_root=state_root,
+            results_root=results,
             safety=inst.store.load_safety(),
             now_ms=self.now,
         )
@@ -258,7 +261,7 @@ class Cluster:
         inst.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
         self.checker.on_commit(inst, block, cert, outcome, self.now)
         assert inst.core is not None
-        inst.core.executed(block.height, outcome.state_root)
+        inst.core.executed(block.height, outcome.state_root, outcome.results_root)
 
     def _schedule_tick(self, inst: Instance) -> None:
         assert inst.core is not None

@@ -24,6 +24,8 @@ class Checker:
         self.txs = txs
         self.block_at: dict[int, bytes] = {}  # height -> hash first committed by an honest node
         self.root_at: dict[int, bytes] = {}  # height -> state root after it (honest)
+        self.results_at: dict[int, bytes] = {}  # height -> Merkle root of its results
+        self.empty_at: dict[int, bool] = {}  # height -> the block carries no transactions
         self.votes: dict[tuple[int, Phase, int], bytes] = {}
         self.applied: dict[int, Counter[bytes]] = defaultdict(Counter)  # instance -> tx -> n
         self.anywhere: set[bytes] = set()
@@ -75,6 +77,14 @@ class Checker:
         root = self.root_at.setdefault(h, outcome.state_root)
         if root != outcome.state_root:
             raise Violation("state root", f"instance {inst.name} diverged at height {h}")
+        self.results_at.setdefault(h, outcome.results_root)
+        self.empty_at[h] = not block.txs
+        # The certified header of h carries the results of h - 1 (what receipts prove).
+        prev = self.results_at.get(h - 1)
+        if prev is not None and block.results_root != prev:
+            raise Violation("results root", f"block {h} certifies other results of {h - 1}")
+        if not block.txs and (h == 1 or self.empty_at.get(h - 1, False)):
+            raise Violation("empty block", f"block {h} is empty and certifies no results")
         if h > self.max_height:
             self.max_height, self.last_commit_ms = h, now
         self.commits += 1

@@ -172,8 +172,11 @@ def run(sc: Scenario, keep_down: int | None = None) -> RunResult:
         )
     height = cl.checker.max_height
     cl.run_until(cl.now + QUIET_CHECK_MS)
-    if cl.checker.max_height != height:
-        raise Violation("idle", "blocks were committed with no load")
+    top = cl.checker.max_height
+    if top > height + 1 or (top == height + 1 and not cl.checker.empty_at[top]):
+        raise Violation("idle", f"{top - height} blocks were committed with no load")
+    if not cl.checker.empty_at[top]:
+        raise Violation("results", f"no block certifies the results of the last block {top}")
     return RunResult(
         sc.seed, height, cl.checker.commits, cl.now - cl.t0, cl.events_run, len(sc.twins),
         len(cl.acked), dict(cl.sent),

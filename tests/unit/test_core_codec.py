@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from node.core import (
@@ -21,7 +23,7 @@ from node.core import (
 
 
 def _block(txs: tuple[bytes, ...] = (b"tx-a", b"tx-b")) -> Block:
-    return Block("chain", 1, 0, genesis_hash("chain"), 0, 5, 0, bytes(32), txs)
+    return Block("chain", 1, 0, genesis_hash("chain"), 0, 5, 0, bytes(32), bytes(32), txs)
 
 
 def test_block_round_trip_keeps_the_hash() -> None:
@@ -33,8 +35,9 @@ def test_block_round_trip_keeps_the_hash() -> None:
 def test_block_hash_commits_to_every_field_and_the_payload() -> None:
     base = _block()
     assert _block((b"tx-a", b"tx-c")).hash != base.hash
-    assert Block("chain", 1, 1, base.parent_hash, 0, 5, 0, bytes(32), base.txs).hash != base.hash
-    assert Block("chain", 1, 0, base.parent_hash, 0, 6, 0, bytes(32), base.txs).hash != base.hash
+    for change in [{"view": 1}, {"time_ms": 6}, {"state_root": b"\1" * 32}]:
+        assert replace(base, **change).hash != base.hash  # type: ignore[arg-type]
+    assert replace(base, results_root=b"\1" * 32).hash != base.hash
 
 
 @pytest.mark.parametrize("cut", [1, 10, 40])
@@ -48,7 +51,7 @@ def test_truncated_or_padded_blocks_are_rejected(cut: int) -> None:
 
 def test_payload_swapped_under_a_header_is_rejected() -> None:
     data = encode_block(_block((b"tx-a", b"tx-b")))
-    with pytest.raises(DecodeError, match="payload"):
+    with pytest.raises(DecodeError, match="transactions root"):
         decode_block(data.replace(b"tx-b", b"tx-X"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from node.config import BATCH_DELAY_MS
 from node.core import (
     Block,
     CoreConfig,
@@ -23,6 +24,7 @@ from node.core import (
 )
 from node.crypto import sha256
 from node.genesis import demo_genesis
+from node.merkle import EMPTY_ROOT
 from tests.sim.harness import HashSigner, HashVerifier
 
 CHAIN = "test-chain"
@@ -60,6 +62,7 @@ class Net:
                 verifier,
                 self.disks[i],
                 executed_root=(roots or [ROOT0] * n)[i],
+                results_root=EMPTY_ROOT,
             )
             for i in range(n)
         ]
@@ -77,7 +80,11 @@ class Net:
                 self.queue.append((i, dst, msg))
             for block, cert in ready.committed:
                 disk.blocks[block.height] = (block, cert)
-                node.executed(block.height, sha256(node.executed_root, block.hash))
+                node.executed(
+                    block.height,
+                    sha256(node.executed_root, block.hash),
+                    sha256(b"results", block.hash),
+                )
             node.advance()
 
     def run(self) -> None:
@@ -116,7 +123,23 @@ def test_first_transaction_is_proposed_at_once_and_committed_everywhere() -> Non
     block, cert = net.disks[3].blocks[1]
     assert block.txs == (b"trade-1",) and cert.phase is Phase.COMMIT
     assert all(node.view == 1 for node in net.nodes)  # next block, next leader
+    # The next leader owes one empty block: its header certifies block 1's results.
+    assert net.nodes[1].deadline_ms() is not None
+    net.tick(BATCH_DELAY_MS)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    empty, _ = net.disks[0].blocks[2]
+    assert empty.txs == () and empty.results_root == sha256(b"results", block.hash)
+    net.tick(60_000)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]  # no more blocks
     assert all(node.deadline_ms() is None for node in net.nodes)  # quiet again
+
+
+def test_an_empty_block_needs_a_parent_with_transactions() -> None:
+    net = Net()
+    block = Block(CHAIN, 1, 0, net.nodes[1].committed_hash, 0, 500, 0, ROOT0, EMPTY_ROOT, ())
+    net.nodes[1].step(0, Proposal(0, block, None, None, None), now_ms=1_000)
+    net.drain(1)
+    assert not net.sent(1, Vote)
 
 
 def test_votes_leave_only_with_the_safety_state_that_covers_them() -> None:
@@ -198,6 +221,7 @@ def test_restart_from_disk_never_votes_twice_in_a_view() -> None:
         net.verifier,
         disk,
         executed_root=net.nodes[1].executed_root,
+        results_root=net.nodes[1].executed_results,
         safety=disk.safety,
     )
     assert reborn.view >= 1 and reborn.safety.prepare_view == 0
@@ -213,6 +237,7 @@ def test_under_load_blocks_fill_up_to_the_bound() -> None:
             net.verifier,
             net.disks[i],
             executed_root=ROOT0,
+            results_root=EMPTY_ROOT,
         )
         for i in range(4)
     ]
@@ -224,16 +249,19 @@ def test_under_load_blocks_fill_up_to_the_bound() -> None:
         net.tick(now)
     sizes = [len(net.disks[0].blocks[h][0].txs) for h in sorted(net.disks[0].blocks)]
     assert sizes[0] == 1 and all(s <= 2 for s in sizes) and sum(sizes) == 6
-    assert sizes[1:] == [2, 2, 1]
+    # ... and one empty block follows the last one, certifying its results (ADR 0005).
+    assert sizes[1:] == [2, 2, 1, 0]
 
 
 def test_block_timed_far_ahead_of_our_clock_gets_no_vote() -> None:
     net = Net()
-    block = Block(CHAIN, 1, 0, net.nodes[1].committed_hash, 0, 10**9, 0, ROOT0, (b"t",))
+    block = Block(CHAIN, 1, 0, net.nodes[1].committed_hash, 0, 10**9, 0, ROOT0, EMPTY_ROOT, (b"t",))
     net.nodes[1].step(0, Proposal(0, block, None, None, None), now_ms=1_000)
     net.drain(1)
     assert not net.sent(1, Vote)
-    on_time = Block(CHAIN, 1, 0, net.nodes[2].committed_hash, 0, 1_500, 0, ROOT0, (b"t",))
+    on_time = Block(
+        CHAIN, 1, 0, net.nodes[2].committed_hash, 0, 1_500, 0, ROOT0, EMPTY_ROOT, (b"t",)
+    )
     net.nodes[2].step(0, Proposal(0, on_time, None, None, None), now_ms=1_000)
     net.drain(2)
     assert net.sent(2, Vote)

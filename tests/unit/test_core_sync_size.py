@@ -27,7 +27,7 @@ class _BigBlocks:
         parent = genesis_hash(CHAIN)
         for h in range(1, 17):
             txs = tuple(bytes([h, k % 256]) * (TX_BYTES_MAX // 2) for k in range(256))
-            b = Block(CHAIN, h, h - 1, parent, 0, h, h - 1, b"\0" * 32, txs)
+            b = Block(CHAIN, h, h - 1, parent, 0, h, h - 1, b"\0" * 32, b"\0" * 32, txs)
             cert = QuorumCert(
                 Phase.COMMIT, h - 1, h, b.hash, tuple((i, b"s" * 64) for i in range(3))
             )
@@ -55,7 +55,9 @@ class _NoCrypto:
 def test_sync_response_stops_before_the_wire_limit_but_sends_at_least_one_block() -> None:
     source = _BigBlocks()
     cfg = CoreConfig(chain_id=CHAIN, quorum=Quorum(4, 3), me=0, genesis_state_root=b"\0" * 32)
-    r = Replica(cfg, _NoCrypto(), _NoCrypto(), source, executed_root=b"\0" * 32)
+    r = Replica(
+        cfg, _NoCrypto(), _NoCrypto(), source, executed_root=b"\0" * 32, results_root=b"\0" * 32
+    )
     r.ready()
     r.advance()
     r.step(1, SyncRequest(1, 16))

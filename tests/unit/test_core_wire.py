@@ -81,6 +81,7 @@ def blocks(draw: st.DrawFn) -> Block:
         draw(U64),
         height - 1,
         draw(HASH),
+        draw(HASH),
         tuple(draw(st.lists(st.binary(max_size=48), max_size=4))),
     )
 
@@ -127,7 +128,9 @@ ANY_MESSAGE = st.one_of(*MESSAGES.values())
 
 
 def _block(height: int = 2, txs: tuple[bytes, ...] = (b"tx-a", b"tx-b")) -> Block:
-    return Block("chain", height, 3, bytes(range(32)), 1, 1_000, height - 1, bytes(32), txs)
+    return Block(
+        "chain", height, 3, bytes(range(32)), 1, 1_000, height - 1, bytes(32), bytes(32), txs
+    )
 
 
 QC = QuorumCert(Phase.COMMIT, 3, 1, bytes(range(32)), ((0, b"s" * 64), (2, b"t" * 64)))

@@ -1,0 +1,319 @@
+"""Receipts, and their verification offline against genesis alone (ADR 0005).
+
+A receipt proves two things, each with a commit certificate (q signatures by distinct
+validators of the genesis set over a block hash) and an RFC 6962 Merkle path:
+
+- **inclusion and finality**: the transaction is leaf ``position`` of the transactions
+  root in the header of block ``height``, and that block is committed;
+- **the result**: the header of block ``height + 1`` (whose parent is block ``height``)
+  carries the Merkle root of block ``height``'s ``(tx id, code)`` pairs, and the result
+  is leaf ``position`` of it. Blocks execute after they commit, so only the next block
+  can certify a result; the node adds this proof once that block is committed.
+
+:func:`verify_receipt` trusts nothing in the receipt but what these checks establish.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node import crypto, merkle
+from node.core import BlockHeader, DecodeError, Phase, QuorumCert, decode_header, decode_qc
+from node.core.types import vote_message
+from node.genesis import load_genesis
+from node.settlement import DecodeError as TxDecodeError
+from node.settlement import Genesis, ResultCode, SignedTx, TxResult, result_leaf, tx_id
+from node.wire import ledger_pb2 as pb
+
+__all__ = ["InvalidReceiptError", "Receipt", "ResultProof", "verify_receipt"]
+
+_FORMAT = "dvp-ledger/receipt/v1"
+
+
+class InvalidReceiptError(ValueError):
+    """The receipt does not prove what it claims; the message says which check failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultProof:
+    """Block ``height + 1``'s header and commit certificate, and the result's Merkle path."""
+
+    header: bytes
+    certificate: bytes
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof that a transaction is final with a given result (see :func:`verify_receipt`).
+
+    ``code`` is the settlement result: ``ResultCode.OK`` when the trade settled; any other
+    code means the ledger recorded the transaction as refused, and changed nothing else.
+    ``result_proof`` is None until the next block is committed (``verify_receipt`` then
+    checks inclusion and finality only if asked to).
+    """
+
+    tx_id: bytes
+    code: ResultCode
+    height: int
+    position: int
+    block_hash: bytes
+    block_time_ms: int
+    certificate: bytes
+    block_header: bytes
+    transaction: bytes
+    tx_path: tuple[bytes, ...]
+    result_proof: ResultProof | None
+
+    @property
+    def ok(self) -> bool:
+        return self.code is ResultCode.OK
+
+    @property
+    def meaning(self) -> str:
+        return self.code.meaning
+
+    @property
+    def signers(self) -> tuple[int, ...]:
+        """Indexes (in the genesis validator list) of the validators that certified it."""
+        return tuple(i for i, _ in decode_qc(self.certificate).signatures)
+
+    # --- wire and file formats ----------------------------------------------------------
+
+    @classmethod
+    def from_pb(cls, r: pb.Receipt) -> Receipt:
+        proof = None
+        if r.HasField("result_proof"):
+            p = r.result_proof
+            proof = ResultProof(bytes(p.header), bytes(p.certificate), tuple(p.path))
+        try:
+            code = ResultCode(r.code)
+        except ValueError as e:
+            raise InvalidReceiptError(f"unknown result code {r.code}") from e
+        return cls(
+            tx_id=bytes(r.tx_id),
+            code=code,
+            height=r.height,
+            position=r.position,
+            block_hash=bytes(r.block_hash),
+            block_time_ms=r.block_time_ms,
+            certificate=bytes(r.certificate),
+            block_header=bytes(r.block_header),
+            transaction=bytes(r.transaction),
+            tx_path=tuple(r.tx_path),
+            result_proof=proof,
+        )
+
+    def to_pb(self) -> pb.Receipt:
+        p = self.result_proof
+        return pb.Receipt(
+            tx_id=self.tx_id,
+            code=int(self.code),  # type: ignore[arg-type]
+            code_name=self.code.name,
+            meaning=self.code.meaning,
+            height=self.height,
+            block_hash=self.block_hash,
+            position=self.position,
+            block_time_ms=self.block_time_ms,
+            certificate=self.certificate,
+            block_header=self.block_header,
+            transaction=self.transaction,
+            tx_path=self.tx_path,
+            result_proof=None
+            if p is None
+            else pb.ResultProof(header=p.header, certificate=p.certificate, path=p.path),
+        )
+
+    def to_bytes(self) -> bytes:
+        """The protobuf encoding (compact, what the node sends)."""
+        return self.to_pb().SerializeToString()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Receipt:
+        msg = pb.Receipt()
+        try:
+            msg.ParseFromString(data)
+        except Exception as e:  # protobuf raises its own DecodeError
+            raise InvalidReceiptError(f"not a protobuf receipt: {e}") from e
+        return cls.from_pb(msg)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: readable fields in hex, proof bytes in base64."""
+        p = self.result_proof
+        return {
+            "format": _FORMAT,
+            "tx_id": self.tx_id.hex(),
+            "code": self.code.name,
+            "meaning": self.code.meaning,
+            "height": self.height,
+            "position": self.position,
+            "block_hash": self.block_hash.hex(),
+            "block_time_ms": self.block_time_ms,
+            "certificate": _b64(self.certificate),
+            "block_header": _b64(self.block_header),
+            "transaction": _b64(self.transaction),
+            "tx_path": [h.hex() for h in self.tx_path],
+            "result_proof": None
+            if p is None
+            else {
+                "header": _b64(p.header),
+                "certificate": _b64(p.certificate),
+                "path": [h.hex() for h in p.path],
+            },
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Receipt:
+        try:
+            if doc.get("format") != _FORMAT:
+                raise InvalidReceiptError(f"not a receipt file (format must be {_FORMAT!r})")
+            p = doc["result_proof"]
+            return cls(
+                tx_id=bytes.fromhex(doc["tx_id"]),
+                code=ResultCode[doc["code"]],
+                height=int(doc["height"]),
+                position=int(doc["position"]),
+                block_hash=bytes.fromhex(doc["block_hash"]),
+                block_time_ms=int(doc["block_time_ms"]),
+                certificate=_unb64(doc["certificate"]),
+                block_header=_unb64(doc["block_header"]),
+                transaction=_unb64(doc["transaction"]),
+                tx_path=tuple(bytes.fromhex(h) for h in doc["tx_path"]),
+                result_proof=None
+                if p is None
+                else ResultProof(
+                    _unb64(p["header"]),
+                    _unb64(p["certificate"]),
+                    tuple(bytes.fromhex(h) for h in p["path"]),
+                ),
+            )
+        except InvalidReceiptError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise InvalidReceiptError(f"malformed receipt JSON: {e!r}") from e
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    @classmethod
+    def loads(cls, text: str) -> Receipt:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidReceiptError(f"not JSON: {e}") from e
+        return cls.from_json(doc)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+# --- verification ------------------------------------------------------------------------
+
+
+def verify_receipt(
+    receipt: Receipt, genesis: Genesis | str | Path, *, require_result: bool = True
+) -> None:
+    """Check ``receipt`` offline, trusting no node; raise InvalidReceiptError if it fails.
+
+    ``genesis`` is the chain's genesis (or the path of ``genesis.json``): its validator
+    keys and quorum are the only things trusted. Checked: the transaction hashes to
+    ``tx_id`` and its Merkle path leads to the transactions root of the header of block
+    ``height``; that header hashes to ``block_hash`` and carries a commit certificate of
+    at least q valid signatures by distinct genesis validators; then (unless
+    ``require_result`` is False) the header of block ``height + 1`` has block ``height``
+    as parent, is certified the same way, and its results root is reached by the path
+    from leaf ``(tx_id, code)``.
+    """
+    g = genesis if isinstance(genesis, Genesis) else load_genesis(genesis)
+    header = _header(receipt.block_header, g, "block")
+    if header.hash != receipt.block_hash:
+        raise InvalidReceiptError("the block header does not hash to the receipt's block hash")
+    if header.height != receipt.height or header.time_ms != receipt.block_time_ms:
+        raise InvalidReceiptError("the block header's height or time differs from the receipt's")
+    try:
+        body = SignedTx.decode(receipt.transaction).body
+    except TxDecodeError as e:
+        raise InvalidReceiptError(f"the transaction does not decode: {e}") from e
+    if tx_id(body) != receipt.tx_id:
+        raise InvalidReceiptError("the transaction does not hash to the receipt's tx id")
+    got = merkle.root_from_path(
+        receipt.transaction, receipt.position, header.tx_count, receipt.tx_path
+    )
+    if got != header.txs_root:
+        raise InvalidReceiptError(
+            f"the Merkle path does not lead from the transaction at position "
+            f"{receipt.position} to the transactions root of block {header.height}"
+        )
+    _check_certificate(receipt.certificate, header, g, "block")
+    if receipt.result_proof is None:
+        if require_result:
+            raise InvalidReceiptError(
+                f"no result proof yet: it needs block {header.height + 1}; fetch the receipt "
+                "again (finality alone: require_result=False)"
+            )
+        return
+    proof = receipt.result_proof
+    nxt = _header(proof.header, g, "next block")
+    if nxt.height != header.height + 1 or nxt.parent_hash != header.hash:
+        raise InvalidReceiptError(f"the result proof's header is not block {header.height}'s child")
+    leaf = result_leaf(TxResult(receipt.tx_id, receipt.code))
+    got = merkle.root_from_path(leaf, receipt.position, header.tx_count, proof.path)
+    if got != nxt.results_root:
+        raise InvalidReceiptError(
+            f"the result path does not lead from ({receipt.tx_id.hex()[:12]}..., "
+            f"{receipt.code.name}) to the results root certified by block {nxt.height}"
+        )
+    _check_certificate(proof.certificate, nxt, g, "next block")
+
+
+def _header(data: bytes, g: Genesis, what: str) -> BlockHeader:
+    try:
+        header = decode_header(data)
+    except DecodeError as e:
+        raise InvalidReceiptError(f"the {what} header does not decode: {e}") from e
+    if header.chain_id != g.chain_id:
+        raise InvalidReceiptError(
+            f"the {what} belongs to chain {header.chain_id!r}, not to this genesis ({g.chain_id!r})"
+        )
+    return header
+
+
+def _check_certificate(data: bytes, header: BlockHeader, g: Genesis, what: str) -> None:
+    try:
+        qc: QuorumCert = decode_qc(data)
+    except DecodeError as e:
+        raise InvalidReceiptError(f"the {what}'s certificate does not decode: {e}") from e
+    if qc.phase is not Phase.COMMIT:
+        raise InvalidReceiptError(f"the {what}'s certificate is not a commit certificate")
+    if qc.height != header.height or qc.block_hash != header.hash:
+        raise InvalidReceiptError(f"the {what}'s certificate is for another block")
+    n, q = len(g.validators), g.quorum
+    indexes = [i for i, _ in qc.signatures]
+    if len(set(indexes)) != len(indexes):
+        raise InvalidReceiptError(f"the {what}'s certificate counts a validator twice")
+    outside = [i for i in indexes if not 0 <= i < n]
+    if outside:
+        raise InvalidReceiptError(
+            f"the {what}'s certificate has a signature by index {outside[0]}, "
+            f"which is not one of the {n} genesis validators"
+        )
+    if len(indexes) < q:
+        raise InvalidReceiptError(
+            f"the {what}'s certificate has {len(indexes)} signatures; the quorum is {q}"
+        )
+    msg = vote_message(g.chain_id, Phase.COMMIT, qc.view, qc.height, qc.block_hash)
+    for i, sig in qc.signatures:
+        if not crypto.verify(g.validators[i].public_key, msg, sig):
+            raise InvalidReceiptError(
+                f"the {what}'s certificate has a signature that validator {g.validators[i].id} "
+                "did not make"
+            )

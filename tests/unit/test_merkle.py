@@ -1,0 +1,75 @@
+"""RFC 6962 Merkle trees: roots against the RFC's recursive definition, paths that verify
+and paths that must not."""
+
+from __future__ import annotations
+
+import hashlib
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node import merkle
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 6962 section 2.1, literally: split at the largest power of two below n."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+
+
+LEAVES = st.lists(st.binary(max_size=40), min_size=1, max_size=70)
+
+
+def test_known_roots() -> None:
+    assert merkle.root([]) == hashlib.sha256(b"").digest() == merkle.EMPTY_ROOT
+    one = hashlib.sha256(b"\x00a").digest()
+    assert merkle.root([b"a"]) == one
+    two = hashlib.sha256(b"\x01" + one + hashlib.sha256(b"\x00b").digest()).digest()
+    assert merkle.root([b"a", b"b"]) == two
+
+
+@given(LEAVES)
+def test_root_is_the_rfc_6962_tree_hash(leaves: list[bytes]) -> None:
+    assert merkle.root(leaves) == _mth(leaves)
+
+
+@given(LEAVES, st.data())
+def test_every_path_leads_to_the_root(leaves: list[bytes], data: st.DataObject) -> None:
+    index = data.draw(st.integers(0, len(leaves) - 1))
+    audit = merkle.path(leaves, index)
+    assert merkle.root_from_path(leaves[index], index, len(leaves), audit) == merkle.root(leaves)
+
+
+@given(LEAVES, st.data())
+def test_a_path_proves_nothing_else(leaves: list[bytes], data: st.DataObject) -> None:
+    index = data.draw(st.integers(0, len(leaves) - 1))
+    audit = merkle.path(leaves, index)
+    root, size = merkle.root(leaves), len(leaves)
+    # Another leaf, another position or an altered path: never the root. (The tree size
+    # only fixes the path's shape; a receipt takes it from the certified header.)
+    assert merkle.root_from_path(leaves[index] + b"x", index, size, audit) != root
+    if size > 1:
+        other = (index + 1) % size
+        if leaves[other] != leaves[index]:
+            assert merkle.root_from_path(leaves[index], other, size, audit) != root
+    if audit:
+        k = data.draw(st.integers(0, len(audit) - 1))
+        flipped = bytes([audit[k][0] ^ 1]) + audit[k][1:]
+        bent = (*audit[:k], flipped, *audit[k + 1 :])
+        assert merkle.root_from_path(leaves[index], index, size, bent) != root
+        assert merkle.root_from_path(leaves[index], index, size, audit[:-1]) is None
+    assert merkle.root_from_path(leaves[index], index, size, (*audit, bytes(32))) is None
+
+
+def test_malformed_paths_are_refused() -> None:
+    leaves = [b"a", b"b", b"c"]
+    audit = merkle.path(leaves, 2)
+    assert merkle.root_from_path(b"c", 3, 3, audit) is None  # index outside the tree
+    assert merkle.root_from_path(b"c", 2, 3, (audit[0][:31],)) is None  # short hash
+    assert merkle.root_from_path(b"c", 0, 1, (bytes(32),) * 65) is None  # absurdly long
