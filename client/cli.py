@@ -1,0 +1,558 @@
+"""``ledger``: the command line of the settlement ledger, on top of the SDK.
+
+Every command has ``--help``. Output is a readable table or a few lines by default and
+JSON with ``--json``. Exit codes: 0 done; 1 the operation failed (a refused trade, an
+invalid receipt, no node reachable); 2 a usage error (bad arguments, no run directory).
+A failure prints exactly one line, ``ledger: error: <reason>``, on stderr; when retrying
+is safe (a timeout, a busy or unreachable node) the line says so.
+
+The run directory (``--run-dir``, else ``$LEDGER_RUN_DIR``, else ``run``) is what
+``ledger genesis`` / ``make genesis`` writes: ``network.json`` (the nodes), ``ca/ca.pem``,
+``genesis.json`` and ``participants/<ID>.key``, where signing keys are looked for unless
+``--key`` names a file.
+
+Commands that need no node (``keys``, ``genesis``, ``verify-receipt``) live here; the
+others are in ``_cli_net.py``, imported only when one of them runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn, cast
+
+from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
+from client._receipt import InvalidReceiptError, Receipt, verify_receipt
+from node import crypto
+from node.config import U64_MAX
+from node.genesis import load_genesis
+from node.netgen import (
+    KeyFileError,
+    NetgenError,
+    NetSpec,
+    default_quorum,
+    generate,
+    load_signing_key,
+    write_signing_key,
+)
+from node.netgen import _parser as netgen_parser
+from node.netgen import _summary as netgen_summary
+from node.settlement import GenesisError
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "main"]
+
+RUN_DIR_ENV = "LEDGER_RUN_DIR"
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see `{self.prog} --help`)", EXIT_USAGE)
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# --- argument types (a bad value is a usage error, exit 2) -------------------------------
+
+
+def participant_id(text: str) -> str:
+    if not _ID_RE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an id: 1-64 ASCII letters, digits or . _ : -, "
+            "starting with a letter or digit"
+        )
+    return text
+
+
+def amount(text: str) -> int:
+    """A positive integer in minor units, at most 2**64 - 1; never a float."""
+    digits = text.replace("_", "").replace(",", "")
+    if not digits.isdigit() or not digits.isascii():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of minor units (integers only: 1050 for 10.50)"
+        )
+    value = int(digits)
+    if not 0 < value <= U64_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: 1..{U64_MAX}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or not text.isascii() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} s is out of range: more than 0, at most 3600")
+    return value
+
+
+# --- offline commands ----------------------------------------------------------------------
+
+
+def _cmd_keys_gen(args: argparse.Namespace) -> int:
+    out: Path = args.out or Path(args.run_dir) / "participants" / f"{args.participant}.key"
+    if out.exists() or out.is_symlink():
+        raise CliError(f"{out} exists; refusing to overwrite a key (choose another --out)")
+    key = crypto.SigningKey.generate()
+    try:
+        out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_signing_key(out, key)
+    except FileExistsError:
+        raise CliError(f"{out} exists; refusing to overwrite a key") from None
+    except OSError as e:
+        raise CliError(f"cannot write {out}: {e.strerror}") from None
+    doc = {
+        "participant": args.participant,
+        "public_key": key.public_key.hex(),
+        "key_file": str(out),
+    }
+    if args.json:
+        emit_json(doc)
+    else:
+        print(f"wrote {out} (mode 0600) for {args.participant}")
+        print(f"public key: {doc['public_key']}")
+        print("put the public key in genesis as this participant's public_key")
+    return EXIT_OK
+
+
+def _cmd_keys_show(args: argparse.Namespace) -> int:
+    try:
+        key = load_signing_key(args.file)
+    except KeyFileError as e:
+        raise CliError(str(e)) from None
+    pub = key.public_key.hex()
+    owners = _owners(Path(args.run_dir), key.public_key)
+    if args.json:
+        emit_json({"key_file": str(args.file), "public_key": pub, "participants": owners})
+    else:
+        print(f"public key: {pub}")
+        if owners:
+            print(f"genesis participant: {', '.join(owners)}")
+    return EXIT_OK
+
+
+def _owners(run_dir: Path, public_key: bytes) -> list[str]:
+    """Participants of the run directory's genesis holding ``public_key`` (if it has one)."""
+    path = run_dir / "genesis.json"
+    if not path.is_file():
+        return []
+    try:
+        g = load_genesis(path)
+    except (GenesisError, ValueError, OSError):
+        return []
+    return [p.id for p in g.participants if p.public_key == public_key]
+
+
+def _cmd_genesis(args: argparse.Namespace) -> int:
+    out = Path(args.out if args.out is not None else args.run_dir)
+    q = args.q if args.q is not None else default_quorum(args.n)
+    spec = NetSpec(args.n, q, args.port_base, args.host, args.listen_host)
+    try:
+        net = generate(out, spec, force=args.force)
+    except NetgenError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    if args.json:
+        g = load_genesis(net.genesis)
+        emit_json(
+            {
+                "run_dir": str(out),
+                "chain_id": g.chain_id,
+                "n": net.n,
+                "q": net.q,
+                "nodes": [n.client_address for n in net.nodes],
+            }
+        )
+    else:
+        print("\n".join(netgen_summary(net, spec)))
+    return EXIT_OK
+
+
+def _cmd_verify_receipt(args: argparse.Namespace) -> int:
+    genesis = Path(args.genesis or Path(args.run_dir) / "genesis.json")
+    try:
+        g = load_genesis(genesis)
+    except FileNotFoundError:
+        raise CliError(
+            f"no genesis at {genesis} (pass --genesis or --run-dir)", EXIT_USAGE
+        ) from None
+    except (GenesisError, ValueError, OSError) as e:
+        raise CliError(f"{genesis}: not a valid genesis: {e}", EXIT_USAGE) from None
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"cannot read {args.file}: {e}") from None
+    try:
+        receipt = Receipt.loads(text)
+        verify_receipt(receipt, g, require_result=not args.finality_only)
+    except InvalidReceiptError as e:
+        raise CliError(f"invalid receipt: {e}") from None
+    proved = "result certified by block" if receipt.result_proof else "result not proved"
+    signers = len(receipt.signers)
+    if args.json:
+        emit_json(
+            {
+                "valid": True,
+                "tx_id": receipt.tx_id.hex(),
+                "code": receipt.code.name,
+                "meaning": receipt.meaning,
+                "height": receipt.height,
+                "position": receipt.position,
+                "signers": signers,
+                "validators": len(g.validators),
+                "quorum": g.quorum,
+                "result_proved": receipt.result_proof is not None,
+            }
+        )
+    else:
+        detail = f"{proved} {receipt.height + 1}" if receipt.result_proof else proved
+        print(
+            f"valid: tx {receipt.tx_id.hex()} {receipt.code.name} in block {receipt.height} "
+            f"at position {receipt.position}, certified by {signers} of "
+            f"{len(g.validators)} validators (quorum {g.quorum}); {detail}"
+        )
+    return EXIT_OK
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+def _network(name: str) -> Handler:
+    """A handler from ``_cli_net`` (imported on first use, so offline commands stay light)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from client import _cli_net
+
+        return _cli_net.run(name, args)
+
+    return run
+
+
+def _globals(default: bool) -> _Parser:
+    """--run-dir and --json, accepted before or after the command."""
+    p = _Parser(add_help=False)
+    run_dir = os.environ.get(RUN_DIR_ENV) or "run"
+    p.add_argument(
+        "--run-dir",
+        default=run_dir if default else argparse.SUPPRESS,
+        help=f"run directory with network.json, ca/, genesis.json, participants/ "
+        f"(default: ${RUN_DIR_ENV} or run; now {run_dir})",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False if default else argparse.SUPPRESS,
+        help="machine-readable JSON output",
+    )
+    return p
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.common = _globals(default=False)
+        self.root = _Parser(
+            prog=PROG,
+            description="Command line of the DvP settlement ledger: keys, genesis, signed "
+            "trades, queries and offline receipt checks.",
+            epilog="Exit codes: 0 ok, 1 the operation failed, 2 usage error. "
+            "Amounts are integers in minor units.",
+            parents=[_globals(default=True)],
+        )
+        self.top = self.root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def leaf(
+        self,
+        sub: argparse._SubParsersAction[_Parser],
+        name: str,
+        help_: str,
+        fn: Handler,
+        *,
+        parents: Sequence[_Parser] = (),
+        **kw: object,
+    ) -> _Parser:
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_[0].upper() + help_[1:] + ".",
+            parents=[self.common, *parents],
+            **kw,  # type: ignore[arg-type]
+        )
+        p.set_defaults(fn=fn)
+        return p
+
+    def group(self, name: str, help_: str) -> argparse._SubParsersAction[_Parser]:
+        p = self.top.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
+        return p.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+
+def _submit_options() -> _Parser:
+    p = _Parser(add_help=False)
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="return once a node accepted the transaction; do not wait for finality",
+    )
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for finality (default 30)",
+    )
+    p.add_argument(
+        "--receipt-out",
+        type=Path,
+        metavar="FILE",
+        help="write the receipt as JSON (for verify-receipt)",
+    )
+    p.add_argument(
+        "--finality-only",
+        action="store_true",
+        help="do not wait one more block for the proof of the result (the receipt then "
+        "proves inclusion and finality only)",
+    )
+    return p
+
+
+def _add_keys(b: _Builder) -> None:
+    keys = b.group("keys", "participant signing keys (Ed25519)")
+    p = b.leaf(
+        keys, "gen", "generate a participant's signing key (refuses to overwrite)", _cmd_keys_gen
+    )
+    p.add_argument("--participant", required=True, type=participant_id, metavar="ID")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="key file to create, mode 0600 (default: RUN_DIR/participants/ID.key)",
+    )
+    p = b.leaf(keys, "show", "print the public key of a key file", _cmd_keys_show)
+    p.add_argument("file", type=Path, metavar="FILE")
+
+
+def _add_genesis(b: _Builder) -> None:
+    p = b.top.add_parser(
+        "genesis",
+        help="generate a network: validator keys, CA, TLS certificates, genesis, node configs",
+        description="Generate validator keys, a private CA, TLS certificates, a genesis "
+        "with the demo participants, and one config per node into a run directory "
+        "(the same as `python -m node.netgen`).",
+        # parents only lends its arguments; the class does not matter
+        parents=[b.common, cast(_Parser, netgen_parser())],
+        conflict_handler="resolve",
+    )
+    p.set_defaults(fn=_cmd_genesis, out=None)
+    p.add_argument("--out", type=Path, help="run directory to create (default: --run-dir)")
+
+
+def _add_submit(b: _Builder) -> None:
+    sub = b.group("submit", "sign with the participants' keys, submit and wait for finality")
+    opts = [_submit_options()]
+    p = b.leaf(
+        sub, "issue", "issue (mint) units to an account", _network("submit_issue"), parents=opts
+    )
+    p.add_argument("--instrument", required=True, type=participant_id, metavar="ID")
+    p.add_argument("--to", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
+    p.add_argument(
+        "--by", required=True, type=participant_id, metavar="ISSUER", help="issuer or custodian"
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the issuer's key (default: RUN_DIR/participants/ISSUER.key)",
+    )
+
+    p = b.leaf(
+        sub, "transfer", "transfer units free of payment", _network("submit_transfer"), parents=opts
+    )
+    p.add_argument("--instrument", required=True, type=participant_id, metavar="ID")
+    p.add_argument("--from", dest="sender", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument("--to", dest="receiver", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
+    p.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the sender's key (default: RUN_DIR/participants/SENDER.key)",
+    )
+
+    p = b.leaf(
+        sub,
+        "redeem",
+        "redeem (burn) units of a holder; the holder and the issuer sign",
+        _network("submit_redeem"),
+        parents=opts,
+    )
+    p.add_argument("--instrument", required=True, type=participant_id, metavar="ID")
+    p.add_argument("--holder", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
+    p.add_argument(
+        "--by", required=True, type=participant_id, metavar="ISSUER", help="issuer or custodian"
+    )
+    p.add_argument(
+        "--holder-key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/HOLDER.key"
+    )
+    p.add_argument(
+        "--by-key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/ISSUER.key"
+    )
+
+    p = b.leaf(
+        sub,
+        "dvp",
+        "submit a DvP trade signed by both parties (from `ledger cosign`)",
+        _network("submit_dvp"),
+        parents=opts,
+    )
+    p.add_argument("trade", type=Path, metavar="TRADE_FILE", help="the co-signed trade JSON")
+
+
+def _add_two_party(b: _Builder) -> None:
+    sign = b.group("sign", "the seller's side of a two-party trade")
+    p = b.leaf(
+        sign,
+        "dvp",
+        "propose a DvP trade signed by the seller; the buyer co-signs it",
+        _network("sign_dvp"),
+    )
+    p.add_argument("--seller", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument("--buyer", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument("--bond", required=True, type=participant_id, metavar="ISIN")
+    p.add_argument("--quantity", required=True, type=amount, help="bond units (integer)")
+    p.add_argument("--cash", required=True, type=participant_id, metavar="ID")
+    p.add_argument("--amount", required=True, type=amount, help="cash in minor units (integer)")
+    p.add_argument(
+        "--deadline-s",
+        type=positive_int,
+        metavar="SECONDS",
+        help="settle within this many seconds, else refused (DEADLINE_PASSED)",
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the seller's key (default: RUN_DIR/participants/SELLER.key)",
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="trade file to write for the buyer"
+    )
+
+    p = b.leaf(
+        b.top,
+        "cosign",
+        "check and co-sign a trade as its buyer; prints the terms",
+        _network("cosign"),
+    )
+    p.add_argument("trade", type=Path, metavar="TRADE_FILE", help="from `ledger sign dvp`")
+    p.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the buyer's key (default: RUN_DIR/participants/BUYER.key)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="co-signed trade file, for `ledger submit dvp`",
+    )
+    p.add_argument("--expect-seller", type=participant_id, metavar="ACCOUNT")
+    p.add_argument("--expect-bond", type=participant_id, metavar="ISIN")
+    p.add_argument("--expect-quantity", type=amount, metavar="N")
+    p.add_argument("--expect-cash", type=participant_id, metavar="ID")
+    p.add_argument("--expect-amount", type=amount, metavar="N")
+
+
+def _add_queries(b: _Builder) -> None:
+    p = b.leaf(b.top, "balance", "an account's balance of every instrument", _network("balance"))
+    p.add_argument("account", type=participant_id, metavar="ACCOUNT")
+
+    p = b.leaf(b.top, "tx", "a transaction: pending, or committed with its receipt", _network("tx"))
+    p.add_argument("tx_id", metavar="TX_ID", help="64 hex digits")
+    p.add_argument("--receipt-out", type=Path, metavar="FILE", help="write the receipt as JSON")
+
+    p = b.leaf(b.top, "block", "a committed block and its transactions", _network("block"))
+    p.add_argument("height", type=positive_int, metavar="HEIGHT")
+
+    b.leaf(
+        b.top,
+        "status",
+        "a table of every node: height, view, leader, peers, root",
+        _network("status"),
+    )
+
+    p = b.leaf(b.top, "watch", "print committed transactions as blocks commit", _network("watch"))
+    p.add_argument(
+        "--account", type=participant_id, metavar="ID", help="only those touching this account"
+    )
+    p.add_argument(
+        "--from",
+        dest="from_height",
+        type=positive_int,
+        metavar="HEIGHT",
+        help="start at this block (default: the next block)",
+    )
+    p.add_argument("--count", type=positive_int, metavar="N", help="stop after N transactions")
+
+    p = b.leaf(
+        b.top, "verify-receipt", "check a receipt file offline against genesis", _cmd_verify_receipt
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="receipt JSON (--receipt-out)")
+    p.add_argument(
+        "--genesis", type=Path, metavar="PATH", help="genesis.json (default: RUN_DIR/genesis.json)"
+    )
+    p.add_argument(
+        "--finality-only", action="store_true", help="accept a receipt without the result proof"
+    )
+
+
+def build_parser() -> _Parser:
+    b = _Builder()
+    _add_keys(b)
+    _add_genesis(b)
+    _add_submit(b)
+    _add_two_party(b)
+    _add_queries(b)
+    return b.root
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (``ledger`` exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler: Handler = args.fn
+        return handler(args)
+    except CliError as e:
+        print(f"{PROG}: error: {_one_line(str(e))}", file=sys.stderr)
+        return e.exit_code
+    except SystemExit as e:  # --help, or argparse's own exit
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `ledger watch | head`
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
