@@ -157,12 +157,19 @@ def _owners(run_dir: Path, public_key: bytes) -> list[str]:
     return [p.id for p in g.participants if p.public_key == public_key]
 
 
+def _progress(json_output: bool) -> Callable[[str], None]:
+    """Progress lines go to stdout, or to stderr when stdout carries JSON."""
+    if json_output:
+        return lambda line: print(line, file=sys.stderr)
+    return print
+
+
 def _cmd_genesis(args: argparse.Namespace) -> int:
     out = Path(args.out if args.out is not None else args.run_dir)
     q = args.q if args.q is not None else default_quorum(args.n)
     spec = NetSpec(args.n, q, args.port_base, args.host, args.listen_host)
     try:
-        net = generate(out, spec, force=args.force)
+        net = generate(out, spec, force=args.force, progress=_progress(args.json))
     except NetgenError as e:
         raise CliError(str(e), EXIT_USAGE) from None
     if args.json:

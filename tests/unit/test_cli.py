@@ -1,0 +1,248 @@
+"""The ``ledger`` command line without a cluster: help, usage errors, keys, receipt checks.
+
+Commands run in-process through ``client.cli.main`` with output captured; the network
+commands are exercised against a real cluster in tests/cluster/test_cli.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.cli import amount, build_parser, main
+from node.genesis import dump_genesis
+from node.netgen import load_signing_key
+from tests.ledger_helpers import shared_net
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    """Every command path, groups included: ("keys",), ("keys", "gen"), ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name)
+                yield from _commands(sub, (*path, name))
+
+
+COMMANDS = sorted(_commands(build_parser()))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ledger: error: "), err
+    return lines[0]
+
+
+def test_the_commands_of_the_issue_exist() -> None:
+    wanted = {
+        ("keys", "gen"),
+        ("genesis",),
+        ("submit", "issue"),
+        ("submit", "transfer"),
+        ("submit", "dvp"),
+        ("submit", "redeem"),
+        ("sign", "dvp"),
+        ("cosign",),
+        ("balance",),
+        ("tx",),
+        ("block",),
+        ("status",),
+        ("watch",),
+        ("verify-receipt",),
+    }
+    assert wanted <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", [(), *COMMANDS], ids=lambda c: " ".join(c) or "ledger")
+def test_every_command_has_help(
+    capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    code, out, err = run(capsys, *command, "--help")
+    assert code == 0
+    assert out.startswith("usage: ledger"), out
+    assert err == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["no-such-command"],
+        ["keys"],
+        ["keys", "gen"],
+        ["balance"],
+        ["balance", "BANK01", "extra"],
+        ["block", "0"],
+        ["block", "tip"],
+        ["watch", "--count", "-1"],
+        ["submit", "issue", "--instrument", "USD.CASHCO", "--to", "BANK01", "--by", "CASHCO"],
+        [
+            "submit",
+            "issue",
+            "--instrument",
+            "USD.CASHCO",
+            "--to",
+            "BANK01",
+            "--by",
+            "CASHCO",
+            "--amount",
+            "10.50",
+        ],
+        ["submit", "transfer", "--instrument", "X", "--from", "A", "--to", "B", "--amount", "-5"],
+        ["submit", "transfer", "--instrument", "X", "--from", "A", "--to", "B", "--amount", "0"],
+        [
+            "submit",
+            "transfer",
+            "--instrument",
+            "X",
+            "--from",
+            "../etc",
+            "--to",
+            "B",
+            "--amount",
+            "5",
+        ],
+        ["submit", "dvp", "t.json", "--timeout", "never"],
+        ["sign", "dvp", "--seller", "BANK01"],
+        ["cosign"],
+    ],
+    ids=lambda a: " ".join(a) or "nothing",
+)
+def test_usage_errors_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert "--help" in _one_error_line(err)
+
+
+def test_amounts_are_integers_in_minor_units_never_floats() -> None:
+    assert amount("1050") == 1050
+    assert amount("1_000_000") == amount("1,000,000") == 1_000_000
+    assert amount(str(2**64 - 1)) == 2**64 - 1
+    for bad in ["10.5", "1e3", "0", "-1", str(2**64), "", "١٢"]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            amount(bad)
+
+
+def test_keys_gen_round_trip(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    key_file = tmp_path / "bank.key"
+    code, out, _ = run(capsys, "keys", "gen", "--participant", "BANK09", "--out", str(key_file))
+    assert code == 0
+    public = load_signing_key(key_file).public_key.hex()
+    assert f"public key: {public}" in out
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+
+    code, out, _ = run(capsys, "keys", "show", str(key_file), "--json")
+    assert code == 0
+    assert json.loads(out)["public_key"] == public
+
+
+def test_keys_gen_json_and_default_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(
+        capsys, "--run-dir", str(tmp_path), "keys", "gen", "--participant", "BANK09", "--json"
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["key_file"] == str(tmp_path / "participants" / "BANK09.key")
+    assert load_signing_key(doc["key_file"]).public_key.hex() == doc["public_key"]
+
+
+def test_keys_gen_refuses_to_overwrite(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    key_file = tmp_path / "bank.key"
+    assert run(capsys, "keys", "gen", "--participant", "BANK09", "--out", str(key_file))[0] == 0
+    before = key_file.read_bytes()
+    code, out, err = run(capsys, "keys", "gen", "--participant", "BANK09", "--out", str(key_file))
+    assert code == 1
+    assert out == ""
+    assert "refusing to overwrite" in _one_error_line(err)
+    assert key_file.read_bytes() == before
+
+
+def test_keys_show_names_the_genesis_participant(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    net = shared_net()
+    dump_genesis(net.genesis, tmp_path / "genesis.json")
+    key_file = tmp_path / "k.key"
+    from node.netgen import write_signing_key
+
+    write_signing_key(key_file, net.participant_keys["BANK02"])
+    code, out, _ = run(capsys, "--run-dir", str(tmp_path), "keys", "show", str(key_file))
+    assert code == 0
+    assert "genesis participant: BANK02" in out
+
+
+@pytest.fixture
+def genesis_file(tmp_path: Path) -> Path:
+    path = tmp_path / "genesis.json"
+    dump_genesis(shared_net().genesis, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("not json at all", "not JSON"),
+        ("{}", "not a receipt file"),
+        ('{"format": "dvp-ledger/receipt/v1", "tx_id": "zz"}', "malformed receipt"),
+    ],
+)
+def test_verify_receipt_of_a_bad_file_fails_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    genesis_file: Path,
+    content: str,
+    reason: str,
+) -> None:
+    bad = tmp_path / "receipt.json"
+    bad.write_text(content)
+    code, out, err = run(capsys, "verify-receipt", str(bad), "--genesis", str(genesis_file))
+    assert code == 1
+    assert out == ""
+    line = _one_error_line(err)
+    assert line.startswith("ledger: error: invalid receipt: ")
+    assert reason in line
+
+
+def test_verify_receipt_missing_file_or_genesis(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, genesis_file: Path
+) -> None:
+    code, _, err = run(
+        capsys, "verify-receipt", str(tmp_path / "nope.json"), "--genesis", str(genesis_file)
+    )
+    assert code == 1
+    assert "cannot read" in _one_error_line(err)
+    code, _, err = run(capsys, "--run-dir", str(tmp_path / "empty"), "verify-receipt", "r.json")
+    assert code == 2
+    assert "no genesis" in _one_error_line(err)
+
+
+def test_genesis_writes_a_run_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["--run-dir", str(run_dir), "genesis", "--n", "4", "--q", "3", "--port-base", "27000"]
+    code, out, _ = run(capsys, *argv, "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["n"], doc["q"]) == (4, 3)
+    assert (run_dir / "genesis.json").is_file()
+    assert (run_dir / "participants" / "BANK01.key").is_file()
+    code, _, err = run(capsys, *argv)  # refuses an existing run directory without --force
+    assert code == 2
+    _one_error_line(err)
