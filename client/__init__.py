@@ -1,10 +1,92 @@
 """Client SDK for the settlement ledger (async first, with a synchronous wrapper).
 
-Receipts and their offline verification live here (``Receipt``, ``verify_receipt``);
-the clients, builders and CLI build on them.
+- :class:`AsyncLedgerClient` / :class:`LedgerClient`: talk to the validators over TLS,
+  fail over between them, submit with finality, query, follow blocks and account events.
+- :class:`Transactions`, :func:`sign`, :func:`propose_dvp`, :func:`accept_dvp`: build and
+  sign transactions offline, and exchange a DvP between its two parties.
+- :class:`Receipt`, :func:`verify_receipt`: proofs of finality and result, checkable
+  offline against genesis.
+- Errors: ``LedgerError`` subclasses (with ``retry_safe``) from the ledger, ``ValueError``
+  subclasses for bad input.
 """
 
+from client._async import (
+    AccountEvent,
+    AsyncLedgerClient,
+    Balances,
+    BlockTx,
+    BlockView,
+    Endpoint,
+    EndpointDown,
+    NodeStatusView,
+    TxStatus,
+)
+from client._errors import (
+    BadResponseError,
+    BusyError,
+    FinalityTimeoutError,
+    InvalidFieldError,
+    InvalidTransactionError,
+    KeyFileError,
+    LedgerError,
+    NotFoundError,
+    RejectedError,
+    SigningError,
+    TermsMismatchError,
+    TradeError,
+    UnavailableError,
+)
+from client._keys import ParticipantKey, generate_key, load_key
 from client._receipt import InvalidReceiptError, Receipt, ResultProof, verify_receipt
+from client._sync import LedgerClient
+from client._trades import (
+    PartialTrade,
+    SignedTransaction,
+    Transactions,
+    accept_dvp,
+    propose_dvp,
+    sign,
+    terms_of,
+)
 from node.settlement import ResultCode
 
-__all__ = ["InvalidReceiptError", "Receipt", "ResultCode", "ResultProof", "verify_receipt"]
+__all__ = [
+    "AccountEvent",
+    "AsyncLedgerClient",
+    "BadResponseError",
+    "Balances",
+    "BlockTx",
+    "BlockView",
+    "BusyError",
+    "Endpoint",
+    "EndpointDown",
+    "FinalityTimeoutError",
+    "InvalidFieldError",
+    "InvalidReceiptError",
+    "InvalidTransactionError",
+    "KeyFileError",
+    "LedgerClient",
+    "LedgerError",
+    "NodeStatusView",
+    "NotFoundError",
+    "PartialTrade",
+    "ParticipantKey",
+    "Receipt",
+    "RejectedError",
+    "ResultCode",
+    "ResultProof",
+    "SignedTransaction",
+    "SigningError",
+    "TermsMismatchError",
+    "TradeError",
+    "Transactions",
+    "TxStatus",
+    "UnavailableError",
+    "accept_dvp",
+    "generate_key",
+    "load_key",
+    "propose_dvp",
+    "sign",
+    "terms_of",
+    "verify_receipt",
+]

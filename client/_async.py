@@ -1,0 +1,654 @@
+"""The asyncio client: endpoints, failover, submit with finality, queries, iterators.
+
+Theory of operation. The client holds one TLS channel per endpoint (opened on first use)
+and a *current* endpoint. Every call runs on the current endpoint; when that node is down
+(UNAVAILABLE, a dropped connection, no answer within ``rpc_timeout_s``) or answers with
+something that fails verification against genesis, the call moves on to the next
+endpoint and repeats, at most ``FAILOVER_ROUNDS_MAX`` times per endpoint. The new
+endpoint stays current for later calls. RESOURCE_EXHAUSTED (saturated node) is retried
+on the same node with exponential backoff, at most ``BUSY_RETRIES_MAX`` times.
+
+Submitting is safe to repeat because a transaction's id is the hash of its signed body
+and the ledger applies an id at most once, ever: ``submit`` sends the same bytes to the
+next node after a failure and waits there, and any node answers with the one receipt.
+Receipts are verified against genesis (``verify_receipt``) before they are returned, and
+blocks' commit certificates are checked, so a faulty node cannot make the client report
+a trade that did not happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
+
+import grpc
+import grpc.aio
+
+from client._errors import (
+    BadResponseError,
+    BusyError,
+    FinalityTimeoutError,
+    InvalidFieldError,
+    InvalidTransactionError,
+    LedgerError,
+    NotFoundError,
+    RejectedError,
+    UnavailableError,
+)
+from client._keys import ParticipantKey
+from client._limits import (
+    BUSY_BACKOFF_BASE_S,
+    BUSY_BACKOFF_MAX_S,
+    BUSY_RETRIES_MAX,
+    ENDPOINTS_MAX,
+    FAILOVER_ROUND_BACKOFF_S,
+    FAILOVER_ROUNDS_MAX,
+    RECEIVE_MESSAGE_BYTES_MAX,
+    RECONNECT_BACKOFF_INITIAL_MS,
+    RECONNECT_BACKOFF_MAX_MS,
+    RPC_TIMEOUT_DEFAULT_S,
+    SUBMIT_TIMEOUT_DEFAULT_S,
+    WAIT_TIMEOUT_MAX_S,
+)
+from client._receipt import InvalidReceiptError, Receipt, verify_receipt
+from client._trades import SignedTransaction, Transactions, sign
+from node.core import (
+    DecodeError,
+    Ed25519Verifier,
+    Phase,
+    decode_block,
+    decode_qc,
+    verify_certificate,
+)
+from node.genesis import load_genesis
+from node.netconfig import load_network
+from node.settlement import (
+    Burn,
+    DvP,
+    Genesis,
+    Mint,
+    ResultCode,
+    SignedTx,
+    Transaction,
+    Transfer,
+    decode_body,
+)
+from node.settlement import DecodeError as TxDecodeError
+from node.wire import ledger_pb2 as pb
+from node.wire import ledger_pb2_grpc as pb_grpc
+
+__all__ = [
+    "AccountEvent",
+    "AsyncLedgerClient",
+    "Balances",
+    "BlockTx",
+    "BlockView",
+    "Endpoint",
+    "EndpointDown",
+    "NodeStatusView",
+    "TxStatus",
+]
+
+T = TypeVar("T")
+_Code = grpc.StatusCode
+# The node is gone or unfit to answer: another node may well answer.
+_ENDPOINT_FAILURES = frozenset(
+    {_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED, _Code.UNKNOWN, _Code.INTERNAL, _Code.CANCELLED}
+)
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A node's client port and the name its TLS certificate proves (``node-00``)."""
+
+    address: str
+    server_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """Every instrument's balance of ``account`` (minor units) after block ``height``."""
+
+    account: str
+    height: int
+    amounts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TxStatus:
+    tx_id: bytes
+    state: Literal["PENDING", "COMMITTED"]
+    receipt: Receipt | None  # set when COMMITTED
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTx:
+    """One transaction of a block and the result the node reports for it (certified by
+    the next block's header: use a receipt for a proof)."""
+
+    position: int
+    tx_id: bytes
+    code: ResultCode
+    tx: Transaction | None  # None: a body that does not decode (recorded MALFORMED)
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlockView:
+    """A committed block whose commit certificate was checked against genesis."""
+
+    height: int
+    hash: bytes
+    time_ms: int
+    state_root: bytes
+    certificate: bytes
+    transactions: tuple[BlockTx, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """A committed transaction naming ``account``; ``legs`` are the account's balance
+    changes as (instrument, signed delta), zero for a refused transaction."""
+
+    account: str
+    height: int
+    position: int
+    time_ms: int
+    tx_id: bytes
+    kind: str  # MINT, BURN, TRANSFER or DVP
+    code: ResultCode
+    legs: tuple[tuple[str, int], ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.code is ResultCode.OK
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatusView:
+    endpoint: Endpoint
+    chain_id: str
+    validator_id: str
+    height: int
+    view: int
+    leader: int
+    n: int
+    q: int
+    peers_connected: int
+    mempool_txs: int
+    halted: str  # empty unless the node stopped itself
+    uptime_ms: int
+    state_root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointDown:
+    """An endpoint that did not answer a status request, and why."""
+
+    endpoint: Endpoint
+    error: str
+
+
+# --- the client --------------------------------------------------------------------------
+
+
+class AsyncLedgerClient:
+    """The SDK's primary API (``async with AsyncLedgerClient.from_run_dir() as c: ...``).
+
+    Not safe to share between event loops; one client may serve many tasks of one loop.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        ca_cert: bytes,
+        genesis: Genesis,
+        rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
+    ) -> None:
+        if not 0 < len(endpoints) <= ENDPOINTS_MAX:
+            raise ValueError(f"give 1..{ENDPOINTS_MAX} endpoints, got {len(endpoints)}")
+        if not rpc_timeout_s > 0:
+            raise ValueError("rpc_timeout_s must be positive")
+        self.endpoints = tuple(endpoints)
+        self.genesis = genesis
+        self.tx = Transactions(genesis)
+        self._rpc_timeout_s = rpc_timeout_s
+        self._creds = grpc.ssl_channel_credentials(ca_cert)
+        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._current = 0
+        self._verifier = Ed25519Verifier([v.public_key for v in genesis.validators])
+
+    @classmethod
+    def from_run_dir(
+        cls, run_dir: str | Path = "run", *, rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S
+    ) -> AsyncLedgerClient:
+        """Every node of a run directory (network.json, ca/ca.pem, genesis.json)."""
+        endpoints, ca, genesis = _run_dir_config(run_dir)
+        return cls(endpoints, ca_cert=ca, genesis=genesis, rpc_timeout_s=rpc_timeout_s)
+
+    @property
+    def current_endpoint(self) -> Endpoint:
+        """The endpoint the next call goes to first."""
+        return self.endpoints[self._current]
+
+    async def __aenter__(self) -> AsyncLedgerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for ch in channels:
+            await ch.close(None)
+
+    def sign(self, tx: Transaction | SignedTransaction, *keys: ParticipantKey) -> SignedTransaction:
+        """:func:`client.sign` against this client's genesis."""
+        return sign(tx, *keys, genesis=self.genesis)
+
+    # --- transport and failover ------------------------------------------------------------
+
+    def _stub(self, i: int) -> Any:
+        ch = self._channels.get(i)
+        if ch is None:
+            ep = self.endpoints[i]
+            ch = grpc.aio.secure_channel(
+                ep.address,
+                self._creds,
+                options=[
+                    ("grpc.ssl_target_name_override", ep.server_name),
+                    ("grpc.max_receive_message_length", RECEIVE_MESSAGE_BYTES_MAX),
+                    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_INITIAL_MS),
+                    ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_INITIAL_MS),
+                    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+                ],
+            )
+            self._channels[i] = ch
+        return pb_grpc.LedgerStub(ch)
+
+    def _advance(self, failed: int) -> None:
+        """Move off endpoint ``failed`` (unless another task already did)."""
+        if self._current == failed:
+            self._current = (failed + 1) % len(self.endpoints)
+
+    async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """``fn(stub)`` on the current endpoint, failing over and backing off (bounded)."""
+        errors: list[str] = []
+        n = len(self.endpoints)
+        failures = busy = 0
+        while failures < n * FAILOVER_ROUNDS_MAX:
+            i = self._current
+            try:
+                return await fn(self._stub(i))
+            except grpc.aio.AioRpcError as e:
+                if e.code() is _Code.RESOURCE_EXHAUSTED:
+                    busy += 1
+                    if busy > BUSY_RETRIES_MAX:
+                        raise BusyError(f"{what}: the nodes stay saturated: {e.details()}") from e
+                    await asyncio.sleep(min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2**busy))
+                    continue
+                if e.code() not in _ENDPOINT_FAILURES:
+                    raise _mapped(e, what) from e
+                errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+            except BadResponseError as e:
+                errors.append(f"{self.endpoints[i].address}: {e}")
+            failures += 1
+            self._advance(i)
+            if failures % n == 0:
+                await asyncio.sleep(FAILOVER_ROUND_BACKOFF_S)
+        raise UnavailableError(what, errors)
+
+    # --- submit ----------------------------------------------------------------------------
+
+    @overload
+    async def submit(
+        self,
+        stx: SignedTransaction | bytes,
+        *,
+        wait: Literal[True] = ...,
+        timeout_s: float = ...,
+        prove_result: bool = ...,
+    ) -> Receipt: ...
+
+    @overload
+    async def submit(
+        self,
+        stx: SignedTransaction | bytes,
+        *,
+        wait: Literal[False],
+        timeout_s: float = ...,
+        prove_result: bool = ...,
+    ) -> bytes: ...
+
+    async def submit(
+        self,
+        stx: SignedTransaction | bytes,
+        *,
+        wait: bool = True,
+        timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S,
+        prove_result: bool = True,
+    ) -> Receipt | bytes:
+        """Send a fully signed transaction; with ``wait`` return its verified receipt once
+        final (with the result proof unless ``prove_result`` is False), else its id once a
+        node accepted it.
+
+        Raises RejectedError (final, refused), InvalidTransactionError, FinalityTimeoutError
+        (after ``timeout_s``; resubmitting is safe), UnavailableError, BusyError.
+        """
+        signed = stx if isinstance(stx, SignedTransaction) else SignedTransaction(bytes(stx))
+        missing = signed.missing_signers()
+        if missing:
+            raise InvalidTransactionError(
+                f"transaction {signed.tx_id.hex()} still needs the signature of "
+                f"{', '.join(missing)}; sign it first (nothing was sent)"
+            )
+        _check_timeout(timeout_s)
+        tid = signed.tx_id
+        deadline = asyncio.get_running_loop().time() + timeout_s
+
+        async def attempt(stub: Any) -> Receipt | bytes:
+            req = pb.SubmitRequest(transaction=signed.raw)
+            resp = await stub.Submit(req, timeout=self._rpc_timeout_s)
+            if bytes(resp.tx_id) != tid:
+                raise BadResponseError("the node answered with another transaction id")
+            if not wait:
+                return tid
+            return await self._wait(stub, tid, deadline, timeout_s, prove_result)
+
+        result = await self._call(f"submit {tid.hex()}", attempt)
+        if isinstance(result, Receipt) and not result.ok:
+            raise RejectedError(result)
+        return result
+
+    async def _wait(
+        self, stub: Any, tid: bytes, deadline: float, timeout_s: float, prove_result: bool
+    ) -> Receipt:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise FinalityTimeoutError(tid, timeout_s)
+        req = pb.WaitRequest(
+            tx_id=tid, timeout_ms=max(1, math.ceil(remaining * 1000)), prove_result=prove_result
+        )
+        try:
+            msg = await stub.WaitForFinality(req, timeout=remaining + self._rpc_timeout_s)
+        except grpc.aio.AioRpcError as e:
+            if e.code() is _Code.DEADLINE_EXCEEDED:
+                raise FinalityTimeoutError(tid, timeout_s) from e
+            raise
+        return self._verified(msg, tid, prove_result)
+
+    def _verified(self, msg: pb.Receipt, tid: bytes, prove_result: bool) -> Receipt:
+        try:
+            receipt = Receipt.from_pb(msg)
+            if receipt.tx_id != tid:
+                raise InvalidReceiptError("the receipt is for another transaction")
+            verify_receipt(receipt, self.genesis, require_result=prove_result)
+        except InvalidReceiptError as e:
+            raise BadResponseError(f"receipt failed verification: {e}") from e
+        return receipt
+
+    # --- queries ---------------------------------------------------------------------------
+
+    async def receipt(
+        self,
+        tx_id: bytes,
+        *,
+        wait: bool = True,
+        timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S,
+        prove_result: bool = True,
+    ) -> Receipt:
+        """The verified receipt of a transaction (whatever its result code). With ``wait``
+        wait up to ``timeout_s`` for finality (FinalityTimeoutError); without, NotFoundError
+        unless it is committed already."""
+        _check_timeout(timeout_s)
+        if wait:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            return await self._call(
+                f"receipt {tx_id.hex()}",
+                lambda stub: self._wait(stub, tx_id, deadline, timeout_s, prove_result),
+            )
+        status = await self.transaction(tx_id)
+        if status.receipt is None:
+            raise NotFoundError(f"transaction {tx_id.hex()} is pending, not committed yet")
+        return status.receipt
+
+    async def transaction(self, tx_id: bytes) -> TxStatus:
+        """PENDING or COMMITTED (with the verified receipt); NotFoundError if the node
+        knows neither."""
+
+        async def get(stub: Any) -> TxStatus:
+            msg = await stub.GetTransaction(
+                pb.TransactionRequest(tx_id=tx_id), timeout=self._rpc_timeout_s
+            )
+            if msg.state == pb.COMMITTED:
+                r = self._verified(msg.receipt, tx_id, prove_result=False)
+                return TxStatus(tx_id, "COMMITTED", r)
+            return TxStatus(tx_id, "PENDING", None)
+
+        return await self._call(f"transaction {tx_id.hex()}", get)
+
+    async def balances(self, account: str) -> Balances:
+        async def get(stub: Any) -> Balances:
+            req = pb.BalancesRequest(account=account)
+            msg = await stub.GetBalances(req, timeout=self._rpc_timeout_s)
+            amounts = {b.instrument: b.amount for b in msg.balances}
+            return Balances(msg.account, msg.height, amounts)
+
+        return await self._call(f"balances of {account}", get)
+
+    async def block(self, height: int) -> BlockView:
+        """Committed block ``height`` (NotFoundError above the node's head)."""
+
+        async def get(stub: Any) -> BlockView:
+            req = pb.BlockRequest(height=height)
+            return self._block_view(await stub.GetBlock(req, timeout=self._rpc_timeout_s))
+
+        if height < 1:
+            raise InvalidFieldError("height", "heights start at 1")
+        return await self._call(f"block {height}", get)
+
+    async def head(self) -> int:
+        """The committed height at the current endpoint."""
+
+        async def get(stub: Any) -> int:
+            msg = await stub.GetStatus(pb.StatusRequest(), timeout=self._rpc_timeout_s)
+            return int(msg.height)
+
+        return await self._call("head", get)
+
+    async def status(self) -> list[NodeStatusView | EndpointDown]:
+        """Every endpoint's status, one entry each, in order; never raises for a down node."""
+        return list(await asyncio.gather(*(self._status(i) for i in range(len(self.endpoints)))))
+
+    async def _status(self, i: int) -> NodeStatusView | EndpointDown:
+        ep = self.endpoints[i]
+        try:
+            s = await self._stub(i).GetStatus(pb.StatusRequest(), timeout=self._rpc_timeout_s)
+        except grpc.aio.AioRpcError as e:
+            return EndpointDown(ep, f"{e.code().name}: {e.details()}")
+        return NodeStatusView(
+            endpoint=ep,
+            chain_id=s.chain_id,
+            validator_id=s.validator_id,
+            height=s.height,
+            view=s.view,
+            leader=s.leader,
+            n=s.n,
+            q=s.q,
+            peers_connected=s.peers_connected,
+            mempool_txs=s.mempool_txs,
+            halted=s.halted,
+            uptime_ms=s.uptime_ms,
+            state_root=bytes(s.state_root),
+        )
+
+    # --- iterators -------------------------------------------------------------------------
+
+    async def blocks(self, from_height: int = 1) -> AsyncGenerator[BlockView, None]:
+        """Committed blocks from ``from_height`` on, then each new one, forever. When the
+        node streaming them fails, it resumes at the next height on another node: every
+        height exactly once, in order. UnavailableError after every endpoint failed
+        ``FAILOVER_ROUNDS_MAX`` times in a row without delivering a block."""
+        if from_height < 1:
+            raise InvalidFieldError("from_height", "heights start at 1")
+        next_height, failures, errors = from_height, 0, list[str]()
+        n = len(self.endpoints)
+        while True:
+            i = self._current
+            call = self._stub(i).StreamBlocks(pb.StreamBlocksRequest(from_height=next_height))
+            try:
+                async for info in call:
+                    if info.height < next_height:
+                        continue  # a repeat after failover: already delivered
+                    if info.height > next_height:
+                        raise BadResponseError(f"block {next_height} skipped")
+                    view = self._block_view(info)
+                    next_height, failures = next_height + 1, 0
+                    yield view
+                errors.append(f"{self.endpoints[i].address}: the stream ended")
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in _ENDPOINT_FAILURES | {_Code.RESOURCE_EXHAUSTED}:
+                    raise _mapped(e, "block stream") from e
+                errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+            except BadResponseError as e:
+                errors.append(f"{self.endpoints[i].address}: {e}")
+            finally:
+                call.cancel()
+            failures += 1
+            if failures >= n * FAILOVER_ROUNDS_MAX:
+                raise UnavailableError(f"block stream at height {next_height}", errors)
+            self._advance(i)
+            if failures % n == 0:
+                await asyncio.sleep(FAILOVER_ROUND_BACKOFF_S)
+
+    async def events(
+        self, account: str, from_height: int = 1
+    ) -> AsyncGenerator[AccountEvent, None]:
+        """Each committed transaction that names ``account``, in ledger order, with the
+        account's balance changes; follows new blocks forever (failing over like
+        :meth:`blocks`)."""
+        if account not in self.genesis.participant_by_id:
+            raise InvalidFieldError("account", f"{account!r} is not a participant")
+        async with contextlib.aclosing(self.blocks(from_height)) as blocks:
+            async for b in blocks:
+                for t in b.transactions:
+                    ev = _event(account, b, t)
+                    if ev is not None:
+                        yield ev
+
+    def _block_view(self, info: pb.BlockInfo) -> BlockView:
+        """Decode ``info`` and check it against genesis: a block of this chain, at the
+        height claimed, certified by a quorum of genesis validators."""
+        g = self.genesis
+        try:
+            block = decode_block(bytes(info.block))
+            qc = decode_qc(bytes(info.certificate))
+        except DecodeError as e:
+            raise BadResponseError(f"block {info.height} does not decode: {e}") from e
+        if (
+            block.chain_id != g.chain_id
+            or block.height != info.height
+            or block.hash != bytes(info.block_hash)
+            or qc.block_hash != block.hash
+            or qc.height != block.height
+            or not verify_certificate(
+                qc, g.chain_id, len(g.validators), g.quorum, self._verifier, phase=Phase.COMMIT
+            )
+        ):
+            raise BadResponseError(f"block {info.height} is not certified for this chain")
+        if len(info.results) != len(block.txs):
+            raise BadResponseError(f"block {info.height}: results do not match its transactions")
+        txs = tuple(
+            _block_tx(i, raw, r)
+            for i, (raw, r) in enumerate(zip(block.txs, info.results, strict=True))
+        )
+        return BlockView(
+            height=block.height,
+            hash=block.hash,
+            time_ms=block.time_ms,
+            state_root=bytes(info.state_root),
+            certificate=bytes(info.certificate),
+            transactions=txs,
+        )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _run_dir_config(run_dir: str | Path) -> tuple[list[Endpoint], bytes, Genesis]:
+    net = load_network(run_dir)
+    endpoints = [Endpoint(x.client_address, x.name) for x in net.nodes]
+    return endpoints, net.ca_cert.read_bytes(), load_genesis(net.genesis)
+
+
+def _check_timeout(timeout_s: float) -> None:
+    if not 0 < timeout_s <= WAIT_TIMEOUT_MAX_S:
+        raise InvalidFieldError("timeout_s", f"must be in (0, {WAIT_TIMEOUT_MAX_S:g}] seconds")
+
+
+def _mapped(e: grpc.aio.AioRpcError, what: str) -> LedgerError:
+    code, details = e.code(), e.details()
+    if code is _Code.INVALID_ARGUMENT:
+        return InvalidTransactionError(f"{what}: refused by the node: {details}")
+    if code is _Code.NOT_FOUND:
+        return NotFoundError(f"{what}: {details}")
+    return LedgerError(f"{what}: {code.name}: {details}")
+
+
+def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockTx:
+    tx: Transaction | None
+    try:
+        stx = SignedTx.decode(raw)
+        tx = decode_body(stx.body)
+    except TxDecodeError:
+        tx = None
+    code = ResultCode(result.code)
+    return BlockTx(position, bytes(result.tx_id), code, tx, raw)
+
+
+def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
+    """The account's (instrument, delta) legs if ``tx`` applies."""
+    legs: list[tuple[str, int]] = []
+    if isinstance(tx, Mint):
+        legs += [(tx.instrument, tx.amount)] if tx.to == account else []
+    elif isinstance(tx, Burn):
+        legs += [(tx.instrument, -tx.amount)] if tx.holder == account else []
+    elif isinstance(tx, Transfer):
+        legs += [(tx.instrument, -tx.amount)] if tx.sender == account else []
+        legs += [(tx.instrument, tx.amount)] if tx.receiver == account else []
+    elif isinstance(tx, DvP):
+        if tx.seller == account:
+            legs += [(tx.bond, -tx.quantity), (tx.cash, tx.amount)]
+        if tx.buyer == account:
+            legs += [(tx.bond, tx.quantity), (tx.cash, -tx.amount)]
+    return tuple(legs)
+
+
+def _parties(tx: Transaction) -> set[str]:
+    if isinstance(tx, Mint):
+        return {tx.to, tx.by}
+    if isinstance(tx, Burn):
+        return {tx.holder, tx.by}
+    if isinstance(tx, Transfer):
+        return {tx.sender, tx.receiver}
+    return {tx.seller, tx.buyer}
+
+
+def _event(account: str, b: BlockView, t: BlockTx) -> AccountEvent | None:
+    if t.tx is None or account not in _parties(t.tx):
+        return None
+    legs = _legs(account, t.tx)
+    if t.code is not ResultCode.OK:
+        legs = tuple((inst, 0) for inst, _ in legs)
+    return AccountEvent(
+        account, b.height, t.position, b.time_ms, t.tx_id, t.tx.KIND.name, t.code, legs
+    )

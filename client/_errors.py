@@ -1,0 +1,150 @@
+"""Every error the SDK raises, split as h11 does: "you broke it" and "the ledger said no".
+
+- ``ValueError`` subclasses (:class:`InvalidFieldError`, :class:`SigningError`,
+  :class:`TradeError`, :class:`TermsMismatchError`, :class:`KeyFileError`) mean the
+  caller's input is wrong; nothing was sent.
+- :class:`LedgerError` subclasses come from talking to the ledger. Each carries
+  ``retry_safe``: True when sending the *same signed transaction* again cannot settle it
+  twice and may succeed (a transaction id is applied at most once, ever), False when the
+  outcome is final or retrying cannot help.
+"""
+
+from __future__ import annotations
+
+from client._receipt import Receipt
+from node.netgen import KeyFileError
+from node.settlement import ResultCode
+
+__all__ = [
+    "BadResponseError",
+    "BusyError",
+    "FinalityTimeoutError",
+    "InvalidFieldError",
+    "InvalidTransactionError",
+    "KeyFileError",
+    "LedgerError",
+    "NotFoundError",
+    "RejectedError",
+    "SigningError",
+    "TermsMismatchError",
+    "TradeError",
+    "UnavailableError",
+]
+
+
+# --- the caller's input ------------------------------------------------------------------
+
+
+class InvalidFieldError(ValueError):
+    """A transaction field is invalid for this genesis; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class SigningError(ValueError):
+    """A key cannot sign this transaction: not a required signer, or not the key genesis
+    lists for the participant, or the transaction is for another chain."""
+
+
+class TradeError(ValueError):
+    """A proposed DvP cannot be accepted (undecodable, not a DvP, another chain, expired,
+    the seller's signature missing or forged, or addressed to another buyer)."""
+
+
+class TermsMismatchError(TradeError):
+    """The trade's terms differ from what the buyer expected; ``differences`` lists each
+    as ``(term, expected, actual)``."""
+
+    def __init__(self, differences: list[tuple[str, object, object]]) -> None:
+        lines = "; ".join(f"{t}: expected {e!r}, got {a!r}" for t, e, a in differences)
+        super().__init__(f"the trade's terms differ from the expected ones: {lines}")
+        self.differences = differences
+
+
+# --- the ledger's answers ------------------------------------------------------------------
+
+
+class LedgerError(Exception):
+    """Base of every error from the ledger; ``retry_safe`` says whether sending the same
+    signed transaction (or repeating the query) again is safe and may succeed."""
+
+    retry_safe: bool = False
+
+
+class RejectedError(LedgerError):
+    """The ledger recorded the transaction as refused (final: it changed no balance).
+
+    ``receipt`` proves it (``verify_receipt`` checks it); ``code`` and ``meaning`` say why.
+    Resubmitting the same transaction returns the same receipt; fix the cause and sign a
+    new transaction instead.
+    """
+
+    retry_safe = False
+
+    def __init__(self, receipt: Receipt) -> None:
+        self.receipt = receipt
+        self.code: ResultCode = receipt.code
+        self.meaning = receipt.code.meaning
+        super().__init__(
+            f"transaction {receipt.tx_id.hex()} refused at height {receipt.height}: "
+            f"{receipt.code.name} ({receipt.code.meaning}); fix it and sign a new transaction"
+        )
+
+
+class InvalidTransactionError(LedgerError):
+    """The node refused the transaction before ordering it (malformed, bad or missing
+    signature, another chain): sending it again gets the same answer."""
+
+    retry_safe = False
+
+
+class FinalityTimeoutError(LedgerError):
+    """No receipt within the timeout. The transaction may still settle: resubmitting the
+    same transaction (to any node) or asking for its receipt again is safe and never
+    settles it twice."""
+
+    retry_safe = True
+
+    def __init__(self, tx_id: bytes, timeout_s: float) -> None:
+        super().__init__(
+            f"transaction {tx_id.hex()} not final within {timeout_s:g} s; resubmitting the "
+            "same transaction or waiting for its receipt again is safe (it settles at most once)"
+        )
+        self.tx_id = tx_id
+
+
+class UnavailableError(LedgerError):
+    """Every endpoint was tried and none answered; ``errors`` has one line per attempt.
+    Retrying later (the same transaction) is safe."""
+
+    retry_safe = True
+
+    def __init__(self, what: str, errors: list[str]) -> None:
+        detail = "; ".join(errors[-8:]) or "no endpoint"
+        super().__init__(
+            f"{what}: no node answered ({detail}); check the nodes are up "
+            "(make status), then retry: resending the same transaction is safe"
+        )
+        self.errors = errors
+
+
+class BusyError(LedgerError):
+    """The nodes stayed saturated (RESOURCE_EXHAUSTED) through bounded retries with
+    backoff; retrying later is safe."""
+
+    retry_safe = True
+
+
+class NotFoundError(LedgerError):
+    """No such account, block or transaction at the node asked."""
+
+    retry_safe = False
+
+
+class BadResponseError(LedgerError):
+    """A node's answer failed verification against genesis (a wrong or forged block or
+    receipt); the client tried another node. Retrying is safe."""
+
+    retry_safe = True

@@ -1,0 +1,36 @@
+"""Every limit and default of the SDK, in one place (house rule 3; units named last).
+
+Each retry loop in the client is bounded by one of these, so a call either returns, or
+raises a typed error within a known time; nothing retries forever.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from node.config import BLOCK_BYTES_MAX, VALIDATORS_MAX, WAIT_TIMEOUT_MAX_MS
+
+# --- transactions ------------------------------------------------------------------------
+TTL_DEFAULT_S: Final = 600  # a built transaction expires this long after it is built
+TTL_MAX_S: Final = 7 * 24 * 3600  # longer-lived signed offers are a liability if leaked
+NONCE_BITS: Final = 63  # random nonces: a collision needs ~3e9 txs with equal terms
+
+# --- connections -------------------------------------------------------------------------
+ENDPOINTS_MAX: Final = VALIDATORS_MAX  # one client talks to at most every validator
+RPC_TIMEOUT_DEFAULT_S: Final = 10.0  # one unary RPC (not the finality wait)
+# A GetBlock or StreamBlocks reply carries a whole block (gRPC's default cap is 4 MiB).
+RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
+
+# --- failover and retries -----------------------------------------------------------------
+FAILOVER_ROUNDS_MAX: Final = 2  # each endpoint is tried at most this often per call
+FAILOVER_ROUND_BACKOFF_S: Final = 0.25  # pause between two rounds over all endpoints
+BUSY_RETRIES_MAX: Final = 6  # RESOURCE_EXHAUSTED retries (same node) before BusyError
+BUSY_BACKOFF_BASE_S: Final = 0.05  # first pause after RESOURCE_EXHAUSTED; doubles
+BUSY_BACKOFF_MAX_S: Final = 2.0  # cap of that backoff
+
+# --- finality ------------------------------------------------------------------------------
+SUBMIT_TIMEOUT_DEFAULT_S: Final = 30.0  # waiting for a receipt after submitting
+WAIT_TIMEOUT_MAX_S: Final = WAIT_TIMEOUT_MAX_MS / 1000  # the node caps one wait at this
+# A restarted node is usable again soon: gRPC's default reconnect backoff grows to 120 s.
+RECONNECT_BACKOFF_INITIAL_MS: Final = 200
+RECONNECT_BACKOFF_MAX_MS: Final = 5_000

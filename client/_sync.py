@@ -1,0 +1,189 @@
+"""The synchronous client: :class:`AsyncLedgerClient` run on a private event loop.
+
+Each call runs the async method to completion on the client's own ``asyncio.Runner`` in
+the calling thread, so failover, retries and verification are the async client's, with
+the same limits. It refuses to run inside a running event loop (it would block that loop;
+use AsyncLedgerClient there). Not thread-safe: one client per thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
+
+from client._async import (
+    AccountEvent,
+    AsyncLedgerClient,
+    Balances,
+    BlockView,
+    Endpoint,
+    EndpointDown,
+    NodeStatusView,
+    TxStatus,
+    _run_dir_config,
+)
+from client._keys import ParticipantKey
+from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
+from client._receipt import Receipt
+from client._trades import SignedTransaction, Transactions
+from node.settlement import Genesis, Transaction
+
+__all__ = ["LedgerClient"]
+
+T = TypeVar("T")
+
+
+def _refuse_running_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        "LedgerClient cannot run inside a running event loop; use AsyncLedgerClient there"
+    )
+
+
+async def _next(agen: AsyncGenerator[T, None]) -> T:
+    return await agen.__anext__()
+
+
+class LedgerClient:
+    """The same API as :class:`AsyncLedgerClient`, blocking; iterators are generators.
+
+    ``with LedgerClient.from_run_dir("run") as c: c.submit(stx)``
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        ca_cert: bytes,
+        genesis: Genesis,
+        rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
+    ) -> None:
+        _refuse_running_loop()
+        self._client = AsyncLedgerClient(
+            endpoints, ca_cert=ca_cert, genesis=genesis, rpc_timeout_s=rpc_timeout_s
+        )
+        self._runner: asyncio.Runner | None = asyncio.Runner()
+        self.genesis: Genesis = genesis
+        self.tx: Transactions = self._client.tx
+
+    @classmethod
+    def from_run_dir(
+        cls, run_dir: str | Path = "run", *, rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S
+    ) -> LedgerClient:
+        endpoints, ca, genesis = _run_dir_config(run_dir)
+        return cls(endpoints, ca_cert=ca, genesis=genesis, rpc_timeout_s=rpc_timeout_s)
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return self._client.endpoints
+
+    @property
+    def current_endpoint(self) -> Endpoint:
+        return self._client.current_endpoint
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        _refuse_running_loop()
+        if self._runner is None:
+            coro.close()
+            raise RuntimeError("this LedgerClient is closed")
+        return self._runner.run(coro)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.run(self._client.aclose())
+            self._runner.close()
+            self._runner = None
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sign(self, tx: Transaction | SignedTransaction, *keys: ParticipantKey) -> SignedTransaction:
+        return self._client.sign(tx, *keys)
+
+    @overload
+    def submit(
+        self,
+        stx: SignedTransaction | bytes,
+        *,
+        wait: Literal[True] = ...,
+        timeout_s: float = ...,
+        prove_result: bool = ...,
+    ) -> Receipt: ...
+
+    @overload
+    def submit(
+        self,
+        stx: SignedTransaction | bytes,
+        *,
+        wait: Literal[False],
+        timeout_s: float = ...,
+        prove_result: bool = ...,
+    ) -> bytes: ...
+
+    def submit(
+        self,
+        stx: SignedTransaction | bytes,
+        *,
+        wait: bool = True,
+        timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S,
+        prove_result: bool = True,
+    ) -> Receipt | bytes:
+        """See :meth:`AsyncLedgerClient.submit`."""
+        if wait:
+            return self._run(
+                self._client.submit(stx, timeout_s=timeout_s, prove_result=prove_result)
+            )
+        return self._run(self._client.submit(stx, wait=False, timeout_s=timeout_s))
+
+    def receipt(
+        self,
+        tx_id: bytes,
+        *,
+        wait: bool = True,
+        timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S,
+        prove_result: bool = True,
+    ) -> Receipt:
+        return self._run(
+            self._client.receipt(tx_id, wait=wait, timeout_s=timeout_s, prove_result=prove_result)
+        )
+
+    def transaction(self, tx_id: bytes) -> TxStatus:
+        return self._run(self._client.transaction(tx_id))
+
+    def balances(self, account: str) -> Balances:
+        return self._run(self._client.balances(account))
+
+    def block(self, height: int) -> BlockView:
+        return self._run(self._client.block(height))
+
+    def head(self) -> int:
+        return self._run(self._client.head())
+
+    def status(self) -> list[NodeStatusView | EndpointDown]:
+        return self._run(self._client.status())
+
+    def blocks(self, from_height: int = 1) -> Iterator[BlockView]:
+        return self._iterate(self._client.blocks(from_height))
+
+    def events(self, account: str, from_height: int = 1) -> Iterator[AccountEvent]:
+        return self._iterate(self._client.events(account, from_height))
+
+    def _iterate(self, agen: AsyncGenerator[T, None]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    item = self._run(_next(agen))
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            if self._runner is not None:
+                self._runner.run(agen.aclose())

@@ -1,0 +1,415 @@
+"""Building, signing and exchanging transactions, all offline.
+
+Theory of operation: a transaction body is built (:class:`Transactions`) and checked
+against genesis so a typo fails here with the field named, not later as a ledger result
+code. Its canonical bytes never change after that: every signature is over them and the
+transaction id is their hash, so a partially signed DvP can travel as bytes or JSON and
+be co-signed without re-encoding. The JSON forms also show the terms readably; on
+reading, the readable terms must equal the signed bytes, so editing the text cannot
+change what a counterparty is shown without being caught.
+
+A DvP needs both parties: the seller :func:`propose_dvp` (signs, exports), the buyer
+:func:`accept_dvp` (checks the seller's signature, the chain, the expiry and the terms it
+expects, then co-signs).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from client._errors import InvalidFieldError, SigningError, TermsMismatchError, TradeError
+from client._keys import ParticipantKey
+from client._limits import NONCE_BITS, TTL_DEFAULT_S, TTL_MAX_S
+from node import crypto
+from node.config import TX_BYTES_MAX, U64_MAX
+from node.settlement import (
+    Burn,
+    DecodeError,
+    DvP,
+    Genesis,
+    InstrumentKind,
+    Mint,
+    SignedTx,
+    Transaction,
+    Transfer,
+    decode_body,
+    encode_body,
+)
+
+__all__ = [
+    "PartialTrade",
+    "SignedTransaction",
+    "Transactions",
+    "accept_dvp",
+    "propose_dvp",
+    "sign",
+    "terms_of",
+]
+
+_TX_FORMAT = "dvp-ledger/transaction/v1"
+_TRADE_FORMAT = "dvp-ledger/dvp-proposal/v1"
+
+
+# --- builders ----------------------------------------------------------------------------
+
+
+class Transactions:
+    """Builds unsigned transactions for one genesis, with a fresh random nonce each and an
+    expiry ``ttl_s`` from now. Each field is checked against genesis (InvalidFieldError
+    names the field): participants and instruments exist, the bond leg is a bond and the
+    cash leg cash, amounts are integers in 1..2**64-1, no self-trades. Roles, KYC and
+    balances are the ledger's to judge (it answers with a result code)."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        ttl_s: float = TTL_DEFAULT_S,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if (
+            isinstance(ttl_s, bool)
+            or not isinstance(ttl_s, int | float)
+            or not 0 < ttl_s <= TTL_MAX_S
+        ):
+            raise InvalidFieldError("ttl_s", f"must be a number of seconds in (0, {TTL_MAX_S}]")
+        self.genesis, self.ttl_s, self._clock = genesis, ttl_s, clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _head(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.genesis.chain_id,
+            "nonce": secrets.randbits(NONCE_BITS),
+            "expiry_ms": self._now_ms() + int(self.ttl_s * 1000),
+        }
+
+    def _participant(self, field: str, pid: str) -> str:
+        if pid not in self.genesis.participant_by_id:
+            raise InvalidFieldError(field, f"{pid!r} is not a participant of this ledger")
+        return pid
+
+    def _instrument(self, field: str, iid: str, kind: InstrumentKind | None = None) -> str:
+        inst = self.genesis.instrument_by_id.get(iid)
+        if inst is None:
+            raise InvalidFieldError(field, f"{iid!r} is not an instrument of this ledger")
+        if kind is not None and inst.kind is not kind:
+            raise InvalidFieldError(
+                field, f"{iid!r} is a {inst.kind.value} token, not {kind.value}"
+            )
+        return iid
+
+    @staticmethod
+    def _amount(field: str, value: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidFieldError(field, f"must be an integer (minor units), got {value!r}")
+        if not 0 < value <= U64_MAX:
+            raise InvalidFieldError(field, f"must be in 1..2**64-1, got {value}")
+        return value
+
+    def issue(self, instrument: str, to: str, amount: int, by: str) -> Mint:
+        """Mint ``amount`` of ``instrument`` to ``to``; ``by`` (issuer or custodian) signs."""
+        return Mint(
+            **self._head(),
+            instrument=self._instrument("instrument", instrument),
+            to=self._participant("to", to),
+            amount=self._amount("amount", amount),
+            by=self._participant("by", by),
+        )
+
+    def redeem(self, instrument: str, holder: str, amount: int, by: str) -> Burn:
+        """Burn ``amount`` held by ``holder``; both ``by`` and the holder sign."""
+        return Burn(
+            **self._head(),
+            instrument=self._instrument("instrument", instrument),
+            holder=self._participant("holder", holder),
+            amount=self._amount("amount", amount),
+            by=self._participant("by", by),
+        )
+
+    def transfer(self, instrument: str, sender: str, receiver: str, amount: int) -> Transfer:
+        """Move ``amount`` free of payment; the sender signs."""
+        self._participant("sender", sender)
+        if receiver == sender:
+            raise InvalidFieldError("receiver", "is the sender (a self-transfer)")
+        return Transfer(
+            **self._head(),
+            instrument=self._instrument("instrument", instrument),
+            sender=sender,
+            receiver=self._participant("receiver", receiver),
+            amount=self._amount("amount", amount),
+        )
+
+    def dvp(  # noqa: PLR0917 - positional like the trade's terms, in their order
+        self,
+        seller: str,
+        buyer: str,
+        bond: str,
+        quantity: int,
+        cash: str,
+        amount: int,
+        deadline_s: float | None = None,
+    ) -> DvP:
+        """``quantity`` of ``bond`` against ``amount`` of ``cash``; both parties sign.
+        The deadline (settle by) defaults to the expiry."""
+        self._participant("seller", seller)
+        if buyer == seller:
+            raise InvalidFieldError("buyer", "is the seller (a self-trade)")
+        head = self._head()
+        deadline_ms = head["expiry_ms"]
+        if deadline_s is not None:
+            if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float):
+                raise InvalidFieldError("deadline_s", "must be a number of seconds")
+            if not 0 < deadline_s <= TTL_MAX_S:
+                raise InvalidFieldError("deadline_s", f"must be in (0, {TTL_MAX_S}] seconds")
+            deadline_ms = self._now_ms() + int(deadline_s * 1000)
+        return DvP(
+            **head,
+            seller=seller,
+            buyer=self._participant("buyer", buyer),
+            bond=self._instrument("bond", bond, InstrumentKind.BOND),
+            quantity=self._amount("quantity", quantity),
+            cash=self._instrument("cash", cash, InstrumentKind.CASH),
+            amount=self._amount("amount", amount),
+            deadline_ms=deadline_ms,
+        )
+
+
+def terms_of(tx: Transaction) -> dict[str, Any]:
+    """The transaction's fields as a JSON-ready dict, with its kind ("DVP", "MINT", ...)."""
+    return {"kind": tx.KIND.name, **dataclasses.asdict(tx)}
+
+
+# --- signed transactions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTransaction:
+    """A transaction's canonical envelope bytes (body plus the signatures so far)."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        # Decoding checks the envelope and body are canonical; fail here, not at the node.
+        try:
+            decode_body(SignedTx.decode(self.raw).body)
+        except DecodeError as e:
+            raise TradeError(f"not a canonical signed transaction: {e}") from e
+
+    @property
+    def envelope(self) -> SignedTx:
+        return SignedTx.decode(self.raw)
+
+    @property
+    def tx(self) -> Transaction:
+        return decode_body(self.envelope.body)
+
+    @property
+    def tx_id(self) -> bytes:
+        return self.envelope.tx_id
+
+    @property
+    def signers(self) -> tuple[str, ...]:
+        return tuple(s for s, _ in self.envelope.signatures)
+
+    def missing_signers(self) -> tuple[str, ...]:
+        """Required signers that have not signed yet (empty: ready to submit)."""
+        have = set(self.signers)
+        return tuple(s for s in self.tx.required_signers() if s not in have)
+
+    @classmethod
+    def unsigned(cls, tx: Transaction) -> SignedTransaction:
+        return cls(SignedTx(encode_body(tx), ()).encode())
+
+    def to_bytes(self) -> bytes:
+        return self.raw
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedTransaction:
+        return cls(bytes(data))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: readable terms, the signers, and the envelope in base64 (the
+        only part that counts; the terms must match it when read back)."""
+        return {
+            "format": _TX_FORMAT,
+            "tx_id": self.tx_id.hex(),
+            "terms": terms_of(self.tx),
+            "signers": list(self.signers),
+            "missing_signers": list(self.missing_signers()),
+            "transaction": base64.b64encode(self.raw).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> SignedTransaction:
+        return _from_doc(doc, _TX_FORMAT)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> SignedTransaction:
+        return cls.from_json(_json(text))
+
+
+def _json(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TradeError(f"not JSON: {e}") from e
+
+
+def _from_doc(doc: Any, fmt: str) -> SignedTransaction:
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise TradeError(f"not a {fmt!r} document")
+    try:
+        raw = base64.b64decode(str(doc["transaction"]).encode("ascii"), validate=True)
+    except (KeyError, UnicodeEncodeError, binascii.Error) as e:
+        raise TradeError(f"missing or invalid 'transaction' (base64): {e!r}") from e
+    if len(raw) > TX_BYTES_MAX:
+        raise TradeError(f"transaction of {len(raw)} bytes exceeds {TX_BYTES_MAX}")
+    stx = SignedTransaction(raw)
+    if doc.get("terms") != terms_of(stx.tx):
+        raise TradeError("the readable terms differ from the signed transaction (tampered)")
+    return stx
+
+
+def sign(
+    tx_or_signed: Transaction | SignedTransaction, *keys: ParticipantKey, genesis: Genesis
+) -> SignedTransaction:
+    """Add each key's signature. SigningError unless each key belongs to a required signer
+    and is the key genesis lists for that participant, and the transaction is for this
+    genesis's chain: a wrong key would only be refused later by the node."""
+    stx = (
+        tx_or_signed
+        if isinstance(tx_or_signed, SignedTransaction)
+        else SignedTransaction.unsigned(tx_or_signed)
+    )
+    tx = stx.tx
+    if tx.chain_id != genesis.chain_id:
+        raise SigningError(f"the transaction is for chain {tx.chain_id[:16]}..., not this genesis")
+    required = tx.required_signers()
+    env = stx.envelope
+    for k in keys:
+        if k.participant not in required:
+            raise SigningError(
+                f"{k.participant} is not a signer of this {tx.KIND.name} "
+                f"(signers: {', '.join(required)})"
+            )
+        if not k.matches(genesis):
+            raise SigningError(f"this key is not the key genesis lists for {k.participant}")
+        env = env.with_signature(k.participant, k.key)
+    return SignedTransaction(env.encode())
+
+
+# --- the two-party DvP ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartialTrade:
+    """A DvP signed by the seller, waiting for the buyer's signature."""
+
+    signed: SignedTransaction
+
+    @property
+    def terms(self) -> DvP:
+        tx = self.signed.tx
+        assert isinstance(tx, DvP), "PartialTrade holds a DvP"
+        return tx
+
+    @property
+    def tx_id(self) -> bytes:
+        return self.signed.tx_id
+
+    def to_bytes(self) -> bytes:
+        return self.signed.raw
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.signed.to_json(), "format": _TRADE_FORMAT}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    @classmethod
+    def loads(cls, data: str | bytes) -> PartialTrade:
+        """Read the JSON or the raw envelope bytes (TradeError if neither)."""
+        if isinstance(data, bytes) and not data.lstrip().startswith(b"{"):
+            signed = SignedTransaction(data)
+        else:
+            signed = _from_doc(_json(data), _TRADE_FORMAT)
+        if not isinstance(signed.tx, DvP):
+            raise TradeError(f"not a DvP but a {signed.tx.KIND.name}")
+        return cls(signed)
+
+
+def propose_dvp(dvp: DvP, seller_key: ParticipantKey, genesis: Genesis) -> str:
+    """The seller's half: sign ``dvp`` and return it as JSON for the buyer
+    (``PartialTrade(...).to_bytes()`` gives the compact bytes instead)."""
+    if seller_key.participant != dvp.seller:
+        raise SigningError(f"the key is {seller_key.participant}'s, the seller is {dvp.seller}")
+    return PartialTrade(sign(dvp, seller_key, genesis=genesis)).dumps()
+
+
+def accept_dvp(
+    data: str | bytes,
+    buyer_key: ParticipantKey,
+    genesis: Genesis,
+    *,
+    expect: Mapping[str, object] | None = None,
+    now_ms: int | None = None,
+) -> SignedTransaction:
+    """The buyer's half: check the proposal, then co-sign it (ready to submit).
+
+    Refused with TradeError: not a DvP, another chain, expired or past its deadline,
+    addressed to another buyer, the seller's signature missing or not by the seller's
+    genesis key, or a signature by anyone else. TermsMismatchError lists every term that
+    differs from ``expect`` (e.g. ``{"bond": ..., "quantity": 100, "amount": 99}``).
+    """
+    trade = PartialTrade.loads(data)
+    dvp, env = trade.terms, trade.signed.envelope
+    if dvp.chain_id != genesis.chain_id:
+        raise TradeError("the trade is for another chain (another genesis)")
+    if buyer_key.participant != dvp.buyer:
+        raise TradeError(f"the trade's buyer is {dvp.buyer}, not {buyer_key.participant}")
+    _check_seller_signature(env, dvp, genesis)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if now >= min(dvp.expiry_ms, dvp.deadline_ms):
+        raise TradeError(
+            "the trade has expired or passed its settlement deadline; ask for a new one"
+        )
+    _check_terms(dvp, expect or {})
+    return sign(trade.signed, buyer_key, genesis=genesis)
+
+
+def _check_seller_signature(env: SignedTx, dvp: DvP, genesis: Genesis) -> None:
+    sigs = dict(env.signatures)
+    others = set(sigs) - {dvp.seller, dvp.buyer}
+    if others:
+        raise TradeError(f"signed by non-parties: {', '.join(sorted(others))}")
+    sig = sigs.get(dvp.seller)
+    seller = genesis.participant_by_id.get(dvp.seller)
+    if sig is None:
+        raise TradeError(f"the seller {dvp.seller} has not signed the trade")
+    if seller is None or not crypto.verify(seller.public_key, crypto.TAG_TX + env.body, sig):
+        raise TradeError(f"the seller's signature is not {dvp.seller}'s (forged or altered)")
+
+
+def _check_terms(dvp: DvP, expect: Mapping[str, object]) -> None:
+    actual = terms_of(dvp)
+    diffs: list[tuple[str, object, object]] = []
+    for term, want in expect.items():
+        if term not in actual:
+            diffs.append((term, want, "<no such term>"))
+        elif actual[term] != want:
+            diffs.append((term, want, actual[term]))
+    if diffs:
+        raise TermsMismatchError(diffs)
