@@ -1,13 +1,570 @@
-"""The ``ledger`` commands that talk to the nodes, through the SDK's LedgerClient."""
+"""The ``ledger`` commands that sign transactions or talk to the nodes, through the SDK.
+
+``sign dvp`` and ``cosign`` need genesis and a key only (the two parties may sit on two
+machines and swap the trade file); the rest open a :class:`LedgerClient` on the run
+directory's nodes. SDK errors become one line and an exit code in :func:`run`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 
-from client._cli_common import CliError
+from client import (
+    BlockTx,
+    EndpointDown,
+    InvalidFieldError,
+    KeyFileError,
+    LedgerClient,
+    LedgerError,
+    PartialTrade,
+    ParticipantKey,
+    Receipt,
+    RejectedError,
+    SignedTransaction,
+    SigningError,
+    TradeError,
+    Transactions,
+    accept_dvp,
+    load_key,
+    propose_dvp,
+    sign,
+    terms_of,
+)
+from client._cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    amount,
+    emit_json,
+    table,
+    timestamp,
+)
+from node.genesis import load_genesis
+from node.settlement import (
+    DvP,
+    Genesis,
+    GenesisError,
+    Instrument,
+    InstrumentKind,
+    SignedTx,
+    Transaction,
+    decode_body,
+)
 
 __all__ = ["run"]
 
+Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
+
 
 def run(name: str, args: argparse.Namespace) -> int:
-    raise CliError(f"{name}: not wired yet")
+    """Run command ``name``, turning every SDK error into a CliError (one line, exit code)."""
+    try:
+        return _COMMANDS[name](args)
+    except RejectedError as e:
+        raise CliError(str(e), EXIT_FAILED) from None
+    except LedgerError as e:
+        reason = str(e)
+        if e.retry_safe and "safe" not in reason:
+            reason += "; retrying is safe"
+        raise CliError(reason, EXIT_FAILED) from None
+    except (InvalidFieldError, SigningError, KeyFileError) as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+    except TradeError as e:
+        raise CliError(str(e), EXIT_FAILED) from None
+
+
+# --- the run directory ----------------------------------------------------------------------
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    return Path(args.run_dir)
+
+
+def _genesis(args: argparse.Namespace) -> Genesis:
+    path = _run_dir(args) / "genesis.json"
+    try:
+        return load_genesis(path)
+    except FileNotFoundError:
+        raise CliError(
+            f"no genesis in run directory {_run_dir(args)} (pass --run-dir or set "
+            "LEDGER_RUN_DIR; `ledger genesis` makes one)",
+            EXIT_USAGE,
+        ) from None
+    except (GenesisError, ValueError, OSError) as e:
+        raise CliError(f"{path}: not a valid genesis: {e}", EXIT_USAGE) from None
+
+
+def _key(args: argparse.Namespace, participant: str, path: Path | None) -> ParticipantKey:
+    """``path`` (a --key option) or the run directory's key file for ``participant``."""
+    if path is None:
+        default = _run_dir(args) / "participants" / f"{participant}.key"
+        if not default.is_file():
+            raise CliError(f"no key for {participant} at {default} (pass --key FILE)", EXIT_USAGE)
+        path = default
+    return load_key(path, participant)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"cannot read {path}: {e}") from None
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text + "\n", encoding="utf-8")
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror}") from None
+
+
+# --- printing transactions ------------------------------------------------------------------
+
+
+def describe(tx: Transaction) -> str:
+    """One line for a person: who moves what to whom."""
+    if isinstance(tx, DvP):
+        return (
+            f"DVP {tx.seller} -> {tx.buyer} {amount(tx.quantity)} {tx.bond} "
+            f"against {amount(tx.amount)} {tx.cash}"
+        )
+    terms = terms_of(tx)
+    kind = terms["kind"]
+    if kind == "MINT":
+        return (
+            f"ISSUE {amount(terms['amount'])} {terms['instrument']} to {terms['to']} "
+            f"by {terms['by']}"
+        )
+    if kind == "BURN":
+        return (
+            f"REDEEM {amount(terms['amount'])} {terms['instrument']} of {terms['holder']} "
+            f"by {terms['by']}"
+        )
+    return (
+        f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
+        f"{terms['instrument']}"
+    )
+
+
+def _tx_of_receipt(receipt: Receipt) -> Transaction:
+    return decode_body(SignedTx.decode(receipt.transaction).body)
+
+
+def _receipt_lines(receipt: Receipt) -> list[str]:
+    proved = (
+        f"result certified by block {receipt.height + 1}"
+        if receipt.result_proof is not None
+        else "result proof pending (next block)"
+    )
+    return [
+        f"tx id     {receipt.tx_id.hex()}",
+        f"result    {receipt.code.name}: {receipt.meaning}",
+        f"block     {receipt.height} position {receipt.position} "
+        f"at {timestamp(receipt.block_time_ms)}",
+        f"proof     certified by {len(receipt.signers)} validators; {proved}",
+    ]
+
+
+def _terms_table(tx: Transaction) -> None:
+    table(("term", "value"), [(k, _term(k, v)) for k, v in terms_of(tx).items()])
+
+
+def _term(name: str, value: object) -> str:
+    """Amounts stay integers (grouped alongside); times also as ISO 8601."""
+    if name in {"quantity", "amount"} and isinstance(value, int):
+        return f"{value} ({amount(value)})"
+    if name.endswith("_ms") and isinstance(value, int):
+        return f"{value} ({timestamp(value)})"
+    if name == "chain_id":
+        return f"{str(value)[:16]}..."
+    return str(value)
+
+
+# --- sign dvp / cosign (offline) ---------------------------------------------------------------
+
+
+def _sign_dvp(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    dvp = Transactions(g).dvp(
+        args.seller, args.buyer, args.bond, args.quantity, args.cash, args.amount, args.deadline_s
+    )
+    seller_key = _key(args, args.seller, args.key)
+    text = propose_dvp(dvp, seller_key, g)
+    _write(args.out, text)
+    trade = PartialTrade.loads(text)
+    if args.json:
+        emit_json({"trade_file": str(args.out), **trade.to_json()})
+        return EXIT_OK
+    print(f"signed as seller {args.seller}: {describe(dvp)}")
+    print(f"tx id {trade.tx_id.hex()}; settle by {timestamp(dvp.deadline_ms)}")
+    print(f"wrote {args.out}; the buyer co-signs it: ledger cosign {args.out} --out signed.json")
+    return EXIT_OK
+
+
+def _expectations(args: argparse.Namespace) -> dict[str, object]:
+    pairs = {
+        "seller": args.expect_seller,
+        "bond": args.expect_bond,
+        "quantity": args.expect_quantity,
+        "cash": args.expect_cash,
+        "amount": args.expect_amount,
+    }
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _cosign(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    text = _read(args.trade)
+    buyer = PartialTrade.loads(text).terms.buyer
+    signed = accept_dvp(text, _key(args, buyer, args.key), g, expect=_expectations(args))
+    _write(args.out, signed.dumps())
+    if args.json:
+        emit_json({"trade_file": str(args.out), **signed.to_json()})
+        return EXIT_OK
+    tx = signed.tx
+    print(f"co-signing as buyer {buyer}: {describe(tx)}")
+    _terms_table(tx)
+    print(f"wrote {args.out}; submit it: ledger submit dvp {args.out}")
+    return EXIT_OK
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _client(args: argparse.Namespace) -> Iterator[LedgerClient]:
+    run_dir = _run_dir(args)
+    if not (run_dir / "network.json").is_file():
+        raise CliError(
+            f"no network in run directory {run_dir} (pass --run-dir or set LEDGER_RUN_DIR; "
+            "`ledger genesis` makes one)",
+            EXIT_USAGE,
+        )
+    with LedgerClient.from_run_dir(run_dir) as client:
+        yield client
+
+
+@contextmanager
+def _closing(it: Iterator[T]) -> Iterator[Iterator[T]]:
+    """Close a generator left early (``--count``), so its stream is cancelled at once."""
+    try:
+        yield it
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
+    with _client(args) as client:
+        if args.no_wait:
+            client.submit(stx, wait=False, timeout_s=args.timeout)
+            if args.json:
+                emit_json({"tx_id": stx.tx_id.hex(), "state": "ACCEPTED"})
+            else:
+                print(f"accepted, not waiting for finality: {describe(stx.tx)}")
+                print(f"tx id     {stx.tx_id.hex()} (ledger tx {stx.tx_id.hex()})")
+            return EXIT_OK
+        t0 = time.perf_counter()
+        try:
+            receipt = client.submit(
+                stx, timeout_s=args.timeout, prove_result=not args.finality_only
+            )
+        except RejectedError as e:
+            if args.receipt_out is not None:  # a refusal is provable too
+                _write(args.receipt_out, e.receipt.dumps())
+            raise
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+    if args.receipt_out is not None:
+        _write(args.receipt_out, receipt.dumps())
+    if args.json:
+        emit_json({**receipt.to_json(), "elapsed_ms": round(elapsed_ms, 1)})
+        return EXIT_OK
+    print(f"settled in {elapsed_ms:.0f} ms: {describe(stx.tx)}")
+    print("\n".join(_receipt_lines(receipt)))
+    if args.receipt_out is not None:
+        print(f"receipt   {args.receipt_out} (check it: ledger verify-receipt {args.receipt_out})")
+    return EXIT_OK
+
+
+def _submit_issue(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).issue(args.instrument, args.to, args.amount, args.by)
+    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+
+
+def _submit_transfer(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).transfer(args.instrument, args.sender, args.receiver, args.amount)
+    return _submit(args, sign(tx, _key(args, args.sender, args.key), genesis=g))
+
+
+def _submit_redeem(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).redeem(args.instrument, args.holder, args.amount, args.by)
+    keys = [_key(args, args.by, args.by_key)]
+    if args.holder != args.by:
+        keys.append(_key(args, args.holder, args.holder_key))
+    return _submit(args, sign(tx, *keys, genesis=g))
+
+
+def _submit_dvp(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    text = _read(args.trade)
+    try:
+        stx = SignedTransaction.loads(text)
+    except TradeError:
+        stx = PartialTrade.loads(text).signed  # a seller's file: say who must still sign
+    if stx.tx.chain_id != g.chain_id:
+        raise CliError(f"{args.trade} is for another chain than {_run_dir(args)}/genesis.json")
+    missing = stx.missing_signers()
+    if missing:
+        raise CliError(
+            f"{args.trade} lacks the signature of {', '.join(missing)} "
+            "(the buyer runs `ledger cosign` first)"
+        )
+    return _submit(args, stx)
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+def _balance(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    if args.account not in g.participant_by_id:
+        raise CliError(f"{args.account} is not a participant of this ledger", EXIT_USAGE)
+    with _client(args) as client:
+        b = client.balances(args.account)
+    if args.json:
+        emit_json({"account": b.account, "height": b.height, "balances": dict(b.amounts)})
+        return EXIT_OK
+    print(f"{b.account} after block {b.height} (integers, minor units)")
+    rows = []
+    for inst_id, value in sorted(b.amounts.items()):
+        inst = g.instrument_by_id.get(inst_id)
+        unit = "?" if inst is None else _unit(inst)
+        rows.append((inst_id, "?" if inst is None else inst.kind.value, amount(value), unit))
+    table(("instrument", "kind", "balance", "unit"), rows, right=(2,))
+    return EXIT_OK
+
+
+def _unit(inst: Instrument) -> str:
+    if inst.kind is InstrumentKind.BOND:
+        return f"units of {inst.unit_face_minor} {inst.currency} minor face each"
+    return f"{inst.currency} minor units"
+
+
+def _tx_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise CliError(f"{text!r} is not a transaction id (64 hex digits)", EXIT_USAGE)
+    return raw
+
+
+def _tx(args: argparse.Namespace) -> int:
+    tid = _tx_id(args.tx_id)
+    with _client(args) as client:
+        st = client.transaction(tid)
+        receipt = st.receipt
+        if receipt is not None and args.receipt_out is not None:
+            # With the proof of the result, which needs the next block (a moment at most).
+            receipt = client.receipt(tid, timeout_s=30.0)
+            _write(args.receipt_out, receipt.dumps())
+    if args.json:
+        emit_json(
+            {
+                "tx_id": tid.hex(),
+                "state": st.state,
+                "terms": None if receipt is None else terms_of(_tx_of_receipt(receipt)),
+                "receipt": None if receipt is None else receipt.to_json(),
+            }
+        )
+        return EXIT_OK
+    if receipt is None:
+        print(f"tx {tid.hex()} is {st.state}: accepted, not in a committed block yet")
+        return EXIT_OK
+    print(f"{st.state}: {describe(_tx_of_receipt(receipt))}")
+    print("\n".join(_receipt_lines(receipt)))
+    if args.receipt_out is not None:
+        print(f"receipt   {args.receipt_out} (check it: ledger verify-receipt {args.receipt_out})")
+    return EXIT_OK
+
+
+def _block_tx_json(t: BlockTx) -> dict[str, object]:
+    return {
+        "position": t.position,
+        "tx_id": t.tx_id.hex(),
+        "code": t.code.name,
+        "terms": None if t.tx is None else terms_of(t.tx),
+    }
+
+
+def _block(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        b = client.block(args.height)
+    if args.json:
+        emit_json(
+            {
+                "height": b.height,
+                "hash": b.hash.hex(),
+                "time_ms": b.time_ms,
+                "state_root": b.state_root.hex(),
+                "transactions": [_block_tx_json(t) for t in b.transactions],
+            }
+        )
+        return EXIT_OK
+    print(f"block {b.height} at {timestamp(b.time_ms)}, {len(b.transactions)} transactions")
+    print(f"hash {b.hash.hex()}  state root {b.state_root.hex()[:16]}...")
+    print("(commit certificate checked against genesis)")
+    if b.transactions:
+        table(
+            ("pos", "tx id", "result", "transaction"),
+            [
+                (t.position, t.tx_id.hex(), t.code.name, "?" if t.tx is None else describe(t.tx))
+                for t in b.transactions
+            ],
+            right=(0,),
+        )
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        states = client.status()
+    rows: list[tuple[object, ...]] = []
+    docs: list[dict[str, object]] = []
+    problems: list[str] = []
+    for s in states:
+        ep = s.endpoint
+        if isinstance(s, EndpointDown):
+            problems.append(f"{ep.server_name} is down ({s.error})")
+            rows.append((ep.server_name, ep.address, "down", "", "", "", "", "", s.error))
+            docs.append(
+                {"node": ep.server_name, "address": ep.address, "up": False, "error": s.error}
+            )
+            continue
+        state = "halted" if s.halted else "up"
+        if s.halted:
+            problems.append(f"{ep.server_name} halted: {s.halted}")
+        rows.append(
+            (
+                ep.server_name,
+                ep.address,
+                state,
+                s.height,
+                s.view,
+                s.leader,
+                f"{s.peers_connected}/{s.n - 1}",
+                s.mempool_txs,
+                s.state_root.hex()[:16],
+            )
+        )
+        docs.append(
+            {
+                "node": ep.server_name,
+                "address": ep.address,
+                "up": True,
+                "validator": s.validator_id,
+                "height": s.height,
+                "view": s.view,
+                "leader": s.leader,
+                "n": s.n,
+                "q": s.q,
+                "peers_connected": s.peers_connected,
+                "mempool_txs": s.mempool_txs,
+                "halted": s.halted or None,
+                "state_root": s.state_root.hex(),
+            }
+        )
+    if args.json:
+        emit_json({"nodes": docs, "problems": problems})
+    else:
+        headers = ("node", "address", "state", "height", "view", "leader", "peers", "mempool")
+        table((*headers, "state root"), rows, right=(3, 4, 5, 6, 7))
+    if problems:
+        raise CliError(f"{len(problems)} of {len(states)} nodes not healthy: {'; '.join(problems)}")
+    return EXIT_OK
+
+
+def _watch_line(where: tuple[int, int, int], code: str, text: str, tid: bytes) -> str:
+    """``where`` is (height, position, block time in ms)."""
+    height, position, time_ms = where
+    return f"{height:>7} #{position:<3} {timestamp(time_ms)}  {code:<8} {text}  tx {tid.hex()[:16]}"
+
+
+def _legs(legs: tuple[tuple[str, int], ...]) -> str:
+    return ", ".join(f"{inst} {'+' if d >= 0 else '-'}{amount(abs(d))}" for inst, d in legs)
+
+
+def _watched(
+    client: LedgerClient, account: str | None, start: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(line, JSON document) for each committed transaction from block ``start`` on."""
+    if account is not None:
+        with _closing(client.events(account, start)) as events:
+            for ev in events:
+                text = f"{ev.kind} {account}: {_legs(ev.legs) or 'no balance change'}"
+                doc = {
+                    "height": ev.height,
+                    "position": ev.position,
+                    "time_ms": ev.time_ms,
+                    "tx_id": ev.tx_id.hex(),
+                    "kind": ev.kind,
+                    "code": ev.code.name,
+                    "account": account,
+                    "legs": [[inst, d] for inst, d in ev.legs],
+                }
+                where = (ev.height, ev.position, ev.time_ms)
+                yield _watch_line(where, ev.code.name, text, ev.tx_id), doc
+        return
+    with _closing(client.blocks(start)) as blocks:
+        for b in blocks:
+            for t in b.transactions:
+                text = "?" if t.tx is None else describe(t.tx)
+                doc = {"height": b.height, "time_ms": b.time_ms, **_block_tx_json(t)}
+                where = (b.height, t.position, b.time_ms)
+                yield _watch_line(where, t.code.name, text, t.tx_id), doc
+
+
+def _watch(args: argparse.Namespace) -> int:
+    seen = 0
+    with _client(args) as client:
+        start = args.from_height or client.head() + 1
+        if not args.json:
+            who = f" touching {args.account}" if args.account else ""
+            print(f"watching committed transactions{who} from block {start} (Ctrl-C stops)")
+        for line, doc in _watched(client, args.account, start):
+            if args.json:
+                print(json.dumps(doc), flush=True)  # JSON Lines: one object per transaction
+            else:
+                print(line, flush=True)
+            seen += 1
+            if args.count is not None and seen >= args.count:
+                break
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Command] = {
+    "sign_dvp": _sign_dvp,
+    "cosign": _cosign,
+    "submit_issue": _submit_issue,
+    "submit_transfer": _submit_transfer,
+    "submit_redeem": _submit_redeem,
+    "submit_dvp": _submit_dvp,
+    "balance": _balance,
+    "tx": _tx,
+    "block": _block,
+    "status": _status,
+    "watch": _watch,
+}
