@@ -30,6 +30,7 @@ from client import (
     SigningError,
     TradeError,
     Transactions,
+    UnavailableError,
     accept_dvp,
     load_key,
     propose_dvp,
@@ -70,6 +71,13 @@ def run(name: str, args: argparse.Namespace) -> int:
         return _COMMANDS[name](args)
     except RejectedError as e:
         raise CliError(str(e), EXIT_FAILED) from None
+    except UnavailableError as e:
+        last = e.errors[-1] if e.errors else "no endpoint"
+        raise CliError(
+            f"no node of {args.run_dir} answered ({len(e.errors)} attempts; last: "
+            f"{last[:100]}); check the nodes are up (`ledger status`); retrying is safe",
+            EXIT_FAILED,
+        ) from None
     except LedgerError as e:
         reason = str(e)
         if e.retry_safe and "safe" not in reason:
@@ -448,8 +456,9 @@ def _status(args: argparse.Namespace) -> int:
     for s in states:
         ep = s.endpoint
         if isinstance(s, EndpointDown):
-            problems.append(f"{ep.server_name} is down ({s.error})")
-            rows.append((ep.server_name, ep.address, "down", "", "", "", "", "", s.error))
+            problems.append(f"{ep.server_name} is down")
+            code = s.error.split(":", 1)[0]  # the gRPC status; --json has the whole error
+            rows.append((ep.server_name, ep.address, "down", "", "", "", "", "", code))
             docs.append(
                 {"node": ep.server_name, "address": ep.address, "up": False, "error": s.error}
             )
@@ -493,7 +502,7 @@ def _status(args: argparse.Namespace) -> int:
         headers = ("node", "address", "state", "height", "view", "leader", "peers", "mempool")
         table((*headers, "state root"), rows, right=(3, 4, 5, 6, 7))
     if problems:
-        raise CliError(f"{len(problems)} of {len(states)} nodes not healthy: {'; '.join(problems)}")
+        raise CliError(f"{len(problems)} of {len(states)} nodes not healthy: {', '.join(problems)}")
     return EXIT_OK
 
 

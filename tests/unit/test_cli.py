@@ -246,3 +246,82 @@ def test_genesis_writes_a_run_directory(capsys: pytest.CaptureFixture[str], tmp_
     code, _, err = run(capsys, *argv)  # refuses an existing run directory without --force
     assert code == 2
     _one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["balance", "BANK01"],
+        ["status"],
+        [
+            "submit",
+            "issue",
+            "--instrument",
+            "USD.CASHCO",
+            "--to",
+            "BANK01",
+            "--amount",
+            "5",
+            "--by",
+            "CASHCO",
+        ],
+        [
+            "sign",
+            "dvp",
+            "--seller",
+            "BANK01",
+            "--buyer",
+            "BANK02",
+            "--bond",
+            "B",
+            "--quantity",
+            "1",
+            "--cash",
+            "C",
+            "--amount",
+            "1",
+            "--out",
+            "t.json",
+        ],
+    ],
+    ids=lambda a: a[0],
+)
+def test_network_commands_without_a_run_directory_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    code, out, err = run(capsys, "--run-dir", str(tmp_path / "none"), *argv)
+    assert code == 2
+    assert out == ""
+    assert "run directory" in _one_error_line(err)
+
+
+def test_sign_and_cosign_offline(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The two parties need genesis and their own key only; the buyer sees the terms and
+    refuses a trade whose terms differ from what it expects."""
+    net = shared_net()
+    dump_genesis(net.genesis, tmp_path / "genesis.json")
+    (tmp_path / "participants").mkdir()
+    from node.netgen import write_signing_key
+
+    for pid in ("BANK01", "BANK02"):
+        write_signing_key(tmp_path / "participants" / f"{pid}.key", net.participant_keys[pid])
+    g = ["--run-dir", str(tmp_path)]
+    proposal, signed = tmp_path / "trade.json", tmp_path / "signed.json"
+    code, out, err = run(
+        capsys, *g, "sign", "dvp", "--seller", "BANK01", "--buyer", "BANK02",
+        "--bond", net.bonds[0], "--quantity", "1000", "--cash", net.cash, "--amount", "990",
+        "--out", str(proposal),
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(capsys, *g, "cosign", str(proposal), "--expect-amount", "1000",
+                       "--out", str(signed))  # fmt: skip
+    assert code == 1
+    assert "amount: expected 1000, got 990" in _one_error_line(err)
+    assert not signed.exists()
+    code, out, err = run(capsys, *g, "cosign", str(proposal), "--expect-amount", "990",
+                         "--json", "--out", str(signed))  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["signers"] == ["BANK01", "BANK02"]
+    assert doc["terms"]["amount"] == 990
+    assert json.loads(signed.read_text())["missing_signers"] == []
