@@ -27,7 +27,6 @@ from typing import NoReturn, cast
 
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
 from client._receipt import InvalidReceiptError, Receipt, verify_receipt
-from node import crypto
 from node.config import U64_MAX
 from node.genesis import load_genesis
 from node.netgen import (
@@ -37,7 +36,6 @@ from node.netgen import (
     default_quorum,
     generate,
     load_signing_key,
-    write_signing_key,
 )
 from node.netgen import _parser as netgen_parser
 from node.netgen import _summary as netgen_summary
@@ -104,27 +102,22 @@ def seconds(text: str) -> float:
 
 
 def _cmd_keys_gen(args: argparse.Namespace) -> int:
+    from client import KeyFileError, generate_key
+
     out: Path = args.out or Path(args.run_dir) / "participants" / f"{args.participant}.key"
-    if out.exists() or out.is_symlink():
-        raise CliError(f"{out} exists; refusing to overwrite a key (choose another --out)")
-    key = crypto.SigningKey.generate()
     try:
         out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_signing_key(out, key)
-    except FileExistsError:
-        raise CliError(f"{out} exists; refusing to overwrite a key") from None
+        key = generate_key(out, args.participant)  # refuses an existing file
+    except KeyFileError as e:
+        raise CliError(str(e)) from None
     except OSError as e:
-        raise CliError(f"cannot write {out}: {e.strerror}") from None
-    doc = {
-        "participant": args.participant,
-        "public_key": key.public_key.hex(),
-        "key_file": str(out),
-    }
+        raise CliError(f"cannot create {out.parent}: {e.strerror}") from None
+    public = key.public_key.hex()
     if args.json:
-        emit_json(doc)
+        emit_json({"participant": args.participant, "public_key": public, "key_file": str(out)})
     else:
         print(f"wrote {out} (mode 0600) for {args.participant}")
-        print(f"public key: {doc['public_key']}")
+        print(f"public key: {public}")
         print("put the public key in genesis as this participant's public_key")
     return EXIT_OK
 
@@ -339,7 +332,13 @@ def _add_keys(b: _Builder) -> None:
     p = b.leaf(
         keys, "gen", "generate a participant's signing key (refuses to overwrite)", _cmd_keys_gen
     )
-    p.add_argument("--participant", required=True, type=participant_id, metavar="ID")
+    p.add_argument(
+        "--participant",
+        required=True,
+        type=participant_id,
+        metavar="ID",
+        help="the participant id the key signs for",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -347,7 +346,7 @@ def _add_keys(b: _Builder) -> None:
         help="key file to create, mode 0600 (default: RUN_DIR/participants/ID.key)",
     )
     p = b.leaf(keys, "show", "print the public key of a key file", _cmd_keys_show)
-    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("file", type=Path, metavar="FILE", help="a PKCS8 PEM key file")
 
 
 def _add_genesis(b: _Builder) -> None:
@@ -371,8 +370,20 @@ def _add_submit(b: _Builder) -> None:
     p = b.leaf(
         sub, "issue", "issue (mint) units to an account", _network("submit_issue"), parents=opts
     )
-    p.add_argument("--instrument", required=True, type=participant_id, metavar="ID")
-    p.add_argument("--to", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument(
+        "--instrument",
+        required=True,
+        type=participant_id,
+        metavar="ID",
+        help="instrument id (a bond ISIN or a cash token)",
+    )
+    p.add_argument(
+        "--to",
+        required=True,
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="the account receiving the units",
+    )
     p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
     p.add_argument(
         "--by", required=True, type=participant_id, metavar="ISSUER", help="issuer or custodian"
@@ -387,9 +398,29 @@ def _add_submit(b: _Builder) -> None:
     p = b.leaf(
         sub, "transfer", "transfer units free of payment", _network("submit_transfer"), parents=opts
     )
-    p.add_argument("--instrument", required=True, type=participant_id, metavar="ID")
-    p.add_argument("--from", dest="sender", required=True, type=participant_id, metavar="ACCOUNT")
-    p.add_argument("--to", dest="receiver", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument(
+        "--instrument",
+        required=True,
+        type=participant_id,
+        metavar="ID",
+        help="instrument id (a bond ISIN or a cash token)",
+    )
+    p.add_argument(
+        "--from",
+        dest="sender",
+        required=True,
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="the sending account (it signs)",
+    )
+    p.add_argument(
+        "--to",
+        dest="receiver",
+        required=True,
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="the receiving account",
+    )
     p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
     p.add_argument(
         "--key",
@@ -405,8 +436,20 @@ def _add_submit(b: _Builder) -> None:
         _network("submit_redeem"),
         parents=opts,
     )
-    p.add_argument("--instrument", required=True, type=participant_id, metavar="ID")
-    p.add_argument("--holder", required=True, type=participant_id, metavar="ACCOUNT")
+    p.add_argument(
+        "--instrument",
+        required=True,
+        type=participant_id,
+        metavar="ID",
+        help="instrument id (a bond ISIN or a cash token)",
+    )
+    p.add_argument(
+        "--holder",
+        required=True,
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="the account whose units are redeemed (it signs)",
+    )
     p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
     p.add_argument(
         "--by", required=True, type=participant_id, metavar="ISSUER", help="issuer or custodian"
@@ -436,11 +479,27 @@ def _add_two_party(b: _Builder) -> None:
         "propose a DvP trade signed by the seller; the buyer co-signs it",
         _network("sign_dvp"),
     )
-    p.add_argument("--seller", required=True, type=participant_id, metavar="ACCOUNT")
-    p.add_argument("--buyer", required=True, type=participant_id, metavar="ACCOUNT")
-    p.add_argument("--bond", required=True, type=participant_id, metavar="ISIN")
+    p.add_argument(
+        "--seller",
+        required=True,
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="delivers the bond, receives the cash (signs here)",
+    )
+    p.add_argument(
+        "--buyer",
+        required=True,
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="receives the bond, pays the cash (co-signs)",
+    )
+    p.add_argument(
+        "--bond", required=True, type=participant_id, metavar="ISIN", help="the bond token"
+    )
     p.add_argument("--quantity", required=True, type=amount, help="bond units (integer)")
-    p.add_argument("--cash", required=True, type=participant_id, metavar="ID")
+    p.add_argument(
+        "--cash", required=True, type=participant_id, metavar="ID", help="the cash token"
+    )
     p.add_argument("--amount", required=True, type=amount, help="cash in minor units (integer)")
     p.add_argument(
         "--deadline-s",
@@ -478,23 +537,39 @@ def _add_two_party(b: _Builder) -> None:
         metavar="FILE",
         help="co-signed trade file, for `ledger submit dvp`",
     )
-    p.add_argument("--expect-seller", type=participant_id, metavar="ACCOUNT")
-    p.add_argument("--expect-bond", type=participant_id, metavar="ISIN")
-    p.add_argument("--expect-quantity", type=amount, metavar="N")
-    p.add_argument("--expect-cash", type=participant_id, metavar="ID")
-    p.add_argument("--expect-amount", type=amount, metavar="N")
+    p.add_argument(
+        "--expect-seller",
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="refuse unless the seller is this",
+    )
+    p.add_argument(
+        "--expect-bond", type=participant_id, metavar="ISIN", help="refuse unless the bond is this"
+    )
+    p.add_argument(
+        "--expect-quantity", type=amount, metavar="N", help="refuse unless the quantity is this"
+    )
+    p.add_argument(
+        "--expect-cash",
+        type=participant_id,
+        metavar="ID",
+        help="refuse unless the cash token is this",
+    )
+    p.add_argument(
+        "--expect-amount", type=amount, metavar="N", help="refuse unless the cash amount is this"
+    )
 
 
 def _add_queries(b: _Builder) -> None:
     p = b.leaf(b.top, "balance", "an account's balance of every instrument", _network("balance"))
-    p.add_argument("account", type=participant_id, metavar="ACCOUNT")
+    p.add_argument("account", type=participant_id, metavar="ACCOUNT", help="a participant id")
 
     p = b.leaf(b.top, "tx", "a transaction: pending, or committed with its receipt", _network("tx"))
     p.add_argument("tx_id", metavar="TX_ID", help="64 hex digits")
     p.add_argument("--receipt-out", type=Path, metavar="FILE", help="write the receipt as JSON")
 
     p = b.leaf(b.top, "block", "a committed block and its transactions", _network("block"))
-    p.add_argument("height", type=positive_int, metavar="HEIGHT")
+    p.add_argument("height", type=positive_int, metavar="HEIGHT", help="block height, from 1")
 
     b.leaf(
         b.top,
