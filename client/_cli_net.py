@@ -279,7 +279,7 @@ def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
                 emit_json({"tx_id": stx.tx_id.hex(), "state": "ACCEPTED"})
             else:
                 print(f"accepted, not waiting for finality: {describe(stx.tx)}")
-                print(f"tx id     {stx.tx_id.hex()} (ledger tx {stx.tx_id.hex()})")
+                print(f"tx id     {stx.tx_id.hex()} (follow it: ledger tx TX_ID)")
             return EXIT_OK
         t0 = time.perf_counter()
         try:
@@ -299,7 +299,9 @@ def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
     print(f"settled in {elapsed_ms:.0f} ms: {describe(stx.tx)}")
     print("\n".join(_receipt_lines(receipt)))
     if args.receipt_out is not None:
-        print(f"receipt   {args.receipt_out} (check it: ledger verify-receipt {args.receipt_out})")
+        check = " --finality-only" if receipt.result_proof is None else ""
+        verify = f"ledger verify-receipt {args.receipt_out}{check}"
+        print(f"receipt   {args.receipt_out} (check it: {verify})")
     return EXIT_OK
 
 

@@ -197,6 +197,12 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.file}: {e}") from None
     try:
         receipt = Receipt.loads(text)
+        if receipt.result_proof is None and not args.finality_only:
+            raise InvalidReceiptError(
+                f"no proof of the result yet (it needs block {receipt.height + 1}); fetch it "
+                f"with `ledger tx {receipt.tx_id.hex()} --receipt-out FILE`, or pass "
+                "--finality-only to check inclusion and finality alone"
+            )
         verify_receipt(receipt, g, require_result=not args.finality_only)
     except InvalidReceiptError as e:
         raise CliError(f"invalid receipt: {e}") from None
