@@ -2,28 +2,38 @@
 
 Generates a fresh network (26 validators, quorum 16 by default) in a temporary run
 directory, starts every validator as its own process talking gRPC over loopback with
-mutual TLS, submits signed DvP trades through the client port, waits for each trade's
-commit certificate, prints its finality latency and the final balances, checks that every
-validator holds the same state root, and stops the cluster.
+mutual TLS, and settles DvP trades through the SDK (``client``): the seller proposes, the
+buyer checks the terms and co-signs, a client submits through one validator and waits
+for the commit certificate. It prints each trade's finality latency and when its result
+proof (the next block) verified offline, a burst of concurrent trades, the final
+balances, checks that every validator holds the same state root, and stops the cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from node.cluster import client_aio_channel, node_states, start_cluster, stop_cluster
+from client import (
+    AsyncLedgerClient,
+    Endpoint,
+    LedgerError,
+    Receipt,
+    RejectedError,
+    accept_dvp,
+    load_key,
+    propose_dvp,
+)
+from node.cluster import node_states, start_cluster, stop_cluster
 from node.genesis import DemoNetwork, load_genesis
 from node.netconfig import Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
-from node.settlement import DvP, InstrumentKind, ResultCode, sign_tx
-from node.wire import ledger_pb2 as pb
-from node.wire import ledger_pb2_grpc as pb_grpc
+from node.settlement import InstrumentKind
 
 __all__ = ["load_run_network", "main"]
 
@@ -37,8 +47,7 @@ TRADES = [
     ("BANK06", "BANK05", 0, 2_500_00, 2_496_88),
 ]
 BURST_TRADES = 50
-TRADE_TTL_MS = 10 * 60_000
-RPC_TIMEOUT_S = 60.0
+WAIT_TIMEOUT_S = 60.0
 
 
 def load_run_network(run_dir: str | Path) -> DemoNetwork:
@@ -54,92 +63,106 @@ def load_run_network(run_dir: str | Path) -> DemoNetwork:
     return DemoNetwork(g, keys, [], banks, bonds, cash)
 
 
-class _Client:
-    """Round-robin over the validators' client ports (the SDK replaces this)."""
+class _Clients:
+    """One SDK client per validator, each preferring its own node (and failing over to the
+    others), so the demo's trades enter the cluster through every validator."""
 
-    def __init__(self, net: Network) -> None:
-        self._channels = [client_aio_channel(net, i) for i in range(net.n)]
-        self.stubs = [pb_grpc.LedgerStub(c) for c in self._channels]
+    def __init__(self, run_dir: Path) -> None:
+        first = AsyncLedgerClient.from_run_dir(run_dir)
+        ends, ca = first.endpoints, (run_dir / "ca" / "ca.pem").read_bytes()
+        self.genesis = first.genesis
+        self.all = [first] + [
+            AsyncLedgerClient(_rotated(ends, i), ca_cert=ca, genesis=first.genesis)
+            for i in range(1, len(ends))
+        ]
+        self.keys = {
+            p.id: load_key(run_dir / "participants" / f"{p.id}.key")
+            for p in first.genesis.participants
+        }
 
-    async def settle(self, raw: bytes, via: int) -> tuple[pb.Receipt, float]:
-        stub = self.stubs[via % len(self.stubs)]
+    def via(self, k: int) -> AsyncLedgerClient:
+        return self.all[k % len(self.all)]
+
+    def trade(self, terms: tuple[str, str, str, int, int], cash: str) -> bytes:
+        """The two-party flow: the seller proposes, the buyer checks the terms, co-signs."""
+        seller, buyer, bond, qty, price = terms
+        dvp = self.all[0].tx.dvp(seller, buyer, bond, qty, cash, price)
+        offer = propose_dvp(dvp, self.keys[seller], self.genesis)
+        expect = {"bond": bond, "quantity": qty, "amount": price}
+        return accept_dvp(offer, self.keys[buyer], self.genesis, expect=expect).raw
+
+    async def settle(self, raw: bytes, via: int) -> tuple[Receipt, float]:
+        """Submit; the receipt at finality and the finality latency in ms."""
         t0 = time.perf_counter()
-        resp = await stub.Submit(pb.SubmitRequest(transaction=raw), timeout=RPC_TIMEOUT_S)
-        receipt = await stub.WaitForFinality(
-            pb.WaitRequest(tx_id=resp.tx_id, timeout_ms=int(RPC_TIMEOUT_S * 1000)),
-            timeout=RPC_TIMEOUT_S + 5,
-        )
+        try:
+            receipt = await self.via(via).submit(raw, timeout_s=WAIT_TIMEOUT_S, prove_result=False)
+        except RejectedError as e:  # final too: the ledger recorded the refusal
+            receipt = e.receipt
         return receipt, (time.perf_counter() - t0) * 1000
 
     async def close(self) -> None:
-        for c in self._channels:
-            await c.close(None)
+        for c in self.all:
+            await c.aclose()
 
 
-def _dvp(net: DemoNetwork, nonce: int, terms: tuple[str, str, str, int, int]) -> bytes:
-    """A DvP signed by both parties; ``terms`` are (seller, buyer, bond, quantity, price)."""
-    seller, buyer, bond, qty, cash = terms
-    now = int(time.time() * 1000)
-    tx = DvP(
-        net.genesis.chain_id,
-        nonce,
-        now + TRADE_TTL_MS,
-        seller,
-        buyer,
-        bond,
-        qty,
-        net.cash,
-        cash,
-        now + TRADE_TTL_MS,
-    )
-    return sign_tx(tx, [net.participant_keys[s] for s in tx.required_signers()])
+def _rotated(ends: tuple[Endpoint, ...], i: int) -> list[Endpoint]:
+    return [*ends[i:], *ends[:i]]
 
 
 async def _trades(net: Network, demo: DemoNetwork) -> None:
-    client = _Client(net)
+    clients = _Clients(net.run_dir)
     try:
         print(
             f"\n{'#':>2}  {'seller':<7}{'buyer':<8}{'bond':<14}{'face $':>14}{'price $':>14}"
-            f"  {'via':<8}{'result':<25}{'height':>7}{'finality ms':>13}"
+            f"  {'via':<8}{'result':<25}{'height':>7}{'finality ms':>13}{'proof ms':>10}"
         )
-        nonce = random.randrange(1 << 40)
         for i, (seller, buyer, b, qty, cash) in enumerate(TRADES, 1):
-            raw = _dvp(demo, nonce + i, (seller, buyer, demo.bonds[b], qty, cash))
-            receipt, ms = await client.settle(raw, via=i)
-            code = ResultCode(receipt.code)
+            raw = clients.trade((seller, buyer, demo.bonds[b], qty, cash), demo.cash)
+            receipt, ms = await clients.settle(raw, via=i)
+            # The result proof comes with the next block; the SDK verifies it offline.
+            t0 = time.perf_counter()
+            await clients.via(i).receipt(receipt.tx_id, timeout_s=WAIT_TIMEOUT_S)
+            proof_ms = ms + (time.perf_counter() - t0) * 1000
             print(
                 f"{i:>2}  {seller:<7}{buyer:<8}{demo.bonds[b]:<14}{qty / 100:>14,.2f}"
-                f"{cash / 100:>14,.2f}  {net.nodes[i % net.n].name:<8}{code.name:<25}"
-                f"{receipt.height:>7}{ms:>13.1f}"
+                f"{cash / 100:>14,.2f}  {net.nodes[i % net.n].name:<8}{receipt.code.name:<25}"
+                f"{receipt.height:>7}{ms:>13.1f}{proof_ms:>10.1f}"
             )
-        print(f"\nburst: {BURST_TRADES} trades submitted at once through every node")
-        banks = demo.banks
-        pairs = [(banks[k % len(banks)], banks[(k + 1) % len(banks)]) for k in range(BURST_TRADES)]
-        burst = [
-            _dvp(demo, nonce + 100 + k, (s, b, demo.bonds[k % 2], 100_00, 99_50))
-            for k, (s, b) in enumerate(pairs)
-        ]
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*(client.settle(raw, via=k) for k, raw in enumerate(burst)))
-        wall = time.perf_counter() - t0
-        lat = sorted(ms for _, ms in results)
-        ok = sum(1 for r, _ in results if ResultCode(r.code) is ResultCode.OK)
-        blocks = len({r.height for r, _ in results})
         print(
-            f"  {ok}/{BURST_TRADES} OK in {blocks} blocks, {wall:.2f} s; finality ms: "
-            f"p50 {statistics.median(lat):.1f}  p90 {lat[int(0.9 * (len(lat) - 1))]:.1f}  "
-            f"max {lat[-1]:.1f}"
+            "finality: the commit certificate is back; proof: the next block certifies the "
+            "result and the receipt verified offline"
         )
-        await _balances(client, demo)
+        await _burst(clients, demo)
+        await _balances(clients.all[0], demo)
     finally:
-        await client.close()
+        await clients.close()
 
 
-async def _balances(client: _Client, demo: DemoNetwork) -> None:
+async def _burst(clients: _Clients, demo: DemoNetwork) -> None:
+    print(f"\nburst: {BURST_TRADES} trades submitted at once through every node")
+    banks = demo.banks
+    pairs = [(banks[k % len(banks)], banks[(k + 1) % len(banks)]) for k in range(BURST_TRADES)]
+    burst = [
+        clients.trade((s, b, demo.bonds[k % 2], 100_00, 99_50), demo.cash)
+        for k, (s, b) in enumerate(pairs)
+    ]
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(clients.settle(raw, via=k) for k, raw in enumerate(burst)))
+    wall = time.perf_counter() - t0
+    lat = sorted(ms for _, ms in results)
+    ok = sum(1 for r, _ in results if r.ok)
+    blocks = len({r.height for r, _ in results})
+    print(
+        f"  {ok}/{BURST_TRADES} OK in {blocks} blocks, {wall:.2f} s; finality ms: "
+        f"p50 {statistics.median(lat):.1f}  p90 {lat[int(0.9 * (len(lat) - 1))]:.1f}  "
+        f"max {lat[-1]:.1f}"
+    )
+
+
+async def _balances(client: AsyncLedgerClient, demo: DemoNetwork) -> None:
     print(f"\n{'bank':<8}" + "".join(f"{x:>18}" for x in (*demo.bonds, "cash $")))
     for bank in demo.banks:
-        got = await client.stubs[0].GetBalances(pb.BalancesRequest(account=bank), timeout=10)
-        by = {b.instrument: b.amount for b in got.balances}
+        by = (await client.balances(bank)).amounts
         bonds = "".join(f"{by[x] / 100:>18,.2f}" for x in demo.bonds)
         print(f"{bank:<8}{bonds}{by[demo.cash] / 100:>18,.2f}")
 
@@ -174,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             start_cluster(net)
             print(f"cluster ready in {time.monotonic() - t0:.1f} s")
             # Demo block times are wall-clock: trades expire 10 minutes from now.
-            asyncio.run(_trades(net, load_run_network(run_dir)))
+            try:
+                asyncio.run(_trades(net, load_run_network(run_dir)))
+            except LedgerError as e:
+                print(f"demo: {e}", file=sys.stderr)
+                return 1
             # Let the last commit certificate reach every validator before comparing.
             time.sleep(0.5)
             agreed = _agreement(net)
