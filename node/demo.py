@@ -80,6 +80,10 @@ class _Clients:
             for p in first.genesis.participants
         }
 
+    async def connect(self) -> None:
+        """Open every client's TLS channel first, so latencies measure settlement."""
+        await asyncio.gather(*(c.head() for c in self.all))
+
     def via(self, k: int) -> AsyncLedgerClient:
         return self.all[k % len(self.all)]
 
@@ -112,6 +116,7 @@ def _rotated(ends: tuple[Endpoint, ...], i: int) -> list[Endpoint]:
 async def _trades(net: Network, demo: DemoNetwork) -> None:
     clients = _Clients(net.run_dir)
     try:
+        await clients.connect()
         print(
             f"\n{'#':>2}  {'seller':<7}{'buyer':<8}{'bond':<14}{'face $':>14}{'price $':>14}"
             f"  {'via':<8}{'result':<25}{'height':>7}{'finality ms':>13}{'proof ms':>10}"
