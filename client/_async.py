@@ -294,7 +294,9 @@ class AsyncLedgerClient:
                     busy += 1
                     if busy > BUSY_RETRIES_MAX:
                         raise BusyError(f"{what}: the nodes stay saturated: {e.details()}") from e
-                    await asyncio.sleep(min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2**busy))
+                    await asyncio.sleep(
+                        min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2 ** (busy - 1))
+                    )
                     continue
                 if e.code() not in _ENDPOINT_FAILURES:
                     raise _mapped(e, what) from e
