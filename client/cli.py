@@ -37,8 +37,8 @@ from node.netgen import (
     generate,
     load_signing_key,
 )
-from node.netgen import _parser as netgen_parser
-from node.netgen import _summary as netgen_summary
+from node.netgen import parser as netgen_parser
+from node.netgen import summary as netgen_summary
 from node.settlement import GenesisError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "main"]

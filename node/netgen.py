@@ -79,6 +79,8 @@ __all__ = [
     "generate",
     "load_signing_key",
     "main",
+    "parser",
+    "summary",
     "write_private_file",
     "write_signing_key",
 ]
@@ -425,7 +427,8 @@ def generate(
     return load_network(out)
 
 
-def _summary(net: Network, spec: NetSpec) -> list[str]:
+def summary(net: Network, spec: NetSpec) -> list[str]:
+    """What was generated, for people: quorum bounds, ports, where the keys are."""
     quorum = Quorum(net.n, net.q)
     first, last = net.nodes[0], net.nodes[-1]
     where = "node-XX" if spec.containers else spec.host
@@ -473,7 +476,8 @@ def default_quorum(n: int) -> int:
     return 16 if n == 26 else classic_quorum(max(n, 1))
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m node.netgen`` (``ledger genesis`` reuses it)."""
     p = argparse.ArgumentParser(
         prog="python -m node.netgen",
         description="Generate validator keys, a private CA, TLS certificates, a genesis "
@@ -505,7 +509,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     q = args.q if args.q is not None else default_quorum(args.n)
     spec = NetSpec(args.n, q, args.port_base, args.host, args.listen_host)
     try:
@@ -513,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NetgenError as e:
         print(f"netgen: error: {e}", file=sys.stderr)
         return 2
-    print("\n".join(_summary(net, spec)))
+    print("\n".join(summary(net, spec)))
     return 0
 
 
