@@ -37,7 +37,6 @@ from client._errors import (
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
-from client._receipt import InvalidReceiptError, Receipt, ResultProof, verify_receipt
 from client._sync import LedgerClient
 from client._trades import (
     PartialTrade,
@@ -48,6 +47,7 @@ from client._trades import (
     sign,
     terms_of,
 )
+from node.receipt import InvalidReceiptError, Receipt, ResultProof, verify_receipt
 from node.settlement import ResultCode
 
 __all__ = [

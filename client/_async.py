@@ -55,7 +55,6 @@ from client._limits import (
     SUBMIT_TIMEOUT_DEFAULT_S,
     WAIT_TIMEOUT_MAX_S,
 )
-from client._receipt import InvalidReceiptError, Receipt, verify_receipt
 from client._trades import SignedTransaction, Transactions, sign
 from node.core import (
     DecodeError,
@@ -67,6 +66,7 @@ from node.core import (
 )
 from node.genesis import load_genesis
 from node.netconfig import load_network
+from node.receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import (
     Burn,
     DvP,

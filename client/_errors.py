@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from client._receipt import Receipt
 from node.netgen import KeyFileError
+from node.receipt import Receipt
 from node.settlement import ResultCode
 
 __all__ = [

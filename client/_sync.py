@@ -26,8 +26,8 @@ from client._async import (
 )
 from client._keys import ParticipantKey
 from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
-from client._receipt import Receipt
 from client._trades import SignedTransaction, Transactions
+from node.receipt import Receipt
 from node.settlement import Genesis, Transaction
 
 __all__ = ["LedgerClient"]

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
-from client._receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.config import U64_MAX
 from node.genesis import load_genesis
 from node.netgen import (
@@ -39,6 +38,7 @@ from node.netgen import (
 )
 from node.netgen import parser as netgen_parser
 from node.netgen import summary as netgen_summary
+from node.receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import GenesisError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "main"]

@@ -6,14 +6,13 @@ disk or the clock lives here. See docs/cluster.md for ports, security and operat
 
 from node.runtime._logs import event, setup_logging
 from node.runtime._metrics import Metrics
-from node.runtime._node import Node, Receipt, wall_ms
+from node.runtime._node import Node, wall_ms
 from node.runtime._server import StartupError, run
 from node.runtime._source import StoreSource
 
 __all__ = [
     "Metrics",
     "Node",
-    "Receipt",
     "StartupError",
     "StoreSource",
     "event",

@@ -21,38 +21,14 @@ from node.config import (
 )
 from node.core.mempool import AddResult
 from node.runtime._grpc import Ctx
-from node.runtime._node import Node, Receipt, TooManyWaitersError, wall_ms
+from node.runtime._node import Node, TooManyWaitersError, wall_ms
 from node.runtime._transport import PeerLink
 from node.settlement import ResultCode, precheck
 from node.store import StoredBlock
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
-__all__ = ["LedgerService", "receipt_pb"]
-
-
-def receipt_pb(r: Receipt) -> pb.Receipt:
-    return pb.Receipt(
-        tx_id=r.tx_id,
-        code=int(r.code),  # type: ignore[arg-type]
-        code_name=r.code.name,
-        meaning=r.code.meaning,
-        height=r.height,
-        block_hash=r.block_hash,
-        position=r.position,
-        block_time_ms=r.block_time_ms,
-        certificate=r.certificate,
-        block_header=r.block_header,
-        transaction=r.transaction,
-        tx_path=r.tx_path,
-        result_proof=None
-        if r.result_proof is None
-        else pb.ResultProof(
-            header=r.result_proof.header,
-            certificate=r.result_proof.certificate,
-            path=r.result_proof.path,
-        ),
-    )
+__all__ = ["LedgerService"]
 
 
 def block_pb(b: StoredBlock) -> pb.BlockInfo:
@@ -129,7 +105,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         tid = await self._tx_id(request.tx_id, context)
         receipt = self._node.receipt(tid)
         if receipt is not None:
-            return pb.TransactionStatus(tx_id=tid, state=pb.COMMITTED, receipt=receipt_pb(receipt))
+            return pb.TransactionStatus(tx_id=tid, state=pb.COMMITTED, receipt=receipt.to_pb())
         if self._node.is_pending(tid):
             return pb.TransactionStatus(tx_id=tid, state=pb.PENDING)
         await _abort(
@@ -154,7 +130,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 f"transaction {tid.hex()} not committed within {timeout_ms} ms; "
                 "waiting again or resubmitting the same bytes is safe",
             )
-        return receipt_pb(receipt)
+        return receipt.to_pb()
 
     async def GetBalances(self, request: pb.BalancesRequest, context: Ctx) -> pb.Balances:
         g, store = self._node.genesis, self._node.store

@@ -43,20 +43,20 @@ from node.core import (
 )
 from node.core.mempool import AddResult, Mempool
 from node.merkle import MerkleTree
+from node.receipt import Receipt, ResultProof
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._source import StoreSource, _decode_stored
 from node.settlement import (
     BlockContext,
     Genesis,
-    ResultCode,
     apply_block,
     genesis_state_root,
     result_leaf,
 )
 from node.store import Storage, StoredBlock
 
-__all__ = ["Node", "Receipt", "ResultProof", "TooManyWaitersError", "wall_ms"]
+__all__ = ["Node", "TooManyWaitersError", "wall_ms"]
 
 _IDLE_TICK_MS = 1_000  # wake at least this often, whatever the core's deadline says
 _TREES_CACHED_MAX = 8  # blocks whose Merkle trees are kept for receipts
@@ -69,34 +69,6 @@ def wall_ms() -> int:
 
 class TooManyWaitersError(RuntimeError):
     """WAITERS_MAX finality waits are parked already."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResultProof:
-    """Block ``height + 1``'s header and certificate, and the result's path to the
-    header's results root (ADR 0005)."""
-
-    header: bytes
-    certificate: bytes
-    path: tuple[bytes, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """A committed transaction: its result, where it is, the block's certificate and the
-    Merkle paths that let anyone check all of it against genesis."""
-
-    tx_id: bytes
-    code: ResultCode
-    height: int
-    position: int
-    block_hash: bytes
-    block_time_ms: int
-    certificate: bytes
-    block_header: bytes
-    transaction: bytes
-    tx_path: tuple[bytes, ...]
-    result_proof: ResultProof | None  # None until block height + 1 is committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,17 +194,17 @@ class Node:
             header = _decode_stored(after.block_bytes, after.certificate)[0].header
             proof = ResultProof(header, after.certificate, trees.results.path(record.position))
         return Receipt(
-            tid,
-            record.code,
-            record.height,
-            record.position,
-            sb.block_hash,
-            sb.time_ms,
-            sb.certificate,
-            trees.block.header,
-            trees.block.txs[record.position],
-            trees.txs.path(record.position),
-            proof,
+            tx_id=tid,
+            code=record.code,
+            height=record.height,
+            position=record.position,
+            block_hash=sb.block_hash,
+            block_time_ms=sb.time_ms,
+            certificate=sb.certificate,
+            block_header=trees.block.header,
+            transaction=trees.block.txs[record.position],
+            tx_path=trees.txs.path(record.position),
+            result_proof=proof,
         )
 
     def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:

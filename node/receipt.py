@@ -1,5 +1,8 @@
 """Receipts, and their verification offline against genesis alone (ADR 0005).
 
+Validators build them (``node.runtime``) and the SDK checks them; ``client`` re-exports
+``Receipt``, ``verify_receipt`` and ``InvalidReceiptError`` as its public API.
+
 A receipt proves two things, each with a commit certificate (q signatures by distinct
 validators of the genesis set over a block hash) and an RFC 6962 Merkle path:
 
