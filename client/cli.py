@@ -370,12 +370,7 @@ def _add_genesis(b: _Builder) -> None:
     p.add_argument("--out", type=Path, help="run directory to create (default: --run-dir)")
 
 
-def _add_submit(b: _Builder) -> None:
-    sub = b.group("submit", "sign with the participants' keys, submit and wait for finality")
-    opts = [_submit_options()]
-    p = b.leaf(
-        sub, "issue", "issue (mint) units to an account", _network("submit_issue"), parents=opts
-    )
+def _instrument_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--instrument",
         required=True,
@@ -383,6 +378,25 @@ def _add_submit(b: _Builder) -> None:
         metavar="ID",
         help="instrument id (a bond ISIN or a cash token)",
     )
+
+
+def _amount_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
+
+
+def _by_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--by", required=True, type=participant_id, metavar="ISSUER", help="issuer or custodian"
+    )
+
+
+def _add_submit(b: _Builder) -> None:
+    sub = b.group("submit", "sign with the participants' keys, submit and wait for finality")
+    opts = [_submit_options()]
+    p = b.leaf(
+        sub, "issue", "issue (mint) units to an account", _network("submit_issue"), parents=opts
+    )
+    _instrument_option(p)
     p.add_argument(
         "--to",
         required=True,
@@ -390,10 +404,8 @@ def _add_submit(b: _Builder) -> None:
         metavar="ACCOUNT",
         help="the account receiving the units",
     )
-    p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
-    p.add_argument(
-        "--by", required=True, type=participant_id, metavar="ISSUER", help="issuer or custodian"
-    )
+    _amount_option(p)
+    _by_option(p)
     p.add_argument(
         "--key",
         type=Path,
@@ -404,13 +416,7 @@ def _add_submit(b: _Builder) -> None:
     p = b.leaf(
         sub, "transfer", "transfer units free of payment", _network("submit_transfer"), parents=opts
     )
-    p.add_argument(
-        "--instrument",
-        required=True,
-        type=participant_id,
-        metavar="ID",
-        help="instrument id (a bond ISIN or a cash token)",
-    )
+    _instrument_option(p)
     p.add_argument(
         "--from",
         dest="sender",
@@ -427,7 +433,7 @@ def _add_submit(b: _Builder) -> None:
         metavar="ACCOUNT",
         help="the receiving account",
     )
-    p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
+    _amount_option(p)
     p.add_argument(
         "--key",
         type=Path,
@@ -442,13 +448,7 @@ def _add_submit(b: _Builder) -> None:
         _network("submit_redeem"),
         parents=opts,
     )
-    p.add_argument(
-        "--instrument",
-        required=True,
-        type=participant_id,
-        metavar="ID",
-        help="instrument id (a bond ISIN or a cash token)",
-    )
+    _instrument_option(p)
     p.add_argument(
         "--holder",
         required=True,
@@ -456,10 +456,8 @@ def _add_submit(b: _Builder) -> None:
         metavar="ACCOUNT",
         help="the account whose units are redeemed (it signs)",
     )
-    p.add_argument("--amount", required=True, type=amount, help="minor units (integer)")
-    p.add_argument(
-        "--by", required=True, type=participant_id, metavar="ISSUER", help="issuer or custodian"
-    )
+    _amount_option(p)
+    _by_option(p)
     p.add_argument(
         "--holder-key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/HOLDER.key"
     )
