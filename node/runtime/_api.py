@@ -93,7 +93,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "transaction too large")
         if result is AddResult.ACCEPTED:
             outcome = pb.ACCEPTED
-        elif node.receipt(check.tx_id) is not None:
+        elif node.store.tx_record(check.tx_id) is not None:
             outcome = pb.ALREADY_COMMITTED
         else:
             outcome = pb.ALREADY_PENDING
