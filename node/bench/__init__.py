@@ -1,0 +1,1 @@
+"""Settlement latency benchmark (`make bench`): load generator, report, sweep."""

@@ -1,0 +1,246 @@
+"""The benchmark report: exact figures from hand-built raw runs, the table, and the plots."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.bench import report
+
+LO = 1_700_000_000_000_000  # window start, wall-clock microseconds
+HI = LO + 10_000_000  # a 10 s window
+S = 1_000_000  # one second in microseconds
+
+
+def trade(
+    sched: int, latency_ms: float | None, code: str = "OK", height: int | None = None
+) -> dict[str, Any]:
+    end = None if latency_ms is None else sched + int(latency_ms * 1000)
+    return {"sched_us": sched, "start_us": sched, "end_us": end, "code": code, "height": height}
+
+
+def raw_run(trades: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "config": {"n": 4, "q": 3, "rate": 100.0, "duration_s": 10.0, "warmup_s": 2.0}
+        | {"git_commit": "abc123", "cores": 2, "sigs_per_trade": 2, "extra": "kept"},
+        "window": {"start_us": LO, "end_us": HI},
+        "trades": trades,
+        "timeline": {},
+        "validators": [],
+        "rss_samples": [],
+        "verify_us": 50.0,
+    }
+    return raw | extra
+
+
+def thousand_trades() -> list[dict[str, Any]]:
+    """1,000 counted trades, latencies 1..1000 ms (shuffled), 9 ms apart: all end in the window."""
+    latencies = list(range(1, 1001))
+    random.Random(7).shuffle(latencies)
+    return [trade(LO + i * 9_000, lat) for i, lat in enumerate(latencies)]
+
+
+def test_nearest_rank_percentiles_exclude_warm_up() -> None:
+    warm_up = [trade(LO - 2 * S + i, 50_000.0) for i in range(100)]  # slow, before the window
+    result = report.summarize(raw_run(warm_up + thousand_trades()))
+    assert result["latency_ms"] == {
+        "p50": 500.0,
+        "p90": 900.0,
+        "p99": 990.0,
+        "p999": 999.0,
+        "max": 1000.0,
+        "mean": 500.5,
+    }
+    assert result["submitted"] == 1000
+    assert result["committed"] == 1000
+    assert result["failed_by_code"] == {}
+    assert result["config"]["extra"] == "kept"
+
+
+def test_percentile_helper_small_lists() -> None:
+    assert report.percentile([], 50, 100) is None
+    assert report.percentile([7.0], 999, 1000) == 7.0
+    assert report.percentile([1.0, 2.0, 3.0, 4.0], 50, 100) == 2.0
+    assert report.percentile([1.0, 2.0, 3.0, 4.0], 51, 100) == 3.0
+
+
+def test_counting_refusals_failures_and_no_outcome() -> None:
+    trades = [
+        trade(LO - 1, 5.0),  # warm-up: not counted
+        trade(LO, 10.0),
+        trade(LO + S, 20.0),
+        trade(LO + 2 * S, 30.0, "INSUFFICIENT_FUNDS"),  # refused: committed, and listed
+        trade(LO + 3 * S, 8000.0, "FinalityTimeoutError"),
+        trade(LO + 4 * S, 0.1, "GENERATOR_OVERLOAD"),
+        trade(LO + 5 * S, 1.0, "UnavailableError"),
+        trade(LO + 6 * S, None, "FinalityTimeoutError"),  # still in flight at the end
+        trade(HI, 1.0),  # the window is half-open: not counted
+    ]
+    result = report.summarize(raw_run(trades))
+    assert result["submitted"] == 7
+    assert result["committed"] == 3
+    assert result["failed_by_code"] == {
+        "FinalityTimeoutError": 1,
+        "GENERATOR_OVERLOAD": 1,
+        "INSUFFICIENT_FUNDS": 1,
+        "NO_OUTCOME": 1,
+        "UnavailableError": 1,
+    }
+    # Latency is over committed trades only, refusals included (10, 20, 30 ms).
+    assert result["latency_ms"]["p50"] == 20.0
+    assert result["latency_ms"]["max"] == 30.0
+    assert result["latency_ms"]["mean"] == 20.0
+
+
+def test_throughput_counts_outcomes_inside_the_window() -> None:
+    trades = [trade(LO - S, 1500.0)]  # sent in warm-up, final inside the window: counts
+    trades += [trade(LO + i * 400_000, 100.0) for i in range(20)]  # 20 final inside
+    trades += [trade(HI - 1000, 50.0)]  # sent inside, final after the window: does not count
+    trades += [trade(LO + S, 10.0, "BusyError")]  # a failure never counts
+    result = report.summarize(raw_run(trades))
+    assert result["throughput_tps"] == 2.1  # 21 outcomes / 10 s
+    assert result["committed"] == 21
+
+
+def test_phase_medians_skip_missing_blocks_and_events() -> None:
+    timeline = {
+        "1": {"proposed_us": LO + 1000, "prepare_qc_us": LO + 3000}
+        | {"commit_qc_us": LO + 5000, "applied_us": LO + 6000},
+        "2": {"proposed_us": LO + 2000, "prepare_qc_us": LO + 5000}
+        | {"commit_qc_us": LO + 9000, "applied_us": None},
+    }
+    trades = [
+        trade(LO, 7.0, height=1),
+        trade(LO, 10.0, height=2),
+        trade(LO, 12.0, height=2),
+        trade(LO, 99.0, height=3),  # no timeline entry
+        trade(LO, 98.0, height=None),
+        trade(LO, 97.0, "FinalityTimeoutError", height=1),  # not committed
+    ]
+    result = report.summarize(raw_run(trades, timeline=timeline))
+    assert result["phases_samples"] == 3
+    assert result["phases_ms"] == {
+        "proposed": 2.0,  # 1, 2, 2 ms
+        "first_qc": 5.0,  # 3, 5, 5
+        "commit": 9.0,  # 5, 9, 9
+        "applied": 6.0,  # only block 1 has it
+        "notified": 10.0,  # 7, 10, 12
+    }
+
+
+def validators() -> list[dict[str, Any]]:
+    cpu = [2.0, 3.0, 1.0, 2.0]  # 8 CPU seconds in all, 2 per validator
+    return [
+        {"name": f"node{i:02}", "cpu_s_start": 100.0 * i, "cpu_s_end": 100.0 * i + c}
+        | {"rss_anon_mb_start": 90.0 + 10 * i, "rss_anon_mb_end": 100.0 + 10 * i}
+        for i, c in enumerate(cpu)
+    ]
+
+
+def test_cpu_and_crypto_bound_arithmetic() -> None:
+    result = report.summarize(raw_run(thousand_trades(), validators=validators()))
+    # 2e6 us per validator over the 1000 trades final in the window (all end before HI).
+    assert result["throughput_tps"] == 100.0
+    assert result["cpu_us_per_trade_per_validator"] == 2000.0
+    assert result["cpu_cores_used"] == 0.8
+    assert result["verify_us"] == 50.0
+    assert result["verify_us_per_trade"] == 100.0  # 2 signatures x 50 us
+    assert result["cpu_vs_verify"] == 20.0
+    assert result["crypto_bound_tps"] == 5000.0  # 2 cores / (4 validators x 100 us)
+    assert result["crypto_bound_fraction"] == 0.02
+    assert result["rss_mb_per_validator"] == {"mean": 115.0, "max": 130.0, "growth_mean": 10.0}
+
+
+def rss_samples(mb_per_trade: float) -> list[dict[str, Any]]:
+    # Before the window the memory is all over the place: those samples must be ignored.
+    samples = [{"t_us": LO - S, "committed": 0, "rss_anon_mb": [500.0, 10.0]}]
+    for i in range(6):
+        mb = 50.0 + mb_per_trade * 1000 * i
+        samples.append({"t_us": LO + i * S, "committed": 1000 * i, "rss_anon_mb": [mb - 1, mb + 1]})
+    return samples
+
+
+def test_rss_slope_linear_growth_and_flat() -> None:
+    grows = report.summarize(raw_run([], rss_samples=rss_samples(0.002)))
+    assert grows["rss_kb_per_1k_trades"] == pytest.approx(2048.0)  # 2 MB per 1,000 trades
+    flat = report.summarize(raw_run([], rss_samples=rss_samples(0.0)))
+    assert flat["rss_kb_per_1k_trades"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rss_slope_needs_three_samples_and_spread() -> None:
+    few = report.summarize(raw_run([], rss_samples=rss_samples(0.002)[:3]))  # 2 after start
+    assert few["rss_kb_per_1k_trades"] is None
+    same = [{"t_us": LO + i, "committed": 5, "rss_anon_mb": [float(i)]} for i in range(4)]
+    assert report.summarize(raw_run([], rss_samples=same))["rss_kb_per_1k_trades"] is None
+
+
+def test_no_samples_gives_none_and_serialises() -> None:
+    result = report.summarize(raw_run([trade(LO, None, "FinalityTimeoutError")]))
+    assert set(result["latency_ms"].values()) == {None}
+    assert set(result["phases_ms"].values()) == {None}
+    assert result["phases_samples"] == 0
+    assert result["committed"] == 0
+    assert result["throughput_tps"] == 0.0
+    assert result["cpu_us_per_trade_per_validator"] is None
+    assert result["cpu_cores_used"] is None
+    assert result["rss_mb_per_validator"] == {"mean": None, "max": None, "growth_mean": None}
+    assert result["rss_kb_per_1k_trades"] is None
+    assert result["cpu_vs_verify"] is None
+    assert result["crypto_bound_fraction"] == 0.0
+    assert json.loads(json.dumps(result)) == result
+    text = report.table(result)
+    assert "latency p99.9" in text
+    assert "NO_OUTCOME 1" in text
+    assert " -" in text
+
+
+def test_table_mentions_key_figures() -> None:
+    trades = [*thousand_trades(), trade(LO + 5, 1.0, "INSUFFICIENT_FUNDS")]
+    text = report.table(report.summarize(raw_run(trades, validators=validators())))
+    for expected in [
+        "4 / 3",  # n / q
+        "100 trades/s",  # offered rate
+        "abc123",
+        "1001 / 1001",  # submitted / committed
+        "INSUFFICIENT_FUNDS 1",
+        "500 ms",  # p50
+        "999 ms",  # p99.9
+        "1,998 us",  # CPU per trade per validator: 2e6 us / 1001 trades
+        "19.98x",  # CPU / verify cost
+        "5,000 trades/s",  # crypto bound
+    ]:
+        assert expected in text, expected
+    labels = [line.split("  ")[0] for line in text.splitlines()]
+    assert len({len(line) - len(line.lstrip()) for line in labels}) == 1  # left-aligned
+
+
+def assert_pngs(paths: list[Path], tmp_path: Path, stem: str) -> None:
+    names = [f"{stem}-latency-cdf.png", f"{stem}-latency-time.png", f"{stem}-throughput.png"]
+    assert [p.name for p in paths] == names
+    for p in paths:
+        assert p.parent == tmp_path
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert p.stat().st_size > 1000
+
+
+def test_write_stores_result_and_three_plots(tmp_path: Path) -> None:
+    trades = [trade(LO - S + i * 10_000, 5.0) for i in range(100)]  # warm-up
+    trades += [*thousand_trades(), trade(LO + 3, 900.0, "BusyError"), trade(LO + 4, None)]
+    raw = raw_run(trades, validators=validators(), rss_samples=rss_samples(0.001))
+    out = tmp_path / "run.json"
+    result = report.write(raw, out)
+    assert json.loads(out.read_text()) == result == report.summarize(raw)
+    assert_pngs(report.plot(raw, result, out), tmp_path, "run")
+    assert report.raw_path(out) == tmp_path / "run.raw.json"
+
+
+def test_plot_with_no_committed_trades(tmp_path: Path) -> None:
+    raw = raw_run([trade(LO, 100.0, "UnavailableError"), trade(LO + S, None, "OK")])
+    out = tmp_path / "empty.json"
+    assert_pngs(report.plot(raw, report.summarize(raw), out), tmp_path, "empty")
+    nothing = raw_run([])
+    assert_pngs(report.plot(nothing, report.summarize(nothing), out), tmp_path, "empty")
