@@ -53,6 +53,7 @@ from client._limits import (
     RECONNECT_BACKOFF_MAX_MS,
     RPC_TIMEOUT_DEFAULT_S,
     SUBMIT_TIMEOUT_DEFAULT_S,
+    TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
 )
 from client._trades import SignedTransaction, Transactions, sign
@@ -66,7 +67,7 @@ from node.core import (
 )
 from node.genesis import load_genesis
 from node.netconfig import load_network
-from node.receipt import InvalidReceiptError, Receipt, verify_receipt
+from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import (
     Burn,
     DvP,
@@ -190,6 +191,19 @@ class NodeStatusView:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockTiming:
+    """When one validator first saw each consensus step of a block (wall-clock
+    microseconds; 0 = not seen, or forgotten). The leader's marks are when it sent the
+    proposal and formed the certificates; ``make bench`` takes the earliest over all."""
+
+    height: int
+    proposed_us: int
+    prepare_qc_us: int
+    commit_qc_us: int
+    applied_us: int
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointDown:
     """An endpoint that did not answer a status request, and why."""
 
@@ -220,6 +234,7 @@ class AsyncLedgerClient:
             raise ValueError("rpc_timeout_s must be positive")
         self.endpoints = tuple(endpoints)
         self.genesis = genesis
+        self._certified = CertificateCache()  # verified once per block, not per receipt
         self.tx = Transactions(genesis)
         self._rpc_timeout_s = rpc_timeout_s
         self._creds = grpc.ssl_channel_credentials(ca_cert)
@@ -393,7 +408,9 @@ class AsyncLedgerClient:
             receipt = Receipt.from_pb(msg)
             if receipt.tx_id != tid:
                 raise InvalidReceiptError("the receipt is for another transaction")
-            verify_receipt(receipt, self.genesis, require_result=prove_result)
+            verify_receipt(
+                receipt, self.genesis, require_result=prove_result, cache=self._certified
+            )
         except InvalidReceiptError as e:
             raise BadResponseError(f"receipt failed verification: {e}") from e
         return receipt
@@ -492,6 +509,38 @@ class AsyncLedgerClient:
             uptime_ms=s.uptime_ms,
             state_root=bytes(s.state_root),
         )
+
+    async def timelines(
+        self, first_height: int, last_height: int
+    ) -> list[list[BlockTiming] | EndpointDown]:
+        """Every endpoint's consensus step times for blocks ``first_height`` to
+        ``last_height`` (inclusive), one entry each, in order; never raises for a down node.
+        Validators keep the last TIMELINE_HEIGHTS_MAX heights."""
+        if not 1 <= first_height <= last_height:
+            raise ValueError(
+                f"need 1 <= first_height <= last_height, got {first_height}, {last_height}"
+            )
+        return list(
+            await asyncio.gather(
+                *(self._timeline(i, first_height, last_height) for i in range(len(self.endpoints)))
+            )
+        )
+
+    async def _timeline(self, i: int, first: int, last: int) -> list[BlockTiming] | EndpointDown:
+        out: list[BlockTiming] = []
+        for lo in range(first, last + 1, TIMELINE_SPAN_MAX):
+            req = pb.TimelineRequest(
+                first_height=lo, last_height=min(last, lo + TIMELINE_SPAN_MAX - 1)
+            )
+            try:
+                msg = await self._stub(i).GetTimeline(req, timeout=self._rpc_timeout_s)
+            except grpc.aio.AioRpcError as e:
+                return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
+            out.extend(
+                BlockTiming(b.height, b.proposed_us, b.prepare_qc_us, b.commit_qc_us, b.applied_us)
+                for b in msg.blocks
+            )
+        return out
 
     # --- iterators -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from node.config import BLOCK_BYTES_MAX, VALIDATORS_MAX, WAIT_TIMEOUT_MAX_MS
+from node.config import TIMELINE_SPAN_MAX as _NODE_TIMELINE_SPAN_MAX
 
 # --- transactions ------------------------------------------------------------------------
 TTL_DEFAULT_S: Final = 600  # a built transaction expires this long after it is built
@@ -20,6 +21,8 @@ ENDPOINTS_MAX: Final = VALIDATORS_MAX  # one client talks to at most every valid
 RPC_TIMEOUT_DEFAULT_S: Final = 10.0  # one unary RPC (not the finality wait)
 # A GetBlock or StreamBlocks reply carries a whole block (gRPC's default cap is 4 MiB).
 RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
+
+TIMELINE_SPAN_MAX: Final = _NODE_TIMELINE_SPAN_MAX  # heights per GetTimeline call (node cap)
 
 # --- failover and retries -----------------------------------------------------------------
 FAILOVER_ROUNDS_MAX: Final = 2  # each endpoint is tried at most this often per call

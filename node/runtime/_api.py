@@ -15,6 +15,7 @@ import grpc
 
 from node.config import (
     BLOCK_STREAMS_MAX,
+    TIMELINE_SPAN_MAX,
     TX_BYTES_MAX,
     WAIT_TIMEOUT_DEFAULT_MS,
     WAIT_TIMEOUT_MAX_MS,
@@ -211,3 +212,27 @@ class LedgerService(pb_grpc.LedgerServicer):
             halted=node.halted or "",
             uptime_ms=max(0, wall_ms() - node.started_ms),
         )
+
+    async def GetTimeline(self, request: pb.TimelineRequest, context: Ctx) -> pb.Timeline:
+        first, last = request.first_height, request.last_height
+        if first < 1 or last < first or last - first >= TIMELINE_SPAN_MAX:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"need 1 <= first_height <= last_height < first_height + {TIMELINE_SPAN_MAX}",
+            )
+        timeline = self._node.timeline
+        blocks = []
+        for h in range(first, last + 1):
+            marks = timeline.get(h)
+            if marks is not None:
+                blocks.append(
+                    pb.BlockTiming(
+                        height=h,
+                        proposed_us=marks[0],
+                        prepare_qc_us=marks[1],
+                        commit_qc_us=marks[2],
+                        applied_us=marks[3],
+                    )
+                )
+        return pb.Timeline(validator=self._node.index, blocks=blocks)

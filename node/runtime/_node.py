@@ -24,6 +24,7 @@ from node.config import (
     MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
     SYNC_PROBE_INTERVAL_MS,
+    TIMELINE_HEIGHTS_MAX,
     WAITERS_MAX,
 )
 from node.core import (
@@ -33,6 +34,9 @@ from node.core import (
     Ed25519Verifier,
     EncodeError,
     Message,
+    Phase,
+    Proposal,
+    QCMessage,
     Quorum,
     QuorumCert,
     Replica,
@@ -47,6 +51,7 @@ from node.receipt import Receipt, ResultProof
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._source import StoreSource, _decode_stored
+from node.runtime._timeline import Step, Timeline
 from node.settlement import (
     BlockContext,
     Genesis,
@@ -125,6 +130,7 @@ class Node:
         self._pending: OrderedDict[bytes, float] = OrderedDict()  # tx id -> accepted at
         self._last_probe_ms: dict[int, int] = {}
         self._head_changed = asyncio.Event()
+        self.timeline = Timeline(TIMELINE_HEIGHTS_MAX)
         self._halt_logged = False
         self._last_view = self.replica.view
         self.started_ms = clock()
@@ -135,6 +141,7 @@ class Node:
     def deliver(self, src: int, msg: Message) -> None:
         """A consensus message from validator ``src`` (authenticated by the transport)."""
         event("recv", logging.DEBUG, src=src, msg=_describe(msg))
+        self._mark(msg)
         self.replica.step(src, msg, self._clock())
         self._drain()
 
@@ -288,6 +295,7 @@ class Node:
                 self.store.save_safety(ready.to_persist)  # durable before any vote leaves
             encoded: dict[int, bytes] = {}  # a broadcast is one object sent n times
             for dst, msg in ready.to_send:
+                self._mark(msg)
                 if dst == self.index:
                     self._local.append(msg)
                     continue
@@ -306,6 +314,7 @@ class Node:
         outcome = apply_block(self.store, block.txs, ctx)
         self.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
         self.replica.executed(block.height, outcome.state_root, outcome.results_root)
+        self.timeline.mark(block.height, Step.APPLIED)
         now = time.monotonic()
         m = self.metrics
         m.blocks.inc()
@@ -327,6 +336,15 @@ class Node:
             txs=len(block.txs),
             root=outcome.state_root.hex()[:16],
         )
+
+    def _mark(self, msg: Message) -> None:
+        """Note the first time this node sees a block's proposal or certificates."""
+        if isinstance(msg, Proposal):
+            self.timeline.mark(msg.block.height, Step.PROPOSED)
+        elif isinstance(msg, QCMessage):
+            qc = msg.qc
+            step = Step.PREPARE_QC if qc.phase is Phase.PREPARE else Step.COMMIT_QC
+            self.timeline.mark(qc.height, step)
 
     def _resolve(self, tid: bytes) -> None:
         for f in self._waiters.get(tid, ()):
