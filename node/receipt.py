@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,13 @@ from node.settlement import DecodeError as TxDecodeError
 from node.settlement import Genesis, ResultCode, SignedTx, TxResult, result_leaf, tx_id
 from node.wire import ledger_pb2 as pb
 
-__all__ = ["InvalidReceiptError", "Receipt", "ResultProof", "verify_receipt"]
+__all__ = [
+    "CertificateCache",
+    "InvalidReceiptError",
+    "Receipt",
+    "ResultProof",
+    "verify_receipt",
+]
 
 _FORMAT = "dvp-ledger/receipt/v1"
 
@@ -222,8 +229,33 @@ def _unb64(text: str) -> bytes:
 # --- verification ------------------------------------------------------------------------
 
 
+class CertificateCache:
+    """Commit certificates already verified, so that the receipts of many transactions
+    in one block cost q signature checks once, not once each (a client settling many
+    trades). Keyed by the block hash and the certificate's exact bytes; bounded LRU."""
+
+    def __init__(self, size_max: int = 256) -> None:
+        self._size_max = size_max
+        self._seen: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+
+    def __contains__(self, key: tuple[bytes, bytes]) -> bool:
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return True
+        return False
+
+    def add(self, key: tuple[bytes, bytes]) -> None:
+        self._seen[key] = None
+        if len(self._seen) > self._size_max:
+            self._seen.popitem(last=False)
+
+
 def verify_receipt(
-    receipt: Receipt, genesis: Genesis | str | Path, *, require_result: bool = True
+    receipt: Receipt,
+    genesis: Genesis | str | Path,
+    *,
+    require_result: bool = True,
+    cache: CertificateCache | None = None,
 ) -> None:
     """Check ``receipt`` offline, trusting no node; raise InvalidReceiptError if it fails.
 
@@ -234,7 +266,8 @@ def verify_receipt(
     at least q valid signatures by distinct genesis validators; then (unless
     ``require_result`` is False) the header of block ``height + 1`` has block ``height``
     as parent, is certified the same way, and its results root is reached by the path
-    from leaf ``(tx_id, code)``.
+    from leaf ``(tx_id, code)``. With a ``cache``, a certificate verified before for the
+    same block is not checked again.
     """
     g = genesis if isinstance(genesis, Genesis) else load_genesis(genesis)
     header = _header(receipt.block_header, g, "block")
@@ -256,7 +289,7 @@ def verify_receipt(
             f"the Merkle path does not lead from the transaction at position "
             f"{receipt.position} to the transactions root of block {header.height}"
         )
-    _check_certificate(receipt.certificate, header, g, "block")
+    _check_certificate(receipt.certificate, header, g, "block", cache)
     if receipt.result_proof is None:
         if require_result:
             raise InvalidReceiptError(
@@ -275,7 +308,7 @@ def verify_receipt(
             f"the result path does not lead from ({receipt.tx_id.hex()[:12]}..., "
             f"{receipt.code.name}) to the results root certified by block {nxt.height}"
         )
-    _check_certificate(proof.certificate, nxt, g, "next block")
+    _check_certificate(proof.certificate, nxt, g, "next block", cache)
 
 
 def _header(data: bytes, g: Genesis, what: str) -> BlockHeader:
@@ -290,7 +323,12 @@ def _header(data: bytes, g: Genesis, what: str) -> BlockHeader:
     return header
 
 
-def _check_certificate(data: bytes, header: BlockHeader, g: Genesis, what: str) -> None:
+def _check_certificate(
+    data: bytes, header: BlockHeader, g: Genesis, what: str, cache: CertificateCache | None
+) -> None:
+    key = (header.hash, data)
+    if cache is not None and key in cache:
+        return
     try:
         qc: QuorumCert = decode_qc(data)
     except DecodeError as e:
@@ -320,3 +358,5 @@ def _check_certificate(data: bytes, header: BlockHeader, g: Genesis, what: str) 
                 f"the {what}'s certificate has a signature that validator {g.validators[i].id} "
                 "did not make"
             )
+    if cache is not None:
+        cache.add(key)
