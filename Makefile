@@ -20,7 +20,7 @@ help:
 
 $(STAMP): pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 $(PROTO_OUT): $(PROTO_SRC) $(STAMP)
@@ -52,6 +52,22 @@ fmt: setup
 #? demo: the main job. A fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops
 demo: setup
 	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),)
+
+# Benchmark knobs (issue: settlement latency benchmark).
+RATE ?= 50
+DURATION ?= 60
+WARMUP ?= 10
+OUT ?=
+BENCH_ARGS = --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --rate $(RATE) --duration $(DURATION) --warmup $(WARMUP) $(if $(OUT),--out $(OUT),) $(if $(BENCH_RUN_DIR),--run-dir $(BENCH_RUN_DIR),)
+
+#? bench: open-loop DvP load through the SDK on a fresh cluster; JSON, table, plots (N=26 Q=16 RATE=50 DURATION=60 WARMUP=10 OUT=bench-out/... BENCH_RUN_DIR=running cluster)
+.PHONY: bench bench-sweep
+bench: setup
+	$(PY) -m node.bench $(BENCH_ARGS)
+
+#? bench-sweep: raise RATE by 1.5x per step (DURATION=20 each) until p99 > 1 s or trades fail; the highest sustainable rate
+bench-sweep: setup
+	$(PY) -m node.bench --sweep $(subst --duration $(DURATION),--duration $(if $(filter file,$(origin DURATION)),20,$(DURATION)),$(BENCH_ARGS))
 
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup

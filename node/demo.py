@@ -35,7 +35,7 @@ from node.netconfig import Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
 from node.settlement import InstrumentKind
 
-__all__ = ["load_run_network", "main"]
+__all__ = ["ValidatorClients", "load_run_network", "main"]
 
 # (seller, buyer, bond index, quantity in $0.01 face units, price in cents)
 TRADES = [
@@ -63,7 +63,7 @@ def load_run_network(run_dir: str | Path) -> DemoNetwork:
     return DemoNetwork(g, keys, [], banks, bonds, cash)
 
 
-class _Clients:
+class ValidatorClients:
     """One SDK client per validator, each preferring its own node (and failing over to the
     others), so the demo's trades enter the cluster through every validator."""
 
@@ -114,7 +114,7 @@ def _rotated(ends: tuple[Endpoint, ...], i: int) -> list[Endpoint]:
 
 
 async def _trades(net: Network, demo: DemoNetwork) -> None:
-    clients = _Clients(net.run_dir)
+    clients = ValidatorClients(net.run_dir)
     try:
         await clients.connect()
         print(
@@ -143,7 +143,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await clients.close()
 
 
-async def _burst(clients: _Clients, demo: DemoNetwork) -> None:
+async def _burst(clients: ValidatorClients, demo: DemoNetwork) -> None:
     print(f"\nburst: {BURST_TRADES} trades submitted at once through every node")
     banks = demo.banks
     pairs = [(banks[k % len(banks)], banks[(k + 1) % len(banks)]) for k in range(BURST_TRADES)]

@@ -1,0 +1,386 @@
+"""The load generator of ``make bench``: its own process, driving DvP trades through the SDK.
+
+``python -m node.bench.load --run-dir DIR --rate R --duration S --warmup W --raw FILE``
+
+Open loop: trade ``i`` is sent at ``t0 + i / rate`` whatever happened to the trades before
+it, so a slow ledger shows up as latency rather than as a lower offered rate (a closed
+loop would hide it: "coordinated omission"). Every trade is a DvP between two banks of
+the run's genesis (``QUANTITY`` bond units against ``AMOUNT`` cents, around a ring of
+banks so that no balance drifts), built and signed by both parties before the clock
+starts. Trades go through one SDK client per
+validator, each preferring its own node, in turn, and each waits for the commit
+certificate (finality; the SDK verifies it, once per block). Trades sent during the
+warm-up are not counted.
+
+It writes the raw record ``node/bench/report.py`` turns into the result: every trade's
+scheduled, sent and final times (wall-clock microseconds) with its code and height; every
+validator's consensus step times for those heights (GetTimeline, the earliest over all
+validators); each validator process's CPU time and anonymous memory (``/proc``, so the
+validators must run on this machine) at the window's start and end and every few
+seconds; and the Ed25519 verify cost measured here before the load starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client import LedgerError, ParticipantKey, RejectedError, Transactions, load_key, sign
+from node import crypto
+from node.demo import ValidatorClients, load_run_network
+from node.netconfig import Network, load_network
+
+__all__ = ["GENERATOR_OVERLOAD", "main", "measure_verify_us", "validator_usage"]
+
+QUANTITY = 1  # bond units ($0.01 face) per trade
+AMOUNT = 1  # cash cents per trade
+SIGS_PER_TRADE = 2  # a DvP is signed by seller and buyer
+INFLIGHT_MAX = 20_000  # trades awaiting finality at once; beyond it a send is skipped
+GENERATOR_OVERLOAD = "GENERATOR_OVERLOAD"  # the code of a trade skipped for INFLIGHT_MAX
+FINALITY_TIMEOUT_S = 30.0  # per trade; then FinalityTimeoutError
+SAMPLE_INTERVAL_S = 2.0  # validator CPU and memory samples
+TRADES_MAX = 2_000_000  # rate x (warm-up + duration) must stay below this
+VERIFY_SAMPLES = 2_000
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def measure_verify_us(samples: int = VERIFY_SAMPLES) -> float:
+    """Mean cost of one Ed25519 verification here, in microseconds."""
+    key = crypto.SigningKey(crypto.sha256(b"bench-verify"))
+    msg = b"x" * 200  # about a DvP body
+    sig = key.sign(msg)
+    pub = key.public_key
+    for _ in range(50):
+        crypto.verify(pub, msg, sig)
+    t0 = time.perf_counter()
+    for _ in range(samples):
+        crypto.verify(pub, msg, sig)
+    return (time.perf_counter() - t0) / samples * 1e6
+
+
+# --- validator processes --------------------------------------------------------------------
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _pids(net: Network) -> list[int | None]:
+    out: list[int | None] = []
+    for node in net.nodes:
+        try:
+            out.append(int((net.run_dir / "pids" / f"{node.name}.pid").read_text().strip()))
+        except (OSError, ValueError):
+            out.append(None)
+    return out
+
+
+def validator_usage(pid: int | None) -> tuple[float, float] | None:
+    """(CPU seconds, anonymous resident MB) of a process, or None if it is gone."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
+    anon_kb = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")), 0
+    )
+    return cpu_s, anon_kb / 1024
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Trade:
+    sched_us: int
+    start_us: int = 0
+    end_us: int | None = None
+    code: str = "NO_OUTCOME"
+    height: int | None = None
+
+
+@dataclass(slots=True)
+class _Run:
+    trades: list[_Trade] = field(default_factory=list)
+    inflight: int = 0
+    final: int = 0
+    ok_latencies_ms: list[float] = field(default_factory=list)
+
+
+def build_trades(run_dir: Path, count: int, ttl_s: float) -> list[bytes]:
+    """``count`` signed DvPs around the ring of banks, alternating bonds."""
+    demo = load_run_network(run_dir)
+    keys: dict[str, ParticipantKey] = {
+        b: load_key(run_dir / "participants" / f"{b}.key") for b in demo.banks
+    }
+    tx = Transactions(demo.genesis, ttl_s=ttl_s)
+    banks, out = demo.banks, []
+    for i in range(count):
+        seller, buyer = banks[i % len(banks)], banks[(i + 1) % len(banks)]
+        dvp = tx.dvp(seller, buyer, demo.bonds[i % len(demo.bonds)], QUANTITY, demo.cash, AMOUNT)
+        out.append(sign(dvp, keys[seller], keys[buyer], genesis=demo.genesis).raw)
+    return out
+
+
+class _Progress:
+    """One status line on stderr: redrawn in place on a terminal, every 5 s otherwise."""
+
+    def __init__(self, total_s: float, warmup_s: float) -> None:
+        self.total_s, self.warmup_s = total_s, warmup_s
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def show(self, elapsed_s: float, run: _Run, *, done: bool = False) -> None:
+        now = time.monotonic()
+        if not done and now - self._last < (0.25 if self.tty else 5.0):
+            return
+        self._last = now
+        frac = min(1.0, max(0.0, elapsed_s / self.total_s))
+        bar = "#" * int(frac * 30) + "." * (30 - int(frac * 30))
+        phase = "warm-up" if elapsed_s < self.warmup_s else "measure"
+        lat = sorted(run.ok_latencies_ms[-500:])
+        p50 = f"{lat[len(lat) // 2]:.1f} ms" if lat else "-"
+        line = (
+            f"[{bar}] {min(elapsed_s, self.total_s):5.1f}/{self.total_s:.0f} s {phase:<7} "
+            f"sent {len(run.trades)}  final {run.final}  in flight {run.inflight}  "
+            f"recent p50 {p50}"
+        )
+        if self.tty:
+            print("\r" + line, end="\n" if done else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+async def _settle(clients: ValidatorClients, k: int, raw: bytes, t: _Trade, run: _Run) -> None:
+    run.inflight += 1
+    t.start_us = _now_us()
+    try:
+        receipt = await clients.via(k).submit(raw, timeout_s=FINALITY_TIMEOUT_S, prove_result=False)
+        t.code, t.height = receipt.code.name, receipt.height
+    except RejectedError as e:  # final too: the ledger recorded the refusal
+        t.code, t.height = e.receipt.code.name, e.receipt.height
+    except LedgerError as e:
+        t.code = type(e).__name__
+    finally:
+        run.inflight -= 1
+    t.end_us = _now_us()
+    run.final += 1
+    if t.code == "OK":
+        run.ok_latencies_ms.append((t.end_us - t.start_us) / 1000)
+
+
+async def _sample(net: Network, run: _Run, out: list[dict[str, Any]]) -> None:
+    pids = _pids(net)
+    while True:
+        usage = [validator_usage(p) for p in pids]
+        out.append(
+            {
+                "t_us": _now_us(),
+                "committed": run.final,
+                "rss_anon_mb": [round(u[1], 2) for u in usage if u is not None],
+            }
+        )
+        await asyncio.sleep(SAMPLE_INTERVAL_S)
+
+
+def _usage_all(net: Network) -> list[tuple[float, float] | None]:
+    return [validator_usage(p) for p in _pids(net)]
+
+
+async def _timeline(clients: ValidatorClients, heights: set[int]) -> dict[str, dict[str, int]]:
+    """For each height, the earliest time any validator saw each step (absent if none did)."""
+    if not heights:
+        return {}
+    per_node = await clients.all[0].timelines(min(heights), max(heights))
+    steps = ("proposed_us", "prepare_qc_us", "commit_qc_us", "applied_us")
+    out: dict[str, dict[str, int]] = {}
+    for answer in per_node:
+        if not isinstance(answer, list):
+            continue  # a node that is down
+        for b in answer:
+            if b.height not in heights:
+                continue
+            entry = out.setdefault(str(b.height), {})
+            for s in steps:
+                v = getattr(b, s)
+                if v and (s not in entry or v < entry[s]):
+                    entry[s] = v
+    return out
+
+
+Usage = list[tuple[float, float] | None]
+
+
+async def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    net = load_network(args.run_dir)
+    total = round(args.rate * (args.warmup + args.duration))
+    if not 0 < total <= TRADES_MAX:
+        raise SystemExit(
+            f"load: rate x (warm-up + duration) = {total} trades; need 1..{TRADES_MAX}"
+        )
+    verify_us = measure_verify_us()
+    print(f"load: Ed25519 verify {verify_us:.1f} us; signing {total} trades ...", file=sys.stderr)
+    t_build = time.monotonic()
+    ttl_s = min(7 * 24 * 3600, args.warmup + args.duration + FINALITY_TIMEOUT_S + 600)
+    raws = build_trades(net.run_dir, total, ttl_s)
+    print(f"load: signed in {time.monotonic() - t_build:.1f} s", file=sys.stderr)
+    clients = ValidatorClients(net.run_dir)
+    run, samples = _Run(), list[dict[str, Any]]()
+    try:
+        await clients.connect()
+        sampler = asyncio.create_task(_sample(net, run, samples))
+        window, usage_start, usage_end = await _drive(args, net, clients, raws, run)
+        sampler.cancel()
+        heights = {t.height for t in run.trades if t.height is not None}
+        timeline = await _timeline(clients, heights)
+    finally:
+        await clients.close()
+    validators = [
+        {
+            "name": node.name,
+            "cpu_s_start": s[0],
+            "cpu_s_end": e[0],
+            "rss_anon_mb_start": round(s[1], 2),
+            "rss_anon_mb_end": round(e[1], 2),
+        }
+        for node, s, e in zip(net.nodes, usage_start, usage_end, strict=True)
+        if s is not None and e is not None
+    ]
+    lags = sorted((t.start_us - t.sched_us) / 1000 for t in run.trades if t.start_us)
+    return {
+        "config": {
+            "n": net.n,
+            "q": net.q,
+            "rate": args.rate,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "git_commit": git_commit(),
+            "cores": len(os.sched_getaffinity(0)),
+            "sigs_per_trade": SIGS_PER_TRADE,
+            "trade": f"DvP, {QUANTITY} bond unit against {AMOUNT} cent, signed by both",
+            "send_lag_ms_p99": round(lags[int(0.99 * (len(lags) - 1))], 2) if lags else None,
+        },
+        "window": window,
+        "trades": [
+            {
+                "sched_us": t.sched_us,
+                "start_us": t.start_us,
+                "end_us": t.end_us,
+                "code": t.code,
+                "height": t.height,
+            }
+            for t in run.trades
+        ],
+        "timeline": timeline,
+        "validators": validators,
+        "rss_samples": samples,
+        "verify_us": round(verify_us, 2),
+    }
+
+
+async def _drive(
+    args: argparse.Namespace, net: Network, clients: ValidatorClients, raws: list[bytes], run: _Run
+) -> tuple[dict[str, int], Usage, Usage]:
+    """Send every trade on schedule, then wait for the stragglers. Returns the measurement
+    window and the validators' usage at its start and end."""
+    progress = _Progress(args.warmup + args.duration, args.warmup)
+    tasks: set[asyncio.Task[None]] = set()
+    usage_start: Usage = []
+    t0, t0_us = time.monotonic() + 0.05, _now_us() + 50_000
+    window_start_us = t0_us + round(args.warmup * 1e6)
+    for i, raw in enumerate(raws):
+        at = i / args.rate
+        if not usage_start and at >= args.warmup:
+            usage_start = _usage_all(net)
+        delay = t0 + at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t = _Trade(sched_us=t0_us + round(at * 1e6))
+        run.trades.append(t)
+        if run.inflight >= INFLIGHT_MAX:
+            t.code = GENERATOR_OVERLOAD
+            continue
+        task = asyncio.create_task(_settle(clients, i, raw, t, run))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        progress.show(time.monotonic() - t0, run)
+    delay = t0 + args.warmup + args.duration - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    window = {"start_us": window_start_us, "end_us": _now_us()}
+    usage_end = _usage_all(net)
+    deadline = time.monotonic() + FINALITY_TIMEOUT_S + 5
+    while tasks and time.monotonic() < deadline:
+        progress.show(time.monotonic() - t0, run)
+        await asyncio.sleep(0.2)
+    progress.show(time.monotonic() - t0, run, done=True)
+    for task in list(tasks):
+        task.cancel()
+    return window, usage_start or usage_end, usage_end
+
+
+def git_commit() -> str:
+    """The checked-out commit (with "-dirty" if the tree has changes), or "unknown"."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return rev + ("-dirty" if dirty else "")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m node.bench.load",
+        description="Open-loop DvP load through the SDK against the running cluster of a run "
+        "directory; writes the raw record that node.bench.report summarizes.",
+    )
+    p.add_argument("--run-dir", type=Path, required=True, help="the cluster's run directory")
+    p.add_argument("--rate", type=float, required=True, help="trades per second offered")
+    p.add_argument("--duration", type=float, required=True, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds sent first, not counted")
+    p.add_argument("--raw", type=Path, required=True, help="where to write the raw JSON record")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
+        parser().error("need --rate > 0, --duration > 0 and --warmup >= 0")
+    raw = asyncio.run(run_load(args))
+    args.raw.parent.mkdir(parents=True, exist_ok=True)
+    args.raw.write_text(json.dumps(raw))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
