@@ -178,7 +178,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "verify_us": _r(verify_us, 2),
         "verify_us_per_trade": _r(verify_per_trade, 2),
         "crypto_bound_tps": _r(crypto_bound, 1),
-        "crypto_bound_fraction": _r(_ratio(throughput, crypto_bound)),
+        "crypto_bound_fraction": _r(_ratio(throughput, crypto_bound), 4),
         "cpu_vs_verify": _r(_ratio(cpu_per_trade, verify_per_trade), 2),
     }
 

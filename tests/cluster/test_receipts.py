@@ -14,6 +14,7 @@ from node import crypto
 from node.core import Phase, QuorumCert, decode_qc, encode_qc
 from node.core.types import vote_message
 from node.genesis import demo_genesis
+from node.receipt import CertificateCache
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import Cluster, running_cluster
 
@@ -174,3 +175,33 @@ def test_receipts_from_every_node_prove_the_same_facts(cluster: Cluster, receipt
             receipt.position,
             receipt.transaction,
         )
+
+
+def test_certificate_cache_skips_only_what_it_verified(
+    cluster: Cluster, receipt: Receipt, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached certificate is not checked again; different certificate bytes are."""
+    calls: list[int] = []
+    real = crypto.verify
+
+    def counting(pub: bytes, msg: bytes, sig: bytes) -> bool:
+        calls.append(1)
+        return real(pub, msg, sig)
+
+    monkeypatch.setattr(crypto, "verify", counting)
+    cache = CertificateCache()
+    verify_receipt(receipt, cluster.demo.genesis, cache=cache)
+    first = len(calls)
+    assert first >= 2 * 3  # both certificates, q = 3 signatures each
+    verify_receipt(receipt, cluster.demo.genesis, cache=cache)
+    assert len(calls) == first  # nothing re-verified
+
+    def forged(qc: QuorumCert) -> QuorumCert:
+        (i, sig), *rest = qc.signatures
+        return _sigs(qc, [(i, sig[:-1] + bytes([sig[-1] ^ 1])), *rest])
+
+    for result in (False, True):
+        with pytest.raises(InvalidReceiptError, match="did not make"):
+            verify_receipt(
+                _with_cert(receipt, forged, result=result), cluster.demo.genesis, cache=cache
+            )

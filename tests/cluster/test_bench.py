@@ -1,0 +1,113 @@
+"""``make bench`` end to end on real clusters: a fresh 4-validator cluster under open-loop
+load through the SDK, and a short sweep on a running cluster; plus GetTimeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from client import AsyncLedgerClient, BlockTiming
+from node.wire import ledger_pb2 as pb
+from tests.cluster.harness import Cluster, running_cluster
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("bench") / "run", 4, 3) as c:
+        yield c
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node.bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_bench_on_a_fresh_cluster_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    p = _bench("--n", "4", "--q", "3", "--rate", "40", "--duration", "4", "--warmup", "1",
+               "--out", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["config"]["n"] == 4 and r["config"]["q"] == 3 and r["config"]["rate"] == 40
+    assert r["config"]["git_commit"]
+    # 40/s for 4 s are counted; the warm-up second is not.
+    assert 150 <= r["submitted"] <= 170
+    assert r["committed"] == r["submitted"] and r["failed_by_code"] == {}
+    lat = r["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    ph = r["phases_ms"]
+    assert r["phases_samples"] == r["committed"]
+    assert 0 < ph["proposed"] <= ph["first_qc"] <= ph["commit"] <= ph["notified"]
+    assert ph["commit"] <= ph["applied"]
+    assert r["throughput_tps"] > 30
+    assert r["cpu_us_per_trade_per_validator"] > 0 and r["rss_mb_per_validator"]["mean"] > 10
+    bound = r["config"]["cores"] / (4 * 2 * r["verify_us"] * 1e-6)
+    assert r["crypto_bound_tps"] == pytest.approx(bound, rel=0.01)
+    assert r["crypto_bound_fraction"] == pytest.approx(r["throughput_tps"] / bound, rel=0.01)
+    for name in ("latency-cdf", "latency-time", "throughput"):
+        png = tmp_path / f"b-{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    raw = json.loads((tmp_path / "b.raw.json").read_text())
+    assert len(raw["trades"]) > r["submitted"]  # warm-up trades are recorded too
+    assert "latency p99" in p.stdout and "crypto bound" in p.stdout
+    assert "warm-up" in p.stderr  # the progress line
+
+
+def test_sweep_on_a_running_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    run_dir = str(cluster.net.run_dir)
+    p = _bench("--run-dir", run_dir, "--sweep", "--rate", "20", "--factor", "2", "--steps", "2",
+               "--duration", "2", "--warmup", "0.5", "--out", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads(out.read_text())
+    assert [step["rate"] for step in s["steps"]] == [20, 40]
+    assert all(step["sustainable"] for step in s["steps"])
+    assert s["best"]["rate"] == 40 and s["best"]["p99_ms"] < 1000
+    assert "highest sustainable rate: 40 trades/s" in p.stdout
+    for step in s["steps"]:
+        assert (tmp_path / step["result"]).exists()
+
+
+def test_bench_refuses_a_cluster_that_is_down(tmp_path: Path) -> None:
+    from tests.cluster.harness import generate
+
+    net = generate(tmp_path / "run", 4, 3)
+    p = _bench("--run-dir", str(net.run_dir), "--duration", "1")
+    assert p.returncode != 0 and "4 validators" in p.stderr and "are down" in p.stderr
+
+
+def test_timeline_marks_every_step_in_order(cluster: Cluster) -> None:
+    txf = cluster.txf
+    r = cluster.settle(txf.signed(txf.dvp(quantity=7, amount=7)), via=2)
+
+    async def fetch() -> list[list[BlockTiming] | object]:
+        async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir) as c:
+            return list(await c.timelines(r.height, r.height))
+
+    answers = asyncio.run(fetch())
+    assert len(answers) == 4
+    for marks in answers:
+        assert isinstance(marks, list) and len(marks) == 1
+        b = marks[0]
+        assert b.height == r.height
+        assert 0 < b.proposed_us <= b.prepare_qc_us <= b.commit_qc_us <= b.applied_us
+    with pytest.raises(grpc.RpcError) as e:
+        cluster.stub(0).GetTimeline(pb.TimelineRequest(first_height=1, last_height=5_000))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
