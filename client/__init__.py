@@ -48,7 +48,7 @@ from client._trades import (
     sign,
     terms_of,
 )
-from node.receipt import InvalidReceiptError, Receipt, ResultProof, verify_receipt
+from node.receipt import CertificateCache, InvalidReceiptError, Receipt, ResultProof, verify_receipt
 from node.settlement import ResultCode
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "BlockTx",
     "BlockView",
     "BusyError",
+    "CertificateCache",
     "Endpoint",
     "EndpointDown",
     "FinalityTimeoutError",

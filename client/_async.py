@@ -227,14 +227,17 @@ class AsyncLedgerClient:
         ca_cert: bytes,
         genesis: Genesis,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
+        certificates: CertificateCache | None = None,
     ) -> None:
+        """``certificates``: commit certificates verified already, which several clients of
+        one genesis may share (each block's certificate is then checked once in all)."""
         if not 0 < len(endpoints) <= ENDPOINTS_MAX:
             raise ValueError(f"give 1..{ENDPOINTS_MAX} endpoints, got {len(endpoints)}")
         if not rpc_timeout_s > 0:
             raise ValueError("rpc_timeout_s must be positive")
         self.endpoints = tuple(endpoints)
         self.genesis = genesis
-        self._certified = CertificateCache()  # verified once per block, not per receipt
+        self._certified = CertificateCache() if certificates is None else certificates
         self.tx = Transactions(genesis)
         self._rpc_timeout_s = rpc_timeout_s
         self._creds = grpc.ssl_channel_credentials(ca_cert)

@@ -13,6 +13,7 @@ signature over a transaction can never be replayed as a consensus vote or vice v
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
@@ -28,6 +29,7 @@ __all__ = [
     "TAG_TX",
     "TAG_VOTE",
     "SigningKey",
+    "VerifiedSignatures",
     "is_acceptable_public_key",
     "sha256",
     "verify",
@@ -92,6 +94,31 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+class VerifiedSignatures:
+    """``verify`` with a memory of the signatures it found valid (bounded LRU): a validator
+    checks a client's signatures when the transaction arrives and again when a committed
+    block executes it; with this memo the second check is a lookup. Only successes are
+    remembered, keyed by key, message and signature together, so nothing unverified
+    passes."""
+
+    def __init__(self, size_max: int) -> None:
+        self._size_max = size_max
+        self._ok: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self.hits = 0
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        key = (public_key, message, signature)
+        if key in self._ok:
+            self.hits += 1
+            return True
+        if not verify(public_key, message, signature):
+            return False
+        self._ok[key] = None
+        if len(self._ok) > self._size_max:
+            self._ok.popitem(last=False)
+        return True
 
 
 class SigningKey:

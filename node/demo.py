@@ -21,6 +21,7 @@ from pathlib import Path
 
 from client import (
     AsyncLedgerClient,
+    CertificateCache,
     Endpoint,
     LedgerError,
     Receipt,
@@ -71,9 +72,12 @@ class ValidatorClients:
         first = AsyncLedgerClient.from_run_dir(run_dir)
         ends, ca = first.endpoints, (run_dir / "ca" / "ca.pem").read_bytes()
         self.genesis = first.genesis
-        self.all = [first] + [
-            AsyncLedgerClient(_rotated(ends, i), ca_cert=ca, genesis=first.genesis)
-            for i in range(1, len(ends))
+        certificates = CertificateCache()  # each block's certificate is verified once in all
+        self.all = [
+            AsyncLedgerClient(
+                _rotated(ends, i), ca_cert=ca, genesis=first.genesis, certificates=certificates
+            )
+            for i in range(len(ends))
         ]
         self.keys = {
             p.id: load_key(run_dir / "participants" / f"{p.id}.key")

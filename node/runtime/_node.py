@@ -131,6 +131,8 @@ class Node:
         self._last_probe_ms: dict[int, int] = {}
         self._head_changed = asyncio.Event()
         self.timeline = Timeline(TIMELINE_HEIGHTS_MAX)
+        # Signatures checked at submit are not checked again when their block executes.
+        self.verify = crypto.VerifiedSignatures(2 * mempool_txs_max)
         self._halt_logged = False
         self._last_view = self.replica.view
         self.started_ms = clock()
@@ -311,7 +313,7 @@ class Node:
 
     def _apply(self, block: Block, cert: QuorumCert) -> None:
         ctx = BlockContext(block.height, block.time_ms)
-        outcome = apply_block(self.store, block.txs, ctx)
+        outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
         self.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
         self.replica.executed(block.height, outcome.state_root, outcome.results_root)
         self.timeline.mark(block.height, Step.APPLIED)

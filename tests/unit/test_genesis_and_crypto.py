@@ -93,3 +93,20 @@ def test_small_order_keys_are_refused() -> None:
 def test_signing_key_never_prints_its_secret() -> None:
     key = crypto.SigningKey(bytes(range(32)))
     assert bytes(range(32)).hex()[:16] not in repr(key)
+
+
+def test_verified_signatures_remembers_only_valid_ones() -> None:
+    key = crypto.SigningKey(bytes(32))
+    memo = crypto.VerifiedSignatures(size_max=2)
+    msgs = [b"a", b"b", b"c"]
+    sigs = [key.sign(m) for m in msgs]
+    bad = sigs[0][:-1] + bytes([sigs[0][-1] ^ 1])
+    assert not memo(key.public_key, msgs[0], bad)
+    assert not memo(key.public_key, msgs[0], bad)  # a failure is checked again each time
+    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 0
+    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1
+    assert not memo(key.public_key, msgs[1], sigs[0])  # the message is part of the key
+    assert memo.hits == 1
+    for m, s in zip(msgs[1:], sigs[1:], strict=True):
+        assert memo(key.public_key, m, s)
+    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1  # evicted: re-verified
