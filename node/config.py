@@ -42,6 +42,7 @@ MEMPOOL_TXS_MAX: Final = 20_000
 MEMPOOL_BYTES_MAX: Final = 64 * 1024 * 1024
 MEMPOOL_COMMITTED_IDS_MAX: Final = 100_000  # recently committed tx ids kept to drop replays
 TX_FORWARD_BATCH_MAX: Final = 1_000  # txs per forward message (gossip to validators)
+FORWARD_LEADERS: Final = 3  # a client's transaction goes to the leaders of this many views
 CATCHUP_BATCH_BLOCKS_MAX: Final = 16  # committed blocks per catch-up response
 CATCHUP_RESPONSE_BYTES_MAX: Final = BLOCK_BYTES_MAX  # blocks per response stop here (>= 1)
 CATCHUP_RETRY_MS: Final = 500  # resend an unanswered catch-up request after this long

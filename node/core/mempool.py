@@ -67,6 +67,10 @@ class Mempool:
         self._bytes += len(tx)
         return AddResult.ACCEPTED
 
+    @property
+    def txs_max(self) -> int:
+        return self._txs_max
+
     def contains(self, tx: bytes) -> bool:
         return tx_key(tx) in self._pending
 

@@ -25,6 +25,7 @@ one empty block.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -37,6 +38,7 @@ from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
     CATCHUP_RESPONSE_BYTES_MAX,
     CATCHUP_RETRY_MS,
+    FORWARD_LEADERS,
     TIMEOUT_VIEWS_TRACKED_MAX,
     TX_FORWARD_BATCH_MAX,
     VALIDATORS_MAX,
@@ -159,6 +161,9 @@ class Replica:
         self._out: list[tuple[int, Message]] = []
         self._committed_out: list[tuple[Block, QuorumCert]] = []
         self._forward: list[bytes] = []
+        # Transactions submitted here and still pending -> the last view whose leader
+        # has been sent them (bounded like the mempool they sit in).
+        self._own: OrderedDict[bytes, int] = OrderedDict()
         self._dirty = False
         self._in_ready = False
 
@@ -295,16 +300,47 @@ class Replica:
         self.halted = reason
 
     def _flush_forward(self) -> None:
-        if self._forward:
-            self._broadcast(TxForward(tuple(self._forward)), include_self=False)
-            self._forward = []
+        """Send new client transactions to the leaders of the next FORWARD_LEADERS views,
+        not to every validator: only a proposer needs a transaction before its block, and
+        the others receive it in the proposal. (A timeout re-gossips to all, so a view
+        change cannot strand one.)"""
+        if not self._forward:
+            return
+        txs, self._forward = self._forward, []
+        last = self.view + FORWARD_LEADERS - 1
+        for tx in txs:
+            self._own[tx] = last
+        while len(self._own) > self.mempool.txs_max:
+            self._own.popitem(last=False)
+        self._forward_to(self.view, last, tuple(txs))
+
+    def _forward_to(self, first_view: int, last_view: int, txs: tuple[bytes, ...]) -> None:
+        leaders = {self.leader(v) for v in range(first_view, last_view + 1)} - {self.cfg.me}
+        for i in range(0, len(txs), TX_FORWARD_BATCH_MAX):
+            msg = TxForward(txs[i : i + TX_FORWARD_BATCH_MAX])
+            for dst in sorted(leaders):
+                self._send(dst, msg)
+
+    def _reforward_own(self) -> None:
+        """After a commit: this node's transactions still pending whose leaders have all had
+        their turn go to the next leaders."""
+        last = self.view + FORWARD_LEADERS - 1
+        due: list[bytes] = []
+        for tx, upto in list(self._own.items()):
+            if not self.mempool.contains(tx):
+                del self._own[tx]  # committed (or dropped)
+            elif upto < self.view:
+                self._own[tx] = last
+                due.append(tx)
+        if due:
+            self._forward_to(self.view, last, tuple(due))
 
     def _timeout_ms(self) -> int:
         exp = min(self._consecutive_timeouts, 30)
         return min(self.cfg.view_timeout_base_ms << exp, self.cfg.view_timeout_max_ms)
 
     def _verify_qc(self, qc: QuorumCert, phase: Phase) -> bool:
-        key: tuple[object, ...] = (qc.phase, qc.view, qc.height, qc.block_hash, qc.signatures)
+        key = _qc_key(qc)
         ok = self._verified.get(key)
         if ok is None:
             ok = verify_certificate(qc, self.cfg.chain_id, self.n, self.q, self._verifier)
@@ -375,6 +411,7 @@ class Replica:
         self._timeout_sent_ms = None
         self._record_expected_root(block)
         self._enter_view(cert.view + 1)
+        self._reforward_own()
         if self._sync_target <= self.committed_height:
             self._sync_sent_ms = None
 
@@ -652,6 +689,8 @@ class Replica:
         tally[v.voter] = v.signature
         if len(tally) == self.q:
             qc = QuorumCert(v.phase, v.view, v.height, v.block_hash, tuple(sorted(tally.items())))
+            # Made of votes verified one by one above: our own copy need not be checked again.
+            self._remember_verified(_qc_key(qc), True)
             self._broadcast(QCMessage(qc))
 
     def _on_qc(self, src: int, m: QCMessage) -> None:
@@ -823,6 +862,10 @@ class Replica:
     def _on_tx_forward(self, src: int, m: TxForward) -> None:
         for tx in m.txs[:TX_FORWARD_BATCH_MAX]:
             self._admit(tx)
+
+
+def _qc_key(qc: QuorumCert) -> tuple[object, ...]:
+    return (qc.phase, qc.view, qc.height, qc.block_hash, qc.signatures)
 
 
 def _wire_size_bound(block: Block) -> int:

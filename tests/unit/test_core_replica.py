@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from node.config import BATCH_DELAY_MS
+from node.config import BATCH_DELAY_MS, VIEW_TIMEOUT_BASE_MS
 from node.core import (
     Block,
     CoreConfig,
@@ -19,6 +19,7 @@ from node.core import (
     Replica,
     SafetyState,
     Timeout,
+    TxForward,
     Vote,
     verify_certificate,
 )
@@ -265,3 +266,34 @@ def test_block_timed_far_ahead_of_our_clock_gets_no_vote() -> None:
     net.nodes[2].step(0, Proposal(0, on_time, None, None, None), now_ms=1_000)
     net.drain(2)
     assert net.sent(2, Vote)
+
+
+def _forward_targets(net: Net, i: int) -> set[int]:
+    return {dst for r in net.readies[i] for dst, m in r.to_send if isinstance(m, TxForward)}
+
+
+def test_client_transactions_go_to_the_next_leaders_not_to_everyone() -> None:
+    net = Net(n=7)
+    net.nodes[6].submit(b"trade-1")
+    net.run()
+    assert _forward_targets(net, 6) == {0, 1, 2}  # leaders of views 0, 1 and 2
+    assert all(d.committed_height() >= 1 for d in net.disks)
+    assert net.disks[3].blocks[1][0].txs == (b"trade-1",)
+
+
+def test_a_pending_transaction_follows_the_leaders_after_each_commit() -> None:
+    """Its first forwards are lost; once views 0-2 have passed (other trades commit), the
+    node that accepted it sends it to the next leaders: committed with no view timeout."""
+    net = Net(n=7)
+    net.nodes[6].submit(b"lost-forward")
+    net.drain(6)
+    net.queue.clear()  # the forwards to leaders 0, 1 and 2 never arrive
+    now = 0
+    for leader, trade in ((0, b"b"), (2, b"c")):
+        net.nodes[leader].submit(trade)
+        for _ in range(5):  # commit, then the empty block that certifies its results
+            now += BATCH_DELAY_MS
+            net.tick(now)
+    committed = {tx for d in net.disks[:1] for b, _ in d.blocks.values() for tx in b.txs}
+    assert committed == {b"b", b"c", b"lost-forward"}
+    assert now < VIEW_TIMEOUT_BASE_MS and not any(net.sent(i, Timeout) for i in range(7))
