@@ -99,7 +99,8 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
 class VerifiedSignatures:
     """``verify`` with a memory of the signatures it found valid (bounded LRU): a validator
     checks a client's signatures when the transaction arrives and again when a committed
-    block executes it; with this memo the second check is a lookup. Only successes are
+    block executes it; with this memo the second check is a lookup, which also forgets the
+    entry, so the memo holds only transactions in flight. Only successes are
     remembered, keyed by key, message and signature together, so nothing unverified
     passes."""
 
@@ -111,6 +112,7 @@ class VerifiedSignatures:
     def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         key = (public_key, message, signature)
         if key in self._ok:
+            del self._ok[key]  # each signature is needed once more: when its block executes
             self.hits += 1
             return True
         if not verify(public_key, message, signature):

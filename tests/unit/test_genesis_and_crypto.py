@@ -104,9 +104,9 @@ def test_verified_signatures_remembers_only_valid_ones() -> None:
     assert not memo(key.public_key, msgs[0], bad)
     assert not memo(key.public_key, msgs[0], bad)  # a failure is checked again each time
     assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 0
-    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1
     assert not memo(key.public_key, msgs[1], sigs[0])  # the message is part of the key
-    assert memo.hits == 1
+    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1
+    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1  # used up: re-verified
     for m, s in zip(msgs[1:], sigs[1:], strict=True):
         assert memo(key.public_key, m, s)
     assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1  # evicted: re-verified
