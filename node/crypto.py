@@ -97,30 +97,36 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
 
 
 class VerifiedSignatures:
-    """``verify`` with a memory of the signatures it found valid (bounded LRU): a validator
-    checks a client's signatures when the transaction arrives and again when a committed
-    block executes it; with this memo the second check is a lookup, which also forgets the
-    entry, so the memo holds only transactions in flight. Only successes are
-    remembered, keyed by key, message and signature together, so nothing unverified
-    passes."""
+    """Signature checks shared by admission and execution (bounded): a validator checks a
+    client's signatures when the transaction arrives (``admit``, which remembers the ones
+    that verify) and again when a committed block executes it (``__call__``, which uses a
+    remembered success once and forgets it, and verifies anything else without
+    remembering it). So the memo holds only transactions accepted here and still in
+    flight, and nothing unverified ever passes: the key is key, message and signature."""
 
     def __init__(self, size_max: int) -> None:
         self._size_max = size_max
         self._ok: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
         self.hits = 0
 
-    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
-        key = (public_key, message, signature)
-        if key in self._ok:
-            del self._ok[key]  # each signature is needed once more: when its block executes
-            self.hits += 1
-            return True
+    def admit(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
         if not verify(public_key, message, signature):
             return False
-        self._ok[key] = None
+        self._ok[(public_key, message, signature)] = None
         if len(self._ok) > self._size_max:
             self._ok.popitem(last=False)
         return True
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        key = (public_key, message, signature)
+        if key in self._ok:
+            del self._ok[key]
+            self.hits += 1
+            return True
+        return verify(public_key, message, signature)
+
+    def __len__(self) -> int:
+        return len(self._ok)
 
 
 class SigningKey:

@@ -76,7 +76,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"transaction of {len(raw)} bytes exceeds the limit of {TX_BYTES_MAX}",
             )
-        check = precheck(node.genesis, raw, node.verify)
+        check = precheck(node.genesis, raw, node.verify.admit)
         if check.code is not ResultCode.OK:
             await _abort(
                 context,

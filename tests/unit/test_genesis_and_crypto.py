@@ -95,18 +95,21 @@ def test_signing_key_never_prints_its_secret() -> None:
     assert bytes(range(32)).hex()[:16] not in repr(key)
 
 
-def test_verified_signatures_remembers_only_valid_ones() -> None:
+def test_verified_signatures_remembers_only_admitted_valid_ones() -> None:
     key = crypto.SigningKey(bytes(32))
     memo = crypto.VerifiedSignatures(size_max=2)
     msgs = [b"a", b"b", b"c"]
     sigs = [key.sign(m) for m in msgs]
     bad = sigs[0][:-1] + bytes([sigs[0][-1] ^ 1])
-    assert not memo(key.public_key, msgs[0], bad)
-    assert not memo(key.public_key, msgs[0], bad)  # a failure is checked again each time
-    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 0
+    assert not memo.admit(key.public_key, msgs[0], bad) and len(memo) == 0
+    assert not memo(key.public_key, msgs[0], bad)  # a failure is checked each time
+    assert memo(key.public_key, msgs[0], sigs[0]) and len(memo) == 0  # execution: no memory
+    assert memo.admit(key.public_key, msgs[0], sigs[0]) and len(memo) == 1
     assert not memo(key.public_key, msgs[1], sigs[0])  # the message is part of the key
-    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1
+    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1 and len(memo) == 0
     assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1  # used up: re-verified
-    for m, s in zip(msgs[1:], sigs[1:], strict=True):
-        assert memo(key.public_key, m, s)
-    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1  # evicted: re-verified
+    for m, s in zip(msgs, sigs, strict=True):
+        assert memo.admit(key.public_key, m, s)
+    assert len(memo) == 2  # bounded: the oldest went
+    assert memo(key.public_key, msgs[0], sigs[0]) and memo.hits == 1
+    assert memo(key.public_key, msgs[2], sigs[2]) and memo.hits == 2
