@@ -72,7 +72,11 @@ class Mempool:
         return self._txs_max
 
     def contains(self, tx: bytes) -> bool:
-        return tx_key(tx) in self._pending
+        return self.contains_key(tx_key(tx))
+
+    def contains_key(self, key: bytes) -> bool:
+        """Whether the transaction with this ``tx_key`` is pending."""
+        return key in self._pending
 
     def batch(self, txs_max: int, bytes_max: int) -> list[bytes]:
         """The oldest pending transactions that fit both bounds (not removed)."""

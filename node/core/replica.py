@@ -161,9 +161,9 @@ class Replica:
         self._out: list[tuple[int, Message]] = []
         self._committed_out: list[tuple[Block, QuorumCert]] = []
         self._forward: list[bytes] = []
-        # Transactions submitted here and still pending -> the last view whose leader
-        # has been sent them (bounded like the mempool they sit in).
-        self._own: OrderedDict[bytes, int] = OrderedDict()
+        # Transactions submitted here and still pending, by id: the transaction and the
+        # last view whose leader has been sent it (bounded like the mempool they sit in).
+        self._own: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
         self._dirty = False
         self._in_ready = False
 
@@ -309,7 +309,7 @@ class Replica:
         txs, self._forward = self._forward, []
         last = self.view + FORWARD_LEADERS - 1
         for tx in txs:
-            self._own[tx] = last
+            self._own[tx_key(tx)] = (tx, last)
         while len(self._own) > self.mempool.txs_max:
             self._own.popitem(last=False)
         self._forward_to(self.view, last, tuple(txs))
@@ -326,11 +326,11 @@ class Replica:
         their turn go to the next leaders."""
         last = self.view + FORWARD_LEADERS - 1
         due: list[bytes] = []
-        for tx, upto in list(self._own.items()):
-            if not self.mempool.contains(tx):
-                del self._own[tx]  # committed (or dropped)
+        for key, (tx, upto) in list(self._own.items()):
+            if not self.mempool.contains_key(key):
+                del self._own[key]  # committed (or dropped)
             elif upto < self.view:
-                self._own[tx] = last
+                self._own[key] = (tx, last)
                 due.append(tx)
         if due:
             self._forward_to(self.view, last, tuple(due))
