@@ -247,11 +247,21 @@ class AsyncLedgerClient:
 
     @classmethod
     def from_run_dir(
-        cls, run_dir: str | Path = "run", *, rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S
+        cls,
+        run_dir: str | Path = "run",
+        *,
+        rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
+        certificates: CertificateCache | None = None,
     ) -> AsyncLedgerClient:
         """Every node of a run directory (network.json, ca/ca.pem, genesis.json)."""
         endpoints, ca, genesis = _run_dir_config(run_dir)
-        return cls(endpoints, ca_cert=ca, genesis=genesis, rpc_timeout_s=rpc_timeout_s)
+        return cls(
+            endpoints,
+            ca_cert=ca,
+            genesis=genesis,
+            rpc_timeout_s=rpc_timeout_s,
+            certificates=certificates,
+        )
 
     @property
     def current_endpoint(self) -> Endpoint:

@@ -69,15 +69,15 @@ class ValidatorClients:
     others), so the demo's trades enter the cluster through every validator."""
 
     def __init__(self, run_dir: Path) -> None:
-        first = AsyncLedgerClient.from_run_dir(run_dir)
+        certificates = CertificateCache()  # each block's certificate is verified once in all
+        first = AsyncLedgerClient.from_run_dir(run_dir, certificates=certificates)
         ends, ca = first.endpoints, (run_dir / "ca" / "ca.pem").read_bytes()
         self.genesis = first.genesis
-        certificates = CertificateCache()  # each block's certificate is verified once in all
-        self.all = [
+        self.all = [first] + [
             AsyncLedgerClient(
                 _rotated(ends, i), ca_cert=ca, genesis=first.genesis, certificates=certificates
             )
-            for i in range(len(ends))
+            for i in range(1, len(ends))
         ]
         self.keys = {
             p.id: load_key(run_dir / "participants" / f"{p.id}.key")
