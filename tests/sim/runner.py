@@ -69,8 +69,9 @@ class RunResult:
 def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
     rng = random.Random(salt)
     sc, names = cl.sc, [i.name for i in cl.instances]
-    views = [i.core.view for i in cl.live() if i.core is not None]
-    leader = (max(views) % sc.n) if views else 0
+    cores = [i.core for i in cl.live() if i.core is not None]
+    ahead = max(cores, key=lambda core: core.view, default=None)
+    leader = ahead.leader(ahead.view) if ahead is not None else 0
     if kind == "isolate_leader":
         cl.partition({i.name: 1 for i in cl.instances if i.index == leader})
     elif kind == "twins_split" and sc.twins:
