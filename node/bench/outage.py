@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import statistics
@@ -80,23 +81,27 @@ async def _run(args: argparse.Namespace, net: Network, raw_file: Path) -> dict[s
     await load.wait()
     if not monitor_alive:
         raise SystemExit("outage: the watched validator was in the down set; use another seed")
-    return _summary(args, net, down, kill_at, blocks, json.loads(raw_file.read_text()))
+    raw = json.loads(raw_file.read_text())
+    return _summary(args, net, down, kill_at, blocks=blocks, raw=raw)
 
 
 def _median_interval_ms(times: list[float]) -> float | None:
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     return round(1000 * statistics.median(gaps), 1) if gaps else None
 
 
 def _latency(trades: list[dict[str, Any]], lo_s: float, hi_s: float) -> dict[str, Any]:
-    lat = sorted(
+    lat: list[float] = sorted(
         (t["end_us"] - t["start_us"]) / 1000
         for t in trades
         if t["code"] == "OK" and lo_s <= t["start_us"] / 1e6 < hi_s
     )
     if not lat:
         return {"trades": 0}
-    pick = lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))], 1)  # noqa: E731
+
+    def pick(f: float) -> float:
+        return round(lat[min(len(lat) - 1, int(f * len(lat)))], 1)
+
     return {"trades": len(lat), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": lat[-1]}
 
 
@@ -105,6 +110,7 @@ def _summary(
     net: Network,
     down: list[int],
     kill_at: float,
+    *,
     blocks: list[tuple[int, float, int]],
     raw: dict[str, Any],
 ) -> dict[str, Any]:
@@ -115,7 +121,7 @@ def _summary(
     times = [t for _, t, _ in blocks]
     gaps = [
         {"at_s": round(a - kill_at, 2), "gap_ms": round(1000 * (b - a))}
-        for a, b in zip(times, times[1:], strict=False)
+        for a, b in itertools.pairwise(times)
         if b - a > GAP_REPORT_MS / 1000
     ]
     healthy, steady_ms = _median_interval_ms(before), _median_interval_ms(steady)
