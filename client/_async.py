@@ -138,8 +138,9 @@ class BlockTx:
     position: int
     tx_id: bytes
     code: ResultCode
-    tx: Transaction | None  # None: a body that does not decode (recorded MALFORMED)
+    tx: Transaction | None  # None: a body that does not decode (refused MALFORMED)
     raw: bytes
+    recorded: bool  # this copy's result is tx_id's outcome; False: forged or duplicate copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +415,12 @@ class AsyncLedgerClient:
             if e.code() is _Code.DEADLINE_EXCEEDED:
                 raise FinalityTimeoutError(tid, timeout_s) from e
             raise
-        return self._verified(msg, tid, prove_result)
+        receipt = self._verified(msg, tid, prove_result)
+        if not receipt.ok and receipt.result_proof is None:
+            # Without its result proof a refusal is one node's word, and a settled trade
+            # must never be reported as refused on that word: wait for the proof.
+            return await self._wait(stub, tid, deadline, timeout_s, prove_result=True)
+        return receipt
 
     def _verified(self, msg: pb.Receipt, tid: bytes, prove_result: bool) -> Receipt:
         try:
@@ -676,7 +682,7 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
     except TxDecodeError:
         tx = None
     code = ResultCode(result.code)
-    return BlockTx(position, bytes(result.tx_id), code, tx, raw)
+    return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
 
 
 def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
@@ -708,7 +714,9 @@ def _parties(tx: Transaction) -> set[str]:
 
 
 def _event(account: str, b: BlockView, t: BlockTx) -> AccountEvent | None:
-    if t.tx is None or account not in _parties(t.tx):
+    # A copy not recorded under its id (forged signature, replay) is nothing the account
+    # did: reporting its refusal would misstate the outcome of the id (ADR 0007).
+    if t.tx is None or not t.recorded or account not in _parties(t.tx):
         return None
     legs = _legs(account, t.tx)
     if t.code is not ResultCode.OK:
