@@ -7,6 +7,8 @@ import asyncio
 import base64
 import json
 import stat
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,8 @@ from client import (
     sign,
 )
 from node.genesis import DemoNetwork, demo_genesis
+from node.netconfig import node_name
+from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin
 from node.settlement import DvP, SignedTx, encode_body
 
 
@@ -253,9 +257,40 @@ def test_key_files_are_private_never_overwritten_and_named_by_their_stem(tmp_pat
 # --- clients without a cluster -------------------------------------------------------------
 
 
+def _pinned(net: DemoNetwork) -> tuple[DemoNetwork, bytes]:
+    """``net`` with genesis pinning a TLS certificate per validator (node-XX), and those
+    certificates: the only trust roots the SDK takes."""
+    ca = _make_ca("test", datetime.now(UTC))
+    n = len(net.genesis.validators)
+    certs = [_make_node_cert(ca, node_name(i, n), "127.0.0.1")[1] for i in range(n)]
+    validators = tuple(
+        replace(v, tls_cert_sha256=cert_pin(c))
+        for v, c in zip(net.genesis.validators, certs, strict=True)
+    )
+    pinned = replace(net, genesis=replace(net.genesis, validators=validators))
+    return pinned, b"".join(_pem_cert(c) for c in certs)
+
+
+def test_the_sdk_trusts_only_certificates_genesis_pins(net: DemoNetwork) -> None:
+    pinned, certs = _pinned(net)
+    ep = [Endpoint("127.0.0.1:1", "node-00")]
+    AsyncLedgerClient(ep, tls_certs=certs, genesis=pinned.genesis)
+    with pytest.raises(ValueError, match="not pinned by genesis"):
+        AsyncLedgerClient(ep, tls_certs=certs, genesis=net.genesis)
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        AsyncLedgerClient(ep, tls_certs=b"", genesis=pinned.genesis)
+    with pytest.raises(ValueError, match="0 pinned certificates carry the name 'node-09'"):
+        AsyncLedgerClient(
+            [Endpoint("127.0.0.1:1", "node-09")], tls_certs=certs, genesis=pinned.genesis
+        )
+
+
 async def test_no_node_answering_is_unavailable_and_retry_safe(net: DemoNetwork) -> None:
+    net, certs = _pinned(net)
     endpoints = [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")]
-    async with AsyncLedgerClient(endpoints, ca_cert=b"", genesis=net.genesis, rpc_timeout_s=2) as c:
+    async with AsyncLedgerClient(
+        endpoints, tls_certs=certs, genesis=net.genesis, rpc_timeout_s=2
+    ) as c:
         with pytest.raises(UnavailableError) as info:
             await c.head()
         assert info.value.retry_safe and len(info.value.errors) == 4  # 2 rounds of 2
@@ -268,5 +303,5 @@ async def test_no_node_answering_is_unavailable_and_retry_safe(net: DemoNetwork)
 
 async def test_the_sync_client_refuses_a_running_event_loop(net: DemoNetwork) -> None:
     with pytest.raises(RuntimeError, match="AsyncLedgerClient"):
-        LedgerClient([Endpoint("127.0.0.1:1", "node-00")], ca_cert=b"", genesis=net.genesis)
+        LedgerClient([Endpoint("127.0.0.1:1", "node-00")], tls_certs=b"", genesis=net.genesis)
     await asyncio.sleep(0)
