@@ -7,8 +7,6 @@ import asyncio
 import base64
 import json
 import stat
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -36,9 +34,8 @@ from client import (
     sign,
 )
 from node.genesis import DemoNetwork, demo_genesis
-from node.netconfig import node_name
-from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin
 from node.settlement import DvP, SignedTx, encode_body
+from tests.ledger_helpers import pinned_tls
 
 
 def _key(net: DemoNetwork, pid: str) -> ParticipantKey:
@@ -257,22 +254,8 @@ def test_key_files_are_private_never_overwritten_and_named_by_their_stem(tmp_pat
 # --- clients without a cluster -------------------------------------------------------------
 
 
-def _pinned(net: DemoNetwork) -> tuple[DemoNetwork, bytes]:
-    """``net`` with genesis pinning a TLS certificate per validator (node-XX), and those
-    certificates: the only trust roots the SDK takes."""
-    ca = _make_ca("test", datetime.now(UTC))
-    n = len(net.genesis.validators)
-    certs = [_make_node_cert(ca, node_name(i, n), "127.0.0.1")[1] for i in range(n)]
-    validators = tuple(
-        replace(v, tls_cert_sha256=cert_pin(c))
-        for v, c in zip(net.genesis.validators, certs, strict=True)
-    )
-    pinned = replace(net, genesis=replace(net.genesis, validators=validators))
-    return pinned, b"".join(_pem_cert(c) for c in certs)
-
-
 def test_the_sdk_trusts_only_certificates_genesis_pins(net: DemoNetwork) -> None:
-    pinned, certs = _pinned(net)
+    pinned, certs = pinned_tls(net)
     ep = [Endpoint("127.0.0.1:1", "node-00")]
     AsyncLedgerClient(ep, tls_certs=certs, genesis=pinned.genesis)
     with pytest.raises(ValueError, match="not pinned by genesis"):
@@ -286,7 +269,7 @@ def test_the_sdk_trusts_only_certificates_genesis_pins(net: DemoNetwork) -> None
 
 
 async def test_no_node_answering_is_unavailable_and_retry_safe(net: DemoNetwork) -> None:
-    net, certs = _pinned(net)
+    net, certs = pinned_tls(net)
     endpoints = [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")]
     async with AsyncLedgerClient(
         endpoints, tls_certs=certs, genesis=net.genesis, rpc_timeout_s=2

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from client import InvalidReceiptError, Receipt, ResultCode, ResultProof, verify_receipt
+from client import (
+    AsyncLedgerClient,
+    Endpoint,
+    InvalidReceiptError,
+    Receipt,
+    RejectedError,
+    ResultCode,
+    ResultProof,
+    verify_receipt,
+)
 from node import crypto
 from node.core import Block, Phase, QuorumCert, encode_block, encode_qc
 from node.core.types import vote_message
@@ -33,7 +42,8 @@ from node.settlement import (
     tx_id,
 )
 from node.store import LmdbStore, MemoryStore
-from tests.ledger_helpers import TxFactory
+from node.wire import ledger_pb2 as pb
+from tests.ledger_helpers import TxFactory, pinned_tls
 
 
 class _Chain:
@@ -213,3 +223,45 @@ def test_lmdb_keeps_which_copy_was_recorded(
         assert first is not None and second is not None
         assert [r.recorded for r in first.results] == [False, True]
         assert [(r.code, r.recorded) for r in second.results] == [(ResultCode.DUPLICATE, False)]
+
+
+class _FakeNode:
+    """A node that answers WaitForFinality with the receipt it holds for the request."""
+
+    def __init__(self, tid: bytes, unproven: Receipt, proven: Receipt) -> None:
+        self.tid, self.unproven, self.proven = tid, unproven, proven
+        self.prove_result: list[bool] = []
+
+    async def Submit(self, req: pb.SubmitRequest, timeout: float) -> pb.SubmitResponse:
+        return pb.SubmitResponse(tx_id=self.tid)
+
+    async def WaitForFinality(self, req: pb.WaitRequest, timeout: float) -> pb.Receipt:
+        self.prove_result.append(req.prove_result)
+        return (self.proven if req.prove_result else self.unproven).to_pb()
+
+
+async def test_the_sdk_reports_a_refusal_only_with_its_result_proof(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """Without a result proof a refusal is one node's word: the SDK waits for the proof
+    before raising RejectedError, so an unproven code cannot turn a settlement into one."""
+    net, certs = pinned_tls(net)
+    txf = TxFactory(net)
+    refused = txf.signed(txf.dvp(amount=10**15))  # more cash than the buyer holds
+    tid = tx_id(SignedTx.decode(refused).body)
+    chain = _Chain(net)
+    chain.commit([refused])
+    unproven = chain.node().receipt(tid)
+    chain.commit([])
+    proven = chain.node().receipt(tid)
+    assert unproven is not None and unproven.result_proof is None
+    assert proven is not None and proven.code is ResultCode.INSUFFICIENT_CASH
+    fake = _FakeNode(tid, unproven, proven)
+    async with AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis
+    ) as c:
+        c._stub = lambda i: fake  # type: ignore[method-assign]
+        with pytest.raises(RejectedError) as info:
+            await c.submit(refused, prove_result=False)
+    assert fake.prove_result == [False, True]
+    assert info.value.receipt.result_proof is not None
