@@ -16,8 +16,9 @@ validators of the genesis set over a block hash) and an RFC 6962 Merkle path:
 One result per id (ADR 0007): a block may hold several copies carrying one id (a forged
 signature on somebody's body, a replayed duplicate), each with a result, but only the
 copy recorded under the id (its first authentic one) has a leaf tagged as the id's
-outcome. A receipt is checked against that tag and its transaction must be authentic, so
-a node cannot pass off the refusal of another copy as the outcome of the id.
+outcome. A receipt is checked against that tag (or, without a result proof, its
+transaction's signatures against genesis), so a node cannot pass off the refusal of
+another copy as the outcome of the id.
 
 :func:`verify_receipt` trusts nothing in the receipt but what these checks establish.
 """
@@ -276,17 +277,19 @@ def verify_receipt(
     ``genesis`` is the chain's genesis (or the path of ``genesis.json``): its validator
     keys and quorum are the only things trusted. Checked: the header of block ``height``
     hashes to ``block_hash`` and carries the receipt's height and time; the transaction
-    hashes to ``tx_id``, is authentic (every signature its body requires verifies against
-    the genesis key of its signer) and its Merkle path leads to that header's transactions
-    root; the header carries a commit certificate of at least q valid signatures by
-    distinct genesis validators; then (unless ``require_result`` is False) the header of
-    block ``height + 1`` has block ``height`` as parent, is certified the same way, and
-    its results root is reached by the path from the recorded-outcome leaf
-    ``(tx_id, code)`` (ADR 0007). With a ``cache``, a certificate verified before for the
-    same block is not checked again.
+    hashes to ``tx_id`` and its Merkle path leads to that header's transactions root; the
+    header carries a commit certificate of at least q valid signatures by distinct genesis
+    validators; then (unless ``require_result`` is False) the header of block
+    ``height + 1`` has block ``height`` as parent, is certified the same way, and its
+    results root is reached by the path from the recorded-outcome leaf ``(tx_id, code)``
+    (ADR 0007). With a ``cache``, a certificate verified before for the same block is not
+    checked again.
 
-    Without a result proof (``require_result=False``) ``code`` is the node's word only:
-    finality is proven, the result is not.
+    The recorded leaf proves that this copy is the authentic one recorded under the id
+    (validators certify only results they computed). Without a result proof
+    (``require_result=False``) nothing does, so the transaction's signatures are checked
+    against genesis instead; ``code`` is then the node's word only: finality is proven,
+    the result is not.
     """
     g = genesis if isinstance(genesis, Genesis) else load_genesis(genesis)
     header = _header(receipt.block_header, g, "block")
@@ -300,11 +303,6 @@ def verify_receipt(
         raise InvalidReceiptError(f"the transaction does not decode: {e}") from e
     if tx_id(body) != receipt.tx_id:
         raise InvalidReceiptError("the transaction does not hash to the receipt's tx id")
-    if not authentic(g, receipt.transaction):
-        raise InvalidReceiptError(
-            "the transaction's signatures do not verify against genesis: a copy that is not "
-            "authentic is never recorded under the id, so its result is not the id's outcome"
-        )
     got = merkle.root_from_path(
         receipt.transaction, receipt.position, header.tx_count, receipt.tx_path
     )
@@ -319,6 +317,13 @@ def verify_receipt(
             raise InvalidReceiptError(
                 f"no result proof yet: it needs block {header.height + 1}; fetch the receipt "
                 "again (finality alone: require_result=False)"
+            )
+        # No certified leaf vouches for this copy: check that it is authentic, so a forged
+        # copy's inclusion is not taken for the id's (its result is never the id's).
+        if not authentic(g, receipt.transaction):
+            raise InvalidReceiptError(
+                "the transaction's signatures do not verify against genesis: a copy that is "
+                "not authentic is never recorded under the id, so its result is not the id's"
             )
         return
     proof = receipt.result_proof

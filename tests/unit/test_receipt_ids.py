@@ -160,8 +160,12 @@ def test_a_receipt_for_the_malleated_copy_is_refused(
     chain, _ = attacked
     forged = chain.forged_receipt(1, 1)
     assert forged.code is ResultCode.BAD_SIGNATURE
-    with pytest.raises(InvalidReceiptError, match="signatures do not verify against genesis"):
+    with pytest.raises(InvalidReceiptError, match="not the one recorded under its id"):
         verify_receipt(forged, net.genesis)
+    # Finality alone (no result proof): the copy's signatures are checked instead.
+    unproven = dataclasses.replace(forged, result_proof=None)
+    with pytest.raises(InvalidReceiptError, match="signatures do not verify against genesis"):
+        verify_receipt(unproven, net.genesis, require_result=False)
 
 
 def test_a_receipt_for_a_duplicate_copy_is_refused(
