@@ -57,9 +57,19 @@ class _Chain:
         self.outcomes: dict[int, BlockOutcome] = {}
 
     def commit(self, txs: list[bytes]) -> Block:
+        block = self.next_block(txs)
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(self.store, txs, ctx)
+        self.store.commit_block(
+            block.hash, encode_block(block), encode_qc(self.qc(block)), ctx, outcome
+        )
+        self.last, self.blocks[block.height], self.outcomes[block.height] = outcome, block, outcome
+        return block
+
+    def next_block(self, txs: list[bytes]) -> Block:
         g, head = self.net.genesis, self.store.head()
         height = head.height + 1
-        block = Block(
+        return Block(
             chain_id=g.chain_id,
             height=height,
             view=height,
@@ -71,15 +81,8 @@ class _Chain:
             results_root=EMPTY_ROOT if self.last is None else self.last.results_root,
             txs=tuple(txs),
         )
-        ctx = BlockContext(height, block.time_ms)
-        outcome = apply_block(self.store, txs, ctx)
-        self.store.commit_block(
-            block.hash, encode_block(block), encode_qc(self._qc(block)), ctx, outcome
-        )
-        self.last, self.blocks[height], self.outcomes[height] = outcome, block, outcome
-        return block
 
-    def _qc(self, block: Block) -> QuorumCert:
+    def qc(self, block: Block) -> QuorumCert:
         g = self.net.genesis
         msg = vote_message(g.chain_id, Phase.COMMIT, block.view, block.height, block.hash)
         sigs = tuple((i, self.net.validator_keys[i].sign(msg)) for i in range(g.quorum))
@@ -269,3 +272,22 @@ async def test_the_sdk_reports_a_refusal_only_with_its_result_proof(
             await c.submit(refused, prove_result=False)
     assert fake.prove_result == [False, True]
     assert info.value.receipt.result_proof is not None
+
+
+def test_a_forged_copy_committing_leaves_the_genuine_one_pending(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """The node's pending set (GetTransaction's PENDING) follows the recorded copy only:
+    a refused forgery must not make the genuine transaction look unknown."""
+    genuine = txf.signed(txf.dvp())
+    tid = tx_id(SignedTx.decode(genuine).body)
+    chain = _Chain(net)
+    node = chain.node()
+    node.replica.executed = lambda *args: None  # type: ignore[method-assign]
+    node._pending[tid] = 0.0
+    block = chain.next_block([_malleated(genuine)])
+    node._apply(block, chain.qc(block))
+    assert node.is_pending(tid)
+    block = chain.next_block([genuine])
+    node._apply(block, chain.qc(block))
+    assert not node.is_pending(tid)
