@@ -8,6 +8,8 @@ behaviour) lets such a server take the call.
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -20,14 +22,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from client import AsyncLedgerClient, Endpoint, UnavailableError
+from client import AsyncLedgerClient, Endpoint, LedgerClient, UnavailableError
 from node import cluster
+from node.demo import load_run_network
 from node.genesis import load_genesis
 from node.netconfig import Network
 from node.netgen import _Ca, _make_node_cert, _pem_cert, _pem_key
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import generate, wait_until
+from tests.ledger_helpers import TxFactory
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +140,18 @@ async def test_the_sdk_refuses_a_ca_signed_impostor(impostor: tuple[Network, _Ro
         net, port, lambda ch: pb_grpc.LedgerStub(ch).GetStatus(pb.StatusRequest(), timeout=5)
     )
     assert rogue.calls == ["/ledger.v1.Ledger/GetStatus"]
+
+
+def test_the_cluster_and_the_sdk_run_with_the_ca_gone(tmp_path: Path) -> None:
+    """Nothing reads ca/ at run time: delete it and trades still settle, receipts verify."""
+    net = generate(tmp_path / "run", 4, 3)
+    shutil.rmtree(net.run_dir / "ca")
+    try:
+        cluster.start_cluster(net, progress=False)
+        demo = load_run_network(net.run_dir)
+        txf = TxFactory(demo, now_ms=int(time.time() * 1000))
+        with LedgerClient.from_run_dir(net.run_dir) as c:
+            receipt = c.submit(txf.signed(txf.transfer()))
+        assert receipt.ok and receipt.result_proof is not None
+    finally:
+        cluster.stop_cluster(net)
