@@ -176,9 +176,10 @@ class NodeState:
 def _client_target(
     net: Network, index: int
 ) -> tuple[str, grpc.ChannelCredentials, list[tuple[str, str]]]:
-    """Address, TLS credentials (the network's CA) and the name node ``index`` proves."""
+    """Address, TLS credentials (the validators' pinned certificates, not the CA) and the
+    name node ``index`` proves, which only its own certificate carries."""
     node = net.nodes[index]
-    creds = grpc.ssl_channel_credentials(net.ca_cert.read_bytes())
+    creds = grpc.ssl_channel_credentials(net.tls_pinned.read_bytes())
     return node.client_address, creds, [("grpc.ssl_target_name_override", node.name)]
 
 

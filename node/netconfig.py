@@ -26,6 +26,7 @@ from node.config import MEMPOOL_TXS_MAX, VALIDATORS_MAX
 
 __all__ = [
     "LOG_LEVELS",
+    "PINNED_CERTS_FILE",
     "ConfigError",
     "Network",
     "NetworkNode",
@@ -41,8 +42,9 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PINNED_CERTS_FILE = "validators.pem"
 PORT_MAX = 65_535
-_PATH_FIELDS = ("genesis", "data_dir", "signing_key", "tls_ca", "tls_cert", "tls_key")
+_PATH_FIELDS = ("genesis", "data_dir", "signing_key", "tls_pinned", "tls_cert", "tls_key")
 
 
 class ConfigError(ValueError):
@@ -97,7 +99,7 @@ class NodeConfig:
     genesis: Path
     data_dir: Path  # LMDB environment directory (created by the node)
     signing_key: Path  # Ed25519, PKCS8 PEM, mode 0600
-    tls_ca: Path  # the network's private CA certificate
+    tls_pinned: Path  # every validator's TLS certificate, each pinned by genesis: the only roots
     tls_cert: Path  # this node's certificate: peer port (mutual TLS) and client port
     tls_key: Path
     listen_host: str  # "127.0.0.1" locally, "0.0.0.0" in a container
@@ -312,7 +314,15 @@ class Network:
         return self.run_dir / "genesis.json"
 
     @property
+    def tls_pinned(self) -> Path:
+        """Every validator's TLS certificate (PEM), each pinned by genesis: what nodes and
+        clients trust, one certificate per peer; no CA is trusted at run time."""
+        return self.run_dir / PINNED_CERTS_FILE
+
+    @property
     def ca_cert(self) -> Path:
+        """The CA that signed the certificates: nothing trusts it at run time (tests use it
+        to forge CA-signed impostors; operators may keep it with the CA key, offline)."""
         return self.run_dir / "ca" / "ca.pem"
 
 

@@ -41,7 +41,13 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
         block=b.block_bytes,
         certificate=b.certificate,
         results=[
-            pb.TransactionResult(tx_id=r.tx_id, code=int(r.code), height=b.height, position=i)  # type: ignore[arg-type]
+            pb.TransactionResult(
+                tx_id=r.tx_id,
+                code=int(r.code),  # type: ignore[arg-type]
+                height=b.height,
+                position=i,
+                recorded=r.recorded,
+            )
             for i, r in enumerate(b.results)
         ],
     )

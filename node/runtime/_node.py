@@ -341,7 +341,9 @@ class Node:
         m.height.set(block.height)
         for res in outcome.results:
             m.transactions.labels(code=res.code.name).inc()
-            accepted = self._pending.pop(res.tx_id, None)
+            # Only the recorded copy settles the id: a forged copy refused first leaves the
+            # genuine one pending (ADR 0007).
+            accepted = self._pending.pop(res.tx_id, None) if res.recorded else None
             if accepted is not None:
                 m.commit_latency.observe(now - accepted)
         for tid, _ in outcome.recorded:

@@ -15,7 +15,7 @@ from node.config import CLIENT_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS
 from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.netconfig import NodeConfig
-from node.netgen import cert_pin_from_pem, load_signing_key
+from node.netgen import cert_pin_from_pem, load_signing_key, pinned_certificates
 from node.runtime._api import LedgerService
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
@@ -51,11 +51,27 @@ def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
         raise StartupError(f"{cfg.tls_cert} is not the TLS certificate genesis pins for {me.id}")
 
 
+def _pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
+    """Every validator's certificate from ``tls_pinned``, each checked against its genesis
+    pin: the one trust root of the channel to that validator (docs/cluster.md)."""
+    try:
+        certs = pinned_certificates(
+            cfg.tls_pinned.read_bytes(), [v.tls_cert_sha256 for v in genesis.validators]
+        )
+    except (OSError, ValueError) as e:
+        raise StartupError(f"{cfg.tls_pinned}: {e}") from e
+    missing = [v.id for i, v in enumerate(genesis.validators) if i not in certs]
+    if missing:
+        raise StartupError(f"{cfg.tls_pinned} lacks the pinned certificate of {', '.join(missing)}")
+    return certs
+
+
 async def run(cfg: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     genesis = load_genesis(cfg.genesis)
-    ca, cert, key_pem = (p.read_bytes() for p in (cfg.tls_ca, cfg.tls_cert, cfg.tls_key))
+    cert, key_pem = (p.read_bytes() for p in (cfg.tls_cert, cfg.tls_key))
     _check_identity(cfg, genesis, cert)
+    pinned = _pinned_peers(cfg, genesis)
     key = load_signing_key(cfg.signing_key)
     me = genesis.validators[cfg.validator]
     if key.public_key != me.public_key:
@@ -63,7 +79,7 @@ async def run(cfg: NodeConfig) -> int:
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = LmdbStore(cfg.data_dir, genesis)  # GenesisMismatchError: another chain's data
     try:
-        return await _serve(cfg, genesis, key, store, (ca, cert, key_pem))
+        return await _serve(cfg, genesis, key, store, (pinned, cert, key_pem))
     finally:
         store.close()
 
@@ -73,19 +89,23 @@ async def _serve(
     genesis: Genesis,
     key: SigningKey,
     store: LmdbStore,
-    tls: tuple[bytes, bytes, bytes],
+    tls: tuple[dict[int, bytes], bytes, bytes],
 ) -> int:
-    ca, cert, key_pem = tls
+    pinned, cert, key_pem = tls
     metrics = Metrics()
     node = Node(genesis, cfg.validator, key, store, metrics, mempool_txs_max=cfg.mempool_txs_max)
-    peer_creds = grpc.ssl_channel_credentials(ca, key_pem, cert)
+    strangers = [p.validator for p in cfg.peers if p.validator not in pinned]
+    if strangers:
+        raise StartupError(f"config lists peers {strangers}, which genesis does not have")
     links = {
         p.validator: PeerLink(
             node,
             p.validator,
             address=p.address,
             tls_name=p.tls_name,
-            credentials=peer_creds,
+            # The peer's own pinned certificate is the channel's only root: a certificate
+            # from the CA that made the network is refused unless it is this very one.
+            credentials=grpc.ssl_channel_credentials(pinned[p.validator], key_pem, cert),
             metrics=metrics,
         )
         for p in cfg.peers
@@ -102,7 +122,9 @@ async def _serve(
         peer_server,
         cfg.listen_host,
         cfg.peer_port,
-        grpc.ssl_server_credentials([(key_pem, cert)], ca, require_client_auth=True),
+        grpc.ssl_server_credentials(
+            [(key_pem, cert)], b"".join(pinned.values()), require_client_auth=True
+        ),
     )
     client_server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX)]

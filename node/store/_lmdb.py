@@ -38,7 +38,7 @@ __all__ = ["LmdbStore"]
 _U64 = struct.Struct(">Q")
 _TXREC = struct.Struct(">QIB")  # height, position, code
 _BLOCKMETA = struct.Struct(">32s32sQ")  # block hash, state root, time_ms
-_RESULT = struct.Struct(">32sB")
+_RESULT = struct.Struct(">32sB?")  # tx id, code, recorded (ADR 0007)
 _DBS = (
     "meta",
     "blocks",
@@ -184,7 +184,8 @@ class LmdbStore(Storage):
         block_hash, root, time_ms = _BLOCKMETA.unpack(txn.get(key, db=self._db["blockmeta"]))
         raw_results = txn.get(key, db=self._db["results"])
         results = tuple(
-            TxResult(tid, ResultCode(code)) for tid, code in _RESULT.iter_unpack(raw_results)
+            TxResult(tid, ResultCode(code), rec)
+            for tid, code, rec in _RESULT.iter_unpack(raw_results)
         )
         return StoredBlock(
             height,
@@ -209,7 +210,7 @@ class LmdbStore(Storage):
             )
             txn.put(
                 key,
-                b"".join(_RESULT.pack(r.tx_id, r.code) for r in block.results),
+                b"".join(_RESULT.pack(r.tx_id, r.code, r.recorded) for r in block.results),
                 db=self._db["results"],
             )
             for tid, rec in outcome.recorded:
