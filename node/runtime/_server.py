@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 
 import grpc
@@ -11,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from node.config import CLIENT_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS
+from node.config import CLIENT_MESSAGE_BYTES_MAX, HALT_LINGER_MS, SHUTDOWN_GRACE_MS
 from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.netconfig import NodeConfig
@@ -61,7 +62,8 @@ async def run(cfg: NodeConfig) -> int:
     if key.public_key != me.public_key:
         raise StartupError(f"{cfg.signing_key} is not the signing key genesis lists for {me.id}")
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = LmdbStore(cfg.data_dir, genesis)  # GenesisMismatchError: another chain's data
+    # GenesisMismatchError: another chain's data
+    store = LmdbStore(cfg.data_dir, genesis, map_size_max_bytes=cfg.lmdb_map_size_max_bytes)
     try:
         return await _serve(cfg, genesis, key, store, (ca, cert, key_pem))
     finally:
@@ -123,7 +125,11 @@ async def _serve(
 
     await peer_server.start()
     await client_server.start()
+    stop = asyncio.Event()
+    node.on_halt = stop.set
     tasks = [asyncio.create_task(link.run(), name=f"link-{i}") for i, link in links.items()]
+    for t in tasks:
+        t.add_done_callback(lambda t: _link_ended(node, t))
     node.start()
     event(
         "started",
@@ -135,16 +141,18 @@ async def _serve(
         client_port=cfg.client_port,
         metrics_port=cfg.metrics_port,
     )
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    if node.halted is None:
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     try:
         while not stop.is_set():
             await _report_health(health_servicer, node, links)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _READY_CHECK_S)
+        if node.halted is not None:
+            await _linger_halted(health_servicer, node, links)
     finally:
         event("stopping", height=store.head().height)
         await health_servicer.enter_graceful_shutdown()
@@ -155,7 +163,23 @@ async def _serve(
         grace = SHUTDOWN_GRACE_MS / 1000
         await asyncio.gather(client_server.stop(grace), peer_server.stop(grace))
         event("stopped", height=store.head().height)
-    return 0
+    return 0 if node.halted is None else node.exit_code
+
+
+def _link_ended(node: Node, task: asyncio.Task[None]) -> None:
+    """A peer link runs until cancelled; one that ends by an exception is a bug: halt."""
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None:
+        node.fail(task.get_name(), exc)
+
+
+async def _linger_halted(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:
+    """Fail-stop: NOT_SERVING (overall and the ledger) for HALT_LINGER_MS, so health
+    checks see the halt before the process exits with ``node.exit_code``."""
+    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    await _report_health(servicer, node, links)
+    event("exiting", logging.WARNING, reason=node.halted, exit_code=node.exit_code)
+    await asyncio.sleep(HALT_LINGER_MS / 1000)
 
 
 async def _report_health(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:
