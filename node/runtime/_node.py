@@ -173,6 +173,7 @@ class Node:
         self._intake_batch: list[tuple[bytes, bytes, bytes]] = []  # acked once durable
         self._intake_flush: asyncio.Future[None] | None = None
         self._last_view = self.replica.view
+        store.on_error = lambda e: self.fail("storage", e)  # API reads included
         self.started_ms = clock()
         self.metrics.height.set(store.head().height)
 

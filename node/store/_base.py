@@ -15,7 +15,7 @@ guard the ledger and must survive ``python -O``); a failed write raises
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from node.config import U64_MAX
@@ -46,6 +46,16 @@ class StoredBlock:
 
 class Storage(ABC):
     """A node's durable state. Single-writer; reads see the last committed block."""
+
+    # Called with every StorageError before it is raised, from a read as well as a write,
+    # so a failure met by any caller (an API read too) halts the validator (fail-stop).
+    on_error: Callable[[StorageError], None] | None = None
+
+    def _failed(self, error: StorageError) -> StorageError:
+        """``error``, after telling ``on_error`` (``raise self._failed(StorageError(...))``)."""
+        if self.on_error is not None:
+            self.on_error(error)
+        return error
 
     @property
     @abstractmethod

@@ -17,10 +17,11 @@ every commit, so reads between two commits see one consistent snapshot.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
@@ -55,6 +56,22 @@ _DBS = (
     "safety",
     "intake",
 )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _reading(method: _F) -> _F:
+    """An LMDB read that fails (I/O error, a closed environment) raises StorageError."""
+
+    @functools.wraps(method)
+    def wrapper(self: LmdbStore, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except lmdb.Error as e:
+            raise self._failed(StorageError(f"LMDB read failed: {type(e).__name__}: {e}")) from e
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _bkey(account: str, instrument: str) -> bytes:
@@ -144,14 +161,18 @@ class LmdbStore(Storage):
             except lmdb.MapFullError:
                 self._grow()
             except lmdb.Error as e:
-                raise StorageError(f"LMDB write failed: {type(e).__name__}: {e}") from e
+                raise self._failed(
+                    StorageError(f"LMDB write failed: {type(e).__name__}: {e}")
+                ) from e
 
     def _grow(self) -> None:
         size = self._env.info()["map_size"]
         if size >= self._map_size_max:
-            raise StorageError(
-                f"LMDB map reached its limit of {self._map_size_max} bytes; "
-                "raise LMDB_MAP_SIZE_MAX_BYTES or free disk space"
+            raise self._failed(
+                StorageError(
+                    f"LMDB map reached its limit of {self._map_size_max} bytes; "
+                    "raise LMDB_MAP_SIZE_MAX_BYTES or free disk space"
+                )
             )
         self._env.set_mapsize(min(size * config.LMDB_MAP_GROW_FACTOR, self._map_size_max))
 
@@ -163,14 +184,17 @@ class LmdbStore(Storage):
     def head(self) -> Head:
         return self._head
 
+    @_reading
     def balance(self, account: str, instrument: str) -> int:
         raw = self._txn().get(_bkey(account, instrument), db=self._db["balances"])
         return 0 if raw is None else int(_U64.unpack(raw)[0])
 
+    @_reading
     def supply(self, instrument: str) -> int:
         raw = self._txn().get(instrument.encode(), db=self._db["supply"])
         return 0 if raw is None else int(_U64.unpack(raw)[0])
 
+    @_reading
     def tx_record(self, tx_id: bytes) -> TxRecord | None:
         raw = self._txn().get(tx_id, db=self._db["txindex"])
         if raw is None:
@@ -178,6 +202,7 @@ class LmdbStore(Storage):
         height, position, code = _TXREC.unpack(raw)
         return TxRecord(height, position, ResultCode(code))
 
+    @_reading
     def all_balances(self) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
         for key, raw in self._txn().cursor(db=self._db["balances"]):
@@ -187,6 +212,7 @@ class LmdbStore(Storage):
                 out[(account, instrument)] = value
         return out
 
+    @_reading
     def block(self, height: int) -> StoredBlock | None:
         if not 0 < height <= self._head.height:
             return None
@@ -264,6 +290,7 @@ class LmdbStore(Storage):
             self._write(fn)
             self._intake_count += added
 
+    @_reading
     def intake(self) -> list[tuple[bytes, bytes]]:
         cursor = self._txn().cursor(db=self._db["intake"])
         return [(bytes(v[:32]), bytes(v[32:])) for _, v in cursor]
@@ -290,6 +317,7 @@ class LmdbStore(Storage):
     def save_safety(self, data: bytes) -> None:
         self._write(lambda txn: txn.put(b"consensus", data, db=self._db["safety"]))
 
+    @_reading
     def load_safety(self) -> bytes | None:
         raw = self._txn().get(b"consensus", db=self._db["safety"])
         return None if raw is None else bytes(raw)

@@ -254,3 +254,17 @@ def test_invariant_error_is_what_the_store_raises(tmp_path: Path) -> None:
         out = apply_block(disk, [], BlockContext(1, 0))
         with pytest.raises(InvariantError):
             disk.commit_block(bytes(32), b"", b"", BlockContext(2, 0), out)
+
+
+async def test_a_storage_error_met_by_an_api_read_halts_the_node_too(tmp_path: Path) -> None:
+    """Reads outside the driver (GetTransaction, GetBalances...) meet the same disk: the
+    store reports its failure to the node, which halts, whoever was reading."""
+    net = shared_net()
+    store = LmdbStore(tmp_path, net.genesis)
+    h = Harness(net, store)
+    h.node.start()
+    store._env.close()  # every later LMDB call fails, as on a vanished device
+    with pytest.raises(StorageError, match="LMDB read failed"):
+        h.node.receipt(bytes(32))
+    assert h.halts == 1 and h.node.exit_code == EXIT_FATAL
+    assert h.node.halted is not None and h.node.halted.startswith("storage: ")
