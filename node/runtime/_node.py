@@ -231,7 +231,9 @@ class Node:
         try:
             self.store.intake_put([e for e in batch if mempool.contains_key(e[0])])
         except BaseException:
-            self._intake_flush = flush  # _halt fails the submits waiting for it
+            # Not durable, so not acknowledged: the waiting submits answer UNAVAILABLE.
+            flush.set_exception(NodeHaltedError("node halted: the intake log write failed"))
+            flush.exception()  # retrieved here; the waiting submits raise it
             raise
         flush.set_result(None)
 

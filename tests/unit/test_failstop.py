@@ -268,3 +268,21 @@ async def test_a_storage_error_met_by_an_api_read_halts_the_node_too(tmp_path: P
         h.node.receipt(bytes(32))
     assert h.halts == 1 and h.node.exit_code == EXIT_FATAL
     assert h.node.halted is not None and h.node.halted.startswith("storage: ")
+
+
+async def test_a_full_lmdb_intake_refuses_the_ack_and_halts(tmp_path: Path) -> None:
+    """The real LmdbStore at its map ceiling, met by the intake write of a submit."""
+    net = shared_net()
+    store = LmdbStore(tmp_path, net.genesis, map_size_max_bytes=128 * 1024)
+    h = Harness(net, store)
+    h.node.start()
+    txf = TxFactory(net)
+    with pytest.raises(NodeHaltedError):
+        for _ in range(200):  # ~1 KB each; the map has room for far fewer
+            assert await h.submit(txf.signed(txf.dvp())) is AddResult.ACCEPTED
+    assert h.halts == 1 and h.node.exit_code == EXIT_FATAL
+    assert h.node.halted is not None and "map reached its limit" in h.node.halted
+    acked = store.intake_count()
+    store.close()
+    with LmdbStore(tmp_path, net.genesis) as reopened:  # every ack given is on disk
+        assert reopened.intake_count() == acked > 0
