@@ -22,7 +22,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from node.config import MEMPOOL_TXS_MAX, VALIDATORS_MAX
+from node.config import (
+    LMDB_MAP_SIZE_MAX_BYTES,
+    LMDB_MAP_SIZE_MIN_BYTES,
+    MEMPOOL_TXS_MAX,
+    VALIDATORS_MAX,
+)
 
 __all__ = [
     "LOG_LEVELS",
@@ -109,6 +114,9 @@ class NodeConfig:
     peers: tuple[PeerAddress, ...]  # every other validator
     log_level: str = "info"
     mempool_txs_max: int = MEMPOOL_TXS_MAX  # lower it to shed load earlier (or to test it)
+    # Test-only: a low LMDB map ceiling makes the store fill up (and the node halt) on
+    # purpose; tests/cluster/test_failstop.py. Production leaves the default.
+    lmdb_map_size_max_bytes: int = LMDB_MAP_SIZE_MAX_BYTES
 
     def __post_init__(self) -> None:
         _check(0 <= self.validator < VALIDATORS_MAX, "validator", "out of range")
@@ -118,6 +126,11 @@ class NodeConfig:
         ports = {self.peer_port, self.client_port, self.metrics_port}
         _check(len(ports) == 3, "peer_port", "peer, client and metrics ports must differ")
         _check(self.log_level in LOG_LEVELS, "log_level", f"must be one of {list(LOG_LEVELS)}")
+        _check(
+            LMDB_MAP_SIZE_MIN_BYTES <= self.lmdb_map_size_max_bytes <= LMDB_MAP_SIZE_MAX_BYTES,
+            "lmdb_map_size_max_bytes",
+            f"must be {LMDB_MAP_SIZE_MIN_BYTES}..{LMDB_MAP_SIZE_MAX_BYTES}",
+        )
         _check(
             0 < self.mempool_txs_max <= MEMPOOL_TXS_MAX,
             "mempool_txs_max",
@@ -199,7 +212,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Read a node config; relative paths resolve against the config file's directory."""
     path = Path(os.path.abspath(path))
     where = path.name
-    optional = {"log_level", "mempool_txs_max"}
+    optional = {"log_level", "mempool_txs_max", "lmdb_map_size_max_bytes"}
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
     peers = []
@@ -222,6 +235,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
             mempool_txs_max=(
                 r.integer("mempool_txs_max") if "mempool_txs_max" in r.doc else MEMPOOL_TXS_MAX
             ),
+            lmdb_map_size_max_bytes=(
+                r.integer("lmdb_map_size_max_bytes")
+                if "lmdb_map_size_max_bytes" in r.doc
+                else LMDB_MAP_SIZE_MAX_BYTES
+            ),
             **paths,
         )
 
@@ -243,6 +261,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
     )
     if cfg.mempool_txs_max != MEMPOOL_TXS_MAX:
         doc["mempool_txs_max"] = cfg.mempool_txs_max
+    if cfg.lmdb_map_size_max_bytes != LMDB_MAP_SIZE_MAX_BYTES:
+        doc["lmdb_map_size_max_bytes"] = cfg.lmdb_map_size_max_bytes
     return doc
 
 

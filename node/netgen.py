@@ -493,11 +493,16 @@ def summary(net: Network, spec: NetSpec) -> list[str]:
     return lines
 
 
+_EPHEMERAL_PORT_MIN = 32_768
+
+
 def free_port_base(n: int, host: str = "127.0.0.1") -> int:
     """A port base whose peer, client and metrics ports for ``n`` nodes are all free now
     (for demos and tests that must not collide with a running `make cluster`)."""
     for _ in range(200):
-        base = random.randrange(20_000, 40_000, 10)
+        # Below Linux's ephemeral range (32768..60999): there, the outgoing connections of
+        # other clusters on this machine take ports between this check and the bind.
+        base = random.randrange(10_000, _EPHEMERAL_PORT_MIN - METRICS_PORT_OFFSET - n, 10)
         ports = [
             base + off + i for off in (0, CLIENT_PORT_OFFSET, METRICS_PORT_OFFSET) for i in range(n)
         ]
