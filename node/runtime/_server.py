@@ -7,16 +7,22 @@ import contextlib
 import signal
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from node.config import CLIENT_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS
+from node.config import (
+    CLIENT_CONNECTIONS_MAX,
+    CLIENT_HANDSHAKE_TIMEOUT_MS,
+    CLIENT_MESSAGE_BYTES_MAX,
+    CLIENT_STREAMS_PER_CONNECTION_MAX,
+    SHUTDOWN_GRACE_MS,
+)
 from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.netconfig import NodeConfig
 from node.netgen import cert_pin_from_pem, load_signing_key
-from node.runtime._api import LedgerService
+from node.runtime._api import HealthService, LedgerService
+from node.runtime._handlers import add_service
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
@@ -29,6 +35,15 @@ from node.wire import ledger_pb2_grpc as pb_grpc
 __all__ = ["StartupError", "run"]
 
 LEDGER_SERVICE = pb.DESCRIPTOR.services_by_name["Ledger"].full_name
+# gRPC core arguments of the client port (each checked by tests/cluster/test_client_limits.py):
+# a TCP connection that has not finished its TLS handshake in time is closed, connections
+# beyond the limit (handshakes in progress included) are closed at once.
+CLIENT_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX),
+    ("grpc.server_handshake_timeout_ms", CLIENT_HANDSHAKE_TIMEOUT_MS),
+    ("grpc.max_allowed_incoming_connections", CLIENT_CONNECTIONS_MAX),
+    ("grpc.max_concurrent_streams", CLIENT_STREAMS_PER_CONNECTION_MAX),
+]
 _READY_CHECK_S = 0.5
 
 
@@ -47,7 +62,11 @@ def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
             "generate the network with `make genesis`"
         )
     me = genesis.validators[cfg.validator]
-    if cert_pin_from_pem(cert_pem) != me.tls_cert_sha256:
+    try:
+        pin = cert_pin_from_pem(cert_pem)
+    except ValueError as e:
+        raise StartupError(f"{cfg.tls_cert} is not a PEM certificate ({e})") from e
+    if pin != me.tls_cert_sha256:
         raise StartupError(f"{cfg.tls_cert} is not the TLS certificate genesis pins for {me.id}")
 
 
@@ -104,12 +123,10 @@ async def _serve(
         cfg.peer_port,
         grpc.ssl_server_credentials([(key_pem, cert)], ca, require_client_auth=True),
     )
-    client_server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX)]
-    )
-    pb_grpc.add_LedgerServicer_to_server(LedgerService(node, links), client_server)
-    health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, client_server)
+    client_server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
+    add_service(client_server, LedgerService(node, links), pb.DESCRIPTOR.services_by_name["Ledger"])
+    health_servicer = HealthService()
+    add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
     reflection.enable_server_reflection(
         (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), client_server
     )
@@ -158,7 +175,7 @@ async def _serve(
     return 0
 
 
-async def _report_health(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:
+async def _report_health(servicer: HealthService, node: Node, links: dict[int, PeerLink]) -> None:
     """``ledger.v1.Ledger`` is SERVING when this node can reach a quorum (itself included)
     and has not halted."""
     reachable = 1 + sum(link.connected for link in links.values())
