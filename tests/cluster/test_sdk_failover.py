@@ -16,7 +16,7 @@ import pytest
 
 from client import AsyncLedgerClient, load_key
 from client._limits import SILENT_NODE_FAILOVER_S
-from node.cluster import kill_node
+from node.cluster import kill_node, start_node
 from node.config import VIEW_TIMEOUT_BASE_MS
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import Cluster, running_cluster, wait_until
@@ -122,3 +122,46 @@ async def test_a_finality_wait_leaves_a_paused_node(cluster: Cluster) -> None:
             elapsed = time.monotonic() - start
     assert receipt.ok and receipt.result_proof is not None
     assert elapsed <= SETTLE_BOUND_S, f"answered in {elapsed:.1f} s, bound {SETTLE_BOUND_S} s"
+
+
+def _agree(c: Cluster, nodes: list[int]) -> bool:
+    try:
+        pairs = {(s.height, bytes(s.state_root)) for s in (c.status(i) for i in nodes)}
+    except grpc.RpcError:
+        return False
+    return len(pairs) == 1
+
+
+async def test_a_trade_held_only_by_a_paused_node_is_resent_and_takes_effect_once(
+    cluster: Cluster,
+) -> None:
+    """The preferred node accepted the trade while every other node was down, then stopped
+    answering: only the client's resending brings the trade to the others. After the node
+    resumes it holds the same trade too, and the ledger still records it once."""
+    others = [i for i in range(cluster.net.n) if i != PAUSED]
+    seller, qty = "BANK06", 2_468
+    before = _bond_balance(cluster, seller, via=0)
+    async with _client(cluster, first=PAUSED) as c:
+        stx = c.sign(
+            c.tx.dvp(seller, "BANK01", cluster.demo.bonds[0], qty, cluster.demo.cash, qty),
+            load_key(cluster.net.run_dir / "participants" / f"{seller}.key"),
+            load_key(cluster.net.run_dir / "participants" / "BANK01.key"),
+        )
+        for i in others:
+            await asyncio.to_thread(kill_node, cluster.net, i)
+        assert await c.submit(stx, wait=False) == stx.tx_id  # held by the preferred node only
+        async with _paused(cluster, PAUSED):
+            for i in others:
+                await asyncio.to_thread(start_node, cluster.net, i)
+            await asyncio.to_thread(wait_until, lambda: _agree(cluster, others), 30, "quorum back")
+            assert c.current_endpoint == c.endpoints[0]  # still the paused node
+            start = time.monotonic()
+            receipt = await c.submit(stx, timeout_s=30, prove_result=False)
+            elapsed = time.monotonic() - start
+    assert receipt.ok
+    assert elapsed <= SETTLE_BOUND_S, f"settled in {elapsed:.1f} s, bound {SETTLE_BOUND_S} s"
+    await asyncio.to_thread(wait_until, lambda: _all_agree(cluster), 30, "all nodes agree")
+    await asyncio.to_thread(cluster.settle, cluster.txf.signed(cluster.txf.transfer()), PAUSED)
+    assert len(_recorded_once_everywhere(cluster, stx.tx_id)) == 1
+    for i in range(cluster.net.n):
+        assert _bond_balance(cluster, seller, via=i) == before - qty
