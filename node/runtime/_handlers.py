@@ -25,8 +25,8 @@ __all__ = ["add_service"]
 
 
 def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
-    """Serve ``service``'s unary-request methods from ``servicer``'s methods of the same
-    name, parsing each request in one place."""
+    """Serve ``service`` from ``servicer``'s methods of the same name, parsing each request
+    in one place (unary requests, and the request stream of bidirectional methods)."""
     handlers = {m.name: _handler(getattr(servicer, m.name), m) for m in service.methods}
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
@@ -36,7 +36,7 @@ def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescr
 
 
 def _handler(method: Callable[..., Any], md: MethodDescriptor) -> grpc.RpcMethodHandler[Any, Any]:
-    if md.client_streaming:
+    if md.client_streaming and not md.server_streaming:
         raise TypeError(f"{md.full_name}: client-streaming methods are not served here")
     request_cls: type[Message] = GetMessageClass(md.input_type)
     serialize = GetMessageClass(md.output_type).SerializeToString
@@ -49,6 +49,17 @@ def _handler(method: Callable[..., Any], md: MethodDescriptor) -> grpc.RpcMethod
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {e}")
             raise AssertionError("abort returned") from e  # pragma: no cover
 
+    if md.client_streaming:  # bidirectional: each request of the stream is parsed
+
+        async def bidi(requests: AsyncIterator[bytes], context: Ctx) -> AsyncIterator[Message]:
+            async def parsed() -> AsyncIterator[Message]:
+                async for raw in requests:
+                    yield await parse(raw, context)
+
+            async for item in method(parsed(), context):
+                yield item
+
+        return grpc.stream_stream_rpc_method_handler(bidi, response_serializer=serialize)
     if not md.server_streaming:
 
         async def unary(raw: bytes, context: Ctx) -> Message:

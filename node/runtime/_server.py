@@ -8,7 +8,8 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from node.config import (
     CLIENT_CONNECTIONS_MAX,
@@ -35,6 +36,7 @@ from node.wire import ledger_pb2_grpc as pb_grpc
 __all__ = ["StartupError", "run"]
 
 LEDGER_SERVICE = pb.DESCRIPTOR.services_by_name["Ledger"].full_name
+_REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 # gRPC core arguments of the client port (each checked by tests/cluster/test_client_limits.py):
 # a TCP connection that has not finished its TLS handshake in time is closed, connections
 # beyond the limit (handshakes in progress included) are closed at once.
@@ -127,9 +129,8 @@ async def _serve(
     add_service(client_server, LedgerService(node, links), pb.DESCRIPTOR.services_by_name["Ledger"])
     health_servicer = HealthService()
     add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
-    reflection.enable_server_reflection(
-        (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), client_server
-    )
+    names = (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    add_service(client_server, ReflectionServicer(names), _REFLECTION)
     _bind(
         client_server,
         cfg.listen_host,

@@ -20,6 +20,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from node.config import (
     BLOCK_STREAMS_PER_CONNECTION_MAX,
@@ -210,14 +211,20 @@ def test_garbage_protobuf_gets_invalid_argument(cluster: Cluster, garbage: bytes
     node = cluster.net.nodes[1]
     creds = grpc.ssl_channel_credentials(cluster.net.ca_cert.read_bytes())
     options = [("grpc.ssl_target_name_override", node.name)]
-    every = [*_LEDGER.methods, *health_pb2.DESCRIPTOR.services_by_name["Health"].methods]
+    every = [
+        *_LEDGER.methods,
+        *health_pb2.DESCRIPTOR.services_by_name["Health"].methods,
+        *reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"].methods,
+    ]
     methods = [m for m in every if not _parses(m, garbage)]  # some bytes parse for some
-    assert len(methods) >= 3
+    assert len(methods) >= 4
     with grpc.secure_channel(node.client_address, creds, options) as ch:
         for m in methods:
             path = f"/{m.containing_service.full_name}/{m.name}"
             with pytest.raises(grpc.RpcError) as e:
-                if m.server_streaming:
+                if m.client_streaming:
+                    next(iter(ch.stream_stream(path)(iter([garbage]), timeout=RPC_TIMEOUT_S)))
+                elif m.server_streaming:
                     next(iter(ch.unary_stream(path)(garbage, timeout=RPC_TIMEOUT_S)))
                 else:
                     ch.unary_unary(path)(garbage, timeout=RPC_TIMEOUT_S)
