@@ -37,9 +37,11 @@ __all__ = ["StartupError", "run"]
 
 LEDGER_SERVICE = pb.DESCRIPTOR.services_by_name["Ledger"].full_name
 _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
-# gRPC core arguments of the client port (each checked by tests/cluster/test_client_limits.py):
-# a TCP connection that has not finished its TLS handshake in time is closed, connections
-# beyond the limit (handshakes in progress included) are closed at once.
+# gRPC core arguments of the client port (grpcio 1.85.1): a TCP connection that has not
+# finished its TLS handshake in time is closed, and connections beyond the limit
+# (handshakes in progress included) are closed at once, both checked by
+# tests/cluster/test_client_limits.py; HTTP/2 streams beyond max_concurrent_streams wait
+# in the client (seen by hand: a third stream with a limit of 2 waited for its deadline).
 CLIENT_SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX),
     ("grpc.server_handshake_timeout_ms", CLIENT_HANDSHAKE_TIMEOUT_MS),
