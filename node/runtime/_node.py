@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from node import crypto
 from node.config import (
+    ADMISSION_EXPIRY_TOLERANCE_MS,
     CATCHUP_BATCH_BLOCKS_MAX,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
@@ -75,6 +76,7 @@ from node.settlement import (
     BlockContext,
     Genesis,
     ResultCode,
+    TxResult,
     apply_block,
     genesis_state_root,
     precheck,
@@ -185,9 +187,20 @@ class Node:
 
     # --- inputs ----------------------------------------------------------------------------
 
+    def admission(self, raw: bytes) -> TxResult:
+        """The checks any transaction passes before a mempool takes it, a client's submit
+        or a peer's forward alike: form, signatures, chain, and what can never succeed
+        (roles, expiry and deadline by this node's clock, with the block-time tolerance)."""
+        return precheck(
+            self.genesis,
+            raw,
+            self.verify.admit,
+            now_ms=self._clock(),
+            tolerance_ms=ADMISSION_EXPIRY_TOLERANCE_MS,
+        )
+
     def _forward_ok(self, raw: bytes) -> bool:
-        """A peer's forwarded transaction passes the checks a client's submission does."""
-        return precheck(self.genesis, raw, self.verify.admit).code is ResultCode.OK
+        return self.admission(raw).code is ResultCode.OK
 
     def deliver(self, src: int, msg: Message) -> None:
         """A consensus message from validator ``src`` (authenticated by the transport)."""
