@@ -39,7 +39,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def _client(c: Cluster, first: int) -> AsyncLedgerClient:
     base = AsyncLedgerClient.from_run_dir(c.net.run_dir)
     order = [base.endpoints[(first + k) % c.net.n] for k in range(c.net.n)]
-    return AsyncLedgerClient(order, ca_cert=c.net.ca_cert.read_bytes(), genesis=base.genesis)
+    return AsyncLedgerClient(order, tls_certs=c.net.tls_pinned.read_bytes(), genesis=base.genesis)
 
 
 @contextlib.asynccontextmanager

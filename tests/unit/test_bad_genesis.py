@@ -126,7 +126,7 @@ def test_the_node_refuses_a_bad_genesis_in_one_line(
     bad = _with(good, ("instruments", cash, "coupon_bp"), 2**40)
     (tmp_path / "genesis.json").write_text(json.dumps(bad))
     config["genesis"] = str(tmp_path / "genesis.json")
-    for k in ("data_dir", "signing_key", "tls_ca", "tls_cert", "tls_key"):
+    for k in ("data_dir", "signing_key", "tls_pinned", "tls_cert", "tls_key"):
         config[k] = str(_node_config(run_dir).parent / config[k])
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(config))
@@ -144,7 +144,7 @@ def test_the_node_refuses_a_bad_genesis_in_one_line(
 
 _BAD_CONFIG = [
     ("client_port", 70_000, "client_port"),
-    ("tls_ca", "a\x00b", "tls_ca"),
+    ("tls_pinned", "a\x00b", "tls_pinned"),
     ("peers", {}, "peers"),
     ("log_level", "loud", "log_level"),
 ]
@@ -169,7 +169,7 @@ def test_the_node_refuses_unreadable_key_material_in_one_line(
     base = _node_config(run_dir).parent
     for field in ("signing_key", "tls_cert"):
         config = json.loads(_node_config(run_dir).read_text())
-        for k in ("genesis", "data_dir", "signing_key", "tls_ca", "tls_cert", "tls_key"):
+        for k in ("genesis", "data_dir", "signing_key", "tls_pinned", "tls_cert", "tls_key"):
             config[k] = str(base / config[k])
         garbage = tmp_path / f"{field}.pem"
         garbage.write_text("-----BEGIN NOTHING-----\n")
