@@ -41,6 +41,12 @@ class Metrics:
         self.dropped = Counter(
             "ledger_peer_messages_dropped", "Messages dropped by full peer send queues", registry=r
         )
+        self.refused = Counter(
+            "ledger_peer_messages_refused",
+            "Peer messages refused without effect, by reason (a forged claim, a peer over budget)",
+            ["reason"],
+            registry=r,
+        )
         for code in ResultCode:
             self.transactions.labels(code=code.name)  # every code present from the start
 

@@ -141,6 +141,7 @@ class Node:
         self.timeline = Timeline(TIMELINE_HEIGHTS_MAX)
         self._halt_logged = False
         self._last_view = self.replica.view
+        self._refused_counted: dict[str, int] = {}  # replica.refused already in the metrics
         self.started_ms = clock()
         self.metrics.height.set(store.head().height)
 
@@ -387,10 +388,18 @@ class Node:
             self._last_view = r.view
         self.metrics.view.set(r.view)
         self.metrics.mempool.set(len(r.mempool))
+        self._count_refused()
         if r.halted is not None and not self._halt_logged:
             self._halt_logged = True
             event("halted", logging.ERROR, reason=r.halted, height=r.committed_height)
         self._arm_timer()
+
+    def _count_refused(self) -> None:
+        for reason, count in self.replica.refused.items():
+            new = count - self._refused_counted.get(reason, 0)
+            if new:
+                self.metrics.refused.labels(reason=reason).inc(new)
+                self._refused_counted[reason] = count
 
     def _arm_timer(self) -> None:
         now = self._clock()

@@ -20,7 +20,12 @@ from node.runtime._api import LedgerService
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
-from node.runtime._transport import PEER_SERVER_OPTIONS, PeerLink, PeerService
+from node.runtime._transport import (
+    PEER_SERVER_OPTIONS,
+    PeerLink,
+    PeerService,
+    peer_channel_credentials,
+)
 from node.settlement import Genesis
 from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
@@ -78,7 +83,7 @@ async def _serve(
     ca, cert, key_pem = tls
     metrics = Metrics()
     node = Node(genesis, cfg.validator, key, store, metrics, mempool_txs_max=cfg.mempool_txs_max)
-    peer_creds = grpc.ssl_channel_credentials(ca, key_pem, cert)
+    peer_creds = peer_channel_credentials(ca, key_pem, cert)
     links = {
         p.validator: PeerLink(
             node,

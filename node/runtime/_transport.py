@@ -34,8 +34,15 @@ from node.runtime._node import Node
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
-__all__ = ["PEER_SERVER_OPTIONS", "PeerLink", "PeerService", "peer_channel_options"]
+__all__ = [
+    "PEER_SERVER_OPTIONS",
+    "PeerLink",
+    "PeerService",
+    "peer_channel_credentials",
+    "peer_channel_options",
+]
 
+FRAME_REFUSED = "frame of more than PEER_FRAME_MESSAGES_MAX messages"
 _FRAME_OVERHEAD_BYTES = 64 * 1024  # protobuf framing around the messages of one frame
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -47,6 +54,12 @@ PEER_SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+
+
+def peer_channel_credentials(ca: bytes, key_pem: bytes, cert: bytes) -> grpc.ChannelCredentials:
+    """What a dialer presents and trusts on a peer link: its own certificate (the acceptor
+    pins it) and the network's CA for the acceptor's (the one place dialers build them)."""
+    return grpc.ssl_channel_credentials(ca, key_pem, cert)
 
 
 def peer_channel_options(tls_name: str) -> list[tuple[str, int | str]]:
@@ -98,6 +111,7 @@ class PeerService(pb_grpc.PeerServicer):
             if len(frame.messages) > PEER_FRAME_MESSAGES_MAX:
                 # An honest sender's queue never holds more: the frame is the peer's fault.
                 event("bad_peer_frame", logging.WARNING, peer=src, messages=len(frame.messages))
+                node.metrics.refused.labels(reason=FRAME_REFUSED).inc()
                 continue
             for data in frame.messages:
                 try:
