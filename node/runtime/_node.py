@@ -22,7 +22,6 @@ from node import crypto
 from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
     MEMPOOL_TXS_MAX,
-    PEER_FORWARD_CHUNK_TXS,
     PENDING_IDS_MAX,
     SYNC_PROBE_INTERVAL_MS,
     TIMELINE_HEIGHTS_MAX,
@@ -42,7 +41,6 @@ from node.core import (
     QuorumCert,
     Replica,
     SyncRequest,
-    TxForward,
     encode_block,
     encode_message,
     encode_qc,
@@ -152,15 +150,8 @@ class Node:
         return precheck(self.genesis, raw, self.verify.admit).code is ResultCode.OK
 
     def deliver(self, src: int, msg: Message) -> None:
-        """A consensus message from validator ``src`` (authenticated by the transport)."""
-        if isinstance(msg, TxForward) and len(msg.txs) > PEER_FORWARD_CHUNK_TXS:
-            # Checking a forward's signatures is the costliest work a peer can ask for: in
-            # chunks, one per event-loop turn, so no single message blocks the loop long.
-            loop = asyncio.get_running_loop()
-            for i in range(0, len(msg.txs), PEER_FORWARD_CHUNK_TXS):
-                chunk = TxForward(msg.txs[i : i + PEER_FORWARD_CHUNK_TXS])
-                loop.call_soon(self.deliver, src, chunk)
-            return
+        """A consensus message from validator ``src`` (authenticated by the transport, which
+        splits forwarded transactions into chunks: see ``node/runtime/_transport.py``)."""
         event("recv", logging.DEBUG, src=src, msg=_describe(msg))
         self._mark(msg)
         self.replica.step(src, msg, self._clock())

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 
 from node.config import (
+    PEER_FORWARD_CHUNK_TXS,
     PEER_FRAME_BYTES_MAX,
     PEER_FRAME_MESSAGES_MAX,
     PEER_RECONNECT_BASE_MS,
@@ -25,7 +26,7 @@ from node.config import (
     PEER_SEND_QUEUE_BYTES_MAX,
     PEER_SEND_QUEUE_MAX,
 )
-from node.core import DecodeError, decode_message
+from node.core import DecodeError, Message, TxForward, decode_message
 from node.netgen import cert_pin_from_pem
 from node.runtime._grpc import EOF, Ctx
 from node.runtime._logs import event
@@ -119,9 +120,22 @@ class PeerService(pb_grpc.PeerServicer):
                 except DecodeError as e:
                     event("bad_peer_message", logging.WARNING, peer=src, error=str(e))
                     continue
-                node.deliver(src, msg)
-                # One message at a time: other peers, clients and timers run in between.
-                await asyncio.sleep(0)
+                for part in _parts(msg):
+                    node.deliver(src, part)
+                    # One at a time: other peers, clients and timers run in between.
+                    await asyncio.sleep(0)
+
+
+def _parts(msg: Message) -> Iterator[Message]:
+    """Checking forwarded transactions' signatures is the costliest work a peer can ask for:
+    they are handled PEER_FORWARD_CHUNK_TXS per event-loop turn. (Chunks scheduled all at
+    once with call_soon would run in one turn: a forward of 1,000 garbage transactions then
+    blocked the loop for 200-400 ms, measured by tests/cluster/test_rogue.py.)"""
+    if not isinstance(msg, TxForward) or len(msg.txs) <= PEER_FORWARD_CHUNK_TXS:
+        yield msg
+        return
+    for i in range(0, len(msg.txs), PEER_FORWARD_CHUNK_TXS):
+        yield TxForward(msg.txs[i : i + PEER_FORWARD_CHUNK_TXS])
 
 
 class PeerLink:
