@@ -260,10 +260,13 @@ def test_forged_claims_are_refused_and_trades_settle(attack: Attack) -> None:
     a.check_honest()
 
 
-def _flood(a: Attack, frames: list[list[Message | bytes]]) -> list[StallProbe]:
-    """Send ``frames`` to every honest validator while trades settle and probes sample each
-    honest node's event loop, then a catch-up request whose answer shows the node has
-    handled everything before it (it handles k's messages in order)."""
+def _flood(
+    a: Attack, frames: list[list[Message | bytes]], during: Callable[[], None] | None = None
+) -> list[StallProbe]:
+    """Send ``frames`` to every honest validator while trades settle (``during``, three
+    through the SDK by default) and probes sample each honest node's event loop, then a
+    catch-up request whose answer shows the node has handled everything before it (it
+    handles k's messages in order)."""
     r = a.rogue
     heard = r.heard_count
     height = next(_MARKERS)  # answers to an earlier flood's marker do not count
@@ -283,7 +286,7 @@ def _flood(a: Attack, frames: list[list[Message | bytes]]) -> list[StallProbe]:
         p.__enter__()
     try:
         sending = r.spawn(send())
-        a.settle(3)
+        (during or functools.partial(a.settle, 3))()
         sending.result(60)
         a.settle(1)
     finally:
@@ -336,7 +339,17 @@ def test_forwarded_garbage_stays_out_of_mempools(attack: Attack) -> None:
         TxForward(tuple(garbage[i : i + TX_FORWARD_BATCH_MAX]))
         for i in range(0, len(garbage), TX_FORWARD_BATCH_MAX)
     ]
-    probes = _flood(a, [batches, batches[::-1]])
+
+    def submit_to_each() -> None:
+        """A trade straight to each honest node's Submit, no SDK retries: accepted."""
+        for i in HONEST:
+            stx = a.trade_tx()
+            got = a.c.stub(i).Submit(pb.SubmitRequest(transaction=stx.encode()), timeout=10)
+            assert got.outcome == pb.ACCEPTED
+            assert a.client.receipt(stx.tx_id, timeout_s=TRADE_BOUND_S).ok
+        a.settle(2)
+
+    probes = _flood(a, [batches, batches[::-1]], submit_to_each)
     assert all(p.mempool_max <= 2 for p in probes)  # at most the honest trade in flight
     checked = a.refusals("forwarded transaction fails admission checks")
     assert all(n > 0 for n in checked), {i: refused(a.c.net, i) for i in HONEST}
