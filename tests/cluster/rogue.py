@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import threading
 import time
+import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future
@@ -35,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node import crypto
 from node.core import (
+    Block,
     Message,
     Phase,
     QCMessage,
@@ -243,7 +245,7 @@ class Rogue:
         committed_height: int,
         commit_cert: QuorumCert | None,
         high_pqc: QuorumCert | None = None,
-        pqc_block: Any = None,
+        pqc_block: Block | None = None,
     ) -> Timeout:
         """A timeout with whatever claims, signed with k's real key (the signature is
         genuine; only what it claims is not)."""
@@ -278,8 +280,6 @@ def rss_mb(net: Network, i: int) -> float:
 
 
 def _metrics(net: Network, i: int) -> str:
-    import urllib.request
-
     url = f"http://{net.nodes[i].host}:{net.nodes[i].metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as resp:
         text: str = resp.read().decode()
