@@ -29,7 +29,12 @@ from node.runtime._handlers import add_service
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
-from node.runtime._transport import PEER_SERVER_OPTIONS, PeerLink, PeerService
+from node.runtime._transport import (
+    PEER_SERVER_OPTIONS,
+    PeerLink,
+    PeerService,
+    peer_channel_credentials,
+)
 from node.settlement import Genesis
 from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
@@ -76,7 +81,7 @@ def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
         raise StartupError(f"{cfg.tls_cert} is not the TLS certificate genesis pins for {me.id}")
 
 
-def _pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
+def pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
     """Every validator's certificate from ``tls_pinned``, each checked against its genesis
     pin: the one trust root of the channel to that validator (docs/cluster.md)."""
     try:
@@ -96,7 +101,7 @@ async def run(cfg: NodeConfig) -> int:
     genesis = load_genesis(cfg.genesis)
     cert, key_pem = (p.read_bytes() for p in (cfg.tls_cert, cfg.tls_key))
     _check_identity(cfg, genesis, cert)
-    pinned = _pinned_peers(cfg, genesis)
+    pinned = pinned_peers(cfg, genesis)
     key = load_signing_key(cfg.signing_key)
     me = genesis.validators[cfg.validator]
     if key.public_key != me.public_key:
@@ -207,7 +212,7 @@ def _peer_links(
             tls_name=p.tls_name,
             # The peer's own pinned certificate is the channel's only root: a certificate
             # from the CA that made the network is refused unless it is this very one.
-            credentials=grpc.ssl_channel_credentials(pinned[p.validator], key_pem, cert),
+            credentials=peer_channel_credentials(pinned[p.validator], key_pem, cert),
             metrics=metrics,
         )
         for p in cfg.peers
