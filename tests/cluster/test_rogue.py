@@ -131,7 +131,7 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
             }
             with LedgerClient(
                 [Endpoint(x.client_address, x.name) for x in nodes],
-                ca_cert=c.net.ca_cert.read_bytes(),
+                tls_certs=c.net.tls_pinned.read_bytes(),
                 genesis=c.demo.genesis,
             ) as client:
                 a = Attack(c, rogue, client, keys, [])
