@@ -449,14 +449,18 @@ def summary(net: Network, spec: NetSpec) -> list[str]:
     return lines
 
 
-def free_port_base(n: int, host: str = "127.0.0.1") -> int:
+def free_port_base(
+    n: int, host: str = "127.0.0.1", *, also: Callable[[int], Sequence[int]] | None = None
+) -> int:
     """A port base whose peer, client and metrics ports for ``n`` nodes are all free now
-    (for demos and tests that must not collide with a running `make cluster`)."""
+    (for demos and tests that must not collide with a running `make cluster`), and the
+    ports ``also(base)`` too (the chaos run's proxy ports)."""
     for _ in range(200):
         base = random.randrange(20_000, 40_000, 10)
         ports = [
             base + off + i for off in (0, CLIENT_PORT_OFFSET, METRICS_PORT_OFFSET) for i in range(n)
         ]
+        ports += also(base) if also else []
         if all(_bindable(host, p) for p in ports):
             return base
     raise NetgenError(f"no free range of ports on {host} for {n} nodes")

@@ -1,0 +1,106 @@
+"""Figures of a chaos run: recovery after each fault and latency per fault window.
+
+Pure functions of the history, the nemesis's records and the committed block times.
+
+- **to next commit after start / end**: from the moment the fault was inflicted (or
+  healed) to the next commit, by two clocks: the first verified receipt any client got
+  (``receipt``), and the first block proposed after it (``block``, the leader's clock).
+  A fault that does not stop the ledger shows the ordinary gap between commits here.
+- **latency** of the trades *submitted* in the window (submit to verified receipt, ms):
+  p50, p90, p99, max; ``no outcome`` counts trades that got no receipt (not acknowledged,
+  or acknowledged and not final within the finality timeout).
+- the **healthy** row holds every trade submitted outside all fault windows (a window
+  lasts from the fault to the healed nodes' recovery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from node.chaos.nemesis import FaultRecord
+from node.chaos.workload import TradeRecord
+
+__all__ = ["percentiles", "table", "windows"]
+
+
+def percentiles(xs: Sequence[float]) -> dict[str, float | None]:
+    s = sorted(xs)
+
+    def at(p: float) -> float | None:
+        return round(s[min(len(s) - 1, int(p * len(s)))], 1) if s else None
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(s[-1], 1) if s else None}
+
+
+def _next(times_us: Sequence[int], after_us: int) -> float | None:
+    """Seconds from ``after_us`` to the first of ``times_us`` after it."""
+    later = [t for t in times_us if t > after_us]
+    return round((min(later) - after_us) / 1e6, 3) if later else None
+
+
+def _bucket(trades: Sequence[TradeRecord]) -> dict[str, Any]:
+    lat = [(t.final_us - t.submit_us) / 1000 for t in trades if t.final_us is not None]
+    return {
+        "trades": len(trades),
+        "no_outcome": sum(1 for t in trades if t.final_us is None),
+        "latency_ms": percentiles(lat),
+    }
+
+
+def windows(
+    history: Sequence[TradeRecord], faults: Sequence[FaultRecord], block_times_ms: Sequence[int]
+) -> list[dict[str, Any]]:
+    """One row per fault, then the healthy row."""
+    receipts = sorted(t.final_us for t in history if t.final_us is not None)
+    blocks = sorted(ms * 1000 for ms in block_times_ms)
+    rows: list[dict[str, Any]] = []
+    spans = []
+    for f in faults:
+        end = f.recovered_us or f.end_us
+        spans.append((f.start_us, end))
+        inside = [t for t in history if f.start_us <= t.submit_us < end]
+        rows.append(
+            {
+                "fault": f"{f.kind} {f.nodes}",
+                "held_s": round((f.end_us - f.start_us) / 1e6, 2),
+                "recovered_s": round((f.recovered_us - f.end_us) / 1e6, 2)
+                if f.recovered_us
+                else None,
+                "next_commit_after_start_s": {
+                    "receipt": _next(receipts, f.start_us),
+                    "block": _next(blocks, f.start_us),
+                },
+                "next_commit_after_end_s": {
+                    "receipt": _next(receipts, f.end_us),
+                    "block": _next(blocks, f.end_us),
+                },
+                **_bucket(inside),
+            }
+        )
+    healthy = [t for t in history if not any(a <= t.submit_us < b for a, b in spans)]
+    rows.append({"fault": "healthy", **_bucket(healthy)})
+    return rows
+
+
+def _f(x: float | None, width: int, digits: int = 1) -> str:
+    return f"{'-':>{width}}" if x is None else f"{x:>{width}.{digits}f}"
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a fixed-width table for the terminal."""
+    head = (
+        f"{'fault':<26}{'held s':>7}{'start>commit s':>15}{'end>commit s':>13}{'recov s':>8}"
+        f"{'trades':>7}{'no out':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
+    lines = [head]
+    for r in rows:
+        lat = r["latency_ms"]
+        start = r.get("next_commit_after_start_s", {}).get("receipt")
+        end = r.get("next_commit_after_end_s", {}).get("receipt")
+        lines.append(
+            f"{r['fault'][:25]:<26}{_f(r.get('held_s'), 7)}{_f(start, 15, 2)}{_f(end, 13, 2)}"
+            f"{_f(r.get('recovered_s'), 8)}{r['trades']:>7}{r['no_outcome']:>7}"
+            f"{_f(lat['p50'], 9)}{_f(lat['p90'], 9)}{_f(lat['p99'], 9)}{_f(lat['max'], 9)}"
+        )
+    return "\n".join(lines)
