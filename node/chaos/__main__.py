@@ -42,6 +42,7 @@ PROXY_PORTS_MAX = 1000  # n * n of them, so n <= 31
 CONVERGE_TIMEOUT_S = 90.0
 CONVERGE_STABLE_POLLS = 3
 POLL_S = 0.5
+PROGRESS_S = 10.0
 STATUS_RPC_TIMEOUT_S = 2.0
 
 
@@ -133,8 +134,8 @@ async def _converge(status: AsyncLedgerClient, log: Callable[[str], None]) -> st
 
 
 async def _progress(work: Workload, until: float, log: Callable[[str], None]) -> None:
-    while time.monotonic() < until:
-        await asyncio.sleep(10)
+    while time.monotonic() + PROGRESS_S < until:
+        await asyncio.sleep(PROGRESS_S)
         h = work.history
         acked = sum(1 for t in h if t.ack_us is not None)
         final = sum(1 for t in h if t.final_us is not None)
@@ -178,8 +179,10 @@ async def _run(
             log("chaos: faults over, everything healed")
 
         progress = asyncio.create_task(_progress(work, until, log))
-        await asyncio.gather(work.run(until), faults_then_heal())
-        progress.cancel()
+        try:
+            await asyncio.gather(work.run(until), faults_then_heal())
+        finally:
+            progress.cancel()
         end_us = time.time_ns() // 1000
         converged = await _converge(status, log)
         log("chaos: checking every validator ...")

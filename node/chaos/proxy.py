@@ -60,6 +60,9 @@ class Proxy:
         self.n, self.host, self.proxy_base, self.peer_base = n, host, proxy_base, peer_base
         self.links = {(s, d): Link(s, d) for s in range(n) for d in range(n) if s != d}
         self._servers: list[asyncio.Server] = []
+        # asyncio keeps only weak references to the tasks start_server makes: hold them,
+        # or a connection waiting on a cut link may be collected mid-wait.
+        self._live: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         for (s, d), link in self.links.items():
@@ -77,6 +80,10 @@ class Proxy:
     async def _connection(
         self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._live.add(task)
+        task.add_done_callback(self._live.discard)
         try:
             await link.open.wait()  # a connection made during a cut waits for the heal
             up_reader, up_writer = await asyncio.open_connection(
@@ -92,10 +99,11 @@ class Proxy:
         try:  # gRPC never half-closes: one direction ending means the connection is over
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in pumps:
-                task.cancel()
+            for p in pumps:
+                p.cancel()
             for w in (writer, up_writer):
                 w.close()
+            await asyncio.gather(*pumps, return_exceptions=True)
 
     def command(self, line: str) -> str:
         words = line.split()

@@ -6,11 +6,13 @@ Pure functions of the history, the nemesis's records and the committed block tim
   healed) to the next commit, by two clocks: the first verified receipt any client got
   (``receipt``), and the first block proposed after it (``block``, the leader's clock).
   A fault that does not stop the ledger shows the ordinary gap between commits here.
-- **latency** of the trades *submitted* in the window (submit to verified receipt, ms):
-  p50, p90, p99, max; ``no outcome`` counts trades that got no receipt (not acknowledged,
-  or acknowledged and not final within the finality timeout).
-- the **healthy** row holds every trade submitted outside all fault windows (a window
-  lasts from the fault to the healed nodes' recovery).
+- **latency** of the trades *in flight* during the window (submitted before it ended,
+  final after it began; submit to verified receipt, ms): p50, p90, p99, max; ``no
+  outcome`` counts trades that got no receipt (not acknowledged, or acknowledged and not
+  final within the finality timeout). A window lasts from the fault to the healed nodes'
+  recovery. The workers are closed-loop (one trade at a time each), so a stall shows as
+  few trades in a window and a long time to the next commit, not as a queue.
+- the **healthy** row holds every trade in flight during no fault window.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def _next(times_us: Sequence[int], after_us: int) -> float | None:
     return round((min(later) - after_us) / 1e6, 3) if later else None
 
 
+def _overlaps(t: TradeRecord, start_us: int, end_us: int) -> bool:
+    """Was ``t`` in flight at some moment of [start_us, end_us)? (No receipt: until the end.)"""
+    return t.submit_us < end_us and (t.final_us is None or t.final_us > start_us)
+
+
 def _bucket(trades: Sequence[TradeRecord]) -> dict[str, Any]:
     lat = [(t.final_us - t.submit_us) / 1000 for t in trades if t.final_us is not None]
     return {
@@ -59,7 +66,7 @@ def windows(
     for f in faults:
         end = f.recovered_us or f.end_us
         spans.append((f.start_us, end))
-        inside = [t for t in history if f.start_us <= t.submit_us < end]
+        inside = [t for t in history if _overlaps(t, f.start_us, end)]
         rows.append(
             {
                 "fault": f"{f.kind} {f.nodes}",
@@ -78,7 +85,7 @@ def windows(
                 **_bucket(inside),
             }
         )
-    healthy = [t for t in history if not any(a <= t.submit_us < b for a, b in spans)]
+    healthy = [t for t in history if not any(_overlaps(t, a, b) for a, b in spans)]
     rows.append({"fault": "healthy", **_bucket(healthy)})
     return rows
 

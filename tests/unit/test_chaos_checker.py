@@ -182,16 +182,19 @@ def test_recovery_and_window_latency() -> None:
         TradeRecord("01", "DVP", 0, T0, T0, "node-0", T0 + s // 10, "OK", 1),  # healthy, 100 ms
         TradeRecord("02", "DVP", 0, T0 + 2 * s, T0 + 2 * s, "node-0", T0 + 5 * s, "OK", 2),
         TradeRecord("03", "DVP", 0, T0 + 3 * s, None, None, None, None, None, "down"),
+        # Submitted before the fault, final during it: in flight in the window, not healthy.
+        TradeRecord("04", "DVP", 1, T0 + s // 2, T0 + s // 2, "node-1", T0 + 3 * s // 2, "OK", 2),
     ]
     f = FaultRecord(
         "kill", [0], start_us=T0 + s, end_us=T0 + 4 * s, recovered_us=T0 + 4 * s + 500_000
     )
     rows = report.windows(h, [f], [(T0 + 4_500_000) // 1000])
-    assert rows[0]["next_commit_after_start_s"] == {"receipt": 4.0, "block": 3.5}
+    assert rows[0]["next_commit_after_start_s"] == {"receipt": 0.5, "block": 3.5}
     assert rows[0]["next_commit_after_end_s"] == {"receipt": 1.0, "block": 0.5}
-    assert rows[0]["trades"] == 2 and rows[0]["no_outcome"] == 1
+    assert rows[0]["trades"] == 3 and rows[0]["no_outcome"] == 1
     assert rows[0]["latency_ms"]["p50"] == 3000.0 and rows[0]["recovered_s"] == 0.5
-    assert rows[1]["fault"] == "healthy" and rows[1]["latency_ms"]["max"] == 100.0
+    assert rows[1]["fault"] == "healthy" and rows[1]["trades"] == 1
+    assert rows[1]["latency_ms"]["max"] == 100.0
     assert "kill [0]" in report.table(rows)
 
 
