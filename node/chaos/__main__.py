@@ -43,6 +43,7 @@ CONVERGE_TIMEOUT_S = 90.0
 CONVERGE_STABLE_POLLS = 3
 POLL_S = 0.5
 PROGRESS_S = 10.0
+WORKERS_MIN = 8
 STATUS_RPC_TIMEOUT_S = 2.0
 
 
@@ -258,6 +259,7 @@ def _result(
         "height": max((v.height for v in views), default=0),
         "violations": [dataclasses.asdict(v) for v in violations],
         "windows": report.windows(history, nemesis.records, times),
+        "block_times_ms": times,
         "faults_inflicted": [r.to_json() for r in nemesis.records],
         "validators": [v.to_json() for v in views],
         "history": [t.to_json() for t in history],
@@ -299,7 +301,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=300.0, help="seconds of load and faults")
     p.add_argument("--seed", type=int, default=1, help="the fault schedule and trade choices")
     p.add_argument("--rate", type=float, default=20.0, help="trades/s offered by all workers")
-    p.add_argument("--workers", type=int, default=8, help="SDK clients, one trade at a time each")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="SDK clients, one trade at a time each (default: one per validator, at least 8)",
+    )
     p.add_argument(
         "--faults",
         default=",".join(FAULT_KINDS),
@@ -328,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     q = default_quorum(args.n) if args.q is None else args.q
+    args.workers = args.workers or max(WORKERS_MIN, args.n)
     if (
         args.n * args.n > PROXY_PORTS_MAX
         or args.duration <= 0

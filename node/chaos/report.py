@@ -12,18 +12,27 @@ Pure functions of the history, the nemesis's records and the committed block tim
   final within the finality timeout). A window lasts from the fault to the healed nodes'
   recovery. The workers are closed-loop (one trade at a time each), so a stall shows as
   few trades in a window and a long time to the next commit, not as a queue.
+- **longest stall**: the longest time without a commit from the fault's start to the
+  first commit after its window, by blocks (the ledger's view) and by receipts (the
+  clients' view: a client waiting on a paused node sees a stall the ledger does not have).
 - the **healthy** row holds every trade in flight during no fault window.
+
+``python -m node.chaos.report RESULT.json`` prints the table of a run's result file again.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from node.chaos.nemesis import FaultRecord
 from node.chaos.workload import TradeRecord
 
-__all__ = ["percentiles", "table", "windows"]
+__all__ = ["main", "percentiles", "table", "windows"]
 
 
 def percentiles(xs: Sequence[float]) -> dict[str, float | None]:
@@ -39,6 +48,16 @@ def _next(times_us: Sequence[int], after_us: int) -> float | None:
     """Seconds from ``after_us`` to the first of ``times_us`` after it."""
     later = [t for t in times_us if t > after_us]
     return round((min(later) - after_us) / 1e6, 3) if later else None
+
+
+def _stall(times_us: Sequence[int], start_us: int, end_us: int) -> float | None:
+    """The longest stretch without any of ``times_us`` from ``start_us`` to the first of
+    them at or after ``end_us``, in seconds (None if none came after ``end_us``)."""
+    after = [t for t in times_us if t >= end_us]
+    if not after:
+        return None
+    points = [start_us, *(t for t in times_us if start_us < t < end_us), min(after)]
+    return round(max(b - a for a, b in itertools.pairwise(points)) / 1e6, 3)
 
 
 def _overlaps(t: TradeRecord, start_us: int, end_us: int) -> bool:
@@ -70,6 +89,7 @@ def windows(
         rows.append(
             {
                 "fault": f"{f.kind} {f.nodes}",
+                "leader_hit": f.leader_at_start in f.nodes,
                 "held_s": round((f.end_us - f.start_us) / 1e6, 2),
                 "recovered_s": round((f.recovered_us - f.end_us) / 1e6, 2)
                 if f.recovered_us
@@ -77,6 +97,10 @@ def windows(
                 "next_commit_after_start_s": {
                     "receipt": _next(receipts, f.start_us),
                     "block": _next(blocks, f.start_us),
+                },
+                "longest_stall_s": {
+                    "receipt": _stall(receipts, f.start_us, end),
+                    "block": _stall(blocks, f.start_us, end),
                 },
                 "next_commit_after_end_s": {
                     "receipt": _next(receipts, f.end_us),
@@ -95,19 +119,40 @@ def _f(x: float | None, width: int, digits: int = 1) -> str:
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as a fixed-width table for the terminal."""
+    """The rows as a fixed-width table for the terminal; * marks a fault that hit the
+    leader of the moment."""
     head = (
-        f"{'fault':<26}{'held s':>7}{'start>commit s':>15}{'end>commit s':>13}{'recov s':>8}"
+        f"{'fault':<26}{'held s':>7}{'stall: blocks s':>16}{'receipts s':>11}"
+        f"{'heal>block s':>13}{'recov s':>8}"
         f"{'trades':>7}{'no out':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
     )
     lines = [head]
     for r in rows:
         lat = r["latency_ms"]
-        start = r.get("next_commit_after_start_s", {}).get("receipt")
-        end = r.get("next_commit_after_end_s", {}).get("receipt")
+        stall = r.get("longest_stall_s", {})
+        end = r.get("next_commit_after_end_s", {}).get("block")
+        name = ("* " if r.get("leader_hit") else "") + r["fault"]
         lines.append(
-            f"{r['fault'][:25]:<26}{_f(r.get('held_s'), 7)}{_f(start, 15, 2)}{_f(end, 13, 2)}"
+            f"{name:<26.25}{_f(r.get('held_s'), 7)}{_f(stall.get('block'), 16, 2)}"
+            f"{_f(stall.get('receipt'), 11, 2)}{_f(end, 13, 2)}"
             f"{_f(r.get('recovered_s'), 8)}{r['trades']:>7}{r['no_outcome']:>7}"
             f"{_f(lat['p50'], 9)}{_f(lat['p90'], 9)}{_f(lat['p99'], 9)}{_f(lat['max'], 9)}"
         )
     return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m node.chaos.report", description="Print a chaos result file's table."
+    )
+    p.add_argument("result", type=Path, help="a result JSON written by make chaos")
+    args = p.parse_args(argv)
+    r = json.loads(args.result.read_text())
+    history = [TradeRecord.from_json(t) for t in r["history"]]
+    faults = [FaultRecord(**f) for f in r["faults_inflicted"]]
+    print(table(windows(history, faults, r.get("block_times_ms", []))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,8 +2,9 @@
 
 Each worker is its own :class:`client.AsyncLedgerClient` over every validator, starting
 at a different one (so trades enter through every node) and failing over as the SDK
-does. A worker sends one trade at a time, paced so that all workers together offer about
-``rate`` trades per second. For each trade it records:
+does; by default there is one per validator (at least 8), so that the workers stuck on
+paused validators leave most of them trading. A worker sends one trade at a time, paced
+so that all workers together offer about ``rate`` trades per second. For each trade it records:
 
 - ``submit_us``: when it was handed to the SDK;
 - ``ack_us`` and ``ack_node``: when a validator acknowledged it (``Submit`` returned its

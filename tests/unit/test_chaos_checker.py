@@ -188,14 +188,17 @@ def test_recovery_and_window_latency() -> None:
     f = FaultRecord(
         "kill", [0], start_us=T0 + s, end_us=T0 + 4 * s, recovered_us=T0 + 4 * s + 500_000
     )
+    f.leader_at_start = 0
     rows = report.windows(h, [f], [(T0 + 4_500_000) // 1000])
     assert rows[0]["next_commit_after_start_s"] == {"receipt": 0.5, "block": 3.5}
     assert rows[0]["next_commit_after_end_s"] == {"receipt": 1.0, "block": 0.5}
     assert rows[0]["trades"] == 3 and rows[0]["no_outcome"] == 1
+    # From the receipt at 1.5 s to the first one after the window (5 s); the block at 4.5 s.
+    assert rows[0]["longest_stall_s"] == {"receipt": 3.5, "block": 3.5}
     assert rows[0]["latency_ms"]["p50"] == 3000.0 and rows[0]["recovered_s"] == 0.5
     assert rows[1]["fault"] == "healthy" and rows[1]["trades"] == 1
     assert rows[1]["latency_ms"]["max"] == 100.0
-    assert "kill [0]" in report.table(rows)
+    assert rows[0]["leader_hit"] and "* kill [0]" in report.table(rows)
 
 
 # --- the proxy -------------------------------------------------------------------------------
