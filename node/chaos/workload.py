@@ -25,20 +25,10 @@ import asyncio
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from client import (
-    AsyncLedgerClient,
-    CertificateCache,
-    LedgerError,
-    ParticipantKey,
-    accept_dvp,
-    load_key,
-    propose_dvp,
-    sign,
-)
-from node.demo import load_run_network
+from client import AsyncLedgerClient, LedgerError, SignedTransaction, sign
+from node.demo import ValidatorClients, load_run_network
 from node.netconfig import Network
 
 __all__ = ["FINALITY_TIMEOUT_S", "TradeRecord", "Workload"]
@@ -78,59 +68,39 @@ class Workload:
         demo = load_run_network(net.run_dir)
         self.net, self.rate, self.seed = net, rate, seed
         self.banks, self.bonds, self.cash = demo.banks, demo.bonds, demo.cash
-        self.keys: dict[str, ParticipantKey] = {
-            b: load_key(net.run_dir / "participants" / f"{b}.key") for b in demo.banks
-        }
-        certificates = CertificateCache()
-        first = AsyncLedgerClient.from_run_dir(net.run_dir, certificates=certificates)
-        ca = (Path(net.run_dir) / "ca" / "ca.pem").read_bytes()
-        ends = first.endpoints
-        self.clients = [first] + [
-            AsyncLedgerClient(
-                [*ends[w % len(ends) :], *ends[: w % len(ends)]],
-                ca_cert=ca,
-                genesis=first.genesis,
-                certificates=certificates,
-            )
-            for w in range(1, workers)
-        ]
+        self.clients = ValidatorClients(net.run_dir, count=workers)
         self.history: list[TradeRecord] = []
 
     async def run(self, until: float) -> None:
         """Every worker trades until the monotonic time ``until``, then finishes its trade."""
-        await asyncio.gather(*(self._worker(w, until) for w in range(len(self.clients))))
+        await asyncio.gather(*(self._worker(w, until) for w in range(len(self.clients.all))))
 
     async def close(self) -> None:
-        for c in self.clients:
-            await c.aclose()
+        await self.clients.close()
 
-    def _build(self, rng: random.Random, client: AsyncLedgerClient) -> tuple[str, bytes, bytes]:
+    def _build(self, rng: random.Random, client: AsyncLedgerClient) -> tuple[str, bytes]:
+        """A DvP through the two-party flow, or a transfer signed by its sender."""
         a, b = rng.sample(self.banks, 2)
         amount = rng.randint(1, AMOUNT_MAX)
         if rng.random() < DVP_FRACTION:
             bond, qty = rng.choice(self.bonds), rng.randint(1, AMOUNT_MAX)
-            dvp = client.tx.dvp(a, b, bond, qty, self.cash, amount)
-            offer = propose_dvp(dvp, self.keys[a], client.genesis)
-            expect = {"bond": bond, "quantity": qty, "amount": amount}
-            stx = accept_dvp(offer, self.keys[b], client.genesis, expect=expect)
-            return "DVP", stx.tx_id, stx.raw
+            return "DVP", self.clients.trade((a, b, bond, qty, amount), self.cash)
         instrument = rng.choice((*self.bonds, self.cash))
-        stx = sign(
-            client.tx.transfer(instrument, a, b, amount), self.keys[a], genesis=client.genesis
-        )
-        return "TRANSFER", stx.tx_id, stx.raw
+        transfer = client.tx.transfer(instrument, a, b, amount)
+        return "TRANSFER", sign(transfer, self.clients.keys[a], genesis=client.genesis).raw
 
     async def _worker(self, w: int, until: float) -> None:
         rng = random.Random(f"chaos/{self.seed}/worker/{w}")
-        client = self.clients[w]
-        interval = len(self.clients) / self.rate
+        client = self.clients.all[w]
+        interval = len(self.clients.all) / self.rate
         next_at = time.monotonic() + rng.uniform(0, interval)
         while next_at < until:
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             next_at = max(next_at + interval, time.monotonic())
-            kind, tid, raw = self._build(rng, client)
+            kind, raw = self._build(rng, client)
+            tid = SignedTransaction(raw).tx_id
             rec = TradeRecord(tid.hex(), kind, w, _now_us())
             self.history.append(rec)
             await self._trade(client, tid, raw, rec)

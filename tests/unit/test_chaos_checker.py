@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,13 @@ async def _proxy_roundtrip() -> None:
 
 def test_the_proxy_holds_bytes_during_a_cut_and_delays_them() -> None:
     asyncio.run(_proxy_roundtrip())
+
+
+def test_the_validator_does_not_import_the_chaos_tool() -> None:
+    node_dir = Path(__file__).resolve().parents[2] / "node"
+    importers = [
+        p.relative_to(node_dir).as_posix()
+        for p in node_dir.rglob("*.py")
+        if "chaos" not in p.parts and "node.chaos" in p.read_text(encoding="utf-8")
+    ]
+    assert importers == []
