@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from typing import Any
 from client import AsyncLedgerClient, CertificateCache, EndpointDown
 from node.bench.load import git_commit
 from node.chaos import checker, report
+from node.chaos.deadline import Deadline
 from node.chaos.nemesis import FAULT_KINDS, FAULT_S, GAP_S, Fault, Nemesis, plan
 from node.chaos.proxy import proxy_port
 from node.chaos.workload import TradeRecord, Workload
@@ -134,8 +136,8 @@ async def _converge(status: AsyncLedgerClient, log: Callable[[str], None]) -> st
     return msg
 
 
-async def _progress(work: Workload, until: float, log: Callable[[str], None]) -> None:
-    while time.monotonic() + PROGRESS_S < until:
+async def _progress(work: Workload, until: Deadline, log: Callable[[str], None]) -> None:
+    while until.left_s() > PROGRESS_S:
         await asyncio.sleep(PROGRESS_S)
         h = work.history
         acked = sum(1 for t in h if t.ack_us is not None)
@@ -171,7 +173,8 @@ async def _run(
     nemesis = Nemesis(net, proxy.command, status, log)
     try:
         start_us = time.time_ns() // 1000
-        until = time.monotonic() + args.duration
+        until = Deadline(time.monotonic() + args.duration)
+        _on_ctrl_c(until, log)
 
         async def faults_then_heal() -> None:
             await asyncio.sleep(args.quiet_start)
@@ -201,6 +204,19 @@ async def _run(
         start_us=start_us,
         end_us=end_us,
     )
+
+
+def _on_ctrl_c(until: Deadline, log: Callable[[str], None]) -> None:
+    """The first Ctrl-C ends the faults and the load early (then heal and check as
+    usual); a second one interrupts."""
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        log("chaos: Ctrl-C: ending the run early, then healing and checking (again: abort)")
+        until.now()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, first)
 
 
 async def _observe(net: Network, history: Sequence[TradeRecord]) -> list[checker.ValidatorView]:
@@ -251,6 +267,7 @@ def _result(
             "cores": len(os.sched_getaffinity(0)),
             "load_avg_at_end": os.getloadavg(),
         },
+        "run_s": round((end_us - start_us) / 1e6, 1),  # less than duration_s after Ctrl-C
         "start_us": start_us,
         "end_us": end_us,
         "trades": len(history),
@@ -294,13 +311,19 @@ def _span(text: str) -> tuple[float, float]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m node.chaos", description=__doc__.split("\n\n")[0].strip("`")
+        prog="python -m node.chaos", description=__doc__.split("\n\n")[0].replace("``", "")
     )
     p.add_argument("--n", type=int, default=26, help="validators (default 26, at most 31)")
     p.add_argument("--q", type=int, help="quorum (default 16 for 26, else the classic quorum)")
-    p.add_argument("--duration", type=float, default=300.0, help="seconds of load and faults")
-    p.add_argument("--seed", type=int, default=1, help="the fault schedule and trade choices")
-    p.add_argument("--rate", type=float, default=20.0, help="trades/s offered by all workers")
+    p.add_argument(
+        "--duration", type=float, default=300.0, help="seconds of load and faults (default 300)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=1, help="the fault schedule and trade choices (default 1)"
+    )
+    p.add_argument(
+        "--rate", type=float, default=20.0, help="trades/s offered by all workers (default 20)"
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -324,7 +347,9 @@ def parser() -> argparse.ArgumentParser:
         default=GAP_S,
         help=f"MIN,MAX healthy seconds between faults (default {GAP_S[0]:g},{GAP_S[1]:g})",
     )
-    p.add_argument("--quiet-start", type=float, default=3.0, help="seconds of load before faults")
+    p.add_argument(
+        "--quiet-start", type=float, default=3.0, help="seconds of load before faults (default 3)"
+    )
     p.add_argument("--out", type=Path, help="result JSON (default chaos-out/chaos-N-Q-SEED.json)")
     p.add_argument("--keep", type=Path, help="use this run directory (wiped first) and keep it")
     return p
@@ -361,7 +386,13 @@ def main(argv: list[str] | None = None) -> int:
         route_through_proxy(net, host)
         kinds = ",".join(args.faults)
         print(f"chaos: {net.n} validators, quorum {net.q}, seed {args.seed}, faults {kinds}")
-        result = asyncio.run(run(args, net, host))
+        try:
+            result = asyncio.run(run(args, net, host))
+        except KeyboardInterrupt:
+            print(f"chaos: aborted; stopped {stop_cluster(net)} validators", file=sys.stderr)
+            return 130
+        finally:
+            stop_cluster(net)  # no-op after a normal end or an abort
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     _print(result, out)

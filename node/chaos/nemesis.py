@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from client import AsyncLedgerClient, EndpointDown, NodeStatusView
+from node.chaos.deadline import Deadline
 from node.cluster import is_running, kill_node, start_node
 from node.netconfig import Network
 
@@ -155,13 +156,13 @@ class Nemesis:
     log: Callable[[str], None] = print
     records: list[FaultRecord] = field(default_factory=list)
 
-    async def run(self, faults: Sequence[Fault], until: float) -> None:
-        """Inflict ``faults`` in order until the monotonic time ``until``."""
+    async def run(self, faults: Sequence[Fault], until: Deadline) -> None:
+        """Inflict ``faults`` in order while each fits before ``until``."""
         for f in faults:
-            if time.monotonic() + f.duration_s > until:
+            if f.duration_s > until.left_s():
                 break
             await self._one(f)
-            await asyncio.sleep(min(f.gap_s, max(0.0, until - time.monotonic())))
+            await asyncio.sleep(min(f.gap_s, until.left_s()))
 
     async def _one(self, f: Fault) -> None:
         statuses = await self._statuses()

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from client import AsyncLedgerClient, LedgerError, SignedTransaction, sign
+from node.chaos.deadline import Deadline
 from node.demo import ValidatorClients, load_run_network
 from node.netconfig import Network
 
@@ -71,8 +72,8 @@ class Workload:
         self.clients = ValidatorClients(net.run_dir, count=workers)
         self.history: list[TradeRecord] = []
 
-    async def run(self, until: float) -> None:
-        """Every worker trades until the monotonic time ``until``, then finishes its trade."""
+    async def run(self, until: Deadline) -> None:
+        """Every worker trades until ``until``, then finishes its trade."""
         await asyncio.gather(*(self._worker(w, until) for w in range(len(self.clients.all))))
 
     async def close(self) -> None:
@@ -89,12 +90,12 @@ class Workload:
         transfer = client.tx.transfer(instrument, a, b, amount)
         return "TRANSFER", sign(transfer, self.clients.keys[a], genesis=client.genesis).raw
 
-    async def _worker(self, w: int, until: float) -> None:
+    async def _worker(self, w: int, until: Deadline) -> None:
         rng = random.Random(f"chaos/{self.seed}/worker/{w}")
         client = self.clients.all[w]
         interval = len(self.clients.all) / self.rate
         next_at = time.monotonic() + rng.uniform(0, interval)
-        while next_at < until:
+        while next_at < until.at:
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
