@@ -16,13 +16,14 @@ from pathlib import Path
 from node.chaos.nemesis import FAULT_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
-# An acknowledged trade is lost today if its validator stops before forwarding it: seen
-# with SIGKILL (`python -m node.chaos --n 4 --q 3 --duration 60 --seed 3 --faults
-# kill,kill-leaders --rate 100 --workers 32`: a DvP acknowledged by node-03 0.3 ms before
-# it was killed is in no block) and with SIGTERM (`make chaos N=26 Q=16 DURATION=120
-# SEED=1`: a transfer acknowledged by node-03 0.49 s after its SIGTERM, while shutting
-# down, is in no block). Until acknowledged-means-durable (issue 12 item 8) lands, those
-# kinds stay out of `make test`; CHAOS_TEST_FAULTS=all (or a list) puts them back.
+# An acknowledged trade is lost today if its validator stops before forwarding it: with
+# SIGKILL (`python -m node.chaos --n 4 --q 3 --duration 60 --seed 4 --faults
+# kill,kill-leaders --rate 100 --workers 32 --fault-s 1,2 --gap-s 1,1`: 7 trades the
+# leader acknowledged within ~10 ms of its kill are in no block) and with SIGTERM (`make
+# chaos N=26 Q=16 DURATION=120 SEED=1`: a transfer node-03 acknowledged 0.49 s after its
+# SIGTERM, while shutting down, is in no block). Until acknowledged-means-durable (issue
+# 12 item 8) lands, those kinds stay out of `make test`; CHAOS_TEST_FAULTS=all (or a
+# list) puts them back.
 PENDING_FIX = {"kill", "kill-leaders", "restart"}
 _ENV = os.environ.get("CHAOS_TEST_FAULTS", "")
 FAULTS = (
