@@ -8,6 +8,7 @@ index, a lying receipt, supply off): each must make its rule fire.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from node.chaos.checker import ValidatorView, check
 from node.chaos.nemesis import FAULT_KINDS, FaultRecord, plan
 from node.chaos.proxy import Proxy, proxy_port
 from node.chaos.workload import TradeRecord
+from node.netgen import NetgenError, free_port_base
 
 SUPPLY = {"BOND": 1_000, "CASH": 5_000}
 T0 = 1_700_000_000_000_000
@@ -256,3 +258,13 @@ def test_the_validator_does_not_import_the_chaos_tool() -> None:
         if "chaos" not in p.parts and "node.chaos" in p.read_text(encoding="utf-8")
     ]
     assert importers == []
+
+
+def test_free_port_base_also_checks_the_proxy_ports() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(NetgenError, match="no free range"):
+            free_port_base(2, also=lambda base: [port])
+    base = free_port_base(2, also=lambda base: [base + 3000 + k for k in range(4)])
+    assert 20_000 <= base < 40_000
