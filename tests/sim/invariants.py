@@ -1,7 +1,15 @@
 """Invariants checked on every send and every applied block of a simulation.
 
-Honest instances are the validators not running as twins. A violation raises
-:class:`Violation` at the step that broke the rule, so the seed and step replay exactly.
+Honest instances are the validators running unmodified code, not as twins. A violation
+raises :class:`Violation` at the step that broke the rule, so the seed and step replay
+exactly.
+
+Against Byzantine strategies (``tests/sim/byzantine.py``) three more rules hold on honest
+nodes: no certified block carries junk (a transaction no client sent), an honest client's
+transaction is never refused because the mempool is full (the sim's workload is far below
+``MEMPOOL_TXS_MAX``, so only a peer's flood can fill it), and catch-up work served to one
+peer stays under ``SYNC_SERVED_BLOCKS_PER_S``. Bounded censorship (views from
+stabilisation to commit) is checked by the runner with :func:`censorship_bound_views`.
 """
 
 from __future__ import annotations
@@ -9,8 +17,34 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from node.core import Block, Phase, QuorumCert, SafetyState, Vote
+from node.config import CATCHUP_BATCH_BLOCKS_MAX, FORWARD_LEADERS
+from node.core import AddResult, Block, Phase, QuorumCert, SafetyState, SyncResponse, Vote
 from node.settlement import BlockOutcome, DvP, Genesis, ResultCode, Transfer
+
+# Catch-up blocks one honest node serves one peer per second of simulated time. An honest
+# lagging peer asks again only after a response (or CATCHUP_RETRY_MS), and sim chains are
+# short, so honest catch-up stays far below; a request flood does not, unless bounded.
+SYNC_SERVED_BLOCKS_PER_S = 8 * CATCHUP_BATCH_BLOCKS_MAX
+
+
+def censorship_bound_views(n: int, byzantine: int) -> int:
+    """Views from stabilisation (or from an honest node's acceptance, if later) within
+    which the commit certificate of a block holding the transaction must form.
+
+    Why this many (round-robin leaders, at most ``byzantine`` of them Byzantine, all
+    honest validators connected and message delay bounded): the accepting node forwards
+    the transaction to the leaders of its next FORWARD_LEADERS views, again after every
+    commit that leaves it pending, and to everyone with each timeout, so the first honest
+    leader after those views holds it, and an honest leader's block holds every pending
+    transaction (the sim's load is far below a block). Such a view fails only before
+    honest views have synchronised (one round: every failed view ends in a TC that moves
+    every honest node to the same view) or before the timeout outgrows the round trip
+    (doubling from base: at most a few views). Budget: FORWARD_LEADERS views for the
+    forward window, then one full rotation of n views for every Byzantine leader in it
+    plus one honest leader that may time out unsynchronised, and one more rotation
+    for timeouts still too short after stabilisation.
+    """
+    return FORWARD_LEADERS + 2 * n + byzantine
 
 
 class Violation(AssertionError):
@@ -38,11 +72,17 @@ class Checker:
         self.max_height = 0
         self.last_commit_ms = 0
         self.commits = 0
+        self.commit_view: dict[bytes, int] = {}  # tx -> view of its first honest commit QC
+        self._served: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
 
     # --- sends -----------------------------------------------------------------------
 
-    def on_send(self, inst: Any, msg: object, persisted: bytes | None) -> None:
-        if not isinstance(msg, Vote) or not inst.honest:
+    def on_send(self, inst: Any, dst: int, msg: object, persisted: bytes | None, now: int) -> None:
+        if not inst.honest:
+            return
+        if isinstance(msg, SyncResponse):
+            self._check_served(inst, dst, len(msg.blocks), now)
+        if not isinstance(msg, Vote):
             return
         key = (msg.voter, msg.phase, msg.view)
         seen = self.votes.setdefault(key, msg.block_hash)
@@ -56,6 +96,25 @@ class Checker:
         voted = state.prepare_view if msg.phase is Phase.PREPARE else state.commit_view
         if voted < msg.view:
             raise Violation("vote before persist", f"validator {msg.voter} view {msg.view}")
+
+    def _check_served(self, inst: Any, dst: int, blocks: int, now: int) -> None:
+        second = now // 1000
+        at, count = self._served.get((inst.name, dst), (second, 0))
+        count = blocks + (count if at == second else 0)
+        self._served[(inst.name, dst)] = (second, count)
+        if count > SYNC_SERVED_BLOCKS_PER_S:
+            raise Violation(
+                "sync flood",
+                f"instance {inst.name} served peer {dst} {count} catch-up blocks in one second",
+            )
+
+    def on_submit(self, inst: Any, raw: bytes, result: AddResult, now: int) -> None:
+        if inst.honest and result is AddResult.FULL:
+            raise Violation(
+                "mempool flooded",
+                f"instance {inst.name} refused a client's transaction: mempool full "
+                f"({len(inst.core.mempool)} pending)",
+            )
 
     # --- commits ---------------------------------------------------------------------
 
@@ -88,6 +147,8 @@ class Checker:
         if h > self.max_height:
             self.max_height, self.last_commit_ms = h, now
         self.commits += 1
+        for raw in block.txs:
+            self.commit_view.setdefault(raw, cert.view)
         self._check_txs(inst, block, outcome)
         self._check_balances(inst, block, outcome)
 
@@ -95,7 +156,7 @@ class Checker:
         counts = self.applied[inst.name]
         for raw, result in zip(block.txs, outcome.results, strict=True):
             if raw not in self.txs:
-                raise Violation("unknown tx", f"height {block.height} carries a tx nobody sent")
+                raise Violation("junk certified", f"height {block.height} carries a tx nobody sent")
             if result.code is ResultCode.DUPLICATE:
                 continue
             counts[raw] += 1
