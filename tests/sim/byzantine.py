@@ -84,6 +84,7 @@ class Env:
     signer: Signer
     core: Callable[[], Replica | None]  # the running replica (None while crashed)
     workload: tuple[bytes, ...]  # the signed transactions clients will submit
+    coalition: int  # shared by the Byzantine validators of a run (e.g. whom to censor)
     now: Callable[[], int]
 
 
@@ -179,8 +180,8 @@ class Censor(Strategy):
 
     def __init__(self, env: Env, rng: random.Random) -> None:
         super().__init__(env, rng)
-        pool = list(env.workload)
-        self.victims = frozenset(rng.sample(pool, max(1, len(pool) // 3))) if pool else frozenset()
+        pool, plot = list(env.workload), random.Random(env.coalition)  # censors collude
+        self.victims = frozenset(plot.sample(pool, max(1, len(pool) // 3))) if pool else frozenset()
         self._tainted: set[bytes] = set()  # hashes of proposed blocks holding a victim
 
     def accepts(self, raw: bytes) -> bool:

@@ -215,6 +215,7 @@ class Cluster:
             signer=self._signer(inst.index),
             core=lambda: inst.core,
             workload=tuple(raw for raw, _ in self.workload),
+            coalition=self.sc.seed,
             now=lambda: self.now,
         )
         inst.byz = STRATEGIES[strategy](env, random.Random(salt))

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from node.core import Quorum
+from tests.sim.byzantine import STRATEGIES
 from tests.sim.harness import (
     CLIENT_RETRY_MS,
     LIVENESS_BOUND_MS,
@@ -14,7 +15,6 @@ from tests.sim.harness import (
     Scenario,
     _tx_pool,
 )
-from tests.sim.byzantine import STRATEGIES
 from tests.sim.invariants import Violation, censorship_bound_views
 
 FAULT_KINDS = (
@@ -251,4 +251,21 @@ def split_brain(n: int, q: int, twins: tuple[int, ...], *, unsafe: bool = False)
     cl.run_until(cl.t0 + sc.chaos_ms)
     cl.heal()
     cl.run_until(cl.now + LIVENESS_BOUND_MS)
+    return cl
+
+
+def equivocation_attack(n: int, q: int, count: int) -> Cluster:
+    """``count`` equivocating validators, each with one face per honest half, and trades
+    sent to both halves; then the run goes on with no other fault.
+
+    Within the bound (count <= 2q - n - 1) no half reaches q with its honest members and
+    the faces alone; one more and each half commits its own block.
+    """
+    sc = Scenario(n=n, q=q, seed=0, txs=8, chaos_ms=10_000)
+    sc.byz = dict.fromkeys(range(count), "equivocate")
+    cl = Cluster(sc)
+    halves = [[i.name for i in cl.instances if i.honest and cl.half[i.index] == k] for k in (0, 1)]
+    for k, (raw, _) in enumerate(cl.workload):
+        cl.at(10 + 300 * k, lambda raw=raw, name=halves[k % 2][0]: cl.submit(raw, name))
+    cl.run_until(cl.t0 + sc.chaos_ms)
     return cl
