@@ -48,10 +48,24 @@ CATCHUP_RESPONSE_BYTES_MAX: Final = BLOCK_BYTES_MAX  # blocks per response stop 
 CATCHUP_RETRY_MS: Final = 500  # resend an unanswered catch-up request after this long
 TIMEOUT_VIEWS_TRACKED_MAX: Final = 8  # views for which timeout messages are collected
 CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
-BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a block timed this far ahead of us
+BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a fresh block timed this far from us
+LEADER_WINDOW_BLOCKS: Final = 256  # committed blocks whose proposers and gaps rank leaders
+# Work one peer can cause (token buckets in node/core/budget.py): signature verifications
+# (a certificate counts its signatures, a forwarded transaction two) and bytes of catch-up.
+PEER_VERIFY_PER_S: Final = 2_000
+PEER_VERIFY_BURST: Final = 4_000
+PEER_SYNC_BYTES_PER_S: Final = 8 * 1024 * 1024
+PEER_SYNC_BYTES_BURST: Final = 2 * BLOCK_BYTES_MAX
+# A peer's forwarded transactions may hold at most this share of the mempool (1/divisor;
+# the divisor is n - 1, at least this): one peer cannot crowd out clients or other peers.
+MEMPOOL_PEER_SHARE_DIVISOR_MIN: Final = 3
+HELP_LAGGING_INTERVAL_MS: Final = 500  # answer one peer's stale timeouts at most this often
 
 # --- validator process (node/runtime) ------------------------------------------------------
 PEER_SEND_QUEUE_MAX: Final = 4_096  # messages queued per peer link; oldest dropped when full
+PEER_SEND_QUEUE_BYTES_MAX: Final = 64 * 1024 * 1024  # and bytes (catch-up answers are large)
+PEER_FRAME_MESSAGES_MAX: Final = PEER_SEND_QUEUE_MAX  # a frame with more is a peer's fault
+PEER_FORWARD_CHUNK_TXS: Final = 16  # forwarded transactions checked per event-loop turn
 PEER_RECONNECT_BASE_MS: Final = 100  # first reconnect delay; doubles per failure
 PEER_RECONNECT_MAX_MS: Final = 5_000  # cap of the reconnect backoff
 PEER_FRAME_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX  # gRPC receive limit, peer port

@@ -7,18 +7,18 @@ every ``b`` that decodes. All integers are big-endian; ``blob`` is a u32 length 
 many bytes; ``opt X`` is a presence byte (exactly 0 or 1) followed by X when it is 1;
 ``sig`` is a u16 length and at most ``SIGNATURE_BYTES_MAX`` bytes::
 
-    tag 1 Proposal      view u64, blob(block), opt blob(qc) parent_cert, opt tc,
-                        opt blob(qc) justify
+    tag 1 Proposal      view u64, blob(block), opt blob(qc) parent_cert, opt tc
     tag 2 Vote          phase u8, view u64, height u64, block_hash 32, voter u32, sig
     tag 3 QCMessage     blob(qc)
-    tag 4 Timeout       view u64, committed_height u64, opt blob(qc) high_pqc,
-                        opt blob(block) pqc_block, voter u32, sig
+    tag 4 Timeout       view u64, committed_height u64, opt blob(qc) commit_cert,
+                        opt blob(qc) high_pqc, opt blob(block) pqc_block, voter u32, sig
     tag 5 NewView       tc
     tag 6 TxForward     count u32 (<= TX_FORWARD_BATCH_MAX), count x blob(tx)
     tag 7 SyncRequest   from_height u64, count u32 (<= CATCHUP_BATCH_BLOCKS_MAX)
     tag 8 SyncResponse  count u32 (<= CATCHUP_BATCH_BLOCKS_MAX), count x (blob(block), blob(qc))
 
-    tc     = view u64, count u16 (<= VALIDATORS_MAX), count x entry
+    tc     = view u64, count u16 (<= VALIDATORS_MAX), count x entry,
+             opt blob(qc) high_commit, opt blob(qc) high_lock
     entry  = voter u32, committed_height u64, opt pqc_view u64, sig
     block  = encode_block(...), qc = encode_qc(...) (at most VALIDATORS_MAX signatures)
 
@@ -131,7 +131,6 @@ def _put_message(w: list[bytes], msg: Message) -> None:
             _put_block(w, msg.block)
             _put_opt(w, msg.parent_cert, _put_qc)
             _put_opt(w, msg.tc, _put_tc)
-            _put_opt(w, msg.justify, _put_qc)
         case Vote():
             _check_hash(msg.block_hash)
             phase = _check_phase(msg.phase)
@@ -143,6 +142,7 @@ def _put_message(w: list[bytes], msg: Message) -> None:
             _put_qc(w, msg.qc)
         case Timeout():
             w.append(_U8.pack(_TAG_TIMEOUT) + _TWO_U64.pack(msg.view, msg.committed_height))
+            _put_opt(w, msg.commit_cert, _put_qc)
             _put_opt(w, msg.high_pqc, _put_qc)
             _put_opt(w, msg.pqc_block, _put_block)
             w.append(_U32.pack(msg.voter))
@@ -232,6 +232,8 @@ def _put_tc(w: list[bytes], tc: TimeoutCert) -> None:
         w.append(_ENTRY.pack(e.voter, e.committed_height))
         _put_opt(w, e.pqc_view, _put_u64)
         _put_sig(w, e.signature)
+    _put_opt(w, tc.high_commit, _put_qc)
+    _put_opt(w, tc.high_lock, _put_qc)
 
 
 def _put_tx_forward(w: list[bytes], msg: TxForward) -> None:
@@ -295,7 +297,9 @@ def _get_tc(r: _Reader) -> TimeoutCert:
         voter, committed_height = r.unpack(_ENTRY)
         pqc_view = r.u64() if r.flag() else None
         entries.append(TimeoutEntry(voter, committed_height, pqc_view, _get_sig(r)))
-    return TimeoutCert(view, tuple(entries))
+    high_commit = _get_qc(r) if r.flag() else None
+    high_lock = _get_qc(r) if r.flag() else None
+    return TimeoutCert(view, tuple(entries), high_commit, high_lock)
 
 
 def _dec_proposal(r: _Reader) -> Proposal:
@@ -303,8 +307,7 @@ def _dec_proposal(r: _Reader) -> Proposal:
     block = _get_block(r)
     parent_cert = _get_qc(r) if r.flag() else None
     tc = _get_tc(r) if r.flag() else None
-    justify = _get_qc(r) if r.flag() else None
-    return Proposal(view, block, parent_cert, tc, justify)
+    return Proposal(view, block, parent_cert, tc)
 
 
 def _dec_vote(r: _Reader) -> Vote:
@@ -318,10 +321,11 @@ def _dec_qc(r: _Reader) -> QCMessage:
 
 def _dec_timeout(r: _Reader) -> Timeout:
     view, committed_height = r.unpack(_TWO_U64)
+    commit_cert = _get_qc(r) if r.flag() else None
     high_pqc = _get_qc(r) if r.flag() else None
     pqc_block = _get_block(r) if r.flag() else None
     voter = r.u32()
-    return Timeout(view, committed_height, high_pqc, pqc_block, voter, _get_sig(r))
+    return Timeout(view, committed_height, commit_cert, high_pqc, pqc_block, voter, _get_sig(r))
 
 
 def _dec_new_view(r: _Reader) -> NewView:

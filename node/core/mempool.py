@@ -10,11 +10,12 @@ bound, so a late forward does not put a committed transaction back.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 
 from node.config import MEMPOOL_BYTES_MAX, MEMPOOL_COMMITTED_IDS_MAX, MEMPOOL_TXS_MAX, TX_BYTES_MAX
 from node.crypto import sha256
+from node.invariant import require
 
 __all__ = ["AddResult", "Mempool", "tx_key"]
 
@@ -30,7 +31,7 @@ class AddResult(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"  # pending already, or committed recently
     TOO_LARGE = "too_large"  # exceeds TX_BYTES_MAX
-    FULL = "full"  # count or byte bound reached: retry later
+    FULL = "full"  # count or byte bound reached (or the origin's share): retry later
 
 
 class Mempool:
@@ -40,12 +41,15 @@ class Mempool:
         bytes_max: int = MEMPOOL_BYTES_MAX,
         committed_ids_max: int = MEMPOOL_COMMITTED_IDS_MAX,
     ) -> None:
-        assert txs_max > 0 and bytes_max > 0 and committed_ids_max > 0
+        require(txs_max > 0 and bytes_max > 0 and committed_ids_max > 0, "mempool bounds")
         self._txs_max = txs_max
         self._bytes_max = bytes_max
         self._committed_ids_max = committed_ids_max
         self._pending: OrderedDict[bytes, bytes] = OrderedDict()  # insertion order = FIFO
         self._bytes = 0
+        # Who put each transaction here, for those a peer forwarded: a peer's share is bounded.
+        self._origin: dict[bytes, int] = {}
+        self._per_origin: Counter[int] = Counter()
         self._committed: OrderedDict[bytes, None] = OrderedDict()
 
     def __len__(self) -> int:
@@ -55,7 +59,9 @@ class Mempool:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def add(self, tx: bytes) -> AddResult:
+    def add(self, tx: bytes, origin: int | None = None, share_max: int = 0) -> AddResult:
+        """Offer ``tx``; ``origin`` is the peer that forwarded it (None: a client of this
+        node), which may hold at most ``share_max`` pending transactions."""
         key = tx_key(tx)
         if key in self._pending or key in self._committed:
             return AddResult.DUPLICATE
@@ -63,9 +69,18 @@ class Mempool:
             return AddResult.TOO_LARGE
         if len(self._pending) >= self._txs_max or self._bytes + len(tx) > self._bytes_max:
             return AddResult.FULL
+        if origin is not None:
+            if self._per_origin[origin] >= share_max:
+                return AddResult.FULL
+            self._origin[key] = origin
+            self._per_origin[origin] += 1
         self._pending[key] = tx
         self._bytes += len(tx)
         return AddResult.ACCEPTED
+
+    def share_full(self, origin: int, share_max: int) -> bool:
+        """Whether ``origin`` already holds its whole share (nothing more of it is taken)."""
+        return self._per_origin[origin] >= share_max
 
     @property
     def txs_max(self) -> int:
@@ -98,8 +113,11 @@ class Mempool:
             popped = self._pending.pop(key, None)
             if popped is not None:
                 self._bytes -= len(popped)
+                origin = self._origin.pop(key, None)
+                if origin is not None:
+                    self._per_origin[origin] -= 1
             self._committed[key] = None
             self._committed.move_to_end(key)
             if len(self._committed) > self._committed_ids_max:
                 self._committed.popitem(last=False)
-        assert self._bytes >= 0
+        require(self._bytes >= 0, "mempool byte count went negative")

@@ -25,7 +25,7 @@ one empty block.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -39,12 +39,21 @@ from node.config import (
     CATCHUP_RESPONSE_BYTES_MAX,
     CATCHUP_RETRY_MS,
     FORWARD_LEADERS,
+    HELP_LAGGING_INTERVAL_MS,
+    MEMPOOL_PEER_SHARE_DIVISOR_MIN,
+    PEER_SYNC_BYTES_BURST,
+    PEER_SYNC_BYTES_PER_S,
+    PEER_VERIFY_BURST,
+    PEER_VERIFY_PER_S,
+    SIGNERS_PER_TX_MAX,
     TIMEOUT_VIEWS_TRACKED_MAX,
     TX_FORWARD_BATCH_MAX,
     VALIDATORS_MAX,
     VIEW_TIMEOUT_BASE_MS,
     VIEW_TIMEOUT_MAX_MS,
 )
+from node.core.budget import Bucket
+from node.core.leader import LeaderSchedule
 from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.quorum import Quorum
 from node.core.safety import SafetyState
@@ -68,6 +77,7 @@ from node.core.types import (
     timeout_message,
     vote_message,
 )
+from node.invariant import InvariantError, require
 
 __all__ = ["BlockSource", "CoreConfig", "Ready", "Replica"]
 
@@ -100,10 +110,13 @@ class CoreConfig:
     block_bytes_max: int = BLOCK_BYTES_MAX
 
     def __post_init__(self) -> None:
-        assert 0 <= self.me < self.quorum.n
-        assert 0 < self.view_timeout_base_ms <= self.view_timeout_max_ms
-        assert 0 < self.block_txs_max <= BLOCK_TXS_MAX
-        assert 0 < self.block_bytes_max <= BLOCK_BYTES_MAX
+        if not (
+            0 <= self.me < self.quorum.n
+            and 0 < self.view_timeout_base_ms <= self.view_timeout_max_ms
+            and 0 < self.block_txs_max <= BLOCK_TXS_MAX
+            and 0 < self.block_bytes_max <= BLOCK_BYTES_MAX
+        ):
+            raise ValueError(f"invalid consensus configuration {self}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +129,24 @@ class Ready:
 
     def empty(self) -> bool:
         return self.to_persist is None and not self.to_send and not self.committed
+
+
+TxCheck = Callable[[bytes], bool]
+"""Whether a forwarded transaction passes the checks a client's submission passes (form,
+chain, signatures: the runtime's admission precheck); pure from the core's point of view."""
+
+
+class _CountingVerifier:
+    """The injected verifier, counting verifications so each peer is charged for its own."""
+
+    __slots__ = ("count", "inner")
+
+    def __init__(self, inner: Verifier) -> None:
+        self.inner, self.count = inner, 0
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        self.count += 1
+        return self.inner.verify(index, message, signature)
 
 
 class Replica:
@@ -131,10 +162,19 @@ class Replica:
         safety: bytes | None = None,
         now_ms: int = 0,
         mempool: Mempool | None = None,
+        tx_check: TxCheck | None = None,
     ) -> None:
         self.cfg = config
         self.n, self.q = config.quorum.n, config.quorum.q
-        self._signer, self._verifier, self._source = signer, verifier, source
+        self._signer, self._source = signer, source
+        self._verifier = _CountingVerifier(verifier)
+        self._tx_check = tx_check
+        self.schedule = LeaderSchedule(self.n, config.quorum.liveness_bound)
+        self._verify_budget: dict[int, Bucket] = {}
+        self._sync_budget: dict[int, Bucket] = {}
+        self._helped_ms: dict[int, int] = {}  # peer -> when we last answered its stale timeout
+        # Messages refused without effect, by reason (a peer over budget, a forged claim...).
+        self.refused: Counter[str] = Counter()
         self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
@@ -147,11 +187,11 @@ class Replica:
         self._timeout_sent_ms: int | None = None  # when this view's timeout was last sent
         self._candidates: dict[bytes, Block] = {}  # blocks for height committed + 1
         self._proposal: Proposal | None = None  # accepted proposal of the current view
-        self._buffered: Proposal | None = None  # waiting for catch-up/execution
+        self._buffered: dict[int, Proposal] = {}  # by sender, waiting for catch-up/execution
         self._votes: dict[Phase, dict[int, bytes]] = {}
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
-        self._tc_justify: tuple[int, QuorumCert, Block] | None = None  # (TC view, lock, block)
+        self._tc_block: tuple[int, Block] | None = None  # (TC view, its high lock's block)
         self._sync_target = 0
         self._sync_sent_ms: int | None = None
         self._sync_peer = (config.me + 1) % self.n
@@ -180,17 +220,27 @@ class Replica:
             self.committed_view = -1
             self.committed_has_txs = False
             return
-        got = self._source.committed_block(height)
-        assert got is not None, "storage reports a head it cannot return"
-        block, cert = got
+        block, cert = self._stored(height)
+        self.schedule.reset(self._recent_proposers(height))
         self.committed_hash, self.committed_time_ms = block.hash, block.time_ms
         self.committed_cert, self.committed_view = cert, cert.view
         self.committed_has_txs = bool(block.txs)
 
+    def _recent_proposers(self, height: int) -> list[tuple[int, int]]:
+        """(view, proposer) of the committed blocks the leader schedule looks at."""
+        first = max(1, height - self.schedule.window + 1)
+        return [(b.view, b.proposer) for b, _ in map(self._stored, range(first, height + 1))]
+
+    def _stored(self, height: int) -> tuple[Block, QuorumCert]:
+        got = self._source.committed_block(height)
+        if got is None:
+            raise InvariantError(f"storage has no committed block {height} (head is above it)")
+        return got
+
     # --- caller API ------------------------------------------------------------------------
 
     def leader(self, view: int) -> int:
-        return view % self.n
+        return self.schedule.leader(view)
 
     def submit(self, tx: bytes, now_ms: int | None = None) -> AddResult:
         """A client's transaction arrives at this node; it is gossiped to all validators."""
@@ -209,16 +259,31 @@ class Replica:
         ``now_ms`` is the caller's clock at arrival; timers started by this message count
         from it (without it they count from the last ``tick``).
         """
-        assert 0 <= src < self.n
+        require(0 <= src < self.n, f"message from validator {src} of {self.n}")
         self._clock(now_ms)
         if isinstance(msg, SyncRequest):
             self._on_sync_request(src, msg)
             return
         if self.halted is not None:
             return
+        budget = None
+        if src != self.cfg.me:
+            budget = self._bucket(self._verify_budget, src, PEER_VERIFY_PER_S, PEER_VERIFY_BURST)
+            if not budget.available(self.now_ms):
+                self.refused["peer over verification budget"] += 1
+                return
+        self._verifier.count = 0
         handler: Callable[[int, Message], None] = getattr(self, _HANDLERS[type(msg)])
         handler(src, msg)
+        if budget is not None and self._verifier.count:
+            budget.charge(self._verifier.count, self.now_ms)
         self._after_event()
+
+    def _bucket(self, table: dict[int, Bucket], src: int, rate: int, burst: int) -> Bucket:
+        bucket = table.get(src)
+        if bucket is None:
+            bucket = table[src] = Bucket(rate, burst, self.now_ms)
+        return bucket
 
     def tick(self, now_ms: int) -> None:
         self._clock(now_ms)
@@ -232,7 +297,11 @@ class Replica:
     def executed(self, height: int, state_root: bytes, results_root: bytes) -> None:
         """The caller applied committed block ``height``: the state root after it and the
         Merkle root of its results."""
-        assert height == self.executed_height + 1 and height <= self.committed_height
+        require(
+            height == self.executed_height + 1 and height <= self.committed_height,
+            f"executed({height}) out of order (executed {self.executed_height}, "
+            f"committed {self.committed_height})",
+        )
         self.executed_height = height
         self.executed_root, self.executed_results = state_root, results_root
         expected = self._expected_roots.pop(height, None)
@@ -253,9 +322,10 @@ class Replica:
         return out
 
     def advance(self) -> None:
-        assert self._in_ready, "advance() without ready()"
-        assert self.executed_height == self.committed_height or self.halted is not None, (
-            "advance() before every committed block was applied and reported"
+        require(self._in_ready, "advance() without ready()")
+        require(
+            self.executed_height == self.committed_height or self.halted is not None,
+            "advance() before every committed block was applied and reported",
         )
         self._in_ready = False
 
@@ -336,7 +406,11 @@ class Replica:
             self._forward_to(self.view, last, tuple(due))
 
     def _timeout_ms(self) -> int:
-        exp = min(self._consecutive_timeouts, 30)
+        """The base timeout for the first n - q views without a commit (as many leaders
+        may be down, each costing one view), then doubling: one dead leader after another
+        must not cost ever longer timeouts, and under asynchrony the timeout still grows
+        until a view fits in it."""
+        exp = min(max(0, self._consecutive_timeouts - self.cfg.quorum.liveness_bound), 30)
         return min(self.cfg.view_timeout_base_ms << exp, self.cfg.view_timeout_max_ms)
 
     def _verify_qc(self, qc: QuorumCert, phase: Phase) -> bool:
@@ -396,8 +470,13 @@ class Replica:
             self._want_sync(src, cert.height)
 
     def _commit(self, block: Block, cert: QuorumCert) -> None:
-        assert block.height == self.committed_height + 1 and block.hash == cert.block_hash
-        assert block.parent_hash == self.committed_hash, "a certified block must extend ours"
+        require(
+            block.height == self.committed_height + 1
+            and block.hash == cert.block_hash
+            and block.parent_hash == self.committed_hash,
+            f"block {block.height} committed out of order or not extending ours",
+        )
+        self.schedule.committed(block.view, block.proposer)
         self.committed_height, self.committed_hash = block.height, block.hash
         self.committed_time_ms, self.committed_cert = block.time_ms, cert
         self.committed_view = cert.view  # the certificate our proposals will carry
@@ -421,7 +500,7 @@ class Replica:
         if block.executed_height > self.executed_height:
             self._expected_roots[block.executed_height] = roots
         elif roots != self._executed_roots():
-            assert block.executed_height == self.executed_height
+            require(block.executed_height == self.executed_height, "roots of a skipped height")
             self._halt(f"roots of height {block.executed_height} differ from the certified")
 
     def _executed_roots(self) -> tuple[bytes, bytes]:
@@ -456,6 +535,11 @@ class Replica:
         self._send_sync()
 
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
+        """Serve committed blocks, at most the peer's catch-up budget in bytes."""
+        budget = self._bucket(self._sync_budget, src, PEER_SYNC_BYTES_PER_S, PEER_SYNC_BYTES_BURST)
+        if src != self.cfg.me and not budget.available(self.now_ms):
+            self.refused["peer over catch-up budget"] += 1
+            return
         blocks: list[tuple[Block, QuorumCert]] = []
         count = min(msg.count, CATCHUP_BATCH_BLOCKS_MAX)
         size = 0
@@ -468,6 +552,7 @@ class Replica:
             if blocks and size > CATCHUP_RESPONSE_BYTES_MAX:
                 break
             blocks.append(got)
+        budget.charge(max(size, 1), self.now_ms)
         if blocks:
             self._send(src, SyncResponse(tuple(blocks)))
 
@@ -522,26 +607,33 @@ class Replica:
         )
         if not full and self.now_ms < self._last_commit_ms + self.cfg.batch_delay_ms:
             return  # under load: let the next block fill for a moment
-        self._propose(self._new_block(), None, None)
+        self._propose(self._new_block(), None)
 
     def _propose_after_timeout(self, tc: TimeoutCert) -> None:
-        top = max(e.committed_height for e in tc.entries)
+        top = tc.top_height
         if top > self.committed_height:
             return  # we must catch up before we can extend the highest commit
-        locks = [e.pqc_view for e in tc.entries if e.committed_height == top]
-        highest = max((v for v in locks if v is not None), default=None)
-        if top < self.committed_height or highest is None:
+        lock = tc.high_lock
+        if top < self.committed_height or lock is None:
             if self._has_work():
-                self._propose(self._new_block(), tc, None)
+                self._propose(self._new_block(), tc)
             return
-        held = self._tc_justify
-        if held is not None and held[0] == tc.view and held[1].view >= highest:
-            self._propose(held[2], tc, held[1])
-        # else: the TC reached us without the lock it reports; the next view will do
+        block = self._block_of(lock)
+        if block is not None:
+            self._propose(block, tc)  # the Jolteon rule: re-propose the highest lock
+        # else: the TC reached us without the locked block; the next view will do
+
+    def _block_of(self, qc: QuorumCert) -> Block | None:
+        """The block a prepare QC for height committed + 1 certifies, if we hold it."""
+        block = self._candidates.get(qc.block_hash)
+        held = self.safety.high_pqc_block
+        if block is None and held is not None and held.hash == qc.block_hash:
+            block = held
+        return block
 
     def _new_block(self) -> Block:
         txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max)
-        assert txs or self.committed_has_txs, "an empty block only certifies its parent's"
+        require(bool(txs) or self.committed_has_txs, "an empty block only certifies a parent's")
         return Block(
             chain_id=self.cfg.chain_id,
             height=self.committed_height + 1,
@@ -555,21 +647,20 @@ class Replica:
             txs=tuple(txs),
         )
 
-    def _propose(self, block: Block, tc: TimeoutCert | None, justify: QuorumCert | None) -> None:
+    def _propose(self, block: Block, tc: TimeoutCert | None) -> None:
         self._persist(proposed_view=self.view)
         self._votes = {Phase.PREPARE: {}, Phase.COMMIT: {}}
-        proposal = Proposal(self.view, block, self.committed_cert, tc, justify)
+        proposal = Proposal(self.view, block, self.committed_cert, tc)
         self._proposal = proposal  # votes may arrive before our own copy of the proposal
         self._broadcast(proposal)
 
     def _on_proposal(self, src: int, p: Proposal) -> None:
-        if (
-            src != self.leader(p.view)
-            or p.view < self.view
-            or p.block.chain_id != self.cfg.chain_id
-        ):
+        if p.view < self.view or p.block.chain_id != self.cfg.chain_id:
             return
+        # Certificates prove themselves whoever carries them (the sender's budget pays for
+        # checking them); who leads the view is decided once we stand at the parent.
         if not self._absorb_proposal_certs(src, p):
+            self.refused["proposal with an invalid certificate"] += 1
             return
         if p.view != self.view:
             return
@@ -577,10 +668,10 @@ class Replica:
             p.block.height > self.committed_height + 1
             or self.executed_height < self.committed_height
         ):
-            self._buffered = p  # retried after catch-up / execution
+            self._buffered[src] = p  # one per sender; retried after catch-up / execution
             return
         if p.block.height == self.committed_height + 1:
-            self._consider(p)
+            self._consider(src, p)
 
     def _absorb_proposal_certs(self, src: int, p: Proposal) -> bool:
         parent = p.parent_cert
@@ -599,35 +690,52 @@ class Replica:
         return True
 
     def _retry_buffered(self) -> None:
-        if self._buffered is None or self.executed_height < self.committed_height:
+        if not self._buffered or self.executed_height < self.committed_height:
             return
-        p = self._buffered
-        if p.view < self.view or p.block.height <= self.committed_height:
-            self._buffered = None
-        elif p.block.height == self.committed_height + 1 and p.view == self.view:
-            self._buffered = None
-            self._consider(p)
+        for src, p in list(self._buffered.items()):
+            if p.view < self.view or p.block.height <= self.committed_height:
+                del self._buffered[src]
+            elif p.block.height == self.committed_height + 1 and p.view == self.view:
+                del self._buffered[src]
+                self._consider(src, p)
 
-    def _consider(self, p: Proposal) -> None:
+    def _consider(self, src: int, p: Proposal) -> None:
         """Vote PREPARE for a proposal at height committed + 1 in the current view, if valid."""
         block = p.block
-        assert block.height == self.committed_height + 1 and p.view == self.view
+        require(
+            block.height == self.committed_height + 1 and p.view == self.view,
+            "considering a proposal not for the next height in this view",
+        )
         if p.view <= max(self.safety.prepare_view, self.safety.timeout_view):
             return  # already voted (or gave up) in this view: never vote twice
+        if src != self.leader(p.view):
+            self.refused["proposal from a validator that does not lead the view"] += 1
+            return
         if block.parent_hash == self.committed_hash:
             # Kept even if we refuse to vote: a certificate on it may prove *we* are wrong.
             self._remember_block(block)
-        if not self._block_valid(block) or not self._justified(p):
+        if not self._block_valid(block, src, p) or not self._justified(p):
+            self.refused["proposal breaks a voting rule"] += 1
             return
         self._proposal = p
         self._persist(prepare_view=p.view)
         self._send_vote(Phase.PREPARE, p.view, block)
 
-    def _block_valid(self, block: Block) -> bool:
+    def _block_valid(self, block: Block, src: int, p: Proposal) -> bool:
         if block.parent_hash != self.committed_hash or block.time_ms <= self.committed_time_ms:
             return False
         if block.time_ms > self.now_ms + BLOCK_TIME_DRIFT_MAX_MS:
             return False  # a leader must not move settlement deadlines by its clock alone
+        lock = p.tc.high_lock if p.tc is not None else None
+        if lock is None or lock.block_hash != block.hash:
+            # A fresh block: made in this view by its leader, timed by a clock near ours, so
+            # a Byzantine leader cannot backdate it to run trades past expiry or deadline.
+            # (A re-proposed locked block keeps its view and time: q voters, one of them
+            # honest, checked both when it was fresh.)
+            if block.view != p.view or block.proposer != src:
+                return False
+            if block.time_ms < self.now_ms - BLOCK_TIME_DRIFT_MAX_MS:
+                return False
         if len(block.txs) > self.cfg.block_txs_max:
             return False
         if not block.txs and not self.committed_has_txs:
@@ -651,21 +759,14 @@ class Replica:
         return self._tc_allows(p.tc, p)
 
     def _tc_allows(self, tc: TimeoutCert, p: Proposal) -> bool:
-        """Jolteon rule: extend the highest commit and the highest lock reported in the TC."""
-        top = max(e.committed_height for e in tc.entries)
+        """Jolteon rule: extend the highest commit and the highest lock reported in the TC
+        (both proven by the TC itself: ``_verify_tc`` checked them)."""
+        top = tc.top_height
         if p.block.height < top + 1:
             return False
-        if p.block.height > top + 1:
+        if p.block.height > top + 1 or tc.high_lock is None:
             return True
-        locks = [
-            e.pqc_view for e in tc.entries if e.committed_height == top and e.pqc_view is not None
-        ]
-        if not locks:
-            return True
-        j = p.justify
-        if j is None or j.height != p.block.height or j.block_hash != p.block.hash:
-            return False
-        return j.view >= max(locks) and self._verify_qc(j, Phase.PREPARE)
+        return tc.high_lock.block_hash == p.block.hash
 
     # --- votes and certificates ----------------------------------------------------------
 
@@ -760,7 +861,7 @@ class Replica:
 
     def _send_timeout(self, view: int) -> None:
         """Give up on ``view`` (persisted first) and tell everyone, with our lock."""
-        assert view == self.view
+        require(view == self.view, "timeout for a view we are not in")
         if self.safety.timeout_view < view:
             self._persist(timeout_view=view)
         lock, block = self.safety.high_pqc, self.safety.high_pqc_block
@@ -770,7 +871,9 @@ class Replica:
         sig = self._signer.sign(
             timeout_message(self.cfg.chain_id, view, self.committed_height, pqc_view)
         )
-        self._broadcast(Timeout(view, self.committed_height, lock, block, self.cfg.me, sig))
+        self._broadcast(
+            Timeout(view, self.committed_height, self.committed_cert, lock, block, self.cfg.me, sig)
+        )
         self._timeout_sent_ms = self.now_ms
         if self._timer_start_ms is None:
             self._timer_start_ms = self.now_ms
@@ -780,9 +883,22 @@ class Replica:
             self._broadcast(TxForward(tuple(pending)), include_self=False)
 
     def _timeout_valid(self, src: int, t: Timeout) -> bool:
+        """Signed by its sender, and every claim in it proven: the committed height by a
+        commit certificate, the lock by a prepare QC for the next height and its block."""
         if t.voter != src:
             return False
         if (t.high_pqc is None) != (t.pqc_block is None):
+            return False
+        if (t.commit_cert is None) != (t.committed_height == 0):
+            return False
+        pqc_view = None if t.high_pqc is None else t.high_pqc.view
+        msg = timeout_message(self.cfg.chain_id, t.view, t.committed_height, pqc_view)
+        if not self._verifier.verify(t.voter, msg, t.signature):
+            return False
+        if t.commit_cert is not None and (
+            t.commit_cert.height != t.committed_height
+            or not self._verify_qc(t.commit_cert, Phase.COMMIT)
+        ):
             return False
         if t.high_pqc is not None and t.pqc_block is not None:
             ok = (
@@ -793,28 +909,28 @@ class Replica:
             )
             if not ok:
                 return False
-        pqc_view = None if t.high_pqc is None else t.high_pqc.view
-        msg = timeout_message(self.cfg.chain_id, t.view, t.committed_height, pqc_view)
-        return self._verifier.verify(t.voter, msg, t.signature)
+        return True
 
     def _on_timeout(self, src: int, t: Timeout) -> None:
         if t.view < self.view:
             self._help_lagging(src, t)
             return
-        if not self._timeout_valid(src, t):
+        if t.view >= self.view + TIMEOUT_VIEWS_TRACKED_MAX:
+            # Too far ahead to matter yet (and the cheap kind to flood); a lagging replica
+            # catches up by the certificates its own timeouts are answered with.
+            self.refused["timeout for a view too far ahead"] += 1
             return
-        if (
-            t.committed_height > self.committed_height
-            and self.committed_height < t.committed_height
-        ):
-            self._want_sync(src, t.committed_height)
         bucket = self._timeouts.setdefault(t.view, {})
-        bucket[t.voter] = t
-        while len(self._timeouts) > TIMEOUT_VIEWS_TRACKED_MAX:
-            # Keep the views nearest ours: far-future ones are the cheap ones to forge.
-            del self._timeouts[max(self._timeouts)]
-        if t.view not in self._timeouts:
+        if bucket.get(t.voter) == t:
+            return  # a re-send: nothing new to check
+        if not self._timeout_valid(src, t):
+            self.refused["timeout with an unproven claim or a bad signature"] += 1
             return
+        if t.pqc_block is not None:
+            self._remember_block(t.pqc_block)  # a next leader may have to re-propose it
+        if t.committed_height > self.committed_height:
+            self._want_sync(src, t.committed_height)
+        bucket[t.voter] = t
         if len(bucket) > self.cfg.quorum.safety_bound and self.safety.timeout_view < t.view:
             # f_safe + 1 timeouts include an honest one: join so the view change completes.
             self._enter_view(t.view)
@@ -824,7 +940,12 @@ class Replica:
             self._form_tc(t.view, bucket)
 
     def _help_lagging(self, src: int, t: Timeout) -> None:
-        """A peer times out of a view we have left: send what moved us on."""
+        """A peer times out of a view we have left: send what moved us on (at most once per
+        interval per peer: replayed stale timeouts must not make us a traffic amplifier)."""
+        last = self._helped_ms.get(src)
+        if last is not None and self.now_ms < last + HELP_LAGGING_INTERVAL_MS:
+            return
+        self._helped_ms[src] = self.now_ms
         cert = self.committed_cert
         if cert is not None and (t.committed_height < cert.height or cert.view >= t.view):
             self._send(src, QCMessage(cert))
@@ -832,17 +953,23 @@ class Replica:
             self._send(src, NewView(self._last_tc))
 
     def _form_tc(self, view: int, bucket: dict[int, Timeout]) -> None:
+        """q verified timeouts, with the proofs of their highest claims (from the timeouts
+        that made them, so anyone can check the certificate alone)."""
         chosen = [bucket[i] for i in sorted(bucket)[: self.q]]
-        tc = TimeoutCert(view, tuple(t.entry() for t in chosen))
         top = max(t.committed_height for t in chosen)
-        locked = [t for t in chosen if t.committed_height == top and t.high_pqc is not None]
-        best = max(locked, key=lambda t: t.high_pqc.view if t.high_pqc else -1, default=None)
-        if best is not None and best.high_pqc is not None and best.pqc_block is not None:
-            self._tc_justify = (view, best.high_pqc, best.pqc_block)
+        at_top = [t for t in chosen if t.committed_height == top]
+        locks = [t.high_pqc for t in at_top if t.high_pqc is not None]
+        tc = TimeoutCert(
+            view,
+            tuple(t.entry() for t in chosen),
+            at_top[0].commit_cert,
+            max(locks, key=lambda qc: qc.view, default=None),
+        )
+        self._remember_verified(("tc", tc), True)  # made of timeouts verified one by one
         self._accept_tc(tc)
 
     def _verify_tc(self, tc: TimeoutCert) -> bool:
-        key: tuple[object, ...] = ("tc", tc.view, tc.entries)
+        key: tuple[object, ...] = ("tc", tc)
         ok = self._verified.get(key)
         if ok is None:
             ok = verify_timeout_cert(tc, self.cfg.chain_id, self.n, self.q, self._verifier)
@@ -860,8 +987,31 @@ class Replica:
             self._accept_tc(m.tc)
 
     def _on_tx_forward(self, src: int, m: TxForward) -> None:
+        """A peer's transactions pass the checks a client's do (the runtime's precheck) and
+        fill at most the peer's share of the mempool; checking them is charged to the peer,
+        and the batch stops where its budget runs out."""
+        share = self._peer_share()
+        budget = self._verify_budget.get(src)
         for tx in m.txs[:TX_FORWARD_BATCH_MAX]:
-            self._admit(tx)
+            if self.mempool.contains(tx):
+                continue
+            if self.mempool.share_full(src, share):
+                self.refused["forward beyond the peer's mempool share"] += 1
+                return
+            if budget is not None and not budget.available(self.now_ms):
+                self.refused["peer over verification budget"] += 1
+                return
+            if self._tx_check is not None:
+                if budget is not None:
+                    budget.charge(SIGNERS_PER_TX_MAX, self.now_ms)
+                if not self._tx_check(tx):
+                    self.refused["forwarded transaction fails admission checks"] += 1
+                    continue
+            if not self._source.tx_committed(tx):
+                self.mempool.add(tx, origin=src, share_max=share)
+
+    def _peer_share(self) -> int:
+        return self.mempool.txs_max // max(MEMPOOL_PEER_SHARE_DIVISOR_MIN, self.n - 1)
 
 
 def _qc_key(qc: QuorumCert) -> tuple[object, ...]:

@@ -84,7 +84,18 @@ def verify_certificate(
 
 
 def verify_timeout_cert(tc: TimeoutCert, chain_id: str, n: int, q: int, verifier: Verifier) -> bool:
+    """True when ``tc`` holds q valid timeouts by distinct validators for one view *and*
+    proves its highest claims: ``high_commit`` certifies the highest committed height an
+    entry reports, ``high_lock`` is a prepare QC of the highest lock view reported there,
+    for the next height. Nothing else in an entry is acted on."""
     if len(tc.entries) > n or not _distinct_signers([e.voter for e in tc.entries], n, q):
+        return False
+    if not _proves(tc.high_commit, Phase.COMMIT, tc.top_height, None):
+        return False
+    if not _proves(tc.high_lock, Phase.PREPARE, tc.top_height + 1, tc.top_lock_view):
+        return False
+    certs = [qc for qc in (tc.high_commit, tc.high_lock) if qc is not None]
+    if not all(verify_certificate(qc, chain_id, n, q, verifier) for qc in certs):
         return False
     return all(
         verifier.verify(
@@ -94,3 +105,15 @@ def verify_timeout_cert(tc: TimeoutCert, chain_id: str, n: int, q: int, verifier
         )
         for e in tc.entries
     )
+
+
+def _proves(qc: QuorumCert | None, phase: Phase, height: int, view: int | None) -> bool:
+    """The shape check of a TC's proof: present exactly when there is a claim to prove
+    (a committed height above 0, or a lock view), of that phase, height and view."""
+    if phase is Phase.COMMIT:
+        if height == 0:
+            return qc is None
+        return qc is not None and qc.phase is phase and qc.height == height
+    if view is None:
+        return qc is None
+    return qc is not None and qc.phase is phase and qc.height == height and qc.view == view

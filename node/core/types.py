@@ -289,10 +289,34 @@ class TimeoutEntry:
 
 @dataclass(frozen=True, slots=True)
 class TimeoutCert:
-    """q signed timeouts for one view: proof that the next view may start without a commit."""
+    """q signed timeouts for one view: proof that the next view may start without a commit.
+
+    Each entry's claims (committed height, lock view) are signed by its voter but a signature
+    is not proof: a Byzantine voter can sign any number. So the certificate carries the proof
+    of the two claims anyone acts on: ``high_commit``, the commit certificate of the highest
+    committed height among the entries (None when that height is 0), and ``high_lock``, the
+    prepare QC of the highest lock view reported at that height (None when none is). A
+    certificate whose highest claims are not proven this way is invalid as a whole.
+    """
 
     view: int
     entries: tuple[TimeoutEntry, ...]
+    high_commit: QuorumCert | None = None
+    high_lock: QuorumCert | None = None
+
+    @property
+    def top_height(self) -> int:
+        """The highest committed height its entries report."""
+        return max((e.committed_height for e in self.entries), default=0)
+
+    @property
+    def top_lock_view(self) -> int | None:
+        """The highest lock view reported at ``top_height`` (None: no entry there is locked)."""
+        top = self.top_height
+        locks = [
+            e.pqc_view for e in self.entries if e.committed_height == top and e.pqc_view is not None
+        ]
+        return max(locks, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,14 +325,13 @@ class Proposal:
 
     ``parent_cert`` is the commit certificate of the parent (None for height 1). Either the
     parent was committed in ``view - 1`` (a fresh view) or ``tc`` proves ``view - 1`` timed
-    out; then ``justify`` is the highest prepare QC reported in ``tc`` for this height.
+    out; then, if ``tc.high_lock`` is at this height, ``block`` is that locked block.
     """
 
     view: int
     block: Block
     parent_cert: QuorumCert | None
     tc: TimeoutCert | None
-    justify: QuorumCert | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,10 +353,12 @@ class QCMessage:
 
 @dataclass(frozen=True, slots=True)
 class Timeout:
-    """Sender gives up on ``view``; carries its highest prepare QC for committed + 1."""
+    """Sender gives up on ``view``; carries the commit certificate that proves its committed
+    height (None at height 0) and its highest prepare QC for committed + 1 with its block."""
 
     view: int
     committed_height: int
+    commit_cert: QuorumCert | None
     high_pqc: QuorumCert | None
     pqc_block: Block | None
     voter: int

@@ -22,6 +22,7 @@ from node import crypto
 from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
     MEMPOOL_TXS_MAX,
+    PEER_FORWARD_CHUNK_TXS,
     PENDING_IDS_MAX,
     SYNC_PROBE_INTERVAL_MS,
     TIMELINE_HEIGHTS_MAX,
@@ -41,6 +42,7 @@ from node.core import (
     QuorumCert,
     Replica,
     SyncRequest,
+    TxForward,
     encode_block,
     encode_message,
     encode_qc,
@@ -55,8 +57,10 @@ from node.runtime._timeline import Step, Timeline
 from node.settlement import (
     BlockContext,
     Genesis,
+    ResultCode,
     apply_block,
     genesis_state_root,
+    precheck,
     result_leaf,
 )
 from node.store import Storage, StoredBlock
@@ -104,6 +108,9 @@ class Node:
         self._clock = clock
         source = StoreSource(store)
         state_root, results = source.executed_roots()
+        # Signatures checked at admission (a client's submit or a peer's forward) are not
+        # checked again when their block executes.
+        self.verify = crypto.VerifiedSignatures(2 * mempool_txs_max)
         self.replica = Replica(
             CoreConfig(
                 chain_id=genesis.chain_id,
@@ -119,6 +126,7 @@ class Node:
             safety=store.load_safety(),
             now_ms=clock(),
             mempool=Mempool(txs_max=mempool_txs_max),
+            tx_check=self._forward_ok,
         )
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
         self._local: deque[Message] = deque()
@@ -131,8 +139,6 @@ class Node:
         self._last_probe_ms: dict[int, int] = {}
         self._head_changed = asyncio.Event()
         self.timeline = Timeline(TIMELINE_HEIGHTS_MAX)
-        # Signatures checked at submit are not checked again when their block executes.
-        self.verify = crypto.VerifiedSignatures(2 * mempool_txs_max)
         self._halt_logged = False
         self._last_view = self.replica.view
         self.started_ms = clock()
@@ -140,8 +146,20 @@ class Node:
 
     # --- inputs ----------------------------------------------------------------------------
 
+    def _forward_ok(self, raw: bytes) -> bool:
+        """A peer's forwarded transaction passes the checks a client's submission does."""
+        return precheck(self.genesis, raw, self.verify.admit).code is ResultCode.OK
+
     def deliver(self, src: int, msg: Message) -> None:
         """A consensus message from validator ``src`` (authenticated by the transport)."""
+        if isinstance(msg, TxForward) and len(msg.txs) > PEER_FORWARD_CHUNK_TXS:
+            # Checking a forward's signatures is the costliest work a peer can ask for: in
+            # chunks, one per event-loop turn, so no single message blocks the loop long.
+            loop = asyncio.get_running_loop()
+            for i in range(0, len(msg.txs), PEER_FORWARD_CHUNK_TXS):
+                chunk = TxForward(msg.txs[i : i + PEER_FORWARD_CHUNK_TXS])
+                loop.call_soon(self.deliver, src, chunk)
+            return
         event("recv", logging.DEBUG, src=src, msg=_describe(msg))
         self._mark(msg)
         self.replica.step(src, msg, self._clock())

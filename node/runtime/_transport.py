@@ -19,8 +19,10 @@ import grpc
 
 from node.config import (
     PEER_FRAME_BYTES_MAX,
+    PEER_FRAME_MESSAGES_MAX,
     PEER_RECONNECT_BASE_MS,
     PEER_RECONNECT_MAX_MS,
+    PEER_SEND_QUEUE_BYTES_MAX,
     PEER_SEND_QUEUE_MAX,
 )
 from node.core import DecodeError, decode_message
@@ -93,6 +95,10 @@ class PeerService(pb_grpc.PeerServicer):
             )
         )
         async for frame in request_iterator:
+            if len(frame.messages) > PEER_FRAME_MESSAGES_MAX:
+                # An honest sender's queue never holds more: the frame is the peer's fault.
+                event("bad_peer_frame", logging.WARNING, peer=src, messages=len(frame.messages))
+                continue
             for data in frame.messages:
                 try:
                     msg = decode_message(data)
@@ -100,6 +106,8 @@ class PeerService(pb_grpc.PeerServicer):
                     event("bad_peer_message", logging.WARNING, peer=src, error=str(e))
                     continue
                 node.deliver(src, msg)
+                # One message at a time: other peers, clients and timers run in between.
+                await asyncio.sleep(0)
 
 
 class PeerLink:
@@ -118,16 +126,21 @@ class PeerLink:
         self.node, self.dst, self.address = node, dst, address
         self._tls_name, self._creds, self._metrics = tls_name, credentials, metrics
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
         self._wake = asyncio.Event()
         self.connected = False
         self.failures = 0
         self._session_id = 0  # a finished call's request generator must not take messages
 
     def send(self, data: bytes) -> None:
-        if len(self._queue) >= PEER_SEND_QUEUE_MAX:
-            self._queue.popleft()
+        while self._queue and (
+            len(self._queue) >= PEER_SEND_QUEUE_MAX
+            or self._queued_bytes + len(data) > PEER_SEND_QUEUE_BYTES_MAX
+        ):
+            self._queued_bytes -= len(self._queue.popleft())
             self._metrics.dropped.inc()
         self._queue.append(data)
+        self._queued_bytes += len(data)
         self._wake.set()
 
     async def run(self) -> None:
@@ -193,7 +206,8 @@ class PeerLink:
                 data = self._queue.popleft()
                 batch.append(data)
                 size += len(data)
+            self._queued_bytes -= size
             if not batch:  # a single message over the limit: the codec forbids it
-                self._queue.popleft()
+                self._queued_bytes -= len(self._queue.popleft())
                 continue
             yield pb.PeerFrame(messages=batch)

@@ -23,7 +23,8 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   certificate in which its own entry claims an inflated height or lock view (signed).
 - ``forge``: forged claims in the other fields: votes for other views, for other voters,
   bogus signatures; certificates with bogus or repeated signers; proposals with a wrong
-  parent certificate, a bogus TC or justify; timeouts whose lock is for another block;
+  parent certificate, a TC from another view or with a bogus lock proof; timeouts whose
+  lock is for another block or whose commit certificate is for another height;
   catch-up blocks with another block's certificate.
 - ``far_future``: signed timeouts and votes for views far ahead, certificates and
   proposals at far heights, catch-up requests beyond the chain, and stale timeouts.
@@ -64,6 +65,7 @@ from node.core import (
     decode_message,
     encode_message,
     timeout_message,
+    tx_key,
     vote_message,
 )
 
@@ -138,6 +140,20 @@ class Strategy:
         return core.leader(view) if core is not None else view % self.env.n
 
 
+def honest_timeout(core: Replica, view: int) -> Timeout:
+    """A timeout of ``view`` with the replica's true committed height and its proof, no lock
+    (unsigned: a strategy signs what it finally sends)."""
+    return Timeout(
+        view=view,
+        committed_height=core.committed_height,
+        commit_cert=core.committed_cert,
+        high_pqc=None,
+        pqc_block=None,
+        voter=core.cfg.me,
+        signature=b"",
+    )
+
+
 def wire(msg: Message) -> Message | None:
     """A crafted message as a real peer would receive it, or None if it cannot be sent."""
     try:
@@ -170,9 +186,24 @@ class WithholdVotes(Strategy):
 
 
 class Equivocate(Strategy):
-    """A face of a split validator: the harness routes each face to one honest half."""
+    """A face of a split validator: the harness routes each face to one honest half. Each
+    face keeps only the transactions of its own parity (by id), so when the validator leads,
+    the two halves are shown different blocks."""
 
     name = "equivocate"
+    face = 0  # set by the harness
+
+    def _mine(self, tx: bytes) -> bool:
+        return tx_key(tx)[0] % 2 == self.face
+
+    def accepts(self, raw: bytes) -> bool:
+        return self._mine(raw)
+
+    def incoming(self, src: int, msg: Message) -> Message | None:
+        if isinstance(msg, TxForward):
+            kept = tuple(tx for tx in msg.txs if self._mine(tx))
+            return TxForward(kept) if kept else None
+        return msg
 
 
 class Censor(Strategy):
@@ -227,10 +258,10 @@ class InflateTimeout(Strategy):
         if core is None or core.view == self._view:
             return []
         self._view = core.view
-        t = Timeout(core.view, core.committed_height, None, None, self.env.index, b"")
-        return self.everyone(self._lie(t))
+        return self.everyone(self._lie(honest_timeout(core, core.view)))
 
     def _lie(self, t: Timeout) -> Timeout:
+        # The commit certificate, if it carries one, stays the real one (of a lower height).
         lied = replace(t, committed_height=t.committed_height + self.extra, high_pqc=None)
         return self.sign_timeout(replace(lied, pqc_block=None))
 
@@ -285,7 +316,8 @@ class ForgeTC(Strategy):
         else:
             own = self.entry(view, height, FAR)  # a lock nobody has
         entries = sorted([own, *others[: self.env.q - 1]], key=lambda e: e.voter)
-        return TimeoutCert(view, tuple(entries))
+        # The best proof it has: the commit certificate of its real height.
+        return TimeoutCert(view, tuple(entries), high_commit=core.committed_cert)
 
 
 class Forge(Strategy):
@@ -330,7 +362,7 @@ class Forge(Strategy):
             return [(dst, self._bad_timeout(msg))]
         if isinstance(msg, NewView):
             entries = msg.tc.entries
-            return [(dst, NewView(TimeoutCert(msg.tc.view, entries[:1] * len(entries))))]
+            return [(dst, NewView(replace(msg.tc, entries=entries[:1] * len(entries))))]
         if isinstance(msg, SyncResponse) and msg.blocks:
             (block, cert), *rest = msg.blocks
             other = replace(cert, block_hash=rng.randbytes(32))
@@ -351,12 +383,14 @@ class Forge(Strategy):
 
     def _bad_timeout(self, t: Timeout) -> Timeout:
         rng = self.rng
-        kind = rng.randrange(3)
+        kind = rng.randrange(4)
         if kind == 0 and t.high_pqc is not None and t.pqc_block is not None:
             other = replace(t.pqc_block, time_ms=t.pqc_block.time_ms + 1)  # another block
             return replace(t, pqc_block=other)
         if kind == 1:
             return replace(t, voter=(self.env.index + 1) % self.env.n)
+        if t.commit_cert is not None:  # the certificate of another height
+            return replace(t, commit_cert=replace(t.commit_cert, height=t.committed_height + 1))
         return replace(t, signature=rng.randbytes(64))
 
     def _bad_proposal(self, p: Proposal) -> Proposal:
@@ -370,10 +404,13 @@ class Forge(Strategy):
         if kind == 2:  # a TC from elsewhere: a view that is not the previous one
             entry = self.entry(p.view + 5, 0, None)
             return replace(p, tc=TimeoutCert(p.view + 5, (entry,) * self.env.q))
-        justify = QuorumCert(
-            Phase.PREPARE, p.view, p.block.height, p.block.hash, self.bogus_sigs(self.env.q)
+        lock = QuorumCert(
+            Phase.PREPARE, p.view - 1, p.block.height, p.block.hash, self.bogus_sigs(self.env.q)
         )
-        return replace(p, justify=justify)
+        if p.tc is None:  # a TC for the previous view made of its own entry, a forged lock
+            entry = self.entry(p.view - 1, p.block.height - 1, lock.view)
+            return replace(p, tc=TimeoutCert(p.view - 1, (entry,) * self.env.q, None, lock))
+        return replace(p, tc=replace(p.tc, high_lock=lock))
 
 
 class FarFuture(Strategy):
@@ -391,7 +428,7 @@ class FarFuture(Strategy):
         far_view = view + rng.randint(2, FAR)
         kind = rng.randrange(6)
         if kind == 0:
-            t = self.sign_timeout(Timeout(far_view, height, None, None, 0, b""))
+            t = self.sign_timeout(honest_timeout(core, far_view))
             return self.everyone(t)
         if kind == 1:
             vote = self.vote(Phase.PREPARE, far_view, height + FAR, rng.randbytes(32))
@@ -405,7 +442,7 @@ class FarFuture(Strategy):
             return self._far_proposal(core, far_view)
         if kind == 4:
             return self.everyone(SyncRequest(height + FAR, CATCHUP_BATCH_BLOCKS_MAX))
-        stale = self.sign_timeout(Timeout(rng.randint(0, max(0, view - 1)), 0, None, None, 0, b""))
+        stale = self.sign_timeout(honest_timeout(core, rng.randint(0, max(0, view - 1))))
         return self.everyone(stale)
 
     def _far_proposal(self, core: Replica, far_view: int) -> Out:

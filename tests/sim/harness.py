@@ -37,7 +37,15 @@ from node.core import (
 )
 from node.genesis import DemoNetwork, demo_genesis
 from node.runtime import StoreSource
-from node.settlement import BlockContext, DvP, Transfer, apply_block, sign_tx
+from node.settlement import (
+    BlockContext,
+    DvP,
+    ResultCode,
+    Transfer,
+    apply_block,
+    precheck,
+    sign_tx,
+)
 from node.store import MemoryStore
 from tests.sim.byzantine import STRATEGIES, Env, Equivocate, Strategy, wire
 from tests.sim.invariants import Checker, Violation
@@ -219,8 +227,8 @@ class Cluster:
             now=lambda: self.now,
         )
         inst.byz = STRATEGIES[strategy](env, random.Random(salt))
-        if strategy == Equivocate.name:
-            inst.face = copy
+        if isinstance(inst.byz, Equivocate):
+            inst.face = inst.byz.face = copy
         pulse = inst.byz.pulse_ms
         if pulse is not None:
             self._push(self.now + pulse, "call", lambda: self._pulse(inst, pulse))
@@ -235,6 +243,10 @@ class Cluster:
         sent = wire(msg)
         if sent is not None:
             self.send(inst, dst, sent)
+
+    def _tx_check(self, raw: bytes) -> bool:
+        """The runtime's admission precheck, which forwarded transactions pass too."""
+        return precheck(self.genesis, raw, memo_verify).code is ResultCode.OK
 
     def _boot(self, inst: Instance) -> None:
         cfg = CoreConfig(
@@ -257,6 +269,7 @@ class Cluster:
             results_root=results,
             safety=inst.store.load_safety(),
             now_ms=self.now,
+            tx_check=self._tx_check,
         )
         inst.tick_at = None
         self._drain(inst)

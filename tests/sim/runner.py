@@ -99,8 +99,9 @@ class RunResult:
 def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
     rng = random.Random(salt)
     sc, names = cl.sc, [i.name for i in cl.instances]
-    live = [i.core for i in cl.live() if i.core is not None]
-    leader = max(live, key=lambda c: c.view).leader(max(c.view for c in live)) if live else 0
+    cores = [i.core for i in cl.live() if i.core is not None]
+    ahead = max(cores, key=lambda core: core.view, default=None)
+    leader = ahead.leader(ahead.view) if ahead is not None else 0
     if kind == "isolate_leader":
         cl.partition({i.name: 1 for i in cl.instances if i.index == leader})
     elif kind == "twins_split" and sc.twins:
@@ -256,7 +257,8 @@ def split_brain(n: int, q: int, twins: tuple[int, ...], *, unsafe: bool = False)
 
 def equivocation_attack(n: int, q: int, count: int) -> Cluster:
     """``count`` equivocating validators, each with one face per honest half, and trades
-    sent to both halves; then the run goes on with no other fault.
+    sent to both halves (each face keeps half of them, so an equivocator that leads shows
+    the halves different blocks); then the run goes on with no other fault.
 
     Within the bound (count <= 2q - n - 1) no half reaches q with its honest members and
     the faces alone; one more and each half commits its own block.
@@ -265,7 +267,8 @@ def equivocation_attack(n: int, q: int, count: int) -> Cluster:
     sc.byz = dict.fromkeys(range(count), "equivocate")
     cl = Cluster(sc)
     halves = [[i.name for i in cl.instances if i.honest and cl.half[i.index] == k] for k in (0, 1)]
-    for k, (raw, _) in enumerate(cl.workload):
-        cl.at(10 + 300 * k, lambda raw=raw, name=halves[k % 2][0]: cl.submit(raw, name))
+    for k, (raw, _) in enumerate(cl.workload):  # in pairs, to both halves
+        for half in halves:
+            cl.at(10 + 300 * (k // 2), lambda raw=raw, name=half[0]: cl.submit(raw, name))
     cl.run_until(cl.t0 + sc.chaos_ms)
     return cl

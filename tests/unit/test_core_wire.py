@@ -95,21 +95,22 @@ QCS = st.builds(
     st.lists(st.tuples(U32, SIG), max_size=4).map(tuple),
 )
 ENTRIES = st.builds(TimeoutEntry, U32, U64, st.none() | U64, SIG)
-TCS = st.builds(TimeoutCert, U64, st.lists(ENTRIES, max_size=4).map(tuple))
+TCS = st.builds(
+    TimeoutCert, U64, st.lists(ENTRIES, max_size=4).map(tuple), st.none() | QCS, st.none() | QCS
+)
 LOCKS = st.none() | st.tuples(QCS, blocks())
 
 MESSAGES: dict[str, st.SearchStrategy[Message]] = {
-    "proposal": st.builds(
-        Proposal, U64, blocks(), st.none() | QCS, st.none() | TCS, st.none() | QCS
-    ),
+    "proposal": st.builds(Proposal, U64, blocks(), st.none() | QCS, st.none() | TCS),
     "vote": st.builds(Vote, st.sampled_from(Phase), U64, U64, HASH, U32, SIG),
     "qc": st.builds(QCMessage, QCS),
     "timeout": st.builds(
-        lambda view, height, lock, voter, sig: Timeout(
-            view, height, lock and lock[0], lock and lock[1], voter, sig
+        lambda view, height, cert, lock, voter, sig: Timeout(
+            view, height, cert, lock and lock[0], lock and lock[1], voter, sig
         ),
         U64,
         U64,
+        st.none() | QCS,
         LOCKS,
         U32,
         SIG,
@@ -135,15 +136,19 @@ def _block(height: int = 2, txs: tuple[bytes, ...] = (b"tx-a", b"tx-b")) -> Bloc
 
 QC = QuorumCert(Phase.COMMIT, 3, 1, bytes(range(32)), ((0, b"s" * 64), (2, b"t" * 64)))
 PQC = replace(QC, phase=Phase.PREPARE, height=2)
-TC = TimeoutCert(4, (TimeoutEntry(0, 1, None, b"a" * 64), TimeoutEntry(1, 1, 3, b"b" * 64)))
+TC = TimeoutCert(
+    4, (TimeoutEntry(0, 1, None, b"a" * 64), TimeoutEntry(1, 1, 3, b"b" * 64)), QC, PQC
+)
+TC_BARE = TimeoutCert(4, (TimeoutEntry(0, 0, None, b"a" * 64),))
 EXAMPLES: dict[str, Message] = {
-    "proposal-full": Proposal(5, _block(), QC, TC, PQC),
-    "proposal-bare": Proposal(0, _block(1), None, None, None),
+    "proposal-full": Proposal(5, _block(), QC, TC),
+    "proposal-bare": Proposal(0, _block(1), None, None),
     "vote": Vote(Phase.PREPARE, 5, 2, bytes(32), 3, b"v" * 64),
     "qc": QCMessage(QC),
-    "timeout-locked": Timeout(5, 1, PQC, _block(), 2, b"w" * 64),
-    "timeout-unlocked": Timeout(5, 1, None, None, 2, b"w" * 64),
+    "timeout-locked": Timeout(5, 1, QC, PQC, _block(), 2, b"w" * 64),
+    "timeout-unlocked": Timeout(5, 0, None, None, None, 2, b"w" * 64),
     "new-view": NewView(TC),
+    "new-view-bare": NewView(TC_BARE),
     "tx-forward": TxForward((b"x", b"", b"yz")),
     "sync-request": SyncRequest(7, CATCHUP_BATCH_BLOCKS_MAX),
     "sync-response": SyncResponse(((_block(), QC), (_block(3), QC))),
@@ -241,10 +246,13 @@ def _presence_cases() -> dict[str, tuple[Message, int]]:
     return {
         "proposal parent_cert": (full, after_block),
         "proposal tc": (full, after_block + 1 + 4 + len(encode_qc(QC))),
-        "proposal justify": (bare, after_block + 2),  # parent_cert and tc absent
-        "timeout high_pqc": (EXAMPLES["timeout-locked"], 1 + 16),
-        "timeout pqc_block": (EXAMPLES["timeout-unlocked"], 1 + 16 + 1),
+        "proposal tc (bare)": (bare, after_block + 1),  # parent_cert absent
+        "timeout commit_cert": (EXAMPLES["timeout-unlocked"], 1 + 16),
+        "timeout high_pqc": (EXAMPLES["timeout-unlocked"], 1 + 16 + 1),
+        "timeout pqc_block": (EXAMPLES["timeout-unlocked"], 1 + 16 + 2),
         "timeout entry pqc_view": (EXAMPLES["new-view"], 1 + 8 + 2 + 4 + 8),
+        "tc high_commit": (EXAMPLES["new-view-bare"], 1 + 8 + 2 + 12 + 1 + 2 + 64),
+        "tc high_lock": (EXAMPLES["new-view-bare"], 1 + 8 + 2 + 12 + 1 + 2 + 64 + 1),
     }
 
 
