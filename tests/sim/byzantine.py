@@ -459,7 +459,7 @@ class FarFuture(Strategy):
             state_root=bytes(32), results_root=bytes(32),
             txs=tuple(self.env.workload[:1]),
         )  # fmt: skip
-        return self.everyone(Proposal(view, block, parent, None, None))
+        return self.everyone(Proposal(view, block, parent, None))
 
 
 class Replay(Strategy):
@@ -505,13 +505,13 @@ class JunkFlood(Strategy):
 
     def pulse(self) -> Out:
         self._pulses += 1
-        if self._pulses > self.BURST and self._pulses % 10:
+        if self._pulses > self.BURST and self._pulses % 20:
             return []
         return self.everyone(TxForward(tuple(self._junk() for _ in range(TX_FORWARD_BATCH_MAX))))
 
     def _junk(self) -> bytes:
         rng = self.rng
-        if self.env.workload and rng.random() < 0.5:
+        if self.env.workload and rng.random() < 0.1:
             raw = bytearray(rng.choice(self.env.workload))  # a real trade, signature broken
             raw[-1 - rng.randrange(32)] ^= 1 + rng.randrange(255)
             return bytes(raw)

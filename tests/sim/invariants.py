@@ -8,7 +8,7 @@ Against Byzantine strategies (``tests/sim/byzantine.py``) three more rules hold 
 nodes: no certified block carries junk (a transaction no client sent), an honest client's
 transaction is never refused because the mempool is full (the sim's workload is far below
 ``MEMPOOL_TXS_MAX``, so only a peer's flood can fill it), and catch-up work served to one
-peer stays under ``SYNC_SERVED_BLOCKS_PER_S``. Bounded censorship (views from
+peer stays under ``SYNC_SERVED_BYTES_PER_S``. Bounded censorship (views from
 stabilisation to commit) is checked by the runner with :func:`censorship_bound_views`.
 """
 
@@ -17,14 +17,27 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from node.config import CATCHUP_BATCH_BLOCKS_MAX, FORWARD_LEADERS
-from node.core import AddResult, Block, Phase, QuorumCert, SafetyState, SyncResponse, Vote
+from node.config import (
+    CATCHUP_RESPONSE_BYTES_MAX,
+    FORWARD_LEADERS,
+    PEER_SYNC_BYTES_BURST,
+    PEER_SYNC_BYTES_PER_S,
+)
+from node.core import (
+    AddResult,
+    Block,
+    Phase,
+    QuorumCert,
+    SafetyState,
+    SyncResponse,
+    Vote,
+    encode_message,
+)
 from node.settlement import BlockOutcome, DvP, Genesis, ResultCode, Transfer
 
-# Catch-up blocks one honest node serves one peer per second of simulated time. An honest
-# lagging peer asks again only after a response (or CATCHUP_RETRY_MS), and sim chains are
-# short, so honest catch-up stays far below; a request flood does not, unless bounded.
-SYNC_SERVED_BLOCKS_PER_S = 8 * CATCHUP_BATCH_BLOCKS_MAX
+# Catch-up bytes one honest node may serve one peer in one second of simulated time: the
+# per-peer token bucket's burst and rate, plus the one response it may go into debt for.
+SYNC_SERVED_BYTES_PER_S = PEER_SYNC_BYTES_BURST + PEER_SYNC_BYTES_PER_S + CATCHUP_RESPONSE_BYTES_MAX
 
 
 def censorship_bound_views(n: int, byzantine: int) -> int:
@@ -81,7 +94,7 @@ class Checker:
         if not inst.honest:
             return
         if isinstance(msg, SyncResponse):
-            self._check_served(inst, dst, len(msg.blocks), now)
+            self._check_served(inst, dst, len(encode_message(msg)), now)
         if not isinstance(msg, Vote):
             return
         key = (msg.voter, msg.phase, msg.view)
@@ -97,15 +110,15 @@ class Checker:
         if voted < msg.view:
             raise Violation("vote before persist", f"validator {msg.voter} view {msg.view}")
 
-    def _check_served(self, inst: Any, dst: int, blocks: int, now: int) -> None:
+    def _check_served(self, inst: Any, dst: int, size: int, now: int) -> None:
         second = now // 1000
-        at, count = self._served.get((inst.name, dst), (second, 0))
-        count = blocks + (count if at == second else 0)
-        self._served[(inst.name, dst)] = (second, count)
-        if count > SYNC_SERVED_BLOCKS_PER_S:
+        at, total = self._served.get((inst.name, dst), (second, 0))
+        total = size + (total if at == second else 0)
+        self._served[(inst.name, dst)] = (second, total)
+        if total > SYNC_SERVED_BYTES_PER_S:
             raise Violation(
                 "sync flood",
-                f"instance {inst.name} served peer {dst} {count} catch-up blocks in one second",
+                f"instance {inst.name} served peer {dst} {total} catch-up bytes in one second",
             )
 
     def on_submit(self, inst: Any, raw: bytes, result: AddResult, now: int) -> None:
