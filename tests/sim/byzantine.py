@@ -37,6 +37,7 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
 from __future__ import annotations
 
 import random
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -158,7 +159,7 @@ def wire(msg: Message) -> Message | None:
     """A crafted message as a real peer would receive it, or None if it cannot be sent."""
     try:
         return decode_message(encode_message(msg))
-    except (EncodeError, DecodeError, ValueError, OverflowError):
+    except (EncodeError, DecodeError, ValueError, OverflowError, struct.error):
         return None
 
 
@@ -407,10 +408,13 @@ class Forge(Strategy):
         lock = QuorumCert(
             Phase.PREPARE, p.view - 1, p.block.height, p.block.hash, self.bogus_sigs(self.env.q)
         )
-        if p.tc is None:  # a TC for the previous view made of its own entry, a forged lock
-            entry = self.entry(p.view - 1, p.block.height - 1, lock.view)
-            return replace(p, tc=TimeoutCert(p.view - 1, (entry,) * self.env.q, None, lock))
-        return replace(p, tc=replace(p.tc, high_lock=lock))
+        if p.tc is not None:
+            return replace(p, tc=replace(p.tc, high_lock=lock))
+        if p.view == 0:
+            return p
+        # A TC for the previous view made of its own entry, and a forged lock.
+        entry = self.entry(p.view - 1, p.block.height - 1, lock.view)
+        return replace(p, tc=TimeoutCert(p.view - 1, (entry,) * self.env.q, None, lock))
 
 
 class FarFuture(Strategy):
