@@ -182,6 +182,7 @@ class Cluster:
         self.events_run = 0
         self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
         self.kept_down: set[int] = set()  # instances that stay crashed after heal
+        self._wired: tuple[object, Message | None] = (None, None)  # last message through wire()
         # Honest halves an equivocator's two faces talk to (own PRNG: other draws unchanged).
         byz_rng = random.Random(sc.seed * 104_729 + sc.n)
         honest = [i for i in range(sc.n) if i not in sc.byz and i not in sc.twins]
@@ -240,7 +241,10 @@ class Cluster:
         self._push(self.now + every_ms, "call", lambda: self._pulse(inst, every_ms))
 
     def _send_byz(self, inst: Instance, dst: int, msg: Message) -> None:
-        sent = wire(msg)
+        # One message is often sent to every peer: encode it once.
+        if self._wired[0] is not msg:
+            self._wired = (msg, wire(msg))
+        sent = self._wired[1]
         if sent is not None:
             self.send(inst, dst, sent)
 
