@@ -32,6 +32,8 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
 - ``junk_flood``: forwards batches of junk transactions (random bytes, and real trades
   with a broken signature) to every peer.
 - ``sync_flood``: floods every peer with catch-up requests for the whole chain.
+- ``verify_flood``: for a second and a half, floods every peer with real certificates
+  whose last signature is replaced (every other one checks out, so all are checked).
 """
 
 from __future__ import annotations
@@ -532,6 +534,40 @@ class SyncFlood(Strategy):
         return self.everyone(SyncRequest(1, CATCHUP_BATCH_BLOCKS_MAX))
 
 
+class VerifyFlood(Strategy):
+    """Real certificates with the last signature replaced: each costs the receiver q
+    signature checks (all but the last verify) and proves nothing. About 12,000 checks a
+    second per peer, above what the per-peer budget allows (PEER_VERIFY_BURST +
+    PEER_VERIFY_PER_S), for a second and a half."""
+
+    name = "verify_flood"
+    pulse_ms = 10
+    START_MS, LENGTH_MS = 1_000, 1_500
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self._qc: QuorumCert | None = None  # the latest real certificate it saw
+        self._start: int | None = None
+
+    def incoming(self, src: int, msg: Message) -> Message | None:
+        if isinstance(msg, QCMessage) and len(msg.qc.signatures) >= 2:
+            self._qc = msg.qc
+        return msg
+
+    def pulse(self) -> Out:
+        now = self.env.now()
+        self._start = now if self._start is None else self._start
+        live = self.START_MS <= now - self._start < self.START_MS + self.LENGTH_MS
+        if self._qc is None or not live:
+            return []
+        *real, (last, _) = self._qc.signatures
+        out: Out = []
+        for _ in range(1 + 120 // self.env.q):
+            sigs = (*real, (last, self.rng.randbytes(64)))
+            out += self.everyone(QCMessage(replace(self._qc, signatures=tuple(sigs))))
+        return out
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     s.name: s
     for s in (
@@ -547,5 +583,6 @@ STRATEGIES: dict[str, type[Strategy]] = {
         Replay,
         JunkFlood,
         SyncFlood,
+        VerifyFlood,
     )
 }

@@ -83,6 +83,17 @@ class HashVerifier:
         return 0 <= index < len(self._signers) and self._signers[index].sign(message) == signature
 
 
+class CountingVerifier:
+    """Counts the signature checks a replica does, so the checker can charge each peer."""
+
+    def __init__(self, inner: Verifier) -> None:
+        self.inner, self.count = inner, 0
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        self.count += 1
+        return self.inner.verify(index, message, signature)
+
+
 class MemoVerifier(Ed25519Verifier):
     def __init__(self, public_keys: list[bytes]) -> None:
         super().__init__(public_keys)
@@ -127,6 +138,7 @@ class Instance:
     tick_at: int | None = None
     byz: Strategy | None = None  # modified code between the replica and the network
     face: int | None = None  # an equivocator's face: it talks to honest half ``face`` only
+    verifier: CountingVerifier | None = None
 
 
 @cache
@@ -264,10 +276,11 @@ class Cluster:
         )
         source = StoreSource(inst.store)
         state_root, results = source.executed_roots()
+        inst.verifier = CountingVerifier(self._verifier())
         inst.core = Replica(
             cfg,
             self._signer(inst.index),
-            self._verifier(),
+            inst.verifier,
             source,
             executed_root=state_root,
             results_root=results,
@@ -359,8 +372,10 @@ class Cluster:
             inst = self.instances[name]
             if inst.core is not None and inst.byz is not None:
                 msg = inst.byz.incoming(src, msg)
-            if inst.core is not None and msg is not None:
+            if inst.core is not None and msg is not None and inst.verifier is not None:
+                before = inst.verifier.count
                 inst.core.step(src, msg, self.now)
+                self.checker.on_verified(inst, src, inst.verifier.count - before, self.now)
                 self._drain(inst)
         elif kind == "tick":
             inst = self.instances[data]  # type: ignore[index]

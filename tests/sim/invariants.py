@@ -8,7 +8,8 @@ Against Byzantine strategies (``tests/sim/byzantine.py``) three more rules hold 
 nodes: no certified block carries junk (a transaction no client sent), an honest client's
 transaction is never refused because the mempool is full (the sim's workload is far below
 ``MEMPOOL_TXS_MAX``, so only a peer's flood can fill it), and catch-up work served to one
-peer stays under ``SYNC_SERVED_BYTES_PER_S``. Bounded censorship (views from
+peer stays under ``SYNC_SERVED_BYTES_PER_S``, and so do the signature checks one peer's
+messages cost (``verified_per_peer_per_s``). Bounded censorship (views from
 stabilisation to commit) is checked by the runner with :func:`censorship_bound_views`.
 """
 
@@ -18,10 +19,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from node.config import (
+    CATCHUP_BATCH_BLOCKS_MAX,
     CATCHUP_RESPONSE_BYTES_MAX,
     FORWARD_LEADERS,
     PEER_SYNC_BYTES_BURST,
     PEER_SYNC_BYTES_PER_S,
+    PEER_VERIFY_BURST,
+    PEER_VERIFY_PER_S,
 )
 from node.core import (
     AddResult,
@@ -38,6 +42,15 @@ from node.settlement import BlockOutcome, DvP, Genesis, ResultCode, Transfer
 # Catch-up bytes one honest node may serve one peer in one second of simulated time: the
 # per-peer token bucket's burst and rate, plus the one response it may go into debt for.
 SYNC_SERVED_BYTES_PER_S = PEER_SYNC_BYTES_BURST + PEER_SYNC_BYTES_PER_S + CATCHUP_RESPONSE_BYTES_MAX
+
+
+def verified_per_peer_per_s(n: int) -> int:
+    """Signature checks one honest node may do for one peer's messages in one second: the
+    per-peer bucket's burst and rate, plus one message it may go into debt for (at most a
+    catch-up response of certified blocks, or a proposal with a parent certificate and a
+    TC with its entries and two proofs)."""
+    one_message = max(CATCHUP_BATCH_BLOCKS_MAX * n, 4 * n)
+    return PEER_VERIFY_BURST + PEER_VERIFY_PER_S + one_message
 
 
 def censorship_bound_views(n: int, byzantine: int) -> int:
@@ -87,6 +100,7 @@ class Checker:
         self.commits = 0
         self.commit_view: dict[bytes, int] = {}  # tx -> view of its first honest commit QC
         self._served: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
+        self._verified: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
 
     # --- sends -----------------------------------------------------------------------
 
@@ -119,6 +133,21 @@ class Checker:
             raise Violation(
                 "sync flood",
                 f"instance {inst.name} served peer {dst} {total} catch-up bytes in one second",
+            )
+
+    def on_verified(self, inst: Any, src: int, count: int, now: int) -> None:
+        if not inst.honest or src == inst.index or not count:
+            return
+        second = now // 1000
+        at, total = self._verified.get((inst.name, src), (second, 0))
+        total = count + (total if at == second else 0)
+        self._verified[(inst.name, src)] = (second, total)
+        bound = verified_per_peer_per_s(inst.core.n)
+        if total > bound:
+            raise Violation(
+                "verify flood",
+                f"instance {inst.name} checked {total} signatures for peer {src} in one second "
+                f"(bound {bound})",
             )
 
     def on_submit(self, inst: Any, raw: bytes, result: AddResult, now: int) -> None:

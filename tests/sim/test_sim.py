@@ -72,7 +72,7 @@ BYZANTINE = (
 )
 # What the core before issue 12 fails on (item 1: unproven timeout and TC claims; item 4:
 # forwarded transactions unchecked, catch-up unbounded); run alone so a failure names it.
-CORE_HOLES = ("inflate_timeout", "forge_tc", "junk_flood", "sync_flood")
+CORE_HOLES = ("inflate_timeout", "forge_tc", "junk_flood", "sync_flood", "verify_flood")
 BYZANTINE_BATCHES = [(4, 3, 500_000, 200), (7, 5, 500_000, 150), (26, 16, 500_000, 30)]
 
 
