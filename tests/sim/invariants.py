@@ -55,20 +55,22 @@ def verified_per_peer_per_s(n: int) -> int:
 
 def censorship_bound_views(n: int, byzantine: int) -> int:
     """Views from stabilisation (or from an honest node's acceptance, if later) within
-    which the commit certificate of a block holding the transaction must form.
+    which the commit certificate of a block holding the transaction must form, with at
+    most ``byzantine`` Byzantine validators and every honest one connected.
 
-    Why this many (round-robin leaders, at most ``byzantine`` of them Byzantine, all
-    honest validators connected and message delay bounded): the accepting node forwards
-    the transaction to the leaders of its next FORWARD_LEADERS views, again after every
-    commit that leaves it pending, and to everyone with each timeout, so the first honest
-    leader after those views holds it, and an honest leader's block holds every pending
-    transaction (the sim's load is far below a block). Such a view fails only before
-    honest views have synchronised (one round: every failed view ends in a TC that moves
-    every honest node to the same view) or before the timeout outgrows the round trip
-    (doubling from base: at most a few views). Budget: FORWARD_LEADERS views for the
-    forward window, then one full rotation of n views for every Byzantine leader in it
-    plus one honest leader that may time out unsynchronised, and one more rotation
-    for timeouts still too short after stabilisation.
+    Why this many. (1) Within FORWARD_LEADERS views every next leader holds the
+    transaction: the accepting node sends it to the leaders of its next FORWARD_LEADERS
+    views, again after each commit that leaves it pending, and to everyone with each
+    timeout. (2) The leader schedule (node/core/leader.py) visits its candidates, at most
+    n, with a stride coprime to their number: while the candidate set stands, each leads
+    once in any n consecutive views, and at most ``byzantine`` of them are Byzantine. The
+    set changes only after a failed view, which after stabilisation is a Byzantine
+    leader's (then excluded) or one of (3). (3) An honest leader holding the transaction
+    proposes it (the sim's load is far below a block) and its view commits, unless honest
+    views are not yet synchronised (one TC moves every honest node to the same view) or
+    the view timeout is still below the round trip (it doubles after n - q views without
+    a commit): at most one more rotation. Budget: FORWARD_LEADERS + two rotations of n
+    views + one view per Byzantine validator for set changes it causes.
     """
     return FORWARD_LEADERS + 2 * n + byzantine
 
