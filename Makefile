@@ -71,6 +71,15 @@ bench: setup
 bench-sweep: setup
 	$(PY) -m node.bench --sweep $(subst --duration $(DURATION),--duration $(if $(filter file,$(origin DURATION)),20,$(DURATION)),$(BENCH_ARGS))
 
+#? outage: kill COUNT validators together under load (leader + next in index order, or PICK=random); next commit, steady block interval (N=26 Q=16 COUNT=10 RATE=20)
+.PHONY: outage
+COUNT ?= 10
+PICK ?= consecutive
+outage: setup
+	$(PY) -m node.bench.outage --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --count $(COUNT) --pick $(PICK) --rate $(RATE_OUTAGE) $(if $(OUT),--out $(OUT),)
+
+RATE_OUTAGE = $(if $(filter file,$(origin RATE)),20,$(RATE))
+
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup
 	$(PY) -m node.bench_apply

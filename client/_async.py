@@ -67,6 +67,7 @@ from node.core import (
 )
 from node.genesis import load_genesis
 from node.netconfig import load_network
+from node.netgen import dns_names, pinned_certificates
 from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import (
     Burn,
@@ -138,8 +139,9 @@ class BlockTx:
     position: int
     tx_id: bytes
     code: ResultCode
-    tx: Transaction | None  # None: a body that does not decode (recorded MALFORMED)
+    tx: Transaction | None  # None: a body that does not decode (refused MALFORMED)
     raw: bytes
+    recorded: bool  # this copy's result is tx_id's outcome; False: forged or duplicate copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,12 +226,15 @@ class AsyncLedgerClient:
         self,
         endpoints: Sequence[Endpoint],
         *,
-        ca_cert: bytes,
+        tls_certs: bytes,
         genesis: Genesis,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         certificates: CertificateCache | None = None,
     ) -> None:
-        """``certificates``: commit certificates verified already, which several clients of
+        """``tls_certs``: the validators' TLS certificates (PEM, ``run/validators.pem``),
+        each of which genesis must pin: an endpoint's one trust root is the pinned
+        certificate carrying its ``server_name``, so no CA can vouch for a node.
+        ``certificates``: commit certificates verified already, which several clients of
         one genesis may share (each block's certificate is then checked once in all)."""
         if not 0 < len(endpoints) <= ENDPOINTS_MAX:
             raise ValueError(f"give 1..{ENDPOINTS_MAX} endpoints, got {len(endpoints)}")
@@ -240,7 +245,7 @@ class AsyncLedgerClient:
         self._certified = CertificateCache() if certificates is None else certificates
         self.tx = Transactions(genesis)
         self._rpc_timeout_s = rpc_timeout_s
-        self._creds = grpc.ssl_channel_credentials(ca_cert)
+        self._creds = _pinned_credentials(self.endpoints, tls_certs, genesis)
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._current = 0
         self._verifier = Ed25519Verifier([v.public_key for v in genesis.validators])
@@ -253,11 +258,11 @@ class AsyncLedgerClient:
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         certificates: CertificateCache | None = None,
     ) -> AsyncLedgerClient:
-        """Every node of a run directory (network.json, ca/ca.pem, genesis.json)."""
-        endpoints, ca, genesis = _run_dir_config(run_dir)
+        """Every node of a run directory (network.json, validators.pem, genesis.json)."""
+        endpoints, pinned, genesis = _run_dir_config(run_dir)
         return cls(
             endpoints,
-            ca_cert=ca,
+            tls_certs=pinned,
             genesis=genesis,
             rpc_timeout_s=rpc_timeout_s,
             certificates=certificates,
@@ -291,7 +296,7 @@ class AsyncLedgerClient:
             ep = self.endpoints[i]
             ch = grpc.aio.secure_channel(
                 ep.address,
-                self._creds,
+                self._creds[i],
                 options=[
                     ("grpc.ssl_target_name_override", ep.server_name),
                     ("grpc.max_receive_message_length", RECEIVE_MESSAGE_BYTES_MAX),
@@ -414,7 +419,12 @@ class AsyncLedgerClient:
             if e.code() is _Code.DEADLINE_EXCEEDED:
                 raise FinalityTimeoutError(tid, timeout_s) from e
             raise
-        return self._verified(msg, tid, prove_result)
+        receipt = self._verified(msg, tid, prove_result)
+        if not receipt.ok and receipt.result_proof is None:
+            # Without its result proof a refusal is one node's word, and a settled trade
+            # must never be reported as refused on that word: wait for the proof.
+            return await self._wait(stub, tid, deadline, timeout_s, prove_result=True)
+        return receipt
 
     def _verified(self, msg: pb.Receipt, tid: bytes, prove_result: bool) -> Receipt:
         try:
@@ -651,7 +661,30 @@ class AsyncLedgerClient:
 def _run_dir_config(run_dir: str | Path) -> tuple[list[Endpoint], bytes, Genesis]:
     net = load_network(run_dir)
     endpoints = [Endpoint(x.client_address, x.name) for x in net.nodes]
-    return endpoints, net.ca_cert.read_bytes(), load_genesis(net.genesis)
+    return endpoints, net.tls_pinned.read_bytes(), load_genesis(net.genesis)
+
+
+def _pinned_credentials(
+    endpoints: Sequence[Endpoint], tls_certs: bytes, genesis: Genesis
+) -> list[grpc.ChannelCredentials]:
+    """Per endpoint, TLS credentials whose only root is the genesis-pinned certificate that
+    carries the endpoint's name: a server is the validator genesis pins, or refused."""
+    try:
+        pinned = pinned_certificates(tls_certs, [v.tls_cert_sha256 for v in genesis.validators])
+    except ValueError as e:
+        raise ValueError(
+            f"tls_certs: {e}; pass the validators' certificates (validators.pem)"
+        ) from e
+    creds = []
+    for ep in endpoints:
+        roots = [pem for pem in pinned.values() if ep.server_name in dns_names(pem)]
+        if len(roots) != 1:
+            raise ValueError(
+                f"tls_certs: {len(roots)} pinned certificates carry the name "
+                f"{ep.server_name!r} of endpoint {ep.address}; exactly one must"
+            )
+        creds.append(grpc.ssl_channel_credentials(roots[0]))
+    return creds
 
 
 def _check_timeout(timeout_s: float) -> None:
@@ -676,7 +709,7 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
     except TxDecodeError:
         tx = None
     code = ResultCode(result.code)
-    return BlockTx(position, bytes(result.tx_id), code, tx, raw)
+    return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
 
 
 def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
@@ -708,7 +741,9 @@ def _parties(tx: Transaction) -> set[str]:
 
 
 def _event(account: str, b: BlockView, t: BlockTx) -> AccountEvent | None:
-    if t.tx is None or account not in _parties(t.tx):
+    # A copy not recorded under its id (forged signature, replay) is nothing the account
+    # did: reporting its refusal would misstate the outcome of the id (ADR 0007).
+    if t.tx is None or not t.recorded or account not in _parties(t.tx):
         return None
     legs = _legs(account, t.tx)
     if t.code is not ResultCode.OK:

@@ -59,13 +59,13 @@ class LedgerClient:
         self,
         endpoints: Sequence[Endpoint],
         *,
-        ca_cert: bytes,
+        tls_certs: bytes,
         genesis: Genesis,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
     ) -> None:
         _refuse_running_loop()
         self._client = AsyncLedgerClient(
-            endpoints, ca_cert=ca_cert, genesis=genesis, rpc_timeout_s=rpc_timeout_s
+            endpoints, tls_certs=tls_certs, genesis=genesis, rpc_timeout_s=rpc_timeout_s
         )
         self._runner: asyncio.Runner | None = asyncio.Runner()
         self.genesis: Genesis = genesis
@@ -75,8 +75,8 @@ class LedgerClient:
     def from_run_dir(
         cls, run_dir: str | Path = "run", *, rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S
     ) -> LedgerClient:
-        endpoints, ca, genesis = _run_dir_config(run_dir)
-        return cls(endpoints, ca_cert=ca, genesis=genesis, rpc_timeout_s=rpc_timeout_s)
+        endpoints, pinned, genesis = _run_dir_config(run_dir)
+        return cls(endpoints, tls_certs=pinned, genesis=genesis, rpc_timeout_s=rpc_timeout_s)
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:

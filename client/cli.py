@@ -7,7 +7,7 @@ A failure prints exactly one line, ``ledger: error: <reason>``, on stderr; when 
 is safe (a timeout, a busy or unreachable node) the line says so.
 
 The run directory (``--run-dir``, else ``$LEDGER_RUN_DIR``, else ``run``) is what
-``ledger genesis`` / ``make genesis`` writes: ``network.json`` (the nodes), ``ca/ca.pem``,
+``ledger genesis`` / ``make genesis`` writes: ``network.json`` (the nodes), ``validators.pem``,
 ``genesis.json`` and ``participants/<ID>.key``, where signing keys are looked for unless
 ``--key`` names a file.
 
@@ -254,7 +254,7 @@ def _globals(default: bool) -> _Parser:
     p.add_argument(
         "--run-dir",
         default=run_dir if default else argparse.SUPPRESS,
-        help=f"run directory with network.json, ca/, genesis.json, participants/ "
+        help=f"run directory with network.json, validators.pem, genesis.json, participants/ "
         f"(default: ${RUN_DIR_ENV} or run; now {run_dir})",
     )
     p.add_argument(

@@ -6,7 +6,7 @@
 It runs network generation (node.netgen) for containers into ``--out``: every node is
 reached at its container name (node-XX), listens on 0.0.0.0 and names its files by the
 paths compose mounts them at. Then it writes ``compose.yaml`` (one service per validator,
-each with its own node directory, genesis and CA certificate mounted read-only and a
+each with its own node directory, genesis and the pinned certificates mounted read-only and a
 named volume for its LMDB data; client and metrics ports published on 127.0.0.1 only)
 and ``prometheus.yml`` (scrapes every node). Grafana is provisioned from docker/grafana.
 
@@ -28,10 +28,10 @@ from typing import TypeAlias
 
 from node.netconfig import Network
 from node.netgen import (
-    CONTAINER_CA,
     CONTAINER_DATA_DIR,
     CONTAINER_GENESIS,
     CONTAINER_NODE_DIR,
+    CONTAINER_PINNED,
     NetgenError,
     NetSpec,
     default_quorum,
@@ -143,7 +143,7 @@ def _node_service(net: Network, i: int, out: Path, user: str) -> Yaml:
         "volumes": [
             _bind(_rel(node.dir, out), CONTAINER_NODE_DIR),
             _bind(_rel(net.genesis, out), CONTAINER_GENESIS),
-            _bind(_rel(net.ca_cert, out), CONTAINER_CA),
+            _bind(_rel(net.tls_pinned, out), CONTAINER_PINNED),
             {"type": "volume", "source": f"{node.name}-data", "target": CONTAINER_DATA_DIR},
         ],
         "ports": [f"{PUBLISH_HOST}:{p}:{p}" for p in (node.client_port, node.metrics_port)],

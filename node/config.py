@@ -29,6 +29,7 @@ BLOCK_BYTES_MAX: Final = 4 * 1024 * 1024
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024
 LMDB_MAP_SIZE_MAX_BYTES: Final = 64 * 1024 * 1024 * 1024
+LMDB_MAP_SIZE_MIN_BYTES: Final = 64 * 1024  # lowest ceiling a node config may set (tests)
 LMDB_MAP_GROW_FACTOR: Final = 2
 LMDB_MAX_DBS: Final = 16
 LMDB_MAX_READERS: Final = 126
@@ -78,7 +79,13 @@ WAIT_TIMEOUT_DEFAULT_MS: Final = 30_000
 WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
 PENDING_IDS_MAX: Final = MEMPOOL_TXS_MAX  # tx ids accepted here and not yet committed
+# Accepted-but-uncommitted client transactions in the fsynced intake log (docs/adr/0006):
+# one per mempool slot, so at most MEMPOOL_TXS_MAX * TX_BYTES_MAX (80 MB) on disk.
+INTAKE_TXS_MAX: Final = MEMPOOL_TXS_MAX
 SHUTDOWN_GRACE_MS: Final = 2_000  # in-flight RPCs get this long on SIGTERM
+# A node that halts itself stays up, NOT_SERVING and refusing all input, this long before
+# it exits, so health checks and watchers see why it went (docs/cluster.md "Fail-stop").
+HALT_LINGER_MS: Final = 1_000
 
 # --- network generation (node/netgen.py) -------------------------------------------------
 # Ports come in blocks of 1,000 per role (peer, client, metrics), so more would collide.

@@ -32,7 +32,7 @@ from client import (
 )
 from node.cluster import node_states, start_cluster, stop_cluster
 from node.genesis import DemoNetwork, load_genesis
-from node.netconfig import Network
+from node.netconfig import PINNED_CERTS_FILE, Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
 from node.settlement import InstrumentKind
 
@@ -71,11 +71,14 @@ class ValidatorClients:
     def __init__(self, run_dir: Path) -> None:
         certificates = CertificateCache()  # each block's certificate is verified once in all
         first = AsyncLedgerClient.from_run_dir(run_dir, certificates=certificates)
-        ends, ca = first.endpoints, (run_dir / "ca" / "ca.pem").read_bytes()
+        ends, pinned = first.endpoints, (run_dir / PINNED_CERTS_FILE).read_bytes()
         self.genesis = first.genesis
         self.all = [first] + [
             AsyncLedgerClient(
-                _rotated(ends, i), ca_cert=ca, genesis=first.genesis, certificates=certificates
+                _rotated(ends, i),
+                tls_certs=pinned,
+                genesis=first.genesis,
+                certificates=certificates,
             )
             for i in range(1, len(ends))
         ]

@@ -22,10 +22,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from node.config import MEMPOOL_TXS_MAX, VALIDATORS_MAX
+from node.config import (
+    LMDB_MAP_SIZE_MAX_BYTES,
+    LMDB_MAP_SIZE_MIN_BYTES,
+    MEMPOOL_TXS_MAX,
+    VALIDATORS_MAX,
+)
 
 __all__ = [
     "LOG_LEVELS",
+    "PINNED_CERTS_FILE",
     "ConfigError",
     "Network",
     "NetworkNode",
@@ -41,8 +47,9 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PINNED_CERTS_FILE = "validators.pem"
 PORT_MAX = 65_535
-_PATH_FIELDS = ("genesis", "data_dir", "signing_key", "tls_ca", "tls_cert", "tls_key")
+_PATH_FIELDS = ("genesis", "data_dir", "signing_key", "tls_pinned", "tls_cert", "tls_key")
 
 
 class ConfigError(ValueError):
@@ -97,7 +104,7 @@ class NodeConfig:
     genesis: Path
     data_dir: Path  # LMDB environment directory (created by the node)
     signing_key: Path  # Ed25519, PKCS8 PEM, mode 0600
-    tls_ca: Path  # the network's private CA certificate
+    tls_pinned: Path  # every validator's TLS certificate, each pinned by genesis: the only roots
     tls_cert: Path  # this node's certificate: peer port (mutual TLS) and client port
     tls_key: Path
     listen_host: str  # "127.0.0.1" locally, "0.0.0.0" in a container
@@ -107,6 +114,9 @@ class NodeConfig:
     peers: tuple[PeerAddress, ...]  # every other validator
     log_level: str = "info"
     mempool_txs_max: int = MEMPOOL_TXS_MAX  # lower it to shed load earlier (or to test it)
+    # Test-only: a low LMDB map ceiling makes the store fill up (and the node halt) on
+    # purpose; tests/cluster/test_failstop.py. Production leaves the default.
+    lmdb_map_size_max_bytes: int = LMDB_MAP_SIZE_MAX_BYTES
 
     def __post_init__(self) -> None:
         _check(0 <= self.validator < VALIDATORS_MAX, "validator", "out of range")
@@ -116,6 +126,11 @@ class NodeConfig:
         ports = {self.peer_port, self.client_port, self.metrics_port}
         _check(len(ports) == 3, "peer_port", "peer, client and metrics ports must differ")
         _check(self.log_level in LOG_LEVELS, "log_level", f"must be one of {list(LOG_LEVELS)}")
+        _check(
+            LMDB_MAP_SIZE_MIN_BYTES <= self.lmdb_map_size_max_bytes <= LMDB_MAP_SIZE_MAX_BYTES,
+            "lmdb_map_size_max_bytes",
+            f"must be {LMDB_MAP_SIZE_MIN_BYTES}..{LMDB_MAP_SIZE_MAX_BYTES}",
+        )
         _check(
             0 < self.mempool_txs_max <= MEMPOOL_TXS_MAX,
             "mempool_txs_max",
@@ -197,7 +212,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Read a node config; relative paths resolve against the config file's directory."""
     path = Path(os.path.abspath(path))
     where = path.name
-    optional = {"log_level", "mempool_txs_max"}
+    optional = {"log_level", "mempool_txs_max", "lmdb_map_size_max_bytes"}
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
     peers = []
@@ -220,6 +235,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
             mempool_txs_max=(
                 r.integer("mempool_txs_max") if "mempool_txs_max" in r.doc else MEMPOOL_TXS_MAX
             ),
+            lmdb_map_size_max_bytes=(
+                r.integer("lmdb_map_size_max_bytes")
+                if "lmdb_map_size_max_bytes" in r.doc
+                else LMDB_MAP_SIZE_MAX_BYTES
+            ),
             **paths,
         )
 
@@ -241,6 +261,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
     )
     if cfg.mempool_txs_max != MEMPOOL_TXS_MAX:
         doc["mempool_txs_max"] = cfg.mempool_txs_max
+    if cfg.lmdb_map_size_max_bytes != LMDB_MAP_SIZE_MAX_BYTES:
+        doc["lmdb_map_size_max_bytes"] = cfg.lmdb_map_size_max_bytes
     return doc
 
 
@@ -312,7 +334,15 @@ class Network:
         return self.run_dir / "genesis.json"
 
     @property
+    def tls_pinned(self) -> Path:
+        """Every validator's TLS certificate (PEM), each pinned by genesis: what nodes and
+        clients trust, one certificate per peer; no CA is trusted at run time."""
+        return self.run_dir / PINNED_CERTS_FILE
+
+    @property
     def ca_cert(self) -> Path:
+        """The CA that signed the certificates: nothing trusts it at run time (tests use it
+        to forge CA-signed impostors; operators may keep it with the CA key, offline)."""
         return self.run_dir / "ca" / "ca.pem"
 
 

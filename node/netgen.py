@@ -4,7 +4,9 @@
 
     genesis.json                    the chain; its hash (chain id) is printed at the end
     network.json                    every node's host, ports and config (netconfig.Network)
-    ca/ca.pem, ca/ca.key            private CA, ECDSA P-256, self-signed, 10 years
+    validators.pem                  every validator's TLS certificate: the run-time trust
+    ca/ca.pem, ca/ca.key            private CA, ECDSA P-256, self-signed, 10 years; used
+                                    here only: nothing reads ca/ at run time
     nodes/node-XX/config.json       the node's config (netconfig.NodeConfig)
     nodes/node-XX/validator.key     Ed25519 consensus key, PKCS8 PEM
     nodes/node-XX/tls.pem, tls.key  TLS certificate (ECDSA P-256, signed by the CA)
@@ -15,7 +17,12 @@ never readable by others, not even for a moment) and every directory with 0700.
 
 Genesis pins each validator's TLS certificate by the SHA-256 of its DER form. Peers
 accept a peer connection only from the certificate pinned for the validator it claims to
-be (see :func:`cert_pin_from_pem`), so the CA alone cannot add a validator.
+be (see :func:`cert_pin_from_pem`), so the CA alone cannot add a validator. Dialers and
+SDK clients pin too: the one trust root of a channel to validator i is validator i's
+pinned certificate, taken from ``validators.pem`` and checked against genesis
+(:func:`pinned_certificates`). The CA signs the certificates when the network is made and
+is never trusted afterwards, so its key can go offline (or be deleted) at once: whoever
+steals it can impersonate no validator (docs/cluster.md).
 
 The keys derive from a fresh random seed (``demo_genesis``), which is neither printed nor
 stored: the key files are the only copy. The demo participants, instruments and holdings
@@ -52,6 +59,7 @@ from node.config import VALIDATORS_MAX
 from node.core.quorum import Quorum, classic_quorum
 from node.genesis import demo_genesis, dump_genesis
 from node.netconfig import (
+    PINNED_CERTS_FILE,
     PORT_MAX,
     Network,
     NetworkNode,
@@ -65,21 +73,23 @@ from node.netconfig import (
 from node.settlement import Genesis, Validator
 
 __all__ = [
-    "CONTAINER_CA",
     "CONTAINER_CONFIG",
     "CONTAINER_DATA_DIR",
     "CONTAINER_GENESIS",
     "CONTAINER_NODE_DIR",
+    "CONTAINER_PINNED",
     "KeyFileError",
     "NetSpec",
     "NetgenError",
     "cert_pin",
     "cert_pin_from_pem",
     "default_quorum",
+    "dns_names",
     "generate",
     "load_signing_key",
     "main",
     "parser",
+    "pinned_certificates",
     "summary",
     "write_private_file",
     "write_signing_key",
@@ -97,11 +107,11 @@ METRICS_PORT_OFFSET = 2000
 CONTAINER_NODE_DIR = "/run/node"
 CONTAINER_CONFIG = "/run/node/config.json"
 CONTAINER_GENESIS = "/run/genesis.json"
-CONTAINER_CA = "/run/ca.pem"
+CONTAINER_PINNED = "/run/validators.pem"
 CONTAINER_DATA_DIR = "/run/data"  # a named volume
 
 # Files netgen writes; a directory holding one of them may be wiped by --force.
-_RUN_DIR_MARKERS = ("network.json", "genesis.json", "ca", "nodes")
+_RUN_DIR_MARKERS = ("network.json", "genesis.json", "validators.pem", "ca", "nodes")
 
 
 class NetgenError(ValueError):
@@ -164,6 +174,36 @@ def cert_pin(cert: x509.Certificate) -> bytes:
 def cert_pin_from_pem(pem: bytes) -> bytes:
     """The pin of a PEM certificate, e.g. ``context.auth_context()["x509_pem_cert"][0]``."""
     return cert_pin(x509.load_pem_x509_certificate(pem))
+
+
+def pinned_certificates(bundle: bytes, pins: Sequence[bytes]) -> dict[int, bytes]:
+    """Validator index -> its PEM certificate, for every certificate in ``bundle`` (PEM,
+    e.g. ``validators.pem``); ``pins`` are genesis's, in validator order. ValueError for a
+    bundle with no certificate, or with one that genesis pins for no validator: a run-time
+    trust root is a pinned certificate or nothing."""
+    try:
+        certs = x509.load_pem_x509_certificates(bundle)
+    except ValueError as e:
+        raise ValueError(f"no PEM certificate could be read ({e})") from e
+    index_by_pin = {pin: i for i, pin in enumerate(pins) if pin}
+    found: dict[int, bytes] = {}
+    for cert in certs:
+        index = index_by_pin.get(cert_pin(cert))
+        if index is None:
+            subject = cert.subject.rfc4514_string()
+            raise ValueError(f"the certificate of {subject!r} is not pinned by genesis")
+        found[index] = _pem_cert(cert)
+    return found
+
+
+def dns_names(pem: bytes) -> frozenset[str]:
+    """The DNS names a PEM certificate's subjectAltName carries (node-XX, localhost...)."""
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset(san.get_values_for_type(x509.DNSName))
 
 
 # --- certificates ------------------------------------------------------------------------
@@ -357,15 +397,15 @@ def _node_config(spec: NetSpec, node: NetworkNode, nodes: Sequence[NetworkNode])
     run_dir = node.dir.parent.parent
     if spec.containers:
         # Relative to CONTAINER_NODE_DIR: e.g. ../genesis.json is /run/genesis.json.
-        genesis, data_dir, tls_ca = (
+        genesis, data_dir, tls_pinned = (
             Path(posixpath.relpath(p, CONTAINER_NODE_DIR))
-            for p in (CONTAINER_GENESIS, CONTAINER_DATA_DIR, CONTAINER_CA)
+            for p in (CONTAINER_GENESIS, CONTAINER_DATA_DIR, CONTAINER_PINNED)
         )
     else:
-        genesis, data_dir, tls_ca = (
+        genesis, data_dir, tls_pinned = (
             run_dir / "genesis.json",
             node.dir / "data",
-            run_dir / "ca" / "ca.pem",
+            run_dir / PINNED_CERTS_FILE,
         )
     return NodeConfig(
         validator=node.validator,
@@ -379,7 +419,7 @@ def _node_config(spec: NetSpec, node: NetworkNode, nodes: Sequence[NetworkNode])
         peers=peers,
         genesis=genesis,
         data_dir=data_dir,
-        tls_ca=tls_ca,
+        tls_pinned=tls_pinned,
     )
 
 
@@ -409,16 +449,18 @@ def generate(
     demo = demo_genesis(validators=spec.n, quorum=spec.q, seed=secrets.token_hex(32).encode())
     progress(f"generating {spec.n} validator keys and TLS certificates in {out}")
     nodes = [spec.node(i, out) for i in range(spec.n)]
-    validators = []
+    validators, pinned = [], []
     for node, vkey in zip(nodes, demo.validator_keys, strict=True):
         node.dir.mkdir(mode=0o700)
         tls_key, cert = _make_node_cert(ca, node.name, node.host)
         write_signing_key(node.dir / "validator.key", vkey)
         write_private_file(node.dir / "tls.key", _pem_key(tls_key))
         (node.dir / "tls.pem").write_bytes(_pem_cert(cert))
+        pinned.append(_pem_cert(cert))
         validators.append(Validator(node.id, vkey.public_key, tls_cert_sha256=cert_pin(cert)))
     genesis: Genesis = dataclasses.replace(demo.genesis, name=label, validators=tuple(validators))
     dump_genesis(genesis, out / "genesis.json")
+    (out / PINNED_CERTS_FILE).write_bytes(b"".join(pinned))
     for node in nodes:
         write_node_config(node.config, _node_config(spec, node, nodes))
     for pid, pkey in demo.participant_keys.items():
@@ -441,6 +483,8 @@ def summary(net: Network, spec: NetSpec) -> list[str]:
         f"network     {net.run_dir / 'network.json'} (configs in nodes/node-XX/config.json)",
         "keys (0600) nodes/node-XX/validator.key (Ed25519), nodes/node-XX/tls.key (TLS), "
         "ca/ca.key (CA), participants/<ID>.key (demo participants)",
+        f"trust       {PINNED_CERTS_FILE}: each validator's pinned certificate; nothing reads "
+        "ca/ at run time: move ca/ca.key offline",
     ]
     warning = quorum.warning()
     if warning:
@@ -449,11 +493,16 @@ def summary(net: Network, spec: NetSpec) -> list[str]:
     return lines
 
 
+_EPHEMERAL_PORT_MIN = 32_768
+
+
 def free_port_base(n: int, host: str = "127.0.0.1") -> int:
     """A port base whose peer, client and metrics ports for ``n`` nodes are all free now
     (for demos and tests that must not collide with a running `make cluster`)."""
     for _ in range(200):
-        base = random.randrange(20_000, 40_000, 10)
+        # Below Linux's ephemeral range (32768..60999): there, the outgoing connections of
+        # other clusters on this machine take ports between this check and the bind.
+        base = random.randrange(10_000, _EPHEMERAL_PORT_MIN - METRICS_PORT_OFFSET - n, 10)
         ports = [
             base + off + i for off in (0, CLIENT_PORT_OFFSET, METRICS_PORT_OFFSET) for i in range(n)
         ]

@@ -9,9 +9,16 @@ validators of the genesis set over a block hash) and an RFC 6962 Merkle path:
 - **inclusion and finality**: the transaction is leaf ``position`` of the transactions
   root in the header of block ``height``, and that block is committed;
 - **the result**: the header of block ``height + 1`` (whose parent is block ``height``)
-  carries the Merkle root of block ``height``'s ``(tx id, code)`` pairs, and the result
-  is leaf ``position`` of it. Blocks execute after they commit, so only the next block
-  can certify a result; the node adds this proof once that block is committed.
+  carries the Merkle root of block ``height``'s results, and the result is leaf
+  ``position`` of it. Blocks execute after they commit, so only the next block can
+  certify a result; the node adds this proof once that block is committed.
+
+One result per id (ADR 0007): a block may hold several copies carrying one id (a forged
+signature on somebody's body, a replayed duplicate), each with a result, but only the
+copy recorded under the id (its first authentic one) has a leaf tagged as the id's
+outcome. A receipt is checked against that tag (or, without a result proof, its
+transaction's signatures against genesis), so a node cannot pass off the refusal of
+another copy as the outcome of the id.
 
 :func:`verify_receipt` trusts nothing in the receipt but what these checks establish.
 """
@@ -30,7 +37,15 @@ from node.core import BlockHeader, DecodeError, Phase, QuorumCert, decode_header
 from node.core.types import vote_message
 from node.genesis import load_genesis
 from node.settlement import DecodeError as TxDecodeError
-from node.settlement import Genesis, ResultCode, SignedTx, TxResult, result_leaf, tx_id
+from node.settlement import (
+    Genesis,
+    ResultCode,
+    SignedTx,
+    TxResult,
+    authentic,
+    result_leaf,
+    tx_id,
+)
 from node.wire import ledger_pb2 as pb
 
 __all__ = [
@@ -260,14 +275,21 @@ def verify_receipt(
     """Check ``receipt`` offline, trusting no node; raise InvalidReceiptError if it fails.
 
     ``genesis`` is the chain's genesis (or the path of ``genesis.json``): its validator
-    keys and quorum are the only things trusted. Checked: the transaction hashes to
-    ``tx_id`` and its Merkle path leads to the transactions root of the header of block
-    ``height``; that header hashes to ``block_hash`` and carries a commit certificate of
-    at least q valid signatures by distinct genesis validators; then (unless
-    ``require_result`` is False) the header of block ``height + 1`` has block ``height``
-    as parent, is certified the same way, and its results root is reached by the path
-    from leaf ``(tx_id, code)``. With a ``cache``, a certificate verified before for the
-    same block is not checked again.
+    keys and quorum are the only things trusted. Checked: the header of block ``height``
+    hashes to ``block_hash`` and carries the receipt's height and time; the transaction
+    hashes to ``tx_id`` and its Merkle path leads to that header's transactions root; the
+    header carries a commit certificate of at least q valid signatures by distinct genesis
+    validators; then (unless ``require_result`` is False) the header of block
+    ``height + 1`` has block ``height`` as parent, is certified the same way, and its
+    results root is reached by the path from the recorded-outcome leaf ``(tx_id, code)``
+    (ADR 0007). With a ``cache``, a certificate verified before for the same block is not
+    checked again.
+
+    The recorded leaf proves that this copy is the authentic one recorded under the id
+    (validators certify only results they computed). Without a result proof
+    (``require_result=False``) nothing does, so the transaction's signatures are checked
+    against genesis instead; ``code`` is then the node's word only: finality is proven,
+    the result is not.
     """
     g = genesis if isinstance(genesis, Genesis) else load_genesis(genesis)
     header = _header(receipt.block_header, g, "block")
@@ -296,17 +318,26 @@ def verify_receipt(
                 f"no result proof yet: it needs block {header.height + 1}; fetch the receipt "
                 "again (finality alone: require_result=False)"
             )
+        # No certified leaf vouches for this copy: check that it is authentic, so a forged
+        # copy's inclusion is not taken for the id's (its result is never the id's).
+        if not authentic(g, receipt.transaction):
+            raise InvalidReceiptError(
+                "the transaction's signatures do not verify against genesis: a copy that is "
+                "not authentic is never recorded under the id, so its result is not the id's"
+            )
         return
     proof = receipt.result_proof
     nxt = _header(proof.header, g, "next block")
     if nxt.height != header.height + 1 or nxt.parent_hash != header.hash:
         raise InvalidReceiptError(f"the result proof's header is not block {header.height}'s child")
-    leaf = result_leaf(TxResult(receipt.tx_id, receipt.code))
+    leaf = result_leaf(TxResult(receipt.tx_id, receipt.code, recorded=True))
     got = merkle.root_from_path(leaf, receipt.position, header.tx_count, proof.path)
     if got != nxt.results_root:
         raise InvalidReceiptError(
-            f"the result path does not lead from ({receipt.tx_id.hex()[:12]}..., "
-            f"{receipt.code.name}) to the results root certified by block {nxt.height}"
+            f"the result path does not lead from the recorded outcome "
+            f"({receipt.tx_id.hex()[:12]}..., {receipt.code.name}) to the results root "
+            f"certified by block {nxt.height}: no such outcome, or this copy of the "
+            "transaction is not the one recorded under its id"
         )
     _check_certificate(proof.certificate, nxt, g, "next block", cache)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from node.genesis import DemoNetwork, demo_genesis
+from node.netconfig import node_name
+from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin
 from node.settlement import Burn, DvP, Mint, Transaction, Transfer, sign_tx
 
 HOUR_MS = 3_600_000
@@ -108,3 +111,17 @@ class TxFactory:
 def shared_net() -> DemoNetwork:
     """One demo network per process (key derivation is cheap, but genesis hashing adds up)."""
     return demo_genesis(validators=4, quorum=3, seed=b"tests")
+
+
+def pinned_tls(net: DemoNetwork) -> tuple[DemoNetwork, bytes]:
+    """``net`` with genesis pinning a TLS certificate per validator (named node-XX), and
+    those certificates (PEM): the only trust roots the SDK takes."""
+    ca = _make_ca("test", datetime.now(UTC))
+    n = len(net.genesis.validators)
+    certs = [_make_node_cert(ca, node_name(i, n), "127.0.0.1")[1] for i in range(n)]
+    validators = tuple(
+        replace(v, tls_cert_sha256=cert_pin(c))
+        for v, c in zip(net.genesis.validators, certs, strict=True)
+    )
+    pinned = replace(net, genesis=replace(net.genesis, validators=validators))
+    return pinned, b"".join(_pem_cert(c) for c in certs)

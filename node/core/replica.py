@@ -373,7 +373,10 @@ class Replica:
         """Send new client transactions to the leaders of the next FORWARD_LEADERS views,
         not to every validator: only a proposer needs a transaction before its block, and
         the others receive it in the proposal. (A timeout re-gossips to all, so a view
-        change cannot strand one.)"""
+        change cannot strand one.) Except after idleness (nothing else pending here): then
+        every validator gets it, so all start their view timers together and a dead leader
+        costs one timeout, not two (the others would learn of the work from the first
+        timeouts only)."""
         if not self._forward:
             return
         txs, self._forward = self._forward, []
@@ -382,7 +385,10 @@ class Replica:
             self._own[tx_key(tx)] = (tx, last)
         while len(self._own) > self.mempool.txs_max:
             self._own.popitem(last=False)
-        self._forward_to(self.view, last, tuple(txs))
+        if len(self.mempool) <= len(txs):
+            self._forward_to(self.view, self.view + self.n - 1, tuple(txs))
+        else:
+            self._forward_to(self.view, last, tuple(txs))
 
     def _forward_to(self, first_view: int, last_view: int, txs: tuple[bytes, ...]) -> None:
         leaders = {self.leader(v) for v in range(first_view, last_view + 1)} - {self.cfg.me}

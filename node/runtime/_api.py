@@ -21,8 +21,9 @@ from node.config import (
     WAIT_TIMEOUT_MAX_MS,
 )
 from node.core.mempool import AddResult
+from node.invariant import InvariantError
 from node.runtime._grpc import Ctx
-from node.runtime._node import Node, TooManyWaitersError, wall_ms
+from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError, wall_ms
 from node.runtime._transport import PeerLink
 from node.settlement import ResultCode, precheck
 from node.store import StoredBlock
@@ -41,7 +42,13 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
         block=b.block_bytes,
         certificate=b.certificate,
         results=[
-            pb.TransactionResult(tx_id=r.tx_id, code=int(r.code), height=b.height, position=i)  # type: ignore[arg-type]
+            pb.TransactionResult(
+                tx_id=r.tx_id,
+                code=int(r.code),  # type: ignore[arg-type]
+                height=b.height,
+                position=i,
+                recorded=r.recorded,
+            )
             for i, r in enumerate(b.results)
         ],
     )
@@ -83,7 +90,10 @@ class LedgerService(pb_grpc.LedgerServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"{check.code.name}: {check.code.meaning}",
             )
-        result = node.submit(raw, check.tx_id)
+        try:
+            result = await node.submit(raw, check.tx_id)  # ACCEPTED once durable (ADR 0006)
+        except NodeHaltedError as e:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
         if result is AddResult.FULL:
             await _abort(
                 context,
@@ -177,7 +187,8 @@ class LedgerService(pb_grpc.LedgerServicer):
             while True:
                 while next_height <= store.head().height:
                     block = store.block(next_height)
-                    assert block is not None
+                    if block is None:
+                        raise InvariantError(f"store lost block {next_height} below its head")
                     yield block_pb(block)
                     next_height += 1
                 await self._node.head_changed()

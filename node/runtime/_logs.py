@@ -43,7 +43,10 @@ def setup_logging(node: str, level: str = "info") -> None:
     logging.getLogger("grpc").setLevel(max(root.level, logging.INFO))  # its debug is noise
 
 
-def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log ``name`` with structured ``fields`` (``event("commit", height=3)``)."""
+def event(
+    name: str, level: int = logging.INFO, *, exc: BaseException | None = None, **fields: Any
+) -> None:
+    """Log ``name`` with structured ``fields`` (``event("commit", height=3)``); ``exc``
+    adds its traceback as the line's ``error`` field (still one line: JSON escapes it)."""
     if _LOG.isEnabledFor(level):
-        _LOG.log(level, name, extra={"fields": fields})
+        _LOG.log(level, name, exc_info=exc, extra={"fields": fields})

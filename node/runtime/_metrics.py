@@ -41,6 +41,11 @@ class Metrics:
         self.dropped = Counter(
             "ledger_peer_messages_dropped", "Messages dropped by full peer send queues", registry=r
         )
+        self.halted = Gauge(
+            "ledger_halted",
+            "1 once this node halted itself (fail-stop or divergence); it exits non-zero",
+            registry=r,
+        )
         for code in ResultCode:
             self.transactions.labels(code=code.name)  # every code present from the start
 

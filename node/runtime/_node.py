@@ -7,6 +7,20 @@ event (a peer's message, a client's submit, a timer) is fed to the replica; then
 fsync, then send, then apply committed blocks to LMDB and report their roots, then
 advance), loops back messages addressed to itself, and re-arms the one timer at the
 replica's next deadline.
+
+Fail-stop. Every entry into the driver (``deliver``, ``submit``, ``peer_up``, ``start``,
+the timer, the intake flush) runs under ``_guard``: any exception there -- a storage
+error, a broken invariant, a bug -- halts the node at once (one ERROR ``fatal`` log line,
+the ``ledger_halted`` metric, health NOT_SERVING, then exit EXIT_FATAL). A replica that
+halts itself on divergent execution stops the process the same way (EXIT_DIVERGED).
+After either, the node takes no more input, and a restart recovers from LMDB, which is
+at its last durable commit (docs/cluster.md "Fail-stop").
+
+Acknowledged means durable. A client transaction the mempool accepts is appended to an
+in-memory batch; one LMDB write per loop turn (group commit, one fsync for every submit
+in that turn) makes the batch durable, and only then does ``submit`` return ACCEPTED.
+Commits prune the log in the block's own write; ``start`` replays it into the mempool
+(docs/adr/0006-durable-intake.md).
 """
 
 from __future__ import annotations
@@ -17,10 +31,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from node import crypto
 from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
+    INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
     PEER_FORWARD_CHUNK_TXS,
     PENDING_IDS_MAX,
@@ -47,7 +63,8 @@ from node.core import (
     encode_message,
     encode_qc,
 )
-from node.core.mempool import AddResult, Mempool
+from node.core.mempool import AddResult, Mempool, tx_key
+from node.invariant import InvariantError, require
 from node.merkle import MerkleTree
 from node.receipt import Receipt, ResultProof
 from node.runtime._logs import event
@@ -65,10 +82,22 @@ from node.settlement import (
 )
 from node.store import Storage, StoredBlock
 
-__all__ = ["Node", "TooManyWaitersError", "wall_ms"]
+__all__ = [
+    "EXIT_DIVERGED",
+    "EXIT_FATAL",
+    "Node",
+    "NodeHaltedError",
+    "TooManyWaitersError",
+    "wall_ms",
+]
 
+_T = TypeVar("_T")
 _IDLE_TICK_MS = 1_000  # wake at least this often, whatever the core's deadline says
 _TREES_CACHED_MAX = 8  # blocks whose Merkle trees are kept for receipts
+
+# Process exit codes of a node that halts itself (2 is a refusal to start, see __main__).
+EXIT_FATAL = 3  # storage error, broken invariant or exception in the driver: fix, restart
+EXIT_DIVERGED = 4  # this node's execution disagrees with a certified state root: investigate
 
 
 def wall_ms() -> int:
@@ -78,6 +107,10 @@ def wall_ms() -> int:
 
 class TooManyWaitersError(RuntimeError):
     """WAITERS_MAX finality waits are parked already."""
+
+
+class NodeHaltedError(RuntimeError):
+    """The node halted itself (fail-stop) and takes no more input."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +135,7 @@ class Node:
         clock: Callable[[], int] = wall_ms,
         mempool_txs_max: int = MEMPOOL_TXS_MAX,
     ) -> None:
-        assert genesis.validators[index].public_key == key.public_key, "wrong validator key"
+        require(genesis.validators[index].public_key == key.public_key, "wrong validator key")
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
         self.quorum = Quorum(len(genesis.validators), genesis.quorum)
         self._clock = clock
@@ -140,7 +173,13 @@ class Node:
         self._head_changed = asyncio.Event()
         self.timeline = Timeline(TIMELINE_HEIGHTS_MAX)
         self._halt_logged = False
+        self.fatal: str | None = None  # why the node halted itself (fail-stop), if it did
+        self._stopped = False  # halted: no more input reaches the replica or the store
+        self.on_halt: Callable[[], None] = lambda: None  # set by the server: stop the process
+        self._intake_batch: list[tuple[bytes, bytes, bytes]] = []  # acked once durable
+        self._intake_flush: asyncio.Future[None] | None = None
         self._last_view = self.replica.view
+        store.on_error = lambda e: self.fail("storage", e)  # API reads included
         self.started_ms = clock()
         self.metrics.height.set(store.head().height)
 
@@ -156,28 +195,72 @@ class Node:
             # Checking a forward's signatures is the costliest work a peer can ask for: in
             # chunks, one per event-loop turn, so no single message blocks the loop long.
             loop = asyncio.get_running_loop()
-            for i in range(0, len(msg.txs), PEER_FORWARD_CHUNK_TXS):
-                chunk = TxForward(msg.txs[i : i + PEER_FORWARD_CHUNK_TXS])
+            for k in range(0, len(msg.txs), PEER_FORWARD_CHUNK_TXS):
+                chunk = TxForward(msg.txs[k : k + PEER_FORWARD_CHUNK_TXS])
                 loop.call_soon(self.deliver, src, chunk)
             return
+        self._guard("deliver", self._deliver, src, msg)
+
+    def _deliver(self, src: int, msg: Message) -> None:
         event("recv", logging.DEBUG, src=src, msg=_describe(msg))
         self._mark(msg)
         self.replica.step(src, msg, self._clock())
         self._drain()
 
-    def submit(self, raw: bytes, tid: bytes) -> AddResult:
-        """A client's transaction with its id, already prechecked (node/runtime/_api.py)."""
+    async def submit(self, raw: bytes, tid: bytes) -> AddResult:
+        """A client's transaction with its id, already prechecked (node/runtime/_api.py).
+        Returns ACCEPTED (or DUPLICATE) only once the transaction is in the fsynced intake
+        log; raises NodeHaltedError if the node halted (before or while making it durable)."""
+        if self.halted is not None:
+            raise NodeHaltedError(f"node halted: {self.halted}")
+        result = self._guard("submit", self._submit, raw, tid)
+        if result is None:
+            raise NodeHaltedError(f"node halted: {self.halted}")
+        flush = self._intake_flush
+        if flush is not None and result is not AddResult.FULL:
+            # A duplicate may be the same transaction still on its way to disk: wait too.
+            await asyncio.shield(flush)
+        return result
+
+    def _submit(self, raw: bytes, tid: bytes) -> AddResult:
+        if self.store.intake_count() + len(self._intake_batch) >= INTAKE_TXS_MAX:
+            return AddResult.FULL
         result = self.replica.submit(raw, self._clock())
         if result is AddResult.ACCEPTED:
             self._pending[tid] = time.monotonic()
             while len(self._pending) > PENDING_IDS_MAX:
                 self._pending.popitem(last=False)
+            self._intake_batch.append((tx_key(raw), tid, raw))
+            if self._intake_flush is None:
+                loop = asyncio.get_running_loop()
+                self._intake_flush = loop.create_future()
+                loop.call_soon(self._guard, "intake", self._flush_intake)
         self._drain()
         return result
+
+    def _flush_intake(self) -> None:
+        """Make this loop turn's accepted transactions durable in one write (group commit)."""
+        flush, batch = self._intake_flush, self._intake_batch
+        if flush is None:
+            raise InvariantError("an intake flush ran with no batch")
+        self._intake_flush, self._intake_batch = None, []
+        # One that committed already (a one-node cluster commits inside submit) is done.
+        mempool = self.replica.mempool
+        try:
+            self.store.intake_put([e for e in batch if mempool.contains_key(e[0])])
+        except BaseException:
+            # Not durable, so not acknowledged: the waiting submits answer UNAVAILABLE.
+            flush.set_exception(NodeHaltedError("node halted: the intake log write failed"))
+            flush.exception()  # retrieved here; the waiting submits raise it
+            raise
+        flush.set_result(None)
 
     def peer_up(self, peer: int, peer_height: int) -> None:
         """A link to ``peer`` came up: ask it for blocks we miss (an idle cluster sends no
         proposals, so a node that missed the last commit would otherwise stay behind)."""
+        self._guard("peer_up", self._peer_up, peer, peer_height)
+
+    def _peer_up(self, peer: int, peer_height: int) -> None:
         now = self._clock()
         if now - self._last_probe_ms.get(peer, -SYNC_PROBE_INTERVAL_MS) < SYNC_PROBE_INTERVAL_MS:
             return
@@ -188,6 +271,25 @@ class Node:
         self.send_frame(peer, _encode(req))
 
     def start(self) -> None:
+        """Replay the intake log into the mempool, then run the first drain."""
+        self._guard("start", self._start)
+
+    def _start(self) -> None:
+        entries = self.store.intake()
+        stale = []
+        now = self._clock()
+        for tid, raw in entries:
+            if self.store.tx_record(tid) is not None:
+                stale.append(tx_key(raw))  # its id committed (another copy): nothing to do
+            elif self.replica.submit(raw, now) is AddResult.ACCEPTED:
+                self._pending[tid] = time.monotonic()
+            elif not self.replica.mempool.contains(raw):
+                # Only if the operator lowered this node's limits across the restart.
+                event("intake_dropped", logging.ERROR, tx_id=tid.hex(), why="mempool refused")
+                stale.append(tx_key(raw))
+        if entries:
+            self.store.intake_drop(stale)
+            event("intake_replayed", txs=len(entries) - len(stale), pruned=len(stale))
         self._drain()
 
     def stop(self) -> None:
@@ -203,7 +305,49 @@ class Node:
 
     @property
     def halted(self) -> str | None:
-        return self.replica.halted
+        """Why this node stopped taking input (fail-stop or divergence), else None."""
+        return self.fatal or self.replica.halted
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit code once halted."""
+        return EXIT_FATAL if self.fatal is not None else EXIT_DIVERGED
+
+    def fail(self, where: str, exc: BaseException) -> None:
+        """Halt for good: an exception escaped the driver (or a task it depends on)."""
+        if self.fatal is not None:
+            return
+        self.fatal = f"{where}: {type(exc).__name__}: {exc}"
+        event(
+            "fatal",
+            logging.ERROR,
+            exc=exc,
+            where=where,
+            reason=self.fatal,
+            height=self.store.head().height,
+            exit_code=EXIT_FATAL,
+        )
+        self._halt()
+
+    def _halt(self) -> None:
+        self._stopped = True
+        self.metrics.halted.set(1)
+        self.stop()
+        flush, self._intake_flush, self._intake_batch = self._intake_flush, None, []
+        if flush is not None and not flush.done():
+            flush.set_exception(NodeHaltedError(f"node halted: {self.halted}"))
+            flush.exception()  # retrieved: a submit that awaits it raises, none may
+        self.on_halt()
+
+    def _guard(self, where: str, fn: Callable[..., _T], *args: Any) -> _T | None:
+        """Run one driver step; any exception halts the node. None once halted."""
+        if self._stopped:
+            return None
+        try:
+            return fn(*args)
+        except Exception as e:  # fail-stop: whatever it is, halt loudly
+            self.fail(where, e)
+            return None
 
     def is_pending(self, tid: bytes) -> bool:
         return tid in self._pending
@@ -213,7 +357,8 @@ class Node:
         if record is None:
             return None
         sb = self.store.block(record.height)
-        assert sb is not None, "the index names a block the store does not hold"
+        if sb is None:
+            raise InvariantError(f"the index names block {record.height}, not in the store")
         trees = self._trees(record.height, sb)
         proof = None
         after = self.store.block(record.height + 1)
@@ -268,15 +413,19 @@ class Node:
                     await asyncio.wait_for(fut, timeout_s)
                 finally:
                     self._forget_waiter(tid, fut)
-                found = self.receipt(tid)
-                assert found is not None
+                found = self._committed_receipt(tid)
             while prove_result and found.result_proof is None:
                 await asyncio.wait_for(self.head_changed(), max(0.0, deadline - loop.time()))
-                found = self.receipt(tid)
-                assert found is not None
+                found = self._committed_receipt(tid)
             return found
         finally:
             self._waiter_count -= 1
+
+    def _committed_receipt(self, tid: bytes) -> Receipt:
+        found = self.receipt(tid)
+        if found is None:
+            raise InvariantError(f"a wait for {tid.hex()} resolved before its commit")
+        return found
 
     async def head_changed(self) -> None:
         """Returns after the next commit."""
@@ -286,6 +435,9 @@ class Node:
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._guard("timer", self._tick)
+
+    def _tick(self) -> None:
         self.replica.tick(self._clock())
         self._drain()
 
@@ -332,7 +484,10 @@ class Node:
     def _apply(self, block: Block, cert: QuorumCert) -> None:
         ctx = BlockContext(block.height, block.time_ms)
         outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
-        self.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
+        done = [tx_key(tx) for tx in block.txs] if self.store.intake_count() else []
+        self.store.commit_block(
+            block.hash, encode_block(block), encode_qc(cert), ctx, outcome, intake_done=done
+        )
         self.replica.executed(block.height, outcome.state_root, outcome.results_root)
         self.timeline.mark(block.height, Step.APPLIED)
         now = time.monotonic()
@@ -341,7 +496,9 @@ class Node:
         m.height.set(block.height)
         for res in outcome.results:
             m.transactions.labels(code=res.code.name).inc()
-            accepted = self._pending.pop(res.tx_id, None)
+            # Only the recorded copy settles the id: a forged copy refused first leaves the
+            # genuine one pending (ADR 0007).
+            accepted = self._pending.pop(res.tx_id, None) if res.recorded else None
             if accepted is not None:
                 m.commit_latency.observe(now - accepted)
         for tid, _ in outcome.recorded:
@@ -389,7 +546,15 @@ class Node:
         self.metrics.mempool.set(len(r.mempool))
         if r.halted is not None and not self._halt_logged:
             self._halt_logged = True
-            event("halted", logging.ERROR, reason=r.halted, height=r.committed_height)
+            event(
+                "halted",
+                logging.ERROR,
+                reason=r.halted,
+                height=r.committed_height,
+                exit_code=EXIT_DIVERGED,
+            )
+            self._halt()
+            return
         self._arm_timer()
 
     def _arm_timer(self) -> None:

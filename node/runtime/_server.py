@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 
 import grpc
@@ -11,11 +12,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from node.config import CLIENT_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS
+from node.config import CLIENT_MESSAGE_BYTES_MAX, HALT_LINGER_MS, SHUTDOWN_GRACE_MS
 from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.netconfig import NodeConfig
-from node.netgen import cert_pin_from_pem, load_signing_key
+from node.netgen import cert_pin_from_pem, load_signing_key, pinned_certificates
 from node.runtime._api import LedgerService
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
@@ -51,19 +52,36 @@ def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
         raise StartupError(f"{cfg.tls_cert} is not the TLS certificate genesis pins for {me.id}")
 
 
+def _pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
+    """Every validator's certificate from ``tls_pinned``, each checked against its genesis
+    pin: the one trust root of the channel to that validator (docs/cluster.md)."""
+    try:
+        certs = pinned_certificates(
+            cfg.tls_pinned.read_bytes(), [v.tls_cert_sha256 for v in genesis.validators]
+        )
+    except (OSError, ValueError) as e:
+        raise StartupError(f"{cfg.tls_pinned}: {e}") from e
+    missing = [v.id for i, v in enumerate(genesis.validators) if i not in certs]
+    if missing:
+        raise StartupError(f"{cfg.tls_pinned} lacks the pinned certificate of {', '.join(missing)}")
+    return certs
+
+
 async def run(cfg: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     genesis = load_genesis(cfg.genesis)
-    ca, cert, key_pem = (p.read_bytes() for p in (cfg.tls_ca, cfg.tls_cert, cfg.tls_key))
+    cert, key_pem = (p.read_bytes() for p in (cfg.tls_cert, cfg.tls_key))
     _check_identity(cfg, genesis, cert)
+    pinned = _pinned_peers(cfg, genesis)
     key = load_signing_key(cfg.signing_key)
     me = genesis.validators[cfg.validator]
     if key.public_key != me.public_key:
         raise StartupError(f"{cfg.signing_key} is not the signing key genesis lists for {me.id}")
     cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = LmdbStore(cfg.data_dir, genesis)  # GenesisMismatchError: another chain's data
+    # GenesisMismatchError: another chain's data
+    store = LmdbStore(cfg.data_dir, genesis, map_size_max_bytes=cfg.lmdb_map_size_max_bytes)
     try:
-        return await _serve(cfg, genesis, key, store, (ca, cert, key_pem))
+        return await _serve(cfg, genesis, key, store, (pinned, cert, key_pem))
     finally:
         store.close()
 
@@ -73,26 +91,12 @@ async def _serve(
     genesis: Genesis,
     key: SigningKey,
     store: LmdbStore,
-    tls: tuple[bytes, bytes, bytes],
+    tls: tuple[dict[int, bytes], bytes, bytes],
 ) -> int:
-    ca, cert, key_pem = tls
+    pinned, cert, key_pem = tls
     metrics = Metrics()
     node = Node(genesis, cfg.validator, key, store, metrics, mempool_txs_max=cfg.mempool_txs_max)
-    peer_creds = grpc.ssl_channel_credentials(ca, key_pem, cert)
-    links = {
-        p.validator: PeerLink(
-            node,
-            p.validator,
-            address=p.address,
-            tls_name=p.tls_name,
-            credentials=peer_creds,
-            metrics=metrics,
-        )
-        for p in cfg.peers
-    }
-    missing = set(range(len(genesis.validators))) - set(links) - {cfg.validator}
-    if missing:
-        raise StartupError(f"config lists no address for validators {sorted(missing)}")
+    links = _peer_links(cfg, node, tls, metrics)
     node.send_frame = lambda dst, data: links[dst].send(data)
     peers = PeerService(node, [v.tls_cert_sha256 for v in genesis.validators])
 
@@ -102,7 +106,9 @@ async def _serve(
         peer_server,
         cfg.listen_host,
         cfg.peer_port,
-        grpc.ssl_server_credentials([(key_pem, cert)], ca, require_client_auth=True),
+        grpc.ssl_server_credentials(
+            [(key_pem, cert)], b"".join(pinned.values()), require_client_auth=True
+        ),
     )
     client_server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX)]
@@ -123,7 +129,11 @@ async def _serve(
 
     await peer_server.start()
     await client_server.start()
+    stop = asyncio.Event()
+    node.on_halt = stop.set
     tasks = [asyncio.create_task(link.run(), name=f"link-{i}") for i, link in links.items()]
+    for t in tasks:
+        t.add_done_callback(lambda t: _link_ended(node, t))
     node.start()
     event(
         "started",
@@ -135,16 +145,18 @@ async def _serve(
         client_port=cfg.client_port,
         metrics_port=cfg.metrics_port,
     )
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    if node.halted is None:
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     try:
         while not stop.is_set():
             await _report_health(health_servicer, node, links)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _READY_CHECK_S)
+        if node.halted is not None:
+            await _linger_halted(health_servicer, node, links)
     finally:
         event("stopping", height=store.head().height)
         await health_servicer.enter_graceful_shutdown()
@@ -155,7 +167,50 @@ async def _serve(
         grace = SHUTDOWN_GRACE_MS / 1000
         await asyncio.gather(client_server.stop(grace), peer_server.stop(grace))
         event("stopped", height=store.head().height)
-    return 0
+    return 0 if node.halted is None else node.exit_code
+
+
+def _peer_links(
+    cfg: NodeConfig, node: Node, tls: tuple[dict[int, bytes], bytes, bytes], metrics: Metrics
+) -> dict[int, PeerLink]:
+    """One dialing link per peer of the config, each trusting only that peer's pin."""
+    pinned, cert, key_pem = tls
+    strangers = [p.validator for p in cfg.peers if p.validator not in pinned]
+    if strangers:
+        raise StartupError(f"config lists peers {strangers}, which genesis does not have")
+    links = {
+        p.validator: PeerLink(
+            node,
+            p.validator,
+            address=p.address,
+            tls_name=p.tls_name,
+            # The peer's own pinned certificate is the channel's only root: a certificate
+            # from the CA that made the network is refused unless it is this very one.
+            credentials=grpc.ssl_channel_credentials(pinned[p.validator], key_pem, cert),
+            metrics=metrics,
+        )
+        for p in cfg.peers
+    }
+    missing = set(range(len(node.genesis.validators))) - set(links) - {cfg.validator}
+    if missing:
+        raise StartupError(f"config lists no address for validators {sorted(missing)}")
+    return links
+
+
+def _link_ended(node: Node, task: asyncio.Task[None]) -> None:
+    """A peer link runs until cancelled; one that ends by an exception is a bug: halt."""
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None:
+        node.fail(task.get_name(), exc)
+
+
+async def _linger_halted(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:
+    """Fail-stop: NOT_SERVING (overall and the ledger) for HALT_LINGER_MS, so health
+    checks see the halt before the process exits with ``node.exit_code``."""
+    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    await _report_health(servicer, node, links)
+    event("exiting", logging.WARNING, reason=node.halted, exit_code=node.exit_code)
+    await asyncio.sleep(HALT_LINGER_MS / 1000)
 
 
 async def _report_health(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:

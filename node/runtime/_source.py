@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from node.core import Block, QuorumCert, decode_block, decode_qc
+from node.invariant import InvariantError
 from node.merkle import EMPTY_ROOT
 from node.settlement import DecodeError, SignedTx, results_root, tx_id
 from node.store import Storage
@@ -23,7 +24,8 @@ class StoreSource:
         if head.height == 0:
             return head.state_root, EMPTY_ROOT
         sb = self.store.block(head.height)
-        assert sb is not None, "storage reports a head it cannot return"
+        if sb is None:
+            raise InvariantError(f"storage reports head {head.height} but cannot return it")
         return head.state_root, results_root(sb.results)
 
     def committed_height(self) -> int:

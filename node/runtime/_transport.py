@@ -27,7 +27,7 @@ from node.config import (
 )
 from node.core import DecodeError, decode_message
 from node.netgen import cert_pin_from_pem
-from node.runtime._grpc import EOF, Ctx
+from node.runtime._grpc import Ctx
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
@@ -161,9 +161,8 @@ class PeerLink:
             async with grpc.aio.secure_channel(self.address, self._creds, options) as channel:
                 call = pb_grpc.PeerStub(channel).Connect(self._frames(self._session_id))
                 hello = await call.read()
-                if hello is EOF:
+                if not isinstance(hello, pb.PeerHello):  # EOF: the peer hung up
                     return False
-                assert isinstance(hello, pb.PeerHello)
                 if hello.chain_id != self.node.genesis.chain_id or hello.validator != self.dst:
                     event(
                         "peer_mismatch",

@@ -5,6 +5,8 @@ enum, and ``apply_block``. See ``_apply.py`` for the theory of operation.
 """
 
 from node.settlement._apply import (
+    LEAF_RECORDED,
+    LEAF_UNRECORDED,
     BlockContext,
     BlockOutcome,
     Head,
@@ -13,6 +15,7 @@ from node.settlement._apply import (
     TxResult,
     Verify,
     apply_block,
+    authentic,
     genesis_state_root,
     precheck,
     result_leaf,
@@ -46,6 +49,8 @@ from node.settlement._tx import (
 )
 
 __all__ = [
+    "LEAF_RECORDED",
+    "LEAF_UNRECORDED",
     "BlockContext",
     "BlockOutcome",
     "Burn",
@@ -71,6 +76,7 @@ __all__ = [
     "Validator",
     "Verify",
     "apply_block",
+    "authentic",
     "decode_body",
     "encode_body",
     "genesis_state_root",

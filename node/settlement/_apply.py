@@ -17,6 +17,11 @@ is ``DUPLICATE``. Copies that fail before authentication (malformed, bad signatu
 answered in the block but not recorded, so a forger who attaches a garbage signature to
 somebody else's body cannot burn that body's id.
 
+One result per id (docs/adr/0007-one-result-per-id.md): every copy gets a result in its
+block, but only the recorded copy's result is the id's outcome. ``TxResult.recorded``
+says which, and ``result_leaf`` tags the two kinds apart, so the refusal of a forged or
+duplicate copy can never be proven as the outcome of the id it carries.
+
 State root: ``H(tag, previous root, height, time, H(results), H(sorted writes))``, a hash
 chain over every state change (docs/adr/0002-state-root.md). Two nodes with the same
 history compute the same root; any divergence in execution shows up at the next block.
@@ -30,12 +35,15 @@ from typing import Protocol
 
 from node import crypto, merkle
 from node.config import BLOCK_TXS_MAX, U64_MAX
+from node.invariant import require
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
 from node.settlement._tx import Burn, DvP, Mint, SignedTx, Transaction, Transfer, decode_body
 
 __all__ = [
+    "LEAF_RECORDED",
+    "LEAF_UNRECORDED",
     "BlockContext",
     "BlockOutcome",
     "Head",
@@ -44,7 +52,9 @@ __all__ = [
     "TxResult",
     "Verify",
     "apply_block",
+    "authentic",
     "genesis_state_root",
+    "precheck",
     "result_leaf",
     "results_root",
 ]
@@ -72,13 +82,27 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class TxResult:
+    """One copy's result in its block. ``tx_id`` is the id the copy carries (the hash of
+    its body, or of the raw bytes when no body decodes). ``recorded`` is True only for the
+    copy the ledger recorded under that id (its first authentic copy): only that result
+    is the id's outcome (ADR 0007)."""
+
     tx_id: bytes
     code: ResultCode
+    recorded: bool
+
+
+# Leaf tags (ADR 0007): a receipt proves the id's outcome only from a RECORDED leaf, and no
+# unrecorded copy's leaf can take that form, whatever its id and code.
+LEAF_RECORDED = b"\x01"
+LEAF_UNRECORDED = b"\x02"
 
 
 def result_leaf(result: TxResult) -> bytes:
-    """The Merkle leaf of one result: the 32-byte tx id, then the code as u16 (ADR 0005)."""
-    return result.tx_id + int(result.code).to_bytes(2, "big")
+    """The Merkle leaf of one result: a tag (recorded or not), the 32-byte tx id, then the
+    code as u16 (ADR 0005, ADR 0007)."""
+    tag = LEAF_RECORDED if result.recorded else LEAF_UNRECORDED
+    return tag + result.tx_id + int(result.code).to_bytes(2, "big")
 
 
 def results_root(results: Sequence[TxResult]) -> bytes:
@@ -154,14 +178,14 @@ class _Overlay:
     def move(self, instrument: str, src: str, dst: str, amount: int) -> None:
         """Move ``amount``; the caller has already checked both bounds."""
         src_bal, dst_bal = self.balance(src, instrument), self.balance(dst, instrument)
-        assert amount <= src_bal and dst_bal + amount <= U64_MAX, "unchecked move"
+        require(amount <= src_bal and dst_bal + amount <= U64_MAX, "unchecked move")
         self.balances[(src, instrument)] = src_bal - amount
         self.balances[(dst, instrument)] = dst_bal + amount
 
     def adjust_supply(self, instrument: str, holder: str, delta: int) -> None:
         """Mint (delta > 0) or burn (delta < 0); balance and supply move together."""
         bal, sup = self.balance(holder, instrument), self.supply(instrument)
-        assert 0 <= bal + delta <= U64_MAX and 0 <= sup + delta <= U64_MAX, "unchecked mint"
+        require(0 <= bal + delta <= U64_MAX and 0 <= sup + delta <= U64_MAX, "unchecked mint")
         self.balances[(holder, instrument)] = bal + delta
         self.supplies[instrument] = sup + delta
 
@@ -179,15 +203,16 @@ def apply_block(
     must be identical), but never one that skips checks.
     """
     head = view.head()
-    assert ctx.height == head.height + 1, f"block {ctx.height} applied on height {head.height}"
-    assert len(txs) <= BLOCK_TXS_MAX, "consensus admitted an oversized block"
+    require(ctx.height == head.height + 1, f"block {ctx.height} applied on height {head.height}")
+    require(len(txs) <= BLOCK_TXS_MAX, "consensus admitted an oversized block")
     overlay = _Overlay(view)
     results: list[TxResult] = []
     for position, raw in enumerate(txs):
         tid, code, authentic = _apply_one(view.genesis, overlay, raw, ctx, verify)
-        results.append(TxResult(tid, code))
-        if authentic and not overlay.seen(tid):
+        recorded = authentic and not overlay.seen(tid)
+        if recorded:
             overlay.recorded[tid] = TxRecord(ctx.height, position, code)
+        results.append(TxResult(tid, code, recorded))
     root = _state_root(head.state_root, ctx, results, overlay)
     return BlockOutcome(
         height=ctx.height,
@@ -204,7 +229,7 @@ def _state_root(
 ) -> bytes:
     w = Writer().u64(ctx.height).u64(ctx.time_ms).u32(len(results))
     for r in results:
-        w.fixed(r.tx_id, 32).u8(r.code)
+        w.fixed(r.tx_id, 32).u8(r.code).u8(r.recorded)
     w.u32(len(overlay.balances))
     for (account, instrument), value in sorted(overlay.balances.items()):
         w.ident(account).ident(instrument).u64(value)
@@ -220,12 +245,21 @@ def _apply_one(
     """(tx id, result code, whether the signatures verified)."""
     tid, code, tx = _check(genesis, raw, verify)
     if tx is None or code is not ResultCode.OK:
-        return tid, code, code is not ResultCode.MALFORMED and code is not ResultCode.BAD_SIGNATURE
+        return tid, code, code not in _UNAUTHENTICATED
     if ctx.time_ms > tx.expiry_ms:
         return tid, ResultCode.EXPIRED, True
     if overlay.seen(tid):
         return tid, ResultCode.DUPLICATE, True
     return tid, _execute(genesis, overlay, tx, ctx), True
+
+
+_UNAUTHENTICATED = frozenset({ResultCode.MALFORMED, ResultCode.BAD_SIGNATURE})
+
+
+def authentic(genesis: Genesis, raw: bytes, verify: Verify = crypto.verify) -> bool:
+    """Whether ``raw`` decodes and every signature its body requires verifies against the
+    genesis keys: the only kind of copy a block can record under its id."""
+    return precheck(genesis, raw, verify).code not in _UNAUTHENTICATED
 
 
 def precheck(genesis: Genesis, raw: bytes, verify: Verify = crypto.verify) -> TxResult:
@@ -235,7 +269,7 @@ def precheck(genesis: Genesis, raw: bytes, verify: Verify = crypto.verify) -> Tx
     when the state does).
     """
     tid, code, _ = _check(genesis, raw, verify)
-    return TxResult(tid, code)
+    return TxResult(tid, code, recorded=False)  # only a block records
 
 
 def _check(

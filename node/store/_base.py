@@ -1,17 +1,25 @@
 """The Storage interface every node uses, whatever keeps the bytes.
 
 A store is the settlement ``StateView`` as of its last committed block, plus the block
-log, the transaction index and the consensus safety state. ``commit_block`` writes one
-block and everything it changes atomically: after a crash a store is at the old height
-or the new one, never between.
+log, the transaction index, the consensus safety state and the intake log (client
+transactions this node acknowledged and no block has committed yet, docs/adr/0006).
+``commit_block`` writes one block and everything it changes atomically, pruning the
+intake log of the block's transactions in the same write: after a crash a store is at the
+old height or the new one, never between.
+
+Every write is checked with :func:`node.invariant.require` (not ``assert``: the checks
+guard the ledger and must survive ``python -O``); a failed write raises
+:class:`StorageError`, which the validator treats as fatal (docs/cluster.md "Fail-stop").
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from node.config import U64_MAX
+from node.invariant import require
 from node.settlement import BlockContext, BlockOutcome, Genesis, Head, TxRecord, TxResult
 
 __all__ = ["GenesisMismatchError", "Storage", "StorageError", "StoredBlock"]
@@ -38,6 +46,16 @@ class StoredBlock:
 
 class Storage(ABC):
     """A node's durable state. Single-writer; reads see the last committed block."""
+
+    # Called with every StorageError before it is raised, from a read as well as a write,
+    # so a failure met by any caller (an API read too) halts the validator (fail-stop).
+    on_error: Callable[[StorageError], None] | None = None
+
+    def _failed(self, error: StorageError) -> StorageError:
+        """``error``, after telling ``on_error`` (``raise self._failed(StorageError(...))``)."""
+        if self.on_error is not None:
+            self.on_error(error)
+        return error
 
     @property
     @abstractmethod
@@ -69,6 +87,23 @@ class Storage(ABC):
     @abstractmethod
     def load_safety(self) -> bytes | None: ...
 
+    @abstractmethod
+    def intake_put(self, entries: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        """Record acknowledged transactions as ``(key, tx_id, raw)`` (``key`` is the
+        mempool's ``tx_key(raw)``) in one write; durable when this returns, so many submits
+        share one fsync."""
+
+    @abstractmethod
+    def intake(self) -> list[tuple[bytes, bytes]]:
+        """Every recorded ``(tx_id, raw)`` not yet pruned by a commit (replayed at start)."""
+
+    @abstractmethod
+    def intake_count(self) -> int: ...
+
+    @abstractmethod
+    def intake_drop(self, keys: Sequence[bytes]) -> None:
+        """Forget intake entries that can no longer commit (found stale at replay)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release in memory
         """Release resources; the store is unusable afterwards."""
 
@@ -79,15 +114,22 @@ class Storage(ABC):
         certificate: bytes,
         ctx: BlockContext,
         outcome: BlockOutcome,
+        *,
+        intake_done: Sequence[bytes] = (),
     ) -> None:
-        """Write the block, its results, its balance changes and the new head at once."""
+        """Write the block, its results, its balance changes and the new head at once, and
+        prune ``intake_done`` (the intake keys of the block's transactions)."""
         head = self.head()
-        assert ctx.height == head.height + 1 == outcome.height, (
-            f"commit of block {ctx.height} onto height {head.height}"
+        require(
+            ctx.height == head.height + 1 == outcome.height,
+            f"commit of block {ctx.height} (outcome {outcome.height}) onto height {head.height}",
         )
-        assert len(block_hash) == 32 and len(outcome.state_root) == 32
-        assert all(0 <= v <= U64_MAX for v in outcome.balances.values())
-        assert all(0 <= v <= U64_MAX for v in outcome.supplies.values())
+        require(
+            len(block_hash) == 32 and len(outcome.state_root) == 32,
+            "block hash and state root are 32 bytes",
+        )
+        require(all(0 <= v <= U64_MAX for v in outcome.balances.values()), "balance outside u64")
+        require(all(0 <= v <= U64_MAX for v in outcome.supplies.values()), "supply outside u64")
         block = StoredBlock(
             ctx.height,
             block_hash,
@@ -97,10 +139,12 @@ class Storage(ABC):
             outcome.state_root,
             outcome.results,
         )
-        self._write_block(block, outcome)
+        self._write_block(block, outcome, intake_done)
 
     @abstractmethod
-    def _write_block(self, block: StoredBlock, outcome: BlockOutcome) -> None: ...
+    def _write_block(
+        self, block: StoredBlock, outcome: BlockOutcome, intake_done: Sequence[bytes]
+    ) -> None: ...
 
     def __enter__(self) -> Storage:
         return self

@@ -2,11 +2,14 @@
 
 Sub-databases: ``meta`` (chain id, genesis, head), ``blocks``/``certs``/``blockmeta``/
 ``results`` by big-endian height, ``txindex`` (tx id -> height, position, code),
-``balances`` (account NUL instrument -> u64), ``supply``, and ``safety`` for the
-consensus core's vote and lock. LMDB's copy-on-write B-tree commits atomically, so a
-process killed at any instant reopens at the old head or the new one (tests/unit/
-test_crash.py kills a writer with SIGKILL to check). The map size starts small and
-doubles when full, up to LMDB_MAP_SIZE_MAX_BYTES, instead of failing the commit.
+``balances`` (account NUL instrument -> u64), ``supply``, ``safety`` for the consensus
+core's vote and lock, and ``intake`` (tx_key(raw) -> tx id + raw: client transactions
+acknowledged and not yet committed, docs/adr/0006). LMDB's copy-on-write B-tree commits
+atomically, so a process killed at any instant reopens at the old head or the new one
+(tests/unit/test_crash.py kills a writer with SIGKILL to check). The map size starts
+small and doubles when full, up to LMDB_MAP_SIZE_MAX_BYTES (or the ``map_size_max_bytes``
+given), instead of failing the commit; at the ceiling, and on any other LMDB error (disk
+full, I/O error), a write raises StorageError and the validator halts (fail-stop).
 
 Single-threaded use: reads go through one cached read transaction that is renewed after
 every commit, so reads between two commits see one consistent snapshot.
@@ -14,14 +17,16 @@ every commit, so reads between two commits see one consistent snapshot.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import lmdb
 
 from node import config
+from node.invariant import require
 from node.settlement import (
     BlockOutcome,
     Genesis,
@@ -38,7 +43,7 @@ __all__ = ["LmdbStore"]
 _U64 = struct.Struct(">Q")
 _TXREC = struct.Struct(">QIB")  # height, position, code
 _BLOCKMETA = struct.Struct(">32s32sQ")  # block hash, state root, time_ms
-_RESULT = struct.Struct(">32sB")
+_RESULT = struct.Struct(">32sB?")  # tx id, code, recorded (ADR 0007)
 _DBS = (
     "meta",
     "blocks",
@@ -49,7 +54,24 @@ _DBS = (
     "balances",
     "supply",
     "safety",
+    "intake",
 )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _reading(method: _F) -> _F:
+    """An LMDB read that fails (I/O error, a closed environment) raises StorageError."""
+
+    @functools.wraps(method)
+    def wrapper(self: LmdbStore, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except lmdb.Error as e:
+            raise self._failed(StorageError(f"LMDB read failed: {type(e).__name__}: {e}")) from e
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _bkey(account: str, instrument: str) -> bytes:
@@ -63,12 +85,14 @@ class LmdbStore(Storage):
         genesis: Genesis,
         *,
         map_size_bytes: int = config.LMDB_MAP_SIZE_INITIAL_BYTES,
+        map_size_max_bytes: int = config.LMDB_MAP_SIZE_MAX_BYTES,
     ) -> None:
         os.makedirs(path, mode=0o700, exist_ok=True)
         self._genesis = genesis
+        self._map_size_max = min(map_size_max_bytes, config.LMDB_MAP_SIZE_MAX_BYTES)
         self._env = lmdb.open(
             os.fspath(path),
-            map_size=map_size_bytes,
+            map_size=min(map_size_bytes, self._map_size_max),
             max_dbs=config.LMDB_MAX_DBS,
             max_readers=config.LMDB_MAX_READERS,
             sync=True,
@@ -78,6 +102,7 @@ class LmdbStore(Storage):
         self._rtxn: Any = None
         self._init_or_check_genesis()
         self._head = self._read_head()
+        self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
 
     # --- setup -----------------------------------------------------------------------
     def _init_or_check_genesis(self) -> None:
@@ -124,7 +149,9 @@ class LmdbStore(Storage):
             self._rtxn = None
 
     def _write(self, fn: Callable[[Any], None]) -> None:
-        """Run ``fn`` in one durable write transaction, growing the map when it is full."""
+        """Run ``fn`` in one durable write transaction, growing the map when it is full.
+        Any other LMDB failure (disk full, I/O error) aborts the transaction and raises
+        StorageError: the store is still at its last durable commit."""
         self._drop_reader()
         while True:
             try:
@@ -133,16 +160,21 @@ class LmdbStore(Storage):
                 return
             except lmdb.MapFullError:
                 self._grow()
+            except lmdb.Error as e:
+                raise self._failed(
+                    StorageError(f"LMDB write failed: {type(e).__name__}: {e}")
+                ) from e
 
     def _grow(self) -> None:
         size = self._env.info()["map_size"]
-        if size >= config.LMDB_MAP_SIZE_MAX_BYTES:
-            raise StorageError(
-                f"LMDB map reached its limit of {config.LMDB_MAP_SIZE_MAX_BYTES} bytes; "
-                "raise LMDB_MAP_SIZE_MAX_BYTES or free disk space"
+        if size >= self._map_size_max:
+            raise self._failed(
+                StorageError(
+                    f"LMDB map reached its limit of {self._map_size_max} bytes; "
+                    "raise LMDB_MAP_SIZE_MAX_BYTES or free disk space"
+                )
             )
-        new = min(size * config.LMDB_MAP_GROW_FACTOR, config.LMDB_MAP_SIZE_MAX_BYTES)
-        self._env.set_mapsize(new)
+        self._env.set_mapsize(min(size * config.LMDB_MAP_GROW_FACTOR, self._map_size_max))
 
     # --- StateView ---------------------------------------------------------------------
     @property
@@ -152,14 +184,17 @@ class LmdbStore(Storage):
     def head(self) -> Head:
         return self._head
 
+    @_reading
     def balance(self, account: str, instrument: str) -> int:
         raw = self._txn().get(_bkey(account, instrument), db=self._db["balances"])
         return 0 if raw is None else int(_U64.unpack(raw)[0])
 
+    @_reading
     def supply(self, instrument: str) -> int:
         raw = self._txn().get(instrument.encode(), db=self._db["supply"])
         return 0 if raw is None else int(_U64.unpack(raw)[0])
 
+    @_reading
     def tx_record(self, tx_id: bytes) -> TxRecord | None:
         raw = self._txn().get(tx_id, db=self._db["txindex"])
         if raw is None:
@@ -167,6 +202,7 @@ class LmdbStore(Storage):
         height, position, code = _TXREC.unpack(raw)
         return TxRecord(height, position, ResultCode(code))
 
+    @_reading
     def all_balances(self) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
         for key, raw in self._txn().cursor(db=self._db["balances"]):
@@ -176,6 +212,7 @@ class LmdbStore(Storage):
                 out[(account, instrument)] = value
         return out
 
+    @_reading
     def block(self, height: int) -> StoredBlock | None:
         if not 0 < height <= self._head.height:
             return None
@@ -184,7 +221,8 @@ class LmdbStore(Storage):
         block_hash, root, time_ms = _BLOCKMETA.unpack(txn.get(key, db=self._db["blockmeta"]))
         raw_results = txn.get(key, db=self._db["results"])
         results = tuple(
-            TxResult(tid, ResultCode(code)) for tid, code in _RESULT.iter_unpack(raw_results)
+            TxResult(tid, ResultCode(code), rec)
+            for tid, code, rec in _RESULT.iter_unpack(raw_results)
         )
         return StoredBlock(
             height,
@@ -197,8 +235,14 @@ class LmdbStore(Storage):
         )
 
     # --- writes ------------------------------------------------------------------------
-    def _write_block(self, block: StoredBlock, outcome: BlockOutcome) -> None:
+    def _write_block(
+        self, block: StoredBlock, outcome: BlockOutcome, intake_done: Sequence[bytes]
+    ) -> None:
+        pruned = 0
+
         def fn(txn: Any) -> None:
+            nonlocal pruned
+            pruned = self._intake_delete(txn, intake_done)
             key = _U64.pack(block.height)
             txn.put(key, block.block_bytes, db=self._db["blocks"])
             txn.put(key, block.certificate, db=self._db["certs"])
@@ -209,7 +253,7 @@ class LmdbStore(Storage):
             )
             txn.put(
                 key,
-                b"".join(_RESULT.pack(r.tx_id, r.code) for r in block.results),
+                b"".join(_RESULT.pack(r.tx_id, r.code, r.recorded) for r in block.results),
                 db=self._db["results"],
             )
             for tid, rec in outcome.recorded:
@@ -220,7 +264,7 @@ class LmdbStore(Storage):
                     db=self._db["txindex"],
                     overwrite=False,
                 )
-                assert fresh, "transaction id recorded twice"
+                require(fresh, f"transaction id {tid.hex()} recorded twice")
             for (account, instrument), value in outcome.balances.items():
                 txn.put(_bkey(account, instrument), _U64.pack(value), db=self._db["balances"])
             for instrument, value in outcome.supplies.items():
@@ -230,10 +274,51 @@ class LmdbStore(Storage):
 
         self._write(fn)
         self._head = Head(block.height, block.block_hash, block.state_root)
+        self._intake_count -= pruned
+
+    # --- intake log ----------------------------------------------------------------------
+    def intake_put(self, entries: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        added = 0
+
+        def fn(txn: Any) -> None:
+            nonlocal added
+            added = 0
+            for key, tid, raw in entries:
+                require(len(key) == 32 and len(tid) == 32, "intake keys and ids are 32 bytes")
+                added += txn.put(key, tid + raw, db=self._db["intake"], overwrite=False)
+
+        if entries:
+            self._write(fn)
+            self._intake_count += added
+
+    @_reading
+    def intake(self) -> list[tuple[bytes, bytes]]:
+        cursor = self._txn().cursor(db=self._db["intake"])
+        return [(bytes(v[:32]), bytes(v[32:])) for _, v in cursor]
+
+    def intake_count(self) -> int:
+        return self._intake_count
+
+    def intake_drop(self, keys: Sequence[bytes]) -> None:
+        dropped = 0
+
+        def fn(txn: Any) -> None:
+            nonlocal dropped
+            dropped = self._intake_delete(txn, keys)
+
+        if keys:
+            self._write(fn)
+            self._intake_count -= dropped
+
+    def _intake_delete(self, txn: Any, keys: Sequence[bytes]) -> int:
+        if not self._intake_count:
+            return 0  # the common case under no backlog: nothing to look up
+        return sum(bool(txn.delete(key, db=self._db["intake"])) for key in keys)
 
     def save_safety(self, data: bytes) -> None:
         self._write(lambda txn: txn.put(b"consensus", data, db=self._db["safety"]))
 
+    @_reading
     def load_safety(self) -> bytes | None:
         raw = self._txn().get(b"consensus", db=self._db["safety"])
         return None if raw is None else bytes(raw)

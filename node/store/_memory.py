@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from node.settlement import BlockOutcome, Genesis, Head, TxRecord, genesis_state_root
 from node.store._base import Storage, StoredBlock
 
@@ -22,6 +24,7 @@ class MemoryStore(Storage):
         self._txs: dict[bytes, TxRecord] = {}
         self._blocks: dict[int, StoredBlock] = {}
         self._safety: bytes | None = None
+        self._intake: dict[bytes, tuple[bytes, bytes]] = {}  # key -> (tx_id, raw)
 
     @property
     def genesis(self) -> Genesis:
@@ -51,7 +54,24 @@ class MemoryStore(Storage):
     def load_safety(self) -> bytes | None:
         return self._safety
 
-    def _write_block(self, block: StoredBlock, outcome: BlockOutcome) -> None:
+    def intake_put(self, entries: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        for key, tid, raw in entries:
+            self._intake[key] = (tid, raw)
+
+    def intake(self) -> list[tuple[bytes, bytes]]:
+        return list(self._intake.values())
+
+    def intake_count(self) -> int:
+        return len(self._intake)
+
+    def intake_drop(self, keys: Sequence[bytes]) -> None:
+        for key in keys:
+            self._intake.pop(key, None)
+
+    def _write_block(
+        self, block: StoredBlock, outcome: BlockOutcome, intake_done: Sequence[bytes]
+    ) -> None:
+        self.intake_drop(intake_done)
         self._blocks[block.height] = block
         self._balances.update(outcome.balances)
         self._supply.update(outcome.supplies)

@@ -71,7 +71,7 @@ def lone_node(tmp_path: Path) -> Iterator[Network]:
 
 
 def _channel(net: Network, port: int, *creds_pems: bytes) -> grpc.Channel:
-    creds = grpc.ssl_channel_credentials(net.ca_cert.read_bytes(), *creds_pems)
+    creds = grpc.ssl_channel_credentials(net.tls_pinned.read_bytes(), *creds_pems)
     return grpc.secure_channel(
         f"127.0.0.1:{port}", creds, [("grpc.ssl_target_name_override", net.nodes[0].name)]
     )
@@ -91,9 +91,11 @@ def test_peer_port_admits_only_pinned_validators(lone_node: Network) -> None:
     ca_key = serialization.load_pem_private_key((net.run_dir / "ca" / "ca.key").read_bytes(), None)
     from cryptography import x509
 
-    ca = _Ca(ca_key, x509.load_pem_x509_certificate(net.ca_cert.read_bytes()))  # type: ignore[arg-type]
+    ca_pem = (net.run_dir / "ca" / "ca.pem").read_bytes()
+    ca = _Ca(ca_key, x509.load_pem_x509_certificate(ca_pem))  # type: ignore[arg-type]
     key, cert = _make_node_cert(ca, "node-01", "127.0.0.1")  # CA-signed, but not pinned
-    assert _dial_peer_port(net, _pem_key(key), _pem_cert(cert)) is grpc.StatusCode.UNAUTHENTICATED
+    # The acceptor's client roots are the pinned certificates: refused in the handshake.
+    assert _dial_peer_port(net, _pem_key(key), _pem_cert(cert)) is grpc.StatusCode.UNAVAILABLE
     own = [(net.nodes[0].dir / f).read_bytes() for f in ("tls.key", "tls.pem")]
     assert _dial_peer_port(net, *own) is grpc.StatusCode.UNAUTHENTICATED  # not from itself
     # A pinned peer is welcome: the node answers with its hello.

@@ -45,7 +45,7 @@ def _client(c: Cluster, first: int = 0) -> AsyncLedgerClient:
     """A client over every node, trying node ``first`` first."""
     base = AsyncLedgerClient.from_run_dir(c.net.run_dir)
     order = [base.endpoints[(first + k) % c.net.n] for k in range(c.net.n)]
-    return AsyncLedgerClient(order, ca_cert=c.net.ca_cert.read_bytes(), genesis=base.genesis)
+    return AsyncLedgerClient(order, tls_certs=c.net.tls_pinned.read_bytes(), genesis=base.genesis)
 
 
 def _key(c: Cluster, pid: str) -> ParticipantKey:

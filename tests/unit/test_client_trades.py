@@ -35,6 +35,7 @@ from client import (
 )
 from node.genesis import DemoNetwork, demo_genesis
 from node.settlement import DvP, SignedTx, encode_body
+from tests.ledger_helpers import pinned_tls
 
 
 def _key(net: DemoNetwork, pid: str) -> ParticipantKey:
@@ -253,9 +254,26 @@ def test_key_files_are_private_never_overwritten_and_named_by_their_stem(tmp_pat
 # --- clients without a cluster -------------------------------------------------------------
 
 
+def test_the_sdk_trusts_only_certificates_genesis_pins(net: DemoNetwork) -> None:
+    pinned, certs = pinned_tls(net)
+    ep = [Endpoint("127.0.0.1:1", "node-00")]
+    AsyncLedgerClient(ep, tls_certs=certs, genesis=pinned.genesis)
+    with pytest.raises(ValueError, match="not pinned by genesis"):
+        AsyncLedgerClient(ep, tls_certs=certs, genesis=net.genesis)
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        AsyncLedgerClient(ep, tls_certs=b"", genesis=pinned.genesis)
+    with pytest.raises(ValueError, match="0 pinned certificates carry the name 'node-09'"):
+        AsyncLedgerClient(
+            [Endpoint("127.0.0.1:1", "node-09")], tls_certs=certs, genesis=pinned.genesis
+        )
+
+
 async def test_no_node_answering_is_unavailable_and_retry_safe(net: DemoNetwork) -> None:
+    net, certs = pinned_tls(net)
     endpoints = [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")]
-    async with AsyncLedgerClient(endpoints, ca_cert=b"", genesis=net.genesis, rpc_timeout_s=2) as c:
+    async with AsyncLedgerClient(
+        endpoints, tls_certs=certs, genesis=net.genesis, rpc_timeout_s=2
+    ) as c:
         with pytest.raises(UnavailableError) as info:
             await c.head()
         assert info.value.retry_safe and len(info.value.errors) == 4  # 2 rounds of 2
@@ -268,5 +286,5 @@ async def test_no_node_answering_is_unavailable_and_retry_safe(net: DemoNetwork)
 
 async def test_the_sync_client_refuses_a_running_event_loop(net: DemoNetwork) -> None:
     with pytest.raises(RuntimeError, match="AsyncLedgerClient"):
-        LedgerClient([Endpoint("127.0.0.1:1", "node-00")], ca_cert=b"", genesis=net.genesis)
+        LedgerClient([Endpoint("127.0.0.1:1", "node-00")], tls_certs=b"", genesis=net.genesis)
     await asyncio.sleep(0)

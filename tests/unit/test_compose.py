@@ -99,7 +99,7 @@ def test_node_configs_name_the_files_where_compose_mounts_them(generated: Genera
         assert raw["listen_host"] == "0.0.0.0"
         targets = {m["target"]: m for m in svc["volumes"]}
         base = posixpath.dirname(CONTAINER_CONFIG)
-        for field in ("genesis", "tls_ca", "signing_key", "tls_cert", "tls_key", "data_dir"):
+        for field in ("genesis", "tls_pinned", "signing_key", "tls_cert", "tls_key", "data_dir"):
             in_container = posixpath.normpath(posixpath.join(base, raw[field]))
             mount = next(
                 (t for t in targets if in_container == t or in_container.startswith(t + "/")),

@@ -37,9 +37,11 @@ from node.netgen import (
     cert_pin,
     cert_pin_from_pem,
     default_quorum,
+    dns_names,
     generate,
     load_signing_key,
     main,
+    pinned_certificates,
     write_private_file,
     write_signing_key,
 )
@@ -58,6 +60,10 @@ def genesis(net: Network) -> Genesis:
 
 def _cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _ca_pem(net: Network) -> Path:
+    return net.run_dir / "ca" / "ca.pem"
 
 
 def _mode(path: Path) -> int:
@@ -79,7 +85,7 @@ def test_genesis_pins_every_node_certificate(net: Network, genesis: Genesis) -> 
 
 
 def test_node_certificates_chain_to_the_ca_with_names_and_usages(net: Network) -> None:
-    ca = _cert(net.ca_cert)
+    ca = _cert(_ca_pem(net))
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
     for node in net.nodes:
@@ -95,6 +101,20 @@ def test_node_certificates_chain_to_the_ca_with_names_and_usages(net: Network) -
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
         assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_the_pinned_bundle_holds_each_validator_certificate_and_nothing_else(
+    net: Network, genesis: Genesis
+) -> None:
+    pins = [v.tls_cert_sha256 for v in genesis.validators]
+    pinned = pinned_certificates(net.tls_pinned.read_bytes(), pins)
+    assert pinned == {x.validator: (x.dir / "tls.pem").read_bytes() for x in net.nodes}
+    assert dns_names(pinned[2]) == {"node-02", "localhost"}
+    # The CA is not a trust root at run time: a bundle holding it is refused, as is none.
+    with pytest.raises(ValueError, match="not pinned by genesis"):
+        pinned_certificates(net.tls_pinned.read_bytes() + _ca_pem(net).read_bytes(), pins)
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        pinned_certificates(b"", pins)
 
 
 def test_private_files_are_0600_and_directories_0700(net: Network) -> None:
@@ -128,7 +148,7 @@ def test_node_configs_point_at_the_files_and_every_peer(net: Network) -> None:
             9000 + node.validator,
         )
         assert cfg.listen_host == "127.0.0.1"
-        for f in ("genesis", "signing_key", "tls_ca", "tls_cert", "tls_key"):
+        for f in ("genesis", "signing_key", "tls_pinned", "tls_cert", "tls_key"):
             assert getattr(cfg, f).is_file(), f
         assert cfg.genesis == net.genesis
         assert cfg.data_dir == node.dir / "data"
@@ -145,9 +165,9 @@ def test_containers_listen_everywhere_and_dial_by_container_name(tmp_path: Path)
     assert [x.host for x in net.nodes] == ["node-00", "node-01", "node-02", "node-03"]
     raw = json.loads(net.nodes[1].config.read_text())
     assert raw["listen_host"] == "0.0.0.0"
-    assert (raw["genesis"], raw["tls_ca"], raw["data_dir"]) == (
+    assert (raw["genesis"], raw["tls_pinned"], raw["data_dir"]) == (
         "../genesis.json",
-        "../ca.pem",
+        "../validators.pem",
         "../data",
     )
     assert raw["peers"][0] == {"validator": 0, "address": "node-00:7000", "tls_name": "node-00"}
@@ -334,8 +354,8 @@ _METHOD = "/test.Pin/Who"
 
 
 def _pin_checking_server(net: Network, genesis: Genesis) -> tuple[grpc.aio.Server, int]:
-    """A server on node-00's certificate that requires a client certificate from the CA
-    and answers with the genesis index whose pin equals the client's certificate."""
+    """A server on node-00's certificate that requires a client certificate among the
+    pinned ones and answers with the genesis index whose pin equals it."""
     pins = {v.tls_cert_sha256: i for i, v in enumerate(genesis.validators)}
 
     async def who(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
@@ -348,7 +368,7 @@ def _pin_checking_server(net: Network, genesis: Genesis) -> tuple[grpc.aio.Serve
     node = net.nodes[0]
     creds = grpc.ssl_server_credentials(
         [((node.dir / "tls.key").read_bytes(), (node.dir / "tls.pem").read_bytes())],
-        root_certificates=net.ca_cert.read_bytes(),
+        root_certificates=net.tls_pinned.read_bytes(),
         require_client_auth=True,
     )
     server = grpc.aio.server()
@@ -373,7 +393,7 @@ async def test_mutual_tls_identifies_the_peer_by_its_genesis_pin(
     server, port = _pin_checking_server(net, genesis)
     await server.start()
     try:
-        ca = net.ca_cert.read_bytes()
+        ca = (net.nodes[0].dir / "tls.pem").read_bytes()  # the server's pin: its only root
         n1 = net.nodes[1].dir
         client = grpc.ssl_channel_credentials(
             ca, (n1 / "tls.key").read_bytes(), (n1 / "tls.pem").read_bytes()
@@ -394,15 +414,15 @@ async def test_mutual_tls_identifies_the_peer_by_its_genesis_pin(
             await _call(port, stranger)
         assert wrong_ca.value.code() is grpc.StatusCode.UNAVAILABLE
 
-        # Signed by the right CA, named node-01, but not the certificate genesis pins:
-        # the handshake passes and the pin check refuses it. Holding the CA key is not
-        # enough to impersonate a validator.
+        # Signed by the right CA, named node-01, but not the certificate genesis pins: the
+        # handshake refuses it (the roots are the pinned certificates, not the CA). Holding
+        # the CA key is not enough to impersonate a validator.
         ca_key = serialization.load_pem_private_key(
             (net.run_dir / "ca" / "ca.key").read_bytes(), password=None
         )
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         rogue_key, rogue_cert = _make_node_cert(
-            _Ca(ca_key, _cert(net.ca_cert)), "node-01", "127.0.0.1"
+            _Ca(ca_key, _cert(_ca_pem(net))), "node-01", "127.0.0.1"
         )
         rogue = grpc.ssl_channel_credentials(
             ca,
@@ -415,7 +435,7 @@ async def test_mutual_tls_identifies_the_peer_by_its_genesis_pin(
         )
         with pytest.raises(grpc.aio.AioRpcError) as unpinned:
             await _call(port, rogue)
-        assert unpinned.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert unpinned.value.code() is grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop(None)
 

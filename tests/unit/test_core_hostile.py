@@ -1,0 +1,243 @@
+"""A Byzantine validator against the pure replica: every claim it makes is proven or
+ignored, and the work it can cause is bounded (issue 12, docs/consensus.md "What a replica
+acts on").
+
+Each test plays the attacker through ``Net.tamper`` or by stepping a crafted message into
+one honest replica, and asserts what the honest side does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from node.config import (
+    BLOCK_TIME_DRIFT_MAX_MS,
+    CATCHUP_RESPONSE_BYTES_MAX,
+    PEER_SYNC_BYTES_BURST,
+    PEER_VERIFY_BURST,
+    PEER_VERIFY_PER_S,
+)
+from node.core import (
+    Block,
+    NewView,
+    Phase,
+    Proposal,
+    SyncRequest,
+    SyncResponse,
+    Timeout,
+    TimeoutCert,
+    TxForward,
+    Vote,
+    timeout_message,
+    verify_timeout_cert,
+)
+from node.merkle import EMPTY_ROOT
+from tests.sim.harness import HashSigner
+from tests.unit.test_core_replica import CHAIN, ROOT0, Net
+
+
+def _commit_one(net: Net, trade: bytes = b"trade-1") -> None:
+    net.nodes[1].submit(trade)
+    net.run()
+    net.tick(net.nodes[0].now_ms + 10)  # the empty block that certifies the results
+    assert all(d.committed_height() >= 1 for d in net.disks)
+
+
+def _lying_timeout(t: Timeout, height: int, lock_view: int | None = None) -> Timeout:
+    """The same timeout with an inflated committed height (and lock view), re-signed with
+    the sender's own key: a signature it can make, a claim it cannot prove."""
+    sig = HashSigner(t.voter).sign(timeout_message(CHAIN, t.view, height, lock_view))
+    return replace(t, committed_height=height, signature=sig)
+
+
+# --- 1. claims are proven -------------------------------------------------------------------
+
+
+def test_one_byzantine_of_four_cannot_halt_the_chain_with_an_unproven_height() -> None:
+    """Validator 0 leads view 0 but stays silent and, in its timeouts, claims a committed
+    height nobody can extend. Before issue 12 the honest TC took its claim (sorted first by
+    index) and no leader could propose again; now the claim needs a commit certificate."""
+    net = Net()
+
+    def byzantine(src: int, dst: int, msg: object) -> object | None:
+        if src != 0:
+            return msg
+        if isinstance(msg, Proposal | Vote):
+            return None  # a silent leader, withholding votes too
+        if isinstance(msg, Timeout):
+            return _lying_timeout(msg, 10**9)
+        return msg
+
+    net.tamper = byzantine
+    for i in (1, 2, 3):
+        net.nodes[i].submit(b"trade-%d" % i)
+    net.run()
+    now = 0
+    for _ in range(6):
+        now += net.nodes[1].cfg.view_timeout_base_ms
+        net.tick(now)
+    honest = [net.disks[i].committed_height() for i in (1, 2, 3)]
+    assert min(honest) >= 1, honest
+    assert net.nodes[1].refused["timeout with an unproven claim or a bad signature"] > 0
+
+
+def test_a_timeout_must_carry_the_certificate_of_its_height() -> None:
+    net = Net()
+    _commit_one(net)
+    node = net.nodes[1]
+    cert = net.disks[2].blocks[1][1]
+    view = node.view
+    sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, None))
+    # No certificate for a height above 0, and a certificate of another height: refused.
+    for forged in (
+        Timeout(view, 1, None, None, None, 2, sig),
+        Timeout(view, 1, replace(cert, height=2), None, None, 2, sig),
+    ):
+        before = node.refused["timeout with an unproven claim or a bad signature"]
+        node.step(2, forged)
+        assert node.refused["timeout with an unproven claim or a bad signature"] == before + 1
+    # The genuine one is taken (a later re-send of it costs nothing).
+    node.step(2, Timeout(view, 1, cert, None, None, 2, sig))
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 2
+
+
+def test_a_timeout_certificate_must_prove_its_highest_claims() -> None:
+    net = Net()
+    _commit_one(net)
+    cert = net.disks[0].blocks[1][1]
+    verifier, view = net.verifier, 7
+
+    def entry(voter: int, height: int, lock: int | None = None) -> object:
+        sig = HashSigner(voter).sign(timeout_message(CHAIN, view, height, lock))
+        return Timeout(view, height, None, None, None, voter, sig).entry()
+
+    honest = tuple(entry(i, 1) for i in range(3))
+    good = TimeoutCert(view, honest, cert, None)  # type: ignore[arg-type]
+    assert verify_timeout_cert(good, CHAIN, 4, 3, verifier)
+    inflated = (entry(0, 10**9), *honest[1:])
+    for bad in (
+        TimeoutCert(view, inflated, cert, None),  # top claim 10**9, proof for 1
+        TimeoutCert(view, honest, None, None),  # no proof at all
+        TimeoutCert(view, (entry(0, 1, lock=5), *honest[1:]), cert, None),  # a lock, unproven
+        TimeoutCert(view, honest, replace(cert, phase=Phase.PREPARE), None),
+    ):
+        assert not verify_timeout_cert(bad, CHAIN, 4, 3, verifier)  # type: ignore[arg-type]
+    # A node handed the inflated TC (NewView) does not move on it.
+    node = net.nodes[1]
+    at = node.view
+    node.step(0, NewView(TimeoutCert(view, inflated, cert, None)))  # type: ignore[arg-type]
+    assert node.view == at
+
+
+# --- 7. block time bounded on both sides ------------------------------------------------------
+
+
+def _fresh_block(net: Net, node: int, time_ms: int, proposer: int = 0) -> Block:
+    return Block(
+        CHAIN, 1, 0, net.nodes[node].committed_hash, proposer, time_ms, 0, ROOT0, EMPTY_ROOT,
+        (b"t",),
+    )  # fmt: skip
+
+
+def test_a_backdated_block_gets_no_vote_and_the_bound_is_exact() -> None:
+    now = 100_000
+    cases = {
+        now - BLOCK_TIME_DRIFT_MAX_MS - 1: False,
+        now - BLOCK_TIME_DRIFT_MAX_MS: True,
+        now + BLOCK_TIME_DRIFT_MAX_MS: True,
+        now + BLOCK_TIME_DRIFT_MAX_MS + 1: False,
+    }
+    for time_ms, votes in cases.items():
+        net = Net()
+        net.nodes[1].step(0, Proposal(0, _fresh_block(net, 1, time_ms), None, None), now_ms=now)
+        net.drain(1)
+        assert bool(net.sent(1, Vote)) is votes, time_ms
+
+
+def test_a_fresh_block_must_name_its_leader_and_view() -> None:
+    for block_view, proposer in ((0, 2), (5, 0)):
+        net = Net()
+        block = replace(_fresh_block(net, 1, 1_000, proposer), view=block_view)
+        net.nodes[1].step(0, Proposal(0, block, None, None), now_ms=1_000)
+        net.drain(1)
+        assert not net.sent(1, Vote)
+
+
+def test_a_proposal_from_a_validator_that_does_not_lead_gets_no_vote() -> None:
+    net = Net()
+    block = _fresh_block(net, 1, 1_000, proposer=2)
+    net.nodes[1].step(2, Proposal(0, block, None, None), now_ms=1_000)
+    net.drain(1)
+    assert not net.sent(1, Vote)
+    assert net.nodes[1].refused["proposal from a validator that does not lead the view"] == 1
+
+
+# --- 4. forwarded transactions and per-peer bounds --------------------------------------------
+
+
+def test_forwarded_garbage_never_enters_the_mempool() -> None:
+    net = Net(tx_check=lambda tx: tx.startswith(b"ok"))
+    node = net.nodes[1]
+    node.step(2, TxForward((b"junk-1", b"ok-1", b"junk-2")))
+    assert len(node.mempool) == 1 and node.mempool.contains(b"ok-1")
+    assert node.refused["forwarded transaction fails admission checks"] == 2
+
+
+def test_a_peer_fills_at_most_its_share_of_the_mempool() -> None:
+    net = Net(tx_check=lambda tx: True)
+    node = net.nodes[1]
+    share = node.mempool.txs_max // 3  # n - 1 = 3 peers
+    txs = tuple(b"tx-%d" % i for i in range(share + 50))
+    for i in range(0, len(txs), 1_000):
+        node.step(2, TxForward(txs[i : i + 1_000]), now_ms=10**9 + i)  # budget refilled
+    assert len(node.mempool) == share
+    # Another peer and the node's own clients still get in.
+    node.step(3, TxForward((b"from-3",)))
+    assert node.submit(b"client").name == "ACCEPTED"
+    assert len(node.mempool) == share + 2
+
+
+def test_a_flooding_peer_is_cut_off_at_its_verification_budget_and_refills() -> None:
+    net = Net()
+    node = net.nodes[1]
+    view = node.view
+
+    def forged(src: int, k: int) -> Timeout:  # checked, then found false: a verification each
+        return Timeout(view, 0, None, None, None, src, b"%064d" % k)
+
+    for k in range(PEER_VERIFY_BURST + 100):
+        node.step(2, forged(2, k), now_ms=10)
+    cut = node.refused["peer over verification budget"]
+    assert cut == 100
+    # Other peers are unaffected, and the flooder gets its rate back over time.
+    node.step(3, forged(3, 0), now_ms=10)
+    assert node.refused["peer over verification budget"] == cut
+    node.step(2, forged(2, 1), now_ms=10 + 2_000 * 1_000 // PEER_VERIFY_PER_S)
+    assert node.refused["peer over verification budget"] == cut
+
+
+def test_catch_up_answers_are_bounded_in_bytes_per_peer() -> None:
+    net = Net()
+    for k in range(3):
+        _commit_one(net, b"trade-%d" % k)
+    node, served = net.nodes[1], 0
+    for _ in range(50):
+        node.step(2, SyncRequest(1, 16), now_ms=5)
+    for ready in [node.ready()]:
+        for _, msg in ready.to_send:
+            if isinstance(msg, SyncResponse):
+                served += 1
+    node.advance()
+    assert 0 < served < 50
+    assert node.refused["peer over catch-up budget"] == 50 - served
+    assert PEER_SYNC_BYTES_BURST >= CATCHUP_RESPONSE_BYTES_MAX  # one full answer always fits
+
+
+def test_timeouts_for_far_future_views_are_ignored_before_any_check() -> None:
+    net = Net()
+    node = net.nodes[1]
+    far = node.view + 1_000
+    sig = HashSigner(2).sign(timeout_message(CHAIN, far, 0, None))
+    node.step(2, Timeout(far, 0, None, None, None, 2, sig))
+    assert node.refused["timeout for a view too far ahead"] == 1
+    assert node.view < far

@@ -1,0 +1,293 @@
+"""One result per transaction id (ADR 0007): a node cannot prove a refusal of a forged or
+duplicate copy as the outcome of the id, and a receipt's own fields must match its header.
+
+The chain here is built by hand from the real pieces (apply_block, Block, commit
+certificates signed by q genesis validators, the node's receipt builder), so each attack
+is the exact receipt a Byzantine node could assemble from committed data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from client import (
+    AsyncLedgerClient,
+    Endpoint,
+    InvalidReceiptError,
+    Receipt,
+    RejectedError,
+    ResultCode,
+    ResultProof,
+    verify_receipt,
+)
+from node import crypto
+from node.core import Block, Phase, QuorumCert, encode_block, encode_qc
+from node.core.types import vote_message
+from node.genesis import DemoNetwork
+from node.merkle import EMPTY_ROOT, MerkleTree
+from node.runtime._metrics import Metrics
+from node.runtime._node import Node
+from node.settlement import (
+    LEAF_RECORDED,
+    LEAF_UNRECORDED,
+    BlockContext,
+    BlockOutcome,
+    SignedTx,
+    TxResult,
+    apply_block,
+    result_leaf,
+    tx_id,
+)
+from node.store import LmdbStore, MemoryStore
+from node.wire import ledger_pb2 as pb
+from tests.ledger_helpers import TxFactory, pinned_tls
+
+
+class _Chain:
+    """Commits blocks to a MemoryStore with real headers and commit certificates."""
+
+    def __init__(self, net: DemoNetwork) -> None:
+        self.net = net
+        self.store = MemoryStore(net.genesis)
+        self.last: BlockOutcome | None = None
+        self.blocks: dict[int, Block] = {}
+        self.outcomes: dict[int, BlockOutcome] = {}
+
+    def commit(self, txs: list[bytes]) -> Block:
+        block = self.next_block(txs)
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(self.store, txs, ctx)
+        self.store.commit_block(
+            block.hash, encode_block(block), encode_qc(self.qc(block)), ctx, outcome
+        )
+        self.last, self.blocks[block.height], self.outcomes[block.height] = outcome, block, outcome
+        return block
+
+    def next_block(self, txs: list[bytes]) -> Block:
+        g, head = self.net.genesis, self.store.head()
+        height = head.height + 1
+        return Block(
+            chain_id=g.chain_id,
+            height=height,
+            view=height,
+            parent_hash=head.block_hash,
+            proposer=height % len(g.validators),
+            time_ms=g.genesis_time_ms + 1_000 * height,
+            executed_height=height - 1,
+            state_root=head.state_root,
+            results_root=EMPTY_ROOT if self.last is None else self.last.results_root,
+            txs=tuple(txs),
+        )
+
+    def qc(self, block: Block) -> QuorumCert:
+        g = self.net.genesis
+        msg = vote_message(g.chain_id, Phase.COMMIT, block.view, block.height, block.hash)
+        sigs = tuple((i, self.net.validator_keys[i].sign(msg)) for i in range(g.quorum))
+        return QuorumCert(Phase.COMMIT, block.view, block.height, block.hash, sigs)
+
+    def node(self) -> Node:
+        return Node(self.net.genesis, 0, self.net.validator_keys[0], self.store, Metrics())
+
+    def forged_receipt(self, height: int, position: int) -> Receipt:
+        """What a Byzantine node can assemble for the copy at (height, position), claiming
+        the result the block gave that copy: every byte of it is committed and certified."""
+        block, outcome = self.blocks[height], self.outcomes[height]
+        result = outcome.results[position]
+        nxt = self.store.block(height + 1)
+        assert nxt is not None
+        # The attacker's best leaf is the recorded form: that is what verifiers check.
+        leaves = [result_leaf(r) for r in outcome.results]
+        sb = self.store.block(height)
+        assert sb is not None
+        return Receipt(
+            tx_id=result.tx_id,
+            code=result.code,
+            height=height,
+            position=position,
+            block_hash=block.hash,
+            block_time_ms=block.time_ms,
+            certificate=sb.certificate,
+            block_header=block.header,
+            transaction=block.txs[position],
+            tx_path=MerkleTree(block.txs).path(position),
+            result_proof=ResultProof(
+                self.blocks[height + 1].header, nxt.certificate, MerkleTree(leaves).path(position)
+            ),
+        )
+
+
+def _malleated(raw: bytes) -> bytes:
+    """Somebody's signed body with garbage signatures: the id is the same, the copy is not."""
+    stx = SignedTx.decode(raw)
+    return SignedTx(stx.body, tuple((s, bytes(64)) for s, _ in stx.signatures)).encode()
+
+
+@pytest.fixture
+def attacked(net: DemoNetwork, txf: TxFactory) -> tuple[_Chain, bytes]:
+    """Block 1 refuses a malleated copy of a trade, block 2 settles the genuine copy,
+    block 3 refuses a replay of it as DUPLICATE, block 4 certifies block 3's results."""
+    genuine = txf.signed(txf.dvp())
+    chain = _Chain(net)
+    chain.commit([txf.signed(txf.transfer()), _malleated(genuine)])
+    chain.commit([genuine])
+    chain.commit([genuine, txf.signed(txf.transfer())])
+    chain.commit([])
+    return chain, genuine
+
+
+def test_only_the_recorded_copy_carries_the_id_outcome(attacked: tuple[_Chain, bytes]) -> None:
+    chain, genuine = attacked
+    tid = tx_id(SignedTx.decode(genuine).body)
+    refused, settled, replay = (chain.outcomes[h].results for h in (1, 2, 3))
+    assert refused[1] == TxResult(tid, ResultCode.BAD_SIGNATURE, recorded=False)
+    assert settled[0] == TxResult(tid, ResultCode.OK, recorded=True)
+    assert replay[0] == TxResult(tid, ResultCode.DUPLICATE, recorded=False)
+    assert result_leaf(settled[0])[:1] == LEAF_RECORDED
+    assert result_leaf(refused[1])[:1] == result_leaf(replay[0])[:1] == LEAF_UNRECORDED
+
+
+def test_the_genuine_receipt_verifies(attacked: tuple[_Chain, bytes], net: DemoNetwork) -> None:
+    chain, genuine = attacked
+    receipt = chain.node().receipt(tx_id(SignedTx.decode(genuine).body))
+    assert receipt is not None and receipt.ok and receipt.height == 2
+    verify_receipt(receipt, net.genesis)
+    assert receipt == chain.forged_receipt(2, 0)  # the helper builds what the node builds
+
+
+def test_a_receipt_for_the_malleated_copy_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    chain, _ = attacked
+    forged = chain.forged_receipt(1, 1)
+    assert forged.code is ResultCode.BAD_SIGNATURE
+    with pytest.raises(InvalidReceiptError, match="not the one recorded under its id"):
+        verify_receipt(forged, net.genesis)
+    # Finality alone (no result proof): the copy's signatures are checked instead.
+    unproven = dataclasses.replace(forged, result_proof=None)
+    with pytest.raises(InvalidReceiptError, match="signatures do not verify against genesis"):
+        verify_receipt(unproven, net.genesis, require_result=False)
+
+
+def test_a_receipt_for_a_duplicate_copy_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    chain, _ = attacked
+    forged = chain.forged_receipt(3, 0)
+    assert forged.code is ResultCode.DUPLICATE
+    with pytest.raises(InvalidReceiptError, match="not the one recorded under its id"):
+        verify_receipt(forged, net.genesis)
+
+
+def test_the_refused_copy_cannot_pass_as_the_recorded_one(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    """Negative control for the tag: the authentic transaction with the refused copy's
+    position and path (a node mixing the two) still reaches no certified root."""
+    chain, genuine = attacked
+    forged = chain.forged_receipt(1, 1)
+    mixed = dataclasses.replace(forged, transaction=genuine)
+    with pytest.raises(InvalidReceiptError, match="Merkle path"):
+        verify_receipt(mixed, net.genesis)
+
+
+def test_receipt_fields_must_match_the_certified_header(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    chain, _ = attacked
+    good = chain.forged_receipt(2, 0)
+    verify_receipt(good, net.genesis)
+    for bad in (
+        dataclasses.replace(good, height=good.height + 1),
+        dataclasses.replace(good, block_time_ms=good.block_time_ms - 1),
+    ):
+        with pytest.raises(InvalidReceiptError, match="height or time differs"):
+            verify_receipt(bad, net.genesis)
+    with pytest.raises(InvalidReceiptError, match="block hash"):
+        verify_receipt(dataclasses.replace(good, block_hash=crypto.sha256(b"x")), net.genesis)
+
+
+def test_stored_results_keep_which_copy_was_recorded(attacked: tuple[_Chain, bytes]) -> None:
+    chain, _ = attacked
+    for h in (1, 2, 3):
+        stored = chain.store.block(h)
+        assert stored is not None and stored.results == chain.outcomes[h].results
+
+
+def test_lmdb_keeps_which_copy_was_recorded(
+    tmp_path: Path, net: DemoNetwork, txf: TxFactory
+) -> None:
+    genuine = txf.signed(txf.dvp())
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        for h, txs in enumerate(([_malleated(genuine), genuine], [genuine]), start=1):
+            ctx = BlockContext(h, net.genesis.genesis_time_ms + h)
+            outcome = apply_block(disk, txs, ctx)
+            disk.commit_block(crypto.sha256(b"%d" % h), b"blk", b"cert", ctx, outcome)
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        first, second = (disk.block(h) for h in (1, 2))
+        assert first is not None and second is not None
+        assert [r.recorded for r in first.results] == [False, True]
+        assert [(r.code, r.recorded) for r in second.results] == [(ResultCode.DUPLICATE, False)]
+
+
+class _FakeNode:
+    """A node that answers WaitForFinality with the receipt it holds for the request."""
+
+    def __init__(self, tid: bytes, unproven: Receipt, proven: Receipt) -> None:
+        self.tid, self.unproven, self.proven = tid, unproven, proven
+        self.prove_result: list[bool] = []
+
+    async def Submit(self, req: pb.SubmitRequest, timeout: float) -> pb.SubmitResponse:
+        return pb.SubmitResponse(tx_id=self.tid)
+
+    async def WaitForFinality(self, req: pb.WaitRequest, timeout: float) -> pb.Receipt:
+        self.prove_result.append(req.prove_result)
+        return (self.proven if req.prove_result else self.unproven).to_pb()
+
+
+async def test_the_sdk_reports_a_refusal_only_with_its_result_proof(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """Without a result proof a refusal is one node's word: the SDK waits for the proof
+    before raising RejectedError, so an unproven code cannot turn a settlement into one."""
+    net, certs = pinned_tls(net)
+    txf = TxFactory(net)
+    refused = txf.signed(txf.dvp(amount=10**15))  # more cash than the buyer holds
+    tid = tx_id(SignedTx.decode(refused).body)
+    chain = _Chain(net)
+    chain.commit([refused])
+    unproven = chain.node().receipt(tid)
+    chain.commit([])
+    proven = chain.node().receipt(tid)
+    assert unproven is not None and unproven.result_proof is None
+    assert proven is not None and proven.code is ResultCode.INSUFFICIENT_CASH
+    fake = _FakeNode(tid, unproven, proven)
+    async with AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis
+    ) as c:
+        c._stub = lambda i: fake  # type: ignore[method-assign]
+        with pytest.raises(RejectedError) as info:
+            await c.submit(refused, prove_result=False)
+    assert fake.prove_result == [False, True]
+    assert info.value.receipt.result_proof is not None
+
+
+def test_a_forged_copy_committing_leaves_the_genuine_one_pending(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """The node's pending set (GetTransaction's PENDING) follows the recorded copy only:
+    a refused forgery must not make the genuine transaction look unknown."""
+    genuine = txf.signed(txf.dvp())
+    tid = tx_id(SignedTx.decode(genuine).body)
+    chain = _Chain(net)
+    node = chain.node()
+    node.replica.executed = lambda *args: None  # type: ignore[method-assign]
+    node._pending[tid] = 0.0
+    block = chain.next_block([_malleated(genuine)])
+    node._apply(block, chain.qc(block))
+    assert node.is_pending(tid)
+    block = chain.next_block([genuine])
+    node._apply(block, chain.qc(block))
+    assert not node.is_pending(tid)
