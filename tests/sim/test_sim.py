@@ -6,11 +6,20 @@ A failing seed prints the one command that replays it.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from node.core import Quorum
+from node.core import AddResult, Block, Phase, Quorum, QuorumCert, SyncResponse, encode_message
+from node.settlement import ResultCode
 from tests.sim import runner
-from tests.sim.invariants import Violation
+from tests.sim.harness import _network
+from tests.sim.invariants import (
+    SYNC_SERVED_BYTES_PER_S,
+    Checker,
+    Violation,
+    verified_per_peer_per_s,
+)
 from tests.sim.runner import (
     equivocation_attack,
     make_scenario,
@@ -187,3 +196,41 @@ def test_liveness_checker_fires_beyond_n_minus_q_down() -> None:
 def test_exactly_n_minus_q_down_stays_live() -> None:
     result = run(make_scenario(7, 5, 1), keep_down=2)
     assert result.height >= 1
+
+
+def _honest(n: int = 4, pending: int = 0) -> SimpleNamespace:
+    core = SimpleNamespace(n=n, mempool=[b""] * pending)
+    return SimpleNamespace(name=0, index=0, honest=True, core=core)
+
+
+def test_flood_checkers_fire() -> None:
+    """The checks the merged core never trips, shown to fire on the events they forbid."""
+    checker = Checker(_network(4).genesis, {})
+    with pytest.raises(Violation) as caught:
+        checker.on_submit(_honest(pending=20_000), b"tx", AddResult.FULL, 0)
+    assert caught.value.kind == "mempool flooded"
+    bound = verified_per_peer_per_s(4)
+    checker.on_verified(_honest(), 1, bound, 1_000)
+    checker.on_verified(_honest(), 1, bound, 2_000)  # a new second: the count restarts
+    with pytest.raises(Violation) as caught:
+        checker.on_verified(_honest(), 1, 1, 2_999)
+    assert caught.value.kind == "verify flood"
+    txs = tuple(bytes([k % 256, k // 256]) * 2_000 for k in range(900))  # 3.6 MB
+    block = Block("c", 1, 0, bytes(32), 1, 1, 0, bytes(32), bytes(32), txs)
+    cert = QuorumCert(Phase.COMMIT, 0, 1, block.hash, ((0, bytes(64)),))
+    response = SyncResponse(((block, cert),))
+    size = len(encode_message(response))
+    for k in range(SYNC_SERVED_BYTES_PER_S // size):
+        checker.on_send(_honest(), 1, response, None, 5_000 + k)
+    with pytest.raises(Violation) as caught:
+        checker.on_send(_honest(), 1, response, None, 5_999)
+    assert caught.value.kind == "sync flood"
+
+
+def test_junk_checker_fires() -> None:
+    checker = Checker(_network(4).genesis, {})
+    block = Block("c", 1, 0, bytes(32), 1, 1, 0, bytes(32), bytes(32), (b"junk",))
+    outcome = SimpleNamespace(results=[SimpleNamespace(code=ResultCode.MALFORMED)])
+    with pytest.raises(Violation) as caught:
+        checker._check_txs(_honest(), block, outcome)  # type: ignore[arg-type]
+    assert caught.value.kind == "junk certified"
