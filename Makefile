@@ -80,6 +80,15 @@ outage: setup
 
 RATE_OUTAGE = $(if $(filter file,$(origin RATE)),20,$(RATE))
 
+# Chaos knobs (issue 12): N, Q and DURATION as above, but DURATION defaults to 300 here.
+SEED ?= 1
+CHAOS_DURATION = $(if $(filter file,$(origin DURATION)),300,$(DURATION))
+
+#? chaos: Jepsen-style run on real processes; DvP workload, seeded faults (kill -9, SIGSTOP, restart, partitions via a proxy, leaders), then the checker (N=26 Q=16 DURATION=300 SEED=1 FAULTS=kill,pause,... OUT=chaos-out/...)
+.PHONY: chaos
+chaos: setup
+	$(PY) -m node.chaos --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --duration $(CHAOS_DURATION) --seed $(SEED) $(if $(FAULTS),--faults $(FAULTS),) $(if $(OUT),--out $(OUT),)
+
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup
 	$(PY) -m node.bench_apply

@@ -2,9 +2,11 @@
 
 Theory of operation. The client holds one TLS channel per endpoint (opened on first use)
 and a *current* endpoint. Every call runs on the current endpoint; when that node is down
-(UNAVAILABLE, a dropped connection, no answer within ``rpc_timeout_s``) or answers with
-something that fails verification against genesis, the call moves on to the next
-endpoint and repeats, at most ``FAILOVER_ROUNDS_MAX`` times per endpoint. The new
+(UNAVAILABLE, a dropped connection, no answer within ``rpc_timeout_s``), silent while a
+finality wait is parked there (it does not answer a status probe: paused, partitioned,
+stuck), or answers with something that fails verification against genesis, the call
+moves on to the next endpoint and repeats, at most ``FAILOVER_ROUNDS_MAX`` times per
+endpoint. A node that stops answering is left within ``SILENT_NODE_FAILOVER_S``. The new
 endpoint stays current for later calls. RESOURCE_EXHAUSTED (saturated node) is retried
 on the same node with exponential backoff, at most ``BUSY_RETRIES_MAX`` times.
 
@@ -42,6 +44,7 @@ from client._errors import (
 )
 from client._keys import ParticipantKey
 from client._limits import (
+    BULK_RPC_TIMEOUT_S,
     BUSY_BACKOFF_BASE_S,
     BUSY_BACKOFF_MAX_S,
     BUSY_RETRIES_MAX,
@@ -52,6 +55,9 @@ from client._limits import (
     RECONNECT_BACKOFF_INITIAL_MS,
     RECONNECT_BACKOFF_MAX_MS,
     RPC_TIMEOUT_DEFAULT_S,
+    SILENCE_CHECK_S,
+    SILENCE_FRESH_S,
+    SILENCE_PROBE_TIMEOUT_S,
     SUBMIT_TIMEOUT_DEFAULT_S,
     TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
@@ -248,6 +254,8 @@ class AsyncLedgerClient:
         self._creds = _pinned_credentials(self.endpoints, tls_certs, genesis)
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._current = 0
+        self._answered: dict[int, float] = {}  # endpoint -> loop time of its last answer
+        self._probes: dict[int, asyncio.Task[bool]] = {}  # status probes in flight
         self._verifier = Ed25519Verifier([v.public_key for v in genesis.validators])
 
     @classmethod
@@ -313,15 +321,17 @@ class AsyncLedgerClient:
         if self._current == failed:
             self._current = (failed + 1) % len(self.endpoints)
 
-    async def _call(self, what: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """``fn(stub)`` on the current endpoint, failing over and backing off (bounded)."""
+    async def _call(self, what: str, fn: Callable[[int], Awaitable[T]]) -> T:
+        """``fn(endpoint)`` on the current endpoint, failing over and backing off (bounded)."""
         errors: list[str] = []
         n = len(self.endpoints)
         failures = busy = 0
         while failures < n * FAILOVER_ROUNDS_MAX:
             i = self._current
             try:
-                return await fn(self._stub(i))
+                result = await fn(i)
+                self._answered[i] = asyncio.get_running_loop().time()
+                return result
             except grpc.aio.AioRpcError as e:
                 if e.code() is _Code.RESOURCE_EXHAUSTED:
                     busy += 1
@@ -334,7 +344,7 @@ class AsyncLedgerClient:
                 if e.code() not in _ENDPOINT_FAILURES:
                     raise _mapped(e, what) from e
                 errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
-            except BadResponseError as e:
+            except (BadResponseError, _SilentNodeError) as e:
                 errors.append(f"{self.endpoints[i].address}: {e}")
             failures += 1
             self._advance(i)
@@ -390,14 +400,15 @@ class AsyncLedgerClient:
         tid = signed.tx_id
         deadline = asyncio.get_running_loop().time() + timeout_s
 
-        async def attempt(stub: Any) -> Receipt | bytes:
+        async def attempt(i: int) -> Receipt | bytes:
             req = pb.SubmitRequest(transaction=signed.raw)
-            resp = await stub.Submit(req, timeout=self._rpc_timeout_s)
+            resp = await self._stub(i).Submit(req, timeout=self._rpc_timeout_s)
             if bytes(resp.tx_id) != tid:
                 raise BadResponseError("the node answered with another transaction id")
             if not wait:
                 return tid
-            return await self._wait(stub, tid, deadline, timeout_s, prove_result)
+            self._answered[i] = asyncio.get_running_loop().time()
+            return await self._wait(i, tid, deadline, timeout_s, prove_result)
 
         result = await self._call(f"submit {tid.hex()}", attempt)
         if isinstance(result, Receipt) and not result.ok:
@@ -405,26 +416,58 @@ class AsyncLedgerClient:
         return result
 
     async def _wait(
-        self, stub: Any, tid: bytes, deadline: float, timeout_s: float, prove_result: bool
+        self, i: int, tid: bytes, deadline: float, timeout_s: float, prove_result: bool
     ) -> Receipt:
+        """Wait at endpoint ``i``; _SilentNodeError as soon as it stops answering."""
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise FinalityTimeoutError(tid, timeout_s)
         req = pb.WaitRequest(
             tx_id=tid, timeout_ms=max(1, math.ceil(remaining * 1000)), prove_result=prove_result
         )
+        call = self._stub(i).WaitForFinality(req, timeout=remaining + self._rpc_timeout_s)
+        task: asyncio.Future[pb.Receipt] = asyncio.ensure_future(call)
         try:
-            msg = await stub.WaitForFinality(req, timeout=remaining + self._rpc_timeout_s)
+            while not (await asyncio.wait({task}, timeout=SILENCE_CHECK_S))[0]:
+                if not await self._answers(i):
+                    raise _SilentNodeError(
+                        f"no answer to a status probe within {SILENCE_PROBE_TIMEOUT_S:g} s "
+                        "while waiting for finality"
+                    )
+            msg = task.result()
         except grpc.aio.AioRpcError as e:
             if e.code() is _Code.DEADLINE_EXCEEDED:
                 raise FinalityTimeoutError(tid, timeout_s) from e
             raise
+        finally:
+            call.cancel()
+            task.cancel()
         receipt = self._verified(msg, tid, prove_result)
         if not receipt.ok and receipt.result_proof is None:
             # Without its result proof a refusal is one node's word, and a settled trade
             # must never be reported as refused on that word: wait for the proof.
-            return await self._wait(stub, tid, deadline, timeout_s, prove_result=True)
+            return await self._wait(i, tid, deadline, timeout_s, prove_result=True)
         return receipt
+
+    async def _answers(self, i: int) -> bool:
+        """Whether endpoint ``i`` answered lately or answers a status probe now. Waits on one
+        node share one probe, so a thousand parked waits cost one GetStatus a check."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._answered.get(i, -math.inf) <= SILENCE_FRESH_S:
+            return True
+        probe = self._probes.get(i)
+        if probe is None:
+            probe = self._probes[i] = asyncio.ensure_future(self._probe(i))
+            probe.add_done_callback(lambda _: self._probes.pop(i, None))
+        return await asyncio.shield(probe)
+
+    async def _probe(self, i: int) -> bool:
+        try:
+            await self._stub(i).GetStatus(pb.StatusRequest(), timeout=SILENCE_PROBE_TIMEOUT_S)
+        except grpc.aio.AioRpcError:
+            return False
+        self._answered[i] = asyncio.get_running_loop().time()
+        return True
 
     def _verified(self, msg: pb.Receipt, tid: bytes, prove_result: bool) -> Receipt:
         try:
@@ -456,7 +499,7 @@ class AsyncLedgerClient:
             deadline = asyncio.get_running_loop().time() + timeout_s
             return await self._call(
                 f"receipt {tx_id.hex()}",
-                lambda stub: self._wait(stub, tx_id, deadline, timeout_s, prove_result),
+                lambda i: self._wait(i, tx_id, deadline, timeout_s, prove_result),
             )
         status = await self.transaction(tx_id)
         if status.receipt is None:
@@ -467,8 +510,8 @@ class AsyncLedgerClient:
         """PENDING or COMMITTED (with the verified receipt); NotFoundError if the node
         knows neither."""
 
-        async def get(stub: Any) -> TxStatus:
-            msg = await stub.GetTransaction(
+        async def get(i: int) -> TxStatus:
+            msg = await self._stub(i).GetTransaction(
                 pb.TransactionRequest(tx_id=tx_id), timeout=self._rpc_timeout_s
             )
             if msg.state == pb.COMMITTED:
@@ -479,9 +522,9 @@ class AsyncLedgerClient:
         return await self._call(f"transaction {tx_id.hex()}", get)
 
     async def balances(self, account: str) -> Balances:
-        async def get(stub: Any) -> Balances:
+        async def get(i: int) -> Balances:
             req = pb.BalancesRequest(account=account)
-            msg = await stub.GetBalances(req, timeout=self._rpc_timeout_s)
+            msg = await self._stub(i).GetBalances(req, timeout=self._rpc_timeout_s)
             amounts = {b.instrument: b.amount for b in msg.balances}
             return Balances(msg.account, msg.height, amounts)
 
@@ -490,9 +533,10 @@ class AsyncLedgerClient:
     async def block(self, height: int) -> BlockView:
         """Committed block ``height`` (NotFoundError above the node's head)."""
 
-        async def get(stub: Any) -> BlockView:
+        async def get(i: int) -> BlockView:
             req = pb.BlockRequest(height=height)
-            return self._block_view(await stub.GetBlock(req, timeout=self._rpc_timeout_s))
+            msg = await self._stub(i).GetBlock(req, timeout=self._rpc_timeout_s)
+            return self._block_view(msg)
 
         if height < 1:
             raise InvalidFieldError("height", "heights start at 1")
@@ -501,8 +545,8 @@ class AsyncLedgerClient:
     async def head(self) -> int:
         """The committed height at the current endpoint."""
 
-        async def get(stub: Any) -> int:
-            msg = await stub.GetStatus(pb.StatusRequest(), timeout=self._rpc_timeout_s)
+        async def get(i: int) -> int:
+            msg = await self._stub(i).GetStatus(pb.StatusRequest(), timeout=self._rpc_timeout_s)
             return int(msg.height)
 
         return await self._call("head", get)
@@ -556,7 +600,9 @@ class AsyncLedgerClient:
                 first_height=lo, last_height=min(last, lo + TIMELINE_SPAN_MAX - 1)
             )
             try:
-                msg = await self._stub(i).GetTimeline(req, timeout=self._rpc_timeout_s)
+                msg = await self._stub(i).GetTimeline(
+                    req, timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S)
+                )
             except grpc.aio.AioRpcError as e:
                 return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
             out.extend(
@@ -656,6 +702,10 @@ class AsyncLedgerClient:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+class _SilentNodeError(Exception):
+    """The node a finality wait is parked at stopped answering: try the next one."""
 
 
 def _run_dir_config(run_dir: str | Path) -> tuple[list[Endpoint], bytes, Genesis]:

@@ -18,7 +18,10 @@ NONCE_BITS: Final = 63  # random nonces: a collision needs ~3e9 txs with equal t
 
 # --- connections -------------------------------------------------------------------------
 ENDPOINTS_MAX: Final = VALIDATORS_MAX  # one client talks to at most every validator
-RPC_TIMEOUT_DEFAULT_S: Final = 10.0  # one unary RPC (not the finality wait)
+# One unary call at one node (not the finality wait): a node that has not answered by then
+# is left for the next one. A healthy node answers in milliseconds.
+RPC_TIMEOUT_DEFAULT_S: Final = 2.0
+BULK_RPC_TIMEOUT_S: Final = 10.0  # one GetTimeline answer (up to TIMELINE_SPAN_MAX heights)
 # A GetBlock or StreamBlocks reply carries a whole block (gRPC's default cap is 4 MiB).
 RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
 
@@ -33,6 +36,18 @@ BUSY_BACKOFF_MAX_S: Final = 2.0  # cap of that backoff
 
 # --- finality ------------------------------------------------------------------------------
 SUBMIT_TIMEOUT_DEFAULT_S: Final = 30.0  # waiting for a receipt after submitting
+# A finality wait whose node has said nothing for SILENCE_CHECK_S asks it for its status
+# (one probe per node at a time, and none while it answered within SILENCE_FRESH_S); no
+# answer within SILENCE_PROBE_TIMEOUT_S and the wait moves on, resubmitting the same bytes
+# to the next node (idempotent by tx id). A paused, partitioned or stuck node is left:
+SILENCE_CHECK_S: Final = 1.0
+SILENCE_FRESH_S: Final = 0.5
+SILENCE_PROBE_TIMEOUT_S: Final = 0.5
+# ... within this long of its last answer, whether the client was sending (Submit's
+# per-attempt deadline) or waiting (a check, at most SILENCE_FRESH_S of trust, a probe).
+SILENT_NODE_FAILOVER_S: Final = max(
+    RPC_TIMEOUT_DEFAULT_S, SILENCE_CHECK_S + SILENCE_FRESH_S + SILENCE_PROBE_TIMEOUT_S
+)
 WAIT_TIMEOUT_MAX_S: Final = WAIT_TIMEOUT_MAX_MS / 1000  # the node caps one wait at this
 # A restarted node is usable again soon: gRPC's default reconnect backoff grows to 120 s.
 RECONNECT_BACKOFF_INITIAL_MS: Final = 200

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from node.netconfig import ConfigError, load_node_config
+from node.netgen import KeyFileError
 from node.runtime import StartupError, run, setup_logging
 from node.settlement import GenesisError
 from node.store import StorageError
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_node_config(args.config)
         setup_logging(f"node-{cfg.validator:02d}", cfg.log_level)
         return asyncio.run(run(cfg))
-    except (ConfigError, GenesisError, StartupError, StorageError, OSError) as e:
+    except (ConfigError, GenesisError, KeyFileError, StartupError, StorageError, OSError) as e:
         print(f"node: cannot start: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -78,6 +78,26 @@ WAITERS_MAX: Final = 10_000  # WaitForFinality calls parked at once
 WAIT_TIMEOUT_DEFAULT_MS: Final = 30_000
 WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
+HEALTH_WATCHES_MAX: Final = 64  # grpc.health.v1 Watch streams at once
+# One client connection gets a fifth of the node-wide waits and an eighth of the streams
+# and watches, so no single anonymous connection can take them whole (docs/cluster.md).
+WAITERS_PER_CONNECTION_MAX: Final = WAITERS_MAX // 5
+BLOCK_STREAMS_PER_CONNECTION_MAX: Final = BLOCK_STREAMS_MAX // 8
+HEALTH_WATCHES_PER_CONNECTION_MAX: Final = HEALTH_WATCHES_MAX // 8
+# gRPC core: client connections (TLS handshakes in progress count too), the time a
+# connection may take to finish its TLS handshake, and HTTP/2 streams per connection
+# (calls beyond it queue in the client, they are not refused).
+CLIENT_CONNECTIONS_MAX: Final = 512
+CLIENT_HANDSHAKE_TIMEOUT_MS: Final = 5_000
+CLIENT_STREAMS_PER_CONNECTION_MAX: Final = (
+    WAITERS_PER_CONNECTION_MAX
+    + BLOCK_STREAMS_PER_CONNECTION_MAX
+    + HEALTH_WATCHES_PER_CONNECTION_MAX
+    + 100  # unary calls in flight
+)
+# Admission refuses a transaction whose expiry is this far behind the node's clock: the
+# clocks of the node and the next block's leader may differ by up to this much.
+ADMISSION_EXPIRY_TOLERANCE_MS: Final = BLOCK_TIME_DRIFT_MAX_MS
 PENDING_IDS_MAX: Final = MEMPOOL_TXS_MAX  # tx ids accepted here and not yet committed
 # Accepted-but-uncommitted client transactions in the fsynced intake log (docs/adr/0006):
 # one per mempool slot, so at most MEMPOOL_TXS_MAX * TX_BYTES_MAX (80 MB) on disk.

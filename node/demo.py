@@ -66,21 +66,22 @@ def load_run_network(run_dir: str | Path) -> DemoNetwork:
 
 class ValidatorClients:
     """One SDK client per validator, each preferring its own node (and failing over to the
-    others), so the demo's trades enter the cluster through every validator."""
+    others), so the demo's trades enter the cluster through every validator. With
+    ``count``, that many clients instead, client k preferring node k mod n."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, count: int | None = None) -> None:
         certificates = CertificateCache()  # each block's certificate is verified once in all
         first = AsyncLedgerClient.from_run_dir(run_dir, certificates=certificates)
         ends, pinned = first.endpoints, (run_dir / PINNED_CERTS_FILE).read_bytes()
         self.genesis = first.genesis
         self.all = [first] + [
             AsyncLedgerClient(
-                _rotated(ends, i),
+                _rotated(ends, i % len(ends)),
                 tls_certs=pinned,
                 genesis=first.genesis,
                 certificates=certificates,
             )
-            for i in range(1, len(ends))
+            for i in range(1, count or len(ends))
         ]
         self.keys = {
             p.id: load_key(run_dir / "participants" / f"{p.id}.key")

@@ -150,11 +150,16 @@ def parse_genesis(doc: Any) -> Genesis:
 
 def load_genesis(path: str | Path) -> Genesis:
     """Read a genesis JSON file; GenesisError says what is wrong and where."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise GenesisError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     try:
         doc = json.loads(text, parse_float=_reject_float)
     except json.JSONDecodeError as e:
         raise GenesisError(f"{path}: not valid JSON ({e})") from e
+    except RecursionError as e:
+        raise GenesisError(f"{path}: JSON nested too deeply") from e
     return parse_genesis(doc)
 
 

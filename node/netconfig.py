@@ -167,8 +167,8 @@ class _Reader:
 
     def string(self, key: str) -> str:
         v = self.doc[key]
-        if not isinstance(v, str) or not v:
-            raise ConfigError(f"{self.where}.{key}: expected a non-empty string")
+        if not isinstance(v, str) or not v or "\x00" in v:  # NUL: no path or host has one
+            raise ConfigError(f"{self.where}.{key}: expected a non-empty string without NUL")
         return v
 
     def array(self, key: str) -> list[Any]:
@@ -183,6 +183,10 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except RecursionError as e:
+        raise ConfigError(f"{path}: JSON nested too deeply") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
 

@@ -496,9 +496,12 @@ def summary(net: Network, spec: NetSpec) -> list[str]:
 _EPHEMERAL_PORT_MIN = 32_768
 
 
-def free_port_base(n: int, host: str = "127.0.0.1") -> int:
+def free_port_base(
+    n: int, host: str = "127.0.0.1", *, also: Callable[[int], Sequence[int]] | None = None
+) -> int:
     """A port base whose peer, client and metrics ports for ``n`` nodes are all free now
-    (for demos and tests that must not collide with a running `make cluster`)."""
+    (for demos and tests that must not collide with a running `make cluster`), and the
+    ports ``also(base)`` too (the chaos run's proxy ports)."""
     for _ in range(200):
         # Below Linux's ephemeral range (32768..60999): there, the outgoing connections of
         # other clusters on this machine take ports between this check and the bind.
@@ -506,6 +509,7 @@ def free_port_base(n: int, host: str = "127.0.0.1") -> int:
         ports = [
             base + off + i for off in (0, CLIENT_PORT_OFFSET, METRICS_PORT_OFFSET) for i in range(n)
         ]
+        ports += also(base) if also else []
         if all(_bindable(host, p) for p in ports):
             return base
     raise NetgenError(f"no free range of ports on {host} for {n} nodes")

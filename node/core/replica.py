@@ -563,6 +563,7 @@ class Replica:
             self._send(src, SyncResponse(tuple(blocks)))
 
     def _on_sync_response(self, src: int, msg: SyncResponse) -> None:
+        start = self.committed_height
         for block, cert in msg.blocks[:CATCHUP_BATCH_BLOCKS_MAX]:
             if block.height != self.committed_height + 1:
                 continue
@@ -577,8 +578,13 @@ class Replica:
                 return
         if self._sync_target > self.committed_height:
             self._send_sync()
-        else:
-            self._sync_sent_ms = None
+            return
+        self._sync_sent_ms = None
+        if self.committed_height - start >= CATCHUP_BATCH_BLOCKS_MAX:
+            # A full answer that moved us on: the peer likely holds more (a restarted node
+            # asks on the peer's word in its hello, with no certificate naming a target).
+            # One more request, not retried: an empty or missing answer ends it.
+            self._send(src, SyncRequest(self.committed_height + 1, CATCHUP_BATCH_BLOCKS_MAX))
 
     # --- proposals -------------------------------------------------------------------------
 

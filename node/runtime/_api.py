@@ -1,36 +1,47 @@
-"""The client-facing ``ledger.v1.Ledger`` service.
+"""The client-facing ``ledger.v1.Ledger`` service, and the health service beside it.
 
 Bad input gets a gRPC status a person can act on and changes nothing: INVALID_ARGUMENT
-for oversize, malformed, badly signed or foreign-chain transactions and bad ids,
-NOT_FOUND for unknown ids, accounts and heights, RESOURCE_EXHAUSTED when the mempool or
-the waiter table is full (retry later), UNAVAILABLE when the node halted itself.
+for requests that do not parse (node/runtime/_handlers.py), oversize, malformed, badly
+signed or foreign-chain transactions, transactions that can never succeed (expired,
+a role genesis never grants) and bad ids, NOT_FOUND for unknown ids, accounts and
+heights, RESOURCE_EXHAUSTED when the mempool is full or the caller's connection or the
+node holds its limit of finality waits, block streams or health watches (retry later),
+UNAVAILABLE when the node halted itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
 
 from node.config import (
     BLOCK_STREAMS_MAX,
+    BLOCK_STREAMS_PER_CONNECTION_MAX,
+    HEALTH_WATCHES_MAX,
+    HEALTH_WATCHES_PER_CONNECTION_MAX,
     TIMELINE_SPAN_MAX,
     TX_BYTES_MAX,
     WAIT_TIMEOUT_DEFAULT_MS,
     WAIT_TIMEOUT_MAX_MS,
+    WAITERS_MAX,
+    WAITERS_PER_CONNECTION_MAX,
 )
 from node.core.mempool import AddResult
 from node.invariant import InvariantError
 from node.runtime._grpc import Ctx
 from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError, wall_ms
+from node.runtime._shares import Shares
 from node.runtime._transport import PeerLink
-from node.settlement import ResultCode, precheck
+from node.settlement import ResultCode
 from node.store import StoredBlock
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
-__all__ = ["LedgerService"]
+__all__ = ["HealthService", "LedgerService"]
 
 
 def block_pb(b: StoredBlock) -> pb.BlockInfo:
@@ -62,7 +73,8 @@ async def _abort(context: Ctx, code: grpc.StatusCode, msg: str) -> NoReturn:
 class LedgerService(pb_grpc.LedgerServicer):
     def __init__(self, node: Node, links: dict[int, PeerLink]) -> None:
         self._node, self._links = node, links
-        self._streams = 0
+        self._waits = Shares("finality waits", WAITERS_MAX, WAITERS_PER_CONNECTION_MAX)
+        self._streams = Shares("block streams", BLOCK_STREAMS_MAX, BLOCK_STREAMS_PER_CONNECTION_MAX)
 
     async def _tx_id(self, raw: bytes, context: Ctx) -> bytes:
         if len(raw) != 32:
@@ -83,7 +95,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"transaction of {len(raw)} bytes exceeds the limit of {TX_BYTES_MAX}",
             )
-        check = precheck(node.genesis, raw, node.verify.admit)
+        check = node.admission(raw)
         if check.code is not ResultCode.OK:
             await _abort(
                 context,
@@ -129,9 +141,10 @@ class LedgerService(pb_grpc.LedgerServicer):
         tid = await self._tx_id(request.tx_id, context)
         timeout_ms = min(request.timeout_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
         try:
-            receipt = await self._node.wait_for(
-                tid, timeout_ms / 1000, prove_result=request.prove_result
-            )
+            async with self._waits.hold(context):
+                receipt = await self._node.wait_for(
+                    tid, timeout_ms / 1000, prove_result=request.prove_result
+                )
         except TooManyWaitersError as e:
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{e}; retry later")
         except TimeoutError:
@@ -174,14 +187,7 @@ class LedgerService(pb_grpc.LedgerServicer):
     async def StreamBlocks(
         self, request: pb.StreamBlocksRequest, context: Ctx
     ) -> AsyncIterator[pb.BlockInfo]:
-        if self._streams >= BLOCK_STREAMS_MAX:
-            await _abort(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{BLOCK_STREAMS_MAX} block streams are open at this node; try another node",
-            )
-        self._streams += 1
-        try:
+        async with self._streams.hold(context):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
             while True:
@@ -192,8 +198,6 @@ class LedgerService(pb_grpc.LedgerServicer):
                     yield block_pb(block)
                     next_height += 1
                 await self._node.head_changed()
-        finally:
-            self._streams -= 1
 
     async def GetStatus(self, request: pb.StatusRequest, context: Ctx) -> pb.NodeStatus:
         node, r = self._node, self._node.replica
@@ -247,3 +251,18 @@ class LedgerService(pb_grpc.LedgerServicer):
                     )
                 )
         return pb.Timeline(validator=self._node.index, blocks=blocks)
+
+
+class HealthService(HealthServicer):  # type: ignore[misc]
+    """grpc's health servicer with Watch streams bounded per connection and in all (a
+    Watch parks a task and, for a new service name, a condition until the client leaves)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watches = Shares(
+            "health watches", HEALTH_WATCHES_MAX, HEALTH_WATCHES_PER_CONNECTION_MAX
+        )
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        async with self._watches.hold(context):
+            await super().Watch(request, context)

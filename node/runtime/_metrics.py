@@ -46,6 +46,12 @@ class Metrics:
             "1 once this node halted itself (fail-stop or divergence); it exits non-zero",
             registry=r,
         )
+        self.refused = Counter(
+            "ledger_peer_messages_refused",
+            "Peer messages refused without effect, by reason (a forged claim, a peer over budget)",
+            ["reason"],
+            registry=r,
+        )
         for code in ResultCode:
             self.transactions.labels(code=code.name)  # every code present from the start
 

@@ -35,10 +35,10 @@ from typing import Any, TypeVar
 
 from node import crypto
 from node.config import (
+    ADMISSION_EXPIRY_TOLERANCE_MS,
     CATCHUP_BATCH_BLOCKS_MAX,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
-    PEER_FORWARD_CHUNK_TXS,
     PENDING_IDS_MAX,
     SYNC_PROBE_INTERVAL_MS,
     TIMELINE_HEIGHTS_MAX,
@@ -58,7 +58,6 @@ from node.core import (
     QuorumCert,
     Replica,
     SyncRequest,
-    TxForward,
     encode_block,
     encode_message,
     encode_qc,
@@ -75,6 +74,7 @@ from node.settlement import (
     BlockContext,
     Genesis,
     ResultCode,
+    TxResult,
     apply_block,
     genesis_state_root,
     precheck,
@@ -180,25 +180,30 @@ class Node:
         self._intake_flush: asyncio.Future[None] | None = None
         self._last_view = self.replica.view
         store.on_error = lambda e: self.fail("storage", e)  # API reads included
+        self._refused_counted: dict[str, int] = {}  # replica.refused already in the metrics
         self.started_ms = clock()
         self.metrics.height.set(store.head().height)
 
     # --- inputs ----------------------------------------------------------------------------
 
+    def admission(self, raw: bytes) -> TxResult:
+        """The checks any transaction passes before a mempool takes it, a client's submit
+        or a peer's forward alike: form, signatures, chain, and what can never succeed
+        (roles, expiry and deadline by this node's clock, with the block-time tolerance)."""
+        return precheck(
+            self.genesis,
+            raw,
+            self.verify.admit,
+            now_ms=self._clock(),
+            tolerance_ms=ADMISSION_EXPIRY_TOLERANCE_MS,
+        )
+
     def _forward_ok(self, raw: bytes) -> bool:
-        """A peer's forwarded transaction passes the checks a client's submission does."""
-        return precheck(self.genesis, raw, self.verify.admit).code is ResultCode.OK
+        return self.admission(raw).code is ResultCode.OK
 
     def deliver(self, src: int, msg: Message) -> None:
-        """A consensus message from validator ``src`` (authenticated by the transport)."""
-        if isinstance(msg, TxForward) and len(msg.txs) > PEER_FORWARD_CHUNK_TXS:
-            # Checking a forward's signatures is the costliest work a peer can ask for: in
-            # chunks, one per event-loop turn, so no single message blocks the loop long.
-            loop = asyncio.get_running_loop()
-            for k in range(0, len(msg.txs), PEER_FORWARD_CHUNK_TXS):
-                chunk = TxForward(msg.txs[k : k + PEER_FORWARD_CHUNK_TXS])
-                loop.call_soon(self.deliver, src, chunk)
-            return
+        """A consensus message from validator ``src`` (authenticated by the transport, which
+        splits forwarded transactions into chunks: see ``node/runtime/_transport.py``)."""
         self._guard("deliver", self._deliver, src, msg)
 
     def _deliver(self, src: int, msg: Message) -> None:
@@ -544,6 +549,7 @@ class Node:
             self._last_view = r.view
         self.metrics.view.set(r.view)
         self.metrics.mempool.set(len(r.mempool))
+        self._count_refused()
         if r.halted is not None and not self._halt_logged:
             self._halt_logged = True
             event(
@@ -556,6 +562,13 @@ class Node:
             self._halt()
             return
         self._arm_timer()
+
+    def _count_refused(self) -> None:
+        for reason, count in self.replica.refused.items():
+            new = count - self._refused_counted.get(reason, 0)
+            if new:
+                self.metrics.refused.labels(reason=reason).inc(new)
+                self._refused_counted[reason] = count
 
     def _arm_timer(self) -> None:
         now = self._clock()

@@ -8,20 +8,33 @@ import logging
 import signal
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
-from node.config import CLIENT_MESSAGE_BYTES_MAX, HALT_LINGER_MS, SHUTDOWN_GRACE_MS
+from node.config import (
+    CLIENT_CONNECTIONS_MAX,
+    CLIENT_HANDSHAKE_TIMEOUT_MS,
+    CLIENT_MESSAGE_BYTES_MAX,
+    CLIENT_STREAMS_PER_CONNECTION_MAX,
+    HALT_LINGER_MS,
+    SHUTDOWN_GRACE_MS,
+)
 from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.netconfig import NodeConfig
 from node.netgen import cert_pin_from_pem, load_signing_key, pinned_certificates
-from node.runtime._api import LedgerService
+from node.runtime._api import HealthService, LedgerService
+from node.runtime._handlers import add_service
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
-from node.runtime._transport import PEER_SERVER_OPTIONS, PeerLink, PeerService
+from node.runtime._transport import (
+    PEER_SERVER_OPTIONS,
+    PeerLink,
+    PeerService,
+    peer_channel_credentials,
+)
 from node.settlement import Genesis
 from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
@@ -30,6 +43,18 @@ from node.wire import ledger_pb2_grpc as pb_grpc
 __all__ = ["StartupError", "run"]
 
 LEDGER_SERVICE = pb.DESCRIPTOR.services_by_name["Ledger"].full_name
+_REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+# gRPC core arguments of the client port (grpcio 1.85.1): a TCP connection that has not
+# finished its TLS handshake in time is closed, and connections beyond the limit
+# (handshakes in progress included) are closed at once, both checked by
+# tests/cluster/test_client_limits.py; HTTP/2 streams beyond max_concurrent_streams wait
+# in the client (seen by hand: a third stream with a limit of 2 waited for its deadline).
+CLIENT_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX),
+    ("grpc.server_handshake_timeout_ms", CLIENT_HANDSHAKE_TIMEOUT_MS),
+    ("grpc.max_allowed_incoming_connections", CLIENT_CONNECTIONS_MAX),
+    ("grpc.max_concurrent_streams", CLIENT_STREAMS_PER_CONNECTION_MAX),
+]
 _READY_CHECK_S = 0.5
 
 
@@ -48,11 +73,15 @@ def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
             "generate the network with `make genesis`"
         )
     me = genesis.validators[cfg.validator]
-    if cert_pin_from_pem(cert_pem) != me.tls_cert_sha256:
+    try:
+        pin = cert_pin_from_pem(cert_pem)
+    except ValueError as e:
+        raise StartupError(f"{cfg.tls_cert} is not a PEM certificate ({e})") from e
+    if pin != me.tls_cert_sha256:
         raise StartupError(f"{cfg.tls_cert} is not the TLS certificate genesis pins for {me.id}")
 
 
-def _pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
+def pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
     """Every validator's certificate from ``tls_pinned``, each checked against its genesis
     pin: the one trust root of the channel to that validator (docs/cluster.md)."""
     try:
@@ -72,7 +101,7 @@ async def run(cfg: NodeConfig) -> int:
     genesis = load_genesis(cfg.genesis)
     cert, key_pem = (p.read_bytes() for p in (cfg.tls_cert, cfg.tls_key))
     _check_identity(cfg, genesis, cert)
-    pinned = _pinned_peers(cfg, genesis)
+    pinned = pinned_peers(cfg, genesis)
     key = load_signing_key(cfg.signing_key)
     me = genesis.validators[cfg.validator]
     if key.public_key != me.public_key:
@@ -110,15 +139,12 @@ async def _serve(
             [(key_pem, cert)], b"".join(pinned.values()), require_client_auth=True
         ),
     )
-    client_server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX)]
-    )
-    pb_grpc.add_LedgerServicer_to_server(LedgerService(node, links), client_server)
-    health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, client_server)
-    reflection.enable_server_reflection(
-        (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), client_server
-    )
+    client_server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
+    add_service(client_server, LedgerService(node, links), pb.DESCRIPTOR.services_by_name["Ledger"])
+    health_servicer = HealthService()
+    add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
+    names = (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    add_service(client_server, ReflectionServicer(names), _REFLECTION)
     _bind(
         client_server,
         cfg.listen_host,
@@ -186,7 +212,7 @@ def _peer_links(
             tls_name=p.tls_name,
             # The peer's own pinned certificate is the channel's only root: a certificate
             # from the CA that made the network is refused unless it is this very one.
-            credentials=grpc.ssl_channel_credentials(pinned[p.validator], key_pem, cert),
+            credentials=peer_channel_credentials(pinned[p.validator], key_pem, cert),
             metrics=metrics,
         )
         for p in cfg.peers
@@ -204,7 +230,7 @@ def _link_ended(node: Node, task: asyncio.Task[None]) -> None:
         node.fail(task.get_name(), exc)
 
 
-async def _linger_halted(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:
+async def _linger_halted(servicer: HealthService, node: Node, links: dict[int, PeerLink]) -> None:
     """Fail-stop: NOT_SERVING (overall and the ledger) for HALT_LINGER_MS, so health
     checks see the halt before the process exits with ``node.exit_code``."""
     await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -213,7 +239,7 @@ async def _linger_halted(servicer: HealthServicer, node: Node, links: dict[int, 
     await asyncio.sleep(HALT_LINGER_MS / 1000)
 
 
-async def _report_health(servicer: HealthServicer, node: Node, links: dict[int, PeerLink]) -> None:
+async def _report_health(servicer: HealthService, node: Node, links: dict[int, PeerLink]) -> None:
     """``ledger.v1.Ledger`` is SERVING when this node can reach a quorum (itself included)
     and has not halted."""
     reachable = 1 + sum(link.connected for link in links.values())

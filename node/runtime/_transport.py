@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 
 from node.config import (
+    PEER_FORWARD_CHUNK_TXS,
     PEER_FRAME_BYTES_MAX,
     PEER_FRAME_MESSAGES_MAX,
     PEER_RECONNECT_BASE_MS,
@@ -25,7 +26,7 @@ from node.config import (
     PEER_SEND_QUEUE_BYTES_MAX,
     PEER_SEND_QUEUE_MAX,
 )
-from node.core import DecodeError, decode_message
+from node.core import DecodeError, Message, TxForward, decode_message
 from node.netgen import cert_pin_from_pem
 from node.runtime._grpc import Ctx
 from node.runtime._logs import event
@@ -34,8 +35,15 @@ from node.runtime._node import Node
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
-__all__ = ["PEER_SERVER_OPTIONS", "PeerLink", "PeerService", "peer_channel_options"]
+__all__ = [
+    "PEER_SERVER_OPTIONS",
+    "PeerLink",
+    "PeerService",
+    "peer_channel_credentials",
+    "peer_channel_options",
+]
 
+FRAME_REFUSED = "frame of more than PEER_FRAME_MESSAGES_MAX messages"
 _FRAME_OVERHEAD_BYTES = 64 * 1024  # protobuf framing around the messages of one frame
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -47,6 +55,15 @@ PEER_SERVER_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+
+
+def peer_channel_credentials(
+    peer_cert: bytes, key_pem: bytes, cert: bytes
+) -> grpc.ChannelCredentials:
+    """What a dialer presents and trusts on a peer link (the one place dialers build them):
+    its own certificate (the acceptor pins it), and as the only root the peer's own pinned
+    certificate, so no CA-signed impostor passes."""
+    return grpc.ssl_channel_credentials(peer_cert, key_pem, cert)
 
 
 def peer_channel_options(tls_name: str) -> list[tuple[str, int | str]]:
@@ -98,6 +115,7 @@ class PeerService(pb_grpc.PeerServicer):
             if len(frame.messages) > PEER_FRAME_MESSAGES_MAX:
                 # An honest sender's queue never holds more: the frame is the peer's fault.
                 event("bad_peer_frame", logging.WARNING, peer=src, messages=len(frame.messages))
+                node.metrics.refused.labels(reason=FRAME_REFUSED).inc()
                 continue
             for data in frame.messages:
                 try:
@@ -105,9 +123,22 @@ class PeerService(pb_grpc.PeerServicer):
                 except DecodeError as e:
                     event("bad_peer_message", logging.WARNING, peer=src, error=str(e))
                     continue
-                node.deliver(src, msg)
-                # One message at a time: other peers, clients and timers run in between.
-                await asyncio.sleep(0)
+                for part in _parts(msg):
+                    node.deliver(src, part)
+                    # One at a time: other peers, clients and timers run in between.
+                    await asyncio.sleep(0)
+
+
+def _parts(msg: Message) -> Iterator[Message]:
+    """Checking forwarded transactions' signatures is the costliest work a peer can ask for:
+    they are handled PEER_FORWARD_CHUNK_TXS per event-loop turn. (Chunks scheduled all at
+    once with call_soon would run in one turn: a forward of 1,000 garbage transactions then
+    blocked the loop for 200-400 ms, measured by tests/cluster/test_rogue.py.)"""
+    if not isinstance(msg, TxForward) or len(msg.txs) <= PEER_FORWARD_CHUNK_TXS:
+        yield msg
+        return
+    for i in range(0, len(msg.txs), PEER_FORWARD_CHUNK_TXS):
+        yield TxForward(msg.txs[i : i + PEER_FORWARD_CHUNK_TXS])
 
 
 class PeerLink:

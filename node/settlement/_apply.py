@@ -262,14 +262,45 @@ def authentic(genesis: Genesis, raw: bytes, verify: Verify = crypto.verify) -> b
     return precheck(genesis, raw, verify).code not in _UNAUTHENTICATED
 
 
-def precheck(genesis: Genesis, raw: bytes, verify: Verify = crypto.verify) -> TxResult:
-    """The state-independent checks, in precedence order: MALFORMED, BAD_SIGNATURE,
-    WRONG_CHAIN, else OK. What a node runs before admitting a transaction to its mempool;
-    ``apply_block`` runs the same checks again in the block (the outcome can only differ
-    when the state does).
+def precheck(
+    genesis: Genesis,
+    raw: bytes,
+    verify: Verify = crypto.verify,
+    *,
+    now_ms: int | None = None,
+    tolerance_ms: int = 0,
+) -> TxResult:
+    """The state-independent checks: MALFORMED, BAD_SIGNATURE, WRONG_CHAIN, then what can
+    never succeed whatever the state: UNAUTHORIZED (a party whose genesis roles or KYC
+    tier can never allow it, e.g. a mint by a non-issuer) and, given the admitting node's
+    clock ``now_ms``, EXPIRED or DEADLINE_PASSED more than ``tolerance_ms`` ago (block
+    times may trail a node's clock by that much). Else OK. What a node runs before
+    admitting a transaction to its mempool; ``apply_block`` decides the final code.
     """
-    tid, code, _ = _check(genesis, raw, verify)
-    return TxResult(tid, code, recorded=False)  # only a block records
+    tid, code, tx = _check(genesis, raw, verify)
+    if tx is None or code is not ResultCode.OK:
+        return TxResult(tid, code, recorded=False)
+    if now_ms is not None and now_ms - tolerance_ms > tx.expiry_ms:
+        return TxResult(tid, ResultCode.EXPIRED, recorded=False)
+    if not _roles_may_allow(genesis, tx):
+        return TxResult(tid, ResultCode.UNAUTHORIZED, recorded=False)
+    if isinstance(tx, DvP) and now_ms is not None and now_ms - tolerance_ms > tx.deadline_ms:
+        return TxResult(tid, ResultCode.DEADLINE_PASSED, recorded=False)
+    return TxResult(tid, ResultCode.OK, recorded=False)  # only a block records
+
+
+def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
+    """False when genesis roles and KYC tiers (fixed for the chain's life) refuse ``tx``
+    whatever the state; unknown ids are left to ``apply_block``'s own codes."""
+    known = genesis.participant_by_id
+    if isinstance(tx, Mint | Burn):
+        if tx.instrument not in genesis.instrument_by_id:
+            return True
+        if isinstance(tx, Mint) and tx.to in known and not known[tx.to].can_hold():
+            return False
+        return _may_issue(genesis, tx.by, tx.instrument)
+    parties = (tx.sender, tx.receiver) if isinstance(tx, Transfer) else (tx.seller, tx.buyer)
+    return all(known[p].can_hold() for p in parties if p in known)
 
 
 def _check(

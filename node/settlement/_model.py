@@ -219,7 +219,7 @@ def _validate_participants(participants: tuple[Participant, ...]) -> None:
             _fail(f"participant {p.id!r} appears twice")
         seen.add(p.id)
         if not crypto.is_acceptable_public_key(p.public_key):
-            _fail(f"participant {p.id!r} has an invalid or small-order public key")
+            _fail(f"participant {p.id!r}: public_key is invalid or small-order")
         if not 0 <= p.kyc_tier <= KYC_TIER_MAX:
             _fail(f"participant {p.id!r}: kyc_tier must be 0..{KYC_TIER_MAX}")
 
@@ -237,6 +237,9 @@ def _validate_instrument(inst: Instrument, by_id: dict[str, Participant]) -> Non
     if inst.kind is InstrumentKind.CASH:
         if Role.CASH_ISSUER not in issuer.roles:
             _fail(f"cash token {inst.id!r}: issuer {inst.issuer!r} lacks the cash_issuer role")
+        for field in _BOND_ONLY_FIELDS:  # else unchecked values reach the canonical encoding
+            if getattr(inst, field) != getattr(_CASH_DEFAULTS, field):
+                _fail(f"cash token {inst.id!r}: {field} is a bond field; leave it out")
         return
     if Role.BOND_ISSUER not in issuer.roles:
         _fail(f"bond {inst.id!r}: issuer {inst.issuer!r} lacks the bond_issuer role")
@@ -254,6 +257,10 @@ def _validate_instrument(inst: Instrument, by_id: dict[str, Participant]) -> Non
         _fail(f"bond {inst.id!r}: maturity_date {inst.maturity_date!r} is not YYYY-MM-DD")
 
 
+_BOND_ONLY_FIELDS = ("unit_face_minor", "maturity_date", "coupon_bp", "coupon_freq")
+_CASH_DEFAULTS = Instrument("", InstrumentKind.CASH, "", "")
+
+
 def _validate_holdings(g: Genesis) -> None:
     parts = {p.id: p for p in g.participants}
     insts = {i.id: i for i in g.instruments}
@@ -262,7 +269,7 @@ def _validate_holdings(g: Genesis) -> None:
     for h in g.holdings:
         owner = parts.get(h.account)
         if owner is None or h.instrument not in insts:
-            _fail(f"holding {h.account}/{h.instrument}: unknown account or instrument")
+            _fail(f"holdings: {h.account}/{h.instrument} names an unknown account or instrument")
             return
         if not owner.can_hold():
             _fail(f"holding {h.account}/{h.instrument}: account may not hold assets")
@@ -279,7 +286,7 @@ def _validate_holdings(g: Genesis) -> None:
 def _validate_validators(validators: tuple[Validator, ...], quorum: int) -> None:
     n = len(validators)
     if n == 0:
-        _fail("genesis needs at least one validator")
+        _fail("validators: genesis needs at least one validator")
     if len({v.id for v in validators}) != n or len({v.public_key for v in validators}) != n:
         _fail("validator ids and public keys must be unique")
     for v in validators:
@@ -287,7 +294,7 @@ def _validate_validators(validators: tuple[Validator, ...], quorum: int) -> None
         if len(v.tls_cert_sha256) not in (0, 32):
             _fail(f"validator {v.id!r}: tls_cert_sha256 must be empty or 32 bytes")
         if not crypto.is_acceptable_public_key(v.public_key):
-            _fail(f"validator {v.id!r} has an invalid or small-order public key")
+            _fail(f"validator {v.id!r}: public_key is invalid or small-order")
     # Quorum soundness (q > n/2, q <= n) is the consensus core's to judge and explain;
     # here only its range as a number.
     if not 0 < quorum <= n:

@@ -8,6 +8,7 @@ is the exact receipt a Byzantine node could assemble from committed data.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -242,9 +243,13 @@ class _FakeNode:
     async def Submit(self, req: pb.SubmitRequest, timeout: float) -> pb.SubmitResponse:
         return pb.SubmitResponse(tx_id=self.tid)
 
-    async def WaitForFinality(self, req: pb.WaitRequest, timeout: float) -> pb.Receipt:
+    def WaitForFinality(self, req: pb.WaitRequest, timeout: float) -> asyncio.Future[pb.Receipt]:
+        """Like a grpc.aio call: awaitable and cancellable."""
         self.prove_result.append(req.prove_result)
-        return (self.proven if req.prove_result else self.unproven).to_pb()
+        receipt = (self.proven if req.prove_result else self.unproven).to_pb()
+        done: asyncio.Future[pb.Receipt] = asyncio.get_running_loop().create_future()
+        done.set_result(receipt)
+        return done
 
 
 async def test_the_sdk_reports_a_refusal_only_with_its_result_proof(

@@ -1,0 +1,88 @@
+"""The peer acceptor (node/runtime/_transport.py) bounds the work of one frame: forwarded
+transactions are delivered PEER_FORWARD_CHUNK_TXS at a time with an event-loop turn in
+between, and a frame of more than PEER_FRAME_MESSAGES_MAX messages is refused whole.
+(tests/cluster/test_rogue.py plays both against real processes.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from node.config import PEER_FORWARD_CHUNK_TXS, PEER_FRAME_MESSAGES_MAX
+from node.core import Message, SyncRequest, TxForward, encode_message
+from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin_from_pem
+from node.runtime import Metrics
+from node.runtime._transport import FRAME_REFUSED, PeerService
+from node.wire import ledger_pb2 as pb
+
+_CA = _make_ca("test", datetime.now(UTC))
+_PEER_PEM = _pem_cert(_make_node_cert(_CA, "node-01", "127.0.0.1")[1])
+
+
+class _Node:
+    """What the acceptor uses of a node: who it is, and where messages go (with the loop
+    turn each arrived in)."""
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.genesis = SimpleNamespace(chain_id="test-chain")
+        self.replica = SimpleNamespace(committed_height=0)
+        self.metrics = Metrics()
+        self.turn = 0
+        self.delivered: list[tuple[int, Message, int]] = []
+
+    def deliver(self, src: int, msg: Message) -> None:
+        self.delivered.append((src, msg, self.turn))
+
+
+class _Context:
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": [_PEER_PEM]}
+
+    async def write(self, msg: Any) -> None:
+        assert isinstance(msg, pb.PeerHello)
+
+
+async def _serve(frames: list[list[Message]]) -> _Node:
+    """Run one Connect call from validator 1 over ``frames``, counting loop turns."""
+    node = _Node()
+    service = PeerService(node, [b"\x00" * 32, cert_pin_from_pem(_PEER_PEM)])  # type: ignore[arg-type]
+
+    async def requests() -> AsyncIterator[pb.PeerFrame]:
+        for frame in frames:
+            yield pb.PeerFrame(messages=[encode_message(m) for m in frame])
+
+    async def count_turns() -> None:
+        while True:
+            node.turn += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        await service.Connect(requests(), _Context())  # type: ignore[arg-type]
+    finally:
+        counter.cancel()
+    return node
+
+
+async def test_a_forward_is_checked_in_chunks_one_per_loop_turn() -> None:
+    txs = tuple(bytes([i]) * 8 for i in range(2 * PEER_FORWARD_CHUNK_TXS + 3))
+    node = await _serve([[TxForward(txs), SyncRequest(1, 1)]])
+    parts = [m for _, m, _ in node.delivered]
+    assert parts[:-1] == [
+        TxForward(txs[i : i + PEER_FORWARD_CHUNK_TXS])
+        for i in range(0, len(txs), PEER_FORWARD_CHUNK_TXS)
+    ]
+    assert parts[-1] == SyncRequest(1, 1) and {src for src, _, _ in node.delivered} == {1}
+    turns = [turn for _, _, turn in node.delivered]
+    assert len(set(turns)) == len(turns), "two chunks were handled in one loop turn"
+
+
+async def test_a_frame_of_too_many_messages_is_refused_whole() -> None:
+    too_many: list[Message] = [SyncRequest(1, 1)] * (PEER_FRAME_MESSAGES_MAX + 1)
+    node = await _serve([too_many, [SyncRequest(2, 1)]])
+    assert [m for _, m, _ in node.delivered] == [SyncRequest(2, 1)]
+    assert node.metrics.refused.labels(reason=FRAME_REFUSED)._value.get() == 1
