@@ -13,6 +13,8 @@ PROTO_OUT := node/wire/ledger_pb2.py
 SEEDS ?= 200
 N ?= 4
 Q ?=
+BYZ ?=
+BYZ_COUNT ?=
 
 #? help: list every target with its one-line description
 help:
@@ -91,10 +93,10 @@ chaos: setup
 bench-apply: setup
 	$(PY) -m node.bench_apply
 
-#? sim: deterministic simulation of the consensus core (SEEDS=200 SEED_START=0 N=4 Q=, empty Q = classic quorum)
+#? sim: deterministic simulation of the consensus core (SEEDS=200 SEED_START=0 N=4 Q=, empty Q = classic quorum; BYZ=all or silent,forge,... Byzantine strategies, BYZ_COUNT=)
 .PHONY: sim
 sim: setup
-	$(PY) -m tests.sim --seeds $(SEEDS) --seed-start $(or $(SEED_START),0) --n $(N) $(if $(Q),--q $(Q),)
+	$(PY) -m tests.sim --seeds $(SEEDS) --seed-start $(or $(SEED_START),0) --n $(N) $(if $(Q),--q $(Q),) $(if $(BYZ),--byz $(BYZ),) $(if $(BYZ_COUNT),--byz-count $(BYZ_COUNT),)
 
 # Network knobs (issue: cluster). N and Q come from the command line; the sim's N ?= 4
 # default does not apply: without N a network has 26 validators, and without Q netgen

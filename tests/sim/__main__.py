@@ -1,4 +1,6 @@
-"""``python -m tests.sim --seeds 200 --seed-start 0 --n 4 [--q 3]``: run seeds, print progress.
+"""``python -m tests.sim --seeds 200 --seed-start 0 --n 4 [--q 3] [--byz silent,forge]``: run
+seeds, print progress. ``--byz all`` draws from every strategy of tests/sim/byzantine.py;
+``--byz-count`` forces the number of Byzantine validators (beyond the bound: a control).
 
 Exit status 1 on the first violation, after printing the seed and the replay command.
 """
@@ -10,6 +12,7 @@ import sys
 import time
 from collections import Counter
 
+from tests.sim.byzantine import STRATEGIES
 from tests.sim.invariants import Violation
 from tests.sim.runner import make_scenario, replay_command, run
 
@@ -20,13 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed-start", type=int, default=0)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--q", type=int, default=None)
+    ap.add_argument("--byz", default="", help=f"all, or some of {','.join(STRATEGIES)}")
+    ap.add_argument("--byz-count", type=int, default=None)
     args = ap.parse_args(argv)
+    byz = tuple(STRATEGIES) if args.byz == "all" else tuple(filter(None, args.byz.split(",")))
     started = time.monotonic()
     blocks = 0
     kinds: Counter[str] = Counter()
     twinned = 0
+    censored = 0
     for k, seed in enumerate(range(args.seed_start, args.seed_start + args.seeds), 1):
-        sc = make_scenario(args.n, args.q, seed)
+        sc = make_scenario(args.n, args.q, seed, byz, args.byz_count)
         try:
             result = run(sc)
         except Violation as e:
@@ -36,15 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         blocks += result.height
         kinds.update(result.sent)
         twinned += 1 if result.twins else 0
+        censored = max(censored, result.censored_views)
         if k % 10 == 0 or k == args.seeds:
             elapsed = time.monotonic() - started
             print(
-                f"\r{k}/{args.seeds} seeds ok, n={sc.n} q={sc.q}, {blocks} blocks, {elapsed:.1f} s",
+                f"\r{k}/{args.seeds} seeds ok, n={sc.n} q={sc.q}, {blocks} blocks, "
+                f"{elapsed:.1f} s ({1000 * elapsed / k:.0f} ms/seed)",
                 end="",
                 flush=True,
             )
     print()
     print(f"seeds with twins: {twinned}; messages by kind: {dict(sorted(kinds.items()))}")
+    print(f"most views a transaction waited after stabilising: {censored}")
     return 0
 
 

@@ -3,9 +3,10 @@
 Every validator's consensus core runs in this process against the real settlement
 ``apply_block`` and a ``MemoryStore`` per node (the node's "disk"). One seeded
 ``random.Random`` drives the network (delay, drop, duplicate, reorder through random
-delays, partitions), crashes and restarts, Byzantine twins and the client workload, so a
-seed replays exactly. The :class:`~tests.sim.invariants.Checker` sees every send, every
-persisted safety state and every applied block.
+delays, partitions), crashes and restarts, Byzantine twins, Byzantine strategies
+(``tests/sim/byzantine.py``) and the client workload, so a seed replays exactly. The
+:class:`~tests.sim.invariants.Checker` sees every send, every persisted safety state and
+every applied block.
 """
 
 from __future__ import annotations
@@ -36,8 +37,17 @@ from node.core import (
 )
 from node.genesis import DemoNetwork, demo_genesis
 from node.runtime import StoreSource
-from node.settlement import BlockContext, DvP, Transfer, apply_block, sign_tx
+from node.settlement import (
+    BlockContext,
+    DvP,
+    ResultCode,
+    Transfer,
+    apply_block,
+    precheck,
+    sign_tx,
+)
 from node.store import MemoryStore
+from tests.sim.byzantine import STRATEGIES, Env, Equivocate, Strategy, wire
 from tests.sim.invariants import Checker, Violation
 
 VIEW_TIMEOUT_BASE_MS = 400
@@ -73,6 +83,17 @@ class HashVerifier:
         return 0 <= index < len(self._signers) and self._signers[index].sign(message) == signature
 
 
+class CountingVerifier:
+    """Counts the signature checks a replica does, so the checker can charge each peer."""
+
+    def __init__(self, inner: Verifier) -> None:
+        self.inner, self.count = inner, 0
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        self.count += 1
+        return self.inner.verify(index, message, signature)
+
+
 class MemoVerifier(Ed25519Verifier):
     def __init__(self, public_keys: list[bytes]) -> None:
         super().__init__(public_keys)
@@ -91,6 +112,9 @@ class Scenario:
     seed: int
     unsafe: bool = False
     twins: tuple[int, ...] = ()  # validators running as two instances with one key
+    byz: dict[int, str] = field(default_factory=dict)  # validator -> Byzantine strategy
+    byz_pool: tuple[str, ...] = ()  # the strategies byz was drawn from (for the replay)
+    byz_count: int | None = None  # forced number of Byzantine validators (controls)
     ed25519: bool = False
     txs: int = 24
     chaos_ms: int = 4_000
@@ -104,7 +128,7 @@ class Scenario:
 
 @dataclass
 class Instance:
-    """One running copy of a validator (twins have two with the same index)."""
+    """One running copy of a validator (twins and equivocators have two per index)."""
 
     name: int  # unique instance id
     index: int  # validator index (the key)
@@ -112,6 +136,9 @@ class Instance:
     core: Replica | None
     honest: bool
     tick_at: int | None = None
+    byz: Strategy | None = None  # modified code between the replica and the network
+    face: int | None = None  # an equivocator's face: it talks to honest half ``face`` only
+    verifier: CountingVerifier | None = None
 
 
 @cache
@@ -159,13 +186,27 @@ class Cluster:
         pool = _tx_pool(sc.n)
         self.workload = random.Random(sc.seed).sample(pool, min(sc.txs, len(pool)))
         self.checker = Checker(self.genesis, {raw: tx for raw, tx in self.workload})
-        self.acked: dict[bytes, int] = {}  # tx bytes -> time acknowledged
+        self.acked: dict[bytes, int] = {}  # tx bytes -> time acknowledged by honest code
+        self.submitted: dict[bytes, None] = {}  # every tx a client sent (it retries them)
+        # After stabilisation: tx -> highest honest view when an honest node first held it.
+        self.start_view: dict[bytes, int] = {}
+        self._watching = False
         self.events_run = 0
         self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
         self.kept_down: set[int] = set()  # instances that stay crashed after heal
+        self._wired: tuple[object, Message | None] = (None, None)  # last message through wire()
+        # Honest halves an equivocator's two faces talk to (own PRNG: other draws unchanged).
+        byz_rng = random.Random(sc.seed * 104_729 + sc.n)
+        honest = [i for i in range(sc.n) if i not in sc.byz and i not in sc.twins]
+        byz_rng.shuffle(honest)
+        self.half = {index: k % 2 for k, index in enumerate(honest)}
         for index in range(sc.n):
-            for _ in range(2 if index in sc.twins else 1):
-                self._add_instance(index, honest=index not in sc.twins)
+            strategy = sc.byz.get(index)
+            copies = 2 if index in sc.twins or strategy == Equivocate.name else 1
+            for copy in range(copies):
+                inst = self._add_instance(index, honest=index not in sc.twins and not strategy)
+                if strategy is not None:
+                    self._corrupt(inst, strategy, copy, byz_rng.randrange(2**32))
 
     # --- construction ------------------------------------------------------------------
 
@@ -179,10 +220,49 @@ class Cluster:
             return MemoVerifier([k.public_key for k in self.net.validator_keys])
         return HashVerifier(self.sc.n)
 
-    def _add_instance(self, index: int, honest: bool) -> None:
+    def _add_instance(self, index: int, honest: bool) -> Instance:
         inst = Instance(len(self.instances), index, MemoryStore(self.genesis), None, honest)
         self.instances.append(inst)
         self._boot(inst)
+        return inst
+
+    def _corrupt(self, inst: Instance, strategy: str, copy: int, salt: int) -> None:
+        """Put modified code between this instance's replica and the network."""
+        env = Env(
+            index=inst.index,
+            n=self.sc.n,
+            q=self.sc.q,
+            chain_id=self.genesis.chain_id,
+            signer=self._signer(inst.index),
+            core=lambda: inst.core,
+            workload=tuple(raw for raw, _ in self.workload),
+            coalition=self.sc.seed,
+            now=lambda: self.now,
+        )
+        inst.byz = STRATEGIES[strategy](env, random.Random(salt))
+        if isinstance(inst.byz, Equivocate):
+            inst.face = inst.byz.face = copy
+        pulse = inst.byz.pulse_ms
+        if pulse is not None:
+            self._push(self.now + pulse, "call", lambda: self._pulse(inst, pulse))
+
+    def _pulse(self, inst: Instance, every_ms: int) -> None:
+        if inst.core is not None and inst.byz is not None:
+            for dst, msg in inst.byz.pulse():
+                self._send_byz(inst, dst, msg)
+        self._push(self.now + every_ms, "call", lambda: self._pulse(inst, every_ms))
+
+    def _send_byz(self, inst: Instance, dst: int, msg: Message) -> None:
+        # One message is often sent to every peer: encode it once.
+        if self._wired[0] is not msg:
+            self._wired = (msg, wire(msg))
+        sent = self._wired[1]
+        if sent is not None:
+            self.send(inst, dst, sent)
+
+    def _tx_check(self, raw: bytes) -> bool:
+        """The runtime's admission precheck, which forwarded transactions pass too."""
+        return precheck(self.genesis, raw, memo_verify).code is ResultCode.OK
 
     def _boot(self, inst: Instance) -> None:
         cfg = CoreConfig(
@@ -196,15 +276,17 @@ class Cluster:
         )
         source = StoreSource(inst.store)
         state_root, results = source.executed_roots()
+        inst.verifier = CountingVerifier(self._verifier())
         inst.core = Replica(
             cfg,
             self._signer(inst.index),
-            self._verifier(),
+            inst.verifier,
             source,
             executed_root=state_root,
             results_root=results,
             safety=inst.store.load_safety(),
             now_ms=self.now,
+            tx_check=self._tx_check,
         )
         inst.tick_at = None
         self._drain(inst)
@@ -234,7 +316,13 @@ class Cluster:
                 self._push(self.now + self.rng.randint(lo, hi), "msg", (inst.name, src.index, msg))
 
     def _connected(self, a: int, b: int) -> bool:
-        return self.groups.get(a, 0) == self.groups.get(b, 0)
+        if self.groups.get(a, 0) != self.groups.get(b, 0):
+            return False
+        fa, fb = self.instances[a].face, self.instances[b].face
+        if fa is None or fb is None:
+            face, other = (fa, b) if fb is None else (fb, a)
+            return face is None or self.half.get(self.instances[other].index, face) == face
+        return fa == fb
 
     def _drain(self, inst: Instance) -> None:
         """Persist, then send, then apply committed, then advance (the runtime's loop)."""
@@ -248,8 +336,12 @@ class Cluster:
             if ready.to_persist is not None:
                 inst.store.save_safety(ready.to_persist)
             for dst, msg in ready.to_send:
-                self.checker.on_send(inst, msg, inst.store.load_safety())
-                self.send(inst, dst, msg)
+                self.checker.on_send(inst, dst, msg, inst.store.load_safety(), self.now)
+                if inst.byz is None:
+                    self.send(inst, dst, msg)
+                    continue
+                for d, m in inst.byz.outgoing(dst, msg):
+                    self._send_byz(inst, d, m)
             for block, cert in ready.committed:
                 self._apply(inst, block, cert)
             core.advance()
@@ -278,8 +370,12 @@ class Cluster:
         if kind == "msg":
             name, src, msg = data  # type: ignore[misc]
             inst = self.instances[name]
-            if inst.core is not None:
+            if inst.core is not None and inst.byz is not None:
+                msg = inst.byz.incoming(src, msg)
+            if inst.core is not None and msg is not None and inst.verifier is not None:
+                before = inst.verifier.count
                 inst.core.step(src, msg, self.now)
+                self.checker.on_verified(inst, src, inst.verifier.count - before, self.now)
                 self._drain(inst)
         elif kind == "tick":
             inst = self.instances[data]  # type: ignore[index]
@@ -334,19 +430,44 @@ class Cluster:
         inst = self.instances[name] if name is not None else self.rng.choice(live)
         if inst.core is None:
             return
+        self.submitted[raw] = None
+        if inst.byz is not None and not inst.byz.accepts(raw):
+            return  # it says nothing (a lie either way)
         result = inst.core.submit(raw, self.now)
-        if result in (AddResult.ACCEPTED, AddResult.DUPLICATE):
-            self.acked.setdefault(raw, self.now)
+        if inst.byz is None:
+            self.checker.on_submit(inst, raw, result, self.now)
+            if result in (AddResult.ACCEPTED, AddResult.DUPLICATE):
+                self.acked.setdefault(raw, self.now)
+                if self._watching and inst.honest:
+                    self._start_watch(raw)
         self._drain(inst)
 
     def client_retry(self) -> None:
         """The SDK resubmits what it has no receipt for (idempotent: same tx id)."""
-        for raw in self.acked:
+        for raw in list(self.submitted):
             if not self.checker.committed_anywhere(raw):
                 self.submit(raw)
 
+    def watch_censorship(self) -> None:
+        """The network has stabilised: from now on count the views every transaction held
+        by a live honest node waits for its commit."""
+        self._watching = True
+        holders = [i.core for i in self.live() if i.honest and i.core is not None]
+        for raw in self.acked:
+            if any(core.mempool.contains(raw) for core in holders):
+                self._start_watch(raw)
+
+    def _start_watch(self, raw: bytes) -> None:
+        if raw in self.start_view or self.checker.committed_anywhere(raw):
+            return
+        views = [i.core.view for i in self.live() if i.honest and i.core is not None]
+        self.start_view[raw] = max(views)
+
     def all_done(self) -> bool:
+        """Every live honest node committed every transaction: those honest code
+        acknowledged, and, since clients retry on random nodes, those only a Byzantine one
+        took."""
         honest = [i for i in self.live() if i.honest]
         return bool(honest) and all(
-            self.checker.committed_at(i, raw) for i in honest for raw in self.acked
+            self.checker.committed_at(i, raw) for i in honest for raw in self.submitted
         )

@@ -1,7 +1,16 @@
 """Invariants checked on every send and every applied block of a simulation.
 
-Honest instances are the validators not running as twins. A violation raises
-:class:`Violation` at the step that broke the rule, so the seed and step replay exactly.
+Honest instances are the validators running unmodified code, not as twins. A violation
+raises :class:`Violation` at the step that broke the rule, so the seed and step replay
+exactly.
+
+Against Byzantine strategies (``tests/sim/byzantine.py``) three more rules hold on honest
+nodes: no certified block carries junk (a transaction no client sent), an honest client's
+transaction is never refused because the mempool is full (the sim's workload is far below
+``MEMPOOL_TXS_MAX``, so only a peer's flood can fill it), and catch-up work served to one
+peer stays under ``SYNC_SERVED_BYTES_PER_S``, and so do the signature checks one peer's
+messages cost (``verified_per_peer_per_s``). Bounded censorship (views from
+stabilisation to commit) is checked by the runner with :func:`censorship_bound_views`.
 """
 
 from __future__ import annotations
@@ -9,8 +18,61 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from node.core import Block, Phase, QuorumCert, SafetyState, Vote
+from node.config import (
+    CATCHUP_BATCH_BLOCKS_MAX,
+    CATCHUP_RESPONSE_BYTES_MAX,
+    FORWARD_LEADERS,
+    PEER_SYNC_BYTES_BURST,
+    PEER_SYNC_BYTES_PER_S,
+    PEER_VERIFY_BURST,
+    PEER_VERIFY_PER_S,
+)
+from node.core import (
+    AddResult,
+    Block,
+    Phase,
+    QuorumCert,
+    SafetyState,
+    SyncResponse,
+    Vote,
+    encode_message,
+)
 from node.settlement import BlockOutcome, DvP, Genesis, ResultCode, Transfer
+
+# Catch-up bytes one honest node may serve one peer in one second of simulated time: the
+# per-peer token bucket's burst and rate, plus the one response it may go into debt for.
+SYNC_SERVED_BYTES_PER_S = PEER_SYNC_BYTES_BURST + PEER_SYNC_BYTES_PER_S + CATCHUP_RESPONSE_BYTES_MAX
+
+
+def verified_per_peer_per_s(n: int) -> int:
+    """Signature checks one honest node may do for one peer's messages in one second: the
+    per-peer bucket's burst and rate, plus one message it may go into debt for (at most a
+    catch-up response of certified blocks, or a proposal with a parent certificate and a
+    TC with its entries and two proofs)."""
+    one_message = max(CATCHUP_BATCH_BLOCKS_MAX * n, 4 * n)
+    return PEER_VERIFY_BURST + PEER_VERIFY_PER_S + one_message
+
+
+def censorship_bound_views(n: int, byzantine: int) -> int:
+    """Views from stabilisation (or from an honest node's acceptance, if later) within
+    which the commit certificate of a block holding the transaction must form, with at
+    most ``byzantine`` Byzantine validators and every honest one connected.
+
+    Why this many. (1) Within FORWARD_LEADERS views every next leader holds the
+    transaction: the accepting node sends it to the leaders of its next FORWARD_LEADERS
+    views, again after each commit that leaves it pending, and to everyone with each
+    timeout. (2) The leader schedule (node/core/leader.py) visits its candidates, at most
+    n, with a stride coprime to their number: while the candidate set stands, each leads
+    once in any n consecutive views, and at most ``byzantine`` of them are Byzantine. The
+    set changes only after a failed view, which after stabilisation is a Byzantine
+    leader's (then excluded) or one of (3). (3) An honest leader holding the transaction
+    proposes it (the sim's load is far below a block) and its view commits, unless honest
+    views are not yet synchronised (one TC moves every honest node to the same view) or
+    the view timeout is still below the round trip (it doubles after n - q views without
+    a commit): at most one more rotation. Budget: FORWARD_LEADERS + two rotations of n
+    views + one view per Byzantine validator for set changes it causes.
+    """
+    return FORWARD_LEADERS + 2 * n + byzantine
 
 
 class Violation(AssertionError):
@@ -38,11 +100,18 @@ class Checker:
         self.max_height = 0
         self.last_commit_ms = 0
         self.commits = 0
+        self.commit_view: dict[bytes, int] = {}  # tx -> view of its first honest commit QC
+        self._served: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
+        self._verified: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
 
     # --- sends -----------------------------------------------------------------------
 
-    def on_send(self, inst: Any, msg: object, persisted: bytes | None) -> None:
-        if not isinstance(msg, Vote) or not inst.honest:
+    def on_send(self, inst: Any, dst: int, msg: object, persisted: bytes | None, now: int) -> None:
+        if not inst.honest:
+            return
+        if isinstance(msg, SyncResponse):
+            self._check_served(inst, dst, len(encode_message(msg)), now)
+        if not isinstance(msg, Vote):
             return
         key = (msg.voter, msg.phase, msg.view)
         seen = self.votes.setdefault(key, msg.block_hash)
@@ -56,6 +125,40 @@ class Checker:
         voted = state.prepare_view if msg.phase is Phase.PREPARE else state.commit_view
         if voted < msg.view:
             raise Violation("vote before persist", f"validator {msg.voter} view {msg.view}")
+
+    def _check_served(self, inst: Any, dst: int, size: int, now: int) -> None:
+        second = now // 1000
+        at, total = self._served.get((inst.name, dst), (second, 0))
+        total = size + (total if at == second else 0)
+        self._served[(inst.name, dst)] = (second, total)
+        if total > SYNC_SERVED_BYTES_PER_S:
+            raise Violation(
+                "sync flood",
+                f"instance {inst.name} served peer {dst} {total} catch-up bytes in one second",
+            )
+
+    def on_verified(self, inst: Any, src: int, count: int, now: int) -> None:
+        if not inst.honest or src == inst.index or not count:
+            return
+        second = now // 1000
+        at, total = self._verified.get((inst.name, src), (second, 0))
+        total = count + (total if at == second else 0)
+        self._verified[(inst.name, src)] = (second, total)
+        bound = verified_per_peer_per_s(inst.core.n)
+        if total > bound:
+            raise Violation(
+                "verify flood",
+                f"instance {inst.name} checked {total} signatures for peer {src} in one second "
+                f"(bound {bound})",
+            )
+
+    def on_submit(self, inst: Any, raw: bytes, result: AddResult, now: int) -> None:
+        if inst.honest and result is AddResult.FULL:
+            raise Violation(
+                "mempool flooded",
+                f"instance {inst.name} refused a client's transaction: mempool full "
+                f"({len(inst.core.mempool)} pending)",
+            )
 
     # --- commits ---------------------------------------------------------------------
 
@@ -88,6 +191,8 @@ class Checker:
         if h > self.max_height:
             self.max_height, self.last_commit_ms = h, now
         self.commits += 1
+        for raw in block.txs:
+            self.commit_view.setdefault(raw, cert.view)
         self._check_txs(inst, block, outcome)
         self._check_balances(inst, block, outcome)
 
@@ -95,7 +200,7 @@ class Checker:
         counts = self.applied[inst.name]
         for raw, result in zip(block.txs, outcome.results, strict=True):
             if raw not in self.txs:
-                raise Violation("unknown tx", f"height {block.height} carries a tx nobody sent")
+                raise Violation("junk certified", f"height {block.height} carries a tx nobody sent")
             if result.code is ResultCode.DUPLICATE:
                 continue
             counts[raw] += 1

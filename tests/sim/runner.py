@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from node.core import Quorum
+from tests.sim.byzantine import STRATEGIES
 from tests.sim.harness import (
     CLIENT_RETRY_MS,
     LIVENESS_BOUND_MS,
@@ -14,7 +15,7 @@ from tests.sim.harness import (
     Scenario,
     _tx_pool,
 )
-from tests.sim.invariants import Violation
+from tests.sim.invariants import Violation, censorship_bound_views
 
 FAULT_KINDS = (
     "isolate_leader",
@@ -28,11 +29,24 @@ FAULT_KINDS = (
 
 
 def replay_command(sc: Scenario) -> str:
-    return f"make sim SEEDS=1 SEED_START={sc.seed} N={sc.n} Q={sc.q}"
+    byz = f" BYZ={','.join(sc.byz_pool)}" if sc.byz_pool else ""
+    count = f" BYZ_COUNT={sc.byz_count}" if sc.byz_count is not None else ""
+    return f"make sim SEEDS=1 SEED_START={sc.seed} N={sc.n} Q={sc.q}{byz}{count}"
 
 
-def make_scenario(n: int, q: int | None, seed: int) -> Scenario:
-    """Draw a scenario from the seed: network weather, faults, twins, load."""
+def make_scenario(
+    n: int,
+    q: int | None,
+    seed: int,
+    byz: tuple[str, ...] = (),
+    byz_count: int | None = None,
+) -> Scenario:
+    """Draw a scenario from the seed: network weather, faults, twins, load; with ``byz``,
+    Byzantine validators instead of twins, each running one of those strategies.
+
+    ``byz_count`` Byzantine validators (default: drawn from 1 to the bound for safety and
+    liveness together, min(2q - n - 1, n - q)); a count above it is a negative control.
+    """
     quorum = Quorum(n, q) if q is not None else Quorum.classic(n)
     rng = random.Random(seed * 1_000_003 + n)
     sc = Scenario(n=n, q=quorum.q, seed=seed)
@@ -51,7 +65,22 @@ def make_scenario(n: int, q: int | None, seed: int) -> Scenario:
         length = rng.randint(100, 2_500)
         sc.faults.append((start, rng.choice(FAULT_KINDS), (length, rng.randint(0, 2**30))))
     sc.submit_times = sorted(rng.randint(0, sc.chaos_ms) for _ in range(sc.txs))
+    if byz:
+        _corrupt(sc, quorum, byz, byz_count)
     return sc
+
+
+def _corrupt(sc: Scenario, quorum: Quorum, pool: tuple[str, ...], count: int | None) -> None:
+    # Its own PRNG, so the rest of the scenario is the same seed with or without them.
+    unknown = [name for name in pool if name not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown Byzantine strategy {unknown}; known: {sorted(STRATEGIES)}")
+    rng = random.Random(sc.seed * 15_485_863 + sc.n)
+    bound = min(quorum.safety_bound, quorum.liveness_bound)
+    chosen = count if count is not None else rng.randint(min(1, bound), bound)
+    sc.twins = ()
+    sc.byz_pool, sc.byz_count = pool, count
+    sc.byz = {i: rng.choice(pool) for i in sorted(rng.sample(range(sc.n), chosen))}
 
 
 @dataclass
@@ -64,6 +93,7 @@ class RunResult:
     twins: int
     acked: int
     sent: dict[str, int]
+    censored_views: int = 0  # most views any tracked transaction waited after stabilising
 
 
 def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
@@ -150,11 +180,13 @@ def run(sc: Scenario, keep_down: int | None = None) -> RunResult:
     quorum = Quorum(sc.n, sc.q)
     rng = random.Random(sc.seed)
     if keep_down is None:
-        keep_down = rng.randint(0, max(0, quorum.liveness_bound - len(sc.twins)))
+        faulty = len(sc.twins) + len(sc.byz)
+        keep_down = rng.randint(0, max(0, quorum.liveness_bound - faulty))
     else:
         for inst in cl.instances[:keep_down]:
             cl.crash(inst.name)
     heal_all(cl, keep_down)
+    cl.watch_censorship()
     # New load after heal: a probe reaches every live node, so a lagging idle node has work
     # and learns what it missed (an idle cluster is otherwise, by design, silent).
     used = {raw for raw, _ in cl.workload}
@@ -165,12 +197,13 @@ def run(sc: Scenario, keep_down: int | None = None) -> RunResult:
     heal_at = cl.now
     cl.run_until(heal_at + LIVENESS_BOUND_MS, stop=cl.all_done)
     if not cl.all_done():
-        missing = sum(1 for raw in cl.acked if not cl.checker.committed_anywhere(raw))
+        missing = sum(1 for raw in cl.submitted if not cl.checker.committed_anywhere(raw))
         raise Violation(
             "liveness",
-            f"{missing} of {len(cl.acked)} acknowledged txs not committed everywhere "
+            f"{missing} of {len(cl.submitted)} submitted txs not committed everywhere "
             f"{LIVENESS_BOUND_MS} ms after heal (max height {cl.checker.max_height})",
         )
+    waited = censored_views(cl)
     height = cl.checker.max_height
     cl.run_until(cl.now + QUIET_CHECK_MS)
     top = cl.checker.max_height
@@ -180,8 +213,26 @@ def run(sc: Scenario, keep_down: int | None = None) -> RunResult:
         raise Violation("results", f"no block certifies the results of the last block {top}")
     return RunResult(
         sc.seed, height, cl.checker.commits, cl.now - cl.t0, cl.events_run, len(sc.twins),
-        len(cl.acked), dict(cl.sent),
+        len(cl.acked), dict(cl.sent), waited,
     )  # fmt: skip
+
+
+def censored_views(cl: Cluster, bound: int | None = None) -> int:
+    """Most views from stabilisation to commit of any transaction honest nodes held;
+    raises a censorship violation above ``bound`` (default: censorship_bound_views)."""
+    if bound is None:
+        bound = censorship_bound_views(cl.sc.n, len(cl.sc.byz) + len(cl.sc.twins))
+    worst = 0
+    for raw, start in cl.start_view.items():
+        waited = cl.checker.commit_view[raw] - start
+        worst = max(worst, waited)
+        if waited > bound:
+            raise Violation(
+                "censorship",
+                f"a transaction held by honest nodes since view {start} committed in view "
+                f"{start + waited}: {waited} views, bound {bound}",
+            )
+    return worst
 
 
 def split_brain(n: int, q: int, twins: tuple[int, ...], *, unsafe: bool = False) -> Cluster:
@@ -201,4 +252,23 @@ def split_brain(n: int, q: int, twins: tuple[int, ...], *, unsafe: bool = False)
     cl.run_until(cl.t0 + sc.chaos_ms)
     cl.heal()
     cl.run_until(cl.now + LIVENESS_BOUND_MS)
+    return cl
+
+
+def equivocation_attack(n: int, q: int, count: int) -> Cluster:
+    """``count`` equivocating validators, each with one face per honest half, and trades
+    sent to both halves (each face keeps half of them, so an equivocator that leads shows
+    the halves different blocks); then the run goes on with no other fault.
+
+    Within the bound (count <= 2q - n - 1) no half reaches q with its honest members and
+    the faces alone; one more and each half commits its own block.
+    """
+    sc = Scenario(n=n, q=q, seed=0, txs=8, chaos_ms=10_000)
+    sc.byz = dict.fromkeys(range(count), "equivocate")
+    cl = Cluster(sc)
+    halves = [[i.name for i in cl.instances if i.honest and cl.half[i.index] == k] for k in (0, 1)]
+    for k, (raw, _) in enumerate(cl.workload):  # in pairs, to both halves
+        for half in halves:
+            cl.at(10 + 300 * (k // 2), lambda raw=raw, name=half[0]: cl.submit(raw, name))
+    cl.run_until(cl.t0 + sc.chaos_ms)
     return cl
