@@ -243,7 +243,7 @@ class Replica:
         return self.schedule.leader(view)
 
     def submit(self, tx: bytes, now_ms: int | None = None) -> AddResult:
-        """A client's transaction arrives at this node; it is gossiped to all validators."""
+        """A client's transaction arrives at this node; it is forwarded to the next leaders."""
         self._clock(now_ms)
         result = self._admit(tx)
         if result is AddResult.ACCEPTED:
