@@ -65,24 +65,23 @@ async def _run(args: argparse.Namespace, net: Network, raw_file: Path) -> dict[s
         "--raw", str(raw_file),
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    down = _down_set(net, args.pick, args.count, args.seed)
-    monitor = next(i for i in range(net.n) if i not in down)
-    blocks: list[tuple[int, float, int]] = []
-    watcher = asyncio.create_task(_watch(net, monitor, blocks))
+    # count + 1 validators watched: whichever count go down, one watcher stays up.
+    seen: dict[int, list[tuple[int, float, int]]] = {i: [] for i in range(args.count + 1)}
+    watchers = [asyncio.create_task(_watch(net, i, out)) for i, out in seen.items()]
     await asyncio.sleep(args.before)
     down = _down_set(net, args.pick, args.count, args.seed)  # the leader of now
-    monitor_alive = monitor not in down
     kill_at = time.time()
     for i in down:
         kill_node(net, i)
     print(f"outage: killed {len(down)} validators {down} at t={args.before:g} s", flush=True)
     await asyncio.sleep(args.after)
-    watcher.cancel()
+    for w in watchers:
+        w.cancel()
+    await asyncio.gather(*watchers, return_exceptions=True)
     await load.wait()
-    if not monitor_alive:
-        raise SystemExit("outage: the watched validator was in the down set; use another seed")
+    monitor = next(i for i in seen if i not in down)
     raw = json.loads(raw_file.read_text())
-    return _summary(args, net, down, kill_at, blocks=blocks, raw=raw)
+    return _summary(args, net, down, kill_at, blocks=seen[monitor], raw=raw)
 
 
 def _median_interval_ms(times: list[float]) -> float | None:

@@ -10,13 +10,15 @@ on agreeing on it, see docs/consensus.md).
 
 *Reputation* (as Diem/Aptos' LeaderReputation, in a simple form). A committed block's
 header names its proposer and the view it was first proposed in; the views between the
-parent's view and the block's were views whose leader did not produce a committed block.
-Walking the last ``LEADER_WINDOW_BLOCKS`` committed headers from an all-trusted start, a
-validator whose latest outcome in the window is a failure is *excluded*, the most recent
-failures first, at most ``n - q`` of them (so at least q validators remain candidates; more
-than n - q down is beyond the liveness bound anyway). An excluded validator comes back when
-its failure leaves the window (a re-probe: one timeout if it is still down) or when it
-proposes a committed block again.
+parent's view and the block's were views whose leader did not produce a committed block,
+charged to the leaders those views had when they ran. Over the last
+``LEADER_WINDOW_BLOCKS`` committed blocks, a validator whose latest outcome is such a
+failure is *excluded*, the most recent failures first, at most ``n - q`` of them (so at
+least q validators remain candidates; more than n - q down is beyond the liveness bound
+anyway). An excluded validator comes back when its failure leaves the window (a re-probe:
+one timeout if it is still down) or when it proposes a committed block again. The schedule
+is replayed from block 1 at start (``Replica`` reads each header once), so a restarted
+replica computes exactly what the others do.
 
 *Spread.* The candidates are visited with a stride coprime to their number, as far from 1
 as possible (11 of 26), so validators adjacent in index order, when down together, are not
@@ -26,7 +28,7 @@ than min(s, m - s) adjacent candidates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
 from math import gcd
 
 from node.config import LEADER_WINDOW_BLOCKS
@@ -45,13 +47,22 @@ def stride(m: int) -> int:
 
 
 class LeaderSchedule:
-    """The leader of each view, given the (view, proposer) of recent committed blocks."""
+    """The leader of each view, from the (view, proposer) of every committed block, in order.
+
+    When a block is committed, the views between its parent's and its own are charged to
+    the leaders they had *then* (the schedule as it stood after the parent), and that
+    attribution is kept as a fact of the block: it is never recomputed, so a later change
+    of the candidates cannot move a past failure onto another validator. The candidates
+    are a function of the facts of the last ``window`` blocks.
+    """
 
     def __init__(self, n: int, excluded_max: int, window: int = LEADER_WINDOW_BLOCKS) -> None:
         if not (n > 0 and 0 <= excluded_max < n and window > 0):
             raise ValueError("a schedule needs n > 0, 0 <= excluded_max < n and a window")
         self.n, self._excluded_max, self._window = n, excluded_max, window
-        self._history: list[tuple[int, int]] = []  # (block view, proposer), oldest first
+        # Per committed block of the window, oldest first: (proposer, leaders that failed).
+        self._facts: deque[tuple[int, tuple[int, ...]]] = deque(maxlen=window)
+        self._last_view: int | None = None
         self._candidates: tuple[int, ...] = tuple(range(n))
         self._stride = stride(n)
 
@@ -69,52 +80,30 @@ class LeaderSchedule:
         return frozenset(range(self.n)) - frozenset(self._candidates)
 
     def leader(self, view: int) -> int:
-        return _leader(self._candidates, self._stride, view)
-
-    def reset(self, history: Iterable[tuple[int, int]]) -> None:
-        """Start from the (view, proposer) of the last committed blocks, oldest first."""
-        self._history = list(history)[-self._window :]
-        self._recompute()
+        return self._candidates[(view * self._stride) % len(self._candidates)]
 
     def committed(self, view: int, proposer: int) -> None:
-        """A block first proposed in ``view`` by ``proposer`` was committed."""
-        self._history.append((view, proposer))
-        if len(self._history) > self._window:
-            del self._history[0]
-        self._recompute()
+        """A block first proposed in ``view`` by ``proposer`` was committed (in order)."""
+        failed: tuple[int, ...] = ()
+        if self._last_view is not None and view > self._last_view + 1:
+            # At most one rotation's worth: older views of a long gap repeat the same
+            # validators, and a huge gap would otherwise cost a long loop.
+            first = max(self._last_view + 1, view - len(self._candidates))
+            failed = tuple(self.leader(w) for w in range(first, view))
+        self._last_view = view
+        self._facts.append((proposer, failed))
+        if failed or proposer in self.excluded or len(self._facts) == self._window:
+            self._recompute()
 
     def _recompute(self) -> None:
-        """Walk the window from an all-trusted start; each gap of views between two blocks
-        is charged to the leaders those views had at that point of the walk."""
-        candidates: tuple[int, ...] = tuple(range(self.n))
-        step = stride(self.n)
         failed_at: dict[int, int] = {}  # validator -> position of its latest failure
         ok_at: dict[int, int] = {}  # validator -> position of its latest committed block
-        prev_view: int | None = None
-        for pos, (view, proposer) in enumerate(self._history):
-            changed = proposer in failed_at
-            if prev_view is not None and view > prev_view + 1:
-                # At most one rotation's worth: older views of a long gap repeat the same
-                # validators, and a huge gap would otherwise cost a long loop.
-                for w in range(max(prev_view + 1, view - self.n), view):
-                    failed_at[_leader(candidates, step, w)] = pos
-                changed = True
+        for pos, (proposer, failed) in enumerate(self._facts):
+            for i in failed:
+                failed_at[i] = pos
             ok_at[proposer] = pos
-            prev_view = view
-            if changed:
-                new = self._without(self._failing(failed_at, ok_at))
-                if new != candidates:
-                    candidates, step = new, stride(len(new))
-        self._candidates, self._stride = candidates, step
-
-    def _failing(self, failed_at: dict[int, int], ok_at: dict[int, int]) -> set[int]:
-        """Validators whose latest outcome is a failure, the most recent excluded_max."""
         latest = sorted((p, i) for i, p in failed_at.items() if p > ok_at.get(i, -1))
-        return {i for _, i in latest[max(0, len(latest) - self._excluded_max) :]}
-
-    def _without(self, out: set[int]) -> tuple[int, ...]:
-        return tuple(i for i in range(self.n) if i not in out)
-
-
-def _leader(candidates: tuple[int, ...], step: int, view: int) -> int:
-    return candidates[(view * step) % len(candidates)]
+        out = {i for _, i in latest[max(0, len(latest) - self._excluded_max) :]}
+        new = tuple(i for i in range(self.n) if i not in out)
+        if new != self._candidates:
+            self._candidates, self._stride = new, stride(len(new))

@@ -61,6 +61,7 @@ from node.core.signing import Signer, Verifier, verify_certificate, verify_timeo
 from node.core.types import (
     SIGNATURE_BYTES_MAX,
     Block,
+    BlockHeader,
     Message,
     NewView,
     Phase,
@@ -91,6 +92,11 @@ class BlockSource(Protocol):
     def committed_height(self) -> int: ...
 
     def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None: ...
+
+    def committed_header(self, height: int) -> BlockHeader | None:
+        """The header of a committed block alone (cheap: the leader schedule replays every
+        header at start)."""
+        ...
 
     def tx_committed(self, tx: bytes) -> bool:
         """True when a committed block already applied ``tx`` (keeps replays out of blocks)."""
@@ -221,15 +227,18 @@ class Replica:
             self.committed_has_txs = False
             return
         block, cert = self._stored(height)
-        self.schedule.reset(self._recent_proposers(height))
+        self._replay_schedule(height)
         self.committed_hash, self.committed_time_ms = block.hash, block.time_ms
         self.committed_cert, self.committed_view = cert, cert.view
         self.committed_has_txs = bool(block.txs)
 
-    def _recent_proposers(self, height: int) -> list[tuple[int, int]]:
-        """(view, proposer) of the committed blocks the leader schedule looks at."""
-        first = max(1, height - self.schedule.window + 1)
-        return [(b.view, b.proposer) for b, _ in map(self._stored, range(first, height + 1))]
+    def _replay_schedule(self, height: int) -> None:
+        """The leader schedule as every replica that committed blocks 1..height has it."""
+        for h in range(1, height + 1):
+            header = self._source.committed_header(h)
+            if header is None:
+                raise InvariantError(f"storage has no committed block {h} (head is {height})")
+            self.schedule.committed(header.view, header.proposer)
 
     def _stored(self, height: int) -> tuple[Block, QuorumCert]:
         got = self._source.committed_block(height)

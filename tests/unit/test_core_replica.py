@@ -9,6 +9,7 @@ from collections.abc import Callable
 from node.config import BATCH_DELAY_MS, VIEW_TIMEOUT_BASE_MS
 from node.core import (
     Block,
+    BlockHeader,
     CoreConfig,
     Ed25519Signer,
     Ed25519Verifier,
@@ -22,6 +23,7 @@ from node.core import (
     Timeout,
     TxForward,
     Vote,
+    decode_header,
     verify_certificate,
 )
 from node.crypto import sha256
@@ -45,6 +47,10 @@ class Disk:
 
     def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None:
         return self.blocks.get(height)
+
+    def committed_header(self, height: int) -> BlockHeader | None:
+        got = self.committed_block(height)
+        return None if got is None else decode_header(got[0].header)
 
     def tx_committed(self, tx: bytes) -> bool:
         return any(tx in b.txs for b, _ in self.blocks.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from node.config import BLOCK_BYTES_MAX, CONSENSUS_MESSAGE_BYTES_MAX, TX_BYTES_MAX
 from node.core import (
     Block,
+    BlockHeader,
     CoreConfig,
     Phase,
     Quorum,
@@ -12,6 +13,7 @@ from node.core import (
     Replica,
     SyncRequest,
     SyncResponse,
+    decode_header,
     encode_message,
     genesis_hash,
 )
@@ -39,6 +41,10 @@ class _BigBlocks:
 
     def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None:
         return self.blocks[height - 1] if 1 <= height <= len(self.blocks) else None
+
+    def committed_header(self, height: int) -> BlockHeader | None:
+        got = self.committed_block(height)
+        return None if got is None else decode_header(got[0].header)
 
     def tx_committed(self, tx: bytes) -> bool:
         return False
