@@ -69,7 +69,8 @@ async def _run(args: argparse.Namespace, net: Network, raw_file: Path) -> dict[s
     seen: dict[int, list[tuple[int, float, int]]] = {i: [] for i in range(args.count + 1)}
     watchers = [asyncio.create_task(_watch(net, i, out)) for i, out in seen.items()]
     await asyncio.sleep(args.before)
-    down = _down_set(net, args.pick, args.count, args.seed)  # the leader of now
+    # The leader of now (status calls in a thread: the watchers keep timing blocks).
+    down = await asyncio.to_thread(_down_set, net, args.pick, args.count, args.seed)
     kill_at = time.time()
     for i in down:
         kill_node(net, i)

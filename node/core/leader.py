@@ -10,15 +10,19 @@ on agreeing on it, see docs/consensus.md).
 
 *Reputation* (as Diem/Aptos' LeaderReputation, in a simple form). A committed block's
 header names its proposer and the view it was first proposed in; the views between the
-parent's view and the block's were views whose leader did not produce a committed block,
-charged to the leaders those views had when they ran. Over the last
-``LEADER_WINDOW_BLOCKS`` committed blocks, a validator whose latest outcome is such a
-failure is *excluded*, the most recent failures first, at most ``n - q`` of them (so at
-least q validators remain candidates; more than n - q down is beyond the liveness bound
-anyway). An excluded validator comes back when its failure leaves the window (a re-probe:
-one timeout if it is still down) or when it proposes a committed block again. The schedule
-is replayed from block 1 at start (``Replica`` reads each header once), so a restarted
-replica computes exactly what the others do.
+parent's view and the block's were views whose leader did not produce a committed block.
+Each is charged, when the block commits, to the leader it had when it ran (the schedule as
+it stood after the parent), once: a later change of the candidates never moves a past
+failure onto another validator. A validator whose latest outcome is a failure is
+*excluded* for a penalty that doubles with each failure since it last led a committed
+block (``LEADER_PENALTY_BASE_BLOCKS`` committed blocks, up to
+``LEADER_PENALTY_MAX_BLOCKS``), the most recent failures first, at most ``n - q`` at once
+(so at least q validators remain candidates; more than n - q down is beyond the liveness
+bound anyway). When its penalty ends it is tried once more (one timeout if it is still
+down, and a penalty twice as long); when it leads a committed block it is trusted again.
+The state is a few integers per validator, updated per committed block in order: a
+restarted replica replays it from block 1 (headers alone) and computes exactly what the
+others have.
 
 *Spread.* The candidates are visited with a stride coprime to their number, as far from 1
 as possible (11 of 26), so validators adjacent in index order, when down together, are not
@@ -28,10 +32,9 @@ than min(s, m - s) adjacent candidates.
 
 from __future__ import annotations
 
-from collections import deque
 from math import gcd
 
-from node.config import LEADER_WINDOW_BLOCKS
+from node.config import LEADER_PENALTY_BASE_BLOCKS, LEADER_PENALTY_MAX_BLOCKS
 
 __all__ = ["LeaderSchedule", "stride"]
 
@@ -47,29 +50,27 @@ def stride(m: int) -> int:
 
 
 class LeaderSchedule:
-    """The leader of each view, from the (view, proposer) of every committed block, in order.
+    """The leader of each view, from the (view, proposer) of every committed block, in order."""
 
-    When a block is committed, the views between its parent's and its own are charged to
-    the leaders they had *then* (the schedule as it stood after the parent), and that
-    attribution is kept as a fact of the block: it is never recomputed, so a later change
-    of the candidates cannot move a past failure onto another validator. The candidates
-    are a function of the facts of the last ``window`` blocks.
-    """
-
-    def __init__(self, n: int, excluded_max: int, window: int = LEADER_WINDOW_BLOCKS) -> None:
-        if not (n > 0 and 0 <= excluded_max < n and window > 0):
-            raise ValueError("a schedule needs n > 0, 0 <= excluded_max < n and a window")
-        self.n, self._excluded_max, self._window = n, excluded_max, window
-        # Per committed block of the window, oldest first: (proposer, leaders that failed).
-        self._facts: deque[tuple[int, tuple[int, ...]]] = deque(maxlen=window)
+    def __init__(
+        self,
+        n: int,
+        excluded_max: int,
+        *,
+        penalty_base: int = LEADER_PENALTY_BASE_BLOCKS,
+        penalty_max: int = LEADER_PENALTY_MAX_BLOCKS,
+    ) -> None:
+        if not (n > 0 and 0 <= excluded_max < n and 0 < penalty_base <= penalty_max):
+            raise ValueError("a schedule needs n > 0, 0 <= excluded_max < n and penalties")
+        self.n, self._excluded_max = n, excluded_max
+        self._penalty_base, self._penalty_max = penalty_base, penalty_max
+        self._height = 0  # committed blocks seen
         self._last_view: int | None = None
+        self._failed_at = [0] * n  # height of the block that charged its latest failure
+        self._ok_at = [0] * n  # height of its latest committed block
+        self._strikes = [0] * n  # failures since it last led a committed block
         self._candidates: tuple[int, ...] = tuple(range(n))
         self._stride = stride(n)
-
-    @property
-    def window(self) -> int:
-        """How many of the last committed blocks the schedule looks at."""
-        return self._window
 
     @property
     def candidates(self) -> tuple[int, ...]:
@@ -84,26 +85,31 @@ class LeaderSchedule:
 
     def committed(self, view: int, proposer: int) -> None:
         """A block first proposed in ``view`` by ``proposer`` was committed (in order)."""
-        failed: tuple[int, ...] = ()
+        self._height += 1
         if self._last_view is not None and view > self._last_view + 1:
             # At most one rotation's worth: older views of a long gap repeat the same
             # validators, and a huge gap would otherwise cost a long loop.
             first = max(self._last_view + 1, view - len(self._candidates))
-            failed = tuple(self.leader(w) for w in range(first, view))
+            for i in {self.leader(w) for w in range(first, view)}:
+                self._failed_at[i] = self._height
+                self._strikes[i] += 1
         self._last_view = view
-        self._facts.append((proposer, failed))
-        if failed or proposer in self.excluded or len(self._facts) == self._window:
-            self._recompute()
+        if 0 <= proposer < self.n:
+            self._ok_at[proposer] = self._height
+            self._strikes[proposer] = 0
+        self._recompute()
+
+    def _penalty(self, strikes: int) -> int:
+        return min(self._penalty_max, self._penalty_base << min(strikes - 1, 30))
 
     def _recompute(self) -> None:
-        failed_at: dict[int, int] = {}  # validator -> position of its latest failure
-        ok_at: dict[int, int] = {}  # validator -> position of its latest committed block
-        for pos, (proposer, failed) in enumerate(self._facts):
-            for i in failed:
-                failed_at[i] = pos
-            ok_at[proposer] = pos
-        latest = sorted((p, i) for i, p in failed_at.items() if p > ok_at.get(i, -1))
-        out = {i for _, i in latest[max(0, len(latest) - self._excluded_max) :]}
+        failing = sorted(
+            (self._failed_at[i], i)
+            for i in range(self.n)
+            if self._failed_at[i] > self._ok_at[i]
+            and self._height - self._failed_at[i] < self._penalty(self._strikes[i])
+        )
+        out = {i for _, i in failing[max(0, len(failing) - self._excluded_max) :]}
         new = tuple(i for i in range(self.n) if i not in out)
         if new != self._candidates:
             self._candidates, self._stride = new, stride(len(new))

@@ -46,8 +46,8 @@ def test_validators_that_failed_to_lead_are_skipped_at_most_n_minus_q() -> None:
     assert all(sched.leader(v) not in sched.excluded for v in range(50))
 
 
-def test_a_validator_that_leads_again_is_trusted_again_and_the_window_forgets() -> None:
-    sched = LeaderSchedule(4, 1, window=8)
+def test_a_validator_that_leads_again_is_trusted_again_and_a_penalty_ends() -> None:
+    sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
     _commit_views(sched, [0])
     dead = sched.leader(1)
     _commit_views(sched, [2])
@@ -58,14 +58,29 @@ def test_a_validator_that_leads_again_is_trusted_again_and_the_window_forgets() 
     dead = sched.leader(5)
     _commit_views(sched, [6])
     assert sched.excluded == {dead}
-    _commit_views(sched, list(range(7, 7 + 8)))  # eight healthy blocks: the failure left
+    _commit_views(sched, list(range(7, 7 + 8)))  # eight blocks since: its penalty is over
     assert sched.excluded == frozenset()
+
+
+def test_a_validator_failing_again_sits_out_twice_as_long() -> None:
+    sched = LeaderSchedule(26, 10, penalty_base=4)
+    dead = 5
+    view, sat_out = 0, []
+    for _ in range(200):
+        view += 1
+        while sched.leader(view) == dead:
+            view += 1  # its view times out
+            sat_out.append(0)
+        sched.committed(view, sched.leader(view))
+        if sat_out:
+            sat_out[-1] += dead in sched.excluded
+    assert sat_out[:4] == [4, 8, 16, 32]
 
 
 def test_a_failure_stays_charged_to_the_leader_of_its_time() -> None:
     """The cascade this rule prevents: recomputing old gaps with today's candidates moved
     failures onto live validators (seen at 26/16 with 10 down, once the window turned)."""
-    sched = LeaderSchedule(26, 10, window=16)
+    sched = LeaderSchedule(26, 10, penalty_base=16)
     dead = set(range(14, 24))
     view = 0
     for _ in range(300):
