@@ -52,8 +52,8 @@ CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
 BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a fresh block timed this far from us
 # A validator that failed to lead sits out this many committed blocks, doubling with each
 # failure since it last led a committed block (node/core/leader.py).
-LEADER_PENALTY_BASE_BLOCKS: Final = 64
-LEADER_PENALTY_MAX_BLOCKS: Final = 4_096
+LEADER_PENALTY_BASE_BLOCKS: Final = 256
+LEADER_PENALTY_MAX_BLOCKS: Final = 16_384
 # Work one peer can cause (token buckets in node/core/budget.py): signature verifications
 # (a certificate counts its signatures, a forwarded transaction two) and bytes of catch-up.
 PEER_VERIFY_PER_S: Final = 2_000
