@@ -510,7 +510,7 @@ def free_port_base(
             base + off + i for off in (0, CLIENT_PORT_OFFSET, METRICS_PORT_OFFSET) for i in range(n)
         ]
         ports += also(base) if also else []
-        if all(_bindable(host, p) for p in ports):
+        if all(p < _EPHEMERAL_PORT_MIN and _bindable(host, p) for p in ports):
             return base
     raise NetgenError(f"no free range of ports on {host} for {n} nodes")
 
