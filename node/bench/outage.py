@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import json
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -72,10 +73,18 @@ async def _run(args: argparse.Namespace, net: Network, raw_file: Path) -> dict[s
     # The leader of now (status calls in a thread: the watchers keep timing blocks).
     down = await asyncio.to_thread(_down_set, net, args.pick, args.count, args.seed)
     kill_at = time.time()
+    sig = signal.SIGSTOP if args.pause_s else signal.SIGKILL
     for i in down:
-        kill_node(net, i)
-    print(f"outage: killed {len(down)} validators {down} at t={args.before:g} s", flush=True)
-    await asyncio.sleep(args.after)
+        kill_node(net, i, sig)
+    what = f"paused for {args.pause_s:g} s" if args.pause_s else "killed"
+    print(f"outage: {what} {len(down)} validators {down} at t={args.before:g} s", flush=True)
+    if args.pause_s:
+        await asyncio.sleep(args.pause_s)
+        for i in down:
+            kill_node(net, i, signal.SIGCONT)
+        await asyncio.sleep(max(0.0, args.after - args.pause_s))
+    else:
+        await asyncio.sleep(args.after)
     for w in watchers:
         w.cancel()
     await asyncio.gather(*watchers, return_exceptions=True)
@@ -156,6 +165,12 @@ def parser() -> argparse.ArgumentParser:
         help="the leader and the next validators in index order, or a seeded random set",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of --pick random")
+    p.add_argument(
+        "--pause-s",
+        type=float,
+        default=0.0,
+        help="SIGSTOP the validators for this long, then SIGCONT (default: kill -9)",
+    )
     p.add_argument("--rate", type=float, default=20.0, help="trades per second offered")
     p.add_argument("--before", type=float, default=30.0, help="seconds of load before kill")
     p.add_argument("--after", type=float, default=60.0, help="seconds of load after it")

@@ -86,6 +86,11 @@ class Mempool:
     def txs_max(self) -> int:
         return self._txs_max
 
+    def known(self, tx: bytes) -> bool:
+        """Pending, or committed recently: either way nothing to check or add again."""
+        key = tx_key(tx)
+        return key in self._pending or key in self._committed
+
     def contains(self, tx: bytes) -> bool:
         return self.contains_key(tx_key(tx))
 

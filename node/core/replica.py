@@ -1014,7 +1014,9 @@ class Replica:
         share = self._peer_share()
         budget = self._verify_budget.get(src)
         for tx in m.txs[:TX_FORWARD_BATCH_MAX]:
-            if self.mempool.contains(tx):
+            # Already held or already committed: nothing to check (a timeout re-gossips a
+            # node's whole backlog, mostly settled by the time a paused node resumes).
+            if self.mempool.known(tx) or self._source.tx_committed(tx):
                 continue
             if self.mempool.share_full(src, share):
                 self.refused["forward beyond the peer's mempool share"] += 1
@@ -1028,8 +1030,7 @@ class Replica:
                 if not self._tx_check(tx):
                     self.refused["forwarded transaction fails admission checks"] += 1
                     continue
-            if not self._source.tx_committed(tx):
-                self.mempool.add(tx, origin=src, share_max=share)
+            self.mempool.add(tx, origin=src, share_max=share)
 
     def _peer_share(self) -> int:
         return self.mempool.txs_max // max(MEMPOOL_PEER_SHARE_DIVISOR_MIN, self.n - 1)

@@ -259,3 +259,20 @@ def test_a_node_far_behind_catches_up_from_one_request() -> None:
     net.queue.append((3, 0, SyncRequest(1, 16)))
     net.run()
     assert net.disks[3].committed_height() == net.disks[0].committed_height()
+
+
+def test_forwarded_transactions_already_committed_are_not_checked_again() -> None:
+    """A resumed node's timeout re-gossips its whole backlog, mostly settled meanwhile:
+    checking each one's signatures again cost every peer seconds of CPU (measured: a pause
+    of 8 of 26 validators stalled the cluster 8 s after they resumed)."""
+    checked: list[bytes] = []
+
+    def check(tx: bytes) -> bool:
+        checked.append(tx)
+        return True
+
+    net = Net(tx_check=check)
+    _commit_one(net, b"settled")
+    checked.clear()
+    net.nodes[2].step(3, TxForward((b"settled", b"new")))
+    assert checked == [b"new"]
