@@ -197,7 +197,6 @@ class Replica:
         self._votes: dict[Phase, dict[int, bytes]] = {}
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
-        self._tc_block: tuple[int, Block] | None = None  # (TC view, its high lock's block)
         self._sync_target = 0
         self._sync_sent_ms: int | None = None
         self._sync_peer = (config.me + 1) % self.n
