@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 from node import crypto
 from node.config import (
     ADMISSION_EXPIRY_TOLERANCE_MS,
-    CATCHUP_BATCH_BLOCKS_MAX,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
@@ -57,7 +56,6 @@ from node.core import (
     Quorum,
     QuorumCert,
     Replica,
-    SyncRequest,
     encode_block,
     encode_message,
     encode_qc,
@@ -272,8 +270,8 @@ class Node:
         if peer_height <= self.replica.committed_height:
             return
         self._last_probe_ms[peer] = now
-        req = SyncRequest(self.replica.committed_height + 1, CATCHUP_BATCH_BLOCKS_MAX)
-        self.send_frame(peer, _encode(req))
+        self.replica.peer_height(peer, peer_height)
+        self._drain()
 
     def start(self) -> None:
         """Replay the intake log into the mempool, then run the first drain."""

@@ -13,6 +13,7 @@ from dataclasses import replace
 from node.config import (
     BLOCK_TIME_DRIFT_MAX_MS,
     CATCHUP_RESPONSE_BYTES_MAX,
+    CATCHUP_RETRY_MS,
     PEER_SYNC_BYTES_BURST,
     PEER_VERIFY_BURST,
     PEER_VERIFY_PER_S,
@@ -31,6 +32,7 @@ from node.core import (
     timeout_message,
     verify_timeout_cert,
 )
+from node.core.codec import encode_message
 from node.merkle import EMPTY_ROOT
 from tests.sim.harness import HashSigner
 from tests.unit.test_core_replica import CHAIN, ROOT0, Net
@@ -41,6 +43,18 @@ def _commit_one(net: Net, trade: bytes = b"trade-1") -> None:
     net.run()
     net.tick(net.nodes[0].now_ms + 10)  # the empty block that certifies the results
     assert all(d.committed_height() >= 1 for i, d in enumerate(net.disks) if i not in net.down)
+
+
+def _behind_by_many(net: Net) -> int:
+    """Node 3 misses 25 trades and their results blocks; returns the time reached."""
+    net.down, now = {3}, 0
+    for k in range(25):
+        net.nodes[k % 3].submit(b"trade-%d" % k)
+        for _ in range(6):
+            now += 300
+            net.tick(now)
+    net.down = set()
+    return now
 
 
 def _lying_timeout(t: Timeout, height: int, lock_view: int | None = None) -> Timeout:
@@ -217,20 +231,26 @@ def test_a_flooding_peer_is_cut_off_at_its_verification_budget_and_refills() -> 
 
 
 def test_catch_up_answers_are_bounded_in_bytes_per_peer() -> None:
+    """A peer gets at most its burst in bytes of answers at once, counted as the answers
+    are on the wire (blocks and the certificates they really carry), then its rate."""
     net = Net()
     for k in range(3):
-        _commit_one(net, b"trade-%d" % k)
-    node, served = net.nodes[1], 0
-    for _ in range(50):
+        _commit_one(net, b"trade-%d-" % k + bytes(4_000))
+    node, requests = net.nodes[1], 1_000
+    for _ in range(requests):
         node.step(2, SyncRequest(1, 16), now_ms=5)
-    for ready in [node.ready()]:
-        for _, msg in ready.to_send:
-            if isinstance(msg, SyncResponse):
-                served += 1
+    answers = [m for _, m in node.ready().to_send if isinstance(m, SyncResponse)]
     node.advance()
-    assert 0 < served < 50
-    assert node.refused["peer over catch-up budget"] == 50 - served
+    one = len(encode_message(answers[0]))
+    assert 0 < len(answers) < requests
+    assert node.refused["peer over catch-up budget"] == requests - len(answers)
+    # Charged what the answers weigh (within a few bytes each), not a worst case.
+    assert len(answers) * one * 1.05 >= PEER_SYNC_BYTES_BURST
+    assert (len(answers) - 1) * one <= PEER_SYNC_BYTES_BURST
     assert PEER_SYNC_BYTES_BURST >= CATCHUP_RESPONSE_BYTES_MAX  # one full answer always fits
+    # The rate comes back: after a second, a second's worth.
+    node.step(2, SyncRequest(1, 16), now_ms=5 + 1_000)
+    assert any(isinstance(m, SyncResponse) for _, m in node.ready().to_send)
 
 
 def test_timeouts_for_far_future_views_are_ignored_before_any_check() -> None:
@@ -248,17 +268,53 @@ def test_a_node_far_behind_catches_up_from_one_request() -> None:
     that move it on are followed up until it holds everything, with no certificate to
     name the target."""
     net = Net()
-    net.down, now = {3}, 0
-    for k in range(25):  # 25 trades, each followed by its results block
-        net.nodes[k % 3].submit(b"trade-%d" % k)
-        for _ in range(6):
-            now += 300
-            net.tick(now)
+    _behind_by_many(net)
     assert net.disks[3].committed_height() == 0 and net.disks[0].committed_height() >= 40
-    net.down = set()
     net.queue.append((3, 0, SyncRequest(1, 16)))
     net.run()
     assert net.disks[3].committed_height() == net.disks[0].committed_height()
+
+
+def test_a_restarted_node_asking_every_peer_at_once_still_catches_up_fully() -> None:
+    """Every peer's hello starts a request chain; the chains' answers overlap, and one
+    that only partly moves the node on must not end its chain (CI saw a restarted node stop
+    60 blocks short on an idle cluster)."""
+    net = Net()
+    _behind_by_many(net)
+    # Hellos seen at different heights: each chain starts where the node stood then.
+    for peer, start in ((0, 1), (1, 5), (2, 9)):
+        net.queue.append((3, peer, SyncRequest(start, 16)))
+    net.run()
+    assert net.disks[3].committed_height() == net.disks[0].committed_height()
+
+
+def test_a_peer_word_of_its_height_is_caught_up_to_though_that_peer_is_silent() -> None:
+    """A hello names a height nothing proves yet; the node asks the peer, and when it does
+    not answer (gone, or over its budget for us) asks the next, as for a certified height."""
+    net = Net()
+    now = _behind_by_many(net)
+    top = net.disks[0].committed_height()
+    net.down = {0}
+    net.nodes[3].peer_height(0, top)
+    net.run()
+    assert net.disks[3].committed_height() == 0  # validator 0 said it, and went silent
+    net.tick(now + CATCHUP_RETRY_MS)
+    assert net.disks[3].committed_height() == top
+
+
+def test_a_peer_that_lies_about_its_height_costs_one_round_of_requests() -> None:
+    net = Net()
+    _commit_one(net)
+    node, top = net.nodes[3], net.disks[3].committed_height()
+    node.peer_height(2, top + 1_000_000)
+    asked = 0
+    for _ in range(40):  # 20 s of retries
+        net.tick(node.now_ms + CATCHUP_RETRY_MS)
+        asked += sum(isinstance(m, SyncRequest) for r in net.readies[3] for _, m in r.to_send)
+        net.readies[3].clear()
+    assert node.committed_height == top
+    assert asked <= net.quorum.n  # the first request and one round of retries, then quiet
+    assert node.deadline_ms() is None or node.deadline_ms() > node.now_ms
 
 
 def test_forwarded_transactions_already_committed_are_not_checked_again() -> None:
