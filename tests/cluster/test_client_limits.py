@@ -120,6 +120,9 @@ async def test_one_connection_cannot_take_every_finality_wait(cluster: Cluster) 
 
 async def test_one_connection_cannot_take_every_block_stream(cluster: Cluster) -> None:
     async with _connection(cluster, 2) as hog, _connection(cluster, 2) as other:
+        # Block 1 of its own for the streams to send: alone on a fresh cluster there is none
+        # (it used to rely on the trades of the tests before it, and hung when run alone).
+        await _settled(other, cluster.txf.signed(cluster.txf.transfer()))
         streams = [
             pb_grpc.LedgerStub(hog).StreamBlocks(pb.StreamBlocksRequest(from_height=1))
             for _ in range(BLOCK_STREAMS_PER_CONNECTION_MAX)

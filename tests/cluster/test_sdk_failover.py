@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from tests.cluster.harness import Cluster, running_cluster, wait_until
 pytestmark = pytest.mark.slow
 
 PAUSED = 1  # the client's preferred node
-# The SDK's bound, one view change in case the paused node leads the current view, and
-# slack for a 2-core machine shared with other work.
+# The deadline of each wait through the paused node (a FinalityTimeoutError beyond it, so
+# no duration is measured): the SDK's failover bound, one view change in case the paused
+# node leads the current view, and slack for a 2-core machine shared with other work.
 SETTLE_BOUND_S = SILENT_NODE_FAILOVER_S + VIEW_TIMEOUT_BASE_MS / 1000 + 1.5
 
 
@@ -86,11 +86,8 @@ async def _submit_through_paused_node(cluster: Cluster, *, connected: bool) -> N
             load_key(cluster.net.run_dir / "participants" / "BANK05.key"),
         )
         async with _paused(cluster, PAUSED):
-            start = time.monotonic()
-            receipt = await c.submit(stx, timeout_s=30, prove_result=False)
-            elapsed = time.monotonic() - start
+            receipt = await c.submit(stx, timeout_s=SETTLE_BOUND_S, prove_result=False)
     assert receipt.ok
-    assert elapsed <= SETTLE_BOUND_S, f"settled in {elapsed:.1f} s, bound {SETTLE_BOUND_S} s"
     await asyncio.to_thread(wait_until, lambda: _all_agree(cluster), 30, "all nodes agree")
     assert len(_recorded_once_everywhere(cluster, stx.tx_id)) == 1
     for i in range(cluster.net.n):
@@ -117,11 +114,9 @@ async def test_a_finality_wait_leaves_a_paused_node(cluster: Cluster) -> None:
         await c.submit(stx, prove_result=False)  # settled, through the preferred node
         assert c.current_endpoint == c.endpoints[0]
         async with _paused(cluster, PAUSED):
-            start = time.monotonic()
-            receipt = await c.receipt(stx.tx_id, timeout_s=30)  # waits for the result proof
-            elapsed = time.monotonic() - start
+            # waits for the result proof
+            receipt = await c.receipt(stx.tx_id, timeout_s=SETTLE_BOUND_S)
     assert receipt.ok and receipt.result_proof is not None
-    assert elapsed <= SETTLE_BOUND_S, f"answered in {elapsed:.1f} s, bound {SETTLE_BOUND_S} s"
 
 
 def _agree(c: Cluster, nodes: list[int]) -> bool:
@@ -155,11 +150,8 @@ async def test_a_trade_held_only_by_a_paused_node_is_resent_and_takes_effect_onc
                 await asyncio.to_thread(start_node, cluster.net, i)
             await asyncio.to_thread(wait_until, lambda: _agree(cluster, others), 30, "quorum back")
             assert c.current_endpoint == c.endpoints[0]  # still the paused node
-            start = time.monotonic()
-            receipt = await c.submit(stx, timeout_s=30, prove_result=False)
-            elapsed = time.monotonic() - start
+            receipt = await c.submit(stx, timeout_s=SETTLE_BOUND_S, prove_result=False)
     assert receipt.ok
-    assert elapsed <= SETTLE_BOUND_S, f"settled in {elapsed:.1f} s, bound {SETTLE_BOUND_S} s"
     await asyncio.to_thread(wait_until, lambda: _all_agree(cluster), 30, "all nodes agree")
     await asyncio.to_thread(cluster.settle, cluster.txf.signed(cluster.txf.transfer()), PAUSED)
     assert len(_recorded_once_everywhere(cluster, stx.tx_id)) == 1
