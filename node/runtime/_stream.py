@@ -139,7 +139,7 @@ class SubmitSession:
                 while self._refusals_queued >= SUBMIT_STREAM_ERRORS_QUEUED_MAX:
                     self._room.clear()
                     await self._room.wait()  # the client is not reading: stop reading too
-        except Exception as e:  # a request that does not parse (aborted): end the call
+        except Exception as e:  # a request that does not parse: ``events`` ends the call
             self._reader_error = e
         finally:
             self._reading = False

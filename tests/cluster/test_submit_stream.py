@@ -26,6 +26,7 @@ from client import (
     ResultCode,
 )
 from node.cluster import client_aio_channel, kill_node, start_node
+from node.config import CLIENT_MESSAGE_BYTES_MAX, TX_BYTES_MAX
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import SignedTx
 from node.wire import ledger_pb2 as pb
@@ -38,6 +39,10 @@ INFLIGHT_MAX = 32  # the module cluster's submit_stream_inflight_max
 TRADES = 300
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 TERMINAL = ("final", "error")
+
+
+def _code(status: grpc.StatusCode) -> int:
+    return int(status.value[0])
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +157,28 @@ def test_a_request_that_does_not_parse_ends_the_stream_with_invalid_argument(
     err = asyncio.run(run())
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "SubmitStreamRequest" in (err.details() or "")
+
+
+def test_size_limits_apply_per_request_and_per_message(cluster: Cluster) -> None:
+    """Over TX_BYTES_MAX: that request's error, as Submit says it; over the client port's
+    message limit: gRPC ends the call (RESOURCE_EXHAUSTED), as it does a unary call."""
+    big, huge = b"\x01" * (TX_BYTES_MAX + 1), b"\x01" * (CLIENT_MESSAGE_BYTES_MAX + 1)
+
+    async def run() -> tuple[pb.SubmitStreamEvent, grpc.aio.AioRpcError]:
+        async with client_aio_channel(cluster.net, 3) as ch:
+            call = pb_grpc.LedgerStub(ch).SubmitStream()
+            await call.read()  # opened
+            await call.write(pb.SubmitStreamRequest(correlation=1, transaction=big))
+            event = await call.read()
+            await call.write(pb.SubmitStreamRequest(correlation=2, transaction=huge))
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await call.read()
+            return event, e.value
+
+    event, err = asyncio.run(run())
+    assert event.correlation == 1 and event.error.status == _code(grpc.StatusCode.INVALID_ARGUMENT)
+    assert f"exceeds the limit of {TX_BYTES_MAX}" in event.error.message
+    assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_the_sdk_stream_settles_verifies_and_raises_as_submit_does(cluster: Cluster) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,9 +16,16 @@ import pytest
 
 from client import BusyError, FinalityTimeoutError, InvalidTransactionError, UnavailableError
 from client._stream import stream_error
-from node.config import SUBMIT_STREAM_ERRORS_QUEUED_MAX, TX_BYTES_MAX
+from node.config import SUBMIT_STREAM_ERRORS_QUEUED_MAX, SUBMIT_STREAM_INFLIGHT_MAX, TX_BYTES_MAX
 from node.core.mempool import AddResult
 from node.crypto import sha256
+from node.netconfig import (
+    ConfigError,
+    NodeConfig,
+    PeerAddress,
+    load_node_config,
+    write_node_config,
+)
 from node.runtime._metrics import Metrics
 from node.runtime._shares import Shares
 from node.runtime._stream import Refusal, SubmitSession, offer
@@ -262,3 +270,36 @@ def test_error_events_raise_what_the_unary_call_raises(
     assert type(err) is error
     if error is not FinalityTimeoutError:
         assert "the node's words" in str(err)
+
+
+def _node_config(tmp: Path, **over: Any) -> NodeConfig:
+    paths = {f: tmp / f for f in ("genesis", "data_dir", "signing_key", "tls_pinned")}
+    paths |= {"tls_cert": tmp / "c.pem", "tls_key": tmp / "k.pem"}
+    return NodeConfig(
+        validator=0,
+        listen_host="127.0.0.1",
+        peer_port=7000,
+        client_port=8000,
+        metrics_port=9000,
+        peers=(PeerAddress(1, "127.0.0.1:7001", "node-01"),),
+        **paths,
+        **over,
+    )
+
+
+def test_a_node_config_may_lower_the_in_flight_bound_and_no_more(tmp_path: Path) -> None:
+    cfg = _node_config(tmp_path, submit_stream_inflight_max=4)
+    write_node_config(tmp_path / "node.json", cfg)
+    assert load_node_config(tmp_path / "node.json").submit_stream_inflight_max == 4
+    default = _node_config(tmp_path)
+    write_node_config(tmp_path / "default.json", default)
+    assert "submit_stream_inflight_max" not in (tmp_path / "default.json").read_text()
+    assert load_node_config(tmp_path / "default.json").submit_stream_inflight_max == (
+        SUBMIT_STREAM_INFLIGHT_MAX
+    )
+    for bad in (0, SUBMIT_STREAM_INFLIGHT_MAX + 1):
+        with pytest.raises(
+            ConfigError,
+            match=f"submit_stream_inflight_max: must be 1..{SUBMIT_STREAM_INFLIGHT_MAX}",
+        ):
+            _node_config(tmp_path, submit_stream_inflight_max=bad)
