@@ -161,6 +161,9 @@ class SubmitStream:
             self._break(UnavailableError(f"stream to {self.address}", [why]))
         except LedgerError as e:
             self._break(e)
+        except Exception as e:  # a bug here must not leave the futures waiting forever
+            self._break(LedgerError(f"stream to {self.address} failed: {e!r}"))
+            raise
 
     def _on_event(self, event: pb.SubmitStreamEvent) -> None:
         kind = event.WhichOneof("kind")
@@ -205,9 +208,8 @@ class SubmitStream:
             if p.timer is not None:
                 p.timer.cancel()
             _settle(p.future, err)
-        for _ in self._pending:
-            self._slots.release()  # wake submitters: they see the stream is broken
         self._pending.clear()
+        # Wake one waiting submitter: it sees the break and releases again, waking the next.
         self._slots.release()
 
     async def aclose(self) -> None:
