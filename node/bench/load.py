@@ -208,7 +208,9 @@ class _Sender:
 
 async def _settle(sender: _Sender, k: int, raw: bytes, t: _Trade, run: _Run) -> None:
     run.inflight += 1
-    t.start_us = _now_us()
+    # Sent no earlier than scheduled (the generator sleeps until then on the monotonic
+    # clock); a wall-clock reading a few microseconds before it is the two clocks' skew.
+    t.start_us = max(_now_us(), t.sched_us)
     try:
         receipt = await sender.settle(k, raw)
         t.code, t.height = receipt.code.name, receipt.height
