@@ -10,11 +10,16 @@ a refusal only with its result proof, ADR 0007), or ``error`` as the typed error
 unary call would raise. A slot frees when its terminal event arrives, which the node sent
 after freeing it there, so the client never exceeds the node's in-flight limit.
 
-A stream lives on one node. If it breaks (the node goes down, the connection drops),
-every future still open fails with ``UnavailableError`` (``retry_safe``: resubmitting
-the same transaction, on a new stream or with ``submit``, settles it at most once) and
-the stream refuses further submissions. A node that stops answering is caught by each
-future's deadline (``timeout_s`` plus the RPC timeout): ``FinalityTimeoutError``.
+Failover. When the stream breaks (the node goes down or ends the call, the connection
+drops), the reader opens a new stream on the next endpoint (``reopen``: the client's
+failover, bounded as any call) and resends every submission still in flight there under
+the same correlation; resending is idempotent (a transaction id settles at most once, the
+node answers ``ALREADY_PENDING`` or ``ALREADY_COMMITTED`` and then its final), so each
+future still gets one outcome. New submissions wait while it reconnects. Only when no
+endpoint opens a stream, or ``STREAM_REOPENS_MAX`` reopens in a row bring no answer, do
+the futures still open fail with ``UnavailableError`` (``retry_safe``). A node that
+stops answering without breaking the connection is caught by each future's deadline
+(``timeout_s`` plus the RPC timeout): ``FinalityTimeoutError``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +44,7 @@ from client._errors import (
     RejectedError,
     UnavailableError,
 )
-from client._limits import SUBMIT_TIMEOUT_DEFAULT_S
+from client._limits import STREAM_REOPENS_MAX, SUBMIT_TIMEOUT_DEFAULT_S
 from client._trades import SignedTransaction
 from node.receipt import Receipt
 from node.wire import ledger_pb2 as pb
@@ -71,12 +76,18 @@ class _Pending:
     tid: bytes
     future: asyncio.Future[Receipt]
     timeout_s: float
+    request: pb.SubmitStreamRequest  # resent as it is after a failover
     timer: asyncio.TimerHandle | None = None
 
 
-# The AsyncLedgerClient's part a stream needs: verify a receipt, fetch a proven one.
+# The AsyncLedgerClient's part a stream needs: verify a receipt, fetch a proven one, and
+# open a stream on another endpoint than the one at ``address`` (call, address).
 Verify = Callable[[pb.Receipt, bytes, bool], Receipt]
 Proven = Callable[[bytes, float], Any]
+Reopen = Callable[[str], Awaitable[tuple[Any, str]]]
+_FAILOVER_CODES = frozenset(
+    {_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED, _Code.UNKNOWN, _Code.INTERNAL, _Code.CANCELLED}
+)
 
 
 class SubmitStream:
@@ -92,8 +103,9 @@ class SubmitStream:
         rpc_timeout_s: float,
         verify: Verify,
         proven: Proven,
+        reopen: Reopen | None = None,
     ) -> None:
-        self._call, self.address = call, address
+        self._call, self.address, self._reopen = call, address, reopen
         self.inflight_max = inflight_max
         self._prove, self._rpc_timeout_s = prove_result, rpc_timeout_s
         self._verify, self._proven = verify, proven
@@ -101,6 +113,10 @@ class SubmitStream:
         self._pending: dict[int, _Pending] = {}
         self._numbers = itertools.count(1)
         self._broken: LedgerError | None = None
+        self._ready = asyncio.Event()  # cleared while reconnecting: submissions wait
+        self._ready.set()
+        self._closing = self._cancelled = False
+        self._reopens = 0  # in a row without an answer
         self._reader = asyncio.create_task(self._read())
         self._followups: set[asyncio.Task[None]] = set()
 
@@ -123,13 +139,12 @@ class SubmitStream:
                 f"{', '.join(missing)}; sign it first (nothing was sent)"
             )
         await self._slots.acquire()
+        await self._ready.wait()
         if self._broken is not None:
             self._slots.release()
             raise self._broken
         loop = asyncio.get_running_loop()
         corr = next(self._numbers)
-        p = _Pending(signed.tx_id, loop.create_future(), timeout_s)
-        self._pending[corr] = p
         req = pb.SubmitStreamRequest(
             correlation=corr,
             transaction=signed.raw,
@@ -137,11 +152,12 @@ class SubmitStream:
             prove_result=self._prove,
             timeout_ms=max(1, math.ceil(timeout_s * 1000)),
         )
+        p = _Pending(signed.tx_id, loop.create_future(), timeout_s, req)
+        self._pending[corr] = p
         p.timer = loop.call_later(timeout_s + self._rpc_timeout_s, self._expire, p)
-        try:
-            await self._call.write(req)
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
-            self._break(UnavailableError(f"stream to {self.address}", [str(e)]))
+        # Registered and written to the same call: if that call breaks meanwhile, the
+        # reader resends this request on the next one (it is in _pending already).
+        await _write(self._call, req)
         return p.future
 
     def _expire(self, p: _Pending) -> None:
@@ -150,20 +166,51 @@ class SubmitStream:
             p.future.set_exception(FinalityTimeoutError(p.tid, p.timeout_s))
 
     async def _read(self) -> None:
+        errors: list[str] = []
         try:
             while True:
-                event = await self._call.read()
-                if event is EOF:
-                    raise UnavailableError(f"stream to {self.address}", ["the stream ended"])
-                self._on_event(event)
-        except grpc.aio.AioRpcError as e:
-            why = f"{e.code().name}: {e.details()}"
-            self._break(UnavailableError(f"stream to {self.address}", [why]))
+                try:
+                    await self._read_call(self._call)
+                    if self._closing and not self._pending:
+                        return  # half-closed and every submission answered: done
+                    errors.append(f"{self.address}: the stream ended")
+                except grpc.aio.AioRpcError as e:
+                    errors.append(f"{self.address}: {e.code().name} {e.details()}")
+                    if self._cancelled or e.code() not in _FAILOVER_CODES:
+                        raise UnavailableError("submit stream", errors) from e
+                if self._cancelled:
+                    return
+                await self._reconnect(errors)
         except LedgerError as e:
             self._break(e)
         except Exception as e:  # a bug here must not leave the futures waiting forever
             self._break(LedgerError(f"stream to {self.address} failed: {e!r}"))
             raise
+
+    async def _read_call(self, call: Any) -> None:
+        """Handle the events of ``call`` until it ends (returns) or fails (raises)."""
+        while True:
+            event = await call.read()
+            if event is EOF:
+                return
+            self._on_event(event)
+
+    async def _reconnect(self, errors: list[str]) -> None:
+        """Open a stream on the next endpoint and resend what is in flight there."""
+        self._reopens += 1
+        if self._reopen is None or self._reopens > STREAM_REOPENS_MAX:
+            raise UnavailableError("submit stream", errors)
+        self._ready.clear()
+        try:
+            self._call.cancel()
+            call, self.address = await self._reopen(self.address)
+        finally:
+            self._ready.set()  # a break below wakes the waiting submitters too
+        self._call = call
+        for p in list(self._pending.values()):
+            await _write(call, p.request)  # a failure shows in the next read
+        if self._closing:
+            await _done_writing(call)
 
     def _on_event(self, event: pb.SubmitStreamEvent) -> None:
         kind = event.WhichOneof("kind")
@@ -172,6 +219,7 @@ class SubmitStream:
         p = self._pending.pop(event.correlation, None)
         if p is None or kind not in ("final", "error"):
             raise BadResponseError(f"unexpected {kind} event for correlation {event.correlation}")
+        self._reopens = 0
         self._slots.release()
         if p.timer is not None:
             p.timer.cancel()
@@ -214,9 +262,9 @@ class SubmitStream:
 
     async def aclose(self) -> None:
         """Half-close, wait for every outstanding final event, then end the call."""
+        self._closing = True
         if self._broken is None:
-            with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError):
-                await self._call.done_writing()
+            await _done_writing(self._call)
             await asyncio.wait({self._reader})
         if self._followups:
             await asyncio.wait(self._followups)
@@ -224,12 +272,27 @@ class SubmitStream:
 
     async def cancel(self) -> None:
         """End the call now; futures still open fail with UnavailableError."""
+        self._cancelled = True
         self._call.cancel()
         tasks = [self._reader, *self._followups]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._break(UnavailableError(f"stream to {self.address}", ["the stream was closed"]))
+
+
+_WRITE_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError)
+
+
+async def _write(call: Any, req: pb.SubmitStreamRequest) -> None:
+    """Write, ignoring a call that failed: the reader sees it fail and resends."""
+    with contextlib.suppress(*_WRITE_ERRORS):
+        await call.write(req)
+
+
+async def _done_writing(call: Any) -> None:
+    with contextlib.suppress(*_WRITE_ERRORS):
+        await call.done_writing()
 
 
 def _settle(fut: asyncio.Future[Receipt], outcome: Receipt | BaseException) -> None:

@@ -270,3 +270,35 @@ def test_in_flight_bound_and_a_client_that_disconnects(tmp_path: Path) -> None:
         for tid in accepted.values():  # accepted means durable, whoever left
             r = stub.WaitForFinality(pb.WaitRequest(tx_id=tid, timeout_ms=60_000), timeout=70)
             assert r.code_name == "OK"
+
+
+def test_the_sdk_stream_fails_over_and_every_trade_settles_once(tmp_path: Path) -> None:
+    """The stream's node dies holding trades no quorum could commit yet: the SDK reopens
+    the stream on the next node, resends them, and each future gets its one receipt."""
+    with running_cluster(tmp_path / "run", 4, 3) as c:
+        for i in (2, 3):
+            assert kill_node(c.net, i)  # no quorum: the trades stay in flight at node 0
+        raws = [c.txf.signed(c.txf.dvp(quantity=1, amount=1)) for _ in range(20)]
+
+        async def run() -> tuple[str, str, list[Receipt]]:
+            async with (
+                AsyncLedgerClient.from_run_dir(c.net.run_dir) as client,
+                client.stream(prove_result=False) as s,
+            ):
+                first = s.address
+                futures = [await s.submit(raw, timeout_s=90) for raw in raws]
+                async with asyncio.timeout(30):  # node 0 holds them all (polled)
+                    while (await client.status())[0].mempool_txs < len(raws):  # type: ignore[union-attr]
+                        await asyncio.sleep(0.05)
+                assert kill_node(c.net, 0)
+                for i in (2, 3):
+                    start_node(c.net, i)
+                receipts = list(await asyncio.gather(*futures))
+                return first, s.address, receipts
+
+        first, after, receipts = asyncio.run(run())
+        assert first == c.net.nodes[0].client_address and after != first
+        assert [r.tx_id for r in receipts] == [SignedTx.decode(raw).tx_id for raw in raws]
+        assert all(r.ok for r in receipts)
+        heights = {(r.height, r.position) for r in receipts}
+        assert len(heights) == len(raws)  # each recorded once, at its own place

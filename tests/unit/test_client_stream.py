@@ -21,6 +21,7 @@ from client import (
     SubmitStream,
     UnavailableError,
 )
+from client._limits import STREAM_REOPENS_MAX
 from client._stream import EOF
 from node.settlement import ResultCode
 from node.wire import ledger_pb2 as pb
@@ -63,7 +64,7 @@ def _raw(k: int) -> bytes:
     return b"signed transaction %d" % k  # SignedTransaction is not parsed until needed
 
 
-def _stream(call: _Call, inflight_max: int, proven: Any = None) -> SubmitStream:
+def _stream(call: _Call, inflight_max: int, proven: Any = None, reopen: Any = None) -> SubmitStream:
     def verify(msg: pb.Receipt, tid: bytes, prove: bool) -> Any:
         return _Receipt(tid, ResultCode(msg.code))
 
@@ -78,6 +79,7 @@ def _stream(call: _Call, inflight_max: int, proven: Any = None) -> SubmitStream:
         rpc_timeout_s=2.0,
         verify=verify,
         proven=proven or no_proof,
+        reopen=reopen,
     )
 
 
@@ -197,3 +199,63 @@ async def test_an_event_for_no_request_breaks_the_stream() -> None:
         async with asyncio.timeout(10):
             await fut
     await s.cancel()
+
+
+async def test_a_broken_stream_resends_what_is_in_flight_on_the_next_node() -> None:
+    first, second = _Call(), _Call()
+    asked: list[str] = []
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        asked.append(failed)
+        return second, "127.0.0.1:8001"
+
+    s = _stream(first, inflight_max=4, reopen=reopen)
+    f1, f2 = await _submit(s, _raw(1)), await _submit(s, _raw(2))
+    first.events.put_nowait(_final(1))
+    first.events.put_nowait(EOF)  # the node ended the call with 2 in flight
+    async with asyncio.timeout(10):
+        assert (await f1).tx_id == _raw(1)[-8:]
+        while not second.sent:
+            await asyncio.sleep(0)
+    assert asked == ["127.0.0.1:8000"] and first.cancelled
+    assert second.sent == [first.sent[1]]  # the same request, the same correlation
+    f3 = await _submit(s, _raw(3))
+    assert [r.correlation for r in second.sent] == [2, 3] and s.address == "127.0.0.1:8001"
+    second.events.put_nowait(_final(2))
+    second.events.put_nowait(_final(3))
+    async with asyncio.timeout(10):
+        assert [(await f).tx_id for f in (f2, f3)] == [_raw(2)[-8:], _raw(3)[-8:]]
+    await s.cancel()
+
+
+async def test_reopens_in_a_row_without_an_answer_end_in_unavailable() -> None:
+    reopened: list[_Call] = []
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        call = _Call()
+        call.events.put_nowait(EOF)  # every node ends the call at once
+        reopened.append(call)
+        return call, failed
+
+    first = _Call()
+    s = _stream(first, inflight_max=2, reopen=reopen)
+    fut = await _submit(s, _raw(1))
+    first.events.put_nowait(EOF)
+    with pytest.raises(UnavailableError) as e:
+        async with asyncio.timeout(10):
+            await fut
+    assert len(reopened) == STREAM_REOPENS_MAX and e.value.retry_safe
+    assert all(c.sent == [first.sent[0]] for c in reopened)  # resent each time
+    await s.cancel()
+
+
+async def test_cancel_does_not_fail_over() -> None:
+    async def reopen(failed: str) -> tuple[Any, str]:
+        raise AssertionError("a cancelled stream must not reopen")
+
+    call = _Call()
+    s = _stream(call, inflight_max=2, reopen=reopen)
+    fut = await _submit(s, _raw(1))
+    await s.cancel()
+    with pytest.raises(UnavailableError, match="closed"):
+        await fut
