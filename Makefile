@@ -60,12 +60,13 @@ RATE ?= 50
 DURATION ?= 60
 WARMUP ?= 10
 OUT ?=
-BENCH_ARGS = --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --rate $(RATE) --duration $(DURATION) --warmup $(WARMUP) $(if $(OUT),--out $(OUT),) $(if $(BENCH_RUN_DIR),--run-dir $(BENCH_RUN_DIR),)
+SUBMIT ?= stream
+BENCH_ARGS = --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --rate $(RATE) --duration $(DURATION) --warmup $(WARMUP) --submit $(SUBMIT) $(if $(OUT),--out $(OUT),) $(if $(BENCH_RUN_DIR),--run-dir $(BENCH_RUN_DIR),)
 
-#? bench: open-loop DvP load through the SDK on a fresh cluster; JSON, table, plots (N=26 Q=16 RATE=50 DURATION=60 WARMUP=10 OUT=bench-out/... BENCH_RUN_DIR=running cluster)
+#? bench: open-loop DvP load through the SDK on a fresh cluster; JSON, table, plots (N=26 Q=16 RATE=50 DURATION=60 WARMUP=10 SUBMIT=stream|unary OUT=bench-out/... BENCH_RUN_DIR=running cluster CHECK="p50<=6,p99<=20": exit 1 if missed)
 .PHONY: bench bench-sweep
 bench: setup
-	$(PY) -m node.bench $(BENCH_ARGS)
+	$(PY) -m node.bench $(BENCH_ARGS) $(if $(CHECK),--check "$(CHECK)",)
 
 #? bench-sweep: raise RATE by 1.5x per step (DURATION=20 each) until p99 > 1 s or trades fail; the highest sustainable rate
 bench-sweep: setup

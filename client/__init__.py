@@ -1,7 +1,8 @@
 """Client SDK for the settlement ledger (async first, with a synchronous wrapper).
 
 - :class:`AsyncLedgerClient` / :class:`LedgerClient`: talk to the validators over TLS,
-  fail over between them, submit with finality, query, follow blocks and account events.
+  fail over between them, submit with finality (one at a time, or many over a submit
+  stream: :class:`SubmitStream`), query, follow blocks and account events.
 - :class:`Transactions`, :func:`sign`, :func:`propose_dvp`, :func:`accept_dvp`: build and
   sign transactions offline, and exchange a DvP between its two parties.
 - :class:`Receipt`, :func:`verify_receipt`: proofs of finality and result, checkable
@@ -38,7 +39,8 @@ from client._errors import (
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
-from client._sync import LedgerClient
+from client._stream import SubmitStream
+from client._sync import LedgerClient, StreamedTx, SyncSubmitStream
 from client._trades import (
     PartialTrade,
     SignedTransaction,
@@ -80,6 +82,9 @@ __all__ = [
     "ResultProof",
     "SignedTransaction",
     "SigningError",
+    "StreamedTx",
+    "SubmitStream",
+    "SyncSubmitStream",
     "TermsMismatchError",
     "TradeError",
     "Transactions",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -62,6 +62,7 @@ from client._limits import (
     TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
 )
+from client._stream import EOF, SubmitStream
 from client._trades import SignedTransaction, Transactions, sign
 from node.core import (
     DecodeError,
@@ -480,6 +481,69 @@ class AsyncLedgerClient:
         except InvalidReceiptError as e:
             raise BadResponseError(f"receipt failed verification: {e}") from e
         return receipt
+
+    # --- the submit stream -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def stream(self, *, prove_result: bool = True) -> AsyncIterator[SubmitStream]:
+        """Many submissions over one ``SubmitStream`` call (client/_stream.py), failing
+        over to the next node with what is in flight: ``fut = await s.submit(stx)``, then
+        ``await fut`` for the verified receipt. Leaving
+        the block waits for every outstanding submission's final event (an exception
+        leaving it cancels the stream instead)."""
+        s = await self.open_stream(prove_result=prove_result)
+        try:
+            yield s
+        except BaseException:
+            await s.cancel()
+            raise
+        await s.aclose()
+
+    async def open_stream(self, *, prove_result: bool = True) -> SubmitStream:
+        """Open a submit stream on the current endpoint, failing over like any call; close
+        it with ``aclose()`` (or use :meth:`stream`). It fails over by itself later."""
+        call, inflight_max, i = await self._call("open a submit stream", self._open_call)
+        return SubmitStream(
+            call,
+            inflight_max,
+            address=self.endpoints[i].address,
+            prove_result=prove_result,
+            rpc_timeout_s=self._rpc_timeout_s,
+            verify=self._verified,
+            proven=self._proven,
+            reopen=self._reopen_stream,
+        )
+
+    async def _reopen_stream(self, failed: str) -> tuple[Any, str]:
+        """A new stream call on another endpoint than ``failed`` (the stream's resend)."""
+        for i, ep in enumerate(self.endpoints):
+            if ep.address == failed:
+                self._advance(i)
+        call, _, i = await self._call("reopen a submit stream", self._open_call)
+        return call, self.endpoints[i].address
+
+    async def _open_call(self, i: int) -> tuple[Any, int, int]:
+        """A SubmitStream call at endpoint ``i`` once its ``opened`` event arrived: (call,
+        the node's in-flight limit, i)."""
+        call = self._stub(i).SubmitStream()
+        try:
+            first = await asyncio.wait_for(call.read(), self._rpc_timeout_s)
+        except TimeoutError as e:
+            call.cancel()
+            raise _SilentNodeError("no answer to opening a submit stream") from e
+        except BaseException:
+            call.cancel()
+            raise
+        if first is EOF or first.WhichOneof("kind") != "opened":
+            call.cancel()
+            raise BadResponseError("a submit stream did not start with its opened event")
+        if first.opened.inflight_max < 1:
+            call.cancel()
+            raise BadResponseError("a submit stream allows no submission in flight")
+        return call, first.opened.inflight_max, i
+
+    async def _proven(self, tid: bytes, timeout_s: float) -> Receipt:
+        return await self.receipt(tid, timeout_s=timeout_s, prove_result=True)
 
     # --- queries ---------------------------------------------------------------------------
 

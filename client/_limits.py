@@ -48,6 +48,9 @@ SILENCE_PROBE_TIMEOUT_S: Final = 0.5
 SILENT_NODE_FAILOVER_S: Final = max(
     RPC_TIMEOUT_DEFAULT_S, SILENCE_CHECK_S + SILENCE_FRESH_S + SILENCE_PROBE_TIMEOUT_S
 )
+# A submit stream that breaks reopens on the next endpoint and resends what is in flight;
+# this many reopens in a row without an answer and its open submissions fail.
+STREAM_REOPENS_MAX: Final = 2 * FAILOVER_ROUNDS_MAX
 WAIT_TIMEOUT_MAX_S: Final = WAIT_TIMEOUT_MAX_MS / 1000  # the node caps one wait at this
 # A restarted node is usable again soon: gRPC's default reconnect backoff grows to 120 s.
 RECONNECT_BACKOFF_INITIAL_MS: Final = 200

@@ -9,7 +9,8 @@ use AsyncLedgerClient there). Not thread-safe: one client per thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -26,11 +27,12 @@ from client._async import (
 )
 from client._keys import ParticipantKey
 from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
+from client._stream import SubmitStream
 from client._trades import SignedTransaction, Transactions
 from node.receipt import Receipt
 from node.settlement import Genesis, Transaction
 
-__all__ = ["LedgerClient"]
+__all__ = ["LedgerClient", "StreamedTx", "SyncSubmitStream"]
 
 T = TypeVar("T")
 
@@ -143,6 +145,19 @@ class LedgerClient:
             )
         return self._run(self._client.submit(stx, wait=False, timeout_s=timeout_s))
 
+    @contextlib.contextmanager
+    def stream(self, *, prove_result: bool = True) -> Iterator[SyncSubmitStream]:
+        """See :meth:`AsyncLedgerClient.stream`: ``h = s.submit(stx)``, then
+        ``h.result()`` for the verified receipt (it runs the client's loop, so every other
+        submission of the stream makes progress meanwhile)."""
+        s = self._run(self._client.open_stream(prove_result=prove_result))
+        try:
+            yield SyncSubmitStream(self._run, s)
+        except BaseException:
+            self._run(s.cancel())
+            raise
+        self._run(s.aclose())
+
     def receipt(
         self,
         tx_id: bytes,
@@ -187,3 +202,42 @@ class LedgerClient:
         finally:
             if self._runner is not None:
                 self._runner.run(agen.aclose())
+
+
+class StreamedTx:
+    """A submission sent over a :class:`SyncSubmitStream`."""
+
+    def __init__(self, run: Callable[[Coroutine[Any, Any, Receipt]], Receipt], tx_id: bytes,
+                 future: asyncio.Future[Receipt]) -> None:  # fmt: skip
+        self._run, self.tx_id, self._future = run, tx_id, future
+
+    def done(self) -> bool:
+        """True once the final (or error) event arrived, or the deadline passed."""
+        return self._future.done()
+
+    def result(self) -> Receipt:
+        """The verified receipt, waiting for it; raises as ``LedgerClient.submit``."""
+        return self._run(_wait(self._future))
+
+
+class SyncSubmitStream:
+    """A submit stream of a :class:`LedgerClient` (from ``LedgerClient.stream()``)."""
+
+    def __init__(self, run: Callable[[Coroutine[Any, Any, Any]], Any], s: SubmitStream) -> None:
+        self._run, self._stream = run, s
+
+    @property
+    def in_flight(self) -> int:
+        return self._stream.in_flight
+
+    def submit(
+        self, stx: SignedTransaction | bytes, *, timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S
+    ) -> StreamedTx:
+        """Send once a slot is free (see :meth:`SubmitStream.submit`)."""
+        signed = stx if isinstance(stx, SignedTransaction) else SignedTransaction(bytes(stx))
+        fut = self._run(self._stream.submit(signed, timeout_s=timeout_s))
+        return StreamedTx(self._run, signed.tx_id, fut)
+
+
+async def _wait(fut: asyncio.Future[Receipt]) -> Receipt:
+    return await asyncio.shield(fut)  # the stream, not this wait, owns the future

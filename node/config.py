@@ -87,6 +87,17 @@ HEALTH_WATCHES_MAX: Final = 64  # grpc.health.v1 Watch streams at once
 WAITERS_PER_CONNECTION_MAX: Final = WAITERS_MAX // 5
 BLOCK_STREAMS_PER_CONNECTION_MAX: Final = BLOCK_STREAMS_MAX // 8
 HEALTH_WATCHES_PER_CONNECTION_MAX: Final = HEALTH_WATCHES_MAX // 8
+# SubmitStream (docs/cluster.md "The submit stream"): streams at once, per node and per
+# connection as for block streams; submissions per stream whose terminal event (final or
+# error) has not been handed to gRPC yet (each also holds one of its connection's
+# finality waits, WAITERS_PER_CONNECTION_MAX); and error events for requests refused
+# without a slot queued before the node stops reading the stream's requests. A slot frees
+# only when its terminal event leaves the queue, so a client that stops reading holds at most
+# 2 * SUBMIT_STREAM_INFLIGHT_MAX + SUBMIT_STREAM_ERRORS_QUEUED_MAX events in the node.
+SUBMIT_STREAMS_MAX: Final = 64
+SUBMIT_STREAMS_PER_CONNECTION_MAX: Final = SUBMIT_STREAMS_MAX // 8
+SUBMIT_STREAM_INFLIGHT_MAX: Final = 1_000
+SUBMIT_STREAM_ERRORS_QUEUED_MAX: Final = 64
 # gRPC core: client connections (TLS handshakes in progress count too), the time a
 # connection may take to finish its TLS handshake, and HTTP/2 streams per connection
 # (calls beyond it queue in the client, they are not refused).
@@ -96,6 +107,7 @@ CLIENT_STREAMS_PER_CONNECTION_MAX: Final = (
     WAITERS_PER_CONNECTION_MAX
     + BLOCK_STREAMS_PER_CONNECTION_MAX
     + HEALTH_WATCHES_PER_CONNECTION_MAX
+    + SUBMIT_STREAMS_PER_CONNECTION_MAX
     + 100  # unary calls in flight
 )
 # Admission refuses a transaction whose expiry is this far behind the node's clock: the

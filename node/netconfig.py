@@ -26,6 +26,7 @@ from node.config import (
     LMDB_MAP_SIZE_MAX_BYTES,
     LMDB_MAP_SIZE_MIN_BYTES,
     MEMPOOL_TXS_MAX,
+    SUBMIT_STREAM_INFLIGHT_MAX,
     VALIDATORS_MAX,
 )
 
@@ -114,6 +115,8 @@ class NodeConfig:
     peers: tuple[PeerAddress, ...]  # every other validator
     log_level: str = "info"
     mempool_txs_max: int = MEMPOOL_TXS_MAX  # lower it to shed load earlier (or to test it)
+    # submissions in flight per SubmitStream; lower it to test the limit
+    submit_stream_inflight_max: int = SUBMIT_STREAM_INFLIGHT_MAX
     # Test-only: a low LMDB map ceiling makes the store fill up (and the node halt) on
     # purpose; tests/cluster/test_failstop.py. Production leaves the default.
     lmdb_map_size_max_bytes: int = LMDB_MAP_SIZE_MAX_BYTES
@@ -135,6 +138,11 @@ class NodeConfig:
             0 < self.mempool_txs_max <= MEMPOOL_TXS_MAX,
             "mempool_txs_max",
             f"must be 1..{MEMPOOL_TXS_MAX}",
+        )
+        _check(
+            0 < self.submit_stream_inflight_max <= SUBMIT_STREAM_INFLIGHT_MAX,
+            "submit_stream_inflight_max",
+            f"must be 1..{SUBMIT_STREAM_INFLIGHT_MAX}",
         )
         indexes = [p.validator for p in self.peers]
         _check(self.validator not in indexes, "peers", "lists this node itself")
@@ -216,7 +224,12 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Read a node config; relative paths resolve against the config file's directory."""
     path = Path(os.path.abspath(path))
     where = path.name
-    optional = {"log_level", "mempool_txs_max", "lmdb_map_size_max_bytes"}
+    optional = {
+        "log_level",
+        "mempool_txs_max",
+        "lmdb_map_size_max_bytes",
+        "submit_stream_inflight_max",
+    }
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
     peers = []
@@ -244,6 +257,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
                 if "lmdb_map_size_max_bytes" in r.doc
                 else LMDB_MAP_SIZE_MAX_BYTES
             ),
+            submit_stream_inflight_max=(
+                r.integer("submit_stream_inflight_max")
+                if "submit_stream_inflight_max" in r.doc
+                else SUBMIT_STREAM_INFLIGHT_MAX
+            ),
             **paths,
         )
 
@@ -267,6 +285,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
         doc["mempool_txs_max"] = cfg.mempool_txs_max
     if cfg.lmdb_map_size_max_bytes != LMDB_MAP_SIZE_MAX_BYTES:
         doc["lmdb_map_size_max_bytes"] = cfg.lmdb_map_size_max_bytes
+    if cfg.submit_stream_inflight_max != SUBMIT_STREAM_INFLIGHT_MAX:
+        doc["submit_stream_inflight_max"] = cfg.submit_stream_inflight_max
     return doc
 
 

@@ -7,6 +7,10 @@ the summary table (``node/bench/report.py`` says what each figure means).
 
 ``--sweep`` instead raises the rate step by step on one cluster until p99 passes 1 s or
 trades fail, and reports the highest sustainable rate with its latencies.
+
+``--check "p50<=6,p99<=20"`` (``make bench CHECK=...``) then compares the result with each
+threshold (``node/bench/check.py``): exit 1 listing every missed one. A CHECK that does
+not parse, or names an unknown metric, is a usage error (exit 2) before anything starts.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from node.bench import report
+from node.bench import check, report
+from node.bench.load import SUBMIT_MODES
 from node.cluster import node_states, start_cluster, stop_cluster
 from node.netconfig import Network, load_network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate
@@ -64,16 +69,14 @@ def cluster(args: argparse.Namespace) -> Iterator[Network]:
             print(f"bench: stopped {stop_cluster(net)} validators")
 
 
-def run_step(
-    net: Network, rate: float, duration: float, warmup: float, out: Path
-) -> dict[str, Any]:
+def run_step(net: Network, rate: float, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """One load-generator process at ``rate``; writes and returns the result."""
     raw_file = report.raw_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "node.bench.load", "--run-dir", str(net.run_dir),
-        "--rate", str(rate), "--duration", str(duration), "--warmup", str(warmup),
-        "--raw", str(raw_file),
+        "--rate", str(rate), "--duration", str(args.duration), "--warmup", str(args.warmup),
+        "--raw", str(raw_file), "--submit", args.submit,
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
     raw = json.loads(raw_file.read_text())
@@ -83,18 +86,36 @@ def run_step(
 def _bench(args: argparse.Namespace) -> int:
     with cluster(args) as net:
         args.out = args.out or _default_out(net, "bench", args.rate)
-        result = run_step(net, args.rate, args.duration, args.warmup, args.out)
+        result = run_step(net, args.rate, args, args.out)
     print()
     print(report.table(result))
     print(
         f"\nwrote {args.out}, {report.raw_path(args.out).name} and the plots "
         f"{args.out.stem}-*.png next to it"
     )
+    return checked(result, args.thresholds)
+
+
+def checked(result: dict[str, Any], thresholds: list[check.Threshold]) -> int:
+    """Print each threshold against the result; 1 (every miss listed on stderr) if any is
+    missed, else 0."""
+    if not thresholds:
+        return 0
+    print(f"\ncheck:\n{check.describe(result, thresholds)}")
+    misses = check.missed(result, thresholds)
+    if misses:
+        print(f"bench: CHECK missed {len(misses)} of {len(thresholds)} thresholds:",
+              file=sys.stderr)  # fmt: skip
+        for line in misses:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print(f"bench: CHECK met all {len(thresholds)} thresholds")
     return 0
 
 
 def sustainable(result: dict[str, Any]) -> bool:
-    """p99 within SWEEP_P99_MAX_MS, nothing failed, and the ledger kept up with the rate."""
+    """p99 (from the scheduled send) within SWEEP_P99_MAX_MS, nothing failed, and the
+    ledger kept up with the rate."""
     p99 = result["latency_ms"]["p99"]
     rate = result["config"]["rate"]
     return (
@@ -114,7 +135,7 @@ def _sweep(args: argparse.Namespace) -> int:
         for k in range(min(args.steps, SWEEP_STEPS_MAX)):
             out = args.out.with_name(f"{args.out.stem}-step{k + 1:02d}-{rate:g}tps.json")
             print(f"\nsweep step {k + 1}: {rate:g} trades/s for {args.duration:g} s", flush=True)
-            result = run_step(net, rate, args.duration, args.warmup, out)
+            result = run_step(net, rate, args, out)
             lat = result["latency_ms"]
             ok = sustainable(result)
             steps.append({"rate": rate, "sustainable": ok, "result": out.name, **_brief(result)})
@@ -186,6 +207,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of load not counted")
     p.add_argument("--out", type=Path, help="result JSON (default bench-out/bench-N-Q-RATE.json)")
+    p.add_argument(
+        "--submit",
+        choices=SUBMIT_MODES,
+        default="stream",
+        help="how the load generator submits: one SubmitStream per client "
+        "(default) or unary Submit + WaitForFinality (as before issue 13)",
+    )
+    p.add_argument(
+        "--check",
+        metavar="THRESHOLDS",
+        help='exit 1 unless the result meets each, e.g. "p50<=6,p99<=20" (ms from '
+        f"the scheduled send); metrics: {', '.join(check.METRICS)}",
+    )
     p.add_argument("--sweep", action="store_true", help="raise the rate until p99 > 1 s or fails")
     p.add_argument("--factor", type=float, default=1.5, help="sweep: rate multiplier per step")
     p.add_argument("--steps", type=int, default=12, help=f"sweep: at most this many steps "
@@ -198,6 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.factor <= 1:
         p.error("need --rate > 0, --duration > 0, --warmup >= 0 and --factor > 1")
+    args.thresholds = []
+    if args.check is not None:
+        if args.sweep:
+            p.error("--check applies to one run, not to --sweep")
+        try:
+            args.thresholds = check.parse(args.check)
+        except check.CheckSyntaxError as e:
+            p.error(str(e))
     return _sweep(args) if args.sweep else _bench(args)
 
 

@@ -1,16 +1,22 @@
 """The load generator of ``make bench``: its own process, driving DvP trades through the SDK.
 
-``python -m node.bench.load --run-dir DIR --rate R --duration S --warmup W --raw FILE``
+``python -m node.bench.load --run-dir DIR --rate R --duration S --warmup W --raw FILE
+[--submit stream|unary]``
 
-Open loop: trade ``i`` is sent at ``t0 + i / rate`` whatever happened to the trades before
-it, so a slow ledger shows up as latency rather than as a lower offered rate (a closed
-loop would hide it: "coordinated omission"). Every trade is a DvP between two banks of
-the run's genesis (``QUANTITY`` bond units against ``AMOUNT`` cents, around a ring of
-banks so that no balance drifts), built and signed by both parties before the clock
-starts. Trades go through one SDK client per
-validator, each preferring its own node, in turn, and each waits for the commit
-certificate (finality; the SDK verifies it, once per block). Trades sent during the
-warm-up are not counted.
+Open loop: trade ``i`` is scheduled at ``t0 + i / rate`` whatever happened to the trades
+before it, so a slow ledger shows up as latency rather than as a lower offered rate (a
+closed loop would hide it: "coordinated omission"). Each trade's scheduled time is
+recorded beside the time it was actually sent: when the generator falls behind (its own
+CPU, a busy machine), trades go out late, and the report counts latency from the
+scheduled time too, so the generator's delay is not hidden either. Every trade is a DvP
+between two banks of the run's genesis (``QUANTITY`` bond units against ``AMOUNT`` cents,
+around a ring of banks so that no balance drifts), built and signed by both parties
+before the clock starts. Trades go through one SDK client per validator, each preferring
+its own node, in turn, and each waits for the commit certificate (finality; the SDK
+verifies it, once per block). With ``--submit stream`` (the default) each client keeps
+one ``SubmitStream`` open and a trade is one request and its events on it; with
+``unary`` a trade is a ``Submit`` and a ``WaitForFinality`` call, as before issue 13.
+Trades sent during the warm-up are not counted.
 
 It writes the raw record ``node/bench/report.py`` turns into the result: every trade's
 scheduled, sent and final times (wall-clock microseconds) with its code and height; every
@@ -33,7 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client import LedgerError, ParticipantKey, RejectedError, Transactions, load_key, sign
+from client import (
+    LedgerError,
+    ParticipantKey,
+    Receipt,
+    RejectedError,
+    SubmitStream,
+    Transactions,
+    load_key,
+    sign,
+)
 from node import crypto
 from node.demo import ValidatorClients, load_run_network
 from node.netconfig import Network, load_network
@@ -49,6 +64,7 @@ FINALITY_TIMEOUT_S = 30.0  # per trade; then FinalityTimeoutError
 SAMPLE_INTERVAL_S = 2.0  # validator CPU and memory samples
 TRADES_MAX = 2_000_000  # rate x (warm-up + duration) must stay below this
 VERIFY_SAMPLES = 2_000
+SUBMIT_MODES = ("stream", "unary")
 
 
 def _now_us() -> int:
@@ -165,11 +181,38 @@ class _Progress:
             print(line, file=sys.stderr, flush=True)
 
 
-async def _settle(clients: ValidatorClients, k: int, raw: bytes, t: _Trade, run: _Run) -> None:
+class _Sender:
+    """Sends trade ``k`` through client ``k mod n``: unary calls, or that client's stream."""
+
+    def __init__(self, clients: ValidatorClients, mode: str) -> None:
+        self.clients, self.mode = clients, mode
+        self.streams: list[SubmitStream] = []
+
+    async def open(self) -> None:
+        await self.clients.connect()
+        if self.mode == "stream":
+            self.streams = list(
+                await asyncio.gather(*(c.open_stream(prove_result=False) for c in self.clients.all))
+            )
+
+    async def settle(self, k: int, raw: bytes) -> Receipt:
+        if not self.streams:
+            client = self.clients.via(k)
+            return await client.submit(raw, timeout_s=FINALITY_TIMEOUT_S, prove_result=False)
+        s = self.streams[k % len(self.streams)]
+        return await (await s.submit(raw, timeout_s=FINALITY_TIMEOUT_S))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.cancel() for s in self.streams))
+
+
+async def _settle(sender: _Sender, k: int, raw: bytes, t: _Trade, run: _Run) -> None:
     run.inflight += 1
-    t.start_us = _now_us()
+    # Sent no earlier than scheduled (the generator sleeps until then on the monotonic
+    # clock); a wall-clock reading a few microseconds before it is the two clocks' skew.
+    t.start_us = max(_now_us(), t.sched_us)
     try:
-        receipt = await clients.via(k).submit(raw, timeout_s=FINALITY_TIMEOUT_S, prove_result=False)
+        receipt = await sender.settle(k, raw)
         t.code, t.height = receipt.code.name, receipt.height
     except RejectedError as e:  # final too: the ledger recorded the refusal
         t.code, t.height = e.receipt.code.name, e.receipt.height
@@ -239,15 +282,17 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     raws = build_trades(net.run_dir, total, ttl_s)
     print(f"load: signed in {time.monotonic() - t_build:.1f} s", file=sys.stderr)
     clients = ValidatorClients(net.run_dir)
+    sender = _Sender(clients, args.submit)
     run, samples = _Run(), list[dict[str, Any]]()
     try:
-        await clients.connect()
+        await sender.open()
         sampler = asyncio.create_task(_sample(net, run, samples))
-        window, usage_start, usage_end = await _drive(args, net, clients, raws, run)
+        window, usage_start, usage_end = await _drive(args, net, sender, raws, run)
         sampler.cancel()
         heights = {t.height for t in run.trades if t.height is not None}
         timeline = await _timeline(clients, heights)
     finally:
+        await sender.close()
         await clients.close()
     validators = [
         {
@@ -260,7 +305,6 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         for node, s, e in zip(net.nodes, usage_start, usage_end, strict=True)
         if s is not None and e is not None
     ]
-    lags = sorted((t.start_us - t.sched_us) / 1000 for t in run.trades if t.start_us)
     return {
         "config": {
             "n": net.n,
@@ -269,10 +313,10 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "git_commit": git_commit(),
+            "submit": args.submit,
             "cores": len(os.sched_getaffinity(0)),
             "sigs_per_trade": SIGS_PER_TRADE,
             "trade": f"DvP, {QUANTITY} bond unit against {AMOUNT} cent, signed by both",
-            "send_lag_ms_p99": round(lags[int(0.99 * (len(lags) - 1))], 2) if lags else None,
         },
         "window": window,
         "trades": [
@@ -293,7 +337,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _drive(
-    args: argparse.Namespace, net: Network, clients: ValidatorClients, raws: list[bytes], run: _Run
+    args: argparse.Namespace, net: Network, sender: _Sender, raws: list[bytes], run: _Run
 ) -> tuple[dict[str, int], Usage, Usage]:
     """Send every trade on schedule, then wait for the stragglers. Returns the measurement
     window and the validators' usage at its start and end."""
@@ -314,7 +358,7 @@ async def _drive(
         if run.inflight >= INFLIGHT_MAX:
             t.code = GENERATOR_OVERLOAD
             continue
-        task = asyncio.create_task(_settle(clients, i, raw, t, run))
+        task = asyncio.create_task(_settle(sender, i, raw, t, run))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         progress.show(time.monotonic() - t0, run)
@@ -362,6 +406,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, required=True, help="measured seconds")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds sent first, not counted")
     p.add_argument("--raw", type=Path, required=True, help="where to write the raw JSON record")
+    p.add_argument(
+        "--submit",
+        choices=SUBMIT_MODES,
+        default="stream",
+        help="one SubmitStream per client (default), or Submit + WaitForFinality",
+    )
     return p
 
 

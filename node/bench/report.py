@@ -9,14 +9,20 @@ trade still in flight at the end (no ``end_us``) is reported as ``NO_OUTCOME``.
 
 The figures:
 
-- ``latency_ms``: submit call until the client knows the final outcome, over counted committed
-  trades; nearest-rank percentiles of the exact values (p50, p90, p99, p99.9), max and mean.
+- ``latency_ms``: from the trade's *scheduled* send time (``sched_us``, on the open-loop
+  schedule) until the client knows the final outcome, over counted committed trades;
+  nearest-rank percentiles of the exact values (p50, p90, p99, p99.9), max and mean. When
+  the generator falls behind its schedule, the delay counts: no coordinated omission.
+- ``latency_sent_ms``: the same from when the trade was actually sent (the SDK's submit
+  call, ``start_us``); what ``latency_ms`` measured before issue 13. ``send_lag_ms``:
+  actual minus scheduled send time (p50, p99, max), how far the generator fell behind.
 - ``throughput_tps``: committed trades whose outcome arrived inside the window, per second of
   window (whatever their send time, so the pipeline is measured in steady state).
-- ``phases_ms``: median time from the submit call to the first time any validator proposed the
-  trade's block (``proposed``), formed its first quorum certificate (``first_qc``), its commit
-  certificate (``commit``), applied it (``applied``), and to the client's notification
-  (``notified``). ``phases_samples`` counts the trades whose block has a timeline entry.
+- ``phases_ms``: median time from the submit call (actual send) to the first time any
+  validator proposed the trade's block (``proposed``), formed its first quorum certificate
+  (``first_qc``), its commit certificate (``commit``), applied it (``applied``), and to the
+  client's notification (``notified``). ``phases_samples`` counts the trades whose block
+  has a timeline entry.
 - ``cpu_us_per_trade_per_validator``: validator CPU spent in the window, averaged over
   validators, per trade committed in the window. Compare with ``verify_us_per_trade`` (the
   Ed25519 verify cost of one trade's signatures): ``cpu_vs_verify`` says how many times the bare
@@ -29,8 +35,9 @@ The figures:
   verification alone (every one of ``n`` validators checks every signature of every trade);
   ``crypto_bound_fraction`` is the measured throughput as a fraction of it.
 
-Plots (next to the result JSON): ``<stem>-latency-cdf.png`` (CDF of counted committed
-latencies), ``<stem>-latency-time.png`` (every trade's latency against its send time) and
+Plots (next to the result JSON): ``<stem>-latency-cdf.png`` (CDFs of counted committed
+latencies, from the scheduled and from the actual send), ``<stem>-latency-time.png`` (every
+trade's latency against its scheduled send time, both measures) and
 ``<stem>-throughput.png`` (trades sent and committed per second over the whole run).
 """
 
@@ -101,8 +108,18 @@ def _counted(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for t in raw["trades"] if lo <= t["sched_us"] < hi]
 
 
-def _latencies_ms(trades: list[dict[str, Any]]) -> list[float]:
-    return sorted((t["end_us"] - t["start_us"]) / 1000 for t in trades if is_committed(t))
+def _latencies_ms(trades: list[dict[str, Any]], since: str = "sched_us") -> list[float]:
+    """Sorted latencies of the committed ``trades``, from ``since`` (``sched_us``: the
+    scheduled send, or ``start_us``: the actual send) to the outcome."""
+    return sorted((t["end_us"] - t[since]) / 1000 for t in trades if is_committed(t))
+
+
+def _stats(lat: list[float]) -> dict[str, float | None]:
+    """Percentiles, max and mean of sorted latencies, rounded."""
+    out: dict[str, float | None] = {k: percentile(lat, *f) for k, f in PERCENTILES.items()}
+    out["max"] = lat[-1] if lat else None
+    out["mean"] = statistics.fmean(lat) if lat else None
+    return {k: _r(v) for k, v in out.items()}
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +129,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     window_s = (hi - lo) / 1e6
     counted = _counted(raw)
     committed = [t for t in counted if is_committed(t)]
-    lat = _latencies_ms(counted)
-    latency: dict[str, float | None] = {k: percentile(lat, *f) for k, f in PERCENTILES.items()}
-    latency["max"] = lat[-1] if lat else None
-    latency["mean"] = statistics.fmean(lat) if lat else None
+    lags = sorted((t["start_us"] - t["sched_us"]) / 1000 for t in counted if t["start_us"])
 
     failed = Counter(
         NO_OUTCOME if t.get("end_us") is None else str(t["code"])
@@ -158,7 +172,13 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     cpu_per_trade = _ratio(cpu_per_val, done_in_window)
     return {
         "config": cfg,
-        "latency_ms": {k: _r(v) for k, v in latency.items()},
+        "latency_ms": _stats(_latencies_ms(counted)),
+        "latency_sent_ms": _stats(_latencies_ms(counted, "start_us")),
+        "send_lag_ms": {
+            "p50": _r(percentile(lags, 50, 100)),
+            "p99": _r(percentile(lags, 99, 100)),
+            "max": _r(lags[-1] if lags else None),
+        },
         "submitted": len(counted),
         "committed": len(committed),
         "failed_by_code": dict(sorted(failed.items())),
@@ -193,7 +213,8 @@ def _fmt(x: Any, unit: str = "") -> str:
 
 def table(result: dict[str, Any]) -> str:
     """A plain-text, two-column summary of a result from summarize()."""
-    cfg, lat, ph = result["config"], result["latency_ms"], result["phases_ms"]
+    cfg, ph = result["config"], result["phases_ms"]
+    lat, sent, lag = result["latency_ms"], result["latency_sent_ms"], result["send_lag_ms"]
     rss = result["rss_mb_per_validator"]
     failed = ", ".join(f"{k} {v}" for k, v in result["failed_by_code"].items()) or "none"
     rows = [
@@ -204,10 +225,13 @@ def table(result: dict[str, Any]) -> str:
             f"{_fmt(cfg.get('duration_s'))} s (+{_fmt(cfg.get('warmup_s'))} s)",
         ),
         ("git commit", _fmt(cfg.get("git_commit"))),
+        ("submitted through", _fmt(cfg.get("submit"))),
         ("submitted / committed", f"{result['submitted']} / {result['committed']}"),
         ("not OK, by code", failed),
         ("throughput", _fmt(result["throughput_tps"], " trades/s")),
-        *[(f"latency {k.replace('p999', 'p99.9')}", _fmt(v, " ms")) for k, v in lat.items()],
+        *[(f"latency {_name(k)} from scheduled send", _fmt(v, " ms")) for k, v in lat.items()],
+        *[(f"latency {_name(k)} from actual send", _fmt(v, " ms")) for k, v in sent.items()],
+        *[(f"send lag {_name(k)} (behind schedule)", _fmt(v, " ms")) for k, v in lag.items()],
         *[(f"phase {p} (median)", _fmt(ph[p], " ms")) for p in PHASES],
         ("phase samples", _fmt(result["phases_samples"])),
         ("CPU per trade per validator", _fmt(result["cpu_us_per_trade_per_validator"], " us")),
@@ -225,49 +249,71 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _name(key: str) -> str:
+    return key.replace("p999", "p99.9")
+
+
 def _draw_cdf(ax: Axes, raw: dict[str, Any], result: dict[str, Any], t0: int) -> bool:
-    """CDF of counted committed latencies, log x, p50 and p99 marked."""
-    lat = _latencies_ms(_counted(raw))
-    if lat:
-        ax.step(lat, [(i + 1) / len(lat) for i in range(len(lat))], where="post")
-        ax.set_xscale("log")
+    """CDFs of counted committed latencies from the scheduled and the actual send, log x,
+    p50 and p99 of each marked."""
+    counted = _counted(raw)
+    curves = (("from scheduled send", "sched_us", "latency_ms", "C0"),
+              ("from actual send", "start_us", "latency_sent_ms", "C1"))  # fmt: skip
+    any_lat = False
+    for label, since, key, color in curves:
+        lat = _latencies_ms(counted, since)
+        if not lat:
+            continue
+        any_lat = True
+        ax.step(lat, [(i + 1) / len(lat) for i in range(len(lat))], where="post",
+                color=color, label=label)  # fmt: skip
         for name in ("p50", "p99"):
-            x = result["latency_ms"][name]
-            ax.axvline(x, color="grey", linestyle="--", linewidth=1)
-            ax.annotate(f" {name} {x:.4g} ms", (x, 0.02), rotation=90, ha="right", va="bottom")
+            x = result[key][name]
+            ax.axvline(x, color=color, linestyle="--", linewidth=1)
+            ax.annotate(f" {name} {x:.4g} ms", (x, 0.02), rotation=90, ha="right", va="bottom",
+                        color=color)  # fmt: skip
+    if any_lat:
+        ax.set_xscale("log")
+        ax.legend(loc="lower right")
     ax.set(xlabel="latency (ms)", ylabel="fraction of trades", title="Latency CDF")
-    return bool(lat)
+    return any_lat
 
 
 def _draw_latency_time(ax: Axes, raw: dict[str, Any], result: dict[str, Any], t0: int) -> bool:
-    """Every trade's latency against its submit time; failures as crosses, no outcome on top."""
+    """Every trade's latency against its scheduled send time, from the scheduled send and
+    (grey) from the actual send; failures as crosses, no outcome on top."""
     styles = {"OK": ("C0", ".", 4), "refused": ("C1", "o", 10), "failed": ("red", "x", 16)}
+    styles["OK, from actual send"] = ("grey", ".", 2)
     points: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in styles}
     pending: list[float] = []
     for t in raw["trades"]:
-        sent_s = (t["start_us"] - t0) / 1e6
+        sched_s = (t["sched_us"] - t0) / 1e6
         if t.get("end_us") is None:
-            pending.append(sent_s)
+            pending.append(sched_s)
             continue
         kind = "OK" if t["code"] == "OK" else "refused" if is_committed(t) else "failed"
-        points[kind][0].append(sent_s)
-        points[kind][1].append((t["end_us"] - t["start_us"]) / 1000)
+        points[kind][0].append(sched_s)
+        points[kind][1].append((t["end_us"] - t["sched_us"]) / 1000)
+        if kind == "OK":
+            points["OK, from actual send"][0].append(sched_s)
+            points["OK, from actual send"][1].append((t["end_us"] - t["start_us"]) / 1000)
     for kind, (xs, ys) in points.items():
         if xs:
             color, marker, size = styles[kind]
-            ax.scatter(xs, ys, s=size, c=color, marker=marker, label=kind)
+            label = "OK, from scheduled send" if kind == "OK" else kind
+            ax.scatter(xs, ys, s=size, c=color, marker=marker, label=label)
     if pending:  # no latency to show: mark them along the top edge
         top = ax.get_xaxis_transform()
         ax.scatter(pending, [0.98] * len(pending), c="black", marker="v", s=16, transform=top)
         ax.scatter([], [], c="black", marker="v", s=16, label=NO_OUTCOME)
-    ax.set(xlabel="send time (s)", ylabel="latency (ms)", title="Latency over time")
+    ax.set(xlabel="scheduled send time (s)", ylabel="latency (ms)", title="Latency over time")
     return bool(points["OK"][0] or points["refused"][0])
 
 
 def _draw_throughput(ax: Axes, raw: dict[str, Any], result: dict[str, Any], t0: int) -> bool:
     """Trades sent (by submit time) and committed (by outcome time) per second."""
     trades = raw["trades"]
-    sent = Counter(int((t["start_us"] - t0) // 1_000_000) for t in trades)
+    sent = Counter(int((t["start_us"] - t0) // 1_000_000) for t in trades if t["start_us"])
     done = Counter(int((t["end_us"] - t0) // 1_000_000) for t in trades if is_committed(t))
     secs = range(max([*sent, *done, (raw["window"]["end_us"] - t0) // 1_000_000]) + 1)
     ax.stairs([sent[s] for s in secs], range(len(secs) + 1), label="sent")

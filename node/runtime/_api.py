@@ -5,12 +5,14 @@ for requests that do not parse (node/runtime/_handlers.py), oversize, malformed,
 signed or foreign-chain transactions, transactions that can never succeed (expired,
 a role genesis never grants) and bad ids, NOT_FOUND for unknown ids, accounts and
 heights, RESOURCE_EXHAUSTED when the mempool is full or the caller's connection or the
-node holds its limit of finality waits, block streams or health watches (retry later),
-UNAVAILABLE when the node halted itself.
+node holds its limit of finality waits, block streams, submit streams or health watches
+(retry later), UNAVAILABLE when the node halted itself. A submit stream answers each of
+its requests with an event carrying the status and message the unary call would give.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -23,20 +25,25 @@ from node.config import (
     BLOCK_STREAMS_PER_CONNECTION_MAX,
     HEALTH_WATCHES_MAX,
     HEALTH_WATCHES_PER_CONNECTION_MAX,
+    SUBMIT_STREAM_INFLIGHT_MAX,
+    SUBMIT_STREAMS_MAX,
+    SUBMIT_STREAMS_PER_CONNECTION_MAX,
     TIMELINE_SPAN_MAX,
-    TX_BYTES_MAX,
-    WAIT_TIMEOUT_DEFAULT_MS,
-    WAIT_TIMEOUT_MAX_MS,
     WAITERS_MAX,
     WAITERS_PER_CONNECTION_MAX,
 )
-from node.core.mempool import AddResult
 from node.invariant import InvariantError
 from node.runtime._grpc import Ctx
-from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError, wall_ms
+from node.runtime._node import Node, TooManyWaitersError, wall_ms
 from node.runtime._shares import Shares
+from node.runtime._stream import (
+    Refusal,
+    SubmitSession,
+    not_final_message,
+    offer,
+    wait_timeout_ms,
+)
 from node.runtime._transport import PeerLink
-from node.settlement import ResultCode
 from node.store import StoredBlock
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
@@ -71,10 +78,20 @@ async def _abort(context: Ctx, code: grpc.StatusCode, msg: str) -> NoReturn:
 
 
 class LedgerService(pb_grpc.LedgerServicer):
-    def __init__(self, node: Node, links: dict[int, PeerLink]) -> None:
-        self._node, self._links = node, links
+    def __init__(
+        self,
+        node: Node,
+        links: dict[int, PeerLink],
+        *,
+        stream_inflight_max: int = SUBMIT_STREAM_INFLIGHT_MAX,
+    ) -> None:
+        self._node, self._links, self._metrics = node, links, node.metrics
         self._waits = Shares("finality waits", WAITERS_MAX, WAITERS_PER_CONNECTION_MAX)
         self._streams = Shares("block streams", BLOCK_STREAMS_MAX, BLOCK_STREAMS_PER_CONNECTION_MAX)
+        self._submit_streams = Shares(
+            "submit streams", SUBMIT_STREAMS_MAX, SUBMIT_STREAMS_PER_CONNECTION_MAX
+        )
+        self._stream_inflight_max = stream_inflight_max
 
     async def _tx_id(self, raw: bytes, context: Ctx) -> bytes:
         if len(raw) != 32:
@@ -86,41 +103,33 @@ class LedgerService(pb_grpc.LedgerServicer):
         return raw
 
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
-        node, raw = self._node, request.transaction
-        if node.halted is not None:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"node halted: {node.halted}")
-        if len(raw) > TX_BYTES_MAX:
-            await _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"transaction of {len(raw)} bytes exceeds the limit of {TX_BYTES_MAX}",
+        offered = await offer(self._node, request.transaction)  # ACCEPTED once durable
+        if isinstance(offered, Refusal):
+            await _abort(context, offered.status, offered.message)
+        tid, outcome = offered
+        return pb.SubmitResponse(tx_id=tid, outcome=outcome)
+
+    async def SubmitStream(
+        self, requests: AsyncIterator[pb.SubmitStreamRequest], context: Ctx
+    ) -> AsyncIterator[pb.SubmitStreamEvent]:
+        """Many submissions and their finality notices (node/runtime/_stream.py)."""
+        if self._node.halted is not None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"node halted: {self._node.halted}")
+        async with self._submit_streams.hold(context):
+            session = SubmitSession(
+                self._node, self._waits, context.peer(), self._stream_inflight_max, self._metrics
             )
-        check = node.admission(raw)
-        if check.code is not ResultCode.OK:
-            await _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{check.code.name}: {check.code.meaning}",
-            )
-        try:
-            result = await node.submit(raw, check.tx_id)  # ACCEPTED once durable (ADR 0006)
-        except NodeHaltedError as e:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, str(e))
-        if result is AddResult.FULL:
-            await _abort(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "mempool full: the validators are saturated, retry with backoff",
-            )
-        if result is AddResult.TOO_LARGE:  # pragma: no cover - checked above
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "transaction too large")
-        if result is AddResult.ACCEPTED:
-            outcome = pb.ACCEPTED
-        elif node.store.tx_record(check.tx_id) is not None:
-            outcome = pb.ALREADY_COMMITTED
-        else:
-            outcome = pb.ALREADY_PENDING
-        return pb.SubmitResponse(tx_id=check.tx_id, outcome=outcome)
+            reader = asyncio.create_task(session.read(requests))
+            self._metrics.submit_streams.inc()
+            try:
+                opened = pb.SubmitStreamOpened(inflight_max=session.inflight_max)
+                yield pb.SubmitStreamEvent(opened=opened)
+                async for event in session.events():
+                    yield event
+            finally:
+                session.close()
+                reader.cancel()
+                self._metrics.submit_streams.dec()
 
     async def GetTransaction(
         self, request: pb.TransactionRequest, context: Ctx
@@ -139,7 +148,7 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def WaitForFinality(self, request: pb.WaitRequest, context: Ctx) -> pb.Receipt:
         tid = await self._tx_id(request.tx_id, context)
-        timeout_ms = min(request.timeout_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
+        timeout_ms = wait_timeout_ms(request.timeout_ms)
         try:
             async with self._waits.hold(context):
                 receipt = await self._node.wait_for(
@@ -149,10 +158,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{e}; retry later")
         except TimeoutError:
             await _abort(
-                context,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"transaction {tid.hex()} not committed within {timeout_ms} ms; "
-                "waiting again or resubmitting the same bytes is safe",
+                context, grpc.StatusCode.DEADLINE_EXCEEDED, not_final_message(tid, timeout_ms)
             )
         return receipt.to_pb()
 

@@ -35,6 +35,10 @@ def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescr
     server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
 
 
+class _UnparsedError(Exception):
+    """A request of a stream that does not parse (ends the call with INVALID_ARGUMENT)."""
+
+
 def _handler(method: Callable[..., Any], md: MethodDescriptor) -> grpc.RpcMethodHandler[Any, Any]:
     if md.client_streaming and not md.server_streaming:
         raise TypeError(f"{md.full_name}: client-streaming methods are not served here")
@@ -54,10 +58,18 @@ def _handler(method: Callable[..., Any], md: MethodDescriptor) -> grpc.RpcMethod
         async def bidi(requests: AsyncIterator[bytes], context: Ctx) -> AsyncIterator[Message]:
             async def parsed() -> AsyncIterator[Message]:
                 async for raw in requests:
-                    yield await parse(raw, context)
+                    try:
+                        yield request_cls.FromString(raw)
+                    except DecodeError as e:
+                        raise _UnparsedError(f"{what}: {e}") from e
 
-            async for item in method(parsed(), context):
-                yield item
+            # The method may read its requests in another task (SubmitStream does): the
+            # abort happens here, in the call's own task, where the method hands it back.
+            try:
+                async for item in method(parsed(), context):
+                    yield item
+            except _UnparsedError as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
         return grpc.stream_stream_rpc_method_handler(bidi, response_serializer=serialize)
     if not md.server_streaming:

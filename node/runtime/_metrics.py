@@ -52,6 +52,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.submit_streams = Gauge(
+            "ledger_submit_streams", "SubmitStream calls open at this node", registry=r
+        )
+        self.stream_inflight = Gauge(
+            "ledger_submit_stream_inflight",
+            "Submissions over SubmitStream without their final or error event sent yet",
+            registry=r,
+        )
         for code in ResultCode:
             self.transactions.labels(code=code.name)  # every code present from the start
 

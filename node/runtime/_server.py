@@ -140,7 +140,8 @@ async def _serve(
         ),
     )
     client_server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
-    add_service(client_server, LedgerService(node, links), pb.DESCRIPTOR.services_by_name["Ledger"])
+    ledger = LedgerService(node, links, stream_inflight_max=cfg.submit_stream_inflight_max)
+    add_service(client_server, ledger, pb.DESCRIPTOR.services_by_name["Ledger"])
     health_servicer = HealthService()
     add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
     names = (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 import grpc
 
+from node.invariant import InvariantError
 from node.runtime._grpc import Ctx
 
 __all__ = ["Shares"]
@@ -42,6 +43,24 @@ class Shares:
             )
         return None
 
+    def take(self, connection: str) -> None:
+        """One share for ``connection``; the caller checked ``refusal`` first."""
+        if self.refusal(connection) is not None:
+            raise InvariantError(f"{self.what}: a share taken past its limit")
+        self.total += 1
+        self._held[connection] = self._held.get(connection, 0) + 1
+
+    def give_back(self, connection: str) -> None:
+        """Return one share ``connection`` holds."""
+        held = self._held.get(connection, 0)
+        if held <= 0:
+            raise InvariantError(f"{self.what}: {connection} gives back a share it does not hold")
+        self.total -= 1
+        if held > 1:
+            self._held[connection] = held - 1
+        else:
+            del self._held[connection]  # the map holds live connections only
+
     @asynccontextmanager
     async def hold(self, context: Ctx) -> AsyncIterator[None]:
         """One share for the calling connection while the block runs; RESOURCE_EXHAUSTED
@@ -50,14 +69,8 @@ class Shares:
         why = self.refusal(connection)
         if why is not None:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
-        self.total += 1
-        self._held[connection] = self._held.get(connection, 0) + 1
+        self.take(connection)
         try:
             yield
         finally:
-            self.total -= 1
-            left = self._held[connection] - 1
-            if left:
-                self._held[connection] = left
-            else:
-                del self._held[connection]  # the map holds live connections only
+            self.give_back(connection)

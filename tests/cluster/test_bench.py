@@ -41,17 +41,25 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_bench_on_a_fresh_cluster_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "b.json"
+    # One threshold no run can miss, one no run can meet: CHECK exits 1 naming only that one.
     p = _bench("--n", "4", "--q", "3", "--rate", "40", "--duration", "4", "--warmup", "1",
-               "--out", str(out))  # fmt: skip
-    assert p.returncode == 0, p.stderr[-3000:]
+               "--out", str(out), "--check", "not_ok<=0,tps>=1000000")  # fmt: skip
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "CHECK missed 1 of 2 thresholds" in p.stderr
+    assert "tps >= 1e+06 trades/s: measured" in p.stderr and "not_ok" not in p.stderr
     r = json.loads(out.read_text())
     assert r["config"]["n"] == 4 and r["config"]["q"] == 3 and r["config"]["rate"] == 40
+    assert r["config"]["submit"] == "stream"  # the default
     assert r["config"]["git_commit"]
     # 40/s for 4 s are counted; the warm-up second is not.
     assert 150 <= r["submitted"] <= 170
     assert r["committed"] == r["submitted"] and r["failed_by_code"] == {}
-    lat = r["latency_ms"]
+    lat, sent = r["latency_ms"], r["latency_sent_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert 0 < sent["p50"] <= sent["p99"] <= sent["max"]
+    # Each trade is sent at or after its scheduled time: from the schedule is never shorter.
+    assert all(sent[k] <= lat[k] for k in lat)
+    assert 0 <= r["send_lag_ms"]["p50"] <= r["send_lag_ms"]["p99"] <= r["send_lag_ms"]["max"]
     ph = r["phases_ms"]
     assert r["phases_samples"] == r["committed"]
     assert 0 < ph["proposed"] <= ph["first_qc"] <= ph["commit"] <= ph["notified"]
@@ -68,7 +76,9 @@ def test_bench_on_a_fresh_cluster_writes_every_figure(tmp_path: Path) -> None:
         png = tmp_path / f"b-{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
     assert len(raw["trades"]) > r["submitted"]  # warm-up trades are recorded too
-    assert "latency p99" in p.stdout and "crypto bound" in p.stdout
+    for words in ("latency p99 from scheduled send", "latency p99 from actual send",
+                  "send lag p99", "crypto bound", "submitted through"):  # fmt: skip
+        assert words in p.stdout, words
     assert "warm-up" in p.stderr  # the progress line
 
 
@@ -76,7 +86,8 @@ def test_sweep_on_a_running_cluster(cluster: Cluster, tmp_path: Path) -> None:
     out = tmp_path / "s.json"
     run_dir = str(cluster.net.run_dir)
     p = _bench("--run-dir", run_dir, "--sweep", "--rate", "20", "--factor", "2", "--steps", "2",
-               "--duration", "2", "--warmup", "0.5", "--out", str(out))  # fmt: skip
+               "--duration", "2", "--warmup", "0.5", "--out", str(out),
+               "--submit", "unary")  # fmt: skip
     assert p.returncode in (0, 1), p.stderr[-3000:]  # 1: no rate passed (judged below)
     s = json.loads(out.read_text())
     # Whether 40/s is sustainable on this machine is a figure, not the test's business:
@@ -88,6 +99,7 @@ def test_sweep_on_a_running_cluster(cluster: Cluster, tmp_path: Path) -> None:
     assert len(steps) == 2 or not steps[-1]["sustainable"]
     for step in steps:
         r = json.loads((tmp_path / step["result"]).read_text())
+        assert r["config"]["submit"] == "unary"
         assert step["sustainable"] == (
             r["latency_ms"]["p99"] is not None
             and r["latency_ms"]["p99"] <= s["p99_max_ms"]

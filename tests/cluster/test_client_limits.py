@@ -225,8 +225,8 @@ def test_garbage_protobuf_gets_invalid_argument(cluster: Cluster, garbage: bytes
         for m in methods:
             path = f"/{m.containing_service.full_name}/{m.name}"
             with pytest.raises(grpc.RpcError) as e:
-                if m.client_streaming:
-                    next(iter(ch.stream_stream(path)(iter([garbage]), timeout=RPC_TIMEOUT_S)))
+                if m.client_streaming:  # read on: SubmitStream says `opened` first
+                    list(ch.stream_stream(path)(iter([garbage]), timeout=RPC_TIMEOUT_S))
                 elif m.server_streaming:
                     next(iter(ch.unary_stream(path)(garbage, timeout=RPC_TIMEOUT_S)))
                 else:

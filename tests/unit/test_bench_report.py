@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,26 @@ def test_plot_with_no_committed_trades(tmp_path: Path) -> None:
     assert_pngs(report.plot(raw, report.summarize(raw), out), tmp_path, "empty")
     nothing = raw_run([])
     assert_pngs(report.plot(nothing, report.summarize(nothing), out), tmp_path, "empty")
+
+
+def test_a_generator_behind_schedule_counts_its_delay_from_the_scheduled_send() -> None:
+    """No coordinated omission: trades every 10 ms, the ledger answers 5 ms after each is
+    sent, but from the 500th on the generator sends each 40 ms late. Latency from the
+    scheduled send shows the 40 ms; from the actual send it does not."""
+    trades = []
+    for i in range(1000):
+        sched = LO + i * 10_000
+        lag = 0 if i < 500 else 40_000
+        trades.append(
+            {"sched_us": sched, "start_us": sched + lag, "end_us": sched + lag + 5_000}
+            | {"code": "OK", "height": None}
+        )
+    result = report.summarize(raw_run(trades))
+    assert result["latency_ms"]["p50"] == 5.0 and result["latency_ms"]["p99"] == 45.0
+    assert result["latency_ms"]["max"] == 45.0
+    assert result["latency_sent_ms"]["p50"] == result["latency_sent_ms"]["max"] == 5.0
+    assert result["send_lag_ms"] == {"p50": 0.0, "p99": 40.0, "max": 40.0}
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in report.table(result).splitlines())
+    assert rows["latency p99 from scheduled send"] == "45 ms"
+    assert rows["latency p99 from actual send"] == "5 ms"
+    assert rows["send lag p99 (behind schedule)"] == "40 ms"

@@ -1,0 +1,260 @@
+"""The submit path shared by ``Submit`` and ``SubmitStream``, and one stream's state.
+
+Theory of operation. ``offer`` is the one statement of what a client's submission goes
+through (size, halted, the admission precheck, the mempool, the durable intake log) and
+what each refusal says; the unary ``Submit`` turns a refusal into the call's status, a
+stream into an ``error`` event with the same status code and message.
+
+A ``SubmitSession`` serves one ``SubmitStream`` call. Its reader (``read``) takes each
+request in turn: a request that may not take an in-flight slot (a correlation already in
+flight, the stream's limit reached, its connection out of finality waits) is answered at
+once with an ``error`` event; otherwise it takes a slot and one finality-wait share of its
+connection, and a task offers it, sends ``accepted``, waits for finality (``Node.wait_for``,
+so the node-wide waiter limit holds too) and sends ``final`` (or ``error``). The writer
+(``events``) hands queued events to gRPC one at a time and frees a request's slot only
+as its terminal event leaves the queue for gRPC. So a client that stops reading stops freeing
+slots: its further requests are refused for the in-flight limit, and once
+``SUBMIT_STREAM_ERRORS_QUEUED_MAX`` such refusals wait to be sent, the reader stops
+reading requests (HTTP/2 flow control then holds the client's sends). The queue never
+holds more than two events per slot plus that many refusals, and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+
+from node.config import (
+    SUBMIT_STREAM_ERRORS_QUEUED_MAX,
+    TX_BYTES_MAX,
+    WAIT_TIMEOUT_DEFAULT_MS,
+    WAIT_TIMEOUT_MAX_MS,
+)
+from node.core.mempool import AddResult
+from node.invariant import InvariantError
+from node.runtime._metrics import Metrics
+from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError
+from node.runtime._shares import Shares
+from node.settlement import ResultCode
+from node.wire import ledger_pb2 as pb
+
+__all__ = ["Refusal", "SubmitSession", "offer", "wait_timeout_ms"]
+
+_Code = grpc.StatusCode
+_REFUSAL = -1  # in the queue: this event refuses a request that took no slot
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A submission the node did not take, as the unary call answers it."""
+
+    status: grpc.StatusCode
+    message: str
+    tx_id: bytes = b""  # empty when the bytes were not even hashed (oversize)
+
+
+async def offer(node: Node, raw: bytes) -> tuple[bytes, pb.SubmitOutcome] | Refusal:
+    """Check and submit a client's transaction: (tx id, outcome) once durable (ADR 0006),
+    else why not."""
+    if node.halted is not None:
+        return Refusal(_Code.UNAVAILABLE, f"node halted: {node.halted}")
+    if len(raw) > TX_BYTES_MAX:
+        return Refusal(
+            _Code.INVALID_ARGUMENT,
+            f"transaction of {len(raw)} bytes exceeds the limit of {TX_BYTES_MAX}",
+        )
+    check = node.admission(raw)
+    tid = check.tx_id
+    if check.code is not ResultCode.OK:
+        return Refusal(_Code.INVALID_ARGUMENT, f"{check.code.name}: {check.code.meaning}", tid)
+    try:
+        result = await node.submit(raw, tid)
+    except NodeHaltedError as e:
+        return Refusal(_Code.UNAVAILABLE, str(e), tid)
+    if result is AddResult.FULL:
+        return Refusal(
+            _Code.RESOURCE_EXHAUSTED,
+            "mempool full: the validators are saturated, retry with backoff",
+            tid,
+        )
+    if result is AddResult.TOO_LARGE:  # pragma: no cover - checked above
+        return Refusal(_Code.INVALID_ARGUMENT, "transaction too large", tid)
+    if result is AddResult.ACCEPTED:
+        return tid, pb.ACCEPTED
+    if node.store.tx_record(tid) is not None:
+        return tid, pb.ALREADY_COMMITTED
+    return tid, pb.ALREADY_PENDING
+
+
+def wait_timeout_ms(requested_ms: int) -> int:
+    """A finality wait's length: the default for 0, capped by the node."""
+    return min(requested_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
+
+
+def not_final_message(tid: bytes, timeout_ms: int) -> str:
+    return (
+        f"transaction {tid.hex()} not committed within {timeout_ms} ms; "
+        "waiting again or resubmitting the same bytes is safe"
+    )
+
+
+def _error(corr: int, tid: bytes, status: grpc.StatusCode, message: str) -> pb.SubmitStreamEvent:
+    code = status.value[0]
+    return pb.SubmitStreamEvent(
+        correlation=corr, tx_id=tid, error=pb.SubmitStreamError(status=code, message=message)
+    )
+
+
+class SubmitSession:
+    """One ``SubmitStream`` call: its requests in flight and its queue of events."""
+
+    def __init__(
+        self, node: Node, waits: Shares, connection: str, inflight_max: int, metrics: Metrics
+    ) -> None:
+        self._node, self._waits, self._connection = node, waits, connection
+        self._gauge = metrics.stream_inflight
+        self.inflight_max = inflight_max
+        self.inflight: dict[int, asyncio.Task[None]] = {}  # correlation -> its task
+        # (event, what writing it settles): a correlation whose slot then frees, _REFUSAL
+        # for a request refused without a slot, None for `accepted`
+        self._queue: deque[tuple[pb.SubmitStreamEvent, int | None]] = deque()
+        self._refusals_queued = 0
+        self._wake = asyncio.Event()  # the writer: an event queued, or the reader ended
+        self._room = asyncio.Event()  # the reader: refusals were sent
+        self._reading = True
+        self._reader_error: BaseException | None = None
+        self.closed = False
+
+    # --- the reader ----------------------------------------------------------------------
+
+    async def read(self, requests: AsyncIterator[pb.SubmitStreamRequest]) -> None:
+        """Take every request until the client half-closes the stream."""
+        try:
+            async for req in requests:
+                self.take(req)
+                while self._refusals_queued >= SUBMIT_STREAM_ERRORS_QUEUED_MAX:
+                    self._room.clear()
+                    await self._room.wait()  # the client is not reading: stop reading too
+        except Exception as e:  # a request that does not parse: ``events`` ends the call
+            self._reader_error = e
+        finally:
+            self._reading = False
+            self._wake.set()
+
+    def take(self, req: pb.SubmitStreamRequest) -> None:
+        """Start ``req`` in a slot, or queue its refusal."""
+        corr = req.correlation
+        why = self._slot_refusal(corr)
+        if why is not None:
+            self._refusals_queued += 1
+            self._push(_error(corr, b"", *why), _REFUSAL)
+            return
+        self._waits.take(self._connection)
+        self._gauge.inc()
+        self.inflight[corr] = asyncio.create_task(self._settle(corr, req))
+
+    def _slot_refusal(self, corr: int) -> tuple[grpc.StatusCode, str] | None:
+        if corr in self.inflight:
+            return (
+                _Code.INVALID_ARGUMENT,
+                f"correlation {corr} is in flight on this stream already; "
+                "give each request its own until its final or error event",
+            )
+        if len(self.inflight) >= self.inflight_max:
+            return (
+                _Code.RESOURCE_EXHAUSTED,
+                f"this stream has {len(self.inflight)} submissions in flight, its limit: "
+                "read their final or error events before sending more (a slot frees when "
+                "its last event is sent), or open another stream",
+            )
+        why = self._waits.refusal(self._connection)
+        return None if why is None else (_Code.RESOURCE_EXHAUSTED, why)
+
+    async def _settle(self, corr: int, req: pb.SubmitStreamRequest) -> None:
+        """Offer, report acceptance, wait for finality, report it: one terminal event."""
+        tid = b""
+        try:
+            offered = await offer(self._node, req.transaction)
+            if isinstance(offered, Refusal):
+                self._push(_error(corr, offered.tx_id, offered.status, offered.message), corr)
+                return
+            tid, outcome = offered
+            self._push(pb.SubmitStreamEvent(correlation=corr, tx_id=tid, accepted=outcome), None)
+            self._push(await self._final(corr, tid, req), corr)
+        except asyncio.CancelledError:
+            if self.closed:
+                raise
+            # The node stopped and cancelled its waits (shutdown or halt): say so.
+            why = self._node.halted or "the node is shutting down"
+            self._push(_error(corr, tid, _Code.UNAVAILABLE, f"node stopped: {why}"), corr)
+
+    async def _final(
+        self, corr: int, tid: bytes, req: pb.SubmitStreamRequest
+    ) -> pb.SubmitStreamEvent:
+        timeout_ms = wait_timeout_ms(req.timeout_ms)
+        try:
+            receipt = await self._node.wait_for(
+                tid, timeout_ms / 1000, prove_result=req.prove_result
+            )
+        except TooManyWaitersError as e:
+            return _error(corr, tid, _Code.RESOURCE_EXHAUSTED, f"{e}; retry later")
+        except TimeoutError:
+            return _error(corr, tid, _Code.DEADLINE_EXCEEDED, not_final_message(tid, timeout_ms))
+        final = pb.SubmitStreamFinal(
+            code=int(receipt.code),  # type: ignore[arg-type]
+            height=receipt.height,
+            position=receipt.position,
+            receipt=receipt.to_pb() if req.want_receipt else None,
+        )
+        return pb.SubmitStreamEvent(correlation=corr, tx_id=tid, final=final)
+
+    # --- the writer ----------------------------------------------------------------------
+
+    def _push(self, event: pb.SubmitStreamEvent, frees: int | None) -> None:
+        self._queue.append((event, frees))
+        self._wake.set()
+
+    async def events(self) -> AsyncIterator[pb.SubmitStreamEvent]:
+        """Every queued event in order; ends once the client half-closed and every
+        request has had its terminal event."""
+        while True:
+            while self._queue:
+                event, frees = self._queue.popleft()
+                # Freed before gRPC sends it: the client may act on the event (send the
+                # next request) before this generator resumes after the send.
+                self._written(frees)
+                yield event  # returns once gRPC took it (flow control: the client reads)
+            if self._reader_error is not None:
+                raise self._reader_error
+            if not self._reading and not self.inflight:
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _written(self, frees: int | None) -> None:
+        if frees is None:
+            return
+        if frees == _REFUSAL:
+            self._refusals_queued -= 1
+            self._room.set()
+            return
+        if self.inflight.pop(frees, None) is None:
+            raise InvariantError(f"correlation {frees} freed twice")
+        self._waits.give_back(self._connection)
+        self._gauge.dec()
+
+    def close(self) -> None:
+        """The call ended (done, cancelled by the client, or the server stopping): cancel
+        what is in flight and give back its shares."""
+        self.closed = True
+        for task in self.inflight.values():
+            task.cancel()
+        for _ in self.inflight:
+            self._waits.give_back(self._connection)
+        self._gauge.dec(len(self.inflight))
+        self.inflight.clear()
+        self._queue.clear()
