@@ -60,6 +60,10 @@ PEER_VERIFY_PER_S: Final = 2_000
 PEER_VERIFY_BURST: Final = 4_000
 PEER_SYNC_BYTES_PER_S: Final = 8 * 1024 * 1024
 PEER_SYNC_BYTES_BURST: Final = 2 * BLOCK_BYTES_MAX
+# A block served (or a lookup that finds none) costs at least this much of that budget:
+# reading, decoding and encoding a small block costs about what sending 64 KB does, and
+# charging only its bytes let one peer's request flood hold 64 MiB of our memory queued.
+CATCHUP_BLOCK_CHARGE_MIN_BYTES: Final = 64 * 1024
 # A peer's forwarded transactions may hold at most this share of the mempool (1/divisor;
 # the divisor is n - 1, at least this): one peer cannot crowd out clients or other peers.
 MEMPOOL_PEER_SHARE_DIVISOR_MIN: Final = 3
@@ -67,7 +71,7 @@ HELP_LAGGING_INTERVAL_MS: Final = 500  # answer one peer's stale timeouts at mos
 
 # --- validator process (node/runtime) ------------------------------------------------------
 PEER_SEND_QUEUE_MAX: Final = 4_096  # messages queued per peer link; oldest dropped when full
-PEER_SEND_QUEUE_BYTES_MAX: Final = 64 * 1024 * 1024  # and bytes (catch-up answers are large)
+PEER_SEND_QUEUE_BYTES_MAX: Final = 16 * 1024 * 1024  # and bytes: four of the largest messages
 PEER_FRAME_MESSAGES_MAX: Final = PEER_SEND_QUEUE_MAX  # a frame with more is a peer's fault
 PEER_FORWARD_CHUNK_TXS: Final = 16  # forwarded transactions checked per event-loop turn
 PEER_RECONNECT_BASE_MS: Final = 100  # first reconnect delay; doubles per failure

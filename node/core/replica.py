@@ -36,6 +36,7 @@ from node.config import (
     BLOCK_TIME_DRIFT_MAX_MS,
     BLOCK_TXS_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
+    CATCHUP_BLOCK_CHARGE_MIN_BYTES,
     CATCHUP_RESPONSE_BYTES_MAX,
     CATCHUP_RETRY_MS,
     FORWARD_LEADERS,
@@ -577,17 +578,19 @@ class Replica:
             return
         blocks: list[tuple[Block, QuorumCert]] = []
         count = min(msg.count, CATCHUP_BATCH_BLOCKS_MAX)
-        size = 0
+        size = charge = 0
         for height in range(max(msg.from_height, 1), msg.from_height + count):
             got = self._source.committed_block(height)
             if got is None:
                 break
             # One response must fit one wire message; the first block always does.
-            size += _wire_size_bound(*got)
+            block_bytes = _wire_size_bound(*got)
+            size += block_bytes
             if blocks and size > CATCHUP_RESPONSE_BYTES_MAX:
                 break
             blocks.append(got)
-        budget.charge(max(size, 1), self.now_ms)
+            charge += max(block_bytes, CATCHUP_BLOCK_CHARGE_MIN_BYTES)
+        budget.charge(max(charge, CATCHUP_BLOCK_CHARGE_MIN_BYTES), self.now_ms)
         if blocks:
             self._send(src, SyncResponse(tuple(blocks)))
 

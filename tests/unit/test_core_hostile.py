@@ -12,11 +12,13 @@ from dataclasses import replace
 
 from node.config import (
     BLOCK_TIME_DRIFT_MAX_MS,
+    CATCHUP_BLOCK_CHARGE_MIN_BYTES,
     CATCHUP_RESPONSE_BYTES_MAX,
     CATCHUP_RETRY_MS,
     PEER_SYNC_BYTES_BURST,
     PEER_VERIFY_BURST,
     PEER_VERIFY_PER_S,
+    TX_BYTES_MAX,
 )
 from node.core import (
     Block,
@@ -231,22 +233,36 @@ def test_a_flooding_peer_is_cut_off_at_its_verification_budget_and_refills() -> 
 
 
 def test_catch_up_answers_are_bounded_in_bytes_per_peer() -> None:
-    """A peer gets at most its burst in bytes of answers at once, counted as the answers
-    are on the wire (blocks and the certificates they really carry), then its rate."""
+    """A peer gets at most its burst of catch-up at once, then its rate. A block is charged
+    what it weighs on the wire (its certificate as sent, not a worst case: that starved a
+    restarted node) but at least CATCHUP_BLOCK_CHARGE_MIN_BYTES (serving a small block
+    costs more than its bytes: charged bytes alone, a flood filled the send queue)."""
     net = Net()
     for k in range(3):
         _commit_one(net, b"trade-%d-" % k + bytes(4_000))
+    for k in range(3):
+        _commit_one(net, b"large-%d-" % k + bytes(TX_BYTES_MAX - 16))
     node, requests = net.nodes[1], 1_000
-    for _ in range(requests):
-        node.step(2, SyncRequest(1, 16), now_ms=5)
+    for height in (1, 1 + net.disks[1].committed_height() // 2):
+        node.step(2, SyncRequest(height, 1), now_ms=5)
     answers = [m for _, m in node.ready().to_send if isinstance(m, SyncResponse)]
     node.advance()
-    one = len(encode_message(answers[0]))
-    assert 0 < len(answers) < requests
-    assert node.refused["peer over catch-up budget"] == requests - len(answers)
-    # Charged what the answers weigh (within a few bytes each), not a worst case.
-    assert len(answers) * one * 1.05 >= PEER_SYNC_BYTES_BURST
-    assert (len(answers) - 1) * one <= PEER_SYNC_BYTES_BURST
+    assert len(answers) == 2
+    for _ in range(requests):
+        node.step(2, SyncRequest(1, 16), now_ms=5)
+    served = sum(isinstance(m, SyncResponse) for _, m in node.ready().to_send)
+    node.advance()
+    blocks = [
+        net.disks[1].blocks[h] for h in range(1, min(16, net.disks[1].committed_height()) + 1)
+    ]
+    sizes = [len(encode_message(SyncResponse((b,)))) for b in blocks]
+    assert 4_000 < max(sizes) < CATCHUP_BLOCK_CHARGE_MIN_BYTES  # each block charged the floor
+    per_answer = len(blocks) * CATCHUP_BLOCK_CHARGE_MIN_BYTES
+    assert 0 < served < requests
+    assert node.refused["peer over catch-up budget"] == requests - served
+    # The burst, less the two single-block answers, in answers of this weight (one in debt).
+    spent = PEER_SYNC_BYTES_BURST - 2 * CATCHUP_BLOCK_CHARGE_MIN_BYTES
+    assert served == -(-spent // per_answer) or served == spent // per_answer + 1
     assert PEER_SYNC_BYTES_BURST >= CATCHUP_RESPONSE_BYTES_MAX  # one full answer always fits
     # The rate comes back: after a second, a second's worth.
     node.step(2, SyncRequest(1, 16), now_ms=5 + 1_000)
