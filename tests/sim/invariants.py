@@ -104,6 +104,7 @@ class Checker:
         self.results_at: dict[int, bytes] = {}  # height -> Merkle root of its results
         self.empty_at: dict[int, bool] = {}  # height -> the block carries no transactions
         self.txs_at: dict[int, frozenset[bytes]] = {}  # height -> the transactions it carries
+        self.first_at: dict[bytes, int] = {}  # raw tx or tx id -> first height carrying it
         self.votes: dict[tuple[int, Phase, int], bytes] = {}
         # instance -> tx id -> results recorded under it / results that settled (OK)
         self.recorded: dict[int, Counter[bytes]] = defaultdict(Counter)
@@ -217,6 +218,9 @@ class Checker:
         self.results_at.setdefault(h, outcome.results_root)
         self.empty_at[h] = not block.txs
         self.txs_at[h] = frozenset(block.txs)
+        for raw, result in zip(block.txs, outcome.results, strict=True):
+            self.first_at.setdefault(raw, h)
+            self.first_at.setdefault(result.tx_id, h)
         # The certified header of h carries the results of h - 1 (what receipts prove).
         prev = self.results_at.get(h - 1)
         if prev is not None and block.results_root != prev:
@@ -290,6 +294,12 @@ class Checker:
 
     def committed_anywhere(self, raw: bytes) -> bool:
         return raw in self.anywhere or self.ids.get(raw) in self.anywhere
+
+    def late_copy(self, raw: bytes, height: int) -> bool:
+        """``raw`` first appears at ``height`` as another envelope of an id that an
+        earlier block recorded (it waited in a mempool while its twin committed)."""
+        first_id = self.first_at.get(self.ids.get(raw, b""), height)
+        return self.first_at.get(raw) == height and first_id < height
 
     def commit_view_of(self, raw: bytes) -> int | None:
         view = self.commit_view.get(raw)

@@ -337,6 +337,7 @@ def test_under_signed_certificates_are_refused(
         ("no_tc", "proposal breaks a voting rule"),  # no TC, no fresh parent certificate
         ("strip_lock", "proposal with an invalid certificate"),  # lock claimed, unproven
     ],
+    ids=["keep_tc", "no_tc", "strip_lock"],
 )
 def test_lock_violating_proposal_is_refused(variant: str, reason: str) -> None:
     """After a view change whose TC reports a lock, a Byzantine leader proposes a block
