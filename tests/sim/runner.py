@@ -76,7 +76,7 @@ def _refusals(sc: Scenario) -> None:
     """Refusals mixed into the load, and replays of committed trades (own PRNG: the rest
     of the scenario is what the seed drew before refusals existed)."""
     rng = random.Random(sc.seed * 32_452_843 + sc.n)
-    count = rng.randint(2, 6)
+    count = rng.randint(2, 3)
     pool = refusal_pool(sc.n)
     by_kind: dict[str, list[int]] = {}
     for k, sim in enumerate(pool):

@@ -59,7 +59,7 @@ POOR_BONDS = 100
 CAP_HEADROOM = 10**6  # the capped bond's max_supply: genesis holdings plus this
 MINT_OK_MAX = 1_000  # settling mints stay far below the headroom in any run
 LATE_STEP_MS = 250  # expiries and deadlines of late trades: one every this many ms
-LATE_SPAN_MS = 40_000  # late trades cover submissions up to this far into a run
+LATE_SPAN_MS = 6_000  # late trades cover submissions this far into a run (chaos_ms <= 5 s)
 FAR_MS = 10**9
 
 
@@ -283,7 +283,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
     banks = maker.net.banks
     pool = ok_pool(n)
     out: list[SimTx] = []
-    for k in range(8):
+    for k in range(4):
         bank, other = banks[k % len(banks)], banks[(k + 1) % len(banks)]
         out += maker.state_refusals(bank, other, rng)
         out += maker.foreign(bank, other)
