@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 
+from node.settlement import ResultCode
 from tests.sim.byzantine import STRATEGIES
 from tests.sim.invariants import Violation
 from tests.sim.runner import make_scenario, replay_command, run
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     blocks = 0
     kinds: Counter[str] = Counter()
     twinned = 0
+    codes: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
+    crafted: Counter[str] = Counter()
     censored = 0
     for k, seed in enumerate(range(args.seed_start, args.seed_start + args.seeds), 1):
         sc = make_scenario(args.n, args.q, seed, byz, args.byz_count)
@@ -42,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         blocks += result.height
         kinds.update(result.sent)
+        codes.update(result.codes)
+        refused.update(result.refused)
+        refusals.update(result.refusals)
+        crafted.update(result.crafted)
         twinned += 1 if result.twins else 0
         censored = max(censored, result.censored_views)
         if k % 10 == 0 or k == args.seeds:
@@ -55,6 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"seeds with twins: {twinned}; messages by kind: {dict(sorted(kinds.items()))}")
     print(f"most views a transaction waited after stabilising: {censored}")
+    print("result codes (in blocks / answered by honest admission):")
+    for code in ResultCode:
+        print(f"  {code.name:<24} {codes[code.name]:>7} / {refused[code.name]:<7}")
+    unreached = [c.name for c in ResultCode if not codes[c.name] + refused[c.name]]
+    print(f"codes never reached: {', '.join(unreached) or 'none'}")
+    print("honest replicas refused (Replica.refused):")
+    for reason, count in sorted(refusals.items()):
+        print(f"  {count:>7}  {reason}")
+    if crafted:
+        print("crafted by Byzantine strategies:")
+        for kind, count in sorted(crafted.items()):
+            print(f"  {count:>7}  {kind}")
     return 0
 
 

@@ -34,13 +34,23 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
 - ``sync_flood``: floods every peer with catch-up requests for the whole chain.
 - ``verify_flood``: for a second and a half, floods every peer with real certificates
   whose last signature is replaced (every other one checks out, so all are checked).
+- ``under_signed``: next to each proposal, timeout, certificate and TC it sends, a copy
+  whose certificate is one valid signature short of q, or counts a signer twice, or names
+  a signer that is no validator (parent certificates, TC entries and proofs, the
+  certificates inside timeouts, QC broadcasts).
+- ``lock_violation``: as the leader after a view change whose TC reports a lock, proposes
+  a block conflicting with that lock (same height and parent, its own view and time):
+  with the TC as it is, with the TC's lock proof removed, with no TC, or with a TC of q
+  timeouts that report no lock when it holds them (which does justify the block). As the
+  leader of a fresh view it withholds the commit certificate half of the time, so honest
+  replicas carry a lock into the next view change.
 """
 
 from __future__ import annotations
 
 import random
 import struct
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -568,6 +578,151 @@ class VerifyFlood(Strategy):
         return out
 
 
+def _one_short(qc: QuorumCert, variant: str, n: int, q: int, rng: random.Random) -> QuorumCert:
+    """``qc`` with q - 1 distinct valid signers, plus nothing (``short``), a repeat of one
+    of them (``repeated``) or a signer index that is no validator (``outsider``)."""
+    kept = tuple(rng.sample(qc.signatures, min(q - 1, len(qc.signatures))))
+    if variant == "repeated":
+        kept = (*kept, kept[0])
+    elif variant == "outsider":
+        kept = (*kept, (n + rng.randrange(4), rng.randbytes(64)))
+    return replace(qc, signatures=kept)
+
+
+class UnderSigned(Strategy):
+    """Sends, before each proposal, timeout, certificate and TC, a copy whose certificate
+    has fewer than q distinct validator signatures (see ``_one_short``); the real message
+    follows, so the run stays live and every honest replica sees both."""
+
+    name = "under_signed"
+    VARIANTS: ClassVar[tuple[str, ...]] = ("short", "repeated", "outsider")
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self.crafted: Counter[str] = Counter()
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        if dst == self.env.index:
+            return [(dst, msg)]
+        bad = self._under(msg)
+        if bad is None:
+            return [(dst, msg)]
+        self.crafted[type(msg).__name__] += 1
+        return [(dst, bad), (dst, msg)]
+
+    def _cut(self, qc: QuorumCert) -> QuorumCert:
+        variant = self.rng.choice(self.VARIANTS)
+        return _one_short(qc, variant, self.env.n, self.env.q, self.rng)
+
+    def _cut_tc(self, tc: TimeoutCert) -> TimeoutCert:
+        proofs = [f for f in ("high_commit", "high_lock") if getattr(tc, f) is not None]
+        if proofs and self.rng.random() < 0.5:
+            field = self.rng.choice(proofs)
+            return replace(tc, **{field: self._cut(getattr(tc, field))})
+        entries = tc.entries[: self.env.q - 1]
+        variant = self.rng.choice(self.VARIANTS)
+        if variant == "repeated":
+            entries = (*entries, entries[0])
+        elif variant == "outsider":
+            e = entries[0]
+            entries = (*entries, replace(e, voter=self.env.n + self.rng.randrange(4)))
+        return replace(tc, entries=entries)
+
+    def _under(self, msg: Message) -> Message | None:
+        if isinstance(msg, Proposal):
+            if msg.tc is not None and (msg.parent_cert is None or self.rng.random() < 0.5):
+                return replace(msg, tc=self._cut_tc(msg.tc))
+            if msg.parent_cert is not None:
+                return replace(msg, parent_cert=self._cut(msg.parent_cert))
+            return None
+        if isinstance(msg, Timeout):
+            if msg.commit_cert is not None:
+                return replace(msg, commit_cert=self._cut(msg.commit_cert))
+            if msg.high_pqc is not None:
+                return replace(msg, high_pqc=self._cut(msg.high_pqc))
+            return None
+        if isinstance(msg, QCMessage):
+            return QCMessage(self._cut(msg.qc))
+        if isinstance(msg, NewView):
+            return NewView(self._cut_tc(msg.tc))
+        return None
+
+
+class LockViolation(Strategy):
+    """See the module docstring. ``crafted`` counts the conflicting proposals by variant."""
+
+    name = "lock_violation"
+    VARIANTS: ClassVar[tuple[str, ...]] = ("keep_tc", "strip_lock", "no_tc", "unlocked_tc")
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self.crafted: Counter[str] = Counter()
+        self._timeouts: dict[int, dict[int, Timeout]] = {}  # view -> voter -> timeout
+        self._withheld: set[int] = set()  # views whose commit certificate it kept
+        self._conflicts: dict[int, Proposal] = {}  # view -> the proposal it sends instead
+
+    def incoming(self, src: int, msg: Message) -> Message | None:
+        if isinstance(msg, Timeout) and msg.voter == src:
+            self._timeouts.setdefault(msg.view, {})[src] = msg
+            while len(self._timeouts) > 8:
+                del self._timeouts[min(self._timeouts)]
+        return msg
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        if dst == self.env.index:
+            return [(dst, msg)]
+        if isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT and self._withhold(msg.qc):
+            return []
+        if isinstance(msg, Proposal) and msg.tc is not None and msg.tc.high_lock is not None:
+            conflict = self._conflicts.get(msg.view)
+            if conflict is None:
+                conflict = self._conflict(msg, msg.tc)
+                self._conflicts = {msg.view: conflict}
+            return [(dst, conflict)]
+        return [(dst, msg)]
+
+    def _withhold(self, qc: QuorumCert) -> bool:
+        """Its own fresh view's commit certificate, half of the time (decided once a view)."""
+        core = self.env.core()
+        if core is None or core.leader(qc.view) != self.env.index:
+            return False
+        if qc.view not in self._withheld and self.rng.random() < 0.5:
+            self._withheld.add(qc.view)
+        return qc.view in self._withheld
+
+    def _conflict(self, p: Proposal, tc: TimeoutCert) -> Proposal:
+        """A block at the locked height, conflicting with the lock, and a justification."""
+        core = self.env.core()
+        time_ms = (
+            self.env.now() if core is None else max(self.env.now(), core.committed_time_ms + 1)
+        )
+        block = replace(p.block, view=p.view, proposer=self.env.index, time_ms=time_ms)
+        variant = self.rng.choice(self.VARIANTS)
+        if variant == "unlocked_tc":
+            unlocked = self._unlocked_tc(tc)
+            variant = "keep_tc" if unlocked is None else variant
+        self.crafted[variant] += 1
+        if variant == "keep_tc":
+            return replace(p, block=block)
+        if variant == "strip_lock":
+            return replace(p, block=block, tc=replace(tc, high_lock=None))
+        if variant == "no_tc":
+            return replace(p, block=block, tc=None)
+        return replace(p, block=block, tc=self._unlocked_tc(tc))
+
+    def _unlocked_tc(self, tc: TimeoutCert) -> TimeoutCert | None:
+        """A TC for the same view from q signed timeouts that report no lock, if it holds
+        that many: it proves no block of the view could have committed, so it justifies
+        any block extending its top commit (honest replicas vote for it)."""
+        free = [t for _, t in sorted(self._timeouts.get(tc.view, {}).items()) if t.high_pqc is None]
+        if len(free) < self.env.q:
+            return None
+        chosen = free[: self.env.q]
+        top = max(t.committed_height for t in chosen)
+        proof = next(t.commit_cert for t in chosen if t.committed_height == top)
+        return TimeoutCert(tc.view, tuple(t.entry() for t in chosen), proof, None)
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     s.name: s
     for s in (
@@ -584,5 +739,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         JunkFlood,
         SyncFlood,
         VerifyFlood,
+        UnderSigned,
+        LockViolation,
     )
 }

@@ -15,11 +15,12 @@ import hashlib
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 
 from node import crypto
+from node.config import ADMISSION_EXPIRY_TOLERANCE_MS
 from node.core import (
     AddResult,
     Block,
@@ -35,20 +36,13 @@ from node.core import (
     encode_block,
     encode_qc,
 )
-from node.genesis import DemoNetwork, demo_genesis
+from node.genesis import DemoNetwork
 from node.runtime import StoreSource
-from node.settlement import (
-    BlockContext,
-    DvP,
-    ResultCode,
-    Transfer,
-    apply_block,
-    precheck,
-    sign_tx,
-)
+from node.settlement import BlockContext, ResultCode, Transaction, apply_block, precheck
 from node.store import MemoryStore
 from tests.sim.byzantine import STRATEGIES, Env, Equivocate, Strategy, wire
 from tests.sim.invariants import Checker, Violation
+from tests.sim.workload import SimTx, late_for, ok_pool, refusal_pool, sim_network
 
 VIEW_TIMEOUT_BASE_MS = 400
 VIEW_TIMEOUT_MAX_MS = 3_200
@@ -123,6 +117,10 @@ class Scenario:
     dup: float = 0.0
     faults: list[tuple[int, str, tuple[int, ...]]] = field(default_factory=list)
     submit_times: list[int] = field(default_factory=list)
+    # Refusals (tests/sim/workload.py): (submit offset, kind, index): "pool" takes
+    # refusal_pool()[index]; "expired" and "past_deadline" the late trade for that time.
+    refusals: list[tuple[int, str, int]] = field(default_factory=list)
+    replay_times: list[int] = field(default_factory=list)  # a client resends a committed tx
     groups_at: dict[int, dict[int, int]] = field(default_factory=dict)  # scripted partitions
 
 
@@ -141,33 +139,12 @@ class Instance:
     verifier: CountingVerifier | None = None
 
 
-@cache
 def _network(n: int) -> DemoNetwork:
-    return demo_genesis(validators=n, quorum=Quorum.classic(n).q if n > 1 else 1)
+    return sim_network(n)
 
 
-@cache
-def _tx_pool(n: int) -> tuple[tuple[bytes, object], ...]:
-    """Signed bank trades for this genesis, made once per process (signing is slow)."""
-    net = _network(n)
-    g = net.genesis
-    rng = random.Random(n)
-    out: list[tuple[bytes, object]] = []
-    far = g.genesis_time_ms + 10**9
-    for nonce in range(1, 401):
-        seller, buyer = rng.sample(net.banks, 2)
-        tx: DvP | Transfer
-        if nonce % 5 == 0:
-            tx = Transfer(g.chain_id, nonce, far, net.cash, seller, buyer, rng.randint(1, 10**6))
-            keys = [net.participant_keys[seller]]
-        else:
-            tx = DvP(
-                g.chain_id, nonce, far, seller, buyer, rng.choice(net.bonds),
-                rng.randint(1, 10**5), net.cash, rng.randint(1, 10**7), far,
-            )  # fmt: skip
-            keys = [net.participant_keys[s] for s in tx.required_signers()]
-        out.append((sign_tx(tx, keys), tx))
-    return tuple(out)
+def _tx_pool(n: int) -> tuple[tuple[bytes, Transaction], ...]:
+    return ok_pool(n)
 
 
 class Cluster:
@@ -185,7 +162,16 @@ class Cluster:
         self.instances: list[Instance] = []
         pool = _tx_pool(sc.n)
         self.workload = random.Random(sc.seed).sample(pool, min(sc.txs, len(pool)))
-        self.checker = Checker(self.genesis, {raw: tx for raw, tx in self.workload})
+        self.refusals = [(t, _refusal(sc.n, kind, k, t)) for t, kind, k in sc.refusals]
+        txs: dict[bytes, Transaction | None] = {raw: tx for raw, tx in self.workload}
+        for _, sim in self.refusals:
+            txs[sim.raw] = sim.tx
+            if sim.twin is not None:
+                txs[sim.twin] = sim.tx
+        self.checker = Checker(self.genesis, txs)
+        # Client transactions honest admission refused, with the code: a final answer.
+        self.answered: dict[bytes, ResultCode] = {}
+        self.admission_codes: Counter[ResultCode] = Counter()
         self.acked: dict[bytes, int] = {}  # tx bytes -> time acknowledged by honest code
         self.submitted: dict[bytes, None] = {}  # every tx a client sent (it retries them)
         # After stabilisation: tx -> highest honest view when an honest node first held it.
@@ -195,6 +181,8 @@ class Cluster:
         self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
         self.kept_down: set[int] = set()  # instances that stay crashed after heal
         self._wired: tuple[object, Message | None] = (None, None)  # last message through wire()
+        # A planted network fault (directed tests): messages it returns True for are lost.
+        self.drop_if: Callable[[Instance, int, Message], bool] | None = None
         # Honest halves an equivocator's two faces talk to (own PRNG: other draws unchanged).
         byz_rng = random.Random(sc.seed * 104_729 + sc.n)
         honest = [i for i in range(sc.n) if i not in sc.byz and i not in sc.twins]
@@ -262,7 +250,19 @@ class Cluster:
 
     def _tx_check(self, raw: bytes) -> bool:
         """The runtime's admission precheck, which forwarded transactions pass too."""
-        return precheck(self.genesis, raw, memo_verify).code is ResultCode.OK
+        return self.admission(raw) is ResultCode.OK
+
+    def admission(self, raw: bytes) -> ResultCode:
+        """What an honest node's runtime answers a client before its mempool sees the
+        transaction (node/runtime/_node.py ``admission``): by its clock, with the tolerance."""
+        check = precheck(
+            self.genesis,
+            raw,
+            memo_verify,
+            now_ms=self.now,
+            tolerance_ms=ADMISSION_EXPIRY_TOLERANCE_MS,
+        )
+        return check.code
 
     def _boot(self, inst: Instance) -> None:
         cfg = CoreConfig(
@@ -298,6 +298,8 @@ class Cluster:
         heapq.heappush(self._events, (at, self._seq, kind, data))
 
     def send(self, src: Instance, dst: int, msg: Message) -> None:
+        if self.drop_if is not None and self.drop_if(src, dst, msg):
+            return
         kind = type(msg).__name__
         if kind == "Proposal" and msg.tc is not None:  # type: ignore[union-attr]
             kind = "Proposal+TC"
@@ -433,6 +435,13 @@ class Cluster:
         self.submitted[raw] = None
         if inst.byz is not None and not inst.byz.accepts(raw):
             return  # it says nothing (a lie either way)
+        if inst.byz is None:
+            code = self.admission(raw)
+            if code is not ResultCode.OK:
+                self.answered[raw] = code
+                self.admission_codes[code] += 1
+                self.checker.on_refused(raw, code)
+                return
         result = inst.core.submit(raw, self.now)
         if inst.byz is None:
             self.checker.on_submit(inst, raw, result, self.now)
@@ -445,8 +454,20 @@ class Cluster:
     def client_retry(self) -> None:
         """The SDK resubmits what it has no receipt for (idempotent: same tx id)."""
         for raw in list(self.submitted):
-            if not self.checker.committed_anywhere(raw):
+            if raw not in self.answered and not self.checker.committed_anywhere(raw):
                 self.submit(raw)
+
+    def replay_committed(self) -> None:
+        """A client resends a transaction that has committed (to any node, lagging or not):
+        at most a DUPLICATE, never a second application."""
+        done = [raw for raw in self.submitted if self.checker.committed_anywhere(raw)]
+        if done:
+            self.submit(self.rng.choice(done))
+
+    def due(self, raw: bytes) -> bool:
+        """Whether ``raw`` must commit at every live honest node: not refused by honest
+        admission (a final answer), unless some honest node committed it anyway."""
+        return raw not in self.answered or self.checker.committed_anywhere(raw)
 
     def watch_censorship(self) -> None:
         """The network has stabilised: from now on count the views every transaction held
@@ -468,6 +489,36 @@ class Cluster:
         acknowledged, and, since clients retry on random nodes, those only a Byzantine one
         took."""
         honest = [i for i in self.live() if i.honest]
+        due = [raw for raw in self.submitted if self.due(raw)]
         return bool(honest) and all(
-            self.checker.committed_at(i, raw) for i in honest for raw in self.submitted
+            self.checker.committed_at(i, raw) for i in honest for raw in due
         )
+
+    def missing(self, raws: Iterable[bytes]) -> list[bytes]:
+        """Of ``raws``, those some live honest node has not committed."""
+        honest = [i for i in self.live() if i.honest]
+        return [raw for raw in raws if not all(self.checker.committed_at(i, raw) for i in honest)]
+
+    def honest_refusals(self) -> Counter[str]:
+        """What honest replicas refused (``Replica.refused``), summed over the live ones."""
+        out: Counter[str] = Counter()
+        for inst in self.live():
+            if inst.honest and inst.core is not None:
+                out.update(inst.core.refused)
+        return out
+
+    def crafted(self) -> Counter[str]:
+        """What Byzantine strategies that count their crafted messages sent, by kind."""
+        out: Counter[str] = Counter()
+        for inst in self.instances:
+            counts = getattr(inst.byz, "crafted", None)
+            if counts is not None:
+                out.update({f"{inst.byz.name}:{k}": v for k, v in counts.items()})  # type: ignore[union-attr]
+        return out
+
+
+def _refusal(n: int, kind: str, index: int, offset_ms: int) -> SimTx:
+    if kind == "pool":
+        pool = refusal_pool(n)
+        return pool[index % len(pool)]
+    return late_for(n, kind, offset_ms)

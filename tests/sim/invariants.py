@@ -37,7 +37,21 @@ from node.core import (
     Vote,
     encode_message,
 )
-from node.settlement import BlockOutcome, DvP, Genesis, ResultCode, Transfer
+from node.settlement import (
+    BlockOutcome,
+    Burn,
+    DvP,
+    Genesis,
+    Mint,
+    ResultCode,
+    Transaction,
+    Transfer,
+)
+from tests.sim.workload import tx_id_of
+
+# Codes of copies that fail before their signatures are checked: never recorded, and
+# their id may belong to an authentic transaction.
+UNAUTHENTICATED = frozenset({ResultCode.MALFORMED, ResultCode.BAD_SIGNATURE})
 
 # Catch-up bytes one honest node may serve one peer in one second of simulated time: the
 # per-peer token bucket's burst and rate, plus the one response it may go into debt for.
@@ -82,21 +96,35 @@ class Violation(AssertionError):
 
 
 class Checker:
-    def __init__(self, genesis: Genesis, txs: dict[bytes, object]) -> None:
+    def __init__(self, genesis: Genesis, txs: dict[bytes, Transaction | None]) -> None:
         self.txs = txs
+        self.ids = {raw: tx_id_of(raw) for raw in txs}
         self.block_at: dict[int, bytes] = {}  # height -> hash first committed by an honest node
         self.root_at: dict[int, bytes] = {}  # height -> state root after it (honest)
         self.results_at: dict[int, bytes] = {}  # height -> Merkle root of its results
         self.empty_at: dict[int, bool] = {}  # height -> the block carries no transactions
+        self.txs_at: dict[int, frozenset[bytes]] = {}  # height -> the transactions it carries
+        self.first_at: dict[bytes, int] = {}  # raw tx or tx id -> first height carrying it
         self.votes: dict[tuple[int, Phase, int], bytes] = {}
-        self.applied: dict[int, Counter[bytes]] = defaultdict(Counter)  # instance -> tx -> n
-        self.anywhere: set[bytes] = set()
+        # instance -> tx id -> results recorded under it / results that settled (OK)
+        self.recorded: dict[int, Counter[bytes]] = defaultdict(Counter)
+        self.settled: dict[int, Counter[bytes]] = defaultdict(Counter)
+        # instance -> raw transactions in its blocks, and ids with an authentic copy there
+        self.raws_in: dict[int, set[bytes]] = defaultdict(set)
+        self.ids_in: dict[int, set[bytes]] = defaultdict(set)
+        self.anywhere: set[bytes] = set()  # raws and ids in some honest node's blocks
+        self.refused: dict[bytes, ResultCode] = {}  # raw -> code honest admission answered
+        self.codes: Counter[ResultCode] = Counter()  # results in blocks, once per height
         self.totals: Counter[str] = Counter()
         self.start: dict[tuple[str, str], int] = {}
         for h in genesis.holdings:
             self.totals[h.instrument] += h.amount
             self.start[(h.account, h.instrument)] = h.amount
+        for inst in genesis.instruments:
+            self.totals.setdefault(inst.id, 0)
+        # instance -> the balances and supplies its settled transactions imply
         self.model: dict[int, dict[tuple[str, str], int]] = {}
+        self.supply: dict[int, Counter[str]] = {}
         self.max_height = 0
         self.last_commit_ms = 0
         self.commits = 0
@@ -152,6 +180,11 @@ class Checker:
                 f"(bound {bound})",
             )
 
+    def on_refused(self, raw: bytes, code: ResultCode) -> None:
+        """Honest admission answered a client ``code``: a final answer, so the
+        transaction must never settle (checked at every commit)."""
+        self.refused.setdefault(raw, code)
+
     def on_submit(self, inst: Any, raw: bytes, result: AddResult, now: int) -> None:
         if inst.honest and result is AddResult.FULL:
             raise Violation(
@@ -180,8 +213,14 @@ class Checker:
         root = self.root_at.setdefault(h, outcome.state_root)
         if root != outcome.state_root:
             raise Violation("state root", f"instance {inst.name} diverged at height {h}")
+        if h not in self.results_at:
+            self.codes.update(r.code for r in outcome.results)
         self.results_at.setdefault(h, outcome.results_root)
         self.empty_at[h] = not block.txs
+        self.txs_at[h] = frozenset(block.txs)
+        for raw, result in zip(block.txs, outcome.results, strict=True):
+            self.first_at.setdefault(raw, h)
+            self.first_at.setdefault(result.tx_id, h)
         # The certified header of h carries the results of h - 1 (what receipts prove).
         prev = self.results_at.get(h - 1)
         if prev is not None and block.results_root != prev:
@@ -191,28 +230,46 @@ class Checker:
         if h > self.max_height:
             self.max_height, self.last_commit_ms = h, now
         self.commits += 1
-        for raw in block.txs:
+        for raw, result in zip(block.txs, outcome.results, strict=True):
             self.commit_view.setdefault(raw, cert.view)
+            if result.code not in UNAUTHENTICATED:
+                self.commit_view.setdefault(result.tx_id, cert.view)
         self._check_txs(inst, block, outcome)
         self._check_balances(inst, block, outcome)
 
     def _check_txs(self, inst: Any, block: Block, outcome: BlockOutcome) -> None:
-        counts = self.applied[inst.name]
+        """Each id is recorded once and settles at most once at each node, whatever copies
+        and replays of it blocks carry; a refusal honest admission answered stands."""
+        recorded, settled = self.recorded[inst.name], self.settled[inst.name]
         for raw, result in zip(block.txs, outcome.results, strict=True):
             if raw not in self.txs:
                 raise Violation("junk certified", f"height {block.height} carries a tx nobody sent")
-            if result.code is ResultCode.DUPLICATE:
-                continue
-            counts[raw] += 1
+            self.raws_in[inst.name].add(raw)
             self.anywhere.add(raw)
-            if counts[raw] > 1:
+            if result.code not in UNAUTHENTICATED:
+                self.ids_in[inst.name].add(result.tx_id)
+                self.anywhere.add(result.tx_id)
+            recorded[result.tx_id] += result.recorded
+            settled[result.tx_id] += result.code is ResultCode.OK
+            if recorded[result.tx_id] > 1 or settled[result.tx_id] > 1:
                 raise Violation("exactly once", f"a tx applied twice by instance {inst.name}")
+            refused = self.refused.get(raw)
+            if refused is not None and result.code is ResultCode.OK:
+                raise Violation(
+                    "refusal stands",
+                    f"instance {inst.name} settled at height {block.height} a tx honest "
+                    f"admission refused as {refused.name}",
+                )
 
     def _check_balances(self, inst: Any, block: Block, outcome: BlockOutcome) -> None:
+        """Balances are exactly the legs of settled transactions (so a refused DvP moved
+        nothing), and every instrument's balances add up to its supply (so a refused mint
+        or burn changed none), as the model of settled mints and burns says."""
         model = self.model.setdefault(inst.name, dict(self.start))
+        supply = self.supply.setdefault(inst.name, Counter(self.totals))
         for raw, result in zip(block.txs, outcome.results, strict=True):
             if result.code is ResultCode.OK:
-                _apply_legs(model, self.txs[raw])
+                _apply_legs(model, supply, self.txs[raw])
         store = inst.store
         actual = store.all_balances()
         expected = {k: v for k, v in model.items() if v}
@@ -225,28 +282,49 @@ class Checker:
         sums: Counter[str] = Counter()
         for (_, instrument), v in actual.items():
             sums[instrument] += v
-        for instrument, total in self.totals.items():
+        for instrument, total in supply.items():
             if sums[instrument] != total or store.supply(instrument) != total:
                 raise Violation("conservation", f"{instrument} at height {block.height}")
 
     # --- queries ---------------------------------------------------------------------
 
     def committed_at(self, inst: Any, raw: bytes) -> bool:
-        return self.applied[inst.name][raw] == 1
+        """A block at ``inst`` carried ``raw``, or recorded an authentic copy of its id."""
+        return raw in self.raws_in[inst.name] or self.ids.get(raw) in self.ids_in[inst.name]
 
     def committed_anywhere(self, raw: bytes) -> bool:
-        return raw in self.anywhere
+        return raw in self.anywhere or self.ids.get(raw) in self.anywhere
+
+    def late_copy(self, raw: bytes, height: int) -> bool:
+        """``raw`` first appears at ``height`` as another envelope of an id that an
+        earlier block recorded (it waited in a mempool while its twin committed)."""
+        first_id = self.first_at.get(self.ids.get(raw, b""), height)
+        return self.first_at.get(raw) == height and first_id < height
+
+    def commit_view_of(self, raw: bytes) -> int | None:
+        view = self.commit_view.get(raw)
+        return self.commit_view.get(self.ids.get(raw, b"")) if view is None else view
 
 
-def _apply_legs(model: dict[tuple[str, str], int], tx: object) -> None:
+def _apply_legs(
+    model: dict[tuple[str, str], int], supply: Counter[str], tx: Transaction | None
+) -> None:
     def move(instrument: str, src: str, dst: str, amount: int) -> None:
         model[(src, instrument)] = model.get((src, instrument), 0) - amount
         model[(dst, instrument)] = model.get((dst, instrument), 0) + amount
+
+    def issue(instrument: str, holder: str, amount: int) -> None:
+        model[(holder, instrument)] = model.get((holder, instrument), 0) + amount
+        supply[instrument] += amount
 
     if isinstance(tx, DvP):
         move(tx.bond, tx.seller, tx.buyer, tx.quantity)
         move(tx.cash, tx.buyer, tx.seller, tx.amount)
     elif isinstance(tx, Transfer):
         move(tx.instrument, tx.sender, tx.receiver, tx.amount)
+    elif isinstance(tx, Mint):
+        issue(tx.instrument, tx.to, tx.amount)
+    elif isinstance(tx, Burn):
+        issue(tx.instrument, tx.holder, -tx.amount)
     else:
-        raise Violation("unknown tx", f"workload has no model for {type(tx).__name__}")
+        raise Violation("unknown tx", "a transaction settled that no body decodes to")

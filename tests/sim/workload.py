@@ -1,0 +1,313 @@
+"""The simulator's genesis and client workload: trades that settle, and trades that must
+be refused, each with the result code it must get.
+
+The genesis is the demo network plus what refusals need: a participant that holds little
+(``POOR``, whose trades are all refused, so its balances stay at genesis and a trade
+short by exactly one unit stays short by one), and a bond with a supply cap (custody's
+attestation) just above its genesis holdings, so a mint can exceed it.
+
+Refusals (``REFUSALS``), each a kind of signed transaction a client may send:
+
+- state-dependent, decided in a block: short of cash by exactly one unit or by far
+  (the seller holds the bonds, so a DvP that moved its bond leg first is caught), short
+  of securities, unknown account or instrument, zero amount, self-trade, a cash token in
+  the bond leg, a mint over the cap or past 2**64 - 1, a burn of more than is held;
+- late: expired, or past the settlement deadline, by the time a block carries it (both
+  submitted within the admission tolerance, so they reach a block);
+- duplicate: a second authentic envelope of a trade (the same body, another valid
+  signature), submitted with the trade;
+- refused at admission by honest nodes (a Byzantine node takes them and may propose
+  them): not an encoding, a flipped signature bit, a malleated signature (S + L), a
+  party signing under another's name, a missing signature, another chain, a mint by a
+  bank, a transfer by an account that may not hold assets.
+
+Settling mints and burns run alongside, so the supply moves and conservation is checked
+against a model of it. Replays of committed trades are sent by the runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, replace
+from functools import cache
+
+from node import crypto
+from node.config import U64_MAX
+from node.core import Quorum
+from node.genesis import DemoNetwork, demo_genesis
+from node.settlement import (
+    Burn,
+    DvP,
+    Genesis,
+    Holding,
+    Mint,
+    Participant,
+    ResultCode,
+    Role,
+    SignedTx,
+    Transaction,
+    Transfer,
+    encode_body,
+    sign_tx,
+)
+
+R = ResultCode
+POOR = "POOR01"
+POOR_CASH = 1_000
+POOR_BONDS = 100
+CAP_HEADROOM = 10**6  # the capped bond's max_supply: genesis holdings plus this
+MINT_OK_MAX = 1_000  # settling mints stay far below the headroom in any run
+LATE_STEP_MS = 250  # expiries and deadlines of late trades: one every this many ms
+LATE_SPAN_MS = 6_000  # late trades cover submissions this far into a run (chaos_ms <= 5 s)
+FAR_MS = 10**9
+
+
+@dataclass(frozen=True)
+class SimTx:
+    """One transaction a client may send: its bytes, the decoded body (None: none
+    decodes), the kind of refusal (or "ok"), the codes a block may give it, and for late
+    trades the time (offset from genesis) it turns late."""
+
+    raw: bytes
+    tx: Transaction | None
+    kind: str
+    codes: frozenset[ResultCode]
+    late_at: int | None = None
+    twin: bytes | None = None  # a duplicate: the other envelope, sent with it
+
+    @property
+    def tx_id(self) -> bytes:
+        return tx_id_of(self.raw)
+
+
+def tx_id_of(raw: bytes) -> bytes:
+    """The id a block's result carries for ``raw`` (the body hash; else the bytes' hash)."""
+    try:
+        return SignedTx.decode(raw).tx_id
+    except Exception:
+        return crypto.sha256(raw)
+
+
+@cache
+def sim_network(n: int) -> DemoNetwork:
+    """The demo network for n validators with ``POOR`` and a capped bond (see above)."""
+    demo = demo_genesis(validators=n, quorum=Quorum.classic(n).q if n > 1 else 1)
+    g = demo.genesis
+    poor_key = crypto.SigningKey(crypto.sha256(b"sim-participant", POOR.encode()))
+    capped = demo.bonds[1]
+    held = sum(h.amount for h in g.holdings if h.instrument == capped)
+    instruments = tuple(
+        replace(i, max_supply=held + CAP_HEADROOM) if i.id == capped else i for i in g.instruments
+    )
+    genesis = Genesis(
+        name=g.name,
+        genesis_time_ms=g.genesis_time_ms,
+        participants=(
+            *g.participants,
+            Participant(POOR, poor_key.public_key, frozenset({Role.TRADER}), 2),
+        ),
+        instruments=instruments,
+        holdings=(
+            *g.holdings,
+            Holding(POOR, demo.cash, POOR_CASH),
+            Holding(POOR, demo.bonds[0], POOR_BONDS),
+        ),
+        validators=g.validators,
+        quorum=g.quorum,
+    )
+    keys = {**demo.participant_keys, POOR: poor_key}
+    return DemoNetwork(genesis, keys, demo.validator_keys, demo.banks, demo.bonds, demo.cash)
+
+
+def _signed(net: DemoNetwork, tx: Transaction) -> bytes:
+    return sign_tx(tx, [net.participant_keys[s] for s in tx.required_signers()])
+
+
+@cache
+def ok_pool(n: int) -> tuple[tuple[bytes, Transaction], ...]:
+    """Signed bank trades that settle, made once per process (signing is slow)."""
+    net = sim_network(n)
+    g = net.genesis
+    rng = random.Random(n)
+    out: list[tuple[bytes, Transaction]] = []
+    far = g.genesis_time_ms + FAR_MS
+    for nonce in range(1, 401):
+        seller, buyer = rng.sample(net.banks, 2)
+        tx: DvP | Transfer
+        if nonce % 5 == 0:
+            tx = Transfer(g.chain_id, nonce, far, net.cash, seller, buyer, rng.randint(1, 10**6))
+        else:
+            tx = DvP(
+                g.chain_id, nonce, far, seller, buyer, rng.choice(net.bonds),
+                rng.randint(1, 10**5), net.cash, rng.randint(1, 10**7), far,
+            )  # fmt: skip
+        out.append((_signed(net, tx), tx))
+    return tuple(out)
+
+
+def resign(key: crypto.SigningKey, message: bytes, salt: bytes) -> bytes:
+    """Another valid Ed25519 signature of ``message`` by ``key`` (a fresh nonce instead of
+    RFC 8032's derived one): R = r·B is the public key of a seed whose clamped scalar is
+    r, and S = r + H(R, A, M)·a mod L. Verifiers accept it; the bytes differ."""
+
+    def scalar(seed: bytes) -> int:
+        h = bytearray(hashlib.sha512(seed).digest()[:32])
+        h[0] &= 248
+        h[31] = (h[31] & 127) | 64
+        return int.from_bytes(h, "little")
+
+    nonce_seed = crypto.sha256(b"sim-resign", salt, key.seed())
+    r_point = crypto.SigningKey(nonce_seed).public_key
+    k = int.from_bytes(hashlib.sha512(r_point + key.public_key + message).digest(), "little")
+    s = (scalar(nonce_seed) + k * scalar(key.seed())) % crypto.ED25519_L
+    return r_point + s.to_bytes(32, "little")
+
+
+class _Maker:
+    """Builds the refusal pool: one method per kind, each returning SimTx."""
+
+    def __init__(self, n: int) -> None:
+        self.net = net = sim_network(n)
+        self.g = net.genesis
+        self.t0 = self.g.genesis_time_ms
+        self.far = self.t0 + FAR_MS
+        self.chain = self.g.chain_id
+        self.nonce = 10_000
+
+    def _next(self) -> int:
+        self.nonce += 1
+        return self.nonce
+
+    def sim(self, kind: str, tx: Transaction, *codes: ResultCode, late: int | None = None) -> SimTx:
+        return SimTx(_signed(self.net, tx), tx, kind, frozenset(codes), late)
+
+    def dvp(self, seller: str, buyer: str, qty: int, amount: int, **kw: object) -> DvP:
+        net = self.net
+        base = DvP(
+            self.chain, self._next(), self.far, seller, buyer, net.bonds[0], qty, net.cash,
+            amount, self.far,
+        )  # fmt: skip
+        return replace(base, **kw)  # type: ignore[arg-type]
+
+    def transfer(self, sender: str, receiver: str, amount: int, **kw: object) -> Transfer:
+        base = Transfer(self.chain, self._next(), self.far, self.net.cash, sender, receiver, amount)
+        return replace(base, **kw)  # type: ignore[arg-type]
+
+    def state_refusals(self, bank: str, other: str, rng: random.Random) -> list[SimTx]:
+        net, capped = self.net, self.net.bonds[1]
+        return [
+            self.sim("short_cash_by_one", self.dvp(bank, POOR, 1, POOR_CASH + 1),
+                     R.INSUFFICIENT_CASH),
+            self.sim("short_cash", self.dvp(bank, POOR, rng.randint(1, 99), 10**6),
+                     R.INSUFFICIENT_CASH),
+            self.sim("short_bonds_by_one", self.dvp(POOR, bank, POOR_BONDS + 1, 1),
+                     R.INSUFFICIENT_SECURITIES),
+            self.sim("unknown_account", self.transfer(bank, "NOBODY", 5), R.UNKNOWN_ACCOUNT),
+            self.sim("unknown_instrument", self.transfer(bank, other, 5, instrument="XX.NONE"),
+                     R.UNKNOWN_INSTRUMENT),
+            self.sim("zero_amount", self.transfer(bank, other, 0), R.INVALID_AMOUNT),
+            self.sim("self_trade", self.transfer(bank, bank, 5), R.SELF_TRADE),
+            self.sim("cash_as_bond", self.dvp(bank, other, 5, 5, bond=net.cash),
+                     R.WRONG_INSTRUMENT_KIND),
+            self.sim("mint_over_cap", Mint(self.chain, self._next(), self.far, capped, bank,
+                     2 * CAP_HEADROOM, "TREASURY"), R.SUPPLY_LIMIT),
+            self.sim("mint_overflow", Mint(self.chain, self._next(), self.far, net.cash, bank,
+                     U64_MAX, "CASHCO"), R.OVERFLOW),
+            self.sim("burn_short", Burn(self.chain, self._next(), self.far, net.bonds[0], POOR,
+                     POOR_BONDS + 1, "TREASURY"), R.INSUFFICIENT_SECURITIES),
+            self.sim("mint", Mint(self.chain, self._next(), self.far, capped, bank,
+                     rng.randint(1, MINT_OK_MAX), "CSD"), R.OK),
+            self.sim("burn", Burn(self.chain, self._next(), self.far, capped, bank,
+                     rng.randint(1, MINT_OK_MAX), "TREASURY"), R.OK),
+        ]  # fmt: skip
+
+    def late(self, bank: str, other: str, at: int) -> list[SimTx]:
+        """Late at ``at`` ms after genesis: expired, or past the deadline, once a block
+        carries them, if sent after ``at`` (and before the admission tolerance runs out)."""
+        t = self.t0 + at
+        return [
+            self.sim("expired", self.transfer(bank, other, 7, expiry_ms=t), R.EXPIRED, late=at),
+            self.sim("past_deadline", self.dvp(bank, other, 3, 3, deadline_ms=t),
+                     R.DEADLINE_PASSED, late=at),
+        ]  # fmt: skip
+
+    def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
+        """Copies of a settling trade that no honest node admits (BAD_SIGNATURE, MALFORMED)."""
+        stx = SignedTx.decode(raw)
+        (signer, sig), *rest = stx.signatures
+        flipped = bytearray(sig)
+        flipped[rng.randrange(64)] ^= 1 << rng.randrange(8)
+        s = int.from_bytes(sig[32:], "little") + crypto.ED25519_L
+        malleated = sig[:32] + s.to_bytes(32, "little")
+        other = next(b for b in self.net.banks if b not in tx.required_signers())
+        wrong = self.net.participant_keys[other].sign(crypto.TAG_TX + stx.body)
+
+        def env(first: bytes) -> bytes:
+            return SignedTx(stx.body, ((signer, first), *rest)).encode()
+
+        bad = frozenset({R.BAD_SIGNATURE})
+        mal = frozenset({R.MALFORMED})
+        return [
+            SimTx(env(bytes(flipped)), tx, "bit_flipped_signature", bad),
+            SimTx(env(malleated), tx, "malleated_signature", bad),
+            SimTx(env(wrong), tx, "wrong_party", bad),
+            SimTx(SignedTx(stx.body, tuple(rest)).encode(), tx, "missing_signature", bad),
+            SimTx(raw[: rng.randrange(1, len(raw))], None, "truncated", mal),
+            SimTx(rng.randbytes(rng.randint(1, 200)), None, "garbage", mal),
+        ]
+
+    def foreign(self, bank: str, other: str) -> list[SimTx]:
+        wrong_chain = self.transfer(bank, other, 9, chain_id="other-chain")
+        by_bank = Mint(self.chain, self._next(), self.far, self.net.cash, bank, 9, bank)
+        observer = self.transfer("COMPLIANCE", other, 9)
+        return [
+            self.sim("wrong_chain", wrong_chain, R.WRONG_CHAIN),
+            self.sim("mint_by_bank", by_bank, R.UNAUTHORIZED),
+            self.sim("observer_transfer", observer, R.UNAUTHORIZED),
+        ]
+
+    def duplicate(self, raw: bytes, tx: Transaction, salt: int) -> SimTx:
+        """Another authentic envelope of ``tx``: the first signer re-signed."""
+        stx = SignedTx.decode(raw)
+        (signer, _), *rest = stx.signatures
+        sig = resign(self.net.participant_keys[signer], crypto.TAG_TX + stx.body, b"%d" % salt)
+        twin = SignedTx(stx.body, ((signer, sig), *rest)).encode()
+        return SimTx(twin, tx, "duplicate", frozenset({R.OK, R.DUPLICATE}), twin=raw)
+
+
+@cache
+def refusal_pool(n: int) -> tuple[SimTx, ...]:
+    """Every refusal kind several times over (made once per process)."""
+    maker, rng = _Maker(n), random.Random(n * 31)
+    banks = maker.net.banks
+    pool = ok_pool(n)
+    out: list[SimTx] = []
+    for k in range(4):
+        bank, other = banks[k % len(banks)], banks[(k + 1) % len(banks)]
+        out += maker.state_refusals(bank, other, rng)
+        out += maker.foreign(bank, other)
+        raw, tx = pool[-1 - k]  # forged copies of trades the runner never sends otherwise
+        out += maker.forged(raw, tx, bank, rng)
+        out.append(maker.duplicate(*pool[-20 - k], salt=k))
+    return tuple(out)
+
+
+@cache
+def late_pool(n: int) -> tuple[SimTx, ...]:
+    maker = _Maker(n)
+    banks = maker.net.banks
+    out: list[SimTx] = []
+    for k, at in enumerate(range(0, LATE_SPAN_MS, LATE_STEP_MS)):
+        out += maker.late(banks[k % len(banks)], banks[(k + 3) % len(banks)], at)
+    return tuple(out)
+
+
+def late_for(n: int, kind: str, offset_ms: int) -> SimTx:
+    """The late trade of ``kind`` that turned late just before ``offset_ms``."""
+    step = max(0, min(offset_ms - 1, LATE_SPAN_MS - 1)) // LATE_STEP_MS
+    return next(t for t in late_pool(n) if t.kind == kind and t.late_at == step * LATE_STEP_MS)
+
+
+def body_bytes(tx: Transaction) -> bytes:
+    return encode_body(tx)
