@@ -73,3 +73,16 @@ def test_malformed_paths_are_refused() -> None:
     assert merkle.root_from_path(b"c", 3, 3, audit) is None  # index outside the tree
     assert merkle.root_from_path(b"c", 2, 3, (audit[0][:31],)) is None  # short hash
     assert merkle.root_from_path(b"c", 0, 1, (bytes(32),) * 65) is None  # absurdly long
+
+
+def test_index_and_hash_length_edges_are_refused() -> None:
+    """The edges of root_from_path's input checks: index -1 and one past the size, hashes
+    one byte short and one byte long (found by mutation testing, docs/testing.md)."""
+    leaves = [b"a", b"b", b"c", b"d"]
+    audit = merkle.path(leaves, 0)
+    assert merkle.root_from_path(b"a", 0, 4, audit) == merkle.root(leaves)
+    assert merkle.root_from_path(b"a", -1, 4, audit) is None
+    assert merkle.root_from_path(b"a", 4, 4, audit) is None
+    assert merkle.root_from_path(b"a", 5, 4, audit) is None
+    for bad in (audit[0][:31], audit[0] + b"\x00"):
+        assert merkle.root_from_path(b"a", 0, 4, (bad, audit[1])) is None
