@@ -16,6 +16,7 @@ import pytest
 
 from client import (
     AsyncLedgerClient,
+    CertificateCache,
     Endpoint,
     InvalidReceiptError,
     Receipt,
@@ -296,3 +297,39 @@ def test_a_forged_copy_committing_leaves_the_genuine_one_pending(
     block = chain.next_block([genuine])
     node._apply(block, chain.qc(block))
     assert not node.is_pending(tid)
+
+
+def test_the_result_proof_is_required_unless_waived(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    unproven = dataclasses.replace(good, result_proof=None)
+    with pytest.raises(InvalidReceiptError, match="no result proof yet"):
+        verify_receipt(unproven, net.genesis)
+    verify_receipt(unproven, net.genesis, require_result=False)
+
+
+@pytest.mark.parametrize("require_result", [True, False])
+def test_a_receipt_naming_another_tx_id_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, require_result: bool
+) -> None:
+    """Ids below and above the transaction's own: the hash check, not a later one, refuses
+    them (without a result proof no later check would)."""
+    good = attacked[0].forged_receipt(2, 0)
+    if not require_result:
+        good = dataclasses.replace(good, result_proof=None)
+    for other in (bytes(32), b"\xff" * 32):
+        with pytest.raises(InvalidReceiptError, match="does not hash to the receipt's tx id"):
+            verify_receipt(
+                dataclasses.replace(good, tx_id=other), net.genesis, require_result=require_result
+            )
+
+
+def test_certificate_cache_is_a_bounded_lru() -> None:
+    cache = CertificateCache(size_max=2)
+    a, b, c = ((bytes([i]) * 32, b"cert") for i in range(3))
+    cache.add(a)
+    cache.add(b)
+    assert b in cache and a in cache  # two fit; touching a last makes b the oldest
+    cache.add(c)
+    assert b not in cache and a in cache and c in cache

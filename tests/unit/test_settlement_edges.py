@@ -16,16 +16,21 @@ from node.genesis import DemoNetwork
 from node.invariant import InvariantError
 from node.settlement import (
     BlockContext,
+    DecodeError,
     Participant,
     ResultCode,
     Role,
     SignedTx,
+    Transaction,
     TxRecord,
     TxResult,
     apply_block,
+    decode_body,
+    encode_body,
     precheck,
     result_leaf,
     results_root,
+    sign_tx,
 )
 from node.settlement._apply import _Overlay
 from node.store import MemoryStore
@@ -191,3 +196,48 @@ def test_precheck_never_records_and_defaults_to_no_tolerance(
         RC.WRONG_CHAIN,
     ]
     assert not any(r.recorded for r in codes)
+
+
+# --- node/settlement/_tx.py ----------------------------------------------------------------
+
+
+def test_body_header_bytes_are_pinned(txf: TxFactory) -> None:
+    """ADR 0001: version 1, then the kind (MINT 1, BURN 2, TRANSFER 3, DVP 4). Encoder and
+    decoder share the constants, so only pinned bytes catch a change to both (every tx id
+    would change with them)."""
+    kinds: list[Transaction] = [txf.mint(), txf.burn(), txf.transfer(), txf.dvp()]
+    assert [encode_body(tx)[:2] for tx in kinds] == [
+        b"\x01\x01",
+        b"\x01\x02",
+        b"\x01\x03",
+        b"\x01\x04",
+    ]
+
+
+@pytest.mark.parametrize("version", [0, 2])
+def test_other_body_versions_are_malformed(txf: TxFactory, version: int) -> None:
+    body = bytes([version]) + encode_body(txf.transfer())[1:]
+    with pytest.raises(DecodeError, match="version"):
+        decode_body(body)
+
+
+def test_transactions_and_envelopes_are_immutable(txf: TxFactory) -> None:
+    stx = SignedTx.decode(txf.signed(txf.dvp()))
+    for value in (txf.mint(), txf.burn(), txf.transfer(), txf.dvp()):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.nonce = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stx.body = b""  # type: ignore[misc]
+
+
+def test_signing_again_replaces_the_signers_signature(txf: TxFactory, net: DemoNetwork) -> None:
+    stx = SignedTx.decode(txf.signed(txf.dvp()))
+    again = stx.with_signature("BANK01", net.participant_keys["BANK01"])
+    assert again.signatures == stx.signatures  # deterministic Ed25519: the same two
+
+
+def test_sign_tx_says_which_keys_it_needs(txf: TxFactory, net: DemoNetwork) -> None:
+    key = net.participant_keys["BANK01"]
+    for keys in ([key], [key, key, key]):
+        with pytest.raises(ValueError, match="needs keys for"):
+            sign_tx(txf.dvp(), keys)
