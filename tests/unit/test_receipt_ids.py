@@ -333,3 +333,67 @@ def test_certificate_cache_is_a_bounded_lru() -> None:
     assert b in cache and a in cache  # two fit; touching a last makes b the oldest
     cache.add(c)
     assert b not in cache and a in cache and c in cache
+
+
+def test_receipt_height_and_time_must_equal_the_headers_both_ways(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    for bad in (
+        dataclasses.replace(good, height=good.height - 1),
+        dataclasses.replace(good, block_time_ms=good.block_time_ms + 1),
+    ):
+        with pytest.raises(InvalidReceiptError, match="height or time differs"):
+            verify_receipt(bad, net.genesis)
+    with pytest.raises(InvalidReceiptError, match="it needs block 3"):
+        verify_receipt(dataclasses.replace(good, result_proof=None), net.genesis)
+
+
+def test_a_receipt_whose_transaction_does_not_decode_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match="transaction does not decode"):
+        verify_receipt(dataclasses.replace(good, transaction=b"\x01"), net.genesis)
+
+
+def test_every_certificate_signature_is_checked(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    """q signatures by distinct genesis validators, one of them not made by its validator."""
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    qc = chain.qc(chain.blocks[2])
+    forged = dataclasses.replace(
+        qc, signatures=(*qc.signatures[:-1], (qc.signatures[-1][0], bytes(64)))
+    )
+    with pytest.raises(InvalidReceiptError, match="did not make"):
+        verify_receipt(dataclasses.replace(good, certificate=encode_qc(forged)), net.genesis)
+
+
+@pytest.mark.parametrize("other", [bytes(32), b"\xff" * 32])
+def test_a_certificate_for_another_block_at_that_height_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, other: bytes
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    qc = dataclasses.replace(chain.qc(chain.blocks[2]), block_hash=other)
+    with pytest.raises(InvalidReceiptError, match="for another block"):
+        verify_receipt(dataclasses.replace(good, certificate=encode_qc(qc)), net.genesis)
+
+
+def test_the_result_proof_must_come_from_the_next_height(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    """A certified header naming block 2 as parent but itself at height 2 (what a quorum of
+    liars could sign) carries block 2's results root; it is still not block 3."""
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    real_next = chain.blocks[3]
+    liar = dataclasses.replace(real_next, height=2, view=99, executed_height=1)
+    assert liar.parent_hash == chain.blocks[2].hash
+    assert liar.results_root == chain.outcomes[2].results_root
+    assert good.result_proof is not None
+    proof = ResultProof(liar.header, encode_qc(chain.qc(liar)), good.result_proof.path)
+    with pytest.raises(InvalidReceiptError, match="is not block 2's child"):
+        verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
