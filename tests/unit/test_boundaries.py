@@ -16,20 +16,22 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from node import crypto
-from node.config import U64_MAX
+from node.config import ID_BYTES_MAX, TX_BYTES_MAX, U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
     BlockContext,
     BlockOutcome,
+    DecodeError,
     Genesis,
     Head,
     ResultCode,
+    SignedTx,
     TxRecord,
     apply_block,
     genesis_state_root,
     precheck,
 )
-from node.settlement._codec import Reader, Writer
+from node.settlement._codec import Reader, Writer, check_id
 from node.store import MemoryStore
 from tests.ledger_helpers import HOUR_MS, TxFactory
 
@@ -270,3 +272,45 @@ def test_u64_encodes_from_zero_to_max_and_refuses_past_either_end() -> None:
     for bad in (-1, U64_MAX + 1):
         with pytest.raises(ValueError, match="64-bit"):
             Writer().u64(bad)
+
+
+# --- envelopes and identifiers at their size limits ---------------------------------------
+
+
+def test_envelope_of_exactly_the_size_limit_decodes() -> None:
+    # version (1) + body length (4) + body + signature count (1)
+    at_limit = SignedTx(b"x" * (TX_BYTES_MAX - 6), ()).encode()
+    assert len(at_limit) == TX_BYTES_MAX
+    assert SignedTx.decode(at_limit).body == b"x" * (TX_BYTES_MAX - 6)
+    with pytest.raises(DecodeError, match="exceeds"):
+        SignedTx.decode(SignedTx(b"x" * (TX_BYTES_MAX - 5), ()).encode())
+
+
+def test_envelope_version_zero_is_malformed(txf: TxFactory) -> None:
+    with pytest.raises(DecodeError, match="version"):
+        SignedTx.decode(b"\x00" + txf.signed(txf.transfer())[1:])
+
+
+def test_a_repeated_signer_is_not_canonical(txf: TxFactory) -> None:
+    stx = SignedTx.decode(txf.signed(txf.transfer()))
+    with pytest.raises(DecodeError, match="sorted"):
+        SignedTx.decode(SignedTx(stx.body, stx.signatures * 2).encode())
+
+
+def test_identifiers_from_one_byte_to_the_limit() -> None:
+    for ok in ("A", "A" * ID_BYTES_MAX):
+        assert check_id(ok) == ok
+        assert Reader(Writer().ident(ok).finish()).ident() == ok
+    for bad in ("", "A" * (ID_BYTES_MAX + 1), "a b"):
+        with pytest.raises(ValueError, match="must be 1-"):
+            check_id(bad)
+        raw = bad.encode()
+        with pytest.raises(DecodeError, match="invalid identifier at offset 1"):
+            Reader(bytes([len(raw)]) + raw).ident()
+
+
+def test_fixed_fields_take_exactly_their_size() -> None:
+    assert Writer().fixed(bytes(32), 32).finish() == bytes(32)
+    for wrong in (31, 33):
+        with pytest.raises(ValueError, match="expected 32 bytes"):
+            Writer().fixed(bytes(wrong), 32)

@@ -95,8 +95,9 @@ def test_scalar_bound_is_checked_before_the_library(
     key = crypto.SigningKey(bytes(32)).public_key
     sig = bytes(32) + s.to_bytes(32, "little")
     assert crypto.verify(key, b"m", sig) is accepted
-    assert not crypto.verify(key, b"m", sig[:63])  # lengths too
-    assert not crypto.verify(key[:31], b"m", sig)
+    for bad_sig, bad_key in ((sig[:63], key), (sig + b"\x00", key), (sig, key[:31])):
+        assert not crypto.verify(bad_key, b"m", bad_sig)  # lengths too, either way
+    assert not crypto.verify(key + b"\x00", b"m", sig)
 
 
 def test_scalar_bound_with_the_real_library() -> None:
