@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,122 @@ def test_the_result_proof_must_come_from_the_next_height(
     proof = ResultProof(liar.header, encode_qc(chain.qc(liar)), good.result_proof.path)
     with pytest.raises(InvalidReceiptError, match="is not block 2's child"):
         verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+
+
+def _cert(chain: _Chain, at: int, signers: list[int], **kw: object) -> bytes:
+    """Block ``at``'s commit certificate signed by ``signers`` (indexes may repeat or
+    lie outside the genesis set), with ``kw`` replacing any field afterwards."""
+    block, keys = chain.blocks[at], chain.net.validator_keys
+    msg = vote_message(chain.net.genesis.chain_id, Phase.COMMIT, block.view, at, block.hash)
+    sigs = tuple((i, keys[i % len(keys)].sign(msg)) for i in signers)
+    qc = QuorumCert(Phase.COMMIT, block.view, at, block.hash, sigs)
+    return encode_qc(dataclasses.replace(qc, **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("signers", "kw", "error"),
+    [
+        ([0, 1], {}, "has 2 signatures; the quorum is 3"),
+        ([0, 1, 1], {}, "counts a validator twice"),
+        ([0, 1, 4, 5], {}, "by index 4, which is not one of the 4"),
+        ([0, 1, 5], {}, "by index 5, which is not one of the 4"),
+        ([0, 1, 2], {"phase": Phase.PREPARE}, "not a commit certificate"),
+        ([0, 1, 2], {"height": 1}, "for another block"),
+        ([0, 1, 2], {"height": 3}, "for another block"),
+    ],
+    ids=["q-1", "twice", "outside-n", "outside-n+1", "prepare", "height-1", "height+1"],
+)
+def test_a_certificate_short_of_a_quorum_of_distinct_validators_is_refused(
+    attacked: tuple[_Chain, bytes],
+    net: DemoNetwork,
+    signers: list[int],
+    kw: dict[str, object],
+    error: str,
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match=error):
+        verify_receipt(
+            dataclasses.replace(good, certificate=_cert(chain, 2, signers, **kw)), net.genesis
+        )
+
+
+@pytest.mark.parametrize("signers", [[0, 1, 2], [1, 2, 3], [0, 1, 2, 3]], ids=["q", "q-other", "n"])
+def test_a_quorum_or_more_of_valid_signatures_is_accepted(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, signers: list[int]
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    verify_receipt(dataclasses.replace(good, certificate=_cert(chain, 2, signers)), net.genesis)
+
+
+def test_undecodable_certificates_and_foreign_headers_are_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match="certificate does not decode"):
+        verify_receipt(dataclasses.replace(good, certificate=b"\x02"), net.genesis)
+    for chain_id in ("0" * 64, "f" * 64):  # sorting below and above this chain's id
+        foreign = dataclasses.replace(chain.blocks[2], chain_id=chain_id).header
+        with pytest.raises(InvalidReceiptError, match="belongs to chain"):
+            verify_receipt(dataclasses.replace(good, block_header=foreign), net.genesis)
+    for block_hash in (bytes(32), b"\xff" * 32):
+        with pytest.raises(InvalidReceiptError, match="does not hash to the receipt's block hash"):
+            verify_receipt(dataclasses.replace(good, block_hash=block_hash), net.genesis)
+
+
+def test_paths_leading_elsewhere_are_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    """Eight wrong transaction paths and eight wrong result paths: each leads to a root
+    other than the certified one, above it or below it."""
+    chain = attacked[0]
+    good = chain.forged_receipt(3, 1)  # the transfer of block 3: a path of one hash
+    verify_receipt(good, net.genesis)
+    assert good.result_proof is not None and len(good.tx_path) == 1
+    for i in range(8):
+        wrong = (bytes([i * 32]) * 32,)
+        with pytest.raises(InvalidReceiptError, match="does not lead from the transaction"):
+            verify_receipt(dataclasses.replace(good, tx_path=wrong), net.genesis)
+        proof = dataclasses.replace(good.result_proof, path=wrong)
+        outcome = re.escape(f"({good.tx_id.hex()[:12]}..., OK) to the results root")
+        with pytest.raises(InvalidReceiptError, match=outcome):
+            verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+
+
+@pytest.mark.parametrize("parent", [bytes(32), b"\xff" * 32])
+def test_a_result_header_with_another_parent_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, parent: bytes
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    assert good.result_proof is not None
+    orphan = dataclasses.replace(chain.blocks[3], parent_hash=parent)
+    proof = ResultProof(orphan.header, encode_qc(chain.qc(orphan)), good.result_proof.path)
+    with pytest.raises(InvalidReceiptError, match="is not block 2's child"):
+        verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+
+
+def test_the_certificate_cache_skips_only_what_it_verified(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    cache = CertificateCache()
+    bad = dataclasses.replace(good, certificate=_cert(chain, 2, [0, 1, 2], signatures=()))
+    with pytest.raises(InvalidReceiptError, match="quorum"):
+        verify_receipt(bad, net.genesis, cache=cache)  # a miss is checked, not assumed
+    verify_receipt(good, net.genesis, cache=cache)
+    calls: list[bytes] = []
+    real = crypto.verify
+
+    def counting(key: bytes, message: bytes, sig: bytes) -> bool:
+        calls.append(sig)
+        return real(key, message, sig)
+
+    monkeypatch.setattr(crypto, "verify", counting)
+    verify_receipt(good, net.genesis, cache=cache)
+    assert calls == []  # both certificates remembered: no signature checked again
+    verify_receipt(good, net.genesis)
+    assert len(calls) == 2 * net.genesis.quorum
