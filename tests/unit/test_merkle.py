@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -86,3 +87,21 @@ def test_index_and_hash_length_edges_are_refused() -> None:
     assert merkle.root_from_path(b"a", 5, 4, audit) is None
     for bad in (audit[0][:31], audit[0] + b"\x00"):
         assert merkle.root_from_path(b"a", 0, 4, (bad, audit[1])) is None
+
+
+def test_every_path_of_every_small_tree_verifies() -> None:
+    """Exhaustive for sizes 1-33: right edges promoted at every depth are all covered."""
+    for size in range(1, 34):
+        leaves = [bytes([i]) for i in range(size)]
+        tree = merkle.MerkleTree(leaves)
+        for i in range(size):
+            assert merkle.root_from_path(leaves[i], i, size, tree.path(i)) == tree.root
+        for bad in (-1, size, size + 1):
+            with pytest.raises(IndexError):
+                tree.path(bad)
+
+
+def test_a_path_of_the_longest_allowed_length_is_computed() -> None:
+    """64 hashes: leaf 0 of a tree of 2**64 leaves, the largest any u64 count allows."""
+    assert merkle.root_from_path(b"a", 0, 2**64, (bytes(32),) * 64) is not None
+    assert merkle.root_from_path(b"a", 0, 2**64, (bytes(32),) * 63) is None

@@ -241,3 +241,8 @@ def test_sign_tx_says_which_keys_it_needs(txf: TxFactory, net: DemoNetwork) -> N
     for keys in ([key], [key, key, key]):
         with pytest.raises(ValueError, match="needs keys for"):
             sign_tx(txf.dvp(), keys)
+
+
+def test_each_code_has_a_meaning_a_person_can_read() -> None:
+    assert ResultCode.OK.meaning == "applied: every leg moved"
+    assert all(isinstance(c.meaning, str) and c.meaning for c in ResultCode)
