@@ -246,3 +246,15 @@ def test_sign_tx_says_which_keys_it_needs(txf: TxFactory, net: DemoNetwork) -> N
 def test_each_code_has_a_meaning_a_person_can_read() -> None:
     assert ResultCode.OK.meaning == "applied: every leg moved"
     assert all(isinstance(c.meaning, str) and c.meaning for c in ResultCode)
+
+
+def test_parties_settle_in_either_order_of_their_ids(store: MemoryStore, txf: TxFactory) -> None:
+    """SELF_TRADE means the same party, not an ordering of ids."""
+    raws = [
+        txf.signed(txf.transfer("BANK02", "BANK01", 1)),
+        txf.signed(txf.dvp("BANK02", "BANK01", 1, 1)),
+        txf.signed(txf.transfer("BANK01", "BANK02", 1)),
+        txf.signed(txf.dvp("BANK01", "BANK02", 1, 1)),
+    ]
+    out = apply_block(store, raws, BlockContext(1, txf.t0 + 1))
+    assert [r.code for r in out.results] == [RC.OK] * 4
