@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from node.genesis import DemoNetwork
 from node.store import MemoryStore
@@ -27,6 +27,13 @@ settings.register_profile(
 )
 settings.register_profile(
     "long", settings.get_profile("ci"), derandomize=False, database=None, max_examples=1_000
+)
+# "mutants": the ci examples without shrinking, for runs that only ask whether a test
+# fails (the known-mutant regression set): a failure is reported at once, not minimized.
+settings.register_profile(
+    "mutants",
+    settings.get_profile("ci"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
