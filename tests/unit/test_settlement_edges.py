@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from node import crypto
+from node.config import BLOCK_TXS_MAX
 from node.genesis import DemoNetwork
 from node.invariant import InvariantError
 from node.settlement import (
@@ -64,6 +65,16 @@ def test_records_are_immutable(store: MemoryStore, txf: TxFactory) -> None:
             setattr(value, name, RC.OK)
     with pytest.raises(dataclasses.FrozenInstanceError):
         BlockContext(1, 0).height = 2  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        store.head().height = 5  # type: ignore[misc]
+
+
+def test_a_block_of_exactly_the_size_limit_applies(store: MemoryStore) -> None:
+    """Consensus admits up to BLOCK_TXS_MAX transactions; one more is a bug upstream."""
+    out = apply_block(store, [b""] * BLOCK_TXS_MAX, BlockContext(1, 0))
+    assert len(out.results) == BLOCK_TXS_MAX
+    with pytest.raises(InvariantError, match="oversized block"):
+        apply_block(store, [b""] * (BLOCK_TXS_MAX + 1), BlockContext(1, 0))
 
 
 def test_state_root_covers_balance_and_supply_writes(txf: TxFactory, net: DemoNetwork) -> None:
@@ -178,6 +189,8 @@ def test_precheck_never_records_and_defaults_to_no_tolerance(
 ) -> None:
     now = txf.t0 + 1_000
     at_expiry = txf.signed(txf.transfer(expiry_ms=now))
+    unknown = txf.signed(txf.mint(instrument="XS0000000000"))  # apply_block's own code
+    assert precheck(net.genesis, unknown, now_ms=now).code is RC.OK
     assert precheck(net.genesis, at_expiry, now_ms=now).code is RC.OK
     assert precheck(net.genesis, at_expiry, now_ms=now + 1).code is RC.EXPIRED
     cases = [
