@@ -26,7 +26,7 @@ from client import (
     ResultProof,
     verify_receipt,
 )
-from node import crypto
+from node import crypto, merkle
 from node.core import Block, Phase, QuorumCert, encode_block, encode_qc
 from node.core.types import vote_message
 from node.genesis import DemoNetwork
@@ -391,13 +391,14 @@ def test_the_result_proof_must_come_from_the_next_height(
     chain = attacked[0]
     good = chain.forged_receipt(2, 0)
     real_next = chain.blocks[3]
-    liar = dataclasses.replace(real_next, height=2, view=99, executed_height=1)
-    assert liar.parent_hash == chain.blocks[2].hash
-    assert liar.results_root == chain.outcomes[2].results_root
     assert good.result_proof is not None
-    proof = ResultProof(liar.header, encode_qc(chain.qc(liar)), good.result_proof.path)
-    with pytest.raises(InvalidReceiptError, match="is not block 2's child"):
-        verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+    for height in (2, 4):  # below and above the next height
+        liar = dataclasses.replace(real_next, height=height, view=99, executed_height=height - 1)
+        assert liar.parent_hash == chain.blocks[2].hash
+        assert liar.results_root == chain.outcomes[2].results_root
+        proof = ResultProof(liar.header, encode_qc(chain.qc(liar)), good.result_proof.path)
+        with pytest.raises(InvalidReceiptError, match="is not block 2's child"):
+            verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
 
 
 def _cert(chain: _Chain, at: int, signers: list[int], **kw: object) -> bytes:
@@ -463,23 +464,46 @@ def test_undecodable_certificates_and_foreign_headers_are_refused(
             verify_receipt(dataclasses.replace(good, block_hash=block_hash), net.genesis)
 
 
+def _wrong_paths(leaf: bytes, position: int, size: int, root: bytes) -> list[tuple[bytes, ...]]:
+    """One-hash paths leading to a root above the certified one and one leading below it."""
+    above = below = None
+    for i in range(256):
+        path = (bytes([i]) * 32,)
+        got = merkle.root_from_path(leaf, position, size, path)
+        assert got is not None and got != root
+        if got > root and above is None:
+            above = path
+        if got < root and below is None:
+            below = path
+    assert above is not None and below is not None
+    return [above, below]
+
+
 def test_paths_leading_elsewhere_are_refused(
     attacked: tuple[_Chain, bytes], net: DemoNetwork
 ) -> None:
-    """Eight wrong transaction paths and eight wrong result paths: each leads to a root
-    other than the certified one, above it or below it."""
+    """Wrong transaction paths and wrong result paths, each leading to a root above the
+    certified one or below it."""
     chain = attacked[0]
     good = chain.forged_receipt(3, 1)  # the transfer of block 3: a path of one hash
     verify_receipt(good, net.genesis)
     assert good.result_proof is not None and len(good.tx_path) == 1
-    for i in range(8):
-        wrong = (bytes([i * 32]) * 32,)
+    block, nxt = chain.blocks[3], chain.blocks[4]
+    for wrong in _wrong_paths(good.transaction, 1, len(block.txs), MerkleTree(block.txs).root):
         with pytest.raises(InvalidReceiptError, match="does not lead from the transaction"):
             verify_receipt(dataclasses.replace(good, tx_path=wrong), net.genesis)
+    leaf = result_leaf(TxResult(good.tx_id, good.code, recorded=True))
+    for wrong in _wrong_paths(leaf, 1, len(block.txs), nxt.results_root):
         proof = dataclasses.replace(good.result_proof, path=wrong)
         outcome = re.escape(f"({good.tx_id.hex()[:12]}..., OK) to the results root")
         with pytest.raises(InvalidReceiptError, match=outcome):
             verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+
+
+def test_an_undecodable_header_is_refused(attacked: tuple[_Chain, bytes], net: DemoNetwork) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match="block header does not decode"):
+        verify_receipt(dataclasses.replace(good, block_header=b"\x00"), net.genesis)
 
 
 @pytest.mark.parametrize("parent", [bytes(32), b"\xff" * 32])
