@@ -105,3 +105,5 @@ def test_a_path_of_the_longest_allowed_length_is_computed() -> None:
     """64 hashes: leaf 0 of a tree of 2**64 leaves, the largest any u64 count allows."""
     assert merkle.root_from_path(b"a", 0, 2**64, (bytes(32),) * 64) is not None
     assert merkle.root_from_path(b"a", 0, 2**64, (bytes(32),) * 63) is None
+    # 65 hashes are refused whatever size is claimed (even one that would need them).
+    assert merkle.root_from_path(b"a", 0, 2**65, (bytes(32),) * 65) is None
