@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,3 +74,36 @@ def test_malformed_paths_are_refused() -> None:
     assert merkle.root_from_path(b"c", 3, 3, audit) is None  # index outside the tree
     assert merkle.root_from_path(b"c", 2, 3, (audit[0][:31],)) is None  # short hash
     assert merkle.root_from_path(b"c", 0, 1, (bytes(32),) * 65) is None  # absurdly long
+
+
+def test_index_and_hash_length_edges_are_refused() -> None:
+    """The edges of root_from_path's input checks: index -1 and one past the size, hashes
+    one byte short and one byte long (found by mutation testing, docs/testing.md)."""
+    leaves = [b"a", b"b", b"c", b"d"]
+    audit = merkle.path(leaves, 0)
+    assert merkle.root_from_path(b"a", 0, 4, audit) == merkle.root(leaves)
+    assert merkle.root_from_path(b"a", -1, 4, audit) is None
+    assert merkle.root_from_path(b"a", 4, 4, audit) is None
+    assert merkle.root_from_path(b"a", 5, 4, audit) is None
+    for bad in (audit[0][:31], audit[0] + b"\x00"):
+        assert merkle.root_from_path(b"a", 0, 4, (bad, audit[1])) is None
+
+
+def test_every_path_of_every_small_tree_verifies() -> None:
+    """Exhaustive for sizes 1-33: right edges promoted at every depth are all covered."""
+    for size in range(1, 34):
+        leaves = [bytes([i]) for i in range(size)]
+        tree = merkle.MerkleTree(leaves)
+        for i in range(size):
+            assert merkle.root_from_path(leaves[i], i, size, tree.path(i)) == tree.root
+        for bad in (-1, size, size + 1):
+            with pytest.raises(IndexError):
+                tree.path(bad)
+
+
+def test_a_path_of_the_longest_allowed_length_is_computed() -> None:
+    """64 hashes: leaf 0 of a tree of 2**64 leaves, the largest any u64 count allows."""
+    assert merkle.root_from_path(b"a", 0, 2**64, (bytes(32),) * 64) is not None
+    assert merkle.root_from_path(b"a", 0, 2**64, (bytes(32),) * 63) is None
+    # 65 hashes are refused whatever size is claimed (even one that would need them).
+    assert merkle.root_from_path(b"a", 0, 2**65, (bytes(32),) * 65) is None

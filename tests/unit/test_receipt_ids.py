@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from client import (
     AsyncLedgerClient,
+    CertificateCache,
     Endpoint,
     InvalidReceiptError,
     Receipt,
@@ -24,7 +26,7 @@ from client import (
     ResultProof,
     verify_receipt,
 )
-from node import crypto
+from node import crypto, merkle
 from node.core import Block, Phase, QuorumCert, encode_block, encode_qc
 from node.core.types import vote_message
 from node.genesis import DemoNetwork
@@ -296,3 +298,246 @@ def test_a_forged_copy_committing_leaves_the_genuine_one_pending(
     block = chain.next_block([genuine])
     node._apply(block, chain.qc(block))
     assert not node.is_pending(tid)
+
+
+def test_the_result_proof_is_required_unless_waived(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    unproven = dataclasses.replace(good, result_proof=None)
+    with pytest.raises(InvalidReceiptError, match="no result proof yet"):
+        verify_receipt(unproven, net.genesis)
+    verify_receipt(unproven, net.genesis, require_result=False)
+
+
+@pytest.mark.parametrize("require_result", [True, False])
+def test_a_receipt_naming_another_tx_id_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, require_result: bool
+) -> None:
+    """Ids below and above the transaction's own: the hash check, not a later one, refuses
+    them (without a result proof no later check would)."""
+    good = attacked[0].forged_receipt(2, 0)
+    if not require_result:
+        good = dataclasses.replace(good, result_proof=None)
+    for other in (bytes(32), b"\xff" * 32):
+        with pytest.raises(InvalidReceiptError, match="does not hash to the receipt's tx id"):
+            verify_receipt(
+                dataclasses.replace(good, tx_id=other), net.genesis, require_result=require_result
+            )
+
+
+def test_certificate_cache_is_a_bounded_lru() -> None:
+    cache = CertificateCache(size_max=2)
+    a, b, c = ((bytes([i]) * 32, b"cert") for i in range(3))
+    cache.add(a)
+    cache.add(b)
+    assert b in cache and a in cache  # two fit; touching a last makes b the oldest
+    cache.add(c)
+    assert b not in cache and a in cache and c in cache
+
+
+def test_receipt_height_and_time_must_equal_the_headers_both_ways(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    for bad in (
+        dataclasses.replace(good, height=good.height - 1),
+        dataclasses.replace(good, block_time_ms=good.block_time_ms + 1),
+    ):
+        with pytest.raises(InvalidReceiptError, match="height or time differs"):
+            verify_receipt(bad, net.genesis)
+    with pytest.raises(InvalidReceiptError, match="it needs block 3"):
+        verify_receipt(dataclasses.replace(good, result_proof=None), net.genesis)
+
+
+def test_a_receipt_whose_transaction_does_not_decode_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match="transaction does not decode"):
+        verify_receipt(dataclasses.replace(good, transaction=b"\x01"), net.genesis)
+
+
+def test_every_certificate_signature_is_checked(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    """q signatures by distinct genesis validators, one of them not made by its validator."""
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    qc = chain.qc(chain.blocks[2])
+    forged = dataclasses.replace(
+        qc, signatures=(*qc.signatures[:-1], (qc.signatures[-1][0], bytes(64)))
+    )
+    with pytest.raises(InvalidReceiptError, match="did not make"):
+        verify_receipt(dataclasses.replace(good, certificate=encode_qc(forged)), net.genesis)
+
+
+@pytest.mark.parametrize("other", [bytes(32), b"\xff" * 32])
+def test_a_certificate_for_another_block_at_that_height_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, other: bytes
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    qc = dataclasses.replace(chain.qc(chain.blocks[2]), block_hash=other)
+    with pytest.raises(InvalidReceiptError, match="for another block"):
+        verify_receipt(dataclasses.replace(good, certificate=encode_qc(qc)), net.genesis)
+
+
+def test_the_result_proof_must_come_from_the_next_height(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    """A certified header naming block 2 as parent but itself at height 2 (what a quorum of
+    liars could sign) carries block 2's results root; it is still not block 3."""
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    real_next = chain.blocks[3]
+    assert good.result_proof is not None
+    for height in (2, 4):  # below and above the next height
+        liar = dataclasses.replace(real_next, height=height, view=99, executed_height=height - 1)
+        assert liar.parent_hash == chain.blocks[2].hash
+        assert liar.results_root == chain.outcomes[2].results_root
+        proof = ResultProof(liar.header, encode_qc(chain.qc(liar)), good.result_proof.path)
+        with pytest.raises(InvalidReceiptError, match="is not block 2's child"):
+            verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+
+
+def _cert(chain: _Chain, at: int, signers: list[int], **kw: object) -> bytes:
+    """Block ``at``'s commit certificate signed by ``signers`` (indexes may repeat or
+    lie outside the genesis set), with ``kw`` replacing any field afterwards."""
+    block, keys = chain.blocks[at], chain.net.validator_keys
+    msg = vote_message(chain.net.genesis.chain_id, Phase.COMMIT, block.view, at, block.hash)
+    sigs = tuple((i, keys[i % len(keys)].sign(msg)) for i in signers)
+    qc = QuorumCert(Phase.COMMIT, block.view, at, block.hash, sigs)
+    return encode_qc(dataclasses.replace(qc, **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("signers", "kw", "error"),
+    [
+        ([0, 1], {}, "has 2 signatures; the quorum is 3"),
+        ([0, 1, 1], {}, "counts a validator twice"),
+        ([0, 1, 4, 5], {}, "by index 4, which is not one of the 4"),
+        ([0, 1, 5], {}, "by index 5, which is not one of the 4"),
+        ([0, 1, 2], {"phase": Phase.PREPARE}, "not a commit certificate"),
+        ([0, 1, 2], {"height": 1}, "for another block"),
+        ([0, 1, 2], {"height": 3}, "for another block"),
+    ],
+    ids=["q-1", "twice", "outside-n", "outside-n+1", "prepare", "height-1", "height+1"],
+)
+def test_a_certificate_short_of_a_quorum_of_distinct_validators_is_refused(
+    attacked: tuple[_Chain, bytes],
+    net: DemoNetwork,
+    signers: list[int],
+    kw: dict[str, object],
+    error: str,
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match=error):
+        verify_receipt(
+            dataclasses.replace(good, certificate=_cert(chain, 2, signers, **kw)), net.genesis
+        )
+
+
+@pytest.mark.parametrize("signers", [[0, 1, 2], [1, 2, 3], [0, 1, 2, 3]], ids=["q", "q-other", "n"])
+def test_a_quorum_or_more_of_valid_signatures_is_accepted(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, signers: list[int]
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    verify_receipt(dataclasses.replace(good, certificate=_cert(chain, 2, signers)), net.genesis)
+
+
+def test_undecodable_certificates_and_foreign_headers_are_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match="certificate does not decode"):
+        verify_receipt(dataclasses.replace(good, certificate=b"\x02"), net.genesis)
+    for chain_id in ("0" * 64, "f" * 64):  # sorting below and above this chain's id
+        foreign = dataclasses.replace(chain.blocks[2], chain_id=chain_id).header
+        with pytest.raises(InvalidReceiptError, match="belongs to chain"):
+            verify_receipt(dataclasses.replace(good, block_header=foreign), net.genesis)
+    for block_hash in (bytes(32), b"\xff" * 32):
+        with pytest.raises(InvalidReceiptError, match="does not hash to the receipt's block hash"):
+            verify_receipt(dataclasses.replace(good, block_hash=block_hash), net.genesis)
+
+
+def _wrong_paths(leaf: bytes, position: int, size: int, root: bytes) -> list[tuple[bytes, ...]]:
+    """One-hash paths leading to a root above the certified one and one leading below it."""
+    above = below = None
+    for i in range(256):
+        path = (bytes([i]) * 32,)
+        got = merkle.root_from_path(leaf, position, size, path)
+        assert got is not None and got != root
+        if got > root and above is None:
+            above = path
+        if got < root and below is None:
+            below = path
+    assert above is not None and below is not None
+    return [above, below]
+
+
+def test_paths_leading_elsewhere_are_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    """Wrong transaction paths and wrong result paths, each leading to a root above the
+    certified one or below it."""
+    chain = attacked[0]
+    good = chain.forged_receipt(3, 1)  # the transfer of block 3: a path of one hash
+    verify_receipt(good, net.genesis)
+    assert good.result_proof is not None and len(good.tx_path) == 1
+    block, nxt = chain.blocks[3], chain.blocks[4]
+    for wrong in _wrong_paths(good.transaction, 1, len(block.txs), MerkleTree(block.txs).root):
+        with pytest.raises(InvalidReceiptError, match="does not lead from the transaction"):
+            verify_receipt(dataclasses.replace(good, tx_path=wrong), net.genesis)
+    leaf = result_leaf(TxResult(good.tx_id, good.code, recorded=True))
+    for wrong in _wrong_paths(leaf, 1, len(block.txs), nxt.results_root):
+        proof = dataclasses.replace(good.result_proof, path=wrong)
+        outcome = re.escape(f"({good.tx_id.hex()[:12]}..., OK) to the results root")
+        with pytest.raises(InvalidReceiptError, match=outcome):
+            verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+
+
+def test_an_undecodable_header_is_refused(attacked: tuple[_Chain, bytes], net: DemoNetwork) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match="block header does not decode"):
+        verify_receipt(dataclasses.replace(good, block_header=b"\x00"), net.genesis)
+
+
+@pytest.mark.parametrize("parent", [bytes(32), b"\xff" * 32])
+def test_a_result_header_with_another_parent_is_refused(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, parent: bytes
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    assert good.result_proof is not None
+    orphan = dataclasses.replace(chain.blocks[3], parent_hash=parent)
+    proof = ResultProof(orphan.header, encode_qc(chain.qc(orphan)), good.result_proof.path)
+    with pytest.raises(InvalidReceiptError, match="is not block 2's child"):
+        verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
+
+
+def test_the_certificate_cache_skips_only_what_it_verified(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = attacked[0]
+    good = chain.forged_receipt(2, 0)
+    cache = CertificateCache()
+    bad = dataclasses.replace(good, certificate=_cert(chain, 2, [0, 1, 2], signatures=()))
+    with pytest.raises(InvalidReceiptError, match="quorum"):
+        verify_receipt(bad, net.genesis, cache=cache)  # a miss is checked, not assumed
+    verify_receipt(good, net.genesis, cache=cache)
+    calls: list[bytes] = []
+    real = crypto.verify
+
+    def counting(key: bytes, message: bytes, sig: bytes) -> bool:
+        calls.append(sig)
+        return real(key, message, sig)
+
+    monkeypatch.setattr(crypto, "verify", counting)
+    verify_receipt(good, net.genesis, cache=cache)
+    assert calls == []  # both certificates remembered: no signature checked again
+    verify_receipt(good, net.genesis)
+    assert len(calls) == 2 * net.genesis.quorum

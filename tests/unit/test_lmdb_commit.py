@@ -1,0 +1,81 @@
+"""The LMDB block commit, checked where mutation testing found it unchecked
+(docs/testing.md): every write of an outcome reaches disk (supplies too), an id is never
+recorded twice, intake pruning counts right, and an LMDB failure is a StorageError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node import crypto
+from node.core import tx_key
+from node.genesis import DemoNetwork
+from node.invariant import InvariantError
+from node.settlement import BlockContext, apply_block
+from node.store import LmdbStore, MemoryStore, Storage, StorageError
+from tests.ledger_helpers import TxFactory
+
+
+def _commit(store: Storage, raws: list[bytes], intake_done: list[bytes] | None = None) -> None:
+    h = store.head().height + 1
+    ctx = BlockContext(h, store.genesis.genesis_time_ms + h)
+    out = apply_block(store, raws, ctx)
+    digest = crypto.sha256(h.to_bytes(8, "big"))
+    store.commit_block(digest, b"blk", b"cert", ctx, out, intake_done=intake_done or [])
+
+
+def test_mints_and_burns_reach_disk(tmp_path: Path, net: DemoNetwork, txf: TxFactory) -> None:
+    bond, cash = net.bonds[0], net.cash
+    raws = [
+        txf.signed(txf.mint("BANK03", 700)),
+        txf.signed(txf.burn("BANK04", 300)),
+        txf.signed(txf.mint("BANK05", 9, instrument=cash, by="CASHCO")),
+    ]
+    mem = MemoryStore(net.genesis)
+    _commit(mem, raws)
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        _commit(disk, raws)
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        for inst in (bond, cash):
+            assert disk.supply(inst) == mem.supply(inst)
+        assert disk.supply(bond) == 6 * 10_000_000 + 400
+        assert disk.all_balances() == mem.all_balances()
+
+
+def test_recording_an_id_twice_is_an_invariant_error(
+    tmp_path: Path, net: DemoNetwork, txf: TxFactory
+) -> None:
+    """apply_block never records an id twice; if an outcome did, the commit refuses it
+    rather than overwrite the first record."""
+    raw = txf.signed(txf.transfer())
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        _commit(disk, [raw])
+        ctx = BlockContext(2, net.genesis.genesis_time_ms + 2)
+        out = apply_block(MemoryStore(net.genesis), [raw], BlockContext(1, ctx.time_ms))
+        forged = type(out)(2, out.results, {}, {}, out.recorded, out.state_root)
+        with pytest.raises(InvariantError, match="recorded twice"):
+            disk.commit_block(crypto.sha256(b"2"), b"b", b"c", ctx, forged)
+        rec = disk.tx_record(out.results[0].tx_id)
+        assert rec is not None and rec.height == 1 and disk.head().height == 1
+
+
+def test_intake_count_follows_pruning(tmp_path: Path, net: DemoNetwork, txf: TxFactory) -> None:
+    raws = [txf.signed(txf.transfer(amount=i)) for i in (1, 2)]
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        _commit(disk, [])  # no intake: nothing pruned, the count stays 0
+        assert disk.intake_count() == 0
+        tid = crypto.sha256(b"id")
+        disk.intake_put([(tx_key(r), tid, r) for r in raws])
+        assert disk.intake_count() == 2
+        _commit(disk, raws[:1], intake_done=[tx_key(raws[0])])
+        assert disk.intake_count() == 1
+        assert [r for _, r in disk.intake()] == raws[1:]
+
+
+def test_a_failed_lmdb_write_is_a_storage_error(tmp_path: Path, net: DemoNetwork) -> None:
+    disk = LmdbStore(tmp_path, net.genesis)
+    disk._env.close()  # as on a vanished device: every LMDB call now fails
+    with pytest.raises(StorageError, match="LMDB write failed"):
+        disk.save_safety(b"x")
