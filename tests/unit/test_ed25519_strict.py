@@ -7,11 +7,10 @@ node/crypto.py, so a wrong or missing constant there fails this test.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from node import crypto
+from node.bench.verify import vectors
 
 P = 2**255 - 19
 D = -121665 * pow(121666, -1, P) % P  # edwards25519: -x^2 + y^2 = 1 + d x^2 y^2
@@ -73,13 +72,6 @@ def test_ordinary_keys_are_accepted() -> None:
     assert not crypto.is_acceptable_public_key(bytes(33))
 
 
-class _Lenient:
-    """A library that accepts every signature: what remains is crypto.verify's own checks."""
-
-    def verify(self, signature: bytes, message: bytes) -> None:
-        return None
-
-
 @pytest.mark.parametrize(
     ("s", "accepted"),
     [(crypto.ED25519_L - 1, True), (crypto.ED25519_L, False), (crypto.ED25519_L + 1, False)],
@@ -90,8 +82,7 @@ def test_scalar_bound_is_checked_before_the_library(
 ) -> None:
     """S < L is crypto.verify's own rule (the classic S + L malleation), not left to the
     library: with a library that accepts anything, S = L - 1 passes and S = L, L + 1 not."""
-    lenient: Any = _Lenient()
-    monkeypatch.setattr(crypto, "_load_public_key", lambda key: lenient)
+    monkeypatch.setattr(crypto, "_library_verify", lambda key, message, signature: True)
     key = crypto.SigningKey(bytes(32)).public_key
     sig = bytes(32) + s.to_bytes(32, "little")
     assert crypto.verify(key, b"m", sig) is accepted
@@ -107,3 +98,17 @@ def test_scalar_bound_with_the_real_library() -> None:
     assert s < crypto.ED25519_L and crypto.verify(key.public_key, b"m", sig)
     for bad in (s + crypto.ED25519_L, crypto.ED25519_L, crypto.ED25519_L - 1):
         assert not crypto.verify(key.public_key, b"m", sig[:32] + bad.to_bytes(32, "little"))
+
+
+@pytest.mark.parametrize(
+    ("what", "must_accept", "key", "message", "signature"),
+    vectors(),
+    ids=[v[0] for v in vectors()],
+)
+def test_the_library_vectors_of_adr_0009(
+    what: str, must_accept: bool, key: bytes, message: bytes, signature: bytes
+) -> None:
+    """The vectors node.bench.verify shows each library (ADR 0009): small-order R, the
+    identity key (one signature for every message), non-canonical A and R, S + L. Three of
+    them OpenSSL accepts; crypto.verify must refuse them all."""
+    assert crypto.verify(key, message, signature) is must_accept
