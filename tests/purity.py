@@ -50,6 +50,7 @@ PURE_EXTERNAL = frozenset(
         "types", "typing",
         "datetime",  # dates as values (bond maturity); clock reads are CLOCK_READS below
         "cryptography",  # Ed25519 in node.crypto; key generation is guarded at run time
+        "nacl",  # libsodium's Ed25519 verify in node.crypto (ADR 0009)
     }
 )  # fmt: skip
 # Builtins that touch the outside world or run code chosen at run time.
