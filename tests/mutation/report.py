@@ -6,7 +6,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.mutation.driver import OUT, ROOT, SKIP_ANNOTATION, Target, annotation_spans
+from tests.mutation.driver import (
+    OUT,
+    ROOT,
+    SKIP_ANNOTATION,
+    Target,
+    annotation_spans,
+    function_lines,
+)
 
 
 @dataclass
@@ -52,14 +59,18 @@ def tally(t: Target) -> Tally | None:
     if not t.session.exists():
         return None
     out = Tally()
-    notes = annotation_spans((ROOT / t.module).read_text())
+    source = (ROOT / t.module).read_text()
+    notes = annotation_spans(source)
+    ranges = function_lines(source, t.functions) if t.functions else [(1, 10**9)]
     with use_db(str(t.session), WorkDB.Mode.open) as db:
         results = dict(db.results)
         for item in db.work_items:
             result = results.get(item.job_id)
             kind = "pending" if result is None else _outcome(result)
             m = item.mutations[0]
-            if kind == "survived" and any(a <= m.start_pos < b for a, b in notes):
+            if not any(lo <= m.start_pos[0] <= hi for lo, hi in ranges):
+                kind = "skipped"  # a session shared with a target of other functions
+            elif kind == "survived" and any(a <= m.start_pos < b for a, b in notes):
                 kind = "equivalent"  # a session made before the driver skipped these
             out.counts[kind] += 1
             if kind == "survived" and result is not None:

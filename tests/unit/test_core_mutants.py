@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from node.config import VIEW_TIMEOUT_BASE_MS
 from node.core import (
     Block,
@@ -118,63 +120,108 @@ def _new_view(tc: TimeoutCert) -> object:
 # --- the lock a timeout certificate reports --------------------------------------------------
 
 
-def _locked_in_view_0() -> tuple[Net, Block]:
-    """Block 1 gets a prepare QC in view 0 (every replica locks on it) but its COMMIT votes
-    are lost, so view 0 times out with the lock in every timeout."""
+def _locked(commit_first: bool = False) -> tuple[Net, Block, int]:
+    """A block gets a prepare QC in view v (every replica locks on it) but its COMMIT votes
+    are lost, so view v times out with the lock in every timeout. Returns (net, the locked
+    block, v). With ``commit_first`` block 1 commits in view 0 and the lock is on block 2
+    in view 1 (the TC's top committed height is then 1, not 0)."""
     net = Net()
+    lost_view = [0]
 
-    def lose_commit_votes_of_view_0(src: int, dst: int, msg: object) -> object | None:
-        if isinstance(msg, Vote) and msg.phase == Phase.COMMIT and msg.view == 0:
+    def lose_commit_votes(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, Vote) and msg.phase == Phase.COMMIT and msg.view == lost_view[0]:
             return None
         return msg
 
-    net.tamper = lose_commit_votes_of_view_0
-    net.nodes[1].submit(b"trade-1")
-    net.run()
+    net.tamper = lose_commit_votes
+    if commit_first:
+        lost_view[0] = 1
+        net.nodes[1].submit(b"trade-0")
+        net.run()
+        assert all(d.committed_height() == 1 for d in net.disks)
+        net.tick(net.nodes[0].now_ms + 10)  # block 2, certifying block 1's results
+    else:
+        net.nodes[1].submit(b"trade-1")
+        net.run()
     locked = net.nodes[0].safety.high_pqc_block
-    assert locked is not None and locked.height == 1
+    height = 2 if commit_first else 1
+    assert locked is not None and locked.height == height
     assert all(n.safety.high_pqc_block == locked for n in net.nodes)
-    assert all(d.committed_height() == 0 for d in net.disks)
+    assert all(d.committed_height() == height - 1 for d in net.disks)
+    return net, locked, lost_view[0]
+
+
+def _locked_in_view_0() -> tuple[Net, Block]:
+    net, locked, _ = _locked()
     return net, locked
 
 
-def test_after_a_view_change_the_locked_block_is_the_one_committed() -> None:
+@pytest.mark.parametrize("commit_first", [False, True])
+def test_after_a_view_change_the_locked_block_is_the_one_committed(commit_first: bool) -> None:
     """The TC carries the highest lock; the next leader re-proposes that block (a leader
     that drops the lock from its TC would propose another block at the same height)."""
-    net, locked = _locked_in_view_0()
-    net.tick(VIEW_TIMEOUT_BASE_MS)
-    net.tick(VIEW_TIMEOUT_BASE_MS + 10)
-    proposals = [m for m in net.sent(1, Proposal) if m.view == 1]  # type: ignore[attr-defined]
+    net, locked, view = _locked(commit_first)
+    leader = net.nodes[0].leader(view + 1)
+    now = net.nodes[0].now_ms
+    net.tick(now + VIEW_TIMEOUT_BASE_MS)
+    net.tick(now + VIEW_TIMEOUT_BASE_MS + 10)
+    proposals = [m for m in net.sent(leader, Proposal) if m.view == view + 1]  # type: ignore[attr-defined]
     assert proposals and proposals[0].tc.high_lock is not None
     assert proposals[0].tc.high_lock.block_hash == locked.hash
-    assert all(d.blocks[1][0].hash == locked.hash for d in net.disks)
+    assert all(d.blocks[locked.height][0].hash == locked.hash for d in net.disks)
 
 
-def test_a_proposal_ignoring_the_lock_in_its_tc_gets_no_vote() -> None:
-    """The leader of view 1 holds a TC whose high_lock is block 1 but proposes another
-    block at height 1: honest replicas refuse (the Jolteon lock rule). Without the rule the
-    other block could be committed after a replica already committed the locked one."""
-    net, locked = _locked_in_view_0()
+@pytest.mark.parametrize("commit_first", [False, True])
+def test_a_proposal_ignoring_the_lock_in_its_tc_gets_no_vote(commit_first: bool) -> None:
+    """The next leader holds a TC whose high_lock is the locked block but proposes another
+    block at that height: honest replicas refuse (the Jolteon lock rule). Without the rule
+    the other block could be committed after a replica already committed the locked one."""
+    net, locked, view = _locked(commit_first)
+    leader = net.nodes[0].leader(view + 1)
     rogue: list[Block] = []
 
-    def leader_1_ignores_the_lock(src: int, dst: int, msg: object) -> object | None:
-        if isinstance(msg, Proposal) and src == 1 and msg.view == 1:
+    def leader_ignores_the_lock(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, Proposal) and src == leader and msg.view == view + 1:
             other = Block(
-                CHAIN, 1, 1, locked.parent_hash, 1, locked.time_ms + 1, 0, ROOT0, EMPTY_ROOT,
-                (b"trade-other",),
+                CHAIN, locked.height, view + 1, locked.parent_hash, leader, locked.time_ms + 1,
+                locked.height - 1, locked.state_root, locked.results_root, (b"trade-other",),
             )  # fmt: skip
             rogue[:] = [other]
             return replace(msg, block=other)
         return msg
 
-    net.tamper = leader_1_ignores_the_lock
-    net.tick(VIEW_TIMEOUT_BASE_MS)
-    assert rogue, "view 1 was never proposed"
-    for i in (0, 2, 3):
+    net.tamper = leader_ignores_the_lock
+    net.tick(net.nodes[0].now_ms + VIEW_TIMEOUT_BASE_MS)
+    assert rogue, "the next view was never proposed"
+    for i in set(range(N)) - {leader}:
         votes = [m for m in net.sent(i, Vote) if m.block_hash == rogue[0].hash]  # type: ignore[attr-defined]
         assert votes == [], f"replica {i} voted for a block conflicting with its TC's lock"
         assert net.nodes[i].refused["proposal breaks a voting rule"] >= 1
-    assert all(d.committed_height() == 0 or d.blocks[1][0].hash == locked.hash for d in net.disks)
+    h = locked.height
+    assert all(d.committed_height() < h or d.blocks[h][0].hash == locked.hash for d in net.disks)
+
+
+def test_a_lagging_replica_refuses_a_block_the_tc_proves_committed() -> None:
+    """The TC proves height 1 committed (its high_commit); a replica still at height 0 must
+    not vote for a block at height 1 with it: that height is taken, by another block."""
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    cert = chain[0][1]
+    view = 9
+    entries = tuple(
+        Timeout(
+            view, 1, None, None, None, v, HashSigner(v).sign(timeout_message(CHAIN, view, 1, None))
+        ).entry()
+        for v in (0, 1, 2)
+    )
+    tc = TimeoutCert(view, entries, cert, None)
+    leader = node.leader(view + 1)
+    block = _block(None, view + 1, leader, 1, b"trade-conflicting")
+    node.step(leader, Proposal(view + 1, block, None, tc))
+    net.drain(3)
+    assert node.view == view + 1
+    assert node.refused["proposal breaks a voting rule"] == 1
+    assert not net.sent(3, Vote)
 
 
 # --- one vote per view -------------------------------------------------------------------
@@ -240,3 +287,352 @@ def test_a_commit_certificate_of_q_minus_1_signatures_does_not_commit() -> None:
     assert node.committed_height == 0
     node.step(0, QCMessage(commit_cert(range(Q))))
     assert node.committed_height == 1  # the control: q signatures commit
+
+
+# --- the whole protocol over the wire codec, at views above the small-int cache -----------
+
+
+def test_the_protocol_works_with_every_message_decoded_from_bytes_at_high_views() -> None:
+    """In-process tests hand replicas the very objects their peers made, so a comparison by
+    identity (``is``) where equality is meant passes; real peers send bytes. Every message
+    here goes through the codec, and the views start above 256 (CPython caches smaller
+    ints, so ``is`` on them behaves like ``==``)."""
+    from node.core import NewView
+    from node.core.codec import decode_message, encode_message
+
+    net = Net()
+    net.tamper = lambda src, dst, msg: decode_message(encode_message(msg))  # type: ignore[arg-type]
+    for i in range(N):
+        net.nodes[i].step(0, NewView(_tc([0, 1, 2], view=999)))
+        net.drain(i)
+    assert all(node.view == 1000 for node in net.nodes)
+    for k in range(3):
+        net.nodes[k % N].submit(b"trade-%d" % k)
+        net.run()
+        net.tick(net.nodes[0].now_ms + 10)
+    assert all(d.committed_height() >= 3 for d in net.disks)
+    hashes = {d.blocks[3][0].hash for d in net.disks}
+    assert len(hashes) == 1
+
+
+# --- proposals carry valid certificates ----------------------------------------------------
+
+
+def _committed_one() -> tuple[Net, Block, QuorumCert]:
+    net = Net()
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    block, cert = net.disks[0].blocks[1]
+    assert all(d.committed_height() == 1 for d in net.disks)
+    return net, block, cert
+
+
+def _commit_cert(
+    view: int, height: int, block_hash: bytes, signers: range = range(Q)
+) -> QuorumCert:
+    msg = vote_message(CHAIN, Phase.COMMIT, view, height, block_hash)
+    return QuorumCert(
+        Phase.COMMIT, view, height, block_hash, tuple((i, HashSigner(i).sign(msg)) for i in signers)
+    )
+
+
+def _block(parent: Block | None, view: int, proposer: int, time_ms: int, tx: bytes) -> Block:
+    height = 1 if parent is None else parent.height + 1
+    parent_hash = parent.hash if parent is not None else net_genesis()
+    return Block(
+        CHAIN, height, view, parent_hash, proposer, time_ms, height - 1, ROOT0, EMPTY_ROOT, (tx,)
+    )
+
+
+def net_genesis() -> bytes:
+    from node.core import genesis_hash
+
+    return genesis_hash(CHAIN)
+
+
+def test_a_proposal_above_height_1_needs_the_parent_commit_certificate() -> None:
+    net, parent, cert = _committed_one()
+    node = net.nodes[2]
+    view = node.view
+    block = _block(parent, view, node.leader(view), node.now_ms + 1, b"trade-2")
+    wrong_height = replace(cert, height=2)
+    other_parent = (bytes(32), b"\xff" * 32)
+    cases = [None, wrong_height] + [_commit_cert(cert.view, 1, h) for h in other_parent]
+    for k, parent_cert in enumerate(cases, 1):
+        node.step(node.leader(view), Proposal(view, block, parent_cert, _tc([0, 1], view - 1)))
+        assert node.refused["proposal with an invalid certificate"] == k, parent_cert
+    assert node.view == view
+
+
+def test_a_proposal_with_a_tc_of_another_view_or_a_forged_tc_is_refused() -> None:
+    net = Net()
+    node = net.nodes[3]
+    block = _block(None, 1, node.leader(1), 1, b"trade-x")
+    for k, tc in enumerate((_tc([0, 1, 2], view=5), _tc([0, 1], view=0)), 1):
+        node.step(node.leader(1), Proposal(1, block, None, tc))
+        assert node.refused["proposal with an invalid certificate"] == k
+    assert node.view == 0
+
+
+# --- votes the leader counts --------------------------------------------------------------
+
+
+def _leader_with_proposal() -> tuple[Net, Proposal]:
+    """Leader 0 proposed block 1 in view 0; no vote has reached it yet."""
+    net = Net()
+    net.tamper = lambda src, dst, msg: None  # nothing is delivered
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    sent = net.sent(0, Proposal)
+    assert len(sent) == N
+    net.readies[0].clear()
+    return net, sent[0]  # type: ignore[return-value]
+
+
+def _vote(voter: int, view: int, height: int, block_hash: bytes) -> Vote:
+    sig = HashSigner(voter).sign(vote_message(CHAIN, Phase.PREPARE, view, height, block_hash))
+    return Vote(Phase.PREPARE, view, height, block_hash, voter, sig)
+
+
+def test_a_leader_counts_only_votes_sent_by_their_voter_for_its_block() -> None:
+    net, p = _leader_with_proposal()
+    leader = net.nodes[0]
+    b = p.block
+    # Relayed by another validator (genuine signatures): not counted.
+    for voter in (0, 1, 2):
+        leader.step(3, _vote(voter, 0, b.height, b.hash))
+    # For other blocks, lower and higher hashes: not counted.
+    for other in (bytes(32), b"\xff" * 32):
+        for voter in (1, 2, 3):
+            leader.step(voter, _vote(voter, 0, b.height, other))
+    net.drain(0)
+    assert not net.sent(0, QCMessage)
+    for voter in (1, 2, 3):
+        leader.step(voter, _vote(voter, 0, b.height, b.hash))
+    net.drain(0)
+    assert [m.qc.block_hash for m in net.sent(0, QCMessage)][:1] == [b.hash]  # type: ignore[attr-defined]
+
+
+# --- timeouts: what one validator can and cannot make a replica do -----------------------
+
+
+def _timeout(voter: int, view: int) -> Timeout:
+    sig = HashSigner(voter).sign(timeout_message(CHAIN, view, 0, None))
+    return Timeout(view, 0, None, None, None, voter, sig)
+
+
+def test_one_timeout_neither_moves_a_replica_nor_makes_it_give_up_the_view() -> None:
+    net = Net()
+    node = net.nodes[3]
+    node.step(2, _timeout(2, 0))
+    net.drain(3)
+    assert node.view == 0 and node.safety.timeout_view == -1
+    assert not net.sent(3, Timeout)
+
+
+def test_f_plus_1_timeouts_make_a_replica_join_and_q_move_it_on() -> None:
+    net = Net()
+    node = net.nodes[3]
+    node.step(1, _timeout(1, 0))
+    node.step(2, _timeout(2, 0))  # f + 1 = 2 of 4: one of them is honest, so join
+    net.drain(3)
+    assert node.safety.timeout_view == 0
+    assert {m.view for m in net.sent(3, Timeout)} == {0}  # type: ignore[attr-defined]
+    assert node.view == 0  # its own makes 3 = q, but it has not been delivered to itself
+    node.step(3, net.sent(3, Timeout)[0])  # type: ignore[arg-type]
+    assert node.view == 1
+
+
+def test_timeouts_exactly_at_the_tracked_window_edge() -> None:
+    from node.config import TIMEOUT_VIEWS_TRACKED_MAX as W
+
+    net = Net()
+    node = net.nodes[1]
+    node.step(2, _timeout(2, W))
+    assert node.refused["timeout for a view too far ahead"] == 1
+    node.step(2, _timeout(2, W - 1))
+    assert node.refused["timeout for a view too far ahead"] == 1
+
+
+def test_a_timeout_with_a_forged_commit_certificate_is_refused() -> None:
+    net, _, cert = _committed_one()
+    node = net.nodes[3]
+    view = node.view
+    sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, None))
+    forged = replace(cert, signatures=tuple((i, bytes(64)) for i, _ in cert.signatures))
+    node.step(2, Timeout(view, 1, forged, None, None, 2, sig))
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 1
+
+
+def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
+    net, block, cert = _committed_one()
+    node = net.nodes[3]
+    view = node.view
+    old_pqc = net.nodes[0].safety.high_pqc  # the prepare QC of block 1, now committed
+    assert old_pqc is not None and old_pqc.height == 1
+    sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, old_pqc.view))
+    node.step(2, Timeout(view, 1, cert, old_pqc, block, 2, sig))  # a lock below next height
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 1
+    # A lock at the next height whose block is not the certified one (lower, higher hash).
+    pqc_msg = lambda h: vote_message(CHAIN, Phase.PREPARE, view - 1, 2, h)  # noqa: E731
+    real = _block(block, view - 1, 0, block.time_ms + 1, b"trade-2")
+    pqc = QuorumCert(
+        Phase.PREPARE, view - 1, 2, real.hash,
+        tuple((i, HashSigner(i).sign(pqc_msg(real.hash))) for i in range(Q)),
+    )  # fmt: skip
+    others = [_block(block, view - 1, 0, block.time_ms + 1, b"x%d" % k) for k in range(8)]
+    low = min(others, key=lambda b: b.hash)
+    high = max(others, key=lambda b: b.hash)
+    assert low.hash < real.hash < high.hash  # both sides of an ordering mutant
+    sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, pqc.view))
+    for k, wrong in enumerate((low, high), 2):
+        node.step(2, Timeout(view, 1, cert, pqc, wrong, 2, sig))
+        assert node.refused["timeout with an unproven claim or a bad signature"] == k
+    node.step(2, Timeout(view, 1, cert, pqc, real, 2, sig))  # the control: accepted
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 3
+
+
+# --- catch-up and commit certificates --------------------------------------------------------
+
+
+def _node_3_behind_by_two() -> tuple[Net, list[tuple[Block, QuorumCert]]]:
+    """Blocks 1 (a trade) and 2 (its results) commit while node 3 is down."""
+    net = Net()
+    net.down = {3}
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    net.tick(net.nodes[0].now_ms + 10)
+    chain = [net.disks[0].blocks[h] for h in (1, 2)]
+    net.down = set()
+    assert net.nodes[3].committed_height == 0 and net.nodes[3].view == 0
+    return net, chain
+
+
+def _sync_requests(net: Net, i: int) -> list[tuple[int, int]]:
+    from node.core import SyncRequest
+
+    return [(m.from_height, m.count) for m in net.sent(i, SyncRequest)]  # type: ignore[attr-defined]
+
+
+def test_catch_up_commits_past_blocks_it_holds_and_moves_to_the_next_view() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(0, SyncResponse((chain[0],)))
+    assert node.committed_height == 1
+    node.step(0, SyncResponse(tuple(chain)))  # starts with a block it holds already
+    net.drain(3)
+    assert node.committed_height == 2
+    assert node.view == chain[1][1].view + 1
+    assert _sync_requests(net, 3)[-1][0] == 3  # the follow-up asks from the next height
+
+
+def test_catch_up_refuses_a_block_without_its_commit_certificate() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    block, cert = chain[0]
+    bad = [
+        _commit_cert(cert.view, 1, bytes(32)),  # another block (lower hash)
+        _commit_cert(cert.view, 1, b"\xff" * 32),  # another block (higher hash)
+        replace(cert, signatures=tuple((i, bytes(32)) for i, _ in cert.signatures)),  # forged
+        _commit_cert(cert.view, 0, block.hash),  # signed for another height
+    ]
+    for c in bad:
+        node.step(0, SyncResponse(((block, c),)))
+        assert node.committed_height == 0, c
+    assert node.halted is None
+
+
+def test_a_commit_certificate_far_ahead_moves_the_view_and_starts_catch_up() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    cert = chain[1][1]
+    node.step(0, QCMessage(cert))
+    net.drain(3)
+    assert node.view == cert.view + 1
+    assert _sync_requests(net, 3) == [(1, 2)]
+
+
+def test_a_commit_certificate_of_an_older_view_still_counts_for_a_new_height() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(0, _new_view(_tc([0, 1, 2], view=20)))
+    assert node.view == 21
+    node.step(0, QCMessage(chain[0][1]))  # height 1, certified in view 0
+    net.drain(3)
+    assert _sync_requests(net, 3) == [(1, 1)]
+
+
+def test_a_prepare_qc_two_heights_ahead_starts_catch_up_of_the_one_between() -> None:
+    net, _ = _node_3_behind_by_two()
+    pqc = net.nodes[0].safety.high_pqc
+    assert pqc is not None and pqc.height == 2
+    node = net.nodes[3]
+    node.step(0, QCMessage(pqc))
+    net.drain(3)
+    assert _sync_requests(net, 3) == [(1, 1)]
+
+
+def test_a_later_commit_certificate_of_our_block_is_kept_never_an_older() -> None:
+    net, block, _ = _committed_one()
+    node = net.nodes[2]
+    node.step(0, QCMessage(_commit_cert(5, 1, block.hash)))
+    assert (node.committed_view, node.view) == (5, 6)
+    assert node.committed_cert is not None and node.committed_cert.view == 5
+    child = _block(block, 6, node.leader(6), node.now_ms + 1, b"trade-2")
+    node.step(node.leader(6), Proposal(6, child, _commit_cert(3, 1, block.hash), None))
+    assert node.committed_view == 5
+
+
+# --- block validity at its exact edges ---------------------------------------------------
+
+
+def test_a_block_timed_as_its_parent_or_from_an_earlier_view_gets_no_vote() -> None:
+    net = Net()
+    net.tick(10**6)  # times far above the small-int cache
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    parent, cert = net.disks[0].blocks[1]
+    node = net.nodes[2]
+    view = node.view
+    leader = node.leader(view)
+    same_time = int(str(parent.time_ms))  # equal, but another int object
+    for block in (
+        _block(parent, view, leader, same_time, b"trade-2"),
+        _block(parent, view - 1, leader, parent.time_ms + 1, b"trade-3"),
+    ):
+        node.step(leader, Proposal(view, block, cert, None))
+        net.drain(2)
+        votes = [m for m in net.sent(2, Vote) if m.block_hash == block.hash]  # type: ignore[attr-defined]
+        assert votes == []
+    assert node.refused["proposal breaks a voting rule"] == 2
+
+
+# --- per-peer budgets ------------------------------------------------------------------------
+
+
+def test_a_bucket_needs_a_positive_rate_and_burst() -> None:
+    from node.core.budget import Bucket
+
+    Bucket(1, 1, 0)
+    for rate, burst in ((0, 1), (1, 0), (-1, 1), (1, -1)):
+        with pytest.raises(ValueError, match="positive"):
+            Bucket(rate, burst, 0)
+
+
+def test_a_bucket_refills_exactly_rate_per_second_and_never_from_a_clock_going_back() -> None:
+    from node.core.budget import Bucket
+
+    start = 5_003  # not a power of two: a bitwise operator gives another result
+    b = Bucket(10, 100, start)
+    b.charge(100, start)
+    assert not b.available(start + 99)  # 0.99 tokens: none yet
+    assert b.available(start + 100)  # 1 token
+    b.charge(1, start + 100)
+    assert not b.available(start + 100)
+    assert not b.available(start - 1_000)  # a clock stepping back refills nothing
+    assert not b.available(start + 199)
+    assert b.available(start + 200)
+    b.charge(1, start + 200)
+    b.charge(10, start + 1_200)  # 10 tokens came in the second that passed
+    assert not b.available(start + 1_200)
+    assert b.available(start + 1_300)
