@@ -120,13 +120,14 @@ def _new_view(tc: TimeoutCert) -> object:
 # --- the lock a timeout certificate reports --------------------------------------------------
 
 
-def _locked(commit_first: bool = False) -> tuple[Net, Block, int]:
+def _locked(commit_first: bool = False, base: int = 0) -> tuple[Net, Block, int]:
     """A block gets a prepare QC in view v (every replica locks on it) but its COMMIT votes
     are lost, so view v times out with the lock in every timeout. Returns (net, the locked
-    block, v). With ``commit_first`` block 1 commits in view 0 and the lock is on block 2
-    in view 1 (the TC's top committed height is then 1, not 0)."""
-    net = Net()
-    lost_view = [0]
+    block, v). With ``commit_first`` one block commits first and the lock is on the next
+    (the TC's top committed height is then not the chain's start). ``base``: the height
+    the replicas start at (restarted on a chain of that many blocks)."""
+    net = _net_at_height(base) if base else Net()
+    lost_view = [-1 if commit_first else net.nodes[0].view]
 
     def lose_commit_votes(src: int, dst: int, msg: object) -> object | None:
         if isinstance(msg, Vote) and msg.phase == Phase.COMMIT and msg.view == lost_view[0]:
@@ -135,16 +136,16 @@ def _locked(commit_first: bool = False) -> tuple[Net, Block, int]:
 
     net.tamper = lose_commit_votes
     if commit_first:
-        lost_view[0] = 1
         net.nodes[1].submit(b"trade-0")
         net.run()
-        assert all(d.committed_height() == 1 for d in net.disks)
-        net.tick(net.nodes[0].now_ms + 10)  # block 2, certifying block 1's results
+        assert all(d.committed_height() == base + 1 for d in net.disks)
+        lost_view[0] = net.nodes[0].view
+        net.tick(net.nodes[0].now_ms + 10)  # the next block, certifying the last's results
     else:
         net.nodes[1].submit(b"trade-1")
         net.run()
     locked = net.nodes[0].safety.high_pqc_block
-    height = 2 if commit_first else 1
+    height = base + (2 if commit_first else 1)
     assert locked is not None and locked.height == height
     assert all(n.safety.high_pqc_block == locked for n in net.nodes)
     assert all(d.committed_height() == height - 1 for d in net.disks)
@@ -430,17 +431,24 @@ def test_one_timeout_neither_moves_a_replica_nor_makes_it_give_up_the_view() -> 
     assert not net.sent(3, Timeout)
 
 
-def test_f_plus_1_timeouts_make_a_replica_join_and_q_move_it_on() -> None:
+@pytest.mark.parametrize("start", [0, 1000])
+def test_f_plus_1_timeouts_make_a_replica_join_and_q_move_it_on(start: int) -> None:
+    """At view 0 and at view 1000 (above the small-int cache: the view a replica holds and
+    the one a message carries are equal but distinct objects, as with real peers)."""
     net = Net()
     node = net.nodes[3]
-    node.step(1, _timeout(1, 0))
-    node.step(2, _timeout(2, 0))  # f + 1 = 2 of 4: one of them is honest, so join
+    if start:
+        node.step(0, _new_view(_tc([0, 1, 2], view=start - 1)))
+    view = int(str(start))
+    assert node.view == view
+    node.step(1, _timeout(1, view))
+    node.step(2, _timeout(2, view))  # f + 1 = 2 of 4: one of them is honest, so join
     net.drain(3)
-    assert node.safety.timeout_view == 0
-    assert {m.view for m in net.sent(3, Timeout)} == {0}  # type: ignore[attr-defined]
-    assert node.view == 0  # its own makes 3 = q, but it has not been delivered to itself
+    assert node.safety.timeout_view == view
+    assert {m.view for m in net.sent(3, Timeout)} == {view}  # type: ignore[attr-defined]
+    assert node.view == view  # its own makes 3 = q, but it has not been delivered to itself
     node.step(3, net.sent(3, Timeout)[0])  # type: ignore[arg-type]
-    assert node.view == 1
+    assert node.view == view + 1
 
 
 def test_timeouts_exactly_at_the_tracked_window_edge() -> None:
@@ -636,3 +644,104 @@ def test_a_bucket_refills_exactly_rate_per_second_and_never_from_a_clock_going_b
     b.charge(10, start + 1_200)  # 10 tokens came in the second that passed
     assert not b.available(start + 1_200)
     assert b.available(start + 1_300)
+
+
+def _net_at_height(height: int) -> Net:
+    """Four replicas restarted on a chain of ``height`` committed blocks (one transaction
+    each, block h first proposed in view h - 1 by its round-robin leader)."""
+    from node.core import Replica, genesis_hash
+
+    net = Net()
+    chain: dict[int, tuple[Block, QuorumCert]] = {}
+    parent_hash = genesis_hash(CHAIN)
+    for h in range(1, height + 1):
+        view = h - 1
+        block = Block(
+            CHAIN, h, view, parent_hash, view % N, h, h - 1, ROOT0, EMPTY_ROOT, (b"old-%d" % h,)
+        )
+        chain[h] = (block, _commit_cert(view, h, block.hash))
+        parent_hash = block.hash
+    for disk in net.disks:
+        disk.blocks = dict(chain)
+    net.nodes = [
+        Replica(
+            node.cfg,
+            HashSigner(i),
+            net.verifier,
+            net.disks[i],
+            executed_root=ROOT0,
+            results_root=EMPTY_ROOT,
+        )
+        for i, node in enumerate(net.nodes)
+    ]
+    return net
+
+
+def test_the_protocol_over_the_codec_at_height_300_through_a_view_change() -> None:
+    """As above at heights and views above 256, with a lock carried through a view change
+    (timeouts with locks, a TC with high_commit and high_lock, a re-proposal)."""
+    from node.core.codec import decode_message, encode_message
+
+    net = _net_at_height(300)
+    assert all(node.view == 300 and node.committed_height == 300 for node in net.nodes)
+
+    def over_the_wire(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, Vote) and msg.phase == Phase.COMMIT and msg.view == lost[0]:
+            return None
+        return decode_message(encode_message(msg))  # type: ignore[arg-type]
+
+    lost = [-1]
+    net.tamper = over_the_wire
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    assert all(d.committed_height() == 301 for d in net.disks)
+    lost[0] = net.nodes[0].view  # block 302 (results of 301) locks but does not commit
+    net.tick(net.nodes[0].now_ms + 10)
+    locked = net.nodes[0].safety.high_pqc_block
+    assert locked is not None and locked.height == 302
+    assert all(d.committed_height() == 301 for d in net.disks)
+    now = net.nodes[0].now_ms
+    net.tick(now + VIEW_TIMEOUT_BASE_MS)
+    net.tick(now + VIEW_TIMEOUT_BASE_MS + 10)
+    assert all(d.committed_height() >= 302 for d in net.disks)
+    assert all(d.blocks[302][0].hash == locked.hash for d in net.disks)
+
+
+def test_a_bucket_refills_whole_tokens_only_after_their_full_time() -> None:
+    from node.core.budget import Bucket
+
+    b = Bucket(1, 5, 7_000)  # one token a second
+    b.charge(5, 7_000)
+    assert not b.available(7_999)
+    assert b.available(8_000)
+
+
+@pytest.mark.parametrize("base", [0, 300])
+def test_a_fresh_proposal_conflicting_with_the_lock_gets_no_vote(base: int) -> None:
+    """Unreachable within the safety bound (the parent would need a commit certificate in
+    a view after the lock's), so played by a Byzantine quorum: the parent is certified
+    again in a later view and a fresh block at the locked height, not the locked block, is
+    proposed on it. A locked replica refuses, whatever the two hashes' order."""
+    net, locked, view = _locked(commit_first=True, base=base)
+    parent, _ = net.disks[0].blocks[locked.height - 1]
+    node = net.nodes[3]
+    later = view + 5
+    recertified = _commit_cert(later - 1, parent.height, parent.hash)
+    leader = node.leader(later)
+    height = int(str(locked.height))  # equal, but not the lock's own int object
+    rivals = [
+        Block(
+            CHAIN, height, later, parent.hash, leader, locked.time_ms + 1,
+            locked.height - 1, locked.state_root, locked.results_root, (b"rival-%d" % k,),
+        )
+        for k in range(8)
+    ]  # fmt: skip
+    low = min(rivals, key=lambda b: b.hash)
+    high = max(rivals, key=lambda b: b.hash)
+    assert low.hash < locked.hash < high.hash
+    for k, rival in enumerate((low, high), 1):
+        node.step(leader, Proposal(later, rival, recertified, None))
+        net.drain(3)
+        assert node.view == later
+        assert node.refused["proposal breaks a voting rule"] == k
+    assert not [m for m in net.sent(3, Vote) if m.view == later]  # type: ignore[attr-defined]
