@@ -359,7 +359,11 @@ def test_a_proposal_above_height_1_needs_the_parent_commit_certificate() -> None
     wrong_height = replace(cert, height=2)
     other_parent = (bytes(32), b"\xff" * 32)
     cases = [None, wrong_height] + [_commit_cert(cert.view, 1, h) for h in other_parent]
-    for k, parent_cert in enumerate(cases, 1):
+    # And a block two above the parent that certificate proves (height 1, parent of 3).
+    skip = _block(replace(parent, height=2, executed_height=1), view, node.leader(view), 1, b"t")
+    node.step(node.leader(view), Proposal(view, replace(skip, parent_hash=parent.hash), cert, None))
+    assert node.refused["proposal with an invalid certificate"] == 1
+    for k, parent_cert in enumerate(cases, 2):
         node.step(node.leader(view), Proposal(view, block, parent_cert, _tc([0, 1], view - 1)))
         assert node.refused["proposal with an invalid certificate"] == k, parent_cert
     assert node.view == view
@@ -373,6 +377,11 @@ def test_a_proposal_with_a_tc_of_another_view_or_a_forged_tc_is_refused() -> Non
         node.step(node.leader(1), Proposal(1, block, None, tc))
         assert node.refused["proposal with an invalid certificate"] == k
     assert node.view == 0
+    # The control, at an even view (view - 1 and view ^ 1 differ there): a TC of view - 1.
+    block = _block(None, 6, node.leader(6), 1, b"trade-y")
+    node.step(node.leader(6), Proposal(6, block, None, _tc([0, 1, 2], view=5)))
+    assert node.refused["proposal with an invalid certificate"] == 2
+    assert node.view == 6
 
 
 # --- votes the leader counts --------------------------------------------------------------
@@ -745,3 +754,104 @@ def test_a_fresh_proposal_conflicting_with_the_lock_gets_no_vote(base: int) -> N
         assert node.view == later
         assert node.refused["proposal breaks a voting rule"] == k
     assert not [m for m in net.sent(3, Vote) if m.view == later]  # type: ignore[attr-defined]
+
+
+def test_progress_resets_the_unanswered_count_of_a_catch_up_on_a_peer_word() -> None:
+    """A peer's word lasts one round of unanswered requests (n - 1); an answer that moves
+    the node on starts a new round. Requests 0, 2 and 3 go unanswered and 1 is answered:
+    the node must still send request 4 (only two misses since its progress)."""
+    from node.config import CATCHUP_RETRY_MS
+    from node.core import SyncRequest
+    from tests.unit.test_core_hostile import _behind_by_many
+
+    net = Net()
+    now = _behind_by_many(net)
+    top = net.disks[0].committed_height()
+    sent = [0]
+
+    def lose_requests_0_2_3(src: int, dst: int, msg: object) -> object | None:
+        if src == 3 and isinstance(msg, SyncRequest):
+            k, sent[0] = sent[0], sent[0] + 1
+            return None if k in (0, 2, 3) else msg
+        return msg
+
+    net.tamper = lose_requests_0_2_3
+    node = net.nodes[3]
+    node.peer_height(0, top)
+    net.run()
+    for _ in range(12):
+        now += CATCHUP_RETRY_MS
+        net.tick(now)
+    assert sent[0] > 4
+    assert node.committed_height == top
+
+
+def test_ed25519_verifier_knows_exactly_its_validators() -> None:
+    from node.core import Ed25519Signer, Ed25519Verifier
+    from node.genesis import demo_genesis
+
+    keys = demo_genesis(validators=N, quorum=Q).validator_keys
+    verifier = Ed25519Verifier([k.public_key for k in keys])
+    msg = b"message"
+    for i in (0, N - 1):
+        assert verifier.verify(i, msg, Ed25519Signer(keys[i]).sign(msg))
+    sig = Ed25519Signer(keys[0]).sign(msg)
+    for i in (-1, N, N + 1):
+        assert not verifier.verify(i, msg, sig)
+
+
+def test_a_timeout_certificate_proves_exactly_its_claims() -> None:
+    verifier = HashVerifier(N)
+    view = 7
+
+    def entries(height: int, lock: int | None) -> tuple[object, ...]:
+        msg = timeout_message(CHAIN, view, height, lock)
+        from node.core.types import TimeoutEntry
+
+        return tuple(TimeoutEntry(v, height, lock, HashSigner(v).sign(msg)) for v in range(Q))
+
+    def cert(phase: Phase, cview: int, height: int) -> QuorumCert:
+        msg = vote_message(CHAIN, phase, cview, height, BLOCK_HASH)
+        return QuorumCert(
+            phase, cview, height, BLOCK_HASH, tuple((i, HashSigner(i).sign(msg)) for i in range(Q))
+        )
+
+    def ok(
+        height: int, lock: int | None, commit: QuorumCert | None, high: QuorumCert | None
+    ) -> bool:
+        tc = TimeoutCert(view, entries(height, lock), commit, high)  # type: ignore[arg-type]
+        return verify_timeout_cert(tc, CHAIN, N, Q, verifier)
+
+    c1 = cert(Phase.COMMIT, 3, 1)
+    assert ok(1, None, c1, None)
+    assert ok(1, 4, c1, cert(Phase.PREPARE, 4, 2))
+    assert not ok(1, None, cert(Phase.COMMIT, 3, 2), None)  # proves a height nobody claims
+    assert not ok(0, None, c1, None)  # a proof of a claim nobody makes
+    assert not ok(1, 4, c1, cert(Phase.COMMIT, 4, 2))  # a lock must be a prepare QC
+    assert not ok(1, 4, c1, cert(Phase.PREPARE, 4, 3))  # ... for the next height
+    assert not ok(1, 4, c1, cert(Phase.PREPARE, 5, 2))  # ... of the lock view claimed
+
+
+def test_a_leader_does_not_count_a_vote_for_its_block_at_another_height() -> None:
+    net, p = _leader_with_proposal()
+    leader = net.nodes[0]
+    b = p.block
+    for height in (b.height - 1, b.height + 1):
+        for voter in (1, 2, 3):
+            leader.step(voter, _vote(voter, 0, height, b.hash))
+    net.drain(0)
+    assert not net.sent(0, QCMessage)
+
+
+def test_a_timeout_counts_only_from_its_voter_and_with_its_whole_lock() -> None:
+    net, _, cert = _committed_one()
+    node = net.nodes[3]
+    view = node.view
+    node.step(1, _timeout(2, view))  # validator 2's genuine timeout, relayed by 1
+    node.step(3, _timeout(2, view))  # ... and by ourselves
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 2
+    pqc = net.nodes[0].safety.high_pqc
+    assert pqc is not None
+    sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, pqc.view))
+    node.step(2, Timeout(view, 1, cert, pqc, None, 2, sig))  # a lock without its block
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 3
