@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tests.mutation import report
-from tests.mutation.driver import MutationError, load_targets, run, select
+from tests.mutation.driver import TARGETS_FILE, MutationError, load_targets, run, select
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.mutation",
         description="Mutation testing (cosmic-ray) of the targets in tests/mutation/targets.toml.",
+    )
+    parser.add_argument(
+        "--targets", type=Path, default=TARGETS_FILE, help="the targets file (TOML)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="mutate the targets and run their tests (resumable)")
@@ -34,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list the targets")
     args = parser.parse_args(argv)
     try:
-        targets = select(load_targets(), args.target if args.command != "list" else None)
+        targets = select(
+            load_targets(args.targets), args.target if args.command != "list" else None
+        )
         if args.command == "run":
             run(
                 targets,

@@ -855,3 +855,41 @@ def test_a_timeout_counts_only_from_its_voter_and_with_its_whole_lock() -> None:
     sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, pqc.view))
     node.step(2, Timeout(view, 1, cert, pqc, None, 2, sig))  # a lock without its block
     assert node.refused["timeout with an unproven claim or a bad signature"] == 3
+
+
+# --- what validators sign, byte for byte -------------------------------------------------
+
+
+def test_signed_vote_and_timeout_messages_are_pinned_byte_for_byte() -> None:
+    """Signer and verifier share these functions, so a change to them passes every
+    in-process test yet splits a cluster running two versions, or lets two claims share
+    one signature (a timeout with no lock and one locked in view 0). Pinned here."""
+    tag = "6476702d6c65646765722f76312f766f746500" + "0001" + "63"  # "dvp-ledger/v1/vote\0", "c"
+    assert vote_message("c", Phase.COMMIT, 300, 7, bytes(range(32))).hex() == tag + (
+        "02" "000000000000012c" "0000000000000007" + bytes(range(32)).hex()
+    )  # fmt: skip
+    assert vote_message("c", Phase.PREPARE, 1, 2, bytes(32)).hex() == tag + (
+        "01" "0000000000000001" "0000000000000002" + "00" * 32
+    )  # fmt: skip
+    timeouts = {
+        (300, 7, None): "03" "000000000000012c" "0000000000000007" "0000000000000000",
+        (300, 7, 0): "03" "000000000000012c" "0000000000000007" "0000000000000001",
+        (9, 0, 299): "03" "0000000000000009" "0000000000000000" "000000000000012c",
+    }  # fmt: skip
+    for (view, height, lock), body in timeouts.items():
+        assert timeout_message("c", view, height, lock).hex() == tag + body
+
+
+def test_a_timeout_certificate_reads_its_top_claims_from_its_entries() -> None:
+    from node.core.types import TimeoutEntry
+
+    def tc(*claims: tuple[int, int | None]) -> TimeoutCert:
+        return TimeoutCert(7, tuple(TimeoutEntry(i, h, v, b"") for i, (h, v) in enumerate(claims)))
+
+    assert (tc().top_height, tc().top_lock_view) == (0, None)
+    assert tc((0, None), (0, None)).top_lock_view is None
+    assert tc((2, None), (5, None), (3, 9)).top_height == 5
+    # Only locks at the top height count, the highest of them; locks below are stale.
+    assert tc((5, 2), (5, 4), (4, 9), (5, None)).top_lock_view == 4
+    assert tc((5, None), (4, 9)).top_lock_view is None
+    assert tc((0, 0), (0, None)).top_lock_view == 0
