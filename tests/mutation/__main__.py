@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run the surviving mutants again (after new tests); the killed stay killed",
     )
     p_run.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="run only the survivors again; mutants never run stay pending",
+    )
+    p_run.add_argument(
         "--timeout", type=float, help="seconds per mutant (default: 3x the baseline, >= 10)"
     )
     p_run.add_argument("--poll", type=float, default=5.0, help="progress interval in seconds")
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets,
                 fresh=args.fresh,
                 retest=args.retest_survivors,
+                survivors_only=args.survivors_only,
                 timeout_s=args.timeout,
                 poll_s=args.poll,
             )

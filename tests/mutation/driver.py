@@ -232,26 +232,40 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
 
 SKIP_OUTSIDE = "outside the target's functions"
 SKIP_ANNOTATION = "equivalent: an annotation, never evaluated"
+SKIP_DEFERRED = "deferred: not run in a survivors-only run"
 
 
-def _classify(t: Target, *, retest: bool) -> None:
+def _undefer(t: Target) -> None:
+    with sqlite3.connect(t.session) as con:
+        con.execute("DELETE FROM work_results WHERE output = ?", (SKIP_DEFERRED,))
+
+
+def _classify(t: Target, *, retest: bool, survivors_only: bool = False) -> None:
     """Mark pending mutants that need no run: outside the target's functions, or inside an
-    annotation. With ``retest``, survivors are made pending again first (new tests since)."""
+    annotation. With ``retest``, survivors are made pending again first (new tests since);
+    with ``survivors_only`` too, every other pending mutant is deferred to a later run."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
     source = (ROOT / t.module).read_text()
     ranges = function_lines(source, t.functions) if t.functions else [(1, 10**9)]
     notes = annotation_spans(source)
-    if retest:
+    _undefer(t)  # what an interrupted run deferred is pending again
+    survivors: set[str] = set()
+    if retest or survivors_only:
         with sqlite3.connect(t.session) as con:
-            n = con.execute(
-                "DELETE FROM work_results WHERE test_outcome = ?", (TestOutcome.SURVIVED.name,)
-            ).rowcount
-        print(f"{t.name}: {n} survivors to run again", flush=True)
+            survived = (TestOutcome.SURVIVED.name,)
+            survivors = {
+                job
+                for (job,) in con.execute(
+                    "SELECT job_id FROM work_results WHERE test_outcome = ?", survived
+                )
+            }
+            con.execute("DELETE FROM work_results WHERE test_outcome = ?", survived)
+        print(f"{t.name}: {len(survivors)} survivors to run again", flush=True)
     with use_db(str(t.session), WorkDB.Mode.open) as db:
         done = {job for job, _ in db.results}
-        skip: dict[str, list[str]] = {SKIP_OUTSIDE: [], SKIP_ANNOTATION: []}
+        skip: dict[str, list[str]] = {SKIP_OUTSIDE: [], SKIP_ANNOTATION: [], SKIP_DEFERRED: []}
         for item in db.work_items:
             if item.job_id in done:
                 continue
@@ -260,6 +274,8 @@ def _classify(t: Target, *, retest: bool) -> None:
                 skip[SKIP_OUTSIDE].append(item.job_id)
             elif all(any(a <= pos < b for a, b in notes) for pos in starts):
                 skip[SKIP_ANNOTATION].append(item.job_id)
+            elif survivors_only and item.job_id not in survivors:
+                skip[SKIP_DEFERRED].append(item.job_id)
         for why, jobs in skip.items():
             result = WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=why)
             db.set_multiple_results(jobs, result)
@@ -278,7 +294,13 @@ def _progress(t: Target) -> tuple[int, int]:
 
 
 def run_target(
-    t: Target, *, fresh: bool, retest: bool, timeout_s: float | None, poll_s: float
+    t: Target,
+    *,
+    fresh: bool,
+    retest: bool,
+    timeout_s: float | None,
+    poll_s: float,
+    survivors_only: bool = False,
 ) -> None:
     t.dir.mkdir(parents=True, exist_ok=True)
     _refresh_copy(t)
@@ -287,7 +309,14 @@ def run_target(
     print(f"{t.name}: baseline passes in {took:.1f} s; timeout {per_mutant:.0f} s", flush=True)
     _write_config(t, per_mutant)
     _init_session(t, fresh)
-    _classify(t, retest=retest)
+    _classify(t, retest=retest, survivors_only=survivors_only)
+    try:
+        _exec(t, poll_s)
+    finally:
+        _undefer(t)
+
+
+def _exec(t: Target, poll_s: float) -> None:
     done, total = _progress(t)
     print(f"{t.name}: {done} of {total} mutants done", flush=True)
     if done == total:
@@ -312,8 +341,21 @@ def run_target(
 
 
 def run(
-    targets: list[Target], *, fresh: bool, retest: bool, timeout_s: float | None, poll_s: float
+    targets: list[Target],
+    *,
+    fresh: bool,
+    retest: bool,
+    timeout_s: float | None,
+    poll_s: float,
+    survivors_only: bool = False,
 ) -> None:
     for i, t in enumerate(targets, 1):
         print(f"== target {t.name} ({i} of {len(targets)}): {t.module}", flush=True)
-        run_target(t, fresh=fresh, retest=retest, timeout_s=timeout_s, poll_s=poll_s)
+        run_target(
+            t,
+            fresh=fresh,
+            retest=retest,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+            survivors_only=survivors_only,
+        )

@@ -893,3 +893,62 @@ def test_a_timeout_certificate_reads_its_top_claims_from_its_entries() -> None:
     assert tc((5, 2), (5, 4), (4, 9), (5, None)).top_lock_view == 4
     assert tc((5, None), (4, 9)).top_lock_view is None
     assert tc((0, 0), (0, None)).top_lock_view == 0
+
+
+# --- the mempool at its exact bounds -------------------------------------------------------
+
+
+def test_mempool_bounds_are_exact() -> None:
+    from node.config import TX_BYTES_MAX
+    from node.core import AddResult, Mempool
+
+    assert Mempool().add(b"x" * TX_BYTES_MAX) is AddResult.ACCEPTED
+    assert Mempool().add(b"y" * (TX_BYTES_MAX + 1)) is AddResult.TOO_LARGE
+    pool = Mempool(txs_max=3, bytes_max=10, committed_ids_max=2)
+    assert pool.add(b"a" * 6) is AddResult.ACCEPTED
+    assert pool.add(b"b" * 5) is AddResult.FULL  # 11 bytes: one too many
+    assert pool.add(b"c" * 4) is AddResult.ACCEPTED  # exactly 10
+    assert (len(pool), pool.size_bytes) == (2, 10)
+    pool.remove_committed([b"c" * 4])
+    assert (len(pool), pool.size_bytes) == (1, 6)
+    assert pool.add(b"d") is AddResult.ACCEPTED
+    assert pool.add(b"e") is AddResult.ACCEPTED  # the third: the count bound is 3
+    assert pool.add(b"f") is AddResult.FULL
+    assert pool.batch(3, 7) == [b"a" * 6, b"d"]  # 8 bytes would exceed 7
+    assert pool.batch(3, 8) == [b"a" * 6, b"d", b"e"]
+    assert pool.batch(2, 100) == [b"a" * 6, b"d"]
+    assert pool.oldest(1) == [b"a" * 6]
+    assert pool.contains(b"d") and pool.known(b"d") and not pool.contains(b"c" * 4)
+    assert pool.known(b"c" * 4)  # committed recently: known, not pending
+    assert not pool.known(b"zz")
+
+
+def test_mempool_remembers_exactly_its_bound_of_committed_ids() -> None:
+    from node.core import AddResult, Mempool
+
+    pool = Mempool(txs_max=10, bytes_max=100, committed_ids_max=2)
+    pool.remove_committed([b"t1", b"t2"])
+    assert pool.add(b"t1") is AddResult.DUPLICATE and pool.add(b"t2") is AddResult.DUPLICATE
+    pool.remove_committed([b"t3"])  # the oldest, t1, is forgotten; t2 and t3 are kept
+    assert pool.add(b"t2") is AddResult.DUPLICATE and pool.add(b"t3") is AddResult.DUPLICATE
+    assert pool.add(b"t1") is AddResult.ACCEPTED
+    pool.remove_committed([b"t2"])  # seen again: now the newest, t3 the oldest
+    pool.remove_committed([b"t4"])
+    assert pool.add(b"t2") is AddResult.DUPLICATE and pool.add(b"t3") is AddResult.ACCEPTED
+
+
+def test_a_peer_share_is_exact_and_freed_on_commit() -> None:
+    from node.core import AddResult, Mempool
+
+    pool = Mempool(txs_max=10, bytes_max=100, committed_ids_max=10)
+    assert not pool.share_full(1, 2)
+    assert pool.add(b"p1", origin=1, share_max=2) is AddResult.ACCEPTED
+    assert not pool.share_full(1, 2)
+    assert pool.add(b"p2", origin=1, share_max=2) is AddResult.ACCEPTED
+    assert pool.share_full(1, 2)
+    assert pool.add(b"p3", origin=1, share_max=2) is AddResult.FULL
+    assert pool.add(b"q1", origin=2, share_max=2) is AddResult.ACCEPTED  # another peer's
+    assert pool.add(b"c1") is AddResult.ACCEPTED  # a client's: no share
+    pool.remove_committed([b"p1", b"c1"])
+    assert not pool.share_full(1, 2)
+    assert pool.add(b"p3", origin=1, share_max=2) is AddResult.ACCEPTED
