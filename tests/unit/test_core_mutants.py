@@ -612,16 +612,24 @@ def test_a_block_timed_as_its_parent_or_from_an_earlier_view_gets_no_vote() -> N
     node = net.nodes[2]
     view = node.view
     leader = node.leader(view)
+
+    def block(block_view: int, time_ms: int, tx: bytes) -> Block:
+        return Block(
+            CHAIN, 2, block_view, parent.hash, leader, time_ms, 1, node.executed_root,
+            node.executed_results, (tx,),
+        )  # fmt: skip
+
     same_time = int(str(parent.time_ms))  # equal, but another int object
-    for block in (
-        _block(parent, view, leader, same_time, b"trade-2"),
-        _block(parent, view - 1, leader, parent.time_ms + 1, b"trade-3"),
-    ):
-        node.step(leader, Proposal(view, block, cert, None))
+    for bad in (block(view, same_time, b"trade-2"), block(view - 1, parent.time_ms + 1, b"t3")):
+        node.step(leader, Proposal(view, bad, cert, None))
         net.drain(2)
-        votes = [m for m in net.sent(2, Vote) if m.block_hash == block.hash]  # type: ignore[attr-defined]
+        votes = [m for m in net.sent(2, Vote) if m.block_hash == bad.hash]  # type: ignore[attr-defined]
         assert votes == []
     assert node.refused["proposal breaks a voting rule"] == 2
+    good = block(view, parent.time_ms + 1, b"trade-4")  # the control: one ms later is fine
+    node.step(leader, Proposal(view, good, cert, None))
+    net.drain(2)
+    assert [m.block_hash for m in net.sent(2, Vote)][-1:] == [good.hash]  # type: ignore[attr-defined]
 
 
 # --- per-peer budgets ------------------------------------------------------------------------
@@ -952,3 +960,46 @@ def test_a_peer_share_is_exact_and_freed_on_commit() -> None:
     pool.remove_committed([b"p1", b"c1"])
     assert not pool.share_full(1, 2)
     assert pool.add(b"p3", origin=1, share_max=2) is AddResult.ACCEPTED
+
+
+def test_only_the_locked_block_itself_skips_the_freshness_checks() -> None:
+    """A TC's high_lock lets its block be re-proposed as it was (old view, old time). Any
+    other block is fresh and must be of this view, whatever its hash's order against the
+    lock's: here the TC reports a stale lock (height 1) to replicas at height 2."""
+    net, block1, _ = _committed_one()
+    net.tick(net.nodes[0].now_ms + 10)  # block 2 certifies block 1's results
+    node = net.nodes[2]
+    assert node.committed_height == 2
+    parent, parent_cert = net.disks[2].blocks[2]
+    prepare_msg = vote_message(CHAIN, Phase.PREPARE, 0, 1, block1.hash)
+    lock = QuorumCert(
+        Phase.PREPARE, 0, 1, block1.hash,
+        tuple((i, HashSigner(i).sign(prepare_msg)) for i in range(Q)),
+    )  # fmt: skip
+    view = node.view + 4
+    from node.core.types import TimeoutEntry
+
+    msg = timeout_message(CHAIN, view - 1, 0, 0)
+    entries = tuple(TimeoutEntry(i, 0, 0, HashSigner(i).sign(msg)) for i in range(Q))
+    tc = TimeoutCert(view - 1, entries, None, lock)
+    leader = node.leader(view)
+
+    def block(block_view: int, tx: bytes) -> Block:
+        return Block(
+            CHAIN, 3, block_view, parent.hash, leader, parent.time_ms + 1, 2, node.executed_root,
+            node.executed_results, (tx,),
+        )  # fmt: skip
+
+    stale = [block(view - 1, b"s%d" % k) for k in range(32)]
+    low = min(stale, key=lambda b: b.hash)
+    high = max(stale, key=lambda b: b.hash)
+    assert low.hash < block1.hash < high.hash
+    for k, bad in enumerate((low, high), 1):
+        node.step(leader, Proposal(view, bad, parent_cert, tc))
+        net.drain(2)
+        assert node.view == view
+        assert node.refused["proposal breaks a voting rule"] == k
+    good = block(view, b"fresh")  # the control: the same, made in this view, gets a vote
+    node.step(leader, Proposal(view, good, parent_cert, tc))
+    net.drain(2)
+    assert [m.block_hash for m in net.sent(2, Vote)][-1:] == [good.hash]  # type: ignore[attr-defined]
