@@ -1003,3 +1003,9 @@ def test_only_the_locked_block_itself_skips_the_freshness_checks() -> None:
     node.step(leader, Proposal(view, good, parent_cert, tc))
     net.drain(2)
     assert [m.block_hash for m in net.sent(2, Vote)][-1:] == [good.hash]  # type: ignore[attr-defined]
+
+
+def test_the_phase_to_check_is_passed_by_keyword_only() -> None:
+    # A sixth positional argument would be easy to mistake for another parameter.
+    with pytest.raises(TypeError):
+        verify_certificate(_qc([0, 1, 2]), CHAIN, N, Q, HashVerifier(N), Phase.COMMIT)  # type: ignore[misc]
