@@ -62,14 +62,21 @@ def test_a_signer_counted_twice_does_not_make_a_quorum() -> None:
     assert not verify_certificate(_qc([2, 2, 2]), CHAIN, N, Q, verifier)
     # Duplicates beside a real quorum are refused too: the certificate must be canonical.
     assert not verify_certificate(_qc([0, 1, 2, 2]), CHAIN, N, Q, verifier)
+    assert not verify_certificate(_qc([0, 1, 2, 3, 3]), CHAIN, N, Q, verifier)  # > n
+
+
+def test_a_certificate_of_another_phase_than_a_vote_is_refused() -> None:
+    qc = _qc([0, 1, 2])
+    assert not verify_certificate(replace(qc, phase=Phase.TIMEOUT), CHAIN, N, Q, HashVerifier(N))
 
 
 def test_a_signature_from_outside_the_validator_set_is_not_counted() -> None:
     # The verifier knows a fifth key (a retired validator, a key of another chain): the
     # certificate check itself must bound indexes by n, not trust the verifier to.
-    verifier = HashVerifier(N + 1)
+    verifier = HashVerifier(N + 2)
     assert verify_certificate(_qc([1, 2, 3]), CHAIN, N, Q, verifier)
     assert not verify_certificate(_qc([1, 2, 4]), CHAIN, N, Q, verifier)
+    assert not verify_certificate(_qc([1, 2, 5]), CHAIN, N, Q, verifier)
     assert not verify_certificate(_qc([0, 1, -1]), CHAIN, N, Q, verifier)
 
 
@@ -97,6 +104,7 @@ def _tc(voters: list[int], view: int = 7) -> TimeoutCert:
 def test_a_timeout_certificate_needs_q_distinct_timeouts() -> None:
     verifier = HashVerifier(N + 1)
     assert verify_timeout_cert(_tc([0, 1, 2]), CHAIN, N, Q, verifier)
+    assert verify_timeout_cert(_tc([0, 1, 2, 3]), CHAIN, N, Q, verifier)  # all n
     assert not verify_timeout_cert(_tc([0, 1]), CHAIN, N, Q, verifier)
     assert not verify_timeout_cert(_tc([0, 1, 1]), CHAIN, N, Q, verifier)
     assert not verify_timeout_cert(_tc([0, 1, 4]), CHAIN, N, Q, verifier)
@@ -357,15 +365,20 @@ def test_a_proposal_above_height_1_needs_the_parent_commit_certificate() -> None
     view = node.view
     block = _block(parent, view, node.leader(view), node.now_ms + 1, b"trade-2")
     wrong_height = replace(cert, height=2)
+    signed_wrong_height = _commit_cert(cert.view, 2, parent.hash)  # q forged signatures
     other_parent = (bytes(32), b"\xff" * 32)
-    cases = [None, wrong_height] + [_commit_cert(cert.view, 1, h) for h in other_parent]
+    cases = [None, wrong_height, signed_wrong_height]
+    cases += [_commit_cert(cert.view, 1, h) for h in other_parent]
     # And a block two above the parent that certificate proves (height 1, parent of 3).
     skip = _block(replace(parent, height=2, executed_height=1), view, node.leader(view), 1, b"t")
     node.step(node.leader(view), Proposal(view, replace(skip, parent_hash=parent.hash), cert, None))
     assert node.refused["proposal with an invalid certificate"] == 1
     for k, parent_cert in enumerate(cases, 2):
-        node.step(node.leader(view), Proposal(view, block, parent_cert, _tc([0, 1], view - 1)))
+        node.step(node.leader(view), Proposal(view, block, parent_cert, None))
         assert node.refused["proposal with an invalid certificate"] == k, parent_cert
+    # A good parent certificate does not carry a forged TC through.
+    node.step(node.leader(view), Proposal(view, block, cert, _tc([0, 1], view - 1)))
+    assert node.refused["proposal with an invalid certificate"] == len(cases) + 2
     assert node.view == view
 
 
@@ -377,10 +390,13 @@ def test_a_proposal_with_a_tc_of_another_view_or_a_forged_tc_is_refused() -> Non
         node.step(node.leader(1), Proposal(1, block, None, tc))
         assert node.refused["proposal with an invalid certificate"] == k
     assert node.view == 0
+    block = _block(None, 6, node.leader(6), 1, b"trade-z")
+    node.step(node.leader(6), Proposal(6, block, None, _tc([0, 1, 2], view=3)))  # too old
+    assert node.refused["proposal with an invalid certificate"] == 3
     # The control, at an even view (view - 1 and view ^ 1 differ there): a TC of view - 1.
     block = _block(None, 6, node.leader(6), 1, b"trade-y")
     node.step(node.leader(6), Proposal(6, block, None, _tc([0, 1, 2], view=5)))
-    assert node.refused["proposal with an invalid certificate"] == 2
+    assert node.refused["proposal with an invalid certificate"] == 3
     assert node.view == 6
 
 
@@ -411,6 +427,8 @@ def test_a_leader_counts_only_votes_sent_by_their_voter_for_its_block() -> None:
     # Relayed by another validator (genuine signatures): not counted.
     for voter in (0, 1, 2):
         leader.step(3, _vote(voter, 0, b.height, b.hash))
+    for voter in (1, 2, 3):
+        leader.step(0, _vote(voter, 0, b.height, b.hash))  # by the leader's own index
     # For other blocks, lower and higher hashes: not counted.
     for other in (bytes(32), b"\xff" * 32):
         for voter in (1, 2, 3):
@@ -479,6 +497,9 @@ def test_a_timeout_with_a_forged_commit_certificate_is_refused() -> None:
     forged = replace(cert, signatures=tuple((i, bytes(64)) for i, _ in cert.signatures))
     node.step(2, Timeout(view, 1, forged, None, None, 2, sig))
     assert node.refused["timeout with an unproven claim or a bad signature"] == 1
+    higher = _commit_cert(cert.view, 2, BLOCK_HASH)  # valid, but of another height
+    node.step(2, Timeout(view, 1, higher, None, None, 2, sig))
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 2
 
 
 def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
@@ -505,8 +526,20 @@ def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
     for k, wrong in enumerate((low, high), 2):
         node.step(2, Timeout(view, 1, cert, pqc, wrong, 2, sig))
         assert node.refused["timeout with an unproven claim or a bad signature"] == k
+    # A lock two heights up (a valid QC and its block) is no lock for the next height.
+    up = _block(real, view - 1, 0, real.time_ms + 1, b"trade-3")
+    up_msg = vote_message(CHAIN, Phase.PREPARE, view - 1, 3, up.hash)
+    up_qc = QuorumCert(
+        Phase.PREPARE,
+        view - 1,
+        3,
+        up.hash,
+        tuple((i, HashSigner(i).sign(up_msg)) for i in range(Q)),
+    )
+    node.step(2, Timeout(view, 1, cert, up_qc, up, 2, sig))
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 4
     node.step(2, Timeout(view, 1, cert, pqc, real, 2, sig))  # the control: accepted
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 3
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 4
 
 
 # --- catch-up and commit certificates --------------------------------------------------------
@@ -808,17 +841,20 @@ def test_ed25519_verifier_knows_exactly_its_validators() -> None:
         assert not verifier.verify(i, msg, sig)
 
 
-def test_a_timeout_certificate_proves_exactly_its_claims() -> None:
+@pytest.mark.parametrize("base", [0, 1000])
+def test_a_timeout_certificate_proves_exactly_its_claims(base: int) -> None:
+    """At small heights and views and above 256 (where equal ints are distinct objects)."""
+    from node.core.types import TimeoutEntry
+
     verifier = HashVerifier(N)
     view = 7
 
-    def entries(height: int, lock: int | None) -> tuple[object, ...]:
+    def entries(height: int, lock: int | None) -> tuple[TimeoutEntry, ...]:
         msg = timeout_message(CHAIN, view, height, lock)
-        from node.core.types import TimeoutEntry
-
         return tuple(TimeoutEntry(v, height, lock, HashSigner(v).sign(msg)) for v in range(Q))
 
     def cert(phase: Phase, cview: int, height: int) -> QuorumCert:
+        cview, height = int(str(base + cview)), int(str(base + height))
         msg = vote_message(CHAIN, phase, cview, height, BLOCK_HASH)
         return QuorumCert(
             phase, cview, height, BLOCK_HASH, tuple((i, HashSigner(i).sign(msg)) for i in range(Q))
@@ -827,17 +863,23 @@ def test_a_timeout_certificate_proves_exactly_its_claims() -> None:
     def ok(
         height: int, lock: int | None, commit: QuorumCert | None, high: QuorumCert | None
     ) -> bool:
-        tc = TimeoutCert(view, entries(height, lock), commit, high)  # type: ignore[arg-type]
+        lock = None if lock is None else base + lock
+        tc = TimeoutCert(view, entries(base + height, lock), commit, high)
         return verify_timeout_cert(tc, CHAIN, N, Q, verifier)
 
     c1 = cert(Phase.COMMIT, 3, 1)
     assert ok(1, None, c1, None)
     assert ok(1, 4, c1, cert(Phase.PREPARE, 4, 2))
     assert not ok(1, None, cert(Phase.COMMIT, 3, 2), None)  # proves a height nobody claims
-    assert not ok(0, None, c1, None)  # a proof of a claim nobody makes
+    assert not ok(1, None, cert(Phase.COMMIT, 3, 0), None)  # ... or a lower one
+    assert not ok(1, None, cert(Phase.PREPARE, 3, 1), None)  # a prepare QC is no commit
+    if base == 0:
+        assert not ok(0, None, c1, None)  # a proof of a claim nobody makes
     assert not ok(1, 4, c1, cert(Phase.COMMIT, 4, 2))  # a lock must be a prepare QC
     assert not ok(1, 4, c1, cert(Phase.PREPARE, 4, 3))  # ... for the next height
+    assert not ok(1, 4, c1, cert(Phase.PREPARE, 4, 1))  # ... not the committed one
     assert not ok(1, 4, c1, cert(Phase.PREPARE, 5, 2))  # ... of the lock view claimed
+    assert not ok(1, 4, c1, cert(Phase.PREPARE, 3, 2))  # ... not an older one
 
 
 def test_a_leader_does_not_count_a_vote_for_its_block_at_another_height() -> None:
@@ -1009,3 +1051,15 @@ def test_the_phase_to_check_is_passed_by_keyword_only() -> None:
     # A sixth positional argument would be easy to mistake for another parameter.
     with pytest.raises(TypeError):
         verify_certificate(_qc([0, 1, 2]), CHAIN, N, Q, HashVerifier(N), Phase.COMMIT)  # type: ignore[misc]
+
+
+def test_a_tc_forms_when_one_timeout_alone_reports_the_top_height() -> None:
+    """The TC's high_commit comes from a timeout at the top height, here the only one."""
+    net = Net()
+    node = net.nodes[3]
+    top_cert = _commit_cert(0, 1, BLOCK_HASH)
+    sig = HashSigner(0).sign(timeout_message(CHAIN, 0, 1, None))
+    node.step(0, Timeout(0, 1, top_cert, None, None, 0, sig))
+    node.step(1, _timeout(1, 0))
+    node.step(2, _timeout(2, 0))
+    assert node.view == 1  # a TC of view 0 formed (and it proves height 1: it verifies)
