@@ -943,6 +943,19 @@ def test_a_timeout_certificate_reads_its_top_claims_from_its_entries() -> None:
     assert tc((5, 2), (5, 4), (4, 9), (5, None)).top_lock_view == 4
     assert tc((5, None), (4, 9)).top_lock_view is None
     assert tc((0, 0), (0, None)).top_lock_view == 0
+    h1, h2 = int(str(1000)), int(str(1000))  # equal heights, distinct objects (as decoded)
+    assert tc((h1, 2), (h2, 4), (999, 9)).top_lock_view == 4
+    assert tc((h1, 4), (h2, 2)).top_lock_view == 4
+
+
+def test_a_vote_message_needs_a_vote_phase_and_a_32_byte_hash() -> None:
+    # A precondition of the core's own calls (no peer input reaches it unchecked).
+    vote_message(CHAIN, Phase.PREPARE, 0, 1, bytes(32))
+    for phase, block_hash in ((Phase.TIMEOUT, bytes(32)), (Phase.PREPARE, bytes(31))):
+        with pytest.raises(AssertionError):
+            vote_message(CHAIN, phase, 0, 1, block_hash)
+    with pytest.raises(AssertionError):
+        vote_message(CHAIN, Phase.COMMIT, 0, 1, bytes(33))
 
 
 # --- the mempool at its exact bounds -------------------------------------------------------
