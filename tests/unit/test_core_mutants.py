@@ -86,6 +86,25 @@ def test_a_certificate_is_checked_for_the_phase_asked() -> None:
     assert verify_certificate(prepare, CHAIN, N, Q, verifier, phase=Phase.PREPARE)
     assert not verify_certificate(prepare, CHAIN, N, Q, verifier, phase=Phase.COMMIT)
     assert verify_certificate(prepare, CHAIN, N, Q, verifier)
+    commit = _qc([0, 1, 2], Phase.COMMIT)
+    assert not verify_certificate(commit, CHAIN, N, Q, verifier, phase=Phase.PREPARE)
+
+
+class _AnyVerifier:
+    """A verifier that accepts every signature: what is left is the certificate's own
+    checks, which must not lean on the verifier's range check."""
+
+    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
+        return True
+
+
+def test_certificate_indexes_are_bounded_by_n_whatever_the_verifier() -> None:
+    qc = _qc([0, 1, 2])
+    assert verify_certificate(qc, CHAIN, N, Q, _AnyVerifier())
+    for signers in ([0, 1, -1], [0, 1, N], [0, 1, N + 1]):
+        assert not verify_certificate(_qc(signers), CHAIN, N, Q, _AnyVerifier()), signers
+    assert not verify_timeout_cert(_tc([0, 1, -1]), CHAIN, N, Q, _AnyVerifier())
+    assert not verify_timeout_cert(_tc([0, 1, N]), CHAIN, N, Q, _AnyVerifier())
 
 
 # --- timeout certificates: q timeouts ------------------------------------------------------
@@ -839,6 +858,8 @@ def test_ed25519_verifier_knows_exactly_its_validators() -> None:
     sig = Ed25519Signer(keys[0]).sign(msg)
     for i in (-1, N, N + 1):
         assert not verifier.verify(i, msg, sig)
+    # Python would read index -1 as the last key: its own signature must not pass there.
+    assert not verifier.verify(-1, msg, Ed25519Signer(keys[N - 1]).sign(msg))
 
 
 @pytest.mark.parametrize("base", [0, 1000])
@@ -873,6 +894,8 @@ def test_a_timeout_certificate_proves_exactly_its_claims(base: int) -> None:
     assert not ok(1, None, cert(Phase.COMMIT, 3, 2), None)  # proves a height nobody claims
     assert not ok(1, None, cert(Phase.COMMIT, 3, 0), None)  # ... or a lower one
     assert not ok(1, None, cert(Phase.PREPARE, 3, 1), None)  # a prepare QC is no commit
+    forged = replace(c1, signatures=tuple((i, bytes(32)) for i, _ in c1.signatures))
+    assert not ok(1, None, forged, None)  # the proof's signatures are checked too
     if base == 0:
         assert not ok(0, None, c1, None)  # a proof of a claim nobody makes
     assert not ok(1, 4, c1, cert(Phase.COMMIT, 4, 2))  # a lock must be a prepare QC
