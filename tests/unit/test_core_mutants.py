@@ -1099,3 +1099,82 @@ def test_a_tc_forms_when_one_timeout_alone_reports_the_top_height() -> None:
     node.step(1, _timeout(1, 0))
     node.step(2, _timeout(2, 0))
     assert node.view == 1  # a TC of view 0 formed (and it proves height 1: it verifies)
+
+
+def test_a_leader_counts_only_votes_of_the_current_view() -> None:
+    """Validator 0 leads views 4 and, four views on, 8 (and led 0): votes signed for those
+    other views of its own, for the very block it proposes now, must not count."""
+    net = _net_at_height(4)
+    net.tamper = lambda src, dst, msg: None
+    leader = net.nodes[0]
+    assert leader.view == 4 and leader.leader(4) == leader.leader(8) == leader.leader(0) == 0
+    leader.submit(b"trade-1")
+    net.run()
+    proposals = net.sent(0, Proposal)
+    assert proposals
+    b = proposals[0].block  # type: ignore[attr-defined]
+    net.readies[0].clear()
+    for other_view in (0, 8):
+        for voter in (1, 2, 3):
+            leader.step(voter, _vote(voter, other_view, b.height, b.hash))
+    net.drain(0)
+    assert not net.sent(0, QCMessage)
+    for voter in (1, 2, 3):
+        leader.step(voter, _vote(voter, 4, b.height, b.hash))
+    net.drain(0)
+    assert net.sent(0, QCMessage)  # the control
+
+
+def test_timeouts_with_malformed_claims_are_refused() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    (block1, cert1), (_, cert2) = chain
+    view = node.view
+
+    def sig(voter: int, height: int, lock: int | None) -> bytes:
+        return HashSigner(voter).sign(timeout_message(CHAIN, view, height, lock))
+
+    refused = "timeout with an unproven claim or a bad signature"
+    bad = [
+        Timeout(view, 0, None, None, None, 2, bytes(32)),  # a bad signature
+        Timeout(view, 2, cert1, None, None, 2, sig(2, 2, None)),  # height 2, proof of 1
+        Timeout(view, 0, None, cert1, block1, 2, sig(2, 0, cert1.view)),  # a commit QC as lock
+        Timeout(view, 0, None, None, block1, 2, sig(2, 0, None)),  # a block without its QC
+    ]
+    for k, t in enumerate(bad, 1):
+        node.step(2, t)
+        assert node.refused[refused] == k, t
+    node.step(2, Timeout(view, 2, cert2, None, None, 2, sig(2, 2, None)))  # the control
+    assert node.refused[refused] == len(bad)
+
+
+def test_a_tc_carries_the_highest_lock_whichever_timeout_reports_it() -> None:
+    """At height 300 (heights as distinct int objects, as decoded): of three timeouts at
+    the top height, the second and third report locks; the TC must carry the highest."""
+    net = _net_at_height(300)
+    top = 300
+    block300, cert300 = net.disks[0].blocks[top]
+    view = net.nodes[0].view
+    leader = net.nodes[0].leader(view + 1)
+    node = net.nodes[leader]
+    locks = []
+    for lock_view in (view - 1, view):  # two blocks at 301, locked in two views
+        b = Block(
+            CHAIN, 301, lock_view, block300.hash, 0, block300.time_ms + 1, top, ROOT0,
+            EMPTY_ROOT, (b"lock-%d" % lock_view,),
+        )  # fmt: skip
+        msg = vote_message(CHAIN, Phase.PREPARE, lock_view, 301, b.hash)
+        sigs = tuple((i, HashSigner(i).sign(msg)) for i in range(Q))
+        qc = QuorumCert(Phase.PREPARE, lock_view, 301, b.hash, sigs)
+        locks.append((qc, b))
+    voters = [i for i in range(N) if i != leader][:Q]
+    claims = [(None, None), locks[1], locks[0]]  # the highest lock in the second timeout
+    for voter, (qc, b) in zip(voters, claims, strict=True):
+        height = int(str(top))
+        lock_view = None if qc is None else qc.view
+        sig = HashSigner(voter).sign(timeout_message(CHAIN, view, height, lock_view))
+        node.step(voter, Timeout(view, height, cert300, qc, b, voter, sig))
+    net.drain(leader)
+    assert node.view == view + 1
+    proposals = [m for m in net.sent(leader, Proposal) if m.view == view + 1]  # type: ignore[attr-defined]
+    assert proposals and proposals[0].block.hash == locks[1][1].hash
