@@ -1090,15 +1090,19 @@ def test_the_phase_to_check_is_passed_by_keyword_only() -> None:
 
 
 def test_a_tc_forms_when_one_timeout_alone_reports_the_top_height() -> None:
-    """The TC's high_commit comes from a timeout at the top height, here the only one."""
+    """The TC's high_commit comes from a timeout at the top height: here the only one, and
+    not the first by index (the others report height 0)."""
     net = Net()
     node = net.nodes[3]
     top_cert = _commit_cert(0, 1, BLOCK_HASH)
-    sig = HashSigner(0).sign(timeout_message(CHAIN, 0, 1, None))
-    node.step(0, Timeout(0, 1, top_cert, None, None, 0, sig))
+    node.step(0, _timeout(0, 0))
     node.step(1, _timeout(1, 0))
-    node.step(2, _timeout(2, 0))
-    assert node.view == 1  # a TC of view 0 formed (and it proves height 1: it verifies)
+    sig = HashSigner(2).sign(timeout_message(CHAIN, 0, 1, None))
+    node.step(2, Timeout(0, 1, top_cert, None, None, 2, sig))
+    assert node.view == 1
+    tc = node._last_tc  # what this replica would hand a lagging peer or put in a proposal
+    assert tc is not None and tc.high_commit == top_cert
+    assert verify_timeout_cert(tc, CHAIN, N, Q, net.verifier)
 
 
 def test_a_leader_counts_only_votes_of_the_current_view() -> None:
