@@ -1182,3 +1182,57 @@ def test_a_tc_carries_the_highest_lock_whichever_timeout_reports_it() -> None:
     assert node.view == view + 1
     proposals = [m for m in net.sent(leader, Proposal) if m.view == view + 1]  # type: ignore[attr-defined]
     assert proposals and proposals[0].block.hash == locks[1][1].hash
+
+
+def test_mempool_needs_positive_bounds() -> None:
+    from node.core import Mempool
+    from node.invariant import InvariantError
+
+    Mempool(1, 1, 1)
+    for bounds in ((0, 1, 1), (1, 0, 1), (1, 1, 0), (-1, 1, 1), (1, -1, 1), (1, 1, -1)):
+        with pytest.raises(InvariantError):
+            Mempool(*bounds)
+
+
+def test_a_forwarded_transaction_needs_a_share_given() -> None:
+    from node.core import AddResult, Mempool
+
+    assert Mempool().add(b"tx", origin=1) is AddResult.FULL
+
+
+def test_mempool_bounds_hold_above_256() -> None:
+    """Bounds in production are in the thousands: counts compared to them are ints above
+    CPython's small-int cache, so equality by identity would never hold."""
+    from node.core import AddResult, Mempool
+
+    big = int(str(300))
+    pool = Mempool(txs_max=big, bytes_max=10**6, committed_ids_max=10)
+    for i in range(300):
+        assert pool.add(b"tx-%d" % i, origin=1, share_max=big) is AddResult.ACCEPTED
+    assert pool.share_full(1, int(str(300)))
+    assert pool.add(b"one-more", origin=2, share_max=big) is AddResult.FULL  # the count bound
+    assert len(pool.batch(int(str(299)), 10**6)) == 299
+    pool2 = Mempool(txs_max=1000, bytes_max=10**6, committed_ids_max=10)
+    for i in range(300):
+        pool2.add(b"p-%d" % i, origin=1, share_max=big)
+    assert pool2.add(b"p-300", origin=1, share_max=int(str(300))) is AddResult.FULL
+
+
+def test_a_batch_stops_at_the_first_transaction_that_does_not_fit() -> None:
+    from node.core import Mempool
+
+    pool = Mempool(txs_max=10, bytes_max=100, committed_ids_max=10)
+    for tx in (b"a" * 6, b"b" * 5, b"c"):
+        pool.add(tx)
+    assert pool.batch(3, 8) == [b"a" * 6]  # FIFO: c fits but b, older, comes first
+
+
+def test_a_peer_share_counts_down_one_per_commit() -> None:
+    from node.core import AddResult, Mempool
+
+    pool = Mempool(txs_max=10, bytes_max=100, committed_ids_max=10)
+    pool.add(b"p1", origin=1, share_max=2)
+    pool.add(b"p2", origin=1, share_max=2)
+    pool.remove_committed([b"p1"])
+    assert pool.add(b"p3", origin=1, share_max=2) is AddResult.ACCEPTED
+    assert pool.add(b"p4", origin=1, share_max=2) is AddResult.FULL
