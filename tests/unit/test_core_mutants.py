@@ -1236,3 +1236,14 @@ def test_a_peer_share_counts_down_one_per_commit() -> None:
     pool.remove_committed([b"p1"])
     assert pool.add(b"p3", origin=1, share_max=2) is AddResult.ACCEPTED
     assert pool.add(b"p4", origin=1, share_max=2) is AddResult.FULL
+
+
+def test_a_smaller_share_or_count_than_already_held_takes_nothing() -> None:
+    from node.core import AddResult, Mempool
+
+    pool = Mempool(txs_max=10, bytes_max=100, committed_ids_max=10)
+    pool.add(b"p1", origin=1, share_max=2)
+    pool.add(b"p2", origin=1, share_max=2)
+    assert pool.share_full(1, 1)  # the share shrank below what the peer holds
+    assert pool.add(b"p3", origin=1, share_max=1) is AddResult.FULL
+    assert pool.batch(-1, 100) == [] and pool.batch(0, 100) == []
