@@ -255,24 +255,79 @@ def test_a_lagging_replica_refuses_a_block_the_tc_proves_committed() -> None:
 # --- one vote per view -------------------------------------------------------------------
 
 
-def test_an_equivocating_leader_gets_one_prepare_vote_per_replica() -> None:
-    """Leader 0 sends two different blocks for view 0; each replica votes for the first it
-    sees and never for the second (the persisted prepare_view is the guard)."""
-    net = Net()
+@pytest.mark.parametrize("base", [0, 300])
+def test_an_equivocating_leader_gets_one_prepare_vote_per_replica(base: int) -> None:
+    """Leader 0 sends two different blocks for one view; each replica votes for the first
+    it sees and never for the second (the persisted prepare_view is the guard). Also at
+    view 300, where the view in the proposal and the one persisted are distinct ints."""
+    net = _net_at_height(base) if base else Net()
+    view = net.nodes[0].view
+    assert net.nodes[0].leader(view) == 0
     twin_txs = (b"trade-twin",)
 
     def equivocate(src: int, dst: int, msg: object) -> object | None:
         if isinstance(msg, Proposal) and (src, dst) == (0, 2) and msg.block.txs != twin_txs:
             twin = replace(msg.block, txs=twin_txs)
-            net.queue.appendleft((0, 2, replace(msg, block=twin)))  # right behind the first
+            again = replace(msg, view=int(str(msg.view)), block=twin)
+            net.queue.appendleft((0, 2, again))  # right behind the first
         return msg
 
     net.tamper = equivocate
     net.nodes[0].submit(b"trade-1")
     net.run()
-    prepare = [m for m in net.sent(2, Vote) if m.phase == Phase.PREPARE and m.view == 0]  # type: ignore[attr-defined]
+    prepare = [m for m in net.sent(2, Vote) if m.phase == Phase.PREPARE and m.view == view]  # type: ignore[attr-defined]
     assert len(prepare) == 1
-    assert net.nodes[2].safety.prepare_view == 0
+    assert net.nodes[2].safety.prepare_view == view
+
+
+def test_no_commit_vote_in_a_view_given_up() -> None:
+    """Replica 3 voted PREPARE in view 0, then timed out of it; a prepare QC of view 0
+    arriving afterwards locks it but gets no COMMIT vote (the timeout promised none)."""
+    net = Net()
+    net.tamper = lambda src, dst, msg: msg if (src, dst) == (0, 3) else None
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    node = net.nodes[3]
+    assert node.safety.prepare_view == 0
+    node.tick(VIEW_TIMEOUT_BASE_MS * 2)
+    net.drain(3)
+    assert node.safety.timeout_view == 0 and node.view == 0
+    b = net.sent(0, Proposal)[0].block  # type: ignore[attr-defined]
+    msg = vote_message(CHAIN, Phase.PREPARE, 0, 1, b.hash)
+    pqc = QuorumCert(
+        Phase.PREPARE, 0, 1, b.hash, tuple((i, HashSigner(i).sign(msg)) for i in range(Q))
+    )
+    node.step(0, QCMessage(pqc))
+    net.drain(3)
+    assert node.safety.high_pqc == pqc
+    assert not [m for m in net.sent(3, Vote) if m.phase == Phase.COMMIT]  # type: ignore[attr-defined]
+
+
+def test_a_proposal_from_a_lower_index_than_the_leader_gets_no_vote() -> None:
+    net, block, cert = _committed_one()
+    node = net.nodes[3]
+    view = node.view
+    leader = node.leader(view)
+    assert leader > 0
+    child = _block(block, view, 0, node.now_ms + 1, b"trade-2")
+    node.step(0, Proposal(view, child, cert, None))
+    assert node.refused["proposal from a validator that does not lead the view"] == 1
+
+
+def test_a_fresh_proposal_needs_its_parent_certified_in_the_view_before() -> None:
+    net, block, cert = _committed_one()
+    node = net.nodes[2]
+    node.step(0, _new_view(_tc([0, 1, 2], view=2)))
+    assert node.view == 3  # the parent was certified in view 0, not 2, and there is no TC
+    leader = node.leader(3)
+    child = Block(
+        CHAIN, 2, 3, block.hash, leader, node.now_ms + 1, 1, node.executed_root,
+        node.executed_results, (b"trade-2",),
+    )  # fmt: skip
+    node.step(leader, Proposal(3, child, cert, None))
+    net.drain(2)
+    assert node.refused["proposal breaks a voting rule"] == 1
+    assert not [m for m in net.sent(2, Vote) if m.view == 3]  # type: ignore[attr-defined]
 
 
 # --- only a commit certificate commits ---------------------------------------------------
