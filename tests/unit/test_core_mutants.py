@@ -321,13 +321,17 @@ def test_a_fresh_proposal_needs_its_parent_certified_in_the_view_before() -> Non
     assert node.view == 3  # the parent was certified in view 0, not 2, and there is no TC
     leader = node.leader(3)
     child = Block(
-        CHAIN, 2, 3, block.hash, leader, node.now_ms + 1, 1, node.executed_root,
+        CHAIN, 2, 3, block.hash, leader, block.time_ms + 1, 1, node.executed_root,
         node.executed_results, (b"trade-2",),
     )  # fmt: skip
     node.step(leader, Proposal(3, child, cert, None))
     net.drain(2)
     assert node.refused["proposal breaks a voting rule"] == 1
     assert not [m for m in net.sent(2, Vote) if m.view == 3]  # type: ignore[attr-defined]
+    # The control: the same block with a TC of view 2 gets the vote.
+    node.step(leader, Proposal(3, child, cert, _tc([0, 1, 2], view=2)))
+    net.drain(2)
+    assert [m.block_hash for m in net.sent(2, Vote) if m.view == 3] == [child.hash]  # type: ignore[attr-defined]
 
 
 # --- only a commit certificate commits ---------------------------------------------------
