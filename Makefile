@@ -22,7 +22,7 @@ help:
 
 $(STAMP): pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,mutate]'
 	touch $(STAMP)
 
 $(PROTO_OUT): $(PROTO_SRC) $(STAMP)
@@ -89,6 +89,13 @@ CHAOS_DURATION = $(if $(filter file,$(origin DURATION)),300,$(DURATION))
 .PHONY: chaos
 chaos: setup
 	$(PY) -m node.chaos --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --duration $(CHAOS_DURATION) --seed $(SEED) $(if $(FAULTS),--faults $(FAULTS),) $(if $(OUT),--out $(OUT),)
+
+#? mutate: mutation testing (cosmic-ray) of the safety-critical modules; resumable, long, not in CI; build/mutation/report.md (TARGETS="core.quorum core.signing", default all)
+.PHONY: mutate
+TARGETS ?=
+mutate: setup
+	nice -n 10 $(PY) -m tests.mutation run $(foreach t,$(TARGETS),--target $(t))
+	$(PY) -m tests.mutation report $(foreach t,$(TARGETS),--target $(t))
 
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup

@@ -44,3 +44,50 @@ def test_invalid_quorums_are_rejected_with_a_reason(n: int, q: int) -> None:
 
 def test_unsafe_flag_is_explicit() -> None:
     assert Quorum(4, 2, unsafe=True).safety_bound == -1
+
+
+def test_classic_quorum_starts_at_one_validator() -> None:
+    assert classic_quorum(1) == 1
+    assert classic_quorum(2) == 2
+    for n in (0, -1):
+        with pytest.raises(ValueError, match="at least 1 validator"):
+            classic_quorum(n)
+
+
+def test_no_validators_is_refused_for_that_reason() -> None:
+    # n = 0 fails several checks; the operator must read the first that applies.
+    with pytest.raises(ValueError, match="at least 1 validator"):
+        Quorum(0, 1)
+
+
+@pytest.mark.parametrize(("n", "half"), [(26, 13), (4, 2), (7, 3)])
+def test_a_minority_quorum_error_names_the_smallest_safe_choice(n: int, half: int) -> None:
+    with pytest.raises(ValueError, match=rf"choose q > {half}$"):
+        Quorum(n, half)
+
+
+@pytest.mark.parametrize(("n", "bound"), [(1, 0), (3, 0), (4, 1), (6, 1), (7, 2), (26, 8)])
+def test_classic_bound_is_floor_of_n_minus_1_over_3(n: int, bound: int) -> None:
+    assert Quorum.classic(n).classic_bound == bound
+
+
+def test_no_warning_when_the_safety_bound_equals_the_classic_one() -> None:
+    assert Quorum(4, 3).safety_bound == Quorum(4, 3).classic_bound == 1
+    assert Quorum(4, 3).warning() is None
+
+
+def test_liveness_bound_holds_for_an_unsafe_quorum_too() -> None:
+    # The simulator's non-intersecting quorum still sizes timeouts and leader exclusion.
+    assert Quorum(4, 2, unsafe=True).liveness_bound == 2
+    assert Quorum(6, 2, unsafe=True).liveness_bound == 4
+
+
+def test_a_quorum_is_immutable_and_the_unsafe_flag_only_by_keyword() -> None:
+    import dataclasses
+
+    quorum = Quorum(4, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quorum.q = 2  # type: ignore[misc]
+    assert not hasattr(quorum, "__dict__")  # slots: no attribute can be added either
+    with pytest.raises(TypeError):
+        Quorum(4, 2, True)  # type: ignore[misc]
