@@ -390,13 +390,7 @@ class AsyncLedgerClient:
         Raises RejectedError (final, refused), InvalidTransactionError, FinalityTimeoutError
         (after ``timeout_s``; resubmitting is safe), UnavailableError, BusyError.
         """
-        signed = stx if isinstance(stx, SignedTransaction) else SignedTransaction(bytes(stx))
-        missing = signed.missing_signers()
-        if missing:
-            raise InvalidTransactionError(
-                f"transaction {signed.tx_id.hex()} still needs the signature of "
-                f"{', '.join(missing)}; sign it first (nothing was sent)"
-            )
+        signed = SignedTransaction.ready_to_send(stx)
         _check_timeout(timeout_s)
         tid = signed.tx_id
         deadline = asyncio.get_running_loop().time() + timeout_s

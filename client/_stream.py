@@ -131,13 +131,7 @@ class SubmitStream:
         """Send once a slot is free; the future gives the verified receipt once final, or
         raises as ``AsyncLedgerClient.submit`` would (RejectedError, InvalidTransactionError,
         BusyError, FinalityTimeoutError, UnavailableError)."""
-        signed = stx if isinstance(stx, SignedTransaction) else SignedTransaction(bytes(stx))
-        missing = signed.missing_signers()
-        if missing:
-            raise InvalidTransactionError(
-                f"transaction {signed.tx_id.hex()} still needs the signature of "
-                f"{', '.join(missing)}; sign it first (nothing was sent)"
-            )
+        signed = SignedTransaction.ready_to_send(stx)
         await self._slots.acquire()
         await self._ready.wait()
         if self._broken is not None:

@@ -25,7 +25,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from client._errors import InvalidFieldError, SigningError, TermsMismatchError, TradeError
+from client._errors import (
+    InvalidFieldError,
+    InvalidTransactionError,
+    SigningError,
+    TermsMismatchError,
+    TradeError,
+)
 from client._keys import ParticipantKey
 from client._limits import NONCE_BITS, TTL_DEFAULT_S, TTL_MAX_S
 from node import crypto
@@ -225,6 +231,19 @@ class SignedTransaction:
         """Required signers that have not signed yet (empty: ready to submit)."""
         have = set(self.signers)
         return tuple(s for s in self.tx.required_signers() if s not in have)
+
+    @classmethod
+    def ready_to_send(cls, stx: SignedTransaction | bytes) -> SignedTransaction:
+        """``stx`` as a SignedTransaction that every required party has signed; raises
+        InvalidTransactionError naming who has not (before anything is sent)."""
+        signed = stx if isinstance(stx, SignedTransaction) else cls(bytes(stx))
+        missing = signed.missing_signers()
+        if missing:
+            raise InvalidTransactionError(
+                f"transaction {signed.tx_id.hex()} still needs the signature of "
+                f"{', '.join(missing)}; sign it first (nothing was sent)"
+            )
+        return signed
 
     @classmethod
     def unsigned(cls, tx: Transaction) -> SignedTransaction:
