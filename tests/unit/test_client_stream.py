@@ -110,8 +110,9 @@ def _plain_signed(monkeypatch: pytest.MonkeyPatch) -> None:
         def tx_id(self) -> bytes:
             return self.raw[-8:]
 
-        def missing_signers(self) -> list[str]:
-            return []
+        @classmethod
+        def ready_to_send(cls, stx: object) -> object:
+            return stx if isinstance(stx, cls) else cls(bytes(stx))
 
     monkeypatch.setattr("client._stream.SignedTransaction", _Signed)
 
