@@ -1306,3 +1306,198 @@ def test_a_smaller_share_or_count_than_already_held_takes_nothing() -> None:
     assert pool.share_full(1, 1)  # the share shrank below what the peer holds
     assert pool.add(b"p3", origin=1, share_max=1) is AddResult.FULL
     assert pool.batch(-1, 100) == [] and pool.batch(0, 100) == []
+
+
+# --- the voting rules at their edges (core.replica.rules, the end of the session) ----------
+
+
+def _prepare_qc(view: int, height: int, block_hash: bytes, signers: range = range(Q)) -> QuorumCert:
+    msg = vote_message(CHAIN, Phase.PREPARE, view, height, block_hash)
+    return QuorumCert(
+        Phase.PREPARE,
+        view,
+        height,
+        block_hash,
+        tuple((i, HashSigner(i).sign(msg)) for i in signers),
+    )
+
+
+def _decoded(qc: QuorumCert) -> QCMessage:
+    """The certificate as a peer's bytes make it: no int shared with the replica's own."""
+    from node.core.codec import decode_message, encode_message
+
+    msg = decode_message(encode_message(QCMessage(qc)))
+    assert isinstance(msg, QCMessage)
+    return msg
+
+
+def _commit_votes(net: Net, i: int) -> list[Vote]:
+    return [m for m in net.sent(i, Vote) if m.phase == Phase.COMMIT]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("base", [0, 300])
+def test_a_lock_moves_only_to_a_later_view_of_its_height_and_only_on_q_signatures(
+    base: int,
+) -> None:
+    """Replica 3 is locked on block h by a prepare QC of view v (and voted COMMIT in v). A
+    QC of q - 1 signatures for v + 1 moves nothing; a real one for v + 1 moves the lock
+    (the same block certified again after a view change) but gets no COMMIT vote, v + 1
+    not being the replica's view; the QC of v arriving again after it moves the lock back
+    to nothing and gets no second COMMIT vote. At height and view 300 too, decoded."""
+    net, locked, view = _locked(base=base)
+    node = net.nodes[3]
+    old = node.safety.high_pqc
+    assert old is not None and old.view == view and node.view == view
+    votes = len(_commit_votes(net, 3))
+    assert votes == 1 and node.safety.commit_view == view
+    node.step(0, _decoded(_prepare_qc(view + 1, locked.height, locked.hash, range(Q - 1))))
+    net.drain(3)
+    assert node.safety.high_pqc == old
+    later = _prepare_qc(view + 1, locked.height, locked.hash)
+    node.step(0, _decoded(later))
+    net.drain(3)
+    assert node.safety.high_pqc == later and node.safety.high_pqc_block == locked
+    node.step(0, _decoded(old))
+    net.drain(3)
+    assert node.safety.high_pqc == later
+    assert len(_commit_votes(net, 3)) == votes and node.halted is None
+
+
+def test_no_commit_vote_for_a_prepare_qc_of_a_view_left_behind() -> None:
+    """Replica 3 voted PREPARE in view 0 and moved to view 1 on a TC it did not sign (no
+    timeout of its own): a prepare QC of view 0 locks it but gets no COMMIT vote."""
+    net = Net()
+    net.tamper = lambda src, dst, msg: msg if (src, dst) == (0, 3) else None
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    node = net.nodes[3]
+    assert node.safety.prepare_view == 0 and node.safety.timeout_view == -1
+    node.step(0, _new_view(_tc([0, 1, 2], view=0)))
+    net.drain(3)
+    assert node.view == 1 and node.safety.timeout_view == -1
+    b = net.sent(0, Proposal)[0].block  # type: ignore[attr-defined]
+    pqc = _prepare_qc(0, 1, b.hash)
+    node.step(0, QCMessage(pqc))
+    net.drain(3)
+    assert node.safety.high_pqc == pqc
+    assert _commit_votes(net, 3) == []
+
+
+@pytest.mark.parametrize("base", [0, 300])
+def test_a_prepare_qc_on_roots_we_do_not_share_halts_before_any_commit_vote(base: int) -> None:
+    """Replica 3's execution of block h diverges (its root below everyone's); the prepare
+    QC on block h + 1, which carries the others' root, halts it at once: no COMMIT vote for
+    a block whose roots it does not share. At height 300 too, over the codec."""
+    from node.core.codec import decode_message, encode_message
+
+    net = _net_at_height(base) if base else Net()
+    net.tamper = lambda src, dst, msg: decode_message(encode_message(msg))  # type: ignore[arg-type]
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert all(d.committed_height() == base + 1 for d in net.disks)
+    node = net.nodes[3]
+    node.executed_root = bytes(32)
+    assert node.executed_root < net.nodes[0].executed_root
+    net.nodes[1].submit(b"trade-2")
+    net.tick(net.nodes[0].now_ms + 100)
+    assert [d.committed_height() for d in net.disks[:3]] == [base + 2] * 3
+    assert node.halted is not None and "certified other roots" in node.halted
+    assert not [v for v in _commit_votes(net, 3) if v.height == base + 2]
+
+
+def test_a_prepare_qc_far_ahead_starts_catch_up_of_every_height_before_it() -> None:
+    net = Net()
+    node = net.nodes[3]
+    node.step(0, QCMessage(_prepare_qc(7, 4, BLOCK_HASH)))
+    net.drain(3)
+    assert _sync_requests(net, 3) == [(1, 3)]
+
+
+def test_a_proposal_ignoring_the_tc_lock_at_height_300_gets_no_vote() -> None:
+    """As test_a_proposal_ignoring_the_lock_in_its_tc_gets_no_vote, at height 300 (the
+    height compared with the TC's top + 1 is not a cached int) and with the rogue block's
+    hash above the locked one's (an order compare of hashes would let it through)."""
+    net, locked, view = _locked(base=300)
+    leader = net.nodes[0].leader(view + 1)
+    rogue: list[Block] = []
+
+    def other_block(k: int) -> Block:
+        return Block(
+            CHAIN, locked.height, view + 1, locked.parent_hash, leader, locked.time_ms + 1,
+            locked.height - 1, locked.state_root, locked.results_root, (b"trade-other-%d" % k,),
+        )  # fmt: skip
+
+    above = next(b for b in map(other_block, range(100)) if b.hash > locked.hash)
+
+    def leader_ignores_the_lock(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, Proposal) and src == leader and msg.view == view + 1:
+            rogue[:] = [above]
+            return replace(msg, block=above)
+        return msg
+
+    net.tamper = leader_ignores_the_lock
+    net.tick(net.nodes[0].now_ms + VIEW_TIMEOUT_BASE_MS)
+    assert rogue, "the next view was never proposed"
+    for i in set(range(N)) - {leader}:
+        votes = [m for m in net.sent(i, Vote) if m.block_hash == above.hash]  # type: ignore[attr-defined]
+        assert votes == [], f"replica {i} voted for a block conflicting with its TC's lock"
+        assert net.nodes[i].refused["proposal breaks a voting rule"] >= 1
+
+
+def test_a_commit_certificate_of_our_block_from_the_current_view_moves_us_on() -> None:
+    """Block 1 committed in view 0; the same block certified again in view 1 (re-proposed
+    after a view change somewhere) moves replica 2, in view 1, to view 2 with that
+    certificate, so its next proposal is fresh."""
+    net, block, _ = _committed_one()
+    node = net.nodes[2]
+    view = node.view
+    assert view == 1 and node.committed_view == 0
+    node.step(0, QCMessage(_commit_cert(view, 1, block.hash)))
+    assert (node.committed_view, node.view) == (view, view + 1)
+
+
+def test_a_first_block_with_a_parent_certificate_from_its_own_view_gets_no_vote() -> None:
+    """In view 1 a block of height 1 is fresh only with a TC of view 0 (or a certificate of
+    view 0): one claiming a certificate of view 1 or later gets no vote."""
+    net = Net()
+    node = net.nodes[2]
+    node.step(0, _new_view(_tc([0, 1, 2], view=0)))
+    net.drain(2)
+    assert node.view == 1 and node.committed_height == 0
+    leader = node.leader(1)
+    block = _block(None, 1, leader, node.now_ms + 1, b"trade-1")
+    for view in (1, 2):
+        node.step(leader, Proposal(1, block, _commit_cert(view, 1, BLOCK_HASH), None))
+        net.drain(2)
+    assert node.refused["proposal breaks a voting rule"] == 2
+    assert not net.sent(2, Vote)
+    node.step(leader, Proposal(1, block, None, _tc([0, 1, 2], view=0)))  # the control
+    net.drain(2)
+    assert [m.block_hash for m in net.sent(2, Vote)] == [block.hash]  # type: ignore[attr-defined]
+
+
+def test_a_tc_lock_one_height_below_the_proposal_does_not_bind_it() -> None:
+    """Block 1 is locked everywhere; replica 3 alone learns its commit. The TC of the view
+    (from the others: top height 0, lock on block 1) then justifies a proposal of block 2
+    on block 1: the TC's lock binds only height top + 1, which block 2 is not."""
+    net, locked, view = _locked()
+    node = net.nodes[3]
+    cert = _commit_cert(view, 1, locked.hash)
+    node.step(0, QCMessage(cert))
+    net.drain(3)
+    assert node.committed_height == 1 and node.view == view + 1
+    leader = node.leader(view + 1)
+    assert leader != 3
+    net.down = {3}
+    net.tick(net.nodes[0].now_ms + VIEW_TIMEOUT_BASE_MS)
+    tcs = [m.tc for m in net.sent(leader, Proposal) if m.view == view + 1]  # type: ignore[attr-defined]
+    assert tcs and tcs[0] is not None and tcs[0].top_height == 0
+    assert tcs[0].high_lock is not None and tcs[0].high_lock.block_hash == locked.hash
+    child = Block(
+        CHAIN, 2, view + 1, locked.hash, leader, max(locked.time_ms, node.now_ms) + 1, 1,
+        node.executed_root, node.executed_results, (b"trade-2",),
+    )  # fmt: skip
+    node.step(leader, Proposal(view + 1, child, cert, tcs[0]))
+    net.drain(3)
+    assert node.refused["proposal breaks a voting rule"] == 0
+    assert [m.block_hash for m in net.sent(3, Vote) if m.view == view + 1] == [child.hash]  # type: ignore[attr-defined]
