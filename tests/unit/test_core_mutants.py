@@ -1306,3 +1306,112 @@ def test_a_smaller_share_or_count_than_already_held_takes_nothing() -> None:
     assert pool.share_full(1, 1)  # the share shrank below what the peer holds
     assert pool.add(b"p3", origin=1, share_max=1) is AddResult.FULL
     assert pool.batch(-1, 100) == [] and pool.batch(0, 100) == []
+
+
+# --- core.replica.commit, the gaps left at the end of the first session ----------------------
+
+
+def _view_spans_after_a_commit(views: int) -> list[int]:
+    """How long each of the first ``views`` views after a commit lasts when every proposal
+    is lost (each view ends by a timeout certificate)."""
+    from itertools import pairwise
+
+    net, _, _ = _committed_one()
+    net.tamper = lambda src, dst, msg: None if isinstance(msg, Proposal) else msg
+    net.nodes[1].submit(b"trade-2")
+    net.run()
+    node = net.nodes[0]
+    entered = [(node.view, node.now_ms)]
+    while len(entered) <= views:
+        deadline = min(d for n in net.nodes if (d := n.deadline_ms()) is not None)
+        net.tick(deadline)
+        if node.view != entered[-1][0]:
+            entered.append((node.view, deadline))
+    return [b - a for (_, a), (_, b) in pairwise(entered)]
+
+
+def test_a_commit_resets_the_timeout_count_so_doubling_starts_after_n_minus_q_views() -> None:
+    """n - q = 1 here: the first two views after a commit last the base timeout (the first
+    only ends the view the commit was in), the third twice as long. A count reset to -1
+    would give one more view at the base timeout."""
+    assert _view_spans_after_a_commit(3) == [
+        VIEW_TIMEOUT_BASE_MS,
+        VIEW_TIMEOUT_BASE_MS,
+        2 * VIEW_TIMEOUT_BASE_MS,
+    ]
+
+
+def test_catch_up_commits_blocks_decoded_from_bytes() -> None:
+    """A real catch-up answer arrives as bytes: the block's hash (computed on decoding) and
+    its certificate's hash are equal but distinct objects."""
+    from node.core.codec import decode_message, encode_message
+
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    answer = decode_message(encode_message(SyncResponse(tuple(chain))))
+    assert isinstance(answer, SyncResponse)
+    block, cert = answer.blocks[0]
+    assert block.hash == cert.block_hash and block.hash is not cert.block_hash
+    node.step(0, answer)
+    net.drain(3)
+    assert node.committed_height == 2
+    assert [net.disks[3].blocks[h][0].hash for h in (1, 2)] == [b.hash for b, _ in chain]
+
+
+def test_after_progress_a_peer_word_lasts_exactly_n_minus_1_more_misses() -> None:
+    """A catch-up on a peer's word (no certificate) that moved the node on: its follow-up
+    and n - 2 = 2 retries go unanswered, and that ends the word (3 misses since progress).
+    The node sends the one answered request and exactly 3 more, never a fifth."""
+    from node.config import CATCHUP_RETRY_MS
+    from node.core import SyncRequest
+    from tests.unit.test_core_hostile import _behind_by_many
+
+    net = Net()
+    now = _behind_by_many(net)
+    top = net.disks[0].committed_height()
+    sent = [0]
+
+    def answer_only_the_first(src: int, dst: int, msg: object) -> object | None:
+        if src == 3 and isinstance(msg, SyncRequest):
+            sent[0] += 1
+            return msg if sent[0] == 1 else None
+        return msg
+
+    net.tamper = answer_only_the_first
+    node = net.nodes[3]
+    node.peer_height(0, top)
+    net.run()
+    assert 0 < node.committed_height < top  # one answer, part of the way
+    for _ in range(12):
+        now += CATCHUP_RETRY_MS
+        net.tick(now)
+    assert sent[0] == 1 + (N - 1)
+
+
+def test_a_block_of_exactly_the_byte_limit_gets_a_vote_and_one_byte_more_none() -> None:
+    from node.config import BLOCK_BYTES_MAX
+
+    net = Net()
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    parent, cert = net.disks[0].blocks[1]
+    node = net.nodes[2]
+    view = node.view
+    leader = node.leader(view)
+
+    def block(size: int) -> Block:
+        txs = (b"a" * (size // 2), b"b" * (size - size // 2))
+        return Block(
+            CHAIN, 2, view, parent.hash, leader, parent.time_ms + 1, 1, node.executed_root,
+            node.executed_results, txs,
+        )  # fmt: skip
+
+    over = block(BLOCK_BYTES_MAX + 1)
+    node.step(leader, Proposal(view, over, cert, None))
+    net.drain(2)
+    assert [m for m in net.sent(2, Vote) if m.block_hash == over.hash] == []  # type: ignore[attr-defined]
+    assert node.refused["proposal breaks a voting rule"] == 1
+    at = block(BLOCK_BYTES_MAX)  # the control: exactly the limit is fine
+    node.step(leader, Proposal(view, at, cert, None))
+    net.drain(2)
+    assert [m.block_hash for m in net.sent(2, Vote)][-1:] == [at.hash]  # type: ignore[attr-defined]
