@@ -1415,3 +1415,19 @@ def test_a_block_of_exactly_the_byte_limit_gets_a_vote_and_one_byte_more_none() 
     node.step(leader, Proposal(view, at, cert, None))
     net.drain(2)
     assert [m.block_hash for m in net.sent(2, Vote)][-1:] == [at.hash]  # type: ignore[attr-defined]
+
+
+def test_catch_up_refuses_a_certified_block_that_does_not_extend_ours() -> None:
+    """A commit certificate for a block whose parent is not our committed block proves a
+    fork (q signers beyond the fault model): catch-up refuses it, it does not fail-stop on
+    it. Parents below and above ours, so an ordering comparison cannot stand in for ``!=``."""
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    block = chain[0][0]
+    for parent in (bytes(32), b"\xff" * 32):
+        fork = replace(block, parent_hash=parent)
+        assert fork.hash != block.hash
+        node.step(0, SyncResponse(((fork, _commit_cert(0, 1, fork.hash)),)))
+        assert node.committed_height == 0 and node.halted is None
+    node.step(0, SyncResponse((chain[0],)))  # the control: the real block commits
+    assert node.committed_height == 1
