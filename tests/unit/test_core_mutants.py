@@ -1431,3 +1431,123 @@ def test_catch_up_refuses_a_certified_block_that_does_not_extend_ours() -> None:
         assert node.committed_height == 0 and node.halted is None
     node.step(0, SyncResponse((chain[0],)))  # the control: the real block commits
     assert node.committed_height == 1
+
+
+def _fresh_proposal_setup() -> tuple[Net, Block, QuorumCert]:
+    """Block 1 committed by all at times above the small-int cache; node 2 awaits block 2."""
+    net = Net()
+    net.tick(10**6)
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    parent, cert = net.disks[0].blocks[1]
+    return net, parent, cert
+
+
+def _block_2(net: Net, parent: Block, **fields: object) -> Block:
+    node = net.nodes[2]
+    block = Block(
+        CHAIN, 2, node.view, parent.hash, node.leader(node.view), parent.time_ms + 1, 1,
+        node.executed_root, node.executed_results, (b"trade-2",),
+    )  # fmt: skip
+    return replace(block, **fields)  # type: ignore[arg-type]
+
+
+def _votes_for(net: Net, block: Block) -> int:
+    return len([m for m in net.sent(2, Vote) if m.block_hash == block.hash])  # type: ignore[attr-defined]
+
+
+def test_a_first_block_that_does_not_extend_genesis_gets_no_vote() -> None:
+    """At height 1 no parent certificate ties a block to our chain: only its parent hash
+    does. Parents below and above genesis get no vote (an ordering comparison must not
+    stand in for ``!=``); above height 1 the parent certificate already pins the parent."""
+    net = Net()
+    node = net.nodes[2]
+    leader = node.leader(0)
+    good = _block(None, 0, leader, 1, b"trade-1")
+    for other in (bytes(32), b"\xff" * 32):
+        bad = replace(good, parent_hash=other)
+        node.step(leader, Proposal(0, bad, None, None))
+        net.drain(2)
+        assert _votes_for(net, bad) == 0
+    assert node.refused["proposal breaks a voting rule"] == 2
+    node.step(leader, Proposal(0, good, None, None))  # the control
+    net.drain(2)
+    assert _votes_for(net, good) == 1
+
+
+def test_a_block_of_exactly_the_transaction_limit_gets_a_vote_and_one_more_none() -> None:
+    from node.config import BLOCK_TXS_MAX
+
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    over = _block_2(net, parent, txs=tuple(b"tx-%d" % k for k in range(BLOCK_TXS_MAX + 1)))
+    node.step(leader, Proposal(node.view, over, cert, None))
+    net.drain(2)
+    assert _votes_for(net, over) == 0
+    assert node.refused["proposal breaks a voting rule"] == 1
+    at = _block_2(net, parent, txs=over.txs[:BLOCK_TXS_MAX])  # the control
+    node.step(leader, Proposal(node.view, at, cert, None))
+    net.drain(2)
+    assert _votes_for(net, at) == 1
+
+
+def test_a_fresh_block_naming_another_proposer_than_its_sender_gets_no_vote() -> None:
+    """The leader sends a block naming a validator below or above it as proposer (the
+    schedule credits a block's proposer): no vote."""
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    for other in ((leader - 1) % N, (leader + 1) % N):
+        assert other != leader
+        bad = _block_2(net, parent, proposer=other)
+        node.step(leader, Proposal(node.view, bad, cert, None))
+        net.drain(2)
+        assert _votes_for(net, bad) == 0
+    assert node.refused["proposal breaks a voting rule"] == 2
+
+
+def test_a_fresh_block_timed_more_than_the_drift_before_us_gets_no_vote() -> None:
+    """A leader must not backdate a fresh block to run trades past their deadline: timed
+    more than BLOCK_TIME_DRIFT_MAX_MS before our clock, no vote; exactly that, a vote."""
+    from node.config import BLOCK_TIME_DRIFT_MAX_MS
+
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    now = parent.time_ms + 2 + BLOCK_TIME_DRIFT_MAX_MS
+    late = _block_2(net, parent, time_ms=now - BLOCK_TIME_DRIFT_MAX_MS - 1)
+    node.step(leader, Proposal(node.view, late, cert, None), now_ms=now)
+    net.drain(2)
+    assert _votes_for(net, late) == 0
+    assert node.refused["proposal breaks a voting rule"] == 1
+    edge = _block_2(net, parent, time_ms=now - BLOCK_TIME_DRIFT_MAX_MS)  # the control
+    node.step(leader, Proposal(node.view, edge, cert, None), now_ms=now)
+    net.drain(2)
+    assert _votes_for(net, edge) == 1
+
+
+def test_one_timeout_of_seven_validators_does_not_make_a_replica_join() -> None:
+    """n = 7, f + 1 = 3: one timeout and two leave a replica in its view; the third makes
+    it join (with n = 4 one timeout is exactly f, where ``>`` and ``!=`` agree)."""
+    net = Net(7)
+    node = net.nodes[6]
+    for k, voter in enumerate((0, 1, 2)):
+        node.step(voter, _timeout(voter, 0))
+        net.drain(6)
+        assert node.safety.timeout_view == (0 if k == 2 else -1)
+    assert {m.view for m in net.sent(6, Timeout)} == {0}  # type: ignore[attr-defined]
+
+
+def test_catch_up_above_height_256() -> None:
+    """Heights above the small-int cache: the block's height and ours + 1 are equal but
+    distinct objects."""
+    from node.core import genesis_hash
+
+    net = _net_at_height(299)
+    node = net.nodes[3]
+    top = net.disks[3].blocks[299][0]
+    assert node.committed_height == 299 and top.parent_hash != genesis_hash(CHAIN)
+    block = Block(CHAIN, 300, 299, top.hash, 299 % N, 300, 299, ROOT0, EMPTY_ROOT, (b"old-300",))
+    node.step(0, SyncResponse(((block, _commit_cert(299, 300, block.hash)),)))
+    assert node.committed_height == 300 and node.halted is None
