@@ -1551,3 +1551,38 @@ def test_catch_up_above_height_256() -> None:
     block = Block(CHAIN, 300, 299, top.hash, 299 % N, 300, 299, ROOT0, EMPTY_ROOT, (b"old-300",))
     node.step(0, SyncResponse(((block, _commit_cert(299, 300, block.hash)),)))
     assert node.committed_height == 300 and node.halted is None
+
+
+def test_a_block_repeating_a_transaction_gets_no_vote() -> None:
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    twice = _block_2(net, parent, txs=(b"trade-2", b"trade-3", b"trade-2"))
+    node.step(leader, Proposal(node.view, twice, cert, None))
+    net.drain(2)
+    assert _votes_for(net, twice) == 0
+    assert node.refused["proposal breaks a voting rule"] == 1
+    once = _block_2(net, parent, txs=(b"trade-2", b"trade-3"))  # the control
+    node.step(leader, Proposal(node.view, once, cert, None))
+    net.drain(2)
+    assert _votes_for(net, once) == 1
+
+
+def test_a_later_commit_certificate_of_our_block_is_kept_above_height_256() -> None:
+    net = _net_at_height(299)
+    node = net.nodes[2]
+    top = net.disks[2].blocks[299][0]
+    assert node.committed_view == 298
+    node.step(0, QCMessage(_commit_cert(500, int(str(top.height)), top.hash)))
+    assert (node.committed_view, node.view) == (500, 501)
+
+
+def test_a_timeout_proving_a_higher_committed_height_starts_catch_up() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    cert = chain[1][1]
+    sig = HashSigner(0).sign(timeout_message(CHAIN, 0, 2, None))
+    node.step(0, Timeout(0, 2, cert, None, None, 0, sig))
+    net.drain(3)
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 0
+    assert _sync_requests(net, 3) == [(1, 2)]
