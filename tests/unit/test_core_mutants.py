@@ -1549,7 +1549,8 @@ def test_catch_up_above_height_256() -> None:
     top = net.disks[3].blocks[299][0]
     assert node.committed_height == 299 and top.parent_hash != genesis_hash(CHAIN)
     block = Block(CHAIN, 300, 299, top.hash, 299 % N, 300, 299, ROOT0, EMPTY_ROOT, (b"old-300",))
-    node.step(0, SyncResponse(((block, _commit_cert(299, 300, block.hash)),)))
+    cert = _commit_cert(299, int(str(block.height)), block.hash)  # equal, another object
+    node.step(0, SyncResponse(((block, cert),)))
     assert node.committed_height == 300 and node.halted is None
 
 
@@ -1586,3 +1587,14 @@ def test_a_timeout_proving_a_higher_committed_height_starts_catch_up() -> None:
     net.drain(3)
     assert node.refused["timeout with an unproven claim or a bad signature"] == 0
     assert _sync_requests(net, 3) == [(1, 2)]
+
+
+def test_an_answer_that_moved_catch_up_on_asks_from_the_next_height() -> None:
+    """At odd and even heights (``h + 1`` and ``h ^ 1`` agree only at even ones)."""
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    for k, (block, cert) in enumerate(chain, 1):
+        node.step(1, SyncResponse(((block, cert),)))
+        net.drain(3)
+        assert node.committed_height == k
+        assert _sync_requests(net, 3)[-1][0] == k + 1
