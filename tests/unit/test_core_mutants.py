@@ -1598,3 +1598,34 @@ def test_an_answer_that_moved_catch_up_on_asks_from_the_next_height() -> None:
         net.drain(3)
         assert node.committed_height == k
         assert _sync_requests(net, 3)[-1][0] == k + 1
+
+
+def test_catch_up_refuses_a_certificate_signed_for_a_later_height() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    block = chain[0][0]
+    node.step(0, SyncResponse(((block, _commit_cert(0, 2, block.hash)),)))
+    assert node.committed_height == 0 and node.halted is None
+
+
+def test_reaching_the_certified_target_still_asks_the_peer_for_more() -> None:
+    from node.config import CATCHUP_BATCH_BLOCKS_MAX
+
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(0, QCMessage(chain[1][1]))  # target: height 2
+    node.step(1, SyncResponse(tuple(chain)))
+    net.drain(3)
+    assert node.committed_height == 2
+    assert _sync_requests(net, 3) == [(1, 2), (3, CATCHUP_BATCH_BLOCKS_MAX)]
+
+
+def test_an_answer_that_moves_nothing_ends_the_chain_of_requests() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(1, SyncResponse(tuple(chain)))
+    net.drain(3)
+    before = len(_sync_requests(net, 3))
+    node.step(1, SyncResponse(tuple(chain)))  # blocks we hold now
+    net.drain(3)
+    assert node.committed_height == 2 and len(_sync_requests(net, 3)) == before
