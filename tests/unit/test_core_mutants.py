@@ -1501,3 +1501,326 @@ def test_a_tc_lock_one_height_below_the_proposal_does_not_bind_it() -> None:
     net.drain(3)
     assert node.refused["proposal breaks a voting rule"] == 0
     assert [m.block_hash for m in net.sent(3, Vote) if m.view == view + 1] == [child.hash]  # type: ignore[attr-defined]
+
+
+# --- core.replica.commit, the gaps left at the end of the first session ----------------------
+
+
+def _view_spans_after_a_commit(views: int) -> list[int]:
+    """How long each of the first ``views`` views after a commit lasts when every proposal
+    is lost (each view ends by a timeout certificate)."""
+    from itertools import pairwise
+
+    net, _, _ = _committed_one()
+    net.tamper = lambda src, dst, msg: None if isinstance(msg, Proposal) else msg
+    net.nodes[1].submit(b"trade-2")
+    net.run()
+    node = net.nodes[0]
+    entered = [(node.view, node.now_ms)]
+    while len(entered) <= views:
+        deadline = min(d for n in net.nodes if (d := n.deadline_ms()) is not None)
+        net.tick(deadline)
+        if node.view != entered[-1][0]:
+            entered.append((node.view, deadline))
+    return [b - a for (_, a), (_, b) in pairwise(entered)]
+
+
+def test_a_commit_resets_the_timeout_count_so_doubling_starts_after_n_minus_q_views() -> None:
+    """n - q = 1 here: the first two views after a commit last the base timeout (the first
+    only ends the view the commit was in), the third twice as long. A count reset to -1
+    would give one more view at the base timeout."""
+    assert _view_spans_after_a_commit(3) == [
+        VIEW_TIMEOUT_BASE_MS,
+        VIEW_TIMEOUT_BASE_MS,
+        2 * VIEW_TIMEOUT_BASE_MS,
+    ]
+
+
+def test_catch_up_commits_blocks_decoded_from_bytes() -> None:
+    """A real catch-up answer arrives as bytes: the block's hash (computed on decoding) and
+    its certificate's hash are equal but distinct objects."""
+    from node.core.codec import decode_message, encode_message
+
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    answer = decode_message(encode_message(SyncResponse(tuple(chain))))
+    assert isinstance(answer, SyncResponse)
+    block, cert = answer.blocks[0]
+    assert block.hash == cert.block_hash and block.hash is not cert.block_hash
+    node.step(0, answer)
+    net.drain(3)
+    assert node.committed_height == 2
+    assert [net.disks[3].blocks[h][0].hash for h in (1, 2)] == [b.hash for b, _ in chain]
+
+
+def test_after_progress_a_peer_word_lasts_exactly_n_minus_1_more_misses() -> None:
+    """A catch-up on a peer's word (no certificate) that moved the node on: its follow-up
+    and n - 2 = 2 retries go unanswered, and that ends the word (3 misses since progress).
+    The node sends the one answered request and exactly 3 more, never a fifth."""
+    from node.config import CATCHUP_RETRY_MS
+    from node.core import SyncRequest
+    from tests.unit.test_core_hostile import _behind_by_many
+
+    net = Net()
+    now = _behind_by_many(net)
+    top = net.disks[0].committed_height()
+    sent = [0]
+
+    def answer_only_the_first(src: int, dst: int, msg: object) -> object | None:
+        if src == 3 and isinstance(msg, SyncRequest):
+            sent[0] += 1
+            return msg if sent[0] == 1 else None
+        return msg
+
+    net.tamper = answer_only_the_first
+    node = net.nodes[3]
+    node.peer_height(0, top)
+    net.run()
+    assert 0 < node.committed_height < top  # one answer, part of the way
+    for _ in range(12):
+        now += CATCHUP_RETRY_MS
+        net.tick(now)
+    assert sent[0] == 1 + (N - 1)
+
+
+def test_a_block_of_exactly_the_byte_limit_gets_a_vote_and_one_byte_more_none() -> None:
+    from node.config import BLOCK_BYTES_MAX
+
+    net = Net()
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    parent, cert = net.disks[0].blocks[1]
+    node = net.nodes[2]
+    view = node.view
+    leader = node.leader(view)
+
+    def block(size: int) -> Block:
+        txs = (b"a" * (size // 2), b"b" * (size - size // 2))
+        return Block(
+            CHAIN, 2, view, parent.hash, leader, parent.time_ms + 1, 1, node.executed_root,
+            node.executed_results, txs,
+        )  # fmt: skip
+
+    over = block(BLOCK_BYTES_MAX + 1)
+    node.step(leader, Proposal(view, over, cert, None))
+    net.drain(2)
+    assert [m for m in net.sent(2, Vote) if m.block_hash == over.hash] == []  # type: ignore[attr-defined]
+    assert node.refused["proposal breaks a voting rule"] == 1
+    at = block(BLOCK_BYTES_MAX)  # the control: exactly the limit is fine
+    node.step(leader, Proposal(view, at, cert, None))
+    net.drain(2)
+    assert [m.block_hash for m in net.sent(2, Vote)][-1:] == [at.hash]  # type: ignore[attr-defined]
+
+
+def test_catch_up_refuses_a_certified_block_that_does_not_extend_ours() -> None:
+    """A commit certificate for a block whose parent is not our committed block proves a
+    fork (q signers beyond the fault model): catch-up refuses it, it does not fail-stop on
+    it. Parents below and above ours, so an ordering comparison cannot stand in for ``!=``."""
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    block = chain[0][0]
+    for parent in (bytes(32), b"\xff" * 32):
+        fork = replace(block, parent_hash=parent)
+        assert fork.hash != block.hash
+        node.step(0, SyncResponse(((fork, _commit_cert(0, 1, fork.hash)),)))
+        assert node.committed_height == 0 and node.halted is None
+    node.step(0, SyncResponse((chain[0],)))  # the control: the real block commits
+    assert node.committed_height == 1
+
+
+def _fresh_proposal_setup() -> tuple[Net, Block, QuorumCert]:
+    """Block 1 committed by all at times above the small-int cache; node 2 awaits block 2."""
+    net = Net()
+    net.tick(10**6)
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    parent, cert = net.disks[0].blocks[1]
+    return net, parent, cert
+
+
+def _block_2(net: Net, parent: Block, **fields: object) -> Block:
+    node = net.nodes[2]
+    block = Block(
+        CHAIN, 2, node.view, parent.hash, node.leader(node.view), parent.time_ms + 1, 1,
+        node.executed_root, node.executed_results, (b"trade-2",),
+    )  # fmt: skip
+    return replace(block, **fields)  # type: ignore[arg-type]
+
+
+def _votes_for(net: Net, block: Block) -> int:
+    return len([m for m in net.sent(2, Vote) if m.block_hash == block.hash])  # type: ignore[attr-defined]
+
+
+def test_a_first_block_that_does_not_extend_genesis_gets_no_vote() -> None:
+    """At height 1 no parent certificate ties a block to our chain: only its parent hash
+    does. Parents below and above genesis get no vote (an ordering comparison must not
+    stand in for ``!=``); above height 1 the parent certificate already pins the parent."""
+    net = Net()
+    node = net.nodes[2]
+    leader = node.leader(0)
+    good = _block(None, 0, leader, 1, b"trade-1")
+    for other in (bytes(32), b"\xff" * 32):
+        bad = replace(good, parent_hash=other)
+        node.step(leader, Proposal(0, bad, None, None))
+        net.drain(2)
+        assert _votes_for(net, bad) == 0
+    assert node.refused["proposal breaks a voting rule"] == 2
+    node.step(leader, Proposal(0, good, None, None))  # the control
+    net.drain(2)
+    assert _votes_for(net, good) == 1
+
+
+def test_a_block_of_exactly_the_transaction_limit_gets_a_vote_and_one_more_none() -> None:
+    from node.config import BLOCK_TXS_MAX
+
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    over = _block_2(net, parent, txs=tuple(b"tx-%d" % k for k in range(BLOCK_TXS_MAX + 1)))
+    node.step(leader, Proposal(node.view, over, cert, None))
+    net.drain(2)
+    assert _votes_for(net, over) == 0
+    assert node.refused["proposal breaks a voting rule"] == 1
+    at = _block_2(net, parent, txs=over.txs[:BLOCK_TXS_MAX])  # the control
+    node.step(leader, Proposal(node.view, at, cert, None))
+    net.drain(2)
+    assert _votes_for(net, at) == 1
+
+
+def test_a_fresh_block_naming_another_proposer_than_its_sender_gets_no_vote() -> None:
+    """The leader sends a block naming a validator below or above it as proposer (the
+    schedule credits a block's proposer): no vote."""
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    for other in ((leader - 1) % N, (leader + 1) % N):
+        assert other != leader
+        bad = _block_2(net, parent, proposer=other)
+        node.step(leader, Proposal(node.view, bad, cert, None))
+        net.drain(2)
+        assert _votes_for(net, bad) == 0
+    assert node.refused["proposal breaks a voting rule"] == 2
+
+
+def test_a_fresh_block_timed_more_than_the_drift_before_us_gets_no_vote() -> None:
+    """A leader must not backdate a fresh block to run trades past their deadline: timed
+    more than BLOCK_TIME_DRIFT_MAX_MS before our clock, no vote; exactly that, a vote."""
+    from node.config import BLOCK_TIME_DRIFT_MAX_MS
+
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    now = parent.time_ms + 2 + BLOCK_TIME_DRIFT_MAX_MS
+    late = _block_2(net, parent, time_ms=now - BLOCK_TIME_DRIFT_MAX_MS - 1)
+    node.step(leader, Proposal(node.view, late, cert, None), now_ms=now)
+    net.drain(2)
+    assert _votes_for(net, late) == 0
+    assert node.refused["proposal breaks a voting rule"] == 1
+    edge = _block_2(net, parent, time_ms=now - BLOCK_TIME_DRIFT_MAX_MS)  # the control
+    node.step(leader, Proposal(node.view, edge, cert, None), now_ms=now)
+    net.drain(2)
+    assert _votes_for(net, edge) == 1
+
+
+def test_one_timeout_of_seven_validators_does_not_make_a_replica_join() -> None:
+    """n = 7, f + 1 = 3: one timeout and two leave a replica in its view; the third makes
+    it join (with n = 4 one timeout is exactly f, where ``>`` and ``!=`` agree)."""
+    net = Net(7)
+    node = net.nodes[6]
+    for k, voter in enumerate((0, 1, 2)):
+        node.step(voter, _timeout(voter, 0))
+        net.drain(6)
+        assert node.safety.timeout_view == (0 if k == 2 else -1)
+    assert {m.view for m in net.sent(6, Timeout)} == {0}  # type: ignore[attr-defined]
+
+
+def test_catch_up_above_height_256() -> None:
+    """Heights above the small-int cache: the block's height and ours + 1 are equal but
+    distinct objects."""
+    from node.core import genesis_hash
+
+    net = _net_at_height(299)
+    node = net.nodes[3]
+    top = net.disks[3].blocks[299][0]
+    assert node.committed_height == 299 and top.parent_hash != genesis_hash(CHAIN)
+    block = Block(CHAIN, 300, 299, top.hash, 299 % N, 300, 299, ROOT0, EMPTY_ROOT, (b"old-300",))
+    cert = _commit_cert(299, int(str(block.height)), block.hash)  # equal, another object
+    node.step(0, SyncResponse(((block, cert),)))
+    assert node.committed_height == 300 and node.halted is None
+
+
+def test_a_block_repeating_a_transaction_gets_no_vote() -> None:
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    twice = _block_2(net, parent, txs=(b"trade-2", b"trade-3", b"trade-2"))
+    node.step(leader, Proposal(node.view, twice, cert, None))
+    net.drain(2)
+    assert _votes_for(net, twice) == 0
+    assert node.refused["proposal breaks a voting rule"] == 1
+    once = _block_2(net, parent, txs=(b"trade-2", b"trade-3"))  # the control
+    node.step(leader, Proposal(node.view, once, cert, None))
+    net.drain(2)
+    assert _votes_for(net, once) == 1
+
+
+def test_a_later_commit_certificate_of_our_block_is_kept_above_height_256() -> None:
+    net = _net_at_height(299)
+    node = net.nodes[2]
+    top = net.disks[2].blocks[299][0]
+    assert node.committed_view == 298
+    node.step(0, QCMessage(_commit_cert(500, int(str(top.height)), top.hash)))
+    assert (node.committed_view, node.view) == (500, 501)
+
+
+def test_a_timeout_proving_a_higher_committed_height_starts_catch_up() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    cert = chain[1][1]
+    sig = HashSigner(0).sign(timeout_message(CHAIN, 0, 2, None))
+    node.step(0, Timeout(0, 2, cert, None, None, 0, sig))
+    net.drain(3)
+    assert node.refused["timeout with an unproven claim or a bad signature"] == 0
+    assert _sync_requests(net, 3) == [(1, 2)]
+
+
+def test_an_answer_that_moved_catch_up_on_asks_from_the_next_height() -> None:
+    """At odd and even heights (``h + 1`` and ``h ^ 1`` agree only at even ones)."""
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    for k, (block, cert) in enumerate(chain, 1):
+        node.step(1, SyncResponse(((block, cert),)))
+        net.drain(3)
+        assert node.committed_height == k
+        assert _sync_requests(net, 3)[-1][0] == k + 1
+
+
+def test_catch_up_refuses_a_certificate_signed_for_a_later_height() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    block = chain[0][0]
+    node.step(0, SyncResponse(((block, _commit_cert(0, 2, block.hash)),)))
+    assert node.committed_height == 0 and node.halted is None
+
+
+def test_reaching_the_certified_target_still_asks_the_peer_for_more() -> None:
+    from node.config import CATCHUP_BATCH_BLOCKS_MAX
+
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(0, QCMessage(chain[1][1]))  # target: height 2
+    node.step(1, SyncResponse(tuple(chain)))
+    net.drain(3)
+    assert node.committed_height == 2
+    assert _sync_requests(net, 3) == [(1, 2), (3, CATCHUP_BATCH_BLOCKS_MAX)]
+
+
+def test_an_answer_that_moves_nothing_ends_the_chain_of_requests() -> None:
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(1, SyncResponse(tuple(chain)))
+    net.drain(3)
+    before = len(_sync_requests(net, 3))
+    node.step(1, SyncResponse(tuple(chain)))  # blocks we hold now
+    net.drain(3)
+    assert node.committed_height == 2 and len(_sync_requests(net, 3)) == before
