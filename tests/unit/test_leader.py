@@ -7,7 +7,7 @@ from math import gcd
 
 import pytest
 
-from node.config import VIEW_TIMEOUT_BASE_MS
+from node.config import VALIDATORS_MAX, VIEW_TIMEOUT_BASE_MS
 from node.core import Replica
 from node.core.leader import LeaderSchedule, stride
 from tests.sim.harness import HashSigner
@@ -138,7 +138,7 @@ def test_ten_validators_down_together_cost_one_timeout_then_none() -> None:
 def test_stride_is_the_coprime_step_nearest_half_the_candidates() -> None:
     """As far from 1 as possible: among the steps coprime to m, the nearest to m/2 (the
     lower of two equally near), so adjacent validators lead views far apart."""
-    for m in range(1, 300):
+    for m in range(1, VALIDATORS_MAX + 1):
         coprime = [s for s in range(1, m) if gcd(s, m) == 1]
         nearest = min(coprime, key=lambda s: (abs(2 * s - m), s), default=1)
         assert stride(m) == nearest, m
