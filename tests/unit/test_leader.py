@@ -196,3 +196,10 @@ def test_a_gap_is_charged_to_the_last_candidate_too() -> None:
     assert sched.candidates == (0,)
     sched.committed(5, 1)  # views 3 and 4, led by 0, failed; 1 proposed again
     assert sched.excluded == {0}
+
+
+def test_the_penalties_are_passed_by_keyword_only() -> None:
+    """Two ints of the same kind side by side: by position they would be easy to swap."""
+    with pytest.raises(TypeError):
+        LeaderSchedule(4, 1, 8, 16)  # type: ignore[misc]
+    assert LeaderSchedule(n=4, excluded_max=1, penalty_base=8).candidates == (0, 1, 2, 3)
