@@ -1093,6 +1093,9 @@ def test_a_stored_safety_state_that_is_not_one_is_refused() -> None:
         SafetyState.decode(good + b"\x00")  # trailing bytes
     with pytest.raises(DecodeError):
         SafetyState.decode(good[:-1])  # the lock's block cut short
+    block = encode_block(_locked_state().high_pqc_block)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError):  # its length claims one byte more than there is
+        SafetyState.decode(good[: -len(block) - 4] + _u(4, len(block) + 1) + block)
     empty = SafetyState().encode()
     assert SafetyState.decode(empty) == SafetyState()
 
