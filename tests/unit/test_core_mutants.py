@@ -1110,6 +1110,8 @@ def test_a_lock_and_its_block_come_together_and_match() -> None:
         SafetyState(high_pqc_block=block)
     with pytest.raises(AssertionError):
         SafetyState(high_pqc=replace(qc, block_hash=bytes(32)), high_pqc_block=block)
+    with pytest.raises(AssertionError):
+        SafetyState(high_pqc=replace(qc, block_hash=b"\xff" * 32), high_pqc_block=block)
     assert SafetyState(high_pqc=qc, high_pqc_block=block).high_pqc == qc
 
 

@@ -203,3 +203,27 @@ def test_the_penalties_are_passed_by_keyword_only() -> None:
     with pytest.raises(TypeError):
         LeaderSchedule(4, 1, 8, 16)  # type: ignore[misc]
     assert LeaderSchedule(n=4, excluded_max=1, penalty_base=8).candidates == (0, 1, 2, 3)
+
+
+def test_fewer_failing_than_the_bound_are_all_excluded() -> None:
+    sched = LeaderSchedule(7, 3)
+    _commit_views(sched, [0, 1])
+    failed = {sched.leader(2), sched.leader(3)}
+    _commit_views(sched, [4])  # views 2 and 3 failed: two validators, bound three
+    assert sched.excluded == failed
+
+
+def test_a_validator_trusted_again_starts_its_penalties_from_the_base() -> None:
+    sched = LeaderSchedule(4, 1, penalty_base=2, penalty_max=64)
+    _commit_views(sched, [0, 1])
+    _commit_views(sched, [3])  # view 2 (validator 2) failed
+    sched.committed(4, 2)  # it leads a committed block: trusted again
+    _commit_views(sched, list(range(5, 10)))
+    view = next(v for v in range(10, 20) if sched.leader(v) == 2)
+    _commit_views(sched, list(range(10, view)))
+    _commit_views(sched, [view + 1])  # it fails again: a first failure, base penalty
+    assert sched.excluded == {2}
+    _commit_views(sched, [view + 2])
+    assert sched.excluded == {2}
+    _commit_views(sched, [view + 3])  # two blocks since: over
+    assert sched.excluded == frozenset()
