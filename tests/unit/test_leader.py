@@ -7,7 +7,7 @@ from math import gcd
 
 import pytest
 
-from node.config import VIEW_TIMEOUT_BASE_MS
+from node.config import VALIDATORS_MAX, VIEW_TIMEOUT_BASE_MS
 from node.core import Replica
 from node.core.leader import LeaderSchedule, stride
 from tests.sim.harness import HashSigner
@@ -133,3 +133,97 @@ def test_ten_validators_down_together_cost_one_timeout_then_none() -> None:
     # half, where a timeout per dead leader would have cost a second per rotation.
     assert heights[-1] - heights[19] >= 20
     assert net.nodes[12].schedule.excluded <= set(range(10))
+
+
+def test_stride_is_the_coprime_step_nearest_half_the_candidates() -> None:
+    """As far from 1 as possible: among the steps coprime to m, the nearest to m/2 (the
+    lower of two equally near), so adjacent validators lead views far apart."""
+    for m in range(1, VALIDATORS_MAX + 1):
+        coprime = [s for s in range(1, m) if gcd(s, m) == 1]
+        nearest = min(coprime, key=lambda s: (abs(2 * s - m), s), default=1)
+        assert stride(m) == nearest, m
+
+
+@pytest.mark.parametrize(
+    ("n", "excluded_max", "base", "top"),
+    [
+        (0, 0, 1, 1),
+        (4, -1, 1, 1),
+        (4, 4, 1, 1),
+        (4, 5, 1, 1),
+        (4, 1, 0, 1),
+        (4, 1, -1, 1),
+        (4, 1, 3, 2),
+    ],
+)
+def test_a_schedule_refuses_impossible_sizes_and_penalties(
+    n: int, excluded_max: int, base: int, top: int
+) -> None:
+    with pytest.raises(ValueError):
+        LeaderSchedule(n, excluded_max, penalty_base=base, penalty_max=top)
+
+
+def test_a_schedule_takes_the_smallest_sizes_and_equal_penalties() -> None:
+    assert LeaderSchedule(1, 0, penalty_base=1, penalty_max=1).leader(7) == 0
+    assert LeaderSchedule(4, 3, penalty_base=5, penalty_max=5).candidates == (0, 1, 2, 3)
+
+
+def test_validator_0_leading_a_committed_block_is_trusted_again() -> None:
+    sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
+    view = next(v for v in range(1, 9) if sched.leader(v) == 0)
+    _commit_views(sched, list(range(view)))
+    sched.committed(view + 1, sched.leader(view + 1))  # 0's view failed
+    assert sched.excluded == {0}
+    sched.committed(view + 2, 0)
+    assert sched.excluded == frozenset()
+
+
+def test_a_proposer_outside_the_validator_set_credits_nobody() -> None:
+    sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
+    view = next(v for v in range(1, 9) if sched.leader(v) == 3)
+    _commit_views(sched, list(range(view)))
+    sched.committed(view + 1, sched.leader(view + 1))  # 3's view failed
+    assert sched.excluded == {3}
+    for k, proposer in enumerate([-1, 4, 5, -4]):
+        sched.committed(view + 2 + k, proposer)
+        assert sched.excluded == {3}, proposer  # -1 is not validator 3, nor -4 validator 0
+
+
+def test_a_gap_is_charged_to_the_last_candidate_too() -> None:
+    """With one candidate left, the views it failed to lead still count against it."""
+    sched = LeaderSchedule(2, 1, penalty_base=8, penalty_max=8)
+    _commit_views(sched, [0, 2])  # view 1 (validator 1) failed
+    assert sched.candidates == (0,)
+    sched.committed(5, 1)  # views 3 and 4, led by 0, failed; 1 proposed again
+    assert sched.excluded == {0}
+
+
+def test_the_penalties_are_passed_by_keyword_only() -> None:
+    """Two ints of the same kind side by side: by position they would be easy to swap."""
+    with pytest.raises(TypeError):
+        LeaderSchedule(4, 1, 8, 16)  # type: ignore[misc]
+    assert LeaderSchedule(n=4, excluded_max=1, penalty_base=8).candidates == (0, 1, 2, 3)
+
+
+def test_fewer_failing_than_the_bound_are_all_excluded() -> None:
+    sched = LeaderSchedule(7, 3)
+    _commit_views(sched, [0, 1])
+    failed = {sched.leader(2), sched.leader(3)}
+    _commit_views(sched, [4])  # views 2 and 3 failed: two validators, bound three
+    assert sched.excluded == failed
+
+
+def test_a_validator_trusted_again_starts_its_penalties_from_the_base() -> None:
+    sched = LeaderSchedule(4, 1, penalty_base=2, penalty_max=64)
+    _commit_views(sched, [0, 1])
+    _commit_views(sched, [3])  # view 2 (validator 2) failed
+    sched.committed(4, 2)  # it leads a committed block: trusted again
+    _commit_views(sched, list(range(5, 10)))
+    view = next(v for v in range(10, 20) if sched.leader(v) == 2)
+    _commit_views(sched, list(range(10, view)))
+    _commit_views(sched, [view + 1])  # it fails again: a first failure, base penalty
+    assert sched.excluded == {2}
+    _commit_views(sched, [view + 2])
+    assert sched.excluded == {2}
+    _commit_views(sched, [view + 3])  # two blocks since: over
+    assert sched.excluded == frozenset()
