@@ -203,6 +203,27 @@ def test_after_a_view_change_the_locked_block_is_the_one_committed(commit_first:
     assert all(d.blocks[locked.height][0].hash == locked.hash for d in net.disks)
 
 
+def _next_leader_proposes_and_gets_no_vote(net: Net, view: int, block: Block) -> None:
+    """The leader of ``view`` proposes ``block`` (conflicting with the lock its TC reports)
+    instead of its own: every other replica refuses it by the voting rule."""
+    leader = net.nodes[0].leader(view)
+    sent: list[Block] = []
+
+    def leader_ignores_the_lock(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, Proposal) and src == leader and msg.view == view:
+            sent[:] = [block]
+            return replace(msg, block=block)
+        return msg
+
+    net.tamper = leader_ignores_the_lock
+    net.tick(net.nodes[0].now_ms + VIEW_TIMEOUT_BASE_MS)
+    assert sent, "the next view was never proposed"
+    for i in set(range(N)) - {leader}:
+        votes = [m for m in net.sent(i, Vote) if m.block_hash == block.hash]  # type: ignore[attr-defined]
+        assert votes == [], f"replica {i} voted for a block conflicting with its TC's lock"
+        assert net.nodes[i].refused["proposal breaks a voting rule"] >= 1
+
+
 @pytest.mark.parametrize("commit_first", [False, True])
 def test_a_proposal_ignoring_the_lock_in_its_tc_gets_no_vote(commit_first: bool) -> None:
     """The next leader holds a TC whose high_lock is the locked block but proposes another
@@ -210,25 +231,11 @@ def test_a_proposal_ignoring_the_lock_in_its_tc_gets_no_vote(commit_first: bool)
     the other block could be committed after a replica already committed the locked one."""
     net, locked, view = _locked(commit_first)
     leader = net.nodes[0].leader(view + 1)
-    rogue: list[Block] = []
-
-    def leader_ignores_the_lock(src: int, dst: int, msg: object) -> object | None:
-        if isinstance(msg, Proposal) and src == leader and msg.view == view + 1:
-            other = Block(
-                CHAIN, locked.height, view + 1, locked.parent_hash, leader, locked.time_ms + 1,
-                locked.height - 1, locked.state_root, locked.results_root, (b"trade-other",),
-            )  # fmt: skip
-            rogue[:] = [other]
-            return replace(msg, block=other)
-        return msg
-
-    net.tamper = leader_ignores_the_lock
-    net.tick(net.nodes[0].now_ms + VIEW_TIMEOUT_BASE_MS)
-    assert rogue, "the next view was never proposed"
-    for i in set(range(N)) - {leader}:
-        votes = [m for m in net.sent(i, Vote) if m.block_hash == rogue[0].hash]  # type: ignore[attr-defined]
-        assert votes == [], f"replica {i} voted for a block conflicting with its TC's lock"
-        assert net.nodes[i].refused["proposal breaks a voting rule"] >= 1
+    other = Block(
+        CHAIN, locked.height, view + 1, locked.parent_hash, leader, locked.time_ms + 1,
+        locked.height - 1, locked.state_root, locked.results_root, (b"trade-other",),
+    )  # fmt: skip
+    _next_leader_proposes_and_gets_no_vote(net, view + 1, other)
     h = locked.height
     assert all(d.committed_height() < h or d.blocks[h][0].hash == locked.hash for d in net.disks)
 
@@ -1503,7 +1510,6 @@ def test_a_proposal_ignoring_the_tc_lock_at_height_300_gets_no_vote() -> None:
     hash above the locked one's (an order compare of hashes would let it through)."""
     net, locked, view = _locked(base=300)
     leader = net.nodes[0].leader(view + 1)
-    rogue: list[Block] = []
 
     def other_block(k: int) -> Block:
         return Block(
@@ -1512,20 +1518,7 @@ def test_a_proposal_ignoring_the_tc_lock_at_height_300_gets_no_vote() -> None:
         )  # fmt: skip
 
     above = next(b for b in map(other_block, range(100)) if b.hash > locked.hash)
-
-    def leader_ignores_the_lock(src: int, dst: int, msg: object) -> object | None:
-        if isinstance(msg, Proposal) and src == leader and msg.view == view + 1:
-            rogue[:] = [above]
-            return replace(msg, block=above)
-        return msg
-
-    net.tamper = leader_ignores_the_lock
-    net.tick(net.nodes[0].now_ms + VIEW_TIMEOUT_BASE_MS)
-    assert rogue, "the next view was never proposed"
-    for i in set(range(N)) - {leader}:
-        votes = [m for m in net.sent(i, Vote) if m.block_hash == above.hash]  # type: ignore[attr-defined]
-        assert votes == [], f"replica {i} voted for a block conflicting with its TC's lock"
-        assert net.nodes[i].refused["proposal breaks a voting rule"] >= 1
+    _next_leader_proposes_and_gets_no_vote(net, view + 1, above)
 
 
 def test_a_commit_certificate_of_our_block_from_the_current_view_moves_us_on() -> None:
