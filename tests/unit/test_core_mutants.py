@@ -15,11 +15,14 @@ import pytest
 from node.config import VIEW_TIMEOUT_BASE_MS
 from node.core import (
     Block,
+    CoreConfig,
     DecodeError,
     Phase,
     Proposal,
     QCMessage,
+    Quorum,
     QuorumCert,
+    Replica,
     SafetyState,
     SyncResponse,
     Timeout,
@@ -1901,3 +1904,93 @@ def test_an_answer_that_moves_nothing_ends_the_chain_of_requests() -> None:
     node.step(1, SyncResponse(tuple(chain)))  # blocks we hold now
     net.drain(3)
     assert node.committed_height == 2 and len(_sync_requests(net, 3)) == before
+
+
+# --- the last gaps of core.replica.commit (docs/testing.md) ---------------------------------
+
+
+def test_a_catch_up_request_in_flight_is_retried_after_a_commit_by_consensus() -> None:
+    """Node 3 asks for blocks up to a height a peer claims (10); the request is lost, and
+    meanwhile block 1 commits by consensus. The target is still above it, so the request
+    is retried to the next peer one retry interval later (dropping the retry timer on
+    any commit would leave catch-up stalled until some other message restarts it)."""
+    from node.config import CATCHUP_RETRY_MS
+    from node.core import SyncRequest
+
+    net = Net()
+    asked: list[int] = []
+
+    def lose_requests(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, SyncRequest):
+            asked.append(dst)
+            return None
+        return msg
+
+    net.tamper = lose_requests
+    node = net.nodes[3]
+    node.peer_height(0, 10)
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    assert asked == [0] and node.committed_height == 1
+    net.tick(CATCHUP_RETRY_MS)
+    assert asked[:2] == [0, 1]
+
+
+def test_a_catch_up_target_reached_by_consensus_above_height_256_leaves_no_timer() -> None:
+    """The target (300, another int object than the committed height) is reached exactly
+    by a commit by consensus: no retry is pending, so the idle node has no deadline."""
+    from node.core import SyncRequest
+
+    net = _net_at_height(299)
+    net.tamper = lambda src, dst, msg: None if isinstance(msg, SyncRequest) else msg
+    node = net.nodes[3]
+    node.peer_height(0, int(str(300)))
+    assert node.deadline_ms() is not None  # the request's retry is pending
+    net.tick(1)  # the leader proposes the block that follows the last block's trade
+    assert node.committed_height == 300 and len(net.disks[3].blocks[300][0].txs) == 0
+    assert node.deadline_ms() is None
+
+
+def _replica(n: int, me: int) -> Replica:
+    from tests.unit.test_core_replica import Disk
+
+    return Replica(
+        CoreConfig(CHAIN, Quorum.classic(n), me, ROOT0),
+        HashSigner(me),
+        HashVerifier(n),
+        Disk(),
+        executed_root=ROOT0,
+        results_root=EMPTY_ROOT,
+    )
+
+
+def test_a_fresh_block_from_a_leader_above_index_256_gets_a_vote() -> None:
+    """n = 300: the leader of the first view led by an index above 256 sends a fresh first
+    block after a TC; its index in the block and as the sender are equal but distinct int
+    objects (as decoded from a peer), and the replica votes."""
+    from node.core import NewView, genesis_hash
+
+    node = _replica(300, 5)
+    view = next(v for v in range(1, 300) if node.leader(v) > 256)
+    q = node.q
+    node.step(0, NewView(_tc(list(range(q)), view=view - 1)))
+    assert node.view == view
+    leader = node.leader(view)
+    tc = _tc(list(range(q)), view=view - 1)
+    block = Block(
+        CHAIN, 1, view, genesis_hash(CHAIN), int(str(leader)), 10, 0, ROOT0, EMPTY_ROOT, (b"t",)
+    )
+    node.step(int(str(leader)), Proposal(view, block, None, tc), now_ms=10)
+    votes = [m for _, m in node.ready().to_send if isinstance(m, Vote)]
+    assert [(v.phase, v.block_hash) for v in votes] == [(Phase.PREPARE, block.hash)]
+
+
+def test_q_timeouts_form_a_tc_when_q_is_above_256() -> None:
+    """n = 400, q = 267: the 267th timeout of a view makes a replica form the TC and move
+    on (the count and q are equal ints, never the same object)."""
+    node = _replica(400, 399)
+    q = node.q
+    assert q > 256
+    for voter in range(q):
+        node.step(voter, _timeout(voter, 0))
+        assert node.view == (0 if voter < q - 1 else 1)
