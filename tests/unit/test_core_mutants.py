@@ -1994,3 +1994,95 @@ def test_q_timeouts_form_a_tc_when_q_is_above_256() -> None:
     for voter in range(q):
         node.step(voter, _timeout(voter, 0))
         assert node.view == (0 if voter < q - 1 else 1)
+
+
+def test_a_later_commit_certificate_of_our_block_with_its_hash_decoded_is_kept() -> None:
+    """As from a peer: the certificate's block hash is equal to ours, not the same object."""
+    net, block, _ = _committed_one()
+    node = net.nodes[2]
+    node.step(0, QCMessage(_commit_cert(5, 1, bytes(bytearray(block.hash)))))
+    assert (node.committed_view, node.view) == (5, 6)
+
+
+def _catching_up_from_peer_0() -> tuple[Net, list[tuple[Block, QuorumCert]], int]:
+    """Node 3 holds blocks 1 and 2 and asks peer 0 for more on its word (height 5); the
+    request is in flight. Returns the net, the chain and the time a retry is due."""
+    from node.config import CATCHUP_RETRY_MS
+
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(0, SyncResponse(tuple(chain)))
+    node.peer_height(0, 5)
+    net.drain(3)
+    assert node.committed_height == 2
+    return net, chain, node.now_ms + CATCHUP_RETRY_MS
+
+
+def _sync_request_peers(net: Net, i: int) -> list[int]:
+    from node.core import SyncRequest
+
+    return [dst for r in net.readies[i] for dst, m in r.to_send if isinstance(m, SyncRequest)]
+
+
+@pytest.mark.parametrize("height", [1, 2])
+def test_a_peer_certifying_no_height_above_ours_is_not_asked_for_blocks(height: int) -> None:
+    """A commit certificate of height 1 or 2 (ours: 2) from peer 2, in a later view, proves
+    peer 2 holds nothing we lack: the unanswered request to peer 0 is retried to the next
+    peer in turn (1), not to one after peer 2."""
+    net, chain, retry_at = _catching_up_from_peer_0()
+    node = net.nodes[3]
+    block = chain[height - 1][0]
+    node.step(2, QCMessage(_commit_cert(node.view, height, block.hash)))
+    net.drain(3)
+    before = len(_sync_request_peers(net, 3))
+    node.tick(retry_at)
+    net.drain(3)
+    assert _sync_request_peers(net, 3)[before:] == [1]
+
+
+def test_a_timeout_proving_a_lower_committed_height_does_not_redirect_catch_up() -> None:
+    """The same through a timeout: peer 2 proves it committed height 1 (ours: 2)."""
+    net, chain, retry_at = _catching_up_from_peer_0()
+    node = net.nodes[3]
+    view = node.view
+    sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, None))
+    node.step(2, Timeout(view, 1, chain[0][1], None, None, 2, sig))
+    net.drain(3)
+    before = len(_sync_request_peers(net, 3))
+    node.tick(retry_at)
+    net.drain(3)
+    assert _sync_request_peers(net, 3)[before:] == [1]
+
+
+def test_catch_up_takes_the_next_block_wherever_it_stands_in_an_answer() -> None:
+    """An answer listing block 2 before block 1: block 2 is skipped, block 1 committed."""
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(1, SyncResponse((chain[1], chain[0])))
+    assert node.committed_height == 1 and node.halted is None
+
+
+def test_a_block_timed_before_its_parent_gets_no_vote() -> None:
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    early = _block_2(net, parent, time_ms=parent.time_ms - 1)
+    node.step(leader, Proposal(node.view, early, cert, None))
+    net.drain(2)
+    assert _votes_for(net, early) == 0
+    later = _block_2(net, parent, time_ms=parent.time_ms + 1)  # the control
+    node.step(leader, Proposal(node.view, later, cert, None))
+    net.drain(2)
+    assert _votes_for(net, later) == 1
+
+
+def test_a_replica_that_joined_a_view_change_sends_its_timeout_once() -> None:
+    """n = 7: the third timeout of view 0 makes a replica join (one timeout sent); a
+    fourth, still short of q = 5, does not make it send its timeout again."""
+    net = Net(7)
+    node = net.nodes[6]
+    for voter in (0, 1, 2, 3):
+        node.step(voter, _timeout(voter, 0))
+        net.drain(6)
+    to_0 = [m for r in net.readies[6] for dst, m in r.to_send if dst == 0]
+    assert [type(m) for m in to_0] == [Timeout]  # one broadcast: one copy to each peer
