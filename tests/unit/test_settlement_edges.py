@@ -124,6 +124,14 @@ def test_overlay_guards_hold_on_their_own(net: DemoNetwork) -> None:
             o.adjust_supply(cash, "A", delta)
 
 
+def test_a_move_adds_to_what_the_receiver_holds(net: DemoNetwork) -> None:
+    """3 + 5 = 8 where the bits overlap (3 ^ 5 = 6, 3 | 5 = 7): the credit is a sum."""
+    cash = net.cash
+    o = _Overlay(_View(net.genesis, {("A", cash): 5, ("B", cash): 3}, {cash: 8}))
+    o.move(cash, "A", "B", 5)
+    assert (o.balance("A", cash), o.balance("B", cash)) == (0, 8)
+
+
 def test_an_expired_authentic_transaction_is_recorded(store: MemoryStore, txf: TxFactory) -> None:
     """Its id is spent with EXPIRED: a copy is never executed later."""
     raw = txf.signed(txf.transfer(expiry_ms=txf.t0))
@@ -271,3 +279,13 @@ def test_parties_settle_in_either_order_of_their_ids(store: MemoryStore, txf: Tx
     ]
     out = apply_block(store, raws, BlockContext(1, txf.t0 + 1))
     assert [r.code for r in out.results] == [RC.OK] * 4
+
+
+def test_precheck_takes_the_clock_and_tolerance_by_keyword_only(
+    txf: TxFactory, net: DemoNetwork
+) -> None:
+    """A clock passed by position could land in the wrong parameter: refused outright."""
+    raw = txf.signed(txf.transfer())
+    with pytest.raises(TypeError):
+        precheck(net.genesis, raw, crypto.verify, txf.t0)  # type: ignore[misc]
+    assert precheck(net.genesis, raw, crypto.verify, now_ms=txf.t0).code is RC.OK
