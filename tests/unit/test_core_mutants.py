@@ -2086,3 +2086,23 @@ def test_a_replica_that_joined_a_view_change_sends_its_timeout_once() -> None:
         net.drain(6)
     to_0 = [m for r in net.readies[6] for dst, m in r.to_send if dst == 0]
     assert [type(m) for m in to_0] == [Timeout]  # one broadcast: one copy to each peer
+
+
+def test_a_fresh_block_on_roots_other_than_ours_gets_no_vote_whichever_way_they_differ() -> None:
+    """Roots above or below ours (as bytes), in the state root or the results root: no
+    vote; our own roots: a vote."""
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    ours = (node.executed_root, node.executed_results)
+    for k, (state, results) in enumerate(
+        ((b"\xff" * 32, ours[1]), (b"\x00" * 32, ours[1]), (ours[0], b"\xff" * 32))
+    ):
+        other = _block_2(net, parent, state_root=state, results_root=results, txs=(b"o%d" % k,))
+        node.step(leader, Proposal(node.view, other, cert, None))
+        net.drain(2)
+        assert _votes_for(net, other) == 0
+    same = _block_2(net, parent)  # the control
+    node.step(leader, Proposal(node.view, same, cert, None))
+    net.drain(2)
+    assert _votes_for(net, same) == 1

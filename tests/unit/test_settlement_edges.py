@@ -33,7 +33,7 @@ from node.settlement import (
     results_root,
     sign_tx,
 )
-from node.settlement._apply import _Overlay
+from node.settlement._apply import Head, _Overlay
 from node.store import MemoryStore
 from tests.ledger_helpers import TxFactory
 from tests.unit.test_boundaries import _View
@@ -99,6 +99,18 @@ def test_a_block_applies_only_on_its_parent_height(store: MemoryStore) -> None:
     for height in (0, 2):
         with pytest.raises(InvariantError, match="applied on height 0"):
             apply_block(store, [], BlockContext(height, 0))
+
+
+def test_a_block_applies_on_its_parent_above_height_256(net: DemoNetwork) -> None:
+    """Heights 299 and 300 as a store and a certified block give them: equal to one plus
+    the other, never the same int object."""
+
+    class At299(_View):
+        def head(self) -> Head:
+            return replace(super().head(), height=int(str(299)))
+
+    out = apply_block(At299(net.genesis), [], BlockContext(int(str(300)), 0))
+    assert out.results == ()
 
 
 def test_overlay_guards_hold_on_their_own(net: DemoNetwork) -> None:
