@@ -293,11 +293,16 @@ def test_parties_settle_in_either_order_of_their_ids(store: MemoryStore, txf: Tx
     assert [r.code for r in out.results] == [RC.OK] * 4
 
 
-def test_precheck_takes_the_clock_and_tolerance_by_keyword_only(
+def test_the_clock_and_the_verifier_are_passed_by_keyword_only(
     txf: TxFactory, net: DemoNetwork
 ) -> None:
-    """A clock passed by position could land in the wrong parameter: refused outright."""
+    """A clock passed by position could land in the wrong parameter: refused outright.
+    So is apply_block's verifier (the one argument that must never be a stand-in)."""
     raw = txf.signed(txf.transfer())
     with pytest.raises(TypeError):
         precheck(net.genesis, raw, crypto.verify, txf.t0)  # type: ignore[misc]
     assert precheck(net.genesis, raw, crypto.verify, now_ms=txf.t0).code is RC.OK
+    store, ctx = MemoryStore(net.genesis), BlockContext(1, txf.t0)
+    with pytest.raises(TypeError):
+        apply_block(store, [raw], ctx, crypto.verify)  # type: ignore[misc]
+    assert apply_block(store, [raw], ctx, verify=crypto.verify).results[0].code is RC.OK
