@@ -121,6 +121,22 @@ PENDING_IDS_MAX: Final = MEMPOOL_TXS_MAX  # tx ids accepted here and not yet com
 # Accepted-but-uncommitted client transactions in the fsynced intake log (docs/adr/0006):
 # one per mempool slot, so at most MEMPOOL_TXS_MAX * TX_BYTES_MAX (80 MB) on disk.
 INTAKE_TXS_MAX: Final = MEMPOOL_TXS_MAX
+# Admission control (node/runtime/_admission.py; docs/cluster.md "Admission control"): a
+# client's transaction is refused with RESOURCE_EXHAUSTED and a retry-after hint when the
+# node's estimate of the time to settle what it holds plus that transaction exceeds this
+# share of the client's deadline (the rest is margin for the estimate and the way back).
+ADMISSION_DEADLINE_SHARE_PCT: Final = 50
+ADMISSION_DEADLINE_DEFAULT_MS: Final = WAIT_TIMEOUT_DEFAULT_MS  # a client that gives none
+# The estimate's commit rate: a moving average over windows of this length, a new window
+# weighing this much, and never below the floor, so an idle node admits (at the default
+# deadline the floor alone admits a backlog of 750 before anything has been measured).
+ADMISSION_RATE_FLOOR_TPS: Final = 50
+ADMISSION_RATE_WINDOW_MS: Final = 250
+ADMISSION_RATE_WEIGHT_PCT: Final = 25
+# The hint's bounds: at least one window (sooner the estimate cannot have changed much),
+# at most a few seconds (a client's deadline is tens of seconds by default).
+ADMISSION_RETRY_AFTER_MIN_MS: Final = ADMISSION_RATE_WINDOW_MS
+ADMISSION_RETRY_AFTER_MAX_MS: Final = 5_000
 SHUTDOWN_GRACE_MS: Final = 2_000  # in-flight RPCs get this long on SIGTERM
 # A node that halts itself stays up, NOT_SERVING and refusing all input, this long before
 # it exits, so health checks and watchers see why it went (docs/cluster.md "Fail-stop").
