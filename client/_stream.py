@@ -7,8 +7,11 @@ free slot, sends the transaction with a fresh correlation number and returns a f
 one reader task takes every event off the stream and settles the future of its
 correlation: ``final`` with the receipt (verified against genesis as ``submit`` does;
 a refusal only with its result proof, ADR 0007), or ``error`` as the typed error the
-unary call would raise. A slot frees when its terminal event arrives, which the node sent
-after freeing it there, so the client never exceeds the node's in-flight limit.
+unary call would raise. An ``error`` from admission control (RESOURCE_EXHAUSTED with
+``retry_after_ms``) is not terminal while the hint fits in the request's deadline and
+retries are left: the request keeps its slot and is resent after the hint. A slot frees
+when its terminal event arrives, which the node sent after freeing it there, so the
+client never exceeds the node's in-flight limit.
 
 Failover. When the stream breaks (the node goes down or ends the call, the connection
 drops), the reader opens a new stream on the next endpoint (``reopen``: the client's

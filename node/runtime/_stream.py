@@ -1,9 +1,10 @@
 """The submit path shared by ``Submit`` and ``SubmitStream``, and one stream's state.
 
 Theory of operation. ``offer`` is the one statement of what a client's submission goes
-through (size, halted, the admission precheck, the mempool, the durable intake log) and
-what each refusal says; the unary ``Submit`` turns a refusal into the call's status, a
-stream into an ``error`` event with the same status code and message.
+through (size, halted, admission control against the client's deadline, the admission
+precheck, the mempool, the durable intake log) and what each refusal says; the unary
+``Submit`` turns a refusal into the call's status (admission control's hint as trailing
+metadata), a stream into an ``error`` event with the same status code, message and hint.
 
 A ``SubmitSession`` serves one ``SubmitStream`` call. Its reader (``read``) takes each
 request in turn: a request that may not take an in-flight slot (a correlation already in
