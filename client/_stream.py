@@ -143,6 +143,10 @@ class SubmitStream:
         self._reopens = 0  # in a row without an answer
         self._reader = asyncio.create_task(self._read())
         self._followups: set[asyncio.Task[None]] = set()
+        # gRPC takes one write at a time on a call: a second one started before the first
+        # completes fails the call ("INTERNAL: Internal error from Core"), which many
+        # concurrent submitters did at a few hundred trades/s.
+        self._writing = asyncio.Lock()
 
     @property
     def in_flight(self) -> int:
@@ -175,7 +179,7 @@ class SubmitStream:
         p.timer = loop.call_later(timeout_s + self._rpc_timeout_s, self._expire, p)
         # Registered and written to the same call: if that call breaks meanwhile, the
         # reader resends this request on the next one (it is in _pending already).
-        await _write(self._call, req)
+        await self._send(self._call, req)
         return p.future
 
     def _expire(self, p: _Pending) -> None:
@@ -229,9 +233,10 @@ class SubmitStream:
             if p.retry is not None:  # a new node: no need to wait the old one's hint
                 p.retry.cancel()
                 p.retry = None
-            await _write(call, p.request)  # a failure shows in the next read
+            await self._send(call, p.request)  # a failure shows in the next read
         if self._closing:
-            await _done_writing(call)
+            async with self._writing:
+                await _done_writing(call)
 
     def _on_event(self, event: pb.SubmitStreamEvent) -> None:
         kind = event.WhichOneof("kind")
@@ -291,9 +296,13 @@ class SubmitStream:
             return
         remaining_s = p.deadline - asyncio.get_running_loop().time()
         p.request.timeout_ms = max(1, math.ceil(remaining_s * 1000))
-        task = asyncio.create_task(_write(self._call, p.request))
+        task = asyncio.create_task(self._send(self._call, p.request))
         self._followups.add(task)
         task.add_done_callback(self._followups.discard)
+
+    async def _send(self, call: Any, req: pb.SubmitStreamRequest) -> None:
+        async with self._writing:
+            await _write(call, req)
 
     async def _prove_refusal(self, p: _Pending) -> None:
         try:
@@ -319,7 +328,8 @@ class SubmitStream:
         """Half-close, wait for every outstanding final event, then end the call."""
         self._closing = True
         if self._broken is None:
-            await _done_writing(self._call)
+            async with self._writing:
+                await _done_writing(self._call)
             await asyncio.wait({self._reader})
         if self._followups:
             await asyncio.wait(self._followups)

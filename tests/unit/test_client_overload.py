@@ -162,3 +162,38 @@ async def test_a_unary_call_raises_overloaded_after_its_retries(no_wait: list[in
         await AsyncLedgerClient._call(_client(), "submit", fn, deadline)
     assert info.value.retry_after_s == 0.9
     assert calls == OVERLOAD_RETRIES_MAX + 1
+
+
+# --- one write at a time ------------------------------------------------------------------------
+
+
+class _OneWriteAtATime(_Call):
+    """A call that, like gRPC's, fails when a write starts before the last one completed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = False
+        self.overlaps = 0
+
+    async def write(self, req: pb.SubmitStreamRequest) -> None:
+        if self.writing:
+            self.overlaps += 1
+        self.writing = True
+        await asyncio.sleep(0)  # the write is in progress across a loop turn, as in gRPC
+        self.writing = False
+        await super().write(req)
+
+
+async def test_concurrent_submitters_never_overlap_their_writes() -> None:
+    call = _OneWriteAtATime()
+    s = _stream(call, 100)
+    await asyncio.gather(*(s.submit(_raw(k)) for k in range(20)))
+    assert len(call.sent) == 20 and call.overlaps == 0
+    await s.cancel()
+
+
+async def test_negative_control_the_fake_call_sees_overlapping_writes() -> None:
+    call = _OneWriteAtATime()
+    reqs = [pb.SubmitStreamRequest(correlation=k) for k in range(3)]
+    await asyncio.gather(*(call.write(r) for r in reqs))
+    assert call.overlaps == 2
