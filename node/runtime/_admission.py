@@ -124,7 +124,7 @@ class Admission:
         sample = self._txs * 1000 / elapsed_ms
         busy = self._txs < self._start_backlog  # never ran dry: the rate is capacity
         if self._measured is None:
-            if busy or self._txs > 0:
+            if self._txs > 0:  # (a stall before any commit leaves the floor in force)
                 self._measured = sample
         elif busy or sample > self._measured:
             self._measured += self._weight * (sample - self._measured)

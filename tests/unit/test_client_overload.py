@@ -36,6 +36,10 @@ class _Watched(_Call):
         await super().write(req)
         self.writes.put_nowait(pb.SubmitStreamRequest.FromString(req.SerializeToString()))
 
+    async def next_write(self) -> pb.SubmitStreamRequest:
+        async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+            return await self.writes.get()
+
 
 def _overloaded(corr: int, retry_after_ms: int) -> pb.SubmitStreamEvent:
     err = pb.SubmitStreamError(
@@ -68,14 +72,15 @@ async def test_the_stream_resends_after_the_hint_and_the_retry_settles(no_wait: 
     call = _Watched()
     s = _stream(call, 1)
     fut = await s.submit(_raw(1), timeout_s=30)
-    first = await call.writes.get()
+    first = await call.next_write()
     call.events.put_nowait(_overloaded(first.correlation, 400))
-    again = await call.writes.get()  # the same request, the slot still taken
+    again = await call.next_write()  # the same request, the slot still taken
     assert (again.correlation, again.transaction) == (first.correlation, first.transaction)
     assert 0 < again.timeout_ms <= first.timeout_ms
     assert s.in_flight == 1 and no_wait == [400]
     call.events.put_nowait(_final(first.correlation))
-    assert (await fut).ok
+    async with asyncio.timeout(10):
+        assert (await fut).ok
     await s.cancel()
 
 
@@ -84,10 +89,11 @@ async def test_the_stream_gives_up_with_the_hint_after_its_retries(no_wait: list
     s = _stream(call, 1)
     fut = await s.submit(_raw(1), timeout_s=30)
     for _ in range(OVERLOAD_RETRIES_MAX + 1):
-        req = await call.writes.get()
+        req = await call.next_write()
         call.events.put_nowait(_overloaded(req.correlation, 700))
     with pytest.raises(OverloadedError) as info:
-        await fut
+        async with asyncio.timeout(10):
+            await fut
     assert info.value.retry_after_s == 0.7 and info.value.retry_safe
     assert len(call.sent) == OVERLOAD_RETRIES_MAX + 1 and s.in_flight == 0
     await s.cancel()
@@ -97,7 +103,7 @@ async def test_a_hint_longer_than_the_deadline_fails_at_once() -> None:
     call = _Watched()
     s = _stream(call, 1)
     fut = await s.submit(_raw(1), timeout_s=0.05)
-    req = await call.writes.get()
+    req = await call.next_write()
     call.events.put_nowait(_overloaded(req.correlation, 5_000))
     with pytest.raises(OverloadedError):
         await fut
@@ -111,7 +117,7 @@ async def test_without_a_hint_resource_exhausted_is_busy_and_not_retried(
     call = _Watched()
     s = _stream(call, 1)
     fut = await s.submit(_raw(1), timeout_s=30)
-    req = await call.writes.get()
+    req = await call.next_write()
     call.events.put_nowait(_overloaded(req.correlation, 0))
     with pytest.raises(BusyError) as info:
         await fut
