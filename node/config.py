@@ -127,6 +127,12 @@ INTAKE_TXS_MAX: Final = MEMPOOL_TXS_MAX
 # share of the client's deadline (the rest is margin for the estimate and the way back).
 ADMISSION_DEADLINE_SHARE_PCT: Final = 50
 ADMISSION_DEADLINE_DEFAULT_MS: Final = WAIT_TIMEOUT_DEFAULT_MS  # a client that gives none
+# ... and whatever the deadline, at most this long a queue: a backlog beyond a few blocks
+# adds no throughput, only latency and big blocks, which on a loaded machine outlast the
+# view timeout and collapse throughput (measured in docs/performance.md, "Issue 13:
+# admission control"). A node config may change it (admission_queue_max_ms).
+ADMISSION_QUEUE_MAX_MS: Final = 2_000
+ADMISSION_QUEUE_MAX_LIMIT_MS: Final = WAIT_TIMEOUT_MAX_MS  # the highest a node config may set
 # The estimate's commit rate: a moving average over windows of this length, a new window
 # weighing this much, and never below the floor, so an idle node admits (at the default
 # deadline the floor alone admits a backlog of 750 before anything has been measured).

@@ -22,9 +22,11 @@ commit at all (a stalled view) is a sample of zero, so a node that stops committ
 refuses more and more until it commits again.
 
 The transaction is admitted when the estimate is at most ``share_pct`` percent of the
-client's deadline; the rest of the deadline is the margin for the estimate's error and
-for the notice's way back to the client. A refusal carries ``retry_after_ms``: the time
-the current rate needs to drain the excess, bounded to ``[retry_min_ms, retry_max_ms]``.
+client's deadline (the rest of the deadline is the margin for the estimate's error and
+for the notice's way back to the client) and at most ``queue_max_ms`` whatever the
+deadline: a longer queue adds no throughput, only latency and big blocks. A refusal
+carries ``retry_after_ms``: the time the current rate needs to drain the excess, bounded
+to ``[retry_min_ms, retry_max_ms]``.
 
 Pure: every method takes the time as an argument (milliseconds on any monotonic scale),
 so tests drive it with explicit values.
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 
 from node.config import (
     ADMISSION_DEADLINE_SHARE_PCT,
+    ADMISSION_QUEUE_MAX_MS,
     ADMISSION_RATE_FLOOR_TPS,
     ADMISSION_RATE_WEIGHT_PCT,
     ADMISSION_RATE_WINDOW_MS,
@@ -53,13 +56,14 @@ class Overloaded:
     """Why a transaction is refused: the estimate, what the deadline allows, and when to retry."""
 
     settle_ms: int  # estimated time to settle what the node holds plus this transaction
-    budget_ms: int  # the share of the client's deadline the estimate had to fit in
+    budget_ms: int  # the share of the client's deadline (or the queue bound) it had to fit in
     retry_after_ms: int  # when the backlog should have drained enough, at the current rate
 
     def message(self) -> str:
         return (
             f"overloaded: this node needs about {self.settle_ms} ms to settle what it holds "
-            f"and this transaction, more than {self.budget_ms} ms of the client's deadline; "
+            f"and this transaction, more than the {self.budget_ms} ms it may hold for this "
+            "client's deadline; "
             f"retry after {self.retry_after_ms} ms (resending the same bytes is safe)"
         )
 
@@ -75,12 +79,15 @@ class Admission:
         window_ms: int = ADMISSION_RATE_WINDOW_MS,
         weight_pct: int = ADMISSION_RATE_WEIGHT_PCT,
         share_pct: int = ADMISSION_DEADLINE_SHARE_PCT,
+        queue_max_ms: int = ADMISSION_QUEUE_MAX_MS,
         retry_min_ms: int = ADMISSION_RETRY_AFTER_MIN_MS,
         retry_max_ms: int = ADMISSION_RETRY_AFTER_MAX_MS,
     ) -> None:
         require(rate_floor_tps > 0 and window_ms > 0, "admission: floor and window positive")
         require(0 < weight_pct <= 100 and 0 < share_pct <= 100, "admission: percentages")
         require(0 < retry_min_ms <= retry_max_ms, "admission: retry-after bounds")
+        require(queue_max_ms > 0, "admission: queue bound")
+        self._queue_max_ms = queue_max_ms
         self._floor, self._window_ms = rate_floor_tps, window_ms
         self._weight, self._share = weight_pct / 100, share_pct
         self._retry_min, self._retry_max = retry_min_ms, retry_max_ms
@@ -105,7 +112,7 @@ class Admission:
         """None to admit one more transaction with ``backlog`` held and a client deadline
         of ``deadline_ms``, else the refusal."""
         self._roll(backlog, now_ms)
-        budget_ms = deadline_ms * self._share // 100
+        budget_ms = min(deadline_ms * self._share // 100, self._queue_max_ms)
         settle_ms = self.settle_ms(backlog + 1)
         if settle_ms <= budget_ms:
             return None

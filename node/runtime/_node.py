@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from node import crypto
 from node.config import (
     ADMISSION_EXPIRY_TOLERANCE_MS,
+    ADMISSION_QUEUE_MAX_MS,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
@@ -133,6 +134,7 @@ class Node:
         *,
         clock: Callable[[], int] = wall_ms,
         mempool_txs_max: int = MEMPOOL_TXS_MAX,
+        admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS,
     ) -> None:
         require(genesis.validators[index].public_key == key.public_key, "wrong validator key")
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
@@ -181,7 +183,8 @@ class Node:
         store.on_error = lambda e: self.fail("storage", e)  # API reads included
         self._refused_counted: dict[str, int] = {}  # replica.refused already in the metrics
         self.started_ms = clock()
-        self.load = Admission(self.started_ms)  # admission control (node/runtime/_stream.py)
+        # admission control (node/runtime/_stream.py)
+        self.load = Admission(self.started_ms, queue_max_ms=admission_queue_max_ms)
         self.metrics.height.set(store.head().height)
 
     # --- inputs ----------------------------------------------------------------------------

@@ -5,7 +5,8 @@ and the SDK's retry goes through once the backlog drains.
 
 Deterministic, not timing-based: with two validators down nothing commits, so the node's
 commit rate is its floor (ADMISSION_RATE_FLOOR_TPS) and the backlog is exactly what the
-test submitted; only the SDK's retry waits for the restarted validators."""
+test submitted; only the SDK's retry waits for the restarted validators. The node's queue
+bound (``admission_queue_max_ms``) is raised so that the client's deadline decides."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ _Code = grpc.StatusCode
 BACKLOG = 1_000
 LONG_MS = 60_000  # a deadline the floor rate admits BACKLOG within
 SDK_TIMEOUT_S = 30.0
+QUEUE_MAX_MS = 120_000  # above every budget here: the deadlines decide
 
 
 def _held_ms(backlog: int) -> int:
@@ -81,7 +83,7 @@ def _stream_refusal(c: Cluster, raw: bytes, timeout_ms: int) -> pb.SubmitStreamE
 def test_an_overloaded_node_refuses_early_with_a_hint_and_the_sdk_retry_succeeds(
     tmp_path: Path,
 ) -> None:
-    with running_cluster(tmp_path / "run", 4, 3) as c:
+    with running_cluster(tmp_path / "run", 4, 3, {"admission_queue_max_ms": QUEUE_MAX_MS}) as c:
         for i in (2, 3):
             assert kill_node(c.net, i)  # no quorum: nothing commits, the rate is the floor
         raws = [c.txf.signed(c.txf.dvp(quantity=1, amount=1)) for _ in range(BACKLOG + 4)]

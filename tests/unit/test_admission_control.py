@@ -22,14 +22,15 @@ def _estimator(**kw: int) -> Admission:
         "share_pct": 50,
         "retry_min_ms": 10,
         "retry_max_ms": 5_000,
+        "queue_max_ms": 10**9,  # the deadline alone decides, unless a test says otherwise
     }
     args.update(kw)
     return Admission(0, **args)
 
 
-def _busy_at(rate_tps: int, backlog: int, *, windows: int = 4) -> tuple[Admission, int]:
+def _busy_at(rate_tps: int, backlog: int, *, windows: int = 4, **kw: int) -> tuple[Admission, int]:
     """An estimator that watched the node commit ``rate_tps`` with ``backlog`` always held."""
-    a = _estimator()
+    a = _estimator(**kw)
     t = WINDOW_MS
     a.committed(0, backlog, t)  # the first window (idle, nothing held) measures nothing
     for _ in range(windows):
@@ -62,6 +63,15 @@ def test_the_backlog_is_admitted_exactly_up_to_the_deadline_share() -> None:
     assert "retry after 10 ms" in refused.message()
     # A longer deadline admits the same backlog.
     assert a.check(1_000, 4_000, t) is None
+
+
+def test_whatever_the_deadline_the_queue_stays_within_its_bound() -> None:
+    a, t = _busy_at(1_000, backlog=5_000, queue_max_ms=2_000)
+    assert a.check(1_999, 300_000, t) is None
+    refused = a.check(2_000, 300_000, t)
+    assert refused is not None and refused.budget_ms == 2_000
+    # A deadline shorter than the bound is still the deadline's share.
+    assert a.check(999, 2_000, t) is None and a.check(1_000, 2_000, t) is not None
 
 
 def test_the_hint_is_the_drain_time_of_the_excess_and_bounded() -> None:
