@@ -4,9 +4,10 @@ Theory of operation. A node that accepts more than it can settle only moves the 
 later: its backlog grows until every wait times out, and the work spent on trades that
 then miss their deadline is lost (issue 13 measured 759 trades/s offered at 4/3 and 249/s
 committed). So before a client's transaction takes any durable step, the node estimates
-how long it needs to settle what it already holds plus this one, and refuses early
-(RESOURCE_EXHAUSTED with a retry-after hint) when that does not fit in the client's
-deadline. The estimate is ``(backlog + 1) / rate``:
+how long it needs to settle what it already holds, and refuses early (RESOURCE_EXHAUSTED
+with a retry-after hint) when that does not fit in the client's deadline (so a node that
+holds nothing admits whatever the deadline: the new transaction then waits for no one).
+The estimate is ``backlog / rate``:
 
 - ``backlog``: the transactions this node holds (its mempool, which holds every
   acknowledged transaction until a block commits it: the intake log is its durable copy);
@@ -55,15 +56,14 @@ __all__ = ["Admission", "Overloaded"]
 class Overloaded:
     """Why a transaction is refused: the estimate, what the deadline allows, and when to retry."""
 
-    settle_ms: int  # estimated time to settle what the node holds plus this transaction
+    settle_ms: int  # estimated time to settle what the node already holds
     budget_ms: int  # the share of the client's deadline (or the queue bound) it had to fit in
     retry_after_ms: int  # when the backlog should have drained enough, at the current rate
 
     def message(self) -> str:
         return (
-            f"overloaded: this node needs about {self.settle_ms} ms to settle what it holds "
-            f"and this transaction, more than the {self.budget_ms} ms it may hold for this "
-            "client's deadline; "
+            f"overloaded: this node needs about {self.settle_ms} ms to settle what it holds, "
+            f"more than the {self.budget_ms} ms it may hold for this client's deadline; "
             f"retry after {self.retry_after_ms} ms (resending the same bytes is safe)"
         )
 
@@ -113,11 +113,11 @@ class Admission:
         of ``deadline_ms``, else the refusal."""
         self._roll(backlog, now_ms)
         budget_ms = min(deadline_ms * self._share // 100, self._queue_max_ms)
-        settle_ms = self.settle_ms(backlog + 1)
+        settle_ms = self.settle_ms(backlog)
         if settle_ms <= budget_ms:
             return None
         fits = budget_ms * self.rate_tps / 1000  # transactions the budget can settle
-        drain_ms = math.ceil((backlog + 1 - fits) * 1000 / self.rate_tps)
+        drain_ms = math.ceil((backlog - fits) * 1000 / self.rate_tps)
         retry_ms = min(self._retry_max, max(self._retry_min, drain_ms))
         return Overloaded(settle_ms, budget_ms, retry_ms)
 

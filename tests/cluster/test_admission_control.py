@@ -95,15 +95,16 @@ def test_an_overloaded_node_refuses_early_with_a_hint_and_the_sdk_retry_succeeds
         assert c.status(0).mempool_txs == BACKLOG
 
         # A deadline shorter than what the node holds needs: refused, with the hint.
-        short_ms = _held_ms(BACKLOG) * 100 // ADMISSION_DEADLINE_SHARE_PCT  # budget = held
+        budget_ms = _held_ms(BACKLOG) - per_tx_ms  # one transaction's time short
+        short_ms = budget_ms * 100 // ADMISSION_DEADLINE_SHARE_PCT
         with pytest.raises(grpc.RpcError) as info:
             _submit(c, refused_unary, short_ms)
         assert info.value.code() is _Code.RESOURCE_EXHAUSTED
         assert "retry after" in info.value.details()
         hint = dict(info.value.trailing_metadata())[RETRY_AFTER_METADATA]
         assert ADMISSION_RETRY_AFTER_MIN_MS <= int(hint) <= ADMISSION_RETRY_AFTER_MAX_MS
-        # Negative control: a budget longer by one transaction's time admits the same bytes
-        # (so the refusal above is the deadline's doing, not some other limit).
+        # Negative control: a budget longer by one transaction's time admits (so the
+        # refusal above is the deadline's doing, not some other limit).
         admitted = _submit(c, control, short_ms + per_tx_ms * 100 // ADMISSION_DEADLINE_SHARE_PCT)
         assert admitted.outcome == pb.ACCEPTED
         answers.append(admitted)

@@ -48,42 +48,44 @@ def test_an_idle_node_admits_at_the_floor_rate() -> None:
         a.committed(0, 0, t)
     assert a.rate_tps == 10
     assert a.check(0, 30_000, 10_000) is None
-    # At the floor, a 30 s deadline (15 s budget) admits a backlog of 149 and not 150.
-    assert a.check(149, 30_000, 10_000) is None
-    assert a.check(150, 30_000, 10_000) is not None
+    # At the floor, a 30 s deadline (15 s budget) admits a backlog of 150 and not 151.
+    assert a.check(150, 30_000, 10_000) is None
+    assert a.check(151, 30_000, 10_000) is not None
+    # Holding nothing, it admits whatever the deadline: the transaction waits for no one.
+    assert a.check(0, 1, 10_000) is None
 
 
 def test_the_backlog_is_admitted_exactly_up_to_the_deadline_share() -> None:
     a, t = _busy_at(1_000, backlog=5_000)
-    # 1,000/s and a 2 s deadline: 1 s budget, so 999 held plus this one settle in time ...
-    assert a.check(999, 2_000, t) is None
+    # 1,000/s and a 2 s deadline: 1 s budget, so 1,000 held settle in time ...
+    assert a.check(1_000, 2_000, t) is None
     # ... one more does not (negative control of the line above: the same check fires).
-    refused = a.check(1_000, 2_000, t)
+    refused = a.check(1_001, 2_000, t)
     assert refused == Overloaded(settle_ms=1_001, budget_ms=1_000, retry_after_ms=10)
     assert "retry after 10 ms" in refused.message()
     # A longer deadline admits the same backlog.
-    assert a.check(1_000, 4_000, t) is None
+    assert a.check(1_001, 4_000, t) is None
 
 
 def test_whatever_the_deadline_the_queue_stays_within_its_bound() -> None:
     a, t = _busy_at(1_000, backlog=5_000, queue_max_ms=2_000)
-    assert a.check(1_999, 300_000, t) is None
-    refused = a.check(2_000, 300_000, t)
+    assert a.check(2_000, 300_000, t) is None
+    refused = a.check(2_001, 300_000, t)
     assert refused is not None and refused.budget_ms == 2_000
     # A deadline shorter than the bound is still the deadline's share.
-    assert a.check(999, 2_000, t) is None and a.check(1_000, 2_000, t) is not None
+    assert a.check(1_000, 2_000, t) is None and a.check(1_001, 2_000, t) is not None
 
 
 def test_the_hint_is_the_drain_time_of_the_excess_and_bounded() -> None:
     a, t = _busy_at(1_000, backlog=5_000)
-    refused = a.check(1_499, 2_000, t)
+    refused = a.check(1_500, 2_000, t)
     assert refused is not None and refused.retry_after_ms == 500
     # After the hint, at the rate measured, 500 committed: the same client now gets in.
-    a.committed(500, 999, t + 500)
-    assert a.check(999, 2_000, t + 500) is None
+    a.committed(500, 1_000, t + 500)
+    assert a.check(1_000, 2_000, t + 500) is None
     huge = a.check(10**9, 2_000, t + 500)
     assert huge is not None and huge.retry_after_ms == 5_000  # capped
-    barely = a.check(1_000, 2_000, t + 500)
+    barely = a.check(1_001, 2_000, t + 500)
     assert barely is not None and barely.retry_after_ms == 10  # at least the minimum
 
 
