@@ -4,12 +4,17 @@ honest retry-after hint, and admits again once the backlog drains."""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from node.config import ADMISSION_QUEUE_MAX_LIMIT_MS, ADMISSION_QUEUE_MAX_MS
+from node.netconfig import ConfigError, load_node_config, write_node_config
 from node.runtime._admission import Admission, Overloaded
+from tests.unit.test_submit_stream import _node_config
 
 WINDOW_MS = 100
 
@@ -170,3 +175,20 @@ def test_negative_control_without_admission_accepted_trades_miss_their_deadline(
     _, refused, missed = _overload(lambda b, d, t: None, a.committed)
     assert refused == 0
     assert missed > 1_000  # the queue grows without bound: what the check above prevents
+
+
+# --- the node config's queue bound ------------------------------------------------------------
+
+
+def test_a_node_config_may_set_the_queue_bound_within_limits(tmp_path: Path) -> None:
+    cfg = _node_config(tmp_path, admission_queue_max_ms=60_000)
+    write_node_config(tmp_path / "node.json", cfg)
+    assert load_node_config(tmp_path / "node.json").admission_queue_max_ms == 60_000
+    write_node_config(tmp_path / "default.json", _node_config(tmp_path))
+    assert "admission_queue_max_ms" not in (tmp_path / "default.json").read_text()
+    default = load_node_config(tmp_path / "default.json")
+    assert default.admission_queue_max_ms == ADMISSION_QUEUE_MAX_MS
+    for bad in (0, ADMISSION_QUEUE_MAX_LIMIT_MS + 1):
+        why = re.escape(f"admission_queue_max_ms: must be 1..{ADMISSION_QUEUE_MAX_LIMIT_MS}")
+        with pytest.raises(ConfigError, match=why):
+            _node_config(tmp_path, admission_queue_max_ms=bad)
