@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -559,3 +560,11 @@ def test_a_valid_message_counts_no_refusal() -> None:
     r.step(L0, Proposal(0, block(0), None, None))
     r.step(OTHER, timeout(OTHER))
     assert r.safety.prepare_view == 0 and not r.refused
+
+
+def test_the_docs_table_explains_every_reason() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "consensus.md").read_text()
+    table = docs.split("### Refusals", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    named = {r.strip(" `") for row in rows for r in row.split("|")[1].split(" / ")}
+    assert named == {str(r) for r in Reason}
