@@ -362,7 +362,7 @@ def test_lock_violation_with_a_justifying_tc_is_voted_for() -> None:
     # Every replica locked in view 0, so no such TC exists: the strategy falls back to the
     # unjustified TC, which is refused.
     assert cl.crafted()["lock_violation:keep_tc"] == 1
-    assert cl.honest_refusals()["proposal breaks a voting rule"] >= 2
+    assert cl.honest_refusals()["proposal:ignores_tc_lock"] >= 2
 
 
 # --- a negative control for every invariant --------------------------------------------
