@@ -61,6 +61,9 @@ def test_q_verified_votes_make_exactly_one_certificate_of_their_signatures() -> 
     c = certs()
     h = p.block.hash
     assert _add(v, p, 1, vote(1, 0, h), c) is None
+    c.start_count()
+    assert _add(v, p, 1, vote(1, 0, h), c) is Reason.DUPLICATE  # one voter counts once
+    assert c.count == 0  # and its re-send costs no verification
     assert _add(v, p, 2, vote(2, 0, h), c) is None
     got = _add(v, p, 3, vote(3, 0, h), c)
     assert isinstance(got, QuorumCert) and [i for i, _ in got.signatures] == [1, 2, 3]
