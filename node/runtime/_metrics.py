@@ -48,8 +48,15 @@ class Metrics:
         )
         self.refused = Counter(
             "ledger_peer_messages_refused",
-            "Peer messages refused without effect, by reason (a forged claim, a peer over budget)",
+            "Peer frames refused by the transport before the consensus core, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.consensus_refused = Counter(
+            "ledger_consensus_refused",
+            "Consensus messages dropped without effect, by message kind and reason "
+            "(node/core/refusal.py; docs/consensus.md, Refusals)",
+            ["kind", "reason"],
             registry=r,
         )
         self.submit_streams = Gauge(

@@ -181,7 +181,7 @@ class Node:
         self._intake_flush: asyncio.Future[None] | None = None
         self._last_view = self.replica.view
         store.on_error = lambda e: self.fail("storage", e)  # API reads included
-        self._refused_counted: dict[str, int] = {}  # replica.refused already in the metrics
+        self._refused_counted: dict[tuple[str, str], int] = {}  # replica.refused in metrics
         self.started_ms = clock()
         # admission control (node/runtime/_stream.py)
         self.load = Admission(self.started_ms, queue_max_ms=admission_queue_max_ms)
@@ -572,11 +572,11 @@ class Node:
         self._arm_timer()
 
     def _count_refused(self) -> None:
-        for reason, count in self.replica.refused.items():
-            new = count - self._refused_counted.get(reason, 0)
+        for (kind, reason), count in self.replica.refused.items():
+            new = count - self._refused_counted.get((kind, reason), 0)
             if new:
-                self.metrics.refused.labels(reason=reason).inc(new)
-                self._refused_counted[reason] = count
+                self.metrics.consensus_refused.labels(kind=kind, reason=reason).inc(new)
+                self._refused_counted[(kind, reason)] = count
 
     def _arm_timer(self) -> None:
         now = self._clock()
