@@ -78,4 +78,4 @@ def test_a_failed_lmdb_write_is_a_storage_error(tmp_path: Path, net: DemoNetwork
     disk = LmdbStore(tmp_path, net.genesis)
     disk._env.close()  # as on a vanished device: every LMDB call now fails
     with pytest.raises(StorageError, match="LMDB write failed"):
-        disk.save_safety(b"x")
+        disk.intake_put([(bytes(32), bytes(32), b"x")])
