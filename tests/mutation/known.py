@@ -227,7 +227,7 @@ MUTANTS += [
            breaks="a validator whose safety file is corrupt restarts as if it had never voted, and can vote twice",
            tests=["tests/unit/test_safety_file.py::test_no_valid_slot_is_fail_stop_not_a_reset"]),
     Mutant("safety-migration-drops-state", "node/store/_lmdb.py",
-           old="            if not file.exists():\n                file.save(bytes(old))\n",
+           old="                if not file.exists():\n                    file.save(old)\n",
            new="",
            breaks="upgrading a validator forgets its vote and lock (the LMDB copy is deleted unread)",
            tests=["tests/unit/test_safety_file.py::test_a_state_held_in_lmdb_is_migrated_once"]),
