@@ -5,6 +5,8 @@ fail-stop, and a state LMDB held before the file existed is migrated once."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +16,13 @@ import lmdb
 import pytest
 
 from node import config
-from node.genesis import DemoNetwork
+from node.genesis import DemoNetwork, load_genesis
+from node.netconfig import load_network, load_node_config
 from node.store import LmdbStore, StorageError
 from node.store._lmdb import SAFETY_FILE
 from node.store._safety_file import SLOT_BYTES, SafetyFile, encode_slot, slot_offset
+
+NODE_EXIT_TIMEOUT_S = 60  # a node that does not refuse serves until killed: fail, not hang
 
 
 def _corrupt(path: Path, offset: int, data: bytes = b"\xff\xff\xff\xff") -> None:
@@ -223,3 +228,22 @@ def test_a_corrupt_file_stops_the_store_from_opening(tmp_path: Path, net: DemoNe
     (tmp_path / SAFETY_FILE).write_bytes(b"\x00" * 100)
     with pytest.raises(StorageError, match="no valid slot"):
         LmdbStore(tmp_path, net.genesis)
+
+
+def test_a_validator_with_no_valid_slot_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    """The real entry point, on a generated one-validator network: exit 2 with the reason,
+    instead of serving with its votes forgotten."""
+    run = tmp_path / "run"
+    netgen = [sys.executable, "-m", "node.netgen", "--out", str(run), "--n", "1", "--q", "1"]
+    subprocess.run(netgen, check=True, capture_output=True)
+    config = load_network(run).nodes[0].config
+    cfg = load_node_config(config)
+    cfg.data_dir.mkdir(parents=True, mode=0o700)
+    with LmdbStore(cfg.data_dir, load_genesis(cfg.genesis)) as disk:
+        disk.save_safety(b"voted")
+    _corrupt(cfg.data_dir / SAFETY_FILE, HEADER)
+    cmd = [sys.executable, "-m", "node", "--config", str(config)]
+    timeout = NODE_EXIT_TIMEOUT_S
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "node: cannot start: " in proc.stderr and "no valid slot" in proc.stderr
