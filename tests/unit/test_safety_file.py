@@ -5,8 +5,10 @@ fail-stop, and a state LMDB held before the file existed is migrated once."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,6 +78,7 @@ HEADER = len(encode_slot(0, b""))
         pytest.param(lambda p: _corrupt(p, SLOT_BYTES + 8), id="sequence"),
         pytest.param(lambda p: _corrupt(p, SLOT_BYTES + 16), id="length"),
         pytest.param(lambda p: _corrupt(p, SLOT_BYTES, bytes(8)), id="magic"),
+        pytest.param(lambda p: _corrupt(p, SLOT_BYTES, b"\xff" * 8), id="magic-high"),
         pytest.param(lambda p: os.truncate(p, SLOT_BYTES + HEADER + 5), id="torn-tail"),
         pytest.param(lambda p: os.truncate(p, SLOT_BYTES + 7), id="torn-header"),
     ],
@@ -98,6 +101,105 @@ def test_a_valid_slot_copied_to_the_wrong_offset_is_not_taken(tmp_path: Path) ->
     _saved(path, b"zero", b"one")
     _corrupt(path, 0, encode_slot(3, b"moved"))  # sequence 3 belongs at SLOT_BYTES
     assert _load(path) == b"one"
+    _saved(path, b"two", b"three")  # sequence 2 at 0, sequence 3 at SLOT_BYTES
+    _corrupt(path, SLOT_BYTES, encode_slot(4, b"moved"))  # sequence 4 belongs at 0
+    assert _load(path) == b"two"
+
+
+def test_the_on_disk_format_is_pinned(tmp_path: Path) -> None:
+    """ADR 0010's layout, spelled out independently of the code: a change here is a
+    format change, which needs a new magic and a migration."""
+    path = tmp_path / "s"
+    _saved(path, b"abc", b"defg")
+    slot_1 = 24 + config.SAFETY_STATE_BYTES_MAX
+    raw = path.read_bytes()
+    assert len(raw) == slot_1 + 24 + 4
+    for offset, seq, payload in ((0, 0, b"abc"), (slot_1, 1, b"defg")):
+        covered = seq.to_bytes(8, "big") + len(payload).to_bytes(4, "big") + payload
+        header = b"dvpsafe1" + covered[:12] + zlib.crc32(covered).to_bytes(4, "big")
+        assert raw[offset : offset + 24 + len(payload)] == header + payload
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_state_of_the_maximum_size_is_kept_and_one_byte_more_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s"
+    biggest = bytes(range(256)) * (config.SAFETY_STATE_BYTES_MAX // 256)
+    assert len(biggest) == config.SAFETY_STATE_BYTES_MAX
+    _saved(path, b"small", biggest)  # the largest goes to the slot at SLOT_BYTES
+    assert _load(path) == biggest
+    f = SafetyFile(str(path))
+    with pytest.raises(StorageError, match="SAFETY_STATE_BYTES_MAX"):
+        f.save(biggest + b"!")
+    f.close()
+
+
+def test_a_slot_claiming_more_than_the_maximum_is_not_taken(tmp_path: Path) -> None:
+    """Even with a right checksum: save() never writes one, and reading it would read
+    past the slot's room."""
+    path = tmp_path / "s"
+    _saved(path, b"older", b"newer")
+    _corrupt(path, SLOT_BYTES, encode_slot(1, bytes(config.SAFETY_STATE_BYTES_MAX + 1)))
+    assert _load(path) == b"older"
+
+
+def test_short_writes_are_continued_at_the_right_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.pwrite
+
+    def seven_at_a_time(fd: int, data: Any, offset: int) -> int:
+        return real(fd, bytes(data[:7]), offset)
+
+    monkeypatch.setattr(os, "pwrite", seven_at_a_time)
+    _saved(tmp_path / "s", b"a payload longer than seven bytes", b"and a second one")
+    monkeypatch.undo()
+    assert _load(tmp_path / "s") == b"and a second one"
+
+
+def test_a_write_that_makes_no_progress_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _saved(tmp_path / "s", b"first")
+    f = SafetyFile(str(tmp_path / "s"))
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)
+    with pytest.raises(OSError, match="pwrite wrote 0 bytes"):
+        f.save(b"second")
+    f.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_failed_first_save_leaves_no_file_and_no_open_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def eio(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    f = SafetyFile(str(tmp_path / "s"))
+    before = _open_fds()
+    monkeypatch.setattr(os, "fdatasync", eio)
+    with pytest.raises(OSError):
+        f.save(b"never durable")
+    assert _open_fds() == before and not (tmp_path / "s").exists() and not f.exists()
+
+
+def test_the_first_save_syncs_the_directory_that_holds_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    _saved(tmp_path / "s", b"first", b"second")
+    assert synced == [str(tmp_path)]  # the rename's directory, once; no fsync afterwards
 
 
 @pytest.mark.parametrize("newest_too", [False, True])
