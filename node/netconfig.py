@@ -105,7 +105,7 @@ class NodeConfig:
 
     validator: int  # index in genesis
     genesis: Path
-    data_dir: Path  # LMDB environment directory (created by the node)
+    data_dir: Path  # the store: LMDB environment and safety-state file (created by the node)
     signing_key: Path  # Ed25519, PKCS8 PEM, mode 0600
     tls_pinned: Path  # every validator's TLS certificate, each pinned by genesis: the only roots
     tls_cert: Path  # this node's certificate: peer port (mutual TLS) and client port
