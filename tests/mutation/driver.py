@@ -27,8 +27,22 @@ OUT = ROOT / "build" / "mutation"
 TARGETS_FILE = Path(__file__).with_name("targets.toml")
 # What a copy needs to import node and run the tests (generated protobuf code included:
 # it is git-ignored but lives in node/wire and is copied with node/).
-_COPIED = ("node", "tests", "pyproject.toml")
-_IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.mdb")
+# What a mutated copy of the repository holds: the code (the SDK too, whose tests import
+# it from the copy), the tests, and docs (some tests check docs against the code).
+COPIED = ("node", "client", "tests", "docs", "pyproject.toml")
+IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.mdb")
+
+
+def copy_repo(dst: Path) -> None:
+    """The parts of the repository a mutant's tests need, into ``dst`` (which exists)."""
+    for name in COPIED:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, dst / name, ignore=IGNORED)
+        else:
+            shutil.copy2(path, dst / name)
+
+
 PYTEST = ("-m", "pytest", "-x", "-q", "-p", "no:cacheprovider")
 TIMEOUT_MIN_S = 10.0
 TIMEOUT_FACTOR = 3.0  # a mutant may run this many times as long as the baseline
@@ -138,12 +152,7 @@ def _refresh_copy(t: Target) -> None:
     if t.src.exists():
         shutil.rmtree(t.src)
     t.src.mkdir(parents=True)
-    for name in _COPIED:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, t.src / name, ignore=_IGNORED)
-        else:
-            shutil.copy2(path, t.src / name)
+    copy_repo(t.src)
 
 
 def baseline(t: Target) -> float:

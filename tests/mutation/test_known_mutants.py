@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.mutation.driver import ROOT, copy_repo
 from tests.mutation.known import MUTANTS, Mutant
 
-ROOT = Path(__file__).resolve().parents[2]
-_COPIED = ("node", "client", "tests", "pyproject.toml")
-_IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.mdb")
 RUN_TIMEOUT_S = 120
 _EXIT_MEANING = {
     0: "all tests passed: the mutant SURVIVED",
@@ -41,12 +39,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("node/wire/ledger_pb2.py is missing: run `make setup` first")
     dst = tmp_path_factory.mktemp("known-mutants") / "pristine"
     dst.mkdir()
-    for name in _COPIED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=_IGNORED)
-        else:
-            shutil.copy2(src, dst / name)
+    copy_repo(dst)
     return dst
 
 
