@@ -3,6 +3,10 @@ when it asks again, how long a peer's unproven word lasts, and serving within a 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
     CATCHUP_BLOCK_CHARGE_MIN_BYTES,
@@ -110,4 +114,119 @@ def test_serving_nothing_held_still_charges_and_says_why() -> None:
 
 def test_a_request_below_height_1_starts_at_1() -> None:
     got = serve_sync(SyncRequest(0, 2), _chain(2), Bucket(1, 1 << 30, 0), 0)
+    assert isinstance(got, SyncResponse) and [b.height for b, _ in got.blocks] == [1]
+
+
+# --- edges found by mutation testing (docs/testing.md, core.catchup) -----------------------
+
+
+def test_a_first_request_on_our_own_certificate_goes_to_the_next_validator() -> None:
+    """Before any peer has named a height, the peer to ask is the one after us (wrapping
+    at n), never ourselves."""
+    for me, expected in ((1, 2), (3, 0)):
+        sent: list[tuple[int, Message]] = []
+        c = CatchUp(me, N, lambda dst, m, sent=sent: sent.append((dst, m)))  # type: ignore[misc]
+        c.want(me, 5, committed=0, now_ms=0)
+        assert [dst for dst, _ in sent] == [expected]
+
+
+def test_the_retry_is_due_one_interval_after_the_request_was_sent() -> None:
+    c, _ = catchup()
+    c.want(2, 5, committed=0, now_ms=CATCHUP_RETRY_MS)  # bits shared: + and ^ differ
+    assert c.retry_deadline_ms() == 2 * CATCHUP_RETRY_MS
+
+
+def test_a_lower_word_does_not_redirect_a_certified_catch_up() -> None:
+    """A peer's word of a height below the certified target changes neither the target nor
+    the peer asked next."""
+    c, sent = catchup()
+    c.want(2, 10, committed=0, now_ms=0)
+    c.peer_height(0, 5, committed=0, now_ms=0)
+    assert c.target == 10
+    c.retry(0, CATCHUP_RETRY_MS)
+    assert [dst for dst, _ in sent] == [2, 3]
+
+
+def test_a_request_starts_at_the_height_after_ours_odd_or_even() -> None:
+    for committed in (3, 4):
+        c, sent = catchup()
+        c.want(2, 10, committed=committed, now_ms=0)
+        assert sent == [(2, SyncRequest(committed + 1, 10 - committed))]
+
+
+def test_after_a_spent_word_catch_up_goes_on_to_the_certified_height() -> None:
+    """A certified target (5) under a peer's word (10): when the word is spent after n - 1
+    unanswered requests, the node still asks the next peer for blocks up to 5."""
+    c, sent = catchup()
+    c.want(2, 5, committed=0, now_ms=0)
+    c.peer_height(3, 10, committed=0, now_ms=0)
+    for k in range(1, N):
+        c.retry(0, k * CATCHUP_RETRY_MS)
+    assert c.target == 5
+    assert sent[-1] == (3, SyncRequest(1, 5)) and len(sent) == N
+    assert c.retry_deadline_ms() == N * CATCHUP_RETRY_MS  # the last request, plus one interval
+
+
+def test_the_round_robin_skips_us_wherever_we_stand() -> None:
+    """ME = 2 of 4: after peer 1 comes 3 (not 2, and not 1 << 1 = 2 either)."""
+    sent: list[tuple[int, Message]] = []
+    c = CatchUp(2, N, lambda dst, m: sent.append((dst, m)))
+    c.want(1, 9, committed=0, now_ms=0)
+    c.retry(0, CATCHUP_RETRY_MS)
+    assert [dst for dst, _ in sent] == [1, 3]
+
+
+def test_indexes_above_256_are_compared_by_value() -> None:
+    """n = 300, me = 280: our own certificate does not make us the peer to ask, and the
+    round robin skips us though the index it computes is another int object."""
+    me = int(str(280))
+    sent: list[tuple[int, Message]] = []
+    c = CatchUp(me, 300, lambda dst, m: sent.append((dst, m)))
+    c.want(int(str(280)), 9, committed=0, now_ms=0)
+    c.want(279, 9, committed=0, now_ms=0)  # the peer to ask next is 279
+    c.retry(0, CATCHUP_RETRY_MS)
+    assert [dst for dst, _ in sent] == [281, 281]
+    c2 = CatchUp(me, 300, lambda dst, m: sent.append((dst, m)))
+    c2.want(279, 9, committed=0, now_ms=0)
+    c2.retry(0, CATCHUP_RETRY_MS)
+    assert [dst for dst, _ in sent][2:] == [279, 281]
+
+
+def test_the_size_bound_is_a_blocks_exact_share_of_a_response_plus_4_bytes() -> None:
+    """The bound counts a block, its certificate and its framing exactly, plus 4 bytes (its
+    share of the message's count), so a response of k >= 2 blocks is never larger than
+    the sum of their bounds. Blocks of 0, 1 and 30 transactions."""
+    from node.core import encode_message
+    from node.core.catchup import _wire_size_bound
+
+    empty = len(encode_message(SyncResponse(())))
+    for txs in ((), (b"x",), tuple(b"t%d" % i * 50 for i in range(30))):
+        b = block(0, txs=txs)
+        cert = qc(Phase.COMMIT, 0, 1, b.hash)
+        share = len(encode_message(SyncResponse(((b, cert),)))) - empty
+        assert _wire_size_bound(b, cert) == share + 4
+        two = len(encode_message(SyncResponse(((b, cert), (b, cert)))))
+        assert two <= 2 * _wire_size_bound(b, cert)
+
+
+def test_a_response_fills_exactly_up_to_the_byte_limit_and_stays_contiguous(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the limit at the bounds of blocks 1 and 2 together, both are sent; one byte
+    less, block 1 alone. A block over the limit ends the response: a smaller block after
+    it is not sent (a gap would stop the receiver at the missing height)."""
+    import node.core.catchup as catchup_module
+    from node.core.catchup import _wire_size_bound
+
+    disk = _chain(3)
+    bounds = [_wire_size_bound(*disk.blocks[h]) for h in (1, 2, 3)]
+    budget = Bucket(1, 1 << 30, 0)
+    for limit, heights in ((bounds[0] + bounds[1], [1, 2]), (bounds[0] + bounds[1] - 1, [1])):
+        monkeypatch.setattr(catchup_module, "CATCHUP_RESPONSE_BYTES_MAX", limit)
+        got = serve_sync(SyncRequest(1, 3), disk, budget, 0)
+        assert isinstance(got, SyncResponse) and [b.height for b, _ in got.blocks] == heights
+    big, cert = disk.blocks[2]
+    disk.blocks[2] = (replace(big, txs=(*big.txs, b"x" * 500)), cert)
+    monkeypatch.setattr(catchup_module, "CATCHUP_RESPONSE_BYTES_MAX", bounds[0] + bounds[2] + 1)
+    got = serve_sync(SyncRequest(1, 3), disk, budget, 0)
     assert isinstance(got, SyncResponse) and [b.height for b, _ in got.blocks] == [1]
