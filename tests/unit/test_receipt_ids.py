@@ -541,3 +541,51 @@ def test_the_certificate_cache_skips_only_what_it_verified(
     assert calls == []  # both certificates remembered: no signature checked again
     verify_receipt(good, net.genesis)
     assert len(calls) == 2 * net.genesis.quorum
+
+
+# --- edges found by mutation testing (docs/testing.md, receipt) ----------------------------
+
+
+def test_a_receipt_above_height_256_verifies(net: DemoNetwork, txf: TxFactory) -> None:
+    """Heights decoded from a header and carried by the receipt are equal ints, never the
+    same object: the height checks of the header, the certificate and the next block
+    compare values."""
+    chain = _Chain(net)
+    for _ in range(299):
+        chain.commit([])
+    chain.commit([txf.signed(txf.transfer())])
+    chain.commit([])
+    verify_receipt(chain.forged_receipt(300, 0), net.genesis)
+
+
+def test_a_missing_result_proof_names_the_next_block_at_odd_heights_too(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """At height 1 (odd: 1 | 1 and 1 ^ 1 are not 2) the message names block 2."""
+    chain = _Chain(net)
+    chain.commit([txf.signed(txf.transfer())])
+    chain.commit([])
+    unproven = dataclasses.replace(chain.forged_receipt(1, 0), result_proof=None)
+    with pytest.raises(InvalidReceiptError, match="needs block 2;"):
+        verify_receipt(unproven, net.genesis)
+
+
+def test_verify_receipt_takes_its_options_by_keyword_only(
+    attacked: tuple[_Chain, bytes], net: DemoNetwork
+) -> None:
+    good = attacked[0].forged_receipt(2, 0)
+    with pytest.raises(TypeError):
+        verify_receipt(good, net.genesis, False)  # type: ignore[misc]
+
+
+def test_a_certificate_of_more_than_256_signatures_verifies() -> None:
+    """400 validators, q = 267: counts of signers above the small-int cache compare by
+    value (a receipt's certificate is checked for repeated signers by counting)."""
+    from node.genesis import demo_genesis
+
+    big = demo_genesis(validators=400, quorum=267)
+    txf = TxFactory(big)
+    chain = _Chain(big)
+    chain.commit([txf.signed(txf.transfer())])
+    chain.commit([])
+    verify_receipt(chain.forged_receipt(1, 0), big.genesis)
