@@ -120,7 +120,8 @@ def test_overlay_guards_hold_on_their_own(net: DemoNetwork) -> None:
     o = _Overlay(view)
     o.move(cash, "A", "B", 10)  # all of A's balance, B exactly to 2**64 - 1
     assert (o.balance("A", cash), o.balance("B", cash)) == (0, U64_MAX)
-    for dst_held, amount in ((0, 6), (U64_MAX, 1)):  # the source short; the target full
+    # The source short; the target full; the target over by one with an amount above 1.
+    for dst_held, amount in ((0, 6), (U64_MAX, 1), (U64_MAX - 1, 2)):
         o = _Overlay(_View(net.genesis, {("A", cash): 5, ("B", cash): dst_held}))
         with pytest.raises(InvariantError, match="unchecked move"):
             o.move(cash, "A", "B", amount)
