@@ -49,6 +49,7 @@ CATCHUP_RESPONSE_BYTES_MAX: Final = BLOCK_BYTES_MAX  # blocks per response stop 
 CATCHUP_RETRY_MS: Final = 500  # resend an unanswered catch-up request after this long
 TIMEOUT_VIEWS_TRACKED_MAX: Final = 8  # views for which timeout messages are collected
 CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
+TRANSCRIPT_LINES_MAX: Final = 20_000  # lines an engine transcript keeps (debugging aid)
 BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a fresh block timed this far from us
 # A validator that failed to lead sits out this many committed blocks, doubling with each
 # failure since it last led a committed block (node/core/leader.py).
