@@ -112,7 +112,9 @@ class Engine:
         self.rewrite = rewrite  # settable: the simulator corrupts an instance after boot
         self.observers: list[Observer] = list(observers)
         self._me = replica.cfg.me
-        self._local: deque[Message] = deque()  # loopback messages, stepped after each Ready
+        # Loopback messages, stepped after each Ready: bounded by what one Ready addresses
+        # to this node (its proposal, its votes, the certificates it formed, its timeout).
+        self._local: deque[Message] = deque()
         self._draining = False
         self.failed: BaseException | None = None  # the exception that stopped the engine
 
