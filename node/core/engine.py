@@ -34,14 +34,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Protocol
 
 from node.core.mempool import AddResult
 from node.core.replica import Replica
 from node.core.types import Block, Message, QuorumCert
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 __all__ = ["Engine", "EngineFailedError", "Execute", "Observer", "Rewrite", "SafetyStore", "Send"]
 
@@ -125,26 +122,38 @@ class Engine:
         self._check_running()
         for o in self.observers:
             o.on_step(src, msg, now_ms)
-        self._fenced(self.replica.step, src, msg, now_ms)
-        self.drain(now_ms)
+        try:
+            self.replica.step(src, msg, now_ms)
+            self._drain_once(now_ms)
+        except Exception as e:
+            self._stop(e)
+            raise
 
     def tick(self, now_ms: int) -> None:
         """The caller's timer reached ``deadline_ms`` (early or late ticks are harmless)."""
         self._check_running()
         for o in self.observers:
             o.on_tick(now_ms)
-        self._fenced(self.replica.tick, now_ms)
-        self.drain(now_ms)
+        try:
+            self.replica.tick(now_ms)
+            self._drain_once(now_ms)
+        except Exception as e:
+            self._stop(e)
+            raise
 
     def submit(self, raw: bytes, now_ms: int | None, *, drain: bool = True) -> AddResult:
         """A client's transaction. With ``drain=False`` the caller records the answer first
         and then calls ``drain`` (a commit inside the drain may settle what it records)."""
         self._check_running()
-        result: AddResult = self._fenced(self.replica.submit, raw, now_ms)
-        for o in self.observers:
-            o.on_submit(raw, result, now_ms)
-        if drain:
-            self.drain(now_ms)
+        try:
+            result = self.replica.submit(raw, now_ms)
+            for o in self.observers:
+                o.on_submit(raw, result, now_ms)
+            if drain:
+                self._drain_once(now_ms)
+        except Exception as e:
+            self._stop(e)
+            raise
         return result
 
     def peer_height(self, peer: int, height: int, now_ms: int | None) -> None:
@@ -152,8 +161,12 @@ class Engine:
         self._check_running()
         for o in self.observers:
             o.on_peer_height(peer, height, now_ms)
-        self._fenced(self.replica.peer_height, peer, height)
-        self.drain(now_ms)
+        try:
+            self.replica.peer_height(peer, height)
+            self._drain_once(now_ms)
+        except Exception as e:
+            self._stop(e)
+            raise
 
     def deadline_ms(self) -> int | None:
         """When the caller's timer should call ``tick`` next (None: only on input)."""
@@ -163,12 +176,19 @@ class Engine:
 
     def drain(self, now_ms: int | None) -> None:
         """Do all the replica's work: persist, send, execute, advance, loopback; repeat."""
+        self._check_running()
+        try:
+            self._drain_once(now_ms)
+        except Exception as e:
+            self._stop(e)
+            raise
+
+    def _drain_once(self, now_ms: int | None) -> None:
         if self._draining:
             return  # a port fed an input from inside the loop: the outer loop finishes it
-        self._check_running()
         self._draining = True
         try:
-            self._fenced(self._drain, now_ms)
+            self._drain(now_ms)
         finally:
             self._draining = False
         for o in self.observers:
@@ -220,11 +240,8 @@ class Engine:
         if self.failed is not None:
             raise EngineFailedError(f"the engine stopped at: {self.failed!r}") from self.failed
 
-    def _fenced(self, fn: Callable[_P, _T], *args: _P.args, **kw: _P.kwargs) -> _T:
-        """Run ``fn``; an exception out of it stops the engine for good, then propagates."""
-        try:
-            return fn(*args, **kw)
-        except Exception as e:  # as the runtime's _guard: whatever it is, stop
-            if self.failed is None:
-                self.failed = e
-            raise
+    def _stop(self, e: Exception) -> None:
+        """An exception escaped (whatever it is, as the runtime's ``_guard`` treats it): the
+        engine takes no more input; the caller re-raises it."""
+        if self.failed is None:
+            self.failed = e
