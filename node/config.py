@@ -52,6 +52,7 @@ CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
 # One slot of the safety-state file (docs/adr/0010): the lock holds one block that fitted
 # a consensus message, plus its certificate and the views; a larger state is fatal.
 SAFETY_STATE_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX + 1024 * 1024
+TRANSCRIPT_LINES_MAX: Final = 20_000  # lines an engine transcript keeps (debugging aid)
 BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a fresh block timed this far from us
 # A validator that failed to lead sits out this many committed blocks, doubling with each
 # failure since it last led a committed block (node/core/leader.py).

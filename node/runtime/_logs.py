@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["event", "setup_logging"]
+__all__ = ["event", "logging_at", "setup_logging"]
 
 _LOG = logging.getLogger("node")
 
@@ -41,6 +41,12 @@ def setup_logging(node: str, level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("grpc").setLevel(max(root.level, logging.INFO))  # its debug is noise
+
+
+def logging_at(level: int) -> bool:
+    """Whether ``event`` at ``level`` would log: per-message and per-block debug lines check
+    this first, so their fields are not even formatted when debug logging is off."""
+    return _LOG.isEnabledFor(level)
 
 
 def event(

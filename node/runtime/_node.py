@@ -2,11 +2,13 @@
 
 Theory of operation. Everything runs on one asyncio loop and every handler below is
 synchronous, so the replica, the store and the waiters never see concurrent access. An
-event (a peer's message, a client's submit, a timer) is fed to the replica; then
-``_drain`` does what the core asks in the house order (persist the safety state with
-fsync, then send, then apply committed blocks to LMDB and report their roots, then
-advance), loops back messages addressed to itself, and re-arms the one timer at the
-replica's next deadline.
+event (a peer's message, a client's submit, a timer) is fed to the consensus engine
+(``node/core/engine.py``, the one driver the simulator and the replica tests run too),
+which does what the core asks in the house order: persist the safety state with fsync
+(``Storage.save_safety``), then send (``_send``: encode, hand to the transport), then
+apply committed blocks to LMDB and report their roots (``_execute``), then advance, and
+loops back messages addressed to itself. After each event the node updates its metrics,
+halts if the replica halted, and re-arms the one timer at the replica's next deadline.
 
 Fail-stop. Every entry into the driver (``deliver``, ``submit``, ``peer_up``, ``start``,
 the timer, the intake flush) runs under ``_guard``: any exception there -- a storage
@@ -28,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -61,12 +63,14 @@ from node.core import (
     encode_message,
     encode_qc,
 )
+from node.core.engine import Engine, Observer
 from node.core.mempool import AddResult, Mempool, tx_key
+from node.core.transcript import describe
 from node.invariant import InvariantError, require
 from node.merkle import MerkleTree
 from node.receipt import Receipt, ResultProof
 from node.runtime._admission import Admission
-from node.runtime._logs import event
+from node.runtime._logs import event, logging_at
 from node.runtime._metrics import Metrics
 from node.runtime._source import StoreSource, _decode_stored
 from node.runtime._timeline import Step, Timeline
@@ -163,8 +167,10 @@ class Node:
             tx_check=self._forward_ok,
         )
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
-        self._local: deque[Message] = deque()
-        self._draining = False
+        self.engine = Engine(
+            self.replica, store, self._send, self._execute, observers=[_Marks(self)]
+        )
+        self._encoded: tuple[Message | None, bytes] = (None, b"")  # a broadcast: encode once
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._trees_cache: OrderedDict[int, _BlockTrees] = OrderedDict()
@@ -214,10 +220,11 @@ class Node:
         self._guard("deliver", self._deliver, src, msg)
 
     def _deliver(self, src: int, msg: Message) -> None:
-        event("recv", logging.DEBUG, src=src, msg=_describe(msg))
+        if logging_at(logging.DEBUG):  # no formatting per message unless asked for
+            event("recv", logging.DEBUG, src=src, msg=describe(msg))
         self._mark(msg)
-        self.replica.step(src, msg, self._clock())
-        self._drain()
+        self.engine.step(src, msg, self._clock())
+        self._after_drain()
 
     async def submit(self, raw: bytes, tid: bytes) -> AddResult:
         """A client's transaction with its id, already prechecked (node/runtime/_api.py).
@@ -237,7 +244,8 @@ class Node:
     def _submit(self, raw: bytes, tid: bytes) -> AddResult:
         if self.store.intake_count() + len(self._intake_batch) >= INTAKE_TXS_MAX:
             return AddResult.FULL
-        result = self.replica.submit(raw, self._clock())
+        now = self._clock()
+        result = self.engine.submit(raw, now, drain=False)
         if result is AddResult.ACCEPTED:
             self._pending[tid] = time.monotonic()
             while len(self._pending) > PENDING_IDS_MAX:
@@ -247,7 +255,7 @@ class Node:
                 loop = asyncio.get_running_loop()
                 self._intake_flush = loop.create_future()
                 loop.call_soon(self._guard, "intake", self._flush_intake)
-        self._drain()
+        self._drain(now)  # after the bookkeeping: a one-node cluster commits in here
         return result
 
     def _flush_intake(self) -> None:
@@ -279,8 +287,8 @@ class Node:
         if peer_height <= self.replica.committed_height:
             return
         self._last_probe_ms[peer] = now
-        self.replica.peer_height(peer, peer_height)
-        self._drain()
+        self.engine.peer_height(peer, peer_height, now)
+        self._after_drain()
 
     def start(self) -> None:
         """Replay the intake log into the mempool, then run the first drain."""
@@ -293,7 +301,7 @@ class Node:
         for tid, raw in entries:
             if self.store.tx_record(tid) is not None:
                 stale.append(tx_key(raw))  # its id committed (another copy): nothing to do
-            elif self.replica.submit(raw, now) is AddResult.ACCEPTED:
+            elif self.engine.submit(raw, now, drain=False) is AddResult.ACCEPTED:
                 self._pending[tid] = time.monotonic()
             elif not self.replica.mempool.contains(raw):
                 # Only if the operator lowered this node's limits across the restart.
@@ -302,7 +310,7 @@ class Node:
         if entries:
             self.store.intake_drop(stale)
             event("intake_replayed", txs=len(entries) - len(stale), pruned=len(stale))
-        self._drain()
+        self._drain(now)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -450,57 +458,33 @@ class Node:
         self._guard("timer", self._tick)
 
     def _tick(self) -> None:
-        self.replica.tick(self._clock())
-        self._drain()
-
-    def _drain(self) -> None:
-        if self._draining:
-            return  # re-entered from a loopback delivery; the outer loop finishes the job
-        self._draining = True
-        try:
-            while True:
-                self._drain_ready()
-                if not self._local:
-                    break
-                while self._local:
-                    self.replica.step(self.index, self._local.popleft(), self._clock())
-        finally:
-            self._draining = False
+        self.engine.tick(self._clock())
         self._after_drain()
 
-    def _drain_ready(self) -> None:
-        r = self.replica
-        while True:
-            ready = r.ready()
-            if ready.empty():
-                r.advance()
-                return
-            if ready.to_persist is not None:
-                self.store.save_safety(ready.to_persist)  # durable before any vote leaves
-            encoded: dict[int, bytes] = {}  # a broadcast is one object sent n times
-            for dst, msg in ready.to_send:
-                self._mark(msg)
-                if dst == self.index:
-                    self._local.append(msg)
-                    continue
-                event("send", logging.DEBUG, dst=dst, msg=_describe(msg))
-                data = encoded.get(id(msg))
-                if data is None:
-                    data = encoded[id(msg)] = _encode(msg)
-                if data:
-                    self.send_frame(dst, data)
-            for block, cert in ready.committed:
-                self._apply(block, cert)
-            r.advance()
+    def _drain(self, now: int) -> None:
+        self.engine.drain(now)
+        self._after_drain()
 
-    def _apply(self, block: Block, cert: QuorumCert) -> None:
+    def _send(self, dst: int, msg: Message) -> None:
+        """The engine's send port: encode (once per broadcast) and hand to the transport."""
+        if logging_at(logging.DEBUG):
+            event("send", logging.DEBUG, dst=dst, msg=describe(msg))
+        last, data = self._encoded
+        if last is not msg:  # a broadcast is one object sent to each peer in a row
+            data = _encode(msg)
+            self._encoded = (msg, data)
+        if data:
+            self.send_frame(dst, data)
+
+    def _execute(self, block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
+        """The engine's execute port: apply a committed block, commit it to LMDB with its
+        certificate, settle its waiters; the engine reports the roots to the replica."""
         ctx = BlockContext(block.height, block.time_ms)
         outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
         done = [tx_key(tx) for tx in block.txs] if self.store.intake_count() else []
         self.store.commit_block(
             block.hash, encode_block(block), encode_qc(cert), ctx, outcome, intake_done=done
         )
-        self.replica.executed(block.height, outcome.state_root, outcome.results_root)
         self.load.committed(len(block.txs), len(self.replica.mempool), self._clock())
         self.timeline.mark(block.height, Step.APPLIED)
         now = time.monotonic()
@@ -518,14 +502,16 @@ class Node:
             self._resolve(tid)
         self._head_changed.set()
         self._head_changed = asyncio.Event()
-        event(
-            "commit",
-            logging.DEBUG,
-            height=block.height,
-            view=cert.view,
-            txs=len(block.txs),
-            root=outcome.state_root.hex()[:16],
-        )
+        if logging_at(logging.DEBUG):
+            event(
+                "commit",
+                logging.DEBUG,
+                height=block.height,
+                view=cert.view,
+                txs=len(block.txs),
+                root=outcome.state_root.hex()[:16],
+            )
+        return outcome.state_root, outcome.results_root
 
     def _mark(self, msg: Message) -> None:
         """Note the first time this node sees a block's proposal or certificates."""
@@ -594,17 +580,16 @@ def _encode(msg: Message) -> bytes:
     try:
         return encode_message(msg)
     except EncodeError as e:
-        event("message_dropped", logging.ERROR, msg=_describe(msg), error=str(e))
+        event("message_dropped", logging.ERROR, msg=describe(msg), error=str(e))
         return b""
 
 
-def _describe(msg: Message) -> str:
-    """A short form of a message for debug logs."""
-    kind = type(msg).__name__
-    view = getattr(msg, "view", None)
-    if view is None and hasattr(msg, "qc"):
-        qc = msg.qc
-        return f"{kind}({qc.phase.name} v{qc.view} h{qc.height})"
-    block = getattr(msg, "block", None)
-    height = block.height if block is not None else getattr(msg, "height", None)
-    return f"{kind}(v{view} h{height})" if view is not None else kind
+class _Marks(Observer):
+    """Notes in the node's timeline every proposal and certificate it sends, its loopback
+    messages included (what it receives from peers is noted in ``_deliver``)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def on_send(self, dst: int, msg: Message) -> None:
+        self._node._mark(msg)

@@ -2,7 +2,8 @@
 seeds, print progress. ``--byz all`` draws from every strategy of tests/sim/byzantine.py;
 ``--byz-count`` forces the number of Byzantine validators (beyond the bound: a control).
 
-Exit status 1 on the first violation, after printing the seed and the replay command.
+Exit status 1 on the first violation, after printing the seed, the replay command and the
+file holding the transcripts of every node's engine (``runner.explain``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter
 from node.settlement import ResultCode
 from tests.sim.byzantine import STRATEGIES
 from tests.sim.invariants import Violation
-from tests.sim.runner import make_scenario, replay_command, run
+from tests.sim.runner import failure_report, make_scenario, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = run(sc)
         except Violation as e:
-            print(f"\nFAIL seed {seed} (n={sc.n} q={sc.q}): {e}", file=sys.stderr)
-            print(f"replay: {replay_command(sc)}", file=sys.stderr)
+            print(f"\nFAIL {failure_report(sc, e)}", file=sys.stderr)
             return 1
         blocks += result.height
         kinds.update(result.sent)

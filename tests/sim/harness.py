@@ -7,6 +7,13 @@ delays, partitions), crashes and restarts, Byzantine twins, Byzantine strategies
 (``tests/sim/byzantine.py``) and the client workload, so a seed replays exactly. The
 :class:`~tests.sim.invariants.Checker` sees every send, every persisted safety state and
 every applied block.
+
+Each instance runs the validator's own driver, :class:`~node.core.engine.Engine` (the
+ready loop of ``node/runtime/_node.py``): the harness only supplies its ports (the
+instance's ``MemoryStore``, a send into the simulated network, an execute that applies the
+block and shows it to the checker), a rewrite port for Byzantine code and an observer
+(``_Watch``) for the checker's per-message hooks. A failing seed can replay with
+transcripts (``Cluster.transcripts``, ``node/core/transcript.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 
 from node import crypto
 from node.config import ADMISSION_EXPIRY_TOLERANCE_MS
@@ -36,6 +43,8 @@ from node.core import (
     encode_block,
     encode_qc,
 )
+from node.core.engine import Engine, Observer
+from node.core.transcript import Transcript
 from node.genesis import DemoNetwork
 from node.runtime import StoreSource
 from node.settlement import BlockContext, ResultCode, Transaction, apply_block, precheck
@@ -137,6 +146,9 @@ class Instance:
     byz: Strategy | None = None  # modified code between the replica and the network
     face: int | None = None  # an equivocator's face: it talks to honest half ``face`` only
     verifier: CountingVerifier | None = None
+    engine: Engine | None = None  # the validator's driver around ``core`` (None: crashed)
+    verify_src: int | None = None  # the sender whose message the verifier is checking
+    verify_mark: int = 0  # the verifier's count when that message was stepped
 
 
 def _network(n: int) -> DemoNetwork:
@@ -181,6 +193,8 @@ class Cluster:
         self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
         self.kept_down: set[int] = set()  # instances that stay crashed after heal
         self._wired: tuple[object, Message | None] = (None, None)  # last message through wire()
+        # Engine transcripts per instance name, when asked for (``record_transcripts``).
+        self.transcripts: dict[int, Transcript] | None = None
         # A planted network fault (directed tests): messages it returns True for are lost.
         self.drop_if: Callable[[Instance, int, Message], bool] | None = None
         # Honest halves an equivocator's two faces talk to (own PRNG: other draws unchanged).
@@ -228,6 +242,8 @@ class Cluster:
             now=lambda: self.now,
         )
         inst.byz = STRATEGIES[strategy](env, random.Random(salt))
+        if inst.engine is not None:
+            inst.engine.rewrite = partial(self._byz_out, inst)
         if isinstance(inst.byz, Equivocate):
             inst.face = inst.byz.face = copy
         pulse = inst.byz.pulse_ms
@@ -241,12 +257,29 @@ class Cluster:
         self._push(self.now + every_ms, "call", lambda: self._pulse(inst, every_ms))
 
     def _send_byz(self, inst: Instance, dst: int, msg: Message) -> None:
+        sent = self._wire(msg)
+        if sent is not None:
+            self.send(inst, dst, sent)
+
+    def _wire(self, msg: Message) -> Message | None:
         # One message is often sent to every peer: encode it once.
         if self._wired[0] is not msg:
             self._wired = (msg, wire(msg))
-        sent = self._wired[1]
-        if sent is not None:
-            self.send(inst, dst, sent)
+        return self._wired[1]
+
+    def _byz_out(self, inst: Instance, dst: int, msg: Message) -> list[tuple[int, Message]]:
+        """The engine's rewrite port of a Byzantine instance: what its modified code sends
+        for what the inner replica sends. A loopback message also passes the strategy's
+        ``incoming``, as any message reaching the inner replica does."""
+        assert inst.byz is not None
+        out = []
+        for d, m in inst.byz.outgoing(dst, msg):
+            sent = self._wire(m)
+            if sent is not None and d == inst.index:
+                sent = inst.byz.incoming(d, sent)
+            if sent is not None:
+                out.append((d, sent))
+        return out
 
     def _tx_check(self, raw: bytes) -> bool:
         """The runtime's admission precheck, which forwarded transactions pass too."""
@@ -277,7 +310,7 @@ class Cluster:
         source = StoreSource(inst.store)
         state_root, results = source.executed_roots()
         inst.verifier = CountingVerifier(self._verifier())
-        inst.core = Replica(
+        inst.core = core = Replica(
             cfg,
             self._signer(inst.index),
             inst.verifier,
@@ -288,8 +321,39 @@ class Cluster:
             now_ms=self.now,
             tx_check=self._tx_check,
         )
+        inst.engine = Engine(
+            core,
+            inst.store,
+            partial(self.send, inst),
+            partial(self._apply, inst),
+            rewrite=None if inst.byz is None else partial(self._byz_out, inst),
+            observers=[_Watch(self, inst)],
+        )
+        if self.transcripts is not None:
+            self._record(inst)
         inst.tick_at = None
-        self._drain(inst)
+        inst.engine.drain(self.now)
+
+    def record_transcripts(self) -> None:
+        """From now on (and across restarts) every instance's engine keeps a transcript."""
+        self.transcripts = {}
+        for inst in self.instances:
+            if inst.engine is not None:
+                self._record(inst)
+
+    def _record(self, inst: Instance) -> None:
+        """A transcript for this instance's engine; after a restart it goes on in the same
+        lines as before the crash."""
+        assert self.transcripts is not None and inst.engine is not None
+        label = f"i{inst.name} "
+        before = self.transcripts.get(inst.name)
+        if before is not None:
+            before.lines.append(f"{label}t={self.now - self.t0} restart (memory lost, disk kept)")
+        t = Transcript(
+            inst.engine.replica, label, None if before is None else before.lines, t0_ms=self.t0
+        )
+        self.transcripts[inst.name] = t
+        inst.engine.observers.append(t)
 
     # --- events ------------------------------------------------------------------------
 
@@ -326,36 +390,22 @@ class Cluster:
             return face is None or self.half.get(self.instances[other].index, face) == face
         return fa == fb
 
-    def _drain(self, inst: Instance) -> None:
-        """Persist, then send, then apply committed, then advance (the runtime's loop)."""
-        core = inst.core
-        assert core is not None
-        while True:
-            ready = core.ready()
-            if ready.empty():
-                core.advance()
-                break
-            if ready.to_persist is not None:
-                inst.store.save_safety(ready.to_persist)
-            for dst, msg in ready.to_send:
-                self.checker.on_send(inst, dst, msg, inst.store.load_safety(), self.now)
-                if inst.byz is None:
-                    self.send(inst, dst, msg)
-                    continue
-                for d, m in inst.byz.outgoing(dst, msg):
-                    self._send_byz(inst, d, m)
-            for block, cert in ready.committed:
-                self._apply(inst, block, cert)
-            core.advance()
-        self._schedule_tick(inst)
-
-    def _apply(self, inst: Instance, block: Block, cert: QuorumCert) -> None:
+    def _apply(self, inst: Instance, block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
+        """The engine's execute port: the real settlement, the instance's disk, the checker."""
         ctx = BlockContext(block.height, block.time_ms)
         outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
         inst.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
         self.checker.on_commit(inst, block, cert, outcome, self.now)
-        assert inst.core is not None
-        inst.core.executed(block.height, outcome.state_root, outcome.results_root)
+        return outcome.state_root, outcome.results_root
+
+    def _charge_verified(self, inst: Instance, src: int | None) -> None:
+        """Charge the signature checks since the last message stepped to its sender, and
+        start counting for ``src`` (None: no message is being stepped)."""
+        assert inst.verifier is not None
+        count = inst.verifier.count
+        if inst.verify_src is not None:
+            self.checker.on_verified(inst, inst.verify_src, count - inst.verify_mark, self.now)
+        inst.verify_src, inst.verify_mark = src, count
 
     def _schedule_tick(self, inst: Instance) -> None:
         assert inst.core is not None
@@ -374,17 +424,14 @@ class Cluster:
             inst = self.instances[name]
             if inst.core is not None and inst.byz is not None:
                 msg = inst.byz.incoming(src, msg)
-            if inst.core is not None and msg is not None and inst.verifier is not None:
-                before = inst.verifier.count
-                inst.core.step(src, msg, self.now)
-                self.checker.on_verified(inst, src, inst.verifier.count - before, self.now)
-                self._drain(inst)
+            if inst.engine is not None and msg is not None:
+                inst.engine.step(src, msg, self.now)
+                self._charge_verified(inst, None)
         elif kind == "tick":
             inst = self.instances[data]  # type: ignore[index]
-            if inst.core is not None and inst.tick_at == self.now:
+            if inst.engine is not None and inst.tick_at == self.now:
                 inst.tick_at = None
-                inst.core.tick(self.now)
-                self._drain(inst)
+                inst.engine.tick(self.now)
         elif kind == "call":
             data()  # type: ignore[operator]
 
@@ -408,8 +455,9 @@ class Cluster:
     def crash(self, name: int) -> None:
         inst = self.instances[name]
         self.sent["(crash)"] += 1
-        inst.core = None  # memory is gone; the store (disk) stays
+        inst.core = inst.engine = None  # memory is gone; the store (disk) stays
         inst.tick_at = None
+        inst.verify_src = None
 
     def restart(self, name: int) -> None:
         inst = self.instances[name]
@@ -430,7 +478,7 @@ class Cluster:
         if not live:
             return
         inst = self.instances[name] if name is not None else self.rng.choice(live)
-        if inst.core is None:
+        if inst.engine is None:
             return
         self.submitted[raw] = None
         if inst.byz is not None and not inst.byz.accepts(raw):
@@ -442,14 +490,14 @@ class Cluster:
                 self.admission_codes[code] += 1
                 self.checker.on_refused(raw, code)
                 return
-        result = inst.core.submit(raw, self.now)
+        result = inst.engine.submit(raw, self.now, drain=False)
         if inst.byz is None:
             self.checker.on_submit(inst, raw, result, self.now)
             if result in (AddResult.ACCEPTED, AddResult.DUPLICATE):
                 self.acked.setdefault(raw, self.now)
                 if self._watching and inst.honest:
                     self._start_watch(raw)
-        self._drain(inst)
+        inst.engine.drain(self.now)
 
     def client_retry(self) -> None:
         """The SDK resubmits what it has no receipt for (idempotent: same tx id)."""
@@ -516,6 +564,25 @@ class Cluster:
             if counts is not None:
                 out.update({f"{inst.byz.name}:{k}": v for k, v in counts.items()})  # type: ignore[union-attr]
         return out
+
+
+class _Watch(Observer):
+    """The checker's view of one instance's engine: every message the replica sends (with
+    the safety state on its disk), the signature checks each received message cost its
+    sender, and the next tick once the engine is idle."""
+
+    def __init__(self, cl: Cluster, inst: Instance) -> None:
+        self.cl, self.inst = cl, inst
+
+    def on_step(self, src: int, msg: Message, now_ms: int | None) -> None:
+        self.cl._charge_verified(self.inst, src)
+
+    def on_send(self, dst: int, msg: Message) -> None:
+        inst = self.inst
+        self.cl.checker.on_send(inst, dst, msg, inst.store.load_safety(), self.cl.now)
+
+    def on_drained(self) -> None:
+        self.cl._schedule_tick(self.inst)
 
 
 def _refusal(n: int, kind: str, index: int, offset_ms: int) -> SimTx:

@@ -1,9 +1,12 @@
-"""Seeds to scenarios, scenarios to runs, and the replay command for a failing seed."""
+"""Seeds to scenarios, scenarios to runs, and for a failing seed the replay command and
+the engine transcripts of its nodes (``explain``)."""
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from node.core import Phase, Quorum, Vote, tx_key
 from tests.sim.byzantine import STRATEGIES
@@ -27,6 +30,12 @@ FAULT_KINDS = (
     "twins_split",
     "none",
 )
+
+
+# Where ``explain`` writes the transcripts of a failing seed (the repository's build/ by
+# default; the environment variable moves it).
+TRANSCRIPT_DIR_ENV = "SIM_TRANSCRIPT_DIR"
+TRANSCRIPT_DIR_DEFAULT = Path(__file__).resolve().parents[2] / "build" / "sim-transcripts"
 
 
 def replay_command(sc: Scenario) -> str:
@@ -203,13 +212,58 @@ def heal_all(cl: Cluster, keep_down: int) -> None:
             cl.restart(inst.name)
 
 
-def run(sc: Scenario, keep_down: int | None = None) -> RunResult:
+def run(
+    sc: Scenario, keep_down: int | None = None, *, transcripts: Path | None = None
+) -> RunResult:
     """Run one scenario; raises :class:`Violation` naming the broken invariant.
 
     ``keep_down`` validators stay crashed after heal (default: a seeded number within
-    the liveness bound n - q).
+    the liveness bound n - q). With ``transcripts``, every engine records a transcript
+    (no effect on the run: observers draw no randomness) and a violation writes them
+    all to that file before it propagates.
     """
     cl = build(sc)
+    if transcripts is None:
+        return _run(cl, sc, keep_down)
+    cl.record_transcripts()
+    try:
+        return _run(cl, sc, keep_down)
+    except Violation:
+        _write_transcripts(cl, transcripts)
+        raise
+
+
+def explain(sc: Scenario, keep_down: int | None = None) -> Path | None:
+    """Replay a failing scenario with transcripts on; the file they are in, or None if
+    the replay passed (a failure that does not replay is itself worth reporting)."""
+    where = Path(os.environ.get(TRANSCRIPT_DIR_ENV) or TRANSCRIPT_DIR_DEFAULT)
+    q = "-".join(sorted(sc.byz_pool)) or "honest"
+    path = where / f"seed-{sc.seed}-n{sc.n}-q{sc.q}-{q}.txt"
+    try:
+        run(sc, keep_down, transcripts=path)
+    except Violation:
+        return path
+    return None
+
+
+def _write_transcripts(cl: Cluster, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        f.write(f"# {replay_command(cl.sc)}\n# simulated time {cl.now - cl.t0} ms\n")
+        for name, t in sorted((cl.transcripts or {}).items()):
+            inst = cl.instances[name]
+            role = "honest" if inst.honest else (inst.byz.name if inst.byz else "twin")
+            f.write(f"\n## instance {name}: validator {inst.index}, {role}\n{t.text()}")
+
+
+def failure_report(sc: Scenario, e: Violation, keep_down: int | None = None) -> str:
+    """What a failing seed prints: the violation, the replay command, the transcripts."""
+    path = explain(sc, keep_down)
+    where = f"transcripts: {path}" if path else "transcripts: the replay did not fail"
+    return f"seed {sc.seed} n={sc.n} q={sc.q}: {e}\nreplay: {replay_command(sc)}\n{where}"
+
+
+def _run(cl: Cluster, sc: Scenario, keep_down: int | None) -> RunResult:
     cl.run_until(cl.t0 + sc.chaos_ms)
     quorum = Quorum(sc.n, sc.q)
     rng = random.Random(sc.seed)

@@ -1,7 +1,8 @@
 """CI entry for the deterministic simulation: seeds over n in {4, 7, 26}, Byzantine
 strategies at the bound, and the negative controls that prove the checker can fire.
 
-A failing seed prints the one command that replays it.
+A failing seed prints the one command that replays it and the file holding its nodes'
+engine transcripts (SIM_TRANSCRIPT_DIR, default build/sim-transcripts/).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -40,9 +42,9 @@ from tests.sim.invariants import (
 from tests.sim.runner import (
     equivocation_attack,
     every_refusal,
+    failure_report,
     lock_attack,
     make_scenario,
-    replay_command,
     run,
     split_brain,
 )
@@ -79,7 +81,7 @@ def _run_seeds(
         try:
             result = run(sc)
         except Violation as e:
-            pytest.fail(f"seed {seed} n={sc.n} q={sc.q}: {e}\nreplay: {replay_command(sc)}")
+            pytest.fail(failure_report(sc, e))
         in_blocks.update(result.codes)
         at_admission.update(result.refused)
     return in_blocks, at_admission
@@ -531,3 +533,29 @@ def test_double_vote_checker_fires() -> None:
     checker.on_send(_honest(), 1, first, state, 0)
     other = replace(first, block_hash=b"\2" * 32)
     _fires("honest double vote", lambda: checker.on_send(_honest(), 1, other, state, 0))
+
+
+def test_a_failing_seed_names_the_file_with_its_nodes_transcripts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The vote-before-persist control, replayed with transcripts: the report names a file
+    holding every instance's engine transcript, ending where the violation struck."""
+    monkeypatch.setenv(runner.TRANSCRIPT_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(MemoryStore, "save_safety", lambda self, data: None)
+    sc = make_scenario(4, None, 2)
+    with pytest.raises(Violation) as caught:
+        run(sc)
+    report = failure_report(sc, caught.value)
+    path = Path(report.rsplit("transcripts: ", 1)[1])
+    assert path.parent == tmp_path and "vote before persist" in report
+    text = path.read_text()
+    assert all(f": validator {i}, " in text for i in range(4)) and ", honest\ni" in text
+    assert " send " in text and "Vote(PREPARE" in text and " persist " in text
+
+
+def test_a_seed_that_passes_has_no_transcript_to_explain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(runner.TRANSCRIPT_DIR_ENV, str(tmp_path))
+    assert runner.explain(make_scenario(4, None, 2)) is None
+    assert not list(tmp_path.iterdir())

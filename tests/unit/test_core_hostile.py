@@ -335,8 +335,8 @@ def test_a_peer_that_lies_about_its_height_costs_one_round_of_requests() -> None
     asked = 0
     for _ in range(40):  # 20 s of retries
         net.tick(node.now_ms + CATCHUP_RETRY_MS)
-        asked += sum(isinstance(m, SyncRequest) for r in net.readies[3] for _, m in r.to_send)
-        net.readies[3].clear()
+        asked += sum(isinstance(m, SyncRequest) for m in net.outboxes[3].sent())
+        net.outboxes[3].clear()
     assert node.committed_height == top
     assert asked <= net.quorum.n  # the first request and one round of retries, then quiet
     assert node.deadline_ms() is None or node.deadline_ms() > node.now_ms

@@ -13,11 +13,11 @@ from node.core import (
     CoreConfig,
     Ed25519Signer,
     Ed25519Verifier,
+    Message,
     Phase,
     Proposal,
     Quorum,
     QuorumCert,
-    Ready,
     Replica,
     SafetyState,
     Timeout,
@@ -26,6 +26,7 @@ from node.core import (
     decode_header,
     verify_certificate,
 )
+from node.core.engine import Engine, Observer
 from node.crypto import sha256
 from node.genesis import demo_genesis
 from node.merkle import EMPTY_ROOT
@@ -41,6 +42,9 @@ class Disk:
     def __init__(self) -> None:
         self.blocks: dict[int, tuple[Block, QuorumCert]] = {}
         self.safety: bytes | None = None
+
+    def save_safety(self, data: bytes) -> None:
+        self.safety = data
 
     def committed_height(self) -> int:
         return max(self.blocks, default=0)
@@ -59,9 +63,32 @@ class Disk:
 Tamper = Callable[[int, int, object], object | None]
 
 
+class Outbox(Observer):
+    """What one node's engine did, in order: ("persist", safety bytes) and ("send", dst,
+    message) entries."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object, object]] = []
+
+    def on_persist(self, data: bytes) -> None:
+        self.log.append(("persist", data, None))
+
+    def on_send(self, dst: int, msg: Message) -> None:
+        self.log.append(("send", dst, msg))
+
+    def sent(self) -> list[object]:
+        return [msg for kind, _, msg in self.log if kind == "send"]
+
+    def clear(self) -> None:
+        self.log.clear()
+
+
 class Net:
-    """n replicas wired by a FIFO queue; ``tamper(src, dst, msg)`` may rewrite or drop (None)
-    any message in flight, which is how a test plays a Byzantine sender."""
+    """n replicas, each driven by the validator's engine, wired by a FIFO queue;
+    ``tamper(src, dst, msg)`` may rewrite or drop (None) any message in flight, a node's
+    loopback messages included, which is how a test plays a Byzantine sender. Tests feed a
+    replica directly (``net.nodes[i].step(...)``) and then let its engine do the work
+    (``net.drain(i)``)."""
 
     def __init__(
         self,
@@ -92,24 +119,41 @@ class Net:
         self.tamper: Tamper | None = None
         self.queue: deque[tuple[int, int, object]] = deque()
         self.down: set[int] = set()
-        self.readies: list[list[Ready]] = [[] for _ in range(n)]
+        self.outboxes = [Outbox() for _ in range(n)]
+        self._engines: dict[int, Engine] = {}
+        self.now: int | None = None  # the clock run() delivers at (None: the replica's last)
+
+    def engine(self, i: int) -> Engine:
+        """Node ``i``'s engine (a new one if a test replaced the replica)."""
+        engine = self._engines.get(i)
+        if engine is None or engine.replica is not self.nodes[i]:
+            engine = self._engines[i] = Engine(
+                self.nodes[i],
+                self.disks[i],
+                lambda dst, msg: self.queue.append((i, dst, msg)),
+                lambda block, cert: self._execute(i, block, cert),
+                rewrite=lambda dst, msg: self._loopback(i, dst, msg),
+                observers=[self.outboxes[i]],
+            )
+        return engine
+
+    def _execute(self, i: int, block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
+        """Stand-in roots: a chain of hashes (``roots`` seeds one node's to diverge)."""
+        self.disks[i].blocks[block.height] = (block, cert)
+        return sha256(self.nodes[i].executed_root, block.hash), sha256(b"results", block.hash)
+
+    def _loopback(self, i: int, dst: int, msg: Message) -> list[tuple[int, Message]]:
+        """A loopback message is stepped by the engine at once: tamper sees it here."""
+        if dst != i or self.tamper is None:
+            return [(dst, msg)]
+        if i in self.down:
+            return []
+        kept = self.tamper(i, dst, msg)
+        return [] if kept is None else [(dst, kept)]  # type: ignore[list-item]
 
     def drain(self, i: int) -> None:
-        node, disk = self.nodes[i], self.disks[i]
-        while not (ready := node.ready()).empty():
-            self.readies[i].append(ready)
-            if ready.to_persist is not None:
-                disk.safety = ready.to_persist
-            for dst, msg in ready.to_send:
-                self.queue.append((i, dst, msg))
-            for block, cert in ready.committed:
-                disk.blocks[block.height] = (block, cert)
-                node.executed(
-                    block.height,
-                    sha256(node.executed_root, block.hash),
-                    sha256(b"results", block.hash),
-                )
-            node.advance()
+        """Let node ``i``'s engine do what its replica was fed directly."""
+        self.engine(i).drain(self.now)
 
     def run(self) -> None:
         for i in range(len(self.nodes)):
@@ -120,25 +164,25 @@ class Net:
                 continue
             if self.tamper is not None and (msg := self.tamper(src, dst, msg)) is None:
                 continue
-            self.nodes[dst].step(src, msg)  # type: ignore[arg-type]
-            self.drain(dst)
+            self.engine(dst).step(src, msg, self.now)  # type: ignore[arg-type]
 
     def tick(self, now_ms: int) -> None:
-        for i, node in enumerate(self.nodes):
+        if self.now is not None:
+            self.now = now_ms
+        for i in range(len(self.nodes)):
             if i not in self.down:
-                node.tick(now_ms)
-                self.drain(i)
+                self.engine(i).tick(now_ms)
         self.run()
 
     def sent(self, i: int, kind: type) -> list[object]:
-        return [m for r in self.readies[i] for _, m in r.to_send if isinstance(m, kind)]
+        return [m for m in self.outboxes[i].sent() if isinstance(m, kind)]
 
 
 def test_idle_cluster_is_quiet() -> None:
     net = Net()
     net.tick(60_000)
     assert all(node.deadline_ms() is None for node in net.nodes)
-    assert all(not r for r in net.readies)
+    assert all(not box.log for box in net.outboxes)
 
 
 def test_first_transaction_is_proposed_at_once_and_committed_everywhere() -> None:
@@ -172,14 +216,17 @@ def test_votes_leave_only_with_the_safety_state_that_covers_them() -> None:
     net = Net()
     net.nodes[0].submit(b"trade-1")
     net.run()
+    votes = 0
     for i in range(4):
-        for ready in net.readies[i]:
-            for _, msg in ready.to_send:
-                if isinstance(msg, Vote):
-                    assert ready.to_persist is not None
-                    state = SafetyState.decode(ready.to_persist)
-                    voted = state.prepare_view if msg.phase is Phase.PREPARE else state.commit_view
-                    assert voted >= msg.view
+        state = SafetyState()  # what is on disk when each message leaves
+        for kind, what, msg in net.outboxes[i].log:
+            if kind == "persist":
+                state = SafetyState.decode(what)  # type: ignore[arg-type]
+            elif isinstance(msg, Vote):
+                votes += 1
+                voted = state.prepare_view if msg.phase is Phase.PREPARE else state.commit_view
+                assert voted >= msg.view
+    assert votes >= 8  # each node voted in both phases
 
 
 def test_leader_loss_costs_one_timeout() -> None:
@@ -294,7 +341,8 @@ def test_block_timed_far_ahead_of_our_clock_gets_no_vote() -> None:
 
 
 def _forward_targets(net: Net, i: int) -> set[int]:
-    return {dst for r in net.readies[i] for dst, m in r.to_send if isinstance(m, TxForward)}
+    log = net.outboxes[i].log
+    return {dst for kind, dst, m in log if kind == "send" and isinstance(m, TxForward)}  # type: ignore[misc]
 
 
 def test_client_transactions_go_to_the_next_leaders_not_to_everyone() -> None:
@@ -304,7 +352,7 @@ def test_client_transactions_go_to_the_next_leaders_not_to_everyone() -> None:
     net.nodes[6].submit(b"trade-1")
     net.drain(6)
     assert _forward_targets(net, 6) == set(range(6))
-    net.readies[6].clear()
+    net.outboxes[6].clear()
     net.nodes[6].submit(b"trade-2")
     net.drain(6)
     leaders = {net.nodes[6].leader(view) for view in range(3)}

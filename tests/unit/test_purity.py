@@ -20,6 +20,8 @@ from tests.purity import ROOT, builtin_calls, import_graph
 # test_settlement_invariants is left out: it runs the pure code in a child process).
 GUARDED_TESTS = [
     "tests/unit/test_core_replica.py",
+    "tests/unit/test_engine.py",
+    "tests/unit/test_transcripts.py",
     "tests/unit/test_core_hostile.py",
     "tests/unit/test_core_codec.py",
     "tests/unit/test_core_sync_size.py",

@@ -1,0 +1,144 @@
+"""The one driver (node/core/engine.py): the order of its work, loopback, its seams, and
+fail-stop. The replica tests (test_core_*.py, through ``Net``), the simulator and the
+runtime all drive it; these tests pin the contract they rely on."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.core import Block, Message, Proposal, QuorumCert, Vote
+from node.core.engine import Engine, EngineFailedError, Observer
+from node.crypto import sha256
+from node.invariant import InvariantError
+from tests.unit.test_core_replica import Disk, Net
+
+
+class Ports(Observer):
+    """Every port call and observation, in order."""
+
+    def __init__(self, disk: Disk) -> None:
+        self.disk = disk
+        self.calls: list[tuple[str, object]] = []
+
+    def save_safety(self, data: bytes) -> None:
+        self.disk.safety = data
+        self.calls.append(("persist", data))
+
+    def send(self, dst: int, msg: Message) -> None:
+        self.calls.append(("send", (dst, msg)))
+
+    def execute(self, block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
+        self.disk.blocks[block.height] = (block, cert)
+        self.calls.append(("execute", block.height))
+        return sha256(b"state", block.hash), sha256(b"results", block.hash)
+
+    def on_step(self, src: int, msg: Message, now_ms: int | None) -> None:
+        self.calls.append(("step", (src, msg)))
+
+    def of(self, kind: str) -> list[tuple[int, Message]]:
+        """(validator, message) of each ``send`` or ``step`` call."""
+        return [what for k, what in self.calls if k == kind]  # type: ignore[misc]
+
+
+def _engine(n: int, me: int = 0) -> tuple[Engine, Ports]:
+    net = Net(n=n, q=1 if n == 1 else None)
+    ports = Ports(net.disks[me])
+    engine = Engine(net.nodes[me], ports, ports.send, ports.execute, observers=[ports])
+    return engine, ports
+
+
+def test_a_one_node_cluster_commits_by_loopback_alone() -> None:
+    """Its own proposal and votes are stepped back in by the engine: nothing is sent, the
+    block is persisted for, voted on, committed and executed inside one submit."""
+    engine, ports = _engine(1)
+    engine.submit(b"trade-1", 1_000)
+    kinds = [k for k, _ in ports.calls]
+    assert "send" not in kinds
+    assert kinds.count("execute") == 1 and ports.disk.committed_height() == 1
+    assert {src for src, _ in ports.of("step")} == {0}
+    assert {type(m) for _, m in ports.of("step")} >= {Proposal, Vote}
+    assert engine.replica.executed_height == 1  # executed() was reported
+    assert engine.deadline_ms() is not None  # the empty block certifying the results
+
+
+def test_the_state_is_persisted_before_any_message_that_depends_on_it_leaves() -> None:
+    engine, ports = _engine(4, me=1)
+    leader = Net(n=4)
+    leader.nodes[0].submit(b"trade-1", 1_000)
+    leader.drain(0)
+    proposal = next(m for m in leader.sent(0, Proposal))
+    engine.step(0, proposal, 1_000)  # type: ignore[arg-type]
+    kinds = [k for k, _ in ports.calls]
+    assert kinds[:3] == ["step", "persist", "send"]  # the vote goes after its view is on disk
+    vote = ports.calls[2][1][1]  # type: ignore[index]
+    assert isinstance(vote, Vote) and vote.voter == 1
+
+
+def test_rewrite_sees_every_message_and_decides_what_leaves_loopback_included() -> None:
+    net = Net(n=1, q=1)
+    ports = Ports(net.disks[0])
+    seen: list[tuple[int, Message]] = []
+
+    def drop_own_votes(dst: int, msg: Message) -> list[tuple[int, Message]]:
+        seen.append((dst, msg))
+        return [] if isinstance(msg, Vote) else [(dst, msg), (7, msg)]
+
+    engine = Engine(net.nodes[0], ports, ports.send, ports.execute, rewrite=drop_own_votes)
+    engine.submit(b"trade-1", 1_000)
+    assert [type(m) for _, m in seen] == [Proposal, Vote]  # its own vote never came back
+    assert ports.disk.committed_height() == 0
+    assert [(d, type(m)) for d, m in ports.of("send")] == [(7, Proposal)]
+
+
+def test_an_input_fed_from_inside_a_port_is_finished_by_the_outer_loop() -> None:
+    engine, ports = _engine(1)
+    fed = []
+
+    def reentrant(block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
+        if not fed:
+            fed.append(engine.submit(b"trade-2", 1_000))  # e.g. a callback into the node
+        return Ports.execute(ports, block, cert)
+
+    engine._execute = reentrant  # type: ignore[assignment]
+    engine.submit(b"trade-1", 1_000)
+    assert fed and engine.replica.mempool.contains(b"trade-2")
+    assert engine.replica.ready().empty()  # nothing left undone
+    engine.replica.advance()
+
+
+def test_a_failure_inside_the_engine_stops_it_for_good() -> None:
+    """Fail-stop: an exception out of a port propagates (the runtime halts the node on
+    it) and the engine, its Ready half done, refuses every later input."""
+    engine, ports = _engine(1)
+    boom = OSError("disk gone")
+
+    def broken(data: bytes) -> None:
+        raise boom
+
+    ports.save_safety = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        engine.submit(b"trade-1", 1_000)
+    assert engine.failed is boom
+    for feed in (
+        lambda: engine.tick(2_000),
+        lambda: engine.submit(b"trade-2", 2_000),
+        lambda: engine.drain(2_000),
+        lambda: engine.peer_height(0, 5, 2_000),
+    ):
+        with pytest.raises(EngineFailedError):
+            feed()
+
+
+def test_a_replica_refusing_its_input_contract_stops_the_engine_too() -> None:
+    engine, _ = _engine(4)
+    with pytest.raises(InvariantError):
+        engine.step(9, Vote(0, 0, 1, bytes(32), 9, b""), 1_000)  # type: ignore[arg-type]
+    with pytest.raises(EngineFailedError):
+        engine.tick(2_000)
+
+
+def test_the_negative_control_a_healthy_engine_keeps_taking_input() -> None:
+    engine, _ = _engine(1)
+    engine.submit(b"trade-1", 1_000)
+    engine.tick(1_000 + 10_000)
+    assert engine.failed is None and engine.replica.committed_height >= 1
