@@ -2033,7 +2033,8 @@ def _catching_up_from_peer_0() -> tuple[Net, list[tuple[Block, QuorumCert]], int
 def _sync_request_peers(net: Net, i: int) -> list[int]:
     from node.core import SyncRequest
 
-    return [dst for r in net.readies[i] for dst, m in r.to_send if isinstance(m, SyncRequest)]
+    sends = net.outboxes[i].log
+    return [dst for kind, dst, m in sends if kind == "send" and isinstance(m, SyncRequest)]
 
 
 @pytest.mark.parametrize("height", [1, 2])
@@ -2096,7 +2097,7 @@ def test_a_replica_that_joined_a_view_change_sends_its_timeout_once() -> None:
     for voter in (0, 1, 2, 3):
         node.step(voter, _timeout(voter, 0))
         net.drain(6)
-    to_0 = [m for r in net.readies[6] for dst, m in r.to_send if dst == 0]
+    to_0 = [m for kind, dst, m in net.outboxes[6].log if kind == "send" and dst == 0]
     assert [type(m) for m in to_0] == [Timeout]  # one broadcast: one copy to each peer
 
 
