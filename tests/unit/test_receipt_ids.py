@@ -418,10 +418,11 @@ def _cert(chain: _Chain, at: int, signers: list[int], **kw: object) -> bytes:
         ([0, 1, 4, 5], {}, "by index 4, which is not one of the 4"),
         ([0, 1, 5], {}, "by index 5, which is not one of the 4"),
         ([0, 1, 2], {"phase": Phase.PREPARE}, "not a commit certificate"),
+        ([0, 1, 2], {"phase": Phase.TIMEOUT}, "not a commit certificate"),
         ([0, 1, 2], {"height": 1}, "for another block"),
         ([0, 1, 2], {"height": 3}, "for another block"),
     ],
-    ids=["q-1", "twice", "outside-n", "outside-n+1", "prepare", "height-1", "height+1"],
+    ids=["q-1", "twice", "outside-n", "outside-n+1", "prepare", "timeout", "height-1", "height+1"],
 )
 def test_a_certificate_short_of_a_quorum_of_distinct_validators_is_refused(
     attacked: tuple[_Chain, bytes],
