@@ -79,3 +79,4 @@ def test_a_peer_is_helped_at_most_once_an_interval_each_peer_on_its_own() -> Non
     assert not p.may_help(2, 1_000 + HELP_LAGGING_INTERVAL_MS - 1)
     assert p.may_help(3, 1_001)  # another peer has its own interval
     assert p.may_help(2, 1_000 + HELP_LAGGING_INTERVAL_MS)
+    assert p.may_help(3, 1_001 + 3 * HELP_LAGGING_INTERVAL_MS)  # any time after, not only at
