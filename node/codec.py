@@ -177,24 +177,37 @@ class Writer:
             raise self.error(f"a field is out of range for {s.format!r}: {e}") from e
         return self
 
+    # (u8 to u64 are written out, not one helper: a call each on the hot path.)
     def u8(self, v: int) -> Self:
-        return self._uint(_U8, v, 8)
+        try:
+            self._parts.append(_U8.pack(v))
+        except struct.error as e:
+            raise self._range_error(v, 8) from e
+        return self
 
     def u16(self, v: int) -> Self:
-        return self._uint(_U16, v, 16)
+        try:
+            self._parts.append(_U16.pack(v))
+        except struct.error as e:
+            raise self._range_error(v, 16) from e
+        return self
 
     def u32(self, v: int) -> Self:
-        return self._uint(_U32, v, 32)
+        try:
+            self._parts.append(_U32.pack(v))
+        except struct.error as e:
+            raise self._range_error(v, 32) from e
+        return self
 
     def u64(self, v: int) -> Self:
-        return self._uint(_U64, v, 64)
-
-    def _uint(self, s: struct.Struct, v: int, bits: int) -> Self:
         try:
-            self._parts.append(s.pack(v))
+            self._parts.append(_U64.pack(v))
         except struct.error as e:
-            raise self.error(f"{v!r} does not fit an unsigned {bits}-bit integer") from e
+            raise self._range_error(v, 64) from e
         return self
+
+    def _range_error(self, v: int, bits: int) -> EncodeError:
+        return self.error(f"{v!r} does not fit an unsigned {bits}-bit integer")
 
     def fixed(self, v: bytes, size: int) -> Self:
         """Exactly ``size`` bytes."""
@@ -209,8 +222,10 @@ class Writer:
 
     def blob(self, v: bytes, max_len: int) -> Self:
         """A u32 length, then ``v`` (at most ``max_len`` bytes, as the reader demands)."""
-        self.limit(len(v), max_len, "bytes in a blob")
-        self._parts.append(_U32.pack(len(v)))
+        n = len(v)
+        if n > max_len:
+            raise self.error(f"a blob of {n} bytes exceeds the limit of {max_len}")
+        self._parts.append(_U32.pack(n))
         self._parts.append(v)
         return self
 

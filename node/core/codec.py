@@ -102,7 +102,11 @@ def encode_message(msg: Message) -> bytes:
     w = _Writer()
     _put_message(w, msg)
     data = w.finish()
-    w.limit(len(data), CONSENSUS_MESSAGE_BYTES_MAX, f"bytes in a {type(msg).__name__}")
+    if len(data) > CONSENSUS_MESSAGE_BYTES_MAX:
+        raise EncodeError(
+            f"{type(msg).__name__} of {len(data)} bytes exceeds "
+            f"CONSENSUS_MESSAGE_BYTES_MAX ({CONSENSUS_MESSAGE_BYTES_MAX})"
+        )
     return data
 
 
