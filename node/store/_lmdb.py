@@ -279,7 +279,7 @@ class LmdbStore(Storage):
             nonlocal added
             added = 0
             for key, tid, raw in entries:
-                require(len(key) == 32 and len(tid) == 32, "intake keys and ids are 32 bytes")
+                require(len(key) == len(tid) == HASH_LEN, "intake keys and ids are 32 bytes")
                 added += txn.put(
                     key, rec.encode_intake(tid, raw), db=self._db["intake"], overwrite=False
                 )
