@@ -170,7 +170,9 @@ class Writer:
         return self
 
     def pack(self, s: struct.Struct, *values: Any) -> Self:
-        """A fixed group of fields in one call (the fast path for headers)."""
+        """A fixed group of fields in one call (the fast path for headers). Integers out
+        of range raise; but a ``32s`` field pads or cuts its bytes silently, so the
+        caller checks the length of every fixed-size bytes field first."""
         try:
             self._parts.append(s.pack(*values))
         except struct.error as e:
