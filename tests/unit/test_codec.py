@@ -348,6 +348,7 @@ ENCODE_REFUSED: dict[str, Callable[[], object]] = {
         _block((bytes(TX_BYTES_MAX + 1),))
     ),
     "record: head with a short hash": lambda: rec.encode_head(Head(1, b"h", b"r" * 32)),
+    "record: head with a long hash": lambda: rec.encode_head(Head(1, b"h" * 33, b"r" * 32)),
     "envelope: three signatures": lambda: SignedTx(b"b", (("A", bytes(64)),) * 3).encode(),
     "identifier with a space": lambda: TxWriter().ident("not an id"),
 }  # fmt: skip
@@ -364,3 +365,20 @@ def test_a_certificate_keeps_its_bytes_and_they_are_its_canonical_encoding() -> 
     first = encode_qc(fresh)
     assert encode_qc(fresh) is first  # encoded once, however often it is sent or stored
     assert decode_qc(first) == fresh and encode_qc(decode_qc(first)) == first
+
+
+def test_stored_records_round_trip_field_for_field() -> None:
+    head = Head(3, b"h" * 32, b"r" * 32)
+    assert rec.decode_head(rec.encode_head(head)) == head
+    record = TxRecord(2**64 - 1, 7, ResultCode.INSUFFICIENT_CASH)
+    assert rec.decode_tx_record(rec.encode_tx_record(record)) == record
+    assert rec.decode_block_meta(rec.encode_block_meta(b"h" * 32, b"r" * 32, 9)) == (
+        b"h" * 32, b"r" * 32, 9,
+    )  # fmt: skip
+    results = (
+        TxResult(b"i" * 32, ResultCode.OK, recorded=True),
+        TxResult(b"j" * 32, ResultCode.DUPLICATE, recorded=False),
+    )
+    assert rec.decode_results(rec.encode_results(results)) == results
+    assert rec.decode_intake(rec.encode_intake(b"i" * 32, b"raw")) == (b"i" * 32, b"raw")
+    assert rec.decode_u64(rec.encode_u64(U64_MAX)) == U64_MAX
