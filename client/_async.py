@@ -8,7 +8,10 @@ stuck), or answers with something that fails verification against genesis, the c
 moves on to the next endpoint and repeats, at most ``FAILOVER_ROUNDS_MAX`` times per
 endpoint. A node that stops answering is left within ``SILENT_NODE_FAILOVER_S``. The new
 endpoint stays current for later calls. RESOURCE_EXHAUSTED (saturated node) is retried
-on the same node with exponential backoff, at most ``BUSY_RETRIES_MAX`` times.
+on the same node with exponential backoff, at most ``BUSY_RETRIES_MAX`` times; when it
+carries admission control's ``retry-after-ms`` hint, the call waits the hint (capped, with
+jitter) while that fits in its deadline, at most ``OVERLOAD_RETRIES_MAX`` times, then
+raises OverloadedError (docs/sdk.md "Overload").
 
 Submitting is safe to repeat because a transaction's id is the hash of its signed body
 and the ledger applies an id at most once, ever: ``submit`` sends the same bytes to the
@@ -39,6 +42,7 @@ from client._errors import (
     InvalidTransactionError,
     LedgerError,
     NotFoundError,
+    OverloadedError,
     RejectedError,
     UnavailableError,
 )
@@ -51,6 +55,7 @@ from client._limits import (
     ENDPOINTS_MAX,
     FAILOVER_ROUND_BACKOFF_S,
     FAILOVER_ROUNDS_MAX,
+    OVERLOAD_RETRIES_MAX,
     RECEIVE_MESSAGE_BYTES_MAX,
     RECONNECT_BACKOFF_INITIAL_MS,
     RECONNECT_BACKOFF_MAX_MS,
@@ -62,7 +67,7 @@ from client._limits import (
     TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
 )
-from client._stream import EOF, SubmitStream
+from client._stream import EOF, SubmitStream, overload_wait_s
 from client._trades import SignedTransaction, Transactions, sign
 from node.core import (
     DecodeError,
@@ -88,6 +93,7 @@ from node.settlement import (
     decode_body,
 )
 from node.settlement import DecodeError as TxDecodeError
+from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
@@ -322,11 +328,14 @@ class AsyncLedgerClient:
         if self._current == failed:
             self._current = (failed + 1) % len(self.endpoints)
 
-    async def _call(self, what: str, fn: Callable[[int], Awaitable[T]]) -> T:
-        """``fn(endpoint)`` on the current endpoint, failing over and backing off (bounded)."""
+    async def _call(
+        self, what: str, fn: Callable[[int], Awaitable[T]], deadline: float | None = None
+    ) -> T:
+        """``fn(endpoint)`` on the current endpoint, failing over and backing off (bounded);
+        admission control's hints are honoured until ``deadline`` (loop time)."""
         errors: list[str] = []
         n = len(self.endpoints)
-        failures = busy = 0
+        failures = busy = overloaded = 0
         while failures < n * FAILOVER_ROUNDS_MAX:
             i = self._current
             try:
@@ -334,6 +343,11 @@ class AsyncLedgerClient:
                 self._answered[i] = asyncio.get_running_loop().time()
                 return result
             except grpc.aio.AioRpcError as e:
+                hint_ms = _retry_after_ms(e)
+                if hint_ms:
+                    overloaded += 1
+                    await _wait_overload(what, e, hint_ms, overloaded, deadline)
+                    continue
                 if e.code() is _Code.RESOURCE_EXHAUSTED:
                     busy += 1
                     if busy > BUSY_RETRIES_MAX:
@@ -388,7 +402,9 @@ class AsyncLedgerClient:
         node accepted it.
 
         Raises RejectedError (final, refused), InvalidTransactionError, FinalityTimeoutError
-        (after ``timeout_s``; resubmitting is safe), UnavailableError, BusyError.
+        (after ``timeout_s``; resubmitting is safe), UnavailableError, BusyError, and its
+        subclass OverloadedError (admission control: the nodes cannot settle it within
+        ``timeout_s``; ``retry_after_s`` says when to try again).
         """
         signed = SignedTransaction.ready_to_send(stx)
         _check_timeout(timeout_s)
@@ -396,7 +412,10 @@ class AsyncLedgerClient:
         deadline = asyncio.get_running_loop().time() + timeout_s
 
         async def attempt(i: int) -> Receipt | bytes:
-            req = pb.SubmitRequest(transaction=signed.raw)
+            remaining_s = deadline - asyncio.get_running_loop().time()  # admission judges it
+            req = pb.SubmitRequest(
+                transaction=signed.raw, timeout_ms=max(1, math.ceil(remaining_s * 1000))
+            )
             resp = await self._stub(i).Submit(req, timeout=self._rpc_timeout_s)
             if bytes(resp.tx_id) != tid:
                 raise BadResponseError("the node answered with another transaction id")
@@ -405,7 +424,7 @@ class AsyncLedgerClient:
             self._answered[i] = asyncio.get_running_loop().time()
             return await self._wait(i, tid, deadline, timeout_s, prove_result)
 
-        result = await self._call(f"submit {tid.hex()}", attempt)
+        result = await self._call(f"submit {tid.hex()}", attempt, deadline)
         if isinstance(result, Receipt) and not result.ok:
             raise RejectedError(result)
         return result
@@ -793,6 +812,32 @@ def _pinned_credentials(
             )
         creds.append(grpc.ssl_channel_credentials(roots[0]))
     return creds
+
+
+def _retry_after_ms(e: grpc.aio.AioRpcError) -> int:
+    """Admission control's hint on a RESOURCE_EXHAUSTED answer, 0 when there is none."""
+    if e.code() is not _Code.RESOURCE_EXHAUSTED:
+        return 0
+    pairs: Any = e.trailing_metadata() or ()  # grpc.aio.Metadata, or pairs in tests
+    for key, value in pairs:
+        if key == RETRY_AFTER_METADATA:
+            try:
+                return max(0, int(value))
+            except (TypeError, ValueError):
+                return 0
+    return 0
+
+
+async def _wait_overload(
+    what: str, e: grpc.aio.AioRpcError, hint_ms: int, tries: int, deadline: float | None
+) -> None:
+    """Wait out admission control's hint before retry number ``tries``, or raise
+    OverloadedError when the retries ran out or the wait would not fit in the deadline."""
+    wait_s = overload_wait_s(hint_ms)
+    now = asyncio.get_running_loop().time()
+    if tries > OVERLOAD_RETRIES_MAX or (deadline is not None and now + wait_s >= deadline):
+        raise OverloadedError(f"{what}: {e.details()}", hint_ms / 1000) from e
+    await asyncio.sleep(wait_s)
 
 
 def _check_timeout(timeout_s: float) -> None:

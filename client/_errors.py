@@ -24,6 +24,7 @@ __all__ = [
     "KeyFileError",
     "LedgerError",
     "NotFoundError",
+    "OverloadedError",
     "RejectedError",
     "SigningError",
     "TermsMismatchError",
@@ -135,6 +136,17 @@ class BusyError(LedgerError):
     backoff; retrying later is safe."""
 
     retry_safe = True
+
+
+class OverloadedError(BusyError):
+    """Admission control: the node cannot settle what it holds within this call's deadline,
+    and waiting its hint (``retry_after_s``) would not fit in what is left of the deadline
+    or the retries ran out (docs/sdk.md "Overload"). The transaction was not taken: nothing
+    of it is pending. Resubmitting the same transaction after ``retry_after_s`` is safe."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class NotFoundError(LedgerError):

@@ -34,6 +34,14 @@ BUSY_RETRIES_MAX: Final = 6  # RESOURCE_EXHAUSTED retries (same node) before Bus
 BUSY_BACKOFF_BASE_S: Final = 0.05  # first pause after RESOURCE_EXHAUSTED; doubles
 BUSY_BACKOFF_MAX_S: Final = 2.0  # cap of that backoff
 
+# Admission control (RESOURCE_EXHAUSTED with a retry-after hint, docs/sdk.md "Overload"): a
+# submission waits the node's hint, capped, times a random factor in [1, 1 + jitter] so the
+# clients it refused do not all come back at once, and retries while that fits in its
+# deadline, at most this many times; then OverloadedError.
+OVERLOAD_RETRIES_MAX: Final = 3
+OVERLOAD_WAIT_MAX_S: Final = 5.0
+OVERLOAD_JITTER: Final = 0.5
+
 # --- finality ------------------------------------------------------------------------------
 SUBMIT_TIMEOUT_DEFAULT_S: Final = 30.0  # waiting for a receipt after submitting
 # A finality wait whose node has said nothing for SILENCE_CHECK_S asks it for its status

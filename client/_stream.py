@@ -7,8 +7,11 @@ free slot, sends the transaction with a fresh correlation number and returns a f
 one reader task takes every event off the stream and settles the future of its
 correlation: ``final`` with the receipt (verified against genesis as ``submit`` does;
 a refusal only with its result proof, ADR 0007), or ``error`` as the typed error the
-unary call would raise. A slot frees when its terminal event arrives, which the node sent
-after freeing it there, so the client never exceeds the node's in-flight limit.
+unary call would raise. An ``error`` from admission control (RESOURCE_EXHAUSTED with
+``retry_after_ms``) is not terminal while the hint fits in the request's deadline and
+retries are left: the request keeps its slot and is resent after the hint. A slot frees
+when its terminal event arrives, which the node sent after freeing it there, so the
+client never exceeds the node's in-flight limit.
 
 Failover. When the stream breaks (the node goes down or ends the call, the connection
 drops), the reader opens a new stream on the next endpoint (``reopen``: the client's
@@ -28,6 +31,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,27 +45,44 @@ from client._errors import (
     FinalityTimeoutError,
     InvalidTransactionError,
     LedgerError,
+    OverloadedError,
     RejectedError,
     UnavailableError,
 )
-from client._limits import STREAM_REOPENS_MAX, SUBMIT_TIMEOUT_DEFAULT_S
+from client._limits import (
+    OVERLOAD_JITTER,
+    OVERLOAD_RETRIES_MAX,
+    OVERLOAD_WAIT_MAX_S,
+    STREAM_REOPENS_MAX,
+    SUBMIT_TIMEOUT_DEFAULT_S,
+)
 from client._trades import SignedTransaction
 from node.receipt import Receipt
 from node.wire import ledger_pb2 as pb
 
-__all__ = ["EOF", "SubmitStream", "stream_error"]
+__all__ = ["EOF", "SubmitStream", "overload_wait_s", "stream_error"]
 
 _Code = grpc.StatusCode
 _BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
 EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # the stubs predate it
 
 
-def stream_error(tid: bytes, status: int, message: str, timeout_s: float) -> LedgerError:
+def overload_wait_s(hint_ms: int, jitter: Callable[[], float] = random.random) -> float:
+    """How long to wait after admission control's hint: capped, and stretched by a random
+    factor in [1, 1 + OVERLOAD_JITTER] so the refused clients spread their retries."""
+    return min(OVERLOAD_WAIT_MAX_S, hint_ms / 1000) * (1 + OVERLOAD_JITTER * jitter())
+
+
+def stream_error(
+    tid: bytes, status: int, message: str, timeout_s: float, retry_after_ms: int = 0
+) -> LedgerError:
     """The typed error for an ``error`` event: what the unary call's status would raise."""
     code = _BY_NUMBER.get(status, _Code.UNKNOWN)
     what = f"submit {tid.hex()}" if tid else "submit"
     if code is _Code.INVALID_ARGUMENT:
         return InvalidTransactionError(f"{what}: refused by the node: {message}")
+    if code is _Code.RESOURCE_EXHAUSTED and retry_after_ms:
+        return OverloadedError(f"{what}: {message}", retry_after_ms / 1000)
     if code is _Code.RESOURCE_EXHAUSTED:
         return BusyError(f"{what}: {message}")
     if code is _Code.DEADLINE_EXCEEDED and tid:
@@ -77,7 +98,10 @@ class _Pending:
     future: asyncio.Future[Receipt]
     timeout_s: float
     request: pb.SubmitStreamRequest  # resent as it is after a failover
+    deadline: float  # loop time: an overload retry must be sent before it
     timer: asyncio.TimerHandle | None = None
+    retry: asyncio.TimerHandle | None = None  # an overload retry waiting for its hint
+    retries: int = 0
 
 
 # The AsyncLedgerClient's part a stream needs: verify a receipt, fetch a proven one, and
@@ -119,6 +143,10 @@ class SubmitStream:
         self._reopens = 0  # in a row without an answer
         self._reader = asyncio.create_task(self._read())
         self._followups: set[asyncio.Task[None]] = set()
+        # gRPC takes one write at a time on a call: a second one started before the first
+        # completes fails the call ("INTERNAL: Internal error from Core"), which many
+        # concurrent submitters did at a few hundred trades/s.
+        self._writing = asyncio.Lock()
 
     @property
     def in_flight(self) -> int:
@@ -146,12 +174,12 @@ class SubmitStream:
             prove_result=self._prove,
             timeout_ms=max(1, math.ceil(timeout_s * 1000)),
         )
-        p = _Pending(signed.tx_id, loop.create_future(), timeout_s, req)
+        p = _Pending(signed.tx_id, loop.create_future(), timeout_s, req, loop.time() + timeout_s)
         self._pending[corr] = p
         p.timer = loop.call_later(timeout_s + self._rpc_timeout_s, self._expire, p)
         # Registered and written to the same call: if that call breaks meanwhile, the
         # reader resends this request on the next one (it is in _pending already).
-        await _write(self._call, req)
+        await self._send(self._call, req)
         return p.future
 
     def _expire(self, p: _Pending) -> None:
@@ -202,24 +230,34 @@ class SubmitStream:
             self._ready.set()  # a break below wakes the waiting submitters too
         self._call = call
         for p in list(self._pending.values()):
-            await _write(call, p.request)  # a failure shows in the next read
+            if p.retry is not None:  # a new node: no need to wait the old one's hint
+                p.retry.cancel()
+                p.retry = None
+            await self._send(call, p.request)  # a failure shows in the next read
         if self._closing:
-            await _done_writing(call)
+            async with self._writing:
+                await _done_writing(call)
 
     def _on_event(self, event: pb.SubmitStreamEvent) -> None:
         kind = event.WhichOneof("kind")
         if kind == "accepted":
             return
-        p = self._pending.pop(event.correlation, None)
-        if p is None or kind not in ("final", "error"):
-            raise BadResponseError(f"unexpected {kind} event for correlation {event.correlation}")
+        corr = event.correlation
+        p = self._pending.get(corr)
+        if p is None or p.retry is not None or kind not in ("final", "error"):
+            raise BadResponseError(f"unexpected {kind} event for correlation {corr}")
         self._reopens = 0
+        if kind == "error" and self._retry_later(corr, p, event.error):
+            return  # the slot stays taken: the request goes again after the hint
+        del self._pending[corr]
         self._slots.release()
         if p.timer is not None:
             p.timer.cancel()
         if kind == "error":
-            err = stream_error(p.tid, event.error.status, event.error.message, p.timeout_s)
-            _settle(p.future, err)
+            e = event.error
+            _settle(
+                p.future, stream_error(p.tid, e.status, e.message, p.timeout_s, e.retry_after_ms)
+            )
             return
         try:
             receipt = self._verify(event.final.receipt, p.tid, self._prove)
@@ -235,6 +273,37 @@ class SubmitStream:
             self._followups.add(task)
             task.add_done_callback(self._followups.discard)
 
+    def _retry_later(self, corr: int, p: _Pending, error: pb.SubmitStreamError) -> bool:
+        """Admission control refused ``corr``: schedule its resend after the hint if that
+        fits in its deadline and retries are left (True), else let it fail (False)."""
+        if error.status != _Code.RESOURCE_EXHAUSTED.value[0] or not error.retry_after_ms:
+            return False
+        loop = asyncio.get_running_loop()
+        wait_s = overload_wait_s(error.retry_after_ms)
+        if p.retries >= OVERLOAD_RETRIES_MAX or loop.time() + wait_s >= p.deadline:
+            return False
+        p.retries += 1
+        p.retry = loop.call_later(wait_s, self._resend, corr, p)
+        return True
+
+    def _resend(self, corr: int, p: _Pending) -> None:
+        p.retry = None
+        if self._pending.get(corr) is not p:
+            return  # settled or broken meanwhile
+        if p.future.done():  # its client-side deadline passed: give the slot back
+            del self._pending[corr]
+            self._slots.release()
+            return
+        remaining_s = p.deadline - asyncio.get_running_loop().time()
+        p.request.timeout_ms = max(1, math.ceil(remaining_s * 1000))
+        task = asyncio.create_task(self._send(self._call, p.request))
+        self._followups.add(task)
+        task.add_done_callback(self._followups.discard)
+
+    async def _send(self, call: Any, req: pb.SubmitStreamRequest) -> None:
+        async with self._writing:
+            await _write(call, req)
+
     async def _prove_refusal(self, p: _Pending) -> None:
         try:
             receipt: Receipt = await self._proven(p.tid, p.timeout_s)
@@ -247,8 +316,9 @@ class SubmitStream:
         if self._broken is None:
             self._broken = err
         for p in self._pending.values():
-            if p.timer is not None:
-                p.timer.cancel()
+            for handle in (p.timer, p.retry):
+                if handle is not None:
+                    handle.cancel()
             _settle(p.future, err)
         self._pending.clear()
         # Wake one waiting submitter: it sees the break and releases again, waking the next.
@@ -258,7 +328,8 @@ class SubmitStream:
         """Half-close, wait for every outstanding final event, then end the call."""
         self._closing = True
         if self._broken is None:
-            await _done_writing(self._call)
+            async with self._writing:
+                await _done_writing(self._call)
             await asyncio.wait({self._reader})
         if self._followups:
             await asyncio.wait(self._followups)

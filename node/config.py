@@ -56,6 +56,9 @@ CATCHUP_RESPONSE_BYTES_MAX: Final = BLOCK_BYTES_MAX  # blocks per response stop 
 CATCHUP_RETRY_MS: Final = 500  # resend an unanswered catch-up request after this long
 TIMEOUT_VIEWS_TRACKED_MAX: Final = 8  # views for which timeout messages are collected
 CONSENSUS_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
+# One slot of the safety-state file (docs/adr/0010): the lock holds one block that fitted
+# a consensus message, plus its certificate and the views; a larger state is fatal.
+SAFETY_STATE_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX + 1024 * 1024
 BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a fresh block timed this far from us
 # A validator that failed to lead sits out this many committed blocks, doubling with each
 # failure since it last led a committed block (node/core/leader.py).
@@ -128,6 +131,31 @@ PENDING_IDS_MAX: Final = MEMPOOL_TXS_MAX  # tx ids accepted here and not yet com
 # Accepted-but-uncommitted client transactions in the fsynced intake log (docs/adr/0006):
 # one per mempool slot, so at most MEMPOOL_TXS_MAX * TX_BYTES_MAX (80 MB) on disk.
 INTAKE_TXS_MAX: Final = MEMPOOL_TXS_MAX
+# Admission control (node/runtime/_admission.py; docs/cluster.md "Admission control"): a
+# client's transaction is refused with RESOURCE_EXHAUSTED and a retry-after hint when the
+# node's estimate of the time to settle what it holds plus that transaction exceeds this
+# share of the client's deadline (the rest is margin for the estimate and the way back).
+ADMISSION_DEADLINE_SHARE_PCT: Final = 50
+ADMISSION_DEADLINE_DEFAULT_MS: Final = WAIT_TIMEOUT_DEFAULT_MS  # a client that gives none
+# ... and whatever the deadline, at most this long a queue: a backlog beyond a few blocks
+# adds no throughput, only latency and big blocks, which on a loaded machine outlast the
+# view timeout and collapse throughput (measured in docs/performance.md, "Issue 13:
+# admission control"). A node config may change it (admission_queue_max_ms).
+ADMISSION_QUEUE_MAX_MS: Final = 2_000
+ADMISSION_QUEUE_MAX_LIMIT_MS: Final = WAIT_TIMEOUT_MAX_MS  # the highest a node config may set
+# The estimate's commit rate: a moving average over windows of this length, a new window
+# weighing this much, and never below the floor, so an idle node admits (at the default
+# deadline the floor alone admits a backlog of 750 before anything has been measured).
+# Blocks commit in bursts (one of 1,100 trades after a 7 s view change was measured on a
+# loaded machine): a window much shorter than a second turns one burst into a rate many
+# times the sustained one, and the node then admits more than it can settle in time.
+ADMISSION_RATE_FLOOR_TPS: Final = 50
+ADMISSION_RATE_WINDOW_MS: Final = 1_000
+ADMISSION_RATE_WEIGHT_PCT: Final = 25
+# The hint's bounds: a short wait first (the backlog may be one block from draining), at
+# most a few seconds (a client's deadline is tens of seconds by default).
+ADMISSION_RETRY_AFTER_MIN_MS: Final = 250
+ADMISSION_RETRY_AFTER_MAX_MS: Final = 5_000
 SHUTDOWN_GRACE_MS: Final = 2_000  # in-flight RPCs get this long on SIGTERM
 # A node that halts itself stays up, NOT_SERVING and refusing all input, this long before
 # it exits, so health checks and watchers see why it went (docs/cluster.md "Fail-stop").

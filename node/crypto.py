@@ -4,9 +4,9 @@ Every signature in the system goes through :func:`verify`: lengths and the scala
 (``S < L``, refusing the classic malleation ``S + L``) are checked here, whatever the
 library does, then libsodium's ``crypto_sign_open`` checks the equation, refusing also
 non-canonical and small-order public keys and small-order ``R`` (ADR 0009: it is twice as
-fast as OpenSSL's verify through ``cryptography`` and stricter). Genesis refuses
-small-order keys on its own (:func:`is_acceptable_public_key`). Signing is deterministic
-(RFC 8032), so the same key and message always give the same signature.
+fast as OpenSSL's verify through ``cryptography`` and stricter). Genesis refuses off-curve,
+small-order and mixed-order keys (:func:`is_acceptable_public_key`). Signing is
+deterministic (RFC 8032), so the same key and message always give the same signature.
 
 Domain separation: every signed message starts with a tag naming what it is (one home
 for all of them: ``node.tags``), so a signature over a transaction can never be replayed
@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from functools import lru_cache
 
 import nacl.bindings
 import nacl.exceptions
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
-    Ed25519PublicKey,
 )
 
 __all__ = [
@@ -44,18 +42,6 @@ HASH_LEN = 32  # SHA-256: block hashes, roots, transaction ids
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
 
-# Encodings of the eight small-order points (and their non-canonical twins with the sign
-# bit set). A key among these verifies signatures for many messages, so genesis refuses it.
-_SMALL_ORDER_Y = (
-    0,  # order 4
-    1,  # order 1 (the identity)
-    2707385501144840649318225287225658788936804267575313519463743609750303402022,  # order 8
-    55188659117513257062467267217118295137698188065244968500265048394206261417927,  # order 8
-    2**255 - 20,  # p - 1, order 2
-    2**255 - 19,  # p, non-canonical 0
-    2**255 - 18,  # p + 1, non-canonical 1
-)
-
 
 def sha256(*parts: bytes) -> bytes:
     """SHA-256 of the concatenation of ``parts``."""
@@ -66,22 +52,15 @@ def sha256(*parts: bytes) -> bytes:
 
 
 def is_acceptable_public_key(public_key: bytes) -> bool:
-    """True when ``public_key`` is 32 bytes, decodes, and is not an obvious small-order point."""
+    """True when ``public_key`` is the canonical encoding of a point on the curve, in its
+    prime-order subgroup and not of small order (libsodium's ``is_valid_point``): an
+    honest key ``a * B`` always is. Refused: off-curve encodings (OpenSSL loads any 32
+    bytes), small-order keys (a signature under one verifies for many messages) and keys
+    with a small-order component (a mixed-order key verifies differently under cofactored
+    and cofactorless rules)."""
     if len(public_key) != PUBLIC_KEY_LEN:
         return False
-    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
-    if y in _SMALL_ORDER_Y:
-        return False
-    try:
-        _load_public_key(public_key)
-    except ValueError:
-        return False
-    return True
-
-
-@lru_cache(maxsize=4096)
-def _load_public_key(public_key: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(public_key)
+    return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public_key))
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:

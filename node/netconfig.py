@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from node.config import (
+    ADMISSION_QUEUE_MAX_LIMIT_MS,
+    ADMISSION_QUEUE_MAX_MS,
     LMDB_MAP_SIZE_MAX_BYTES,
     LMDB_MAP_SIZE_MIN_BYTES,
     MEMPOOL_TXS_MAX,
@@ -103,7 +105,7 @@ class NodeConfig:
 
     validator: int  # index in genesis
     genesis: Path
-    data_dir: Path  # LMDB environment directory (created by the node)
+    data_dir: Path  # the store: LMDB environment and safety-state file (created by the node)
     signing_key: Path  # Ed25519, PKCS8 PEM, mode 0600
     tls_pinned: Path  # every validator's TLS certificate, each pinned by genesis: the only roots
     tls_cert: Path  # this node's certificate: peer port (mutual TLS) and client port
@@ -120,6 +122,8 @@ class NodeConfig:
     # Test-only: a low LMDB map ceiling makes the store fill up (and the node halt) on
     # purpose; tests/cluster/test_failstop.py. Production leaves the default.
     lmdb_map_size_max_bytes: int = LMDB_MAP_SIZE_MAX_BYTES
+    # the longest queue admission control lets this node hold (docs/cluster.md)
+    admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS
 
     def __post_init__(self) -> None:
         _check(0 <= self.validator < VALIDATORS_MAX, "validator", "out of range")
@@ -133,6 +137,11 @@ class NodeConfig:
             LMDB_MAP_SIZE_MIN_BYTES <= self.lmdb_map_size_max_bytes <= LMDB_MAP_SIZE_MAX_BYTES,
             "lmdb_map_size_max_bytes",
             f"must be {LMDB_MAP_SIZE_MIN_BYTES}..{LMDB_MAP_SIZE_MAX_BYTES}",
+        )
+        _check(
+            0 < self.admission_queue_max_ms <= ADMISSION_QUEUE_MAX_LIMIT_MS,
+            "admission_queue_max_ms",
+            f"must be 1..{ADMISSION_QUEUE_MAX_LIMIT_MS}",
         )
         _check(
             0 < self.mempool_txs_max <= MEMPOOL_TXS_MAX,
@@ -229,6 +238,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         "mempool_txs_max",
         "lmdb_map_size_max_bytes",
         "submit_stream_inflight_max",
+        "admission_queue_max_ms",
     }
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
@@ -262,6 +272,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
                 if "submit_stream_inflight_max" in r.doc
                 else SUBMIT_STREAM_INFLIGHT_MAX
             ),
+            admission_queue_max_ms=(
+                r.integer("admission_queue_max_ms")
+                if "admission_queue_max_ms" in r.doc
+                else ADMISSION_QUEUE_MAX_MS
+            ),
             **paths,
         )
 
@@ -287,6 +302,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
         doc["lmdb_map_size_max_bytes"] = cfg.lmdb_map_size_max_bytes
     if cfg.submit_stream_inflight_max != SUBMIT_STREAM_INFLIGHT_MAX:
         doc["submit_stream_inflight_max"] = cfg.submit_stream_inflight_max
+    if cfg.admission_queue_max_ms != ADMISSION_QUEUE_MAX_MS:
+        doc["admission_queue_max_ms"] = cfg.admission_queue_max_ms
     return doc
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "MERKLE_NODE",
     "PREFIX_TAGS",
     "RECORD_MAGICS",
+    "SAFETY_FILE_SLOT",
     "SAFETY_STATE",
     "STATE",
     "TIMEOUT",
@@ -61,7 +62,8 @@ PREFIX_TAGS: Final = {
 
 # --- record magics: the first bytes of a stored record, naming its format -------------------
 SAFETY_STATE: Final = b"dvp-safety/1"  # the consensus safety state (core: SafetyState)
-RECORD_MAGICS: Final = {"SAFETY_STATE": SAFETY_STATE}
+SAFETY_FILE_SLOT: Final = b"dvpsafe1"  # a slot of the safety-state file (store, ADR 0010)
+RECORD_MAGICS: Final = {"SAFETY_STATE": SAFETY_STATE, "SAFETY_FILE_SLOT": SAFETY_FILE_SLOT}
 
 # --- RFC 6962 Merkle trees (node.merkle): leaf and interior-node hash prefixes -------------
 MERKLE_LEAF: Final = b"\x00"

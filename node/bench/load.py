@@ -313,6 +313,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "git_commit": git_commit(),
+            "deadline_s": FINALITY_TIMEOUT_S,
             "submit": args.submit,
             "cores": len(os.sched_getaffinity(0)),
             "sigs_per_trade": SIGS_PER_TRADE,

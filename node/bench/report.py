@@ -18,6 +18,12 @@ The figures:
   actual minus scheduled send time (p50, p99, max), how far the generator fell behind.
 - ``throughput_tps``: committed trades whose outcome arrived inside the window, per second of
   window (whatever their send time, so the pipeline is measured in steady state).
+- ``overload`` (admission control, issue 13 item 7): ``offered_tps`` (counted trades per
+  second of window), ``accepted_tps`` (those the nodes did not turn away), ``refused``
+  (trades that ended ``OverloadedError`` or ``BusyError``: refused, after the SDK's
+  retries, before the node took them) and ``accepted_missed_deadline`` (taken, then no
+  outcome within the generator's per-trade deadline ``deadline_s``, or one later than it
+  after the actual send).
 - ``phases_ms``: median time from the submit call (actual send) to the first time any
   validator proposed the trade's block (``proposed``), formed its first quorum certificate
   (``first_qc``), its commit certificate (``commit``), applied it (``applied``), and to the
@@ -67,6 +73,11 @@ PHASES: dict[str, str] = {
     "notified": "end_us",
 }
 NO_OUTCOME = "NO_OUTCOME"
+# Codes of trades the nodes turned away before taking them (admission control's
+# OverloadedError is a BusyError; a full mempool is a BusyError too).
+REFUSED_CODES = frozenset({"OverloadedError", "BusyError"})
+MISSED_CODES = frozenset({"FinalityTimeoutError", NO_OUTCOME})  # taken, then no outcome in time
+DEADLINE_DEFAULT_S = 30.0  # the load generator's per-trade deadline when the raw run omits it
 
 
 def is_committed(trade: dict[str, Any]) -> bool:
@@ -120,6 +131,32 @@ def _stats(lat: list[float]) -> dict[str, float | None]:
     out["max"] = lat[-1] if lat else None
     out["mean"] = statistics.fmean(lat) if lat else None
     return {k: _r(v) for k, v in out.items()}
+
+
+def overload(raw: dict[str, Any], counted: list[dict[str, Any]], window_s: float) -> dict[str, Any]:
+    """Offered, accepted and committed rates, refusals, and accepted trades that missed their
+    deadline (no outcome in time, or an outcome later than the deadline after the send)."""
+    deadline_us = float(raw.get("config", {}).get("deadline_s", DEADLINE_DEFAULT_S)) * 1e6
+
+    def code(t: dict[str, Any]) -> str:
+        return NO_OUTCOME if t.get("end_us") is None else str(t["code"])
+
+    refused = sum(1 for t in counted if code(t) in REFUSED_CODES)
+    accepted = len(counted) - refused
+    missed = sum(
+        1
+        for t in counted
+        if code(t) in MISSED_CODES
+        or (is_committed(t) and t["end_us"] - t["start_us"] > deadline_us)
+    )
+    per_s = 1 / window_s if window_s > 0 else 0.0
+    return {
+        "deadline_s": deadline_us / 1e6,
+        "offered_tps": _r(len(counted) * per_s, 2),
+        "accepted_tps": _r(accepted * per_s, 2),
+        "refused": refused,
+        "accepted_missed_deadline": missed,
+    }
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +220,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "committed": len(committed),
         "failed_by_code": dict(sorted(failed.items())),
         "throughput_tps": _r(throughput, 2),
+        "overload": overload(raw, counted, window_s),
         "phases_ms": {
             p: _r(statistics.median(xs)) if xs else None for p, xs in phase_samples.items()
         },
@@ -215,7 +253,7 @@ def table(result: dict[str, Any]) -> str:
     """A plain-text, two-column summary of a result from summarize()."""
     cfg, ph = result["config"], result["phases_ms"]
     lat, sent, lag = result["latency_ms"], result["latency_sent_ms"], result["send_lag_ms"]
-    rss = result["rss_mb_per_validator"]
+    rss, over = result["rss_mb_per_validator"], result["overload"]
     failed = ", ".join(f"{k} {v}" for k, v in result["failed_by_code"].items()) or "none"
     rows = [
         ("validators n / quorum q", f"{_fmt(cfg.get('n'))} / {_fmt(cfg.get('q'))}"),
@@ -229,6 +267,16 @@ def table(result: dict[str, Any]) -> str:
         ("submitted / committed", f"{result['submitted']} / {result['committed']}"),
         ("not OK, by code", failed),
         ("throughput", _fmt(result["throughput_tps"], " trades/s")),
+        (
+            "offered / accepted / committed",
+            f"{_fmt(over['offered_tps'])} / {_fmt(over['accepted_tps'])} / "
+            f"{_fmt(result['throughput_tps'])} trades/s",
+        ),
+        ("refused (overloaded or busy)", _fmt(over["refused"])),
+        (
+            f"accepted, missed the {_fmt(over['deadline_s'])} s deadline",
+            _fmt(over["accepted_missed_deadline"]),
+        ),
         *[(f"latency {_name(k)} from scheduled send", _fmt(v, " ms")) for k, v in lat.items()],
         *[(f"latency {_name(k)} from actual send", _fmt(v, " ms")) for k, v in sent.items()],
         *[(f"send lag {_name(k)} (behind schedule)", _fmt(v, " ms")) for k, v in lag.items()],

@@ -1,7 +1,7 @@
 """The consensus replica: a pure state machine (theory of operation).
 
 Protocol: two-phase, leader-collected BFT in the HotStuff-2 / Jolteon family (see
-docs/consensus.md). One block per view; leader of view v is validator v mod n.
+docs/consensus.md). One block per view; the leader schedule is ``node.core.leader``.
 
 Fresh view: the leader of v holds the commit certificate (CQC) of height h - 1 formed in
 view v - 1 and proposes block h. Timeout view: it holds a timeout certificate (TC) of q
@@ -21,14 +21,24 @@ Blocks carry transactions, except one kind: after a block with transactions the 
 leader proposes even with an empty mempool, because only the next block's header
 certifies a block's results (ADR 0005). An idle cluster therefore stops after at most
 one empty block.
+
+Modules, one concern each; this one is the coordinator and holds the safety rules (what
+to vote for, lock, commit, and when to give up a view):
+
+- ``node.core.votes``: checking certificates (with a memo), the leader's vote tally,
+  timeout checks and timeout certificates;
+- ``node.core.pacemaker``: the timers, each a named deadline (``Timer``);
+- ``node.core.catchup``: whom to ask for missing blocks and when; serving peers' requests;
+- ``node.core.dissemination``: the mempool and who is sent which transaction;
+- ``node.core.refusal``: why a message was dropped, the closed set of (kind, reason)
+  counted in ``Replica.refused``.
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import assert_never
 
 from node.config import (
     BATCH_DELAY_MS,
@@ -36,31 +46,26 @@ from node.config import (
     BLOCK_TIME_DRIFT_MAX_MS,
     BLOCK_TXS_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
-    CATCHUP_BLOCK_CHARGE_MIN_BYTES,
-    CATCHUP_RESPONSE_BYTES_MAX,
-    CATCHUP_RETRY_MS,
-    FORWARD_LEADERS,
-    HELP_LAGGING_INTERVAL_MS,
-    MEMPOOL_PEER_SHARE_DIVISOR_MIN,
     PEER_SYNC_BYTES_BURST,
     PEER_SYNC_BYTES_PER_S,
     PEER_VERIFY_BURST,
     PEER_VERIFY_PER_S,
-    SIGNERS_PER_TX_MAX,
     TIMEOUT_VIEWS_TRACKED_MAX,
-    TX_FORWARD_BATCH_MAX,
     VIEW_TIMEOUT_BASE_MS,
     VIEW_TIMEOUT_MAX_MS,
 )
 from node.core.budget import Bucket
+from node.core.catchup import BlockSource, CatchUp, serve_sync
+from node.core.dissemination import Dissemination, TxCheck
 from node.core.leader import LeaderSchedule
 from node.core.mempool import AddResult, Mempool, tx_key
+from node.core.pacemaker import Pacemaker, Timer
 from node.core.quorum import Quorum
+from node.core.refusal import Kind, Reason, Refusal
 from node.core.safety import SafetyState
-from node.core.signing import Signer, Verifier, verify_certificate, verify_timeout_cert
+from node.core.signing import Signer, Verifier
 from node.core.types import (
     Block,
-    BlockHeader,
     Message,
     NewView,
     Phase,
@@ -73,34 +78,29 @@ from node.core.types import (
     TimeoutCert,
     TxForward,
     Vote,
-    encode_qc,
     genesis_hash,
     timeout_message,
     vote_message,
 )
+from node.core.votes import Certificates, VoteCollector, form_tc, timeout_problem
 from node.invariant import InvariantError, require
 
-__all__ = ["BlockSource", "CoreConfig", "Ready", "Replica"]
+__all__ = ["BlockSource", "CoreConfig", "Ready", "Replica", "TxCheck"]
 
 _CANDIDATES_MAX = TIMEOUT_VIEWS_TRACKED_MAX  # blocks kept for height committed + 1
 _VERIFIED_MAX = 4 * TIMEOUT_VIEWS_TRACKED_MAX  # memo of verified certificates
 
-
-class BlockSource(Protocol):
-    """Read-only access to committed blocks in storage (for restart and serving catch-up)."""
-
-    def committed_height(self) -> int: ...
-
-    def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None: ...
-
-    def committed_header(self, height: int) -> BlockHeader | None:
-        """The header of a committed block alone (cheap: the leader schedule replays every
-        header at start)."""
-        ...
-
-    def tx_committed(self, tx: bytes) -> bool:
-        """True when a committed block already applied ``tx`` (keeps replays out of blocks)."""
-        ...
+# The kind each message is counted under when it is refused before its handler runs.
+_KIND: dict[type, Kind] = {
+    Proposal: Kind.PROPOSAL,
+    Vote: Kind.VOTE,
+    QCMessage: Kind.QC,
+    Timeout: Kind.TIMEOUT,
+    NewView: Kind.NEW_VIEW,
+    TxForward: Kind.TX_FORWARD,
+    SyncRequest: Kind.SYNC_REQUEST,
+    SyncResponse: Kind.SYNC_RESPONSE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,24 +137,6 @@ class Ready:
         return self.to_persist is None and not self.to_send and not self.committed
 
 
-TxCheck = Callable[[bytes], bool]
-"""Whether a forwarded transaction passes the checks a client's submission passes (form,
-chain, signatures: the runtime's admission precheck); pure from the core's point of view."""
-
-
-class _CountingVerifier:
-    """The injected verifier, counting verifications so each peer is charged for its own."""
-
-    __slots__ = ("count", "inner")
-
-    def __init__(self, inner: Verifier) -> None:
-        self.inner, self.count = inner, 0
-
-    def verify(self, index: int, message: bytes, signature: bytes) -> bool:
-        self.count += 1
-        return self.inner.verify(index, message, signature)
-
-
 class Replica:
     def __init__(
         self,
@@ -173,44 +155,44 @@ class Replica:
         self.cfg = config
         self.n, self.q = config.quorum.n, config.quorum.q
         self._signer, self._source = signer, source
-        self._verifier = _CountingVerifier(verifier)
-        self._tx_check = tx_check
+        self._certs = Certificates(config.chain_id, self.n, self.q, verifier, _VERIFIED_MAX)
         self.schedule = LeaderSchedule(self.n, config.quorum.liveness_bound)
         self._verify_budget: dict[int, Bucket] = {}
         self._sync_budget: dict[int, Bucket] = {}
-        self._helped_ms: dict[int, int] = {}  # peer -> when we last answered its stale timeout
-        # Messages refused without effect, by reason (a peer over budget, a forged claim...).
-        self.refused: Counter[str] = Counter()
+        # Messages dropped without effect, by (kind, reason): node.core.refusal.
+        self.refused: Counter[Refusal] = Counter()
         self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
         self.halted: str | None = None
+        self._out: list[tuple[int, Message]] = []
+        self._committed_out: list[tuple[Block, QuorumCert]] = []
         self._load_head(executed_root, results_root)
         self.view = max(self.safety.last_view, self.committed_view + 1, 0)
-        self._consecutive_timeouts = 0
-        self._last_commit_ms = -(10**12)  # long ago: the first transaction is proposed at once
-        self._timer_start_ms: int | None = None
-        self._timeout_sent_ms: int | None = None  # when this view's timeout was last sent
+        self._pacemaker = Pacemaker(
+            config.view_timeout_base_ms,
+            config.view_timeout_max_ms,
+            config.batch_delay_ms,
+            config.quorum.liveness_bound,
+        )
+        self._catchup = CatchUp(config.me, self.n, self._send)
+        self._spread = Dissemination(
+            config.me,
+            self.n,
+            self.mempool,
+            source=source,
+            leader=self.leader,
+            send=self._send,
+            tx_check=tx_check,
+        )
+        self._votes = VoteCollector()
         self._candidates: dict[bytes, Block] = {}  # blocks for height committed + 1
         self._proposal: Proposal | None = None  # accepted proposal of the current view
         self._buffered: dict[int, Proposal] = {}  # by sender, waiting for catch-up/execution
-        self._votes: dict[Phase, dict[int, bytes]] = {}
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
-        self._sync_target = 0  # the height we catch up to (certified, or a peer's word)
-        self._sync_certified = 0  # the highest height a verified certificate names
-        self._sync_misses = 0  # unanswered requests since the last progress
-        self._sync_sent_ms: int | None = None
-        self._sync_peer = (config.me + 1) % self.n
-        self._verified: dict[tuple[object, ...], bool] = {}
         # height -> (state root, results root) that a certified block says it produced
         self._expected_roots: dict[int, tuple[bytes, bytes]] = {}
-        self._out: list[tuple[int, Message]] = []
-        self._committed_out: list[tuple[Block, QuorumCert]] = []
-        self._forward: list[bytes] = []
-        # Transactions submitted here and still pending, by id: the transaction and the
-        # last view whose leader has been sent it (bounded like the mempool they sit in).
-        self._own: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
         self._dirty = False
         self._in_ready = False
 
@@ -255,11 +237,8 @@ class Replica:
     def submit(self, tx: bytes, now_ms: int | None = None) -> AddResult:
         """A client's transaction arrives at this node; it is forwarded to the next leaders."""
         self._clock(now_ms)
-        result = self._admit(tx)
+        result = self._spread.submit(tx, self.view)
         if result is AddResult.ACCEPTED:
-            self._forward.append(tx)
-            if len(self._forward) >= TX_FORWARD_BATCH_MAX:
-                self._flush_forward()
             self._after_event()
         return result
 
@@ -272,22 +251,43 @@ class Replica:
         require(0 <= src < self.n, f"message from validator {src} of {self.n}")
         self._clock(now_ms)
         if isinstance(msg, SyncRequest):
-            self._on_sync_request(src, msg)
+            self._on_sync_request(src, msg)  # public data: served even by a halted node
             return
         if self.halted is not None:
+            self._refuse(_KIND[type(msg)], Reason.HALTED)
             return
         budget = None
         if src != self.cfg.me:
             budget = self._bucket(self._verify_budget, src, PEER_VERIFY_PER_S, PEER_VERIFY_BURST)
             if not budget.available(self.now_ms):
-                self.refused["peer over verification budget"] += 1
+                self._refuse(_KIND[type(msg)], Reason.OVER_VERIFY_BUDGET)
                 return
-        self._verifier.count = 0
-        handler: Callable[[int, Message], None] = getattr(self, _HANDLERS[type(msg)])
-        handler(src, msg)
-        if budget is not None and self._verifier.count:
-            budget.charge(self._verifier.count, self.now_ms)
+        self._certs.start_count()
+        self._dispatch(src, msg)
+        if budget is not None and self._certs.count:
+            budget.charge(self._certs.count, self.now_ms)
         self._after_event()
+
+    def _dispatch(self, src: int, msg: Message) -> None:
+        match msg:
+            case Proposal():
+                self._on_proposal(src, msg)
+            case Vote():
+                self._on_vote(src, msg)
+            case QCMessage():
+                self._on_qc(src, msg)
+            case Timeout():
+                self._on_timeout(src, msg)
+            case NewView():
+                self._on_new_view(msg)
+            case TxForward():
+                self._on_tx_forward(src, msg)
+            case SyncResponse():
+                self._on_sync_response(src, msg)
+            case SyncRequest():
+                self._on_sync_request(src, msg)
+            case _:
+                assert_never(msg)
 
     def _bucket(self, table: dict[int, Bucket], src: int, rate: int, burst: int) -> Bucket:
         bucket = table.get(src)
@@ -299,10 +299,11 @@ class Replica:
         self._clock(now_ms)
         if self.halted is not None:
             return
-        self._maybe_sync_retry()
-        self._check_timer()
+        self._catchup.retry(self.committed_height, self.now_ms)
+        if self._pacemaker.fire(self.now_ms):
+            self._send_timeout(self.view)
         self._after_event()
-        self._flush_forward()
+        self._spread.flush(self.view)
 
     def executed(self, height: int, state_root: bytes, results_root: bytes) -> None:
         """The caller applied committed block ``height``: the state root after it and the
@@ -321,7 +322,7 @@ class Replica:
         self._after_event()
 
     def ready(self) -> Ready:
-        self._flush_forward()
+        self._spread.flush(self.view)
         out = Ready(
             to_persist=self.safety.encode() if self._dirty else None,
             to_send=tuple(self._out),
@@ -339,17 +340,29 @@ class Replica:
         )
         self._in_ready = False
 
+    def deadlines(self) -> dict[Timer, int]:
+        """The pending timers by name, each with when ``tick`` should run for it."""
+        out: dict[Timer, int] = {}
+        view = self._pacemaker.view_deadline_ms()
+        if view is not None:
+            out[Timer.VIEW_TIMEOUT] = view
+        retry = self._catchup.retry_deadline_ms()
+        if retry is not None:
+            out[Timer.CATCHUP_RETRY] = retry
+        if self._is_leader_waiting():
+            out[Timer.BATCH_DELAY] = self._pacemaker.batch_deadline_ms()
+        return out
+
     def deadline_ms(self) -> int | None:
         """The next time ``tick`` has work to do (None: nothing until a message arrives)."""
-        times: list[int] = []
-        if self._timer_start_ms is not None:
-            base = self._timer_start_ms if self._timeout_sent_ms is None else self._timeout_sent_ms
-            times.append(base + self._timeout_ms())
-        if self._sync_sent_ms is not None:
-            times.append(self._sync_sent_ms + CATCHUP_RETRY_MS)
-        if self._is_leader_waiting():
-            times.append(self._last_commit_ms + self.cfg.batch_delay_ms)
-        return min(times) if times else None
+        times = self.deadlines()
+        return min(times.values()) if times else None
+
+    def peer_height(self, src: int, height: int) -> None:
+        """A peer's unproven word (its hello) that it holds blocks up to ``height``: catch
+        up as for a certified height, but a word only lasts one round of unanswered
+        requests to every peer (a liar costs n - 1 small requests, once)."""
+        self._catchup.peer_height(src, height, self.committed_height, self.now_ms)
 
     # --- common helpers ----------------------------------------------------------------
 
@@ -357,19 +370,15 @@ class Replica:
         if now_ms is not None:
             self.now_ms = max(self.now_ms, now_ms)  # a clock that steps back changes nothing
 
-    def _admit(self, tx: bytes) -> AddResult:
-        # The mempool only remembers recent commits of this process; storage knows all.
-        if not self.mempool.contains(tx) and self._source.tx_committed(tx):
-            return AddResult.DUPLICATE
-        return self.mempool.add(tx)
+    def _refuse(self, kind: Kind, reason: Reason) -> None:
+        self.refused[(kind, reason)] += 1
 
     def _send(self, dst: int, msg: Message) -> None:
         self._out.append((dst, msg))
 
-    def _broadcast(self, msg: Message, *, include_self: bool = True) -> None:
+    def _broadcast(self, msg: Message) -> None:
         for dst in range(self.n):
-            if include_self or dst != self.cfg.me:
-                self._out.append((dst, msg))
+            self._out.append((dst, msg))
 
     def _persist(self, **changes: object) -> None:
         self.safety = replace(self.safety, **changes)  # type: ignore[arg-type]
@@ -379,78 +388,13 @@ class Replica:
         # Divergent execution: signing anything more could certify a wrong state.
         self.halted = reason
 
-    def _flush_forward(self) -> None:
-        """Send new client transactions to the leaders of the next FORWARD_LEADERS views,
-        not to every validator: only a proposer needs a transaction before its block, and
-        the others receive it in the proposal. (A timeout re-gossips to all, so a view
-        change cannot strand one.) Except after idleness (nothing else pending here): then
-        every validator gets it, so all start their view timers together and a dead leader
-        costs one timeout, not two (the others would learn of the work from the first
-        timeouts only)."""
-        if not self._forward:
-            return
-        txs, self._forward = self._forward, []
-        last = self.view + FORWARD_LEADERS - 1
-        for tx in txs:
-            self._own[tx_key(tx)] = (tx, last)
-        while len(self._own) > self.mempool.txs_max:
-            self._own.popitem(last=False)
-        if len(self.mempool) <= len(txs):
-            self._forward_to(self.view, self.view + self.n - 1, tuple(txs))
-        else:
-            self._forward_to(self.view, last, tuple(txs))
-
-    def _forward_to(self, first_view: int, last_view: int, txs: tuple[bytes, ...]) -> None:
-        leaders = {self.leader(v) for v in range(first_view, last_view + 1)} - {self.cfg.me}
-        for i in range(0, len(txs), TX_FORWARD_BATCH_MAX):
-            msg = TxForward(txs[i : i + TX_FORWARD_BATCH_MAX])
-            for dst in sorted(leaders):
-                self._send(dst, msg)
-
-    def _reforward_own(self) -> None:
-        """After a commit: this node's transactions still pending whose leaders have all had
-        their turn go to the next leaders."""
-        last = self.view + FORWARD_LEADERS - 1
-        due: list[bytes] = []
-        for key, (tx, upto) in list(self._own.items()):
-            if not self.mempool.contains_key(key):
-                del self._own[key]  # committed (or dropped)
-            elif upto < self.view:
-                self._own[key] = (tx, last)
-                due.append(tx)
-        if due:
-            self._forward_to(self.view, last, tuple(due))
-
-    def _timeout_ms(self) -> int:
-        """The base timeout for the first n - q views without a commit (as many leaders
-        may be down, each costing one view), then doubling: one dead leader after another
-        must not cost ever longer timeouts, and under asynchrony the timeout still grows
-        until a view fits in it."""
-        exp = min(max(0, self._consecutive_timeouts - self.cfg.quorum.liveness_bound), 30)
-        return min(self.cfg.view_timeout_base_ms << exp, self.cfg.view_timeout_max_ms)
-
-    def _verify_qc(self, qc: QuorumCert, phase: Phase) -> bool:
-        key = _qc_key(qc)
-        ok = self._verified.get(key)
-        if ok is None:
-            ok = verify_certificate(qc, self.cfg.chain_id, self.n, self.q, self._verifier)
-            self._remember_verified(key, ok)
-        return ok and qc.phase == phase
-
-    def _remember_verified(self, key: tuple[object, ...], ok: bool) -> None:
-        # The same certificate arrives many times (proposals, timeouts, QC broadcasts).
-        if len(self._verified) >= _VERIFIED_MAX:
-            self._verified.pop(next(iter(self._verified)))
-        self._verified[key] = ok
-
     def _enter_view(self, view: int) -> None:
         if view <= self.view:
             return
         self.view = view
         self._proposal = None
-        self._votes = {}
-        self._timer_start_ms = None
-        self._timeout_sent_ms = None
+        self._votes.clear()
+        self._pacemaker.stop()
         for old in [v for v in self._timeouts if v < view]:
             del self._timeouts[old]
 
@@ -459,7 +403,10 @@ class Replica:
             return
         self._retry_buffered()
         self._maybe_propose()
-        self._update_timer()
+        self._pacemaker.arm(self.now_ms, self._timer_active())
+
+    def _want_sync(self, src: int, height: int) -> None:
+        self._catchup.want(src, height, self.committed_height, self.now_ms)
 
     # --- commit and catch-up -------------------------------------------------------------
 
@@ -500,15 +447,11 @@ class Replica:
         self._committed_out.append((block, cert))
         self.mempool.remove_committed(block.txs)
         self._candidates = {}
-        self._consecutive_timeouts = 0
-        self._last_commit_ms = self.now_ms
-        self._timer_start_ms = None
-        self._timeout_sent_ms = None
+        self._pacemaker.committed(self.now_ms)
         self._record_expected_root(block)
         self._enter_view(cert.view + 1)
-        self._reforward_own()
-        if self._sync_target <= self.committed_height:
-            self._sync_sent_ms = None
+        self._spread.reforward(self.view)
+        self._catchup.committed(self.committed_height)
 
     def _record_expected_root(self, block: Block) -> None:
         # Block h carries the roots of executing h - 1; q validators certified them.
@@ -526,101 +469,41 @@ class Replica:
         """Pending transactions, or a last block whose results no block certifies yet."""
         return len(self.mempool) > 0 or self.committed_has_txs
 
-    def peer_height(self, src: int, height: int) -> None:
-        """A peer's unproven word (its hello) that it holds blocks up to ``height``: catch
-        up as for a certified height, but a word only lasts one round of unanswered
-        requests to every peer (a liar costs n - 1 small requests, once)."""
-        if src == self.cfg.me or height <= max(self.committed_height, self._sync_target):
-            return
-        self._sync_target = height
-        self._sync_peer = src
-        self._sync_misses = 0
-        if self._sync_sent_ms is None:
-            self._send_sync()
-
-    def _want_sync(self, src: int, height: int) -> None:
-        self._sync_certified = max(self._sync_certified, height)
-        self._sync_target = max(self._sync_target, height)
-        if src != self.cfg.me:
-            self._sync_peer = src
-        if self._sync_sent_ms is None:
-            self._send_sync()
-
-    def _send_sync(self) -> None:
-        count = min(self._sync_target - self.committed_height, CATCHUP_BATCH_BLOCKS_MAX)
-        if count <= 0:
-            self._sync_sent_ms = None
-            return
-        self._send(self._sync_peer, SyncRequest(self.committed_height + 1, count))
-        self._sync_sent_ms = self.now_ms
-
-    def _maybe_sync_retry(self) -> None:
-        if self._sync_sent_ms is None or self.now_ms < self._sync_sent_ms + CATCHUP_RETRY_MS:
-            return
-        # The peer did not answer (nothing to give, or over its budget for us): ask the
-        # next one, round-robin, never ourselves; a peer's unproven word lasts one round.
-        self._sync_misses += 1
-        if self._sync_misses >= self.n - 1 and self._sync_target > self._sync_certified:
-            self._sync_target = self._sync_certified
-            if self._sync_target <= self.committed_height:
-                self._sync_sent_ms = None
-                return
-        self._sync_peer = (self._sync_peer + 1) % self.n
-        if self._sync_peer == self.cfg.me:
-            self._sync_peer = (self._sync_peer + 1) % self.n
-        self._send_sync()
-
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
         """Serve committed blocks, at most the peer's catch-up budget in bytes."""
         budget = self._bucket(self._sync_budget, src, PEER_SYNC_BYTES_PER_S, PEER_SYNC_BYTES_BURST)
         if src != self.cfg.me and not budget.available(self.now_ms):
-            self.refused["peer over catch-up budget"] += 1
+            self._refuse(Kind.SYNC_REQUEST, Reason.OVER_SYNC_BUDGET)
             return
-        blocks: list[tuple[Block, QuorumCert]] = []
-        count = min(msg.count, CATCHUP_BATCH_BLOCKS_MAX)
-        size = charge = 0
-        for height in range(max(msg.from_height, 1), msg.from_height + count):
-            got = self._source.committed_block(height)
-            if got is None:
-                break
-            # One response must fit one wire message; the first block always does.
-            block_bytes = _wire_size_bound(*got)
-            size += block_bytes
-            if blocks and size > CATCHUP_RESPONSE_BYTES_MAX:
-                break
-            blocks.append(got)
-            charge += max(block_bytes, CATCHUP_BLOCK_CHARGE_MIN_BYTES)
-        budget.charge(max(charge, CATCHUP_BLOCK_CHARGE_MIN_BYTES), self.now_ms)
-        if blocks:
-            self._send(src, SyncResponse(tuple(blocks)))
+        match serve_sync(msg, self._source, budget, self.now_ms):
+            case SyncResponse() as response:
+                self._send(src, response)
+            case Reason() as reason:
+                self._refuse(Kind.SYNC_REQUEST, reason)
 
     def _on_sync_response(self, src: int, msg: SyncResponse) -> None:
+        """Committed blocks, each checked against its commit certificate, in order."""
         start = self.committed_height
         for block, cert in msg.blocks[:CATCHUP_BATCH_BLOCKS_MAX]:
             if block.height != self.committed_height + 1:
                 continue
-            if block.parent_hash != self.committed_hash or cert.block_hash != block.hash:
+            if block.parent_hash != self.committed_hash:
+                self._refuse(Kind.SYNC_RESPONSE, Reason.PARENT_MISMATCH)
                 return
-            if cert.height != block.height or not self._verify_qc(cert, Phase.COMMIT):
+            if (
+                cert.block_hash != block.hash
+                or cert.height != block.height
+                or not self._certs.qc(cert, Phase.COMMIT)
+            ):
+                self._refuse(Kind.SYNC_RESPONSE, Reason.INVALID_CERTIFICATE)
                 return
             if block.chain_id != self.cfg.chain_id:
+                self._refuse(Kind.SYNC_RESPONSE, Reason.WRONG_CHAIN)
                 return
             self._commit(block, cert)
             if self.halted is not None:
                 return
-        if self.committed_height > start:
-            self._sync_misses = 0
-        if self._sync_target > self.committed_height:
-            self._send_sync()
-            return
-        self._sync_sent_ms = None
-        if self.committed_height > start:
-            # An answer that moved us on: the peer may hold more (a restarted node asks on
-            # the peer's word in its hello, with no certificate naming a target). Any
-            # progress counts, not only a full answer: every hello starts a chain, and
-            # chains that overlap move us on by part of an answer each. One more request,
-            # not retried: an empty or missing answer ends the chain.
-            self._send(src, SyncRequest(self.committed_height + 1, CATCHUP_BATCH_BLOCKS_MAX))
+        self._catchup.answered(src, start, self.committed_height, self.now_ms)
 
     # --- proposals -------------------------------------------------------------------------
 
@@ -653,7 +536,7 @@ class Replica:
         full = len(self.mempool) >= self.cfg.block_txs_max or (
             self.mempool.size_bytes >= self.cfg.block_bytes_max
         )
-        if not full and self.now_ms < self._last_commit_ms + self.cfg.batch_delay_ms:
+        if not full and self._pacemaker.batching(self.now_ms):
             return  # under load: let the next block fill for a moment
         self._propose(self._new_block(), None)
 
@@ -697,20 +580,27 @@ class Replica:
 
     def _propose(self, block: Block, tc: TimeoutCert | None) -> None:
         self._persist(proposed_view=self.view)
-        self._votes = {Phase.PREPARE: {}, Phase.COMMIT: {}}
+        self._votes.open()
         proposal = Proposal(self.view, block, self.committed_cert, tc)
         self._proposal = proposal  # votes may arrive before our own copy of the proposal
         self._broadcast(proposal)
 
     def _on_proposal(self, src: int, p: Proposal) -> None:
-        if p.view < self.view or p.block.chain_id != self.cfg.chain_id:
+        if p.view < self.view:
+            self._refuse(Kind.PROPOSAL, Reason.STALE_VIEW)
+            return
+        if p.block.chain_id != self.cfg.chain_id:
+            self._refuse(Kind.PROPOSAL, Reason.WRONG_CHAIN)
             return
         # Certificates prove themselves whoever carries them (the sender's budget pays for
         # checking them); who leads the view is decided once we stand at the parent.
-        if not self._absorb_proposal_certs(src, p):
-            self.refused["proposal with an invalid certificate"] += 1
+        problem = self._absorb_proposal_certs(src, p)
+        if problem is not None:
+            self._refuse(Kind.PROPOSAL, problem)
             return
         if p.view != self.view:
+            stale = p.view < self.view
+            self._refuse(Kind.PROPOSAL, Reason.STALE_VIEW if stale else Reason.FUTURE_VIEW)
             return
         if (
             p.block.height > self.committed_height + 1
@@ -720,22 +610,24 @@ class Replica:
             return
         if p.block.height == self.committed_height + 1:
             self._consider(src, p)
+        else:
+            self._refuse(Kind.PROPOSAL, Reason.STALE_HEIGHT)
 
-    def _absorb_proposal_certs(self, src: int, p: Proposal) -> bool:
+    def _absorb_proposal_certs(self, src: int, p: Proposal) -> Reason | None:
+        """Act on the proposal's certificates (each moves us on by itself), or say which
+        one does not prove what it must."""
         parent = p.parent_cert
         if p.block.height > 1:
             if parent is None or parent.height != p.block.height - 1:
-                return False
-            if parent.block_hash != p.block.parent_hash or not self._verify_qc(
-                parent, Phase.COMMIT
-            ):
-                return False
+                return Reason.INVALID_PARENT_CERT
+            if parent.block_hash != p.block.parent_hash or not self._certs.qc(parent, Phase.COMMIT):
+                return Reason.INVALID_PARENT_CERT
             self._learn_commit(src, parent)
         if p.tc is not None:
-            if p.tc.view != p.view - 1 or not self._verify_tc(p.tc):
-                return False
+            if p.tc.view != p.view - 1 or not self._certs.tc(p.tc):
+                return Reason.INVALID_TC
             self._accept_tc(p.tc)
-        return True
+        return None
 
     def _retry_buffered(self) -> None:
         if not self._buffered or self.executed_height < self.committed_height:
@@ -743,9 +635,13 @@ class Replica:
         for src, p in list(self._buffered.items()):
             if p.view < self.view or p.block.height <= self.committed_height:
                 del self._buffered[src]
+                stale = Reason.STALE_VIEW if p.view < self.view else Reason.STALE_HEIGHT
+                self._refuse(Kind.PROPOSAL, stale)
             elif p.block.height == self.committed_height + 1 and p.view == self.view:
                 del self._buffered[src]
                 self._consider(src, p)
+
+    # --- the voting rules ----------------------------------------------------------------
 
     def _consider(self, src: int, p: Proposal) -> None:
         """Vote PREPARE for a proposal at height committed + 1 in the current view, if valid."""
@@ -755,25 +651,32 @@ class Replica:
             "considering a proposal not for the next height in this view",
         )
         if p.view <= max(self.safety.prepare_view, self.safety.timeout_view):
-            return  # already voted (or gave up) in this view: never vote twice
+            self._refuse(Kind.PROPOSAL, Reason.ALREADY_VOTED)  # never vote twice in a view
+            return
         if src != self.leader(p.view):
-            self.refused["proposal from a validator that does not lead the view"] += 1
+            self._refuse(Kind.PROPOSAL, Reason.NOT_LEADER)
             return
         if block.parent_hash == self.committed_hash:
             # Kept even if we refuse to vote: a certificate on it may prove *we* are wrong.
             self._remember_block(block)
-        if not self._block_valid(block, src, p) or not self._justified(p):
-            self.refused["proposal breaks a voting rule"] += 1
+        problem = self._block_problem(block, src, p)
+        if problem is None:
+            problem = self._justify_problem(p)
+        if problem is not None:
+            self._refuse(Kind.PROPOSAL, problem)
             return
         self._proposal = p
         self._persist(prepare_view=p.view)
         self._send_vote(Phase.PREPARE, p.view, block)
 
-    def _block_valid(self, block: Block, src: int, p: Proposal) -> bool:
-        if block.parent_hash != self.committed_hash or block.time_ms <= self.committed_time_ms:
-            return False
+    def _block_problem(self, block: Block, src: int, p: Proposal) -> Reason | None:
+        """Which voting rule the block breaks (None: none)."""
+        if block.parent_hash != self.committed_hash:
+            return Reason.PARENT_MISMATCH
+        if block.time_ms <= self.committed_time_ms:
+            return Reason.TIME_NOT_AFTER_PARENT
         if block.time_ms > self.now_ms + BLOCK_TIME_DRIFT_MAX_MS:
-            return False  # a leader must not move settlement deadlines by its clock alone
+            return Reason.TIME_TOO_FAR_AHEAD  # a leader must not move deadlines by its clock
         lock = p.tc.high_lock if p.tc is not None else None
         if lock is None or lock.block_hash != block.hash:
             # A fresh block: made in this view by its leader, timed by a clock near ours, so
@@ -781,40 +684,51 @@ class Replica:
             # (A re-proposed locked block keeps its view and time: q voters, one of them
             # honest, checked both when it was fresh.)
             if block.view != p.view or block.proposer != src:
-                return False
+                return Reason.NOT_FRESH_BLOCK
             if block.time_ms < self.now_ms - BLOCK_TIME_DRIFT_MAX_MS:
-                return False
+                return Reason.TIME_TOO_FAR_BEHIND
+        return self._payload_problem(block)
+
+    def _payload_problem(self, block: Block) -> Reason | None:
         if len(block.txs) > self.cfg.block_txs_max:
-            return False
+            return Reason.TOO_MANY_TXS
         if not block.txs and not self.committed_has_txs:
-            return False  # empty blocks only follow blocks with transactions
+            return Reason.EMPTY_AFTER_EMPTY  # empty blocks only follow blocks with txs
         if block.payload_bytes > self.cfg.block_bytes_max:
-            return False
+            return Reason.TOO_MANY_BYTES
         if len({tx_key(tx) for tx in block.txs}) != len(block.txs):
-            return False
+            return Reason.REPEATED_TX
         # Our own roots differ from the proposer's: refuse to vote (who diverged is decided
         # by a certificate: a QC on this block means we did, see _record_expected_root).
-        return (block.state_root, block.results_root) == self._executed_roots()
+        if (block.state_root, block.results_root) != self._executed_roots():
+            return Reason.ROOTS_DIFFER
+        return None
 
-    def _justified(self, p: Proposal) -> bool:
+    def _justify_problem(self, p: Proposal) -> Reason | None:
+        """Fresh (the parent's commit certificate of the previous view, and no lock of
+        ours against it), or allowed by its TC (None: justified)."""
         if p.tc is None:
             fresh = p.parent_cert.view if p.parent_cert is not None else -1
             if fresh != p.view - 1:
-                return False
+                return Reason.NOT_JUSTIFIED
             lock = self.safety.high_pqc
             # Cannot happen within the safety bound; refusing keeps the lock rule literal.
-            return lock is None or lock.height != p.block.height or lock.block_hash == p.block.hash
-        return self._tc_allows(p.tc, p)
+            if lock is None or lock.height != p.block.height or lock.block_hash == p.block.hash:
+                return None
+            return Reason.CONFLICTS_WITH_LOCK
+        return self._tc_problem(p.tc, p)
 
-    def _tc_allows(self, tc: TimeoutCert, p: Proposal) -> bool:
+    def _tc_problem(self, tc: TimeoutCert, p: Proposal) -> Reason | None:
         """Jolteon rule: extend the highest commit and the highest lock reported in the TC
-        (both proven by the TC itself: ``_verify_tc`` checked them)."""
+        (both proven by the TC itself: ``Certificates.tc`` checked them)."""
         top = tc.top_height
         if p.block.height < top + 1:
-            return False
+            return Reason.BELOW_TC_COMMIT
         if p.block.height > top + 1 or tc.high_lock is None:
-            return True
-        return tc.high_lock.block_hash == p.block.hash
+            return None
+        if tc.high_lock.block_hash == p.block.hash:
+            return None
+        return Reason.IGNORES_TC_LOCK
 
     # --- votes and certificates ----------------------------------------------------------
 
@@ -824,23 +738,16 @@ class Replica:
         self._send(self.leader(view), Vote(phase, view, block.height, block.hash, self.cfg.me, sig))
 
     def _on_vote(self, src: int, v: Vote) -> None:
-        if v.view != self.view or self.leader(v.view) != self.cfg.me or v.voter != src:
-            return
-        p = self._proposal
-        if p is None or v.block_hash != p.block.hash or v.height != p.block.height:
-            return
-        tally = self._votes.get(v.phase)
-        if tally is None or v.voter in tally or len(tally) >= self.q:
-            return
-        msg = vote_message(self.cfg.chain_id, v.phase, v.view, v.height, v.block_hash)
-        if not self._verifier.verify(v.voter, msg, v.signature):
-            return
-        tally[v.voter] = v.signature
-        if len(tally) == self.q:
-            qc = QuorumCert(v.phase, v.view, v.height, v.block_hash, tuple(sorted(tally.items())))
-            # Made of votes verified one by one above: our own copy need not be checked again.
-            self._remember_verified(_qc_key(qc), True)
-            self._broadcast(QCMessage(qc))
+        leads = v.view == self.view and self.leader(v.view) == self.cfg.me
+        match self._votes.add(
+            src, v, view=self.view, leads=leads, proposal=self._proposal, certs=self._certs
+        ):
+            case QuorumCert() as qc:
+                self._broadcast(QCMessage(qc))
+            case Reason() as reason:
+                self._refuse(Kind.VOTE, reason)
+            case None:
+                pass  # counted, short of a quorum
 
     def _on_qc(self, src: int, m: QCMessage) -> None:
         qc = m.qc
@@ -848,17 +755,25 @@ class Replica:
             # A newer height, or a later view's certificate for a height we hold (the same
             # block certified again after a view change): both move us forward.
             useful = qc.height > self.committed_height or qc.view >= self.view
-            if useful and self._verify_qc(qc, Phase.COMMIT):
+            if not useful:
+                self._refuse(Kind.QC, Reason.STALE_HEIGHT)
+            elif not self._certs.qc(qc, Phase.COMMIT):
+                self._refuse(Kind.QC, Reason.INVALID_CERTIFICATE)
+            else:
                 self._learn_commit(src, qc)
             return
-        if qc.height > self.committed_height + 1:
-            if self._verify_qc(qc, Phase.PREPARE):
-                self._want_sync(src, qc.height - 1)
+        if qc.height <= self.committed_height:
+            self._refuse(Kind.QC, Reason.STALE_HEIGHT)
             return
-        if qc.height != self.committed_height + 1 or not self._verify_qc(qc, Phase.PREPARE):
+        if not self._certs.qc(qc, Phase.PREPARE):
+            self._refuse(Kind.QC, Reason.INVALID_CERTIFICATE)
+            return
+        if qc.height > self.committed_height + 1:
+            self._want_sync(src, qc.height - 1)
             return
         block = self._candidates.get(qc.block_hash)
         if block is None:
+            self._refuse(Kind.QC, Reason.UNKNOWN_BLOCK)
             return
         self._lock(qc, block)
         if self.halted is None:
@@ -891,22 +806,6 @@ class Replica:
             or (lock is not None and lock.height == self.committed_height + 1)
         )
 
-    def _update_timer(self) -> None:
-        if not self._timer_active():
-            self._timer_start_ms = None
-            self._timeout_sent_ms = None
-        elif self._timer_start_ms is None:
-            self._timer_start_ms = self.now_ms
-
-    def _check_timer(self) -> None:
-        if self._timer_start_ms is None:
-            return
-        base = self._timer_start_ms if self._timeout_sent_ms is None else self._timeout_sent_ms
-        if self.now_ms >= base + self._timeout_ms():
-            if self._timeout_sent_ms is None:
-                self._consecutive_timeouts += 1
-            self._send_timeout(self.view)
-
     def _send_timeout(self, view: int) -> None:
         """Give up on ``view`` (persisted first) and tell everyone, with our lock."""
         require(view == self.view, "timeout for a view we are not in")
@@ -922,42 +821,8 @@ class Replica:
         self._broadcast(
             Timeout(view, self.committed_height, self.committed_cert, lock, block, self.cfg.me, sig)
         )
-        self._timeout_sent_ms = self.now_ms
-        if self._timer_start_ms is None:
-            self._timer_start_ms = self.now_ms
-        # Re-gossip what we hold so a new leader (and idle peers) learn of pending work.
-        pending = self.mempool.oldest(TX_FORWARD_BATCH_MAX)
-        if pending:
-            self._broadcast(TxForward(tuple(pending)), include_self=False)
-
-    def _timeout_valid(self, src: int, t: Timeout) -> bool:
-        """Signed by its sender, and every claim in it proven: the committed height by a
-        commit certificate, the lock by a prepare QC for the next height and its block."""
-        if t.voter != src:
-            return False
-        if (t.high_pqc is None) != (t.pqc_block is None):
-            return False
-        if (t.commit_cert is None) != (t.committed_height == 0):
-            return False
-        pqc_view = None if t.high_pqc is None else t.high_pqc.view
-        msg = timeout_message(self.cfg.chain_id, t.view, t.committed_height, pqc_view)
-        if not self._verifier.verify(t.voter, msg, t.signature):
-            return False
-        if t.commit_cert is not None and (
-            t.commit_cert.height != t.committed_height
-            or not self._verify_qc(t.commit_cert, Phase.COMMIT)
-        ):
-            return False
-        if t.high_pqc is not None and t.pqc_block is not None:
-            ok = (
-                t.high_pqc.height == t.committed_height + 1
-                and t.pqc_block.hash == t.high_pqc.block_hash
-                and t.pqc_block.chain_id == self.cfg.chain_id
-                and self._verify_qc(t.high_pqc, Phase.PREPARE)
-            )
-            if not ok:
-                return False
-        return True
+        self._pacemaker.timeout_sent(self.now_ms)
+        self._spread.regossip()
 
     def _on_timeout(self, src: int, t: Timeout) -> None:
         if t.view < self.view:
@@ -966,13 +831,15 @@ class Replica:
         if t.view >= self.view + TIMEOUT_VIEWS_TRACKED_MAX:
             # Too far ahead to matter yet (and the cheap kind to flood); a lagging replica
             # catches up by the certificates its own timeouts are answered with.
-            self.refused["timeout for a view too far ahead"] += 1
+            self._refuse(Kind.TIMEOUT, Reason.VIEW_TOO_FAR_AHEAD)
             return
         bucket = self._timeouts.setdefault(t.view, {})
         if bucket.get(t.voter) == t:
-            return  # a re-send: nothing new to check
-        if not self._timeout_valid(src, t):
-            self.refused["timeout with an unproven claim or a bad signature"] += 1
+            self._refuse(Kind.TIMEOUT, Reason.DUPLICATE)  # a re-send: nothing new to check
+            return
+        problem = timeout_problem(src, t, self._certs)
+        if problem is not None:
+            self._refuse(Kind.TIMEOUT, problem)
             return
         if t.pqc_block is not None:
             self._remember_block(t.pqc_block)  # a next leader may have to re-propose it
@@ -990,10 +857,9 @@ class Replica:
     def _help_lagging(self, src: int, t: Timeout) -> None:
         """A peer times out of a view we have left: send what moved us on (at most once per
         interval per peer: replayed stale timeouts must not make us a traffic amplifier)."""
-        last = self._helped_ms.get(src)
-        if last is not None and self.now_ms < last + HELP_LAGGING_INTERVAL_MS:
+        if not self._pacemaker.may_help(src, self.now_ms):
+            self._refuse(Kind.TIMEOUT, Reason.HELPED_RECENTLY)
             return
-        self._helped_ms[src] = self.now_ms
         cert = self.committed_cert
         if cert is not None and (t.committed_height < cert.height or cert.view >= t.view):
             self._send(src, QCMessage(cert))
@@ -1001,28 +867,9 @@ class Replica:
             self._send(src, NewView(self._last_tc))
 
     def _form_tc(self, view: int, bucket: dict[int, Timeout]) -> None:
-        """q verified timeouts, with the proofs of their highest claims (from the timeouts
-        that made them, so anyone can check the certificate alone)."""
-        chosen = [bucket[i] for i in sorted(bucket)[: self.q]]
-        top = max(t.committed_height for t in chosen)
-        at_top = [t for t in chosen if t.committed_height == top]
-        locks = [t.high_pqc for t in at_top if t.high_pqc is not None]
-        tc = TimeoutCert(
-            view,
-            tuple(t.entry() for t in chosen),
-            at_top[0].commit_cert,
-            max(locks, key=lambda qc: qc.view, default=None),
-        )
-        self._remember_verified(("tc", tc), True)  # made of timeouts verified one by one
+        tc = form_tc(view, bucket, self.q)
+        self._certs.formed_tc(tc)  # made of timeouts verified one by one
         self._accept_tc(tc)
-
-    def _verify_tc(self, tc: TimeoutCert) -> bool:
-        key: tuple[object, ...] = ("tc", tc)
-        ok = self._verified.get(key)
-        if ok is None:
-            ok = verify_timeout_cert(tc, self.cfg.chain_id, self.n, self.q, self._verifier)
-            self._remember_verified(key, ok)
-        return ok
 
     def _accept_tc(self, tc: TimeoutCert) -> None:
         if self._last_tc is None or tc.view > self._last_tc.view:
@@ -1030,63 +877,15 @@ class Replica:
         if tc.view + 1 > self.view:
             self._enter_view(tc.view + 1)
 
-    def _on_new_view(self, src: int, m: NewView) -> None:
-        if m.tc.view >= self.view and self._verify_tc(m.tc):
+    def _on_new_view(self, m: NewView) -> None:
+        if m.tc.view < self.view:
+            self._refuse(Kind.NEW_VIEW, Reason.STALE_VIEW)
+        elif not self._certs.tc(m.tc):
+            self._refuse(Kind.NEW_VIEW, Reason.INVALID_CERTIFICATE)
+        else:
             self._accept_tc(m.tc)
 
     def _on_tx_forward(self, src: int, m: TxForward) -> None:
-        """A peer's transactions pass the checks a client's do (the runtime's precheck) and
-        fill at most the peer's share of the mempool; checking them is charged to the peer,
-        and the batch stops where its budget runs out."""
-        share = self._peer_share()
         budget = self._verify_budget.get(src)
-        for tx in m.txs[:TX_FORWARD_BATCH_MAX]:
-            # Already held or already committed: nothing to check (a timeout re-gossips a
-            # node's whole backlog, mostly settled by the time a paused node resumes).
-            if self.mempool.known(tx) or self._source.tx_committed(tx):
-                continue
-            if self.mempool.share_full(src, share):
-                self.refused["forward beyond the peer's mempool share"] += 1
-                return
-            if budget is not None and not budget.available(self.now_ms):
-                self.refused["peer over verification budget"] += 1
-                return
-            if self._tx_check is not None:
-                if budget is not None:
-                    budget.charge(SIGNERS_PER_TX_MAX, self.now_ms)
-                if not self._tx_check(tx):
-                    self.refused["forwarded transaction fails admission checks"] += 1
-                    continue
-            self.mempool.add(tx, origin=src, share_max=share)
-
-    def _peer_share(self) -> int:
-        return self.mempool.txs_max // max(MEMPOOL_PEER_SHARE_DIVISOR_MIN, self.n - 1)
-
-
-def _qc_key(qc: QuorumCert) -> tuple[object, ...]:
-    return (qc.phase, qc.view, qc.height, qc.block_hash, qc.signatures)
-
-
-def _wire_size_bound(block: Block, cert: QuorumCert) -> int:
-    """An upper bound on a committed block's share of a SyncResponse (block and certificate,
-    as they are: a bound for the largest possible certificate charged a peer's catch-up
-    budget 134 KB per block at 16 of 26, and starved a restarted node 96 blocks in)."""
-    framing = 16  # block blob and header lengths, certificate blob length, message share
-    return (
-        len(block.header)
-        + block.payload_bytes
-        + 4 * len(block.txs)
-        + framing
-        + len(encode_qc(cert))
-    )
-
-
-_HANDLERS: dict[type, str] = {
-    Proposal: "_on_proposal",
-    Vote: "_on_vote",
-    QCMessage: "_on_qc",
-    Timeout: "_on_timeout",
-    NewView: "_on_new_view",
-    TxForward: "_on_tx_forward",
-    SyncResponse: "_on_sync_response",
-}
+        for reason in self._spread.receive(src, m, budget, self.now_ms):
+            self._refuse(Kind.TX_FORWARD, reason)

@@ -4,9 +4,11 @@ Bad input gets a gRPC status a person can act on and changes nothing: INVALID_AR
 for requests that do not parse (node/runtime/_handlers.py), oversize, malformed, badly
 signed or foreign-chain transactions, transactions that can never succeed (expired,
 a role genesis never grants) and bad ids, NOT_FOUND for unknown ids, accounts and
-heights, RESOURCE_EXHAUSTED when the mempool is full or the caller's connection or the
-node holds its limit of finality waits, block streams, submit streams or health watches
-(retry later), UNAVAILABLE when the node halted itself. A submit stream answers each of
+heights, RESOURCE_EXHAUSTED when the mempool is full, when admission control finds the
+node cannot settle what it holds within the client's deadline (with trailing metadata
+``retry-after-ms``: when to retry), or the caller's connection or the node holds its
+limit of finality waits, block streams, submit streams or health watches (retry later),
+UNAVAILABLE when the node halted itself. A submit stream answers each of
 its requests with an event carrying the status and message the unary call would give.
 """
 
@@ -39,12 +41,14 @@ from node.runtime._shares import Shares
 from node.runtime._stream import (
     Refusal,
     SubmitSession,
+    admission_deadline_ms,
     not_final_message,
     offer,
     wait_timeout_ms,
 )
 from node.runtime._transport import PeerLink
 from node.store import StoredBlock
+from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
@@ -72,9 +76,17 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
     )
 
 
-async def _abort(context: Ctx, code: grpc.StatusCode, msg: str) -> NoReturn:
-    await context.abort(code, msg)
+async def _abort(
+    context: Ctx, code: grpc.StatusCode, msg: str, trailing: tuple[tuple[str, str], ...] = ()
+) -> NoReturn:
+    await context.abort(code, msg, trailing)
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+def _call_deadline_ms(context: Ctx) -> int:
+    """The gRPC deadline of the call in milliseconds, 0 when it has none."""
+    remaining_s = context.time_remaining()
+    return 0 if remaining_s is None else max(1, int(remaining_s * 1000))
 
 
 class LedgerService(pb_grpc.LedgerServicer):
@@ -103,9 +115,12 @@ class LedgerService(pb_grpc.LedgerServicer):
         return raw
 
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
-        offered = await offer(self._node, request.transaction)  # ACCEPTED once durable
+        deadline_ms = admission_deadline_ms(request.timeout_ms or _call_deadline_ms(context))
+        offered = await offer(self._node, request.transaction, deadline_ms)  # once durable
         if isinstance(offered, Refusal):
-            await _abort(context, offered.status, offered.message)
+            hint = offered.retry_after_ms
+            trailing = ((RETRY_AFTER_METADATA, str(hint)),) if hint else ()
+            await _abort(context, offered.status, offered.message, trailing)
         tid, outcome = offered
         return pb.SubmitResponse(tx_id=tid, outcome=outcome)
 

@@ -48,8 +48,15 @@ class Metrics:
         )
         self.refused = Counter(
             "ledger_peer_messages_refused",
-            "Peer messages refused without effect, by reason (a forged claim, a peer over budget)",
+            "Peer frames refused by the transport before the consensus core, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.consensus_refused = Counter(
+            "ledger_consensus_refused",
+            "Consensus messages dropped without effect, by message kind and reason "
+            "(node/core/refusal.py; docs/consensus.md, Refusals)",
+            ["kind", "reason"],
             registry=r,
         )
         self.submit_streams = Gauge(
@@ -60,6 +67,25 @@ class Metrics:
             "Submissions over SubmitStream without their final or error event sent yet",
             registry=r,
         )
+        self.admission_refused = Counter(
+            "ledger_admission_refused",
+            "Client transactions refused with RESOURCE_EXHAUSTED before any durable write: "
+            "deadline (cannot settle within the client's deadline), full (mempool or intake)",
+            ["reason"],
+            registry=r,
+        )
+        self.admission_settle_ms = Gauge(
+            "ledger_admission_settle_ms",
+            "Admission control's estimate of the time to settle what this node holds",
+            registry=r,
+        )
+        self.admission_rate = Gauge(
+            "ledger_admission_rate_tps",
+            "Admission control's commit rate (moving average, at least its floor)",
+            registry=r,
+        )
+        for reason in ("deadline", "full"):
+            self.admission_refused.labels(reason=reason)
         for code in ResultCode:
             self.transactions.labels(code=code.name)  # every code present from the start
 

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from node import crypto
 from node.config import (
     ADMISSION_EXPIRY_TOLERANCE_MS,
+    ADMISSION_QUEUE_MAX_MS,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
@@ -64,6 +65,7 @@ from node.core.mempool import AddResult, Mempool, tx_key
 from node.invariant import InvariantError, require
 from node.merkle import MerkleTree
 from node.receipt import Receipt, ResultProof
+from node.runtime._admission import Admission
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._source import StoreSource, _decode_stored
@@ -132,6 +134,7 @@ class Node:
         *,
         clock: Callable[[], int] = wall_ms,
         mempool_txs_max: int = MEMPOOL_TXS_MAX,
+        admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS,
     ) -> None:
         require(genesis.validators[index].public_key == key.public_key, "wrong validator key")
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
@@ -178,8 +181,10 @@ class Node:
         self._intake_flush: asyncio.Future[None] | None = None
         self._last_view = self.replica.view
         store.on_error = lambda e: self.fail("storage", e)  # API reads included
-        self._refused_counted: dict[str, int] = {}  # replica.refused already in the metrics
+        self._refused_counted: dict[tuple[str, str], int] = {}  # replica.refused in metrics
         self.started_ms = clock()
+        # admission control (node/runtime/_stream.py)
+        self.load = Admission(self.started_ms, queue_max_ms=admission_queue_max_ms)
         self.metrics.height.set(store.head().height)
 
     # --- inputs ----------------------------------------------------------------------------
@@ -195,6 +200,10 @@ class Node:
             now_ms=self._clock(),
             tolerance_ms=ADMISSION_EXPIRY_TOLERANCE_MS,
         )
+
+    def clock_ms(self) -> int:
+        """This node's clock (block times and admission control read the same one)."""
+        return self._clock()
 
     def _forward_ok(self, raw: bytes) -> bool:
         return self.admission(raw).code is ResultCode.OK
@@ -492,6 +501,7 @@ class Node:
             block.hash, encode_block(block), encode_qc(cert), ctx, outcome, intake_done=done
         )
         self.replica.executed(block.height, outcome.state_root, outcome.results_root)
+        self.load.committed(len(block.txs), len(self.replica.mempool), self._clock())
         self.timeline.mark(block.height, Step.APPLIED)
         now = time.monotonic()
         m = self.metrics
@@ -562,11 +572,11 @@ class Node:
         self._arm_timer()
 
     def _count_refused(self) -> None:
-        for reason, count in self.replica.refused.items():
-            new = count - self._refused_counted.get(reason, 0)
+        for (kind, reason), count in self.replica.refused.items():
+            new = count - self._refused_counted.get((kind, reason), 0)
             if new:
-                self.metrics.refused.labels(reason=reason).inc(new)
-                self._refused_counted[reason] = count
+                self.metrics.consensus_refused.labels(kind=kind, reason=reason).inc(new)
+                self._refused_counted[(kind, reason)] = count
 
     def _arm_timer(self) -> None:
         now = self._clock()

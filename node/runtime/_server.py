@@ -124,7 +124,15 @@ async def _serve(
 ) -> int:
     pinned, cert, key_pem = tls
     metrics = Metrics()
-    node = Node(genesis, cfg.validator, key, store, metrics, mempool_txs_max=cfg.mempool_txs_max)
+    node = Node(
+        genesis,
+        cfg.validator,
+        key,
+        store,
+        metrics,
+        mempool_txs_max=cfg.mempool_txs_max,
+        admission_queue_max_ms=cfg.admission_queue_max_ms,
+    )
     links = _peer_links(cfg, node, tls, metrics)
     node.send_frame = lambda dst, data: links[dst].send(data)
     peers = PeerService(node, [v.tls_cert_sha256 for v in genesis.validators])

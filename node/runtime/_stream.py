@@ -1,9 +1,10 @@
 """The submit path shared by ``Submit`` and ``SubmitStream``, and one stream's state.
 
 Theory of operation. ``offer`` is the one statement of what a client's submission goes
-through (size, halted, the admission precheck, the mempool, the durable intake log) and
-what each refusal says; the unary ``Submit`` turns a refusal into the call's status, a
-stream into an ``error`` event with the same status code and message.
+through (size, halted, admission control against the client's deadline, the admission
+precheck, the mempool, the durable intake log) and what each refusal says; the unary
+``Submit`` turns a refusal into the call's status (admission control's hint as trailing
+metadata), a stream into an ``error`` event with the same status code, message and hint.
 
 A ``SubmitSession`` serves one ``SubmitStream`` call. Its reader (``read``) takes each
 request in turn: a request that may not take an in-flight slot (a correlation already in
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import grpc
 
 from node.config import (
+    ADMISSION_DEADLINE_DEFAULT_MS,
     SUBMIT_STREAM_ERRORS_QUEUED_MAX,
     TX_BYTES_MAX,
     WAIT_TIMEOUT_DEFAULT_MS,
@@ -39,10 +41,16 @@ from node.invariant import InvariantError
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError
 from node.runtime._shares import Shares
-from node.settlement import ResultCode
+from node.settlement import DecodeError, ResultCode, SignedTx
 from node.wire import ledger_pb2 as pb
 
-__all__ = ["Refusal", "SubmitSession", "offer", "wait_timeout_ms"]
+__all__ = [
+    "Refusal",
+    "SubmitSession",
+    "admission_deadline_ms",
+    "offer",
+    "wait_timeout_ms",
+]
 
 _Code = grpc.StatusCode
 _REFUSAL = -1  # in the queue: this event refuses a request that took no slot
@@ -55,11 +63,14 @@ class Refusal:
     status: grpc.StatusCode
     message: str
     tx_id: bytes = b""  # empty when the bytes were not even hashed (oversize)
+    retry_after_ms: int = 0  # admission control's hint (RESOURCE_EXHAUSTED), 0 for none
 
 
-async def offer(node: Node, raw: bytes) -> tuple[bytes, pb.SubmitOutcome] | Refusal:
-    """Check and submit a client's transaction: (tx id, outcome) once durable (ADR 0006),
-    else why not."""
+async def offer(
+    node: Node, raw: bytes, deadline_ms: int = ADMISSION_DEADLINE_DEFAULT_MS
+) -> tuple[bytes, pb.SubmitOutcome] | Refusal:
+    """Check and submit a client's transaction that must settle within ``deadline_ms``:
+    (tx id, outcome) once durable (ADR 0006), else why not."""
     if node.halted is not None:
         return Refusal(_Code.UNAVAILABLE, f"node halted: {node.halted}")
     if len(raw) > TX_BYTES_MAX:
@@ -67,6 +78,9 @@ async def offer(node: Node, raw: bytes) -> tuple[bytes, pb.SubmitOutcome] | Refu
             _Code.INVALID_ARGUMENT,
             f"transaction of {len(raw)} bytes exceeds the limit of {TX_BYTES_MAX}",
         )
+    overloaded = _overloaded(node, raw, deadline_ms)
+    if overloaded is not None:
+        return overloaded
     check = node.admission(raw)
     tid = check.tx_id
     if check.code is not ResultCode.OK:
@@ -76,6 +90,7 @@ async def offer(node: Node, raw: bytes) -> tuple[bytes, pb.SubmitOutcome] | Refu
     except NodeHaltedError as e:
         return Refusal(_Code.UNAVAILABLE, str(e), tid)
     if result is AddResult.FULL:
+        node.metrics.admission_refused.labels(reason="full").inc()
         return Refusal(
             _Code.RESOURCE_EXHAUSTED,
             "mempool full: the validators are saturated, retry with backoff",
@@ -90,6 +105,34 @@ async def offer(node: Node, raw: bytes) -> tuple[bytes, pb.SubmitOutcome] | Refu
     return tid, pb.ALREADY_PENDING
 
 
+def _overloaded(node: Node, raw: bytes, deadline_ms: int) -> Refusal | None:
+    """Admission control (node/runtime/_admission.py): refuse, before the signatures are
+    checked (so shedding load costs little) and before any durable write, a transaction
+    this node cannot settle within ``deadline_ms`` on top of what it holds. One it holds or
+    has committed already is let through: its answer (ALREADY_...) costs nothing to give."""
+    try:
+        tid = SignedTx.decode(raw).tx_id
+    except DecodeError:
+        return None  # the precheck refuses it as MALFORMED
+    mempool = node.replica.mempool
+    if mempool.contains(raw) or node.store.tx_record(tid) is not None:
+        return None
+    load, backlog = node.load, len(mempool)
+    verdict = load.check(backlog, deadline_ms, node.clock_ms())
+    node.metrics.admission_settle_ms.set(load.settle_ms(backlog))
+    node.metrics.admission_rate.set(load.rate_tps)
+    if verdict is None:
+        return None
+    node.metrics.admission_refused.labels(reason="deadline").inc()
+    return Refusal(_Code.RESOURCE_EXHAUSTED, verdict.message(), tid, verdict.retry_after_ms)
+
+
+def admission_deadline_ms(requested_ms: int) -> int:
+    """The deadline admission control judges by: the client's, else the default; capped
+    as a finality wait is (a longer one buys no more than the longest wait)."""
+    return min(requested_ms or ADMISSION_DEADLINE_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
+
+
 def wait_timeout_ms(requested_ms: int) -> int:
     """A finality wait's length: the default for 0, capped by the node."""
     return min(requested_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
@@ -102,11 +145,12 @@ def not_final_message(tid: bytes, timeout_ms: int) -> str:
     )
 
 
-def _error(corr: int, tid: bytes, status: grpc.StatusCode, message: str) -> pb.SubmitStreamEvent:
+def _error(
+    corr: int, tid: bytes, status: grpc.StatusCode, message: str, retry_after_ms: int = 0
+) -> pb.SubmitStreamEvent:
     code = status.value[0]
-    return pb.SubmitStreamEvent(
-        correlation=corr, tx_id=tid, error=pb.SubmitStreamError(status=code, message=message)
-    )
+    error = pb.SubmitStreamError(status=code, message=message, retry_after_ms=retry_after_ms)
+    return pb.SubmitStreamEvent(correlation=corr, tx_id=tid, error=error)
 
 
 class SubmitSession:
@@ -178,9 +222,11 @@ class SubmitSession:
         """Offer, report acceptance, wait for finality, report it: one terminal event."""
         tid = b""
         try:
-            offered = await offer(self._node, req.transaction)
+            deadline_ms = admission_deadline_ms(req.timeout_ms)
+            offered = await offer(self._node, req.transaction, deadline_ms)
             if isinstance(offered, Refusal):
-                self._push(_error(corr, offered.tx_id, offered.status, offered.message), corr)
+                o = offered
+                self._push(_error(corr, o.tx_id, o.status, o.message, o.retry_after_ms), corr)
                 return
             tid, outcome = offered
             self._push(pb.SubmitStreamEvent(correlation=corr, tx_id=tid, accepted=outcome), None)

@@ -2,14 +2,18 @@
 
 Sub-databases: ``meta`` (chain id, genesis, head), ``blocks``/``certs``/``blockmeta``/
 ``results`` by big-endian height, ``txindex`` (tx id -> height, position, code),
-``balances`` (account NUL instrument -> u64), ``supply``, ``safety`` for the consensus
-core's vote and lock, and ``intake`` (tx_key(raw) -> tx id + raw: client transactions
-acknowledged and not yet committed, docs/adr/0006). LMDB's copy-on-write B-tree commits
-atomically, so a process killed at any instant reopens at the old head or the new one
-(tests/unit/test_crash.py kills a writer with SIGKILL to check). The map size starts
-small and doubles when full, up to LMDB_MAP_SIZE_MAX_BYTES (or the ``map_size_max_bytes``
-given), instead of failing the commit; at the ceiling, and on any other LMDB error (disk
-full, I/O error), a write raises StorageError and the validator halts (fail-stop).
+``balances`` (account NUL instrument -> u64), ``supply`` and ``intake`` (tx_key(raw) ->
+tx id + raw: client transactions acknowledged and not yet committed, docs/adr/0006). The
+consensus core's vote and lock live beside them in the data directory, in their own small
+file with one fdatasync per save (``SAFETY_FILE``, docs/adr/0010); the ``safety``
+sub-database only held them before that, and is read once to migrate.
+
+LMDB's copy-on-write B-tree commits atomically, so a process killed at any instant reopens
+at the old head or the new one (tests/unit/test_crash.py kills a writer with SIGKILL to
+check). The map size starts small and doubles when full, up to LMDB_MAP_SIZE_MAX_BYTES
+(or the ``map_size_max_bytes`` given), instead of failing the commit; at the ceiling, and
+on any other LMDB error (disk full, I/O error), a write raises StorageError and the
+validator halts (fail-stop).
 
 Single-threaded use: reads go through one cached read transaction that is renewed after
 every commit, so reads between two commits see one consistent snapshot.
@@ -36,8 +40,12 @@ from node.settlement import (
 )
 from node.store import _records as rec
 from node.store._base import GenesisMismatchError, Storage, StorageError, StoredBlock
+from node.store._safety_file import SafetyFile
 
-__all__ = ["LmdbStore"]
+__all__ = ["SAFETY_FILE", "LmdbStore"]
+
+SAFETY_FILE = "consensus-safety"  # in the data directory, next to LMDB's data.mdb
+_SAFETY_KEY = b"consensus"  # where the safety state lived in LMDB before SAFETY_FILE
 
 _DBS = (
     "meta",
@@ -48,12 +56,13 @@ _DBS = (
     "txindex",
     "balances",
     "supply",
-    "safety",
+    "safety",  # read once to migrate to SAFETY_FILE, then emptied
     "intake",
 )
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 def _reading(method: _F) -> _F:
@@ -108,6 +117,11 @@ class LmdbStore(Storage):
         self._init_or_check_genesis()
         self._head = self._read_head()
         self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
+        try:
+            self._safety = self._safety_io("open", lambda: self._open_safety(os.fspath(path)))
+        except StorageError:
+            self._close_lmdb()
+            raise
 
     # --- setup -----------------------------------------------------------------------
     def _init_or_check_genesis(self) -> None:
@@ -312,14 +326,49 @@ class LmdbStore(Storage):
             return 0  # the common case under no backlog: nothing to look up
         return sum(bool(txn.delete(key, db=self._db["intake"])) for key in keys)
 
+    # --- consensus safety state (docs/adr/0010) -------------------------------------------
     def save_safety(self, data: bytes) -> None:
-        self._write(lambda txn: txn.put(b"consensus", data, db=self._db["safety"]))
+        self._safety_io("save", lambda: self._safety.save(data))
+
+    def load_safety(self) -> bytes | None:
+        return self._safety_io("load", self._safety.load)
+
+    def _open_safety(self, path: str) -> SafetyFile:
+        """Open SAFETY_FILE; on the first start after an upgrade, move the state LMDB held
+        into it (the file is durable before the LMDB copy is deleted, so a crash between
+        the two migrates again or finds the file)."""
+        file = SafetyFile(os.path.join(path, SAFETY_FILE))
+        try:
+            old = self._legacy_safety()
+            if old is not None:
+                if not file.exists():
+                    file.save(old)
+                self._write(lambda txn: txn.delete(_SAFETY_KEY, db=self._db["safety"]))
+        except BaseException:
+            file.close()
+            raise
+        return file
 
     @_reading
-    def load_safety(self) -> bytes | None:
-        raw = self._txn().get(b"consensus", db=self._db["safety"])
+    def _legacy_safety(self) -> bytes | None:
+        raw = self._txn().get(_SAFETY_KEY, db=self._db["safety"])
         return None if raw is None else bytes(raw)
 
+    def _safety_io(self, what: str, fn: Callable[[], _T]) -> _T:
+        """``fn()``; an I/O error or a corrupt file raises StorageError (fail-stop)."""
+        try:
+            return fn()
+        except StorageError as e:
+            raise self._failed(e) from None
+        except OSError as e:
+            raise self._failed(
+                StorageError(f"safety-state file {what} failed: {type(e).__name__}: {e}")
+            ) from e
+
     def close(self) -> None:
+        self._safety.close()
+        self._close_lmdb()
+
+    def _close_lmdb(self) -> None:
         self._drop_reader()
         self._env.close()

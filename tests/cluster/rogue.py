@@ -288,13 +288,17 @@ def _metrics(net: Network, i: int) -> str:
 
 
 def refused(net: Network, i: int) -> dict[str, float]:
-    """Validator ``i``'s ``ledger_peer_messages_refused_total`` by reason."""
+    """Validator ``i``'s refusals: ``ledger_consensus_refused_total`` by "kind:reason", and
+    the transport's ``ledger_peer_messages_refused_total`` by reason."""
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(_metrics(net, i)):
-        if family.name == "ledger_peer_messages_refused":
-            for s in family.samples:
-                if s.name.endswith("_total"):
-                    out[s.labels["reason"]] = s.value
+        for s in family.samples:
+            if not s.name.endswith("_total"):
+                continue
+            if family.name == "ledger_consensus_refused":
+                out[f"{s.labels['kind']}:{s.labels['reason']}"] = s.value
+            elif family.name == "ledger_peer_messages_refused":
+                out[s.labels["reason"]] = s.value
     return out
 
 

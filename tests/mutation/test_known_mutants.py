@@ -22,7 +22,7 @@ import pytest
 from tests.mutation.known import MUTANTS, Mutant
 
 ROOT = Path(__file__).resolve().parents[2]
-_COPIED = ("node", "tests", "pyproject.toml")
+_COPIED = ("node", "client", "tests", "pyproject.toml")
 _IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.mdb")
 RUN_TIMEOUT_S = 120
 _EXIT_MEANING = {

@@ -500,11 +500,12 @@ class Cluster:
         return [raw for raw in raws if not all(self.checker.committed_at(i, raw) for i in honest)]
 
     def honest_refusals(self) -> Counter[str]:
-        """What honest replicas refused (``Replica.refused``), summed over the live ones."""
+        """What honest replicas refused (``Replica.refused``), summed over the live ones,
+        by "kind:reason"."""
         out: Counter[str] = Counter()
         for inst in self.live():
             if inst.honest and inst.core is not None:
-                out.update(inst.core.refused)
+                out.update({f"{k}:{r}": n for (k, r), n in inst.core.refused.items()})
         return out
 
     def crafted(self) -> Counter[str]:

@@ -330,16 +330,16 @@ def test_under_signed_certificates_are_refused(
     assert crafted["under_signed:Proposal"] > 0 and crafted["under_signed:Timeout"] > 0
     # Not one per copy sent: a copy that arrives after its view ended is dropped unread,
     # and the weather loses some.
-    assert refusals["proposal with an invalid certificate"] > 0
-    assert refusals["timeout with an unproven claim or a bad signature"] > 0
+    assert refusals["proposal:invalid_parent_cert"] + refusals["proposal:invalid_tc"] > 0
+    assert refusals["timeout:unproven_commit"] + refusals["timeout:unproven_lock"] > 0
 
 
 @pytest.mark.parametrize(
     ("variant", "reason"),
     [
-        ("keep_tc", "proposal breaks a voting rule"),  # the TC's lock names another block
-        ("no_tc", "proposal breaks a voting rule"),  # no TC, no fresh parent certificate
-        ("strip_lock", "proposal with an invalid certificate"),  # lock claimed, unproven
+        ("keep_tc", "proposal:ignores_tc_lock"),  # the TC's lock names another block
+        ("no_tc", "proposal:not_justified"),  # no TC, no fresh parent certificate
+        ("strip_lock", "proposal:invalid_tc"),  # lock claimed, unproven
     ],
     ids=["keep_tc", "no_tc", "strip_lock"],
 )
@@ -362,7 +362,7 @@ def test_lock_violation_with_a_justifying_tc_is_voted_for() -> None:
     # Every replica locked in view 0, so no such TC exists: the strategy falls back to the
     # unjustified TC, which is refused.
     assert cl.crafted()["lock_violation:keep_tc"] == 1
-    assert cl.honest_refusals()["proposal breaks a voting rule"] >= 2
+    assert cl.honest_refusals()["proposal:ignores_tc_lock"] >= 2
 
 
 # --- a negative control for every invariant --------------------------------------------

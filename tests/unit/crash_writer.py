@@ -10,16 +10,22 @@ a pure function of h (``block_txs``), so the parent replays the same operations 
 The kill point is exact, not timed: a probe wraps the LMDB environment the store opens
 (``lmdb.open`` is patched in this process only; the store's code is unchanged and pays
 nothing) and counts the writes (``put``/``delete``) and commits of every write
-transaction. ``Plan`` names an operation (its index since this process opened the store)
-and a point inside it: before its j-th write, just before its first commit, or just
-after its first commit. At that point the probe prints ``kill <where>`` and sends
-SIGKILL to its own process, which dies on the spot as under an external ``kill -9``.
-If the planned point is never reached the writer exits with status 3 and says why.
+transaction. It wraps the safety-state file's system calls the same way (``os.pwrite``,
+``os.fdatasync``, ``os.replace``; docs/adr/0010): a slot's pwrite is three writes (the
+header, then each half of the payload, so a kill between them leaves a torn slot), its
+commit is the fdatasync, and when the first save creates the file, the commit ends with
+the rename that makes it visible. ``Plan`` names an operation (its index since this
+process opened the store) and a point inside it: before its j-th write, just before its
+first commit, or just after its first commit. At that point the probe prints ``kill
+<where>`` and sends SIGKILL to its own process, which dies on the spot as under an
+external ``kill -9``. If the planned point is never reached the writer exits with status
+3 and says why.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import signal
 import sys
@@ -32,7 +38,7 @@ import lmdb
 from node import crypto
 from node.core.mempool import tx_key
 from node.settlement import BlockContext, SignedTx, apply_block
-from node.store import LmdbStore, Storage
+from node.store import LmdbStore, Storage, _safety_file
 from tests.ledger_helpers import TxFactory, shared_net
 
 TXS_PER_BLOCK = 40
@@ -47,12 +53,14 @@ class Plan:
     stage: str  # "write": before write number ``write``; "commit"/"committed": around it
     write: int = 0
     split: bool = False  # negative control: run SplitCommitStore, a broken store
+    one_slot: bool = False  # negative control: a safety file that overwrites its one slot
 
     def kind(self) -> str:
         return KINDS[self.op % len(KINDS)]
 
     def args(self) -> list[str]:
-        return [str(self.op), self.stage, str(self.write), *(["split"] if self.split else [])]
+        flags = ["split"] * self.split + ["one-slot"] * self.one_slot
+        return [str(self.op), self.stage, str(self.write), *flags]
 
 
 def block_txs(f: TxFactory, height: int) -> list[bytes]:
@@ -235,14 +243,45 @@ def _put_head(txn: Any, *, value: bytes, db: Any) -> None:
 
 
 def install(probe: Probe) -> None:
-    """Make every LMDB environment opened in this process report to ``probe``."""
+    """Make every LMDB environment opened in this process, and the safety-state file's
+    system calls, report to ``probe``."""
     real_open: Callable[..., Any] = lmdb.open
     lmdb.open = lambda *a, **kw: _ProbedEnv(real_open(*a, **kw), probe)  # type: ignore[assignment]
+    real_pwrite, real_sync, real_replace = os.pwrite, os.fdatasync, os.replace
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        view = memoryview(data)
+        cuts = (0, _SLOT_HEADER, (_SLOT_HEADER + len(view)) // 2, len(view))
+        for start, end in itertools.pairwise(cuts):
+            probe.on_write("pwrite", "safety file")
+            real_pwrite(fd, view[start:end], offset + start)
+        return len(view)
+
+    def fdatasync(fd: int) -> None:
+        probe.on_commit(done=False)
+        real_sync(fd)
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            probe.on_commit(done=True)  # else the rename below publishes the record
+
+    def replace(src: str, dst: str) -> None:
+        real_replace(src, dst)
+        probe.on_commit(done=True)
+
+    os.pwrite, os.fdatasync, os.replace = pwrite, fdatasync, replace
+
+
+_SLOT_HEADER = len(_safety_file.encode_slot(0, b""))
+
+
+def _one_slot(seq: int) -> int:
+    return 0
 
 
 def main(path: str, plan: Plan) -> None:
     probe = Probe(plan)
     install(probe)
+    if plan.one_slot:  # every save overwrites the one copy: a torn save loses the state
+        _safety_file.slot_offset = _one_slot  # type: ignore[assignment]
     f = TxFactory(shared_net())
     cls = SplitCommitStore if plan.split else LmdbStore
     store = cls(path, f.net.genesis, map_size_bytes=512 * 1024)  # forces growth too
@@ -255,5 +294,5 @@ def main(path: str, plan: Plan) -> None:
 
 
 if __name__ == "__main__":
-    op, stage, write, *split = sys.argv[2:]
-    main(sys.argv[1], Plan(int(op), stage, int(write), split == ["split"]))
+    op, stage, write, *flags = sys.argv[2:]
+    main(sys.argv[1], Plan(int(op), stage, int(write), "split" in flags, "one-slot" in flags))

@@ -33,6 +33,7 @@ METRICS = {
     "ledger_peers_connected",
     "ledger_transactions_total",
     "ledger_blocks_total",
+    "ledger_consensus_refused_total",
 }
 HISTOGRAM_SERIES = {f"ledger_commit_latency_seconds_{s}" for s in ("bucket", "sum", "count")}
 

@@ -37,6 +37,15 @@ from node.core import (
 from node.core.codec import encode_message
 from node.merkle import EMPTY_ROOT
 from tests.sim.harness import HashSigner
+from tests.unit.core_refusals import (
+    CATCHUP_BUDGET,
+    FORWARD_FAILS_ADMISSION,
+    NOT_LEADER,
+    TIMEOUT_TOO_FAR_AHEAD,
+    TIMEOUT_UNPROVEN,
+    VERIFY_BUDGET,
+    refused,
+)
 from tests.unit.test_core_replica import CHAIN, ROOT0, Net
 
 
@@ -94,7 +103,7 @@ def test_one_byzantine_of_four_cannot_halt_the_chain_with_an_unproven_height() -
         net.tick(now)
     honest = [net.disks[i].committed_height() for i in (1, 2, 3)]
     assert min(honest) >= 1, honest
-    assert net.nodes[1].refused["timeout with an unproven claim or a bad signature"] > 0
+    assert refused(net.nodes[1], TIMEOUT_UNPROVEN) > 0
 
 
 def test_a_timeout_must_carry_the_certificate_of_its_height() -> None:
@@ -109,12 +118,12 @@ def test_a_timeout_must_carry_the_certificate_of_its_height() -> None:
         Timeout(view, 1, None, None, None, 2, sig),
         Timeout(view, 1, replace(cert, height=2), None, None, 2, sig),
     ):
-        before = node.refused["timeout with an unproven claim or a bad signature"]
+        before = refused(node, TIMEOUT_UNPROVEN)
         node.step(2, forged)
-        assert node.refused["timeout with an unproven claim or a bad signature"] == before + 1
+        assert refused(node, TIMEOUT_UNPROVEN) == before + 1
     # The genuine one is taken (a later re-send of it costs nothing).
     node.step(2, Timeout(view, 1, cert, None, None, 2, sig))
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 2
+    assert refused(node, TIMEOUT_UNPROVEN) == 2
 
 
 def test_a_timeout_certificate_must_prove_its_highest_claims() -> None:
@@ -185,7 +194,7 @@ def test_a_proposal_from_a_validator_that_does_not_lead_gets_no_vote() -> None:
     net.nodes[1].step(2, Proposal(0, block, None, None), now_ms=1_000)
     net.drain(1)
     assert not net.sent(1, Vote)
-    assert net.nodes[1].refused["proposal from a validator that does not lead the view"] == 1
+    assert refused(net.nodes[1], NOT_LEADER) == 1
 
 
 # --- 4. forwarded transactions and per-peer bounds --------------------------------------------
@@ -196,7 +205,7 @@ def test_forwarded_garbage_never_enters_the_mempool() -> None:
     node = net.nodes[1]
     node.step(2, TxForward((b"junk-1", b"ok-1", b"junk-2")))
     assert len(node.mempool) == 1 and node.mempool.contains(b"ok-1")
-    assert node.refused["forwarded transaction fails admission checks"] == 2
+    assert refused(node, FORWARD_FAILS_ADMISSION) == 2
 
 
 def test_a_peer_fills_at_most_its_share_of_the_mempool() -> None:
@@ -223,13 +232,13 @@ def test_a_flooding_peer_is_cut_off_at_its_verification_budget_and_refills() -> 
 
     for k in range(PEER_VERIFY_BURST + 100):
         node.step(2, forged(2, k), now_ms=10)
-    cut = node.refused["peer over verification budget"]
+    cut = refused(node, VERIFY_BUDGET)
     assert cut == 100
     # Other peers are unaffected, and the flooder gets its rate back over time.
     node.step(3, forged(3, 0), now_ms=10)
-    assert node.refused["peer over verification budget"] == cut
+    assert refused(node, VERIFY_BUDGET) == cut
     node.step(2, forged(2, 1), now_ms=10 + 2_000 * 1_000 // PEER_VERIFY_PER_S)
-    assert node.refused["peer over verification budget"] == cut
+    assert refused(node, VERIFY_BUDGET) == cut
 
 
 def test_catch_up_answers_are_bounded_in_bytes_per_peer() -> None:
@@ -259,7 +268,7 @@ def test_catch_up_answers_are_bounded_in_bytes_per_peer() -> None:
     assert 4_000 < max(sizes) < CATCHUP_BLOCK_CHARGE_MIN_BYTES  # each block charged the floor
     per_answer = len(blocks) * CATCHUP_BLOCK_CHARGE_MIN_BYTES
     assert 0 < served < requests
-    assert node.refused["peer over catch-up budget"] == requests - served
+    assert refused(node, CATCHUP_BUDGET) == requests - served
     # The burst, less the two single-block answers, in answers of this weight (one in debt).
     spent = PEER_SYNC_BYTES_BURST - 2 * CATCHUP_BLOCK_CHARGE_MIN_BYTES
     assert served == -(-spent // per_answer) or served == spent // per_answer + 1
@@ -275,7 +284,7 @@ def test_timeouts_for_far_future_views_are_ignored_before_any_check() -> None:
     far = node.view + 1_000
     sig = HashSigner(2).sign(timeout_message(CHAIN, far, 0, None))
     node.step(2, Timeout(far, 0, None, None, None, 2, sig))
-    assert node.refused["timeout for a view too far ahead"] == 1
+    assert refused(node, TIMEOUT_TOO_FAR_AHEAD) == 1
     assert node.view < far
 
 

@@ -15,11 +15,14 @@ import pytest
 from node.config import VIEW_TIMEOUT_BASE_MS
 from node.core import (
     Block,
+    CoreConfig,
     DecodeError,
     Phase,
     Proposal,
     QCMessage,
+    Quorum,
     QuorumCert,
+    Replica,
     SafetyState,
     SyncResponse,
     Timeout,
@@ -32,8 +35,17 @@ from node.core import (
     verify_timeout_cert,
     vote_message,
 )
+from node.core.refusal import Kind, Reason
 from node.merkle import EMPTY_ROOT
 from tests.sim.harness import HashSigner, HashVerifier
+from tests.unit.core_refusals import (
+    NOT_LEADER,
+    PROPOSAL_CERT,
+    TIMEOUT_TOO_FAR_AHEAD,
+    TIMEOUT_UNPROVEN,
+    VOTING_RULE,
+    refused,
+)
 from tests.unit.test_core_replica import CHAIN, ROOT0, Net
 
 N, Q = 4, 3
@@ -221,7 +233,7 @@ def _next_leader_proposes_and_gets_no_vote(net: Net, view: int, block: Block) ->
     for i in set(range(N)) - {leader}:
         votes = [m for m in net.sent(i, Vote) if m.block_hash == block.hash]  # type: ignore[attr-defined]
         assert votes == [], f"replica {i} voted for a block conflicting with its TC's lock"
-        assert net.nodes[i].refused["proposal breaks a voting rule"] >= 1
+        assert refused(net.nodes[i], VOTING_RULE) >= 1
 
 
 @pytest.mark.parametrize("commit_first", [False, True])
@@ -259,7 +271,7 @@ def test_a_lagging_replica_refuses_a_block_the_tc_proves_committed() -> None:
     node.step(leader, Proposal(view + 1, block, None, tc))
     net.drain(3)
     assert node.view == view + 1
-    assert node.refused["proposal breaks a voting rule"] == 1
+    assert refused(node, VOTING_RULE) == 1
     assert not net.sent(3, Vote)
 
 
@@ -322,7 +334,7 @@ def test_a_proposal_from_a_lower_index_than_the_leader_gets_no_vote() -> None:
     assert leader > 0
     child = _block(block, view, 0, node.now_ms + 1, b"trade-2")
     node.step(0, Proposal(view, child, cert, None))
-    assert node.refused["proposal from a validator that does not lead the view"] == 1
+    assert refused(node, NOT_LEADER) == 1
 
 
 def test_a_fresh_proposal_needs_its_parent_certified_in_the_view_before() -> None:
@@ -337,7 +349,7 @@ def test_a_fresh_proposal_needs_its_parent_certified_in_the_view_before() -> Non
     )  # fmt: skip
     node.step(leader, Proposal(3, child, cert, None))
     net.drain(2)
-    assert node.refused["proposal breaks a voting rule"] == 1
+    assert refused(node, VOTING_RULE) == 1
     assert not [m for m in net.sent(2, Vote) if m.view == 3]  # type: ignore[attr-defined]
     # The control: the same block with a TC of view 2 gets the vote.
     node.step(leader, Proposal(3, child, cert, _tc([0, 1, 2], view=2)))
@@ -461,13 +473,13 @@ def test_a_proposal_above_height_1_needs_the_parent_commit_certificate() -> None
     # And a block two above the parent that certificate proves (height 1, parent of 3).
     skip = _block(replace(parent, height=2, executed_height=1), view, node.leader(view), 1, b"t")
     node.step(node.leader(view), Proposal(view, replace(skip, parent_hash=parent.hash), cert, None))
-    assert node.refused["proposal with an invalid certificate"] == 1
+    assert refused(node, PROPOSAL_CERT) == 1
     for k, parent_cert in enumerate(cases, 2):
         node.step(node.leader(view), Proposal(view, block, parent_cert, None))
-        assert node.refused["proposal with an invalid certificate"] == k, parent_cert
+        assert refused(node, PROPOSAL_CERT) == k, parent_cert
     # A good parent certificate does not carry a forged TC through.
     node.step(node.leader(view), Proposal(view, block, cert, _tc([0, 1], view - 1)))
-    assert node.refused["proposal with an invalid certificate"] == len(cases) + 2
+    assert refused(node, PROPOSAL_CERT) == len(cases) + 2
     assert node.view == view
 
 
@@ -477,15 +489,15 @@ def test_a_proposal_with_a_tc_of_another_view_or_a_forged_tc_is_refused() -> Non
     block = _block(None, 1, node.leader(1), 1, b"trade-x")
     for k, tc in enumerate((_tc([0, 1, 2], view=5), _tc([0, 1], view=0)), 1):
         node.step(node.leader(1), Proposal(1, block, None, tc))
-        assert node.refused["proposal with an invalid certificate"] == k
+        assert refused(node, PROPOSAL_CERT) == k
     assert node.view == 0
     block = _block(None, 6, node.leader(6), 1, b"trade-z")
     node.step(node.leader(6), Proposal(6, block, None, _tc([0, 1, 2], view=3)))  # too old
-    assert node.refused["proposal with an invalid certificate"] == 3
+    assert refused(node, PROPOSAL_CERT) == 3
     # The control, at an even view (view - 1 and view ^ 1 differ there): a TC of view - 1.
     block = _block(None, 6, node.leader(6), 1, b"trade-y")
     node.step(node.leader(6), Proposal(6, block, None, _tc([0, 1, 2], view=5)))
-    assert node.refused["proposal with an invalid certificate"] == 3
+    assert refused(node, PROPOSAL_CERT) == 3
     assert node.view == 6
 
 
@@ -573,9 +585,9 @@ def test_timeouts_exactly_at_the_tracked_window_edge() -> None:
     net = Net()
     node = net.nodes[1]
     node.step(2, _timeout(2, W))
-    assert node.refused["timeout for a view too far ahead"] == 1
+    assert refused(node, TIMEOUT_TOO_FAR_AHEAD) == 1
     node.step(2, _timeout(2, W - 1))
-    assert node.refused["timeout for a view too far ahead"] == 1
+    assert refused(node, TIMEOUT_TOO_FAR_AHEAD) == 1
 
 
 def test_a_timeout_with_a_forged_commit_certificate_is_refused() -> None:
@@ -585,10 +597,10 @@ def test_a_timeout_with_a_forged_commit_certificate_is_refused() -> None:
     sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, None))
     forged = replace(cert, signatures=tuple((i, bytes(64)) for i, _ in cert.signatures))
     node.step(2, Timeout(view, 1, forged, None, None, 2, sig))
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 1
+    assert refused(node, TIMEOUT_UNPROVEN) == 1
     higher = _commit_cert(cert.view, 2, BLOCK_HASH)  # valid, but of another height
     node.step(2, Timeout(view, 1, higher, None, None, 2, sig))
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 2
+    assert refused(node, TIMEOUT_UNPROVEN) == 2
 
 
 def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
@@ -599,7 +611,7 @@ def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
     assert old_pqc is not None and old_pqc.height == 1
     sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, old_pqc.view))
     node.step(2, Timeout(view, 1, cert, old_pqc, block, 2, sig))  # a lock below next height
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 1
+    assert refused(node, TIMEOUT_UNPROVEN) == 1
     # A lock at the next height whose block is not the certified one (lower, higher hash).
     pqc_msg = lambda h: vote_message(CHAIN, Phase.PREPARE, view - 1, 2, h)  # noqa: E731
     real = _block(block, view - 1, 0, block.time_ms + 1, b"trade-2")
@@ -614,7 +626,7 @@ def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
     sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, pqc.view))
     for k, wrong in enumerate((low, high), 2):
         node.step(2, Timeout(view, 1, cert, pqc, wrong, 2, sig))
-        assert node.refused["timeout with an unproven claim or a bad signature"] == k
+        assert refused(node, TIMEOUT_UNPROVEN) == k
     # A lock two heights up (a valid QC and its block) is no lock for the next height.
     up = _block(real, view - 1, 0, real.time_ms + 1, b"trade-3")
     up_msg = vote_message(CHAIN, Phase.PREPARE, view - 1, 3, up.hash)
@@ -626,9 +638,9 @@ def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
         tuple((i, HashSigner(i).sign(up_msg)) for i in range(Q)),
     )
     node.step(2, Timeout(view, 1, cert, up_qc, up, 2, sig))
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 4
+    assert refused(node, TIMEOUT_UNPROVEN) == 4
     node.step(2, Timeout(view, 1, cert, pqc, real, 2, sig))  # the control: accepted
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 4
+    assert refused(node, TIMEOUT_UNPROVEN) == 4
 
 
 # --- catch-up and commit certificates --------------------------------------------------------
@@ -747,7 +759,7 @@ def test_a_block_timed_as_its_parent_or_from_an_earlier_view_gets_no_vote() -> N
         net.drain(2)
         votes = [m for m in net.sent(2, Vote) if m.block_hash == bad.hash]  # type: ignore[attr-defined]
         assert votes == []
-    assert node.refused["proposal breaks a voting rule"] == 2
+    assert refused(node, VOTING_RULE) == 2
     good = block(view, parent.time_ms + 1, b"trade-4")  # the control: one ms later is fine
     node.step(leader, Proposal(view, good, cert, None))
     net.drain(2)
@@ -882,7 +894,7 @@ def test_a_fresh_proposal_conflicting_with_the_lock_gets_no_vote(base: int) -> N
         node.step(leader, Proposal(later, rival, recertified, None))
         net.drain(3)
         assert node.view == later
-        assert node.refused["proposal breaks a voting rule"] == k
+        assert refused(node, VOTING_RULE) == k
     assert not [m for m in net.sent(3, Vote) if m.view == later]  # type: ignore[attr-defined]
 
 
@@ -992,12 +1004,12 @@ def test_a_timeout_counts_only_from_its_voter_and_with_its_whole_lock() -> None:
     view = node.view
     node.step(1, _timeout(2, view))  # validator 2's genuine timeout, relayed by 1
     node.step(3, _timeout(2, view))  # ... and by ourselves
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 2
+    assert refused(node, TIMEOUT_UNPROVEN) == 2
     pqc = net.nodes[0].safety.high_pqc
     assert pqc is not None
     sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, pqc.view))
     node.step(2, Timeout(view, 1, cert, pqc, None, 2, sig))  # a lock without its block
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 3
+    assert refused(node, TIMEOUT_UNPROVEN) == 3
 
 
 # --- what validators sign, byte for byte -------------------------------------------------
@@ -1227,7 +1239,7 @@ def test_only_the_locked_block_itself_skips_the_freshness_checks() -> None:
         node.step(leader, Proposal(view, bad, parent_cert, tc))
         net.drain(2)
         assert node.view == view
-        assert node.refused["proposal breaks a voting rule"] == k
+        assert refused(node, VOTING_RULE) == k
     good = block(view, b"fresh")  # the control: the same, made in this view, gets a vote
     node.step(leader, Proposal(view, good, parent_cert, tc))
     net.drain(2)
@@ -1289,18 +1301,20 @@ def test_timeouts_with_malformed_claims_are_refused() -> None:
     def sig(voter: int, height: int, lock: int | None) -> bytes:
         return HashSigner(voter).sign(timeout_message(CHAIN, view, height, lock))
 
-    refused = "timeout with an unproven claim or a bad signature"
     bad = [
-        Timeout(view, 0, None, None, None, 2, bytes(32)),  # a bad signature
-        Timeout(view, 2, cert1, None, None, 2, sig(2, 2, None)),  # height 2, proof of 1
-        Timeout(view, 0, None, cert1, block1, 2, sig(2, 0, cert1.view)),  # a commit QC as lock
-        Timeout(view, 0, None, None, block1, 2, sig(2, 0, None)),  # a block without its QC
+        (Timeout(view, 0, None, None, None, 2, bytes(32)), Reason.BAD_SIGNATURE),
+        # height 2, the proof of height 1
+        (Timeout(view, 2, cert1, None, None, 2, sig(2, 2, None)), Reason.UNPROVEN_COMMIT),
+        # a commit QC as the lock
+        (Timeout(view, 0, None, cert1, block1, 2, sig(2, 0, cert1.view)), Reason.UNPROVEN_LOCK),
+        # a block without its QC
+        (Timeout(view, 0, None, None, block1, 2, sig(2, 0, None)), Reason.MALFORMED_CLAIMS),
     ]
-    for k, t in enumerate(bad, 1):
+    for t, reason in bad:
         node.step(2, t)
-        assert node.refused[refused] == k, t
+        assert node.refused[(Kind.TIMEOUT, reason)] == 1, t
     node.step(2, Timeout(view, 2, cert2, None, None, 2, sig(2, 2, None)))  # the control
-    assert node.refused[refused] == len(bad)
+    assert refused(node, TIMEOUT_UNPROVEN) == len(bad)
 
 
 def test_a_tc_carries_the_highest_lock_whichever_timeout_reports_it() -> None:
@@ -1547,7 +1561,7 @@ def test_a_first_block_with_a_parent_certificate_from_its_own_view_gets_no_vote(
     for view in (1, 2):
         node.step(leader, Proposal(1, block, _commit_cert(view, 1, BLOCK_HASH), None))
         net.drain(2)
-    assert node.refused["proposal breaks a voting rule"] == 2
+    assert refused(node, VOTING_RULE) == 2
     assert not net.sent(2, Vote)
     node.step(leader, Proposal(1, block, None, _tc([0, 1, 2], view=0)))  # the control
     net.drain(2)
@@ -1577,7 +1591,7 @@ def test_a_tc_lock_one_height_below_the_proposal_does_not_bind_it() -> None:
     )  # fmt: skip
     node.step(leader, Proposal(view + 1, child, cert, tcs[0]))
     net.drain(3)
-    assert node.refused["proposal breaks a voting rule"] == 0
+    assert refused(node, VOTING_RULE) == 0
     assert [m.block_hash for m in net.sent(3, Vote) if m.view == view + 1] == [child.hash]  # type: ignore[attr-defined]
 
 
@@ -1683,7 +1697,7 @@ def test_a_block_of_exactly_the_byte_limit_gets_a_vote_and_one_byte_more_none() 
     node.step(leader, Proposal(view, over, cert, None))
     net.drain(2)
     assert [m for m in net.sent(2, Vote) if m.block_hash == over.hash] == []  # type: ignore[attr-defined]
-    assert node.refused["proposal breaks a voting rule"] == 1
+    assert refused(node, VOTING_RULE) == 1
     at = block(BLOCK_BYTES_MAX)  # the control: exactly the limit is fine
     node.step(leader, Proposal(view, at, cert, None))
     net.drain(2)
@@ -1742,7 +1756,7 @@ def test_a_first_block_that_does_not_extend_genesis_gets_no_vote() -> None:
         node.step(leader, Proposal(0, bad, None, None))
         net.drain(2)
         assert _votes_for(net, bad) == 0
-    assert node.refused["proposal breaks a voting rule"] == 2
+    assert refused(node, VOTING_RULE) == 2
     node.step(leader, Proposal(0, good, None, None))  # the control
     net.drain(2)
     assert _votes_for(net, good) == 1
@@ -1758,7 +1772,7 @@ def test_a_block_of_exactly_the_transaction_limit_gets_a_vote_and_one_more_none(
     node.step(leader, Proposal(node.view, over, cert, None))
     net.drain(2)
     assert _votes_for(net, over) == 0
-    assert node.refused["proposal breaks a voting rule"] == 1
+    assert refused(node, VOTING_RULE) == 1
     at = _block_2(net, parent, txs=over.txs[:BLOCK_TXS_MAX])  # the control
     node.step(leader, Proposal(node.view, at, cert, None))
     net.drain(2)
@@ -1777,7 +1791,7 @@ def test_a_fresh_block_naming_another_proposer_than_its_sender_gets_no_vote() ->
         node.step(leader, Proposal(node.view, bad, cert, None))
         net.drain(2)
         assert _votes_for(net, bad) == 0
-    assert node.refused["proposal breaks a voting rule"] == 2
+    assert refused(node, VOTING_RULE) == 2
 
 
 def test_a_fresh_block_timed_more_than_the_drift_before_us_gets_no_vote() -> None:
@@ -1793,7 +1807,7 @@ def test_a_fresh_block_timed_more_than_the_drift_before_us_gets_no_vote() -> Non
     node.step(leader, Proposal(node.view, late, cert, None), now_ms=now)
     net.drain(2)
     assert _votes_for(net, late) == 0
-    assert node.refused["proposal breaks a voting rule"] == 1
+    assert refused(node, VOTING_RULE) == 1
     edge = _block_2(net, parent, time_ms=now - BLOCK_TIME_DRIFT_MAX_MS)  # the control
     node.step(leader, Proposal(node.view, edge, cert, None), now_ms=now)
     net.drain(2)
@@ -1835,7 +1849,7 @@ def test_a_block_repeating_a_transaction_gets_no_vote() -> None:
     node.step(leader, Proposal(node.view, twice, cert, None))
     net.drain(2)
     assert _votes_for(net, twice) == 0
-    assert node.refused["proposal breaks a voting rule"] == 1
+    assert refused(node, VOTING_RULE) == 1
     once = _block_2(net, parent, txs=(b"trade-2", b"trade-3"))  # the control
     node.step(leader, Proposal(node.view, once, cert, None))
     net.drain(2)
@@ -1858,7 +1872,7 @@ def test_a_timeout_proving_a_higher_committed_height_starts_catch_up() -> None:
     sig = HashSigner(0).sign(timeout_message(CHAIN, 0, 2, None))
     node.step(0, Timeout(0, 2, cert, None, None, 0, sig))
     net.drain(3)
-    assert node.refused["timeout with an unproven claim or a bad signature"] == 0
+    assert refused(node, TIMEOUT_UNPROVEN) == 0
     assert _sync_requests(net, 3) == [(1, 2)]
 
 
@@ -1902,3 +1916,205 @@ def test_an_answer_that_moves_nothing_ends_the_chain_of_requests() -> None:
     node.step(1, SyncResponse(tuple(chain)))  # blocks we hold now
     net.drain(3)
     assert node.committed_height == 2 and len(_sync_requests(net, 3)) == before
+
+
+# --- the last gaps of core.replica.commit (docs/testing.md) ---------------------------------
+
+
+def test_a_catch_up_request_in_flight_is_retried_after_a_commit_by_consensus() -> None:
+    """Node 3 asks for blocks up to a height a peer claims (10); the request is lost, and
+    meanwhile block 1 commits by consensus. The target is still above it, so the request
+    is retried to the next peer one retry interval later (dropping the retry timer on
+    any commit would leave catch-up stalled until some other message restarts it)."""
+    from node.config import CATCHUP_RETRY_MS
+    from node.core import SyncRequest
+
+    net = Net()
+    asked: list[int] = []
+
+    def lose_requests(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, SyncRequest):
+            asked.append(dst)
+            return None
+        return msg
+
+    net.tamper = lose_requests
+    node = net.nodes[3]
+    node.peer_height(0, 10)
+    net.nodes[1].submit(b"trade-1")
+    net.run()
+    assert asked == [0] and node.committed_height == 1
+    net.tick(CATCHUP_RETRY_MS)
+    assert asked[:2] == [0, 1]
+
+
+def test_a_catch_up_target_reached_by_consensus_above_height_256_leaves_no_timer() -> None:
+    """The target (300, another int object than the committed height) is reached exactly
+    by a commit by consensus: no retry is pending, so the idle node has no deadline."""
+    from node.core import SyncRequest
+
+    net = _net_at_height(299)
+    net.tamper = lambda src, dst, msg: None if isinstance(msg, SyncRequest) else msg
+    node = net.nodes[3]
+    node.peer_height(0, int(str(300)))
+    assert node.deadline_ms() is not None  # the request's retry is pending
+    net.tick(1)  # the leader proposes the block that follows the last block's trade
+    assert node.committed_height == 300 and len(net.disks[3].blocks[300][0].txs) == 0
+    assert node.deadline_ms() is None
+
+
+def _replica(n: int, me: int) -> Replica:
+    from tests.unit.test_core_replica import Disk
+
+    return Replica(
+        CoreConfig(CHAIN, Quorum.classic(n), me, ROOT0),
+        HashSigner(me),
+        HashVerifier(n),
+        Disk(),
+        executed_root=ROOT0,
+        results_root=EMPTY_ROOT,
+    )
+
+
+def test_a_fresh_block_from_a_leader_above_index_256_gets_a_vote() -> None:
+    """n = 300: the leader of the first view led by an index above 256 sends a fresh first
+    block after a TC; its index in the block and as the sender are equal but distinct int
+    objects (as decoded from a peer), and the replica votes."""
+    from node.core import NewView, genesis_hash
+
+    node = _replica(300, 5)
+    view = next(v for v in range(1, 300) if node.leader(v) > 256)
+    q = node.q
+    node.step(0, NewView(_tc(list(range(q)), view=view - 1)))
+    assert node.view == view
+    leader = node.leader(view)
+    tc = _tc(list(range(q)), view=view - 1)
+    block = Block(
+        CHAIN, 1, view, genesis_hash(CHAIN), int(str(leader)), 10, 0, ROOT0, EMPTY_ROOT, (b"t",)
+    )
+    node.step(int(str(leader)), Proposal(view, block, None, tc), now_ms=10)
+    votes = [m for _, m in node.ready().to_send if isinstance(m, Vote)]
+    assert [(v.phase, v.block_hash) for v in votes] == [(Phase.PREPARE, block.hash)]
+
+
+def test_q_timeouts_form_a_tc_when_q_is_above_256() -> None:
+    """n = 400, q = 267: the 267th timeout of a view makes a replica form the TC and move
+    on (the count and q are equal ints, never the same object)."""
+    node = _replica(400, 399)
+    q = node.q
+    assert q > 256
+    for voter in range(q):
+        node.step(voter, _timeout(voter, 0))
+        assert node.view == (0 if voter < q - 1 else 1)
+
+
+def test_a_later_commit_certificate_of_our_block_with_its_hash_decoded_is_kept() -> None:
+    """As from a peer: the certificate's block hash is equal to ours, not the same object."""
+    net, block, _ = _committed_one()
+    node = net.nodes[2]
+    node.step(0, QCMessage(_commit_cert(5, 1, bytes(bytearray(block.hash)))))
+    assert (node.committed_view, node.view) == (5, 6)
+
+
+def _catching_up_from_peer_0() -> tuple[Net, list[tuple[Block, QuorumCert]], int]:
+    """Node 3 holds blocks 1 and 2 and asks peer 0 for more on its word (height 5); the
+    request is in flight. Returns the net, the chain and the time a retry is due."""
+    from node.config import CATCHUP_RETRY_MS
+
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(0, SyncResponse(tuple(chain)))
+    node.peer_height(0, 5)
+    net.drain(3)
+    assert node.committed_height == 2
+    return net, chain, node.now_ms + CATCHUP_RETRY_MS
+
+
+def _sync_request_peers(net: Net, i: int) -> list[int]:
+    from node.core import SyncRequest
+
+    return [dst for r in net.readies[i] for dst, m in r.to_send if isinstance(m, SyncRequest)]
+
+
+@pytest.mark.parametrize("height", [1, 2])
+def test_a_peer_certifying_no_height_above_ours_is_not_asked_for_blocks(height: int) -> None:
+    """A commit certificate of height 1 or 2 (ours: 2) from peer 2, in a later view, proves
+    peer 2 holds nothing we lack: the unanswered request to peer 0 is retried to the next
+    peer in turn (1), not to one after peer 2."""
+    net, chain, retry_at = _catching_up_from_peer_0()
+    node = net.nodes[3]
+    block = chain[height - 1][0]
+    node.step(2, QCMessage(_commit_cert(node.view, height, block.hash)))
+    net.drain(3)
+    before = len(_sync_request_peers(net, 3))
+    node.tick(retry_at)
+    net.drain(3)
+    assert _sync_request_peers(net, 3)[before:] == [1]
+
+
+def test_a_timeout_proving_a_lower_committed_height_does_not_redirect_catch_up() -> None:
+    """The same through a timeout: peer 2 proves it committed height 1 (ours: 2)."""
+    net, chain, retry_at = _catching_up_from_peer_0()
+    node = net.nodes[3]
+    view = node.view
+    sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, None))
+    node.step(2, Timeout(view, 1, chain[0][1], None, None, 2, sig))
+    net.drain(3)
+    before = len(_sync_request_peers(net, 3))
+    node.tick(retry_at)
+    net.drain(3)
+    assert _sync_request_peers(net, 3)[before:] == [1]
+
+
+def test_catch_up_takes_the_next_block_wherever_it_stands_in_an_answer() -> None:
+    """An answer listing block 2 before block 1: block 2 is skipped, block 1 committed."""
+    net, chain = _node_3_behind_by_two()
+    node = net.nodes[3]
+    node.step(1, SyncResponse((chain[1], chain[0])))
+    assert node.committed_height == 1 and node.halted is None
+
+
+def test_a_block_timed_before_its_parent_gets_no_vote() -> None:
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    early = _block_2(net, parent, time_ms=parent.time_ms - 1)
+    node.step(leader, Proposal(node.view, early, cert, None))
+    net.drain(2)
+    assert _votes_for(net, early) == 0
+    later = _block_2(net, parent, time_ms=parent.time_ms + 1)  # the control
+    node.step(leader, Proposal(node.view, later, cert, None))
+    net.drain(2)
+    assert _votes_for(net, later) == 1
+
+
+def test_a_replica_that_joined_a_view_change_sends_its_timeout_once() -> None:
+    """n = 7: the third timeout of view 0 makes a replica join (one timeout sent); a
+    fourth, still short of q = 5, does not make it send its timeout again."""
+    net = Net(7)
+    node = net.nodes[6]
+    for voter in (0, 1, 2, 3):
+        node.step(voter, _timeout(voter, 0))
+        net.drain(6)
+    to_0 = [m for r in net.readies[6] for dst, m in r.to_send if dst == 0]
+    assert [type(m) for m in to_0] == [Timeout]  # one broadcast: one copy to each peer
+
+
+def test_a_fresh_block_on_roots_other_than_ours_gets_no_vote_whichever_way_they_differ() -> None:
+    """Roots above or below ours (as bytes), in the state root or the results root: no
+    vote; our own roots: a vote."""
+    net, parent, cert = _fresh_proposal_setup()
+    node = net.nodes[2]
+    leader = node.leader(node.view)
+    ours = (node.executed_root, node.executed_results)
+    for k, (state, results) in enumerate(
+        ((b"\xff" * 32, ours[1]), (b"\x00" * 32, ours[1]), (ours[0], b"\xff" * 32))
+    ):
+        other = _block_2(net, parent, state_root=state, results_root=results, txs=(b"o%d" % k,))
+        node.step(leader, Proposal(node.view, other, cert, None))
+        net.drain(2)
+        assert _votes_for(net, other) == 0
+    same = _block_2(net, parent)  # the control
+    node.step(leader, Proposal(node.view, same, cert, None))
+    net.drain(2)
+    assert _votes_for(net, same) == 1

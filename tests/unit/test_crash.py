@@ -1,7 +1,11 @@
-"""Crash trials: a writer is killed with SIGKILL at chosen points inside its LMDB writes
-(between two puts of one block commit, just before and just after the commit, and the
-same inside intake-log and safety-state writes); every reopen must equal an in-memory
-replay of exactly the operations that completed.
+"""Crash trials: a writer is killed with SIGKILL at chosen points inside its writes
+(between two puts of one block commit, just before and just after the commit, the same
+inside intake-log writes, and inside the safety-state file's slot write, before and after
+its fdatasync); every reopen must equal an in-memory replay of exactly the operations that
+completed. One allowance: a safety save killed just before its fdatasync has written its
+whole slot, which the page cache keeps through a SIGKILL, so the reopen may see it; it must
+then see exactly it (a power cut could lose it, which is safe: no vote left before the
+fdatasync returned; tests/unit/test_safety_file.py checks that the fdatasync is made).
 
 The kill points come from the seed alone (``tests/unit/crash_writer.py`` stops itself
 there, nothing is timed), so ``CRASH_SEED=<seed>`` replays the same kills. Every failure
@@ -23,14 +27,23 @@ import pytest
 from node.settlement import SignedTx
 from node.store import LmdbStore, MemoryStore, Storage
 from tests.ledger_helpers import TxFactory, shared_net
-from tests.unit.crash_writer import KINDS, NOT_REACHED, TXS_PER_BLOCK, Plan, block_txs, run_op
+from tests.unit.crash_writer import (
+    KINDS,
+    NOT_REACHED,
+    TXS_PER_BLOCK,
+    Plan,
+    block_txs,
+    run_op,
+    safety_record,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_TIMEOUT_S = 120  # bounds a wait for a child that should die within a second
-# Writes (puts and deletes) of each operation, as the store does them today: a block
-# commit deletes its 40 intake entries and puts block, certificate, meta, results, 40
-# index entries, 12 balances and the head. A kill is aimed at one of them uniformly.
-WRITES = {"intake": TXS_PER_BLOCK, "safety": 1, "block": 2 * TXS_PER_BLOCK + 17}
+# Writes of each operation, as the store does them today: a block commit deletes its 40
+# intake entries and puts block, certificate, meta, results, 40 index entries, 12 balances
+# and the head; a safety save writes its slot in three pieces (crash_writer.install). A
+# kill is aimed at one of them uniformly.
+WRITES = {"intake": TXS_PER_BLOCK, "safety": 3, "block": 2 * TXS_PER_BLOCK + 17}
 # Where the 24 kills of a run land (shuffled by the seed); most aim at block commits.
 AIMS = (
     [("block", "write")] * 8
@@ -41,7 +54,9 @@ AIMS = (
 HEIGHTS_PER_CHILD = 3  # the child completes 0..2 heights before the aimed-at operation
 
 
-def plans(seed: int, count: int = len(AIMS), *, split: bool = False) -> list[Plan]:
+def plans(
+    seed: int, count: int = len(AIMS), *, split: bool = False, one_slot: bool = False
+) -> list[Plan]:
     """The kill points of a run: a function of the seed alone."""
     rng = random.Random(seed)
     aims = rng.sample(AIMS, len(AIMS))[:count]
@@ -51,6 +66,7 @@ def plans(seed: int, count: int = len(AIMS), *, split: bool = False) -> list[Pla
             stage,
             rng.randrange(WRITES[kind]) if stage == "write" else 0,
             split,
+            one_slot,
         )
         for kind, stage in aims
     ]
@@ -102,13 +118,22 @@ def _same_state(disk: Storage, replay: MemoryStore, f: TxFactory) -> None:
             assert disk.tx_record(tid) == replay.tx_record(tid), f"index of a tx of block {h}"
 
 
-def run_trials(path: Path, seed: int, count: int = len(AIMS), *, split: bool = False) -> list[str]:
+def _take_unsynced_save(disk: Storage, replay: MemoryStore, f: TxFactory) -> None:
+    """A safety slot written in full before the kill is in the page cache: if the reopen
+    sees it, the replay takes it too (_same_state still demands one or the other)."""
+    if disk.load_safety() == safety_record(replay.head().height + 1):
+        run_op(replay, f, "safety")
+
+
+def run_trials(
+    path: Path, seed: int, count: int = len(AIMS), *, split: bool = False, one_slot: bool = False
+) -> list[str]:
     """Kill a writer at each of the seed's kill points; check every reopen. Returns the
     kill lines. Every failure names the seed, the trial and the kill point."""
     f = TxFactory(shared_net())
     replay = MemoryStore(f.net.genesis)
     lines: list[str] = []
-    for trial, plan in enumerate(plans(seed, count, split=split)):
+    for trial, plan in enumerate(plans(seed, count, split=split, one_slot=one_slot)):
         where = f"trial {trial} ({plan})"
         try:
             start = replay.head().height
@@ -119,6 +144,8 @@ def run_trials(path: Path, seed: int, count: int = len(AIMS), *, split: bool = F
             assert line.startswith(f"kill {kind} {height} {point}"), "killed elsewhere"
             assert height == start + 1 + plan.op // len(KINDS)
             with LmdbStore(path, f.net.genesis) as disk:
+                if (kind, plan.stage) == ("safety", "commit"):
+                    _take_unsynced_save(disk, replay, f)
                 _same_state(disk, replay, f)
         except Exception as e:
             raise AssertionError(
@@ -161,3 +188,17 @@ def test_the_trials_catch_a_block_commit_split_in_two(tmp_path: Path) -> None:
     msg = str(e.value)
     assert f"crash seed {seed}, trial 0" in msg and f"CRASH_SEED={seed}" in msg
     assert "kill block 1 committed (txn 1, after 96 writes)" in msg and "head" in msg
+
+
+@pytest.mark.slow
+def test_the_trials_catch_a_safety_file_with_one_slot(tmp_path: Path) -> None:
+    """Negative control: a safety file that overwrites its only copy in place is caught by
+    a kill inside the second save (op 4: the first save, op 1, created the file), which
+    leaves no complete record."""
+    torn = {Plan(4, "write", w, one_slot=True) for w in (1, 2)}
+    seed = next(s for s in range(10_000) if plans(s, one_slot=True)[0] in torn)
+    with pytest.raises(AssertionError) as e:
+        run_trials(tmp_path / "db", seed, count=1, one_slot=True)
+    msg = str(e.value)
+    assert f"crash seed {seed}, trial 0" in msg and "kill safety 2 write" in msg
+    assert "no valid slot" in msg

@@ -63,6 +63,22 @@ def test_every_small_order_encoding_is_refused(y: int, sign: int) -> None:
     assert not crypto.is_acceptable_public_key(encoding)
 
 
+def test_off_curve_and_mixed_order_keys_are_refused() -> None:
+    """32 bytes that decode to no point (y = 2: OpenSSL loads it all the same), and an
+    honest key plus a point of order 8 (verifies differently under cofactored and
+    cofactorless rules): both refused; the honest key alone is the control."""
+    import nacl.bindings
+
+    off_curve = (2).to_bytes(32, "little")
+    honest = crypto.SigningKey(bytes(32)).public_key
+    y8 = min(y for y in SMALL_ORDER_YS if y not in (0, 1, P - 1))
+    order_8 = y8.to_bytes(32, "little")
+    mixed = nacl.bindings.crypto_core_ed25519_add(honest, order_8)
+    assert not crypto.is_acceptable_public_key(off_curve)
+    assert not crypto.is_acceptable_public_key(mixed)
+    assert crypto.is_acceptable_public_key(honest)
+
+
 def test_ordinary_keys_are_accepted() -> None:
     """Negative control: the refusal is about small order, not about every key."""
     for seed in range(8):

@@ -1,11 +1,13 @@
 """The LMDB block commit, checked where mutation testing found it unchecked
 (docs/testing.md): every write of an outcome reaches disk (supplies too), an id is never
-recorded twice, intake pruning counts right, and an LMDB failure is a StorageError.
+recorded twice, intake pruning counts right, a block with its intake pruning is one write
+transaction (one commit's syncs per block), and an LMDB failure is a StorageError.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,8 +76,35 @@ def test_intake_count_follows_pruning(tmp_path: Path, net: DemoNetwork, txf: TxF
         assert [r for _, r in disk.intake()] == raws[1:]
 
 
+class _CountingEnv:
+    """An LMDB environment that counts its write transactions."""
+
+    def __init__(self, env: Any) -> None:
+        self._env, self.write_txns = env, 0
+
+    def begin(self, write: bool = False, **kw: Any) -> Any:
+        self.write_txns += write
+        return self._env.begin(write=write, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
+def test_a_block_and_its_intake_pruning_are_one_write_transaction(
+    tmp_path: Path, net: DemoNetwork, txf: TxFactory
+) -> None:
+    raws = [txf.signed(txf.transfer(amount=i)) for i in (1, 2, 3)]
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        disk.intake_put([(tx_key(r), crypto.sha256(r), r) for r in raws])
+        env = disk._env = _CountingEnv(disk._env)
+        _commit(disk, raws[:2], intake_done=[tx_key(r) for r in raws[:2]])
+        assert env.write_txns == 1 and disk.intake_count() == 1
+        _commit(disk, [])  # an empty block, nothing to prune: still one
+        assert env.write_txns == 2
+
+
 def test_a_failed_lmdb_write_is_a_storage_error(tmp_path: Path, net: DemoNetwork) -> None:
     disk = LmdbStore(tmp_path, net.genesis)
     disk._env.close()  # as on a vanished device: every LMDB call now fails
     with pytest.raises(StorageError, match="LMDB write failed"):
-        disk.save_safety(b"x")
+        disk.intake_put([(bytes(32), bytes(32), b"x")])

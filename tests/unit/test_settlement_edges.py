@@ -33,7 +33,7 @@ from node.settlement import (
     results_root,
     sign_tx,
 )
-from node.settlement._apply import _Overlay
+from node.settlement._apply import Head, _Overlay
 from node.store import MemoryStore
 from tests.ledger_helpers import TxFactory
 from tests.unit.test_boundaries import _View
@@ -101,6 +101,18 @@ def test_a_block_applies_only_on_its_parent_height(store: MemoryStore) -> None:
             apply_block(store, [], BlockContext(height, 0))
 
 
+def test_a_block_applies_on_its_parent_above_height_256(net: DemoNetwork) -> None:
+    """Heights 299 and 300 as a store and a certified block give them: equal to one plus
+    the other, never the same int object."""
+
+    class At299(_View):
+        def head(self) -> Head:
+            return replace(super().head(), height=int(str(299)))
+
+    out = apply_block(At299(net.genesis), [], BlockContext(int(str(300)), 0))
+    assert out.results == ()
+
+
 def test_overlay_guards_hold_on_their_own(net: DemoNetwork) -> None:
     """The overlay refuses an unchecked move or mint even if a caller's check were wrong."""
     cash = net.cash
@@ -122,6 +134,14 @@ def test_overlay_guards_hold_on_their_own(net: DemoNetwork) -> None:
         o = _Overlay(_View(net.genesis, {("A", cash): bal}, {cash: sup}))
         with pytest.raises(InvariantError, match="unchecked mint"):
             o.adjust_supply(cash, "A", delta)
+
+
+def test_a_move_adds_to_what_the_receiver_holds(net: DemoNetwork) -> None:
+    """3 + 5 = 8 where the bits overlap (3 ^ 5 = 6, 3 | 5 = 7): the credit is a sum."""
+    cash = net.cash
+    o = _Overlay(_View(net.genesis, {("A", cash): 5, ("B", cash): 3}, {cash: 8}))
+    o.move(cash, "A", "B", 5)
+    assert (o.balance("A", cash), o.balance("B", cash)) == (0, 8)
 
 
 def test_an_expired_authentic_transaction_is_recorded(store: MemoryStore, txf: TxFactory) -> None:
@@ -271,3 +291,18 @@ def test_parties_settle_in_either_order_of_their_ids(store: MemoryStore, txf: Tx
     ]
     out = apply_block(store, raws, BlockContext(1, txf.t0 + 1))
     assert [r.code for r in out.results] == [RC.OK] * 4
+
+
+def test_the_clock_and_the_verifier_are_passed_by_keyword_only(
+    txf: TxFactory, net: DemoNetwork
+) -> None:
+    """A clock passed by position could land in the wrong parameter: refused outright.
+    So is apply_block's verifier (the one argument that must never be a stand-in)."""
+    raw = txf.signed(txf.transfer())
+    with pytest.raises(TypeError):
+        precheck(net.genesis, raw, crypto.verify, txf.t0)  # type: ignore[misc]
+    assert precheck(net.genesis, raw, crypto.verify, now_ms=txf.t0).code is RC.OK
+    store, ctx = MemoryStore(net.genesis), BlockContext(1, txf.t0)
+    with pytest.raises(TypeError):
+        apply_block(store, [raw], ctx, crypto.verify)  # type: ignore[misc]
+    assert apply_block(store, [raw], ctx, verify=crypto.verify).results[0].code is RC.OK

@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from node.config import PEER_FORWARD_CHUNK_TXS, PEER_FRAME_MESSAGES_MAX
 from node.core import Message, SyncRequest, TxForward, encode_message
 from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin_from_pem
-from node.runtime import Metrics
-from node.runtime._transport import FRAME_REFUSED, PeerService
+from node.runtime import Metrics, _transport
+from node.runtime._transport import FRAME_REFUSED, PeerLink, PeerService
 from node.wire import ledger_pb2 as pb
 
 _CA = _make_ca("test", datetime.now(UTC))
@@ -86,3 +88,38 @@ async def test_a_frame_of_too_many_messages_is_refused_whole() -> None:
     node = await _serve([too_many, [SyncRequest(2, 1)]])
     assert [m for _, m, _ in node.delivered] == [SyncRequest(2, 1)]
     assert node.metrics.refused.labels(reason=FRAME_REFUSED)._value.get() == 1
+
+
+def _link() -> PeerLink:
+    return PeerLink(
+        _Node(),  # type: ignore[arg-type]
+        1,
+        address="127.0.0.1:1",
+        tls_name="node-01",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+
+
+async def test_a_burst_sent_in_one_loop_turn_leaves_in_one_frame() -> None:
+    """The driver sends a whole Ready's messages before the link's writer runs, so the
+    votes and forwards of one drain to one peer cost one stream write, not one each."""
+    link = _link()
+    burst = [encode_message(SyncRequest(h, 1)) for h in range(1, 11)]
+    for data in burst:
+        link.send(data)
+    frames = link._frames(link._session_id)
+    assert list((await anext(frames)).messages) == burst
+    link.send(burst[0])  # the queue was emptied: the next frame holds only what came next
+    assert list((await anext(frames)).messages) == burst[:1]
+
+
+async def test_a_frame_stops_at_the_frame_byte_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    burst = [encode_message(SyncRequest(h, 1)) for h in range(1, 8)]
+    monkeypatch.setattr(_transport, "PEER_FRAME_BYTES_MAX", 3 * len(burst[0]))
+    link = _link()
+    for data in burst:
+        link.send(data)
+    frames = link._frames(link._session_id)
+    sizes = [len((await anext(frames)).messages) for _ in range(3)]
+    assert sizes == [3, 3, 1]

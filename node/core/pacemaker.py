@@ -1,0 +1,106 @@
+"""The pacemaker: the replica's timers, each a named deadline.
+
+- ``Timer.VIEW_TIMEOUT``: a replica with pending work that sees no commit gives up the
+  view. It runs from when the work appeared (or the last timeout was sent: a stuck
+  replica re-sends every period); the period is ``timeout_ms()``, the base for the first
+  n - q views without a commit, then doubling up to the maximum.
+- ``Timer.BATCH_DELAY``: under load the leader waits this long after the previous commit
+  so its block fills.
+- ``Timer.CATCHUP_RETRY``: an unanswered catch-up request goes to the next peer (kept
+  by ``node.core.catchup``; named here so every deadline has one name).
+- ``Timer.HELP_LAGGING``: a peer's stale timeouts are answered at most once an interval
+  (a rate limit per peer, not a wake-up: it never sets a deadline).
+
+Pure: the caller's ``now_ms`` is the only clock.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from node.config import HELP_LAGGING_INTERVAL_MS
+
+__all__ = ["Pacemaker", "Timer"]
+
+_LONG_AGO_MS = -(10**12)  # the first transaction is proposed at once
+_DOUBLINGS_MAX = 30  # keeps the shift bounded; the maximum caps the period long before
+
+
+class Timer(StrEnum):
+    VIEW_TIMEOUT = "view_timeout"
+    BATCH_DELAY = "batch_delay"
+    CATCHUP_RETRY = "catchup_retry"
+    HELP_LAGGING = "help_lagging"
+
+
+class Pacemaker:
+    def __init__(self, base_ms: int, max_ms: int, batch_delay_ms: int, liveness_bound: int) -> None:
+        self.base_ms, self.max_ms = base_ms, max_ms
+        self.batch_delay_ms = batch_delay_ms
+        self._liveness_bound = liveness_bound
+        self.consecutive_timeouts = 0  # views since the last commit that timed out
+        self.last_commit_ms = _LONG_AGO_MS
+        self.started_ms: int | None = None  # the view timer runs (there is work)
+        self.sent_ms: int | None = None  # when this view's timeout was last sent
+        self._helped_ms: dict[int, int] = {}  # peer -> when we last answered its stale timeout
+
+    def timeout_ms(self) -> int:
+        """The base timeout for the first n - q views without a commit (as many leaders
+        may be down, each costing one view), then doubling: one dead leader after another
+        must not cost ever longer timeouts, and under asynchrony the timeout still grows
+        until a view fits in it."""
+        exp = min(max(0, self.consecutive_timeouts - self._liveness_bound), _DOUBLINGS_MAX)
+        return min(self.base_ms << exp, self.max_ms)
+
+    def view_deadline_ms(self) -> int | None:
+        if self.started_ms is None:
+            return None
+        base = self.started_ms if self.sent_ms is None else self.sent_ms
+        return base + self.timeout_ms()
+
+    def batch_deadline_ms(self) -> int:
+        return self.last_commit_ms + self.batch_delay_ms
+
+    def batching(self, now_ms: int) -> bool:
+        """The leader should let its next block fill a moment longer."""
+        return now_ms < self.batch_deadline_ms()
+
+    def arm(self, now_ms: int, active: bool) -> None:
+        """Run the view timer while there is work, stop it when there is none."""
+        if not active:
+            self.stop()
+        elif self.started_ms is None:
+            self.started_ms = now_ms
+
+    def stop(self) -> None:
+        """A new view or a commit: the view timer starts again with the next work."""
+        self.started_ms = self.sent_ms = None
+
+    def committed(self, now_ms: int) -> None:
+        self.consecutive_timeouts = 0
+        self.last_commit_ms = now_ms
+        self.stop()
+
+    def fire(self, now_ms: int) -> bool:
+        """Whether the view timer is due at ``now_ms``; its first firing in a view counts
+        one more view without a commit."""
+        deadline = self.view_deadline_ms()
+        if deadline is None or now_ms < deadline:
+            return False
+        if self.sent_ms is None:
+            self.consecutive_timeouts += 1
+        return True
+
+    def timeout_sent(self, now_ms: int) -> None:
+        self.sent_ms = now_ms
+        if self.started_ms is None:
+            self.started_ms = now_ms
+
+    def may_help(self, src: int, now_ms: int) -> bool:
+        """At most one answer per ``HELP_LAGGING_INTERVAL_MS`` to a peer's stale timeouts:
+        replayed stale timeouts must not make us a traffic amplifier."""
+        last = self._helped_ms.get(src)
+        if last is not None and now_ms < last + HELP_LAGGING_INTERVAL_MS:
+            return False
+        self._helped_ms[src] = now_ms
+        return True

@@ -1,0 +1,81 @@
+"""node/core/pacemaker.py on its own: the view timer's period, its deadline, when it
+fires and restarts, the batch delay, and the help-lagging rate limit."""
+
+from __future__ import annotations
+
+from node.config import HELP_LAGGING_INTERVAL_MS
+from node.core.pacemaker import Pacemaker
+
+BASE, MAX, BATCH, BOUND = 1_000, 60_000, 50, 1  # liveness bound n - q = 1 (4 of 3)
+
+
+def pacemaker() -> Pacemaker:
+    return Pacemaker(BASE, MAX, BATCH, BOUND)
+
+
+def test_the_period_stays_at_the_base_for_n_minus_q_views_then_doubles_to_the_maximum() -> None:
+    p = pacemaker()
+    periods = []
+    for _ in range(10):
+        periods.append(p.timeout_ms())
+        p.consecutive_timeouts += 1
+    assert periods == [BASE, BASE] + [k * BASE for k in (2, 4, 8, 16, 32)] + [MAX] * 3
+    p.consecutive_timeouts = 1_000  # the shift is bounded, the maximum caps it
+    assert p.timeout_ms() == MAX
+
+
+def test_no_work_no_deadline_and_work_starts_the_timer_once() -> None:
+    p = pacemaker()
+    p.arm(100, active=False)
+    assert p.view_deadline_ms() is None and not p.fire(10**9)
+    p.arm(100, active=True)
+    p.arm(700, active=True)  # still the same timer: work did not restart it
+    assert p.view_deadline_ms() == 100 + BASE
+    p.arm(800, active=False)
+    assert p.view_deadline_ms() is None
+
+
+def test_the_timer_fires_at_its_deadline_not_before_and_counts_one_view_per_firing() -> None:
+    p = pacemaker()
+    p.arm(0, active=True)
+    assert not p.fire(BASE - 1)
+    assert p.fire(BASE) and p.consecutive_timeouts == 1
+    p.timeout_sent(BASE)
+    # A stuck replica re-sends every period, from the last send; re-sends are one view.
+    assert p.view_deadline_ms() == 2 * BASE
+    assert not p.fire(2 * BASE - 1)
+    assert p.fire(2 * BASE) and p.consecutive_timeouts == 1
+
+
+def test_a_new_view_stops_the_timer_and_a_commit_resets_the_count() -> None:
+    p = pacemaker()
+    p.arm(0, active=True)
+    assert p.fire(BASE)
+    p.timeout_sent(BASE)
+    p.stop()
+    assert p.view_deadline_ms() is None and p.consecutive_timeouts == 1
+    p.committed(5_000)
+    assert p.consecutive_timeouts == 0 and p.last_commit_ms == 5_000
+    assert p.batch_deadline_ms() == 5_000 + BATCH
+
+
+def test_a_timeout_sent_without_a_running_timer_starts_it() -> None:
+    p = pacemaker()
+    p.timeout_sent(300)
+    assert p.view_deadline_ms() == 300 + BASE
+
+
+def test_batching_lasts_exactly_the_batch_delay_after_a_commit() -> None:
+    p = pacemaker()
+    assert not p.batching(0)  # never committed: the first transaction goes at once
+    p.committed(1_000)
+    assert p.batching(1_000 + BATCH - 1)
+    assert not p.batching(1_000 + BATCH)
+
+
+def test_a_peer_is_helped_at_most_once_an_interval_each_peer_on_its_own() -> None:
+    p = pacemaker()
+    assert p.may_help(2, 1_000)
+    assert not p.may_help(2, 1_000 + HELP_LAGGING_INTERVAL_MS - 1)
+    assert p.may_help(3, 1_001)  # another peer has its own interval
+    assert p.may_help(2, 1_000 + HELP_LAGGING_INTERVAL_MS)
