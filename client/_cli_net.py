@@ -47,6 +47,7 @@ from client._cli_common import (
     table,
     timestamp,
 )
+from node.crypto import HASH_LEN
 from node.genesis import load_genesis
 from node.settlement import (
     DvP,
@@ -377,7 +378,7 @@ def _tx_id(text: str) -> bytes:
         raw = bytes.fromhex(text)
     except ValueError:
         raw = b""
-    if len(raw) != 32:
+    if len(raw) != HASH_LEN:
         raise CliError(f"{text!r} is not a transaction id (64 hex digits)", EXIT_USAGE)
     return raw
 

@@ -34,7 +34,7 @@ from client._errors import (
 )
 from client._keys import ParticipantKey
 from client._limits import NONCE_BITS, TTL_DEFAULT_S, TTL_MAX_S
-from node import crypto
+from node import crypto, tags
 from node.config import TX_BYTES_MAX, U64_MAX
 from node.settlement import (
     Burn,
@@ -418,7 +418,7 @@ def _check_seller_signature(env: SignedTx, dvp: DvP, genesis: Genesis) -> None:
     seller = genesis.participant_by_id.get(dvp.seller)
     if sig is None:
         raise TradeError(f"the seller {dvp.seller} has not signed the trade")
-    if seller is None or not crypto.verify(seller.public_key, crypto.TAG_TX + env.body, sig):
+    if seller is None or not crypto.verify(seller.public_key, tags.TX + env.body, sig):
         raise TradeError(f"the seller's signature is not {dvp.seller}'s (forged or altered)")
 
 

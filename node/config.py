@@ -24,7 +24,14 @@ GENESIS_HOLDINGS_MAX: Final = 1_000_000
 
 # --- blocks ------------------------------------------------------------------------------
 BLOCK_TXS_MAX: Final = 2_000
-BLOCK_BYTES_MAX: Final = 4 * 1024 * 1024
+BLOCK_BYTES_MAX: Final = 4 * 1024 * 1024  # the transactions of one block
+# One encoded block: its transactions plus headroom for the header and length prefixes
+# (2,000 x 4 bytes); what decode_block accepts and encode_block writes.
+BLOCK_WIRE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 64 * 1024
+# A signature field in a certificate or a consensus message (Ed25519's are 64 bytes; the
+# wire allows more so a verifier, not the decoder, judges a signature's form).
+SIGNATURE_BYTES_MAX: Final = 128
+MERKLE_PATH_LEN_MAX: Final = 64  # an audit path of a tree of 2**64 leaves; longer is hostile
 
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024

@@ -8,8 +8,9 @@ fast as OpenSSL's verify through ``cryptography`` and stricter). Genesis refuses
 small-order and mixed-order keys (:func:`is_acceptable_public_key`). Signing is
 deterministic (RFC 8032), so the same key and message always give the same signature.
 
-Domain separation: every signed message starts with a tag naming what it is, so a
-signature over a transaction can never be replayed as a consensus vote or vice versa.
+Domain separation: every signed message starts with a tag naming what it is (one home
+for all of them: ``node.tags``), so a signature over a transaction can never be replayed
+as a consensus vote or vice versa.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 __all__ = [
     "ED25519_L",
+    "HASH_LEN",
     "PUBLIC_KEY_LEN",
     "SIGNATURE_LEN",
-    "TAG_TX",
-    "TAG_VOTE",
     "SigningKey",
     "VerifiedSignatures",
     "is_acceptable_public_key",
@@ -38,11 +38,9 @@ __all__ = [
 
 # Order of the Ed25519 base point; a canonical signature has S < L.
 ED25519_L = 2**252 + 27742317777372353535851937790883648493
+HASH_LEN = 32  # SHA-256: block hashes, roots, transaction ids
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
-
-TAG_TX = b"dvp-ledger/v1/tx\x00"
-TAG_VOTE = b"dvp-ledger/v1/vote\x00"
 
 
 def sha256(*parts: bytes) -> bytes:

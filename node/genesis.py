@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from node import crypto
+from node import crypto, tags
 from node.settlement import (
     Genesis,
     GenesisError,
@@ -248,7 +248,7 @@ def demo_genesis(
     """
 
     def key(label: str) -> crypto.SigningKey:
-        return crypto.SigningKey(crypto.sha256(b"dvp-ledger/demo-key\x00", seed, label.encode()))
+        return crypto.SigningKey(crypto.sha256(tags.DEMO_KEY, seed, label.encode()))
 
     bank_ids = tuple(f"BANK{i:02d}" for i in range(1, banks + 1))
     roles = {

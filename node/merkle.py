@@ -13,21 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from node.crypto import sha256
+from node.config import MERKLE_PATH_LEN_MAX
+from node.crypto import HASH_LEN, sha256
+from node.tags import MERKLE_LEAF, MERKLE_NODE
 
 __all__ = ["EMPTY_ROOT", "MerkleTree", "leaf_hash", "path", "root", "root_from_path"]
 
 EMPTY_ROOT = sha256()
-_HASH_LEN = 32
-_PATH_LEN_MAX = 64  # a tree of 2**64 leaves; anything longer is hostile input
 
 
 def leaf_hash(data: bytes) -> bytes:
-    return sha256(b"\x00", data)
+    return sha256(MERKLE_LEAF, data)
 
 
 def _node(left: bytes, right: bytes) -> bytes:
-    return sha256(b"\x01", left, right)
+    return sha256(MERKLE_NODE, left, right)
 
 
 def _levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
@@ -87,9 +87,9 @@ def root_from_path(data: bytes, index: int, size: int, audit: Sequence[bytes]) -
     This is RFC 9162's inclusion-proof verification, returning the computed root so the
     caller compares it with the one a certified header holds.
     """
-    if not 0 <= index < size or len(audit) > _PATH_LEN_MAX:
+    if not 0 <= index < size or len(audit) > MERKLE_PATH_LEN_MAX:
         return None
-    if any(len(h) != _HASH_LEN for h in audit):
+    if any(len(h) != HASH_LEN for h in audit):
         return None
     fn, sn = index, size - 1
     h = leaf_hash(data)

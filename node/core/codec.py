@@ -23,10 +23,13 @@ many bytes; ``opt X`` is a presence byte (exactly 0 or 1) followed by X when it 
     block  = encode_block(...), qc = encode_qc(...) (at most VALIDATORS_MAX signatures)
 
 Decoding checks form only (lengths, counts, enum values, presence bytes, limits from
-``node.config``); signatures and protocol rules are the replica's job. The two ways to
-fail are split by whose fault it is: :class:`~node.core.types.DecodeError` for bytes from
-a peer, :class:`EncodeError` for a message this node built that breaks a wire limit (a peer
-would reject it), so the sender can drop and log it instead of sending it.
+``node.config``); signatures and protocol rules are the replica's job. Both directions go
+through the one reader/writer pair of ``node.codec``, and the two ways to fail are split
+by whose fault it is: :class:`~node.core.types.DecodeError` for bytes from a peer,
+:class:`~node.core.types.EncodeError` for a message this node built that breaks a wire
+limit (a peer would reject it), so the sender can drop and log it instead of sending it.
+Every limit the decoder enforces, the encoder enforces too (``decode_message(
+encode_message(m)) == m`` whenever ``encode_message`` returns).
 """
 
 from __future__ import annotations
@@ -36,24 +39,21 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from node.config import (
-    BLOCK_BYTES_MAX,
-    BLOCK_TXS_MAX,
+    BLOCK_WIRE_BYTES_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
     CONSENSUS_MESSAGE_BYTES_MAX,
+    SIGNATURE_BYTES_MAX,
     TX_BYTES_MAX,
     TX_FORWARD_BATCH_MAX,
     VALIDATORS_MAX,
 )
 from node.core.types import (
-    _QC_HEAD,
-    _SIG_HEAD,
-    HASH_LEN,
-    SIGNATURE_BYTES_MAX,
+    QC_BYTES_MAX,
     Block,
     DecodeError,
+    EncodeError,
     Message,
     NewView,
-    Phase,
     Proposal,
     QCMessage,
     QuorumCert,
@@ -65,11 +65,14 @@ from node.core.types import (
     TxForward,
     Vote,
     _Reader,
+    _Writer,
     decode_block,
+    decode_phase,
     decode_qc,
     encode_block,
     encode_qc,
 )
+from node.crypto import HASH_LEN
 
 __all__ = ["EncodeError", "decode_message", "encode_message"]
 
@@ -82,26 +85,12 @@ _TAG_TX_FORWARD = 6
 _TAG_SYNC_REQUEST = 7
 _TAG_SYNC_RESPONSE = 8
 
-_U8 = struct.Struct(">B")
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 _VOTE = struct.Struct(">BQQ32sI")
 _TWO_U64 = struct.Struct(">QQ")
 _ENTRY = struct.Struct(">IQ")
 _SYNC_REQUEST = struct.Struct(">QI")
 
-# decode_block accepts this much (the payload bound plus headroom for length prefixes).
-_BLOCK_WIRE_BYTES_MAX = BLOCK_BYTES_MAX + 64 * 1024
-_QC_WIRE_BYTES_MAX = _QC_HEAD.size + VALIDATORS_MAX * (_SIG_HEAD.size + SIGNATURE_BYTES_MAX)
-
 _T = TypeVar("_T")
-
-
-class EncodeError(ValueError):
-    """A message this node built breaks a wire limit, so every peer would reject it
-    (for example a catch-up response whose blocks together exceed
-    ``CONSENSUS_MESSAGE_BYTES_MAX``). Nothing was sent; the caller drops the message."""
 
 
 # --- encoding ----------------------------------------------------------------------------
@@ -110,12 +99,9 @@ class EncodeError(ValueError):
 def encode_message(msg: Message) -> bytes:
     """The canonical bytes of ``msg``; raises :class:`EncodeError` if a peer would reject
     them (so ``decode_message(encode_message(m)) == m`` whenever this returns)."""
-    w: list[bytes] = []
-    try:
-        _put_message(w, msg)
-    except struct.error as e:
-        raise EncodeError(f"{type(msg).__name__}: a field is out of range ({e})") from e
-    data = b"".join(w)
+    w = _Writer()
+    _put_message(w, msg)
+    data = w.finish()
     if len(data) > CONSENSUS_MESSAGE_BYTES_MAX:
         raise EncodeError(
             f"{type(msg).__name__} of {len(data)} bytes exceeds "
@@ -124,41 +110,35 @@ def encode_message(msg: Message) -> bytes:
     return data
 
 
-def _put_message(w: list[bytes], msg: Message) -> None:
+def _put_message(w: _Writer, msg: Message) -> None:
     match msg:
         case Proposal():
-            w.append(_U8.pack(_TAG_PROPOSAL) + _U64.pack(msg.view))
+            w.u8(_TAG_PROPOSAL).u64(msg.view)
             _put_block(w, msg.block)
             _put_opt(w, msg.parent_cert, _put_qc)
             _put_opt(w, msg.tc, _put_tc)
         case Vote():
-            _check_hash(msg.block_hash)
-            phase = _check_phase(msg.phase)
-            w.append(_U8.pack(_TAG_VOTE))
-            w.append(_VOTE.pack(phase, msg.view, msg.height, msg.block_hash, msg.voter))
-            _put_sig(w, msg.signature)
+            _put_vote(w, msg)
         case QCMessage():
-            w.append(_U8.pack(_TAG_QC))
-            _put_qc(w, msg.qc)
+            _put_qc(w.u8(_TAG_QC), msg.qc)
         case Timeout():
-            w.append(_U8.pack(_TAG_TIMEOUT) + _TWO_U64.pack(msg.view, msg.committed_height))
+            w.u8(_TAG_TIMEOUT).pack(_TWO_U64, msg.view, msg.committed_height)
             _put_opt(w, msg.commit_cert, _put_qc)
             _put_opt(w, msg.high_pqc, _put_qc)
             _put_opt(w, msg.pqc_block, _put_block)
-            w.append(_U32.pack(msg.voter))
-            _put_sig(w, msg.signature)
+            w.u32(msg.voter).blob16(msg.signature, SIGNATURE_BYTES_MAX)
         case NewView():
-            w.append(_U8.pack(_TAG_NEW_VIEW))
-            _put_tc(w, msg.tc)
+            _put_tc(w.u8(_TAG_NEW_VIEW), msg.tc)
         case TxForward():
-            _put_tx_forward(w, msg)
+            w.u8(_TAG_TX_FORWARD).limit(len(msg.txs), TX_FORWARD_BATCH_MAX, "forwarded txs")
+            w.u32(len(msg.txs)).blobs(msg.txs, TX_BYTES_MAX)
         case SyncRequest():
-            _check_count(msg.count, CATCHUP_BATCH_BLOCKS_MAX, "blocks requested")
-            w.append(_U8.pack(_TAG_SYNC_REQUEST))
-            w.append(_SYNC_REQUEST.pack(msg.from_height, msg.count))
+            w.u8(_TAG_SYNC_REQUEST).limit(msg.count, CATCHUP_BATCH_BLOCKS_MAX, "blocks asked")
+            w.pack(_SYNC_REQUEST, msg.from_height, msg.count)
         case SyncResponse():
-            _check_count(len(msg.blocks), CATCHUP_BATCH_BLOCKS_MAX, "blocks in a response")
-            w.append(_U8.pack(_TAG_SYNC_RESPONSE) + _U32.pack(len(msg.blocks)))
+            n = len(msg.blocks)
+            w.u8(_TAG_SYNC_RESPONSE).limit(n, CATCHUP_BATCH_BLOCKS_MAX, "blocks in a response")
+            w.u32(n)
             for block, cert in msg.blocks:
                 _put_block(w, block)
                 _put_qc(w, cert)
@@ -166,82 +146,47 @@ def _put_message(w: list[bytes], msg: Message) -> None:
             raise EncodeError(f"not a consensus message: {type(msg).__name__}")
 
 
-def _check_count(n: int, limit: int, what: str) -> None:
-    if n > limit:
-        raise EncodeError(f"{n} {what} exceed the limit of {limit}")
+def _put_vote(w: _Writer, v: Vote) -> None:
+    if len(v.block_hash) != HASH_LEN:  # struct's "32s" would pad or cut it silently
+        raise EncodeError(f"a block hash of {len(v.block_hash)} bytes, not {HASH_LEN}")
+    w.u8(_TAG_VOTE).pack(_VOTE, _phase_out(v.phase), v.view, v.height, v.block_hash, v.voter)
+    w.blob16(v.signature, SIGNATURE_BYTES_MAX)
 
 
-def _check_hash(h: bytes) -> None:
-    if len(h) != HASH_LEN:
-        raise EncodeError(f"a hash has {len(h)} bytes, not {HASH_LEN}")
-
-
-def _check_phase(phase: Phase) -> Phase:
+def _phase_out(phase: int) -> int:
     try:
-        return Phase(phase)
-    except ValueError as e:
+        return decode_phase(phase)
+    except DecodeError as e:
         raise EncodeError(f"unknown phase {phase!r}") from e
 
 
-def _put_opt(w: list[bytes], value: _T | None, put: Callable[[list[bytes], _T], None]) -> None:
-    if value is None:
-        w.append(b"\x00")
-    else:
-        w.append(b"\x01")
+def _put_opt(w: _Writer, value: _T | None, put: Callable[[_Writer, _T], None]) -> None:
+    w.flag(value is not None)
+    if value is not None:
         put(w, value)
 
 
-def _put_u64(w: list[bytes], v: int) -> None:
-    w.append(_U64.pack(v))
+def _put_block(w: _Writer, block: Block) -> None:
+    w.blob(encode_block(block), BLOCK_WIRE_BYTES_MAX)
 
 
-def _put_blob(w: list[bytes], data: bytes) -> None:
-    w.append(_U32.pack(len(data)))
-    w.append(data)
+def _put_qc(w: _Writer, qc: QuorumCert) -> None:
+    w.blob(encode_qc(qc), QC_BYTES_MAX)
 
 
-def _put_sig(w: list[bytes], sig: bytes) -> None:
-    _check_count(len(sig), SIGNATURE_BYTES_MAX, "signature bytes")
-    w.append(_U16.pack(len(sig)))
-    w.append(sig)
+def _put_pqc_view(w: _Writer, view: int) -> None:
+    w.u64(view)
 
 
-def _put_block(w: list[bytes], block: Block) -> None:
-    # The limits decode_block enforces (Block itself checks only the header's form).
-    _check_count(len(block.txs), BLOCK_TXS_MAX, "transactions in a block")
-    for tx in block.txs:
-        _check_count(len(tx), TX_BYTES_MAX, "bytes in a transaction")
-    data = encode_block(block)
-    _check_count(len(data), _BLOCK_WIRE_BYTES_MAX, "bytes in an encoded block")
-    _put_blob(w, data)
-
-
-def _put_qc(w: list[bytes], qc: QuorumCert) -> None:
-    _check_phase(qc.phase)
-    _check_hash(qc.block_hash)
-    _check_count(len(qc.signatures), VALIDATORS_MAX, "signatures in a certificate")
-    for _, sig in qc.signatures:
-        _check_count(len(sig), SIGNATURE_BYTES_MAX, "signature bytes")
-    _put_blob(w, encode_qc(qc))
-
-
-def _put_tc(w: list[bytes], tc: TimeoutCert) -> None:
-    _check_count(len(tc.entries), VALIDATORS_MAX, "entries in a timeout certificate")
-    w.append(_U64.pack(tc.view) + _U16.pack(len(tc.entries)))
+def _put_tc(w: _Writer, tc: TimeoutCert) -> None:
+    n = len(tc.entries)
+    w.limit(n, VALIDATORS_MAX, "entries in a timeout certificate").u64(tc.view).u16(n)
     for e in tc.entries:
-        w.append(_ENTRY.pack(e.voter, e.committed_height))
-        _put_opt(w, e.pqc_view, _put_u64)
-        _put_sig(w, e.signature)
+        w.pack(_ENTRY, e.voter, e.committed_height)
+        _put_opt(w, e.pqc_view, _put_pqc_view)
+        w.blob16(e.signature, SIGNATURE_BYTES_MAX)
     _put_opt(w, tc.high_commit, _put_qc)
     _put_opt(w, tc.high_lock, _put_qc)
-
-
-def _put_tx_forward(w: list[bytes], msg: TxForward) -> None:
-    _check_count(len(msg.txs), TX_FORWARD_BATCH_MAX, "transactions in a forward")
-    w.append(_U8.pack(_TAG_TX_FORWARD) + _U32.pack(len(msg.txs)))
-    for tx in msg.txs:
-        _check_count(len(tx), TX_BYTES_MAX, "bytes in a transaction")
-        _put_blob(w, tx)
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -250,9 +195,8 @@ def _put_tx_forward(w: list[bytes], msg: TxForward) -> None:
 def decode_message(data: bytes) -> Message:
     """The message ``data`` encodes; raises DecodeError (and nothing else) for any bytes
     that are not exactly the canonical encoding of a message within the limits."""
-    if len(data) > CONSENSUS_MESSAGE_BYTES_MAX:
-        raise DecodeError(f"message of {len(data)} bytes exceeds {CONSENSUS_MESSAGE_BYTES_MAX}")
     r = _Reader(data)
+    r.limit(len(data), CONSENSUS_MESSAGE_BYTES_MAX, "bytes in a message")
     tag = r.u8()
     decoder = _DECODERS.get(tag)
     if decoder is None:
@@ -262,36 +206,21 @@ def decode_message(data: bytes) -> Message:
     return msg
 
 
-def _limit(n: int, limit: int, what: str) -> int:
-    if n > limit:
-        raise DecodeError(f"{n} {what} exceed the limit of {limit}")
-    return n
-
-
-def _phase(value: int) -> Phase:
-    try:
-        return Phase(value)
-    except ValueError as e:
-        raise DecodeError(f"unknown phase {value}") from e
-
-
-def _get_sig(r: _Reader) -> bytes:
-    return r.take(_limit(r.u16(), SIGNATURE_BYTES_MAX, "signature bytes"))
-
-
 def _get_block(r: _Reader) -> Block:
-    return decode_block(r.blob(_BLOCK_WIRE_BYTES_MAX))
+    return decode_block(r.blob(BLOCK_WIRE_BYTES_MAX))
 
 
 def _get_qc(r: _Reader) -> QuorumCert:
-    qc = decode_qc(r.blob(_QC_WIRE_BYTES_MAX))
-    _limit(len(qc.signatures), VALIDATORS_MAX, "signatures in a certificate")
-    return qc
+    return decode_qc(r.blob(QC_BYTES_MAX))
+
+
+def _get_sig(r: _Reader) -> bytes:
+    return r.blob16(SIGNATURE_BYTES_MAX)
 
 
 def _get_tc(r: _Reader) -> TimeoutCert:
     view = r.u64()
-    count = _limit(r.u16(), VALIDATORS_MAX, "entries in a timeout certificate")
+    count = r.limit(r.u16(), VALIDATORS_MAX, "entries in a timeout certificate")
     entries = []
     for _ in range(count):
         voter, committed_height = r.unpack(_ENTRY)
@@ -312,7 +241,7 @@ def _dec_proposal(r: _Reader) -> Proposal:
 
 def _dec_vote(r: _Reader) -> Vote:
     phase, view, height, block_hash, voter = r.unpack(_VOTE)
-    return Vote(_phase(phase), view, height, block_hash, voter, _get_sig(r))
+    return Vote(decode_phase(phase), view, height, block_hash, voter, _get_sig(r))
 
 
 def _dec_qc(r: _Reader) -> QCMessage:
@@ -333,17 +262,17 @@ def _dec_new_view(r: _Reader) -> NewView:
 
 
 def _dec_tx_forward(r: _Reader) -> TxForward:
-    count = _limit(r.u32(), TX_FORWARD_BATCH_MAX, "transactions in a forward")
-    return TxForward(tuple(r.blob(TX_BYTES_MAX) for _ in range(count)))
+    count = r.limit(r.u32(), TX_FORWARD_BATCH_MAX, "transactions in a forward")
+    return TxForward(r.blobs(count, TX_BYTES_MAX))
 
 
 def _dec_sync_request(r: _Reader) -> SyncRequest:
     from_height, count = r.unpack(_SYNC_REQUEST)
-    return SyncRequest(from_height, _limit(count, CATCHUP_BATCH_BLOCKS_MAX, "blocks requested"))
+    return SyncRequest(from_height, r.limit(count, CATCHUP_BATCH_BLOCKS_MAX, "blocks requested"))
 
 
 def _dec_sync_response(r: _Reader) -> SyncResponse:
-    count = _limit(r.u32(), CATCHUP_BATCH_BLOCKS_MAX, "blocks in a response")
+    count = r.limit(r.u32(), CATCHUP_BATCH_BLOCKS_MAX, "blocks in a response")
     blocks = []
     for _ in range(count):
         block = _get_block(r)

@@ -9,10 +9,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from node import tags
+from node.config import BLOCK_WIRE_BYTES_MAX
 from node.core.types import (
+    QC_BYTES_MAX,
     Block,
     DecodeError,
     QuorumCert,
+    _Reader,
+    _Writer,
     decode_block,
     decode_qc,
     encode_block,
@@ -21,9 +26,10 @@ from node.core.types import (
 
 __all__ = ["SafetyState"]
 
-_MAGIC = b"dvp-safety/1"
+_MAGIC = tags.SAFETY_STATE
+# Four views shifted by one (so -1, "never", is 0), then whether a lock follows, as a u32
+# that must be 0 or 1 (one encoding per state).
 _VIEWS = struct.Struct(">QQQQI")
-_U32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,26 +51,27 @@ class SafetyState:
 
     def encode(self) -> bytes:
         views = (self.proposed_view, self.prepare_view, self.commit_view, self.timeout_view)
-        out = _MAGIC + _VIEWS.pack(*(v + 1 for v in views), 0 if self.high_pqc is None else 1)
+        locked = self.high_pqc is not None and self.high_pqc_block is not None
+        w = _Writer().raw(_MAGIC).pack(_VIEWS, *(v + 1 for v in views), int(locked))
         if self.high_pqc is not None and self.high_pqc_block is not None:
-            qc, block = encode_qc(self.high_pqc), encode_block(self.high_pqc_block)
-            out += _U32.pack(len(qc)) + qc + _U32.pack(len(block)) + block
-        return out
+            w.blob(encode_qc(self.high_pqc), QC_BYTES_MAX)
+            w.blob(encode_block(self.high_pqc_block), BLOCK_WIRE_BYTES_MAX)
+        return w.finish()
 
     @classmethod
     def decode(cls, data: bytes) -> SafetyState:
-        if not data.startswith(_MAGIC):
+        """The state ``data`` encodes; DecodeError (and nothing else) for anything that is
+        not exactly a canonical encoding: a torn or corrupt record must halt the node, not
+        be read as "never voted"."""
+        r = _Reader(data)
+        if r.take(len(_MAGIC)) != _MAGIC:
             raise DecodeError("not a safety state")
-        pos = len(_MAGIC)
-        p, pr, c, t, has = _VIEWS.unpack_from(data, pos)
-        pos += _VIEWS.size
-        if not has:
-            return cls(p - 1, pr - 1, c - 1, t - 1)
-        (n,) = _U32.unpack_from(data, pos)
-        qc = decode_qc(data[pos + 4 : pos + 4 + n])
-        pos += 4 + n
-        (m,) = _U32.unpack_from(data, pos)
-        block = decode_block(data[pos + 4 : pos + 4 + m])
-        if pos + 4 + m != len(data):
-            raise DecodeError("trailing bytes in safety state")
+        p, pr, c, t, locked = r.unpack(_VIEWS)
+        if locked > 1:
+            raise DecodeError(f"lock flag {locked} is not 0 or 1")
+        qc = decode_qc(r.blob(QC_BYTES_MAX)) if locked else None
+        block = decode_block(r.blob(BLOCK_WIRE_BYTES_MAX)) if locked else None
+        r.done()
+        if qc is not None and block is not None and qc.block_hash != block.hash:
+            raise DecodeError("the locked certificate is not for the locked block")
         return cls(p - 1, pr - 1, c - 1, t - 1, qc, block)

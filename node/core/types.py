@@ -13,15 +13,24 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from node import codec, merkle
-from node.config import BLOCK_BYTES_MAX, BLOCK_TXS_MAX, CHAIN_ID_BYTES_MAX, TX_BYTES_MAX
-from node.crypto import TAG_VOTE, sha256
+from node import codec, merkle, tags
+from node.config import (
+    BLOCK_TXS_MAX,
+    BLOCK_WIRE_BYTES_MAX,
+    CHAIN_ID_BYTES_MAX,
+    SIGNATURE_BYTES_MAX,
+    TX_BYTES_MAX,
+    VALIDATORS_MAX,
+)
+from node.crypto import HASH_LEN, sha256
 
 __all__ = [
     "Block",
     "BlockHeader",
     "DecodeError",
+    "EncodeError",
     "Message",
     "NewView",
     "Phase",
@@ -36,6 +45,7 @@ __all__ = [
     "TxForward",
     "Vote",
     "decode_block",
+    "decode_block_header",
     "decode_header",
     "decode_qc",
     "encode_block",
@@ -45,21 +55,40 @@ __all__ = [
     "vote_message",
 ]
 
-HASH_LEN = 32
 # After the length-prefixed chain id: height, view, parent hash, proposer, time,
 # executed height, state root, results root, transactions root, transaction count.
 _HEADER = struct.Struct(">QQ32sIQQ32s32s32sI")
-_U32 = struct.Struct(">I")
-_U16 = struct.Struct(">H")
+_HEADER_BYTES_MAX = 2 + CHAIN_ID_BYTES_MAX + _HEADER.size
 _QC_HEAD = struct.Struct(">BQQ32sH")
 _SIG_HEAD = struct.Struct(">IH")
 _VOTE = struct.Struct(">BQQ32s")
 _TIMEOUT = struct.Struct(">BQQQ")
-SIGNATURE_BYTES_MAX = 128
+# The largest canonical QC: what a decoder of a blob holding one accepts.
+QC_BYTES_MAX = _QC_HEAD.size + VALIDATORS_MAX * (_SIG_HEAD.size + SIGNATURE_BYTES_MAX)
 
 
 class DecodeError(codec.DecodeError):
     """Bytes from a peer or from storage that are not a canonical encoding."""
+
+
+class EncodeError(codec.EncodeError):
+    """A block, certificate or message this node built breaks a wire limit, so every peer
+    would reject it (for example a catch-up response whose blocks together exceed
+    ``CONSENSUS_MESSAGE_BYTES_MAX``). Nothing was sent; the caller drops the message."""
+
+
+class _Reader(codec.Reader):
+    """The shared reader (``node.codec``), failing with this package's DecodeError."""
+
+    __slots__ = ()
+    error = DecodeError
+
+
+class _Writer(codec.Writer):
+    """The shared writer (``node.codec``), failing with this package's EncodeError."""
+
+    __slots__ = ()
+    error = EncodeError
 
 
 class Phase(enum.IntEnum):
@@ -68,31 +97,31 @@ class Phase(enum.IntEnum):
     TIMEOUT = 3
 
 
+@lru_cache(maxsize=16)  # one chain per process, encoded into every vote and header
 def _chain_bytes(chain_id: str) -> bytes:
     raw = chain_id.encode()
-    assert 0 < len(raw) <= CHAIN_ID_BYTES_MAX
-    return _U16.pack(len(raw)) + raw
+    if not raw:
+        raise EncodeError("the chain id is empty")
+    return _Writer().blob16(raw, CHAIN_ID_BYTES_MAX).finish()
 
 
 def genesis_hash(chain_id: str) -> bytes:
     """The parent hash of block 1."""
-    return sha256(b"dvp-ledger/v1/genesis\x00", _chain_bytes(chain_id))
+    return sha256(tags.GENESIS_BLOCK, _chain_bytes(chain_id))
 
 
 def vote_message(chain_id: str, phase: Phase, view: int, height: int, block_hash: bytes) -> bytes:
     """What a validator signs to vote; a commit certificate is q of these (phase COMMIT)."""
     assert phase in (Phase.PREPARE, Phase.COMMIT) and len(block_hash) == HASH_LEN
-    return TAG_VOTE + _chain_bytes(chain_id) + _VOTE.pack(phase, view, height, block_hash)
+    w = _Writer().raw(tags.VOTE).raw(_chain_bytes(chain_id))
+    return w.pack(_VOTE, phase, view, height, block_hash).finish()
 
 
 def timeout_message(chain_id: str, view: int, committed_height: int, pqc_view: int | None) -> bytes:
     # pqc_view is shifted by one so that "no prepare QC" has a distinct encoding (0).
     shifted = 0 if pqc_view is None else pqc_view + 1
-    return (
-        TAG_VOTE
-        + _chain_bytes(chain_id)
-        + _TIMEOUT.pack(Phase.TIMEOUT, view, committed_height, shifted)
-    )
+    w = _Writer().raw(tags.TIMEOUT).raw(_chain_bytes(chain_id))
+    return w.pack(_TIMEOUT, Phase.TIMEOUT, view, committed_height, shifted).finish()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +153,23 @@ class Block:
         assert self.height >= 1 and self.executed_height == self.height - 1
         assert len(self.parent_hash) == HASH_LEN and len(self.state_root) == HASH_LEN
         assert len(self.results_root) == HASH_LEN
-        header = _chain_bytes(self.chain_id) + _HEADER.pack(
-            self.height,
-            self.view,
-            self.parent_hash,
-            self.proposer,
-            self.time_ms,
-            self.executed_height,
-            self.state_root,
-            self.results_root,
-            merkle.root(self.txs),
-            len(self.txs),
+        header = (
+            _Writer()
+            .raw(_chain_bytes(self.chain_id))
+            .pack(
+                _HEADER,
+                self.height,
+                self.view,
+                self.parent_hash,
+                self.proposer,
+                self.time_ms,
+                self.executed_height,
+                self.state_root,
+                self.results_root,
+                merkle.root(self.txs),
+                len(self.txs),
+            )
+            .finish()
         )
         object.__setattr__(self, "header", header)
         object.__setattr__(self, "hash", sha256(header))
@@ -145,18 +180,13 @@ class Block:
 
 
 def encode_block(block: Block) -> bytes:
-    parts = [_U32.pack(len(block.header)), block.header]
-    for tx in block.txs:
-        parts.append(_U32.pack(len(tx)))
-        parts.append(tx)
-    return b"".join(parts)
-
-
-class _Reader(codec.Reader):
-    """The shared reader (``node.codec``), failing with this module's DecodeError."""
-
-    __slots__ = ()
-    error = DecodeError
+    """The header, then each transaction, as blobs; raises EncodeError for a block that
+    ``decode_block`` would refuse (too many or too large transactions)."""
+    w = _Writer().limit(len(block.txs), BLOCK_TXS_MAX, "transactions in a block")
+    w.blob(block.header, _HEADER_BYTES_MAX).blobs(block.txs, TX_BYTES_MAX)
+    data = w.finish()
+    w.limit(len(data), BLOCK_WIRE_BYTES_MAX, "bytes in an encoded block")
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +212,7 @@ def decode_header(data: bytes) -> BlockHeader:
     hr = _Reader(data)
     chain_len = hr.u16()
     if not 0 < chain_len <= CHAIN_ID_BYTES_MAX:
-        raise DecodeError("bad chain id length")
+        raise DecodeError(f"chain id of {chain_len} bytes: 1 to {CHAIN_ID_BYTES_MAX} expected")
     chain_id = hr.utf8(chain_len)
     fields = hr.unpack(_HEADER)
     hr.done()
@@ -205,17 +235,17 @@ def decode_header(data: bytes) -> BlockHeader:
     )
 
 
-def decode_block(data: bytes) -> Block:
-    if len(data) > BLOCK_BYTES_MAX + 64 * 1024:
-        raise DecodeError(f"block of {len(data)} bytes exceeds the limit")
+def decode_block_header(data: bytes) -> BlockHeader:
+    """The header of an encoded block, leaving its transactions unread (and unchecked)."""
     r = _Reader(data)
-    h = decode_header(r.take(r.u32()))
-    txs = []
-    for _ in range(h.tx_count):
-        n = r.u32()
-        if n > TX_BYTES_MAX:
-            raise DecodeError("transaction too large")
-        txs.append(r.take(n))
+    return decode_header(r.blob(_HEADER_BYTES_MAX))
+
+
+def decode_block(data: bytes) -> Block:
+    r = _Reader(data)
+    r.limit(len(data), BLOCK_WIRE_BYTES_MAX, "bytes in an encoded block")
+    h = decode_header(r.blob(_HEADER_BYTES_MAX))
+    txs = r.blobs(h.tx_count, TX_BYTES_MAX)
     r.done()
     block = Block(
         h.chain_id,
@@ -227,7 +257,7 @@ def decode_block(data: bytes) -> Block:
         h.executed_height,
         h.state_root,
         h.results_root,
-        tuple(txs),
+        txs,
     )
     if block.hash != h.hash:
         raise DecodeError("transactions do not match the header's transactions root")
@@ -247,31 +277,51 @@ class QuorumCert:
     height: int
     block_hash: bytes
     signatures: tuple[tuple[int, bytes], ...]  # (validator index, signature), sorted by index
+    # Its canonical bytes, once encoded: a certificate is encoded again for every message,
+    # safety record and stored block that carries it. (Not set by decode_qc, so a decoded
+    # certificate's first encoding is computed, and round-trip tests keep their teeth.)
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def encode_qc(qc: QuorumCert) -> bytes:
-    parts = [_QC_HEAD.pack(qc.phase, qc.view, qc.height, qc.block_hash, len(qc.signatures))]
-    for index, sig in qc.signatures:
-        parts.append(_SIG_HEAD.pack(index, len(sig)))
-        parts.append(sig)
-    return b"".join(parts)
+    """Raises EncodeError for a certificate ``decode_qc`` would refuse."""
+    wire = qc._wire
+    if wire is None:
+        wire = _encode_qc(qc)
+        object.__setattr__(qc, "_wire", wire)
+    return wire
+
+
+def _encode_qc(qc: QuorumCert) -> bytes:
+    sigs = qc.signatures
+    if qc.phase not in _PHASES or len(qc.block_hash) != HASH_LEN or len(sigs) > VALIDATORS_MAX:
+        # (A block hash of another length would be padded or cut silently by "32s".)
+        raise EncodeError(
+            f"no certificate has phase {qc.phase!r}, a {len(qc.block_hash)}-byte block hash "
+            f"and {len(sigs)} signatures (at most {VALIDATORS_MAX})"
+        )
+    w = _Writer().pack(_QC_HEAD, qc.phase, qc.view, qc.height, qc.block_hash, len(sigs))
+    return w.entries(_SIG_HEAD, sigs, SIGNATURE_BYTES_MAX).finish()
 
 
 def decode_qc(data: bytes) -> QuorumCert:
     r = _Reader(data)
     phase, view, height, block_hash, count = r.unpack(_QC_HEAD)
-    sigs = []
-    for _ in range(count):
-        index, n = r.unpack(_SIG_HEAD)
-        if n > SIGNATURE_BYTES_MAX:
-            raise DecodeError("signature too long")
-        sigs.append((index, r.take(n)))
+    r.limit(count, VALIDATORS_MAX, "signatures in a certificate")
+    sigs = r.entries(_SIG_HEAD, count, SIGNATURE_BYTES_MAX)
     r.done()
+    return QuorumCert(decode_phase(phase), view, height, block_hash, sigs)
+
+
+_PHASES = frozenset(Phase)
+
+
+def decode_phase(value: int) -> Phase:
+    """The phase ``value`` names; DecodeError if none."""
     try:
-        ph = Phase(phase)
+        return Phase(value)
     except ValueError as e:
-        raise DecodeError(f"unknown phase {phase}") from e
-    return QuorumCert(ph, view, height, block_hash, tuple(sigs))
+        raise DecodeError(f"unknown phase {value}") from e
 
 
 # --- messages ----------------------------------------------------------------------------

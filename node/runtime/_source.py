@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from node.core import Block, BlockHeader, QuorumCert, decode_block, decode_header, decode_qc
+from node.core import Block, BlockHeader, QuorumCert, decode_block, decode_block_header, decode_qc
 from node.invariant import InvariantError
 from node.merkle import EMPTY_ROOT
 from node.settlement import DecodeError, SignedTx, results_root, tx_id
@@ -41,8 +41,7 @@ class StoreSource:
         sb = self.store.block(height)
         if sb is None:
             return None
-        size = int.from_bytes(sb.block_bytes[:4], "big")  # encode_block: u32 length, header
-        return decode_header(sb.block_bytes[4 : 4 + size])
+        return decode_block_header(sb.block_bytes)
 
     def tx_committed(self, tx: bytes) -> bool:
         try:

@@ -33,13 +33,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from node import crypto, merkle
+from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, U64_MAX
 from node.invariant import require
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
 from node.settlement._tx import Burn, DvP, Mint, SignedTx, Transaction, Transfer, decode_body
+from node.tags import LEAF_RECORDED, LEAF_UNRECORDED
 
 __all__ = [
     "LEAF_RECORDED",
@@ -58,9 +59,6 @@ __all__ = [
     "result_leaf",
     "results_root",
 ]
-
-TAG_STATE = b"dvp-ledger/v1/state\x00"
-TAG_GENESIS = b"dvp-ledger/v1/genesis\x00"
 
 Verify = Callable[[bytes, bytes, bytes], bool]
 
@@ -92,17 +90,11 @@ class TxResult:
     recorded: bool
 
 
-# Leaf tags (ADR 0007): a receipt proves the id's outcome only from a RECORDED leaf, and no
-# unrecorded copy's leaf can take that form, whatever its id and code.
-LEAF_RECORDED = b"\x01"
-LEAF_UNRECORDED = b"\x02"
-
-
 def result_leaf(result: TxResult) -> bytes:
     """The Merkle leaf of one result: a tag (recorded or not), the 32-byte tx id, then the
     code as u16 (ADR 0005, ADR 0007)."""
     tag = LEAF_RECORDED if result.recorded else LEAF_UNRECORDED
-    return tag + result.tx_id + int(result.code).to_bytes(2, "big")
+    return Writer().raw(tag).fixed(result.tx_id, crypto.HASH_LEN).u16(result.code).finish()
 
 
 def results_root(results: Sequence[TxResult]) -> bytes:
@@ -150,7 +142,7 @@ class StateView(Protocol):
 
 def genesis_state_root(genesis: Genesis) -> bytes:
     """The state root at height 0: genesis holdings are part of the canonical genesis."""
-    return crypto.sha256(TAG_GENESIS, genesis.canonical_bytes)
+    return crypto.sha256(tags.GENESIS_STATE, genesis.canonical_bytes)
 
 
 class _Overlay:
@@ -229,14 +221,14 @@ def _state_root(
 ) -> bytes:
     w = Writer().u64(ctx.height).u64(ctx.time_ms).u32(len(results))
     for r in results:
-        w.fixed(r.tx_id, 32).u8(r.code).u8(r.recorded)
+        w.fixed(r.tx_id, crypto.HASH_LEN).u8(r.code).u8(r.recorded)
     w.u32(len(overlay.balances))
     for (account, instrument), value in sorted(overlay.balances.items()):
         w.ident(account).ident(instrument).u64(value)
     w.u32(len(overlay.supplies))
     for instrument, value in sorted(overlay.supplies.items()):
         w.ident(instrument).u64(value)
-    return crypto.sha256(TAG_STATE, prev, w.finish())
+    return crypto.sha256(tags.STATE, prev, w.finish())
 
 
 def _apply_one(
@@ -326,7 +318,7 @@ def _signatures_ok(genesis: Genesis, stx: SignedTx, tx: Transaction, verify: Ver
     required = tx.required_signers()
     if tuple(s for s, _ in stx.signatures) != required:
         return False  # missing, extra, or by the wrong party
-    message = crypto.TAG_TX + stx.body
+    message = tags.TX + stx.body
     for signer, sig in stx.signatures:
         party = genesis.participant_by_id.get(signer)
         if party is None or not verify(party.public_key, message, sig):

@@ -5,23 +5,22 @@ order. There are no optional fields, varints or maps, so every value has exactly
 encoding; the decoder rejects trailing bytes, short input, out-of-range lengths and
 non-ASCII identifiers. That makes SHA-256 of the bytes a stable identity: two different
 byte strings never decode to the same transaction.
+
+The reader and writer are the node's one pair (``node.codec``); this package adds
+identifiers and fails with its own :class:`DecodeError` (a ``node.codec.DecodeError``).
 """
 
 from __future__ import annotations
 
 import re
-import struct
+from typing import Self
 
 from node import codec
-from node.config import ID_BYTES_MAX, U64_MAX
+from node.config import ID_BYTES_MAX
 
 __all__ = ["DecodeError", "Reader", "Writer", "check_id"]
 
 _ID_RE = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:\-]*\Z")
-_U8 = struct.Struct(">B")
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 
 
 class DecodeError(codec.DecodeError):
@@ -39,47 +38,19 @@ def check_id(value: str, what: str = "id", max_len: int = ID_BYTES_MAX) -> str:
     return value
 
 
-class Writer:
-    __slots__ = ("_parts",)
+class Writer(codec.Writer):
+    """The shared writer, plus identifiers (a u8 length, then ASCII). Out-of-range values
+    raise ``node.codec.EncodeError``, a ValueError."""
 
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
+    __slots__ = ()
 
-    def u8(self, v: int) -> Writer:
-        self._parts.append(_U8.pack(v))
+    def ident(self, v: str, max_len: int = ID_BYTES_MAX) -> Self:
+        try:
+            raw = check_id(v, max_len=max_len).encode("ascii")
+        except ValueError as e:
+            raise self.error(str(e)) from e
+        self.u8(len(raw)).raw(raw)
         return self
-
-    def u16(self, v: int) -> Writer:
-        self._parts.append(_U16.pack(v))
-        return self
-
-    def u32(self, v: int) -> Writer:
-        self._parts.append(_U32.pack(v))
-        return self
-
-    def u64(self, v: int) -> Writer:
-        if not 0 <= v <= U64_MAX:
-            raise ValueError(f"{v} does not fit an unsigned 64-bit integer")
-        self._parts.append(_U64.pack(v))
-        return self
-
-    def ident(self, v: str, max_len: int = ID_BYTES_MAX) -> Writer:
-        raw = check_id(v, max_len=max_len).encode("ascii")
-        self._parts.append(_U8.pack(len(raw)) + raw)
-        return self
-
-    def fixed(self, v: bytes, size: int) -> Writer:
-        if len(v) != size:
-            raise ValueError(f"expected {size} bytes, got {len(v)}")
-        self._parts.append(v)
-        return self
-
-    def blob(self, v: bytes) -> Writer:
-        self._parts.append(_U32.pack(len(v)) + v)
-        return self
-
-    def finish(self) -> bytes:
-        return b"".join(self._parts)
 
 
 class Reader(codec.Reader):
@@ -94,6 +65,3 @@ class Reader(codec.Reader):
         if not 0 < n <= max_len or not _ID_RE.match(raw):
             raise DecodeError(f"invalid identifier at offset {self._pos - n}")
         return raw.decode("ascii")
-
-    def fixed(self, size: int) -> bytes:
-        return self.take(size)

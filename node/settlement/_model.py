@@ -173,7 +173,7 @@ def _encode(g: Genesis) -> bytes:
     w.u32(len(g.validators))
     for v in g.validators:  # order matters: it is the leader rotation
         w.ident(v.id).fixed(v.public_key, crypto.PUBLIC_KEY_LEN)
-        w.blob(v.tls_cert_sha256)
+        w.blob(v.tls_cert_sha256, crypto.HASH_LEN)
     w.u32(g.quorum)
     return w.finish()
 
@@ -291,7 +291,7 @@ def _validate_validators(validators: tuple[Validator, ...], quorum: int) -> None
         _fail("validator ids and public keys must be unique")
     for v in validators:
         _check_id(v.id, "validator id")
-        if len(v.tls_cert_sha256) not in (0, 32):
+        if len(v.tls_cert_sha256) not in (0, crypto.HASH_LEN):
             _fail(f"validator {v.id!r}: tls_cert_sha256 must be empty or 32 bytes")
         if not crypto.is_acceptable_public_key(v.public_key):
             _fail(f"validator {v.id!r}: public_key is invalid or small-order")

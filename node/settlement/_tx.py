@@ -2,7 +2,7 @@
 
 A body is the canonical encoding of one transaction (it includes the chain id, a
 client-chosen nonce and an expiry). Its SHA-256 is the transaction id. Each required
-signer signs ``TAG_TX + body``; the envelope carries the body unchanged plus the
+signer signs ``node.tags.TX + body``; the envelope carries the body unchanged plus the
 signatures sorted by signer, so the id never depends on who relayed it.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
-from node import crypto
+from node import crypto, tags
 from node.config import CHAIN_ID_BYTES_MAX, SIGNERS_PER_TX_MAX, TX_BYTES_MAX
 from node.settlement._codec import DecodeError, Reader, Writer
 
@@ -217,12 +217,14 @@ class SignedTx:
 
     def with_signature(self, signer: str, key: crypto.SigningKey) -> SignedTx:
         """This envelope plus ``signer``'s signature (the co-signing step of a DvP)."""
-        sig = key.sign(crypto.TAG_TX + self.body)
+        sig = key.sign(tags.TX + self.body)
         others = [s for s in self.signatures if s[0] != signer]
         return SignedTx(self.body, tuple(sorted([*others, (signer, sig)])))
 
     def encode(self) -> bytes:
-        w = Writer().u8(_ENVELOPE_VERSION).blob(self.body).u8(len(self.signatures))
+        count = len(self.signatures)
+        w = Writer().limit(count, SIGNERS_PER_TX_MAX, "signatures on a transaction")
+        w.u8(_ENVELOPE_VERSION).blob(self.body, TX_BYTES_MAX).u8(count)
         for signer, sig in self.signatures:
             w.ident(signer).fixed(sig, crypto.SIGNATURE_LEN)
         return w.finish()
@@ -236,9 +238,7 @@ class SignedTx:
         if r.u8() != _ENVELOPE_VERSION:
             raise DecodeError("unsupported envelope version")
         body = r.blob(TX_BYTES_MAX)
-        count = r.u8()
-        if count > SIGNERS_PER_TX_MAX:
-            raise DecodeError(f"{count} signatures exceed the limit of {SIGNERS_PER_TX_MAX}")
+        count = r.limit(r.u8(), SIGNERS_PER_TX_MAX, "signatures on a transaction")
         sigs = tuple((r.ident(), r.fixed(crypto.SIGNATURE_LEN)) for _ in range(count))
         r.done()
         signers = [s for s, _ in sigs]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from node.config import U64_MAX
+from node.crypto import HASH_LEN
 from node.invariant import require
 from node.settlement import BlockContext, BlockOutcome, Genesis, Head, TxRecord, TxResult
 
@@ -125,7 +126,7 @@ class Storage(ABC):
             f"commit of block {ctx.height} (outcome {outcome.height}) onto height {head.height}",
         )
         require(
-            len(block_hash) == 32 and len(outcome.state_root) == 32,
+            len(block_hash) == HASH_LEN and len(outcome.state_root) == HASH_LEN,
             "block hash and state root are 32 bytes",
         )
         require(all(0 <= v <= U64_MAX for v in outcome.balances.values()), "balance outside u64")

@@ -23,23 +23,22 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import lmdb
 
-from node import config
+from node import codec, config
+from node.crypto import HASH_LEN
 from node.invariant import require
 from node.settlement import (
     BlockOutcome,
     Genesis,
     Head,
-    ResultCode,
     TxRecord,
-    TxResult,
     genesis_state_root,
 )
+from node.store import _records as rec
 from node.store._base import GenesisMismatchError, Storage, StorageError, StoredBlock
 from node.store._safety_file import SafetyFile
 
@@ -48,10 +47,6 @@ __all__ = ["SAFETY_FILE", "LmdbStore"]
 SAFETY_FILE = "consensus-safety"  # in the data directory, next to LMDB's data.mdb
 _SAFETY_KEY = b"consensus"  # where the safety state lived in LMDB before SAFETY_FILE
 
-_U64 = struct.Struct(">Q")
-_TXREC = struct.Struct(">QIB")  # height, position, code
-_BLOCKMETA = struct.Struct(">32s32sQ")  # block hash, state root, time_ms
-_RESULT = struct.Struct(">32sB?")  # tx id, code, recorded (ADR 0007)
 _DBS = (
     "meta",
     "blocks",
@@ -71,7 +66,8 @@ _T = TypeVar("_T")
 
 
 def _reading(method: _F) -> _F:
-    """An LMDB read that fails (I/O error, a closed environment) raises StorageError."""
+    """An LMDB read that fails (I/O error, a closed environment) or finds a record that
+    does not decode (a corrupt data directory) raises StorageError."""
 
     @functools.wraps(method)
     def wrapper(self: LmdbStore, *args: Any) -> Any:
@@ -79,8 +75,17 @@ def _reading(method: _F) -> _F:
             return method(self, *args)
         except lmdb.Error as e:
             raise self._failed(StorageError(f"LMDB read failed: {type(e).__name__}: {e}")) from e
+        except codec.DecodeError as e:
+            raise self._failed(StorageError(f"corrupt record in the data directory: {e}")) from e
 
     return wrapper  # type: ignore[return-value]
+
+
+def _got(raw: Any) -> bytes:
+    """A record every committed height has; its absence is a corrupt data directory."""
+    if raw is None:
+        raise rec.RecordError("a committed block's record is missing")
+    return bytes(raw)
 
 
 def _bkey(account: str, instrument: str) -> bytes:
@@ -138,18 +143,23 @@ class LmdbStore(Storage):
         txn.put(b"genesis", g.canonical_bytes, db=meta)
         supply: dict[str, int] = {}
         for h in g.holdings:
-            txn.put(_bkey(h.account, h.instrument), _U64.pack(h.amount), db=self._db["balances"])
+            txn.put(
+                _bkey(h.account, h.instrument), rec.encode_u64(h.amount), db=self._db["balances"]
+            )
             supply[h.instrument] = supply.get(h.instrument, 0) + h.amount
         for inst, amount in supply.items():
-            txn.put(inst.encode(), _U64.pack(amount), db=self._db["supply"])
-        root = genesis_state_root(g)
-        txn.put(b"head", _U64.pack(0) + bytes(32) + root, db=meta)
+            txn.put(inst.encode(), rec.encode_u64(amount), db=self._db["supply"])
+        head = Head(0, bytes(HASH_LEN), genesis_state_root(g))
+        txn.put(b"head", rec.encode_head(head), db=meta)
 
     def _read_head(self) -> Head:
         raw = self._txn().get(b"head", db=self._db["meta"])
-        if raw is None or len(raw) != 72:
-            raise StorageError("store has no valid head record; the data directory is corrupt")
-        return Head(_U64.unpack(raw[:8])[0], raw[8:40], raw[40:72])
+        try:
+            return rec.decode_head(b"" if raw is None else bytes(raw))
+        except rec.RecordError as e:
+            raise StorageError(
+                f"store has no valid head record ({e}); the data directory is corrupt"
+            ) from e
 
     # --- transactions ----------------------------------------------------------------
     def _txn(self) -> Any:
@@ -201,26 +211,23 @@ class LmdbStore(Storage):
     @_reading
     def balance(self, account: str, instrument: str) -> int:
         raw = self._txn().get(_bkey(account, instrument), db=self._db["balances"])
-        return 0 if raw is None else int(_U64.unpack(raw)[0])
+        return 0 if raw is None else rec.decode_u64(bytes(raw))
 
     @_reading
     def supply(self, instrument: str) -> int:
         raw = self._txn().get(instrument.encode(), db=self._db["supply"])
-        return 0 if raw is None else int(_U64.unpack(raw)[0])
+        return 0 if raw is None else rec.decode_u64(bytes(raw))
 
     @_reading
     def tx_record(self, tx_id: bytes) -> TxRecord | None:
         raw = self._txn().get(tx_id, db=self._db["txindex"])
-        if raw is None:
-            return None
-        height, position, code = _TXREC.unpack(raw)
-        return TxRecord(height, position, ResultCode(code))
+        return None if raw is None else rec.decode_tx_record(bytes(raw))
 
     @_reading
     def all_balances(self) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
         for key, raw in self._txn().cursor(db=self._db["balances"]):
-            value = _U64.unpack(raw)[0]
+            value = rec.decode_u64(bytes(raw))
             if value:
                 account, instrument = bytes(key).decode("ascii").split("\x00")
                 out[(account, instrument)] = value
@@ -230,14 +237,12 @@ class LmdbStore(Storage):
     def block(self, height: int) -> StoredBlock | None:
         if not 0 < height <= self._head.height:
             return None
-        key = _U64.pack(height)
+        key = rec.encode_u64(height)
         txn = self._txn()
-        block_hash, root, time_ms = _BLOCKMETA.unpack(txn.get(key, db=self._db["blockmeta"]))
-        raw_results = txn.get(key, db=self._db["results"])
-        results = tuple(
-            TxResult(tid, ResultCode(code), rec)
-            for tid, code, rec in _RESULT.iter_unpack(raw_results)
+        block_hash, root, time_ms = rec.decode_block_meta(
+            _got(txn.get(key, db=self._db["blockmeta"]))
         )
+        results = rec.decode_results(_got(txn.get(key, db=self._db["results"])))
         return StoredBlock(
             height,
             block_hash,
@@ -257,34 +262,24 @@ class LmdbStore(Storage):
         def fn(txn: Any) -> None:
             nonlocal pruned
             pruned = self._intake_delete(txn, intake_done)
-            key = _U64.pack(block.height)
+            key = rec.encode_u64(block.height)
             txn.put(key, block.block_bytes, db=self._db["blocks"])
             txn.put(key, block.certificate, db=self._db["certs"])
-            txn.put(
-                key,
-                _BLOCKMETA.pack(block.block_hash, block.state_root, block.time_ms),
-                db=self._db["blockmeta"],
-            )
-            txn.put(
-                key,
-                b"".join(_RESULT.pack(r.tx_id, r.code, r.recorded) for r in block.results),
-                db=self._db["results"],
-            )
-            for tid, rec in outcome.recorded:
+            meta = rec.encode_block_meta(block.block_hash, block.state_root, block.time_ms)
+            txn.put(key, meta, db=self._db["blockmeta"])
+            txn.put(key, rec.encode_results(block.results), db=self._db["results"])
+            for tid, record in outcome.recorded:
                 # overwrite=False: an id is recorded once, ever; apply_block guarantees it.
                 fresh = txn.put(
-                    tid,
-                    _TXREC.pack(rec.height, rec.position, rec.code),
-                    db=self._db["txindex"],
-                    overwrite=False,
+                    tid, rec.encode_tx_record(record), db=self._db["txindex"], overwrite=False
                 )
                 require(fresh, f"transaction id {tid.hex()} recorded twice")
             for (account, instrument), value in outcome.balances.items():
-                txn.put(_bkey(account, instrument), _U64.pack(value), db=self._db["balances"])
+                txn.put(_bkey(account, instrument), rec.encode_u64(value), db=self._db["balances"])
             for instrument, value in outcome.supplies.items():
-                txn.put(instrument.encode(), _U64.pack(value), db=self._db["supply"])
-            head = _U64.pack(block.height) + block.block_hash + block.state_root
-            txn.put(b"head", head, db=self._db["meta"])
+                txn.put(instrument.encode(), rec.encode_u64(value), db=self._db["supply"])
+            head = Head(block.height, block.block_hash, block.state_root)
+            txn.put(b"head", rec.encode_head(head), db=self._db["meta"])
 
         self._write(fn)
         self._head = Head(block.height, block.block_hash, block.state_root)
@@ -298,8 +293,10 @@ class LmdbStore(Storage):
             nonlocal added
             added = 0
             for key, tid, raw in entries:
-                require(len(key) == 32 and len(tid) == 32, "intake keys and ids are 32 bytes")
-                added += txn.put(key, tid + raw, db=self._db["intake"], overwrite=False)
+                require(len(key) == len(tid) == HASH_LEN, "intake keys and ids are 32 bytes")
+                added += txn.put(
+                    key, rec.encode_intake(tid, raw), db=self._db["intake"], overwrite=False
+                )
 
         if entries:
             self._write(fn)
@@ -308,7 +305,7 @@ class LmdbStore(Storage):
     @_reading
     def intake(self) -> list[tuple[bytes, bytes]]:
         cursor = self._txn().cursor(db=self._db["intake"])
-        return [(bytes(v[:32]), bytes(v[32:])) for _, v in cursor]
+        return [rec.decode_intake(bytes(v)) for _, v in cursor]
 
     def intake_count(self) -> int:
         return self._intake_count

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from node.crypto import HASH_LEN
 from node.settlement import BlockOutcome, Genesis, Head, TxRecord, genesis_state_root
 from node.store._base import Storage, StoredBlock
 
 __all__ = ["MemoryStore"]
 
-ZERO_HASH = bytes(32)
+ZERO_HASH = bytes(HASH_LEN)
 
 
 class MemoryStore(Storage):

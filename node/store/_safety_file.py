@@ -24,12 +24,12 @@ import os
 import struct
 import zlib
 
-from node import config
+from node import config, tags
 from node.store._base import StorageError
 
 __all__ = ["SLOT_BYTES", "SafetyFile"]
 
-_MAGIC = b"dvpsafe1"
+_MAGIC = tags.SAFETY_FILE_SLOT
 _HEADER = struct.Struct(">8sQII")  # magic, sequence, payload length, CRC-32
 _SEQ_LEN = struct.Struct(">QI")  # what the CRC covers before the payload
 SLOT_BYTES = _HEADER.size + config.SAFETY_STATE_BYTES_MAX

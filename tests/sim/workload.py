@@ -32,7 +32,7 @@ import random
 from dataclasses import dataclass, replace
 from functools import cache
 
-from node import crypto
+from node import crypto, tags
 from node.config import U64_MAX
 from node.core import Quorum
 from node.genesis import DemoNetwork, demo_genesis
@@ -241,7 +241,7 @@ class _Maker:
         s = int.from_bytes(sig[32:], "little") + crypto.ED25519_L
         malleated = sig[:32] + s.to_bytes(32, "little")
         other = next(b for b in self.net.banks if b not in tx.required_signers())
-        wrong = self.net.participant_keys[other].sign(crypto.TAG_TX + stx.body)
+        wrong = self.net.participant_keys[other].sign(tags.TX + stx.body)
 
         def env(first: bytes) -> bytes:
             return SignedTx(stx.body, ((signer, first), *rest)).encode()
@@ -271,7 +271,7 @@ class _Maker:
         """Another authentic envelope of ``tx``: the first signer re-signed."""
         stx = SignedTx.decode(raw)
         (signer, _), *rest = stx.signatures
-        sig = resign(self.net.participant_keys[signer], crypto.TAG_TX + stx.body, b"%d" % salt)
+        sig = resign(self.net.participant_keys[signer], tags.TX + stx.body, b"%d" % salt)
         twin = SignedTx(stx.body, ((signer, sig), *rest)).encode()
         return SimTx(twin, tx, "duplicate", frozenset({R.OK, R.DUPLICATE}), twin=raw)
 

@@ -620,7 +620,7 @@ def test_a_timeout_lock_must_be_for_the_next_height_and_its_own_block() -> None:
         Phase.PREPARE, view - 1, 2, real.hash,
         tuple((i, HashSigner(i).sign(pqc_msg(real.hash))) for i in range(Q)),
     )  # fmt: skip
-    others = [_block(block, view - 1, 0, block.time_ms + 1, b"x%d" % k) for k in range(8)]
+    others = [_block(block, view - 1, 0, block.time_ms + 1, b"x%d" % k) for k in range(64)]
     low = min(others, key=lambda b: b.hash)
     high = max(others, key=lambda b: b.hash)
     assert low.hash < real.hash < high.hash  # both sides of an ordering mutant
@@ -886,7 +886,7 @@ def test_a_fresh_proposal_conflicting_with_the_lock_gets_no_vote(base: int) -> N
             CHAIN, height, later, parent.hash, leader, locked.time_ms + 1,
             locked.height - 1, locked.state_root, locked.results_root, (b"rival-%d" % k,),
         )
-        for k in range(8)
+        for k in range(64)
     ]  # fmt: skip
     low = min(rivals, key=lambda b: b.hash)
     high = max(rivals, key=lambda b: b.hash)
@@ -1032,8 +1032,9 @@ def test_signed_vote_and_timeout_messages_are_pinned_byte_for_byte() -> None:
         (300, 7, 0): "03" "000000000000012c" "0000000000000007" "0000000000000001",
         (9, 0, 299): "03" "0000000000000009" "0000000000000000" "000000000000012c",
     }  # fmt: skip
+    timeout_tag = b"dvp-ledger/v1/timeout\x00".hex() + "0001" + "63"  # its own tag (ADR 0011)
     for (view, height, lock), body in timeouts.items():
-        assert timeout_message("c", view, height, lock).hex() == tag + body
+        assert timeout_message("c", view, height, lock).hex() == timeout_tag + body
 
 
 def test_a_timeout_certificate_reads_its_top_claims_from_its_entries() -> None:

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from node import codec as shared_codec
 from node.config import (
+    BLOCK_WIRE_BYTES_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
     CONSENSUS_MESSAGE_BYTES_MAX,
+    SIGNATURE_BYTES_MAX,
     TX_BYTES_MAX,
     TX_FORWARD_BATCH_MAX,
     VALIDATORS_MAX,
@@ -46,7 +48,7 @@ from node.core import (
     encode_message,
     encode_qc,
 )
-from node.core.types import SIGNATURE_BYTES_MAX
+from node.core.types import QC_BYTES_MAX
 from node.settlement import DecodeError as SettlementDecodeError
 
 U64 = st.integers(0, 2**64 - 1)
@@ -398,12 +400,10 @@ def test_encode_either_raises_encode_error_or_round_trips(msg: Message) -> None:
 
 def test_the_largest_proposal_and_timeout_fit_one_message() -> None:
     # Every message the replica builds must fit, except a catch-up response of big blocks.
-    from node.core.codec import _BLOCK_WIRE_BYTES_MAX, _QC_WIRE_BYTES_MAX
-
-    qc = 4 + _QC_WIRE_BYTES_MAX
+    qc = 4 + QC_BYTES_MAX
     tc = 8 + 2 + VALIDATORS_MAX * (4 + 8 + 9 + 2 + SIGNATURE_BYTES_MAX)
-    proposal = 1 + 8 + 4 + _BLOCK_WIRE_BYTES_MAX + 3 + 2 * qc + tc
-    timeout = 1 + 16 + 2 + qc + 4 + _BLOCK_WIRE_BYTES_MAX + 4 + 2 + SIGNATURE_BYTES_MAX
+    proposal = 1 + 8 + 4 + BLOCK_WIRE_BYTES_MAX + 3 + 2 * qc + tc
+    timeout = 1 + 16 + 2 + qc + 4 + BLOCK_WIRE_BYTES_MAX + 4 + 2 + SIGNATURE_BYTES_MAX
     assert max(proposal, timeout) <= CONSENSUS_MESSAGE_BYTES_MAX
 
 

@@ -10,7 +10,7 @@ from node import crypto
 from node.genesis import DemoNetwork, demo_genesis
 from node.invariant import InvariantError
 from node.settlement import BlockContext, ResultCode, apply_block
-from node.store import GenesisMismatchError, LmdbStore, MemoryStore, Storage
+from node.store import GenesisMismatchError, LmdbStore, MemoryStore, Storage, StorageError
 from tests.ledger_helpers import TxFactory
 
 
@@ -67,3 +67,27 @@ def test_commit_out_of_order_is_a_bug(tmp_path: Path, net: DemoNetwork) -> None:
         out = apply_block(disk, [], BlockContext(1, 0))
         with pytest.raises(InvariantError):  # not an assert: it survives python -O
             disk.commit_block(bytes(32), b"", b"", BlockContext(2, 0), out)
+
+
+def test_a_corrupt_record_halts_with_storage_error(
+    tmp_path: Path, net: DemoNetwork, txf: TxFactory
+) -> None:
+    """A stored value that does not decode (a torn or flipped record) is a corrupt data
+    directory: the read raises StorageError and tells on_error (fail-stop), where it used to
+    leak struct.error or ValueError from inside the read."""
+    raws = [txf.signed(txf.transfer())]
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        commit(disk, raws)
+        halted: list[StorageError] = []
+        disk.on_error = halted.append
+        (account, instrument), _ = next(iter(disk.all_balances().items()))
+        tx_id = disk.block(1).results[0].tx_id  # type: ignore[union-attr]
+        with disk._env.begin(write=True) as txn:
+            txn.put(f"{account}\x00{instrument}".encode(), b"\x01\x02\x03", db=disk._db["balances"])
+            txn.put(tx_id, b"\x00" * 12 + b"\xee", db=disk._db["txindex"])  # unknown code
+        disk._drop_reader()
+        with pytest.raises(StorageError, match="corrupt record"):
+            disk.balance(account, instrument)
+        with pytest.raises(StorageError, match="corrupt record"):
+            disk.tx_record(tx_id)
+        assert len(halted) == 2

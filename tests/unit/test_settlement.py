@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node import crypto
+from node import crypto, tags
 from node.config import U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
@@ -131,7 +131,7 @@ def test_signature_by_the_wrong_party(store: MemoryStore, txf: TxFactory, net: D
     tx = txf.transfer(sender="BANK01")
     body = encode_body(tx)
     # BANK03 signs, but the envelope claims BANK01.
-    sig = net.participant_keys["BANK03"].sign(crypto.TAG_TX + body)
+    sig = net.participant_keys["BANK03"].sign(tags.TX + body)
     assert_rejected(store, SignedTx(body, (("BANK01", sig),)).encode(), RC.BAD_SIGNATURE)
     # BANK03 signs as itself: it is not the required signer.
     assert_rejected(store, SignedTx(body, (("BANK03", sig),)).encode(), RC.BAD_SIGNATURE)

@@ -1,0 +1,76 @@
+"""Every domain-separation tag, in one home (docs/adr/0011-domain-tags.md).
+
+A tag is the first bytes of what is signed or hashed, naming what the rest is, so that no
+signature or digest made for one purpose is ever valid for another: a signed transaction
+is never a vote, a state root is never the parent hash of block 1. Each tag names exactly
+one kind of statement (what builds it is named beside it); no tag serves two;
+``tests/unit/test_tags.py`` checks that the tags are distinct, that none is a prefix of
+another (so tag plus data never reads as another tag plus other data), and that no tag
+literal appears anywhere else in ``node/`` or ``client/``.
+
+Untagged digests, and why they need no tag, are in the ADR: the transaction id
+(SHA-256 of the body), the chain id (of the genesis encoding), the block hash (of the
+header) and the RFC 6962 Merkle hashes, whose one-byte prefixes are below.
+
+Pure constants: no imports, so every layer (the pure cores, the store, the SDK) reads the
+same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "DEMO_KEY",
+    "GENESIS_BLOCK",
+    "GENESIS_STATE",
+    "LEAF_RECORDED",
+    "LEAF_UNRECORDED",
+    "MERKLE_LEAF",
+    "MERKLE_NODE",
+    "PREFIX_TAGS",
+    "RECORD_MAGICS",
+    "SAFETY_FILE_SLOT",
+    "SAFETY_STATE",
+    "STATE",
+    "TIMEOUT",
+    "TX",
+    "VOTE",
+]
+
+# --- signed (Ed25519 over tag || canonical bytes) -----------------------------------------
+TX: Final = b"dvp-ledger/v1/tx\x00"  # a transaction body (node.settlement: SignedTx)
+VOTE: Final = b"dvp-ledger/v1/vote\x00"  # a prepare or commit vote (core: vote_message)
+TIMEOUT: Final = b"dvp-ledger/v1/timeout\x00"  # giving up a view (core: timeout_message)
+
+# --- hashed (SHA-256 over tag || data) ----------------------------------------------------
+STATE: Final = b"dvp-ledger/v1/state\x00"  # the state root after a block (settlement)
+GENESIS_STATE: Final = b"dvp-ledger/v1/genesis-state\x00"  # the state root at height 0
+GENESIS_BLOCK: Final = b"dvp-ledger/v1/genesis-block\x00"  # block 1's parent hash (core)
+DEMO_KEY: Final = b"dvp-ledger/demo-key\x00"  # demo and test key seeds (node.genesis)
+
+# The tags above, by name: one family, all distinct and prefix-free (tests/unit/test_tags.py).
+PREFIX_TAGS: Final = {
+    "TX": TX,
+    "VOTE": VOTE,
+    "TIMEOUT": TIMEOUT,
+    "STATE": STATE,
+    "GENESIS_STATE": GENESIS_STATE,
+    "GENESIS_BLOCK": GENESIS_BLOCK,
+    "DEMO_KEY": DEMO_KEY,
+}
+
+# --- record magics: the first bytes of a stored record, naming its format -------------------
+SAFETY_STATE: Final = b"dvp-safety/1"  # the consensus safety state (core: SafetyState)
+SAFETY_FILE_SLOT: Final = b"dvpsafe1"  # a slot of the safety-state file (store, ADR 0010)
+RECORD_MAGICS: Final = {"SAFETY_STATE": SAFETY_STATE, "SAFETY_FILE_SLOT": SAFETY_FILE_SLOT}
+
+# --- RFC 6962 Merkle trees (node.merkle): leaf and interior-node hash prefixes -------------
+MERKLE_LEAF: Final = b"\x00"
+MERKLE_NODE: Final = b"\x01"
+
+# --- result leaves (node.settlement: result_leaf, ADR 0007) ---------------------------------
+# A receipt proves an id's outcome only from a RECORDED leaf; no unrecorded copy's leaf can
+# take that form, whatever its id and code.
+LEAF_RECORDED: Final = b"\x01"
+LEAF_UNRECORDED: Final = b"\x02"
