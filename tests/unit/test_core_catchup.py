@@ -230,3 +230,40 @@ def test_a_response_fills_exactly_up_to_the_byte_limit_and_stays_contiguous(
     monkeypatch.setattr(catchup_module, "CATCHUP_RESPONSE_BYTES_MAX", bounds[0] + bounds[2] + 1)
     got = serve_sync(SyncRequest(1, 3), disk, budget, 0)
     assert isinstance(got, SyncResponse) and [b.height for b, _ in got.blocks] == [1]
+
+
+def test_our_own_word_is_ignored_above_index_256() -> None:
+    sent: list[tuple[int, Message]] = []
+    c = CatchUp(280, 300, lambda dst, m: sent.append((dst, m)))
+    c.peer_height(int(str(280)), 50, committed=0, now_ms=0)
+    assert sent == [] and c.target == 0
+
+
+def test_wanting_a_height_we_hold_asks_nothing() -> None:
+    for height in (5, 3):  # our own height, and below it
+        c, sent = catchup()
+        c.want(2, height, committed=5, now_ms=0)
+        assert sent == [] and c.retry_deadline_ms() is None
+
+
+def test_a_peer_word_lasts_one_round_with_300_validators() -> None:
+    """n - 1 = 299 unanswered requests spend the word (counts above the small-int cache)."""
+    sent: list[tuple[int, Message]] = []
+    c = CatchUp(5, 300, lambda dst, m: sent.append((dst, m)))
+    c.peer_height(7, 50, committed=0, now_ms=0)
+    for k in range(1, 300):
+        c.retry(0, k * CATCHUP_RETRY_MS)
+    assert c.target == 0 and c.retry_deadline_ms() is None and len(sent) == 299
+
+
+@pytest.mark.parametrize("base", [0, 300])
+def test_an_answer_that_moves_nothing_does_not_renew_a_peer_word(base: int) -> None:
+    """A peer that answers with nothing new (at heights 0 and 300: equal values, distinct
+    objects) does not reset the count of misses: the word is spent after n - 1 of them."""
+    c, _ = catchup()
+    c.peer_height(2, base + 50, committed=base, now_ms=0)
+    c.retry(base, CATCHUP_RETRY_MS)
+    c.answered(2, start=int(str(base)), committed=int(str(base)), now_ms=CATCHUP_RETRY_MS)
+    for k in (2, 3):
+        c.retry(base, k * CATCHUP_RETRY_MS + CATCHUP_RETRY_MS)
+    assert c.target == 0
