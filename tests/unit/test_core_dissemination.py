@@ -3,6 +3,8 @@ and what a peer's forwarded transactions may fill."""
 
 from __future__ import annotations
 
+import pytest
+
 from node.config import FORWARD_LEADERS, SIGNERS_PER_TX_MAX, TX_FORWARD_BATCH_MAX
 from node.core import AddResult, Mempool, Message, TxForward
 from node.core.budget import Bucket
@@ -117,3 +119,55 @@ def test_a_forward_stops_where_the_peer_budget_runs_out() -> None:
     budget = Bucket(1, SIGNERS_PER_TX_MAX, 0)  # enough for one transaction
     got = d.receive(3, TxForward((b"t1", b"t2", b"t3")), budget, 0)
     assert got == [Reason.OVER_VERIFY_BUDGET] and len(d.mempool) == 1
+
+
+# --- edges found by mutation testing (docs/testing.md, core.dissemination) ------------------
+
+
+def test_a_reforward_of_more_than_two_batches_sends_every_transaction() -> None:
+    """2 * TX_FORWARD_BATCH_MAX + 1 own transactions fall due at once: three messages to
+    each next leader, every transaction in exactly one of them."""
+    d, sent = spread()
+    txs = [b"t%d" % i for i in range(2 * TX_FORWARD_BATCH_MAX + 1)]
+    for tx in txs:
+        d.submit(tx, view=0)
+    d.flush(view=0)
+    sent.clear()
+    d.reforward(view=FORWARD_LEADERS)
+    first = leader(FORWARD_LEADERS)
+    got = [tx for dst, m in sent if dst == first for tx in m.txs]  # type: ignore[attr-defined]
+    assert sorted(got) == sorted(txs)
+    assert sum(dst == first for dst, _ in sent) == 3
+
+
+def test_a_timeout_regossips_to_every_validator_below_and_above_us() -> None:
+    sent: list[tuple[int, Message]] = []
+    d = Dissemination(
+        3, N, Mempool(), source=Disk(), leader=leader,
+        send=lambda dst, m: sent.append((dst, m)), tx_check=None,
+    )  # fmt: skip
+    d.submit(b"t1", view=0)
+    d.regossip()
+    assert sorted(dst for dst, _ in sent) == [0, 1, 2, 4, 5, 6]
+    sent.clear()  # 300 validators: index 280 and ours are equal ints, not the same object
+    big = Dissemination(
+        int(str(280)), 300, Mempool(), source=Disk(), leader=leader,
+        send=lambda dst, m: sent.append((dst, m)), tx_check=None,
+    )  # fmt: skip
+    big.submit(b"t1", view=0)
+    big.regossip()
+    assert sorted(dst for dst, _ in sent) == [i for i in range(300) if i != 280]
+
+
+def test_a_peer_share_divides_the_mempool_by_the_other_validators() -> None:
+    for n, divisor in ((4, 3), (20, 19)):
+        d = Dissemination(
+            0, n, Mempool(), source=Disk(), leader=leader, send=lambda dst, m: None,
+            tx_check=None,
+        )  # fmt: skip
+        assert d.peer_share() == d.mempool.txs_max // divisor
+
+
+def test_dissemination_takes_its_ports_by_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        Dissemination(0, N, Mempool(), Disk(), leader, lambda d, m: None, None)  # type: ignore[misc]
