@@ -171,3 +171,45 @@ def test_a_peer_share_divides_the_mempool_by_the_other_validators() -> None:
 def test_dissemination_takes_its_ports_by_keyword_only() -> None:
     with pytest.raises(TypeError):
         Dissemination(0, N, Mempool(), Disk(), leader, lambda d, m: None, None)  # type: ignore[misc]
+
+
+def test_a_reforward_before_the_leaders_have_had_their_turn_sends_nothing() -> None:
+    d, sent = spread()
+    d.submit(b"t1", view=5)
+    d.flush(view=5)
+    sent.clear()
+    for view in (0, 5, 5 + FORWARD_LEADERS - 1):  # earlier views too (a lagging caller)
+        d.reforward(view=view)
+    assert sent == []
+
+
+def test_after_idleness_a_burst_above_256_goes_to_every_validator() -> None:
+    d, sent = spread()
+    for i in range(300):
+        d.submit(b"t%d" % i, view=0)
+    d.flush(view=0)
+    assert {dst for dst, _ in sent} == set(range(1, N))
+
+
+def test_own_transactions_are_remembered_up_to_the_mempool_bound_newest_kept() -> None:
+    """A mempool of 4: six own transactions, two committed between flushes; only the
+    newest four are remembered, so only pending ones are ever re-forwarded."""
+    d, sent = spread(Mempool(txs_max=4))
+    for tx in (b"a", b"b", b"c", b"d"):
+        d.submit(tx, view=0)
+    d.flush(view=0)
+    d.mempool.remove_committed([b"a", b"b"])
+    for tx in (b"e", b"f"):
+        d.submit(tx, view=0)
+    d.flush(view=0)  # six remembered, bound 4: a and b (the oldest) go
+    sent.clear()
+    d.reforward(view=FORWARD_LEADERS)
+    first = leader(FORWARD_LEADERS)
+    got = sorted(tx for dst, m in sent if dst == first for tx in m.txs)  # type: ignore[attr-defined]
+    assert got == [b"c", b"d", b"e", b"f"]
+
+
+def test_a_forward_over_the_share_stops_at_the_first_refusal() -> None:
+    d, _ = spread(Mempool(txs_max=12))  # a peer's share: 2
+    got = d.receive(3, TxForward((b"t1", b"t2", b"t3", b"t4", b"t5")), None, 0)
+    assert got == [Reason.OVER_MEMPOOL_SHARE] and len(d.mempool) == 2
