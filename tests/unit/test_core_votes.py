@@ -3,6 +3,8 @@ leader's tally, what is unproven in a timeout, and the timeout certificate's pro
 
 from __future__ import annotations
 
+import pytest
+
 from node.core import Phase, Proposal, QuorumCert, Vote, verify_timeout_cert
 from node.core.refusal import Reason
 from node.core.votes import Certificates, VoteCollector, form_tc, timeout_problem
@@ -125,3 +127,48 @@ def test_a_tc_carries_the_proofs_of_its_highest_claims_and_verifies() -> None:
     assert [e.voter for e in tc.entries] == [0, 1, 2]  # q of them, lowest indexes
     assert tc.high_commit == cq1 and tc.high_lock == high
     assert verify_timeout_cert(tc, CHAIN, N, Q, HashVerifier(N))
+
+
+# --- edges found by mutation testing (docs/testing.md, core.votes) -------------------------
+
+
+def test_a_leader_of_400_validators_forms_the_qc_at_exactly_q_votes() -> None:
+    """q = 267: the 267th vote forms the QC and the 268th is refused as too late; voters
+    above index 256 are their own senders though the ints are distinct objects."""
+    n, q = 400, 267
+    c = Certificates(CHAIN, n, q, HashVerifier(n), 8)
+    v, p = _tally()
+    got: list[object] = []
+    for voter in range(q + 1):
+        got.append(v.add(int(str(voter)), vote(voter, 0, p.block.hash), view=0, leads=True,
+                         proposal=p, certs=c))  # fmt: skip
+    assert got[: q - 1] == [None] * (q - 1)
+    assert isinstance(got[q - 1], QuorumCert) and len(got[q - 1].signatures) == q  # type: ignore[union-attr]
+    assert got[q] is Reason.QUORUM_COMPLETE
+
+
+def test_a_timeout_from_a_voter_above_index_256_is_its_senders() -> None:
+    c = Certificates(CHAIN, 300, 201, HashVerifier(300), 8)
+    assert timeout_problem(int(str(280)), timeout(280), c) is None
+
+
+def test_a_timeout_claiming_height_0_with_a_commit_certificate_is_malformed() -> None:
+    cq1 = qc(Phase.COMMIT, 0, 1, block(0).hash)
+    got = timeout_problem(2, timeout(2, committed=0, commit_cert=cq1), certs())
+    assert got is Reason.MALFORMED_CLAIMS
+
+
+def test_the_memo_is_bounded_above_256_entries() -> None:
+    c = certs(memo_max=300)
+    first, *rest = [qc(Phase.COMMIT, v, 1, block(0).hash) for v in range(301)]
+    for cert in (first, *rest):
+        c.qc(cert, Phase.COMMIT)
+    c.start_count()
+    c.qc(first, Phase.COMMIT)
+    assert c.count == Q  # forgotten: the memo holds the latest 300
+
+
+def test_the_tally_takes_its_context_by_keyword_only() -> None:
+    v, p = _tally()
+    with pytest.raises(TypeError):
+        v.add(0, vote(0, 0, p.block.hash), 0, True, p, certs())  # type: ignore[misc]
