@@ -107,3 +107,13 @@ def test_a_path_of_the_longest_allowed_length_is_computed() -> None:
     assert merkle.root_from_path(b"a", 0, 2**64, (bytes(32),) * 63) is None
     # 65 hashes are refused whatever size is claimed (even one that would need them).
     assert merkle.root_from_path(b"a", 0, 2**65, (bytes(32),) * 65) is None
+
+
+def test_the_last_leaf_of_a_tree_above_256_leaves_proves_its_root() -> None:
+    """301 leaves: the last leaf's index (300) is even and its sibling index equals the
+    level's length, and both are ints above the small-int cache."""
+    leaves = [b"leaf-%d" % i for i in range(301)]
+    tree = merkle.MerkleTree(leaves)
+    for index in (299, 300):
+        audit = tree.path(int(str(index)))
+        assert merkle.root_from_path(leaves[index], index, 301, audit) == tree.root
