@@ -2038,6 +2038,15 @@ def _sync_request_peers(net: Net, i: int) -> list[int]:
     return [dst for kind, dst, m in sends if kind == "send" and isinstance(m, SyncRequest)]
 
 
+def _peers_asked_at_the_retry(net: Net, retry_at: int) -> list[int]:
+    """Node 3's engine finishes what it was fed; the peers its retry then asks."""
+    net.drain(3)
+    before = len(_sync_request_peers(net, 3))
+    net.nodes[3].tick(retry_at)
+    net.drain(3)
+    return _sync_request_peers(net, 3)[before:]
+
+
 @pytest.mark.parametrize("height", [1, 2])
 def test_a_peer_certifying_no_height_above_ours_is_not_asked_for_blocks(height: int) -> None:
     """A commit certificate of height 1 or 2 (ours: 2) from peer 2, in a later view, proves
@@ -2047,11 +2056,7 @@ def test_a_peer_certifying_no_height_above_ours_is_not_asked_for_blocks(height: 
     node = net.nodes[3]
     block = chain[height - 1][0]
     node.step(2, QCMessage(_commit_cert(node.view, height, block.hash)))
-    net.drain(3)
-    before = len(_sync_request_peers(net, 3))
-    node.tick(retry_at)
-    net.drain(3)
-    assert _sync_request_peers(net, 3)[before:] == [1]
+    assert _peers_asked_at_the_retry(net, retry_at) == [1]
 
 
 def test_a_timeout_proving_a_lower_committed_height_does_not_redirect_catch_up() -> None:
@@ -2061,11 +2066,7 @@ def test_a_timeout_proving_a_lower_committed_height_does_not_redirect_catch_up()
     view = node.view
     sig = HashSigner(2).sign(timeout_message(CHAIN, view, 1, None))
     node.step(2, Timeout(view, 1, chain[0][1], None, None, 2, sig))
-    net.drain(3)
-    before = len(_sync_request_peers(net, 3))
-    node.tick(retry_at)
-    net.drain(3)
-    assert _sync_request_peers(net, 3)[before:] == [1]
+    assert _peers_asked_at_the_retry(net, retry_at) == [1]
 
 
 def test_catch_up_takes_the_next_block_wherever_it_stands_in_an_answer() -> None:
