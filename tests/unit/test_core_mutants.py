@@ -15,7 +15,6 @@ import pytest
 from node.config import VIEW_TIMEOUT_BASE_MS
 from node.core import (
     Block,
-    CoreConfig,
     DecodeError,
     Phase,
     Proposal,
@@ -46,6 +45,7 @@ from tests.unit.core_refusals import (
     VOTING_RULE,
     refused,
 )
+from tests.unit.test_core_refusals import NOW, replica
 from tests.unit.test_core_replica import CHAIN, ROOT0, Net
 
 N, Q = 4, 3
@@ -801,7 +801,7 @@ def test_a_bucket_refills_exactly_rate_per_second_and_never_from_a_clock_going_b
 def _net_at_height(height: int) -> Net:
     """Four replicas restarted on a chain of ``height`` committed blocks (one transaction
     each, block h first proposed in view h - 1 by its round-robin leader)."""
-    from node.core import Replica, genesis_hash
+    from node.core import genesis_hash
 
     net = Net()
     chain: dict[int, tuple[Block, QuorumCert]] = {}
@@ -1964,36 +1964,22 @@ def test_a_catch_up_target_reached_by_consensus_above_height_256_leaves_no_timer
     assert node.deadline_ms() is None
 
 
-def _replica(n: int, me: int) -> Replica:
-    from tests.unit.test_core_replica import Disk
-
-    return Replica(
-        CoreConfig(CHAIN, Quorum.classic(n), me, ROOT0),
-        HashSigner(me),
-        HashVerifier(n),
-        Disk(),
-        executed_root=ROOT0,
-        results_root=EMPTY_ROOT,
-    )
-
-
 def test_a_fresh_block_from_a_leader_above_index_256_gets_a_vote() -> None:
     """n = 300: the leader of the first view led by an index above 256 sends a fresh first
     block after a TC; its index in the block and as the sender are equal but distinct int
     objects (as decoded from a peer), and the replica votes."""
     from node.core import NewView, genesis_hash
 
-    node = _replica(300, 5)
+    node = replica(5, quorum=Quorum.classic(300))
     view = next(v for v in range(1, 300) if node.leader(v) > 256)
-    q = node.q
-    node.step(0, NewView(_tc(list(range(q)), view=view - 1)))
+    tc = _tc(list(range(node.q)), view=view - 1)
+    node.step(0, NewView(tc))
     assert node.view == view
     leader = node.leader(view)
-    tc = _tc(list(range(q)), view=view - 1)
     block = Block(
-        CHAIN, 1, view, genesis_hash(CHAIN), int(str(leader)), 10, 0, ROOT0, EMPTY_ROOT, (b"t",)
+        CHAIN, 1, view, genesis_hash(CHAIN), int(str(leader)), NOW, 0, ROOT0, EMPTY_ROOT, (b"t",)
     )
-    node.step(int(str(leader)), Proposal(view, block, None, tc), now_ms=10)
+    node.step(int(str(leader)), Proposal(view, block, None, tc))
     votes = [m for _, m in node.ready().to_send if isinstance(m, Vote)]
     assert [(v.phase, v.block_hash) for v in votes] == [(Phase.PREPARE, block.hash)]
 
@@ -2001,7 +1987,7 @@ def test_a_fresh_block_from_a_leader_above_index_256_gets_a_vote() -> None:
 def test_q_timeouts_form_a_tc_when_q_is_above_256() -> None:
     """n = 400, q = 267: the 267th timeout of a view makes a replica form the TC and move
     on (the count and q are equal ints, never the same object)."""
-    node = _replica(400, 399)
+    node = replica(399, quorum=Quorum.classic(400))
     q = node.q
     assert q > 256
     for voter in range(q):

@@ -40,6 +40,7 @@ from tests.sim.harness import HashSigner, HashVerifier
 from tests.unit.test_core_replica import CHAIN, ROOT0, Disk
 
 N, Q = 4, 3
+QUORUM = Quorum(N, Q)
 NOW = 100_000
 GENESIS = genesis_hash(CHAIN)
 
@@ -53,14 +54,13 @@ def replica(
     tx_check: Callable[[bytes], bool] | None = None,
     txs_max: int = 2_000,
     bytes_max: int = 1 << 20,
+    quorum: Quorum = QUORUM,
 ) -> Replica:
-    cfg = CoreConfig(
-        CHAIN, Quorum(N, Q), me, ROOT0, block_txs_max=txs_max, block_bytes_max=bytes_max
-    )
+    cfg = CoreConfig(CHAIN, quorum, me, ROOT0, block_txs_max=txs_max, block_bytes_max=bytes_max)
     return Replica(
         cfg,
         HashSigner(me),
-        HashVerifier(N),
+        HashVerifier(quorum.n),
         Disk() if disk is None else disk,
         executed_root=ROOT0,
         results_root=EMPTY_ROOT,
