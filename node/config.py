@@ -17,6 +17,10 @@ ID_BYTES_MAX: Final = 64  # participant, instrument and currency ids (UTF-8 byte
 SIGNERS_PER_TX_MAX: Final = 2  # a DvP needs two; nothing needs more
 CHAIN_ID_BYTES_MAX: Final = 128
 
+# --- settlement: state records (docs/adr/0013-state-records.md) ------------------------
+RECORD_KEY_BYTES_MAX: Final = 256  # a kind byte and fixed-width fields; LMDB's key limit is 511
+RECORD_VALUE_BYTES_MAX: Final = 64 * 1024  # one record's canonical value
+
 # --- settlement: genesis ---------------------------------------------------------------
 PARTICIPANTS_MAX: Final = 10_000
 INSTRUMENTS_MAX: Final = 10_000

@@ -9,9 +9,6 @@ from node.settlement._apply import (
     LEAF_UNRECORDED,
     BlockContext,
     BlockOutcome,
-    Head,
-    StateView,
-    TxRecord,
     TxResult,
     Verify,
     apply_block,
@@ -34,6 +31,7 @@ from node.settlement._model import (
     isin_check_digit,
 )
 from node.settlement._result import ResultCode
+from node.settlement._state import Head, RecordKind, StateView, TxRecord
 from node.settlement._tx import (
     Burn,
     DvP,
@@ -64,6 +62,7 @@ __all__ = [
     "InstrumentKind",
     "Mint",
     "Participant",
+    "RecordKind",
     "ResultCode",
     "Role",
     "SignedTx",

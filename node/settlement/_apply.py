@@ -31,14 +31,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import assert_never
 
 from node import crypto, merkle, tags
-from node.config import BLOCK_TXS_MAX, U64_MAX
+from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
+from node.settlement._state import Overlay, StateView, TxRecord
 from node.settlement._tx import Burn, DvP, Mint, SignedTx, Transaction, Transfer, decode_body
 from node.tags import LEAF_RECORDED, LEAF_UNRECORDED
 
@@ -47,9 +48,6 @@ __all__ = [
     "LEAF_UNRECORDED",
     "BlockContext",
     "BlockOutcome",
-    "Head",
-    "StateView",
-    "TxRecord",
     "TxResult",
     "Verify",
     "apply_block",
@@ -69,13 +67,6 @@ class BlockContext:
 
     height: int
     time_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    height: int
-    block_hash: bytes
-    state_root: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +93,6 @@ def results_root(results: Sequence[TxResult]) -> bytes:
     return merkle.root([result_leaf(r) for r in results])
 
 
-@dataclass(frozen=True, slots=True)
-class TxRecord:
-    """Where and how a transaction id was first recorded."""
-
-    height: int
-    position: int
-    code: ResultCode
-
-
 @dataclass(frozen=True)
 class BlockOutcome:
     height: int
@@ -119,67 +101,16 @@ class BlockOutcome:
     supplies: dict[str, int]  # instrument -> new supply
     recorded: tuple[tuple[bytes, TxRecord], ...]  # ids recorded by this block
     state_root: bytes
+    records: dict[bytes, bytes | None]  # state records written (ADR 0013); None: deleted
 
     @property
     def results_root(self) -> bytes:
         return results_root(self.results)
 
 
-class StateView(Protocol):
-    """Read access to the state as of the last committed block."""
-
-    @property
-    def genesis(self) -> Genesis: ...
-
-    def head(self) -> Head: ...
-
-    def balance(self, account: str, instrument: str) -> int: ...
-
-    def supply(self, instrument: str) -> int: ...
-
-    def tx_record(self, tx_id: bytes) -> TxRecord | None: ...
-
-
 def genesis_state_root(genesis: Genesis) -> bytes:
     """The state root at height 0: genesis holdings are part of the canonical genesis."""
     return crypto.sha256(tags.GENESIS_STATE, genesis.canonical_bytes)
-
-
-class _Overlay:
-    """The block's writes on top of the view; reads see earlier transactions of the block."""
-
-    __slots__ = ("balances", "recorded", "supplies", "view")
-
-    def __init__(self, view: StateView) -> None:
-        self.view = view
-        self.balances: dict[tuple[str, str], int] = {}
-        self.supplies: dict[str, int] = {}
-        self.recorded: dict[bytes, TxRecord] = {}
-
-    def balance(self, account: str, instrument: str) -> int:
-        v = self.balances.get((account, instrument))
-        return self.view.balance(account, instrument) if v is None else v
-
-    def supply(self, instrument: str) -> int:
-        v = self.supplies.get(instrument)
-        return self.view.supply(instrument) if v is None else v
-
-    def seen(self, tx_id: bytes) -> bool:
-        return tx_id in self.recorded or self.view.tx_record(tx_id) is not None
-
-    def move(self, instrument: str, src: str, dst: str, amount: int) -> None:
-        """Move ``amount``; the caller has already checked both bounds."""
-        src_bal, dst_bal = self.balance(src, instrument), self.balance(dst, instrument)
-        require(amount <= src_bal and dst_bal + amount <= U64_MAX, "unchecked move")
-        self.balances[(src, instrument)] = src_bal - amount
-        self.balances[(dst, instrument)] = dst_bal + amount
-
-    def adjust_supply(self, instrument: str, holder: str, delta: int) -> None:
-        """Mint (delta > 0) or burn (delta < 0); balance and supply move together."""
-        bal, sup = self.balance(holder, instrument), self.supply(instrument)
-        require(0 <= bal + delta <= U64_MAX and 0 <= sup + delta <= U64_MAX, "unchecked mint")
-        self.balances[(holder, instrument)] = bal + delta
-        self.supplies[instrument] = sup + delta
 
 
 def apply_block(
@@ -197,7 +128,7 @@ def apply_block(
     head = view.head()
     require(ctx.height == head.height + 1, f"block {ctx.height} applied on height {head.height}")
     require(len(txs) <= BLOCK_TXS_MAX, "consensus admitted an oversized block")
-    overlay = _Overlay(view)
+    overlay = Overlay(view)
     results: list[TxResult] = []
     for position, raw in enumerate(txs):
         tid, code, authentic = _apply_one(view.genesis, overlay, raw, ctx, verify)
@@ -213,12 +144,11 @@ def apply_block(
         supplies=overlay.supplies,
         recorded=tuple(overlay.recorded.items()),
         state_root=root,
+        records=overlay.records_written,
     )
 
 
-def _state_root(
-    prev: bytes, ctx: BlockContext, results: list[TxResult], overlay: _Overlay
-) -> bytes:
+def _state_root(prev: bytes, ctx: BlockContext, results: list[TxResult], overlay: Overlay) -> bytes:
     w = Writer().u64(ctx.height).u64(ctx.time_ms).u32(len(results))
     for r in results:
         w.fixed(r.tx_id, crypto.HASH_LEN).u8(r.code).u8(r.recorded)
@@ -228,11 +158,22 @@ def _state_root(
     w.u32(len(overlay.supplies))
     for instrument, value in sorted(overlay.supplies.items()):
         w.ident(instrument).u64(value)
+    if overlay.records_written:  # absent when none: roots of record-free blocks as before
+        _records_section(w, overlay.records_written)
     return crypto.sha256(tags.STATE, prev, w.finish())
 
 
+def _records_section(w: Writer, written: dict[bytes, bytes | None]) -> None:
+    """Sorted record writes; a deletion is a key with no value (ADR 0013)."""
+    w.u32(len(written))
+    for key, record in sorted(written.items()):
+        w.blob(key, RECORD_KEY_BYTES_MAX).flag(record is not None)
+        if record is not None:
+            w.blob(record, RECORD_VALUE_BYTES_MAX)
+
+
 def _apply_one(
-    genesis: Genesis, overlay: _Overlay, raw: bytes, ctx: BlockContext, verify: Verify
+    genesis: Genesis, overlay: Overlay, raw: bytes, ctx: BlockContext, verify: Verify
 ) -> tuple[bytes, ResultCode, bool]:
     """(tx id, result code, whether the signatures verified)."""
     tid, code, tx = _check(genesis, raw, verify)
@@ -291,7 +232,13 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
         if isinstance(tx, Mint) and tx.to in known and not known[tx.to].can_hold():
             return False
         return _may_issue(genesis, tx.by, tx.instrument)
-    parties = (tx.sender, tx.receiver) if isinstance(tx, Transfer) else (tx.seller, tx.buyer)
+    match tx:
+        case Transfer():
+            parties = (tx.sender, tx.receiver)
+        case DvP():
+            parties = (tx.seller, tx.buyer)
+        case _:
+            assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
 
 
@@ -326,14 +273,18 @@ def _signatures_ok(genesis: Genesis, stx: SignedTx, tx: Transaction, verify: Ver
     return True
 
 
-def _execute(genesis: Genesis, o: _Overlay, tx: Transaction, ctx: BlockContext) -> ResultCode:
-    if isinstance(tx, DvP):
-        return _dvp(genesis, o, tx, ctx)
-    if isinstance(tx, Transfer):
-        return _transfer(genesis, o, tx)
-    if isinstance(tx, Mint):
-        return _mint(genesis, o, tx)
-    return _burn(genesis, o, tx)
+def _execute(genesis: Genesis, o: Overlay, tx: Transaction, ctx: BlockContext) -> ResultCode:
+    match tx:
+        case DvP():
+            return _dvp(genesis, o, tx, ctx)
+        case Transfer():
+            return _transfer(genesis, o, tx)
+        case Mint():
+            return _mint(genesis, o, tx)
+        case Burn():
+            return _burn(genesis, o, tx)
+        case _:
+            assert_never(tx)
 
 
 def _shortfall(kind: InstrumentKind) -> ResultCode:
@@ -360,7 +311,7 @@ def _can_hold(genesis: Genesis, *accounts: str) -> bool:
     return all(p.can_hold() for p in parties)
 
 
-def _mint(genesis: Genesis, o: _Overlay, tx: Mint) -> ResultCode:
+def _mint(genesis: Genesis, o: Overlay, tx: Mint) -> ResultCode:
     if tx.to not in genesis.participant_by_id:
         return ResultCode.UNKNOWN_ACCOUNT
     inst = genesis.instrument_by_id.get(tx.instrument)
@@ -379,7 +330,7 @@ def _mint(genesis: Genesis, o: _Overlay, tx: Mint) -> ResultCode:
     return ResultCode.OK
 
 
-def _burn(genesis: Genesis, o: _Overlay, tx: Burn) -> ResultCode:
+def _burn(genesis: Genesis, o: Overlay, tx: Burn) -> ResultCode:
     inst = genesis.instrument_by_id.get(tx.instrument)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
@@ -393,7 +344,7 @@ def _burn(genesis: Genesis, o: _Overlay, tx: Burn) -> ResultCode:
     return ResultCode.OK
 
 
-def _transfer(genesis: Genesis, o: _Overlay, tx: Transfer) -> ResultCode:
+def _transfer(genesis: Genesis, o: Overlay, tx: Transfer) -> ResultCode:
     if tx.receiver not in genesis.participant_by_id:
         return ResultCode.UNKNOWN_ACCOUNT
     inst = genesis.instrument_by_id.get(tx.instrument)
@@ -413,7 +364,7 @@ def _transfer(genesis: Genesis, o: _Overlay, tx: Transfer) -> ResultCode:
     return ResultCode.OK
 
 
-def _dvp(genesis: Genesis, o: _Overlay, tx: DvP, ctx: BlockContext) -> ResultCode:
+def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode:
     bond = genesis.instrument_by_id.get(tx.bond)
     cash = genesis.instrument_by_id.get(tx.cash)
     if bond is None or cash is None:

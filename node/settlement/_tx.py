@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, assert_never
 
 from node import crypto, tags
 from node.config import CHAIN_ID_BYTES_MAX, SIGNERS_PER_TX_MAX, TX_BYTES_MAX
@@ -139,14 +139,17 @@ def encode_body(tx: Transaction) -> bytes:
     """Canonical bytes of ``tx``; raises ValueError for a field out of range."""
     w = Writer().u8(_BODY_VERSION).u8(tx.KIND)
     w.ident(tx.chain_id, CHAIN_ID_BYTES_MAX).u64(tx.nonce).u64(tx.expiry_ms)
-    if isinstance(tx, Mint):
-        _enc_mint(w, tx)
-    elif isinstance(tx, Burn):
-        _enc_burn(w, tx)
-    elif isinstance(tx, Transfer):
-        _enc_transfer(w, tx)
-    else:
-        _enc_dvp(w, tx)
+    match tx:
+        case Mint():
+            _enc_mint(w, tx)
+        case Burn():
+            _enc_burn(w, tx)
+        case Transfer():
+            _enc_transfer(w, tx)
+        case DvP():
+            _enc_dvp(w, tx)
+        case _:
+            assert_never(tx)
     return w.finish()
 
 

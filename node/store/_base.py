@@ -15,7 +15,7 @@ guard the ledger and must survive ``python -O``); a failed write raises
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from node.config import U64_MAX
@@ -73,6 +73,13 @@ class Storage(ABC):
 
     @abstractmethod
     def tx_record(self, tx_id: bytes) -> TxRecord | None: ...
+
+    @abstractmethod
+    def record(self, key: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every state record whose key starts with ``prefix``, in key order."""
 
     @abstractmethod
     def all_balances(self) -> dict[tuple[str, str], int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import lmdb
@@ -58,6 +58,7 @@ _DBS = (
     "supply",
     "safety",  # read once to migrate to SAFETY_FILE, then emptied
     "intake",
+    "records",  # state records (ADR 0013): key -> canonical value
 )
 
 
@@ -224,6 +225,24 @@ class LmdbStore(Storage):
         return None if raw is None else rec.decode_tx_record(bytes(raw))
 
     @_reading
+    def record(self, key: bytes) -> bytes | None:
+        raw = self._txn().get(key, db=self._db["records"])
+        return None if raw is None else bytes(raw)
+
+    @_reading
+    def records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        # A list read in one go: a caller may commit (and so renew the read transaction)
+        # before it finishes walking; kinds bound their own number of records.
+        out: list[tuple[bytes, bytes]] = []
+        cursor = self._txn().cursor(db=self._db["records"])
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if not bytes(key).startswith(prefix):
+                    break
+                out.append((bytes(key), bytes(value)))
+        return iter(out)
+
+    @_reading
     def all_balances(self) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
         for key, raw in self._txn().cursor(db=self._db["balances"]):
@@ -278,6 +297,11 @@ class LmdbStore(Storage):
                 txn.put(_bkey(account, instrument), rec.encode_u64(value), db=self._db["balances"])
             for instrument, value in outcome.supplies.items():
                 txn.put(instrument.encode(), rec.encode_u64(value), db=self._db["supply"])
+            for rkey, rvalue in outcome.records.items():
+                if rvalue is None:
+                    txn.delete(rkey, db=self._db["records"])
+                else:
+                    txn.put(rkey, rvalue, db=self._db["records"])
             head = Head(block.height, block.block_hash, block.state_root)
             txn.put(b"head", rec.encode_head(head), db=self._db["meta"])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from node.crypto import HASH_LEN
 from node.settlement import BlockOutcome, Genesis, Head, TxRecord, genesis_state_root
@@ -23,6 +23,7 @@ class MemoryStore(Storage):
             self._balances[(h.account, h.instrument)] = h.amount
             self._supply[h.instrument] = self._supply.get(h.instrument, 0) + h.amount
         self._txs: dict[bytes, TxRecord] = {}
+        self._records: dict[bytes, bytes] = {}
         self._blocks: dict[int, StoredBlock] = {}
         self._safety: bytes | None = None
         self._intake: dict[bytes, tuple[bytes, bytes]] = {}  # key -> (tx_id, raw)
@@ -42,6 +43,12 @@ class MemoryStore(Storage):
 
     def tx_record(self, tx_id: bytes) -> TxRecord | None:
         return self._txs.get(tx_id)
+
+    def record(self, key: bytes) -> bytes | None:
+        return self._records.get(key)
+
+    def records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted((k, v) for k, v in self._records.items() if k.startswith(prefix)))
 
     def all_balances(self) -> dict[tuple[str, str], int]:
         return {k: v for k, v in self._balances.items() if v}
@@ -77,4 +84,9 @@ class MemoryStore(Storage):
         self._balances.update(outcome.balances)
         self._supply.update(outcome.supplies)
         self._txs.update(outcome.recorded)
+        for key, value in outcome.records.items():
+            if value is None:
+                self._records.pop(key, None)
+            else:
+                self._records[key] = value
         self._head = Head(block.height, block.block_hash, block.state_root)

@@ -381,14 +381,14 @@ def _fires(kind: str, fn: Callable[[], object]) -> None:
 
 def test_negative_control_atomicity_apply_skips_cash_leg(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ledger whose transfers of the cash token move nothing."""
-    original = _apply._Overlay.move
+    original = _apply.Overlay.move
     cash = _network(4).cash
 
-    def move(self: _apply._Overlay, instrument: str, src: str, dst: str, amount: int) -> None:
+    def move(self: _apply.Overlay, instrument: str, src: str, dst: str, amount: int) -> None:
         if instrument != cash:
             original(self, instrument, src, dst, amount)
 
-    monkeypatch.setattr(_apply._Overlay, "move", move)
+    monkeypatch.setattr(_apply.Overlay, "move", move)
     _fires("DvP atomicity", lambda: run(every_refusal()))
 
 
@@ -397,10 +397,10 @@ def test_negative_control_conservation_mint_forgets_supply(
 ) -> None:
     """A ledger whose mints and burns move the holder's balance but not the supply."""
 
-    def adjust(self: _apply._Overlay, instrument: str, holder: str, delta: int) -> None:
+    def adjust(self: _apply.Overlay, instrument: str, holder: str, delta: int) -> None:
         self.balances[(holder, instrument)] = self.balance(holder, instrument) + delta
 
-    monkeypatch.setattr(_apply._Overlay, "adjust_supply", adjust)
+    monkeypatch.setattr(_apply.Overlay, "adjust_supply", adjust)
     _fires("conservation", lambda: run(every_refusal()))
 
 
@@ -408,7 +408,7 @@ def test_negative_control_exactly_once_ledger_forgets_ids(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A ledger that forgets the ids it recorded: a trade's second envelope settles too."""
-    monkeypatch.setattr(_apply._Overlay, "seen", lambda self, tx_id: False)
+    monkeypatch.setattr(_apply.Overlay, "seen", lambda self, tx_id: False)
     _fires("exactly once", lambda: run(every_refusal()))
 
 

@@ -11,6 +11,7 @@ state view that breaks conservation: the checks must hold whatever the view says
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -189,6 +190,12 @@ class _View:
 
     def tx_record(self, tx_id: bytes) -> TxRecord | None:
         return None
+
+    def record(self, key: bytes) -> bytes | None:
+        return None
+
+    def records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter(())
 
 
 def _code_on(view: _View, raw: bytes) -> ResultCode:

@@ -56,7 +56,7 @@ def test_recording_an_id_twice_is_an_invariant_error(
         _commit(disk, [raw])
         ctx = BlockContext(2, net.genesis.genesis_time_ms + 2)
         out = apply_block(MemoryStore(net.genesis), [raw], BlockContext(1, ctx.time_ms))
-        forged = type(out)(2, out.results, {}, {}, out.recorded, out.state_root)
+        forged = type(out)(2, out.results, {}, {}, out.recorded, out.state_root, {})
         with pytest.raises(InvariantError, match="recorded twice"):
             disk.commit_block(crypto.sha256(b"2"), b"b", b"c", ctx, forged)
         rec = disk.tx_record(out.results[0].tx_id)

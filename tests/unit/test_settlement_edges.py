@@ -33,7 +33,7 @@ from node.settlement import (
     results_root,
     sign_tx,
 )
-from node.settlement._apply import Head, _Overlay
+from node.settlement._state import Head, Overlay
 from node.store import MemoryStore
 from tests.ledger_helpers import TxFactory
 from tests.unit.test_boundaries import _View
@@ -117,22 +117,22 @@ def test_overlay_guards_hold_on_their_own(net: DemoNetwork) -> None:
     """The overlay refuses an unchecked move or mint even if a caller's check were wrong."""
     cash = net.cash
     view = _View(net.genesis, {("A", cash): 10, ("B", cash): U64_MAX - 10}, {cash: 10})
-    o = _Overlay(view)
+    o = Overlay(view)
     o.move(cash, "A", "B", 10)  # all of A's balance, B exactly to 2**64 - 1
     assert (o.balance("A", cash), o.balance("B", cash)) == (0, U64_MAX)
     # The source short; the target full; the target over by one with an amount above 1.
     for dst_held, amount in ((0, 6), (U64_MAX, 1), (U64_MAX - 1, 2)):
-        o = _Overlay(_View(net.genesis, {("A", cash): 5, ("B", cash): dst_held}))
+        o = Overlay(_View(net.genesis, {("A", cash): 5, ("B", cash): dst_held}))
         with pytest.raises(InvariantError, match="unchecked move"):
             o.move(cash, "A", "B", amount)
     # adjust_supply: balance and supply each within [0, 2**64 - 1], both required.
-    o = _Overlay(_View(net.genesis, {("A", cash): 10}, {cash: 10}))
+    o = Overlay(_View(net.genesis, {("A", cash): 10}, {cash: 10}))
     o.adjust_supply(cash, "A", -10)  # burn everything
     assert (o.balance("A", cash), o.supply(cash)) == (0, 0)
-    o = _Overlay(_View(net.genesis, {("A", cash): U64_MAX - 1}, {cash: 0}))
+    o = Overlay(_View(net.genesis, {("A", cash): U64_MAX - 1}, {cash: 0}))
     o.adjust_supply(cash, "A", 1)  # balance lands exactly on 2**64 - 1
     for bal, sup, delta in ((0, 10, -1), (U64_MAX, 0, 1), (10, 0, -1), (0, U64_MAX, 1)):
-        o = _Overlay(_View(net.genesis, {("A", cash): bal}, {cash: sup}))
+        o = Overlay(_View(net.genesis, {("A", cash): bal}, {cash: sup}))
         with pytest.raises(InvariantError, match="unchecked mint"):
             o.adjust_supply(cash, "A", delta)
 
@@ -140,7 +140,7 @@ def test_overlay_guards_hold_on_their_own(net: DemoNetwork) -> None:
 def test_a_move_adds_to_what_the_receiver_holds(net: DemoNetwork) -> None:
     """3 + 5 = 8 where the bits overlap (3 ^ 5 = 6, 3 | 5 = 7): the credit is a sum."""
     cash = net.cash
-    o = _Overlay(_View(net.genesis, {("A", cash): 5, ("B", cash): 3}, {cash: 8}))
+    o = Overlay(_View(net.genesis, {("A", cash): 5, ("B", cash): 3}, {cash: 8}))
     o.move(cash, "A", "B", 5)
     assert (o.balance("A", cash), o.balance("B", cash)) == (0, 8)
 

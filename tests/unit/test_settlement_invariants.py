@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _PROBE = """
 from node.invariant import InvariantError
 from node.settlement import BlockContext, apply_block
-from node.settlement._apply import _Overlay
+from node.settlement._state import Overlay
 from node.store import MemoryStore
 from tests.ledger_helpers import shared_net
 
@@ -23,7 +23,7 @@ try:
 except InvariantError as e:
     caught.append(str(e))
 try:
-    _Overlay(store).move("USD.CASHCO", "BANK01", "BANK02", 10**30)  # more than held
+    Overlay(store).move("USD.CASHCO", "BANK01", "BANK02", 10**30)  # more than held
 except InvariantError as e:
     caught.append(str(e))
 print(caught)
