@@ -369,12 +369,14 @@ def test_total_over_u64_is_overflow_even_when_each_part_fits() -> None:
 
 
 def test_coupon_over_u64_is_overflow() -> None:
+    """One holder owed 2**26 x 10**12 / 2 > 2**64 - 1, an agent rich enough to pay a
+    wrapped amount: the coupon must be OVERFLOW, not a payment of the amount mod 2**64."""
     net = _bond(life_net(), unit_face_minor=10**12, coupon_bp=10_000, coupon_freq=2)
     g = net.genesis
-    holdings = tuple(
-        replace(h, amount=2**26) if h.instrument == net.bonds[0] else h for h in g.holdings
-    )
-    store = MemoryStore(replace(g, holdings=holdings))  # 2**26 x 10**12 / 2 > 2**64
+    holdings = [h for h in g.holdings if h.instrument != net.bonds[0]]
+    holdings = [h for h in holdings if (h.account, h.instrument) != (AGENT, net.cash)]
+    holdings += [_h("BANK01", net.bonds[0], 2**26), _h(AGENT, net.cash, 2**64 - 10**10)]
+    store = MemoryStore(replace(g, holdings=tuple(holdings)))
     refused(store, at(P1), LifeTx(replace(net, genesis=store.genesis)).coupon(1), RC.OVERFLOW)
 
 
@@ -487,16 +489,23 @@ def test_a_bill_redeems_at_face(ls: MemoryStore, lt: LifeTx, lnet: DemoNetwork) 
     assert ls.balance("BANK01", cash) == c1 + BOND_UNITS  # face 1 cent a unit, no coupon
 
 
-def test_redeem_when_the_agent_is_short_burns_nothing(lnet: DemoNetwork) -> None:
+def _agent_cash(lnet: DemoNetwork, cash: int) -> tuple[MemoryStore, LifeTx]:
     g = lnet.genesis
     holdings = tuple(
-        replace(h, amount=BOND_UNITS - 1) if (h.account, h.instrument) == (AGENT, lnet.cash) else h
+        replace(h, amount=cash) if (h.account, h.instrument) == (AGENT, lnet.cash) else h
         for h in g.holdings
     )
     store = MemoryStore(replace(g, holdings=holdings))
-    lt = LifeTx(replace(lnet, genesis=store.genesis))
-    refused(store, at("2026-03-01"), lt.redeem("BANK01", bond=lnet.bonds[1]), RC.INSUFFICIENT_CASH)
-    refused(store, at("2026-03-01"), lt.redeem_all(bond=lnet.bonds[1]), RC.INSUFFICIENT_CASH)
+    return store, LifeTx(replace(lnet, genesis=store.genesis))
+
+
+def test_redeem_when_the_agent_is_short_burns_nothing(lnet: DemoNetwork) -> None:
+    bill, t = lnet.bonds[1], at("2026-03-01")
+    store, lt = _agent_cash(lnet, BOND_UNITS - 1)  # a bill pays 1 cent a unit
+    refused(store, t, lt.redeem("BANK01", bond=bill), RC.INSUFFICIENT_CASH)
+    store, lt = _agent_cash(lnet, BOND_UNITS * len(lnet.banks) - 1)  # one, not all
+    refused(store, t, lt.redeem_all(bond=bill), RC.INSUFFICIENT_CASH)
+    ok(store, t, lt.redeem("BANK01", bond=bill))
 
 
 def test_redeem_all_redeems_every_holder_once(
