@@ -105,3 +105,18 @@ def test_schedule_offline_lists_the_calendar(
     ]
     assert main(["--run-dir", str(tmp_path), "schedule", lnet.cash, "--offline"]) == 2
     assert "not a bond or fund" in capsys.readouterr().err
+
+
+def test_the_lifecycle_commands_exist_apart_from_the_burn() -> None:
+    from tests.unit.test_cli import COMMANDS
+
+    wanted = {
+        ("submit", "coupon"),
+        ("submit", "distribute"),
+        ("submit", "redeem-bond"),
+        ("submit", "redeem-all"),
+        ("submit", "redeem"),  # the burn, unchanged
+        ("schedule",),
+        ("holders",),
+    }
+    assert wanted <= set(COMMANDS)

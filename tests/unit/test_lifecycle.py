@@ -478,6 +478,10 @@ def test_redeem_codes(ls: MemoryStore, lt: LifeTx, lnet: DemoNetwork) -> None:
     refused(ls, t, lt.redeem("BANK01", bond="US0000000000"), RC.UNKNOWN_INSTRUMENT)
     refused(ls, t, lt.redeem("BANK01", bond=lnet.fund), RC.WRONG_INSTRUMENT_KIND)
     refused(ls, t, lt.redeem("REGULATOR", bond=bill), RC.UNAUTHORIZED)
+    assert precheck(lnet.genesis, lt.redeem("REGULATOR", bond=bill)).code is RC.UNAUTHORIZED
+    assert precheck(lnet.genesis, lt.redeem_all(bond=bill, agent="CSD")).code is RC.UNAUTHORIZED
+    assert precheck(lnet.genesis, lt.distribute(1, 5, agent="CSD")).code is RC.UNAUTHORIZED
+    assert precheck(lnet.genesis, lt.redeem("BANK01", bond=bill)).code is RC.OK
     refused(ls, t, lt.redeem("CSD", bond=bill), RC.INSUFFICIENT_SECURITIES)  # holds none
     refused(ls, t, lt.redeem_all(bond=bill, agent="CSD"), RC.UNAUTHORIZED)
 
