@@ -533,3 +533,20 @@ def test_redeem_is_signed_by_the_holder_only(lt: LifeTx, lnet: DemoNetwork) -> N
     assert tx.required_signers() == ("BANK01",)
     forged = sign_tx(tx, [lnet.participant_keys[AGENT]])
     assert precheck(lnet.genesis, forged).code is RC.BAD_SIGNATURE
+
+
+def test_instrument_state_reads_holders_paid_periods_and_redemptions(
+    ls: MemoryStore, lt: LifeTx, lnet: DemoNetwork
+) -> None:
+    from node.settlement import instrument_state
+
+    bond = lnet.bonds[0]
+    ok(ls, at(P1), lt.coupon(1))
+    ok(ls, at(MATURITY), lt.redeem("BANK02"))
+    state = instrument_state(ls, lnet.genesis.instrument_by_id[bond])
+    assert state.holdings == tuple((b, BOND_UNITS) for b in lnet.banks if b != "BANK02")
+    assert state.paid == {1: Paid(_coupon(BOND_UNITS) * len(lnet.banks), len(lnet.banks))}
+    pay = BOND_UNITS * 100 + _coupon(BOND_UNITS)
+    assert state.redeemed == {"BANK02": Redeemed(BOND_UNITS, pay)}
+    fund = instrument_state(ls, lnet.genesis.instrument_by_id[lnet.fund])
+    assert fund.holdings == tuple(FUND_UNITS.items()) and fund.paid == {}
