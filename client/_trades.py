@@ -207,9 +207,8 @@ class Transactions:
 
     def _period(self, iid: str, period: int, payable: int) -> int:
         if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= payable:
-            raise InvalidFieldError(
-                "period", f"{iid} has periods 1..{payable} payable this way, got {period!r}"
-            )
+            which = f"periods 1..{payable}" if payable > 0 else "no period"
+            raise InvalidFieldError("period", f"{iid} has {which} payable this way, got {period!r}")
         return period
 
     def coupon(self, bond: str, period: int, agent: str | None = None) -> CouponPay:
