@@ -550,3 +550,62 @@ def test_instrument_state_reads_holders_paid_periods_and_redemptions(
     assert state.redeemed == {"BANK02": Redeemed(BOND_UNITS, pay)}
     fund = instrument_state(ls, lnet.genesis.instrument_by_id[lnet.fund])
     assert fund.holdings == tuple(FUND_UNITS.items()) and fund.paid == {}
+
+
+# --- boundaries found by mutation testing (docs/testing.md, settlement.lifecycle) ----------
+
+
+def test_largest_remainder_small_totals_and_ties_by_id_not_by_size() -> None:
+    assert distribution_parts(1, [("A", 1), ("B", 1)]) == [1, 0]  # every floor is 0
+    assert distribution_parts(2, [("A", 1), ("B", 1), ("C", 1)]) == [1, 1, 0]
+    # remainders all equal (8 mod 6 = 2 mod 6): the smallest id wins, not the smallest holding
+    assert distribution_parts(2, [("A", 4), ("B", 1), ("C", 1)]) == [2, 0, 0]
+
+
+def test_later_periods_are_due_on_their_own_dates(ls: MemoryStore, lt: LifeTx) -> None:
+    refused(ls, at("2026-02-15", -1), lt.distribute(2, 10), RC.NOT_DUE)
+    ok(ls, at("2026-02-15"), lt.distribute(2, 10))
+    refused(ls, at("2026-03-15", -1), lt.distribute(3, 10), RC.NOT_DUE)
+    ok(ls, at("2026-03-15"), lt.distribute(3, 10))
+    refused(ls, at("2026-03-15"), lt.distribute(4, 10), RC.NOT_DUE)
+
+
+def test_a_holder_owed_nothing_gets_no_write_and_is_not_counted(lnet: DemoNetwork) -> None:
+    # BOND pays 2.5 cents a unit: 1 unit floors to 2, 0.2 units do not exist, so use a
+    # face of 1 cent: 1 unit earns 0.025 (nothing), 40 units earn exactly 1.
+    net = _bond(lnet, unit_face_minor=1)
+    g = net.genesis
+    holdings = [h for h in g.holdings if h.instrument != net.bonds[0]]
+    holdings += [_h("BANK01", net.bonds[0], 1), _h("BANK02", net.bonds[0], 40)]
+    store = MemoryStore(replace(g, holdings=tuple(holdings)))
+    out = run_at(store, at(P1), LifeTx(replace(net, genesis=store.genesis)).coupon(1))
+    assert [r.code for r in out.results] == [RC.OK]
+    assert set(out.balances) == {("BANK02", net.cash), (AGENT, net.cash)}
+    assert Paid.decode(store.record(coupon_key(net.bonds[0], 1)) or b"") == Paid(1, 1)
+
+
+def test_a_payment_of_exactly_u64_max_is_not_overflow(lnet: DemoNetwork) -> None:
+    """Face 2, 10,000 bp twice a year: one period pays each unit 1 cent. One holder of
+    2**64 - 1 units, an agent with exactly 2**64 - 1 cents: paid in full, nothing left."""
+    net = _bond(lnet, unit_face_minor=2, coupon_bp=10_000)
+    g = net.genesis
+    keep = [h for h in g.holdings if h.instrument not in {net.bonds[0], net.cash}]
+    keep += [_h("BANK01", net.bonds[0], U64_MAX), _h(AGENT, net.cash, U64_MAX)]
+    store = MemoryStore(replace(g, holdings=tuple(keep)))
+    ok(store, at(P1), LifeTx(replace(net, genesis=store.genesis)).coupon(1))
+    assert store.balance("BANK01", net.cash) == U64_MAX
+    assert store.balance(AGENT, net.cash) == 0
+
+
+def test_an_agent_that_sorts_before_holders_pays_them_all(lnet: DemoNetwork) -> None:
+    """The agent is CSD; TREASURY (an id after it) holds units too and must be paid, and
+    TREASURY (after CSD) may not sign CSD's coupons."""
+    net = _bond(lnet, paying_agent="CSD")
+    g = net.genesis
+    holdings = (*g.holdings, _h("CSD", net.cash, 10**12), _h(AGENT, net.bonds[0], BOND_UNITS))
+    store = MemoryStore(replace(g, holdings=holdings))
+    lt = LifeTx(replace(net, genesis=store.genesis))
+    refused(store, at(P1), lt.coupon(1, agent=AGENT), RC.UNAUTHORIZED)
+    before = store.balance(AGENT, net.cash)
+    ok(store, at(P1), lt.coupon(1, agent="CSD"))
+    assert store.balance(AGENT, net.cash) == before + _coupon(BOND_UNITS)
