@@ -35,7 +35,12 @@ from node.settlement._lifecycle import (
     distribution_parts,
     redeemed_key,
 )
-from node.settlement._schedule import coupon_dates, distribution_dates
+from node.settlement._schedule import (
+    coupon_dates,
+    date_of_ms,
+    day_start_ms,
+    distribution_dates,
+)
 from node.store import MemoryStore
 from tests.ledger_helpers import TxFactory
 from tests.life_helpers import (
@@ -134,6 +139,34 @@ def test_coupon_dates_beyond_the_limit_are_refused() -> None:
 def test_distribution_dates_are_monthly_after_the_issue_date() -> None:
     assert distribution_dates(15, _d("2026-01-15"), 2) == (_d("2026-02-15"), _d("2026-03-15"))
     assert distribution_dates(15, _d("2026-12-14"), 2) == (_d("2026-12-15"), _d("2027-01-15"))
+
+
+def test_day_starts_are_utc_midnights_in_ms() -> None:
+    assert day_start_ms(_d("2026-01-01")) == 1_767_225_600_000  # the demo genesis time
+    assert day_start_ms(_d("1970-01-02")) == 86_400_000
+    assert date_of_ms(1_767_225_600_000) == _d("2026-01-01")
+    assert date_of_ms(1_767_225_600_000 - 1) == _d("2025-12-31")
+
+
+def test_month_ends_leap_years_and_annual_coupons() -> None:
+    assert coupon_dates(_d("2028-02-29"), 2, _d("2027-01-01"), 100) == (
+        _d("2027-02-28"),
+        _d("2027-08-31"),
+        _d("2028-02-29"),
+    )
+    assert coupon_dates(_d("2028-08-30"), 2, _d("2027-12-31"), 100) == (
+        _d("2028-02-29"),  # a leap February clamps the 30th to its 29th
+        _d("2028-08-30"),
+    )
+    assert coupon_dates(_d("2027-05-31"), 2, _d("2026-06-01"), 100) == (
+        _d("2026-11-30"),
+        _d("2027-05-31"),
+    )
+    assert coupon_dates(_d("2027-01-15"), 1, _d("2025-01-15"), 100) == (
+        _d("2026-01-15"),
+        _d("2027-01-15"),
+    )
+    assert distribution_dates(15, _d("2026-01-20"), 1) == (_d("2026-02-15"),)
 
 
 def test_genesis_schedules_are_day_starts(lnet: DemoNetwork) -> None:
