@@ -581,8 +581,10 @@ def test_instrument_state_reads_holders_paid_periods_and_redemptions(
     assert state.paid == {1: Paid(_coupon(BOND_UNITS) * len(lnet.banks), len(lnet.banks))}
     pay = BOND_UNITS * 100 + _coupon(BOND_UNITS)
     assert state.redeemed == {"BANK02": Redeemed(BOND_UNITS, pay)}
+    ok(ls, at(MATURITY), lt.distribute(2, 70))
     fund = instrument_state(ls, lnet.genesis.instrument_by_id[lnet.fund])
-    assert fund.holdings == tuple(FUND_UNITS.items()) and fund.paid == {}
+    assert fund.holdings == tuple(FUND_UNITS.items())
+    assert fund.paid == {2: Paid(70, 3)} and fund.redeemed == {}
 
 
 # --- boundaries found by mutation testing (docs/testing.md, settlement.lifecycle) ----------
@@ -642,3 +644,21 @@ def test_an_agent_that_sorts_before_holders_pays_them_all(lnet: DemoNetwork) -> 
     before = store.balance(AGENT, net.cash)
     ok(store, at(P1), lt.coupon(1, agent="CSD"))
     assert store.balance(AGENT, net.cash) == before + _coupon(BOND_UNITS)
+
+
+def test_every_period_but_the_last_is_payable(lnet: DemoNetwork) -> None:
+    net = _bond(lnet, coupon_freq=4)  # 2026-04-15, 07-15, 10-15, 2027-01-15 (final)
+    store, lt = MemoryStore(net.genesis), LifeTx(net)
+    ok(store, at("2026-10-15"), lt.coupon(1), lt.coupon(2), lt.coupon(3))
+    refused(store, at("2027-01-15"), lt.coupon(4), RC.NO_SUCH_PERIOD)
+
+
+def test_the_agents_own_share_over_u64_is_overflow_too(lnet: DemoNetwork) -> None:
+    """No cash moves to the agent for its own units, but its share is still an amount
+    the rule covers: over 2**64 - 1 is OVERFLOW, never silently skipped."""
+    net = _bond(lnet, unit_face_minor=10**12, coupon_bp=10_000)
+    g = net.genesis
+    holdings = [h for h in g.holdings if h.instrument != net.bonds[0]]
+    holdings.append(_h(AGENT, net.bonds[0], 2**26))  # 2**26 x 10**12 / 2 > 2**64 - 1
+    store = MemoryStore(replace(g, holdings=tuple(holdings)))
+    refused(store, at(P1), LifeTx(replace(net, genesis=store.genesis)).coupon(1), RC.OVERFLOW)
