@@ -20,6 +20,8 @@ from client._async import (
     BlockView,
     Endpoint,
     EndpointDown,
+    HolderView,
+    InstrumentView,
     NodeStatusView,
     TxStatus,
 )
@@ -67,6 +69,8 @@ __all__ = [
     "Endpoint",
     "EndpointDown",
     "FinalityTimeoutError",
+    "HolderView",
+    "InstrumentView",
     "InvalidFieldError",
     "InvalidReceiptError",
     "InvalidTransactionError",

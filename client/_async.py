@@ -86,6 +86,7 @@ from node.settlement import (
     DvP,
     Genesis,
     Mint,
+    Redeem,
     ResultCode,
     SignedTx,
     Transaction,
@@ -105,6 +106,8 @@ __all__ = [
     "BlockView",
     "Endpoint",
     "EndpointDown",
+    "HolderView",
+    "InstrumentView",
     "NodeStatusView",
     "TxStatus",
 ]
@@ -135,6 +138,27 @@ class Balances:
     account: str
     height: int
     amounts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class HolderView:
+    """One holder of a bond or fund: units held now and, once redeemed, what it got."""
+
+    account: str
+    units: int
+    redeemed_units: int
+    redeemed_paid: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentView:
+    """A bond's or fund's holders (participant id order) and paid periods (period ->
+    (cash paid in all, holders paid)) after block ``height``, as one node reports them."""
+
+    instrument: str
+    height: int
+    holders: tuple[HolderView, ...]
+    paid: dict[int, tuple[int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,6 +631,22 @@ class AsyncLedgerClient:
 
         return await self._call(f"balances of {account}", get)
 
+    async def instrument(self, instrument: str) -> InstrumentView:
+        """Holders and paid periods of a bond or fund (NotFoundError if unknown). Read from
+        one node's state: not proven like a receipt (ADR 0013)."""
+
+        async def get(i: int) -> InstrumentView:
+            req = pb.InstrumentRequest(instrument=instrument)
+            msg = await self._stub(i).GetInstrument(req, timeout=self._rpc_timeout_s)
+            holders = tuple(
+                HolderView(h.account, h.units, h.redeemed_units, h.redeemed_paid)
+                for h in msg.holders
+            )
+            paid = {p.period: (p.total, p.holders) for p in msg.paid}
+            return InstrumentView(msg.instrument, msg.height, holders, paid)
+
+        return await self._call(f"instrument {instrument}", get)
+
     async def block(self, height: int) -> BlockView:
         """Committed block ``height`` (NotFoundError above the node's head)."""
 
@@ -883,20 +923,27 @@ def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
     return tuple(legs)
 
 
-def _parties(tx: Transaction) -> set[str]:
+def _parties(tx: Transaction) -> set[str] | None:
+    """Who ``tx`` names; None for a payment to every holder (coupon, distribution,
+    redemption of all), whose payees and amounts depend on the state, not the body."""
     if isinstance(tx, Mint):
         return {tx.to, tx.by}
-    if isinstance(tx, Burn):
-        return {tx.holder, tx.by}
+    if isinstance(tx, Burn | Redeem):
+        return {tx.holder, tx.by} if isinstance(tx, Burn) else {tx.holder}
     if isinstance(tx, Transfer):
         return {tx.sender, tx.receiver}
-    return {tx.seller, tx.buyer}
+    if isinstance(tx, DvP):
+        return {tx.seller, tx.buyer}
+    return None
 
 
 def _event(account: str, b: BlockView, t: BlockTx) -> AccountEvent | None:
     # A copy not recorded under its id (forged signature, replay) is nothing the account
     # did: reporting its refusal would misstate the outcome of the id (ADR 0007).
-    if t.tx is None or not t.recorded or account not in _parties(t.tx):
+    if t.tx is None or not t.recorded:
+        return None
+    parties = _parties(t.tx)
+    if parties is not None and account not in parties:
         return None
     legs = _legs(account, t.tx)
     if t.code is not ResultCode.OK:

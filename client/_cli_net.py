@@ -69,7 +69,7 @@ T = TypeVar("T")
 def run(name: str, args: argparse.Namespace) -> int:
     """Run command ``name``, turning every SDK error into a CliError (one line, exit code)."""
     try:
-        return _COMMANDS[name](args)
+        return _command(name)(args)
     except RejectedError as e:
         raise CliError(str(e), EXIT_FAILED) from None
     except UnavailableError as e:
@@ -88,6 +88,14 @@ def run(name: str, args: argparse.Namespace) -> int:
         raise CliError(str(e), EXIT_USAGE) from None
     except TradeError as e:
         raise CliError(str(e), EXIT_FAILED) from None
+
+
+def _command(name: str) -> Command:
+    if name.startswith("life_"):  # the bond lifecycle's commands (client/_cli_life.py)
+        from client import _cli_life
+
+        return _cli_life.COMMANDS[name]
+    return _COMMANDS[name]
 
 
 # --- the run directory ----------------------------------------------------------------------
@@ -157,6 +165,17 @@ def describe(tx: Transaction) -> str:
             f"REDEEM {amount(terms['amount'])} {terms['instrument']} of {terms['holder']} "
             f"by {terms['by']}"
         )
+    if kind == "COUPON_PAY":
+        return f"COUPON {terms['bond']} period {terms['period']} paid by {terms['agent']}"
+    if kind == "DISTRIBUTE":
+        return (
+            f"DISTRIBUTE {amount(terms['total'])} over {terms['fund']} holders, period "
+            f"{terms['period']}, by {terms['agent']}"
+        )
+    if kind == "REDEEM":
+        return f"REDEEM-BOND all {terms['bond']} of {terms['holder']} for cash at maturity"
+    if kind == "REDEEM_ALL":
+        return f"REDEEM-ALL {terms['bond']} for cash at maturity, paid by {terms['agent']}"
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"
@@ -188,7 +207,7 @@ def _terms_table(tx: Transaction) -> None:
 
 def _term(name: str, value: object) -> str:
     """Amounts stay integers (grouped alongside); times also as ISO 8601."""
-    if name in {"quantity", "amount"} and isinstance(value, int):
+    if name in {"quantity", "amount", "total"} and isinstance(value, int):
         return f"{value} ({amount(value)})"
     if name.endswith("_ms") and isinstance(value, int):
         return f"{value} ({timestamp(value)})"

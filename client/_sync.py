@@ -21,6 +21,7 @@ from client._async import (
     BlockView,
     Endpoint,
     EndpointDown,
+    InstrumentView,
     NodeStatusView,
     TxStatus,
     _run_dir_config,
@@ -178,6 +179,10 @@ class LedgerClient:
 
     def block(self, height: int) -> BlockView:
         return self._run(self._client.block(height))
+
+    def instrument(self, instrument: str) -> InstrumentView:
+        """Holders and paid periods of a bond or fund (see the async client)."""
+        return self._run(self._client.instrument(instrument))
 
     def head(self) -> int:
         return self._run(self._client.head())

@@ -38,11 +38,15 @@ from node import crypto, tags
 from node.config import TX_BYTES_MAX, U64_MAX
 from node.settlement import (
     Burn,
+    CouponPay,
     DecodeError,
+    Distribute,
     DvP,
     Genesis,
     InstrumentKind,
     Mint,
+    Redeem,
+    RedeemAll,
     SignedTx,
     Transaction,
     Transfer,
@@ -133,7 +137,8 @@ class Transactions:
         )
 
     def redeem(self, instrument: str, holder: str, amount: int, by: str) -> Burn:
-        """Burn ``amount`` held by ``holder``; both ``by`` and the holder sign."""
+        """Burn ``amount`` held by ``holder``; both ``by`` and the holder sign. Pays
+        nothing: redemption for cash at maturity is :meth:`redeem_bond`."""
         return Burn(
             **self._head(),
             instrument=self._instrument("instrument", instrument),
@@ -188,6 +193,63 @@ class Transactions:
             amount=self._amount("amount", amount),
             deadline_ms=deadline_ms,
         )
+
+    # --- life: the bond lifecycle (docs/ledger.md "Lifecycle") ---------------------------
+
+    def _agent(self, field: str, iid: str, agent: str | None) -> str:
+        """The instrument's paying agent; ``agent``, if given, must be it."""
+        expected = self.genesis.instrument_by_id[iid].agent
+        if agent is not None and agent != expected:
+            raise InvalidFieldError(
+                field, f"{agent!r} is not the paying agent of {iid} ({expected})"
+            )
+        return expected
+
+    def _period(self, iid: str, period: int, payable: int) -> int:
+        if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= payable:
+            which = f"periods 1..{payable}" if payable > 0 else "no period"
+            raise InvalidFieldError("period", f"{iid} has {which} payable this way, got {period!r}")
+        return period
+
+    def coupon(self, bond: str, period: int, agent: str | None = None) -> CouponPay:
+        """Pay coupon ``period`` of ``bond`` to its holders of record; the paying agent
+        signs. The final period is paid by redemption, not here."""
+        self._instrument("bond", bond, InstrumentKind.BOND)
+        payable = len(self.genesis.schedules[bond]) - 1
+        return CouponPay(
+            **self._head(),
+            bond=bond,
+            period=self._period(bond, period, payable),
+            agent=self._agent("agent", bond, agent),
+        )
+
+    def distribute(
+        self, fund: str, period: int, total: int, agent: str | None = None
+    ) -> Distribute:
+        """Distribute ``total`` (minor units of the fund's payment cash) over the fund's
+        holders for ``period``; the paying agent signs."""
+        self._instrument("fund", fund, InstrumentKind.FUND)
+        return Distribute(
+            **self._head(),
+            fund=fund,
+            period=self._period(fund, period, len(self.genesis.schedules[fund])),
+            total=self._amount("total", total),
+            agent=self._agent("agent", fund, agent),
+        )
+
+    def redeem_bond(self, bond: str, holder: str) -> Redeem:
+        """At maturity: burn all of ``holder``'s units for face value plus the final
+        coupon, paid by the agent; the holder signs."""
+        return Redeem(
+            **self._head(),
+            bond=self._instrument("bond", bond, InstrumentKind.BOND),
+            holder=self._participant("holder", holder),
+        )
+
+    def redeem_all(self, bond: str, agent: str | None = None) -> RedeemAll:
+        """At maturity: redeem every holder of ``bond``; the paying agent signs."""
+        self._instrument("bond", bond, InstrumentKind.BOND)
+        return RedeemAll(**self._head(), bond=bond, agent=self._agent("agent", bond, agent))
 
 
 def terms_of(tx: Transaction) -> dict[str, Any]:

@@ -473,6 +473,111 @@ def _add_submit(b: _Builder) -> None:
         parents=opts,
     )
     p.add_argument("trade", type=Path, metavar="TRADE_FILE", help="the co-signed trade JSON")
+    _add_lifecycle(b, sub, opts)
+
+
+def _add_lifecycle(
+    b: _Builder, sub: argparse._SubParsersAction[_Parser], opts: list[_Parser]
+) -> None:
+    """``submit coupon|distribute|redeem-bond|redeem-all`` (docs/ledger.md "Lifecycle")."""
+
+    def agent_and_key(p: _Parser) -> None:
+        p.add_argument(
+            "--agent",
+            type=participant_id,
+            metavar="ID",
+            help="the paying agent (default and only choice: the one genesis names; it signs)",
+        )
+        p.add_argument(
+            "--key",
+            type=Path,
+            metavar="FILE",
+            help="the agent's key (default: RUN_DIR/participants/AGENT.key)",
+        )
+
+    def bond(p: _Parser) -> None:
+        p.add_argument(
+            "--bond", required=True, type=participant_id, metavar="ISIN", help="the bond"
+        )
+
+    p = b.leaf(
+        sub,
+        "coupon",
+        "pay a coupon period of a bond to every holder of record (the paying agent signs)",
+        _network("life_coupon"),
+        parents=opts,
+    )
+    bond(p)
+    p.add_argument(
+        "--period",
+        required=True,
+        type=positive_int,
+        help="coupon period, from 1 (`ledger schedule`)",
+    )
+    agent_and_key(p)
+
+    p = b.leaf(
+        sub,
+        "distribute",
+        "distribute cash over a fund's holders pro rata (the paying agent signs)",
+        _network("life_distribute"),
+        parents=opts,
+    )
+    p.add_argument("--fund", required=True, type=participant_id, metavar="ID", help="the fund")
+    p.add_argument("--period", required=True, type=positive_int, help="distribution period, from 1")
+    p.add_argument("--total", required=True, type=amount, help="cash to distribute, minor units")
+    agent_and_key(p)
+
+    p = b.leaf(
+        sub,
+        "redeem-bond",
+        "at maturity, redeem all of a holder's units for face value plus the final coupon "
+        "(the holder signs; unlike `submit redeem`, a burn, this pays)",
+        _network("life_redeem_bond"),
+        parents=opts,
+    )
+    bond(p)
+    p.add_argument(
+        "--holder",
+        required=True,
+        type=participant_id,
+        metavar="ACCOUNT",
+        help="the holder (it signs)",
+    )
+    p.add_argument(
+        "--key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/HOLDER.key"
+    )
+
+    p = b.leaf(
+        sub,
+        "redeem-all",
+        "at maturity, redeem every holder of a bond, all or none (the paying agent signs)",
+        _network("life_redeem_all"),
+        parents=opts,
+    )
+    bond(p)
+    agent_and_key(p)
+
+
+def _add_lifecycle_queries(b: _Builder) -> None:
+    p = b.leaf(
+        b.top,
+        "schedule",
+        "a bond's or fund's payment calendar: dates, coupon per unit, paid or not",
+        _network("life_schedule"),
+    )
+    p.add_argument("instrument", type=participant_id, metavar="INSTRUMENT", help="a bond or fund")
+    p.add_argument(
+        "--offline", action="store_true", help="genesis only: do not ask a node what is paid"
+    )
+
+    p = b.leaf(
+        b.top,
+        "holders",
+        "who holds a bond or fund now, and what redemptions paid (current height only)",
+        _network("life_holders"),
+    )
+    p.add_argument("instrument", type=participant_id, metavar="INSTRUMENT", help="a bond or fund")
 
 
 def _add_two_party(b: _Builder) -> None:
@@ -614,6 +719,7 @@ def build_parser() -> _Parser:
     _add_submit(b)
     _add_two_party(b)
     _add_queries(b)
+    _add_lifecycle_queries(b)
     return b.root
 
 

@@ -26,6 +26,15 @@ PARTICIPANTS_MAX: Final = 10_000
 INSTRUMENTS_MAX: Final = 10_000
 GENESIS_HOLDINGS_MAX: Final = 1_000_000
 
+# --- settlement: bond lifecycle (docs/ledger.md "Lifecycle") -----------------------------
+# Payment periods of one bond or fund: 100 years of monthly dates. It bounds the schedule
+# genesis computes, the coupon-paid records of one instrument (one per period), and the
+# point reads a redemption makes to check that every earlier coupon was paid.
+SCHEDULE_PERIODS_MAX: Final = 1_200
+# Redemption records of one bond are at most PARTICIPANTS_MAX (one per holder); a
+# CouponPay, Distribute or RedeemAll reads at most PARTICIPANTS_MAX balances and writes at
+# most 2 x PARTICIPANTS_MAX: its cost is bounded by genesis, whatever the state.
+
 # --- blocks ------------------------------------------------------------------------------
 BLOCK_TXS_MAX: Final = 2_000
 BLOCK_BYTES_MAX: Final = 4 * 1024 * 1024  # the transactions of one block

@@ -61,7 +61,8 @@ def load_run_network(run_dir: str | Path) -> DemoNetwork:
     bonds = tuple(i.id for i in g.instruments if i.kind is InstrumentKind.BOND)
     cash = next(i.id for i in g.instruments if i.kind is InstrumentKind.CASH)
     banks = tuple(sorted(p for p in keys if p.startswith("BANK")))
-    return DemoNetwork(g, keys, [], banks, bonds, cash)
+    fund = next((i.id for i in g.instruments if i.kind is InstrumentKind.FUND), "")
+    return DemoNetwork(g, keys, [], banks, bonds, cash, fund)
 
 
 class ValidatorClients:

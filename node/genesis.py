@@ -88,20 +88,28 @@ def _participant(d: Any, where: str) -> Participant:
 
 
 _BOND_FIELDS = frozenset({"unit_face_minor", "maturity_date", "coupon_bp", "coupon_freq"})
+# Payment terms of bonds and funds (docs/ledger.md "Lifecycle"); optional in the file.
+_TERMS_FIELDS = frozenset({"payment_cash", "paying_agent", "issue_date", "distribution_day"})
+_INT_FIELDS = ("unit_face_minor", "coupon_bp", "coupon_freq", "max_supply", "distribution_day")
+_STR_FIELDS = ("maturity_date", "payment_cash", "paying_agent", "issue_date")
 
 
 def _instrument(d: Any, where: str) -> Instrument:
-    d = _obj(d, where, {"id", "kind", "issuer", "currency"}, _BOND_FIELDS | {"max_supply"})
+    optional = _BOND_FIELDS | _TERMS_FIELDS | {"max_supply"}
+    d = _obj(d, where, {"id", "kind", "issuer", "currency"}, optional)
     try:
         kind = InstrumentKind(d["kind"])
     except ValueError as e:
-        raise GenesisError(f"{where}.kind: must be 'bond' or 'cash'") from e
+        raise GenesisError(
+            f"{where}.kind: must be one of {[k.value for k in InstrumentKind]}"
+        ) from e
     extra: dict[str, Any] = {}
-    for f in ("unit_face_minor", "coupon_bp", "coupon_freq", "max_supply"):
+    for f in _INT_FIELDS:
         if f in d:
             extra[f] = _int(d, f, where)
-    if "maturity_date" in d:
-        extra["maturity_date"] = _str(d, "maturity_date", where)
+    for f in _STR_FIELDS:
+        if f in d:
+            extra[f] = _str(d, f, where)
     return Instrument(
         _str(d, "id", where), kind, _str(d, "issuer", where), _str(d, "currency", where), **extra
     )
@@ -183,6 +191,13 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
                 coupon_bp=i.coupon_bp,
                 coupon_freq=i.coupon_freq,
             )
+        if i.kind is InstrumentKind.FUND:
+            d["distribution_day"] = i.distribution_day
+        if i.kind is not InstrumentKind.CASH:
+            d["payment_cash"] = i.payment_cash
+            for f in ("paying_agent", "issue_date"):  # empty: the issuer, the genesis date
+                if getattr(i, f):
+                    d[f] = getattr(i, f)
         return d
 
     return {
@@ -229,6 +244,7 @@ class DemoNetwork:
     banks: tuple[str, ...]
     bonds: tuple[str, ...]
     cash: str
+    fund: str  # fund shares distributing monthly in ``cash``; genesis holds none
 
 
 def _isin(base11: str) -> str:
@@ -266,6 +282,7 @@ def demo_genesis(
     )
     bonds = (_isin("US91282CJK7"), _isin("US912797GL5"))
     cash = "USD.CASHCO"
+    fund = "FUND.TBILL"
     instruments = (
         Instrument(
             bonds[0],
@@ -276,6 +293,7 @@ def demo_genesis(
             maturity_date="2034-11-15",
             coupon_bp=425,
             coupon_freq=2,
+            payment_cash=cash,
         ),
         Instrument(
             bonds[1],
@@ -284,8 +302,12 @@ def demo_genesis(
             "USD",
             unit_face_minor=1,
             maturity_date="2027-05-20",
+            payment_cash=cash,
         ),
         Instrument(cash, InstrumentKind.CASH, "CASHCO", "USD"),
+        Instrument(
+            fund, InstrumentKind.FUND, "TREASURY", "USD", payment_cash=cash, distribution_day=15
+        ),
     )
     holdings = tuple(
         Holding(b, inst, DEMO_CASH_CENTS if inst == cash else DEMO_BOND_UNITS)
@@ -302,4 +324,4 @@ def demo_genesis(
         validators=tuple(Validator(f"val{i:02d}", k.public_key) for i, k in enumerate(vkeys)),
         quorum=quorum,
     )
-    return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash)
+    return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund)

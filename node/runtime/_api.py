@@ -47,6 +47,7 @@ from node.runtime._stream import (
     wait_timeout_ms,
 )
 from node.runtime._transport import PeerLink
+from node.settlement import InstrumentKind, Redeemed, instrument_state
 from node.store import StoredBlock
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
@@ -73,6 +74,13 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
             )
             for i, r in enumerate(b.results)
         ],
+    )
+
+
+def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder:
+    done = Redeemed(0, 0) if redeemed is None else redeemed
+    return pb.Holder(
+        account=account, units=units, redeemed_units=done.units, redeemed_paid=done.paid
     )
 
 
@@ -189,6 +197,35 @@ class LedgerService(pb_grpc.LedgerServicer):
             balances=[
                 pb.Balance(instrument=i.id, amount=store.balance(request.account, i.id))
                 for i in g.instruments
+            ],
+        )
+
+    async def GetInstrument(
+        self, request: pb.InstrumentRequest, context: Ctx
+    ) -> pb.InstrumentState:
+        store = self._node.store
+        inst = self._node.genesis.instrument_by_id.get(request.instrument)
+        if inst is None:
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND, f"no instrument {request.instrument!r}"
+            )
+        if inst.kind is InstrumentKind.CASH:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{inst.id} is a cash token; holders and schedules are for bonds and funds",
+            )
+        height = store.head().height
+        state = instrument_state(store, inst)
+        accounts = sorted({a for a, _ in state.holdings} | set(state.redeemed))
+        units = dict(state.holdings)
+        return pb.InstrumentState(
+            instrument=inst.id,
+            height=height,
+            holders=[_holder_pb(a, units.get(a, 0), state.redeemed.get(a)) for a in accounts],
+            paid=[
+                pb.PaidPeriod(period=k, total=p.total, holders=p.holders)
+                for k, p in sorted(state.paid.items())
             ],
         )
 

@@ -19,6 +19,7 @@ from node.settlement._apply import (
     results_root,
 )
 from node.settlement._codec import DecodeError
+from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._model import (
     Genesis,
     GenesisError,
@@ -34,8 +35,12 @@ from node.settlement._result import ResultCode
 from node.settlement._state import Head, RecordKind, StateView, TxRecord
 from node.settlement._tx import (
     Burn,
+    CouponPay,
+    Distribute,
     DvP,
     Mint,
+    Redeem,
+    RedeemAll,
     SignedTx,
     Transaction,
     Transfer,
@@ -52,7 +57,9 @@ __all__ = [
     "BlockContext",
     "BlockOutcome",
     "Burn",
+    "CouponPay",
     "DecodeError",
+    "Distribute",
     "DvP",
     "Genesis",
     "GenesisError",
@@ -60,9 +67,14 @@ __all__ = [
     "Holding",
     "Instrument",
     "InstrumentKind",
+    "InstrumentState",
     "Mint",
+    "Paid",
     "Participant",
     "RecordKind",
+    "Redeem",
+    "RedeemAll",
+    "Redeemed",
     "ResultCode",
     "Role",
     "SignedTx",
@@ -79,6 +91,7 @@ __all__ = [
     "decode_body",
     "encode_body",
     "genesis_state_root",
+    "instrument_state",
     "isin_check_digit",
     "precheck",
     "result_leaf",

@@ -36,11 +36,24 @@ from typing import assert_never
 from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
+from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, StateView, TxRecord
-from node.settlement._tx import Burn, DvP, Mint, SignedTx, Transaction, Transfer, decode_body
+from node.settlement._tx import (
+    Burn,
+    CouponPay,
+    Distribute,
+    DvP,
+    Mint,
+    Redeem,
+    RedeemAll,
+    SignedTx,
+    Transaction,
+    Transfer,
+    decode_body,
+)
 from node.tags import LEAF_RECORDED, LEAF_UNRECORDED
 
 __all__ = [
@@ -232,14 +245,27 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
         if isinstance(tx, Mint) and tx.to in known and not known[tx.to].can_hold():
             return False
         return _may_issue(genesis, tx.by, tx.instrument)
+    parties: tuple[str, ...]
     match tx:
         case Transfer():
             parties = (tx.sender, tx.receiver)
         case DvP():
             parties = (tx.seller, tx.buyer)
+        case Redeem():
+            parties = (tx.holder,)
+        case CouponPay() | RedeemAll():
+            return _agent_may_pay(genesis, tx.bond, tx.agent)
+        case Distribute():
+            return _agent_may_pay(genesis, tx.fund, tx.agent)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
+
+
+def _agent_may_pay(genesis: Genesis, instrument_id: str, agent: str) -> bool:
+    """Only the paying agent genesis names signs an instrument's payments."""
+    inst = genesis.instrument_by_id.get(instrument_id)
+    return inst is None or inst.kind is InstrumentKind.CASH or inst.agent == agent
 
 
 def _check(
@@ -278,19 +304,27 @@ def _execute(genesis: Genesis, o: Overlay, tx: Transaction, ctx: BlockContext) -
         case DvP():
             return _dvp(genesis, o, tx, ctx)
         case Transfer():
-            return _transfer(genesis, o, tx)
+            return _transfer(genesis, o, tx, ctx)
         case Mint():
-            return _mint(genesis, o, tx)
+            return _mint(genesis, o, tx, ctx)
         case Burn():
-            return _burn(genesis, o, tx)
+            return _burn(genesis, o, tx, ctx)
+        case CouponPay():
+            return life.coupon_pay(genesis, o, tx, ctx.time_ms)
+        case Distribute():
+            return life.distribute(genesis, o, tx, ctx.time_ms)
+        case Redeem():
+            return life.redeem(genesis, o, tx, ctx.time_ms)
+        case RedeemAll():
+            return life.redeem_all(genesis, o, tx, ctx.time_ms)
         case _:
             assert_never(tx)
 
 
 def _shortfall(kind: InstrumentKind) -> ResultCode:
-    if kind is InstrumentKind.BOND:
-        return ResultCode.INSUFFICIENT_SECURITIES
-    return ResultCode.INSUFFICIENT_CASH
+    if kind is InstrumentKind.CASH:
+        return ResultCode.INSUFFICIENT_CASH
+    return ResultCode.INSUFFICIENT_SECURITIES  # bonds and fund shares
 
 
 def _may_issue(genesis: Genesis, who: str, instrument_id: str) -> bool:
@@ -311,7 +345,7 @@ def _can_hold(genesis: Genesis, *accounts: str) -> bool:
     return all(p.can_hold() for p in parties)
 
 
-def _mint(genesis: Genesis, o: Overlay, tx: Mint) -> ResultCode:
+def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCode:
     if tx.to not in genesis.participant_by_id:
         return ResultCode.UNKNOWN_ACCOUNT
     inst = genesis.instrument_by_id.get(tx.instrument)
@@ -321,6 +355,8 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint) -> ResultCode:
         return ResultCode.INVALID_AMOUNT
     if not _may_issue(genesis, tx.by, tx.instrument) or not _can_hold(genesis, tx.to):
         return ResultCode.UNAUTHORIZED
+    if life.matured(genesis, tx.instrument, ctx.time_ms):
+        return ResultCode.MATURED
     supply = o.supply(tx.instrument)
     if supply + tx.amount > U64_MAX or o.balance(tx.to, tx.instrument) + tx.amount > U64_MAX:
         return ResultCode.OVERFLOW
@@ -330,7 +366,7 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint) -> ResultCode:
     return ResultCode.OK
 
 
-def _burn(genesis: Genesis, o: Overlay, tx: Burn) -> ResultCode:
+def _burn(genesis: Genesis, o: Overlay, tx: Burn, ctx: BlockContext) -> ResultCode:
     inst = genesis.instrument_by_id.get(tx.instrument)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
@@ -338,13 +374,15 @@ def _burn(genesis: Genesis, o: Overlay, tx: Burn) -> ResultCode:
         return ResultCode.INVALID_AMOUNT
     if not _may_issue(genesis, tx.by, tx.instrument):
         return ResultCode.UNAUTHORIZED
+    if life.matured(genesis, tx.instrument, ctx.time_ms):
+        return ResultCode.MATURED  # at maturity units leave only by redemption, for cash
     if o.balance(tx.holder, tx.instrument) < tx.amount:
         return _shortfall(inst.kind)
     o.adjust_supply(tx.instrument, tx.holder, -tx.amount)
     return ResultCode.OK
 
 
-def _transfer(genesis: Genesis, o: Overlay, tx: Transfer) -> ResultCode:
+def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> ResultCode:
     if tx.receiver not in genesis.participant_by_id:
         return ResultCode.UNKNOWN_ACCOUNT
     inst = genesis.instrument_by_id.get(tx.instrument)
@@ -356,6 +394,8 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer) -> ResultCode:
         return ResultCode.SELF_TRADE
     if not _can_hold(genesis, tx.sender, tx.receiver):
         return ResultCode.UNAUTHORIZED
+    if life.matured(genesis, tx.instrument, ctx.time_ms):
+        return ResultCode.MATURED
     if o.balance(tx.sender, tx.instrument) < tx.amount:
         return _shortfall(inst.kind)
     if o.balance(tx.receiver, tx.instrument) + tx.amount > U64_MAX:
@@ -377,6 +417,8 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
         return ResultCode.WRONG_INSTRUMENT_KIND
     if not _can_hold(genesis, tx.seller, tx.buyer):
         return ResultCode.UNAUTHORIZED
+    if life.matured(genesis, tx.bond, ctx.time_ms):
+        return ResultCode.MATURED
     if ctx.time_ms > tx.deadline_ms:
         return ResultCode.DEADLINE_PASSED
     if o.balance(tx.seller, tx.bond) < tx.quantity:

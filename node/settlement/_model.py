@@ -18,9 +18,16 @@ from node.config import (
     GENESIS_HOLDINGS_MAX,
     INSTRUMENTS_MAX,
     PARTICIPANTS_MAX,
+    SCHEDULE_PERIODS_MAX,
     U64_MAX,
 )
 from node.settlement._codec import Writer, check_id
+from node.settlement._schedule import (
+    coupon_dates,
+    date_of_ms,
+    day_start_ms,
+    distribution_dates,
+)
 
 __all__ = [
     "Genesis",
@@ -60,6 +67,11 @@ HOLDING_ROLES = frozenset({Role.BOND_ISSUER, Role.CUSTODIAN, Role.CASH_ISSUER, R
 class InstrumentKind(StrEnum):
     BOND = "bond"
     CASH = "cash"
+    FUND = "fund"  # fund shares: distributions on a monthly schedule (issue 14)
+
+
+COUPON_FREQS = frozenset({0, 1, 2, 3, 4, 6, 12})  # divisors of 12: periods of whole months
+DISTRIBUTION_DAY_MAX = 28  # a day every month has
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +87,10 @@ class Participant:
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """A bond token or a cash token. All amounts are integer minor units; no floats."""
+    """A bond token, a cash token or a fund share. All amounts are integer minor units;
+    no floats. Bonds and funds name the cash token they pay in and the paying agent that
+    signs their payments (default: the issuer); node/settlement/_schedule.py derives their
+    payment dates."""
 
     id: str  # bonds: an ISIN; cash: e.g. "USD.CASHCO"
     kind: InstrumentKind
@@ -86,6 +101,15 @@ class Instrument:
     coupon_bp: int = 0  # bonds: annual coupon in basis points (0 for bills)
     coupon_freq: int = 0  # bonds: coupons per year (0 for bills)
     max_supply: int = U64_MAX  # attested by custody (bonds) or reserves (cash)
+    payment_cash: str = ""  # bonds, funds: the cash token coupons, principal, distributions use
+    paying_agent: str = ""  # bonds, funds: signs payments; empty means the issuer
+    issue_date: str = ""  # bonds, funds: YYYY-MM-DD; empty means the genesis date
+    distribution_day: int = 0  # funds: day of month (1-28) of the monthly distribution
+
+    @property
+    def agent(self) -> str:
+        """The paying agent: who signs this instrument's coupons, distributions, RedeemAll."""
+        return self.paying_agent or self.issuer
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +172,28 @@ class Genesis:
         return _encode(self)
 
     @cached_property
+    def participant_ids(self) -> tuple[str, ...]:
+        """Participant ids in sorted order: the order every payment to holders follows."""
+        return tuple(sorted(self.participant_by_id))
+
+    @cached_property
+    def schedules(self) -> dict[str, tuple[int, ...]]:
+        """Bonds and funds: the start (ms, 00:00 UTC) of each period's payment date, period
+        1 first (node/settlement/_schedule.py). Empty for a bill."""
+        return {
+            i.id: tuple(day_start_ms(d) for d in _payment_dates(i, self.genesis_time_ms))
+            for i in self.instruments
+            if i.kind is not InstrumentKind.CASH
+        }
+
+    def maturity_ms(self, instrument: str) -> int | None:
+        """00:00 UTC of a bond's maturity date; None for anything else."""
+        inst = self.instrument_by_id.get(instrument)
+        if inst is None or inst.kind is not InstrumentKind.BOND:
+            return None
+        return day_start_ms(date.fromisoformat(inst.maturity_date))
+
+    @cached_property
     def chain_id(self) -> str:
         """Hex SHA-256 of the canonical genesis encoding: a different genesis, a different chain."""
         return crypto.sha256(self.canonical_bytes).hex()
@@ -167,6 +213,9 @@ def _encode(g: Genesis) -> bytes:
         w.ident(i.id).ident(i.kind.value).ident(i.issuer).ident(i.currency)
         w.u64(i.unit_face_minor).u64(_date_ordinal(i.maturity_date))
         w.u32(i.coupon_bp).u8(i.coupon_freq).u64(i.max_supply)
+        _optional_id(w, i.payment_cash)
+        _optional_id(w, i.paying_agent)
+        w.u64(_date_ordinal(i.issue_date)).u8(i.distribution_day)
     w.u32(len(g.holdings))
     for h in sorted(g.holdings, key=lambda h: (h.account, h.instrument)):
         w.ident(h.account).ident(h.instrument).u64(h.amount)
@@ -180,6 +229,27 @@ def _encode(g: Genesis) -> bytes:
 
 def _date_ordinal(iso: str) -> int:
     return date.fromisoformat(iso).toordinal() if iso else 0
+
+
+def _optional_id(w: Writer, value: str) -> None:
+    w.flag(bool(value))
+    if value:
+        w.ident(value)
+
+
+def _payment_dates(inst: Instrument, genesis_time_ms: int) -> tuple[date, ...]:
+    """Payment dates under the convention of _schedule.py; genesis validation has made
+    sure they exist and are at most SCHEDULE_PERIODS_MAX."""
+    after = date.fromisoformat(inst.issue_date) if inst.issue_date else date_of_ms(genesis_time_ms)
+    if inst.kind is InstrumentKind.FUND:
+        return distribution_dates(inst.distribution_day, after, SCHEDULE_PERIODS_MAX)
+    if inst.coupon_freq == 0:
+        return ()
+    maturity = date.fromisoformat(inst.maturity_date)
+    dates = coupon_dates(maturity, inst.coupon_freq, after, SCHEDULE_PERIODS_MAX)
+    if dates is None:
+        raise GenesisError(f"bond {inst.id!r}: more than {SCHEDULE_PERIODS_MAX} coupon periods")
+    return dates
 
 
 def _fail(msg: str) -> None:
@@ -200,6 +270,9 @@ def _validate(g: Genesis) -> None:
         _validate_instrument(inst, by_id)
     if len({i.id for i in g.instruments}) != len(g.instruments):
         _fail("instrument ids must be unique")
+    insts = {i.id: i for i in g.instruments}
+    for inst in g.instruments:
+        _validate_terms(inst, by_id, insts, g.genesis_time_ms)
     _validate_holdings(g)
     _validate_validators(g.validators, g.quorum)
 
@@ -237,18 +310,23 @@ def _validate_instrument(inst: Instrument, by_id: dict[str, Participant]) -> Non
     if inst.kind is InstrumentKind.CASH:
         if Role.CASH_ISSUER not in issuer.roles:
             _fail(f"cash token {inst.id!r}: issuer {inst.issuer!r} lacks the cash_issuer role")
-        for field in _BOND_ONLY_FIELDS:  # else unchecked values reach the canonical encoding
-            if getattr(inst, field) != getattr(_CASH_DEFAULTS, field):
-                _fail(f"cash token {inst.id!r}: {field} is a bond field; leave it out")
+        _only_defaults(inst, _BOND_ONLY_FIELDS + _TERMS_FIELDS, "a bond field")
         return
     if Role.BOND_ISSUER not in issuer.roles:
-        _fail(f"bond {inst.id!r}: issuer {inst.issuer!r} lacks the bond_issuer role")
+        _fail(f"{inst.kind.value} {inst.id!r}: issuer {inst.issuer!r} lacks the bond_issuer role")
+    if inst.kind is InstrumentKind.FUND:
+        _only_defaults(inst, _BOND_ONLY_FIELDS, "not a fund field")
+        if not 1 <= inst.distribution_day <= DISTRIBUTION_DAY_MAX:
+            _fail(f"fund {inst.id!r}: distribution_day must be 1..{DISTRIBUTION_DAY_MAX}")
+        return
     if not _ISIN_RE.match(inst.id) or isin_check_digit(inst.id[:11]) != int(inst.id[11]):
         _fail(f"bond {inst.id!r} is not a valid ISIN (format or check digit)")
     if not 0 < inst.unit_face_minor <= U64_MAX:
         _fail(f"bond {inst.id!r}: unit_face_minor must be positive")
-    if not 0 <= inst.coupon_bp <= 100_000 or not 0 <= inst.coupon_freq <= 12:
-        _fail(f"bond {inst.id!r}: coupon_bp 0..100000 and coupon_freq 0..12")
+    if not 0 <= inst.coupon_bp <= 100_000 or inst.coupon_freq not in COUPON_FREQS:
+        _fail(f"bond {inst.id!r}: coupon_bp 0..100000 and coupon_freq one of 0,1,2,3,4,6,12")
+    if inst.distribution_day != 0:
+        _fail(f"bond {inst.id!r}: distribution_day is a fund field; leave it out")
     if (inst.coupon_bp == 0) != (inst.coupon_freq == 0):
         _fail(f"bond {inst.id!r}: a zero coupon needs a zero frequency and vice versa")
     try:
@@ -258,7 +336,52 @@ def _validate_instrument(inst: Instrument, by_id: dict[str, Participant]) -> Non
 
 
 _BOND_ONLY_FIELDS = ("unit_face_minor", "maturity_date", "coupon_bp", "coupon_freq")
+_TERMS_FIELDS = ("payment_cash", "paying_agent", "issue_date", "distribution_day")
 _CASH_DEFAULTS = Instrument("", InstrumentKind.CASH, "", "")
+
+
+def _only_defaults(inst: Instrument, fields: tuple[str, ...], why: str) -> None:
+    """Fields this kind does not use must keep their defaults, else unchecked values
+    reach the canonical encoding."""
+    for field in fields:
+        if getattr(inst, field) != getattr(_CASH_DEFAULTS, field):
+            _fail(f"{inst.kind.value} {inst.id!r}: {field} is {why}; leave it out")
+
+
+def _validate_terms(
+    inst: Instrument,
+    parts: dict[str, Participant],
+    insts: dict[str, Instrument],
+    genesis_time_ms: int,
+) -> None:
+    """Payment terms of a bond or fund: a cash token in its currency, an agent who may
+    hold, an issue date before maturity, and a schedule within SCHEDULE_PERIODS_MAX."""
+    if inst.kind is InstrumentKind.CASH:
+        return
+    what = f"{inst.kind.value} {inst.id!r}"
+    cash = insts.get(inst.payment_cash)
+    if cash is None or cash.kind is not InstrumentKind.CASH or cash.currency != inst.currency:
+        _fail(f"{what}: payment_cash {inst.payment_cash!r} is not a {inst.currency} cash token")
+    agent = parts.get(inst.agent)
+    if agent is None or not agent.can_hold():
+        _fail(f"{what}: paying_agent {inst.agent!r} is not a participant who may hold")
+    try:
+        issued = date.fromisoformat(inst.issue_date) if inst.issue_date else None
+    except ValueError:
+        _fail(f"{what}: issue_date {inst.issue_date!r} is not YYYY-MM-DD")
+        return
+    if (
+        issued is not None
+        and inst.maturity_date
+        and issued >= date.fromisoformat(inst.maturity_date)
+    ):
+        _fail(f"{what}: issue_date must be before maturity_date")
+    try:
+        _payment_dates(inst, genesis_time_ms)
+    except GenesisError:
+        raise
+    except (ValueError, OverflowError) as e:  # a date past year 9999
+        _fail(f"{what}: its payment schedule leaves the calendar ({e})")
 
 
 def _validate_holdings(g: Genesis) -> None:

@@ -33,6 +33,13 @@ class ResultCode(IntEnum):
     INSUFFICIENT_CASH = 14
     OVERFLOW = 15
     SUPPLY_LIMIT = 16
+    # Bond lifecycle (issue 14 items 1-3, docs/ledger.md "Lifecycle"); appended, so they
+    # come after the codes above in value but are checked where docs/ledger.md says.
+    MATURED = 17
+    NOT_DUE = 18
+    ALREADY_PAID = 19
+    NO_SUCH_PERIOD = 20
+    COUPON_OUTSTANDING = 21
 
     @property
     def meaning(self) -> str:
@@ -61,8 +68,27 @@ _MEANINGS: dict[ResultCode, str] = {
         "a party lacks the role (issuer, custodian, trader) or KYC tier for this action"
     ),
     ResultCode.DEADLINE_PASSED: "the block time is past the trade's settlement deadline",
-    ResultCode.INSUFFICIENT_SECURITIES: "the delivering party holds fewer bond units than required",
+    ResultCode.INSUFFICIENT_SECURITIES: (
+        "the delivering party holds fewer bond units than required (a redemption: the "
+        "holder holds none; a RedeemAll or Distribute: nobody holds the instrument)"
+    ),
     ResultCode.INSUFFICIENT_CASH: "the paying party holds less cash than required",
     ResultCode.OVERFLOW: "a balance or the supply would exceed 2**64 - 1",
     ResultCode.SUPPLY_LIMIT: "the mint would exceed the supply custody or reserves attest",
+    ResultCode.MATURED: (
+        "the bond has reached its maturity date: it can no longer be transferred, traded, "
+        "minted or burned, only redeemed (Redeem, RedeemAll)"
+    ),
+    ResultCode.NOT_DUE: "the block time has not reached the payment or maturity date yet",
+    ResultCode.ALREADY_PAID: (
+        "this coupon period or distribution was already paid, or this holding already redeemed"
+    ),
+    ResultCode.NO_SUCH_PERIOD: (
+        "the period is not on the instrument's schedule, or is a bond's final period "
+        "(its coupon is paid by redemption)"
+    ),
+    ResultCode.COUPON_OUTSTANDING: (
+        "an earlier coupon period of the bond is unpaid; the paying agent pays it "
+        "(CouponPay) before redemption"
+    ),
 }

@@ -28,6 +28,11 @@ class RecordKind(IntEnum):
     """The first byte of a record key. Values are stable: they are on disk and under the
     state root. Each kind's module documents its key fields and value encoding."""
 
+    # life (issue 14 items 1-3): node/settlement/_lifecycle.py documents them
+    COUPON_PAID = 1
+    DISTRIBUTED = 2
+    REDEEMED = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Head:

@@ -19,8 +19,12 @@ from node.settlement._codec import DecodeError, Reader, Writer
 
 __all__ = [
     "Burn",
+    "CouponPay",
+    "Distribute",
     "DvP",
     "Mint",
+    "Redeem",
+    "RedeemAll",
     "SignedTx",
     "Transaction",
     "Transfer",
@@ -40,6 +44,11 @@ class TxKind(IntEnum):
     BURN = 2
     TRANSFER = 3
     DVP = 4
+    # life (issue 14 items 1-3)
+    COUPON_PAY = 5
+    DISTRIBUTE = 6
+    REDEEM = 7
+    REDEEM_ALL = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +124,6 @@ class DvP:
         return tuple(sorted({self.seller, self.buyer}))
 
 
-Transaction = Mint | Burn | Transfer | DvP
-
-
 def _enc_mint(w: Writer, t: Mint) -> None:
     w.ident(t.instrument).ident(t.to).u64(t.amount).ident(t.by)
 
@@ -148,6 +154,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_transfer(w, tx)
         case DvP():
             _enc_dvp(w, tx)
+        case CouponPay() | Distribute() | Redeem() | RedeemAll():
+            _enc_lifecycle(w, tx)
         case _:
             assert_never(tx)
     return w.finish()
@@ -259,3 +267,118 @@ def sign_tx(tx: Transaction, keys: Sequence[crypto.SigningKey]) -> bytes:
     for signer, key in zip(signers, keys, strict=True):
         stx = stx.with_signature(signer, key)
     return stx.encode()
+
+
+# --- life: bond lifecycle (issue 14 items 1-3; node/settlement/_lifecycle.py) -----------
+
+
+@dataclass(frozen=True, slots=True)
+class CouponPay:
+    """Pay coupon ``period`` of ``bond`` to every holder of record, in its payment cash;
+    signed by the bond's paying agent (``agent``, named so the signer is in the body)."""
+
+    KIND: ClassVar[TxKind] = TxKind.COUPON_PAY
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    bond: str
+    period: int
+    agent: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.agent,)
+
+
+@dataclass(frozen=True, slots=True)
+class Distribute:
+    """Split ``total`` of the fund's payment cash over its holders pro rata (largest
+    remainder), for distribution ``period``; signed by the fund's paying agent."""
+
+    KIND: ClassVar[TxKind] = TxKind.DISTRIBUTE
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    fund: str
+    period: int
+    total: int
+    agent: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.agent,)
+
+
+@dataclass(frozen=True, slots=True)
+class Redeem:
+    """At maturity, burn all of ``holder``'s units of ``bond`` and pay face value plus the
+    final coupon from the paying agent; signed by the holder (not ``Burn``: that pays
+    nothing)."""
+
+    KIND: ClassVar[TxKind] = TxKind.REDEEM
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    bond: str
+    holder: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.holder,)
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemAll:
+    """``Redeem`` for every holder of ``bond`` in participant id order, all or none;
+    signed by the paying agent."""
+
+    KIND: ClassVar[TxKind] = TxKind.REDEEM_ALL
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    bond: str
+    agent: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.agent,)
+
+
+# The union of every kind; mypy checks each match over it is exhaustive.
+Transaction = Mint | Burn | Transfer | DvP | CouponPay | Distribute | Redeem | RedeemAll
+
+
+def _enc_lifecycle(w: Writer, t: CouponPay | Distribute | Redeem | RedeemAll) -> None:
+    match t:
+        case CouponPay():
+            w.ident(t.bond).u32(t.period).ident(t.agent)
+        case Distribute():
+            w.ident(t.fund).u32(t.period).u64(t.total).ident(t.agent)
+        case Redeem():
+            w.ident(t.bond).ident(t.holder)
+        case RedeemAll():
+            w.ident(t.bond).ident(t.agent)
+        case _:
+            assert_never(t)
+
+
+def _dec_coupon(r: Reader, h: _Head) -> CouponPay:
+    return CouponPay(*h, bond=r.ident(), period=r.u32(), agent=r.ident())
+
+
+def _dec_distribute(r: Reader, h: _Head) -> Distribute:
+    return Distribute(*h, fund=r.ident(), period=r.u32(), total=r.u64(), agent=r.ident())
+
+
+def _dec_redeem(r: Reader, h: _Head) -> Redeem:
+    return Redeem(*h, bond=r.ident(), holder=r.ident())
+
+
+def _dec_redeem_all(r: Reader, h: _Head) -> RedeemAll:
+    return RedeemAll(*h, bond=r.ident(), agent=r.ident())
+
+
+_DECODERS.update(
+    {
+        TxKind.COUPON_PAY: _dec_coupon,
+        TxKind.DISTRIBUTE: _dec_distribute,
+        TxKind.REDEEM: _dec_redeem,
+        TxKind.REDEEM_ALL: _dec_redeem_all,
+    }
+)

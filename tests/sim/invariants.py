@@ -40,13 +40,18 @@ from node.core import (
 from node.settlement import (
     BlockOutcome,
     Burn,
+    CouponPay,
+    Distribute,
     DvP,
     Genesis,
     Mint,
+    Redeem,
+    RedeemAll,
     ResultCode,
     Transaction,
     Transfer,
 )
+from node.settlement._lifecycle import distribution_parts
 from tests.sim.workload import tx_id_of
 
 # Codes of copies that fail before their signatures are checked: never recorded, and
@@ -98,6 +103,7 @@ class Violation(AssertionError):
 class Checker:
     def __init__(self, genesis: Genesis, txs: dict[bytes, Transaction | None]) -> None:
         self.txs = txs
+        self.genesis = genesis
         self.ids = {raw: tx_id_of(raw) for raw in txs}
         self.block_at: dict[int, bytes] = {}  # height -> hash first committed by an honest node
         self.root_at: dict[int, bytes] = {}  # height -> state root after it (honest)
@@ -267,9 +273,14 @@ class Checker:
         or burn changed none), as the model of settled mints and burns says."""
         model = self.model.setdefault(inst.name, dict(self.start))
         supply = self.supply.setdefault(inst.name, Counter(self.totals))
+        before = dict(model)  # holders of record for coupons and distributions
         for raw, result in zip(block.txs, outcome.results, strict=True):
             if result.code is ResultCode.OK:
-                _apply_legs(model, supply, self.txs[raw])
+                tx = self.txs[raw]
+                if isinstance(tx, CouponPay | Distribute | Redeem | RedeemAll):
+                    _lifecycle_legs(model, supply, tx, self.genesis, before)
+                else:
+                    _apply_legs(model, supply, tx)
         store = inst.store
         actual = store.all_balances()
         expected = {k: v for k, v in model.items() if v}
@@ -328,3 +339,48 @@ def _apply_legs(
         issue(tx.instrument, tx.holder, -tx.amount)
     else:
         raise Violation("unknown tx", "a transaction settled that no body decodes to")
+
+
+def _lifecycle_legs(
+    model: dict[tuple[str, str], int],
+    supply: Counter[str],
+    tx: CouponPay | Distribute | Redeem | RedeemAll,
+    g: Genesis,
+    before: dict[tuple[str, str], int],
+) -> None:
+    """The cash and units a settled lifecycle event moves (docs/ledger.md "Lifecycle"),
+    from the model: coupons and distributions pay the holders of record (``before``, the
+    block's starting balances), redemptions burn what the holder holds now."""
+    iid = tx.fund if isinstance(tx, Distribute) else tx.bond
+    inst = g.instrument_by_id[iid]
+    cash, agent = inst.payment_cash, inst.agent
+
+    def pay(holder: str, amount: int) -> None:
+        if holder != agent:
+            model[(agent, cash)] = model.get((agent, cash), 0) - amount
+            model[(holder, cash)] = model.get((holder, cash), 0) + amount
+
+    def coupon(units: int) -> int:
+        return units * inst.unit_face_minor * inst.coupon_bp // (10_000 * inst.coupon_freq or 1)
+
+    def redeem(holder: str) -> None:
+        units = model.get((holder, iid), 0)
+        final = coupon(units) if g.schedules[iid] else 0
+        model[(holder, iid)] = 0
+        supply[iid] -= units
+        pay(holder, units * inst.unit_face_minor + final)
+
+    held = [(p, before.get((p, iid), 0)) for p in g.participant_ids]
+    held = [(p, u) for p, u in held if u > 0]
+    if isinstance(tx, CouponPay):
+        for holder, units in held:
+            pay(holder, coupon(units))
+    elif isinstance(tx, Distribute):
+        for (holder, _), part in zip(held, distribution_parts(tx.total, held), strict=True):
+            pay(holder, part)
+    elif isinstance(tx, Redeem):
+        redeem(tx.holder)
+    else:
+        for p in g.participant_ids:
+            if model.get((p, iid), 0) > 0:
+                redeem(p)

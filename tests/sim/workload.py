@@ -23,6 +23,15 @@ Refusals (``REFUSALS``), each a kind of signed transaction a client may send:
 
 Settling mints and burns run alongside, so the supply moves and conservation is checked
 against a model of it. Replays of committed trades are sent by the runner.
+
+The bond lifecycle (docs/ledger.md "Lifecycle") runs in simulated seconds after genesis
+(2026-01-01T00:00Z), so its instruments have dates at or before that instant: ``SIM_CPN``
+has coupons 1-3 due and 4 not yet, ``SIM_BILL`` has matured (redemptions, and transfers
+refused MATURED), ``SIM_OLD`` has matured with coupons nobody pays (a redemption is
+COUPON_OUTSTANDING), and ``SIM_FUND`` distributes monthly on the 1st, periods 1-2 due.
+Coupons and distributions are paid at most once (a second copy of the same period, sent
+with it, is ALREADY_PAID); every node must resolve each the same way (the simulator
+compares state roots) and the balance model replays what each pays.
 """
 
 from __future__ import annotations
@@ -35,14 +44,20 @@ from functools import cache
 from node import crypto, tags
 from node.config import U64_MAX
 from node.core import Quorum
-from node.genesis import DemoNetwork, demo_genesis
+from node.genesis import DemoNetwork, _isin, demo_genesis
 from node.settlement import (
     Burn,
+    CouponPay,
+    Distribute,
     DvP,
     Genesis,
     Holding,
+    Instrument,
+    InstrumentKind,
     Mint,
     Participant,
+    Redeem,
+    RedeemAll,
     ResultCode,
     Role,
     SignedTx,
@@ -61,6 +76,24 @@ MINT_OK_MAX = 1_000  # settling mints stay far below the headroom in any run
 LATE_STEP_MS = 250  # expiries and deadlines of late trades: one every this many ms
 LATE_SPAN_MS = 6_000  # late trades cover submissions this far into a run (chaos_ms <= 5 s)
 FAR_MS = 10**9
+SIM_CPN, SIM_BILL, SIM_OLD = _isin("US91282SIMC"), _isin("US91279SIMB"), _isin("US91282SIMO")
+SIM_FUND = "FUND.SIM"
+SIM_UNITS = 1_000_000  # each bank's holding of each lifecycle instrument
+AGENT = "TREASURY"  # the paying agent of all four
+
+
+def _lifecycle_instruments(cash: str) -> tuple[Instrument, ...]:
+    bond = InstrumentKind.BOND
+    return (
+        Instrument(SIM_CPN, bond, AGENT, "USD", unit_face_minor=100, maturity_date="2026-06-01",
+                   coupon_bp=600, coupon_freq=12, issue_date="2025-10-15", payment_cash=cash),
+        Instrument(SIM_BILL, bond, AGENT, "USD", unit_face_minor=1, maturity_date="2026-01-01",
+                   payment_cash=cash),
+        Instrument(SIM_OLD, bond, AGENT, "USD", unit_face_minor=100, maturity_date="2026-01-01",
+                   coupon_bp=600, coupon_freq=12, issue_date="2025-10-15", payment_cash=cash),
+        Instrument(SIM_FUND, InstrumentKind.FUND, AGENT, "USD", payment_cash=cash,
+                   distribution_day=1, issue_date="2025-11-30"),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -107,17 +140,25 @@ def sim_network(n: int) -> DemoNetwork:
             *g.participants,
             Participant(POOR, poor_key.public_key, frozenset({Role.TRADER}), 2),
         ),
-        instruments=instruments,
+        instruments=(*instruments, *_lifecycle_instruments(demo.cash)),
         holdings=(
             *g.holdings,
             Holding(POOR, demo.cash, POOR_CASH),
             Holding(POOR, demo.bonds[0], POOR_BONDS),
+            Holding(AGENT, demo.cash, 10**13),
+            *(
+                Holding(b, i, SIM_UNITS * (k + 1))
+                for k, b in enumerate(demo.banks)
+                for i in (SIM_CPN, SIM_BILL, SIM_OLD, SIM_FUND)
+            ),
         ),
         validators=g.validators,
         quorum=g.quorum,
     )
     keys = {**demo.participant_keys, POOR: poor_key}
-    return DemoNetwork(genesis, keys, demo.validator_keys, demo.banks, demo.bonds, demo.cash)
+    return DemoNetwork(
+        genesis, keys, demo.validator_keys, demo.banks, demo.bonds, demo.cash, demo.fund
+    )
 
 
 def _signed(net: DemoNetwork, tx: Transaction) -> bytes:
@@ -222,6 +263,33 @@ class _Maker:
                      rng.randint(1, MINT_OK_MAX), "TREASURY"), R.OK),
         ]  # fmt: skip
 
+    def lifecycle(self, bank: str, other: str, rng: random.Random) -> list[SimTx]:
+        """Coupons, distributions, redemptions and a matured bond's transfer."""
+        c, far = self.chain, self.far
+        again = CouponPay(c, self._next(), far, SIM_CPN, 2, AGENT)
+        twice = self.sim(
+            "coupon_twice", CouponPay(c, self._next(), far, SIM_CPN, 2, AGENT), R.OK, R.ALREADY_PAID
+        )
+        return [
+            self.sim("coupon", CouponPay(c, self._next(), far, SIM_CPN, 1, AGENT),
+                     R.OK, R.ALREADY_PAID),
+            replace(twice, twin=_signed(self.net, again)),
+            self.sim("coupon_not_due", CouponPay(c, self._next(), far, SIM_CPN, 4, AGENT),
+                     R.NOT_DUE),
+            self.sim("coupon_final", CouponPay(c, self._next(), far, SIM_CPN, 8, AGENT),
+                     R.NO_SUCH_PERIOD),
+            self.sim("distribute", Distribute(c, self._next(), far, SIM_FUND, 1,
+                     rng.randint(1, 10**6), AGENT), R.OK, R.ALREADY_PAID),
+            self.sim("redeem", Redeem(c, self._next(), far, SIM_BILL, bank),
+                     R.OK, R.ALREADY_PAID, R.INSUFFICIENT_SECURITIES),
+            self.sim("redeem_all", RedeemAll(c, self._next(), far, SIM_BILL, AGENT),
+                     R.OK, R.INSUFFICIENT_SECURITIES),
+            self.sim("redeem_unpaid", Redeem(c, self._next(), far, SIM_OLD, bank),
+                     R.COUPON_OUTSTANDING),
+            self.sim("matured_transfer", self.transfer(bank, other, 1, instrument=SIM_BILL),
+                     R.MATURED),
+        ]  # fmt: skip
+
     def late(self, bank: str, other: str, at: int) -> list[SimTx]:
         """Late at ``at`` ms after genesis: expired, or past the deadline, once a block
         carries them, if sent after ``at`` (and before the admission tolerance runs out)."""
@@ -286,6 +354,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
     for k in range(4):
         bank, other = banks[k % len(banks)], banks[(k + 1) % len(banks)]
         out += maker.state_refusals(bank, other, rng)
+        out += maker.lifecycle(bank, other, rng)
         out += maker.foreign(bank, other)
         raw, tx = pool[-1 - k]  # forged copies of trades the runner never sends otherwise
         out += maker.forged(raw, tx, bank, rng)

@@ -1,0 +1,180 @@
+"""The ``ledger`` commands of the bond lifecycle (docs/ledger.md "Lifecycle", docs/cli.md).
+
+``submit coupon|distribute|redeem-bond|redeem-all`` sign with the paying agent's or the
+holder's key and submit like every ``submit``; ``schedule`` prints a bond's or fund's
+payment calendar from genesis (and which periods the node says are paid); ``holders``
+prints who holds a bond or fund at the node's current height.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import date
+from fractions import Fraction
+
+from client import InstrumentView, Transactions, UnavailableError, sign
+from client._cli_common import EXIT_OK, EXIT_USAGE, CliError, amount, emit_json, table
+from client._cli_net import _client, _genesis, _key, _submit
+from node.settlement import Genesis, Instrument, InstrumentKind
+from node.settlement._schedule import DAY_MS
+
+__all__ = ["COMMANDS"]
+
+_FUND_ROWS_AHEAD = 12  # a fund's calendar is long (SCHEDULE_PERIODS_MAX): show a year ahead
+
+
+def _coupon(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).coupon(args.bond, args.period, args.agent)
+    return _submit(args, sign(tx, _key(args, tx.agent, args.key), genesis=g))
+
+
+def _distribute(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).distribute(args.fund, args.period, args.total, args.agent)
+    return _submit(args, sign(tx, _key(args, tx.agent, args.key), genesis=g))
+
+
+def _redeem_bond(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).redeem_bond(args.bond, args.holder)
+    return _submit(args, sign(tx, _key(args, tx.holder, args.key), genesis=g))
+
+
+def _redeem_all(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).redeem_all(args.bond, args.agent)
+    return _submit(args, sign(tx, _key(args, tx.agent, args.key), genesis=g))
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+
+def _payable(g: Genesis, iid: str) -> Instrument:
+    inst = g.instrument_by_id.get(iid)
+    if inst is None or inst.kind is InstrumentKind.CASH:
+        raise CliError(f"{iid} is not a bond or fund of this ledger", EXIT_USAGE)
+    return inst
+
+
+def _exact(value: Fraction) -> str:
+    """An exact amount: a decimal when it has one (2.125), else a fraction (1/3)."""
+    den = value.denominator
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    if den != 1:
+        return f"{value.numerator}/{value.denominator}"
+    places = 0
+    while (value * 10**places).denominator != 1:
+        places += 1
+    scaled = int(value * 10**places)
+    if places == 0:
+        return str(scaled)
+    return f"{scaled // 10**places}.{scaled % 10**places:0{places}d}"
+
+
+def _instrument_view(args: argparse.Namespace, iid: str) -> InstrumentView:
+    with _client(args) as client:
+        return client.instrument(iid)
+
+
+def _schedule_rows(g: Genesis, inst: Instrument, paid: set[int] | None) -> list[list[str]]:
+    """One row per period: number, date, coupon per unit (exact), paid or not (None: the
+    node was not asked)."""
+    dates = g.schedules[inst.id]
+    shown = len(dates)
+    if inst.kind is InstrumentKind.FUND:
+        shown = min(shown, max(paid or {0}) + _FUND_ROWS_AHEAD)
+    per_unit = Fraction(inst.unit_face_minor * inst.coupon_bp, 10_000 * inst.coupon_freq or 1)
+    rows = []
+    for k, start_ms in enumerate(dates[:shown], start=1):
+        day = date.fromordinal(date(1970, 1, 1).toordinal() + start_ms // DAY_MS).isoformat()
+        state = "?" if paid is None else ("paid" if k in paid else "unpaid")
+        if inst.kind is InstrumentKind.FUND:
+            rows.append([str(k), day, "set by Distribute", state])
+        elif k == len(dates):
+            rows.append(
+                [str(k), day, f"{_exact(per_unit)} + face {inst.unit_face_minor}", "by redemption"]
+            )
+        else:
+            rows.append([str(k), day, _exact(per_unit), state])
+    if inst.kind is InstrumentKind.BOND and not dates:  # a bill: principal only
+        rows.append(["-", inst.maturity_date, f"face {inst.unit_face_minor}", "by redemption"])
+    return rows
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    inst = _payable(g, args.instrument)
+    view = None
+    if not args.offline:
+        try:
+            view = _instrument_view(args, inst.id)
+        except UnavailableError:
+            print("no node answered: the calendar from genesis only (paid: ?)")
+    rows = _schedule_rows(g, inst, None if view is None else set(view.paid))
+    if args.json:
+        emit_json(
+            {
+                "instrument": inst.id,
+                "height": None if view is None else view.height,
+                "payment_cash": inst.payment_cash,
+                "paying_agent": inst.agent,
+                "periods": [
+                    dict(zip(("period", "date", "per_unit", "paid"), r, strict=True)) for r in rows
+                ],
+            }
+        )
+        return EXIT_OK
+    where = "genesis only" if view is None else f"paid as of block {view.height}"
+    print(
+        f"{inst.id} ({inst.kind.value}) pays in {inst.payment_cash}, agent {inst.agent} ({where}); "
+        "per unit in minor units; dates reached at 00:00 UTC"
+    )
+    table(("period", "date", "per unit", "paid"), rows, right=(0,))
+    return EXIT_OK
+
+
+def _holders(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    inst = _payable(g, args.instrument)
+    view = _instrument_view(args, inst.id)
+    if args.json:
+        emit_json(
+            {
+                "instrument": view.instrument,
+                "height": view.height,
+                "holders": [
+                    {
+                        "account": h.account,
+                        "units": h.units,
+                        "redeemed_units": h.redeemed_units,
+                        "redeemed_paid": h.redeemed_paid,
+                    }
+                    for h in view.holders
+                ],
+            }
+        )
+        return EXIT_OK
+    total = sum(h.units for h in view.holders)
+    count = len(view.holders)
+    print(f"{view.instrument} after block {view.height}: {count} holders, {amount(total)} units")
+    rows = [
+        (h.account, amount(h.units), amount(h.redeemed_units), amount(h.redeemed_paid))
+        for h in view.holders
+    ]
+    table(("account", "units", "redeemed", "paid for it"), rows, right=(1, 2, 3))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "life_coupon": _coupon,
+    "life_distribute": _distribute,
+    "life_redeem_bond": _redeem_bond,
+    "life_redeem_all": _redeem_all,
+    "life_schedule": _schedule,
+    "life_holders": _holders,
+}
