@@ -85,7 +85,10 @@ from node.settlement import (
     Burn,
     DvP,
     Genesis,
+    Hold,
     Mint,
+    PendingDvP,
+    Release,
     ResultCode,
     SignedTx,
     Transaction,
@@ -875,7 +878,7 @@ def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
     elif isinstance(tx, Transfer):
         legs += [(tx.instrument, -tx.amount)] if tx.sender == account else []
         legs += [(tx.instrument, tx.amount)] if tx.receiver == account else []
-    elif isinstance(tx, DvP):
+    elif isinstance(tx, DvP | PendingDvP):  # a pending one's later events are not legs here
         if tx.seller == account:
             legs += [(tx.bond, -tx.quantity), (tx.cash, tx.amount)]
         if tx.buyer == account:
@@ -890,6 +893,8 @@ def _parties(tx: Transaction) -> set[str]:
         return {tx.holder, tx.by}
     if isinstance(tx, Transfer):
         return {tx.sender, tx.receiver}
+    if isinstance(tx, Hold | Release):
+        return {tx.by}
     return {tx.seller, tx.buyer}
 
 

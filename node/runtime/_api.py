@@ -47,6 +47,7 @@ from node.runtime._stream import (
     wait_timeout_ms,
 )
 from node.runtime._transport import PeerLink
+from node.settlement import TxResult
 from node.store import StoredBlock
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
@@ -63,16 +64,20 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
         state_root=b.state_root,
         block=b.block_bytes,
         certificate=b.certificate,
-        results=[
-            pb.TransactionResult(
-                tx_id=r.tx_id,
-                code=int(r.code),  # type: ignore[arg-type]
-                height=b.height,
-                position=i,
-                recorded=r.recorded,
-            )
-            for i, r in enumerate(b.results)
-        ],
+        # Transactions' results pair with the block's transactions; pending-settlement
+        # events follow them in the results tree and are listed apart (ADR 0014).
+        results=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if not r.event],
+        events=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if r.event],
+    )
+
+
+def _result_pb(height: int, index: int, r: TxResult) -> pb.TransactionResult:
+    return pb.TransactionResult(
+        tx_id=r.tx_id,
+        code=int(r.code),  # type: ignore[arg-type]
+        height=height,
+        position=index,
+        recorded=r.recorded,
     )
 
 

@@ -10,7 +10,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from node.settlement import ResultCode
 
-__all__ = ["Metrics"]
+__all__ = ["FAIL_REASONS", "Metrics"]
+
+# What counts as a settlement fail: a DvP short of a leg (final), a pending instruction
+# that ends without settling in full, a pending DvP refused because the book is full.
+_FAIL_REASONS = (
+    ResultCode.INSUFFICIENT_SECURITIES,
+    ResultCode.INSUFFICIENT_CASH,
+    ResultCode.FAILED_DEADLINE,
+    ResultCode.CANCELLED,
+    ResultCode.PENDING_FULL,
+)
+FAIL_REASONS = frozenset(_FAIL_REASONS)
 
 # Finality is milliseconds to seconds; the buckets cover a loaded 26-node cluster too.
 _LATENCY_BUCKETS_S = (
@@ -84,6 +95,26 @@ class Metrics:
             "Admission control's commit rate (moving average, at least its floor)",
             registry=r,
         )
+        # pend: pending settlement (issue 14 item 5; docs/ledger.md "Pending settlement")
+        self.pending = Gauge(
+            "ledger_pending_instructions",
+            "Pending DvP instructions waiting for their legs after the last committed block",
+            registry=r,
+        )
+        self.settled_after_recycling = Counter(
+            "ledger_settled_after_recycling",
+            "Pending instructions that settled in full at the end of a later block",
+            registry=r,
+        )
+        self.settlement_fails = Counter(
+            "ledger_settlement_fails",
+            "Trades that did not settle, by reason: a DvP refused for a short leg, a pending "
+            "instruction failed at its deadline, cancelled, or refused with the book full",
+            ["reason"],
+            registry=r,
+        )
+        for fail in _FAIL_REASONS:
+            self.settlement_fails.labels(reason=fail.name)
         for reason in ("deadline", "full"):
             self.admission_refused.labels(reason=reason)
         for code in ResultCode:

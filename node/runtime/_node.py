@@ -71,16 +71,18 @@ from node.merkle import MerkleTree
 from node.receipt import Receipt, ResultProof
 from node.runtime._admission import Admission
 from node.runtime._logs import event, logging_at
-from node.runtime._metrics import Metrics
+from node.runtime._metrics import FAIL_REASONS, Metrics
 from node.runtime._source import StoreSource, _decode_stored
 from node.runtime._timeline import Step, Timeline
 from node.settlement import (
     BlockContext,
+    BlockOutcome,
     Genesis,
     ResultCode,
     TxResult,
     apply_block,
     genesis_state_root,
+    pending_count,
     precheck,
     result_leaf,
 )
@@ -491,7 +493,10 @@ class Node:
         m = self.metrics
         m.blocks.inc()
         m.height.set(block.height)
+        self._settlement_metrics(outcome)
         for res in outcome.results:
+            if res.event:
+                continue  # a pending instruction's later outcome, not a transaction
             m.transactions.labels(code=res.code.name).inc()
             # Only the recorded copy settles the id: a forged copy refused first leaves the
             # genuine one pending (ADR 0007).
@@ -512,6 +517,16 @@ class Node:
                 root=outcome.state_root.hex()[:16],
             )
         return outcome.state_root, outcome.results_root
+
+    def _settlement_metrics(self, outcome: BlockOutcome) -> None:
+        """Pending count, settled after recycling, fails by reason (issue 14 item 5)."""
+        m = self.metrics
+        for res in outcome.results:
+            if res.event and res.code is ResultCode.OK:
+                m.settled_after_recycling.inc()
+            elif res.code in FAIL_REASONS and (res.event or res.recorded):
+                m.settlement_fails.labels(reason=res.code.name).inc()
+        m.pending.set(pending_count(self.store))
 
     def _mark(self, msg: Message) -> None:
         """Note the first time this node sees a block's proposal or certificates."""

@@ -36,12 +36,25 @@ from typing import assert_never
 from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
+from node.settlement import _pending
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, StateView, TxRecord
-from node.settlement._tx import Burn, DvP, Mint, SignedTx, Transaction, Transfer, decode_body
-from node.tags import LEAF_RECORDED, LEAF_UNRECORDED
+from node.settlement._tx import (
+    Burn,
+    Cancel,
+    DvP,
+    Hold,
+    Mint,
+    PendingDvP,
+    Release,
+    SignedTx,
+    Transaction,
+    Transfer,
+    decode_body,
+)
+from node.tags import LEAF_EVENT, LEAF_RECORDED, LEAF_UNRECORDED
 
 __all__ = [
     "LEAF_RECORDED",
@@ -74,17 +87,26 @@ class TxResult:
     """One copy's result in its block. ``tx_id`` is the id the copy carries (the hash of
     its body, or of the raw bytes when no body decodes). ``recorded`` is True only for the
     copy the ledger recorded under that id (its first authentic copy): only that result
-    is the id's outcome (ADR 0007)."""
+    is the id's outcome (ADR 0007). ``event`` marks a later event of a pending instruction
+    (ADR 0014), appended after the block's transaction results; ``tx_id`` is then the
+    instruction's id and ``recorded`` is False."""
 
     tx_id: bytes
     code: ResultCode
     recorded: bool
+    event: bool = False
+
+    @property
+    def flag(self) -> int:
+        """How the state root and the store tell the three kinds apart: 0 unrecorded copy,
+        1 recorded copy, 2 event."""
+        return 2 if self.event else int(self.recorded)
 
 
 def result_leaf(result: TxResult) -> bytes:
-    """The Merkle leaf of one result: a tag (recorded or not), the 32-byte tx id, then the
-    code as u16 (ADR 0005, ADR 0007)."""
-    tag = LEAF_RECORDED if result.recorded else LEAF_UNRECORDED
+    """The Merkle leaf of one result: a tag (recorded, unrecorded or event), the 32-byte tx
+    id, then the code as u16 (ADR 0005, ADR 0007, ADR 0014)."""
+    tag = LEAF_EVENT if result.event else LEAF_RECORDED if result.recorded else LEAF_UNRECORDED
     return Writer().raw(tag).fixed(result.tx_id, crypto.HASH_LEN).u16(result.code).finish()
 
 
@@ -131,11 +153,16 @@ def apply_block(
     overlay = Overlay(view)
     results: list[TxResult] = []
     for position, raw in enumerate(txs):
-        tid, code, authentic = _apply_one(view.genesis, overlay, raw, ctx, verify)
+        tid, code, authentic = _apply_one(
+            view.genesis, overlay, raw, ctx, verify, position=position
+        )
         recorded = authentic and not overlay.seen(tid)
         if recorded:
             overlay.recorded[tid] = TxRecord(ctx.height, position, code)
         results.append(TxResult(tid, code, recorded))
+    # After the block's own transactions: pending instructions, in (height, position) order.
+    for tid, code in _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results)):
+        results.append(TxResult(tid, code, recorded=False, event=True))
     root = _state_root(head.state_root, ctx, results, overlay)
     return BlockOutcome(
         height=ctx.height,
@@ -151,7 +178,7 @@ def apply_block(
 def _state_root(prev: bytes, ctx: BlockContext, results: list[TxResult], overlay: Overlay) -> bytes:
     w = Writer().u64(ctx.height).u64(ctx.time_ms).u32(len(results))
     for r in results:
-        w.fixed(r.tx_id, crypto.HASH_LEN).u8(r.code).u8(r.recorded)
+        w.fixed(r.tx_id, crypto.HASH_LEN).u8(r.code).u8(r.flag)
     w.u32(len(overlay.balances))
     for (account, instrument), value in sorted(overlay.balances.items()):
         w.ident(account).ident(instrument).u64(value)
@@ -173,7 +200,13 @@ def _records_section(w: Writer, written: dict[bytes, bytes | None]) -> None:
 
 
 def _apply_one(
-    genesis: Genesis, overlay: Overlay, raw: bytes, ctx: BlockContext, verify: Verify
+    genesis: Genesis,
+    overlay: Overlay,
+    raw: bytes,
+    ctx: BlockContext,
+    verify: Verify,
+    *,
+    position: int,
 ) -> tuple[bytes, ResultCode, bool]:
     """(tx id, result code, whether the signatures verified)."""
     tid, code, tx = _check(genesis, raw, verify)
@@ -183,7 +216,7 @@ def _apply_one(
         return tid, ResultCode.EXPIRED, True
     if overlay.seen(tid):
         return tid, ResultCode.DUPLICATE, True
-    return tid, _execute(genesis, overlay, tx, ctx), True
+    return tid, _execute(genesis, overlay, tx, ctx, (tid, position)), True
 
 
 _UNAUTHENTICATED = frozenset({ResultCode.MALFORMED, ResultCode.BAD_SIGNATURE})
@@ -217,8 +250,14 @@ def precheck(
         return TxResult(tid, ResultCode.EXPIRED, recorded=False)
     if not _roles_may_allow(genesis, tx):
         return TxResult(tid, ResultCode.UNAUTHORIZED, recorded=False)
-    if isinstance(tx, DvP) and now_ms is not None and now_ms - tolerance_ms > tx.deadline_ms:
+    if (
+        isinstance(tx, DvP | PendingDvP)
+        and now_ms is not None
+        and now_ms - tolerance_ms > tx.deadline_ms
+    ):
         return TxResult(tid, ResultCode.DEADLINE_PASSED, recorded=False)
+    if isinstance(tx, PendingDvP) and tx.quantity and tx.amount and not _pending.lots_of(tx):
+        return TxResult(tid, ResultCode.INVALID_AMOUNT, recorded=False)
     return TxResult(tid, ResultCode.OK, recorded=False)  # only a block records
 
 
@@ -226,6 +265,7 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
     """False when genesis roles and KYC tiers (fixed for the chain's life) refuse ``tx``
     whatever the state; unknown ids are left to ``apply_block``'s own codes."""
     known = genesis.participant_by_id
+    parties: tuple[str, ...]
     if isinstance(tx, Mint | Burn):
         if tx.instrument not in genesis.instrument_by_id:
             return True
@@ -235,8 +275,10 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
     match tx:
         case Transfer():
             parties = (tx.sender, tx.receiver)
-        case DvP():
+        case DvP() | PendingDvP() | Cancel():
             parties = (tx.seller, tx.buyer)
+        case Hold() | Release():
+            parties = (tx.by,)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
@@ -273,10 +315,27 @@ def _signatures_ok(genesis: Genesis, stx: SignedTx, tx: Transaction, verify: Ver
     return True
 
 
-def _execute(genesis: Genesis, o: Overlay, tx: Transaction, ctx: BlockContext) -> ResultCode:
+def _execute(
+    genesis: Genesis, o: Overlay, tx: Transaction, ctx: BlockContext, at: tuple[bytes, int]
+) -> ResultCode:
+    """``at``: the transaction's id and position, which a pending instruction is keyed by."""
     match tx:
         case DvP():
             return _dvp(genesis, o, tx, ctx)
+        case PendingDvP():
+            return _pending.submit(
+                o,
+                tx,
+                tid=at[0],
+                height=ctx.height,
+                position=at[1],
+                time_ms=ctx.time_ms,
+                first_attempt=lambda: _dvp(genesis, o, tx.as_dvp(), ctx),
+            )
+        case Hold() | Release():
+            return _pending.hold(o, tx)
+        case Cancel():
+            return _pending.cancel(o, tx)
         case Transfer():
             return _transfer(genesis, o, tx)
         case Mint():

@@ -33,6 +33,13 @@ class ResultCode(IntEnum):
     INSUFFICIENT_CASH = 14
     OVERFLOW = 15
     SUPPLY_LIMIT = 16
+    # --- pend: pending settlement (node/settlement/_pending.py) ---
+    PENDING_SETTLEMENT = 22
+    FAILED_DEADLINE = 23
+    PARTIALLY_SETTLED = 24
+    CANCELLED = 25
+    NOT_PENDING = 26
+    PENDING_FULL = 27
 
     @property
     def meaning(self) -> str:
@@ -65,4 +72,20 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.INSUFFICIENT_CASH: "the paying party holds less cash than required",
     ResultCode.OVERFLOW: "a balance or the supply would exceed 2**64 - 1",
     ResultCode.SUPPLY_LIMIT: "the mint would exceed the supply custody or reserves attest",
+    ResultCode.PENDING_SETTLEMENT: (
+        "a leg is short: the instruction waits, re-attempted at the end of every block until "
+        "it settles or its deadline passes (a later event gives the final outcome)"
+    ),
+    ResultCode.FAILED_DEADLINE: (
+        "the pending instruction's deadline (or the pending age limit) passed before both "
+        "legs were available; nothing more moves"
+    ),
+    ResultCode.PARTIALLY_SETTLED: "some lots of the pending instruction settled; the rest waits",
+    ResultCode.CANCELLED: "both parties cancelled the pending instruction; its rest never settles",
+    ResultCode.NOT_PENDING: (
+        "the named instruction is not pending: unknown, settled, failed or cancelled"
+    ),
+    ResultCode.PENDING_FULL: (
+        "the ledger already holds the maximum number of pending instructions; nothing moved"
+    ),
 }

@@ -28,6 +28,11 @@ class RecordKind(IntEnum):
     """The first byte of a record key. Values are stable: they are on disk and under the
     state root. Each kind's module documents its key fields and value encoding."""
 
+    # pend: pending settlement (node/settlement/_pending.py)
+    PENDING = 16
+    PENDING_OUTCOME = 17
+    PENDING_COUNT = 18
+
 
 @dataclass(frozen=True, slots=True)
 class Head:

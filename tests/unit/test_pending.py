@@ -1,0 +1,366 @@
+"""Pending settlement with recycling (issue 14 item 4, ADR 0014): one rule per test.
+
+Every demo bank starts with 10,000,000 units of each bond and 1,000,000,000 of cash, so a
+trade of ``_BIG`` bond units leaves the seller short by 100 until somebody delivers them.
+Codes are named, never numbered (the numbers may move at a merge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from node import crypto, merkle
+from node.config import PENDING_AGE_MAX_MS
+from node.genesis import DemoNetwork
+from node.settlement import (
+    BlockContext,
+    BlockOutcome,
+    PendingDvP,
+    ResultCode,
+    SignedTx,
+    Transaction,
+    TxResult,
+    _pending,
+    apply_block,
+    decode_body,
+    encode_body,
+    instructions,
+    outcome,
+    precheck,
+    result_leaf,
+)
+from node.store import LmdbStore, MemoryStore, Storage
+from tests.ledger_helpers import HOUR_MS, TxFactory
+
+RC = ResultCode
+_HELD = 10_000_000  # every bank's genesis holding of each bond
+_BIG = _HELD + 100  # a sale the seller can deliver only after receiving 100 more units
+
+
+def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
+    """Apply and commit one block at ``genesis time + at_ms``."""
+    head = store.head()
+    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
+    out = apply_block(store, list(txs), ctx)
+    store.commit_block(crypto.sha256(b"block", bytes([ctx.height])), b"", b"", ctx, out)
+    return out
+
+
+def tid(raw: bytes) -> bytes:
+    return SignedTx.decode(raw).tx_id
+
+
+def events(out: BlockOutcome) -> list[tuple[bytes, ResultCode]]:
+    return [(r.tx_id, r.code) for r in out.results if r.event]
+
+
+def own(out: BlockOutcome) -> list[ResultCode]:
+    """The codes of the block's transactions (not its events)."""
+    return [r.code for r in out.results if not r.event]
+
+
+def deliver(txf: TxFactory, net: DemoNetwork, units: int = 100, **kw: object) -> bytes:
+    """BANK03 delivers ``units`` of the first bond to BANK01, the sellers' seller."""
+    return txf.signed(txf.transfer("BANK03", "BANK01", units, instrument=net.bonds[0], **kw))
+
+
+@pytest.fixture
+def short(store: MemoryStore, txf: TxFactory) -> bytes:
+    """A pending DvP, seller short by 100 bonds, recorded in block 1."""
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=5_000))
+    assert own(run(store, raw)) == [RC.PENDING_SETTLEMENT]
+    return raw
+
+
+def test_a_funded_pending_dvp_settles_at_once_like_a_dvp(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    out = run(store, txf.signed(txf.pending(quantity=300, amount=297)))
+    assert own(out) == [RC.OK] and events(out) == []
+    assert store.balance("BANK02", txf.net.bonds[0]) == _HELD + 300
+    assert instructions(store) == []
+
+
+def test_a_short_leg_is_pending_and_moves_nothing(
+    store: MemoryStore, txf: TxFactory, short: bytes
+) -> None:
+    assert store.balance("BANK01", txf.net.bonds[0]) == _HELD
+    assert store.balance("BANK02", txf.net.cash) == 1_000_000_000
+    [(height, position, inst)] = instructions(store)
+    assert (height, position, inst.tx_id, inst.lots_left) == (1, 0, tid(short), 1)
+    rec = store.tx_record(tid(short))
+    assert rec is not None and rec.code is RC.PENDING_SETTLEMENT
+    found = outcome(store, tid(short))
+    assert found is not None and (found.code, found.height, found.index) == (
+        RC.PENDING_SETTLEMENT,
+        1,
+        0,
+    )
+
+
+def test_other_refusals_stay_final(store: MemoryStore, txf: TxFactory) -> None:
+    out = run(store, txf.signed(txf.pending(buyer="BANK01")))
+    assert own(out) == [RC.SELF_TRADE] and instructions(store) == []
+
+
+def test_it_settles_at_the_end_of_the_block_that_funds_it(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    out = run(store, deliver(txf, net), at_ms=2_000)
+    assert own(out) == [RC.OK]
+    assert events(out) == [(tid(short), RC.OK)]
+    assert store.balance("BANK02", net.bonds[0]) == _HELD + _BIG
+    assert store.balance("BANK01", net.bonds[0]) == 0
+    assert store.balance("BANK01", net.cash) == 1_000_000_000 + 5_000
+    assert instructions(store) == []
+    done = outcome(store, tid(short))
+    assert done is not None
+    assert (done.code, done.height, done.index) == (RC.OK, 2, 1)  # after the 1 transaction
+    assert (done.settled_quantity, done.settled_amount) == (_BIG, 5_000)
+
+
+def test_a_later_transaction_of_the_same_block_can_fund_it(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=5_000))
+    out = run(store, raw, deliver(txf, net))
+    assert own(out) == [RC.PENDING_SETTLEMENT, RC.OK]
+    assert events(out) == [(tid(raw), RC.OK)]
+
+
+def test_a_settled_instruction_never_settles_again(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    run(store, deliver(txf, net), at_ms=2_000)
+    for i in range(3):
+        out = run(store, deliver(txf, net, 20_000_000), at_ms=3_000 + i)
+        assert events(out) == []
+    assert store.balance("BANK02", net.bonds[0]) == _HELD + _BIG
+
+
+def test_unfunded_until_its_deadline_it_fails_and_moves_nothing(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    deadline = HOUR_MS  # the factory's deadline, relative to genesis time
+    assert events(run(store, at_ms=deadline)) == []  # at the deadline it is still attempted
+    out = run(store, at_ms=deadline + 1)
+    assert events(out) == [(tid(short), RC.FAILED_DEADLINE)]
+    assert out.balances == {} and instructions(store) == []
+    assert events(run(store, deliver(txf, net), at_ms=deadline + 2)) == []
+
+
+def test_funded_at_its_deadline_instant_it_settles(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    out = run(store, deliver(txf, net), at_ms=HOUR_MS)
+    assert events(out) == [(tid(short), RC.OK)]
+
+
+def test_funded_after_its_deadline_it_fails_instead(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    out = run(store, deliver(txf, net, expiry_ms=txf.t0 + 2 * HOUR_MS), at_ms=HOUR_MS + 1)
+    assert own(out) == [RC.OK]
+    assert events(out) == [(tid(short), RC.FAILED_DEADLINE)]
+    assert store.balance("BANK02", net.bonds[0]) == _HELD
+
+
+def test_the_age_bound_fails_it_before_a_far_deadline(store: MemoryStore, txf: TxFactory) -> None:
+    far = txf.t0 + 10 * PENDING_AGE_MAX_MS
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=5, deadline_ms=far))
+    run(store, raw, at_ms=1_000)
+    assert events(run(store, at_ms=1_000 + PENDING_AGE_MAX_MS)) == []
+    assert events(run(store, at_ms=1_001 + PENDING_AGE_MAX_MS)) == [(tid(raw), RC.FAILED_DEADLINE)]
+
+
+def test_instructions_are_attempted_in_height_then_position_order(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """Two buyers of the same seller's bonds: only 100 more units arrive, so only the
+    earlier instruction (lower height, then lower position) can settle."""
+    first = txf.signed(txf.pending(buyer="BANK02", quantity=_BIG, amount=1))
+    second = txf.signed(txf.pending(buyer="BANK04", quantity=_BIG, amount=2))
+    third = txf.signed(txf.pending(buyer="BANK05", quantity=_BIG, amount=3))
+    run(store, second, third)
+    run(store, first, at_ms=2_000)
+    # Block 1 holds second (position 0) and third; block 2 holds first: second goes first.
+    out = run(store, deliver(txf, net), at_ms=3_000)
+    assert events(out) == [(tid(second), RC.OK)]
+    assert [i.tx_id for _, _, i in instructions(store)] == [tid(third), tid(first)]
+
+
+def test_a_held_instruction_is_not_attempted_until_released(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    out = run(store, txf.signed(txf.hold(tid(short), by="BANK02")), deliver(txf, net))
+    assert own(out) == [RC.OK, RC.OK] and events(out) == []
+    assert store.balance("BANK02", net.bonds[0]) == _HELD
+    out = run(store, txf.signed(txf.release(tid(short), by="BANK02")), at_ms=2_000)
+    assert events(out) == [(tid(short), RC.OK)]
+
+
+def test_each_party_releases_only_its_own_hold(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    run(
+        store,
+        txf.signed(txf.hold(tid(short), by="BANK01")),
+        txf.signed(txf.hold(tid(short), by="BANK02")),
+        deliver(txf, net),
+    )
+    out = run(store, txf.signed(txf.release(tid(short), by="BANK01")), at_ms=2_000)
+    assert events(out) == []  # the buyer's hold stands
+    out = run(store, txf.signed(txf.release(tid(short), by="BANK02")), at_ms=3_000)
+    assert events(out) == [(tid(short), RC.OK)]
+
+
+def test_a_held_instruction_still_fails_at_its_deadline(
+    store: MemoryStore, txf: TxFactory, short: bytes
+) -> None:
+    run(store, txf.signed(txf.hold(tid(short), by="BANK01")))
+    out = run(store, at_ms=HOUR_MS + 1)
+    assert events(out) == [(tid(short), RC.FAILED_DEADLINE)]
+
+
+def test_only_a_party_holds_and_only_a_pending_instruction(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    settled = txf.signed(txf.dvp())
+    out = run(
+        store,
+        txf.signed(txf.hold(tid(short), by="BANK03")),
+        txf.signed(txf.hold(bytes(32), by="BANK01")),
+        settled,
+        txf.signed(txf.hold(tid(settled), by="BANK01")),
+    )
+    assert own(out) == [RC.UNAUTHORIZED, RC.NOT_PENDING, RC.OK, RC.NOT_PENDING]
+    [(_, _, inst)] = instructions(store)
+    assert inst.holds == 0
+
+
+def test_cancel_by_both_ends_it_and_nothing_settles_later(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    out = run(store, txf.signed(txf.cancel(tid(short))), deliver(txf, net))
+    assert own(out) == [RC.OK, RC.OK]
+    assert events(out) == [(tid(short), RC.CANCELLED)]
+    assert out.balances.get(("BANK02", net.bonds[0])) is None
+    assert instructions(store) == []
+    again = run(store, txf.signed(txf.cancel(tid(short))), at_ms=2_000)
+    assert own(again) == [RC.NOT_PENDING]
+
+
+def test_cancel_must_name_the_instructions_parties(
+    store: MemoryStore, txf: TxFactory, short: bytes
+) -> None:
+    out = run(store, txf.signed(txf.cancel(tid(short), buyer="BANK03")))
+    assert own(out) == [RC.UNAUTHORIZED] and events(out) == []
+    assert len(instructions(store)) == 1
+
+
+def test_cancel_needs_both_signatures(store: MemoryStore, txf: TxFactory, short: bytes) -> None:
+    tx = txf.cancel(tid(short))
+    one = SignedTx(encode_body(tx), ()).with_signature("BANK01", txf.net.participant_keys["BANK01"])
+    out = run(store, one.encode())
+    assert own(out) == [RC.BAD_SIGNATURE] and len(instructions(store)) == 1
+
+
+def test_a_partial_settlement_moves_whole_lots_and_leaves_the_rest(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """Lots of 50 units at 7 each: the seller, short by 100, gets 60 more, so it can
+    deliver all but 40 units: the largest whole number of lots is all but one lot."""
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=7 * (_BIG // 50), lot=50))
+    out = run(store, raw, deliver(txf, net, 60))
+    assert events(out) == [(tid(raw), RC.PARTIALLY_SETTLED)]
+    assert store.balance("BANK02", net.bonds[0]) == _HELD + _BIG - 50
+    assert store.balance("BANK01", net.bonds[0]) == 10
+    assert store.balance("BANK01", net.cash) == 1_000_000_000 + 7 * (_BIG // 50 - 1)
+    [(_, _, inst)] = instructions(store)
+    assert inst.lots_left == 1
+    out = run(store, deliver(txf, net, 40), at_ms=2_000)
+    assert events(out) == [(tid(raw), RC.OK)]
+    done = outcome(store, tid(raw))
+    assert done is not None and (done.settled_quantity, done.settled_amount) == (
+        _BIG,
+        7 * (_BIG // 50),
+    )
+
+
+def test_a_lot_that_does_not_split_the_trade_is_refused(store: MemoryStore, txf: TxFactory) -> None:
+    uneven_units = txf.signed(txf.pending(quantity=100, amount=10, lot=30))
+    uneven_price = txf.signed(txf.pending(quantity=100, amount=10, lot=25))  # 4 lots, 10/4
+    for raw in (uneven_units, uneven_price):
+        assert precheck(txf.net.genesis, raw).code is RC.INVALID_AMOUNT
+    assert own(run(store, uneven_units, uneven_price)) == [RC.INVALID_AMOUNT] * 2
+
+
+def test_the_book_is_bounded_and_a_full_book_refuses(
+    store: MemoryStore, txf: TxFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_pending, "PENDING_MAX", 2)
+    raws = [txf.signed(txf.pending(quantity=_BIG, amount=i + 1)) for i in range(3)]
+    out = run(store, *raws)
+    assert own(out) == [RC.PENDING_SETTLEMENT, RC.PENDING_SETTLEMENT, RC.PENDING_FULL]
+    assert len(instructions(store)) == 2
+    assert store.tx_record(tid(raws[2])) is not None  # recorded, with its refusal
+
+
+def test_events_are_leaves_no_transaction_result_can_be_mistaken_for(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    out = run(store, deliver(txf, net))
+    event = out.results[-1]
+    as_tx = TxResult(event.tx_id, event.code, recorded=True)
+    assert result_leaf(event) != result_leaf(as_tx)
+    leaves = [result_leaf(r) for r in out.results]
+    assert out.results_root == merkle.root(leaves) and len(leaves) == 2
+
+
+def test_events_are_under_the_state_root(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    """The same block on two equal states, one of which forgot the instruction: the
+    roots differ, so validators that disagree about recycling cannot agree on a block."""
+    other = MemoryStore(net.genesis)
+    run(other, txf.signed(txf.pending(quantity=_BIG, amount=5_000)))  # another id
+    raw = deliver(txf, net)
+    ctx = BlockContext(2, net.genesis.genesis_time_ms + 2_000)
+    a, b = apply_block(store, [raw], ctx), apply_block(other, [raw], ctx)
+    assert a.state_root != b.state_root
+
+
+def test_instructions_survive_a_restart(tmp_path: Path, txf: TxFactory, net: DemoNetwork) -> None:
+    store = LmdbStore(tmp_path / "db", net.genesis)
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=5_000))
+    run(store, raw)
+    store.close()
+    reopened = LmdbStore(tmp_path / "db", net.genesis)
+    assert [i.tx_id for _, _, i in instructions(reopened)] == [tid(raw)]
+    out = run(reopened, deliver(txf, net), at_ms=2_000)
+    assert events(out) == [(tid(raw), RC.OK)]
+    stored = reopened.block(2)
+    assert stored is not None and stored.results == out.results
+    reopened.close()
+
+
+@pytest.mark.parametrize("kind", ["pending", "hold", "release", "cancel"])
+def test_new_kinds_round_trip_canonically(txf: TxFactory, kind: str) -> None:
+    builders: dict[str, Callable[[], Transaction]] = {
+        "pending": lambda: txf.pending(lot=5),
+        "hold": lambda: txf.hold(b"\x07" * 32),
+        "release": lambda: txf.release(b"\x07" * 32),
+        "cancel": lambda: txf.cancel(b"\x07" * 32),
+    }
+    tx = builders[kind]()
+    body = encode_body(tx)
+    assert decode_body(body) == tx and encode_body(decode_body(body)) == body
+
+
+def test_a_pending_dvp_is_not_a_dvp_on_the_wire(txf: TxFactory) -> None:
+    tx = txf.pending()
+    assert isinstance(decode_body(encode_body(tx)), PendingDvP)
+    assert encode_body(tx) != encode_body(tx.as_dvp())
