@@ -21,6 +21,7 @@ from client._async import (
     Endpoint,
     EndpointDown,
     NodeStatusView,
+    Settlement,
     TxStatus,
 )
 from client._errors import (
@@ -51,7 +52,14 @@ from client._trades import (
     sign,
     terms_of,
 )
-from node.receipt import CertificateCache, InvalidReceiptError, Receipt, ResultProof, verify_receipt
+from node.receipt import (
+    CertificateCache,
+    EventProof,
+    InvalidReceiptError,
+    Receipt,
+    ResultProof,
+    verify_receipt,
+)
 from node.settlement import ResultCode
 
 __all__ = [
@@ -66,6 +74,7 @@ __all__ = [
     "CertificateCache",
     "Endpoint",
     "EndpointDown",
+    "EventProof",
     "FinalityTimeoutError",
     "InvalidFieldError",
     "InvalidReceiptError",
@@ -82,6 +91,7 @@ __all__ = [
     "RejectedError",
     "ResultCode",
     "ResultProof",
+    "Settlement",
     "SignedTransaction",
     "SigningError",
     "StreamedTx",

@@ -109,6 +109,7 @@ __all__ = [
     "Endpoint",
     "EndpointDown",
     "NodeStatusView",
+    "Settlement",
     "TxStatus",
 ]
 
@@ -141,10 +142,24 @@ class Balances:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """Where a pending DvP stands, as the node reports it (its word; the receipt's event
+    proof proves the code): its latest result ``code`` at leaf ``index`` of block
+    ``height``'s results, and the bond units and cash settled so far (ADR 0014)."""
+
+    code: ResultCode
+    height: int
+    index: int
+    settled_quantity: int
+    settled_amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class TxStatus:
     tx_id: bytes
-    state: Literal["PENDING", "COMMITTED"]
+    state: Literal["PENDING", "COMMITTED"]  # PENDING: not in a block yet (mempool)
     receipt: Receipt | None  # set when COMMITTED
+    settlement: Settlement | None = None  # set for a pending DvP recorded as such
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,19 +443,29 @@ class AsyncLedgerClient:
             return await self._wait(i, tid, deadline, timeout_s, prove_result)
 
         result = await self._call(f"submit {tid.hex()}", attempt, deadline)
-        if isinstance(result, Receipt) and not result.ok:
+        if isinstance(result, Receipt) and result.refused:
             raise RejectedError(result)
-        return result
+        return result  # a pending DvP's receipt says PENDING_SETTLEMENT: see wait_settled
 
     async def _wait(
-        self, i: int, tid: bytes, deadline: float, timeout_s: float, prove_result: bool
+        self,
+        i: int,
+        tid: bytes,
+        deadline: float,
+        timeout_s: float,
+        prove_result: bool,
+        *,
+        settled: bool = False,
     ) -> Receipt:
         """Wait at endpoint ``i``; _SilentNodeError as soon as it stops answering."""
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise FinalityTimeoutError(tid, timeout_s)
         req = pb.WaitRequest(
-            tx_id=tid, timeout_ms=max(1, math.ceil(remaining * 1000)), prove_result=prove_result
+            tx_id=tid,
+            timeout_ms=max(1, math.ceil(remaining * 1000)),
+            prove_result=prove_result,
+            wait_settled=settled,
         )
         call = self._stub(i).WaitForFinality(req, timeout=remaining + self._rpc_timeout_s)
         task: asyncio.Future[pb.Receipt] = asyncio.ensure_future(call)
@@ -463,7 +488,9 @@ class AsyncLedgerClient:
         if not receipt.ok and receipt.result_proof is None:
             # Without its result proof a refusal is one node's word, and a settled trade
             # must never be reported as refused on that word: wait for the proof.
-            return await self._wait(i, tid, deadline, timeout_s, prove_result=True)
+            return await self._wait(i, tid, deadline, timeout_s, prove_result=True, settled=settled)
+        if settled and receipt.waiting:
+            raise BadResponseError("the node ended a settlement wait before the final event")
         return receipt
 
     async def _answers(self, i: int) -> bool:
@@ -586,6 +613,24 @@ class AsyncLedgerClient:
             raise NotFoundError(f"transaction {tx_id.hex()} is pending, not committed yet")
         return status.receipt
 
+    async def wait_settled(
+        self, tx_id: bytes, *, timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S
+    ) -> Receipt:
+        """The verified receipt of a trade once its outcome is final. For a pending DvP
+        (``PENDING_SETTLEMENT``) that is its final event, proven (``receipt.event_proof``):
+        settled at height ``event_proof.height``, returned; failed at its deadline or
+        cancelled, RejectedError (``code`` says which). Any other transaction: as
+        ``receipt``. FinalityTimeoutError after ``timeout_s``; waiting again is safe."""
+        _check_timeout(timeout_s)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        receipt = await self._call(
+            f"settlement of {tx_id.hex()}",
+            lambda i: self._wait(i, tx_id, deadline, timeout_s, True, settled=True),
+        )
+        if receipt.refused:
+            raise RejectedError(receipt)
+        return receipt
+
     async def transaction(self, tx_id: bytes) -> TxStatus:
         """PENDING or COMMITTED (with the verified receipt); NotFoundError if the node
         knows neither."""
@@ -596,7 +641,7 @@ class AsyncLedgerClient:
             )
             if msg.state == pb.COMMITTED:
                 r = self._verified(msg.receipt, tx_id, prove_result=False)
-                return TxStatus(tx_id, "COMMITTED", r)
+                return TxStatus(tx_id, "COMMITTED", r, _settlement(msg))
             return TxStatus(tx_id, "PENDING", None)
 
         return await self._call(f"transaction {tx_id.hex()}", get)
@@ -866,6 +911,17 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
         tx = None
     code = ResultCode(result.code)
     return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
+
+
+def _settlement(msg: pb.TransactionStatus) -> Settlement | None:
+    if not msg.HasField("settlement"):
+        return None
+    s = msg.settlement
+    try:
+        code = ResultCode(s.code)
+    except ValueError as e:
+        raise BadResponseError(f"unknown settlement code {s.code}") from e
+    return Settlement(code, s.height, s.index, s.settled_quantity, s.settled_amount)
 
 
 def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:

@@ -47,7 +47,7 @@ from node.runtime._stream import (
     wait_timeout_ms,
 )
 from node.runtime._transport import PeerLink
-from node.settlement import TxResult
+from node.settlement import Outcome, TxResult, outcome
 from node.store import StoredBlock
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
@@ -68,6 +68,16 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
         # events follow them in the results tree and are listed apart (ADR 0014).
         results=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if not r.event],
         events=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if r.event],
+    )
+
+
+def _settlement_pb(o: Outcome) -> pb.Settlement:
+    return pb.Settlement(
+        code=int(o.code),  # type: ignore[arg-type]
+        height=o.height,
+        index=o.index,
+        settled_quantity=o.settled_quantity,
+        settled_amount=o.settled_amount,
     )
 
 
@@ -157,7 +167,13 @@ class LedgerService(pb_grpc.LedgerServicer):
         tid = await self._tx_id(request.tx_id, context)
         receipt = self._node.receipt(tid)
         if receipt is not None:
-            return pb.TransactionStatus(tx_id=tid, state=pb.COMMITTED, receipt=receipt.to_pb())
+            latest = outcome(self._node.store, tid)
+            return pb.TransactionStatus(
+                tx_id=tid,
+                state=pb.COMMITTED,
+                receipt=receipt.to_pb(),
+                settlement=None if latest is None else _settlement_pb(latest),
+            )
         if self._node.is_pending(tid):
             return pb.TransactionStatus(tx_id=tid, state=pb.PENDING)
         await _abort(
@@ -172,7 +188,10 @@ class LedgerService(pb_grpc.LedgerServicer):
         try:
             async with self._waits.hold(context):
                 receipt = await self._node.wait_for(
-                    tid, timeout_ms / 1000, prove_result=request.prove_result
+                    tid,
+                    timeout_ms / 1000,
+                    prove_result=request.prove_result,
+                    settled=request.wait_settled,
                 )
         except TooManyWaitersError as e:
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{e}; retry later")

@@ -68,7 +68,7 @@ from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.transcript import describe
 from node.invariant import InvariantError, require
 from node.merkle import MerkleTree
-from node.receipt import Receipt, ResultProof
+from node.receipt import EventProof, Receipt, ResultProof
 from node.runtime._admission import Admission
 from node.runtime._logs import event, logging_at
 from node.runtime._metrics import FAIL_REASONS, Metrics
@@ -82,6 +82,7 @@ from node.settlement import (
     TxResult,
     apply_block,
     genesis_state_root,
+    outcome,
     pending_count,
     precheck,
     result_leaf,
@@ -386,7 +387,9 @@ class Node:
         after = self.store.block(record.height + 1)
         if after is not None:
             header = _decode_stored(after.block_bytes, after.certificate)[0].header
-            proof = ResultProof(header, after.certificate, trees.results.path(record.position))
+            path = trees.results.path(record.position)
+            proof = ResultProof(header, after.certificate, path, _leaf_count(trees))
+        event = self._event_proof(tid) if record.code is ResultCode.PENDING_SETTLEMENT else None
         return Receipt(
             tx_id=tid,
             code=record.code,
@@ -399,6 +402,27 @@ class Node:
             transaction=trees.block.txs[record.position],
             tx_path=trees.txs.path(record.position),
             result_proof=proof,
+            event_proof=event,
+        )
+
+    def _event_proof(self, tid: bytes) -> EventProof | None:
+        """The proof of a pending DvP's latest event, once the next block certifies it."""
+        latest = outcome(self.store, tid)
+        if latest is None or latest.code is ResultCode.PENDING_SETTLEMENT:
+            return None
+        sb, after = self.store.block(latest.height), self.store.block(latest.height + 1)
+        if sb is None or after is None:
+            return None
+        results = self._trees(latest.height, sb).results
+        header = _decode_stored(after.block_bytes, after.certificate)[0].header
+        return EventProof(
+            latest.code,
+            latest.height,
+            latest.index,
+            results.size,
+            header,
+            after.certificate,
+            results.path(latest.index),
         )
 
     def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:
@@ -416,11 +440,18 @@ class Node:
             self._trees_cache.popitem(last=False)
         return trees
 
-    async def wait_for(self, tid: bytes, timeout_s: float, *, prove_result: bool) -> Receipt:
+    async def wait_for(
+        self, tid: bytes, timeout_s: float, *, prove_result: bool, settled: bool = False
+    ) -> Receipt:
         """The receipt once ``tid`` is committed; with ``prove_result`` once the next block
-        certifies its result too. TimeoutError after ``timeout_s`` in all."""
+        certifies its result too; with ``settled``, for a pending DvP, once its final event
+        is certified (ADR 0014). TimeoutError after ``timeout_s`` in all."""
         found = self.receipt(tid)
-        if found is not None and (found.result_proof is not None or not prove_result):
+        if (
+            found is not None
+            and (found.result_proof is not None or not prove_result)
+            and not (settled and found.waiting)
+        ):
             return found
         if self._waiter_count >= WAITERS_MAX:
             raise TooManyWaitersError(f"{WAITERS_MAX} finality waits are in progress")
@@ -436,7 +467,7 @@ class Node:
                 finally:
                     self._forget_waiter(tid, fut)
                 found = self._committed_receipt(tid)
-            while prove_result and found.result_proof is None:
+            while (prove_result and found.result_proof is None) or (settled and found.waiting):
                 await asyncio.wait_for(self.head_changed(), max(0.0, deadline - loop.time()))
                 found = self._committed_receipt(tid)
             return found
@@ -608,3 +639,11 @@ class _Marks(Observer):
 
     def on_send(self, dst: int, msg: Message) -> None:
         self._node._mark(msg)
+
+
+def _leaf_count(trees: _BlockTrees) -> int:
+    """A result proof's tree size: 0 (the header's tx count) unless the block has pending-
+    settlement events after its transactions (ADR 0014), so receipts of event-free blocks
+    stay byte for byte what verifiers before events accept."""
+    size = trees.results.size
+    return 0 if size == len(trees.block.txs) else size
