@@ -104,11 +104,13 @@ __all__ = [
     "AccountEvent",
     "AsyncLedgerClient",
     "Balances",
+    "BlockEvent",
     "BlockTx",
     "BlockView",
     "Endpoint",
     "EndpointDown",
     "NodeStatusView",
+    "PendingTrade",
     "Settlement",
     "TxStatus",
 ]
@@ -185,6 +187,46 @@ class BlockView:
     state_root: bytes
     certificate: bytes
     transactions: tuple[BlockTx, ...]
+    # Pending trades' events at the end of the block (ADR 0014), the node's report.
+    events: tuple[BlockEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEvent:
+    """A pending trade's later outcome at the end of a block: ``code`` (OK: settled,
+    PARTIALLY_SETTLED, FAILED_DEADLINE, CANCELLED) for the trade ``tx_id``, at leaf
+    ``index`` of the block's results (after its transactions)."""
+
+    index: int
+    tx_id: bytes
+    code: ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTrade:
+    """One pending DvP waiting for its legs (docs/ledger.md "Pending settlement")."""
+
+    tx_id: bytes
+    height: int
+    position: int
+    seller: str
+    buyer: str
+    bond: str
+    cash: str
+    lot_quantity: int
+    lot_amount: int
+    lots_left: int
+    deadline_ms: int
+    held_by_seller: bool
+    held_by_buyer: bool
+
+    @property
+    def quantity_left(self) -> int:
+        return self.lots_left * self.lot_quantity
+
+    @property
+    def amount_left(self) -> int:
+        return self.lots_left * self.lot_amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,6 +688,32 @@ class AsyncLedgerClient:
 
         return await self._call(f"transaction {tx_id.hex()}", get)
 
+    async def pending(self) -> tuple[int, tuple[PendingTrade, ...]]:
+        """(height, the pending trades after it), in recycling order (the node's word)."""
+
+        async def get(i: int) -> tuple[int, tuple[PendingTrade, ...]]:
+            msg = await self._stub(i).GetPending(pb.PendingRequest(), timeout=self._rpc_timeout_s)
+            return msg.height, tuple(
+                PendingTrade(
+                    bytes(p.tx_id),
+                    p.height,
+                    p.position,
+                    p.seller,
+                    p.buyer,
+                    p.bond,
+                    p.cash,
+                    p.lot_quantity,
+                    p.lot_amount,
+                    p.lots_left,
+                    p.deadline_ms,
+                    p.held_by_seller,
+                    p.held_by_buyer,
+                )
+                for p in msg.instructions
+            )
+
+        return await self._call("pending trades", get)
+
     async def balances(self, account: str) -> Balances:
         async def get(i: int) -> Balances:
             req = pb.BalancesRequest(account=account)
@@ -823,6 +891,7 @@ class AsyncLedgerClient:
             state_root=bytes(info.state_root),
             certificate=bytes(info.certificate),
             transactions=txs,
+            events=tuple(_block_event(e) for e in info.events),
         )
 
 
@@ -911,6 +980,13 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
         tx = None
     code = ResultCode(result.code)
     return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
+
+
+def _block_event(e: pb.TransactionResult) -> BlockEvent:
+    try:
+        return BlockEvent(e.position, bytes(e.tx_id), ResultCode(e.code))
+    except ValueError as err:
+        raise BadResponseError(f"unknown event code {e.code}") from err
 
 
 def _settlement(msg: pb.TransactionStatus) -> Settlement | None:

@@ -47,7 +47,7 @@ from node.runtime._stream import (
     wait_timeout_ms,
 )
 from node.runtime._transport import PeerLink
-from node.settlement import Outcome, TxResult, outcome
+from node.settlement import Instruction, Outcome, TxResult, instructions, outcome
 from node.store import StoredBlock
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
@@ -68,6 +68,24 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
         # events follow them in the results tree and are listed apart (ADR 0014).
         results=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if not r.event],
         events=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if r.event],
+    )
+
+
+def _instruction_pb(height: int, position: int, i: Instruction) -> pb.PendingInstruction:
+    return pb.PendingInstruction(
+        tx_id=i.tx_id,
+        height=height,
+        position=position,
+        seller=i.seller,
+        buyer=i.buyer,
+        bond=i.bond,
+        cash=i.cash,
+        lot_quantity=i.lot_quantity,
+        lot_amount=i.lot_amount,
+        lots_left=i.lots_left,
+        deadline_ms=i.deadline_ms,
+        held_by_seller=i.held_by_seller,
+        held_by_buyer=i.held_by_buyer,
     )
 
 
@@ -214,6 +232,13 @@ class LedgerService(pb_grpc.LedgerServicer):
                 pb.Balance(instrument=i.id, amount=store.balance(request.account, i.id))
                 for i in g.instruments
             ],
+        )
+
+    async def GetPending(self, request: pb.PendingRequest, context: Ctx) -> pb.PendingBook:
+        store = self._node.store
+        return pb.PendingBook(
+            height=store.head().height,
+            instructions=[_instruction_pb(h, p, i) for h, p, i in instructions(store)],
         )
 
     async def GetBlock(self, request: pb.BlockRequest, context: Ctx) -> pb.BlockInfo:

@@ -8,20 +8,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from node.settlement import ResultCode
+from node.settlement import FAIL_CODES, ResultCode
 
 __all__ = ["FAIL_REASONS", "Metrics"]
 
-# What counts as a settlement fail: a DvP short of a leg (final), a pending instruction
-# that ends without settling in full, a pending DvP refused because the book is full.
-_FAIL_REASONS = (
-    ResultCode.INSUFFICIENT_SECURITIES,
-    ResultCode.INSUFFICIENT_CASH,
-    ResultCode.FAILED_DEADLINE,
-    ResultCode.CANCELLED,
-    ResultCode.PENDING_FULL,
-)
-FAIL_REASONS = frozenset(_FAIL_REASONS)
+FAIL_REASONS = frozenset(FAIL_CODES)  # what the settlement fails metric counts
 
 # Finality is milliseconds to seconds; the buckets cover a loaded 26-node cluster too.
 _LATENCY_BUCKETS_S = (
@@ -113,7 +104,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        for fail in _FAIL_REASONS:
+        for fail in FAIL_CODES:
             self.settlement_fails.labels(reason=fail.name)
         for reason in ("deadline", "full"):
             self.admission_refused.labels(reason=reason)

@@ -31,8 +31,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any, TypeVar
 
 from node import crypto
@@ -77,10 +78,15 @@ from node.runtime._timeline import Step, Timeline
 from node.settlement import (
     BlockContext,
     BlockOutcome,
+    DecodeError,
+    DvP,
     Genesis,
+    PendingDvP,
     ResultCode,
+    SignedTx,
     TxResult,
     apply_block,
+    decode_body,
     genesis_state_root,
     outcome,
     pending_count,
@@ -524,7 +530,7 @@ class Node:
         m = self.metrics
         m.blocks.inc()
         m.height.set(block.height)
-        self._settlement_metrics(outcome)
+        self._settlement_metrics(block.txs, outcome)
         for res in outcome.results:
             if res.event:
                 continue  # a pending instruction's later outcome, not a transaction
@@ -549,13 +555,15 @@ class Node:
             )
         return outcome.state_root, outcome.results_root
 
-    def _settlement_metrics(self, outcome: BlockOutcome) -> None:
-        """Pending count, settled after recycling, fails by reason (issue 14 item 5)."""
+    def _settlement_metrics(self, txs: Sequence[bytes], outcome: BlockOutcome) -> None:
+        """Pending count, settled after recycling, fails by reason (issue 14 item 5): a
+        trade's recorded refusal among FAIL_CODES (a transfer short of funds is no
+        settlement fail), or a pending trade's event."""
         m = self.metrics
-        for res in outcome.results:
+        for raw, res in zip_longest(txs, outcome.results):
             if res.event and res.code is ResultCode.OK:
                 m.settled_after_recycling.inc()
-            elif res.code in FAIL_REASONS and (res.event or res.recorded):
+            elif res.code in FAIL_REASONS and (res.event or (res.recorded and _is_trade(raw))):
                 m.settlement_fails.labels(reason=res.code.name).inc()
         m.pending.set(pending_count(self.store))
 
@@ -647,3 +655,11 @@ def _leaf_count(trees: _BlockTrees) -> int:
     stay byte for byte what verifiers before events accept."""
     size = trees.results.size
     return 0 if size == len(trees.block.txs) else size
+
+
+def _is_trade(raw: bytes) -> bool:
+    """Whether ``raw`` is a DvP or a pending DvP (decoded only for a short-leg refusal)."""
+    try:
+        return isinstance(decode_body(SignedTx.decode(raw).body), DvP | PendingDvP)
+    except DecodeError:
+        return False

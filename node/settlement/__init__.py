@@ -30,7 +30,14 @@ from node.settlement._model import (
     Validator,
     isin_check_digit,
 )
-from node.settlement._pending import Instruction, Outcome, instructions, outcome, pending_count
+from node.settlement._pending import (
+    FAIL_CODES,
+    Instruction,
+    Outcome,
+    instructions,
+    outcome,
+    pending_count,
+)
 from node.settlement._result import ResultCode
 from node.settlement._state import Head, RecordKind, StateView, TxRecord
 from node.settlement._tx import (
@@ -52,6 +59,7 @@ from node.settlement._tx import (
 )
 
 __all__ = [
+    "FAIL_CODES",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
     "BlockContext",

@@ -54,6 +54,7 @@ from node.settlement._state import Overlay, RecordKind, StateView
 from node.settlement._tx import Cancel, Hold, PendingDvP, Release
 
 __all__ = [
+    "FAIL_CODES",
     "Instruction",
     "Outcome",
     "cancel",
@@ -66,6 +67,16 @@ __all__ = [
 ]
 
 _SHORT = frozenset({ResultCode.INSUFFICIENT_SECURITIES, ResultCode.INSUFFICIENT_CASH})
+# Settlement fails (issue 14 item 5; the metric and the CLI report count these): a trade
+# refused for a short leg (a DvP), refused with the pending book full, or a pending one
+# that ended without settling in full (at its deadline, or cancelled).
+FAIL_CODES = (
+    ResultCode.INSUFFICIENT_SECURITIES,
+    ResultCode.INSUFFICIENT_CASH,
+    ResultCode.PENDING_FULL,
+    ResultCode.FAILED_DEADLINE,
+    ResultCode.CANCELLED,
+)
 _SELLER_HOLD, _BUYER_HOLD = 1, 2
 _COUNT_KEY = bytes([RecordKind.PENDING_COUNT])
 
@@ -85,6 +96,14 @@ class Instruction:
     deadline_ms: int
     holds: int
     cancelled: bool
+
+    @property
+    def held_by_seller(self) -> bool:
+        return bool(self.holds & _SELLER_HOLD)
+
+    @property
+    def held_by_buyer(self) -> bool:
+        return bool(self.holds & _BUYER_HOLD)
 
     def encode(self) -> bytes:
         w = Writer().fixed(self.tx_id, crypto.HASH_LEN)
