@@ -221,6 +221,9 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
                 "validators": len(g.validators),
                 "quorum": g.quorum,
                 "result_proved": receipt.result_proof is not None,
+                "event": None
+                if receipt.event_proof is None
+                else {"code": receipt.event_proof.code.name, "height": receipt.event_proof.height},
             }
         )
     else:
@@ -230,6 +233,10 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
             f"at position {receipt.position}, certified by {signers} of "
             f"{len(g.validators)} validators (quorum {g.quorum}); {detail}"
         )
+        ev = receipt.event_proof
+        if ev is not None:  # a pending DvP's later outcome (ADR 0014), proven as well
+            print(f"later: {ev.code.name} at the end of block {ev.height}, certified by block "
+                  f"{ev.height + 1}")  # fmt: skip
     return EXIT_OK
 
 

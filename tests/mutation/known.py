@@ -357,3 +357,50 @@ MUTANTS += [
            tests=["tests/unit/test_engine.py::test_rewrite_sees_every_message_and_decides_what_leaves_loopback_included"]),
 ]
 # fmt: on
+
+# --- pend: pending settlement with recycling (ADR 0014) -----------------------------------
+_P = "tests/unit/test_pending.py::"
+_PR = "tests/unit/test_pending_receipts.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("pending-deadline-gt-ge", "node/settlement/_pending.py",
+           old="if time_ms > inst.deadline_ms:", new="if time_ms >= inst.deadline_ms:",
+           breaks="a pending trade funded at its deadline instant fails instead of settling",
+           tests=[_P + "test_funded_at_its_deadline_instant_it_settles"]),
+    Mutant("pending-hold-outlives-deadline", "node/settlement/_pending.py",
+           old="    if time_ms > inst.deadline_ms:\n        return ResultCode.FAILED_DEADLINE, 0\n    if inst.holds:\n        return None\n",
+           new="    if inst.holds:\n        return None\n    if time_ms > inst.deadline_ms:\n        return ResultCode.FAILED_DEADLINE, 0\n",
+           breaks="a held trade never fails at its deadline: it stays pending past it",
+           tests=[_P + "test_a_held_instruction_still_fails_at_its_deadline"]),
+    Mutant("pending-settled-kept", "node/settlement/_pending.py",
+           old="        else:\n            o.delete_record(key)\n", new="        else:\n            pass\n",
+           breaks="a settled (or failed) instruction stays in the book and settles again",
+           tests=[_P + "test_a_settled_instruction_never_settles_again"]),
+    Mutant("pending-cash-leg-skipped", "node/settlement/_pending.py",
+           old="    o.move(inst.cash, inst.buyer, inst.seller, lots * inst.lot_amount)\n", new="",
+           breaks="recycling delivers the bonds and takes no cash",
+           tests=[_P + "test_it_settles_at_the_end_of_the_block_that_funds_it"]),
+    Mutant("pending-partial-rest-forgotten", "node/settlement/_pending.py",
+           old="            o.put_record(key, replace(inst, lots_left=inst.lots_left - lots).encode())\n",
+           new="            pass\n",
+           breaks="after a partial settlement the whole trade is still owed: lots settle twice",
+           tests=[_P + "test_a_partial_settlement_moves_whole_lots_and_leaves_the_rest"]),
+    Mutant("pending-book-unbounded-by-one", "node/settlement/_pending.py",
+           old="    if count >= PENDING_MAX:", new="    if count > PENDING_MAX:",
+           breaks="the pending book holds PENDING_MAX + 1 instructions",
+           tests=[_P + "test_the_book_is_bounded_and_a_full_book_refuses"]),
+    Mutant("event-leaf-tagged-recorded", "node/settlement/_apply.py",
+           old="tag = LEAF_EVENT if result.event else", new="tag = LEAF_RECORDED if result.event else",
+           breaks="a later event of a pending trade proves as the trade's own result",
+           tests=[_PR + "test_an_event_cannot_be_shown_as_the_trades_own_result"]),
+    Mutant("receipt-event-unchecked", "node/receipt.py",
+           old="    _check_certificate(proof.certificate, nxt, g, \"next block\", cache)\n    if receipt.event_proof is not None:\n",
+           new="    _check_certificate(proof.certificate, nxt, g, \"next block\", cache)\n    if False:\n",
+           breaks="a receipt's event proof is never checked: a node can claim any later outcome",
+           tests=[_PR + "test_a_swapped_event_code_is_refused"]),
+    Mutant("fails-metric-counts-transfers", "node/runtime/_node.py",
+           old="(res.recorded and _is_trade(raw))", new="res.recorded",
+           breaks="a transfer short of funds counts as a settlement fail",
+           tests=["tests/unit/test_pending_metrics.py::test_pending_recycled_and_failed_trades_are_counted"]),
+]
+# fmt: on

@@ -15,7 +15,7 @@ from client._cli_settlement import fails_of, report_of
 from client.cli import main
 from node.genesis import dump_genesis
 from node.netgen import write_signing_key
-from node.settlement import PendingDvP, ResultCode, Transaction
+from node.settlement import PendingDvP, ResultCode, SignedTx, Transaction
 from tests.ledger_helpers import TxFactory, shared_net
 
 RC = ResultCode
@@ -120,3 +120,26 @@ def test_an_empty_range_reports_no_rate() -> None:
     report = report_of([], 3, 2, lambda tid: None)
     assert report.trades == 0 and report.fail_rate == 0.0
     assert report.to_json()["settle_after_recycling_ms"]["p50"] is None
+
+
+def test_verify_receipt_shows_the_proven_later_outcome(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.unit.test_receipt_ids import _Chain
+
+    txf = TxFactory(NET)
+    raw = txf.signed(txf.pending(quantity=10_000_100, amount=5))
+    chain = _Chain(NET)
+    chain.commit([raw])
+    chain.commit([txf.signed(txf.transfer("BANK03", "BANK01", 100, instrument=NET.bonds[0]))])
+    chain.commit([])
+    receipt = chain.node().receipt(SignedTx.decode(raw).tx_id)
+    assert receipt is not None
+    dump_genesis(NET.genesis, tmp_path / "genesis.json")
+    (tmp_path / "r.json").write_text(receipt.dumps())
+    code, out, err = _run(
+        capsys, "--run-dir", str(tmp_path), "verify-receipt", str(tmp_path / "r.json")
+    )
+    assert code == 0, err
+    assert "PENDING_SETTLEMENT in block 1" in out
+    assert "later: OK at the end of block 2, certified by block 3" in out
