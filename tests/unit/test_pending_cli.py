@@ -143,3 +143,16 @@ def test_verify_receipt_shows_the_proven_later_outcome(
     assert code == 0, err
     assert "PENDING_SETTLEMENT in block 1" in out
     assert "later: OK at the end of block 2, certified by block 3" in out
+
+
+def test_the_fails_management_commands_exist_with_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (
+        ["pending"],
+        ["fails"],
+        ["report", "settlement"],
+        ["submit", "hold"],
+        ["submit", "release"],
+        ["submit", "cancel"],
+    ):
+        code, out, _ = _run(capsys, *command, "--help")
+        assert code == 0 and out.startswith("usage: ledger"), command
