@@ -156,3 +156,19 @@ def test_the_fails_management_commands_exist_with_help(capsys: pytest.CaptureFix
     ):
         code, out, _ = _run(capsys, *command, "--help")
         assert code == 0 and out.startswith("usage: ledger"), command
+
+
+def test_the_tables_print(capsys: pytest.CaptureFixture[str]) -> None:
+    """The text forms of pending, fails and the report (the cluster test reads JSON)."""
+    from client import PendingTrade
+    from client._cli_settlement import Fail, print_fails, print_pending, print_report
+
+    book = (PendingTrade(b"\x01" * 32, 4, 2, "BANK01", "BANK02", NET.bonds[0], NET.cash,
+                         10, 7, 3, 1_767_225_600_000, False, True),)  # fmt: skip
+    print_pending(9, book, as_json=False)
+    print_fails([Fail(5, b"\x02" * 32, RC.FAILED_DEADLINE, True)], lambda tid: "a trade", False)
+    print_report(report_of([], 1, 9, lambda tid: None), as_json=False)
+    out = capsys.readouterr().out
+    assert "1 pending trades after block 9" in out and "30 " in out and "BANK02" in out
+    assert "FAILED_DEADLINE" in out and "event" in out
+    assert "blocks 1..9 (heights, inclusive)" in out and "0.00%" in out
