@@ -32,6 +32,7 @@ class RecordKind(IntEnum):
     PENDING = 16
     PENDING_OUTCOME = 17
     PENDING_COUNT = 18
+    PENDING_RECHECK = 19
 
 
 @dataclass(frozen=True, slots=True)

@@ -368,3 +368,20 @@ def test_a_pending_dvp_is_not_a_dvp_on_the_wire(txf: TxFactory) -> None:
     tx = txf.pending()
     assert isinstance(decode_body(encode_body(tx)), PendingDvP)
     assert encode_body(tx) != encode_body(tx.as_dvp())
+
+
+def test_a_trade_funded_by_a_later_instructions_settlement_settles_next_block(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """A (first in the order) waits for BANK01's bonds; B, after it, delivers them to
+    BANK01 when BANK03 is funded. B settles after A's attempt in that block, so A settles
+    at the end of the next one, even an empty block: recycling skips only instructions
+    nothing can have changed for (the recheck record)."""
+    a = txf.signed(txf.pending(quantity=_BIG, amount=5))
+    b = txf.signed(txf.pending("BANK03", "BANK01", quantity=_HELD + 50, amount=7))
+    run(store, a, b)
+    funding = txf.signed(txf.transfer("BANK04", "BANK03", 50, instrument=net.bonds[0]))
+    out = run(store, funding, at_ms=2_000)
+    assert events(out) == [(tid(b), RC.OK)]
+    assert events(run(store, at_ms=3_000)) == [(tid(a), RC.OK)]
+    assert events(run(store, at_ms=4_000)) == []
