@@ -2,10 +2,11 @@
 
 ``apply_block(view, txs, ctx)`` is a pure function. It reads the state before the block
 through ``view`` (a ``StateView``: a store, or anything that answers the same questions),
-runs every transaction in order against an overlay, and returns a ``BlockOutcome``: one
-result per transaction, the balance and supply values the block writes, the transaction
-ids it records, and the new state root. Nothing is mutated; the caller commits the
-outcome to storage in one atomic write.
+runs every transaction in order against an overlay, re-attempts the pending
+instructions (``_pending.recycle``, ADR 0014), and returns a ``BlockOutcome``: one
+result per transaction then one per pending instruction's event, the balance and supply
+values the block writes, the transaction ids it records, and the new state root.
+Nothing is mutated; the caller commits the outcome to storage in one atomic write.
 
 Each transaction passes the checks in the precedence order of ``ResultCode``; the first
 failure decides its code and the transaction changes no balance. A DvP moves both legs or
@@ -240,7 +241,8 @@ def precheck(
     never succeed whatever the state: UNAUTHORIZED (a party whose genesis roles or KYC
     tier can never allow it, e.g. a mint by a non-issuer) and, given the admitting node's
     clock ``now_ms``, EXPIRED or DEADLINE_PASSED more than ``tolerance_ms`` ago (block
-    times may trail a node's clock by that much). Else OK. What a node runs before
+    times may trail a node's clock by that much), and INVALID_AMOUNT for a pending DvP
+    whose lot does not split it into equal whole lots. Else OK. What a node runs before
     admitting a transaction to its mempool; ``apply_block`` decides the final code.
     """
     tid, code, tx = _check(genesis, raw, verify)
