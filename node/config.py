@@ -42,6 +42,9 @@ MERKLE_PATH_LEN_MAX: Final = 64  # an audit path of a tree of 2**64 leaves; long
 # reads), so this bounds the work recycling adds to a block; a pending DvP that would
 # exceed it is refused PENDING_FULL and moves nothing.
 PENDING_MAX: Final = 1_000
+# Instructions naming one participant (as seller or buyer): one participant (or a pair
+# colluding) cannot fill the book and refuse everybody else's pending trades.
+PENDING_PER_PARTY_MAX: Final = 100
 # Age bound: an instruction waits at most this long after the block that recorded it,
 # whatever its own deadline says; then it fails FAILED_DEADLINE like one past its deadline.
 PENDING_AGE_MAX_MS: Final = 7 * 24 * 3600 * 1000

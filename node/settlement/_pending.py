@@ -26,9 +26,10 @@ again, so recycling can never settle one twice, nor after its deadline (step 2 r
 before step 5).
 
 Cost: a block reads every instruction (for its deadline), so their number is bounded by
-``PENDING_MAX``; a ``PendingDvP`` beyond it is ``PENDING_FULL``. It re-attempts (four
-balance reads) only an instruction whose record or balances this block wrote
-(``_changed``): any other would find what the last attempt found.
+``PENDING_MAX``, and by ``PENDING_PER_PARTY_MAX`` per party, so that one participant
+cannot fill the book for everyone; a ``PendingDvP`` beyond either is ``PENDING_FULL``.
+It re-attempts (four balance reads) only an instruction whose record or balances this
+block wrote (``_changed``): any other would find what the last attempt found.
 
 Records (keys are a ``RecordKind`` byte then big-endian fields; values canonical):
 
@@ -41,6 +42,8 @@ Records (keys are a ``RecordKind`` byte then big-endian fields; values canonical
   the transaction index, so a node answers "settled at height h" and builds the receipt.
 - ``PENDING_COUNT`` key (no fields); value ``u32``: the number of ``PENDING`` records, so
   admission does not scan them.
+- ``PENDING_PARTY`` key ``id party``; value ``u32``: how many instructions name the party
+  (as seller or buyer); deleted at zero.
 - ``PENDING_RECHECK`` key (no fields); value ``0x01``, present after a block whose
   recycling moved balances: the next block re-attempts every instruction.
 """
@@ -51,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from node import crypto
-from node.config import PENDING_AGE_MAX_MS, PENDING_MAX, U64_MAX
+from node.config import PENDING_AGE_MAX_MS, PENDING_MAX, PENDING_PER_PARTY_MAX, U64_MAX
 from node.invariant import InvariantError, require
 from node.settlement._codec import Reader, Writer
 from node.settlement._result import ResultCode
@@ -184,13 +187,35 @@ def pending_count(view: StateView | Overlay) -> int:
     return 0 if raw is None else Reader(raw).u32()
 
 
-def _count(o: Overlay) -> int:
-    return pending_count(o)
+def _party_key(party: str) -> bytes:
+    return Writer().u8(RecordKind.PENDING_PARTY).ident(party).finish()
 
 
-def _set_count(o: Overlay, n: int) -> None:
+def _party_count(o: Overlay, party: str) -> int:
+    raw = o.record(_party_key(party))
+    return 0 if raw is None else Reader(raw).u32()
+
+
+def _book_full(o: Overlay, seller: str, buyer: str) -> bool:
+    """The book holds ``PENDING_MAX`` instructions, or a party is on
+    ``PENDING_PER_PARTY_MAX`` of them (so one participant cannot fill it for everyone)."""
+    if pending_count(o) >= PENDING_MAX:
+        return True
+    return any(_party_count(o, p) >= PENDING_PER_PARTY_MAX for p in (seller, buyer))
+
+
+def _count_in(o: Overlay, seller: str, buyer: str, delta: int) -> None:
+    """Add ``delta`` (+1 or -1) to the book's count and to both parties' counts."""
+    n = pending_count(o) + delta
     require(0 <= n <= PENDING_MAX, f"pending count {n} out of bounds")
     o.put_record(_COUNT_KEY, Writer().u32(n).finish())
+    for party in (seller, buyer):
+        m = _party_count(o, party) + delta
+        require(0 <= m <= PENDING_PER_PARTY_MAX, f"pending count of {party} out of bounds")
+        if m:
+            o.put_record(_party_key(party), Writer().u32(m).finish())
+        else:
+            o.delete_record(_party_key(party))
 
 
 def lots_of(tx: PendingDvP) -> tuple[int, int, int] | None:
@@ -224,8 +249,7 @@ def submit(
     code = first_attempt()
     if code not in _SHORT:
         return code
-    count = _count(o)
-    if count >= PENDING_MAX:
+    if _book_full(o, tx.seller, tx.buyer):
         return ResultCode.PENDING_FULL
     deadline = min(tx.deadline_ms, time_ms + PENDING_AGE_MAX_MS)
     inst = Instruction(tid, tx.seller, tx.buyer, tx.bond, tx.cash, *lots, deadline, 0, False)
@@ -233,7 +257,7 @@ def submit(
     o.put_record(
         _outcome_key(tid), Outcome(ResultCode.PENDING_SETTLEMENT, height, position, 0, 0).encode()
     )
-    _set_count(o, count + 1)
+    _count_in(o, tx.seller, tx.buyer, +1)
     return ResultCode.PENDING_SETTLEMENT
 
 
@@ -296,7 +320,7 @@ def recycle(
             o.put_record(key, replace(inst, lots_left=inst.lots_left - lots).encode())
         else:
             o.delete_record(key)
-            _set_count(o, _count(o) - 1)
+            _count_in(o, inst.seller, inst.buyer, -1)
         events.append((inst.tx_id, code))
     _set_recheck(o, moved, was=recheck)
     return events

@@ -86,6 +86,7 @@ _MEANINGS: dict[ResultCode, str] = {
         "the named instruction is not pending: unknown, settled, failed or cancelled"
     ),
     ResultCode.PENDING_FULL: (
-        "the ledger already holds the maximum number of pending instructions; nothing moved"
+        "the ledger already holds the maximum number of pending instructions, in all or "
+        "naming a party of this trade; nothing moved"
     ),
 }

@@ -33,6 +33,7 @@ class RecordKind(IntEnum):
     PENDING_OUTCOME = 17
     PENDING_COUNT = 18
     PENDING_RECHECK = 19
+    PENDING_PARTY = 20
 
 
 @dataclass(frozen=True, slots=True)

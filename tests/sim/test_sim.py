@@ -618,7 +618,7 @@ def test_negative_control_exactly_once_recycling_keeps_ended_trades(
     """A ledger whose recycling never deletes an instruction that ended: the next block
     fails or settles it again."""
     monkeypatch.setattr(_apply.Overlay, "delete_record", lambda self, key: None)
-    monkeypatch.setattr(_pending, "_set_count", lambda o, n: None)  # the book "empties"
+    monkeypatch.setattr(_pending, "_count_in", lambda o, s, b, d: None)  # counts stay put
     _fires("exactly once", lambda: run(every_refusal()))
 
 

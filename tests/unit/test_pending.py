@@ -313,6 +313,24 @@ def test_the_book_is_bounded_and_a_full_book_refuses(
     assert store.tx_record(tid(raws[2])) is not None  # recorded, with its refusal
 
 
+def test_one_party_cannot_fill_the_book(
+    store: MemoryStore, txf: TxFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two pending trades per party at most (here): BANK01's third is refused, another
+    pair's is not; once one of BANK01's ends, it may wait again."""
+    monkeypatch.setattr(_pending, "PENDING_PER_PARTY_MAX", 2)
+    mine = [txf.signed(txf.pending(buyer=b, quantity=_BIG, amount=1)) for b in BANK_BUYERS]
+    others = txf.signed(txf.pending("BANK05", "BANK06", quantity=_BIG, amount=1))
+    out = run(store, *mine, others)
+    assert own(out) == [RC.PENDING_SETTLEMENT] * 2 + [RC.PENDING_FULL, RC.PENDING_SETTLEMENT]
+    run(store, txf.signed(txf.cancel(tid(mine[0]), buyer=BANK_BUYERS[0])), at_ms=2_000)
+    again = txf.signed(txf.pending(buyer="BANK06", quantity=_BIG, amount=2))
+    assert own(run(store, again, at_ms=3_000)) == [RC.PENDING_SETTLEMENT]
+
+
+BANK_BUYERS = ("BANK02", "BANK03", "BANK04")
+
+
 def test_events_are_leaves_no_transaction_result_can_be_mistaken_for(
     store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
 ) -> None:
