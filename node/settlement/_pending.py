@@ -264,8 +264,9 @@ def submit(
 def _find(o: Overlay, tid: bytes) -> tuple[bytes, Instruction] | None:
     """The live (not cancelled) instruction recorded under ``tid``."""
     rec = o.recorded.get(tid) or o.view.tx_record(tid)
-    if rec is None or rec.code is not ResultCode.PENDING_SETTLEMENT:
+    if rec is None:
         return None
+    # Only a trade recorded PENDING_SETTLEMENT has a record at its (height, position).
     key = _pending_key(rec.height, rec.position)
     raw = o.record(key)
     if raw is None:

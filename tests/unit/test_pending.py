@@ -19,6 +19,7 @@ from node.settlement import (
     BlockContext,
     BlockOutcome,
     PendingDvP,
+    RecordKind,
     ResultCode,
     SignedTx,
     Transaction,
@@ -403,3 +404,125 @@ def test_a_trade_funded_by_a_later_instructions_settlement_settles_next_block(
     assert events(out) == [(tid(b), RC.OK)]
     assert events(run(store, at_ms=3_000)) == [(tid(a), RC.OK)]
     assert events(run(store, at_ms=4_000)) == []
+
+
+# --- aimed at the survivors of the settlement.pending mutation run (docs/testing.md) ---
+
+
+def test_holds_are_per_party_and_idempotent(
+    store: MemoryStore, txf: TxFactory, short: bytes
+) -> None:
+    def held() -> tuple[bool, bool]:
+        [(_, _, inst)] = instructions(store)
+        return inst.held_by_seller, inst.held_by_buyer
+
+    run(store, txf.signed(txf.hold(tid(short), by="BANK01")))
+    assert held() == (True, False)
+    run(store, txf.signed(txf.hold(tid(short), by="BANK01")), at_ms=2_000)  # again: still held
+    assert held() == (True, False)
+    run(store, txf.signed(txf.hold(tid(short), by="BANK02")), at_ms=3_000)
+    assert held() == (True, True)
+    run(store, txf.signed(txf.release(tid(short), by="BANK01")), at_ms=4_000)
+    assert held() == (False, True)
+
+
+def test_a_cancel_naming_one_party_twice_is_refused(
+    store: MemoryStore, txf: TxFactory, short: bytes
+) -> None:
+    out = run(store, txf.signed(txf.cancel(tid(short), seller="BANK01", buyer="BANK01")))
+    assert own(out) == [RC.UNAUTHORIZED] and len(instructions(store)) == 1
+
+
+def test_a_lot_that_does_not_divide_the_units_is_refused_even_at_an_even_price(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    raw = txf.signed(txf.pending(quantity=100, amount=9, lot=30))  # 3 lots would price evenly
+    assert own(run(store, raw)) == [RC.INVALID_AMOUNT]
+
+
+def test_ended_instructions_record_only_what_moved(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """Failed and cancelled trades moved nothing; a partial one that fails keeps its lots."""
+    failing = txf.signed(txf.pending(quantity=_BIG, amount=5))
+    cancelled = txf.signed(txf.pending("BANK03", "BANK04", quantity=_BIG, amount=5))
+    lots = (_HELD + 30) // 10  # at 1 each
+    partial = txf.signed(txf.pending("BANK05", "BANK06", quantity=_HELD + 30, amount=lots, lot=10))
+    run(store, failing, cancelled, partial)  # BANK05 settles all but 3 lots at once
+    run(store, txf.signed(txf.cancel(tid(cancelled), "BANK03", "BANK04")), at_ms=2_000)
+    run(store, at_ms=HOUR_MS + 1)
+    expected = {
+        failing: (RC.FAILED_DEADLINE, 0, 0),
+        cancelled: (RC.CANCELLED, 0, 0),
+        partial: (RC.FAILED_DEADLINE, _HELD, _HELD // 10),
+    }
+    for raw, want in expected.items():
+        done = outcome(store, tid(raw))
+        assert done is not None
+        assert (done.code, done.settled_quantity, done.settled_amount) == want
+
+
+def test_events_of_one_block_point_at_their_own_leaves(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    a = txf.signed(txf.pending(quantity=_BIG, amount=5))
+    b = txf.signed(txf.pending("BANK03", "BANK04", quantity=_BIG, amount=5))
+    c = txf.signed(txf.pending("BANK05", "BANK06", quantity=_BIG, amount=5))
+    run(store, a, b, c)
+    funding = [
+        txf.signed(txf.transfer("BANK02", seller, 100, instrument=net.bonds[0]))
+        for seller in ("BANK01", "BANK03", "BANK05")
+    ]
+    out = run(store, *funding, at_ms=2_000)
+    assert events(out) == [(tid(a), RC.OK), (tid(b), RC.OK), (tid(c), RC.OK)]
+    for index, raw in enumerate((a, b, c), start=3):
+        done = outcome(store, tid(raw))
+        assert done is not None and (done.height, done.index) == (2, index)
+        assert out.results[index].tx_id == tid(raw)
+
+
+def test_lots_left_after_a_partial_settlement(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """Three lots of 50; the seller can deliver one: two are left, then one more, then
+    the last."""
+    seller_units = store.balance("BANK01", net.bonds[0])
+    give = txf.signed(txf.transfer("BANK01", "BANK04", seller_units - 50, instrument=net.bonds[0]))
+    raw = txf.signed(txf.pending(quantity=150, amount=30, lot=50))
+    run(store, give, raw)
+    [(_, _, inst)] = instructions(store)
+    assert inst.lots_left == 2
+    run(store, deliver(txf, net, 50), at_ms=2_000)
+    [(_, _, inst)] = instructions(store)
+    assert inst.lots_left == 1
+
+
+def test_the_buyers_cash_limits_a_partial_settlement(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """Lots of 10 units at 400,000,000 each: the buyer's 1,000,000,000 pays for two."""
+    raw = txf.signed(txf.pending(quantity=30, amount=1_200_000_000, lot=10))
+    out = run(store, raw)
+    assert events(out) == [(tid(raw), RC.PARTIALLY_SETTLED)]
+    assert store.balance("BANK02", net.cash) == 1_000_000_000 - 800_000_000
+    assert store.balance("BANK02", net.bonds[0]) == _HELD + 20
+
+
+def test_the_recheck_record_follows_recycling_that_moved(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    """Present after a block whose recycling moved balances, gone after one that did not;
+    an event that moves nothing (a failure) sets none."""
+    recheck = bytes([RecordKind.PENDING_RECHECK])
+    assert store.record(recheck) is None  # recording a trade moves nothing
+    second = txf.signed(txf.pending("BANK03", "BANK04", quantity=_BIG, amount=5))
+    run(store, deliver(txf, net), second, at_ms=2_000)
+    assert store.record(recheck) is not None
+    to_bank03 = txf.signed(txf.transfer("BANK05", "BANK03", 200, instrument=net.bonds[0]))
+    assert events(run(store, to_bank03, at_ms=2_500)) == [(tid(second), RC.OK)]
+    assert store.record(recheck) is not None  # moved again: it stays
+    run(store, at_ms=3_000)
+    assert store.record(recheck) is None
+    run(store, txf.signed(txf.pending(quantity=_BIG, amount=5)), at_ms=4_000)
+    run(store, at_ms=HOUR_MS + 1)  # it fails at its deadline
+    assert store.record(recheck) is None
