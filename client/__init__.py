@@ -15,6 +15,7 @@ from client._async import (
     AccountEvent,
     AsyncLedgerClient,
     Balances,
+    BlockEvent,
     BlockTiming,
     BlockTx,
     BlockView,
@@ -23,6 +24,8 @@ from client._async import (
     HolderView,
     InstrumentView,
     NodeStatusView,
+    PendingTrade,
+    Settlement,
     TxStatus,
 )
 from client._errors import (
@@ -53,7 +56,14 @@ from client._trades import (
     sign,
     terms_of,
 )
-from node.receipt import CertificateCache, InvalidReceiptError, Receipt, ResultProof, verify_receipt
+from node.receipt import (
+    CertificateCache,
+    EventProof,
+    InvalidReceiptError,
+    Receipt,
+    ResultProof,
+    verify_receipt,
+)
 from node.settlement import ResultCode
 
 __all__ = [
@@ -61,6 +71,7 @@ __all__ = [
     "AsyncLedgerClient",
     "BadResponseError",
     "Balances",
+    "BlockEvent",
     "BlockTiming",
     "BlockTx",
     "BlockView",
@@ -68,6 +79,7 @@ __all__ = [
     "CertificateCache",
     "Endpoint",
     "EndpointDown",
+    "EventProof",
     "FinalityTimeoutError",
     "HolderView",
     "InstrumentView",
@@ -82,10 +94,12 @@ __all__ = [
     "OverloadedError",
     "PartialTrade",
     "ParticipantKey",
+    "PendingTrade",
     "Receipt",
     "RejectedError",
     "ResultCode",
     "ResultProof",
+    "Settlement",
     "SignedTransaction",
     "SigningError",
     "StreamedTx",

@@ -83,10 +83,14 @@ from node.netgen import dns_names, pinned_certificates
 from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import (
     Burn,
+    Cancel,
     DvP,
     Genesis,
+    Hold,
     Mint,
+    PendingDvP,
     Redeem,
+    Release,
     ResultCode,
     SignedTx,
     Transaction,
@@ -102,6 +106,7 @@ __all__ = [
     "AccountEvent",
     "AsyncLedgerClient",
     "Balances",
+    "BlockEvent",
     "BlockTx",
     "BlockView",
     "Endpoint",
@@ -109,6 +114,8 @@ __all__ = [
     "HolderView",
     "InstrumentView",
     "NodeStatusView",
+    "PendingTrade",
+    "Settlement",
     "TxStatus",
 ]
 
@@ -162,10 +169,24 @@ class InstrumentView:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """Where a pending DvP stands, as the node reports it (its word; the receipt's event
+    proof proves the code): its latest result ``code`` at leaf ``index`` of block
+    ``height``'s results, and the bond units and cash settled so far (ADR 0014)."""
+
+    code: ResultCode
+    height: int
+    index: int
+    settled_quantity: int
+    settled_amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class TxStatus:
     tx_id: bytes
-    state: Literal["PENDING", "COMMITTED"]
+    state: Literal["PENDING", "COMMITTED"]  # PENDING: not in a block yet (mempool)
     receipt: Receipt | None  # set when COMMITTED
+    settlement: Settlement | None = None  # set for a pending DvP recorded as such
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +212,46 @@ class BlockView:
     state_root: bytes
     certificate: bytes
     transactions: tuple[BlockTx, ...]
+    # Pending trades' events at the end of the block (ADR 0014), the node's report.
+    events: tuple[BlockEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEvent:
+    """A pending trade's later outcome at the end of a block: ``code`` (OK: settled,
+    PARTIALLY_SETTLED, FAILED_DEADLINE, CANCELLED) for the trade ``tx_id``, at leaf
+    ``index`` of the block's results (after its transactions)."""
+
+    index: int
+    tx_id: bytes
+    code: ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTrade:
+    """One pending DvP waiting for its legs (docs/ledger.md "Pending settlement")."""
+
+    tx_id: bytes
+    height: int
+    position: int
+    seller: str
+    buyer: str
+    bond: str
+    cash: str
+    lot_quantity: int
+    lot_amount: int
+    lots_left: int
+    deadline_ms: int
+    held_by_seller: bool
+    held_by_buyer: bool
+
+    @property
+    def quantity_left(self) -> int:
+        return self.lots_left * self.lot_quantity
+
+    @property
+    def amount_left(self) -> int:
+        return self.lots_left * self.lot_amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,19 +510,29 @@ class AsyncLedgerClient:
             return await self._wait(i, tid, deadline, timeout_s, prove_result)
 
         result = await self._call(f"submit {tid.hex()}", attempt, deadline)
-        if isinstance(result, Receipt) and not result.ok:
+        if isinstance(result, Receipt) and result.refused:
             raise RejectedError(result)
-        return result
+        return result  # a pending DvP's receipt says PENDING_SETTLEMENT: see wait_settled
 
     async def _wait(
-        self, i: int, tid: bytes, deadline: float, timeout_s: float, prove_result: bool
+        self,
+        i: int,
+        tid: bytes,
+        deadline: float,
+        timeout_s: float,
+        prove_result: bool,
+        *,
+        settled: bool = False,
     ) -> Receipt:
         """Wait at endpoint ``i``; _SilentNodeError as soon as it stops answering."""
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise FinalityTimeoutError(tid, timeout_s)
         req = pb.WaitRequest(
-            tx_id=tid, timeout_ms=max(1, math.ceil(remaining * 1000)), prove_result=prove_result
+            tx_id=tid,
+            timeout_ms=max(1, math.ceil(remaining * 1000)),
+            prove_result=prove_result,
+            wait_settled=settled,
         )
         call = self._stub(i).WaitForFinality(req, timeout=remaining + self._rpc_timeout_s)
         task: asyncio.Future[pb.Receipt] = asyncio.ensure_future(call)
@@ -484,7 +555,9 @@ class AsyncLedgerClient:
         if not receipt.ok and receipt.result_proof is None:
             # Without its result proof a refusal is one node's word, and a settled trade
             # must never be reported as refused on that word: wait for the proof.
-            return await self._wait(i, tid, deadline, timeout_s, prove_result=True)
+            return await self._wait(i, tid, deadline, timeout_s, prove_result=True, settled=settled)
+        if settled and receipt.waiting:
+            raise BadResponseError("the node ended a settlement wait before the final event")
         return receipt
 
     async def _answers(self, i: int) -> bool:
@@ -607,6 +680,24 @@ class AsyncLedgerClient:
             raise NotFoundError(f"transaction {tx_id.hex()} is pending, not committed yet")
         return status.receipt
 
+    async def wait_settled(
+        self, tx_id: bytes, *, timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S
+    ) -> Receipt:
+        """The verified receipt of a trade once its outcome is final. For a pending DvP
+        (``PENDING_SETTLEMENT``) that is its final event, proven (``receipt.event_proof``):
+        settled at height ``event_proof.height``, returned; failed at its deadline or
+        cancelled, RejectedError (``code`` says which). Any other transaction: as
+        ``receipt``. FinalityTimeoutError after ``timeout_s``; waiting again is safe."""
+        _check_timeout(timeout_s)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        receipt = await self._call(
+            f"settlement of {tx_id.hex()}",
+            lambda i: self._wait(i, tx_id, deadline, timeout_s, True, settled=True),
+        )
+        if receipt.refused:
+            raise RejectedError(receipt)
+        return receipt
+
     async def transaction(self, tx_id: bytes) -> TxStatus:
         """PENDING or COMMITTED (with the verified receipt); NotFoundError if the node
         knows neither."""
@@ -617,10 +708,36 @@ class AsyncLedgerClient:
             )
             if msg.state == pb.COMMITTED:
                 r = self._verified(msg.receipt, tx_id, prove_result=False)
-                return TxStatus(tx_id, "COMMITTED", r)
+                return TxStatus(tx_id, "COMMITTED", r, _settlement(msg))
             return TxStatus(tx_id, "PENDING", None)
 
         return await self._call(f"transaction {tx_id.hex()}", get)
+
+    async def pending(self) -> tuple[int, tuple[PendingTrade, ...]]:
+        """(height, the pending trades after it), in recycling order (the node's word)."""
+
+        async def get(i: int) -> tuple[int, tuple[PendingTrade, ...]]:
+            msg = await self._stub(i).GetPending(pb.PendingRequest(), timeout=self._rpc_timeout_s)
+            return msg.height, tuple(
+                PendingTrade(
+                    bytes(p.tx_id),
+                    p.height,
+                    p.position,
+                    p.seller,
+                    p.buyer,
+                    p.bond,
+                    p.cash,
+                    p.lot_quantity,
+                    p.lot_amount,
+                    p.lots_left,
+                    p.deadline_ms,
+                    p.held_by_seller,
+                    p.held_by_buyer,
+                )
+                for p in msg.instructions
+            )
+
+        return await self._call("pending trades", get)
 
     async def balances(self, account: str) -> Balances:
         async def get(i: int) -> Balances:
@@ -815,6 +932,7 @@ class AsyncLedgerClient:
             state_root=bytes(info.state_root),
             certificate=bytes(info.certificate),
             transactions=txs,
+            events=tuple(_block_event(e) for e in info.events),
         )
 
 
@@ -905,6 +1023,24 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
     return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
 
 
+def _block_event(e: pb.TransactionResult) -> BlockEvent:
+    try:
+        return BlockEvent(e.position, bytes(e.tx_id), ResultCode(e.code))
+    except ValueError as err:
+        raise BadResponseError(f"unknown event code {e.code}") from err
+
+
+def _settlement(msg: pb.TransactionStatus) -> Settlement | None:
+    if not msg.HasField("settlement"):
+        return None
+    s = msg.settlement
+    try:
+        code = ResultCode(s.code)
+    except ValueError as e:
+        raise BadResponseError(f"unknown settlement code {s.code}") from e
+    return Settlement(code, s.height, s.index, s.settled_quantity, s.settled_amount)
+
+
 def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
     """The account's (instrument, delta) legs if ``tx`` applies."""
     legs: list[tuple[str, int]] = []
@@ -915,7 +1051,7 @@ def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
     elif isinstance(tx, Transfer):
         legs += [(tx.instrument, -tx.amount)] if tx.sender == account else []
         legs += [(tx.instrument, tx.amount)] if tx.receiver == account else []
-    elif isinstance(tx, DvP):
+    elif isinstance(tx, DvP | PendingDvP):  # a pending one's later events are not legs here
         if tx.seller == account:
             legs += [(tx.bond, -tx.quantity), (tx.cash, tx.amount)]
         if tx.buyer == account:
@@ -932,8 +1068,10 @@ def _parties(tx: Transaction) -> set[str] | None:
         return {tx.holder, tx.by} if isinstance(tx, Burn) else {tx.holder}
     if isinstance(tx, Transfer):
         return {tx.sender, tx.receiver}
-    if isinstance(tx, DvP):
+    if isinstance(tx, DvP | PendingDvP | Cancel):
         return {tx.seller, tx.buyer}
+    if isinstance(tx, Hold | Release):
+        return {tx.by}
     return None
 
 

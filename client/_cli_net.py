@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from client import (
     BlockTx,
+    BlockView,
     EndpointDown,
     InvalidFieldError,
     KeyFileError,
@@ -26,6 +27,7 @@ from client import (
     ParticipantKey,
     Receipt,
     RejectedError,
+    Settlement,
     SignedTransaction,
     SigningError,
     TradeError,
@@ -37,6 +39,7 @@ from client import (
     sign,
     terms_of,
 )
+from client import _cli_settlement as settlement
 from client._cli_common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -50,15 +53,19 @@ from client._cli_common import (
 from node.crypto import HASH_LEN
 from node.genesis import load_genesis
 from node.settlement import (
+    Cancel,
     DvP,
     Genesis,
     GenesisError,
     Instrument,
     InstrumentKind,
+    PendingDvP,
     SignedTx,
     Transaction,
     decode_body,
 )
+from node.settlement import Hold as HoldTx
+from node.settlement import Release as ReleaseTx
 
 __all__ = ["run"]
 
@@ -148,11 +155,18 @@ def _write(path: Path, text: str) -> None:
 
 def describe(tx: Transaction) -> str:
     """One line for a person: who moves what to whom."""
-    if isinstance(tx, DvP):
+    if isinstance(tx, DvP | PendingDvP):
+        kind, lots = "DVP", ""
+        if isinstance(tx, PendingDvP):
+            kind, lots = "PENDING DVP", f" in lots of {amount(tx.lot)}" if tx.lot else ""
         return (
-            f"DVP {tx.seller} -> {tx.buyer} {amount(tx.quantity)} {tx.bond} "
-            f"against {amount(tx.amount)} {tx.cash}"
+            f"{kind} {tx.seller} -> {tx.buyer} {amount(tx.quantity)} {tx.bond} "
+            f"against {amount(tx.amount)} {tx.cash}{lots}"
         )
+    if isinstance(tx, HoldTx | ReleaseTx):
+        return f"{tx.KIND.name} pending trade {tx.instruction.hex()} by {tx.by}"
+    if isinstance(tx, Cancel):
+        return f"CANCEL pending trade {tx.instruction.hex()} by {tx.seller} and {tx.buyer}"
     terms = terms_of(tx)
     kind = terms["kind"]
     if kind == "MINT":
@@ -192,13 +206,22 @@ def _receipt_lines(receipt: Receipt) -> list[str]:
         if receipt.result_proof is not None
         else "result proof pending (next block)"
     )
-    return [
+    lines = [
         f"tx id     {receipt.tx_id.hex()}",
         f"result    {receipt.code.name}: {receipt.meaning}",
         f"block     {receipt.height} position {receipt.position} "
         f"at {timestamp(receipt.block_time_ms)}",
         f"proof     certified by {len(receipt.signers)} validators; {proved}",
     ]
+    ev = receipt.event_proof
+    if ev is not None:
+        lines.append(
+            f"later     {ev.code.name} at the end of block {ev.height} (result {ev.index}), "
+            f"certified by block {ev.height + 1}: {ev.code.meaning}"
+        )
+    elif receipt.waiting:
+        lines.append("later     waiting for its legs; `ledger tx TX_ID` or --wait-settled")
+    return lines
 
 
 def _terms_table(tx: Transaction) -> None:
@@ -221,9 +244,14 @@ def _term(name: str, value: object) -> str:
 
 def _sign_dvp(args: argparse.Namespace) -> int:
     g = _genesis(args)
-    dvp = Transactions(g).dvp(
-        args.seller, args.buyer, args.bond, args.quantity, args.cash, args.amount, args.deadline_s
-    )
+    terms = (args.seller, args.buyer, args.bond, args.quantity, args.cash, args.amount)
+    dvp: DvP | PendingDvP
+    if args.pending:
+        dvp = Transactions(g).pending_dvp(*terms, args.deadline_s, lot=args.lot or 0)
+    elif args.lot is not None:
+        raise CliError("--lot needs --pending (only a pending DvP settles in part)", EXIT_USAGE)
+    else:
+        dvp = Transactions(g).dvp(*terms, args.deadline_s)
     seller_key = _key(args, args.seller, args.key)
     text = propose_dvp(dvp, seller_key, g)
     _write(args.out, text)
@@ -306,6 +334,9 @@ def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
             receipt = client.submit(
                 stx, timeout_s=args.timeout, prove_result=not args.finality_only
             )
+            if args.wait_settled and receipt.waiting:
+                left = max(0.001, args.timeout - (time.perf_counter() - t0))
+                receipt = client.wait_settled(stx.tx_id, timeout_s=left)
         except RejectedError as e:
             if args.receipt_out is not None:  # a refusal is provable too
                 _write(args.receipt_out, e.receipt.dumps())
@@ -316,7 +347,8 @@ def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
     if args.json:
         emit_json({**receipt.to_json(), "elapsed_ms": round(elapsed_ms, 1)})
         return EXIT_OK
-    print(f"settled in {elapsed_ms:.0f} ms: {describe(stx.tx)}")
+    what = "pending after" if receipt.waiting else "final in"
+    print(f"{what} {elapsed_ms:.0f} ms: {describe(stx.tx)}")
     print("\n".join(_receipt_lines(receipt)))
     if args.receipt_out is not None:
         check = " --finality-only" if receipt.result_proof is None else ""
@@ -343,6 +375,25 @@ def _submit_redeem(args: argparse.Namespace) -> int:
     keys = [_key(args, args.by, args.by_key)]
     if args.holder != args.by:
         keys.append(_key(args, args.holder, args.holder_key))
+    return _submit(args, sign(tx, *keys, genesis=g))
+
+
+def _submit_hold(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).hold(_tx_id(args.instruction), args.by)
+    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+
+
+def _submit_release(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).release(_tx_id(args.instruction), args.by)
+    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+
+
+def _submit_cancel(args: argparse.Namespace) -> int:
+    g = _genesis(args)
+    tx = Transactions(g).cancel(_tx_id(args.instruction), args.seller, args.buyer)
+    keys = [_key(args, args.seller, args.seller_key), _key(args, args.buyer, args.buyer_key)]
     return _submit(args, sign(tx, *keys, genesis=g))
 
 
@@ -418,6 +469,7 @@ def _tx(args: argparse.Namespace) -> int:
                 "state": st.state,
                 "terms": None if receipt is None else terms_of(_tx_of_receipt(receipt)),
                 "receipt": None if receipt is None else receipt.to_json(),
+                "settlement": None if st.settlement is None else _settlement_json(st.settlement),
             }
         )
         return EXIT_OK
@@ -426,9 +478,25 @@ def _tx(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{st.state}: {describe(_tx_of_receipt(receipt))}")
     print("\n".join(_receipt_lines(receipt)))
+    if st.settlement is not None:
+        p = st.settlement
+        print(
+            f"settled   {amount(p.settled_quantity)} bond units for {amount(p.settled_amount)} "
+            f"so far; latest {p.code.name} in block {p.height} (the node's word)"
+        )
     if args.receipt_out is not None:
         print(f"receipt   {args.receipt_out} (check it: ledger verify-receipt {args.receipt_out})")
     return EXIT_OK
+
+
+def _settlement_json(p: Settlement) -> dict[str, object]:
+    return {
+        "code": p.code.name,
+        "height": p.height,
+        "index": p.index,
+        "settled_quantity": p.settled_quantity,
+        "settled_amount": p.settled_amount,
+    }
 
 
 def _block_tx_json(t: BlockTx) -> dict[str, object]:
@@ -586,6 +654,62 @@ def _watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- fails management (client/_cli_settlement.py) ------------------------------------------
+
+
+def _pending(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        height, book = client.pending()
+    settlement.print_pending(height, book, args.json)
+    return EXIT_OK
+
+
+def _blocks_in(client: LedgerClient, args: argparse.Namespace) -> tuple[int, list[BlockView]]:
+    """The blocks ``--from``..``--to`` (the head when omitted), and the last height."""
+    head = client.head()
+    last = head if args.to_height is None else min(args.to_height, head)
+    if args.from_height > last:
+        return last, []
+    out: list[BlockView] = []
+    with _closing(client.blocks(args.from_height)) as blocks:
+        for b in blocks:
+            out.append(b)
+            if b.height >= last:
+                break
+    return last, out
+
+
+def _trade_of(client: LedgerClient, tid: bytes) -> Transaction | None:
+    receipt = client.transaction(tid).receipt
+    return None if receipt is None else _tx_of_receipt(receipt)
+
+
+def _fails(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _, blocks = _blocks_in(client, args)
+        fails = settlement.fails_of(blocks)
+        trades = {f.tx_id: _trade_of(client, f.tx_id) for f in fails}
+    settlement.print_fails(fails, lambda tid: _described(trades.get(tid)), args.json)
+    return EXIT_OK
+
+
+def _described(tx: Transaction | None) -> str:
+    return "?" if tx is None else describe(tx)
+
+
+def _report_settlement(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        last, blocks = _blocks_in(client, args)
+
+        def recorded_at(tid: bytes) -> int | None:
+            receipt = client.transaction(tid).receipt
+            return None if receipt is None else receipt.block_time_ms
+
+        report = settlement.report_of(blocks, args.from_height, last, recorded_at)
+    settlement.print_report(report, args.json)
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Command] = {
     "sign_dvp": _sign_dvp,
     "cosign": _cosign,
@@ -593,6 +717,12 @@ _COMMANDS: dict[str, Command] = {
     "submit_transfer": _submit_transfer,
     "submit_redeem": _submit_redeem,
     "submit_dvp": _submit_dvp,
+    "submit_hold": _submit_hold,
+    "submit_release": _submit_release,
+    "submit_cancel": _submit_cancel,
+    "pending": _pending,
+    "fails": _fails,
+    "report_settlement": _report_settlement,
     "balance": _balance,
     "tx": _tx,
     "block": _block,

@@ -86,11 +86,14 @@ class RejectedError(LedgerError):
 
     def __init__(self, receipt: Receipt) -> None:
         self.receipt = receipt
-        self.code: ResultCode = receipt.code
-        self.meaning = receipt.code.meaning
+        # A pending DvP that ended unsettled: its proven event's code (ADR 0014).
+        self.code: ResultCode = receipt.outcome
+        self.meaning = self.code.meaning
+        ev = receipt.event_proof
+        height = receipt.height if ev is None else ev.height
         super().__init__(
-            f"transaction {receipt.tx_id.hex()} refused at height {receipt.height}: "
-            f"{receipt.code.name} ({receipt.code.meaning}); fix it and sign a new transaction"
+            f"transaction {receipt.tx_id.hex()} refused at height {height}: "
+            f"{self.code.name} ({self.meaning}); fix it and sign a new transaction"
         )
 
 

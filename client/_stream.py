@@ -266,8 +266,8 @@ class SubmitStream:
             return
         if receipt.ok:
             _settle(p.future, receipt)
-        elif receipt.result_proof is not None:
-            _settle(p.future, RejectedError(receipt))
+        elif receipt.result_proof is not None:  # a pending DvP's receipt is no refusal
+            _settle(p.future, RejectedError(receipt) if receipt.refused else receipt)
         else:  # a refusal without its proof is one node's word: fetch the proof first
             task = asyncio.create_task(self._prove_refusal(p))
             self._followups.add(task)
@@ -310,7 +310,7 @@ class SubmitStream:
         except LedgerError as e:
             _settle(p.future, e)
             return
-        _settle(p.future, receipt if receipt.ok else RejectedError(receipt))
+        _settle(p.future, RejectedError(receipt) if receipt.refused else receipt)
 
     def _break(self, err: LedgerError) -> None:
         if self._broken is None:

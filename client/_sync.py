@@ -23,6 +23,7 @@ from client._async import (
     EndpointDown,
     InstrumentView,
     NodeStatusView,
+    PendingTrade,
     TxStatus,
     _run_dir_config,
 )
@@ -170,6 +171,14 @@ class LedgerClient:
         return self._run(
             self._client.receipt(tx_id, wait=wait, timeout_s=timeout_s, prove_result=prove_result)
         )
+
+    def wait_settled(self, tx_id: bytes, *, timeout_s: float = SUBMIT_TIMEOUT_DEFAULT_S) -> Receipt:
+        """See ``AsyncLedgerClient.wait_settled``."""
+        return self._run(self._client.wait_settled(tx_id, timeout_s=timeout_s))
+
+    def pending(self) -> tuple[int, tuple[PendingTrade, ...]]:
+        """See ``AsyncLedgerClient.pending``."""
+        return self._run(self._client.pending())
 
     def transaction(self, tx_id: bytes) -> TxStatus:
         return self._run(self._client.transaction(tx_id))

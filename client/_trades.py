@@ -38,15 +38,19 @@ from node import crypto, tags
 from node.config import TX_BYTES_MAX, U64_MAX
 from node.settlement import (
     Burn,
+    Cancel,
     CouponPay,
     DecodeError,
     Distribute,
     DvP,
     Genesis,
+    Hold,
     InstrumentKind,
     Mint,
+    PendingDvP,
     Redeem,
     RedeemAll,
+    Release,
     SignedTx,
     Transaction,
     Transfer,
@@ -251,10 +255,64 @@ class Transactions:
         self._instrument("bond", bond, InstrumentKind.BOND)
         return RedeemAll(**self._head(), bond=bond, agent=self._agent("agent", bond, agent))
 
+    # --- pend: pending settlement (docs/ledger.md "Pending settlement", ADR 0014) ----------
+
+    def pending_dvp(  # noqa: PLR0917 - positional like the trade's terms, in their order
+        self,
+        seller: str,
+        buyer: str,
+        bond: str,
+        quantity: int,
+        cash: str,
+        amount: int,
+        deadline_s: float | None = None,
+        lot: int = 0,
+    ) -> PendingDvP:
+        """A DvP that waits until its deadline when a leg is short (``PENDING_SETTLEMENT``)
+        instead of failing; ``lot`` > 0 lets it settle in multiples of ``lot`` bond units,
+        which must split ``quantity`` and ``amount`` into whole lots of one price."""
+        d = self.dvp(seller, buyer, bond, quantity, cash, amount, deadline_s)
+        if isinstance(lot, bool) or not isinstance(lot, int) or not 0 <= lot <= quantity:
+            raise InvalidFieldError("lot", f"must be an integer in 0..quantity, got {lot!r}")
+        if lot and (quantity % lot or amount % (quantity // lot)):
+            raise InvalidFieldError(
+                "lot", f"{lot} does not split {quantity} units for {amount} into equal lots"
+            )
+        fields = {f.name: getattr(d, f.name) for f in dataclasses.fields(d)}
+        return PendingDvP(**fields, lot=lot)
+
+    def hold(self, instruction: bytes, by: str) -> Hold:
+        """Stop re-attempting the pending trade ``instruction`` (its tx id); ``by`` signs."""
+        return Hold(**self._head(), instruction=_instruction(instruction), by=self._party(by))
+
+    def release(self, instruction: bytes, by: str) -> Release:
+        """Lift ``by``'s own hold on ``instruction``; ``by`` signs."""
+        return Release(**self._head(), instruction=_instruction(instruction), by=self._party(by))
+
+    def cancel(self, instruction: bytes, seller: str, buyer: str) -> Cancel:
+        """Withdraw the pending trade ``instruction``; both its parties sign."""
+        return Cancel(
+            **self._head(),
+            instruction=_instruction(instruction),
+            seller=self._participant("seller", seller),
+            buyer=self._participant("buyer", buyer),
+        )
+
+    def _party(self, by: str) -> str:
+        return self._participant("by", by)
+
+
+def _instruction(tid: bytes) -> bytes:
+    if not isinstance(tid, bytes) or len(tid) != crypto.HASH_LEN:
+        raise InvalidFieldError("instruction", "must be a 32-byte transaction id")
+    return tid
+
 
 def terms_of(tx: Transaction) -> dict[str, Any]:
-    """The transaction's fields as a JSON-ready dict, with its kind ("DVP", "MINT", ...)."""
-    return {"kind": tx.KIND.name, **dataclasses.asdict(tx)}
+    """The transaction's fields as a JSON-ready dict, with its kind ("DVP", "MINT", ...);
+    a transaction id field (a hold's ``instruction``) in hex."""
+    fields = {k: v.hex() if isinstance(v, bytes) else v for k, v in dataclasses.asdict(tx).items()}
+    return {"kind": tx.KIND.name, **fields}
 
 
 # --- signed transactions -------------------------------------------------------------------
@@ -397,14 +455,14 @@ def sign(
 
 @dataclass(frozen=True, slots=True)
 class PartialTrade:
-    """A DvP signed by the seller, waiting for the buyer's signature."""
+    """A DvP (or pending DvP) signed by the seller, waiting for the buyer's signature."""
 
     signed: SignedTransaction
 
     @property
-    def terms(self) -> DvP:
+    def terms(self) -> DvP | PendingDvP:
         tx = self.signed.tx
-        assert isinstance(tx, DvP), "PartialTrade holds a DvP"
+        assert isinstance(tx, DvP | PendingDvP), "PartialTrade holds a DvP"
         return tx
 
     @property
@@ -427,12 +485,12 @@ class PartialTrade:
             signed = SignedTransaction(data)
         else:
             signed = _from_doc(_json(data), _TRADE_FORMAT)
-        if not isinstance(signed.tx, DvP):
+        if not isinstance(signed.tx, DvP | PendingDvP):
             raise TradeError(f"not a DvP but a {signed.tx.KIND.name}")
         return cls(signed)
 
 
-def propose_dvp(dvp: DvP, seller_key: ParticipantKey, genesis: Genesis) -> str:
+def propose_dvp(dvp: DvP | PendingDvP, seller_key: ParticipantKey, genesis: Genesis) -> str:
     """The seller's half: sign ``dvp`` and return it as JSON for the buyer
     (``PartialTrade(...).to_bytes()`` gives the compact bytes instead)."""
     if seller_key.participant != dvp.seller:
@@ -471,7 +529,7 @@ def accept_dvp(
     return sign(trade.signed, buyer_key, genesis=genesis)
 
 
-def _check_seller_signature(env: SignedTx, dvp: DvP, genesis: Genesis) -> None:
+def _check_seller_signature(env: SignedTx, dvp: DvP | PendingDvP, genesis: Genesis) -> None:
     sigs = dict(env.signatures)
     others = set(sigs) - {dvp.seller, dvp.buyer}
     if others:
@@ -484,7 +542,7 @@ def _check_seller_signature(env: SignedTx, dvp: DvP, genesis: Genesis) -> None:
         raise TradeError(f"the seller's signature is not {dvp.seller}'s (forged or altered)")
 
 
-def _check_terms(dvp: DvP, expect: Mapping[str, object]) -> None:
+def _check_terms(dvp: DvP | PendingDvP, expect: Mapping[str, object]) -> None:
     actual = terms_of(dvp)
     diffs: list[tuple[str, object, object]] = []
     for term, want in expect.items():

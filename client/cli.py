@@ -221,6 +221,9 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
                 "validators": len(g.validators),
                 "quorum": g.quorum,
                 "result_proved": receipt.result_proof is not None,
+                "event": None
+                if receipt.event_proof is None
+                else {"code": receipt.event_proof.code.name, "height": receipt.event_proof.height},
             }
         )
     else:
@@ -230,6 +233,10 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
             f"at position {receipt.position}, certified by {signers} of "
             f"{len(g.validators)} validators (quorum {g.quorum}); {detail}"
         )
+        ev = receipt.event_proof
+        if ev is not None:  # a pending DvP's later outcome (ADR 0014), proven as well
+            print(f"later: {ev.code.name} at the end of block {ev.height}, certified by block "
+                  f"{ev.height + 1}")  # fmt: skip
     return EXIT_OK
 
 
@@ -329,6 +336,12 @@ def _submit_options() -> _Parser:
         action="store_true",
         help="do not wait one more block for the proof of the result (the receipt then "
         "proves inclusion and finality only)",
+    )
+    p.add_argument(
+        "--wait-settled",
+        action="store_true",
+        help="for a pending DvP recorded PENDING_SETTLEMENT, also wait (within --timeout) "
+        "for its final event: settled, failed at its deadline, or cancelled",
     )
     return p
 
@@ -474,6 +487,7 @@ def _add_submit(b: _Builder) -> None:
     )
     p.add_argument("trade", type=Path, metavar="TRADE_FILE", help="the co-signed trade JSON")
     _add_lifecycle(b, sub, opts)
+    _add_pending_submits(b, sub, opts)
 
 
 def _add_lifecycle(
@@ -580,6 +594,51 @@ def _add_lifecycle_queries(b: _Builder) -> None:
     p.add_argument("instrument", type=participant_id, metavar="INSTRUMENT", help="a bond or fund")
 
 
+def _instruction_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--instruction",
+        required=True,
+        metavar="TX_ID",
+        help="the pending DvP's transaction id (64 hex digits; `ledger pending` lists them)",
+    )
+
+
+def _add_pending_submits(
+    b: _Builder, sub: argparse._SubParsersAction[_Parser], opts: list[_Parser]
+) -> None:
+    """hold, release, cancel: act on a pending DvP (docs/ledger.md "Pending settlement")."""
+    for name, help_ in (
+        ("hold", "hold a pending DvP: it is not re-attempted until released (either party)"),
+        ("release", "release your own hold on a pending DvP"),
+    ):
+        p = b.leaf(sub, name, help_, _network(f"submit_{name}"), parents=opts)
+        _instruction_option(p)
+        p.add_argument(
+            "--by", required=True, type=participant_id, metavar="ACCOUNT", help="a party (signs)"
+        )
+        p.add_argument(
+            "--key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/ACCOUNT.key"
+        )
+    p = b.leaf(
+        sub,
+        "cancel",
+        "cancel a pending DvP; both parties sign",
+        _network("submit_cancel"),
+        parents=opts,
+    )
+    _instruction_option(p)
+    for side in ("seller", "buyer"):
+        p.add_argument(
+            f"--{side}", required=True, type=participant_id, metavar="ACCOUNT", help=f"the {side}"
+        )
+        p.add_argument(
+            f"--{side}-key",
+            type=Path,
+            metavar="FILE",
+            help=f"default: RUN_DIR/participants/{side.upper()}.key",
+        )
+
+
 def _add_two_party(b: _Builder) -> None:
     sign = b.group("sign", "the seller's side of a two-party trade")
     p = b.leaf(
@@ -615,6 +674,18 @@ def _add_two_party(b: _Builder) -> None:
         type=positive_int,
         metavar="SECONDS",
         help="settle within this many seconds, else refused (DEADLINE_PASSED)",
+    )
+    p.add_argument(
+        "--pending",
+        action="store_true",
+        help="a pending DvP: if a leg is short it waits until the deadline (re-attempted "
+        "every block) instead of being refused",
+    )
+    p.add_argument(
+        "--lot",
+        type=amount,
+        metavar="UNITS",
+        help="with --pending: settle in multiples of this many bond units (partial settlement)",
     )
     p.add_argument(
         "--key",
@@ -677,6 +748,8 @@ def _add_queries(b: _Builder) -> None:
     p.add_argument("tx_id", metavar="TX_ID", help="64 hex digits")
     p.add_argument("--receipt-out", type=Path, metavar="FILE", help="write the receipt as JSON")
 
+    _add_settlement_queries(b)
+
     p = b.leaf(b.top, "block", "a committed block and its transactions", _network("block"))
     p.add_argument("height", type=positive_int, metavar="HEIGHT", help="block height, from 1")
 
@@ -710,6 +783,51 @@ def _add_queries(b: _Builder) -> None:
     p.add_argument(
         "--finality-only", action="store_true", help="accept a receipt without the result proof"
     )
+
+
+def _height_range(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from",
+        dest="from_height",
+        type=positive_int,
+        default=1,
+        metavar="HEIGHT",
+        help="first block height (default 1)",
+    )
+    p.add_argument(
+        "--to",
+        dest="to_height",
+        type=positive_int,
+        metavar="HEIGHT",
+        help="last block height (default: the head)",
+    )
+
+
+def _add_settlement_queries(b: _Builder) -> None:
+    """Fails management (issue 14 item 5): the pending book, fails, a settlement report."""
+    b.leaf(
+        b.top,
+        "pending",
+        "the pending DvPs waiting for their legs, in recycling order",
+        _network("pending"),
+    )
+    p = b.leaf(
+        b.top,
+        "fails",
+        "settlement fails in a range of blocks: trades refused for a short leg or a full "
+        "pending book, pending trades failed at their deadline or cancelled",
+        _network("fails"),
+    )
+    _height_range(p)
+    report = b.group("report", "reports over a range of blocks")
+    p = b.leaf(
+        report,
+        "settlement",
+        "trades, settled on first attempt, settled after recycling, failed by reason, fail "
+        "rate and time to settle after recycling, over block heights FROM..TO",
+        _network("report_settlement"),
+    )
+    _height_range(p)
 
 
 def build_parser() -> _Parser:

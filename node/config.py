@@ -46,6 +46,21 @@ BLOCK_WIRE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 64 * 1024
 SIGNATURE_BYTES_MAX: Final = 128
 MERKLE_PATH_LEN_MAX: Final = 64  # an audit path of a tree of 2**64 leaves; longer is hostile
 
+# --- settlement: pending settlement (pend; node/settlement/_pending.py) ---------------
+# Instructions waiting for their legs. Every block re-attempts each one (up to 4 balance
+# reads), so this bounds the work recycling adds to a block; a pending DvP that would
+# exceed it is refused PENDING_FULL and moves nothing.
+PENDING_MAX: Final = 1_000
+# Instructions naming one participant (as seller or buyer): one participant (or a pair
+# colluding) cannot fill the book and refuse everybody else's pending trades.
+PENDING_PER_PARTY_MAX: Final = 100
+# Age bound: an instruction waits at most this long after the block that recorded it,
+# whatever its own deadline says; then it fails FAILED_DEADLINE like one past its deadline.
+PENDING_AGE_MAX_MS: Final = 7 * 24 * 3600 * 1000
+# Results a block can carry: one per transaction plus one event per pending instruction
+# resolved or partly settled at its end (at most one event per instruction per block).
+BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX
+
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024
 LMDB_MAP_SIZE_MAX_BYTES: Final = 64 * 1024 * 1024 * 1024

@@ -13,6 +13,11 @@ validators of the genesis set over a block hash) and an RFC 6962 Merkle path:
   ``position`` of it. Blocks execute after they commit, so only the next block can
   certify a result; the node adds this proof once that block is committed.
 
+A pending DvP (ADR 0014) is recorded ``PENDING_SETTLEMENT``; its later outcome (settled,
+partly settled, failed at its deadline, cancelled) is an *event* leaf in the results of
+a later block. Its receipt may carry an :class:`EventProof` of the latest event, checked
+the same way against that block's certified successor.
+
 One result per id (ADR 0007): a block may hold several copies carrying one id (a forged
 signature on somebody's body, a replayed duplicate), each with a result, but only the
 copy recorded under the id (its first authentic one) has a leaf tagged as the id's
@@ -50,6 +55,7 @@ from node.wire import ledger_pb2 as pb
 
 __all__ = [
     "CertificateCache",
+    "EventProof",
     "InvalidReceiptError",
     "Receipt",
     "ResultProof",
@@ -65,11 +71,87 @@ class InvalidReceiptError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ResultProof:
-    """Block ``height + 1``'s header and commit certificate, and the result's Merkle path."""
+    """Block ``height + 1``'s header and commit certificate, and the result's Merkle path.
+    ``leaf_count``: leaves of that results tree (transactions plus pending-settlement
+    events, ADR 0014); 0 means the block's transaction count."""
 
     header: bytes
     certificate: bytes
     path: tuple[bytes, ...]
+    leaf_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EventProof:
+    """A pending instruction's event ``code`` at leaf ``index`` of block ``height``'s
+    ``leaf_count`` results, proven by block ``height + 1``'s header and certificate."""
+
+    code: ResultCode
+    height: int
+    index: int
+    leaf_count: int
+    header: bytes
+    certificate: bytes
+    path: tuple[bytes, ...]
+
+    def to_pb(self) -> pb.EventProof:
+        return pb.EventProof(
+            code=int(self.code),  # type: ignore[arg-type]
+            height=self.height,
+            index=self.index,
+            leaf_count=self.leaf_count,
+            header=self.header,
+            certificate=self.certificate,
+            path=self.path,
+        )
+
+    @classmethod
+    def from_pb(cls, e: pb.EventProof) -> EventProof:
+        return cls(
+            _result_code(e.code),
+            e.height,
+            e.index,
+            e.leaf_count,
+            bytes(e.header),
+            bytes(e.certificate),
+            tuple(e.path),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code.name,
+            "height": self.height,
+            "index": self.index,
+            "leaf_count": self.leaf_count,
+            "header": _b64(self.header),
+            "certificate": _b64(self.certificate),
+            "path": [h.hex() for h in self.path],
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> EventProof:
+        return cls(
+            ResultCode[d["code"]],
+            int(d["height"]),
+            int(d["index"]),
+            int(d["leaf_count"]),
+            _unb64(d["header"]),
+            _unb64(d["certificate"]),
+            tuple(bytes.fromhex(h) for h in d["path"]),
+        )
+
+
+def _result_code(value: int) -> ResultCode:
+    try:
+        return ResultCode(value)
+    except ValueError as e:
+        raise InvalidReceiptError(f"unknown result code {value}") from e
+
+
+# A pending instruction's outcomes that end it (PARTIALLY_SETTLED does not).
+_FINAL_EVENTS = frozenset(
+    {ResultCode.OK, ResultCode.FAILED_DEADLINE, ResultCode.CANCELLED, ResultCode.MATURED}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +161,9 @@ class Receipt:
     ``code`` is the settlement result: ``ResultCode.OK`` when the trade settled; any other
     code means the ledger recorded the transaction as refused, and changed nothing else.
     ``result_proof`` is None until the next block is committed (``verify_receipt`` then
-    checks inclusion and finality only if asked to).
+    checks inclusion and finality only if asked to). For a pending DvP (``code`` is
+    ``PENDING_SETTLEMENT``), ``event_proof`` proves its latest later outcome once a block
+    certifies it; ``outcome`` is then that event's code.
     """
 
     tx_id: bytes
@@ -93,10 +177,29 @@ class Receipt:
     transaction: bytes
     tx_path: tuple[bytes, ...]
     result_proof: ResultProof | None
+    event_proof: EventProof | None = None
 
     @property
     def ok(self) -> bool:
-        return self.code is ResultCode.OK
+        """The trade settled: ``OK`` at once, or later by a proven event."""
+        return self.outcome is ResultCode.OK
+
+    @property
+    def outcome(self) -> ResultCode:
+        """The latest proven outcome: the event's code if there is one, else ``code``."""
+        return self.code if self.event_proof is None else self.event_proof.code
+
+    @property
+    def waiting(self) -> bool:
+        """A pending DvP without its final event yet (it may still settle)."""
+        return self.code is ResultCode.PENDING_SETTLEMENT and (
+            self.event_proof is None or self.event_proof.code not in _FINAL_EVENTS
+        )
+
+    @property
+    def refused(self) -> bool:
+        """Final and not settled: a refusal, or a pending DvP that ended unsettled."""
+        return not self.ok and not self.waiting
 
     @property
     def meaning(self) -> str:
@@ -114,11 +217,9 @@ class Receipt:
         proof = None
         if r.HasField("result_proof"):
             p = r.result_proof
-            proof = ResultProof(bytes(p.header), bytes(p.certificate), tuple(p.path))
-        try:
-            code = ResultCode(r.code)
-        except ValueError as e:
-            raise InvalidReceiptError(f"unknown result code {r.code}") from e
+            proof = ResultProof(bytes(p.header), bytes(p.certificate), tuple(p.path), p.leaf_count)
+        event = EventProof.from_pb(r.event_proof) if r.HasField("event_proof") else None
+        code = _result_code(r.code)
         return cls(
             tx_id=bytes(r.tx_id),
             code=code,
@@ -131,6 +232,7 @@ class Receipt:
             transaction=bytes(r.transaction),
             tx_path=tuple(r.tx_path),
             result_proof=proof,
+            event_proof=event,
         )
 
     def to_pb(self) -> pb.Receipt:
@@ -150,7 +252,10 @@ class Receipt:
             tx_path=self.tx_path,
             result_proof=None
             if p is None
-            else pb.ResultProof(header=p.header, certificate=p.certificate, path=p.path),
+            else pb.ResultProof(
+                header=p.header, certificate=p.certificate, path=p.path, leaf_count=p.leaf_count
+            ),
+            event_proof=None if self.event_proof is None else self.event_proof.to_pb(),
         )
 
     def to_bytes(self) -> bytes:
@@ -188,7 +293,9 @@ class Receipt:
                 "header": _b64(p.header),
                 "certificate": _b64(p.certificate),
                 "path": [h.hex() for h in p.path],
+                "leaf_count": p.leaf_count,
             },
+            "event_proof": None if self.event_proof is None else self.event_proof.to_json(),
         }
 
     @classmethod
@@ -214,7 +321,11 @@ class Receipt:
                     _unb64(p["header"]),
                     _unb64(p["certificate"]),
                     tuple(bytes.fromhex(h) for h in p["path"]),
+                    int(p.get("leaf_count", 0)),
                 ),
+                event_proof=None
+                if doc.get("event_proof") is None
+                else EventProof.from_json(doc["event_proof"]),
             )
         except InvalidReceiptError:
             raise
@@ -282,8 +393,10 @@ def verify_receipt(
     validators; then (unless ``require_result`` is False) the header of block
     ``height + 1`` has block ``height`` as parent, is certified the same way, and its
     results root is reached by the path from the recorded-outcome leaf ``(tx_id, code)``
-    (ADR 0007). With a ``cache``, a certificate verified before for the same block is not
-    checked again.
+    (ADR 0007); and, for a pending DvP with an ``event_proof``, that the event leaf
+    ``(tx_id, event code)`` leads to the results root certified by block ``event height +
+    1`` (ADR 0014). With a ``cache``, a certificate verified before for the same block is
+    not checked again.
 
     The recorded leaf proves that this copy is the authentic one recorded under the id
     (validators certify only results they computed). Without a result proof
@@ -325,13 +438,16 @@ def verify_receipt(
                 "the transaction's signatures do not verify against genesis: a copy that is "
                 "not authentic is never recorded under the id, so its result is not the id's"
             )
+        if receipt.event_proof is not None:  # proven by its own certified leaf
+            _check_event(receipt, receipt.event_proof, g, cache)
         return
     proof = receipt.result_proof
     nxt = _header(proof.header, g, "next block")
     if nxt.height != header.height + 1 or nxt.parent_hash != header.hash:
         raise InvalidReceiptError(f"the result proof's header is not block {header.height}'s child")
     leaf = result_leaf(TxResult(receipt.tx_id, receipt.code, recorded=True))
-    got = merkle.root_from_path(leaf, receipt.position, header.tx_count, proof.path)
+    size = _leaf_count(proof.leaf_count, header.tx_count)
+    got = merkle.root_from_path(leaf, receipt.position, size, proof.path)
     if got != nxt.results_root:
         raise InvalidReceiptError(
             f"the result path does not lead from the recorded outcome "
@@ -340,6 +456,46 @@ def verify_receipt(
             "transaction is not the one recorded under its id"
         )
     _check_certificate(proof.certificate, nxt, g, "next block", cache)
+    if receipt.event_proof is not None:
+        _check_event(receipt, receipt.event_proof, g, cache)
+
+
+def _leaf_count(claimed: int, tx_count: int) -> int:
+    """The results tree's size a proof claims (ADR 0014): at least the block's transactions.
+    A wrong claim cannot prove a false leaf (RFC 6962's leaf and node prefixes differ, so
+    a path to the certified root proves that exact leaf is in the tree); the bound only
+    refuses nonsense early."""
+    if claimed == 0:
+        return tx_count
+    if claimed < tx_count:
+        raise InvalidReceiptError(
+            f"the result proof claims {claimed} results for a block of {tx_count} transactions"
+        )
+    return claimed
+
+
+def _check_event(
+    receipt: Receipt, ev: EventProof, g: Genesis, cache: CertificateCache | None
+) -> None:
+    """The later event of a pending DvP: its leaf, at ``ev.index`` of block ``ev.height``'s
+    results, leads to the results root that block ``ev.height + 1`` certifies."""
+    if receipt.code is not ResultCode.PENDING_SETTLEMENT:
+        raise InvalidReceiptError(
+            f"an event proof on a receipt whose result is {receipt.code.name}, not a pending DvP"
+        )
+    if ev.height < receipt.height:
+        raise InvalidReceiptError("the event is at a height before the trade's own block")
+    nxt = _header(ev.header, g, "event's next block")
+    if nxt.height != ev.height + 1:
+        raise InvalidReceiptError(f"the event proof's header is not block {ev.height + 1}")
+    leaf = result_leaf(TxResult(receipt.tx_id, ev.code, recorded=False, event=True))
+    if merkle.root_from_path(leaf, ev.index, ev.leaf_count, ev.path) != nxt.results_root:
+        raise InvalidReceiptError(
+            f"the event path does not lead from ({receipt.tx_id.hex()[:12]}..., "
+            f"{ev.code.name}) to the results root certified by block {nxt.height}: "
+            "no such event"
+        )
+    _check_certificate(ev.certificate, nxt, g, "event's next block", cache)
 
 
 def _header(data: bytes, g: Genesis, what: str) -> BlockHeader:

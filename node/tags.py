@@ -24,6 +24,7 @@ __all__ = [
     "DEMO_KEY",
     "GENESIS_BLOCK",
     "GENESIS_STATE",
+    "LEAF_EVENT",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
     "MERKLE_LEAF",
@@ -74,3 +75,7 @@ MERKLE_NODE: Final = b"\x01"
 # take that form, whatever its id and code.
 LEAF_RECORDED: Final = b"\x01"
 LEAF_UNRECORDED: Final = b"\x02"
+# A later event of a pending instruction (settled, partly settled, failed at its deadline,
+# cancelled), appended after the block's transaction results (ADR 0014): never a
+# transaction's own result, so a receipt of the one can never be read as the other.
+LEAF_EVENT: Final = b"\x03"

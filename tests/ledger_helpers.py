@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass, field, replace
@@ -11,10 +12,21 @@ from typing import TypeVar
 from node.genesis import DemoNetwork, demo_genesis
 from node.netconfig import node_name
 from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin
-from node.settlement import Burn, DvP, Mint, Transaction, Transfer, sign_tx
+from node.settlement import (
+    Burn,
+    Cancel,
+    DvP,
+    Hold,
+    Mint,
+    PendingDvP,
+    Release,
+    Transaction,
+    Transfer,
+    sign_tx,
+)
 
 HOUR_MS = 3_600_000
-T = TypeVar("T", DvP, Transfer, Mint, Burn)
+T = TypeVar("T", DvP, Transfer, Mint, Burn, PendingDvP, Hold, Release, Cancel)
 
 
 @dataclass
@@ -105,6 +117,28 @@ class TxFactory:
     ) -> Burn:
         terms = {"instrument": instrument or self.net.bonds[0], "holder": holder, "amount": amount}
         return self._build(Burn, terms | {"by": by}, kw)
+
+    # --- pend: pending settlement ---------------------------------------------------------
+
+    def pending(
+        self, seller: str = "BANK01", buyer: str = "BANK02", lot: int = 0, **kw: object
+    ) -> PendingDvP:
+        """A pending DvP on the terms ``dvp`` would take (same defaults and overrides)."""
+        d = self.dvp(seller, buyer, **kw)  # type: ignore[arg-type]
+        terms = {f.name: getattr(d, f.name) for f in dataclasses.fields(d)}
+        return PendingDvP(**terms, lot=lot)
+
+    def hold(self, instruction: bytes, by: str = "BANK01", **kw: object) -> Hold:
+        return self._build(Hold, {"instruction": instruction, "by": by}, kw)
+
+    def release(self, instruction: bytes, by: str = "BANK01", **kw: object) -> Release:
+        return self._build(Release, {"instruction": instruction, "by": by}, kw)
+
+    def cancel(
+        self, instruction: bytes, seller: str = "BANK01", buyer: str = "BANK02", **kw: object
+    ) -> Cancel:
+        terms: dict[str, object] = {"instruction": instruction, "seller": seller, "buyer": buyer}
+        return self._build(Cancel, terms, kw)
 
 
 @functools.cache

@@ -47,7 +47,16 @@ from node.runtime._stream import (
     wait_timeout_ms,
 )
 from node.runtime._transport import PeerLink
-from node.settlement import InstrumentKind, Redeemed, instrument_state
+from node.settlement import (
+    Instruction,
+    InstrumentKind,
+    Outcome,
+    Redeemed,
+    TxResult,
+    instructions,
+    instrument_state,
+    outcome,
+)
 from node.store import StoredBlock
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
@@ -64,16 +73,48 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
         state_root=b.state_root,
         block=b.block_bytes,
         certificate=b.certificate,
-        results=[
-            pb.TransactionResult(
-                tx_id=r.tx_id,
-                code=int(r.code),  # type: ignore[arg-type]
-                height=b.height,
-                position=i,
-                recorded=r.recorded,
-            )
-            for i, r in enumerate(b.results)
-        ],
+        # Transactions' results pair with the block's transactions; pending-settlement
+        # events follow them in the results tree and are listed apart (ADR 0014).
+        results=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if not r.event],
+        events=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if r.event],
+    )
+
+
+def _instruction_pb(height: int, position: int, i: Instruction) -> pb.PendingInstruction:
+    return pb.PendingInstruction(
+        tx_id=i.tx_id,
+        height=height,
+        position=position,
+        seller=i.seller,
+        buyer=i.buyer,
+        bond=i.bond,
+        cash=i.cash,
+        lot_quantity=i.lot_quantity,
+        lot_amount=i.lot_amount,
+        lots_left=i.lots_left,
+        deadline_ms=i.deadline_ms,
+        held_by_seller=i.held_by_seller,
+        held_by_buyer=i.held_by_buyer,
+    )
+
+
+def _settlement_pb(o: Outcome) -> pb.Settlement:
+    return pb.Settlement(
+        code=int(o.code),  # type: ignore[arg-type]
+        height=o.height,
+        index=o.index,
+        settled_quantity=o.settled_quantity,
+        settled_amount=o.settled_amount,
+    )
+
+
+def _result_pb(height: int, index: int, r: TxResult) -> pb.TransactionResult:
+    return pb.TransactionResult(
+        tx_id=r.tx_id,
+        code=int(r.code),  # type: ignore[arg-type]
+        height=height,
+        position=index,
+        recorded=r.recorded,
     )
 
 
@@ -160,7 +201,13 @@ class LedgerService(pb_grpc.LedgerServicer):
         tid = await self._tx_id(request.tx_id, context)
         receipt = self._node.receipt(tid)
         if receipt is not None:
-            return pb.TransactionStatus(tx_id=tid, state=pb.COMMITTED, receipt=receipt.to_pb())
+            latest = outcome(self._node.store, tid)
+            return pb.TransactionStatus(
+                tx_id=tid,
+                state=pb.COMMITTED,
+                receipt=receipt.to_pb(),
+                settlement=None if latest is None else _settlement_pb(latest),
+            )
         if self._node.is_pending(tid):
             return pb.TransactionStatus(tx_id=tid, state=pb.PENDING)
         await _abort(
@@ -175,7 +222,10 @@ class LedgerService(pb_grpc.LedgerServicer):
         try:
             async with self._waits.hold(context):
                 receipt = await self._node.wait_for(
-                    tid, timeout_ms / 1000, prove_result=request.prove_result
+                    tid,
+                    timeout_ms / 1000,
+                    prove_result=request.prove_result,
+                    settled=request.wait_settled,
                 )
         except TooManyWaitersError as e:
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{e}; retry later")
@@ -227,6 +277,13 @@ class LedgerService(pb_grpc.LedgerServicer):
                 pb.PaidPeriod(period=k, total=p.total, holders=p.holders)
                 for k, p in sorted(state.paid.items())
             ],
+        )
+
+    async def GetPending(self, request: pb.PendingRequest, context: Ctx) -> pb.PendingBook:
+        store = self._node.store
+        return pb.PendingBook(
+            height=store.head().height,
+            instructions=[_instruction_pb(h, p, i) for h, p, i in instructions(store)],
         )
 
     async def GetBlock(self, request: pb.BlockRequest, context: Ctx) -> pb.BlockInfo:

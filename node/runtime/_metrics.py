@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from node.settlement import ResultCode
+from node.settlement import FAIL_CODES, ResultCode
 
-__all__ = ["Metrics"]
+__all__ = ["FAIL_REASONS", "Metrics"]
+
+FAIL_REASONS = frozenset(FAIL_CODES)  # what the settlement fails metric counts
 
 # Finality is milliseconds to seconds; the buckets cover a loaded 26-node cluster too.
 _LATENCY_BUCKETS_S = (
@@ -84,6 +86,26 @@ class Metrics:
             "Admission control's commit rate (moving average, at least its floor)",
             registry=r,
         )
+        # pend: pending settlement (issue 14 item 5; docs/ledger.md "Pending settlement")
+        self.pending = Gauge(
+            "ledger_pending_instructions",
+            "Pending DvP instructions waiting for their legs after the last committed block",
+            registry=r,
+        )
+        self.settled_after_recycling = Counter(
+            "ledger_settled_after_recycling",
+            "Pending instructions that settled in full at the end of a later block",
+            registry=r,
+        )
+        self.settlement_fails = Counter(
+            "ledger_settlement_fails",
+            "Trades that did not settle, by reason: a DvP refused for a short leg, a pending "
+            "instruction failed at its deadline, cancelled, or refused with the book full",
+            ["reason"],
+            registry=r,
+        )
+        for fail in FAIL_CODES:
+            self.settlement_fails.labels(reason=fail.name)
         for reason in ("deadline", "full"):
             self.admission_refused.labels(reason=reason)
         for code in ResultCode:

@@ -31,8 +31,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any, TypeVar
 
 from node import crypto
@@ -68,19 +69,27 @@ from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.transcript import describe
 from node.invariant import InvariantError, require
 from node.merkle import MerkleTree
-from node.receipt import Receipt, ResultProof
+from node.receipt import EventProof, Receipt, ResultProof
 from node.runtime._admission import Admission
 from node.runtime._logs import event, logging_at
-from node.runtime._metrics import Metrics
+from node.runtime._metrics import FAIL_REASONS, Metrics
 from node.runtime._source import StoreSource, _decode_stored
 from node.runtime._timeline import Step, Timeline
 from node.settlement import (
     BlockContext,
+    BlockOutcome,
+    DecodeError,
+    DvP,
     Genesis,
+    PendingDvP,
     ResultCode,
+    SignedTx,
     TxResult,
     apply_block,
+    decode_body,
     genesis_state_root,
+    outcome,
+    pending_count,
     precheck,
     result_leaf,
 )
@@ -384,7 +393,9 @@ class Node:
         after = self.store.block(record.height + 1)
         if after is not None:
             header = _decode_stored(after.block_bytes, after.certificate)[0].header
-            proof = ResultProof(header, after.certificate, trees.results.path(record.position))
+            path = trees.results.path(record.position)
+            proof = ResultProof(header, after.certificate, path, _leaf_count(trees))
+        event = self._event_proof(tid) if record.code is ResultCode.PENDING_SETTLEMENT else None
         return Receipt(
             tx_id=tid,
             code=record.code,
@@ -397,6 +408,27 @@ class Node:
             transaction=trees.block.txs[record.position],
             tx_path=trees.txs.path(record.position),
             result_proof=proof,
+            event_proof=event,
+        )
+
+    def _event_proof(self, tid: bytes) -> EventProof | None:
+        """The proof of a pending DvP's latest event, once the next block certifies it."""
+        latest = outcome(self.store, tid)
+        if latest is None or latest.code is ResultCode.PENDING_SETTLEMENT:
+            return None
+        sb, after = self.store.block(latest.height), self.store.block(latest.height + 1)
+        if sb is None or after is None:
+            return None
+        results = self._trees(latest.height, sb).results
+        header = _decode_stored(after.block_bytes, after.certificate)[0].header
+        return EventProof(
+            latest.code,
+            latest.height,
+            latest.index,
+            results.size,
+            header,
+            after.certificate,
+            results.path(latest.index),
         )
 
     def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:
@@ -414,11 +446,18 @@ class Node:
             self._trees_cache.popitem(last=False)
         return trees
 
-    async def wait_for(self, tid: bytes, timeout_s: float, *, prove_result: bool) -> Receipt:
+    async def wait_for(
+        self, tid: bytes, timeout_s: float, *, prove_result: bool, settled: bool = False
+    ) -> Receipt:
         """The receipt once ``tid`` is committed; with ``prove_result`` once the next block
-        certifies its result too. TimeoutError after ``timeout_s`` in all."""
+        certifies its result too; with ``settled``, for a pending DvP, once its final event
+        is certified (ADR 0014). TimeoutError after ``timeout_s`` in all."""
         found = self.receipt(tid)
-        if found is not None and (found.result_proof is not None or not prove_result):
+        if (
+            found is not None
+            and (found.result_proof is not None or not prove_result)
+            and not (settled and found.waiting)
+        ):
             return found
         if self._waiter_count >= WAITERS_MAX:
             raise TooManyWaitersError(f"{WAITERS_MAX} finality waits are in progress")
@@ -434,7 +473,7 @@ class Node:
                 finally:
                     self._forget_waiter(tid, fut)
                 found = self._committed_receipt(tid)
-            while prove_result and found.result_proof is None:
+            while (prove_result and found.result_proof is None) or (settled and found.waiting):
                 await asyncio.wait_for(self.head_changed(), max(0.0, deadline - loop.time()))
                 found = self._committed_receipt(tid)
             return found
@@ -491,7 +530,10 @@ class Node:
         m = self.metrics
         m.blocks.inc()
         m.height.set(block.height)
+        self._settlement_metrics(block.txs, outcome)
         for res in outcome.results:
+            if res.event:
+                continue  # a pending instruction's later outcome, not a transaction
             m.transactions.labels(code=res.code.name).inc()
             # Only the recorded copy settles the id: a forged copy refused first leaves the
             # genuine one pending (ADR 0007).
@@ -512,6 +554,18 @@ class Node:
                 root=outcome.state_root.hex()[:16],
             )
         return outcome.state_root, outcome.results_root
+
+    def _settlement_metrics(self, txs: Sequence[bytes], outcome: BlockOutcome) -> None:
+        """Pending count, settled after recycling, fails by reason (issue 14 item 5): a
+        trade's recorded refusal among FAIL_CODES (a transfer short of funds is no
+        settlement fail), or a pending trade's event."""
+        m = self.metrics
+        for raw, res in zip_longest(txs, outcome.results):
+            if res.event and res.code is ResultCode.OK:
+                m.settled_after_recycling.inc()
+            elif res.code in FAIL_REASONS and (res.event or (res.recorded and _is_trade(raw))):
+                m.settlement_fails.labels(reason=res.code.name).inc()
+        m.pending.set(pending_count(self.store))
 
     def _mark(self, msg: Message) -> None:
         """Note the first time this node sees a block's proposal or certificates."""
@@ -593,3 +647,19 @@ class _Marks(Observer):
 
     def on_send(self, dst: int, msg: Message) -> None:
         self._node._mark(msg)
+
+
+def _leaf_count(trees: _BlockTrees) -> int:
+    """A result proof's tree size: 0 (the header's tx count) unless the block has pending-
+    settlement events after its transactions (ADR 0014), so receipts of event-free blocks
+    stay byte for byte what verifiers before events accept."""
+    size = trees.results.size
+    return 0 if size == len(trees.block.txs) else size
+
+
+def _is_trade(raw: bytes) -> bool:
+    """Whether ``raw`` is a DvP or a pending DvP (decoded only for a short-leg refusal)."""
+    try:
+        return isinstance(decode_body(SignedTx.decode(raw).body), DvP | PendingDvP)
+    except DecodeError:
+        return False

@@ -2,10 +2,11 @@
 
 ``apply_block(view, txs, ctx)`` is a pure function. It reads the state before the block
 through ``view`` (a ``StateView``: a store, or anything that answers the same questions),
-runs every transaction in order against an overlay, and returns a ``BlockOutcome``: one
-result per transaction, the balance and supply values the block writes, the transaction
-ids it records, and the new state root. Nothing is mutated; the caller commits the
-outcome to storage in one atomic write.
+runs every transaction in order against an overlay, re-attempts the pending
+instructions (``_pending.recycle``, ADR 0014), and returns a ``BlockOutcome``: one
+result per transaction then one per pending instruction's event, the balance and supply
+values the block writes, the transaction ids it records, and the new state root.
+Nothing is mutated; the caller commits the outcome to storage in one atomic write.
 
 Each transaction passes the checks in the precedence order of ``ResultCode``; the first
 failure decides its code and the transaction changes no balance. A DvP moves both legs or
@@ -37,24 +38,29 @@ from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement import _lifecycle as life
+from node.settlement import _pending
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, StateView, TxRecord
 from node.settlement._tx import (
     Burn,
+    Cancel,
     CouponPay,
     Distribute,
     DvP,
+    Hold,
     Mint,
+    PendingDvP,
     Redeem,
     RedeemAll,
+    Release,
     SignedTx,
     Transaction,
     Transfer,
     decode_body,
 )
-from node.tags import LEAF_RECORDED, LEAF_UNRECORDED
+from node.tags import LEAF_EVENT, LEAF_RECORDED, LEAF_UNRECORDED
 
 __all__ = [
     "LEAF_RECORDED",
@@ -87,17 +93,26 @@ class TxResult:
     """One copy's result in its block. ``tx_id`` is the id the copy carries (the hash of
     its body, or of the raw bytes when no body decodes). ``recorded`` is True only for the
     copy the ledger recorded under that id (its first authentic copy): only that result
-    is the id's outcome (ADR 0007)."""
+    is the id's outcome (ADR 0007). ``event`` marks a later event of a pending instruction
+    (ADR 0014), appended after the block's transaction results; ``tx_id`` is then the
+    instruction's id and ``recorded`` is False."""
 
     tx_id: bytes
     code: ResultCode
     recorded: bool
+    event: bool = False
+
+    @property
+    def flag(self) -> int:
+        """How the state root and the store tell the three kinds apart: 0 unrecorded copy,
+        1 recorded copy, 2 event."""
+        return 2 if self.event else int(self.recorded)
 
 
 def result_leaf(result: TxResult) -> bytes:
-    """The Merkle leaf of one result: a tag (recorded or not), the 32-byte tx id, then the
-    code as u16 (ADR 0005, ADR 0007)."""
-    tag = LEAF_RECORDED if result.recorded else LEAF_UNRECORDED
+    """The Merkle leaf of one result: a tag (recorded, unrecorded or event), the 32-byte tx
+    id, then the code as u16 (ADR 0005, ADR 0007, ADR 0014)."""
+    tag = LEAF_EVENT if result.event else LEAF_RECORDED if result.recorded else LEAF_UNRECORDED
     return Writer().raw(tag).fixed(result.tx_id, crypto.HASH_LEN).u16(result.code).finish()
 
 
@@ -144,11 +159,16 @@ def apply_block(
     overlay = Overlay(view)
     results: list[TxResult] = []
     for position, raw in enumerate(txs):
-        tid, code, authentic = _apply_one(view.genesis, overlay, raw, ctx, verify)
+        tid, code, authentic = _apply_one(
+            view.genesis, overlay, raw, ctx, verify, position=position
+        )
         recorded = authentic and not overlay.seen(tid)
         if recorded:
             overlay.recorded[tid] = TxRecord(ctx.height, position, code)
         results.append(TxResult(tid, code, recorded))
+    # After the block's own transactions: pending instructions, in (height, position) order.
+    for tid, code in _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results)):
+        results.append(TxResult(tid, code, recorded=False, event=True))
     root = _state_root(head.state_root, ctx, results, overlay)
     return BlockOutcome(
         height=ctx.height,
@@ -164,7 +184,7 @@ def apply_block(
 def _state_root(prev: bytes, ctx: BlockContext, results: list[TxResult], overlay: Overlay) -> bytes:
     w = Writer().u64(ctx.height).u64(ctx.time_ms).u32(len(results))
     for r in results:
-        w.fixed(r.tx_id, crypto.HASH_LEN).u8(r.code).u8(r.recorded)
+        w.fixed(r.tx_id, crypto.HASH_LEN).u8(r.code).u8(r.flag)
     w.u32(len(overlay.balances))
     for (account, instrument), value in sorted(overlay.balances.items()):
         w.ident(account).ident(instrument).u64(value)
@@ -186,7 +206,13 @@ def _records_section(w: Writer, written: dict[bytes, bytes | None]) -> None:
 
 
 def _apply_one(
-    genesis: Genesis, overlay: Overlay, raw: bytes, ctx: BlockContext, verify: Verify
+    genesis: Genesis,
+    overlay: Overlay,
+    raw: bytes,
+    ctx: BlockContext,
+    verify: Verify,
+    *,
+    position: int,
 ) -> tuple[bytes, ResultCode, bool]:
     """(tx id, result code, whether the signatures verified)."""
     tid, code, tx = _check(genesis, raw, verify)
@@ -196,7 +222,7 @@ def _apply_one(
         return tid, ResultCode.EXPIRED, True
     if overlay.seen(tid):
         return tid, ResultCode.DUPLICATE, True
-    return tid, _execute(genesis, overlay, tx, ctx), True
+    return tid, _execute(genesis, overlay, tx, ctx, (tid, position)), True
 
 
 _UNAUTHENTICATED = frozenset({ResultCode.MALFORMED, ResultCode.BAD_SIGNATURE})
@@ -220,7 +246,8 @@ def precheck(
     never succeed whatever the state: UNAUTHORIZED (a party whose genesis roles or KYC
     tier can never allow it, e.g. a mint by a non-issuer) and, given the admitting node's
     clock ``now_ms``, EXPIRED or DEADLINE_PASSED more than ``tolerance_ms`` ago (block
-    times may trail a node's clock by that much). Else OK. What a node runs before
+    times may trail a node's clock by that much), and INVALID_AMOUNT for a pending DvP
+    whose lot does not split it into equal whole lots. Else OK. What a node runs before
     admitting a transaction to its mempool; ``apply_block`` decides the final code.
     """
     tid, code, tx = _check(genesis, raw, verify)
@@ -230,8 +257,14 @@ def precheck(
         return TxResult(tid, ResultCode.EXPIRED, recorded=False)
     if not _roles_may_allow(genesis, tx):
         return TxResult(tid, ResultCode.UNAUTHORIZED, recorded=False)
-    if isinstance(tx, DvP) and now_ms is not None and now_ms - tolerance_ms > tx.deadline_ms:
+    if (
+        isinstance(tx, DvP | PendingDvP)
+        and now_ms is not None
+        and now_ms - tolerance_ms > tx.deadline_ms
+    ):
         return TxResult(tid, ResultCode.DEADLINE_PASSED, recorded=False)
+    if isinstance(tx, PendingDvP) and tx.quantity and tx.amount and not _pending.lots_of(tx):
+        return TxResult(tid, ResultCode.INVALID_AMOUNT, recorded=False)
     return TxResult(tid, ResultCode.OK, recorded=False)  # only a block records
 
 
@@ -239,17 +272,17 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
     """False when genesis roles and KYC tiers (fixed for the chain's life) refuse ``tx``
     whatever the state; unknown ids are left to ``apply_block``'s own codes."""
     known = genesis.participant_by_id
+    parties: tuple[str, ...]
     if isinstance(tx, Mint | Burn):
         if tx.instrument not in genesis.instrument_by_id:
             return True
         if isinstance(tx, Mint) and tx.to in known and not known[tx.to].can_hold():
             return False
         return _may_issue(genesis, tx.by, tx.instrument)
-    parties: tuple[str, ...]
     match tx:
         case Transfer():
             parties = (tx.sender, tx.receiver)
-        case DvP():
+        case DvP() | PendingDvP() | Cancel():
             parties = (tx.seller, tx.buyer)
         case Redeem():
             parties = (tx.holder,)
@@ -257,6 +290,8 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
             return _agent_may_pay(genesis, tx.bond, tx.agent)
         case Distribute():
             return _agent_may_pay(genesis, tx.fund, tx.agent)
+        case Hold() | Release():
+            parties = (tx.by,)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
@@ -299,10 +334,27 @@ def _signatures_ok(genesis: Genesis, stx: SignedTx, tx: Transaction, verify: Ver
     return True
 
 
-def _execute(genesis: Genesis, o: Overlay, tx: Transaction, ctx: BlockContext) -> ResultCode:
+def _execute(
+    genesis: Genesis, o: Overlay, tx: Transaction, ctx: BlockContext, at: tuple[bytes, int]
+) -> ResultCode:
+    """``at``: the transaction's id and position, which a pending instruction is keyed by."""
     match tx:
         case DvP():
             return _dvp(genesis, o, tx, ctx)
+        case PendingDvP():
+            return _pending.submit(
+                o,
+                tx,
+                tid=at[0],
+                height=ctx.height,
+                position=at[1],
+                time_ms=ctx.time_ms,
+                first_attempt=lambda: _dvp(genesis, o, tx.as_dvp(), ctx),
+            )
+        case Hold() | Release():
+            return _pending.hold(o, tx)
+        case Cancel():
+            return _pending.cancel(o, tx)
         case Transfer():
             return _transfer(genesis, o, tx, ctx)
         case Mint():

@@ -40,6 +40,13 @@ class ResultCode(IntEnum):
     ALREADY_PAID = 19
     NO_SUCH_PERIOD = 20
     COUPON_OUTSTANDING = 21
+    # --- pend: pending settlement (node/settlement/_pending.py) ---
+    PENDING_SETTLEMENT = 22
+    FAILED_DEADLINE = 23
+    PARTIALLY_SETTLED = 24
+    CANCELLED = 25
+    NOT_PENDING = 26
+    PENDING_FULL = 27
 
     @property
     def meaning(self) -> str:
@@ -90,5 +97,22 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.COUPON_OUTSTANDING: (
         "an earlier coupon period of the bond is unpaid; the paying agent pays it "
         "(CouponPay) before redemption"
+    ),
+    ResultCode.PENDING_SETTLEMENT: (
+        "a leg is short: the instruction waits, re-attempted at the end of every block until "
+        "it settles or its deadline passes (a later event gives the final outcome)"
+    ),
+    ResultCode.FAILED_DEADLINE: (
+        "the pending instruction's deadline (or the pending age limit) passed before both "
+        "legs were available; nothing more moves"
+    ),
+    ResultCode.PARTIALLY_SETTLED: "some lots of the pending instruction settled; the rest waits",
+    ResultCode.CANCELLED: "both parties cancelled the pending instruction; its rest never settles",
+    ResultCode.NOT_PENDING: (
+        "the named instruction is not pending: unknown, settled, failed or cancelled"
+    ),
+    ResultCode.PENDING_FULL: (
+        "the ledger already holds the maximum number of pending instructions, in all or "
+        "naming a party of this trade; nothing moved"
     ),
 }

@@ -32,6 +32,12 @@ class RecordKind(IntEnum):
     COUPON_PAID = 1
     DISTRIBUTED = 2
     REDEEMED = 3
+    # pend: pending settlement (node/settlement/_pending.py)
+    PENDING = 16
+    PENDING_OUTCOME = 17
+    PENDING_COUNT = 18
+    PENDING_RECHECK = 19
+    PENDING_PARTY = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,16 @@ from node.settlement._codec import DecodeError, Reader, Writer
 
 __all__ = [
     "Burn",
+    "Cancel",
     "CouponPay",
     "Distribute",
     "DvP",
+    "Hold",
     "Mint",
+    "PendingDvP",
     "Redeem",
     "RedeemAll",
+    "Release",
     "SignedTx",
     "Transaction",
     "Transfer",
@@ -49,6 +53,11 @@ class TxKind(IntEnum):
     DISTRIBUTE = 6
     REDEEM = 7
     REDEEM_ALL = 8
+    # pend: pending settlement (node/settlement/_pending.py)
+    PENDING_DVP = 10
+    HOLD = 11
+    RELEASE = 12
+    CANCEL = 13
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,9 @@ class DvP:
         return tuple(sorted({self.seller, self.buyer}))
 
 
+# (Transaction, the union of every kind, is defined after the last part's dataclasses.)
+
+
 def _enc_mint(w: Writer, t: Mint) -> None:
     w.ident(t.instrument).ident(t.to).u64(t.amount).ident(t.by)
 
@@ -156,6 +168,12 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_dvp(w, tx)
         case CouponPay() | Distribute() | Redeem() | RedeemAll():
             _enc_lifecycle(w, tx)
+        case PendingDvP():
+            _enc_pending_dvp(w, tx)
+        case Hold() | Release():
+            _enc_hold(w, tx)
+        case Cancel():
+            _enc_cancel(w, tx)
         case _:
             assert_never(tx)
     return w.finish()
@@ -340,10 +358,6 @@ class RedeemAll:
         return (self.agent,)
 
 
-# The union of every kind; mypy checks each match over it is exhaustive.
-Transaction = Mint | Burn | Transfer | DvP | CouponPay | Distribute | Redeem | RedeemAll
-
-
 def _enc_lifecycle(w: Writer, t: CouponPay | Distribute | Redeem | RedeemAll) -> None:
     match t:
         case CouponPay():
@@ -374,11 +388,151 @@ def _dec_redeem_all(r: Reader, h: _Head) -> RedeemAll:
     return RedeemAll(*h, bond=r.ident(), agent=r.ident())
 
 
+# --- pend: pending settlement (issue 14 item 4; node/settlement/_pending.py) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDvP:
+    """A DvP that waits for its legs until ``deadline_ms`` instead of failing when one is
+    short (recorded ``PENDING``, re-attempted at the end of every block). ``lot`` > 0 allows
+    partial settlement in multiples of ``lot`` bond units (each at the same price); 0 means
+    all or nothing. Same terms and signers as ``DvP``, whose encoding it leaves unchanged."""
+
+    KIND: ClassVar[TxKind] = TxKind.PENDING_DVP
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    seller: str
+    buyer: str
+    bond: str
+    quantity: int
+    cash: str
+    amount: int
+    deadline_ms: int
+    lot: int
+
+    def required_signers(self) -> tuple[str, ...]:
+        return tuple(sorted({self.seller, self.buyer}))
+
+    def as_dvp(self) -> DvP:
+        """The same trade as a plain DvP: its first attempt runs the DvP rules unchanged."""
+        return DvP(
+            self.chain_id,
+            self.nonce,
+            self.expiry_ms,
+            self.seller,
+            self.buyer,
+            self.bond,
+            self.quantity,
+            self.cash,
+            self.amount,
+            self.deadline_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Stop re-attempting the pending ``instruction`` (its tx id); by either party."""
+
+    KIND: ClassVar[TxKind] = TxKind.HOLD
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instruction: bytes
+    by: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.by,)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Lift the hold ``by`` put on ``instruction`` (the other party's hold stays)."""
+
+    KIND: ClassVar[TxKind] = TxKind.RELEASE
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instruction: bytes
+    by: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.by,)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Withdraw the pending ``instruction``; it names both parties because both must sign."""
+
+    KIND: ClassVar[TxKind] = TxKind.CANCEL
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instruction: bytes
+    seller: str
+    buyer: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return tuple(sorted({self.seller, self.buyer}))
+
+
+def _enc_pending_dvp(w: Writer, t: PendingDvP) -> None:
+    _enc_dvp(w, t.as_dvp())
+    w.u64(t.lot)
+
+
+def _enc_hold(w: Writer, t: Hold | Release) -> None:
+    w.fixed(t.instruction, crypto.HASH_LEN).ident(t.by)
+
+
+def _enc_cancel(w: Writer, t: Cancel) -> None:
+    w.fixed(t.instruction, crypto.HASH_LEN).ident(t.seller).ident(t.buyer)
+
+
+def _dec_pending_dvp(r: Reader, h: _Head) -> PendingDvP:
+    d = _dec_dvp(r, h)
+    return PendingDvP(
+        *h, d.seller, d.buyer, d.bond, d.quantity, d.cash, d.amount, d.deadline_ms, lot=r.u64()
+    )
+
+
+def _dec_cancel(r: Reader, h: _Head) -> Cancel:
+    return Cancel(*h, instruction=r.fixed(crypto.HASH_LEN), seller=r.ident(), buyer=r.ident())
+
+
+def _dec_hold(r: Reader, h: _Head) -> Hold:
+    return Hold(*h, instruction=r.fixed(crypto.HASH_LEN), by=r.ident())
+
+
+def _dec_release(r: Reader, h: _Head) -> Release:
+    return Release(*h, instruction=r.fixed(crypto.HASH_LEN), by=r.ident())
+
+
 _DECODERS.update(
     {
         TxKind.COUPON_PAY: _dec_coupon,
         TxKind.DISTRIBUTE: _dec_distribute,
         TxKind.REDEEM: _dec_redeem,
         TxKind.REDEEM_ALL: _dec_redeem_all,
+        TxKind.PENDING_DVP: _dec_pending_dvp,
+        TxKind.HOLD: _dec_hold,
+        TxKind.RELEASE: _dec_release,
+        TxKind.CANCEL: _dec_cancel,
     }
+)
+
+# The union of every kind; mypy checks each match over it is exhaustive.
+Transaction = (
+    Mint
+    | Burn
+    | Transfer
+    | DvP
+    | CouponPay
+    | Distribute
+    | Redeem
+    | RedeemAll
+    | PendingDvP
+    | Hold
+    | Release
+    | Cancel
 )

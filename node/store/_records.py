@@ -10,7 +10,7 @@ record read as something it is not. Layouts (big-endian, fixed width)::
     head        height u64, block hash 32, state root 32
     tx record   height u64, position u32, code u8
     block meta  block hash 32, state root 32, time_ms u64
-    results     count x (tx id 32, code u8, recorded 0|1)
+    results     count x (tx id 32, code u8, flag: 0 unrecorded, 1 recorded, 2 event)
     intake      tx id 32, then the raw transaction
 """
 
@@ -20,7 +20,7 @@ import struct
 from collections.abc import Sequence
 
 from node import codec
-from node.config import BLOCK_TXS_MAX, TX_BYTES_MAX
+from node.config import BLOCK_RESULTS_MAX, TX_BYTES_MAX
 from node.crypto import HASH_LEN
 from node.settlement import Head, ResultCode, TxRecord, TxResult
 
@@ -116,22 +116,22 @@ def decode_block_meta(raw: bytes) -> tuple[bytes, bytes, int]:
 
 
 def encode_results(results: Sequence[TxResult]) -> bytes:
-    w = codec.Writer().limit(len(results), BLOCK_TXS_MAX, "results in a block")
+    w = codec.Writer().limit(len(results), BLOCK_RESULTS_MAX, "results in a block")
     for res in results:
         _hashes(res.tx_id)
-        w.pack(_RESULT, res.tx_id, res.code, res.recorded)
+        w.pack(_RESULT, res.tx_id, res.code, res.flag)
     return w.finish()
 
 
 def decode_results(raw: bytes) -> tuple[TxResult, ...]:
     r = _Reader(raw)
-    count = r.limit(len(raw) // _RESULT.size, BLOCK_TXS_MAX, "results in a block")
+    count = r.limit(len(raw) // _RESULT.size, BLOCK_RESULTS_MAX, "results in a block")
     out = []
     for _ in range(count):
-        tx_id, code, recorded = r.unpack(_RESULT)
-        if recorded > 1:
-            raise RecordError(f"recorded flag {recorded} is not 0 or 1")
-        out.append(TxResult(tx_id, _code(code), recorded == 1))
+        tx_id, code, flag = r.unpack(_RESULT)
+        if flag > 2:
+            raise RecordError(f"result flag {flag} is not 0, 1 or 2 (unrecorded, recorded, event)")
+        out.append(TxResult(tx_id, _code(code), flag == 1, event=flag == 2))
     r.done()
     return tuple(out)
 

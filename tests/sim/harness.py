@@ -180,6 +180,8 @@ class Cluster:
             txs[sim.raw] = sim.tx
             if sim.twin is not None:
                 txs[sim.twin] = sim.tx
+            for _, raw, tx in sim.companions:
+                txs[raw] = tx
         self.checker = Checker(self.genesis, txs)
         # Client transactions honest admission refused, with the code: a final answer.
         self.answered: dict[bytes, ResultCode] = {}

@@ -11,10 +11,17 @@ transaction is never refused because the mempool is full (the sim's workload is 
 peer stays under ``SYNC_SERVED_BYTES_PER_S``, and so do the signature checks one peer's
 messages cost (``verified_per_peer_per_s``). Bounded censorship (views from
 stabilisation to commit) is checked by the runner with :func:`censorship_bound_views`.
+
+Pending settlement (ADR 0014): the events after a block's transaction results move the
+legs the model expects (all that is left for ``OK``; whole lots for
+``PARTIALLY_SETTLED``); no pending trade settles twice, after its deadline, or has an
+event after it ended; and every honest node resolves each one at the same height with
+the same code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -40,16 +47,22 @@ from node.core import (
 from node.settlement import (
     BlockOutcome,
     Burn,
+    Cancel,
     CouponPay,
     Distribute,
     DvP,
     Genesis,
+    Hold,
     Mint,
+    PendingDvP,
     Redeem,
     RedeemAll,
+    Release,
     ResultCode,
     Transaction,
     Transfer,
+    TxResult,
+    outcome,
 )
 from node.settlement._lifecycle import distribution_parts
 from tests.sim.workload import tx_id_of
@@ -135,6 +148,12 @@ class Checker:
         self.last_commit_ms = 0
         self.commits = 0
         self.commit_view: dict[bytes, int] = {}  # tx -> view of its first honest commit QC
+        # Pending settlement: trades by id; per instance the ids that ended and the bond
+        # units settled so far; the (height, code) the first honest node ended each with.
+        self.pending = {self.ids[raw]: tx for raw, tx in txs.items() if isinstance(tx, PendingDvP)}
+        self.ended: dict[int, set[bytes]] = defaultdict(set)
+        self.moved: dict[int, Counter[bytes]] = defaultdict(Counter)
+        self.resolved: dict[bytes, tuple[int, ResultCode]] = {}
         self._served: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
         self._verified: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
 
@@ -224,7 +243,7 @@ class Checker:
         self.results_at.setdefault(h, outcome.results_root)
         self.empty_at[h] = not block.txs
         self.txs_at[h] = frozenset(block.txs)
-        for raw, result in zip(block.txs, outcome.results, strict=True):
+        for raw, result in zip(block.txs, _own(block, outcome), strict=True):
             self.first_at.setdefault(raw, h)
             self.first_at.setdefault(result.tx_id, h)
         # The certified header of h carries the results of h - 1 (what receipts prove).
@@ -236,7 +255,7 @@ class Checker:
         if h > self.max_height:
             self.max_height, self.last_commit_ms = h, now
         self.commits += 1
-        for raw, result in zip(block.txs, outcome.results, strict=True):
+        for raw, result in zip(block.txs, _own(block, outcome), strict=True):
             self.commit_view.setdefault(raw, cert.view)
             if result.code not in UNAUTHENTICATED:
                 self.commit_view.setdefault(result.tx_id, cert.view)
@@ -247,7 +266,7 @@ class Checker:
         """Each id is recorded once and settles at most once at each node, whatever copies
         and replays of it blocks carry; a refusal honest admission answered stands."""
         recorded, settled = self.recorded[inst.name], self.settled[inst.name]
-        for raw, result in zip(block.txs, outcome.results, strict=True):
+        for raw, result in zip(block.txs, _own(block, outcome), strict=True):
             if raw not in self.txs:
                 raise Violation("junk certified", f"height {block.height} carries a tx nobody sent")
             self.raws_in[inst.name].add(raw)
@@ -266,6 +285,38 @@ class Checker:
                     f"instance {inst.name} settled at height {block.height} a tx honest "
                     f"admission refused as {refused.name}",
                 )
+        for ev in outcome.results[len(block.txs) :]:
+            self._check_event(inst, block, ev)
+
+    def _check_event(self, inst: Any, block: Block, ev: TxResult) -> None:
+        """A pending trade's event: for a trade that waits, never after it ended, never a
+        second settlement, never settled past its deadline, ended as everywhere else."""
+        tx = self.pending.get(ev.tx_id)
+        if tx is None or not ev.event:
+            raise Violation(
+                "junk certified", f"height {block.height}: an event of no pending trade"
+            )
+        ended, h = self.ended[inst.name], block.height
+        if ev.tx_id in ended:
+            raise Violation("exactly once", f"instance {inst.name}: an event after the trade ended")
+        moves = ev.code in (ResultCode.OK, ResultCode.PARTIALLY_SETTLED)
+        if moves and block.time_ms > tx.deadline_ms:
+            raise Violation("deadline", f"instance {inst.name} settled after the deadline at {h}")
+        settled = self.settled[inst.name]
+        settled[ev.tx_id] += ev.code is ResultCode.OK
+        if settled[ev.tx_id] > 1:
+            raise Violation(
+                "exactly once", f"a pending trade settled twice at instance {inst.name}"
+            )
+        if ev.code is not ResultCode.PARTIALLY_SETTLED:
+            ended.add(ev.tx_id)
+            first = self.resolved.setdefault(ev.tx_id, (h, ev.code))
+            if first != (h, ev.code):
+                raise Violation(
+                    "pending agreement",
+                    f"instance {inst.name} ended a pending trade with {ev.code.name} at {h}, "
+                    f"another honest node with {first[1].name} at {first[0]}",
+                )
 
     def _check_balances(self, inst: Any, block: Block, outcome: BlockOutcome) -> None:
         """Balances are exactly the legs of settled transactions (so a refused DvP moved
@@ -274,13 +325,16 @@ class Checker:
         model = self.model.setdefault(inst.name, dict(self.start))
         supply = self.supply.setdefault(inst.name, Counter(self.totals))
         before = dict(model)  # holders of record for coupons and distributions
-        for raw, result in zip(block.txs, outcome.results, strict=True):
+        for raw, result in zip(block.txs, _own(block, outcome), strict=True):
             if result.code is ResultCode.OK:
                 tx = self.txs[raw]
                 if isinstance(tx, CouponPay | Distribute | Redeem | RedeemAll):
                     _lifecycle_legs(model, supply, tx, self.genesis, before)
                 else:
                     _apply_legs(model, supply, tx)
+        for ev in outcome.results[len(block.txs) :]:
+            if ev.code in (ResultCode.OK, ResultCode.PARTIALLY_SETTLED):
+                self._event_legs(inst, model, ev)
         store = inst.store
         actual = store.all_balances()
         expected = {k: v for k, v in model.items() if v}
@@ -296,6 +350,23 @@ class Checker:
         for instrument, total in supply.items():
             if sums[instrument] != total or store.supply(instrument) != total:
                 raise Violation("conservation", f"{instrument} at height {block.height}")
+
+    def _event_legs(self, inst: Any, model: dict[tuple[str, str], int], ev: TxResult) -> None:
+        """The legs of a settlement event: all that is left (OK), or the whole lots the
+        node's outcome record says settled (PARTIALLY_SETTLED), each lot at its price."""
+        tx, moved = self.pending[ev.tx_id], self.moved[inst.name]
+        lot_q = tx.lot or tx.quantity
+        lot_cash = tx.amount // (tx.quantity // lot_q)
+        if ev.code is ResultCode.OK:
+            units = tx.quantity - moved[ev.tx_id]
+        else:
+            record = outcome(inst.store, ev.tx_id)
+            units = (0 if record is None else record.settled_quantity) - moved[ev.tx_id]
+        if units <= 0 or units % lot_q:
+            raise Violation("partial settlement", f"instance {inst.name} moved {units} units")
+        moved[ev.tx_id] += units
+        cash = units // lot_q * lot_cash
+        _apply_legs(model, Counter(), replace_dvp(tx, units, cash))
 
     # --- queries ---------------------------------------------------------------------
 
@@ -317,6 +388,16 @@ class Checker:
         return self.commit_view.get(self.ids.get(raw, b"")) if view is None else view
 
 
+def _own(block: Block, outcome: BlockOutcome) -> tuple[TxResult, ...]:
+    """The results of the block's own transactions (its pending events follow them)."""
+    return outcome.results[: len(block.txs)]
+
+
+def replace_dvp(tx: PendingDvP, quantity: int, amount: int) -> DvP:
+    """The part of ``tx`` one event settled, as the DvP whose legs it moves."""
+    return dataclasses.replace(tx.as_dvp(), quantity=quantity, amount=amount)
+
+
 def _apply_legs(
     model: dict[tuple[str, str], int], supply: Counter[str], tx: Transaction | None
 ) -> None:
@@ -328,6 +409,8 @@ def _apply_legs(
         model[(holder, instrument)] = model.get((holder, instrument), 0) + amount
         supply[instrument] += amount
 
+    if isinstance(tx, PendingDvP):  # settled at once, like a DvP
+        tx = tx.as_dvp()
     if isinstance(tx, DvP):
         move(tx.bond, tx.seller, tx.buyer, tx.quantity)
         move(tx.cash, tx.buyer, tx.seller, tx.amount)
@@ -337,6 +420,8 @@ def _apply_legs(
         issue(tx.instrument, tx.to, tx.amount)
     elif isinstance(tx, Burn):
         issue(tx.instrument, tx.holder, -tx.amount)
+    elif isinstance(tx, Hold | Release | Cancel):
+        pass  # no legs: they act on a pending trade, whose events move them
     else:
         raise Violation("unknown tx", "a transaction settled that no body decodes to")
 

@@ -90,7 +90,8 @@ def _refusals(sc: Scenario) -> None:
     by_kind: dict[str, list[int]] = {}
     for k, sim in enumerate(pool):
         by_kind.setdefault(sim.kind, []).append(k)
-    kinds = [*sorted(by_kind), "expired", "past_deadline"]
+    # pending_fails twice: it fails only if a block follows its deadline, not every time.
+    kinds = [*sorted(by_kind), "expired", "past_deadline", "pending_fails", "pending_fails"]
     for j in range(count):
         # The first two by rotation over the seeds (every 13 consecutive seeds send every
         # kind), the rest drawn.
@@ -191,6 +192,8 @@ def build(sc: Scenario) -> Cluster:
         for raw in (sim.raw, sim.twin):
             if raw is not None:
                 cl.at(t, lambda raw=raw: cl.submit(raw))
+        for delay, raw, _ in sim.companions:  # all load within the chaos phase
+            cl.at(min(t + delay, sc.chaos_ms), lambda raw=raw: cl.submit(raw))
     for t in sc.replay_times:
         cl.at(t, cl.replay_committed)
     for t in range(CLIENT_RETRY_MS, sc.chaos_ms + LIVENESS_BOUND_MS, CLIENT_RETRY_MS):
@@ -415,7 +418,7 @@ def every_refusal(n: int = 4, seed: int = 1) -> Scenario:
     for k, sim in enumerate(refusal_pool(n)):
         kinds.setdefault(sim.kind, k)
     sc.refusals = [(100 + 40 * j, "pool", k) for j, k in enumerate(kinds.values())]
-    sc.refusals += [(300, "expired", 0), (400, "past_deadline", 0)]
+    sc.refusals += [(300, "expired", 0), (400, "past_deadline", 0), (500, "pending_fails", 0)]
     return sc
 
 

@@ -28,7 +28,16 @@ from node.core import (
     Vote,
     encode_message,
 )
-from node.settlement import BlockContext, BlockOutcome, ResultCode, _apply, apply_block
+from node.settlement import (
+    BlockContext,
+    BlockOutcome,
+    PendingDvP,
+    ResultCode,
+    TxResult,
+    _apply,
+    _pending,
+    apply_block,
+)
 from node.store import MemoryStore
 from tests.sim import harness, runner
 from tests.sim.byzantine import UnderSigned
@@ -90,7 +99,10 @@ def _run_seeds(
 # Codes only Byzantine leaders can put in a block: honest admission refuses them (form,
 # signatures, chain, roles), and honest replicas take no forwarded copy of them either.
 ADMISSION_ONLY = {"MALFORMED", "BAD_SIGNATURE", "WRONG_CHAIN", "UNAUTHORIZED"}
-EVERY_CODE = {code.name for code in ResultCode}
+# A full pending book needs PENDING_MAX (1,000) trades waiting at once, far beyond a
+# simulated run's load: tests/unit/test_pending.py checks that bound with a small one.
+UNIT_ONLY = {"PENDING_FULL"}
+EVERY_CODE = {code.name for code in ResultCode} - UNIT_ONLY
 ADMISSION_ONLY_CODES = frozenset(ResultCode[name] for name in ADMISSION_ONLY)
 
 
@@ -559,3 +571,68 @@ def test_a_seed_that_passes_has_no_transcript_to_explain(
     monkeypatch.setenv(runner.TRANSCRIPT_DIR_ENV, str(tmp_path))
     assert runner.explain(make_scenario(4, None, 2)) is None
     assert not list(tmp_path.iterdir())
+
+
+# --- pending settlement (ADR 0014) ------------------------------------------------------
+
+
+def _pending_checker() -> tuple[Checker, bytes, int]:
+    """A checker that knows one pending trade of the pool: (checker, its id, deadline)."""
+    sim = next(s for s in refusal_pool(4) if s.kind == "pending_funded")
+    checker = Checker(_network(4).genesis, {sim.raw: sim.tx})
+    assert isinstance(sim.tx, PendingDvP)
+    return checker, sim.tx_id, sim.tx.deadline_ms
+
+
+def _event_block(height: int, time_ms: int) -> Block:
+    return Block("c", height, 0, bytes(32), 1, time_ms, height - 1, bytes(32), bytes(32), ())
+
+
+def test_pending_checkers_fire() -> None:
+    """Settled after its deadline; an event after the trade ended; a second settlement;
+    two honest nodes ending one trade differently; an event of no pending trade."""
+    checker, tid, deadline = _pending_checker()
+    ok = TxResult(tid, ResultCode.OK, recorded=False, event=True)
+    with pytest.raises(Violation) as caught:
+        checker._check_event(_honest(), _event_block(2, deadline + 1), ok)
+    assert caught.value.kind == "deadline"
+    checker, tid, deadline = _pending_checker()
+    checker._check_event(_honest(), _event_block(2, deadline), ok)  # at the deadline: fine
+    with pytest.raises(Violation) as caught:
+        checker._check_event(_honest(), _event_block(3, deadline), ok)
+    assert caught.value.kind == "exactly once"
+    other = SimpleNamespace(name=1, index=1, honest=True)
+    failed = TxResult(tid, ResultCode.FAILED_DEADLINE, recorded=False, event=True)
+    with pytest.raises(Violation) as caught:
+        checker._check_event(other, _event_block(2, deadline), failed)
+    assert caught.value.kind == "pending agreement"
+    stray = TxResult(bytes(32), ResultCode.OK, recorded=False, event=True)
+    with pytest.raises(Violation) as caught:
+        checker._check_event(_honest(), _event_block(2, deadline), stray)
+    assert caught.value.kind == "junk certified"
+
+
+def test_negative_control_exactly_once_recycling_keeps_ended_trades(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ledger whose recycling never deletes an instruction that ended: the next block
+    fails or settles it again."""
+    monkeypatch.setattr(_apply.Overlay, "delete_record", lambda self, key: None)
+    monkeypatch.setattr(_pending, "_count_in", lambda o, s, b, d: None)  # counts stay put
+    _fires("exactly once", lambda: run(every_refusal()))
+
+
+def test_negative_control_atomicity_recycling_skips_cash_leg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ledger that moves no cash in blocks that write pending records (so a recycled
+    settlement delivers the bonds and takes no cash)."""
+    original = _pending.Overlay.move
+    cash = _network(4).cash
+
+    def move(self: _apply.Overlay, instrument: str, src: str, dst: str, amount: int) -> None:
+        if instrument != cash or not self.records_written:
+            original(self, instrument, src, dst, amount)
+
+    monkeypatch.setattr(_pending.Overlay, "move", move)
+    _fires("DvP atomicity", lambda: run(every_refusal()))

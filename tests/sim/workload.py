@@ -32,6 +32,25 @@ COUPON_OUTSTANDING), and ``SIM_FUND`` distributes monthly on the 1st, periods 1-
 Coupons and distributions are paid at most once (a second copy of the same period, sent
 with it, is ALREADY_PAID); every node must resolve each the same way (the simulator
 compares state roots) and the balance model replays what each pays.
+
+Pending settlement (ADR 0014), each sent with its companions (a later funding, a hold,
+a release, a cancel: ``SimTx.companions``, sent that many ms after it):
+
+- ``pending_funded``: ``LATE`` (who holds no bonds) sells bonds it gets only later, from
+  the funding companion: it waits, then settles at the end of the funding block;
+- ``pending_partial``: ``PART`` sells two lots after one lot's delivery: one lot settles,
+  the other waits for ever (no deadline in the run);
+- ``pending_held``: held by the buyer at once, funded, released later: settles after;
+- ``pending_fails``: ``POOR`` sells one bond more than it holds, nobody delivers: fails
+  at its deadline, a few hundred ms after it is sent (a late pool, as for expiries);
+- ``pending_cancel``: ``POOR`` again, cancelled by both parties: ends ``CANCELLED``;
+- ``hold_unknown``: a hold of an id that was never pending: ``NOT_PENDING``.
+
+``POOR`` never receives bonds, so its pending trades never settle and its balances stay
+at genesis; ``LATE`` receives exactly what its pending trades sell (in any order, all of
+them settle); ``PART`` receives half. The checker (tests/sim/invariants.py) applies an
+event's legs to its model, and checks that no trade settles twice or after its deadline
+and that every honest node resolves every pending trade the same way.
 """
 
 from __future__ import annotations
@@ -47,17 +66,21 @@ from node.core import Quorum
 from node.genesis import DemoNetwork, _isin, demo_genesis
 from node.settlement import (
     Burn,
+    Cancel,
     CouponPay,
     Distribute,
     DvP,
     Genesis,
+    Hold,
     Holding,
     Instrument,
     InstrumentKind,
     Mint,
     Participant,
+    PendingDvP,
     Redeem,
     RedeemAll,
+    Release,
     ResultCode,
     Role,
     SignedTx,
@@ -71,6 +94,10 @@ R = ResultCode
 POOR = "POOR01"
 POOR_CASH = 1_000
 POOR_BONDS = 100
+LATE = "LATE01"  # sells bonds it receives only later (pending settlement)
+PART = "PART01"  # the same, in lots, for partial settlement only
+PENDING_LOT = 10  # bond units in each pending trade's lot, and in each funding delivery
+PENDING_WAIT_MS = 700  # a failing pending trade's deadline, after its late step
 CAP_HEADROOM = 10**6  # the capped bond's max_supply: genesis holdings plus this
 MINT_OK_MAX = 1_000  # settling mints stay far below the headroom in any run
 LATE_STEP_MS = 250  # expiries and deadlines of late trades: one every this many ms
@@ -108,6 +135,8 @@ class SimTx:
     codes: frozenset[ResultCode]
     late_at: int | None = None
     twin: bytes | None = None  # a duplicate: the other envelope, sent with it
+    # Sent after it (ms later), e.g. the delivery that funds a pending trade, a hold.
+    companions: tuple[tuple[int, bytes, Transaction], ...] = ()
 
     @property
     def tx_id(self) -> bytes:
@@ -128,6 +157,8 @@ def sim_network(n: int) -> DemoNetwork:
     demo = demo_genesis(validators=n, quorum=Quorum.classic(n).q if n > 1 else 1)
     g = demo.genesis
     poor_key = crypto.SigningKey(crypto.sha256(b"sim-participant", POOR.encode()))
+    late_key = crypto.SigningKey(crypto.sha256(b"sim-participant", LATE.encode()))
+    part_key = crypto.SigningKey(crypto.sha256(b"sim-participant", PART.encode()))
     capped = demo.bonds[1]
     held = sum(h.amount for h in g.holdings if h.instrument == capped)
     instruments = tuple(
@@ -139,6 +170,8 @@ def sim_network(n: int) -> DemoNetwork:
         participants=(
             *g.participants,
             Participant(POOR, poor_key.public_key, frozenset({Role.TRADER}), 2),
+            Participant(LATE, late_key.public_key, frozenset({Role.TRADER}), 2),
+            Participant(PART, part_key.public_key, frozenset({Role.TRADER}), 2),
         ),
         instruments=(*instruments, *_lifecycle_instruments(demo.cash)),
         holdings=(
@@ -155,7 +188,7 @@ def sim_network(n: int) -> DemoNetwork:
         validators=g.validators,
         quorum=g.quorum,
     )
-    keys = {**demo.participant_keys, POOR: poor_key}
+    keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key}
     return DemoNetwork(
         genesis, keys, demo.validator_keys, demo.banks, demo.bonds, demo.cash, demo.fund
     )
@@ -292,12 +325,64 @@ class _Maker:
 
     def late(self, bank: str, other: str, at: int) -> list[SimTx]:
         """Late at ``at`` ms after genesis: expired, or past the deadline, once a block
-        carries them, if sent after ``at`` (and before the admission tolerance runs out)."""
+        carries them, if sent after ``at`` (and before the admission tolerance runs out).
+        The pending trade that fails is the other way round: sent after ``at``, it can wait
+        until ``PENDING_WAIT_MS`` after the step's end, then fails at its deadline."""
         t = self.t0 + at
+        fails_at = t + LATE_STEP_MS + PENDING_WAIT_MS
         return [
             self.sim("expired", self.transfer(bank, other, 7, expiry_ms=t), R.EXPIRED, late=at),
             self.sim("past_deadline", self.dvp(bank, other, 3, 3, deadline_ms=t),
                      R.DEADLINE_PASSED, late=at),
+            # DEADLINE_PASSED when it waited in a mempool past its deadline (a fault).
+            self.sim("pending_fails", self.pending(POOR, bank, POOR_BONDS + 1, 5,
+                     deadline_ms=fails_at), R.PENDING_SETTLEMENT, R.DEADLINE_PASSED, late=at),
+        ]  # fmt: skip
+
+    # --- pending settlement (ADR 0014) ------------------------------------------------
+
+    def pending(self, seller: str, buyer: str, qty: int, amount: int, **kw: object) -> PendingDvP:
+        d = self.dvp(seller, buyer, qty, amount)
+        base = PendingDvP(
+            d.chain_id, d.nonce, d.expiry_ms, d.seller, d.buyer, d.bond, d.quantity, d.cash,
+            d.amount, d.deadline_ms, 0,
+        )  # fmt: skip
+        return replace(base, **kw)  # type: ignore[arg-type]
+
+    def _delivery(self, bank: str, units: int, to: str = LATE) -> tuple[bytes, Transaction]:
+        tx = self.transfer(bank, to, units, instrument=self.net.bonds[0])
+        return _signed(self.net, tx), tx
+
+    def _then(self, delay: int, tx: Transaction) -> tuple[int, bytes, Transaction]:
+        return delay, _signed(self.net, tx), tx
+
+    def pendings(self, bank: str, other: str) -> list[SimTx]:
+        """Pending trades and their companions (see the module docstring)."""
+        waiting = frozenset({R.PENDING_SETTLEMENT, R.OK})  # OK: funded before it came
+        lot = PENDING_LOT
+        funded = self.pending(LATE, bank, lot, 70)
+        partial = self.pending(PART, bank, 2 * lot, 140, lot=lot)
+        first, first_tx = self._delivery(other, lot, PART)
+        held = self.pending(LATE, bank, lot, 90)
+        cancelled = self.pending(POOR, bank, POOR_BONDS + 1, 5)
+        cid = SignedTx.decode(_signed(self.net, cancelled)).tx_id
+        hid = SignedTx.decode(_signed(self.net, held)).tx_id
+        hold = Hold(self.chain, self._next(), self.far, hid, bank)
+        release = Release(self.chain, self._next(), self.far, hid, bank)
+        cancel = Cancel(self.chain, self._next(), self.far, cid, POOR, bank)
+        nobody = Hold(self.chain, self._next(), self.far, crypto.sha256(b"never"), bank)
+        return [
+            replace(self.sim("pending_funded", funded, *waiting),
+                    companions=((150, *self._delivery(other, lot)),)),
+            # One lot's delivery, then the trade of two lots: one settles, one waits.
+            SimTx(first, first_tx, "pending_partial", frozenset({R.OK}),
+                  companions=(self._then(50, partial),)),
+            replace(self.sim("pending_held", held, *waiting),
+                    companions=(self._then(0, hold), (200, *self._delivery(other, lot)),
+                                self._then(900, release))),
+            replace(self.sim("pending_cancel", cancelled, R.PENDING_SETTLEMENT),
+                    companions=(self._then(300, cancel),)),
+            self.sim("hold_unknown", nobody, R.NOT_PENDING),
         ]  # fmt: skip
 
     def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
@@ -359,6 +444,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         raw, tx = pool[-1 - k]  # forged copies of trades the runner never sends otherwise
         out += maker.forged(raw, tx, bank, rng)
         out.append(maker.duplicate(*pool[-20 - k], salt=k))
+        out += maker.pendings(bank, other)
     return tuple(out)
 
 

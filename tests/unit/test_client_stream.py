@@ -38,6 +38,16 @@ class _Receipt:
     def ok(self) -> bool:
         return self.code is ResultCode.OK
 
+    @property
+    def refused(self) -> bool:
+        return not self.ok  # no pending DvPs here (ADR 0014)
+
+    @property
+    def outcome(self) -> ResultCode:
+        return self.code
+
+    event_proof: None = None
+
 
 class _Call:
     """A SubmitStream call whose events the test pushes."""

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from node import codec
 from node.config import (
-    BLOCK_TXS_MAX,
+    BLOCK_RESULTS_MAX,
     BLOCK_WIRE_BYTES_MAX,
     CHAIN_ID_BYTES_MAX,
     SIGNATURE_BYTES_MAX,
@@ -232,7 +232,9 @@ HOSTILE: dict[str, tuple[Decoder, bytes]] = {
     "envelope: signatures over SIGNERS_PER_TX_MAX": (
         SignedTx.decode, _ENVELOPE[: 5 + _BODY_LEN] + bytes([SIGNERS_PER_TX_MAX + 1]),
     ),
-    "record: results over BLOCK_TXS_MAX": (rec.decode_results, bytes(34 * (BLOCK_TXS_MAX + 1))),
+    "record: results over BLOCK_RESULTS_MAX": (
+        rec.decode_results, bytes(34 * (BLOCK_RESULTS_MAX + 1))
+    ),
     "record: intake transaction over TX_BYTES_MAX": (
         rec.decode_intake, bytes(32 + TX_BYTES_MAX + 1)
     ),
@@ -265,8 +267,8 @@ HOSTILE: dict[str, tuple[Decoder, bytes]] = {
     "record: unknown result code": (
         rec.decode_tx_record, _replace_at(CASES["record: tx"].valid, 12, b"\xee")
     ),
-    "record: recorded flag 2": (
-        rec.decode_results, _replace_at(CASES["record: results"].valid, 33, b"\x02")
+    "record: result flag 3": (  # 0 unrecorded, 1 recorded, 2 pending event (ADR 0014)
+        rec.decode_results, _replace_at(CASES["record: results"].valid, 33, b"\x03")
     ),
 }  # fmt: skip
 
