@@ -422,3 +422,34 @@ MUTANTS += [
            tests=["tests/unit/test_pending_metrics.py::test_pending_recycled_and_failed_trades_are_counted"]),
 ]
 # fmt: on
+
+# --- life: the bond lifecycle (issue 14 items 1-3; reported by its engineer, each confirmed) ---
+_L = "tests/unit/test_lifecycle.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("coupon-pays-this-blocks-holders", "node/settlement/_lifecycle.py",
+           old="holders = _holdings(o.view, genesis, tx.bond)", new="holders = _holdings(o, genesis, tx.bond)",
+           breaks="a coupon pays who holds after this block's earlier transfers, not the holders of record",
+           tests=[_L + "test_coupon_pays_holders_of_the_previous_block"]),
+    Mutant("coupon-final-period-payable", "node/settlement/_lifecycle.py",
+           old="last = len(dates) - 1 if inst.kind", new="last = len(dates) if inst.kind",
+           breaks="the final coupon can be paid by CouponPay and again by redemption",
+           tests=[_L + "test_final_and_unknown_periods_are_refused"]),
+    Mutant("redeem-pays-without-burning", "node/settlement/_lifecycle.py",
+           old="        o.adjust_supply(inst.id, holder, -units)\n", new="",
+           breaks="a redemption pays face value and leaves the units with the holder",
+           tests=[_L + "test_redeem_burns_and_pays_face_plus_the_final_coupon"]),
+    Mutant("agent-pays-itself", "node/settlement/_lifecycle.py",
+           old="if h != agent and a > 0]", new="if a > 0]",
+           breaks="a paying agent holding units moves cash to itself (and is counted short)",
+           tests=["tests/unit/test_lifecycle.py::test_agent_holding_units_is_not_paid_by_itself"]),
+    Mutant("redeem-skips-last-coupon-check", "node/settlement/_lifecycle.py",
+           old="for k in range(1, periods)):", new="for k in range(1, periods - 1)):",
+           breaks="a redemption goes through with the last coupon before the final one unpaid",
+           tests=[_L + "test_redeem_before_maturity_or_with_a_coupon_unpaid"]),
+    Mutant("distribution-drops-remainders", "node/settlement/_lifecycle.py",
+           old="for i in by_remainder[:leftover]:", new="for i in by_remainder[:0]:",
+           breaks="a distribution's parts sum to less than its total",
+           tests=[_L + "test_distribute_splits_the_total_over_holders"]),
+]
+# fmt: on
