@@ -81,22 +81,28 @@ def make_scenario(
     return sc
 
 
+ROTATION_SEEDS = 13  # consecutive seeds that send every refusal kind between them
+
+
 def _refusals(sc: Scenario) -> None:
     """Refusals mixed into the load, and replays of committed trades (own PRNG: the rest
     of the scenario is what the seed drew before refusals existed)."""
     rng = random.Random(sc.seed * 32_452_843 + sc.n)
-    count = rng.randint(2, 3)
+    extra = rng.randint(0, 1)
     pool = refusal_pool(sc.n)
     by_kind: dict[str, list[int]] = {}
     for k, sim in enumerate(pool):
         by_kind.setdefault(sim.kind, []).append(k)
-    # pending_fails twice: it fails only if a block follows its deadline, not every time.
-    kinds = [*sorted(by_kind), "expired", "past_deadline", "pending_fails", "pending_fails"]
-    for j in range(count):
-        # The first two by rotation over the seeds (every 13 consecutive seeds send every
-        # kind), the rest drawn.
+    # Twice: kinds whose code needs luck. pending_fails fails only if a block follows its
+    # deadline; a duplicate is DUPLICATE only if both envelopes reach blocks.
+    twice = ["duplicate", "pending_fails"]
+    kinds = [*sorted(by_kind), "expired", "past_deadline", *twice, *twice]
+    # Enough by rotation over the seeds that every ROTATION_SEEDS consecutive seeds send
+    # every kind, however many kinds the workload grows; one more drawn half the time.
+    rotated = -(-len(kinds) // ROTATION_SEEDS)
+    for j in range(rotated + extra):
         at = rng.randint(0, sc.chaos_ms)
-        kind = kinds[(2 * sc.seed + j) % len(kinds)] if j < 2 else rng.choice(kinds)
+        kind = kinds[(rotated * sc.seed + j) % len(kinds)] if j < rotated else rng.choice(kinds)
         if kind in by_kind:
             sc.refusals.append((at, "pool", rng.choice(by_kind[kind])))
         else:
