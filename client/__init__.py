@@ -33,10 +33,12 @@ from client._errors import (
     LedgerError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     RejectedError,
     SigningError,
     TermsMismatchError,
     TradeError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
@@ -78,6 +80,7 @@ __all__ = [
     "OverloadedError",
     "PartialTrade",
     "ParticipantKey",
+    "PermissionDeniedError",
     "Receipt",
     "RejectedError",
     "ResultCode",
@@ -91,6 +94,7 @@ __all__ = [
     "TradeError",
     "Transactions",
     "TxStatus",
+    "UnauthenticatedError",
     "UnavailableError",
     "accept_dvp",
     "generate_key",

@@ -374,6 +374,10 @@ class Network:
     def genesis(self) -> Path:
         return self.run_dir / "genesis.json"
 
+    def participant_key(self, participant: str) -> Path:
+        """A participant's Ed25519 key file as netgen wrote it (the client identity too)."""
+        return self.run_dir / "participants" / f"{participant}.key"
+
     @property
     def tls_pinned(self) -> Path:
         """Every validator's TLS certificate (PEM), each pinned by genesis: what nodes and
