@@ -49,6 +49,7 @@ from client._cli_common import (
 )
 from node.crypto import HASH_LEN
 from node.genesis import load_genesis
+from node.netconfig import OPERATOR_IDENTITY
 from node.settlement import (
     DvP,
     Genesis,
@@ -251,7 +252,7 @@ def _cosign(args: argparse.Namespace) -> int:
 # Who a query calls as when neither --as nor the command names a participant: the run
 # directory's auditor, as `make genesis` writes it (the operator's own machine holds every
 # demo key). Elsewhere pass --as ID.
-_FALLBACK_IDENTITY = "AUDITOR"
+_FALLBACK_IDENTITY = OPERATOR_IDENTITY
 
 
 def _identity(args: argparse.Namespace, implied: ParticipantKey | str | None) -> ParticipantKey:

@@ -28,7 +28,7 @@ import grpc
 from client._identity import RequestSigner, aio_interceptors, signed_channel
 from client._keys import load_key
 from node.genesis import load_genesis
-from node.netconfig import ConfigError, Network, NetworkNode, load_network
+from node.netconfig import OPERATOR_IDENTITY, ConfigError, Network, NetworkNode, load_network
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
@@ -188,11 +188,6 @@ def _client_target(
     node = net.nodes[index]
     creds = grpc.ssl_channel_credentials(net.tls_pinned.read_bytes())
     return node.client_address, creds, [("grpc.ssl_target_name_override", node.name)]
-
-
-# The participant the operator's tools (status, waits, benchmark, demo views) call as: it
-# reads every node's blocks whole (an observer role, node/access.py).
-OPERATOR_IDENTITY = "AUDITOR"
 
 
 def signer_for(net: Network, identity: str = OPERATOR_IDENTITY) -> RequestSigner:

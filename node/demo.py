@@ -30,9 +30,9 @@ from client import (
     load_key,
     propose_dvp,
 )
-from node.cluster import OPERATOR_IDENTITY, node_states, start_cluster, stop_cluster
+from node.cluster import node_states, start_cluster, stop_cluster
 from node.genesis import DemoNetwork, load_genesis
-from node.netconfig import PINNED_CERTS_FILE, Network
+from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
 from node.settlement import InstrumentKind
 

@@ -33,8 +33,15 @@ from node.chaos.deadline import Deadline
 from node.chaos.nemesis import FAULT_KINDS, FAULT_S, GAP_S, Fault, Nemesis, plan
 from node.chaos.proxy import proxy_port
 from node.chaos.workload import TradeRecord, Workload
-from node.cluster import OPERATOR_IDENTITY, start_cluster, stop_cluster
-from node.netconfig import Network, PeerAddress, host_port, load_node_config, write_node_config
+from node.cluster import start_cluster, stop_cluster
+from node.netconfig import (
+    OPERATOR_IDENTITY,
+    Network,
+    PeerAddress,
+    host_port,
+    load_node_config,
+    write_node_config,
+)
 from node.netgen import NetSpec, default_quorum, free_port_base, generate
 
 __all__ = ["main"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from node.access import AccessError, Caller, parse_claim, verify_claim
 from node.config import REQUEST_CLOCK_SKEW_MS, REQUEST_NONCES_MAX
@@ -49,10 +49,12 @@ class Gate:
         self._seen: set[tuple[str, bytes]] = set()
         self._expiry: list[tuple[int, str, bytes]] = []  # heap: when each seen nonce may go
 
-    def admit(self, method: str, request: bytes, metadata: object) -> Caller:
+    def admit(
+        self, method: str, request: bytes, metadata: Iterable[tuple[str, str | bytes]] | None
+    ) -> Caller:
         """The caller this call proves, recorded so it cannot be replayed; AccessError
         (UNAUTHENTICATED) or GateFullError."""
-        claim = parse_claim(metadata or ())  # type: ignore[arg-type]
+        claim = parse_claim(metadata or ())
         now = self._clock_ms()
         if abs(claim.time_ms - now) > self._skew_ms:
             raise AccessError(

@@ -27,6 +27,8 @@ from client import (
 from client._identity import RequestSigner
 from node.access import tx_parties
 from node.cluster import client_channel
+from node.wire import ledger_pb2 as pb
+from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, running_cluster
 
 pytestmark = pytest.mark.slow
@@ -62,9 +64,6 @@ def _as(c: Cluster, identity: str | None) -> AsyncLedgerClient:
 
 
 def _raw_balances(c: Cluster, account: str, metadata: tuple[tuple[str, str], ...]) -> None:
-    from node.wire import ledger_pb2 as pb
-    from node.wire import ledger_pb2_grpc as pb_grpc
-
     with client_channel(c.net, 0, identity=None) as ch:
         pb_grpc.LedgerStub(ch).GetBalances(
             pb.BalancesRequest(account=account), metadata=metadata, timeout=RPC_TIMEOUT_S
@@ -91,8 +90,6 @@ def test_health_stays_open_without_identity(cluster: Cluster) -> None:
 
 
 def test_a_replayed_request_is_refused_and_a_fresh_one_taken(cluster: Cluster) -> None:
-    from node.wire import ledger_pb2 as pb
-
     signer = RequestSigner(_key(cluster, "BANK01"), cluster.demo.genesis)
     md = signer.metadata(_BALANCES, pb.BalancesRequest(account="BANK01"))
     _raw_balances(cluster, "BANK01", md)  # negative control: the first use is taken
@@ -103,24 +100,17 @@ def test_a_replayed_request_is_refused_and_a_fresh_one_taken(cluster: Cluster) -
 
 
 def test_a_signature_for_another_request_or_key_or_time_is_refused(cluster: Cluster) -> None:
-    from node.wire import ledger_pb2 as pb
-
     g = cluster.demo.genesis
-    own = RequestSigner(_key(cluster, "BANK01"), g)
-    # signed for BANK01's balances, sent asking for BANK02's: the digest differs
-    md = own.metadata(_BALANCES, pb.BalancesRequest(account="BANK01"))
+    own_request = pb.BalancesRequest(account="BANK01")
+    signed = RequestSigner(_key(cluster, "BANK01"), g).metadata(_BALANCES, own_request)
     stale = RequestSigner(_key(cluster, "BANK01"), g, clock_ms=lambda: 1_000)
-    forged = ParticipantKey("BANK01", _key(cluster, "BANK02").key)  # BANK02's key as BANK01
-    forged_md = list(
-        RequestSigner(_key(cluster, "BANK02"), g).metadata(
-            _BALANCES, pb.BalancesRequest(account="BANK01")
-        )
-    )
-    forged_md[0] = ("ledger-participant", forged.participant)
+    # BANK02 signs, and the metadata claims BANK01
+    by_bank02 = RequestSigner(_key(cluster, "BANK02"), g).metadata(_BALANCES, own_request)
+    claims_bank01 = (("ledger-participant", "BANK01"), *by_bank02[1:])
     cases = {
-        "another request": ("BANK02", md),
-        "stale time": ("BANK01", stale.metadata(_BALANCES, pb.BalancesRequest(account="BANK01"))),
-        "another key": ("BANK01", tuple(forged_md)),
+        "another request": ("BANK02", signed),  # signed for BANK01's balances
+        "stale time": ("BANK01", stale.metadata(_BALANCES, own_request)),
+        "another key": ("BANK01", claims_bank01),
     }
     for what, (account, metadata) in cases.items():
         with pytest.raises(grpc.RpcError) as e:
