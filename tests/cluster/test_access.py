@@ -8,7 +8,7 @@ open (docs/cluster.md "Security: who reads what")."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client import (
     AsyncLedgerClient,
+    BadResponseError,
     ParticipantKey,
     PermissionDeniedError,
     Receipt,
@@ -186,3 +187,38 @@ async def test_events_of_a_party_come_through_the_filtered_stream(
             async for ev in c.events("BANK01", from_height=trade.height):
                 assert ev.tx_id == trade.tx_id and ev.kind == "DVP"
                 break
+
+
+def test_the_sdk_refuses_a_tampered_filtered_block(cluster: Cluster, trade: Receipt) -> None:
+    with client_channel(cluster.net, 0, identity="BANK02") as ch:
+        stub = pb_grpc.LedgerStub(ch)
+        info = stub.GetBlock(pb.BlockRequest(height=trade.height), timeout=RPC_TIMEOUT_S)
+        other = stub.GetBlock(pb.BlockRequest(height=trade.height + 1), timeout=RPC_TIMEOUT_S)
+    assert info.filtered and len(info.receipts) >= 1
+    client = _as(cluster, "BANK02")
+    assert client._block_view(info).filtered  # negative control: as served, it verifies
+
+    def tampered(change: Callable[[pb.BlockInfo], None]) -> pb.BlockInfo:
+        copy = pb.BlockInfo()
+        copy.CopyFrom(info)
+        change(copy)
+        return copy
+
+    def next_header(b: pb.BlockInfo) -> None:
+        b.header = other.header
+
+    def moved(b: pb.BlockInfo) -> None:
+        b.results[0].position += 1
+
+    def path_cut(b: pb.BlockInfo) -> None:
+        b.receipts[0].tx_path.append(b"\x00" * 32)
+
+    def result_dropped(b: pb.BlockInfo) -> None:
+        del b.results[0]
+
+    def other_code(b: pb.BlockInfo) -> None:
+        b.results[0].code = pb.INSUFFICIENT_CASH
+
+    for change in (next_header, moved, path_cut, result_dropped, other_code):
+        with pytest.raises(BadResponseError):
+            client._block_view(tampered(change))
