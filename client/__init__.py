@@ -38,10 +38,12 @@ from client._errors import (
     LedgerError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     RejectedError,
     SigningError,
     TermsMismatchError,
     TradeError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
@@ -95,6 +97,7 @@ __all__ = [
     "PartialTrade",
     "ParticipantKey",
     "PendingTrade",
+    "PermissionDeniedError",
     "Receipt",
     "RejectedError",
     "ResultCode",
@@ -109,6 +112,7 @@ __all__ = [
     "TradeError",
     "Transactions",
     "TxStatus",
+    "UnauthenticatedError",
     "UnavailableError",
     "accept_dvp",
     "generate_key",

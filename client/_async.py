@@ -43,9 +43,12 @@ from client._errors import (
     LedgerError,
     NotFoundError,
     OverloadedError,
+    PermissionDeniedError,
     RejectedError,
+    UnauthenticatedError,
     UnavailableError,
 )
+from client._identity import RequestSigner, identity_key
 from client._keys import ParticipantKey
 from client._limits import (
     BULK_RPC_TIMEOUT_S,
@@ -74,6 +77,7 @@ from node.core import (
     Ed25519Verifier,
     Phase,
     decode_block,
+    decode_header,
     decode_qc,
     verify_certificate,
 )
@@ -214,6 +218,11 @@ class BlockView:
     transactions: tuple[BlockTx, ...]
     # Pending trades' events at the end of the block (ADR 0014), the node's report.
     events: tuple[BlockEvent, ...] = ()
+    # True when the node showed only the caller's transactions (a caller without an
+    # observer role: docs/cluster.md "Security: who reads what"); ``receipts`` then proves
+    # each of them in this block, offline, with verify_receipt.
+    filtered: bool = False
+    receipts: tuple[Receipt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +337,11 @@ class AsyncLedgerClient:
         genesis: Genesis,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         certificates: CertificateCache | None = None,
+        identity: ParticipantKey | None = None,
     ) -> None:
-        """``tls_certs``: the validators' TLS certificates (PEM, ``run/validators.pem``),
+        """``identity``: the participant key every call is signed with (docs/sdk.md
+        "Identity"); without one every call is refused as UnauthenticatedError.
+        ``tls_certs``: the validators' TLS certificates (PEM, ``run/validators.pem``),
         each of which genesis must pin: an endpoint's one trust root is the pinned
         certificate carrying its ``server_name``, so no CA can vouch for a node.
         ``certificates``: commit certificates verified already, which several clients of
@@ -349,6 +361,18 @@ class AsyncLedgerClient:
         self._answered: dict[int, float] = {}  # endpoint -> loop time of its last answer
         self._probes: dict[int, asyncio.Task[bool]] = {}  # status probes in flight
         self._verifier = Ed25519Verifier([v.public_key for v in genesis.validators])
+        self._signer = None if identity is None else RequestSigner(identity, genesis)
+
+    @property
+    def identity(self) -> str | None:
+        """The participant this client calls as (None: no identity)."""
+        return None if self._signer is None else self._signer.participant
+
+    def _md(self, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
+        """Signed identity metadata for one call of Ledger ``method``."""
+        if self._signer is None:
+            return ()
+        return self._signer.metadata(f"/ledger.v1.Ledger/{method}", request)
 
     @classmethod
     def from_run_dir(
@@ -357,15 +381,20 @@ class AsyncLedgerClient:
         *,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         certificates: CertificateCache | None = None,
+        identity: str | Path | ParticipantKey | None = None,
     ) -> AsyncLedgerClient:
-        """Every node of a run directory (network.json, validators.pem, genesis.json)."""
+        """Every node of a run directory (network.json, validators.pem, genesis.json);
+        ``identity`` a participant id (``"BANK01"``: its key is
+        ``<run_dir>/participants/BANK01.key``), a key file's path, or a key."""
         endpoints, pinned, genesis = _run_dir_config(run_dir)
+        key = None if identity is None else identity_key(run_dir, identity)
         return cls(
             endpoints,
             tls_certs=pinned,
             genesis=genesis,
             rpc_timeout_s=rpc_timeout_s,
             certificates=certificates,
+            identity=key,
         )
 
     @property
@@ -501,7 +530,9 @@ class AsyncLedgerClient:
             req = pb.SubmitRequest(
                 transaction=signed.raw, timeout_ms=max(1, math.ceil(remaining_s * 1000))
             )
-            resp = await self._stub(i).Submit(req, timeout=self._rpc_timeout_s)
+            resp = await self._stub(i).Submit(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("Submit", req)
+            )
             if bytes(resp.tx_id) != tid:
                 raise BadResponseError("the node answered with another transaction id")
             if not wait:
@@ -534,7 +565,9 @@ class AsyncLedgerClient:
             prove_result=prove_result,
             wait_settled=settled,
         )
-        call = self._stub(i).WaitForFinality(req, timeout=remaining + self._rpc_timeout_s)
+        call = self._stub(i).WaitForFinality(
+            req, timeout=remaining + self._rpc_timeout_s, metadata=self._md("WaitForFinality", req)
+        )
         task: asyncio.Future[pb.Receipt] = asyncio.ensure_future(call)
         try:
             while not (await asyncio.wait({task}, timeout=SILENCE_CHECK_S))[0]:
@@ -574,7 +607,10 @@ class AsyncLedgerClient:
 
     async def _probe(self, i: int) -> bool:
         try:
-            await self._stub(i).GetStatus(pb.StatusRequest(), timeout=SILENCE_PROBE_TIMEOUT_S)
+            req = pb.StatusRequest()
+            await self._stub(i).GetStatus(
+                req, timeout=SILENCE_PROBE_TIMEOUT_S, metadata=self._md("GetStatus", req)
+            )
         except grpc.aio.AioRpcError:
             return False
         self._answered[i] = asyncio.get_running_loop().time()
@@ -635,7 +671,7 @@ class AsyncLedgerClient:
     async def _open_call(self, i: int) -> tuple[Any, int, int]:
         """A SubmitStream call at endpoint ``i`` once its ``opened`` event arrived: (call,
         the node's in-flight limit, i)."""
-        call = self._stub(i).SubmitStream()
+        call = self._stub(i).SubmitStream(metadata=self._md("SubmitStream"))
         try:
             first = await asyncio.wait_for(call.read(), self._rpc_timeout_s)
         except TimeoutError as e:
@@ -703,8 +739,9 @@ class AsyncLedgerClient:
         knows neither."""
 
         async def get(i: int) -> TxStatus:
+            req = pb.TransactionRequest(tx_id=tx_id)
             msg = await self._stub(i).GetTransaction(
-                pb.TransactionRequest(tx_id=tx_id), timeout=self._rpc_timeout_s
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetTransaction", req)
             )
             if msg.state == pb.COMMITTED:
                 r = self._verified(msg.receipt, tx_id, prove_result=False)
@@ -717,7 +754,10 @@ class AsyncLedgerClient:
         """(height, the pending trades after it), in recycling order (the node's word)."""
 
         async def get(i: int) -> tuple[int, tuple[PendingTrade, ...]]:
-            msg = await self._stub(i).GetPending(pb.PendingRequest(), timeout=self._rpc_timeout_s)
+            req = pb.PendingRequest()
+            msg = await self._stub(i).GetPending(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetPending", req)
+            )
             return msg.height, tuple(
                 PendingTrade(
                     bytes(p.tx_id),
@@ -742,7 +782,9 @@ class AsyncLedgerClient:
     async def balances(self, account: str) -> Balances:
         async def get(i: int) -> Balances:
             req = pb.BalancesRequest(account=account)
-            msg = await self._stub(i).GetBalances(req, timeout=self._rpc_timeout_s)
+            msg = await self._stub(i).GetBalances(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetBalances", req)
+            )
             amounts = {b.instrument: b.amount for b in msg.balances}
             return Balances(msg.account, msg.height, amounts)
 
@@ -754,7 +796,9 @@ class AsyncLedgerClient:
 
         async def get(i: int) -> InstrumentView:
             req = pb.InstrumentRequest(instrument=instrument)
-            msg = await self._stub(i).GetInstrument(req, timeout=self._rpc_timeout_s)
+            msg = await self._stub(i).GetInstrument(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetInstrument", req)
+            )
             holders = tuple(
                 HolderView(h.account, h.units, h.redeemed_units, h.redeemed_paid)
                 for h in msg.holders
@@ -769,7 +813,9 @@ class AsyncLedgerClient:
 
         async def get(i: int) -> BlockView:
             req = pb.BlockRequest(height=height)
-            msg = await self._stub(i).GetBlock(req, timeout=self._rpc_timeout_s)
+            msg = await self._stub(i).GetBlock(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetBlock", req)
+            )
             return self._block_view(msg)
 
         if height < 1:
@@ -780,7 +826,10 @@ class AsyncLedgerClient:
         """The committed height at the current endpoint."""
 
         async def get(i: int) -> int:
-            msg = await self._stub(i).GetStatus(pb.StatusRequest(), timeout=self._rpc_timeout_s)
+            req = pb.StatusRequest()
+            msg = await self._stub(i).GetStatus(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetStatus", req)
+            )
             return int(msg.height)
 
         return await self._call("head", get)
@@ -792,7 +841,10 @@ class AsyncLedgerClient:
     async def _status(self, i: int) -> NodeStatusView | EndpointDown:
         ep = self.endpoints[i]
         try:
-            s = await self._stub(i).GetStatus(pb.StatusRequest(), timeout=self._rpc_timeout_s)
+            req = pb.StatusRequest()
+            s = await self._stub(i).GetStatus(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetStatus", req)
+            )
         except grpc.aio.AioRpcError as e:
             return EndpointDown(ep, f"{e.code().name}: {e.details()}")
         return NodeStatusView(
@@ -835,7 +887,9 @@ class AsyncLedgerClient:
             )
             try:
                 msg = await self._stub(i).GetTimeline(
-                    req, timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S)
+                    req,
+                    timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S),
+                    metadata=self._md("GetTimeline", req),
                 )
             except grpc.aio.AioRpcError as e:
                 return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
@@ -858,7 +912,8 @@ class AsyncLedgerClient:
         n = len(self.endpoints)
         while True:
             i = self._current
-            call = self._stub(i).StreamBlocks(pb.StreamBlocksRequest(from_height=next_height))
+            req = pb.StreamBlocksRequest(from_height=next_height)
+            call = self._stub(i).StreamBlocks(req, metadata=self._md("StreamBlocks", req))
             try:
                 async for info in call:
                     if info.height < next_height:
@@ -902,6 +957,8 @@ class AsyncLedgerClient:
     def _block_view(self, info: pb.BlockInfo) -> BlockView:
         """Decode ``info`` and check it against genesis: a block of this chain, at the
         height claimed, certified by a quorum of genesis validators."""
+        if info.filtered:
+            return self._filtered_view(info)
         g = self.genesis
         try:
             block = decode_block(bytes(info.block))
@@ -934,6 +991,56 @@ class AsyncLedgerClient:
             transactions=txs,
             events=tuple(_block_event(e) for e in info.events),
         )
+
+    def _filtered_view(self, info: pb.BlockInfo) -> BlockView:
+        """A party-filtered block: its header certified by a quorum, and each transaction
+        shown proven in it by its receipt (Merkle path to the header's transactions root)."""
+        header = bytes(info.header)
+        try:
+            h = decode_header(header)
+            qc = decode_qc(bytes(info.certificate))
+        except DecodeError as e:
+            raise BadResponseError(f"block {info.height} does not decode: {e}") from e
+        g = self.genesis
+        if (
+            h.chain_id != g.chain_id
+            or h.height != info.height
+            or h.hash != bytes(info.block_hash)
+            or qc.block_hash != h.hash
+            or qc.height != h.height
+            or len(info.results) != len(info.receipts)
+            or not verify_certificate(
+                qc, g.chain_id, len(g.validators), g.quorum, self._verifier, phase=Phase.COMMIT
+            )
+        ):
+            raise BadResponseError(f"block {info.height} is not certified for this chain")
+        receipts = tuple(
+            self._in_block(m, r, header) for m, r in zip(info.receipts, info.results, strict=True)
+        )
+        txs = tuple(
+            _block_tx(r.position, r.transaction, res)
+            for r, res in zip(receipts, info.results, strict=True)
+        )
+        return BlockView(
+            height=h.height,
+            hash=h.hash,
+            time_ms=h.time_ms,
+            state_root=bytes(info.state_root),
+            certificate=bytes(info.certificate),
+            transactions=txs,
+            filtered=True,
+            receipts=receipts,
+        )
+
+    def _in_block(self, msg: pb.Receipt, result: pb.TransactionResult, header: bytes) -> Receipt:
+        receipt = self._verified(msg, bytes(result.tx_id), prove_result=False)
+        if (
+            receipt.block_header != header
+            or receipt.position != result.position
+            or int(receipt.code) != result.code
+        ):
+            raise BadResponseError(f"a receipt of block {receipt.height} is not of that block")
+        return receipt
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -1009,6 +1116,10 @@ def _mapped(e: grpc.aio.AioRpcError, what: str) -> LedgerError:
         return InvalidTransactionError(f"{what}: refused by the node: {details}")
     if code is _Code.NOT_FOUND:
         return NotFoundError(f"{what}: {details}")
+    if code is _Code.UNAUTHENTICATED:
+        return UnauthenticatedError(f"{what}: {details}")
+    if code is _Code.PERMISSION_DENIED:
+        return PermissionDeniedError(f"{what}: {details}")
     return LedgerError(f"{what}: {code.name}: {details}")
 
 

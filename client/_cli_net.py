@@ -52,6 +52,7 @@ from client._cli_common import (
 )
 from node.crypto import HASH_LEN
 from node.genesis import load_genesis
+from node.netconfig import OPERATOR_IDENTITY
 from node.settlement import (
     Cancel,
     DvP,
@@ -295,8 +296,30 @@ def _cosign(args: argparse.Namespace) -> int:
 # --- submit ---------------------------------------------------------------------------------
 
 
+# Who a query calls as when neither --as nor the command names a participant: the run
+# directory's auditor, as `make genesis` writes it (the operator's own machine holds every
+# demo key). Elsewhere pass --as ID.
+_FALLBACK_IDENTITY = OPERATOR_IDENTITY
+
+
+def _identity(args: argparse.Namespace, implied: ParticipantKey | str | None) -> ParticipantKey:
+    """The identity every call is signed with (docs/cli.md "Identity"): --as, else the
+    participant the command implies (the signer, the account), else the auditor's key in
+    the run directory."""
+    chosen: str | None = getattr(args, "as_id", None)
+    if chosen is None and isinstance(implied, ParticipantKey):
+        return implied
+    pid = chosen or (implied if isinstance(implied, str) else None) or _FALLBACK_IDENTITY
+    path = _run_dir(args) / "participants" / f"{pid}.key"
+    if not path.is_file():
+        raise CliError(f"no key for identity {pid} at {path} (pass --as ID)", EXIT_USAGE)
+    return load_key(path, pid)
+
+
 @contextmanager
-def _client(args: argparse.Namespace) -> Iterator[LedgerClient]:
+def _client(
+    args: argparse.Namespace, implied: ParticipantKey | str | None = None
+) -> Iterator[LedgerClient]:
     run_dir = _run_dir(args)
     if not (run_dir / "network.json").is_file():
         raise CliError(
@@ -304,7 +327,7 @@ def _client(args: argparse.Namespace) -> Iterator[LedgerClient]:
             "`ledger genesis` makes one)",
             EXIT_USAGE,
         )
-    with LedgerClient.from_run_dir(run_dir) as client:
+    with LedgerClient.from_run_dir(run_dir, identity=_identity(args, implied)) as client:
         yield client
 
 
@@ -320,7 +343,7 @@ def _closing(it: Iterator[T]) -> Iterator[Iterator[T]]:
 
 
 def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
-    with _client(args) as client:
+    with _client(args, stx.tx.required_signers()[0]) as client:
         if args.no_wait:
             client.submit(stx, wait=False, timeout_s=args.timeout)
             if args.json:
@@ -422,7 +445,7 @@ def _balance(args: argparse.Namespace) -> int:
     g = _genesis(args)
     if args.account not in g.participant_by_id:
         raise CliError(f"{args.account} is not a participant of this ledger", EXIT_USAGE)
-    with _client(args) as client:
+    with _client(args, args.account) as client:
         b = client.balances(args.account)
     if args.json:
         emit_json({"account": b.account, "height": b.height, "balances": dict(b.amounts)})
@@ -638,7 +661,7 @@ def _watched(
 
 def _watch(args: argparse.Namespace) -> int:
     seen = 0
-    with _client(args) as client:
+    with _client(args, args.account) as client:
         start = args.from_height or client.head() + 1
         if not args.json:
             who = f" touching {args.account}" if args.account else ""

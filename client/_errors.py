@@ -25,10 +25,12 @@ __all__ = [
     "LedgerError",
     "NotFoundError",
     "OverloadedError",
+    "PermissionDeniedError",
     "RejectedError",
     "SigningError",
     "TermsMismatchError",
     "TradeError",
+    "UnauthenticatedError",
     "UnavailableError",
 ]
 
@@ -154,6 +156,23 @@ class OverloadedError(BusyError):
 
 class NotFoundError(LedgerError):
     """No such account, block or transaction at the node asked."""
+
+    retry_safe = False
+
+
+class UnauthenticatedError(LedgerError):
+    """The node could not verify who is calling (UNAUTHENTICATED): no identity configured
+    (pass ``identity=`` to the client, ``--as ID`` to the CLI), a key that is not the one
+    genesis lists, a client clock too far from the node's, or a replayed request. Every node
+    would answer the same; fix the identity or the clock."""
+
+    retry_safe = False
+
+
+class PermissionDeniedError(LedgerError):
+    """The caller may not read this (PERMISSION_DENIED): another participant's balances, or
+    a transaction the caller is not a party to (docs/cluster.md "Security: who reads
+    what"). Asking as the party, or as a regulator, compliance or auditor, is the fix."""
 
     retry_safe = False
 

@@ -27,6 +27,7 @@ from client._async import (
     TxStatus,
     _run_dir_config,
 )
+from client._identity import identity_key
 from client._keys import ParticipantKey
 from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
 from client._stream import SubmitStream
@@ -66,10 +67,15 @@ class LedgerClient:
         tls_certs: bytes,
         genesis: Genesis,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
+        identity: ParticipantKey | None = None,
     ) -> None:
         _refuse_running_loop()
         self._client = AsyncLedgerClient(
-            endpoints, tls_certs=tls_certs, genesis=genesis, rpc_timeout_s=rpc_timeout_s
+            endpoints,
+            tls_certs=tls_certs,
+            genesis=genesis,
+            rpc_timeout_s=rpc_timeout_s,
+            identity=identity,
         )
         self._runner: asyncio.Runner | None = asyncio.Runner()
         self.genesis: Genesis = genesis
@@ -77,10 +83,22 @@ class LedgerClient:
 
     @classmethod
     def from_run_dir(
-        cls, run_dir: str | Path = "run", *, rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S
+        cls,
+        run_dir: str | Path = "run",
+        *,
+        rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
+        identity: str | Path | ParticipantKey | None = None,
     ) -> LedgerClient:
+        """As :meth:`AsyncLedgerClient.from_run_dir`."""
         endpoints, pinned, genesis = _run_dir_config(run_dir)
-        return cls(endpoints, tls_certs=pinned, genesis=genesis, rpc_timeout_s=rpc_timeout_s)
+        key = None if identity is None else identity_key(run_dir, identity)
+        return cls(
+            endpoints, tls_certs=pinned, genesis=genesis, rpc_timeout_s=rpc_timeout_s, identity=key
+        )
+
+    @property
+    def identity(self) -> str | None:
+        return self._client.identity
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:

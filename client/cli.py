@@ -9,7 +9,9 @@ is safe (a timeout, a busy or unreachable node) the line says so.
 The run directory (``--run-dir``, else ``$LEDGER_RUN_DIR``, else ``run``) is what
 ``ledger genesis`` / ``make genesis`` writes: ``network.json`` (the nodes), ``validators.pem``,
 ``genesis.json`` and ``participants/<ID>.key``, where signing keys are looked for unless
-``--key`` names a file.
+``--key`` names a file. Every call to a node is signed as one participant (``--as ID``;
+by default the signer or account the command names, else ``AUDITOR``): docs/cli.md
+"Identity".
 
 Commands that need no node (``keys``, ``genesis``, ``verify-receipt``) live here; the
 others are in ``_cli_net.py``, imported only when one of them runs.
@@ -263,6 +265,14 @@ def _globals(default: bool) -> _Parser:
         default=run_dir if default else argparse.SUPPRESS,
         help=f"run directory with network.json, validators.pem, genesis.json, participants/ "
         f"(default: ${RUN_DIR_ENV} or run; now {run_dir})",
+    )
+    p.add_argument(
+        "--as",
+        dest="as_id",
+        metavar="ID",
+        default=None if default else argparse.SUPPRESS,
+        help="participant every call is signed as (its key: participants/ID.key in the run "
+        "directory); default: the signer or account the command names, else AUDITOR",
     )
     p.add_argument(
         "--json",

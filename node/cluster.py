@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -24,7 +25,10 @@ from pathlib import Path
 
 import grpc
 
-from node.netconfig import ConfigError, Network, NetworkNode, load_network
+from client._identity import RequestSigner, aio_interceptors, signed_channel
+from client._keys import load_key
+from node.genesis import load_genesis
+from node.netconfig import OPERATOR_IDENTITY, ConfigError, Network, NetworkNode, load_network
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
@@ -37,6 +41,7 @@ __all__ = [
     "kill_node",
     "main",
     "node_states",
+    "signer_for",
     "start_cluster",
     "start_node",
     "stop_cluster",
@@ -185,14 +190,35 @@ def _client_target(
     return node.client_address, creds, [("grpc.ssl_target_name_override", node.name)]
 
 
-def client_channel(net: Network, index: int) -> grpc.Channel:
-    """A TLS channel to node ``index``'s client port."""
-    return grpc.secure_channel(*_client_target(net, index))
+def signer_for(net: Network, identity: str = OPERATOR_IDENTITY) -> RequestSigner:
+    """Signs calls as ``identity``, with its key from the run directory."""
+    return _signer(net.run_dir, identity)
 
 
-def client_aio_channel(net: Network, index: int) -> grpc.aio.Channel:
+@functools.lru_cache(maxsize=16)
+def _signer(run_dir: Path, identity: str) -> RequestSigner:
+    net = load_network(run_dir)
+    genesis = load_genesis(net.genesis)
+    return RequestSigner(load_key(net.participant_key(identity), identity), genesis)
+
+
+def client_channel(
+    net: Network, index: int, identity: str | None = OPERATOR_IDENTITY
+) -> grpc.Channel:
+    """A TLS channel to node ``index``'s client port, every call signed as ``identity``
+    (None: unsigned, refused UNAUTHENTICATED by the Ledger service; health stays open)."""
+    channel = grpc.secure_channel(*_client_target(net, index))
+    if identity is None:
+        return channel
+    return signed_channel(channel, _signer(net.run_dir, identity))
+
+
+def client_aio_channel(
+    net: Network, index: int, identity: str | None = OPERATOR_IDENTITY
+) -> grpc.aio.Channel:
     """The same for asyncio."""
-    return grpc.aio.secure_channel(*_client_target(net, index))
+    signed = [] if identity is None else aio_interceptors(_signer(net.run_dir, identity))
+    return grpc.aio.secure_channel(*_client_target(net, index), interceptors=signed)
 
 
 @contextlib.contextmanager

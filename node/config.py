@@ -153,6 +153,15 @@ CLIENT_STREAMS_PER_CONNECTION_MAX: Final = (
     + SUBMIT_STREAMS_PER_CONNECTION_MAX
     + 100  # unary calls in flight
 )
+# Client identity (docs/adr/0015-client-identity.md): a signed request is taken when its
+# timestamp is within this much of the node's clock, either way; its nonce is remembered
+# until its timestamp has left the window, so a replay inside the window is refused too.
+# At most REQUEST_NONCES_MAX nonces are remembered (20 MB at 100 bytes each): a node
+# past the limit refuses further signed requests with RESOURCE_EXHAUSTED until old
+# nonces age out (2,500 calls per second sustained fit in a 40 s window).
+REQUEST_CLOCK_SKEW_MS: Final = 20_000
+REQUEST_NONCES_MAX: Final = 200_000
+REQUEST_NONCE_BYTES_MAX: Final = 32  # clients send 16 random bytes
 # Admission refuses a transaction whose expiry is this far behind the node's clock: the
 # clocks of the node and the next block's leader may differ by up to this much.
 ADMISSION_EXPIRY_TOLERANCE_MS: Final = BLOCK_TIME_DRIFT_MAX_MS

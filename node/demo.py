@@ -32,7 +32,7 @@ from client import (
 )
 from node.cluster import node_states, start_cluster, stop_cluster
 from node.genesis import DemoNetwork, load_genesis
-from node.netconfig import PINNED_CERTS_FILE, Network
+from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
 from node.settlement import InstrumentKind
 
@@ -72,7 +72,10 @@ class ValidatorClients:
 
     def __init__(self, run_dir: Path, count: int | None = None) -> None:
         certificates = CertificateCache()  # each block's certificate is verified once in all
-        first = AsyncLedgerClient.from_run_dir(run_dir, certificates=certificates)
+        # The auditor reads every trade, balance and block whole (node/access.py): the
+        # demo's and the benchmark's views are cluster-wide.
+        me = load_key(run_dir / "participants" / f"{OPERATOR_IDENTITY}.key")
+        first = AsyncLedgerClient.from_run_dir(run_dir, certificates=certificates, identity=me)
         ends, pinned = first.endpoints, (run_dir / PINNED_CERTS_FILE).read_bytes()
         self.genesis = first.genesis
         self.all = [first] + [
@@ -81,6 +84,7 @@ class ValidatorClients:
                 tls_certs=pinned,
                 genesis=first.genesis,
                 certificates=certificates,
+                identity=me,
             )
             for i in range(1, count or len(ends))
         ]

@@ -273,6 +273,9 @@ def demo_genesis(
         "CASHCO": ({Role.CASH_ISSUER}, 3),
         "COMPLIANCE": ({Role.COMPLIANCE}, 3),
         "REGULATOR": ({Role.REGULATOR}, 3),
+        # reads every account and trade (node/access.py): the benchmark's and the
+        # demo's cluster-wide views, and an external auditor's
+        "AUDITOR": ({Role.AUDITOR}, 3),
         **{b: ({Role.TRADER}, 2) for b in bank_ids},
     }
     keys = {pid: key("participant:" + pid) for pid in roles}

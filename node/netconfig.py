@@ -55,6 +55,12 @@ PORT_MAX = 65_535
 _PATH_FIELDS = ("genesis", "data_dir", "signing_key", "tls_pinned", "tls_cert", "tls_key")
 
 
+# The participant the operator's tools (status, waits, benchmark, demo, chaos, the CLI's
+# default) call the client port as: an auditor reads every node's blocks whole
+# (node/access.py). `make genesis` writes its key with the others.
+OPERATOR_IDENTITY = "AUDITOR"
+
+
 class ConfigError(ValueError):
     """A config or network file is malformed; the message names the file and the field."""
 
@@ -373,6 +379,10 @@ class Network:
     @property
     def genesis(self) -> Path:
         return self.run_dir / "genesis.json"
+
+    def participant_key(self, participant: str) -> Path:
+        """A participant's Ed25519 key file as netgen wrote it (the client identity too)."""
+        return self.run_dir / "participants" / f"{participant}.key"
 
     @property
     def tls_pinned(self) -> Path:

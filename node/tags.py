@@ -31,6 +31,7 @@ __all__ = [
     "MERKLE_NODE",
     "PREFIX_TAGS",
     "RECORD_MAGICS",
+    "REQUEST",
     "SAFETY_FILE_SLOT",
     "SAFETY_STATE",
     "STATE",
@@ -43,6 +44,7 @@ __all__ = [
 TX: Final = b"dvp-ledger/v1/tx\x00"  # a transaction body (node.settlement: SignedTx)
 VOTE: Final = b"dvp-ledger/v1/vote\x00"  # a prepare or commit vote (core: vote_message)
 TIMEOUT: Final = b"dvp-ledger/v1/timeout\x00"  # giving up a view (core: timeout_message)
+REQUEST: Final = b"dvp-ledger/v1/request\x00"  # a client call's identity (node.access)
 
 # --- hashed (SHA-256 over tag || data) ----------------------------------------------------
 STATE: Final = b"dvp-ledger/v1/state\x00"  # the state root after a block (settlement)
@@ -55,6 +57,7 @@ PREFIX_TAGS: Final = {
     "TX": TX,
     "VOTE": VOTE,
     "TIMEOUT": TIMEOUT,
+    "REQUEST": REQUEST,
     "STATE": STATE,
     "GENESIS_STATE": GENESIS_STATE,
     "GENESIS_BLOCK": GENESIS_BLOCK,

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from client import AsyncLedgerClient, CertificateCache, EndpointDown
+from client import AsyncLedgerClient, CertificateCache, EndpointDown, load_key
 from node.bench.load import git_commit
 from node.chaos import checker, report
 from node.chaos.deadline import Deadline
@@ -34,7 +34,14 @@ from node.chaos.nemesis import FAULT_KINDS, FAULT_S, GAP_S, Fault, Nemesis, plan
 from node.chaos.proxy import proxy_port
 from node.chaos.workload import TradeRecord, Workload
 from node.cluster import start_cluster, stop_cluster
-from node.netconfig import Network, PeerAddress, host_port, load_node_config, write_node_config
+from node.netconfig import (
+    OPERATOR_IDENTITY,
+    Network,
+    PeerAddress,
+    host_port,
+    load_node_config,
+    write_node_config,
+)
 from node.netgen import NetSpec, default_quorum, free_port_base, generate
 
 __all__ = ["main"]
@@ -169,7 +176,9 @@ async def _run(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     work = Workload(net, args.workers, args.rate, args.seed)
-    status = AsyncLedgerClient.from_run_dir(net.run_dir, rpc_timeout_s=STATUS_RPC_TIMEOUT_S)
+    status = AsyncLedgerClient.from_run_dir(
+        net.run_dir, rpc_timeout_s=STATUS_RPC_TIMEOUT_S, identity=OPERATOR_IDENTITY
+    )
     nemesis = Nemesis(net, proxy.command, status, log)
     try:
         start_us = time.time_ns() // 1000
@@ -220,13 +229,15 @@ def _on_ctrl_c(until: Deadline, log: Callable[[str], None]) -> None:
 
 
 async def _observe(net: Network, history: Sequence[TradeRecord]) -> list[checker.ValidatorView]:
-    probe = AsyncLedgerClient.from_run_dir(net.run_dir)
+    probe = AsyncLedgerClient.from_run_dir(net.run_dir, identity=OPERATOR_IDENTITY)
     acked = [t.tx_id for t in history if t.ack_us is not None]
     cache = CertificateCache()
     pinned = net.tls_pinned.read_bytes()
+    identity = load_key(net.participant_key(OPERATOR_IDENTITY))
     try:
         return [
-            await checker.observe(ep, pinned, probe.genesis, acked, cache) for ep in probe.endpoints
+            await checker.observe(ep, pinned, probe.genesis, acked, cache, identity=identity)
+            for ep in probe.endpoints
         ]
     finally:
         await probe.aclose()
@@ -243,7 +254,7 @@ def _result(
     start_us: int,
     end_us: int,
 ) -> dict[str, Any]:
-    probe = AsyncLedgerClient.from_run_dir(net.run_dir)
+    probe = AsyncLedgerClient.from_run_dir(net.run_dir, identity=OPERATOR_IDENTITY)
     violations = checker.check(history, views, checker.genesis_supply(probe.genesis))
     if converged:
         violations.insert(0, checker.Violation("liveness", converged))

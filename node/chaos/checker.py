@@ -37,6 +37,7 @@ from client import (
     EndpointDown,
     LedgerError,
     NotFoundError,
+    ParticipantKey,
 )
 from node.chaos.workload import TradeRecord
 from node.settlement import Genesis
@@ -208,11 +209,14 @@ async def observe(
     genesis: Genesis,
     acked: Sequence[str],
     cache: CertificateCache,
+    *,
+    identity: ParticipantKey,
 ) -> ValidatorView:
-    """Everything :func:`check` needs from one validator, asked of it alone."""
+    """Everything :func:`check` needs from one validator, asked of it alone, as
+    ``identity`` (an observer: it reads every account and block)."""
     view = ValidatorView(endpoint.server_name)
     async with AsyncLedgerClient(
-        [endpoint], tls_certs=tls_certs, genesis=genesis, certificates=cache
+        [endpoint], tls_certs=tls_certs, genesis=genesis, certificates=cache, identity=identity
     ) as c:
         try:
             await _observe(c, view, acked)

@@ -10,6 +10,15 @@ node cannot settle what it holds within the client's deadline (with trailing met
 limit of finality waits, block streams, submit streams or health watches (retry later),
 UNAVAILABLE when the node halted itself. A submit stream answers each of
 its requests with an event carrying the status and message the unary call would give.
+
+Access (node/access.py, docs/cluster.md "Security: who reads what"): every method runs
+only for a caller whose signed identity verified (UNAUTHENTICATED otherwise, before the
+method runs). Balances go to the account's participant, a committed transaction's status
+and receipt to its parties (PERMISSION_DENIED to anyone else), a block to a non-party
+with only the caller's transactions, each with its receipt; observers (regulator,
+compliance, auditor) read everything. Submit, SubmitStream, GetStatus and GetTimeline
+serve any authenticated caller, as does the PENDING state of an id (an id is a hash and
+says nothing of its body).
 """
 
 from __future__ import annotations
@@ -22,6 +31,13 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
+from node.access import (
+    Caller,
+    may_read_account,
+    may_read_holders,
+    may_read_pending,
+    may_read_tx,
+)
 from node.config import (
     BLOCK_STREAMS_MAX,
     BLOCK_STREAMS_PER_CONNECTION_MAX,
@@ -35,6 +51,8 @@ from node.config import (
     WAITERS_PER_CONNECTION_MAX,
 )
 from node.invariant import InvariantError
+from node.receipt import Receipt
+from node.runtime._access import current_caller
 from node.runtime._grpc import Ctx
 from node.runtime._node import Node, TooManyWaitersError, wall_ms
 from node.runtime._shares import Shares
@@ -66,6 +84,7 @@ __all__ = ["HealthService", "LedgerService"]
 
 
 def block_pb(b: StoredBlock) -> pb.BlockInfo:
+    """The whole block, as an observer sees it."""
     return pb.BlockInfo(
         height=b.height,
         block_hash=b.block_hash,
@@ -122,6 +141,26 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
     done = Redeemed(0, 0) if redeemed is None else redeemed
     return pb.Holder(
         account=account, units=units, redeemed_units=done.units, redeemed_paid=done.paid
+    )
+
+
+def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
+    """Block ``b`` as a non-observer sees it: header and certificate, and only the
+    transactions naming ``caller``, each with its receipt (Merkle path to the header)."""
+    g = node.genesis
+    header, txs = node.block_parts(b)
+    mine = [i for i, raw in enumerate(txs) if may_read_tx(caller, raw, g)]
+    receipts = [node.block_receipt(b, i) for i in mine]
+    return pb.BlockInfo(
+        height=b.height,
+        block_hash=b.block_hash,
+        time_ms=b.time_ms,
+        state_root=b.state_root,
+        certificate=b.certificate,
+        results=[_result_pb(b.height, r.position, b.results[r.position]) for r in receipts],
+        filtered=True,
+        header=header,
+        receipts=[r.to_pb() for r in receipts],
     )
 
 
@@ -201,6 +240,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         tid = await self._tx_id(request.tx_id, context)
         receipt = self._node.receipt(tid)
         if receipt is not None:
+            await self._may_read(receipt, context)
             latest = outcome(self._node.store, tid)
             return pb.TransactionStatus(
                 tx_id=tid,
@@ -219,6 +259,9 @@ class LedgerService(pb_grpc.LedgerServicer):
     async def WaitForFinality(self, request: pb.WaitRequest, context: Ctx) -> pb.Receipt:
         tid = await self._tx_id(request.tx_id, context)
         timeout_ms = wait_timeout_ms(request.timeout_ms)
+        known = self._node.receipt(tid)
+        if known is not None:  # refuse before holding a wait
+            await self._may_read(known, context)
         try:
             async with self._waits.hold(context):
                 receipt = await self._node.wait_for(
@@ -233,10 +276,27 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _abort(
                 context, grpc.StatusCode.DEADLINE_EXCEEDED, not_final_message(tid, timeout_ms)
             )
+        await self._may_read(receipt, context)
         return receipt.to_pb()
+
+    async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
+        caller = current_caller()
+        if not may_read_tx(caller, receipt.transaction, self._node.genesis):
+            await _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()}",
+            )
 
     async def GetBalances(self, request: pb.BalancesRequest, context: Ctx) -> pb.Balances:
         g, store = self._node.genesis, self._node.store
+        caller = current_caller()
+        if not may_read_account(caller, request.account):
+            await _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller.participant} may read only its own balances, not {request.account!r}",
+            )
         if request.account not in g.participant_by_id:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND, f"no participant {request.account!r} in genesis"
@@ -268,6 +328,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         height = store.head().height
         state = instrument_state(store, inst)
         accounts = sorted({a for a, _ in state.holdings} | set(state.redeemed))
+        caller = current_caller()
+        if not may_read_holders(caller, inst.id, self._node.genesis):
+            accounts = [a for a in accounts if a == caller.participant]
         units = dict(state.holdings)
         return pb.InstrumentState(
             instrument=inst.id,
@@ -280,10 +343,14 @@ class LedgerService(pb_grpc.LedgerServicer):
         )
 
     async def GetPending(self, request: pb.PendingRequest, context: Ctx) -> pb.PendingBook:
-        store = self._node.store
+        store, caller = self._node.store, current_caller()
         return pb.PendingBook(
             height=store.head().height,
-            instructions=[_instruction_pb(h, p, i) for h, p, i in instructions(store)],
+            instructions=[
+                _instruction_pb(h, p, i)
+                for h, p, i in instructions(store)
+                if may_read_pending(caller, i.seller, i.buyer)
+            ],
         )
 
     async def GetBlock(self, request: pb.BlockRequest, context: Ctx) -> pb.BlockInfo:
@@ -297,11 +364,15 @@ class LedgerService(pb_grpc.LedgerServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"no block {request.height}: this node's head is {head}",
             )
-        return block_pb(block)
+        return self._block_for(block, current_caller())
+
+    def _block_for(self, block: StoredBlock, caller: Caller) -> pb.BlockInfo:
+        return block_pb(block) if caller.observer else filtered_block_pb(self._node, block, caller)
 
     async def StreamBlocks(
         self, request: pb.StreamBlocksRequest, context: Ctx
     ) -> AsyncIterator[pb.BlockInfo]:
+        caller = current_caller()
         async with self._streams.hold(context):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
@@ -310,7 +381,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     block = store.block(next_height)
                     if block is None:
                         raise InvariantError(f"store lost block {next_height} below its head")
-                    yield block_pb(block)
+                    yield self._block_for(block, caller)
                     next_height += 1
                 await self._node.head_changed()
 

@@ -6,6 +6,12 @@ nothing it can act on (and the SDK reads them as "this node is broken, try anoth
 Here every method takes the raw bytes and this module's one wrapper parses them: garbage
 gets INVALID_ARGUMENT naming the method and the message type, and the servicer's method
 only ever sees a parsed request.
+
+With a :class:`Gate`, the same wrapper first checks each call's signed identity against
+the request's bytes as received (node/access.py): no identity, or one that does not
+verify, gets UNAUTHENTICATED before the method runs; the method reads the verified
+caller with ``current_caller()``. A bidirectional stream is signed over the empty
+request.
 """
 
 from __future__ import annotations
@@ -19,15 +25,20 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
+from node.access import AccessError
+from node.runtime._access import Gate, GateFullError
 from node.runtime._grpc import Ctx
 
 __all__ = ["add_service"]
 
 
-def add_service(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
+def add_service(
+    server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, gate: Gate | None = None
+) -> None:
     """Serve ``service`` from ``servicer``'s methods of the same name, parsing each request
-    in one place (unary requests, and the request stream of bidirectional methods)."""
-    handlers = {m.name: _handler(getattr(servicer, m.name), m) for m in service.methods}
+    in one place (unary requests, and the request stream of bidirectional methods), and
+    with a ``gate`` admitting only callers with a verified identity."""
+    handlers = {m.name: _handler(getattr(servicer, m.name), m, gate) for m in service.methods}
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
@@ -39,14 +50,29 @@ class _UnparsedError(Exception):
     """A request of a stream that does not parse (ends the call with INVALID_ARGUMENT)."""
 
 
-def _handler(method: Callable[..., Any], md: MethodDescriptor) -> grpc.RpcMethodHandler[Any, Any]:
+async def _admit(gate: Gate | None, path: str, raw: bytes, context: Ctx) -> None:
+    if gate is None:
+        return
+    try:
+        gate.enter(gate.admit(path, raw, context.invocation_metadata()))
+    except AccessError as e:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
+    except GateFullError as e:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+
+
+def _handler(
+    method: Callable[..., Any], md: MethodDescriptor, gate: Gate | None
+) -> grpc.RpcMethodHandler[Any, Any]:
     if md.client_streaming and not md.server_streaming:
         raise TypeError(f"{md.full_name}: client-streaming methods are not served here")
     request_cls: type[Message] = GetMessageClass(md.input_type)
     serialize = GetMessageClass(md.output_type).SerializeToString
     what = f"{md.full_name} expects a {md.input_type.full_name} message"
+    path = f"/{md.containing_service.full_name}/{md.name}"
 
     async def parse(raw: bytes, context: Ctx) -> Message:
+        await _admit(gate, path, raw, context)
         try:
             return request_cls.FromString(raw)
         except DecodeError as e:
@@ -56,6 +82,8 @@ def _handler(method: Callable[..., Any], md: MethodDescriptor) -> grpc.RpcMethod
     if md.client_streaming:  # bidirectional: each request of the stream is parsed
 
         async def bidi(requests: AsyncIterator[bytes], context: Ctx) -> AsyncIterator[Message]:
+            await _admit(gate, path, b"", context)
+
             async def parsed() -> AsyncIterator[Message]:
                 async for raw in requests:
                     try:

@@ -431,6 +431,32 @@ class Node:
             results.path(latest.index),
         )
 
+    def block_receipt(self, sb: StoredBlock, position: int) -> Receipt:
+        """The receipt of the transaction at ``position`` of committed block ``sb``, without
+        the result proof: what a party-filtered block carries for each of its transactions
+        (node/access.py), so the party verifies inclusion offline."""
+        trees = self._trees(sb.height, sb)
+        r = sb.results[position]
+        return Receipt(
+            tx_id=r.tx_id,
+            code=r.code,
+            height=sb.height,
+            position=position,
+            block_hash=sb.block_hash,
+            block_time_ms=sb.time_ms,
+            certificate=sb.certificate,
+            block_header=trees.block.header,
+            transaction=trees.block.txs[position],
+            tx_path=trees.txs.path(position),
+            result_proof=None,
+        )
+
+    def block_parts(self, sb: StoredBlock) -> tuple[bytes, tuple[bytes, ...]]:
+        """Committed block ``sb``'s canonical header and signed transactions (decoded once
+        for all its readers, cached)."""
+        block = self._trees(sb.height, sb).block
+        return block.header, block.txs
+
     def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:
         """A committed block's Merkle trees, built once for all its receipts (bounded LRU)."""
         cached = self._trees_cache.get(height)

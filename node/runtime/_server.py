@@ -24,11 +24,12 @@ from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.netconfig import NodeConfig
 from node.netgen import cert_pin_from_pem, load_signing_key, pinned_certificates
+from node.runtime._access import Gate
 from node.runtime._api import HealthService, LedgerService
 from node.runtime._handlers import add_service
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
-from node.runtime._node import Node
+from node.runtime._node import Node, wall_ms
 from node.runtime._transport import (
     PEER_SERVER_OPTIONS,
     PeerLink,
@@ -149,7 +150,11 @@ async def _serve(
     )
     client_server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
     ledger = LedgerService(node, links, stream_inflight_max=cfg.submit_stream_inflight_max)
-    add_service(client_server, ledger, pb.DESCRIPTOR.services_by_name["Ledger"])
+    # Every Ledger call proves its caller (node/access.py); health and reflection stay open
+    # to any TLS client: orchestrators probe them without keys, and they tell nothing of
+    # any participant (docs/cluster.md "Security: who reads what").
+    gate = Gate(genesis, wall_ms)
+    add_service(client_server, ledger, pb.DESCRIPTOR.services_by_name["Ledger"], gate)
     health_servicer = HealthService()
     add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
     names = (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)

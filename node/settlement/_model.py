@@ -58,9 +58,11 @@ class Role(StrEnum):
     TRADER = "trader"
     COMPLIANCE = "compliance"
     REGULATOR = "regulator"
+    AUDITOR = "auditor"
 
 
-# Roles that may hold and move assets; compliance officers and regulators only observe.
+# Roles that may hold and move assets; compliance officers, regulators and auditors only
+# observe (and read every account and trade: node/access.py).
 HOLDING_ROLES = frozenset({Role.BOND_ISSUER, Role.CUSTODIAN, Role.CASH_ISSUER, Role.TRADER})
 
 

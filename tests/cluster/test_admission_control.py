@@ -118,7 +118,7 @@ def test_an_overloaded_node_refuses_early_with_a_hint_and_the_sdk_retry_succeeds
         assert _not_found_anywhere(c, _tid(refused_stream))
 
         async def sdk() -> None:
-            async with AsyncLedgerClient.from_run_dir(c.net.run_dir) as client:
+            async with AsyncLedgerClient.from_run_dir(c.net.run_dir, identity="AUDITOR") as client:
                 # Too short a deadline for the hint: a typed error, nothing retried.
                 with pytest.raises(OverloadedError) as over:
                     await client.submit(retried, timeout_s=0.5, prove_result=False)

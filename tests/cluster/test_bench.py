@@ -129,7 +129,7 @@ def test_timeline_marks_every_step_in_order(cluster: Cluster) -> None:
     r = cluster.settle(txf.signed(txf.dvp(quantity=7, amount=7)), via=2)
 
     async def fetch() -> list[list[BlockTiming] | object]:
-        async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir) as c:
+        async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir, identity="AUDITOR") as c:
             return list(await c.timelines(r.height, r.height))
 
     answers = asyncio.run(fetch())

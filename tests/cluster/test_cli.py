@@ -204,6 +204,20 @@ def test_query_errors(env: Env) -> None:
     assert "not a participant" in r.err
 
 
+def test_as_chooses_the_identity_and_others_data_is_refused(env: Env, trade: Trade) -> None:
+    # the account implies the identity: BANK03 reads its own balance
+    assert env.balance("BANK03")["USD.CASHCO"] > 0
+    r = env.ledger("balance", "BANK03", "--as", "BANK04")
+    assert (r.code, r.out) == (1, "")
+    assert "BANK04 may read only its own balances" in r.err
+    assert env.ok("balance", "BANK03", "--as", "REGULATOR")  # an observer reads it
+    assert env.ok("tx", trade.tx_id, "--as", "BANK02").startswith("COMMITTED")
+    r = env.ledger("tx", trade.tx_id, "--as", "BANK03")
+    assert r.code == 1 and "not a party" in r.err
+    r = env.ledger("status", "--as", "NOBODY")
+    assert r.code == 2 and "no key for identity NOBODY" in r.err
+
+
 def test_status_lists_the_4_nodes(env: Env) -> None:
     out = env.ok("status")
     for i in range(4):

@@ -22,6 +22,8 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
+from client._identity import aio_interceptors, signed_channel
+from node.cluster import signer_for
 from node.config import (
     BLOCK_STREAMS_PER_CONNECTION_MAX,
     CLIENT_CONNECTIONS_MAX,
@@ -57,6 +59,7 @@ async def _connection(c: Cluster, i: int) -> AsyncIterator[grpc.aio.Channel]:
             ("grpc.ssl_target_name_override", node.name),
             ("grpc.use_local_subchannel_pool", 1),
         ],
+        interceptors=aio_interceptors(signer_for(c.net)),  # an authenticated client
     )
     try:
         yield ch
@@ -221,7 +224,9 @@ def test_garbage_protobuf_gets_invalid_argument(cluster: Cluster, garbage: bytes
     ]
     methods = [m for m in every if not _parses(m, garbage)]  # some bytes parse for some
     assert len(methods) >= 4
-    with grpc.secure_channel(node.client_address, creds, options) as ch:
+    # Signed (the garbage's own bytes): an unsigned call is refused UNAUTHENTICATED first.
+    with grpc.secure_channel(node.client_address, creds, options) as plain:
+        ch = signed_channel(plain, signer_for(cluster.net))
         for m in methods:
             path = f"/{m.containing_service.full_name}/{m.name}"
             with pytest.raises(grpc.RpcError) as e:

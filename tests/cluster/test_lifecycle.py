@@ -31,6 +31,7 @@ from client import (
 )
 from client.cli import main
 from node.genesis import DEMO_BOND_UNITS
+from node.netconfig import OPERATOR_IDENTITY
 from tests.cluster.harness import running_cluster
 
 pytestmark = pytest.mark.slow
@@ -61,7 +62,7 @@ def test_coupon_and_distribution_settle_once_on_a_real_cluster(tmp_path: Path) -
         def key(pid: str) -> ParticipantKey:
             return load_key(run_dir / "participants" / f"{pid}.key")
 
-        with LedgerClient.from_run_dir(run_dir) as client:
+        with LedgerClient.from_run_dir(run_dir, identity=OPERATOR_IDENTITY) as client:
             client.submit(
                 sign(t.issue(cash, "TREASURY", 10**12, "CASHCO"), key("CASHCO"), genesis=g)
             )

@@ -23,6 +23,7 @@ from client import (
     verify_receipt,
 )
 from client.cli import main
+from node.netconfig import OPERATOR_IDENTITY
 from tests.cluster.harness import Cluster, running_cluster
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,9 @@ async def _transfer(c: Cluster, client: AsyncLedgerClient, units: int, to: str) 
 
 def test_a_short_trade_waits_settles_when_funded_and_proves_it(cluster: Cluster) -> None:
     async def scenario() -> None:
-        async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir) as client:
+        async with AsyncLedgerClient.from_run_dir(
+            cluster.net.run_dir, identity=OPERATOR_IDENTITY
+        ) as client:
             bond = cluster.demo.bonds[0]
             held = (await client.balances("BANK01")).amounts[bond]
             raw = _signed_pending(cluster, client, held, deadline_s=120)
@@ -79,7 +82,9 @@ def test_a_short_trade_waits_settles_when_funded_and_proves_it(cluster: Cluster)
 
 def test_an_unfunded_trade_fails_at_its_deadline_with_a_proof(cluster: Cluster) -> None:
     async def scenario() -> None:
-        async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir) as client:
+        async with AsyncLedgerClient.from_run_dir(
+            cluster.net.run_dir, identity=OPERATOR_IDENTITY
+        ) as client:
             held = (await client.balances("BANK01")).amounts[cluster.demo.bonds[0]]
             first = await client.submit(_signed_pending(cluster, client, held, deadline_s=2))
             assert first.code is RC.PENDING_SETTLEMENT
@@ -114,5 +119,5 @@ def test_the_cli_reports_the_recycled_and_the_failed_trade(
     assert any(f["reason"] == "FAILED_DEADLINE" and f["event"] for f in fails)
     assert main(["--run-dir", run_dir, "--json", "pending"]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == []
-    with LedgerClient.from_run_dir(run_dir) as client:
+    with LedgerClient.from_run_dir(run_dir, identity=OPERATOR_IDENTITY) as client:
         assert client.pending()[1] == ()

@@ -150,7 +150,7 @@ def test_the_cluster_and_the_sdk_run_with_the_ca_gone(tmp_path: Path) -> None:
         cluster.start_cluster(net, progress=False)
         demo = load_run_network(net.run_dir)
         txf = TxFactory(demo, now_ms=int(time.time() * 1000))
-        with LedgerClient.from_run_dir(net.run_dir) as c:
+        with LedgerClient.from_run_dir(net.run_dir, identity="AUDITOR") as c:
             receipt = c.submit(txf.signed(txf.transfer()))
         assert receipt.ok and receipt.result_proof is not None
     finally:

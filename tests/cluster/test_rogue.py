@@ -152,6 +152,7 @@ def _attack_on_a_fresh_cluster(run_dir: Path) -> Iterator[Attack]:
                 [Endpoint(x.client_address, x.name) for x in nodes],
                 tls_certs=c.net.tls_pinned.read_bytes(),
                 genesis=c.demo.genesis,
+                identity=load_key(run_dir / "participants" / "AUDITOR.key"),
             ) as client:
                 a = Attack(c, rogue, client, keys, [])
                 yield a

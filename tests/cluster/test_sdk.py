@@ -43,9 +43,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _client(c: Cluster, first: int = 0) -> AsyncLedgerClient:
     """A client over every node, trying node ``first`` first."""
-    base = AsyncLedgerClient.from_run_dir(c.net.run_dir)
+    base = AsyncLedgerClient.from_run_dir(c.net.run_dir, identity="AUDITOR")
     order = [base.endpoints[(first + k) % c.net.n] for k in range(c.net.n)]
-    return AsyncLedgerClient(order, tls_certs=c.net.tls_pinned.read_bytes(), genesis=base.genesis)
+    return AsyncLedgerClient(
+        order,
+        tls_certs=c.net.tls_pinned.read_bytes(),
+        genesis=base.genesis,
+        identity=load_key(c.net.participant_key("AUDITOR")),
+    )
 
 
 def _key(c: Cluster, pid: str) -> ParticipantKey:
@@ -220,7 +225,7 @@ async def test_submit_fails_over_when_its_node_dies_mid_wait(cluster: Cluster) -
 def test_sync_client_settles_a_dvp_proposed_and_accepted(cluster: Cluster) -> None:
     bond, cash = cluster.demo.bonds[1], cluster.demo.cash
     seller, buyer = _key(cluster, "BANK06"), _key(cluster, "BANK01")
-    with LedgerClient.from_run_dir(cluster.net.run_dir) as c:
+    with LedgerClient.from_run_dir(cluster.net.run_dir, identity="AUDITOR") as c:
         statuses = c.status()
         assert len(statuses) == 4 and all(isinstance(s, NodeStatusView) for s in statuses)
         before = c.balances("BANK06").amounts

@@ -37,9 +37,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _client(c: Cluster, first: int) -> AsyncLedgerClient:
-    base = AsyncLedgerClient.from_run_dir(c.net.run_dir)
+    base = AsyncLedgerClient.from_run_dir(c.net.run_dir, identity="AUDITOR")
     order = [base.endpoints[(first + k) % c.net.n] for k in range(c.net.n)]
-    return AsyncLedgerClient(order, tls_certs=c.net.tls_pinned.read_bytes(), genesis=base.genesis)
+    return AsyncLedgerClient(
+        order,
+        tls_certs=c.net.tls_pinned.read_bytes(),
+        genesis=base.genesis,
+        identity=load_key(c.net.participant_key("AUDITOR")),
+    )
 
 
 @contextlib.asynccontextmanager

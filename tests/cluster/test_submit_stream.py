@@ -188,7 +188,7 @@ def test_the_sdk_stream_settles_verifies_and_raises_as_submit_does(cluster: Clus
 
     async def run() -> list[Receipt | BaseException]:
         async with (
-            AsyncLedgerClient.from_run_dir(cluster.net.run_dir) as c,
+            AsyncLedgerClient.from_run_dir(cluster.net.run_dir, identity="AUDITOR") as c,
             c.stream(prove_result=False) as s,
         ):
             futures = [await s.submit(raw) for raw in [*trades, short, _forged(cluster)]]
@@ -201,7 +201,10 @@ def test_the_sdk_stream_settles_verifies_and_raises_as_submit_does(cluster: Clus
     assert rejected.receipt.result_proof is not None
     assert isinstance(invalid, InvalidTransactionError) and "BAD_SIGNATURE" in str(invalid)
 
-    with LedgerClient.from_run_dir(cluster.net.run_dir) as sync, sync.stream() as s:
+    with (
+        LedgerClient.from_run_dir(cluster.net.run_dir, identity="AUDITOR") as sync,
+        sync.stream() as s,
+    ):
         handles = [s.submit(txf.signed(txf.transfer(amount=1))) for _ in range(5)]
         receipts = [h.result() for h in handles]
     assert [r.tx_id for r in receipts] == [h.tx_id for h in handles]
@@ -282,7 +285,7 @@ def test_the_sdk_stream_fails_over_and_every_trade_settles_once(tmp_path: Path) 
 
         async def run() -> tuple[str, str, list[Receipt]]:
             async with (
-                AsyncLedgerClient.from_run_dir(c.net.run_dir) as client,
+                AsyncLedgerClient.from_run_dir(c.net.run_dir, identity="AUDITOR") as client,
                 client.stream(prove_result=False) as s,
             ):
                 first = s.address

@@ -29,6 +29,7 @@ class Mutant:
 
 
 _M = "tests/unit/test_core_mutants.py::"
+_A = "tests/unit/test_access.py::"
 
 # fmt: off
 MUTANTS: list[Mutant] = [
@@ -355,6 +356,56 @@ MUTANTS += [
            old="                if self.rewrite is None:\n", new="                if True:\n",
            breaks="the simulator's Byzantine strategies no longer change what leaves a node",
            tests=["tests/unit/test_engine.py::test_rewrite_sees_every_message_and_decides_what_leaves_loopback_included"]),
+    # --- party-scoped access (issue 15 item 6; node/access.py, node/runtime/_access.py) ---
+    Mutant("access-any-account", "node/access.py",
+           old="return caller.observer or caller.participant == account", new="return True",
+           breaks="any participant reads every other participant's balances",
+           tests=[_A + "test_balances_go_to_their_account_and_to_observers"]),
+    Mutant("access-non-party-reads-tx", "node/access.py",
+           old="return caller.observer or caller.participant in tx_parties(raw_tx, genesis)",
+           new="return True",
+           breaks="any participant reads every trade, its receipt and its place in a block",
+           tests=[_A + "test_a_transaction_goes_to_its_parties_and_to_observers"]),
+    Mutant("access-trader-observes", "node/access.py",
+           old="OBSERVER_ROLES = frozenset({Role.REGULATOR, Role.COMPLIANCE, Role.AUDITOR})",
+           new="OBSERVER_ROLES = frozenset({Role.REGULATOR, Role.COMPLIANCE, Role.AUDITOR, Role.TRADER})",
+           breaks="a bank reads the whole ledger as if it were its regulator",
+           tests=[_A + "test_holding_roles_are_not_observers"]),
+    Mutant("access-signature-unchecked", "node/access.py",
+           old="    if not crypto.verify(p.public_key, payload, claim.signature):",
+           new="    if False:",
+           breaks="anyone who names a participant is taken for it (no proof of identity)",
+           tests=[_A + "test_a_signature_over_anything_else_is_refused"]),
+    Mutant("access-request-not-signed", "node/access.py",
+           old="            crypto.sha256(request),\n", new="",
+           breaks="a captured signature asks for anything else (another account, another id)",
+           tests=[_A + "test_a_signature_over_anything_else_is_refused"]),
+    Mutant("gate-replay-taken", "node/runtime/_access.py",
+           old="        if key in self._seen:", new="        if False:",
+           breaks="a captured request is replayed within the clock window",
+           tests=[_A + "test_a_replay_is_refused_until_its_time_leaves_the_window"]),
+    Mutant("gate-forgets-early", "node/runtime/_access.py",
+           old="self._expiry[0][0] < now:", new="self._expiry[0][0] < now + self._skew_ms:",
+           breaks="a nonce is forgotten while its request is still inside the window: replayable",
+           tests=[_A + "test_a_replay_is_refused_until_its_time_leaves_the_window"]),
+    Mutant("gate-window-ignored", "node/runtime/_access.py",
+           old="if abs(claim.time_ms - now) > self._skew_ms:", new="if False:",
+           breaks="a request captured long ago is taken (its nonce long forgotten)",
+           tests=[_A + "test_a_request_outside_the_clock_window_is_refused"]),
+    Mutant("api-block-unfiltered", "node/runtime/_api.py",
+           old="return block_pb(block) if caller.observer else filtered_block_pb(self._node, block, caller)",
+           new="return block_pb(block)",
+           breaks="GetBlock and StreamBlocks show every participant every trade",
+           tests=["tests/cluster/test_access.py::test_a_block_shows_others_only_their_own_transactions_with_receipts"]),
+    Mutant("handlers-gate-skipped", "node/runtime/_handlers.py",
+           old="        gate.enter(gate.admit(path, raw, context.invocation_metadata()))",
+           new="        from node.access import Caller; gate.enter(Caller('AUDITOR', True))",
+           breaks="every caller, signed or not, is served as an auditor: reads everything",
+           tests=["tests/cluster/test_access.py::test_a_call_without_identity_is_unauthenticated"]),
+    Mutant("api-balances-unchecked", "node/runtime/_api.py",
+           old="        if not may_read_account(caller, request.account):", new="        if False:",
+           breaks="GetBalances serves any participant's balances to any caller",
+           tests=["tests/cluster/test_access.py::test_balances_go_to_their_account_and_observers_only"]),
 ]
 # fmt: on
 

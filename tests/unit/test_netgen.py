@@ -122,7 +122,7 @@ def test_private_files_are_0600_and_directories_0700(net: Network) -> None:
     for node in net.nodes:
         keys += [node.dir / "validator.key", node.dir / "tls.key"]
         assert _mode(node.dir) == 0o700
-    assert len(keys) == 1 + 11 + 2 * net.n
+    assert len(keys) == 1 + 12 + 2 * net.n  # CA, 12 demo participants (AUDITOR too), nodes
     assert {_mode(k) for k in keys} == {0o600}
     dirs = [net.run_dir, *(net.run_dir / d for d in ("ca", "nodes", "participants"))]
     assert {_mode(d) for d in dirs} == {0o700}

@@ -242,10 +242,14 @@ class _FakeNode:
         self.tid, self.unproven, self.proven = tid, unproven, proven
         self.prove_result: list[bool] = []
 
-    async def Submit(self, req: pb.SubmitRequest, timeout: float) -> pb.SubmitResponse:
+    async def Submit(
+        self, req: pb.SubmitRequest, timeout: float, metadata: object = ()
+    ) -> pb.SubmitResponse:
         return pb.SubmitResponse(tx_id=self.tid)
 
-    def WaitForFinality(self, req: pb.WaitRequest, timeout: float) -> asyncio.Future[pb.Receipt]:
+    def WaitForFinality(
+        self, req: pb.WaitRequest, timeout: float, metadata: object = ()
+    ) -> asyncio.Future[pb.Receipt]:
         """Like a grpc.aio call: awaitable and cancellable."""
         self.prove_result.append(req.prove_result)
         receipt = (self.proven if req.prove_result else self.unproven).to_pb()

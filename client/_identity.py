@@ -1,0 +1,162 @@
+"""The caller's identity on every call: signed requests (docs/adr/0015-client-identity.md).
+
+A :class:`RequestSigner` holds a participant's key and signs each call's method and
+serialized request with the client's clock and a fresh random nonce (node/access.py says
+what is signed). The asyncio client passes the metadata it returns on each call;
+:func:`signed_channel` wraps a blocking channel so every call through it is signed (the
+operator tools' status and block queries).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import grpc
+
+from client._errors import KeyFileError, SigningError
+from client._keys import ParticipantKey, load_key
+from node.access import signed_metadata
+from node.settlement import Genesis
+
+__all__ = ["RequestSigner", "aio_interceptors", "identity_key", "signed_channel"]
+
+_NONCE_BYTES = 16
+_EMPTY = b""
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class RequestSigner:
+    """Signs calls as ``key.participant``; the key must be the one genesis lists."""
+
+    def __init__(
+        self,
+        key: ParticipantKey,
+        genesis: Genesis,
+        *,
+        clock_ms: Callable[[], int] = _wall_ms,
+        nonce: Callable[[], bytes] = lambda: os.urandom(_NONCE_BYTES),
+    ) -> None:
+        if not key.matches(genesis):
+            raise SigningError(
+                f"the identity key is not the key genesis lists for {key.participant!r}"
+            )
+        self.participant = key.participant
+        self._key, self._chain_id = key.key, genesis.chain_id
+        self._clock_ms, self._nonce = clock_ms, nonce
+
+    def metadata(self, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
+        """Metadata for one call of ``method`` (``/ledger.v1.Ledger/GetBalances``) with
+        ``request`` (a protobuf message, or its bytes; None for a stream of requests)."""
+        if request is None:
+            raw = _EMPTY
+        elif isinstance(request, bytes):
+            raw = request
+        else:
+            raw = request.SerializeToString()
+        return signed_metadata(
+            self._key,
+            self.participant,
+            self._chain_id,
+            method,
+            raw,
+            time_ms=self._clock_ms(),
+            nonce=self._nonce(),
+        )
+
+
+def identity_key(run_dir: str | Path, identity: str | Path | ParticipantKey) -> ParticipantKey:
+    """``identity``: a participant id (its key is ``<run_dir>/participants/<ID>.key``), a key
+    file's path, or a key. KeyFileError when the file is missing or unreadable."""
+    if isinstance(identity, ParticipantKey):
+        key = identity
+    elif isinstance(identity, Path):
+        key = load_key(identity)
+    else:
+        path = Path(run_dir) / "participants" / f"{identity}.key"
+        if not path.is_file():
+            raise KeyFileError(f"{path}: no key for identity {identity!r} in this run directory")
+        key = load_key(path, identity)
+    return key
+
+
+class _Details(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+if TYPE_CHECKING:  # generic in the stubs only
+    _UU = grpc.UnaryUnaryClientInterceptor[Any, Any]
+    _US = grpc.UnaryStreamClientInterceptor[Any, Any]
+    _SS = grpc.StreamStreamClientInterceptor[Any, Any]
+else:
+    _UU, _US, _SS = (
+        grpc.UnaryUnaryClientInterceptor,
+        grpc.UnaryStreamClientInterceptor,
+        grpc.StreamStreamClientInterceptor,
+    )
+
+
+class _Signing(_UU, _US, _SS):
+    def __init__(self, signer: RequestSigner) -> None:
+        self._signer = signer
+
+    def _details(self, d: Any, request: Any) -> Any:
+        md = (*(d.metadata or ()), *self._signer.metadata(d.method, request))
+        return _Details(d.method, d.timeout, md, d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, cont: Any, d: Any, request: Any) -> Any:
+        return cont(self._details(d, request), request)
+
+    def intercept_unary_stream(self, cont: Any, d: Any, request: Any) -> Any:
+        return cont(self._details(d, request), request)
+
+    def intercept_stream_stream(self, cont: Any, d: Any, requests: Iterator[Any]) -> Any:
+        return cont(self._details(d, None), requests)
+
+
+def signed_channel(channel: grpc.Channel, signer: RequestSigner) -> grpc.Channel:
+    """``channel`` with every call signed by ``signer``."""
+    return grpc.intercept_channel(channel, _Signing(signer))
+
+
+class _AioSigner:
+    def __init__(self, signer: RequestSigner) -> None:
+        self._signer = signer
+
+    def _details(self, d: Any, request: Any) -> grpc.aio.ClientCallDetails:
+        method = d.method.decode() if isinstance(d.method, bytes) else d.method
+        md = grpc.aio.Metadata(*(d.metadata or ()), *self._signer.metadata(method, request))
+        return grpc.aio.ClientCallDetails(d.method, d.timeout, md, d.credentials, d.wait_for_ready)
+
+
+# grpc.aio sorts a channel's interceptors by the first kind each one is (if/elif): one
+# class per kind of call.
+class _AioUnaryUnary(_AioSigner, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_unary(self, cont: Any, d: Any, request: Any) -> Any:
+        return await cont(self._details(d, request), request)
+
+
+class _AioUnaryStream(_AioSigner, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_stream(self, cont: Any, d: Any, request: Any) -> Any:
+        return await cont(self._details(d, request), request)
+
+
+class _AioStreamStream(_AioSigner, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_stream(self, cont: Any, d: Any, requests: Any) -> Any:
+        return await cont(self._details(d, None), requests)
+
+
+def aio_interceptors(signer: RequestSigner) -> list[Any]:
+    """Interceptors for ``grpc.aio.secure_channel`` signing every call with ``signer``."""
+    return [_AioUnaryUnary(signer), _AioUnaryStream(signer), _AioStreamStream(signer)]

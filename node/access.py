@@ -1,0 +1,241 @@
+"""Who is calling, and what they may read: the client port's identity and access rules.
+
+Theory of operation (docs/adr/0015-client-identity.md, docs/cluster.md "Security: who
+reads what"). Every call on the client port carries a *signed request* in its gRPC
+metadata: the caller's participant id, its clock in milliseconds, a fresh nonce, and an
+Ed25519 signature by the key genesis lists for that participant over
+
+    tags.REQUEST || chain id || method || SHA-256(request bytes) || time_ms || nonce
+
+(each variable-length part length-prefixed). The method and the request digest bind the
+signature to this one call, the chain id to this network, the time and nonce let the node
+refuse replays (node/runtime/_access.py keeps the clock window and the nonce cache). A
+stream's requests are not covered one by one: a SubmitStream is signed over the empty
+request (its transactions carry their own signatures).
+
+The authorization rules are pure functions of the caller, the genesis and the data:
+
+- an account's balances go to that participant only;
+- a transaction (status, receipt, its place in a block) goes to its *parties*: the
+  participants its body names (signers, counterparties, the minting issuer);
+- an instrument's corporate actions (``CouponPay``, ``Distribute``, ``RedeemAll``) go to
+  every participant: their bodies name the instrument, the period and the paying agent,
+  nothing about any holder; what each holder received is in its balances, which stay
+  private;
+- a pending trade (``GetPending``) goes to its seller and buyer;
+- an instrument's holders (``GetInstrument``) go to its issuer and paying agent (who pay
+  them); anyone else sees only its own holding and the periods paid;
+- participants with an observer role (``regulator``, ``compliance``, ``auditor``) read
+  everything.
+
+This module does no I/O and reads no clock or randomness: the caller passes both in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from node import crypto, tags
+from node.config import REQUEST_NONCE_BYTES_MAX
+from node.settlement import (
+    CouponPay,
+    DecodeError,
+    Distribute,
+    Genesis,
+    RedeemAll,
+    Role,
+    SignedTx,
+    decode_body,
+)
+
+__all__ = [
+    "METADATA_NONCE",
+    "METADATA_PARTICIPANT",
+    "METADATA_SIGNATURE",
+    "METADATA_TIME",
+    "OBSERVER_ROLES",
+    "AccessError",
+    "Caller",
+    "Claim",
+    "may_read_account",
+    "may_read_holders",
+    "may_read_pending",
+    "may_read_tx",
+    "parse_claim",
+    "request_payload",
+    "signed_metadata",
+    "tx_parties",
+    "verify_claim",
+]
+
+# gRPC metadata keys (lower case, as HTTP/2 requires); values are ASCII.
+METADATA_PARTICIPANT = "ledger-participant"
+METADATA_TIME = "ledger-time-ms"
+METADATA_NONCE = "ledger-nonce"  # hex
+METADATA_SIGNATURE = "ledger-signature"  # hex, 64 bytes R || S
+
+# Roles that read every account and every transaction; none of them may hold assets.
+OBSERVER_ROLES = frozenset({Role.REGULATOR, Role.COMPLIANCE, Role.AUDITOR})
+
+
+class AccessError(ValueError):
+    """A request's identity is missing, malformed, or does not verify (UNAUTHENTICATED)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The identity metadata of one call, parsed but not verified yet."""
+
+    participant: str
+    time_ms: int
+    nonce: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A verified caller: a genesis participant, and whether it observes everything."""
+
+    participant: str
+    observer: bool
+
+
+def request_payload(
+    chain_id: str, method: str, request: bytes, time_ms: int, nonce: bytes
+) -> bytes:
+    """The bytes a caller signs for one call of ``method`` (its full gRPC path) with the
+    serialized ``request``."""
+    chain, name = chain_id.encode(), method.encode()
+    return b"".join(
+        (
+            tags.REQUEST,
+            struct.pack(">H", len(chain)),
+            chain,
+            struct.pack(">H", len(name)),
+            name,
+            crypto.sha256(request),
+            struct.pack(">QB", time_ms, len(nonce)),
+            nonce,
+        )
+    )
+
+
+def signed_metadata(
+    key: crypto.SigningKey,
+    participant: str,
+    chain_id: str,
+    method: str,
+    request: bytes,
+    *,
+    time_ms: int,
+    nonce: bytes,
+) -> tuple[tuple[str, str], ...]:
+    """The metadata that proves ``participant`` (holding ``key``) makes this call."""
+    sig = key.sign(request_payload(chain_id, method, request, time_ms, nonce))
+    return (
+        (METADATA_PARTICIPANT, participant),
+        (METADATA_TIME, str(time_ms)),
+        (METADATA_NONCE, nonce.hex()),
+        (METADATA_SIGNATURE, sig.hex()),
+    )
+
+
+def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim:
+    """The identity in a call's metadata; AccessError saying what is missing or malformed."""
+    found: dict[str, str] = {}
+    for k, v in metadata:
+        if k in (METADATA_PARTICIPANT, METADATA_TIME, METADATA_NONCE, METADATA_SIGNATURE):
+            if k in found or not isinstance(v, str):
+                raise AccessError(f"metadata {k!r} must appear once, as text")
+            found[k] = v
+    if METADATA_PARTICIPANT not in found:
+        raise AccessError(
+            f"no identity: sign each call ({METADATA_PARTICIPANT}, {METADATA_TIME}, "
+            f"{METADATA_NONCE}, {METADATA_SIGNATURE}); the SDK does it given identity="
+        )
+    try:
+        time_ms = int(found[METADATA_TIME], 10)
+        nonce = bytes.fromhex(found[METADATA_NONCE])
+        signature = bytes.fromhex(found[METADATA_SIGNATURE])
+    except (KeyError, ValueError) as e:
+        raise AccessError(f"malformed identity metadata ({e})") from e
+    if not 0 <= time_ms < 2**64 or not 1 <= len(nonce) <= REQUEST_NONCE_BYTES_MAX:
+        raise AccessError(
+            f"identity time out of range, or nonce not 1..{REQUEST_NONCE_BYTES_MAX} bytes"
+        )
+    return Claim(found[METADATA_PARTICIPANT], time_ms, nonce, signature)
+
+
+def verify_claim(claim: Claim, genesis: Genesis, method: str, request: bytes) -> Caller:
+    """The caller ``claim`` proves for this call, or AccessError (unknown participant, or a
+    signature that is not by its genesis key over this chain, method and request)."""
+    p = genesis.participant_by_id.get(claim.participant)
+    if p is None:
+        raise AccessError(f"{claim.participant!r} is not a participant of this chain")
+    payload = request_payload(genesis.chain_id, method, request, claim.time_ms, claim.nonce)
+    if not crypto.verify(p.public_key, payload, claim.signature):
+        raise AccessError(
+            f"the request signature does not verify under {p.id}'s genesis key "
+            "(another key, chain, method or request)"
+        )
+    return Caller(p.id, not p.roles.isdisjoint(OBSERVER_ROLES))
+
+
+def may_read_account(caller: Caller, account: str) -> bool:
+    return caller.observer or caller.participant == account
+
+
+def tx_parties(raw_tx: bytes, genesis: Genesis) -> frozenset[str]:
+    """The participants a signed transaction's body names: every field (of whatever kind,
+    so a new transaction kind is covered without a change here) whose value is a genesis
+    participant id, and its required signers. An undecodable body names nobody."""
+    try:
+        tx = decode_body(SignedTx.decode(raw_tx).body)
+    except DecodeError:
+        return frozenset()
+    named = set(tx.required_signers())
+    for f in dataclasses.fields(tx):
+        if f.name != "chain_id":
+            named |= _participants_in(getattr(tx, f.name), genesis)
+    return frozenset(named)
+
+
+def _participants_in(value: object, genesis: Genesis) -> set[str]:
+    if isinstance(value, str):
+        return {value} if value in genesis.participant_by_id else set()
+    if isinstance(value, tuple | list | frozenset):
+        return {p for v in value for p in _participants_in(v, genesis)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        parts = (getattr(value, f.name) for f in dataclasses.fields(value))
+        return {p for v in parts for p in _participants_in(v, genesis)}
+    return set()
+
+
+def may_read_tx(caller: Caller, raw_tx: bytes, genesis: Genesis) -> bool:
+    if caller.observer or _corporate_action(raw_tx):
+        return True
+    return caller.participant in tx_parties(raw_tx, genesis)
+
+
+def _corporate_action(raw_tx: bytes) -> bool:
+    """A payment to every holder of an instrument: public to participants (see above)."""
+    try:
+        tx = decode_body(SignedTx.decode(raw_tx).body)
+    except DecodeError:
+        return False
+    return isinstance(tx, CouponPay | Distribute | RedeemAll)
+
+
+def may_read_pending(caller: Caller, seller: str, buyer: str) -> bool:
+    """A pending trade's terms go to its two parties (and observers)."""
+    return caller.observer or caller.participant in (seller, buyer)
+
+
+def may_read_holders(caller: Caller, instrument: str, genesis: Genesis) -> bool:
+    """Every holder of ``instrument``: its issuer and paying agent need them to pay."""
+    inst = genesis.instrument_by_id.get(instrument)
+    staff = () if inst is None else (inst.issuer, inst.agent)
+    return caller.observer or caller.participant in staff

@@ -1,0 +1,87 @@
+"""The client port's gate: verify each call's signed identity, refuse replays.
+
+The rules of who may read what are pure (node/access.py); this module adds what needs a
+clock and memory: a request is taken only when its timestamp is within
+REQUEST_CLOCK_SKEW_MS of this node's clock, and only once (its participant and nonce are
+remembered until the timestamp has left the window, in at most REQUEST_NONCES_MAX
+entries). The verified caller of the call being served is kept in a context variable,
+set by the one request parser (node/runtime/_handlers.py) before the method runs, and
+read with :func:`current_caller`; gRPC runs each call in its own task, so callers never
+mix.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+from collections.abc import Callable, Iterable
+
+from node.access import AccessError, Caller, parse_claim, verify_claim
+from node.config import REQUEST_CLOCK_SKEW_MS, REQUEST_NONCES_MAX
+from node.settlement import Genesis
+
+__all__ = ["Gate", "GateFullError", "current_caller"]
+
+_CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("ledger_caller")
+
+
+def current_caller() -> Caller:
+    """The verified caller of the call being served (set before any method runs)."""
+    return _CALLER.get()
+
+
+class GateFullError(RuntimeError):
+    """REQUEST_NONCES_MAX nonces are inside the window: refuse (RESOURCE_EXHAUSTED) rather
+    than forget one and let its request be replayed."""
+
+
+class Gate:
+    def __init__(
+        self,
+        genesis: Genesis,
+        clock_ms: Callable[[], int],
+        *,
+        skew_ms: int = REQUEST_CLOCK_SKEW_MS,
+        nonces_max: int = REQUEST_NONCES_MAX,
+    ) -> None:
+        self._genesis, self._clock_ms = genesis, clock_ms
+        self._skew_ms, self._nonces_max = skew_ms, nonces_max
+        self._seen: set[tuple[str, bytes]] = set()
+        self._expiry: list[tuple[int, str, bytes]] = []  # heap: when each seen nonce may go
+
+    def admit(
+        self, method: str, request: bytes, metadata: Iterable[tuple[str, str | bytes]] | None
+    ) -> Caller:
+        """The caller this call proves, recorded so it cannot be replayed; AccessError
+        (UNAUTHENTICATED) or GateFullError."""
+        claim = parse_claim(metadata or ())
+        now = self._clock_ms()
+        if abs(claim.time_ms - now) > self._skew_ms:
+            raise AccessError(
+                f"request time {claim.time_ms} ms is {claim.time_ms - now:+d} ms from this "
+                f"node's clock; the window is +-{self._skew_ms} ms: check the client's clock"
+            )
+        caller = verify_claim(claim, self._genesis, method, request)  # before any memory
+        self._forget(now)
+        key = (claim.participant, claim.nonce)
+        if key in self._seen:
+            raise AccessError("replayed request: this nonce was used already; sign a new call")
+        if len(self._seen) >= self._nonces_max:
+            raise GateFullError(f"{self._nonces_max} recent requests remembered; retry later")
+        self._seen.add(key)
+        heapq.heappush(self._expiry, (claim.time_ms + self._skew_ms, *key))
+        return caller
+
+    def _forget(self, now: int) -> None:
+        """Drop nonces whose timestamp left the window: a replay of them is refused by time."""
+        while self._expiry and self._expiry[0][0] < now:
+            _, participant, nonce = heapq.heappop(self._expiry)
+            self._seen.discard((participant, nonce))
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    @staticmethod
+    def enter(caller: Caller) -> None:
+        """Make ``caller`` the current caller of this call's task."""
+        _CALLER.set(caller)

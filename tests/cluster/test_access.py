@@ -1,0 +1,249 @@
+"""Party-scoped access on a real 4-validator cluster (quorum 3): every Ledger call needs a
+signed identity (UNAUTHENTICATED without one, or with a replayed, stale or foreign-key
+one); balances, transactions, receipts and blocks go to their parties only
+(PERMISSION_DENIED, or a block showing only the caller's transactions, each with a
+receipt that verifies offline); an auditor and a regulator see everything; health stays
+open (docs/cluster.md "Security: who reads what")."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from client import (
+    AsyncLedgerClient,
+    BadResponseError,
+    ParticipantKey,
+    PermissionDeniedError,
+    Receipt,
+    ResultCode,
+    UnauthenticatedError,
+    load_key,
+    verify_receipt,
+)
+from client._identity import RequestSigner
+from node.access import tx_parties
+from node.cluster import client_channel
+from node.wire import ledger_pb2 as pb
+from node.wire import ledger_pb2_grpc as pb_grpc
+from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, running_cluster
+
+pytestmark = pytest.mark.slow
+
+_BALANCES = "/ledger.v1.Ledger/GetBalances"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    run_dir: Path = tmp_path_factory.mktemp("access") / "run"
+    with running_cluster(run_dir, 4, 3) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def trade(cluster: Cluster) -> Receipt:
+    """A DvP between BANK01 (seller) and BANK02 (buyer), final with its result proof."""
+
+    async def settle() -> Receipt:
+        async with _as(cluster, "BANK01") as c:
+            dvp = c.tx.dvp("BANK01", "BANK02", cluster.demo.bonds[0], 100, cluster.demo.cash, 99)
+            return await c.submit(c.sign(dvp, _key(cluster, "BANK01"), _key(cluster, "BANK02")))
+
+    return asyncio.run(settle())
+
+
+def _key(c: Cluster, pid: str) -> ParticipantKey:
+    return load_key(c.net.participant_key(pid))
+
+
+def _as(c: Cluster, identity: str | None) -> AsyncLedgerClient:
+    return AsyncLedgerClient.from_run_dir(c.net.run_dir, identity=identity)
+
+
+def _raw_balances(c: Cluster, account: str, metadata: tuple[tuple[str, str], ...]) -> None:
+    with client_channel(c.net, 0, identity=None) as ch:
+        pb_grpc.LedgerStub(ch).GetBalances(
+            pb.BalancesRequest(account=account), metadata=metadata, timeout=RPC_TIMEOUT_S
+        )
+
+
+# --- authentication ---------------------------------------------------------------------
+
+
+async def test_a_call_without_identity_is_unauthenticated(cluster: Cluster) -> None:
+    async with _as(cluster, None) as c:
+        with pytest.raises(UnauthenticatedError, match="no identity"):
+            await c.balances("BANK01")
+        with pytest.raises(UnauthenticatedError):
+            await c.head()  # status too: every Ledger call needs an identity
+
+
+def test_health_stays_open_without_identity(cluster: Cluster) -> None:
+    with client_channel(cluster.net, 0, identity=None) as ch:
+        resp = health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S
+        )
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_replayed_request_is_refused_and_a_fresh_one_taken(cluster: Cluster) -> None:
+    signer = RequestSigner(_key(cluster, "BANK01"), cluster.demo.genesis)
+    md = signer.metadata(_BALANCES, pb.BalancesRequest(account="BANK01"))
+    _raw_balances(cluster, "BANK01", md)  # negative control: the first use is taken
+    with pytest.raises(grpc.RpcError) as e:
+        _raw_balances(cluster, "BANK01", md)
+    assert e.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "replayed" in (e.value.details() or "")
+
+
+def test_a_signature_for_another_request_or_key_or_time_is_refused(cluster: Cluster) -> None:
+    g = cluster.demo.genesis
+    own_request = pb.BalancesRequest(account="BANK01")
+    signed = RequestSigner(_key(cluster, "BANK01"), g).metadata(_BALANCES, own_request)
+    stale = RequestSigner(_key(cluster, "BANK01"), g, clock_ms=lambda: 1_000)
+    # BANK02 signs, and the metadata claims BANK01
+    by_bank02 = RequestSigner(_key(cluster, "BANK02"), g).metadata(_BALANCES, own_request)
+    claims_bank01 = (("ledger-participant", "BANK01"), *by_bank02[1:])
+    cases = {
+        "another request": ("BANK02", signed),  # signed for BANK01's balances
+        "stale time": ("BANK01", stale.metadata(_BALANCES, own_request)),
+        "another key": ("BANK01", claims_bank01),
+    }
+    for what, (account, metadata) in cases.items():
+        with pytest.raises(grpc.RpcError) as e:
+            _raw_balances(cluster, account, metadata)
+        assert e.value.code() is grpc.StatusCode.UNAUTHENTICATED, what
+
+
+# --- authorization ----------------------------------------------------------------------
+
+
+async def test_balances_go_to_their_account_and_observers_only(cluster: Cluster) -> None:
+    async with _as(cluster, "BANK01") as c:
+        assert (await c.balances("BANK01")).account == "BANK01"  # negative control
+        with pytest.raises(PermissionDeniedError, match="BANK01 may read only its own"):
+            await c.balances("BANK02")
+    for observer in ("AUDITOR", "REGULATOR", "COMPLIANCE"):
+        async with _as(cluster, observer) as c:
+            assert (await c.balances("BANK02")).amounts[cluster.demo.cash] > 0
+
+
+async def test_a_transaction_and_its_receipt_go_to_its_parties(
+    cluster: Cluster, trade: Receipt
+) -> None:
+    for party in ("BANK01", "BANK02", "AUDITOR"):
+        async with _as(cluster, party) as c:
+            status = await c.transaction(trade.tx_id)
+            assert status.receipt is not None and status.receipt.tx_id == trade.tx_id
+            assert (await c.receipt(trade.tx_id)).tx_id == trade.tx_id
+    async with _as(cluster, "BANK03") as c:
+        with pytest.raises(PermissionDeniedError, match="not a party"):
+            await c.transaction(trade.tx_id)
+        with pytest.raises(PermissionDeniedError, match="not a party"):
+            await c.receipt(trade.tx_id)  # WaitForFinality
+        with pytest.raises(PermissionDeniedError):
+            await c.receipt(trade.tx_id, wait=False)
+
+
+async def test_a_block_shows_others_only_their_own_transactions_with_receipts(
+    cluster: Cluster, trade: Receipt
+) -> None:
+    async with _as(cluster, "AUDITOR") as c:
+        whole = await c.block(trade.height)
+    assert not whole.filtered and trade.tx_id in [t.tx_id for t in whole.transactions]
+
+    async with _as(cluster, "BANK03") as c:
+        other = await c.block(trade.height)
+    assert other.filtered and other.hash == whole.hash
+    assert trade.tx_id not in [t.tx_id for t in other.transactions]
+
+    async with _as(cluster, "BANK02") as c:
+        mine = await c.block(trade.height)
+        streamed = None
+        async with asyncio.timeout(30):
+            async for b in c.blocks(trade.height):
+                streamed = b
+                break
+    assert mine.filtered and mine.hash == whole.hash
+    g = cluster.demo.genesis
+    own = [t for t in whole.transactions if "BANK02" in tx_parties(t.raw, g)]
+    assert trade.tx_id in [t.tx_id for t in own]
+    assert [t.tx_id for t in mine.transactions] == [t.tx_id for t in own]
+    assert streamed is not None and streamed.transactions == mine.transactions
+    for r in mine.receipts:  # each verifies offline against genesis alone
+        verify_receipt(r, cluster.demo.genesis, require_result=False)
+        assert r.block_hash == whole.hash
+
+
+async def test_events_of_a_party_come_through_the_filtered_stream(
+    cluster: Cluster, trade: Receipt
+) -> None:
+    async with _as(cluster, "BANK01") as c:
+        async with asyncio.timeout(30):
+            async for ev in c.events("BANK01", from_height=trade.height):
+                assert ev.tx_id == trade.tx_id and ev.kind == "DVP"
+                break
+
+
+def test_the_sdk_refuses_a_tampered_filtered_block(cluster: Cluster, trade: Receipt) -> None:
+    with client_channel(cluster.net, 0, identity="BANK02") as ch:
+        stub = pb_grpc.LedgerStub(ch)
+        info = stub.GetBlock(pb.BlockRequest(height=trade.height), timeout=RPC_TIMEOUT_S)
+        other = stub.GetBlock(pb.BlockRequest(height=trade.height + 1), timeout=RPC_TIMEOUT_S)
+    assert info.filtered and len(info.receipts) >= 1
+    client = _as(cluster, "BANK02")
+    assert client._block_view(info).filtered  # negative control: as served, it verifies
+
+    def tampered(change: Callable[[pb.BlockInfo], None]) -> pb.BlockInfo:
+        copy = pb.BlockInfo()
+        copy.CopyFrom(info)
+        change(copy)
+        return copy
+
+    def next_header(b: pb.BlockInfo) -> None:
+        b.header = other.header
+
+    def moved(b: pb.BlockInfo) -> None:
+        b.results[0].position += 1
+
+    def path_cut(b: pb.BlockInfo) -> None:
+        b.receipts[0].tx_path.append(b"\x00" * 32)
+
+    def result_dropped(b: pb.BlockInfo) -> None:
+        del b.results[0]
+
+    def other_code(b: pb.BlockInfo) -> None:
+        b.results[0].code = pb.INSUFFICIENT_CASH
+
+    for change in (next_header, moved, path_cut, result_dropped, other_code):
+        with pytest.raises(BadResponseError):
+            client._block_view(tampered(change))
+
+
+async def test_the_pending_book_and_an_instruments_holders_go_to_whom_they_concern(
+    cluster: Cluster,
+) -> None:
+    """GetPending: a pending trade to its two parties and observers; GetInstrument: the
+    holders to the issuer (who pays them) and observers, anyone else its own holding."""
+    bond, cash = cluster.demo.bonds[0], cluster.demo.cash
+    async with _as(cluster, "BANK01") as c:
+        held = (await c.balances("BANK01")).amounts[bond]
+        tx = c.tx.pending_dvp("BANK01", "BANK02", bond, held + 100, cash, 777, 120)
+        first = await c.submit(c.sign(tx, _key(cluster, "BANK01"), _key(cluster, "BANK02")))
+        assert first.code is ResultCode.PENDING_SETTLEMENT
+        assert first.tx_id in [p.tx_id for p in (await c.pending())[1]]  # negative control
+    async with _as(cluster, "BANK03") as c:
+        assert first.tx_id not in [p.tx_id for p in (await c.pending())[1]]
+        assert [h.account for h in (await c.instrument(bond)).holders] == ["BANK03"]
+    issuer = c.genesis.instrument_by_id[bond].issuer
+    for staff in (issuer, "AUDITOR"):
+        async with _as(cluster, staff) as c:
+            holders = {h.account for h in (await c.instrument(bond)).holders}
+            assert {"BANK01", "BANK02", "BANK03"} <= holders
+    async with _as(cluster, "AUDITOR") as c:
+        assert first.tx_id in [p.tx_id for p in (await c.pending())[1]]
