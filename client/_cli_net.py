@@ -370,7 +370,7 @@ def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
     if args.json:
         emit_json({**receipt.to_json(), "elapsed_ms": round(elapsed_ms, 1)})
         return EXIT_OK
-    what = "pending after" if receipt.waiting else "final in"
+    what = "pending after" if receipt.waiting else "settled in"
     print(f"{what} {elapsed_ms:.0f} ms: {describe(stx.tx)}")
     print("\n".join(_receipt_lines(receipt)))
     if args.receipt_out is not None:
