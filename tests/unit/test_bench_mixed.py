@@ -68,6 +68,8 @@ def test_rates_count_dvps_and_pending_trades_and_sum_to_one() -> None:
         "recorded_pending": 3,
         "by_code": {"FAILED_DEADLINE": 1, "FinalityTimeoutError": 1, "OK": 1},
     }
+    # Only the funded trade that settled has a time to settle; the one that timed out not.
+    assert m["recycle_settle_ms"] == {"p50": 40.0, "p99": 40.0, "max": 40.0, "samples": 1}
 
 
 def test_time_to_settle_runs_from_the_funding_to_the_proven_event() -> None:
