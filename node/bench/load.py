@@ -16,7 +16,9 @@ its own node, in turn, and each waits for the commit certificate (finality; the 
 verifies it, once per block). With ``--submit stream`` (the default) each client keeps
 one ``SubmitStream`` open and a trade is one request and its events on it; with
 ``unary`` a trade is a ``Submit`` and a ``WaitForFinality`` call, as before issue 13.
-Trades sent during the warm-up are not counted.
+Trades sent during the warm-up are not counted. With ``--workload mixed`` a
+``--fail-rate`` share of the offered rate is under-funded pending trades and coupons on
+their own schedule beside the DvPs (``node/bench/mixed.py``), recorded apart.
 
 It writes the raw record ``node/bench/report.py`` turns into the result: every trade's
 scheduled, sent and final times (wall-clock microseconds) with its code and height; every
