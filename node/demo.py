@@ -6,7 +6,9 @@ mutual TLS, and settles DvP trades through the SDK (``client``): the seller prop
 buyer checks the terms and co-signs, a client submits through one validator and waits
 for the commit certificate. It prints each trade's finality latency and when its result
 proof (the next block) verified offline, a burst of concurrent trades, the final
-balances, checks that every validator holds the same state root, and stops the cluster.
+balances, then the bond lifecycle (node/demo_lifecycle.py: a coupon, a pending trade
+that settles once funded, one that fails at its deadline, a redemption at maturity),
+checks that every validator holds the same state root, and stops the cluster.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from client import (
     propose_dvp,
 )
 from node.cluster import node_states, start_cluster, stop_cluster
-from node.genesis import DemoNetwork, load_genesis
+from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
+from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
 from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
 from node.settlement import InstrumentKind
@@ -58,11 +61,13 @@ def load_run_network(run_dir: str | Path) -> DemoNetwork:
     keys = {
         p.id: load_signing_key(run_dir / "participants" / f"{p.id}.key") for p in g.participants
     }
-    bonds = tuple(i.id for i in g.instruments if i.kind is InstrumentKind.BOND)
+    every = tuple(i.id for i in g.instruments if i.kind is InstrumentKind.BOND)
+    lifecycle = tuple(b for b in (DEMO_DUE_BOND, DEMO_MATURED_BOND) if b in every)
+    bonds = tuple(b for b in every if b not in lifecycle)  # the tradable ones
     cash = next(i.id for i in g.instruments if i.kind is InstrumentKind.CASH)
     banks = tuple(sorted(p for p in keys if p.startswith("BANK")))
     fund = next((i.id for i in g.instruments if i.kind is InstrumentKind.FUND), "")
-    return DemoNetwork(g, keys, [], banks, bonds, cash, fund)
+    return DemoNetwork(g, keys, [], banks, bonds, cash, fund, lifecycle)
 
 
 class ValidatorClients:
@@ -152,6 +157,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         )
         await _burst(clients, demo)
         await _balances(clients.all[0], demo)
+        await show_lifecycle(clients, demo)  # node/demo_lifecycle.py
     finally:
         await clients.close()
 
@@ -217,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             # Demo block times are wall-clock: trades expire 10 minutes from now.
             try:
                 asyncio.run(_trades(net, load_run_network(run_dir)))
-            except LedgerError as e:
+            except (LedgerError, LifecycleMismatch) as e:
                 print(f"demo: {e}", file=sys.stderr)
                 return 1
             # Let the last commit certificate reach every validator before comparing.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,8 +28,11 @@ from node.settlement import (
 )
 
 __all__ = [
+    "DEMO_DUE_BOND",
+    "DEMO_MATURED_BOND",
     "DemoNetwork",
     "demo_genesis",
+    "demo_lifecycle_bonds",
     "dump_genesis",
     "genesis_to_json",
     "load_genesis",
@@ -245,6 +249,9 @@ class DemoNetwork:
     bonds: tuple[str, ...]
     cash: str
     fund: str  # fund shares distributing monthly in ``cash``; genesis holds none
+    # With ``lifecycle_date``: (a bond with monthly coupons already due, a matured bond);
+    # not in ``bonds``, which stay the tradable ones the demo and benchmark load trade.
+    lifecycle: tuple[str, ...] = ()
 
 
 def _isin(base11: str) -> str:
@@ -255,12 +262,45 @@ DEMO_BOND_UNITS = 10_000_000  # per bank: $100,000 face in $0.01 units
 DEMO_CASH_CENTS = 1_000_000_000  # per bank: $10,000,000
 
 
+# The lifecycle bonds of a network generated on a given date (``make demo``, ``make bench
+# WORKLOAD=mixed``): block time is the wall clock, so their dates lie before that date.
+DEMO_DUE_BOND = _isin("US91282CKM2")  # 5% monthly, issued two years before, 24 coupons due
+DEMO_MATURED_BOND = _isin("US91282CHP9")  # 3% semi-annual, matured the day before: redeemable
+DEMO_DUE_BOND_BP, DEMO_MATURED_BOND_BP = 500, 300
+
+
+def demo_lifecycle_bonds(today: date, cash: str) -> tuple[Instrument, Instrument]:
+    """Two bonds whose schedule has already begun on ``today``: one with monthly coupons
+    due since two years ago (maturing in four years), one matured yesterday whose only
+    period is its final one (issued 90 days before maturity), so redeeming it pays face
+    plus that coupon with no earlier coupon outstanding."""
+    maturity = date(today.year + 4, today.month, min(today.day, 28))
+    matured = today - timedelta(days=1)
+    due = Instrument(
+        DEMO_DUE_BOND, InstrumentKind.BOND, "TREASURY", "USD", unit_face_minor=1,
+        maturity_date=maturity.isoformat(), coupon_bp=DEMO_DUE_BOND_BP, coupon_freq=12,
+        payment_cash=cash, issue_date=(today - timedelta(days=730)).isoformat(),
+    )  # fmt: skip
+    done = Instrument(
+        DEMO_MATURED_BOND, InstrumentKind.BOND, "TREASURY", "USD", unit_face_minor=1,
+        maturity_date=matured.isoformat(), coupon_bp=DEMO_MATURED_BOND_BP, coupon_freq=2,
+        payment_cash=cash, issue_date=(matured - timedelta(days=90)).isoformat(),
+    )  # fmt: skip
+    return due, done
+
+
 def demo_genesis(
-    validators: int = 4, quorum: int = 3, seed: bytes = b"demo", banks: int = 6
+    validators: int = 4,
+    quorum: int = 3,
+    seed: bytes = b"demo",
+    banks: int = 6,
+    lifecycle_date: date | None = None,
 ) -> DemoNetwork:
     """A deterministic network: a depository, a treasury, a cash issuer, ``banks`` banks.
 
     Keys derive from ``seed``; for tests, simulations and demos only, never production.
+    With ``lifecycle_date``, also the two bonds of ``demo_lifecycle_bonds`` for that date,
+    every bank holding ``DEMO_BOND_UNITS`` of each.
     """
 
     def key(label: str) -> crypto.SigningKey:
@@ -312,19 +352,23 @@ def demo_genesis(
             fund, InstrumentKind.FUND, "TREASURY", "USD", payment_cash=cash, distribution_day=15
         ),
     )
+    lifecycle: tuple[Instrument, ...] = ()
+    if lifecycle_date is not None:
+        lifecycle = demo_lifecycle_bonds(lifecycle_date, cash)
     holdings = tuple(
         Holding(b, inst, DEMO_CASH_CENTS if inst == cash else DEMO_BOND_UNITS)
         for b in bank_ids
-        for inst in (*bonds, cash)
+        for inst in (*bonds, *(i.id for i in lifecycle), cash)
     )
     vkeys = [key(f"validator:{i}") for i in range(validators)]
     genesis = Genesis(
         name="demo-" + seed.decode("ascii", "replace").replace(" ", "-")[:32],
         genesis_time_ms=1_767_225_600_000,  # 2026-01-01T00:00:00Z
         participants=participants,
-        instruments=instruments,
+        instruments=(*instruments, *lifecycle),
         holdings=holdings,
         validators=tuple(Validator(f"val{i:02d}", k.public_key) for i, k in enumerate(vkeys)),
         quorum=quorum,
     )
-    return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund)
+    ids = tuple(i.id for i in lifecycle)
+    return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund, ids)

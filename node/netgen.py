@@ -446,7 +446,10 @@ def generate(
 
     # demo_genesis puts its seed into the genesis name, so the seed must be an ASCII id;
     # 64 hex characters carry 256 random bits. The name is replaced below: it never leaks.
-    demo = demo_genesis(validators=spec.n, quorum=spec.q, seed=secrets.token_hex(32).encode())
+    # The lifecycle bonds' dates are relative to today: the demo pays a due coupon and
+    # redeems a matured bond (block time is the wall clock).
+    seed = secrets.token_hex(32).encode()
+    demo = demo_genesis(spec.n, spec.q, seed, lifecycle_date=now.date())
     progress(f"generating {spec.n} validator keys and TLS certificates in {out}")
     nodes = [spec.node(i, out) for i in range(spec.n)]
     validators, pinned = [], []

@@ -28,6 +28,7 @@ from typing import Any
 
 from node.bench import check, report
 from node.bench.load import SUBMIT_MODES
+from node.bench.mixed import WORKLOADS
 from node.cluster import node_states, start_cluster, stop_cluster
 from node.netconfig import Network, load_network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate
@@ -76,11 +77,16 @@ def run_step(net: Network, rate: float, args: argparse.Namespace, out: Path) -> 
     cmd = [
         sys.executable, "-m", "node.bench.load", "--run-dir", str(net.run_dir),
         "--rate", str(rate), "--duration", str(args.duration), "--warmup", str(args.warmup),
-        "--raw", str(raw_file), "--submit", args.submit,
+        "--raw", str(raw_file), "--submit", args.submit, *_workload_args(args),
     ]  # fmt: skip
     subprocess.run(cmd, check=True)
     raw = json.loads(raw_file.read_text())
     return report.write(raw, out)
+
+
+def _workload_args(args: argparse.Namespace) -> list[str]:
+    """The load generator's workload options (node/bench/mixed.py)."""
+    return ["--workload", args.workload, "--fail-rate", str(args.fail_rate)]
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -220,6 +226,14 @@ def parser() -> argparse.ArgumentParser:
         help='exit 1 unless the result meets each, e.g. "p50<=6,p99<=20" (ms from '
         f"the scheduled send); metrics: {', '.join(check.METRICS)}",
     )
+    p.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="dvp",
+        help="dvp: DvP trades (default); mixed: a FAIL_RATE share of under-funded pending "
+        "trades, half funded later, and coupons (node/bench/mixed.py)",
+    )
+    p.add_argument("--fail-rate", type=float, default=0.02, help="mixed: that share (0.02)")
     p.add_argument("--sweep", action="store_true", help="raise the rate until p99 > 1 s or fails")
     p.add_argument("--factor", type=float, default=1.5, help="sweep: rate multiplier per step")
     p.add_argument("--steps", type=int, default=12, help=f"sweep: at most this many steps "
@@ -232,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.factor <= 1:
         p.error("need --rate > 0, --duration > 0, --warmup >= 0 and --factor > 1")
+    if not 0 < args.fail_rate < 1:
+        p.error("need 0 < --fail-rate < 1")
     args.thresholds = []
     if args.check is not None:
         if args.sweep:

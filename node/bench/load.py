@@ -16,7 +16,9 @@ its own node, in turn, and each waits for the commit certificate (finality; the 
 verifies it, once per block). With ``--submit stream`` (the default) each client keeps
 one ``SubmitStream`` open and a trade is one request and its events on it; with
 ``unary`` a trade is a ``Submit`` and a ``WaitForFinality`` call, as before issue 13.
-Trades sent during the warm-up are not counted.
+Trades sent during the warm-up are not counted. With ``--workload mixed`` a
+``--fail-rate`` share of the offered rate is under-funded pending trades and coupons on
+their own schedule beside the DvPs (``node/bench/mixed.py``), recorded apart.
 
 It writes the raw record ``node/bench/report.py`` turns into the result: every trade's
 scheduled, sent and final times (wall-clock microseconds) with its code and height; every
@@ -50,6 +52,7 @@ from client import (
     sign,
 )
 from node import crypto
+from node.bench.mixed import WORKLOADS, Mixed
 from node.demo import ValidatorClients, load_run_network
 from node.netconfig import Network, load_network
 
@@ -268,9 +271,15 @@ async def _timeline(clients: ValidatorClients, heights: set[int]) -> dict[str, d
 Usage = list[tuple[float, float] | None]
 
 
+def _dvp_rate(args: argparse.Namespace) -> float:
+    """The DvP load's rate: all of it, or with WORKLOAD=mixed the share pending trades
+    leave (node/bench/mixed.py)."""
+    return args.rate * (1 - args.fail_rate) if args.workload == "mixed" else float(args.rate)
+
+
 async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     net = load_network(args.run_dir)
-    total = round(args.rate * (args.warmup + args.duration))
+    total = round(_dvp_rate(args) * (args.warmup + args.duration))
     if not 0 < total <= TRADES_MAX:
         raise SystemExit(
             f"load: rate x (warm-up + duration) = {total} trades; need 1..{TRADES_MAX}"
@@ -284,10 +293,13 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     clients = ValidatorClients(net.run_dir)
     sender = _Sender(clients, args.submit)
     run, samples = _Run(), list[dict[str, Any]]()
+    mixed = Mixed(clients, load_run_network(net.run_dir), net.run_dir)
     try:
         await sender.open()
+        if args.workload == "mixed":
+            await mixed.fund_agent()
         sampler = asyncio.create_task(_sample(net, run, samples))
-        window, usage_start, usage_end = await _drive(args, net, sender, raws, run)
+        window, usage_start, usage_end = await _drive(args, net, sender, raws, run, mixed=mixed)
         sampler.cancel()
         heights = {t.height for t in run.trades if t.height is not None}
         timeline = await _timeline(clients, heights)
@@ -318,6 +330,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             "cores": len(os.sched_getaffinity(0)),
             "sigs_per_trade": SIGS_PER_TRADE,
             "trade": f"DvP, {QUANTITY} bond unit against {AMOUNT} cent, signed by both",
+            **_workload_config(args),
         },
         "window": window,
         "trades": [
@@ -334,21 +347,38 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "validators": validators,
         "rss_samples": samples,
         "verify_us": round(verify_us, 2),
+        **({"mixed": mixed.record()} if args.workload == "mixed" else {}),
     }
 
 
+def _workload_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The workload's keys of the raw record's config (the plain DvP load: just its name)."""
+    if args.workload != "mixed":
+        return {"workload": "dvp"}
+    return {"workload": "mixed", "fail_rate": args.fail_rate, "dvp_rate": _dvp_rate(args)}
+
+
 async def _drive(
-    args: argparse.Namespace, net: Network, sender: _Sender, raws: list[bytes], run: _Run
+    args: argparse.Namespace,
+    net: Network,
+    sender: _Sender,
+    raws: list[bytes],
+    run: _Run,
+    *,
+    mixed: Mixed,
 ) -> tuple[dict[str, int], Usage, Usage]:
-    """Send every trade on schedule, then wait for the stragglers. Returns the measurement
-    window and the validators' usage at its start and end."""
+    """Send every trade on schedule (and with WORKLOAD=mixed the pending trades and
+    coupons on theirs), then wait for the stragglers. Returns the measurement window and
+    the validators' usage at its start and end."""
     progress = _Progress(args.warmup + args.duration, args.warmup)
     tasks: set[asyncio.Task[None]] = set()
     usage_start: Usage = []
     t0, t0_us = time.monotonic() + 0.05, _now_us() + 50_000
     window_start_us = t0_us + round(args.warmup * 1e6)
+    side = _start_mixed(args, mixed, t0, t0_us)
+    rate = _dvp_rate(args)
     for i, raw in enumerate(raws):
-        at = i / args.rate
+        at = i / rate
         if not usage_start and at >= args.warmup:
             usage_start = _usage_all(net)
         delay = t0 + at - time.monotonic()
@@ -375,7 +405,20 @@ async def _drive(
     progress.show(time.monotonic() - t0, run, done=True)
     for task in list(tasks):
         task.cancel()
+    if side is not None:
+        await side
+        await mixed.finish(max(1.0, deadline - time.monotonic()))
     return window, usage_start or usage_end, usage_end
+
+
+def _start_mixed(
+    args: argparse.Namespace, mixed: Mixed, t0: float, t0_us: int
+) -> asyncio.Task[None] | None:
+    """With WORKLOAD=mixed, the pending trades' and coupons' own open loop, same clock."""
+    if args.workload != "mixed":
+        return None
+    seconds = args.warmup + args.duration
+    return asyncio.create_task(mixed.drive(t0, t0_us, args.rate * args.fail_rate, seconds))
 
 
 def git_commit() -> str:
@@ -413,6 +456,19 @@ def parser() -> argparse.ArgumentParser:
         default="stream",
         help="one SubmitStream per client (default), or Submit + WaitForFinality",
     )
+    p.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="dvp",
+        help="dvp: DvP trades only (default); mixed: with under-funded pending trades and "
+        "coupons (node/bench/mixed.py)",
+    )
+    p.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.02,
+        help="mixed: the share of the offered rate that is under-funded pending trades",
+    )
     return p
 
 
@@ -420,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
         parser().error("need --rate > 0, --duration > 0 and --warmup >= 0")
+    if not 0 < args.fail_rate < 1:
+        parser().error("need 0 < --fail-rate < 1")
     raw = asyncio.run(run_load(args))
     args.raw.parent.mkdir(parents=True, exist_ok=True)
     args.raw.write_text(json.dumps(raw))

@@ -41,6 +41,20 @@ The figures:
   verification alone (every one of ``n`` validators checks every signature of every trade);
   ``crypto_bound_fraction`` is the measured throughput as a fraction of it.
 
+With ``WORKLOAD=mixed`` (``node/bench/mixed.py``) the result also has ``mixed``, over the
+counted DvPs and the pending trades scheduled in the window (``mixed_summary``):
+
+- ``settlement_rate``: trades whose final outcome is OK (a DvP's own result, a pending
+  trade's final event), over all counted trades; ``fail_rate``: those whose final
+  outcome is a ledger refusal or a pending trade's FAILED_DEADLINE / CANCELLED / MATURED;
+  ``unresolved_rate``: the rest (no outcome, client errors). The three sum to 1.
+- ``pending``: pending trades counted, funded and never funded, how many were recorded
+  PENDING_SETTLEMENT first, and their final outcomes by code.
+- ``recycle_settle_ms``: for funded trades that settled, from when their funding mint was
+  final at the client to when the client knew the OK event, proven (p50, p99, max): the
+  time recycling takes to settle a trade once it can.
+- ``coupons``: coupons paid during the run, by code.
+
 Plots (next to the result JSON): ``<stem>-latency-cdf.png`` (CDFs of counted committed
 latencies, from the scheduled and from the actual send), ``<stem>-latency-time.png`` (every
 trade's latency against its scheduled send time, both measures) and
@@ -238,7 +252,72 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "crypto_bound_tps": _r(crypto_bound, 1),
         "crypto_bound_fraction": _r(_ratio(throughput, crypto_bound), 4),
         "cpu_vs_verify": _r(_ratio(cpu_per_trade, verify_per_trade), 2),
+        **({"mixed": m} if (m := mixed_summary(raw, counted)) is not None else {}),
     }
+
+
+def _is_ledger_fail(code: str) -> bool:
+    """A final outcome the ledger decided against the trade (not a client-side error)."""
+    return code not in ("OK", NO_OUTCOME, "GENERATOR_OVERLOAD") and not code.endswith("Error")
+
+
+def mixed_summary(raw: dict[str, Any], counted: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``mixed`` figures (module docstring); None for the plain DvP load."""
+    mixed = raw.get("mixed")
+    if mixed is None:
+        return None
+    lo, hi = raw["window"]["start_us"], raw["window"]["end_us"]
+    pend = [p for p in mixed["pending"] if lo <= p["sched_us"] < hi]
+    codes = [str(t["code"]) if t.get("end_us") is not None else NO_OUTCOME for t in counted]
+    codes += [str(p["code"]) if p.get("end_us") is not None else NO_OUTCOME for p in pend]
+    total = len(codes)
+    ok = sum(1 for c in codes if c == "OK")
+    fails = sum(1 for c in codes if _is_ledger_fail(c))
+    settle = sorted(
+        (p["end_us"] - p["funded_us"]) / 1000
+        for p in pend
+        if p["code"] == "OK" and p.get("funded_us") is not None and p.get("end_us") is not None
+    )
+    return {
+        "trades": total,
+        "settlement_rate": _r(_ratio(ok, total), 4),
+        "fail_rate": _r(_ratio(fails, total), 4),
+        "unresolved_rate": _r(_ratio(total - ok - fails, total), 4),
+        "pending": {
+            "counted": len(pend),
+            "funded": sum(1 for p in pend if p["funded"]),
+            "never_funded": sum(1 for p in pend if not p["funded"]),
+            "recorded_pending": sum(1 for p in pend if p["first_code"] == "PENDING_SETTLEMENT"),
+            "by_code": dict(sorted(Counter(str(p["code"]) for p in pend).items())),
+        },
+        "recycle_settle_ms": {
+            "p50": _r(percentile(settle, 50, 100)),
+            "p99": _r(percentile(settle, 99, 100)),
+            "max": _r(settle[-1] if settle else None),
+            "samples": len(settle),
+        },
+        "coupons": dict(sorted(Counter(str(c.get("code")) for c in mixed["coupons"]).items())),
+    }
+
+
+def _mixed_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    m = result.get("mixed")
+    if m is None:
+        return []
+    pend, rs = m["pending"], m["recycle_settle_ms"]
+    by_code = ", ".join(f"{k} {v}" for k, v in pend["by_code"].items()) or "none"
+    return [
+        ("workload", f"mixed, fail rate {_fmt(result['config'].get('fail_rate'))}"),
+        ("settlement / fail / unresolved rate",
+         f"{_fmt(m['settlement_rate'])} / {_fmt(m['fail_rate'])} / {_fmt(m['unresolved_rate'])}"),
+        ("pending trades (funded / never)",
+         f"{pend['counted']} ({pend['funded']} / {pend['never_funded']}), "
+         f"{pend['recorded_pending']} recorded PENDING_SETTLEMENT"),
+        ("pending outcomes", by_code),
+        ("settle after funding p50 / p99 / max",
+         f"{_fmt(rs['p50'])} / {_fmt(rs['p99'])} / {_fmt(rs['max'])} ms ({rs['samples']})"),
+        ("coupons", ", ".join(f"{k} {v}" for k, v in m["coupons"].items()) or "none"),
+    ]  # fmt: skip
 
 
 def _fmt(x: Any, unit: str = "") -> str:
@@ -292,6 +371,7 @@ def table(result: dict[str, Any]) -> str:
         ("Ed25519 verify", _fmt(result["verify_us"], " us")),
         ("crypto bound", _fmt(result["crypto_bound_tps"], " trades/s")),
         ("fraction of crypto bound", _fmt(result["crypto_bound_fraction"])),
+        *_mixed_rows(result),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -116,6 +116,28 @@ def test_sweep_on_a_running_cluster(cluster: Cluster, tmp_path: Path) -> None:
         assert "no sustainable rate" in p.stdout
 
 
+def test_mixed_workload_settles_the_funded_and_fails_the_rest(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """WORKLOAD=mixed on a running cluster: every funded pending trade settles after
+    recycling, every never-funded one ends FAILED_DEADLINE, and the rates add up."""
+    out = tmp_path / "m.json"
+    p = _bench("--run-dir", str(cluster.net.run_dir), "--rate", "40", "--duration", "4",
+               "--warmup", "1", "--workload", "mixed", "--fail-rate", "0.1",
+               "--out", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(out.read_text())
+    m, pend = r["mixed"], r["mixed"]["pending"]
+    assert r["config"]["workload"] == "mixed" and r["config"]["dvp_rate"] == 36
+    assert pend["counted"] >= 14 and pend["recorded_pending"] == pend["counted"]
+    assert pend["by_code"] == {"OK": pend["funded"], "FAILED_DEADLINE": pend["never_funded"]}
+    assert m["recycle_settle_ms"]["samples"] == pend["funded"]
+    assert 0 < m["recycle_settle_ms"]["p50"] <= m["recycle_settle_ms"]["max"]
+    assert m["fail_rate"] == round(pend["never_funded"] / m["trades"], 4)
+    assert m["settlement_rate"] + m["fail_rate"] + m["unresolved_rate"] == pytest.approx(1)
+    assert "settlement / fail / unresolved rate" in p.stdout
+
+
 def test_bench_refuses_a_cluster_that_is_down(tmp_path: Path) -> None:
     from tests.cluster.harness import generate
 

@@ -1,5 +1,7 @@
 """`make demo` runs the demo module: a real cluster settles its trades and refuses the bad
-one (4 validators here to keep the suite short; `make demo` runs 26)."""
+one, then pays a coupon, settles a recycled trade, fails one at its deadline and redeems
+a matured bond, each amount checked against the terms (4 validators here to keep the
+suite short; `make demo` runs 26)."""
 
 from __future__ import annotations
 
@@ -20,5 +22,13 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert sum(" OK " in r for r in rows) == len(demo.TRADES) - 1
     assert "INSUFFICIENT_SECURITIES" in rows[4]
     assert f"{demo.BURST_TRADES}/{demo.BURST_TRADES} OK" in out
+    # The lifecycle: every bank paid the coupon and redeemed, each checked by the demo.
+    banks = {seller for seller, *_ in demo.TRADES}  # all six demo banks sell once
+    assert out.count("= terms") == 2 * len(banks)  # a coupon and a redemption each
+    assert re.search(r"funded later +PENDING_SETTLEMENT at height \d+", out)
+    assert re.search(r"never funded +PENDING_SETTLEMENT at height \d+", out)
+    assert re.search(r"funded later +OK event at height \d+, proven", out)
+    assert re.search(r"never funded +FAILED_DEADLINE event at height \d+, proven", out)
+    assert re.search(r"RedeemAll by TREASURY: OK at height \d+", out)
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out

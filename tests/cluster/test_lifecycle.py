@@ -5,8 +5,8 @@ with a receipt that verifies offline), a fund distribution that sums exactly, an
 
 Block time is the wall clock, so the coupon paid is the demo bond's latest non-final
 period already due (the demo genesis starts 2026-01-01; its first coupon is 2026-05-15).
-Redemption needs a matured bond, which the demo network does not have: the unit tests and
-the simulator cover it.
+Redemption of the generated network's matured bond on a real cluster is in
+``make demo`` (tests/cluster/test_demo.py); the unit tests and the simulator cover the rest.
 """
 
 from __future__ import annotations
