@@ -526,3 +526,13 @@ def test_the_recheck_record_follows_recycling_that_moved(
     run(store, txf.signed(txf.pending(quantity=_BIG, amount=5)), at_ms=4_000)
     run(store, at_ms=HOUR_MS + 1)  # it fails at its deadline
     assert store.record(recheck) is None
+
+
+def test_many_lots_settled_at_once_end_the_trade(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """1,000,010 lots of 10 units, all settled by one recycling attempt: OK, not a
+    partial settlement with nothing left."""
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=_BIG // 10, lot=10))
+    out = run(store, raw, deliver(txf, net))
+    assert events(out) == [(tid(raw), RC.OK)] and instructions(store) == []
