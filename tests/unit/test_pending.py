@@ -553,3 +553,13 @@ def test_a_trade_waiting_when_its_bond_matures_ends_matured_held_or_not() -> Non
     assert events(out) == [(tid(waiting), RC.MATURED), (tid(held), RC.MATURED)]
     assert out.balances == {}
     assert [i.tx_id for _, _, i in instructions(store)] == [tid(other)]
+
+
+def test_many_lots_settled_at_once_end_the_trade(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """1,000,010 lots of 10 units, all settled by one recycling attempt: OK, not a
+    partial settlement with nothing left."""
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=_BIG // 10, lot=10))
+    out = run(store, raw, deliver(txf, net))
+    assert events(out) == [(tid(raw), RC.OK)] and instructions(store) == []
