@@ -878,6 +878,12 @@ def build_parser() -> _Parser:
     _add_two_party(b)
     _add_queries(b)
     _add_lifecycle_queries(b)
+    b.leaf(
+        b.top,
+        "freezes",
+        "frozen accounts and holdings: who froze them, when (block), why",
+        _network("freeze_list"),
+    )
     return b.root
 
 

@@ -62,7 +62,7 @@ def test_a_signed_freeze_round_trips_as_json_and_describes_itself() -> None:
 
 
 def test_the_freeze_commands_exist_with_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in (["submit", "freeze"], ["submit", "unfreeze"]):
+    for command in (["submit", "freeze"], ["submit", "unfreeze"], ["freezes"]):
         assert main([*command, "--help"]) == 0
         assert capsys.readouterr().out.startswith("usage: ledger"), command
     assert main(["submit", "freeze", "--account", "BANK01", "--by", "REGULATOR"]) == 2

@@ -53,8 +53,8 @@ def _movement(txf: TxFactory, draw: st.DrawFn, t0: int) -> Transaction:
             return txf.dvp(a, b, **terms, **deadline)
         return txf.pending(a, b, **terms, **deadline)
     if kind == "mint":
-        return txf.mint(a, draw(st.integers(1, 1_000)), **expiry)
-    return txf.burn(a, draw(st.integers(1, 1_000)), **expiry)
+        return txf.mint(a, draw(st.integers(1, 1_000)), expiry_ms=t0 + HOUR_MS)
+    return txf.burn(a, draw(st.integers(1, 1_000)), expiry_ms=t0 + HOUR_MS)
 
 
 def _governance(txf: TxFactory, draw: st.DrawFn, t0: int) -> bytes:
