@@ -8,13 +8,15 @@ from __future__ import annotations
 import pytest
 
 from node import crypto
-from node.config import PENDING_AGE_MAX_MS
+from node.config import ID_BYTES_MAX, PENDING_AGE_MAX_MS
+from node.invariant import InvariantError
 from node.genesis import DemoNetwork
 from node.settlement import (
     BlockContext,
     BlockOutcome,
     Freeze,
     FreezeReason,
+    FreezeRecord,
     RecordKind,
     ResultCode,
     SignedTx,
@@ -27,6 +29,7 @@ from node.settlement import (
     precheck,
 )
 from node.settlement._codec import Writer
+from node.settlement._state import Overlay
 from node.store import MemoryStore, Storage
 from tests.freeze_helpers import freeze, unfreeze
 from tests.ledger_helpers import TxFactory
@@ -132,13 +135,56 @@ def test_unknown_targets_get_their_codes(store: MemoryStore, txf: TxFactory) -> 
 def test_the_number_of_freezes_is_bounded(
     store: MemoryStore, txf: TxFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_freeze, "FREEZES_MAX", 2)
-    out = run(store, freeze(txf, "BANK01"), freeze(txf, "BANK02"), freeze(txf, "BANK03"))
+    monkeypatch.setattr(_freeze, "FREEZES_MAX", 3)
+    first = [freeze(txf, b) for b in ("BANK01", "BANK02", "BANK03", "BANK04")]
+    assert own(run(store, *first)) == [RC.OK, RC.OK, RC.OK, RC.FREEZES_FULL]
+    # An unfreeze makes room for exactly one more (the count goes down by one, from 3).
+    out = run(store, unfreeze(txf, "BANK01"), freeze(txf, "BANK04"), freeze(txf, "BANK05"))
     assert own(out) == [RC.OK, RC.OK, RC.FREEZES_FULL]
-    # An unfreeze makes room again (the count goes down as well as up).
-    out = run(store, unfreeze(txf, "BANK01"), freeze(txf, "BANK03"))
-    assert own(out) == [RC.OK, RC.OK]
-    assert [f.account for f in freezes(store)] == ["BANK02", "BANK03"]
+    assert [f.account for f in freezes(store)] == ["BANK02", "BANK03", "BANK04"]
+
+
+def test_a_count_out_of_bounds_is_a_broken_invariant(store: MemoryStore) -> None:
+    """The count record is the ledger's own bookkeeping: a negative count fails the node."""
+    with pytest.raises(InvariantError):
+        _freeze._set_count(Overlay(store), -1)
+
+
+def test_record_keys_decode_ids_of_the_longest_length() -> None:
+    account, instrument = "A" * ID_BYTES_MAX, "B" * ID_BYTES_MAX
+    rec = FreezeRecord(account, instrument, FreezeReason.FRAUD, 1, 2, "REGULATOR")
+    back = FreezeRecord.decode(_freeze._key(account, instrument), rec.encode())
+    assert back == rec
+    whole = FreezeRecord.decode(_freeze._key(account, ""), rec.encode())
+    assert (whole.account, whole.instrument) == (account, "")
+
+
+class _CountingView:
+    """A store that counts record reads: what a block costs while nothing is frozen."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store, self.reads = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def record(self, key: bytes) -> bytes | None:
+        self.reads += 1
+        return self.store.record(key)
+
+
+def test_with_nothing_frozen_a_dvp_reads_no_freeze_of_its_legs(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    view = _CountingView(store)
+    ctx = BlockContext(1, store.genesis.genesis_time_ms + 1)
+    apply_block(view, [txf.signed(txf.dvp())], ctx)  # type: ignore[arg-type]
+    baseline = view.reads  # the count record, plus what pending and the rest read
+    run(store, freeze(txf, "BANK05"))  # somebody else frozen: the DvP checks its legs
+    view = _CountingView(store)
+    out = apply_block(view, [txf.signed(txf.dvp())], BlockContext(2, ctx.time_ms + 1))  # type: ignore[arg-type]
+    assert own(out) == [RC.OK]
+    assert view.reads == baseline + 6  # two accounts and four holdings
 
 
 # --- who may freeze: apply and admission ------------------------------------------------
