@@ -83,7 +83,8 @@ __all__ = [
 _SHORT = frozenset({ResultCode.INSUFFICIENT_SECURITIES, ResultCode.INSUFFICIENT_CASH})
 # Settlement fails (issue 14 item 5; the metric and the CLI report count these): a trade
 # refused for a short leg (a DvP), refused with the pending book full, or a pending one
-# that ended without settling in full (at its deadline, or cancelled).
+# that ended without settling in full (at its deadline, or cancelled); a trade refused
+# because a party's holding is frozen (docs/ledger.md "Freezes").
 FAIL_CODES = (
     ResultCode.INSUFFICIENT_SECURITIES,
     ResultCode.INSUFFICIENT_CASH,
@@ -91,6 +92,7 @@ FAIL_CODES = (
     ResultCode.FAILED_DEADLINE,
     ResultCode.CANCELLED,
     ResultCode.MATURED,
+    ResultCode.FROZEN,
 )
 _SELLER_HOLD, _BUYER_HOLD = 1, 2
 _COUNT_KEY = bytes([RecordKind.PENDING_COUNT])

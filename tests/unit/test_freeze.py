@@ -9,8 +9,8 @@ import pytest
 
 from node import crypto
 from node.config import ID_BYTES_MAX, PENDING_AGE_MAX_MS
-from node.invariant import InvariantError
 from node.genesis import DemoNetwork
+from node.invariant import InvariantError
 from node.settlement import (
     BlockContext,
     BlockOutcome,
