@@ -89,6 +89,8 @@ from node.settlement import (
     Burn,
     Cancel,
     DvP,
+    FreezeReason,
+    FreezeRecord,
     Genesis,
     Hold,
     Mint,
@@ -778,6 +780,23 @@ class AsyncLedgerClient:
             )
 
         return await self._call("pending trades", get)
+
+    async def freezes(self) -> tuple[int, tuple[FreezeRecord, ...]]:
+        """(height, every frozen account and holding after it) in (account, instrument)
+        order (docs/ledger.md "Freezes"; the node's word, like ``pending``)."""
+
+        async def get(i: int) -> tuple[int, tuple[FreezeRecord, ...]]:
+            msg = await self._stub(i).GetFreezes(pb.FreezesRequest(), timeout=self._rpc_timeout_s)
+            if any(f.reason not in FreezeReason._value2member_map_ for f in msg.freezes):
+                raise BadResponseError("a freeze with a reason not on the documented list")
+            return msg.height, tuple(
+                FreezeRecord(
+                    f.account, f.instrument, FreezeReason(f.reason), f.height, f.time_ms, f.by
+                )
+                for f in msg.freezes
+            )
+
+        return await self._call("freezes", get)
 
     async def balances(self, account: str) -> Balances:
         async def get(i: int) -> Balances:

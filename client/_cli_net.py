@@ -56,6 +56,7 @@ from node.netconfig import OPERATOR_IDENTITY
 from node.settlement import (
     Cancel,
     DvP,
+    FreezeReason,
     Genesis,
     GenesisError,
     Instrument,
@@ -103,6 +104,10 @@ def _command(name: str) -> Command:
         from client import _cli_life
 
         return _cli_life.COMMANDS[name]
+    if name.startswith("freeze_"):  # freezes (client/_cli_freeze.py)
+        from client import _cli_freeze
+
+        return _cli_freeze.COMMANDS[name]
     return _COMMANDS[name]
 
 
@@ -191,6 +196,10 @@ def describe(tx: Transaction) -> str:
         return f"REDEEM-BOND all {terms['bond']} of {terms['holder']} for cash at maturity"
     if kind == "REDEEM_ALL":
         return f"REDEEM-ALL {terms['bond']} for cash at maturity, paid by {terms['agent']}"
+    if kind in ("FREEZE", "UNFREEZE"):
+        target = f"{terms['account']}'s {terms['instrument'] or 'account'}"
+        why = f" ({FreezeReason(terms['reason']).name})" if kind == "FREEZE" else ""
+        return f"{kind} {target}{why} by {terms['by']}"
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"

@@ -9,7 +9,7 @@ ledger's own clock, so two runs over the same range agree on every node. What co
   ``PENDING_SETTLEMENT``; **settled after recycling**: an ``OK`` event in the range
   (its trade may have been recorded before ``--from``);
 - a **fail** is a code of ``FAIL_CODES``: a trade refused for a short leg, a full
-  pending book or a matured bond, or a pending trade's ``FAILED_DEADLINE`` /
+  pending book, a matured bond or a frozen holding, or a pending trade's ``FAILED_DEADLINE`` /
   ``CANCELLED`` / ``MATURED`` event; other
   refusals (expired, unauthorized...) are bad instructions, counted apart;
 - **fail rate**: fails / trades;

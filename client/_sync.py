@@ -33,7 +33,7 @@ from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
 from client._stream import SubmitStream
 from client._trades import SignedTransaction, Transactions
 from node.receipt import Receipt
-from node.settlement import Genesis, Transaction
+from node.settlement import FreezeRecord, Genesis, Transaction
 
 __all__ = ["LedgerClient", "StreamedTx", "SyncSubmitStream"]
 
@@ -197,6 +197,10 @@ class LedgerClient:
     def pending(self) -> tuple[int, tuple[PendingTrade, ...]]:
         """See ``AsyncLedgerClient.pending``."""
         return self._run(self._client.pending())
+
+    def freezes(self) -> tuple[int, tuple[FreezeRecord, ...]]:
+        """See ``AsyncLedgerClient.freezes``."""
+        return self._run(self._client.freezes())
 
     def transaction(self, tx_id: bytes) -> TxStatus:
         return self._run(self._client.transaction(tx_id))

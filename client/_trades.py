@@ -43,6 +43,8 @@ from node.settlement import (
     DecodeError,
     Distribute,
     DvP,
+    Freeze,
+    FreezeReason,
     Genesis,
     Hold,
     InstrumentKind,
@@ -54,6 +56,7 @@ from node.settlement import (
     SignedTx,
     Transaction,
     Transfer,
+    Unfreeze,
     decode_body,
     encode_body,
 )
@@ -300,6 +303,50 @@ class Transactions:
 
     def _party(self, by: str) -> str:
         return self._participant("by", by)
+
+    # --- freeze: freezes (docs/ledger.md "Freezes") -------------------------------------
+
+    def freeze(
+        self,
+        account: str,
+        by: str,
+        reason: FreezeReason | str | int,
+        instrument: str | None = None,
+    ) -> Freeze:
+        """Freeze ``account``, or only its holding of ``instrument``; ``by`` (a regulator;
+        for a whole account, a compliance officer too) signs. ``reason``: a
+        ``FreezeReason``, its name (``"SANCTIONS"``) or its number."""
+        account, instrument = self._target(account, instrument)
+        return Freeze(
+            **self._head(),
+            account=account,
+            instrument=instrument,
+            reason=_reason(reason),
+            by=self._party(by),
+        )
+
+    def unfreeze(self, account: str, by: str, instrument: str | None = None) -> Unfreeze:
+        """Lift the freeze of ``account`` (or of its holding of ``instrument``)."""
+        account, instrument = self._target(account, instrument)
+        return Unfreeze(**self._head(), account=account, instrument=instrument, by=self._party(by))
+
+    def _target(self, account: str, instrument: str | None) -> tuple[str, str]:
+        """(account, instrument or "" for the whole account), both checked against genesis."""
+        account = self._participant("account", account)
+        return account, self._instrument("instrument", instrument) if instrument else ""
+
+
+def _reason(reason: FreezeReason | str | int) -> FreezeReason:
+    """A freeze reason from the enum, its name or its number (InvalidFieldError else)."""
+    try:
+        if isinstance(reason, str) and not reason.isdigit():
+            return FreezeReason[reason.upper().replace("-", "_")]
+        if isinstance(reason, bool):
+            raise ValueError(reason)
+        return FreezeReason(int(reason))
+    except (KeyError, ValueError):
+        names = ", ".join(f"{r.value} {r.name}" for r in FreezeReason)
+        raise InvalidFieldError("reason", f"must be one of {names}; got {reason!r}") from None
 
 
 def _instruction(tid: bytes) -> bytes:

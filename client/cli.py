@@ -498,6 +498,7 @@ def _add_submit(b: _Builder) -> None:
     p.add_argument("trade", type=Path, metavar="TRADE_FILE", help="the co-signed trade JSON")
     _add_lifecycle(b, sub, opts)
     _add_pending_submits(b, sub, opts)
+    _add_freeze_submits(b, sub, opts)
 
 
 def _add_lifecycle(
@@ -646,6 +647,45 @@ def _add_pending_submits(
             type=Path,
             metavar="FILE",
             help=f"default: RUN_DIR/participants/{side.upper()}.key",
+        )
+
+
+def _add_freeze_submits(
+    b: _Builder, sub: argparse._SubParsersAction[_Parser], opts: list[_Parser]
+) -> None:
+    """freeze, unfreeze: an account or one holding (docs/ledger.md "Freezes")."""
+    for name, handler, help_ in (
+        (
+            "freeze",
+            "freeze_submit",
+            "freeze an account or one holding: no leg debits or credits it (a regulator "
+            "signs; a whole account: compliance too)",
+        ),
+        ("unfreeze", "freeze_unsubmit", "lift a freeze (under the same role rule)"),
+    ):
+        p = b.leaf(sub, name, help_, _network(handler), parents=opts)
+        p.add_argument(
+            "--account", required=True, type=participant_id, metavar="ACCOUNT", help="the target"
+        )
+        p.add_argument(
+            "--instrument",
+            type=participant_id,
+            metavar="ID",
+            help="only this holding of the account (default: the whole account)",
+        )
+        if name == "freeze":
+            p.add_argument(
+                "--reason",
+                required=True,
+                metavar="REASON",
+                help="SANCTIONS, COURT_ORDER, AML_INVESTIGATION, FRAUD, KYC_LAPSED, OTHER "
+                "(or its number 1-6)",
+            )
+        p.add_argument(
+            "--by", required=True, type=participant_id, metavar="ID", help="who freezes (signs)"
+        )
+        p.add_argument(
+            "--key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/BY.key"
         )
 
 
@@ -848,6 +888,12 @@ def build_parser() -> _Parser:
     _add_two_party(b)
     _add_queries(b)
     _add_lifecycle_queries(b)
+    b.leaf(
+        b.top,
+        "freezes",
+        "frozen accounts and holdings: who froze them, when (block), why",
+        _network("freeze_list"),
+    )
     return b.root
 
 

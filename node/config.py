@@ -61,6 +61,12 @@ PENDING_AGE_MAX_MS: Final = 7 * 24 * 3600 * 1000
 # resolved or partly settled at its end (at most one event per instruction per block).
 BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX
 
+# --- settlement: freezes (freeze; node/settlement/_freeze.py) ---------------------------
+# Frozen targets (accounts and holdings) at once. Each is one small record; the bound
+# keeps `ledger freezes` (a full scan) and the state bounded; a Freeze beyond it is
+# refused FREEZES_FULL and changes nothing.
+FREEZES_MAX: Final = 1_000
+
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024
 LMDB_MAP_SIZE_MAX_BYTES: Final = 64 * 1024 * 1024 * 1024

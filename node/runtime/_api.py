@@ -71,6 +71,7 @@ from node.settlement import (
     Outcome,
     Redeemed,
     TxResult,
+    freezes,
     instructions,
     instrument_state,
     outcome,
@@ -437,6 +438,24 @@ class LedgerService(pb_grpc.LedgerServicer):
                     )
                 )
         return pb.Timeline(validator=self._node.index, blocks=blocks)
+
+    async def GetFreezes(self, request: pb.FreezesRequest, context: Ctx) -> pb.FreezeList:
+        """Every freeze (at most FREEZES_MAX records: bounded by the state itself)."""
+        store = self._node.store
+        return pb.FreezeList(
+            height=store.head().height,
+            freezes=[
+                pb.FrozenTarget(
+                    account=f.account,
+                    instrument=f.instrument,
+                    reason=f.reason,
+                    height=f.height,
+                    time_ms=f.time_ms,
+                    by=f.by,
+                )
+                for f in freezes(store)
+            ],
+        )
 
 
 class HealthService(HealthServicer):  # type: ignore[misc]

@@ -19,6 +19,7 @@ from node.settlement._apply import (
     results_root,
 )
 from node.settlement._codec import DecodeError
+from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._model import (
     Genesis,
@@ -47,6 +48,8 @@ from node.settlement._tx import (
     CouponPay,
     Distribute,
     DvP,
+    Freeze,
+    FreezeReason,
     Hold,
     Mint,
     PendingDvP,
@@ -57,6 +60,7 @@ from node.settlement._tx import (
     Transaction,
     Transfer,
     TxKind,
+    Unfreeze,
     decode_body,
     encode_body,
     sign_tx,
@@ -75,6 +79,9 @@ __all__ = [
     "DecodeError",
     "Distribute",
     "DvP",
+    "Freeze",
+    "FreezeReason",
+    "FreezeRecord",
     "Genesis",
     "GenesisError",
     "Head",
@@ -103,12 +110,14 @@ __all__ = [
     "TxKind",
     "TxRecord",
     "TxResult",
+    "Unfreeze",
     "Validator",
     "Verify",
     "apply_block",
     "authentic",
     "decode_body",
     "encode_body",
+    "freezes",
     "genesis_state_root",
     "instructions",
     "instrument_state",

@@ -37,8 +37,8 @@ from typing import assert_never
 from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
+from node.settlement import _freeze, _pending
 from node.settlement import _lifecycle as life
-from node.settlement import _pending
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
@@ -49,6 +49,7 @@ from node.settlement._tx import (
     CouponPay,
     Distribute,
     DvP,
+    Freeze,
     Hold,
     Mint,
     PendingDvP,
@@ -58,6 +59,7 @@ from node.settlement._tx import (
     SignedTx,
     Transaction,
     Transfer,
+    Unfreeze,
     decode_body,
 )
 from node.tags import LEAF_EVENT, LEAF_RECORDED, LEAF_UNRECORDED
@@ -292,6 +294,8 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
             return _agent_may_pay(genesis, tx.fund, tx.agent)
         case Hold() | Release():
             parties = (tx.by,)
+        case Freeze() | Unfreeze():
+            return _freeze.may_freeze(genesis, tx.by, tx.instrument)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
@@ -361,16 +365,64 @@ def _execute(
             return _mint(genesis, o, tx, ctx)
         case Burn():
             return _burn(genesis, o, tx, ctx)
-        case CouponPay():
-            return life.coupon_pay(genesis, o, tx, ctx.time_ms)
-        case Distribute():
-            return life.distribute(genesis, o, tx, ctx.time_ms)
-        case Redeem():
-            return life.redeem(genesis, o, tx, ctx.time_ms)
-        case RedeemAll():
-            return life.redeem_all(genesis, o, tx, ctx.time_ms)
+        case CouponPay() | Distribute() | Redeem() | RedeemAll():
+            return _frozen_payment(genesis, o, tx) or _lifecycle(genesis, o, tx, ctx.time_ms)
+        case Freeze():
+            return _freeze.freeze(genesis, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+        case Unfreeze():
+            return _freeze.unfreeze(genesis, o, tx)
         case _:
             assert_never(tx)
+
+
+def _lifecycle(
+    genesis: Genesis, o: Overlay, tx: CouponPay | Distribute | Redeem | RedeemAll, time_ms: int
+) -> ResultCode:
+    match tx:
+        case CouponPay():
+            return life.coupon_pay(genesis, o, tx, time_ms)
+        case Distribute():
+            return life.distribute(genesis, o, tx, time_ms)
+        case Redeem():
+            return life.redeem(genesis, o, tx, time_ms)
+        case RedeemAll():
+            return life.redeem_all(genesis, o, tx, time_ms)
+        case _:
+            assert_never(tx)
+
+
+def _frozen_payment(
+    genesis: Genesis, o: Overlay, tx: CouponPay | Distribute | Redeem | RedeemAll
+) -> ResultCode | None:
+    """FROZEN for a lifecycle payment a freeze blocks; None to run its own checks."""
+    match tx:
+        case Redeem():
+            return _redeem_frozen(genesis, o, tx)
+        case Distribute():
+            return _agent_frozen(genesis, o, tx.fund)
+        case CouponPay() | RedeemAll():
+            return _agent_frozen(genesis, o, tx.bond)
+        case _:
+            assert_never(tx)
+
+
+def _agent_frozen(genesis: Genesis, o: Overlay, instrument: str) -> ResultCode | None:
+    """FROZEN when the paying agent's payment cash (the leg every lifecycle payment
+    debits) is frozen; None to run the payment's own checks. Holders' frozen holdings are
+    paid into (docs/ledger.md "Freezes")."""
+    inst = genesis.instrument_by_id.get(instrument)
+    if inst is None or not inst.payment_cash:
+        return None  # unknown or cash: the payment's own checks give the code
+    frozen = _freeze.any_frozen(o, (inst.agent, inst.payment_cash))
+    return ResultCode.FROZEN if frozen else None
+
+
+def _redeem_frozen(genesis: Genesis, o: Overlay, tx: Redeem) -> ResultCode | None:
+    """A holder's own redemption debits its bond holding: FROZEN if that is frozen."""
+    known = tx.holder in genesis.participant_by_id and tx.bond in genesis.instrument_by_id
+    if known and _freeze.any_frozen(o, (tx.holder, tx.bond)):
+        return ResultCode.FROZEN
+    return _agent_frozen(genesis, o, tx.bond)
 
 
 def _shortfall(kind: InstrumentKind) -> ResultCode:
@@ -407,6 +459,8 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
         return ResultCode.INVALID_AMOUNT
     if not _may_issue(genesis, tx.by, tx.instrument) or not _can_hold(genesis, tx.to):
         return ResultCode.UNAUTHORIZED
+    if _freeze.any_frozen(o, (tx.to, tx.instrument)):
+        return ResultCode.FROZEN
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     supply = o.supply(tx.instrument)
@@ -426,6 +480,8 @@ def _burn(genesis: Genesis, o: Overlay, tx: Burn, ctx: BlockContext) -> ResultCo
         return ResultCode.INVALID_AMOUNT
     if not _may_issue(genesis, tx.by, tx.instrument):
         return ResultCode.UNAUTHORIZED
+    if _freeze.any_frozen(o, (tx.holder, tx.instrument)):
+        return ResultCode.FROZEN
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED  # at maturity units leave only by redemption, for cash
     if o.balance(tx.holder, tx.instrument) < tx.amount:
@@ -446,6 +502,8 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> 
         return ResultCode.SELF_TRADE
     if not _can_hold(genesis, tx.sender, tx.receiver):
         return ResultCode.UNAUTHORIZED
+    if _freeze.any_frozen(o, (tx.sender, tx.instrument), (tx.receiver, tx.instrument)):
+        return ResultCode.FROZEN
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     if o.balance(tx.sender, tx.instrument) < tx.amount:
@@ -469,6 +527,8 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
         return ResultCode.WRONG_INSTRUMENT_KIND
     if not _can_hold(genesis, tx.seller, tx.buyer):
         return ResultCode.UNAUTHORIZED
+    if _freeze.any_frozen(o, *_freeze.dvp_holdings(tx.seller, tx.buyer, tx.bond, tx.cash)):
+        return ResultCode.FROZEN
     if life.matured(genesis, tx.bond, ctx.time_ms):
         return ResultCode.MATURED
     if ctx.time_ms > tx.deadline_ms:

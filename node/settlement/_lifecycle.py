@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from node.config import ID_BYTES_MAX, U64_MAX
 from node.settlement._codec import Reader, Writer
+from node.settlement._freeze import any_frozen
 from node.settlement._model import Genesis, Instrument, InstrumentKind
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
@@ -311,6 +312,8 @@ def redeem_all(genesis: Genesis, o: Overlay, tx: RedeemAll, time_ms: int) -> Res
     if code is not ResultCode.OK:
         return code
     holdings = _holdings(o, genesis, tx.bond)  # what they hold now: all of it is burned
+    # A frozen holding is skipped: it stays, frozen, to be redeemed after the unfreeze.
+    holdings = [(h, u) for h, u in holdings if not any_frozen(o, (h, tx.bond))]
     if not holdings:
         return ResultCode.INSUFFICIENT_SECURITIES  # every holding already redeemed
     return _burn_and_pay(genesis, o, inst, holdings)

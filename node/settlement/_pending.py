@@ -15,7 +15,9 @@ instruction in key order, i.e. (height, position) order, and for each:
 2. block time past its deadline (or past the age bound, ``PENDING_AGE_MAX_MS`` after the
    block that recorded it, whichever is earlier): it ends ``FAILED_DEADLINE``;
 3. held by either party: nothing (a held instruction is not attempted);
-4. nothing this block wrote can have changed what it can settle (``_changed``): nothing;
+4. nothing this block wrote can have changed what it can settle (``_changed``; a block
+   that freezes or unfreezes anything re-attempts every instruction): nothing;
+4a. one of its four holdings frozen (``_freeze``): nothing (it waits, not attempted);
 5. else it settles the largest number of lots both parties can afford and both receivers
    can hold without passing 2**64 - 1: all that is left ends it ``OK``; some, not all,
    is ``PARTIALLY_SETTLED`` and the rest waits; none leaves it as it is.
@@ -59,6 +61,7 @@ from node import crypto
 from node.config import PENDING_AGE_MAX_MS, PENDING_MAX, PENDING_PER_PARTY_MAX, U64_MAX
 from node.invariant import InvariantError, require
 from node.settlement._codec import Reader, Writer
+from node.settlement._freeze import any_frozen, dvp_holdings, touched
 from node.settlement._lifecycle import matured
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
@@ -80,7 +83,8 @@ __all__ = [
 _SHORT = frozenset({ResultCode.INSUFFICIENT_SECURITIES, ResultCode.INSUFFICIENT_CASH})
 # Settlement fails (issue 14 item 5; the metric and the CLI report count these): a trade
 # refused for a short leg (a DvP), refused with the pending book full, or a pending one
-# that ended without settling in full (at its deadline, or cancelled).
+# that ended without settling in full (at its deadline, or cancelled); a trade refused
+# because a party's holding is frozen (docs/ledger.md "Freezes").
 FAIL_CODES = (
     ResultCode.INSUFFICIENT_SECURITIES,
     ResultCode.INSUFFICIENT_CASH,
@@ -88,6 +92,7 @@ FAIL_CODES = (
     ResultCode.FAILED_DEADLINE,
     ResultCode.CANCELLED,
     ResultCode.MATURED,
+    ResultCode.FROZEN,
 )
 _SELLER_HOLD, _BUYER_HOLD = 1, 2
 _COUNT_KEY = bytes([RecordKind.PENDING_COUNT])
@@ -312,10 +317,12 @@ def recycle(
     append after the block's results (the first at leaf ``first_index``)."""
     events: list[tuple[bytes, ResultCode]] = []
     recheck = o.record(_RECHECK_KEY) is not None
+    thawed = touched(o)  # a freeze or unfreeze this block: attempt every one (_step)
     moved = False
     for key, raw in o.records(_PREFIX):
         inst = Instruction.decode(raw)
-        step = _step(o, inst, time_ms, changed=recheck or _changed(o, key, inst))
+        changed = recheck or thawed or _changed(o, key, inst)
+        step = _step(o, inst, time_ms, changed=changed)
         if step is None:
             continue
         code, lots = step
@@ -372,6 +379,8 @@ def _step(
         return ResultCode.FAILED_DEADLINE, 0
     if inst.holds or not changed:
         return None
+    if any_frozen(o, *dvp_holdings(inst.seller, inst.buyer, inst.bond, inst.cash)):
+        return None  # waits, not attempted; still fails at its deadline (docs/ledger.md)
     lots = _affordable(o, inst)
     if lots == 0:
         return None

@@ -47,6 +47,11 @@ class ResultCode(IntEnum):
     CANCELLED = 25
     NOT_PENDING = 26
     PENDING_FULL = 27
+    # --- freeze: freezes (issue 15 item 3; node/settlement/_freeze.py) ---
+    FROZEN = 28
+    ALREADY_FROZEN = 29
+    NOT_FROZEN = 30
+    FREEZES_FULL = 31
 
     @property
     def meaning(self) -> str:
@@ -114,5 +119,14 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.PENDING_FULL: (
         "the ledger already holds the maximum number of pending instructions, in all or "
         "naming a party of this trade; nothing moved"
+    ),
+    ResultCode.FROZEN: (
+        "a leg debits or credits a frozen account or holding (a regulator's Freeze); "
+        "nothing moved; it can move again after an Unfreeze"
+    ),
+    ResultCode.ALREADY_FROZEN: "this account or holding is already frozen; the freeze stands",
+    ResultCode.NOT_FROZEN: "this account or holding is not frozen; there is nothing to unfreeze",
+    ResultCode.FREEZES_FULL: (
+        "the ledger already holds the maximum number of freezes (FREEZES_MAX); unfreeze one"
     ),
 }

@@ -38,6 +38,9 @@ class RecordKind(IntEnum):
     PENDING_COUNT = 18
     PENDING_RECHECK = 19
     PENDING_PARTY = 20
+    # freeze: freezes (node/settlement/_freeze.py)
+    FREEZE = 32
+    FREEZE_COUNT = 33
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ __all__ = [
     "CouponPay",
     "Distribute",
     "DvP",
+    "Freeze",
+    "FreezeReason",
     "Hold",
     "Mint",
     "PendingDvP",
@@ -33,6 +35,7 @@ __all__ = [
     "Transaction",
     "Transfer",
     "TxKind",
+    "Unfreeze",
     "decode_body",
     "encode_body",
     "sign_tx",
@@ -58,6 +61,9 @@ class TxKind(IntEnum):
     HOLD = 11
     RELEASE = 12
     CANCEL = 13
+    # freeze: freezes (issue 15 item 3; node/settlement/_freeze.py)
+    FREEZE = 20
+    UNFREEZE = 21
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +180,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_hold(w, tx)
         case Cancel():
             _enc_cancel(w, tx)
+        case Freeze() | Unfreeze():
+            _enc_freeze(w, tx)
         case _:
             assert_never(tx)
     return w.finish()
@@ -521,6 +529,85 @@ _DECODERS.update(
     }
 )
 
+# --- freeze: freezes (issue 15 item 3; node/settlement/_freeze.py) ----------------------
+
+
+class FreezeReason(IntEnum):
+    """Why a target is frozen (docs/ledger.md "Freezes"); only these values decode."""
+
+    SANCTIONS = 1
+    COURT_ORDER = 2
+    AML_INVESTIGATION = 3
+    FRAUD = 4
+    KYC_LAPSED = 5
+    OTHER = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """Freeze ``account`` (``instrument`` empty) or its one holding of ``instrument``;
+    signed by ``by``, a regulator (an account freeze: a compliance officer too)."""
+
+    KIND: ClassVar[TxKind] = TxKind.FREEZE
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    account: str
+    instrument: str  # "" freezes the whole account
+    reason: FreezeReason
+    by: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.by,)
+
+
+@dataclass(frozen=True, slots=True)
+class Unfreeze:
+    """Lift the freeze on ``account`` (``instrument`` empty) or on one holding; signed by
+    ``by``, under the same role rule as the freeze."""
+
+    KIND: ClassVar[TxKind] = TxKind.UNFREEZE
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    account: str
+    instrument: str
+    by: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.by,)
+
+
+def _enc_freeze(w: Writer, t: Freeze | Unfreeze) -> None:
+    # An optional id as a presence flag then the id: "" has no ident encoding.
+    w.ident(t.account).flag(bool(t.instrument))
+    if t.instrument:
+        w.ident(t.instrument)
+    if isinstance(t, Freeze):
+        w.u8(FreezeReason(t.reason))
+    w.ident(t.by)
+
+
+def _dec_target(r: Reader) -> tuple[str, str]:
+    account = r.ident()
+    return account, r.ident() if r.flag() else ""
+
+
+def _dec_freeze(r: Reader, h: _Head) -> Freeze:
+    account, instrument = _dec_target(r)
+    raw_reason = r.u8()
+    if raw_reason not in FreezeReason._value2member_map_:
+        raise DecodeError(f"unknown freeze reason {raw_reason}")
+    return Freeze(*h, account, instrument, FreezeReason(raw_reason), by=r.ident())
+
+
+def _dec_unfreeze(r: Reader, h: _Head) -> Unfreeze:
+    account, instrument = _dec_target(r)
+    return Unfreeze(*h, account, instrument, by=r.ident())
+
+
+_DECODERS.update({TxKind.FREEZE: _dec_freeze, TxKind.UNFREEZE: _dec_unfreeze})
+
 # The union of every kind; mypy checks each match over it is exhaustive.
 Transaction = (
     Mint
@@ -535,4 +622,6 @@ Transaction = (
     | Hold
     | Release
     | Cancel
+    | Freeze
+    | Unfreeze
 )

@@ -51,6 +51,7 @@ from node.settlement import (
     CouponPay,
     Distribute,
     DvP,
+    Freeze,
     Genesis,
     Hold,
     Mint,
@@ -62,6 +63,7 @@ from node.settlement import (
     Transaction,
     Transfer,
     TxResult,
+    Unfreeze,
     outcome,
 )
 from node.settlement._lifecycle import distribution_parts
@@ -422,6 +424,8 @@ def _apply_legs(
         issue(tx.instrument, tx.holder, -tx.amount)
     elif isinstance(tx, Hold | Release | Cancel):
         pass  # no legs: they act on a pending trade, whose events move them
+    elif isinstance(tx, Freeze | Unfreeze):
+        pass  # no legs: they decide whether later legs move
     else:
         raise Violation("unknown tx", "a transaction settled that no body decodes to")
 

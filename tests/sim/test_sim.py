@@ -101,7 +101,8 @@ def _run_seeds(
 ADMISSION_ONLY = {"MALFORMED", "BAD_SIGNATURE", "WRONG_CHAIN", "UNAUTHORIZED"}
 # A full pending book needs PENDING_MAX (1,000) trades waiting at once, far beyond a
 # simulated run's load: tests/unit/test_pending.py checks that bound with a small one.
-UNIT_ONLY = {"PENDING_FULL"}
+# Likewise FREEZES_MAX (1,000) freezes at once: tests/unit/test_freeze.py checks it.
+UNIT_ONLY = {"PENDING_FULL", "FREEZES_FULL"}
 EVERY_CODE = {code.name for code in ResultCode} - UNIT_ONLY
 ADMISSION_ONLY_CODES = frozenset(ResultCode[name] for name in ADMISSION_ONLY)
 

@@ -51,6 +51,20 @@ at genesis; ``LATE`` receives exactly what its pending trades sell (in any order
 them settle); ``PART`` receives half. The checker (tests/sim/invariants.py) applies an
 event's legs to its model, and checks that no trade settles twice or after its deadline
 and that every honest node resolves every pending trade the same way.
+
+Freezes (docs/ledger.md "Freezes"), so every node resolves them the same way (the
+simulator compares state roots after every block):
+
+- ``freeze_holding``: the regulator freezes ``ICE``'s bond holding, with a second freeze
+  of it sent at the same time (one is ``OK``, the other ``ALREADY_FROZEN``; nothing ever
+  unfreezes it), then ``ICE`` transfers from it: ``FROZEN`` once the freeze is in;
+- ``freeze_cycle``: compliance freezes ``ICE``'s account, ``ICE`` sends cash (``FROZEN``,
+  or ``OK`` if it overtakes the freeze), the regulator unfreezes the account (``OK``, or
+  ``NOT_FROZEN`` if it overtakes it);
+- ``unfreeze_unknown``: an unfreeze of an account nobody froze: ``NOT_FROZEN``;
+- ``freeze_by_bank``: refused at admission (``UNAUTHORIZED``).
+
+``ICE`` sends only to banks; the balance model applies what settles.
 """
 
 from __future__ import annotations
@@ -70,6 +84,8 @@ from node.settlement import (
     CouponPay,
     Distribute,
     DvP,
+    Freeze,
+    FreezeReason,
     Genesis,
     Hold,
     Holding,
@@ -86,6 +102,7 @@ from node.settlement import (
     SignedTx,
     Transaction,
     Transfer,
+    Unfreeze,
     encode_body,
     sign_tx,
 )
@@ -96,6 +113,8 @@ POOR_CASH = 1_000
 POOR_BONDS = 100
 LATE = "LATE01"  # sells bonds it receives only later (pending settlement)
 PART = "PART01"  # the same, in lots, for partial settlement only
+ICE = "ICE01"  # the target of freezes
+ICE_UNITS = 1_000  # its genesis holding of the first bond and of cash
 PENDING_LOT = 10  # bond units in each pending trade's lot, and in each funding delivery
 PENDING_WAIT_MS = 700  # a failing pending trade's deadline, after its late step
 CAP_HEADROOM = 10**6  # the capped bond's max_supply: genesis holdings plus this
@@ -159,6 +178,7 @@ def sim_network(n: int) -> DemoNetwork:
     poor_key = crypto.SigningKey(crypto.sha256(b"sim-participant", POOR.encode()))
     late_key = crypto.SigningKey(crypto.sha256(b"sim-participant", LATE.encode()))
     part_key = crypto.SigningKey(crypto.sha256(b"sim-participant", PART.encode()))
+    ice_key = crypto.SigningKey(crypto.sha256(b"sim-participant", ICE.encode()))
     capped = demo.bonds[1]
     held = sum(h.amount for h in g.holdings if h.instrument == capped)
     instruments = tuple(
@@ -172,12 +192,15 @@ def sim_network(n: int) -> DemoNetwork:
             Participant(POOR, poor_key.public_key, frozenset({Role.TRADER}), 2),
             Participant(LATE, late_key.public_key, frozenset({Role.TRADER}), 2),
             Participant(PART, part_key.public_key, frozenset({Role.TRADER}), 2),
+            Participant(ICE, ice_key.public_key, frozenset({Role.TRADER}), 2),
         ),
         instruments=(*instruments, *_lifecycle_instruments(demo.cash)),
         holdings=(
             *g.holdings,
             Holding(POOR, demo.cash, POOR_CASH),
             Holding(POOR, demo.bonds[0], POOR_BONDS),
+            Holding(ICE, demo.cash, ICE_UNITS),
+            Holding(ICE, demo.bonds[0], ICE_UNITS),
             Holding(AGENT, demo.cash, 10**13),
             *(
                 Holding(b, i, SIM_UNITS * (k + 1))
@@ -188,7 +211,7 @@ def sim_network(n: int) -> DemoNetwork:
         validators=g.validators,
         quorum=g.quorum,
     )
-    keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key}
+    keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key, ICE: ice_key}
     return DemoNetwork(
         genesis, keys, demo.validator_keys, demo.banks, demo.bonds, demo.cash, demo.fund
     )
@@ -385,6 +408,30 @@ class _Maker:
             self.sim("hold_unknown", nobody, R.NOT_PENDING),
         ]  # fmt: skip
 
+    # --- freezes (docs/ledger.md "Freezes") ------------------------------------------------
+
+    def _freeze(self, instrument: str, by: str, account: str = ICE) -> Freeze:
+        reason = FreezeReason.COURT_ORDER if instrument else FreezeReason.AML_INVESTIGATION
+        return Freeze(self.chain, self._next(), self.far, account, instrument, reason, by)
+
+    def freezes(self, bank: str) -> list[SimTx]:
+        """Freezes, unfreezes and the legs they block (see the module docstring)."""
+        bond = self.net.bonds[0]
+        again = _signed(self.net, self._freeze(bond, "REGULATOR"))
+        out_of_bond = self.transfer(ICE, bank, 1, instrument=bond)
+        out_of_cash = self.transfer(ICE, bank, 1)
+        thaw = Unfreeze(self.chain, self._next(), self.far, ICE, "", "REGULATOR")
+        nobody = Unfreeze(self.chain, self._next(), self.far, bank, "", "COMPLIANCE")
+        either = (R.OK, R.ALREADY_FROZEN)
+        return [
+            replace(self.sim("freeze_holding", self._freeze(bond, "REGULATOR"), *either),
+                    twin=again, companions=(self._then(300, out_of_bond),)),
+            replace(self.sim("freeze_cycle", self._freeze("", "COMPLIANCE"), *either),
+                    companions=(self._then(200, out_of_cash), self._then(600, thaw))),
+            self.sim("unfreeze_unknown", nobody, R.NOT_FROZEN),
+            self.sim("freeze_by_bank", self._freeze("", bank, account=bank), R.UNAUTHORIZED),
+        ]  # fmt: skip
+
     def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
         """Copies of a settling trade that no honest node admits (BAD_SIGNATURE, MALFORMED)."""
         stx = SignedTx.decode(raw)
@@ -445,6 +492,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         out += maker.forged(raw, tx, bank, rng)
         out.append(maker.duplicate(*pool[-20 - k], salt=k))
         out += maker.pendings(bank, other)
+        out += maker.freezes(bank)
     return tuple(out)
 
 
