@@ -737,7 +737,10 @@ def _report_settlement(args: argparse.Namespace) -> int:
             receipt = client.transaction(tid).receipt
             return None if receipt is None else receipt.block_time_ms
 
-        report = settlement.report_of(blocks, args.from_height, last, recorded_at)
+        finality = (
+            settlement.finality_of(client.timelines(args.from_height, last)) if blocks else {}
+        )
+        report = settlement.report_of(blocks, args.from_height, last, recorded_at, finality)
     settlement.print_report(report, args.json)
     return EXIT_OK
 

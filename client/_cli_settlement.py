@@ -14,9 +14,14 @@ ledger's own clock, so two runs over the same range agree on every node. What co
   refusals (expired, unauthorized...) are bad instructions, counted apart;
 - **fail rate**: fails / trades;
 - **time to settle after recycling**: from the block that recorded the trade pending to
-  the block whose end settled it (block times), p50 and p99. Finality from a client's
-  submission is not on the chain: each validator exports it as the histogram
-  ``ledger_commit_latency_seconds`` (docs/reliability.md).
+  the block whose end settled it (block times), p50 and p99;
+- **finality**, p50 and p99 over the range's blocks with trades: from the first
+  validator seeing a block's proposal to the first holding its commit certificate, the
+  earliest over every validator's timeline (``GetTimeline``; a validator keeps the last
+  ``TIMELINE_HEIGHTS_MAX`` heights, older blocks are left out and counted). A trade's
+  finality from its client's submission adds its wait for the block, which is not on
+  the chain: each validator exports that as the histogram
+  ``ledger_commit_latency_seconds`` (docs/cluster.md).
 
 Block contents and events are the node's report (each block's certificate is checked);
 a receipt proves one trade's outcome.
@@ -29,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from client._async import BlockView, PendingTrade
+from client._async import BlockTiming, BlockView, EndpointDown, PendingTrade
 from client._cli_common import amount, emit_json, table, timestamp
 from node.settlement import FAIL_CODES, DvP, PendingDvP, ResultCode
 
@@ -37,6 +42,7 @@ __all__ = [
     "Fail",
     "SettlementReport",
     "fails_of",
+    "finality_of",
     "print_fails",
     "print_pending",
     "print_report",
@@ -66,6 +72,8 @@ class SettlementReport:
     failed: Counter[str] = field(default_factory=Counter)
     refused_other: Counter[str] = field(default_factory=Counter)
     recycle_ms: list[int] = field(default_factory=list)
+    finality_ms: list[int] = field(default_factory=list)
+    finality_unknown: int = 0  # blocks with trades no validator's timeline still holds
 
     @property
     def fail_rate(self) -> float:
@@ -87,6 +95,12 @@ class SettlementReport:
                 "count": len(self.recycle_ms),
                 "p50": _percentile(self.recycle_ms, 50),
                 "p99": _percentile(self.recycle_ms, 99),
+            },
+            "finality_ms": {
+                "blocks": len(self.finality_ms),
+                "p50": _percentile(self.finality_ms, 50),
+                "p99": _percentile(self.finality_ms, 99),
+                "blocks_not_in_timelines": self.finality_unknown,
             },
         }
 
@@ -114,17 +128,45 @@ def fails_of(blocks: Iterable[BlockView]) -> list[Fail]:
     return out
 
 
+def finality_of(timelines: Iterable[list[BlockTiming] | EndpointDown]) -> dict[int, int]:
+    """Per height, ms from the earliest proposal to the earliest commit certificate any
+    validator's timeline shows (heights where either is missing are left out)."""
+    proposed: dict[int, int] = {}
+    committed: dict[int, int] = {}
+    for timeline in timelines:
+        if isinstance(timeline, EndpointDown):
+            continue
+        for t in timeline:
+            if t.proposed_us:
+                proposed[t.height] = min(proposed.get(t.height, t.proposed_us), t.proposed_us)
+            if t.commit_qc_us:
+                committed[t.height] = min(committed.get(t.height, t.commit_qc_us), t.commit_qc_us)
+    return {
+        h: (committed[h] - us) // 1000
+        for h, us in proposed.items()
+        if h in committed and committed[h] >= us
+    }
+
+
 def report_of(
     blocks: Iterable[BlockView],
     from_height: int,
     to_height: int,
     recorded_at_ms: Callable[[bytes], int | None],
+    finality_ms: dict[int, int] | None = None,
 ) -> SettlementReport:
     """The report over ``blocks``. ``recorded_at_ms(tx_id)``: the block time of a trade
-    recorded before the range (None: unknown, left out of the timing)."""
+    recorded before the range (None: unknown, left out of the timing); ``finality_ms``:
+    per height, proposal to commit certificate (``finality_of``)."""
     r = SettlementReport(from_height, to_height)
     pending_since: dict[bytes, int] = {}
     for b in blocks:
+        if any(True for _ in _trades(b)):
+            known = None if finality_ms is None else finality_ms.get(b.height)
+            if known is None:
+                r.finality_unknown += 1
+            else:
+                r.finality_ms.append(known)
         for tid, code in _trades(b):
             r.trades += 1
             if code is RC.OK:
@@ -167,6 +209,9 @@ def print_report(r: SettlementReport, as_json: bool) -> None:
         *((f"refused (not a fail): {k}", v) for k, v in sorted(r.refused_other.items())),
         ("settle after recycling p50 ms", _or_dash(timing["p50"])),
         ("settle after recycling p99 ms", _or_dash(timing["p99"])),
+        ("finality p50 ms (proposal to commit)", _or_dash(doc["finality_ms"]["p50"])),
+        ("finality p99 ms (proposal to commit)", _or_dash(doc["finality_ms"]["p99"])),
+        ("blocks past the validators' timelines", r.finality_unknown),
     ]
     print(f"settlement report, blocks {r.from_height}..{r.to_height} (heights, inclusive)")
     table(("measure", "value"), rows, right=(1,))

@@ -18,6 +18,7 @@ from client._async import (
     AccountEvent,
     AsyncLedgerClient,
     Balances,
+    BlockTiming,
     BlockView,
     Endpoint,
     EndpointDown,
@@ -214,6 +215,11 @@ class LedgerClient:
     def instrument(self, instrument: str) -> InstrumentView:
         """Holders and paid periods of a bond or fund (see the async client)."""
         return self._run(self._client.instrument(instrument))
+
+    def timelines(
+        self, first_height: int, last_height: int
+    ) -> list[list[BlockTiming] | EndpointDown]:
+        return self._run(self._client.timelines(first_height, last_height))
 
     def head(self) -> int:
         return self._run(self._client.head())

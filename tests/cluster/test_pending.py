@@ -114,6 +114,9 @@ def test_the_cli_reports_the_recycled_and_the_failed_trade(
     assert doc["settled_after_recycling"] >= 1
     assert doc["failed_by_reason"].get("FAILED_DEADLINE", 0) >= 1
     assert doc["pending"] >= 2 and doc["settle_after_recycling_ms"]["count"] >= 1
+    finality = doc["finality_ms"]  # from the validators' timelines, every trade's block
+    assert finality["blocks"] >= 2 and finality["blocks_not_in_timelines"] == 0
+    assert 0 <= finality["p50"] <= finality["p99"]
     assert main(["--run-dir", run_dir, "--json", "fails"]) == 0
     fails = json.loads(capsys.readouterr().out)
     assert any(f["reason"] == "FAILED_DEADLINE" and f["event"] for f in fails)

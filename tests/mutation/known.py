@@ -579,3 +579,14 @@ MUTANTS += [
            tests=[_F + "test_a_paying_agent_with_frozen_cash_pays_nothing"]),
 ]
 # fmt: on
+
+# --- lead: the settlement report's finality (issue 14 item 5) ---------------------------------
+# fmt: off
+MUTANTS += [
+    Mutant("report-finality-latest-proposal", "client/_cli_settlement.py",
+           old="proposed[t.height] = min(proposed.get(t.height, t.proposed_us), t.proposed_us)",
+           new="proposed[t.height] = max(proposed.get(t.height, t.proposed_us), t.proposed_us)",
+           breaks="the report's finality starts at the last validator to see a proposal, not the first",
+           tests=["tests/unit/test_pending_cli.py::test_finality_is_the_earliest_proposal_to_the_earliest_commit_over_validators"]),
+]
+# fmt: on

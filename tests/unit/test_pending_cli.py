@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from client import BlockEvent, BlockTx, BlockView, InvalidFieldError, Transactions
-from client._cli_settlement import fails_of, report_of
+from client._async import BlockTiming, Endpoint, EndpointDown
+from client._cli_settlement import fails_of, finality_of, report_of
 from client.cli import main
 from node.genesis import dump_genesis
 from node.netgen import write_signing_key
@@ -114,6 +115,36 @@ def test_the_report_counts_trades_recycling_and_fails_by_reason() -> None:
         (5, c, RC.INSUFFICIENT_CASH, False),
         (8, e, RC.FAILED_DEADLINE, True),
     ]
+
+
+def test_finality_is_the_earliest_proposal_to_the_earliest_commit_over_validators() -> None:
+    """Per height, the first validator to see the proposal to the first to hold the commit
+    certificate; a down validator, an unseen step or a forgotten height gives nothing."""
+    t = BlockTiming
+    timelines: list[list[BlockTiming] | EndpointDown] = [
+        [t(5, 1_000_000, 1_001_000, 1_040_000, 1_041_000), t(6, 2_000_000, 0, 0, 0)],
+        [t(5, 1_010_000, 1_002_000, 1_020_000, 1_031_000), t(6, 2_005_000, 0, 2_090_000, 0)],
+        EndpointDown(Endpoint("127.0.0.1", 1), "down"),
+    ]
+    assert finality_of(timelines) == {5: 20, 6: 90}  # 1,000,000 to 1,020,000 us
+    assert finality_of([[t(7, 0, 0, 3_000_000, 0)]]) == {}  # proposal not seen: unknown
+
+
+def test_the_report_gives_finality_of_blocks_with_trades_and_counts_the_unknown() -> None:
+    txf = TxFactory(NET)
+    dvp = txf.dvp()
+    blocks = [
+        _block(5, 10_000, [(bytes(32), RC.OK, dvp)]),
+        _block(6, 11_000, [(bytes([1]) * 32, RC.OK, dvp)]),
+        _block(7, 12_000, []),  # no trade: not a trade's finality
+        _block(8, 13_000, [(bytes([2]) * 32, RC.OK, dvp)]),
+    ]
+    report = report_of(blocks, 5, 8, lambda tid: None, {5: 30, 6: 90, 7: 5_000})
+    assert sorted(report.finality_ms) == [30, 90]
+    assert report.finality_unknown == 1  # block 8 is past every timeline
+    assert report.to_json()["finality_ms"] == {
+        "blocks": 2, "p50": 30, "p99": 90, "blocks_not_in_timelines": 1,
+    }  # fmt: skip
 
 
 def test_an_empty_range_reports_no_rate() -> None:
