@@ -786,7 +786,10 @@ class AsyncLedgerClient:
         order (docs/ledger.md "Freezes"; the node's word, like ``pending``)."""
 
         async def get(i: int) -> tuple[int, tuple[FreezeRecord, ...]]:
-            msg = await self._stub(i).GetFreezes(pb.FreezesRequest(), timeout=self._rpc_timeout_s)
+            req = pb.FreezesRequest()
+            msg = await self._stub(i).GetFreezes(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetFreezes", req)
+            )
             if any(f.reason not in FreezeReason._value2member_map_ for f in msg.freezes):
                 raise BadResponseError("a freeze with a reason not on the documented list")
             return msg.height, tuple(

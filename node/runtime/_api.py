@@ -440,8 +440,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         return pb.Timeline(validator=self._node.index, blocks=blocks)
 
     async def GetFreezes(self, request: pb.FreezesRequest, context: Ctx) -> pb.FreezeList:
-        """Every freeze (at most FREEZES_MAX records: bounded by the state itself)."""
-        store = self._node.store
+        """Every freeze (at most FREEZES_MAX records: bounded by the state itself); to a
+        non-observer, only those of its own account."""
+        store, caller = self._node.store, current_caller()
         return pb.FreezeList(
             height=store.head().height,
             freezes=[
@@ -454,6 +455,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     by=f.by,
                 )
                 for f in freezes(store)
+                if may_read_account(caller, f.account)
             ],
         )
 

@@ -24,6 +24,7 @@ from client import (
     verify_receipt,
 )
 from client.cli import main
+from node.netconfig import OPERATOR_IDENTITY
 from node.settlement import FreezeReason
 from tests.cluster.harness import Cluster, running_cluster
 
@@ -55,7 +56,9 @@ def test_a_freeze_blocks_a_trade_and_an_unfreeze_lets_it_through(
     run_dir = str(cluster.net.run_dir)
 
     async def frozen() -> dict[str, int]:
-        async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir) as client:
+        async with AsyncLedgerClient.from_run_dir(
+            cluster.net.run_dir, identity=OPERATOR_IDENTITY
+        ) as client:
             g = client.genesis
             tx = Transactions(g).freeze("BANK02", "REGULATOR", FreezeReason.SANCTIONS)
             done = await client.submit(sign(tx, _key(cluster, "REGULATOR"), genesis=g))
@@ -68,6 +71,9 @@ def test_a_freeze_blocks_a_trade_and_an_unfreeze_lets_it_through(
             assert (await client.balances("BANK02")).amounts == before
             _, found = await client.freezes()
             assert [(f.account, f.instrument, f.by) for f in found] == [("BANK02", "", "REGULATOR")]
+            for who, seen in (("BANK01", []), ("BANK02", ["BANK02"])):  # its own freezes only
+                async with AsyncLedgerClient.from_run_dir(run_dir, identity=who) as party:
+                    assert [f.account for f in (await party.freezes())[1]] == seen
             return dict(before)
 
     before = asyncio.run(frozen())
@@ -79,7 +85,9 @@ def test_a_freeze_blocks_a_trade_and_an_unfreeze_lets_it_through(
     capsys.readouterr()
 
     async def thawed() -> None:
-        async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir) as client:
+        async with AsyncLedgerClient.from_run_dir(
+            cluster.net.run_dir, identity=OPERATOR_IDENTITY
+        ) as client:
             assert (await client.freezes())[1] == ()
             done = await client.submit(_trade(cluster, client))
             assert done.code is RC.OK
