@@ -30,7 +30,7 @@ from client import (
     sign,
     verify_receipt,
 )
-from client.cli import main
+from client.cli import EXIT_FAILED, main
 from node.genesis import DEMO_BOND_UNITS
 from node.netconfig import OPERATOR_IDENTITY
 from tests.cluster.harness import running_cluster
@@ -103,3 +103,10 @@ def test_coupon_and_distribution_settle_once_on_a_real_cluster(tmp_path: Path) -
         assert then["height"] == paid.height and then["proven"] is True
         assert isinstance(then["holders"], list)
         assert [(h["account"], h["units"]) for h in then["holders"]] == list(FUND_UNITS.items())
+        # a bank reads its own transactions only: no full blocks, no replay, said so
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(
+                ["--run-dir", str(run_dir), "--as", "BANK01", "holders", fund, "--height", "2"]
+            )
+        assert code == EXIT_FAILED and "regulator, compliance or auditor" in err.getvalue()

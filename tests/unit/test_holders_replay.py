@@ -151,6 +151,16 @@ def test_holders_at_proves_a_past_height_by_the_next_header(net: DemoNetwork) ->
     assert progress == []  # fewer blocks than REPLAY_PROGRESS_BLOCKS
 
 
+def test_a_long_replay_reports_progress(net: DemoNetwork, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("client._async.REPLAY_PROGRESS_BLOCKS", 2)
+    blocks, _ = _history(net)
+    progress: list[tuple[int, int]] = []
+    asyncio.run(
+        _FakeClient(net, blocks).holders_at(net.bonds[0], 5, progress=lambda *p: progress.append(p))
+    )
+    assert progress == [(2, 5), (4, 5)]
+
+
 def test_holders_at_refuses_a_forged_next_header_and_bad_arguments(net: DemoNetwork) -> None:
     blocks, _ = _history(net)
     blocks[3] = replace(blocks[3], prior_root=bytes(32))
