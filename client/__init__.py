@@ -47,6 +47,7 @@ from client._errors import (
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
+from client._replay import HolderAt, HoldersAt
 from client._stream import SubmitStream
 from client._sync import LedgerClient, StreamedTx, SyncSubmitStream
 from client._trades import (
@@ -83,7 +84,9 @@ __all__ = [
     "EndpointDown",
     "EventProof",
     "FinalityTimeoutError",
+    "HolderAt",
     "HolderView",
+    "HoldersAt",
     "InstrumentView",
     "InvalidFieldError",
     "InvalidReceiptError",

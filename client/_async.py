@@ -62,6 +62,8 @@ from client._limits import (
     RECEIVE_MESSAGE_BYTES_MAX,
     RECONNECT_BACKOFF_INITIAL_MS,
     RECONNECT_BACKOFF_MAX_MS,
+    REPLAY_BLOCKS_MAX,
+    REPLAY_PROGRESS_BLOCKS,
     RPC_TIMEOUT_DEFAULT_S,
     SILENCE_CHECK_S,
     SILENCE_FRESH_S,
@@ -70,6 +72,7 @@ from client._limits import (
     TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
 )
+from client._replay import HoldersAt, Replay, ReplayedBlock
 from client._stream import EOF, SubmitStream, overload_wait_s
 from client._trades import SignedTransaction, Transactions, sign
 from node.core import (
@@ -225,6 +228,9 @@ class BlockView:
     # each of them in this block, offline, with verify_receipt.
     filtered: bool = False
     receipts: tuple[Receipt, ...] = ()
+    # The state root after block ``height - 1`` that this block's certified header carries:
+    # what a replay of blocks 1..height-1 must reach (``holders_at``).
+    prior_root: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -844,6 +850,37 @@ class AsyncLedgerClient:
             raise InvalidFieldError("height", "heights start at 1")
         return await self._call(f"block {height}", get)
 
+    async def holders_at(
+        self, instrument: str, height: int, *, progress: Callable[[int, int], None] | None = None
+    ) -> HoldersAt:
+        """A bond's or fund's holders after block ``height``, replayed here from genesis:
+        blocks 1..height, each certified by a quorum, executed with the settlement layer's
+        ``apply_block``, each replayed root checked against the next block's certified
+        header (docs/ledger.md "Lifecycle"). ``proven`` is False only for the head block,
+        whose root no header carries yet. Needs full blocks: an observer identity
+        (PermissionDeniedError otherwise). ``height`` at most REPLAY_BLOCKS_MAX; ``progress``
+        is called with (blocks replayed, height) every REPLAY_PROGRESS_BLOCKS blocks."""
+        if not 1 <= height <= REPLAY_BLOCKS_MAX:
+            raise InvalidFieldError("height", f"must be 1..{REPLAY_BLOCKS_MAX} (replay bound)")
+        head = await self.head()
+        if height > head:
+            raise NotFoundError(f"block {height} is above the head ({head})")
+        replay = Replay(self.genesis)
+        replay.holders(instrument, proven=False)  # an unknown instrument fails before reading
+        last = min(height + 1, head)  # block height+1's header certifies the root after height
+        async with contextlib.aclosing(self.blocks(1)) as blocks:
+            async for b in blocks:
+                rb = _replayed(b)
+                if b.height > height:
+                    replay.check_root(rb)
+                    break
+                replay.apply(rb)
+                if progress is not None and b.height % REPLAY_PROGRESS_BLOCKS == 0:
+                    progress(b.height, height)
+                if b.height == last:
+                    break
+        return replay.holders(instrument, proven=last > height)
+
     async def head(self) -> int:
         """The committed height at the current endpoint."""
 
@@ -1012,6 +1049,7 @@ class AsyncLedgerClient:
             certificate=bytes(info.certificate),
             transactions=txs,
             events=tuple(_block_event(e) for e in info.events),
+            prior_root=block.state_root,
         )
 
     def _filtered_view(self, info: pb.BlockInfo) -> BlockView:
@@ -1052,6 +1090,7 @@ class AsyncLedgerClient:
             transactions=txs,
             filtered=True,
             receipts=receipts,
+            prior_root=h.state_root,
         )
 
     def _in_block(self, msg: pb.Receipt, result: pb.TransactionResult, header: bytes) -> Receipt:
@@ -1143,6 +1182,18 @@ def _mapped(e: grpc.aio.AioRpcError, what: str) -> LedgerError:
     if code is _Code.PERMISSION_DENIED:
         return PermissionDeniedError(f"{what}: {details}")
     return LedgerError(f"{what}: {code.name}: {details}")
+
+
+def _replayed(b: BlockView) -> ReplayedBlock:
+    return ReplayedBlock(
+        b.height,
+        b.hash,
+        b.time_ms,
+        b.certificate,
+        tuple(t.raw for t in b.transactions),
+        b.prior_root,
+        b.filtered,
+    )
 
 
 def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockTx:

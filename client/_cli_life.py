@@ -3,17 +3,19 @@
 ``submit coupon|distribute|redeem-bond|redeem-all`` sign with the paying agent's or the
 holder's key and submit like every ``submit``; ``schedule`` prints a bond's or fund's
 payment calendar from genesis (and which periods the node says are paid); ``holders``
-prints who holds a bond or fund at the node's current height.
+prints who holds a bond or fund at the node's current height, or, with ``--height``, after
+a past block, replayed here from genesis and checked against the quorum's state roots.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from datetime import date
 from fractions import Fraction
 
-from client import InstrumentView, Transactions, UnavailableError, sign
+from client import HolderAt, HolderView, InstrumentView, Transactions, UnavailableError, sign
 from client._cli_common import EXIT_OK, EXIT_USAGE, CliError, amount, emit_json, table
 from client._cli_net import _client, _genesis, _key, _submit
 from node.settlement import Genesis, Instrument, InstrumentKind
@@ -141,12 +143,54 @@ def _schedule(args: argparse.Namespace) -> int:
 def _holders(args: argparse.Namespace) -> int:
     g = _genesis(args)
     inst = _payable(g, args.instrument)
+    if args.height is not None:
+        return _holders_at(args, inst.id, args.height)
     view = _instrument_view(args, inst.id)
+    _print_holders(args, view.instrument, view.height, view.holders)
+    return EXIT_OK
+
+
+def _holders_at(args: argparse.Namespace, iid: str, height: int) -> int:
+    """Holders after block ``height``, replayed here from genesis and checked against the
+    quorum's state roots (AsyncLedgerClient.holders_at); progress on stderr."""
+
+    def progress(done: int, total: int) -> None:
+        print(f"replayed {done}/{total} blocks", file=sys.stderr, flush=True)
+
+    with _client(args) as client:
+        at = client.holders_at(iid, height, progress=progress)
+    proof = (
+        f"state root {at.state_root.hex()[:16]}.. certified by block {at.height + 1}'s header"
+        if at.proven
+        else f"state root {at.state_root.hex()[:16]}.. not certified yet: block {at.height} "
+        "is the head, no header carries its root"
+    )
+    _print_holders(
+        args,
+        at.instrument,
+        at.height,
+        at.holders,
+        extra={"proven": at.proven, "state_root": at.state_root.hex()},
+        proof=proof,
+    )
+    return EXIT_OK
+
+
+def _print_holders(
+    args: argparse.Namespace,
+    iid: str,
+    height: int,
+    holders: Sequence[HolderView | HolderAt],
+    *,
+    extra: dict[str, object] | None = None,
+    proof: str = "",
+) -> None:
     if args.json:
         emit_json(
             {
-                "instrument": view.instrument,
-                "height": view.height,
+                "instrument": iid,
+                "height": height,
+                **(extra or {}),
                 "holders": [
                     {
                         "account": h.account,
@@ -154,20 +198,20 @@ def _holders(args: argparse.Namespace) -> int:
                         "redeemed_units": h.redeemed_units,
                         "redeemed_paid": h.redeemed_paid,
                     }
-                    for h in view.holders
+                    for h in holders
                 ],
             }
         )
-        return EXIT_OK
-    total = sum(h.units for h in view.holders)
-    count = len(view.holders)
-    print(f"{view.instrument} after block {view.height}: {count} holders, {amount(total)} units")
+        return
+    total = sum(h.units for h in holders)
+    print(f"{iid} after block {height}: {len(holders)} holders, {amount(total)} units")
+    if proof:
+        print(f"replayed from genesis; {proof}")
     rows = [
         (h.account, amount(h.units), amount(h.redeemed_units), amount(h.redeemed_paid))
-        for h in view.holders
+        for h in holders
     ]
     table(("account", "units", "redeemed", "paid for it"), rows, right=(1, 2, 3))
-    return EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -27,6 +27,13 @@ RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
 
 TIMELINE_SPAN_MAX: Final = _NODE_TIMELINE_SPAN_MAX  # heights per GetTimeline call (node cap)
 
+# --- replay (holders at a past height) ------------------------------------------------------
+# ``holders_at`` replays blocks 1..H on the client: each is one block read and one
+# apply_block, so H is bounded (a ledger at 20 blocks/s passes this in ~1.4 hours), and a
+# long replay reports its progress every REPLAY_PROGRESS_BLOCKS blocks.
+REPLAY_BLOCKS_MAX: Final = 100_000
+REPLAY_PROGRESS_BLOCKS: Final = 1_000
+
 # --- failover and retries -----------------------------------------------------------------
 FAILOVER_ROUNDS_MAX: Final = 2  # each endpoint is tried at most this often per call
 FAILOVER_ROUND_BACKOFF_S: Final = 0.25  # pause between two rounds over all endpoints

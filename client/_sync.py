@@ -31,6 +31,7 @@ from client._async import (
 from client._identity import identity_key
 from client._keys import ParticipantKey
 from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
+from client._replay import HoldersAt
 from client._stream import SubmitStream
 from client._trades import SignedTransaction, Transactions
 from node.receipt import Receipt
@@ -220,6 +221,12 @@ class LedgerClient:
         self, first_height: int, last_height: int
     ) -> list[list[BlockTiming] | EndpointDown]:
         return self._run(self._client.timelines(first_height, last_height))
+
+    def holders_at(
+        self, instrument: str, height: int, *, progress: Callable[[int, int], None] | None = None
+    ) -> HoldersAt:
+        """Holders after block ``height``, replayed from genesis (see the async client)."""
+        return self._run(self._client.holders_at(instrument, height, progress=progress))
 
     def head(self) -> int:
         return self._run(self._client.head())

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
+from client._limits import REPLAY_BLOCKS_MAX
 from node.config import U64_MAX
 from node.genesis import load_genesis
 from node.netgen import (
@@ -599,10 +600,18 @@ def _add_lifecycle_queries(b: _Builder) -> None:
     p = b.leaf(
         b.top,
         "holders",
-        "who holds a bond or fund now, and what redemptions paid (current height only)",
+        "who holds a bond or fund now, or after block H (--height), and what redemptions paid",
         _network("life_holders"),
     )
     p.add_argument("instrument", type=participant_id, metavar="INSTRUMENT", help="a bond or fund")
+    p.add_argument(
+        "--height",
+        type=positive_int,
+        metavar="H",
+        help=f"after block H (1..{REPLAY_BLOCKS_MAX}): replays blocks 1..H here from genesis "
+        "and checks each state root against the next certified header (needs full blocks: "
+        "an observer identity, the default AUDITOR)",
+    )
 
 
 def _instruction_option(p: argparse.ArgumentParser) -> None:

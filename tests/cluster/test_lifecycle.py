@@ -1,7 +1,8 @@
 """The bond lifecycle on a real 4-validator cluster (quorum 3), submitted through the SDK:
 a coupon paid to every holder of record once (the second attempt refused ALREADY_PAID
 with a receipt that verifies offline), a fund distribution that sums exactly, and the
-``ledger schedule`` / ``ledger holders`` commands reading it back from the nodes.
+``ledger schedule`` / ``ledger holders`` commands reading it back from the nodes (and
+``ledger holders --height``: the holders of record before a later transfer, replayed).
 
 Block time is the wall clock, so the coupon paid is the demo bond's latest non-final
 period already due (the demo genesis starts 2026-01-01; its first coupon is 2026-05-15).
@@ -29,7 +30,7 @@ from client import (
     sign,
     verify_receipt,
 )
-from client.cli import main
+from client.cli import EXIT_FAILED, main
 from node.genesis import DEMO_BOND_UNITS
 from node.netconfig import OPERATOR_IDENTITY
 from tests.cluster.harness import running_cluster
@@ -83,9 +84,11 @@ def test_coupon_and_distribution_settle_once_on_a_real_cluster(tmp_path: Path) -
             assert again.value.code is ResultCode.ALREADY_PAID
             verify_receipt(again.value.receipt, g)
 
-            client.submit(sign(t.distribute(fund, 1, 1_000), key("TREASURY"), genesis=g))
+            paid = client.submit(sign(t.distribute(fund, 1, 1_000), key("TREASURY"), genesis=g))
             got = {b: client.balances(b).amounts[cash] - after[b] for b in FUND_UNITS}
             assert got == {"BANK01": 143, "BANK02": 286, "BANK03": 571}
+            # a later transfer: the holders now differ from those of record at `paid`
+            client.submit(sign(t.transfer(fund, "BANK03", "BANK04", 1), key("BANK03"), genesis=g))
 
         schedule = _ledger(run_dir, "schedule", bond)
         periods = schedule["periods"]
@@ -93,4 +96,17 @@ def test_coupon_and_distribution_settle_once_on_a_real_cluster(tmp_path: Path) -
         assert [p["paid"] for p in periods[:period]] == ["unpaid"] * (period - 1) + ["paid"]
         holders = _ledger(run_dir, "holders", fund)["holders"]
         assert isinstance(holders, list)
-        assert [(h["account"], h["units"]) for h in holders] == list(FUND_UNITS.items())
+        now = {"BANK01": 1, "BANK02": 2, "BANK03": 3, "BANK04": 1}
+        assert [(h["account"], h["units"]) for h in holders] == list(now.items())
+        # replayed from genesis by the client, its root proven by block paid.height + 1
+        then = _ledger(run_dir, "holders", fund, "--height", str(paid.height))
+        assert then["height"] == paid.height and then["proven"] is True
+        assert isinstance(then["holders"], list)
+        assert [(h["account"], h["units"]) for h in then["holders"]] == list(FUND_UNITS.items())
+        # a bank reads its own transactions only: no full blocks, no replay, said so
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(
+                ["--run-dir", str(run_dir), "--as", "BANK01", "holders", fund, "--height", "2"]
+            )
+        assert code == EXIT_FAILED and "regulator, compliance or auditor" in err.getvalue()

@@ -590,3 +590,23 @@ MUTANTS += [
            tests=["tests/unit/test_pending_cli.py::test_finality_is_the_earliest_proposal_to_the_earliest_commit_over_validators"]),
 ]
 # fmt: on
+
+# --- holders at a past height (issue 14 item 6; reported by its engineer, each confirmed) ----
+_H = "tests/unit/test_holders_replay.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("replay-root-unchecked", "client/_replay.py",
+           old="if block.prior_root != head.state_root:",
+           new="if False and block.prior_root != head.state_root:",
+           breaks="a replay accepts a block whose certified header carries another root: holders from a tampered history",
+           tests=[_H + "test_a_tampered_block_is_refused_at_the_next_header"]),
+    Mutant("replay-filtered-block-taken", "client/_replay.py",
+           old="if block.filtered:", new="if False:",
+           breaks="a replay over party-filtered blocks (missing transactions) answers wrong holders",
+           tests=[_H + "test_a_wrong_root_a_gap_or_a_filtered_block_is_refused"]),
+    Mutant("holders-at-unproven-as-proven", "client/_async.py",
+           old="last = min(height + 1, head)", new="last = min(height, head)",
+           breaks="holders at a past height are reported proven without the next certified header",
+           tests=[_H + "test_holders_at_proves_a_past_height_by_the_next_header"]),
+]
+# fmt: on
