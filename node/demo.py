@@ -7,8 +7,9 @@ buyer checks the terms and co-signs, a client submits through one validator and 
 for the commit certificate. It prints each trade's finality latency and when its result
 proof (the next block) verified offline, a burst of concurrent trades, the final
 balances, then the bond lifecycle (node/demo_lifecycle.py: a coupon, a pending trade
-that settles once funded, one that fails at its deadline, a redemption at maturity),
-checks that every validator holds the same state root, and stops the cluster.
+that settles once funded, one that fails at its deadline, a redemption at maturity), a
+freeze (node/demo_freeze.py: a trade with a frozen bank refused, then settled after the
+unfreeze), checks that every validator holds the same state root, and stops the cluster.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from client import (
     propose_dvp,
 )
 from node.cluster import node_states, start_cluster, stop_cluster
+from node.demo_freeze import show_freeze
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
 from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
@@ -158,6 +160,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await _burst(clients, demo)
         await _balances(clients.all[0], demo)
         await show_lifecycle(clients, demo)  # node/demo_lifecycle.py
+        await show_freeze(clients, demo)  # node/demo_freeze.py
     finally:
         await clients.close()
 

@@ -1,6 +1,7 @@
 """`make demo` runs the demo module: a real cluster settles its trades and refuses the bad
 one, then pays a coupon, settles a recycled trade, fails one at its deadline and redeems
-a matured bond, each amount checked against the terms (4 validators here to keep the
+a matured bond, each amount checked against the terms, and shows a freeze refusing a
+trade that settles after the unfreeze (4 validators here to keep the
 suite short; `make demo` runs 26)."""
 
 from __future__ import annotations
@@ -30,5 +31,9 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"funded later +OK event at height \d+, proven", out)
     assert re.search(r"never funded +FAILED_DEADLINE event at height \d+, proven", out)
     assert re.search(r"RedeemAll by TREASURY: OK at height \d+", out)
+    # The freeze: refused while frozen, listed, settled after the unfreeze.
+    assert re.search(r"to BANK02: FROZEN at height \d+, nothing moved", out)
+    assert re.search(r"listed: BANK02 \(account\), AML_INVESTIGATION, by REGULATOR", out)
+    assert re.search(r"signed again: OK at height \d+", out)
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out
