@@ -5,15 +5,18 @@ build`` makes the sdist and, from it, the wheel; the wheel goes into a clean vir
 under the test's tmp dir, outside the checkout, without the validator extra; that
 virtualenv's SDK and ``ledger`` command then settle a DvP on a real 4-validator cluster
 (which the harness starts from this checkout). ``pip install '<clone>[validator]'``, the
-from-source path with the build hook in an isolated build, gives a validator that imports.
+from-source path with the build hook in an isolated build, gives a validator that starts
+from that virtualenv and exports its version.
 Installs are offline, from the wheelhouse ``make setup`` fills.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 import textwrap
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,12 +25,13 @@ from pathlib import Path
 import pytest
 
 from node import __version__
-from tests.cluster.harness import running_cluster
+from tests.cluster.harness import generate, running_cluster, wait_until
 from tests.packaging.dist import (
     ROOT,
     VALIDATOR_MODULES,
     WIRE_MODULES,
     build_dists,
+    clean_env,
     copy_checkout,
     install,
     make_venv,
@@ -148,13 +152,52 @@ def test_the_installed_cli_and_sdk_settle_a_dvp_on_a_cluster(installed: Installe
         assert out == "OK\n"
 
 
-def test_pip_install_from_source_with_the_validator_extra(installed: Installed) -> None:
+@pytest.fixture(scope="module")
+def validator_bin(installed: Installed) -> Path:
+    """`pip install '<clone>[validator]'`: the from-source path, its build hook run in an
+    isolated build (setuptools and grpcio-tools from the wheelhouse)."""
     bin_dir = make_venv(installed.base / "validator-venv")
     install(bin_dir, f"{installed.src}[validator]")
-    out = run(
-        [bin_dir / "python", "-c", "import node.runtime, node.store; print(node.store.LmdbStore)"],
-        cwd=installed.base,
-    )
+    return bin_dir
+
+
+def test_pip_install_from_source_with_the_validator_extra(
+    installed: Installed, validator_bin: Path
+) -> None:
+    code = "import node.runtime, node.store; print(node.store.LmdbStore)"
+    out = run([validator_bin / "python", "-c", code], cwd=installed.base)
     assert out == "<class 'node.store._lmdb.LmdbStore'>\n"
-    version = run([bin_dir / "ledger-node", "--version"], cwd=installed.base)
+    version = run([validator_bin / "ledger-node", "--version"], cwd=installed.base)
     assert version == f"ledger-node {__version__}\n"
+
+
+def test_the_installed_validator_runs_and_exports_its_version(
+    installed: Installed, validator_bin: Path
+) -> None:
+    net = generate(installed.base / "solo", 4, 3)
+    node = net.nodes[0]
+    url = f"http://{node.host}:{node.metrics_port}/metrics"
+    build_info = f'ledger_build_info{{version="{__version__}"}} 1.0'
+    log = installed.base / "solo-node.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [validator_bin / "ledger-node", "--config", node.config],
+            cwd=installed.base,  # outside the checkout: only the virtualenv's node exists
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: build_info in _scrape(url), 60, f"{build_info} at {url}")
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _scrape(url: str) -> list[str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return list(resp.read().decode().splitlines())
+    except OSError:  # not listening yet
+        return []
