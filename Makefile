@@ -8,6 +8,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 PROTO_SRC := proto/ledger/v1/ledger.proto
 PROTO_OUT := node/wire/ledger_pb2.py
+LOCK := requirements/validator.lock
+# Wheels of the lock and of the build-system pins, for tests/packaging: it installs the
+# project into fresh virtualenvs offline (--no-index), so tests download nothing.
+WHEELHOUSE := $(VENV)/wheelhouse
+BUILD_PINS := setuptools==80.9.0 grpcio-tools==1.85.1
 
 # Simulation knobs (issue: consensus core); override on the command line.
 SEEDS ?= 200
@@ -20,17 +25,27 @@ BYZ_COUNT ?=
 help:
 	@grep -hE '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? //' | awk -F': ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The validator's dependencies come from the lock, hash-checked, so development and CI run
+# what the image runs; then the project itself (editable) with the tools.
+$(STAMP): pyproject.toml $(LOCK) node/_version.py setup.py
 	$(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,bench,mutate]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet -e '.[validator,dev,bench,mutate]'
+	$(PY) -m pip wheel --quiet --require-hashes -r $(LOCK) -w $(WHEELHOUSE)
+	$(PY) -m pip wheel --quiet $(BUILD_PINS) -w $(WHEELHOUSE)
 	touch $(STAMP)
 
-$(PROTO_OUT): $(PROTO_SRC) $(STAMP)
-	$(PY) -m grpc_tools.protoc -Inode/wire=proto/ledger/v1 \
-		--python_out=. --grpc_python_out=. --pyi_out=. $(PROTO_SRC)
+$(PROTO_OUT): $(PROTO_SRC) proto/generate.py $(STAMP)
+	$(PY) proto/generate.py
 
-#? setup: create .venv, install pinned dependencies, generate protobuf/gRPC code
+#? setup: create .venv, install the locked dependencies and the tools, generate protobuf/gRPC code
 setup: $(STAMP) $(PROTO_OUT)
+
+#? lock: rewrite requirements/validator.lock (uv, with hashes) from pyproject.toml's validator extra
+.PHONY: lock
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra validator --generate-hashes \
+		--python-version 3.11 --custom-compile-command "make lock" -o $(LOCK)
 
 #? test: run the whole test suite (sets itself up first)
 test: setup

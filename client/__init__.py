@@ -59,6 +59,7 @@ from client._trades import (
     sign,
     terms_of,
 )
+from node._version import __version__
 from node.receipt import (
     CertificateCache,
     EventProof,
@@ -117,6 +118,7 @@ __all__ = [
     "TxStatus",
     "UnauthenticatedError",
     "UnavailableError",
+    "__version__",
     "accept_dvp",
     "generate_key",
     "load_key",

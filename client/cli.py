@@ -29,6 +29,7 @@ from typing import NoReturn, cast
 
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
 from client._limits import REPLAY_BLOCKS_MAX
+from node._version import __version__
 from node.config import U64_MAX
 from node.genesis import load_genesis
 from node.netgen import (
@@ -295,6 +296,7 @@ class _Builder:
             "Amounts are integers in minor units.",
             parents=[_globals(default=True)],
         )
+        self.root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
         self.top = self.root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def leaf(

@@ -8,3 +8,7 @@ Layout (see docs/ and README):
 - ``node.crypto``: Ed25519 and hashing, with strict signature checks.
 - ``node.config``: every limit in one place.
 """
+
+from node._version import __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,5 @@
-"""``python -m node --config FILE``: run one validator until SIGTERM or Ctrl-C."""
+"""``ledger-node --config FILE`` (or ``python -m node``): run one validator until SIGTERM
+or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,21 +7,42 @@ import argparse
 import asyncio
 import sys
 
+from node._version import __version__
 from node.netconfig import ConfigError, load_node_config
 from node.netgen import KeyFileError
-from node.runtime import StartupError, run, setup_logging
 from node.settlement import GenesisError
 from node.store import StorageError
 
+# What `pip install dvp-ledger` leaves out (pyproject's validator extra) and node.runtime
+# needs; named so that a missing one says how to install it instead of a traceback.
+VALIDATOR_MODULES = frozenset({"lmdb", "grpc_health", "grpc_reflection", "prometheus_client"})
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ledger-node",
+        description="Run one validator of the DvP settlement ledger (consensus, settlement, "
+        "LMDB, gRPC peer and client ports, Prometheus metrics); also python -m node.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--config", required=True, help="node config JSON (written by make genesis)")
+    return p
+
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m node",
-        description="Run one validator of the DvP settlement ledger (consensus, settlement, "
-        "LMDB, gRPC peer and client ports, Prometheus metrics).",
-    )
-    p.add_argument("--config", required=True, help="node config JSON (written by make genesis)")
-    args = p.parse_args(argv)
+    args = _parser().parse_args(argv)
+    try:
+        # Imported here, not at the top: --version and --help work on an SDK-only install.
+        from node.runtime import StartupError, run, setup_logging
+    except ModuleNotFoundError as e:
+        if e.name not in VALIDATOR_MODULES:
+            raise
+        print(
+            f"node: cannot start: {e.name} is missing: the validator needs "
+            "pip install 'dvp-ledger[validator]'",
+            file=sys.stderr,
+        )
+        return 2
     try:
         cfg = load_node_config(args.config)
         setup_logging(f"node-{cfg.validator:02d}", cfg.log_level)

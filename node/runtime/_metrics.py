@@ -6,8 +6,9 @@ figures apart. Names are the contract of docker/grafana/dashboards/ledger.json.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from node._version import __version__
 from node.settlement import FAIL_CODES, ResultCode
 
 __all__ = ["FAIL_REASONS", "Metrics"]
@@ -23,6 +24,7 @@ _LATENCY_BUCKETS_S = (
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        Info("ledger_build", "This validator's version", registry=r).info({"version": __version__})
         self.height = Gauge("ledger_height", "Height of the last committed block", registry=r)
         self.view = Gauge("ledger_view", "Current consensus view", registry=r)
         self.view_changes = Counter(

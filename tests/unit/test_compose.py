@@ -11,7 +11,6 @@ import importlib.util
 import json
 import posixpath
 import re
-import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -229,18 +228,18 @@ def test_dockerfile_base_entrypoint_and_pins_match_the_project() -> None:
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
     assert 'ENTRYPOINT ["python", "-m", "node", "--config", "/run/node/config.json"]' in text
     assert CONTAINER_CONFIG == "/run/node/config.json"
-    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    tools_pin = next(d for d in dev["dev"] if d.startswith("grpcio-tools=="))
-    assert f"ARG GRPCIO_TOOLS_VERSION={tools_pin.split('==')[1]}" in text
-    makefile = (ROOT / "Makefile").read_text()
-    protoc = "-Inode/wire=proto/ledger/v1"
-    assert protoc in makefile and protoc in text
-    assert "--python_out=. --grpc_python_out=. --pyi_out=." in text
+    # The image installs the lock, hash-checked, and the wheel the build hook made.
+    assert "pip install --require-hashes -r /tmp/validator.lock" in text
+    assert "pip wheel --no-deps --wheel-dir /wheels ." in text
+    assert "pip install --no-deps /tmp/wheels/*.whl" in text
     ignore = (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("*") :][:5] == [
+    assert ignore[ignore.index("*") :][:8] == [
         "*",
         "!pyproject.toml",
+        "!setup.py",
+        "!MANIFEST.in",
         "!README.md",
+        "!requirements/validator.lock",
         "!proto",
         "!node",
     ]

@@ -1,0 +1,5 @@
+"""The project's version: the one place it is written (pyproject.toml reads it from here;
+``node.__version__``, ``client.__version__``, every command's ``--version`` and the
+``ledger_build_info`` metric show it)."""
+
+__version__ = "0.1.0"
