@@ -610,3 +610,28 @@ MUTANTS += [
            tests=[_H + "test_holders_at_proves_a_past_height_by_the_next_header"]),
 ]
 # fmt: on
+
+# --- pkg: installable packages (issue 16 item 1; reported by its engineer, each confirmed) --
+_K = "tests/packaging/"
+# fmt: off
+MUTANTS += [
+    Mutant("store-imports-lmdb-eagerly", "node/store/__init__.py",
+           old="from node.store._memory import MemoryStore\n",
+           new="from node.store._lmdb import LmdbStore\nfrom node.store._memory import MemoryStore\n",
+           breaks="the SDK (holders replay, and every import of node.store) needs lmdb: pip install dvp-ledger cannot run it",
+           tests=[_K + "test_sdk_imports.py::test_sdk_cli_and_replay_store_import_without_the_validator_extra"]),
+    Mutant("validator-imports-runtime-eagerly", "node/__main__.py",
+           old="from node.netconfig import ConfigError, load_node_config\n",
+           new="from node.netconfig import ConfigError, load_node_config\nfrom node.runtime import run\n",
+           breaks="ledger-node --version fails without the validator extra, and a missing extra is a traceback",
+           tests=[_K + "test_sdk_imports.py::test_the_validator_says_which_extra_it_needs"]),
+    Mutant("build-info-without-version", "node/runtime/_metrics.py",
+           old='.info({"version": __version__})', new='.info({"version": "unknown"})',
+           breaks="the build_info metric does not say which version a validator runs",
+           tests=[_K + "test_version.py::test_the_validator_exports_its_version_as_build_info"]),
+    Mutant("cli-version-not-the-package-version", "client/cli.py",
+           old='version=f"{PROG} {__version__}"', new='version=f"{PROG} 0.0.0"',
+           breaks="ledger --version reports a version other than the installed package's",
+           tests=[_K + "test_version.py::test_every_console_script_answers_version"]),
+]
+# fmt: on
