@@ -38,12 +38,12 @@ function networkPage() {
       <td class="num">${v.leader === undefined ? "-" : "node-" + String(v.leader).padStart(2, "0")}</td>
       <td class="num">${num(v.peers)}</td><td class="num">${num(v.mempool)}</td>
       <td class="mono">${v.state_root ? short(v.state_root) : ""} ${v.up ? (v.root_agrees ? '<span class="ok">agrees</span>' : '<span class="bad">DIFFERS</span>') : ""}</td>
-      <td class="muted">${esc(v.error || v.halted || v.address)}</td></tr>`).join("");
+      <td class="muted err" title="${esc(v.error || "")}">${esc(v.error ? v.error.slice(0, 60) : v.halted || v.address)}</td></tr>`).join("");
   const t = n.tolerates || {};
   return `
     <div class="cards">
       <div class="card" id="quorum">quorum<b>${n.q} of ${n.n}</b>tolerates ${t.down_for_liveness} down, ${t.byzantine_for_safety} Byzantine (safety)</div>
-      <div class="card" id="up-count">validators up<b class="${n.quorum_up ? "ok" : "bad"}">${n.up} of ${n.n}</b>${n.quorum_up ? "a quorum is up" : "NO QUORUM: no block can commit"}</div>
+      <div class="card" id="up-count">validators up<b class="${n.up === n.n ? "ok" : n.quorum_up ? "warn" : "bad"}">${n.up} of ${n.n}</b>${n.quorum_up ? "a quorum is up" : "NO QUORUM: no block can commit"}</div>
       <div class="card">head<b>${num(n.head)}</b>leader node-${String(n.leader ?? "?").padStart(2, "0")}</div>
       <div class="card">state roots<b class="${n.roots_agree ? "ok" : "bad"}">${n.roots_agree ? "agree" : "DISAGREE"}</b>at each height</div>
       <div class="card">finality p50 / p99<b>${num(n.finality.p50)} / ${num(n.finality.p99)} ms</b>proposal to commit certificate</div>

@@ -19,7 +19,8 @@ export function lineChart(points, label, color = "#2f6fd6") {
     <line x1="${PAD}" y1="${H - PAD}" x2="${W - PAD}" y2="${H - PAD}" stroke="#ccc"/>
     <line x1="${PAD}" y1="${PAD}" x2="${PAD}" y2="${H - PAD}" stroke="#ccc"/>
     <text x="2" y="${PAD - 4}">${ymax} ${label}</text><text x="2" y="${H - PAD + 4}">0</text>
-    <path d="${path}" fill="none" stroke="${color}" stroke-width="1.6"/></svg>`;
+    <path d="${path}" fill="none" stroke="${color}" stroke-width="1.6"/>
+    <circle cx="${(PAD + sx[sx.length - 1]).toFixed(1)}" cy="${(H - PAD - sy[sy.length - 1]).toFixed(1)}" r="2.5" fill="${color}"/></svg>`;
 }
 
 const PALETTE = ["#b3261e", "#e07b00", "#8e44ad", "#2f6fd6", "#16a085", "#7f8c8d", "#c0392b", "#d35400"];
@@ -29,7 +30,7 @@ export function stackedBars(buckets, codes) {
   if (!buckets.length) return [`<svg width="${W}" height="${H}"><text x="${PAD}" y="${H / 2}">no refusals yet</text></svg>`, ""];
   const totals = buckets.map((b) => Object.values(b.codes).reduce((a, c) => a + c, 0));
   const ymax = Math.max(...totals, 1);
-  const bw = Math.max(2, (W - 2 * PAD) / buckets.length - 2);
+  const bw = Math.min(24, Math.max(2, (W - 2 * PAD) / buckets.length - 2));
   let bars = "";
   buckets.forEach((b, i) => {
     let y = H - PAD;

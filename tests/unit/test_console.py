@@ -1,0 +1,171 @@
+"""The console's model and live-stream hub without a cluster (tests/cluster/test_console.py
+runs them against real validators and a real browser): state-root agreement, quorum
+arithmetic, the fails and throughput charts, the transaction index's limit, and the
+bounds on live subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from client._async import BlockTx, BlockView, Endpoint, EndpointDown, NodeStatusView
+from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
+from client.console import Hub, is_loopback
+from client.console._model import ConsoleModel, network_view, throughput, tolerance
+from node.core import Phase, QuorumCert, encode_qc
+from node.settlement import ResultCode, SignedTx, decode_body
+from tests.ledger_helpers import TxFactory, shared_net
+
+NET = shared_net()
+TXF = TxFactory(NET)
+
+
+def status(i: int, height: int, root: bytes, leader: int = 1) -> NodeStatusView:
+    ep = Endpoint(f"127.0.0.1:{7000 + i}", f"node-0{i}")
+    return NodeStatusView(ep, "chain", f"v{i}", height, 0, leader, 4, 3, 3, 0, "", 1, root)
+
+
+def down(i: int) -> EndpointDown:
+    return EndpointDown(Endpoint(f"127.0.0.1:{7000 + i}", f"node-0{i}"), "UNAVAILABLE: refused")
+
+
+def block(height: int, txs: list[tuple[bytes, ResultCode]], time_ms: int = 0) -> BlockView:
+    qc = QuorumCert(Phase.COMMIT, 0, height, b"h" * 32, ((0, b"s" * 64), (2, b"s" * 64)))
+    rows = tuple(
+        BlockTx(i, SignedTx.decode(raw).tx_id, code, decode_body(SignedTx.decode(raw).body), raw,
+                True)
+        for i, (raw, code) in enumerate(txs)
+    )  # fmt: skip
+    return BlockView(height, b"h" * 32, time_ms, b"r" * 32, encode_qc(qc), rows)
+
+
+def dvp(quantity: int = 5) -> bytes:
+    return TXF.signed(TXF.dvp("BANK01", "BANK02", quantity, 7))
+
+
+# --- the network page ---------------------------------------------------------------------
+
+
+def test_validators_at_one_height_with_one_root_agree() -> None:
+    doc = network_view([status(i, 5, b"a") for i in range(4)], NET.genesis)
+    assert doc["roots_agree"] is True and doc["up"] == 4 and doc["quorum_up"] is True
+    assert all(v["root_agrees"] for v in doc["validators"])
+    assert doc["leader"] == 1 and doc["head"] == 5
+
+
+def test_a_validator_with_another_root_at_the_same_height_is_marked() -> None:
+    """Negative control of the agreement check: one differing root is flagged; a node
+    merely behind (another height) is not."""
+    doc = network_view(
+        [status(0, 5, b"a"), status(1, 5, b"a"), status(2, 5, b"X"), status(3, 4, b"old")],
+        NET.genesis,
+    )
+    assert doc["roots_agree"] is False
+    assert [v["root_agrees"] for v in doc["validators"]] == [False, False, False, True]
+
+
+def test_a_down_validator_is_down_and_quorum_counts_the_rest() -> None:
+    doc = network_view([status(0, 5, b"a"), down(1), down(2), status(3, 5, b"a")], NET.genesis)
+    rows = doc["validators"]
+    assert [v["up"] for v in rows] == [True, False, False, True]
+    assert rows[1]["error"].startswith("UNAVAILABLE")
+    assert doc["up"] == 2 and doc["quorum_up"] is False  # quorum 3 of 4
+
+
+def test_tolerance_is_the_documented_arithmetic() -> None:
+    # docs/consensus.md: 26 validators, quorum 16 -> 5 Byzantine for safety, 10 down.
+    assert tolerance(26, 16) == {"byzantine_for_safety": 5, "down_for_liveness": 10}
+    assert tolerance(26, 18) == {"byzantine_for_safety": 9, "down_for_liveness": 8}
+    assert tolerance(4, 3) == {"byzantine_for_safety": 1, "down_for_liveness": 1}
+
+
+# --- blocks, trades and fails ------------------------------------------------------------
+
+
+def test_a_block_lists_its_signers_and_each_transaction_with_its_code() -> None:
+    m = ConsoleModel(NET.genesis)
+    ok, bad = dvp(), dvp(10**15)
+    doc = m.add_block(block(1, [(ok, ResultCode.OK), (bad, ResultCode.INSUFFICIENT_SECURITIES)]))
+    assert doc["signers"] == [0, 2]
+    assert [(t["kind"], t["code"]) for t in doc["transactions"]] == [
+        ("DVP", "OK"),
+        ("DVP", "INSUFFICIENT_SECURITIES"),
+    ]
+    assert doc["transactions"][0]["terms"]["seller"] == "BANK01"
+    assert m.fails()["by_code"] == {"INSUFFICIENT_SECURITIES": 1}
+    assert m.fails()["recent"][0]["tx_id"] == SignedTx.decode(bad).tx_id.hex()
+
+
+def test_fails_are_bucketed_by_block_time() -> None:
+    m = ConsoleModel(NET.genesis)
+    code = ResultCode.INSUFFICIENT_CASH
+    m.add_block(block(1, [(dvp(), code)], time_ms=0))
+    m.add_block(block(2, [(dvp(), code), (dvp(), ResultCode.OK)], time_ms=1))
+    m.add_block(block(3, [(dvp(), code)], time_ms=CONSOLE_FAIL_BUCKET_MS))
+    buckets = m.fails()["buckets"]
+    assert buckets == [
+        {"start_ms": 0, "codes": {"INSUFFICIENT_CASH": 2}},
+        {"start_ms": CONSOLE_FAIL_BUCKET_MS, "codes": {"INSUFFICIENT_CASH": 1}},
+    ]
+
+
+def test_throughput_counts_transactions_per_second_of_block_time() -> None:
+    t = throughput([(1_000, 3), (1_500, 2), (3_200, 1)])
+    assert t["points"] == [[1_000, 5], [2_000, 0], [3_000, 1]]
+    assert t["tps"] == 2.0
+    assert throughput([]) == {"points": [], "tps": 0.0}
+
+
+def test_the_transaction_index_keeps_the_latest() -> None:
+    m = ConsoleModel(NET.genesis)
+    raws = [dvp() for _ in range(CONSOLE_TRADES_KEPT + 3)]
+    for h in range(0, len(raws), 1000):
+        m.add_block(block(h + 1, [(r, ResultCode.OK) for r in raws[h : h + 1000]]))
+    assert len(m.trades) == CONSOLE_TRADES_KEPT
+    assert SignedTx.decode(raws[0]).tx_id.hex() not in m.trades
+    assert SignedTx.decode(raws[-1]).tx_id.hex() in m.trades
+
+
+def test_finality_percentiles_over_the_window() -> None:
+    m = ConsoleModel(NET.genesis)
+    m.add_finality({h: h for h in range(1, 101)})
+    f = m.charts()["finality"]
+    assert (f["p50"], f["p99"]) == (50, 99)
+
+
+# --- the live stream's limits ------------------------------------------------------------
+
+
+async def test_the_hub_refuses_subscribers_past_its_limit() -> None:
+    hub = Hub(subscribers_max=2, queue_max=4)
+    a, b = hub.subscribe(), hub.subscribe()
+    assert a is not None and b is not None
+    assert hub.subscribe() is None
+    hub.unsubscribe(a)
+    assert hub.subscribe() is not None
+
+
+async def test_a_lagging_subscriber_is_closed_and_the_others_keep_receiving() -> None:
+    hub = Hub(subscribers_max=4, queue_max=3)
+    slow, fast = hub.subscribe(), hub.subscribe()
+    assert slow is not None and fast is not None
+    for i in range(3):
+        hub.publish("block", {"height": i})
+        await fast.get()
+    hub.publish("block", {"height": 3})  # slow holds 3 already: closed
+    assert hub.dropped == 1 and len(hub) == 1
+    frames = [slow.get_nowait() for _ in range(4)]
+    assert frames[-1] is None and all(f is not None for f in frames[:3])
+    assert slow.qsize() == 0
+    frame = await asyncio.wait_for(fast.get(), 1)
+    assert frame == 'event: block\ndata: {"height":3}\n\n'
+
+
+@pytest.mark.parametrize(
+    ("host", "loop"),
+    [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
+     ("10.1.2.3", False), ("example.org", False)],
+)  # fmt: skip
+def test_loopback_hosts(host: str, loop: bool) -> None:
+    assert is_loopback(host) is loop
