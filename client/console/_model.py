@@ -58,7 +58,9 @@ def network_view(
         if isinstance(s, NodeStatusView):
             roots.setdefault(s.height, Counter())[s.state_root] += 1
     rows = [_validator_row(s, roots) for s in statuses]
-    up = [s for s in statuses if isinstance(s, NodeStatusView)]
+    # A halted validator still answers GetStatus (fail-stop: it says why), but serves
+    # nothing else and votes for nothing: it is down.
+    up = [s for s in statuses if isinstance(s, NodeStatusView) and not s.halted]
     leaders = Counter(s.leader for s in up)
     n, q = len(genesis.validators), genesis.quorum
     return {

@@ -6,6 +6,7 @@ bounds on live subscribers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -71,6 +72,14 @@ def test_a_down_validator_is_down_and_quorum_counts_the_rest() -> None:
     assert [v["up"] for v in rows] == [True, False, False, True]
     assert rows[1]["error"].startswith("UNAVAILABLE")
     assert doc["up"] == 2 and doc["quorum_up"] is False  # quorum 3 of 4
+
+
+def test_a_halted_validator_is_down_with_its_reason() -> None:
+    halted = dataclasses.replace(status(2, 5, b"a"), halted="storage error: disk full")
+    doc = network_view([status(0, 5, b"a"), status(1, 5, b"a"), halted, down(3)], NET.genesis)
+    assert doc["validators"][2]["up"] is False
+    assert doc["validators"][2]["halted"] == "storage error: disk full"
+    assert doc["up"] == 2 and doc["quorum_up"] is False
 
 
 def test_tolerance_is_the_documented_arithmetic() -> None:
