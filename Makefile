@@ -51,9 +51,10 @@ fmt: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-#? demo: the main job. A fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops
+#? demo: the main job. A fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops (CONSOLE=1 keeps it up, settling a trade a second, with the browser console on CONSOLE_PORT=8080 until Ctrl-C)
+CONSOLE_PORT ?= 8080
 demo: setup
-	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),)
+	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) $(if $(CONSOLE),--console $(CONSOLE_PORT),)
 
 # Benchmark knobs (issue: settlement latency benchmark).
 RATE ?= 50

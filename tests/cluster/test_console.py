@@ -10,11 +10,13 @@ fixed time. Screenshots land in the test's tmp dir (``console-*.png``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ import pytest
 from client import LedgerClient, RejectedError, accept_dvp, load_key, propose_dvp
 from client.console._model import receipt_check
 from node.cluster import kill_node, start_node
+from node.demo_console import keep_up
 from node.receipt import Receipt
 from tests.cluster.harness import Cluster, running_cluster, wait_until
 
@@ -289,6 +292,43 @@ def test_a_console_as_a_bank_shows_only_what_the_bank_may_read(env: Env, settled
         assert code == 403
     finally:
         stop_console(bank)
+
+
+def test_demo_console_mode_serves_and_keeps_settling_until_stopped(env: Env) -> None:
+    """``make demo CONSOLE=1``'s keep-up (node/demo_console.py) on this cluster: the
+    console listens, trickled trades settle and show, and setting stop ends it."""
+    started: dict[str, Any] = {}
+    up = threading.Event()
+
+    async def run() -> int:
+        started["loop"], started["stop"] = asyncio.get_running_loop(), asyncio.Event()
+
+        def ready(url: str) -> None:
+            started["url"] = url
+            up.set()
+
+        return await keep_up(env.run_dir, env.cluster.demo, 0, stop=started["stop"], ready=ready)
+
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(asyncio.run, run())
+        assert up.wait(CONSOLE_START_S), "the demo's console did not start"
+        demo = Console(started["url"], env.console.proc)
+
+        def trickled() -> int:
+            return sum(
+                1
+                for b in demo.get("/api/blocks?limit=300")["blocks"]
+                for t in b["transactions"]
+                if t["terms"]["quantity"] == 100_00 and t["code"] == "OK"
+            )
+
+        try:
+            wait_until(lambda: trickled() >= 2, 15, "two trickled trades on the demo's console")
+        finally:  # stop it even when the wait failed, or the pool's exit waits forever
+            started["loop"].call_soon_threadsafe(started["stop"].set)
+        assert done.result(timeout=15) >= 2
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(started["url"], timeout=2)  # it stopped listening
 
 
 # --- in the browser ------------------------------------------------------------------------
