@@ -86,8 +86,9 @@ async def _one_trade(clients: ValidatorClients, demo: DemoNetwork, k: int) -> No
     banks = demo.banks
     seller, buyer = banks[k % len(banks)], banks[(k + 1) % len(banks)]
     quantity = TOO_MANY if k % REFUSED_EVERY == REFUSED_EVERY - 1 else 100_00
-    raw = clients.trade((seller, buyer, demo.bonds[k % len(demo.bonds)], quantity, 99_50),
-                        demo.cash)  # fmt: skip
+    # One bond per round of the banks: each buys before it sells, so none runs dry.
+    bond = demo.bonds[(k // len(banks)) % len(demo.bonds)]
+    raw = clients.trade((seller, buyer, bond, quantity, 99_50), demo.cash)
     try:
         await clients.settle(raw, via=k)
     except LedgerError as e:  # a node down meanwhile: the console shows it; go on

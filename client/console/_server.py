@@ -142,6 +142,7 @@ class ConsoleServer:
         routes = [
             web.get("/", self._index),
             web.get("/static/{name}", self._static),
+            web.get("/favicon.ico", self._no_icon),
             web.get("/api/network", _errors(self._network)),
             web.get("/api/blocks", _errors(self._blocks)),
             web.get("/api/block/{height}", _errors(self._block)),
@@ -202,6 +203,9 @@ class ConsoleServer:
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         return await self._file("index.html")
+
+    async def _no_icon(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)  # no icon; browsers ask anyway
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
         return await self._file(request.match_info["name"])

@@ -23,6 +23,8 @@ export function lineChart(points, label, color = "#2f6fd6") {
     <circle cx="${(PAD + sx[sx.length - 1]).toFixed(1)}" cy="${(H - PAD - sy[sy.length - 1]).toFixed(1)}" r="2.5" fill="${color}"/></svg>`;
 }
 
+const clock = (ms) => new Date(ms).toISOString().slice(11, 19);
+
 const PALETTE = ["#b3261e", "#e07b00", "#8e44ad", "#2f6fd6", "#16a085", "#7f8c8d", "#c0392b", "#d35400"];
 
 // Stacked bars, one per bucket, one colour per code; returns [svg, legend html].
@@ -45,5 +47,7 @@ export function stackedBars(buckets, codes) {
   const legend = codes.map((c, k) => `<span style="color:${PALETTE[k % PALETTE.length]}">&#9632;</span> ${c}`).join(" &nbsp; ");
   return [`<svg width="${W}" height="${H}" role="img" aria-label="refusals over time">
     <line x1="${PAD}" y1="${H - PAD}" x2="${W - PAD}" y2="${H - PAD}" stroke="#ccc"/>
-    <text x="2" y="${PAD - 4}">${ymax}</text>${bars}</svg>`, legend];
+    <text x="2" y="${PAD - 4}">${ymax}</text>${bars}
+    <text x="${PAD}" y="${H - PAD + 14}">${clock(buckets[0].start_ms)}</text>
+    <text x="${W - PAD}" y="${H - PAD + 14}" text-anchor="end">${clock(buckets[buckets.length - 1].start_ms)} UTC</text></svg>`, legend];
 }
