@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -136,6 +137,7 @@ class ConsoleServer:
         me = client.genesis.participant_by_id.get(client.identity or "")
         self.observer = me is not None and not me.roles.isdisjoint(OBSERVER_ROLES)
         self._status_seen = asyncio.Event()
+        self.broken = ""  # set when a feeding task died (see _died)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -157,14 +159,29 @@ class ConsoleServer:
         return app
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._poll())]
+        tasks = [
+            asyncio.create_task(self._follow(), name="block stream"),
+            asyncio.create_task(self._poll(), name="status poll"),
+        ]
+        for t in tasks:
+            t.add_done_callback(self._died)
         yield
-        for t in tasks:
+        running = [t for t in tasks if not t.done()]  # a dead one was reported by _died
+        for t in running:
             t.cancel()
-        for t in tasks:
+        for t in running:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.client.aclose()
+
+    def _died(self, task: asyncio.Task[None]) -> None:
+        """A feeding task that ended on an unexpected error: say so on every page and on
+        stderr, rather than show data that silently stopped moving."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self.broken = f"the console's {task.get_name()} stopped: {task.exception()!r}; restart it"
+        print(f"console: error: {self.broken}", file=sys.stderr, flush=True)
+        self._status_seen.set()  # nobody waits for a poll that will not come
 
     # --- feeding the model ---------------------------------------------------------------
 
@@ -227,7 +244,7 @@ class ConsoleServer:
             **self.model.charts(),
             "identity": self.client.identity,
             "observer": self.observer,
-            "follow_error": self.follow_error,
+            "follow_error": self.broken or self.follow_error,
             "followed_height": self.model.head,
         }
 

@@ -9,10 +9,12 @@ import asyncio
 import dataclasses
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from client._async import BlockTx, BlockView, Endpoint, EndpointDown, NodeStatusView
+from client._errors import NotFoundError
 from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
-from client.console import Hub, is_loopback
+from client.console import ConsoleServer, Hub, is_loopback
 from client.console._model import ConsoleModel, network_view, throughput, tolerance
 from node.core import Phase, QuorumCert, encode_qc
 from node.settlement import ResultCode, SignedTx, decode_body
@@ -178,3 +180,49 @@ async def test_a_lagging_subscriber_is_closed_and_the_others_keep_receiving() ->
 )  # fmt: skip
 def test_loopback_hosts(host: str, loop: bool) -> None:
     assert is_loopback(host) is loop
+
+
+# --- the server without a cluster -----------------------------------------------------------
+
+
+class FakeClient:
+    """What ConsoleServer uses of AsyncLedgerClient; ``status`` raises ``failure`` if set."""
+
+    genesis = NET.genesis
+    identity = "AUDITOR"
+
+    def __init__(self, failure: Exception | None) -> None:
+        self.failure = failure
+
+    async def status(self) -> list[NodeStatusView | EndpointDown]:
+        if self.failure is not None:
+            raise self.failure
+        return [status(i, 0, b"a") for i in range(4)]
+
+    async def head(self) -> int:
+        raise NotFoundError("no node in this test")  # the block stream retries each poll
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def network_of(client: FakeClient) -> dict[str, object]:
+    server = ConsoleServer(client, poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        r = await asyncio.wait_for(http.get("/api/network"), 10)  # bounded: a hang fails
+        assert r.status == 200
+        doc: dict[str, object] = await r.json()
+        return doc
+
+
+async def test_a_feeding_task_that_dies_is_reported_not_left_silent() -> None:
+    doc = await network_of(FakeClient(RuntimeError("boom")))
+    assert "status poll stopped" in str(doc["follow_error"])
+    assert "boom" in str(doc["follow_error"])
+
+
+async def test_a_healthy_poll_reports_no_error() -> None:
+    """Negative control: the same server with a status that answers."""
+    doc = await network_of(FakeClient(None))
+    assert doc["up"] == 4
+    assert "stopped" not in str(doc["follow_error"])
