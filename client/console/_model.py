@@ -167,6 +167,8 @@ class ConsoleModel:
         self._block_txs: deque[tuple[int, int]] = deque(maxlen=CONSOLE_SERIES_POINTS * 4)
         self.codes: Counter[str] = Counter()  # every refusal seen since the console started
         self.head = 0
+        self.recycled: deque[dict[str, Any]] = deque(maxlen=CONSOLE_REFUSALS_KEPT)
+        self.recycled_total = 0  # pending trades settled by a later block's recycling
 
     def add_block(self, b: BlockView) -> dict[str, Any]:
         """Record block ``b`` (the next height); returns its JSON, the live event."""
@@ -179,6 +181,10 @@ class ConsoleModel:
             if t["recorded"] and ResultCode[t["code"]] not in _NOT_REFUSED:
                 self._refused(b, t["tx_id"], ResultCode[t["code"]], event=False)
         for e in b.events:
+            if e.code is ResultCode.OK:  # a pending trade settled by recycling
+                self.recycled.append({"height": b.height, "time_ms": b.time_ms,
+                                      "tx_id": e.tx_id.hex()})  # fmt: skip
+                self.recycled_total += 1
             if e.code not in _NOT_REFUSED:
                 self._refused(b, e.tx_id.hex(), e.code, event=True)
         return doc
@@ -224,6 +230,8 @@ class ConsoleModel:
         return {
             "by_code": dict(self.codes),
             "bucket_ms": CONSOLE_FAIL_BUCKET_MS,
+            "settled_after_recycling": self.recycled_total,
+            "recycled_recent": list(self.recycled)[-50:][::-1],
             "buckets": [
                 {"start_ms": k * CONSOLE_FAIL_BUCKET_MS, "codes": dict(c)}
                 for k, c in sorted(buckets.items())

@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from client._async import BlockTx, BlockView, Endpoint, EndpointDown, NodeStatusView
+from client._async import BlockEvent, BlockTx, BlockView, Endpoint, EndpointDown, NodeStatusView
 from client._errors import NotFoundError
 from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
 from client.console import ConsoleServer, Hub, is_loopback
@@ -106,6 +106,20 @@ def test_a_block_lists_its_signers_and_each_transaction_with_its_code() -> None:
     assert doc["transactions"][0]["terms"]["seller"] == "BANK01"
     assert m.fails()["by_code"] == {"INSUFFICIENT_SECURITIES": 1}
     assert m.fails()["recent"][0]["tx_id"] == SignedTx.decode(bad).tx_id.hex()
+
+
+def test_pending_trades_events_count_as_recycled_or_failed() -> None:
+    """A pending trade's later OK event is a settlement after recycling; its
+    FAILED_DEADLINE event is a fail, marked as an event, not as the trade's own result."""
+    m = ConsoleModel(NET.genesis)
+    done, late = b"d" * 32, b"l" * 32
+    events = (BlockEvent(0, done, ResultCode.OK), BlockEvent(1, late, ResultCode.FAILED_DEADLINE))
+    m.add_block(dataclasses.replace(block(4, []), events=events))
+    f = m.fails()
+    assert f["settled_after_recycling"] == 1
+    assert f["recycled_recent"] == [{"height": 4, "time_ms": 0, "tx_id": done.hex()}]
+    assert f["by_code"] == {"FAILED_DEADLINE": 1}
+    assert f["recent"][0]["tx_id"] == late.hex() and f["recent"][0]["event"] is True
 
 
 def test_fails_are_bucketed_by_block_time() -> None:

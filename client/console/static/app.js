@@ -136,6 +136,7 @@ async function failsPage() {
   return `<div class="charts"><section><h2>Refused and failed by reason, per ${f.bucket_ms / 1000} s of block time</h2>${chart}<p>${legend}</p></section>
       <section><h2>By reason code</h2><table id="fail-codes"><tr><th>code</th><th class="num">count</th></tr>${counts}</table></section></div>
     <section><h2>Latest refusals</h2><table id="refusals"><tr><th class="num">block</th><th>tx id</th><th>code</th><th>kind</th></tr>${recent}</table></section>
+    <section><h2>Settled after recycling: <span id="recycled-count">${num(f.settled_after_recycling)}</span></h2><table id="recycled"><tr><th class="num">block</th><th>tx id</th></tr>${f.recycled_recent.map((r) => `<tr data-tx="${esc(r.tx_id)}"><td class="num"><a href="#/block/${r.height}">${r.height}</a></td><td>${txLink(r.tx_id)}</td></tr>`).join("")}</table></section>
     <section><h2>Pending trades (recycled every block)${f.pending_error ? `: ${esc(f.pending_error)}` : ""}</h2><table id="pending"><tr><th>tx id</th><th class="num">since</th><th>trade</th><th class="num">bonds left</th><th class="num">cash left</th><th>deadline</th></tr>${pending}</table></section>`;
 }
 
