@@ -252,6 +252,21 @@ def test_bad_requests_get_a_clear_error(env: Env) -> None:
     assert code == 404 and "no such file" in msg
 
 
+def test_a_port_in_use_is_one_clear_error(env: Env) -> None:
+    port = env.console.url.rstrip("/").rsplit(":", 1)[1]
+    r = subprocess.run(
+        [sys.executable, "-m", "client.cli", "--run-dir", str(env.run_dir), "console", "--port",
+         port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )  # fmt: skip
+    assert r.returncode == 1
+    [line] = r.stderr.strip().splitlines()  # one line, as every ledger failure
+    assert line.startswith(f"ledger: error: cannot listen on 127.0.0.1:{port}")
+
+
 def test_the_live_stream_sends_each_new_block(env: Env) -> None:
     """Read /api/events until the block of a trade submitted after subscribing."""
     with urllib.request.urlopen(env.console.url + "api/events", timeout=15) as stream:

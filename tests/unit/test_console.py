@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from client._async import BlockEvent, BlockTx, BlockView, Endpoint, EndpointDown, NodeStatusView
+from client._cli_common import EXIT_USAGE
 from client._errors import NotFoundError
 from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
+from client.cli import main as cli_main
 from client.console import ConsoleServer, Hub, is_loopback
 from client.console._model import ConsoleModel, network_view, throughput, tolerance
 from node.core import Phase, QuorumCert, encode_qc
@@ -240,3 +243,28 @@ async def test_a_healthy_poll_reports_no_error() -> None:
     doc = await network_of(FakeClient(None))
     assert doc["up"] == 4
     assert "stopped" not in str(doc["follow_error"])
+
+
+async def test_live_streams_past_the_limit_get_503_with_a_reason() -> None:
+    server = ConsoleServer(FakeClient(None), poll_s=0.01)  # type: ignore[arg-type]
+    server.hub.subscribers_max = 1
+    async with TestClient(TestServer(server.app())) as http:
+        first = await asyncio.wait_for(http.get("/api/events"), 10)
+        assert first.status == 200 and first.headers["Content-Type"] == "text/event-stream"
+        second = await asyncio.wait_for(http.get("/api/events"), 10)
+        assert second.status == 503
+        assert "live streams are open already" in (await second.json())["error"]
+        first.close()
+
+
+def test_console_without_a_network_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["--run-dir", str(tmp_path), "console", "--port", "0"]) == EXIT_USAGE
+    assert "no network in run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_console_refuses_a_bad_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["console", "--port", port]) == EXIT_USAGE
+    assert "is not a port" in capsys.readouterr().err
