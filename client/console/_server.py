@@ -76,6 +76,12 @@ class Hub:
     def unsubscribe(self, q: asyncio.Queue[str | None]) -> None:
         self._queues.discard(q)
 
+    def close(self) -> None:
+        """End every stream (at shutdown: the server waits for open responses)."""
+        for q in self._queues:
+            q.put_nowait(None)  # the slot kept for the close is free: full queues were dropped
+        self._queues.clear()
+
     def publish(self, event: str, data: dict[str, Any]) -> None:
         frame = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
         for q in list(self._queues):
@@ -156,6 +162,7 @@ class ConsoleServer:
         ]
         app.add_routes(routes)
         app.cleanup_ctx.append(self._background)
+        app.on_shutdown.append(self._close_streams)
         return app
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
@@ -173,6 +180,9 @@ class ConsoleServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.client.aclose()
+
+    async def _close_streams(self, app: web.Application) -> None:
+        self.hub.close()
 
     def _died(self, task: asyncio.Task[None]) -> None:
         """A feeding task that ended on an unexpected error: say so on every page and on

@@ -337,11 +337,14 @@ def test_demo_console_mode_serves_and_keeps_settling_until_stopped(env: Env) -> 
                 if t["terms"]["quantity"] == 100_00 and t["code"] == "OK"
             )
 
-        try:
-            wait_until(lambda: trickled() >= 2, 15, "two trickled trades on the demo's console")
-        finally:  # stop it even when the wait failed, or the pool's exit waits forever
-            started["loop"].call_soon_threadsafe(started["stop"].set)
-        assert done.result(timeout=15) >= 2
+        # A browser tab left open: stopping must end its stream, not wait for it.
+        with urllib.request.urlopen(started["url"] + "api/events", timeout=15) as tab:
+            try:
+                wait_until(lambda: trickled() >= 2, 15, "two trickled trades on its console")
+            finally:  # stop it even when the wait failed, or the pool's exit waits forever
+                started["loop"].call_soon_threadsafe(started["stop"].set)
+            assert done.result(timeout=15) >= 2
+            assert tab.read() is not None  # the stream ended (EOF), it did not hang
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(started["url"], timeout=2)  # it stopped listening
 

@@ -190,6 +190,19 @@ async def test_a_lagging_subscriber_is_closed_and_the_others_keep_receiving() ->
     assert frame == 'event: block\ndata: {"height":3}\n\n'
 
 
+async def test_closing_the_hub_ends_every_stream() -> None:
+    hub = Hub(subscribers_max=4, queue_max=2)
+    full, idle = hub.subscribe(), hub.subscribe()
+    assert full is not None and idle is not None
+    hub.publish("block", {"height": 1})
+    await idle.get()
+    hub.publish("block", {"height": 2})  # full: 2 queued, at its limit but not dropped
+    hub.close()
+    assert len(hub) == 0
+    assert [full.get_nowait() for _ in range(3)][-1] is None
+    assert idle.get_nowait() is not None and idle.get_nowait() is None
+
+
 @pytest.mark.parametrize(
     ("host", "loop"),
     [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
