@@ -34,11 +34,25 @@ from node.core import decode_qc
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import FAIL_CODES, DvP, Genesis, PendingDvP, ResultCode, SignedTx, decode_body
 
-__all__ = ["ConsoleModel", "network_view", "receipt_check", "trade_view"]
+__all__ = ["ConsoleModel", "js_safe", "network_view", "receipt_check", "trade_view"]
 
 RC = ResultCode
 # Codes that are no refusal: settled, or recorded waiting for a leg (ADR 0014).
 _NOT_REFUSED = frozenset({RC.OK, RC.PENDING_SETTLEMENT, RC.PARTIALLY_SETTLED})
+
+
+JS_SAFE_MAX = 2**53 - 1  # the largest integer a JavaScript number holds exactly
+
+
+def js_safe(doc: Any) -> Any:
+    """``doc`` with every integer beyond JS_SAFE_MAX (either sign) as a decimal string."""
+    if isinstance(doc, dict):
+        return {k: js_safe(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [js_safe(v) for v in doc]
+    if isinstance(doc, int) and not isinstance(doc, bool) and abs(doc) > JS_SAFE_MAX:
+        return str(doc)
+    return doc
 
 
 def tolerance(n: int, q: int) -> dict[str, int]:

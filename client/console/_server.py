@@ -38,7 +38,14 @@ from client._limits import (
     CONSOLE_STATUS_POLL_S,
     CONSOLE_TIMELINE_SPAN_MAX,
 )
-from client.console._model import ConsoleModel, block_json, network_view, receipt_check, trade_view
+from client.console._model import (
+    ConsoleModel,
+    block_json,
+    js_safe,
+    network_view,
+    receipt_check,
+    trade_view,
+)
 from node.access import OBSERVER_ROLES
 
 __all__ = ["ConsoleServer", "Hub"]
@@ -83,7 +90,7 @@ class Hub:
         self._queues.clear()
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        frame = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+        frame = f"event: {event}\ndata: {dumps(data)}\n\n"
         for q in list(self._queues):
             if q.qsize() >= self.queue_max:
                 self._queues.discard(q)
@@ -94,6 +101,16 @@ class Hub:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def dumps(doc: Any) -> str:
+    """JSON for a browser: integers JavaScript cannot hold exactly (nonces, amounts up to
+    2**64 - 1) become decimal strings, so the pages never show a rounded amount."""
+    return json.dumps(js_safe(doc), separators=(",", ":"))
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(doc), status=status, content_type="application/json")
 
 
 def _errors(fn: Handler) -> Handler:
@@ -115,7 +132,7 @@ def _errors(fn: Handler) -> Handler:
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return _json({"error": message}, status=status)
 
 
 def _tx_id(request: web.Request) -> bytes:
@@ -260,12 +277,12 @@ class ConsoleServer:
 
     async def _network(self, request: web.Request) -> web.StreamResponse:
         await self._status_seen.wait()
-        return web.json_response(self._network_doc())
+        return _json(self._network_doc())
 
     async def _blocks(self, request: web.Request) -> web.StreamResponse:
         limit = min(int(request.query.get("limit", "50")), CONSOLE_BLOCKS_KEPT)
         blocks = list(self.model.blocks)[-limit:] if limit > 0 else []
-        return web.json_response({"head": self.model.head, "filtered": not self.observer,
+        return _json({"head": self.model.head, "filtered": not self.observer,
                                   "blocks": blocks[::-1]})  # fmt: skip
 
     async def _block(self, request: web.Request) -> web.StreamResponse:
@@ -273,15 +290,15 @@ class ConsoleServer:
         kept = next((b for b in self.model.blocks if b["height"] == height), None)
         if kept is None:
             kept = block_json(await self.client.block(height))
-        return web.json_response(kept)
+        return _json(kept)
 
     async def _trade(self, request: web.Request) -> web.StreamResponse:
         tx_id = _tx_id(request)
         status = await self.client.transaction(tx_id)
         if status.receipt is None:
-            return web.json_response({"tx_id": tx_id.hex(), "state": "PENDING"})
+            return _json({"tx_id": tx_id.hex(), "state": "PENDING"})
         view = trade_view(status.receipt, self.model.trades.get(tx_id.hex()))
-        return web.json_response({**view, "state": "COMMITTED"})
+        return _json({**view, "state": "COMMITTED"})
 
     async def _verify(self, request: web.Request) -> web.StreamResponse:
         """The receipt from the cluster, checked here against genesis alone."""
@@ -290,7 +307,7 @@ class ConsoleServer:
             receipt = await self.client.receipt(tx_id, timeout_s=RECEIPT_PROOF_WAIT_S)
         except LedgerError:  # no next block yet: check inclusion and finality only
             receipt = await self.client.receipt(tx_id, wait=False)
-        return web.json_response(receipt_check(receipt, self.genesis))
+        return _json(receipt_check(receipt, self.genesis))
 
     async def _positions(self, request: web.Request) -> web.StreamResponse:
         """Every participant's balances the identity may read; supply per instrument is
@@ -309,7 +326,7 @@ class ConsoleServer:
                 rows.append({"account": pid, "amounts": b.amounts})
                 for k, v in b.amounts.items():
                     supply[k] = supply.get(k, 0) + v
-        return web.json_response({
+        return _json({
             "height": height,
             "instruments": [{"id": i.id, "kind": i.kind.name, "issuer": i.issuer}
                             for i in self.genesis.instruments],
@@ -332,7 +349,7 @@ class ConsoleServer:
             doc["pending_height"] = height
         except PermissionDeniedError as e:
             doc["pending"], doc["pending_error"] = [], str(e)
-        return web.json_response(doc)
+        return _json(doc)
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: ``network`` every poll, ``block`` per committed block."""

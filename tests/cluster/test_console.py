@@ -27,11 +27,12 @@ from typing import Any
 
 import pytest
 
-from client import LedgerClient, RejectedError, accept_dvp, load_key, propose_dvp
+from client import LedgerClient, RejectedError, accept_dvp, load_key, propose_dvp, terms_of
 from client.console._model import receipt_check
 from node.cluster import kill_node, start_node
 from node.demo_console import keep_up
 from node.receipt import Receipt
+from node.settlement import SignedTx, decode_body
 from tests.cluster.harness import Cluster, running_cluster, wait_until
 
 pytestmark = pytest.mark.slow
@@ -394,6 +395,8 @@ def test_browser_shows_a_trade_live(env: Env, page: Any, tmp_path: Path) -> None
     page.screenshot(path=str(tmp_path / "console-blocks.png"), full_page=True)
     page.click(f'#live-txs tr[data-tx="{r.tx_id.hex()}"] a.mono')
     page.wait_for_selector("#legs")
+    nonce = terms_of(decode_body(SignedTx.decode(r.transaction).body))["nonce"]
+    assert f"{nonce}" in page.inner_text("#trade")  # 63 bits, exact: never through a float
     page.click("#verify")
     verdict = page.wait_for_selector("#verify-result b", timeout=SHOWN_WITHIN_MS)
     assert verdict is not None and verdict.inner_text() == "valid"

@@ -19,6 +19,7 @@ from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
 from client.cli import main as cli_main
 from client.console import ConsoleServer, Hub, is_loopback
 from client.console._model import ConsoleModel, network_view, throughput, tolerance
+from client.console._server import dumps
 from node.core import Phase, QuorumCert, encode_qc
 from node.settlement import ResultCode, SignedTx, decode_body
 from tests.ledger_helpers import TxFactory, shared_net
@@ -160,6 +161,14 @@ def test_finality_percentiles_over_the_window() -> None:
     m.add_finality({h: h for h in range(1, 101)})
     f = m.charts()["finality"]
     assert (f["p50"], f["p99"]) == (50, 99)
+
+
+def test_integers_javascript_would_round_are_sent_as_strings() -> None:
+    doc = {"nonce": 2**63 - 1, "legs": [2**53, 2**53 - 1, -(2**53)], "ok": True, "n": 4}
+    assert dumps(doc) == (
+        '{"nonce":"9223372036854775807","legs":["9007199254740992",9007199254740991,'
+        '"-9007199254740992"],"ok":true,"n":4}'
+    )
 
 
 # --- the live stream's limits ------------------------------------------------------------

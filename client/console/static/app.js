@@ -7,7 +7,9 @@ const state = { network: null, blocks: [], head: 0 };
 const view = document.getElementById("view");
 
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const num = (v) => (v === null || v === undefined ? "-" : Number(v).toLocaleString("en-US"));
+// Integers past 2**53 arrive as decimal strings (the server's js_safe): group their
+// digits as text, never through a float.
+const num = (v) => (v === null || v === undefined ? "-" : typeof v === "string" ? v.replace(/\B(?=(\d{3})+(?!\d))/g, ",") : Number(v).toLocaleString("en-US"));
 const short = (hex) => esc(String(hex).slice(0, 16));
 const time = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 23);
 const codeClass = (c) => (c === "OK" ? "code-OK" : c === "PENDING_SETTLEMENT" || c === "PARTIALLY_SETTLED" ? "code-wait" : "code-bad");
