@@ -30,7 +30,7 @@ help:
 $(STAMP): pyproject.toml $(LOCK) node/_version.py setup.py
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
-	$(PY) -m pip install --quiet -e '.[validator,dev,bench,mutate]'
+	$(PY) -m pip install --quiet -e '.[validator,console,dev,bench,mutate]'
 	$(PY) -m pip wheel --quiet --require-hashes -r $(LOCK) -w $(WHEELHOUSE)
 	$(PY) -m pip wheel --quiet $(BUILD_PINS) -w $(WHEELHOUSE)
 	touch $(STAMP)
@@ -66,9 +66,10 @@ fmt: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-#? demo: the main job. A fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops
+#? demo: the main job. A fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops (CONSOLE=1 keeps it up, settling a trade a second, with the browser console on CONSOLE_PORT=8080 until Ctrl-C)
+CONSOLE_PORT ?= 8080
 demo: setup
-	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),)
+	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) $(if $(CONSOLE),--console $(CONSOLE_PORT),)
 
 # Benchmark knobs (issue: settlement latency benchmark).
 RATE ?= 50

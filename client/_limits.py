@@ -70,3 +70,18 @@ WAIT_TIMEOUT_MAX_S: Final = WAIT_TIMEOUT_MAX_MS / 1000  # the node caps one wait
 # A restarted node is usable again soon: gRPC's default reconnect backoff grows to 120 s.
 RECONNECT_BACKOFF_INITIAL_MS: Final = 200
 RECONNECT_BACKOFF_MAX_MS: Final = 5_000
+
+# --- the browser console (issue 17, client/console/) --------------------------------------
+# Every queue of the console server is bounded, so a slow browser or a long-running
+# console costs a fixed amount of memory whatever the cluster does.
+CONSOLE_SSE_SUBSCRIBERS_MAX: Final = 16  # open live streams (browser tabs); more get 503
+CONSOLE_SSE_QUEUE_MAX: Final = 256  # events buffered per stream; a stream that falls this far
+# behind is closed (the browser's EventSource reconnects and reloads the page's data)
+CONSOLE_BLOCKS_KEPT: Final = 300  # recent blocks the console shows (and reads at start)
+CONSOLE_TRADES_KEPT: Final = 5_000  # recent transactions indexed for the trade page
+CONSOLE_REFUSALS_KEPT: Final = 500  # recent refused or failed transactions listed
+CONSOLE_SERIES_POINTS: Final = 120  # points per chart (finality per block, trades/s)
+CONSOLE_FAIL_BUCKET_MS: Final = 10_000  # block time per bar of the fails-over-time chart
+CONSOLE_STATUS_POLL_S: Final = 1.0  # how often every validator's status is asked
+CONSOLE_TIMELINE_SPAN_MAX: Final = 200  # heights of timelines fetched per poll (finality)
+CONSOLE_PARTICIPANTS_MAX: Final = 256  # balances read per Positions page

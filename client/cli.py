@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
+from client._cli_console import HELP as console_help
+from client._cli_console import console_options
+from client._cli_console import run as console_run
 from client._limits import REPLAY_BLOCKS_MAX
 from node._version import __version__
 from node.config import U64_MAX
@@ -905,6 +908,8 @@ def build_parser() -> _Parser:
         "frozen accounts and holdings: who froze them, when (block), why",
         _network("freeze_list"),
     )
+    # issue 17: the browser console (client/console/)
+    b.leaf(b.top, "console", console_help, console_run, parents=[cast(_Parser, console_options())])
     return b.root
 
 

@@ -34,6 +34,7 @@ from client import (
     propose_dvp,
 )
 from node.cluster import node_states, start_cluster, stop_cluster
+from node.demo_console import CONSOLE_HELP, console_or_hint
 from node.demo_freeze import show_freeze
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=26, help="validators (default 26)")
     p.add_argument("--q", type=int, help="quorum (default 16 for 26, else the classic quorum)")
     p.add_argument("--keep", metavar="DIR", help="use DIR as the run directory and keep it")
+    p.add_argument("--console", type=int, metavar="PORT", help=CONSOLE_HELP)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ledger-demo-") as tmp:
         run_dir = Path(args.keep or Path(tmp) / "run")
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             # Let the last commit certificate reach every validator before comparing.
             time.sleep(0.5)
             agreed = _agreement(net)
+            console_or_hint(net.run_dir, args.console)  # node/demo_console.py
         finally:
             stopped = stop_cluster(net)
             print(f"stopped {stopped} validators")

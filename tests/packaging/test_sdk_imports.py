@@ -86,3 +86,26 @@ def test_the_blocker_refuses_the_validator_modules() -> None:
     for name in VALIDATOR_MODULES:
         probe = _without_validator_extra(f"import {name}\n")
         assert "ModuleNotFoundError" in probe.stderr, name
+
+
+def test_the_console_says_which_extra_it_needs() -> None:
+    """Without aiohttp (the console extra) `ledger console` is a usage error naming the
+    extra, not a traceback; the rest of the CLI does not need it (above)."""
+    done = _without_validator_extra(
+        """
+        import importlib.abc
+
+        class _NoConsoleExtra(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] == "aiohttp":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name="aiohttp")
+                return None
+
+        sys.meta_path.insert(0, _NoConsoleExtra())
+        import client.cli
+        raise SystemExit(client.cli.main(["console", "--port", "0"]))
+        """
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'dvp-ledger[console]'" in done.stderr
+    assert "Traceback" not in done.stderr

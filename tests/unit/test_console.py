@@ -1,0 +1,292 @@
+"""The console's model and live-stream hub without a cluster (tests/cluster/test_console.py
+runs them against real validators and a real browser): state-root agreement, quorum
+arithmetic, the fails and throughput charts, the transaction index's limit, and the
+bounds on live subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from client._async import BlockEvent, BlockTx, BlockView, Endpoint, EndpointDown, NodeStatusView
+from client._cli_common import EXIT_USAGE
+from client._errors import NotFoundError
+from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
+from client.cli import main as cli_main
+from client.console import ConsoleServer, Hub, is_loopback
+from client.console._model import ConsoleModel, network_view, throughput, tolerance
+from client.console._server import dumps
+from node.core import Phase, QuorumCert, encode_qc
+from node.settlement import ResultCode, SignedTx, decode_body
+from tests.ledger_helpers import TxFactory, shared_net
+
+NET = shared_net()
+TXF = TxFactory(NET)
+
+
+def status(i: int, height: int, root: bytes, leader: int = 1) -> NodeStatusView:
+    ep = Endpoint(f"127.0.0.1:{7000 + i}", f"node-0{i}")
+    return NodeStatusView(ep, "chain", f"v{i}", height, 0, leader, 4, 3, 3, 0, "", 1, root)
+
+
+def down(i: int) -> EndpointDown:
+    return EndpointDown(Endpoint(f"127.0.0.1:{7000 + i}", f"node-0{i}"), "UNAVAILABLE: refused")
+
+
+def block(height: int, txs: list[tuple[bytes, ResultCode]], time_ms: int = 0) -> BlockView:
+    qc = QuorumCert(Phase.COMMIT, 0, height, b"h" * 32, ((0, b"s" * 64), (2, b"s" * 64)))
+    rows = tuple(
+        BlockTx(i, SignedTx.decode(raw).tx_id, code, decode_body(SignedTx.decode(raw).body), raw,
+                True)
+        for i, (raw, code) in enumerate(txs)
+    )  # fmt: skip
+    return BlockView(height, b"h" * 32, time_ms, b"r" * 32, encode_qc(qc), rows)
+
+
+def dvp(quantity: int = 5) -> bytes:
+    return TXF.signed(TXF.dvp("BANK01", "BANK02", quantity, 7))
+
+
+# --- the network page ---------------------------------------------------------------------
+
+
+def test_validators_at_one_height_with_one_root_agree() -> None:
+    doc = network_view([status(i, 5, b"a") for i in range(4)], NET.genesis)
+    assert doc["roots_agree"] is True and doc["up"] == 4 and doc["quorum_up"] is True
+    assert all(v["root_agrees"] for v in doc["validators"])
+    assert doc["leader"] == 1 and doc["head"] == 5
+
+
+def test_a_validator_with_another_root_at_the_same_height_is_marked() -> None:
+    """Negative control of the agreement check: one differing root is flagged; a node
+    merely behind (another height) is not."""
+    doc = network_view(
+        [status(0, 5, b"a"), status(1, 5, b"a"), status(2, 5, b"X"), status(3, 4, b"old")],
+        NET.genesis,
+    )
+    assert doc["roots_agree"] is False
+    assert [v["root_agrees"] for v in doc["validators"]] == [False, False, False, True]
+
+
+def test_a_down_validator_is_down_and_quorum_counts_the_rest() -> None:
+    doc = network_view([status(0, 5, b"a"), down(1), down(2), status(3, 5, b"a")], NET.genesis)
+    rows = doc["validators"]
+    assert [v["up"] for v in rows] == [True, False, False, True]
+    assert rows[1]["error"].startswith("UNAVAILABLE")
+    assert doc["up"] == 2 and doc["quorum_up"] is False  # quorum 3 of 4
+
+
+def test_a_halted_validator_is_down_with_its_reason() -> None:
+    halted = dataclasses.replace(status(2, 5, b"a"), halted="storage error: disk full")
+    doc = network_view([status(0, 5, b"a"), status(1, 5, b"a"), halted, down(3)], NET.genesis)
+    assert doc["validators"][2]["up"] is False
+    assert doc["validators"][2]["halted"] == "storage error: disk full"
+    assert doc["up"] == 2 and doc["quorum_up"] is False
+
+
+def test_tolerance_is_the_documented_arithmetic() -> None:
+    # docs/consensus.md: 26 validators, quorum 16 -> 5 Byzantine for safety, 10 down.
+    assert tolerance(26, 16) == {"byzantine_for_safety": 5, "down_for_liveness": 10}
+    assert tolerance(26, 18) == {"byzantine_for_safety": 9, "down_for_liveness": 8}
+    assert tolerance(4, 3) == {"byzantine_for_safety": 1, "down_for_liveness": 1}
+
+
+# --- blocks, trades and fails ------------------------------------------------------------
+
+
+def test_a_block_lists_its_signers_and_each_transaction_with_its_code() -> None:
+    m = ConsoleModel(NET.genesis)
+    ok, bad = dvp(), dvp(10**15)
+    doc = m.add_block(block(1, [(ok, ResultCode.OK), (bad, ResultCode.INSUFFICIENT_SECURITIES)]))
+    assert doc["signers"] == [0, 2]
+    assert [(t["kind"], t["code"]) for t in doc["transactions"]] == [
+        ("DVP", "OK"),
+        ("DVP", "INSUFFICIENT_SECURITIES"),
+    ]
+    assert doc["transactions"][0]["terms"]["seller"] == "BANK01"
+    assert m.fails()["by_code"] == {"INSUFFICIENT_SECURITIES": 1}
+    assert m.fails()["recent"][0]["tx_id"] == SignedTx.decode(bad).tx_id.hex()
+
+
+def test_pending_trades_events_count_as_recycled_or_failed() -> None:
+    """A pending trade's later OK event is a settlement after recycling; its
+    FAILED_DEADLINE event is a fail, marked as an event, not as the trade's own result."""
+    m = ConsoleModel(NET.genesis)
+    done, late = b"d" * 32, b"l" * 32
+    events = (BlockEvent(0, done, ResultCode.OK), BlockEvent(1, late, ResultCode.FAILED_DEADLINE))
+    m.add_block(dataclasses.replace(block(4, []), events=events))
+    f = m.fails()
+    assert f["settled_after_recycling"] == 1
+    assert f["recycled_recent"] == [{"height": 4, "time_ms": 0, "tx_id": done.hex()}]
+    assert f["by_code"] == {"FAILED_DEADLINE": 1}
+    assert f["recent"][0]["tx_id"] == late.hex() and f["recent"][0]["event"] is True
+
+
+def test_fails_are_bucketed_by_block_time() -> None:
+    m = ConsoleModel(NET.genesis)
+    code = ResultCode.INSUFFICIENT_CASH
+    m.add_block(block(1, [(dvp(), code)], time_ms=0))
+    m.add_block(block(2, [(dvp(), code), (dvp(), ResultCode.OK)], time_ms=1))
+    m.add_block(block(3, [(dvp(), code)], time_ms=CONSOLE_FAIL_BUCKET_MS))
+    buckets = m.fails()["buckets"]
+    assert buckets == [
+        {"start_ms": 0, "codes": {"INSUFFICIENT_CASH": 2}},
+        {"start_ms": CONSOLE_FAIL_BUCKET_MS, "codes": {"INSUFFICIENT_CASH": 1}},
+    ]
+
+
+def test_throughput_counts_transactions_per_second_of_block_time() -> None:
+    t = throughput([(1_000, 3), (1_500, 2), (3_200, 1)])
+    assert t["points"] == [[1_000, 5], [2_000, 0], [3_000, 1]]
+    assert t["tps"] == 2.0
+    assert throughput([]) == {"points": [], "tps": 0.0}
+
+
+def test_the_transaction_index_keeps_the_latest() -> None:
+    m = ConsoleModel(NET.genesis)
+    raws = [dvp() for _ in range(CONSOLE_TRADES_KEPT + 3)]
+    for h in range(0, len(raws), 1000):
+        m.add_block(block(h + 1, [(r, ResultCode.OK) for r in raws[h : h + 1000]]))
+    assert len(m.trades) == CONSOLE_TRADES_KEPT
+    assert SignedTx.decode(raws[0]).tx_id.hex() not in m.trades
+    assert SignedTx.decode(raws[-1]).tx_id.hex() in m.trades
+
+
+def test_finality_percentiles_over_the_window() -> None:
+    m = ConsoleModel(NET.genesis)
+    m.add_finality({h: h for h in range(1, 101)})
+    f = m.charts()["finality"]
+    assert (f["p50"], f["p99"]) == (50, 99)
+
+
+def test_integers_javascript_would_round_are_sent_as_strings() -> None:
+    doc = {"nonce": 2**63 - 1, "legs": [2**53, 2**53 - 1, -(2**53)], "ok": True, "n": 4}
+    assert dumps(doc) == (
+        '{"nonce":"9223372036854775807","legs":["9007199254740992",9007199254740991,'
+        '"-9007199254740992"],"ok":true,"n":4}'
+    )
+
+
+# --- the live stream's limits ------------------------------------------------------------
+
+
+async def test_the_hub_refuses_subscribers_past_its_limit() -> None:
+    hub = Hub(subscribers_max=2, queue_max=4)
+    a, b = hub.subscribe(), hub.subscribe()
+    assert a is not None and b is not None
+    assert hub.subscribe() is None
+    hub.unsubscribe(a)
+    assert hub.subscribe() is not None
+
+
+async def test_a_lagging_subscriber_is_closed_and_the_others_keep_receiving() -> None:
+    hub = Hub(subscribers_max=4, queue_max=3)
+    slow, fast = hub.subscribe(), hub.subscribe()
+    assert slow is not None and fast is not None
+    for i in range(3):
+        hub.publish("block", {"height": i})
+        await fast.get()
+    hub.publish("block", {"height": 3})  # slow holds 3 already: closed
+    assert hub.dropped == 1 and len(hub) == 1
+    frames = [slow.get_nowait() for _ in range(4)]
+    assert frames[-1] is None and all(f is not None for f in frames[:3])
+    assert slow.qsize() == 0
+    frame = await asyncio.wait_for(fast.get(), 1)
+    assert frame == 'event: block\ndata: {"height":3}\n\n'
+
+
+async def test_closing_the_hub_ends_every_stream() -> None:
+    hub = Hub(subscribers_max=4, queue_max=2)
+    full, idle = hub.subscribe(), hub.subscribe()
+    assert full is not None and idle is not None
+    hub.publish("block", {"height": 1})
+    await idle.get()
+    hub.publish("block", {"height": 2})  # full: 2 queued, at its limit but not dropped
+    hub.close()
+    assert len(hub) == 0
+    assert [full.get_nowait() for _ in range(3)][-1] is None
+    assert idle.get_nowait() is not None and idle.get_nowait() is None
+
+
+@pytest.mark.parametrize(
+    ("host", "loop"),
+    [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
+     ("10.1.2.3", False), ("example.org", False)],
+)  # fmt: skip
+def test_loopback_hosts(host: str, loop: bool) -> None:
+    assert is_loopback(host) is loop
+
+
+# --- the server without a cluster -----------------------------------------------------------
+
+
+class FakeClient:
+    """What ConsoleServer uses of AsyncLedgerClient; ``status`` raises ``failure`` if set."""
+
+    genesis = NET.genesis
+    identity = "AUDITOR"
+
+    def __init__(self, failure: Exception | None) -> None:
+        self.failure = failure
+
+    async def status(self) -> list[NodeStatusView | EndpointDown]:
+        if self.failure is not None:
+            raise self.failure
+        return [status(i, 0, b"a") for i in range(4)]
+
+    async def head(self) -> int:
+        raise NotFoundError("no node in this test")  # the block stream retries each poll
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def network_of(client: FakeClient) -> dict[str, object]:
+    server = ConsoleServer(client, poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        r = await asyncio.wait_for(http.get("/api/network"), 10)  # bounded: a hang fails
+        assert r.status == 200
+        doc: dict[str, object] = await r.json()
+        return doc
+
+
+async def test_a_feeding_task_that_dies_is_reported_not_left_silent() -> None:
+    doc = await network_of(FakeClient(RuntimeError("boom")))
+    assert "status poll stopped" in str(doc["follow_error"])
+    assert "boom" in str(doc["follow_error"])
+
+
+async def test_a_healthy_poll_reports_no_error() -> None:
+    """Negative control: the same server with a status that answers."""
+    doc = await network_of(FakeClient(None))
+    assert doc["up"] == 4
+    assert "stopped" not in str(doc["follow_error"])
+
+
+async def test_live_streams_past_the_limit_get_503_with_a_reason() -> None:
+    server = ConsoleServer(FakeClient(None), poll_s=0.01)  # type: ignore[arg-type]
+    server.hub.subscribers_max = 1
+    async with TestClient(TestServer(server.app())) as http:
+        first = await asyncio.wait_for(http.get("/api/events"), 10)
+        assert first.status == 200 and first.headers["Content-Type"] == "text/event-stream"
+        second = await asyncio.wait_for(http.get("/api/events"), 10)
+        assert second.status == 503
+        assert "live streams are open already" in (await second.json())["error"]
+        first.close()
+
+
+def test_console_without_a_network_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["--run-dir", str(tmp_path), "console", "--port", "0"]) == EXIT_USAGE
+    assert "no network in run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_console_refuses_a_bad_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["console", "--port", port]) == EXIT_USAGE
+    assert "is not a port" in capsys.readouterr().err
