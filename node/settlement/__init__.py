@@ -22,15 +22,19 @@ from node.settlement._codec import DecodeError
 from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._model import (
+    CustodyBacking,
     Genesis,
     GenesisError,
     Holding,
     Instrument,
     InstrumentKind,
     Participant,
+    ReserveRules,
     Role,
     Validator,
+    cusip_check_digit,
     isin_check_digit,
+    valid_cusip,
 )
 from node.settlement._pending import (
     FAIL_CODES,
@@ -40,9 +44,20 @@ from node.settlement._pending import (
     outcome,
     pending_count,
 )
+from node.settlement._reserve import (
+    CustodyAttestation,
+    ReserveAttestation,
+    custody_attestations,
+    latest_custody,
+    latest_reserves,
+    reserve_attestations,
+)
 from node.settlement._result import ResultCode
 from node.settlement._state import Head, RecordKind, StateView, TxRecord
 from node.settlement._tx import (
+    AttestCustody,
+    AttestReserves,
+    Bill,
     Burn,
     Cancel,
     CouponPay,
@@ -71,11 +86,16 @@ __all__ = [
     "FAIL_CODES",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
+    "AttestCustody",
+    "AttestReserves",
+    "Bill",
     "BlockContext",
     "BlockOutcome",
     "Burn",
     "Cancel",
     "CouponPay",
+    "CustodyAttestation",
+    "CustodyBacking",
     "DecodeError",
     "Distribute",
     "DvP",
@@ -101,6 +121,8 @@ __all__ = [
     "RedeemAll",
     "Redeemed",
     "Release",
+    "ReserveAttestation",
+    "ReserveRules",
     "ResultCode",
     "Role",
     "SignedTx",
@@ -115,6 +137,8 @@ __all__ = [
     "Verify",
     "apply_block",
     "authentic",
+    "cusip_check_digit",
+    "custody_attestations",
     "decode_body",
     "encode_body",
     "freezes",
@@ -122,11 +146,15 @@ __all__ = [
     "instructions",
     "instrument_state",
     "isin_check_digit",
+    "latest_custody",
+    "latest_reserves",
     "outcome",
     "pending_count",
     "precheck",
+    "reserve_attestations",
     "result_leaf",
     "results_root",
     "sign_tx",
     "tx_id",
+    "valid_cusip",
 ]

@@ -610,3 +610,50 @@ MUTANTS += [
            tests=[_H + "test_holders_at_proves_a_past_height_by_the_next_header"]),
 ]
 # fmt: on
+
+# --- reserve: custody and reserves (issue 15 item 2; docs/ledger.md "Custody and reserves") --
+_R = "tests/unit/test_reserve.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("reserve-mint-unchecked", "node/settlement/_apply.py",
+           old="backed = _reserve.mint_code(genesis, o, tx.instrument, tx.amount)",
+           new="backed = None",
+           breaks="a mint takes a backed instrument's supply above its latest attestation",
+           tests=[_R + "test_a_mint_up_to_the_attested_custody_goes_through_one_more_unit_does_not"]),
+    Mutant("reserve-same-as-of-fresh", "node/settlement/_reserve.py",
+           old="return latest_as_of_ms < as_of_ms <= time_ms",
+           new="return latest_as_of_ms <= as_of_ms <= time_ms",
+           breaks="an attestation as of the latest one's time replaces it (a replayed statement)",
+           tests=[_R + "test_a_replayed_or_back_dated_attestation_cannot_replace_a_newer_one"]),
+    Mutant("reserve-future-as-of", "node/settlement/_reserve.py",
+           old="return latest_as_of_ms < as_of_ms <= time_ms",
+           new="return latest_as_of_ms < as_of_ms",
+           breaks="an attestation as of the future is recorded",
+           tests=[_R + "test_a_stale_or_future_custody_attestation_changes_nothing"]),
+    Mutant("reserve-any-custodian-attests", "node/settlement/_reserve.py",
+           old="return backing is not None and backing.custodian == tx.custodian",
+           new="return backing is not None",
+           breaks="anybody attests a backed bond's custody, not only its named custodian",
+           tests=[_R + "test_only_the_named_custodian_attests_and_only_a_backed_bond"]),
+    Mutant("reserve-cusip-unchecked", "node/settlement/_reserve.py",
+           old="if cusips != sorted(set(cusips)) or not all(valid_cusip(c) for c in cusips):",
+           new="if cusips != sorted(set(cusips)):",
+           breaks="a bill with a wrong CUSIP check digit is recorded",
+           tests=[_R + "test_an_invalid_composition_is_refused_at_admission_and_in_a_block"]),
+    Mutant("reserve-history-unbounded", "node/settlement/_reserve.py",
+           old="for key, _ in kept[: max(0, len(kept) - ATTESTATIONS_KEPT)]:",
+           new="for key, _ in kept[:0]:",
+           breaks="attestations accumulate in the state without bound",
+           tests=[_R + "test_custody_history_keeps_the_latest_attestations_only"]),
+    Mutant("reserve-deposits-ignored", "node/settlement/_reserve.py",
+           old="return self.deposits + sum(b.amount for b in self.bills)",
+           new="return sum(b.amount for b in self.bills)",
+           breaks="deposits do not count toward the reserves a cash mint is checked against",
+           tests=[_R + "test_cash_mints_keep_coverage_at_or_above_100_percent"]),
+    Mutant("reserve-unattested-unbounded", "node/settlement/_reserve.py",
+           old="supply = genesis.genesis_supply.get(bond, 0)",
+           new="supply = U64_MAX",
+           breaks="a custody-backed bond mints without limit until its first attestation",
+           tests=[_R + "test_until_the_first_attestation_the_genesis_supply_stands_as_custody"]),
+]
+# fmt: on
