@@ -14,6 +14,7 @@
 from client._async import (
     AccountEvent,
     AsyncLedgerClient,
+    BackedView,
     Balances,
     BlockEvent,
     BlockTiming,
@@ -72,6 +73,7 @@ from node.settlement import ResultCode
 __all__ = [
     "AccountEvent",
     "AsyncLedgerClient",
+    "BackedView",
     "BadResponseError",
     "Balances",
     "BlockEvent",

@@ -50,6 +50,8 @@ __all__ = [
     "attest_custody",
     "attest_reserves",
     "custody_attestations",
+    "genesis_custody",
+    "genesis_reserves",
     "latest_custody",
     "latest_reserves",
     "may_attest",
@@ -247,19 +249,29 @@ _NO_DOCUMENT = b"\0" * crypto.HASH_LEN
 def latest_custody(genesis: Genesis, view: StateView | Overlay, bond: str) -> CustodyAttestation:
     """The latest custody attestation of ``bond``, or the genesis supply as of genesis."""
     last = _last(view, RecordKind.CUSTODY, bond)
-    if last is None:
-        supply = genesis.genesis_supply.get(bond, 0)
-        return CustodyAttestation(bond, supply, genesis.genesis_time_ms, _NO_DOCUMENT, 0, "")
-    return CustodyAttestation.decode(bond, *last)
+    return (
+        genesis_custody(genesis, bond) if last is None else CustodyAttestation.decode(bond, *last)
+    )
 
 
 def latest_reserves(genesis: Genesis, view: StateView | Overlay, cash: str) -> ReserveAttestation:
     """The latest reserve attestation of ``cash``, or the genesis supply (as deposits)."""
     last = _last(view, RecordKind.RESERVES, cash)
-    if last is None:
-        supply = genesis.genesis_supply.get(cash, 0)
-        return ReserveAttestation(cash, genesis.genesis_time_ms, _NO_DOCUMENT, 0, "", supply, ())
-    return ReserveAttestation.decode(cash, *last)
+    return (
+        genesis_reserves(genesis, cash) if last is None else ReserveAttestation.decode(cash, *last)
+    )
+
+
+def genesis_custody(genesis: Genesis, bond: str) -> CustodyAttestation:
+    """What stands before the first attestation: the genesis supply, as of genesis."""
+    supply = genesis.genesis_supply.get(bond, 0)
+    return CustodyAttestation(bond, supply, genesis.genesis_time_ms, _NO_DOCUMENT, 0, "")
+
+
+def genesis_reserves(genesis: Genesis, cash: str) -> ReserveAttestation:
+    """The reserves' stand-in: the genesis supply as deposits, no bills, as of genesis."""
+    supply = genesis.genesis_supply.get(cash, 0)
+    return ReserveAttestation(cash, genesis.genesis_time_ms, _NO_DOCUMENT, 0, "", supply, ())
 
 
 def custody_attestations(view: StateView, bond: str) -> list[CustodyAttestation]:
