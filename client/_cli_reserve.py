@@ -144,7 +144,7 @@ def _rules(
     late = [b.cusip for b in a.bills if not as_of <= date.fromisoformat(b.maturity) <= latest_ok]
     attested = bool(a.by)
     return (
-        ("coverage >= 100%", total >= view.supply, f"reserves {total}, supply {view.supply}"),
+        ("coverage >= 100%", total >= view.supply, f"reserves {total:,}, supply {view.supply:,}"),
         ("attested", attested, "by " + a.by if attested else "never: the genesis supply stands"),
         (
             f"attestation at most {r.age_max_days} days old",
@@ -303,8 +303,8 @@ def _report_reserves(args: argparse.Namespace) -> int:
     for line in lines:
         cov = "n/a (no supply)" if line.coverage_bp is None else _pct(line.coverage_bp)
         print(
-            f"{line.cash}: supply {line.supply:,}, reserves {line.reserves:,} (bills "
-            f"{line.bills:,} in {line.bill_count}, deposits {line.deposits:,}), coverage {cov}, "
+            f"{line.cash}: supply {line.supply:,}, reserves {line.reserves:,} ({line.bill_count} "
+            f"bills {line.bills:,}, deposits {line.deposits:,}), coverage {cov}, "
             f"as of {_day(line.as_of_ms)} by {line.attested_by or '(genesis)'}"
         )
         rows = [("PASS" if ok else "FAIL", rule, found) for rule, ok, found in line.rules]
