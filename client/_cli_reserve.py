@@ -31,7 +31,14 @@ from node.settlement import (
 )
 from node.settlement._schedule import date_of_ms
 
-__all__ = ["COMMANDS", "CustodyLine", "ReserveLine", "custody_report", "reserve_report"]
+__all__ = [
+    "COMMANDS",
+    "CustodyLine",
+    "ReserveLine",
+    "custody_report",
+    "print_reserve_report",
+    "reserve_report",
+]
 
 DAY_MS = 86_400_000
 # Default as-of of an attestation: a second before now, since the block that records it
@@ -299,6 +306,13 @@ def _report_reserves(args: argparse.Namespace) -> int:
             }
         )
         return EXIT_FAILED if fails else EXIT_OK
+    print_reserve_report(height, lines)
+    return EXIT_FAILED if fails else EXIT_OK
+
+
+def print_reserve_report(height: int, lines: Sequence[ReserveLine]) -> None:
+    """The text form of ``reserve_report`` (``ledger report reserves``, ``make demo``)."""
+    fails = sum(1 for line in lines for _, ok, _ in line.rules if not ok)
     print(f"reserves after block {height}: {len(lines)} reserve-backed tokens, {fails} FAIL")
     for line in lines:
         cov = "n/a (no supply)" if line.coverage_bp is None else _pct(line.coverage_bp)
@@ -309,7 +323,6 @@ def _report_reserves(args: argparse.Namespace) -> int:
         )
         rows = [("PASS" if ok else "FAIL", rule, found) for rule, ok, found in line.rules]
         table(("", "rule", "found"), rows)
-    return EXIT_FAILED if fails else EXIT_OK
 
 
 def _reserve_doc(line: ReserveLine) -> dict[str, object]:

@@ -8,7 +8,9 @@ for the commit certificate. It prints each trade's finality latency and when its
 proof (the next block) verified offline, a burst of concurrent trades, the final
 balances, then the bond lifecycle (node/demo_lifecycle.py: a coupon, a pending trade
 that settles once funded, one that fails at its deadline, a redemption at maturity),
-checks that every validator holds the same state root, and stops the cluster.
+the reserves behind the reserve-backed cash token (node/demo_reserve.py: attested, minted
+within, refused beyond, the reserve report), checks that every validator holds the same
+state root, and stops the cluster.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from client import (
 )
 from node.cluster import node_states, start_cluster, stop_cluster
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
+from node.demo_reserve import ReserveMismatch, show_reserves
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
 from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
@@ -158,6 +161,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await _burst(clients, demo)
         await _balances(clients.all[0], demo)
         await show_lifecycle(clients, demo)  # node/demo_lifecycle.py
+        await show_reserves(clients, demo)  # node/demo_reserve.py
     finally:
         await clients.close()
 
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             # Demo block times are wall-clock: trades expire 10 minutes from now.
             try:
                 asyncio.run(_trades(net, load_run_network(run_dir)))
-            except (LedgerError, LifecycleMismatch) as e:
+            except (LedgerError, LifecycleMismatch, ReserveMismatch) as e:
                 print(f"demo: {e}", file=sys.stderr)
                 return 1
             # Let the last commit certificate reach every validator before comparing.

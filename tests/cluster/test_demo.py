@@ -30,5 +30,7 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"funded later +OK event at height \d+, proven", out)
     assert re.search(r"never funded +FAILED_DEADLINE event at height \d+, proven", out)
     assert re.search(r"RedeemAll by TREASURY: OK at height \d+", out)
+    # Reserves (node/demo_reserve.py): attested, minted within, refused beyond, reported.
+    assert "is refused: RESERVES_SHORT" in out and "coverage 111.11%" in out
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out
