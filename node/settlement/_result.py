@@ -92,7 +92,7 @@ _MEANINGS: dict[ResultCode, str] = {
     ),
     ResultCode.INSUFFICIENT_CASH: "the paying party holds less cash than required",
     ResultCode.OVERFLOW: "a balance or the supply would exceed 2**64 - 1",
-    ResultCode.SUPPLY_LIMIT: "the mint would exceed the supply custody or reserves attest",
+    ResultCode.SUPPLY_LIMIT: "the mint would exceed the instrument's max_supply (fixed by genesis)",
     ResultCode.MATURED: (
         "the bond has reached its maturity date: it can no longer be transferred, traded, "
         "minted or burned, only redeemed (Redeem, RedeemAll)"
