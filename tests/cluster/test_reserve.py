@@ -21,6 +21,7 @@ import pytest
 
 from client import (
     AsyncLedgerClient,
+    NotFoundError,
     PermissionDeniedError,
     RejectedError,
     ResultCode,
@@ -75,6 +76,8 @@ def test_custody_caps_mints_and_the_report_shows_a_break_then_none(
             verify_receipt(e.value.receipt, cluster.net.run_dir / "genesis.json")
             _, (due,) = await client.attestations(DEMO_DUE_BOND)
             assert (due.supply, due.attestations) == (supply[DEMO_DUE_BOND], ())
+            with pytest.raises(NotFoundError):  # not backed: no attestations to read
+                await client.attestations(cluster.demo.bonds[0])
         async with AsyncLedgerClient.from_run_dir(cluster.net.run_dir, identity="BANK01") as bank:
             with pytest.raises(PermissionDeniedError):
                 await bank.attestations(DEMO_DUE_BOND)
