@@ -657,3 +657,27 @@ MUTANTS += [
            tests=[_R + "test_until_the_first_attestation_the_genesis_supply_stands_as_custody"]),
 ]
 # fmt: on
+
+# --- reserve: the reports and who reads attestations (client/_cli_reserve.py, node/access.py)
+_RC = "tests/unit/test_reserve_client.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("reserve-report-supply-unchecked", "client/_cli_reserve.py",
+           old="if view.supply > latest.amount:", new="if False:",
+           breaks="`ledger report custody` shows no BREAK when the supply exceeds custody",
+           tests=[_RC + "test_custody_report_breaks_when_supply_exceeds_custody_and_not_when_covered"]),
+    Mutant("reserve-report-age-unchecked", "client/_cli_reserve.py",
+           old="if now_ms - latest.as_of_ms > backing.age_max_days * DAY_MS:", new="if False:",
+           breaks="`ledger report custody` shows no BREAK for an attestation older than allowed",
+           tests=[_RC + "test_custody_report_breaks_on_an_old_attestation_or_none_at_all"]),
+    Mutant("reserve-report-bill-share-unchecked", "client/_cli_reserve.py",
+           old="attested and bills * 10_000 >= r.bills_min_bp * total,", new="attested,",
+           breaks="`ledger report reserves` passes reserves with too small a share in bills",
+           tests=[_RC + "test_reserve_report_fails_each_broken_rule"]),
+    Mutant("reserve-attestations-public", "node/access.py",
+           old="staff = () if inst is None else (inst.issuer, backing.custodian if backing else inst.issuer)",
+           new="staff = tuple(genesis.participant_by_id)",
+           breaks="every participant reads every backed instrument's supply and attestations",
+           tests=[_RC + "test_attestations_are_read_by_issuer_custodian_and_observers_only"]),
+]
+# fmt: on
