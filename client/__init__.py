@@ -14,6 +14,7 @@
 from client._async import (
     AccountEvent,
     AsyncLedgerClient,
+    BackedView,
     Balances,
     BlockEvent,
     BlockTiming,
@@ -73,6 +74,7 @@ from node.settlement import ResultCode
 __all__ = [
     "AccountEvent",
     "AsyncLedgerClient",
+    "BackedView",
     "BadResponseError",
     "Balances",
     "BlockEvent",

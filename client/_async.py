@@ -91,6 +91,7 @@ from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_
 from node.settlement import (
     Burn,
     Cancel,
+    CustodyAttestation,
     DvP,
     FreezeReason,
     FreezeRecord,
@@ -100,6 +101,7 @@ from node.settlement import (
     PendingDvP,
     Redeem,
     Release,
+    ReserveAttestation,
     ResultCode,
     SignedTx,
     Transaction,
@@ -242,6 +244,36 @@ class BlockEvent:
     index: int
     tx_id: bytes
     code: ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class BackedView:
+    """A backed instrument at a height (docs/ledger.md "Custody and reserves"): its supply
+    and its recorded attestations, oldest first (none: the genesis supply stands)."""
+
+    instrument: str
+    custody: bool  # a custody-backed bond; else a reserve-backed cash token
+    supply: int
+    attestations: tuple[CustodyAttestation, ...] | tuple[ReserveAttestation, ...]
+
+
+def _backed(msg: pb.BackedInstrument) -> BackedView:
+    """A BackedInstrument decoded; BadResponseError for a record that does not decode."""
+    try:
+        found: tuple[CustodyAttestation, ...] | tuple[ReserveAttestation, ...]
+        if msg.custody:
+            found = tuple(
+                CustodyAttestation.decode(msg.instrument, a.as_of_ms, a.record)
+                for a in msg.attestations
+            )
+        else:
+            found = tuple(
+                ReserveAttestation.decode(msg.instrument, a.as_of_ms, a.record)
+                for a in msg.attestations
+            )
+    except (TxDecodeError, ValueError) as e:
+        raise BadResponseError(f"an attestation of {msg.instrument} does not decode: {e}") from e
+    return BackedView(msg.instrument, msg.custody, msg.supply, found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -806,6 +838,20 @@ class AsyncLedgerClient:
             )
 
         return await self._call("freezes", get)
+
+    async def attestations(self, instrument: str = "") -> tuple[int, tuple[BackedView, ...]]:
+        """(height, the backed instruments after it, in id order): each one's supply and
+        attestations; only ``instrument`` if given. Readable by the instrument's issuer,
+        its custodian and observers (PermissionDeniedError else; docs/ledger.md)."""
+
+        async def get(i: int) -> tuple[int, tuple[BackedView, ...]]:
+            req = pb.AttestationsRequest(instrument=instrument)
+            msg = await self._stub(i).GetAttestations(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetAttestations", req)
+            )
+            return msg.height, tuple(_backed(b) for b in msg.instruments)
+
+        return await self._call("attestations", get)
 
     async def balances(self, account: str) -> Balances:
         async def get(i: int) -> Balances:

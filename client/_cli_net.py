@@ -108,6 +108,10 @@ def _command(name: str) -> Command:
         from client import _cli_freeze
 
         return _cli_freeze.COMMANDS[name]
+    if name.startswith("reserve_"):  # custody and reserves (client/_cli_reserve.py)
+        from client import _cli_reserve
+
+        return _cli_reserve.COMMANDS[name]
     return _COMMANDS[name]
 
 
@@ -196,6 +200,14 @@ def describe(tx: Transaction) -> str:
         return f"REDEEM-BOND all {terms['bond']} of {terms['holder']} for cash at maturity"
     if kind == "REDEEM_ALL":
         return f"REDEEM-ALL {terms['bond']} for cash at maturity, paid by {terms['agent']}"
+    if kind == "ATTEST_CUSTODY":
+        return f"ATTEST-CUSTODY {amount(terms['amount'])} {terms['bond']} by {terms['custodian']}"
+    if kind == "ATTEST_RESERVES":
+        total = terms["deposits"] + sum(b["amount"] for b in terms["bills"])
+        return (
+            f"ATTEST-RESERVES {amount(total)} behind {terms['cash']} ({len(terms['bills'])} "
+            f"bills) by {terms['issuer']}"
+        )
     if kind in ("FREEZE", "UNFREEZE"):
         target = f"{terms['account']}'s {terms['instrument'] or 'account'}"
         why = f" ({FreezeReason(terms['reason']).name})" if kind == "FREEZE" else ""

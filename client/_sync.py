@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, overload
 from client._async import (
     AccountEvent,
     AsyncLedgerClient,
+    BackedView,
     Balances,
     BlockTiming,
     BlockView,
@@ -203,6 +204,10 @@ class LedgerClient:
     def freezes(self) -> tuple[int, tuple[FreezeRecord, ...]]:
         """See ``AsyncLedgerClient.freezes``."""
         return self._run(self._client.freezes())
+
+    def attestations(self, instrument: str = "") -> tuple[int, tuple[BackedView, ...]]:
+        """See ``AsyncLedgerClient.attestations``."""
+        return self._run(self._client.attestations(instrument))
 
     def transaction(self, tx_id: bytes) -> TxStatus:
         return self._run(self._client.transaction(tx_id))

@@ -21,8 +21,9 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from client._errors import (
@@ -35,8 +36,11 @@ from client._errors import (
 from client._keys import ParticipantKey
 from client._limits import NONCE_BITS, TTL_DEFAULT_S, TTL_MAX_S
 from node import crypto, tags
-from node.config import TX_BYTES_MAX, U64_MAX
+from node.config import RESERVE_BILLS_MAX, TX_BYTES_MAX, U64_MAX
 from node.settlement import (
+    AttestCustody,
+    AttestReserves,
+    Bill,
     Burn,
     Cancel,
     CouponPay,
@@ -59,6 +63,7 @@ from node.settlement import (
     Unfreeze,
     decode_body,
     encode_body,
+    valid_cusip,
 )
 
 __all__ = [
@@ -334,6 +339,76 @@ class Transactions:
         """(account, instrument or "" for the whole account), both checked against genesis."""
         account = self._participant("account", account)
         return account, self._instrument("instrument", instrument) if instrument else ""
+
+    # --- reserve: custody and reserves (docs/ledger.md "Custody and reserves") ----------
+
+    def attest_custody(
+        self, custodian: str, bond: str, amount: int, as_of_ms: int, document_sha256: bytes
+    ) -> AttestCustody:
+        """``custodian`` (the one genesis names for ``bond``) attests ``amount`` units in
+        custody as of ``as_of_ms``; ``document_sha256`` hashes the custody statement."""
+        return AttestCustody(
+            **self._head(),
+            custodian=self._participant("custodian", custodian),
+            bond=self._instrument("bond", bond, InstrumentKind.BOND),
+            amount=_u64("amount", amount),
+            as_of_ms=_u64("as_of_ms", as_of_ms),
+            document_sha256=_digest(document_sha256),
+        )
+
+    def attest_reserves(  # noqa: PLR0917 - positional like the statement's fields
+        self,
+        issuer: str,
+        cash: str,
+        as_of_ms: int,
+        document_sha256: bytes,
+        deposits: int,
+        bills: Sequence[Bill | tuple[str, str, int]] = (),
+    ) -> AttestReserves:
+        """``issuer`` attests the reserves behind ``cash``: ``deposits`` and ``bills``
+        (``Bill`` or (CUSIP, YYYY-MM-DD maturity, amount)), put in CUSIP order here."""
+        return AttestReserves(
+            **self._head(),
+            issuer=self._participant("issuer", issuer),
+            cash=self._instrument("cash", cash, InstrumentKind.CASH),
+            as_of_ms=_u64("as_of_ms", as_of_ms),
+            document_sha256=_digest(document_sha256),
+            deposits=_u64("deposits", deposits),
+            bills=_bills(bills),
+        )
+
+
+def _u64(field: str, value: int) -> int:
+    """An integer in 0..2**64-1 (an attested amount may be zero)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+        raise InvalidFieldError(field, f"must be an integer in 0..2**64-1, got {value!r}")
+    return value
+
+
+def _digest(value: bytes) -> bytes:
+    if not isinstance(value, bytes) or len(value) != crypto.HASH_LEN:
+        raise InvalidFieldError("document_sha256", "must be a 32-byte SHA-256 digest")
+    return value
+
+
+def _bills(bills: Sequence[Bill | tuple[str, str, int]]) -> tuple[Bill, ...]:
+    """Bills checked one by one (CUSIP check digit, a date, an amount) in CUSIP order."""
+    if len(bills) > RESERVE_BILLS_MAX:
+        raise InvalidFieldError("bills", f"at most {RESERVE_BILLS_MAX}, got {len(bills)}")
+    out = []
+    for b in bills:
+        cusip, maturity, amount = (b.cusip, b.maturity, b.amount) if isinstance(b, Bill) else b
+        if not isinstance(cusip, str) or not valid_cusip(cusip):
+            raise InvalidFieldError("bills", f"{cusip!r} is not a CUSIP with a valid check digit")
+        try:
+            date.fromisoformat(maturity)
+        except (TypeError, ValueError):
+            msg = f"{cusip}: maturity {maturity!r} is not YYYY-MM-DD"
+            raise InvalidFieldError("bills", msg) from None
+        out.append(Bill(cusip, maturity, Transactions._amount("bills", amount)))
+    if len({b.cusip for b in out}) != len(out):
+        raise InvalidFieldError("bills", "a CUSIP appears twice")
+    return tuple(sorted(out, key=lambda b: b.cusip))
 
 
 def _reason(reason: FreezeReason | str | int) -> FreezeReason:

@@ -883,7 +883,7 @@ def _add_settlement_queries(b: _Builder) -> None:
         _network("fails"),
     )
     _height_range(p)
-    report = b.group("report", "reports over a range of blocks")
+    report = b.group("report", "reports: settlement over a range of blocks, custody, reserves")
     p = b.leaf(
         report,
         "settlement",
@@ -892,6 +892,96 @@ def _add_settlement_queries(b: _Builder) -> None:
         _network("report_settlement"),
     )
     _height_range(p)
+    _add_reserve_reports(b, report)
+
+
+# --- reserve: custody and reserves (docs/ledger.md "Custody and reserves") ----------------
+
+
+def units(text: str) -> int:
+    """A whole number of minor units, zero allowed (an attested amount may be nothing)."""
+    return 0 if text.replace("_", "").replace(",", "") == "0" else amount(text)
+
+
+def _attest_options(p: argparse.ArgumentParser, signer: str) -> None:
+    doc = p.add_mutually_exclusive_group(required=True)
+    doc.add_argument("--document", type=Path, metavar="FILE", help="the signed statement (hashed)")
+    doc.add_argument("--document-sha256", metavar="HEX", help="or its SHA-256, 64 hex digits")
+    p.add_argument(
+        "--as-of-ms",
+        type=int,
+        metavar="MS",
+        help="what the statement is as of, ms since the epoch (default: a second ago); newer "
+        "than the last attestation and not after the block time, else STALE_ATTESTATION",
+    )
+    p.add_argument(
+        "--key", type=Path, metavar="FILE", help=f"default: RUN_DIR/participants/{signer}.key"
+    )
+
+
+def _add_attest(b: _Builder) -> None:
+    """attest custody|reserves: signed attestations (docs/ledger.md "Custody and reserves")."""
+    sub = b.group("attest", "attest custody of a bond or the reserves of a cash token")
+    opts = [_submit_options()]
+    p = b.leaf(
+        sub,
+        "custody",
+        "attest the units of a custody-backed bond held in custody (its named custodian "
+        "signs); mints beyond it are refused CUSTODY_EXCEEDED",
+        _network("reserve_attest_custody"),
+        parents=opts,
+    )
+    p.add_argument("--bond", required=True, type=participant_id, metavar="ISIN")
+    p.add_argument("--amount", required=True, type=units, help="units in custody (integer)")
+    p.add_argument(
+        "--custodian",
+        type=participant_id,
+        metavar="ID",
+        help="who attests (default and only choice: the custodian genesis names)",
+    )
+    _attest_options(p, "CUSTODIAN")
+    p = b.leaf(
+        sub,
+        "reserves",
+        "attest the bills and deposits behind a reserve-backed cash token (its issuer "
+        "signs); a mint taking the supply above them is refused RESERVES_SHORT",
+        _network("reserve_attest_reserves"),
+        parents=opts,
+    )
+    p.add_argument("--cash", required=True, type=participant_id, metavar="ID")
+    p.add_argument("--deposits", type=units, default=0, help="deposits, minor units (default 0)")
+    p.add_argument(
+        "--bill",
+        action="append",
+        metavar="CUSIP:YYYY-MM-DD:AMOUNT",
+        help="a Treasury bill: CUSIP (check digit validated), maturity, value in minor units; "
+        "repeat for each (at most 100)",
+    )
+    p.add_argument(
+        "--issuer", type=participant_id, metavar="ID", help="default: the token's issuer"
+    )
+    _attest_options(p, "ISSUER")
+
+
+def _add_reserve_reports(b: _Builder, report: argparse._SubParsersAction[_Parser]) -> None:
+    for name, help_ in (
+        (
+            "custody",
+            "per custody-backed bond: token supply against the latest attested custody, its "
+            "as-of, BREAK when supply exceeds custody or the attestation is older than "
+            "genesis allows (exit 1 on any BREAK)",
+        ),
+        (
+            "reserves",
+            "per reserve-backed cash token: coverage, composition (bills, deposits) and each "
+            "genesis rule PASS/FAIL (exit 1 on any FAIL)",
+        ),
+    ):
+        p = b.leaf(report, name, help_, _network(f"reserve_report_{name}"))
+        p.add_argument("--instrument", type=participant_id, metavar="ID", help="only this one")
+        p.add_argument(
+            "--now-ms", type=int, metavar="MS", help="judge ages as of this time (default: now)"
+        )
 
 
 def build_parser() -> _Parser:
@@ -899,6 +989,7 @@ def build_parser() -> _Parser:
     _add_keys(b)
     _add_genesis(b)
     _add_submit(b)
+    _add_attest(b)
     _add_two_party(b)
     _add_queries(b)
     _add_lifecycle_queries(b)

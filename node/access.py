@@ -25,6 +25,8 @@ The authorization rules are pure functions of the caller, the genesis and the da
 - a pending trade (``GetPending``) goes to its seller and buyer;
 - an instrument's holders (``GetInstrument``) go to its issuer and paying agent (who pay
   them); anyone else sees only its own holding and the periods paid;
+- an instrument's custody or reserve attestations and its supply (``GetAttestations``)
+  go to its issuer and, for a custody-backed bond, its attesting custodian;
 - participants with an observer role (``regulator``, ``compliance``, ``auditor``) read
   everything.
 
@@ -61,6 +63,7 @@ __all__ = [
     "Caller",
     "Claim",
     "may_read_account",
+    "may_read_attestations",
     "may_read_holders",
     "may_read_pending",
     "may_read_tx",
@@ -238,4 +241,14 @@ def may_read_holders(caller: Caller, instrument: str, genesis: Genesis) -> bool:
     """Every holder of ``instrument``: its issuer and paying agent need them to pay."""
     inst = genesis.instrument_by_id.get(instrument)
     staff = () if inst is None else (inst.issuer, inst.agent)
+    return caller.observer or caller.participant in staff
+
+
+def may_read_attestations(caller: Caller, instrument: str, genesis: Genesis) -> bool:
+    """A backed instrument's attestations and supply: its issuer and attesting custodian
+    (who reconcile them) and observers; not other holders (docs/ledger.md "Custody and
+    reserves": the supply with one's own balance tells how the rest is held)."""
+    inst = genesis.instrument_by_id.get(instrument)
+    backing = genesis.custody_by_bond.get(instrument)
+    staff = () if inst is None else (inst.issuer, backing.custodian if backing else inst.issuer)
     return caller.observer or caller.participant in staff

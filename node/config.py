@@ -67,6 +67,19 @@ BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX
 # refused FREEZES_FULL and changes nothing.
 FREEZES_MAX: Final = 1_000
 
+# --- settlement: custody and reserves (reserve; node/settlement/_reserve.py) -------------
+# Attestations kept per instrument (the latest and the ones before it, for the report's
+# history); recording one more deletes the oldest, so the state never grows with time.
+ATTESTATIONS_KEPT: Final = 16
+# Bills in one reserve attestation: each is 21 bytes of the body, so the largest
+# attestation (about 2.2 kB) stays well inside TX_BYTES_MAX.
+RESERVE_BILLS_MAX: Final = 100
+# Backed instruments a genesis may list (custody-backed bonds, reserve-backed cash tokens).
+BACKINGS_MAX: Final = 1_000
+# Genesis rules: the longest horizons a rule may name (a bill's days to maturity, the age
+# after which the report flags an attestation), in days.
+RESERVE_RULE_DAYS_MAX: Final = 3_660
+
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024
 LMDB_MAP_SIZE_MAX_BYTES: Final = 64 * 1024 * 1024 * 1024

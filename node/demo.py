@@ -9,7 +9,9 @@ proof (the next block) verified offline, a burst of concurrent trades, the final
 balances, then the bond lifecycle (node/demo_lifecycle.py: a coupon, a pending trade
 that settles once funded, one that fails at its deadline, a redemption at maturity), a
 freeze (node/demo_freeze.py: a trade with a frozen bank refused, then settled after the
-unfreeze), checks that every validator holds the same state root, and stops the cluster.
+unfreeze), the reserves behind the reserve-backed cash token (node/demo_reserve.py:
+attested, minted within, refused beyond, the reserve report), checks that every
+validator holds the same state root, and stops the cluster.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from node.cluster import node_states, start_cluster, stop_cluster
 from node.demo_console import CONSOLE_HELP, console_or_hint
 from node.demo_freeze import show_freeze
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
+from node.demo_reserve import ReserveMismatch, show_reserves
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
 from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
 from node.netgen import NetSpec, default_quorum, free_port_base, generate, load_signing_key
@@ -162,6 +165,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await _balances(clients.all[0], demo)
         await show_lifecycle(clients, demo)  # node/demo_lifecycle.py
         await show_freeze(clients, demo)  # node/demo_freeze.py
+        await show_reserves(clients, demo)  # node/demo_reserve.py
     finally:
         await clients.close()
 
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             # Demo block times are wall-clock: trades expire 10 minutes from now.
             try:
                 asyncio.run(_trades(net, load_run_network(run_dir)))
-            except (LedgerError, LifecycleMismatch) as e:
+            except (LedgerError, LifecycleMismatch, ReserveMismatch) as e:
                 print(f"demo: {e}", file=sys.stderr)
                 return 1
             # Let the last commit certificate reach every validator before comparing.

@@ -7,6 +7,7 @@ keys, missing keys, floats and wrong types are errors that name the field.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from typing import Any, TypeVar
 
 from node import crypto, tags
 from node.settlement import (
+    CustodyBacking,
     Genesis,
     GenesisError,
     Holding,
     Instrument,
     InstrumentKind,
     Participant,
+    ReserveRules,
     Role,
     Validator,
     isin_check_digit,
@@ -30,6 +33,7 @@ from node.settlement import (
 __all__ = [
     "DEMO_DUE_BOND",
     "DEMO_MATURED_BOND",
+    "DEMO_RESERVE_CASH",
     "DemoNetwork",
     "demo_genesis",
     "demo_lifecycle_bonds",
@@ -137,6 +141,25 @@ def _validator(d: Any, where: str) -> Validator:
     return Validator(_str(d, "id", where), _key(d, where), pin)
 
 
+def _custody(d: Any, where: str) -> CustodyBacking:
+    d = _obj(d, where, {"bond", "custodian"}, frozenset({"age_max_days"}))
+    extra = {"age_max_days": _int(d, "age_max_days", where)} if "age_max_days" in d else {}
+    return CustodyBacking(_str(d, "bond", where), _str(d, "custodian", where), **extra)
+
+
+_RULE_FIELDS = ("bill_days_max", "bills_min_bp", "deposits_max_bp", "age_max_days")
+
+
+def _reserve_rules(d: Any, where: str) -> ReserveRules:
+    d = _obj(d, where, {"cash"}, frozenset(_RULE_FIELDS))
+    extra = {f: _int(d, f, where) for f in _RULE_FIELDS if f in d}
+    return ReserveRules(_str(d, "cash", where), **extra)
+
+
+# Optional top-level keys, by part; absent means the default (none).
+_OPTIONAL_KEYS = frozenset({"custody", "reserves"})  # reserve
+
+
 def parse_genesis(doc: Any) -> Genesis:
     """Build and validate a Genesis from its parsed JSON form."""
     keys = {
@@ -148,7 +171,7 @@ def parse_genesis(doc: Any) -> Genesis:
         "instruments",
         "holdings",
     }
-    doc = _obj(doc, "genesis", keys)
+    doc = _obj(doc, "genesis", keys, _OPTIONAL_KEYS)
     return Genesis(
         name=_str(doc, "name", "genesis"),
         genesis_time_ms=_int(doc, "genesis_time_ms", "genesis"),
@@ -157,6 +180,8 @@ def parse_genesis(doc: Any) -> Genesis:
         holdings=_list(doc, "holdings", _holding),
         validators=_list(doc, "validators", _validator),
         quorum=_int(doc, "quorum", "genesis"),
+        custody=_list(doc, "custody", _custody) if "custody" in doc else (),
+        reserves=_list(doc, "reserves", _reserve_rules) if "reserves" in doc else (),
     )
 
 
@@ -204,7 +229,7 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
                     d[f] = getattr(i, f)
         return d
 
-    return {
+    doc: dict[str, Any] = {
         "name": g.name,
         "genesis_time_ms": g.genesis_time_ms,
         "quorum": g.quorum,
@@ -224,6 +249,18 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
             for h in g.holdings
         ],
     }
+    doc.update(_reserve_json(g))
+    return doc
+
+
+def _reserve_json(g: Genesis) -> dict[str, Any]:
+    """reserve's optional keys, present only when genesis lists any backing."""
+    out: dict[str, Any] = {}
+    if g.custody:
+        out["custody"] = [dataclasses.asdict(c) for c in g.custody]
+    if g.reserves:
+        out["reserves"] = [dataclasses.asdict(r) for r in g.reserves]
+    return out
 
 
 def _validator_json(v: Validator) -> dict[str, Any]:
@@ -267,6 +304,12 @@ DEMO_CASH_CENTS = 1_000_000_000  # per bank: $10,000,000
 DEMO_DUE_BOND = _isin("US91282CKM2")  # 5% monthly, issued two years before, 24 coupons due
 DEMO_MATURED_BOND = _isin("US91282CHP9")  # 3% semi-annual, matured the day before: redeemable
 DEMO_DUE_BOND_BP, DEMO_MATURED_BOND_BP = 500, 300
+# reserve: a second cash token, reserve-backed, that nobody holds at genesis (so nothing
+# of it exists until its issuer attests reserves and mints): `make demo`'s reserve step.
+DEMO_RESERVE_CASH = "USD.RESERVED"
+DEMO_RESERVE_RULES = ReserveRules(
+    DEMO_RESERVE_CASH, bill_days_max=93, bills_min_bp=8_000, deposits_max_bp=2_000
+)
 
 
 def demo_lifecycle_bonds(today: date, cash: str) -> tuple[Instrument, Instrument]:
@@ -295,12 +338,17 @@ def demo_genesis(
     seed: bytes = b"demo",
     banks: int = 6,
     lifecycle_date: date | None = None,
+    *,
+    backing: bool = False,
 ) -> DemoNetwork:
     """A deterministic network: a depository, a treasury, a cash issuer, ``banks`` banks.
 
     Keys derive from ``seed``; for tests, simulations and demos only, never production.
     With ``lifecycle_date``, also the two bonds of ``demo_lifecycle_bonds`` for that date,
-    every bank holding ``DEMO_BOND_UNITS`` of each.
+    every bank holding ``DEMO_BOND_UNITS`` of each. With ``backing`` (reserve), the cash
+    token ``DEMO_RESERVE_CASH`` under ``DEMO_RESERVE_RULES``, and the lifecycle bonds
+    custody-backed by the depository (CSD): the tradable bonds and the first cash token
+    stay unbacked, since the benchmark mints them freely.
     """
 
     def key(label: str) -> crypto.SigningKey:
@@ -361,14 +409,17 @@ def demo_genesis(
         for inst in (*bonds, *(i.id for i in lifecycle), cash)
     )
     vkeys = [key(f"validator:{i}") for i in range(validators)]
+    backed = (Instrument(DEMO_RESERVE_CASH, InstrumentKind.CASH, "CASHCO", "USD"),)
     genesis = Genesis(
         name="demo-" + seed.decode("ascii", "replace").replace(" ", "-")[:32],
         genesis_time_ms=1_767_225_600_000,  # 2026-01-01T00:00:00Z
         participants=participants,
-        instruments=(*instruments, *lifecycle),
+        instruments=(*instruments, *lifecycle, *(backed if backing else ())),
         holdings=holdings,
         validators=tuple(Validator(f"val{i:02d}", k.public_key) for i, k in enumerate(vkeys)),
         quorum=quorum,
+        custody=tuple(CustodyBacking(i.id, "CSD") for i in lifecycle) if backing else (),
+        reserves=(DEMO_RESERVE_RULES,) if backing else (),
     )
     ids = tuple(i.id for i in lifecycle)
     return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund, ids)

@@ -34,6 +34,7 @@ from grpc_health.v1._async import HealthServicer
 from node.access import (
     Caller,
     may_read_account,
+    may_read_attestations,
     may_read_holders,
     may_read_pending,
     may_read_tx,
@@ -71,10 +72,12 @@ from node.settlement import (
     Outcome,
     Redeemed,
     TxResult,
+    custody_attestations,
     freezes,
     instructions,
     instrument_state,
     outcome,
+    reserve_attestations,
 )
 from node.store import StoredBlock
 from node.wire import RETRY_AFTER_METADATA
@@ -457,6 +460,52 @@ class LedgerService(pb_grpc.LedgerServicer):
                 for f in freezes(store)
                 if may_read_account(caller, f.account)
             ],
+        )
+
+    async def GetAttestations(
+        self, request: pb.AttestationsRequest, context: Ctx
+    ) -> pb.AttestationList:
+        """Backed instruments with their supply and attestations (at most BACKINGS_MAX
+        instruments, ATTESTATIONS_KEPT records each: bounded by genesis and the state);
+        only those the caller may read (node/access.py ``may_read_attestations``)."""
+        g, store, caller = self._node.genesis, self._node.store, current_caller()
+        backed = [*g.custody_by_bond, *g.reserves_by_cash]
+        if request.instrument:
+            if request.instrument not in backed:
+                await _abort(
+                    context,
+                    grpc.StatusCode.NOT_FOUND,
+                    f"{request.instrument!r} is neither a custody-backed bond nor a "
+                    "reserve-backed cash token in genesis",
+                )
+            if not may_read_attestations(caller, request.instrument, g):
+                await _abort(
+                    context,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{caller.participant} may not read the attestations of "
+                    f"{request.instrument}: its issuer, custodian and observers do",
+                )
+            backed = [request.instrument]
+        return pb.AttestationList(
+            height=store.head().height,
+            instruments=[
+                self._backed_pb(i) for i in sorted(backed) if may_read_attestations(caller, i, g)
+            ],
+        )
+
+    def _backed_pb(self, instrument: str) -> pb.BackedInstrument:
+        store = self._node.store
+        custody = instrument in self._node.genesis.custody_by_bond
+        found = (
+            custody_attestations(store, instrument)
+            if custody
+            else reserve_attestations(store, instrument)
+        )
+        return pb.BackedInstrument(
+            instrument=instrument,
+            custody=custody,
+            supply=store.supply(instrument),
+            attestations=[pb.Attestation(as_of_ms=a.as_of_ms, record=a.encode()) for a in found],
         )
 
 

@@ -37,13 +37,15 @@ from typing import assert_never
 from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
-from node.settlement import _freeze, _pending
+from node.settlement import _freeze, _pending, _reserve
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, StateView, TxRecord
 from node.settlement._tx import (
+    AttestCustody,
+    AttestReserves,
     Burn,
     Cancel,
     CouponPay,
@@ -267,6 +269,8 @@ def precheck(
         return TxResult(tid, ResultCode.DEADLINE_PASSED, recorded=False)
     if isinstance(tx, PendingDvP) and tx.quantity and tx.amount and not _pending.lots_of(tx):
         return TxResult(tid, ResultCode.INVALID_AMOUNT, recorded=False)
+    if isinstance(tx, AttestReserves) and not _reserve.valid_composition(tx):
+        return TxResult(tid, ResultCode.INVALID_ATTESTATION, recorded=False)
     return TxResult(tid, ResultCode.OK, recorded=False)  # only a block records
 
 
@@ -296,6 +300,10 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
             parties = (tx.by,)
         case Freeze() | Unfreeze():
             return _freeze.may_freeze(genesis, tx.by, tx.instrument)
+        case AttestCustody():
+            return tx.bond not in genesis.instrument_by_id or _reserve.may_attest(genesis, tx)
+        case AttestReserves():
+            return tx.cash not in genesis.instrument_by_id or _reserve.may_attest(genesis, tx)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
@@ -371,6 +379,10 @@ def _execute(
             return _freeze.freeze(genesis, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case Unfreeze():
             return _freeze.unfreeze(genesis, o, tx)
+        case AttestCustody():
+            return _reserve.attest_custody(genesis, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+        case AttestReserves():
+            return _reserve.attest_reserves(genesis, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case _:
             assert_never(tx)
 
@@ -468,6 +480,9 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
         return ResultCode.OVERFLOW
     if supply + tx.amount > inst.max_supply:
         return ResultCode.SUPPLY_LIMIT
+    backed = _reserve.mint_code(genesis, o, tx.instrument, tx.amount)
+    if backed is not None:
+        return backed
     o.adjust_supply(tx.instrument, tx.to, tx.amount)
     return ResultCode.OK
 

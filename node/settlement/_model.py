@@ -15,9 +15,11 @@ from functools import cached_property
 
 from node import crypto
 from node.config import (
+    BACKINGS_MAX,
     GENESIS_HOLDINGS_MAX,
     INSTRUMENTS_MAX,
     PARTICIPANTS_MAX,
+    RESERVE_RULE_DAYS_MAX,
     SCHEDULE_PERIODS_MAX,
     U64_MAX,
 )
@@ -30,14 +32,17 @@ from node.settlement._schedule import (
 )
 
 __all__ = [
+    "CustodyBacking",
     "Genesis",
     "GenesisError",
     "Holding",
     "Instrument",
     "InstrumentKind",
     "Participant",
+    "ReserveRules",
     "Role",
     "Validator",
+    "cusip_check_digit",
     "isin_check_digit",
 ]
 
@@ -148,6 +153,51 @@ def isin_check_digit(first11: str) -> int:
     return (10 - total % 10) % 10
 
 
+def cusip_check_digit(first8: str) -> int:
+    """The CUSIP check digit: digits as themselves, letters A=10..Z=35, then * @ #;
+    every second value doubled; the digits of the values summed (modulus 10 double add
+    double)."""
+    total = 0
+    for i, ch in enumerate(first8):
+        v = int(ch, 36) if ch.isalnum() else 36 + "*@#".index(ch)
+        if i % 2 == 1:
+            v *= 2
+        total += v // 10 + v % 10
+    return (10 - total % 10) % 10
+
+
+_CUSIP_RE = re.compile(r"[0-9A-Z*@#]{8}[0-9]\Z")
+
+
+def valid_cusip(cusip: str) -> bool:
+    """Nine characters of the CUSIP alphabet whose last is the check digit of the rest."""
+    return bool(_CUSIP_RE.match(cusip)) and cusip_check_digit(cusip[:8]) == int(cusip[8])
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyBacking:
+    """A custody-backed bond (docs/ledger.md "Custody and reserves"): its supply never
+    exceeds the amount ``custodian`` (the one participant who attests it) last attested;
+    until the first attestation, the genesis supply stands as attested."""
+
+    bond: str
+    custodian: str
+    age_max_days: int = 7  # `ledger report custody` flags an older attestation a BREAK
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRules:
+    """A reserve-backed cash token: its supply never exceeds the reserves its issuer last
+    attested (the genesis supply until then). The composition rules below are checked by
+    `ledger report reserves`, not by consensus (docs/ledger.md "Custody and reserves")."""
+
+    cash: str
+    bill_days_max: int = 93  # each bill matures at most this many days after the as-of
+    bills_min_bp: int = 0  # bills are at least this share of the reserves (basis points)
+    deposits_max_bp: int = 10_000  # deposits are at most this share
+    age_max_days: int = 7  # the report flags an older attestation
+
+
 @dataclass(frozen=True)
 class Genesis:
     name: str
@@ -157,9 +207,28 @@ class Genesis:
     holdings: tuple[Holding, ...]
     validators: tuple[Validator, ...]
     quorum: int
+    # reserve: custody-backed bonds and reserve-backed cash tokens (node/settlement/_reserve.py)
+    custody: tuple[CustodyBacking, ...] = ()
+    reserves: tuple[ReserveRules, ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @cached_property
+    def custody_by_bond(self) -> dict[str, CustodyBacking]:
+        return {c.bond: c for c in self.custody}
+
+    @cached_property
+    def reserves_by_cash(self) -> dict[str, ReserveRules]:
+        return {r.cash: r for r in self.reserves}
+
+    @cached_property
+    def genesis_supply(self) -> dict[str, int]:
+        """Each instrument's supply at height 0: what its genesis holdings add up to."""
+        out: dict[str, int] = {}
+        for h in self.holdings:
+            out[h.instrument] = out.get(h.instrument, 0) + h.amount
+        return out
 
     @cached_property
     def participant_by_id(self) -> dict[str, Participant]:
@@ -226,7 +295,22 @@ def _encode(g: Genesis) -> bytes:
         w.ident(v.id).fixed(v.public_key, crypto.PUBLIC_KEY_LEN)
         w.blob(v.tls_cert_sha256, crypto.HASH_LEN)
     w.u32(g.quorum)
+    _encode_reserve(w, g)
     return w.finish()
+
+
+def _encode_reserve(w: Writer, g: Genesis) -> None:
+    """reserve's trailing section, tagged, and only when it holds anything: a genesis
+    without backings keeps the bytes, so the chain id, it always had."""
+    if not g.custody and not g.reserves:
+        return
+    w.ident("reserve").u32(len(g.custody))
+    for c in sorted(g.custody, key=lambda c: c.bond):
+        w.ident(c.bond).ident(c.custodian).u16(c.age_max_days)
+    w.u32(len(g.reserves))
+    for r in sorted(g.reserves, key=lambda r: r.cash):
+        w.ident(r.cash).u16(r.bill_days_max).u16(r.bills_min_bp).u16(r.deposits_max_bp)
+        w.u16(r.age_max_days)
 
 
 def _date_ordinal(iso: str) -> int:
@@ -277,6 +361,7 @@ def _validate(g: Genesis) -> None:
         _validate_terms(inst, by_id, insts, g.genesis_time_ms)
     _validate_holdings(g)
     _validate_validators(g.validators, g.quorum)
+    _validate_backings(g, by_id, insts)
 
 
 def _check_id(value: str, what: str) -> None:
@@ -424,3 +509,36 @@ def _validate_validators(validators: tuple[Validator, ...], quorum: int) -> None
     # here only its range as a number.
     if not 0 < quorum <= n:
         _fail(f"quorum {quorum} must be between 1 and the number of validators ({n})")
+
+
+def _validate_backings(
+    g: Genesis, parts: dict[str, Participant], insts: dict[str, Instrument]
+) -> None:
+    """Each custody backing names a bond and a custodian, each reserve rule a cash token;
+    one entry per instrument; days and shares in range."""
+    if len(g.custody) + len(g.reserves) > BACKINGS_MAX:
+        _fail(f"at most {BACKINGS_MAX} custody backings and reserve rules")
+    for c in g.custody:
+        bond, custodian = insts.get(c.bond), parts.get(c.custodian)
+        if bond is None or bond.kind is not InstrumentKind.BOND:
+            _fail(f"custody: {c.bond!r} is not a bond of this genesis")
+        if custodian is None or Role.CUSTODIAN not in custodian.roles:
+            _fail(f"custody of {c.bond!r}: {c.custodian!r} is no participant with role custodian")
+        _days(c.age_max_days, f"custody of {c.bond!r}: age_max_days")
+    for r in g.reserves:
+        cash = insts.get(r.cash)
+        if cash is None or cash.kind is not InstrumentKind.CASH:
+            _fail(f"reserves: {r.cash!r} is not a cash token of this genesis")
+        _days(r.bill_days_max, f"reserves of {r.cash!r}: bill_days_max")
+        _days(r.age_max_days, f"reserves of {r.cash!r}: age_max_days")
+        if not (0 <= r.bills_min_bp <= 10_000 and 0 <= r.deposits_max_bp <= 10_000):
+            _fail(f"reserves of {r.cash!r}: bills_min_bp and deposits_max_bp must be 0..10000")
+    if len({c.bond for c in g.custody}) != len(g.custody):
+        _fail("custody: a bond appears twice")
+    if len({r.cash for r in g.reserves}) != len(g.reserves):
+        _fail("reserves: a cash token appears twice")
+
+
+def _days(value: int, what: str) -> None:
+    if not 1 <= value <= RESERVE_RULE_DAYS_MAX:
+        _fail(f"{what} must be 1..{RESERVE_RULE_DAYS_MAX}")

@@ -52,6 +52,12 @@ class ResultCode(IntEnum):
     ALREADY_FROZEN = 29
     NOT_FROZEN = 30
     FREEZES_FULL = 31
+    # --- gov: the same member as on the gov branch (both use it) ---
+    STALE_ATTESTATION = 33
+    # --- reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py) ---
+    CUSTODY_EXCEEDED = 40
+    RESERVES_SHORT = 41
+    INVALID_ATTESTATION = 42
 
     @property
     def meaning(self) -> str:
@@ -86,7 +92,7 @@ _MEANINGS: dict[ResultCode, str] = {
     ),
     ResultCode.INSUFFICIENT_CASH: "the paying party holds less cash than required",
     ResultCode.OVERFLOW: "a balance or the supply would exceed 2**64 - 1",
-    ResultCode.SUPPLY_LIMIT: "the mint would exceed the supply custody or reserves attest",
+    ResultCode.SUPPLY_LIMIT: "the mint would exceed the instrument's max_supply (fixed by genesis)",
     ResultCode.MATURED: (
         "the bond has reached its maturity date: it can no longer be transferred, traded, "
         "minted or burned, only redeemed (Redeem, RedeemAll)"
@@ -128,5 +134,21 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.NOT_FROZEN: "this account or holding is not frozen; there is nothing to unfreeze",
     ResultCode.FREEZES_FULL: (
         "the ledger already holds the maximum number of freezes (FREEZES_MAX); unfreeze one"
+    ),
+    ResultCode.STALE_ATTESTATION: (
+        "the attestation's as-of is not newer than the last one recorded, or is after the "
+        "block time; nothing changed"
+    ),
+    ResultCode.CUSTODY_EXCEEDED: (
+        "the mint would take the bond's supply above the amount in custody its custodian "
+        "last attested; nothing moved; the custodian attests the new holding first"
+    ),
+    ResultCode.RESERVES_SHORT: (
+        "the mint would take the cash token's supply above the reserves its issuer last "
+        "attested (coverage below 100%); nothing moved; attest the new reserves first"
+    ),
+    ResultCode.INVALID_ATTESTATION: (
+        "a bill's CUSIP is malformed or fails its check digit, bills are not in CUSIP order "
+        "without repeats, a bill's amount is zero, or the reserves overflow 2**64 - 1"
     ),
 }

@@ -41,6 +41,9 @@ class RecordKind(IntEnum):
     # freeze: freezes (node/settlement/_freeze.py)
     FREEZE = 32
     FREEZE_COUNT = 33
+    # reserve: attestations (node/settlement/_reserve.py)
+    CUSTODY = 64
+    RESERVES = 65
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from enum import IntEnum
 from typing import ClassVar, assert_never
 
 from node import crypto, tags
-from node.config import CHAIN_ID_BYTES_MAX, SIGNERS_PER_TX_MAX, TX_BYTES_MAX
+from node.config import CHAIN_ID_BYTES_MAX, RESERVE_BILLS_MAX, SIGNERS_PER_TX_MAX, TX_BYTES_MAX
 from node.settlement._codec import DecodeError, Reader, Writer
 
 __all__ = [
+    "AttestCustody",
+    "AttestReserves",
+    "Bill",
     "Burn",
     "Cancel",
     "CouponPay",
@@ -64,6 +68,9 @@ class TxKind(IntEnum):
     # freeze: freezes (issue 15 item 3; node/settlement/_freeze.py)
     FREEZE = 20
     UNFREEZE = 21
+    # reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py)
+    ATTEST_CUSTODY = 40
+    ATTEST_RESERVES = 41
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +189,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_cancel(w, tx)
         case Freeze() | Unfreeze():
             _enc_freeze(w, tx)
+        case AttestCustody() | AttestReserves():
+            _enc_attest(w, tx)
         case _:
             assert_never(tx)
     return w.finish()
@@ -608,6 +617,106 @@ def _dec_unfreeze(r: Reader, h: _Head) -> Unfreeze:
 
 _DECODERS.update({TxKind.FREEZE: _dec_freeze, TxKind.UNFREEZE: _dec_unfreeze})
 
+# --- reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py) -------
+
+
+@dataclass(frozen=True, slots=True)
+class AttestCustody:
+    """``custodian`` attests that it holds ``amount`` units of ``bond`` in custody as of
+    ``as_of_ms``; ``document_sha256`` is the SHA-256 of the signed custody statement."""
+
+    KIND: ClassVar[TxKind] = TxKind.ATTEST_CUSTODY
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    custodian: str
+    bond: str
+    amount: int
+    as_of_ms: int
+    document_sha256: bytes
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.custodian,)
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """One Treasury bill in a reserve: its CUSIP, maturity date (YYYY-MM-DD) and value in
+    the cash token's minor units."""
+
+    cusip: str
+    maturity: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttestReserves:
+    """``issuer`` attests the reserves behind ``cash`` as of ``as_of_ms``: ``bills`` (in
+    CUSIP order, at most RESERVE_BILLS_MAX) and ``deposits``, all in minor units."""
+
+    KIND: ClassVar[TxKind] = TxKind.ATTEST_RESERVES
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    issuer: str
+    cash: str
+    as_of_ms: int
+    document_sha256: bytes
+    deposits: int
+    bills: tuple[Bill, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.issuer,)
+
+
+_CUSIP_LEN = 9
+
+
+def _enc_attest(w: Writer, t: AttestCustody | AttestReserves) -> None:
+    match t:
+        case AttestCustody():
+            w.ident(t.custodian).ident(t.bond).u64(t.amount).u64(t.as_of_ms)
+            w.fixed(t.document_sha256, crypto.HASH_LEN)
+        case AttestReserves():
+            w.ident(t.issuer).ident(t.cash).u64(t.as_of_ms)
+            w.fixed(t.document_sha256, crypto.HASH_LEN).u64(t.deposits)
+            w.limit(len(t.bills), RESERVE_BILLS_MAX, "bills in a reserve attestation")
+            w.u8(len(t.bills))
+            for b in t.bills:
+                w.fixed(b.cusip.encode("ascii"), _CUSIP_LEN)
+                w.u32(date.fromisoformat(b.maturity).toordinal()).u64(b.amount)
+        case _:
+            assert_never(t)
+
+
+def _dec_attest_custody(r: Reader, h: _Head) -> AttestCustody:
+    return AttestCustody(
+        *h, custodian=r.ident(), bond=r.ident(), amount=r.u64(), as_of_ms=r.u64(),
+        document_sha256=r.fixed(crypto.HASH_LEN),
+    )  # fmt: skip
+
+
+def _dec_bill(r: Reader) -> Bill:
+    cusip = r.fixed(_CUSIP_LEN)
+    ordinal = r.u32()
+    if not cusip.isascii() or not 0 < ordinal <= date.max.toordinal():
+        raise DecodeError("a bill's CUSIP is not ASCII or its maturity is no date")
+    return Bill(cusip.decode("ascii"), date.fromordinal(ordinal).isoformat(), r.u64())
+
+
+def _dec_attest_reserves(r: Reader, h: _Head) -> AttestReserves:
+    issuer, cash, as_of, doc, deposits = (
+        r.ident(), r.ident(), r.u64(), r.fixed(crypto.HASH_LEN), r.u64()
+    )  # fmt: skip
+    count = r.limit(r.u8(), RESERVE_BILLS_MAX, "bills in a reserve attestation")
+    bills = tuple(_dec_bill(r) for _ in range(count))
+    return AttestReserves(*h, issuer, cash, as_of, doc, deposits, bills)
+
+
+_DECODERS.update(
+    {TxKind.ATTEST_CUSTODY: _dec_attest_custody, TxKind.ATTEST_RESERVES: _dec_attest_reserves}
+)
+
 # The union of every kind; mypy checks each match over it is exhaustive.
 Transaction = (
     Mint
@@ -624,4 +733,6 @@ Transaction = (
     | Cancel
     | Freeze
     | Unfreeze
+    | AttestCustody
+    | AttestReserves
 )

@@ -35,5 +35,7 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"to BANK02: FROZEN at height \d+, nothing moved", out)
     assert re.search(r"listed: BANK02 \(account\), AML_INVESTIGATION, by REGULATOR", out)
     assert re.search(r"signed again: OK at height \d+", out)
+    # Reserves (node/demo_reserve.py): attested, minted within, refused beyond, reported.
+    assert "is refused: RESERVES_SHORT" in out and "coverage 111.11%" in out
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out

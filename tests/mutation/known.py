@@ -694,5 +694,73 @@ MUTANTS += [
            old='    if (route().page === "blocks") render();\n', new="",
            breaks="the Blocks page does not update live",
            tests=[_CC + "test_browser_shows_a_trade_live"]),
+# --- reserve: custody and reserves (issue 15 item 2; docs/ledger.md "Custody and reserves") --
+_R = "tests/unit/test_reserve.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("reserve-mint-unchecked", "node/settlement/_apply.py",
+           old="backed = _reserve.mint_code(genesis, o, tx.instrument, tx.amount)",
+           new="backed = None",
+           breaks="a mint takes a backed instrument's supply above its latest attestation",
+           tests=[_R + "test_a_mint_up_to_the_attested_custody_goes_through_one_more_unit_does_not"]),
+    Mutant("reserve-same-as-of-fresh", "node/settlement/_reserve.py",
+           old="return latest_as_of_ms < as_of_ms <= time_ms",
+           new="return latest_as_of_ms <= as_of_ms <= time_ms",
+           breaks="an attestation as of the latest one's time replaces it (a replayed statement)",
+           tests=[_R + "test_a_replayed_or_back_dated_attestation_cannot_replace_a_newer_one"]),
+    Mutant("reserve-future-as-of", "node/settlement/_reserve.py",
+           old="return latest_as_of_ms < as_of_ms <= time_ms",
+           new="return latest_as_of_ms < as_of_ms",
+           breaks="an attestation as of the future is recorded",
+           tests=[_R + "test_a_stale_or_future_custody_attestation_changes_nothing"]),
+    Mutant("reserve-any-custodian-attests", "node/settlement/_reserve.py",
+           old="return backing is not None and backing.custodian == tx.custodian",
+           new="return backing is not None",
+           breaks="anybody attests a backed bond's custody, not only its named custodian",
+           tests=[_R + "test_only_the_named_custodian_attests_and_only_a_backed_bond"]),
+    Mutant("reserve-cusip-unchecked", "node/settlement/_reserve.py",
+           old="if cusips != sorted(set(cusips)) or not all(valid_cusip(c) for c in cusips):",
+           new="if cusips != sorted(set(cusips)):",
+           breaks="a bill with a wrong CUSIP check digit is recorded",
+           tests=[_R + "test_an_invalid_composition_is_refused_at_admission_and_in_a_block"]),
+    Mutant("reserve-history-unbounded", "node/settlement/_reserve.py",
+           old="for key, _ in kept[: max(0, len(kept) - ATTESTATIONS_KEPT)]:",
+           new="for key, _ in kept[:0]:",
+           breaks="attestations accumulate in the state without bound",
+           tests=[_R + "test_custody_history_keeps_the_latest_attestations_only"]),
+    Mutant("reserve-deposits-ignored", "node/settlement/_reserve.py",
+           old="return self.deposits + sum(b.amount for b in self.bills)",
+           new="return sum(b.amount for b in self.bills)",
+           breaks="deposits do not count toward the reserves a cash mint is checked against",
+           tests=[_R + "test_cash_mints_keep_coverage_at_or_above_100_percent"]),
+    Mutant("reserve-unattested-unbounded", "node/settlement/_reserve.py",
+           old="supply = genesis.genesis_supply.get(bond, 0)",
+           new="supply = U64_MAX",
+           breaks="a custody-backed bond mints without limit until its first attestation",
+           tests=[_R + "test_until_the_first_attestation_the_genesis_supply_stands_as_custody"]),
+]
+# fmt: on
+
+# --- reserve: the reports and who reads attestations (client/_cli_reserve.py, node/access.py)
+_RC = "tests/unit/test_reserve_client.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("reserve-report-supply-unchecked", "client/_cli_reserve.py",
+           old="if view.supply > latest.amount:", new="if False:",
+           breaks="`ledger report custody` shows no BREAK when the supply exceeds custody",
+           tests=[_RC + "test_custody_report_breaks_when_supply_exceeds_custody_and_not_when_covered"]),
+    Mutant("reserve-report-age-unchecked", "client/_cli_reserve.py",
+           old="if now_ms - latest.as_of_ms > backing.age_max_days * DAY_MS:", new="if False:",
+           breaks="`ledger report custody` shows no BREAK for an attestation older than allowed",
+           tests=[_RC + "test_custody_report_breaks_on_an_old_attestation_or_none_at_all"]),
+    Mutant("reserve-report-bill-share-unchecked", "client/_cli_reserve.py",
+           old="attested and bills * 10_000 >= r.bills_min_bp * total,", new="attested,",
+           breaks="`ledger report reserves` passes reserves with too small a share in bills",
+           tests=[_RC + "test_reserve_report_fails_each_broken_rule"]),
+    Mutant("reserve-attestations-public", "node/access.py",
+           old="staff = () if inst is None else (inst.issuer, backing.custodian if backing else inst.issuer)",
+           new="staff = tuple(genesis.participant_by_id)",
+           breaks="every participant reads every backed instrument's supply and attestations",
+           tests=[_RC + "test_attestations_are_read_by_issuer_custodian_and_observers_only"]),
 ]
 # fmt: on

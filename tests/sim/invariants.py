@@ -45,6 +45,8 @@ from node.core import (
     encode_message,
 )
 from node.settlement import (
+    AttestCustody,
+    AttestReserves,
     BlockOutcome,
     Burn,
     Cancel,
@@ -424,8 +426,8 @@ def _apply_legs(
         issue(tx.instrument, tx.holder, -tx.amount)
     elif isinstance(tx, Hold | Release | Cancel):
         pass  # no legs: they act on a pending trade, whose events move them
-    elif isinstance(tx, Freeze | Unfreeze):
-        pass  # no legs: they decide whether later legs move
+    elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
+        pass  # no legs: they decide whether later legs (mints) move
     else:
         raise Violation("unknown tx", "a transaction settled that no body decodes to")
 

@@ -98,7 +98,13 @@ def _run_seeds(
 
 # Codes only Byzantine leaders can put in a block: honest admission refuses them (form,
 # signatures, chain, roles), and honest replicas take no forwarded copy of them either.
-ADMISSION_ONLY = {"MALFORMED", "BAD_SIGNATURE", "WRONG_CHAIN", "UNAUTHORIZED"}
+ADMISSION_ONLY = {
+    "MALFORMED",
+    "BAD_SIGNATURE",
+    "WRONG_CHAIN",
+    "UNAUTHORIZED",
+    "INVALID_ATTESTATION",  # a reserve composition's shape: checked at admission (reserve)
+}
 # A full pending book needs PENDING_MAX (1,000) trades waiting at once, far beyond a
 # simulated run's load: tests/unit/test_pending.py checks that bound with a small one.
 # Likewise FREEZES_MAX (1,000) freezes at once: tests/unit/test_freeze.py checks it.

@@ -65,6 +65,20 @@ simulator compares state roots after every block):
 - ``freeze_by_bank``: refused at admission (``UNAUTHORIZED``).
 
 ``ICE`` sends only to banks; the balance model applies what settles.
+
+Custody and reserves (docs/ledger.md "Custody and reserves"): ``SIM_CPN`` is
+custody-backed (``CSD`` attests), ``SIM_RESERVED`` a reserve-backed cash token nobody
+holds at genesis (``CASHCO`` attests):
+
+- ``attest_custody``: custody of the supply plus ``CUSTODY_HEADROOM`` as of just after
+  genesis, sent twice at once (one ``OK``, the other ``STALE_ATTESTATION``, or both stale
+  once an earlier copy is in); ``attest_future``: as of the far future, always stale;
+- ``mint_within_custody``: one unit (``OK`` once the attestation is in, else
+  ``CUSTODY_EXCEEDED``); ``mint_over_custody``: more than the headroom, always refused;
+- ``attest_reserves`` (``OK`` or stale), ``mint_over_reserves`` (more than is ever
+  attested: ``RESERVES_SHORT``);
+- ``attest_bad_cusip`` (``INVALID_ATTESTATION``) and ``attest_by_bank``
+  (``UNAUTHORIZED``): refused at admission.
 """
 
 from __future__ import annotations
@@ -79,9 +93,13 @@ from node.config import U64_MAX
 from node.core import Quorum
 from node.genesis import DemoNetwork, _isin, demo_genesis
 from node.settlement import (
+    AttestCustody,
+    AttestReserves,
+    Bill,
     Burn,
     Cancel,
     CouponPay,
+    CustodyBacking,
     Distribute,
     DvP,
     Freeze,
@@ -97,6 +115,7 @@ from node.settlement import (
     Redeem,
     RedeemAll,
     Release,
+    ReserveRules,
     ResultCode,
     Role,
     SignedTx,
@@ -126,6 +145,9 @@ SIM_CPN, SIM_BILL, SIM_OLD = _isin("US91282SIMC"), _isin("US91279SIMB"), _isin("
 SIM_FUND = "FUND.SIM"
 SIM_UNITS = 1_000_000  # each bank's holding of each lifecycle instrument
 AGENT = "TREASURY"  # the paying agent of all four
+SIM_RESERVED = "USD.SIMRES"  # reserve-backed; SIM_CPN is custody-backed
+CUSTODY_HEADROOM = 1_000  # custody attested above SIM_CPN's supply; mints stay within
+ATTESTED_RESERVES = 1_000  # reserves attested behind SIM_RESERVED
 
 
 def _lifecycle_instruments(cash: str) -> tuple[Instrument, ...]:
@@ -194,7 +216,11 @@ def sim_network(n: int) -> DemoNetwork:
             Participant(PART, part_key.public_key, frozenset({Role.TRADER}), 2),
             Participant(ICE, ice_key.public_key, frozenset({Role.TRADER}), 2),
         ),
-        instruments=(*instruments, *_lifecycle_instruments(demo.cash)),
+        instruments=(
+            *instruments,
+            *_lifecycle_instruments(demo.cash),
+            Instrument(SIM_RESERVED, InstrumentKind.CASH, "CASHCO", "USD"),
+        ),
         holdings=(
             *g.holdings,
             Holding(POOR, demo.cash, POOR_CASH),
@@ -210,6 +236,8 @@ def sim_network(n: int) -> DemoNetwork:
         ),
         validators=g.validators,
         quorum=g.quorum,
+        custody=(CustodyBacking(SIM_CPN, "CSD"),),
+        reserves=(ReserveRules(SIM_RESERVED),),
     )
     keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key, ICE: ice_key}
     return DemoNetwork(
@@ -432,6 +460,41 @@ class _Maker:
             self.sim("freeze_by_bank", self._freeze("", bank, account=bank), R.UNAUTHORIZED),
         ]  # fmt: skip
 
+    # --- custody and reserves (docs/ledger.md "Custody and reserves") ----------------------
+
+    def _custody(self, as_of: int, by: str = "CSD") -> AttestCustody:
+        supply = self.g.genesis_supply[SIM_CPN] + CUSTODY_HEADROOM
+        doc = crypto.sha256(b"sim custody")
+        return AttestCustody(self.chain, self._next(), self.far, by, SIM_CPN, supply, as_of, doc)
+
+    def _reserves(self, cusip: str, by: str = "CASHCO") -> AttestReserves:
+        bill = Bill(cusip, "2026-02-01", ATTESTED_RESERVES // 2)
+        return AttestReserves(
+            self.chain, self._next(), self.far, by, SIM_RESERVED, self.t0 + 1,
+            crypto.sha256(b"sim reserves"), ATTESTED_RESERVES // 2, (bill,),
+        )  # fmt: skip
+
+    def attestations(self, bank: str) -> list[SimTx]:
+        """Attestations and the mints they allow or refuse (see the module docstring)."""
+        stale = (R.OK, R.STALE_ATTESTATION)
+        again = _signed(self.net, self._custody(self.t0 + 1))
+
+        def mint(instrument: str, amount: int, by: str) -> Mint:
+            return Mint(self.chain, self._next(), self.far, instrument, bank, amount, by)
+
+        return [
+            replace(self.sim("attest_custody", self._custody(self.t0 + 1), *stale), twin=again),
+            self.sim("attest_future", self._custody(self.far), R.STALE_ATTESTATION),
+            self.sim("mint_within_custody", mint(SIM_CPN, 1, "CSD"), R.OK, R.CUSTODY_EXCEEDED),
+            self.sim("mint_over_custody", mint(SIM_CPN, CUSTODY_HEADROOM * 10, "CSD"),
+                     R.CUSTODY_EXCEEDED),
+            self.sim("attest_reserves", self._reserves("912797GL5"), *stale),
+            self.sim("mint_over_reserves", mint(SIM_RESERVED, ATTESTED_RESERVES + 1, "CASHCO"),
+                     R.RESERVES_SHORT),
+            self.sim("attest_bad_cusip", self._reserves("912797GL4"), R.INVALID_ATTESTATION),
+            self.sim("attest_by_bank", self._custody(self.t0 + 2, by=bank), R.UNAUTHORIZED),
+        ]  # fmt: skip
+
     def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
         """Copies of a settling trade that no honest node admits (BAD_SIGNATURE, MALFORMED)."""
         stx = SignedTx.decode(raw)
@@ -493,6 +556,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         out.append(maker.duplicate(*pool[-20 - k], salt=k))
         out += maker.pendings(bank, other)
         out += maker.freezes(bank)
+        out += maker.attestations(bank)
     return tuple(out)
 
 
