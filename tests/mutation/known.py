@@ -694,6 +694,9 @@ MUTANTS += [
            old='    if (route().page === "blocks") render();\n', new="",
            breaks="the Blocks page does not update live",
            tests=[_CC + "test_browser_shows_a_trade_live"]),
+]
+# fmt: on
+
 # --- reserve: custody and reserves (issue 15 item 2; docs/ledger.md "Custody and reserves") --
 _R = "tests/unit/test_reserve.py::"
 # fmt: off
