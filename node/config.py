@@ -14,7 +14,7 @@ U64_MAX: Final = 2**64 - 1
 # --- settlement: transactions ----------------------------------------------------------
 TX_BYTES_MAX: Final = 4096  # one encoded signed transaction
 ID_BYTES_MAX: Final = 64  # participant, instrument and currency ids (UTF-8 bytes)
-SIGNERS_PER_TX_MAX: Final = 2  # a DvP needs two; nothing needs more
+SIGNERS_PER_TX_MAX: Final = 3  # a DvP's two parties and an AML co-signer (kyc)
 CHAIN_ID_BYTES_MAX: Final = 128
 
 # --- settlement: state records (docs/adr/0013-state-records.md) ------------------------
@@ -66,6 +66,16 @@ BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX
 # keeps `ledger freezes` (a full scan) and the state bounded; a Freeze beyond it is
 # refused FREEZES_FULL and changes nothing.
 FREEZES_MAX: Final = 1_000
+
+# --- settlement: KYC tiers and AML (kyc) -------------------------------------------------
+# KYC tier rules and the AML co-sign threshold (node/settlement/_compliance.py).
+# Rows of each table (minimum tiers, tier limits, thresholds), so the rules record and
+# the genesis section stay small and one transaction's checks read a bounded table.
+COMPLIANCE_RULES_MAX: Final = 256
+# The rolling day of the daily limits: this many whole hours of block time, the current
+# hour included; an account's volume record keeps at most this many hourly buckets.
+KYC_WINDOW_HOURS: Final = 24
+KYC_BUCKET_MS: Final = 3_600_000
 
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024

@@ -19,7 +19,9 @@ from node.settlement._apply import (
     results_root,
 )
 from node.settlement._codec import DecodeError
+from node.settlement._compliance import day_total, rules_in_force, set_rules
 from node.settlement._freeze import FreezeRecord, freezes
+from node.settlement._kyc_rules import ComplianceRules, TierLimit, check_rules
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._model import (
     Genesis,
@@ -75,6 +77,7 @@ __all__ = [
     "BlockOutcome",
     "Burn",
     "Cancel",
+    "ComplianceRules",
     "CouponPay",
     "DecodeError",
     "Distribute",
@@ -105,6 +108,7 @@ __all__ = [
     "Role",
     "SignedTx",
     "StateView",
+    "TierLimit",
     "Transaction",
     "Transfer",
     "TxKind",
@@ -115,6 +119,8 @@ __all__ = [
     "Verify",
     "apply_block",
     "authentic",
+    "check_rules",
+    "day_total",
     "decode_body",
     "encode_body",
     "freezes",
@@ -127,6 +133,8 @@ __all__ = [
     "precheck",
     "result_leaf",
     "results_root",
+    "rules_in_force",
+    "set_rules",
     "sign_tx",
     "tx_id",
 ]

@@ -37,6 +37,7 @@ from typing import assert_never
 from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
+from node.settlement import _compliance as kyc
 from node.settlement import _freeze, _pending
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
@@ -259,6 +260,8 @@ def precheck(
         return TxResult(tid, ResultCode.EXPIRED, recorded=False)
     if not _roles_may_allow(genesis, tx):
         return TxResult(tid, ResultCode.UNAUTHORIZED, recorded=False)
+    if not _cosigner_may_allow(genesis, tx):
+        return TxResult(tid, ResultCode.COSIGN_REQUIRED, recorded=False)
     if (
         isinstance(tx, DvP | PendingDvP)
         and now_ms is not None
@@ -299,6 +302,17 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
+
+
+def _cosigner_may_allow(genesis: Genesis, tx: Transaction) -> bool:
+    """False when a named co-signer can never count (not compliance, or a party)."""
+    match tx:
+        case Transfer() if tx.cosigner:
+            return kyc.cosigner_ok(genesis, tx.cosigner, (tx.sender, tx.receiver))
+        case DvP() | PendingDvP() if tx.cosigner:
+            return kyc.cosigner_ok(genesis, tx.cosigner, (tx.seller, tx.buyer))
+        case _:
+            return True
 
 
 def _agent_may_pay(genesis: Genesis, instrument_id: str, agent: str) -> bool:
@@ -461,6 +475,10 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, (tx.to, tx.instrument)):
         return ResultCode.FROZEN
+    cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
+    checked = kyc.Check(((tx.to, tx.instrument),), (tx.to,), cash, value, cosigner=None)
+    if (code := kyc.check(genesis, o, checked, ctx.time_ms)) is not None:
+        return code
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     supply = o.supply(tx.instrument)
@@ -469,6 +487,7 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
     if supply + tx.amount > inst.max_supply:
         return ResultCode.SUPPLY_LIMIT
     o.adjust_supply(tx.instrument, tx.to, tx.amount)
+    kyc.note_volume(genesis, o, checked.parties, cash, value, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
@@ -504,6 +523,11 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> 
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, (tx.sender, tx.instrument), (tx.receiver, tx.instrument)):
         return ResultCode.FROZEN
+    cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
+    parties = (tx.sender, tx.receiver)
+    checked = kyc.Check(((tx.receiver, tx.instrument),), parties, cash, value, tx.cosigner)
+    if (code := kyc.check(genesis, o, checked, ctx.time_ms)) is not None:
+        return code
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     if o.balance(tx.sender, tx.instrument) < tx.amount:
@@ -511,6 +535,7 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> 
     if o.balance(tx.receiver, tx.instrument) + tx.amount > U64_MAX:
         return ResultCode.OVERFLOW
     o.move(tx.instrument, tx.sender, tx.receiver, tx.amount)
+    kyc.note_volume(genesis, o, parties, cash, value, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
@@ -529,6 +554,8 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, *_freeze.dvp_holdings(tx.seller, tx.buyer, tx.bond, tx.cash)):
         return ResultCode.FROZEN
+    if (code := kyc.check(genesis, o, _dvp_check(tx), ctx.time_ms)) is not None:
+        return code
     if life.matured(genesis, tx.bond, ctx.time_ms):
         return ResultCode.MATURED
     if ctx.time_ms > tx.deadline_ms:
@@ -545,4 +572,11 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
     # Both legs checked above; only now does either move.
     o.move(tx.bond, tx.seller, tx.buyer, tx.quantity)
     o.move(tx.cash, tx.buyer, tx.seller, tx.amount)
+    kyc.note_volume(genesis, o, (tx.seller, tx.buyer), tx.cash, tx.amount, time_ms=ctx.time_ms)
     return ResultCode.OK
+
+
+def _dvp_check(tx: DvP) -> kyc.Check:
+    """The buyer receives the bond, the seller the cash; the cash leg is the value."""
+    receives = ((tx.buyer, tx.bond), (tx.seller, tx.cash))
+    return kyc.Check(receives, (tx.seller, tx.buyer), tx.cash, tx.amount, tx.cosigner)

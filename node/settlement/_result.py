@@ -52,6 +52,12 @@ class ResultCode(IntEnum):
     ALREADY_FROZEN = 29
     NOT_FROZEN = 30
     FREEZES_FULL = 31
+    # --- kyc: KYC tiers and AML (issue 15 items 4-5; node/settlement/_compliance.py) ---
+    # Reserved for kyc: 48-55. Checked right after FROZEN, in this order.
+    COSIGN_REQUIRED = 48
+    TIER_TOO_LOW = 49
+    TRADE_LIMIT = 50
+    DAILY_LIMIT = 51
 
     @property
     def meaning(self) -> str:
@@ -128,5 +134,18 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.NOT_FROZEN: "this account or holding is not frozen; there is nothing to unfreeze",
     ResultCode.FREEZES_FULL: (
         "the ledger already holds the maximum number of freezes (FREEZES_MAX); unfreeze one"
+    ),
+    ResultCode.COSIGN_REQUIRED: (
+        "the cash amount is above the token's large-value (AML) threshold and no compliance "
+        "participant other than the parties co-signed, or the named co-signer is not one; "
+        "sign again with a compliance co-signer (ledger sign ... --cosign)"
+    ),
+    ResultCode.TIER_TOO_LOW: (
+        "a receiving party's KYC tier is below the instrument's minimum tier to hold"
+    ),
+    ResultCode.TRADE_LIMIT: "the cash amount exceeds a party's per-trade limit for its KYC tier",
+    ResultCode.DAILY_LIMIT: (
+        "the cash amount would take a party's volume in the rolling 24 hours past its "
+        "tier's daily limit; nothing moved"
     ),
 }

@@ -41,6 +41,9 @@ class RecordKind(IntEnum):
     # freeze: freezes (node/settlement/_freeze.py)
     FREEZE = 32
     FREEZE_COUNT = 33
+    # kyc: KYC tier rules and AML (node/settlement/_compliance.py)
+    KYC_RULES = 80
+    KYC_VOLUME = 81
 
 
 @dataclass(frozen=True, slots=True)
