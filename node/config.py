@@ -76,6 +76,14 @@ COMPLIANCE_RULES_MAX: Final = 256
 # hour included; an account's volume record keeps at most this many hourly buckets.
 KYC_WINDOW_HOURS: Final = 24
 KYC_BUCKET_MS: Final = 3_600_000
+# Velocity alerts (node/runtime/_velocity.py; not consensus rules): per account, over a
+# sliding window of block time, more settled moves than VELOCITY_TXS_MAX, or more than
+# VELOCITY_VALUE_MAX_MINOR of one cash token ($50,000 in cents), log an alert. At most
+# VELOCITY_EVENTS_MAX moves are kept per account (memory bound; sums are then lower bounds).
+VELOCITY_WINDOW_MS: Final = 60_000
+VELOCITY_TXS_MAX: Final = 600
+VELOCITY_VALUE_MAX_MINOR: Final = 5_000_000
+VELOCITY_EVENTS_MAX: Final = 2_000
 
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024
