@@ -610,3 +610,53 @@ MUTANTS += [
            tests=[_H + "test_holders_at_proves_a_past_height_by_the_next_header"]),
 ]
 # fmt: on
+
+# --- kyc: KYC tiers and AML (issue 15 items 4-5; docs/ledger.md "KYC tiers and AML") -------
+_K = "tests/unit/test_kyc.py::"
+_KP = "tests/unit/test_kyc_properties.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("kyc-cosign-threshold-ignored", "node/settlement/_compliance.py",
+           old="if threshold is not None and c.amount > threshold and not c.cosigner:",
+           new="if False:",
+           breaks="a transaction above the AML threshold settles without a compliance co-signature",
+           tests=[_K + "test_above_the_threshold_a_dvp_needs_a_compliance_cosignature",
+                  _K + "test_a_pending_dvp_above_the_threshold_is_refused_not_kept"]),
+    Mutant("kyc-cosigner-role-unchecked", "node/settlement/_compliance.py",
+           old="return party is not None and Role.COMPLIANCE in party.roles and cosigner not in parties",
+           new="return party is not None",
+           breaks="any participant, or a party itself, counts as the compliance co-signer",
+           tests=[_K + "test_a_cosigner_without_the_compliance_role_or_who_is_a_party_does_not_count"]),
+    Mutant("kyc-tier-off-by-one", "node/settlement/_compliance.py",
+           old="_tier(genesis, a) < rules.tier_to_hold(i)",
+           new="_tier(genesis, a) < rules.tier_to_hold(i) - 1",
+           breaks="a participant one tier below an instrument's minimum receives it",
+           tests=[_K + "test_a_tier_below_the_instruments_minimum_may_not_receive_it_but_may_sell_it"]),
+    Mutant("kyc-trade-limit-gt-ge", "node/settlement/_compliance.py",
+           old="c.amount > lim.trade_max for lim in limits",
+           new="c.amount > lim.trade_max + 1 for lim in limits",
+           breaks="a trade one unit above a tier's per-trade limit settles",
+           tests=[_K + "test_the_per_trade_limit_binds_each_party_at_its_own_tier"]),
+    Mutant("kyc-window-23-hours", "node/settlement/_compliance.py",
+           old="if h > hour - KYC_WINDOW_HOURS]",
+           new="if h > hour - KYC_WINDOW_HOURS + 1]",
+           breaks="the rolling day forgets an hour early: more than the daily limit moves in 24 hours",
+           tests=[_K + "test_the_daily_limit_counts_the_rolling_24_hours_of_block_time"]),
+    Mutant("kyc-dvp-volume-unrecorded", "node/settlement/_apply.py",
+           old="kyc.note_volume(genesis, o, (tx.seller, tx.buyer), tx.cash, tx.amount, time_ms=ctx.time_ms)",
+           new="pass",
+           breaks="DvPs never count toward the daily limit",
+           tests=[_K + "test_the_daily_limit_counts_the_rolling_24_hours_of_block_time",
+                  _KP + "test_daily_totals_stay_within_the_limit_and_refusals_change_nothing"]),
+    Mutant("kyc-recycling-ignores-daily-room", "node/settlement/_pending.py",
+           old="lots = min(_affordable(o, inst), room // inst.lot_amount)",
+           new="lots = _affordable(o, inst)",
+           breaks="a recycled pending trade settles past a party's daily limit",
+           tests=[_K + "test_a_recycled_pending_trade_settles_only_the_lots_the_daily_limit_leaves"]),
+    Mutant("kyc-cosigner-not-encoded", "node/settlement/_tx.py",
+           old="        w.ident(tx.cosigner)  # kyc: appended",
+           new="        pass  # kyc: appended",
+           breaks="the co-signer is not in the signed body: it can be added or stripped after signing",
+           tests=[_K + "test_a_body_without_a_cosigner_keeps_the_encoding_and_id_it_had_before"]),
+]
+# fmt: on
