@@ -30,5 +30,8 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"funded later +OK event at height \d+, proven", out)
     assert re.search(r"never funded +FAILED_DEADLINE event at height \d+, proven", out)
     assert re.search(r"RedeemAll by TREASURY: OK at height \d+", out)
+    # kyc: the AML step (node/demo_kyc.py)
+    assert re.search(r"BANK05 and BANK06 only: COSIGN_REQUIRED at height \d+", out)
+    assert re.search(r"BANK05, BANK06 and COMPLIANCE: OK at height \d+", out)
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out
