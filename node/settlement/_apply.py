@@ -477,7 +477,8 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
         return ResultCode.FROZEN
     cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
     checked = kyc.Check(((tx.to, tx.instrument),), (tx.to,), cash, value, cosigner=None)
-    if (code := kyc.check(genesis, o, checked, ctx.time_ms)) is not None:
+    rules = kyc.rules_in_force(genesis, o)
+    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
         return code
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
@@ -487,7 +488,7 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
     if supply + tx.amount > inst.max_supply:
         return ResultCode.SUPPLY_LIMIT
     o.adjust_supply(tx.instrument, tx.to, tx.amount)
-    kyc.note_volume(genesis, o, checked.parties, cash, value, time_ms=ctx.time_ms)
+    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
@@ -526,7 +527,8 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> 
     cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
     parties = (tx.sender, tx.receiver)
     checked = kyc.Check(((tx.receiver, tx.instrument),), parties, cash, value, tx.cosigner)
-    if (code := kyc.check(genesis, o, checked, ctx.time_ms)) is not None:
+    rules = kyc.rules_in_force(genesis, o)
+    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
         return code
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
@@ -535,7 +537,7 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> 
     if o.balance(tx.receiver, tx.instrument) + tx.amount > U64_MAX:
         return ResultCode.OVERFLOW
     o.move(tx.instrument, tx.sender, tx.receiver, tx.amount)
-    kyc.note_volume(genesis, o, parties, cash, value, time_ms=ctx.time_ms)
+    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
@@ -554,7 +556,8 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, *_freeze.dvp_holdings(tx.seller, tx.buyer, tx.bond, tx.cash)):
         return ResultCode.FROZEN
-    if (code := kyc.check(genesis, o, _dvp_check(tx), ctx.time_ms)) is not None:
+    rules, checked = kyc.rules_in_force(genesis, o), _dvp_check(tx)
+    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
         return code
     if life.matured(genesis, tx.bond, ctx.time_ms):
         return ResultCode.MATURED
@@ -572,7 +575,7 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
     # Both legs checked above; only now does either move.
     o.move(tx.bond, tx.seller, tx.buyer, tx.quantity)
     o.move(tx.cash, tx.buyer, tx.seller, tx.amount)
-    kyc.note_volume(genesis, o, (tx.seller, tx.buyer), tx.cash, tx.amount, time_ms=ctx.time_ms)
+    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 

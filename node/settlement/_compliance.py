@@ -134,10 +134,14 @@ def value_of(genesis: Genesis, instrument: str, amount: int) -> tuple[str, int]:
     return (instrument, amount) if _is_cash(genesis, instrument) else ("", 0)
 
 
-def check(genesis: Genesis, o: Overlay, c: Check, time_ms: int) -> ResultCode | None:
+def check(
+    genesis: Genesis, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
+) -> ResultCode | None:
     """The first of COSIGN_REQUIRED, TIER_TOO_LOW, TRADE_LIMIT, DAILY_LIMIT that ``c``
-    breaks; None when it passes. Reads only; writes nothing."""
-    rules = rules_in_force(genesis, o)
+    breaks under ``rules`` (``rules_in_force``, read once per transaction); None when it
+    passes. Reads only; writes nothing."""
+    if rules.is_default and not c.cosigner:
+        return None  # a chain without rules pays one record read per transaction
     code = _cosign(genesis, rules, c)
     if code is None and any(_tier(genesis, a) < rules.tier_to_hold(i) for a, i in c.receives):
         code = ResultCode.TIER_TOO_LOW
@@ -160,6 +164,8 @@ def _cosign(genesis: Genesis, rules: ComplianceRules, c: Check) -> ResultCode | 
 def _limits(
     genesis: Genesis, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
 ) -> ResultCode | None:
+    if not rules.limits:
+        return None
     limits = [rules.limit(_tier(genesis, p), c.cash) for p in c.parties]
     if any(lim is not None and c.amount > lim.trade_max for lim in limits):
         return ResultCode.TRADE_LIMIT
@@ -205,14 +211,14 @@ def _daily_limit(genesis: Genesis, rules: ComplianceRules, party: str, cash: str
 
 
 def note_volume(
-    genesis: Genesis, o: Overlay, parties: tuple[str, ...], cash: str, amount: int, *, time_ms: int
+    genesis: Genesis, o: Overlay, rules: ComplianceRules, c: Check, *, time_ms: int
 ) -> None:
-    """Add a successful move of ``amount`` of ``cash`` to each party with a daily limit."""
-    if not cash or amount == 0:
+    """Add ``c``'s successful move (its cash amount) to each party with a daily limit."""
+    cash, amount = c.cash, c.amount
+    if not cash or amount == 0 or not rules.has_daily:
         return
-    rules = rules_in_force(genesis, o)
     hour = time_ms // KYC_BUCKET_MS
-    for party in parties:
+    for party in c.parties:
         day_max = _daily_limit(genesis, rules, party, cash)
         if day_max is None:
             continue
@@ -230,12 +236,19 @@ def note_volume(
 
 
 def daily_room(
-    genesis: Genesis, o: Overlay, parties: tuple[str, ...], cash: str, time_ms: int
+    genesis: Genesis,
+    o: Overlay,
+    rules: ComplianceRules,
+    parties: tuple[str, ...],
+    cash: str,
+    *,
+    time_ms: int,
 ) -> int:
     """The most ``cash`` every party can still move in the rolling day (``U64_MAX``: no
     daily limit binds): what bounds a pending instruction's recycled settlement."""
-    rules = rules_in_force(genesis, o)
     room = U64_MAX
+    if not rules.has_daily:
+        return room
     for party in parties:
         day_max = _daily_limit(genesis, rules, party, cash)
         if day_max is not None:

@@ -89,6 +89,11 @@ class ComplianceRules:
         """Amounts of ``cash`` above this need a co-signature; None: never."""
         return self._thresholds.get(cash)
 
+    @cached_property
+    def has_daily(self) -> bool:
+        """Whether any tier has a daily limit: else no volume is ever recorded."""
+        return any(r.day_max < U64_MAX for r in self.limits)
+
     @property
     def is_default(self) -> bool:
         return not (self.min_tier or self.limits or self.cosign_above)

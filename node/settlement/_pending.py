@@ -383,15 +383,17 @@ def _step(
         return None
     if any_frozen(o, *dvp_holdings(inst.seller, inst.buyer, inst.bond, inst.cash)):
         return None  # waits, not attempted; still fails at its deadline (docs/ledger.md)
-    parties = (inst.seller, inst.buyer)
-    room = kyc.daily_room(o.view.genesis, o, parties, inst.cash, time_ms)
+    parties, genesis = (inst.seller, inst.buyer), o.view.genesis
+    rules = kyc.rules_in_force(genesis, o)
+    room = kyc.daily_room(genesis, o, rules, parties, inst.cash, time_ms=time_ms)
     lots = min(_affordable(o, inst), room // inst.lot_amount)  # kyc: within daily limits
     if lots == 0:
         return None
     # Every bound was taken into _affordable; only now does either leg move.
     o.move(inst.bond, inst.seller, inst.buyer, lots * inst.lot_quantity)
     o.move(inst.cash, inst.buyer, inst.seller, lots * inst.lot_amount)
-    kyc.note_volume(o.view.genesis, o, parties, inst.cash, lots * inst.lot_amount, time_ms=time_ms)
+    moved = kyc.Check((), parties, inst.cash, lots * inst.lot_amount, cosigner=None)
+    kyc.note_volume(genesis, o, rules, moved, time_ms=time_ms)
     done = lots == inst.lots_left
     return (ResultCode.OK if done else ResultCode.PARTIALLY_SETTLED), lots
 
