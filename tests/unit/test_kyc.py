@@ -12,6 +12,7 @@ from node.config import U64_MAX
 from node.genesis import DemoNetwork, demo_genesis, genesis_to_json, parse_genesis
 from node.settlement import (
     ComplianceRules,
+    CouponPay,
     DecodeError,
     DvP,
     GenesisError,
@@ -345,3 +346,29 @@ def test_the_demo_rules_let_every_demo_trade_through() -> None:
         keys = [net.participant_keys[s] for s in tx.required_signers()]
         codes.append(run(store, sign_tx(tx, keys)).results[0].code)
     assert codes == [RC.OK] * 4 + [RC.INSUFFICIENT_SECURITIES, RC.OK]
+
+
+# --- exempt: lifecycle payments ------------------------------------------------------------
+
+
+def test_lifecycle_payments_are_exempt_from_tiers_and_limits_and_not_counted(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """TIER1 may not receive the cash token here (minimum tier 2) and may move 2,500 a
+    day, yet a coupon of 212,500 is paid into it and counts toward nothing."""
+    rules = replace(net.genesis.compliance, min_tier=((net.cash, 2),))
+    store = MemoryStore(replace(net.genesis, compliance=rules))
+    txf = TxFactory(replace(net, genesis=store.genesis))
+    bond, cash = net.bonds[0], net.cash
+    due = store.genesis.schedules[bond][0] - store.genesis.genesis_time_ms  # period 1
+    later = {"expiry_ms": txf.t0 + due + DAY_MS}
+    fund = txf.mint("TREASURY", 10**12, instrument=cash, by="CASHCO", **later)
+    assert code(store, txf, fund) is RC.OK
+    to_t1 = txf.transfer("BANK01", TIER1, 1, **later)
+    assert code(store, txf, to_t1) is RC.TIER_TOO_LOW  # control: the rule holds for moves
+    before = store.balance(TIER1, cash)
+    coupon = CouponPay(txf.chain_id, txf.nonce(), txf.t0 + due + DAY_MS, bond, 1, "TREASURY")
+    assert code(store, txf, coupon, at_ms=due + 1_000) is RC.OK
+    paid = store.balance(TIER1, cash) - before
+    assert paid == store.balance(TIER1, bond) * 425 // 2 // 10_000 > T1_DAY
+    assert day_total(store, TIER1, cash, store.genesis.genesis_time_ms + due + 1_000) == 0
