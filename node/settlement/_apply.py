@@ -250,8 +250,10 @@ def precheck(
     tier can never allow it, e.g. a mint by a non-issuer) and, given the admitting node's
     clock ``now_ms``, EXPIRED or DEADLINE_PASSED more than ``tolerance_ms`` ago (block
     times may trail a node's clock by that much), and INVALID_AMOUNT for a pending DvP
-    whose lot does not split it into equal whole lots. Else OK. What a node runs before
-    admitting a transaction to its mempool; ``apply_block`` decides the final code.
+    whose lot does not split it into equal whole lots; right after UNAUTHORIZED,
+    COSIGN_REQUIRED for a named co-signer who can never count (not compliance, or a
+    party). Else OK. What a node runs before admitting a transaction to its mempool;
+    ``apply_block`` decides the final code.
     """
     tid, code, tx = _check(genesis, raw, verify)
     if tx is None or code is not ResultCode.OK:
