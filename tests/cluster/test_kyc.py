@@ -23,6 +23,7 @@ from client import (
     sign,
     verify_receipt,
 )
+from client.cli import main
 from node.genesis import DEMO_COSIGN_ABOVE_CENTS, DEMO_TIER2_TRADE_MAX_CENTS
 from node.netconfig import OPERATOR_IDENTITY
 from tests.cluster.harness import Cluster, running_cluster
@@ -76,3 +77,15 @@ def test_a_large_trade_needs_the_compliance_cosignature(cluster: Cluster) -> Non
             assert (await client.balances("BANK02")).amounts == after
 
     asyncio.run(go())
+
+
+def test_the_cli_transfers_a_large_amount_only_co_signed(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--run-dir", str(cluster.net.run_dir), "submit", "transfer", "--instrument",
+            cluster.demo.cash, "--from", "BANK03", "--to", "BANK04",
+            "--amount", str(DEMO_COSIGN_ABOVE_CENTS + 1)]  # fmt: skip
+    assert main(base) == 1
+    assert "COSIGN_REQUIRED" in capsys.readouterr().err
+    assert main([*base, "--cosign", "COMPLIANCE"]) == 0
+    assert "settled" in capsys.readouterr().out
