@@ -10,6 +10,7 @@ import pytest
 
 from node.config import U64_MAX
 from node.genesis import DemoNetwork, demo_genesis, genesis_to_json, parse_genesis
+from node.invariant import InvariantError
 from node.settlement import (
     ComplianceRules,
     CouponPay,
@@ -22,6 +23,7 @@ from node.settlement import (
     SignedTx,
     TierLimit,
     Transfer,
+    _compliance,
     check_rules,
     day_total,
     decode_body,
@@ -372,3 +374,90 @@ def test_lifecycle_payments_are_exempt_from_tiers_and_limits_and_not_counted(
     paid = store.balance(TIER1, cash) - before
     assert paid == store.balance(TIER1, bond) * 425 // 2 // 10_000 > T1_DAY
     assert day_total(store, TIER1, cash, store.genesis.genesis_time_ms + due + 1_000) == 0
+
+
+# --- edges the mutation run found untested (docs/testing.md) -----------------------------
+
+
+def test_a_party_without_limits_neither_hides_nor_skips_its_counterpartys_limits(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    """TREASURY (tier 3: no limit row) sends TIER1 cash: TIER1's daily limit still counts
+    and binds, whichever side comes first."""
+    funded = txf.mint("TREASURY", 10**6, instrument=txf.net.cash, by="CASHCO", **far(txf))
+    assert code(store, txf, funded) is RC.OK
+    for _ in range(2):
+        pay = txf.transfer("TREASURY", TIER1, T1_TRADE, **far(txf))
+        assert code(store, txf, pay) is RC.OK
+    rest = txf.transfer("TREASURY", TIER1, T1_DAY - 2 * T1_TRADE + 1, **far(txf))
+    assert code(store, txf, rest) is RC.DAILY_LIMIT
+    assert code(store, txf, replace(rest, amount=T1_DAY - 2 * T1_TRADE)) is RC.OK
+
+
+def test_moves_in_one_hour_share_one_bucket(store: MemoryStore, txf: TxFactory) -> None:
+    key = bytes([RecordKind.KYC_VOLUME]) + TIER1.encode().ljust(64, b"\0")
+    key += txf.net.cash.encode().ljust(64, b"\0")
+    at = (1_000, HOUR_MS + 1_000, HOUR_MS + 2_000, HOUR_MS + 3_000)
+    for t in at:
+        assert code(store, txf, dvp(txf, TIER1, "BANK01", 100), at_ms=t) is RC.OK
+    raw = store.record(key)
+    assert raw is not None and raw[0] == 2  # two hours, two buckets, in order
+    assert day_total(store, TIER1, txf.net.cash, txf.t0 + at[-1]) == 400
+
+
+def test_volume_is_written_only_under_a_daily_limit_however_the_rules_were_read(
+    net: DemoNetwork,
+) -> None:
+    """Rules decoded from their bytes (as from a rules record or a genesis file): a
+    day_max of 2**64 - 1 is no daily limit, whatever int object carries it."""
+    rules = replace(
+        net.genesis.compliance,
+        limits=(TierLimit(1, net.cash, T1_TRADE, T1_DAY), TierLimit(2, net.cash, T2_TRADE)),
+    )
+    rules = ComplianceRules.decode(rules.encode())
+    store = MemoryStore(replace(net.genesis, compliance=rules))
+    txf = TxFactory(replace(net, genesis=store.genesis))
+    out = run(store, txf.signed(dvp(txf, "BANK02", "BANK01", 10)))
+    assert [k for k in out.records if k[0] == RecordKind.KYC_VOLUME] == []
+
+
+def test_a_named_cosigner_that_cannot_count_is_refused_on_a_chain_without_rules() -> None:
+    """Execution checks it too (a Byzantine leader may carry what admission refused)."""
+    net = demo_genesis(validators=4, quorum=3, seed=b"tests")
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    tx = replace(txf.dvp("BANK01", "BANK02"), cosigner="REGULATOR")
+    assert code(store, txf, tx) is RC.COSIGN_REQUIRED
+    assert code(store, txf, replace(tx, cosigner="COMPLIANCE")) is RC.OK
+
+
+def test_recording_past_the_daily_limit_is_an_invariant_breach(
+    net: DemoNetwork, store: MemoryStore
+) -> None:
+    """note_volume runs only after the checks passed: past the limit it halts the node."""
+    o = Overlay(store)
+    over = _compliance.Check((), (TIER1,), net.cash, T1_DAY + 1, cosigner=None)
+    with pytest.raises(InvariantError, match="daily limit"):
+        _compliance.note_volume(net.genesis, o, net.genesis.compliance, over, time_ms=1)
+    for _ in range(2):  # 2,000, then 1,000 more passes 2,500 (and 2,000 | 1,000 would not)
+        trade = _compliance.Check((), (TIER1,), net.cash, T1_TRADE, cosigner=None)
+        _compliance.note_volume(net.genesis, o, net.genesis.compliance, trade, time_ms=1)
+    with pytest.raises(InvariantError, match="daily limit"):
+        _compliance.note_volume(net.genesis, o, net.genesis.compliance, trade, time_ms=1)
+
+
+def test_recycling_settles_nothing_once_the_daily_limit_is_used_up(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    """Lots of 1 cent: a room of 0 must not round to one lot."""
+    bond = txf.net.bonds[1]
+    away = txf.transfer(
+        "BANK01", "BANK03", store.balance("BANK01", bond), instrument=bond, **far(txf)
+    )
+    assert code(store, txf, away) is RC.OK
+    pend = txf.pending("BANK01", TIER1, lot=1, quantity=10, amount=10, bond=bond, **far(txf))
+    assert code(store, txf, replace(pend, deadline_ms=txf.t0 + FAR)) is RC.PENDING_SETTLEMENT
+    for amount in (T1_TRADE, T1_TRADE, T1_DAY - 2 * T1_TRADE):
+        assert code(store, txf, dvp(txf, "BANK02", TIER1, amount)) is RC.OK
+    back = txf.transfer("BANK03", "BANK01", 10, instrument=bond, **far(txf))
+    out = run(store, txf.signed(back))
+    assert [r.code for r in out.results] == [RC.OK]  # no event: nothing settled
