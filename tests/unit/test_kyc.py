@@ -23,6 +23,7 @@ from node.settlement import (
     SignedTx,
     TierLimit,
     Transfer,
+    _codec,
     _compliance,
     check_rules,
     day_total,
@@ -461,3 +462,81 @@ def test_recycling_settles_nothing_once_the_daily_limit_is_used_up(
     back = txf.transfer("BANK03", "BANK01", 10, instrument=bond, **far(txf))
     out = run(store, txf.signed(back))
     assert [r.code for r in out.results] == [RC.OK]  # no event: nothing settled
+
+
+# --- the rules' own bounds (target settlement.kyc_rules) ----------------------------------
+
+
+def _rules(**tables: object) -> ComplianceRules:
+    return ComplianceRules.of(**tables)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("tables", "ok"),
+    [
+        ({"min_tier": {"A": 0}}, False),
+        ({"min_tier": {"A": 1}}, True),
+        ({"min_tier": {"A": 3}}, True),
+        ({"min_tier": {"A": 4}}, False),
+        ({"limits": [TierLimit(1, "C", 1, 1)]}, True),  # trade_max may equal day_max
+        ({"limits": [TierLimit(1, "C", 0, 1)]}, False),
+        ({"limits": [TierLimit(1, "C", -5, 1)]}, False),
+        ({"limits": [TierLimit(1, "C", 2, 1)]}, False),
+        ({"limits": [TierLimit(1, "C", 1, U64_MAX + 1)]}, False),
+        ({"limits": [TierLimit(0, "C", 1, 1)]}, False),
+        ({"cosign_above": {"C": 0}}, True),
+        ({"cosign_above": {"C": U64_MAX - 1}}, True),
+        ({"cosign_above": {"C": U64_MAX}}, False),
+        ({"cosign_above": {"C": 2**64}}, False),
+        ({"cosign_above": {"C": -1}}, False),
+        ({"cosign_above": {"-bad": 5}}, False),
+        ({"min_tier": {f"I{k:03d}": 2 for k in range(256)}}, True),  # COMPLIANCE_RULES_MAX
+        ({"min_tier": {f"I{k:03d}": 2 for k in range(257)}}, False),
+    ],
+)
+def test_rules_take_each_bound_and_refuse_one_past_it(tables: dict[str, object], ok: bool) -> None:
+    if ok:
+        assert ComplianceRules.decode(_rules(**tables).encode()) == _rules(**tables)
+    else:
+        with pytest.raises(ValueError):
+            _rules(**tables)
+
+
+def test_rules_bytes_are_pinned_and_other_versions_or_orders_do_not_decode() -> None:
+    rules = _rules(min_tier={"A": 2}, limits=[TierLimit(1, "C", 5, 9)], cosign_above={"C": 7})
+    assert rules.encode().hex() == (
+        "01" "0001" "0141" "02" "0001" "01" "0143" "0000000000000005" "0000000000000009"
+        "0001" "0143" "0000000000000007"
+    )  # fmt: skip
+    for version in (0, 2):
+        with pytest.raises(DecodeError, match="version"):
+            ComplianceRules.decode(bytes([version]) + rules.encode()[1:])
+    for rows in ((("B", 2), ("A", 2)), (("A", 2), ("A", 3))):  # unsorted, repeated
+        w = _codec.Writer().u8(1).u16(2)
+        for ident, tier in rows:
+            w.ident(ident).u8(tier)
+        with pytest.raises(DecodeError, match="non-canonical"):
+            ComplianceRules.decode(w.u16(0).u16(0).finish())
+
+
+def test_rules_are_immutable_and_know_when_they_are_empty_or_daily() -> None:
+    limit = TierLimit(1, "C", 5)
+    with pytest.raises(AttributeError):
+        limit.trade_max = 6  # type: ignore[misc]
+    assert not hasattr(limit, "__dict__")
+    with pytest.raises(AttributeError):
+        ComplianceRules().limits = ()  # type: ignore[misc]
+    assert ComplianceRules().is_default
+    for one in ({"min_tier": {"A": 2}}, {"limits": [limit]}, {"cosign_above": {"C": 1}}):
+        assert not _rules(**one).is_default, one
+    assert not ComplianceRules.decode(_rules(limits=[limit]).encode()).has_daily
+    assert _rules(limits=[limit, TierLimit(2, "C", 5, 9)]).has_daily
+
+
+def test_limits_and_thresholds_name_cash_tokens_not_funds_or_bonds(net: DemoNetwork) -> None:
+    kinds = {i.id: i.kind.value for i in net.genesis.instruments}
+    for iid in (net.fund, net.bonds[0]):
+        with pytest.raises(ValueError, match="cash"):
+            check_rules(_rules(limits=[TierLimit(1, iid, 5)]), kinds)
+        with pytest.raises(ValueError, match="cash"):
+            check_rules(_rules(cosign_above={iid: 5}), kinds)
