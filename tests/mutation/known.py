@@ -658,5 +658,15 @@ MUTANTS += [
            new="        pass  # kyc: appended",
            breaks="the co-signer is not in the signed body: it can be added or stripped after signing",
            tests=[_K + "test_a_body_without_a_cosigner_keeps_the_encoding_and_id_it_had_before"]),
+    Mutant("kyc-admission-takes-any-cosigner", "node/settlement/_apply.py",
+           old="    if not _cosigner_may_allow(genesis, tx):\n",
+           new="    if False:\n",
+           breaks="nodes admit (and gossip) transactions whose co-signer can never count",
+           tests=[_K + "test_a_cosigner_without_the_compliance_role_or_who_is_a_party_does_not_count"]),
+    Mutant("velocity-never-alerts", "node/runtime/_velocity.py",
+           old="            elif key not in self._over:",
+           new="            elif False:",
+           breaks="an account crossing a velocity bound raises no alert",
+           tests=["tests/unit/test_velocity.py::test_an_account_crossing_the_count_bound_logs_one_alert"]),
 ]
 # fmt: on
