@@ -34,6 +34,7 @@ from client import (
     Transactions,
     UnavailableError,
     accept_dvp,
+    cosign,
     load_key,
     propose_dvp,
     sign,
@@ -269,11 +270,13 @@ def _sign_dvp(args: argparse.Namespace) -> int:
     terms = (args.seller, args.buyer, args.bond, args.quantity, args.cash, args.amount)
     dvp: DvP | PendingDvP
     if args.pending:
-        dvp = Transactions(g).pending_dvp(*terms, args.deadline_s, lot=args.lot or 0)
+        dvp = Transactions(g).pending_dvp(
+            *terms, args.deadline_s, lot=args.lot or 0, cosigner=args.cosign or ""
+        )
     elif args.lot is not None:
         raise CliError("--lot needs --pending (only a pending DvP settles in part)", EXIT_USAGE)
     else:
-        dvp = Transactions(g).dvp(*terms, args.deadline_s)
+        dvp = Transactions(g).dvp(*terms, args.deadline_s, cosigner=args.cosign or "")
     seller_key = _key(args, args.seller, args.key)
     text = propose_dvp(dvp, seller_key, g)
     _write(args.out, text)
@@ -284,6 +287,8 @@ def _sign_dvp(args: argparse.Namespace) -> int:
     print(f"signed as seller {args.seller}: {describe(dvp)}")
     print(f"tx id {trade.tx_id.hex()}; settle by {timestamp(dvp.deadline_ms)}")
     print(f"wrote {args.out}; the buyer co-signs it: ledger cosign {args.out} --out signed.json")
+    if dvp.cosigner:
+        print(f"and {dvp.cosigner} (compliance): ledger sign compliance FILE --out FILE")
     return EXIT_OK
 
 
@@ -310,7 +315,36 @@ def _cosign(args: argparse.Namespace) -> int:
     tx = signed.tx
     print(f"co-signing as buyer {buyer}: {describe(tx)}")
     _terms_table(tx)
-    print(f"wrote {args.out}; submit it: ledger submit dvp {args.out}")
+    if signed.missing_signers():
+        nxt = f"ledger sign compliance {args.out} --out cosigned.json"
+        print(f"wrote {args.out}; {', '.join(signed.missing_signers())} co-signs it: {nxt}")
+    else:
+        print(f"wrote {args.out}; submit it: ledger submit dvp {args.out}")
+    return EXIT_OK
+
+
+def _sign_compliance(args: argparse.Namespace) -> int:
+    """The compliance officer's co-signature (AML large-value rule), before or after the
+    buyer's: the file it writes keeps its format (a trade for the buyer, or a signed
+    transaction for `ledger submit`)."""
+    g = _genesis(args)
+    text = _read(args.trade)
+    try:
+        stx, trade = SignedTransaction.loads(text), False
+    except TradeError:
+        stx, trade = PartialTrade.loads(text).signed, True
+    named = getattr(stx.tx, "cosigner", "")
+    if not named:
+        raise CliError(f"{args.trade} names no co-signer (sign it with --cosign ID)", EXIT_USAGE)
+    signed = cosign(stx, _key(args, named, args.key), g)
+    _write(args.out, PartialTrade(signed).dumps() if trade else signed.dumps())
+    if args.json:
+        emit_json({"trade_file": str(args.out), **signed.to_json()})
+        return EXIT_OK
+    missing = signed.missing_signers()
+    print(f"co-signed as {named} (compliance): {describe(signed.tx)}")
+    print(f"wrote {args.out}; " + (f"still to sign: {', '.join(missing)}" if missing else
+          f"submit it: ledger submit dvp {args.out}"))  # fmt: skip
     return EXIT_OK
 
 
@@ -409,8 +443,14 @@ def _submit_issue(args: argparse.Namespace) -> int:
 
 def _submit_transfer(args: argparse.Namespace) -> int:
     g = _genesis(args)
-    tx = Transactions(g).transfer(args.instrument, args.sender, args.receiver, args.amount)
-    return _submit(args, sign(tx, _key(args, args.sender, args.key), genesis=g))
+    cosigner = args.cosign or ""
+    tx = Transactions(g).transfer(
+        args.instrument, args.sender, args.receiver, args.amount, cosigner=cosigner
+    )
+    keys = [_key(args, args.sender, args.key)]
+    if cosigner:  # the compliance officer's key in the run directory (or --cosign-key)
+        keys.append(_key(args, cosigner, args.cosign_key))
+    return _submit(args, sign(tx, *keys, genesis=g))
 
 
 def _submit_redeem(args: argparse.Namespace) -> int:
@@ -454,7 +494,8 @@ def _submit_dvp(args: argparse.Namespace) -> int:
     if missing:
         raise CliError(
             f"{args.trade} lacks the signature of {', '.join(missing)} "
-            "(the buyer runs `ledger cosign` first)"
+            "(the buyer runs `ledger cosign` first; a named compliance co-signer "
+            "`ledger sign compliance`)"
         )
     return _submit(args, stx)
 
@@ -760,6 +801,7 @@ def _report_settlement(args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Command] = {
     "sign_dvp": _sign_dvp,
     "cosign": _cosign,
+    "sign_compliance": _sign_compliance,
     "submit_issue": _submit_issue,
     "submit_transfer": _submit_transfer,
     "submit_redeem": _submit_redeem,

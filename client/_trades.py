@@ -57,6 +57,7 @@ from node.settlement import (
     Redeem,
     RedeemAll,
     Release,
+    Role,
     SignedTx,
     Transaction,
     Transfer,
@@ -71,6 +72,7 @@ __all__ = [
     "SignedTransaction",
     "Transactions",
     "accept_dvp",
+    "cosign",
     "propose_dvp",
     "sign",
     "terms_of",
@@ -159,8 +161,11 @@ class Transactions:
             by=self._participant("by", by),
         )
 
-    def transfer(self, instrument: str, sender: str, receiver: str, amount: int) -> Transfer:
-        """Move ``amount`` free of payment; the sender signs."""
+    def transfer(
+        self, instrument: str, sender: str, receiver: str, amount: int, *, cosigner: str = ""
+    ) -> Transfer:
+        """Move ``amount`` free of payment; the sender signs (and ``cosigner``, a compliance
+        participant, when the amount of a cash token is above its AML threshold)."""
         self._participant("sender", sender)
         if receiver == sender:
             raise InvalidFieldError("receiver", "is the sender (a self-transfer)")
@@ -170,7 +175,20 @@ class Transactions:
             sender=sender,
             receiver=self._participant("receiver", receiver),
             amount=self._amount("amount", amount),
+            cosigner=self._cosigner(cosigner, (sender, receiver)),
         )
+
+    def _cosigner(self, cosigner: str, parties: tuple[str, ...]) -> str:
+        """A co-signer the ledger will count: a compliance participant, not a party
+        (docs/ledger.md "KYC tiers and AML"); "" for none."""
+        if not cosigner:
+            return ""
+        party = self.genesis.participant_by_id.get(cosigner)
+        if party is None or Role.COMPLIANCE not in party.roles or cosigner in parties:
+            raise InvalidFieldError(
+                "cosigner", f"{cosigner!r} is not a compliance participant other than the parties"
+            )
+        return cosigner
 
     def dvp(  # noqa: PLR0917 - positional like the trade's terms, in their order
         self,
@@ -181,9 +199,12 @@ class Transactions:
         cash: str,
         amount: int,
         deadline_s: float | None = None,
+        *,
+        cosigner: str = "",
     ) -> DvP:
-        """``quantity`` of ``bond`` against ``amount`` of ``cash``; both parties sign.
-        The deadline (settle by) defaults to the expiry."""
+        """``quantity`` of ``bond`` against ``amount`` of ``cash``; both parties sign, and
+        ``cosigner`` (a compliance participant) when the amount is above the cash token's
+        AML threshold. The deadline (settle by) defaults to the expiry."""
         self._participant("seller", seller)
         if buyer == seller:
             raise InvalidFieldError("buyer", "is the seller (a self-trade)")
@@ -204,6 +225,7 @@ class Transactions:
             cash=self._instrument("cash", cash, InstrumentKind.CASH),
             amount=self._amount("amount", amount),
             deadline_ms=deadline_ms,
+            cosigner=self._cosigner(cosigner, (seller, buyer)),
         )
 
     # --- life: the bond lifecycle (docs/ledger.md "Lifecycle") ---------------------------
@@ -275,11 +297,13 @@ class Transactions:
         amount: int,
         deadline_s: float | None = None,
         lot: int = 0,
+        *,
+        cosigner: str = "",
     ) -> PendingDvP:
         """A DvP that waits until its deadline when a leg is short (``PENDING_SETTLEMENT``)
         instead of failing; ``lot`` > 0 lets it settle in multiples of ``lot`` bond units,
         which must split ``quantity`` and ``amount`` into whole lots of one price."""
-        d = self.dvp(seller, buyer, bond, quantity, cash, amount, deadline_s)
+        d = self.dvp(seller, buyer, bond, quantity, cash, amount, deadline_s, cosigner=cosigner)
         if isinstance(lot, bool) or not isinstance(lot, int) or not 0 <= lot <= quantity:
             raise InvalidFieldError("lot", f"must be an integer in 0..quantity, got {lot!r}")
         if lot and (quantity % lot or amount % (quantity // lot)):
@@ -653,7 +677,7 @@ def accept_dvp(
 
 def _check_seller_signature(env: SignedTx, dvp: DvP | PendingDvP, genesis: Genesis) -> None:
     sigs = dict(env.signatures)
-    others = set(sigs) - {dvp.seller, dvp.buyer}
+    others = set(sigs) - {dvp.seller, dvp.buyer, dvp.cosigner}
     if others:
         raise TradeError(f"signed by non-parties: {', '.join(sorted(others))}")
     sig = sigs.get(dvp.seller)
@@ -662,6 +686,27 @@ def _check_seller_signature(env: SignedTx, dvp: DvP | PendingDvP, genesis: Genes
         raise TradeError(f"the seller {dvp.seller} has not signed the trade")
     if seller is None or not crypto.verify(seller.public_key, tags.TX + env.body, sig):
         raise TradeError(f"the seller's signature is not {dvp.seller}'s (forged or altered)")
+
+
+def cosign(
+    data: str | bytes | SignedTransaction, key: ParticipantKey, genesis: Genesis
+) -> SignedTransaction:
+    """The compliance officer's co-signature of a transaction that names it as
+    ``cosigner`` (the AML large-value rule), before or after the parties sign. TradeError
+    if the transaction names no co-signer or another one."""
+    if isinstance(data, SignedTransaction):
+        stx = data
+    elif isinstance(data, bytes) and not data.lstrip().startswith(b"{"):
+        stx = SignedTransaction(data)
+    else:
+        doc = _json(data)
+        fmt = doc.get("format") if isinstance(doc, dict) else None
+        stx = _from_doc(doc, _TRADE_FORMAT if fmt == _TRADE_FORMAT else _TX_FORMAT)
+    named = getattr(stx.tx, "cosigner", "")
+    if named != key.participant:
+        who = f"names {named} as co-signer" if named else "names no co-signer"
+        raise TradeError(f"the transaction {who}, not {key.participant}")
+    return sign(stx, key, genesis=genesis)
 
 
 def _check_terms(dvp: DvP | PendingDvP, expect: Mapping[str, object]) -> None:

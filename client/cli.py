@@ -469,6 +469,13 @@ def _add_submit(b: _Builder) -> None:
         metavar="FILE",
         help="the sender's key (default: RUN_DIR/participants/SENDER.key)",
     )
+    _cosign_option(p)
+    p.add_argument(
+        "--cosign-key",
+        type=Path,
+        metavar="FILE",
+        help="the co-signer's key (default: RUN_DIR/participants/COSIGNER.key)",
+    )
 
     p = b.leaf(
         sub,
@@ -703,6 +710,16 @@ def _add_freeze_submits(
         )
 
 
+def _cosign_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cosign",
+        type=participant_id,
+        metavar="ID",
+        help="a compliance participant who co-signs (needed above the cash token's AML "
+        'threshold; docs/ledger.md "KYC tiers and AML")',
+    )
+
+
 def _add_two_party(b: _Builder) -> None:
     sign = b.group("sign", "the seller's side of a two-party trade")
     p = b.leaf(
@@ -751,6 +768,7 @@ def _add_two_party(b: _Builder) -> None:
         metavar="UNITS",
         help="with --pending: settle in multiples of this many bond units (partial settlement)",
     )
+    _cosign_option(p)
     p.add_argument(
         "--key",
         type=Path,
@@ -759,6 +777,25 @@ def _add_two_party(b: _Builder) -> None:
     )
     p.add_argument(
         "--out", required=True, type=Path, metavar="FILE", help="trade file to write for the buyer"
+    )
+
+    p = b.leaf(
+        sign,
+        "compliance",
+        "co-sign, as the compliance officer it names, a trade above the AML threshold",
+        _network("sign_compliance"),
+    )
+    p.add_argument(
+        "trade", type=Path, metavar="TRADE_FILE", help="from `ledger sign dvp` or `ledger cosign`"
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the co-signer's key (default: RUN_DIR/participants/COSIGNER.key)",
+    )
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="the trade file, co-signed"
     )
 
     p = b.leaf(

@@ -14,7 +14,7 @@ U64_MAX: Final = 2**64 - 1
 # --- settlement: transactions ----------------------------------------------------------
 TX_BYTES_MAX: Final = 4096  # one encoded signed transaction
 ID_BYTES_MAX: Final = 64  # participant, instrument and currency ids (UTF-8 bytes)
-SIGNERS_PER_TX_MAX: Final = 2  # a DvP needs two; nothing needs more
+SIGNERS_PER_TX_MAX: Final = 3  # a DvP's two parties and an AML co-signer (kyc)
 CHAIN_ID_BYTES_MAX: Final = 128
 
 # --- settlement: state records (docs/adr/0013-state-records.md) ------------------------
@@ -79,6 +79,23 @@ BACKINGS_MAX: Final = 1_000
 # Genesis rules: the longest horizons a rule may name (a bill's days to maturity, the age
 # after which the report flags an attestation), in days.
 RESERVE_RULE_DAYS_MAX: Final = 3_660
+# --- settlement: KYC tiers and AML (kyc) -------------------------------------------------
+# KYC tier rules and the AML co-sign threshold (node/settlement/_compliance.py).
+# Rows of each table (minimum tiers, tier limits, thresholds), so the rules record and
+# the genesis section stay small and one transaction's checks read a bounded table.
+COMPLIANCE_RULES_MAX: Final = 256
+# The rolling day of the daily limits: this many whole hours of block time, the current
+# hour included; an account's volume record keeps at most this many hourly buckets.
+KYC_WINDOW_HOURS: Final = 24
+KYC_BUCKET_MS: Final = 3_600_000
+# Velocity alerts (node/runtime/_velocity.py; not consensus rules): per account, over a
+# sliding window of block time, more settled moves than VELOCITY_TXS_MAX, or more than
+# VELOCITY_VALUE_MAX_MINOR of one cash token ($50,000 in cents), log an alert. At most
+# VELOCITY_EVENTS_MAX moves are kept per account (memory bound; sums are then lower bounds).
+VELOCITY_WINDOW_MS: Final = 60_000
+VELOCITY_TXS_MAX: Final = 600
+VELOCITY_VALUE_MAX_MINOR: Final = 5_000_000
+VELOCITY_EVENTS_MAX: Final = 2_000
 
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024

@@ -38,6 +38,7 @@ from client import (
 from node.cluster import node_states, start_cluster, stop_cluster
 from node.demo_console import CONSOLE_HELP, console_or_hint
 from node.demo_freeze import show_freeze
+from node.demo_kyc import show_kyc
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
 from node.demo_reserve import ReserveMismatch, show_reserves
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
@@ -166,6 +167,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await show_lifecycle(clients, demo)  # node/demo_lifecycle.py
         await show_freeze(clients, demo)  # node/demo_freeze.py
         await show_reserves(clients, demo)  # node/demo_reserve.py
+        await show_kyc(clients, demo)  # node/demo_kyc.py
     finally:
         await clients.close()
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node import crypto, tags
+from node.config import U64_MAX
 from node.settlement import (
+    ComplianceRules,
     CustodyBacking,
     Genesis,
     GenesisError,
@@ -26,15 +28,18 @@ from node.settlement import (
     Participant,
     ReserveRules,
     Role,
+    TierLimit,
     Validator,
     isin_check_digit,
 )
 
 __all__ = [
+    "DEMO_COSIGN_ABOVE_CENTS",
     "DEMO_DUE_BOND",
     "DEMO_MATURED_BOND",
     "DEMO_RESERVE_CASH",
     "DemoNetwork",
+    "demo_compliance",
     "demo_genesis",
     "demo_lifecycle_bonds",
     "dump_genesis",
@@ -157,7 +162,7 @@ def _reserve_rules(d: Any, where: str) -> ReserveRules:
 
 
 # Optional top-level keys, by part; absent means the default (none).
-_OPTIONAL_KEYS = frozenset({"custody", "reserves"})  # reserve
+_OPTIONAL_KEYS = frozenset({"custody", "reserves", "compliance"})  # reserve, kyc
 
 
 def parse_genesis(doc: Any) -> Genesis:
@@ -172,6 +177,9 @@ def parse_genesis(doc: Any) -> Genesis:
         "holdings",
     }
     doc = _obj(doc, "genesis", keys, _OPTIONAL_KEYS)
+    extra: dict[str, Any] = {}
+    if "compliance" in doc:
+        extra["compliance"] = _compliance(doc["compliance"])
     return Genesis(
         name=_str(doc, "name", "genesis"),
         genesis_time_ms=_int(doc, "genesis_time_ms", "genesis"),
@@ -182,7 +190,52 @@ def parse_genesis(doc: Any) -> Genesis:
         quorum=_int(doc, "quorum", "genesis"),
         custody=_list(doc, "custody", _custody) if "custody" in doc else (),
         reserves=_list(doc, "reserves", _reserve_rules) if "reserves" in doc else (),
+        **extra,
     )
+
+
+# --- kyc: KYC tier and AML rules (docs/ledger.md "KYC tiers and AML") ---------------------
+
+
+def _int_map(d: dict[str, Any], key: str, where: str) -> dict[str, int]:
+    m = d.get(key, {})
+    if not isinstance(m, dict):
+        raise GenesisError(f"{where}.{key}: expected an object")
+    return {str(k): _int(m, k, f"{where}.{key}") for k in m}
+
+
+def _tier_limit(d: Any, where: str) -> TierLimit:
+    d = _obj(d, where, {"tier", "cash", "trade_max"}, frozenset({"day_max"}))
+    day_max = _int(d, "day_max", where) if "day_max" in d else U64_MAX
+    return TierLimit(
+        _int(d, "tier", where), _str(d, "cash", where), _int(d, "trade_max", where), day_max
+    )
+
+
+def _compliance(d: Any) -> ComplianceRules:
+    where = "compliance"
+    d = _obj(d, where, set(), frozenset({"min_tier", "limits", "cosign_above"}))
+    limits = _list(d, "limits", _tier_limit) if "limits" in d else ()
+    try:
+        return ComplianceRules.of(
+            _int_map(d, "min_tier", where), limits, _int_map(d, "cosign_above", where)
+        )
+    except ValueError as e:
+        raise GenesisError(f"{where}: {e}") from e
+
+
+def _compliance_json(c: ComplianceRules) -> dict[str, Any]:
+    def limit(r: TierLimit) -> dict[str, Any]:
+        d: dict[str, Any] = {"tier": r.tier, "cash": r.cash, "trade_max": r.trade_max}
+        if r.day_max != U64_MAX:
+            d["day_max"] = r.day_max
+        return d
+
+    return {
+        "min_tier": dict(c.min_tier),
+        "limits": [limit(r) for r in c.limits],
+        "cosign_above": dict(c.cosign_above),
+    }
 
 
 def load_genesis(path: str | Path) -> Genesis:
@@ -250,6 +303,8 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
         ],
     }
     doc.update(_reserve_json(g))
+    if not g.compliance.is_default:
+        doc["compliance"] = _compliance_json(g.compliance)
     return doc
 
 
@@ -297,6 +352,25 @@ def _isin(base11: str) -> str:
 
 DEMO_BOND_UNITS = 10_000_000  # per bank: $100,000 face in $0.01 units
 DEMO_CASH_CENTS = 1_000_000_000  # per bank: $10,000,000
+# kyc (docs/ledger.md "KYC tiers and AML"): the demo and benchmark trades stay within
+# these; a test breaches them with a cash leg above the co-sign threshold or above the
+# tier-2 per-trade limit, or with a tier-1 participant of its own genesis.
+DEMO_COSIGN_ABOVE_CENTS = 500_000_000  # $5,000,000 needs a compliance co-signature
+DEMO_TIER2_TRADE_MAX_CENTS = 1_000_000_000  # $10,000,000 per trade; no daily limit
+DEMO_TIER1_TRADE_MAX_CENTS, DEMO_TIER1_DAY_MAX_CENTS = 10_000_000, 25_000_000
+
+
+def demo_compliance(bonds: tuple[str, ...], cash: str) -> ComplianceRules:
+    """Bonds held from tier 2 (every demo bank), tier limits on the cash token, and the
+    AML co-sign threshold."""
+    return ComplianceRules.of(
+        min_tier=dict.fromkeys(bonds, 2),
+        limits=[
+            TierLimit(1, cash, DEMO_TIER1_TRADE_MAX_CENTS, DEMO_TIER1_DAY_MAX_CENTS),
+            TierLimit(2, cash, DEMO_TIER2_TRADE_MAX_CENTS, U64_MAX),
+        ],
+        cosign_above={cash: DEMO_COSIGN_ABOVE_CENTS},
+    )
 
 
 # The lifecycle bonds of a network generated on a given date (``make demo``, ``make bench
@@ -340,15 +414,18 @@ def demo_genesis(
     lifecycle_date: date | None = None,
     *,
     backing: bool = False,
+    compliance: bool = False,
 ) -> DemoNetwork:
     """A deterministic network: a depository, a treasury, a cash issuer, ``banks`` banks.
 
-    Keys derive from ``seed``; for tests, simulations and demos only, never production.
-    With ``lifecycle_date``, also the two bonds of ``demo_lifecycle_bonds`` for that date,
-    every bank holding ``DEMO_BOND_UNITS`` of each. With ``backing`` (reserve), the cash
-    token ``DEMO_RESERVE_CASH`` under ``DEMO_RESERVE_RULES``, and the lifecycle bonds
-    custody-backed by the depository (CSD): the tradable bonds and the first cash token
-    stay unbacked, since the benchmark mints them freely.
+        Keys derive from ``seed``; for tests, simulations and demos only, never production.
+        With ``lifecycle_date``, also the two bonds of ``demo_lifecycle_bonds`` for that date,
+        every bank holding ``DEMO_BOND_UNITS`` of each. With ``backing`` (reserve), the cash
+        token ``DEMO_RESERVE_CASH`` under ``DEMO_RESERVE_RULES``, and the lifecycle bonds
+        custody-backed by the depository (CSD): the tradable bonds and the first cash token
+        stay unbacked, since the benchmark mints them freely. With ``compliance`` (kyc), the
+    KYC and AML rules of ``demo_compliance`` (``make genesis`` networks have them; unit
+    tests opt in, so their larger amounts keep testing the checks they were written for).
     """
 
     def key(label: str) -> crypto.SigningKey:
@@ -420,6 +497,7 @@ def demo_genesis(
         quorum=quorum,
         custody=tuple(CustodyBacking(i.id, "CSD") for i in lifecycle) if backing else (),
         reserves=(DEMO_RESERVE_RULES,) if backing else (),
+        compliance=demo_compliance(bonds, cash) if compliance else ComplianceRules(),
     )
     ids = tuple(i.id for i in lifecycle)
     return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund, ids)

@@ -449,7 +449,9 @@ def generate(
     # The lifecycle bonds' dates are relative to today: the demo pays a due coupon and
     # redeems a matured bond (block time is the wall clock).
     seed = secrets.token_hex(32).encode()
-    demo = demo_genesis(spec.n, spec.q, seed, lifecycle_date=now.date(), backing=True)
+    demo = demo_genesis(
+        spec.n, spec.q, seed, lifecycle_date=now.date(), backing=True, compliance=True
+    )
     progress(f"generating {spec.n} validator keys and TLS certificates in {out}")
     nodes = [spec.node(i, out) for i in range(spec.n)]
     validators, pinned = [], []

@@ -106,6 +106,15 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # kyc: velocity alerts (node/runtime/_velocity.py; docs/cluster.md)
+        self.velocity_alerts = Counter(
+            "ledger_velocity_alerts",
+            "Accounts crossing a velocity bound (rule: count or value) in the sliding window",
+            ["rule"],
+            registry=r,
+        )
+        for rule in ("count", "value"):
+            self.velocity_alerts.labels(rule=rule)
         for fail in FAIL_CODES:
             self.settlement_fails.labels(reason=fail.name)
         for reason in ("deadline", "full"):

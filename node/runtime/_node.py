@@ -75,6 +75,7 @@ from node.runtime._logs import event, logging_at
 from node.runtime._metrics import FAIL_REASONS, Metrics
 from node.runtime._source import StoreSource, _decode_stored
 from node.runtime._timeline import Step, Timeline
+from node.runtime._velocity import VelocityWatch
 from node.settlement import (
     BlockContext,
     BlockOutcome,
@@ -153,6 +154,7 @@ class Node:
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
         self.quorum = Quorum(len(genesis.validators), genesis.quorum)
         self._clock = clock
+        self.velocity = VelocityWatch(genesis)  # kyc: alerts, not consensus rules
         source = StoreSource(store)
         state_root, results = source.executed_roots()
         # Signatures checked at admission (a client's submit or a peer's forward) are not
@@ -557,6 +559,8 @@ class Node:
         m.blocks.inc()
         m.height.set(block.height)
         self._settlement_metrics(block.txs, outcome)
+        for alert in self.velocity.block(ctx.time_ms, block.txs, outcome.results):
+            m.velocity_alerts.labels(rule=alert.rule).inc()
         for res in outcome.results:
             if res.event:
                 continue  # a pending instruction's later outcome, not a transaction

@@ -19,7 +19,9 @@ from node.settlement._apply import (
     results_root,
 )
 from node.settlement._codec import DecodeError
+from node.settlement._compliance import day_total, rules_in_force, set_rules
 from node.settlement._freeze import FreezeRecord, freezes
+from node.settlement._kyc_rules import ComplianceRules, TierLimit, check_rules
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._model import (
     CustodyBacking,
@@ -95,6 +97,7 @@ __all__ = [
     "BlockOutcome",
     "Burn",
     "Cancel",
+    "ComplianceRules",
     "CouponPay",
     "CustodyAttestation",
     "CustodyBacking",
@@ -129,6 +132,7 @@ __all__ = [
     "Role",
     "SignedTx",
     "StateView",
+    "TierLimit",
     "Transaction",
     "Transfer",
     "TxKind",
@@ -139,8 +143,10 @@ __all__ = [
     "Verify",
     "apply_block",
     "authentic",
+    "check_rules",
     "cusip_check_digit",
     "custody_attestations",
+    "day_total",
     "decode_body",
     "encode_body",
     "freezes",
@@ -158,6 +164,8 @@ __all__ = [
     "reserve_attestations",
     "result_leaf",
     "results_root",
+    "rules_in_force",
+    "set_rules",
     "sign_tx",
     "tx_id",
     "valid_cusip",

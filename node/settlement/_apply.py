@@ -37,6 +37,7 @@ from typing import assert_never
 from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
+from node.settlement import _compliance as kyc
 from node.settlement import _freeze, _pending, _reserve
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
@@ -251,8 +252,10 @@ def precheck(
     tier can never allow it, e.g. a mint by a non-issuer) and, given the admitting node's
     clock ``now_ms``, EXPIRED or DEADLINE_PASSED more than ``tolerance_ms`` ago (block
     times may trail a node's clock by that much), and INVALID_AMOUNT for a pending DvP
-    whose lot does not split it into equal whole lots. Else OK. What a node runs before
-    admitting a transaction to its mempool; ``apply_block`` decides the final code.
+    whose lot does not split it into equal whole lots; right after UNAUTHORIZED,
+    COSIGN_REQUIRED for a named co-signer who can never count (not compliance, or a
+    party). Else OK. What a node runs before admitting a transaction to its mempool;
+    ``apply_block`` decides the final code.
     """
     tid, code, tx = _check(genesis, raw, verify)
     if tx is None or code is not ResultCode.OK:
@@ -261,6 +264,8 @@ def precheck(
         return TxResult(tid, ResultCode.EXPIRED, recorded=False)
     if not _roles_may_allow(genesis, tx):
         return TxResult(tid, ResultCode.UNAUTHORIZED, recorded=False)
+    if not _cosigner_may_allow(genesis, tx):
+        return TxResult(tid, ResultCode.COSIGN_REQUIRED, recorded=False)
     if (
         isinstance(tx, DvP | PendingDvP)
         and now_ms is not None
@@ -307,6 +312,17 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
+
+
+def _cosigner_may_allow(genesis: Genesis, tx: Transaction) -> bool:
+    """False when a named co-signer can never count (not compliance, or a party)."""
+    match tx:
+        case Transfer() if tx.cosigner:
+            return kyc.cosigner_ok(genesis, tx.cosigner, (tx.sender, tx.receiver))
+        case DvP() | PendingDvP() if tx.cosigner:
+            return kyc.cosigner_ok(genesis, tx.cosigner, (tx.seller, tx.buyer))
+        case _:
+            return True
 
 
 def _agent_may_pay(genesis: Genesis, instrument_id: str, agent: str) -> bool:
@@ -473,6 +489,11 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, (tx.to, tx.instrument)):
         return ResultCode.FROZEN
+    cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
+    checked = kyc.Check(((tx.to, tx.instrument),), (tx.to,), cash, value, cosigner=None)
+    rules = kyc.rules_in_force(genesis, o)
+    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
+        return code
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     supply = o.supply(tx.instrument)
@@ -484,6 +505,7 @@ def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCo
     if backed is not None:
         return backed
     o.adjust_supply(tx.instrument, tx.to, tx.amount)
+    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
@@ -519,6 +541,12 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> 
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, (tx.sender, tx.instrument), (tx.receiver, tx.instrument)):
         return ResultCode.FROZEN
+    cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
+    parties = (tx.sender, tx.receiver)
+    checked = kyc.Check(((tx.receiver, tx.instrument),), parties, cash, value, tx.cosigner)
+    rules = kyc.rules_in_force(genesis, o)
+    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
+        return code
     if life.matured(genesis, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     if o.balance(tx.sender, tx.instrument) < tx.amount:
@@ -526,6 +554,7 @@ def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> 
     if o.balance(tx.receiver, tx.instrument) + tx.amount > U64_MAX:
         return ResultCode.OVERFLOW
     o.move(tx.instrument, tx.sender, tx.receiver, tx.amount)
+    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
@@ -544,6 +573,9 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, *_freeze.dvp_holdings(tx.seller, tx.buyer, tx.bond, tx.cash)):
         return ResultCode.FROZEN
+    rules, checked = kyc.rules_in_force(genesis, o), _dvp_check(tx)
+    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
+        return code
     if life.matured(genesis, tx.bond, ctx.time_ms):
         return ResultCode.MATURED
     if ctx.time_ms > tx.deadline_ms:
@@ -560,4 +592,11 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
     # Both legs checked above; only now does either move.
     o.move(tx.bond, tx.seller, tx.buyer, tx.quantity)
     o.move(tx.cash, tx.buyer, tx.seller, tx.amount)
+    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
+
+
+def _dvp_check(tx: DvP) -> kyc.Check:
+    """The buyer receives the bond, the seller the cash; the cash leg is the value."""
+    receives = ((tx.buyer, tx.bond), (tx.seller, tx.cash))
+    return kyc.Check(receives, (tx.seller, tx.buyer), tx.cash, tx.amount, tx.cosigner)

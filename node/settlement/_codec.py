@@ -59,6 +59,10 @@ class Reader(codec.Reader):
     __slots__ = ()
     error = DecodeError
 
+    def more(self) -> bool:
+        """Whether bytes are left: how a trailing optional field is told apart."""
+        return self._pos < len(self._buf)
+
     def ident(self, max_len: int = ID_BYTES_MAX) -> str:
         n = self.u8()
         raw = self.take(n)

@@ -7,6 +7,7 @@ Validation raises ``GenesisError`` with a message naming the offending entry.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +25,7 @@ from node.config import (
     U64_MAX,
 )
 from node.settlement._codec import Writer, check_id
+from node.settlement._kyc_rules import KYC_TIER_MAX, ComplianceRules, check_rules
 from node.settlement._schedule import (
     coupon_dates,
     date_of_ms,
@@ -46,7 +48,6 @@ __all__ = [
     "isin_check_digit",
 ]
 
-KYC_TIER_MAX = 3
 _CURRENCY_RE = re.compile(r"[A-Z]{3}\Z")
 _ISIN_RE = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]\Z")
 _GENESIS_VERSION = 1
@@ -210,6 +211,8 @@ class Genesis:
     # reserve: custody-backed bonds and reserve-backed cash tokens (node/settlement/_reserve.py)
     custody: tuple[CustodyBacking, ...] = ()
     reserves: tuple[ReserveRules, ...] = ()
+    # kyc: KYC tier and AML rules (node/settlement/_kyc_rules.py); default: none
+    compliance: ComplianceRules = dataclasses.field(default_factory=ComplianceRules)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -296,6 +299,10 @@ def _encode(g: Genesis) -> bytes:
         w.blob(v.tls_cert_sha256, crypto.HASH_LEN)
     w.u32(g.quorum)
     _encode_reserve(w, g)
+    # Trailing sections, each only when non-default so that existing chain ids stay
+    # valid, each after a name so that no two sections' bytes can be confused.
+    if not g.compliance.is_default:
+        w.ident("kyc").raw(g.compliance.encode())
     return w.finish()
 
 
@@ -362,6 +369,10 @@ def _validate(g: Genesis) -> None:
     _validate_holdings(g)
     _validate_validators(g.validators, g.quorum)
     _validate_backings(g, by_id, insts)
+    try:
+        check_rules(g.compliance, {i.id: i.kind.value for i in g.instruments})
+    except ValueError as e:
+        raise GenesisError(f"compliance: {e}") from e
 
 
 def _check_id(value: str, what: str) -> None:

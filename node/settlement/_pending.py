@@ -19,8 +19,9 @@ instruction in key order, i.e. (height, position) order, and for each:
    that freezes or unfreezes anything re-attempts every instruction): nothing;
 4a. one of its four holdings frozen (``_freeze``): nothing (it waits, not attempted);
 5. else it settles the largest number of lots both parties can afford and both receivers
-   can hold without passing 2**64 - 1: all that is left ends it ``OK``; some, not all,
-   is ``PARTIALLY_SETTLED`` and the rest waits; none leaves it as it is.
+   can hold without passing 2**64 - 1, and (kyc, ``_compliance.daily_room``) that keep
+   both parties within their daily limits: all that is left ends it ``OK``; some, not
+   all, is ``PARTIALLY_SETTLED`` and the rest waits; none leaves it as it is.
 
 Each of those outcomes is an **event**: a result appended after the block's transaction
 results, with a leaf tagged ``LEAF_EVENT`` (never a transaction's own result), carrying
@@ -60,6 +61,7 @@ from dataclasses import dataclass, replace
 from node import crypto
 from node.config import PENDING_AGE_MAX_MS, PENDING_MAX, PENDING_PER_PARTY_MAX, U64_MAX
 from node.invariant import InvariantError, require
+from node.settlement import _compliance as kyc
 from node.settlement._codec import Reader, Writer
 from node.settlement._freeze import any_frozen, dvp_holdings, touched
 from node.settlement._lifecycle import matured
@@ -381,12 +383,17 @@ def _step(
         return None
     if any_frozen(o, *dvp_holdings(inst.seller, inst.buyer, inst.bond, inst.cash)):
         return None  # waits, not attempted; still fails at its deadline (docs/ledger.md)
-    lots = _affordable(o, inst)
+    parties, genesis = (inst.seller, inst.buyer), o.view.genesis
+    rules = kyc.rules_in_force(genesis, o)
+    room = kyc.daily_room(genesis, o, rules, parties, inst.cash, time_ms=time_ms)
+    lots = min(_affordable(o, inst), room // inst.lot_amount)  # kyc: within daily limits
     if lots == 0:
         return None
     # Every bound was taken into _affordable; only now does either leg move.
     o.move(inst.bond, inst.seller, inst.buyer, lots * inst.lot_quantity)
     o.move(inst.cash, inst.buyer, inst.seller, lots * inst.lot_amount)
+    moved = kyc.Check((), parties, inst.cash, lots * inst.lot_amount, cosigner=None)
+    kyc.note_volume(genesis, o, rules, moved, time_ms=time_ms)
     done = lots == inst.lots_left
     return (ResultCode.OK if done else ResultCode.PARTIALLY_SETTLED), lots
 

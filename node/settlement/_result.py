@@ -58,6 +58,12 @@ class ResultCode(IntEnum):
     CUSTODY_EXCEEDED = 40
     RESERVES_SHORT = 41
     INVALID_ATTESTATION = 42
+    # --- kyc: KYC tiers and AML (issue 15 items 4-5; node/settlement/_compliance.py) ---
+    # Reserved for kyc: 48-55. Checked right after FROZEN, in this order.
+    COSIGN_REQUIRED = 48
+    TIER_TOO_LOW = 49
+    TRADE_LIMIT = 50
+    DAILY_LIMIT = 51
 
     @property
     def meaning(self) -> str:
@@ -150,5 +156,18 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.INVALID_ATTESTATION: (
         "a bill's CUSIP is malformed or fails its check digit, bills are not in CUSIP order "
         "without repeats, a bill's amount is zero, or the reserves overflow 2**64 - 1"
+    ),
+    ResultCode.COSIGN_REQUIRED: (
+        "the cash amount is above the token's large-value (AML) threshold and no compliance "
+        "participant other than the parties co-signed, or the named co-signer is not one; "
+        "sign again with a compliance co-signer (ledger sign ... --cosign)"
+    ),
+    ResultCode.TIER_TOO_LOW: (
+        "a receiving party's KYC tier is below the instrument's minimum tier to hold"
+    ),
+    ResultCode.TRADE_LIMIT: "the cash amount exceeds a party's per-trade limit for its KYC tier",
+    ResultCode.DAILY_LIMIT: (
+        "the cash amount would take a party's volume in the rolling 24 hours past its "
+        "tier's daily limit; nothing moved"
     ),
 }

@@ -44,6 +44,9 @@ class RecordKind(IntEnum):
     # reserve: attestations (node/settlement/_reserve.py)
     CUSTODY = 64
     RESERVES = 65
+    # kyc: KYC tier rules and AML (node/settlement/_compliance.py)
+    KYC_RULES = 80
+    KYC_VOLUME = 81
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ signatures sorted by signer, so the id never depends on who relayed it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import IntEnum
 from typing import ClassVar, assert_never
@@ -110,7 +110,8 @@ class Burn:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Move ``amount`` of ``instrument`` free of payment; signed by the sender."""
+    """Move ``amount`` of ``instrument`` free of payment; signed by the sender (and by
+    ``cosigner``, a compliance participant, when named: the AML large-value rule)."""
 
     KIND: ClassVar[TxKind] = TxKind.TRANSFER
     chain_id: str
@@ -120,15 +121,17 @@ class Transfer:
     sender: str
     receiver: str
     amount: int
+    cosigner: str = ""  # kyc: "" = not co-signed; encoded only when named
 
     def required_signers(self) -> tuple[str, ...]:
-        return (self.sender,)
+        return _with_cosigner((self.sender,), self.cosigner)
 
 
 @dataclass(frozen=True, slots=True)
 class DvP:
     """Delivery versus payment: ``quantity`` of ``bond`` from seller to buyer and ``amount``
-    of ``cash`` from buyer to seller, both or neither; signed by both over the same terms."""
+    of ``cash`` from buyer to seller, both or neither; signed by both over the same terms
+    (and by ``cosigner``, a compliance participant, when named: the AML rule)."""
 
     KIND: ClassVar[TxKind] = TxKind.DVP
     chain_id: str
@@ -141,9 +144,16 @@ class DvP:
     cash: str
     amount: int
     deadline_ms: int
+    cosigner: str = ""  # kyc: "" = not co-signed; encoded only when named
 
     def required_signers(self) -> tuple[str, ...]:
-        return tuple(sorted({self.seller, self.buyer}))
+        return _with_cosigner((self.seller, self.buyer), self.cosigner)
+
+
+def _with_cosigner(parties: tuple[str, ...], cosigner: str) -> tuple[str, ...]:
+    """The parties and the co-signer, sorted with no repeats (a party named as co-signer
+    signs once; execution refuses it as a co-signer: COSIGN_REQUIRED)."""
+    return tuple(sorted({*parties, cosigner} - {""}))
 
 
 # (Transaction, the union of every kind, is defined after the last part's dataclasses.)
@@ -193,6 +203,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_attest(w, tx)
         case _:
             assert_never(tx)
+    if isinstance(tx, _COSIGNABLE) and tx.cosigner:
+        w.ident(tx.cosigner)  # kyc: appended, so an un-co-signed body is as before
     return w.finish()
 
 
@@ -242,6 +254,9 @@ def decode_body(body: bytes) -> Transaction:
         raise DecodeError("unknown transaction kind")
     head = (r.ident(CHAIN_ID_BYTES_MAX), r.u64(), r.u64())
     tx = decoder(r, head)
+    if isinstance(tx, _COSIGNABLE) and r.more():
+        # An identifier is never empty, so "absent" and "present" cannot be confused.
+        tx = replace(tx, cosigner=r.ident())
     r.done()
     return tx
 
@@ -427,9 +442,10 @@ class PendingDvP:
     amount: int
     deadline_ms: int
     lot: int
+    cosigner: str = ""  # kyc: as DvP's
 
     def required_signers(self) -> tuple[str, ...]:
-        return tuple(sorted({self.seller, self.buyer}))
+        return _with_cosigner((self.seller, self.buyer), self.cosigner)
 
     def as_dvp(self) -> DvP:
         """The same trade as a plain DvP: its first attempt runs the DvP rules unchanged."""
@@ -444,6 +460,7 @@ class PendingDvP:
             self.cash,
             self.amount,
             self.deadline_ms,
+            self.cosigner,
         )
 
 
@@ -716,6 +733,8 @@ def _dec_attest_reserves(r: Reader, h: _Head) -> AttestReserves:
 _DECODERS.update(
     {TxKind.ATTEST_CUSTODY: _dec_attest_custody, TxKind.ATTEST_RESERVES: _dec_attest_reserves}
 )
+# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule).
+_COSIGNABLE = (Transfer, DvP, PendingDvP)
 
 # The union of every kind; mypy checks each match over it is exhaustive.
 Transaction = (

@@ -37,5 +37,8 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"signed again: OK at height \d+", out)
     # Reserves (node/demo_reserve.py): attested, minted within, refused beyond, reported.
     assert "is refused: RESERVES_SHORT" in out and "coverage 111.11%" in out
+    # kyc: the AML step (node/demo_kyc.py)
+    assert re.search(r"BANK05 and BANK06 only: COSIGN_REQUIRED at height \d+", out)
+    assert re.search(r"BANK05, BANK06 and COMPLIANCE: OK at height \d+", out)
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out

@@ -52,6 +52,18 @@ them settle); ``PART`` receives half. The checker (tests/sim/invariants.py) appl
 event's legs to its model, and checks that no trade settles twice or after its deadline
 and that every honest node resolves every pending trade the same way.
 
+KYC tiers and AML (docs/ledger.md "KYC tiers and AML"): the genesis carries the demo
+rules (``demo_compliance``) plus ``LOW``, a tier-1 trader:
+
+- ``cosign_missing``: the paying agent sends a bank cash above the co-sign threshold with
+  no co-signer: ``COSIGN_REQUIRED``; ``cosigned_large``: the same co-signed by
+  ``COMPLIANCE``: settles (three signatures);
+- ``over_trade_limit``: a co-signed DvP above tier 2's per-trade limit: ``TRADE_LIMIT``;
+- ``tier_too_low``: a bank sells ``LOW`` a bond (held from tier 2): ``TIER_TOO_LOW``;
+- ``low_daily``: banks send ``LOW`` cash of its per-trade limit three times (two
+  companions): two settle, the third is ``DAILY_LIMIT``, in whatever order they reach
+  blocks (and every later one in the run too).
+
 Freezes (docs/ledger.md "Freezes"), so every node resolves them the same way (the
 simulator compares state roots after every block):
 
@@ -91,7 +103,15 @@ from functools import cache
 from node import crypto, tags
 from node.config import U64_MAX
 from node.core import Quorum
-from node.genesis import DemoNetwork, _isin, demo_genesis
+from node.genesis import (
+    DEMO_COSIGN_ABOVE_CENTS,
+    DEMO_TIER1_TRADE_MAX_CENTS,
+    DEMO_TIER2_TRADE_MAX_CENTS,
+    DemoNetwork,
+    _isin,
+    demo_compliance,
+    demo_genesis,
+)
 from node.settlement import (
     AttestCustody,
     AttestReserves,
@@ -134,6 +154,7 @@ LATE = "LATE01"  # sells bonds it receives only later (pending settlement)
 PART = "PART01"  # the same, in lots, for partial settlement only
 ICE = "ICE01"  # the target of freezes
 ICE_UNITS = 1_000  # its genesis holding of the first bond and of cash
+LOW = "LOW01"  # kyc: the one tier-1 participant (KYC tier rules)
 PENDING_LOT = 10  # bond units in each pending trade's lot, and in each funding delivery
 PENDING_WAIT_MS = 700  # a failing pending trade's deadline, after its late step
 CAP_HEADROOM = 10**6  # the capped bond's max_supply: genesis holdings plus this
@@ -201,6 +222,7 @@ def sim_network(n: int) -> DemoNetwork:
     late_key = crypto.SigningKey(crypto.sha256(b"sim-participant", LATE.encode()))
     part_key = crypto.SigningKey(crypto.sha256(b"sim-participant", PART.encode()))
     ice_key = crypto.SigningKey(crypto.sha256(b"sim-participant", ICE.encode()))
+    low_key = crypto.SigningKey(crypto.sha256(b"sim-participant", LOW.encode()))
     capped = demo.bonds[1]
     held = sum(h.amount for h in g.holdings if h.instrument == capped)
     instruments = tuple(
@@ -215,6 +237,7 @@ def sim_network(n: int) -> DemoNetwork:
             Participant(LATE, late_key.public_key, frozenset({Role.TRADER}), 2),
             Participant(PART, part_key.public_key, frozenset({Role.TRADER}), 2),
             Participant(ICE, ice_key.public_key, frozenset({Role.TRADER}), 2),
+            Participant(LOW, low_key.public_key, frozenset({Role.TRADER}), 1),
         ),
         instruments=(
             *instruments,
@@ -238,8 +261,10 @@ def sim_network(n: int) -> DemoNetwork:
         quorum=g.quorum,
         custody=(CustodyBacking(SIM_CPN, "CSD"),),
         reserves=(ReserveRules(SIM_RESERVED),),
+        compliance=demo_compliance(demo.bonds, demo.cash),
     )
     keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key, ICE: ice_key}
+    keys[LOW] = low_key
     return DemoNetwork(
         genesis, keys, demo.validator_keys, demo.banks, demo.bonds, demo.cash, demo.fund
     )
@@ -337,7 +362,8 @@ class _Maker:
                      R.WRONG_INSTRUMENT_KIND),
             self.sim("mint_over_cap", Mint(self.chain, self._next(), self.far, capped, bank,
                      2 * CAP_HEADROOM, "TREASURY"), R.SUPPLY_LIMIT),
-            self.sim("mint_overflow", Mint(self.chain, self._next(), self.far, net.cash, bank,
+            # To the agent (tier 3, no limits): a bank's tier-2 trade limit would come first.
+            self.sim("mint_overflow", Mint(self.chain, self._next(), self.far, net.cash, AGENT,
                      U64_MAX, "CASHCO"), R.OVERFLOW),
             self.sim("burn_short", Burn(self.chain, self._next(), self.far, net.bonds[0], POOR,
                      POOR_BONDS + 1, "TREASURY"), R.INSUFFICIENT_SECURITIES),
@@ -495,6 +521,27 @@ class _Maker:
             self.sim("attest_by_bank", self._custody(self.t0 + 2, by=bank), R.UNAUTHORIZED),
         ]  # fmt: skip
 
+    # --- kyc: KYC tiers and AML (docs/ledger.md "KYC tiers and AML") ----------------------
+
+    def kyc(self, bank: str, other: str) -> list[SimTx]:
+        """Co-signed and limit-breaching trades (see the module docstring)."""
+        large = self.transfer(AGENT, bank, DEMO_COSIGN_ABOVE_CENTS + 1)
+        over = DEMO_TIER2_TRADE_MAX_CENTS + 1
+        return [
+            self.sim("cosign_missing", large, R.COSIGN_REQUIRED),
+            self.sim("cosigned_large", replace(large, nonce=self._next(), cosigner="COMPLIANCE"),
+                     R.OK),
+            self.sim("over_trade_limit", self.dvp(bank, other, 1, over, cosigner="COMPLIANCE"),
+                     R.TRADE_LIMIT),
+            self.sim("tier_too_low", self.dvp(bank, LOW, 1, 1), R.TIER_TOO_LOW),
+            replace(self.sim("low_daily", self._to_low(bank), R.OK, R.DAILY_LIMIT),
+                    companions=(self._then(50, self._to_low(other)),
+                                self._then(100, self._to_low(bank)))),
+        ]  # fmt: skip
+
+    def _to_low(self, bank: str) -> Transfer:
+        return self.transfer(bank, LOW, DEMO_TIER1_TRADE_MAX_CENTS)
+
     def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
         """Copies of a settling trade that no honest node admits (BAD_SIGNATURE, MALFORMED)."""
         stx = SignedTx.decode(raw)
@@ -557,6 +604,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         out += maker.pendings(bank, other)
         out += maker.freezes(bank)
         out += maker.attestations(bank)
+        out += maker.kyc(bank, other)
     return tuple(out)
 
 

@@ -58,7 +58,8 @@ def _with(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
 def _names_the_field(message: str, doc: Any, path: tuple[Any, ...]) -> bool:
     """The message names the field, or the entry holding it (by its id) or its list; an
     emptied list may break the entries of another list first (holdings of an instrument)."""
-    entry = doc[path[0]][0] if len(path) > 2 else {}
+    top = doc[path[0]]
+    entry = top[0] if len(path) > 2 and isinstance(top, list) else {}  # compliance: a dict
     names = {str(k) for k in path if isinstance(k, str)}
     names |= set(doc) if len(path) == 1 else set()
     names |= {str(entry.get(k)) for k in ("id", "account") if isinstance(entry, dict)}

@@ -1,0 +1,153 @@
+"""Velocity alerts (issue 15 item 5; docs/cluster.md "Velocity alerts").
+
+Each node watches the transactions it commits for accounts that move too often or too
+much in a short time: per account, the settled moves in the last ``VELOCITY_WINDOW_MS``
+of block time (count), and their cash value per cash token (minor units). An account
+*crossing* ``VELOCITY_TXS_MAX`` moves, or ``VELOCITY_VALUE_MAX_MINOR`` of one token,
+logs one ``velocity_alert`` line (WARNING) and counts ``ledger_velocity_alerts{rule}``;
+it alerts again only after falling back within the bound, so a busy account makes one
+line per episode, not one per block.
+
+These are screening signals for a compliance officer, not consensus rules: a settlement
+that passed every rule is not refused for them, each node may tune them without a new
+genesis, and nothing here is under the state root. Counted: recorded ``OK`` results of
+``Transfer`` (cash value only for a cash token), ``DvP`` and ``PendingDvP`` settled at
+once (both parties; the cash leg is the value) and ``Mint`` (the recipient). Pending
+trades settled later by recycling are not counted (their events carry no amounts).
+Memory is bounded: at most ``VELOCITY_EVENTS_MAX`` moves are kept per account (the
+oldest dropped first, so a sum is then a lower bound) and accounts are participants.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from node.config import (
+    VELOCITY_EVENTS_MAX,
+    VELOCITY_TXS_MAX,
+    VELOCITY_VALUE_MAX_MINOR,
+    VELOCITY_WINDOW_MS,
+)
+from node.runtime._logs import event
+from node.settlement import (
+    DecodeError,
+    DvP,
+    Genesis,
+    InstrumentKind,
+    Mint,
+    PendingDvP,
+    ResultCode,
+    SignedTx,
+    Transfer,
+    TxResult,
+    decode_body,
+)
+
+__all__ = ["Alert", "VelocityWatch", "moves_of"]
+
+Move = tuple[str, str, int]  # (account, cash token or "", value in its minor units)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    account: str
+    rule: str  # "count" or "value"
+    observed: int
+    limit: int
+    cash: str = ""
+
+
+def moves_of(genesis: Genesis, raw: bytes) -> list[Move]:
+    """What one settled transaction counts as, per account."""
+    try:
+        tx = decode_body(SignedTx.decode(raw).body)
+    except DecodeError:
+        return []
+    match tx:
+        case DvP() | PendingDvP():
+            return [(tx.seller, tx.cash, tx.amount), (tx.buyer, tx.cash, tx.amount)]
+        case Transfer():
+            cash = _cash(genesis, tx.instrument)
+            value = tx.amount if cash else 0
+            return [(tx.sender, cash, value), (tx.receiver, cash, value)]
+        case Mint():
+            cash = _cash(genesis, tx.instrument)
+            return [(tx.to, cash, tx.amount if cash else 0)]
+        case _:
+            return []
+
+
+def _cash(genesis: Genesis, instrument: str) -> str:
+    inst = genesis.instrument_by_id.get(instrument)
+    return instrument if inst is not None and inst.kind is InstrumentKind.CASH else ""
+
+
+class VelocityWatch:
+    """Sliding windows per account over the blocks one node commits."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        *,
+        window_ms: int = VELOCITY_WINDOW_MS,
+        txs_max: int = VELOCITY_TXS_MAX,
+        value_max: int = VELOCITY_VALUE_MAX_MINOR,
+    ) -> None:
+        self.genesis = genesis
+        self.window_ms, self.txs_max, self.value_max = window_ms, txs_max, value_max
+        self._moves: dict[str, deque[tuple[int, str, int]]] = {}
+        self._over: set[tuple[str, str, str]] = set()  # (account, rule, cash) in alert
+
+    def block(self, time_ms: int, txs: Sequence[bytes], results: Sequence[TxResult]) -> list[Alert]:
+        """Take one committed block; log and return the alerts it raises."""
+        settled = (
+            raw
+            for raw, res in zip(txs, results, strict=False)
+            if res.recorded and res.code is ResultCode.OK
+        )
+        alerts = self.observe(time_ms, (m for raw in settled for m in moves_of(self.genesis, raw)))
+        for a in alerts:
+            event(
+                "velocity_alert",
+                logging.WARNING,
+                account=a.account,
+                rule=a.rule,
+                observed=a.observed,
+                limit=a.limit,
+                cash=a.cash,
+                window_ms=self.window_ms,
+            )
+        return alerts
+
+    def observe(self, time_ms: int, moves: Iterable[Move]) -> list[Alert]:
+        touched: set[str] = set()
+        for account, cash, value in moves:
+            q = self._moves.setdefault(account, deque(maxlen=VELOCITY_EVENTS_MAX))
+            q.append((time_ms, cash, value))
+            touched.add(account)
+        # Only accounts that moved can cross a bound; the others are looked at when next
+        # they move (a window only shrinks while an account is idle).
+        return [a for account in sorted(touched) for a in self._check(account, time_ms)]
+
+    def _check(self, account: str, time_ms: int) -> list[Alert]:
+        q = self._moves[account]
+        while q and q[0][0] <= time_ms - self.window_ms:
+            q.popleft()
+        totals = {cash: 0 for (acc, rule, cash) in self._over if acc == account and cash}
+        for _, cash, value in q:
+            if cash:
+                totals[cash] = totals.get(cash, 0) + value
+        checks = [("count", "", len(q), self.txs_max)]
+        checks += [("value", c, v, self.value_max) for c, v in sorted(totals.items())]
+        out: list[Alert] = []
+        for rule, cash, observed, limit in checks:
+            key = (account, rule, cash)
+            if observed <= limit:
+                self._over.discard(key)
+            elif key not in self._over:
+                self._over.add(key)
+                out.append(Alert(account, rule, observed, limit, cash))
+        return out

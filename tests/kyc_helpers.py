@@ -1,0 +1,47 @@
+"""A demo network with KYC and AML rules small enough to breach by hand (issue 15 items
+4-5): BANK06 is onboarded at tier 1 only; the first bond is held from tier 2."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+from node import crypto
+from node.genesis import DemoNetwork, demo_genesis
+from node.settlement import BlockContext, BlockOutcome, ComplianceRules, TierLimit, apply_block
+from node.store import Storage
+
+TIER1 = "BANK06"  # the one tier-1 participant
+T1_TRADE, T1_DAY = 1_000, 2_500
+T2_TRADE, T2_DAY = 1_000_000, 3_000_000
+COSIGN_ABOVE = 10_000
+HOUR_MS = 3_600_000
+
+
+def kyc_rules(net: DemoNetwork) -> ComplianceRules:
+    return ComplianceRules.of(
+        min_tier={net.bonds[0]: 2},
+        limits=[
+            TierLimit(1, net.cash, T1_TRADE, T1_DAY),
+            TierLimit(2, net.cash, T2_TRADE, T2_DAY),
+        ],
+        cosign_above={net.cash: COSIGN_ABOVE},
+    )
+
+
+@functools.cache
+def kyc_net() -> DemoNetwork:
+    """The demo network (seed "kyc") with ``TIER1`` at tier 1 and ``kyc_rules``."""
+    net = demo_genesis(validators=4, quorum=3, seed=b"kyc")
+    g = net.genesis
+    parts = tuple(replace(p, kyc_tier=1) if p.id == TIER1 else p for p in g.participants)
+    return replace(net, genesis=replace(g, participants=parts, compliance=kyc_rules(net)))
+
+
+def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
+    """Apply and commit one block at genesis time + ``at_ms``."""
+    head = store.head()
+    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
+    out = apply_block(store, list(txs), ctx)
+    store.commit_block(crypto.sha256(b"block", ctx.height.to_bytes(8, "big")), b"", b"", ctx, out)
+    return out

@@ -1,0 +1,66 @@
+"""Velocity alerts (issue 15 item 5; docs/cluster.md "Velocity alerts"): runtime
+screening, not consensus. An account crossing a bound in the sliding window of block
+time logs one ``velocity_alert`` line and counts ``ledger_velocity_alerts``; within the
+bounds nothing fires (the negative control), and it fires again only after falling back."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from node.runtime._metrics import Metrics
+from node.runtime._velocity import VelocityWatch, moves_of
+from node.settlement import ResultCode, TxResult
+from tests.kyc_helpers import kyc_net
+from tests.ledger_helpers import TxFactory
+
+NET = kyc_net()
+
+
+def _ok(raws: list[bytes]) -> list[TxResult]:
+    return [TxResult(b"\0" * 32, ResultCode.OK, recorded=True) for _ in raws]
+
+
+def test_an_account_crossing_the_count_bound_logs_one_alert(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="node")
+    txf = TxFactory(NET)
+    watch = VelocityWatch(NET.genesis, window_ms=60_000, txs_max=3, value_max=10**12)
+    raws = [txf.signed(txf.dvp("BANK01", f"BANK0{2 + i % 3}", amount=5)) for i in range(5)]
+    t = NET.genesis.genesis_time_ms
+    assert watch.block(t, raws[:3], _ok(raws[:3])) == []  # at the bound: quiet
+    assert caplog.records == []
+    (alert,) = watch.block(t + 1_000, raws[3:4], _ok(raws[3:4]))
+    assert (alert.account, alert.rule, alert.observed, alert.limit) == ("BANK01", "count", 4, 3)
+    (line,) = [r for r in caplog.records if r.getMessage() == "velocity_alert"]
+    assert line.levelno == logging.WARNING
+    assert line.fields["account"] == "BANK01"  # type: ignore[attr-defined]
+    assert watch.block(t + 2_000, raws[4:], _ok(raws[4:])) == []  # still over: no repeat
+    # A minute later the window holds one move: back within, then over again fires anew.
+    later = t + 62_000
+    assert watch.block(later, raws[:1], _ok(raws[:1])) == []
+    again = watch.block(later, raws[1:4], _ok(raws[1:4]))
+    assert [a.account for a in again if a.rule == "count"] == ["BANK01"]
+
+
+def test_value_is_counted_per_cash_token_for_both_parties_and_refusals_not_at_all() -> None:
+    txf = TxFactory(NET)
+    watch = VelocityWatch(NET.genesis, window_ms=60_000, txs_max=100, value_max=1_000)
+    t = NET.genesis.genesis_time_ms
+    big = txf.signed(txf.dvp("BANK01", "BANK02", amount=1_001))
+    refused = [TxResult(b"\0" * 32, ResultCode.INSUFFICIENT_CASH, recorded=True)]
+    assert watch.block(t, [big], refused) == []  # a refusal moved nothing
+    alerts = watch.block(t, [big], _ok([big]))
+    assert sorted((a.account, a.rule, a.cash) for a in alerts) == [
+        ("BANK01", "value", NET.cash),
+        ("BANK02", "value", NET.cash),
+    ]
+    bonds = txf.signed(txf.transfer("BANK03", "BANK04", 10**9, instrument=NET.bonds[1]))
+    assert moves_of(NET.genesis, bonds) == [("BANK03", "", 0), ("BANK04", "", 0)]
+
+
+def test_the_metric_is_exported_for_both_rules() -> None:
+    text = Metrics().registry.get_sample_value("ledger_velocity_alerts_total", {"rule": "count"})
+    assert text == 0.0
