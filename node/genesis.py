@@ -28,6 +28,8 @@ from node.settlement import (
 )
 
 __all__ = [
+    "DEMO_ADMINS",
+    "DEMO_ADMIN_THRESHOLD",
     "DEMO_DUE_BOND",
     "DEMO_MATURED_BOND",
     "DemoNetwork",
@@ -137,6 +139,17 @@ def _validator(d: Any, where: str) -> Validator:
     return Validator(_str(d, "id", where), _key(d, where), pin)
 
 
+def _governance(doc: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """The optional ``governance: {admins: [...], threshold: k}`` (ADR 0016)."""
+    if "governance" not in doc:
+        return (), 0
+    d = _obj(doc["governance"], "governance", {"admins", "threshold"})
+    admins = d["admins"]
+    if not isinstance(admins, list) or not all(isinstance(a, str) for a in admins):
+        raise GenesisError("governance.admins: expected a list of participant ids")
+    return tuple(admins), _int(d, "threshold", "governance")
+
+
 def parse_genesis(doc: Any) -> Genesis:
     """Build and validate a Genesis from its parsed JSON form."""
     keys = {
@@ -148,7 +161,8 @@ def parse_genesis(doc: Any) -> Genesis:
         "instruments",
         "holdings",
     }
-    doc = _obj(doc, "genesis", keys)
+    doc = _obj(doc, "genesis", keys, frozenset({"governance"}))
+    admins, threshold = _governance(doc)
     return Genesis(
         name=_str(doc, "name", "genesis"),
         genesis_time_ms=_int(doc, "genesis_time_ms", "genesis"),
@@ -157,6 +171,8 @@ def parse_genesis(doc: Any) -> Genesis:
         holdings=_list(doc, "holdings", _holding),
         validators=_list(doc, "validators", _validator),
         quorum=_int(doc, "quorum", "genesis"),
+        admins=admins,
+        admin_threshold=threshold,
     )
 
 
@@ -204,7 +220,7 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
                     d[f] = getattr(i, f)
         return d
 
-    return {
+    doc: dict[str, Any] = {
         "name": g.name,
         "genesis_time_ms": g.genesis_time_ms,
         "quorum": g.quorum,
@@ -224,6 +240,9 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
             for h in g.holdings
         ],
     }
+    if g.admins:
+        doc["governance"] = {"admins": list(g.admins), "threshold": g.admin_threshold}
+    return doc
 
 
 def _validator_json(v: Validator) -> dict[str, Any]:
@@ -257,6 +276,11 @@ class DemoNetwork:
 def _isin(base11: str) -> str:
     return base11 + str(isin_check_digit(base11))
 
+
+# Governance of the demo network (ADR 0016): the depository that keeps the reference data,
+# the compliance officer and the regulator; any two of the three change it.
+DEMO_ADMINS = ("COMPLIANCE", "CSD", "REGULATOR")
+DEMO_ADMIN_THRESHOLD = 2
 
 DEMO_BOND_UNITS = 10_000_000  # per bank: $100,000 face in $0.01 units
 DEMO_CASH_CENTS = 1_000_000_000  # per bank: $10,000,000
@@ -369,6 +393,8 @@ def demo_genesis(
         holdings=holdings,
         validators=tuple(Validator(f"val{i:02d}", k.public_key) for i, k in enumerate(vkeys)),
         quorum=quorum,
+        admins=DEMO_ADMINS,
+        admin_threshold=DEMO_ADMIN_THRESHOLD,
     )
     ids = tuple(i.id for i in lifecycle)
     return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund, ids)

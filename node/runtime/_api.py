@@ -148,9 +148,9 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
 def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
     """Block ``b`` as a non-observer sees it: header and certificate, and only the
     transactions naming ``caller``, each with its receipt (Merkle path to the header)."""
-    g = node.genesis
+    reg = node.registry()
     header, txs = node.block_parts(b)
-    mine = [i for i, raw in enumerate(txs) if may_read_tx(caller, raw, g)]
+    mine = [i for i, raw in enumerate(txs) if may_read_tx(caller, raw, reg)]
     receipts = [node.block_receipt(b, i) for i in mine]
     return pb.BlockInfo(
         height=b.height,
@@ -282,7 +282,7 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
         caller = current_caller()
-        if not may_read_tx(caller, receipt.transaction, self._node.genesis):
+        if not may_read_tx(caller, receipt.transaction, self._node.registry()):
             await _abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -290,7 +290,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             )
 
     async def GetBalances(self, request: pb.BalancesRequest, context: Ctx) -> pb.Balances:
-        g, store = self._node.genesis, self._node.store
+        reg, store = self._node.registry(), self._node.store
         caller = current_caller()
         if not may_read_account(caller, request.account):
             await _abort(
@@ -298,24 +298,22 @@ class LedgerService(pb_grpc.LedgerServicer):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{caller.participant} may read only its own balances, not {request.account!r}",
             )
-        if request.account not in g.participant_by_id:
-            await _abort(
-                context, grpc.StatusCode.NOT_FOUND, f"no participant {request.account!r} in genesis"
-            )
+        if request.account not in reg.participant_by_id:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no participant {request.account!r}")
         return pb.Balances(
             account=request.account,
             height=store.head().height,
             balances=[
-                pb.Balance(instrument=i.id, amount=store.balance(request.account, i.id))
-                for i in g.instruments
+                pb.Balance(instrument=i, amount=store.balance(request.account, i))
+                for i in reg.instrument_by_id
             ],
         )
 
     async def GetInstrument(
         self, request: pb.InstrumentRequest, context: Ctx
     ) -> pb.InstrumentState:
-        store = self._node.store
-        inst = self._node.genesis.instrument_by_id.get(request.instrument)
+        store, reg = self._node.store, self._node.registry()
+        inst = reg.instrument_by_id.get(request.instrument)
         if inst is None:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND, f"no instrument {request.instrument!r}"
@@ -330,7 +328,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         state = instrument_state(store, inst)
         accounts = sorted({a for a, _ in state.holdings} | set(state.redeemed))
         caller = current_caller()
-        if not may_read_holders(caller, inst.id, self._node.genesis):
+        if not may_read_holders(caller, inst.id, reg):
             accounts = [a for a in accounts if a == caller.participant]
         units = dict(state.holdings)
         return pb.InstrumentState(

@@ -82,6 +82,7 @@ from node.settlement import (
     DvP,
     Genesis,
     PendingDvP,
+    Registry,
     ResultCode,
     SignedTx,
     TxResult,
@@ -209,12 +210,17 @@ class Node:
         or a peer's forward alike: form, signatures, chain, and what can never succeed
         (roles, expiry and deadline by this node's clock, with the block-time tolerance)."""
         return precheck(
-            self.genesis,
+            self.registry(),
             raw,
             self.verify.admit,
             now_ms=self._clock(),
             tolerance_ms=ADMISSION_EXPIRY_TOLERANCE_MS,
         )
+
+    def registry(self) -> Registry:
+        """Participants, instruments and admins at the committed head (ADR 0016): what
+        admission, the API and the access gate read, so governance needs no restart."""
+        return Registry.of(self.store)
 
     def clock_ms(self) -> int:
         """This node's clock (block times and admission control read the same one)."""

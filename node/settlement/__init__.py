@@ -40,9 +40,13 @@ from node.settlement._pending import (
     outcome,
     pending_count,
 )
+from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Head, RecordKind, StateView, TxRecord
 from node.settlement._tx import (
+    GOVERNANCE_KINDS,
+    AddInstrument,
+    AddParticipant,
     Burn,
     Cancel,
     CouponPay,
@@ -56,6 +60,10 @@ from node.settlement._tx import (
     Redeem,
     RedeemAll,
     Release,
+    RotateKey,
+    SetKycTier,
+    SetMaxSupply,
+    SetRoles,
     SignedTx,
     Transaction,
     Transfer,
@@ -69,8 +77,11 @@ from node.settlement._tx import (
 
 __all__ = [
     "FAIL_CODES",
+    "GOVERNANCE_KINDS",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
+    "AddInstrument",
+    "AddParticipant",
     "BlockContext",
     "BlockOutcome",
     "Burn",
@@ -100,9 +111,14 @@ __all__ = [
     "Redeem",
     "RedeemAll",
     "Redeemed",
+    "Registry",
     "Release",
     "ResultCode",
     "Role",
+    "RotateKey",
+    "SetKycTier",
+    "SetMaxSupply",
+    "SetRoles",
     "SignedTx",
     "StateView",
     "Transaction",

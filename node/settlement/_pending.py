@@ -373,7 +373,7 @@ def _step(
     """What this block does to ``inst``: (event code, lots settled), or None for nothing."""
     if inst.cancelled:
         return ResultCode.CANCELLED, 0
-    if matured(o.view.genesis, inst.bond, time_ms):
+    if matured(o.registry, inst.bond, time_ms):
         return ResultCode.MATURED, 0  # its bond can no longer be traded (docs/ledger.md)
     if time_ms > inst.deadline_ms:
         return ResultCode.FAILED_DEADLINE, 0

@@ -381,7 +381,7 @@ MUTANTS += [
            breaks="any participant reads every other participant's balances",
            tests=[_A + "test_balances_go_to_their_account_and_to_observers"]),
     Mutant("access-non-party-reads-tx", "node/access.py",
-           old="    return caller.participant in tx_parties(raw_tx, genesis)\n",
+           old="    return caller.participant in tx_parties(raw_tx, reg)\n",
            new="    return True\n",
            breaks="any participant reads every trade, its receipt and its place in a block",
            tests=[_A + "test_a_transaction_goes_to_its_parties_and_to_observers"]),
@@ -448,7 +448,7 @@ MUTANTS += [
            breaks="a held trade never fails at its deadline: it stays pending past it",
            tests=[_P + "test_a_held_instruction_still_fails_at_its_deadline"]),
     Mutant("pending-ignores-maturity", "node/settlement/_pending.py",
-           old="    if matured(o.view.genesis, inst.bond, time_ms):\n", new="    if False:\n",
+           old="    if matured(o.registry, inst.bond, time_ms):\n", new="    if False:\n",
            breaks="a pending trade of a bond that matured while it waited still settles (a matured bond traded)",
            tests=[_P + "test_a_trade_waiting_when_its_bond_matures_ends_matured_held_or_not"]),
     Mutant("pending-settled-kept", "node/settlement/_pending.py",
@@ -504,7 +504,7 @@ _L = "tests/unit/test_lifecycle.py::"
 # fmt: off
 MUTANTS += [
     Mutant("coupon-pays-this-blocks-holders", "node/settlement/_lifecycle.py",
-           old="holders = _holdings(o.view, genesis, tx.bond)", new="holders = _holdings(o, genesis, tx.bond)",
+           old="holders = _holdings(o.view, reg, tx.bond)", new="holders = _holdings(o, reg, tx.bond)",
            breaks="a coupon pays who holds after this block's earlier transfers, not the holders of record",
            tests=[_L + "test_coupon_pays_holders_of_the_previous_block"]),
     Mutant("coupon-final-period-payable", "node/settlement/_lifecycle.py",

@@ -361,7 +361,8 @@ ENCODE_REFUSED: dict[str, Callable[[], object]] = {
     ),
     "record: head with a short hash": lambda: rec.encode_head(Head(1, b"h", b"r" * 32)),
     "record: head with a long hash": lambda: rec.encode_head(Head(1, b"h" * 33, b"r" * 32)),
-    "envelope: three signatures": lambda: SignedTx(b"b", (("A", bytes(64)),) * 3).encode(),
+    "envelope: signatures over SIGNERS_PER_TX_MAX":
+        lambda: SignedTx(b"b", (("A", bytes(64)),) * (SIGNERS_PER_TX_MAX + 1)).encode(),
     "identifier with a space": lambda: TxWriter().ident("not an id"),
 }  # fmt: skip
 

@@ -214,7 +214,7 @@ def test_a_peer_fills_at_most_its_share_of_the_mempool() -> None:
     share = node.mempool.txs_max // 3  # n - 1 = 3 peers
     txs = tuple(b"tx-%d" % i for i in range(share + 50))
     for i in range(0, len(txs), 1_000):
-        node.step(2, TxForward(txs[i : i + 1_000]), now_ms=10**9 + i)  # budget refilled
+        node.step(2, TxForward(txs[i : i + 1_000]), now_ms=10**9 + 10 * i)  # budget refilled
     assert len(node.mempool) == share
     # Another peer and the node's own clients still get in.
     node.step(3, TxForward((b"from-3",)))
