@@ -27,6 +27,9 @@ The authorization rules are pure functions of the caller, the reference data (a
 - a pending trade (``GetPending``) goes to its seller and buyer;
 - an instrument's holders (``GetInstrument``) go to its issuer and paying agent (who pay
   them); anyone else sees only its own holding and the periods paid;
+- the reference data (``GetReference``: participants, their roles, tiers and public keys,
+  instruments with terms, supply and cap, the admins) goes to every participant: each
+  needs its counterparties' keys and the terms it trades on, and none of it is a position;
 - participants with an observer role (``regulator``, ``compliance``, ``auditor``) read
   everything.
 
@@ -65,6 +68,7 @@ __all__ = [
     "may_read_account",
     "may_read_holders",
     "may_read_pending",
+    "may_read_reference",
     "may_read_tx",
     "parse_claim",
     "request_payload",
@@ -241,3 +245,8 @@ def may_read_holders(caller: Caller, instrument: str, reg: Registry) -> bool:
     inst = reg.instrument_by_id.get(instrument)
     staff = () if inst is None else (inst.issuer, inst.agent)
     return caller.observer or caller.participant in staff
+
+
+def may_read_reference(caller: Caller) -> bool:
+    """The reference data is every participant's (see above): identity is all it takes."""
+    return bool(caller.participant)

@@ -36,6 +36,7 @@ from node.access import (
     may_read_account,
     may_read_holders,
     may_read_pending,
+    may_read_reference,
     may_read_tx,
 )
 from node.config import (
@@ -67,9 +68,12 @@ from node.runtime._stream import (
 from node.runtime._transport import PeerLink
 from node.settlement import (
     Instruction,
+    Instrument,
     InstrumentKind,
     Outcome,
+    Participant,
     Redeemed,
+    Registry,
     TxResult,
     freezes,
     instructions,
@@ -456,6 +460,50 @@ class LedgerService(pb_grpc.LedgerServicer):
                 if may_read_account(caller, f.account)
             ],
         )
+
+    async def GetReference(self, request: pb.ReferenceRequest, context: Ctx) -> pb.Reference:
+        """The reference data at the head (at most PARTICIPANTS_MAX participants and
+        INSTRUMENTS_MAX instruments: bounded by the state itself)."""
+        caller = current_caller()
+        if not may_read_reference(caller):
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "no participant identity")
+        return reference_pb(self._node)
+
+
+def reference_pb(node: Node) -> pb.Reference:
+    store = node.store
+    height = store.head().height
+    reg = Registry.of(store)
+    return pb.Reference(
+        height=height,
+        participants=[_participant_pb(reg.participant_by_id[p]) for p in reg.participant_ids],
+        instruments=[
+            _instrument_pb(reg, i, store.supply(i.id)) for i in reg.instrument_by_id.values()
+        ],
+        admins=list(reg.admins),
+        threshold=reg.threshold,
+    )
+
+
+def _participant_pb(p: Participant) -> pb.ReferenceParticipant:
+    return pb.ReferenceParticipant(
+        id=p.id,
+        public_key=p.public_key,
+        roles=sorted(r.value for r in p.roles),
+        kyc_tier=p.kyc_tier,
+    )
+
+
+def _instrument_pb(reg: Registry, i: Instrument, supply: int) -> pb.ReferenceInstrument:
+    as_of, digest = reg.attestation(i.id) or (0, b"")
+    return pb.ReferenceInstrument(
+        id=i.id, kind=i.kind.value, issuer=i.issuer, currency=i.currency,
+        unit_face_minor=i.unit_face_minor, maturity_date=i.maturity_date,
+        coupon_bp=i.coupon_bp, coupon_freq=i.coupon_freq, max_supply=i.max_supply,
+        payment_cash=i.payment_cash, paying_agent=i.paying_agent, issue_date=i.issue_date,
+        distribution_day=i.distribution_day, supply=supply,
+        attested_as_of_ms=as_of, attestation_sha256=digest,
+    )  # fmt: skip
 
 
 class HealthService(HealthServicer):  # type: ignore[misc]

@@ -22,6 +22,7 @@ from node.settlement._codec import DecodeError
 from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._model import (
+    KYC_TIER_MAX,
     Genesis,
     GenesisError,
     Holding,
@@ -78,6 +79,7 @@ from node.settlement._tx import (
 __all__ = [
     "FAIL_CODES",
     "GOVERNANCE_KINDS",
+    "KYC_TIER_MAX",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
     "AddInstrument",

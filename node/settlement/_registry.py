@@ -29,7 +29,7 @@ A write goes through the registry, which updates its cache and the overlay toget
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from typing import Generic, Protocol, TypeVar
 
@@ -165,6 +165,27 @@ class Registry:
         answer (a key governance rotated or added is not in it)."""
         return cls(genesis, _NoRecords())
 
+    @classmethod
+    def from_values(
+        cls,
+        genesis: Genesis,
+        participants: Iterable[Participant],
+        instruments: Iterable[Instrument],
+        attestations: Mapping[str, Attestation] | None = None,
+    ) -> Registry:
+        """A registry holding these values (a node's GetReference answer, on a client):
+        each one that differs from genesis becomes the record governance would write."""
+        reg = cls(genesis, _MemoryRecords())
+        for p in participants:
+            if genesis.participant_by_id.get(p.id) != p:
+                reg.put_participant(p, new=p.id not in genesis.participant_by_id)
+        for i in instruments:
+            if genesis.instrument_by_id.get(i.id) != i:
+                reg.put_instrument(i, new=i.id not in genesis.instrument_by_id)
+        for iid, (as_of_ms, digest) in (attestations or {}).items():
+            reg.put_attestation(iid, as_of_ms, digest)
+        return reg
+
     # --- identity of the chain: never changes --------------------------------------
     @property
     def chain_id(self) -> str:
@@ -294,6 +315,20 @@ class Registry:
         p, i = self.added()
         value = Writer().u32(p + participants).u32(i + instruments).finish()
         self._writable().put_record(_ADDED_KEY, value)
+
+
+class _MemoryRecords:
+    def __init__(self) -> None:
+        self._records: dict[bytes, bytes] = {}
+
+    def record(self, key: bytes) -> bytes | None:
+        return self._records.get(key)
+
+    def records(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        return sorted((k, v) for k, v in self._records.items() if k.startswith(prefix))
+
+    def put_record(self, key: bytes, value: bytes) -> None:
+        self._records[key] = value
 
 
 class _NoRecords:
