@@ -82,7 +82,7 @@ def test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused(cluster:
                 rot = op.tx.rotate_key(NEW, rotated.public_key, admins=ADMINS)
                 done = await op.submit(
                     sign(rot, *(_key(cluster, a) for a in ADMINS), genesis=op.genesis)
-                )  # noqa: E501
+                )
                 assert done.code is RC.OK
                 stale = me.sign(me.tx.transfer(cash, NEW, "BANK01", 1), bank)
                 with pytest.raises(InvalidTransactionError, match="BAD_SIGNATURE"):
