@@ -104,6 +104,10 @@ def _command(name: str) -> Command:
         from client import _cli_life
 
         return _cli_life.COMMANDS[name]
+    if name.startswith("admin_"):  # governance (client/_cli_admin.py)
+        from client import _cli_admin
+
+        return _cli_admin.COMMANDS[name]
     if name.startswith("freeze_"):  # freezes (client/_cli_freeze.py)
         from client import _cli_freeze
 
@@ -200,10 +204,20 @@ def describe(tx: Transaction) -> str:
         target = f"{terms['account']}'s {terms['instrument'] or 'account'}"
         why = f" ({FreezeReason(terms['reason']).name})" if kind == "FREEZE" else ""
         return f"{kind} {target}{why} by {terms['by']}"
+    if "admins" in terms:  # governance (docs/ledger.md "Governance")
+        return _describe_gov(terms)
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"
     )
+
+
+def _describe_gov(terms: dict[str, Any]) -> str:
+    kind, by = terms["kind"], ", ".join(terms["admins"])
+    what = terms.get("participant") or terms.get("instrument")
+    if isinstance(what, dict):  # AddParticipant, AddInstrument: the whole record
+        what = what["id"]
+    return f"{kind} {what} signed by admins {by}"
 
 
 def _tx_of_receipt(receipt: Receipt) -> Transaction:

@@ -37,6 +37,8 @@ __all__ = [
     "demo_lifecycle_bonds",
     "dump_genesis",
     "genesis_to_json",
+    "instrument_from_json",
+    "instrument_to_json",
     "load_genesis",
     "parse_genesis",
 ]
@@ -195,31 +197,40 @@ def _reject_float(text: str) -> Any:
     raise GenesisError(f"genesis contains the float {text}; amounts are integers")
 
 
-def genesis_to_json(g: Genesis) -> dict[str, Any]:
-    def instrument(i: Instrument) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "id": i.id,
-            "kind": i.kind.value,
-            "issuer": i.issuer,
-            "currency": i.currency,
-            "max_supply": i.max_supply,
-        }
-        if i.kind is InstrumentKind.BOND:
-            d.update(
-                unit_face_minor=i.unit_face_minor,
-                maturity_date=i.maturity_date,
-                coupon_bp=i.coupon_bp,
-                coupon_freq=i.coupon_freq,
-            )
-        if i.kind is InstrumentKind.FUND:
-            d["distribution_day"] = i.distribution_day
-        if i.kind is not InstrumentKind.CASH:
-            d["payment_cash"] = i.payment_cash
-            for f in ("paying_agent", "issue_date"):  # empty: the issuer, the genesis date
-                if getattr(i, f):
-                    d[f] = getattr(i, f)
-        return d
+def instrument_from_json(d: Any, where: str = "instrument") -> Instrument:
+    """An instrument in the genesis JSON form (``ledger admin add-instrument`` reads it);
+    GenesisError names the field. The ledger checks its terms as genesis checks them."""
+    return _instrument(d, where)
 
+
+def instrument_to_json(i: Instrument) -> dict[str, Any]:
+    """The genesis JSON form of one instrument."""
+    d: dict[str, Any] = {
+        "id": i.id,
+        "kind": i.kind.value,
+        "issuer": i.issuer,
+        "currency": i.currency,
+        "max_supply": i.max_supply,
+    }
+    if i.kind is InstrumentKind.BOND:
+        d.update(
+            unit_face_minor=i.unit_face_minor,
+            maturity_date=i.maturity_date,
+            coupon_bp=i.coupon_bp,
+            coupon_freq=i.coupon_freq,
+        )
+    if i.kind is InstrumentKind.FUND:
+        d["distribution_day"] = i.distribution_day
+    if i.kind is not InstrumentKind.CASH:
+        d["payment_cash"] = i.payment_cash
+        for f in ("paying_agent", "issue_date"):  # empty: the issuer, the genesis date
+            if getattr(i, f):
+                d[f] = getattr(i, f)
+    return d
+
+
+def genesis_to_json(g: Genesis) -> dict[str, Any]:
+    instrument = instrument_to_json
     doc: dict[str, Any] = {
         "name": g.name,
         "genesis_time_ms": g.genesis_time_ms,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from client import (
     load_key,
     sign,
 )
+from client.cli import main
 from node import crypto
 from node.netconfig import OPERATOR_IDENTITY
 from tests.cluster.harness import Cluster, running_cluster
@@ -97,3 +99,43 @@ def test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused(cluster:
                 assert (await me.balances(NEW)).amounts[cash] == 989
 
     asyncio.run(scenario())
+
+
+def test_admins_on_separate_machines_through_the_cli(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ["--run-dir", str(cluster.net.run_dir)]
+    change = tmp_path / "tier.json"
+    assert (
+        main(
+            [
+                *run,
+                "admin",
+                "set-kyc-tier",
+                "BANK03",
+                "--kyc-tier",
+                "3",
+                "--out",
+                str(change),
+                "--sign-as",
+                "CSD",
+            ]
+        )
+        == 0
+    )
+    assert main([*run, "admin", "submit", str(change)]) != 0  # k - 1 signatures: refused here
+    assert "lacks the signature of COMPLIANCE" in capsys.readouterr().err
+    assert main([*run, "admin", "sign", str(change), "--admin", "COMPLIANCE"]) == 0
+    assert main([*run, "admin", "submit", str(change)]) == 0
+    eur = tmp_path / "eur.json"
+    eur.write_text(
+        json.dumps({"id": "EUR.CASHCO", "kind": "cash", "issuer": "CASHCO", "currency": "EUR"})
+    )
+    assert main([*run, "admin", "add-instrument", "--file", str(eur)]) == 0  # one shot
+    capsys.readouterr()
+    assert main([*run, "--json", "admin", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    tiers = {p["id"]: p["kyc_tier"] for p in shown["participants"]}
+    assert tiers["BANK03"] == 3 and tiers["BANK04"] == 2  # the control: untouched
+    assert "EUR.CASHCO" in {i["id"] for i in shown["instruments"]}
+    assert (shown["admins"], shown["threshold"]) == (["COMPLIANCE", "CSD", "REGULATOR"], 2)
