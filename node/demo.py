@@ -33,6 +33,7 @@ from client import (
     propose_dvp,
 )
 from node.cluster import node_states, start_cluster, stop_cluster
+from node.demo_gov import show_governance
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
 from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
@@ -158,6 +159,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await _burst(clients, demo)
         await _balances(clients.all[0], demo)
         await show_lifecycle(clients, demo)  # node/demo_lifecycle.py
+        await show_governance(clients, demo, net.run_dir)  # node/demo_gov.py
     finally:
         await clients.close()
 

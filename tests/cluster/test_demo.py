@@ -30,5 +30,10 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"funded later +OK event at height \d+, proven", out)
     assert re.search(r"never funded +FAILED_DEADLINE event at height \d+, proven", out)
     assert re.search(r"RedeemAll by TREASURY: OK at height \d+", out)
+    # Governance (node/demo_gov.py): one admin refused, two add a bank that trades.
+    assert "signed by COMPLIANCE alone: NOT_ADMIN_QUORUM" in out
+    assert re.search(r"AddParticipant BANK07 signed by COMPLIANCE and CSD: OK at height \d+", out)
+    assert re.search(r"BANK07 buys 10,000.00 face of \w+ from BANK02: OK", out)
+    assert "BANK07 reads its own balances: 10,000.00 face, $990,010.00 cash" in out
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out
