@@ -610,3 +610,46 @@ MUTANTS += [
            tests=[_H + "test_holders_at_proves_a_past_height_by_the_next_header"]),
 ]
 # fmt: on
+
+# --- gov: governance (issue 15 item 1, ADR 0016; reported by its engineer, each confirmed) ----
+_G = "tests/unit/test_gov.py::"
+_GC = "tests/cluster/test_gov.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("gov-k-minus-one-admins", "node/settlement/_gov.py",
+           old="len(tx.admins) >= reg.threshold", new="len(tx.admins) >= reg.threshold - 1",
+           breaks="k - 1 admin signatures change the reference data",
+           tests=[_G + "test_k_minus_one_admin_signatures_are_refused_and_change_nothing"]),
+    Mutant("gov-non-admin-signs", "node/settlement/_gov.py",
+           old=" and set(tx.admins) <= set(admins)", new="",
+           breaks="a non-admin's signature counts towards the admin quorum",
+           tests=[_G + "test_a_non_admin_signer_is_refused"]),
+    Mutant("gov-old-key-kept", "node/settlement/_registry.py",
+           old="        if pid in self._participants:\n            return self._participants[pid]\n        raw = self.source.record(_PARTICIPANT + _pad(pid)) if _fits(pid) else None",
+           new="        if pid in self._participants:\n            return self._participants[pid]\n        raw = None",
+           breaks="governance records are never read: a rotated key still signs, an added bank is unknown",
+           tests=[_G + "test_after_rotate_key_the_old_key_is_a_bad_signature"]),
+    Mutant("gov-cache-not-updated", "node/settlement/_registry.py",
+           old="        self._participants[p.id] = p\n", new="",
+           breaks="a change is not seen by later transactions of the same block (the block's cache is stale)",
+           tests=[_G + "test_after_rotate_key_the_old_key_is_a_bad_signature"]),
+    Mutant("gov-cap-below-supply", "node/settlement/_gov.py",
+           old="    if tx.cap < o.supply(tx.instrument):\n        return ResultCode.CAP_BELOW_SUPPLY\n", new="",
+           breaks="a supply cap below the outstanding supply is accepted",
+           tests=[_G + "test_set_max_supply_refusals"]),
+    Mutant("gov-stale-attestation", "node/settlement/_gov.py",
+           old="(last is not None and tx.as_of_ms <= last[0])", new="False",
+           breaks="an attestation no newer than the last one replaces it (a replayed attestation)",
+           tests=[_G + "test_set_max_supply_refusals"]),
+    Mutant("gov-instrument-unvalidated", "node/settlement/_gov.py",
+           old="        validate_instrument(inst, reg.participant_by_id,",
+           new="        (lambda *a: None)(inst, reg.participant_by_id,",
+           breaks="AddInstrument takes terms genesis would refuse (a bad ISIN, an issuer without the role)",
+           tests=[_G + "test_add_instrument_validates_as_genesis_does"]),
+    Mutant("gov-access-genesis-keys", "node/runtime/_access.py",
+           old="verify_claim(claim, self._registry(), method, request)",
+           new="verify_claim(claim, Registry.at_genesis(self._registry().genesis), method, request)",
+           breaks="client calls are checked against genesis keys: an added bank is UNAUTHENTICATED, a rotated key still reads",
+           tests=[_GC + "test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused"]),
+]
+# fmt: on

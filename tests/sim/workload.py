@@ -52,6 +52,16 @@ them settle); ``PART`` receives half. The checker (tests/sim/invariants.py) appl
 event's legs to its model, and checks that no trade settles twice or after its deadline
 and that every honest node resolves every pending trade the same way.
 
+Governance (docs/ledger.md "Governance"; ``_Maker.governance``), signed by two of the
+demo's admins: a new participant and a new cash token are added (``OK``), a bank's KYC
+tier is set to the tier it has (``OK``: nothing else changes), the cash token's cap is
+raised on an attestation (``OK``, or ``STALE_ATTESTATION`` behind a newer copy); refused:
+an existing id (``ALREADY_EXISTS``), one admin alone (``NOT_ADMIN_QUORUM``, at
+admission), a tier out of range (``INVALID_REFERENCE``), an attestation after the block
+time (``STALE_ATTESTATION``), a cap below a bond's supply (``CAP_BELOW_SUPPLY``). The
+checker requires every honest node to write the same governance records at the same
+height.
+
 Freezes (docs/ledger.md "Freezes"), so every node resolves them the same way (the
 simulator compares state roots after every block):
 
@@ -79,6 +89,8 @@ from node.config import U64_MAX
 from node.core import Quorum
 from node.genesis import DemoNetwork, _isin, demo_genesis
 from node.settlement import (
+    AddInstrument,
+    AddParticipant,
     Burn,
     Cancel,
     CouponPay,
@@ -99,6 +111,8 @@ from node.settlement import (
     Release,
     ResultCode,
     Role,
+    SetKycTier,
+    SetMaxSupply,
     SignedTx,
     Transaction,
     Transfer,
@@ -210,6 +224,8 @@ def sim_network(n: int) -> DemoNetwork:
         ),
         validators=g.validators,
         quorum=g.quorum,
+        admins=g.admins,
+        admin_threshold=g.admin_threshold,
     )
     keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key, ICE: ice_key}
     return DemoNetwork(
@@ -432,6 +448,38 @@ class _Maker:
             self.sim("freeze_by_bank", self._freeze("", bank, account=bank), R.UNAUTHORIZED),
         ]  # fmt: skip
 
+    # --- gov: governance (docs/ledger.md "Governance") ------------------------------------
+
+    def governance(self, bank: str, k: int) -> list[SimTx]:
+        """Governance by the demo admins (see the module docstring); nothing here changes
+        what the other kinds rely on (banks' tiers are set to what they are)."""
+        two, one, t0 = ("COMPLIANCE", "CSD"), ("CSD",), self.t0
+        key = crypto.SigningKey(crypto.sha256(b"sim-gov", bytes([k]))).public_key
+        new = Participant(f"GOV{k:02d}", key, frozenset({Role.TRADER}), 2)
+        token = Instrument(f"GOV{k:02d}.CASHCO", InstrumentKind.CASH, "CASHCO", "EUR")
+        cash, bond = self.net.cash, self.net.bonds[0]
+        head = (self.chain, self._next(), self.far)
+
+        def cap(iid: str, n: int, as_of: int) -> SetMaxSupply:
+            return SetMaxSupply(self.chain, self._next(), self.far, iid, n, bytes(32), as_of, two)
+
+        return [
+            self.sim("gov_add_participant", AddParticipant(*head, new, two), R.OK),
+            self.sim("gov_add_existing", replace(AddParticipant(*head, new, two),
+                     participant=replace(new, id=bank), nonce=self._next()), R.ALREADY_EXISTS),
+            self.sim("gov_one_admin", replace(AddParticipant(*head, new, one), nonce=self._next()),
+                     R.NOT_ADMIN_QUORUM),
+            self.sim("gov_set_tier", SetKycTier(self.chain, self._next(), self.far, bank, 2, two),
+                     R.OK),
+            self.sim("gov_bad_tier", SetKycTier(self.chain, self._next(), self.far, bank, 9, two),
+                     R.INVALID_REFERENCE),
+            self.sim("gov_add_instrument",
+                     AddInstrument(self.chain, self._next(), self.far, token, two), R.OK),
+            self.sim("gov_cap", cap(cash, 2**63, t0 + k), R.OK, R.STALE_ATTESTATION),
+            self.sim("gov_cap_future", cap(cash, 2**63, self.far), R.STALE_ATTESTATION),
+            self.sim("gov_cap_below_supply", cap(bond, 1, t0), R.CAP_BELOW_SUPPLY),
+        ]  # fmt: skip
+
     def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
         """Copies of a settling trade that no honest node admits (BAD_SIGNATURE, MALFORMED)."""
         stx = SignedTx.decode(raw)
@@ -493,6 +541,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         out.append(maker.duplicate(*pool[-20 - k], salt=k))
         out += maker.pendings(bank, other)
         out += maker.freezes(bank)
+        out += maker.governance(bank, k)
     return tuple(out)
 
 
