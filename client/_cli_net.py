@@ -465,10 +465,17 @@ def _submit_dvp(args: argparse.Namespace) -> int:
 
 
 def _balance(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    if args.account not in g.participant_by_id:
-        raise CliError(f"{args.account} is not a participant of this ledger", EXIT_USAGE)
+    g, key = _genesis(args), _run_dir(args) / "participants" / f"{args.account}.key"
+    if args.account not in g.participant_by_id and args.as_id is None and not key.is_file():
+        raise CliError(
+            f"{args.account} is not a participant of this ledger's genesis (one governance "
+            "added: pass --as ID, or put its key in the run directory)",
+            EXIT_USAGE,
+        )
     with _client(args, args.account) as client:
+        reg = client.reference().registry  # participants and instruments governance added too
+        if args.account not in reg.participant_by_id:
+            raise CliError(f"{args.account} is not a participant of this ledger", EXIT_USAGE)
         b = client.balances(args.account)
     if args.json:
         emit_json({"account": b.account, "height": b.height, "balances": dict(b.amounts)})
@@ -476,7 +483,7 @@ def _balance(args: argparse.Namespace) -> int:
     print(f"{b.account} after block {b.height} (integers, minor units)")
     rows = []
     for inst_id, value in sorted(b.amounts.items()):
-        inst = g.instrument_by_id.get(inst_id)
+        inst = reg.instrument(inst_id)
         unit = "?" if inst is None else _unit(inst)
         rows.append((inst_id, "?" if inst is None else inst.kind.value, amount(value), unit))
     table(("instrument", "kind", "balance", "unit"), rows, right=(2,))
