@@ -91,23 +91,31 @@ class _Lookup(Mapping[str, V], Generic[V]):
     """A read-only mapping over a registry's loader: what ``Genesis.participant_by_id``
     and friends are, but at the registry's point in the ledger."""
 
-    __slots__ = ("_ids", "_load")
+    __slots__ = ("_cache", "_ids", "_load")
 
-    def __init__(self, load: Lookup[V], ids: Ids) -> None:
-        self._load, self._ids = load, ids
+    def __init__(self, load: Lookup[V], ids: Ids, cache: dict[str, V | None]) -> None:
+        # The registry's own cache, read first: the hot DvP path then costs one dict
+        # lookup per id instead of a call into the loader.
+        self._load, self._ids, self._cache = load, ids, cache
+
+    def _get(self, key: str) -> V | None:
+        try:
+            return self._cache[key]
+        except KeyError:
+            return self._load(key)
 
     def __getitem__(self, key: str) -> V:
-        v = self._load(key)
+        v = self._get(key)
         if v is None:
             raise KeyError(key)
         return v
 
     def get(self, key: str, default: V | None = None) -> V | None:  # type: ignore[override]
-        v = self._load(key)
+        v = self._get(key)
         return default if v is None else v
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._load(key) is not None
+        return isinstance(key, str) and self._get(key) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ids())
@@ -147,12 +155,14 @@ class Registry:
         self._schedules: dict[str, tuple[int, ...] | None] = {}
         self._ids: tuple[str, ...] | None = None
         self.participant_by_id: Mapping[str, Participant] = _Lookup(
-            self.participant, lambda: self.participant_ids
+            self.participant, lambda: self.participant_ids, self._participants
         )
         self.instrument_by_id: Mapping[str, Instrument] = _Lookup(
-            self.instrument, self._instrument_ids
+            self.instrument, self._instrument_ids, self._instruments
         )
-        self.schedules: Mapping[str, tuple[int, ...]] = _Lookup(self.schedule, lambda: ())
+        self.schedules: Mapping[str, tuple[int, ...]] = _Lookup(
+            self.schedule, lambda: (), self._schedules
+        )
 
     @classmethod
     def of(cls, view: StateViewLike) -> Registry:
