@@ -350,3 +350,15 @@ def test_a_refused_governance_transaction_leaves_the_state_root_of_an_empty_bloc
     ok = signed(NET, add_participant(txf, admins=TWO_ADMINS))
     ra, rb = run(a, refused), run(b, ok)
     assert ra.records == {} and rb.records != {}
+
+
+def test_add_instrument_refuses_beyond_instruments_max(
+    store: MemoryStore, txf: TxFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_gov, "INSTRUMENTS_MAX", len(NET.genesis.instruments) + 1)
+    eur, gbp = cash_token(), cash_token("GBP.CASHCO", "GBP")
+    out = run(store, *(signed(NET, add_instrument(txf, i)) for i in (eur, gbp)))
+    assert own(out) == [RC.OK, RC.REGISTRY_FULL]  # the first one fits: control
+    assert (
+        Registry.of(store).added() == (0, 1) and gbp.id not in Registry.of(store).instrument_by_id
+    )

@@ -11,7 +11,9 @@ import json
 import pytest
 
 from client import InvalidFieldError, SignedTransaction, SigningError, Transactions, sign
+from client._identity import RequestSigner
 from client._keys import ParticipantKey
+from node.access import AccessError, parse_claim, verify_claim
 from node.genesis import DEMO_ADMINS
 from node.settlement import Registry, Role, decode_body
 from tests.gov_helpers import cash_token, new_key
@@ -90,3 +92,26 @@ def test_a_client_registry_sees_added_and_rotated_participants() -> None:
         tx.transfer(NET.cash, "BANK01", "BANK99", 5)  # genesis knows no BANK99
     tx.reference = reg
     assert tx.transfer(NET.cash, "BANK01", "BANK99", 5).receiver == "BANK99"
+
+
+def test_a_request_signed_with_a_rotated_key_is_refused_and_the_new_one_taken() -> None:
+    """The node's gate checks a call's identity against the registry at its head."""
+    new = new_key("BANK01 rotated")
+    rotated = dataclasses.replace(G.participant_by_id["BANK01"], public_key=new.public_key)
+    after = Registry.from_values(G, [rotated], G.instruments)
+    request = b"\x0a\x06BANK01"
+
+    def claim(key: ParticipantKey, reg: Registry) -> str:
+        md = RequestSigner(key, G).metadata("/ledger.v1.Ledger/GetBalances", request)
+        return verify_claim(
+            parse_claim(md), reg, "/ledger.v1.Ledger/GetBalances", request
+        ).participant
+
+    assert claim(_key("BANK01"), Registry.at_genesis(G)) == "BANK01"  # control: before
+    with pytest.raises(AccessError, match="current key"):
+        claim(_key("BANK01"), after)
+    assert claim(ParticipantKey("BANK01", new), after) == "BANK01"
+    added = dataclasses.replace(rotated, id="BANK99")
+    with pytest.raises(AccessError, match="not a participant"):
+        claim(ParticipantKey("BANK99", new), Registry.at_genesis(G))
+    assert claim(ParticipantKey("BANK99", new), Registry.from_values(G, [added], ())) == "BANK99"
