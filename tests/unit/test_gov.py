@@ -362,3 +362,57 @@ def test_add_instrument_refuses_beyond_instruments_max(
     assert (
         Registry.of(store).added() == (0, 1) and gbp.id not in Registry.of(store).instrument_by_id
     )
+
+
+# --- aimed at the survivors of `python -m tests.mutation run --target settlement.gov` -----
+
+
+@pytest.mark.parametrize("kind", ["participants", "instruments"])
+def test_the_registry_limit_counts_genesis_plus_additions(
+    kind: str, txf: TxFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for five more, the sixth addition is REGISTRY_FULL (the counts are
+    added, never combined bitwise); with the limit below what genesis has, none fits."""
+    n = len(getattr(NET.genesis, kind))
+    name = "PARTICIPANTS_MAX" if kind == "participants" else "INSTRUMENTS_MAX"
+
+    def additions() -> list[bytes]:
+        if kind == "participants":
+            return [signed(NET, add_participant(txf, f"BANK9{i}")) for i in range(6)]
+        return [signed(NET, add_instrument(txf, cash_token(f"X{i}.CASHCO"))) for i in range(6)]
+
+    monkeypatch.setattr(_gov, name, n + 5)
+    assert own(run(MemoryStore(NET.genesis), *additions())) == [RC.OK] * 5 + [RC.REGISTRY_FULL]
+    monkeypatch.setattr(_gov, name, n - 1)
+    assert own(run(MemoryStore(NET.genesis), *additions()[:1])) == [RC.REGISTRY_FULL]
+
+
+def _key_ordered(pid: str, above: bool) -> crypto.SigningKey:
+    """A fresh key whose public key sorts above (or below) ``pid``'s current one."""
+    current = NET.participant_keys[pid].public_key
+    for i in range(100):
+        key = new_key(f"{pid} {i}")
+        if (key.public_key > current) == above:
+            return key
+    raise AssertionError("no such key in 100 tries")
+
+
+def test_changes_are_not_additions_and_boundaries_are_inclusive(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    t = NET.genesis.genesis_time_ms + 1_000  # run()'s block time
+    supply = store.supply(NET.cash)
+    out = run(
+        store,
+        signed(NET, set_tier(txf, "BANK01", 3)),  # KYC_TIER_MAX itself
+        signed(NET, rotate(txf, "BANK02", _key_ordered("BANK02", above=True))),
+        signed(NET, rotate(txf, "BANK03", _key_ordered("BANK03", above=False))),
+        signed(NET, set_roles(txf, "BANK04", frozenset({Role.TRADER, Role.CUSTODIAN}))),
+        signed(NET, set_cap(txf, NET.cash, supply, as_of_ms=t - 10)),
+        signed(NET, set_cap(txf, NET.cash, supply, as_of_ms=t - 20)),  # older: stale
+        signed(NET, set_cap(txf, NET.cash, supply + 1, as_of_ms=t)),  # the block time itself
+    )
+    assert own(out) == [RC.OK] * 5 + [RC.STALE_ATTESTATION, RC.OK]
+    reg = Registry.of(store)
+    assert reg.added() == (0, 0)  # changes, not additions
+    assert reg.attestation(NET.cash) is not None and reg.attestation(NET.cash)[0] == t
