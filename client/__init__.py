@@ -48,6 +48,7 @@ from client._errors import (
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
+from client._reference import Reference
 from client._replay import HolderAt, HoldersAt
 from client._stream import SubmitStream
 from client._sync import LedgerClient, StreamedTx, SyncSubmitStream
@@ -106,6 +107,7 @@ __all__ = [
     "PendingTrade",
     "PermissionDeniedError",
     "Receipt",
+    "Reference",
     "RejectedError",
     "ResultCode",
     "ResultProof",

@@ -72,6 +72,7 @@ from client._limits import (
     TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
 )
+from client._reference import Reference, reference_from_pb
 from client._replay import HoldersAt, Replay, ReplayedBlock
 from client._stream import EOF, SubmitStream, overload_wait_s
 from client._trades import SignedTransaction, Transactions, sign
@@ -454,8 +455,9 @@ class AsyncLedgerClient:
             await ch.close(None)
 
     def sign(self, tx: Transaction | SignedTransaction, *keys: ParticipantKey) -> SignedTransaction:
-        """:func:`client.sign` against this client's genesis."""
-        return sign(tx, *keys, genesis=self.genesis)
+        """:func:`client.sign` against this client's reference data (genesis until
+        :meth:`reference` has read the ledger's)."""
+        return sign(tx, *keys, genesis=self.tx.reference)
 
     # --- transport and failover ------------------------------------------------------------
 
@@ -853,6 +855,24 @@ class AsyncLedgerClient:
 
         return await self._call("attestations", get)
 
+    async def reference(self) -> Reference:
+        """The ledger's reference data at a node's head (participants with roles, tier and
+        key; instruments with terms, supply and cap; the admins and k), and from now on
+        what this client's builders and :meth:`sign` check names and keys against, so a
+        participant governance added can trade and a rotated key sign (ADR 0016). One
+        node's word, not certified (like :meth:`pending`)."""
+
+        async def get(i: int) -> Reference:
+            req = pb.ReferenceRequest()
+            msg = await self._stub(i).GetReference(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetReference", req)
+            )
+            return reference_from_pb(self.genesis, msg)
+
+        ref = await self._call("reference data", get)
+        self.tx.reference = ref.registry
+        return ref
+
     async def balances(self, account: str) -> Balances:
         async def get(i: int) -> Balances:
             req = pb.BalancesRequest(account=account)
@@ -1050,7 +1070,7 @@ class AsyncLedgerClient:
         """Each committed transaction that names ``account``, in ledger order, with the
         account's balance changes; follows new blocks forever (failing over like
         :meth:`blocks`)."""
-        if account not in self.genesis.participant_by_id:
+        if account not in self.tx.reference.participant_by_id:
             raise InvalidFieldError("account", f"{account!r} is not a participant")
         async with contextlib.aclosing(self.blocks(from_height)) as blocks:
             async for b in blocks:

@@ -105,6 +105,10 @@ def _command(name: str) -> Command:
         from client import _cli_life
 
         return _cli_life.COMMANDS[name]
+    if name.startswith("admin_"):  # governance (client/_cli_admin.py)
+        from client import _cli_admin
+
+        return _cli_admin.COMMANDS[name]
     if name.startswith("freeze_"):  # freezes (client/_cli_freeze.py)
         from client import _cli_freeze
 
@@ -213,10 +217,20 @@ def describe(tx: Transaction) -> str:
         target = f"{terms['account']}'s {terms['instrument'] or 'account'}"
         why = f" ({FreezeReason(terms['reason']).name})" if kind == "FREEZE" else ""
         return f"{kind} {target}{why} by {terms['by']}"
+    if "admins" in terms:  # governance (docs/ledger.md "Governance")
+        return _describe_gov(terms)
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"
     )
+
+
+def _describe_gov(terms: dict[str, Any]) -> str:
+    kind, by = terms["kind"], ", ".join(terms["admins"])
+    what = terms.get("participant") or terms.get("instrument")
+    if isinstance(what, dict):  # AddParticipant, AddInstrument: the whole record
+        what = what["id"]
+    return f"{kind} {what} signed by admins {by}"
 
 
 def _tx_of_receipt(receipt: Receipt) -> Transaction:
@@ -504,10 +518,17 @@ def _submit_dvp(args: argparse.Namespace) -> int:
 
 
 def _balance(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    if args.account not in g.participant_by_id:
-        raise CliError(f"{args.account} is not a participant of this ledger", EXIT_USAGE)
+    g, key = _genesis(args), _run_dir(args) / "participants" / f"{args.account}.key"
+    if args.account not in g.participant_by_id and args.as_id is None and not key.is_file():
+        raise CliError(
+            f"{args.account} is not a participant of this ledger's genesis (one governance "
+            "added: pass --as ID, or put its key in the run directory)",
+            EXIT_USAGE,
+        )
     with _client(args, args.account) as client:
+        reg = client.reference().registry  # participants and instruments governance added too
+        if args.account not in reg.participant_by_id:
+            raise CliError(f"{args.account} is not a participant of this ledger", EXIT_USAGE)
         b = client.balances(args.account)
     if args.json:
         emit_json({"account": b.account, "height": b.height, "balances": dict(b.amounts)})
@@ -515,7 +536,7 @@ def _balance(args: argparse.Namespace) -> int:
     print(f"{b.account} after block {b.height} (integers, minor units)")
     rows = []
     for inst_id, value in sorted(b.amounts.items()):
-        inst = g.instrument_by_id.get(inst_id)
+        inst = reg.instrument(inst_id)
         unit = "?" if inst is None else _unit(inst)
         rows.append((inst_id, "?" if inst is None else inst.kind.value, amount(value), unit))
     table(("instrument", "kind", "balance", "unit"), rows, right=(2,))

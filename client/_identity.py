@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
 
-from client._errors import KeyFileError, SigningError
+from client._errors import KeyFileError
 from client._keys import ParticipantKey, load_key
 from node.access import signed_metadata
 from node.settlement import Genesis
@@ -33,7 +33,9 @@ def _wall_ms() -> int:
 
 
 class RequestSigner:
-    """Signs calls as ``key.participant``; the key must be the one genesis lists."""
+    """Signs calls as ``key.participant``. The node checks the key against the ledger's
+    reference data at its head (a participant governance added, a rotated key: ADR 0016),
+    so it is not checked against genesis here; a wrong one is UNAUTHENTICATED."""
 
     def __init__(
         self,
@@ -43,10 +45,6 @@ class RequestSigner:
         clock_ms: Callable[[], int] = _wall_ms,
         nonce: Callable[[], bytes] = lambda: os.urandom(_NONCE_BYTES),
     ) -> None:
-        if not key.matches(genesis):
-            raise SigningError(
-                f"the identity key is not the key genesis lists for {key.participant!r}"
-            )
         self.participant = key.participant
         self._key, self._chain_id = key.key, genesis.chain_id
         self._clock_ms, self._nonce = clock_ms, nonce

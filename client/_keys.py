@@ -12,7 +12,7 @@ from pathlib import Path
 from client._errors import KeyFileError
 from node.crypto import SigningKey
 from node.netgen import load_signing_key, write_signing_key
-from node.settlement import Genesis
+from node.settlement import Genesis, Registry
 from node.settlement._codec import check_id
 
 __all__ = ["ParticipantKey", "generate_key", "load_key"]
@@ -29,8 +29,9 @@ class ParticipantKey:
     def public_key(self) -> bytes:
         return self.key.public_key
 
-    def matches(self, genesis: Genesis) -> bool:
-        """True when genesis lists this key for ``participant``."""
+    def matches(self, genesis: Genesis | Registry) -> bool:
+        """True when genesis (or a registry of the ledger's reference data) lists this key
+        for ``participant``."""
         p = genesis.participant_by_id.get(self.participant)
         return p is not None and p.public_key == self.key.public_key
 

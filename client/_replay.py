@@ -20,6 +20,7 @@ from node.settlement import (
     Instrument,
     InstrumentKind,
     Redeemed,
+    Registry,
     apply_block,
     instrument_state,
 )
@@ -106,7 +107,7 @@ class Replay:
     def holders(self, instrument: str, *, proven: bool) -> HoldersAt:
         """``instrument``'s holders in the replayed state (every holder: the caller read
         full blocks, so it may read every holding)."""
-        inst = _payable(self.store.genesis, instrument)
+        inst = _payable(Registry.of(self.store), instrument)  # governance's too
         state = instrument_state(self.store, inst)
         units = dict(state.holdings)
         accounts = sorted(set(units) | set(state.redeemed))
@@ -120,8 +121,8 @@ class Replay:
         )
 
 
-def _payable(genesis: Genesis, instrument: str) -> Instrument:
-    inst = genesis.instrument_by_id.get(instrument)
+def _payable(reg: Registry, instrument: str) -> Instrument:
+    inst = reg.instrument(instrument)
     if inst is None or inst.kind is InstrumentKind.CASH:
         raise InvalidFieldError(
             "instrument", f"{instrument!r} is not a bond or fund of this ledger"

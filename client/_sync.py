@@ -32,6 +32,7 @@ from client._async import (
 from client._identity import identity_key
 from client._keys import ParticipantKey
 from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
+from client._reference import Reference
 from client._replay import HoldersAt
 from client._stream import SubmitStream
 from client._trades import SignedTransaction, Transactions
@@ -200,6 +201,10 @@ class LedgerClient:
     def pending(self) -> tuple[int, tuple[PendingTrade, ...]]:
         """See ``AsyncLedgerClient.pending``."""
         return self._run(self._client.pending())
+
+    def reference(self) -> Reference:
+        """See ``AsyncLedgerClient.reference``."""
+        return self._run(self._client.reference())
 
     def freezes(self) -> tuple[int, tuple[FreezeRecord, ...]]:
         """See ``AsyncLedgerClient.freezes``."""

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -38,6 +38,9 @@ from client._limits import NONCE_BITS, TTL_DEFAULT_S, TTL_MAX_S
 from node import crypto, tags
 from node.config import RESERVE_BILLS_MAX, TX_BYTES_MAX, U64_MAX
 from node.settlement import (
+    KYC_TIER_MAX,
+    AddInstrument,
+    AddParticipant,
     AttestCustody,
     AttestReserves,
     Bill,
@@ -51,13 +54,20 @@ from node.settlement import (
     FreezeReason,
     Genesis,
     Hold,
+    Instrument,
     InstrumentKind,
     Mint,
+    Participant,
     PendingDvP,
     Redeem,
     RedeemAll,
+    Registry,
     Release,
     Role,
+    RotateKey,
+    SetKycTier,
+    SetMaxSupply,
+    SetRoles,
     SignedTx,
     Transaction,
     Transfer,
@@ -66,6 +76,7 @@ from node.settlement import (
     encode_body,
     valid_cusip,
 )
+from node.settlement._codec import check_id
 
 __all__ = [
     "PartialTrade",
@@ -106,6 +117,9 @@ class Transactions:
         ):
             raise InvalidFieldError("ttl_s", f"must be a number of seconds in (0, {TTL_MAX_S}]")
         self.genesis, self.ttl_s, self._clock = genesis, ttl_s, clock
+        # Participants and instruments the builders check names against: genesis until
+        # the client reads the ledger's reference data (``refresh_reference``, ADR 0016).
+        self.reference: Genesis | Registry = genesis
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -118,12 +132,12 @@ class Transactions:
         }
 
     def _participant(self, field: str, pid: str) -> str:
-        if pid not in self.genesis.participant_by_id:
+        if pid not in self.reference.participant_by_id:
             raise InvalidFieldError(field, f"{pid!r} is not a participant of this ledger")
         return pid
 
     def _instrument(self, field: str, iid: str, kind: InstrumentKind | None = None) -> str:
-        inst = self.genesis.instrument_by_id.get(iid)
+        inst = self.reference.instrument_by_id.get(iid)
         if inst is None:
             raise InvalidFieldError(field, f"{iid!r} is not an instrument of this ledger")
         if kind is not None and inst.kind is not kind:
@@ -183,7 +197,7 @@ class Transactions:
         (docs/ledger.md "KYC tiers and AML"); "" for none."""
         if not cosigner:
             return ""
-        party = self.genesis.participant_by_id.get(cosigner)
+        party = self.reference.participant_by_id.get(cosigner)
         if party is None or Role.COMPLIANCE not in party.roles or cosigner in parties:
             raise InvalidFieldError(
                 "cosigner", f"{cosigner!r} is not a compliance participant other than the parties"
@@ -232,7 +246,7 @@ class Transactions:
 
     def _agent(self, field: str, iid: str, agent: str | None) -> str:
         """The instrument's paying agent; ``agent``, if given, must be it."""
-        expected = self.genesis.instrument_by_id[iid].agent
+        expected = self.reference.instrument_by_id[iid].agent
         if agent is not None and agent != expected:
             raise InvalidFieldError(
                 field, f"{agent!r} is not the paying agent of {iid} ({expected})"
@@ -249,7 +263,7 @@ class Transactions:
         """Pay coupon ``period`` of ``bond`` to its holders of record; the paying agent
         signs. The final period is paid by redemption, not here."""
         self._instrument("bond", bond, InstrumentKind.BOND)
-        payable = len(self.genesis.schedules[bond]) - 1
+        payable = len(self.reference.schedules[bond]) - 1
         return CouponPay(
             **self._head(),
             bond=bond,
@@ -266,7 +280,7 @@ class Transactions:
         return Distribute(
             **self._head(),
             fund=fund,
-            period=self._period(fund, period, len(self.genesis.schedules[fund])),
+            period=self._period(fund, period, len(self.reference.schedules[fund])),
             total=self._amount("total", total),
             agent=self._agent("agent", fund, agent),
         )
@@ -359,6 +373,97 @@ class Transactions:
         account, instrument = self._target(account, instrument)
         return Unfreeze(**self._head(), account=account, instrument=instrument, by=self._party(by))
 
+    # --- gov: governance (docs/ledger.md "Governance") -----------------------------------
+    # Each names the admins who will sign it (sorted here); they must be admins of this
+    # genesis and at least k of them, else InvalidFieldError("admins").
+
+    def add_participant(
+        self,
+        participant: str,
+        public_key: bytes,
+        roles: Iterable[Role | str],
+        kyc_tier: int,
+        admins: Iterable[str],
+    ) -> AddParticipant:
+        """Add a participant with its public key, roles and KYC tier (0..3)."""
+        p = Participant(
+            _new_id("participant", participant),
+            _public_key(public_key),
+            _roles(roles),
+            _tier(kyc_tier),
+        )
+        if p.id in self.reference.participant_by_id:
+            raise InvalidFieldError("participant", f"{p.id!r} is a participant already")
+        return AddParticipant(**self._head(), participant=p, admins=self._admins(admins))
+
+    def set_roles(
+        self, participant: str, roles: Iterable[Role | str], admins: Iterable[str]
+    ) -> SetRoles:
+        """Replace a participant's roles."""
+        pid = self._participant("participant", participant)
+        return SetRoles(
+            **self._head(), participant=pid, roles=_roles(roles), admins=self._admins(admins)
+        )
+
+    def set_kyc_tier(self, participant: str, kyc_tier: int, admins: Iterable[str]) -> SetKycTier:
+        """Set a participant's KYC tier (0: it may no longer hold or move assets)."""
+        pid = self._participant("participant", participant)
+        return SetKycTier(
+            **self._head(), participant=pid, kyc_tier=_tier(kyc_tier), admins=self._admins(admins)
+        )
+
+    def rotate_key(self, participant: str, public_key: bytes, admins: Iterable[str]) -> RotateKey:
+        """Replace a participant's key; its old key is refused from then on."""
+        pid = self._participant("participant", participant)
+        return RotateKey(
+            **self._head(),
+            participant=pid,
+            public_key=_public_key(public_key),
+            admins=self._admins(admins),
+        )
+
+    def add_instrument(self, instrument: Instrument, admins: Iterable[str]) -> AddInstrument:
+        """Add an instrument with its full terms (the ledger checks them as genesis does)."""
+        if not isinstance(instrument, Instrument):
+            raise InvalidFieldError("instrument", "must be a node.settlement.Instrument")
+        if instrument.id in self.reference.instrument_by_id:
+            raise InvalidFieldError("instrument", f"{instrument.id!r} exists already")
+        return AddInstrument(**self._head(), instrument=instrument, admins=self._admins(admins))
+
+    def set_max_supply(
+        self,
+        instrument: str,
+        cap: int,
+        attestation_sha256: bytes,
+        as_of_ms: int,
+        admins: Iterable[str],
+    ) -> SetMaxSupply:
+        """Cap an instrument's supply on an attestation (its document's SHA-256, its as-of
+        time, which must be newer than the last one's and not after the block time)."""
+        if not isinstance(attestation_sha256, bytes) or len(attestation_sha256) != 32:
+            raise InvalidFieldError("attestation_sha256", "must be 32 bytes (a SHA-256)")
+        return SetMaxSupply(
+            **self._head(),
+            instrument=self._instrument("instrument", instrument),
+            cap=self._amount("cap", cap),
+            attestation_sha256=attestation_sha256,
+            as_of_ms=self._amount("as_of_ms", as_of_ms),
+            admins=self._admins(admins),
+        )
+
+    def _admins(self, admins: Iterable[str]) -> tuple[str, ...]:
+        if isinstance(admins, str):
+            admins = admins.split(",")
+        names = tuple(sorted(set(admins)))
+        known, k = self.genesis.admins, self.genesis.admin_threshold
+        if not known:
+            raise InvalidFieldError("admins", "this ledger's genesis names no admins")
+        if not set(names) <= set(known) or len(names) < k:
+            raise InvalidFieldError(
+                "admins", f"need at least {k} of the admins {', '.join(known)}; got {names}"
+            )
+        return names
+
     def _target(self, account: str, instrument: str | None) -> tuple[str, str]:
         """(account, instrument or "" for the whole account), both checked against genesis."""
         account = self._participant("account", account)
@@ -435,6 +540,35 @@ def _bills(bills: Sequence[Bill | tuple[str, str, int]]) -> tuple[Bill, ...]:
     return tuple(sorted(out, key=lambda b: b.cusip))
 
 
+def _new_id(field: str, value: str) -> str:
+    try:
+        return check_id(value, field)
+    except ValueError as e:
+        raise InvalidFieldError(field, str(e)) from None
+
+
+def _public_key(key: bytes) -> bytes:
+    if not isinstance(key, bytes) or not crypto.is_acceptable_public_key(key):
+        raise InvalidFieldError("public_key", "must be a valid 32-byte Ed25519 public key")
+    return key
+
+
+def _roles(roles: Iterable[Role | str]) -> frozenset[Role]:
+    if isinstance(roles, str):
+        roles = [r for r in roles.split(",") if r]
+    try:
+        return frozenset(Role(r) for r in roles)
+    except ValueError:
+        names = ", ".join(r.value for r in Role)
+        raise InvalidFieldError("roles", f"each must be one of {names}") from None
+
+
+def _tier(tier: int) -> int:
+    if isinstance(tier, bool) or not isinstance(tier, int) or not 0 <= tier <= KYC_TIER_MAX:
+        raise InvalidFieldError("kyc_tier", f"must be an integer 0..{KYC_TIER_MAX}")
+    return tier
+
+
 def _reason(reason: FreezeReason | str | int) -> FreezeReason:
     """A freeze reason from the enum, its name or its number (InvalidFieldError else)."""
     try:
@@ -457,8 +591,21 @@ def _instruction(tid: bytes) -> bytes:
 def terms_of(tx: Transaction) -> dict[str, Any]:
     """The transaction's fields as a JSON-ready dict, with its kind ("DVP", "MINT", ...);
     a transaction id field (a hold's ``instruction``) in hex."""
-    fields = {k: v.hex() if isinstance(v, bytes) else v for k, v in dataclasses.asdict(tx).items()}
+    fields = {k: _plain(v) for k, v in dataclasses.asdict(tx).items()}
     return {"kind": tx.KIND.name, **fields}
+
+
+def _plain(v: Any) -> Any:
+    """JSON-ready: bytes in hex, sets (roles) as sorted lists, nested terms as dicts."""
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, frozenset | set):
+        return sorted(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, tuple | list):
+        return [_plain(x) for x in v]
+    return v
 
 
 # --- signed transactions -------------------------------------------------------------------
@@ -569,11 +716,14 @@ def _from_doc(doc: Any, fmt: str) -> SignedTransaction:
 
 
 def sign(
-    tx_or_signed: Transaction | SignedTransaction, *keys: ParticipantKey, genesis: Genesis
+    tx_or_signed: Transaction | SignedTransaction,
+    *keys: ParticipantKey,
+    genesis: Genesis | Registry,
 ) -> SignedTransaction:
     """Add each key's signature. SigningError unless each key belongs to a required signer
-    and is the key genesis lists for that participant, and the transaction is for this
-    genesis's chain: a wrong key would only be refused later by the node."""
+    and is the key ``genesis`` lists for that participant (or, given a ``Registry``, the
+    participant's current key: after governance, ``client.reference()``), and the
+    transaction is for this chain: a wrong key would only be refused later by the node."""
     stx = (
         tx_or_signed
         if isinstance(tx_or_signed, SignedTransaction)
@@ -591,7 +741,8 @@ def sign(
                 f"(signers: {', '.join(required)})"
             )
         if not k.matches(genesis):
-            raise SigningError(f"this key is not the key genesis lists for {k.participant}")
+            where = "genesis lists" if isinstance(genesis, Genesis) else "the ledger holds"
+            raise SigningError(f"this key is not the key {where} for {k.participant}")
         env = env.with_signature(k.participant, k.key)
     return SignedTransaction(env.encode())
 
@@ -636,7 +787,9 @@ class PartialTrade:
         return cls(signed)
 
 
-def propose_dvp(dvp: DvP | PendingDvP, seller_key: ParticipantKey, genesis: Genesis) -> str:
+def propose_dvp(
+    dvp: DvP | PendingDvP, seller_key: ParticipantKey, genesis: Genesis | Registry
+) -> str:
     """The seller's half: sign ``dvp`` and return it as JSON for the buyer
     (``PartialTrade(...).to_bytes()`` gives the compact bytes instead)."""
     if seller_key.participant != dvp.seller:
@@ -647,7 +800,7 @@ def propose_dvp(dvp: DvP | PendingDvP, seller_key: ParticipantKey, genesis: Gene
 def accept_dvp(
     data: str | bytes,
     buyer_key: ParticipantKey,
-    genesis: Genesis,
+    genesis: Genesis | Registry,
     *,
     expect: Mapping[str, object] | None = None,
     now_ms: int | None = None,
@@ -675,7 +828,9 @@ def accept_dvp(
     return sign(trade.signed, buyer_key, genesis=genesis)
 
 
-def _check_seller_signature(env: SignedTx, dvp: DvP | PendingDvP, genesis: Genesis) -> None:
+def _check_seller_signature(
+    env: SignedTx, dvp: DvP | PendingDvP, genesis: Genesis | Registry
+) -> None:
     sigs = dict(env.signatures)
     others = set(sigs) - {dvp.seller, dvp.buyer, dvp.cosigner}
     if others:

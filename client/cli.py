@@ -1021,6 +1021,77 @@ def _add_reserve_reports(b: _Builder, report: argparse._SubParsersAction[_Parser
         )
 
 
+def _add_admin(b: _Builder) -> None:
+    """ledger admin ...: governance by k of the genesis admins (client/_cli_admin.py)."""
+    admin = b.group(
+        "admin",
+        "governance: k of the genesis admins add participants and instruments, change roles, "
+        'KYC tiers, keys and supply caps (docs/ledger.md "Governance")',
+    )
+    changes = (
+        ("add-participant", "add a participant with its public key, roles and KYC tier"),
+        ("set-roles", "replace a participant's roles"),
+        ("set-kyc-tier", "set a participant's KYC tier (0: may no longer hold or move assets)"),
+        ("rotate-key", "replace a participant's key; the old one is refused from then on"),
+        ("add-instrument", "add an instrument, its terms in the genesis JSON form"),
+        ("set-max-supply", "cap an instrument's supply on a newer custody or reserve attestation"),
+    )
+    for name, help_ in changes:
+        p = b.leaf(admin, name, help_, _network("admin_change"), parents=[_submit_options()])
+        p.set_defaults(admin_command=name)
+        _admin_change_args(p, name)
+    p = b.leaf(admin, "sign", "add one admin's signature to a file from --out (offline)",
+               _network("admin_sign"))  # fmt: skip
+    p.add_argument("file", type=Path, metavar="FILE", help="from `ledger admin ... --out FILE`")
+    p.add_argument("--admin", dest="as_admin", required=True, type=participant_id,
+                   metavar="ID", help="the admin signing here")  # fmt: skip
+    p.add_argument("--key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/ID.key")
+    p.add_argument("--out", type=Path, metavar="FILE", help="default: overwrite FILE")
+    p = b.leaf(admin, "submit", "submit a governance file once k admins signed it",
+               _network("admin_submit"), parents=[_submit_options()])  # fmt: skip
+    p.add_argument("file", type=Path, metavar="FILE", help="signed by every admin it names")
+    b.leaf(admin, "show", "the reference data at a node's head: participants, instruments "
+           "(supply, cap, attestation), admins and k", _network("admin_show"))  # fmt: skip
+
+
+def _admin_change_args(p: _Parser, name: str) -> None:
+    if name in {"add-participant", "set-roles", "set-kyc-tier", "rotate-key"}:
+        p.add_argument("participant", type=participant_id, metavar="ID", help="the participant")
+    if name in {"add-participant", "rotate-key"}:
+        key = p.add_mutually_exclusive_group(required=True)
+        key.add_argument("--public-key", metavar="HEX", help="its Ed25519 public key (32 bytes)")
+        key.add_argument(
+            "--key-file",
+            type=Path,
+            metavar="FILE",
+            help="its key file (`ledger keys gen`): only its public key is used",
+        )
+    if name in {"add-participant", "set-roles"}:
+        p.add_argument("--roles", required=True, metavar="R1,R2",
+                       help="comma-separated: bond_issuer, custodian, cash_issuer, trader, "
+                       "compliance, regulator, auditor")  # fmt: skip
+    if name in {"add-participant", "set-kyc-tier"}:
+        p.add_argument("--kyc-tier", required=True, type=int, metavar="0-3", help="KYC tier")
+    if name == "add-instrument":
+        p.add_argument("--file", required=True, type=Path, metavar="JSON",
+                       help="one instrument as in genesis.json's instruments")  # fmt: skip
+    if name == "set-max-supply":
+        p.add_argument("instrument", type=participant_id, metavar="INSTRUMENT")
+        p.add_argument("--cap", required=True, type=int, metavar="N", help="the new maximum")
+        p.add_argument("--as-of-ms", required=True, type=int, metavar="MS",
+                       help="the attestation's as-of time (newer than the last one's)")  # fmt: skip
+        doc = p.add_mutually_exclusive_group(required=True)
+        doc.add_argument("--attestation", type=Path, metavar="FILE",
+                         help="the attestation document (its SHA-256 is recorded)")  # fmt: skip
+        doc.add_argument("--attestation-sha256", metavar="HEX", help="its SHA-256, if not at hand")
+    p.add_argument("--admins", metavar="A,B",
+                   help="the admins who sign it (default: the first k genesis admins)")  # fmt: skip
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="write it for admins on other machines instead of submitting")  # fmt: skip
+    p.add_argument("--sign-as", metavar="A,B",
+                   help="with --out: the admins signing here (default: none)")  # fmt: skip
+
+
 def build_parser() -> _Parser:
     b = _Builder()
     _add_keys(b)
@@ -1030,6 +1101,7 @@ def build_parser() -> _Parser:
     _add_two_party(b)
     _add_queries(b)
     _add_lifecycle_queries(b)
+    _add_admin(b)
     b.leaf(
         b.top,
         "freezes",

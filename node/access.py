@@ -3,7 +3,8 @@
 Theory of operation (docs/adr/0015-client-identity.md, docs/cluster.md "Security: who
 reads what"). Every call on the client port carries a *signed request* in its gRPC
 metadata: the caller's participant id, its clock in milliseconds, a fresh nonce, and an
-Ed25519 signature by the key genesis lists for that participant over
+Ed25519 signature by the participant's current key (the registry at the node's head,
+docs/adr/0016-reference-data-in-state.md: a rotated key is refused from the rotation on) over
 
     tags.REQUEST || chain id || method || SHA-256(request bytes) || time_ms || nonce
 
@@ -13,7 +14,8 @@ refuse replays (node/runtime/_access.py keeps the clock window and the nonce cac
 stream's requests are not covered one by one: a SubmitStream is signed over the empty
 request (its transactions carry their own signatures).
 
-The authorization rules are pure functions of the caller, the genesis and the data:
+The authorization rules are pure functions of the caller, the reference data (a
+``Registry``) and the data:
 
 - an account's balances go to that participant only;
 - a transaction (status, receipt, its place in a block) goes to its *parties*: the
@@ -27,6 +29,9 @@ The authorization rules are pure functions of the caller, the genesis and the da
   them); anyone else sees only its own holding and the periods paid;
 - an instrument's custody or reserve attestations and its supply (``GetAttestations``)
   go to its issuer and, for a custody-backed bond, its attesting custodian;
+- the reference data (``GetReference``: participants, their roles, tiers and public keys,
+  instruments with terms, supply and cap, the admins) goes to every participant: each
+  needs its counterparties' keys and the terms it trades on, and none of it is a position;
 - participants with an observer role (``regulator``, ``compliance``, ``auditor``) read
   everything.
 
@@ -46,8 +51,8 @@ from node.settlement import (
     CouponPay,
     DecodeError,
     Distribute,
-    Genesis,
     RedeemAll,
+    Registry,
     Role,
     SignedTx,
     decode_body,
@@ -66,6 +71,7 @@ __all__ = [
     "may_read_attestations",
     "may_read_holders",
     "may_read_pending",
+    "may_read_reference",
     "may_read_tx",
     "parse_claim",
     "request_payload",
@@ -172,16 +178,16 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim:
     return Claim(found[METADATA_PARTICIPANT], time_ms, nonce, signature)
 
 
-def verify_claim(claim: Claim, genesis: Genesis, method: str, request: bytes) -> Caller:
+def verify_claim(claim: Claim, reg: Registry, method: str, request: bytes) -> Caller:
     """The caller ``claim`` proves for this call, or AccessError (unknown participant, or a
-    signature that is not by its genesis key over this chain, method and request)."""
-    p = genesis.participant_by_id.get(claim.participant)
+    signature that is not by its current key over this chain, method and request)."""
+    p = reg.participant_by_id.get(claim.participant)
     if p is None:
         raise AccessError(f"{claim.participant!r} is not a participant of this chain")
-    payload = request_payload(genesis.chain_id, method, request, claim.time_ms, claim.nonce)
+    payload = request_payload(reg.chain_id, method, request, claim.time_ms, claim.nonce)
     if not crypto.verify(p.public_key, payload, claim.signature):
         raise AccessError(
-            f"the request signature does not verify under {p.id}'s genesis key "
+            f"the request signature does not verify under {p.id}'s current key "
             "(another key, chain, method or request)"
         )
     return Caller(p.id, not p.roles.isdisjoint(OBSERVER_ROLES))
@@ -191,7 +197,7 @@ def may_read_account(caller: Caller, account: str) -> bool:
     return caller.observer or caller.participant == account
 
 
-def tx_parties(raw_tx: bytes, genesis: Genesis) -> frozenset[str]:
+def tx_parties(raw_tx: bytes, reg: Registry) -> frozenset[str]:
     """The participants a signed transaction's body names: every field (of whatever kind,
     so a new transaction kind is covered without a change here) whose value is a genesis
     participant id, and its required signers. An undecodable body names nobody."""
@@ -202,25 +208,25 @@ def tx_parties(raw_tx: bytes, genesis: Genesis) -> frozenset[str]:
     named = set(tx.required_signers())
     for f in dataclasses.fields(tx):
         if f.name != "chain_id":
-            named |= _participants_in(getattr(tx, f.name), genesis)
+            named |= _participants_in(getattr(tx, f.name), reg)
     return frozenset(named)
 
 
-def _participants_in(value: object, genesis: Genesis) -> set[str]:
+def _participants_in(value: object, reg: Registry) -> set[str]:
     if isinstance(value, str):
-        return {value} if value in genesis.participant_by_id else set()
+        return {value} if value in reg.participant_by_id else set()
     if isinstance(value, tuple | list | frozenset):
-        return {p for v in value for p in _participants_in(v, genesis)}
+        return {p for v in value for p in _participants_in(v, reg)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         parts = (getattr(value, f.name) for f in dataclasses.fields(value))
-        return {p for v in parts for p in _participants_in(v, genesis)}
+        return {p for v in parts for p in _participants_in(v, reg)}
     return set()
 
 
-def may_read_tx(caller: Caller, raw_tx: bytes, genesis: Genesis) -> bool:
+def may_read_tx(caller: Caller, raw_tx: bytes, reg: Registry) -> bool:
     if caller.observer or _corporate_action(raw_tx):
         return True
-    return caller.participant in tx_parties(raw_tx, genesis)
+    return caller.participant in tx_parties(raw_tx, reg)
 
 
 def _corporate_action(raw_tx: bytes) -> bool:
@@ -237,18 +243,23 @@ def may_read_pending(caller: Caller, seller: str, buyer: str) -> bool:
     return caller.observer or caller.participant in (seller, buyer)
 
 
-def may_read_holders(caller: Caller, instrument: str, genesis: Genesis) -> bool:
+def may_read_holders(caller: Caller, instrument: str, reg: Registry) -> bool:
     """Every holder of ``instrument``: its issuer and paying agent need them to pay."""
-    inst = genesis.instrument_by_id.get(instrument)
+    inst = reg.instrument_by_id.get(instrument)
     staff = () if inst is None else (inst.issuer, inst.agent)
     return caller.observer or caller.participant in staff
 
 
-def may_read_attestations(caller: Caller, instrument: str, genesis: Genesis) -> bool:
+def may_read_attestations(caller: Caller, instrument: str, reg: Registry) -> bool:
     """A backed instrument's attestations and supply: its issuer and attesting custodian
     (who reconcile them) and observers; not other holders (docs/ledger.md "Custody and
     reserves": the supply with one's own balance tells how the rest is held)."""
-    inst = genesis.instrument_by_id.get(instrument)
-    backing = genesis.custody_by_bond.get(instrument)
+    inst = reg.instrument_by_id.get(instrument)
+    backing = reg.genesis.custody_by_bond.get(instrument)
     staff = () if inst is None else (inst.issuer, backing.custodian if backing else inst.issuer)
     return caller.observer or caller.participant in staff
+
+
+def may_read_reference(caller: Caller) -> bool:
+    """The reference data is every participant's (see above): identity is all it takes."""
+    return bool(caller.participant)

@@ -14,7 +14,13 @@ U64_MAX: Final = 2**64 - 1
 # --- settlement: transactions ----------------------------------------------------------
 TX_BYTES_MAX: Final = 4096  # one encoded signed transaction
 ID_BYTES_MAX: Final = 64  # participant, instrument and currency ids (UTF-8 bytes)
-SIGNERS_PER_TX_MAX: Final = 3  # a DvP's two parties and an AML co-signer (kyc)
+# Governance admins (docs/adr/0016-reference-data-in-state.md): a governance transaction
+# carries up to ADMINS_MAX admin signatures, so the envelope allows that many (a DvP
+# needs two; the AML co-signature of a large DvP a third). Kept at 3: a peer's forwarded
+# transaction is charged SIGNERS_PER_TX_MAX verifications (node/core/dissemination.py),
+# so each one more signer allowed cuts forwarding under PEER_VERIFY_PER_S.
+ADMINS_MAX: Final = 3
+SIGNERS_PER_TX_MAX: Final = ADMINS_MAX
 CHAIN_ID_BYTES_MAX: Final = 128
 
 # --- settlement: state records (docs/adr/0013-state-records.md) ------------------------

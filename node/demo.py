@@ -38,6 +38,7 @@ from client import (
 from node.cluster import node_states, start_cluster, stop_cluster
 from node.demo_console import CONSOLE_HELP, console_or_hint
 from node.demo_freeze import show_freeze
+from node.demo_gov import show_governance
 from node.demo_kyc import show_kyc
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
 from node.demo_reserve import ReserveMismatch, show_reserves
@@ -168,6 +169,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await show_freeze(clients, demo)  # node/demo_freeze.py
         await show_reserves(clients, demo)  # node/demo_reserve.py
         await show_kyc(clients, demo)  # node/demo_kyc.py
+        await show_governance(clients, demo, net.run_dir)  # node/demo_gov.py
     finally:
         await clients.close()
 

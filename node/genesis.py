@@ -34,6 +34,8 @@ from node.settlement import (
 )
 
 __all__ = [
+    "DEMO_ADMINS",
+    "DEMO_ADMIN_THRESHOLD",
     "DEMO_COSIGN_ABOVE_CENTS",
     "DEMO_DUE_BOND",
     "DEMO_MATURED_BOND",
@@ -44,6 +46,8 @@ __all__ = [
     "demo_lifecycle_bonds",
     "dump_genesis",
     "genesis_to_json",
+    "instrument_from_json",
+    "instrument_to_json",
     "load_genesis",
     "parse_genesis",
 ]
@@ -162,7 +166,18 @@ def _reserve_rules(d: Any, where: str) -> ReserveRules:
 
 
 # Optional top-level keys, by part; absent means the default (none).
-_OPTIONAL_KEYS = frozenset({"custody", "reserves", "compliance"})  # reserve, kyc
+_OPTIONAL_KEYS = frozenset({"governance", "custody", "reserves", "compliance"})  # gov, reserve, kyc
+
+
+def _governance(doc: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """The optional ``governance: {admins: [...], threshold: k}`` (ADR 0016)."""
+    if "governance" not in doc:
+        return (), 0
+    d = _obj(doc["governance"], "governance", {"admins", "threshold"})
+    admins = d["admins"]
+    if not isinstance(admins, list) or not all(isinstance(a, str) for a in admins):
+        raise GenesisError("governance.admins: expected a list of participant ids")
+    return tuple(admins), _int(d, "threshold", "governance")
 
 
 def parse_genesis(doc: Any) -> Genesis:
@@ -180,6 +195,7 @@ def parse_genesis(doc: Any) -> Genesis:
     extra: dict[str, Any] = {}
     if "compliance" in doc:
         extra["compliance"] = _compliance(doc["compliance"])
+    admins, threshold = _governance(doc)
     return Genesis(
         name=_str(doc, "name", "genesis"),
         genesis_time_ms=_int(doc, "genesis_time_ms", "genesis"),
@@ -191,6 +207,8 @@ def parse_genesis(doc: Any) -> Genesis:
         custody=_list(doc, "custody", _custody) if "custody" in doc else (),
         reserves=_list(doc, "reserves", _reserve_rules) if "reserves" in doc else (),
         **extra,
+        admins=admins,
+        admin_threshold=threshold,
     )
 
 
@@ -257,31 +275,40 @@ def _reject_float(text: str) -> Any:
     raise GenesisError(f"genesis contains the float {text}; amounts are integers")
 
 
-def genesis_to_json(g: Genesis) -> dict[str, Any]:
-    def instrument(i: Instrument) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "id": i.id,
-            "kind": i.kind.value,
-            "issuer": i.issuer,
-            "currency": i.currency,
-            "max_supply": i.max_supply,
-        }
-        if i.kind is InstrumentKind.BOND:
-            d.update(
-                unit_face_minor=i.unit_face_minor,
-                maturity_date=i.maturity_date,
-                coupon_bp=i.coupon_bp,
-                coupon_freq=i.coupon_freq,
-            )
-        if i.kind is InstrumentKind.FUND:
-            d["distribution_day"] = i.distribution_day
-        if i.kind is not InstrumentKind.CASH:
-            d["payment_cash"] = i.payment_cash
-            for f in ("paying_agent", "issue_date"):  # empty: the issuer, the genesis date
-                if getattr(i, f):
-                    d[f] = getattr(i, f)
-        return d
+def instrument_from_json(d: Any, where: str = "instrument") -> Instrument:
+    """An instrument in the genesis JSON form (``ledger admin add-instrument`` reads it);
+    GenesisError names the field. The ledger checks its terms as genesis checks them."""
+    return _instrument(d, where)
 
+
+def instrument_to_json(i: Instrument) -> dict[str, Any]:
+    """The genesis JSON form of one instrument."""
+    d: dict[str, Any] = {
+        "id": i.id,
+        "kind": i.kind.value,
+        "issuer": i.issuer,
+        "currency": i.currency,
+        "max_supply": i.max_supply,
+    }
+    if i.kind is InstrumentKind.BOND:
+        d.update(
+            unit_face_minor=i.unit_face_minor,
+            maturity_date=i.maturity_date,
+            coupon_bp=i.coupon_bp,
+            coupon_freq=i.coupon_freq,
+        )
+    if i.kind is InstrumentKind.FUND:
+        d["distribution_day"] = i.distribution_day
+    if i.kind is not InstrumentKind.CASH:
+        d["payment_cash"] = i.payment_cash
+        for f in ("paying_agent", "issue_date"):  # empty: the issuer, the genesis date
+            if getattr(i, f):
+                d[f] = getattr(i, f)
+    return d
+
+
+def genesis_to_json(g: Genesis) -> dict[str, Any]:
+    instrument = instrument_to_json
     doc: dict[str, Any] = {
         "name": g.name,
         "genesis_time_ms": g.genesis_time_ms,
@@ -302,6 +329,8 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
             for h in g.holdings
         ],
     }
+    if g.admins:
+        doc["governance"] = {"admins": list(g.admins), "threshold": g.admin_threshold}
     doc.update(_reserve_json(g))
     if not g.compliance.is_default:
         doc["compliance"] = _compliance_json(g.compliance)
@@ -349,6 +378,11 @@ class DemoNetwork:
 def _isin(base11: str) -> str:
     return base11 + str(isin_check_digit(base11))
 
+
+# Governance of the demo network (ADR 0016): the depository that keeps the reference data,
+# the compliance officer and the regulator; any two of the three change it.
+DEMO_ADMINS = ("COMPLIANCE", "CSD", "REGULATOR")
+DEMO_ADMIN_THRESHOLD = 2
 
 DEMO_BOND_UNITS = 10_000_000  # per bank: $100,000 face in $0.01 units
 DEMO_CASH_CENTS = 1_000_000_000  # per bank: $10,000,000
@@ -498,6 +532,8 @@ def demo_genesis(
         custody=tuple(CustodyBacking(i.id, "CSD") for i in lifecycle) if backing else (),
         reserves=(DEMO_RESERVE_RULES,) if backing else (),
         compliance=demo_compliance(bonds, cash) if compliance else ComplianceRules(),
+        admins=DEMO_ADMINS,
+        admin_threshold=DEMO_ADMIN_THRESHOLD,
     )
     ids = tuple(i.id for i in lifecycle)
     return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund, ids)

@@ -44,6 +44,7 @@ from node.genesis import load_genesis
 from node.settlement import DecodeError as TxDecodeError
 from node.settlement import (
     Genesis,
+    Registry,
     ResultCode,
     SignedTx,
     TxResult,
@@ -433,10 +434,13 @@ def verify_receipt(
             )
         # No certified leaf vouches for this copy: check that it is authentic, so a forged
         # copy's inclusion is not taken for the id's (its result is never the id's).
-        if not authentic(g, receipt.transaction):
+        # Offline there is only genesis: a key governance added or rotated is not in it,
+        # so such a transaction's receipt needs its result proof (ADR 0016).
+        if not authentic(Registry.at_genesis(g), receipt.transaction):
             raise InvalidReceiptError(
                 "the transaction's signatures do not verify against genesis: a copy that is "
-                "not authentic is never recorded under the id, so its result is not the id's"
+                "not authentic is never recorded under the id, so its result is not the id's "
+                "(a key added or rotated by governance: fetch the receipt with its result proof)"
             )
         if receipt.event_proof is not None:  # proven by its own certified leaf
             _check_event(receipt, receipt.event_proof, g, cache)

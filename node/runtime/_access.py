@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from node.access import AccessError, Caller, parse_claim, verify_claim
 from node.config import REQUEST_CLOCK_SKEW_MS, REQUEST_NONCES_MAX
-from node.settlement import Genesis
+from node.settlement import Registry
 
 __all__ = ["Gate", "GateFullError", "current_caller"]
 
@@ -38,13 +38,15 @@ class GateFullError(RuntimeError):
 class Gate:
     def __init__(
         self,
-        genesis: Genesis,
+        registry: Callable[[], Registry],
         clock_ms: Callable[[], int],
         *,
         skew_ms: int = REQUEST_CLOCK_SKEW_MS,
         nonces_max: int = REQUEST_NONCES_MAX,
     ) -> None:
-        self._genesis, self._clock_ms = genesis, clock_ms
+        # The reference data at the node's head, read per call: a participant added by
+        # governance is served and a rotated key refused without a restart (ADR 0016).
+        self._registry, self._clock_ms = registry, clock_ms
         self._skew_ms, self._nonces_max = skew_ms, nonces_max
         self._seen: set[tuple[str, bytes]] = set()
         self._expiry: list[tuple[int, str, bytes]] = []  # heap: when each seen nonce may go
@@ -61,7 +63,7 @@ class Gate:
                 f"request time {claim.time_ms} ms is {claim.time_ms - now:+d} ms from this "
                 f"node's clock; the window is +-{self._skew_ms} ms: check the client's clock"
             )
-        caller = verify_claim(claim, self._genesis, method, request)  # before any memory
+        caller = verify_claim(claim, self._registry(), method, request)  # before any memory
         self._forget(now)
         key = (claim.participant, claim.nonce)
         if key in self._seen:

@@ -37,6 +37,7 @@ from node.access import (
     may_read_attestations,
     may_read_holders,
     may_read_pending,
+    may_read_reference,
     may_read_tx,
 )
 from node.config import (
@@ -68,9 +69,12 @@ from node.runtime._stream import (
 from node.runtime._transport import PeerLink
 from node.settlement import (
     Instruction,
+    Instrument,
     InstrumentKind,
     Outcome,
+    Participant,
     Redeemed,
+    Registry,
     TxResult,
     custody_attestations,
     freezes,
@@ -151,9 +155,9 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
 def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
     """Block ``b`` as a non-observer sees it: header and certificate, and only the
     transactions naming ``caller``, each with its receipt (Merkle path to the header)."""
-    g = node.genesis
+    reg = node.registry()
     header, txs = node.block_parts(b)
-    mine = [i for i, raw in enumerate(txs) if may_read_tx(caller, raw, g)]
+    mine = [i for i, raw in enumerate(txs) if may_read_tx(caller, raw, reg)]
     receipts = [node.block_receipt(b, i) for i in mine]
     return pb.BlockInfo(
         height=b.height,
@@ -285,7 +289,7 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
         caller = current_caller()
-        if not may_read_tx(caller, receipt.transaction, self._node.genesis):
+        if not may_read_tx(caller, receipt.transaction, self._node.registry()):
             await _abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -293,7 +297,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             )
 
     async def GetBalances(self, request: pb.BalancesRequest, context: Ctx) -> pb.Balances:
-        g, store = self._node.genesis, self._node.store
+        reg, store = self._node.registry(), self._node.store
         caller = current_caller()
         if not may_read_account(caller, request.account):
             await _abort(
@@ -301,24 +305,22 @@ class LedgerService(pb_grpc.LedgerServicer):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{caller.participant} may read only its own balances, not {request.account!r}",
             )
-        if request.account not in g.participant_by_id:
-            await _abort(
-                context, grpc.StatusCode.NOT_FOUND, f"no participant {request.account!r} in genesis"
-            )
+        if request.account not in reg.participant_by_id:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no participant {request.account!r}")
         return pb.Balances(
             account=request.account,
             height=store.head().height,
             balances=[
-                pb.Balance(instrument=i.id, amount=store.balance(request.account, i.id))
-                for i in g.instruments
+                pb.Balance(instrument=i, amount=store.balance(request.account, i))
+                for i in reg.instrument_by_id
             ],
         )
 
     async def GetInstrument(
         self, request: pb.InstrumentRequest, context: Ctx
     ) -> pb.InstrumentState:
-        store = self._node.store
-        inst = self._node.genesis.instrument_by_id.get(request.instrument)
+        store, reg = self._node.store, self._node.registry()
+        inst = reg.instrument_by_id.get(request.instrument)
         if inst is None:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND, f"no instrument {request.instrument!r}"
@@ -333,7 +335,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         state = instrument_state(store, inst)
         accounts = sorted({a for a, _ in state.holdings} | set(state.redeemed))
         caller = current_caller()
-        if not may_read_holders(caller, inst.id, self._node.genesis):
+        if not may_read_holders(caller, inst.id, reg):
             accounts = [a for a in accounts if a == caller.participant]
         units = dict(state.holdings)
         return pb.InstrumentState(
@@ -469,6 +471,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         instruments, ATTESTATIONS_KEPT records each: bounded by genesis and the state);
         only those the caller may read (node/access.py ``may_read_attestations``)."""
         g, store, caller = self._node.genesis, self._node.store, current_caller()
+        reg = Registry.of(store)
         backed = [*g.custody_by_bond, *g.reserves_by_cash]
         if request.instrument:
             if request.instrument not in backed:
@@ -478,7 +481,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     f"{request.instrument!r} is neither a custody-backed bond nor a "
                     "reserve-backed cash token in genesis",
                 )
-            if not may_read_attestations(caller, request.instrument, g):
+            if not may_read_attestations(caller, request.instrument, reg):
                 await _abort(
                     context,
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -489,7 +492,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return pb.AttestationList(
             height=store.head().height,
             instruments=[
-                self._backed_pb(i) for i in sorted(backed) if may_read_attestations(caller, i, g)
+                self._backed_pb(i) for i in sorted(backed) if may_read_attestations(caller, i, reg)
             ],
         )
 
@@ -507,6 +510,50 @@ class LedgerService(pb_grpc.LedgerServicer):
             supply=store.supply(instrument),
             attestations=[pb.Attestation(as_of_ms=a.as_of_ms, record=a.encode()) for a in found],
         )
+
+    async def GetReference(self, request: pb.ReferenceRequest, context: Ctx) -> pb.Reference:
+        """The reference data at the head (at most PARTICIPANTS_MAX participants and
+        INSTRUMENTS_MAX instruments: bounded by the state itself)."""
+        caller = current_caller()
+        if not may_read_reference(caller):
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "no participant identity")
+        return reference_pb(self._node)
+
+
+def reference_pb(node: Node) -> pb.Reference:
+    store = node.store
+    height = store.head().height
+    reg = Registry.of(store)
+    return pb.Reference(
+        height=height,
+        participants=[_participant_pb(reg.participant_by_id[p]) for p in reg.participant_ids],
+        instruments=[
+            _instrument_pb(reg, i, store.supply(i.id)) for i in reg.instrument_by_id.values()
+        ],
+        admins=list(reg.admins),
+        threshold=reg.threshold,
+    )
+
+
+def _participant_pb(p: Participant) -> pb.ReferenceParticipant:
+    return pb.ReferenceParticipant(
+        id=p.id,
+        public_key=p.public_key,
+        roles=sorted(r.value for r in p.roles),
+        kyc_tier=p.kyc_tier,
+    )
+
+
+def _instrument_pb(reg: Registry, i: Instrument, supply: int) -> pb.ReferenceInstrument:
+    as_of, digest = reg.attestation(i.id) or (0, b"")
+    return pb.ReferenceInstrument(
+        id=i.id, kind=i.kind.value, issuer=i.issuer, currency=i.currency,
+        unit_face_minor=i.unit_face_minor, maturity_date=i.maturity_date,
+        coupon_bp=i.coupon_bp, coupon_freq=i.coupon_freq, max_supply=i.max_supply,
+        payment_cash=i.payment_cash, paying_agent=i.paying_agent, issue_date=i.issue_date,
+        distribution_day=i.distribution_day, supply=supply,
+        attested_as_of_ms=as_of, attestation_sha256=digest,
+    )  # fmt: skip
 
 
 class HealthService(HealthServicer):  # type: ignore[misc]

@@ -83,6 +83,7 @@ from node.settlement import (
     DvP,
     Genesis,
     PendingDvP,
+    Registry,
     ResultCode,
     SignedTx,
     TxResult,
@@ -154,7 +155,7 @@ class Node:
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
         self.quorum = Quorum(len(genesis.validators), genesis.quorum)
         self._clock = clock
-        self.velocity = VelocityWatch(genesis)  # kyc: alerts, not consensus rules
+        self.velocity = VelocityWatch(self.registry)  # kyc: alerts, not consensus rules
         source = StoreSource(store)
         state_root, results = source.executed_roots()
         # Signatures checked at admission (a client's submit or a peer's forward) are not
@@ -211,12 +212,17 @@ class Node:
         or a peer's forward alike: form, signatures, chain, and what can never succeed
         (roles, expiry and deadline by this node's clock, with the block-time tolerance)."""
         return precheck(
-            self.genesis,
+            self.registry(),
             raw,
             self.verify.admit,
             now_ms=self._clock(),
             tolerance_ms=ADMISSION_EXPIRY_TOLERANCE_MS,
         )
+
+    def registry(self) -> Registry:
+        """Participants, instruments and admins at the committed head (ADR 0016): what
+        admission, the API and the access gate read, so governance needs no restart."""
+        return Registry.of(self.store)
 
     def clock_ms(self) -> int:
         """This node's clock (block times and admission control read the same one)."""

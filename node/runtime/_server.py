@@ -153,7 +153,7 @@ async def _serve(
     # Every Ledger call proves its caller (node/access.py); health and reflection stay open
     # to any TLS client: orchestrators probe them without keys, and they tell nothing of
     # any participant (docs/cluster.md "Security: who reads what").
-    gate = Gate(genesis, wall_ms)
+    gate = Gate(node.registry, wall_ms)
     add_service(client_server, ledger, pb.DESCRIPTOR.services_by_name["Ledger"], gate)
     health_servicer = HealthService()
     add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])

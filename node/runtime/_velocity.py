@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from node.config import (
@@ -35,10 +35,10 @@ from node.runtime._logs import event
 from node.settlement import (
     DecodeError,
     DvP,
-    Genesis,
     InstrumentKind,
     Mint,
     PendingDvP,
+    Registry,
     ResultCode,
     SignedTx,
     Transfer,
@@ -60,7 +60,7 @@ class Alert:
     cash: str = ""
 
 
-def moves_of(genesis: Genesis, raw: bytes) -> list[Move]:
+def moves_of(reg: Registry, raw: bytes) -> list[Move]:
     """What one settled transaction counts as, per account."""
     try:
         tx = decode_body(SignedTx.decode(raw).body)
@@ -70,18 +70,18 @@ def moves_of(genesis: Genesis, raw: bytes) -> list[Move]:
         case DvP() | PendingDvP():
             return [(tx.seller, tx.cash, tx.amount), (tx.buyer, tx.cash, tx.amount)]
         case Transfer():
-            cash = _cash(genesis, tx.instrument)
+            cash = _cash(reg, tx.instrument)
             value = tx.amount if cash else 0
             return [(tx.sender, cash, value), (tx.receiver, cash, value)]
         case Mint():
-            cash = _cash(genesis, tx.instrument)
+            cash = _cash(reg, tx.instrument)
             return [(tx.to, cash, tx.amount if cash else 0)]
         case _:
             return []
 
 
-def _cash(genesis: Genesis, instrument: str) -> str:
-    inst = genesis.instrument_by_id.get(instrument)
+def _cash(reg: Registry, instrument: str) -> str:
+    inst = reg.instrument_by_id.get(instrument)
     return instrument if inst is not None and inst.kind is InstrumentKind.CASH else ""
 
 
@@ -90,13 +90,13 @@ class VelocityWatch:
 
     def __init__(
         self,
-        genesis: Genesis,
+        registry: Callable[[], Registry],
         *,
         window_ms: int = VELOCITY_WINDOW_MS,
         txs_max: int = VELOCITY_TXS_MAX,
         value_max: int = VELOCITY_VALUE_MAX_MINOR,
     ) -> None:
-        self.genesis = genesis
+        self.registry = registry  # the reference data at the node's head (ADR 0016)
         self.window_ms, self.txs_max, self.value_max = window_ms, txs_max, value_max
         self._moves: dict[str, deque[tuple[int, str, int]]] = {}
         self._over: set[tuple[str, str, str]] = set()  # (account, rule, cash) in alert
@@ -108,7 +108,8 @@ class VelocityWatch:
             for raw, res in zip(txs, results, strict=False)
             if res.recorded and res.code is ResultCode.OK
         )
-        alerts = self.observe(time_ms, (m for raw in settled for m in moves_of(self.genesis, raw)))
+        reg = self.registry()
+        alerts = self.observe(time_ms, (m for raw in settled for m in moves_of(reg, raw)))
         for a in alerts:
             event(
                 "velocity_alert",

@@ -24,6 +24,7 @@ from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._kyc_rules import ComplianceRules, TierLimit, check_rules
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._model import (
+    KYC_TIER_MAX,
     CustodyBacking,
     Genesis,
     GenesisError,
@@ -46,6 +47,7 @@ from node.settlement._pending import (
     outcome,
     pending_count,
 )
+from node.settlement._registry import Registry
 from node.settlement._reserve import (
     CustodyAttestation,
     ReserveAttestation,
@@ -59,6 +61,9 @@ from node.settlement._reserve import (
 from node.settlement._result import ResultCode
 from node.settlement._state import Head, RecordKind, StateView, TxRecord
 from node.settlement._tx import (
+    GOVERNANCE_KINDS,
+    AddInstrument,
+    AddParticipant,
     AttestCustody,
     AttestReserves,
     Bill,
@@ -75,6 +80,10 @@ from node.settlement._tx import (
     Redeem,
     RedeemAll,
     Release,
+    RotateKey,
+    SetKycTier,
+    SetMaxSupply,
+    SetRoles,
     SignedTx,
     Transaction,
     Transfer,
@@ -88,8 +97,12 @@ from node.settlement._tx import (
 
 __all__ = [
     "FAIL_CODES",
+    "GOVERNANCE_KINDS",
+    "KYC_TIER_MAX",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
+    "AddInstrument",
+    "AddParticipant",
     "AttestCustody",
     "AttestReserves",
     "Bill",
@@ -125,11 +138,16 @@ __all__ = [
     "Redeem",
     "RedeemAll",
     "Redeemed",
+    "Registry",
     "Release",
     "ReserveAttestation",
     "ReserveRules",
     "ResultCode",
     "Role",
+    "RotateKey",
+    "SetKycTier",
+    "SetMaxSupply",
+    "SetRoles",
     "SignedTx",
     "StateView",
     "TierLimit",

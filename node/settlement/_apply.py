@@ -38,13 +38,17 @@ from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement import _compliance as kyc
-from node.settlement import _freeze, _pending, _reserve
+from node.settlement import _freeze, _gov, _pending, _reserve
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
+from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, StateView, TxRecord
 from node.settlement._tx import (
+    GOVERNANCE_KINDS,
+    AddInstrument,
+    AddParticipant,
     AttestCustody,
     AttestReserves,
     Burn,
@@ -59,6 +63,10 @@ from node.settlement._tx import (
     Redeem,
     RedeemAll,
     Release,
+    RotateKey,
+    SetKycTier,
+    SetMaxSupply,
+    SetRoles,
     SignedTx,
     Transaction,
     Transfer,
@@ -162,11 +170,10 @@ def apply_block(
     require(ctx.height == head.height + 1, f"block {ctx.height} applied on height {head.height}")
     require(len(txs) <= BLOCK_TXS_MAX, "consensus admitted an oversized block")
     overlay = Overlay(view)
+    reg = overlay.registry  # reads see the block's own governance writes (ADR 0016)
     results: list[TxResult] = []
     for position, raw in enumerate(txs):
-        tid, code, authentic = _apply_one(
-            view.genesis, overlay, raw, ctx, verify, position=position
-        )
+        tid, code, authentic = _apply_one(reg, overlay, raw, ctx, verify, position=position)
         recorded = authentic and not overlay.seen(tid)
         if recorded:
             overlay.recorded[tid] = TxRecord(ctx.height, position, code)
@@ -211,7 +218,7 @@ def _records_section(w: Writer, written: dict[bytes, bytes | None]) -> None:
 
 
 def _apply_one(
-    genesis: Genesis,
+    reg: Registry,
     overlay: Overlay,
     raw: bytes,
     ctx: BlockContext,
@@ -220,27 +227,27 @@ def _apply_one(
     position: int,
 ) -> tuple[bytes, ResultCode, bool]:
     """(tx id, result code, whether the signatures verified)."""
-    tid, code, tx = _check(genesis, raw, verify)
+    tid, code, tx = _check(reg, raw, verify)
     if tx is None or code is not ResultCode.OK:
         return tid, code, code not in _UNAUTHENTICATED
     if ctx.time_ms > tx.expiry_ms:
         return tid, ResultCode.EXPIRED, True
     if overlay.seen(tid):
         return tid, ResultCode.DUPLICATE, True
-    return tid, _execute(genesis, overlay, tx, ctx, (tid, position)), True
+    return tid, _execute(reg, overlay, tx, ctx, (tid, position)), True
 
 
 _UNAUTHENTICATED = frozenset({ResultCode.MALFORMED, ResultCode.BAD_SIGNATURE})
 
 
-def authentic(genesis: Genesis, raw: bytes, verify: Verify = crypto.verify) -> bool:
+def authentic(reg: Registry, raw: bytes, verify: Verify = crypto.verify) -> bool:
     """Whether ``raw`` decodes and every signature its body requires verifies against the
-    genesis keys: the only kind of copy a block can record under its id."""
-    return precheck(genesis, raw, verify).code not in _UNAUTHENTICATED
+    registry's keys: the only kind of copy a block can record under its id."""
+    return precheck(reg, raw, verify).code not in _UNAUTHENTICATED
 
 
 def precheck(
-    genesis: Genesis,
+    reg: Registry,
     raw: bytes,
     verify: Verify = crypto.verify,
     *,
@@ -248,7 +255,7 @@ def precheck(
     tolerance_ms: int = 0,
 ) -> TxResult:
     """The state-independent checks: MALFORMED, BAD_SIGNATURE, WRONG_CHAIN, then what can
-    never succeed whatever the state: UNAUTHORIZED (a party whose genesis roles or KYC
+    never succeed whatever the state: UNAUTHORIZED (a party whose current roles or KYC
     tier can never allow it, e.g. a mint by a non-issuer) and, given the admitting node's
     clock ``now_ms``, EXPIRED or DEADLINE_PASSED more than ``tolerance_ms`` ago (block
     times may trail a node's clock by that much), and INVALID_AMOUNT for a pending DvP
@@ -257,14 +264,16 @@ def precheck(
     party). Else OK. What a node runs before admitting a transaction to its mempool;
     ``apply_block`` decides the final code.
     """
-    tid, code, tx = _check(genesis, raw, verify)
+    tid, code, tx = _check(reg, raw, verify)
     if tx is None or code is not ResultCode.OK:
         return TxResult(tid, code, recorded=False)
     if now_ms is not None and now_ms - tolerance_ms > tx.expiry_ms:
         return TxResult(tid, ResultCode.EXPIRED, recorded=False)
-    if not _roles_may_allow(genesis, tx):
+    if isinstance(tx, GOVERNANCE_KINDS) and not _gov.quorum(reg, tx):
+        return TxResult(tid, ResultCode.NOT_ADMIN_QUORUM, recorded=False)
+    if not _roles_may_allow(reg, tx):
         return TxResult(tid, ResultCode.UNAUTHORIZED, recorded=False)
-    if not _cosigner_may_allow(genesis, tx):
+    if not _cosigner_may_allow(reg, tx):
         return TxResult(tid, ResultCode.COSIGN_REQUIRED, recorded=False)
     if (
         isinstance(tx, DvP | PendingDvP)
@@ -279,17 +288,18 @@ def precheck(
     return TxResult(tid, ResultCode.OK, recorded=False)  # only a block records
 
 
-def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
-    """False when genesis roles and KYC tiers (fixed for the chain's life) refuse ``tx``
-    whatever the state; unknown ids are left to ``apply_block``'s own codes."""
-    known = genesis.participant_by_id
+def _roles_may_allow(reg: Registry, tx: Transaction) -> bool:
+    """False when the current roles and KYC tiers refuse ``tx`` (governance may change
+    them later: a node's admission, not the block, decides with this); unknown ids are
+    left to ``apply_block``'s own codes."""
+    known = reg.participant_by_id
     parties: tuple[str, ...]
     if isinstance(tx, Mint | Burn):
-        if tx.instrument not in genesis.instrument_by_id:
+        if tx.instrument not in reg.instrument_by_id:
             return True
         if isinstance(tx, Mint) and tx.to in known and not known[tx.to].can_hold():
             return False
-        return _may_issue(genesis, tx.by, tx.instrument)
+        return _may_issue(reg, tx.by, tx.instrument)
     match tx:
         case Transfer():
             parties = (tx.sender, tx.receiver)
@@ -298,41 +308,45 @@ def _roles_may_allow(genesis: Genesis, tx: Transaction) -> bool:
         case Redeem():
             parties = (tx.holder,)
         case CouponPay() | RedeemAll():
-            return _agent_may_pay(genesis, tx.bond, tx.agent)
+            return _agent_may_pay(reg, tx.bond, tx.agent)
         case Distribute():
-            return _agent_may_pay(genesis, tx.fund, tx.agent)
+            return _agent_may_pay(reg, tx.fund, tx.agent)
         case Hold() | Release():
             parties = (tx.by,)
         case Freeze() | Unfreeze():
-            return _freeze.may_freeze(genesis, tx.by, tx.instrument)
+            return _freeze.may_freeze(reg, tx.by, tx.instrument)
+        case AddParticipant() | SetRoles() | SetKycTier() | RotateKey():
+            return True  # the admin quorum has its own code (precheck)
+        case AddInstrument() | SetMaxSupply():
+            return True
         case AttestCustody():
-            return tx.bond not in genesis.instrument_by_id or _reserve.may_attest(genesis, tx)
+            return tx.bond not in reg.instrument_by_id or _reserve.may_attest(reg, tx)
         case AttestReserves():
-            return tx.cash not in genesis.instrument_by_id or _reserve.may_attest(genesis, tx)
+            return tx.cash not in reg.instrument_by_id or _reserve.may_attest(reg, tx)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
 
 
-def _cosigner_may_allow(genesis: Genesis, tx: Transaction) -> bool:
+def _cosigner_may_allow(reg: Registry, tx: Transaction) -> bool:
     """False when a named co-signer can never count (not compliance, or a party)."""
     match tx:
         case Transfer() if tx.cosigner:
-            return kyc.cosigner_ok(genesis, tx.cosigner, (tx.sender, tx.receiver))
+            return kyc.cosigner_ok(reg, tx.cosigner, (tx.sender, tx.receiver))
         case DvP() | PendingDvP() if tx.cosigner:
-            return kyc.cosigner_ok(genesis, tx.cosigner, (tx.seller, tx.buyer))
+            return kyc.cosigner_ok(reg, tx.cosigner, (tx.seller, tx.buyer))
         case _:
             return True
 
 
-def _agent_may_pay(genesis: Genesis, instrument_id: str, agent: str) -> bool:
-    """Only the paying agent genesis names signs an instrument's payments."""
-    inst = genesis.instrument_by_id.get(instrument_id)
+def _agent_may_pay(reg: Registry, instrument_id: str, agent: str) -> bool:
+    """Only the paying agent the instrument names signs its payments."""
+    inst = reg.instrument_by_id.get(instrument_id)
     return inst is None or inst.kind is InstrumentKind.CASH or inst.agent == agent
 
 
 def _check(
-    genesis: Genesis, raw: bytes, verify: Verify
+    reg: Registry, raw: bytes, verify: Verify
 ) -> tuple[bytes, ResultCode, Transaction | None]:
     try:
         stx = SignedTx.decode(raw)
@@ -343,32 +357,32 @@ def _check(
         tx = decode_body(stx.body)
     except DecodeError:
         return tid, ResultCode.MALFORMED, None
-    if not _signatures_ok(genesis, stx, tx, verify):
+    if not _signatures_ok(reg, stx, tx, verify):
         return tid, ResultCode.BAD_SIGNATURE, tx
-    if tx.chain_id != genesis.chain_id:
+    if tx.chain_id != reg.chain_id:
         return tid, ResultCode.WRONG_CHAIN, tx
     return tid, ResultCode.OK, tx
 
 
-def _signatures_ok(genesis: Genesis, stx: SignedTx, tx: Transaction, verify: Verify) -> bool:
+def _signatures_ok(reg: Registry, stx: SignedTx, tx: Transaction, verify: Verify) -> bool:
     required = tx.required_signers()
     if tuple(s for s, _ in stx.signatures) != required:
         return False  # missing, extra, or by the wrong party
     message = tags.TX + stx.body
     for signer, sig in stx.signatures:
-        party = genesis.participant_by_id.get(signer)
+        party = reg.participant_by_id.get(signer)
         if party is None or not verify(party.public_key, message, sig):
             return False
     return True
 
 
 def _execute(
-    genesis: Genesis, o: Overlay, tx: Transaction, ctx: BlockContext, at: tuple[bytes, int]
+    reg: Registry, o: Overlay, tx: Transaction, ctx: BlockContext, at: tuple[bytes, int]
 ) -> ResultCode:
     """``at``: the transaction's id and position, which a pending instruction is keyed by."""
     match tx:
         case DvP():
-            return _dvp(genesis, o, tx, ctx)
+            return _dvp(reg, o, tx, ctx)
         case PendingDvP():
             return _pending.submit(
                 o,
@@ -377,80 +391,84 @@ def _execute(
                 height=ctx.height,
                 position=at[1],
                 time_ms=ctx.time_ms,
-                first_attempt=lambda: _dvp(genesis, o, tx.as_dvp(), ctx),
+                first_attempt=lambda: _dvp(reg, o, tx.as_dvp(), ctx),
             )
         case Hold() | Release():
             return _pending.hold(o, tx)
         case Cancel():
             return _pending.cancel(o, tx)
         case Transfer():
-            return _transfer(genesis, o, tx, ctx)
+            return _transfer(reg, o, tx, ctx)
         case Mint():
-            return _mint(genesis, o, tx, ctx)
+            return _mint(reg, o, tx, ctx)
         case Burn():
-            return _burn(genesis, o, tx, ctx)
+            return _burn(reg, o, tx, ctx)
         case CouponPay() | Distribute() | Redeem() | RedeemAll():
-            return _frozen_payment(genesis, o, tx) or _lifecycle(genesis, o, tx, ctx.time_ms)
+            return _frozen_payment(reg, o, tx) or _lifecycle(reg, o, tx, ctx.time_ms)
         case Freeze():
-            return _freeze.freeze(genesis, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+            return _freeze.freeze(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case Unfreeze():
-            return _freeze.unfreeze(genesis, o, tx)
+            return _freeze.unfreeze(reg, o, tx)
+        case AddParticipant() | SetRoles() | SetKycTier() | RotateKey():
+            return _gov.apply(reg, o, tx, ctx.time_ms)
+        case AddInstrument() | SetMaxSupply():
+            return _gov.apply(reg, o, tx, ctx.time_ms)
         case AttestCustody():
-            return _reserve.attest_custody(genesis, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+            return _reserve.attest_custody(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case AttestReserves():
-            return _reserve.attest_reserves(genesis, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+            return _reserve.attest_reserves(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case _:
             assert_never(tx)
 
 
 def _lifecycle(
-    genesis: Genesis, o: Overlay, tx: CouponPay | Distribute | Redeem | RedeemAll, time_ms: int
+    reg: Registry, o: Overlay, tx: CouponPay | Distribute | Redeem | RedeemAll, time_ms: int
 ) -> ResultCode:
     match tx:
         case CouponPay():
-            return life.coupon_pay(genesis, o, tx, time_ms)
+            return life.coupon_pay(reg, o, tx, time_ms)
         case Distribute():
-            return life.distribute(genesis, o, tx, time_ms)
+            return life.distribute(reg, o, tx, time_ms)
         case Redeem():
-            return life.redeem(genesis, o, tx, time_ms)
+            return life.redeem(reg, o, tx, time_ms)
         case RedeemAll():
-            return life.redeem_all(genesis, o, tx, time_ms)
+            return life.redeem_all(reg, o, tx, time_ms)
         case _:
             assert_never(tx)
 
 
 def _frozen_payment(
-    genesis: Genesis, o: Overlay, tx: CouponPay | Distribute | Redeem | RedeemAll
+    reg: Registry, o: Overlay, tx: CouponPay | Distribute | Redeem | RedeemAll
 ) -> ResultCode | None:
     """FROZEN for a lifecycle payment a freeze blocks; None to run its own checks."""
     match tx:
         case Redeem():
-            return _redeem_frozen(genesis, o, tx)
+            return _redeem_frozen(reg, o, tx)
         case Distribute():
-            return _agent_frozen(genesis, o, tx.fund)
+            return _agent_frozen(reg, o, tx.fund)
         case CouponPay() | RedeemAll():
-            return _agent_frozen(genesis, o, tx.bond)
+            return _agent_frozen(reg, o, tx.bond)
         case _:
             assert_never(tx)
 
 
-def _agent_frozen(genesis: Genesis, o: Overlay, instrument: str) -> ResultCode | None:
+def _agent_frozen(reg: Registry, o: Overlay, instrument: str) -> ResultCode | None:
     """FROZEN when the paying agent's payment cash (the leg every lifecycle payment
     debits) is frozen; None to run the payment's own checks. Holders' frozen holdings are
     paid into (docs/ledger.md "Freezes")."""
-    inst = genesis.instrument_by_id.get(instrument)
+    inst = reg.instrument_by_id.get(instrument)
     if inst is None or not inst.payment_cash:
         return None  # unknown or cash: the payment's own checks give the code
     frozen = _freeze.any_frozen(o, (inst.agent, inst.payment_cash))
     return ResultCode.FROZEN if frozen else None
 
 
-def _redeem_frozen(genesis: Genesis, o: Overlay, tx: Redeem) -> ResultCode | None:
+def _redeem_frozen(reg: Registry, o: Overlay, tx: Redeem) -> ResultCode | None:
     """A holder's own redemption debits its bond holding: FROZEN if that is frozen."""
-    known = tx.holder in genesis.participant_by_id and tx.bond in genesis.instrument_by_id
+    known = tx.holder in reg.participant_by_id and tx.bond in reg.instrument_by_id
     if known and _freeze.any_frozen(o, (tx.holder, tx.bond)):
         return ResultCode.FROZEN
-    return _agent_frozen(genesis, o, tx.bond)
+    return _agent_frozen(reg, o, tx.bond)
 
 
 def _shortfall(kind: InstrumentKind) -> ResultCode:
@@ -459,10 +477,10 @@ def _shortfall(kind: InstrumentKind) -> ResultCode:
     return ResultCode.INSUFFICIENT_SECURITIES  # bonds and fund shares
 
 
-def _may_issue(genesis: Genesis, who: str, instrument_id: str) -> bool:
+def _may_issue(reg: Registry, who: str, instrument_id: str) -> bool:
     """Issuers mint and burn their own instruments; custodians mint and burn bonds."""
-    party = genesis.participant_by_id[who]
-    inst = genesis.instrument_by_id[instrument_id]
+    party = reg.participant_by_id[who]
+    inst = reg.instrument_by_id[instrument_id]
     if party.kyc_tier == 0:
         return False
     if inst.kind is InstrumentKind.CASH:
@@ -472,54 +490,54 @@ def _may_issue(genesis: Genesis, who: str, instrument_id: str) -> bool:
     return Role.CUSTODIAN in party.roles
 
 
-def _can_hold(genesis: Genesis, *accounts: str) -> bool:
-    parties: list[Participant] = [genesis.participant_by_id[a] for a in accounts]
+def _can_hold(reg: Registry, *accounts: str) -> bool:
+    parties: list[Participant] = [reg.participant_by_id[a] for a in accounts]
     return all(p.can_hold() for p in parties)
 
 
-def _mint(genesis: Genesis, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCode:
-    if tx.to not in genesis.participant_by_id:
+def _mint(reg: Registry, o: Overlay, tx: Mint, ctx: BlockContext) -> ResultCode:
+    if tx.to not in reg.participant_by_id:
         return ResultCode.UNKNOWN_ACCOUNT
-    inst = genesis.instrument_by_id.get(tx.instrument)
+    inst = reg.instrument_by_id.get(tx.instrument)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
     if tx.amount == 0:
         return ResultCode.INVALID_AMOUNT
-    if not _may_issue(genesis, tx.by, tx.instrument) or not _can_hold(genesis, tx.to):
+    if not _may_issue(reg, tx.by, tx.instrument) or not _can_hold(reg, tx.to):
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, (tx.to, tx.instrument)):
         return ResultCode.FROZEN
-    cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
+    cash, value = kyc.value_of(reg, tx.instrument, tx.amount)
     checked = kyc.Check(((tx.to, tx.instrument),), (tx.to,), cash, value, cosigner=None)
-    rules = kyc.rules_in_force(genesis, o)
-    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
+    rules = kyc.rules_in_force(reg, o)
+    if (code := kyc.check(reg, o, rules, checked, ctx.time_ms)) is not None:
         return code
-    if life.matured(genesis, tx.instrument, ctx.time_ms):
+    if life.matured(reg, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     supply = o.supply(tx.instrument)
     if supply + tx.amount > U64_MAX or o.balance(tx.to, tx.instrument) + tx.amount > U64_MAX:
         return ResultCode.OVERFLOW
     if supply + tx.amount > inst.max_supply:
         return ResultCode.SUPPLY_LIMIT
-    backed = _reserve.mint_code(genesis, o, tx.instrument, tx.amount)
+    backed = _reserve.mint_code(reg, o, tx.instrument, tx.amount)
     if backed is not None:
         return backed
     o.adjust_supply(tx.instrument, tx.to, tx.amount)
-    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
+    kyc.note_volume(reg, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
-def _burn(genesis: Genesis, o: Overlay, tx: Burn, ctx: BlockContext) -> ResultCode:
-    inst = genesis.instrument_by_id.get(tx.instrument)
+def _burn(reg: Registry, o: Overlay, tx: Burn, ctx: BlockContext) -> ResultCode:
+    inst = reg.instrument_by_id.get(tx.instrument)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
     if tx.amount == 0:
         return ResultCode.INVALID_AMOUNT
-    if not _may_issue(genesis, tx.by, tx.instrument):
+    if not _may_issue(reg, tx.by, tx.instrument):
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, (tx.holder, tx.instrument)):
         return ResultCode.FROZEN
-    if life.matured(genesis, tx.instrument, ctx.time_ms):
+    if life.matured(reg, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED  # at maturity units leave only by redemption, for cash
     if o.balance(tx.holder, tx.instrument) < tx.amount:
         return _shortfall(inst.kind)
@@ -527,40 +545,40 @@ def _burn(genesis: Genesis, o: Overlay, tx: Burn, ctx: BlockContext) -> ResultCo
     return ResultCode.OK
 
 
-def _transfer(genesis: Genesis, o: Overlay, tx: Transfer, ctx: BlockContext) -> ResultCode:
-    if tx.receiver not in genesis.participant_by_id:
+def _transfer(reg: Registry, o: Overlay, tx: Transfer, ctx: BlockContext) -> ResultCode:
+    if tx.receiver not in reg.participant_by_id:
         return ResultCode.UNKNOWN_ACCOUNT
-    inst = genesis.instrument_by_id.get(tx.instrument)
+    inst = reg.instrument_by_id.get(tx.instrument)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
     if tx.amount == 0:
         return ResultCode.INVALID_AMOUNT
     if tx.sender == tx.receiver:
         return ResultCode.SELF_TRADE
-    if not _can_hold(genesis, tx.sender, tx.receiver):
+    if not _can_hold(reg, tx.sender, tx.receiver):
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, (tx.sender, tx.instrument), (tx.receiver, tx.instrument)):
         return ResultCode.FROZEN
-    cash, value = kyc.value_of(genesis, tx.instrument, tx.amount)
+    cash, value = kyc.value_of(reg, tx.instrument, tx.amount)
     parties = (tx.sender, tx.receiver)
     checked = kyc.Check(((tx.receiver, tx.instrument),), parties, cash, value, tx.cosigner)
-    rules = kyc.rules_in_force(genesis, o)
-    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
+    rules = kyc.rules_in_force(reg, o)
+    if (code := kyc.check(reg, o, rules, checked, ctx.time_ms)) is not None:
         return code
-    if life.matured(genesis, tx.instrument, ctx.time_ms):
+    if life.matured(reg, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
     if o.balance(tx.sender, tx.instrument) < tx.amount:
         return _shortfall(inst.kind)
     if o.balance(tx.receiver, tx.instrument) + tx.amount > U64_MAX:
         return ResultCode.OVERFLOW
     o.move(tx.instrument, tx.sender, tx.receiver, tx.amount)
-    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
+    kyc.note_volume(reg, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 
-def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode:
-    bond = genesis.instrument_by_id.get(tx.bond)
-    cash = genesis.instrument_by_id.get(tx.cash)
+def _dvp(reg: Registry, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode:
+    bond = reg.instrument_by_id.get(tx.bond)
+    cash = reg.instrument_by_id.get(tx.cash)
     if bond is None or cash is None:
         return ResultCode.UNKNOWN_INSTRUMENT
     if tx.quantity == 0 or tx.amount == 0:
@@ -569,14 +587,14 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
         return ResultCode.SELF_TRADE
     if bond.kind is not InstrumentKind.BOND or cash.kind is not InstrumentKind.CASH:
         return ResultCode.WRONG_INSTRUMENT_KIND
-    if not _can_hold(genesis, tx.seller, tx.buyer):
+    if not _can_hold(reg, tx.seller, tx.buyer):
         return ResultCode.UNAUTHORIZED
     if _freeze.any_frozen(o, *_freeze.dvp_holdings(tx.seller, tx.buyer, tx.bond, tx.cash)):
         return ResultCode.FROZEN
-    rules, checked = kyc.rules_in_force(genesis, o), _dvp_check(tx)
-    if (code := kyc.check(genesis, o, rules, checked, ctx.time_ms)) is not None:
+    rules, checked = kyc.rules_in_force(reg, o), _dvp_check(tx)
+    if (code := kyc.check(reg, o, rules, checked, ctx.time_ms)) is not None:
         return code
-    if life.matured(genesis, tx.bond, ctx.time_ms):
+    if life.matured(reg, tx.bond, ctx.time_ms):
         return ResultCode.MATURED
     if ctx.time_ms > tx.deadline_ms:
         return ResultCode.DEADLINE_PASSED
@@ -592,7 +610,7 @@ def _dvp(genesis: Genesis, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode
     # Both legs checked above; only now does either move.
     o.move(tx.bond, tx.seller, tx.buyer, tx.quantity)
     o.move(tx.cash, tx.buyer, tx.seller, tx.amount)
-    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)
+    kyc.note_volume(reg, o, rules, checked, time_ms=ctx.time_ms)
     return ResultCode.OK
 
 

@@ -47,7 +47,8 @@ from node.config import ID_BYTES_MAX, KYC_BUCKET_MS, KYC_WINDOW_HOURS, U64_MAX
 from node.invariant import require
 from node.settlement._codec import Reader, Writer
 from node.settlement._kyc_rules import ComplianceRules
-from node.settlement._model import Genesis, InstrumentKind, Role
+from node.settlement._model import InstrumentKind, Role
+from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
 
@@ -67,21 +68,21 @@ _RULES_KEY = bytes([RecordKind.KYC_RULES])
 _VOLUME = bytes([RecordKind.KYC_VOLUME])
 
 
-# --- reference data: the few places that read genesis (gov moves them to the registry) --
+# --- reference data: read through the registry (ADR 0016) -------------------------------
 
 
-def _tier(genesis: Genesis, account: str) -> int:
-    return genesis.participant_by_id[account].kyc_tier
+def _tier(reg: Registry, account: str) -> int:
+    return reg.participant_by_id[account].kyc_tier
 
 
-def _is_cash(genesis: Genesis, instrument: str) -> bool:
-    inst = genesis.instrument_by_id.get(instrument)
+def _is_cash(reg: Registry, instrument: str) -> bool:
+    inst = reg.instrument_by_id.get(instrument)
     return inst is not None and inst.kind is InstrumentKind.CASH
 
 
-def cosigner_ok(genesis: Genesis, cosigner: str, parties: tuple[str, ...]) -> bool:
+def cosigner_ok(reg: Registry, cosigner: str, parties: tuple[str, ...]) -> bool:
     """A valid co-signer: a compliance participant who is not a party to the move."""
-    party = genesis.participant_by_id.get(cosigner)
+    party = reg.participant_by_id.get(cosigner)
     return party is not None and Role.COMPLIANCE in party.roles and cosigner not in parties
 
 
@@ -94,10 +95,10 @@ def _decoded(raw: bytes) -> ComplianceRules:
     return ComplianceRules.decode(raw)
 
 
-def rules_in_force(genesis: Genesis, view: StateView | Overlay) -> ComplianceRules:
+def rules_in_force(reg: Registry, view: StateView | Overlay) -> ComplianceRules:
     """Genesis's rules, unless governance has written a rules record since."""
     raw = view.record(_RULES_KEY)
-    return genesis.compliance if raw is None else _decoded(raw)
+    return reg.genesis.compliance if raw is None else _decoded(raw)
 
 
 def set_rules(o: Overlay, rules: ComplianceRules) -> None:
@@ -128,32 +129,32 @@ class Check:
         self.cash, self.amount, self.cosigner = cash, amount, cosigner
 
 
-def value_of(genesis: Genesis, instrument: str, amount: int) -> tuple[str, int]:
+def value_of(reg: Registry, instrument: str, amount: int) -> tuple[str, int]:
     """(cash token, amount) a move of ``amount`` of ``instrument`` counts as: only a cash
     token has a value on the ledger."""
-    return (instrument, amount) if _is_cash(genesis, instrument) else ("", 0)
+    return (instrument, amount) if _is_cash(reg, instrument) else ("", 0)
 
 
 def check(
-    genesis: Genesis, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
+    reg: Registry, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
 ) -> ResultCode | None:
     """The first of COSIGN_REQUIRED, TIER_TOO_LOW, TRADE_LIMIT, DAILY_LIMIT that ``c``
     breaks under ``rules`` (``rules_in_force``, read once per transaction); None when it
     passes. Reads only; writes nothing."""
     if rules.is_default and not c.cosigner:
         return None  # a chain without rules pays one record read per transaction
-    code = _cosign(genesis, rules, c)
-    if code is None and any(_tier(genesis, a) < rules.tier_to_hold(i) for a, i in c.receives):
+    code = _cosign(reg, rules, c)
+    if code is None and any(_tier(reg, a) < rules.tier_to_hold(i) for a, i in c.receives):
         code = ResultCode.TIER_TOO_LOW
     if code is None and c.cash:
-        code = _limits(genesis, o, rules, c, time_ms)
+        code = _limits(reg, o, rules, c, time_ms)
     return code
 
 
-def _cosign(genesis: Genesis, rules: ComplianceRules, c: Check) -> ResultCode | None:
+def _cosign(reg: Registry, rules: ComplianceRules, c: Check) -> ResultCode | None:
     if c.cosigner is None:
         return None
-    if c.cosigner and not cosigner_ok(genesis, c.cosigner, c.parties):
+    if c.cosigner and not cosigner_ok(reg, c.cosigner, c.parties):
         return ResultCode.COSIGN_REQUIRED
     threshold = rules.threshold(c.cash) if c.cash else None
     if threshold is not None and c.amount > threshold and not c.cosigner:
@@ -162,11 +163,11 @@ def _cosign(genesis: Genesis, rules: ComplianceRules, c: Check) -> ResultCode | 
 
 
 def _limits(
-    genesis: Genesis, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
+    reg: Registry, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
 ) -> ResultCode | None:
     if not rules.limits:
         return None
-    limits = [rules.limit(_tier(genesis, p), c.cash) for p in c.parties]
+    limits = [rules.limit(_tier(reg, p), c.cash) for p in c.parties]
     if any(lim is not None and c.amount > lim.trade_max for lim in limits):
         return ResultCode.TRADE_LIMIT
     for party, lim in zip(c.parties, limits, strict=True):
@@ -205,13 +206,13 @@ def day_total(o: StateView | Overlay, account: str, cash: str, time_ms: int) -> 
     return sum(t for _, t in _buckets(o, account, cash, time_ms // KYC_BUCKET_MS))
 
 
-def _daily_limit(genesis: Genesis, rules: ComplianceRules, party: str, cash: str) -> int | None:
-    lim = rules.limit(_tier(genesis, party), cash)
+def _daily_limit(reg: Registry, rules: ComplianceRules, party: str, cash: str) -> int | None:
+    lim = rules.limit(_tier(reg, party), cash)
     return None if lim is None or lim.day_max == U64_MAX else lim.day_max
 
 
 def note_volume(
-    genesis: Genesis, o: Overlay, rules: ComplianceRules, c: Check, *, time_ms: int
+    reg: Registry, o: Overlay, rules: ComplianceRules, c: Check, *, time_ms: int
 ) -> None:
     """Add ``c``'s successful move (its cash amount) to each party with a daily limit."""
     cash, amount = c.cash, c.amount
@@ -219,7 +220,7 @@ def note_volume(
         return
     hour = time_ms // KYC_BUCKET_MS
     for party in c.parties:
-        day_max = _daily_limit(genesis, rules, party, cash)
+        day_max = _daily_limit(reg, rules, party, cash)
         if day_max is None:
             continue
         rows = _buckets(o, party, cash, hour)
@@ -236,7 +237,7 @@ def note_volume(
 
 
 def daily_room(
-    genesis: Genesis,
+    reg: Registry,
     o: Overlay,
     rules: ComplianceRules,
     parties: tuple[str, ...],
@@ -250,7 +251,7 @@ def daily_room(
     if not rules.has_daily:
         return room
     for party in parties:
-        day_max = _daily_limit(genesis, rules, party, cash)
+        day_max = _daily_limit(reg, rules, party, cash)
         if day_max is not None:
             room = min(room, max(0, day_max - day_total(o, party, cash, time_ms)))
     return room

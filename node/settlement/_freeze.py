@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from node.config import FREEZES_MAX, ID_BYTES_MAX
 from node.invariant import require
 from node.settlement._codec import Reader, Writer
-from node.settlement._model import Genesis, Role
+from node.settlement._model import Role
+from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
 from node.settlement._tx import Freeze, FreezeReason, Unfreeze
@@ -115,9 +116,9 @@ def dvp_holdings(seller: str, buyer: str, bond: str, cash: str) -> tuple[tuple[s
     return (seller, bond), (buyer, bond), (buyer, cash), (seller, cash)
 
 
-def may_freeze(genesis: Genesis, by: str, instrument: str) -> bool:
+def may_freeze(reg: Registry, by: str, instrument: str) -> bool:
     """Regulators freeze anything; compliance officers whole accounts only."""
-    party = genesis.participant_by_id.get(by)
+    party = reg.participant_by_id.get(by)
     if party is None:
         return False
     if Role.REGULATOR in party.roles:
@@ -125,18 +126,18 @@ def may_freeze(genesis: Genesis, by: str, instrument: str) -> bool:
     return not instrument and Role.COMPLIANCE in party.roles
 
 
-def _target_code(genesis: Genesis, tx: Freeze | Unfreeze) -> ResultCode:
-    if tx.account not in genesis.participant_by_id:
+def _target_code(reg: Registry, tx: Freeze | Unfreeze) -> ResultCode:
+    if tx.account not in reg.participant_by_id:
         return ResultCode.UNKNOWN_ACCOUNT
-    if tx.instrument and tx.instrument not in genesis.instrument_by_id:
+    if tx.instrument and tx.instrument not in reg.instrument_by_id:
         return ResultCode.UNKNOWN_INSTRUMENT
-    if not may_freeze(genesis, tx.by, tx.instrument):
+    if not may_freeze(reg, tx.by, tx.instrument):
         return ResultCode.UNAUTHORIZED
     return ResultCode.OK
 
 
-def freeze(genesis: Genesis, o: Overlay, tx: Freeze, *, height: int, time_ms: int) -> ResultCode:
-    code = _target_code(genesis, tx)
+def freeze(reg: Registry, o: Overlay, tx: Freeze, *, height: int, time_ms: int) -> ResultCode:
+    code = _target_code(reg, tx)
     if code is not ResultCode.OK:
         return code
     key = _key(tx.account, tx.instrument)
@@ -151,8 +152,8 @@ def freeze(genesis: Genesis, o: Overlay, tx: Freeze, *, height: int, time_ms: in
     return ResultCode.OK
 
 
-def unfreeze(genesis: Genesis, o: Overlay, tx: Unfreeze) -> ResultCode:
-    code = _target_code(genesis, tx)
+def unfreeze(reg: Registry, o: Overlay, tx: Unfreeze) -> ResultCode:
+    code = _target_code(reg, tx)
     if code is not ResultCode.OK:
         return code
     key = _key(tx.account, tx.instrument)

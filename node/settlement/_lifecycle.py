@@ -1,6 +1,6 @@
 """Theory of operation: the bond lifecycle (issue 14 items 1-3; docs/ledger.md "Lifecycle").
 
-Coupons, fund distributions, maturity and redemption, as pure functions of genesis terms,
+Coupons, fund distributions, maturity and redemption, as pure functions of reg terms,
 the block time and the state. Each transaction kind below is one atomic state transition:
 every amount is computed and every bound checked before the first balance moves, so a
 transaction either pays every holder or changes nothing (there is no callback, so nothing
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from node.config import ID_BYTES_MAX, U64_MAX
 from node.settlement._codec import Reader, Writer
 from node.settlement._freeze import any_frozen
-from node.settlement._model import Genesis, Instrument, InstrumentKind
+from node.settlement._model import Instrument, InstrumentKind
+from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
 from node.settlement._tx import CouponPay, Distribute, Redeem, RedeemAll
@@ -125,9 +126,9 @@ class Redeemed:
 # --- terms -------------------------------------------------------------------------------
 
 
-def matured(genesis: Genesis, instrument: str, time_ms: int) -> bool:
+def matured(reg: Registry, instrument: str, time_ms: int) -> bool:
     """Whether ``instrument`` is a bond whose maturity date the block time has reached."""
-    maturity = genesis.maturity_ms(instrument)
+    maturity = reg.maturity_ms(instrument)
     return maturity is not None and time_ms >= maturity
 
 
@@ -138,9 +139,9 @@ def coupon_amount(inst: Instrument, units: int) -> int:
     return units * inst.unit_face_minor * inst.coupon_bp // (_BP_PER_UNIT * inst.coupon_freq)
 
 
-def redemption_amount(genesis: Genesis, inst: Instrument, units: int) -> int:
+def redemption_amount(reg: Registry, inst: Instrument, units: int) -> int:
     """Face value of ``units`` plus the final period's coupon on them, if the bond has one."""
-    final_coupon = coupon_amount(inst, units) if genesis.schedules[inst.id] else 0
+    final_coupon = coupon_amount(inst, units) if reg.schedules[inst.id] else 0
     return units * inst.unit_face_minor + final_coupon
 
 
@@ -160,11 +161,11 @@ def distribution_parts(total: int, holdings: list[tuple[str, int]]) -> list[int]
 
 
 def _period_code(
-    genesis: Genesis, o: Overlay, key: bytes, inst: Instrument, *, period: int, time_ms: int
+    reg: Registry, o: Overlay, key: bytes, inst: Instrument, *, period: int, time_ms: int
 ) -> ResultCode:
     """NO_SUCH_PERIOD, NOT_DUE or ALREADY_PAID for a coupon or distribution period, or OK.
     A bond's final period is not payable here (redemption pays it)."""
-    dates = genesis.schedules[inst.id]
+    dates = reg.schedules[inst.id]
     last = len(dates) - 1 if inst.kind is InstrumentKind.BOND else len(dates)
     if not 1 <= period <= last:
         return ResultCode.NO_SUCH_PERIOD
@@ -175,9 +176,9 @@ def _period_code(
     return ResultCode.OK
 
 
-def _holdings(view: StateView | Overlay, genesis: Genesis, inst: str) -> list[tuple[str, int]]:
+def _holdings(view: StateView | Overlay, reg: Registry, inst: str) -> list[tuple[str, int]]:
     """Every (participant, units > 0) of ``inst`` in participant id order."""
-    found = ((p, view.balance(p, inst)) for p in genesis.participant_ids)
+    found = ((p, view.balance(p, inst)) for p in reg.participant_ids)
     return [(p, units) for p, units in found if units > 0]
 
 
@@ -205,8 +206,8 @@ def _paid_record(payments: list[tuple[str, int]]) -> bytes:
 # --- transactions ----------------------------------------------------------------------
 
 
-def _payer_code(genesis: Genesis, iid: str, kind: InstrumentKind, agent: str) -> ResultCode:
-    inst = genesis.instrument_by_id.get(iid)
+def _payer_code(reg: Registry, iid: str, kind: InstrumentKind, agent: str) -> ResultCode:
+    inst = reg.instrument_by_id.get(iid)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
     if inst.kind is not kind:
@@ -216,16 +217,16 @@ def _payer_code(genesis: Genesis, iid: str, kind: InstrumentKind, agent: str) ->
     return ResultCode.OK
 
 
-def coupon_pay(genesis: Genesis, o: Overlay, tx: CouponPay, time_ms: int) -> ResultCode:
-    code = _payer_code(genesis, tx.bond, InstrumentKind.BOND, tx.agent)
+def coupon_pay(reg: Registry, o: Overlay, tx: CouponPay, time_ms: int) -> ResultCode:
+    code = _payer_code(reg, tx.bond, InstrumentKind.BOND, tx.agent)
     if code is not ResultCode.OK:
         return code
-    inst = genesis.instrument_by_id[tx.bond]
+    inst = reg.instrument_by_id[tx.bond]
     key = coupon_key(tx.bond, tx.period)
-    code = _period_code(genesis, o, key, inst, period=tx.period, time_ms=time_ms)
+    code = _period_code(reg, o, key, inst, period=tx.period, time_ms=time_ms)
     if code is not ResultCode.OK:
         return code
-    holders = _holdings(o.view, genesis, tx.bond)  # of record: the previous block
+    holders = _holdings(o.view, reg, tx.bond)  # of record: the previous block
     payments = [(h, coupon_amount(inst, units)) for h, units in holders]
     code = _pay(o, inst.payment_cash, tx.agent, payments)
     if code is ResultCode.OK:
@@ -233,20 +234,20 @@ def coupon_pay(genesis: Genesis, o: Overlay, tx: CouponPay, time_ms: int) -> Res
     return code
 
 
-def distribute(genesis: Genesis, o: Overlay, tx: Distribute, time_ms: int) -> ResultCode:
-    if tx.fund not in genesis.instrument_by_id:
+def distribute(reg: Registry, o: Overlay, tx: Distribute, time_ms: int) -> ResultCode:
+    if tx.fund not in reg.instrument_by_id:
         return ResultCode.UNKNOWN_INSTRUMENT
     if tx.total == 0:
         return ResultCode.INVALID_AMOUNT
-    code = _payer_code(genesis, tx.fund, InstrumentKind.FUND, tx.agent)
+    code = _payer_code(reg, tx.fund, InstrumentKind.FUND, tx.agent)
     if code is not ResultCode.OK:
         return code
-    inst = genesis.instrument_by_id[tx.fund]
+    inst = reg.instrument_by_id[tx.fund]
     key = distribution_key(tx.fund, tx.period)
-    code = _period_code(genesis, o, key, inst, period=tx.period, time_ms=time_ms)
+    code = _period_code(reg, o, key, inst, period=tx.period, time_ms=time_ms)
     if code is not ResultCode.OK:
         return code
-    holders = _holdings(o.view, genesis, tx.fund)
+    holders = _holdings(o.view, reg, tx.fund)
     if not holders:
         return ResultCode.INSUFFICIENT_SECURITIES  # nobody to distribute to
     parts = distribution_parts(tx.total, holders)
@@ -257,21 +258,21 @@ def distribute(genesis: Genesis, o: Overlay, tx: Distribute, time_ms: int) -> Re
     return code
 
 
-def _redeemable(genesis: Genesis, o: Overlay, inst: Instrument, time_ms: int) -> ResultCode:
+def _redeemable(reg: Registry, o: Overlay, inst: Instrument, time_ms: int) -> ResultCode:
     """NOT_DUE before maturity, COUPON_OUTSTANDING while an earlier period is unpaid."""
-    if not matured(genesis, inst.id, time_ms):
+    if not matured(reg, inst.id, time_ms):
         return ResultCode.NOT_DUE
-    periods = len(genesis.schedules[inst.id])
+    periods = len(reg.schedules[inst.id])
     if any(o.record(coupon_key(inst.id, k)) is None for k in range(1, periods)):
         return ResultCode.COUPON_OUTSTANDING
     return ResultCode.OK
 
 
 def _burn_and_pay(
-    genesis: Genesis, o: Overlay, inst: Instrument, holdings: list[tuple[str, int]]
+    reg: Registry, o: Overlay, inst: Instrument, holdings: list[tuple[str, int]]
 ) -> ResultCode:
     """Redeem every (holder, units): pay, burn, record; all or none."""
-    payments = [(h, redemption_amount(genesis, inst, units)) for h, units in holdings]
+    payments = [(h, redemption_amount(reg, inst, units)) for h, units in holdings]
     code = _pay(o, inst.payment_cash, inst.agent, payments)
     if code is not ResultCode.OK:
         return code
@@ -281,18 +282,18 @@ def _burn_and_pay(
     return ResultCode.OK
 
 
-def redeem(genesis: Genesis, o: Overlay, tx: Redeem, time_ms: int) -> ResultCode:
-    holder = genesis.participant_by_id.get(tx.holder)
+def redeem(reg: Registry, o: Overlay, tx: Redeem, time_ms: int) -> ResultCode:
+    holder = reg.participant_by_id.get(tx.holder)
     if holder is None:
         return ResultCode.UNKNOWN_ACCOUNT
-    inst = genesis.instrument_by_id.get(tx.bond)
+    inst = reg.instrument_by_id.get(tx.bond)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
     if inst.kind is not InstrumentKind.BOND:
         return ResultCode.WRONG_INSTRUMENT_KIND
     if not holder.can_hold():
         return ResultCode.UNAUTHORIZED
-    code = _redeemable(genesis, o, inst, time_ms)
+    code = _redeemable(reg, o, inst, time_ms)
     if code is not ResultCode.OK:
         return code
     if o.record(redeemed_key(tx.bond, tx.holder)) is not None:
@@ -300,23 +301,23 @@ def redeem(genesis: Genesis, o: Overlay, tx: Redeem, time_ms: int) -> ResultCode
     units = o.balance(tx.holder, tx.bond)
     if units == 0:
         return ResultCode.INSUFFICIENT_SECURITIES
-    return _burn_and_pay(genesis, o, inst, [(tx.holder, units)])
+    return _burn_and_pay(reg, o, inst, [(tx.holder, units)])
 
 
-def redeem_all(genesis: Genesis, o: Overlay, tx: RedeemAll, time_ms: int) -> ResultCode:
-    code = _payer_code(genesis, tx.bond, InstrumentKind.BOND, tx.agent)
+def redeem_all(reg: Registry, o: Overlay, tx: RedeemAll, time_ms: int) -> ResultCode:
+    code = _payer_code(reg, tx.bond, InstrumentKind.BOND, tx.agent)
     if code is not ResultCode.OK:
         return code
-    inst = genesis.instrument_by_id[tx.bond]
-    code = _redeemable(genesis, o, inst, time_ms)
+    inst = reg.instrument_by_id[tx.bond]
+    code = _redeemable(reg, o, inst, time_ms)
     if code is not ResultCode.OK:
         return code
-    holdings = _holdings(o, genesis, tx.bond)  # what they hold now: all of it is burned
+    holdings = _holdings(o, reg, tx.bond)  # what they hold now: all of it is burned
     # A frozen holding is skipped: it stays, frozen, to be redeemed after the unfreeze.
     holdings = [(h, u) for h, u in holdings if not any_frozen(o, (h, tx.bond))]
     if not holdings:
         return ResultCode.INSUFFICIENT_SECURITIES  # every holding already redeemed
-    return _burn_and_pay(genesis, o, inst, holdings)
+    return _burn_and_pay(reg, o, inst, holdings)
 
 
 # --- reading (the node's GetInstrument, `ledger holders` / `ledger schedule`) ------------
@@ -334,7 +335,7 @@ class InstrumentState:
 def instrument_state(view: StateView, inst: Instrument) -> InstrumentState:
     """What ``view`` holds about ``inst``: at most PARTICIPANTS_MAX balance reads and two
     prefix scans, bounded by SCHEDULE_PERIODS_MAX and PARTICIPANTS_MAX records."""
-    genesis = view.genesis
+    reg = Registry.of(view)
     kind = RecordKind.COUPON_PAID if inst.kind is InstrumentKind.BOND else RecordKind.DISTRIBUTED
     paid = {
         int.from_bytes(key[-4:], "big"): Paid.decode(value)
@@ -344,4 +345,4 @@ def instrument_state(view: StateView, inst: Instrument) -> InstrumentState:
         key[1 + ID_BYTES_MAX :].rstrip(b"\0").decode("ascii"): Redeemed.decode(value)
         for key, value in view.records(bytes([RecordKind.REDEEMED]) + _pad(inst.id))
     }
-    return InstrumentState(tuple(_holdings(view, genesis, inst.id)), paid, redeemed)
+    return InstrumentState(tuple(_holdings(view, reg, inst.id)), paid, redeemed)

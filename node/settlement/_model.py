@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -16,6 +17,7 @@ from functools import cached_property
 
 from node import crypto
 from node.config import (
+    ADMINS_MAX,
     BACKINGS_MAX,
     GENESIS_HOLDINGS_MAX,
     INSTRUMENTS_MAX,
@@ -24,7 +26,7 @@ from node.config import (
     SCHEDULE_PERIODS_MAX,
     U64_MAX,
 )
-from node.settlement._codec import Writer, check_id
+from node.settlement._codec import DecodeError, Reader, Writer, check_id
 from node.settlement._kyc_rules import KYC_TIER_MAX, ComplianceRules, check_rules
 from node.settlement._schedule import (
     coupon_dates,
@@ -34,6 +36,7 @@ from node.settlement._schedule import (
 )
 
 __all__ = [
+    "KYC_TIER_MAX",
     "CustodyBacking",
     "Genesis",
     "GenesisError",
@@ -45,7 +48,14 @@ __all__ = [
     "Role",
     "Validator",
     "cusip_check_digit",
+    "decode_instrument",
+    "decode_participant",
+    "encode_instrument",
+    "encode_participant",
     "isin_check_digit",
+    "payment_schedule",
+    "validate_instrument",
+    "validate_participant",
 ]
 
 _CURRENCY_RE = re.compile(r"[A-Z]{3}\Z")
@@ -213,6 +223,10 @@ class Genesis:
     reserves: tuple[ReserveRules, ...] = ()
     # kyc: KYC tier and AML rules (node/settlement/_kyc_rules.py); default: none
     compliance: ComplianceRules = dataclasses.field(default_factory=ComplianceRules)
+    # gov (issue 15 item 1): participant ids whose k-of-m signatures govern the reference
+    # data (docs/adr/0016-reference-data-in-state.md); none: no governance on this chain.
+    admins: tuple[str, ...] = ()
+    admin_threshold: int = 0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -255,7 +269,7 @@ class Genesis:
         """Bonds and funds: the start (ms, 00:00 UTC) of each period's payment date, period
         1 first (node/settlement/_schedule.py). Empty for a bill."""
         return {
-            i.id: tuple(day_start_ms(d) for d in _payment_dates(i, self.genesis_time_ms))
+            i.id: payment_schedule(i, self.genesis_time_ms)
             for i in self.instruments
             if i.kind is not InstrumentKind.CASH
         }
@@ -277,19 +291,10 @@ def _encode(g: Genesis) -> bytes:
     w = Writer().u8(_GENESIS_VERSION).ident(g.name).u64(g.genesis_time_ms)
     w.u32(len(g.participants))
     for p in sorted(g.participants, key=lambda p: p.id):
-        w.ident(p.id).fixed(p.public_key, crypto.PUBLIC_KEY_LEN).u8(p.kyc_tier)
-        roles = sorted(r.value for r in p.roles)
-        w.u8(len(roles))
-        for r in roles:
-            w.ident(r)
+        encode_participant(w.ident(p.id), p)
     w.u32(len(g.instruments))
     for i in sorted(g.instruments, key=lambda i: i.id):
-        w.ident(i.id).ident(i.kind.value).ident(i.issuer).ident(i.currency)
-        w.u64(i.unit_face_minor).u64(_date_ordinal(i.maturity_date))
-        w.u32(i.coupon_bp).u8(i.coupon_freq).u64(i.max_supply)
-        _optional_id(w, i.payment_cash)
-        _optional_id(w, i.paying_agent)
-        w.u64(_date_ordinal(i.issue_date)).u8(i.distribution_day)
+        encode_instrument(w.ident(i.id), i)
     w.u32(len(g.holdings))
     for h in sorted(g.holdings, key=lambda h: (h.account, h.instrument)):
         w.ident(h.account).ident(h.instrument).u64(h.amount)
@@ -298,9 +303,15 @@ def _encode(g: Genesis) -> bytes:
         w.ident(v.id).fixed(v.public_key, crypto.PUBLIC_KEY_LEN)
         w.blob(v.tls_cert_sha256, crypto.HASH_LEN)
     w.u32(g.quorum)
+    # Trailing sections, in this order (gov, reserve, kyc), each only when non-default so
+    # that existing chain ids stay valid, each after its name so that no two sections'
+    # bytes can be confused.
+    if g.admins:
+        w.ident("gov").u8(len(g.admins))
+        for a in g.admins:
+            w.ident(a)
+        w.u8(g.admin_threshold)
     _encode_reserve(w, g)
-    # Trailing sections, each only when non-default so that existing chain ids stay
-    # valid, each after a name so that no two sections' bytes can be confused.
     if not g.compliance.is_default:
         w.ident("kyc").raw(g.compliance.encode())
     return w.finish()
@@ -318,6 +329,70 @@ def _encode_reserve(w: Writer, g: Genesis) -> None:
     for r in sorted(g.reserves, key=lambda r: r.cash):
         w.ident(r.cash).u16(r.bill_days_max).u16(r.bills_min_bp).u16(r.deposits_max_bp)
         w.u16(r.age_max_days)
+
+
+def encode_participant(w: Writer, p: Participant) -> Writer:
+    """A participant's fields after its id: the one encoding genesis and the state use."""
+    w.fixed(p.public_key, crypto.PUBLIC_KEY_LEN).u8(p.kyc_tier)
+    roles = sorted(r.value for r in p.roles)
+    w.u8(len(roles))
+    for r in roles:
+        w.ident(r)
+    return w
+
+
+def decode_participant(r: Reader, pid: str) -> Participant:
+    """The inverse of ``encode_participant``; DecodeError for an unknown or repeated role."""
+    key, tier = r.fixed(crypto.PUBLIC_KEY_LEN), r.u8()
+    names = [r.ident() for _ in range(r.u8())]
+    if names != sorted(set(names)) or not set(names) <= _ROLE_NAMES:
+        raise DecodeError("roles must be known, sorted and unique")
+    return Participant(pid, key, frozenset(Role(n) for n in names), tier)
+
+
+_ROLE_NAMES = frozenset(r.value for r in Role)
+
+
+def encode_instrument(w: Writer, i: Instrument) -> Writer:
+    """An instrument's terms after its id: the one encoding genesis and the state use."""
+    w.ident(i.kind.value).ident(i.issuer).ident(i.currency)
+    w.u64(i.unit_face_minor).u64(_date_ordinal(i.maturity_date))
+    w.u32(i.coupon_bp).u8(i.coupon_freq).u64(i.max_supply)
+    _optional_id(w, i.payment_cash)
+    _optional_id(w, i.paying_agent)
+    w.u64(_date_ordinal(i.issue_date)).u8(i.distribution_day)
+    return w
+
+
+def decode_instrument(r: Reader, iid: str) -> Instrument:
+    """The inverse of ``encode_instrument``; DecodeError for an unknown kind or a day
+    number that is no date. Terms are not validated here (``validate_instrument``)."""
+    kind = r.ident()
+    if kind not in InstrumentKind._value2member_map_:
+        raise DecodeError(f"unknown instrument kind {kind!r}")
+    issuer, currency = r.ident(), r.ident()
+    face, maturity = r.u64(), _date_of_ordinal(r.u64())
+    coupon_bp, coupon_freq, max_supply = r.u32(), r.u8(), r.u64()
+    cash = r.ident() if r.flag() else ""
+    agent = r.ident() if r.flag() else ""
+    issued, day = _date_of_ordinal(r.u64()), r.u8()
+    return Instrument(
+        iid, InstrumentKind(kind), issuer, currency, face, maturity, coupon_bp, coupon_freq,
+        max_supply, cash, agent, issued, day,
+    )  # fmt: skip
+
+
+def _date_of_ordinal(n: int) -> str:
+    if n == 0:
+        return ""
+    if n > date.max.toordinal():
+        raise DecodeError(f"day number {n} is past the calendar")
+    return date.fromordinal(n).isoformat()
+
+
+def payment_schedule(inst: Instrument, genesis_time_ms: int) -> tuple[int, ...]:
+    """The start (ms, 00:00 UTC) of each payment date of a validated bond or fund."""
+    return tuple(day_start_ms(d) for d in _payment_dates(inst, genesis_time_ms))
 
 
 def _date_ordinal(iso: str) -> int:
@@ -373,6 +448,46 @@ def _validate(g: Genesis) -> None:
         check_rules(g.compliance, {i.id: i.kind.value for i in g.instruments})
     except ValueError as e:
         raise GenesisError(f"compliance: {e}") from e
+    _validate_admins(g, by_id)
+
+
+def _validate_admins(g: Genesis, by_id: dict[str, Participant]) -> None:
+    """Admins: sorted unique participant ids, at most ADMINS_MAX, 1 <= k <= their number
+    (none: no governance, and k is 0)."""
+    admins = g.admins
+    if not admins:
+        if g.admin_threshold != 0:
+            _fail("governance: a threshold without admins")
+        return
+    if list(admins) != sorted(set(admins)) or len(admins) > ADMINS_MAX:
+        _fail(f"governance.admins: 1..{ADMINS_MAX} sorted unique participant ids")
+    for a in admins:
+        if a not in by_id:
+            _fail(f"governance.admins: {a!r} is not a participant")
+    if not 0 < g.admin_threshold <= len(admins):
+        _fail(f"governance.threshold must be between 1 and the number of admins ({len(admins)})")
+
+
+def validate_participant(p: Participant) -> None:
+    """A participant's own fields, as genesis and governance (AddParticipant) check them;
+    GenesisError says what is wrong."""
+    _check_id(p.id, "participant id")
+    if not crypto.is_acceptable_public_key(p.public_key):
+        _fail(f"participant {p.id!r}: public_key is invalid or small-order")
+    if not 0 <= p.kyc_tier <= KYC_TIER_MAX:
+        _fail(f"participant {p.id!r}: kyc_tier must be 0..{KYC_TIER_MAX}")
+
+
+def validate_instrument(
+    inst: Instrument,
+    parts: Mapping[str, Participant],
+    insts: Mapping[str, Instrument],
+    genesis_time_ms: int,
+) -> None:
+    """An instrument's terms against the participants and instruments it names, exactly
+    as genesis checks each of its instruments (governance's AddInstrument reuses it)."""
+    _validate_instrument(inst, parts)
+    _validate_terms(inst, parts, insts, genesis_time_ms)
 
 
 def _check_id(value: str, what: str) -> None:
@@ -385,17 +500,13 @@ def _check_id(value: str, what: str) -> None:
 def _validate_participants(participants: tuple[Participant, ...]) -> None:
     seen: set[str] = set()
     for p in participants:
-        _check_id(p.id, "participant id")
+        validate_participant(p)
         if p.id in seen:
             _fail(f"participant {p.id!r} appears twice")
         seen.add(p.id)
-        if not crypto.is_acceptable_public_key(p.public_key):
-            _fail(f"participant {p.id!r}: public_key is invalid or small-order")
-        if not 0 <= p.kyc_tier <= KYC_TIER_MAX:
-            _fail(f"participant {p.id!r}: kyc_tier must be 0..{KYC_TIER_MAX}")
 
 
-def _validate_instrument(inst: Instrument, by_id: dict[str, Participant]) -> None:
+def _validate_instrument(inst: Instrument, by_id: Mapping[str, Participant]) -> None:
     _check_id(inst.id, "instrument id")
     issuer = by_id.get(inst.issuer)
     if issuer is None:
@@ -448,8 +559,8 @@ def _only_defaults(inst: Instrument, fields: tuple[str, ...], why: str) -> None:
 
 def _validate_terms(
     inst: Instrument,
-    parts: dict[str, Participant],
-    insts: dict[str, Instrument],
+    parts: Mapping[str, Participant],
+    insts: Mapping[str, Instrument],
     genesis_time_ms: int,
 ) -> None:
     """Payment terms of a bond or fund: a cash token in its currency, an agent who may

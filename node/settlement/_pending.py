@@ -375,7 +375,7 @@ def _step(
     """What this block does to ``inst``: (event code, lots settled), or None for nothing."""
     if inst.cancelled:
         return ResultCode.CANCELLED, 0
-    if matured(o.view.genesis, inst.bond, time_ms):
+    if matured(o.registry, inst.bond, time_ms):
         return ResultCode.MATURED, 0  # its bond can no longer be traded (docs/ledger.md)
     if time_ms > inst.deadline_ms:
         return ResultCode.FAILED_DEADLINE, 0
@@ -383,9 +383,9 @@ def _step(
         return None
     if any_frozen(o, *dvp_holdings(inst.seller, inst.buyer, inst.bond, inst.cash)):
         return None  # waits, not attempted; still fails at its deadline (docs/ledger.md)
-    parties, genesis = (inst.seller, inst.buyer), o.view.genesis
-    rules = kyc.rules_in_force(genesis, o)
-    room = kyc.daily_room(genesis, o, rules, parties, inst.cash, time_ms=time_ms)
+    parties, reg = (inst.seller, inst.buyer), o.registry
+    rules = kyc.rules_in_force(reg, o)
+    room = kyc.daily_room(reg, o, rules, parties, inst.cash, time_ms=time_ms)
     lots = min(_affordable(o, inst), room // inst.lot_amount)  # kyc: within daily limits
     if lots == 0:
         return None
@@ -393,7 +393,7 @@ def _step(
     o.move(inst.bond, inst.seller, inst.buyer, lots * inst.lot_quantity)
     o.move(inst.cash, inst.buyer, inst.seller, lots * inst.lot_amount)
     moved = kyc.Check((), parties, inst.cash, lots * inst.lot_amount, cosigner=None)
-    kyc.note_volume(genesis, o, rules, moved, time_ms=time_ms)
+    kyc.note_volume(reg, o, rules, moved, time_ms=time_ms)
     done = lots == inst.lots_left
     return (ResultCode.OK if done else ResultCode.PARTIALLY_SETTLED), lots
 

@@ -40,6 +40,7 @@ from node import crypto
 from node.config import ATTESTATIONS_KEPT, ID_BYTES_MAX, RESERVE_BILLS_MAX, U64_MAX
 from node.settlement._codec import Reader, Writer
 from node.settlement._model import Genesis, InstrumentKind, valid_cusip
+from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
 from node.settlement._tx import AttestCustody, AttestReserves, Bill
@@ -142,15 +143,15 @@ class ReserveAttestation:
         return cls(cash, as_of_ms, doc, height, by, deposits, bills)
 
 
-def may_attest(genesis: Genesis, tx: AttestCustody | AttestReserves) -> bool:
+def may_attest(reg: Registry, tx: AttestCustody | AttestReserves) -> bool:
     """Only the custodian genesis names for a bond attests it; only a reserve-backed cash
     token's issuer attests its reserves. Fixed for the chain's life: admission refuses
     anybody else."""
     if isinstance(tx, AttestCustody):
-        backing = genesis.custody_by_bond.get(tx.bond)
+        backing = reg.genesis.custody_by_bond.get(tx.bond)
         return backing is not None and backing.custodian == tx.custodian
-    inst = genesis.instrument_by_id.get(tx.cash)
-    backed = tx.cash in genesis.reserves_by_cash
+    inst = reg.instrument_by_id.get(tx.cash)
+    backed = tx.cash in reg.genesis.reserves_by_cash
     return backed and inst is not None and inst.issuer == tx.issuer
 
 
@@ -165,8 +166,8 @@ def valid_composition(tx: AttestReserves) -> bool:
     return tx.deposits + sum(b.amount for b in tx.bills) <= U64_MAX
 
 
-def _kind_code(genesis: Genesis, instrument: str, kind: InstrumentKind) -> ResultCode:
-    inst = genesis.instrument_by_id.get(instrument)
+def _kind_code(reg: Registry, instrument: str, kind: InstrumentKind) -> ResultCode:
+    inst = reg.instrument_by_id.get(instrument)
     if inst is None:
         return ResultCode.UNKNOWN_INSTRUMENT
     if inst.kind is not kind:
@@ -187,14 +188,14 @@ def _record(o: Overlay, kind: RecordKind, instrument: str, as_of_ms: int, value:
 
 
 def attest_custody(
-    genesis: Genesis, o: Overlay, tx: AttestCustody, *, height: int, time_ms: int
+    reg: Registry, o: Overlay, tx: AttestCustody, *, height: int, time_ms: int
 ) -> ResultCode:
-    code = _kind_code(genesis, tx.bond, InstrumentKind.BOND)
+    code = _kind_code(reg, tx.bond, InstrumentKind.BOND)
     if code is not ResultCode.OK:
         return code
-    if not may_attest(genesis, tx):
+    if not may_attest(reg, tx):
         return ResultCode.UNAUTHORIZED
-    if not _fresh(latest_custody(genesis, o, tx.bond).as_of_ms, tx.as_of_ms, time_ms):
+    if not _fresh(latest_custody(reg.genesis, o, tx.bond).as_of_ms, tx.as_of_ms, time_ms):
         return ResultCode.STALE_ATTESTATION
     rec = CustodyAttestation(
         tx.bond, tx.amount, tx.as_of_ms, tx.document_sha256, height, tx.custodian
@@ -204,16 +205,16 @@ def attest_custody(
 
 
 def attest_reserves(
-    genesis: Genesis, o: Overlay, tx: AttestReserves, *, height: int, time_ms: int
+    reg: Registry, o: Overlay, tx: AttestReserves, *, height: int, time_ms: int
 ) -> ResultCode:
-    code = _kind_code(genesis, tx.cash, InstrumentKind.CASH)
+    code = _kind_code(reg, tx.cash, InstrumentKind.CASH)
     if code is not ResultCode.OK:
         return code
-    if not may_attest(genesis, tx):
+    if not may_attest(reg, tx):
         return ResultCode.UNAUTHORIZED
     if not valid_composition(tx):
         return ResultCode.INVALID_ATTESTATION
-    if not _fresh(latest_reserves(genesis, o, tx.cash).as_of_ms, tx.as_of_ms, time_ms):
+    if not _fresh(latest_reserves(reg.genesis, o, tx.cash).as_of_ms, tx.as_of_ms, time_ms):
         return ResultCode.STALE_ATTESTATION
     rec = ReserveAttestation(
         tx.cash, tx.as_of_ms, tx.document_sha256, height, tx.issuer, tx.deposits, tx.bills
@@ -222,15 +223,15 @@ def attest_reserves(
     return ResultCode.OK
 
 
-def mint_code(genesis: Genesis, o: Overlay, instrument: str, amount: int) -> ResultCode | None:
+def mint_code(reg: Registry, o: Overlay, instrument: str, amount: int) -> ResultCode | None:
     """CUSTODY_EXCEEDED or RESERVES_SHORT when minting ``amount`` would take a backed
     instrument's supply above its latest attestation; None otherwise (unbacked: no read)."""
     after = o.supply(instrument) + amount
-    if instrument in genesis.custody_by_bond:
-        over = after > latest_custody(genesis, o, instrument).amount
+    if instrument in reg.genesis.custody_by_bond:
+        over = after > latest_custody(reg.genesis, o, instrument).amount
         return ResultCode.CUSTODY_EXCEEDED if over else None
-    if instrument in genesis.reserves_by_cash:
-        short = after > latest_reserves(genesis, o, instrument).total
+    if instrument in reg.genesis.reserves_by_cash:
+        short = after > latest_reserves(reg.genesis, o, instrument).total
         return ResultCode.RESERVES_SHORT if short else None
     return None
 

@@ -52,8 +52,13 @@ class ResultCode(IntEnum):
     ALREADY_FROZEN = 29
     NOT_FROZEN = 30
     FREEZES_FULL = 31
-    # --- gov: the same member as on the gov branch (both use it) ---
+    # --- gov: governance (issue 15 item 1; node/settlement/_gov.py) ---
+    NOT_ADMIN_QUORUM = 32
     STALE_ATTESTATION = 33
+    ALREADY_EXISTS = 34
+    REGISTRY_FULL = 35
+    CAP_BELOW_SUPPLY = 36
+    INVALID_REFERENCE = 37
     # --- reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py) ---
     CUSTODY_EXCEEDED = 40
     RESERVES_SHORT = 41
@@ -141,6 +146,10 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.FREEZES_FULL: (
         "the ledger already holds the maximum number of freezes (FREEZES_MAX); unfreeze one"
     ),
+    ResultCode.NOT_ADMIN_QUORUM: (
+        "a governance transaction needs signatures of at least k admins and of admins only "
+        "(genesis governance); nothing changed"
+    ),
     ResultCode.STALE_ATTESTATION: (
         "the attestation's as-of is not newer than the last one recorded, or is after the "
         "block time; nothing changed"
@@ -169,5 +178,16 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.DAILY_LIMIT: (
         "the cash amount would take a party's volume in the rolling 24 hours past its "
         "tier's daily limit; nothing moved"
+    ),
+    ResultCode.ALREADY_EXISTS: "a participant or instrument with this id exists; nothing changed",
+    ResultCode.REGISTRY_FULL: (
+        "the ledger already has PARTICIPANTS_MAX participants or INSTRUMENTS_MAX instruments"
+    ),
+    ResultCode.CAP_BELOW_SUPPLY: (
+        "the new maximum supply is below the instrument's outstanding supply; nothing changed"
+    ),
+    ResultCode.INVALID_REFERENCE: (
+        "the participant or instrument fails the checks genesis applies (key, KYC tier, "
+        "roles, ISIN, terms, issuer or agent roles); nothing changed"
     ),
 }

@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from node.config import RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement._model import Genesis
 from node.settlement._result import ResultCode
+
+if TYPE_CHECKING:
+    from node.settlement._registry import Registry
 
 __all__ = ["Head", "Overlay", "RecordKind", "StateView", "TxRecord"]
 
@@ -41,6 +44,11 @@ class RecordKind(IntEnum):
     # freeze: freezes (node/settlement/_freeze.py)
     FREEZE = 32
     FREEZE_COUNT = 33
+    # gov: reference data (node/settlement/_registry.py)
+    PARTICIPANT = 48
+    INSTRUMENT = 49
+    SUPPLY_ATTESTATION = 50
+    ADDED = 51
     # reserve: attestations (node/settlement/_reserve.py)
     CUSTODY = 64
     RESERVES = 65
@@ -96,14 +104,19 @@ def check_record(key: bytes, value: bytes | None) -> None:
 class Overlay:
     """The block's writes on top of the view; reads see earlier transactions of the block."""
 
-    __slots__ = ("balances", "recorded", "records_written", "supplies", "view")
+    __slots__ = ("balances", "recorded", "records_written", "registry", "supplies", "view")
 
     def __init__(self, view: StateView) -> None:
+        # Imported here: the registry reads records through an overlay (ADR 0016).
+        from node.settlement._registry import Registry
+
         self.view = view
         self.balances: dict[tuple[str, str], int] = {}
         self.supplies: dict[str, int] = {}
         self.recorded: dict[bytes, TxRecord] = {}
         self.records_written: dict[bytes, bytes | None] = {}  # None: deleted
+        # The block's reference data: reads see this block's governance writes.
+        self.registry: Registry = Registry(view.genesis, self)
 
     def balance(self, account: str, instrument: str) -> int:
         v = self.balances.get((account, instrument))

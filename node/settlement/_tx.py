@@ -15,10 +15,28 @@ from enum import IntEnum
 from typing import ClassVar, assert_never
 
 from node import crypto, tags
-from node.config import CHAIN_ID_BYTES_MAX, RESERVE_BILLS_MAX, SIGNERS_PER_TX_MAX, TX_BYTES_MAX
+from node.config import (
+    ADMINS_MAX,
+    CHAIN_ID_BYTES_MAX,
+    RESERVE_BILLS_MAX,
+    SIGNERS_PER_TX_MAX,
+    TX_BYTES_MAX,
+)
 from node.settlement._codec import DecodeError, Reader, Writer
+from node.settlement._model import (
+    Instrument,
+    Participant,
+    Role,
+    decode_instrument,
+    decode_participant,
+    encode_instrument,
+    encode_participant,
+)
 
 __all__ = [
+    "GOVERNANCE_KINDS",
+    "AddInstrument",
+    "AddParticipant",
     "AttestCustody",
     "AttestReserves",
     "Bill",
@@ -35,6 +53,10 @@ __all__ = [
     "Redeem",
     "RedeemAll",
     "Release",
+    "RotateKey",
+    "SetKycTier",
+    "SetMaxSupply",
+    "SetRoles",
     "SignedTx",
     "Transaction",
     "Transfer",
@@ -68,6 +90,13 @@ class TxKind(IntEnum):
     # freeze: freezes (issue 15 item 3; node/settlement/_freeze.py)
     FREEZE = 20
     UNFREEZE = 21
+    # gov: governance (issue 15 item 1; node/settlement/_gov.py)
+    ADD_PARTICIPANT = 30
+    SET_ROLES = 31
+    SET_KYC_TIER = 32
+    ROTATE_KEY = 33
+    ADD_INSTRUMENT = 34
+    SET_MAX_SUPPLY = 35
     # reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py)
     ATTEST_CUSTODY = 40
     ATTEST_RESERVES = 41
@@ -201,6 +230,10 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_freeze(w, tx)
         case AttestCustody() | AttestReserves():
             _enc_attest(w, tx)
+        case AddParticipant() | SetRoles() | SetKycTier() | RotateKey():
+            _enc_gov_participant(w, tx)
+        case AddInstrument() | SetMaxSupply():
+            _enc_gov_instrument(w, tx)
         case _:
             assert_never(tx)
     if isinstance(tx, _COSIGNABLE) and tx.cosigner:
@@ -736,6 +769,209 @@ _DECODERS.update(
 # kyc: the kinds that may carry a compliance co-signer (the AML large-value rule).
 _COSIGNABLE = (Transfer, DvP, PendingDvP)
 
+
+# --- gov: governance (issue 15 item 1; node/settlement/_gov.py) -------------------------
+#
+# Every governance body ends with ``admins``: the admins who sign it, sorted and unique
+# (1..ADMINS_MAX; the decoder refuses anything else), so the signers are in the body and
+# the id never depends on who relayed it. Whether they are admins and at least k of them
+# is the ledger's check (NOT_ADMIN_QUORUM), not the decoder's.
+
+
+@dataclass(frozen=True, slots=True)
+class AddParticipant:
+    """Add ``participant`` (id, public key, roles, KYC tier) to the reference data."""
+
+    KIND: ClassVar[TxKind] = TxKind.ADD_PARTICIPANT
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    participant: Participant
+    admins: tuple[str, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return self.admins
+
+
+@dataclass(frozen=True, slots=True)
+class SetRoles:
+    """Replace ``participant``'s roles."""
+
+    KIND: ClassVar[TxKind] = TxKind.SET_ROLES
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    participant: str
+    roles: frozenset[Role]
+    admins: tuple[str, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return self.admins
+
+
+@dataclass(frozen=True, slots=True)
+class SetKycTier:
+    """Set ``participant``'s KYC tier (0: may no longer hold or move assets)."""
+
+    KIND: ClassVar[TxKind] = TxKind.SET_KYC_TIER
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    participant: str
+    kyc_tier: int
+    admins: tuple[str, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return self.admins
+
+
+@dataclass(frozen=True, slots=True)
+class RotateKey:
+    """Replace ``participant``'s public key; the old key is refused from then on."""
+
+    KIND: ClassVar[TxKind] = TxKind.ROTATE_KEY
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    participant: str
+    public_key: bytes
+    admins: tuple[str, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return self.admins
+
+
+@dataclass(frozen=True, slots=True)
+class AddInstrument:
+    """Add ``instrument`` with its full terms, validated as genesis validates one."""
+
+    KIND: ClassVar[TxKind] = TxKind.ADD_INSTRUMENT
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instrument: Instrument
+    admins: tuple[str, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return self.admins
+
+
+@dataclass(frozen=True, slots=True)
+class SetMaxSupply:
+    """Set ``instrument``'s maximum supply to ``cap``, on the attestation whose document
+    hashes to ``attestation_sha256``, as of ``as_of_ms`` (newer than the last one)."""
+
+    KIND: ClassVar[TxKind] = TxKind.SET_MAX_SUPPLY
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    instrument: str
+    cap: int
+    attestation_sha256: bytes
+    as_of_ms: int
+    admins: tuple[str, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return self.admins
+
+
+Governance = AddParticipant | SetRoles | SetKycTier | RotateKey | AddInstrument | SetMaxSupply
+GOVERNANCE_KINDS = (AddParticipant, SetRoles, SetKycTier, RotateKey, AddInstrument, SetMaxSupply)
+
+
+def _enc_roles(w: Writer, roles: frozenset[Role]) -> None:
+    names = sorted(r.value for r in roles)
+    w.u8(len(names))
+    for n in names:
+        w.ident(n)
+
+
+def _dec_roles(r: Reader) -> frozenset[Role]:
+    names = [r.ident() for _ in range(r.u8())]
+    if names != sorted(set(names)) or not all(n in Role._value2member_map_ for n in names):
+        raise DecodeError("roles must be known, sorted and unique")
+    return frozenset(Role(n) for n in names)
+
+
+def _enc_admins(w: Writer, admins: tuple[str, ...]) -> None:
+    w.limit(len(admins), ADMINS_MAX, "admin signers")
+    if not admins or list(admins) != sorted(set(admins)):
+        raise w.error("admin signers must be 1.. sorted unique ids")
+    w.u8(len(admins))
+    for a in admins:
+        w.ident(a)
+
+
+def _dec_admins(r: Reader) -> tuple[str, ...]:
+    admins = tuple(r.ident() for _ in range(r.limit(r.u8(), ADMINS_MAX, "admin signers")))
+    if not admins or list(admins) != sorted(set(admins)):
+        raise DecodeError("admin signers must be 1.. sorted unique ids")
+    return admins
+
+
+def _enc_gov_participant(w: Writer, t: AddParticipant | SetRoles | SetKycTier | RotateKey) -> None:
+    match t:
+        case AddParticipant():
+            encode_participant(w.ident(t.participant.id), t.participant)
+        case SetRoles():
+            _enc_roles(w.ident(t.participant), t.roles)
+        case SetKycTier():
+            w.ident(t.participant).u8(t.kyc_tier)
+        case RotateKey():
+            w.ident(t.participant).fixed(t.public_key, crypto.PUBLIC_KEY_LEN)
+        case _:
+            assert_never(t)
+    _enc_admins(w, t.admins)
+
+
+def _enc_gov_instrument(w: Writer, t: AddInstrument | SetMaxSupply) -> None:
+    match t:
+        case AddInstrument():
+            encode_instrument(w.ident(t.instrument.id), t.instrument)
+        case SetMaxSupply():
+            w.ident(t.instrument).u64(t.cap).fixed(t.attestation_sha256, crypto.HASH_LEN)
+            w.u64(t.as_of_ms)
+        case _:
+            assert_never(t)
+    _enc_admins(w, t.admins)
+
+
+def _dec_add_participant(r: Reader, h: _Head) -> AddParticipant:
+    return AddParticipant(*h, decode_participant(r, r.ident()), _dec_admins(r))
+
+
+def _dec_set_roles(r: Reader, h: _Head) -> SetRoles:
+    return SetRoles(*h, r.ident(), _dec_roles(r), _dec_admins(r))
+
+
+def _dec_set_kyc_tier(r: Reader, h: _Head) -> SetKycTier:
+    return SetKycTier(*h, r.ident(), r.u8(), _dec_admins(r))
+
+
+def _dec_rotate_key(r: Reader, h: _Head) -> RotateKey:
+    return RotateKey(*h, r.ident(), r.fixed(crypto.PUBLIC_KEY_LEN), _dec_admins(r))
+
+
+def _dec_add_instrument(r: Reader, h: _Head) -> AddInstrument:
+    return AddInstrument(*h, decode_instrument(r, r.ident()), _dec_admins(r))
+
+
+def _dec_set_max_supply(r: Reader, h: _Head) -> SetMaxSupply:
+    iid, cap, digest, as_of = r.ident(), r.u64(), r.fixed(crypto.HASH_LEN), r.u64()
+    return SetMaxSupply(*h, iid, cap, digest, as_of, _dec_admins(r))
+
+
+_DECODERS.update(
+    {
+        TxKind.ADD_PARTICIPANT: _dec_add_participant,
+        TxKind.SET_ROLES: _dec_set_roles,
+        TxKind.SET_KYC_TIER: _dec_set_kyc_tier,
+        TxKind.ROTATE_KEY: _dec_rotate_key,
+        TxKind.ADD_INSTRUMENT: _dec_add_instrument,
+        TxKind.SET_MAX_SUPPLY: _dec_set_max_supply,
+    }
+)
+
 # The union of every kind; mypy checks each match over it is exhaustive.
 Transaction = (
     Mint
@@ -754,4 +990,10 @@ Transaction = (
     | Unfreeze
     | AttestCustody
     | AttestReserves
+    | AddParticipant
+    | SetRoles
+    | SetKycTier
+    | RotateKey
+    | AddInstrument
+    | SetMaxSupply
 )

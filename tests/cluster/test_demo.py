@@ -40,5 +40,10 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     # kyc: the AML step (node/demo_kyc.py)
     assert re.search(r"BANK05 and BANK06 only: COSIGN_REQUIRED at height \d+", out)
     assert re.search(r"BANK05, BANK06 and COMPLIANCE: OK at height \d+", out)
+    # Governance (node/demo_gov.py): one admin refused, two add a bank that trades.
+    assert "signed by COMPLIANCE alone: NOT_ADMIN_QUORUM" in out
+    assert re.search(r"AddParticipant BANK07 signed by COMPLIANCE and CSD: OK at height \d+", out)
+    assert re.search(r"BANK07 buys 10,000.00 face of \w+ from BANK02: OK", out)
+    assert "BANK07 reads its own balances: 10,000.00 face, $990,010.00 cash" in out
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out

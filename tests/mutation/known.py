@@ -381,7 +381,7 @@ MUTANTS += [
            breaks="any participant reads every other participant's balances",
            tests=[_A + "test_balances_go_to_their_account_and_to_observers"]),
     Mutant("access-non-party-reads-tx", "node/access.py",
-           old="    return caller.participant in tx_parties(raw_tx, genesis)\n",
+           old="    return caller.participant in tx_parties(raw_tx, reg)\n",
            new="    return True\n",
            breaks="any participant reads every trade, its receipt and its place in a block",
            tests=[_A + "test_a_transaction_goes_to_its_parties_and_to_observers"]),
@@ -448,7 +448,7 @@ MUTANTS += [
            breaks="a held trade never fails at its deadline: it stays pending past it",
            tests=[_P + "test_a_held_instruction_still_fails_at_its_deadline"]),
     Mutant("pending-ignores-maturity", "node/settlement/_pending.py",
-           old="    if matured(o.view.genesis, inst.bond, time_ms):\n", new="    if False:\n",
+           old="    if matured(o.registry, inst.bond, time_ms):\n", new="    if False:\n",
            breaks="a pending trade of a bond that matured while it waited still settles (a matured bond traded)",
            tests=[_P + "test_a_trade_waiting_when_its_bond_matures_ends_matured_held_or_not"]),
     Mutant("pending-settled-kept", "node/settlement/_pending.py",
@@ -504,7 +504,7 @@ _L = "tests/unit/test_lifecycle.py::"
 # fmt: off
 MUTANTS += [
     Mutant("coupon-pays-this-blocks-holders", "node/settlement/_lifecycle.py",
-           old="holders = _holdings(o.view, genesis, tx.bond)", new="holders = _holdings(o, genesis, tx.bond)",
+           old="holders = _holdings(o.view, reg, tx.bond)", new="holders = _holdings(o, reg, tx.bond)",
            breaks="a coupon pays who holds after this block's earlier transfers, not the holders of record",
            tests=[_L + "test_coupon_pays_holders_of_the_previous_block"]),
     Mutant("coupon-final-period-payable", "node/settlement/_lifecycle.py",
@@ -702,7 +702,7 @@ _R = "tests/unit/test_reserve.py::"
 # fmt: off
 MUTANTS += [
     Mutant("reserve-mint-unchecked", "node/settlement/_apply.py",
-           old="backed = _reserve.mint_code(genesis, o, tx.instrument, tx.amount)",
+           old="backed = _reserve.mint_code(reg, o, tx.instrument, tx.amount)",
            new="backed = None",
            breaks="a mint takes a backed instrument's supply above its latest attestation",
            tests=[_R + "test_a_mint_up_to_the_attested_custody_goes_through_one_more_unit_does_not"]),
@@ -762,7 +762,7 @@ MUTANTS += [
            tests=[_RC + "test_reserve_report_fails_each_broken_rule"]),
     Mutant("reserve-attestations-public", "node/access.py",
            old="staff = () if inst is None else (inst.issuer, backing.custodian if backing else inst.issuer)",
-           new="staff = tuple(genesis.participant_by_id)",
+           new="staff = tuple(reg.participant_ids)",
            breaks="every participant reads every backed instrument's supply and attestations",
            tests=[_RC + "test_attestations_are_read_by_issuer_custodian_and_observers_only"]),
 ]
@@ -785,8 +785,8 @@ MUTANTS += [
            breaks="any participant, or a party itself, counts as the compliance co-signer",
            tests=[_KY + "test_a_cosigner_without_the_compliance_role_or_who_is_a_party_does_not_count"]),
     Mutant("kyc-tier-off-by-one", "node/settlement/_compliance.py",
-           old="_tier(genesis, a) < rules.tier_to_hold(i)",
-           new="_tier(genesis, a) < rules.tier_to_hold(i) - 1",
+           old="_tier(reg, a) < rules.tier_to_hold(i)",
+           new="_tier(reg, a) < rules.tier_to_hold(i) - 1",
            breaks="a participant one tier below an instrument's minimum receives it",
            tests=[_KY + "test_a_tier_below_the_instruments_minimum_may_not_receive_it_but_may_sell_it"]),
     Mutant("kyc-trade-limit-gt-ge", "node/settlement/_compliance.py",
@@ -800,7 +800,7 @@ MUTANTS += [
            breaks="the rolling day forgets an hour early: more than the daily limit moves in 24 hours",
            tests=[_KY + "test_the_daily_limit_counts_the_rolling_24_hours_of_block_time"]),
     Mutant("kyc-dvp-volume-unrecorded", "node/settlement/_apply.py",
-           old="    o.move(tx.cash, tx.buyer, tx.seller, tx.amount)\n    kyc.note_volume(genesis, o, rules, checked, time_ms=ctx.time_ms)",
+           old="    o.move(tx.cash, tx.buyer, tx.seller, tx.amount)\n    kyc.note_volume(reg, o, rules, checked, time_ms=ctx.time_ms)",
            new="    o.move(tx.cash, tx.buyer, tx.seller, tx.amount)",
            breaks="DvPs never count toward the daily limit",
            tests=[_KY + "test_the_daily_limit_counts_the_rolling_24_hours_of_block_time",
@@ -816,7 +816,7 @@ MUTANTS += [
            breaks="the co-signer is not in the signed body: it can be added or stripped after signing",
            tests=[_KY + "test_a_body_without_a_cosigner_keeps_the_encoding_and_id_it_had_before"]),
     Mutant("kyc-admission-takes-any-cosigner", "node/settlement/_apply.py",
-           old="    if not _cosigner_may_allow(genesis, tx):\n",
+           old="    if not _cosigner_may_allow(reg, tx):\n",
            new="    if False:\n",
            breaks="nodes admit (and gossip) transactions whose co-signer can never count",
            tests=[_KY + "test_a_cosigner_without_the_compliance_role_or_who_is_a_party_does_not_count"]),
@@ -825,5 +825,48 @@ MUTANTS += [
            new="            elif False:",
            breaks="an account crossing a velocity bound raises no alert",
            tests=["tests/unit/test_velocity.py::test_an_account_crossing_the_count_bound_logs_one_alert"]),
+]
+# fmt: on
+
+# --- gov: governance (issue 15 item 1, ADR 0016; reported by its engineer, each confirmed) ----
+_G = "tests/unit/test_gov.py::"
+_GC = "tests/cluster/test_gov.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("gov-k-minus-one-admins", "node/settlement/_gov.py",
+           old="len(tx.admins) >= reg.threshold", new="len(tx.admins) >= reg.threshold - 1",
+           breaks="k - 1 admin signatures change the reference data",
+           tests=[_G + "test_k_minus_one_admin_signatures_are_refused_and_change_nothing"]),
+    Mutant("gov-non-admin-signs", "node/settlement/_gov.py",
+           old=" and set(tx.admins) <= set(admins)", new="",
+           breaks="a non-admin's signature counts towards the admin quorum",
+           tests=[_G + "test_a_non_admin_signer_is_refused"]),
+    Mutant("gov-old-key-kept", "node/settlement/_registry.py",
+           old="        if pid in self._participants:\n            return self._participants[pid]\n        raw = self.source.record(_PARTICIPANT + _pad(pid)) if _fits(pid) else None",
+           new="        if pid in self._participants:\n            return self._participants[pid]\n        raw = None",
+           breaks="governance records are never read: a rotated key still signs, an added bank is unknown",
+           tests=[_G + "test_after_rotate_key_the_old_key_is_a_bad_signature"]),
+    Mutant("gov-cache-not-updated", "node/settlement/_registry.py",
+           old="        self._participants[p.id] = p\n", new="",
+           breaks="a change is not seen by later transactions of the same block (the block's cache is stale)",
+           tests=[_G + "test_after_rotate_key_the_old_key_is_a_bad_signature"]),
+    Mutant("gov-cap-below-supply", "node/settlement/_gov.py",
+           old="    if tx.cap < o.supply(tx.instrument):\n        return ResultCode.CAP_BELOW_SUPPLY\n", new="",
+           breaks="a supply cap below the outstanding supply is accepted",
+           tests=[_G + "test_set_max_supply_refusals"]),
+    Mutant("gov-stale-attestation", "node/settlement/_gov.py",
+           old="(last is not None and tx.as_of_ms <= last[0])", new="False",
+           breaks="an attestation no newer than the last one replaces it (a replayed attestation)",
+           tests=[_G + "test_set_max_supply_refusals"]),
+    Mutant("gov-instrument-unvalidated", "node/settlement/_gov.py",
+           old="        validate_instrument(inst, reg.participant_by_id,",
+           new="        (lambda *a: None)(inst, reg.participant_by_id,",
+           breaks="AddInstrument takes terms genesis would refuse (a bad ISIN, an issuer without the role)",
+           tests=[_G + "test_add_instrument_validates_as_genesis_does"]),
+    Mutant("gov-access-genesis-keys", "node/runtime/_access.py",
+           old="verify_claim(claim, self._registry(), method, request)",
+           new="verify_claim(claim, Registry.at_genesis(self._registry().genesis), method, request)",
+           breaks="client calls are checked against genesis keys: an added bank is UNAUTHENTICATED, a rotated key still reads",
+           tests=[_GC + "test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused"]),
 ]
 # fmt: on

@@ -47,7 +47,14 @@ from node.core.engine import Engine, Observer
 from node.core.transcript import Transcript
 from node.genesis import DemoNetwork
 from node.runtime import StoreSource
-from node.settlement import BlockContext, ResultCode, Transaction, apply_block, precheck
+from node.settlement import (
+    BlockContext,
+    Registry,
+    ResultCode,
+    Transaction,
+    apply_block,
+    precheck,
+)
 from node.store import MemoryStore
 from tests.sim.byzantine import STRATEGIES, Env, Equivocate, Strategy, wire
 from tests.sim.invariants import Checker, Violation
@@ -291,7 +298,7 @@ class Cluster:
         """What an honest node's runtime answers a client before its mempool sees the
         transaction (node/runtime/_node.py ``admission``): by its clock, with the tolerance."""
         check = precheck(
-            self.genesis,
+            Registry.at_genesis(self.genesis),  # the sim's signers keep their genesis keys
             raw,
             memo_verify,
             now_ms=self.now,

@@ -45,6 +45,7 @@ from node.core import (
     encode_message,
 )
 from node.settlement import (
+    GOVERNANCE_KINDS,
     AttestCustody,
     AttestReserves,
     BlockOutcome,
@@ -58,6 +59,7 @@ from node.settlement import (
     Hold,
     Mint,
     PendingDvP,
+    RecordKind,
     Redeem,
     RedeemAll,
     Release,
@@ -74,6 +76,10 @@ from tests.sim.workload import tx_id_of
 # Codes of copies that fail before their signatures are checked: never recorded, and
 # their id may belong to an authentic transaction.
 UNAUTHENTICATED = frozenset({ResultCode.MALFORMED, ResultCode.BAD_SIGNATURE})
+# The record kinds of the reference data (node/settlement/_registry.py, ADR 0016).
+GOV_RECORDS = frozenset(
+    {RecordKind.PARTICIPANT, RecordKind.INSTRUMENT, RecordKind.SUPPLY_ATTESTATION, RecordKind.ADDED}
+)
 
 # Catch-up bytes one honest node may serve one peer in one second of simulated time: the
 # per-peer token bucket's burst and rate, plus the one response it may go into debt for.
@@ -148,6 +154,7 @@ class Checker:
         # instance -> the balances and supplies its settled transactions imply
         self.model: dict[int, dict[tuple[str, str], int]] = {}
         self.supply: dict[int, Counter[str]] = {}
+        self.gov_at: dict[int, frozenset[tuple[bytes, bytes | None]]] = {}  # height -> writes
         self.max_height = 0
         self.last_commit_ms = 0
         self.commits = 0
@@ -239,6 +246,7 @@ class Checker:
                 f"instance {inst.name} committed {block.hash.hex()[:12]} at height {h}, "
                 f"another honest node committed {first.hex()[:12]}",
             )
+        self.check_governance(inst, h, outcome)
         root = self.root_at.setdefault(h, outcome.state_root)
         if root != outcome.state_root:
             raise Violation("state root", f"instance {inst.name} diverged at height {h}")
@@ -265,6 +273,18 @@ class Checker:
                 self.commit_view.setdefault(result.tx_id, cert.view)
         self._check_txs(inst, block, outcome)
         self._check_balances(inst, block, outcome)
+
+    def check_governance(self, inst: Any, h: int, outcome: BlockOutcome) -> None:
+        """Governance changes apply at one height on every honest node: the reference-data
+        records a block writes (ADR 0016) are the same everywhere (checked before the
+        state root, which would also differ, so the violation names the cause)."""
+        writes = frozenset((k, v) for k, v in outcome.records.items() if k[0] in GOV_RECORDS)
+        first = self.gov_at.setdefault(h, writes)
+        if first != writes:
+            raise Violation(
+                "governance",
+                f"instance {inst.name} changed the reference data differently at height {h}",
+            )
 
     def _check_txs(self, inst: Any, block: Block, outcome: BlockOutcome) -> None:
         """Each id is recorded once and settles at most once at each node, whatever copies
@@ -428,6 +448,8 @@ def _apply_legs(
         pass  # no legs: they act on a pending trade, whose events move them
     elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
         pass  # no legs: they decide whether later legs (mints) move
+    elif isinstance(tx, GOVERNANCE_KINDS):
+        pass  # no legs: they change the reference data (check_governance)
     else:
         raise Violation("unknown tx", "a transaction settled that no body decodes to")
 

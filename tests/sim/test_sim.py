@@ -43,6 +43,7 @@ from tests.sim import harness, runner
 from tests.sim.byzantine import UnderSigned
 from tests.sim.harness import Cluster, Instance, Scenario, _network
 from tests.sim.invariants import (
+    GOV_RECORDS,
     SYNC_SERVED_BYTES_PER_S,
     Checker,
     Violation,
@@ -104,11 +105,13 @@ ADMISSION_ONLY = {
     "WRONG_CHAIN",
     "UNAUTHORIZED",
     "INVALID_ATTESTATION",  # a reserve composition's shape: checked at admission (reserve)
+    "NOT_ADMIN_QUORUM",  # governance: k admins or nothing, at admission (gov)
 }
 # A full pending book needs PENDING_MAX (1,000) trades waiting at once, far beyond a
 # simulated run's load: tests/unit/test_pending.py checks that bound with a small one.
 # Likewise FREEZES_MAX (1,000) freezes at once: tests/unit/test_freeze.py checks it.
-UNIT_ONLY = {"PENDING_FULL", "FREEZES_FULL"}
+# And PARTICIPANTS_MAX / INSTRUMENTS_MAX (10,000) additions: tests/unit/test_gov.py.
+UNIT_ONLY = {"PENDING_FULL", "FREEZES_FULL", "REGISTRY_FULL"}
 EVERY_CODE = {code.name for code in ResultCode} - UNIT_ONLY
 ADMISSION_ONLY_CODES = frozenset(ResultCode[name] for name in ADMISSION_ONLY)
 
@@ -643,3 +646,28 @@ def test_negative_control_atomicity_recycling_skips_cash_leg(
 
     monkeypatch.setattr(_pending.Overlay, "move", move)
     _fires("DvP atomicity", lambda: run(every_refusal()))
+
+
+def test_negative_control_governance_lost_on_one_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One node's execution drops the reference-data records its blocks write (as if it
+    applied governance at another height): the governance check names it."""
+    original = harness.apply_block
+
+    def apply_block(view: MemoryStore, *args: object, **kw: object) -> BlockOutcome:
+        outcome = original(view, *args, **kw)  # type: ignore[arg-type]
+        if view is odd[0].store:
+            kept = {k: v for k, v in outcome.records.items() if k[0] not in GOV_RECORDS}
+            return replace(outcome, records=kept)
+        return outcome
+
+    odd: list[Instance] = []
+    build = runner.build
+
+    def build_and_pick(sc: Scenario) -> Cluster:
+        cl = build(sc)
+        odd.append(next(i for i in cl.instances if i.honest))
+        return cl
+
+    monkeypatch.setattr(harness, "apply_block", apply_block)
+    monkeypatch.setattr(runner, "build", build_and_pick)
+    _fires("governance", lambda: run(every_refusal()))

@@ -64,6 +64,16 @@ rules (``demo_compliance``) plus ``LOW``, a tier-1 trader:
   companions): two settle, the third is ``DAILY_LIMIT``, in whatever order they reach
   blocks (and every later one in the run too).
 
+Governance (docs/ledger.md "Governance"; ``_Maker.governance``), signed by two of the
+demo's admins: a new participant and a new cash token are added (``OK``), a bank's KYC
+tier is set to the tier it has (``OK``: nothing else changes), the cash token's cap is
+raised on an attestation (``OK``, or ``STALE_ATTESTATION`` behind a newer copy); refused:
+an existing id (``ALREADY_EXISTS``), one admin alone (``NOT_ADMIN_QUORUM``, at
+admission), a tier out of range (``INVALID_REFERENCE``), an attestation after the block
+time (``STALE_ATTESTATION``), a cap below a bond's supply (``CAP_BELOW_SUPPLY``). The
+checker requires every honest node to write the same governance records at the same
+height.
+
 Freezes (docs/ledger.md "Freezes"), so every node resolves them the same way (the
 simulator compares state roots after every block):
 
@@ -113,6 +123,8 @@ from node.genesis import (
     demo_genesis,
 )
 from node.settlement import (
+    AddInstrument,
+    AddParticipant,
     AttestCustody,
     AttestReserves,
     Bill,
@@ -138,6 +150,8 @@ from node.settlement import (
     ReserveRules,
     ResultCode,
     Role,
+    SetKycTier,
+    SetMaxSupply,
     SignedTx,
     Transaction,
     Transfer,
@@ -262,6 +276,8 @@ def sim_network(n: int) -> DemoNetwork:
         custody=(CustodyBacking(SIM_CPN, "CSD"),),
         reserves=(ReserveRules(SIM_RESERVED),),
         compliance=demo_compliance(demo.bonds, demo.cash),
+        admins=g.admins,
+        admin_threshold=g.admin_threshold,
     )
     keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key, ICE: ice_key}
     keys[LOW] = low_key
@@ -542,6 +558,38 @@ class _Maker:
     def _to_low(self, bank: str) -> Transfer:
         return self.transfer(bank, LOW, DEMO_TIER1_TRADE_MAX_CENTS)
 
+    # --- gov: governance (docs/ledger.md "Governance") ------------------------------------
+
+    def governance(self, bank: str, k: int) -> list[SimTx]:
+        """Governance by the demo admins (see the module docstring); nothing here changes
+        what the other kinds rely on (banks' tiers are set to what they are)."""
+        two, one, t0 = ("COMPLIANCE", "CSD"), ("CSD",), self.t0
+        key = crypto.SigningKey(crypto.sha256(b"sim-gov", bytes([k]))).public_key
+        new = Participant(f"GOV{k:02d}", key, frozenset({Role.TRADER}), 2)
+        token = Instrument(f"GOV{k:02d}.CASHCO", InstrumentKind.CASH, "CASHCO", "EUR")
+        cash, bond = self.net.cash, self.net.bonds[0]
+        head = (self.chain, self._next(), self.far)
+
+        def cap(iid: str, n: int, as_of: int) -> SetMaxSupply:
+            return SetMaxSupply(self.chain, self._next(), self.far, iid, n, bytes(32), as_of, two)
+
+        return [
+            self.sim("gov_add_participant", AddParticipant(*head, new, two), R.OK),
+            self.sim("gov_add_existing", replace(AddParticipant(*head, new, two),
+                     participant=replace(new, id=bank), nonce=self._next()), R.ALREADY_EXISTS),
+            self.sim("gov_one_admin", replace(AddParticipant(*head, new, one), nonce=self._next()),
+                     R.NOT_ADMIN_QUORUM),
+            self.sim("gov_set_tier", SetKycTier(self.chain, self._next(), self.far, bank, 2, two),
+                     R.OK),
+            self.sim("gov_bad_tier", SetKycTier(self.chain, self._next(), self.far, bank, 9, two),
+                     R.INVALID_REFERENCE),
+            self.sim("gov_add_instrument",
+                     AddInstrument(self.chain, self._next(), self.far, token, two), R.OK),
+            self.sim("gov_cap", cap(cash, 2**63, t0 + k), R.OK, R.STALE_ATTESTATION),
+            self.sim("gov_cap_future", cap(cash, 2**63, self.far), R.STALE_ATTESTATION),
+            self.sim("gov_cap_below_supply", cap(bond, 1, t0), R.CAP_BELOW_SUPPLY),
+        ]  # fmt: skip
+
     def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
         """Copies of a settling trade that no honest node admits (BAD_SIGNATURE, MALFORMED)."""
         stx = SignedTx.decode(raw)
@@ -605,6 +653,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         out += maker.freezes(bank)
         out += maker.attestations(bank)
         out += maker.kyc(bank, other)
+        out += maker.governance(bank, k)
     return tuple(out)
 
 

@@ -20,6 +20,7 @@ from node.access import (
     verify_claim,
 )
 from node.runtime._access import Gate, GateFullError
+from node.settlement import Registry
 from tests.ledger_helpers import TxFactory, shared_net
 from tests.life_helpers import LifeTx, life_net
 
@@ -110,7 +111,7 @@ def test_missing_or_malformed_identity_is_refused(
 
 
 def _gate(now: list[int], nonces_max: int = 100) -> Gate:
-    return Gate(G, lambda: now[0], skew_ms=SKEW, nonces_max=nonces_max)
+    return Gate(lambda: Registry.at_genesis(G), lambda: now[0], skew_ms=SKEW, nonces_max=nonces_max)
 
 
 @pytest.mark.parametrize("offset", [-SKEW, 0, SKEW])

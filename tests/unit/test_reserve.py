@@ -20,6 +20,7 @@ from node.settlement import (
     BlockOutcome,
     CustodyBacking,
     GenesisError,
+    Registry,
     ReserveRules,
     ResultCode,
     SignedTx,
@@ -204,9 +205,9 @@ def test_only_the_named_custodian_attests_and_only_a_backed_bond(
     by_bank = attest_custody(btx, _HELD * 2, t(bnet, 5_000), by="BANK01")
     unbacked = attest_custody(btx, _HELD * 2, t(bnet, 5_000), bond=bnet.bonds[1])
     for raw in (by_issuer, by_bank, unbacked):
-        assert precheck(bnet.genesis, raw).code is RC.UNAUTHORIZED
+        assert precheck(Registry.at_genesis(bnet.genesis), raw).code is RC.UNAUTHORIZED
     named = attest_custody(btx, _HELD * 2, t(bnet, 5_000))
-    assert precheck(bnet.genesis, named).code is RC.OK  # control
+    assert precheck(Registry.at_genesis(bnet.genesis), named).code is RC.OK  # control
     out = run(bstore, by_issuer, by_bank, unbacked, named)
     assert codes(out) == [RC.UNAUTHORIZED] * 3 + [RC.OK]
 
@@ -303,7 +304,7 @@ def test_an_invalid_composition_is_refused_at_admission_and_in_a_block(
 ) -> None:
     bnet = btx.net
     raw = attest_reserves(btx, t(bnet, 5_000), deposits=deposits, bills=bills)
-    assert precheck(bnet.genesis, raw).code is RC.INVALID_ATTESTATION, why
+    assert precheck(Registry.at_genesis(bnet.genesis), raw).code is RC.INVALID_ATTESTATION, why
     assert codes(run(bstore, raw)) == [RC.INVALID_ATTESTATION]
     assert reserve_attestations(bstore, bnet.cash) == []
     good = attest_reserves(btx, t(bnet, 5_000), deposits=deposits, bills=_bills(1, 2))
@@ -312,7 +313,7 @@ def test_an_invalid_composition_is_refused_at_admission_and_in_a_block(
 
 def test_reserves_of_exactly_2_64_minus_1_are_valid(bstore: MemoryStore, btx: TxFactory) -> None:
     raw = attest_reserves(btx, t(btx.net, 5_000), deposits=U64_MAX - 1, bills=_bills(1))
-    assert precheck(btx.net.genesis, raw).code is RC.OK
+    assert precheck(Registry.at_genesis(btx.net.genesis), raw).code is RC.OK
     assert codes(run(bstore, raw)) == [RC.OK]
 
 
@@ -343,7 +344,7 @@ def test_an_unbacked_cash_token_is_not_attested_and_mints_as_before(
     store: MemoryStore, txf: TxFactory, net: DemoNetwork
 ) -> None:
     raw = attest_reserves(txf, t(net, 5_000), deposits=1)
-    assert precheck(net.genesis, raw).code is RC.UNAUTHORIZED
+    assert precheck(Registry.at_genesis(net.genesis), raw).code is RC.UNAUTHORIZED
     assert codes(run(store, raw, cash_mint(txf, 10**9))) == [RC.UNAUTHORIZED, RC.OK]
 
 

@@ -151,9 +151,10 @@ def test_attest_needs_a_document(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_attestations_are_read_by_issuer_custodian_and_observers_only() -> None:
     from node.access import Caller, may_read_attestations
+    from node.settlement import Registry
 
     def reads(who: str, instrument: str, observer: bool = False) -> bool:
-        return may_read_attestations(Caller(who, observer), instrument, G)
+        return may_read_attestations(Caller(who, observer), instrument, Registry.at_genesis(G))
 
     assert reads("CSD", BOND) and reads("TREASURY", BOND) and reads("CASHCO", CASH)
     assert reads("AUDITOR", BOND, observer=True) and reads("REGULATOR", CASH, observer=True)

@@ -11,7 +11,7 @@ import pytest
 
 from node.runtime._metrics import Metrics
 from node.runtime._velocity import VelocityWatch, moves_of
-from node.settlement import ResultCode, TxResult
+from node.settlement import Registry, ResultCode, TxResult
 from tests.kyc_helpers import kyc_net
 from tests.ledger_helpers import TxFactory
 
@@ -27,7 +27,9 @@ def test_an_account_crossing_the_count_bound_logs_one_alert(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="node")
     txf = TxFactory(NET)
-    watch = VelocityWatch(NET.genesis, window_ms=60_000, txs_max=3, value_max=10**12)
+    watch = VelocityWatch(
+        lambda: Registry.at_genesis(NET.genesis), window_ms=60_000, txs_max=3, value_max=10**12
+    )
     raws = [txf.signed(txf.dvp("BANK01", f"BANK0{2 + i % 3}", amount=5)) for i in range(5)]
     t = NET.genesis.genesis_time_ms
     assert watch.block(t, raws[:3], _ok(raws[:3])) == []  # at the bound: quiet
@@ -47,7 +49,9 @@ def test_an_account_crossing_the_count_bound_logs_one_alert(
 
 def test_value_is_counted_per_cash_token_for_both_parties_and_refusals_not_at_all() -> None:
     txf = TxFactory(NET)
-    watch = VelocityWatch(NET.genesis, window_ms=60_000, txs_max=100, value_max=1_000)
+    watch = VelocityWatch(
+        lambda: Registry.at_genesis(NET.genesis), window_ms=60_000, txs_max=100, value_max=1_000
+    )
     t = NET.genesis.genesis_time_ms
     big = txf.signed(txf.dvp("BANK01", "BANK02", amount=1_001))
     refused = [TxResult(b"\0" * 32, ResultCode.INSUFFICIENT_CASH, recorded=True)]
@@ -58,7 +62,10 @@ def test_value_is_counted_per_cash_token_for_both_parties_and_refusals_not_at_al
         ("BANK02", "value", NET.cash),
     ]
     bonds = txf.signed(txf.transfer("BANK03", "BANK04", 10**9, instrument=NET.bonds[1]))
-    assert moves_of(NET.genesis, bonds) == [("BANK03", "", 0), ("BANK04", "", 0)]
+    assert moves_of(Registry.at_genesis(NET.genesis), bonds) == [
+        ("BANK03", "", 0),
+        ("BANK04", "", 0),
+    ]
 
 
 def test_the_metric_is_exported_for_both_rules() -> None:

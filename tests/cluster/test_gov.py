@@ -1,0 +1,141 @@
+"""Governance on a real 4-validator cluster, through the SDK (docs/ledger.md
+"Governance"): k-1 admin signatures are refused and change nothing; k admins add a bank,
+which is funded, settles a DvP and reads its own balances with no restart; after its key
+is rotated the old key is refused for transactions and for client calls, the new one
+works."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client import (
+    AsyncLedgerClient,
+    InvalidTransactionError,
+    ParticipantKey,
+    ResultCode,
+    UnauthenticatedError,
+    load_key,
+    sign,
+)
+from client.cli import main
+from node import crypto
+from node.netconfig import OPERATOR_IDENTITY
+from tests.cluster.harness import Cluster, running_cluster
+
+pytestmark = pytest.mark.slow
+
+RC = ResultCode
+NEW = "BANK99"
+ADMINS = ("COMPLIANCE", "CSD")  # two of the demo's three admins: k = 2
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    run_dir: Path = tmp_path_factory.mktemp("gov") / "run"
+    with running_cluster(run_dir, 4, 3) as c:
+        yield c
+
+
+def _key(c: Cluster, pid: str) -> ParticipantKey:
+    return load_key(c.net.run_dir / "participants" / f"{pid}.key")
+
+
+def _fresh(pid: str) -> ParticipantKey:
+    return ParticipantKey(pid, crypto.SigningKey(os.urandom(32)))
+
+
+async def _add_bank(c: Cluster, op: AsyncLedgerClient, bank: ParticipantKey) -> None:
+    g = op.genesis
+    tx = op.tx.add_participant(NEW, bank.public_key, ["trader"], 2, admins=ADMINS)
+    one = dataclasses.replace(tx, admins=("CSD",))  # k - 1: the builder would refuse it
+    with pytest.raises(InvalidTransactionError, match="NOT_ADMIN_QUORUM"):
+        await op.submit(sign(one, _key(c, "CSD"), genesis=g))
+    assert NEW not in (await op.reference()).registry.participant_by_id  # nothing changed
+    done = await op.submit(sign(tx, *(_key(c, a) for a in ADMINS), genesis=g))
+    assert done.code is RC.OK
+    await op.reference()  # the builders now know the bank
+    fund = op.tx.transfer(c.demo.cash, "BANK02", NEW, 1_000)
+    assert (await op.submit(op.sign(fund, _key(c, "BANK02")))).code is RC.OK
+
+
+def test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused(cluster: Cluster) -> None:
+    run_dir, bond, cash = cluster.net.run_dir, cluster.demo.bonds[0], cluster.demo.cash
+    bank, rotated = _fresh(NEW), _fresh(NEW)
+
+    async def scenario() -> None:
+        async with AsyncLedgerClient.from_run_dir(run_dir, identity=OPERATOR_IDENTITY) as op:
+            await _add_bank(cluster, op, bank)
+            async with AsyncLedgerClient.from_run_dir(run_dir, identity=bank) as me:
+                ref = await me.reference()  # served to the new bank: no restart
+                assert ref.registry.participant(NEW) is not None
+                dvp = me.tx.dvp("BANK01", NEW, bond, 10, cash, 10, 60)
+                done = await me.submit(me.sign(dvp, _key(cluster, "BANK01"), bank))
+                assert done.code is RC.OK
+                amounts = (await me.balances(NEW)).amounts
+                assert (amounts[bond], amounts[cash]) == (10, 990)
+                # RotateKey: me still holds the old reference, so it signs with the old key.
+                rot = op.tx.rotate_key(NEW, rotated.public_key, admins=ADMINS)
+                done = await op.submit(
+                    sign(rot, *(_key(cluster, a) for a in ADMINS), genesis=op.genesis)
+                )
+                assert done.code is RC.OK
+                stale = me.sign(me.tx.transfer(cash, NEW, "BANK01", 1), bank)
+                with pytest.raises(InvalidTransactionError, match="BAD_SIGNATURE"):
+                    await op.submit(stale)  # relayed by the operator: the old key refused
+                for call in (me.balances(NEW), me.submit(stale)):  # the old identity refused
+                    with pytest.raises(UnauthenticatedError, match="current key"):
+                        await call
+            async with AsyncLedgerClient.from_run_dir(run_dir, identity=rotated) as me:
+                await me.reference()
+                fresh = me.sign(me.tx.transfer(cash, NEW, "BANK01", 1), rotated)
+                assert (await me.submit(fresh)).code is RC.OK
+                assert (await me.balances(NEW)).amounts[cash] == 989
+
+    asyncio.run(scenario())
+
+
+def test_admins_on_separate_machines_through_the_cli(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ["--run-dir", str(cluster.net.run_dir)]
+    change = tmp_path / "tier.json"
+    assert (
+        main(
+            [
+                *run,
+                "admin",
+                "set-kyc-tier",
+                "BANK03",
+                "--kyc-tier",
+                "3",
+                "--out",
+                str(change),
+                "--sign-as",
+                "CSD",
+            ]
+        )
+        == 0
+    )
+    assert main([*run, "admin", "submit", str(change)]) != 0  # k - 1 signatures: refused here
+    assert "lacks the signature of COMPLIANCE" in capsys.readouterr().err
+    assert main([*run, "admin", "sign", str(change), "--admin", "COMPLIANCE"]) == 0
+    assert main([*run, "admin", "submit", str(change)]) == 0
+    eur = tmp_path / "eur.json"
+    eur.write_text(
+        json.dumps({"id": "EUR.CASHCO", "kind": "cash", "issuer": "CASHCO", "currency": "EUR"})
+    )
+    assert main([*run, "admin", "add-instrument", "--file", str(eur)]) == 0  # one shot
+    capsys.readouterr()
+    assert main([*run, "--json", "admin", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    tiers = {p["id"]: p["kyc_tier"] for p in shown["participants"]}
+    assert tiers["BANK03"] == 3 and tiers["BANK04"] == 2  # the control: untouched
+    assert "EUR.CASHCO" in {i["id"] for i in shown["instruments"]}
+    assert (shown["admins"], shown["threshold"]) == (["COMPLIANCE", "CSD", "REGULATOR"], 2)
