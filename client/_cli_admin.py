@@ -29,8 +29,14 @@ from client._cli_net import _client, _genesis, _key, _read, _submit, _write, des
 from client._errors import KeyFileError, TradeError
 from client._keys import load_key
 from client._reference import Reference
-from node.genesis import instrument_from_json, instrument_to_json
-from node.settlement import GOVERNANCE_KINDS, GenesisError, Instrument, Transaction
+from node.genesis import compliance_from_json, instrument_from_json, instrument_to_json
+from node.settlement import (
+    GOVERNANCE_KINDS,
+    ComplianceRules,
+    GenesisError,
+    Instrument,
+    Transaction,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -74,12 +80,21 @@ def _build(args: argparse.Namespace, client: LedgerClient) -> Transaction:
         case "set-max-supply":
             digest = _attestation(args)
             return tx.set_max_supply(args.instrument, args.cap, digest, args.as_of_ms, admins)
+        case "set-compliance-rules":
+            return tx.set_compliance_rules(_rules(args.file), admins)
     raise CliError(f"unknown admin command {args.admin_command}", EXIT_USAGE)
 
 
 def _instrument(path: Path) -> Instrument:
     try:
         return instrument_from_json(json.loads(_read(path)), str(path))
+    except (json.JSONDecodeError, GenesisError) as e:
+        raise CliError(f"{path}: {e}", EXIT_USAGE) from None
+
+
+def _rules(path: Path) -> ComplianceRules:
+    try:
+        return compliance_from_json(json.loads(_read(path)))
     except (json.JSONDecodeError, GenesisError) as e:
         raise CliError(f"{path}: {e}", EXIT_USAGE) from None
 

@@ -46,6 +46,7 @@ from node.settlement import (
     Bill,
     Burn,
     Cancel,
+    ComplianceRules,
     CouponPay,
     DecodeError,
     Distribute,
@@ -65,6 +66,7 @@ from node.settlement import (
     Release,
     Role,
     RotateKey,
+    SetComplianceRules,
     SetKycTier,
     SetMaxSupply,
     SetRoles,
@@ -72,6 +74,7 @@ from node.settlement import (
     Transaction,
     Transfer,
     Unfreeze,
+    check_rules,
     decode_body,
     encode_body,
     valid_cusip,
@@ -450,6 +453,19 @@ class Transactions:
             as_of_ms=self._amount("as_of_ms", as_of_ms),
             admins=self._admins(admins),
         )
+
+    def set_compliance_rules(
+        self, rules: ComplianceRules, admins: Iterable[str]
+    ) -> SetComplianceRules:
+        """Replace the KYC tier and AML rules in force, whole (docs/ledger.md "KYC tiers
+        and AML"); checked here as the ledger checks them: every instrument they name
+        exists and is of the kind its table needs."""
+        kinds = {i.id: i.kind.value for i in self.reference.instrument_by_id.values()}
+        try:
+            check_rules(rules, kinds)
+        except ValueError as e:
+            raise InvalidFieldError("rules", str(e)) from None
+        return SetComplianceRules(**self._head(), rules=rules, admins=self._admins(admins))
 
     def _admins(self, admins: Iterable[str]) -> tuple[str, ...]:
         if isinstance(admins, str):

@@ -1035,6 +1035,7 @@ def _add_admin(b: _Builder) -> None:
         ("rotate-key", "replace a participant's key; the old one is refused from then on"),
         ("add-instrument", "add an instrument, its terms in the genesis JSON form"),
         ("set-max-supply", "cap an instrument's supply on a newer custody or reserve attestation"),
+        ("set-compliance-rules", "replace the KYC tier and AML rules in force, whole"),
     )
     for name, help_ in changes:
         p = b.leaf(admin, name, help_, _network("admin_change"), parents=[_submit_options()])
@@ -1075,6 +1076,10 @@ def _admin_change_args(p: _Parser, name: str) -> None:
     if name == "add-instrument":
         p.add_argument("--file", required=True, type=Path, metavar="JSON",
                        help="one instrument as in genesis.json's instruments")  # fmt: skip
+    if name == "set-compliance-rules":
+        p.add_argument("--file", required=True, type=Path, metavar="JSON",
+                       help="the rules as genesis.json's compliance object: min_tier, limits, "
+                       "cosign_above")  # fmt: skip
     if name == "set-max-supply":
         p.add_argument("instrument", type=participant_id, metavar="INSTRUMENT")
         p.add_argument("--cap", required=True, type=int, metavar="N", help="the new maximum")

@@ -41,6 +41,8 @@ __all__ = [
     "DEMO_MATURED_BOND",
     "DEMO_RESERVE_CASH",
     "DemoNetwork",
+    "compliance_from_json",
+    "compliance_to_json",
     "demo_compliance",
     "demo_genesis",
     "demo_lifecycle_bonds",
@@ -194,7 +196,7 @@ def parse_genesis(doc: Any) -> Genesis:
     doc = _obj(doc, "genesis", keys, _OPTIONAL_KEYS)
     extra: dict[str, Any] = {}
     if "compliance" in doc:
-        extra["compliance"] = _compliance(doc["compliance"])
+        extra["compliance"] = compliance_from_json(doc["compliance"])
     admins, threshold = _governance(doc)
     return Genesis(
         name=_str(doc, "name", "genesis"),
@@ -230,7 +232,8 @@ def _tier_limit(d: Any, where: str) -> TierLimit:
     )
 
 
-def _compliance(d: Any) -> ComplianceRules:
+def compliance_from_json(d: Any) -> ComplianceRules:
+    """Compliance rules from their genesis JSON form (``compliance``); GenesisError."""
     where = "compliance"
     d = _obj(d, where, set(), frozenset({"min_tier", "limits", "cosign_above"}))
     limits = _list(d, "limits", _tier_limit) if "limits" in d else ()
@@ -242,7 +245,9 @@ def _compliance(d: Any) -> ComplianceRules:
         raise GenesisError(f"{where}: {e}") from e
 
 
-def _compliance_json(c: ComplianceRules) -> dict[str, Any]:
+def compliance_to_json(c: ComplianceRules) -> dict[str, Any]:
+    """The genesis JSON form of compliance rules."""
+
     def limit(r: TierLimit) -> dict[str, Any]:
         d: dict[str, Any] = {"tier": r.tier, "cash": r.cash, "trade_max": r.trade_max}
         if r.day_max != U64_MAX:
@@ -333,7 +338,7 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
         doc["governance"] = {"admins": list(g.admins), "threshold": g.admin_threshold}
     doc.update(_reserve_json(g))
     if not g.compliance.is_default:
-        doc["compliance"] = _compliance_json(g.compliance)
+        doc["compliance"] = compliance_to_json(g.compliance)
     return doc
 
 

@@ -8,11 +8,13 @@ from node.genesis import DEMO_ADMINS, DemoNetwork
 from node.settlement import (
     AddInstrument,
     AddParticipant,
+    ComplianceRules,
     Instrument,
     InstrumentKind,
     Participant,
     Role,
     RotateKey,
+    SetComplianceRules,
     SetKycTier,
     SetMaxSupply,
     SetRoles,
@@ -21,7 +23,15 @@ from node.settlement import (
 )
 from tests.ledger_helpers import HOUR_MS, TxFactory
 
-Gov = AddParticipant | SetRoles | SetKycTier | RotateKey | AddInstrument | SetMaxSupply
+Gov = (
+    AddParticipant
+    | SetRoles
+    | SetKycTier
+    | RotateKey
+    | AddInstrument
+    | SetMaxSupply
+    | SetComplianceRules
+)
 TWO_ADMINS = DEMO_ADMINS[:2]  # COMPLIANCE, CSD: the threshold k = 2
 
 
@@ -92,6 +102,12 @@ def set_cap(
         as_of_ms=as_of_ms,
         admins=admins,
     )  # type: ignore[arg-type]
+
+
+def set_rules(
+    txf: TxFactory, rules: ComplianceRules, admins: tuple[str, ...] = TWO_ADMINS
+) -> SetComplianceRules:
+    return SetComplianceRules(**_head(txf), rules=rules, admins=admins)  # type: ignore[arg-type]
 
 
 def signed(net: DemoNetwork, tx: Gov, keys: dict[str, crypto.SigningKey] | None = None) -> bytes:

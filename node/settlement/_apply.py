@@ -64,6 +64,7 @@ from node.settlement._tx import (
     RedeemAll,
     Release,
     RotateKey,
+    SetComplianceRules,
     SetKycTier,
     SetMaxSupply,
     SetRoles,
@@ -317,7 +318,7 @@ def _roles_may_allow(reg: Registry, tx: Transaction) -> bool:
             return _freeze.may_freeze(reg, tx.by, tx.instrument)
         case AddParticipant() | SetRoles() | SetKycTier() | RotateKey():
             return True  # the admin quorum has its own code (precheck)
-        case AddInstrument() | SetMaxSupply():
+        case AddInstrument() | SetMaxSupply() | SetComplianceRules():
             return True
         case AttestCustody():
             return tx.bond not in reg.instrument_by_id or _reserve.may_attest(reg, tx)
@@ -411,7 +412,7 @@ def _execute(
             return _freeze.unfreeze(reg, o, tx)
         case AddParticipant() | SetRoles() | SetKycTier() | RotateKey():
             return _gov.apply(reg, o, tx, ctx.time_ms)
-        case AddInstrument() | SetMaxSupply():
+        case AddInstrument() | SetMaxSupply() | SetComplianceRules():
             return _gov.apply(reg, o, tx, ctx.time_ms)
         case AttestCustody():
             return _reserve.attest_custody(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)

@@ -14,7 +14,8 @@ values pass the checks genesis applies (``INVALID_REFERENCE``; a zero cap:
 ``INVALID_AMOUNT``); an addition stays within PARTICIPANTS_MAX or INSTRUMENTS_MAX
 (``REGISTRY_FULL``); a cap's attestation is newer than the last one and not after the
 block time (``STALE_ATTESTATION``) and the cap is at least the outstanding supply
-(``CAP_BELOW_SUPPLY``).
+(``CAP_BELOW_SUPPLY``); new compliance rules name instruments of the kinds their tables
+need (``INVALID_REFERENCE``) and replace the rules in force whole.
 
 Roles and KYC tiers are checked where they are used (a mint, a trade, a payment), so a
 ``SetRoles`` that takes the cash_issuer role from a cash token's issuer makes its later
@@ -28,6 +29,8 @@ from typing import assert_never
 
 from node import crypto
 from node.config import INSTRUMENTS_MAX, PARTICIPANTS_MAX
+from node.settlement._compliance import set_rules
+from node.settlement._kyc_rules import check_rules
 from node.settlement._model import (
     KYC_TIER_MAX,
     GenesisError,
@@ -42,6 +45,7 @@ from node.settlement._tx import (
     AddParticipant,
     Governance,
     RotateKey,
+    SetComplianceRules,
     SetKycTier,
     SetMaxSupply,
     SetRoles,
@@ -69,6 +73,8 @@ def apply(reg: Registry, o: Overlay, tx: Governance, time_ms: int) -> ResultCode
             return _add_instrument(reg, tx)
         case SetMaxSupply():
             return _set_max_supply(reg, o, tx, time_ms)
+        case SetComplianceRules():
+            return _set_compliance_rules(reg, o, tx)
         case _:
             assert_never(tx)
 
@@ -135,4 +141,15 @@ def _set_max_supply(reg: Registry, o: Overlay, tx: SetMaxSupply, time_ms: int) -
         return ResultCode.CAP_BELOW_SUPPLY
     reg.put_instrument(replace(inst, max_supply=tx.cap), new=False)
     reg.put_attestation(tx.instrument, tx.as_of_ms, tx.attestation_sha256)
+    return ResultCode.OK
+
+
+def _set_compliance_rules(reg: Registry, o: Overlay, tx: SetComplianceRules) -> ResultCode:
+    """The rules must name instruments of the right kinds, as genesis's must
+    (``INVALID_REFERENCE``); then they replace the rules in force, whole."""
+    try:
+        check_rules(tx.rules, {i.id: i.kind.value for i in reg.instrument_by_id.values()})
+    except ValueError:
+        return ResultCode.INVALID_REFERENCE
+    set_rules(o, tx.rules)
     return ResultCode.OK

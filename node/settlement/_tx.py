@@ -23,6 +23,7 @@ from node.config import (
     TX_BYTES_MAX,
 )
 from node.settlement._codec import DecodeError, Reader, Writer
+from node.settlement._kyc_rules import ComplianceRules
 from node.settlement._model import (
     Instrument,
     Participant,
@@ -54,6 +55,7 @@ __all__ = [
     "RedeemAll",
     "Release",
     "RotateKey",
+    "SetComplianceRules",
     "SetKycTier",
     "SetMaxSupply",
     "SetRoles",
@@ -97,6 +99,7 @@ class TxKind(IntEnum):
     ROTATE_KEY = 33
     ADD_INSTRUMENT = 34
     SET_MAX_SUPPLY = 35
+    SET_COMPLIANCE_RULES = 36  # kyc's rules, replaced by governance
     # reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py)
     ATTEST_CUSTODY = 40
     ATTEST_RESERVES = 41
@@ -234,6 +237,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_gov_participant(w, tx)
         case AddInstrument() | SetMaxSupply():
             _enc_gov_instrument(w, tx)
+        case SetComplianceRules():
+            _enc_admins(w.blob(tx.rules.encode(), TX_BYTES_MAX), tx.admins)
         case _:
             assert_never(tx)
     if isinstance(tx, _COSIGNABLE) and tx.cosigner:
@@ -875,8 +880,40 @@ class SetMaxSupply:
         return self.admins
 
 
-Governance = AddParticipant | SetRoles | SetKycTier | RotateKey | AddInstrument | SetMaxSupply
-GOVERNANCE_KINDS = (AddParticipant, SetRoles, SetKycTier, RotateKey, AddInstrument, SetMaxSupply)
+@dataclass(frozen=True, slots=True)
+class SetComplianceRules:
+    """Replace the KYC tier and AML rules in force (docs/ledger.md "KYC tiers and AML")
+    with ``rules``, whole: genesis's until the first of these."""
+
+    KIND: ClassVar[TxKind] = TxKind.SET_COMPLIANCE_RULES
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    rules: ComplianceRules
+    admins: tuple[str, ...]
+
+    def required_signers(self) -> tuple[str, ...]:
+        return self.admins
+
+
+Governance = (
+    AddParticipant
+    | SetRoles
+    | SetKycTier
+    | RotateKey
+    | AddInstrument
+    | SetMaxSupply
+    | SetComplianceRules
+)
+GOVERNANCE_KINDS = (
+    AddParticipant,
+    SetRoles,
+    SetKycTier,
+    RotateKey,
+    AddInstrument,
+    SetMaxSupply,
+    SetComplianceRules,
+)
 
 
 def _enc_roles(w: Writer, roles: frozenset[Role]) -> None:
@@ -961,6 +998,11 @@ def _dec_set_max_supply(r: Reader, h: _Head) -> SetMaxSupply:
     return SetMaxSupply(*h, iid, cap, digest, as_of, _dec_admins(r))
 
 
+def _dec_set_compliance_rules(r: Reader, h: _Head) -> SetComplianceRules:
+    """The rules' own canonical decoding (DecodeError for non-canonical rules)."""
+    return SetComplianceRules(*h, ComplianceRules.decode(r.blob(TX_BYTES_MAX)), _dec_admins(r))
+
+
 _DECODERS.update(
     {
         TxKind.ADD_PARTICIPANT: _dec_add_participant,
@@ -969,6 +1011,7 @@ _DECODERS.update(
         TxKind.ROTATE_KEY: _dec_rotate_key,
         TxKind.ADD_INSTRUMENT: _dec_add_instrument,
         TxKind.SET_MAX_SUPPLY: _dec_set_max_supply,
+        TxKind.SET_COMPLIANCE_RULES: _dec_set_compliance_rules,
     }
 )
 
@@ -990,6 +1033,7 @@ Transaction = (
     | Unfreeze
     | AttestCustody
     | AttestReserves
+    | SetComplianceRules
     | AddParticipant
     | SetRoles
     | SetKycTier

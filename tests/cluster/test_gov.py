@@ -139,3 +139,35 @@ def test_admins_on_separate_machines_through_the_cli(
     assert tiers["BANK03"] == 3 and tiers["BANK04"] == 2  # the control: untouched
     assert "EUR.CASHCO" in {i["id"] for i in shown["instruments"]}
     assert (shown["admins"], shown["threshold"]) == (["COMPLIANCE", "CSD", "REGULATOR"], 2)
+
+
+def test_admins_replace_the_compliance_rules_through_the_cli(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """k admins lower the AML co-sign threshold of the demo cash: a transfer that settled
+    just before is refused COSIGN_REQUIRED after; the genesis rules, put back, let it
+    through again. Last in this module: it changes the rules every later test would see."""
+    run = ["--run-dir", str(cluster.net.run_dir)]
+    genesis = json.loads((cluster.net.run_dir / "genesis.json").read_text())
+    cash = cluster.demo.cash
+    pay = [*run, "submit", "transfer", "--instrument", cash, "--from", "BANK03", "--to",
+           "BANK04", "--amount", "1001"]  # fmt: skip
+    assert main(pay) == 0  # control: the genesis threshold is far above 10.01
+    lowered = {**genesis["compliance"], "cosign_above": {cash: 1_000}}
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(lowered))
+    one = [*run, "admin", "set-compliance-rules", "--file", str(rules), "--admins", "CSD"]
+    assert main(one) == 2  # k - 1 admins: the SDK refuses to build it
+    assert "need at least 2 of the admins" in capsys.readouterr().err
+    assert main(pay) == 0
+    assert main([*run, "admin", "set-compliance-rules", "--file", str(rules)]) == 0
+    assert main(pay) == 1
+    assert "COSIGN_REQUIRED" in capsys.readouterr().err
+    assert main([*pay, "--cosign", "COMPLIANCE"]) == 0
+    rules.write_text(json.dumps(genesis["compliance"]))
+    assert main([*run, "admin", "set-compliance-rules", "--file", str(rules)]) == 0
+    assert main(pay) == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cosign_above": {cluster.demo.bonds[0]: 1}}))  # a bond
+    assert main([*run, "admin", "set-compliance-rules", "--file", str(bad)]) == 2
+    assert "rules" in capsys.readouterr().err

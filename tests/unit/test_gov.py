@@ -13,6 +13,7 @@ from node import crypto
 from node.genesis import DEMO_ADMINS, demo_genesis, genesis_to_json, parse_genesis
 from node.settlement import (
     GOVERNANCE_KINDS,
+    ComplianceRules,
     DecodeError,
     GenesisError,
     Instrument,
@@ -37,6 +38,7 @@ from tests.gov_helpers import (
     rotate,
     set_cap,
     set_roles,
+    set_rules,
     set_tier,
     signed,
 )
@@ -306,6 +308,7 @@ def test_every_governance_kind_round_trips(txf: TxFactory) -> None:
         rotate(txf, "BANK01", new_key("r")),
         add_instrument(txf, _bond(_isin("US91282CZZ1"))),
         set_cap(txf, NET.cash, 10, 5),
+        set_rules(txf, ComplianceRules.of({}, (), {NET.cash: 10})),
     ]
     assert {type(t) for t in txs} == set(GOVERNANCE_KINDS)
     for tx in txs:
