@@ -24,6 +24,7 @@ from node.settlement import (
     Transfer,
     sign_tx,
 )
+from node.store import MemoryStore
 
 HOUR_MS = 3_600_000
 T = TypeVar("T", DvP, Transfer, Mint, Burn, PendingDvP, Hold, Release, Cancel)
@@ -139,6 +140,25 @@ class TxFactory:
     ) -> Cancel:
         terms: dict[str, object] = {"instruction": instruction, "seller": seller, "buyer": buyer}
         return self._build(Cancel, terms, kw)
+
+
+class CountingView:
+    """A store that counts its record reads (point reads and prefix scans): what a block
+    costs in reads, for tests that bound it."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store, self.reads = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def record(self, key: bytes) -> bytes | None:
+        self.reads += 1
+        return self.store.record(key)
+
+    def records(self, prefix: bytes) -> object:
+        self.reads += 1
+        return self.store.records(prefix)
 
 
 @functools.cache

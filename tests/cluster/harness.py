@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from client import ParticipantKey, load_key
 from node.cluster import client_channel, is_running, start_cluster, stop_cluster
 from node.demo import load_run_network
 from node.genesis import DemoNetwork
@@ -69,6 +72,23 @@ class Cluster:
 
     def running(self) -> list[int]:
         return [i for i in range(self.net.n) if is_running(self.net, i)]
+
+
+def participant_key(c: Cluster, pid: str) -> ParticipantKey:
+    """A participant's key from the cluster's run directory."""
+    return load_key(c.net.run_dir / "participants" / f"{pid}.key")
+
+
+def module_cluster(name: str) -> Callable[[pytest.TempPathFactory], Iterator[Cluster]]:
+    """A module-scoped fixture: one 4-validator cluster (quorum 3) for the module's tests,
+    in a run directory named after ``name``; assign it to ``cluster`` in the module."""
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+        with running_cluster(tmp_path_factory.mktemp(name) / "run", 4, 3) as c:
+            yield c
+
+    return cluster
 
 
 def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:

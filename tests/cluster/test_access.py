@@ -8,8 +8,7 @@ open (docs/cluster.md "Security: who reads what")."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -31,18 +30,18 @@ from node.access import tx_parties
 from node.cluster import client_channel
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
-from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, running_cluster
+from tests.cluster.harness import (
+    RPC_TIMEOUT_S,
+    Cluster,
+    module_cluster,
+)
 
 pytestmark = pytest.mark.slow
 
 _BALANCES = "/ledger.v1.Ledger/GetBalances"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("access") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("access")  # 4 validators, quorum 3, one per module
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -34,18 +33,14 @@ from node.config import (
 from node.crypto import sha256
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
-from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, running_cluster
+from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, module_cluster
 
 pytestmark = pytest.mark.slow
 _Code = grpc.StatusCode
 _LEDGER = pb.DESCRIPTOR.services_by_name["Ledger"]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("limits") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("limits")  # 4 validators, quorum 3, one per module
 
 
 @contextlib.asynccontextmanager

@@ -4,8 +4,6 @@ leader crash with view change, and catch-up of the restarted node."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,16 +14,12 @@ from node.core import Ed25519Verifier, Phase, decode_block, decode_qc, verify_ce
 from node.crypto import sha256
 from node.settlement import SignedTx, encode_body
 from node.wire import ledger_pb2 as pb
-from tests.cluster.harness import Cluster, running_cluster, wait_until
+from tests.cluster.harness import Cluster, module_cluster, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("cluster4") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("cluster4")  # 4 validators, quorum 3, one per module
 
 
 def _agree(c: Cluster, nodes: list[int], height: int) -> bool:

@@ -363,8 +363,11 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def page(env: Env) -> Iterator[Any]:
+    """A fresh browser per test: Playwright's sync API runs an event loop in this thread
+    while it is open, and the module's synchronous SDK client refuses to run inside one,
+    so no browser may outlive its test (whatever order the tests run in)."""
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)

@@ -7,47 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from client import (
     AsyncLedgerClient,
-    ParticipantKey,
     RejectedError,
     ResultCode,
     SignedTransaction,
     Transactions,
-    load_key,
     sign,
     verify_receipt,
 )
 from client.cli import main
 from node.netconfig import OPERATOR_IDENTITY
 from node.settlement import FreezeReason
-from tests.cluster.harness import Cluster, running_cluster
+from tests.cluster.harness import Cluster, module_cluster, participant_key
 
 pytestmark = pytest.mark.slow
 
 RC = ResultCode
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("freeze") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
-
-
-def _key(c: Cluster, pid: str) -> ParticipantKey:
-    return load_key(c.net.run_dir / "participants" / f"{pid}.key")
+cluster = module_cluster("freeze")  # 4 validators, quorum 3, one per module
 
 
 def _trade(c: Cluster, client: AsyncLedgerClient) -> SignedTransaction:
     g = client.genesis
     tx = Transactions(g).dvp("BANK01", "BANK02", c.demo.bonds[0], 10, c.demo.cash, 9)
-    return sign(tx, _key(c, "BANK01"), _key(c, "BANK02"), genesis=g)
+    return sign(tx, participant_key(c, "BANK01"), participant_key(c, "BANK02"), genesis=g)
 
 
 def test_a_freeze_blocks_a_trade_and_an_unfreeze_lets_it_through(
@@ -61,7 +49,7 @@ def test_a_freeze_blocks_a_trade_and_an_unfreeze_lets_it_through(
         ) as client:
             g = client.genesis
             tx = Transactions(g).freeze("BANK02", "REGULATOR", FreezeReason.SANCTIONS)
-            done = await client.submit(sign(tx, _key(cluster, "REGULATOR"), genesis=g))
+            done = await client.submit(sign(tx, participant_key(cluster, "REGULATOR"), genesis=g))
             assert done.code is RC.OK
             before = (await client.balances("BANK02")).amounts
             with pytest.raises(RejectedError) as e:

@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,12 @@ from client import (
     ParticipantKey,
     ResultCode,
     UnauthenticatedError,
-    load_key,
     sign,
 )
 from client.cli import main
 from node import crypto
 from node.netconfig import OPERATOR_IDENTITY
-from tests.cluster.harness import Cluster, running_cluster
+from tests.cluster.harness import Cluster, module_cluster, participant_key
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +34,7 @@ NEW = "BANK99"
 ADMINS = ("COMPLIANCE", "CSD")  # two of the demo's three admins: k = 2
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("gov") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
-
-
-def _key(c: Cluster, pid: str) -> ParticipantKey:
-    return load_key(c.net.run_dir / "participants" / f"{pid}.key")
+cluster = module_cluster("gov")  # 4 validators, quorum 3, one per module
 
 
 def _fresh(pid: str) -> ParticipantKey:
@@ -56,13 +46,13 @@ async def _add_bank(c: Cluster, op: AsyncLedgerClient, bank: ParticipantKey) -> 
     tx = op.tx.add_participant(NEW, bank.public_key, ["trader"], 2, admins=ADMINS)
     one = dataclasses.replace(tx, admins=("CSD",))  # k - 1: the builder would refuse it
     with pytest.raises(InvalidTransactionError, match="NOT_ADMIN_QUORUM"):
-        await op.submit(sign(one, _key(c, "CSD"), genesis=g))
+        await op.submit(sign(one, participant_key(c, "CSD"), genesis=g))
     assert NEW not in (await op.reference()).registry.participant_by_id  # nothing changed
-    done = await op.submit(sign(tx, *(_key(c, a) for a in ADMINS), genesis=g))
+    done = await op.submit(sign(tx, *(participant_key(c, a) for a in ADMINS), genesis=g))
     assert done.code is RC.OK
     await op.reference()  # the builders now know the bank
     fund = op.tx.transfer(c.demo.cash, "BANK02", NEW, 1_000)
-    assert (await op.submit(op.sign(fund, _key(c, "BANK02")))).code is RC.OK
+    assert (await op.submit(op.sign(fund, participant_key(c, "BANK02")))).code is RC.OK
 
 
 def test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused(cluster: Cluster) -> None:
@@ -76,14 +66,14 @@ def test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused(cluster:
                 ref = await me.reference()  # served to the new bank: no restart
                 assert ref.registry.participant(NEW) is not None
                 dvp = me.tx.dvp("BANK01", NEW, bond, 10, cash, 10, 60)
-                done = await me.submit(me.sign(dvp, _key(cluster, "BANK01"), bank))
+                done = await me.submit(me.sign(dvp, participant_key(cluster, "BANK01"), bank))
                 assert done.code is RC.OK
                 amounts = (await me.balances(NEW)).amounts
                 assert (amounts[bond], amounts[cash]) == (10, 990)
                 # RotateKey: me still holds the old reference, so it signs with the old key.
                 rot = op.tx.rotate_key(NEW, rotated.public_key, admins=ADMINS)
                 done = await op.submit(
-                    sign(rot, *(_key(cluster, a) for a in ADMINS), genesis=op.genesis)
+                    sign(rot, *(participant_key(cluster, a) for a in ADMINS), genesis=op.genesis)
                 )
                 assert done.code is RC.OK
                 stale = me.sign(me.tx.transfer(cash, NEW, "BANK01", 1), bank)

@@ -7,48 +7,36 @@ co-signed by COMPLIANCE settles; one above tier 2's per-trade limit is TRADE_LIM
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from client import (
     AsyncLedgerClient,
-    ParticipantKey,
     RejectedError,
     ResultCode,
     SignedTransaction,
     Transactions,
-    load_key,
     sign,
     verify_receipt,
 )
 from client.cli import main
 from node.genesis import DEMO_COSIGN_ABOVE_CENTS, DEMO_TIER2_TRADE_MAX_CENTS
 from node.netconfig import OPERATOR_IDENTITY
-from tests.cluster.harness import Cluster, running_cluster
+from tests.cluster.harness import Cluster, module_cluster, participant_key
 
 pytestmark = pytest.mark.slow
 
 RC = ResultCode
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("kyc") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
-
-
-def _key(c: Cluster, pid: str) -> ParticipantKey:
-    return load_key(c.net.run_dir / "participants" / f"{pid}.key")
+cluster = module_cluster("kyc")  # 4 validators, quorum 3, one per module
 
 
 def _trade(c: Cluster, g: object, amount: int, cosigner: str = "") -> SignedTransaction:
     tx = Transactions(g).dvp(  # type: ignore[arg-type]
         "BANK01", "BANK02", c.demo.bonds[0], 100, c.demo.cash, amount, cosigner=cosigner
     )
-    keys = [_key(c, p) for p in tx.required_signers()]
+    keys = [participant_key(c, p) for p in tx.required_signers()]
     return sign(tx, *keys, genesis=g)  # type: ignore[arg-type]
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,18 +22,14 @@ from client import (
 )
 from client.cli import main
 from node.netconfig import OPERATOR_IDENTITY
-from tests.cluster.harness import Cluster, running_cluster
+from tests.cluster.harness import Cluster, module_cluster
 
 pytestmark = pytest.mark.slow
 
 RC = ResultCode
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("pending") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("pending")  # 4 validators, quorum 3, one per module
 
 
 def _signed_pending(c: Cluster, client: AsyncLedgerClient, held: int, deadline_s: int) -> bytes:

@@ -4,8 +4,7 @@ genuine ones pass, and every kind of forgery the issue names is refused with its
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -16,16 +15,12 @@ from node.core.types import vote_message
 from node.genesis import demo_genesis
 from node.receipt import CertificateCache
 from node.wire import ledger_pb2 as pb
-from tests.cluster.harness import Cluster, running_cluster
+from tests.cluster.harness import Cluster, module_cluster
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("receipts") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("receipts")  # 4 validators, quorum 3, one per module
 
 
 @pytest.fixture(scope="module")

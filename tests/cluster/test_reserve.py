@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -33,7 +31,7 @@ from client import (
 from client.cli import main
 from node import crypto
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DEMO_RESERVE_CASH
-from tests.cluster.harness import Cluster, running_cluster
+from tests.cluster.harness import Cluster, module_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +39,7 @@ RC = ResultCode
 DOC_HEX = crypto.sha256(b"custody statement").hex()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("reserve") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("reserve")  # 4 validators, quorum 3, one per module
 
 
 def _cli(c: Cluster, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

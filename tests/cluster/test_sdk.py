@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -19,7 +17,6 @@ from client import (
     FinalityTimeoutError,
     LedgerClient,
     NodeStatusView,
-    ParticipantKey,
     RejectedError,
     ResultCode,
     accept_dvp,
@@ -29,16 +26,17 @@ from client import (
 )
 from node.cluster import kill_node, start_node
 from node.wire import ledger_pb2 as pb
-from tests.cluster.harness import Cluster, running_cluster, wait_until
+from tests.cluster.harness import (
+    Cluster,
+    module_cluster,
+    participant_key,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("sdk") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("sdk")  # 4 validators, quorum 3, one per module
 
 
 def _client(c: Cluster, first: int = 0) -> AsyncLedgerClient:
@@ -51,10 +49,6 @@ def _client(c: Cluster, first: int = 0) -> AsyncLedgerClient:
         genesis=base.genesis,
         identity=load_key(c.net.participant_key("AUDITOR")),
     )
-
-
-def _key(c: Cluster, pid: str) -> ParticipantKey:
-    return load_key(c.net.run_dir / "participants" / f"{pid}.key")
 
 
 def _endpoint(c: Cluster, i: int) -> Endpoint:
@@ -80,9 +74,9 @@ async def test_every_transaction_type_settles_with_a_verifiable_receipt(cluster:
     bond = cluster.demo.bonds[0]
     async with _client(cluster) as c:
         treasury, b3, b4 = (
-            _key(cluster, "TREASURY"),
-            _key(cluster, "BANK03"),
-            _key(cluster, "BANK04"),
+            participant_key(cluster, "TREASURY"),
+            participant_key(cluster, "BANK03"),
+            participant_key(cluster, "BANK04"),
         )
         start = await c.balances("BANK04")
 
@@ -122,7 +116,7 @@ async def test_every_transaction_type_settles_with_a_verifiable_receipt(cluster:
 async def test_a_refused_trade_raises_rejected_with_a_provable_receipt(cluster: Cluster) -> None:
     async with _client(cluster, first=1) as c:
         dvp = c.tx.dvp("BANK01", "BANK02", cluster.demo.bonds[0], 10**15, cluster.demo.cash, 1)
-        stx = c.sign(dvp, _key(cluster, "BANK01"), _key(cluster, "BANK02"))
+        stx = c.sign(dvp, participant_key(cluster, "BANK01"), participant_key(cluster, "BANK02"))
         with pytest.raises(RejectedError) as info:
             await c.submit(stx)
         e = info.value
@@ -139,7 +133,9 @@ async def test_resubmission_returns_the_same_receipt_and_settles_once(cluster: C
     cash = cluster.demo.cash
     async with _client(cluster, first=0) as c0, _client(cluster, first=2) as c2:
         before = (await c0.balances("BANK05")).amounts[cash]
-        stx = c0.sign(c0.tx.transfer(cash, "BANK05", "BANK06", 77), _key(cluster, "BANK05"))
+        stx = c0.sign(
+            c0.tx.transfer(cash, "BANK05", "BANK06", 77), participant_key(cluster, "BANK05")
+        )
         with pytest.raises(FinalityTimeoutError) as info:
             await c0.submit(stx, timeout_s=0.001)
         assert info.value.retry_safe and info.value.tx_id == stx.tx_id
@@ -156,7 +152,7 @@ async def test_resubmission_returns_the_same_receipt_and_settles_once(cluster: C
 async def test_block_stream_fails_over_without_gaps_or_repeats(cluster: Cluster) -> None:
     cash = cluster.demo.cash
     async with _client(cluster, first=0) as watcher, _client(cluster, first=1) as sender:
-        key = _key(cluster, "BANK01")
+        key = participant_key(cluster, "BANK01")
         seed = sender.sign(sender.tx.transfer(cash, "BANK01", "BANK02", 1), key)
         head = (await sender.submit(seed)).height + 1  # a block to replay, even if run alone
         heights: list[int] = []
@@ -200,7 +196,7 @@ async def test_submit_fails_over_when_its_node_dies_mid_wait(cluster: Cluster) -
     for i in (2, 3):
         await asyncio.to_thread(kill_node, cluster.net, i)
     async with _client(cluster, first=0) as c:
-        stx = c.sign(c.tx.transfer(cash, "BANK02", "BANK03", 5), _key(cluster, "BANK02"))
+        stx = c.sign(c.tx.transfer(cash, "BANK02", "BANK03", 5), participant_key(cluster, "BANK02"))
         task = asyncio.create_task(c.submit(stx, timeout_s=45))
         probe = cluster.stub(0)
 
@@ -224,7 +220,7 @@ async def test_submit_fails_over_when_its_node_dies_mid_wait(cluster: Cluster) -
 
 def test_sync_client_settles_a_dvp_proposed_and_accepted(cluster: Cluster) -> None:
     bond, cash = cluster.demo.bonds[1], cluster.demo.cash
-    seller, buyer = _key(cluster, "BANK06"), _key(cluster, "BANK01")
+    seller, buyer = participant_key(cluster, "BANK06"), participant_key(cluster, "BANK01")
     with LedgerClient.from_run_dir(cluster.net.run_dir, identity="AUDITOR") as c:
         statuses = c.status()
         assert len(statuses) == 4 and all(isinstance(s, NodeStatusView) for s in statuses)

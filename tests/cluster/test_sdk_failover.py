@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -18,7 +17,11 @@ from client._limits import SILENT_NODE_FAILOVER_S
 from node.cluster import kill_node, start_node
 from node.config import VIEW_TIMEOUT_BASE_MS
 from node.wire import ledger_pb2 as pb
-from tests.cluster.harness import Cluster, running_cluster, wait_until
+from tests.cluster.harness import (
+    Cluster,
+    module_cluster,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +32,7 @@ PAUSED = 1  # the client's preferred node
 SETTLE_BOUND_S = SILENT_NODE_FAILOVER_S + VIEW_TIMEOUT_BASE_MS / 1000 + 1.5
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    run_dir: Path = tmp_path_factory.mktemp("failover") / "run"
-    with running_cluster(run_dir, 4, 3) as c:
-        yield c
+cluster = module_cluster("failover")  # 4 validators, quorum 3, one per module
 
 
 def _client(c: Cluster, first: int) -> AsyncLedgerClient:

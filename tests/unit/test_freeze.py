@@ -32,7 +32,7 @@ from node.settlement._codec import Writer
 from node.settlement._state import Overlay
 from node.store import MemoryStore, Storage
 from tests.freeze_helpers import freeze, unfreeze
-from tests.ledger_helpers import TxFactory
+from tests.ledger_helpers import CountingView, TxFactory
 from tests.life_helpers import AGENT, BOND_UNITS, LifeTx, at, life_net, run_at
 
 RC = ResultCode
@@ -159,29 +159,15 @@ def test_record_keys_decode_ids_of_the_longest_length() -> None:
     assert (whole.account, whole.instrument) == (account, "")
 
 
-class _CountingView:
-    """A store that counts record reads: what a block costs while nothing is frozen."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store, self.reads = store, 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
-
-    def record(self, key: bytes) -> bytes | None:
-        self.reads += 1
-        return self.store.record(key)
-
-
 def test_with_nothing_frozen_a_dvp_reads_no_freeze_of_its_legs(
     store: MemoryStore, txf: TxFactory
 ) -> None:
-    view = _CountingView(store)
+    view = CountingView(store)
     ctx = BlockContext(1, store.genesis.genesis_time_ms + 1)
     apply_block(view, [txf.signed(txf.dvp())], ctx)  # type: ignore[arg-type]
     baseline = view.reads  # the count record, plus what pending and the rest read
     run(store, freeze(txf, "BANK05"))  # somebody else frozen: the DvP checks its legs
-    view = _CountingView(store)
+    view = CountingView(store)
     out = apply_block(view, [txf.signed(txf.dvp())], BlockContext(2, ctx.time_ms + 1))  # type: ignore[arg-type]
     assert own(out) == [RC.OK]
     assert view.reads == baseline + 6  # two accounts and four holdings

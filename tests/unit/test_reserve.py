@@ -37,7 +37,7 @@ from node.settlement import (
 )
 from node.settlement._codec import DecodeError
 from node.store import MemoryStore
-from tests.ledger_helpers import TxFactory
+from tests.ledger_helpers import CountingView, TxFactory
 from tests.reserve_helpers import BILL_A, BILL_B, DOC, attest_custody, attest_reserves, backed_net
 
 RC = ResultCode
@@ -424,26 +424,8 @@ def test_a_bond_backed_twice_is_refused(bnet: DemoNetwork) -> None:
         replace(bnet.genesis, custody=twice)
 
 
-class _CountingView:
-    """A store that counts record reads (the cost a mint check adds)."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store, self.reads = store, 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
-
-    def record(self, key: bytes) -> bytes | None:
-        self.reads += 1
-        return self.store.record(key)
-
-    def records(self, prefix: bytes) -> object:
-        self.reads += 1
-        return self.store.records(prefix)
-
-
 def _reads(net: DemoNetwork, raw: bytes) -> int:
-    view = _CountingView(MemoryStore(net.genesis))
+    view = CountingView(MemoryStore(net.genesis))
     ctx = BlockContext(1, net.genesis.genesis_time_ms + 10_000)
     apply_block(view, [raw], ctx)  # type: ignore[arg-type]
     return view.reads
