@@ -35,8 +35,10 @@ __all__ = [
     "COMMANDS",
     "CustodyLine",
     "ReserveLine",
+    "custody_doc",
     "custody_report",
     "print_reserve_report",
+    "reserve_doc",
     "reserve_report",
 ]
 
@@ -258,7 +260,7 @@ def _report_custody(args: argparse.Namespace) -> int:
                 "height": height,
                 "now_ms": now,
                 "breaks": breaks,
-                "instruments": [_custody_doc(line) for line in lines],
+                "instruments": [custody_doc(line) for line in lines],
             }
         )
         return EXIT_FAILED if breaks else EXIT_OK
@@ -279,7 +281,8 @@ def _report_custody(args: argparse.Namespace) -> int:
     return EXIT_FAILED if breaks else EXIT_OK
 
 
-def _custody_doc(line: CustodyLine) -> dict[str, object]:
+def custody_doc(line: CustodyLine) -> dict[str, object]:
+    """A custody line as JSON (``report custody --json``, the console's Positions page)."""
     return {
         "bond": line.bond,
         "supply": line.supply,
@@ -302,7 +305,7 @@ def _report_reserves(args: argparse.Namespace) -> int:
                 "height": height,
                 "now_ms": now,
                 "fails": fails,
-                "tokens": [_reserve_doc(line) for line in lines],
+                "tokens": [reserve_doc(line) for line in lines],
             }
         )
         return EXIT_FAILED if fails else EXIT_OK
@@ -325,7 +328,8 @@ def print_reserve_report(height: int, lines: Sequence[ReserveLine]) -> None:
         table(("", "rule", "found"), rows)
 
 
-def _reserve_doc(line: ReserveLine) -> dict[str, object]:
+def reserve_doc(line: ReserveLine) -> dict[str, object]:
+    """A reserve line as JSON (``report reserves --json``, the console's Positions page)."""
     return {
         "cash": line.cash,
         "supply": line.supply,

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from client._async import BlockTx, BlockView, EndpointDown, NodeStatusView
+from client._async import BackedView, BlockTx, BlockView, EndpointDown, NodeStatusView
+from client._cli_reserve import custody_doc, custody_report, reserve_doc, reserve_report
 from client._cli_settlement import _percentile
 from client._limits import (
     CONSOLE_BLOCKS_KEPT,
@@ -34,7 +35,14 @@ from node.core import decode_qc
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import FAIL_CODES, DvP, Genesis, PendingDvP, ResultCode, SignedTx, decode_body
 
-__all__ = ["ConsoleModel", "js_safe", "network_view", "receipt_check", "trade_view"]
+__all__ = [
+    "ConsoleModel",
+    "backing_view",
+    "js_safe",
+    "network_view",
+    "receipt_check",
+    "trade_view",
+]
 
 RC = ResultCode
 # Codes that are no refusal: settled, or recorded waiting for a leg (ADR 0014).
@@ -321,3 +329,25 @@ def receipt_check(receipt: Receipt, genesis: Genesis) -> dict[str, Any]:
         proven.append("its result is not proven yet (the next block certifies it)")
     return {"valid": True, "tx_id": receipt.tx_id.hex(), "code": receipt.code.name,
             "proven": proven}  # fmt: skip
+
+
+def backing_view(
+    genesis: Genesis, height: int, backed: Sequence[BackedView], now_ms: int
+) -> dict[str, Any]:
+    """Custody and reserves for the Positions page, each line decided by the report
+    functions of ``ledger report custody|reserves`` (one copy of each rule), judged at
+    ``now_ms``; ``backed`` is what the node let this identity read, so every backed
+    instrument of genesis missing from it is listed as hidden."""
+    custody = custody_report(genesis, backed, now_ms)
+    reserves = reserve_report(genesis, backed, now_ms)
+    shown = {v.instrument for v in backed}
+    every = (*genesis.custody_by_bond, *genesis.reserves_by_cash)
+    return {
+        "height": height,
+        "now_ms": now_ms,
+        "custody": [custody_doc(line) for line in custody],
+        "reserves": [reserve_doc(line) for line in reserves],
+        "breaks": sum(1 for line in custody if line.breaks),
+        "fails": sum(1 for line in reserves for _, ok, _ in line.rules if not ok),
+        "hidden": sorted(i for i in every if i not in shown),
+    }

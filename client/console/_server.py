@@ -40,6 +40,7 @@ from client._limits import (
 )
 from client.console._model import (
     ConsoleModel,
+    backing_view,
     block_json,
     js_safe,
     network_view,
@@ -174,6 +175,7 @@ class ConsoleServer:
             web.get("/api/trade/{tx_id}", _errors(self._trade)),
             web.post("/api/trade/{tx_id}/verify", _errors(self._verify)),
             web.get("/api/positions", _errors(self._positions)),
+            web.get("/api/attestations", _errors(self._attestations)),
             web.get("/api/fails", _errors(self._fails)),
             web.get("/api/events", self._events),
         ]
@@ -335,6 +337,19 @@ class ConsoleServer:
             "supply_complete": not hidden,
             "hidden": hidden,
         })  # fmt: skip
+
+    async def _attestations(self, request: web.Request) -> web.StreamResponse:
+        """Custody and reserves of every backed instrument the identity may read (the
+        node leaves the others out: they are listed as hidden, not an error), judged at
+        the block time of the height read, like the charts: never the console's clock."""
+        height, backed = await self.client.attestations()
+        return _json(backing_view(self.genesis, height, backed, await self._time_at(height)))
+
+    async def _time_at(self, height: int) -> int:
+        if height < 1:
+            return self.genesis.genesis_time_ms
+        kept = next((b for b in reversed(self.model.blocks) if b["height"] == height), None)
+        return int(kept["time_ms"]) if kept else (await self.client.block(height)).time_ms
 
     async def _fails(self, request: web.Request) -> web.StreamResponse:
         doc = self.model.fails()

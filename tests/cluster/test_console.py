@@ -17,20 +17,33 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client import LedgerClient, RejectedError, accept_dvp, load_key, propose_dvp, terms_of
+from client import (
+    LedgerClient,
+    RejectedError,
+    Transactions,
+    accept_dvp,
+    load_key,
+    propose_dvp,
+    sign,
+    terms_of,
+)
 from client.console._model import receipt_check
+from node import crypto
 from node.cluster import kill_node, start_node
 from node.demo_console import keep_up
+from node.genesis import DEMO_DUE_BOND, DEMO_RESERVE_CASH
 from node.receipt import Receipt
 from node.settlement import SignedTx, decode_body
 from tests.cluster.harness import Cluster, running_cluster, wait_until
@@ -51,6 +64,8 @@ CHROMIUM_ARGS = [
 SHOWN_WITHIN_MS = 15_000  # a committed trade or a status change is on the page by then
 CONSOLE_START_S = 20.0
 BOND_HELD = 10_000_000  # demo genesis: every bank holds this many units of each bond
+# What ``attested`` has the custodian and the cash issuer attest, then mints against.
+CUSTODY_HEADROOM, BILLS, DEPOSITS = 100, 900_000, 100_000
 
 
 @dataclass
@@ -138,6 +153,39 @@ def settled(env: Env) -> Receipt:
     r = env.trade("BANK01", "BANK02", 1_000)
     assert r.ok
     return r
+
+
+@dataclass
+class Attested:
+    custody: int  # the lifecycle bond's attested custody
+    cash_minted: int  # USD.RESERVED minted against its attested reserves
+
+
+@pytest.fixture(scope="module")
+def attested(env: Env) -> Attested:
+    """Through the SDK: CSD attests the lifecycle bond's custody (its supply plus some),
+    CASHCO attests bills and deposits behind USD.RESERVED and mints up to them. In a
+    thread of its own, as ``Env.trade``."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_attest, env.client, env.run_dir).result()
+
+
+def _attest(c: LedgerClient, run: Path) -> Attested:
+    as_of = int(time.time() * 1000) - 1_000  # the block's time may trail this clock
+    doc = crypto.sha256(b"console statement")
+    maturity = (date.today() + timedelta(days=30)).isoformat()
+    t, g = Transactions(c.genesis), c.genesis
+    _, (bond,) = c.attestations(DEMO_DUE_BOND)
+    custody = bond.supply + CUSTODY_HEADROOM
+    key = load_key(run / "participants" / "CSD.key")
+    c.submit(sign(t.attest_custody("CSD", DEMO_DUE_BOND, custody, as_of, doc), key, genesis=g))
+    key = load_key(run / "participants" / "CASHCO.key")
+    bills = [("912797GL5", maturity, BILLS)]
+    att = t.attest_reserves("CASHCO", DEMO_RESERVE_CASH, as_of, doc, DEPOSITS, bills)
+    c.submit(sign(att, key, genesis=g))
+    minted = BILLS + DEPOSITS
+    c.submit(sign(t.issue(DEMO_RESERVE_CASH, "BANK01", minted, "CASHCO"), key, genesis=g))
+    return Attested(custody, minted)
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +290,22 @@ def test_positions_and_supply_follow_the_ledger(env: Env, settled: Receipt) -> N
     )  # a DvP moves, never mints
 
 
+def test_positions_show_custody_and_reserves_after_attestations(
+    env: Env, attested: Attested
+) -> None:
+    doc = env.console.get("/api/attestations")
+    assert doc["hidden"] == []
+    due = next(c for c in doc["custody"] if c["bond"] == DEMO_DUE_BOND)
+    assert (due["custody"], due["attested_by"], due["status"], due["breaks"]) == (
+        attested.custody, "CSD", "OK", [])  # fmt: skip
+    assert due["supply"] == attested.custody - CUSTODY_HEADROOM
+    (cash,) = doc["reserves"]
+    assert (cash["cash"], cash["supply"], cash["reserves"]) == (
+        DEMO_RESERVE_CASH, attested.cash_minted, BILLS + DEPOSITS)  # fmt: skip
+    assert (cash["bills"], cash["deposits"], cash["coverage_bp"]) == (BILLS, DEPOSITS, 10_000)
+    assert cash["attested_by"] == "CASHCO" and all(r["pass"] for r in cash["rules"]), cash
+
+
 def test_bad_requests_get_a_clear_error(env: Env) -> None:
     code, msg = env.console.error("/api/trade/xyz")
     assert code == 400 and "not a transaction id" in msg
@@ -306,6 +370,9 @@ def test_a_console_as_a_bank_shows_only_what_the_bank_may_read(env: Env, settled
         assert "BANK01" in pos["hidden"] and pos["supply_complete"] is False
         code, _ = bank.error(f"/api/trade/{settled.tx_id.hex()}")
         assert code == 403
+        att = bank.get("/api/attestations")  # hidden, not an error
+        assert {DEMO_DUE_BOND, DEMO_RESERVE_CASH} <= set(att["hidden"])
+        assert (att["custody"], att["reserves"]) == ([], [])
     finally:
         stop_console(bank)
 
@@ -335,7 +402,7 @@ def test_demo_console_mode_serves_and_keeps_settling_until_stopped(env: Env) -> 
                 1
                 for b in demo.get("/api/blocks?limit=300")["blocks"]
                 for t in b["transactions"]
-                if t["terms"]["quantity"] == 100_00 and t["code"] == "OK"
+                if t["kind"] == "DVP" and t["terms"]["quantity"] == 100_00 and t["code"] == "OK"
             )
 
         # A browser tab left open: stopping must end its stream, not wait for it.
@@ -415,6 +482,17 @@ def test_browser_shows_a_refused_trade_with_its_code(
     assert row is not None and "INSUFFICIENT_SECURITIES" in row.inner_text()
     assert page.inner_text('#fail-codes tr[data-code="INSUFFICIENT_SECURITIES"]')
     page.screenshot(path=str(tmp_path / "console-fails.png"), full_page=True)
+
+
+def test_browser_shows_reserve_coverage_on_positions(
+    env: Env, page: Any, attested: Attested, tmp_path: Path
+) -> None:
+    page.goto(env.console.url + "#/positions")
+    cov = page.wait_for_selector(f'#reserves [data-cash="{DEMO_RESERVE_CASH}"] .coverage',
+                                 timeout=SHOWN_WITHIN_MS)  # fmt: skip
+    assert cov is not None and cov.inner_text() == "100.00%"
+    assert page.get_attribute(f'#custody tr[data-bond="{DEMO_DUE_BOND}"]', "data-status") == "OK"
+    page.screenshot(path=str(tmp_path / "console-positions.png"), full_page=True)
 
 
 def test_browser_shows_a_killed_validator_red_and_back(env: Env, page: Any, tmp_path: Path) -> None:

@@ -12,17 +12,39 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from client._async import BlockEvent, BlockTx, BlockView, Endpoint, EndpointDown, NodeStatusView
+from client._async import (
+    BackedView,
+    BlockEvent,
+    BlockTx,
+    BlockView,
+    Endpoint,
+    EndpointDown,
+    NodeStatusView,
+)
 from client._cli_common import EXIT_USAGE
 from client._errors import NotFoundError
 from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
 from client.cli import main as cli_main
 from client.console import ConsoleServer, Hub, is_loopback
-from client.console._model import ConsoleModel, network_view, throughput, tolerance
+from client.console._model import (
+    ConsoleModel,
+    backing_view,
+    network_view,
+    throughput,
+    tolerance,
+)
 from client.console._server import dumps
 from node.core import Phase, QuorumCert, encode_qc
-from node.settlement import ResultCode, SignedTx, decode_body
+from node.settlement import (
+    Bill,
+    CustodyAttestation,
+    ReserveAttestation,
+    ResultCode,
+    SignedTx,
+    decode_body,
+)
 from tests.ledger_helpers import TxFactory, shared_net
+from tests.reserve_helpers import BILL_A, backed_net
 
 NET = shared_net()
 TXF = TxFactory(NET)
@@ -171,6 +193,51 @@ def test_integers_javascript_would_round_are_sent_as_strings() -> None:
     )
 
 
+# --- custody and reserves on the Positions page -------------------------------------------
+
+BACKED = backed_net()
+T0 = BACKED.genesis.genesis_time_ms
+
+
+def _custody(supply: int, custody: int) -> BackedView:
+    att = CustodyAttestation(BACKED.bonds[0], custody, T0 + 1, b"d" * 32, 1, "CSD")
+    return BackedView(BACKED.bonds[0], True, supply, (att,))
+
+
+def _reserves(supply: int) -> BackedView:
+    bill = Bill(BILL_A, "2026-03-01", 900)
+    att = ReserveAttestation(BACKED.cash, T0 + 1, b"d" * 32, 1, "CASHCO", 100, (bill,))
+    return BackedView(BACKED.cash, False, supply, (att,))
+
+
+def test_positions_flag_a_custody_break_and_judge_reserves_by_the_report_rules() -> None:
+    doc = backing_view(BACKED.genesis, 9, [_custody(2**60 + 1, 2**60), _reserves(1_000)], T0 + 2)
+    (bond,) = doc["custody"]
+    assert (bond["status"], bond["attested_by"], doc["breaks"]) == ("BREAK", "CSD", 1)
+    assert bond["breaks"] == ["supply exceeds custody by 1"]
+    (cash,) = doc["reserves"]
+    assert (cash["coverage_bp"], cash["bills"], cash["deposits"]) == (10_000, 900, 100)
+    assert all(r["pass"] for r in cash["rules"]) and doc["fails"] == 0
+    assert doc["hidden"] == []
+    assert f'"supply":"{2**60 + 1}"' in dumps(doc)  # past 2**53: a string, never rounded
+
+
+def test_positions_flag_no_break_when_custody_covers_the_supply() -> None:
+    """Negative control: the same bond with its supply within custody."""
+    doc = backing_view(BACKED.genesis, 9, [_custody(2**60, 2**60), _reserves(1_001)], T0 + 2)
+    (bond,) = doc["custody"]
+    assert (bond["status"], bond["breaks"], doc["breaks"]) == ("OK", [], 0)
+    (cash,) = doc["reserves"]  # and reserves one unit short fail their coverage rule
+    assert [r["rule"] for r in cash["rules"] if not r["pass"]] == ["coverage >= 100%"]
+    assert doc["fails"] == 1
+
+
+def test_backed_instruments_the_node_left_out_are_listed_hidden() -> None:
+    doc = backing_view(BACKED.genesis, 9, [], T0)
+    assert doc["hidden"] == sorted([BACKED.bonds[0], BACKED.cash])
+    assert (doc["custody"], doc["reserves"], doc["breaks"]) == ([], [], 0)
+
+
 # --- the live stream's limits ------------------------------------------------------------
 
 
@@ -241,6 +308,9 @@ class FakeClient:
     async def head(self) -> int:
         raise NotFoundError("no node in this test")  # the block stream retries each poll
 
+    async def attestations(self) -> tuple[int, tuple[BackedView, ...]]:
+        return 0, ()  # as for a bank: the node leaves out what it may not read
+
     async def aclose(self) -> None:
         pass
 
@@ -290,3 +360,15 @@ def test_console_without_a_network_is_a_usage_error(
 def test_console_refuses_a_bad_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["console", "--port", port]) == EXIT_USAGE
     assert "is not a port" in capsys.readouterr().err
+
+
+async def test_attestations_a_bank_may_not_read_are_hidden_not_an_error() -> None:
+    client = FakeClient(None)
+    client.genesis = BACKED.genesis  # type: ignore[misc]
+    server = ConsoleServer(client, poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        r = await asyncio.wait_for(http.get("/api/attestations"), 10)
+        assert r.status == 200
+        doc = await r.json()
+    assert doc["hidden"] == sorted([BACKED.bonds[0], BACKED.cash])
+    assert doc["now_ms"] == T0  # height 0: judged at genesis time, not the console's clock

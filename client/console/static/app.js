@@ -116,14 +116,42 @@ async function verify(id) {
   }
 }
 
+// Basis points (a number, or a decimal string past 2**53) as a percentage, in integers.
+const pct = (bp) => {
+  if (bp === null || bp === undefined) return "n/a (no supply)";
+  const b = BigInt(bp);
+  return `${num((b / 100n).toString())}.${(b % 100n).toString().padStart(2, "0")}%`;
+};
+const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+
+// Custody and reserves as `ledger report custody|reserves` judge them; an error here
+// (no validator answers) leaves the balances above on the page.
+async function attestationsPart() {
+  let a;
+  try {
+    a = await getJSON("/api/attestations");
+  } catch (e) {
+    return `<section id="attestations"><h2>Custody and reserves</h2><p class="bad">${esc(e.message)}</p></section>`;
+  }
+  const hidden = a.hidden.length ? `<p class="muted" id="attestations-hidden">Not readable as ${esc(state.network?.identity)} (their issuer, custodian and observers read them): ${a.hidden.map(esc).join(", ")}</p>` : "";
+  const custody = a.custody.map((c) => `<tr data-bond="${esc(c.bond)}" data-status="${esc(c.status)}"><td>${esc(c.bond)}</td><td class="num">${num(c.supply)}</td><td class="num">${num(c.custody)}</td>
+      <td>${day(c.as_of_ms)}</td><td>${esc(c.attested_by || "(genesis)")}</td><td class="${c.status === "OK" ? "ok" : "bad"}">${c.status === "OK" ? "ok" : "BREAK"}</td><td>${c.breaks.map(esc).join("; ")}</td></tr>`).join("");
+  const reserves = a.reserves.map((r) => `<div data-cash="${esc(r.cash)}"><p><b>${esc(r.cash)}</b>: supply ${num(r.supply)}, reserves ${num(r.reserves)} (${r.bill_count} bills ${num(r.bills)}, deposits ${num(r.deposits)}),
+      coverage <b class="coverage ${r.coverage_bp === null || BigInt(r.coverage_bp) >= 10000n ? "ok" : "bad"}">${pct(r.coverage_bp)}</b>, as of ${day(r.as_of_ms)} by ${esc(r.attested_by || "(genesis)")}</p>
+      <table class="rules">${r.rules.map((x) => `<tr data-pass="${x.pass}"><td class="${x.pass ? "ok" : "bad"}">${x.pass ? "PASS" : "FAIL"}</td><td>${esc(x.rule)}</td><td>${esc(x.found)}</td></tr>`).join("")}</table></div>`).join("");
+  return `<section id="attestations"><h2>Custody after block ${num(a.height)}: ${a.breaks} BREAK (as of block time ${time(a.now_ms)})</h2>${hidden}
+      <table id="custody"><tr><th>bond</th><th class="num">supply</th><th class="num">custody</th><th>as of</th><th>by</th><th>status</th><th>why</th></tr>${custody}</table></section>
+    <section id="reserves"><h2>Reserves: ${a.fails} FAIL</h2>${reserves || '<p class="muted">None readable.</p>'}</section>`;
+}
+
 async function positionsPage() {
-  const p = await getJSON("/api/positions");
+  const [p, backing] = await Promise.all([getJSON("/api/positions"), attestationsPart()]);
   const ids = p.instruments.map((i) => i.id);
   const head = ids.map((i) => `<th class="num">${esc(i)}</th>`).join("");
   const rows = p.positions.map((r) => `<tr data-account="${esc(r.account)}"><td>${esc(r.account)}</td>${ids.map((i) => `<td class="num">${num(r.amounts[i] || 0)}</td>`).join("")}</tr>`).join("");
   const hidden = p.hidden.length ? `<p class="muted">Not readable as ${esc(state.network?.identity)}: ${p.hidden.map(esc).join(", ")}; supply below counts only what is shown.</p>` : "";
   return `<section><h2>Balances after block ${num(p.height)} (minor units)</h2>${hidden}<table id="positions"><tr><th>account</th>${head}</tr>${rows}
-      <tr id="supply"><th>supply${p.supply_complete ? "" : " (visible part)"}</th>${ids.map((i) => `<th class="num">${num(p.supply[i])}</th>`).join("")}</tr></table></section>`;
+      <tr id="supply"><th>supply${p.supply_complete ? "" : " (visible part)"}</th>${ids.map((i) => `<th class="num">${num(p.supply[i])}</th>`).join("")}</tr></table></section>${backing}`;
 }
 
 async function failsPage() {
