@@ -879,3 +879,40 @@ MUTANTS += [
            tests=[_GC + "test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused"]),
 ]
 # fmt: on
+
+# --- console Positions: custody and reserves (issue 17; reported by its engineer, confirmed) --
+# fmt: off
+MUTANTS += [
+    Mutant("console-attestations-hidden-dropped", _CM,
+           old='"hidden": sorted(i for i in every if i not in shown),', new='"hidden": [],',
+           breaks="attestations the identity may not read vanish instead of being listed hidden",
+           tests=[_CU + "test_backed_instruments_the_node_left_out_are_listed_hidden",
+                  _CC + "test_a_console_as_a_bank_shows_only_what_the_bank_may_read"]),
+    Mutant("console-custody-breaks-not-counted", _CM,
+           old='"breaks": sum(1 for line in custody if line.breaks),', new='"breaks": 0,',
+           breaks="the Positions page says 0 BREAK while supply exceeds custody",
+           tests=[_CU + "test_positions_flag_a_custody_break_and_judge_reserves_by_the_report_rules"]),
+    Mutant("console-reserve-fails-not-counted", _CM,
+           old='"fails": sum(1 for line in reserves for _, ok, _ in line.rules if not ok),', new='"fails": 0,',
+           breaks="the Positions page says 0 FAIL while a reserve rule fails",
+           tests=[_CU + "test_positions_flag_no_break_when_custody_covers_the_supply"]),
+    Mutant("console-attestations-judged-at-epoch", _CS,
+           old="            return self.genesis.genesis_time_ms", new="            return 0",
+           breaks="before the first block, no attestation ever counts as too old",
+           tests=[_CU + "test_attestations_a_bank_may_not_read_are_hidden_not_an_error"]),
+    Mutant("console-attestations-ignored", _CS,
+           old="return _json(backing_view(self.genesis, height, backed, await self._time_at(height)))",
+           new="return _json(backing_view(self.genesis, height, (), await self._time_at(height)))",
+           breaks="the console shows no custody or reserves the node returned",
+           tests=[_CC + "test_positions_show_custody_and_reserves_after_attestations"]),
+    Mutant("console-coverage-bp-shown-as-percent", "client/console/static/app.js",
+           old='return `${num((b / 100n).toString())}.${(b % 100n).toString().padStart(2, "0")}%`;',
+           new="return `${b}%`;",
+           breaks="coverage of 100% is shown as 10000%",
+           tests=[_CC + "test_browser_shows_reserve_coverage_on_positions"]),
+    Mutant("console-positions-without-backing", "client/console/static/app.js",
+           old="</tr></table></section>${backing}`;", new="</tr></table></section>`;",
+           breaks="the Positions page drops custody and reserves",
+           tests=[_CC + "test_browser_shows_reserve_coverage_on_positions"]),
+]
+# fmt: on
