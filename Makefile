@@ -148,9 +148,9 @@ cluster: setup
 	@test -f $(RUN_DIR)/network.json || $(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE)
 	$(PY) -m node.cluster --run-dir $(RUN_DIR) start
 
-#? status: table of every node (height, view, leader, peers, root); exits 1 if any is down or they disagree
+#? status: ledger status with pids: table of every node (height, view, leader, peers, root), JSON=1 for schema ledger.status/1; exits 1 if any is down, halted or they disagree
 status: setup
-	$(PY) -m node.cluster --run-dir $(RUN_DIR) status
+	$(PY) -m node.cluster --run-dir $(RUN_DIR) status $(if $(JSON),--json,)
 
 #? stop: stop every node of RUN_DIR (SIGTERM, then SIGKILL), leaving no process behind
 stop: setup

@@ -338,6 +338,7 @@ class NodeStatusView:
     halted: str  # empty unless the node stopped itself
     uptime_ms: int
     state_root: bytes
+    block_hash: bytes = b""  # of its block ``height`` (unverified: a node's own word)
 
 
 @dataclass(frozen=True, slots=True)
@@ -986,7 +987,21 @@ class AsyncLedgerClient:
             halted=s.halted,
             uptime_ms=s.uptime_ms,
             state_root=bytes(s.state_root),
+            block_hash=bytes(s.block_hash),
         )
+
+    async def block_hash_at(self, i: int, height: int) -> bytes | None:
+        """Endpoint ``i``'s hash of its block ``height``, unverified (None if it did not
+        answer): to find a node that disagrees with the others (``ledger status``). To read
+        a block, use :meth:`block`, which checks its certificate."""
+        req = pb.BlockRequest(height=height)
+        try:
+            msg = await self._stub(i).GetBlock(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetBlock", req)
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        return bytes(msg.block_hash)
 
     async def timelines(
         self, first_height: int, last_height: int

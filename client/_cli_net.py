@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from client import (
     BlockTx,
     BlockView,
-    EndpointDown,
     InvalidFieldError,
     KeyFileError,
     LedgerClient,
@@ -41,6 +40,7 @@ from client import (
     terms_of,
 )
 from client import _cli_settlement as settlement
+from client import _status as node_status
 from client._cli_common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -644,61 +644,11 @@ def _block(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """The one status command (client/_status.py; `make status` runs it too)."""
     with _client(args) as client:
-        states = client.status()
-    rows: list[tuple[object, ...]] = []
-    docs: list[dict[str, object]] = []
-    problems: list[str] = []
-    for s in states:
-        ep = s.endpoint
-        if isinstance(s, EndpointDown):
-            problems.append(f"{ep.server_name} is down")
-            code = s.error.split(":", 1)[0]  # the gRPC status; --json has the whole error
-            rows.append((ep.server_name, ep.address, "down", "", "", "", "", "", code))
-            docs.append(
-                {"node": ep.server_name, "address": ep.address, "up": False, "error": s.error}
-            )
-            continue
-        state = "halted" if s.halted else "up"
-        if s.halted:
-            problems.append(f"{ep.server_name} halted: {s.halted}")
-        rows.append(
-            (
-                ep.server_name,
-                ep.address,
-                state,
-                s.height,
-                s.view,
-                s.leader,
-                f"{s.peers_connected}/{s.n - 1}",
-                s.mempool_txs,
-                s.state_root.hex()[:16],
-            )
-        )
-        docs.append(
-            {
-                "node": ep.server_name,
-                "address": ep.address,
-                "up": True,
-                "validator": s.validator_id,
-                "height": s.height,
-                "view": s.view,
-                "leader": s.leader,
-                "n": s.n,
-                "q": s.q,
-                "peers_connected": s.peers_connected,
-                "mempool_txs": s.mempool_txs,
-                "halted": s.halted or None,
-                "state_root": s.state_root.hex(),
-            }
-        )
-    if args.json:
-        emit_json({"nodes": docs, "problems": problems})
-    else:
-        headers = ("node", "address", "state", "height", "view", "leader", "peers", "mempool")
-        table((*headers, "state root"), rows, right=(3, 4, 5, 6, 7))
-    if problems:
-        raise CliError(f"{len(problems)} of {len(states)} nodes not healthy: {', '.join(problems)}")
+        doc = node_status.collect(client)
+    if node_status.show(doc, args.json) != node_status.EXIT_HEALTHY:
+        raise CliError(f"{len(doc.problems)} problem(s): {'; '.join(doc.problems)}")
     return EXIT_OK
 
 

@@ -244,6 +244,9 @@ class LedgerClient:
     def status(self) -> list[NodeStatusView | EndpointDown]:
         return self._run(self._client.status())
 
+    def block_hash_at(self, i: int, height: int) -> bytes | None:
+        return self._run(self._client.block_hash_at(i, height))
+
     def blocks(self, from_height: int = 1) -> Iterator[BlockView]:
         return self._iterate(self._client.blocks(from_height))
 

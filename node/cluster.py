@@ -3,8 +3,9 @@
 ``python -m node.cluster start`` launches every validator of ``run/`` (written by ``make
 genesis``) as a background process, with its log in ``run/logs/`` and its pid in
 ``run/pids/``, and returns once every node is up, connected to every peer and ready to
-commit. ``status`` prints a table and exits 1 if a node is down or two nodes disagree on
-a block; ``stop`` leaves no process behind. Every subcommand has ``--help``.
+commit. ``status`` is ``ledger status`` (client/_status.py) with each node's pid: a table
+or ``--json``, exit 1 if a node is down, halted or two nodes disagree on a block;
+``stop`` leaves no process behind. Every subcommand has ``--help``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import json
+import io
 import os
 import shutil
 import signal
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import grpc
 
+from client import LedgerClient
+from client import _status as node_status
 from client._identity import RequestSigner, aio_interceptors, signed_channel
 from client._keys import load_key
 from node.genesis import load_genesis
@@ -244,63 +247,19 @@ def node_states(net: Network) -> list[NodeState]:
     return [node_state(net, i) for i in range(net.n)]
 
 
-def block_hash_at(net: Network, index: int, height: int) -> bytes | None:
-    node = net.nodes[index]
-    try:
-        with _channel(net, node) as ch:
-            info = pb_grpc.LedgerStub(ch).GetBlock(
-                pb.BlockRequest(height=height), timeout=STATUS_RPC_TIMEOUT_S
-            )
-    except grpc.RpcError:
-        return None
-    return bytes(info.block_hash)
-
-
-def disagreements(net: Network, states: Sequence[NodeState]) -> list[str]:
-    """Nodes whose block at the lowest common height differs from the majority's."""
-    up = [s for s in states if s.status is not None]
-    if not up:
-        return []
-    common = min(s.status.height for s in up if s.status is not None)
-    if common == 0:
-        return []
-    hashes: dict[int, bytes | None] = {}
-    for s in up:
-        if s.status is None:
-            continue  # filtered above; the test narrows the type without an assert
-        if s.status.height == common:
-            hashes[s.node.validator] = bytes(s.status.block_hash)
-        else:
-            hashes[s.node.validator] = block_hash_at(net, s.node.validator, common)
-    votes: dict[bytes | None, int] = {}
-    for h in hashes.values():
-        votes[h] = votes.get(h, 0) + 1
-    majority = max(votes, key=lambda h: votes[h])
-    return [
-        f"{net.nodes[i].name} has another block at height {common}"
-        for i, h in hashes.items()
-        if h != majority
+def _status_doc(net: Network, states: Sequence[NodeState]) -> node_status.StatusDoc:
+    """The shared status document (client/_status.py) of what start's polling saw."""
+    docs = [
+        node_status.node_doc(s.node.name, s.node.client_address, s.pid, s.status, s.error)
+        for s in states
     ]
+    return node_status.status_doc(docs, [s.status for s in states], [])
 
 
 def _table(net: Network, states: Sequence[NodeState]) -> str:
-    rows = [
-        f"{'node':<9}{'pid':>8}  {'state':<8}{'height':>8}{'view':>8}{'leader':>8}"
-        f"{'peers':>8}{'mempool':>9}  state root"
-    ]
-    for s in states:
-        pid = str(s.pid) if s.pid else "-"
-        st = s.status
-        if st is None:
-            rows.append(f"{s.node.name:<9}{pid:>8}  {'down':<8}  ({s.error})")
-            continue
-        state = "halted" if st.halted else "up"
-        rows.append(
-            f"{s.node.name:<9}{pid:>8}  {state:<8}{st.height:>8}{st.view:>8}{st.leader:>8}"
-            f"{f'{st.peers_connected}/{st.n - 1}':>8}{st.mempool_txs:>9}  "
-            f"{bytes(st.state_root).hex()[:16]}"
-        )
-    return "\n".join(rows)
+    out = io.StringIO()
+    node_status.print_table(_status_doc(net, states), out)
+    return out.getvalue().rstrip("\n")
 
 
 def _ready(states: Sequence[NodeState]) -> bool:
@@ -339,48 +298,14 @@ def start_cluster(
 # --- command line ------------------------------------------------------------------------
 
 
-def _status_json(states: Sequence[NodeState]) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = []
-    for s in states:
-        st = s.status
-        doc: dict[str, object] = {"node": s.node.name, "pid": s.pid, "up": st is not None}
-        if st is not None:
-            doc.update(
-                height=st.height,
-                view=st.view,
-                leader=st.leader,
-                peers_connected=st.peers_connected,
-                mempool_txs=st.mempool_txs,
-                state_root=bytes(st.state_root).hex(),
-                halted=st.halted or None,
-            )
-        else:
-            doc["error"] = s.error
-        out.append(doc)
-    return out
-
-
 def _cmd_status(net: Network, args: argparse.Namespace) -> int:
-    states = node_states(net)
-    problems = [f"{s.node.name} is down ({s.error})" for s in states if not s.up]
-    problems += [
-        f"{s.node.name} halted: {s.status.halted}" for s in states if s.status and s.status.halted
-    ]
-    problems += disagreements(net, states)
-    if args.json:
-        print(json.dumps({"nodes": _status_json(states), "problems": problems}, indent=2))
-    else:
-        first = next((s.status for s in states if s.status is not None), None)
-        if first is not None:
-            print(
-                f"chain {first.chain_id[:16]}...  n={first.n} q={first.q}  "
-                f"tolerates {first.safety_bound} Byzantine (safety), "
-                f"{first.liveness_bound} down (liveness)"
-            )
-        print(_table(net, states))
-        for p in problems:
-            print(f"problem: {p}")
-    return 1 if problems else 0
+    """`make status`: the one status command (client/_status.py, as `ledger status`),
+    with each node's pid from this machine's pid files."""
+    pids = {x.name: _pid(net, x) for x in net.nodes}
+    key = load_key(net.participant_key(OPERATOR_IDENTITY), OPERATOR_IDENTITY)
+    with LedgerClient.from_run_dir(net.run_dir, identity=key) as client:
+        doc = node_status.collect(client, pids)
+    return node_status.show(doc, args.json)
 
 
 def _cmd_start(net: Network, args: argparse.Namespace) -> int:
