@@ -244,3 +244,8 @@ HALT_LINGER_MS: Final = 1_000
 # --- network generation (node/netgen.py) -------------------------------------------------
 # Ports come in blocks of 1,000 per role (peer, client, metrics), so more would collide.
 VALIDATORS_MAX: Final = 1_000
+
+# --- operator surface (issue 16 item 5: ledger-node health, metrics) ---------------------
+# `ledger-node health` (the compose healthcheck): one Check call, well inside compose's
+# 5 s probe timeout so a node that does not answer reads as unhealthy, not as a hung probe.
+HEALTH_PROBE_TIMEOUT_MS: Final = 3_000

@@ -63,7 +63,7 @@ class StartupError(RuntimeError):
     """The node refuses to start; the message says why and what to fix."""
 
 
-def _check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
+def check_identity(cfg: NodeConfig, genesis: Genesis, cert_pem: bytes) -> None:
     n = len(genesis.validators)
     if not 0 <= cfg.validator < n:
         raise StartupError(f"config names validator {cfg.validator}; genesis has {n} (0..{n - 1})")
@@ -101,7 +101,7 @@ async def run(cfg: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     genesis = load_genesis(cfg.genesis)
     cert, key_pem = (p.read_bytes() for p in (cfg.tls_cert, cfg.tls_key))
-    _check_identity(cfg, genesis, cert)
+    check_identity(cfg, genesis, cert)
     pinned = pinned_peers(cfg, genesis)
     key = load_signing_key(cfg.signing_key)
     me = genesis.validators[cfg.validator]
