@@ -28,6 +28,7 @@ from typing import TypeAlias
 
 from node.netconfig import Network
 from node.netgen import (
+    CONTAINER_CONFIG,
     CONTAINER_DATA_DIR,
     CONTAINER_GENESIS,
     CONTAINER_NODE_DIR,
@@ -46,6 +47,7 @@ PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
 SCRAPE_INTERVAL = "5s"
 PUBLISH_HOST = "127.0.0.1"  # published ports are reachable from this machine only
+ALERTS_IN_CONTAINER = "/etc/prometheus/alerts.yml"  # docker/prometheus/alerts.yml
 
 Yaml: TypeAlias = dict[str, "Yaml"] | list["Yaml"] | str | int | bool | None
 
@@ -130,11 +132,30 @@ def published_ports(net: Network) -> list[int]:
     return [*node_ports, PROMETHEUS_PORT, GRAFANA_PORT]
 
 
+# `ledger-node health`: SERVING while the process runs and has not halted (docs/cluster.md).
+HEALTHCHECK: Yaml = {
+    "test": ["CMD", "python", "-m", "node", "health", CONTAINER_CONFIG],
+    "interval": "10s",
+    "timeout": "5s",
+    "retries": 3,
+    "start_period": "30s",
+}
+
+
+def _image(i: int, out: Path) -> dict[str, Yaml]:
+    """The first node's service builds the image; the others run it (one build, not N),
+    and never pull it: the tag exists only where it was built."""
+    if i == 0:
+        return {"build": {"context": _rel(REPO, out), "dockerfile": "docker/Dockerfile"},
+                "image": IMAGE}  # fmt: skip
+    return {"image": IMAGE, "pull_policy": "never"}
+
+
 def _node_service(net: Network, i: int, out: Path, user: str) -> Yaml:
     node = net.nodes[i]
     return {
-        "build": {"context": _rel(REPO, out), "dockerfile": "docker/Dockerfile"},
-        "image": IMAGE,
+        **_image(i, out),
+        "healthcheck": HEALTHCHECK,
         "hostname": node.name,
         # The key files are 0600 and belong to whoever generated them.
         "user": user,
@@ -165,6 +186,7 @@ def compose_doc(net: Network, out: Path, user: str) -> Yaml:
         ],
         "volumes": [
             _bind("./prometheus.yml", "/etc/prometheus/prometheus.yml"),
+            _bind(_rel(REPO / "docker" / "prometheus" / "alerts.yml", out), ALERTS_IN_CONTAINER),
             {"type": "volume", "source": "prometheus-data", "target": "/prometheus"},
         ],
         "ports": [f"{PUBLISH_HOST}:{PROMETHEUS_PORT}:9090"],
@@ -208,6 +230,7 @@ def prometheus_doc(net: Network) -> Yaml:
     ]
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": "15s"},
+        "rule_files": [ALERTS_IN_CONTAINER],
         "scrape_configs": [{"job_name": "ledger", "static_configs": targets}],
     }
 

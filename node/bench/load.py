@@ -23,9 +23,10 @@ their own schedule beside the DvPs (``node/bench/mixed.py``), recorded apart.
 It writes the raw record ``node/bench/report.py`` turns into the result: every trade's
 scheduled, sent and final times (wall-clock microseconds) with its code and height; every
 validator's consensus step times for those heights (GetTimeline, the earliest over all
-validators); each validator process's CPU time and anonymous memory (``/proc``, so the
-validators must run on this machine) at the window's start and end and every few
-seconds; and the Ed25519 verify cost measured here before the load starts.
+validators); each validator process's CPU time and anonymous memory (its ``/metrics``:
+``process_cpu_seconds_total`` and ``ledger_process_rss_anon_bytes``, so the validators
+may run on other machines) at the window's start and end and every few seconds; and the
+Ed25519 verify cost measured here before the load starts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +57,9 @@ from client import (
 from node import crypto
 from node.bench.mixed import WORKLOADS, Mixed
 from node.demo import ValidatorClients, load_run_network
-from node.netconfig import Network, load_network
+from node.netconfig import Network, NetworkNode, host_port, load_network
 
-__all__ = ["GENERATOR_OVERLOAD", "main", "measure_verify_us", "validator_usage"]
+__all__ = ["GENERATOR_OVERLOAD", "main", "measure_verify_us", "usage_of", "validator_usage"]
 
 QUANTITY = 1  # bond units ($0.01 face) per trade
 AMOUNT = 1  # cash cents per trade
@@ -65,6 +68,7 @@ INFLIGHT_MAX = 20_000  # trades awaiting finality at once; beyond it a send is s
 GENERATOR_OVERLOAD = "GENERATOR_OVERLOAD"  # the code of a trade skipped for INFLIGHT_MAX
 FINALITY_TIMEOUT_S = 30.0  # per trade; then FinalityTimeoutError
 SAMPLE_INTERVAL_S = 2.0  # validator CPU and memory samples
+SCRAPE_TIMEOUT_S = 2.0  # one validator's /metrics; a node that takes longer has no sample
 TRADES_MAX = 2_000_000  # rate x (warm-up + duration) must stay below this
 VERIFY_SAMPLES = 2_000
 SUBMIT_MODES = ("stream", "unary")
@@ -90,34 +94,36 @@ def measure_verify_us(samples: int = VERIFY_SAMPLES) -> float:
 
 # --- validator processes --------------------------------------------------------------------
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
+# What a validator's /metrics says about its process (node/runtime/_metrics.py).
+CPU_METRIC = "process_cpu_seconds_total"
+RSS_METRIC = "ledger_process_rss_anon_bytes"
 
 
-def _pids(net: Network) -> list[int | None]:
-    out: list[int | None] = []
-    for node in net.nodes:
-        try:
-            out.append(int((net.run_dir / "pids" / f"{node.name}.pid").read_text().strip()))
-        except (OSError, ValueError):
-            out.append(None)
-    return out
-
-
-def validator_usage(pid: int | None) -> tuple[float, float] | None:
-    """(CPU seconds, anonymous resident MB) of a process, or None if it is gone."""
-    if pid is None:
+def usage_of(metrics_text: str) -> tuple[float, float] | None:
+    """(CPU seconds, anonymous resident MB) from a /metrics page; None if either is absent."""
+    found: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (CPU_METRIC, RSS_METRIC):
+            found[name] = float(value)
+    if len(found) < 2:
         return None
+    return found[CPU_METRIC], found[RSS_METRIC] / (1024 * 1024)
+
+
+def validator_usage(node: NetworkNode) -> tuple[float, float] | None:
+    """(CPU seconds, anonymous resident MB) of a validator, or None if it did not answer."""
+    url = f"http://{host_port(node.host, node.metrics_port)}/metrics"
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
+            return usage_of(resp.read().decode())
+    except (OSError, urllib.error.URLError, ValueError):
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
-    anon_kb = next(
-        (int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")), 0
-    )
-    return cpu_s, anon_kb / 1024
+
+
+async def _usage_all(net: Network) -> list[tuple[float, float] | None]:
+    """Every validator's usage, scraped at once off the event loop (trades keep going)."""
+    return list(await asyncio.gather(*(asyncio.to_thread(validator_usage, x) for x in net.nodes)))
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -230,9 +236,8 @@ async def _settle(sender: _Sender, k: int, raw: bytes, t: _Trade, run: _Run) -> 
 
 
 async def _sample(net: Network, run: _Run, out: list[dict[str, Any]]) -> None:
-    pids = _pids(net)
     while True:
-        usage = [validator_usage(p) for p in pids]
+        usage = await _usage_all(net)
         out.append(
             {
                 "t_us": _now_us(),
@@ -241,10 +246,6 @@ async def _sample(net: Network, run: _Run, out: list[dict[str, Any]]) -> None:
             }
         )
         await asyncio.sleep(SAMPLE_INTERVAL_S)
-
-
-def _usage_all(net: Network) -> list[tuple[float, float] | None]:
-    return [validator_usage(p) for p in _pids(net)]
 
 
 async def _timeline(clients: ValidatorClients, heights: set[int]) -> dict[str, dict[str, int]]:
@@ -380,7 +381,7 @@ async def _drive(
     for i, raw in enumerate(raws):
         at = i / rate
         if not usage_start and at >= args.warmup:
-            usage_start = _usage_all(net)
+            usage_start = await _usage_all(net)
         delay = t0 + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -397,7 +398,7 @@ async def _drive(
     if delay > 0:
         await asyncio.sleep(delay)
     window = {"start_us": window_start_us, "end_us": _now_us()}
-    usage_end = _usage_all(net)
+    usage_end = await _usage_all(net)
     deadline = time.monotonic() + FINALITY_TIMEOUT_S + 5
     while tasks and time.monotonic() < deadline:
         progress.show(time.monotonic() - t0, run)

@@ -6,12 +6,22 @@ figures apart. Names are the contract of docker/grafana/dashboards/ledger.json.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    start_http_server,
+)
 
 from node._version import __version__
 from node.settlement import FAIL_CODES, ResultCode
 
-__all__ = ["FAIL_REASONS", "Metrics"]
+__all__ = ["CONSENSUS_STEPS", "FAIL_REASONS", "Metrics", "rss_anon_bytes"]
 
 FAIL_REASONS = frozenset(FAIL_CODES)  # what the settlement fails metric counts
 
@@ -21,10 +31,32 @@ _LATENCY_BUCKETS_S = (
 )  # fmt: skip
 
 
+# A block's consensus steps after its proposal, as ledger_consensus_step_seconds labels them.
+CONSENSUS_STEPS = ("prepare_qc", "commit_qc", "applied")
+
+
+def rss_anon_bytes() -> float:
+    """This process's anonymous resident memory (RssAnon: heap and stacks). The process
+    collector's resident memory also counts the LMDB file pages the node has mapped, which
+    the kernel may drop at any time; this is what grows if the node leaks."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return float(int(line.split()[1]) * 1024)  # the kernel writes kB
+    return 0.0
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         Info("ledger_build", "This validator's version", registry=r).info({"version": __version__})
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds...: the
+        # client library's own collector (Linux /proc; empty elsewhere).
+        ProcessCollector(registry=r)
+        Gauge(
+            "ledger_process_rss_anon_bytes",
+            "Anonymous resident memory of this process (RssAnon: not the LMDB pages mapped)",
+            registry=r,
+        ).set_function(rss_anon_bytes)
         self.height = Gauge("ledger_height", "Height of the last committed block", registry=r)
         self.view = Gauge("ledger_view", "Current consensus view", registry=r)
         self.view_changes = Counter(
@@ -37,6 +69,19 @@ class Metrics:
             registry=r,
         )
         self.mempool = Gauge("ledger_mempool_txs", "Transactions waiting for a block", registry=r)
+        self.mempool_bytes = Gauge(
+            "ledger_mempool_bytes", "Bytes of the transactions waiting for a block", registry=r
+        )
+        self.consensus_step = Histogram(
+            "ledger_consensus_step_seconds",
+            "From this node first seeing a block's proposal to its prepare certificate, its "
+            "commit certificate and its application here (step); blocks it saw proposed",
+            ["step"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        for step in CONSENSUS_STEPS:
+            self.consensus_step.labels(step=step)
         self.peers = Gauge("ledger_peers_connected", "Peers this node can send to", registry=r)
         self.transactions = Counter(
             "ledger_transactions", "Committed transactions by result code", ["code"], registry=r

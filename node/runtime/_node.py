@@ -72,7 +72,7 @@ from node.merkle import MerkleTree
 from node.receipt import EventProof, Receipt, ResultProof
 from node.runtime._admission import Admission
 from node.runtime._logs import event, logging_at
-from node.runtime._metrics import FAIL_REASONS, Metrics
+from node.runtime._metrics import CONSENSUS_STEPS, FAIL_REASONS, Metrics
 from node.runtime._source import StoreSource, _decode_stored
 from node.runtime._timeline import Step, Timeline
 from node.runtime._velocity import VelocityWatch
@@ -560,6 +560,7 @@ class Node:
         )
         self.load.committed(len(block.txs), len(self.replica.mempool), self._clock())
         self.timeline.mark(block.height, Step.APPLIED)
+        self._step_metrics(block.height)
         now = time.monotonic()
         m = self.metrics
         m.blocks.inc()
@@ -603,6 +604,19 @@ class Node:
                 m.settlement_fails.labels(reason=res.code.name).inc()
         m.pending.set(pending_count(self.store))
 
+    def _step_metrics(self, height: int) -> None:
+        """Each step's time since the proposal, from the timeline's marks; a block this
+        node did not see proposed (caught up) has no start, and a wall clock stepped back
+        gives no negative time."""
+        marks = self.timeline.get(height)
+        if marks is None or not marks[Step.PROPOSED]:
+            return
+        steps = (Step.PREPARE_QC, Step.COMMIT_QC, Step.APPLIED)
+        for label, step in zip(CONSENSUS_STEPS, steps, strict=True):
+            if marks[step] >= marks[Step.PROPOSED]:
+                elapsed_s = (marks[step] - marks[Step.PROPOSED]) / 1e6
+                self.metrics.consensus_step.labels(step=label).observe(elapsed_s)
+
     def _mark(self, msg: Message) -> None:
         """Note the first time this node sees a block's proposal or certificates."""
         if isinstance(msg, Proposal):
@@ -633,6 +647,7 @@ class Node:
             self._last_view = r.view
         self.metrics.view.set(r.view)
         self.metrics.mempool.set(len(r.mempool))
+        self.metrics.mempool_bytes.set(r.mempool.size_bytes)
         self._count_refused()
         if r.halted is not None and not self._halt_logged:
             self._halt_logged = True

@@ -2,7 +2,7 @@
 
 No Docker engine runs here, so these tests check what can be checked without one: the
 files parse, name every node, volume and port, agree with each other and with the node
-configs, and the dashboard uses only metrics the node exports.
+configs (the dashboard and alert rules: test_dashboard.py).
 """
 
 from __future__ import annotations
@@ -18,23 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from node.config import HEALTH_PROBE_TIMEOUT_MS
 from node.netconfig import Network, load_network, load_node_config
 from node.netgen import CONTAINER_CONFIG, CONTAINER_NODE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
-METRICS = {
-    "ledger_height",
-    "ledger_view",
-    "ledger_view_changes_total",
-    "ledger_commit_latency_seconds",
-    "ledger_mempool_txs",
-    "ledger_peers_connected",
-    "ledger_transactions_total",
-    "ledger_blocks_total",
-    "ledger_consensus_refused_total",
-}
-HISTOGRAM_SERIES = {f"ledger_commit_latency_seconds_{s}" for s in ("bucket", "sum", "count")}
 
 
 def _load_compose_module() -> ModuleType:
@@ -137,11 +126,20 @@ def test_published_ports_are_local_and_never_collide(generated: Generated) -> No
 def test_build_context_is_the_repository_with_the_docker_dockerfile(
     generated: Generated,
 ) -> None:
+    first, *others = generated.node_services().values()
+    build = first["build"]
+    assert (generated.out / build["context"]).resolve() == ROOT
+    assert (ROOT / build["dockerfile"]).is_file()
+    # One build: every other node runs the image the first one built, never pulls it.
+    assert {svc["image"] for svc in (first, *others)} == {gen.IMAGE}
+    assert all("build" not in svc and svc["pull_policy"] == "never" for svc in others)
+
+
+def test_every_node_has_a_healthcheck_that_runs_ledger_node_health(generated: Generated) -> None:
     for svc in generated.node_services().values():
-        build = svc["build"]
-        assert (generated.out / build["context"]).resolve() == ROOT
-        assert (ROOT / build["dockerfile"]).is_file()
-        assert svc["image"] == gen.IMAGE
+        check = svc["healthcheck"]
+        assert check["test"] == ["CMD", "python", "-m", "node", "health", CONTAINER_CONFIG]
+        assert int(check["timeout"].rstrip("s")) * 1000 > HEALTH_PROBE_TIMEOUT_MS
 
 
 def test_prometheus_scrapes_every_node(generated: Generated) -> None:
@@ -152,6 +150,10 @@ def test_prometheus_scrapes_every_node(generated: Generated) -> None:
     assert labels == [x.name for x in generated.net.nodes]
     mounts = generated.compose["services"]["prometheus"]["volumes"]
     assert mounts[0]["source"] == "./prometheus.yml"
+    # The alert rules: the committed file, where prometheus.yml says.
+    (rules,) = generated.prometheus["rule_files"]
+    (alerts,) = [m for m in mounts if m.get("target") == rules]
+    assert (generated.out / alerts["source"]).resolve() == DOCKER / "prometheus" / "alerts.yml"
 
 
 def test_grafana_is_provisioned_from_the_committed_files(generated: Generated) -> None:
@@ -165,59 +167,6 @@ def test_grafana_is_provisioned_from_the_committed_files(generated: Generated) -
     assert (dashboards / "ledger.json").is_file()
     providers = yaml.safe_load((provisioning / "dashboards" / "ledger.yaml").read_text())
     assert providers["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
-
-
-# --- dashboard ---------------------------------------------------------------------------
-
-_PROMQL_WORDS = {
-    "sum",
-    "max",
-    "min",
-    "avg",
-    "count",
-    "by",
-    "without",
-    "rate",
-    "irate",
-    "increase",
-    "histogram_quantile",
-}
-
-
-def _dashboard() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((DOCKER / "grafana/dashboards/ledger.json").read_text())
-    return doc
-
-
-def _metric_names(expr: str) -> set[str]:
-    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", "", expr)  # matchers, ranges, strings
-    expr = re.sub(r"\b(by|without)\s*\([^)]*\)", "", expr)  # grouping labels
-    names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr)) - _PROMQL_WORDS
-    return names
-
-
-def test_dashboard_uses_only_the_metrics_the_node_exports() -> None:
-    dashboard = _dashboard()
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    used = set().union(*(_metric_names(e) for e in exprs))
-    assert used <= METRICS | HISTOGRAM_SERIES, used - METRICS - HISTOGRAM_SERIES
-    base = {re.sub(r"_(bucket|sum|count)$", "", m) if m in HISTOGRAM_SERIES else m for m in used}
-    assert base == METRICS  # every exported metric is on the dashboard
-    assert all(_metric_names(e) for e in exprs)  # no expression without a metric
-    assert _metric_names('sum by (code) (rate(x_total{code="OK"}[1m]))') == {"x_total"}
-
-
-def test_dashboard_panels_use_the_provisioned_datasource() -> None:
-    datasources = yaml.safe_load(
-        (DOCKER / "grafana/provisioning/datasources/prometheus.yaml").read_text()
-    )
-    uid = datasources["datasources"][0]["uid"]
-    dashboard = _dashboard()
-    ids = [p["id"] for p in dashboard["panels"]]
-    assert len(ids) == len(set(ids))
-    for p in dashboard["panels"]:
-        assert p["datasource"]["uid"] == uid
-        assert {t["datasource"]["uid"] for t in p["targets"]} == {uid}
 
 
 # --- Dockerfile --------------------------------------------------------------------------
