@@ -857,7 +857,8 @@ def _add_queries(b: _Builder) -> None:
     b.leaf(
         b.top,
         "status",
-        "a table of every node: height, view, leader, peers, root",
+        "every node's height, view, leader, peers, root (--json: schema ledger.status/1); "
+        "exit 1 if one is down, halted or disagrees",
         _network("status"),
     )
 
