@@ -17,10 +17,10 @@ import argparse
 from pathlib import Path
 
 from node.config import HEALTH_PROBE_TIMEOUT_MS
-from node.netconfig import ConfigError, NodeConfig, load_node_config
+from node.netconfig import ConfigError, NodeConfig, host_port, load_node_config
 from node.netgen import dns_names
 
-__all__ = ["EXIT_NOT_SERVING", "EXIT_SERVING", "probe", "register"]
+__all__ = ["EXIT_NOT_SERVING", "EXIT_SERVING", "probe", "register", "target"]
 
 EXIT_SERVING = 0
 EXIT_NOT_SERVING = 1
@@ -47,8 +47,14 @@ def _main(args: argparse.Namespace) -> int:
     except (ConfigError, OSError, ValueError) as e:
         print(f"health: {e}")
         return EXIT_NOT_SERVING
-    print(f"{cfg.listen_host}:{cfg.client_port} {args.service or '(process)'}: {answer}")
+    print(f"{target(cfg)} {args.service or '(process)'}: {answer}")
     return EXIT_SERVING if answer == "SERVING" else EXIT_NOT_SERVING
+
+
+def target(cfg: NodeConfig) -> str:
+    """Where this machine reaches the node's client port: its listen address, or loopback
+    when it listens on every address (a container)."""
+    return host_port(_WILDCARDS.get(cfg.listen_host, cfg.listen_host), cfg.client_port)
 
 
 def probe(cfg: NodeConfig, service: str = "") -> str:
@@ -61,11 +67,9 @@ def probe(cfg: NodeConfig, service: str = "") -> str:
     names = sorted(dns_names(cert))
     if not names:
         raise ValueError(f"{cfg.tls_cert} names no DNS name to check")
-    host = _WILDCARDS.get(cfg.listen_host, cfg.listen_host)
-    address = f"[{host}]:{cfg.client_port}" if ":" in host else f"{host}:{cfg.client_port}"
     creds = grpc.ssl_channel_credentials(cert)
     options = [("grpc.ssl_target_name_override", names[0])]
-    with grpc.secure_channel(address, creds, options=options) as channel:
+    with grpc.secure_channel(target(cfg), creds, options=options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(

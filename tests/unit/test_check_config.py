@@ -10,13 +10,15 @@ import json
 import shutil
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from node import health
 from node.__main__ import main
 from node.check_config import EXIT_OK, EXIT_PROBLEMS, check
-from node.netconfig import Network, NetworkNode
+from node.netconfig import Network, NetworkNode, load_network, load_node_config
 from node.netgen import NetSpec, free_port_base, generate
 
 
@@ -31,8 +33,6 @@ def net(pristine: Network, tmp_path: Path) -> Iterator[Network]:
     """A copy each test may break (paths in configs are relative, so a copy is whole)."""
     copy = tmp_path / "run"
     shutil.copytree(pristine.run_dir, copy)
-    from node.netconfig import load_network
-
     yield load_network(copy)
 
 
@@ -156,3 +156,14 @@ def test_the_invocation_without_run_still_runs_a_node(
     assert main(["run", "--config", missing]) == 2
     assert capsys.readouterr().err == old
     assert old.startswith("node: cannot start: ")
+
+
+def test_health_dials_loopback_when_the_node_listens_everywhere(net: Network) -> None:
+    """`ledger-node health` in a container: the node listens on 0.0.0.0 (or ::), the probe
+    dials loopback; a node bound to one address is dialled there."""
+    cfg = load_node_config(net.nodes[0].config)
+    port = cfg.client_port
+    assert health.target(cfg) == f"127.0.0.1:{port}"
+    assert health.target(replace(cfg, listen_host="0.0.0.0")) == f"127.0.0.1:{port}"
+    assert health.target(replace(cfg, listen_host="::")) == f"[::1]:{port}"
+    assert health.target(replace(cfg, listen_host="10.1.2.3")) == f"10.1.2.3:{port}"
