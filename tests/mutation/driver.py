@@ -29,7 +29,7 @@ TARGETS_FILE = Path(__file__).with_name("targets.toml")
 # it is git-ignored but lives in node/wire and is copied with node/).
 # What a mutated copy of the repository holds: the code (the SDK too, whose tests import
 # it from the copy), the tests, and docs (some tests check docs against the code).
-COPIED = ("node", "client", "tests", "docs", "pyproject.toml")
+COPIED = ("node", "client", "tests", "docs", "docker", "pyproject.toml")
 IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.mdb")
 
 
