@@ -48,7 +48,7 @@ from node.settlement._pending import (
     pending_count,
 )
 from node.settlement._registry import Registry
-from node.settlement._repo import RepoRecord, RepoStatus, repo, repos_of
+from node.settlement._repo import RepoRecord, RepoStatus, all_repos, repo, repos_of
 from node.settlement._reserve import (
     CustodyAttestation,
     ReserveAttestation,
@@ -168,6 +168,7 @@ __all__ = [
     "Unfreeze",
     "Validator",
     "Verify",
+    "all_repos",
     "apply_block",
     "authentic",
     "check_rules",
