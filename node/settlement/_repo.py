@@ -299,7 +299,7 @@ def open_(
         return ResultCode.REPOS_FULL
     opening = DvP(
         tx.chain_id, tx.nonce, tx.expiry_ms, tx.borrower, tx.lender, tx.bond, tx.quantity,
-        tx.cash, tx.purchase_amount, deadline_ms=tx.close_ms,
+        tx.cash, tx.purchase_amount, deadline_ms=tx.close_ms, cosigner=tx.cosigner,
     )  # fmt: skip
     code = legs(opening)
     if code is not ResultCode.OK:
@@ -348,7 +348,7 @@ def close(
     amount, netted = _due(reg, o, rec, time_ms)
     closing = PendingDvP(
         tx.chain_id, tx.nonce, tx.expiry_ms, rec.lender, rec.borrower, rec.bond, rec.quantity,
-        rec.cash, amount, deadline_ms=rec.default_ms, lot=0,
+        rec.cash, amount, deadline_ms=rec.default_ms, lot=0, cosigner=tx.cosigner,
     )  # fmt: skip
     # The first attempt has no deadline of its own: a late close still settles if both
     # legs are there; if not, recycling ends it FAILED_DEADLINE in this very block.

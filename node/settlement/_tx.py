@@ -778,8 +778,8 @@ def _dec_attest_reserves(r: Reader, h: _Head) -> AttestReserves:
 _DECODERS.update(
     {TxKind.ATTEST_CUSTODY: _dec_attest_custody, TxKind.ATTEST_RESERVES: _dec_attest_reserves}
 )
-# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule).
-_COSIGNABLE = (Transfer, DvP, PendingDvP)
+# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule):
+# ``_COSIGNABLE``, defined after the repo kinds (they carry one too).
 
 
 # --- gov: governance (issue 15 item 1; node/settlement/_gov.py) -------------------------
@@ -1049,9 +1049,10 @@ class RepoOpen:
     rate_bp: int  # per year, ACT/360; must be 0 when repurchase_amount is set
     close_ms: int
     default_ms: int
+    cosigner: str = ""  # kyc: a compliance co-signer of both legs (the AML rule)
 
     def required_signers(self) -> tuple[str, ...]:
-        return tuple(sorted({self.borrower, self.lender}))
+        return _with_cosigner((self.borrower, self.lender), self.cosigner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1065,9 +1066,10 @@ class RepoClose:
     expiry_ms: int
     id: str
     by: tuple[str, ...]
+    cosigner: str = ""  # kyc: a compliance co-signer of the close leg (the AML rule)
 
     def required_signers(self) -> tuple[str, ...]:
-        return self.by
+        return _with_cosigner(self.by, self.cosigner)
 
 
 _REPO_CLOSE_SIGNERS_MAX = 2  # the two parties
@@ -1106,6 +1108,9 @@ def _dec_repo_close(r: Reader, h: _Head) -> RepoClose:
 
 
 _DECODERS.update({TxKind.REPO_OPEN: _dec_repo_open, TxKind.REPO_CLOSE: _dec_repo_close})
+# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule); a
+# repo's legs are checked like a DvP's, co-signer included (appended when named).
+_COSIGNABLE = (Transfer, DvP, PendingDvP, RepoOpen, RepoClose)
 
 # The union of every kind; mypy checks each match over it is exhaustive.
 Transaction = (

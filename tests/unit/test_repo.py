@@ -8,6 +8,8 @@ $1,000,000.00, closing an hour later at 5.00% ACT/360. Codes are named, never nu
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from node import crypto
@@ -31,6 +33,7 @@ from node.settlement import (
 )
 from node.store import MemoryStore
 from tests.freeze_helpers import freeze
+from tests.kyc_helpers import COSIGN_ABOVE, kyc_net
 from tests.ledger_helpers import TxFactory
 from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
 from tests.repo_helpers import EXPIRY_MS, HOUR_MS, PURCHASE, QUANTITY, RepoTx
@@ -433,3 +436,26 @@ def test_a_repo_closing_at_or_after_the_bonds_maturity_is_refused() -> None:
     maturity = at("2027-01-15")
     assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity))) == [RC.REPO_TERMS]
     assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity - 1))) == [RC.OK]  # control
+
+
+# --- kyc: the AML co-signature ----------------------------------------------------------
+
+
+def test_a_repo_above_the_aml_threshold_needs_a_compliance_cosigner() -> None:
+    net = kyc_net()  # co-sign above COSIGN_ABOVE cents
+    store, rtx = MemoryStore(net.genesis), RepoTx(net, net.genesis.genesis_time_ms + T1)
+    large = COSIGN_ABOVE + 1
+    bare = rtx.open_tx("BIG", purchase=large, rate_bp=0, repurchase=large + 1)
+    assert own(run(store, rtx.signed(bare))) == [RC.COSIGN_REQUIRED]
+    assert repo(store, "BIG") is None
+    cosigned = replace(bare, nonce=bare.nonce + 10_000, cosigner="COMPLIANCE")
+    assert cosigned.required_signers() == ("BANK01", "BANK02", "COMPLIANCE")
+    assert decode_body(encode_body(cosigned)) == cosigned
+    assert own(run(store, rtx.signed(cosigned))) == [RC.OK]
+    # The close moves as much: it needs the co-signature too.
+    close = RepoClose(net.genesis.chain_id, 99, EXPIRY_MS, "BIG", ("BANK01", "BANK02"))
+    assert own(run(store, rtx.signed(close), at_ms=T1 + 1)) == [RC.COSIGN_REQUIRED]
+    close = replace(close, nonce=100, cosigner="COMPLIANCE")
+    assert decode_body(encode_body(close)) == close
+    assert own(run(store, rtx.signed(close), at_ms=T1 + 2)) == [RC.OK]
+    assert repo(store, "BIG").status is RepoStatus.CLOSED  # type: ignore[union-attr]
