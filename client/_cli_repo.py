@@ -52,10 +52,14 @@ def _open(args: argparse.Namespace) -> int:
 
 def _close(args: argparse.Namespace) -> int:
     from client import Transactions, sign
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _client, _genesis, _key, _submit
 
     g = _genesis(args)
-    tx = Transactions(g).repo_close(args.id, *args.by, cosigner=args.cosign or "")
+    with _client(args, args.by[0]) as client:  # the repo's parties, from its record
+        _, (rec,) = client.repos(args.id)
+    tx = Transactions(g).repo_close(
+        args.id, rec.borrower, rec.lender, *args.by, cosigner=args.cosign or ""
+    )
     keys = [_key(args, signer, None) for signer in tx.required_signers()]
     return _submit(args, sign(tx, *keys, genesis=g))
 

@@ -572,15 +572,20 @@ class Transactions:
             cosigner=self._cosigner(cosigner, (borrower, lender)),
         )
 
-    def repo_close(self, repo_id: str, *by: str, cosigner: str = "") -> RepoClose:
-        """Close repo ``repo_id``, signed by ``by``: one party from the repo's close time,
-        both before it (and ``cosigner`` above the AML threshold, as for the open)."""
+    def repo_close(
+        self, repo_id: str, borrower: str, lender: str, *by: str, cosigner: str = ""
+    ) -> RepoClose:
+        """Close repo ``repo_id`` of ``borrower`` and ``lender`` (its record's parties:
+        ``client.repos(repo_id)``), signed by ``by``: one party from the repo's close
+        time, both before it (and ``cosigner`` above the AML threshold, as for the open)."""
         if not 1 <= len(set(by)) <= 2:
             raise InvalidFieldError("by", "one or both of the repo's parties sign a close")
         signers = tuple(sorted({self._party(b) for b in by}))
         return RepoClose(
             **self._head(),
             id=_new_id("repo_id", repo_id),
+            borrower=self._participant("borrower", borrower),
+            lender=self._participant("lender", lender),
             by=signers,
             cosigner=self._cosigner(cosigner, signers),
         )

@@ -320,7 +320,7 @@ def _close_code(rec: RepoRecord | None, tx: RepoClose, time_ms: int) -> ResultCo
     if rec is None:
         return ResultCode.NO_SUCH_REPO
     parties = {rec.borrower, rec.lender}
-    if not set(tx.by) <= parties:
+    if (tx.borrower, tx.lender) != (rec.borrower, rec.lender) or not set(tx.by) <= parties:
         return ResultCode.UNAUTHORIZED
     if rec.status is not RepoStatus.OPEN:
         return ResultCode.REPO_NOT_OPEN

@@ -62,11 +62,15 @@ def test_an_intraday_repo_opens_and_closes_through_the_sdk(cluster: Cluster) -> 
                     await third.repos("SDK1")
                 assert (await third.repos())[1] == ()  # its own: none
             with pytest.raises(RejectedError) as e:
-                await client.submit(sign(txs.repo_close("SDK1", "BANK02"), b2, genesis=g))
+                await client.submit(
+                    sign(txs.repo_close("SDK1", "BANK01", "BANK02", "BANK02"), b2, genesis=g)
+                )
             assert e.value.code is RC.EARLY_CLOSE_ONE_SIDED
             verify_receipt(e.value.receipt, cluster.net.run_dir / "genesis.json")
             assert (await client.balances("BANK01")).amounts == opened
-            both = sign(txs.repo_close("SDK1", "BANK01", "BANK02"), b1, b2, genesis=g)
+            both = sign(
+                txs.repo_close("SDK1", "BANK01", "BANK02", "BANK01", "BANK02"), b1, b2, genesis=g
+            )
             assert (await client.submit(both)).code is RC.OK
             _, (rec,) = await client.repos("SDK1")
             assert rec.status is RepoStatus.CLOSED
@@ -134,8 +138,8 @@ def test_a_close_the_borrower_cannot_pay_waits_then_settles_with_a_proven_event(
             while (left := (await client.balances("BANK05")).amounts[cash] - 1_000) > 0:
                 out = txs.transfer(cash, "BANK05", "BANK01", min(left, 500_000_000))
                 assert (await client.submit(sign(out, keys["BANK05"], genesis=g))).ok
-            both = sign(txs.repo_close("PEND1", "BANK05", "BANK06"), keys["BANK05"],
-                        keys["BANK06"], genesis=g)  # fmt: skip
+            close = txs.repo_close("PEND1", "BANK05", "BANK06", "BANK05", "BANK06")
+            both = sign(close, keys["BANK05"], keys["BANK06"], genesis=g)
             waiting = await client.submit(both)
             assert waiting.code is RC.PENDING_SETTLEMENT and waiting.waiting
             _, (rec,) = await client.repos("PEND1")

@@ -13,12 +13,14 @@ from dataclasses import replace
 import pytest
 
 from node import crypto
+from node.access import tx_parties
 from node.genesis import DemoNetwork
 from node.settlement import (
     BlockContext,
     BlockOutcome,
     DecodeError,
     RecordKind,
+    Registry,
     RepoClose,
     RepoStatus,
     ResultCode,
@@ -383,11 +385,13 @@ def test_repo_bodies_round_trip_and_a_close_needs_sorted_unique_signers(
 ) -> None:
     tx = rtx.open_tx()
     assert decode_body(encode_body(tx)) == tx
-    close = RepoClose(net.genesis.chain_id, 1, 2, "R1", ("BANK01", "BANK02"))
+    close = RepoClose(net.genesis.chain_id, 1, 2, "R1", "BANK01", "BANK02", ("BANK01", "BANK02"))
     body = encode_body(close)
     assert decode_body(body) == close
     with pytest.raises(ValueError, match="one or both parties"):
-        encode_body(RepoClose(net.genesis.chain_id, 1, 2, "R1", ("BANK02", "BANK01")))
+        encode_body(
+            RepoClose(net.genesis.chain_id, 1, 2, "R1", "BANK01", "BANK02", ("BANK02", "BANK01"))
+        )
     swapped = body.replace(b"\x06BANK01\x06BANK02", b"\x06BANK02\x06BANK01")
     assert swapped != body
     with pytest.raises(DecodeError):
@@ -453,9 +457,21 @@ def test_a_repo_above_the_aml_threshold_needs_a_compliance_cosigner() -> None:
     assert decode_body(encode_body(cosigned)) == cosigned
     assert own(run(store, rtx.signed(cosigned))) == [RC.OK]
     # The close moves as much: it needs the co-signature too.
-    close = RepoClose(net.genesis.chain_id, 99, EXPIRY_MS, "BIG", ("BANK01", "BANK02"))
+    both = ("BANK01", "BANK02")
+    close = RepoClose(net.genesis.chain_id, 99, EXPIRY_MS, "BIG", *both, both)
     assert own(run(store, rtx.signed(close), at_ms=T1 + 1)) == [RC.COSIGN_REQUIRED]
     close = replace(close, nonce=100, cosigner="COMPLIANCE")
     assert decode_body(encode_body(close)) == close
     assert own(run(store, rtx.signed(close), at_ms=T1 + 2)) == [RC.OK]
     assert repo(store, "BIG").status is RepoStatus.CLOSED  # type: ignore[union-attr]
+
+
+def test_a_close_names_the_repos_parties_so_both_read_it(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    wrong = rtx.close("R1", "BANK01", parties=("BANK01", "BANK03"))  # not this repo's lender
+    assert own(run(opened, wrong, at_ms=T1 + HOUR_MS)) == [RC.UNAUTHORIZED]
+    alone = rtx.close("R1", "BANK01")  # the borrower alone, at the close time
+    reg = Registry.of(opened)
+    assert tx_parties(alone, reg) == {"BANK01", "BANK02"}  # the lender may read it too
+    assert own(run(opened, alone, at_ms=T1 + HOUR_MS)) == [RC.OK]
