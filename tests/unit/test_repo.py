@@ -14,6 +14,7 @@ import pytest
 
 from node import crypto
 from node.access import tx_parties
+from node.config import U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
     BlockContext,
@@ -475,3 +476,16 @@ def test_a_close_names_the_repos_parties_so_both_read_it(
     reg = Registry.of(opened)
     assert tx_parties(alone, reg) == {"BANK01", "BANK02"}  # the lender may read it too
     assert own(run(opened, alone, at_ms=T1 + HOUR_MS)) == [RC.OK]
+
+
+def test_terms_whose_amount_due_could_pass_2_64_are_refused_at_open(
+    store: MemoryStore, rtx: RepoTx
+) -> None:
+    # At the highest rate the wire allows, over a year, a large purchase owes more than
+    # 2**64 - 1 by its close time: no close could be paid, so the open is refused.
+    year_ms = 365 * 24 * HOUR_MS
+    terms = {"rate_bp": 2**32 - 1, "close_ms": rtx.t0 + year_ms}
+    big = rtx.open(purchase=10**14, **terms)  # type: ignore[arg-type]
+    assert own(run(store, big)) == [RC.REPO_TERMS]
+    assert _repo.interest(10**14, 2**32 - 1, year_ms) > U64_MAX - 10**14
+    assert own(run(store, rtx.open(purchase=10**6, **terms))) == [RC.OK]  # control: it fits  # type: ignore[arg-type]
