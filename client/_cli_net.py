@@ -117,6 +117,10 @@ def _command(name: str) -> Command:
         from client import _cli_reserve
 
         return _cli_reserve.COMMANDS[name]
+    if name.startswith("repo_"):  # repos (client/_cli_repo.py)
+        from client import _cli_repo
+
+        return _cli_repo.COMMANDS[name]
     return _COMMANDS[name]
 
 
@@ -219,6 +223,14 @@ def describe(tx: Transaction) -> str:
         return f"{kind} {target}{why} by {terms['by']}"
     if "admins" in terms:  # governance (docs/ledger.md "Governance")
         return _describe_gov(terms)
+    if kind == "REPO_OPEN":  # repo (docs/ledger.md "Repo")
+        return (
+            f"REPO-OPEN {terms['id']}: {terms['borrower']} -> {terms['lender']} "
+            f"{amount(terms['quantity'])} {terms['bond']} against "
+            f"{amount(terms['purchase_amount'])} {terms['cash']}"
+        )
+    if kind == "REPO_CLOSE":
+        return f"REPO-CLOSE {terms['id']} by {' and '.join(terms['by'])}"
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"

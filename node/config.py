@@ -103,6 +103,15 @@ VELOCITY_TXS_MAX: Final = 600
 VELOCITY_VALUE_MAX_MINOR: Final = 5_000_000
 VELOCITY_EVENTS_MAX: Final = 2_000
 
+# --- settlement: repo (repo; node/settlement/_repo.py, docs/ledger.md "Repo") ----------
+# Open (and closing) repos naming one participant, and on the whole ledger. A repo record
+# is kept for good once closed (like the transaction index); these bound the live ones,
+# so one party cannot fill the book for everyone; a RepoOpen beyond either is REPOS_FULL.
+REPO_OPEN_PER_PARTY_MAX: Final = 100
+REPO_OPEN_MAX: Final = 10_000
+# Repos one read (GetRepos, `ledger repo list`) returns at most; the newest-first page.
+REPO_LIST_MAX: Final = 1_000
+
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024
 LMDB_MAP_SIZE_MAX_BYTES: Final = 64 * 1024 * 1024 * 1024

@@ -48,6 +48,7 @@ from node.settlement._pending import (
     pending_count,
 )
 from node.settlement._registry import Registry
+from node.settlement._repo import RepoRecord, RepoStatus, all_repos, repo, repos_of
 from node.settlement._reserve import (
     CustodyAttestation,
     ReserveAttestation,
@@ -80,6 +81,8 @@ from node.settlement._tx import (
     Redeem,
     RedeemAll,
     Release,
+    RepoClose,
+    RepoOpen,
     RotateKey,
     SetComplianceRules,
     SetKycTier,
@@ -141,6 +144,10 @@ __all__ = [
     "Redeemed",
     "Registry",
     "Release",
+    "RepoClose",
+    "RepoOpen",
+    "RepoRecord",
+    "RepoStatus",
     "ReserveAttestation",
     "ReserveRules",
     "ResultCode",
@@ -161,6 +168,7 @@ __all__ = [
     "Unfreeze",
     "Validator",
     "Verify",
+    "all_repos",
     "apply_block",
     "authentic",
     "check_rules",
@@ -181,6 +189,8 @@ __all__ = [
     "outcome",
     "pending_count",
     "precheck",
+    "repo",
+    "repos_of",
     "reserve_attestations",
     "result_leaf",
     "results_root",

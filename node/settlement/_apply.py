@@ -38,7 +38,7 @@ from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement import _compliance as kyc
-from node.settlement import _freeze, _gov, _pending, _reserve
+from node.settlement import _freeze, _gov, _pending, _repo, _reserve
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
@@ -63,6 +63,8 @@ from node.settlement._tx import (
     Redeem,
     RedeemAll,
     Release,
+    RepoClose,
+    RepoOpen,
     RotateKey,
     SetComplianceRules,
     SetKycTier,
@@ -180,7 +182,9 @@ def apply_block(
             overlay.recorded[tid] = TxRecord(ctx.height, position, code)
         results.append(TxResult(tid, code, recorded))
     # After the block's own transactions: pending instructions, in (height, position) order.
-    for tid, code in _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results)):
+    events = _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results))
+    _repo.after_recycle(overlay, events, ctx.time_ms)  # a repo's close settled or defaulted
+    for tid, code in events:
         results.append(TxResult(tid, code, recorded=False, event=True))
     root = _state_root(head.state_root, ctx, results, overlay)
     return BlockOutcome(
@@ -324,6 +328,10 @@ def _roles_may_allow(reg: Registry, tx: Transaction) -> bool:
             return tx.bond not in reg.instrument_by_id or _reserve.may_attest(reg, tx)
         case AttestReserves():
             return tx.cash not in reg.instrument_by_id or _reserve.may_attest(reg, tx)
+        case RepoOpen():
+            parties = (tx.borrower, tx.lender)
+        case RepoClose():
+            parties = tx.by
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
@@ -336,6 +344,10 @@ def _cosigner_may_allow(reg: Registry, tx: Transaction) -> bool:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.sender, tx.receiver))
         case DvP() | PendingDvP() if tx.cosigner:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.seller, tx.buyer))
+        case RepoOpen() if tx.cosigner:
+            return kyc.cosigner_ok(reg, tx.cosigner, (tx.borrower, tx.lender))
+        case RepoClose() if tx.cosigner:
+            return kyc.cosigner_ok(reg, tx.cosigner, tx.by)
         case _:
             return True
 
@@ -395,9 +407,9 @@ def _execute(
                 first_attempt=lambda: _dvp(reg, o, tx.as_dvp(), ctx),
             )
         case Hold() | Release():
-            return _pending.hold(o, tx)
+            return _repo.pinned(o, tx.instruction) or _pending.hold(o, tx)
         case Cancel():
-            return _pending.cancel(o, tx)
+            return _repo.pinned(o, tx.instruction) or _pending.cancel(o, tx)
         case Transfer():
             return _transfer(reg, o, tx, ctx)
         case Mint():
@@ -418,6 +430,25 @@ def _execute(
             return _reserve.attest_custody(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case AttestReserves():
             return _reserve.attest_reserves(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+        case RepoOpen() | RepoClose():
+            return _repo_tx(reg, o, tx, ctx, at)
+        case _:
+            assert_never(tx)
+
+
+def _repo_tx(
+    reg: Registry, o: Overlay, tx: RepoOpen | RepoClose, ctx: BlockContext, at: tuple[bytes, int]
+) -> ResultCode:
+    """A repo's legs run the DvP rules themselves (``_dvp``), not a copy of them."""
+    legs = lambda leg: _dvp(reg, o, leg, ctx)  # noqa: E731
+    match tx:
+        case RepoOpen():
+            return _repo.open_(reg, o, tx, legs, height=ctx.height, time_ms=ctx.time_ms)
+        case RepoClose():
+            tid, position = at
+            return _repo.close(
+                reg, o, tx, legs, tid=tid, height=ctx.height, position=position, time_ms=ctx.time_ms
+            )
         case _:
             assert_never(tx)
 

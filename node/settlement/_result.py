@@ -69,6 +69,15 @@ class ResultCode(IntEnum):
     TIER_TOO_LOW = 49
     TRADE_LIMIT = 50
     DAILY_LIMIT = 51
+    # --- repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py) ---
+    # Reserved for repo: 64-71. Checked where docs/ledger.md "Repo" says.
+    NO_SUCH_REPO = 64
+    REPO_EXISTS = 65
+    REPO_NOT_OPEN = 66
+    EARLY_CLOSE_ONE_SIDED = 67
+    REPOS_FULL = 68
+    REPO_TERMS = 69
+    REPO_CLOSE_PINNED = 70
 
     @property
     def meaning(self) -> str:
@@ -178,6 +187,30 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.DAILY_LIMIT: (
         "the cash amount would take a party's volume in the rolling 24 hours past its "
         "tier's daily limit; nothing moved"
+    ),
+    ResultCode.NO_SUCH_REPO: "no repo with this id was ever opened; nothing moved",
+    ResultCode.REPO_EXISTS: (
+        "a repo with this id was already opened (ids are never reused); nothing moved"
+    ),
+    ResultCode.REPO_NOT_OPEN: (
+        "the repo is not open: already closed, defaulted, or its close is pending; nothing moved"
+    ),
+    ResultCode.EARLY_CLOSE_ONE_SIDED: (
+        "before the repo's close time a close needs both parties' signatures; nothing moved"
+    ),
+    ResultCode.REPOS_FULL: (
+        "a party already has REPO_OPEN_PER_PARTY_MAX open repos, or the ledger REPO_OPEN_MAX; "
+        "nothing moved"
+    ),
+    ResultCode.REPO_TERMS: (
+        "the repo's terms do not hold together: close time not after the block time or not "
+        "before the bond's maturity, default deadline before the close time, both a "
+        "repurchase amount and a rate, or an amount due at the close time above 2**64 - 1; "
+        "nothing moved"
+    ),
+    ResultCode.REPO_CLOSE_PINNED: (
+        "the pending instruction is a repo's close leg: neither party may hold or cancel it "
+        "(it settles or the repo defaults at its deadline)"
     ),
     ResultCode.ALREADY_EXISTS: "a participant or instrument with this id exists; nothing changed",
     ResultCode.REGISTRY_FULL: (

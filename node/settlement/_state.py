@@ -55,6 +55,11 @@ class RecordKind(IntEnum):
     # kyc: KYC tier rules and AML (node/settlement/_compliance.py)
     KYC_RULES = 80
     KYC_VOLUME = 81
+    # repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py). 112-127.
+    REPO = 112
+    REPO_PARTY = 113
+    REPO_OPEN_COUNT = 114
+    REPO_CLOSE_TX = 115
 
 
 @dataclass(frozen=True, slots=True)

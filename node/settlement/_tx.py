@@ -54,6 +54,8 @@ __all__ = [
     "Redeem",
     "RedeemAll",
     "Release",
+    "RepoClose",
+    "RepoOpen",
     "RotateKey",
     "SetComplianceRules",
     "SetKycTier",
@@ -103,6 +105,9 @@ class TxKind(IntEnum):
     # reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py)
     ATTEST_CUSTODY = 40
     ATTEST_RESERVES = 41
+    # repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py). 55-59.
+    REPO_OPEN = 55
+    REPO_CLOSE = 56
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +244,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_gov_instrument(w, tx)
         case SetComplianceRules():
             _enc_admins(w.blob(tx.rules.encode(), TX_BYTES_MAX), tx.admins)
+        case RepoOpen() | RepoClose():
+            _enc_repo(w, tx)
         case _:
             assert_never(tx)
     if isinstance(tx, _COSIGNABLE) and tx.cosigner:
@@ -771,8 +778,8 @@ def _dec_attest_reserves(r: Reader, h: _Head) -> AttestReserves:
 _DECODERS.update(
     {TxKind.ATTEST_CUSTODY: _dec_attest_custody, TxKind.ATTEST_RESERVES: _dec_attest_reserves}
 )
-# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule).
-_COSIGNABLE = (Transfer, DvP, PendingDvP)
+# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule):
+# ``_COSIGNABLE``, defined after the repo kinds (they carry one too).
 
 
 # --- gov: governance (issue 15 item 1; node/settlement/_gov.py) -------------------------
@@ -1015,6 +1022,100 @@ _DECODERS.update(
     }
 )
 
+# --- repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class RepoOpen:
+    """Open repo ``id``: ``quantity`` of ``bond`` from ``borrower`` (the seller) to
+    ``lender`` (the buyer) against ``purchase_amount`` of ``cash``, both or neither, and
+    the repo record; signed by both. The close leg pays ``repurchase_amount`` when it is
+    non-zero, else the purchase amount plus ACT/360 interest at ``rate_bp``. Either party
+    alone may close from ``close_ms``; a close the borrower cannot pay waits until
+    ``default_ms``, then the repo defaults (docs/ledger.md "Repo")."""
+
+    KIND: ClassVar[TxKind] = TxKind.REPO_OPEN
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    id: str
+    borrower: str
+    lender: str
+    bond: str
+    quantity: int
+    cash: str
+    purchase_amount: int
+    repurchase_amount: int  # 0: from rate_bp
+    rate_bp: int  # per year, ACT/360; must be 0 when repurchase_amount is set
+    close_ms: int
+    default_ms: int
+    cosigner: str = ""  # kyc: a compliance co-signer of both legs (the AML rule)
+
+    def required_signers(self) -> tuple[str, ...]:
+        return _with_cosigner((self.borrower, self.lender), self.cosigner)
+
+
+@dataclass(frozen=True, slots=True)
+class RepoClose:
+    """Close repo ``id``: the reverse DvP at the repurchase amount. It names the repo's
+    ``borrower`` and ``lender`` (so the body names both parties: either may read the
+    close, ADR 0015); ``by`` are the signers, sorted, one or both of them: one suffices
+    from the repo's close time."""
+
+    KIND: ClassVar[TxKind] = TxKind.REPO_CLOSE
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    id: str
+    borrower: str
+    lender: str
+    by: tuple[str, ...]
+    cosigner: str = ""  # kyc: a compliance co-signer of the close leg (the AML rule)
+
+    def required_signers(self) -> tuple[str, ...]:
+        return _with_cosigner(self.by, self.cosigner)
+
+
+_REPO_CLOSE_SIGNERS_MAX = 2  # the two parties
+
+
+def _enc_repo(w: Writer, t: RepoOpen | RepoClose) -> None:
+    match t:
+        case RepoOpen():
+            w.ident(t.id).ident(t.borrower).ident(t.lender).ident(t.bond).u64(t.quantity)
+            w.ident(t.cash).u64(t.purchase_amount).u64(t.repurchase_amount).u32(t.rate_bp)
+            w.u64(t.close_ms).u64(t.default_ms)
+        case RepoClose():
+            w.ident(t.id).ident(t.borrower).ident(t.lender)
+            if not 0 < len(t.by) <= _REPO_CLOSE_SIGNERS_MAX or list(t.by) != sorted(set(t.by)):
+                raise w.error("a repo close is signed by one or both parties, sorted")
+            w.u8(len(t.by))
+            for s in t.by:
+                w.ident(s)
+        case _:
+            assert_never(t)
+
+
+def _dec_repo_open(r: Reader, h: _Head) -> RepoOpen:
+    ids = (r.ident(), r.ident(), r.ident(), r.ident())
+    quantity, cash, purchase = r.u64(), r.ident(), r.u64()
+    repurchase, rate, close, default = r.u64(), r.u32(), r.u64(), r.u64()
+    return RepoOpen(*h, *ids, quantity, cash, purchase, repurchase, rate, close, default)
+
+
+def _dec_repo_close(r: Reader, h: _Head) -> RepoClose:
+    repo_id, borrower, lender = r.ident(), r.ident(), r.ident()
+    by = tuple(r.ident() for _ in range(r.limit(r.u8(), _REPO_CLOSE_SIGNERS_MAX, "signers")))
+    if not by or list(by) != sorted(set(by)):
+        raise DecodeError("a repo close is signed by one or both parties, sorted")
+    return RepoClose(*h, repo_id, borrower, lender, by)
+
+
+_DECODERS.update({TxKind.REPO_OPEN: _dec_repo_open, TxKind.REPO_CLOSE: _dec_repo_close})
+# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule); a
+# repo's legs are checked like a DvP's, co-signer included (appended when named).
+_COSIGNABLE = (Transfer, DvP, PendingDvP, RepoOpen, RepoClose)
+
 # The union of every kind; mypy checks each match over it is exhaustive.
 Transaction = (
     Mint
@@ -1040,4 +1141,6 @@ Transaction = (
     | RotateKey
     | AddInstrument
     | SetMaxSupply
+    | RepoOpen
+    | RepoClose
 )

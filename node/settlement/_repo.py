@@ -1,0 +1,416 @@
+"""Theory of operation: repurchase agreements (issue 18 item 2; docs/ledger.md "Repo",
+docs/adr/0017-repo.md).
+
+A repo is two DvPs and a record. ``RepoOpen`` (signed by both parties) runs the DvP rules
+unchanged (``_apply._dvp``, passed in as ``legs``) on the opening leg, bond borrower ->
+lender and cash lender -> borrower, and writes the record in the same overlay: both or
+neither. Title transfers: the lender holds the collateral during the repo.
+
+``RepoClose`` runs the reverse leg, bond lender -> borrower and cash borrower -> lender
+at the amount due (``close_amount``), through the pending machinery
+(``_pending.submit``, ADR 0014) with the repo's default deadline as the instruction's
+deadline and no lots: it settles at once (``CLOSED``), or, a leg short, it is recorded
+``PENDING_SETTLEMENT`` and the repo is ``CLOSING``; recycling re-attempts it at the end
+of every block; its ``OK`` event closes the repo, its ``FAILED_DEADLINE`` (or
+``MATURED``) event defaults it (``after_recycle``): nothing moves, the lender keeps the
+collateral and the borrower the cash, and the record names the defaulter (the borrower
+if its cash was short at the deadline, else the lender, who could not deliver). Neither
+party may hold or cancel a close instruction (``REPO_CLOSE_PINNED``), so a lender cannot
+stall a borrower into default. A repo leaves ``OPEN`` once, and ``CLOSING`` once: a
+second close is ``REPO_NOT_OPEN`` and moves nothing.
+
+Amount due at close (integer arithmetic, docs/ledger.md "Repo" has worked examples):
+
+- ``repurchase_amount`` when the terms fix it; else ``purchase + interest`` with interest
+  ACT/360 over the actual milliseconds from the open's block time to the close's block
+  time, capped at ``close_ms`` (a late close accrues nothing more):
+  ``purchase x rate_bp x elapsed_ms / (10_000 x 360 x 86_400_000)``, rounded half up
+  in minor units;
+- minus the **manufactured payment**: the coupon on the repo'd quantity of every period
+  of the bond whose payment date is after the open's block time, not after the close's,
+  and which the paying agent has paid by the close (the lender received it as holder of
+  record; it owes it to the borrower). Netted, at most the amount due less one minor unit.
+
+Records (a ``RecordKind`` byte, then ids NUL-padded to ``ID_BYTES_MAX``):
+
+- ``REPO | id`` -> the ``RepoRecord`` encoding below; kept for good once closed.
+- ``REPO_PARTY | party | id`` -> ``0x01``: the repos naming a party, as either side.
+- ``REPO_OPEN_COUNT | party`` -> ``u32``, live (open or closing) repos naming the party
+  (deleted at zero); ``REPO_OPEN_COUNT`` alone -> ``u32``, live repos on the ledger.
+- ``REPO_CLOSE_TX | tx id 32`` -> ``id``: which repo a pending close instruction closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+from node import crypto
+from node.config import (
+    ID_BYTES_MAX,
+    REPO_LIST_MAX,
+    REPO_OPEN_MAX,
+    REPO_OPEN_PER_PARTY_MAX,
+    U64_MAX,
+)
+from node.invariant import InvariantError, require
+from node.settlement import _pending
+from node.settlement._codec import DecodeError, Reader, Writer
+from node.settlement._lifecycle import coupon_amount, coupon_key
+from node.settlement._registry import Registry
+from node.settlement._result import ResultCode
+from node.settlement._state import Overlay, RecordKind, StateView
+from node.settlement._tx import DvP, PendingDvP, RepoClose, RepoOpen
+
+__all__ = [
+    "RepoRecord",
+    "RepoStatus",
+    "after_recycle",
+    "all_repos",
+    "close",
+    "close_amount",
+    "interest",
+    "manufactured",
+    "open_",
+    "pinned",
+    "put_repo",
+    "repo",
+    "repos_of",
+]
+
+_BP = 10_000
+_ACT360_MS = 360 * 86_400_000
+_NO_TX = b"\0" * crypto.HASH_LEN
+
+# A leg runner: the DvP rules on one leg, the caller's ``_apply._dvp`` (no copy of them).
+Legs = Callable[[DvP], ResultCode]
+
+
+class RepoStatus(IntEnum):
+    """Where a repo is; values are stable (in the record, under the state root)."""
+
+    OPEN = 1
+    CLOSING = 2  # the close leg is pending (the borrower or lender was short)
+    CLOSED = 3
+    DEFAULTED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRecord:
+    """One repo as stored. ``close_amount`` is the cash due at close, fixed when the close
+    is submitted (0 before); ``closed_ms`` the block time it closed or defaulted (0
+    before); ``close_tx`` the close transaction's id (zeros before); ``defaulter`` the
+    party that failed its leg (empty unless DEFAULTED)."""
+
+    id: str
+    borrower: str
+    lender: str
+    bond: str
+    quantity: int
+    cash: str
+    purchase_amount: int
+    repurchase_amount: int
+    rate_bp: int
+    open_ms: int
+    close_ms: int
+    default_ms: int
+    open_height: int
+    status: RepoStatus
+    closed_ms: int = 0
+    close_amount: int = 0
+    manufactured: int = 0
+    close_tx: bytes = _NO_TX
+    defaulter: str = ""
+
+    def encode(self) -> bytes:
+        w = Writer().ident(self.borrower).ident(self.lender).ident(self.bond).u64(self.quantity)
+        w.ident(self.cash).u64(self.purchase_amount).u64(self.repurchase_amount)
+        w.u32(self.rate_bp).u64(self.open_ms).u64(self.close_ms).u64(self.default_ms)
+        w.u64(self.open_height).u8(self.status).u64(self.closed_ms).u64(self.close_amount)
+        w.u64(self.manufactured).fixed(self.close_tx, crypto.HASH_LEN)
+        w.flag(bool(self.defaulter))
+        if self.defaulter:
+            w.ident(self.defaulter)
+        return w.finish()
+
+    @classmethod
+    def decode(cls, repo_id: str, raw: bytes) -> RepoRecord:
+        r = Reader(raw)
+        borrower, lender, bond, quantity, cash = r.ident(), r.ident(), r.ident(), r.u64(), r.ident()
+        purchase, repurchase, rate_bp = r.u64(), r.u64(), r.u32()
+        open_ms, close_ms, default_ms, height = r.u64(), r.u64(), r.u64(), r.u64()
+        raw_status = r.u8()
+        if raw_status not in RepoStatus._value2member_map_:
+            raise DecodeError(f"unknown repo status {raw_status}")
+        closed_ms, amount, netted, close_tx = r.u64(), r.u64(), r.u64(), r.fixed(crypto.HASH_LEN)
+        defaulter = r.ident() if r.flag() else ""
+        r.done()
+        return cls(
+            repo_id, borrower, lender, bond, quantity, cash, purchase, repurchase, rate_bp,
+            open_ms, close_ms, default_ms, height, RepoStatus(raw_status), closed_ms, amount,
+            netted, close_tx, defaulter,
+        )  # fmt: skip
+
+    @property
+    def live(self) -> bool:
+        """Open or closing: counted against the open-repo bounds."""
+        return self.status in (RepoStatus.OPEN, RepoStatus.CLOSING)
+
+
+# --- keys and reads ----------------------------------------------------------------------
+
+
+def _pad(ident: str) -> bytes:
+    return ident.encode("ascii").ljust(ID_BYTES_MAX, b"\0")
+
+
+def _key(repo_id: str) -> bytes:
+    return bytes([RecordKind.REPO]) + _pad(repo_id)
+
+
+def _party_key(party: str, repo_id: str) -> bytes:
+    return bytes([RecordKind.REPO_PARTY]) + _pad(party) + _pad(repo_id)
+
+
+def _count_key(party: str) -> bytes:
+    """The live-repo count of ``party``; "" for the whole ledger's."""
+    return bytes([RecordKind.REPO_OPEN_COUNT]) + (_pad(party) if party else b"")
+
+
+def _close_tx_key(tid: bytes) -> bytes:
+    return bytes([RecordKind.REPO_CLOSE_TX]) + tid
+
+
+def repo(view: StateView | Overlay, repo_id: str) -> RepoRecord | None:
+    """The repo recorded under ``repo_id``; None if none was ever opened."""
+    raw = view.record(_key(repo_id))
+    return None if raw is None else RepoRecord.decode(repo_id, raw)
+
+
+def put_repo(o: Overlay, record: RepoRecord) -> None:
+    """Write ``record`` (open or changed); the party index is written at open."""
+    o.put_record(_key(record.id), record.encode())
+
+
+def repos_of(view: StateView, party: str, limit: int = REPO_LIST_MAX) -> list[RepoRecord]:
+    """The repos naming ``party`` as borrower or lender, in id order, at most ``limit``
+    (and ``REPO_LIST_MAX``)."""
+    out: list[RepoRecord] = []
+    for key, _ in view.records(bytes([RecordKind.REPO_PARTY]) + _pad(party)):
+        if len(out) >= min(limit, REPO_LIST_MAX):
+            break
+        found = repo(view, key[1 + ID_BYTES_MAX :].rstrip(b"\0").decode("ascii"))
+        if found is None:
+            raise InvariantError("a repo index entry without its record")
+        out.append(found)
+    return out
+
+
+def all_repos(view: StateView, limit: int = REPO_LIST_MAX) -> list[RepoRecord]:
+    """Every repo in id order, at most ``limit`` (and ``REPO_LIST_MAX``)."""
+    out: list[RepoRecord] = []
+    for key, raw in view.records(bytes([RecordKind.REPO])):
+        if len(out) >= min(limit, REPO_LIST_MAX):
+            break
+        out.append(RepoRecord.decode(key[1:].rstrip(b"\0").decode("ascii"), raw))
+    return out
+
+
+def _count(o: StateView | Overlay, party: str) -> int:
+    raw = o.record(_count_key(party))
+    return 0 if raw is None else Reader(raw).u32()
+
+
+def _count_in(o: Overlay, rec: RepoRecord, delta: int) -> None:
+    """Add ``delta`` (+1 or -1) to the ledger's and both parties' live-repo counts."""
+    for party, bound in ("", REPO_OPEN_MAX), (rec.borrower, 0), (rec.lender, 0):
+        n = _count(o, party) + delta
+        require(0 <= n <= (bound or REPO_OPEN_PER_PARTY_MAX), f"repo count {party!r} {n}")
+        if n:
+            o.put_record(_count_key(party), Writer().u32(n).finish())
+        else:
+            o.delete_record(_count_key(party))
+
+
+# --- amounts -----------------------------------------------------------------------------
+
+
+def interest(purchase: int, rate_bp: int, elapsed_ms: int) -> int:
+    """ACT/360 interest on ``purchase`` minor units at ``rate_bp`` a year over
+    ``elapsed_ms`` actual milliseconds, rounded half up to a whole minor unit."""
+    num = purchase * rate_bp * elapsed_ms
+    den = _BP * _ACT360_MS
+    return (2 * num + den) // (2 * den)
+
+
+def manufactured(reg: Registry, o: StateView | Overlay, rec: RepoRecord, time_ms: int) -> int:
+    """The coupons on ``rec.quantity`` of its bond the lender received during the repo:
+    periods dated after the open, not after ``time_ms``, and paid (at most
+    ``SCHEDULE_PERIODS_MAX`` point reads)."""
+    inst = reg.instrument_by_id[rec.bond]
+    dates = reg.schedules.get(rec.bond, ())
+    paid = [
+        k
+        for k, due_ms in enumerate(dates, start=1)
+        if rec.open_ms < due_ms <= time_ms and o.record(coupon_key(rec.bond, k)) is not None
+    ]
+    return len(paid) * coupon_amount(inst, rec.quantity)
+
+
+def close_amount(reg: Registry, o: StateView | Overlay, rec: RepoRecord, time_ms: int) -> int:
+    """The cash the borrower would pay at a close in a block at ``time_ms``."""
+    return _due(reg, o, rec, time_ms)[0]
+
+
+def _due(reg: Registry, o: StateView | Overlay, rec: RepoRecord, time_ms: int) -> tuple[int, int]:
+    """(cash due at a close at ``time_ms``, manufactured payment netted in it)."""
+    gross = rec.repurchase_amount
+    if not gross:
+        elapsed = min(time_ms, rec.close_ms) - rec.open_ms
+        gross = rec.purchase_amount + interest(rec.purchase_amount, rec.rate_bp, elapsed)
+    netted = min(manufactured(reg, o, rec, time_ms), gross - 1)
+    return gross - netted, netted
+
+
+# --- transactions ------------------------------------------------------------------------
+
+
+def _terms_code(reg: Registry, tx: RepoOpen, time_ms: int) -> ResultCode:
+    maturity = reg.maturity_ms(tx.bond)
+    if tx.close_ms <= time_ms or (maturity is not None and tx.close_ms >= maturity):
+        return ResultCode.REPO_TERMS
+    if tx.default_ms < tx.close_ms or (tx.repurchase_amount and tx.rate_bp):
+        return ResultCode.REPO_TERMS
+    # The most a close can ask (interest stops at close_ms) must fit a u64 amount: else no
+    # close could ever be encoded or paid.
+    most = tx.purchase_amount + interest(tx.purchase_amount, tx.rate_bp, tx.close_ms - time_ms)
+    return ResultCode.REPO_TERMS if most > U64_MAX else ResultCode.OK
+
+
+def _full(o: Overlay, tx: RepoOpen) -> bool:
+    if _count(o, "") >= REPO_OPEN_MAX:
+        return True
+    return any(_count(o, p) >= REPO_OPEN_PER_PARTY_MAX for p in (tx.borrower, tx.lender))
+
+
+def open_(
+    reg: Registry, o: Overlay, tx: RepoOpen, legs: Legs, *, height: int, time_ms: int
+) -> ResultCode:
+    """The opening leg (the DvP rules, ``legs``) and the record, both or neither."""
+    if tx.bond not in reg.instrument_by_id or tx.cash not in reg.instrument_by_id:
+        return ResultCode.UNKNOWN_INSTRUMENT
+    if (code := _terms_code(reg, tx, time_ms)) is not ResultCode.OK:
+        return code
+    if repo(o, tx.id) is not None:
+        return ResultCode.REPO_EXISTS
+    if _full(o, tx):
+        return ResultCode.REPOS_FULL
+    opening = DvP(
+        tx.chain_id, tx.nonce, tx.expiry_ms, tx.borrower, tx.lender, tx.bond, tx.quantity,
+        tx.cash, tx.purchase_amount, deadline_ms=tx.close_ms, cosigner=tx.cosigner,
+    )  # fmt: skip
+    code = legs(opening)
+    if code is not ResultCode.OK:
+        return code
+    rec = RepoRecord(
+        tx.id, tx.borrower, tx.lender, tx.bond, tx.quantity, tx.cash, tx.purchase_amount,
+        tx.repurchase_amount, tx.rate_bp, time_ms, tx.close_ms, tx.default_ms, height,
+        RepoStatus.OPEN,
+    )  # fmt: skip
+    put_repo(o, rec)
+    for party in (tx.borrower, tx.lender):
+        o.put_record(_party_key(party, tx.id), b"\x01")
+    _count_in(o, rec, +1)
+    return ResultCode.OK
+
+
+def _close_code(rec: RepoRecord | None, tx: RepoClose, time_ms: int) -> ResultCode:
+    if rec is None:
+        return ResultCode.NO_SUCH_REPO
+    parties = {rec.borrower, rec.lender}
+    if (tx.borrower, tx.lender) != (rec.borrower, rec.lender) or not set(tx.by) <= parties:
+        return ResultCode.UNAUTHORIZED
+    if rec.status is not RepoStatus.OPEN:
+        return ResultCode.REPO_NOT_OPEN
+    if time_ms < rec.close_ms and set(tx.by) != parties:
+        return ResultCode.EARLY_CLOSE_ONE_SIDED
+    return ResultCode.OK
+
+
+def close(
+    reg: Registry,
+    o: Overlay,
+    tx: RepoClose,
+    legs: Legs,
+    *,
+    tid: bytes,
+    height: int,
+    position: int,
+    time_ms: int,
+) -> ResultCode:
+    """The closing leg, settled now (CLOSED) or pending until the default deadline
+    (CLOSING); any other refusal leaves the repo OPEN and moves nothing."""
+    rec = repo(o, tx.id)
+    if (code := _close_code(rec, tx, time_ms)) is not ResultCode.OK or rec is None:
+        return code
+    amount, netted = _due(reg, o, rec, time_ms)
+    require(0 < amount <= U64_MAX, f"repo {rec.id} due {amount}: its terms were checked at open")
+    closing = PendingDvP(
+        tx.chain_id, tx.nonce, tx.expiry_ms, rec.lender, rec.borrower, rec.bond, rec.quantity,
+        rec.cash, amount, deadline_ms=rec.default_ms, lot=0, cosigner=tx.cosigner,
+    )  # fmt: skip
+    # The first attempt has no deadline of its own: a late close still settles if both
+    # legs are there; if not, recycling ends it FAILED_DEADLINE in this very block.
+    now = replace(closing.as_dvp(), deadline_ms=max(time_ms, rec.default_ms))
+    code = _pending.submit(
+        o, closing, tid=tid, height=height, position=position, time_ms=time_ms,
+        first_attempt=lambda: legs(now),
+    )  # fmt: skip
+    if code not in (ResultCode.OK, ResultCode.PENDING_SETTLEMENT):
+        return code
+    done = code is ResultCode.OK
+    status = RepoStatus.CLOSED if done else RepoStatus.CLOSING
+    put_repo(
+        o,
+        replace(
+            rec, status=status, closed_ms=time_ms if done else 0, close_amount=amount,
+            manufactured=netted, close_tx=tid,
+        ),
+    )  # fmt: skip
+    if done:
+        _count_in(o, rec, -1)
+    else:
+        o.put_record(_close_tx_key(tid), rec.id.encode("ascii"))
+    return code
+
+
+_DEFAULT_EVENTS = frozenset({ResultCode.FAILED_DEADLINE, ResultCode.MATURED})
+
+
+def after_recycle(o: Overlay, events: list[tuple[bytes, ResultCode]], time_ms: int) -> None:
+    """Close or default every repo whose pending close ended in this block's events."""
+    for tid, code in events:
+        raw = o.record(_close_tx_key(tid))
+        if raw is None:
+            continue  # an ordinary pending DvP
+        rec = repo(o, raw.decode("ascii"))
+        if rec is None or rec.status is not RepoStatus.CLOSING:
+            raise InvariantError("a repo close instruction without its closing repo")
+        if code is ResultCode.OK:
+            rec = replace(rec, status=RepoStatus.CLOSED, closed_ms=time_ms)
+        elif code in _DEFAULT_EVENTS:
+            short = o.balance(rec.borrower, rec.cash) < rec.close_amount
+            who = rec.borrower if short else rec.lender
+            rec = replace(rec, status=RepoStatus.DEFAULTED, closed_ms=time_ms, defaulter=who)
+        else:
+            raise InvariantError(f"a repo close instruction ended {code.name}")
+        put_repo(o, rec)
+        o.delete_record(_close_tx_key(tid))
+        _count_in(o, rec, -1)
+
+
+def pinned(o: Overlay, instruction: bytes) -> ResultCode | None:
+    """REPO_CLOSE_PINNED when ``instruction`` is a repo's pending close (a Hold, Release
+    or Cancel naming it is refused); None otherwise."""
+    return ResultCode.REPO_CLOSE_PINNED if o.record(_close_tx_key(instruction)) else None
