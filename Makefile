@@ -132,7 +132,7 @@ NET_Q = $(if $(filter file,$(origin Q)),,$(Q))
 PORT_BASE ?= 7000
 RUN_DIR ?= run
 
-#? genesis: keys, CA, TLS certs, genesis and node configs in RUN_DIR (N=26 Q=16 PORT_BASE=7000 RUN_DIR=run FORCE=1)
+#? genesis: the genesis ceremony for every node in RUN_DIR: keys, self-signed TLS certs, bundles, genesis, node configs (N=26 Q=16 PORT_BASE=7000 RUN_DIR=run FORCE=1)
 .PHONY: genesis
 genesis: setup
 	$(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)

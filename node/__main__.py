@@ -7,9 +7,10 @@ import argparse
 import asyncio
 import sys
 
+from node import ceremony_cli
 from node._version import __version__
+from node.keyfiles import KeyFileError
 from node.netconfig import ConfigError, load_node_config
-from node.netgen import KeyFileError
 from node.settlement import GenesisError
 from node.store import StorageError
 
@@ -26,10 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--config", required=True, help="node config JSON (written by make genesis)")
+    p.epilog = "the genesis ceremony: ledger-node keygen | genesis assemble|verify | config --help"
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ceremony_cli.COMMANDS:  # ceremony: keygen, genesis, config
+        return ceremony_cli.main(argv)
     args = _parser().parse_args(argv)
     try:
         # Imported here, not at the top: --version and --help work on an SDK-only install.
