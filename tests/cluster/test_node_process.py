@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from node import cluster
+from node import cluster, probe
 from node.genesis import load_genesis
 from node.netconfig import Network
 from node.store import LmdbStore
@@ -148,3 +148,13 @@ def test_health_reflection_metrics_and_status_exit_code(lone_node: Network) -> N
     assert got.returncode == 1
     assert [n["up"] for n in doc["nodes"]] == [True, False, False, False]
     assert len(doc["problems"]) == 3
+
+
+def test_the_pod_probe_reads_health_over_tls(lone_node: Network) -> None:
+    """node/probe.py, the Kubernetes manifests' exec probe: alive (service ""), not ready
+    (ledger.v1.Ledger: alone, no quorum); once stopped, not alive either."""
+    config = str(lone_node.nodes[0].config)
+    assert probe.main(["--config", config]) == 0
+    assert probe.main(["--config", config, "--service", "ledger.v1.Ledger"]) == 1
+    cluster.stop_cluster(lone_node)
+    assert probe.main(["--config", config]) == 1
