@@ -132,7 +132,7 @@ NET_Q = $(if $(filter file,$(origin Q)),,$(Q))
 PORT_BASE ?= 7000
 RUN_DIR ?= run
 
-#? genesis: keys, CA, TLS certs, genesis and node configs in RUN_DIR (N=26 Q=16 PORT_BASE=7000 RUN_DIR=run FORCE=1)
+#? genesis: the genesis ceremony for every node in RUN_DIR: keys, self-signed TLS certs, bundles, genesis, node configs (N=26 Q=16 PORT_BASE=7000 RUN_DIR=run FORCE=1)
 .PHONY: genesis
 genesis: setup
 	$(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)
@@ -141,6 +141,13 @@ genesis: setup
 .PHONY: compose
 compose: setup
 	$(PY) docker/compose.py --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) --out docker/generated $(if $(FORCE),--force,)
+
+#? k8s: Kubernetes manifests for a test cluster in K8S_DIR=k8s/generated: a ceremony run dir for pods (node-XX Services), a StatefulSet each, Secrets from its keys (N=26 Q=16 FORCE=1; real networks: docs/deploy.md)
+.PHONY: k8s
+K8S_DIR ?= k8s/generated
+k8s: setup
+	$(PY) -m node.netgen --containers --out $(K8S_DIR)/run --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)
+	$(PY) -m node.k8s --from-run-dir $(K8S_DIR)/run --out $(K8S_DIR)
 
 #? cluster: start the validators of RUN_DIR in the background (generates it first if missing; N=26 Q=16 PORT_BASE=7000)
 .PHONY: cluster status stop kill-node start-node clean-cluster

@@ -388,10 +388,11 @@ def _add_keys(b: _Builder) -> None:
 def _add_genesis(b: _Builder) -> None:
     p = b.top.add_parser(
         "genesis",
-        help="generate a network: validator keys, CA, TLS certificates, genesis, node configs",
-        description="Generate validator keys, a private CA, TLS certificates, a genesis "
-        "with the demo participants, and one config per node into a run directory "
-        "(the same as `python -m node.netgen`).",
+        help="generate a local network: the genesis ceremony for every node in one directory",
+        description="Run the genesis ceremony for every node in one run directory: "
+        "validator keys, self-signed TLS certificates pinned by genesis, a genesis with the "
+        "demo participants, one config per node (the same as `python -m node.netgen`; "
+        "across machines: ledger-node keygen, docs/deploy.md).",
         # parents only lends its arguments; the class does not matter
         parents=[b.common, cast(_Parser, netgen_parser())],
         conflict_handler="resolve",

@@ -10,22 +10,21 @@ each with its own node directory, genesis and the pinned certificates mounted re
 named volume for its LMDB data; client and metrics ports published on 127.0.0.1 only)
 and ``prometheus.yml`` (scrapes every node). Grafana is provisioned from docker/grafana.
 
-The YAML is written by the small emitter below (strings always double-quoted, so YAML
-1.1 never reads "yes" as a boolean or 22:22 as a number); the tests parse it with PyYAML.
-Run it with the project's Python (``.venv/bin/python``), where ``node`` is installed.
+The YAML is PyYAML's (``node.k8s.dump_yaml``, which the Kubernetes manifests use too: it
+quotes any string YAML 1.1 would read as another type, "yes" or 22:22). Run it with the
+project's Python (``.venv/bin/python``), where ``node`` and the dev tools are installed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any
 
+from node.k8s import dump_yaml
 from node.netconfig import Network
 from node.netgen import (
     CONTAINER_CONFIG,
@@ -49,68 +48,7 @@ SCRAPE_INTERVAL = "5s"
 PUBLISH_HOST = "127.0.0.1"  # published ports are reachable from this machine only
 ALERTS_IN_CONTAINER = "/etc/prometheus/alerts.yml"  # docker/prometheus/alerts.yml
 
-Yaml: TypeAlias = dict[str, "Yaml"] | list["Yaml"] | str | int | bool | None
-
-_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
-
-
-# --- YAML emitter ------------------------------------------------------------------------
-
-
-def _scalar(value: Yaml) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    assert isinstance(value, str), value
-    return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
-
-
-def _key(key: str) -> str:
-    return key if _PLAIN_KEY.match(key) else json.dumps(key)
-
-
-def _is_block(value: Yaml) -> bool:
-    return isinstance(value, dict | list) and len(value) > 0
-
-
-def _empty(value: Yaml) -> str:
-    return "{}" if isinstance(value, dict) else "[]"
-
-
-def emit_yaml(value: Yaml, indent: int = 0) -> list[str]:
-    """Block-style YAML lines for ``value`` (a mapping or a list at the top)."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if _is_block(v):
-                lines.append(f"{pad}{_key(k)}:")
-                lines += emit_yaml(v, indent + 2)
-            else:
-                text = _empty(v) if isinstance(v, dict | list) else _scalar(v)
-                lines.append(f"{pad}{_key(k)}: {text}")
-        return lines
-    assert isinstance(value, list), value
-    for item in value:
-        if isinstance(item, dict) and item:
-            inner = emit_yaml(item, indent + 2)
-            lines.append(f"{pad}- {inner[0].lstrip()}")
-            lines += inner[1:]
-        elif _is_block(item):
-            lines.append(f"{pad}-")
-            lines += emit_yaml(item, indent + 2)
-        else:
-            text = _empty(item) if isinstance(item, dict | list) else _scalar(item)
-            lines.append(f"{pad}- {text}")
-    return lines
-
-
-def dump_yaml(doc: Yaml, header: str) -> str:
-    comments = [f"# {line}".rstrip() for line in header.splitlines()]
-    return "\n".join([*comments, *emit_yaml(doc)]) + "\n"
+Yaml = Any  # a document: mappings, lists, strings, integers, booleans
 
 
 # --- compose and prometheus documents ----------------------------------------------------
@@ -249,8 +187,8 @@ def write_compose(net: Network, user: str) -> tuple[Path, Path]:
         f"({net.n} validators, quorum {net.q}). Regenerate instead of editing."
     )
     compose, prometheus = out / "compose.yaml", out / "prometheus.yml"
-    compose.write_text(dump_yaml(compose_doc(net, out, user), header), encoding="utf-8")
-    prometheus.write_text(dump_yaml(prometheus_doc(net), header), encoding="utf-8")
+    compose.write_text(dump_yaml([compose_doc(net, out, user)], header), encoding="utf-8")
+    prometheus.write_text(dump_yaml([prometheus_doc(net)], header), encoding="utf-8")
     return compose, prometheus
 
 

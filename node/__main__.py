@@ -15,10 +15,10 @@ import sys
 from collections.abc import Callable
 from typing import TypeAlias
 
-from node import check_config, health
+from node import ceremony_cli, check_config, health
 from node._version import __version__
+from node.keyfiles import KeyFileError
 from node.netconfig import ConfigError, load_node_config
-from node.netgen import KeyFileError
 from node.settlement import GenesisError
 from node.store import StorageError
 
@@ -59,11 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(sub)
+    p.epilog = "the genesis ceremony: ledger-node keygen | genesis assemble|verify | config --help"
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ceremony_cli.COMMANDS:  # ceremony: keygen, genesis, config
+        return ceremony_cli.main(argv)
     if argv and argv[0].startswith("--config"):  # the invocation from before subcommands
         argv.insert(0, "run")
     args = _parser().parse_args(argv)

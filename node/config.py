@@ -258,3 +258,15 @@ VALIDATORS_MAX: Final = 1_000
 # `ledger-node health` (the compose healthcheck): one Check call, well inside compose's
 # 5 s probe timeout so a node that does not answer reads as unhealthy, not as a hung probe.
 HEALTH_PROBE_TIMEOUT_MS: Final = 3_000
+
+# --- genesis ceremony (node/ceremony.py, docs/deploy.md) -----------------------------------
+# A bundle is read from whoever handed it over, so its size and every field are bounded
+# before anything is parsed: a PEM certificate is about 700 bytes, a bundle about 1.5 KB.
+BUNDLE_FILE_BYTES_MAX: Final = 64 * 1024
+BUNDLE_CERT_PEM_BYTES_MAX: Final = 16 * 1024
+BUNDLE_HOST_BYTES_MAX: Final = 253  # the longest DNS name
+# Bundles one `genesis assemble` reads: every validator and every participant.
+BUNDLES_MAX: Final = 10_000
+# A validator's own TLS certificate, self-signed and pinned by genesis (ADR 0019): valid
+# this long from keygen; a certificate change is a new genesis anyway.
+TLS_CERT_VALIDITY_DAYS: Final = 3_650

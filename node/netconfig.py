@@ -390,12 +390,6 @@ class Network:
         clients trust, one certificate per peer; no CA is trusted at run time."""
         return self.run_dir / PINNED_CERTS_FILE
 
-    @property
-    def ca_cert(self) -> Path:
-        """The CA that signed the certificates: nothing trusts it at run time (tests use it
-        to forge CA-signed impostors; operators may keep it with the CA key, offline)."""
-        return self.run_dir / "ca" / "ca.pem"
-
 
 _NODE_KEYS = {"validator", "id", "host", "peer_port", "client_port", "metrics_port", "config"}
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BUNDLE",
     "DEMO_KEY",
+    "FINGERPRINT",
     "GENESIS_BLOCK",
     "GENESIS_STATE",
     "LEAF_EVENT",
@@ -45,12 +47,16 @@ TX: Final = b"dvp-ledger/v1/tx\x00"  # a transaction body (node.settlement: Sign
 VOTE: Final = b"dvp-ledger/v1/vote\x00"  # a prepare or commit vote (core: vote_message)
 TIMEOUT: Final = b"dvp-ledger/v1/timeout\x00"  # giving up a view (core: timeout_message)
 REQUEST: Final = b"dvp-ledger/v1/request\x00"  # a client call's identity (node.access)
+# an operator's public key bundle for the genesis ceremony (node.ceremony: Bundle)
+BUNDLE: Final = b"dvp-ledger/v1/bundle\x00"
 
 # --- hashed (SHA-256 over tag || data) ----------------------------------------------------
 STATE: Final = b"dvp-ledger/v1/state\x00"  # the state root after a block (settlement)
 GENESIS_STATE: Final = b"dvp-ledger/v1/genesis-state\x00"  # the state root at height 0
 GENESIS_BLOCK: Final = b"dvp-ledger/v1/genesis-block\x00"  # block 1's parent hash (core)
 DEMO_KEY: Final = b"dvp-ledger/demo-key\x00"  # demo and test key seeds (node.genesis)
+# what operators compare out of band after a ceremony (node.ceremony: fingerprint)
+FINGERPRINT: Final = b"dvp-ledger/v1/ceremony-fingerprint\x00"
 
 # The tags above, by name: one family, all distinct and prefix-free (tests/unit/test_tags.py).
 PREFIX_TAGS: Final = {
@@ -62,6 +68,8 @@ PREFIX_TAGS: Final = {
     "GENESIS_STATE": GENESIS_STATE,
     "GENESIS_BLOCK": GENESIS_BLOCK,
     "DEMO_KEY": DEMO_KEY,
+    "BUNDLE": BUNDLE,
+    "FINGERPRINT": FINGERPRINT,
 }
 
 # --- record magics: the first bytes of a stored record, naming its format -------------------

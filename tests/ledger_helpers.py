@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from node.genesis import DemoNetwork, demo_genesis
+from node.keyfiles import cert_pin
 from node.netconfig import node_name
-from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin
 from node.settlement import (
     Burn,
     Cancel,
@@ -25,6 +25,7 @@ from node.settlement import (
     sign_tx,
 )
 from node.store import MemoryStore
+from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert
 
 HOUR_MS = 3_600_000
 T = TypeVar("T", DvP, Transfer, Mint, Burn, PendingDvP, Hold, Release, Cancel)

@@ -224,8 +224,8 @@ def _peer_links(
             p.validator,
             address=p.address,
             tls_name=p.tls_name,
-            # The peer's own pinned certificate is the channel's only root: a certificate
-            # from the CA that made the network is refused unless it is this very one.
+            # The peer's own pinned certificate is the channel's only root: any other
+            # certificate, whoever signed it, is refused.
             credentials=peer_channel_credentials(pinned[p.validator], key_pem, cert),
             metrics=metrics,
         )

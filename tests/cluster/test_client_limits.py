@@ -49,7 +49,7 @@ async def _connection(c: Cluster, i: int) -> AsyncIterator[grpc.aio.Channel]:
     node = c.net.nodes[i]
     ch = grpc.aio.secure_channel(
         node.client_address,
-        grpc.ssl_channel_credentials(c.net.ca_cert.read_bytes()),
+        grpc.ssl_channel_credentials(c.net.tls_pinned.read_bytes()),
         options=[
             ("grpc.ssl_target_name_override", node.name),
             ("grpc.use_local_subchannel_pool", 1),
@@ -210,7 +210,7 @@ def _parses(method: MethodDescriptor, raw: bytes) -> bool:
 @pytest.mark.parametrize("garbage", [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0a\x02\xff\xfe"])
 def test_garbage_protobuf_gets_invalid_argument(cluster: Cluster, garbage: bytes) -> None:
     node = cluster.net.nodes[1]
-    creds = grpc.ssl_channel_credentials(cluster.net.ca_cert.read_bytes())
+    creds = grpc.ssl_channel_credentials(cluster.net.tls_pinned.read_bytes())
     options = [("grpc.ssl_target_name_override", node.name)]
     every = [
         *_LEDGER.methods,

@@ -9,22 +9,22 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from node import cluster
+from node import cluster, probe
 from node.genesis import load_genesis
 from node.netconfig import Network
-from node.netgen import _Ca, _make_node_cert, _pem_cert, _pem_key
 from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import generate, wait_until
+from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert, _pem_key
 
 pytestmark = pytest.mark.slow
 
@@ -88,12 +88,8 @@ def _dial_peer_port(net: Network, key_pem: bytes, cert_pem: bytes) -> grpc.Statu
 
 def test_peer_port_admits_only_pinned_validators(lone_node: Network) -> None:
     net = lone_node
-    ca_key = serialization.load_pem_private_key((net.run_dir / "ca" / "ca.key").read_bytes(), None)
-    from cryptography import x509
-
-    ca_pem = (net.run_dir / "ca" / "ca.pem").read_bytes()
-    ca = _Ca(ca_key, x509.load_pem_x509_certificate(ca_pem))  # type: ignore[arg-type]
-    key, cert = _make_node_cert(ca, "node-01", "127.0.0.1")  # CA-signed, but not pinned
+    ca = _make_ca("attacker", datetime.now(UTC))  # the network has no CA (ADR 0019)
+    key, cert = _make_node_cert(ca, "node-01", "val01")  # CA-signed, but not pinned
     # The acceptor's client roots are the pinned certificates: refused in the handshake.
     assert _dial_peer_port(net, _pem_key(key), _pem_cert(cert)) is grpc.StatusCode.UNAVAILABLE
     own = [(net.nodes[0].dir / f).read_bytes() for f in ("tls.key", "tls.pem")]
@@ -152,3 +148,13 @@ def test_health_reflection_metrics_and_status_exit_code(lone_node: Network) -> N
     assert got.returncode == 1
     assert [n["up"] for n in doc["nodes"]] == [True, False, False, False]
     assert len(doc["problems"]) == 3
+
+
+def test_the_pod_probe_reads_health_over_tls(lone_node: Network) -> None:
+    """node/probe.py, the Kubernetes manifests' exec probe: alive (service ""), not ready
+    (ledger.v1.Ledger: alone, no quorum); once stopped, not alive either."""
+    config = str(lone_node.nodes[0].config)
+    assert probe.main(["--config", config]) == 0
+    assert probe.main(["--config", config, "--service", "ledger.v1.Ledger"]) == 1
+    cluster.stop_cluster(lone_node)
+    assert probe.main(["--config", config]) == 1

@@ -13,25 +13,23 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from client import AsyncLedgerClient, Endpoint, LedgerClient, UnavailableError
-from node import cluster
+from node import ceremony, cluster
 from node.demo import load_run_network
 from node.genesis import load_genesis
 from node.netconfig import Network
-from node.netgen import _Ca, _make_node_cert, _pem_cert, _pem_key
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import generate, wait_until
 from tests.ledger_helpers import TxFactory
+from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert, _pem_key
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +51,16 @@ class _Rogue(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-def _ca_signed_impostor(net: Network, name: str) -> tuple[bytes, bytes]:
-    """Key and certificate for ``name`` from the network's own CA: not the pinned one."""
-    ca_key = serialization.load_pem_private_key((net.run_dir / "ca" / "ca.key").read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca_cert = x509.load_pem_x509_certificate((net.run_dir / "ca" / "ca.pem").read_bytes())
-    key, cert = _make_node_cert(_Ca(ca_key, ca_cert), name, "127.0.0.1")
+# A CA an attacker controls (or one a dialer wrongly trusts): the network has none of its
+# own (ADR 0019), so a CA-signed certificate for a validator's names is the impostor.
+_ATTACKER_CA = _make_ca("attacker", datetime.now(UTC))
+
+
+def _ca_signed_impostor(net: Network, index: int) -> tuple[bytes, bytes]:
+    """Key and certificate carrying both names of validator ``index`` (its node-XX name
+    and its genesis id, the TLS name peers dial it by), signed by a CA: not the pinned one."""
+    node = net.nodes[index]
+    key, cert = _make_node_cert(_ATTACKER_CA, node.name, node.id)
     return _pem_key(key), _pem_cert(cert)
 
 
@@ -69,7 +71,7 @@ def impostor(tmp_path: Path) -> Iterator[tuple[Network, _Rogue]]:
     rogue = _Rogue()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((rogue,))
-    creds = grpc.ssl_server_credentials([_ca_signed_impostor(net, net.nodes[1].name)])
+    creds = grpc.ssl_server_credentials([_ca_signed_impostor(net, 1)])
     for port in (net.nodes[1].peer_port, net.nodes[1].client_port):
         assert server.add_secure_port(f"127.0.0.1:{port}", creds) == port
     server.start()
@@ -82,7 +84,7 @@ def impostor(tmp_path: Path) -> Iterator[tuple[Network, _Rogue]]:
 
 def _ca_trusting_call(net: Network, port: int, call: Callable[[grpc.Channel], object]) -> None:
     """Negative control: what a dialer that trusts the CA (the old code) would do."""
-    creds = grpc.ssl_channel_credentials((net.run_dir / "ca" / "ca.pem").read_bytes())
+    creds = grpc.ssl_channel_credentials(_pem_cert(_ATTACKER_CA.cert))
     options = [("grpc.ssl_target_name_override", net.nodes[1].name)]
     with (
         grpc.secure_channel(f"127.0.0.1:{port}", creds, options) as ch,
@@ -131,7 +133,7 @@ async def test_the_sdk_refuses_a_ca_signed_impostor(impostor: tuple[Network, _Ro
     assert rogue.calls == []
 
     # The CA is no trust root the SDK accepts at all.
-    ca_pem = (net.run_dir / "ca" / "ca.pem").read_bytes()
+    ca_pem = _pem_cert(_ATTACKER_CA.cert)
     with pytest.raises(ValueError, match="not pinned by genesis"):
         AsyncLedgerClient([endpoint], tls_certs=ca_pem, genesis=genesis)
 
@@ -142,10 +144,21 @@ async def test_the_sdk_refuses_a_ca_signed_impostor(impostor: tuple[Network, _Ro
     assert rogue.calls == ["/ledger.v1.Ledger/GetStatus"]
 
 
-def test_the_cluster_and_the_sdk_run_with_the_ca_gone(tmp_path: Path) -> None:
-    """Nothing reads ca/ at run time: delete it and trades still settle, receipts verify."""
+def test_a_ceremony_made_cluster_settles_with_the_bundles_gone(tmp_path: Path) -> None:
+    """`make cluster`'s run directory is a ceremony's (ADR 0019): every validator's and
+    participant's bundle verifies against what assemble wrote, there is no CA, and nothing
+    reads the bundles at run time: delete them and a trade still settles, its receipt
+    verifies."""
     net = generate(tmp_path / "run", 4, 3)
-    shutil.rmtree(net.run_dir / "ca")
+    assembly = ceremony.load_assembly(net.genesis)
+    bundles = ceremony.read_bundles([net.run_dir / "bundles"])
+    assert sorted(b.name for b in bundles if b.kind == ceremony.VALIDATOR) == [
+        x.id for x in net.nodes
+    ]
+    for b in bundles:
+        ceremony.verify(assembly, b, assembly.fingerprint)
+    assert not (net.run_dir / "ca").exists()
+    shutil.rmtree(net.run_dir / "bundles")
     try:
         cluster.start_cluster(net, progress=False)
         demo = load_run_network(net.run_dir)

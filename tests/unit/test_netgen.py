@@ -1,4 +1,5 @@
-"""Network generation: keys, CA, certificates, genesis pins, node configs, mutual TLS."""
+"""Network generation (the ceremony for every node in one directory): keys, self-signed
+certificates, genesis pins, node configs, mutual TLS."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import stat
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,6 @@ from node.netconfig import (
 from node.netgen import (
     KeyFileError,
     NetSpec,
-    _Ca,
-    _make_node_cert,
     cert_pin,
     cert_pin_from_pem,
     default_quorum,
@@ -46,6 +46,7 @@ from node.netgen import (
     write_signing_key,
 )
 from node.settlement import Genesis
+from tests.tls_helpers import _make_ca, _make_node_cert
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +63,10 @@ def _cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def _ca_pem(net: Network) -> Path:
-    return net.run_dir / "ca" / "ca.pem"
+def _unpinned_pem() -> bytes:
+    """A certificate for node-02's names, signed by some CA: genesis pins no such thing."""
+    _, cert = _make_node_cert(_make_ca("other", datetime.now(UTC)), "node-02", "val02")
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _mode(path: Path) -> int:
@@ -84,19 +87,17 @@ def test_genesis_pins_every_node_certificate(net: Network, genesis: Genesis) -> 
         assert cert_pin_from_pem((node.dir / "tls.pem").read_bytes()) == v.tls_cert_sha256
 
 
-def test_node_certificates_chain_to_the_ca_with_names_and_usages(net: Network) -> None:
-    ca = _cert(_ca_pem(net))
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
+def test_node_certificates_are_self_signed_with_names_and_usages(net: Network) -> None:
+    assert not (net.run_dir / "ca").exists()  # no CA (ADR 0019)
     for node in net.nodes:
         cert = _cert(node.dir / "tls.pem")
-        cert.verify_directly_issued_by(ca)  # raises if not signed by the CA
+        cert.verify_directly_issued_by(cert)  # raises if not signed by its own key
         assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
         assert cert.public_key().curve.name == "secp256r1"  # type: ignore[union-attr]
         cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        assert cn[0].value == node.name
+        assert cn[0].value == node.id
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert san.get_values_for_type(x509.DNSName) == [node.name, "localhost"]
+        assert san.get_values_for_type(x509.DNSName) == [node.id, node.name, "localhost"]
         assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -109,22 +110,22 @@ def test_the_pinned_bundle_holds_each_validator_certificate_and_nothing_else(
     pins = [v.tls_cert_sha256 for v in genesis.validators]
     pinned = pinned_certificates(net.tls_pinned.read_bytes(), pins)
     assert pinned == {x.validator: (x.dir / "tls.pem").read_bytes() for x in net.nodes}
-    assert dns_names(pinned[2]) == {"node-02", "localhost"}
-    # The CA is not a trust root at run time: a bundle holding it is refused, as is none.
+    assert dns_names(pinned[2]) == {"val02", "node-02", "localhost"}
+    # A certificate genesis does not pin is no trust root, whoever signed it.
     with pytest.raises(ValueError, match="not pinned by genesis"):
-        pinned_certificates(net.tls_pinned.read_bytes() + _ca_pem(net).read_bytes(), pins)
+        pinned_certificates(net.tls_pinned.read_bytes() + _unpinned_pem(), pins)
     with pytest.raises(ValueError, match="no PEM certificate"):
         pinned_certificates(b"", pins)
 
 
 def test_private_files_are_0600_and_directories_0700(net: Network) -> None:
-    keys = [net.run_dir / "ca" / "ca.key", *net.run_dir.glob("participants/*.key")]
+    keys = [*net.run_dir.glob("participants/*.key")]
     for node in net.nodes:
         keys += [node.dir / "validator.key", node.dir / "tls.key"]
         assert _mode(node.dir) == 0o700
-    assert len(keys) == 1 + 12 + 2 * net.n  # CA, 12 demo participants (AUDITOR too), nodes
+    assert len(keys) == 12 + 2 * net.n  # 12 demo participants (AUDITOR too), nodes
     assert {_mode(k) for k in keys} == {0o600}
-    dirs = [net.run_dir, *(net.run_dir / d for d in ("ca", "nodes", "participants"))]
+    dirs = [net.run_dir, *(net.run_dir / d for d in ("bundles", "nodes", "participants"))]
     assert {_mode(d) for d in dirs} == {0o700}
 
 
@@ -154,7 +155,7 @@ def test_node_configs_point_at_the_files_and_every_peer(net: Network) -> None:
         assert cfg.data_dir == node.dir / "data"
         others = [x for x in net.nodes if x is not node]
         assert cfg.peers == tuple(
-            PeerAddress(x.validator, f"127.0.0.1:{x.peer_port}", x.name) for x in others
+            PeerAddress(x.validator, f"127.0.0.1:{x.peer_port}", x.id) for x in others
         )
         raw = json.loads(node.config.read_text())
         assert (raw["genesis"], raw["data_dir"]) == ("../../genesis.json", "data")
@@ -414,15 +415,10 @@ async def test_mutual_tls_identifies_the_peer_by_its_genesis_pin(
             await _call(port, stranger)
         assert wrong_ca.value.code() is grpc.StatusCode.UNAVAILABLE
 
-        # Signed by the right CA, named node-01, but not the certificate genesis pins: the
-        # handshake refuses it (the roots are the pinned certificates, not the CA). Holding
-        # the CA key is not enough to impersonate a validator.
-        ca_key = serialization.load_pem_private_key(
-            (net.run_dir / "ca" / "ca.key").read_bytes(), password=None
-        )
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        # Signed by a CA, named node-01, but not the certificate genesis pins: the
+        # handshake refuses it (the roots are the pinned certificates, not any CA).
         rogue_key, rogue_cert = _make_node_cert(
-            _Ca(ca_key, _cert(_ca_pem(net))), "node-01", "127.0.0.1"
+            _make_ca("rogue", datetime.now(UTC)), "node-01", "val01"
         )
         rogue = grpc.ssl_channel_credentials(
             ca,

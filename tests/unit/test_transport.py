@@ -15,10 +15,11 @@ import pytest
 
 from node.config import PEER_FORWARD_CHUNK_TXS, PEER_FRAME_MESSAGES_MAX
 from node.core import Message, SyncRequest, TxForward, encode_message
-from node.netgen import _make_ca, _make_node_cert, _pem_cert, cert_pin_from_pem
+from node.keyfiles import cert_pin_from_pem
 from node.runtime import Metrics, _transport
 from node.runtime._transport import FRAME_REFUSED, PeerLink, PeerService
 from node.wire import ledger_pb2 as pb
+from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert
 
 _CA = _make_ca("test", datetime.now(UTC))
 _PEER_PEM = _pem_cert(_make_node_cert(_CA, "node-01", "127.0.0.1")[1])
