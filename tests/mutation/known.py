@@ -1089,3 +1089,59 @@ MUTANTS += [
            tests=["tests/unit/test_bench_repo.py::test_both_legs_and_the_round_trip_over_the_window_only"]),
 ]
 # fmt: on
+
+# --- ceremony: genesis ceremony and Kubernetes manifests (issue 16 items 3-4; reported by
+# its engineer, confirmed) -----------------------------------------------------------------
+_CE = "tests/unit/test_ceremony.py::"
+_CEM = "node/ceremony.py"
+# fmt: off
+MUTANTS += [
+    Mutant("bundle-signature-unchecked", _CEM,
+           old="    if not crypto.verify(b.public_key, b.signed_message(), b.signature):\n", new="    if False:\n",
+           breaks="a tampered bundle is accepted",
+           tests=[_CE + "test_a_tampered_bundle_is_refused"]),
+    Mutant("assemble-allows-a-shared-key", _CEM,
+           old='    _unique(((b.public_key, b.name) for b in bundles), "public key")\n', new="",
+           breaks="two validators with one key enter genesis",
+           tests=[_CE + "test_assemble_refuses_duplicates"]),
+    Mutant("assemble-allows-a-shared-address", _CEM,
+           old='    _unique(ports, "address (host and port)")\n', new="",
+           breaks="two validators at one address enter genesis",
+           tests=[_CE + "test_assemble_refuses_duplicates"]),
+    Mutant("verify-ignores-the-validator-key", _CEM,
+           old="        if v.public_key != mine.public_key:\n", new="        if False:\n",
+           breaks="verify passes a genesis where the coordinator swapped the operator's key",
+           tests=[_CE + "test_verify_catches_a_coordinator_that_swapped_a_bundle"]),
+    Mutant("verify-ignores-the-expected-fingerprint", _CEM,
+           old="    if expect_fingerprint is not None and _norm(expect_fingerprint) != _norm(a.fingerprint):\n",
+           new="    if False:\n",
+           breaks="verify passes a fingerprint that differs from the one compared out of band",
+           tests=[_CE + "test_verify_refuses_a_wrong_fingerprint"]),
+    Mutant("fingerprint-without-addresses", _CEM,
+           old="    digest = crypto.sha256(tags.FINGERPRINT, chain_id.encode(), text).hex()[:_FINGERPRINT_HEX]\n",
+           new="    digest = crypto.sha256(tags.FINGERPRINT, chain_id.encode()).hex()[:_FINGERPRINT_HEX]\n",
+           breaks="a coordinator can change addresses without changing the fingerprint",
+           tests=[_CE + "test_the_fingerprint_covers_the_addresses"]),
+    Mutant("config-for-foreign-keys", _CEM,
+           old="    if key.public_key != v.public_key or pin != v.tls_cert_sha256:\n", new="    if False:\n",
+           breaks="a node config is made from keys genesis does not list",
+           tests=[_CE + "test_config_from_the_public_files_and_the_private_dir"]),
+    Mutant("config-ignores-peer-overrides", _CEM,
+           old="        PeerAddress(i, overrides.get(x.id, x.peer_address), x.tls_name)\n",
+           new="        PeerAddress(i, x.peer_address, x.tls_name)\n",
+           breaks="--peer and --hosts overrides are ignored",
+           tests=[_CE + "test_config_from_the_public_files_and_the_private_dir"]),
+    Mutant("k8s-two-replicas", "node/k8s.py",
+           old='            "replicas": 1,', new='            "replicas": 2,',
+           breaks="two pods run one validator's key",
+           tests=["tests/unit/test_k8s.py::test_one_statefulset_per_validator_with_probes_scrape_and_resources"]),
+    Mutant("k8s-secrets-dir-always", "node/k8s.py",
+           old="    if not keys:\n        return\n", new="",
+           breaks="private keys are written into the manifests without being asked",
+           tests=["tests/unit/test_k8s.py::test_secrets_only_when_told_and_private"]),
+    Mutant("probe-always-serving", "node/probe.py",
+           old="    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)\n", new="    return True\n",
+           breaks="the pod probe reports a stopped node ready",
+           tests=["tests/cluster/test_node_process.py::test_the_pod_probe_reads_health_over_tls"]),
+]
+# fmt: on
