@@ -582,8 +582,14 @@ class Replica:
         self._persist(proposed_view=self.view)
         self._votes.open()
         proposal = Proposal(self.view, block, self.committed_cert, tc)
-        self._proposal = proposal  # votes may arrive before our own copy of the proposal
-        self._broadcast(proposal)
+        self._proposal = proposal
+        for dst in range(self.n):
+            if dst != self.cfg.me:
+                self._send(dst, proposal)
+        # Our own vote, decided now by the rules every voter applies: its prepare_view is
+        # then made durable in the same save as proposed_view (one sync before the proposal
+        # leaves, not a second one for our own copy stepped back).
+        self._consider(self.cfg.me, proposal)
 
     def _on_proposal(self, src: int, p: Proposal) -> None:
         if p.view < self.view:

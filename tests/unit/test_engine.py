@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.core import Block, Message, Proposal, QuorumCert, Vote
+from node.core import Block, Message, Proposal, QCMessage, QuorumCert, SafetyState, Vote
 from node.core.engine import Engine, EngineFailedError, Observer
 from node.crypto import sha256
 from node.invariant import InvariantError
@@ -48,15 +48,16 @@ def _engine(n: int, me: int = 0) -> tuple[Engine, Ports]:
 
 
 def test_a_one_node_cluster_commits_by_loopback_alone() -> None:
-    """Its own proposal and votes are stepped back in by the engine: nothing is sent, the
-    block is persisted for, voted on, committed and executed inside one submit."""
+    """Its own votes and certificates are stepped back in by the engine (its own proposal
+    it votes on as it proposes): nothing is sent, the block is persisted for, voted on,
+    committed and executed inside one submit."""
     engine, ports = _engine(1)
     engine.submit(b"trade-1", 1_000)
     kinds = [k for k, _ in ports.calls]
     assert "send" not in kinds
     assert kinds.count("execute") == 1 and ports.disk.committed_height() == 1
     assert {src for src, _ in ports.of("step")} == {0}
-    assert {type(m) for _, m in ports.of("step")} >= {Proposal, Vote}
+    assert {type(m) for _, m in ports.of("step")} == {Vote, QCMessage}
     assert engine.replica.executed_height == 1  # executed() was reported
     assert engine.deadline_ms() is not None  # the empty block certifying the results
 
@@ -74,20 +75,34 @@ def test_the_state_is_persisted_before_any_message_that_depends_on_it_leaves() -
     assert isinstance(vote, Vote) and vote.voter == 1
 
 
+def test_a_leader_makes_its_proposal_and_its_own_vote_durable_in_one_save() -> None:
+    """One sync, not two, before its proposal leaves: the saved state already holds its
+    prepare vote for the view, and its own proposal is not stepped back into it."""
+    engine, ports = _engine(4, me=0)
+    engine.submit(b"trade-1", 1_000)
+    kinds = [k for k, _ in ports.calls]
+    assert kinds.count("persist") == 1 and kinds.index("persist") < kinds.index("send")
+    saved = SafetyState.decode(ports.calls[kinds.index("persist")][1])  # type: ignore[arg-type]
+    assert (saved.proposed_view, saved.prepare_view) == (0, 0)
+    assert [type(m) for _, m in ports.of("step")] == [Vote]  # its own vote, by loopback
+    assert [d for d, m in ports.of("send") if isinstance(m, Proposal)] == [1, 2, 3]
+
+
 def test_rewrite_sees_every_message_and_decides_what_leaves_loopback_included() -> None:
     net = Net(n=1, q=1)
     ports = Ports(net.disks[0])
     seen: list[tuple[int, Message]] = []
 
-    def drop_own_votes(dst: int, msg: Message) -> list[tuple[int, Message]]:
+    def divert_own_votes(dst: int, msg: Message) -> list[tuple[int, Message]]:
         seen.append((dst, msg))
-        return [] if isinstance(msg, Vote) else [(dst, msg), (7, msg)]
+        return [(7, msg)] if isinstance(msg, Vote) else [(dst, msg)]
 
-    engine = Engine(net.nodes[0], ports, ports.send, ports.execute, rewrite=drop_own_votes)
+    engine = Engine(net.nodes[0], ports, ports.send, ports.execute, rewrite=divert_own_votes)
     engine.submit(b"trade-1", 1_000)
-    assert [type(m) for _, m in seen] == [Proposal, Vote]  # its own vote never came back
-    assert ports.disk.committed_height() == 0
-    assert [(d, type(m)) for d, m in ports.of("send")] == [(7, Proposal)]
+    # A one-node cluster sends its proposal to no one and votes on it as it proposes.
+    assert [(d, type(m)) for d, m in seen] == [(0, Vote)]
+    assert ports.disk.committed_height() == 0  # its own vote never came back
+    assert [(d, type(m)) for d, m in ports.of("send")] == [(7, Vote)]
 
 
 def test_an_input_fed_from_inside_a_port_is_finished_by_the_outer_loop() -> None:
