@@ -1145,3 +1145,21 @@ MUTANTS += [
            tests=["tests/cluster/test_node_process.py::test_the_pod_probe_reads_health_over_tls"]),
 ]
 # fmt: on
+
+# --- engine: fixed cost per block (issue 13, session 10; reported by its engineer, confirmed)
+# fmt: off
+MUTANTS += [
+    Mutant("velocity-window-sum-not-decremented", "node/runtime/_velocity.py",
+           old="            left = self.sums.get(cash, 0) - value\n", new="            left = self.sums.get(cash, 0)\n",
+           breaks="a move leaving the window stays in the running sum: false velocity alerts",
+           tests=["tests/unit/test_velocity.py::test_running_window_sums_alert_exactly_as_a_fresh_count_would"]),
+    Mutant("velocity-evicted-move-kept-in-sums", "node/runtime/_velocity.py",
+           old="            self._drop()  # the memory bound", new="            self.moves.popleft()  # the memory bound",
+           breaks="a move evicted by the memory bound stays in the running sums",
+           tests=["tests/unit/test_velocity.py::test_running_window_sums_alert_exactly_as_a_fresh_count_would"]),
+    Mutant("leader-proposal-not-voted-in-one-save", "node/core/replica.py",
+           old="        self._consider(self.cfg.me, proposal)\n", new="        self._send(self.cfg.me, proposal)\n",
+           breaks="the leader's proposal and its own vote take two safety saves again",
+           tests=["tests/unit/test_engine.py::test_a_leader_makes_its_proposal_and_its_own_vote_durable_in_one_save"]),
+]
+# fmt: on
