@@ -104,6 +104,8 @@ from node.settlement import (
     Release,
     ReserveAttestation,
     ResultCode,
+    Secured,
+    SecuredKind,
     SignedTx,
     Transaction,
     Transfer,
@@ -125,6 +127,7 @@ __all__ = [
     "EndpointDown",
     "HolderView",
     "InstrumentView",
+    "LockView",
     "NodeStatusView",
     "PendingTrade",
     "Settlement",
@@ -275,6 +278,39 @@ def _backed(msg: pb.BackedInstrument) -> BackedView:
     except (TxDecodeError, ValueError) as e:
         raise BadResponseError(f"an attestation of {msg.instrument} does not decode: {e}") from e
     return BackedView(msg.instrument, msg.custody, msg.supply, found)
+
+
+@dataclass(frozen=True, slots=True)
+class LockView:
+    """One lock (docs/ledger.md "Locks and swaps"): ``amount`` units of the holder's
+    ``instrument`` pledged to ``beneficiary`` until ``until_ms``, securing ``secures``;
+    ``defaulted``: the parties recorded as defaulting on that obligation (the
+    beneficiary may claim when the holder is one)."""
+
+    lock_id: bytes
+    holder: str
+    instrument: str
+    amount: int
+    beneficiary: str
+    until_ms: int
+    secures: Secured
+    height: int
+    time_ms: int
+    defaulted: tuple[str, ...]
+
+    @property
+    def claimable(self) -> bool:
+        """Whether the holder's default is recorded (the block time must also be at or
+        before ``until_ms`` when the claim executes)."""
+        return self.holder in self.defaulted
+
+
+def _lock_view(k: pb.LockInfo) -> LockView:
+    secures = Secured(SecuredKind(k.secured_kind), bytes(k.secured_ref))
+    return LockView(
+        bytes(k.lock_id), k.holder, k.instrument, k.amount, k.beneficiary, k.until_ms,
+        secures, k.height, k.time_ms, tuple(k.defaulted),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -840,6 +876,22 @@ class AsyncLedgerClient:
             )
 
         return await self._call("freezes", get)
+
+    async def locks(self, party: str = "") -> tuple[int, tuple[LockView, ...]]:
+        """(height, the locks after it that the caller may read: those it holds or
+        benefits from; all of them for an observer), only those naming ``party`` if given
+        (docs/ledger.md "Locks and swaps"; the node's word, like ``pending``)."""
+
+        async def get(i: int) -> tuple[int, tuple[LockView, ...]]:
+            req = pb.LocksRequest(party=party)
+            msg = await self._stub(i).GetLocks(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetLocks", req)
+            )
+            if any(k.secured_kind not in SecuredKind._value2member_map_ for k in msg.locks):
+                raise BadResponseError("a lock securing a kind not on the documented list")
+            return msg.height, tuple(_lock_view(k) for k in msg.locks)
+
+        return await self._call("locks", get)
 
     async def attestations(self, instrument: str = "") -> tuple[int, tuple[BackedView, ...]]:
         """(height, the backed instruments after it, in id order): each one's supply and

@@ -117,6 +117,10 @@ def _command(name: str) -> Command:
         from client import _cli_reserve
 
         return _cli_reserve.COMMANDS[name]
+    if name.startswith("lock_"):  # locks and swaps (client/_cli_lock.py)
+        from client import _cli_lock
+
+        return _cli_lock.COMMANDS[name]
     return _COMMANDS[name]
 
 
@@ -219,6 +223,10 @@ def describe(tx: Transaction) -> str:
         return f"{kind} {target}{why} by {terms['by']}"
     if "admins" in terms:  # governance (docs/ledger.md "Governance")
         return _describe_gov(terms)
+    if kind in ("LOCK", "RELEASE_LOCK", "CLAIM_LOCK", "SWAP"):  # client/_cli_lock.py
+        from client._cli_lock import describe as describe_lock
+
+        return describe_lock(terms)
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"

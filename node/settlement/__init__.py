@@ -23,7 +23,7 @@ from node.settlement._compliance import day_total, rules_in_force, set_rules
 from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._kyc_rules import ComplianceRules, TierLimit, check_rules
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
-from node.settlement._lock import LockRecord, available, locked, locks
+from node.settlement._lock import LockRecord, available, defaulters, locked, locks
 from node.settlement._model import (
     KYC_TIER_MAX,
     CustodyBacking,
@@ -183,6 +183,7 @@ __all__ = [
     "custody_attestations",
     "day_total",
     "decode_body",
+    "defaulters",
     "encode_body",
     "freezes",
     "genesis_custody",
