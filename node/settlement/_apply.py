@@ -638,9 +638,11 @@ def _dvp(reg: Registry, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode:
         return ResultCode.MATURED
     if ctx.time_ms > tx.deadline_ms:
         return ResultCode.DEADLINE_PASSED
-    short = _lock.debit_code(o, tx.seller, tx.bond, tx.quantity, _SHORT_BOND) or (
-        _lock.debit_code(o, tx.buyer, tx.cash, tx.amount, ResultCode.INSUFFICIENT_CASH)
-    )  # lock: available balances (docs/ledger.md "Locks and swaps")
+    # lock: the available balances (docs/ledger.md "Locks and swaps")
+    short = _lock.debit_code(o, tx.seller, tx.bond, tx.quantity, _SHORT_BOND)
+    if short is not None:
+        return short
+    short = _lock.debit_code(o, tx.buyer, tx.cash, tx.amount, ResultCode.INSUFFICIENT_CASH)
     if short is not None:
         return short
     if (

@@ -51,19 +51,23 @@ from node.settlement import (
     BlockOutcome,
     Burn,
     Cancel,
+    ClaimLock,
     CouponPay,
     Distribute,
     DvP,
     Freeze,
     Genesis,
     Hold,
+    Lock,
     Mint,
     PendingDvP,
     RecordKind,
     Redeem,
     RedeemAll,
     Release,
+    ReleaseLock,
     ResultCode,
+    Swap,
     Transaction,
     Transfer,
     TxResult,
@@ -162,6 +166,7 @@ class Checker:
         # Pending settlement: trades by id; per instance the ids that ended and the bond
         # units settled so far; the (height, code) the first honest node ended each with.
         self.pending = {self.ids[raw]: tx for raw, tx in txs.items() if isinstance(tx, PendingDvP)}
+        self.locks = {self.ids[raw]: tx for raw, tx in txs.items() if isinstance(tx, Lock)}
         self.ended: dict[int, set[bytes]] = defaultdict(set)
         self.moved: dict[int, Counter[bytes]] = defaultdict(Counter)
         self.resolved: dict[bytes, tuple[int, ResultCode]] = {}
@@ -354,6 +359,9 @@ class Checker:
                 tx = self.txs[raw]
                 if isinstance(tx, CouponPay | Distribute | Redeem | RedeemAll):
                     _lifecycle_legs(model, supply, tx, self.genesis, before)
+                elif isinstance(tx, ClaimLock):  # lock: the claimed lock's units move
+                    pledge = self.locks[tx.lock]
+                    _apply_legs(model, supply, _claimed(pledge))
                 else:
                     _apply_legs(model, supply, tx)
         for ev in outcome.results[len(block.txs) :]:
@@ -446,12 +454,23 @@ def _apply_legs(
         issue(tx.instrument, tx.holder, -tx.amount)
     elif isinstance(tx, Hold | Release | Cancel):
         pass  # no legs: they act on a pending trade, whose events move them
+    elif isinstance(tx, Swap):
+        move(tx.instrument_a, tx.party_a, tx.party_b, tx.quantity_a)
+        move(tx.instrument_b, tx.party_b, tx.party_a, tx.quantity_b)
+    elif isinstance(tx, Lock | ReleaseLock):
+        pass  # no legs: a lock pledges units where they are; a release frees them
     elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
         pass  # no legs: they decide whether later legs (mints) move
     elif isinstance(tx, GOVERNANCE_KINDS):
         pass  # no legs: they change the reference data (check_governance)
     else:
         raise Violation("unknown tx", "a transaction settled that no body decodes to")
+
+
+def _claimed(pledge: Lock) -> Transfer:
+    """A claim's one leg: the lock's units, holder to beneficiary."""
+    return Transfer(pledge.chain_id, pledge.nonce, pledge.expiry_ms, pledge.instrument,
+                    pledge.holder, pledge.beneficiary, pledge.amount)  # fmt: skip
 
 
 def _lifecycle_legs(

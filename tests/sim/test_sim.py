@@ -111,7 +111,8 @@ ADMISSION_ONLY = {
 # simulated run's load: tests/unit/test_pending.py checks that bound with a small one.
 # Likewise FREEZES_MAX (1,000) freezes at once: tests/unit/test_freeze.py checks it.
 # And PARTICIPANTS_MAX / INSTRUMENTS_MAX (10,000) additions: tests/unit/test_gov.py.
-UNIT_ONLY = {"PENDING_FULL", "FREEZES_FULL", "REGISTRY_FULL"}
+# And LOCKS_PER_HOLDER_MAX (100) locks of one holder: tests/unit/test_lock.py.
+UNIT_ONLY = {"PENDING_FULL", "FREEZES_FULL", "REGISTRY_FULL", "LOCKS_FULL"}
 EVERY_CODE = {code.name for code in ResultCode} - UNIT_ONLY
 ADMISSION_ONLY_CODES = frozenset(ResultCode[name] for name in ADMISSION_ONLY)
 
