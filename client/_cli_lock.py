@@ -65,7 +65,7 @@ def _release(args: argparse.Namespace) -> int:
     from client._cli_net import _genesis, _key, _submit
 
     g = _genesis(args)
-    tx = Transactions(g).release_lock(_hex_id(args.lock, "--lock"), args.by)
+    tx = Transactions(g).release_lock(_hex_id(args.lock, "--lock"), args.holder, args.by)
     return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
 
 
@@ -74,7 +74,8 @@ def _claim(args: argparse.Namespace) -> int:
     from client._cli_net import _genesis, _key, _submit
 
     g = _genesis(args)
-    tx = Transactions(g).claim_lock(_hex_id(args.lock, "--lock"), args.beneficiary)
+    lid = _hex_id(args.lock, "--lock")
+    tx = Transactions(g).claim_lock(lid, args.holder, args.beneficiary)
     return _submit(args, sign(tx, _key(args, args.beneficiary, args.key), genesis=g))
 
 
@@ -144,9 +145,9 @@ def describe(terms: dict[str, Any]) -> str:
             f"{terms['beneficiary']} until {terms['until_ms']}{why}"
         )
     if kind == "RELEASE_LOCK":
-        return f"RELEASE-LOCK {terms['lock']} by {terms['by']}"
+        return f"RELEASE-LOCK {terms['lock']} of {terms['holder']} by {terms['by']}"
     if kind == "CLAIM_LOCK":
-        return f"CLAIM-LOCK {terms['lock']} by {terms['beneficiary']}"
+        return f"CLAIM-LOCK {terms['lock']} of {terms['holder']} by {terms['beneficiary']}"
     return (
         f"SWAP {terms['party_a']} -> {terms['party_b']} {terms['quantity_a']:,} "
         f"{terms['instrument_a']} for {terms['quantity_b']:,} {terms['instrument_b']}"
@@ -212,6 +213,7 @@ def add_parsers(b: Any, network: Callable[[str], Handler], submit_options: Any) 
         parents=opts,
     )
     p.add_argument("--lock", required=True, metavar="LOCK_ID", help="the lock id (hex)")
+    party(p, "holder", "the lock's holder", key=False)
     party(p, "by", "who releases (signs)")
 
     p = b.leaf(
@@ -222,6 +224,7 @@ def add_parsers(b: Any, network: Callable[[str], Handler], submit_options: Any) 
         parents=opts,
     )
     p.add_argument("--lock", required=True, metavar="LOCK_ID", help="the lock id (hex)")
+    party(p, "holder", "the lock's holder", key=False)
     party(p, "beneficiary", "the lock's beneficiary (signs)")
 
     p = b.leaf(sub, "list", "locks the caller holds or benefits from", network("lock_list"))

@@ -555,17 +555,23 @@ class Transactions:
             secures=_secured(secures),
         )
 
-    def release_lock(self, lock: bytes, by: str) -> ReleaseLock:
-        """End lock ``lock`` (its id) without moving anything; ``by`` signs: the
-        beneficiary at any time, the holder once the lock's until has passed."""
-        return ReleaseLock(**self._head(), lock=_lock_id(lock), by=self._party(by))
+    def release_lock(self, lock: bytes, holder: str, by: str) -> ReleaseLock:
+        """End ``holder``'s lock ``lock`` (its id) without moving anything; ``by`` signs:
+        the beneficiary at any time, the holder once the lock's until has passed."""
+        return ReleaseLock(
+            **self._head(),
+            lock=_lock_id(lock),
+            holder=self._participant("holder", holder),
+            by=self._party(by),
+        )
 
-    def claim_lock(self, lock: bytes, beneficiary: str) -> ClaimLock:
-        """Take the units of lock ``lock`` on the holder's recorded default; the
+    def claim_lock(self, lock: bytes, holder: str, beneficiary: str) -> ClaimLock:
+        """Take the units of ``holder``'s lock ``lock`` on its recorded default; the
         beneficiary signs."""
         return ClaimLock(
             **self._head(),
             lock=_lock_id(lock),
+            holder=self._participant("holder", holder),
             beneficiary=self._participant("beneficiary", beneficiary),
         )
 

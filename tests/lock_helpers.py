@@ -12,6 +12,7 @@ from node.settlement import (
     SecuredKind,
     SignedTx,
     Swap,
+    decode_body,
     sign_tx,
 )
 from tests.ledger_helpers import HOUR_MS, TxFactory
@@ -56,12 +57,12 @@ def _secured(secures: bytes | Secured) -> Secured:
 
 
 def release(txf: TxFactory, lock_raw: bytes, by: str = "BANK02", **kw: object) -> bytes:
-    fields = {"lock": lock_id(lock_raw), "by": by}
+    fields = {"lock": lock_id(lock_raw), "holder": holder_of(lock_raw), "by": by}
     return signed(txf, ReleaseLock(**(_base(txf) | fields | kw)))  # type: ignore[arg-type]
 
 
 def claim(txf: TxFactory, lock_raw: bytes, beneficiary: str = "BANK02", **kw: object) -> bytes:
-    fields = {"lock": lock_id(lock_raw), "beneficiary": beneficiary}
+    fields = {"lock": lock_id(lock_raw), "holder": holder_of(lock_raw), "beneficiary": beneficiary}
     return signed(txf, ClaimLock(**(_base(txf) | fields | kw)))  # type: ignore[arg-type]
 
 
@@ -84,6 +85,15 @@ def swap(
         "deadline_ms": txf.t0 + HOUR_MS,
     }
     return signed(txf, Swap(**(_base(txf) | fields | kw)))  # type: ignore[arg-type]
+
+
+def holder_of(lock_raw: bytes, default: str = "BANK01") -> str:
+    """The holder a Lock transaction names (``default`` for a bare 32-byte id; a ``holder``
+    keyword overrides either)."""
+    if len(lock_raw) == HASH_LEN:
+        return default
+    tx = decode_body(SignedTx.decode(lock_raw).body)
+    return tx.holder if isinstance(tx, Lock) else default
 
 
 def lock_id(lock_raw: bytes) -> bytes:

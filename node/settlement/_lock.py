@@ -329,9 +329,12 @@ def lock(
     return ResultCode.OK
 
 
-def _find(o: Overlay, lock_id: bytes) -> LockRecord | None:
+def _find(o: Overlay, lock_id: bytes, holder: str) -> LockRecord | None:
+    """The lock ``lock_id`` if it is ``holder``'s (a body naming another holder names no
+    lock: it would show the wrong party the transaction)."""
     raw = o.record(_lock_key(lock_id))
-    return None if raw is None else LockRecord.decode(lock_id, raw)
+    rec = None if raw is None else LockRecord.decode(lock_id, raw)
+    return rec if rec is not None and rec.holder == holder else None
 
 
 def _end(o: Overlay, rec: LockRecord) -> None:
@@ -340,7 +343,7 @@ def _end(o: Overlay, rec: LockRecord) -> None:
 
 
 def release(o: Overlay, tx: ReleaseLock, time_ms: int) -> ResultCode:
-    rec = _find(o, tx.lock)
+    rec = _find(o, tx.lock, tx.holder)
     if rec is None:
         return ResultCode.NO_SUCH_LOCK
     if tx.by == rec.holder and tx.by != rec.beneficiary:
@@ -360,7 +363,7 @@ def _claimable(o: Overlay, rec: LockRecord, time_ms: int) -> bool:
 
 
 def claim(reg: Registry, o: Overlay, tx: ClaimLock, time_ms: int) -> ResultCode:
-    rec = _find(o, tx.lock)
+    rec = _find(o, tx.lock, tx.holder)
     if rec is None:
         return ResultCode.NO_SUCH_LOCK
     if tx.beneficiary != rec.beneficiary:

@@ -1073,14 +1073,16 @@ class Lock:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseLock:
-    """End the lock ``lock`` (its id) without moving anything; signed by ``by``: the
-    beneficiary at any time, the holder once the lock's until has passed."""
+    """End the lock ``lock`` (its id) of ``holder`` without moving anything; signed by
+    ``by``: the beneficiary at any time, the holder once the lock's until has passed. The
+    holder is named so that the body shows it a party (node/access.py)."""
 
     KIND: ClassVar[TxKind] = TxKind.RELEASE_LOCK
     chain_id: str
     nonce: int
     expiry_ms: int
     lock: bytes
+    holder: str
     by: str
 
     def required_signers(self) -> tuple[str, ...]:
@@ -1089,14 +1091,15 @@ class ReleaseLock:
 
 @dataclass(frozen=True, slots=True)
 class ClaimLock:
-    """Move the units of lock ``lock`` to its ``beneficiary``, who signs, on the default
-    recorded for the obligation the lock secures."""
+    """Move the units of ``holder``'s lock ``lock`` to its ``beneficiary``, who signs, on
+    the default recorded for the obligation the lock secures."""
 
     KIND: ClassVar[TxKind] = TxKind.CLAIM_LOCK
     chain_id: str
     nonce: int
     expiry_ms: int
     lock: bytes
+    holder: str
     beneficiary: str
 
     def required_signers(self) -> tuple[str, ...]:
@@ -1134,9 +1137,9 @@ def _enc_lock(w: Writer, t: Lock | ReleaseLock | ClaimLock | Swap) -> None:
                 raise w.error("a secured reference has an id exactly when its kind is not NONE")
             w.blob(t.secures.ref, SECURED_REF_BYTES_MAX)
         case ReleaseLock():
-            w.fixed(t.lock, crypto.HASH_LEN).ident(t.by)
+            w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.by)
         case ClaimLock():
-            w.fixed(t.lock, crypto.HASH_LEN).ident(t.beneficiary)
+            w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.beneficiary)
         case Swap():
             w.ident(t.party_a).ident(t.instrument_a).u64(t.quantity_a)
             w.ident(t.party_b).ident(t.instrument_b).u64(t.quantity_b).u64(t.deadline_ms)
@@ -1160,11 +1163,12 @@ def _dec_lock(r: Reader, h: _Head) -> Lock:
 
 
 def _dec_release_lock(r: Reader, h: _Head) -> ReleaseLock:
-    return ReleaseLock(*h, lock=r.fixed(crypto.HASH_LEN), by=r.ident())
+    return ReleaseLock(*h, lock=r.fixed(crypto.HASH_LEN), holder=r.ident(), by=r.ident())
 
 
 def _dec_claim_lock(r: Reader, h: _Head) -> ClaimLock:
-    return ClaimLock(*h, lock=r.fixed(crypto.HASH_LEN), beneficiary=r.ident())
+    lid, holder = r.fixed(crypto.HASH_LEN), r.ident()
+    return ClaimLock(*h, lock=lid, holder=holder, beneficiary=r.ident())
 
 
 def _dec_swap(r: Reader, h: _Head) -> Swap:

@@ -70,7 +70,7 @@ def test_a_lock_refuses_the_spend_until_the_beneficiary_releases_it(
     doc = json.loads(capsys.readouterr().out)
     assert [k["lock_id"] for k in doc["locks"]] == [lock_id.hex()]
     assert main(["--run-dir", run_dir, "lock", "release", "--lock", lock_id.hex(),
-                 "--by", "BANK02"]) == 0  # fmt: skip
+                 "--holder", "BANK01", "--by", "BANK02"]) == 0  # fmt: skip
     assert main(["--run-dir", run_dir, "submit", "transfer", "--instrument", bond,
                  "--from", "BANK01", "--to", "BANK03", "--amount", "1"]) == 0  # fmt: skip
     capsys.readouterr()
@@ -110,14 +110,14 @@ def test_the_buyer_claims_bonds_pledged_against_a_failed_pending_dvp(cluster: Cl
             pledge = txs.lock("BANK05", bill, 500, "BANK06", _now_ms() + 600_000, first.tx_id)
             done = await client.submit(sign(pledge, seller, buyer, genesis=g))
             assert done.code is RC.OK
-            early = txs.claim_lock(done.tx_id, "BANK06")
+            early = txs.claim_lock(done.tx_id, "BANK05", "BANK06")
             with pytest.raises(RejectedError) as e:
                 await client.submit(sign(early, buyer, genesis=g))
             assert e.value.code is RC.NOT_CLAIMABLE  # no default yet
             await _until_failed(client, txs, first.tx_id, participant_key(cluster, "BANK04"))
             before = (await client.balances("BANK06")).amounts[bill]
             claimed = await client.submit(
-                sign(txs.claim_lock(done.tx_id, "BANK06"), buyer, genesis=g)
+                sign(txs.claim_lock(done.tx_id, "BANK05", "BANK06"), buyer, genesis=g)
             )
             assert claimed.code is RC.OK
             verify_receipt(claimed, cluster.net.run_dir / "genesis.json")

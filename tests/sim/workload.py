@@ -631,10 +631,10 @@ class _Maker:
         lid = SignedTx.decode(_signed(self.net, pledge)).tx_id
         head = (self.chain, self._next(), self.far)
         spend = self.transfer(PLEDGE, bank, 1, instrument=self.net.bonds[0])
-        early = ReleaseLock(*head, lid, PLEDGE)
-        claim = ClaimLock(self.chain, self._next(), self.far, lid, bank)
-        release = ReleaseLock(self.chain, self._next(), self.far, lid, bank)
-        again = ReleaseLock(self.chain, self._next(), self.far, lid, bank)
+        early = ReleaseLock(*head, lid, PLEDGE, PLEDGE)
+        claim = ClaimLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
+        release = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
+        again = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
         a, b = self.net.bonds
         swap = Swap(self.chain, self._next(), self.far, bank, a, 10, other, b, 9, self.far)
         same = replace(swap, nonce=self._next(), instrument_b=a)

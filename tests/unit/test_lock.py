@@ -122,7 +122,7 @@ def test_locked_cash_is_locked_for_the_buyer_of_a_dvp(
     run(store, lock(txf, "BANK02", _CASH, "BANK03", instrument=net.cash))
     out = run(store, txf.signed(txf.dvp(amount=1)))
     assert own(out) == [RC.LOCKED]
-    run(store, release(txf, _last_lock(store), by="BANK03"))
+    run(store, release(txf, _last_lock(store), by="BANK03", holder="BANK02"))
     assert own(run(store, txf.signed(txf.dvp(amount=1)))) == [RC.OK]  # control
 
 
@@ -178,7 +178,9 @@ def test_locks_per_holder_are_bounded(
     assert own(out) == [RC.OK, RC.OK, RC.LOCKS_FULL, RC.OK]  # control: another holder
     run(store, release(txf, lock(txf), by="BANK02"))  # not a lock: nothing freed
     first = locks(store)[0]
-    assert own(run(store, release(txf, first.lock_id, by=first.beneficiary))) == [RC.OK]
+    assert own(
+        run(store, release(txf, first.lock_id, by=first.beneficiary, holder=first.holder))
+    ) == [RC.OK]
     assert own(run(store, lock(txf))) == [RC.OK]
 
 
@@ -415,8 +417,8 @@ def test_precheck_refuses_a_swap_past_its_deadline(store: MemoryStore, txf: TxFa
     [
         Lock("c", 1, 2, "A", "I", 3, "B", 4),
         Lock("c", 1, 2, "A", "I", 3, "B", 4, Secured(SecuredKind.PENDING_DVP, b"\x07" * 32)),
-        ReleaseLock("c", 1, 2, b"\x01" * 32, "B"),
-        ClaimLock("c", 1, 2, b"\x01" * 32, "B"),
+        ReleaseLock("c", 1, 2, b"\x01" * 32, "A", "B"),
+        ClaimLock("c", 1, 2, b"\x01" * 32, "A", "B"),
         Swap("c", 1, 2, "A", "I", 3, "B", "J", 4, 5),
     ],
 )
@@ -435,3 +437,27 @@ def test_a_secured_reference_is_canonical() -> None:
         decode_body(body[:-5] + b"\x01" + b"\0\0\0\0")  # a kind without its id
     with pytest.raises(ValueError):
         encode_body(Lock("c", 1, 2, "A", "I", 3, "B", 4, Secured(SecuredKind.PENDING_DVP)))
+
+
+def test_a_release_or_claim_naming_another_holder_names_no_lock(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    raw = lock(txf)
+    run(store, raw)
+    out = run(store, release(txf, raw, holder="BANK03"), claim(txf, raw, holder="BANK03"))
+    assert own(out) == [RC.NO_SUCH_LOCK, RC.NO_SUCH_LOCK]
+    assert own(run(store, release(txf, raw))) == [RC.OK]  # control: the right holder
+
+
+def test_the_holder_is_a_party_to_the_release_and_the_claim_of_its_lock(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    """Access (node/access.py): the holder reads the transactions that end its lock (a
+    claim moves its units), so their bodies name it."""
+    from node.access import tx_parties
+
+    raw = lock(txf, "BANK01", beneficiary="BANK02")
+    reg = Overlay(store).registry
+    for tx in (release(txf, raw), claim(txf, raw)):
+        assert tx_parties(tx, reg) == {"BANK01", "BANK02"}
+    assert tx_parties(swap(txf, "BANK03", party_b="BANK04"), reg) == {"BANK03", "BANK04"}
