@@ -48,11 +48,11 @@ def _create(args: argparse.Namespace) -> int:
     from client import Transactions, sign
     from client._cli_net import _genesis, _key, _submit
 
+    secures = _hex_id(args.secures, "--secures")
     g = _genesis(args)
     tx = Transactions(g).lock(
-        args.holder, args.instrument, args.amount, args.beneficiary, _until_ms(args),
-        _hex_id(args.secures, "--secures"),
-    )  # fmt: skip
+        args.holder, args.instrument, args.amount, args.beneficiary, _until_ms(args), secures
+    )
     keys = (
         _key(args, args.holder, args.holder_key),
         _key(args, args.beneficiary, args.beneficiary_key),
@@ -64,8 +64,9 @@ def _release(args: argparse.Namespace) -> int:
     from client import Transactions, sign
     from client._cli_net import _genesis, _key, _submit
 
+    lid = _hex_id(args.lock, "--lock")  # a usage error before anything is read
     g = _genesis(args)
-    tx = Transactions(g).release_lock(_hex_id(args.lock, "--lock"), args.holder, args.by)
+    tx = Transactions(g).release_lock(lid, args.holder, args.by)
     return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
 
 
@@ -73,8 +74,8 @@ def _claim(args: argparse.Namespace) -> int:
     from client import Transactions, sign
     from client._cli_net import _genesis, _key, _submit
 
-    g = _genesis(args)
     lid = _hex_id(args.lock, "--lock")
+    g = _genesis(args)
     tx = Transactions(g).claim_lock(lid, args.holder, args.beneficiary)
     return _submit(args, sign(tx, _key(args, args.beneficiary, args.key), genesis=g))
 
