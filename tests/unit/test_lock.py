@@ -318,6 +318,20 @@ def test_a_pending_dvp_waits_for_locked_units_and_settles_on_the_release(
     assert store.balance("BANK02", net.bonds[0]) == _HELD + 100
 
 
+def test_recycling_settles_only_from_the_available_balance(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, lock(txf, amount=_HELD))
+    trade = txf.signed(txf.pending(quantity=100, amount=50))
+    assert own(run(store, trade)) == [RC.PENDING_SETTLEMENT]
+    deliver = txf.signed(txf.transfer("BANK03", "BANK01", 99, instrument=net.bonds[0]))
+    assert events(run(store, deliver)) == []  # re-attempted: 99 available, 100 due
+    assert locked(store, "BANK01", net.bonds[0]) == _HELD
+    deliver = txf.signed(txf.transfer("BANK03", "BANK01", 1, instrument=net.bonds[0]))
+    assert events(run(store, deliver)) == [RC.OK]  # control: now 100 are available
+    assert store.balance("BANK01", net.bonds[0]) == _HELD
+
+
 def test_redemption_of_a_holding_with_locked_units_waits_for_the_release() -> None:
     net = life_net()
     store, txf, ltx = MemoryStore(net.genesis), TxFactory(net, now_ms=at("2026-01-20")), LifeTx(net)
