@@ -92,21 +92,25 @@ from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_
 from node.settlement import (
     Burn,
     Cancel,
+    ClaimLock,
     CustodyAttestation,
     DvP,
     FreezeReason,
     FreezeRecord,
     Genesis,
     Hold,
+    Lock,
     Mint,
     PendingDvP,
     Redeem,
     Release,
+    ReleaseLock,
     ReserveAttestation,
     ResultCode,
     Secured,
     SecuredKind,
     SignedTx,
+    Swap,
     Transaction,
     Transfer,
     decode_body,
@@ -1358,7 +1362,21 @@ def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
             legs += [(tx.bond, -tx.quantity), (tx.cash, tx.amount)]
         if tx.buyer == account:
             legs += [(tx.bond, tx.quantity), (tx.cash, -tx.amount)]
+    elif isinstance(tx, Swap | ClaimLock):  # lock: docs/ledger.md "Locks and swaps"
+        legs += _lock_legs(account, tx)
     return tuple(legs)
+
+
+def _lock_legs(account: str, tx: Swap | ClaimLock) -> list[tuple[str, int]]:
+    if isinstance(tx, ClaimLock):
+        moves = [(tx.instrument, tx.holder, tx.beneficiary, tx.amount)]
+    else:
+        moves = [
+            (tx.instrument_a, tx.party_a, tx.party_b, tx.quantity_a),
+            (tx.instrument_b, tx.party_b, tx.party_a, tx.quantity_b),
+        ]
+    out = [(i, -n) for i, src, _, n in moves if src == account]
+    return out + [(i, n) for i, _, dst, n in moves if dst == account]
 
 
 def _parties(tx: Transaction) -> set[str] | None:
@@ -1374,6 +1392,12 @@ def _parties(tx: Transaction) -> set[str] | None:
         return {tx.seller, tx.buyer}
     if isinstance(tx, Hold | Release):
         return {tx.by}
+    if isinstance(tx, Lock | ClaimLock):
+        return {tx.holder, tx.beneficiary}
+    if isinstance(tx, ReleaseLock):
+        return {tx.holder, tx.by}
+    if isinstance(tx, Swap):
+        return {tx.party_a, tx.party_b}
     return None
 
 

@@ -72,12 +72,17 @@ def _release(args: argparse.Namespace) -> int:
 
 def _claim(args: argparse.Namespace) -> int:
     from client import Transactions, sign
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _client, _genesis, _key, _submit
 
     lid = _hex_id(args.lock, "--lock")
     g = _genesis(args)
-    tx = Transactions(g).claim_lock(lid, args.holder, args.beneficiary)
-    return _submit(args, sign(tx, _key(args, args.beneficiary, args.key), genesis=g))
+    with _client(args, args.beneficiary) as client:  # the lock's terms, to sign for
+        view = next((k for k in client.locks(args.beneficiary)[1] if k.lock_id == lid), None)
+    if view is None or view.beneficiary != args.beneficiary:
+        raise CliError(f"no lock {lid.hex()} for {args.beneficiary} at the node's head")
+    t = Transactions(g)
+    tx = t.claim_lock(lid, view.holder, args.beneficiary, view.instrument, view.amount)
+    return _submit(args, sign(tx, _key(args, args.beneficiary, args.beneficiary_key), genesis=g))
 
 
 def _swap(args: argparse.Namespace) -> int:
@@ -225,8 +230,7 @@ def add_parsers(b: Any, network: Callable[[str], Handler], submit_options: Any) 
         parents=opts,
     )
     p.add_argument("--lock", required=True, metavar="LOCK_ID", help="the lock id (hex)")
-    party(p, "holder", "the lock's holder", key=False)
-    party(p, "beneficiary", "the lock's beneficiary (signs)")
+    party(p, "beneficiary", "the lock's beneficiary (signs for the terms the node lists)")
 
     p = b.leaf(sub, "list", "locks the caller holds or benefits from", network("lock_list"))
     p.add_argument("--party", type=participant_id, metavar="ID", help="only those naming ID")

@@ -565,14 +565,19 @@ class Transactions:
             by=self._party(by),
         )
 
-    def claim_lock(self, lock: bytes, holder: str, beneficiary: str) -> ClaimLock:
-        """Take the units of ``holder``'s lock ``lock`` on its recorded default; the
-        beneficiary signs."""
+    def claim_lock(
+        self, lock: bytes, holder: str, beneficiary: str, instrument: str, amount: int
+    ) -> ClaimLock:
+        """Take the ``amount`` units of ``instrument`` of ``holder``'s lock ``lock`` on its
+        recorded default; the beneficiary signs. The terms must be the lock's (``locks()``
+        lists them), else the ledger answers NO_SUCH_LOCK."""
         return ClaimLock(
             **self._head(),
             lock=_lock_id(lock),
             holder=self._participant("holder", holder),
             beneficiary=self._participant("beneficiary", beneficiary),
+            instrument=self._instrument("instrument", instrument),
+            amount=self._amount("amount", amount),
         )
 
     def swap(  # noqa: PLR0917 - positional like the exchange's terms, in their order

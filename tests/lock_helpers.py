@@ -62,7 +62,13 @@ def release(txf: TxFactory, lock_raw: bytes, by: str = "BANK02", **kw: object) -
 
 
 def claim(txf: TxFactory, lock_raw: bytes, beneficiary: str = "BANK02", **kw: object) -> bytes:
+    """A claim of the lock ``lock_raw`` (a Lock transaction: its terms are taken from it;
+    a bare id: pass ``holder``, ``instrument`` and ``amount``)."""
     fields = {"lock": lock_id(lock_raw), "holder": holder_of(lock_raw), "beneficiary": beneficiary}
+    if len(lock_raw) != HASH_LEN:
+        tx = decode_body(SignedTx.decode(lock_raw).body)
+        if isinstance(tx, Lock):
+            fields |= {"instrument": tx.instrument, "amount": tx.amount}
     return signed(txf, ClaimLock(**(_base(txf) | fields | kw)))  # type: ignore[arg-type]
 
 

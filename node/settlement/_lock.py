@@ -364,8 +364,8 @@ def _claimable(o: Overlay, rec: LockRecord, time_ms: int) -> bool:
 
 def claim(reg: Registry, o: Overlay, tx: ClaimLock, time_ms: int) -> ResultCode:
     rec = _find(o, tx.lock, tx.holder)
-    if rec is None:
-        return ResultCode.NO_SUCH_LOCK
+    if rec is None or (rec.instrument, rec.amount) != (tx.instrument, tx.amount):
+        return ResultCode.NO_SUCH_LOCK  # no lock of this holder with these terms
     if tx.beneficiary != rec.beneficiary:
         return ResultCode.UNAUTHORIZED
     if not _claimable(o, rec, time_ms):

@@ -1091,8 +1091,10 @@ class ReleaseLock:
 
 @dataclass(frozen=True, slots=True)
 class ClaimLock:
-    """Move the units of ``holder``'s lock ``lock`` to its ``beneficiary``, who signs, on
-    the default recorded for the obligation the lock secures."""
+    """Move the ``amount`` units of ``instrument`` of ``holder``'s lock ``lock`` to its
+    ``beneficiary``, who signs, on the default recorded for the obligation the lock
+    secures. The body states what moves (checked against the lock), so the beneficiary
+    signs for it and the holder's records show it."""
 
     KIND: ClassVar[TxKind] = TxKind.CLAIM_LOCK
     chain_id: str
@@ -1101,6 +1103,8 @@ class ClaimLock:
     lock: bytes
     holder: str
     beneficiary: str
+    instrument: str
+    amount: int
 
     def required_signers(self) -> tuple[str, ...]:
         return (self.beneficiary,)
@@ -1140,6 +1144,7 @@ def _enc_lock(w: Writer, t: Lock | ReleaseLock | ClaimLock | Swap) -> None:
             w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.by)
         case ClaimLock():
             w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.beneficiary)
+            w.ident(t.instrument).u64(t.amount)
         case Swap():
             w.ident(t.party_a).ident(t.instrument_a).u64(t.quantity_a)
             w.ident(t.party_b).ident(t.instrument_b).u64(t.quantity_b).u64(t.deadline_ms)
@@ -1167,8 +1172,8 @@ def _dec_release_lock(r: Reader, h: _Head) -> ReleaseLock:
 
 
 def _dec_claim_lock(r: Reader, h: _Head) -> ClaimLock:
-    lid, holder = r.fixed(crypto.HASH_LEN), r.ident()
-    return ClaimLock(*h, lock=lid, holder=holder, beneficiary=r.ident())
+    lid, holder, beneficiary = r.fixed(crypto.HASH_LEN), r.ident(), r.ident()
+    return ClaimLock(*h, lid, holder, beneficiary, instrument=r.ident(), amount=r.u64())
 
 
 def _dec_swap(r: Reader, h: _Head) -> Swap:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,13 +95,14 @@ def test_a_swap_from_the_cli_moves_both_bonds(
     assert asyncio.run(balances()) == (before[0] - 100, before[1] + 95)
 
 
-def test_the_buyer_claims_bonds_pledged_against_a_failed_pending_dvp(cluster: Cluster) -> None:
+def test_the_buyer_claims_bonds_pledged_against_a_failed_pending_dvp(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     bond, bill, cash = cluster.demo.bonds[0], cluster.demo.bonds[1], cluster.demo.cash
+    run_dir = cluster.net.run_dir
 
-    async def scenario() -> None:
-        async with AsyncLedgerClient.from_run_dir(
-            cluster.net.run_dir, identity=OPERATOR_IDENTITY
-        ) as client:
+    async def defaulted() -> tuple[bytes, int]:
+        async with AsyncLedgerClient.from_run_dir(run_dir, identity=OPERATOR_IDENTITY) as client:
             g, txs = client.genesis, Transactions(client.genesis)
             seller, buyer = participant_key(cluster, "BANK05"), participant_key(cluster, "BANK06")
             held = (await client.balances("BANK05")).amounts[bond]
@@ -110,21 +112,44 @@ def test_the_buyer_claims_bonds_pledged_against_a_failed_pending_dvp(cluster: Cl
             pledge = txs.lock("BANK05", bill, 500, "BANK06", _now_ms() + 600_000, first.tx_id)
             done = await client.submit(sign(pledge, seller, buyer, genesis=g))
             assert done.code is RC.OK
-            early = txs.claim_lock(done.tx_id, "BANK05", "BANK06")
+            early = txs.claim_lock(done.tx_id, "BANK05", "BANK06", bill, 500)
             with pytest.raises(RejectedError) as e:
                 await client.submit(sign(early, buyer, genesis=g))
             assert e.value.code is RC.NOT_CLAIMABLE  # no default yet
             await _until_failed(client, txs, first.tx_id, participant_key(cluster, "BANK04"))
-            before = (await client.balances("BANK06")).amounts[bill]
-            claimed = await client.submit(
-                sign(txs.claim_lock(done.tx_id, "BANK05", "BANK06"), buyer, genesis=g)
-            )
-            assert claimed.code is RC.OK
-            verify_receipt(claimed, cluster.net.run_dir / "genesis.json")
+            (view,) = (await client.locks("BANK06"))[1]
+            assert view.claimable and view.defaulted == ("BANK05",)
+            return done.tx_id, (await client.balances("BANK06")).amounts[bill]
+
+    lock_id, before = asyncio.run(defaulted())
+    receipt = tmp_path / "claim.json"
+    assert main(["--run-dir", str(run_dir), "lock", "claim", "--lock", lock_id.hex(),
+                 "--beneficiary", "BANK06", "--receipt-out", str(receipt)]) == 0  # fmt: skip
+    assert "CLAIM-LOCK" in capsys.readouterr().out
+    assert main(["verify-receipt", str(receipt), "--genesis", str(run_dir / "genesis.json")]) == 0
+
+    async def claimed() -> None:
+        async with AsyncLedgerClient.from_run_dir(run_dir, identity="BANK05") as holder:
+            # the holder sees the claim that moved its units, with its legs
+            assert await _claim_legs(holder, "BANK05") == ((bill, -500),)
+        async with AsyncLedgerClient.from_run_dir(run_dir, identity="BANK06") as client:
             assert (await client.balances("BANK06")).amounts[bill] == before + 500
             assert (await client.locks())[1] == ()
 
-    asyncio.run(scenario())
+    asyncio.run(claimed())
+
+
+async def _claim_legs(client: AsyncLedgerClient, account: str) -> tuple[tuple[str, int], ...]:
+    """The legs of ``account``'s first claim that settled (the SDK's events(), from block
+    1; the early, refused claim is an event too, with zero legs)."""
+
+    async def first() -> tuple[tuple[str, int], ...]:
+        async for ev in client.events(account, from_height=1):
+            if ev.kind == "CLAIM_LOCK" and ev.ok:
+                return ev.legs
+        raise AssertionError("events() ended")
+
+    return await asyncio.wait_for(first(), timeout=60)
 
 
 async def _until_failed(

@@ -166,7 +166,6 @@ class Checker:
         # Pending settlement: trades by id; per instance the ids that ended and the bond
         # units settled so far; the (height, code) the first honest node ended each with.
         self.pending = {self.ids[raw]: tx for raw, tx in txs.items() if isinstance(tx, PendingDvP)}
-        self.locks = {self.ids[raw]: tx for raw, tx in txs.items() if isinstance(tx, Lock)}
         self.ended: dict[int, set[bytes]] = defaultdict(set)
         self.moved: dict[int, Counter[bytes]] = defaultdict(Counter)
         self.resolved: dict[bytes, tuple[int, ResultCode]] = {}
@@ -359,9 +358,6 @@ class Checker:
                 tx = self.txs[raw]
                 if isinstance(tx, CouponPay | Distribute | Redeem | RedeemAll):
                     _lifecycle_legs(model, supply, tx, self.genesis, before)
-                elif isinstance(tx, ClaimLock):  # lock: the claimed lock's units move
-                    pledge = self.locks[tx.lock]
-                    _apply_legs(model, supply, _claimed(pledge))
                 else:
                     _apply_legs(model, supply, tx)
         for ev in outcome.results[len(block.txs) :]:
@@ -457,6 +453,8 @@ def _apply_legs(
     elif isinstance(tx, Swap):
         move(tx.instrument_a, tx.party_a, tx.party_b, tx.quantity_a)
         move(tx.instrument_b, tx.party_b, tx.party_a, tx.quantity_b)
+    elif isinstance(tx, ClaimLock):  # the body states the lock's terms (checked on apply)
+        move(tx.instrument, tx.holder, tx.beneficiary, tx.amount)
     elif isinstance(tx, Lock | ReleaseLock):
         pass  # no legs: a lock pledges units where they are; a release frees them
     elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
@@ -465,12 +463,6 @@ def _apply_legs(
         pass  # no legs: they change the reference data (check_governance)
     else:
         raise Violation("unknown tx", "a transaction settled that no body decodes to")
-
-
-def _claimed(pledge: Lock) -> Transfer:
-    """A claim's one leg: the lock's units, holder to beneficiary."""
-    return Transfer(pledge.chain_id, pledge.nonce, pledge.expiry_ms, pledge.instrument,
-                    pledge.holder, pledge.beneficiary, pledge.amount)  # fmt: skip
 
 
 def _lifecycle_legs(

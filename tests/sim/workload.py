@@ -632,7 +632,8 @@ class _Maker:
         head = (self.chain, self._next(), self.far)
         spend = self.transfer(PLEDGE, bank, 1, instrument=self.net.bonds[0])
         early = ReleaseLock(*head, lid, PLEDGE, PLEDGE)
-        claim = ClaimLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
+        claim = ClaimLock(self.chain, self._next(), self.far, lid, PLEDGE, bank,
+                          self.net.bonds[0], PLEDGE_UNITS)  # fmt: skip
         release = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
         again = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
         a, b = self.net.bonds

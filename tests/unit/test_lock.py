@@ -432,7 +432,7 @@ def test_precheck_refuses_a_swap_past_its_deadline(store: MemoryStore, txf: TxFa
         Lock("c", 1, 2, "A", "I", 3, "B", 4),
         Lock("c", 1, 2, "A", "I", 3, "B", 4, Secured(SecuredKind.PENDING_DVP, b"\x07" * 32)),
         ReleaseLock("c", 1, 2, b"\x01" * 32, "A", "B"),
-        ClaimLock("c", 1, 2, b"\x01" * 32, "A", "B"),
+        ClaimLock("c", 1, 2, b"\x01" * 32, "A", "B", "I", 7),
         Swap("c", 1, 2, "A", "I", 3, "B", "J", 4, 5),
     ],
 )
@@ -453,13 +453,20 @@ def test_a_secured_reference_is_canonical() -> None:
         encode_body(Lock("c", 1, 2, "A", "I", 3, "B", 4, Secured(SecuredKind.PENDING_DVP)))
 
 
-def test_a_release_or_claim_naming_another_holder_names_no_lock(
+def test_a_release_or_claim_naming_other_terms_names_no_lock(
     store: MemoryStore, txf: TxFactory
 ) -> None:
     raw = lock(txf)
     run(store, raw)
-    out = run(store, release(txf, raw, holder="BANK03"), claim(txf, raw, holder="BANK03"))
-    assert own(out) == [RC.NO_SUCH_LOCK, RC.NO_SUCH_LOCK]
+    out = run(
+        store,
+        release(txf, raw, holder="BANK03"),
+        claim(txf, raw, holder="BANK03"),
+        claim(txf, raw, amount=999),
+        claim(txf, raw, instrument=txf.net.bonds[1]),
+        claim(txf, raw),  # control: the lock's own terms get to the default check
+    )
+    assert own(out) == [RC.NO_SUCH_LOCK] * 4 + [RC.NOT_CLAIMABLE]
     assert own(run(store, release(txf, raw))) == [RC.OK]  # control: the right holder
 
 

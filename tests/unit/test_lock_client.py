@@ -45,7 +45,11 @@ def test_lock_builder_checks_its_fields(net: DemoNetwork) -> None:
 def test_release_claim_and_swap_builders_check_their_fields(net: DemoNetwork) -> None:
     txs, (a, b) = Transactions(net.genesis), net.bonds
     assert txs.release_lock(_ID, "BANK01", "BANK02").required_signers() == ("BANK02",)
-    assert txs.claim_lock(_ID, "BANK01", "BANK02").required_signers() == ("BANK02",)
+    claim = txs.claim_lock(_ID, "BANK01", "BANK02", a, 5)
+    assert claim.required_signers() == ("BANK02",)
+    with pytest.raises(InvalidFieldError) as e:
+        txs.claim_lock(_ID, "BANK01", "BANK02", a, 0)
+    assert e.value.field == "amount"
     with pytest.raises(InvalidFieldError) as e:
         txs.release_lock(b"x", "BANK01", "BANK02")
     assert e.value.field == "lock"
@@ -86,7 +90,7 @@ _CREATE = ["lock", "create", "--holder", "BANK01", "--beneficiary", "BANK02"]
             "--lock must be 64 hex digits",
         ),
         (
-            ["lock", "claim", "--lock", "ab" * 31, "--holder", "BANK01", "--beneficiary", "B"],
+            ["lock", "claim", "--lock", "ab" * 31, "--beneficiary", "BANK02"],
             "--lock must be 64 hex digits",
         ),
         (
