@@ -117,3 +117,15 @@ def test_bad_lock_arguments_are_usage_errors(
     assert main(["--run-dir", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("ledger: error: ") and why in err[0], err
+
+
+def test_a_lock_is_read_by_its_holder_its_beneficiary_and_observers() -> None:
+    from node.access import Caller, may_read_lock
+
+    for who, observer, may in (
+        ("BANK01", False, True),
+        ("BANK02", False, True),
+        ("AUDITOR", True, True),
+        ("BANK03", False, False),  # the control: a bank that is neither
+    ):
+        assert may_read_lock(Caller(who, observer), "BANK01", "BANK02") is may, who
