@@ -80,9 +80,14 @@ def _claim(args: argparse.Namespace) -> int:
         view = next((k for k in client.locks(args.beneficiary)[1] if k.lock_id == lid), None)
     if view is None or view.beneficiary != args.beneficiary:
         raise CliError(f"no lock {lid.hex()} for {args.beneficiary} at the node's head")
-    t = Transactions(g)
-    tx = t.claim_lock(lid, view.holder, args.beneficiary, view.instrument, view.amount)
-    return _submit(args, sign(tx, _key(args, args.beneficiary, args.beneficiary_key), genesis=g))
+    cosigner = args.cosign or ""
+    tx = Transactions(g).claim_lock(
+        lid, view.holder, args.beneficiary, view.instrument, view.amount, cosigner=cosigner
+    )
+    keys = [_key(args, args.beneficiary, args.beneficiary_key)]
+    if cosigner:
+        keys.append(_key(args, cosigner, args.cosign_key))
+    return _submit(args, sign(tx, *keys, genesis=g))
 
 
 def _swap(args: argparse.Namespace) -> int:
@@ -231,6 +236,14 @@ def add_parsers(b: Any, network: Callable[[str], Handler], submit_options: Any) 
     )
     p.add_argument("--lock", required=True, metavar="LOCK_ID", help="the lock id (hex)")
     party(p, "beneficiary", "the lock's beneficiary (signs for the terms the node lists)")
+    p.add_argument(
+        "--cosign",
+        type=participant_id,
+        metavar="ID",
+        help="a compliance co-signer (a cash claim above the AML threshold)",
+    )
+    p.add_argument("--cosign-key", type=Path, metavar="FILE",
+                   help="default: RUN_DIR/participants/COSIGNER.key")  # fmt: skip
 
     p = b.leaf(sub, "list", "locks the caller holds or benefits from", network("lock_list"))
     p.add_argument("--party", type=participant_id, metavar="ID", help="only those naming ID")

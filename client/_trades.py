@@ -566,11 +566,19 @@ class Transactions:
         )
 
     def claim_lock(
-        self, lock: bytes, holder: str, beneficiary: str, instrument: str, amount: int
+        self,
+        lock: bytes,
+        holder: str,
+        beneficiary: str,
+        instrument: str,
+        amount: int,
+        *,
+        cosigner: str = "",
     ) -> ClaimLock:
         """Take the ``amount`` units of ``instrument`` of ``holder``'s lock ``lock`` on its
-        recorded default; the beneficiary signs. The terms must be the lock's (``locks()``
-        lists them), else the ledger answers NO_SUCH_LOCK."""
+        recorded default; the beneficiary signs (and ``cosigner``, a compliance
+        participant, for cash above the token's AML threshold). The terms must be the
+        lock's (``locks()`` lists them), else the ledger answers NO_SUCH_LOCK."""
         return ClaimLock(
             **self._head(),
             lock=_lock_id(lock),
@@ -578,6 +586,7 @@ class Transactions:
             beneficiary=self._participant("beneficiary", beneficiary),
             instrument=self._instrument("instrument", instrument),
             amount=self._amount("amount", amount),
+            cosigner=self._cosigner(cosigner, (holder, beneficiary)),
         )
 
     def swap(  # noqa: PLR0917 - positional like the exchange's terms, in their order

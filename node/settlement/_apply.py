@@ -349,6 +349,8 @@ def _cosigner_may_allow(reg: Registry, tx: Transaction) -> bool:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.sender, tx.receiver))
         case DvP() | PendingDvP() if tx.cosigner:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.seller, tx.buyer))
+        case ClaimLock() if tx.cosigner:
+            return kyc.cosigner_ok(reg, tx.cosigner, (tx.holder, tx.beneficiary))
         case _:
             return True
 

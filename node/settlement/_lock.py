@@ -376,7 +376,8 @@ def claim(reg: Registry, o: Overlay, tx: ClaimLock, time_ms: int) -> ResultCode:
         return ResultCode.FROZEN
     cash, value = kyc.value_of(reg, rec.instrument, rec.amount)
     parties = (rec.holder, rec.beneficiary)
-    checked = kyc.Check(((rec.beneficiary, rec.instrument),), parties, cash, value, None)
+    receives = ((rec.beneficiary, rec.instrument),)
+    checked = kyc.Check(receives, parties, cash, value, cosigner=tx.cosigner)
     rules = kyc.rules_in_force(reg, o)
     if (code := kyc.check(reg, o, rules, checked, time_ms)) is not None:
         return code

@@ -1094,7 +1094,8 @@ class ClaimLock:
     """Move the ``amount`` units of ``instrument`` of ``holder``'s lock ``lock`` to its
     ``beneficiary``, who signs, on the default recorded for the obligation the lock
     secures. The body states what moves (checked against the lock), so the beneficiary
-    signs for it and the holder's records show it."""
+    signs for it and the holder's records show it. ``cosigner``: a compliance participant
+    co-signing a cash claim above the AML threshold, as for a transfer."""
 
     KIND: ClassVar[TxKind] = TxKind.CLAIM_LOCK
     chain_id: str
@@ -1105,9 +1106,10 @@ class ClaimLock:
     beneficiary: str
     instrument: str
     amount: int
+    cosigner: str = ""  # a presence flag then the id (kyc's rule for cash above threshold)
 
     def required_signers(self) -> tuple[str, ...]:
-        return (self.beneficiary,)
+        return _with_cosigner((self.beneficiary,), self.cosigner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1144,7 +1146,9 @@ def _enc_lock(w: Writer, t: Lock | ReleaseLock | ClaimLock | Swap) -> None:
             w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.by)
         case ClaimLock():
             w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.beneficiary)
-            w.ident(t.instrument).u64(t.amount)
+            w.ident(t.instrument).u64(t.amount).flag(bool(t.cosigner))
+            if t.cosigner:
+                w.ident(t.cosigner)
         case Swap():
             w.ident(t.party_a).ident(t.instrument_a).u64(t.quantity_a)
             w.ident(t.party_b).ident(t.instrument_b).u64(t.quantity_b).u64(t.deadline_ms)
@@ -1173,7 +1177,9 @@ def _dec_release_lock(r: Reader, h: _Head) -> ReleaseLock:
 
 def _dec_claim_lock(r: Reader, h: _Head) -> ClaimLock:
     lid, holder, beneficiary = r.fixed(crypto.HASH_LEN), r.ident(), r.ident()
-    return ClaimLock(*h, lid, holder, beneficiary, instrument=r.ident(), amount=r.u64())
+    instrument, amount = r.ident(), r.u64()
+    cosigner = r.ident() if r.flag() else ""
+    return ClaimLock(*h, lid, holder, beneficiary, instrument, amount, cosigner)
 
 
 def _dec_swap(r: Reader, h: _Head) -> Swap:

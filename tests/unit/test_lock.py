@@ -482,3 +482,24 @@ def test_the_holder_is_a_party_to_the_release_and_the_claim_of_its_lock(
     for tx in (release(txf, raw), claim(txf, raw)):
         assert tx_parties(tx, reg) == {"BANK01", "BANK02"}
     assert tx_parties(swap(txf, "BANK03", party_b="BANK04"), reg) == {"BANK03", "BANK04"}
+
+
+def test_a_cash_claim_above_the_aml_threshold_needs_a_compliance_cosigner() -> None:
+    """kyc (docs/ledger.md "KYC tiers and AML"): a claim moves value like a transfer."""
+    from node.genesis import DEMO_COSIGN_ABOVE_CENTS, demo_genesis
+
+    net = demo_genesis(validators=4, quorum=3, seed=b"tests", compliance=True)
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    big = DEMO_COSIGN_ABOVE_CENTS + 1
+    trade = txf.signed(txf.pending(quantity=_HELD + 1, amount=10, deadline_ms=txf.t0 + 10_000))
+    pledge = lock(txf, "BANK01", big, "BANK02", instrument=net.cash, secures=tid(trade))
+    assert own(run(store, trade, pledge)) == [RC.PENDING_SETTLEMENT, RC.OK]
+    run(store, at_ms=10_001)  # the seller fails to deliver
+    alone = claim(txf, pledge, "BANK02")
+    signed = claim(txf, pledge, "BANK02", cosigner="COMPLIANCE")
+    out = run(store, alone, signed, at_ms=11_000)
+    assert own(out) == [RC.COSIGN_REQUIRED, RC.OK]
+    assert store.balance("BANK02", net.cash) == _CASH + big
+    reg = Overlay(store).registry
+    bad = claim(txf, pledge, "BANK02", cosigner="BANK03")
+    assert precheck(reg, bad).code is RC.COSIGN_REQUIRED  # not a compliance participant
