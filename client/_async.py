@@ -92,20 +92,26 @@ from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_
 from node.settlement import (
     Burn,
     Cancel,
+    ClaimLock,
     CustodyAttestation,
     DvP,
     FreezeReason,
     FreezeRecord,
     Genesis,
     Hold,
+    Lock,
     Mint,
     PendingDvP,
     Redeem,
     Release,
+    ReleaseLock,
     RepoRecord,
     ReserveAttestation,
     ResultCode,
+    Secured,
+    SecuredKind,
     SignedTx,
+    Swap,
     Transaction,
     Transfer,
     decode_body,
@@ -126,6 +132,7 @@ __all__ = [
     "EndpointDown",
     "HolderView",
     "InstrumentView",
+    "LockView",
     "NodeStatusView",
     "PendingTrade",
     "Settlement",
@@ -276,6 +283,39 @@ def _backed(msg: pb.BackedInstrument) -> BackedView:
     except (TxDecodeError, ValueError) as e:
         raise BadResponseError(f"an attestation of {msg.instrument} does not decode: {e}") from e
     return BackedView(msg.instrument, msg.custody, msg.supply, found)
+
+
+@dataclass(frozen=True, slots=True)
+class LockView:
+    """One lock (docs/ledger.md "Locks and swaps"): ``amount`` units of the holder's
+    ``instrument`` pledged to ``beneficiary`` until ``until_ms``, securing ``secures``;
+    ``defaulted``: the parties recorded as defaulting on that obligation (the
+    beneficiary may claim when the holder is one)."""
+
+    lock_id: bytes
+    holder: str
+    instrument: str
+    amount: int
+    beneficiary: str
+    until_ms: int
+    secures: Secured
+    height: int
+    time_ms: int
+    defaulted: tuple[str, ...]
+
+    @property
+    def claimable(self) -> bool:
+        """Whether the holder's default is recorded (the block time must also be at or
+        before ``until_ms`` when the claim executes)."""
+        return self.holder in self.defaulted
+
+
+def _lock_view(k: pb.LockInfo) -> LockView:
+    secures = Secured(SecuredKind(k.secured_kind), bytes(k.secured_ref))
+    return LockView(
+        bytes(k.lock_id), k.holder, k.instrument, k.amount, k.beneficiary, k.until_ms,
+        secures, k.height, k.time_ms, tuple(k.defaulted),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -843,6 +883,22 @@ class AsyncLedgerClient:
 
         return await self._call("freezes", get)
 
+    async def locks(self, party: str = "") -> tuple[int, tuple[LockView, ...]]:
+        """(height, the locks after it that the caller may read: those it holds or
+        benefits from; all of them for an observer), only those naming ``party`` if given
+        (docs/ledger.md "Locks and swaps"; the node's word, like ``pending``)."""
+
+        async def get(i: int) -> tuple[int, tuple[LockView, ...]]:
+            req = pb.LocksRequest(party=party)
+            msg = await self._stub(i).GetLocks(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetLocks", req)
+            )
+            if any(k.secured_kind not in SecuredKind._value2member_map_ for k in msg.locks):
+                raise BadResponseError("a lock securing a kind not on the documented list")
+            return msg.height, tuple(_lock_view(k) for k in msg.locks)
+
+        return await self._call("locks", get)
+
     async def repos(
         self, repo_id: str = "", *, party: str = "", limit: int = 0
     ) -> tuple[int, tuple[RepoRecord, ...]]:
@@ -1343,7 +1399,21 @@ def _legs(account: str, tx: Transaction) -> tuple[tuple[str, int], ...]:
             legs += [(tx.bond, -tx.quantity), (tx.cash, tx.amount)]
         if tx.buyer == account:
             legs += [(tx.bond, tx.quantity), (tx.cash, -tx.amount)]
+    elif isinstance(tx, Swap | ClaimLock):  # lock: docs/ledger.md "Locks and swaps"
+        legs += _lock_legs(account, tx)
     return tuple(legs)
+
+
+def _lock_legs(account: str, tx: Swap | ClaimLock) -> list[tuple[str, int]]:
+    if isinstance(tx, ClaimLock):
+        moves = [(tx.instrument, tx.holder, tx.beneficiary, tx.amount)]
+    else:
+        moves = [
+            (tx.instrument_a, tx.party_a, tx.party_b, tx.quantity_a),
+            (tx.instrument_b, tx.party_b, tx.party_a, tx.quantity_b),
+        ]
+    out = [(i, -n) for i, src, _, n in moves if src == account]
+    return out + [(i, n) for i, _, dst, n in moves if dst == account]
 
 
 def _parties(tx: Transaction) -> set[str] | None:
@@ -1359,6 +1429,12 @@ def _parties(tx: Transaction) -> set[str] | None:
         return {tx.seller, tx.buyer}
     if isinstance(tx, Hold | Release):
         return {tx.by}
+    if isinstance(tx, Lock | ClaimLock):
+        return {tx.holder, tx.beneficiary}
+    if isinstance(tx, ReleaseLock):
+        return {tx.holder, tx.by}
+    if isinstance(tx, Swap):
+        return {tx.party_a, tx.party_b}
     return None
 
 

@@ -117,6 +117,10 @@ def _command(name: str) -> Command:
         from client import _cli_reserve
 
         return _cli_reserve.COMMANDS[name]
+    if name.startswith("lock_"):  # locks and swaps (client/_cli_lock.py)
+        from client import _cli_lock
+
+        return _cli_lock.COMMANDS[name]
     if name.startswith("repo_"):  # repos (client/_cli_repo.py)
         from client import _cli_repo
 
@@ -223,6 +227,10 @@ def describe(tx: Transaction) -> str:
         return f"{kind} {target}{why} by {terms['by']}"
     if "admins" in terms:  # governance (docs/ledger.md "Governance")
         return _describe_gov(terms)
+    if kind in ("LOCK", "RELEASE_LOCK", "CLAIM_LOCK", "SWAP"):  # client/_cli_lock.py
+        from client._cli_lock import describe as describe_lock
+
+        return describe_lock(terms)
     if kind == "REPO_OPEN":  # repo (docs/ledger.md "Repo")
         return (
             f"REPO-OPEN {terms['id']}: {terms['borrower']} -> {terms['lender']} "

@@ -24,6 +24,7 @@ from client._async import (
     Endpoint,
     EndpointDown,
     InstrumentView,
+    LockView,
     NodeStatusView,
     PendingTrade,
     TxStatus,
@@ -209,6 +210,10 @@ class LedgerClient:
     def freezes(self) -> tuple[int, tuple[FreezeRecord, ...]]:
         """See ``AsyncLedgerClient.freezes``."""
         return self._run(self._client.freezes())
+
+    def locks(self, party: str = "") -> tuple[int, tuple[LockView, ...]]:
+        """See ``AsyncLedgerClient.locks``."""
+        return self._run(self._client.locks(party))
 
     def repos(
         self, repo_id: str = "", *, party: str = "", limit: int = 0

@@ -46,6 +46,7 @@ from node.settlement import (
     Bill,
     Burn,
     Cancel,
+    ClaimLock,
     ComplianceRules,
     CouponPay,
     DecodeError,
@@ -57,6 +58,7 @@ from node.settlement import (
     Hold,
     Instrument,
     InstrumentKind,
+    Lock,
     Mint,
     Participant,
     PendingDvP,
@@ -64,15 +66,19 @@ from node.settlement import (
     RedeemAll,
     Registry,
     Release,
+    ReleaseLock,
     RepoClose,
     RepoOpen,
     Role,
     RotateKey,
+    Secured,
+    SecuredKind,
     SetComplianceRules,
     SetKycTier,
     SetMaxSupply,
     SetRoles,
     SignedTx,
+    Swap,
     Transaction,
     Transfer,
     Unfreeze,
@@ -524,6 +530,96 @@ class Transactions:
             bills=_bills(bills),
         )
 
+    # --- lock: locks and swaps (docs/ledger.md "Locks and swaps") ------------------------
+
+    def lock(  # noqa: PLR0917 - positional like the pledge's terms, in their order
+        self,
+        holder: str,
+        instrument: str,
+        amount: int,
+        beneficiary: str,
+        until_ms: int,
+        secures: Secured | bytes = b"",
+    ) -> Lock:
+        """Pledge ``amount`` of ``holder``'s ``instrument`` to ``beneficiary`` until
+        ``until_ms``; both sign. ``secures``: the trade id of the pending DvP it secures
+        (the beneficiary may claim it if the holder fails that trade), a ``Secured``, or
+        empty (a plain pledge, released but never claimed). Its id is the tx id."""
+        if holder == beneficiary:
+            raise InvalidFieldError("beneficiary", "must not be the holder")
+        return Lock(
+            **self._head(),
+            holder=self._participant("holder", holder),
+            instrument=self._instrument("instrument", instrument),
+            amount=self._amount("amount", amount),
+            beneficiary=self._participant("beneficiary", beneficiary),
+            until_ms=_u64("until_ms", until_ms),
+            secures=_secured(secures),
+        )
+
+    def release_lock(self, lock: bytes, holder: str, by: str) -> ReleaseLock:
+        """End ``holder``'s lock ``lock`` (its id) without moving anything; ``by`` signs:
+        the beneficiary at any time, the holder once the lock's until has passed."""
+        return ReleaseLock(
+            **self._head(),
+            lock=_lock_id(lock),
+            holder=self._participant("holder", holder),
+            by=self._party(by),
+        )
+
+    def claim_lock(
+        self,
+        lock: bytes,
+        holder: str,
+        beneficiary: str,
+        instrument: str,
+        amount: int,
+        *,
+        cosigner: str = "",
+    ) -> ClaimLock:
+        """Take the ``amount`` units of ``instrument`` of ``holder``'s lock ``lock`` on its
+        recorded default; the beneficiary signs (and ``cosigner``, a compliance
+        participant, for cash above the token's AML threshold). The terms must be the
+        lock's (``locks()`` lists them), else the ledger answers NO_SUCH_LOCK."""
+        return ClaimLock(
+            **self._head(),
+            lock=_lock_id(lock),
+            holder=self._participant("holder", holder),
+            beneficiary=self._participant("beneficiary", beneficiary),
+            instrument=self._instrument("instrument", instrument),
+            amount=self._amount("amount", amount),
+            cosigner=self._cosigner(cosigner, (holder, beneficiary)),
+        )
+
+    def swap(  # noqa: PLR0917 - positional like the exchange's terms, in their order
+        self,
+        party_a: str,
+        instrument_a: str,
+        quantity_a: int,
+        party_b: str,
+        instrument_b: str,
+        quantity_b: int,
+        deadline_ms: int | None = None,
+    ) -> Swap:
+        """Bond for bond: ``quantity_a`` of ``instrument_a`` from ``party_a`` to
+        ``party_b`` and ``quantity_b`` of ``instrument_b`` back, both legs or neither;
+        both sign. ``deadline_ms`` defaults to the expiry."""
+        if party_a == party_b:
+            raise InvalidFieldError("party_b", "must not be party_a (a self-trade)")
+        if instrument_a == instrument_b:
+            raise InvalidFieldError("instrument_b", "must not be instrument_a")
+        head = self._head()
+        return Swap(
+            **head,
+            party_a=self._participant("party_a", party_a),
+            instrument_a=self._instrument("instrument_a", instrument_a, InstrumentKind.BOND),
+            quantity_a=self._amount("quantity_a", quantity_a),
+            party_b=self._participant("party_b", party_b),
+            instrument_b=self._instrument("instrument_b", instrument_b, InstrumentKind.BOND),
+            quantity_b=self._amount("quantity_b", quantity_b),
+            deadline_ms=head["expiry_ms"] if deadline_ms is None else _u64("deadline", deadline_ms),
+        )
+
     # --- repo: repurchase agreements (docs/ledger.md "Repo") ----------------------------
 
     def repo_open(  # noqa: PLR0917 - positional like the repo's terms, in their order
@@ -664,6 +760,22 @@ def _reason(reason: FreezeReason | str | int) -> FreezeReason:
     except (KeyError, ValueError):
         names = ", ".join(f"{r.value} {r.name}" for r in FreezeReason)
         raise InvalidFieldError("reason", f"must be one of {names}; got {reason!r}") from None
+
+
+def _secured(secures: Secured | bytes) -> Secured:
+    if isinstance(secures, Secured):
+        return secures
+    if not secures:
+        return Secured()
+    if not isinstance(secures, bytes) or len(secures) != crypto.HASH_LEN:
+        raise InvalidFieldError("secures", "must be a pending trade's 32-byte transaction id")
+    return Secured(SecuredKind.PENDING_DVP, secures)
+
+
+def _lock_id(lock: bytes) -> bytes:
+    if not isinstance(lock, bytes) or len(lock) != crypto.HASH_LEN:
+        raise InvalidFieldError("lock", "must be a 32-byte lock id (the Lock's transaction id)")
+    return lock
 
 
 def _instruction(tid: bytes) -> bytes:

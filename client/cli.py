@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, cast
 
+from client import _cli_lock
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
 from client._cli_console import HELP as console_help
 from client._cli_console import console_options
@@ -1117,6 +1118,7 @@ def build_parser() -> _Parser:
         "frozen accounts and holdings: who froze them, when (block), why",
         _network("freeze_list"),
     )
+    _cli_lock.add_parsers(b, _network, _submit_options)  # lock: locks and swaps (issue 18)
     # issue 17: the browser console (client/console/)
     b.leaf(b.top, "console", console_help, console_run, parents=[cast(_Parser, console_options())])
     return b.root

@@ -32,6 +32,8 @@ The authorization rules are pure functions of the caller, the reference data (a
 - the reference data (``GetReference``: participants, their roles, tiers and public keys,
   instruments with terms, supply and cap, the admins) goes to every participant: each
   needs its counterparties' keys and the terms it trades on, and none of it is a position;
+- a lock (``GetLocks``) goes to its holder and its beneficiary (docs/ledger.md "Locks and
+  swaps"): its amount is part of the holder's position;
 - a repo (``GetRepos``) goes to its borrower and lender;
 - participants with an observer role (``regulator``, ``compliance``, ``auditor``) read
   everything.
@@ -71,6 +73,7 @@ __all__ = [
     "may_read_account",
     "may_read_attestations",
     "may_read_holders",
+    "may_read_lock",
     "may_read_pending",
     "may_read_reference",
     "may_read_repo",
@@ -260,6 +263,11 @@ def may_read_attestations(caller: Caller, instrument: str, reg: Registry) -> boo
     backing = reg.genesis.custody_by_bond.get(instrument)
     staff = () if inst is None else (inst.issuer, backing.custodian if backing else inst.issuer)
     return caller.observer or caller.participant in staff
+
+
+def may_read_lock(caller: Caller, holder: str, beneficiary: str) -> bool:
+    """A lock's terms go to its two parties (and observers), like a pending trade's."""
+    return caller.observer or caller.participant in (holder, beneficiary)
 
 
 def may_read_reference(caller: Caller) -> bool:

@@ -73,6 +73,19 @@ BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX
 # refused FREEZES_FULL and changes nothing.
 FREEZES_MAX: Final = 1_000
 
+# --- settlement: locks (lock; node/settlement/_lock.py) ----------------------------------
+# Locks one participant holds at once (as the pledging holder). Each is one record plus a
+# locked total per holding; the bound keeps the state, and a holder's `ledger lock list`
+# (a scan of every lock: at most PARTICIPANTS_MAX x this), bounded. A Lock beyond it is
+# refused LOCKS_FULL and changes nothing.
+LOCKS_PER_HOLDER_MAX: Final = 100
+# Locks on the whole ledger: what bounds GetLocks (a scan) and the records a block may
+# find; a Lock beyond it is refused LOCKS_FULL too.
+LOCKS_MAX: Final = 10_000
+# The id of a secured obligation a lock names (a pending DvP's 32-byte trade id; the
+# repo part's repo id, issue 18 item 2).
+SECURED_REF_BYTES_MAX: Final = 64
+
 # --- settlement: custody and reserves (reserve; node/settlement/_reserve.py) -------------
 # Attestations kept per instrument (the latest and the ones before it, for the report's
 # history); recording one more deletes the oldest, so the state never grows with time.

@@ -36,6 +36,7 @@ from node.access import (
     may_read_account,
     may_read_attestations,
     may_read_holders,
+    may_read_lock,
     may_read_pending,
     may_read_reference,
     may_read_repo,
@@ -73,17 +74,21 @@ from node.settlement import (
     Instruction,
     Instrument,
     InstrumentKind,
+    LockRecord,
     Outcome,
     Participant,
     Redeemed,
     Registry,
     RepoRecord,
+    StateView,
     TxResult,
     all_repos,
     custody_attestations,
+    defaulters,
     freezes,
     instructions,
     instrument_state,
+    locks,
     outcome,
     repo,
     repos_of,
@@ -551,6 +556,29 @@ class LedgerService(pb_grpc.LedgerServicer):
         if not may_read_reference(caller):
             await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "no participant identity")
         return reference_pb(self._node)
+
+    async def GetLocks(self, request: pb.LocksRequest, context: Ctx) -> pb.LockList:
+        """Every lock the caller may read (at most LOCKS_MAX records: bounded by the state
+        itself), only those naming ``party`` if given."""
+        store, caller, party = self._node.store, current_caller(), request.party
+        return pb.LockList(
+            height=store.head().height,
+            locks=[
+                _lock_pb(store, rec)
+                for rec in locks(store)
+                if may_read_lock(caller, rec.holder, rec.beneficiary)
+                and (not party or party in (rec.holder, rec.beneficiary))
+            ],
+        )
+
+
+def _lock_pb(store: StateView, rec: LockRecord) -> pb.LockInfo:
+    return pb.LockInfo(
+        lock_id=rec.lock_id, holder=rec.holder, instrument=rec.instrument, amount=rec.amount,
+        beneficiary=rec.beneficiary, until_ms=rec.until_ms, secured_kind=rec.secures.kind,
+        secured_ref=rec.secures.ref, height=rec.height, time_ms=rec.time_ms,
+        defaulted=list(defaulters(store, rec.secures)),
+    )  # fmt: skip
 
 
 def reference_pb(node: Node) -> pb.Reference:

@@ -30,6 +30,7 @@ history compute the same root; any divergence in execution shows up at the next 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import assert_never
@@ -38,7 +39,7 @@ from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement import _compliance as kyc
-from node.settlement import _freeze, _gov, _pending, _repo, _reserve
+from node.settlement import _freeze, _gov, _lock, _pending, _repo, _reserve
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
@@ -53,16 +54,19 @@ from node.settlement._tx import (
     AttestReserves,
     Burn,
     Cancel,
+    ClaimLock,
     CouponPay,
     Distribute,
     DvP,
     Freeze,
     Hold,
+    Lock,
     Mint,
     PendingDvP,
     Redeem,
     RedeemAll,
     Release,
+    ReleaseLock,
     RepoClose,
     RepoOpen,
     RotateKey,
@@ -71,6 +75,7 @@ from node.settlement._tx import (
     SetMaxSupply,
     SetRoles,
     SignedTx,
+    Swap,
     Transaction,
     Transfer,
     Unfreeze,
@@ -281,7 +286,7 @@ def precheck(
     if not _cosigner_may_allow(reg, tx):
         return TxResult(tid, ResultCode.COSIGN_REQUIRED, recorded=False)
     if (
-        isinstance(tx, DvP | PendingDvP)
+        isinstance(tx, DvP | PendingDvP | Swap)
         and now_ms is not None
         and now_ms - tolerance_ms > tx.deadline_ms
     ):
@@ -328,6 +333,14 @@ def _roles_may_allow(reg: Registry, tx: Transaction) -> bool:
             return tx.bond not in reg.instrument_by_id or _reserve.may_attest(reg, tx)
         case AttestReserves():
             return tx.cash not in reg.instrument_by_id or _reserve.may_attest(reg, tx)
+        case Lock():
+            parties = (tx.holder, tx.beneficiary)
+        case ClaimLock():
+            parties = (tx.beneficiary,)
+        case ReleaseLock():
+            return True  # ending a pledge frees the holder: nobody's tier stops it
+        case Swap():
+            parties = (tx.party_a, tx.party_b)
         case RepoOpen():
             parties = (tx.borrower, tx.lender)
         case RepoClose():
@@ -344,6 +357,8 @@ def _cosigner_may_allow(reg: Registry, tx: Transaction) -> bool:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.sender, tx.receiver))
         case DvP() | PendingDvP() if tx.cosigner:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.seller, tx.buyer))
+        case ClaimLock() if tx.cosigner:
+            return kyc.cosigner_ok(reg, tx.cosigner, (tx.holder, tx.beneficiary))
         case RepoOpen() if tx.cosigner:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.borrower, tx.lender))
         case RepoClose() if tx.cosigner:
@@ -430,10 +445,29 @@ def _execute(
             return _reserve.attest_custody(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case AttestReserves():
             return _reserve.attest_reserves(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+        case Lock() | ReleaseLock() | ClaimLock() | Swap():
+            return _locks(reg, o, tx, ctx, at[0])
         case RepoOpen() | RepoClose():
             return _repo_tx(reg, o, tx, ctx, at)
         case _:
             assert_never(tx)
+
+
+def _locks(
+    reg: Registry, o: Overlay, tx: Lock | ReleaseLock | ClaimLock | Swap, ctx: BlockContext,
+    tid: bytes,
+) -> ResultCode:  # fmt: skip
+    match tx:
+        case Lock():
+            resolve = functools.partial(_pending.live_parties, o)
+            t = ctx.time_ms
+            return _lock.lock(reg, o, tx, resolve, lock_id=tid, height=ctx.height, time_ms=t)
+        case ReleaseLock():
+            return _lock.release(o, tx, ctx.time_ms)
+        case ClaimLock():
+            return _lock.claim(reg, o, tx, ctx.time_ms)
+        case Swap():
+            return _lock.swap(reg, o, tx, ctx.time_ms)
 
 
 def _repo_tx(
@@ -501,6 +535,9 @@ def _redeem_frozen(reg: Registry, o: Overlay, tx: Redeem) -> ResultCode | None:
     if known and _freeze.any_frozen(o, (tx.holder, tx.bond)):
         return ResultCode.FROZEN
     return _agent_frozen(reg, o, tx.bond)
+
+
+_SHORT_BOND = ResultCode.INSUFFICIENT_SECURITIES
 
 
 def _shortfall(kind: InstrumentKind) -> ResultCode:
@@ -571,8 +608,9 @@ def _burn(reg: Registry, o: Overlay, tx: Burn, ctx: BlockContext) -> ResultCode:
         return ResultCode.FROZEN
     if life.matured(reg, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED  # at maturity units leave only by redemption, for cash
-    if o.balance(tx.holder, tx.instrument) < tx.amount:
-        return _shortfall(inst.kind)
+    short = _lock.debit_code(o, tx.holder, tx.instrument, tx.amount, _shortfall(inst.kind))
+    if short is not None:
+        return short
     o.adjust_supply(tx.instrument, tx.holder, -tx.amount)
     return ResultCode.OK
 
@@ -599,8 +637,9 @@ def _transfer(reg: Registry, o: Overlay, tx: Transfer, ctx: BlockContext) -> Res
         return code
     if life.matured(reg, tx.instrument, ctx.time_ms):
         return ResultCode.MATURED
-    if o.balance(tx.sender, tx.instrument) < tx.amount:
-        return _shortfall(inst.kind)
+    short = _lock.debit_code(o, tx.sender, tx.instrument, tx.amount, _shortfall(inst.kind))
+    if short is not None:
+        return short
     if o.balance(tx.receiver, tx.instrument) + tx.amount > U64_MAX:
         return ResultCode.OVERFLOW
     o.move(tx.instrument, tx.sender, tx.receiver, tx.amount)
@@ -630,10 +669,13 @@ def _dvp(reg: Registry, o: Overlay, tx: DvP, ctx: BlockContext) -> ResultCode:
         return ResultCode.MATURED
     if ctx.time_ms > tx.deadline_ms:
         return ResultCode.DEADLINE_PASSED
-    if o.balance(tx.seller, tx.bond) < tx.quantity:
-        return ResultCode.INSUFFICIENT_SECURITIES
-    if o.balance(tx.buyer, tx.cash) < tx.amount:
-        return ResultCode.INSUFFICIENT_CASH
+    # lock: the available balances (docs/ledger.md "Locks and swaps")
+    short = _lock.debit_code(o, tx.seller, tx.bond, tx.quantity, _SHORT_BOND)
+    if short is not None:
+        return short
+    short = _lock.debit_code(o, tx.buyer, tx.cash, tx.amount, ResultCode.INSUFFICIENT_CASH)
+    if short is not None:
+        return short
     if (
         o.balance(tx.buyer, tx.bond) + tx.quantity > U64_MAX
         or o.balance(tx.seller, tx.cash) + tx.amount > U64_MAX

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from node.config import ID_BYTES_MAX, U64_MAX
+from node.settlement import _lock
 from node.settlement._codec import Reader, Writer
 from node.settlement._freeze import any_frozen
 from node.settlement._model import Instrument, InstrumentKind
@@ -190,8 +191,9 @@ def _pay(o: Overlay, cash: str, agent: str, payments: list[tuple[str, int]]) -> 
     total = sum(a for _, a in owed)
     if total > U64_MAX or any(a > U64_MAX for _, a in payments):
         return ResultCode.OVERFLOW
-    if o.balance(agent, cash) < total:
-        return ResultCode.INSUFFICIENT_CASH
+    short = _lock.debit_code(o, agent, cash, total, ResultCode.INSUFFICIENT_CASH)
+    if short is not None:
+        return short
     if any(o.balance(h, cash) + a > U64_MAX for h, a in owed):
         return ResultCode.OVERFLOW
     for holder, amount in owed:
@@ -301,6 +303,8 @@ def redeem(reg: Registry, o: Overlay, tx: Redeem, time_ms: int) -> ResultCode:
     units = o.balance(tx.holder, tx.bond)
     if units == 0:
         return ResultCode.INSUFFICIENT_SECURITIES
+    if _lock.locked(o, tx.holder, tx.bond):
+        return ResultCode.LOCKED  # a redemption burns the whole holding (docs/ledger.md)
     return _burn_and_pay(reg, o, inst, [(tx.holder, units)])
 
 
@@ -315,6 +319,8 @@ def redeem_all(reg: Registry, o: Overlay, tx: RedeemAll, time_ms: int) -> Result
     holdings = _holdings(o, reg, tx.bond)  # what they hold now: all of it is burned
     # A frozen holding is skipped: it stays, frozen, to be redeemed after the unfreeze.
     holdings = [(h, u) for h, u in holdings if not any_frozen(o, (h, tx.bond))]
+    # lock: so is one with locked units, to be redeemed after the release or the claim.
+    holdings = [(h, u) for h, u in holdings if not _lock.locked(o, h, tx.bond)]
     if not holdings:
         return ResultCode.INSUFFICIENT_SECURITIES  # every holding already redeemed
     return _burn_and_pay(reg, o, inst, holdings)

@@ -62,12 +62,13 @@ from node import crypto
 from node.config import PENDING_AGE_MAX_MS, PENDING_MAX, PENDING_PER_PARTY_MAX, U64_MAX
 from node.invariant import InvariantError, require
 from node.settlement import _compliance as kyc
+from node.settlement import _lock
 from node.settlement._codec import Reader, Writer
 from node.settlement._freeze import any_frozen, dvp_holdings, touched
 from node.settlement._lifecycle import matured
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
-from node.settlement._tx import Cancel, Hold, PendingDvP, Release
+from node.settlement._tx import Cancel, Hold, PendingDvP, Release, Secured, SecuredKind
 
 __all__ = [
     "FAIL_CODES",
@@ -76,13 +77,17 @@ __all__ = [
     "cancel",
     "hold",
     "instructions",
+    "live_parties",
     "outcome",
     "pending_count",
     "recycle",
     "submit",
 ]
 
-_SHORT = frozenset({ResultCode.INSUFFICIENT_SECURITIES, ResultCode.INSUFFICIENT_CASH})
+# lock: units pledged by a Lock are short like missing ones until released.
+_SHORT = frozenset(
+    {ResultCode.INSUFFICIENT_SECURITIES, ResultCode.INSUFFICIENT_CASH, ResultCode.LOCKED}
+)
 # Settlement fails (issue 14 item 5; the metric and the CLI report count these): a trade
 # refused for a short leg (a DvP), refused with the pending book full, or a pending one
 # that ended without settling in full (at its deadline, or cancelled); a trade refused
@@ -95,6 +100,7 @@ FAIL_CODES = (
     ResultCode.CANCELLED,
     ResultCode.MATURED,
     ResultCode.FROZEN,
+    ResultCode.LOCKED,
 )
 _SELLER_HOLD, _BUYER_HOLD = 1, 2
 _COUNT_KEY = bytes([RecordKind.PENDING_COUNT])
@@ -286,6 +292,13 @@ def _find(o: Overlay, tid: bytes) -> tuple[bytes, Instruction] | None:
     return None if inst.cancelled else (key, inst)
 
 
+def live_parties(o: Overlay, secured: Secured) -> tuple[str, str] | None:
+    """(seller, buyer) of the live instruction ``secured`` names (lock: what a Lock
+    securing a pending DvP is checked against); None when it is not pending."""
+    found = _find(o, secured.ref) if len(secured.ref) == crypto.HASH_LEN else None
+    return None if found is None else (found[1].seller, found[1].buyer)
+
+
 def hold(o: Overlay, tx: Hold | Release) -> ResultCode:
     """Set (``Hold``) or clear (``Release``) the hold of ``tx.by``, a party to the trade."""
     found = _find(o, tx.instruction)
@@ -330,6 +343,8 @@ def recycle(
         code, lots = step
         moved = moved or lots > 0
         _note(o, inst, code, lots, height=height, index=first_index + len(events))
+        if code is ResultCode.FAILED_DEADLINE:  # lock: what a Lock securing it may claim on
+            _lock.note_default(o, Secured(SecuredKind.PENDING_DVP, inst.tx_id), _failed(o, inst))
         if code is ResultCode.PARTIALLY_SETTLED:
             o.put_record(key, replace(inst, lots_left=inst.lots_left - lots).encode())
         else:
@@ -349,6 +364,14 @@ def _set_recheck(o: Overlay, moved: bool, *, was: bool) -> None:
         o.delete_record(_RECHECK_KEY)
 
 
+def _failed(o: Overlay, inst: Instruction) -> tuple[str, ...]:
+    """The parties that failed to deliver at the deadline: a lot of their leg not
+    available, or their hold on (docs/ledger.md "Locks and swaps")."""
+    seller = inst.held_by_seller or _lock.available(o, inst.seller, inst.bond) < inst.lot_quantity
+    buyer = inst.held_by_buyer or _lock.available(o, inst.buyer, inst.cash) < inst.lot_amount
+    return tuple(p for p, failed in ((inst.seller, seller), (inst.buyer, buyer)) if failed)
+
+
 def _changed(o: Overlay, key: bytes, inst: Instruction) -> bool:
     """Whether this block can have changed what ``inst`` can settle: it wrote the record
     (recorded it, released or partly settled it) or one of the four balances the attempt
@@ -360,6 +383,10 @@ def _changed(o: Overlay, key: bytes, inst: Instruction) -> bool:
     (tests/unit/test_pending_properties.py runs both ways and compares the roots)."""
     if key in o.records_written:
         return True
+    if _lock.total_written(o, inst.seller, inst.bond) or _lock.total_written(
+        o, inst.buyer, inst.cash
+    ):
+        return True  # lock: a lock or release changed what is available, not the balance
     touched = o.balances
     return (
         (inst.seller, inst.bond) in touched
@@ -407,8 +434,8 @@ def _affordable(o: Overlay, inst: Instruction) -> int:
     q, a = inst.lot_quantity, inst.lot_amount
     return min(
         inst.lots_left,
-        o.balance(inst.seller, inst.bond) // q,
-        o.balance(inst.buyer, inst.cash) // a,
+        _lock.available(o, inst.seller, inst.bond) // q,
+        _lock.available(o, inst.buyer, inst.cash) // a,
         (U64_MAX - o.balance(inst.buyer, inst.bond)) // q,
         (U64_MAX - o.balance(inst.seller, inst.cash)) // a,
     )

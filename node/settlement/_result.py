@@ -69,6 +69,16 @@ class ResultCode(IntEnum):
     TIER_TOO_LOW = 49
     TRADE_LIMIT = 50
     DAILY_LIMIT = 51
+    # --- lock: locks and swaps (issue 18 items 1 and 4; node/settlement/_lock.py) ---
+    # Reserved for lock: 56-63. Checked where docs/ledger.md "Locks and swaps" says.
+    LOCKED = 56
+    NO_SUCH_LOCK = 57
+    NOT_CLAIMABLE = 58
+    LOCKS_FULL = 59
+    INVALID_LOCK_TERMS = 60
+    UNSUPPORTED_SECURED = 61
+    SAME_INSTRUMENT = 62
+    LOCK_IN_FORCE = 63
     # --- repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py) ---
     # Reserved for repo: 64-71. Checked where docs/ledger.md "Repo" says.
     NO_SUCH_REPO = 64
@@ -222,5 +232,28 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.INVALID_REFERENCE: (
         "the participant or instrument fails the checks genesis applies (key, KYC tier, "
         "roles, ISIN, terms, issuer or agent roles); nothing changed"
+    ),
+    ResultCode.LOCKED: (
+        "the debit would spend units a Lock pledges (they stay in the balance but cannot "
+        "move); nothing moved; the beneficiary releases the lock (ledger lock release)"
+    ),
+    ResultCode.NO_SUCH_LOCK: "no lock has this id: never created, released or claimed",
+    ResultCode.NOT_CLAIMABLE: (
+        "the lock secures no obligation, the obligation has no default by the holder "
+        "recorded on the ledger, or the lock lapsed (block time past its until); nothing moved"
+    ),
+    ResultCode.LOCKS_FULL: (
+        "the holder already has LOCKS_PER_HOLDER_MAX locks; release one; nothing changed"
+    ),
+    ResultCode.INVALID_LOCK_TERMS: (
+        "the lock's until is not after the block time or not before the bond's maturity, "
+        "or holder and beneficiary are not the two parties of the trade it secures"
+    ),
+    ResultCode.UNSUPPORTED_SECURED: (
+        "the lock names a kind of secured obligation this ledger does not support yet"
+    ),
+    ResultCode.SAME_INSTRUMENT: "both legs of the swap are the same instrument",
+    ResultCode.LOCK_IN_FORCE: (
+        "only the beneficiary releases a lock before its until; the holder may after it"
     ),
 }

@@ -55,6 +55,13 @@ class RecordKind(IntEnum):
     # kyc: KYC tier rules and AML (node/settlement/_compliance.py)
     KYC_RULES = 80
     KYC_VOLUME = 81
+    # lock: locks (issue 18 item 1; node/settlement/_lock.py documents them). 96-111.
+    LOCK = 96
+    LOCK_TOTAL = 97
+    LOCK_HOLDER = 98
+    LOCK_SECURED = 99
+    LOCK_DEFAULT = 100
+    LOCK_COUNT = 101
     # repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py). 112-127.
     REPO = 112
     REPO_PARTY = 113

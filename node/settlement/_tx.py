@@ -19,6 +19,7 @@ from node.config import (
     ADMINS_MAX,
     CHAIN_ID_BYTES_MAX,
     RESERVE_BILLS_MAX,
+    SECURED_REF_BYTES_MAX,
     SIGNERS_PER_TX_MAX,
     TX_BYTES_MAX,
 )
@@ -43,25 +44,31 @@ __all__ = [
     "Bill",
     "Burn",
     "Cancel",
+    "ClaimLock",
     "CouponPay",
     "Distribute",
     "DvP",
     "Freeze",
     "FreezeReason",
     "Hold",
+    "Lock",
     "Mint",
     "PendingDvP",
     "Redeem",
     "RedeemAll",
     "Release",
+    "ReleaseLock",
     "RepoClose",
     "RepoOpen",
     "RotateKey",
+    "Secured",
+    "SecuredKind",
     "SetComplianceRules",
     "SetKycTier",
     "SetMaxSupply",
     "SetRoles",
     "SignedTx",
+    "Swap",
     "Transaction",
     "Transfer",
     "TxKind",
@@ -105,6 +112,11 @@ class TxKind(IntEnum):
     # reserve: custody and reserves (issue 15 item 2; node/settlement/_reserve.py)
     ATTEST_CUSTODY = 40
     ATTEST_RESERVES = 41
+    # lock: locks and swaps (issue 18 items 1 and 4; node/settlement/_lock.py)
+    LOCK = 50
+    RELEASE_LOCK = 51
+    CLAIM_LOCK = 52
+    SWAP = 53
     # repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py). 55-59.
     REPO_OPEN = 55
     REPO_CLOSE = 56
@@ -244,6 +256,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_gov_instrument(w, tx)
         case SetComplianceRules():
             _enc_admins(w.blob(tx.rules.encode(), TX_BYTES_MAX), tx.admins)
+        case Lock() | ReleaseLock() | ClaimLock() | Swap():
+            _enc_lock(w, tx)
         case RepoOpen() | RepoClose():
             _enc_repo(w, tx)
         case _:
@@ -1022,6 +1036,131 @@ _DECODERS.update(
     }
 )
 
+# --- lock: locks and swaps (issue 18 items 1 and 4; node/settlement/_lock.py) -----------
+
+
+class SecuredKind(IntEnum):
+    """What a lock secures: the kind of obligation whose default lets the beneficiary
+    claim it (docs/ledger.md "Locks and swaps"); only these values decode."""
+
+    NONE = 0  # a plain pledge: released, never claimed
+    PENDING_DVP = 1  # a pending DvP, by its trade id (node/settlement/_pending.py)
+    REPO = 2  # reserved for the repo part (issue 18 item 2): UNSUPPORTED_SECURED until then
+
+
+@dataclass(frozen=True, slots=True)
+class Secured:
+    """A tagged reference to the obligation a lock secures: its kind and its id (a pending
+    DvP's 32-byte tx id; empty for ``NONE``)."""
+
+    kind: SecuredKind = SecuredKind.NONE
+    ref: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """Pledge ``amount`` of ``holder``'s ``instrument`` to ``beneficiary`` until
+    ``until_ms``: the units stay the holder's but cannot move; signed by both. The lock's
+    id is this transaction's id."""
+
+    KIND: ClassVar[TxKind] = TxKind.LOCK
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    holder: str
+    instrument: str
+    amount: int
+    beneficiary: str
+    until_ms: int
+    secures: Secured = Secured()
+
+    def required_signers(self) -> tuple[str, ...]:
+        return tuple(sorted({self.holder, self.beneficiary}))
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLock:
+    """End the lock ``lock`` (its id) of ``holder`` without moving anything; signed by
+    ``by``: the beneficiary at any time, the holder once the lock's until has passed. The
+    holder is named so that the body shows it a party (node/access.py)."""
+
+    KIND: ClassVar[TxKind] = TxKind.RELEASE_LOCK
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    lock: bytes
+    holder: str
+    by: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.by,)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLock:
+    """Move the ``amount`` units of ``instrument`` of ``holder``'s lock ``lock`` to its
+    ``beneficiary``, who signs, on the default recorded for the obligation the lock
+    secures. The body states what moves (checked against the lock), so the beneficiary
+    signs for it and the holder's records show it. ``cosigner``: a compliance participant
+    co-signing a cash claim above the AML threshold, as for a transfer."""
+
+    KIND: ClassVar[TxKind] = TxKind.CLAIM_LOCK
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    lock: bytes
+    holder: str
+    beneficiary: str
+    instrument: str
+    amount: int
+    cosigner: str = ""  # a presence flag then the id (kyc's rule for cash above threshold)
+
+    def required_signers(self) -> tuple[str, ...]:
+        return _with_cosigner((self.beneficiary,), self.cosigner)
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """Bond for bond: ``quantity_a`` of ``instrument_a`` from ``party_a`` to ``party_b``
+    and ``quantity_b`` of ``instrument_b`` back, both or neither, by ``deadline_ms``;
+    signed by both."""
+
+    KIND: ClassVar[TxKind] = TxKind.SWAP
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    party_a: str
+    instrument_a: str
+    quantity_a: int
+    party_b: str
+    instrument_b: str
+    quantity_b: int
+    deadline_ms: int
+
+    def required_signers(self) -> tuple[str, ...]:
+        return tuple(sorted({self.party_a, self.party_b}))
+
+
+def _enc_lock(w: Writer, t: Lock | ReleaseLock | ClaimLock | Swap) -> None:
+    match t:
+        case Lock():
+            w.ident(t.holder).ident(t.instrument).u64(t.amount).ident(t.beneficiary)
+            w.u64(t.until_ms).u8(SecuredKind(t.secures.kind))
+            if (t.secures.kind is SecuredKind.NONE) != (not t.secures.ref):
+                raise w.error("a secured reference has an id exactly when its kind is not NONE")
+            w.blob(t.secures.ref, SECURED_REF_BYTES_MAX)
+        case ReleaseLock():
+            w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.by)
+        case ClaimLock():
+            w.fixed(t.lock, crypto.HASH_LEN).ident(t.holder).ident(t.beneficiary)
+            w.ident(t.instrument).u64(t.amount).flag(bool(t.cosigner))
+            if t.cosigner:
+                w.ident(t.cosigner)
+        case Swap():
+            w.ident(t.party_a).ident(t.instrument_a).u64(t.quantity_a)
+            w.ident(t.party_b).ident(t.instrument_b).u64(t.quantity_b).u64(t.deadline_ms)
+
+
 # --- repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py) ----------
 
 
@@ -1096,6 +1235,48 @@ def _enc_repo(w: Writer, t: RepoOpen | RepoClose) -> None:
             assert_never(t)
 
 
+def _dec_secured(r: Reader) -> Secured:
+    raw_kind = r.u8()
+    if raw_kind not in SecuredKind._value2member_map_:
+        raise DecodeError(f"unknown secured kind {raw_kind}")
+    kind, ref = SecuredKind(raw_kind), r.blob(SECURED_REF_BYTES_MAX)
+    if (kind is SecuredKind.NONE) != (not ref):
+        raise DecodeError("a secured reference has an id exactly when its kind is not NONE")
+    return Secured(kind, ref)
+
+
+def _dec_lock(r: Reader, h: _Head) -> Lock:
+    holder, instrument, amount, beneficiary = r.ident(), r.ident(), r.u64(), r.ident()
+    return Lock(*h, holder, instrument, amount, beneficiary, r.u64(), _dec_secured(r))
+
+
+def _dec_release_lock(r: Reader, h: _Head) -> ReleaseLock:
+    return ReleaseLock(*h, lock=r.fixed(crypto.HASH_LEN), holder=r.ident(), by=r.ident())
+
+
+def _dec_claim_lock(r: Reader, h: _Head) -> ClaimLock:
+    lid, holder, beneficiary = r.fixed(crypto.HASH_LEN), r.ident(), r.ident()
+    instrument, amount = r.ident(), r.u64()
+    cosigner = r.ident() if r.flag() else ""
+    return ClaimLock(*h, lid, holder, beneficiary, instrument, amount, cosigner)
+
+
+def _dec_swap(r: Reader, h: _Head) -> Swap:
+    a, ia, qa = r.ident(), r.ident(), r.u64()
+    b, ib, qb = r.ident(), r.ident(), r.u64()
+    return Swap(*h, a, ia, qa, b, ib, qb, deadline_ms=r.u64())
+
+
+_DECODERS.update(
+    {
+        TxKind.LOCK: _dec_lock,
+        TxKind.RELEASE_LOCK: _dec_release_lock,
+        TxKind.CLAIM_LOCK: _dec_claim_lock,
+        TxKind.SWAP: _dec_swap,
+    }
+)
+
+
 def _dec_repo_open(r: Reader, h: _Head) -> RepoOpen:
     ids = (r.ident(), r.ident(), r.ident(), r.ident())
     quantity, cash, purchase = r.u64(), r.ident(), r.u64()
@@ -1141,6 +1322,10 @@ Transaction = (
     | RotateKey
     | AddInstrument
     | SetMaxSupply
+    | Lock
+    | ReleaseLock
+    | ClaimLock
+    | Swap
     | RepoOpen
     | RepoClose
 )

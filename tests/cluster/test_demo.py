@@ -45,6 +45,10 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"AddParticipant BANK07 signed by COMPLIANCE and CSD: OK at height \d+", out)
     assert re.search(r"BANK07 buys 10,000.00 face of \w+ from BANK02: OK", out)
     assert "BANK07 reads its own balances: 10,000.00 face, $990,010.00 cash" in out
+    # lock (node/demo_lock.py): a locked spend refused, released, settled; a swap.
+    assert "transfers 10,000.00 of them: LOCKED, nothing moved" in out
+    assert re.search(r"the transfer, signed again: OK at height \d+", out)
+    assert re.search(r"swap: BANK03 gives 5,000.00 \w+ for 4,900.00 \w+ of BANK04, both", out)
     # repo (node/demo_repo.py): open, closed by the borrower alone at the close time.
     assert re.search(r"open  OK at height \d+ in [\d.]+ ms", out)
     assert re.search(r"close OK at height \d+ in [\d.]+ ms, signed by BANK03 alone", out)

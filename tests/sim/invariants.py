@@ -51,21 +51,25 @@ from node.settlement import (
     BlockOutcome,
     Burn,
     Cancel,
+    ClaimLock,
     CouponPay,
     Distribute,
     DvP,
     Freeze,
     Genesis,
     Hold,
+    Lock,
     Mint,
     PendingDvP,
     RecordKind,
     Redeem,
     RedeemAll,
     Release,
+    ReleaseLock,
     RepoClose,
     RepoOpen,
     ResultCode,
+    Swap,
     Transaction,
     Transfer,
     TxResult,
@@ -463,6 +467,13 @@ def _apply_legs(
         move(tx.cash, tx.lender, tx.borrower, tx.purchase_amount)
     elif isinstance(tx, Hold | Release | Cancel):
         pass  # no legs: they act on a pending trade, whose events move them
+    elif isinstance(tx, Swap):
+        move(tx.instrument_a, tx.party_a, tx.party_b, tx.quantity_a)
+        move(tx.instrument_b, tx.party_b, tx.party_a, tx.quantity_b)
+    elif isinstance(tx, ClaimLock):  # the body states the lock's terms (checked on apply)
+        move(tx.instrument, tx.holder, tx.beneficiary, tx.amount)
+    elif isinstance(tx, Lock | ReleaseLock):
+        pass  # no legs: a lock pledges units where they are; a release frees them
     elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
         pass  # no legs: they decide whether later legs (mints) move
     elif isinstance(tx, GOVERNANCE_KINDS):

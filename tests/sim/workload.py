@@ -118,6 +118,21 @@ holds at genesis (``CASHCO`` attests):
   attested: ``RESERVES_SHORT``);
 - ``attest_bad_cusip`` (``INVALID_ATTESTATION``) and ``attest_by_bank``
   (``UNAUTHORIZED``): refused at admission.
+
+Locks and swaps (docs/ledger.md "Locks and swaps"): ``PLEDGE`` holds bonds nobody else
+trades with it:
+
+- ``lock_pledge``: ``PLEDGE`` locks all its units of the first bond for a bank (``OK``;
+  ``LOCKED`` behind another copy's lock), then, as companions, sends one of them
+  (``LOCKED``), releases the lock itself (``LOCK_IN_FORCE``), the bank claims it (no
+  default: ``NOT_CLAIMABLE``), the bank releases it (``OK``) and releases it again
+  (``NO_SUCH_LOCK``); a companion overtaking the lock gets ``NO_SUCH_LOCK``;
+- ``lock_lapsed_terms``: a lock whose until is already past (``INVALID_LOCK_TERMS``);
+  ``lock_repo``: a lock securing a repo (``UNSUPPORTED_SECURED``);
+- ``swap``: two banks exchange small amounts of the two bonds (``OK``);
+  ``swap_same``: one bond for itself (``SAME_INSTRUMENT``).
+
+``LOCKS_FULL`` needs ``LOCKS_PER_HOLDER_MAX`` locks: tests/unit/test_lock.py checks it.
 """
 
 from __future__ import annotations
@@ -147,6 +162,7 @@ from node.settlement import (
     Bill,
     Burn,
     Cancel,
+    ClaimLock,
     CouponPay,
     CustodyBacking,
     Distribute,
@@ -158,20 +174,25 @@ from node.settlement import (
     Holding,
     Instrument,
     InstrumentKind,
+    Lock,
     Mint,
     Participant,
     PendingDvP,
     Redeem,
     RedeemAll,
     Release,
+    ReleaseLock,
     RepoClose,
     RepoOpen,
     ReserveRules,
     ResultCode,
     Role,
+    Secured,
+    SecuredKind,
     SetKycTier,
     SetMaxSupply,
     SignedTx,
+    Swap,
     Transaction,
     Transfer,
     Unfreeze,
@@ -188,6 +209,9 @@ PART = "PART01"  # the same, in lots, for partial settlement only
 ICE = "ICE01"  # the target of freezes
 ICE_UNITS = 1_000  # its genesis holding of the first bond and of cash
 LOW = "LOW01"  # kyc: the one tier-1 participant (KYC tier rules)
+PLEDGE = "PLEDGE01"  # lock: pledges its bonds (locks), trades with nobody
+PLEDGE_UNITS = 1_000  # its genesis holding of each bond
+_PLAIN = Secured()  # a lock securing nothing
 PENDING_LOT = 10  # bond units in each pending trade's lot, and in each funding delivery
 PENDING_WAIT_MS = 700  # a failing pending trade's deadline, after its late step
 CAP_HEADROOM = 10**6  # the capped bond's max_supply: genesis holdings plus this
@@ -257,6 +281,7 @@ def sim_network(n: int) -> DemoNetwork:
     part_key = crypto.SigningKey(crypto.sha256(b"sim-participant", PART.encode()))
     ice_key = crypto.SigningKey(crypto.sha256(b"sim-participant", ICE.encode()))
     low_key = crypto.SigningKey(crypto.sha256(b"sim-participant", LOW.encode()))
+    pledge_key = crypto.SigningKey(crypto.sha256(b"sim-participant", PLEDGE.encode()))
     capped = demo.bonds[1]
     held = sum(h.amount for h in g.holdings if h.instrument == capped)
     instruments = tuple(
@@ -272,6 +297,7 @@ def sim_network(n: int) -> DemoNetwork:
             Participant(PART, part_key.public_key, frozenset({Role.TRADER}), 2),
             Participant(ICE, ice_key.public_key, frozenset({Role.TRADER}), 2),
             Participant(LOW, low_key.public_key, frozenset({Role.TRADER}), 1),
+            Participant(PLEDGE, pledge_key.public_key, frozenset({Role.TRADER}), 2),
         ),
         instruments=(
             *instruments,
@@ -285,6 +311,7 @@ def sim_network(n: int) -> DemoNetwork:
             Holding(ICE, demo.cash, ICE_UNITS),
             Holding(ICE, demo.bonds[0], ICE_UNITS),
             Holding(AGENT, demo.cash, 10**13),
+            *(Holding(PLEDGE, b, PLEDGE_UNITS) for b in demo.bonds),
             *(
                 Holding(b, i, SIM_UNITS * (k + 1))
                 for k, b in enumerate(demo.banks)
@@ -301,6 +328,7 @@ def sim_network(n: int) -> DemoNetwork:
     )
     keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key, ICE: ice_key}
     keys[LOW] = low_key
+    keys[PLEDGE] = pledge_key
     return DemoNetwork(
         genesis, keys, demo.validator_keys, demo.banks, demo.bonds, demo.cash, demo.fund
     )
@@ -639,6 +667,39 @@ class _Maker:
             self.sim("gov_cap_below_supply", cap(bond, 1, t0), R.CAP_BELOW_SUPPLY),
         ]  # fmt: skip
 
+    # --- lock: locks and swaps (docs/ledger.md "Locks and swaps") ---------------------------
+
+    def _lock(self, bank: str, until_ms: int, secures: Secured = _PLAIN) -> Lock:
+        bond = self.net.bonds[0]
+        return Lock(self.chain, self._next(), self.far, PLEDGE, bond, PLEDGE_UNITS, bank,
+                    until_ms, secures)  # fmt: skip
+
+    def locks(self, bank: str, other: str) -> list[SimTx]:
+        """Locks, what they refuse, and swaps (see the module docstring)."""
+        pledge = self._lock(bank, self.far - 1)
+        lid = SignedTx.decode(_signed(self.net, pledge)).tx_id
+        head = (self.chain, self._next(), self.far)
+        spend = self.transfer(PLEDGE, bank, 1, instrument=self.net.bonds[0])
+        early = ReleaseLock(*head, lid, PLEDGE, PLEDGE)
+        claim = ClaimLock(self.chain, self._next(), self.far, lid, PLEDGE, bank,
+                          self.net.bonds[0], PLEDGE_UNITS)  # fmt: skip
+        release = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
+        again = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
+        a, b = self.net.bonds
+        swap = Swap(self.chain, self._next(), self.far, bank, a, 10, other, b, 9, self.far)
+        same = replace(swap, nonce=self._next(), instrument_b=a)
+        repo = Secured(SecuredKind.REPO, b"REPO-SIM")
+        return [
+            replace(self.sim("lock_pledge", pledge, R.OK, R.LOCKED),
+                    companions=(self._then(100, spend), self._then(120, early),
+                                self._then(140, claim), self._then(250, release),
+                                self._then(350, again))),
+            self.sim("lock_lapsed_terms", self._lock(bank, self.t0 + 1), R.INVALID_LOCK_TERMS),
+            self.sim("lock_repo", self._lock(bank, self.far - 1, repo), R.UNSUPPORTED_SECURED),
+            self.sim("swap", swap, R.OK, R.INSUFFICIENT_SECURITIES),
+            self.sim("swap_same", same, R.SAME_INSTRUMENT),
+        ]  # fmt: skip
+
     def forged(self, raw: bytes, tx: Transaction, bank: str, rng: random.Random) -> list[SimTx]:
         """Copies of a settling trade that no honest node admits (BAD_SIGNATURE, MALFORMED)."""
         stx = SignedTx.decode(raw)
@@ -700,6 +761,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         out += maker.forged(raw, tx, bank, rng)
         out.append(maker.duplicate(*pool[-20 - k], salt=k))
         out += maker.pendings(bank, other)
+        out += maker.locks(bank, other)  # before freezes: its companions end in the chaos phase
         out += maker.freezes(bank)
         out += maker.attestations(bank)
         out += maker.kyc(bank, other)
