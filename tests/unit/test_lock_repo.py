@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import pytest
 
-from client import InvalidFieldError, Transactions, terms_of
+from client import InvalidFieldError, ParticipantKey, SignedTransaction, Transactions, terms_of
 from client._cli_lock import _secures as secures_cell
 from client._cli_lock import describe
 from client.cli import main
 from node.config import ID_BYTES_MAX, SECURED_REF_BYTES_MAX
 from node.genesis import DemoNetwork
-from node.settlement import RecordKind, RepoStatus, ResultCode, Secured, SecuredKind, repo
+from node.settlement import Lock, RecordKind, RepoStatus, ResultCode, Secured, SecuredKind, repo
 from node.settlement import _lock as lock_mod
 from node.store import MemoryStore
 from tests.ledger_helpers import TxFactory
@@ -245,3 +245,22 @@ def test_bad_secures_repo_arguments_are_usage_errors(
     assert main(["--run-dir", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and why in err[0], err
+
+
+def test_lock_create_with_secures_repo_signs_a_lock_securing_that_repo(
+    monkeypatch: pytest.MonkeyPatch, net: DemoNetwork, tmp_path: object
+) -> None:
+    """The CLI offline: genesis and keys from the demo network, the submission captured."""
+    import client._cli_net as cli_net
+
+    sent: list[SignedTransaction] = []
+    monkeypatch.setattr(cli_net, "_genesis", lambda args: net.genesis)
+    monkeypatch.setattr(
+        cli_net, "_key", lambda args, who, path: ParticipantKey(who, net.participant_keys[who])
+    )
+    monkeypatch.setattr(cli_net, "_submit", lambda args, stx: sent.append(stx) or 0)
+    argv = [*_CREATE, net.bonds[1], "--amount", "5", "--for-s", "60", "--secures-repo", "R1"]
+    assert main(["--run-dir", str(tmp_path), *argv]) == 0
+    (stx,) = sent
+    assert isinstance(stx.tx, Lock) and stx.tx.secures == _by_repo("R1")
+    assert stx.tx.required_signers() == ("BANK01", "BANK02")
