@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from client._cli_common import EXIT_OK, EXIT_USAGE, CliError, emit_json, table
+from node.settlement import SecuredKind
 
 __all__ = ["COMMANDS", "add_parsers", "describe"]
 
@@ -48,7 +49,7 @@ def _create(args: argparse.Namespace) -> int:
     from client import Transactions, sign
     from client._cli_net import _genesis, _key, _submit
 
-    secures = _hex_id(args.secures, "--secures")
+    secures: bytes | str = _hex_id(args.secures, "--secures") or (args.secures_repo or "")
     g = _genesis(args)
     tx = Transactions(g).lock(
         args.holder, args.instrument, args.amount, args.beneficiary, _until_ms(args), secures
@@ -126,7 +127,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _secures(kind: str, ref: bytes) -> str:
-    return "-" if not ref else f"{kind} {ref.hex()[:16]}"
+    if not ref:
+        return "-"
+    if kind == SecuredKind.REPO.name:  # its id is ASCII: show it as the repo commands do
+        return f"{kind} {ref.decode('ascii')}"
+    return f"{kind} {ref.hex()[:16]}"
 
 
 def _doc(k: Any) -> dict[str, object]:
@@ -149,8 +154,7 @@ def describe(terms: dict[str, Any]) -> str:
     """One line for a person (``ledger submit`` prints it), from ``terms_of``."""
     kind = terms["kind"]
     if kind == "LOCK":
-        ref = terms["secures"]["ref"]
-        why = f" securing trade {ref}" if ref else ""
+        why = _securing(terms["secures"])
         return (
             f"LOCK {terms['amount']:,} {terms['instrument']} of {terms['holder']} for "
             f"{terms['beneficiary']} until {terms['until_ms']}{why}"
@@ -163,6 +167,16 @@ def describe(terms: dict[str, Any]) -> str:
         f"SWAP {terms['party_a']} -> {terms['party_b']} {terms['quantity_a']:,} "
         f"{terms['instrument_a']} for {terms['quantity_b']:,} {terms['instrument_b']}"
     )
+
+
+def _securing(secures: dict[str, Any]) -> str:
+    """What a lock's terms (``terms_of``: kind a number, ref hex) say it secures."""
+    ref = secures["ref"]
+    if not ref:
+        return ""
+    if int(secures["kind"]) == SecuredKind.REPO:  # its id is ASCII
+        return f" securing repo {bytes.fromhex(ref).decode('ascii')}"
+    return f" securing trade {ref}"
 
 
 COMMANDS: dict[str, Handler] = {
@@ -209,11 +223,19 @@ def add_parsers(b: Any, network: Callable[[str], Handler], submit_options: Any) 
     until = p.add_mutually_exclusive_group(required=True)
     until.add_argument("--until-ms", type=int, metavar="MS", help="until (Unix ms)")
     until.add_argument("--for-s", type=float, metavar="SECONDS", help="until now + SECONDS")
-    p.add_argument(
+    secured = p.add_mutually_exclusive_group()
+    secured.add_argument(
         "--secures",
         metavar="TRADE_ID",
         help="the pending DvP (its tx id, hex) the lock secures: claimable if the holder "
         "fails it at its deadline (default: none, release only)",
+    )
+    secured.add_argument(
+        "--secures-repo",
+        type=participant_id,
+        metavar="REPO_ID",
+        help="the open repo the lock secures (holder and beneficiary its two parties): "
+        "claimable if the holder defaults on it",
     )
 
     p = b.leaf(

@@ -539,12 +539,13 @@ class Transactions:
         amount: int,
         beneficiary: str,
         until_ms: int,
-        secures: Secured | bytes = b"",
+        secures: Secured | bytes | str = b"",
     ) -> Lock:
         """Pledge ``amount`` of ``holder``'s ``instrument`` to ``beneficiary`` until
-        ``until_ms``; both sign. ``secures``: the trade id of the pending DvP it secures
-        (the beneficiary may claim it if the holder fails that trade), a ``Secured``, or
-        empty (a plain pledge, released but never claimed). Its id is the tx id."""
+        ``until_ms``; both sign. ``secures``: the trade id (bytes) of the pending DvP it
+        secures, or the id (str) of the repo it secures (the beneficiary may claim it if
+        the holder fails that trade or defaults on that repo), a ``Secured``, or empty (a
+        plain pledge, released but never claimed). Its id is the tx id."""
         if holder == beneficiary:
             raise InvalidFieldError("beneficiary", "must not be the holder")
         return Lock(
@@ -762,13 +763,18 @@ def _reason(reason: FreezeReason | str | int) -> FreezeReason:
         raise InvalidFieldError("reason", f"must be one of {names}; got {reason!r}") from None
 
 
-def _secured(secures: Secured | bytes) -> Secured:
+def _secured(secures: Secured | bytes | str) -> Secured:
+    """A trade id is bytes and a repo id text, so the type says which kind is meant."""
     if isinstance(secures, Secured):
         return secures
     if not secures:
         return Secured()
+    if isinstance(secures, str):
+        return Secured(SecuredKind.REPO, _new_id("secures", secures).encode("ascii"))
     if not isinstance(secures, bytes) or len(secures) != crypto.HASH_LEN:
-        raise InvalidFieldError("secures", "must be a pending trade's 32-byte transaction id")
+        raise InvalidFieldError(
+            "secures", "must be a pending trade's 32-byte transaction id or a repo id (str)"
+        )
     return Secured(SecuredKind.PENDING_DVP, secures)
 
 

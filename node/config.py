@@ -82,8 +82,8 @@ LOCKS_PER_HOLDER_MAX: Final = 100
 # Locks on the whole ledger: what bounds GetLocks (a scan) and the records a block may
 # find; a Lock beyond it is refused LOCKS_FULL too.
 LOCKS_MAX: Final = 10_000
-# The id of a secured obligation a lock names (a pending DvP's 32-byte trade id; the
-# repo part's repo id, issue 18 item 2).
+# The id of a secured obligation a lock names: a pending DvP's 32-byte trade id, or a
+# repo's id (at most ID_BYTES_MAX ASCII bytes; tests/unit/test_lock_repo.py checks it fits).
 SECURED_REF_BYTES_MAX: Final = 64
 
 # --- settlement: custody and reserves (reserve; node/settlement/_reserve.py) -------------

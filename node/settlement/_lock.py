@@ -26,9 +26,16 @@ A lock ends exactly once, by one of:
   kind and id): for ``PENDING_DVP``, the pending DvP failed at its deadline
   (``FAILED_DEADLINE``) with the holder among the parties that failed to deliver (its leg
   short at the deadline, or its hold on: ``_pending`` records it through
-  ``note_default``). The claim moves the locked units to the beneficiary under the
-  transfer rules (freezes, tier, limits, overflow). ``REPO`` is reserved for the repo
-  part (a repo record that reaches DEFAULTED): ``UNSUPPORTED_SECURED`` until it lands.
+  ``note_default``); for ``REPO`` (the repo id's ASCII bytes), the repo DEFAULTED with
+  the holder as its defaulter (``_repo.after_recycle`` records it). The claim moves the
+  locked units to the beneficiary under the transfer rules (freezes, tier, limits,
+  overflow).
+
+Either kind is checked when the lock is made, by the module that owns the obligation
+(``resolve``, dispatched by kind in ``_apply``): it must be live (a pending DvP still
+pending; a repo OPEN or CLOSING), else ``NOT_PENDING``, and the lock's two parties must
+be the obligation's two parties, either way round, else ``INVALID_LOCK_TERMS``. Every
+kind that decodes is supported, so ``UNSUPPORTED_SECURED`` is not returned.
 
 A ``Swap`` exchanges two bonds between two parties, both legs or neither, under the DvP
 rules (freezes of all four holdings, tiers to hold, maturity, deadline, available
@@ -89,7 +96,7 @@ __all__ = [
 
 _PREFIX = bytes([RecordKind.LOCK])
 _COUNT_KEY = bytes([RecordKind.LOCK_COUNT])
-_DEFAULTERS_MAX = 2  # a DvP has two parties; a repo one borrower
+_DEFAULTERS_MAX = 2  # a DvP has two parties; a repo one defaulter
 
 
 def _pad(ident: str) -> bytes:
@@ -282,11 +289,8 @@ def _terms_code(reg: Registry, o: Overlay, tx: Lock, time_ms: int) -> ResultCode
 
 def _secured_code(tx: Lock, resolve: Resolve) -> ResultCode:
     """A secured obligation must be live and between the lock's two parties."""
-    kind = tx.secures.kind
-    if kind is SecuredKind.NONE:
+    if tx.secures.kind is SecuredKind.NONE:
         return ResultCode.OK
-    if kind is not SecuredKind.PENDING_DVP:
-        return ResultCode.UNSUPPORTED_SECURED
     parties = resolve(tx.secures)
     if parties is None:
         return ResultCode.NOT_PENDING

@@ -14,7 +14,9 @@ deadline and no lots: it settles at once (``CLOSED``), or, a leg short, it is re
 of every block; its ``OK`` event closes the repo, its ``FAILED_DEADLINE`` (or
 ``MATURED``) event defaults it (``after_recycle``): nothing moves, the lender keeps the
 collateral and the borrower the cash, and the record names the defaulter (the borrower
-if its cash was short at the deadline, else the lender, who could not deliver). Neither
+if its cash was short at the deadline, else the lender, who could not deliver); a
+``Lock`` securing the repo (kind ``REPO``, ``live_parties``) may then be claimed from
+the defaulter (``_lock.note_default``). Neither
 party may hold or cancel a close instruction (``REPO_CLOSE_PINNED``), so a lender cannot
 stall a borrower into default. A repo leaves ``OPEN`` once, and ``CLOSING`` once: a
 second close is ``REPO_NOT_OPEN`` and moves nothing.
@@ -55,13 +57,13 @@ from node.config import (
     U64_MAX,
 )
 from node.invariant import InvariantError, require
-from node.settlement import _pending
-from node.settlement._codec import DecodeError, Reader, Writer
+from node.settlement import _lock, _pending
+from node.settlement._codec import DecodeError, Reader, Writer, check_id
 from node.settlement._lifecycle import coupon_amount, coupon_key
 from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, RecordKind, StateView
-from node.settlement._tx import DvP, PendingDvP, RepoClose, RepoOpen
+from node.settlement._tx import DvP, PendingDvP, RepoClose, RepoOpen, Secured, SecuredKind
 
 __all__ = [
     "RepoRecord",
@@ -71,6 +73,7 @@ __all__ = [
     "close",
     "close_amount",
     "interest",
+    "live_parties",
     "manufactured",
     "open_",
     "pinned",
@@ -186,6 +189,18 @@ def repo(view: StateView | Overlay, repo_id: str) -> RepoRecord | None:
     """The repo recorded under ``repo_id``; None if none was ever opened."""
     raw = view.record(_key(repo_id))
     return None if raw is None else RepoRecord.decode(repo_id, raw)
+
+
+def live_parties(o: StateView | Overlay, secured: Secured) -> tuple[str, str] | None:
+    """(borrower, lender) of the live (open or closing) repo ``secured`` names (lock: what
+    a Lock securing a repo is checked against); None when it names no repo, or one that
+    has closed or defaulted: nothing is left to secure."""
+    try:
+        repo_id = check_id(secured.ref.decode("ascii", "replace"))
+    except ValueError:
+        return None  # not an id: no repo was ever opened under it
+    rec = repo(o, repo_id)
+    return (rec.borrower, rec.lender) if rec is not None and rec.live else None
 
 
 def put_repo(o: Overlay, record: RepoRecord) -> None:
@@ -403,6 +418,8 @@ def after_recycle(o: Overlay, events: list[tuple[bytes, ResultCode]], time_ms: i
             short = o.balance(rec.borrower, rec.cash) < rec.close_amount
             who = rec.borrower if short else rec.lender
             rec = replace(rec, status=RepoStatus.DEFAULTED, closed_ms=time_ms, defaulter=who)
+            # What a Lock securing this repo may claim on (ADR 0018): the defaulter's pledge.
+            _lock.note_default(o, Secured(SecuredKind.REPO, rec.id.encode("ascii")), (who,))
         else:
             raise InvariantError(f"a repo close instruction ended {code.name}")
         put_repo(o, rec)

@@ -150,7 +150,8 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.PARTIALLY_SETTLED: "some lots of the pending instruction settled; the rest waits",
     ResultCode.CANCELLED: "both parties cancelled the pending instruction; its rest never settles",
     ResultCode.NOT_PENDING: (
-        "the named instruction is not pending: unknown, settled, failed or cancelled"
+        "the named instruction is not pending: unknown, settled, failed or cancelled (a "
+        "Lock: the pending DvP or repo it secures is not live: unknown or ended)"
     ),
     ResultCode.PENDING_FULL: (
         "the ledger already holds the maximum number of pending instructions, in all or "
@@ -247,10 +248,11 @@ _MEANINGS: dict[ResultCode, str] = {
     ),
     ResultCode.INVALID_LOCK_TERMS: (
         "the lock's until is not after the block time or not before the bond's maturity, "
-        "or holder and beneficiary are not the two parties of the trade it secures"
+        "or holder and beneficiary are not the two parties of the trade or repo it secures"
     ),
     ResultCode.UNSUPPORTED_SECURED: (
-        "the lock names a kind of secured obligation this ledger does not support yet"
+        "the lock names a kind of secured obligation this ledger does not support (not "
+        "returned: every kind that decodes is supported; kept for a kind a later version adds)"
     ),
     ResultCode.SAME_INSTRUMENT: "both legs of the swap are the same instrument",
     ResultCode.LOCK_IN_FORCE: (

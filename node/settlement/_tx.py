@@ -1045,13 +1045,13 @@ class SecuredKind(IntEnum):
 
     NONE = 0  # a plain pledge: released, never claimed
     PENDING_DVP = 1  # a pending DvP, by its trade id (node/settlement/_pending.py)
-    REPO = 2  # reserved for the repo part (issue 18 item 2): UNSUPPORTED_SECURED until then
+    REPO = 2  # a repo, by its id's ASCII bytes (node/settlement/_repo.py)
 
 
 @dataclass(frozen=True, slots=True)
 class Secured:
     """A tagged reference to the obligation a lock secures: its kind and its id (a pending
-    DvP's 32-byte tx id; empty for ``NONE``)."""
+    DvP's 32-byte tx id; a repo's id, ASCII; empty for ``NONE``)."""
 
     kind: SecuredKind = SecuredKind.NONE
     ref: bytes = b""

@@ -128,7 +128,8 @@ trades with it:
   default: ``NOT_CLAIMABLE``), the bank releases it (``OK``) and releases it again
   (``NO_SUCH_LOCK``); a companion overtaking the lock gets ``NO_SUCH_LOCK``;
 - ``lock_lapsed_terms``: a lock whose until is already past (``INVALID_LOCK_TERMS``);
-  ``lock_repo``: a lock securing a repo (``UNSUPPORTED_SECURED``);
+  ``lock_repo``: a lock securing a repo never opened (``NOT_PENDING``; locks securing
+  live repos, their defaults and claims are unit-tested: tests/unit/test_lock_repo.py);
 - ``swap``: two banks exchange small amounts of the two bonds (``OK``);
   ``swap_same``: one bond for itself (``SAME_INSTRUMENT``).
 
@@ -695,7 +696,7 @@ class _Maker:
                                 self._then(340, claim), self._then(900, release),
                                 self._then(1000, again))),
             self.sim("lock_lapsed_terms", self._lock(bank, self.t0 + 1), R.INVALID_LOCK_TERMS),
-            self.sim("lock_repo", self._lock(bank, self.far - 1, repo), R.UNSUPPORTED_SECURED),
+            self.sim("lock_repo", self._lock(bank, self.far - 1, repo), R.NOT_PENDING),
             self.sim("swap", swap, R.OK, R.INSUFFICIENT_SECURITIES),
             self.sim("swap_same", same, R.SAME_INSTRUMENT),
         ]  # fmt: skip

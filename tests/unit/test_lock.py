@@ -295,13 +295,6 @@ def test_a_lock_securing_a_trade_names_a_live_trade_between_its_parties(
     assert own(out) == [RC.NOT_PENDING, RC.INVALID_LOCK_TERMS, RC.NOT_PENDING, RC.OK]
 
 
-def test_a_repo_secured_lock_is_unsupported_until_the_repo_part_lands(
-    store: MemoryStore, txf: TxFactory
-) -> None:
-    repo = Secured(SecuredKind.REPO, b"REPO-1")
-    assert own(run(store, lock(txf, secures=repo))) == [RC.UNSUPPORTED_SECURED]
-
-
 # --- the available balance elsewhere ----------------------------------------------------
 
 

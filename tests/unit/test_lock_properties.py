@@ -1,10 +1,12 @@
 """Properties (issue 18, "Bad input and invariants"): locked units never move except by
 release or claim, and every instrument is conserved through locks, claims and swaps.
 
-Random histories of blocks mixing locks (plain, or securing a pending DvP between the
-same two parties), releases (by the beneficiary, by the holder, by a stranger), claims,
-transfers, DvPs, pending DvPs (mostly short, so they wait and fail at their deadline) and
-swaps, between four banks. After every block the oracle requires:
+Random histories of blocks mixing locks (plain, or securing a pending DvP or a repo
+between the same two parties), releases (by the beneficiary, by the holder, by a
+stranger), claims, transfers, DvPs, pending DvPs (mostly short, so they wait and fail at
+their deadline), repos and their closes (mostly at a price the borrower cannot pay, so
+they default at their deadline) and swaps, between four banks. After every block the
+oracle requires:
 
 - every lock present both before and after the block still has its units in its holder's
   balance: the holding's balance is at least the sum of such locks on it;
@@ -31,6 +33,8 @@ from node.settlement import (
     ClaimLock,
     ReleaseLock,
     ResultCode,
+    Secured,
+    SecuredKind,
     SignedTx,
     _lock,
     apply_block,
@@ -41,6 +45,7 @@ from node.settlement import (
 from node.store import MemoryStore
 from tests.ledger_helpers import TxFactory, shared_net
 from tests.lock_helpers import claim, lock, release, swap
+from tests.repo_helpers import RepoTx
 
 NET = shared_net()
 BANKS = list(NET.banks[:4])
@@ -59,11 +64,14 @@ class _Gen:
         self.draw, self.txf = draw, TxFactory(NET)
         self.locks: list[tuple[bytes, str, str]] = []  # (raw lock tx, holder, beneficiary)
         self.trades: list[tuple[bytes, str, str]] = []  # (trade id, seller, buyer)
+        self.repos: list[tuple[Secured, str, str]] = []  # (the repo, borrower, lender)
+        self.rtx = RepoTx(NET, NET.genesis.genesis_time_ms)
         self.secured: list[tuple[bytes, str]] = []  # (raw lock tx, beneficiary)
         self.now = 0  # the block's time offset: pending deadlines fall a few blocks later
 
     def tx(self) -> bytes:
         kinds = ["lock", "lock", "release", "claim", "claim", "transfer", "dvp", "pending", "swap"]
+        kinds += ["repo", "repo_close", "repo_close"]
         return getattr(self, "_" + self.draw(st.sampled_from(kinds)))()
 
     def _pair(self) -> tuple[str, str]:
@@ -74,12 +82,14 @@ class _Gen:
         draw, txf = self.draw, self.txf
         amount = draw(st.sampled_from([1, 1_000, HELD // 2, HELD]))
         instrument = draw(st.sampled_from(INSTRUMENTS))
-        if self.trades and draw(st.sampled_from([True, True, False])):
-            trade, seller, buyer = draw(st.sampled_from(self.trades[-3:]))  # likely pending
-            # mostly the seller, who is short: its trade fails and the lock becomes claimable
-            seller_pledges = draw(st.sampled_from([True, True, True, False]))
-            holder, beneficiary = (seller, buyer) if seller_pledges else (buyer, seller)
-            raw = lock(txf, holder, amount, beneficiary, instrument=instrument, secures=trade)
+        recent: list[tuple[bytes | Secured, str, str]] = [*self.trades[-3:], *self.repos[-3:]]
+        if recent and draw(st.sampled_from([True, True, False])):
+            secures, short, other = draw(st.sampled_from(recent))  # likely live
+            # mostly the seller or borrower, who is short: it defaults and the lock becomes
+            # claimable
+            short_pledges = draw(st.sampled_from([True, True, True, False]))
+            holder, beneficiary = (short, other) if short_pledges else (other, short)
+            raw = lock(txf, holder, amount, beneficiary, instrument=instrument, secures=secures)
             self.secured.append((raw, beneficiary))
         else:
             holder, beneficiary = self._pair()
@@ -98,7 +108,7 @@ class _Gen:
         if not self.locks:
             return self._transfer()
         if self.secured and self.draw(st.sampled_from([True, True, False])):
-            raw, beneficiary = self.draw(st.sampled_from(self.secured))  # may succeed
+            raw, beneficiary = self.draw(st.sampled_from(self.secured[-3:]))  # may succeed
         else:
             raw, _, beneficiary = self.draw(st.sampled_from(self.locks))
         return claim(self.txf, raw, beneficiary)
@@ -123,6 +133,27 @@ class _Gen:
         raw = self.txf.signed(self.txf.pending(a, b, quantity=qty, amount=10, deadline_ms=deadline))
         self.trades.append((SignedTx.decode(raw).tx_id, a, b))
         return raw
+
+    def _repo(self) -> bytes:
+        """A repo closing soon, mostly at a repurchase price no bank holds: its close waits
+        and defaults at the deadline, with the borrower as the defaulter."""
+        borrower, lender = self._pair()
+        repo_id = f"PR{len(self.repos)}"
+        close_ms = self.txf.t0 + self.now + self.draw(st.integers(1, 1_000))
+        default_ms = close_ms + self.draw(st.integers(0, 1_000))
+        self.repos.append((Secured(SecuredKind.REPO, repo_id.encode()), borrower, lender))
+        return self.rtx.open(
+            repo_id, borrower, lender, bond=self.draw(st.sampled_from([BOND, BILL])),
+            quantity=self.draw(st.sampled_from([1, 1_000, HELD])), purchase=10, rate_bp=0,
+            repurchase=self.draw(st.sampled_from([11, 2 * 10**9, 2 * 10**9])),
+            close_ms=close_ms, default_ms=default_ms,
+        )  # fmt: skip
+
+    def _repo_close(self) -> bytes:
+        if not self.repos:
+            return self._repo()
+        secured, borrower, lender = self.draw(st.sampled_from(self.repos[-3:]))
+        return self.rtx.close(secured.ref.decode(), parties=(borrower, lender))  # both sign
 
     def _swap(self) -> bytes:
         a, b = self._pair()
@@ -211,6 +242,28 @@ def test_a_claim_passes_the_oracle_and_pays_the_beneficiary() -> None:
         ctx = BlockContext(store.head().height + 1, NET.genesis.genesis_time_ms + offset)
         out = apply_block(store, raws, ctx)
         store.commit_block(crypto.sha256(bytes([ctx.height])), b"", b"", ctx, out)
+    assert store.balance("BANK02", BILL) == HELD + 500 and locks(store) == []
+
+
+def test_a_claim_on_a_repo_default_passes_the_oracle_and_pays_the_lender() -> None:
+    """The oracle on a fixed history where a borrower who cannot pay the close defaults
+    and the lender claims its pledge (the repo path must pass the oracle and move it)."""
+    txf, rtx = TxFactory(NET), RepoTx(NET, NET.genesis.genesis_time_ms)
+    t0 = NET.genesis.genesis_time_ms
+    repo = rtx.open("PR", "BANK01", "BANK02", purchase=10, rate_bp=0, repurchase=2 * 10**9,
+                    close_ms=t0 + 1_000, default_ms=t0 + 1_500)  # fmt: skip
+    pledge = lock(txf, "BANK01", 500, "BANK02", instrument=BILL,
+                  secures=Secured(SecuredKind.REPO, b"PR"))  # fmt: skip
+    close = rtx.close("PR", "BANK02")
+    history = [(500, [repo, pledge]), (1_000, [close]), (2_000, [])]  # defaults at 2_000
+    history.append((3_000, [claim(txf, pledge, "BANK02")]))
+    assert _violations(history) == []
+    store = MemoryStore(NET.genesis)
+    for offset, raws in history:
+        ctx = BlockContext(store.head().height + 1, NET.genesis.genesis_time_ms + offset)
+        out = apply_block(store, raws, ctx)
+        store.commit_block(crypto.sha256(bytes([ctx.height])), b"", b"", ctx, out)
+    assert [r.code for r in out.results] == [ResultCode.OK]
     assert store.balance("BANK02", BILL) == HELD + 500 and locks(store) == []
 
 
