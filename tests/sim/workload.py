@@ -692,9 +692,9 @@ class _Maker:
         repo = Secured(SecuredKind.REPO, b"REPO-SIM")
         return [
             replace(self.sim("lock_pledge", pledge, R.OK, R.LOCKED),
-                    companions=(self._then(300, spend), self._then(320, early),
-                                self._then(340, claim), self._then(900, release),
-                                self._then(1000, again))),
+                    companions=(self._then(600, spend), self._then(620, early),
+                                self._then(640, claim), self._then(1500, release),
+                                self._then(1600, again))),
             self.sim("lock_lapsed_terms", self._lock(bank, self.t0 + 1), R.INVALID_LOCK_TERMS),
             self.sim("lock_repo", self._lock(bank, self.far - 1, repo), R.NOT_PENDING),
             self.sim("swap", swap, R.OK, R.INSUFFICIENT_SECURITIES),
