@@ -44,6 +44,7 @@ __all__ = [
     "signer_for",
     "start_cluster",
     "start_node",
+    "status_table",
     "stop_cluster",
 ]
 
@@ -283,7 +284,7 @@ def disagreements(net: Network, states: Sequence[NodeState]) -> list[str]:
     ]
 
 
-def _table(net: Network, states: Sequence[NodeState]) -> str:
+def status_table(net: Network, states: Sequence[NodeState]) -> str:
     rows = [
         f"{'node':<9}{'pid':>8}  {'state':<8}{'height':>8}{'view':>8}{'leader':>8}"
         f"{'peers':>8}{'mempool':>9}  state root"
@@ -332,7 +333,8 @@ def start_cluster(
             print(line, flush=True)
             last = line
         if time.monotonic() > deadline:
-            raise ClusterError(f"cluster not ready after {timeout_s:.0f} s:\n{_table(net, states)}")
+            table = status_table(net, states)
+            raise ClusterError(f"cluster not ready after {timeout_s:.0f} s:\n{table}")
         time.sleep(_POLL_S)
 
 
@@ -377,7 +379,7 @@ def _cmd_status(net: Network, args: argparse.Namespace) -> int:
                 f"tolerates {first.safety_bound} Byzantine (safety), "
                 f"{first.liveness_bound} down (liveness)"
             )
-        print(_table(net, states))
+        print(status_table(net, states))
         for p in problems:
             print(f"problem: {p}")
     return 1 if problems else 0
@@ -387,7 +389,7 @@ def _cmd_start(net: Network, args: argparse.Namespace) -> int:
     print(f"starting {net.n} validators (quorum {net.q}) from {net.run_dir}")
     t0 = time.monotonic()
     states = start_cluster(net, args.timeout)
-    print(_table(net, states))
+    print(status_table(net, states))
     print(f"cluster ready in {time.monotonic() - t0:.1f} s; logs in {net.run_dir / 'logs'}")
     return 0
 
