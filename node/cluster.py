@@ -47,6 +47,7 @@ __all__ = [
     "signer_for",
     "start_cluster",
     "start_node",
+    "status_table",
     "stop_cluster",
 ]
 
@@ -256,7 +257,7 @@ def _status_doc(net: Network, states: Sequence[NodeState]) -> node_status.Status
     return node_status.status_doc(docs, [s.status for s in states], [])
 
 
-def _table(net: Network, states: Sequence[NodeState]) -> str:
+def status_table(net: Network, states: Sequence[NodeState]) -> str:
     out = io.StringIO()
     node_status.print_table(_status_doc(net, states), out)
     return out.getvalue().rstrip("\n")
@@ -291,7 +292,8 @@ def start_cluster(
             print(line, flush=True)
             last = line
         if time.monotonic() > deadline:
-            raise ClusterError(f"cluster not ready after {timeout_s:.0f} s:\n{_table(net, states)}")
+            table = status_table(net, states)
+            raise ClusterError(f"cluster not ready after {timeout_s:.0f} s:\n{table}")
         time.sleep(_POLL_S)
 
 
@@ -312,7 +314,7 @@ def _cmd_start(net: Network, args: argparse.Namespace) -> int:
     print(f"starting {net.n} validators (quorum {net.q}) from {net.run_dir}")
     t0 = time.monotonic()
     states = start_cluster(net, args.timeout)
-    print(_table(net, states))
+    print(status_table(net, states))
     print(f"cluster ready in {time.monotonic() - t0:.1f} s; logs in {net.run_dir / 'logs'}")
     return 0
 

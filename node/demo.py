@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from client import (
     load_key,
     propose_dvp,
 )
-from node.cluster import node_states, start_cluster, stop_cluster
+from node.cluster import node_states, start_cluster, status_table, stop_cluster
 from node.demo_console import CONSOLE_HELP, console_or_hint
 from node.demo_freeze import show_freeze
 from node.demo_gov import show_governance
@@ -229,30 +230,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", metavar="DIR", help="use DIR as the run directory and keep it")
     p.add_argument("--console", type=int, metavar="PORT", help=CONSOLE_HELP)
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ledger-demo-") as tmp:
-        run_dir = Path(args.keep or Path(tmp) / "run")
-        q = default_quorum(args.n) if args.q is None else args.q
-        spec = NetSpec(n=args.n, q=q, port_base=free_port_base(args.n))
+    # A temporary run directory is removed only after a demo that succeeded: a failed one
+    # keeps its node logs, which are the only record of why (a liveness stall seen under
+    # load was not diagnosable with them gone).
+    tmp = Path(tempfile.mkdtemp(prefix="ledger-demo-"))
+    run_dir = Path(args.keep or tmp / "run")
+    q = default_quorum(args.n) if args.q is None else args.q
+    spec = NetSpec(n=args.n, q=q, port_base=free_port_base(args.n))
+    agreed = False
+    try:
         net = generate(run_dir, spec, force=bool(args.keep))
-        print(f"chain {net.chain_id[:16]}...: {net.n} validators, quorum {net.q}")
-        t0 = time.monotonic()
-        try:
-            start_cluster(net)
-            print(f"cluster ready in {time.monotonic() - t0:.1f} s")
-            # Demo block times are wall-clock: trades expire 10 minutes from now.
-            try:
-                asyncio.run(_trades(net, load_run_network(run_dir)))
-            except (LedgerError, LifecycleMismatch, ReserveMismatch) as e:
-                print(f"demo: {e}", file=sys.stderr)
-                return 1
-            # Let the last commit certificate reach every validator before comparing.
-            time.sleep(0.5)
-            agreed = _agreement(net)
-            console_or_hint(net.run_dir, args.console)  # node/demo_console.py
-        finally:
-            stopped = stop_cluster(net)
-            print(f"stopped {stopped} validators")
+        agreed = _run(net, run_dir, args.console)
+    finally:
+        if agreed and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif not agreed:
+            print(f"demo: run directory kept: {run_dir} (node logs in logs/)", file=sys.stderr)
     return 0 if agreed else 1
+
+
+def _run(net: Network, run_dir: Path, console: int | None) -> bool:
+    """Start the cluster, run every step, check agreement, stop it: whether all went well."""
+    print(f"chain {net.chain_id[:16]}...: {net.n} validators, quorum {net.q}")
+    t0 = time.monotonic()
+    try:
+        start_cluster(net)
+        print(f"cluster ready in {time.monotonic() - t0:.1f} s")
+        # Demo block times are wall-clock: trades expire 10 minutes from now.
+        try:
+            asyncio.run(_trades(net, load_run_network(run_dir)))
+        except (LedgerError, LifecycleMismatch, ReserveMismatch) as e:
+            print(f"demo: {e}", file=sys.stderr)
+            # The cluster as it stands at the failure (a stall: who is behind, in which
+            # view, holding what), before stopping it changes anything.
+            print(status_table(net, node_states(net)), file=sys.stderr)
+            return False
+        # Let the last commit certificate reach every validator before comparing.
+        time.sleep(0.5)
+        agreed = _agreement(net)
+        console_or_hint(net.run_dir, console)  # node/demo_console.py
+    finally:
+        stopped = stop_cluster(net)
+        print(f"stopped {stopped} validators")
+    return agreed
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from node import crypto
 from node.config import (
@@ -520,9 +520,12 @@ class Node:
             raise InvariantError(f"a wait for {tid.hex()} resolved before its commit")
         return found
 
-    async def head_changed(self) -> None:
-        """Returns after the next commit."""
-        await self._head_changed.wait()
+    def head_changed(self) -> Coroutine[Any, Any, Literal[True]]:
+        """Completes after the next commit from this call on. Not a coroutine function: the
+        event is taken now, not when the awaitable first runs. ``asyncio.wait_for`` (Python
+        3.11) runs it a loop turn later, and a commit in that turn (the block carrying a
+        result proof) was missed: the wait slept until its timeout on an idle cluster."""
+        return self._head_changed.wait()
 
     # --- the loop --------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""A node's finality wait (``Node.wait_for``) sees every commit after its check.
+
+The liveness defect behind "transaction ... not final within 60 s" in the 4-validator
+demo under load: a wait for a result proof read the store (block h committed, h + 1 not
+yet), then waited for the next commit through ``asyncio.wait_for``, which on Python 3.11
+starts the awaited coroutine a loop turn later, and only then took the node's
+head-changed event. A commit in that turn (block h + 1, which carries the proof) set the
+old event and replaced it; the wait took the new one and slept until its timeout, since
+an idle cluster makes no block h + 2. The tests put the commit exactly in that turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from node.core import Block, Phase, QuorumCert, encode_block, encode_qc
+from node.core.types import vote_message
+from node.genesis import DemoNetwork
+from node.merkle import EMPTY_ROOT
+from node.runtime._metrics import Metrics
+from node.runtime._node import Node
+from node.settlement import BlockContext, SignedTx, apply_block, tx_id
+from node.store import MemoryStore
+from tests.ledger_helpers import TxFactory
+
+# Long enough never to end a wait that works (it needs no time at all); a wait that
+# missed its commit ends with TimeoutError after it, which is the failure.
+_WAIT_S = 5.0
+
+
+def _block(net: DemoNetwork, store: MemoryStore, txs: list[bytes], results: bytes) -> Block:
+    g, head = net.genesis, store.head()
+    height = head.height + 1
+    return Block(
+        chain_id=g.chain_id,
+        height=height,
+        view=height,
+        parent_hash=head.block_hash,
+        proposer=height % len(g.validators),
+        time_ms=g.genesis_time_ms + 1_000 * height,
+        executed_height=height - 1,
+        state_root=head.state_root,
+        results_root=results,
+        txs=tuple(txs),
+    )
+
+
+def _qc(net: DemoNetwork, block: Block) -> QuorumCert:
+    g = net.genesis
+    msg = vote_message(g.chain_id, Phase.COMMIT, block.view, block.height, block.hash)
+    sigs = tuple((i, net.validator_keys[i].sign(msg)) for i in range(g.quorum))
+    return QuorumCert(Phase.COMMIT, block.view, block.height, block.hash, sigs)
+
+
+def _node_with_trade_at_height_1(net: DemoNetwork, txf: TxFactory) -> tuple[Node, bytes, Block]:
+    """A node whose head is block 1 holding a trade, and the empty block 2 that certifies
+    its result (not committed yet)."""
+    store = MemoryStore(net.genesis)
+    raw = txf.signed(txf.dvp())
+    first = _block(net, store, [raw], EMPTY_ROOT)
+    ctx = BlockContext(first.height, first.time_ms)
+    outcome = apply_block(store, [raw], ctx)
+    store.commit_block(first.hash, encode_block(first), encode_qc(_qc(net, first)), ctx, outcome)
+    node = Node(net.genesis, 0, net.validator_keys[0], store, Metrics())
+    return node, tx_id(SignedTx.decode(raw).body), _block(net, store, [], outcome.results_root)
+
+
+async def test_a_commit_in_the_turn_after_the_check_still_ends_the_proof_wait(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    node, tid, second = _node_with_trade_at_height_1(net, txf)
+    waiting = asyncio.ensure_future(node.wait_for(tid, _WAIT_S, prove_result=True))
+    await asyncio.sleep(0)  # one turn: the wait read the store, found no proof, and waits
+    assert not waiting.done()
+    node._execute(second, _qc(net, second))  # the engine's execute port: block 2 commits
+    receipt = await waiting  # before the fix: TimeoutError after _WAIT_S
+    assert receipt.height == 1 and receipt.result_proof is not None
+
+
+async def test_a_proof_wait_ends_with_a_later_commit_too(net: DemoNetwork, txf: TxFactory) -> None:
+    """The control: the same commit a few turns after the wait began ends it as well (this
+    passed before the fix; the race needs the commit in the one turn after the check)."""
+    node, tid, second = _node_with_trade_at_height_1(net, txf)
+    waiting = asyncio.ensure_future(node.wait_for(tid, _WAIT_S, prove_result=True))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    node._execute(second, _qc(net, second))
+    receipt = await waiting
+    assert receipt.height == 1 and receipt.result_proof is not None
