@@ -1252,3 +1252,46 @@ MUTANTS += [
            tests=["tests/unit/test_lock_client.py::test_a_lock_is_read_by_its_holder_its_beneficiary_and_observers"]),
 ]
 # fmt: on
+
+# --- flake: the proof wait's missed wake-up (session 10; reported by its engineer, confirmed)
+# --- lockrepo: locks securing a repo (issue 18; reported by its engineer, confirmed) -------
+_LR = "tests/unit/test_lock_repo.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("head-changed-taken-late", "node/runtime/_node.py",
+           old="return self._head_changed.wait()",
+           new="async def taken_late() -> Literal[True]:\n            return await self._head_changed.wait()\n\n        return taken_late()",
+           breaks="a proof or settlement wait misses the commit landing in the loop turn after its "
+                  "store read and sleeps until its timeout on an idle cluster",
+           tests=["tests/unit/test_finality_wait.py::test_a_commit_in_the_turn_after_the_check_still_ends_the_proof_wait"]),
+    Mutant("repo-default-not-noted-for-locks", "node/settlement/_repo.py",
+           old='            _lock.note_default(o, Secured(SecuredKind.REPO, rec.id.encode("ascii")), (who,))\n', new="",
+           breaks="a repo default is not recorded for locks: the pledge cannot be claimed",
+           tests=[_LR + "test_the_lender_claims_the_borrowers_pledge_when_the_repo_defaults",
+                  _LR + "test_a_lender_who_cannot_deliver_the_collateral_back_loses_its_pledge",
+                  "tests/unit/test_lock_properties.py::test_a_claim_on_a_repo_default_passes_the_oracle_and_pays_the_lender"]),
+    Mutant("repo-default-blames-both", "node/settlement/_repo.py",
+           old='rec.id.encode("ascii")), (who,))', new='rec.id.encode("ascii")), (rec.borrower, rec.lender))',
+           breaks="both parties of a defaulted repo are recorded as defaulting",
+           tests=[_LR + "test_the_lender_claims_the_borrowers_pledge_when_the_repo_defaults"]),
+    Mutant("lock-secures-dead-repo", "node/settlement/_repo.py",
+           old="return (rec.borrower, rec.lender) if rec is not None and rec.live else None",
+           new="return (rec.borrower, rec.lender) if rec is not None else None",
+           breaks="a lock secures a closed or defaulted repo",
+           tests=[_LR + "test_a_lock_naming_no_live_repo_is_not_pending",
+                  _LR + "test_a_closing_repo_may_still_be_secured_a_defaulted_one_not"]),
+    Mutant("lock-repo-resolved-as-pending", "node/settlement/_apply.py",
+           old="            return _repo.live_parties(o, secured)\n", new="            return _pending.live_parties(o, secured)\n",
+           breaks="a lock securing a live repo is refused",
+           tests=[_LR + "test_a_lock_secures_an_open_repo_between_its_two_parties_either_way_round"]),
+    Mutant("cli-lock-secures-repo-ignored", "client/_cli_lock.py",
+           old='_hex_id(args.secures, "--secures") or (args.secures_repo or "")', new='_hex_id(args.secures, "--secures")',
+           breaks="ledger lock create --secures-repo makes a plain pledge",
+           tests=[_LR + "test_lock_create_with_secures_repo_signs_a_lock_securing_that_repo"]),
+    Mutant("sdk-lock-repo-as-pending", "client/_trades.py",
+           old='return Secured(SecuredKind.REPO, _new_id("secures", secures).encode("ascii"))',
+           new='return Secured(SecuredKind.PENDING_DVP, _new_id("secures", secures).encode("ascii"))',
+           breaks="the SDK's lock(secures=repo id) secures a pending trade instead",
+           tests=[_LR + "test_the_lock_builder_takes_a_repo_id_as_secures"]),
+]
+# fmt: on
