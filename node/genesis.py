@@ -22,9 +22,11 @@ from node.settlement import (
     CustodyBacking,
     Genesis,
     GenesisError,
+    Haircut,
     Holding,
     Instrument,
     InstrumentKind,
+    MarginTerms,
     Participant,
     ReserveRules,
     Role,
@@ -169,6 +171,7 @@ def _reserve_rules(d: Any, where: str) -> ReserveRules:
 
 # Optional top-level keys, by part; absent means the default (none).
 _OPTIONAL_KEYS = frozenset({"governance", "custody", "reserves", "compliance"})  # gov, reserve, kyc
+_OPTIONAL_KEYS |= {"margin"}  # margin
 
 
 def _governance(doc: dict[str, Any]) -> tuple[tuple[str, ...], int]:
@@ -197,6 +200,8 @@ def parse_genesis(doc: Any) -> Genesis:
     extra: dict[str, Any] = {}
     if "compliance" in doc:
         extra["compliance"] = compliance_from_json(doc["compliance"])
+    if "margin" in doc:
+        extra["margin"] = margin_from_json(doc["margin"])
     admins, threshold = _governance(doc)
     return Genesis(
         name=_str(doc, "name", "genesis"),
@@ -258,6 +263,41 @@ def compliance_to_json(c: ComplianceRules) -> dict[str, Any]:
         "min_tier": dict(c.min_tier),
         "limits": [limit(r) for r in c.limits],
         "cosign_above": dict(c.cosign_above),
+    }
+
+
+# --- margin: price sources and haircuts (docs/ledger.md "Prices, margin and substitution")
+
+_MARGIN_KEYS = {"sources", "threshold", "price_age_max_ms", "haircuts"}
+
+
+def _haircut(d: Any, where: str) -> Haircut:
+    d = _obj(d, where, {"instrument", "cash", "haircut_bp"})
+    return Haircut(
+        _str(d, "instrument", where), _str(d, "cash", where), _int(d, "haircut_bp", where)
+    )
+
+
+def margin_from_json(d: Any) -> MarginTerms:
+    """The genesis ``margin`` object; GenesisError names the field (Genesis validates it)."""
+    d = _obj(d, "margin", _MARGIN_KEYS)
+    sources = d["sources"]
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise GenesisError("margin.sources: expected a list of participant ids")
+    return MarginTerms(
+        tuple(sources),
+        _int(d, "threshold", "margin"),
+        _int(d, "price_age_max_ms", "margin"),
+        _list(d, "haircuts", _haircut),
+    )
+
+
+def margin_to_json(m: MarginTerms) -> dict[str, Any]:
+    return {
+        "sources": list(m.sources),
+        "threshold": m.threshold,
+        "price_age_max_ms": m.price_age_max_ms,
+        "haircuts": [dataclasses.asdict(h) for h in m.haircuts],
     }
 
 
@@ -339,6 +379,8 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
     doc.update(_reserve_json(g))
     if not g.compliance.is_default:
         doc["compliance"] = compliance_to_json(g.compliance)
+    if not g.margin.is_default:
+        doc["margin"] = margin_to_json(g.margin)
     return doc
 
 

@@ -23,6 +23,7 @@ from node.settlement._compliance import day_total, rules_in_force, set_rules
 from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._kyc_rules import ComplianceRules, TierLimit, check_rules
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
+from node.settlement._margin_terms import Haircut, MarginTerms
 from node.settlement._model import (
     KYC_TIER_MAX,
     CustodyBacking,
@@ -47,6 +48,13 @@ from node.settlement._pending import (
     outcome,
     pending_count,
 )
+from node.settlement._price import (
+    PriceRecord,
+    collateral_value,
+    fresh_price,
+    price_records,
+    units_for,
+)
 from node.settlement._registry import Registry
 from node.settlement._repo import RepoRecord, RepoStatus, repo, repos_of
 from node.settlement._reserve import (
@@ -66,6 +74,7 @@ from node.settlement._tx import (
     AddInstrument,
     AddParticipant,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     Bill,
     Burn,
@@ -76,6 +85,7 @@ from node.settlement._tx import (
     Freeze,
     FreezeReason,
     Hold,
+    MarginCall,
     Mint,
     PendingDvP,
     Redeem,
@@ -83,6 +93,7 @@ from node.settlement._tx import (
     Release,
     RepoClose,
     RepoOpen,
+    RepoSubstitute,
     RotateKey,
     SetComplianceRules,
     SetKycTier,
@@ -108,6 +119,7 @@ __all__ = [
     "AddInstrument",
     "AddParticipant",
     "AttestCustody",
+    "AttestPrice",
     "AttestReserves",
     "Bill",
     "BlockContext",
@@ -126,6 +138,7 @@ __all__ = [
     "FreezeRecord",
     "Genesis",
     "GenesisError",
+    "Haircut",
     "Head",
     "Hold",
     "Holding",
@@ -133,11 +146,14 @@ __all__ = [
     "Instrument",
     "InstrumentKind",
     "InstrumentState",
+    "MarginCall",
+    "MarginTerms",
     "Mint",
     "Outcome",
     "Paid",
     "Participant",
     "PendingDvP",
+    "PriceRecord",
     "RecordKind",
     "Redeem",
     "RedeemAll",
@@ -148,6 +164,7 @@ __all__ = [
     "RepoOpen",
     "RepoRecord",
     "RepoStatus",
+    "RepoSubstitute",
     "ReserveAttestation",
     "ReserveRules",
     "ResultCode",
@@ -171,12 +188,14 @@ __all__ = [
     "apply_block",
     "authentic",
     "check_rules",
+    "collateral_value",
     "cusip_check_digit",
     "custody_attestations",
     "day_total",
     "decode_body",
     "encode_body",
     "freezes",
+    "fresh_price",
     "genesis_custody",
     "genesis_reserves",
     "genesis_state_root",
@@ -188,6 +207,7 @@ __all__ = [
     "outcome",
     "pending_count",
     "precheck",
+    "price_records",
     "repo",
     "repos_of",
     "reserve_attestations",
@@ -197,5 +217,6 @@ __all__ = [
     "set_rules",
     "sign_tx",
     "tx_id",
+    "units_for",
     "valid_cusip",
 ]

@@ -38,7 +38,7 @@ from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement import _compliance as kyc
-from node.settlement import _freeze, _gov, _pending, _repo, _reserve
+from node.settlement import _freeze, _gov, _margin, _pending, _price, _repo, _reserve
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
@@ -50,6 +50,7 @@ from node.settlement._tx import (
     AddInstrument,
     AddParticipant,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     Burn,
     Cancel,
@@ -58,6 +59,7 @@ from node.settlement._tx import (
     DvP,
     Freeze,
     Hold,
+    MarginCall,
     Mint,
     PendingDvP,
     Redeem,
@@ -65,6 +67,7 @@ from node.settlement._tx import (
     Release,
     RepoClose,
     RepoOpen,
+    RepoSubstitute,
     RotateKey,
     SetComplianceRules,
     SetKycTier,
@@ -332,6 +335,12 @@ def _roles_may_allow(reg: Registry, tx: Transaction) -> bool:
             parties = (tx.borrower, tx.lender)
         case RepoClose():
             parties = tx.by
+        case AttestPrice():
+            return tx.instrument not in reg.instrument_by_id or _price.may_attest_price(
+                reg, tx.source
+            )
+        case MarginCall() | RepoSubstitute():
+            parties = (tx.borrower, tx.lender)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
@@ -428,6 +437,12 @@ def _execute(
             return _reserve.attest_reserves(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
         case RepoOpen() | RepoClose():
             return _repo_tx(reg, o, tx, ctx, at)
+        case AttestPrice():
+            return _price.attest_price(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+        case MarginCall():
+            return _margin.margin_call(reg, o, tx, time_ms=ctx.time_ms)
+        case RepoSubstitute():
+            return _margin.substitute(reg, o, tx, time_ms=ctx.time_ms)
         case _:
             assert_never(tx)
 
