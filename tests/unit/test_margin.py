@@ -1,0 +1,217 @@
+"""Margin calls and substitution on an open repo (issue 18 item 3; docs/ledger.md
+"Prices, margin and substitution"): each code with its negative control (the same call
+settling once the rule allows it), and the collateral a call adds returned at close.
+
+The repo under test: BANK01 borrows $9,500.00 from BANK02 against 1,000,000 units
+($10,000 face) of the first demo bond (2% haircut) and repays $9,510.00 at close.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from node.genesis import DemoNetwork
+from node.settlement import (
+    MarginCall,
+    RepoClose,
+    RepoOpen,
+    RepoSubstitute,
+    ResultCode,
+    collateral_value,
+    repo,
+    units_for,
+)
+from node.store import MemoryStore
+from tests.ledger_helpers import HOUR_MS, TxFactory
+from tests.margin_helpers import attest, codes, margin_net, run
+
+RC = ResultCode
+MIN = 60_000
+QTY, PURCHASE, REPURCHASE = 1_000_000, 950_000, 951_000
+CLOSE_MS = 4 * HOUR_MS
+BORROWER, LENDER = "BANK01", "BANK02"
+
+
+@pytest.fixture
+def net() -> DemoNetwork:
+    return margin_net()
+
+
+@pytest.fixture
+def txf(net: DemoNetwork) -> TxFactory:
+    return TxFactory(net)
+
+
+def t(net: DemoNetwork, ms: int) -> int:
+    return net.genesis.genesis_time_ms + ms
+
+
+def open_repo(txf: TxFactory, repo_id: str = "R-1") -> bytes:
+    tx = RepoOpen(
+        txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, repo_id, BORROWER, LENDER,
+        txf.net.bonds[0], QTY, txf.net.cash, PURCHASE, REPURCHASE, 0, txf.t0 + CLOSE_MS,
+        txf.t0 + CLOSE_MS + HOUR_MS,
+    )  # fmt: skip
+    return txf.signed(tx)
+
+
+def call(txf: TxFactory, repo_id: str = "R-1", lender: str = LENDER) -> bytes:
+    tx = MarginCall(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, repo_id, BORROWER, lender)
+    return txf.signed(tx)
+
+
+def swap(txf: TxFactory, quantity: int, instrument: str = "", repo_id: str = "R-1") -> bytes:
+    tx = RepoSubstitute(
+        txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, repo_id, BORROWER, LENDER,
+        instrument or txf.net.bonds[1], quantity,
+    )  # fmt: skip
+    return txf.signed(tx)
+
+
+def prices(txf: TxFactory, price: int, at_ms: int, bond: str = "", n: int = 2) -> list[bytes]:
+    """``n`` sources attest ``price`` as of genesis + ``at_ms``."""
+    sources = ("CASHCO", "CSD", "AUDITOR")[:n]
+    when = txf.net.genesis.genesis_time_ms + at_ms
+    return [attest(txf, price, when, source=s, bond=bond or None) for s in sources]
+
+
+@pytest.fixture
+def store(net: DemoNetwork, txf: TxFactory) -> MemoryStore:
+    """The repo open at genesis + 1 minute."""
+    s = MemoryStore(net.genesis)
+    assert codes(run(s, open_repo(txf), at_ms=MIN)) == [RC.OK]
+    return s
+
+
+def holdings(store: MemoryStore, net: DemoNetwork) -> dict[tuple[str, str], int]:
+    return {(p, b): store.balance(p, b) for p in (BORROWER, LENDER) for b in net.bonds}
+
+
+# --- MarginCall ----------------------------------------------------------------------------
+
+
+def test_no_deficit_moves_nothing_and_a_price_drop_calls_exactly_the_deficit(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, *prices(txf, 990_000, 2 * MIN), at_ms=2 * MIN)
+    before = holdings(store, net)
+    assert codes(run(store, call(txf), at_ms=3 * MIN)) == [RC.NO_MARGIN_DEFICIT]
+    assert holdings(store, net) == before  # 970,200 covers 951,000: nothing to call
+    run(store, *prices(txf, 900_000, 4 * MIN), at_ms=4 * MIN)  # worth 882,000 now
+    assert codes(run(store, call(txf), at_ms=5 * MIN)) == [RC.OK]
+    need = units_for(REPURCHASE, 900_000, 200)
+    assert need == 1_078_232 and collateral_value(need, 900_000, 200) >= REPURCHASE
+    extra = need - QTY
+    assert store.balance(BORROWER, net.bonds[0]) == before[(BORROWER, net.bonds[0])] - extra
+    assert store.balance(LENDER, net.bonds[0]) == before[(LENDER, net.bonds[0])] + extra
+    rec = repo(store, "R-1")
+    assert rec is not None and rec.quantity == need  # returned at close
+    assert codes(run(store, call(txf), at_ms=6 * MIN)) == [RC.NO_MARGIN_DEFICIT]  # covered now
+
+
+def test_the_called_units_come_back_at_close(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    start = store.balance(BORROWER, net.bonds[0]) + QTY  # what the borrower had before open
+    run(store, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
+    assert codes(run(store, call(txf), at_ms=3 * MIN)) == [RC.OK]
+    close = RepoClose(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", (BORROWER,))
+    assert codes(run(store, txf.signed(close), at_ms=CLOSE_MS)) == [RC.OK]
+    assert store.balance(BORROWER, net.bonds[0]) == start
+
+
+@pytest.mark.parametrize(
+    ("sources", "call_at", "why"),
+    [
+        (1, 3 * MIN, "one source, k = 2"),
+        (2, 2 * MIN + HOUR_MS + 1, "k sources, but older than the max age at the call"),
+        (0, 3 * MIN, "no price at all"),
+    ],
+)
+def test_no_fresh_price_moves_nothing(
+    store: MemoryStore, txf: TxFactory, sources: int, call_at: int, why: str
+) -> None:
+    net = txf.net
+    if sources:
+        run(store, *prices(txf, 900_000, 2 * MIN, n=sources), at_ms=2 * MIN)
+    before = holdings(store, net)
+    assert codes(run(store, call(txf), at_ms=call_at)) == [RC.NO_FRESH_PRICE], why
+    assert holdings(store, net) == before
+    run(store, *prices(txf, 900_000, call_at + 1), at_ms=call_at + 1)
+    assert codes(run(store, call(txf), at_ms=call_at + 2)) == [RC.OK]  # control: k fresh
+
+
+def test_only_the_repos_lender_calls_and_only_an_open_repo(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
+    refused = [call(txf, lender="BANK03"), call(txf, repo_id="R-404")]
+    assert codes(run(store, *refused, at_ms=3 * MIN)) == [RC.UNAUTHORIZED, RC.NO_SUCH_REPO]
+    both = RepoClose(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", (BORROWER, LENDER))
+    out = run(store, txf.signed(both), call(txf), at_ms=4 * MIN)
+    assert codes(out) == [RC.OK, RC.REPO_NOT_OPEN]  # closed first in the block
+
+
+def test_a_borrower_short_of_units_is_refused_whole(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
+    held = store.balance(BORROWER, net.bonds[0])
+    away = txf.signed(txf.transfer(BORROWER, "BANK03", held - 1, net.bonds[0]))
+    before_lender = store.balance(LENDER, net.bonds[0])
+    assert codes(run(store, away, call(txf), at_ms=3 * MIN)) == [
+        RC.OK,
+        RC.INSUFFICIENT_SECURITIES,
+    ]
+    assert store.balance(LENDER, net.bonds[0]) == before_lender
+    assert store.balance(BORROWER, net.bonds[0]) == 1
+    back = txf.signed(txf.transfer("BANK03", BORROWER, held - 1, net.bonds[0]))
+    assert codes(run(store, back, call(txf), at_ms=4 * MIN)) == [RC.OK, RC.OK]  # control
+
+
+# --- RepoSubstitute ------------------------------------------------------------------------
+
+
+def test_substitution_below_value_moves_nothing_and_at_value_swaps_both_legs(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, *prices(txf, 1_000_000, 2 * MIN, bond=net.bonds[1]), at_ms=2 * MIN)
+    need = units_for(REPURCHASE, 1_000_000, 500)  # the second bond has a 5% haircut
+    assert need == 1_001_053
+    before = holdings(store, net)
+    assert codes(run(store, swap(txf, need - 1), at_ms=3 * MIN)) == [RC.SUBSTITUTION_BELOW_VALUE]
+    assert holdings(store, net) == before
+    assert codes(run(store, swap(txf, need), at_ms=4 * MIN)) == [RC.OK]
+    old, new = net.bonds
+    assert holdings(store, net) == {
+        (BORROWER, old): before[(BORROWER, old)] + QTY,
+        (LENDER, old): before[(LENDER, old)] - QTY,
+        (BORROWER, new): before[(BORROWER, new)] - need,
+        (LENDER, new): before[(LENDER, new)] + need,
+    }
+    rec = repo(store, "R-1")
+    assert rec is not None and (rec.bond, rec.quantity) == (new, need)
+
+
+def test_substitution_needs_a_fresh_price_of_the_new_collateral(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, *prices(txf, 1_000_000, 2 * MIN), at_ms=2 * MIN)  # the old bond's only
+    before = holdings(store, net)
+    assert codes(run(store, swap(txf, 2 * QTY), at_ms=3 * MIN)) == [RC.NO_FRESH_PRICE]
+    assert holdings(store, net) == before
+    run(store, *prices(txf, 1_000_000, 3 * MIN, bond=net.bonds[1]), at_ms=3 * MIN)
+    assert codes(run(store, swap(txf, 2 * QTY), at_ms=4 * MIN)) == [RC.OK]  # control
+
+
+def test_substitution_into_ineligible_or_unknown_collateral_is_refused(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    refused = [swap(txf, QTY, net.cash), swap(txf, QTY, "XX0000000000"), swap(txf, 0)]
+    assert codes(run(store, *refused, at_ms=2 * MIN)) == [
+        RC.NOT_ELIGIBLE_COLLATERAL,
+        RC.UNKNOWN_INSTRUMENT,
+        RC.INVALID_AMOUNT,
+    ]
+    rec = repo(store, "R-1")
+    assert rec is not None and (rec.bond, rec.quantity) == (net.bonds[0], QTY)
