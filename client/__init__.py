@@ -48,6 +48,7 @@ from client._errors import (
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
+from client._prices import PriceBook, PriceView, SourcePrice
 from client._reference import Reference
 from client._replay import HolderAt, HoldersAt
 from client._stream import SubmitStream
@@ -106,6 +107,8 @@ __all__ = [
     "ParticipantKey",
     "PendingTrade",
     "PermissionDeniedError",
+    "PriceBook",
+    "PriceView",
     "Receipt",
     "Reference",
     "RejectedError",
@@ -114,6 +117,7 @@ __all__ = [
     "Settlement",
     "SignedTransaction",
     "SigningError",
+    "SourcePrice",
     "StreamedTx",
     "SubmitStream",
     "SyncSubmitStream",

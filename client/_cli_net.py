@@ -117,6 +117,10 @@ def _command(name: str) -> Command:
         from client import _cli_reserve
 
         return _cli_reserve.COMMANDS[name]
+    if name.startswith("margin_"):  # prices, margin, substitution (client/_cli_margin.py)
+        from client import _cli_margin
+
+        return _cli_margin.COMMANDS[name]
     return _COMMANDS[name]
 
 
@@ -219,6 +223,10 @@ def describe(tx: Transaction) -> str:
         return f"{kind} {target}{why} by {terms['by']}"
     if "admins" in terms:  # governance (docs/ledger.md "Governance")
         return _describe_gov(terms)
+    if kind in ("ATTEST_PRICE", "MARGIN_CALL", "REPO_SUBSTITUTE"):  # margin
+        from client._cli_margin import describe as describe_margin
+
+        return describe_margin(terms)
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"

@@ -42,6 +42,7 @@ from node.settlement import (
     AddInstrument,
     AddParticipant,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     Bill,
     Burn,
@@ -57,6 +58,7 @@ from node.settlement import (
     Hold,
     Instrument,
     InstrumentKind,
+    MarginCall,
     Mint,
     Participant,
     PendingDvP,
@@ -64,6 +66,7 @@ from node.settlement import (
     RedeemAll,
     Registry,
     Release,
+    RepoSubstitute,
     Role,
     RotateKey,
     SetComplianceRules,
@@ -520,6 +523,45 @@ class Transactions:
             document_sha256=_digest(document_sha256),
             deposits=_u64("deposits", deposits),
             bills=_bills(bills),
+        )
+
+    # --- margin: prices, margin calls, substitution (docs/ledger.md "Prices, margin and
+    # substitution") -----------------------------------------------------------------------
+
+    def attest_price(self, source: str, instrument: str, price: int, as_of_ms: int) -> AttestPrice:
+        """``source`` (a price source genesis names) attests that ``instrument`` is worth
+        ``price`` minor units of its quote cash per PRICE_UNITS (1,000,000) units, as of
+        ``as_of_ms``; the ledger judges who may attest and what is fresh."""
+        return AttestPrice(
+            **self._head(),
+            source=self._participant("source", source),
+            instrument=self._instrument("instrument", instrument, InstrumentKind.BOND),
+            price=self._amount("price", price),
+            as_of_ms=_u64("as_of_ms", as_of_ms),
+        )
+
+    def margin_call(self, repo: str, borrower: str, lender: str) -> MarginCall:
+        """The lender calls margin on ``repo`` (signed by the lender alone)."""
+        return MarginCall(
+            **self._head(),
+            repo=_new_id("repo", repo),
+            borrower=self._participant("borrower", borrower),
+            lender=self._participant("lender", lender),
+        )
+
+    def repo_substitute(
+        self, repo: str, borrower: str, lender: str, instrument: str, quantity: int
+    ) -> RepoSubstitute:
+        """Swap ``repo``'s collateral for ``quantity`` of ``instrument`` (signed by both)."""
+        if borrower == lender:
+            raise InvalidFieldError("lender", "the borrower and the lender must differ")
+        return RepoSubstitute(
+            **self._head(),
+            repo=_new_id("repo", repo),
+            borrower=self._participant("borrower", borrower),
+            lender=self._participant("lender", lender),
+            instrument=self._instrument("instrument", instrument, InstrumentKind.BOND),
+            quantity=self._amount("quantity", quantity),
         )
 
 

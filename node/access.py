@@ -32,6 +32,9 @@ The authorization rules are pure functions of the caller, the reference data (a
 - the reference data (``GetReference``: participants, their roles, tiers and public keys,
   instruments with terms, supply and cap, the admins) goes to every participant: each
   needs its counterparties' keys and the terms it trades on, and none of it is a position;
+- the recorded prices of eligible collateral (``GetPrices``) go to every participant:
+  prices are market data, not positions, and a repo's parties need them to see a margin
+  call coming;
 - participants with an observer role (``regulator``, ``compliance``, ``auditor``) read
   everything.
 
@@ -71,6 +74,7 @@ __all__ = [
     "may_read_attestations",
     "may_read_holders",
     "may_read_pending",
+    "may_read_prices",
     "may_read_reference",
     "may_read_tx",
     "parse_claim",
@@ -262,4 +266,9 @@ def may_read_attestations(caller: Caller, instrument: str, reg: Registry) -> boo
 
 def may_read_reference(caller: Caller) -> bool:
     """The reference data is every participant's (see above): identity is all it takes."""
+    return bool(caller.participant)
+
+
+def may_read_prices(caller: Caller) -> bool:
+    """The recorded prices are every participant's (see above): identity is all it takes."""
     return bool(caller.participant)

@@ -48,6 +48,7 @@ __all__ = [
     "demo_compliance",
     "demo_genesis",
     "demo_lifecycle_bonds",
+    "demo_margin",
     "dump_genesis",
     "genesis_to_json",
     "instrument_from_json",
@@ -467,6 +468,22 @@ DEMO_RESERVE_RULES = ReserveRules(
 )
 
 
+# margin (docs/ledger.md "Prices, margin and substitution"): three institutions that are
+# never a repo party in the demo attest prices, two of them make a price, an hour old at
+# most; both tradable bonds are eligible, the longer one with the larger haircut.
+DEMO_PRICE_SOURCES = ("AUDITOR", "CASHCO", "CSD")
+DEMO_PRICE_THRESHOLD = 2
+DEMO_PRICE_AGE_MAX_MS = 3_600_000
+DEMO_HAIRCUTS_BP = (200, 100)  # the 2034 note 2%, the 2027 bill 1%
+
+
+def demo_margin(bonds: tuple[str, ...], cash: str) -> MarginTerms:
+    """The demo network's price sources, threshold, price age and haircut schedule."""
+    rows = [Haircut(b, cash, h) for b, h in zip(bonds, DEMO_HAIRCUTS_BP, strict=True)]
+    rows.sort(key=lambda r: r.instrument)
+    return MarginTerms(DEMO_PRICE_SOURCES, DEMO_PRICE_THRESHOLD, DEMO_PRICE_AGE_MAX_MS, tuple(rows))
+
+
 def demo_lifecycle_bonds(today: date, cash: str) -> tuple[Instrument, Instrument]:
     """Two bonds whose schedule has already begun on ``today``: one with monthly coupons
     due since two years ago (maturing in four years), one matured yesterday whose only
@@ -496,6 +513,7 @@ def demo_genesis(
     *,
     backing: bool = False,
     compliance: bool = False,
+    margin: bool = False,
 ) -> DemoNetwork:
     """A deterministic network: a depository, a treasury, a cash issuer, ``banks`` banks.
 
@@ -507,6 +525,8 @@ def demo_genesis(
         stay unbacked, since the benchmark mints them freely. With ``compliance`` (kyc), the
     KYC and AML rules of ``demo_compliance`` (``make genesis`` networks have them; unit
     tests opt in, so their larger amounts keep testing the checks they were written for).
+    With ``margin``, the price sources, threshold and haircuts of ``demo_margin``
+    (``make genesis`` networks have them).
     """
 
     def key(label: str) -> crypto.SigningKey:
@@ -581,6 +601,7 @@ def demo_genesis(
         compliance=demo_compliance(bonds, cash) if compliance else ComplianceRules(),
         admins=DEMO_ADMINS,
         admin_threshold=DEMO_ADMIN_THRESHOLD,
+        margin=demo_margin(bonds, cash) if margin else MarginTerms(),
     )
     ids = tuple(i.id for i in lifecycle)
     return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund, ids)

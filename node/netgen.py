@@ -450,7 +450,13 @@ def generate(
     # redeems a matured bond (block time is the wall clock).
     seed = secrets.token_hex(32).encode()
     demo = demo_genesis(
-        spec.n, spec.q, seed, lifecycle_date=now.date(), backing=True, compliance=True
+        spec.n,
+        spec.q,
+        seed,
+        lifecycle_date=now.date(),
+        backing=True,
+        compliance=True,
+        margin=True,
     )
     progress(f"generating {spec.n} validator keys and TLS certificates in {out}")
     nodes = [spec.node(i, out) for i in range(spec.n)]
