@@ -103,6 +103,7 @@ from node.settlement import (
     PendingDvP,
     Redeem,
     Release,
+    RepoRecord,
     ReserveAttestation,
     ResultCode,
     SignedTx,
@@ -841,6 +842,27 @@ class AsyncLedgerClient:
             )
 
         return await self._call("freezes", get)
+
+    async def repos(
+        self, repo_id: str = "", *, party: str = "", limit: int = 0
+    ) -> tuple[int, tuple[RepoRecord, ...]]:
+        """(height, repos after it, in id order): ``repo_id`` alone (NotFoundError if
+        none), else those naming ``party`` (default: the caller), else for an observer
+        with neither, all; at most ``limit`` (0: REPO_LIST_MAX). A repo goes to its two
+        parties and observers (PermissionDeniedError else; docs/ledger.md "Repo")."""
+
+        async def get(i: int) -> tuple[int, tuple[RepoRecord, ...]]:
+            req = pb.ReposRequest(id=repo_id, party=party, limit=limit)
+            msg = await self._stub(i).GetRepos(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetRepos", req)
+            )
+            try:
+                found = tuple(RepoRecord.decode(r.id, r.record) for r in msg.repos)
+            except TxDecodeError as e:
+                raise BadResponseError(f"a repo record does not decode: {e}") from e
+            return msg.height, found
+
+        return await self._call("repos", get)
 
     async def attestations(self, instrument: str = "") -> tuple[int, tuple[BackedView, ...]]:
         """(height, the backed instruments after it, in id order): each one's supply and

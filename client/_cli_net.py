@@ -117,6 +117,10 @@ def _command(name: str) -> Command:
         from client import _cli_reserve
 
         return _cli_reserve.COMMANDS[name]
+    if name.startswith("repo_"):  # repos (client/_cli_repo.py)
+        from client import _cli_repo
+
+        return _cli_repo.COMMANDS[name]
     if name.startswith("margin_"):  # prices, margin, substitution (client/_cli_margin.py)
         from client import _cli_margin
 
@@ -223,6 +227,14 @@ def describe(tx: Transaction) -> str:
         return f"{kind} {target}{why} by {terms['by']}"
     if "admins" in terms:  # governance (docs/ledger.md "Governance")
         return _describe_gov(terms)
+    if kind == "REPO_OPEN":  # repo (docs/ledger.md "Repo")
+        return (
+            f"REPO-OPEN {terms['id']}: {terms['borrower']} -> {terms['lender']} "
+            f"{amount(terms['quantity'])} {terms['bond']} against "
+            f"{amount(terms['purchase_amount'])} {terms['cash']}"
+        )
+    if kind == "REPO_CLOSE":
+        return f"REPO-CLOSE {terms['id']} by {' and '.join(terms['by'])}"
     if kind in ("ATTEST_PRICE", "MARGIN_CALL", "REPO_SUBSTITUTE"):  # margin
         from client._cli_margin import describe as describe_margin
 

@@ -38,7 +38,7 @@ from client._replay import HoldersAt
 from client._stream import SubmitStream
 from client._trades import SignedTransaction, Transactions
 from node.receipt import Receipt
-from node.settlement import FreezeRecord, Genesis, Transaction
+from node.settlement import FreezeRecord, Genesis, RepoRecord, Transaction
 
 __all__ = ["LedgerClient", "StreamedTx", "SyncSubmitStream"]
 
@@ -210,6 +210,12 @@ class LedgerClient:
     def freezes(self) -> tuple[int, tuple[FreezeRecord, ...]]:
         """See ``AsyncLedgerClient.freezes``."""
         return self._run(self._client.freezes())
+
+    def repos(
+        self, repo_id: str = "", *, party: str = "", limit: int = 0
+    ) -> tuple[int, tuple[RepoRecord, ...]]:
+        """See ``AsyncLedgerClient.repos``."""
+        return self._run(self._client.repos(repo_id, party=party, limit=limit))
 
     def attestations(self, instrument: str = "") -> tuple[int, tuple[BackedView, ...]]:
         """See ``AsyncLedgerClient.attestations``."""

@@ -66,6 +66,8 @@ from node.settlement import (
     RedeemAll,
     Registry,
     Release,
+    RepoClose,
+    RepoOpen,
     RepoSubstitute,
     Role,
     RotateKey,
@@ -524,6 +526,59 @@ class Transactions:
             deposits=_u64("deposits", deposits),
             bills=_bills(bills),
         )
+
+    # --- repo: repurchase agreements (docs/ledger.md "Repo") ----------------------------
+
+    def repo_open(  # noqa: PLR0917 - positional like the repo's terms, in their order
+        self,
+        repo_id: str,
+        borrower: str,
+        lender: str,
+        bond: str,
+        quantity: int,
+        cash: str,
+        purchase_amount: int,
+        close_ms: int,
+        default_ms: int,
+        *,
+        rate_bp: int = 0,
+        repurchase_amount: int = 0,
+    ) -> RepoOpen:
+        """Repo ``repo_id``: ``borrower`` sells ``quantity`` of ``bond`` to ``lender`` for
+        ``purchase_amount`` and buys it back from ``close_ms`` at ``repurchase_amount``, or
+        (0) at the purchase plus ACT/360 interest at ``rate_bp``; a close the borrower
+        cannot pay waits until ``default_ms``. Both parties sign."""
+        if borrower == lender:
+            raise InvalidFieldError("lender", "must differ from the borrower")
+        if repurchase_amount and rate_bp:
+            raise InvalidFieldError("rate_bp", "give a repurchase amount or a rate, not both")
+        if isinstance(rate_bp, bool) or not isinstance(rate_bp, int) or not 0 <= rate_bp < 2**32:
+            raise InvalidFieldError("rate_bp", f"must be an integer in 0..2**32-1, got {rate_bp!r}")
+        if _u64("default_ms", default_ms) < _u64("close_ms", close_ms):
+            raise InvalidFieldError("default_ms", "must not be before close_ms")
+        return RepoOpen(
+            **self._head(),
+            id=_new_id("repo_id", repo_id),
+            borrower=self._participant("borrower", borrower),
+            lender=self._participant("lender", lender),
+            bond=self._instrument("bond", bond, InstrumentKind.BOND),
+            quantity=self._amount("quantity", quantity),
+            cash=self._instrument("cash", cash, InstrumentKind.CASH),
+            purchase_amount=self._amount("purchase_amount", purchase_amount),
+            repurchase_amount=repurchase_amount
+            and self._amount("repurchase_amount", repurchase_amount),
+            rate_bp=rate_bp,
+            close_ms=close_ms,
+            default_ms=default_ms,
+        )
+
+    def repo_close(self, repo_id: str, *by: str) -> RepoClose:
+        """Close repo ``repo_id``, signed by ``by``: one party from the repo's close time,
+        both before it."""
+        if not 1 <= len(set(by)) <= 2:
+            raise InvalidFieldError("by", "one or both of the repo's parties sign a close")
+        signers = tuple(sorted({self._party(b) for b in by}))
+        return RepoClose(**self._head(), id=_new_id("repo_id", repo_id), by=signers)
 
     # --- margin: prices, margin calls, substitution (docs/ledger.md "Prices, margin and
     # substitution") -----------------------------------------------------------------------

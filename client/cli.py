@@ -32,6 +32,7 @@ from client._cli_console import HELP as console_help
 from client._cli_console import console_options
 from client._cli_console import run as console_run
 from client._cli_margin import add_parsers as add_margin
+from client._cli_repo import add_commands as add_repo_commands
 from client._limits import REPLAY_BLOCKS_MAX
 from node._version import __version__
 from node.config import U64_MAX
@@ -1117,6 +1118,7 @@ def build_parser() -> _Parser:
     _add_queries(b)
     _add_lifecycle_queries(b)
     _add_admin(b)
+    add_repo_commands(b, _submit_options(), participant_id, amount)  # repo (client/_cli_repo.py)
     b.leaf(
         b.top,
         "freezes",

@@ -32,6 +32,7 @@ The authorization rules are pure functions of the caller, the reference data (a
 - the reference data (``GetReference``: participants, their roles, tiers and public keys,
   instruments with terms, supply and cap, the admins) goes to every participant: each
   needs its counterparties' keys and the terms it trades on, and none of it is a position;
+- a repo (``GetRepos``) goes to its borrower and lender;
 - the recorded prices of eligible collateral (``GetPrices``) go to every participant:
   prices are market data, not positions, and a repo's parties need them to see a margin
   call coming;
@@ -76,6 +77,7 @@ __all__ = [
     "may_read_pending",
     "may_read_prices",
     "may_read_reference",
+    "may_read_repo",
     "may_read_tx",
     "parse_claim",
     "request_payload",
@@ -267,6 +269,11 @@ def may_read_attestations(caller: Caller, instrument: str, reg: Registry) -> boo
 def may_read_reference(caller: Caller) -> bool:
     """The reference data is every participant's (see above): identity is all it takes."""
     return bool(caller.participant)
+
+
+def may_read_repo(caller: Caller, borrower: str, lender: str) -> bool:
+    """A repo's terms and status go to its two parties (and observers)."""
+    return caller.observer or caller.participant in (borrower, lender)
 
 
 def may_read_prices(caller: Caller) -> bool:

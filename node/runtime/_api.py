@@ -39,6 +39,7 @@ from node.access import (
     may_read_pending,
     may_read_prices,
     may_read_reference,
+    may_read_repo,
     may_read_tx,
 )
 from node.config import (
@@ -46,6 +47,7 @@ from node.config import (
     BLOCK_STREAMS_PER_CONNECTION_MAX,
     HEALTH_WATCHES_MAX,
     HEALTH_WATCHES_PER_CONNECTION_MAX,
+    REPO_LIST_MAX,
     SUBMIT_STREAM_INFLIGHT_MAX,
     SUBMIT_STREAMS_MAX,
     SUBMIT_STREAMS_PER_CONNECTION_MAX,
@@ -77,12 +79,16 @@ from node.settlement import (
     Participant,
     Redeemed,
     Registry,
+    RepoRecord,
     TxResult,
+    all_repos,
     custody_attestations,
     freezes,
     instructions,
     instrument_state,
     outcome,
+    repo,
+    repos_of,
     reserve_attestations,
 )
 from node.store import StoredBlock
@@ -511,6 +517,33 @@ class LedgerService(pb_grpc.LedgerServicer):
             custody=custody,
             supply=store.supply(instrument),
             attestations=[pb.Attestation(as_of_ms=a.as_of_ms, record=a.encode()) for a in found],
+        )
+
+    async def GetRepos(self, request: pb.ReposRequest, context: Ctx) -> pb.RepoList:
+        """One repo, a party's, or (observers) all: at most REPO_LIST_MAX records, each
+        readable by its two parties and observers (node/access.py ``may_read_repo``)."""
+        store, caller = self._node.store, current_caller()
+        limit = min(request.limit or REPO_LIST_MAX, REPO_LIST_MAX)
+        found: list[RepoRecord]
+        if request.id:
+            one = repo(store, request.id)
+            if one is None:
+                await _abort(context, grpc.StatusCode.NOT_FOUND, f"no repo {request.id!r}")
+            found = [one]
+        elif request.party or not caller.observer:
+            found = repos_of(store, request.party or caller.participant, limit)
+        else:
+            found = all_repos(store, limit)
+        if not all(may_read_repo(caller, r.borrower, r.lender) for r in found):
+            await _abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller.participant} may not read these repos: their two parties "
+                "and observers do",
+            )
+        return pb.RepoList(
+            height=store.head().height,
+            repos=[pb.Repo(id=r.id, record=r.encode()) for r in found],
         )
 
     async def GetReference(self, request: pb.ReferenceRequest, context: Ctx) -> pb.Reference:

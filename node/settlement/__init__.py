@@ -56,7 +56,7 @@ from node.settlement._price import (
     units_for,
 )
 from node.settlement._registry import Registry
-from node.settlement._repo import RepoRecord, RepoStatus, repo, repos_of
+from node.settlement._repo import RepoRecord, RepoStatus, all_repos, repo, repos_of
 from node.settlement._reserve import (
     CustodyAttestation,
     ReserveAttestation,
@@ -185,6 +185,7 @@ __all__ = [
     "Unfreeze",
     "Validator",
     "Verify",
+    "all_repos",
     "apply_block",
     "authentic",
     "check_rules",

@@ -61,6 +61,7 @@ __all__ = [
     "RepoRecord",
     "RepoStatus",
     "after_recycle",
+    "all_repos",
     "close",
     "close_amount",
     "interest",
@@ -197,6 +198,16 @@ def repos_of(view: StateView, party: str, limit: int = REPO_LIST_MAX) -> list[Re
         if found is None:
             raise InvariantError("a repo index entry without its record")
         out.append(found)
+    return out
+
+
+def all_repos(view: StateView, limit: int = REPO_LIST_MAX) -> list[RepoRecord]:
+    """Every repo in id order, at most ``limit`` (and ``REPO_LIST_MAX``)."""
+    out: list[RepoRecord] = []
+    for key, raw in view.records(bytes([RecordKind.REPO])):
+        if len(out) >= min(limit, REPO_LIST_MAX):
+            break
+        out.append(RepoRecord.decode(key[1:].rstrip(b"\0").decode("ascii"), raw))
     return out
 
 

@@ -1,0 +1,435 @@
+"""Repo (issue 18 item 2, docs/ledger.md "Repo"): one rule per test, each refusal with its
+negative control (the same transaction with the one fault removed goes through).
+
+Every demo bank starts with 10,000,000 units of each bond and 1,000,000,000 cents; the
+repo under test is BANK01 (borrower) selling 1,000 bond units to BANK02 (lender) for
+$1,000,000.00, closing an hour later at 5.00% ACT/360. Codes are named, never numbered.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from node import crypto
+from node.genesis import DemoNetwork
+from node.settlement import (
+    BlockContext,
+    BlockOutcome,
+    DecodeError,
+    RecordKind,
+    RepoClose,
+    RepoStatus,
+    ResultCode,
+    SignedTx,
+    _repo,
+    apply_block,
+    decode_body,
+    encode_body,
+    outcome,
+    repo,
+    repos_of,
+)
+from node.store import MemoryStore
+from tests.freeze_helpers import freeze
+from tests.ledger_helpers import TxFactory
+from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
+from tests.repo_helpers import EXPIRY_MS, HOUR_MS, PURCHASE, QUANTITY, RepoTx
+
+RC = ResultCode
+T1 = 1_000  # the open's block, ms after genesis
+
+
+def run(store: MemoryStore, *txs: bytes, at_ms: int = T1) -> BlockOutcome:
+    """Apply and commit one block at ``genesis time + at_ms``."""
+    head = store.head()
+    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
+    out = apply_block(store, list(txs), ctx)
+    store.commit_block(crypto.sha256(b"block", ctx.height.to_bytes(8, "big")), b"", b"", ctx, out)
+    return out
+
+
+def own(out: BlockOutcome) -> list[ResultCode]:
+    return [r.code for r in out.results if not r.event]
+
+
+def events(out: BlockOutcome) -> list[ResultCode]:
+    return [r.code for r in out.results if r.event]
+
+
+@pytest.fixture
+def rtx(net: DemoNetwork) -> RepoTx:
+    return RepoTx(net, net.genesis.genesis_time_ms + T1)
+
+
+@pytest.fixture
+def opened(store: MemoryStore, rtx: RepoTx) -> MemoryStore:
+    assert own(run(store, rtx.open())) == [RC.OK]
+    return store
+
+
+def holdings(store: MemoryStore, net: DemoNetwork) -> dict[tuple[str, str], int]:
+    return {
+        (p, i): store.balance(p, i)
+        for p in ("BANK01", "BANK02", "BANK03")
+        for i in (net.bonds[0], net.cash)
+    }
+
+
+def tid(raw: bytes) -> bytes:
+    return SignedTx.decode(raw).tx_id
+
+
+# --- interest: ACT/360, milliseconds, round half up --------------------------------------
+
+
+def test_interest_worked_examples_from_docs() -> None:
+    # $1,000,000.00 at 5.00% for one hour: 578.7037... cents -> 579.
+    assert _repo.interest(100_000_000, 500, HOUR_MS) == 579
+    # $1,000,000.00 at 5.25% for one day: 14,583.33... cents -> 14,583.
+    assert _repo.interest(100_000_000, 525, 24 * HOUR_MS) == 14_583
+    # $10,000,000.00 at 4.00% for 30 days: 3,333,333.33... cents -> 3,333,333.
+    assert _repo.interest(1_000_000_000, 400, 30 * 24 * HOUR_MS) == 3_333_333
+
+
+def test_interest_rounds_half_up_and_nothing_else_up() -> None:
+    half = 10_000 * 360 * 86_400_000 // 2  # 1 cent at 1 bp for this long is exactly 0.5
+    assert _repo.interest(1, 1, half) == 1
+    assert _repo.interest(1, 1, half - 1) == 0  # 0.4999...: down
+    assert _repo.interest(1, 1, 3 * half) == 2  # 1.5: up
+    assert _repo.interest(100_000_000, 0, HOUR_MS) == 0
+
+
+# --- open --------------------------------------------------------------------------------
+
+
+def test_open_moves_both_legs_and_records_the_repo(
+    store: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    before = holdings(store, net)
+    assert own(run(store, rtx.open())) == [RC.OK]
+    after = holdings(store, net)
+    bond, cash = net.bonds[0], net.cash
+    assert after[("BANK01", bond)] == before[("BANK01", bond)] - QUANTITY
+    assert after[("BANK02", bond)] == before[("BANK02", bond)] + QUANTITY
+    assert after[("BANK01", cash)] == before[("BANK01", cash)] + PURCHASE
+    assert after[("BANK02", cash)] == before[("BANK02", cash)] - PURCHASE
+    rec = repo(store, "R1")
+    assert rec is not None and rec.status is RepoStatus.OPEN
+    assert (rec.borrower, rec.lender, rec.open_ms) == ("BANK01", "BANK02", rtx.t0)
+    assert [r.id for r in repos_of(store, "BANK01")] == ["R1"]
+    assert [r.id for r in repos_of(store, "BANK02")] == ["R1"]
+    assert repos_of(store, "BANK03") == []
+
+
+def test_an_open_the_lender_cannot_pay_moves_nothing_and_records_nothing(
+    store: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    before = holdings(store, net)
+    too_much = store.balance("BANK02", net.cash) + 1
+    assert own(run(store, rtx.open(purchase=too_much, rate_bp=0))) == [RC.INSUFFICIENT_CASH]
+    assert holdings(store, net) == before and repo(store, "R1") is None
+    # Control: exactly the lender's cash opens (the lender's cash, not the cap, decided).
+    assert own(run(store, rtx.open(purchase=too_much - 1, rate_bp=0))) == [RC.OK]
+
+
+def test_an_open_runs_the_dvp_rules_a_frozen_lender_is_refused(
+    store: MemoryStore, rtx: RepoTx, txf: TxFactory, net: DemoNetwork
+) -> None:
+    assert own(run(store, freeze(txf, "BANK02"))) == [RC.OK]
+    before = holdings(store, net)
+    assert own(run(store, rtx.open())) == [RC.FROZEN]
+    assert holdings(store, net) == before and repo(store, "R1") is None
+    assert own(run(store, rtx.open("R2", "BANK01", "BANK03"))) == [RC.OK]  # control
+
+
+def test_a_repo_id_is_opened_once(opened: MemoryStore, rtx: RepoTx, net: DemoNetwork) -> None:
+    before = holdings(opened, net)
+    assert own(run(opened, rtx.open("R1", "BANK03", "BANK02"))) == [RC.REPO_EXISTS]
+    assert holdings(opened, net) == before
+    assert own(run(opened, rtx.open("R2", "BANK03", "BANK02"))) == [RC.OK]  # control
+
+
+@pytest.mark.parametrize(
+    ("close_in", "default_in", "repurchase", "rate"),
+    [
+        (0, HOUR_MS, 0, 500),  # the close time is the open's own block time
+        (HOUR_MS, HOUR_MS - 1, 0, 500),  # the default deadline before the close time
+        (HOUR_MS, HOUR_MS, 100_000_100, 500),  # both a repurchase amount and a rate
+    ],
+)
+def test_terms_that_do_not_hold_together_are_refused(
+    store: MemoryStore,
+    rtx: RepoTx,
+    *,
+    close_in: int,
+    default_in: int,
+    repurchase: int,
+    rate: int,
+) -> None:
+    terms = {"close_ms": rtx.t0 + close_in, "default_ms": rtx.t0 + default_in}
+    bad = rtx.open(repurchase=repurchase, rate_bp=rate, **terms)  # type: ignore[arg-type]
+    assert own(run(store, bad)) == [RC.REPO_TERMS]
+    assert repo(store, "R1") is None
+    # Control: a close a millisecond after the open, a deadline at the close, one price.
+    fixed = {"close_ms": rtx.t0 + 1, "default_ms": rtx.t0 + 1}
+    assert own(run(store, rtx.open(repurchase=repurchase, rate_bp=0, **fixed))) == [RC.OK]  # type: ignore[arg-type]
+
+
+def test_open_repos_per_party_are_bounded(
+    store: MemoryStore, rtx: RepoTx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_repo, "REPO_OPEN_PER_PARTY_MAX", 1)
+    assert own(run(store, rtx.open("R1"))) == [RC.OK]
+    assert own(run(store, rtx.open("R2", "BANK01", "BANK03"))) == [RC.REPOS_FULL]
+    assert own(run(store, rtx.open("R3", "BANK03", "BANK04"))) == [RC.OK]  # others: room
+    assert own(run(store, rtx.close("R1"))) == [RC.OK]
+    assert own(run(store, rtx.open("R2", "BANK01", "BANK05"))) == [RC.OK]  # a close frees one
+
+
+# --- close ---------------------------------------------------------------------------------
+
+
+def test_a_one_sided_early_close_is_refused_a_two_sided_one_closes(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    before = holdings(opened, net)
+    for side in ("BANK01", "BANK02"):
+        assert own(run(opened, rtx.close("R1", side), at_ms=T1 + 1)) == [RC.EARLY_CLOSE_ONE_SIDED]
+    assert holdings(opened, net) == before
+    assert own(run(opened, rtx.close("R1"), at_ms=T1 + 1)) == [RC.OK]  # control: both sign
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.status is RepoStatus.CLOSED
+    assert rec.close_amount == PURCHASE  # 1 ms of 5%: 0.0000016 cents rounds to nothing
+
+
+def test_either_party_alone_closes_at_the_close_time_at_purchase_plus_interest(
+    store: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    for repo_id, closer in (("R1", "BANK01"), ("R2", "BANK02")):
+        assert own(run(store, rtx.open(repo_id), at_ms=T1)) == [RC.OK]
+        before = holdings(store, net)
+        assert own(run(store, rtx.close(repo_id, closer), at_ms=T1 + HOUR_MS)) == [RC.OK]
+        after = holdings(store, net)
+        bond, cash = net.bonds[0], net.cash
+        assert after[("BANK01", bond)] == before[("BANK01", bond)] + QUANTITY
+        assert after[("BANK02", cash)] == before[("BANK02", cash)] + PURCHASE + 579
+        assert after[("BANK01", cash)] == before[("BANK01", cash)] - PURCHASE - 579
+        rec = repo(store, repo_id)
+        assert rec is not None and rec.status is RepoStatus.CLOSED
+        assert (rec.close_amount, rec.closed_ms) == (PURCHASE + 579, rtx.t0 + HOUR_MS)
+        store = MemoryStore(net.genesis)  # the second closer on a fresh ledger
+
+
+def test_a_late_close_accrues_no_interest_past_the_close_time(
+    opened: MemoryStore, rtx: RepoTx
+) -> None:
+    assert own(run(opened, rtx.close("R1", "BANK02"), at_ms=T1 + HOUR_MS + 1_800_000)) == [RC.OK]
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.close_amount == PURCHASE + 579
+
+
+def test_a_fixed_repurchase_amount_is_paid_as_is(store: MemoryStore, rtx: RepoTx) -> None:
+    assert own(run(store, rtx.open(repurchase=100_000_123, rate_bp=0))) == [RC.OK]
+    assert own(run(store, rtx.close("R1", "BANK01"), at_ms=T1 + HOUR_MS)) == [RC.OK]
+    rec = repo(store, "R1")
+    assert rec is not None and rec.close_amount == 100_000_123
+
+
+def test_a_close_twice_is_refused_and_moves_nothing(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    assert own(run(opened, rtx.close("R1", "BANK01"), at_ms=T1 + HOUR_MS)) == [RC.OK]
+    before = holdings(opened, net)
+    assert own(run(opened, rtx.close("R1", "BANK02"), at_ms=T1 + HOUR_MS + 1)) == [RC.REPO_NOT_OPEN]
+    assert holdings(opened, net) == before
+
+
+def test_a_close_in_the_same_block_twice_moves_once(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    before = holdings(opened, net)
+    two = (rtx.close("R1", "BANK01"), rtx.close("R1", "BANK02"))
+    assert own(run(opened, *two, at_ms=T1 + HOUR_MS)) == [RC.OK, RC.REPO_NOT_OPEN]
+    assert (
+        holdings(opened, net)[("BANK01", net.bonds[0])]
+        == before[("BANK01", net.bonds[0])] + QUANTITY
+    )
+
+
+def test_an_unknown_repo_and_a_third_party_are_refused(opened: MemoryStore, rtx: RepoTx) -> None:
+    assert own(run(opened, rtx.close("R9", "BANK01"), at_ms=T1 + HOUR_MS)) == [RC.NO_SUCH_REPO]
+    assert own(run(opened, rtx.close("R1", "BANK03"), at_ms=T1 + HOUR_MS)) == [RC.UNAUTHORIZED]
+    assert own(run(opened, rtx.close("R1", "BANK01"), at_ms=T1 + HOUR_MS)) == [RC.OK]  # control
+
+
+# --- pending close and default -------------------------------------------------------------
+
+
+def _drain(store: MemoryStore, txf: TxFactory, net: DemoNetwork, keep: int) -> None:
+    """Leave BANK01 (the borrower) ``keep`` cents: it sends the rest to BANK05."""
+    amount = store.balance("BANK01", net.cash) - keep
+    assert own(run(store, txf.signed(txf.transfer("BANK01", "BANK05", amount)), at_ms=T1 + 1)) == [
+        RC.OK
+    ]
+
+
+def _fund(txf: TxFactory, amount: int) -> bytes:
+    return txf.signed(txf.transfer("BANK05", "BANK01", amount, expiry_ms=EXPIRY_MS))
+
+
+def test_a_pending_close_settles_when_the_borrower_can_pay(
+    opened: MemoryStore, rtx: RepoTx, txf: TxFactory, net: DemoNetwork
+) -> None:
+    txf = TxFactory(net, now_ms=rtx.t0 + HOUR_MS)
+    _drain(opened, txf, net, keep=PURCHASE)  # 579 cents short of the interest
+    close = rtx.close("R1", "BANK02")
+    assert own(run(opened, close, at_ms=T1 + HOUR_MS)) == [RC.PENDING_SETTLEMENT]
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.status is RepoStatus.CLOSING
+    assert opened.balance("BANK02", net.bonds[0]) >= QUANTITY  # nothing moved yet
+    assert own(run(opened, rtx.close("R1", "BANK01"), at_ms=T1 + HOUR_MS + 1)) == [RC.REPO_NOT_OPEN]
+    out = run(opened, _fund(txf, 578), at_ms=T1 + HOUR_MS + 2)
+    assert events(out) == [] and repo(opened, "R1").status is RepoStatus.CLOSING  # type: ignore[union-attr]
+    out = run(opened, _fund(txf, 1), at_ms=T1 + HOUR_MS + 3)  # now exactly enough
+    assert events(out) == [RC.OK]
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.status is RepoStatus.CLOSED
+    assert opened.balance("BANK01", net.cash) == 0
+    found = outcome(opened, tid(close))
+    assert found is not None and found.code is RC.OK  # GetTransaction's final outcome
+
+
+def test_an_unpaid_close_defaults_at_the_deadline_and_the_lender_keeps_the_collateral(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    txf = TxFactory(net, now_ms=rtx.t0 + HOUR_MS)
+    _drain(opened, txf, net, keep=PURCHASE)
+    close = rtx.close("R1", "BANK02")
+    assert own(run(opened, close, at_ms=T1 + HOUR_MS)) == [RC.PENDING_SETTLEMENT]
+    before = holdings(opened, net)
+    out = run(opened, at_ms=T1 + 2 * HOUR_MS)  # the deadline itself: still waiting
+    assert events(out) == []
+    out = run(opened, at_ms=T1 + 2 * HOUR_MS + 1)
+    assert events(out) == [RC.FAILED_DEADLINE]
+    assert holdings(opened, net) == before  # the lender keeps the bonds, the borrower the cash
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.status is RepoStatus.DEFAULTED
+    assert (rec.defaulter, rec.closed_ms) == ("BANK01", rtx.t0 + 2 * HOUR_MS + 1)
+    found = outcome(opened, tid(close))
+    assert found is not None and found.code is RC.FAILED_DEADLINE
+    # A close after the default: refused, nothing moves, even once the borrower could pay.
+    assert own(run(opened, _fund(txf, 10_000), rtx.close("R1"), at_ms=T1 + 3 * HOUR_MS)) == [
+        RC.OK,
+        RC.REPO_NOT_OPEN,
+    ]
+    assert repo(opened, "R1").status is RepoStatus.DEFAULTED  # type: ignore[union-attr]
+    assert list(opened.records(bytes([RecordKind.REPO_CLOSE_TX]))) == []
+
+
+def test_a_close_after_the_deadline_that_cannot_pay_defaults_in_its_own_block(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    txf = TxFactory(net, now_ms=rtx.t0 + HOUR_MS)
+    _drain(opened, txf, net, keep=0)
+    out = run(opened, rtx.close("R1", "BANK02"), at_ms=T1 + 3 * HOUR_MS)
+    assert (own(out), events(out)) == ([RC.PENDING_SETTLEMENT], [RC.FAILED_DEADLINE])
+    assert repo(opened, "R1").status is RepoStatus.DEFAULTED  # type: ignore[union-attr]
+
+
+def test_a_lender_who_cannot_deliver_is_the_defaulter(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    txf = TxFactory(net, now_ms=rtx.t0 + HOUR_MS)
+    sold = opened.balance("BANK02", net.bonds[0])  # the lender sells all of it (title is its)
+    move = txf.transfer("BANK02", "BANK05", sold, instrument=net.bonds[0])
+    assert own(run(opened, txf.signed(move), at_ms=T1 + 1)) == [RC.OK]
+    assert own(run(opened, rtx.close("R1", "BANK01"), at_ms=T1 + HOUR_MS)) == [
+        RC.PENDING_SETTLEMENT
+    ]
+    assert events(run(opened, at_ms=T1 + 2 * HOUR_MS + 1)) == [RC.FAILED_DEADLINE]
+    rec = repo(opened, "R1")
+    assert rec is not None and (rec.status, rec.defaulter) == (RepoStatus.DEFAULTED, "BANK02")
+
+
+def test_neither_party_may_hold_or_cancel_a_pending_close(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    txf = TxFactory(net, now_ms=rtx.t0 + HOUR_MS)
+    _drain(opened, txf, net, keep=PURCHASE)
+    close = rtx.close("R1", "BANK01")
+    assert own(run(opened, close, at_ms=T1 + HOUR_MS)) == [RC.PENDING_SETTLEMENT]
+    hold = txf.signed(txf.hold(tid(close), by="BANK02"))
+    cancel = txf.signed(txf.cancel(tid(close), seller="BANK02", buyer="BANK01"))
+    assert own(run(opened, hold, cancel, at_ms=T1 + HOUR_MS + 1)) == [
+        RC.REPO_CLOSE_PINNED,
+        RC.REPO_CLOSE_PINNED,
+    ]
+    assert events(run(opened, _fund(txf, 579), at_ms=T1 + HOUR_MS + 2)) == [RC.OK]  # settles
+    # Control: a hold on an ordinary pending DvP still works (only a repo's is pinned).
+    short = txf.signed(txf.pending("BANK05", "BANK03", quantity=20_000_000, amount=5))
+    assert own(run(opened, short, at_ms=T1 + HOUR_MS + 3)) == [RC.PENDING_SETTLEMENT]
+    hold = txf.signed(txf.hold(tid(short), by="BANK03"))
+    assert own(run(opened, hold, at_ms=T1 + HOUR_MS + 4)) == [RC.OK]
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def test_repo_bodies_round_trip_and_a_close_needs_sorted_unique_signers(
+    rtx: RepoTx, net: DemoNetwork
+) -> None:
+    tx = rtx.open_tx()
+    assert decode_body(encode_body(tx)) == tx
+    close = RepoClose(net.genesis.chain_id, 1, 2, "R1", ("BANK01", "BANK02"))
+    body = encode_body(close)
+    assert decode_body(body) == close
+    with pytest.raises(ValueError, match="one or both parties"):
+        encode_body(RepoClose(net.genesis.chain_id, 1, 2, "R1", ("BANK02", "BANK01")))
+    swapped = body.replace(b"\x06BANK01\x06BANK02", b"\x06BANK02\x06BANK01")
+    assert swapped != body
+    with pytest.raises(DecodeError):
+        decode_body(swapped)
+
+
+# --- manufactured coupons ------------------------------------------------------------------
+
+
+def test_a_coupon_paid_during_the_repo_is_netted_at_close() -> None:
+    net = life_net()
+    store = MemoryStore(net.genesis)
+    life, rtx = LifeTx(net), RepoTx(net, at("2026-07-14"))
+    day = 24 * HOUR_MS
+    inst = net.genesis.instruments[0]
+    assert own(run_at(store, rtx.t0, rtx.open(close_ms=rtx.t0 + 2 * day))) == [RC.OK]
+    lender_cash = store.balance("BANK02", net.cash)
+    assert own(run_at(store, at("2026-07-15"), life.coupon(1))) == [RC.OK]
+    coupon = _repo.coupon_amount(inst, QUANTITY)
+    assert coupon == 2_500  # 1,000 units x 100 cents x 5.00% / 2
+    # The lender, holder of record, received the coupon on the repo'd units too ...
+    gained = store.balance("BANK02", net.cash) - lender_cash
+    assert gained == _repo.coupon_amount(inst, BOND_UNITS + QUANTITY)
+    assert own(run_at(store, rtx.t0 + 2 * day, rtx.close("R1", "BANK01"))) == [RC.OK]
+    rec = repo(store, "R1")
+    gross = PURCHASE + _repo.interest(PURCHASE, 500, 2 * day)
+    # ... and pays it back to the borrower by taking it off the repurchase price.
+    assert rec is not None and (rec.manufactured, rec.close_amount) == (coupon, gross - coupon)
+
+
+def test_a_coupon_dated_before_the_open_is_not_netted() -> None:
+    net = life_net()
+    store = MemoryStore(net.genesis)
+    life, rtx = LifeTx(net), RepoTx(net, at("2026-07-16"))
+    assert own(run_at(store, at("2026-07-15"), life.coupon(1))) == [RC.OK]
+    assert own(run_at(store, rtx.t0, rtx.open())) == [RC.OK]
+    assert own(run_at(store, rtx.t0 + HOUR_MS, rtx.close("R1", "BANK02"))) == [RC.OK]
+    rec = repo(store, "R1")
+    assert rec is not None and (rec.manufactured, rec.close_amount) == (0, PURCHASE + 579)
+
+
+def test_a_repo_closing_at_or_after_the_bonds_maturity_is_refused() -> None:
+    net = life_net()
+    store = MemoryStore(net.genesis)
+    rtx = RepoTx(net, at("2027-01-14"))
+    maturity = at("2027-01-15")
+    assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity))) == [RC.REPO_TERMS]
+    assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity - 1))) == [RC.OK]  # control
