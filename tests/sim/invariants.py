@@ -47,6 +47,7 @@ from node.core import (
 from node.settlement import (
     GOVERNANCE_KINDS,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     BlockOutcome,
     Burn,
@@ -63,6 +64,7 @@ from node.settlement import (
     Redeem,
     RedeemAll,
     Release,
+    RepoOpen,
     ResultCode,
     Transaction,
     Transfer,
@@ -448,6 +450,11 @@ def _apply_legs(
         pass  # no legs: they act on a pending trade, whose events move them
     elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
         pass  # no legs: they decide whether later legs (mints) move
+    elif isinstance(tx, AttestPrice):
+        pass  # no legs: a price decides whether a margin call or substitution moves
+    elif isinstance(tx, RepoOpen):  # the opening DvP (the sim never closes a repo)
+        move(tx.bond, tx.borrower, tx.lender, tx.quantity)
+        move(tx.cash, tx.lender, tx.borrower, tx.purchase_amount)
     elif isinstance(tx, GOVERNANCE_KINDS):
         pass  # no legs: they change the reference data (check_governance)
     else:
