@@ -10,8 +10,10 @@ balances, then the bond lifecycle (node/demo_lifecycle.py: a coupon, a pending t
 that settles once funded, one that fails at its deadline, a redemption at maturity), a
 freeze (node/demo_freeze.py: a trade with a frozen bank refused, then settled after the
 unfreeze), the reserves behind the reserve-backed cash token (node/demo_reserve.py:
-attested, minted within, refused beyond, the reserve report), checks that every
-validator holds the same state root, and stops the cluster.
+attested, minted within, refused beyond, the reserve report), prices and margin
+(node/demo_margin.py: a margin call with no deficit, one after a price fall, a
+substitution, the repo closed), checks that every validator holds the same state root,
+and stops the cluster.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from node.demo_freeze import show_freeze
 from node.demo_gov import show_governance
 from node.demo_kyc import show_kyc
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
+from node.demo_margin import show_margin
 from node.demo_reserve import ReserveMismatch, show_reserves
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
 from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
@@ -170,6 +173,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await show_reserves(clients, demo)  # node/demo_reserve.py
         await show_kyc(clients, demo)  # node/demo_kyc.py
         await show_governance(clients, demo, net.run_dir)  # node/demo_gov.py
+        await show_margin(clients, demo)  # node/demo_margin.py
     finally:
         await clients.close()
 

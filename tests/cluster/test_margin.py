@@ -28,6 +28,8 @@ from client import (
     verify_receipt,
 )
 from client.cli import main
+from node.demo import ValidatorClients
+from node.demo_margin import show_margin
 from node.genesis import DEMO_HAIRCUTS_BP
 from node.settlement import RepoOpen, collateral_value, units_for
 from tests.cluster.harness import Cluster, module_cluster
@@ -132,3 +134,19 @@ def test_prices_a_margin_call_and_a_substitution(
     code, out, _ = _cli(cluster, capsys, "--json", "prices", "--instrument", other)
     [view] = json.loads(out)["instruments"]
     assert code == 0 and view["price"] == 1_000_000 and len(view["prices"]) == 2
+
+
+def test_the_demos_margin_step(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make demo`'s step (node/demo_margin.py) on this cluster: it raises MarginMismatch
+    on any outcome its rules do not give; its lines say what moved."""
+
+    async def demo() -> None:
+        clients = ValidatorClients(cluster.net.run_dir)
+        try:
+            await show_margin(clients, cluster.demo)
+        finally:
+            await clients.close()
+
+    asyncio.run(demo())
+    out = capsys.readouterr().out
+    assert "NO_MARGIN_DEFICIT" in out and "substituted" in out and "closed early" in out
