@@ -81,7 +81,7 @@ WORKLOAD ?= dvp
 FAIL_RATE ?= 0.02
 BENCH_ARGS = --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --rate $(RATE) --duration $(DURATION) --warmup $(WARMUP) --submit $(SUBMIT) --workload $(WORKLOAD) --fail-rate $(FAIL_RATE) $(if $(OUT),--out $(OUT),) $(if $(BENCH_RUN_DIR),--run-dir $(BENCH_RUN_DIR),)
 
-#? bench: open-loop DvP load through the SDK on a fresh cluster; JSON, table, plots (N=26 Q=16 RATE=50 DURATION=60 WARMUP=10 SUBMIT=stream|unary WORKLOAD=dvp|mixed FAIL_RATE=0.02 OUT=bench-out/... BENCH_RUN_DIR=running cluster CHECK="p50<=6,p99<=20": exit 1 if missed)
+#? bench: open-loop DvP load through the SDK on a fresh cluster; JSON, table, plots (N=26 Q=16 RATE=50 DURATION=60 WARMUP=10 SUBMIT=stream|unary WORKLOAD=dvp|mixed|repo FAIL_RATE=0.02 OUT=bench-out/... BENCH_RUN_DIR=running cluster CHECK="p50<=6,p99<=20": exit 1 if missed)
 .PHONY: bench bench-sweep
 bench: setup
 	$(PY) -m node.bench $(BENCH_ARGS) $(if $(CHECK),--check "$(CHECK)",)

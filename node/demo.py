@@ -44,6 +44,7 @@ from node.demo_gov import show_governance
 from node.demo_kyc import show_kyc
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
 from node.demo_margin import show_margin
+from node.demo_repo import show_repo
 from node.demo_reserve import ReserveMismatch, show_reserves
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
 from node.netconfig import OPERATOR_IDENTITY, PINNED_CERTS_FILE, Network
@@ -173,6 +174,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await show_reserves(clients, demo)  # node/demo_reserve.py
         await show_kyc(clients, demo)  # node/demo_kyc.py
         await show_governance(clients, demo, net.run_dir)  # node/demo_gov.py
+        await show_repo(clients, demo)  # node/demo_repo.py
         await show_margin(clients, demo)  # node/demo_margin.py
     finally:
         await clients.close()

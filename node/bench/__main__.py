@@ -231,7 +231,8 @@ def parser() -> argparse.ArgumentParser:
         choices=WORKLOADS,
         default="dvp",
         help="dvp: DvP trades (default); mixed: a FAIL_RATE share of under-funded pending "
-        "trades, half funded later, and coupons (node/bench/mixed.py)",
+        "trades, half funded later, and coupons (node/bench/mixed.py); repo: a 20%% share of "
+        "repo round trips, open then close (node/bench/repo.py)",
     )
     p.add_argument("--fail-rate", type=float, default=0.02, help="mixed: that share (0.02)")
     p.add_argument("--sweep", action="store_true", help="raise the rate until p99 > 1 s or fails")

@@ -18,7 +18,8 @@ one ``SubmitStream`` open and a trade is one request and its events on it; with
 ``unary`` a trade is a ``Submit`` and a ``WaitForFinality`` call, as before issue 13.
 Trades sent during the warm-up are not counted. With ``--workload mixed`` a
 ``--fail-rate`` share of the offered rate is under-funded pending trades and coupons on
-their own schedule beside the DvPs (``node/bench/mixed.py``), recorded apart.
+their own schedule beside the DvPs (``node/bench/mixed.py``), recorded apart; with
+``--workload repo`` a share is repo round trips (``node/bench/repo.py``), likewise.
 
 It writes the raw record ``node/bench/report.py`` turns into the result: every trade's
 scheduled, sent and final times (wall-clock microseconds) with its code and height; every
@@ -53,6 +54,7 @@ from client import (
 )
 from node import crypto
 from node.bench.mixed import WORKLOADS, Mixed
+from node.bench.repo import REPO_SHARE, RepoLoad
 from node.demo import ValidatorClients, load_run_network
 from node.netconfig import Network, load_network
 
@@ -274,6 +276,8 @@ Usage = list[tuple[float, float] | None]
 def _dvp_rate(args: argparse.Namespace) -> float:
     """The DvP load's rate: all of it, or with WORKLOAD=mixed the share pending trades
     leave (node/bench/mixed.py)."""
+    if args.workload == "repo":
+        return float(args.rate * (1 - REPO_SHARE))
     return args.rate * (1 - args.fail_rate) if args.workload == "mixed" else float(args.rate)
 
 
@@ -294,12 +298,15 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     sender = _Sender(clients, args.submit)
     run, samples = _Run(), list[dict[str, Any]]()
     mixed = Mixed(clients, load_run_network(net.run_dir), net.run_dir)
+    repos = RepoLoad(clients, mixed.demo, net.run_dir)
     try:
         await sender.open()
         if args.workload == "mixed":
             await mixed.fund_agent()
         sampler = asyncio.create_task(_sample(net, run, samples))
-        window, usage_start, usage_end = await _drive(args, net, sender, raws, run, mixed=mixed)
+        window, usage_start, usage_end = await _drive(
+            args, net, sender, raws, run, mixed=mixed, repos=repos
+        )
         sampler.cancel()
         heights = {t.height for t in run.trades if t.height is not None}
         timeline = await _timeline(clients, heights)
@@ -348,11 +355,14 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "rss_samples": samples,
         "verify_us": round(verify_us, 2),
         **({"mixed": mixed.record()} if args.workload == "mixed" else {}),
+        **({"repo": repos.record()} if args.workload == "repo" else {}),
     }
 
 
 def _workload_config(args: argparse.Namespace) -> dict[str, Any]:
     """The workload's keys of the raw record's config (the plain DvP load: just its name)."""
+    if args.workload == "repo":
+        return {"workload": "repo", "repo_share": REPO_SHARE, "dvp_rate": _dvp_rate(args)}
     if args.workload != "mixed":
         return {"workload": "dvp"}
     return {"workload": "mixed", "fail_rate": args.fail_rate, "dvp_rate": _dvp_rate(args)}
@@ -366,6 +376,7 @@ async def _drive(
     run: _Run,
     *,
     mixed: Mixed,
+    repos: RepoLoad,
 ) -> tuple[dict[str, int], Usage, Usage]:
     """Send every trade on schedule (and with WORKLOAD=mixed the pending trades and
     coupons on theirs), then wait for the stragglers. Returns the measurement window and
@@ -376,6 +387,7 @@ async def _drive(
     t0, t0_us = time.monotonic() + 0.05, _now_us() + 50_000
     window_start_us = t0_us + round(args.warmup * 1e6)
     side = _start_mixed(args, mixed, t0, t0_us)
+    repo_side = _start_repos(args, repos, t0, t0_us)
     rate = _dvp_rate(args)
     for i, raw in enumerate(raws):
         at = i / rate
@@ -408,6 +420,9 @@ async def _drive(
     if side is not None:
         await side
         await mixed.finish(max(1.0, deadline - time.monotonic()))
+    if repo_side is not None:
+        await repo_side
+        await repos.finish(max(1.0, deadline - time.monotonic()))
     return window, usage_start or usage_end, usage_end
 
 
@@ -419,6 +434,16 @@ def _start_mixed(
         return None
     seconds = args.warmup + args.duration
     return asyncio.create_task(mixed.drive(t0, t0_us, args.rate * args.fail_rate, seconds))
+
+
+def _start_repos(
+    args: argparse.Namespace, repos: RepoLoad, t0: float, t0_us: int
+) -> asyncio.Task[None] | None:
+    """With WORKLOAD=repo, the repo round trips' own open loop, same clock."""
+    if args.workload != "repo":
+        return None
+    seconds = args.warmup + args.duration
+    return asyncio.create_task(repos.drive(t0, t0_us, args.rate * REPO_SHARE, seconds))
 
 
 def git_commit() -> str:
@@ -461,7 +486,7 @@ def parser() -> argparse.ArgumentParser:
         choices=WORKLOADS,
         default="dvp",
         help="dvp: DvP trades only (default); mixed: with under-funded pending trades and "
-        "coupons (node/bench/mixed.py)",
+        "coupons (node/bench/mixed.py); repo: with repo round trips (node/bench/repo.py)",
     )
     p.add_argument(
         "--fail-rate",

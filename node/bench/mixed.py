@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WORKLOADS", "Mixed"]
 
-WORKLOADS = ("dvp", "mixed")
+WORKLOADS = ("dvp", "mixed", "repo")  # repo: node/bench/repo.py
 FUNDED_UNITS = 1_000_000_000  # > any bank's genesis holding (DEMO_BOND_UNITS, 10^7)
 NEVER_UNITS = 10**18  # more than any participant can come to hold in a run
 PRICE = 1  # cents per pending trade: the short leg is the bonds

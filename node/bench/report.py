@@ -55,6 +55,12 @@ counted DvPs and the pending trades scheduled in the window (``mixed_summary``):
   time recycling takes to settle a trade once it can.
 - ``coupons``: coupons paid during the run, by code.
 
+With ``WORKLOAD=repo`` (``node/bench/repo.py``) the result also has ``repo``, over the
+round trips scheduled in the window (``repo_summary``): how many, their open and close
+codes, and the latency in ms (p50, p90, p99, samples) of the ``open`` leg (sent to final),
+the ``close`` leg (sent to final) and the ``round_trip`` (open sent to close final), each
+over the legs that ended OK.
+
 Plots (next to the result JSON): ``<stem>-latency-cdf.png`` (CDFs of counted committed
 latencies, from the scheduled and from the actual send), ``<stem>-latency-time.png`` (every
 trade's latency against its scheduled send time, both measures) and
@@ -253,6 +259,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "crypto_bound_fraction": _r(_ratio(throughput, crypto_bound), 4),
         "cpu_vs_verify": _r(_ratio(cpu_per_trade, verify_per_trade), 2),
         **({"mixed": m} if (m := mixed_summary(raw, counted)) is not None else {}),
+        **({"repo": r} if (r := repo_summary(raw)) is not None else {}),
     }
 
 
@@ -298,6 +305,50 @@ def mixed_summary(raw: dict[str, Any], counted: list[dict[str, Any]]) -> dict[st
         },
         "coupons": dict(sorted(Counter(str(c.get("code")) for c in mixed["coupons"]).items())),
     }
+
+
+def repo_summary(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``repo`` figures (module docstring); None without repo round trips."""
+    repo = raw.get("repo")
+    if repo is None:
+        return None
+    lo, hi = raw["window"]["start_us"], raw["window"]["end_us"]
+    trips = [t for t in repo["trips"] if lo <= t["sched_us"] < hi]
+    opened = [t for t in trips if t["open_code"] == "OK" and t["open_end_us"] is not None]
+    closed = [t for t in opened if t["close_code"] == "OK" and t["close_end_us"] is not None]
+    return {
+        "trips": len(trips),
+        "open_codes": dict(sorted(Counter(str(t["open_code"]) for t in trips).items())),
+        "close_codes": dict(sorted(Counter(str(t["close_code"]) for t in opened).items())),
+        "open": _quantiles([t["open_end_us"] - t["open_start_us"] for t in opened]),
+        "close": _quantiles([t["close_end_us"] - t["close_start_us"] for t in closed]),
+        "round_trip": _quantiles([t["close_end_us"] - t["open_start_us"] for t in closed]),
+    }
+
+
+def _quantiles(us: list[int]) -> dict[str, Any]:
+    """p50, p90, p99 (ms) of microsecond durations, and how many."""
+    ms = sorted(u / 1000 for u in us)
+    q = {f"p{p}": _r(percentile(ms, p, 100)) for p in (50, 90, 99)}
+    return {**q, "samples": len(ms)}
+
+
+def _repo_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    m = result.get("repo")
+    if m is None:
+        return []
+
+    def leg(q: dict[str, Any]) -> str:
+        return f"{_fmt(q['p50'])} / {_fmt(q['p90'])} / {_fmt(q['p99'])} ms ({q['samples']})"
+
+    return [
+        ("workload", f"repo, {m['trips']} round trips in the window"),
+        ("repo open codes", ", ".join(f"{k} {v}" for k, v in m["open_codes"].items()) or "none"),
+        ("repo close codes", ", ".join(f"{k} {v}" for k, v in m["close_codes"].items()) or "none"),
+        ("repo open p50 / p90 / p99", leg(m["open"])),
+        ("repo close p50 / p90 / p99", leg(m["close"])),
+        ("repo round trip p50 / p90 / p99", leg(m["round_trip"])),
+    ]
 
 
 def _mixed_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
@@ -372,6 +423,7 @@ def table(result: dict[str, Any]) -> str:
         ("crypto bound", _fmt(result["crypto_bound_tps"], " trades/s")),
         ("fraction of crypto bound", _fmt(result["crypto_bound_fraction"])),
         *_mixed_rows(result),
+        *_repo_rows(result),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

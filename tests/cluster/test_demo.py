@@ -45,5 +45,9 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"AddParticipant BANK07 signed by COMPLIANCE and CSD: OK at height \d+", out)
     assert re.search(r"BANK07 buys 10,000.00 face of \w+ from BANK02: OK", out)
     assert "BANK07 reads its own balances: 10,000.00 face, $990,010.00 cash" in out
+    # repo (node/demo_repo.py): open, closed by the borrower alone at the close time.
+    assert re.search(r"open  OK at height \d+ in [\d.]+ ms", out)
+    assert re.search(r"close OK at height \d+ in [\d.]+ ms, signed by BANK03 alone", out)
+    assert re.search(r"interest \d+ cents over \d+ ms \(ACT/360, half up\)", out)
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out

@@ -64,6 +64,7 @@ from node.settlement import (
     Redeem,
     RedeemAll,
     Release,
+    RepoClose,
     RepoOpen,
     ResultCode,
     Transaction,
@@ -167,6 +168,8 @@ class Checker:
         self.ended: dict[int, set[bytes]] = defaultdict(set)
         self.moved: dict[int, Counter[bytes]] = defaultdict(Counter)
         self.resolved: dict[bytes, tuple[int, ResultCode]] = {}
+        # Repos: the terms of each repo id's open (the sim's copies of one id share them).
+        self.repo_terms = {tx.id: tx for tx in txs.values() if isinstance(tx, RepoOpen)}
         self._served: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
         self._verified: dict[tuple[int, int], tuple[int, int]] = {}  # (node, peer) -> (s, n)
 
@@ -356,6 +359,8 @@ class Checker:
                 tx = self.txs[raw]
                 if isinstance(tx, CouponPay | Distribute | Redeem | RedeemAll):
                     _lifecycle_legs(model, supply, tx, self.genesis, before)
+                elif isinstance(tx, RepoClose):  # the reverse leg, on the open's terms
+                    _apply_legs(model, supply, _reverse(self.repo_terms[tx.id]))
                 else:
                     _apply_legs(model, supply, tx)
         for ev in outcome.results[len(block.txs) :]:
@@ -424,6 +429,14 @@ def replace_dvp(tx: PendingDvP, quantity: int, amount: int) -> DvP:
     return dataclasses.replace(tx.as_dvp(), quantity=quantity, amount=amount)
 
 
+def _reverse(tx: RepoOpen) -> DvP:
+    """A sim repo's close leg: its repurchase amount is fixed (tests/sim/workload.py)."""
+    return DvP(
+        tx.chain_id, tx.nonce, tx.expiry_ms, tx.lender, tx.borrower, tx.bond, tx.quantity,
+        tx.cash, tx.repurchase_amount, tx.close_ms,
+    )  # fmt: skip
+
+
 def _apply_legs(
     model: dict[tuple[str, str], int], supply: Counter[str], tx: Transaction | None
 ) -> None:
@@ -446,15 +459,15 @@ def _apply_legs(
         issue(tx.instrument, tx.to, tx.amount)
     elif isinstance(tx, Burn):
         issue(tx.instrument, tx.holder, -tx.amount)
+    elif isinstance(tx, RepoOpen):  # the opening leg: a DvP, borrower sells
+        move(tx.bond, tx.borrower, tx.lender, tx.quantity)
+        move(tx.cash, tx.lender, tx.borrower, tx.purchase_amount)
     elif isinstance(tx, Hold | Release | Cancel):
         pass  # no legs: they act on a pending trade, whose events move them
     elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
         pass  # no legs: they decide whether later legs (mints) move
     elif isinstance(tx, AttestPrice):
         pass  # no legs: a price decides whether a margin call or substitution moves
-    elif isinstance(tx, RepoOpen):  # the opening DvP (the sim never closes a repo)
-        move(tx.bond, tx.borrower, tx.lender, tx.quantity)
-        move(tx.cash, tx.lender, tx.borrower, tx.purchase_amount)
     elif isinstance(tx, GOVERNANCE_KINDS):
         pass  # no legs: they change the reference data (check_governance)
     else:

@@ -111,7 +111,16 @@ ADMISSION_ONLY = {
 # simulated run's load: tests/unit/test_pending.py checks that bound with a small one.
 # Likewise FREEZES_MAX (1,000) freezes at once: tests/unit/test_freeze.py checks it.
 # And PARTICIPANTS_MAX / INSTRUMENTS_MAX (10,000) additions: tests/unit/test_gov.py.
-UNIT_ONLY = {"PENDING_FULL", "FREEZES_FULL", "REGISTRY_FULL"}
+# repo: REPOS_FULL needs 100 live repos of one party (tests/unit/test_repo.py, with a
+# small bound); REPO_CLOSE_PINNED a pending close, which the simulated banks never need
+# (a pending close and its default are unit-tested: test_repo.py, test_repo_properties.py).
+UNIT_ONLY = {
+    "PENDING_FULL",
+    "FREEZES_FULL",
+    "REGISTRY_FULL",
+    "REPOS_FULL",
+    "REPO_CLOSE_PINNED",
+}
 EVERY_CODE = {code.name for code in ResultCode} - UNIT_ONLY
 ADMISSION_ONLY_CODES = frozenset(ResultCode[name] for name in ADMISSION_ONLY)
 

@@ -88,6 +88,23 @@ simulator compares state roots after every block):
 
 ``ICE`` sends only to banks; the balance model applies what settles.
 
+Repos (docs/ledger.md "Repo"; ``_Maker.repos``), between two banks, at a fixed repurchase
+amount on the first bond (whose coupons nobody pays in a run, so nothing is netted):
+
+- ``repo_round_trip``: a repo opens (``OK``, or ``REPO_EXISTS`` behind a second open of
+  the same id and terms, its twin in all but the nonce), then, as companions, a close by
+  one party before the close time (``EARLY_CLOSE_ONE_SIDED``, or ``NO_SUCH_REPO`` /
+  ``REPO_NOT_OPEN`` if it overtakes the open / comes after the close), a close by both
+  (``OK``) and a second one (``REPO_NOT_OPEN``: one of the two closes, whichever a block
+  takes first; ``NO_SUCH_REPO`` before the open);
+- ``repo_terms``: a default deadline before the close time: ``REPO_TERMS``;
+- ``repo_unknown``: a close of a repo never opened: ``NO_SUCH_REPO``.
+
+Closes never go pending here (both banks hold far more than a repo moves), so every
+repo event is its close's own result; the checker moves a close's legs on the terms of
+the repo's open. Pending closes, defaults and ``REPO_CLOSE_PINNED`` are unit-tested
+(tests/unit/test_repo.py, test_repo_properties.py).
+
 Custody and reserves (docs/ledger.md "Custody and reserves"): ``SIM_CPN`` is
 custody-backed (``CSD`` attests), ``SIM_RESERVED`` a reserve-backed cash token nobody
 holds at genesis (``CASHCO`` attests):
@@ -171,6 +188,7 @@ from node.settlement import (
     Redeem,
     RedeemAll,
     Release,
+    RepoClose,
     RepoOpen,
     RepoSubstitute,
     ReserveRules,
@@ -211,6 +229,7 @@ CUSTODY_HEADROOM = 1_000  # custody attested above SIM_CPN's supply; mints stay 
 # margin: a repo's collateral and cash, worth far more than the cash at the sim's price
 MARGIN_REPO_UNITS, MARGIN_REPO_CENTS = 1_000_000, 900_000
 ATTESTED_RESERVES = 1_000  # reserves attested behind SIM_RESERVED
+REPO_UNITS, REPO_CASH, REPO_BACK = 100, 1_000, 1_005  # a sim repo's terms
 
 
 def _lifecycle_instruments(cash: str) -> tuple[Instrument, ...]:
@@ -566,6 +585,34 @@ class _Maker:
             self.sim("attest_by_bank", self._custody(self.t0 + 2, by=bank), R.UNAUTHORIZED),
         ]  # fmt: skip
 
+    # --- repo: repos (docs/ledger.md "Repo") --------------------------------------------------
+
+    def _repo_open(self, repo_id: str, bank: str, other: str, default_ms: int) -> RepoOpen:
+        return RepoOpen(
+            self.chain, self._next(), self.far, repo_id, bank, other, self.net.bonds[0],
+            REPO_UNITS, self.net.cash, REPO_CASH, REPO_BACK, 0, self.far - 1, default_ms,
+        )  # fmt: skip
+
+    def _repo_close(self, repo_id: str, *by: str) -> RepoClose:
+        return RepoClose(self.chain, self._next(), self.far, repo_id, tuple(sorted(by)))
+
+    def repos(self, bank: str, other: str, k: int) -> list[SimTx]:
+        """A repo's round trip and its refusals (see the module docstring)."""
+        rid = f"SIMREPO{k}"
+        twin = _signed(self.net, self._repo_open(rid, bank, other, self.far))
+        closes = (
+            self._then(100, self._repo_close(rid, other)),
+            self._then(300, self._repo_close(rid, bank, other)),
+            self._then(350, self._repo_close(rid, other, bank)),
+        )
+        return [
+            replace(self.sim("repo_round_trip", self._repo_open(rid, bank, other, self.far),
+                             R.OK, R.REPO_EXISTS), twin=twin, companions=closes),
+            self.sim("repo_terms", self._repo_open(f"{rid}.T", bank, other, self.far - 2),
+                     R.REPO_TERMS),
+            self.sim("repo_unknown", self._repo_close(f"{rid}.U", bank), R.NO_SUCH_REPO),
+        ]  # fmt: skip
+
     # --- margin: prices (docs/ledger.md "Prices, margin and substitution") -----------------
 
     def _price(self, as_of: int, by: str = "CSD", instrument: str = "") -> AttestPrice:
@@ -723,6 +770,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
     out: list[SimTx] = []
     for k in range(4):
         bank, other = banks[k % len(banks)], banks[(k + 1) % len(banks)]
+        out += maker.repos(bank, other, k)  # first: its closes must follow it in a run
         out += maker.state_refusals(bank, other, rng)
         out += maker.lifecycle(bank, other, rng)
         out += maker.foreign(bank, other)
