@@ -26,8 +26,9 @@ least the exposure, both or neither; the record then names the new collateral. B
 Checks, first failing decides: ``NO_SUCH_REPO``, ``UNAUTHORIZED`` (parties not the
 repo's), ``REPO_NOT_OPEN``; a substitution's ``UNKNOWN_INSTRUMENT``, ``INVALID_AMOUNT``;
 ``NOT_ELIGIBLE_COLLATERAL`` (no haircut row, or quoted in another cash than the repo's);
-``FROZEN`` (a holding either leg touches); a substitution's ``MATURED`` and
-``REPO_TERMS`` (the new bond matures before the repo's close time);
+``FROZEN`` (a holding either leg touches); ``MATURED`` (the bond a leg moves has
+matured); a substitution's ``REPO_TERMS`` (the new bond matures before the repo's close
+time);
 ``NO_FRESH_PRICE``; ``NO_MARGIN_DEFICIT`` / ``SUBSTITUTION_BELOW_VALUE``;
 ``INSUFFICIENT_SECURITIES``; ``OVERFLOW``.
 """
@@ -79,6 +80,8 @@ def margin_call(reg: Registry, o: Overlay, tx: MarginCall, *, time_ms: int) -> R
         return ResultCode.NOT_ELIGIBLE_COLLATERAL
     if _freeze.any_frozen(o, (rec.borrower, rec.bond), (rec.lender, rec.bond)):
         return ResultCode.FROZEN
+    if life.matured(reg, rec.bond, time_ms):
+        return ResultCode.MATURED  # a repo left open past its bond's maturity
     price = _price.fresh_price(reg, o, rec.bond, time_ms)
     if price is None:
         return ResultCode.NO_FRESH_PRICE
@@ -86,8 +89,8 @@ def margin_call(reg: Registry, o: Overlay, tx: MarginCall, *, time_ms: int) -> R
     if _price.collateral_value(rec.quantity, price, row.haircut_bp) >= owed:
         return ResultCode.NO_MARGIN_DEFICIT
     extra = _price.units_for(owed, price, row.haircut_bp) - rec.quantity
-    if o.balance(rec.borrower, rec.bond) < extra:
-        return ResultCode.INSUFFICIENT_SECURITIES
+    if (short := _debit_code(o, rec.borrower, rec.bond, extra)) is not None:
+        return short
     if o.balance(rec.lender, rec.bond) + extra > U64_MAX or rec.quantity + extra > U64_MAX:
         return ResultCode.OVERFLOW
     o.move(rec.bond, rec.borrower, rec.lender, extra)
@@ -138,15 +141,25 @@ def substitute(reg: Registry, o: Overlay, tx: RepoSubstitute, *, time_ms: int) -
     return ResultCode.OK
 
 
+def _debit_code(o: Overlay, account: str, instrument: str, amount: int) -> ResultCode | None:
+    """INSUFFICIENT_SECURITIES when ``account`` cannot deliver ``amount``; None when it
+    can. Every debit of this module goes through here, so the one balance rule (locks'
+    available balance, once they are on the ledger) applies to all of them."""
+    if o.balance(account, instrument) < amount:
+        return ResultCode.INSUFFICIENT_SECURITIES
+    return None
+
+
 def _swap_code(o: Overlay, tx: RepoSubstitute, rec: RepoRecord) -> ResultCode:
     """Balances for both legs, the returned units counted when the instrument is the
     same (a substitution may resize the collateral in kind)."""
     same = tx.instrument == rec.bond
     back = rec.quantity if same else 0
-    if o.balance(rec.lender, rec.bond) < rec.quantity:
-        return ResultCode.INSUFFICIENT_SECURITIES
-    if o.balance(rec.borrower, tx.instrument) + back < tx.quantity:
-        return ResultCode.INSUFFICIENT_SECURITIES
+    if (code := _debit_code(o, rec.lender, rec.bond, rec.quantity)) is not None:
+        return code
+    more = max(0, tx.quantity - back)
+    if (code := _debit_code(o, rec.borrower, tx.instrument, more)) is not None:
+        return code
     if o.balance(rec.borrower, rec.bond) + rec.quantity > U64_MAX:
         return ResultCode.OVERFLOW
     if o.balance(rec.lender, tx.instrument) - back + tx.quantity > U64_MAX:

@@ -215,3 +215,26 @@ def test_substitution_into_ineligible_or_unknown_collateral_is_refused(
     ]
     rec = repo(store, "R-1")
     assert rec is not None and (rec.bond, rec.quantity) == (net.bonds[0], QTY)
+
+
+def test_a_call_on_collateral_that_matured_is_refused_and_one_before_moves() -> None:
+    """A repo on the second bond (matures 2027-05-20) left open past its close time and
+    the maturity: the call is MATURED; the same call a day before maturity moves."""
+    net = margin_net()
+    txf = TxFactory(net)
+    maturity = net.genesis.maturity_ms(net.bonds[1])
+    assert maturity is not None
+    before = maturity - net.genesis.genesis_time_ms - 24 * HOUR_MS
+    for at, code in ((before, RC.OK), (before + 25 * HOUR_MS, RC.MATURED)):
+        s = MemoryStore(net.genesis)
+        tx = RepoOpen(
+            txf.chain_id, txf.nonce(), txf.t0 + before + 48 * HOUR_MS, "R-9", BORROWER, LENDER,
+            net.bonds[1], QTY, net.cash, PURCHASE, REPURCHASE, 0, txf.t0 + MIN + HOUR_MS,
+            txf.t0 + MIN + 2 * HOUR_MS,
+        )  # fmt: skip
+        assert codes(run(s, txf.signed(tx), at_ms=MIN)) == [RC.OK]
+        later = TxFactory(net, now_ms=txf.t0 + at - 1)  # transactions that expire after it
+        run(s, *prices(later, 800_000, at - 1, bond=net.bonds[1]), at_ms=at - 1)
+        late = MarginCall(later.chain_id, later.nonce(), later.t0 + HOUR_MS, "R-9", BORROWER,
+                          LENDER)  # fmt: skip
+        assert codes(run(s, later.signed(late), at_ms=at)) == [code]
