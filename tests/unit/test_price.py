@@ -260,3 +260,22 @@ def test_sources_of_the_test_network_are_participants() -> None:
     assert set(SOURCES) <= set(g.participant_by_id)
     assert crypto.sha256(g.canonical_bytes).hex() == g.chain_id
     assert PRICE_UNITS == PAR
+
+
+@pytest.mark.parametrize(
+    ("margin", "says"),
+    [
+        ({"sources": "CSD", "threshold": 1, "price_age_max_ms": 1, "haircuts": []}, "sources"),
+        ({"sources": ["CSD"], "threshold": 1, "price_age_max_ms": 1}, "missing"),
+        ({"sources": ["CSD"], "threshold": True, "price_age_max_ms": 1, "haircuts": []}, "integer"),
+        ({"sources": ["CSD"], "threshold": 1, "price_age_max_ms": 1, "haircuts": [{}]}, "haircuts"),
+    ],
+)
+def test_bad_margin_json_is_refused_naming_the_field(
+    net: DemoNetwork, margin: dict[str, object], says: str
+) -> None:
+    doc = genesis_to_json(net.genesis)
+    with pytest.raises(GenesisError, match=says):
+        parse_genesis({**doc, "margin": margin})
+    ok = {"sources": ["CSD"], "threshold": 1, "price_age_max_ms": 1, "haircuts": []}
+    assert parse_genesis({**doc, "margin": ok}).margin.sources == ("CSD",)  # control
