@@ -96,7 +96,7 @@ class PriceRecord:
 def collateral_value(quantity: int, price: int, haircut_bp: int) -> int:
     """What ``quantity`` units are worth as collateral at ``price`` (minor units per
     PRICE_UNITS units) after ``haircut_bp``: rounded down, in the lender's favour."""
-    require(0 <= haircut_bp < BP and price >= 0 and quantity >= 0, "valuation out of range")
+    require(0 <= haircut_bp < BP and price > 0 and quantity >= 0, "valuation out of range")
     return quantity * price * (BP - haircut_bp) // (PRICE_UNITS * BP)
 
 
@@ -140,10 +140,11 @@ def attest_price(
 def _fresh(reg: Registry, o: Overlay, tx: AttestPrice, time_ms: int) -> bool:
     """Newer than this source's last price of the instrument, not after the block time,
     and young enough to be used at the block time."""
-    raw = o.record(_key(tx.instrument, tx.source))
-    last = -1 if raw is None else PriceRecord.decode(_key(tx.instrument, tx.source), raw).as_of_ms
-    oldest = time_ms - reg.genesis.margin.price_age_max_ms
-    return last < tx.as_of_ms <= time_ms and tx.as_of_ms >= oldest
+    key = _key(tx.instrument, tx.source)
+    raw = o.record(key)
+    if raw is not None and PriceRecord.decode(key, raw).as_of_ms >= tx.as_of_ms:
+        return False  # a replay or an older statement
+    return time_ms - reg.genesis.margin.price_age_max_ms <= tx.as_of_ms <= time_ms
 
 
 def price_records(view: StateView | Overlay, instrument: str) -> list[PriceRecord]:
@@ -163,6 +164,6 @@ def fresh_price(
         for r in price_records(view, instrument)
         if r.source in terms.sources and oldest <= r.as_of_ms <= time_ms
     )
-    if terms.threshold == 0 or len(prices) < terms.threshold:
+    if not prices or len(prices) < terms.threshold:
         return None
     return prices[(len(prices) - 1) // 2]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from node import crypto
 from node.config import HAIRCUT_BP_MAX, PRICE_AGE_LIMIT_MS, PRICE_UNITS
 from node.genesis import DemoNetwork, genesis_to_json, parse_genesis
+from node.invariant import InvariantError
 from node.settlement import (
     AttestPrice,
     GenesisError,
@@ -34,6 +35,7 @@ from node.settlement import (
     sign_tx,
     units_for,
 )
+from node.settlement._price import BP
 from node.store import MemoryStore
 from tests.ledger_helpers import HOUR_MS, TxFactory, shared_net
 from tests.margin_helpers import AGE_MS, PAR, SOURCES, attest, codes, margin_net, run
@@ -279,3 +281,35 @@ def test_bad_margin_json_is_refused_naming_the_field(
         parse_genesis({**doc, "margin": margin})
     ok = {"sources": ["CSD"], "threshold": 1, "price_age_max_ms": 1, "haircuts": []}
     assert parse_genesis({**doc, "margin": ok}).margin.sources == ("CSD",)  # control
+
+
+def test_the_median_with_more_fresh_sources_than_k_and_a_single_source_chain(
+    txf: TxFactory, net: DemoNetwork
+) -> None:
+    three = [attest(txf, p, t(net, 0), source=s) for p, s in zip((3, 1, 2), SOURCES, strict=True)]
+    store = MemoryStore(net.genesis)
+    run(store, *three, at_ms=MIN)
+    assert price_at(store, MIN) == 2  # k = 2, three fresh: their (lower) median
+    assert {r.instrument for r in price_records(store, net.bonds[0])} == {net.bonds[0]}
+    one = replace(net.genesis.margin, sources=("CSD",), threshold=1)
+    solo = MemoryStore(replace(net.genesis, margin=one))
+    f1 = TxFactory(replace(net, genesis=solo.genesis))
+    run(solo, attest(f1, 7, t(net, 0), source="CSD"), at_ms=MIN)
+    assert price_at(solo, MIN) == 7  # k = 1: the one source is the price
+
+
+@pytest.mark.parametrize(
+    ("args", "ok"),
+    [((1, 1, BP), False), ((1, 0, 0), False), ((-1, 1, 0), False), ((1, 1, BP - 1), True)],
+)
+def test_valuation_refuses_what_no_caller_may_pass(args: tuple[int, int, int], ok: bool) -> None:
+    """A 100% haircut, a zero price or a negative quantity is a bug in the caller (genesis
+    and AttestPrice exclude them): InvariantError, not a value. Control: a 99.99% haircut."""
+    if ok:
+        assert collateral_value(*args) == 0 and units_for(1, args[1], args[2]) > 0
+        return
+    with pytest.raises(InvariantError):
+        collateral_value(*args)
+    quantity, price, haircut = args
+    with pytest.raises(InvariantError):  # the inverse: a negative value stands for it
+        units_for(quantity if quantity >= 0 else -1, price, haircut)
