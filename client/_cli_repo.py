@@ -42,18 +42,25 @@ def _open(args: argparse.Namespace) -> int:
         args.id, args.borrower, args.lender, args.bond, args.quantity, args.cash, args.purchase,
         close_ms, close_ms + int(args.grace * _MS_PER_S),
         rate_bp=args.rate_bp or 0, repurchase_amount=args.repurchase or 0,
+        cosigner=args.cosign or "",
     )  # fmt: skip
     keys = [_key(args, args.borrower, args.borrower_key), _key(args, args.lender, args.lender_key)]
+    if args.cosign:
+        keys.append(_key(args, args.cosign, None))
     return _submit(args, sign(tx, *keys, genesis=g))
 
 
 def _close(args: argparse.Namespace) -> int:
     from client import Transactions, sign
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _client, _genesis, _key, _submit
 
     g = _genesis(args)
-    tx = Transactions(g).repo_close(args.id, *args.by)
-    keys = [_key(args, signer, None) for signer in tx.by]
+    with _client(args, args.by[0]) as client:  # the repo's parties, from its record
+        _, (rec,) = client.repos(args.id)
+    tx = Transactions(g).repo_close(
+        args.id, rec.borrower, rec.lender, *args.by, cosigner=args.cosign or ""
+    )
+    keys = [_key(args, signer, None) for signer in tx.required_signers()]
     return _submit(args, sign(tx, *keys, genesis=g))
 
 
@@ -155,6 +162,16 @@ def _network(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _cosign_option(p: argparse.ArgumentParser, ident: Callable[[str], str]) -> None:
+    p.add_argument(
+        "--cosign",
+        type=ident,
+        metavar="ID",
+        help="a compliance co-signer (its key in the run directory): needed above the cash "
+        "token's AML threshold (COSIGN_REQUIRED)",
+    )
+
+
 def _read_options(p: argparse.ArgumentParser, ident: Callable[[str], str]) -> None:
     p.add_argument("--id", type=ident, metavar="REPO", help="one repo")
     p.add_argument(
@@ -215,6 +232,7 @@ def add_commands(
         metavar="SECONDS",
         help="default deadline this long after the close time (default 3600)",
     )
+    _cosign_option(p, ident)
     p = b.leaf(
         sub,
         "close",
@@ -232,6 +250,7 @@ def add_commands(
         metavar="ID",
         help="a signing party (its key in the run directory); repeat for both",
     )
+    _cosign_option(p, ident)
     p = b.leaf(sub, "list", "repos with their terms and status", _network("repo_list"))
     _read_options(p, ident)
     report = next(a for a in b.top.choices["report"]._actions if a.dest == "subcommand")

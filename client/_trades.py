@@ -543,11 +543,13 @@ class Transactions:
         *,
         rate_bp: int = 0,
         repurchase_amount: int = 0,
+        cosigner: str = "",
     ) -> RepoOpen:
         """Repo ``repo_id``: ``borrower`` sells ``quantity`` of ``bond`` to ``lender`` for
         ``purchase_amount`` and buys it back from ``close_ms`` at ``repurchase_amount``, or
         (0) at the purchase plus ACT/360 interest at ``rate_bp``; a close the borrower
-        cannot pay waits until ``default_ms``. Both parties sign."""
+        cannot pay waits until ``default_ms``. Both parties sign (and ``cosigner``, a
+        compliance participant, above the cash token's AML threshold)."""
         if borrower == lender:
             raise InvalidFieldError("lender", "must differ from the borrower")
         if repurchase_amount and rate_bp:
@@ -570,15 +572,26 @@ class Transactions:
             rate_bp=rate_bp,
             close_ms=close_ms,
             default_ms=default_ms,
+            cosigner=self._cosigner(cosigner, (borrower, lender)),
         )
 
-    def repo_close(self, repo_id: str, *by: str) -> RepoClose:
-        """Close repo ``repo_id``, signed by ``by``: one party from the repo's close time,
-        both before it."""
+    def repo_close(
+        self, repo_id: str, borrower: str, lender: str, *by: str, cosigner: str = ""
+    ) -> RepoClose:
+        """Close repo ``repo_id`` of ``borrower`` and ``lender`` (its record's parties:
+        ``client.repos(repo_id)``), signed by ``by``: one party from the repo's close
+        time, both before it (and ``cosigner`` above the AML threshold, as for the open)."""
         if not 1 <= len(set(by)) <= 2:
             raise InvalidFieldError("by", "one or both of the repo's parties sign a close")
         signers = tuple(sorted({self._party(b) for b in by}))
-        return RepoClose(**self._head(), id=_new_id("repo_id", repo_id), by=signers)
+        return RepoClose(
+            **self._head(),
+            id=_new_id("repo_id", repo_id),
+            borrower=self._participant("borrower", borrower),
+            lender=self._participant("lender", lender),
+            by=signers,
+            cosigner=self._cosigner(cosigner, signers),
+        )
 
     # --- margin: prices, margin calls, substitution (docs/ledger.md "Prices, margin and
     # substitution") -----------------------------------------------------------------------

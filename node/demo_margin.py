@@ -103,7 +103,7 @@ def _substitute(clients: ValidatorClients, instrument: str, quantity: int) -> by
 
 def _close(clients: ValidatorClients) -> bytes:
     g = clients.genesis
-    tx = Transactions(g).repo_close(REPO_ID, BORROWER, LENDER)
+    tx = Transactions(g).repo_close(REPO_ID, BORROWER, LENDER, BORROWER, LENDER)
     return sign(tx, clients.keys[BORROWER], clients.keys[LENDER], genesis=g).raw
 
 

@@ -58,7 +58,9 @@ async def show_repo(clients: ValidatorClients, demo: DemoNetwork) -> None:
     mid = (await client.balances(BORROWER)).amounts
     _check("after the open", mid, before, {bond: -quantity, demo.cash: PURCHASE})
     await asyncio.sleep(max(0.0, close_ms / 1000 - time.time()) + 0.2)  # block time >= close
-    closed, close_ms_taken = await _submit(clients, t.repo_close(repo_id, BORROWER), BORROWER)
+    closed, close_ms_taken = await _submit(
+        clients, t.repo_close(repo_id, BORROWER, LENDER, BORROWER), BORROWER
+    )
     _, (rec,) = await client.repos(repo_id)
     if rec.status is not RepoStatus.CLOSED:
         raise LifecycleMismatch(f"repo {repo_id} is {rec.status.name} after its close")

@@ -51,8 +51,12 @@ class RepoTx:
     def open(self, repo_id: str = "R1", *args: str, **kw: object) -> bytes:
         return self.signed(self.open_tx(repo_id, *args, **kw))  # type: ignore[arg-type]
 
-    def close(self, repo_id: str = "R1", *by: str) -> bytes:
-        """A close signed by ``by`` (default: both demo parties)."""
-        signers = tuple(sorted(set(by or ("BANK01", "BANK02"))))
-        tx = RepoClose(self.net.genesis.chain_id, next(self._nonces), EXPIRY_MS, repo_id, signers)
+    def close(
+        self, repo_id: str = "R1", *by: str, parties: tuple[str, str] = ("BANK01", "BANK02")
+    ) -> bytes:
+        """A close of the repo of ``parties`` (borrower, lender) signed by ``by`` (default:
+        both)."""
+        signers = tuple(sorted(set(by or parties)))
+        chain = self.net.genesis.chain_id
+        tx = RepoClose(chain, next(self._nonces), EXPIRY_MS, repo_id, *parties, signers)
         return self.signed(tx)

@@ -113,7 +113,7 @@ class RepoLoad:
         trip.open_end_us = _now_us()
         if trip.open_code != "OK":
             return
-        close = self.t.repo_close(repo_id, borrower, lender)
+        close = self.t.repo_close(repo_id, borrower, lender, borrower, lender)
         trip.close_start_us = _now_us()
         trip.close_code = await _leg(client, sign(close, *both, genesis=self.demo.genesis))
         trip.close_end_us = _now_us()

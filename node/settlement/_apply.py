@@ -353,6 +353,10 @@ def _cosigner_may_allow(reg: Registry, tx: Transaction) -> bool:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.sender, tx.receiver))
         case DvP() | PendingDvP() if tx.cosigner:
             return kyc.cosigner_ok(reg, tx.cosigner, (tx.seller, tx.buyer))
+        case RepoOpen() if tx.cosigner:
+            return kyc.cosigner_ok(reg, tx.cosigner, (tx.borrower, tx.lender))
+        case RepoClose() if tx.cosigner:
+            return kyc.cosigner_ok(reg, tx.cosigner, tx.by)
         case _:
             return True
 

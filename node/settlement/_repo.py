@@ -47,7 +47,13 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from node import crypto
-from node.config import ID_BYTES_MAX, REPO_LIST_MAX, REPO_OPEN_MAX, REPO_OPEN_PER_PARTY_MAX
+from node.config import (
+    ID_BYTES_MAX,
+    REPO_LIST_MAX,
+    REPO_OPEN_MAX,
+    REPO_OPEN_PER_PARTY_MAX,
+    U64_MAX,
+)
 from node.invariant import InvariantError, require
 from node.settlement import _pending
 from node.settlement._codec import DecodeError, Reader, Writer
@@ -276,7 +282,10 @@ def _terms_code(reg: Registry, tx: RepoOpen, time_ms: int) -> ResultCode:
         return ResultCode.REPO_TERMS
     if tx.default_ms < tx.close_ms or (tx.repurchase_amount and tx.rate_bp):
         return ResultCode.REPO_TERMS
-    return ResultCode.OK
+    # The most a close can ask (interest stops at close_ms) must fit a u64 amount: else no
+    # close could ever be encoded or paid.
+    most = tx.purchase_amount + interest(tx.purchase_amount, tx.rate_bp, tx.close_ms - time_ms)
+    return ResultCode.REPO_TERMS if most > U64_MAX else ResultCode.OK
 
 
 def _full(o: Overlay, tx: RepoOpen) -> bool:
@@ -299,7 +308,7 @@ def open_(
         return ResultCode.REPOS_FULL
     opening = DvP(
         tx.chain_id, tx.nonce, tx.expiry_ms, tx.borrower, tx.lender, tx.bond, tx.quantity,
-        tx.cash, tx.purchase_amount, deadline_ms=tx.close_ms,
+        tx.cash, tx.purchase_amount, deadline_ms=tx.close_ms, cosigner=tx.cosigner,
     )  # fmt: skip
     code = legs(opening)
     if code is not ResultCode.OK:
@@ -320,7 +329,7 @@ def _close_code(rec: RepoRecord | None, tx: RepoClose, time_ms: int) -> ResultCo
     if rec is None:
         return ResultCode.NO_SUCH_REPO
     parties = {rec.borrower, rec.lender}
-    if not set(tx.by) <= parties:
+    if (tx.borrower, tx.lender) != (rec.borrower, rec.lender) or not set(tx.by) <= parties:
         return ResultCode.UNAUTHORIZED
     if rec.status is not RepoStatus.OPEN:
         return ResultCode.REPO_NOT_OPEN
@@ -346,9 +355,10 @@ def close(
     if (code := _close_code(rec, tx, time_ms)) is not ResultCode.OK or rec is None:
         return code
     amount, netted = _due(reg, o, rec, time_ms)
+    require(0 < amount <= U64_MAX, f"repo {rec.id} due {amount}: its terms were checked at open")
     closing = PendingDvP(
         tx.chain_id, tx.nonce, tx.expiry_ms, rec.lender, rec.borrower, rec.bond, rec.quantity,
-        rec.cash, amount, deadline_ms=rec.default_ms, lot=0,
+        rec.cash, amount, deadline_ms=rec.default_ms, lot=0, cosigner=tx.cosigner,
     )  # fmt: skip
     # The first attempt has no deadline of its own: a late close still settles if both
     # legs are there; if not, recycling ends it FAILED_DEADLINE in this very block.

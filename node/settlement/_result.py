@@ -210,8 +210,9 @@ _MEANINGS: dict[ResultCode, str] = {
     ),
     ResultCode.REPO_TERMS: (
         "the repo's terms do not hold together: close time not after the block time or not "
-        "before the bond's maturity, default deadline before the close time, or both a "
-        "repurchase amount and a rate; nothing moved"
+        "before the bond's maturity, default deadline before the close time, both a "
+        "repurchase amount and a rate, or an amount due at the close time above 2**64 - 1; "
+        "nothing moved"
     ),
     ResultCode.REPO_CLOSE_PINNED: (
         "the pending instruction is a repo's close leg: neither party may hold or cancel it "

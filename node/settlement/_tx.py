@@ -787,8 +787,8 @@ def _dec_attest_reserves(r: Reader, h: _Head) -> AttestReserves:
 _DECODERS.update(
     {TxKind.ATTEST_CUSTODY: _dec_attest_custody, TxKind.ATTEST_RESERVES: _dec_attest_reserves}
 )
-# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule).
-_COSIGNABLE = (Transfer, DvP, PendingDvP)
+# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule):
+# ``_COSIGNABLE``, defined after the repo kinds (they carry one too).
 
 
 # --- gov: governance (issue 15 item 1; node/settlement/_gov.py) -------------------------
@@ -1058,25 +1058,31 @@ class RepoOpen:
     rate_bp: int  # per year, ACT/360; must be 0 when repurchase_amount is set
     close_ms: int
     default_ms: int
+    cosigner: str = ""  # kyc: a compliance co-signer of both legs (the AML rule)
 
     def required_signers(self) -> tuple[str, ...]:
-        return tuple(sorted({self.borrower, self.lender}))
+        return _with_cosigner((self.borrower, self.lender), self.cosigner)
 
 
 @dataclass(frozen=True, slots=True)
 class RepoClose:
-    """Close repo ``id``: the reverse DvP at the repurchase amount. ``by`` are the
-    signers, sorted, one or both parties: one suffices from the repo's close time."""
+    """Close repo ``id``: the reverse DvP at the repurchase amount. It names the repo's
+    ``borrower`` and ``lender`` (so the body names both parties: either may read the
+    close, ADR 0015); ``by`` are the signers, sorted, one or both of them: one suffices
+    from the repo's close time."""
 
     KIND: ClassVar[TxKind] = TxKind.REPO_CLOSE
     chain_id: str
     nonce: int
     expiry_ms: int
     id: str
+    borrower: str
+    lender: str
     by: tuple[str, ...]
+    cosigner: str = ""  # kyc: a compliance co-signer of the close leg (the AML rule)
 
     def required_signers(self) -> tuple[str, ...]:
-        return self.by
+        return _with_cosigner(self.by, self.cosigner)
 
 
 _REPO_CLOSE_SIGNERS_MAX = 2  # the two parties
@@ -1089,7 +1095,7 @@ def _enc_repo(w: Writer, t: RepoOpen | RepoClose) -> None:
             w.ident(t.cash).u64(t.purchase_amount).u64(t.repurchase_amount).u32(t.rate_bp)
             w.u64(t.close_ms).u64(t.default_ms)
         case RepoClose():
-            w.ident(t.id)
+            w.ident(t.id).ident(t.borrower).ident(t.lender)
             if not 0 < len(t.by) <= _REPO_CLOSE_SIGNERS_MAX or list(t.by) != sorted(set(t.by)):
                 raise w.error("a repo close is signed by one or both parties, sorted")
             w.u8(len(t.by))
@@ -1107,14 +1113,17 @@ def _dec_repo_open(r: Reader, h: _Head) -> RepoOpen:
 
 
 def _dec_repo_close(r: Reader, h: _Head) -> RepoClose:
-    repo_id = r.ident()
+    repo_id, borrower, lender = r.ident(), r.ident(), r.ident()
     by = tuple(r.ident() for _ in range(r.limit(r.u8(), _REPO_CLOSE_SIGNERS_MAX, "signers")))
     if not by or list(by) != sorted(set(by)):
         raise DecodeError("a repo close is signed by one or both parties, sorted")
-    return RepoClose(*h, repo_id, by)
+    return RepoClose(*h, repo_id, borrower, lender, by)
 
 
 _DECODERS.update({TxKind.REPO_OPEN: _dec_repo_open, TxKind.REPO_CLOSE: _dec_repo_close})
+# kyc: the kinds that may carry a compliance co-signer (the AML large-value rule); a
+# repo's legs are checked like a DvP's, co-signer included (appended when named).
+_COSIGNABLE = (Transfer, DvP, PendingDvP, RepoOpen, RepoClose)
 
 # --- margin: prices, margin calls, substitution (issue 18 item 3; _price.py, _margin.py)
 

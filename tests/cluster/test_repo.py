@@ -62,11 +62,15 @@ def test_an_intraday_repo_opens_and_closes_through_the_sdk(cluster: Cluster) -> 
                     await third.repos("SDK1")
                 assert (await third.repos())[1] == ()  # its own: none
             with pytest.raises(RejectedError) as e:
-                await client.submit(sign(txs.repo_close("SDK1", "BANK02"), b2, genesis=g))
+                await client.submit(
+                    sign(txs.repo_close("SDK1", "BANK01", "BANK02", "BANK02"), b2, genesis=g)
+                )
             assert e.value.code is RC.EARLY_CLOSE_ONE_SIDED
             verify_receipt(e.value.receipt, cluster.net.run_dir / "genesis.json")
             assert (await client.balances("BANK01")).amounts == opened
-            both = sign(txs.repo_close("SDK1", "BANK01", "BANK02"), b1, b2, genesis=g)
+            both = sign(
+                txs.repo_close("SDK1", "BANK01", "BANK02", "BANK01", "BANK02"), b1, b2, genesis=g
+            )
             assert (await client.submit(both)).code is RC.OK
             _, (rec,) = await client.repos("SDK1")
             assert rec.status is RepoStatus.CLOSED
@@ -112,3 +116,41 @@ def test_the_cli_opens_lists_reports_and_closes_a_repo(
     assert (doc["status"], doc["close_amount"]) == ("CLOSED", 50_001_000)
     assert main([*run, "--json", "report", "repo", "--party", "BANK04"]) == 0
     assert json.loads(capsys.readouterr().out)["counterparties"] == []  # nothing live
+
+
+def test_a_close_the_borrower_cannot_pay_waits_then_settles_with_a_proven_event(
+    cluster: Cluster,
+) -> None:
+    async def go() -> None:
+        async with AsyncLedgerClient.from_run_dir(
+            cluster.net.run_dir, identity=OPERATOR_IDENTITY
+        ) as client:
+            g, bond, cash = client.genesis, cluster.demo.bonds[0], cluster.demo.cash
+            keys = {b: participant_key(cluster, b) for b in ("BANK05", "BANK06", "BANK01")}
+            txs = Transactions(g)
+            close_ms = int(time.time() * 1000) + HOUR_MS
+            tx = txs.repo_open(
+                "PEND1", "BANK05", "BANK06", bond, 10, cash, 1_000, close_ms, close_ms + HOUR_MS,
+                repurchase_amount=1_001,
+            )  # fmt: skip
+            assert (await client.submit(sign(tx, keys["BANK05"], keys["BANK06"], genesis=g))).ok
+            # The borrower sends away all its cash (in co-sign-free pieces) but 1,000 cents.
+            while (left := (await client.balances("BANK05")).amounts[cash] - 1_000) > 0:
+                out = txs.transfer(cash, "BANK05", "BANK01", min(left, 500_000_000))
+                assert (await client.submit(sign(out, keys["BANK05"], genesis=g))).ok
+            close = txs.repo_close("PEND1", "BANK05", "BANK06", "BANK05", "BANK06")
+            both = sign(close, keys["BANK05"], keys["BANK06"], genesis=g)
+            waiting = await client.submit(both)
+            assert waiting.code is RC.PENDING_SETTLEMENT and waiting.waiting
+            _, (rec,) = await client.repos("PEND1")
+            assert rec.status is RepoStatus.CLOSING and rec.close_amount == 1_001
+            refund = txs.transfer(cash, "BANK01", "BANK05", 1)
+            assert (await client.submit(sign(refund, keys["BANK01"], genesis=g))).ok
+            settled = await client.wait_settled(both.tx_id, timeout_s=30)
+            assert settled.event_proof is not None and settled.event_proof.code is RC.OK
+            verify_receipt(settled, cluster.net.run_dir / "genesis.json")
+            _, (rec,) = await client.repos("PEND1")
+            assert rec.status is RepoStatus.CLOSED
+            assert (await client.balances("BANK05")).amounts[cash] == 0
+
+    asyncio.run(go())

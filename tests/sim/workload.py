@@ -593,24 +593,25 @@ class _Maker:
             REPO_UNITS, self.net.cash, REPO_CASH, REPO_BACK, 0, self.far - 1, default_ms,
         )  # fmt: skip
 
-    def _repo_close(self, repo_id: str, *by: str) -> RepoClose:
-        return RepoClose(self.chain, self._next(), self.far, repo_id, tuple(sorted(by)))
+    def _repo_close(self, repo_id: str, parties: tuple[str, str], *by: str) -> RepoClose:
+        return RepoClose(self.chain, self._next(), self.far, repo_id, *parties, tuple(sorted(by)))
 
     def repos(self, bank: str, other: str, k: int) -> list[SimTx]:
         """A repo's round trip and its refusals (see the module docstring)."""
         rid = f"SIMREPO{k}"
         twin = _signed(self.net, self._repo_open(rid, bank, other, self.far))
         closes = (
-            self._then(100, self._repo_close(rid, other)),
-            self._then(300, self._repo_close(rid, bank, other)),
-            self._then(350, self._repo_close(rid, other, bank)),
+            self._then(100, self._repo_close(rid, (bank, other), other)),
+            self._then(300, self._repo_close(rid, (bank, other), bank, other)),
+            self._then(350, self._repo_close(rid, (bank, other), other, bank)),
         )
         return [
             replace(self.sim("repo_round_trip", self._repo_open(rid, bank, other, self.far),
                              R.OK, R.REPO_EXISTS), twin=twin, companions=closes),
             self.sim("repo_terms", self._repo_open(f"{rid}.T", bank, other, self.far - 2),
                      R.REPO_TERMS),
-            self.sim("repo_unknown", self._repo_close(f"{rid}.U", bank), R.NO_SUCH_REPO),
+            self.sim("repo_unknown", self._repo_close(f"{rid}.U", (bank, other), bank),
+                     R.NO_SUCH_REPO),
         ]  # fmt: skip
 
     # --- margin: prices (docs/ledger.md "Prices, margin and substitution") -----------------

@@ -115,7 +115,9 @@ def test_the_called_units_come_back_at_close(
     start = store.balance(BORROWER, net.bonds[0]) + QTY  # what the borrower had before open
     run(store, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
     assert codes(run(store, call(txf), at_ms=3 * MIN)) == [RC.OK]
-    close = RepoClose(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", (BORROWER,))
+    close = RepoClose(
+        txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER, (BORROWER,)
+    )
     assert codes(run(store, txf.signed(close), at_ms=CLOSE_MS)) == [RC.OK]
     assert store.balance(BORROWER, net.bonds[0]) == start
 
@@ -147,7 +149,10 @@ def test_only_the_repos_lender_calls_and_only_an_open_repo(
     run(store, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
     refused = [call(txf, lender="BANK03"), call(txf, repo_id="R-404")]
     assert codes(run(store, *refused, at_ms=3 * MIN)) == [RC.UNAUTHORIZED, RC.NO_SUCH_REPO]
-    both = RepoClose(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", (BORROWER, LENDER))
+    both = RepoClose(
+        txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER,
+        (BORROWER, LENDER),
+    )  # fmt: skip
     out = run(store, txf.signed(both), call(txf), at_ms=4 * MIN)
     assert codes(out) == [RC.OK, RC.REPO_NOT_OPEN]  # closed first in the block
 

@@ -8,15 +8,20 @@ $1,000,000.00, closing an hour later at 5.00% ACT/360. Codes are named, never nu
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from node import crypto
+from node.access import tx_parties
+from node.config import U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
     BlockContext,
     BlockOutcome,
     DecodeError,
     RecordKind,
+    Registry,
     RepoClose,
     RepoStatus,
     ResultCode,
@@ -31,6 +36,7 @@ from node.settlement import (
 )
 from node.store import MemoryStore
 from tests.freeze_helpers import freeze
+from tests.kyc_helpers import COSIGN_ABOVE, kyc_net
 from tests.ledger_helpers import TxFactory
 from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
 from tests.repo_helpers import EXPIRY_MS, HOUR_MS, PURCHASE, QUANTITY, RepoTx
@@ -380,11 +386,13 @@ def test_repo_bodies_round_trip_and_a_close_needs_sorted_unique_signers(
 ) -> None:
     tx = rtx.open_tx()
     assert decode_body(encode_body(tx)) == tx
-    close = RepoClose(net.genesis.chain_id, 1, 2, "R1", ("BANK01", "BANK02"))
+    close = RepoClose(net.genesis.chain_id, 1, 2, "R1", "BANK01", "BANK02", ("BANK01", "BANK02"))
     body = encode_body(close)
     assert decode_body(body) == close
     with pytest.raises(ValueError, match="one or both parties"):
-        encode_body(RepoClose(net.genesis.chain_id, 1, 2, "R1", ("BANK02", "BANK01")))
+        encode_body(
+            RepoClose(net.genesis.chain_id, 1, 2, "R1", "BANK01", "BANK02", ("BANK02", "BANK01"))
+        )
     swapped = body.replace(b"\x06BANK01\x06BANK02", b"\x06BANK02\x06BANK01")
     assert swapped != body
     with pytest.raises(DecodeError):
@@ -433,3 +441,51 @@ def test_a_repo_closing_at_or_after_the_bonds_maturity_is_refused() -> None:
     maturity = at("2027-01-15")
     assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity))) == [RC.REPO_TERMS]
     assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity - 1))) == [RC.OK]  # control
+
+
+# --- kyc: the AML co-signature ----------------------------------------------------------
+
+
+def test_a_repo_above_the_aml_threshold_needs_a_compliance_cosigner() -> None:
+    net = kyc_net()  # co-sign above COSIGN_ABOVE cents
+    store, rtx = MemoryStore(net.genesis), RepoTx(net, net.genesis.genesis_time_ms + T1)
+    large = COSIGN_ABOVE + 1
+    bare = rtx.open_tx("BIG", purchase=large, rate_bp=0, repurchase=large + 1)
+    assert own(run(store, rtx.signed(bare))) == [RC.COSIGN_REQUIRED]
+    assert repo(store, "BIG") is None
+    cosigned = replace(bare, nonce=bare.nonce + 10_000, cosigner="COMPLIANCE")
+    assert cosigned.required_signers() == ("BANK01", "BANK02", "COMPLIANCE")
+    assert decode_body(encode_body(cosigned)) == cosigned
+    assert own(run(store, rtx.signed(cosigned))) == [RC.OK]
+    # The close moves as much: it needs the co-signature too.
+    both = ("BANK01", "BANK02")
+    close = RepoClose(net.genesis.chain_id, 99, EXPIRY_MS, "BIG", *both, both)
+    assert own(run(store, rtx.signed(close), at_ms=T1 + 1)) == [RC.COSIGN_REQUIRED]
+    close = replace(close, nonce=100, cosigner="COMPLIANCE")
+    assert decode_body(encode_body(close)) == close
+    assert own(run(store, rtx.signed(close), at_ms=T1 + 2)) == [RC.OK]
+    assert repo(store, "BIG").status is RepoStatus.CLOSED  # type: ignore[union-attr]
+
+
+def test_a_close_names_the_repos_parties_so_both_read_it(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    wrong = rtx.close("R1", "BANK01", parties=("BANK01", "BANK03"))  # not this repo's lender
+    assert own(run(opened, wrong, at_ms=T1 + HOUR_MS)) == [RC.UNAUTHORIZED]
+    alone = rtx.close("R1", "BANK01")  # the borrower alone, at the close time
+    reg = Registry.of(opened)
+    assert tx_parties(alone, reg) == {"BANK01", "BANK02"}  # the lender may read it too
+    assert own(run(opened, alone, at_ms=T1 + HOUR_MS)) == [RC.OK]
+
+
+def test_terms_whose_amount_due_could_pass_2_64_are_refused_at_open(
+    store: MemoryStore, rtx: RepoTx
+) -> None:
+    # At the highest rate the wire allows, over a year, a large purchase owes more than
+    # 2**64 - 1 by its close time: no close could be paid, so the open is refused.
+    year_ms = 365 * 24 * HOUR_MS
+    terms = {"rate_bp": 2**32 - 1, "close_ms": rtx.t0 + year_ms}
+    big = rtx.open(purchase=10**14, **terms)  # type: ignore[arg-type]
+    assert own(run(store, big)) == [RC.REPO_TERMS]
+    assert _repo.interest(10**14, 2**32 - 1, year_ms) > U64_MAX - 10**14
+    assert own(run(store, rtx.open(purchase=10**6, **terms))) == [RC.OK]  # control: it fits  # type: ignore[arg-type]

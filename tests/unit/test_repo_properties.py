@@ -63,7 +63,9 @@ def _tx(store: MemoryStore, rtx: RepoTx, txf: TxFactory, step: tuple[object, ...
         case ("open", str(rid), (str(b), str(l)), int(q), int(p), int(rate)):
             return rtx.open(rid, b, l, quantity=q, purchase=p, rate_bp=rate)
         case ("close", str(rid), by):
-            return rtx.close(rid, *sorted(by))  # type: ignore[call-overload]
+            rec = repo(store, rid)  # the close names the repo's parties, as opened
+            parties = (rec.borrower, rec.lender) if rec else PARTIES
+            return rtx.close(rid, *sorted(by), parties=parties)  # type: ignore[call-overload]
         case ("move", str(a), str(b), int(keep)) if a != b:
             # At most the AML co-sign threshold: a larger transfer would be refused.
             amount = min(max(store.balance(a, net.cash) - keep, 1), DEMO_COSIGN_ABOVE_CENTS)
