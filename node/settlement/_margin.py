@@ -30,7 +30,7 @@ repo's), ``REPO_NOT_OPEN``; a substitution's ``UNKNOWN_INSTRUMENT``, ``INVALID_A
 matured); a substitution's ``REPO_TERMS`` (the new bond matures before the repo's close
 time);
 ``NO_FRESH_PRICE``; ``NO_MARGIN_DEFICIT`` / ``SUBSTITUTION_BELOW_VALUE``;
-``INSUFFICIENT_SECURITIES``; ``OVERFLOW``.
+``INSUFFICIENT_SECURITIES``; a margin call's ``OVERFLOW`` (the record's quantity).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def margin_call(reg: Registry, o: Overlay, tx: MarginCall, *, time_ms: int) -> R
     extra = _price.units_for(owed, price, row.haircut_bp) - rec.quantity
     if (short := _debit_code(o, rec.borrower, rec.bond, extra)) is not None:
         return short
-    if o.balance(rec.lender, rec.bond) + extra > U64_MAX or rec.quantity + extra > U64_MAX:
+    if rec.quantity + extra > U64_MAX:  # the record's u64 (the lender may have sold units)
         return ResultCode.OVERFLOW
     o.move(rec.bond, rec.borrower, rec.lender, extra)
     _repo.put_repo(o, replace(rec, quantity=rec.quantity + extra))
@@ -152,7 +152,9 @@ def _debit_code(o: Overlay, account: str, instrument: str, amount: int) -> Resul
 
 def _swap_code(o: Overlay, tx: RepoSubstitute, rec: RepoRecord) -> ResultCode:
     """Balances for both legs, the returned units counted when the instrument is the
-    same (a substitution may resize the collateral in kind)."""
+    same (a substitution may resize the collateral in kind). No credit can overflow: both
+    legs move units between two holders of one instrument, whose balances sum to at most
+    its supply (Overlay.move still requires it)."""
     same = tx.instrument == rec.bond
     back = rec.quantity if same else 0
     if (code := _debit_code(o, rec.lender, rec.bond, rec.quantity)) is not None:
@@ -160,8 +162,4 @@ def _swap_code(o: Overlay, tx: RepoSubstitute, rec: RepoRecord) -> ResultCode:
     more = max(0, tx.quantity - back)
     if (code := _debit_code(o, rec.borrower, tx.instrument, more)) is not None:
         return code
-    if o.balance(rec.borrower, rec.bond) + rec.quantity > U64_MAX:
-        return ResultCode.OVERFLOW
-    if o.balance(rec.lender, tx.instrument) - back + tx.quantity > U64_MAX:
-        return ResultCode.OVERFLOW
     return ResultCode.OK
