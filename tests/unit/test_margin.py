@@ -8,10 +8,15 @@ The repo under test: BANK01 borrows $9,500.00 from BANK02 against 1,000,000 unit
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from node.genesis import DemoNetwork
 from node.settlement import (
+    Holding,
+    Instrument,
+    InstrumentKind,
     MarginCall,
     RepoClose,
     RepoOpen,
@@ -55,8 +60,10 @@ def open_repo(txf: TxFactory, repo_id: str = "R-1") -> bytes:
     return txf.signed(tx)
 
 
-def call(txf: TxFactory, repo_id: str = "R-1", lender: str = LENDER) -> bytes:
-    tx = MarginCall(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, repo_id, BORROWER, lender)
+def call(
+    txf: TxFactory, repo_id: str = "R-1", lender: str = LENDER, borrower: str = BORROWER
+) -> bytes:
+    tx = MarginCall(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, repo_id, borrower, lender)
     return txf.signed(tx)
 
 
@@ -147,8 +154,14 @@ def test_only_the_repos_lender_calls_and_only_an_open_repo(
     store: MemoryStore, txf: TxFactory, net: DemoNetwork
 ) -> None:
     run(store, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
-    refused = [call(txf, lender="BANK03"), call(txf, repo_id="R-404")]
-    assert codes(run(store, *refused, at_ms=3 * MIN)) == [RC.UNAUTHORIZED, RC.NO_SUCH_REPO]
+    # another lender, a borrower the repo does not name (sorting before and after), none
+    refused = [
+        call(txf, lender="BANK03"),
+        call(txf, borrower="AUDITOR"),
+        call(txf, borrower="BANK05"),
+        call(txf, repo_id="R-404"),
+    ]
+    assert codes(run(store, *refused, at_ms=3 * MIN)) == [RC.UNAUTHORIZED] * 3 + [RC.NO_SUCH_REPO]
     both = RepoClose(
         txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER,
         (BORROWER, LENDER),
@@ -243,3 +256,80 @@ def test_a_call_on_collateral_that_matured_is_refused_and_one_before_moves() -> 
         late = MarginCall(later.chain_id, later.nonce(), later.t0 + HOUR_MS, "R-9", BORROWER,
                           LENDER)  # fmt: skip
         assert codes(run(s, later.signed(late), at_ms=at)) == [code]
+
+
+def _keep_only(txf: TxFactory, store: MemoryStore, account: str, bond: str, keep: int) -> bytes:
+    """A transfer leaving ``account`` exactly ``keep`` units of ``bond``."""
+    away = store.balance(account, bond) - keep
+    return txf.signed(txf.transfer(account, "BANK05", away, bond))
+
+
+def test_the_borrower_needs_exactly_the_new_units_and_no_more(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, *prices(txf, 1_000_000, 2 * MIN, bond=net.bonds[1]), at_ms=2 * MIN)
+    need = units_for(REPURCHASE, 1_000_000, 500)
+    short = _keep_only(txf, store, BORROWER, net.bonds[1], need - 1)
+    assert codes(run(store, short, swap(txf, need), at_ms=3 * MIN)) == [
+        RC.OK,
+        RC.INSUFFICIENT_SECURITIES,
+    ]
+    top_up = txf.signed(txf.transfer("BANK05", BORROWER, 1, net.bonds[1]))
+    assert codes(run(store, top_up, swap(txf, need), at_ms=4 * MIN)) == [RC.OK, RC.OK]
+    assert store.balance(BORROWER, net.bonds[1]) == 0  # exactly enough: all of it delivered
+
+
+def test_a_resize_in_kind_returns_the_difference_and_needs_none_of_the_borrowers_units(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    bond = net.bonds[0]
+    run(store, *prices(txf, 990_000, 2 * MIN), at_ms=2 * MIN)
+    need = units_for(REPURCHASE, 990_000, 200)  # fewer than the QTY the repo holds
+    assert need < QTY
+    empty = _keep_only(txf, store, BORROWER, bond, 0)
+    lender = store.balance(LENDER, bond)
+    assert codes(run(store, empty, swap(txf, need, bond), at_ms=3 * MIN)) == [RC.OK, RC.OK]
+    assert store.balance(BORROWER, bond) == QTY - need  # the difference came back
+    assert store.balance(LENDER, bond) == lender - (QTY - need)
+    rec = repo(store, "R-1")
+    assert rec is not None and (rec.bond, rec.quantity) == (bond, need)
+
+
+def test_a_new_bond_maturing_by_the_close_breaks_the_repos_terms() -> None:
+    """A repo on the first bond (2034) closing on the second's maturity (2027-05-20): the
+    second may not replace it (REPO_TERMS); closing a millisecond before, it may."""
+    net = margin_net()
+    maturity = net.genesis.maturity_ms(net.bonds[1])
+    assert maturity is not None
+    for close_ms, code in ((maturity, RC.REPO_TERMS), (maturity - 1, RC.OK)):
+        s, txf = MemoryStore(net.genesis), TxFactory(net)
+        tx = RepoOpen(
+            txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER,
+            net.bonds[0], QTY, net.cash, PURCHASE, REPURCHASE, 0, close_ms, close_ms,
+        )  # fmt: skip
+        assert codes(run(s, txf.signed(tx), at_ms=MIN)) == [RC.OK]
+        run(s, *prices(txf, 1_000_000, 2 * MIN, bond=net.bonds[1]), at_ms=2 * MIN)
+        assert codes(run(s, swap(txf, 2 * QTY), at_ms=3 * MIN)) == [code]
+
+
+def test_collateral_quoted_in_another_cash_is_not_eligible() -> None:
+    """A repo in a second cash token: the bond's price is quoted in USD.CASHCO, so it
+    values nothing here (NOT_ELIGIBLE_COLLATERAL); the same repo in USD.CASHCO is called."""
+    net = margin_net()
+    other = Instrument("USD.ZED", InstrumentKind.CASH, "CASHCO", "USD")
+    g = replace(
+        net.genesis,
+        instruments=(*net.genesis.instruments, other),
+        holdings=(*net.genesis.holdings, Holding(LENDER, other.id, PURCHASE)),
+    )
+    zed = replace(net, genesis=g)
+    for cash, code in ((other.id, RC.NOT_ELIGIBLE_COLLATERAL), (net.cash, RC.OK)):
+        s, txf = MemoryStore(g), TxFactory(zed)
+        tx = RepoOpen(
+            txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER,
+            net.bonds[0], QTY, cash, PURCHASE, REPURCHASE, 0, txf.t0 + CLOSE_MS,
+            txf.t0 + CLOSE_MS,
+        )  # fmt: skip
+        assert codes(run(s, txf.signed(tx), at_ms=MIN)) == [RC.OK]
+        run(s, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
+        assert codes(run(s, call(txf), at_ms=3 * MIN)) == [code]
