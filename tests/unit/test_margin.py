@@ -333,3 +333,20 @@ def test_collateral_quoted_in_another_cash_is_not_eligible() -> None:
         assert codes(run(s, txf.signed(tx), at_ms=MIN)) == [RC.OK]
         run(s, *prices(txf, 900_000, 2 * MIN), at_ms=2 * MIN)
         assert codes(run(s, call(txf), at_ms=3 * MIN)) == [code]
+
+
+def test_a_resize_up_in_kind_needs_exactly_the_added_units(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    bond = net.bonds[0]
+    run(store, *prices(txf, 990_000, 2 * MIN), at_ms=2 * MIN)
+    nine = _keep_only(txf, store, BORROWER, bond, 9)
+    assert codes(run(store, nine, swap(txf, QTY + 10, bond), at_ms=3 * MIN)) == [
+        RC.OK,
+        RC.INSUFFICIENT_SECURITIES,
+    ]
+    ten = txf.signed(txf.transfer("BANK05", BORROWER, 1, bond))
+    assert codes(run(store, ten, swap(txf, QTY + 10, bond), at_ms=4 * MIN)) == [RC.OK, RC.OK]
+    assert store.balance(BORROWER, bond) == 0
+    rec = repo(store, "R-1")
+    assert rec is not None and rec.quantity == QTY + 10
