@@ -301,7 +301,11 @@ def test_a_new_bond_maturing_by_the_close_breaks_the_repos_terms() -> None:
     net = margin_net()
     maturity = net.genesis.maturity_ms(net.bonds[1])
     assert maturity is not None
-    for close_ms, code in ((maturity, RC.REPO_TERMS), (maturity - 1, RC.OK)):
+    for close_ms, code in (
+        (maturity + 1, RC.REPO_TERMS),
+        (maturity, RC.REPO_TERMS),
+        (maturity - 1, RC.OK),
+    ):
         s, txf = MemoryStore(net.genesis), TxFactory(net)
         tx = RepoOpen(
             txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER,
@@ -313,17 +317,19 @@ def test_a_new_bond_maturing_by_the_close_breaks_the_repos_terms() -> None:
 
 
 def test_collateral_quoted_in_another_cash_is_not_eligible() -> None:
-    """A repo in a second cash token: the bond's price is quoted in USD.CASHCO, so it
-    values nothing here (NOT_ELIGIBLE_COLLATERAL); the same repo in USD.CASHCO is called."""
+    """A repo in another cash token (one sorting before USD.CASHCO, one after): the bond's
+    price is quoted in USD.CASHCO, so it values nothing there (NOT_ELIGIBLE_COLLATERAL);
+    the same repo in USD.CASHCO is called."""
     net = margin_net()
-    other = Instrument("USD.ZED", InstrumentKind.CASH, "CASHCO", "USD")
+    others = [Instrument(i, InstrumentKind.CASH, "CASHCO", "USD") for i in ("USD.AAA", "USD.ZED")]
     g = replace(
         net.genesis,
-        instruments=(*net.genesis.instruments, other),
-        holdings=(*net.genesis.holdings, Holding(LENDER, other.id, PURCHASE)),
+        instruments=(*net.genesis.instruments, *others),
+        holdings=(*net.genesis.holdings, *(Holding(LENDER, o.id, PURCHASE) for o in others)),
     )
     zed = replace(net, genesis=g)
-    for cash, code in ((other.id, RC.NOT_ELIGIBLE_COLLATERAL), (net.cash, RC.OK)):
+    cases = [(o.id, RC.NOT_ELIGIBLE_COLLATERAL) for o in others] + [(net.cash, RC.OK)]
+    for cash, code in cases:
         s, txf = MemoryStore(g), TxFactory(zed)
         tx = RepoOpen(
             txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER,
@@ -350,3 +356,33 @@ def test_a_resize_up_in_kind_needs_exactly_the_added_units(
     assert store.balance(BORROWER, bond) == 0
     rec = repo(store, "R-1")
     assert rec is not None and rec.quantity == QTY + 10
+
+
+def test_a_steep_fall_calls_more_units_than_the_repo_held(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    run(store, *prices(txf, 450_000, 2 * MIN), at_ms=2 * MIN)  # 45.0: more than double
+    before = store.balance(LENDER, net.bonds[0])
+    assert codes(run(store, call(txf), at_ms=3 * MIN)) == [RC.OK]
+    extra = units_for(REPURCHASE, 450_000, 200) - QTY
+    assert extra > QTY  # the call more than doubles the collateral
+    assert store.balance(LENDER, net.bonds[0]) == before + extra
+
+
+def test_substituting_a_bond_that_sorts_after_the_old_one_needs_all_its_units() -> None:
+    """A repo on the second bond replaced by the first (whose ISIN sorts after it): the
+    borrower must hold every new unit (one fewer: INSUFFICIENT_SECURITIES)."""
+    net = margin_net()
+    old, new = net.bonds[1], net.bonds[0]
+    assert new > old
+    for keep, code in ((0, RC.INSUFFICIENT_SECURITIES), (1, RC.OK)):
+        s, txf = MemoryStore(net.genesis), TxFactory(net)
+        tx = RepoOpen(
+            txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER, old,
+            QTY, net.cash, PURCHASE, REPURCHASE, 0, txf.t0 + CLOSE_MS, txf.t0 + CLOSE_MS,
+        )  # fmt: skip
+        assert codes(run(s, txf.signed(tx), at_ms=MIN)) == [RC.OK]
+        run(s, *prices(txf, 1_000_000, 2 * MIN, bond=new), at_ms=2 * MIN)
+        need = units_for(REPURCHASE, 1_000_000, 200)
+        leave = _keep_only(txf, s, BORROWER, new, need - 1 + keep)
+        assert codes(run(s, leave, swap(txf, need, new), at_ms=3 * MIN)) == [RC.OK, code]
