@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from node.config import U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
     Holding,
@@ -386,3 +387,31 @@ def test_substituting_a_bond_that_sorts_after_the_old_one_needs_all_its_units() 
         need = units_for(REPURCHASE, 1_000_000, 200)
         leave = _keep_only(txf, s, BORROWER, new, need - 1 + keep)
         assert codes(run(s, leave, swap(txf, need, new), at_ms=3 * MIN)) == [RC.OK, code]
+
+
+def test_a_call_that_would_take_the_repos_quantity_past_u64_is_overflow() -> None:
+    """Title transfer lets the lender hand the collateral back to the borrower, so the
+    units a call demands can exceed what the record may count: OVERFLOW, nothing moves
+    (not a failed encoding halting every validator). The bond's whole supply (2**64 - 1)
+    is BANK01's, the repo holds 2**63, the price is one cent per 1,000,000 units. Control:
+    a repurchase amount one cent-step lower fits the record and the call moves."""
+    net = margin_net()
+    bond = net.bonds[0]
+    held = tuple(h for h in net.genesis.holdings if h.instrument != bond)
+    g = replace(net.genesis, holdings=(*held, Holding(BORROWER, bond, U64_MAX)))
+    big = replace(net, genesis=g)
+    half = 2**63
+    over = -(-(U64_MAX + 1) * 9_800 // 10**10)  # the least amount needing > 2**64 - 1 units
+    fits = U64_MAX * 9_800 // 10**10
+    for repurchase, code in ((over, RC.OVERFLOW), (fits, RC.OK)):
+        s, txf = MemoryStore(g), TxFactory(big)
+        tx = RepoOpen(
+            txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER, bond,
+            half, net.cash, PURCHASE, repurchase, 0, txf.t0 + CLOSE_MS, txf.t0 + CLOSE_MS,
+        )  # fmt: skip
+        back = txf.signed(txf.transfer(LENDER, BORROWER, half, bond))
+        assert codes(run(s, txf.signed(tx), back, at_ms=MIN)) == [RC.OK, RC.OK]
+        run(s, *prices(txf, 1, 2 * MIN), at_ms=2 * MIN)
+        assert codes(run(s, call(txf), at_ms=3 * MIN)) == [code]
+        rec = repo(s, "R-1")
+        assert rec is not None and (rec.quantity == half) is (code is RC.OVERFLOW)
