@@ -313,3 +313,17 @@ def test_valuation_refuses_what_no_caller_may_pass(args: tuple[int, int, int], o
     quantity, price, haircut = args
     with pytest.raises(InvariantError):  # the inverse: a negative value stands for it
         units_for(quantity if quantity >= 0 else -1, price, haircut)
+
+
+def test_a_price_as_of_the_block_time_is_in_force_at_once(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """Attested as of the block's own time, the price is used by the rest of that block
+    (and by a block at the same time); one millisecond earlier is fresh too (control)."""
+    both = [attest(txf, 990_000, t(net, MIN), source=s) for s in ("CASHCO", "CSD")]
+    run(store, *both, at_ms=MIN)
+    assert price_at(store, MIN) == 990_000
+    earlier = MemoryStore(net.genesis)
+    run(earlier, *[attest(txf, 990_000, t(net, MIN - 1), source=s) for s in ("CASHCO", "CSD")],
+        at_ms=MIN)  # fmt: skip
+    assert price_at(earlier, MIN) == 990_000
