@@ -49,6 +49,7 @@ from client._errors import (
     UnavailableError,
 )
 from client._keys import ParticipantKey, generate_key, load_key
+from client._prices import PriceBook, PriceView, SourcePrice
 from client._reference import Reference
 from client._replay import HolderAt, HoldersAt
 from client._stream import SubmitStream
@@ -108,6 +109,8 @@ __all__ = [
     "ParticipantKey",
     "PendingTrade",
     "PermissionDeniedError",
+    "PriceBook",
+    "PriceView",
     "Receipt",
     "Reference",
     "RejectedError",
@@ -116,6 +119,7 @@ __all__ = [
     "Settlement",
     "SignedTransaction",
     "SigningError",
+    "SourcePrice",
     "StreamedTx",
     "SubmitStream",
     "SyncSubmitStream",

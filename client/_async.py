@@ -72,6 +72,7 @@ from client._limits import (
     TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
 )
+from client._prices import PriceBook, price_book
 from client._reference import Reference, reference_from_pb
 from client._replay import HoldersAt, Replay, ReplayedBlock
 from client._stream import EOF, SubmitStream, overload_wait_s
@@ -933,6 +934,21 @@ class AsyncLedgerClient:
             return msg.height, tuple(_backed(b) for b in msg.instruments)
 
         return await self._call("attestations", get)
+
+    async def prices(self, instrument: str = "") -> PriceBook:
+        """margin: every eligible instrument's recorded prices (one per source) and the
+        price in force at the node's head; only ``instrument`` if given (NotFoundError
+        unless eligible). Any participant (docs/ledger.md "Prices, margin and
+        substitution")."""
+
+        async def get(i: int) -> PriceBook:
+            req = pb.PricesRequest(instrument=instrument)
+            msg = await self._stub(i).GetPrices(
+                req, timeout=self._rpc_timeout_s, metadata=self._md("GetPrices", req)
+            )
+            return price_book(msg)
+
+        return await self._call("prices", get)
 
     async def reference(self) -> Reference:
         """The ledger's reference data at a node's head (participants with roles, tier and

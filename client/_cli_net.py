@@ -125,6 +125,10 @@ def _command(name: str) -> Command:
         from client import _cli_repo
 
         return _cli_repo.COMMANDS[name]
+    if name.startswith("margin_"):  # prices, margin, substitution (client/_cli_margin.py)
+        from client import _cli_margin
+
+        return _cli_margin.COMMANDS[name]
     return _COMMANDS[name]
 
 
@@ -239,6 +243,10 @@ def describe(tx: Transaction) -> str:
         )
     if kind == "REPO_CLOSE":
         return f"REPO-CLOSE {terms['id']} by {' and '.join(terms['by'])}"
+    if kind in ("ATTEST_PRICE", "MARGIN_CALL", "REPO_SUBSTITUTE"):  # margin
+        from client._cli_margin import describe as describe_margin
+
+        return describe_margin(terms)
     return (
         f"TRANSFER {terms['sender']} -> {terms['receiver']} {amount(terms['amount'])} "
         f"{terms['instrument']}"

@@ -33,6 +33,7 @@ from client._async import (
 from client._identity import identity_key
 from client._keys import ParticipantKey
 from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
+from client._prices import PriceBook
 from client._reference import Reference
 from client._replay import HoldersAt
 from client._stream import SubmitStream
@@ -224,6 +225,10 @@ class LedgerClient:
     def attestations(self, instrument: str = "") -> tuple[int, tuple[BackedView, ...]]:
         """See ``AsyncLedgerClient.attestations``."""
         return self._run(self._client.attestations(instrument))
+
+    def prices(self, instrument: str = "") -> PriceBook:
+        """See ``AsyncLedgerClient.prices``."""
+        return self._run(self._client.prices(instrument))
 
     def transaction(self, tx_id: bytes) -> TxStatus:
         return self._run(self._client.transaction(tx_id))

@@ -42,6 +42,7 @@ from node.settlement import (
     AddInstrument,
     AddParticipant,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     Bill,
     Burn,
@@ -59,6 +60,7 @@ from node.settlement import (
     Instrument,
     InstrumentKind,
     Lock,
+    MarginCall,
     Mint,
     Participant,
     PendingDvP,
@@ -69,6 +71,7 @@ from node.settlement import (
     ReleaseLock,
     RepoClose,
     RepoOpen,
+    RepoSubstitute,
     Role,
     RotateKey,
     Secured,
@@ -685,6 +688,45 @@ class Transactions:
             lender=self._participant("lender", lender),
             by=signers,
             cosigner=self._cosigner(cosigner, signers),
+        )
+
+    # --- margin: prices, margin calls, substitution (docs/ledger.md "Prices, margin and
+    # substitution") -----------------------------------------------------------------------
+
+    def attest_price(self, source: str, instrument: str, price: int, as_of_ms: int) -> AttestPrice:
+        """``source`` (a price source genesis names) attests that ``instrument`` is worth
+        ``price`` minor units of its quote cash per PRICE_UNITS (1,000,000) units, as of
+        ``as_of_ms``; the ledger judges who may attest and what is fresh."""
+        return AttestPrice(
+            **self._head(),
+            source=self._participant("source", source),
+            instrument=self._instrument("instrument", instrument, InstrumentKind.BOND),
+            price=self._amount("price", price),
+            as_of_ms=_u64("as_of_ms", as_of_ms),
+        )
+
+    def margin_call(self, repo: str, borrower: str, lender: str) -> MarginCall:
+        """The lender calls margin on ``repo`` (signed by the lender alone)."""
+        return MarginCall(
+            **self._head(),
+            repo=_new_id("repo", repo),
+            borrower=self._participant("borrower", borrower),
+            lender=self._participant("lender", lender),
+        )
+
+    def repo_substitute(
+        self, repo: str, borrower: str, lender: str, instrument: str, quantity: int
+    ) -> RepoSubstitute:
+        """Swap ``repo``'s collateral for ``quantity`` of ``instrument`` (signed by both)."""
+        if borrower == lender:
+            raise InvalidFieldError("lender", "the borrower and the lender must differ")
+        return RepoSubstitute(
+            **self._head(),
+            repo=_new_id("repo", repo),
+            borrower=self._participant("borrower", borrower),
+            lender=self._participant("lender", lender),
+            instrument=self._instrument("instrument", instrument, InstrumentKind.BOND),
+            quantity=self._amount("quantity", quantity),
         )
 
 

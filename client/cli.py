@@ -32,6 +32,7 @@ from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError,
 from client._cli_console import HELP as console_help
 from client._cli_console import console_options
 from client._cli_console import run as console_run
+from client._cli_margin import add_parsers as add_margin
 from client._cli_repo import add_commands as add_repo_commands
 from client._limits import REPLAY_BLOCKS_MAX
 from node._version import __version__
@@ -303,6 +304,7 @@ class _Builder:
         )
         self.root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
         self.top = self.root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        self.groups: dict[str, argparse._SubParsersAction[_Parser]] = {}
 
     def leaf(
         self,
@@ -325,8 +327,16 @@ class _Builder:
         return p
 
     def group(self, name: str, help_: str) -> argparse._SubParsersAction[_Parser]:
-        p = self.top.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
-        return p.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+        """The command group ``name``, made once: a part adds its subcommands to a group
+        another part made (``ledger attest price``, ``ledger repo margin``)."""
+        if name not in self.groups:
+            p = self.top.add_parser(
+                name, help=help_, description=help_[0].upper() + help_[1:] + "."
+            )
+            self.groups[name] = p.add_subparsers(
+                dest="subcommand", required=True, metavar="SUBCOMMAND"
+            )
+        return self.groups[name]
 
 
 def _submit_options() -> _Parser:
@@ -1119,6 +1129,7 @@ def build_parser() -> _Parser:
         _network("freeze_list"),
     )
     _cli_lock.add_parsers(b, _network, _submit_options)  # lock: locks and swaps (issue 18)
+    add_margin(b)  # margin: attest price, repo margin|substitute, prices
     # issue 17: the browser console (client/console/)
     b.leaf(b.top, "console", console_help, console_run, parents=[cast(_Parser, console_options())])
     return b.root

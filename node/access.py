@@ -35,6 +35,9 @@ The authorization rules are pure functions of the caller, the reference data (a
 - a lock (``GetLocks``) goes to its holder and its beneficiary (docs/ledger.md "Locks and
   swaps"): its amount is part of the holder's position;
 - a repo (``GetRepos``) goes to its borrower and lender;
+- the recorded prices of eligible collateral (``GetPrices``) go to every participant:
+  prices are market data, not positions, and a repo's parties need them to see a margin
+  call coming;
 - participants with an observer role (``regulator``, ``compliance``, ``auditor``) read
   everything.
 
@@ -75,6 +78,7 @@ __all__ = [
     "may_read_holders",
     "may_read_lock",
     "may_read_pending",
+    "may_read_prices",
     "may_read_reference",
     "may_read_repo",
     "may_read_tx",
@@ -278,3 +282,8 @@ def may_read_reference(caller: Caller) -> bool:
 def may_read_repo(caller: Caller, borrower: str, lender: str) -> bool:
     """A repo's terms and status go to its two parties (and observers)."""
     return caller.observer or caller.participant in (borrower, lender)
+
+
+def may_read_prices(caller: Caller) -> bool:
+    """The recorded prices are every participant's (see above): identity is all it takes."""
+    return bool(caller.participant)

@@ -124,6 +124,20 @@ REPO_OPEN_PER_PARTY_MAX: Final = 100
 REPO_OPEN_MAX: Final = 10_000
 # Repos one read (GetRepos, `ledger repo list`) returns at most; the newest-first page.
 REPO_LIST_MAX: Final = 1_000
+# --- settlement: prices and margin (margin; node/settlement/_price.py, _margin.py) ---
+# Price sources genesis may name, and eligible collateral instruments (haircut rows): a
+# price read scans at most PRICE_SOURCES_MAX records, one per source.
+PRICE_SOURCES_MAX: Final = 16
+ELIGIBLE_COLLATERAL_MAX: Final = 256
+# A price is cash minor units per this many units of the instrument: a bond unit is $0.01
+# of face, so per unit in cents could not say 99.5; per 1,000,000 units ($10,000 face) it
+# resolves one part in a million (the pilot reports valuation deviations under 0.1%).
+PRICE_UNITS: Final = 1_000_000
+# The longest "max price age" a genesis may set: a price older than its genesis age is
+# never used, and no genesis may accept one older than a week.
+PRICE_AGE_LIMIT_MS: Final = 7 * 24 * 3_600_000
+# Haircuts are basis points below 100%: a 100% haircut would value any quantity at zero.
+HAIRCUT_BP_MAX: Final = 9_999
 
 # --- storage (LMDB) ----------------------------------------------------------------------
 LMDB_MAP_SIZE_INITIAL_BYTES: Final = 64 * 1024 * 1024

@@ -12,8 +12,9 @@ freeze (node/demo_freeze.py: a trade with a frozen bank refused, then settled af
 unfreeze), the reserves behind the reserve-backed cash token (node/demo_reserve.py:
 attested, minted within, refused beyond, the reserve report), locks and a swap
 (node/demo_lock.py: a spend of pledged bonds refused LOCKED, released, settled; two
-bonds swapped), checks that every validator holds the same state root, and stops the
-cluster.
+bonds swapped), prices and margin (node/demo_margin.py: a margin call with no
+deficit, one after a price fall, a substitution, the repo closed), checks that every
+validator holds the same state root, and stops the cluster.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from node.demo_gov import show_governance
 from node.demo_kyc import show_kyc
 from node.demo_lifecycle import LifecycleMismatch, show_lifecycle
 from node.demo_lock import show_locks
+from node.demo_margin import show_margin
 from node.demo_repo import show_repo
 from node.demo_reserve import ReserveMismatch, show_reserves
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, DemoNetwork, load_genesis
@@ -177,6 +179,7 @@ async def _trades(net: Network, demo: DemoNetwork) -> None:
         await show_governance(clients, demo, net.run_dir)  # node/demo_gov.py
         await show_locks(clients, demo)  # node/demo_lock.py
         await show_repo(clients, demo)  # node/demo_repo.py
+        await show_margin(clients, demo)  # node/demo_margin.py
     finally:
         await clients.close()
 

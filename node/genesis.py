@@ -22,9 +22,11 @@ from node.settlement import (
     CustodyBacking,
     Genesis,
     GenesisError,
+    Haircut,
     Holding,
     Instrument,
     InstrumentKind,
+    MarginTerms,
     Participant,
     ReserveRules,
     Role,
@@ -46,6 +48,7 @@ __all__ = [
     "demo_compliance",
     "demo_genesis",
     "demo_lifecycle_bonds",
+    "demo_margin",
     "dump_genesis",
     "genesis_to_json",
     "instrument_from_json",
@@ -169,6 +172,7 @@ def _reserve_rules(d: Any, where: str) -> ReserveRules:
 
 # Optional top-level keys, by part; absent means the default (none).
 _OPTIONAL_KEYS = frozenset({"governance", "custody", "reserves", "compliance"})  # gov, reserve, kyc
+_OPTIONAL_KEYS |= {"margin"}  # margin
 
 
 def _governance(doc: dict[str, Any]) -> tuple[tuple[str, ...], int]:
@@ -197,6 +201,8 @@ def parse_genesis(doc: Any) -> Genesis:
     extra: dict[str, Any] = {}
     if "compliance" in doc:
         extra["compliance"] = compliance_from_json(doc["compliance"])
+    if "margin" in doc:
+        extra["margin"] = margin_from_json(doc["margin"])
     admins, threshold = _governance(doc)
     return Genesis(
         name=_str(doc, "name", "genesis"),
@@ -258,6 +264,41 @@ def compliance_to_json(c: ComplianceRules) -> dict[str, Any]:
         "min_tier": dict(c.min_tier),
         "limits": [limit(r) for r in c.limits],
         "cosign_above": dict(c.cosign_above),
+    }
+
+
+# --- margin: price sources and haircuts (docs/ledger.md "Prices, margin and substitution")
+
+_MARGIN_KEYS = {"sources", "threshold", "price_age_max_ms", "haircuts"}
+
+
+def _haircut(d: Any, where: str) -> Haircut:
+    d = _obj(d, where, {"instrument", "cash", "haircut_bp"})
+    return Haircut(
+        _str(d, "instrument", where), _str(d, "cash", where), _int(d, "haircut_bp", where)
+    )
+
+
+def margin_from_json(d: Any) -> MarginTerms:
+    """The genesis ``margin`` object; GenesisError names the field (Genesis validates it)."""
+    d = _obj(d, "margin", _MARGIN_KEYS)
+    sources = d["sources"]
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise GenesisError("margin.sources: expected a list of participant ids")
+    return MarginTerms(
+        tuple(sources),
+        _int(d, "threshold", "margin"),
+        _int(d, "price_age_max_ms", "margin"),
+        _list(d, "haircuts", _haircut),
+    )
+
+
+def margin_to_json(m: MarginTerms) -> dict[str, Any]:
+    return {
+        "sources": list(m.sources),
+        "threshold": m.threshold,
+        "price_age_max_ms": m.price_age_max_ms,
+        "haircuts": [dataclasses.asdict(h) for h in m.haircuts],
     }
 
 
@@ -339,6 +380,8 @@ def genesis_to_json(g: Genesis) -> dict[str, Any]:
     doc.update(_reserve_json(g))
     if not g.compliance.is_default:
         doc["compliance"] = compliance_to_json(g.compliance)
+    if not g.margin.is_default:
+        doc["margin"] = margin_to_json(g.margin)
     return doc
 
 
@@ -425,6 +468,22 @@ DEMO_RESERVE_RULES = ReserveRules(
 )
 
 
+# margin (docs/ledger.md "Prices, margin and substitution"): three institutions that are
+# never a repo party in the demo attest prices, two of them make a price, an hour old at
+# most; both tradable bonds are eligible, the longer one with the larger haircut.
+DEMO_PRICE_SOURCES = ("AUDITOR", "CASHCO", "CSD")
+DEMO_PRICE_THRESHOLD = 2
+DEMO_PRICE_AGE_MAX_MS = 3_600_000
+DEMO_HAIRCUTS_BP = (200, 100)  # the 2034 note 2%, the 2027 bill 1%
+
+
+def demo_margin(bonds: tuple[str, ...], cash: str) -> MarginTerms:
+    """The demo network's price sources, threshold, price age and haircut schedule."""
+    rows = [Haircut(b, cash, h) for b, h in zip(bonds, DEMO_HAIRCUTS_BP, strict=True)]
+    rows.sort(key=lambda r: r.instrument)
+    return MarginTerms(DEMO_PRICE_SOURCES, DEMO_PRICE_THRESHOLD, DEMO_PRICE_AGE_MAX_MS, tuple(rows))
+
+
 def demo_lifecycle_bonds(today: date, cash: str) -> tuple[Instrument, Instrument]:
     """Two bonds whose schedule has already begun on ``today``: one with monthly coupons
     due since two years ago (maturing in four years), one matured yesterday whose only
@@ -454,6 +513,7 @@ def demo_genesis(
     *,
     backing: bool = False,
     compliance: bool = False,
+    margin: bool = False,
 ) -> DemoNetwork:
     """A deterministic network: a depository, a treasury, a cash issuer, ``banks`` banks.
 
@@ -465,6 +525,8 @@ def demo_genesis(
         stay unbacked, since the benchmark mints them freely. With ``compliance`` (kyc), the
     KYC and AML rules of ``demo_compliance`` (``make genesis`` networks have them; unit
     tests opt in, so their larger amounts keep testing the checks they were written for).
+    With ``margin``, the price sources, threshold and haircuts of ``demo_margin``
+    (``make genesis`` networks have them).
     """
 
     def key(label: str) -> crypto.SigningKey:
@@ -539,6 +601,7 @@ def demo_genesis(
         compliance=demo_compliance(bonds, cash) if compliance else ComplianceRules(),
         admins=DEMO_ADMINS,
         admin_threshold=DEMO_ADMIN_THRESHOLD,
+        margin=demo_margin(bonds, cash) if margin else MarginTerms(),
     )
     ids = tuple(i.id for i in lifecycle)
     return DemoNetwork(genesis, keys, vkeys, bank_ids, bonds, cash, fund, ids)

@@ -266,7 +266,13 @@ def generate(
     # redeems a matured bond (block time is the wall clock). The demo's keys (from its
     # seed) are not used: every key below is a keygen's.
     demo = demo_genesis(
-        spec.n, spec.q, b"template", lifecycle_date=now.date(), backing=True, compliance=True
+        spec.n,
+        spec.q,
+        b"template",
+        lifecycle_date=now.date(),
+        backing=True,
+        compliance=True,
+        margin=True,
     )
     label = f"local-{secrets.token_hex(4)}"
     progress(f"running the genesis ceremony for {spec.n} validators in {out}")

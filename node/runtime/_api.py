@@ -38,6 +38,7 @@ from node.access import (
     may_read_holders,
     may_read_lock,
     may_read_pending,
+    may_read_prices,
     may_read_reference,
     may_read_repo,
     may_read_tx,
@@ -60,6 +61,7 @@ from node.receipt import Receipt
 from node.runtime._access import current_caller
 from node.runtime._grpc import Ctx
 from node.runtime._node import Node, TooManyWaitersError, wall_ms
+from node.runtime._prices import prices_pb
 from node.runtime._shares import Shares
 from node.runtime._stream import (
     Refusal,
@@ -579,6 +581,15 @@ def _lock_pb(store: StateView, rec: LockRecord) -> pb.LockInfo:
         secured_ref=rec.secures.ref, height=rec.height, time_ms=rec.time_ms,
         defaulted=list(defaulters(store, rec.secures)),
     )  # fmt: skip
+
+    async def GetPrices(self, request: pb.PricesRequest, context: Ctx) -> pb.PriceList:
+        """margin: recorded prices and the price in force (node/runtime/_prices.py)."""
+        if not may_read_prices(current_caller()):
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "no participant identity")
+        found = prices_pb(self._node, request.instrument)
+        if isinstance(found, str):
+            await _abort(context, grpc.StatusCode.NOT_FOUND, found)
+        return found
 
 
 def reference_pb(node: Node) -> pb.Reference:

@@ -24,6 +24,7 @@ from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._kyc_rules import ComplianceRules, TierLimit, check_rules
 from node.settlement._lifecycle import InstrumentState, Paid, Redeemed, instrument_state
 from node.settlement._lock import LockRecord, available, defaulters, locked, locks
+from node.settlement._margin_terms import Haircut, MarginTerms
 from node.settlement._model import (
     KYC_TIER_MAX,
     CustodyBacking,
@@ -48,6 +49,13 @@ from node.settlement._pending import (
     outcome,
     pending_count,
 )
+from node.settlement._price import (
+    PriceRecord,
+    collateral_value,
+    fresh_price,
+    price_records,
+    units_for,
+)
 from node.settlement._registry import Registry
 from node.settlement._repo import RepoRecord, RepoStatus, all_repos, repo, repos_of
 from node.settlement._reserve import (
@@ -67,6 +75,7 @@ from node.settlement._tx import (
     AddInstrument,
     AddParticipant,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     Bill,
     Burn,
@@ -79,6 +88,7 @@ from node.settlement._tx import (
     FreezeReason,
     Hold,
     Lock,
+    MarginCall,
     Mint,
     PendingDvP,
     Redeem,
@@ -87,6 +97,7 @@ from node.settlement._tx import (
     ReleaseLock,
     RepoClose,
     RepoOpen,
+    RepoSubstitute,
     RotateKey,
     Secured,
     SecuredKind,
@@ -115,6 +126,7 @@ __all__ = [
     "AddInstrument",
     "AddParticipant",
     "AttestCustody",
+    "AttestPrice",
     "AttestReserves",
     "Bill",
     "BlockContext",
@@ -134,6 +146,7 @@ __all__ = [
     "FreezeRecord",
     "Genesis",
     "GenesisError",
+    "Haircut",
     "Head",
     "Hold",
     "Holding",
@@ -143,11 +156,14 @@ __all__ = [
     "InstrumentState",
     "Lock",
     "LockRecord",
+    "MarginCall",
+    "MarginTerms",
     "Mint",
     "Outcome",
     "Paid",
     "Participant",
     "PendingDvP",
+    "PriceRecord",
     "RecordKind",
     "Redeem",
     "RedeemAll",
@@ -159,6 +175,7 @@ __all__ = [
     "RepoOpen",
     "RepoRecord",
     "RepoStatus",
+    "RepoSubstitute",
     "ReserveAttestation",
     "ReserveRules",
     "ResultCode",
@@ -187,6 +204,7 @@ __all__ = [
     "authentic",
     "available",
     "check_rules",
+    "collateral_value",
     "cusip_check_digit",
     "custody_attestations",
     "day_total",
@@ -194,6 +212,7 @@ __all__ = [
     "defaulters",
     "encode_body",
     "freezes",
+    "fresh_price",
     "genesis_custody",
     "genesis_reserves",
     "genesis_state_root",
@@ -207,6 +226,7 @@ __all__ = [
     "outcome",
     "pending_count",
     "precheck",
+    "price_records",
     "repo",
     "repos_of",
     "reserve_attestations",
@@ -216,5 +236,6 @@ __all__ = [
     "set_rules",
     "sign_tx",
     "tx_id",
+    "units_for",
     "valid_cusip",
 ]

@@ -39,7 +39,7 @@ from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, RECORD_KEY_BYTES_MAX, RECORD_VALUE_BYTES_MAX, U64_MAX
 from node.invariant import require
 from node.settlement import _compliance as kyc
-from node.settlement import _freeze, _gov, _lock, _pending, _repo, _reserve
+from node.settlement import _freeze, _gov, _lock, _margin, _pending, _price, _repo, _reserve
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
@@ -51,6 +51,7 @@ from node.settlement._tx import (
     AddInstrument,
     AddParticipant,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     Burn,
     Cancel,
@@ -61,6 +62,7 @@ from node.settlement._tx import (
     Freeze,
     Hold,
     Lock,
+    MarginCall,
     Mint,
     PendingDvP,
     Redeem,
@@ -69,6 +71,7 @@ from node.settlement._tx import (
     ReleaseLock,
     RepoClose,
     RepoOpen,
+    RepoSubstitute,
     RotateKey,
     Secured,
     SecuredKind,
@@ -347,6 +350,12 @@ def _roles_may_allow(reg: Registry, tx: Transaction) -> bool:
             parties = (tx.borrower, tx.lender)
         case RepoClose():
             parties = tx.by
+        case AttestPrice():
+            return tx.instrument not in reg.instrument_by_id or _price.may_attest_price(
+                reg, tx.source
+            )
+        case MarginCall() | RepoSubstitute():
+            parties = (tx.borrower, tx.lender)
         case _:
             assert_never(tx)
     return all(known[p].can_hold() for p in parties if p in known)
@@ -451,6 +460,12 @@ def _execute(
             return _locks(reg, o, tx, ctx, at[0])
         case RepoOpen() | RepoClose():
             return _repo_tx(reg, o, tx, ctx, at)
+        case AttestPrice():
+            return _price.attest_price(reg, o, tx, height=ctx.height, time_ms=ctx.time_ms)
+        case MarginCall():
+            return _margin.margin_call(reg, o, tx, time_ms=ctx.time_ms)
+        case RepoSubstitute():
+            return _margin.substitute(reg, o, tx, time_ms=ctx.time_ms)
         case _:
             assert_never(tx)
 

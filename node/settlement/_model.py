@@ -28,6 +28,7 @@ from node.config import (
 )
 from node.settlement._codec import DecodeError, Reader, Writer, check_id
 from node.settlement._kyc_rules import KYC_TIER_MAX, ComplianceRules, check_rules
+from node.settlement._margin_terms import MarginTerms, check_margin
 from node.settlement._schedule import (
     coupon_dates,
     date_of_ms,
@@ -227,6 +228,8 @@ class Genesis:
     # data (docs/adr/0016-reference-data-in-state.md); none: no governance on this chain.
     admins: tuple[str, ...] = ()
     admin_threshold: int = 0
+    # margin (issue 18 item 3): price sources, k, price age, haircuts (_margin_terms.py)
+    margin: MarginTerms = dataclasses.field(default_factory=MarginTerms)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -314,6 +317,8 @@ def _encode(g: Genesis) -> bytes:
     _encode_reserve(w, g)
     if not g.compliance.is_default:
         w.ident("kyc").raw(g.compliance.encode())
+    if not g.margin.is_default:  # margin: after lock and repo
+        g.margin.encode(w.ident("margin"))
     return w.finish()
 
 
@@ -449,6 +454,15 @@ def _validate(g: Genesis) -> None:
     except ValueError as e:
         raise GenesisError(f"compliance: {e}") from e
     _validate_admins(g, by_id)
+    _validate_margin(g)
+
+
+def _validate_margin(g: Genesis) -> None:
+    kinds = {i.id: (i.kind.value, i.currency) for i in g.instruments}
+    try:
+        check_margin(g.margin, frozenset(p.id for p in g.participants), kinds)
+    except ValueError as e:
+        raise GenesisError(f"margin: {e}") from e
 
 
 def _validate_admins(g: Genesis, by_id: dict[str, Participant]) -> None:

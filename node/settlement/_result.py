@@ -88,6 +88,12 @@ class ResultCode(IntEnum):
     REPOS_FULL = 68
     REPO_TERMS = 69
     REPO_CLOSE_PINNED = 70
+    # --- margin: prices, margin calls, substitution (issue 18 item 3; _price.py, _margin.py)
+    # Reserved for margin: 72-79.
+    NO_FRESH_PRICE = 72
+    NO_MARGIN_DEFICIT = 73
+    SUBSTITUTION_BELOW_VALUE = 74
+    NOT_ELIGIBLE_COLLATERAL = 75
 
     @property
     def meaning(self) -> str:
@@ -222,6 +228,22 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.REPO_CLOSE_PINNED: (
         "the pending instruction is a repo's close leg: neither party may hold or cancel it "
         "(it settles or the repo defaults at its deadline)"
+    ),
+    ResultCode.NO_FRESH_PRICE: (
+        "fewer than the genesis threshold k of price sources attested the instrument within "
+        "the genesis max price age; nothing moved; the sources attest a fresh price first"
+    ),
+    ResultCode.NO_MARGIN_DEFICIT: (
+        "the collateral, valued at the fresh price after its haircut, covers the repo's "
+        "exposure; there is nothing to call and nothing moved"
+    ),
+    ResultCode.SUBSTITUTION_BELOW_VALUE: (
+        "the new collateral, valued at the fresh price after its haircut, is below the "
+        "repo's exposure; nothing moved; offer more units"
+    ),
+    ResultCode.NOT_ELIGIBLE_COLLATERAL: (
+        "the instrument is not in the genesis haircut schedule, or its price is quoted in "
+        "another cash token than the repo's; nothing moved"
     ),
     ResultCode.ALREADY_EXISTS: "a participant or instrument with this id exists; nothing changed",
     ResultCode.REGISTRY_FULL: (

@@ -67,6 +67,8 @@ class RecordKind(IntEnum):
     REPO_PARTY = 113
     REPO_OPEN_COUNT = 114
     REPO_CLOSE_TX = 115
+    # margin: price attestations (node/settlement/_price.py)
+    PRICE = 128
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ __all__ = [
     "AddInstrument",
     "AddParticipant",
     "AttestCustody",
+    "AttestPrice",
     "AttestReserves",
     "Bill",
     "Burn",
@@ -52,6 +53,7 @@ __all__ = [
     "FreezeReason",
     "Hold",
     "Lock",
+    "MarginCall",
     "Mint",
     "PendingDvP",
     "Redeem",
@@ -60,6 +62,7 @@ __all__ = [
     "ReleaseLock",
     "RepoClose",
     "RepoOpen",
+    "RepoSubstitute",
     "RotateKey",
     "Secured",
     "SecuredKind",
@@ -120,6 +123,10 @@ class TxKind(IntEnum):
     # repo: repurchase agreements (issue 18 item 2; node/settlement/_repo.py). 55-59.
     REPO_OPEN = 55
     REPO_CLOSE = 56
+    # margin: prices, margin calls, substitution (issue 18 item 3; _price.py, _margin.py)
+    ATTEST_PRICE = 60
+    MARGIN_CALL = 61
+    REPO_SUBSTITUTE = 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +267,8 @@ def encode_body(tx: Transaction) -> bytes:
             _enc_lock(w, tx)
         case RepoOpen() | RepoClose():
             _enc_repo(w, tx)
+        case AttestPrice() | MarginCall() | RepoSubstitute():
+            _enc_margin(w, tx)
         case _:
             assert_never(tx)
     if isinstance(tx, _COSIGNABLE) and tx.cosigner:
@@ -1297,6 +1306,101 @@ _DECODERS.update({TxKind.REPO_OPEN: _dec_repo_open, TxKind.REPO_CLOSE: _dec_repo
 # repo's legs are checked like a DvP's, co-signer included (appended when named).
 _COSIGNABLE = (Transfer, DvP, PendingDvP, RepoOpen, RepoClose)
 
+# --- margin: prices, margin calls, substitution (issue 18 item 3; _price.py, _margin.py)
+
+
+@dataclass(frozen=True, slots=True)
+class AttestPrice:
+    """``source`` (a price source genesis names) attests that one unit of ``instrument``
+    is worth ``price`` minor units of its quote cash per PRICE_UNITS units, as of
+    ``as_of_ms``."""
+
+    KIND: ClassVar[TxKind] = TxKind.ATTEST_PRICE
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    source: str
+    instrument: str
+    price: int
+    as_of_ms: int
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.source,)
+
+
+@dataclass(frozen=True, slots=True)
+class MarginCall:
+    """``lender`` calls margin on repo ``repo``: the borrower's deficit at the fresh
+    price moves to the lender in the repo's collateral, under the terms the borrower
+    signed at RepoOpen. Signed by the lender alone; it names the borrower too, so the
+    borrower is a party who may read it (node/access.py ``tx_parties``)."""
+
+    KIND: ClassVar[TxKind] = TxKind.MARGIN_CALL
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    repo: str
+    borrower: str
+    lender: str
+
+    def required_signers(self) -> tuple[str, ...]:
+        return (self.lender,)
+
+
+@dataclass(frozen=True, slots=True)
+class RepoSubstitute:
+    """Replace repo ``repo``'s collateral by ``quantity`` of ``instrument``: the lender
+    returns every unit held, the borrower delivers the new ones, both or neither. Signed
+    by both (named in the body, so the signers are in the id)."""
+
+    KIND: ClassVar[TxKind] = TxKind.REPO_SUBSTITUTE
+    chain_id: str
+    nonce: int
+    expiry_ms: int
+    repo: str
+    borrower: str
+    lender: str
+    instrument: str
+    quantity: int
+
+    def required_signers(self) -> tuple[str, ...]:
+        return tuple(sorted({self.borrower, self.lender}))
+
+
+def _enc_margin(w: Writer, t: AttestPrice | MarginCall | RepoSubstitute) -> None:
+    match t:
+        case AttestPrice():
+            w.ident(t.source).ident(t.instrument).u64(t.price).u64(t.as_of_ms)
+        case MarginCall():
+            w.ident(t.repo).ident(t.borrower).ident(t.lender)
+        case RepoSubstitute():
+            w.ident(t.repo).ident(t.borrower).ident(t.lender).ident(t.instrument)
+            w.u64(t.quantity)
+        case _:
+            assert_never(t)
+
+
+def _dec_attest_price(r: Reader, h: _Head) -> AttestPrice:
+    return AttestPrice(*h, r.ident(), r.ident(), price=r.u64(), as_of_ms=r.u64())
+
+
+def _dec_margin_call(r: Reader, h: _Head) -> MarginCall:
+    return MarginCall(*h, repo=r.ident(), borrower=r.ident(), lender=r.ident())
+
+
+def _dec_repo_substitute(r: Reader, h: _Head) -> RepoSubstitute:
+    ids = (r.ident(), r.ident(), r.ident(), r.ident())
+    return RepoSubstitute(*h, *ids, quantity=r.u64())
+
+
+_DECODERS.update(
+    {
+        TxKind.ATTEST_PRICE: _dec_attest_price,
+        TxKind.MARGIN_CALL: _dec_margin_call,
+        TxKind.REPO_SUBSTITUTE: _dec_repo_substitute,
+    }
+)
+
 # The union of every kind; mypy checks each match over it is exhaustive.
 Transaction = (
     Mint
@@ -1328,4 +1432,7 @@ Transaction = (
     | Swap
     | RepoOpen
     | RepoClose
+    | AttestPrice
+    | MarginCall
+    | RepoSubstitute
 )

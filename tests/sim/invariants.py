@@ -47,6 +47,7 @@ from node.core import (
 from node.settlement import (
     GOVERNANCE_KINDS,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     BlockOutcome,
     Burn,
@@ -476,6 +477,8 @@ def _apply_legs(
         pass  # no legs: a lock pledges units where they are; a release frees them
     elif isinstance(tx, Freeze | Unfreeze | AttestCustody | AttestReserves):
         pass  # no legs: they decide whether later legs (mints) move
+    elif isinstance(tx, AttestPrice):
+        pass  # no legs: a price decides whether a margin call or substitution moves
     elif isinstance(tx, GOVERNANCE_KINDS):
         pass  # no legs: they change the reference data (check_governance)
     else:

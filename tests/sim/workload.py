@@ -134,6 +134,26 @@ trades with it:
   ``swap_same``: one bond for itself (``SAME_INSTRUMENT``).
 
 ``LOCKS_FULL`` needs ``LOCKS_PER_HOLDER_MAX`` locks: tests/unit/test_lock.py checks it.
+Prices (docs/ledger.md "Prices, margin and substitution"): the genesis carries the demo
+margin terms (``demo_margin``: three sources, k = 2, an hour's max age):
+
+- ``attest_price``: ``CSD`` and ``CASHCO`` price the first bond as of just after
+  genesis, ``CSD``'s sent twice at once (one ``OK``, the other ``STALE_ATTESTATION``;
+  both stale once an earlier copy is in, or once the run is an hour past genesis);
+  ``attest_price_future``: as of the far future, always stale;
+- ``attest_price_cash``: a price of the cash token: ``NOT_ELIGIBLE_COLLATERAL``;
+- ``margin_no_repo``: a margin call on a repo nobody opened: ``NO_SUCH_REPO``;
+- ``margin_repo``: a bank borrows against the first bond (``OK``; the checker's model
+  moves the opening legs), ``CSD`` and ``CASHCO`` price the bond 100 ms later (each kind
+  carries its prices, so it reaches its codes when sent alone), and the lender calls
+  margin 400 ms later: at 99.0 less 2% the
+  collateral (970,200 cents) covers the 901,000 owed, ``NO_MARGIN_DEFICIT`` (or ``NO_FRESH_PRICE``
+  before both prices are in); ``margin_stale_repo``: a repo against the second bond,
+  which nobody prices: its call is ``NO_FRESH_PRICE``, and a substitution into one unit
+  of the first bond ``SUBSTITUTION_BELOW_VALUE``. Nothing in the sim ever moves on a
+  price (a settled margin call or substitution would be an unknown transaction to the
+  model), so the prices are all 99.0 and honest.
+- ``attest_price_by_bank``: refused at admission (``UNAUTHORIZED``).
 """
 
 from __future__ import annotations
@@ -154,11 +174,13 @@ from node.genesis import (
     _isin,
     demo_compliance,
     demo_genesis,
+    demo_margin,
 )
 from node.settlement import (
     AddInstrument,
     AddParticipant,
     AttestCustody,
+    AttestPrice,
     AttestReserves,
     Bill,
     Burn,
@@ -176,6 +198,7 @@ from node.settlement import (
     Instrument,
     InstrumentKind,
     Lock,
+    MarginCall,
     Mint,
     Participant,
     PendingDvP,
@@ -185,6 +208,7 @@ from node.settlement import (
     ReleaseLock,
     RepoClose,
     RepoOpen,
+    RepoSubstitute,
     ReserveRules,
     ResultCode,
     Role,
@@ -226,6 +250,8 @@ SIM_UNITS = 1_000_000  # each bank's holding of each lifecycle instrument
 AGENT = "TREASURY"  # the paying agent of all four
 SIM_RESERVED = "USD.SIMRES"  # reserve-backed; SIM_CPN is custody-backed
 CUSTODY_HEADROOM = 1_000  # custody attested above SIM_CPN's supply; mints stay within
+# margin: a repo's collateral and cash, worth far more than the cash at the sim's price
+MARGIN_REPO_UNITS, MARGIN_REPO_CENTS = 1_000_000, 900_000
 ATTESTED_RESERVES = 1_000  # reserves attested behind SIM_RESERVED
 REPO_UNITS, REPO_CASH, REPO_BACK = 100, 1_000, 1_005  # a sim repo's terms
 
@@ -326,6 +352,7 @@ def sim_network(n: int) -> DemoNetwork:
         compliance=demo_compliance(demo.bonds, demo.cash),
         admins=g.admins,
         admin_threshold=g.admin_threshold,
+        margin=demo_margin(demo.bonds, demo.cash),
     )
     keys = {**demo.participant_keys, POOR: poor_key, LATE: late_key, PART: part_key, ICE: ice_key}
     keys[LOW] = low_key
@@ -615,6 +642,57 @@ class _Maker:
                      R.NO_SUCH_REPO),
         ]  # fmt: skip
 
+    # --- margin: prices (docs/ledger.md "Prices, margin and substitution") -----------------
+
+    def _price(self, as_of: int, by: str = "CSD", instrument: str = "") -> AttestPrice:
+        bond = instrument or self.net.bonds[0]
+        return AttestPrice(self.chain, self._next(), self.far, by, bond, 990_000, as_of)
+
+    def _repo(self, repo_id: str, bank: str, other: str, bond: str) -> RepoOpen:
+        return RepoOpen(
+            self.chain, self._next(), self.far, repo_id, bank, other, bond, MARGIN_REPO_UNITS,
+            self.net.cash, MARGIN_REPO_CENTS, MARGIN_REPO_CENTS + 1_000, 0, self.far, self.far,
+        )  # fmt: skip
+
+    def _both_price(self) -> tuple[tuple[int, bytes, Transaction], ...]:
+        """Two sources price the first bond (again: stale if already in, the price stands),
+        so a margin kind sent alone in a seed's run still finds k fresh prices."""
+        as_of = self.t0 + 1
+        return tuple(
+            self._then(d, self._price(as_of, by=s)) for d, s in ((100, "CSD"), (120, "CASHCO"))
+        )
+
+    def prices(self, bank: str, other: str) -> list[SimTx]:
+        """Prices, two repos and margin calls and substitutions that never move anything
+        (see the module docstring)."""
+        stale = (R.OK, R.STALE_ATTESTATION)
+        again = _signed(self.net, self._price(self.t0 + 1))
+        second = self._then(20, self._price(self.t0 + 1, by="CASHCO"))
+        call = MarginCall(self.chain, self._next(), self.far, "NO-SUCH-REPO", bank, other)
+        priced, unpriced = f"SIM-MA-{bank}", f"SIM-MB-{bank}"
+        calls = {r: MarginCall(self.chain, self._next(), self.far, r, bank, other)
+                 for r in (priced, unpriced)}  # fmt: skip
+        swap = RepoSubstitute(
+            self.chain, self._next(), self.far, unpriced, bank, other, self.net.bonds[0], 1
+        )
+        opened = (R.OK, R.INSUFFICIENT_SECURITIES, R.INSUFFICIENT_CASH)
+        return [
+            replace(self.sim("attest_price", self._price(self.t0 + 1), *stale), twin=again,
+                    companions=(second,)),
+            replace(self.sim("margin_repo", self._repo(priced, bank, other, self.net.bonds[0]),
+                             *opened),
+                    companions=(*self._both_price(), self._then(400, calls[priced]))),
+            replace(self.sim("margin_stale_repo",
+                             self._repo(unpriced, bank, other, self.net.bonds[1]), *opened),
+                    companions=(*self._both_price(), self._then(400, calls[unpriced]),
+                                self._then(500, swap))),
+            self.sim("attest_price_future", self._price(self.far), R.STALE_ATTESTATION),
+            self.sim("attest_price_cash", self._price(self.t0 + 2, instrument=self.net.cash),
+                     R.NOT_ELIGIBLE_COLLATERAL),
+            self.sim("margin_no_repo", call, R.NO_SUCH_REPO),
+            self.sim("attest_price_by_bank", self._price(self.t0 + 3, by=bank), R.UNAUTHORIZED),
+        ]  # fmt: skip
+
     # --- kyc: KYC tiers and AML (docs/ledger.md "KYC tiers and AML") ----------------------
 
     def kyc(self, bank: str, other: str) -> list[SimTx]:
@@ -765,6 +843,7 @@ def refusal_pool(n: int) -> tuple[SimTx, ...]:
         out += maker.locks(bank, other)  # before freezes: its companions end in the chaos phase
         out += maker.freezes(bank)
         out += maker.attestations(bank)
+        out += maker.prices(bank, other)
         out += maker.kyc(bank, other)
         out += maker.governance(bank, k)
     return tuple(out)
