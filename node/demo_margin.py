@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # node.demo imports this module, so only for the annotations
 
 __all__ = ["MarginMismatch", "show_margin"]
 
-BORROWER, LENDER = "BANK03", "BANK04"
+BORROWER, LENDER = "BANK05", "BANK06"  # the pending and lock steps spend BANK03's first bond
 SOURCES = ("CASHCO", "CSD")  # two of the three genesis price sources: k = 2
 REPO_ID = "DEMO-MARGIN"
 UNITS, PURCHASE, REPURCHASE = 1_000_000, 950_000, 951_000  # $10,000 face for $9,500.00

@@ -573,15 +573,6 @@ class LedgerService(pb_grpc.LedgerServicer):
             ],
         )
 
-
-def _lock_pb(store: StateView, rec: LockRecord) -> pb.LockInfo:
-    return pb.LockInfo(
-        lock_id=rec.lock_id, holder=rec.holder, instrument=rec.instrument, amount=rec.amount,
-        beneficiary=rec.beneficiary, until_ms=rec.until_ms, secured_kind=rec.secures.kind,
-        secured_ref=rec.secures.ref, height=rec.height, time_ms=rec.time_ms,
-        defaulted=list(defaulters(store, rec.secures)),
-    )  # fmt: skip
-
     async def GetPrices(self, request: pb.PricesRequest, context: Ctx) -> pb.PriceList:
         """margin: recorded prices and the price in force (node/runtime/_prices.py)."""
         if not may_read_prices(current_caller()):
@@ -590,6 +581,15 @@ def _lock_pb(store: StateView, rec: LockRecord) -> pb.LockInfo:
         if isinstance(found, str):
             await _abort(context, grpc.StatusCode.NOT_FOUND, found)
         return found
+
+
+def _lock_pb(store: StateView, rec: LockRecord) -> pb.LockInfo:
+    return pb.LockInfo(
+        lock_id=rec.lock_id, holder=rec.holder, instrument=rec.instrument, amount=rec.amount,
+        beneficiary=rec.beneficiary, until_ms=rec.until_ms, secured_kind=rec.secures.kind,
+        secured_ref=rec.secures.ref, height=rec.height, time_ms=rec.time_ms,
+        defaulted=list(defaulters(store, rec.secures)),
+    )  # fmt: skip
 
 
 def reference_pb(node: Node) -> pb.Reference:

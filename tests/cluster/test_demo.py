@@ -53,5 +53,9 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"open  OK at height \d+ in [\d.]+ ms", out)
     assert re.search(r"close OK at height \d+ in [\d.]+ ms, signed by BANK03 alone", out)
     assert re.search(r"interest \d+ cents over \d+ ms \(ACT/360, half up\)", out)
+    # margin (node/demo_margin.py): no deficit at 99.0, the deficit moved at 90.0, a substitution.
+    assert re.search(r"the call moved [\d,]+ more units of \w+ to BANK06, added to the repo", out)
+    assert re.search(r"BANK05 and BANK06 substituted [\d,]+ units of \w+ for them", out)
+    assert re.search(r"closed early by both: [\d,]+ units of \w+ back to BANK05", out)
     assert re.search(r"4/4 validators answering; all at height \d+ with state root", out)
     assert "stopped 4 validators" in out

@@ -131,7 +131,8 @@ def test_prices_a_margin_call_and_a_substitution(
     assert code == 1 and "SUBSTITUTION_BELOW_VALUE" in err
     code, _, err = _cli(cluster, capsys, *swap, "--quantity", str(need))
     assert code == 0, err
-    code, out, _ = _cli(cluster, capsys, "--json", "prices", "--instrument", other)
+    code, out, err = _cli(cluster, capsys, "--json", "prices", "--instrument", other)
+    assert code == 0, err
     [view] = json.loads(out)["instruments"]
     assert code == 0 and view["price"] == 1_000_000 and len(view["prices"]) == 2
 
