@@ -430,10 +430,16 @@ def every_refusal(n: int = 4, seed: int = 1) -> Scenario:
     sc = make_scenario(n, None, seed)
     sc.faults = []
     kinds: dict[str, int] = {}
-    for k, sim in enumerate(refusal_pool(n)):
+    pool = refusal_pool(n)
+    for k, sim in enumerate(pool):
         kinds.setdefault(sim.kind, k)
     sc.refusals = [(100 + 40 * j, "pool", k) for j, k in enumerate(kinds.values())]
     sc.refusals += [(300, "expired", 0), (400, "past_deadline", 0), (500, "pending_fails", 0)]
+    # Companions are sent at most at the end of the chaos phase (build): end it after the
+    # last one, or the late kinds' companions arrive together with them, in any order.
+    last = max(t for t, _, _ in sc.refusals)
+    longest = max((d for sim in pool for d, _, _ in sim.companions), default=0)
+    sc.chaos_ms = max(sc.chaos_ms, last + longest + 100)
     return sc
 
 
