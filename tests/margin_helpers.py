@@ -13,6 +13,7 @@ from node.settlement import (
     BlockContext,
     BlockOutcome,
     Haircut,
+    Holding,
     MarginTerms,
     ResultCode,
     apply_block,
@@ -35,6 +36,19 @@ def margin_net(threshold: int = 2) -> DemoNetwork:
     rows.sort(key=lambda r: r.instrument)
     terms = MarginTerms(SOURCES, threshold, AGE_MS, tuple(rows))
     return replace(net, genesis=replace(net.genesis, margin=terms))
+
+
+@functools.cache
+def coupon_net() -> DemoNetwork:
+    """``margin_net()`` with coupons to manufacture (manuf): the first bond pays 4.25% on
+    15 May and 15 November, the second (a bill there) 6.00% monthly on the 20th, and
+    TREASURY, their paying agent, holds cash to pay them."""
+    net = margin_net()
+    g = net.genesis
+    monthly = {"coupon_bp": 600, "coupon_freq": 12}
+    instruments = tuple(replace(i, **monthly) if i.id == net.bonds[1] else i for i in g.instruments)
+    holdings = (*g.holdings, Holding("TREASURY", net.cash, 10**12))
+    return replace(net, genesis=replace(g, instruments=instruments, holdings=holdings))
 
 
 def attest(

@@ -11,7 +11,8 @@ coupons).
 ``MarginCall`` (the lender alone): if the collateral is worth less than the exposure, the
 fewest additional units of the **same** collateral instrument that cover the deficit
 (``_price.units_for``) move from the borrower to the lender, and the repo record's
-quantity grows by them, so the close returns them. The borrower's signature on RepoOpen
+quantity grows by them, so the close returns them (and nets their coupons dated after the
+call only: ``_repo.change_collateral``). The borrower's signature on RepoOpen
 is the authority: on this chain the genesis margin terms are part of every repo's terms.
 In kind, not cash: the record returns one instrument and one quantity at close, and a
 cash margin would need a second leg there. No deficit: ``NO_MARGIN_DEFICIT``. A borrower
@@ -20,7 +21,8 @@ repo's own close and default path (``_repo.close``), not a pending margin call.
 
 ``RepoSubstitute`` (both parties): the lender returns every unit of the current
 collateral and the borrower delivers ``quantity`` of an eligible instrument worth at
-least the exposure, both or neither; the record then names the new collateral. Below:
+least the exposure, both or neither; the record then names the new collateral (the old
+one's coupons so far carried, the new one's counted from now). Below:
 ``SUBSTITUTION_BELOW_VALUE``.
 
 Checks, first failing decides: ``NO_SUCH_REPO``, ``UNAUTHORIZED`` (parties not the
@@ -34,8 +36,6 @@ time);
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from node.config import U64_MAX
 from node.settlement import _freeze, _lock, _price, _repo
@@ -94,7 +94,8 @@ def margin_call(reg: Registry, o: Overlay, tx: MarginCall, *, time_ms: int) -> R
     if rec.quantity + extra > U64_MAX:  # the record's u64 (the lender may have sold units)
         return ResultCode.OVERFLOW
     o.move(rec.bond, rec.borrower, rec.lender, extra)
-    _repo.put_repo(o, replace(rec, quantity=rec.quantity + extra))
+    more = rec.quantity + extra
+    _repo.put_repo(o, _repo.change_collateral(reg, o, rec, time_ms, bond=rec.bond, quantity=more))
     return ResultCode.OK
 
 
@@ -137,7 +138,8 @@ def substitute(reg: Registry, o: Overlay, tx: RepoSubstitute, *, time_ms: int) -
     # Both legs checked; only now does either move.
     o.move(rec.bond, rec.lender, rec.borrower, rec.quantity)
     o.move(tx.instrument, rec.borrower, rec.lender, tx.quantity)
-    _repo.put_repo(o, replace(rec, bond=tx.instrument, quantity=tx.quantity))
+    new = _repo.change_collateral(reg, o, rec, time_ms, bond=tx.instrument, quantity=tx.quantity)
+    _repo.put_repo(o, new)
     return ResultCode.OK
 
 

@@ -28,10 +28,14 @@ Amount due at close (integer arithmetic, docs/ledger.md "Repo" has worked exampl
   time, capped at ``close_ms`` (a late close accrues nothing more):
   ``purchase x rate_bp x elapsed_ms / (10_000 x 360 x 86_400_000)``, rounded half up
   in minor units;
-- minus the **manufactured payment**: the coupon on the repo'd quantity of every period
-  of the bond whose payment date is after the open's block time, not after the close's,
-  and which the paying agent has paid by the close (the lender received it as holder of
-  record; it owes it to the borrower). Netted, at most the amount due less one minor unit.
+- minus the **manufactured payment**: the coupons the lender received as holder of record
+  on the collateral and owes the borrower. The collateral has spans: from the open to
+  the first margin call or substitution (``_margin``), from each to the next, the last
+  to the close; a span counts the coupon on its quantity of its bond for every period
+  dated after its start, not after its end, and paid by its end. A change of collateral
+  (``change_collateral``) adds the ending span's coupons to ``manufactured_carried`` and
+  starts the next at its block time (``counted_from_ms``), so the close adds the carried
+  amount to the last span's. Netted, at most the amount due less one minor unit.
 
 Records (a ``RecordKind`` byte, then ids NUL-padded to ``ID_BYTES_MAX``):
 
@@ -70,6 +74,7 @@ __all__ = [
     "RepoStatus",
     "after_recycle",
     "all_repos",
+    "change_collateral",
     "close",
     "close_amount",
     "interest",
@@ -102,9 +107,12 @@ class RepoStatus(IntEnum):
 @dataclass(frozen=True, slots=True)
 class RepoRecord:
     """One repo as stored. ``close_amount`` is the cash due at close, fixed when the close
-    is submitted (0 before); ``closed_ms`` the block time it closed or defaulted (0
-    before); ``close_tx`` the close transaction's id (zeros before); ``defaulter`` the
-    party that failed its leg (empty unless DEFAULTED)."""
+    is submitted (0 before); ``manufactured`` the coupons netted in it; ``closed_ms`` the
+    block time it closed or defaulted (0 before); ``close_tx`` the close transaction's id
+    (zeros before); ``defaulter`` the party that failed its leg (empty unless DEFAULTED).
+    ``bond`` and ``quantity`` are the current collateral, which counts its coupons from
+    block time ``counted_from_ms`` (the open's, or the last margin call's or
+    substitution's); ``manufactured_carried`` the earlier collateral's coupons."""
 
     id: str
     borrower: str
@@ -125,9 +133,12 @@ class RepoRecord:
     manufactured: int = 0
     close_tx: bytes = _NO_TX
     defaulter: str = ""
+    counted_from_ms: int = 0
+    manufactured_carried: int = 0
 
     def encode(self) -> bytes:
         w = Writer().ident(self.borrower).ident(self.lender).ident(self.bond).u64(self.quantity)
+        w.u64(self.counted_from_ms).u64(self.manufactured_carried)
         w.ident(self.cash).u64(self.purchase_amount).u64(self.repurchase_amount)
         w.u32(self.rate_bp).u64(self.open_ms).u64(self.close_ms).u64(self.default_ms)
         w.u64(self.open_height).u8(self.status).u64(self.closed_ms).u64(self.close_amount)
@@ -140,7 +151,8 @@ class RepoRecord:
     @classmethod
     def decode(cls, repo_id: str, raw: bytes) -> RepoRecord:
         r = Reader(raw)
-        borrower, lender, bond, quantity, cash = r.ident(), r.ident(), r.ident(), r.u64(), r.ident()
+        borrower, lender, bond, quantity = r.ident(), r.ident(), r.ident(), r.u64()
+        counted_from, carried, cash = r.u64(), r.u64(), r.ident()
         purchase, repurchase, rate_bp = r.u64(), r.u64(), r.u32()
         open_ms, close_ms, default_ms, height = r.u64(), r.u64(), r.u64(), r.u64()
         raw_status = r.u8()
@@ -152,7 +164,7 @@ class RepoRecord:
         return cls(
             repo_id, borrower, lender, bond, quantity, cash, purchase, repurchase, rate_bp,
             open_ms, close_ms, default_ms, height, RepoStatus(raw_status), closed_ms, amount,
-            netted, close_tx, defaulter,
+            netted, close_tx, defaulter, counted_from, carried,
         )  # fmt: skip
 
     @property
@@ -260,17 +272,44 @@ def interest(purchase: int, rate_bp: int, elapsed_ms: int) -> int:
 
 
 def manufactured(reg: Registry, o: StateView | Overlay, rec: RepoRecord, time_ms: int) -> int:
-    """The coupons on ``rec.quantity`` of its bond the lender received during the repo:
-    periods dated after the open, not after ``time_ms``, and paid (at most
-    ``SCHEDULE_PERIODS_MAX`` point reads)."""
+    """The coupons the lender received on the collateral from the open to ``time_ms``:
+    the earlier collateral's, carried, and the current span's (may exceed 2**64 - 1)."""
+    return rec.manufactured_carried + _span_coupons(reg, o, rec, time_ms)
+
+
+def _span_coupons(reg: Registry, o: StateView | Overlay, rec: RepoRecord, time_ms: int) -> int:
+    """The coupons on ``rec.quantity`` of ``rec.bond``: periods dated after
+    ``counted_from_ms`` (the lender has held these units since then), not after
+    ``time_ms``, and paid (at most ``SCHEDULE_PERIODS_MAX`` point reads)."""
     inst = reg.instrument_by_id[rec.bond]
     dates = reg.schedules.get(rec.bond, ())
+    start = rec.counted_from_ms
     paid = [
         k
         for k, due_ms in enumerate(dates, start=1)
-        if rec.open_ms < due_ms <= time_ms and o.record(coupon_key(rec.bond, k)) is not None
+        if start < due_ms <= time_ms and o.record(coupon_key(rec.bond, k)) is not None
     ]
     return len(paid) * coupon_amount(inst, rec.quantity)
+
+
+def change_collateral(
+    reg: Registry,
+    o: StateView | Overlay,
+    rec: RepoRecord,
+    time_ms: int,
+    *,
+    bond: str,
+    quantity: int,
+) -> RepoRecord:
+    """``rec`` holding ``quantity`` of ``bond`` from block time ``time_ms`` on (a margin
+    call or a substitution): the coupons so far are carried and the new span starts, so
+    the amount due at ``time_ms`` is unchanged and later coupons count on the new
+    collateral only. Saturated at 2**64 - 1 (the record's u64): exact, as the netting
+    never exceeds the amount due less one, itself at most 2**64 - 1 (checked at open)."""
+    carried = min(manufactured(reg, o, rec, time_ms), U64_MAX)
+    return replace(
+        rec, bond=bond, quantity=quantity, counted_from_ms=time_ms, manufactured_carried=carried
+    )
 
 
 def close_amount(reg: Registry, o: StateView | Overlay, rec: RepoRecord, time_ms: int) -> int:
@@ -331,7 +370,7 @@ def open_(
     rec = RepoRecord(
         tx.id, tx.borrower, tx.lender, tx.bond, tx.quantity, tx.cash, tx.purchase_amount,
         tx.repurchase_amount, tx.rate_bp, time_ms, tx.close_ms, tx.default_ms, height,
-        RepoStatus.OPEN,
+        RepoStatus.OPEN, counted_from_ms=time_ms,
     )  # fmt: skip
     put_repo(o, rec)
     for party in (tx.borrower, tx.lender):

@@ -15,6 +15,8 @@ import pytest
 from node.config import U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
+    AttestPrice,
+    CouponPay,
     Holding,
     Instrument,
     InstrumentKind,
@@ -27,10 +29,13 @@ from node.settlement import (
     repo,
     units_for,
 )
+from node.settlement._lifecycle import coupon_amount
 from node.store import MemoryStore
 from tests.ledger_helpers import HOUR_MS, TxFactory
+from tests.life_helpers import AGENT, run_at
+from tests.life_helpers import at as day
 from tests.lock_helpers import lock, release
-from tests.margin_helpers import attest, codes, margin_net, run
+from tests.margin_helpers import PAR, attest, codes, coupon_net, margin_net, run
 
 RC = ResultCode
 MIN = 60_000
@@ -432,3 +437,126 @@ def test_a_call_that_would_take_the_repos_quantity_past_u64_is_overflow() -> Non
         assert codes(run(s, call(txf), at_ms=3 * MIN)) == [code]
         rec = repo(s, "R-1")
         assert rec is not None and (rec.quantity == half) is (code is RC.OVERFLOW)
+
+
+# --- manufactured coupons across a change of collateral (manuf) ---------------------------
+# The close nets the coupons the lender received on the collateral it held: each margin
+# call or substitution closes the current collateral's span, so a coupon counts on the
+# bond and quantity held when it was dated (docs/ledger.md "Prices, margin and
+# substitution"). ``coupon_net``: the first demo bond pays 4.25% on 15 May and 15 November,
+# the second 6.00% monthly on the 20th, and TREASURY, their agent, holds the cash.
+
+EXP = 2**63  # these tests jump weeks ahead; nothing should expire on the way
+
+
+def _coupon(txf: TxFactory, bond: str, iso: str) -> bytes:
+    """The agent's payment of ``bond``'s period dated ``iso``."""
+    period = txf.net.genesis.schedules[bond].index(day(iso)) + 1
+    return txf.signed(CouponPay(txf.chain_id, txf.nonce(), EXP, bond, period, AGENT))
+
+
+def _open_on(txf: TxFactory, close_ms: int) -> bytes:
+    tx = RepoOpen(
+        txf.chain_id, txf.nonce(), EXP, "R-1", BORROWER, LENDER, txf.net.bonds[0], QTY,
+        txf.net.cash, PURCHASE, REPURCHASE, 0, close_ms, close_ms + HOUR_MS,
+    )  # fmt: skip
+    return txf.signed(tx)
+
+
+def _priced(txf: TxFactory, price: int, now_ms: int, bond: str) -> list[bytes]:
+    """Two sources' ``price`` of ``bond`` as of ``now_ms``: a price in force then."""
+    return [
+        txf.signed(AttestPrice(txf.chain_id, txf.nonce(), EXP, s, bond, price, now_ms))
+        for s in ("CASHCO", "CSD")
+    ]
+
+
+def _closed(s: MemoryStore, txf: TxFactory, time_ms: int) -> tuple[int, int]:
+    """Close R-1 (both parties) at ``time_ms``: (manufactured netted, cash paid)."""
+    tx = RepoClose(txf.chain_id, txf.nonce(), EXP, "R-1", BORROWER, LENDER, (BORROWER, LENDER))
+    assert codes(run_at(s, time_ms, txf.signed(tx))) == [RC.OK]
+    rec = repo(s, "R-1")
+    assert rec is not None
+    return rec.manufactured, rec.close_amount
+
+
+def _call(txf: TxFactory) -> bytes:
+    return txf.signed(MarginCall(txf.chain_id, txf.nonce(), EXP, "R-1", BORROWER, LENDER))
+
+
+def _swap(txf: TxFactory, quantity: int, instrument: str) -> bytes:
+    tx = RepoSubstitute(
+        txf.chain_id, txf.nonce(), EXP, "R-1", BORROWER, LENDER, instrument, quantity
+    )
+    return txf.signed(tx)
+
+
+@pytest.mark.parametrize("call_day", ["2026-05-14", "2026-05-16"])
+def test_called_units_earn_the_borrower_only_coupons_dated_after_the_call(call_day: str) -> None:
+    """Opened 14 May; a price fall calls units at noon on 14 May (before the 15 May
+    coupon) or on 16 May (after it); closed 18 May. The coupon nets on the units the
+    lender held on 15 May: the called ones too if called before, not if after."""
+    net = coupon_net()
+    s, txf, bond = MemoryStore(net.genesis), TxFactory(net), net.bonds[0]
+    assert codes(run_at(s, day("2026-05-14"), _open_on(txf, day("2026-05-18")))) == [RC.OK]
+    call_ms = day(call_day, 12 * HOUR_MS)
+    blocks = [
+        (day("2026-05-15"), [_coupon(txf, bond, "2026-05-15")]),
+        (call_ms - MIN, _priced(txf, 900_000, call_ms - MIN, bond)),
+        (call_ms, [_call(txf)]),
+    ]
+    for time_ms, raws in sorted(blocks):
+        assert set(codes(run_at(s, time_ms, *raws))) == {RC.OK}
+    called_first = call_ms < day("2026-05-15")
+    rec = repo(s, "R-1")  # after the coupon the exposure is 21,250 less: fewer units called
+    assert rec is not None and rec.quantity == (1_078_232 if called_first else 1_054_139)
+    held_on_15_may = rec.quantity if called_first else QTY
+    coupon = coupon_amount(net.genesis.instrument_by_id[bond], held_on_15_may)
+    assert coupon == (22_912 if called_first else 21_250)
+    assert _closed(s, txf, day("2026-05-18")) == (coupon, REPURCHASE - coupon)
+
+
+def test_a_call_and_close_before_any_coupon_date_net_nothing() -> None:
+    """Control: the same call with the repo closed on 14 May, before the coupon date."""
+    net = coupon_net()
+    s, txf, bond = MemoryStore(net.genesis), TxFactory(net), net.bonds[0]
+    assert codes(run_at(s, day("2026-05-14"), _open_on(txf, day("2026-05-18")))) == [RC.OK]
+    call_ms = day("2026-05-14", 12 * HOUR_MS)
+    run_at(s, call_ms - MIN, *_priced(txf, 900_000, call_ms - MIN, bond))
+    assert codes(run_at(s, call_ms, _call(txf))) == [RC.OK]
+    assert _closed(s, txf, day("2026-05-14", 20 * HOUR_MS)) == (0, REPURCHASE)
+
+
+def test_a_substitution_nets_the_old_bonds_coupons_before_it_and_the_new_ones_after() -> None:
+    """Opened 14 May on 1,000,000 units of the first bond, which pays 21,250 on 15 May;
+    substituted on 1 June by 2,000,000 units of the second, whose 20 May coupon went to
+    holders the repo did not make (the lender held none of it for the repo) and whose 20
+    June coupon is 10,000; closed 25 June: 31,250 netted."""
+    net = coupon_net()
+    s, txf = MemoryStore(net.genesis), TxFactory(net)
+    old, new = net.bonds
+    assert codes(run_at(s, day("2026-05-14"), _open_on(txf, day("2026-06-25")))) == [RC.OK]
+    run_at(s, day("2026-05-15"), _coupon(txf, old, "2026-05-15"))
+    run_at(s, day("2026-05-20"), _coupon(txf, new, "2026-05-20"))
+    sub_ms = day("2026-06-01")
+    run_at(s, sub_ms - MIN, *_priced(txf, PAR, sub_ms - MIN, new))
+    assert codes(run_at(s, sub_ms, _swap(txf, 2 * QTY, new))) == [RC.OK]
+    run_at(s, day("2026-06-20"), _coupon(txf, new, "2026-06-20"))
+    inst = net.genesis.instrument_by_id
+    before, after = coupon_amount(inst[old], QTY), coupon_amount(inst[new], 2 * QTY)
+    assert (before, after) == (21_250, 10_000)
+    assert _closed(s, txf, day("2026-06-25")) == (31_250, REPURCHASE - 31_250)
+
+
+def test_a_substitution_between_coupon_dates_nets_nothing() -> None:
+    """Control: opened 16 May, substituted 17 May, closed 19 May: neither bond has a
+    coupon dated in its span, though both have paid ones before."""
+    net = coupon_net()
+    s, txf = MemoryStore(net.genesis), TxFactory(net)
+    old, new = net.bonds
+    run_at(s, day("2026-05-15"), _coupon(txf, old, "2026-05-15"))
+    assert codes(run_at(s, day("2026-05-16"), _open_on(txf, day("2026-05-19")))) == [RC.OK]
+    sub_ms = day("2026-05-17")
+    run_at(s, sub_ms - MIN, *_priced(txf, PAR, sub_ms - MIN, new))
+    assert codes(run_at(s, sub_ms, _swap(txf, 2 * QTY, new))) == [RC.OK]
+    assert _closed(s, txf, day("2026-05-19")) == (0, REPURCHASE)

@@ -7,12 +7,18 @@ repos, one transaction a block:
   holds at least the collateral its record will return;
 - no collateral moves on a price with fewer than k fresh sources: a margin call or a
   substitution whose instrument has fewer than k sources fresh at the block's time moves
-  no balance.
+  no balance;
+- manufactured coupons (manuf), over months of coupon payments, calls and substitutions
+  on one repo: the close nets what the lender received as holder of record on the
+  repo's collateral (the oracle reads the record before each coupon's block, not the
+  netting rule).
 
 With negative controls: each oracle fires when its rule is broken on purpose.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from hypothesis import given, settings
@@ -20,23 +26,31 @@ from hypothesis import strategies as st
 
 from node import crypto
 from node.settlement import (
+    AttestPrice,
     BlockContext,
+    CouponPay,
     MarginCall,
+    RepoClose,
     RepoOpen,
+    RepoRecord,
+    RepoStatus,
     RepoSubstitute,
     ResultCode,
     SignedTx,
     _margin,
     _price,
+    _repo,
     apply_block,
     decode_body,
     price_records,
     repo,
 )
+from node.settlement._lifecycle import coupon_amount
 from node.settlement._state import Overlay
 from node.store import MemoryStore
 from tests.ledger_helpers import HOUR_MS, TxFactory
-from tests.margin_helpers import AGE_MS, SOURCES, attest, margin_net
+from tests.life_helpers import AGENT, at
+from tests.margin_helpers import AGE_MS, SOURCES, attest, coupon_net, margin_net
 
 NET = margin_net()
 G = NET.genesis
@@ -211,3 +225,135 @@ def test_the_conservation_oracle_fires_when_a_call_mints(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(_margin, "margin_call", minting_call)
     assert any("held" in v for v in _violations(history))
+
+
+# --- manufactured coupons across changes of collateral (manuf) ----------------------------
+# Over random months of coupon payments (each in the first block at or after its date,
+# before anything else there), margin calls and substitutions on one repo, the close nets
+# exactly what the lender received as holder of record on the repo's collateral: for each
+# coupon paid, the coupon on the quantity the record held at the end of the block before,
+# when the record's bond was the one paid; at most the amount due less one minor unit.
+
+CNET = coupon_net()
+CG = CNET.genesis
+C_OPEN, C_CLOSE = at("2026-05-01"), at("2026-12-31")
+C_EXP = 2**63  # the histories run for months
+
+
+def _coupons_due(txf: TxFactory, after_ms: int, now_ms: int) -> list[bytes]:
+    """Every coupon of either bond dated in (``after_ms``, ``now_ms``]."""
+    return [
+        txf.signed(CouponPay(txf.chain_id, txf.nonce(), C_EXP, bond, k, AGENT))
+        for bond in BONDS
+        for k, due_ms in enumerate(CG.schedules[bond], start=1)
+        if after_ms < due_ms <= now_ms
+    ]
+
+
+def _change(txf: TxFactory, draw: st.DrawFn, now_ms: int) -> list[bytes]:
+    """Nothing, or two sources' price and then a margin call or a substitution."""
+    bond = draw(st.sampled_from(BONDS))
+    kind = draw(st.sampled_from(["none", "call", "swap"]))
+    if kind == "none":
+        return []
+    price = draw(st.sampled_from([600_000, 900_000, 1_000_000]))
+    priced = [
+        txf.signed(AttestPrice(txf.chain_id, txf.nonce(), C_EXP, s, bond, price, now_ms))
+        for s in SOURCES[:2]
+    ]
+    if kind == "call":
+        tx: MarginCall | RepoSubstitute = MarginCall(
+            txf.chain_id, txf.nonce(), C_EXP, "R-1", "BANK01", "BANK02"
+        )
+    else:
+        qty = draw(st.integers(QTY // 2, 3 * QTY))
+        tx = RepoSubstitute(txf.chain_id, txf.nonce(), C_EXP, "R-1", "BANK01", "BANK02", bond, qty)
+    return [*priced, txf.signed(tx)]
+
+
+@st.composite
+def coupon_histories(draw: st.DrawFn) -> tuple[int, list[tuple[int, list[bytes]]]]:
+    """(repurchase amount, blocks as (time, transactions)): the open, then up to six
+    blocks days or weeks apart, then the close (by both, with the coupons due)."""
+    txf = TxFactory(CNET)
+    repurchase = draw(st.sampled_from([REPURCHASE, 30_000]))  # 30,000: the netting caps
+    opening = RepoOpen(
+        txf.chain_id, txf.nonce(), C_EXP, "R-1", "BANK01", "BANK02", BONDS[0], QTY, NET.cash,
+        PURCHASE if repurchase == REPURCHASE else 29_000, repurchase, 0, C_CLOSE,
+        C_CLOSE + HOUR_MS,
+    )  # fmt: skip
+    blocks, last = [(C_OPEN, [txf.signed(opening)])], C_OPEN
+    for _ in range(draw(st.integers(0, 6))):
+        now = last + draw(st.integers(1, 30)) * 24 * HOUR_MS + draw(st.integers(0, HOUR_MS))
+        blocks.append((now, [*_coupons_due(txf, last, now), *_change(txf, draw, now)]))
+        last = now
+    now = last + 24 * HOUR_MS
+    close = RepoClose(
+        txf.chain_id, txf.nonce(), C_EXP, "R-1", "BANK01", "BANK02", ("BANK01", "BANK02")
+    )
+    blocks.append((now, [*_coupons_due(txf, last, now), txf.signed(close)]))
+    return repurchase, blocks
+
+
+def _netting_violations(repurchase: int, blocks: list[tuple[int, list[bytes]]]) -> list[str]:
+    store, received = MemoryStore(CG), 0
+    for time_ms, raws in blocks:
+        held = repo(store, "R-1")  # the holder of record: the end of the block before
+        ctx = BlockContext(store.head().height + 1, time_ms)
+        out = apply_block(store, raws, ctx)
+        store.commit_block(crypto.sha256(ctx.height.to_bytes(8, "big")), b"", b"", ctx, out)
+        for raw, result in zip(raws, out.results, strict=False):
+            tx = decode_body(SignedTx.decode(raw).body)
+            if isinstance(tx, CouponPay) and held is not None and held.bond == tx.bond:
+                assert result.code is ResultCode.OK, result.code
+                received += coupon_amount(CG.instrument_by_id[tx.bond], held.quantity)
+    rec = repo(store, "R-1")
+    assert rec is not None and rec.status is RepoStatus.CLOSED
+    due = min(received, repurchase - 1)
+    if (rec.manufactured, rec.close_amount) != (due, repurchase - due):
+        return [f"netted {rec.manufactured}, paid {rec.close_amount}; received {received}"]
+    return []
+
+
+@settings(max_examples=40, deadline=None)
+@given(coupon_histories())
+def test_the_close_nets_the_coupons_the_lender_received_on_the_collateral(
+    history: tuple[int, list[tuple[int, list[bytes]]]],
+) -> None:
+    assert _netting_violations(*history) == []
+
+
+def test_the_netting_oracle_fires_when_a_change_of_collateral_carries_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Negative control: the 15 May coupon, then a margin call on 1 June; with a
+    ``change_collateral`` that neither carries nor restarts the count (the rule before
+    the fix), the close nets the coupon on the called units too, and the oracle says so."""
+    txf = TxFactory(CNET)
+    opening = RepoOpen(
+        txf.chain_id, txf.nonce(), C_EXP, "R-1", "BANK01", "BANK02", BONDS[0], QTY, NET.cash,
+        PURCHASE, REPURCHASE, 0, C_CLOSE, C_CLOSE + HOUR_MS,
+    )  # fmt: skip
+    june = at("2026-06-01")
+    call = MarginCall(txf.chain_id, txf.nonce(), C_EXP, "R-1", "BANK01", "BANK02")
+    priced = [
+        txf.signed(AttestPrice(txf.chain_id, txf.nonce(), C_EXP, s, BONDS[0], 600_000, june))
+        for s in SOURCES[:2]
+    ]
+    close = RepoClose(
+        txf.chain_id, txf.nonce(), C_EXP, "R-1", "BANK01", "BANK02", ("BANK01", "BANK02")
+    )
+    history = [
+        (C_OPEN, [txf.signed(opening)]),
+        (june, [*_coupons_due(txf, C_OPEN, june), *priced, txf.signed(call)]),
+        (june + HOUR_MS, [txf.signed(close)]),
+    ]
+    assert _netting_violations(REPURCHASE, history) == []
+
+    def uncarried(
+        reg: object, o: object, rec: RepoRecord, time_ms: int, *, bond: str, quantity: int
+    ) -> RepoRecord:
+        return dataclasses.replace(rec, bond=bond, quantity=quantity)
+
+    monkeypatch.setattr(_repo, "change_collateral", uncarried)
+    assert _netting_violations(REPURCHASE, history) != []

@@ -23,6 +23,7 @@ from node.settlement import (
     RecordKind,
     Registry,
     RepoClose,
+    RepoRecord,
     RepoStatus,
     ResultCode,
     SignedTx,
@@ -432,6 +433,31 @@ def test_a_coupon_dated_before_the_open_is_not_netted() -> None:
     assert own(run_at(store, rtx.t0 + HOUR_MS, rtx.close("R1", "BANK02"))) == [RC.OK]
     rec = repo(store, "R1")
     assert rec is not None and (rec.manufactured, rec.close_amount) == (0, PURCHASE + 579)
+
+
+def test_a_change_of_collateral_carries_the_coupons_so_far_and_keeps_the_amount_due() -> None:
+    """``change_collateral`` (what a margin call or substitution records): the coupon
+    paid on 15 July is carried, the count restarts at the change, the amount due at that
+    moment is the same, and the record round-trips. Carried amounts saturate at the
+    record's u64 (the netting never reaches it); control: two below stays exact."""
+    net = life_net()
+    store = MemoryStore(net.genesis)
+    life, rtx = LifeTx(net), RepoTx(net, at("2026-07-14"))
+    assert own(run_at(store, rtx.t0, rtx.open(close_ms=at("2026-07-20")))) == [RC.OK]
+    assert own(run_at(store, at("2026-07-15"), life.coupon(1))) == [RC.OK]
+    reg, rec, now = Registry.of(store), repo(store, "R1"), at("2026-07-16")
+    assert rec is not None and rec.counted_from_ms == rtx.t0
+    moved = _repo.change_collateral(reg, store, rec, now, bond=rec.bond, quantity=3 * QUANTITY)
+    assert (moved.quantity, moved.manufactured_carried, moved.counted_from_ms) == (
+        3 * QUANTITY, 2_500, now,
+    )  # fmt: skip
+    assert _repo.close_amount(reg, store, moved, now) == _repo.close_amount(reg, store, rec, now)
+    assert RepoRecord.decode("R1", moved.encode()) == moved
+    for carried, expect in ((U64_MAX - 2_499, U64_MAX), (U64_MAX - 2_501, U64_MAX - 1)):
+        near = replace(rec, manufactured_carried=carried)
+        out = _repo.change_collateral(reg, store, near, now, bond=rec.bond, quantity=QUANTITY)
+        assert out.manufactured_carried == expect
+        assert RepoRecord.decode("R1", out.encode()) == out
 
 
 def test_a_repo_closing_at_or_after_the_bonds_maturity_is_refused() -> None:
