@@ -1388,3 +1388,52 @@ MUTANTS += [
            tests=[_MG + "test_collateral_quoted_in_another_cash_is_not_eligible"]),
 ]
 # fmt: on
+
+# --- manuf: manufactured coupons follow the collateral (issue 18; reported by its engineer,
+# confirmed) --------------------------------------------------------------------------------
+_CALL16 = "tests/unit/test_margin.py::test_called_units_earn_the_borrower_only_coupons_dated_after_the_call[2026-05-16]"
+_SUB = "tests/unit/test_margin.py::test_a_substitution_nets_the_old_bonds_coupons_before_it_and_the_new_ones_after"
+_CHG = "tests/unit/test_repo.py::test_a_change_of_collateral_carries_the_coupons_so_far_and_keeps_the_amount_due"
+_PROP = "tests/unit/test_margin_properties.py::test_the_close_nets_the_coupons_the_lender_received_on_the_collateral"
+# fmt: off
+MUTANTS += [
+    Mutant("manuf-counts-from-open", _RPM,
+           old="    start = rec.counted_from_ms\n", new="    start = rec.open_ms\n",
+           breaks="coupons before a change of collateral are counted on the new collateral",
+           tests=[_CALL16, _SUB, _PROP]),
+    Mutant("manuf-carried-dropped", _RPM,
+           old="    return rec.manufactured_carried + _span_coupons(reg, o, rec, time_ms)\n",
+           new="    return _span_coupons(reg, o, rec, time_ms)\n",
+           breaks="coupons on earlier collateral are not netted at close",
+           tests=[_CALL16, _SUB, _CHG, _PROP]),
+    Mutant("manuf-carried-uncapped", _RPM,
+           old="    carried = min(manufactured(reg, o, rec, time_ms), U64_MAX)\n",
+           new="    carried = manufactured(reg, o, rec, time_ms)\n",
+           breaks="the carried amount overflows the record's u64",
+           tests=[_CHG]),
+    Mutant("manuf-count-not-restarted", _RPM,
+           old="rec, bond=bond, quantity=quantity, counted_from_ms=time_ms, manufactured_carried=carried",
+           new="rec, bond=bond, quantity=quantity, manufactured_carried=carried",
+           breaks="a change of collateral carries the coupons and counts them again",
+           tests=[_CALL16, _SUB, _CHG, _PROP]),
+    Mutant("manuf-open-counts-from-zero", _RPM,
+           old="RepoStatus.OPEN, counted_from_ms=time_ms,", new="RepoStatus.OPEN,",
+           breaks="coupons dated before the open are netted",
+           tests=[_RP + "test_a_coupon_dated_before_the_open_is_not_netted", _CHG]),
+    Mutant("manuf-record-fields-swapped", _RPM,
+           old="w.u64(self.counted_from_ms).u64(self.manufactured_carried)",
+           new="w.u64(self.manufactured_carried).u64(self.counted_from_ms)",
+           breaks="the repo record does not round-trip",
+           tests=[_CHG]),
+    Mutant("manuf-margin-call-not-crystallized", _MGM,
+           old="_repo.change_collateral(reg, o, rec, time_ms, bond=rec.bond, quantity=more)",
+           new="_repo.change_collateral(reg, o, rec, rec.counted_from_ms, bond=rec.bond, quantity=more)",
+           breaks="a margin call's added units earn coupons dated before the call",
+           tests=[_CALL16, _PROP]),
+    Mutant("manuf-substitution-not-crystallized", _MGM,
+           old="time_ms, bond=tx.instrument, quantity=tx.quantity)",
+           new="rec.counted_from_ms, bond=tx.instrument, quantity=tx.quantity)",
+           breaks="a substitution loses the old bond's coupons",
+           tests=[_SUB, _PROP]),
+]
+# fmt: on
