@@ -38,6 +38,7 @@ from client import (
     accept_dvp,
     load_key,
     propose_dvp,
+    verify_receipt,
 )
 from node.cluster import node_states, start_cluster, status_table, stop_cluster
 from node.demo_console import CONSOLE_HELP, console_or_hint
@@ -136,6 +137,16 @@ class ValidatorClients:
         except RejectedError as e:  # final too: the ledger recorded the refusal
             receipt = e.receipt
         return receipt, (time.perf_counter() - t0) * 1000
+
+    async def final(self, raw: bytes) -> Receipt:
+        """Submit with its result proof; the final receipt, refused or not (the ledger
+        recorded the refusal), verified offline against genesis."""
+        try:
+            receipt = await self.all[0].submit(raw, timeout_s=WAIT_TIMEOUT_S, prove_result=True)
+        except RejectedError as e:
+            receipt = e.receipt
+        verify_receipt(receipt, self.genesis)
+        return receipt
 
     async def close(self) -> None:
         for c in self.all:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from client import Receipt, RejectedError, ResultCode, Transactions, sign, verify_receipt
-from node.demo_lifecycle import LifecycleMismatch
+from client import Receipt, ResultCode, Transactions, sign, verify_receipt
+from node.demo_lifecycle import LifecycleMismatch, expect_code
 from node.genesis import DemoNetwork
 from node.settlement import FreezeReason, Transaction
 
@@ -38,7 +38,7 @@ async def show_freeze(clients: ValidatorClients, demo: DemoNetwork) -> None:
     )
     before = (await client.balances(FROZEN_BANK)).amounts
     refused = await _trade(clients, demo, bond)
-    _expect("the trade with the frozen bank", refused, ResultCode.FROZEN)
+    expect_code("the trade with the frozen bank", refused, ResultCode.FROZEN)
     if (await client.balances(FROZEN_BANK)).amounts != before:
         raise LifecycleMismatch(f"{FROZEN_BANK}'s balances changed while it was frozen")
     print(
@@ -51,7 +51,7 @@ async def show_freeze(clients: ValidatorClients, demo: DemoNetwork) -> None:
         print(f"  listed: {target}, {f.reason.name}, by {f.by} at height {f.height}")
     lifted = await _signed_by_regulator(clients, t, t.unfreeze(FROZEN_BANK, REGULATOR))
     settled = await _trade(clients, demo, bond)
-    _expect("the trade after the unfreeze", settled, ResultCode.OK)
+    expect_code("the trade after the unfreeze", settled, ResultCode.OK)
     print(
         f"  {REGULATOR} unfreezes at height {lifted.height}; the same terms signed again: "
         f"{settled.code.name} at height {settled.height}"
@@ -69,15 +69,6 @@ async def _signed_by_regulator(
 
 async def _trade(clients: ValidatorClients, demo: DemoNetwork, bond: str) -> Receipt:
     """The seller proposes, the frozen bank co-signs; the final receipt, refused or not."""
-    raw = clients.trade((SELLER, FROZEN_BANK, bond, QUANTITY, PRICE), demo.cash)
-    try:
-        receipt = await clients.all[0].submit(raw, prove_result=True)
-    except RejectedError as e:  # final too: the ledger recorded the refusal
-        receipt = e.receipt
-    verify_receipt(receipt, clients.genesis)
-    return receipt
-
-
-def _expect(what: str, r: Receipt, want: ResultCode) -> None:
-    if r.code is not want:
-        raise LifecycleMismatch(f"{what} ended {r.code.name}, not {want.name}")
+    return await clients.final(
+        clients.trade((SELLER, FROZEN_BANK, bond, QUANTITY, PRICE), demo.cash)
+    )

@@ -153,6 +153,12 @@ async def _failed(client: AsyncLedgerClient, tx_id: bytes, t: Transactions) -> N
     _expect("never funded", failed, ResultCode.FAILED_DEADLINE)
 
 
+def expect_code(what: str, r: Receipt, want: ResultCode) -> None:
+    """LifecycleMismatch unless ``r`` ended ``want`` (the demo steps' check of a result)."""
+    if r.code is not want:
+        raise LifecycleMismatch(f"{what} ended {r.code.name}, not {want.name}")
+
+
 def _expect(name: str, r: Receipt, want: ResultCode) -> None:
     got = "no event" if r.event_proof is None else r.event_proof.code.name
     if got != want.name:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from client import Receipt, RejectedError, ResultCode, Transactions, sign, verify_receipt
-from node.demo_lifecycle import LifecycleMismatch
+from client import Receipt, ResultCode, Transactions, sign
+from node.demo_lifecycle import LifecycleMismatch, expect_code
 from node.genesis import DemoNetwork
 from node.settlement import Transaction
 
@@ -44,7 +44,7 @@ async def show_locks(clients: ValidatorClients, demo: DemoNetwork) -> None:
     )
     spend = t.transfer(bond, HOLDER, BENEFICIARY, PLEDGED)
     refused = await _submit(clients, spend)
-    _expect("a transfer of locked units", refused, ResultCode.LOCKED)
+    expect_code("a transfer of locked units", refused, ResultCode.LOCKED)
     if (await client.balances(HOLDER)).amounts[bond] != held:
         raise LifecycleMismatch(f"{HOLDER}'s pledged bonds moved")
     print(f"  {HOLDER} transfers {PLEDGED / 100:,.2f} of them: {refused.code.name}, nothing moved")
@@ -53,14 +53,14 @@ async def show_locks(clients: ValidatorClients, demo: DemoNetwork) -> None:
               f"for {k.beneficiary} until {k.until_ms}")  # fmt: skip
     released = await _submit(clients, t.release_lock(pledge.tx_id, HOLDER, BENEFICIARY))
     settled = await _submit(clients, t.transfer(bond, HOLDER, BENEFICIARY, PLEDGED))
-    _expect("the transfer after the release", settled, ResultCode.OK)
+    expect_code("the transfer after the release", settled, ResultCode.OK)
     print(
         f"  {BENEFICIARY} releases it at height {released.height}; the transfer, signed "
         f"again: {settled.code.name} at height {settled.height}"
     )
     swap = t.swap(HOLDER, bond, SWAP_GIVE, BENEFICIARY, other, SWAP_TAKE)
     swapped = await _submit(clients, swap)
-    _expect("the swap", swapped, ResultCode.OK)
+    expect_code("the swap", swapped, ResultCode.OK)
     print(
         f"  swap: {HOLDER} gives {SWAP_GIVE / 100:,.2f} {bond} for {SWAP_TAKE / 100:,.2f} "
         f"{other} of {BENEFICIARY}, both legs at height {swapped.height}"
@@ -71,14 +71,4 @@ async def show_locks(clients: ValidatorClients, demo: DemoNetwork) -> None:
 async def _submit(clients: ValidatorClients, tx: Transaction) -> Receipt:
     """Signed by every party it needs; the final receipt, refused or not, verified."""
     stx = sign(tx, *(clients.keys[p] for p in tx.required_signers()), genesis=clients.genesis)
-    try:
-        receipt = await clients.all[0].submit(stx, prove_result=True)
-    except RejectedError as e:  # final too: the ledger recorded the refusal
-        receipt = e.receipt
-    verify_receipt(receipt, clients.genesis)
-    return receipt
-
-
-def _expect(what: str, r: Receipt, want: ResultCode) -> None:
-    if r.code is not want:
-        raise LifecycleMismatch(f"{what} ended {r.code.name}, not {want.name}")
+    return await clients.final(stx.raw)
