@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 
-from node.core import Block, Phase, QuorumCert, encode_block, encode_qc
-from node.core.types import vote_message
+from node.core import Block, QuorumCert
 from node.genesis import DemoNetwork
-from node.merkle import EMPTY_ROOT
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
-from node.settlement import BlockContext, SignedTx, apply_block, tx_id
-from node.store import MemoryStore
+from node.settlement import SignedTx, tx_id
+from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory
 
 # Long enough never to end a wait that works (it needs no time at all); a wait that
@@ -28,41 +26,17 @@ from tests.ledger_helpers import TxFactory
 _WAIT_S = 5.0
 
 
-def _block(net: DemoNetwork, store: MemoryStore, txs: list[bytes], results: bytes) -> Block:
-    g, head = net.genesis, store.head()
-    height = head.height + 1
-    return Block(
-        chain_id=g.chain_id,
-        height=height,
-        view=height,
-        parent_hash=head.block_hash,
-        proposer=height % len(g.validators),
-        time_ms=g.genesis_time_ms + 1_000 * height,
-        executed_height=height - 1,
-        state_root=head.state_root,
-        results_root=results,
-        txs=tuple(txs),
-    )
-
-
-def _qc(net: DemoNetwork, block: Block) -> QuorumCert:
-    g = net.genesis
-    msg = vote_message(g.chain_id, Phase.COMMIT, block.view, block.height, block.hash)
-    sigs = tuple((i, net.validator_keys[i].sign(msg)) for i in range(g.quorum))
-    return QuorumCert(Phase.COMMIT, block.view, block.height, block.hash, sigs)
-
-
 def _node_with_trade_at_height_1(net: DemoNetwork, txf: TxFactory) -> tuple[Node, bytes, Block]:
     """A node whose head is block 1 holding a trade, and the empty block 2 that certifies
     its result (not committed yet)."""
-    store = MemoryStore(net.genesis)
-    raw = txf.signed(txf.dvp())
-    first = _block(net, store, [raw], EMPTY_ROOT)
-    ctx = BlockContext(first.height, first.time_ms)
-    outcome = apply_block(store, [raw], ctx)
-    store.commit_block(first.hash, encode_block(first), encode_qc(_qc(net, first)), ctx, outcome)
-    node = Node(net.genesis, 0, net.validator_keys[0], store, Metrics())
-    return node, tx_id(SignedTx.decode(raw).body), _block(net, store, [], outcome.results_root)
+    chain, raw = Chain(net), txf.signed(txf.dvp())
+    chain.commit([raw])
+    node = Node(net.genesis, 0, net.validator_keys[0], chain.store, Metrics())
+    return node, tx_id(SignedTx.decode(raw).body), chain.next_block([])
+
+
+def _qc(net: DemoNetwork, block: Block) -> QuorumCert:
+    return Chain(net).qc(block)
 
 
 async def test_a_commit_in_the_turn_after_the_check_still_ends_the_proof_wait(

@@ -27,99 +27,24 @@ from client import (
     verify_receipt,
 )
 from node import crypto, merkle
-from node.core import Block, Phase, QuorumCert, encode_block, encode_qc
+from node.core import Phase, QuorumCert, encode_qc
 from node.core.types import vote_message
 from node.genesis import DemoNetwork
-from node.merkle import EMPTY_ROOT, MerkleTree
-from node.runtime._metrics import Metrics
-from node.runtime._node import Node
+from node.merkle import MerkleTree
 from node.settlement import (
     LEAF_RECORDED,
     LEAF_UNRECORDED,
     BlockContext,
-    BlockOutcome,
     SignedTx,
     TxResult,
     apply_block,
     result_leaf,
     tx_id,
 )
-from node.store import LmdbStore, MemoryStore
+from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
+from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls
-
-
-class _Chain:
-    """Commits blocks to a MemoryStore with real headers and commit certificates."""
-
-    def __init__(self, net: DemoNetwork) -> None:
-        self.net = net
-        self.store = MemoryStore(net.genesis)
-        self.last: BlockOutcome | None = None
-        self.blocks: dict[int, Block] = {}
-        self.outcomes: dict[int, BlockOutcome] = {}
-
-    def commit(self, txs: list[bytes]) -> Block:
-        block = self.next_block(txs)
-        ctx = BlockContext(block.height, block.time_ms)
-        outcome = apply_block(self.store, txs, ctx)
-        self.store.commit_block(
-            block.hash, encode_block(block), encode_qc(self.qc(block)), ctx, outcome
-        )
-        self.last, self.blocks[block.height], self.outcomes[block.height] = outcome, block, outcome
-        return block
-
-    def next_block(self, txs: list[bytes]) -> Block:
-        g, head = self.net.genesis, self.store.head()
-        height = head.height + 1
-        return Block(
-            chain_id=g.chain_id,
-            height=height,
-            view=height,
-            parent_hash=head.block_hash,
-            proposer=height % len(g.validators),
-            time_ms=g.genesis_time_ms + 1_000 * height,
-            executed_height=height - 1,
-            state_root=head.state_root,
-            results_root=EMPTY_ROOT if self.last is None else self.last.results_root,
-            txs=tuple(txs),
-        )
-
-    def qc(self, block: Block) -> QuorumCert:
-        g = self.net.genesis
-        msg = vote_message(g.chain_id, Phase.COMMIT, block.view, block.height, block.hash)
-        sigs = tuple((i, self.net.validator_keys[i].sign(msg)) for i in range(g.quorum))
-        return QuorumCert(Phase.COMMIT, block.view, block.height, block.hash, sigs)
-
-    def node(self) -> Node:
-        return Node(self.net.genesis, 0, self.net.validator_keys[0], self.store, Metrics())
-
-    def forged_receipt(self, height: int, position: int) -> Receipt:
-        """What a Byzantine node can assemble for the copy at (height, position), claiming
-        the result the block gave that copy: every byte of it is committed and certified."""
-        block, outcome = self.blocks[height], self.outcomes[height]
-        result = outcome.results[position]
-        nxt = self.store.block(height + 1)
-        assert nxt is not None
-        # The attacker's best leaf is the recorded form: that is what verifiers check.
-        leaves = [result_leaf(r) for r in outcome.results]
-        sb = self.store.block(height)
-        assert sb is not None
-        return Receipt(
-            tx_id=result.tx_id,
-            code=result.code,
-            height=height,
-            position=position,
-            block_hash=block.hash,
-            block_time_ms=block.time_ms,
-            certificate=sb.certificate,
-            block_header=block.header,
-            transaction=block.txs[position],
-            tx_path=MerkleTree(block.txs).path(position),
-            result_proof=ResultProof(
-                self.blocks[height + 1].header, nxt.certificate, MerkleTree(leaves).path(position)
-            ),
-        )
 
 
 def _malleated(raw: bytes) -> bytes:
@@ -129,11 +54,11 @@ def _malleated(raw: bytes) -> bytes:
 
 
 @pytest.fixture
-def attacked(net: DemoNetwork, txf: TxFactory) -> tuple[_Chain, bytes]:
+def attacked(net: DemoNetwork, txf: TxFactory) -> tuple[Chain, bytes]:
     """Block 1 refuses a malleated copy of a trade, block 2 settles the genuine copy,
     block 3 refuses a replay of it as DUPLICATE, block 4 certifies block 3's results."""
     genuine = txf.signed(txf.dvp())
-    chain = _Chain(net)
+    chain = Chain(net)
     chain.commit([txf.signed(txf.transfer()), _malleated(genuine)])
     chain.commit([genuine])
     chain.commit([genuine, txf.signed(txf.transfer())])
@@ -141,7 +66,7 @@ def attacked(net: DemoNetwork, txf: TxFactory) -> tuple[_Chain, bytes]:
     return chain, genuine
 
 
-def test_only_the_recorded_copy_carries_the_id_outcome(attacked: tuple[_Chain, bytes]) -> None:
+def test_only_the_recorded_copy_carries_the_id_outcome(attacked: tuple[Chain, bytes]) -> None:
     chain, genuine = attacked
     tid = tx_id(SignedTx.decode(genuine).body)
     refused, settled, replay = (chain.outcomes[h].results for h in (1, 2, 3))
@@ -152,7 +77,7 @@ def test_only_the_recorded_copy_carries_the_id_outcome(attacked: tuple[_Chain, b
     assert result_leaf(refused[1])[:1] == result_leaf(replay[0])[:1] == LEAF_UNRECORDED
 
 
-def test_the_genuine_receipt_verifies(attacked: tuple[_Chain, bytes], net: DemoNetwork) -> None:
+def test_the_genuine_receipt_verifies(attacked: tuple[Chain, bytes], net: DemoNetwork) -> None:
     chain, genuine = attacked
     receipt = chain.node().receipt(tx_id(SignedTx.decode(genuine).body))
     assert receipt is not None and receipt.ok and receipt.height == 2
@@ -161,7 +86,7 @@ def test_the_genuine_receipt_verifies(attacked: tuple[_Chain, bytes], net: DemoN
 
 
 def test_a_receipt_for_the_malleated_copy_is_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     chain, _ = attacked
     forged = chain.forged_receipt(1, 1)
@@ -175,7 +100,7 @@ def test_a_receipt_for_the_malleated_copy_is_refused(
 
 
 def test_a_receipt_for_a_duplicate_copy_is_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     chain, _ = attacked
     forged = chain.forged_receipt(3, 0)
@@ -185,7 +110,7 @@ def test_a_receipt_for_a_duplicate_copy_is_refused(
 
 
 def test_the_refused_copy_cannot_pass_as_the_recorded_one(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     """Negative control for the tag: the authentic transaction with the refused copy's
     position and path (a node mixing the two) still reaches no certified root."""
@@ -197,7 +122,7 @@ def test_the_refused_copy_cannot_pass_as_the_recorded_one(
 
 
 def test_receipt_fields_must_match_the_certified_header(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     chain, _ = attacked
     good = chain.forged_receipt(2, 0)
@@ -212,7 +137,7 @@ def test_receipt_fields_must_match_the_certified_header(
         verify_receipt(dataclasses.replace(good, block_hash=crypto.sha256(b"x")), net.genesis)
 
 
-def test_stored_results_keep_which_copy_was_recorded(attacked: tuple[_Chain, bytes]) -> None:
+def test_stored_results_keep_which_copy_was_recorded(attacked: tuple[Chain, bytes]) -> None:
     chain, _ = attacked
     for h in (1, 2, 3):
         stored = chain.store.block(h)
@@ -267,7 +192,7 @@ async def test_the_sdk_reports_a_refusal_only_with_its_result_proof(
     txf = TxFactory(net)
     refused = txf.signed(txf.dvp(amount=10**15))  # more cash than the buyer holds
     tid = tx_id(SignedTx.decode(refused).body)
-    chain = _Chain(net)
+    chain = Chain(net)
     chain.commit([refused])
     unproven = chain.node().receipt(tid)
     chain.commit([])
@@ -292,7 +217,7 @@ def test_a_forged_copy_committing_leaves_the_genuine_one_pending(
     a refused forgery must not make the genuine transaction look unknown."""
     genuine = txf.signed(txf.dvp())
     tid = tx_id(SignedTx.decode(genuine).body)
-    chain = _Chain(net)
+    chain = Chain(net)
     node = chain.node()
     node._pending[tid] = 0.0
     block = chain.next_block([_malleated(genuine)])
@@ -304,7 +229,7 @@ def test_a_forged_copy_committing_leaves_the_genuine_one_pending(
 
 
 def test_the_result_proof_is_required_unless_waived(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     good = attacked[0].forged_receipt(2, 0)
     unproven = dataclasses.replace(good, result_proof=None)
@@ -315,7 +240,7 @@ def test_the_result_proof_is_required_unless_waived(
 
 @pytest.mark.parametrize("require_result", [True, False])
 def test_a_receipt_naming_another_tx_id_is_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork, require_result: bool
+    attacked: tuple[Chain, bytes], net: DemoNetwork, require_result: bool
 ) -> None:
     """Ids below and above the transaction's own: the hash check, not a later one, refuses
     them (without a result proof no later check would)."""
@@ -340,7 +265,7 @@ def test_certificate_cache_is_a_bounded_lru() -> None:
 
 
 def test_receipt_height_and_time_must_equal_the_headers_both_ways(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     good = attacked[0].forged_receipt(2, 0)
     for bad in (
@@ -354,7 +279,7 @@ def test_receipt_height_and_time_must_equal_the_headers_both_ways(
 
 
 def test_a_receipt_whose_transaction_does_not_decode_is_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     good = attacked[0].forged_receipt(2, 0)
     with pytest.raises(InvalidReceiptError, match="transaction does not decode"):
@@ -362,7 +287,7 @@ def test_a_receipt_whose_transaction_does_not_decode_is_refused(
 
 
 def test_every_certificate_signature_is_checked(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     """q signatures by distinct genesis validators, one of them not made by its validator."""
     chain = attacked[0]
@@ -377,7 +302,7 @@ def test_every_certificate_signature_is_checked(
 
 @pytest.mark.parametrize("other", [bytes(32), b"\xff" * 32])
 def test_a_certificate_for_another_block_at_that_height_is_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork, other: bytes
+    attacked: tuple[Chain, bytes], net: DemoNetwork, other: bytes
 ) -> None:
     chain = attacked[0]
     good = chain.forged_receipt(2, 0)
@@ -387,7 +312,7 @@ def test_a_certificate_for_another_block_at_that_height_is_refused(
 
 
 def test_the_result_proof_must_come_from_the_next_height(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     """A certified header naming block 2 as parent but itself at height 2 (what a quorum of
     liars could sign) carries block 2's results root; it is still not block 3."""
@@ -404,7 +329,7 @@ def test_the_result_proof_must_come_from_the_next_height(
             verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
 
 
-def _cert(chain: _Chain, at: int, signers: list[int], **kw: object) -> bytes:
+def _cert(chain: Chain, at: int, signers: list[int], **kw: object) -> bytes:
     """Block ``at``'s commit certificate signed by ``signers`` (indexes may repeat or
     lie outside the genesis set), with ``kw`` replacing any field afterwards."""
     block, keys = chain.blocks[at], chain.net.validator_keys
@@ -429,7 +354,7 @@ def _cert(chain: _Chain, at: int, signers: list[int], **kw: object) -> bytes:
     ids=["q-1", "twice", "outside-n", "outside-n+1", "prepare", "timeout", "height-1", "height+1"],
 )
 def test_a_certificate_short_of_a_quorum_of_distinct_validators_is_refused(
-    attacked: tuple[_Chain, bytes],
+    attacked: tuple[Chain, bytes],
     net: DemoNetwork,
     signers: list[int],
     kw: dict[str, object],
@@ -445,7 +370,7 @@ def test_a_certificate_short_of_a_quorum_of_distinct_validators_is_refused(
 
 @pytest.mark.parametrize("signers", [[0, 1, 2], [1, 2, 3], [0, 1, 2, 3]], ids=["q", "q-other", "n"])
 def test_a_quorum_or_more_of_valid_signatures_is_accepted(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork, signers: list[int]
+    attacked: tuple[Chain, bytes], net: DemoNetwork, signers: list[int]
 ) -> None:
     chain = attacked[0]
     good = chain.forged_receipt(2, 0)
@@ -453,7 +378,7 @@ def test_a_quorum_or_more_of_valid_signatures_is_accepted(
 
 
 def test_undecodable_certificates_and_foreign_headers_are_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     chain = attacked[0]
     good = chain.forged_receipt(2, 0)
@@ -484,7 +409,7 @@ def _wrong_paths(leaf: bytes, position: int, size: int, root: bytes) -> list[tup
 
 
 def test_paths_leading_elsewhere_are_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     """Wrong transaction paths and wrong result paths, each leading to a root above the
     certified one or below it."""
@@ -504,7 +429,7 @@ def test_paths_leading_elsewhere_are_refused(
             verify_receipt(dataclasses.replace(good, result_proof=proof), net.genesis)
 
 
-def test_an_undecodable_header_is_refused(attacked: tuple[_Chain, bytes], net: DemoNetwork) -> None:
+def test_an_undecodable_header_is_refused(attacked: tuple[Chain, bytes], net: DemoNetwork) -> None:
     good = attacked[0].forged_receipt(2, 0)
     with pytest.raises(InvalidReceiptError, match="block header does not decode"):
         verify_receipt(dataclasses.replace(good, block_header=b"\x00"), net.genesis)
@@ -512,7 +437,7 @@ def test_an_undecodable_header_is_refused(attacked: tuple[_Chain, bytes], net: D
 
 @pytest.mark.parametrize("parent", [bytes(32), b"\xff" * 32])
 def test_a_result_header_with_another_parent_is_refused(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork, parent: bytes
+    attacked: tuple[Chain, bytes], net: DemoNetwork, parent: bytes
 ) -> None:
     chain = attacked[0]
     good = chain.forged_receipt(2, 0)
@@ -524,7 +449,7 @@ def test_a_result_header_with_another_parent_is_refused(
 
 
 def test_the_certificate_cache_skips_only_what_it_verified(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork, monkeypatch: pytest.MonkeyPatch
+    attacked: tuple[Chain, bytes], net: DemoNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chain = attacked[0]
     good = chain.forged_receipt(2, 0)
@@ -554,7 +479,7 @@ def test_a_receipt_above_height_256_verifies(net: DemoNetwork, txf: TxFactory) -
     """Heights decoded from a header and carried by the receipt are equal ints, never the
     same object: the height checks of the header, the certificate and the next block
     compare values."""
-    chain = _Chain(net)
+    chain = Chain(net)
     for _ in range(299):
         chain.commit([])
     chain.commit([txf.signed(txf.transfer())])
@@ -566,7 +491,7 @@ def test_a_missing_result_proof_names_the_next_block_at_odd_heights_too(
     net: DemoNetwork, txf: TxFactory
 ) -> None:
     """At height 1 (odd: 1 | 1 and 1 ^ 1 are not 2) the message names block 2."""
-    chain = _Chain(net)
+    chain = Chain(net)
     chain.commit([txf.signed(txf.transfer())])
     chain.commit([])
     unproven = dataclasses.replace(chain.forged_receipt(1, 0), result_proof=None)
@@ -575,7 +500,7 @@ def test_a_missing_result_proof_names_the_next_block_at_odd_heights_too(
 
 
 def test_verify_receipt_takes_its_options_by_keyword_only(
-    attacked: tuple[_Chain, bytes], net: DemoNetwork
+    attacked: tuple[Chain, bytes], net: DemoNetwork
 ) -> None:
     good = attacked[0].forged_receipt(2, 0)
     with pytest.raises(TypeError):
@@ -589,7 +514,7 @@ def test_a_certificate_of_more_than_256_signatures_verifies() -> None:
 
     big = demo_genesis(validators=400, quorum=267)
     txf = TxFactory(big)
-    chain = _Chain(big)
+    chain = Chain(big)
     chain.commit([txf.signed(txf.transfer())])
     chain.commit([])
     verify_receipt(chain.forged_receipt(1, 0), big.genesis)
