@@ -156,7 +156,7 @@ def test_an_empty_range_reports_no_rate() -> None:
 def test_verify_receipt_shows_the_proven_later_outcome(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from tests.unit.test_receipt_ids import _Chain
+    from tests.chain_helpers import Chain as _Chain
 
     txf = TxFactory(NET)
     raw = txf.signed(txf.pending(quantity=10_000_100, amount=5))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from node.genesis import DemoNetwork
 from node.settlement import SignedTx
+from tests.chain_helpers import Chain as _Chain
 from tests.ledger_helpers import TxFactory
-from tests.unit.test_receipt_ids import _Chain
 
 _BIG = 10_000_100  # 100 bond units more than the seller holds
 

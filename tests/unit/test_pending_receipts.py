@@ -23,8 +23,8 @@ from client import (
 from node.genesis import DemoNetwork
 from node.merkle import MerkleTree
 from node.settlement import SignedTx, TxResult, result_leaf, tx_id
+from tests.chain_helpers import Chain as _Chain
 from tests.ledger_helpers import TxFactory
-from tests.unit.test_receipt_ids import _Chain
 
 RC = ResultCode
 _BIG = 10_000_100  # 100 bond units more than the seller holds
