@@ -17,8 +17,8 @@ import argparse
 from pathlib import Path
 
 from node.config import HEALTH_PROBE_TIMEOUT_MS
+from node.keyfiles import dns_names
 from node.netconfig import ConfigError, NodeConfig, host_port, load_node_config
-from node.netgen import dns_names
 
 __all__ = ["EXIT_NOT_SERVING", "EXIT_SERVING", "probe", "register", "target"]
 
