@@ -19,10 +19,11 @@ never readable by others, not even for a moment) and every directory with 0700.
 
 Genesis pins each validator's TLS certificate by the SHA-256 of its DER form. Peers
 accept a peer connection only from the certificate pinned for the validator it claims to
-be (see :func:`cert_pin_from_pem`). Dialers and SDK clients pin too: the one trust root of
-a channel to validator i is validator i's pinned certificate, taken from
-``validators.pem`` and checked against genesis (:func:`pinned_certificates`). There is no
-CA (ADR 0019).
+be (``node.keyfiles.cert_pin_from_pem``). Dialers and SDK clients pin too: the one trust
+root of a channel to validator i is validator i's pinned certificate, taken from
+``validators.pem`` and checked against genesis (``node.keyfiles.pinned_certificates``).
+There is no CA (ADR 0019). This is a dev tool (the validator and the SDK never import
+it); what they need of key and certificate files is node/keyfiles.py.
 
 Validator i is ``val<i>`` in genesis (a name that sorts in index order, as assemble
 orders validators by name) and ``node-<i>`` on disk, in compose and in its certificate.
