@@ -55,7 +55,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-#? lint: ruff on everything, mypy --strict on node/ and client/
+#? lint: ruff on everything, mypy --strict on node/, client/ and devtools/
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -69,7 +69,7 @@ fmt: setup
 #? demo: the main job. A fresh 26-validator cluster (quorum 16) settles DvP trades; prints finality latency and balances, then stops (CONSOLE=1 keeps it up, settling a trade a second, with the browser console on CONSOLE_PORT=8080 until Ctrl-C)
 CONSOLE_PORT ?= 8080
 demo: setup
-	$(PY) -m node.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) $(if $(CONSOLE),--console $(CONSOLE_PORT),)
+	$(PY) -m devtools.demo --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) $(if $(CONSOLE),--console $(CONSOLE_PORT),)
 
 # Benchmark knobs (issue: settlement latency benchmark).
 RATE ?= 50
@@ -84,18 +84,18 @@ BENCH_ARGS = --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --rate $(RATE) --duration
 #? bench: open-loop DvP load through the SDK on a fresh cluster; JSON, table, plots (N=26 Q=16 RATE=50 DURATION=60 WARMUP=10 SUBMIT=stream|unary WORKLOAD=dvp|mixed|repo FAIL_RATE=0.02 OUT=bench-out/... BENCH_RUN_DIR=running cluster CHECK="p50<=6,p99<=20": exit 1 if missed)
 .PHONY: bench bench-sweep
 bench: setup
-	$(PY) -m node.bench $(BENCH_ARGS) $(if $(CHECK),--check "$(CHECK)",)
+	$(PY) -m devtools.bench $(BENCH_ARGS) $(if $(CHECK),--check "$(CHECK)",)
 
 #? bench-sweep: raise RATE by 1.5x per step (DURATION=20 each) until p99 > 1 s or trades fail; the highest sustainable rate
 bench-sweep: setup
-	$(PY) -m node.bench --sweep $(subst --duration $(DURATION),--duration $(if $(filter file,$(origin DURATION)),20,$(DURATION)),$(BENCH_ARGS))
+	$(PY) -m devtools.bench --sweep $(subst --duration $(DURATION),--duration $(if $(filter file,$(origin DURATION)),20,$(DURATION)),$(BENCH_ARGS))
 
 #? outage: kill COUNT validators together under load (leader + next in index order, or PICK=random); next commit, steady block interval (N=26 Q=16 COUNT=10 RATE=20)
 .PHONY: outage
 COUNT ?= 10
 PICK ?= consecutive
 outage: setup
-	$(PY) -m node.bench.outage --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --count $(COUNT) --pick $(PICK) --rate $(RATE_OUTAGE) $(if $(OUT),--out $(OUT),)
+	$(PY) -m devtools.bench.outage --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --count $(COUNT) --pick $(PICK) --rate $(RATE_OUTAGE) $(if $(OUT),--out $(OUT),)
 
 RATE_OUTAGE = $(if $(filter file,$(origin RATE)),20,$(RATE))
 
@@ -106,7 +106,7 @@ CHAOS_DURATION = $(if $(filter file,$(origin DURATION)),300,$(DURATION))
 #? chaos: Jepsen-style run on real processes; DvP workload, seeded faults (kill -9, SIGSTOP, restart, partitions via a proxy, leaders), then the checker (N=26 Q=16 DURATION=300 SEED=1 FAULTS=kill,pause,... OUT=chaos-out/...)
 .PHONY: chaos
 chaos: setup
-	$(PY) -m node.chaos --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --duration $(CHAOS_DURATION) --seed $(SEED) $(if $(FAULTS),--faults $(FAULTS),) $(if $(OUT),--out $(OUT),)
+	$(PY) -m devtools.chaos --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --duration $(CHAOS_DURATION) --seed $(SEED) $(if $(FAULTS),--faults $(FAULTS),) $(if $(OUT),--out $(OUT),)
 
 #? mutate: mutation testing (cosmic-ray) of the safety-critical modules; resumable, long, not in CI; build/mutation/report.md (TARGETS="core.quorum core.signing", default all)
 .PHONY: mutate
@@ -117,7 +117,7 @@ mutate: setup
 
 #? bench-apply: apply 1,000-trade DvP blocks to LMDB; prints trades/s and CPU us/trade
 bench-apply: setup
-	$(PY) -m node.bench_apply
+	$(PY) -m devtools.bench.apply
 
 #? sim: deterministic simulation of the consensus core (SEEDS=200 SEED_START=0 N=4 Q=, empty Q = classic quorum; BYZ=all or silent,forge,... Byzantine strategies, BYZ_COUNT=)
 .PHONY: sim
@@ -135,45 +135,45 @@ RUN_DIR ?= run
 #? genesis: the genesis ceremony for every node in RUN_DIR: keys, self-signed TLS certs, bundles, genesis, node configs (N=26 Q=16 PORT_BASE=7000 RUN_DIR=run FORCE=1)
 .PHONY: genesis
 genesis: setup
-	$(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)
+	$(PY) -m devtools.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)
 
 #? compose: docker/generated/compose.yaml for N containers plus Prometheus and Grafana (N=26 Q=16 FORCE=1)
 .PHONY: compose
 compose: setup
-	$(PY) docker/compose.py --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) --out docker/generated $(if $(FORCE),--force,)
+	$(PY) -m devtools.compose --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) --out docker/generated $(if $(FORCE),--force,)
 
 #? k8s: Kubernetes manifests for a test cluster in K8S_DIR=k8s/generated: a ceremony run dir for pods (node-XX Services), a StatefulSet each, Secrets from its keys (N=26 Q=16 FORCE=1; real networks: docs/deploy.md)
 .PHONY: k8s
 K8S_DIR ?= k8s/generated
 k8s: setup
-	$(PY) -m node.netgen --containers --out $(K8S_DIR)/run --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)
-	$(PY) -m node.k8s --from-run-dir $(K8S_DIR)/run --out $(K8S_DIR)
+	$(PY) -m devtools.netgen --containers --out $(K8S_DIR)/run --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE) $(if $(FORCE),--force,)
+	$(PY) -m devtools.k8s --from-run-dir $(K8S_DIR)/run --out $(K8S_DIR)
 
 #? cluster: start the validators of RUN_DIR in the background (generates it first if missing; N=26 Q=16 PORT_BASE=7000)
 .PHONY: cluster status stop kill-node start-node clean-cluster
 cluster: setup
-	@test -f $(RUN_DIR)/network.json || $(PY) -m node.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE)
-	$(PY) -m node.cluster --run-dir $(RUN_DIR) start
+	@test -f $(RUN_DIR)/network.json || $(PY) -m devtools.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE)
+	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) start
 
 #? status: ledger status with pids: table of every node (height, view, leader, peers, root), JSON=1 for schema ledger.status/1; exits 1 if any is down, halted or they disagree
 status: setup
-	$(PY) -m node.cluster --run-dir $(RUN_DIR) status $(if $(JSON),--json,)
+	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) status $(if $(JSON),--json,)
 
 #? stop: stop every node of RUN_DIR (SIGTERM, then SIGKILL), leaving no process behind
 stop: setup
-	$(PY) -m node.cluster --run-dir $(RUN_DIR) stop
+	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) stop
 
 #? kill-node: crash one validator with SIGKILL (I=3)
 kill-node: setup
-	$(PY) -m node.cluster --run-dir $(RUN_DIR) kill-node $(I)
+	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) kill-node $(I)
 
 #? start-node: restart one validator and wait until it is connected (I=3)
 start-node: setup
-	$(PY) -m node.cluster --run-dir $(RUN_DIR) start-node $(I)
+	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) start-node $(I)
 
 #? clean-cluster: stop the nodes and delete RUN_DIR (genesis, keys, LMDB data, logs)
 clean-cluster: setup
-	@if [ -f $(RUN_DIR)/network.json ]; then $(PY) -m node.cluster --run-dir $(RUN_DIR) clean; else rm -rf $(RUN_DIR); fi
+	@if [ -f $(RUN_DIR)/network.json ]; then $(PY) -m devtools.cluster --run-dir $(RUN_DIR) clean; else rm -rf $(RUN_DIR); fi
 
 #? clean: remove the virtualenv, generated code and caches (keeps nothing generated)
 clean:

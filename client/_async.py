@@ -87,8 +87,8 @@ from node.core import (
     verify_certificate,
 )
 from node.genesis import load_genesis
+from node.keyfiles import dns_names, pinned_certificates
 from node.netconfig import load_network
-from node.netgen import dns_names, pinned_certificates
 from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import (
     Burn,

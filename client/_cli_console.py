@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if not (run_dir / "network.json").is_file():
         raise CliError(
             f"no network in run directory {run_dir} (pass --run-dir or set LEDGER_RUN_DIR; "
-            "`ledger genesis` or `make cluster` makes one)",
+            "`make genesis` or `make cluster` makes one)",
             EXIT_USAGE,
         )
     key = _cli_net._identity(args, None)  # --as, else the operator (AUDITOR)

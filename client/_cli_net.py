@@ -146,7 +146,7 @@ def _genesis(args: argparse.Namespace) -> Genesis:
     except FileNotFoundError:
         raise CliError(
             f"no genesis in run directory {_run_dir(args)} (pass --run-dir or set "
-            "LEDGER_RUN_DIR; `ledger genesis` makes one)",
+            "LEDGER_RUN_DIR; `make genesis` makes one)",
             EXIT_USAGE,
         ) from None
     except (GenesisError, ValueError, OSError) as e:
@@ -421,7 +421,7 @@ def _client(
     if not (run_dir / "network.json").is_file():
         raise CliError(
             f"no network in run directory {run_dir} (pass --run-dir or set LEDGER_RUN_DIR; "
-            "`ledger genesis` makes one)",
+            "`make genesis` makes one)",
             EXIT_USAGE,
         )
     with LedgerClient.from_run_dir(run_dir, identity=_identity(args, implied)) as client:

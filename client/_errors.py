@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from node.netgen import KeyFileError
+from node.keyfiles import KeyFileError
 from node.receipt import Receipt
 from node.settlement import ResultCode
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from client._errors import KeyFileError
 from node.crypto import SigningKey
-from node.netgen import load_signing_key, write_signing_key
+from node.keyfiles import load_signing_key, write_signing_key
 from node.settlement import Genesis, Registry
 from node.settlement._codec import check_id
 

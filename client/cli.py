@@ -7,13 +7,14 @@ A failure prints exactly one line, ``ledger: error: <reason>``, on stderr; when 
 is safe (a timeout, a busy or unreachable node) the line says so.
 
 The run directory (``--run-dir``, else ``$LEDGER_RUN_DIR``, else ``run``) is what
-``ledger genesis`` / ``make genesis`` writes: ``network.json`` (the nodes), ``validators.pem``,
+``make genesis`` writes (a dev tool, devtools/netgen.py; across machines the ceremony of
+``ledger-node keygen``, docs/deploy.md): ``network.json`` (the nodes), ``validators.pem``,
 ``genesis.json`` and ``participants/<ID>.key``, where signing keys are looked for unless
 ``--key`` names a file. Every call to a node is signed as one participant (``--as ID``;
 by default the signer or account the command names, else ``AUDITOR``): docs/cli.md
 "Identity".
 
-Commands that need no node (``keys``, ``genesis``, ``verify-receipt``) live here; the
+Commands that need no node (``keys``, ``verify-receipt``) live here; the
 others are in ``_cli_net.py``, imported only when one of them runs.
 """
 
@@ -38,16 +39,7 @@ from client._limits import REPLAY_BLOCKS_MAX
 from node._version import __version__
 from node.config import U64_MAX
 from node.genesis import load_genesis
-from node.netgen import (
-    KeyFileError,
-    NetgenError,
-    NetSpec,
-    default_quorum,
-    generate,
-    load_signing_key,
-)
-from node.netgen import parser as netgen_parser
-from node.netgen import summary as netgen_summary
+from node.keyfiles import KeyFileError, load_signing_key
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import GenesisError
 
@@ -158,37 +150,6 @@ def _owners(run_dir: Path, public_key: bytes) -> list[str]:
     except (GenesisError, ValueError, OSError):
         return []
     return [p.id for p in g.participants if p.public_key == public_key]
-
-
-def _progress(json_output: bool) -> Callable[[str], None]:
-    """Progress lines go to stdout, or to stderr when stdout carries JSON."""
-    if json_output:
-        return lambda line: print(line, file=sys.stderr)
-    return print
-
-
-def _cmd_genesis(args: argparse.Namespace) -> int:
-    out = Path(args.out if args.out is not None else args.run_dir)
-    q = args.q if args.q is not None else default_quorum(args.n)
-    spec = NetSpec(args.n, q, args.port_base, args.host, args.listen_host)
-    try:
-        net = generate(out, spec, force=args.force, progress=_progress(args.json))
-    except NetgenError as e:
-        raise CliError(str(e), EXIT_USAGE) from None
-    if args.json:
-        g = load_genesis(net.genesis)
-        emit_json(
-            {
-                "run_dir": str(out),
-                "chain_id": g.chain_id,
-                "n": net.n,
-                "q": net.q,
-                "nodes": [n.client_address for n in net.nodes],
-            }
-        )
-    else:
-        print("\n".join(netgen_summary(net, spec)))
-    return EXIT_OK
 
 
 def _cmd_verify_receipt(args: argparse.Namespace) -> int:
@@ -394,22 +355,6 @@ def _add_keys(b: _Builder) -> None:
     )
     p = b.leaf(keys, "show", "print the public key of a key file", _cmd_keys_show)
     p.add_argument("file", type=Path, metavar="FILE", help="a PKCS8 PEM key file")
-
-
-def _add_genesis(b: _Builder) -> None:
-    p = b.top.add_parser(
-        "genesis",
-        help="generate a local network: the genesis ceremony for every node in one directory",
-        description="Run the genesis ceremony for every node in one run directory: "
-        "validator keys, self-signed TLS certificates pinned by genesis, a genesis with the "
-        "demo participants, one config per node (the same as `python -m node.netgen`; "
-        "across machines: ledger-node keygen, docs/deploy.md).",
-        # parents only lends its arguments; the class does not matter
-        parents=[b.common, cast(_Parser, netgen_parser())],
-        conflict_handler="resolve",
-    )
-    p.set_defaults(fn=_cmd_genesis, out=None)
-    p.add_argument("--out", type=Path, help="run directory to create (default: --run-dir)")
 
 
 def _instrument_option(p: argparse.ArgumentParser) -> None:
@@ -1114,7 +1059,6 @@ def _admin_change_args(p: _Parser, name: str) -> None:
 def build_parser() -> _Parser:
     b = _Builder()
     _add_keys(b)
-    _add_genesis(b)
     _add_submit(b)
     _add_attest(b)
     _add_two_party(b)

@@ -25,8 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from node.genesis import load_genesis
+from node.keyfiles import KeyFileError, load_signing_key
 from node.netconfig import ConfigError, NodeConfig, load_node_config
-from node.netgen import KeyFileError, load_signing_key
 from node.settlement import Genesis, GenesisError
 
 __all__ = ["EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE", "check", "register"]

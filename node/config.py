@@ -277,7 +277,7 @@ SHUTDOWN_GRACE_MS: Final = 2_000  # in-flight RPCs get this long on SIGTERM
 # it exits, so health checks and watchers see why it went (docs/cluster.md "Fail-stop").
 HALT_LINGER_MS: Final = 1_000
 
-# --- network generation (node/netgen.py) -------------------------------------------------
+# --- network generation (devtools/netgen.py) ---------------------------------------------
 # Ports come in blocks of 1,000 per role (peer, client, metrics), so more would collide.
 VALIDATORS_MAX: Final = 1_000
 

@@ -1,6 +1,6 @@
 """``ledger-node health CONFIG``: ask a node on this machine whether it is serving.
 
-The probe of compose healthchecks (docker/compose.py) and of anything else that runs next
+The probe of compose healthchecks (devtools/compose.py) and of anything else that runs next
 to the node: it reads the node's config, dials its client port on loopback with TLS
 trusting only the node's own certificate (and a DNS name that certificate carries), and
 calls ``grpc.health.v1.Health/Check``, which needs no identity. The
@@ -17,8 +17,8 @@ import argparse
 from pathlib import Path
 
 from node.config import HEALTH_PROBE_TIMEOUT_MS
+from node.keyfiles import dns_names
 from node.netconfig import ConfigError, NodeConfig, host_port, load_node_config
-from node.netgen import dns_names
 
 __all__ = ["EXIT_NOT_SERVING", "EXIT_SERVING", "probe", "register", "target"]
 

@@ -1,7 +1,7 @@
 """Key and certificate files: written 0600 from the start, read strictly, pinned by hash.
 
 Shared by the genesis ceremony (node/ceremony.py), the local network driver
-(node/netgen.py), the validator (node/runtime) and the SDK, so every one of them writes
+(devtools/netgen.py), the validator (node/runtime) and the SDK, so every one of them writes
 and reads a key file and computes a certificate pin the same way.
 """
 

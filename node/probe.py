@@ -2,7 +2,7 @@
 port for its gRPC health, for an orchestrator's probe; exit 0 when SERVING, else 1.
 
 Kubernetes' built-in gRPC probe cannot speak TLS, and the client port speaks nothing else,
-so the manifests (node/k8s.py) run this as an exec probe inside the container. It trusts
+so the manifests (devtools/k8s.py) run this as an exec probe inside the container. It trusts
 only the node's own certificate (the one genesis pins) and needs no participant key:
 health is open to any TLS client (docs/cluster.md "Health, metrics, logs").
 Service ``""``: the process runs and has not halted (liveness); ``ledger.v1.Ledger``: it

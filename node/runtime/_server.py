@@ -22,8 +22,8 @@ from node.config import (
 )
 from node.crypto import SigningKey
 from node.genesis import load_genesis
+from node.keyfiles import cert_pin_from_pem, load_signing_key, pinned_certificates
 from node.netconfig import NodeConfig
-from node.netgen import cert_pin_from_pem, load_signing_key, pinned_certificates
 from node.runtime._access import Gate
 from node.runtime._api import HealthService, LedgerService
 from node.runtime._handlers import add_service

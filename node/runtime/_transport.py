@@ -27,7 +27,7 @@ from node.config import (
     PEER_SEND_QUEUE_MAX,
 )
 from node.core import DecodeError, Message, TxForward, decode_message
-from node.netgen import cert_pin_from_pem
+from node.keyfiles import cert_pin_from_pem
 from node.runtime._grpc import Ctx
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics

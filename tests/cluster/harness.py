@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from client import ParticipantKey, load_key
-from node.cluster import client_channel, is_running, start_cluster, stop_cluster
-from node.demo import load_run_network
+from devtools.cluster import client_channel, is_running, start_cluster, stop_cluster
+from devtools.demo.run import load_run_network
+from devtools.netgen import free_port_base
 from node.genesis import DemoNetwork
 from node.netconfig import Network, load_network
-from node.netgen import free_port_base
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.ledger_helpers import TxFactory
@@ -32,7 +32,7 @@ def generate(run_dir: Path, n: int, q: int, *extra: str) -> Network:
         [
             sys.executable,
             "-m",
-            "node.netgen",
+            "devtools.netgen",
             "--out",
             str(run_dir),
             "--n",

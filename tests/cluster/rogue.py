@@ -49,8 +49,8 @@ from node.core import (
     vote_message,
 )
 from node.genesis import load_genesis
+from node.keyfiles import cert_pin_from_pem, load_signing_key
 from node.netconfig import Network, NodeConfig, load_node_config
-from node.netgen import cert_pin_from_pem, load_signing_key
 from node.runtime._server import pinned_peers
 from node.runtime._transport import (
     PEER_SERVER_OPTIONS,

@@ -26,8 +26,8 @@ from client import (
     verify_receipt,
 )
 from client._identity import RequestSigner
+from devtools.cluster import client_channel
 from node.access import tx_parties
-from node.cluster import client_channel
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import (

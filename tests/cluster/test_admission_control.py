@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import AsyncLedgerClient, OverloadedError
-from node.cluster import kill_node, start_node
+from devtools.cluster import kill_node, start_node
 from node.config import (
     ADMISSION_DEADLINE_SHARE_PCT,
     ADMISSION_RATE_FLOOR_TPS,

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from node.cluster import kill_node, start_node
+from devtools.cluster import kill_node, start_node
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import running_cluster
 

@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node.bench", *args],
+        [sys.executable, "-m", "devtools.bench", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

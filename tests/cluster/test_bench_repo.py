@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_bench_repo_reports_both_legs(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     p = subprocess.run(
-        [sys.executable, "-m", "node.bench", "--n", "4", "--q", "3", "--rate", "20",
+        [sys.executable, "-m", "devtools.bench", "--n", "4", "--q", "3", "--rate", "20",
          "--duration", "3", "--warmup", "1", "--workload", "repo", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from client import LedgerClient
-from node import ceremony, cluster
+from devtools import cluster
+from devtools.demo.run import load_run_network
+from devtools.netgen import free_port_base
+from node import ceremony
 from node.__main__ import main as node_main
-from node.demo import load_run_network
 from node.genesis import demo_genesis
 from node.netconfig import Network, NetworkNode, load_network, write_network
-from node.netgen import free_port_base
 from tests.ledger_helpers import TxFactory
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ def _configs(root: Path, base: int, fingerprint: str) -> None:
 
 
 def _network(root: Path, base: int) -> Network:
-    """network.json for node/cluster.py (start, stop) and the SDK's from_run_dir."""
+    """network.json for devtools/cluster.py (start, stop) and the SDK's from_run_dir."""
     public = root / "public"
     asm = ceremony.load_assembly(public / "genesis.json")
     nodes = tuple(

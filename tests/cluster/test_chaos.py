@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from node.chaos.nemesis import FAULT_KINDS
+from devtools.chaos.nemesis import FAULT_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 # Every fault kind at least once (the nemesis deals them in shuffled rounds), kill -9 and
@@ -26,7 +26,7 @@ def test_chaos_on_four_validators_keeps_every_acknowledged_trade(tmp_path: Path)
     out = tmp_path / "chaos.json"
     p = subprocess.run(
         [
-            sys.executable, "-m", "node.chaos", "--n", "4", "--q", "3", "--duration", "50",
+            sys.executable, "-m", "devtools.chaos", "--n", "4", "--q", "3", "--duration", "50",
             "--seed", "1", "--fault-s", "1.5,3", "--gap-s", "1,1.5", "--rate", "20",
             "--faults", FAULTS, "--out", str(out),
         ],

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from client._identity import aio_interceptors, signed_channel
-from node.cluster import signer_for
+from devtools.cluster import signer_for
 from node.config import (
     BLOCK_STREAMS_PER_CONNECTION_MAX,
     CLIENT_CONNECTIONS_MAX,

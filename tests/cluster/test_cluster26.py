@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import client_aio_channel
+from devtools.cluster import client_aio_channel
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import Cluster, running_cluster, wait_until

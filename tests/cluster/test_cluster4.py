@@ -8,7 +8,7 @@ import dataclasses
 import grpc
 import pytest
 
-from node.cluster import kill_node, start_node
+from devtools.cluster import kill_node, start_node
 from node.config import TX_BYTES_MAX
 from node.core import Ed25519Verifier, Phase, decode_block, decode_qc, verify_certificate
 from node.crypto import sha256

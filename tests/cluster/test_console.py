@@ -40,9 +40,9 @@ from client import (
     terms_of,
 )
 from client.console._model import receipt_check
+from devtools.cluster import kill_node, start_node
+from devtools.demo.console import keep_up
 from node import crypto
-from node.cluster import kill_node, start_node
-from node.demo_console import keep_up
 from node.genesis import DEMO_DUE_BOND, DEMO_RESERVE_CASH
 from node.receipt import Receipt
 from node.settlement import SignedTx, decode_body
@@ -378,7 +378,7 @@ def test_a_console_as_a_bank_shows_only_what_the_bank_may_read(env: Env, settled
 
 
 def test_demo_console_mode_serves_and_keeps_settling_until_stopped(env: Env) -> None:
-    """``make demo CONSOLE=1``'s keep-up (node/demo_console.py) on this cluster: the
+    """``make demo CONSOLE=1``'s keep-up (devtools/demo/console.py) on this cluster: the
     console listens, trickled trades settle and show, and setting stop ends it."""
     started: dict[str, Any] = {}
     up = threading.Event()

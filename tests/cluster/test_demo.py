@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from node import demo
+from devtools.demo import run as demo
 
 pytestmark = pytest.mark.slow
 
@@ -35,25 +35,26 @@ def test_demo_settles_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"to BANK02: FROZEN at height \d+, nothing moved", out)
     assert re.search(r"listed: BANK02 \(account\), AML_INVESTIGATION, by REGULATOR", out)
     assert re.search(r"signed again: OK at height \d+", out)
-    # Reserves (node/demo_reserve.py): attested, minted within, refused beyond, reported.
+    # Reserves (devtools/demo/reserve.py): attested, minted within, refused beyond, reported.
     assert "is refused: RESERVES_SHORT" in out and "coverage 111.11%" in out
-    # kyc: the AML step (node/demo_kyc.py)
+    # kyc: the AML step (devtools/demo/kyc.py)
     assert re.search(r"BANK05 and BANK06 only: COSIGN_REQUIRED at height \d+", out)
     assert re.search(r"BANK05, BANK06 and COMPLIANCE: OK at height \d+", out)
-    # Governance (node/demo_gov.py): one admin refused, two add a bank that trades.
+    # Governance (devtools/demo/gov.py): one admin refused, two add a bank that trades.
     assert "signed by COMPLIANCE alone: NOT_ADMIN_QUORUM" in out
     assert re.search(r"AddParticipant BANK07 signed by COMPLIANCE and CSD: OK at height \d+", out)
     assert re.search(r"BANK07 buys 10,000.00 face of \w+ from BANK02: OK", out)
     assert "BANK07 reads its own balances: 10,000.00 face, $990,010.00 cash" in out
-    # lock (node/demo_lock.py): a locked spend refused, released, settled; a swap.
+    # lock (devtools/demo/lock.py): a locked spend refused, released, settled; a swap.
     assert "transfers 10,000.00 of them: LOCKED, nothing moved" in out
     assert re.search(r"the transfer, signed again: OK at height \d+", out)
     assert re.search(r"swap: BANK03 gives 5,000.00 \w+ for 4,900.00 \w+ of BANK04, both", out)
-    # repo (node/demo_repo.py): open, closed by the borrower alone at the close time.
+    # repo (devtools/demo/repo.py): open, closed by the borrower alone at the close time.
     assert re.search(r"open  OK at height \d+ in [\d.]+ ms", out)
     assert re.search(r"close OK at height \d+ in [\d.]+ ms, signed by BANK03 alone", out)
     assert re.search(r"interest \d+ cents over \d+ ms \(ACT/360, half up\)", out)
-    # margin (node/demo_margin.py): no deficit at 99.0, the deficit moved at 90.0, a substitution.
+    # margin (devtools/demo/margin.py): no deficit at 99.0, the deficit moved at 90.0, a
+    # substitution.
     assert re.search(r"the call moved [\d,]+ more units of \w+ to BANK06, added to the repo", out)
     assert re.search(r"BANK05 and BANK06 substituted [\d,]+ units of \w+ for them", out)
     assert re.search(r"closed early by both: [\d,]+ units of \w+ back to BANK05", out)

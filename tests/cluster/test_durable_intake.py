@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from client import Receipt, verify_receipt
-from node import cluster
-from node.demo import load_run_network
+from devtools import cluster
+from devtools.demo.run import load_run_network
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, generate, wait_until
 from tests.ledger_helpers import TxFactory

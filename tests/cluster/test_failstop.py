@@ -20,9 +20,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from node import cluster
-from node.cluster import client_channel
-from node.demo import load_run_network
+from devtools import cluster
+from devtools.cluster import client_channel
+from devtools.demo.run import load_run_network
 from node.netconfig import Network
 from node.runtime._node import EXIT_FATAL
 from node.wire import ledger_pb2 as pb
@@ -37,8 +37,8 @@ EXIT_WAIT_S = 10.0  # HALT_LINGER_MS plus a graceful stop, with room for a loade
 
 
 def spawn(net: Network, index: int) -> subprocess.Popen[bytes]:
-    """Start validator ``index`` as node.cluster does, but keep the handle for its exit
-    code (the pid file lets node.cluster stop it like the others)."""
+    """Start validator ``index`` as devtools.cluster does, but keep the handle for its exit
+    code (the pid file lets devtools.cluster stop it like the others)."""
     node = net.nodes[index]
     for d in ("pids", "logs"):
         (net.run_dir / d).mkdir(mode=0o700, exist_ok=True)

@@ -28,8 +28,8 @@ from client import (
     verify_receipt,
 )
 from client.cli import main
-from node.demo import ValidatorClients
-from node.demo_margin import show_margin
+from devtools.demo.margin import show_margin
+from devtools.demo.run import ValidatorClients
 from node.genesis import DEMO_HAIRCUTS_BP
 from node.settlement import RepoOpen, collateral_value, units_for
 from tests.cluster.harness import Cluster, module_cluster
@@ -138,7 +138,7 @@ def test_prices_a_margin_call_and_a_substitution(
 
 
 def test_the_demos_margin_step(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
-    """`make demo`'s step (node/demo_margin.py) on this cluster: it raises MarginMismatch
+    """`make demo`'s step (devtools/demo/margin.py) on this cluster: it raises MarginMismatch
     on any outcome its rules do not give; its lines say what moved."""
 
     async def demo() -> None:

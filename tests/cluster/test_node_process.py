@@ -17,7 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from node import cluster, probe
+from devtools import cluster
+from node import probe
 from node.genesis import load_genesis
 from node.netconfig import Network
 from node.store import LmdbStore
@@ -139,7 +140,15 @@ def test_health_reflection_metrics_and_status_exit_code(lone_node: Network) -> N
 
     assert cluster.main(["--run-dir", str(net.run_dir), "status"]) == 1  # 3 nodes down
     got = subprocess.run(
-        [sys.executable, "-m", "node.cluster", "--run-dir", str(net.run_dir), "status", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "devtools.cluster",
+            "--run-dir",
+            str(net.run_dir),
+            "status",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,

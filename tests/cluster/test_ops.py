@@ -20,9 +20,9 @@ import pytest
 
 from client._status import STATUS_SCHEMA, schema_problems
 from client.cli import main as ledger
-from node import cluster as node_cluster
-from node.bench.load import usage_of, validator_usage
-from node.cluster import kill_node
+from devtools import cluster as node_cluster
+from devtools.bench.load import usage_of, validator_usage
+from devtools.cluster import kill_node
 from node.netconfig import Network, NetworkNode
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import Cluster, module_cluster, wait_until
@@ -49,9 +49,17 @@ def _ledger_status(net: Network) -> tuple[int, dict[str, object]]:
 
 
 def _make_status(net: Network) -> tuple[int, dict[str, object]]:
-    """What `make status` runs: python -m node.cluster status, as its own process."""
+    """What `make status` runs: python -m devtools.cluster status, as its own process."""
     r = subprocess.run(
-        [sys.executable, "-m", "node.cluster", "--run-dir", str(net.run_dir), "status", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "devtools.cluster",
+            "--run-dir",
+            str(net.run_dir),
+            "status",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         check=False,

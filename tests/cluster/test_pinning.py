@@ -21,8 +21,9 @@ import grpc
 import pytest
 
 from client import AsyncLedgerClient, Endpoint, LedgerClient, UnavailableError
-from node import ceremony, cluster
-from node.demo import load_run_network
+from devtools import cluster
+from devtools.demo.run import load_run_network
+from node import ceremony
 from node.genesis import load_genesis
 from node.netconfig import Network
 from node.wire import ledger_pb2 as pb

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import stop_cluster
+from devtools.cluster import stop_cluster
+from devtools.netgen import free_port_base
 from node.netconfig import load_network
-from node.netgen import free_port_base
 
 pytestmark = pytest.mark.slow
 

@@ -28,8 +28,8 @@ import grpc
 import pytest
 
 from client import Endpoint, LedgerClient, ParticipantKey, load_key
+from devtools.cluster import kill_node
 from node import merkle
-from node.cluster import kill_node
 from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
     PEER_FRAME_MESSAGES_MAX,

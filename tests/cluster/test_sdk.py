@@ -24,7 +24,7 @@ from client import (
     propose_dvp,
     verify_receipt,
 )
-from node.cluster import kill_node, start_node
+from devtools.cluster import kill_node, start_node
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import (
     Cluster,

@@ -14,7 +14,7 @@ import pytest
 
 from client import AsyncLedgerClient, load_key
 from client._limits import SILENT_NODE_FAILOVER_S
-from node.cluster import kill_node, start_node
+from devtools.cluster import kill_node, start_node
 from node.config import VIEW_TIMEOUT_BASE_MS
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import (

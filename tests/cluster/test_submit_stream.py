@@ -25,7 +25,7 @@ from client import (
     RejectedError,
     ResultCode,
 )
-from node.cluster import client_aio_channel, kill_node, start_node
+from devtools.cluster import client_aio_channel, kill_node, start_node
 from node.config import CLIENT_MESSAGE_BYTES_MAX, TX_BYTES_MAX
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
 from node.settlement import SignedTx

@@ -27,9 +27,10 @@ OUT = ROOT / "build" / "mutation"
 TARGETS_FILE = Path(__file__).with_name("targets.toml")
 # What a copy needs to import node and run the tests (generated protobuf code included:
 # it is git-ignored but lives in node/wire and is copied with node/).
-# What a mutated copy of the repository holds: the code (the SDK too, whose tests import
-# it from the copy), the tests, and docs (some tests check docs against the code).
-COPIED = ("node", "client", "tests", "docs", "docker", "pyproject.toml")
+# What a mutated copy of the repository holds: the code (the SDK and the dev tools too,
+# whose tests import them from the copy), the tests, docs and docker/ (some tests check
+# them against the code).
+COPIED = ("node", "client", "devtools", "tests", "docs", "docker", "pyproject.toml")
 IGNORED = shutil.ignore_patterns("__pycache__", ".hypothesis", ".pytest_cache", "*.mdb")
 
 

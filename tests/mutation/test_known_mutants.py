@@ -2,11 +2,11 @@
 named tests fail, and those tests must pass without it.
 
 Each mutant is applied to a fresh copy of the repository's ``node/`` (generated protobuf
-code included), ``client/``, ``tests/``, ``docs/``, ``docker/`` and ``pyproject.toml``; the
-named tests run there in a subprocess with the copy first on the path. Only pytest's exit
-code 1 (tests failed) counts as killed: 0 is a surviving mutant, and 2-5 (interrupted,
-internal error, usage error, no tests collected) mean the mutant or the test ids are
-broken.
+code included), ``client/``, ``devtools/``, ``tests/``, ``docs/``, ``docker/`` and
+``pyproject.toml``; the named tests run there in a subprocess with the copy first on the
+path. Only pytest's exit code 1 (tests failed) counts as killed: 0 is a surviving mutant,
+and 2-5 (interrupted, internal error, usage error, no tests collected) mean the mutant or
+the test ids are broken.
 """
 
 from __future__ import annotations

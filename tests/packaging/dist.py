@@ -12,8 +12,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,12 @@ LOCK = ROOT / "requirements" / "validator.lock"
 WIRE_MODULES = tuple(
     f"node/wire/{n}" for n in ("ledger_pb2.py", "ledger_pb2.pyi", "ledger_pb2_grpc.py")
 )
+# The dev tools (issue 16 item 2): devtools/, and where they lived in node/ before it.
+# Neither the wheel nor the sdist may carry one (MANIFEST.in, pyproject's package find).
+DEV_TOOL_PREFIXES = (
+    "devtools/", "node/demo", "node/bench", "node/chaos/", "node/cluster.py",
+    "node/netgen.py", "node/k8s.py",
+)  # fmt: skip
 # pyproject's validator extra: not one of these may be installed by the SDK alone.
 VALIDATOR_MODULES = ("lmdb", "grpc_health", "grpc_reflection", "prometheus_client")
 STEP_TIMEOUT_S = 300  # one build or install; far above what they take (seconds)
@@ -93,6 +101,22 @@ def missing_wire_modules(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
     return [m for m in WIRE_MODULES if m not in names]
+
+
+def dev_tool_files(names: Iterable[str]) -> list[str]:
+    """The dev tools' files among a package's file names (paths from the package root)."""
+    return sorted(n for n in names if n.startswith(DEV_TOOL_PREFIXES))
+
+
+def wheel_files(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as z:
+        return z.namelist()
+
+
+def sdist_files(sdist: Path) -> list[str]:
+    """Paths inside the sdist's top directory (``dvp_ledger-X.Y/``)."""
+    with tarfile.open(sdist) as t:
+        return [n.split("/", 1)[1] for n in t.getnames() if "/" in n]
 
 
 def make_venv(path: Path) -> Path:

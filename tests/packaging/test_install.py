@@ -33,10 +33,13 @@ from tests.packaging.dist import (
     build_dists,
     clean_env,
     copy_checkout,
+    dev_tool_files,
     install,
     make_venv,
     missing_wire_modules,
     run,
+    sdist_files,
+    wheel_files,
 )
 
 pytestmark = pytest.mark.slow
@@ -92,6 +95,27 @@ def test_missing_wire_modules_fires_on_a_wheel_without_them(
             if item.filename != WIRE_MODULES[0]:
                 out.writestr(item, z.read(item))
     assert missing_wire_modules(crippled) == [WIRE_MODULES[0]]
+
+
+def test_neither_the_wheel_nor_the_sdist_carries_a_dev_tool(installed: Installed) -> None:
+    wheel, sdist = wheel_files(installed.wheel), sdist_files(installed.sdist)
+    assert dev_tool_files(wheel) == []
+    assert dev_tool_files(sdist) == []
+    # ... while the copy they were built from has the dev tools (so they were left out).
+    assert (installed.src / "devtools" / "demo" / "run.py").is_file()
+    assert "node/runtime/_server.py" in wheel and "client/cli.py" in wheel
+
+
+def test_dev_tool_files_fires_on_a_wheel_with_one(installed: Installed, tmp_path: Path) -> None:
+    """Negative control: the same wheel with a dev tool at its new and its old places."""
+    planted = tmp_path / installed.wheel.name
+    extra = ["devtools/demo/run.py", "node/demo.py", "node/bench/load.py", "node/netgen.py"]
+    with zipfile.ZipFile(installed.wheel) as z, zipfile.ZipFile(planted, "w") as out:
+        for item in z.infolist():
+            out.writestr(item, z.read(item))
+        for name in extra:
+            out.writestr(name, "")
+    assert dev_tool_files(wheel_files(planted)) == sorted(extra)
 
 
 def test_the_sdk_installs_without_the_validator_extra(installed: Installed) -> None:

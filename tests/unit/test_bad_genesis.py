@@ -29,7 +29,7 @@ BAD_VALUES: list[Any] = [None, True, -1, 2**64, 2**70, "", "\x00", "x" * 300, "z
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("badgen") / "run"
     subprocess.run(
-        [sys.executable, "-m", "node.netgen", "--out", str(out), "--n", "1", "--q", "1"],
+        [sys.executable, "-m", "devtools.netgen", "--out", str(out), "--n", "1", "--q", "1"],
         check=True,
         capture_output=True,
     )

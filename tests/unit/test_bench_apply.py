@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node import bench_apply
+from devtools.bench import apply as bench_apply
 
 
 def test_bench_apply_small_run_writes_figures(tmp_path: Path) -> None:

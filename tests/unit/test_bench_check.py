@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from node.bench import __main__ as bench
-from node.bench import check
-from node.bench.check import CheckSyntaxError, Threshold
+from devtools.bench import __main__ as bench
+from devtools.bench import check
+from devtools.bench.check import CheckSyntaxError, Threshold
 
 
 def result(p50: float | None = 5.0, p99: float | None = 18.0, **over: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`python -m node.bench.gate` runs and prints one figure per way of reading identities
+"""`python -m devtools.bench.gate` runs and prints one figure per way of reading identities
 (docs/performance.md "Issue 15: access checks" keeps the figures; no timing asserted)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from node.bench import gate
+from devtools.bench import gate
 
 
 def test_the_gate_benchmark_prints_both_figures(capsys: pytest.CaptureFixture[str]) -> None:

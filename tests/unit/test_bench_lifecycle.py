@@ -1,4 +1,4 @@
-"""node.bench_lifecycle runs, every payment settles, and each block writes what one
+"""devtools.bench.lifecycle runs, every payment settles, and each block writes what one
 payment to every holder must: a cash balance per holder (the agent's own share moves no
 cash), plus a bond balance and a record each for a RedeemAll."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node.bench_lifecycle import main
+from devtools.bench.lifecycle import main
 
 
 def test_bench_pays_every_holder_in_one_transaction(tmp_path: Path) -> None:

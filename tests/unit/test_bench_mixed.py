@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.bench import report
+from devtools.bench import report
 from tests.unit.test_bench_report import LO, S, raw_run, thousand_trades, trade
 
 

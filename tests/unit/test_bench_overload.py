@@ -1,11 +1,11 @@
-"""The benchmark's overload figures (node/bench/report.py ``overload``): offered, accepted
+"""The benchmark's overload figures (devtools/bench/report.py ``overload``): offered, accepted
 and committed rates, refusals, and accepted trades that missed their deadline."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from node.bench.report import summarize
+from devtools.bench.report import summarize
 
 S = 1_000_000  # microseconds per second
 

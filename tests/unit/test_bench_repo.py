@@ -1,10 +1,10 @@
-"""The ``repo`` figures of the bench report (node/bench/report.py ``repo_summary``)."""
+"""The ``repo`` figures of the bench report (devtools/bench/report.py ``repo_summary``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from node.bench.report import repo_summary
+from devtools.bench.report import repo_summary
 
 
 def _trip(sched: int, open_ms: int, close_ms: int | None, close_code: str = "OK") -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from node.bench import report
+from devtools.bench import report
 
 LO = 1_700_000_000_000_000  # window start, wall-clock microseconds
 HI = LO + 10_000_000  # a 10 s window

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from node.chaos import report
-from node.chaos.checker import ValidatorView, check
-from node.chaos.nemesis import FAULT_KINDS, FaultRecord, plan
-from node.chaos.proxy import Proxy, proxy_port
-from node.chaos.workload import TradeRecord
-from node.netgen import NetgenError, free_port_base
+from devtools.chaos import report
+from devtools.chaos.checker import ValidatorView, check
+from devtools.chaos.nemesis import FAULT_KINDS, FaultRecord, plan
+from devtools.chaos.proxy import Proxy, proxy_port
+from devtools.chaos.workload import TradeRecord
+from devtools.netgen import NetgenError, free_port_base
 
 SUPPLY = {"BOND": 1_000, "CASH": 5_000}
 T0 = 1_700_000_000_000_000
@@ -255,7 +255,7 @@ def test_the_validator_does_not_import_the_chaos_tool() -> None:
     importers = [
         p.relative_to(node_dir).as_posix()
         for p in node_dir.rglob("*.py")
-        if "chaos" not in p.parts and "node.chaos" in p.read_text(encoding="utf-8")
+        if "chaos" not in p.parts and "devtools.chaos" in p.read_text(encoding="utf-8")
     ]
     assert importers == []
 

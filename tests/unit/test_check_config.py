@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.netgen import NetSpec, free_port_base, generate
 from node import health
 from node.__main__ import main
 from node.check_config import EXIT_OK, EXIT_PROBLEMS, check
 from node.netconfig import Network, NetworkNode, load_network, load_node_config
-from node.netgen import NetSpec, free_port_base, generate
 
 
 @pytest.fixture(scope="module")

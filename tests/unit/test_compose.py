@@ -1,4 +1,5 @@
-"""docker/: the generated compose and Prometheus files, the Grafana dashboard, the Dockerfile.
+"""docker/: the compose and Prometheus files devtools/compose.py generates, the Grafana
+dashboard, the Dockerfile.
 
 No Docker engine runs here, so these tests check what can be checked without one: the
 files parse, name every node, volume and port, agree with each other and with the node
@@ -7,34 +8,22 @@ configs (the dashboard and alert rules: test_dashboard.py).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import posixpath
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from devtools import compose as gen
+from devtools.netgen import CONTAINER_CONFIG, CONTAINER_NODE_DIR
 from node.config import HEALTH_PROBE_TIMEOUT_MS
 from node.netconfig import Network, load_network, load_node_config
-from node.netgen import CONTAINER_CONFIG, CONTAINER_NODE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
-
-
-def _load_compose_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docker_compose_gen", DOCKER / "compose.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_compose_module()
 
 
 class Generated:
@@ -212,7 +201,7 @@ def test_yaml_round_trips_awkward_values() -> None:
         "block": "line one\n  indented\n",  # a literal block
         "no block": "trailing space \n\tand a tab",  # no block can hold it exactly
     }
-    text = gen.dump_yaml([doc], "header")  # node.k8s's, which compose.py uses
+    text = gen.dump_yaml([doc], "header")  # devtools.k8s's, which compose.py uses
     assert text.startswith("# header\n")
     assert yaml.safe_load(text) == doc
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from node import demo
+from devtools.demo import run as demo
 
 
 def _fake_demo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, succeeds: bool) -> Path:

@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 
 from client import ResultCode, Transactions
-from node.demo_lifecycle import LifecycleMismatch, _check, _coupon_on, _expect
+from devtools.demo.lifecycle import LifecycleMismatch, _check, _coupon_on, _expect
 from node.genesis import DEMO_DUE_BOND, DEMO_MATURED_BOND, demo_genesis
 from node.settlement import InstrumentKind
 from node.settlement._schedule import day_start_ms

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.bench.verify import vectors
 from node import crypto
-from node.bench.verify import vectors
 
 P = 2**255 - 19
 D = -121665 * pow(121666, -1, P) % P  # edwards25519: -x^2 + y^2 = 1 + d x^2 y^2
@@ -124,7 +124,7 @@ def test_scalar_bound_with_the_real_library() -> None:
 def test_the_library_vectors_of_adr_0009(
     what: str, must_accept: bool, key: bytes, message: bytes, signature: bytes
 ) -> None:
-    """The vectors node.bench.verify shows each library (ADR 0009): small-order R, the
+    """The vectors devtools.bench.verify shows each library (ADR 0009): small-order R, the
     identity key (one signature for every message), non-canonical A and R, S + L. Three of
     them OpenSSL accepts; crypto.verify must refuse them all."""
     assert crypto.verify(key, message, signature) is must_accept

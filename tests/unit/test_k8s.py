@@ -1,4 +1,4 @@
-"""Kubernetes manifests (node/k8s.py): valid against the Kubernetes API schemas
+"""Kubernetes manifests (devtools/k8s.py): valid against the Kubernetes API schemas
 (kubernetes-validate bundles them: no cluster, no network), one StatefulSet of one replica
 per validator with its Service, probes, scrape annotations and resources, and Secrets
 written only when asked."""
@@ -15,9 +15,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from node import ceremony, k8s
+from devtools import k8s
+from devtools.netgen import NetSpec, generate
+from node import ceremony
 from node.netconfig import Network
-from node.netgen import NetSpec, generate
 
 K8S_VERSION = "1.37.0"
 

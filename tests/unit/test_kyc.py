@@ -344,7 +344,7 @@ def test_genesis_json_carries_the_rules_and_refuses_bad_ones(net: DemoNetwork) -
 def test_the_demo_rules_let_every_demo_trade_through() -> None:
     """make genesis networks carry the demo rules; the demo's trades stay within them (the
     fifth fails for its own reason, as before)."""
-    from node.demo import TRADES
+    from devtools.demo.run import TRADES
 
     net = demo_genesis(validators=4, quorum=3, seed=b"demo-rules", compliance=True)
     store = MemoryStore(net.genesis)

@@ -24,7 +24,7 @@ from client import (
 )
 from client.cli import main as ledger_main
 from node.genesis import dump_genesis
-from node.netgen import write_signing_key
+from node.keyfiles import write_signing_key
 from node.settlement import ResultCode
 from node.store import MemoryStore
 from tests.kyc_helpers import COSIGN_ABOVE, kyc_net, run

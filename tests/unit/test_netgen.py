@@ -19,8 +19,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from devtools.netgen import NetSpec, default_quorum, generate, main
 from node import crypto
 from node.genesis import load_genesis
+from node.keyfiles import (
+    KeyFileError,
+    cert_pin,
+    cert_pin_from_pem,
+    dns_names,
+    load_signing_key,
+    pinned_certificates,
+    write_private_file,
+    write_signing_key,
+)
 from node.netconfig import (
     ConfigError,
     Network,
@@ -30,20 +41,6 @@ from node.netconfig import (
     load_node_config,
     node_name,
     write_node_config,
-)
-from node.netgen import (
-    KeyFileError,
-    NetSpec,
-    cert_pin,
-    cert_pin_from_pem,
-    default_quorum,
-    dns_names,
-    generate,
-    load_signing_key,
-    main,
-    pinned_certificates,
-    write_private_file,
-    write_signing_key,
 )
 from node.settlement import Genesis
 from tests.tls_helpers import _make_ca, _make_node_cert
@@ -272,7 +269,7 @@ def test_load_signing_key_warns_when_others_may_read_it(
     path = tmp_path / "loose.key"
     write_signing_key(path, crypto.SigningKey.generate())
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="node.netgen"):
+    with caplog.at_level(logging.WARNING, logger="devtools.netgen"):
         load_signing_key(path)
     assert "chmod 600" in caplog.text
 

@@ -15,7 +15,7 @@ from client._async import BlockTiming, Endpoint, EndpointDown
 from client._cli_settlement import fails_of, finality_of, report_of
 from client.cli import main
 from node.genesis import dump_genesis
-from node.netgen import write_signing_key
+from node.keyfiles import write_signing_key
 from node.settlement import PendingDvP, ResultCode, SignedTx, Transaction
 from tests.ledger_helpers import TxFactory, shared_net
 

@@ -336,7 +336,7 @@ def test_a_validator_with_no_valid_slot_refuses_to_start_in_one_line(tmp_path: P
     """The real entry point, on a generated one-validator network: exit 2 with the reason,
     instead of serving with its votes forgotten."""
     run = tmp_path / "run"
-    netgen = [sys.executable, "-m", "node.netgen", "--out", str(run), "--n", "1", "--q", "1"]
+    netgen = [sys.executable, "-m", "devtools.netgen", "--out", str(run), "--n", "1", "--q", "1"]
     subprocess.run(netgen, check=True, capture_output=True)
     config = load_network(run).nodes[0].config
     cfg = load_node_config(config)
