@@ -116,6 +116,7 @@ from node.settlement import (
     Transaction,
     Transfer,
     decode_body,
+    decode_result_code,
 )
 from node.settlement import DecodeError as TxDecodeError
 from node.wire import RETRY_AFTER_METADATA
@@ -1378,25 +1379,19 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
         tx = decode_body(stx.body)
     except TxDecodeError:
         tx = None
-    code = ResultCode(result.code)
+    code = decode_result_code(result.code, BadResponseError)
     return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
 
 
 def _block_event(e: pb.TransactionResult) -> BlockEvent:
-    try:
-        return BlockEvent(e.position, bytes(e.tx_id), ResultCode(e.code))
-    except ValueError as err:
-        raise BadResponseError(f"unknown event code {e.code}") from err
+    return BlockEvent(e.position, bytes(e.tx_id), decode_result_code(e.code, BadResponseError))
 
 
 def _settlement(msg: pb.TransactionStatus) -> Settlement | None:
     if not msg.HasField("settlement"):
         return None
     s = msg.settlement
-    try:
-        code = ResultCode(s.code)
-    except ValueError as e:
-        raise BadResponseError(f"unknown settlement code {s.code}") from e
+    code = decode_result_code(s.code, BadResponseError)
     return Settlement(code, s.height, s.index, s.settled_quantity, s.settled_amount)
 
 
