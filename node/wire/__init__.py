@@ -1,5 +1,8 @@
-"""The client API's wire: the generated protobuf/gRPC modules (``ledger_pb2``,
-``ledger_pb2_grpc``, from proto/ledger/v1/ledger.proto) and what travels beside them."""
+"""The wire: the generated protobuf/gRPC modules and what travels beside them.
+
+``ledger_pb2``/``ledger_pb2_grpc`` (proto/ledger/v1/ledger.proto) are the clients' public
+API; ``peer_pb2``/``peer_pb2_grpc`` (peer.proto) the validators' Peer service, which only
+node/runtime imports, never the SDK (ADR 0020)."""
 
 __all__ = ["RETRY_AFTER_METADATA"]
 
