@@ -32,8 +32,10 @@ from node.runtime._grpc import Ctx
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
+from node.runtime._refuse import refuse
 from node.wire import peer_pb2 as peer_pb
 from node.wire import peer_pb2_grpc as peer_grpc
+from node.wire.errors import Reason
 
 __all__ = [
     "PEER_SERVER_OPTIONS",
@@ -100,11 +102,12 @@ class PeerService(peer_grpc.PeerServicer):
     ) -> None:
         src = self._authenticate(context)
         if src is None:
-            await context.abort(
+            await refuse(
+                context,
                 grpc.StatusCode.UNAUTHENTICATED,
                 "peer certificate is not pinned for any other validator in genesis",
+                Reason.PEER_NOT_PINNED,
             )
-            return
         node = self._node
         await context.write(
             peer_pb.PeerHello(
