@@ -6,8 +6,8 @@ PYTHON_BOOT ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
-PROTO_SRC := proto/ledger/v1/ledger.proto
-PROTO_OUT := node/wire/ledger_pb2.py
+PROTO_SRC := proto/ledger/v1/ledger.proto proto/ledger/v1/peer.proto
+PROTO_OUT := node/wire/ledger_pb2.py node/wire/peer_pb2.py
 LOCK := requirements/validator.lock
 # Wheels of the lock and of the build-system pins, for tests/packaging: it installs the
 # project into fresh virtualenvs offline (--no-index), so tests download nothing.
@@ -35,7 +35,8 @@ $(STAMP): pyproject.toml $(LOCK) node/_version.py setup.py
 	$(PY) -m pip wheel --quiet $(BUILD_PINS) -w $(WHEELHOUSE)
 	touch $(STAMP)
 
-$(PROTO_OUT): $(PROTO_SRC) proto/generate.py $(STAMP)
+# One protoc run writes every file (a grouped target: the recipe runs once).
+$(PROTO_OUT) &: $(PROTO_SRC) proto/generate.py $(STAMP)
 	$(PY) proto/generate.py
 
 #? setup: create .venv, install the locked dependencies and the tools, generate protobuf/gRPC code

@@ -1,5 +1,5 @@
 """The build hook: every build (wheel, sdist's wheel, ``pip install .``, editable) makes
-node/wire's protobuf and gRPC code from proto/ledger/v1/ledger.proto (proto/generate.py).
+node/wire's protobuf and gRPC code from proto/ledger/v1/*.proto (proto/generate.py).
 
 The metadata is in pyproject.toml; this file only adds the hook to setuptools' build_py.
 """

@@ -47,6 +47,7 @@ from client._errors import (
     RejectedError,
     UnauthenticatedError,
     UnavailableError,
+    with_details,
 )
 from client._identity import RequestSigner, identity_key
 from client._keys import ParticipantKey
@@ -116,11 +117,13 @@ from node.settlement import (
     Transaction,
     Transfer,
     decode_body,
+    decode_result_code,
 )
 from node.settlement import DecodeError as TxDecodeError
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire.errors import Details, from_trailer
 
 __all__ = [
     "AccountEvent",
@@ -550,7 +553,8 @@ class AsyncLedgerClient:
                 if e.code() is _Code.RESOURCE_EXHAUSTED:
                     busy += 1
                     if busy > BUSY_RETRIES_MAX:
-                        raise BusyError(f"{what}: the nodes stay saturated: {e.details()}") from e
+                        busy_error = BusyError(f"{what}: the nodes stay saturated: {e.details()}")
+                        raise with_details(busy_error, _details(e), e.details() or "") from e
                     await asyncio.sleep(
                         min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2 ** (busy - 1))
                     )
@@ -664,7 +668,8 @@ class AsyncLedgerClient:
             msg = task.result()
         except grpc.aio.AioRpcError as e:
             if e.code() is _Code.DEADLINE_EXCEEDED:
-                raise FinalityTimeoutError(tid, timeout_s) from e
+                timeout_error = FinalityTimeoutError(tid, timeout_s)
+                raise with_details(timeout_error, _details(e), e.details() or "") from e
             raise
         finally:
             call.cancel()
@@ -1315,10 +1320,20 @@ def _pinned_credentials(
     return creds
 
 
+def _details(e: grpc.aio.AioRpcError) -> Details | None:
+    """The refusal's structured details (ADR 0020), None from a node that sent none."""
+    pairs: Any = e.trailing_metadata() or ()  # grpc.aio.Metadata, or pairs in tests
+    return from_trailer(e.code(), e.details() or "", list(pairs))
+
+
 def _retry_after_ms(e: grpc.aio.AioRpcError) -> int:
-    """Admission control's hint on a RESOURCE_EXHAUSTED answer, 0 when there is none."""
+    """Admission control's hint on a RESOURCE_EXHAUSTED answer, 0 when there is none: the
+    RetryInfo of its details, else (a node before ADR 0020) its ``retry-after-ms``."""
     if e.code() is not _Code.RESOURCE_EXHAUSTED:
         return 0
+    details = _details(e)
+    if details is not None:
+        return details.retry_after_ms
     pairs: Any = e.trailing_metadata() or ()  # grpc.aio.Metadata, or pairs in tests
     for key, value in pairs:
         if key == RETRY_AFTER_METADATA:
@@ -1337,7 +1352,8 @@ async def _wait_overload(
     wait_s = overload_wait_s(hint_ms)
     now = asyncio.get_running_loop().time()
     if tries > OVERLOAD_RETRIES_MAX or (deadline is not None and now + wait_s >= deadline):
-        raise OverloadedError(f"{what}: {e.details()}", hint_ms / 1000) from e
+        overloaded = OverloadedError(f"{what}: {e.details()}", hint_ms / 1000)
+        raise with_details(overloaded, _details(e), e.details() or "") from e
     await asyncio.sleep(wait_s)
 
 
@@ -1347,16 +1363,19 @@ def _check_timeout(timeout_s: float) -> None:
 
 
 def _mapped(e: grpc.aio.AioRpcError, what: str) -> LedgerError:
-    code, details = e.code(), e.details()
+    code, details = e.code(), e.details() or ""
+    err: LedgerError
     if code is _Code.INVALID_ARGUMENT:
-        return InvalidTransactionError(f"{what}: refused by the node: {details}")
-    if code is _Code.NOT_FOUND:
-        return NotFoundError(f"{what}: {details}")
-    if code is _Code.UNAUTHENTICATED:
-        return UnauthenticatedError(f"{what}: {details}")
-    if code is _Code.PERMISSION_DENIED:
-        return PermissionDeniedError(f"{what}: {details}")
-    return LedgerError(f"{what}: {code.name}: {details}")
+        err = InvalidTransactionError(f"{what}: refused by the node: {details}")
+    elif code is _Code.NOT_FOUND:
+        err = NotFoundError(f"{what}: {details}")
+    elif code is _Code.UNAUTHENTICATED:
+        err = UnauthenticatedError(f"{what}: {details}")
+    elif code is _Code.PERMISSION_DENIED:
+        err = PermissionDeniedError(f"{what}: {details}")
+    else:
+        err = LedgerError(f"{what}: {code.name}: {details}")
+    return with_details(err, _details(e), details)
 
 
 def _replayed(b: BlockView) -> ReplayedBlock:
@@ -1378,25 +1397,19 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
         tx = decode_body(stx.body)
     except TxDecodeError:
         tx = None
-    code = ResultCode(result.code)
+    code = decode_result_code(result.code, BadResponseError)
     return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
 
 
 def _block_event(e: pb.TransactionResult) -> BlockEvent:
-    try:
-        return BlockEvent(e.position, bytes(e.tx_id), ResultCode(e.code))
-    except ValueError as err:
-        raise BadResponseError(f"unknown event code {e.code}") from err
+    return BlockEvent(e.position, bytes(e.tx_id), decode_result_code(e.code, BadResponseError))
 
 
 def _settlement(msg: pb.TransactionStatus) -> Settlement | None:
     if not msg.HasField("settlement"):
         return None
     s = msg.settlement
-    try:
-        code = ResultCode(s.code)
-    except ValueError as e:
-        raise BadResponseError(f"unknown settlement code {s.code}") from e
+    code = decode_result_code(s.code, BadResponseError)
     return Settlement(code, s.height, s.index, s.settled_quantity, s.settled_amount)
 
 

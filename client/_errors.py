@@ -7,13 +7,27 @@
   ``retry_safe``: True when sending the *same signed transaction* again cannot settle it
   twice and may succeed (a transaction id is applied at most once, ever), False when the
   outcome is final or retrying cannot help.
+
+A node's refusal also carries structured details (docs/adr/0020-wire-conventions.md), which
+every :class:`LedgerError` exposes as fields: ``reason`` (a stable UPPER_SNAKE name, e.g.
+``TRANSACTION_REFUSED``, ``NOT_PERMITTED``, ``OVERLOADED``; ``node.wire.errors.Reason``
+lists them), ``metadata`` (e.g. ``tx_id``, ``result_code``, ``limit``), ``retry_after_s``
+(when a retry may be admitted) and ``result_code`` (the settlement code, where there is
+one). From a node that sends none (before ADR 0020) ``reason`` is None and ``metadata``
+empty; ``result_code`` is then read from the message, ``retry_after_s`` from the old
+``retry-after-ms`` trailer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TypeVar
+
 from node.keyfiles import KeyFileError
 from node.receipt import Receipt
 from node.settlement import ResultCode
+from node.wire.errors import Details
 
 __all__ = [
     "BadResponseError",
@@ -71,9 +85,36 @@ class TermsMismatchError(TradeError):
 
 class LedgerError(Exception):
     """Base of every error from the ledger; ``retry_safe`` says whether sending the same
-    signed transaction (or repeating the query) again is safe and may succeed."""
+    signed transaction (or repeating the query) again is safe and may succeed. The other
+    fields are the refusal's structured details (module docstring), when it has them."""
 
     retry_safe: bool = False
+    reason: str | None = None
+    metadata: Mapping[str, str] = MappingProxyType({})
+    retry_after_s: float | None = None
+    result_code: ResultCode | None = None
+
+
+E = TypeVar("E", bound=LedgerError)
+
+
+def with_details(err: E, details: Details | None, message: str = "") -> E:
+    """``err`` with a refusal's structured ``details``; without them (an old node), the
+    result code its ``message`` names before its first colon, as such a node wrote it."""
+    if details is None:
+        head, colon, _ = message.partition(":")
+        err.result_code = _code_named(head) if colon else None
+        return err
+    err.reason = details.reason
+    err.metadata = MappingProxyType(dict(details.metadata))
+    if details.retry_after_ms > 0:
+        err.retry_after_s = details.retry_after_ms / 1000
+    err.result_code = _code_named(details.metadata.get("result_code", ""))
+    return err
+
+
+def _code_named(name: str) -> ResultCode | None:
+    return ResultCode.__members__.get(name)
 
 
 class RejectedError(LedgerError):
@@ -90,6 +131,7 @@ class RejectedError(LedgerError):
         self.receipt = receipt
         # A pending DvP that ended unsettled: its proven event's code (ADR 0014).
         self.code: ResultCode = receipt.outcome
+        self.result_code = self.code
         self.meaning = self.code.meaning
         ev = receipt.event_proof
         height = receipt.height if ev is None else ev.height
@@ -148,6 +190,8 @@ class OverloadedError(BusyError):
     and waiting its hint (``retry_after_s``) would not fit in what is left of the deadline
     or the retries ran out (docs/sdk.md "Overload"). The transaction was not taken: nothing
     of it is pending. Resubmitting the same transaction after ``retry_after_s`` is safe."""
+
+    retry_after_s: float  # always set here: admission control's hint
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)

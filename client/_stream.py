@@ -48,6 +48,7 @@ from client._errors import (
     OverloadedError,
     RejectedError,
     UnavailableError,
+    with_details,
 )
 from client._limits import (
     OVERLOAD_JITTER,
@@ -59,6 +60,7 @@ from client._limits import (
 from client._trades import SignedTransaction
 from node.receipt import Receipt
 from node.wire import ledger_pb2 as pb
+from node.wire.errors import Details
 
 __all__ = ["EOF", "SubmitStream", "overload_wait_s", "stream_error"]
 
@@ -73,16 +75,25 @@ def overload_wait_s(hint_ms: int, jitter: Callable[[], float] = random.random) -
     return min(OVERLOAD_WAIT_MAX_S, hint_ms / 1000) * (1 + OVERLOAD_JITTER * jitter())
 
 
-def stream_error(
-    tid: bytes, status: int, message: str, timeout_s: float, retry_after_ms: int = 0
-) -> LedgerError:
-    """The typed error for an ``error`` event: what the unary call's status would raise."""
-    code = _BY_NUMBER.get(status, _Code.UNKNOWN)
+def stream_error(tid: bytes, error: pb.SubmitStreamError, timeout_s: float) -> LedgerError:
+    """The typed error for an ``error`` event: what the unary call's status would raise,
+    with the event's structured details (ADR 0020; none from an older node)."""
+    return with_details(_stream_error(tid, error, timeout_s), _event_details(error), error.message)
+
+
+def _event_details(error: pb.SubmitStreamError) -> Details | None:
+    if not error.reason:
+        return None
+    return Details(error.reason, dict(error.metadata), error.retry_after_ms)
+
+
+def _stream_error(tid: bytes, error: pb.SubmitStreamError, timeout_s: float) -> LedgerError:
+    code, message = _BY_NUMBER.get(error.status, _Code.UNKNOWN), error.message
     what = f"submit {tid.hex()}" if tid else "submit"
     if code is _Code.INVALID_ARGUMENT:
         return InvalidTransactionError(f"{what}: refused by the node: {message}")
-    if code is _Code.RESOURCE_EXHAUSTED and retry_after_ms:
-        return OverloadedError(f"{what}: {message}", retry_after_ms / 1000)
+    if code is _Code.RESOURCE_EXHAUSTED and error.retry_after_ms:
+        return OverloadedError(f"{what}: {message}", error.retry_after_ms / 1000)
     if code is _Code.RESOURCE_EXHAUSTED:
         return BusyError(f"{what}: {message}")
     if code is _Code.DEADLINE_EXCEEDED and tid:
@@ -254,10 +265,7 @@ class SubmitStream:
         if p.timer is not None:
             p.timer.cancel()
         if kind == "error":
-            e = event.error
-            _settle(
-                p.future, stream_error(p.tid, e.status, e.message, p.timeout_s, e.retry_after_ms)
-            )
+            _settle(p.future, stream_error(p.tid, event.error, p.timeout_s))
             return
         try:
             receipt = self._verify(event.final.receipt, p.tid, self._prove)

@@ -49,6 +49,7 @@ from node.settlement import (
     SignedTx,
     TxResult,
     authentic,
+    decode_result_code,
     result_leaf,
     tx_id,
 )
@@ -143,10 +144,7 @@ class EventProof:
 
 
 def _result_code(value: int) -> ResultCode:
-    try:
-        return ResultCode(value)
-    except ValueError as e:
-        raise InvalidReceiptError(f"unknown result code {value}") from e
+    return decode_result_code(value, InvalidReceiptError)
 
 
 # A pending instruction's outcomes that end it (PARTIALLY_SETTLED does not).

@@ -62,12 +62,14 @@ from node.runtime._access import current_caller
 from node.runtime._grpc import Ctx
 from node.runtime._node import Node, TooManyWaitersError, wall_ms
 from node.runtime._prices import prices_pb
+from node.runtime._refuse import refuse
 from node.runtime._shares import Shares
 from node.runtime._stream import (
     Refusal,
     SubmitSession,
     admission_deadline_ms,
-    not_final_message,
+    limit_reached,
+    not_final,
     offer,
     wait_timeout_ms,
 )
@@ -97,9 +99,9 @@ from node.settlement import (
     reserve_attestations,
 )
 from node.store import StoredBlock
-from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire.errors import Reason
 
 __all__ = ["HealthService", "LedgerService"]
 
@@ -185,11 +187,26 @@ def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInf
     )
 
 
-async def _abort(
-    context: Ctx, code: grpc.StatusCode, msg: str, trailing: tuple[tuple[str, str], ...] = ()
-) -> NoReturn:
-    await context.abort(code, msg, trailing)
-    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+async def _refused(context: Ctx, r: Refusal) -> NoReturn:
+    d = r.details()
+    await refuse(
+        context, r.status, r.message, r.reason, d.metadata, retry_after_ms=d.retry_after_ms
+    )
+
+
+async def _not_found(context: Ctx, message: str, what: str, key: str) -> NoReturn:
+    meta = {"what": what, "id": key}
+    await refuse(context, grpc.StatusCode.NOT_FOUND, message, Reason.NOT_FOUND, meta)
+
+
+async def _denied(context: Ctx, message: str, caller: Caller, what: str) -> NoReturn:
+    meta = {"what": what, "caller": caller.participant}
+    await refuse(context, grpc.StatusCode.PERMISSION_DENIED, message, Reason.NOT_PERMITTED, meta)
+
+
+async def _invalid(context: Ctx, message: str, field: str) -> NoReturn:
+    meta = {"field": field}
+    await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message, Reason.INVALID_ARGUMENT, meta)
 
 
 def _call_deadline_ms(context: Ctx) -> int:
@@ -216,10 +233,8 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def _tx_id(self, raw: bytes, context: Ctx) -> bytes:
         if len(raw) != 32:
-            await _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"tx_id must be 32 bytes (SHA-256 of the body), got {len(raw)}",
+            await _invalid(
+                context, f"tx_id must be 32 bytes (SHA-256 of the body), got {len(raw)}", "tx_id"
             )
         return raw
 
@@ -227,9 +242,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         deadline_ms = admission_deadline_ms(request.timeout_ms or _call_deadline_ms(context))
         offered = await offer(self._node, request.transaction, deadline_ms)  # once durable
         if isinstance(offered, Refusal):
-            hint = offered.retry_after_ms
-            trailing = ((RETRY_AFTER_METADATA, str(hint)),) if hint else ()
-            await _abort(context, offered.status, offered.message, trailing)
+            await _refused(context, offered)
         tid, outcome = offered
         return pb.SubmitResponse(tx_id=tid, outcome=outcome)
 
@@ -238,7 +251,8 @@ class LedgerService(pb_grpc.LedgerServicer):
     ) -> AsyncIterator[pb.SubmitStreamEvent]:
         """Many submissions and their finality notices (node/runtime/_stream.py)."""
         if self._node.halted is not None:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"node halted: {self._node.halted}")
+            why = f"node halted: {self._node.halted}"
+            await refuse(context, grpc.StatusCode.UNAVAILABLE, why, Reason.NODE_HALTED)
         async with self._submit_streams.hold(context):
             session = SubmitSession(
                 self._node, self._waits, context.peer(), self._stream_inflight_max, self._metrics
@@ -271,10 +285,11 @@ class LedgerService(pb_grpc.LedgerServicer):
             )
         if self._node.is_pending(tid):
             return pb.TransactionStatus(tx_id=tid, state=pb.PENDING)
-        await _abort(
+        await _not_found(
             context,
-            grpc.StatusCode.NOT_FOUND,
             f"transaction {tid.hex()} is neither committed nor pending at this node",
+            "transaction",
+            tid.hex(),
         )
 
     async def WaitForFinality(self, request: pb.WaitRequest, context: Ctx) -> pb.Receipt:
@@ -292,34 +307,35 @@ class LedgerService(pb_grpc.LedgerServicer):
                     settled=request.wait_settled,
                 )
         except TooManyWaitersError as e:
-            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"{e}; retry later")
+            await _refused(context, limit_reached("finality waits", f"{e}; retry later", tid))
         except TimeoutError:
-            await _abort(
-                context, grpc.StatusCode.DEADLINE_EXCEEDED, not_final_message(tid, timeout_ms)
-            )
+            await _refused(context, not_final(tid, timeout_ms))
         await self._may_read(receipt, context)
         return receipt.to_pb()
 
     async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
         caller = current_caller()
         if not may_read_tx(caller, receipt.transaction, self._node.registry()):
-            await _abort(
+            await _denied(
                 context,
-                grpc.StatusCode.PERMISSION_DENIED,
                 f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()}",
+                caller,
+                "transaction",
             )
 
     async def GetBalances(self, request: pb.BalancesRequest, context: Ctx) -> pb.Balances:
         reg, store = self._node.registry(), self._node.store
         caller = current_caller()
         if not may_read_account(caller, request.account):
-            await _abort(
+            await _denied(
                 context,
-                grpc.StatusCode.PERMISSION_DENIED,
                 f"{caller.participant} may read only its own balances, not {request.account!r}",
+                caller,
+                "balances",
             )
         if request.account not in reg.participant_by_id:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no participant {request.account!r}")
+            why = f"no participant {request.account!r}"
+            await _not_found(context, why, "participant", request.account)
         return pb.Balances(
             account=request.account,
             height=store.head().height,
@@ -335,14 +351,13 @@ class LedgerService(pb_grpc.LedgerServicer):
         store, reg = self._node.store, self._node.registry()
         inst = reg.instrument_by_id.get(request.instrument)
         if inst is None:
-            await _abort(
-                context, grpc.StatusCode.NOT_FOUND, f"no instrument {request.instrument!r}"
-            )
+            why = f"no instrument {request.instrument!r}"
+            await _not_found(context, why, "instrument", request.instrument)
         if inst.kind is InstrumentKind.CASH:
-            await _abort(
+            await _invalid(
                 context,
-                grpc.StatusCode.INVALID_ARGUMENT,
                 f"{inst.id} is a cash token; holders and schedules are for bonds and funds",
+                "instrument",
             )
         height = store.head().height
         state = instrument_state(store, inst)
@@ -374,15 +389,12 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def GetBlock(self, request: pb.BlockRequest, context: Ctx) -> pb.BlockInfo:
         if request.height == 0:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "heights start at 1")
+            await _invalid(context, "heights start at 1", "height")
         block = self._node.store.block(request.height)
         if block is None:
             head = self._node.store.head().height
-            await _abort(
-                context,
-                grpc.StatusCode.NOT_FOUND,
-                f"no block {request.height}: this node's head is {head}",
-            )
+            why = f"no block {request.height}: this node's head is {head}"
+            await _not_found(context, why, "block", str(request.height))
         return self._block_for(block, current_caller())
 
     def _block_for(self, block: StoredBlock, caller: Caller) -> pb.BlockInfo:
@@ -436,10 +448,10 @@ class LedgerService(pb_grpc.LedgerServicer):
     async def GetTimeline(self, request: pb.TimelineRequest, context: Ctx) -> pb.Timeline:
         first, last = request.first_height, request.last_height
         if first < 1 or last < first or last - first >= TIMELINE_SPAN_MAX:
-            await _abort(
+            await _invalid(
                 context,
-                grpc.StatusCode.INVALID_ARGUMENT,
                 f"need 1 <= first_height <= last_height < first_height + {TIMELINE_SPAN_MAX}",
+                "first_height",
             )
         timeline = self._node.timeline
         blocks = []
@@ -488,18 +500,20 @@ class LedgerService(pb_grpc.LedgerServicer):
         backed = [*g.custody_by_bond, *g.reserves_by_cash]
         if request.instrument:
             if request.instrument not in backed:
-                await _abort(
+                await _not_found(
                     context,
-                    grpc.StatusCode.NOT_FOUND,
                     f"{request.instrument!r} is neither a custody-backed bond nor a "
                     "reserve-backed cash token in genesis",
+                    "backed instrument",
+                    request.instrument,
                 )
             if not may_read_attestations(caller, request.instrument, reg):
-                await _abort(
+                await _denied(
                     context,
-                    grpc.StatusCode.PERMISSION_DENIED,
                     f"{caller.participant} may not read the attestations of "
                     f"{request.instrument}: its issuer, custodian and observers do",
+                    caller,
+                    "attestations",
                 )
             backed = [request.instrument]
         return pb.AttestationList(
@@ -533,18 +547,19 @@ class LedgerService(pb_grpc.LedgerServicer):
         if request.id:
             one = repo(store, request.id)
             if one is None:
-                await _abort(context, grpc.StatusCode.NOT_FOUND, f"no repo {request.id!r}")
+                await _not_found(context, f"no repo {request.id!r}", "repo", request.id)
             found = [one]
         elif request.party or not caller.observer:
             found = repos_of(store, request.party or caller.participant, limit)
         else:
             found = all_repos(store, limit)
         if not all(may_read_repo(caller, r.borrower, r.lender) for r in found):
-            await _abort(
+            await _denied(
                 context,
-                grpc.StatusCode.PERMISSION_DENIED,
                 f"{caller.participant} may not read these repos: their two parties "
                 "and observers do",
+                caller,
+                "repos",
             )
         return pb.RepoList(
             height=store.head().height,
@@ -556,7 +571,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         INSTRUMENTS_MAX instruments: bounded by the state itself)."""
         caller = current_caller()
         if not may_read_reference(caller):
-            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "no participant identity")
+            await _denied(context, "no participant identity", caller, "reference")
         return reference_pb(self._node)
 
     async def GetLocks(self, request: pb.LocksRequest, context: Ctx) -> pb.LockList:
@@ -575,11 +590,12 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def GetPrices(self, request: pb.PricesRequest, context: Ctx) -> pb.PriceList:
         """margin: recorded prices and the price in force (node/runtime/_prices.py)."""
-        if not may_read_prices(current_caller()):
-            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "no participant identity")
+        caller = current_caller()
+        if not may_read_prices(caller):
+            await _denied(context, "no participant identity", caller, "prices")
         found = prices_pb(self._node, request.instrument)
         if isinstance(found, str):
-            await _abort(context, grpc.StatusCode.NOT_FOUND, found)
+            await _not_found(context, found, "prices", request.instrument)
         return found
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -28,6 +28,8 @@ from google.protobuf.message_factory import GetMessageClass
 from node.access import AccessError
 from node.runtime._access import Gate, GateFullError
 from node.runtime._grpc import Ctx
+from node.runtime._refuse import refuse
+from node.wire.errors import Reason
 
 __all__ = ["add_service"]
 
@@ -56,9 +58,17 @@ async def _admit(gate: Gate | None, path: str, raw: bytes, context: Ctx) -> None
     try:
         gate.enter(gate.admit(path, raw, context.invocation_metadata()))
     except AccessError as e:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(e))
+        await refuse(context, grpc.StatusCode.UNAUTHENTICATED, str(e), Reason.IDENTITY_REFUSED)
     except GateFullError as e:
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        limit = {"limit": "request nonces"}
+        await refuse(
+            context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), Reason.LIMIT_REACHED, limit
+        )
+
+
+async def _malformed(context: Ctx, message: str, md: MethodDescriptor) -> NoReturn:
+    meta = {"method": md.full_name, "message_type": md.input_type.full_name}
+    await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message, Reason.MALFORMED_REQUEST, meta)
 
 
 def _handler(
@@ -76,8 +86,7 @@ def _handler(
         try:
             return request_cls.FromString(raw)
         except DecodeError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {e}")
-            raise AssertionError("abort returned") from e  # pragma: no cover
+            await _malformed(context, f"{what}: {e}", md)
 
     if md.client_streaming:  # bidirectional: each request of the stream is parsed
 
@@ -97,7 +106,7 @@ def _handler(
                 async for item in method(parsed(), context):
                     yield item
             except _UnparsedError as e:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+                await _malformed(context, str(e), md)
 
         return grpc.stream_stream_rpc_method_handler(bidi, response_serializer=serialize)
     if not md.server_streaming:

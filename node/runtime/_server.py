@@ -39,7 +39,7 @@ from node.runtime._transport import (
 from node.settlement import Genesis
 from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
-from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire import peer_pb2_grpc as peer_grpc
 
 __all__ = ["StartupError", "run"]
 
@@ -139,7 +139,7 @@ async def _serve(
     peers = PeerService(node, [v.tls_cert_sha256 for v in genesis.validators])
 
     peer_server = grpc.aio.server(options=PEER_SERVER_OPTIONS)
-    pb_grpc.add_PeerServicer_to_server(peers, peer_server)
+    peer_grpc.add_PeerServicer_to_server(peers, peer_server)
     _bind(
         peer_server,
         cfg.listen_host,

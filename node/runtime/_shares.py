@@ -16,6 +16,8 @@ import grpc
 
 from node.invariant import InvariantError
 from node.runtime._grpc import Ctx
+from node.runtime._refuse import refuse
+from node.wire.errors import Reason
 
 __all__ = ["Shares"]
 
@@ -68,7 +70,10 @@ class Shares:
         connection = context.peer()
         why = self.refusal(connection)
         if why is not None:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
+            limit = {"limit": self.what}
+            await refuse(
+                context, grpc.StatusCode.RESOURCE_EXHAUSTED, why, Reason.LIMIT_REACHED, limit
+            )
         self.take(connection)
         try:
             yield

@@ -3,8 +3,9 @@
 Theory of operation. ``offer`` is the one statement of what a client's submission goes
 through (size, halted, admission control against the client's deadline, the admission
 precheck, the mempool, the durable intake log) and what each refusal says; the unary
-``Submit`` turns a refusal into the call's status (admission control's hint as trailing
-metadata), a stream into an ``error`` event with the same status code, message and hint.
+``Submit`` turns a refusal into the call's status with its details (reason, metadata,
+admission control's hint: ADR 0020), a stream into an ``error`` event with the same
+status code, message, reason, metadata and hint.
 
 A ``SubmitSession`` serves one ``SubmitStream`` call. Its reader (``read``) takes each
 request in turn: a request that may not take an in-flight slot (a correlation already in
@@ -43,11 +44,14 @@ from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError
 from node.runtime._shares import Shares
 from node.settlement import DecodeError, ResultCode, SignedTx
 from node.wire import ledger_pb2 as pb
+from node.wire.errors import Details, Reason
 
 __all__ = [
     "Refusal",
     "SubmitSession",
     "admission_deadline_ms",
+    "limit_reached",
+    "not_final",
     "offer",
     "wait_timeout_ms",
 ]
@@ -61,9 +65,18 @@ class Refusal:
     """A submission the node did not take, as the unary call answers it."""
 
     status: grpc.StatusCode
+    reason: Reason
     message: str
     tx_id: bytes = b""  # empty when the bytes were not even hashed (oversize)
     retry_after_ms: int = 0  # admission control's hint (RESOURCE_EXHAUSTED), 0 for none
+    metadata: tuple[tuple[str, str], ...] = ()
+
+    def details(self) -> Details:
+        """Its structured details: the metadata, and the transaction id when known."""
+        meta = dict(self.metadata)
+        if self.tx_id:
+            meta["tx_id"] = self.tx_id.hex()
+        return Details(self.reason, meta, self.retry_after_ms)
 
 
 async def offer(
@@ -72,11 +85,13 @@ async def offer(
     """Check and submit a client's transaction that must settle within ``deadline_ms``:
     (tx id, outcome) once durable (ADR 0006), else why not."""
     if node.halted is not None:
-        return Refusal(_Code.UNAVAILABLE, f"node halted: {node.halted}")
+        return Refusal(_Code.UNAVAILABLE, Reason.NODE_HALTED, f"node halted: {node.halted}")
     if len(raw) > TX_BYTES_MAX:
         return Refusal(
             _Code.INVALID_ARGUMENT,
+            Reason.TRANSACTION_TOO_LARGE,
             f"transaction of {len(raw)} bytes exceeds the limit of {TX_BYTES_MAX}",
+            metadata=(("limit", str(TX_BYTES_MAX)),),
         )
     overloaded = _overloaded(node, raw, deadline_ms)
     if overloaded is not None:
@@ -84,20 +99,29 @@ async def offer(
     check = node.admission(raw)
     tid = check.tx_id
     if check.code is not ResultCode.OK:
-        return Refusal(_Code.INVALID_ARGUMENT, f"{check.code.name}: {check.code.meaning}", tid)
+        return Refusal(
+            _Code.INVALID_ARGUMENT,
+            Reason.TRANSACTION_REFUSED,
+            f"{check.code.name}: {check.code.meaning}",
+            tid,
+            metadata=(("result_code", check.code.name),),
+        )
     try:
         result = await node.submit(raw, tid)
     except NodeHaltedError as e:
-        return Refusal(_Code.UNAVAILABLE, str(e), tid)
+        return Refusal(_Code.UNAVAILABLE, Reason.NODE_HALTED, str(e), tid)
     if result is AddResult.FULL:
         node.metrics.admission_refused.labels(reason="full").inc()
         return Refusal(
             _Code.RESOURCE_EXHAUSTED,
+            Reason.MEMPOOL_FULL,
             "mempool full: the validators are saturated, retry with backoff",
             tid,
         )
     if result is AddResult.TOO_LARGE:  # pragma: no cover - checked above
-        return Refusal(_Code.INVALID_ARGUMENT, "transaction too large", tid)
+        return Refusal(
+            _Code.INVALID_ARGUMENT, Reason.TRANSACTION_TOO_LARGE, "transaction too large", tid
+        )
     if result is AddResult.ACCEPTED:
         return tid, pb.ACCEPTED
     if node.store.tx_record(tid) is not None:
@@ -124,7 +148,9 @@ def _overloaded(node: Node, raw: bytes, deadline_ms: int) -> Refusal | None:
     if verdict is None:
         return None
     node.metrics.admission_refused.labels(reason="deadline").inc()
-    return Refusal(_Code.RESOURCE_EXHAUSTED, verdict.message(), tid, verdict.retry_after_ms)
+    return Refusal(
+        _Code.RESOURCE_EXHAUSTED, Reason.OVERLOADED, verdict.message(), tid, verdict.retry_after_ms
+    )
 
 
 def admission_deadline_ms(requested_ms: int) -> int:
@@ -138,19 +164,32 @@ def wait_timeout_ms(requested_ms: int) -> int:
     return min(requested_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
 
 
-def not_final_message(tid: bytes, timeout_ms: int) -> str:
-    return (
+def not_final(tid: bytes, timeout_ms: int) -> Refusal:
+    """A finality wait that ended first (DEADLINE_EXCEEDED)."""
+    message = (
         f"transaction {tid.hex()} not committed within {timeout_ms} ms; "
         "waiting again or resubmitting the same bytes is safe"
     )
+    meta = (("timeout_ms", str(timeout_ms)),)
+    return Refusal(_Code.DEADLINE_EXCEEDED, Reason.NOT_FINAL, message, tid, metadata=meta)
 
 
-def _error(
-    corr: int, tid: bytes, status: grpc.StatusCode, message: str, retry_after_ms: int = 0
-) -> pb.SubmitStreamEvent:
-    code = status.value[0]
-    error = pb.SubmitStreamError(status=code, message=message, retry_after_ms=retry_after_ms)
-    return pb.SubmitStreamEvent(correlation=corr, tx_id=tid, error=error)
+def limit_reached(what: str, message: str, tid: bytes = b"") -> Refusal:
+    """A call or wait limit (RESOURCE_EXHAUSTED); ``what`` names the limit."""
+    meta = (("limit", what),)
+    return Refusal(_Code.RESOURCE_EXHAUSTED, Reason.LIMIT_REACHED, message, tid, metadata=meta)
+
+
+def _error(corr: int, refusal: Refusal) -> pb.SubmitStreamEvent:
+    d = refusal.details()
+    error = pb.SubmitStreamError(
+        status=refusal.status.value[0],
+        message=refusal.message,
+        retry_after_ms=d.retry_after_ms,
+        reason=d.reason,
+        metadata=d.metadata,
+    )
+    return pb.SubmitStreamEvent(correlation=corr, tx_id=refusal.tx_id, error=error)
 
 
 class SubmitSession:
@@ -195,28 +234,30 @@ class SubmitSession:
         why = self._slot_refusal(corr)
         if why is not None:
             self._refusals_queued += 1
-            self._push(_error(corr, b"", *why), _REFUSAL)
+            self._push(_error(corr, why), _REFUSAL)
             return
         self._waits.take(self._connection)
         self._gauge.inc()
         self.inflight[corr] = asyncio.create_task(self._settle(corr, req))
 
-    def _slot_refusal(self, corr: int) -> tuple[grpc.StatusCode, str] | None:
+    def _slot_refusal(self, corr: int) -> Refusal | None:
         if corr in self.inflight:
-            return (
+            return Refusal(
                 _Code.INVALID_ARGUMENT,
+                Reason.CORRELATION_IN_FLIGHT,
                 f"correlation {corr} is in flight on this stream already; "
                 "give each request its own until its final or error event",
+                metadata=(("correlation", str(corr)),),
             )
         if len(self.inflight) >= self.inflight_max:
-            return (
-                _Code.RESOURCE_EXHAUSTED,
+            return limit_reached(
+                "stream in flight",
                 f"this stream has {len(self.inflight)} submissions in flight, its limit: "
                 "read their final or error events before sending more (a slot frees when "
                 "its last event is sent), or open another stream",
             )
         why = self._waits.refusal(self._connection)
-        return None if why is None else (_Code.RESOURCE_EXHAUSTED, why)
+        return None if why is None else limit_reached(self._waits.what, why)
 
     async def _settle(self, corr: int, req: pb.SubmitStreamRequest) -> None:
         """Offer, report acceptance, wait for finality, report it: one terminal event."""
@@ -225,8 +266,7 @@ class SubmitSession:
             deadline_ms = admission_deadline_ms(req.timeout_ms)
             offered = await offer(self._node, req.transaction, deadline_ms)
             if isinstance(offered, Refusal):
-                o = offered
-                self._push(_error(corr, o.tx_id, o.status, o.message, o.retry_after_ms), corr)
+                self._push(_error(corr, offered), corr)
                 return
             tid, outcome = offered
             self._push(pb.SubmitStreamEvent(correlation=corr, tx_id=tid, accepted=outcome), None)
@@ -236,7 +276,8 @@ class SubmitSession:
                 raise
             # The node stopped and cancelled its waits (shutdown or halt): say so.
             why = self._node.halted or "the node is shutting down"
-            self._push(_error(corr, tid, _Code.UNAVAILABLE, f"node stopped: {why}"), corr)
+            stopped = Refusal(_Code.UNAVAILABLE, Reason.NODE_STOPPED, f"node stopped: {why}", tid)
+            self._push(_error(corr, stopped), corr)
 
     async def _final(
         self, corr: int, tid: bytes, req: pb.SubmitStreamRequest
@@ -247,9 +288,9 @@ class SubmitSession:
                 tid, timeout_ms / 1000, prove_result=req.prove_result
             )
         except TooManyWaitersError as e:
-            return _error(corr, tid, _Code.RESOURCE_EXHAUSTED, f"{e}; retry later")
+            return _error(corr, limit_reached("finality waits", f"{e}; retry later", tid))
         except TimeoutError:
-            return _error(corr, tid, _Code.DEADLINE_EXCEEDED, not_final_message(tid, timeout_ms))
+            return _error(corr, not_final(tid, timeout_ms))
         final = pb.SubmitStreamFinal(
             code=int(receipt.code),  # type: ignore[arg-type]
             height=receipt.height,

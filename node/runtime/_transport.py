@@ -32,8 +32,10 @@ from node.runtime._grpc import Ctx
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
-from node.wire import ledger_pb2 as pb
-from node.wire import ledger_pb2_grpc as pb_grpc
+from node.runtime._refuse import refuse
+from node.wire import peer_pb2 as peer_pb
+from node.wire import peer_pb2_grpc as peer_grpc
+from node.wire.errors import Reason
 
 __all__ = [
     "PEER_SERVER_OPTIONS",
@@ -74,7 +76,7 @@ def peer_channel_options(tls_name: str) -> list[tuple[str, int | str]]:
     ]
 
 
-class PeerService(pb_grpc.PeerServicer):
+class PeerService(peer_grpc.PeerServicer):
     """The acceptor side: authenticate the dialer, then deliver its messages in order."""
 
     def __init__(self, node: Node, pins: Sequence[bytes]) -> None:
@@ -95,17 +97,20 @@ class PeerService(pb_grpc.PeerServicer):
         src = self._pin_by_pem[pem]
         return None if src == self._node.index else src
 
-    async def Connect(self, request_iterator: AsyncIterator[pb.PeerFrame], context: Ctx) -> None:
+    async def Connect(
+        self, request_iterator: AsyncIterator[peer_pb.PeerFrame], context: Ctx
+    ) -> None:
         src = self._authenticate(context)
         if src is None:
-            await context.abort(
+            await refuse(
+                context,
                 grpc.StatusCode.UNAUTHENTICATED,
                 "peer certificate is not pinned for any other validator in genesis",
+                Reason.PEER_NOT_PINNED,
             )
-            return
         node = self._node
         await context.write(
-            pb.PeerHello(
+            peer_pb.PeerHello(
                 chain_id=node.genesis.chain_id,
                 validator=node.index,
                 committed_height=node.replica.committed_height,
@@ -190,9 +195,9 @@ class PeerLink:
         self._session_id += 1
         try:
             async with grpc.aio.secure_channel(self.address, self._creds, options) as channel:
-                call = pb_grpc.PeerStub(channel).Connect(self._frames(self._session_id))
+                call = peer_grpc.PeerStub(channel).Connect(self._frames(self._session_id))
                 hello = await call.read()
-                if not isinstance(hello, pb.PeerHello):  # EOF: the peer hung up
+                if not isinstance(hello, peer_pb.PeerHello):  # EOF: the peer hung up
                     return False
                 if hello.chain_id != self.node.genesis.chain_id or hello.validator != self.dst:
                     event(
@@ -223,7 +228,7 @@ class PeerLink:
                 event("peer_disconnected", peer=self.dst)
         return reached
 
-    async def _frames(self, session_id: int) -> AsyncIterator[pb.PeerFrame]:
+    async def _frames(self, session_id: int) -> AsyncIterator[peer_pb.PeerFrame]:
         while True:
             while not self._queue or session_id != self._session_id:
                 if session_id != self._session_id:
@@ -240,4 +245,4 @@ class PeerLink:
             if not batch:  # a single message over the limit: the codec forbids it
                 self._queued_bytes -= len(self._queue.popleft())
                 continue
-            yield pb.PeerFrame(messages=batch)
+            yield peer_pb.PeerFrame(messages=batch)

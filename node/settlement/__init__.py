@@ -68,7 +68,7 @@ from node.settlement._reserve import (
     latest_reserves,
     reserve_attestations,
 )
-from node.settlement._result import ResultCode
+from node.settlement._result import ResultCode, decode_result_code
 from node.settlement._state import Head, RecordKind, StateView, TxRecord
 from node.settlement._tx import (
     GOVERNANCE_KINDS,
@@ -209,6 +209,7 @@ __all__ = [
     "custody_attestations",
     "day_total",
     "decode_body",
+    "decode_result_code",
     "defaulters",
     "encode_body",
     "freezes",

@@ -63,10 +63,10 @@ from node.config import PENDING_AGE_MAX_MS, PENDING_MAX, PENDING_PER_PARTY_MAX, 
 from node.invariant import InvariantError, require
 from node.settlement import _compliance as kyc
 from node.settlement import _lock
-from node.settlement._codec import Reader, Writer
+from node.settlement._codec import DecodeError, Reader, Writer
 from node.settlement._freeze import any_frozen, dvp_holdings, touched
 from node.settlement._lifecycle import matured
-from node.settlement._result import ResultCode
+from node.settlement._result import ResultCode, decode_result_code
 from node.settlement._state import Overlay, RecordKind, StateView
 from node.settlement._tx import Cancel, Hold, PendingDvP, Release, Secured, SecuredKind
 
@@ -166,7 +166,7 @@ class Outcome:
     @classmethod
     def decode(cls, raw: bytes) -> Outcome:
         r = Reader(raw)
-        out = cls(ResultCode(r.u16()), r.u64(), r.u32(), r.u64(), r.u64())
+        out = cls(decode_result_code(r.u16(), DecodeError), r.u64(), r.u32(), r.u64(), r.u64())
         r.done()
         return out
 

@@ -4,19 +4,24 @@ Checks run in the order of the codes below and the first failing check decides t
 outcome, so the same transaction always fails with the same code on every node. A failed
 transaction is recorded with its code and changes no balance. Values are stable: they are
 on the wire (proto/ledger/v1/ledger.proto mirrors them) and on disk.
+
+No code is 0: on the wire 0 is RESULT_CODE_UNSPECIFIED, what an unset proto3 field reads
+as, so a code a node left out can never read as OK (docs/adr/0020-wire-conventions.md).
+OK is 80, after the last reserved block: the checks' order, not the codes' values, is the
+precedence, so OK's value says nothing about when it is decided.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["ResultCode"]
+__all__ = ["ResultCode", "decode_result_code"]
 
 
 class ResultCode(IntEnum):
     """Outcome of one transaction; ``code.meaning`` says what it means in one line."""
 
-    OK = 0
+    OK = 80  # not 0: see the module docstring (ADR 0020)
     MALFORMED = 1
     BAD_SIGNATURE = 2
     WRONG_CHAIN = 3
@@ -94,11 +99,23 @@ class ResultCode(IntEnum):
     NO_MARGIN_DEFICIT = 73
     SUBSTITUTION_BELOW_VALUE = 74
     NOT_ELIGIBLE_COLLATERAL = 75
+    # 80 is OK (above). The next block of codes starts at 88.
 
     @property
     def meaning(self) -> str:
         """One line a person can act on."""
         return _MEANINGS[self]
+
+
+def decode_result_code(value: int, error: type[Exception]) -> ResultCode:
+    """The code ``value`` names, or ``error`` (the decoder's one typed error) for 0, which
+    is no outcome (ADR 0020), and for any value that is no code: every reader of a code
+    from bytes or from the wire goes through here, so none reads a missing code as OK."""
+    try:
+        return ResultCode(value)
+    except ValueError as e:
+        why = "no result code (0)" if value == 0 else f"unknown result code {value}"
+        raise error(why) from e
 
 
 _MEANINGS: dict[ResultCode, str] = {

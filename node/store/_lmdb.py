@@ -128,6 +128,7 @@ class LmdbStore(Storage):
     def _init_or_check_genesis(self) -> None:
         stored = self._txn().get(b"chain_id", db=self._db["meta"])
         if stored is not None:
+            self._check_format()
             if stored.decode() != self._genesis.chain_id:
                 raise GenesisMismatchError(
                     f"data directory holds chain {stored.decode()[:16]}..., genesis is "
@@ -136,6 +137,22 @@ class LmdbStore(Storage):
                 )
             return
         self._write(self._write_genesis)
+
+    def _check_format(self) -> None:
+        """Refuse a data directory made under another genesis format (its first byte):
+        its stored results and records use another numbering of result codes (ADR 0020),
+        which this node would misread. Said before the chain id check, which would also
+        fail, with a message that hides why."""
+        stored = self._txn().get(b"genesis", db=self._db["meta"])
+        have = b"" if stored is None else bytes(stored[:1])
+        want = self._genesis.canonical_bytes[:1]
+        if have != want:
+            found = have[0] if have else "none"
+            raise StorageError(
+                f"data directory written with genesis format {found}; this node reads format "
+                f"{want[0]} (result codes renumbered, docs/adr/0020-wire-conventions.md): "
+                "start a new data directory under a genesis made by this version"
+            )
 
     def _write_genesis(self, txn: Any) -> None:
         g = self._genesis

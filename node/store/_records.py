@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from node import codec
 from node.config import BLOCK_RESULTS_MAX, TX_BYTES_MAX
 from node.crypto import HASH_LEN
-from node.settlement import Head, ResultCode, TxRecord, TxResult
+from node.settlement import Head, ResultCode, TxRecord, TxResult, decode_result_code
 
 __all__ = [
     "RecordError",
@@ -56,10 +56,7 @@ class _Reader(codec.Reader):
 
 
 def _code(value: int) -> ResultCode:
-    try:
-        return ResultCode(value)
-    except ValueError as e:
-        raise RecordError(f"unknown result code {value} in a stored record") from e
+    return decode_result_code(value, RecordError)
 
 
 def _hashes(*values: bytes) -> None:

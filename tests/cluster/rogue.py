@@ -60,6 +60,8 @@ from node.runtime._transport import (
 from node.settlement import Genesis
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire import peer_pb2 as peer_pb
+from node.wire import peer_pb2_grpc as peer_grpc
 
 __all__ = ["Rogue", "StallProbe", "refused", "rss_mb", "view_changes"]
 
@@ -88,7 +90,7 @@ class _Identity:
         return cls(k, cfg, genesis, load_signing_key(cfg.signing_key), pinned, cert, key_pem)
 
 
-class _Listener(pb_grpc.PeerServicer):
+class _Listener(peer_grpc.PeerServicer):
     """k's peer port: honest links to k land here; what they send is recorded."""
 
     def __init__(self, rogue: Rogue) -> None:
@@ -96,14 +98,14 @@ class _Listener(pb_grpc.PeerServicer):
 
     async def Connect(
         self,
-        request_iterator: AsyncIterator[pb.PeerFrame],
+        request_iterator: AsyncIterator[peer_pb.PeerFrame],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         rogue = self._rogue
         pems = list(context.auth_context().get("x509_pem_cert") or [])
         src = rogue.index_of_cert(pems[0]) if len(pems) == 1 else None
         await context.write(
-            pb.PeerHello(chain_id=rogue.chain_id, validator=rogue.me, committed_height=0)
+            peer_pb.PeerHello(chain_id=rogue.chain_id, validator=rogue.me, committed_height=0)
         )
         async for frame in request_iterator:
             for data in frame.messages:
@@ -126,7 +128,7 @@ class Rogue:
         self.view = 0  # the highest view the honest validators' messages name
         self.commit_cert: QuorumCert | None = None  # the highest commit certificate heard
         self._news: asyncio.Event | None = None
-        self._calls: dict[int, grpc.aio.StreamStreamCall[pb.PeerFrame, pb.PeerHello]] = {}
+        self._calls: dict[int, grpc.aio.StreamStreamCall[peer_pb.PeerFrame, peer_pb.PeerHello]] = {}
         self._channels: list[grpc.aio.Channel] = []
         self._server: grpc.aio.Server | None = None
         self._loop = asyncio.new_event_loop()
@@ -134,7 +136,7 @@ class Rogue:
 
     # --- life cycle (called from the test's thread) ----------------------------------------
 
-    def start(self) -> dict[int, pb.PeerHello]:
+    def start(self) -> dict[int, peer_pb.PeerHello]:
         """Listen on k's peer port, dial every honest validator as k; their hellos."""
         self._thread.start()
         return self.run(self._start())
@@ -154,11 +156,11 @@ class Rogue:
         """Run ``coro`` on the rogue's loop in the background."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def _start(self) -> dict[int, pb.PeerHello]:
+    async def _start(self) -> dict[int, peer_pb.PeerHello]:
         self._news = asyncio.Event()
         me = self.id
         server = grpc.aio.server(options=PEER_SERVER_OPTIONS)
-        pb_grpc.add_PeerServicer_to_server(_Listener(self), server)
+        peer_grpc.add_PeerServicer_to_server(_Listener(self), server)
         creds = grpc.ssl_server_credentials(
             [(me.key_pem, me.cert)], b"".join(me.pinned.values()), require_client_auth=True
         )
@@ -175,9 +177,9 @@ class Rogue:
                 peer_channel_options(node.name),
             )
             self._channels.append(channel)
-            call = pb_grpc.PeerStub(channel).Connect()
+            call = peer_grpc.PeerStub(channel).Connect()
             hello = await call.read()
-            assert isinstance(hello, pb.PeerHello), f"validator {j} refused the rogue"
+            assert isinstance(hello, peer_pb.PeerHello), f"validator {j} refused the rogue"
             self._calls[j] = call
             hellos[j] = hello
         return hellos
@@ -227,7 +229,7 @@ class Rogue:
 
     async def send(self, dst: int, messages: Iterable[Message | bytes]) -> None:
         """One frame to honest validator ``dst`` (raw bytes go out as they are)."""
-        frame = pb.PeerFrame(
+        frame = peer_pb.PeerFrame(
             messages=[m if isinstance(m, bytes) else encode_message(m) for m in messages]
         )
         await self._calls[dst].write(frame)

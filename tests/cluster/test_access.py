@@ -8,15 +8,18 @@ open (docs/cluster.md "Security: who reads what")."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from client import (
     AsyncLedgerClient,
     BadResponseError,
+    InvalidTransactionError,
     ParticipantKey,
     PermissionDeniedError,
     Receipt,
@@ -28,8 +31,10 @@ from client import (
 from client._identity import RequestSigner
 from devtools.cluster import client_channel
 from node.access import tx_parties
+from node.settlement import SignedTx
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire.errors import from_trailer
 from tests.cluster.harness import (
     RPC_TIMEOUT_S,
     Cluster,
@@ -246,3 +251,43 @@ async def test_the_pending_book_and_an_instruments_holders_go_to_whom_they_conce
             assert {"BANK01", "BANK02", "BANK03"} <= holders
     async with _as(cluster, "AUDITOR") as c:
         assert first.tx_id in [p.tx_id for p in (await c.pending())[1]]
+
+
+# --- structured refusals (ADR 0020) -------------------------------------------------------
+
+
+async def test_refusals_reach_the_sdk_as_fields(cluster: Cluster, trade: Receipt) -> None:
+    """Three refusals of different kinds through the SDK, each with its reason and
+    metadata: a forged transaction (admission precheck), a party-scoped read, a call
+    without identity."""
+    good = SignedTx.decode(cluster.txf.signed(cluster.txf.dvp(quantity=1, amount=1)))
+    sigs = ((good.signatures[0][0], bytes(64)), good.signatures[1])
+    forged = dataclasses.replace(good, signatures=sigs)
+    async with _as(cluster, "BANK03") as c:
+        with pytest.raises(InvalidTransactionError, match="BAD_SIGNATURE") as bad:
+            await c.submit(forged.encode(), wait=False)
+        with pytest.raises(PermissionDeniedError, match="not a party") as denied:
+            await c.transaction(trade.tx_id)
+    async with _as(cluster, None) as c:
+        with pytest.raises(UnauthenticatedError) as unknown:
+            await c.balances("BANK01")
+    assert bad.value.reason == "TRANSACTION_REFUSED"
+    assert bad.value.result_code is ResultCode.BAD_SIGNATURE
+    assert dict(bad.value.metadata) == {"tx_id": good.tx_id.hex(), "result_code": "BAD_SIGNATURE"}
+    assert denied.value.reason == "NOT_PERMITTED" and denied.value.result_code is None
+    assert dict(denied.value.metadata) == {"what": "transaction", "caller": "BANK03"}
+    assert unknown.value.reason == "IDENTITY_REFUSED" and unknown.value.retry_after_s is None
+
+
+def test_the_details_are_a_standard_google_rpc_status(cluster: Cluster) -> None:
+    """What any gRPC client reads with grpcio-status, on the raw call: the status, its
+    message, an ErrorInfo of domain ledger.v1."""
+    request = pb.BlockRequest(height=10**9)
+    with client_channel(cluster.net, 0, identity="BANK01") as ch, pytest.raises(grpc.RpcError) as e:
+        pb_grpc.LedgerStub(ch).GetBlock(request, timeout=RPC_TIMEOUT_S)
+    status = rpc_status.from_call(e.value)  # type: ignore[arg-type]
+    assert status is not None and status.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert status.message == e.value.details()
+    got = from_trailer(e.value.code(), e.value.details(), e.value.trailing_metadata())  # type: ignore[attr-defined]
+    assert got is not None and got.reason == "NOT_FOUND"
+    assert got.metadata == {"what": "block", "id": str(10**9)}

@@ -22,8 +22,8 @@ from node import probe
 from node.genesis import load_genesis
 from node.netconfig import Network
 from node.store import LmdbStore
-from node.wire import ledger_pb2 as pb
-from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire import peer_pb2 as peer_pb
+from node.wire import peer_pb2_grpc as peer_grpc
 from tests.cluster.harness import generate, wait_until
 from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert, _pem_key
 
@@ -80,7 +80,7 @@ def _channel(net: Network, port: int, *creds_pems: bytes) -> grpc.Channel:
 
 def _dial_peer_port(net: Network, key_pem: bytes, cert_pem: bytes) -> grpc.StatusCode:
     with _channel(net, net.nodes[0].peer_port, key_pem, cert_pem) as ch:
-        stream = pb_grpc.PeerStub(ch).Connect(iter([pb.PeerFrame()]), timeout=10)
+        stream = peer_grpc.PeerStub(ch).Connect(iter([peer_pb.PeerFrame()]), timeout=10)
         with pytest.raises(grpc.RpcError) as info:
             for _ in stream:
                 pass
@@ -98,7 +98,7 @@ def test_peer_port_admits_only_pinned_validators(lone_node: Network) -> None:
     # A pinned peer is welcome: the node answers with its hello.
     peer = [(net.nodes[2].dir / f).read_bytes() for f in ("tls.key", "tls.pem")]
     with _channel(net, net.nodes[0].peer_port, *peer) as ch:
-        hello = next(pb_grpc.PeerStub(ch).Connect(iter([]), timeout=10))
+        hello = next(peer_grpc.PeerStub(ch).Connect(iter([]), timeout=10))
     assert (hello.validator, hello.chain_id) == (0, net.chain_id)
 
 

@@ -28,6 +28,7 @@ from node.genesis import load_genesis
 from node.netconfig import Network
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire import peer_pb2_grpc as peer_grpc
 from tests.cluster.harness import generate, wait_until
 from tests.ledger_helpers import TxFactory
 from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert, _pem_key
@@ -116,7 +117,7 @@ def test_a_dialing_validator_refuses_a_ca_signed_impostor(
     assert not _logged(net, 0, "peer_connected", peer=1)
 
     peer_port = net.nodes[1].peer_port
-    _ca_trusting_call(net, peer_port, lambda ch: list(pb_grpc.PeerStub(ch).Connect(iter([]))))
+    _ca_trusting_call(net, peer_port, lambda ch: list(peer_grpc.PeerStub(ch).Connect(iter([]))))
     assert rogue.calls == ["/ledger.v1.Peer/Connect"]
 
 

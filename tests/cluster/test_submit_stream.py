@@ -185,13 +185,14 @@ def test_the_sdk_stream_settles_verifies_and_raises_as_submit_does(cluster: Clus
     txf = cluster.txf
     trades = [txf.signed(txf.dvp(quantity=1, amount=1)) for _ in range(40)]
     short = txf.signed(txf.dvp(quantity=10**15, amount=1))
+    forged = _forged(cluster)
 
     async def run() -> list[Receipt | BaseException]:
         async with (
             AsyncLedgerClient.from_run_dir(cluster.net.run_dir, identity="AUDITOR") as c,
             c.stream(prove_result=False) as s,
         ):
-            futures = [await s.submit(raw) for raw in [*trades, short, _forged(cluster)]]
+            futures = [await s.submit(raw) for raw in [*trades, short, forged]]
             return list(await asyncio.gather(*futures, return_exceptions=True))
 
     *oks, rejected, invalid = asyncio.run(run())
@@ -200,6 +201,10 @@ def test_the_sdk_stream_settles_verifies_and_raises_as_submit_does(cluster: Clus
     assert rejected.code is ResultCode.INSUFFICIENT_SECURITIES
     assert rejected.receipt.result_proof is not None
     assert isinstance(invalid, InvalidTransactionError) and "BAD_SIGNATURE" in str(invalid)
+    # The error event's structured fields (ADR 0020), as the unary call's details.
+    assert invalid.reason == "TRANSACTION_REFUSED"
+    assert invalid.result_code is ResultCode.BAD_SIGNATURE
+    assert invalid.metadata["tx_id"] == SignedTx.decode(forged).tx_id.hex()
 
     with (
         LedgerClient.from_run_dir(cluster.net.run_dir, identity="AUDITOR") as sync,

@@ -26,7 +26,9 @@ WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
 LOCK = ROOT / "requirements" / "validator.lock"
 # What the build hook must add to every wheel (proto/generate.py GENERATED).
 WIRE_MODULES = tuple(
-    f"node/wire/{n}" for n in ("ledger_pb2.py", "ledger_pb2.pyi", "ledger_pb2_grpc.py")
+    f"node/wire/{stem}{suffix}"
+    for stem in ("ledger", "peer")  # the public API and the validators' Peer service
+    for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 )
 # The dev tools (issue 16 item 2): devtools/, and where they lived in node/ before it.
 # Neither the wheel nor the sdist may carry one (MANIFEST.in, pyproject's package find).

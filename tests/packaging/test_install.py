@@ -81,7 +81,8 @@ def test_the_build_generates_the_wire_code_and_the_sdist_carries_the_proto(
     assert built == (ROOT / WIRE_MODULES[0]).read_bytes(), "stale node/wire: run make setup"
     with tarfile.open(installed.sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    assert {"proto/ledger/v1/ledger.proto", "proto/generate.py", "setup.py"} <= names
+    protos = {"proto/ledger/v1/ledger.proto", "proto/ledger/v1/peer.proto"}
+    assert {*protos, "proto/generate.py", "setup.py"} <= names
     assert not [n for n in names if "_pb2" in n]
 
 
@@ -121,11 +122,11 @@ def test_dev_tool_files_fires_on_a_wheel_with_one(installed: Installed, tmp_path
 def test_the_sdk_installs_without_the_validator_extra(installed: Installed) -> None:
     out = installed.python(
         f"""
-        import importlib.util, json
+        import importlib.util, json, sys
         import client, client.cli
         missing = [m for m in {VALIDATOR_MODULES!r} if importlib.util.find_spec(m) is None]
         print(json.dumps({{"file": client.__file__, "version": client.__version__,
-                           "missing": missing}}))
+                           "missing": missing, "peer": "node.wire.peer_pb2" in sys.modules}}))
         """
     )
     doc = json.loads(out)
@@ -133,6 +134,7 @@ def test_the_sdk_installs_without_the_validator_extra(installed: Installed) -> N
     assert Path(doc["file"]).is_relative_to(installed.base / "venv")
     assert doc["version"] == __version__
     assert doc["missing"] == list(VALIDATOR_MODULES)
+    assert doc["peer"] is False  # the validators' Peer service is no part of the SDK (ADR 0020)
     assert installed.ledger("--version") == f"ledger {__version__}\n"
     assert installed.ledger("--help").startswith("usage: ledger")
 

@@ -4,6 +4,7 @@ passing at the limit, or with the co-signature). Codes are named, never numbered
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import pytest
@@ -111,7 +112,11 @@ def test_a_default_genesis_keeps_its_chain_id() -> None:
     it must hash as it did.)"""
     g = demo_genesis(validators=4, quorum=3, seed=b"tests").genesis
     g = replace(g, admins=(), admin_threshold=0)
-    assert g.chain_id == "dffa984e17d93d855ef0b9d0c036676a8df6967b7aff5c45ea87fe761ec38b04"
+    assert g.chain_id == "a1ffc899e47bcf87d87d681d3662700e1dee5a7ec6499365101503f07db32c37"
+    # The pin before the genesis format went to 2 (ADR 0020): only the version byte moved.
+    assert g.canonical_bytes[0] == 2
+    before = hashlib.sha256(b"\x01" + g.canonical_bytes[1:]).hexdigest()
+    assert before == "dffa984e17d93d855ef0b9d0c036676a8df6967b7aff5c45ea87fe761ec38b04"
     ruled = demo_genesis(validators=4, quorum=3, seed=b"tests", compliance=True).genesis
     assert ruled.chain_id != g.chain_id  # negative control: the rules are under the chain id
 

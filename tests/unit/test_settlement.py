@@ -279,9 +279,13 @@ def test_precedence_expired_before_everything_economic(store: MemoryStore, txf: 
 
 
 def test_result_codes_match_the_wire_contract() -> None:
+    """One numbering on the wire and in the node; the wire's 0 is no outcome, and no code
+    is 0, so an unset code never reads as OK (ADR 0020)."""
     wire = {v.name: v.number for v in ledger_pb2.DESCRIPTOR.enum_types_by_name["ResultCode"].values}
+    assert wire.pop("RESULT_CODE_UNSPECIFIED") == 0
     assert wire == {c.name: c.value for c in ResultCode}
     assert all(c.meaning for c in ResultCode)
+    assert 0 not in wire.values() and ResultCode.OK != 0
 
 
 def test_body_roundtrip_is_canonical(txf: TxFactory) -> None:

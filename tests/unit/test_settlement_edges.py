@@ -47,7 +47,7 @@ def test_result_leaf_layout_is_pinned() -> None:
     share result_leaf, so only a pinned layout catches a change to both at once."""
     tid = bytes(range(32))
     assert result_leaf(TxResult(tid, RC.INSUFFICIENT_CASH, True)) == b"\x01" + tid + b"\x00\x0e"
-    assert result_leaf(TxResult(tid, RC.OK, False)) == b"\x02" + tid + b"\x00\x00"
+    assert result_leaf(TxResult(tid, RC.OK, False)) == b"\x02" + tid + b"\x00\x50"  # 80 (ADR 0020)
 
 
 def test_outcome_results_root_is_the_merkle_root_of_its_leaves(

@@ -10,12 +10,13 @@ import grpc
 import pytest
 
 from node.runtime._shares import Shares
+from node.wire.errors import Details, from_trailer
 
 
 class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Any = ()) -> None:
         super().__init__(details)
-        self.code, self.details = code, details
+        self.code, self.details, self.trailing = code, details, trailing
 
 
 class _Ctx:
@@ -25,8 +26,10 @@ class _Ctx:
     def peer(self) -> str:
         return self._peer
 
-    async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
-        raise _Aborted(code, details)
+    async def abort(
+        self, code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, Any], ...] = ()
+    ) -> NoReturn:
+        raise _Aborted(code, details, trailing)
 
 
 async def _hold(shares: Shares, stack: contextlib.AsyncExitStack, peer: str) -> None:
@@ -43,6 +46,8 @@ async def test_a_connection_gets_its_share_and_no_more() -> None:
             await _hold(shares, stack, "ipv4:10.0.0.1:1000")
         assert e.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "limit per connection" in e.value.details
+        details = from_trailer(e.value.code, e.value.details, e.value.trailing)  # ADR 0020
+        assert details == Details("LIMIT_REACHED", {"limit": "block streams"})
         await _hold(shares, stack, "ipv4:10.0.0.1:1001")  # another connection still gets one
         assert shares.total == 3
 

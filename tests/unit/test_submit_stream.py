@@ -266,7 +266,8 @@ async def test_offer_says_what_the_unary_call_says() -> None:
 def test_error_events_raise_what_the_unary_call_raises(
     code: grpc.StatusCode, error: type[Exception]
 ) -> None:
-    err = stream_error(b"\x01" * 32, code.value[0], "the node's words", 30.0)
+    event = pb.SubmitStreamError(status=code.value[0], message="the node's words")
+    err = stream_error(b"\x01" * 32, event, 30.0)
     assert type(err) is error
     if error is not FinalityTimeoutError:
         assert "the node's words" in str(err)

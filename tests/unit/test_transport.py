@@ -18,7 +18,7 @@ from node.core import Message, SyncRequest, TxForward, encode_message
 from node.keyfiles import cert_pin_from_pem
 from node.runtime import Metrics, _transport
 from node.runtime._transport import FRAME_REFUSED, PeerLink, PeerService
-from node.wire import ledger_pb2 as pb
+from node.wire import peer_pb2 as peer_pb
 from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert
 
 _CA = _make_ca("test", datetime.now(UTC))
@@ -46,7 +46,7 @@ class _Context:
         return {"x509_pem_cert": [_PEER_PEM]}
 
     async def write(self, msg: Any) -> None:
-        assert isinstance(msg, pb.PeerHello)
+        assert isinstance(msg, peer_pb.PeerHello)
 
 
 async def _serve(frames: list[list[Message]]) -> _Node:
@@ -54,9 +54,9 @@ async def _serve(frames: list[list[Message]]) -> _Node:
     node = _Node()
     service = PeerService(node, [b"\x00" * 32, cert_pin_from_pem(_PEER_PEM)])  # type: ignore[arg-type]
 
-    async def requests() -> AsyncIterator[pb.PeerFrame]:
+    async def requests() -> AsyncIterator[peer_pb.PeerFrame]:
         for frame in frames:
-            yield pb.PeerFrame(messages=[encode_message(m) for m in frame])
+            yield peer_pb.PeerFrame(messages=[encode_message(m) for m in frame])
 
     async def count_turns() -> None:
         while True:

@@ -1,0 +1,143 @@
+"""Refusals with structured details (docs/adr/0020-wire-conventions.md): a node's status
+carries a google.rpc.Status (ErrorInfo, RetryInfo) that reads back both ways; the SDK
+exposes it as error fields, takes its retry-after first, and still maps an old node's
+refusal without details (reason None, no crash)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from client import (
+    AsyncLedgerClient,
+    InvalidTransactionError,
+    LedgerError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ResultCode,
+)
+from client._async import _mapped, _retry_after_ms
+from client._stream import stream_error
+from node.wire import RETRY_AFTER_METADATA
+from node.wire import ledger_pb2 as pb
+from node.wire.errors import DOMAIN, Details, Reason, from_trailer, trailer
+from tests.unit.test_result_codes import fake_client
+
+_TID = bytes(range(32))
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# --- structured refusals ----------------------------------------------------------------
+
+
+def _error(code: grpc.StatusCode, message: str, md: Any = ()) -> grpc.aio.AioRpcError:
+    trailing = grpc.aio.Metadata(*md)
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, message)
+
+
+def test_the_trailer_is_a_google_rpc_status_and_reads_back() -> None:
+    sent = Details(Reason.OVERLOADED, {"tx_id": _TID.hex()}, retry_after_ms=350)
+    md = trailer(_EXHAUSTED, "busy", sent)
+    status = rpc_status.from_call(_error(_EXHAUSTED, "busy", md))  # what any client reads
+    assert status is not None and status.message == "busy" and len(status.details) == 2
+    assert (RETRY_AFTER_METADATA, "350") in md  # and the old trailer, for older SDKs
+    got = from_trailer(_EXHAUSTED, "busy", md)
+    assert got == Details("OVERLOADED", {"tx_id": _TID.hex()}, 350)
+    plain = trailer(_INVALID, "no", Details(Reason.MALFORMED_REQUEST))
+    assert all(k != RETRY_AFTER_METADATA for k, _ in plain)  # no hint, no retry trailer
+    assert from_trailer(_INVALID, "no", plain) == Details("MALFORMED_REQUEST", {}, 0)
+
+
+def test_details_that_are_absent_or_do_not_match_are_none() -> None:
+    md = trailer(_INVALID, "bad", Details(Reason.TRANSACTION_REFUSED))
+    assert from_trailer(_INVALID, "bad", md) is not None  # negative control
+    assert from_trailer(_INVALID, "bad", None) is None  # an old node: no trailer
+    assert from_trailer(_INVALID, "other words", md) is None  # not this status's details
+    assert from_trailer(_EXHAUSTED, "bad", md) is None
+    garbage = (("grpc-status-details-bin", b"\xff\xff\xff"),)
+    assert from_trailer(_INVALID, "bad", garbage) is None
+    status = rpc_status.from_call(_error(_INVALID, "bad", md))
+    status.details[0].value = b"\xff\xff"  # an ErrorInfo that does not parse
+    assert from_trailer(_INVALID, "bad", _bin(status)) is None
+    info = error_details_pb2.ErrorInfo(reason="X", domain="other.example")
+    status.details[0].Pack(info)  # another domain's reason is not ours to expose
+    assert from_trailer(_INVALID, "bad", _bin(status)) is None
+    info.domain = DOMAIN
+    status.details[0].Pack(info)
+    assert from_trailer(_INVALID, "bad", _bin(status)) == Details("X")  # control
+
+
+def _bin(status: Any) -> tuple[tuple[str, bytes], ...]:
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def test_the_sdk_exposes_a_refusal_details_as_fields() -> None:
+    meta = {"tx_id": _TID.hex(), "result_code": "BAD_SIGNATURE"}
+    msg = "BAD_SIGNATURE: a required signature is missing"
+    md = trailer(_INVALID, msg, Details(Reason.TRANSACTION_REFUSED, meta))
+    err = _mapped(_error(_INVALID, msg, md), "submit")
+    assert isinstance(err, InvalidTransactionError) and msg in str(err)
+    assert err.reason == "TRANSACTION_REFUSED" and dict(err.metadata) == meta
+    assert err.result_code is ResultCode.BAD_SIGNATURE and err.retry_after_s is None
+    denied_md = trailer(
+        grpc.StatusCode.PERMISSION_DENIED, "no", Details(Reason.NOT_PERMITTED, {"what": "repos"})
+    )
+    denied = _mapped(_error(grpc.StatusCode.PERMISSION_DENIED, "no", denied_md), "repos")
+    assert isinstance(denied, PermissionDeniedError) and denied.reason == "NOT_PERMITTED"
+    assert denied.result_code is None
+
+
+def test_an_old_node_refusal_without_details_still_maps() -> None:
+    """Negative control: no details, no crash; reason None, metadata empty, the result
+    code read from the message as such a node wrote it."""
+    err = _mapped(_error(_INVALID, "MALFORMED: not a canonical transaction"), "submit")
+    assert isinstance(err, InvalidTransactionError)
+    assert (err.reason, dict(err.metadata), err.retry_after_s) == (None, {}, None)
+    assert err.result_code is ResultCode.MALFORMED
+    missing = _mapped(_error(grpc.StatusCode.NOT_FOUND, "no block 9: head is 3"), "block")
+    assert isinstance(missing, NotFoundError) and missing.result_code is None
+    assert missing.reason is None
+    other = _mapped(_error(grpc.StatusCode.INTERNAL, "boom"), "x")
+    assert type(other) is LedgerError and other.reason is None
+
+
+def test_the_retry_after_comes_from_the_details_first_then_the_old_trailer() -> None:
+    details = Details(Reason.OVERLOADED, {}, retry_after_ms=300)
+    md = (*trailer(_EXHAUSTED, "busy", details)[:1], (RETRY_AFTER_METADATA, "900"))
+    assert _retry_after_ms(_error(_EXHAUSTED, "busy", md)) == 300  # structured wins
+    assert _retry_after_ms(_error(_EXHAUSTED, "busy", [(RETRY_AFTER_METADATA, "900")])) == 900
+    assert _retry_after_ms(_error(_EXHAUSTED, "busy")) == 0
+
+
+async def test_an_overloaded_error_carries_the_details(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("client._async.overload_wait_s", lambda hint_ms, jitter=None: 0.0)
+    md = trailer(_EXHAUSTED, "busy", Details(Reason.OVERLOADED, {"tx_id": "ab"}, 700))
+
+    async def fn(i: int) -> Any:
+        raise _error(_EXHAUSTED, "busy", md)
+
+    with pytest.raises(OverloadedError) as info:
+        await AsyncLedgerClient._call(fake_client(None), "submit", fn, None)
+    assert info.value.retry_after_s == 0.7 and info.value.reason == "OVERLOADED"
+    assert info.value.metadata["tx_id"] == "ab"
+
+
+def test_a_stream_error_event_carries_the_same_fields() -> None:
+    event = pb.SubmitStreamError(
+        status=_INVALID.value[0],
+        message="CORRELATION 7 in flight",
+        reason="CORRELATION_IN_FLIGHT",
+        metadata={"correlation": "7"},
+    )
+    err = stream_error(_TID, event, 30.0)
+    assert isinstance(err, InvalidTransactionError)
+    assert err.reason == "CORRELATION_IN_FLIGHT" and err.metadata == {"correlation": "7"}
+    old = stream_error(_TID, pb.SubmitStreamError(status=_INVALID.value[0], message="x"), 30.0)
+    assert old.reason is None and not old.metadata  # negative control: an old node
