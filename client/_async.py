@@ -836,7 +836,14 @@ class AsyncLedgerClient:
             if msg.state == pb.COMMITTED:
                 r = self._verified(msg.receipt, tx_id, prove_result=False)
                 return TxStatus(tx_id, "COMMITTED", r, _settlement(msg))
-            return TxStatus(tx_id, "PENDING", None)
+            if msg.state == pb.PENDING:
+                return TxStatus(tx_id, "PENDING", None)
+            # 0 is TX_STATE_UNSPECIFIED, a field left out (ADR 0020): no answer, not PENDING
+            raise BadResponseError(
+                "no transaction state (0)"
+                if msg.state == 0
+                else f"unknown transaction state {msg.state}"
+            )
 
         return await self._call(f"transaction {tx_id.hex()}", get)
 

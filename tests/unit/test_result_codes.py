@@ -97,6 +97,24 @@ async def test_the_sdk_reports_a_committed_status_without_a_code_as_an_error() -
         _settlement(unset)
 
 
+async def test_the_sdk_reports_a_status_without_a_state_as_an_error_not_pending() -> None:
+    """TxState 0 is TX_STATE_UNSPECIFIED, what a node that left the field out sends: it is
+    no answer (the node is left for another), never PENDING; nor is a state no enum has."""
+
+    def answering(state: int) -> Any:
+        async def get_transaction(req: Any, **_: Any) -> pb.TransactionStatus:
+            return pb.TransactionStatus(tx_id=_TID, state=state)  # type: ignore[arg-type]
+
+        return fake_client(SimpleNamespace(GetTransaction=get_transaction))
+
+    with pytest.raises(UnavailableError, match="no transaction state"):
+        await AsyncLedgerClient.transaction(answering(0), _TID)
+    with pytest.raises(UnavailableError, match="unknown transaction state 7"):
+        await AsyncLedgerClient.transaction(answering(7), _TID)
+    pending = await AsyncLedgerClient.transaction(answering(pb.PENDING), _TID)
+    assert pending.state == "PENDING"  # control
+
+
 async def test_the_sdk_reports_a_stream_final_without_a_code_as_an_error() -> None:
     client = fake_client(None)
     call = _Call()
