@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TypeVar
 
+from client._limits import OVERLOAD_WAIT_MAX_S
 from node.keyfiles import KeyFileError
 from node.receipt import Receipt
 from node.settlement import ResultCode
@@ -108,9 +109,17 @@ def with_details(err: E, details: Details | None, message: str = "") -> E:
     err.reason = details.reason
     err.metadata = MappingProxyType(dict(details.metadata))
     if details.retry_after_ms > 0:
-        err.retry_after_s = details.retry_after_ms / 1000
+        err.retry_after_s = _retry_after_s(details.retry_after_ms)
     err.result_code = _code_named(details.metadata.get("result_code", ""))
     return err
+
+
+def _retry_after_s(hint_ms: int) -> float:
+    """A node's retry-after hint in seconds, capped at ``OVERLOAD_WAIT_MAX_S`` (5 s, what an
+    honest node asks at most: node.config ``ADMISSION_RETRY_AFTER_MAX_MS``): a hostile node
+    can ask for any delay (49 days in the stream's uint32, centuries in a RetryInfo) and a
+    caller sleeps ``retry_after_s`` as docs/sdk.md shows."""
+    return min(max(0, hint_ms) / 1000, OVERLOAD_WAIT_MAX_S)
 
 
 def _code_named(name: str) -> ResultCode | None:
@@ -191,11 +200,11 @@ class OverloadedError(BusyError):
     or the retries ran out (docs/sdk.md "Overload"). The transaction was not taken: nothing
     of it is pending. Resubmitting the same transaction after ``retry_after_s`` is safe."""
 
-    retry_after_s: float  # always set here: admission control's hint
+    retry_after_s: float  # always set here: admission control's hint, capped
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = min(max(0.0, retry_after_s), OVERLOAD_WAIT_MAX_S)
 
 
 class NotFoundError(LedgerError):

@@ -23,6 +23,7 @@ from client import (
     ResultCode,
 )
 from client._async import _mapped, _retry_after_ms
+from client._limits import OVERLOAD_WAIT_MAX_S
 from client._stream import stream_error
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
@@ -141,3 +142,44 @@ def test_a_stream_error_event_carries_the_same_fields() -> None:
     assert err.reason == "CORRELATION_IN_FLIGHT" and err.metadata == {"correlation": "7"}
     old = stream_error(_TID, pb.SubmitStreamError(status=_INVALID.value[0], message="x"), 30.0)
     assert old.reason is None and not old.metadata  # negative control: an old node
+
+
+# --- what a hostile node may send ---------------------------------------------------------
+
+
+async def test_a_hostile_retry_hint_is_clamped_not_passed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node may ask for any delay (RetryInfo's Duration, the stream event's uint32, the
+    old trailer); a caller who sleeps ``retry_after_s`` as docs/sdk.md shows must never be
+    parked for hours: the SDK caps it at OVERLOAD_WAIT_MAX_S, what it waits itself."""
+    monkeypatch.setattr("client._async.overload_wait_s", lambda hint_ms, jitter=None: 0.0)
+    day_ms = 86_400_000
+    md = trailer(_EXHAUSTED, "busy", Details(Reason.OVERLOADED, {}, 50 * day_ms))
+
+    async def fn(i: int) -> Any:
+        raise _error(_EXHAUSTED, "busy", md)
+
+    with pytest.raises(OverloadedError) as info:
+        await AsyncLedgerClient._call(fake_client(None), "submit", fn, None)
+    assert info.value.retry_after_s == OVERLOAD_WAIT_MAX_S
+
+    old = [(RETRY_AFTER_METADATA, str(50 * day_ms))]
+
+    async def old_fn(i: int) -> Any:
+        raise _error(_EXHAUSTED, "busy", old)
+
+    with pytest.raises(OverloadedError) as info:
+        await AsyncLedgerClient._call(fake_client(None), "submit", old_fn, None)
+    assert info.value.retry_after_s == OVERLOAD_WAIT_MAX_S
+
+    event = pb.SubmitStreamError(
+        status=_EXHAUSTED.value[0], message="busy", reason="OVERLOADED", retry_after_ms=2**32 - 1
+    )
+    assert stream_error(_TID, event, 30.0).retry_after_s == OVERLOAD_WAIT_MAX_S
+    event.reason = ""  # an old node: no details, the hint alone
+    assert stream_error(_TID, event, 30.0).retry_after_s == OVERLOAD_WAIT_MAX_S
+    limit = trailer(_EXHAUSTED, "x", Details(Reason.LIMIT_REACHED, {}, 50 * day_ms))
+    assert _mapped(_error(_EXHAUSTED, "x", limit), "x").retry_after_s == OVERLOAD_WAIT_MAX_S
+    small = trailer(_EXHAUSTED, "x", Details(Reason.LIMIT_REACHED, {}, 250))
+    assert _mapped(_error(_EXHAUSTED, "x", small), "x").retry_after_s == 0.25  # control
