@@ -123,7 +123,10 @@ def _retry_after_s(hint_ms: int) -> float:
 
 
 def _code_named(name: str) -> ResultCode | None:
-    return ResultCode.__members__.get(name)
+    """The refused code ``name`` names; never OK, which no refusal has (a hostile node's
+    contradiction reads as no code)."""
+    code = ResultCode.__members__.get(name)
+    return None if code is ResultCode.OK else code
 
 
 class RejectedError(LedgerError):

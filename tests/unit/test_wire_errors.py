@@ -183,3 +183,19 @@ async def test_a_hostile_retry_hint_is_clamped_not_passed_on(
     assert _mapped(_error(_EXHAUSTED, "x", limit), "x").retry_after_s == OVERLOAD_WAIT_MAX_S
     small = trailer(_EXHAUSTED, "x", Details(Reason.LIMIT_REACHED, {}, 250))
     assert _mapped(_error(_EXHAUSTED, "x", small), "x").retry_after_s == 0.25  # control
+
+
+def test_a_refusal_never_carries_ok_as_its_result_code() -> None:
+    """A refusal whose details (or, from an old node, whose message) name OK is a
+    contradiction a hostile node can send: ``result_code`` is None, never OK."""
+    md = trailer(_INVALID, "no", Details(Reason.TRANSACTION_REFUSED, {"result_code": "OK"}))
+    err = _mapped(_error(_INVALID, "no", md), "submit")
+    assert err.reason == "TRANSACTION_REFUSED" and err.result_code is None
+    old = _mapped(_error(_INVALID, "OK: applied: every leg moved"), "submit")
+    assert old.result_code is None
+    event = pb.SubmitStreamError(
+        status=_INVALID.value[0], message="no", reason="X", metadata={"result_code": "OK"}
+    )
+    assert stream_error(_TID, event, 30.0).result_code is None
+    control = _mapped(_error(_INVALID, "EXPIRED: the block time is past"), "submit")
+    assert control.result_code is ResultCode.EXPIRED
