@@ -206,7 +206,7 @@ def _check_ports(spec: NetSpec, out: Path) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python devtools/compose.py",
+        prog="python -m devtools.compose",
         description="Generate keys, genesis and node configs for containers, and a docker "
         "compose file running them with Prometheus and Grafana.",
     )

@@ -98,7 +98,9 @@ def measure_verify_us(samples: int = 2_000) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.bench.apply", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--blocks", type=int, default=5, help="blocks per mode (default 5)")
     p.add_argument("--trades", type=int, default=1_000, help="DvP trades per block (default 1000)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")

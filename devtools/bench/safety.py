@@ -89,7 +89,9 @@ def measure(root: str, modes: list[str], saves: int, size: int) -> dict[str, lis
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.bench.safety", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("--saves", type=int, default=300)
     p.add_argument("--bytes", type=int, default=8192)
     p.add_argument("--modes", default="store,lmdb,rename")

@@ -57,7 +57,9 @@ def us_per_block(rate: float, per_block: int, blocks: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m devtools.bench.velocity", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--rate", type=float, default=100.0, help="trades per second")
     ap.add_argument("--per-block", type=int, default=2, help="trades per block")
     ap.add_argument("--blocks", type=int, default=2_000, help="blocks timed per round")

@@ -100,7 +100,9 @@ def _cost_us(verify: Verify, pk: bytes, msg: bytes, sig: bytes, samples: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.bench.verify", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--samples", type=int, default=5_000, help="verifications per round")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     args = p.parse_args(argv)
