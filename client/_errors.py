@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TypeVar
 
-from client._limits import OVERLOAD_WAIT_MAX_S
+from client._limits import DETAILS_METADATA_MAX, DETAILS_TEXT_CHARS_MAX, OVERLOAD_WAIT_MAX_S
 from node.keyfiles import KeyFileError
 from node.receipt import Receipt
 from node.settlement import ResultCode
@@ -102,6 +102,8 @@ E = TypeVar("E", bound=LedgerError)
 def with_details(err: E, details: Details | None, message: str = "") -> E:
     """``err`` with a refusal's structured ``details``; without them (an old node), the
     result code its ``message`` names before its first colon, as such a node wrote it."""
+    if details is not None and not _bounded(details):
+        details = None  # a node's flood is no details, like details that do not parse
     if details is None:
         head, colon, _ = message.partition(":")
         err.result_code = _code_named(head) if colon else None
@@ -112,6 +114,14 @@ def with_details(err: E, details: Details | None, message: str = "") -> E:
         err.retry_after_s = _retry_after_s(details.retry_after_ms)
     err.result_code = _code_named(details.metadata.get("result_code", ""))
     return err
+
+
+def _bounded(d: Details) -> bool:
+    """Within the SDK's bounds of details (client/_limits.py)."""
+    if len(d.metadata) > DETAILS_METADATA_MAX:
+        return False
+    texts = (d.reason, *d.metadata, *d.metadata.values())
+    return all(len(t) <= DETAILS_TEXT_CHARS_MAX for t in texts)
 
 
 def _retry_after_s(hint_ms: int) -> float:

@@ -49,6 +49,12 @@ OVERLOAD_RETRIES_MAX: Final = 3
 OVERLOAD_WAIT_MAX_S: Final = 5.0
 OVERLOAD_JITTER: Final = 0.5
 
+# A refusal's structured details (ADR 0020) as a node sent them: a stream event's are bounded
+# only by the message size, so details beyond these (no honest refusal comes near: its
+# metadata is a few names, ids and numbers) are treated as none (docs/sdk.md).
+DETAILS_METADATA_MAX: Final = 32  # entries of ErrorInfo.metadata
+DETAILS_TEXT_CHARS_MAX: Final = 1_024  # the reason, and each metadata key and value
+
 # --- finality ------------------------------------------------------------------------------
 SUBMIT_TIMEOUT_DEFAULT_S: Final = 30.0  # waiting for a receipt after submitting
 # A finality wait whose node has said nothing for SILENCE_CHECK_S asks it for its status

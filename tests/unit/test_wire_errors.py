@@ -199,3 +199,29 @@ def test_a_refusal_never_carries_ok_as_its_result_code() -> None:
     assert stream_error(_TID, event, 30.0).result_code is None
     control = _mapped(_error(_INVALID, "EXPIRED: the block time is past"), "submit")
     assert control.result_code is ResultCode.EXPIRED
+
+
+def test_oversized_details_from_a_node_are_no_details() -> None:
+    """A stream event's details are bounded only by the message size (megabytes): a node
+    may send a reason or metadata no honest refusal has. The SDK exposes none of it (as
+    for details that do not parse) and still raises the typed error."""
+    flood = {f"k{i}": "v" * 100 for i in range(10_000)}
+    event = pb.SubmitStreamError(
+        status=_INVALID.value[0], message="no", reason="TRANSACTION_REFUSED", metadata=flood
+    )
+    err = stream_error(_TID, event, 30.0)
+    assert isinstance(err, InvalidTransactionError)
+    assert err.reason is None and not err.metadata
+    event = pb.SubmitStreamError(status=_INVALID.value[0], message="no", reason="R" * 100_000)
+    assert stream_error(_TID, event, 30.0).reason is None
+    event.metadata["tx_id"] = "ab" * 40_000
+    event.reason = "TRANSACTION_REFUSED"
+    assert stream_error(_TID, event, 30.0).reason is None
+    meta = {"tx_id": _TID.hex(), "result_code": "BAD_SIGNATURE"}  # control: what a node sends
+    event = pb.SubmitStreamError(
+        status=_INVALID.value[0], message="no", reason="TRANSACTION_REFUSED", metadata=meta
+    )
+    ok = stream_error(_TID, event, 30.0)
+    assert ok.reason == "TRANSACTION_REFUSED" and dict(ok.metadata) == meta
+    md = trailer(_INVALID, "no", Details(Reason.NOT_FOUND, {"id": "x" * 5_000}))
+    assert _mapped(_error(_INVALID, "no", md), "x").reason is None  # the unary path too
