@@ -335,7 +335,7 @@ def default_quorum(n: int) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m devtools.netgen`` (``ledger genesis`` reuses it)."""
+    """The command line of ``python -m devtools.netgen`` (``make genesis``)."""
     p = argparse.ArgumentParser(
         prog="python -m devtools.netgen",
         description="Run the genesis ceremony for every validator in one run directory: "
