@@ -624,6 +624,12 @@ class AsyncLedgerClient:
             )
             if bytes(resp.tx_id) != tid:
                 raise BadResponseError("the node answered with another transaction id")
+            if resp.outcome not in _TAKEN:  # 0: the field left out (ADR 0020), not taken
+                raise BadResponseError(
+                    "no submit outcome (0)"
+                    if resp.outcome == 0
+                    else f"unknown submit outcome {resp.outcome}"
+                )
             if not wait:
                 return tid
             self._answered[i] = asyncio.get_running_loop().time()
@@ -1325,6 +1331,10 @@ def _pinned_credentials(
             )
         creds.append(grpc.ssl_channel_credentials(roots[0]))
     return creds
+
+
+# What a node answers a Submit it took (SubmitOutcome without its unspecified 0).
+_TAKEN = frozenset({pb.ACCEPTED, pb.ALREADY_PENDING, pb.ALREADY_COMMITTED})
 
 
 def _details(e: grpc.aio.AioRpcError) -> Details | None:

@@ -170,7 +170,7 @@ class _FakeNode:
     async def Submit(
         self, req: pb.SubmitRequest, timeout: float, metadata: object = ()
     ) -> pb.SubmitResponse:
-        return pb.SubmitResponse(tx_id=self.tid)
+        return pb.SubmitResponse(tx_id=self.tid, outcome=pb.ACCEPTED)
 
     def WaitForFinality(
         self, req: pb.WaitRequest, timeout: float, metadata: object = ()

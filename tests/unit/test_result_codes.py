@@ -12,6 +12,7 @@ from typing import Any
 import lmdb
 import pytest
 
+import client._stream as sdk_stream
 from client import AsyncLedgerClient, BadResponseError, UnavailableError
 from client._async import _settlement
 from node.genesis import demo_genesis
@@ -113,6 +114,28 @@ async def test_the_sdk_reports_a_status_without_a_state_as_an_error_not_pending(
         await AsyncLedgerClient.transaction(answering(7), _TID)
     pending = await AsyncLedgerClient.transaction(answering(pb.PENDING), _TID)
     assert pending.state == "PENDING"  # control
+
+
+async def test_the_sdk_reports_a_submit_answer_without_an_outcome_as_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SubmitOutcome 0 is SUBMIT_OUTCOME_UNSPECIFIED, a field left out: ``submit(wait=False)``
+    does not report the transaction taken on such an answer, nor on a value no enum has."""
+    raw = _raw(1)  # the module's fixture makes client._stream's stand-in take raw bytes
+    monkeypatch.setattr("client._async.SignedTransaction", sdk_stream.SignedTransaction)
+
+    def answering(outcome: int) -> Any:
+        async def submit(req: Any, **_: Any) -> pb.SubmitResponse:
+            return pb.SubmitResponse(tx_id=raw[-8:], outcome=outcome)  # type: ignore[arg-type]
+
+        return fake_client(SimpleNamespace(Submit=submit))
+
+    with pytest.raises(UnavailableError, match="no submit outcome"):
+        await AsyncLedgerClient.submit(answering(0), raw, wait=False)
+    with pytest.raises(UnavailableError, match="unknown submit outcome 9"):
+        await AsyncLedgerClient.submit(answering(9), raw, wait=False)
+    for taken in (pb.ACCEPTED, pb.ALREADY_PENDING, pb.ALREADY_COMMITTED):  # control
+        assert await AsyncLedgerClient.submit(answering(taken), raw, wait=False) == raw[-8:]
 
 
 async def test_the_sdk_reports_a_stream_final_without_a_code_as_an_error() -> None:
