@@ -56,7 +56,7 @@ WORKERS ?= 2
 PYTEST_PARALLEL = $(PY) -m pytest -q -n $(WORKERS) --dist worksteal
 PYTEST_SERIAL = $(PY) -m pytest -q
 
-#? test: run the whole test suite (sets itself up first): the tests that start no process on WORKERS=2 cores, then the serial ones
+#? test: run the whole test suite (sets itself up first), the tests that start no process on WORKERS=2 cores first, then the serial ones
 test: setup
 	$(PYTEST_PARALLEL) -m "not serial"
 	$(PYTEST_SERIAL) -m serial
