@@ -48,13 +48,24 @@ lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra validator --generate-hashes \
 		--python-version 3.11 --custom-compile-command "make lock" -o $(LOCK)
 
-#? test: run the whole test suite (sets itself up first)
-test: setup
-	$(PY) -m pytest -q
+# The suite in two pytest runs (tests/isolation.py, docs/testing.md "CI wall time"): the
+# tests that start no process on WORKERS cores (pytest-xdist; worksteal, because a test
+# takes from milliseconds to a minute), then the `serial` ones (clusters, browsers, child
+# processes) one at a time. Between them they select every test once; each run fails the
+# target when a test fails and when it selected nothing (pytest's exit code 5).
+WORKERS ?= 2
+PYTEST_PARALLEL = $(PY) -m pytest -q -n $(WORKERS) --dist worksteal
+PYTEST_SERIAL = $(PY) -m pytest -q
 
-#? test-fast: run the suite without the slow tests (crash trials, long simulations)
+#? test: run the whole test suite (sets itself up first), the tests that start no process on WORKERS=2 cores first, then the serial ones
+test: setup
+	$(PYTEST_PARALLEL) -m "not serial"
+	$(PYTEST_SERIAL) -m serial
+
+#? test-fast: run the suite without the slow tests (crash trials, long simulations, clusters), split the same way
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST_PARALLEL) -m "not slow and not serial"
+	$(PYTEST_SERIAL) -m "not slow and serial"
 
 #? lint: ruff on everything, mypy --strict on node/, client/ and devtools/
 lint: setup

@@ -9,6 +9,10 @@ from node.genesis import DemoNetwork
 from node.store import MemoryStore
 from tests.ledger_helpers import TxFactory, shared_net
 
+# The serial marker and the guard that fails a test of the parallel run (make test's
+# `-n 2 -m "not serial"`) when it starts a process.
+pytest_plugins = ["tests.isolation"]
+
 # Hypothesis profiles (issue 19 item 5). "ci", the default, is derandomized: every run
 # draws the same examples, so a failure in CI reproduces on any machine with the same
 # command, and print_blob prints the blob that replays it (@reproduce_failure). "long"

@@ -1519,5 +1519,10 @@ MUTANTS += [
            new='        prog="python devtools/compose.py",\n',
            breaks="a dev tool's --help names a command that fails (No module named 'devtools')",
            tests=["tests/unit/test_devtools_usage.py::test_a_dev_tool_usage_names_a_command_that_runs[devtools.compose]"]),
+    Mutant("isolation-guard-off", "tests/isolation.py",
+           old="        if self.test is None or event not in SPAWN_EVENTS:",
+           new="        if True:",
+           breaks="a test that starts a process runs in the parallel run unflagged (ports, clusters, CPU)",
+           tests=["tests/unit/test_isolation.py::test_the_guard_flags_every_way_of_starting_a_process"]),
 ]
 # fmt: on

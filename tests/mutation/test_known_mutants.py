@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.isolation import names_serial_test
 from tests.mutation.driver import ROOT, copy_repo
 from tests.mutation.known import MUTANTS, Mutant
 
@@ -82,6 +83,14 @@ def test_catalogue_is_well_formed() -> None:
             assert "::" in test_id, f"mutant {m.id}: name a test, not a whole file: {test_id}"
 
 
+def _param(m: Mutant) -> object:
+    """A mutant runs in make test's parallel run unless a test it names starts processes
+    (clusters, browsers): then in the serial run (tests/isolation.py)."""
+    run = pytest.mark.serial if names_serial_test(m.tests) else pytest.mark.child_pytest
+    return pytest.param(m, id=m.id, marks=run)
+
+
+@pytest.mark.serial  # it runs every named test, the cluster tests among them
 def test_named_tests_pass_without_the_mutants(pristine: Path) -> None:
     """The control: every named test passes on the unmutated copy, and the copy (not the
     installed working tree) is what the subprocess imports."""
@@ -110,7 +119,7 @@ def _why_alive(mutant: Mutant, proc: subprocess.CompletedProcess[str]) -> str | 
     )
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.id for m in MUTANTS])
+@pytest.mark.parametrize("mutant", [_param(m) for m in MUTANTS])
 def test_known_mutant_is_killed(pristine: Path, mutant: Mutant) -> None:
     repo = _copy(pristine, mutant.id)
     _apply(repo, mutant)
@@ -119,6 +128,7 @@ def test_known_mutant_is_killed(pristine: Path, mutant: Mutant) -> None:
         pytest.fail(why)
 
 
+@pytest.mark.child_pytest
 def test_negative_control_a_harmless_mutant_or_a_wrong_test_id_is_reported(
     pristine: Path,
 ) -> None:

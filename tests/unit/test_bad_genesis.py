@@ -20,6 +20,10 @@ from node.genesis import load_genesis
 from node.netconfig import load_network
 from node.settlement import GenesisError
 
+# The run directory comes from netgen in a child process, and the node and CLI checks run
+# `python -m node`: make test's serial run (tests/isolation.py).
+pytestmark = pytest.mark.serial
+
 # Wrong types, out of every range, text that no field takes, and structure where a scalar
 # belongs. Each replaces one field at a time.
 BAD_VALUES: list[Any] = [None, True, -1, 2**64, 2**70, "", "\x00", "x" * 300, "zz", [], {}]

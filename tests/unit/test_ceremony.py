@@ -104,7 +104,8 @@ def _doc(keys: Path, name: str = "val02") -> dict[str, Any]:
         ("peer_port", 7999),
         ("client_port", 8999),
         ("name", "val09"),
-        ("public_key", crypto.SigningKey.generate().public_key.hex()),
+        # A fixed id: the key is drawn at import, and xdist's workers must collect one name.
+        pytest.param("public_key", crypto.SigningKey.generate().public_key.hex(), id="public_key"),
     ],
 )
 def test_a_tampered_bundle_is_refused(keys: Path, field: str, value: object) -> None:

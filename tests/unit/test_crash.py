@@ -155,6 +155,7 @@ def run_trials(
     return lines
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 @pytest.mark.slow
 def test_kill_minus_nine_inside_writes_never_leaves_a_mix(tmp_path: Path) -> None:
     seed = int(os.environ.get("CRASH_SEED", random.randrange(2**32)))
@@ -172,12 +173,14 @@ def test_the_kill_points_are_a_function_of_the_seed() -> None:
     assert all(0 <= p.write < WRITES[p.kind()] for p in plans(7))
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 @pytest.mark.slow
 def test_a_seed_replays_the_same_kills(tmp_path: Path) -> None:
     first = run_trials(tmp_path / "a", 11, count=2)
     assert run_trials(tmp_path / "b", 11, count=2) == first
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 @pytest.mark.slow
 def test_the_trials_catch_a_block_commit_split_in_two(tmp_path: Path) -> None:
     """Negative control: a store that commits the head in a second transaction is caught
@@ -190,6 +193,7 @@ def test_the_trials_catch_a_block_commit_split_in_two(tmp_path: Path) -> None:
     assert "kill block 1 committed (txn 1, after 96 writes)" in msg and "head" in msg
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 @pytest.mark.slow
 def test_the_trials_catch_a_safety_file_with_one_slot(tmp_path: Path) -> None:
     """Negative control: a safety file that overwrites its only copy in place is caught by

@@ -222,6 +222,7 @@ def test_lmdb_map_ceiling_is_a_storage_error(tmp_path: Path) -> None:
             disk.intake_put([(tx_key(raw), bytes(32), raw * 200)])
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 def test_store_invariants_survive_python_dash_o(tmp_path: Path) -> None:
     """A commit onto the wrong height is refused even where ``assert`` is compiled out."""
     script = f"""

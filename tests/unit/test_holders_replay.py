@@ -175,6 +175,7 @@ def test_holders_at_refuses_a_forged_next_header_and_bad_arguments(net: DemoNetw
     assert client.served == 0
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 def test_the_sdk_still_loads_without_the_storage_engine() -> None:
     """The replay's MemoryStore is imported when a replay starts: ``import client`` must
     not pull in LMDB (node.store's package imports it)."""

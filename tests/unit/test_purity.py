@@ -95,6 +95,7 @@ def test_the_builtin_check_fires_on_each(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 def test_pure_packages_do_not_pull_in_transport_or_storage() -> None:
     code = (
         "import sys, importlib\n"
@@ -121,6 +122,7 @@ def _guarded_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 @pytest.mark.slow
 def test_the_pure_layers_tests_pass_under_the_effect_guard(tmp_path: Path) -> None:
     run = _guarded_pytest(tmp_path, *GUARDED_TESTS)
@@ -192,6 +194,7 @@ EXPECTED = {
 }  # fmt: skip
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 @pytest.mark.slow
 def test_the_effect_guard_fires_on_each_planted_effect(tmp_path: Path) -> None:
     _write(tmp_path / "plant", PLANTED)

@@ -332,6 +332,7 @@ def test_a_corrupt_file_stops_the_store_from_opening(tmp_path: Path, net: DemoNe
         LmdbStore(tmp_path, net.genesis)
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 def test_a_validator_with_no_valid_slot_refuses_to_start_in_one_line(tmp_path: Path) -> None:
     """The real entry point, on a generated one-validator network: exit 2 with the reason,
     instead of serving with its votes forgotten."""

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 _PROBE = """
@@ -30,6 +32,7 @@ print(caught)
 """
 
 
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
 def test_settlement_invariants_hold_under_python_O() -> None:
     out = subprocess.run(
         [sys.executable, "-O", "-c", _PROBE],
