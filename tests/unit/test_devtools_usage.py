@@ -15,6 +15,9 @@ import pytest
 
 from tests.purity import ROOT
 
+# Each case runs a dev tool's --help in a child Python (tests/isolation.py).
+pytestmark = pytest.mark.serial
+
 
 def _runnable() -> list[str]:
     """The dev tools' modules that run as commands: a package's ``__main__`` or a module
