@@ -44,7 +44,7 @@ def test_an_acked_trade_survives_kill_9_of_the_accepting_node(tmp_path: Path) ->
             pb.WaitRequest(tx_id=ack.tx_id, timeout_ms=30_000, prove_result=True),
             timeout=30 + RPC_TIMEOUT_S,
         )
-        assert receipt.tx_id == ack.tx_id and receipt.code == 0
+        assert receipt.tx_id == ack.tx_id and receipt.code == pb.OK
         verify_receipt(Receipt.from_pb(receipt), demo.genesis)  # as the SDK does: no trust
         log = (net.run_dir / "logs" / f"{net.nodes[0].name}.log").read_text().splitlines()
         replayed = [json.loads(x) for x in log if '"intake_replayed"' in x]

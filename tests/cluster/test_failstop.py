@@ -124,7 +124,7 @@ def test_a_full_store_halts_the_node_and_a_restart_recovers(tmp_path: Path) -> N
         halted_height = int(str(fatal[0]["height"]))
 
         # The other three are a quorum: settling goes on without validator 0.
-        assert c.settle(c.txf.signed(c.txf.transfer()), via=2).code == 0
+        assert c.settle(c.txf.signed(c.txf.transfer()), via=2).code == pb.OK
 
         # Restart with room: it reopens at its last durable block and catches up.
         set_option(net, 0, "lmdb_map_size_max_bytes", None)
@@ -135,7 +135,7 @@ def test_a_full_store_halts_the_node_and_a_restart_recovers(tmp_path: Path) -> N
         assert c.status(0).height > halted_height
         assert not c.status(0).halted
         receipt = c.settle(c.txf.signed(c.txf.dvp()), via=0)
-        assert receipt.code == 0
+        assert receipt.code == pb.OK
         wait_until(
             lambda: c.status(0).height == c.status(1).height == receipt.height + 1,
             30,
