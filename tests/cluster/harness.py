@@ -123,3 +123,17 @@ def running_cluster(
         stop_cluster(net)
         left = [i for i in range(n) if is_running(net, i)]
         assert not left, f"nodes {left} still running after stop"
+
+
+def make_status(net: Network) -> tuple[int, dict[str, object]]:
+    """What `make status` runs: python -m devtools.cluster status --json, as its own
+    process; its exit code and the JSON document it printed."""
+    cmd = ["-m", "devtools.cluster", "--run-dir", str(net.run_dir), "status", "--json"]
+    r = subprocess.run(
+        [sys.executable, *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    doc: dict[str, object] = json.loads(r.stdout)
+    return r.returncode, doc

@@ -3,7 +3,6 @@ port, and its operational surfaces (health, reflection, metrics, status exit cod
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from node.netconfig import Network
 from node.store import LmdbStore
 from node.wire import peer_pb2 as peer_pb
 from node.wire import peer_pb2_grpc as peer_grpc
-from tests.cluster.harness import generate, wait_until
+from tests.cluster.harness import generate, make_status, wait_until
 from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert, _pem_key
 
 pytestmark = pytest.mark.slow
@@ -139,22 +138,8 @@ def test_health_reflection_metrics_and_status_exit_code(lone_node: Network) -> N
         assert metric in text, metric
 
     assert cluster.main(["--run-dir", str(net.run_dir), "status"]) == 1  # 3 nodes down
-    got = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devtools.cluster",
-            "--run-dir",
-            str(net.run_dir),
-            "status",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    doc = json.loads(got.stdout)
-    assert got.returncode == 1
+    code, doc = make_status(net)
+    assert code == 1
     assert [n["up"] for n in doc["nodes"]] == [True, False, False, False]
     assert len(doc["problems"]) == 3
 

@@ -25,7 +25,7 @@ from devtools.bench.load import usage_of, validator_usage
 from devtools.cluster import kill_node
 from node.netconfig import Network, NetworkNode
 from node.wire import ledger_pb2 as pb
-from tests.cluster.harness import Cluster, module_cluster, wait_until
+from tests.cluster.harness import Cluster, make_status, module_cluster, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -46,26 +46,6 @@ def _ledger_status(net: Network) -> tuple[int, dict[str, object]]:
         code = ledger(["--run-dir", str(net.run_dir), "status", "--json"])
     doc: dict[str, object] = json.loads(out.getvalue())
     return code, doc
-
-
-def _make_status(net: Network) -> tuple[int, dict[str, object]]:
-    """What `make status` runs: python -m devtools.cluster status, as its own process."""
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devtools.cluster",
-            "--run-dir",
-            str(net.run_dir),
-            "status",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    doc: dict[str, object] = json.loads(r.stdout)
-    return r.returncode, doc
 
 
 def _scrape(node: NetworkNode) -> str:
@@ -94,7 +74,7 @@ def _health(node: NetworkNode, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_both_status_commands_print_one_schema(traded: Cluster) -> None:
     net = traded.net
-    (lcode, ldoc), (mcode, mdoc) = _ledger_status(net), _make_status(net)
+    (lcode, ldoc), (mcode, mdoc) = _ledger_status(net), make_status(net)
     assert (lcode, mcode) == (0, 0)
     for doc in (ldoc, mdoc):
         assert schema_problems(doc) == [], doc
@@ -172,7 +152,7 @@ def one_down(traded: Cluster) -> Iterator[NetworkNode]:
 
 def test_a_node_down_is_unhealthy_everywhere(traded: Cluster, one_down: NetworkNode) -> None:
     net = traded.net
-    (lcode, ldoc), (mcode, mdoc) = _ledger_status(net), _make_status(net)
+    (lcode, ldoc), (mcode, mdoc) = _ledger_status(net), make_status(net)
     assert (lcode, mcode) == (1, 1)
     for doc in (ldoc, mdoc):
         assert schema_problems(doc) == [], doc
