@@ -10,7 +10,11 @@ and the replica unit tests all run this code:
    forgotten by a crash would let this node vote twice);
 2. send each message; one addressed to this node itself (a leader's own proposal, its own
    vote) is stepped back into the replica here, after the whole ``Ready`` is handled, so
-   it never crosses the network nor waits behind other events;
+   it never crosses the network. With a ``loopback`` port (the validator runtime) it is
+   stepped later instead, when the caller calls ``step_loopback``: the runtime does that
+   on the next event-loop turn, after the transport has written what this drain sent, so
+   a leader's peers get its certificate before it spends its own time on the certificate
+   (a lock's fdatasync, executing the block it commits);
 3. execute each committed block, in height order, and report its roots (``executed``);
 4. ``advance``; repeat until the replica has nothing left to do.
 
@@ -40,7 +44,16 @@ from node.core.mempool import AddResult
 from node.core.replica import Replica
 from node.core.types import Block, Message, QuorumCert
 
-__all__ = ["Engine", "EngineFailedError", "Execute", "Observer", "Rewrite", "SafetyStore", "Send"]
+__all__ = [
+    "Engine",
+    "EngineFailedError",
+    "Execute",
+    "Loopback",
+    "Observer",
+    "Rewrite",
+    "SafetyStore",
+    "Send",
+]
 
 
 class SafetyStore(Protocol):
@@ -53,6 +66,8 @@ Send = Callable[[int, Message], None]  # (destination validator, message): hand 
 Execute = Callable[[Block, QuorumCert], tuple[bytes, bytes]]
 # What actually leaves for one message the replica sends: (destination, message) pairs.
 Rewrite = Callable[[int, Message], Iterable[tuple[int, Message]]]
+# Messages to this node itself are waiting: call ``Engine.step_loopback`` soon (once).
+Loopback = Callable[[], None]
 
 
 class EngineFailedError(RuntimeError):
@@ -103,15 +118,19 @@ class Engine:
         *,
         rewrite: Rewrite | None = None,
         observers: Iterable[Observer] = (),
+        loopback: Loopback | None = None,
     ) -> None:
         self.replica = replica
         self._store, self._send, self._execute = store, send, execute
         self.rewrite = rewrite  # settable: the simulator corrupts an instance after boot
         self.observers: list[Observer] = list(observers)
         self._me = replica.cfg.me
-        # Loopback messages, stepped after each Ready: bounded by what one Ready addresses
-        # to this node (its proposal, its votes, the certificates it formed, its timeout).
+        # Loopback messages, stepped after each Ready (or, with a loopback port, at the
+        # caller's next step_loopback): bounded by what the Ready objects of one drain
+        # address to this node (its votes, the certificates it formed, its timeout).
         self._local: deque[Message] = deque()
+        self._loopback = loopback
+        self._loopback_due = False  # the port was called and step_loopback has not run
         self._draining = False
         self.failed: BaseException | None = None  # the exception that stopped the engine
 
@@ -168,6 +187,16 @@ class Engine:
             self._stop(e)
             raise
 
+    def step_loopback(self, now_ms: int | None) -> None:
+        """Step the messages this node sent itself so far, then drain (a ``loopback`` port's
+        call-back; without one, loopback happens inside every drain and this only drains)."""
+        self._check_running()
+        try:
+            self._drain_once(now_ms, step_local=True)
+        except Exception as e:
+            self._stop(e)
+            raise
+
     def deadline_ms(self) -> int | None:
         """When the caller's timer should call ``tick`` next (None: only on input)."""
         return self.replica.deadline_ms()
@@ -183,27 +212,35 @@ class Engine:
             self._stop(e)
             raise
 
-    def _drain_once(self, now_ms: int | None) -> None:
+    def _drain_once(self, now_ms: int | None, *, step_local: bool = False) -> None:
         if self._draining:
             return  # a port fed an input from inside the loop: the outer loop finishes it
         self._draining = True
         try:
-            self._drain(now_ms)
+            self._drain(now_ms, step_local)
         finally:
             self._draining = False
         for o in self.observers:
             o.on_drained()
 
-    def _drain(self, now_ms: int | None) -> None:
-        while True:
-            self._drain_ready()
-            if not self._local:
-                return
-            while self._local:
-                msg = self._local.popleft()
+    def _drain(self, now_ms: int | None, step_local: bool) -> None:
+        self._drain_ready()
+        while self._local:
+            if self._loopback is not None:
+                if not step_local:
+                    if not self._loopback_due:
+                        self._loopback_due = True
+                        self._loopback()
+                    return
+                step_local = False  # what these steps send to us waits for the next call
+                self._loopback_due = False
+            batch = list(self._local)
+            self._local.clear()
+            for msg in batch:
                 for o in self.observers:
                     o.on_step(self._me, msg, now_ms)
                 self.replica.step(self._me, msg, now_ms)
+            self._drain_ready()
 
     def _drain_ready(self) -> None:
         r = self.replica

@@ -180,7 +180,12 @@ class Node:
         )
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
         self.engine = Engine(
-            self.replica, store, self._send, self._execute, observers=[_Marks(self)]
+            self.replica,
+            store,
+            self._send,
+            self._execute,
+            observers=[_Marks(self)],
+            loopback=self._loopback_soon,
         )
         self._encoded: tuple[Message | None, bytes] = (None, b"")  # a broadcast: encode once
         self._timer: asyncio.TimerHandle | None = None
@@ -272,7 +277,7 @@ class Node:
                 loop = asyncio.get_running_loop()
                 self._intake_flush = loop.create_future()
                 loop.call_soon(self._guard, "intake", self._flush_intake)
-        self._drain(now)  # after the bookkeeping: a one-node cluster commits in here
+        self._drain(now)  # after the bookkeeping (a commit may settle what it recorded)
         return result
 
     def _flush_intake(self) -> None:
@@ -281,7 +286,7 @@ class Node:
         if flush is None:
             raise InvariantError("an intake flush ran with no batch")
         self._intake_flush, self._intake_batch = None, []
-        # One that committed already (a one-node cluster commits inside submit) is done.
+        # One that committed already (in a drain before this turn's flush) is done.
         mempool = self.replica.mempool
         try:
             self.store.intake_put([e for e in batch if mempool.contains_key(e[0])])
@@ -539,6 +544,16 @@ class Node:
 
     def _drain(self, now: int) -> None:
         self.engine.drain(now)
+        self._after_drain()
+
+    def _loopback_soon(self) -> None:
+        """The engine's loopback port: step what this node sent itself on the next loop
+        turn, behind the transport's writes of what it just sent its peers (a leader's
+        certificate leaves before the leader locks on it or executes the block it commits)."""
+        asyncio.get_running_loop().call_soon(self._guard, "loopback", self._loopback)
+
+    def _loopback(self) -> None:
+        self.engine.step_loopback(self._clock())
         self._after_drain()
 
     def _send(self, dst: int, msg: Message) -> None:

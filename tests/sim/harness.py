@@ -11,7 +11,9 @@ every applied block.
 Each instance runs the validator's own driver, :class:`~node.core.engine.Engine` (the
 ready loop of ``node/runtime/_node.py``): the harness only supplies its ports (the
 instance's ``MemoryStore``, a send into the simulated network, an execute that applies the
-block and shows it to the checker), a rewrite port for Byzantine code and an observer
+block and shows it to the checker, and, as the runtime does, a loopback port that steps
+what an instance sent itself as a later event at the same time, behind the other events
+due then), a rewrite port for Byzantine code and an observer
 (``_Watch``) for the checker's per-message hooks. A failing seed can replay with
 transcripts (``Cluster.transcripts``, ``node/core/transcript.py``).
 """
@@ -337,6 +339,7 @@ class Cluster:
             partial(self._apply, inst),
             rewrite=None if inst.byz is None else partial(self._byz_out, inst),
             observers=[_Watch(self, inst)],
+            loopback=partial(self._push_loopback, inst),
         )
         if self.transcripts is not None:
             self._record(inst)
@@ -369,6 +372,9 @@ class Cluster:
     def _push(self, at: int, kind: str, data: object) -> None:
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, kind, data))
+
+    def _push_loopback(self, inst: Instance) -> None:
+        self._push(self.now, "loopback", (inst.name, inst.engine))
 
     def send(self, src: Instance, dst: int, msg: Message) -> None:
         if self.drop_if is not None and self.drop_if(src, dst, msg):
@@ -435,6 +441,12 @@ class Cluster:
                 msg = inst.byz.incoming(src, msg)
             if inst.engine is not None and msg is not None:
                 inst.engine.step(src, msg, self.now)
+                self._charge_verified(inst, None)
+        elif kind == "loopback":
+            name, engine = data  # type: ignore[misc]
+            inst = self.instances[name]
+            if inst.engine is engine:  # not one a crash has since replaced
+                engine.step_loopback(self.now)
                 self._charge_verified(inst, None)
         elif kind == "tick":
             inst = self.instances[data]  # type: ignore[index]

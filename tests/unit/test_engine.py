@@ -88,6 +88,56 @@ def test_a_leader_makes_its_proposal_and_its_own_vote_durable_in_one_save() -> N
     assert [d for d, m in ports.of("send") if isinstance(m, Proposal)] == [1, 2, 3]
 
 
+def _deferred(n: int, me: int = 0) -> tuple[Engine, Ports, list[int]]:
+    """An engine with a loopback port, as the runtime builds it: the port only records
+    that it was called; the test plays the event loop's next turn (``step_loopback``)."""
+    net = Net(n=n, q=1 if n == 1 else None)
+    ports = Ports(net.disks[me])
+    called: list[int] = []
+    engine = Engine(
+        net.nodes[me],
+        ports,
+        ports.send,
+        ports.execute,
+        observers=[ports],
+        loopback=lambda: called.append(len(ports.calls)),
+    )
+    return engine, ports, called
+
+
+def test_with_a_loopback_port_what_a_node_sends_itself_waits_for_the_next_turn() -> None:
+    """The runtime's mode: a drain sends to the peers and only then, on a later call,
+    steps what the node sent itself, so its peers' copies leave first."""
+    engine, ports, called = _deferred(4, me=0)
+    engine.submit(b"trade-1", 1_000)
+    assert ports.of("step") == []  # its own vote waits
+    assert len(called) == 1 and called[0] == len(ports.calls)  # after every send
+    assert [d for d, m in ports.of("send") if isinstance(m, Proposal)] == [1, 2, 3]
+    engine.submit(b"trade-2", 1_000)  # more input before the next turn: no second call
+    assert len(called) == 1 and ports.of("step") == []
+    engine.step_loopback(1_000)
+    assert [type(m) for _, m in ports.of("step")] == [Vote]
+
+
+def test_with_a_loopback_port_a_one_node_cluster_commits_one_turn_per_step() -> None:
+    """Each vote and certificate it sends itself is stepped on the turn after: its
+    prepare vote, the prepare QC (it locks and votes to commit), its commit vote, the
+    commit QC (it commits and executes). The same result as inside one submit without
+    the port (the first test), four turns later."""
+    engine, ports, called = _deferred(1)
+    engine.submit(b"trade-1", 1_000)
+    turns = 0
+    while ports.disk.committed_height() == 0:
+        assert len(called) == turns + 1  # one call per turn with something to step
+        engine.step_loopback(1_000)
+        turns += 1
+        assert turns <= 5, "the block never committed"
+    assert turns == 4
+    assert [type(m) for _, m in ports.of("step")] == [Vote, QCMessage, Vote, QCMessage]
+    assert "send" not in [k for k, _ in ports.calls]
+    assert engine.replica.executed_height == 1
+
+
 def test_rewrite_sees_every_message_and_decides_what_leaves_loopback_included() -> None:
     net = Net(n=1, q=1)
     ports = Ports(net.disks[0])
