@@ -376,9 +376,14 @@ class Replica:
     def _send(self, dst: int, msg: Message) -> None:
         self._out.append((dst, msg))
 
-    def _broadcast(self, msg: Message) -> None:
+    def _broadcast(self, msg: Message, first: int | None = None) -> None:
+        """To every validator, this one included; ``first`` ahead of the others (the
+        transport writes in this order, one peer after another)."""
+        if first is not None:
+            self._out.append((first, msg))
         for dst in range(self.n):
-            self._out.append((dst, msg))
+            if dst != first:
+                self._out.append((dst, msg))
 
     def _persist(self, **changes: object) -> None:
         self.safety = replace(self.safety, **changes)  # type: ignore[arg-type]
@@ -749,7 +754,10 @@ class Replica:
             src, v, view=self.view, leads=leads, proposal=self._proposal, certs=self._certs
         ):
             case QuorumCert() as qc:
-                self._broadcast(QCMessage(qc))
+                # A commit certificate goes to the next view's leader first: its proposal
+                # waits for it, while the others only apply the block.
+                nxt = self.leader(qc.view + 1) if qc.phase is Phase.COMMIT else None
+                self._broadcast(QCMessage(qc), first=nxt)
             case Reason() as reason:
                 self._refuse(Kind.VOTE, reason)
             case None:

@@ -1526,3 +1526,17 @@ MUTANTS += [
            tests=["tests/unit/test_isolation.py::test_the_guard_flags_every_way_of_starting_a_process"]),
 ]
 # fmt: on
+
+# Issue 13, session 12: the runtime steps a node's own messages after its sends leave.
+# fmt: off
+MUTANTS += [
+    Mutant("engine-loopback-port-ignored", "node/core/engine.py",
+           old="            if self._loopback is not None:\n", new="            if False:\n",
+           breaks="with a loopback port, a leader still locks and executes before its certificate leaves",
+           tests=["tests/unit/test_engine.py::test_with_a_loopback_port_what_a_node_sends_itself_waits_for_the_next_turn"]),
+    Mutant("commit-qc-next-leader-not-first", "node/core/replica.py",
+           old="self._broadcast(QCMessage(qc), first=nxt)", new="self._broadcast(QCMessage(qc))",
+           breaks="the next leader gets the commit certificate it proposes on behind every other peer",
+           tests=["tests/unit/test_core_replica.py::test_a_commit_certificate_goes_to_the_next_leader_first"]),
+]
+# fmt: on

@@ -16,6 +16,7 @@ from node.core import (
     Message,
     Phase,
     Proposal,
+    QCMessage,
     Quorum,
     QuorumCert,
     Replica,
@@ -202,6 +203,30 @@ def test_first_transaction_is_proposed_at_once_and_committed_everywhere() -> Non
     net.tick(60_000)
     assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]  # no more blocks
     assert all(node.deadline_ms() is None for node in net.nodes)  # quiet again
+
+
+def test_a_commit_certificate_goes_to_the_next_leader_first() -> None:
+    """The next view's proposal waits for it, the others only apply the block: the
+    transport writes in send order, so the next leader is first. (A prepare QC goes out
+    in index order.) Leader 0's next is validator 1 in plain index order, which would
+    pass by luck; a 7-node cluster's schedule strides (3 of 7), so the next is not 1."""
+    net = Net(n=7)
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    nxt = net.nodes[0].leader(1)
+    assert nxt not in (0, 1)  # the stride makes the order tell
+    commit_qcs = [
+        dst
+        for kind, dst, msg in net.outboxes[0].log
+        if kind == "send" and isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT
+    ]
+    assert commit_qcs[0] == nxt and sorted(commit_qcs) == list(range(7))
+    prepare_qcs = [
+        dst
+        for kind, dst, msg in net.outboxes[0].log
+        if kind == "send" and isinstance(msg, QCMessage) and msg.qc.phase is Phase.PREPARE
+    ]
+    assert prepare_qcs == list(range(7))
 
 
 def test_an_empty_block_needs_a_parent_with_transactions() -> None:
