@@ -29,6 +29,14 @@ The figures:
   (``first_qc``), its commit certificate (``commit``), applied it (``applied``), and to the
   client's notification (``notified``). ``phases_samples`` counts the trades whose block
   has a timeline entry.
+- ``blocks``: the blocks whose proposal any validator saw in the window (``count``),
+  committed trades per block over the window (``trades_per_block``), and the medians of a
+  block's steps, each from the first validator to reach it: proposal to first QC
+  (``to_first_qc_ms``), to commit QC (``to_commit_ms``), to applied (``to_applied_ms``),
+  from applied to the next height's proposal (``applied_to_next_ms``), and from one
+  proposal to the next (``interval_ms``); ``cpu_ms_per_block_per_validator`` is the
+  validators' mean CPU in the window per block (F, the cost a block puts on each
+  validator: on a machine the validators saturate, the interval is about n * F / cores).
 - ``cpu_us_per_trade_per_validator``: validator CPU spent in the window, averaged over
   validators, per trade committed in the window. Compare with ``verify_us_per_trade`` (the
   Ed25519 verify cost of one trade's signatures): ``cpu_vs_verify`` says how many times the bare
@@ -179,6 +187,47 @@ def overload(raw: dict[str, Any], counted: list[dict[str, Any]], window_s: float
     }
 
 
+_BLOCK_STEPS = ("proposed_us", "prepare_qc_us", "commit_qc_us", "applied_us")
+
+
+def blocks_summary(
+    raw: dict[str, Any], committed_in_window: int, cpu_us_per_validator: float | None
+) -> dict[str, Any]:
+    """Per-block figures from the timeline (see ``blocks`` in the module docstring)."""
+    lo, hi = raw["window"]["start_us"], raw["window"]["end_us"]
+    timeline = {int(h): e for h, e in raw.get("timeline", {}).items()}
+    heights = sorted(
+        h
+        for h, e in timeline.items()
+        if e.get("proposed_us") is not None and lo <= e["proposed_us"] < hi
+    )
+    steps: dict[str, list[float]] = {
+        k: [] for k in ("to_first_qc_ms", "to_commit_ms", "to_applied_ms", "applied_to_next_ms")
+    }
+    intervals: list[float] = []
+    for h in heights:
+        e = timeline[h]
+        at = [e.get(k) for k in _BLOCK_STEPS]
+        for name, a, b in zip(steps, at, at[1:], strict=False):
+            if a is not None and b is not None:
+                steps[name].append((b - a) / 1000)
+        nxt = timeline.get(h + 1, {}).get("proposed_us")
+        if nxt is not None:
+            intervals.append((nxt - e["proposed_us"]) / 1000)
+            if at[3] is not None:
+                steps["applied_to_next_ms"].append((nxt - at[3]) / 1000)
+    count = len(heights)
+    return {
+        "count": count,
+        "trades_per_block": _r(committed_in_window / count if count else None, 2),
+        **{k: _r(statistics.median(v) if v else None) for k, v in steps.items()},
+        "interval_ms": _r(statistics.median(intervals) if intervals else None),
+        "cpu_ms_per_block_per_validator": _r(
+            cpu_us_per_validator / count / 1000 if cpu_us_per_validator and count else None
+        ),
+    }
+
+
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     """The benchmark result (JSON-serialisable) for one raw run; see the module docstring."""
     cfg: dict[str, Any] = dict(raw.get("config", {}))
@@ -245,6 +294,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             p: _r(statistics.median(xs)) if xs else None for p, xs in phase_samples.items()
         },
         "phases_samples": with_timeline,
+        "blocks": blocks_summary(raw, done_in_window, cpu_per_val),
         "cpu_us_per_trade_per_validator": _r(cpu_per_trade, 1),
         "cpu_cores_used": _r(_ratio(cpu_total, window_s) if vals else None),
         "rss_mb_per_validator": {
@@ -383,7 +433,7 @@ def table(result: dict[str, Any]) -> str:
     """A plain-text, two-column summary of a result from summarize()."""
     cfg, ph = result["config"], result["phases_ms"]
     lat, sent, lag = result["latency_ms"], result["latency_sent_ms"], result["send_lag_ms"]
-    rss, over = result["rss_mb_per_validator"], result["overload"]
+    rss, over, bl = result["rss_mb_per_validator"], result["overload"], result["blocks"]
     failed = ", ".join(f"{k} {v}" for k, v in result["failed_by_code"].items()) or "none"
     rows = [
         ("validators n / quorum q", f"{_fmt(cfg.get('n'))} / {_fmt(cfg.get('q'))}"),
@@ -412,6 +462,18 @@ def table(result: dict[str, Any]) -> str:
         *[(f"send lag {_name(k)} (behind schedule)", _fmt(v, " ms")) for k, v in lag.items()],
         *[(f"phase {p} (median)", _fmt(ph[p], " ms")) for p in PHASES],
         ("phase samples", _fmt(result["phases_samples"])),
+        (
+            "blocks proposed / trades per block",
+            f"{_fmt(bl['count'])} / {_fmt(bl['trades_per_block'])}",
+        ),
+        (
+            "block steps (medians)",
+            f"first QC {_fmt(bl['to_first_qc_ms'])}, commit QC {_fmt(bl['to_commit_ms'])}, "
+            f"applied {_fmt(bl['to_applied_ms'])}, next proposal "
+            f"{_fmt(bl['applied_to_next_ms'])} ms",
+        ),
+        ("block interval (median)", _fmt(bl["interval_ms"], " ms")),
+        ("CPU per block per validator", _fmt(bl["cpu_ms_per_block_per_validator"], " ms")),
         ("CPU per trade per validator", _fmt(result["cpu_us_per_trade_per_validator"], " us")),
         ("verify cost per trade", _fmt(result["verify_us_per_trade"], " us")),
         ("CPU / verify cost", _fmt(result["cpu_vs_verify"], "x")),

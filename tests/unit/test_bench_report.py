@@ -142,6 +142,50 @@ def validators() -> list[dict[str, Any]]:
     ]
 
 
+def test_block_figures_from_the_timeline() -> None:
+    """Three blocks proposed in the window, 10 ms apart (one before it, not counted), each
+    step a known length; F is the validators' mean CPU in the window per block."""
+    ms = 1000
+    timeline = {
+        "1": {"proposed_us": LO - 10 * ms},  # before the window
+        **{
+            str(h): {
+                "proposed_us": LO + (h - 2) * 10 * ms,
+                "prepare_qc_us": LO + (h - 2) * 10 * ms + 2 * ms,
+                "commit_qc_us": LO + (h - 2) * 10 * ms + 5 * ms,
+                "applied_us": LO + (h - 2) * 10 * ms + 6 * ms,
+            }
+            for h in (2, 3, 4)
+        },
+        "5": {"proposed_us": HI + 5 * ms},  # after: the last interval's end only
+    }
+    trades = [trade(LO + i * 1000, 1.0) for i in range(6)]
+    vals = [
+        {
+            "name": f"node-0{i}",
+            "cpu_s_start": 1.0,
+            "cpu_s_end": 1.03,
+            "rss_anon_mb_start": 30.0,
+            "rss_anon_mb_end": 30.0,
+        }
+        for i in range(4)
+    ]
+    blocks = report.summarize(raw_run(trades, timeline=timeline, validators=vals))["blocks"]
+    assert blocks["count"] == 3 and blocks["trades_per_block"] == 2.0
+    assert (blocks["to_first_qc_ms"], blocks["to_commit_ms"], blocks["to_applied_ms"]) == (
+        2.0,
+        3.0,
+        1.0,
+    )
+    assert blocks["applied_to_next_ms"] == 4.0  # 6 ms in, the next 10 ms in (h 4: 9.999 s)
+    assert blocks["interval_ms"] == 10.0
+    assert blocks["cpu_ms_per_block_per_validator"] == 10.0  # 30 ms of CPU each, 3 blocks
+    text = report.table(report.summarize(raw_run(trades, timeline=timeline, validators=vals)))
+    assert re.search(r"blocks proposed / trades per block +3 / 2\n", text)
+    assert re.search(r"block interval \(median\) +10 ms\n", text)
+    assert re.search(r"CPU per block per validator +10 ms\n", text)
+
+
 def test_cpu_and_crypto_bound_arithmetic() -> None:
     result = report.summarize(raw_run(thousand_trades(), validators=validators()))
     # 2e6 us per validator over the 1000 trades final in the window (all end before HI).
