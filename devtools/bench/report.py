@@ -36,7 +36,10 @@ The figures:
   from applied to the next height's proposal (``applied_to_next_ms``), and from one
   proposal to the next (``interval_ms``); ``cpu_ms_per_block_per_validator`` is the
   validators' mean CPU in the window per block (F, the cost a block puts on each
-  validator: on a machine the validators saturate, the interval is about n * F / cores).
+  validator: on a machine the validators saturate, the interval is about n * F / cores);
+  ``later_block_share``: of the committed trades with a timeline entry, the share whose
+  block was not the first proposed after their submit (the trade reached that proposer
+  too late, and waited one more interval).
 - ``cpu_us_per_trade_per_validator``: validator CPU spent in the window, averaged over
   validators, per trade committed in the window. Compare with ``verify_us_per_trade`` (the
   Ed25519 verify cost of one trade's signatures): ``cpu_vs_verify`` says how many times the bare
@@ -77,6 +80,7 @@ trade's latency against its scheduled send time, both measures) and
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 from collections import Counter
@@ -190,6 +194,22 @@ def overload(raw: dict[str, Any], counted: list[dict[str, Any]], window_s: float
 _BLOCK_STEPS = ("proposed_us", "prepare_qc_us", "commit_qc_us", "applied_us")
 
 
+def _later_block_share(raw: dict[str, Any], timeline: dict[int, dict[str, Any]]) -> float | None:
+    heights = sorted(h for h, e in timeline.items() if e.get("proposed_us") is not None)
+    proposed = [timeline[h]["proposed_us"] for h in heights]
+    later = total = 0
+    for t in _counted(raw):
+        h = t.get("height")
+        if not is_committed(t) or h not in timeline or timeline[h].get("proposed_us") is None:
+            continue
+        first = bisect.bisect_right(proposed, t["start_us"])  # the first proposal after it
+        if first == len(heights) or heights[first] > h:
+            continue  # none after it in the timeline, or clocks disagree: no answer
+        total += 1
+        later += heights[first] < h
+    return later / total if total else None
+
+
 def blocks_summary(
     raw: dict[str, Any], committed_in_window: int, cpu_us_per_validator: float | None
 ) -> dict[str, Any]:
@@ -225,6 +245,7 @@ def blocks_summary(
         "cpu_ms_per_block_per_validator": _r(
             cpu_us_per_validator / count / 1000 if cpu_us_per_validator and count else None
         ),
+        "later_block_share": _r(_later_block_share(raw, timeline)),
     }
 
 
@@ -473,6 +494,7 @@ def table(result: dict[str, Any]) -> str:
             f"{_fmt(bl['applied_to_next_ms'])} ms",
         ),
         ("block interval (median)", _fmt(bl["interval_ms"], " ms")),
+        ("trades in a later block than the next", _fmt(bl["later_block_share"])),
         ("CPU per block per validator", _fmt(bl["cpu_ms_per_block_per_validator"], " ms")),
         ("CPU per trade per validator", _fmt(result["cpu_us_per_trade_per_validator"], " us")),
         ("verify cost per trade", _fmt(result["verify_us_per_trade"], " us")),

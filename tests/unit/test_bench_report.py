@@ -186,6 +186,25 @@ def test_block_figures_from_the_timeline() -> None:
     assert re.search(r"CPU per block per validator +10 ms\n", text)
 
 
+def test_trades_that_missed_the_next_proposal_are_counted() -> None:
+    """Blocks proposed at 0, 10 and 20 ms into the window. A trade sent at 1 ms that lands
+    in the block of 10 ms made the next one; one sent at 2 ms that lands at 20 ms did not;
+    one sent after the last proposal, or whose block has no timeline entry, is not
+    counted either way."""
+    ms = 1000
+    timeline = {str(h): {"proposed_us": LO + (h - 1) * 10 * ms} for h in (1, 2, 3)}
+    trades = [
+        trade(LO + 1 * ms, 30.0, height=2),  # next block
+        trade(LO + 2 * ms, 30.0, height=3),  # one later
+        trade(LO + 3 * ms, 30.0, height=2),  # next block
+        trade(LO + 4 * ms, 30.0, height=2),  # next block
+        trade(LO + 25 * ms, 30.0, height=3),  # sent after block 3 was proposed: no answer
+        trade(LO + 5 * ms, 30.0, height=9),  # no timeline entry
+    ]
+    blocks = report.summarize(raw_run(trades, timeline=timeline))["blocks"]
+    assert blocks["later_block_share"] == 0.25
+
+
 def test_cpu_and_crypto_bound_arithmetic() -> None:
     result = report.summarize(raw_run(thousand_trades(), validators=validators()))
     # 2e6 us per validator over the 1000 trades final in the window (all end before HI).
