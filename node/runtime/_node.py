@@ -198,7 +198,7 @@ class Node:
         self.timeline = Timeline(TIMELINE_HEIGHTS_MAX)
         self._halt_logged = False
         self.fatal: str | None = None  # why the node halted itself (fail-stop), if it did
-        self._stopped = False  # halted: no more input reaches the replica or the store
+        self._stopped = False  # halted or closed: no more input reaches the replica or store
         self.on_halt: Callable[[], None] = lambda: None  # set by the server: stop the process
         self._intake_batch: list[tuple[bytes, bytes, bytes]] = []  # acked once durable
         self._intake_flush: asyncio.Future[None] | None = None
@@ -333,6 +333,12 @@ class Node:
             self.store.intake_drop(stale)
             event("intake_replayed", txs=len(entries) - len(stale), pruned=len(stale))
         self._drain(now)
+
+    def close(self) -> None:
+        """The servers have stopped and the store is about to close: callbacks still queued
+        on the loop (a loopback step, an intake flush) must not reach it any more."""
+        self._stopped = True
+        self.stop()
 
     def stop(self) -> None:
         if self._timer is not None:

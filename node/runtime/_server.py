@@ -206,6 +206,7 @@ async def _serve(
         node.stop()
         grace = SHUTDOWN_GRACE_MS / 1000
         await asyncio.gather(client_server.stop(grace), peer_server.stop(grace))
+        node.close()
         event("stopped", height=store.head().height)
     return 0 if node.halted is None else node.exit_code
 

@@ -195,6 +195,31 @@ async def test_a_commit_prunes_the_intake_log() -> None:
     assert store.intake_count() == 0  # the commit pruned it
 
 
+async def test_after_close_a_queued_loopback_step_does_not_reach_the_store() -> None:
+    """Shutdown: the servers stop, ``close`` runs, then the store closes while the loop
+    may still run callbacks queued before (a one-node cluster's next loopback step). They
+    must do nothing: no block, no fatal halt on a closed store. Without ``close`` the
+    same callbacks commit the block (the control below)."""
+
+    async def accepted_then(close: bool) -> Harness:
+        net = solo_net()
+        h = Harness(net, MemoryStore(net.genesis))
+        h.node.start()
+        txf = TxFactory(net)
+        assert await h.submit(txf.signed(txf.transfer())) is AddResult.ACCEPTED
+        if close:
+            h.node.close()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        return h
+
+    closed = await accepted_then(close=True)
+    assert closed.store.head().height == 0 and closed.node.halted is None
+    assert closed.halts == 0
+    control = await accepted_then(close=False)
+    assert control.store.head().height == 1
+
+
 def test_lmdb_intake_survives_reopen_and_commits_prune_it(tmp_path: Path) -> None:
     net = shared_net()
     txf = TxFactory(net)
