@@ -191,6 +191,9 @@ class Engine:
         """Step the messages this node sent itself so far, then drain (a ``loopback`` port's
         call-back; without one, loopback happens inside every drain and this only drains)."""
         self._check_running()
+        # Cleared first: what this drain sends us asks the port again. (The port must
+        # not call back before it returns: from inside a drain this call would do nothing.)
+        self._loopback_due = False
         try:
             self._drain_once(now_ms, step_local=True)
         except Exception as e:
@@ -233,7 +236,6 @@ class Engine:
                         self._loopback()
                     return
                 step_local = False  # what these steps send to us waits for the next call
-                self._loopback_due = False
             batch = list(self._local)
             self._local.clear()
             for msg in batch:
