@@ -59,13 +59,17 @@ PYTEST_SERIAL = $(PY) -m pytest -q
 
 #? test: run the whole test suite (sets itself up first), the tests that start no process on WORKERS=2 cores first, then the serial ones
 test: setup
-	$(PYTEST_PARALLEL) -m "not serial"
-	$(PYTEST_SERIAL) -m serial
+	@rc=0; \
+	echo '$(PYTEST_PARALLEL) -m "not serial"'; $(PYTEST_PARALLEL) -m "not serial" || rc=$$?; \
+	echo '$(PYTEST_SERIAL) -m serial'; $(PYTEST_SERIAL) -m serial || rc=$$?; \
+	exit $$rc
 
 #? test-fast: run the suite without the slow tests (crash trials, long simulations, clusters), split the same way
 test-fast: setup
-	$(PYTEST_PARALLEL) -m "not slow and not serial"
-	$(PYTEST_SERIAL) -m "not slow and serial"
+	@rc=0; \
+	echo '$(PYTEST_PARALLEL) -m "not slow and not serial"'; $(PYTEST_PARALLEL) -m "not slow and not serial" || rc=$$?; \
+	echo '$(PYTEST_SERIAL) -m "not slow and serial"'; $(PYTEST_SERIAL) -m "not slow and serial" || rc=$$?; \
+	exit $$rc
 
 #? lint: ruff on everything, mypy --strict on node/, client/ and devtools/
 lint: setup
