@@ -191,10 +191,12 @@ class Engine:
         """Step the messages this node sent itself so far, then drain (a ``loopback`` port's
         call-back; without one, loopback happens inside every drain and this only drains)."""
         self._check_running()
-        # Cleared first: what this drain sends us asks the port again. (The port must
-        # not call back before it returns: from inside a drain this call would do nothing.)
-        self._loopback_due = False
         try:
+            if self._draining:
+                # From inside a drain this call could do nothing, and the messages would
+                # wait for some later input: the port must call back after it returns.
+                raise RuntimeError("step_loopback called from inside a drain")
+            self._loopback_due = False  # what this drain sends us asks the port again
             self._drain_once(now_ms, step_local=True)
         except Exception as e:
             self._stop(e)

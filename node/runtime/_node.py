@@ -252,11 +252,11 @@ class Node:
         """A client's transaction with its id, already prechecked (node/runtime/_api.py).
         Returns ACCEPTED (or DUPLICATE) only once the transaction is in the fsynced intake
         log; raises NodeHaltedError if the node halted (before or while making it durable)."""
-        if self.halted is not None:
-            raise NodeHaltedError(f"node halted: {self.halted}")
+        if self._stopped or self.halted is not None:
+            raise NodeHaltedError(self._why_stopped())
         result = self._guard("submit", self._submit, raw, tid)
         if result is None:
-            raise NodeHaltedError(f"node halted: {self.halted}")
+            raise NodeHaltedError(self._why_stopped())
         flush = self._intake_flush
         if flush is not None and result is not AddResult.FULL:
             # A duplicate may be the same transaction still on its way to disk: wait too.
@@ -336,9 +336,11 @@ class Node:
 
     def close(self) -> None:
         """The servers have stopped and the store is about to close: callbacks still queued
-        on the loop (a loopback step, an intake flush) must not reach it any more."""
+        on the loop (a loopback step, an intake flush) must not reach it any more, and a
+        submit still waiting for its intake write is answered (not durable: refused)."""
         self._stopped = True
         self.stop()
+        self._fail_intake_flush(NodeHaltedError("node shut down: the intake write did not run"))
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -381,11 +383,17 @@ class Node:
         self._stopped = True
         self.metrics.halted.set(1)
         self.stop()
+        self._fail_intake_flush(NodeHaltedError(f"node halted: {self.halted}"))
+        self.on_halt()
+
+    def _why_stopped(self) -> str:
+        return "node shut down" if self.halted is None else f"node halted: {self.halted}"
+
+    def _fail_intake_flush(self, error: NodeHaltedError) -> None:
         flush, self._intake_flush, self._intake_batch = self._intake_flush, None, []
         if flush is not None and not flush.done():
-            flush.set_exception(NodeHaltedError(f"node halted: {self.halted}"))
+            flush.set_exception(error)
             flush.exception()  # retrieved: a submit that awaits it raises, none may
-        self.on_halt()
 
     def _guard(self, where: str, fn: Callable[..., _T], *args: Any) -> _T | None:
         """Run one driver step; any exception halts the node. None once halted."""

@@ -203,12 +203,19 @@ async def _serve(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        node.stop()
-        grace = SHUTDOWN_GRACE_MS / 1000
-        await asyncio.gather(client_server.stop(grace), peer_server.stop(grace))
-        node.close()
+        await _stop_servers(node, (client_server, peer_server))
         event("stopped", height=store.head().height)
     return 0 if node.halted is None else node.exit_code
+
+
+async def _stop_servers(node: Node, servers: tuple[grpc.aio.Server, ...]) -> None:
+    """Stop the servers (in-flight calls get the grace period), then close the node:
+    whatever happened, nothing still queued on the loop reaches the store after this."""
+    node.stop()
+    try:
+        await asyncio.gather(*(s.stop(SHUTDOWN_GRACE_MS / 1000) for s in servers))
+    finally:
+        node.close()
 
 
 def _peer_links(

@@ -1538,5 +1538,14 @@ MUTANTS += [
            old="self._broadcast(QCMessage(qc), first=nxt)", new="self._broadcast(QCMessage(qc))",
            breaks="the next leader gets the commit certificate it proposes on behind every other peer",
            tests=["tests/unit/test_core_replica.py::test_a_commit_certificate_goes_to_the_next_leader_first"]),
+    Mutant("sim-loopback-port-off", "tests/sim/harness.py",
+           old="            loopback=partial(self._push_loopback, inst),\n", new="",
+           breaks="the simulator's seeds step loopback inside the drain, an order the runtime never runs",
+           tests=["tests/sim/test_sim.py::test_the_simulator_runs_the_runtimes_loopback_order"]),
+    Mutant("close-leaves-submit-waiting", "node/runtime/_node.py",
+           old='        self._fail_intake_flush(NodeHaltedError("node shut down: the intake write did not run"))\n',
+           new="",
+           breaks="at shutdown a submit waiting for its intake write is never answered",
+           tests=["tests/unit/test_failstop.py::test_close_answers_a_submit_still_waiting_for_its_intake_write"]),
 ]
 # fmt: on

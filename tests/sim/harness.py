@@ -201,6 +201,11 @@ class Cluster:
         self.start_view: dict[bytes, int] = {}
         self._watching = False
         self.events_run = 0
+        # The runtime's loopback order, exercised: loopback steps run, and inputs stepped
+        # on an instance while its loopback step was pending (peer messages, ticks).
+        self.loopback_steps = 0
+        self.loopback_overtaken = 0
+        self._loopback_pending: set[int] = set()
         self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
         self.kept_down: set[int] = set()  # instances that stay crashed after heal
         self._wired: tuple[object, Message | None] = (None, None)  # last message through wire()
@@ -374,6 +379,7 @@ class Cluster:
         heapq.heappush(self._events, (at, self._seq, kind, data))
 
     def _push_loopback(self, inst: Instance) -> None:
+        self._loopback_pending.add(inst.name)
         self._push(self.now, "loopback", (inst.name, inst.engine))
 
     def send(self, src: Instance, dst: int, msg: Message) -> None:
@@ -440,12 +446,15 @@ class Cluster:
             if inst.core is not None and inst.byz is not None:
                 msg = inst.byz.incoming(src, msg)
             if inst.engine is not None and msg is not None:
+                self.loopback_overtaken += name in self._loopback_pending
                 inst.engine.step(src, msg, self.now)
                 self._charge_verified(inst, None)
         elif kind == "loopback":
             name, engine = data  # type: ignore[misc]
             inst = self.instances[name]
             if inst.engine is engine:  # not one a crash has since replaced
+                self._loopback_pending.discard(name)
+                self.loopback_steps += 1
                 engine.step_loopback(self.now)
                 self._charge_verified(inst, None)
         elif kind == "tick":

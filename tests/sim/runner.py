@@ -138,6 +138,8 @@ class RunResult:
     refused: dict[str, int] = field(default_factory=dict)  # codes honest admission answered
     refusals: dict[str, int] = field(default_factory=dict)  # honest Replica.refused, summed
     crafted: dict[str, int] = field(default_factory=dict)  # Byzantine messages, by kind
+    loopback_steps: int = 0  # the runtime's deferred loopback, stepped (harness.Cluster)
+    loopback_overtaken: int = 0  # peer messages stepped while a loopback step was pending
 
 
 def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
@@ -329,7 +331,7 @@ def _run(cl: Cluster, sc: Scenario, keep_down: int | None) -> RunResult:
         len(cl.acked), dict(cl.sent), waited,
         {c.name: k for c, k in cl.checker.codes.items()},
         {c.name: k for c, k in cl.admission_codes.items()}, dict(cl.honest_refusals()),
-        dict(cl.crafted()),
+        dict(cl.crafted()), cl.loopback_steps, cl.loopback_overtaken,
     )  # fmt: skip
 
 

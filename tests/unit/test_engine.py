@@ -138,6 +138,23 @@ def test_with_a_loopback_port_a_one_node_cluster_commits_one_turn_per_step() -> 
     assert engine.replica.executed_height == 1
 
 
+def test_a_loopback_port_that_calls_back_at_once_stops_the_engine() -> None:
+    """step_loopback from inside a drain could do nothing (the messages would wait for
+    some later input): it is a bug in the caller, so the engine fails loudly."""
+    net = Net(n=1, q=1)
+    ports = Ports(net.disks[0])
+    engine: Engine
+
+    def at_once() -> None:
+        engine.step_loopback(1_000)
+
+    engine = Engine(net.nodes[0], ports, ports.send, ports.execute, loopback=at_once)
+    with pytest.raises(RuntimeError, match="inside a drain"):
+        engine.submit(b"trade-1", 1_000)
+    with pytest.raises(EngineFailedError):
+        engine.step_loopback(1_000)
+
+
 def test_rewrite_sees_every_message_and_decides_what_leaves_loopback_included() -> None:
     net = Net(n=1, q=1)
     ports = Ports(net.disks[0])

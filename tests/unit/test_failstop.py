@@ -220,6 +220,23 @@ async def test_after_close_a_queued_loopback_step_does_not_reach_the_store() -> 
     assert control.store.head().height == 1
 
 
+async def test_close_answers_a_submit_still_waiting_for_its_intake_write() -> None:
+    """Its flush was queued and will never run: the submit is refused (not durable, so not
+    acknowledged), not left waiting; a later submit is refused as a shutdown."""
+    net = solo_net()
+    h = Harness(net, MemoryStore(net.genesis))
+    h.node.start()
+    txf = TxFactory(net)
+    waiting = asyncio.create_task(h.submit(txf.signed(txf.transfer())))
+    await asyncio.sleep(0)  # submit ran and waits for the intake write
+    h.node.close()
+    with pytest.raises(NodeHaltedError, match="shut down"):
+        await asyncio.wait_for(waiting, 5)
+    with pytest.raises(NodeHaltedError, match="node shut down"):
+        await h.submit(txf.signed(txf.transfer(amount=2)))
+    assert h.halts == 0 and h.node.halted is None
+
+
 def test_lmdb_intake_survives_reopen_and_commits_prune_it(tmp_path: Path) -> None:
     net = shared_net()
     txf = TxFactory(net)
