@@ -191,7 +191,7 @@ def overload(raw: dict[str, Any], counted: list[dict[str, Any]], window_s: float
     }
 
 
-_BLOCK_STEPS = ("proposed_us", "prepare_qc_us", "commit_qc_us", "applied_us")
+_BLOCK_STEPS = tuple(key for key in PHASES.values() if key != "end_us")  # a block's own
 
 
 def _later_block_share(raw: dict[str, Any], timeline: dict[int, dict[str, Any]]) -> float | None:
