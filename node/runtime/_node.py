@@ -63,7 +63,7 @@ from node.core import (
     encode_message,
     encode_qc,
 )
-from node.core.engine import Engine, Observer
+from node.core.engine import Engine, Observer, SpeculationCache
 from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.transcript import describe
 from node.invariant import InvariantError, require
@@ -76,6 +76,7 @@ from node.runtime._source import StoreSource, _decode_stored
 from node.runtime._timeline import Step, Timeline
 from node.settlement import (
     BlockContext,
+    BlockOutcome,
     Genesis,
     ResultCode,
     TxResult,
@@ -167,8 +168,15 @@ class Node:
             tx_check=self._forward_ok,
         )
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
+        # Outcomes of certified blocks executed before their commit (ADR 0012).
+        self._speculated: SpeculationCache[BlockOutcome] = SpeculationCache()
         self.engine = Engine(
-            self.replica, store, self._send, self._execute, observers=[_Marks(self)]
+            self.replica,
+            store,
+            self._send,
+            self._execute,
+            observers=[_Marks(self)],
+            speculate=self._speculate,
         )
         self._encoded: tuple[Message | None, bytes] = (None, b"")  # a broadcast: encode once
         self._timer: asyncio.TimerHandle | None = None
@@ -480,7 +488,9 @@ class Node:
         """The engine's execute port: apply a committed block, commit it to LMDB with its
         certificate, settle its waiters; the engine reports the roots to the replica."""
         ctx = BlockContext(block.height, block.time_ms)
-        outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
+        outcome = self._speculated.take(block, self.store.head().state_root)
+        if outcome is None:
+            outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
         done = [tx_key(tx) for tx in block.txs] if self.store.intake_count() else []
         self.store.commit_block(
             block.hash, encode_block(block), encode_qc(cert), ctx, outcome, intake_done=done
@@ -511,6 +521,14 @@ class Node:
                 txs=len(block.txs),
                 root=outcome.state_root.hex()[:16],
             )
+        return outcome.state_root, outcome.results_root
+
+    def _speculate(self, block: Block) -> tuple[bytes, bytes]:
+        """The engine's speculate port: execute a certified block on the committed state
+        without committing it; its commit writes this outcome (``_execute``)."""
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
+        self._speculated.keep(block, self.store.head().state_root, outcome)
         return outcome.state_root, outcome.results_root
 
     def _mark(self, msg: Message) -> None:

@@ -43,11 +43,18 @@ from node.core import (
     encode_block,
     encode_qc,
 )
-from node.core.engine import Engine, Observer
+from node.core.engine import Engine, Observer, SpeculationCache
 from node.core.transcript import Transcript
 from node.genesis import DemoNetwork
 from node.runtime import StoreSource
-from node.settlement import BlockContext, ResultCode, Transaction, apply_block, precheck
+from node.settlement import (
+    BlockContext,
+    BlockOutcome,
+    ResultCode,
+    Transaction,
+    apply_block,
+    precheck,
+)
 from node.store import MemoryStore
 from tests.sim.byzantine import STRATEGIES, Env, Equivocate, Strategy, wire
 from tests.sim.invariants import Checker, Violation
@@ -149,6 +156,8 @@ class Instance:
     engine: Engine | None = None  # the validator's driver around ``core`` (None: crashed)
     verify_src: int | None = None  # the sender whose message the verifier is checking
     verify_mark: int = 0  # the verifier's count when that message was stepped
+    # Outcomes of certified blocks executed ahead of their commit (lost with a crash).
+    speculated: SpeculationCache[BlockOutcome] = field(default_factory=SpeculationCache)
 
 
 def _network(n: int) -> DemoNetwork:
@@ -328,7 +337,9 @@ class Cluster:
             partial(self._apply, inst),
             rewrite=None if inst.byz is None else partial(self._byz_out, inst),
             observers=[_Watch(self, inst)],
+            speculate=partial(self._speculate, inst),
         )
+        inst.speculated = SpeculationCache()
         if self.transcripts is not None:
             self._record(inst)
         inst.tick_at = None
@@ -393,9 +404,18 @@ class Cluster:
     def _apply(self, inst: Instance, block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
         """The engine's execute port: the real settlement, the instance's disk, the checker."""
         ctx = BlockContext(block.height, block.time_ms)
-        outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
+        outcome = inst.speculated.take(block, inst.store.head().state_root)
+        if outcome is None:
+            outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
         inst.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
         self.checker.on_commit(inst, block, cert, outcome, self.now)
+        return outcome.state_root, outcome.results_root
+
+    def _speculate(self, inst: Instance, block: Block) -> tuple[bytes, bytes]:
+        """The engine's speculate port: the real settlement on the committed state, kept."""
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
+        inst.speculated.keep(block, inst.store.head().state_root, outcome)
         return outcome.state_root, outcome.results_root
 
     def _charge_verified(self, inst: Instance, src: int | None) -> None:
