@@ -941,6 +941,8 @@ class Replica:
         in its view, then move to the next view, whose leader may propose on this PQC
         (pipelining). Like a commit certificate, it moves every replica that holds it, so
         the next view's timeouts gather a quorum even if its proposal is lost."""
+        if block.parent_hash != self.committed_hash:
+            return  # certified, but off our chain (a pipelined child of a block that lost)
         self._lock(qc, block)
         if self.halted is None:
             self._maybe_commit_vote(qc, block)
@@ -965,8 +967,6 @@ class Replica:
             self._on_prepared(qc, block)
 
     def _lock(self, qc: QuorumCert, block: Block) -> None:
-        if block.parent_hash != self.committed_hash:
-            return  # certified, but off our chain: a pipelined child of a block that lost
         roots = (block.state_root, block.results_root)
         if self.executed_height == block.executed_height and roots != self._executed_roots():
             self._halt(f"q validators certified other roots at {block.executed_height}")
