@@ -1053,6 +1053,12 @@ class Replica:
             self._send(src, QCMessage(cert))
         if self._last_tc is not None and self._last_tc.view >= t.view:
             self._send(src, NewView(self._last_tc))
+        # A PQC moved us on too: without it the peer, which missed the QC broadcast, times
+        # out a view we have left, and neither view gathers q timeouts (simulator seed
+        # 1719 at 4/3 with one validator down).
+        lock = self.safety.high_pqc
+        if lock is not None and lock.height == self.committed_height + 1 and lock.view >= t.view:
+            self._send(src, QCMessage(lock))
 
     def _form_tc(self, view: int, bucket: dict[int, Timeout]) -> None:
         tc = form_tc(view, bucket, self.q)

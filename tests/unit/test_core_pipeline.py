@@ -174,6 +174,28 @@ def test_a_lost_pipelined_proposal_costs_one_view_change_not_the_chain() -> None
         assert d.committed_height() >= 1 and d.blocks[1][0].txs == (b"trade-1",)
 
 
+def test_a_replica_that_missed_the_prepare_qc_gets_it_when_it_times_out_the_view_left() -> None:
+    """Validator 2 is down; block 1's PQC reaches only its leader, 0, which moves to view
+    1 on it; 1 and 3 stay in view 0. When they time out view 0, 0 (past it) answers with
+    the PQC, which moves them to view 1 too; the three time out view 1 together and block
+    1 commits. (Unanswered, 0 timed out view 1 alone and 1 and 3 view 0: no quorum for
+    either, the chain stopped; simulator seed 1719 at 4/3.)"""
+    net = Net()
+    net.down = {2}
+    net.tamper = lambda s, d, m: None if isinstance(m, QCMessage) and d != 0 else m
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert [net.nodes[i].view for i in (0, 1, 3)] == [1, 0, 0]
+    net.tamper = None
+    for k in range(1, 40):
+        net.now = 1_000 + k * 500
+        net.tick(net.now)
+    for i in (0, 1, 3):
+        assert net.disks[i].committed_height() >= 1
+        assert net.disks[i].blocks[1][0].txs == (b"trade-1",)
+
+
 def _pipelined_at(net: Net) -> tuple[Block, QuorumCert]:
     """Node 3 holds block 1's PQC of view 0 and its speculative roots; the leader of view
     1 stays silent (tests propose by hand). Returns block 1 and its PQC."""
