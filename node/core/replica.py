@@ -160,7 +160,8 @@ class _Parent:
     hash: bytes
     height: int
     time_ms: int
-    txs: tuple[bytes, ...]
+    has_txs: bool
+    skip: frozenset[bytes]  # keys of its transactions still pending here (none: committed)
     roots: tuple[bytes, bytes]
 
 
@@ -528,7 +529,12 @@ class Replica:
 
     def _has_work(self) -> bool:
         """Pending transactions, or a last block whose results no block certifies yet."""
-        return len(self.mempool) > 0 or self.committed_has_txs
+        return self._work_on(self.committed_has_txs, frozenset())
+
+    def _work_on(self, parent_has_txs: bool, skip: frozenset[bytes]) -> bool:
+        """A block is due on a parent: it certifies the parent's results, or transactions
+        wait that the parent does not carry (the keys in ``skip``)."""
+        return parent_has_txs or self.mempool.pending_beyond(skip)[0] > 0
 
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
         """Serve committed blocks, at most the peer's catch-up budget in bytes."""
@@ -572,7 +578,7 @@ class Replica:
         if self.leader(self.view) != self.cfg.me or self.safety.proposed_view >= self.view:
             return False
         fresh = self._fresh_parent()
-        return fresh is not None and self._work_on(fresh[0].txs)
+        return fresh is not None and self._work_on(fresh[0].has_txs, fresh[0].skip)
 
     def _fresh_parent(self) -> tuple[_Parent, QuorumCert | None] | None:
         """What a fresh block of this view extends, with the certificate that justifies it:
@@ -608,8 +614,8 @@ class Replica:
             self.committed_hash,
             self.committed_height,
             self.committed_time_ms,
-            # Only whether it had any matters (the idle rule); its txs left the mempool.
-            (b"",) if self.committed_has_txs else (),
+            self.committed_has_txs,
+            frozenset(),  # its transactions left the mempool when it committed
             self._executed_roots(),
         )
 
@@ -641,24 +647,17 @@ class Replica:
             return None
         if block.height != self.committed_height + 1:
             return None
-        return _Parent(block.hash, block.height, block.time_ms, block.txs, roots)
-
-    def _work_on(self, parent_txs: tuple[bytes, ...]) -> bool:
-        """A block on a parent with these transactions is due: it certifies the parent's
-        results, or there are transactions the parent does not carry."""
-        if parent_txs:
-            return True
-        return len(self.mempool) > 0
+        skip = frozenset(tx_key(tx) for tx in block.txs)  # pending until it commits
+        return _Parent(block.hash, block.height, block.time_ms, bool(block.txs), skip, roots)
 
     def _propose_fresh(self, parent: _Parent, cert: QuorumCert | None) -> None:
-        if not self._work_on(parent.txs):
+        if not self._work_on(parent.has_txs, parent.skip):
             return  # no load, no blocks
-        skip = frozenset(tx_key(tx) for tx in parent.txs if tx)
-        count, size = self.mempool.pending_beyond(skip)
+        count, size = self.mempool.pending_beyond(parent.skip)
         full = count >= self.cfg.block_txs_max or size >= self.cfg.block_bytes_max
         if not full and self._pacemaker.batching(self.now_ms):
             return  # under load: let the next block fill for a moment
-        self._propose(self._new_block(parent, skip), None, cert)
+        self._propose(self._new_block(parent), None, cert)
 
     def _propose_after_timeout(self, tc: TimeoutCert) -> None:
         top = tc.top_height
@@ -667,7 +666,7 @@ class Replica:
         lock = tc.high_lock
         if top < self.committed_height or lock is None:
             if self._has_work():
-                self._propose(self._new_block(self._head(), frozenset()), tc, self.committed_cert)
+                self._propose(self._new_block(self._head()), tc, self.committed_cert)
             return
         block = self._block_of(lock)
         if block is not None:
@@ -682,9 +681,9 @@ class Replica:
             block = held
         return block
 
-    def _new_block(self, parent: _Parent, skip: frozenset[bytes]) -> Block:
-        txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max, skip)
-        require(bool(txs) or bool(parent.txs), "an empty block only certifies a parent's")
+    def _new_block(self, parent: _Parent) -> Block:
+        txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max, parent.skip)
+        require(bool(txs) or parent.has_txs, "an empty block only certifies a parent's")
         return Block(
             chain_id=self.cfg.chain_id,
             height=parent.height + 1,
@@ -839,7 +838,7 @@ class Replica:
     def _payload_problem(self, block: Block, parent: _Parent) -> Reason | None:
         if len(block.txs) > self.cfg.block_txs_max:
             return Reason.TOO_MANY_TXS
-        if not block.txs and not parent.txs:
+        if not block.txs and not parent.has_txs:
             return Reason.EMPTY_AFTER_EMPTY  # empty blocks only follow blocks with txs
         if block.payload_bytes > self.cfg.block_bytes_max:
             return Reason.TOO_MANY_BYTES

@@ -423,15 +423,16 @@ def lock_attack(variant: str, until_ms: int = 20_000) -> Cluster:
     """A Byzantine leader after a view change whose TC reports a lock (4 validators, q 3).
 
     View 0's leader (0, honest) proposes block 1 and forms its prepare QC, so every
-    replica locks on it; the COMMIT votes of view 0 are lost (a planted network fault), so
-    view 0 ends in a TC reporting the lock. View 1's leader is validator 1, running
-    ``lock_violation`` with only ``variant``: it proposes a block conflicting with the
-    lock. Honest replicas must refuse it; the leader of view 2 re-proposes block 1.
+    replica locks on it and moves to view 1; the COMMIT votes of view 0 are lost (a
+    planted network fault), so block 1 cannot commit, nor the block view 1 pipelines on
+    it, and view 1 ends in a TC reporting the lock. View 2's leader is validator 2,
+    running ``lock_violation`` with only ``variant``: it proposes a block conflicting with
+    the lock. Honest replicas must refuse it; the leader of view 3 re-proposes block 1.
     """
     sc = Scenario(n=4, q=3, seed=0, txs=4, chaos_ms=until_ms)
-    sc.byz = {1: "lock_violation"}
+    sc.byz = {2: "lock_violation"}
     cl = Cluster(sc)
-    byz = next(i.byz for i in cl.instances if i.index == 1)
+    byz = next(i.byz for i in cl.instances if i.index == 2)
     byz.VARIANTS = (variant,)  # type: ignore[union-attr,misc]
     cl.drop_if = lambda src, dst, m: isinstance(m, Vote) and m.phase is Phase.COMMIT and m.view == 0
     for k, (raw, _) in enumerate(cl.workload):

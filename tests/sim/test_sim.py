@@ -490,8 +490,11 @@ def test_negative_control_idle(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_negative_control_results(monkeypatch: pytest.MonkeyPatch) -> None:
     """Leaders that skip the empty block after a block with transactions: the last
-    block's results are never certified."""
-    monkeypatch.setattr(Replica, "_has_work", lambda self: len(self.mempool) > 0)
+    block's results are never certified. (The one rule for "a block is due", on the
+    committed head and, pipelined, on a certified parent.)"""
+    monkeypatch.setattr(
+        Replica, "_work_on", lambda self, has_txs, skip: self.mempool.pending_beyond(skip)[0] > 0
+    )
     _fires("results", lambda: run(make_scenario(4, None, 2)))
 
 
