@@ -95,7 +95,7 @@ OUT ?=
 SUBMIT ?= stream
 WORKLOAD ?= dvp
 FAIL_RATE ?= 0.02
-BENCH_ARGS = --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --rate $(RATE) --duration $(DURATION) --warmup $(WARMUP) --submit $(SUBMIT) --workload $(WORKLOAD) --fail-rate $(FAIL_RATE) $(if $(OUT),--out $(OUT),) $(if $(BENCH_RUN_DIR),--run-dir $(BENCH_RUN_DIR),)
+BENCH_ARGS = --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --rate $(RATE) --duration $(DURATION) --warmup $(WARMUP) --submit $(SUBMIT) --workload $(WORKLOAD) --fail-rate $(FAIL_RATE) $(if $(OUT),--out $(OUT),) $(if $(BENCH_RUN_DIR),--run-dir $(BENCH_RUN_DIR),) $(if $(PIPELINE),$(if $(filter on,$(PIPELINE)),--pipeline,--no-pipeline),)
 
 #? bench: open-loop DvP load through the SDK on a fresh cluster; JSON, table, plots (N=26 Q=16 RATE=50 DURATION=60 WARMUP=10 SUBMIT=stream|unary WORKLOAD=dvp|mixed|repo FAIL_RATE=0.02 OUT=bench-out/... BENCH_RUN_DIR=running cluster CHECK="p50<=6,p99<=20": exit 1 if missed)
 .PHONY: bench bench-sweep

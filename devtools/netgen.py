@@ -35,6 +35,7 @@ the template.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import posixpath
 import random
@@ -48,7 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from node import ceremony
-from node.config import VALIDATORS_MAX
+from node.config import PIPELINE_DEFAULT, VALIDATORS_MAX
 from node.core.quorum import Quorum, classic_quorum
 from node.genesis import demo_genesis
 from node.netconfig import (
@@ -115,6 +116,7 @@ class NetSpec:
     host: str = "127.0.0.1"
     listen_host: str | None = None  # default: host
     containers: bool = False
+    pipeline: bool = PIPELINE_DEFAULT  # every node's config (ADR 0012)
 
     def check(self) -> Quorum:
         if not 0 < self.n <= VALIDATORS_MAX:
@@ -185,13 +187,14 @@ def _config_paths(spec: NetSpec, node: NetworkNode) -> ceremony.ConfigPaths:
 
 def _node_config(spec: NetSpec, node: NetworkNode, a: ceremony.Assembly) -> NodeConfig:
     listen = "0.0.0.0" if spec.containers else (spec.listen_host or spec.host)
-    return ceremony.node_config(
+    cfg = ceremony.node_config(
         a,
         node.id,
         _config_paths(spec, node),
         listen_host=listen,
         metrics_port=node.metrics_port,
     )
+    return dataclasses.replace(cfg, pipeline=spec.pipeline)
 
 
 def _keygen(out: Path, spec: NetSpec, nodes: Sequence[NetworkNode]) -> list[ceremony.Bundle]:
@@ -369,13 +372,22 @@ def parser() -> argparse.ArgumentParser:
         help="one container or pod per node: each reached at node-XX, listening on 0.0.0.0 "
         "(make k8s; devtools/compose.py does it too)",
     )
+    p.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=PIPELINE_DEFAULT,
+        help="every node proposes on the prepare certificate, executing its block "
+        f"speculatively (ADR 0012; default {'on' if PIPELINE_DEFAULT else 'off'})",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     q = args.q if args.q is not None else default_quorum(args.n)
-    spec = NetSpec(args.n, q, args.port_base, args.host, args.listen_host, args.containers)
+    spec = NetSpec(
+        args.n, q, args.port_base, args.host, args.listen_host, args.containers, args.pipeline
+    )
     try:
         net = generate(args.out, spec, force=args.force)
     except NetgenError as e:

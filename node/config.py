@@ -152,6 +152,14 @@ LMDB_MAX_READERS: Final = 126
 VIEW_TIMEOUT_BASE_MS: Final = 1_000  # first view timeout; doubles per view without commit
 VIEW_TIMEOUT_MAX_MS: Final = 30_000  # cap of the exponential backoff
 BATCH_DELAY_MS: Final = 5  # under load, wait this long after a commit to fill the next block
+# Outcomes of certified, uncommitted blocks kept for their commit (ADR 0012): one lock at a
+# time, a few more if views change while its height is open.
+SPECULATIVE_OUTCOMES_MAX: Final = 4
+# Whether a validator pipelines (ADR 0012): executes a certified block speculatively, so as
+# leader it may propose the next height on the prepare certificate. Per node, not per chain:
+# a node without it votes on pipelined proposals all the same, once it has committed the
+# parent. A node config may change it (``pipeline``).
+PIPELINE_DEFAULT: Final = False
 MEMPOOL_TXS_MAX: Final = 20_000
 MEMPOOL_BYTES_MAX: Final = 64 * 1024 * 1024
 MEMPOOL_COMMITTED_IDS_MAX: Final = 100_000  # recently committed tx ids kept to drop replays

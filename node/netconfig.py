@@ -28,6 +28,7 @@ from node.config import (
     LMDB_MAP_SIZE_MAX_BYTES,
     LMDB_MAP_SIZE_MIN_BYTES,
     MEMPOOL_TXS_MAX,
+    PIPELINE_DEFAULT,
     SUBMIT_STREAM_INFLIGHT_MAX,
     VALIDATORS_MAX,
 )
@@ -130,6 +131,8 @@ class NodeConfig:
     lmdb_map_size_max_bytes: int = LMDB_MAP_SIZE_MAX_BYTES
     # the longest queue admission control lets this node hold (docs/cluster.md)
     admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS
+    # propose on the prepare certificate, executing its block speculatively (ADR 0012)
+    pipeline: bool = PIPELINE_DEFAULT
 
     def __post_init__(self) -> None:
         _check(0 <= self.validator < VALIDATORS_MAX, "validator", "out of range")
@@ -194,6 +197,12 @@ class _Reader:
             raise ConfigError(f"{self.where}.{key}: expected a non-empty string without NUL")
         return v
 
+    def boolean(self, key: str) -> bool:
+        v = self.doc[key]
+        if type(v) is not bool:  # 1 and "true" are not booleans
+            raise ConfigError(f"{self.where}.{key}: expected true or false, got {type(v).__name__}")
+        return v
+
     def array(self, key: str) -> list[Any]:
         v = self.doc[key]
         if not isinstance(v, list):
@@ -245,6 +254,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         "lmdb_map_size_max_bytes",
         "submit_stream_inflight_max",
         "admission_queue_max_ms",
+        "pipeline",
     }
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
@@ -283,6 +293,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
                 if "admission_queue_max_ms" in r.doc
                 else ADMISSION_QUEUE_MAX_MS
             ),
+            pipeline=r.boolean("pipeline") if "pipeline" in r.doc else PIPELINE_DEFAULT,
             **paths,
         )
 
@@ -310,6 +321,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
         doc["submit_stream_inflight_max"] = cfg.submit_stream_inflight_max
     if cfg.admission_queue_max_ms != ADMISSION_QUEUE_MAX_MS:
         doc["admission_queue_max_ms"] = cfg.admission_queue_max_ms
+    if cfg.pipeline != PIPELINE_DEFAULT:
+        doc["pipeline"] = cfg.pipeline
     return doc
 
 

@@ -31,6 +31,7 @@ from devtools.bench.load import SUBMIT_MODES
 from devtools.bench.mixed import WORKLOADS
 from devtools.cluster import node_states, start_cluster, stop_cluster
 from devtools.netgen import NetSpec, default_quorum, free_port_base, generate
+from node.config import PIPELINE_DEFAULT
 from node.netconfig import Network, load_network
 
 __all__ = ["main"]
@@ -59,7 +60,8 @@ def cluster(args: argparse.Namespace) -> Iterator[Network]:
         return
     q = default_quorum(args.n) if args.q is None else args.q
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
-        net = generate(Path(tmp) / "run", NetSpec(n=args.n, q=q, port_base=free_port_base(args.n)))
+        spec = NetSpec(n=args.n, q=q, port_base=free_port_base(args.n), pipeline=args.pipeline)
+        net = generate(Path(tmp) / "run", spec)
         print(f"bench: starting {net.n} validators, quorum {net.q} ...", flush=True)
         t0 = time.monotonic()
         try:
@@ -219,6 +221,13 @@ def parser() -> argparse.ArgumentParser:
         default="stream",
         help="how the load generator submits: one SubmitStream per client "
         "(default) or unary Submit + WaitForFinality (as before issue 13)",
+    )
+    p.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=PIPELINE_DEFAULT,
+        help="a fresh cluster's validators propose on the prepare certificate, executing "
+        f"its block speculatively (ADR 0012; default {'on' if PIPELINE_DEFAULT else 'off'})",
     )
     p.add_argument(
         "--check",

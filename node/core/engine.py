@@ -16,11 +16,16 @@ and the replica unit tests all run this code:
    a leader's peers get its certificate before it spends its own time on the certificate
    (a lock's fdatasync, executing the block it commits);
 3. execute each committed block, in height order, and report its roots (``executed``);
+   then execute each block the replica wants speculatively (certified, not committed: a
+   pipelined child carries the roots after it, ADR 0012) and report its roots
+   (``speculated``) — the ``speculate`` port keeps that outcome to write at commit;
 4. ``advance``; repeat until the replica has nothing left to do.
 
 The engine touches the world only through its ports: a store that makes the safety state
 durable (``save_safety``), a ``send`` function, an ``execute`` function that applies a
-committed block and returns its roots, and the clock value passed with every input. It has
+committed block and returns its roots, optionally a ``speculate`` function that executes a
+certified block on the committed state without committing it (without one the replica
+does not pipeline), and the clock value passed with every input. It has
 no clock, randomness or I/O of its own, so it stays in the pure layer.
 
 Seams for callers that watch or modify the traffic, at no cost when unused: observers
@@ -38,8 +43,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+from node.config import SPECULATIVE_OUTCOMES_MAX
 from node.core.mempool import AddResult
 from node.core.replica import Replica
 from node.core.types import Block, Message, QuorumCert
@@ -53,6 +59,8 @@ __all__ = [
     "Rewrite",
     "SafetyStore",
     "Send",
+    "Speculate",
+    "SpeculationCache",
 ]
 
 
@@ -61,13 +69,42 @@ class SafetyStore(Protocol):
         """Make the encoded safety state durable before returning."""
 
 
+T = TypeVar("T")
 Send = Callable[[int, Message], None]  # (destination validator, message): hand it out
 # Apply a committed block to the ledger; returns (state root, results root) after it.
 Execute = Callable[[Block, QuorumCert], tuple[bytes, bytes]]
+# Execute a certified block at committed + 1 without committing it; returns the roots after
+# it. The port keeps the outcome by block hash and ``Execute`` writes it if that block
+# commits (a commit discards the others).
+Speculate = Callable[[Block], tuple[bytes, bytes]]
 # What actually leaves for one message the replica sends: (destination, message) pairs.
 Rewrite = Callable[[int, Message], Iterable[tuple[int, Message]]]
 # Messages to this node itself are waiting: call ``Engine.step_loopback`` soon (once).
 Loopback = Callable[[], None]
+
+
+class SpeculationCache(Generic[T]):
+    """The ``speculate`` port's memory (one implementation for every caller): the outcome
+    of executing a certified block, kept by block hash with the state root it ran on, so
+    that the block's commit writes it instead of executing the block again."""
+
+    def __init__(self, size_max: int = SPECULATIVE_OUTCOMES_MAX) -> None:
+        self._size_max = size_max
+        self._kept: dict[bytes, tuple[bytes, T]] = {}
+
+    def keep(self, block: Block, base_root: bytes, outcome: T) -> None:
+        if len(self._kept) >= self._size_max:
+            self._kept.pop(next(iter(self._kept)))
+        self._kept[block.hash] = (base_root, outcome)
+
+    def take(self, block: Block, base_root: bytes) -> T | None:
+        """The kept outcome of ``block`` if it ran on ``base_root`` (the state it commits
+        on); every other kept outcome is for a block that can no longer commit."""
+        kept = self._kept.pop(block.hash, None)
+        self._kept.clear()
+        if kept is None or kept[0] != base_root:
+            return None
+        return kept[1]
 
 
 class EngineFailedError(RuntimeError):
@@ -99,6 +136,9 @@ class Observer:
     def on_commit(self, block: Block, cert: QuorumCert, roots: tuple[bytes, bytes]) -> None:
         """``block`` was executed, with these roots, and reported to the replica."""
 
+    def on_speculate(self, block: Block, roots: tuple[bytes, bytes]) -> None:
+        """``block`` was executed speculatively, with these roots, and reported."""
+
     def on_drained(self) -> None:
         """The replica has nothing left to do until the next input."""
 
@@ -119,9 +159,11 @@ class Engine:
         rewrite: Rewrite | None = None,
         observers: Iterable[Observer] = (),
         loopback: Loopback | None = None,
+        speculate: Speculate | None = None,
     ) -> None:
         self.replica = replica
         self._store, self._send, self._execute = store, send, execute
+        self._speculate = speculate
         self.rewrite = rewrite  # settable: the simulator corrupts an instance after boot
         self.observers: list[Observer] = list(observers)
         self._me = replica.cfg.me
@@ -266,8 +308,20 @@ class Engine:
                 r.executed(block.height, roots[0], roots[1])
                 for o in self.observers:
                     o.on_commit(block, cert, roots)
+            self._run_speculation(ready.speculate)
             r.advance()
         r.advance()
+
+    def _run_speculation(self, blocks: tuple[Block, ...]) -> None:
+        """Execute what the replica wants speculatively, on the state the commits of the
+        same ``Ready`` left; without the port it never learns the roots (no pipelining)."""
+        if self._speculate is None:
+            return
+        for block in blocks:
+            roots = self._speculate(block)
+            self.replica.speculated(block.hash, roots[0], roots[1])
+            for o in self.observers:
+                o.on_speculate(block, roots)
 
     def _route(self, dst: int, msg: Message) -> None:
         if dst == self._me:

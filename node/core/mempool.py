@@ -98,16 +98,30 @@ class Mempool:
         """Whether the transaction with this ``tx_key`` is pending."""
         return key in self._pending
 
-    def batch(self, txs_max: int, bytes_max: int) -> list[bytes]:
-        """The oldest pending transactions that fit both bounds (not removed)."""
+    def batch(
+        self, txs_max: int, bytes_max: int, skip: frozenset[bytes] = frozenset()
+    ) -> list[bytes]:
+        """The oldest pending transactions that fit both bounds (not removed), leaving out
+        those whose key is in ``skip`` (a pipelined block's parent carries them already)."""
         out: list[bytes] = []
         total = 0
-        for tx in self._pending.values():
+        for key, tx in self._pending.items():
+            if key in skip:
+                continue
             if len(out) >= txs_max or total + len(tx) > bytes_max:
                 break
             out.append(tx)
             total += len(tx)
         return out
+
+    def pending_beyond(self, skip: frozenset[bytes]) -> tuple[int, int]:
+        """How many pending transactions, and how many bytes, are not in ``skip``."""
+        count, size = len(self._pending), self._bytes
+        for key in skip:
+            tx = self._pending.get(key)
+            if tx is not None:
+                count, size = count - 1, size - len(tx)
+        return count, size
 
     def oldest(self, count_max: int) -> list[bytes]:
         return self.batch(count_max, self._bytes_max)

@@ -5,7 +5,7 @@
   replica re-sends every period); the period is ``timeout_ms()``, the base for the first
   n - q views without a commit, then doubling up to the maximum.
 - ``Timer.BATCH_DELAY``: under load the leader waits this long after the previous commit
-  so its block fills.
+  (or, pipelined, after the prepare certificate of the parent) so its block fills.
 - ``Timer.CATCHUP_RETRY``: an unanswered catch-up request goes to the next peer (kept
   by ``node.core.catchup``; named here so every deadline has one name).
 - ``Timer.HELP_LAGGING``: a peer's stale timeouts are answered at most once an interval
@@ -40,6 +40,7 @@ class Pacemaker:
         self._liveness_bound = liveness_bound
         self.consecutive_timeouts = 0  # views since the last commit that timed out
         self.last_commit_ms = _LONG_AGO_MS
+        self.last_certified_ms = _LONG_AGO_MS  # the last new lock (a pipelined parent)
         self.started_ms: int | None = None  # the view timer runs (there is work)
         self.sent_ms: int | None = None  # when this view's timeout was last sent
         self._helped_ms: dict[int, int] = {}  # peer -> when we last answered its stale timeout
@@ -59,7 +60,7 @@ class Pacemaker:
         return base + self.timeout_ms()
 
     def batch_deadline_ms(self) -> int:
-        return self.last_commit_ms + self.batch_delay_ms
+        return max(self.last_commit_ms, self.last_certified_ms) + self.batch_delay_ms
 
     def batching(self, now_ms: int) -> bool:
         """The leader should let its next block fill a moment longer."""
@@ -75,6 +76,10 @@ class Pacemaker:
     def stop(self) -> None:
         """A new view or a commit: the view timer starts again with the next work."""
         self.started_ms = self.sent_ms = None
+
+    def certified(self, now_ms: int) -> None:
+        """A new lock: a pipelined leader lets its block fill from here."""
+        self.last_certified_ms = now_ms
 
     def committed(self, now_ms: int) -> None:
         self.consecutive_timeouts = 0

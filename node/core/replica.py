@@ -4,18 +4,26 @@ Protocol: two-phase, leader-collected BFT in the HotStuff-2 / Jolteon family (se
 docs/consensus.md). One block per view; the leader schedule is ``node.core.leader``.
 
 Fresh view: the leader of v holds the commit certificate (CQC) of height h - 1 formed in
-view v - 1 and proposes block h. Timeout view: it holds a timeout certificate (TC) of q
-signed timeouts for v - 1; each timeout reports the sender's committed height and highest
-prepare QC (its lock), and the leader re-proposes the block of the highest one, if any.
+view v - 1 and proposes block h. Pipelined (ADR 0012): it holds the prepare QC (PQC) of
+block h formed in view v - 1, has committed h - 1 and executed block h speculatively, and
+proposes block h + 1 on it; the commit round of h runs beside the prepare round of h + 1.
+
+Timeout view: it holds a timeout certificate (TC) of q signed timeouts for v - 1; each
+timeout reports the sender's committed height and highest prepare QC (its lock), and the
+leader re-proposes the block of the highest one, if any.
 
 Replica: checks the proposal, persists prepare_view = v, sends a PREPARE vote to the
 leader. Leader: q PREPARE votes -> prepare QC (PQC), broadcast. Replica: locks on the PQC
 (persisted) and sends a COMMIT vote. Leader: q COMMIT votes -> commit certificate,
-broadcast; everyone commits and moves to view v + 1.
+broadcast; everyone commits and moves to view v + 1 (a PQC of view v moves it there too).
+Locks and commit votes stay at height committed + 1: a PQC for committed + 2 is kept and
+acted on once committed + 1 commits, so blocks commit in height order.
 
 Caller contract (etcd-io/raft style): feed ``step``/``tick``/``submit``; take ``ready()``;
 persist ``to_persist`` durably, then send ``to_send``, then apply ``committed`` in order and
-report each with ``executed(height, state_root, results_root)``, then call ``advance()``.
+report each with ``executed(height, state_root, results_root)``, then execute each block
+of ``speculate`` against the committed state without committing it and report its roots
+with ``speculated(block_hash, state_root, results_root)``, then call ``advance()``.
 
 Blocks carry transactions, except one kind: after a block with transactions the next
 leader proposes even with an empty mempool, because only the next block's header
@@ -132,9 +140,29 @@ class Ready:
     to_persist: bytes | None
     to_send: tuple[tuple[int, Message], ...]
     committed: tuple[tuple[Block, QuorumCert], ...]
+    # Certified blocks at committed + 1 to execute without committing (after ``committed``).
+    speculate: tuple[Block, ...] = ()
 
     def empty(self) -> bool:
-        return self.to_persist is None and not self.to_send and not self.committed
+        return (
+            self.to_persist is None
+            and not self.to_send
+            and not self.committed
+            and not self.speculate
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    """What a new block at ``height + 1`` extends: the committed head, or (pipelined) the
+    certified block above it, with the roots after it (speculative for the latter)."""
+
+    hash: bytes
+    height: int
+    time_ms: int
+    has_txs: bool
+    skip: frozenset[bytes]  # keys of its transactions still pending here (none: committed)
+    roots: tuple[bytes, bytes]
 
 
 class Replica:
@@ -186,7 +214,11 @@ class Replica:
             tx_check=tx_check,
         )
         self._votes = VoteCollector()
-        self._candidates: dict[bytes, Block] = {}  # blocks for height committed + 1
+        self._candidates: dict[bytes, Block] = {}  # blocks for heights committed + 1 and + 2
+        self._ahead: QuorumCert | None = None  # a PQC for committed + 2, acted on after a commit
+        # Roots after a certified block at committed + 1, from the engine's speculation.
+        self._spec_asked: dict[bytes, None] = {}
+        self._spec_roots: dict[bytes, tuple[bytes, bytes]] = {}
         self._proposal: Proposal | None = None  # accepted proposal of the current view
         self._buffered: dict[int, Proposal] = {}  # by sender, waiting for catch-up/execution
         self._timeouts: dict[int, dict[int, Timeout]] = {}
@@ -327,10 +359,33 @@ class Replica:
             to_persist=self.safety.encode() if self._dirty else None,
             to_send=tuple(self._out),
             committed=tuple(self._committed_out),
+            speculate=self._speculation_due(),
         )
         self._out, self._committed_out, self._dirty = [], [], False
         self._in_ready = True
         return out
+
+    def speculated(self, block_hash: bytes, state_root: bytes, results_root: bytes) -> None:
+        """The caller executed the certified block ``block_hash`` (from ``speculate``) on
+        the committed state without committing it: the roots a pipelined child carries."""
+        if block_hash not in self._spec_asked or self.halted is not None:
+            return  # its height committed meanwhile: the answer is moot
+        self._spec_roots[block_hash] = (state_root, results_root)
+        self._after_event()
+
+    def _speculation_due(self) -> tuple[Block, ...]:
+        """Our lock's block, once, when it is the certified block above the committed head."""
+        lock, block = self.safety.high_pqc, self.safety.high_pqc_block
+        if lock is None or block is None or self.halted is not None:
+            return ()
+        if lock.height != self.committed_height + 1 or block.parent_hash != self.committed_hash:
+            return ()
+        if block.hash in self._spec_asked:
+            return ()
+        if len(self._spec_asked) >= _CANDIDATES_MAX:
+            self._spec_asked.pop(next(iter(self._spec_asked)))
+        self._spec_asked[block.hash] = None
+        return (block,)
 
     def advance(self) -> None:
         require(self._in_ready, "advance() without ready()")
@@ -396,9 +451,12 @@ class Replica:
     def _enter_view(self, view: int) -> None:
         if view <= self.view:
             return
+        p = self._proposal
+        # Our proposal of the view just left keeps collecting its COMMIT votes.
+        led = p is not None and p.view == self.view == view - 1 == self.safety.proposed_view
+        self._votes.clear(p if led else None)
         self.view = view
         self._proposal = None
-        self._votes.clear()
         self._pacemaker.stop()
         for old in [v for v in self._timeouts if v < view]:
             del self._timeouts[old]
@@ -406,6 +464,7 @@ class Replica:
     def _after_event(self) -> None:
         if self.halted is not None:
             return
+        self._take_ahead()
         self._retry_buffered()
         self._maybe_propose()
         self._pacemaker.arm(self.now_ms, self._timer_active())
@@ -416,7 +475,7 @@ class Replica:
     # --- commit and catch-up -------------------------------------------------------------
 
     def _remember_block(self, block: Block) -> None:
-        if block.height != self.committed_height + 1:
+        if not 0 < block.height - self.committed_height <= 2:
             return
         if len(self._candidates) >= _CANDIDATES_MAX and block.hash not in self._candidates:
             self._candidates.pop(next(iter(self._candidates)))
@@ -451,7 +510,10 @@ class Replica:
         self.committed_has_txs = bool(block.txs)
         self._committed_out.append((block, cert))
         self.mempool.remove_committed(block.txs)
-        self._candidates = {}
+        # Children of the committed block stay candidates (a pipelined block voted on).
+        kept = self._candidates.values()
+        self._candidates = {b.hash: b for b in kept if b.parent_hash == block.hash}
+        self._spec_asked, self._spec_roots = {}, {}
         self._pacemaker.committed(self.now_ms)
         self._record_expected_root(block)
         self._enter_view(cert.view + 1)
@@ -472,7 +534,12 @@ class Replica:
 
     def _has_work(self) -> bool:
         """Pending transactions, or a last block whose results no block certifies yet."""
-        return len(self.mempool) > 0 or self.committed_has_txs
+        return self._work_on(self.committed_has_txs, frozenset())
+
+    def _work_on(self, parent_has_txs: bool, skip: frozenset[bytes]) -> bool:
+        """A block is due on a parent: it certifies the parent's results, or transactions
+        wait that the parent does not carry (the keys in ``skip``)."""
+        return parent_has_txs or self.mempool.pending_beyond(skip)[0] > 0
 
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
         """Serve committed blocks, at most the peer's catch-up budget in bytes."""
@@ -513,12 +580,22 @@ class Replica:
     # --- proposals -------------------------------------------------------------------------
 
     def _is_leader_waiting(self) -> bool:
-        return (
-            self.leader(self.view) == self.cfg.me
-            and self.safety.proposed_view < self.view
-            and self._has_work()
-            and self._justified_fresh()
-        )
+        if self.leader(self.view) != self.cfg.me or self.safety.proposed_view >= self.view:
+            return False
+        fresh = self._fresh_parent()
+        return fresh is not None and self._work_on(fresh[0].has_txs, fresh[0].skip)
+
+    def _fresh_parent(self) -> tuple[_Parent, QuorumCert | None] | None:
+        """What a fresh block of this view extends, with the certificate that justifies it:
+        the committed block on its commit certificate of the previous view, or, unless the
+        previous view timed out (then the TC's lock rules), the certified block above it
+        on its PQC of the previous view (pipelined)."""
+        if self._justified_fresh():
+            return self._head(), self.committed_cert
+        if self._last_tc is not None and self._last_tc.view == self.view - 1:
+            return None
+        pipe = self._pipelined_parent()
+        return None if pipe is None else (pipe, self.safety.high_pqc)
 
     def _justified_fresh(self) -> bool:
         if self.committed_height == 0:
@@ -530,20 +607,62 @@ class Replica:
             return
         if self.executed_height != self.committed_height or self.view <= self.safety.timeout_view:
             return
-        if self._justified_fresh():
-            self._propose_fresh()
+        fresh = self._fresh_parent()
+        if fresh is not None:
+            self._propose_fresh(*fresh)
         elif self._last_tc is not None and self._last_tc.view == self.view - 1:
             self._propose_after_timeout(self._last_tc)
 
-    def _propose_fresh(self) -> None:
-        if not self._has_work():
-            return  # no load, no blocks
-        full = len(self.mempool) >= self.cfg.block_txs_max or (
-            self.mempool.size_bytes >= self.cfg.block_bytes_max
+    def _head(self) -> _Parent:
+        """The committed block as a parent (its roots are ours once it is executed)."""
+        return _Parent(
+            self.committed_hash,
+            self.committed_height,
+            self.committed_time_ms,
+            self.committed_has_txs,
+            frozenset(),  # its transactions left the mempool when it committed
+            self._executed_roots(),
         )
+
+    def _pipelined_parent(self) -> _Parent | None:
+        """Our lock, when it is a PQC of the previous view: a block may be proposed on it."""
+        lock = self.safety.high_pqc
+        if lock is None or lock.view != self.view - 1:
+            return None
+        return self._lock_parent()
+
+    def _lock_parent(self) -> _Parent | None:
+        """Our lock's block as a parent, when it is certified for committed + 1 and we
+        have executed it speculatively (ADR 0012)."""
+        lock, block = self.safety.high_pqc, self.safety.high_pqc_block
+        if lock is None or block is None:
+            return None
+        if lock.height != self.committed_height + 1 or block.parent_hash != self.committed_hash:
+            return None
+        return self._certified_parent(block.hash)
+
+    def _certified_parent(self, block_hash: bytes) -> _Parent | None:
+        """A candidate at committed + 1 with its speculative roots, as a parent."""
+        block = self._candidates.get(block_hash)
+        held = self.safety.high_pqc_block
+        if block is None and held is not None and held.hash == block_hash:
+            block = held
+        roots = self._spec_roots.get(block_hash)
+        if block is None or roots is None or self.executed_height != self.committed_height:
+            return None
+        if block.height != self.committed_height + 1:
+            return None
+        skip = frozenset(tx_key(tx) for tx in block.txs)  # pending until it commits
+        return _Parent(block.hash, block.height, block.time_ms, bool(block.txs), skip, roots)
+
+    def _propose_fresh(self, parent: _Parent, cert: QuorumCert | None) -> None:
+        if not self._work_on(parent.has_txs, parent.skip):
+            return  # no load, no blocks
+        count, size = self.mempool.pending_beyond(parent.skip)
+        full = count >= self.cfg.block_txs_max or size >= self.cfg.block_bytes_max
         if not full and self._pacemaker.batching(self.now_ms):
             return  # under load: let the next block fill for a moment
-        self._propose(self._new_block(), None)
+        self._propose(self._new_block(parent), None, cert, parent)
 
     def _propose_after_timeout(self, tc: TimeoutCert) -> None:
         top = tc.top_height
@@ -552,11 +671,13 @@ class Replica:
         lock = tc.high_lock
         if top < self.committed_height or lock is None:
             if self._has_work():
-                self._propose(self._new_block(), tc)
+                head = self._head()
+                self._propose(self._new_block(head), tc, self.committed_cert, head)
             return
         block = self._block_of(lock)
         if block is not None:
-            self._propose(block, tc)  # the Jolteon rule: re-propose the highest lock
+            # Jolteon: re-propose the highest lock
+            self._propose(block, tc, self.committed_cert, self._head())
         # else: the TC reached us without the locked block; the next view will do
 
     def _block_of(self, qc: QuorumCert) -> Block | None:
@@ -567,26 +688,28 @@ class Replica:
             block = held
         return block
 
-    def _new_block(self) -> Block:
-        txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max)
-        require(bool(txs) or self.committed_has_txs, "an empty block only certifies a parent's")
+    def _new_block(self, parent: _Parent) -> Block:
+        txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max, parent.skip)
+        require(bool(txs) or parent.has_txs, "an empty block only certifies a parent's")
         return Block(
             chain_id=self.cfg.chain_id,
-            height=self.committed_height + 1,
+            height=parent.height + 1,
             view=self.view,
-            parent_hash=self.committed_hash,
+            parent_hash=parent.hash,
             proposer=self.cfg.me,
-            time_ms=max(self.now_ms, self.committed_time_ms + 1),
-            executed_height=self.committed_height,
-            state_root=self.executed_root,
-            results_root=self.executed_results,
+            time_ms=max(self.now_ms, parent.time_ms + 1),
+            executed_height=parent.height,
+            state_root=parent.roots[0],
+            results_root=parent.roots[1],
             txs=tuple(txs),
         )
 
-    def _propose(self, block: Block, tc: TimeoutCert | None) -> None:
+    def _propose(
+        self, block: Block, tc: TimeoutCert | None, cert: QuorumCert | None, parent: _Parent
+    ) -> None:
         self._persist(proposed_view=self.view)
         self._votes.open()
-        proposal = Proposal(self.view, block, self.committed_cert, tc)
+        proposal = Proposal(self.view, block, cert, tc)
         self._proposal = proposal
         for dst in range(self.n):
             if dst != self.cfg.me:
@@ -594,7 +717,7 @@ class Replica:
         # Our own vote, decided now by the rules every voter applies: its prepare_view is
         # then made durable in the same save as proposed_view (one sync before the proposal
         # leaves, not a second one for our own copy stepped back).
-        self._consider(self.cfg.me, proposal)
+        self._consider(self.cfg.me, proposal, parent)
 
     def _on_proposal(self, src: int, p: Proposal) -> None:
         if p.view < self.view:
@@ -613,16 +736,27 @@ class Replica:
             stale = p.view < self.view
             self._refuse(Kind.PROPOSAL, Reason.STALE_VIEW if stale else Reason.FUTURE_VIEW)
             return
-        if (
-            p.block.height > self.committed_height + 1
-            or self.executed_height < self.committed_height
-        ):
+        if p.block.height <= self.committed_height:
+            self._refuse(Kind.PROPOSAL, Reason.STALE_HEIGHT)
+            return
+        parent = self._parent_of(p)
+        if parent is None:
             self._buffered[src] = p  # one per sender; retried after catch-up / execution
             return
+        self._consider(src, p, parent)
+
+    def _parent_of(self, p: Proposal) -> _Parent | None:
+        """What ``p``'s block is checked against, once we can check it: the executed head
+        for committed + 1; for committed + 2 (pipelined, on a PQC) the certified block
+        above the head, executed speculatively. None: not yet (or never)."""
+        if self.executed_height < self.committed_height:
+            return None
         if p.block.height == self.committed_height + 1:
-            self._consider(src, p)
-        else:
-            self._refuse(Kind.PROPOSAL, Reason.STALE_HEIGHT)
+            return self._head()
+        pipelined = p.tc is None and p.parent_cert is not None
+        if p.block.height != self.committed_height + 2 or not pipelined:
+            return None
+        return self._certified_parent(p.block.parent_hash)
 
     def _absorb_proposal_certs(self, src: int, p: Proposal) -> Reason | None:
         """Act on the proposal's certificates (each moves us on by itself), or say which
@@ -631,14 +765,29 @@ class Replica:
         if p.block.height > 1:
             if parent is None or parent.height != p.block.height - 1:
                 return Reason.INVALID_PARENT_CERT
-            if parent.block_hash != p.block.parent_hash or not self._certs.qc(parent, Phase.COMMIT):
+            if parent.block_hash != p.block.parent_hash or not self._certs.qc(parent, parent.phase):
                 return Reason.INVALID_PARENT_CERT
-            self._learn_commit(src, parent)
+            if parent.phase is Phase.COMMIT:
+                self._learn_commit(src, parent)
+            else:
+                self._learn_prepared(src, parent)
         if p.tc is not None:
             if p.tc.view != p.view - 1 or not self._certs.tc(p.tc):
                 return Reason.INVALID_TC
             self._accept_tc(p.tc)
         return None
+
+    def _learn_prepared(self, src: int, qc: QuorumCert) -> None:
+        """A verified PQC carried by a pipelined proposal: its leader committed the height
+        below it (catch up if we have not) and its view is over (move on)."""
+        if qc.height == self.committed_height + 1:
+            block = self._candidates.get(qc.block_hash)
+            if block is not None:
+                self._on_prepared(qc, block)
+        elif qc.height > self.committed_height + 1:
+            self._keep_ahead(qc)
+            self._want_sync(src, qc.height - 1)
+        self._enter_view(qc.view + 1)
 
     def _retry_buffered(self) -> None:
         if not self._buffered or self.executed_height < self.committed_height:
@@ -648,17 +797,18 @@ class Replica:
                 del self._buffered[src]
                 stale = Reason.STALE_VIEW if p.view < self.view else Reason.STALE_HEIGHT
                 self._refuse(Kind.PROPOSAL, stale)
-            elif p.block.height == self.committed_height + 1 and p.view == self.view:
+            elif p.view == self.view and (parent := self._parent_of(p)) is not None:
                 del self._buffered[src]
-                self._consider(src, p)
+                self._consider(src, p, parent)
 
     # --- the voting rules ----------------------------------------------------------------
 
-    def _consider(self, src: int, p: Proposal) -> None:
-        """Vote PREPARE for a proposal at height committed + 1 in the current view, if valid."""
+    def _consider(self, src: int, p: Proposal, parent: _Parent) -> None:
+        """Vote PREPARE for a proposal in the current view extending ``parent`` (the
+        committed head, or the certified block above it), if valid."""
         block = p.block
         require(
-            block.height == self.committed_height + 1 and p.view == self.view,
+            block.height == parent.height + 1 and p.view == self.view,
             "considering a proposal not for the next height in this view",
         )
         if p.view <= max(self.safety.prepare_view, self.safety.timeout_view):
@@ -667,10 +817,10 @@ class Replica:
         if src != self.leader(p.view):
             self._refuse(Kind.PROPOSAL, Reason.NOT_LEADER)
             return
-        if block.parent_hash == self.committed_hash:
+        if block.parent_hash == parent.hash:
             # Kept even if we refuse to vote: a certificate on it may prove *we* are wrong.
             self._remember_block(block)
-        problem = self._block_problem(block, src, p)
+        problem = self._block_problem(block, src, p, parent)
         if problem is None:
             problem = self._justify_problem(p)
         if problem is not None:
@@ -680,11 +830,11 @@ class Replica:
         self._persist(prepare_view=p.view)
         self._send_vote(Phase.PREPARE, p.view, block)
 
-    def _block_problem(self, block: Block, src: int, p: Proposal) -> Reason | None:
+    def _block_problem(self, block: Block, src: int, p: Proposal, parent: _Parent) -> Reason | None:
         """Which voting rule the block breaks (None: none)."""
-        if block.parent_hash != self.committed_hash:
+        if block.parent_hash != parent.hash:
             return Reason.PARENT_MISMATCH
-        if block.time_ms <= self.committed_time_ms:
+        if block.time_ms <= parent.time_ms:
             return Reason.TIME_NOT_AFTER_PARENT
         if block.time_ms > self.now_ms + BLOCK_TIME_DRIFT_MAX_MS:
             return Reason.TIME_TOO_FAR_AHEAD  # a leader must not move deadlines by its clock
@@ -698,12 +848,12 @@ class Replica:
                 return Reason.NOT_FRESH_BLOCK
             if block.time_ms < self.now_ms - BLOCK_TIME_DRIFT_MAX_MS:
                 return Reason.TIME_TOO_FAR_BEHIND
-        return self._payload_problem(block)
+        return self._payload_problem(block, parent)
 
-    def _payload_problem(self, block: Block) -> Reason | None:
+    def _payload_problem(self, block: Block, parent: _Parent) -> Reason | None:
         if len(block.txs) > self.cfg.block_txs_max:
             return Reason.TOO_MANY_TXS
-        if not block.txs and not self.committed_has_txs:
+        if not block.txs and not parent.has_txs:
             return Reason.EMPTY_AFTER_EMPTY  # empty blocks only follow blocks with txs
         if block.payload_bytes > self.cfg.block_bytes_max:
             return Reason.TOO_MANY_BYTES
@@ -711,23 +861,32 @@ class Replica:
             return Reason.REPEATED_TX
         # Our own roots differ from the proposer's: refuse to vote (who diverged is decided
         # by a certificate: a QC on this block means we did, see _record_expected_root).
-        if (block.state_root, block.results_root) != self._executed_roots():
+        if (block.state_root, block.results_root) != parent.roots:
             return Reason.ROOTS_DIFFER
         return None
 
     def _justify_problem(self, p: Proposal) -> Reason | None:
-        """Fresh (the parent's commit certificate of the previous view, and no lock of
-        ours against it), or allowed by its TC (None: justified)."""
+        """Fresh (the parent's commit certificate, or pipelined its PQC, of the previous
+        view, and no lock of ours against it), or allowed by its TC (None: justified)."""
         if p.tc is None:
             fresh = p.parent_cert.view if p.parent_cert is not None else -1
             if fresh != p.view - 1:
                 return Reason.NOT_JUSTIFIED
-            lock = self.safety.high_pqc
-            # Cannot happen within the safety bound; refusing keeps the lock rule literal.
-            if lock is None or lock.height != p.block.height or lock.block_hash == p.block.hash:
-                return None
-            return Reason.CONFLICTS_WITH_LOCK
+            return Reason.CONFLICTS_WITH_LOCK if self._conflicts_with_lock(p.block) else None
         return self._tc_problem(p.tc, p)
+
+    def _conflicts_with_lock(self, block: Block) -> bool:
+        """Our lock is another block at this height, or (pipelined) at the parent's height
+        not yet committed. Cannot happen within the safety bound; refusing keeps the lock
+        rule literal."""
+        lock = self.safety.high_pqc
+        if lock is None:
+            return False
+        if lock.height == block.height:
+            return lock.block_hash != block.hash
+        if lock.height == block.height - 1 > self.committed_height:
+            return lock.block_hash != block.parent_hash
+        return False
 
     def _tc_problem(self, tc: TimeoutCert, p: Proposal) -> Reason | None:
         """Jolteon rule: extend the highest commit and the highest lock reported in the TC
@@ -782,16 +941,47 @@ class Replica:
         if not self._certs.qc(qc, Phase.PREPARE):
             self._refuse(Kind.QC, Reason.INVALID_CERTIFICATE)
             return
-        if qc.height > self.committed_height + 1:
+        if qc.height == self.committed_height + 2:
+            self._keep_ahead(qc)  # the pipelined block: acted on once its parent commits
+            return
+        if qc.height > self.committed_height + 2:
             self._want_sync(src, qc.height - 1)
             return
         block = self._candidates.get(qc.block_hash)
         if block is None:
             self._refuse(Kind.QC, Reason.UNKNOWN_BLOCK)
             return
+        self._on_prepared(qc, block)
+
+    def _on_prepared(self, qc: QuorumCert, block: Block) -> None:
+        """A verified PQC for our next height, with its block: lock, commit-vote if still
+        in its view, then move to the next view, whose leader may propose on this PQC
+        (pipelining). Like a commit certificate, it moves every replica that holds it, so
+        the next view's timeouts gather a quorum even if its proposal is lost."""
+        if block.parent_hash != self.committed_hash:
+            return  # certified, but off our chain (a pipelined child of a block that lost)
         self._lock(qc, block)
         if self.halted is None:
             self._maybe_commit_vote(qc, block)
+            self._enter_view(qc.view + 1)
+
+    def _keep_ahead(self, qc: QuorumCert) -> None:
+        if self._ahead is None or self._ahead.height < qc.height or self._ahead.view < qc.view:
+            self._ahead = qc
+
+    def _take_ahead(self) -> None:
+        """The kept PQC for committed + 2, once its height is the next one, if we are still
+        in its view (a commit vote is due) or the next (whose proposal extends it): a
+        view further behind may have moved on to another block at that height, and a lock
+        nobody needs would only refuse that block."""
+        qc = self._ahead
+        if qc is None or qc.height > self.committed_height + 1:
+            return
+        self._ahead = None
+        block = self._candidates.get(qc.block_hash)
+        due = self.view - 1 <= qc.view <= self.view
+        if qc.height == self.committed_height + 1 and due and block is not None:
+            self._on_prepared(qc, block)
 
     def _lock(self, qc: QuorumCert, block: Block) -> None:
         roots = (block.state_root, block.results_root)
@@ -801,6 +991,7 @@ class Replica:
         lock = self.safety.high_pqc
         if lock is None or lock.height < qc.height or lock.view < qc.view:
             self._persist(high_pqc=qc, high_pqc_block=block)
+            self._pacemaker.certified(self.now_ms)
 
     def _maybe_commit_vote(self, qc: QuorumCert, block: Block) -> None:
         if qc.view != self.view or qc.view <= max(
@@ -879,6 +1070,12 @@ class Replica:
             self._send(src, QCMessage(cert))
         if self._last_tc is not None and self._last_tc.view >= t.view:
             self._send(src, NewView(self._last_tc))
+        # A PQC moved us on too: without it the peer, which missed the QC broadcast, times
+        # out a view we have left, and neither view gathers q timeouts (simulator seed
+        # 1719 at 4/3 with one validator down).
+        lock = self.safety.high_pqc
+        if lock is not None and lock.height == self.committed_height + 1 and lock.view >= t.view:
+            self._send(src, QCMessage(lock))
 
     def _form_tc(self, view: int, bucket: dict[int, Timeout]) -> None:
         tc = form_tc(view, bucket, self.q)

@@ -168,5 +168,8 @@ class Transcript(Observer):
             f"commit {_block(block)} cert={_qc(cert)} state={_h(roots[0])} results={_h(roots[1])}"
         )
 
+    def on_speculate(self, block: Block, roots: tuple[bytes, bytes]) -> None:
+        self._add(f"speculate {_block(block)} state={_h(roots[0])} results={_h(roots[1])}")
+
     def on_drained(self) -> None:
         self._refusals()

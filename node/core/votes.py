@@ -20,6 +20,7 @@ from node.core.types import (
     Timeout,
     TimeoutCert,
     Vote,
+    genesis_hash,
     timeout_message,
     vote_message,
 )
@@ -98,17 +99,23 @@ class Certificates:
 
 
 class VoteCollector:
-    """The leader's tally of PREPARE and COMMIT votes for the proposal of its view."""
+    """The leader's tally of PREPARE and COMMIT votes for the proposal of its view, and of
+    the COMMIT votes for its proposal of the view just left (pipelining: the next
+    leader's proposal moves us on while those votes are still arriving)."""
 
     def __init__(self) -> None:
         self._tally: dict[Phase, dict[int, bytes]] = {}
+        self._prev: tuple[Proposal, dict[int, bytes]] | None = None
 
     def open(self) -> None:
         """A proposal of ours: start counting both phases."""
         self._tally = {Phase.PREPARE: {}, Phase.COMMIT: {}}
 
-    def clear(self) -> None:
-        """A new view: votes of the old one count for nothing."""
+    def clear(self, keep: Proposal | None = None) -> None:
+        """A new view: votes of the old one count for nothing, except the COMMIT votes
+        for ``keep``, our proposal of the view just left."""
+        commit = self._tally.get(Phase.COMMIT)
+        self._prev = None if keep is None or commit is None else (keep, commit)
         self._tally = {}
 
     def add(
@@ -123,33 +130,46 @@ class VoteCollector:
     ) -> QuorumCert | Reason | None:
         """Count ``v`` from ``src``: the QC when it completes a quorum, None when it is
         counted short of one, else why it is refused (``leads``: this node leads ``view``)."""
+        prev = self._prev
+        if prev is not None and v.phase is Phase.COMMIT and v.view == prev[0].view:
+            if v.voter != src:
+                return Reason.VOTER_NOT_SENDER
+            return _count(v, prev[0], prev[1], certs)
         if v.view != view:
             return Reason.STALE_VIEW if v.view < view else Reason.FUTURE_VIEW
         if not leads:
             return Reason.NOT_LEADER
         if v.voter != src:
             return Reason.VOTER_NOT_SENDER
-        p = proposal
-        if p is None:
+        if proposal is None:
             return Reason.NO_PROPOSAL
-        if v.block_hash != p.block.hash or v.height != p.block.height:
-            return Reason.OTHER_BLOCK
         tally = self._tally.get(v.phase)
         if tally is None:
+            if v.block_hash != proposal.block.hash or v.height != proposal.block.height:
+                return Reason.OTHER_BLOCK
             return Reason.NO_PROPOSAL
-        if v.voter in tally:
-            return Reason.DUPLICATE
-        if len(tally) >= certs.q:
-            return Reason.QUORUM_COMPLETE
-        msg = vote_message(certs.chain_id, v.phase, v.view, v.height, v.block_hash)
-        if not certs.signed(v.voter, msg, v.signature):
-            return Reason.BAD_SIGNATURE
-        tally[v.voter] = v.signature
-        if len(tally) < certs.q:
-            return None
-        qc = QuorumCert(v.phase, v.view, v.height, v.block_hash, tuple(sorted(tally.items())))
-        certs.formed_qc(qc)
-        return qc
+        return _count(v, proposal, tally, certs)
+
+
+def _count(
+    v: Vote, p: Proposal, tally: dict[int, bytes], certs: Certificates
+) -> QuorumCert | Reason | None:
+    """Add a vote for ``p`` to ``tally`` once its signature checks: the QC at q votes."""
+    if v.block_hash != p.block.hash or v.height != p.block.height:
+        return Reason.OTHER_BLOCK
+    if v.voter in tally:
+        return Reason.DUPLICATE
+    if len(tally) >= certs.q:
+        return Reason.QUORUM_COMPLETE
+    msg = vote_message(certs.chain_id, v.phase, v.view, v.height, v.block_hash)
+    if not certs.signed(v.voter, msg, v.signature):
+        return Reason.BAD_SIGNATURE
+    tally[v.voter] = v.signature
+    if len(tally) < certs.q:
+        return None
+    qc = QuorumCert(v.phase, v.view, v.height, v.block_hash, tuple(sorted(tally.items())))
+    certs.formed_qc(qc)
+    return qc
 
 
 def timeout_problem(src: int, t: Timeout, certs: Certificates) -> Reason | None:
@@ -171,8 +191,12 @@ def timeout_problem(src: int, t: Timeout, certs: Certificates) -> Reason | None:
     ):
         return Reason.UNPROVEN_COMMIT
     if t.high_pqc is not None and t.pqc_block is not None:
+        # The lock must extend the committed block: pipelining certifies children of
+        # blocks that never commit, and such a lock would steer the next leader off-chain.
+        parent = genesis_hash(certs.chain_id) if t.commit_cert is None else t.commit_cert.block_hash
         ok = (
             t.high_pqc.height == t.committed_height + 1
+            and t.pqc_block.parent_hash == parent
             and t.pqc_block.hash == t.high_pqc.block_hash
             and t.pqc_block.chain_id == certs.chain_id
             and certs.qc(t.high_pqc, Phase.PREPARE)

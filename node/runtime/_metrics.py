@@ -87,6 +87,16 @@ class Metrics:
             "ledger_transactions", "Committed transactions by result code", ["code"], registry=r
         )
         self.blocks = Counter("ledger_blocks", "Committed blocks", registry=r)
+        # Pipelining (ADR 0012, node config ``pipeline``): certified blocks executed ahead
+        # of their commit, and commits that wrote such an outcome instead of executing.
+        self.speculated = Counter(
+            "ledger_blocks_speculated", "Certified blocks executed before their commit", registry=r
+        )
+        self.speculation_used = Counter(
+            "ledger_blocks_speculation_used",
+            "Committed blocks whose speculative outcome was written, not executed again",
+            registry=r,
+        )
         self.dropped = Counter(
             "ledger_peer_messages_dropped", "Messages dropped by full peer send queues", registry=r
         )

@@ -43,6 +43,7 @@ from node.config import (
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
+    PIPELINE_DEFAULT,
     SYNC_PROBE_INTERVAL_MS,
     TIMELINE_HEIGHTS_MAX,
     WAITERS_MAX,
@@ -64,7 +65,7 @@ from node.core import (
     encode_message,
     encode_qc,
 )
-from node.core.engine import Engine, Observer
+from node.core.engine import Engine, Observer, SpeculationCache
 from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.transcript import describe
 from node.invariant import InvariantError, require
@@ -150,6 +151,7 @@ class Node:
         clock: Callable[[], int] = wall_ms,
         mempool_txs_max: int = MEMPOOL_TXS_MAX,
         admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS,
+        pipeline: bool = PIPELINE_DEFAULT,
     ) -> None:
         require(genesis.validators[index].public_key == key.public_key, "wrong validator key")
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
@@ -179,6 +181,8 @@ class Node:
             tx_check=self._forward_ok,
         )
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
+        # Outcomes of certified blocks executed before their commit (ADR 0012).
+        self._speculated: SpeculationCache[BlockOutcome] = SpeculationCache()
         self.engine = Engine(
             self.replica,
             store,
@@ -186,6 +190,7 @@ class Node:
             self._execute,
             observers=[_Marks(self)],
             loopback=self._loopback_soon,
+            speculate=self._speculate if pipeline else None,
         )
         self._encoded: tuple[Message | None, bytes] = (None, b"")  # a broadcast: encode once
         self._timer: asyncio.TimerHandle | None = None
@@ -585,7 +590,11 @@ class Node:
         """The engine's execute port: apply a committed block, commit it to LMDB with its
         certificate, settle its waiters; the engine reports the roots to the replica."""
         ctx = BlockContext(block.height, block.time_ms)
-        outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
+        outcome = self._speculated.take(block, self.store.head().state_root)
+        if outcome is None:
+            outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
+        else:
+            self.metrics.speculation_used.inc()
         done = [tx_key(tx) for tx in block.txs] if self.store.intake_count() else []
         self.store.commit_block(
             block.hash, encode_block(block), encode_qc(cert), ctx, outcome, intake_done=done
@@ -648,6 +657,15 @@ class Node:
             if marks[step] >= marks[Step.PROPOSED]:
                 elapsed_s = (marks[step] - marks[Step.PROPOSED]) / 1e6
                 self.metrics.consensus_step.labels(step=label).observe(elapsed_s)
+
+    def _speculate(self, block: Block) -> tuple[bytes, bytes]:
+        """The engine's speculate port: execute a certified block on the committed state
+        without committing it; its commit writes this outcome (``_execute``)."""
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(self.store, block.txs, ctx, verify=self.verify)
+        self._speculated.keep(block, self.store.head().state_root, outcome)
+        self.metrics.speculated.inc()
+        return outcome.state_root, outcome.results_root
 
     def _mark(self, msg: Message) -> None:
         """Note the first time this node sees a block's proposal or certificates."""

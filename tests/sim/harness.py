@@ -37,6 +37,8 @@ from node.core import (
     Ed25519Signer,
     Ed25519Verifier,
     Message,
+    Phase,
+    Proposal,
     Quorum,
     QuorumCert,
     Replica,
@@ -45,12 +47,13 @@ from node.core import (
     encode_block,
     encode_qc,
 )
-from node.core.engine import Engine, Observer
+from node.core.engine import Engine, Observer, SpeculationCache
 from node.core.transcript import Transcript
 from node.genesis import DemoNetwork
 from node.runtime import StoreSource
 from node.settlement import (
     BlockContext,
+    BlockOutcome,
     Registry,
     ResultCode,
     Transaction,
@@ -140,6 +143,12 @@ class Scenario:
     refusals: list[tuple[int, str, int]] = field(default_factory=list)
     replay_times: list[int] = field(default_factory=list)  # a client resends a committed tx
     groups_at: dict[int, dict[int, int]] = field(default_factory=dict)  # scripted partitions
+    # Which validators pipeline (ADR 0012: the engine's speculate port, the runtime's
+    # ``pipeline`` config): "all", "none", or "mixed" (the even indexes).
+    pipeline: str = "all"
+
+    def pipelines(self, index: int) -> bool:
+        return self.pipeline == "all" or (self.pipeline == "mixed" and index % 2 == 0)
 
 
 @dataclass
@@ -158,6 +167,8 @@ class Instance:
     engine: Engine | None = None  # the validator's driver around ``core`` (None: crashed)
     verify_src: int | None = None  # the sender whose message the verifier is checking
     verify_mark: int = 0  # the verifier's count when that message was stepped
+    # Outcomes of certified blocks executed ahead of their commit (lost with a crash).
+    speculated: SpeculationCache[BlockOutcome] = field(default_factory=SpeculationCache)
 
 
 def _network(n: int) -> DemoNetwork:
@@ -206,6 +217,8 @@ class Cluster:
         self.loopback_steps = 0
         self.loopback_overtaken = 0
         self._loopback_pending: set[int] = set()
+        # (validator, view) of every pipelined proposal an honest instance sent (ADR 0012).
+        self.pipelined: set[tuple[int, int]] = set()
         self.sent: Counter[str] = Counter()  # message kinds, for coverage figures
         self.kept_down: set[int] = set()  # instances that stay crashed after heal
         self._wired: tuple[object, Message | None] = (None, None)  # last message through wire()
@@ -345,7 +358,9 @@ class Cluster:
             rewrite=None if inst.byz is None else partial(self._byz_out, inst),
             observers=[_Watch(self, inst)],
             loopback=partial(self._push_loopback, inst),
+            speculate=partial(self._speculate, inst) if self.sc.pipelines(inst.index) else None,
         )
+        inst.speculated = SpeculationCache()
         if self.transcripts is not None:
             self._record(inst)
         inst.tick_at = None
@@ -414,9 +429,18 @@ class Cluster:
     def _apply(self, inst: Instance, block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
         """The engine's execute port: the real settlement, the instance's disk, the checker."""
         ctx = BlockContext(block.height, block.time_ms)
-        outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
+        outcome = inst.speculated.take(block, inst.store.head().state_root)
+        if outcome is None:
+            outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
         inst.store.commit_block(block.hash, encode_block(block), encode_qc(cert), ctx, outcome)
         self.checker.on_commit(inst, block, cert, outcome, self.now)
+        return outcome.state_root, outcome.results_root
+
+    def _speculate(self, inst: Instance, block: Block) -> tuple[bytes, bytes]:
+        """The engine's speculate port: the real settlement on the committed state, kept."""
+        ctx = BlockContext(block.height, block.time_ms)
+        outcome = apply_block(inst.store, block.txs, ctx, verify=memo_verify)
+        inst.speculated.keep(block, inst.store.head().state_root, outcome)
         return outcome.state_root, outcome.results_root
 
     def _charge_verified(self, inst: Instance, src: int | None) -> None:
@@ -609,6 +633,9 @@ class _Watch(Observer):
 
     def on_send(self, dst: int, msg: Message) -> None:
         inst = self.inst
+        cert = msg.parent_cert if isinstance(msg, Proposal) else None
+        if inst.honest and cert is not None and cert.phase is Phase.PREPARE:
+            self.cl.pipelined.add((inst.index, msg.view))
         self.cl.checker.on_send(inst, dst, msg, inst.store.load_safety(), self.cl.now)
 
     def on_drained(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def replay_command(sc: Scenario) -> str:
     return f"make sim SEEDS=1 SEED_START={sc.seed} N={sc.n} Q={sc.q}{byz}{count}"
 
 
+# Each seed's pipelining (Scenario.pipeline): every validator, none, or half of them, so
+# the seeds run both drivers' paths and a cluster whose validators differ.
+PIPELINE_MODES = ("all", "none", "mixed")
+
+
 def make_scenario(
     n: int,
     q: int | None,
@@ -61,6 +67,7 @@ def make_scenario(
     rng = random.Random(seed * 1_000_003 + n)
     sc = Scenario(n=n, q=quorum.q, seed=seed)
     sc.ed25519 = seed % 20 == 7  # real Ed25519 votes on one seed in twenty
+    sc.pipeline = PIPELINE_MODES[seed % 3]  # not drawn: the other draws stay as they were
     sc.txs = rng.randint(8, 30) if n < 26 else rng.randint(6, 16)
     sc.chaos_ms = rng.randint(1_500, 5_000)
     hi = rng.choice((5, 20, 60, 150))
@@ -140,6 +147,7 @@ class RunResult:
     crafted: dict[str, int] = field(default_factory=dict)  # Byzantine messages, by kind
     loopback_steps: int = 0  # the runtime's deferred loopback, stepped (harness.Cluster)
     loopback_overtaken: int = 0  # peer messages stepped while a loopback step was pending
+    pipelined_by: dict[int, int] = field(default_factory=dict)  # validator -> its proposals
 
 
 def _fault(cl: Cluster, kind: str, length: int, salt: int) -> None:
@@ -332,6 +340,7 @@ def _run(cl: Cluster, sc: Scenario, keep_down: int | None) -> RunResult:
         {c.name: k for c, k in cl.checker.codes.items()},
         {c.name: k for c, k in cl.admission_codes.items()}, dict(cl.honest_refusals()),
         dict(cl.crafted()), cl.loopback_steps, cl.loopback_overtaken,
+        dict(Counter(index for index, _ in cl.pipelined)),
     )  # fmt: skip
 
 
@@ -449,15 +458,16 @@ def lock_attack(variant: str, until_ms: int = 20_000) -> Cluster:
     """A Byzantine leader after a view change whose TC reports a lock (4 validators, q 3).
 
     View 0's leader (0, honest) proposes block 1 and forms its prepare QC, so every
-    replica locks on it; the COMMIT votes of view 0 are lost (a planted network fault), so
-    view 0 ends in a TC reporting the lock. View 1's leader is validator 1, running
-    ``lock_violation`` with only ``variant``: it proposes a block conflicting with the
-    lock. Honest replicas must refuse it; the leader of view 2 re-proposes block 1.
+    replica locks on it and moves to view 1; the COMMIT votes of view 0 are lost (a
+    planted network fault), so block 1 cannot commit, nor the block view 1 pipelines on
+    it, and view 1 ends in a TC reporting the lock. View 2's leader is validator 2,
+    running ``lock_violation`` with only ``variant``: it proposes a block conflicting with
+    the lock. Honest replicas must refuse it; the leader of view 3 re-proposes block 1.
     """
     sc = Scenario(n=4, q=3, seed=0, txs=4, chaos_ms=until_ms)
-    sc.byz = {1: "lock_violation"}
+    sc.byz = {2: "lock_violation"}
     cl = Cluster(sc)
-    byz = next(i.byz for i in cl.instances if i.index == 1)
+    byz = next(i.byz for i in cl.instances if i.index == 2)
     byz.VARIANTS = (variant,)  # type: ignore[union-attr,misc]
     cl.drop_if = lambda src, dst, m: isinstance(m, Vote) and m.phase is Phase.COMMIT and m.view == 0
     for k, (raw, _) in enumerate(cl.workload):

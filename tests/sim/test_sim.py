@@ -247,6 +247,20 @@ def test_the_simulator_runs_the_runtimes_loopback_order() -> None:
     assert sum(r.loopback_overtaken for r in results) > 0  # 15 in seed 0
 
 
+def test_the_seeds_pipeline_on_every_validator_on_none_and_on_half() -> None:
+    """The seeds take turns: every validator pipelines (proposes on a prepare
+    certificate, ADR 0012), none does, or only the even indexes do (the runtime's
+    ``pipeline`` config is per node). A validator without the speculate port never
+    pipelines; the others do."""
+    by_mode: dict[str, Counter[int]] = {m: Counter() for m in runner.PIPELINE_MODES}
+    for seed in range(12):
+        sc = make_scenario(4, None, seed)
+        by_mode[sc.pipeline].update(run(sc).pipelined_by)
+    assert by_mode["none"].total() == 0
+    assert set(by_mode["all"]) == {0, 1, 2, 3}
+    assert set(by_mode["mixed"]) == {0, 2}
+
+
 def test_replay_is_exact() -> None:
     a, b = run(make_scenario(7, None, 3)), run(make_scenario(7, None, 3))
     assert a == b
@@ -535,8 +549,11 @@ def test_negative_control_idle(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_negative_control_results(monkeypatch: pytest.MonkeyPatch) -> None:
     """Leaders that skip the empty block after a block with transactions: the last
-    block's results are never certified."""
-    monkeypatch.setattr(Replica, "_has_work", lambda self: len(self.mempool) > 0)
+    block's results are never certified. (The one rule for "a block is due", on the
+    committed head and, pipelined, on a certified parent.)"""
+    monkeypatch.setattr(
+        Replica, "_work_on", lambda self, has_txs, skip: self.mempool.pending_beyond(skip)[0] > 0
+    )
     _fires("results", lambda: run(make_scenario(4, None, 2)))
 
 

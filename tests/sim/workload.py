@@ -124,7 +124,8 @@ trades with it:
 
 - ``lock_pledge``: ``PLEDGE`` locks all its units of the first bond for a bank (``OK``;
   ``LOCKED`` behind another copy's lock), then, as companions, sends one of them
-  (``LOCKED``), releases the lock itself (``LOCK_IN_FORCE``), the bank claims it (no
+  (``LOCKED``), releases the lock itself, twice (``LOCK_IN_FORCE``; the second copy for a
+  lock slow to commit), the bank claims it (no
   default: ``NOT_CLAIMABLE``), the bank releases it (``OK``) and releases it again
   (``NO_SUCH_LOCK``); a companion overtaking the lock gets ``NO_SUCH_LOCK``;
 - ``lock_lapsed_terms``: a lock whose until is already past (``INVALID_LOCK_TERMS``);
@@ -760,6 +761,8 @@ class _Maker:
         head = (self.chain, self._next(), self.far)
         spend = self.transfer(PLEDGE, bank, 1, instrument=self.net.bonds[0])
         early = ReleaseLock(*head, lid, PLEDGE, PLEDGE)
+        # Again later, for a lock that was slow to commit (a view change under chaos).
+        late = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, PLEDGE)
         claim = ClaimLock(self.chain, self._next(), self.far, lid, PLEDGE, bank,
                           self.net.bonds[0], PLEDGE_UNITS)  # fmt: skip
         release = ReleaseLock(self.chain, self._next(), self.far, lid, PLEDGE, bank)
@@ -771,7 +774,8 @@ class _Maker:
         return [
             replace(self.sim("lock_pledge", pledge, R.OK, R.LOCKED),
                     companions=(self._then(600, spend), self._then(620, early),
-                                self._then(640, claim), self._then(1500, release),
+                                self._then(640, claim), self._then(1300, late),
+                                self._then(1500, release),
                                 self._then(1600, again))),
             self.sim("lock_lapsed_terms", self._lock(bank, self.t0 + 1), R.INVALID_LOCK_TERMS),
             self.sim("lock_repo", self._lock(bank, self.far - 1, repo), R.NOT_PENDING),

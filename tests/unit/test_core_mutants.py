@@ -164,12 +164,14 @@ def _new_view(tc: TimeoutCert) -> object:
 
 
 def _locked(commit_first: bool = False, base: int = 0) -> tuple[Net, Block, int]:
-    """A block gets a prepare QC in view v (every replica locks on it) but its COMMIT votes
-    are lost, so view v times out with the lock in every timeout. Returns (net, the locked
-    block, v). With ``commit_first`` one block commits first and the lock is on the next
-    (the TC's top committed height is then not the chain's start). ``base``: the height
-    the replicas start at (restarted on a chain of that many blocks)."""
-    net = _net_at_height(base) if base else Net()
+    """A block gets a prepare QC in view v (every replica locks on it, and the QC moves it
+    to view v + 1) but its COMMIT votes are lost, so view v + 1 times out with the lock in
+    every timeout. Returns (net, the locked block, v). With ``commit_first`` one block
+    commits first and the lock is on the next (the TC's top committed height is then not
+    the chain's start). ``base``: the height the replicas start at (restarted on a chain
+    of that many blocks). Without speculation, so no pipelined proposal in view v + 1;
+    the pipelined case is test_core_pipeline.py's lost pipelined proposal."""
+    net = _net_at_height(base, speculate=False) if base else Net(speculate=False)
     lost_view = [-1 if commit_first else net.nodes[0].view]
 
     def lose_commit_votes(src: int, dst: int, msg: object) -> object | None:
@@ -205,11 +207,12 @@ def test_after_a_view_change_the_locked_block_is_the_one_committed(commit_first:
     """The TC carries the highest lock; the next leader re-proposes that block (a leader
     that drops the lock from its TC would propose another block at the same height)."""
     net, locked, view = _locked(commit_first)
-    leader = net.nodes[0].leader(view + 1)
+    after = view + 2  # the view after the one that times out
+    leader = net.nodes[0].leader(after)
     now = net.nodes[0].now_ms
     net.tick(now + VIEW_TIMEOUT_BASE_MS)
     net.tick(now + VIEW_TIMEOUT_BASE_MS + 10)
-    proposals = [m for m in net.sent(leader, Proposal) if m.view == view + 1]  # type: ignore[attr-defined]
+    proposals = [m for m in net.sent(leader, Proposal) if m.view == after]  # type: ignore[attr-defined]
     assert proposals and proposals[0].tc.high_lock is not None
     assert proposals[0].tc.high_lock.block_hash == locked.hash
     assert all(d.blocks[locked.height][0].hash == locked.hash for d in net.disks)
@@ -242,12 +245,13 @@ def test_a_proposal_ignoring_the_lock_in_its_tc_gets_no_vote(commit_first: bool)
     block at that height: honest replicas refuse (the Jolteon lock rule). Without the rule
     the other block could be committed after a replica already committed the locked one."""
     net, locked, view = _locked(commit_first)
-    leader = net.nodes[0].leader(view + 1)
+    after = view + 2  # the view after the one that times out
+    leader = net.nodes[0].leader(after)
     other = Block(
-        CHAIN, locked.height, view + 1, locked.parent_hash, leader, locked.time_ms + 1,
+        CHAIN, locked.height, after, locked.parent_hash, leader, locked.time_ms + 1,
         locked.height - 1, locked.state_root, locked.results_root, (b"trade-other",),
     )  # fmt: skip
-    _next_leader_proposes_and_gets_no_vote(net, view + 1, other)
+    _next_leader_proposes_and_gets_no_vote(net, after, other)
     h = locked.height
     assert all(d.committed_height() < h or d.blocks[h][0].hash == locked.hash for d in net.disks)
 
@@ -714,14 +718,23 @@ def test_a_commit_certificate_of_an_older_view_still_counts_for_a_new_height() -
     assert _sync_requests(net, 3) == [(1, 1)]
 
 
-def test_a_prepare_qc_two_heights_ahead_starts_catch_up_of_the_one_between() -> None:
-    net, _ = _node_3_behind_by_two()
+def test_a_prepare_qc_two_heights_ahead_is_kept_and_a_proposal_on_it_starts_catch_up() -> None:
+    """Pipelined, a PQC for committed + 2 is what a replica sees while the commit
+    certificate of committed + 1 is on its way: kept, no catch-up. A proposal on it proves
+    its leader committed the height between (it pipelines only then): catch up that one."""
+    net, chain = _node_3_behind_by_two()
     pqc = net.nodes[0].safety.high_pqc
     assert pqc is not None and pqc.height == 2
     node = net.nodes[3]
     node.step(0, QCMessage(pqc))
     net.drain(3)
+    assert _sync_requests(net, 3) == []
+    view = pqc.view + 1
+    child = _block(chain[1][0], view, node.leader(view), node.now_ms + 1, b"trade-3")
+    node.step(node.leader(view), Proposal(view, child, pqc, None))
+    net.drain(3)
     assert _sync_requests(net, 3) == [(1, 1)]
+    assert node.view == view  # the PQC of the previous view moved it on
 
 
 def test_a_later_commit_certificate_of_our_block_is_kept_never_an_older() -> None:
@@ -798,12 +811,12 @@ def test_a_bucket_refills_exactly_rate_per_second_and_never_from_a_clock_going_b
     assert b.available(start + 1_300)
 
 
-def _net_at_height(height: int) -> Net:
+def _net_at_height(height: int, *, speculate: bool = True) -> Net:
     """Four replicas restarted on a chain of ``height`` committed blocks (one transaction
     each, block h first proposed in view h - 1 by its round-robin leader)."""
     from node.core import genesis_hash
 
-    net = Net()
+    net = Net(speculate=speculate)
     chain: dict[int, tuple[Block, QuorumCert]] = {}
     parent_hash = genesis_hash(CHAIN)
     for h in range(1, height + 1):
@@ -1446,21 +1459,22 @@ def _commit_votes(net: Net, i: int) -> list[Vote]:
 def test_a_lock_moves_only_to_a_later_view_of_its_height_and_only_on_q_signatures(
     base: int,
 ) -> None:
-    """Replica 3 is locked on block h by a prepare QC of view v (and voted COMMIT in v). A
-    QC of q - 1 signatures for v + 1 moves nothing; a real one for v + 1 moves the lock
-    (the same block certified again after a view change) but gets no COMMIT vote, v + 1
-    not being the replica's view; the QC of v arriving again after it moves the lock back
-    to nothing and gets no second COMMIT vote. At height and view 300 too, decoded."""
+    """Replica 3 is locked on block h by a prepare QC of view v (and voted COMMIT in v; the
+    QC moved it to v + 1). A QC of q - 1 signatures for v + 2 moves nothing; a real one
+    for v + 2 moves the lock (the same block certified again after a view change) but gets
+    no COMMIT vote, v + 2 not being the replica's view; the QC of v arriving again after
+    it moves the lock back to nothing and gets no second COMMIT vote. At height and view
+    300 too, decoded."""
     net, locked, view = _locked(base=base)
     node = net.nodes[3]
     old = node.safety.high_pqc
-    assert old is not None and old.view == view and node.view == view
+    assert old is not None and old.view == view and node.view == view + 1
     votes = len(_commit_votes(net, 3))
     assert votes == 1 and node.safety.commit_view == view
-    node.step(0, _decoded(_prepare_qc(view + 1, locked.height, locked.hash, range(Q - 1))))
+    node.step(0, _decoded(_prepare_qc(view + 2, locked.height, locked.hash, range(Q - 1))))
     net.drain(3)
     assert node.safety.high_pqc == old
-    later = _prepare_qc(view + 1, locked.height, locked.hash)
+    later = _prepare_qc(view + 2, locked.height, locked.hash)
     node.step(0, _decoded(later))
     net.drain(3)
     assert node.safety.high_pqc == later and node.safety.high_pqc_block == locked
@@ -1525,16 +1539,17 @@ def test_a_proposal_ignoring_the_tc_lock_at_height_300_gets_no_vote() -> None:
     height compared with the TC's top + 1 is not a cached int) and with the rogue block's
     hash above the locked one's (an order compare of hashes would let it through)."""
     net, locked, view = _locked(base=300)
-    leader = net.nodes[0].leader(view + 1)
+    after = view + 2  # the view after the one that times out
+    leader = net.nodes[0].leader(after)
 
     def other_block(k: int) -> Block:
         return Block(
-            CHAIN, locked.height, view + 1, locked.parent_hash, leader, locked.time_ms + 1,
+            CHAIN, locked.height, after, locked.parent_hash, leader, locked.time_ms + 1,
             locked.height - 1, locked.state_root, locked.results_root, (b"trade-other-%d" % k,),
         )  # fmt: skip
 
     above = next(b for b in map(other_block, range(100)) if b.hash > locked.hash)
-    _next_leader_proposes_and_gets_no_vote(net, view + 1, above)
+    _next_leader_proposes_and_gets_no_vote(net, after, above)
 
 
 def test_a_commit_certificate_of_our_block_from_the_current_view_moves_us_on() -> None:
@@ -1579,21 +1594,22 @@ def test_a_tc_lock_one_height_below_the_proposal_does_not_bind_it() -> None:
     node.step(0, QCMessage(cert))
     net.drain(3)
     assert node.committed_height == 1 and node.view == view + 1
-    leader = node.leader(view + 1)
+    after = view + 2  # the others time out view + 1 (their PQC moved them there)
+    leader = node.leader(after)
     assert leader != 3
     net.down = {3}
     net.tick(net.nodes[0].now_ms + VIEW_TIMEOUT_BASE_MS)
-    tcs = [m.tc for m in net.sent(leader, Proposal) if m.view == view + 1]  # type: ignore[attr-defined]
+    tcs = [m.tc for m in net.sent(leader, Proposal) if m.view == after]  # type: ignore[attr-defined]
     assert tcs and tcs[0] is not None and tcs[0].top_height == 0
     assert tcs[0].high_lock is not None and tcs[0].high_lock.block_hash == locked.hash
     child = Block(
-        CHAIN, 2, view + 1, locked.hash, leader, max(locked.time_ms, node.now_ms) + 1, 1,
+        CHAIN, 2, after, locked.hash, leader, max(locked.time_ms, node.now_ms) + 1, 1,
         node.executed_root, node.executed_results, (b"trade-2",),
     )  # fmt: skip
-    node.step(leader, Proposal(view + 1, child, cert, tcs[0]))
+    node.step(leader, Proposal(after, child, cert, tcs[0]))
     net.drain(3)
     assert refused(node, VOTING_RULE) == 0
-    assert [m.block_hash for m in net.sent(3, Vote) if m.view == view + 1] == [child.hash]  # type: ignore[attr-defined]
+    assert [m.block_hash for m in net.sent(3, Vote) if m.view == after] == [child.hash]  # type: ignore[attr-defined]
 
 
 # --- core.replica.commit, the gaps left at the end of the first session ----------------------

@@ -99,6 +99,7 @@ class Net:
         *,
         q: int | None = None,
         tx_check: Callable[[bytes], bool] | None = None,
+        speculate: bool = True,
     ):
         self.quorum = Quorum(n, q) if q is not None else Quorum.classic(n)
         self.disks = [Disk() for _ in range(n)]
@@ -122,6 +123,7 @@ class Net:
         self.down: set[int] = set()
         self.outboxes = [Outbox() for _ in range(n)]
         self._engines: dict[int, Engine] = {}
+        self.speculate = speculate  # engines with the speculate port: replicas pipeline
         self.now: int | None = None  # the clock run() delivers at (None: the replica's last)
 
     def engine(self, i: int) -> Engine:
@@ -135,12 +137,17 @@ class Net:
                 lambda block, cert: self._execute(i, block, cert),
                 rewrite=lambda dst, msg: self._loopback(i, dst, msg),
                 observers=[self.outboxes[i]],
+                speculate=(lambda block: self._roots(i, block)) if self.speculate else None,
             )
         return engine
 
     def _execute(self, i: int, block: Block, cert: QuorumCert) -> tuple[bytes, bytes]:
         """Stand-in roots: a chain of hashes (``roots`` seeds one node's to diverge)."""
         self.disks[i].blocks[block.height] = (block, cert)
+        return self._roots(i, block)
+
+    def _roots(self, i: int, block: Block) -> tuple[bytes, bytes]:
+        """Executing ``block`` on node ``i``'s executed head (committing or speculating)."""
         return sha256(self.nodes[i].executed_root, block.hash), sha256(b"results", block.hash)
 
     def _loopback(self, i: int, dst: int, msg: Message) -> list[tuple[int, Message]]:

@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devtools.netgen import NetSpec, default_quorum, generate, main
 from node import crypto
+from node.config import PIPELINE_DEFAULT
 from node.genesis import load_genesis
 from node.keyfiles import (
     KeyFileError,
@@ -291,6 +292,30 @@ def test_node_config_round_trips(net: Network, tmp_path: Path) -> None:
     write_node_config(path, moved)
     assert load_node_config(path) == moved
     assert json.loads(path.read_text())["tls_key"] == "tls.key"
+
+
+def test_the_pipeline_option_round_trips_and_takes_only_a_boolean(
+    net: Network, tmp_path: Path
+) -> None:
+    """``pipeline`` (ADR 0012): off unless a config says so, written only when on, and a
+    boolean: 1 or "true" is refused, not taken for one."""
+    default = load_node_config(net.nodes[0].config)
+    assert default.pipeline is PIPELINE_DEFAULT is False
+    assert "pipeline" not in json.loads(net.nodes[0].config.read_text())
+    path = tmp_path / "on.json"
+    write_node_config(path, replace(default, pipeline=True))
+    assert json.loads(path.read_text())["pipeline"] is True
+    assert load_node_config(path).pipeline is True
+    for bad in (1, "true", None):
+        edited = _edited(net, tmp_path, lambda d, v=bad: d.update(pipeline=v))
+        with pytest.raises(ConfigError, match="pipeline: expected true or false"):
+            load_node_config(edited)
+
+
+def test_netgen_pipeline_flag_sets_every_node(tmp_path: Path) -> None:
+    spec = NetSpec(4, 3, pipeline=True)
+    out = generate(tmp_path / "run", spec, progress=lambda _: None)
+    assert all(load_node_config(node.config).pipeline for node in out.nodes)
 
 
 def _edited(net: Network, tmp_path: Path, edit: Callable[[dict[str, Any]], object]) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from node.config import BATCH_DELAY_MS, VIEW_TIMEOUT_BASE_MS
-from node.core import Block, Proposal, SyncRequest
+from node.core import Block, Phase, Proposal, QCMessage, SyncRequest
 from node.core.transcript import Transcript, describe
 from node.merkle import EMPTY_ROOT
 from tests.unit.test_core_replica import CHAIN, ROOT0, Net
@@ -76,8 +76,36 @@ def catch_up(net: Net) -> None:
     net.run()
 
 
+def pipelined_proposal(net: Net) -> None:
+    """The commit certificate of block 1 is slow to leave the leader of view 0: the leader
+    of view 1, holding block 1's prepare QC and its speculative roots, proposes block 2 on
+    that QC; when the certificate arrives, block 1 commits, then block 2 in height order."""
+    held: list[tuple[int, int, object]] = []
+
+    def hold_commit_certs(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT and msg.qc.height == 1:
+            held.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = hold_commit_certs
+    net.engine(0).submit(b"trade-1", 0)
+    net.run()
+    net.tick(BATCH_DELAY_MS)
+    net.tamper = None
+    net.queue.extend(held)
+    net.run()
+
+
 SCENARIOS: dict[str, Callable[[Net], None]] = {
-    f.__name__: f for f in (fresh_view_commit, timeout_view_change, refused_non_leader, catch_up)
+    f.__name__: f
+    for f in (
+        fresh_view_commit,
+        timeout_view_change,
+        refused_non_leader,
+        catch_up,
+        pipelined_proposal,
+    )
 }
 
 

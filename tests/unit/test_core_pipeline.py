@@ -1,0 +1,315 @@
+"""Pipelining (ADR 0012): the leader of view v + 1 proposes block h + 1 on the prepare QC
+of block h from view v, before h commits, with the roots of executing h speculatively.
+Each test names the rule it pins; the mutants that break them are in
+tests/mutation/known.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from node.config import BATCH_DELAY_MS
+from node.core import Block, Phase, Proposal, QCMessage, QuorumCert, Timeout, Vote
+from node.core.engine import SpeculationCache
+from node.core.refusal import Kind, Reason
+from node.core.types import timeout_message, vote_message
+from tests.sim.harness import HashSigner
+from tests.unit.test_core_replica import CHAIN, Net
+
+Q = 3
+
+
+def _pqc(view: int, block: Block) -> QuorumCert:
+    msg = vote_message(CHAIN, Phase.PREPARE, view, block.height, block.hash)
+    sigs = tuple((i, HashSigner(i).sign(msg)) for i in range(Q))
+    return QuorumCert(Phase.PREPARE, view, block.height, block.hash, sigs)
+
+
+def _commit_certs_of(height: int, held: list[tuple[int, int, object]]):  # type: ignore[no-untyped-def]
+    """A tamper that holds back every commit certificate of ``height`` (into ``held``)."""
+
+    def hold(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT and msg.qc.height == height:
+            held.append((src, dst, msg))
+            return None
+        return msg
+
+    return hold
+
+
+def _proposals(net: Net, src: int, view: int) -> list[Proposal]:
+    return [m for m in net.sent(src, Proposal) if m.view == view]  # type: ignore[attr-defined]
+
+
+def _votes(net: Net, src: int, phase: Phase, view: int) -> list[Vote]:
+    return [m for m in net.sent(src, Vote) if m.phase is phase and m.view == view]  # type: ignore[attr-defined]
+
+
+def _certified_not_committed(net: Net) -> tuple[list[tuple[int, int, object]], Block]:
+    """Block 1 (a trade) gets its prepare QC in view 0; its commit certificates are held
+    back, so every replica holds the PQC and nothing is committed. Returns what was held
+    and block 1."""
+    held: list[tuple[int, int, object]] = []
+    net.now = 1_000
+    net.tamper = _commit_certs_of(1, held)
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    block = _proposals(net, 0, 0)[0].block
+    assert all(d.committed_height() == 0 for d in net.disks)
+    assert all(n.safety.high_pqc is not None and n.safety.high_pqc.height == 1 for n in net.nodes)
+    return held, block
+
+
+@pytest.mark.parametrize("speculate", [True, False])
+def test_the_next_leader_proposes_on_the_prepare_qc_before_the_commit_certificate(
+    speculate: bool,
+) -> None:
+    """With the speculate port the leader of view 1 proposes block 2 on block 1's PQC, with
+    the roots after block 1, while block 1's commit certificate is still on its way; both
+    commit, in height order, with one commit certificate each. Without the port (the
+    control) it waits for the certificate, as before pipelining."""
+    net = Net(speculate=speculate)
+    held, first = _certified_not_committed(net)
+    net.tick(1_000 + BATCH_DELAY_MS)
+    pipelined = _proposals(net, 1, 1)
+    if not speculate:
+        assert pipelined == []
+        return
+    assert len(pipelined) == 3  # to every peer (the leader decides its own vote inline)
+    p = pipelined[0]
+    assert p.parent_cert is not None and p.parent_cert.phase is Phase.PREPARE
+    assert (p.block.height, p.block.parent_hash, p.parent_cert.view) == (2, first.hash, 0)
+    assert [len(_votes(net, i, Phase.PREPARE, 1)) for i in range(4)] == [1, 1, 1, 1]
+    assert all(d.committed_height() == 0 for d in net.disks)
+    # Block 2 carries the roots after block 1, executed speculatively on the head.
+    assert (p.block.state_root, p.block.results_root) == net._roots(0, first)
+    net.tamper = None
+    net.queue.extend(held)
+    net.run()
+    for d in net.disks:
+        assert d.committed_height() == 2
+        (b1, c1), (b2, c2) = d.blocks[1], d.blocks[2]
+        assert (b1.hash, b2.hash) == (first.hash, p.block.hash)
+        assert (c1.phase, c1.height, c2.phase, c2.height) == (Phase.COMMIT, 1, Phase.COMMIT, 2)
+
+
+def test_a_pipelined_block_gets_no_commit_vote_before_its_parent_commits() -> None:
+    """Commit in height order: block 2's PQC reaches replicas that have not committed
+    block 1; they keep it and commit-vote block 2 only once block 1 commits (a commit
+    certificate for block 2 before block 1's would leave block 1 without its own)."""
+    net = Net()
+    held, _ = _certified_not_committed(net)
+    net.tick(1_000 + BATCH_DELAY_MS)
+    assert all(n.committed_height == 0 for n in net.nodes)
+    assert all(_votes(net, i, Phase.COMMIT, 1) == [] for i in range(4))
+    assert all(n.safety.high_pqc.height == 1 for n in net.nodes)  # type: ignore[union-attr]
+    net.tamper = None
+    net.queue.extend(held)
+    net.run()
+    assert [len(_votes(net, i, Phase.COMMIT, 1)) for i in range(4)] == [1, 1, 1, 1]
+
+
+def test_the_leader_of_a_view_left_still_forms_its_commit_certificate() -> None:
+    """Leader 0 receives the pipelined proposal of view 1 (and moves to view 1) before the
+    commit votes of view 0 reach it: it still counts them and sends block 1's commit
+    certificate, so block 1 commits without a view change."""
+    net = Net()
+    net.now = 1_000
+    held: list[tuple[int, int, object]] = []
+
+    def late_commit_votes_to_0(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, Vote) and msg.phase is Phase.COMMIT and dst == 0 and src != 0:
+            held.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = late_commit_votes_to_0
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    net.tick(1_000 + BATCH_DELAY_MS)
+    assert net.nodes[0].view == 1 and len(_proposals(net, 1, 1)) == 3
+    net.tamper = None
+    net.queue.extend(held)
+    net.run()
+    certs = [m for m in net.sent(0, QCMessage) if m.qc.phase is Phase.COMMIT]  # type: ignore[attr-defined]
+    assert certs and certs[0].qc.view == 0 and certs[0].qc.height == 1
+    assert all(d.committed_height() == 2 for d in net.disks)
+
+
+def test_a_pipelined_block_leaves_out_its_parents_transactions() -> None:
+    """Block 1's trade is still pending everywhere when block 2 is proposed on block 1's
+    PQC: block 2 carries only the trade that came after."""
+    net = Net()
+    _, first = _certified_not_committed(net)
+    assert first.txs == (b"trade-1",)
+    net.nodes[1].submit(b"trade-2")
+    net.run()
+    assert b"trade-1" in net.nodes[1].mempool._pending.values()
+    net.tick(1_000 + BATCH_DELAY_MS)
+    assert _proposals(net, 1, 1)[0].block.txs == (b"trade-2",)
+
+
+def test_a_lost_pipelined_proposal_costs_one_view_change_not_the_chain() -> None:
+    """Validator 3 is down; block 1's commit certificate and the pipelined proposal of
+    view 1 are lost. Every live replica holds block 1's PQC, which moved it to view 1, so
+    the three time out view 1 together, form a TC, and block 1 commits by re-proposal.
+    (When only the next leader moved on its PQC, it timed out view 1 alone while the
+    others timed out view 0: no quorum for either, the chain stopped; simulator seed
+    1892 at 4/3.)"""
+    net = Net()
+    net.down = {3}
+    held: list[tuple[int, int, object]] = []
+    hold = _commit_certs_of(1, held)
+    net.tamper = lambda s, d, m: None if isinstance(m, Proposal) and m.view == 1 else hold(s, d, m)
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert [n.view for n in net.nodes[:3]] == [1, 1, 1]
+    net.tamper = None
+    for k in range(1, 40):
+        net.now = 1_000 + k * 500
+        net.tick(net.now)
+    for d in net.disks[:3]:
+        assert d.committed_height() >= 1 and d.blocks[1][0].txs == (b"trade-1",)
+
+
+def test_a_replica_that_missed_the_prepare_qc_gets_it_when_it_times_out_the_view_left() -> None:
+    """Validator 2 is down; block 1's PQC reaches only its leader, 0, which moves to view
+    1 on it; 1 and 3 stay in view 0. When they time out view 0, 0 (past it) answers with
+    the PQC, which moves them to view 1 too; the three time out view 1 together and block
+    1 commits. (Unanswered, 0 timed out view 1 alone and 1 and 3 view 0: no quorum for
+    either, the chain stopped; simulator seed 1719 at 4/3.)"""
+    net = Net()
+    net.down = {2}
+    net.tamper = lambda s, d, m: None if isinstance(m, QCMessage) and d != 0 else m
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert [net.nodes[i].view for i in (0, 1, 3)] == [1, 0, 0]
+    net.tamper = None
+    for k in range(1, 40):
+        net.now = 1_000 + k * 500
+        net.tick(net.now)
+    for i in (0, 1, 3):
+        assert net.disks[i].committed_height() >= 1
+        assert net.disks[i].blocks[1][0].txs == (b"trade-1",)
+
+
+def _pipelined_at(net: Net) -> tuple[Block, QuorumCert]:
+    """Node 3 holds block 1's PQC of view 0 and its speculative roots; the leader of view
+    1 stays silent (tests propose by hand). Returns block 1 and its PQC."""
+    held: list[tuple[int, int, object]] = []
+    hold = _commit_certs_of(1, held)
+    net.tamper = lambda s, d, m: None if isinstance(m, Proposal) and m.view == 1 else hold(s, d, m)
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    net.tick(1_000 + BATCH_DELAY_MS)
+    node = net.nodes[3]
+    pqc = node.safety.high_pqc
+    block = node.safety.high_pqc_block
+    assert pqc is not None and block is not None and pqc.view == 0 and node.committed_height == 0
+    return block, pqc
+
+
+def _child(parent: Block, roots: tuple[bytes, bytes], **changes: object) -> Block:
+    block = Block(
+        CHAIN, 2, 1, parent.hash, 1, parent.time_ms + 1, 1, roots[0], roots[1], (b"trade-2",)
+    )
+    return replace(block, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("none", None),
+        ("roots_of_the_committed_head", Reason.ROOTS_DIFFER),
+        ("timed_as_its_parent", Reason.TIME_NOT_AFTER_PARENT),
+    ],
+    ids=["control", "roots", "time"],
+)
+def test_a_pipelined_block_is_checked_against_its_certified_parent(
+    change: str, reason: Reason | None
+) -> None:
+    """The voting rules apply with the certified parent in place of the committed head:
+    the roots after the parent (executed speculatively), a time after the parent's.
+    ``none`` is the control: the same block, correct, gets the vote."""
+    net = Net()
+    parent, pqc = _pipelined_at(net)
+    node = net.nodes[3]
+    roots = net._roots(3, parent)
+    child = {
+        "none": _child(parent, roots),
+        "roots_of_the_committed_head": _child(parent, node._executed_roots()),
+        "timed_as_its_parent": _child(parent, roots, time_ms=parent.time_ms),
+    }[change]
+    before = sum(node.refused.values())
+    node.step(1, Proposal(1, child, pqc, None))
+    net.drain(3)
+    votes = _votes(net, 3, Phase.PREPARE, 1)
+    if reason is None:
+        assert [v.block_hash for v in votes] == [child.hash]
+        assert sum(node.refused.values()) == before
+    else:
+        assert votes == []
+        assert node.refused[(Kind.PROPOSAL, reason)] == 1
+
+
+def test_an_empty_block_on_an_empty_certified_parent_gets_no_vote() -> None:
+    """Idle means quiet, pipelined too: block 1 has a trade and commits, block 2 (empty,
+    certifying block 1's results) is certified but not committed; an empty block 3 on it
+    is refused, although the committed head (block 1) has transactions. The control: the
+    same block with a trade gets the vote."""
+    net = Net()
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert all(d.committed_height() == 1 for d in net.disks)
+    net.tamper = _commit_certs_of(2, [])
+    net.tick(1_000 + BATCH_DELAY_MS)
+    node = net.nodes[3]
+    empty, pqc = node.safety.high_pqc_block, node.safety.high_pqc
+    assert empty is not None and pqc is not None and empty.height == 2 and not empty.txs
+    assert node.committed_height == 1
+    roots = node._spec_roots[empty.hash]
+    view = pqc.view + 1
+    leader = node.leader(view)
+    child = Block(CHAIN, 3, view, empty.hash, leader, empty.time_ms + 1, 2, *roots, ())
+    node.step(leader, Proposal(view, child, pqc, None))
+    net.drain(3)
+    assert node.refused[(Kind.PROPOSAL, Reason.EMPTY_AFTER_EMPTY)] == 1
+    assert _votes(net, 3, Phase.PREPARE, view) == []
+    with_trade = replace(child, txs=(b"trade-2",))
+    node.step(leader, Proposal(view, with_trade, pqc, None))
+    net.drain(3)
+    assert [v.block_hash for v in _votes(net, 3, Phase.PREPARE, view)] == [with_trade.hash]
+
+
+def test_a_timeout_whose_lock_does_not_extend_its_commit_is_refused() -> None:
+    """Pipelining certifies children of blocks that never commit; a timeout reporting such
+    a block as its lock (a PQC at committed + 1 off the committed chain) is refused, or
+    its TC would make the next leader re-propose a block no honest replica can vote for."""
+    net = Net()
+    node = net.nodes[3]
+    off_chain = Block(CHAIN, 1, 0, b"\x07" * 32, 0, 5, 0, bytes(32), bytes(32), (b"t",))
+    on_chain = replace(off_chain, parent_hash=node.committed_hash)
+    for block, counted in ((on_chain, 0), (off_chain, 1)):
+        pqc = _pqc(0, block)
+        sig = HashSigner(2).sign(timeout_message(CHAIN, 0, 0, 0))
+        node.step(2, Timeout(0, 0, None, pqc, block, 2, sig))
+        assert node.refused[(Kind.TIMEOUT, Reason.UNPROVEN_LOCK)] == counted
+
+
+def test_a_kept_speculative_outcome_is_taken_only_on_the_state_it_ran_on() -> None:
+    """The commit of a block writes the outcome kept from its speculation only if the
+    committed state is still the one it ran on; either way nothing else stays kept."""
+    a = Block(CHAIN, 1, 0, bytes(32), 0, 5, 0, bytes(32), bytes(32), (b"a",))
+    b = replace(a, txs=(b"b",))
+    cache: SpeculationCache[str] = SpeculationCache(size_max=2)
+    cache.keep(a, b"root-0", "outcome-a")
+    cache.keep(b, b"root-0", "outcome-b")
+    assert cache.take(a, b"root-1") is None  # another state: execute again
+    cache.keep(a, b"root-0", "outcome-a")
+    assert cache.take(a, b"root-0") == "outcome-a"
+    assert cache.take(b, b"root-0") is None  # discarded at a's commit
