@@ -83,6 +83,21 @@ class LeaderSchedule:
     def leader(self, view: int) -> int:
         return self._candidates[(view * self._stride) % len(self._candidates)]
 
+    def changes_at(self, view: int, proposer: int) -> bool:
+        """Whether committing a block first proposed in ``view`` by ``proposer`` next would
+        change the candidates, and so the leader of some view. A pipelined block is judged
+        before its parent commits (ADR 0012): honest replicas agree on its view's leader
+        only if the parent's commit changes nothing, so only then is it made."""
+        probe = LeaderSchedule.__new__(LeaderSchedule)
+        probe.n, probe._excluded_max = self.n, self._excluded_max
+        probe._penalty_base, probe._penalty_max = self._penalty_base, self._penalty_max
+        probe._height, probe._last_view = self._height, self._last_view
+        probe._failed_at, probe._ok_at = list(self._failed_at), list(self._ok_at)
+        probe._strikes = list(self._strikes)
+        probe._candidates, probe._stride = self._candidates, self._stride
+        probe.committed(view, proposer)
+        return probe._candidates != self._candidates
+
     def committed(self, view: int, proposer: int) -> None:
         """A block first proposed in ``view`` by ``proposer`` was committed (in order)."""
         self._height += 1

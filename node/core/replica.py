@@ -185,6 +185,8 @@ class Replica:
         self._signer, self._source = signer, source
         self._certs = Certificates(config.chain_id, self.n, self.q, verifier, _VERIFIED_MAX)
         self.schedule = LeaderSchedule(self.n, config.quorum.liveness_bound)
+        # (committed height, block hash) -> whether its commit changes the schedule
+        self._schedule_probe: tuple[tuple[int, bytes] | None, bool] = (None, False)
         self._verify_budget: dict[int, Bucket] = {}
         self._sync_budget: dict[int, Bucket] = {}
         # Messages dropped without effect, by (kind, reason): node.core.refusal.
@@ -650,10 +652,20 @@ class Replica:
         roots = self._spec_roots.get(block_hash)
         if block is None or roots is None or self.executed_height != self.committed_height:
             return None
-        if block.height != self.committed_height + 1:
+        if block.height != self.committed_height + 1 or self._leaders_change_at(block):
             return None
         skip = frozenset(tx_key(tx) for tx in block.txs)  # pending until it commits
         return _Parent(block.hash, block.height, block.time_ms, bool(block.txs), skip, roots)
+
+    def _leaders_change_at(self, block: Block) -> bool:
+        """Whether committing ``block`` (at committed + 1) changes the leader schedule. Then
+        nothing is pipelined on it: a replica that has committed it and one that has not
+        would name different leaders for the views after it, refuse each other's proposals
+        and votes, and time out (ADR 0012). Remembered for the block in hand."""
+        key = (self.committed_height, block.hash)
+        if self._schedule_probe[0] != key:
+            self._schedule_probe = (key, self.schedule.changes_at(block.view, block.proposer))
+        return self._schedule_probe[1]
 
     def _propose_fresh(self, parent: _Parent, cert: QuorumCert | None) -> None:
         if not self._work_on(parent.has_txs, parent.skip):

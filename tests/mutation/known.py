@@ -1612,5 +1612,10 @@ MUTANTS += [
            old=" if self.sc.pipelines(inst.index) else None", new="",
            breaks="every seed pipelines every validator: the non-pipelining path and mixed clusters go untested",
            tests=["tests/sim/test_sim.py::test_the_seeds_pipeline_on_every_validator_on_none_and_on_half"]),
+    Mutant("pipelined-on-a-schedule-change", "node/core/replica.py",
+           old="if block.height != self.committed_height + 1 or self._leaders_change_at(block):",
+           new="if block.height != self.committed_height + 1:",
+           breaks="a leader pipelines on a block whose commit changes the leaders: replicas either side of that commit refuse each other and time out",
+           tests=[_P + "test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders[True]"]),
 ]
 # fmt: on

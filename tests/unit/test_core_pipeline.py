@@ -12,6 +12,7 @@ import pytest
 from node.config import BATCH_DELAY_MS
 from node.core import Block, Phase, Proposal, QCMessage, QuorumCert, Timeout, Vote
 from node.core.engine import SpeculationCache
+from node.core.leader import LeaderSchedule
 from node.core.refusal import Kind, Reason
 from node.core.types import timeout_message, vote_message
 from tests.sim.harness import HashSigner
@@ -313,3 +314,56 @@ def test_a_kept_speculative_outcome_is_taken_only_on_the_state_it_ran_on() -> No
     cache.keep(a, b"root-0", "outcome-a")
     assert cache.take(a, b"root-0") == "outcome-a"
     assert cache.take(b, b"root-0") is None  # discarded at a's commit
+
+
+@pytest.mark.parametrize("probe", [True, False])
+def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
+    monkeypatch: pytest.MonkeyPatch, probe: bool
+) -> None:
+    """View 1 fails (its proposals are lost), so block 2, proposed in view 2 after the TC,
+    charges view 1 to its leader when it commits: validator 1 leaves the candidates and
+    view 3's leader becomes 0 instead of 3. Block 2's commit certificate is held back. A
+    replica that has committed block 2 and one that has not would name different leaders
+    for view 3, refuse each other's proposals and votes, and time out (seen at 26/16 under
+    load as stalls of a second, again and again), so nobody pipelines on block 2: view 3
+    is proposed by 0, on block 2's commit certificate. The control (``probe`` off: the
+    schedule never changes, as far as the replica knows) pipelines: 3 proposes on the PQC."""
+    if not probe:
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
+    net = Net()
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert [d.committed_height() for d in net.disks] == [1, 1, 1, 1]
+    held: list[tuple[int, int, object]] = []
+    hold = _commit_certs_of(2, held)
+    net.tamper = lambda s, d, m: None if isinstance(m, Proposal) and m.view == 1 else hold(s, d, m)
+    for k in range(2):
+        net.nodes[k].submit(f"trade-{k + 2}".encode())
+    net.run()
+    for k in range(1, 12):  # view 1 times out; view 2 proposes block 2, which is certified
+        net.now = 1_000 + k * 500
+        net.tick(net.now)
+        if all(n.safety.high_pqc and n.safety.high_pqc.height == 2 for n in net.nodes):
+            break
+    block2 = _proposals(net, 2, 2)[0].block
+    assert block2.height == 2 and all(d.committed_height() == 1 for d in net.disks)
+    assert all(n.safety.high_pqc is not None and n.safety.high_pqc.height == 2 for n in net.nodes)
+    assert all(n.view == 3 for n in net.nodes)
+    net.nodes[2].submit(b"trade-4")  # work beyond block 2 for view 3's leader
+    net.run()
+    net.tick(net.now + BATCH_DELAY_MS)
+    pipelined = [p for i in range(4) for p in _proposals(net, i, 3)]
+    if not probe:
+        assert pipelined and {net.nodes[3].leader(3)} == {3} == {
+            p.block.proposer for p in pipelined
+        }
+        return
+    assert pipelined == []
+    net.tamper = None
+    net.queue.extend(held)
+    net.run()
+    net.tick(net.now + 2 * BATCH_DELAY_MS)
+    assert all(d.committed_height() >= 3 for d in net.disks)
+    b3 = net.disks[0].blocks[3][0]
+    assert (b3.view, b3.proposer) == (3, 0) and all(n.leader(3) == 0 for n in net.nodes)

@@ -46,6 +46,26 @@ def test_validators_that_failed_to_lead_are_skipped_at_most_n_minus_q() -> None:
     assert all(sched.leader(v) not in sched.excluded for v in range(50))
 
 
+def test_changes_at_tells_whether_a_commit_would_change_the_leaders_and_changes_nothing() -> None:
+    """The probe a pipelining replica asks (ADR 0012): a block in the next view changes
+    nothing; one after a failed view, the penalty's end, and a penalised validator's own
+    block do. Asking never moves the schedule itself."""
+    sched = LeaderSchedule(4, 1, penalty_base=2, penalty_max=2)
+    _commit_views(sched, [0])
+    before = (sched.candidates, [sched.leader(v) for v in range(8)])
+    assert not sched.changes_at(1, sched.leader(1))
+    assert sched.changes_at(2, sched.leader(2))  # view 1 failed: its leader is charged
+    assert (sched.candidates, [sched.leader(v) for v in range(8)]) == before
+    dead = sched.leader(1)
+    _commit_views(sched, [2])
+    assert sched.excluded == {dead}
+    assert sched.changes_at(3, dead)  # it leads a committed block: trusted again
+    assert not sched.changes_at(3, sched.leader(3))  # one block since: penalty still on
+    _commit_views(sched, [3])
+    assert sched.changes_at(4, sched.leader(4))  # two blocks since: its penalty ends
+    assert sched.excluded == {dead}
+
+
 def test_a_validator_that_leads_again_is_trusted_again_and_a_penalty_ends() -> None:
     sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
     _commit_views(sched, [0])
