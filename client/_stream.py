@@ -46,6 +46,7 @@ from client._errors import (
     InvalidTransactionError,
     LedgerError,
     OverloadedError,
+    PermissionDeniedError,
     RejectedError,
     UnavailableError,
     with_details,
@@ -100,6 +101,8 @@ def _stream_error(tid: bytes, error: pb.SubmitStreamError, timeout_s: float) -> 
         return FinalityTimeoutError(tid, timeout_s)
     if code is _Code.UNAVAILABLE:
         return UnavailableError(what, [message])
+    if code is _Code.PERMISSION_DENIED:
+        return PermissionDeniedError(f"{what}: {message}")
     return LedgerError(f"{what}: {code.name}: {message}")
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from node.access import may_read_tx
 from node.config import (
     ADMISSION_DEADLINE_DEFAULT_MS,
     SUBMIT_STREAM_ERRORS_QUEUED_MAX,
@@ -39,6 +40,7 @@ from node.config import (
 )
 from node.core.mempool import AddResult
 from node.invariant import InvariantError
+from node.runtime._access import current_caller
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError
 from node.runtime._shares import Shares
@@ -180,6 +182,17 @@ def limit_reached(what: str, message: str, tid: bytes = b"") -> Refusal:
     return Refusal(_Code.RESOURCE_EXHAUSTED, Reason.LIMIT_REACHED, message, tid, metadata=meta)
 
 
+def _not_a_party(participant: str, tid: bytes) -> Refusal:
+    return Refusal(
+        _Code.PERMISSION_DENIED,
+        Reason.NOT_PERMITTED,
+        f"{participant} is not a party to transaction {tid.hex()}: it was accepted and is "
+        "final, but only its parties (and observers) read its outcome",
+        tid,
+        metadata=(("what", "transaction"), ("caller", participant)),
+    )
+
+
 def _error(corr: int, refusal: Refusal) -> pb.SubmitStreamEvent:
     d = refusal.details()
     error = pb.SubmitStreamError(
@@ -291,6 +304,11 @@ class SubmitSession:
             return _error(corr, limit_reached("finality waits", f"{e}; retry later", tid))
         except TimeoutError:
             return _error(corr, not_final(tid, timeout_ms))
+        caller = current_caller()
+        if not may_read_tx(caller, receipt.transaction, self._node.registry()):
+            # Its signatures authorized the submission; its outcome is for its parties, as
+            # WaitForFinality answers (docs/cluster.md "Security: who reads what").
+            return _error(corr, _not_a_party(caller.participant, tid))
         final = pb.SubmitStreamFinal(
             code=int(receipt.code),  # type: ignore[arg-type]
             height=receipt.height,

@@ -154,6 +154,22 @@ async def test_a_transaction_and_its_receipt_go_to_its_parties(
             await c.receipt(trade.tx_id, wait=False)
 
 
+async def test_a_submit_streams_outcome_goes_to_a_party_only(cluster: Cluster) -> None:
+    """BANK03 relays a trade of BANK01 and BANK02 through SubmitStream: its signatures
+    authorize it, so it settles, but its outcome is the parties' (PERMISSION_DENIED, as
+    WaitForFinality answers); a party submitting the same way gets it."""
+    async with _as(cluster, "BANK01") as c:
+        dvp = c.tx.dvp("BANK01", "BANK02", cluster.demo.bonds[0], 7, cluster.demo.cash, 6)
+        raw = c.sign(dvp, _key(cluster, "BANK01"), _key(cluster, "BANK02"))
+    async with _as(cluster, "BANK03") as c:
+        with pytest.raises(PermissionDeniedError, match="BANK03 is not a party"):
+            await c.submit(raw)
+    async with _as(cluster, "BANK02") as c:
+        got = await c.submit(raw)  # already committed: its outcome, to a party
+        assert got.code is ResultCode.OK
+        assert got.tx_id == SignedTx.decode(raw.raw).tx_id
+
+
 async def test_a_block_shows_others_only_their_own_transactions_with_receipts(
     cluster: Cluster, trade: Receipt
 ) -> None:

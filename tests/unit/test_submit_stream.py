@@ -14,7 +14,13 @@ from typing import Any
 import grpc
 import pytest
 
-from client import BusyError, FinalityTimeoutError, InvalidTransactionError, UnavailableError
+from client import (
+    BusyError,
+    FinalityTimeoutError,
+    InvalidTransactionError,
+    PermissionDeniedError,
+    UnavailableError,
+)
 from client._stream import stream_error
 from node.config import SUBMIT_STREAM_ERRORS_QUEUED_MAX, SUBMIT_STREAM_INFLIGHT_MAX, TX_BYTES_MAX
 from node.core.mempool import AddResult
@@ -261,6 +267,7 @@ async def test_offer_says_what_the_unary_call_says() -> None:
         (grpc.StatusCode.RESOURCE_EXHAUSTED, BusyError),
         (grpc.StatusCode.DEADLINE_EXCEEDED, FinalityTimeoutError),
         (grpc.StatusCode.UNAVAILABLE, UnavailableError),
+        (grpc.StatusCode.PERMISSION_DENIED, PermissionDeniedError),
     ],
 )
 def test_error_events_raise_what_the_unary_call_raises(
