@@ -154,20 +154,32 @@ async def test_a_transaction_and_its_receipt_go_to_its_parties(
             await c.receipt(trade.tx_id, wait=False)
 
 
+def _stream_events(c: Cluster, identity: str, raw: bytes) -> list[pb.SubmitStreamEvent]:
+    req = pb.SubmitStreamRequest(correlation=7, transaction=raw, want_receipt=True)
+    with client_channel(c.net, 0, identity=identity) as ch:
+        return list(pb_grpc.LedgerStub(ch).SubmitStream(iter([req]), timeout=RPC_TIMEOUT_S))
+
+
 async def test_a_submit_streams_outcome_goes_to_a_party_only(cluster: Cluster) -> None:
     """BANK03 relays a trade of BANK01 and BANK02 through SubmitStream: its signatures
-    authorize it, so it settles, but its outcome is the parties' (PERMISSION_DENIED, as
-    WaitForFinality answers); a party submitting the same way gets it."""
+    authorize it, so it is accepted and settles, but its outcome is the parties': an
+    ``error`` event, PERMISSION_DENIED, as WaitForFinality answers (the SDK raises
+    PermissionDeniedError); a party sending the same gets the final event and receipt."""
     async with _as(cluster, "BANK01") as c:
         dvp = c.tx.dvp("BANK01", "BANK02", cluster.demo.bonds[0], 7, cluster.demo.cash, 6)
-        raw = c.sign(dvp, _key(cluster, "BANK01"), _key(cluster, "BANK02"))
+        raw = c.sign(dvp, _key(cluster, "BANK01"), _key(cluster, "BANK02")).raw
+    relayed = await asyncio.to_thread(_stream_events, cluster, "BANK03", raw)
+    assert [e.WhichOneof("kind") for e in relayed] == ["opened", "accepted", "error"]
+    error = relayed[-1].error
+    assert error.status == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert "BANK03 is not a party" in error.message
     async with _as(cluster, "BANK03") as c:
-        with pytest.raises(PermissionDeniedError, match="BANK03 is not a party"):
+        with pytest.raises(PermissionDeniedError, match="not a party"):
             await c.submit(raw)
-    async with _as(cluster, "BANK02") as c:
-        got = await c.submit(raw)  # already committed: its outcome, to a party
-        assert got.code is ResultCode.OK
-        assert got.tx_id == SignedTx.decode(raw.raw).tx_id
+    party = await asyncio.to_thread(_stream_events, cluster, "BANK02", raw)
+    assert [e.WhichOneof("kind") for e in party] == ["opened", "accepted", "final"]
+    final = party[-1].final
+    assert final.code == pb.OK and final.receipt.tx_id == SignedTx.decode(raw).tx_id
 
 
 async def test_a_block_shows_others_only_their_own_transactions_with_receipts(

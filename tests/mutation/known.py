@@ -1617,5 +1617,10 @@ MUTANTS += [
            new="if block.height != self.committed_height + 1:",
            breaks="a leader pipelines on a block whose commit changes the leaders: replicas either side of that commit refuse each other and time out",
            tests=["tests/unit/test_core_pipeline.py::test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders[True]"]),
+    Mutant("stream-final-not-party-checked", "node/runtime/_stream.py",
+           old="if not may_read_tx(caller, receipt.transaction, self._node.registry()):",
+           new="if False:",
+           breaks="anyone holding a signed transaction learns its outcome and receipt through SubmitStream, though WaitForFinality refuses them",
+           tests=["tests/cluster/test_access.py::test_a_submit_streams_outcome_goes_to_a_party_only"]),
 ]
 # fmt: on
