@@ -5,6 +5,7 @@ tests/mutation/known.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -37,6 +38,16 @@ def _commit_certs_of(height: int, held: list[tuple[int, int, object]]):  # type:
         return msg
 
     return hold
+
+
+def _tick_every_half_second(net: Net, until: Callable[[], object] = lambda: False) -> None:
+    """Ticks from t = 1.5 s to 20.5 s, half a second apart (views time out at 1 s and
+    back off), stopping early once ``until()`` holds."""
+    for k in range(1, 40):
+        net.now = 1_000 + k * 500
+        net.tick(net.now)
+        if until():
+            return
 
 
 def _proposals(net: Net, src: int, view: int) -> list[Proposal]:
@@ -168,9 +179,7 @@ def test_a_lost_pipelined_proposal_costs_one_view_change_not_the_chain() -> None
     net.run()
     assert [n.view for n in net.nodes[:3]] == [1, 1, 1]
     net.tamper = None
-    for k in range(1, 40):
-        net.now = 1_000 + k * 500
-        net.tick(net.now)
+    _tick_every_half_second(net)
     for d in net.disks[:3]:
         assert d.committed_height() >= 1 and d.blocks[1][0].txs == (b"trade-1",)
 
@@ -189,9 +198,7 @@ def test_a_replica_that_missed_the_prepare_qc_gets_it_when_it_times_out_the_view
     net.run()
     assert [net.nodes[i].view for i in (0, 1, 3)] == [1, 0, 0]
     net.tamper = None
-    for k in range(1, 40):
-        net.now = 1_000 + k * 500
-        net.tick(net.now)
+    _tick_every_half_second(net)
     for i in (0, 1, 3):
         assert net.disks[i].committed_height() >= 1
         assert net.disks[i].blocks[1][0].txs == (b"trade-1",)
@@ -341,11 +348,11 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     for k in range(2):
         net.nodes[k].submit(f"trade-{k + 2}".encode())
     net.run()
-    for k in range(1, 12):  # view 1 times out; view 2 proposes block 2, which is certified
-        net.now = 1_000 + k * 500
-        net.tick(net.now)
-        if all(n.safety.high_pqc and n.safety.high_pqc.height == 2 for n in net.nodes):
-            break
+    # View 1 times out; view 2 proposes block 2, which is certified.
+    _tick_every_half_second(
+        net,
+        until=lambda: all(n.safety.high_pqc and n.safety.high_pqc.height == 2 for n in net.nodes),
+    )
     block2 = _proposals(net, 2, 2)[0].block
     assert block2.height == 2 and all(d.committed_height() == 1 for d in net.disks)
     assert all(n.safety.high_pqc is not None and n.safety.high_pqc.height == 2 for n in net.nodes)
