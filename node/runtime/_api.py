@@ -254,8 +254,15 @@ class LedgerService(pb_grpc.LedgerServicer):
             why = f"node halted: {self._node.halted}"
             await refuse(context, grpc.StatusCode.UNAVAILABLE, why, Reason.NODE_HALTED)
         async with self._submit_streams.hold(context):
+            caller = current_caller()
             session = SubmitSession(
-                self._node, self._waits, context.peer(), self._stream_inflight_max, self._metrics
+                self._node,
+                self._waits,
+                context.peer(),
+                self._stream_inflight_max,
+                self._metrics,
+                caller=caller.participant,
+                may_read=lambda raw: may_read_tx(caller, raw, self._node.registry()),
             )
             reader = asyncio.create_task(session.read(requests))
             self._metrics.submit_streams.inc()

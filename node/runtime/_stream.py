@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 
-from node.access import may_read_tx
 from node.config import (
     ADMISSION_DEADLINE_DEFAULT_MS,
     SUBMIT_STREAM_ERRORS_QUEUED_MAX,
@@ -40,7 +39,6 @@ from node.config import (
 )
 from node.core.mempool import AddResult
 from node.invariant import InvariantError
-from node.runtime._access import current_caller
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError
 from node.runtime._shares import Shares
@@ -59,6 +57,9 @@ __all__ = [
 ]
 
 _Code = grpc.StatusCode
+# Whether the stream's caller may read the outcome of a transaction (its raw bytes): the
+# handler binds node.access.may_read_tx to the verified caller and the registry.
+MayRead = Callable[[bytes], bool]
 _REFUSAL = -1  # in the queue: this event refuses a request that took no slot
 
 
@@ -209,9 +210,18 @@ class SubmitSession:
     """One ``SubmitStream`` call: its requests in flight and its queue of events."""
 
     def __init__(
-        self, node: Node, waits: Shares, connection: str, inflight_max: int, metrics: Metrics
+        self,
+        node: Node,
+        waits: Shares,
+        connection: str,
+        inflight_max: int,
+        metrics: Metrics,
+        *,
+        caller: str,
+        may_read: MayRead,
     ) -> None:
         self._node, self._waits, self._connection = node, waits, connection
+        self._caller, self._may_read = caller, may_read
         self._gauge = metrics.stream_inflight
         self.inflight_max = inflight_max
         self.inflight: dict[int, asyncio.Task[None]] = {}  # correlation -> its task
@@ -304,11 +314,10 @@ class SubmitSession:
             return _error(corr, limit_reached("finality waits", f"{e}; retry later", tid))
         except TimeoutError:
             return _error(corr, not_final(tid, timeout_ms))
-        caller = current_caller()
-        if not may_read_tx(caller, receipt.transaction, self._node.registry()):
+        if not self._may_read(receipt.transaction):
             # Its signatures authorized the submission; its outcome is for its parties, as
             # WaitForFinality answers (docs/cluster.md "Security: who reads what").
-            return _error(corr, _not_a_party(caller.participant, tid))
+            return _error(corr, _not_a_party(self._caller, tid))
         final = pb.SubmitStreamFinal(
             code=int(receipt.code),  # type: ignore[arg-type]
             height=receipt.height,

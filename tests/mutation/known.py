@@ -1618,9 +1618,10 @@ MUTANTS += [
            breaks="a leader pipelines on a block whose commit changes the leaders: replicas either side of that commit refuse each other and time out",
            tests=["tests/unit/test_core_pipeline.py::test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders[True]"]),
     Mutant("stream-final-not-party-checked", "node/runtime/_stream.py",
-           old="if not may_read_tx(caller, receipt.transaction, self._node.registry()):",
+           old="if not self._may_read(receipt.transaction):",
            new="if False:",
            breaks="anyone holding a signed transaction learns its outcome and receipt through SubmitStream, though WaitForFinality refuses them",
-           tests=["tests/cluster/test_access.py::test_a_submit_streams_outcome_goes_to_a_party_only"]),
+           tests=["tests/unit/test_submit_stream.py::test_a_final_goes_to_a_reader_of_the_transaction_and_frees_the_slot_either_way",
+                  "tests/cluster/test_access.py::test_a_submit_streams_outcome_goes_to_a_party_only"]),
 ]
 # fmt: on

@@ -6,7 +6,7 @@ the SDK's mapping of error events to the unary call's typed errors."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ PEER = "ipv4:127.0.0.1:5000"
 _RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 _INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+_PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED.value[0]
 
 
 @dataclass
@@ -49,6 +50,7 @@ class _Receipt:
     code: ResultCode
     height: int
     position: int = 0
+    transaction: bytes = b""
 
     def to_pb(self) -> pb.Receipt:
         return pb.Receipt(code=int(self.code), height=self.height)  # type: ignore[arg-type]
@@ -82,7 +84,7 @@ class _Node:
     def final(self, raw: bytes, height: int) -> None:
         tid = sha256(raw)
         fut = self.finals.setdefault(tid, asyncio.get_running_loop().create_future())
-        fut.set_result(_Receipt(ResultCode.OK, height))
+        fut.set_result(_Receipt(ResultCode.OK, height, transaction=raw))
 
 
 def _req(corr: int, raw: bytes | None = None) -> pb.SubmitStreamRequest:
@@ -108,10 +110,15 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-def _session(node: _Node, inflight_max: int) -> tuple[SubmitSession, Shares]:
+def _session(
+    node: _Node, inflight_max: int, may_read: Callable[[bytes], bool] = lambda raw: True
+) -> tuple[SubmitSession, Shares]:
     waits = Shares("finality waits", 100, 50)
     node_: Any = node
-    return SubmitSession(node_, waits, PEER, inflight_max, node.metrics), waits
+    session = SubmitSession(
+        node_, waits, PEER, inflight_max, node.metrics, caller="BANK03", may_read=may_read
+    )
+    return session, waits
 
 
 async def _take(events: AsyncIterator[pb.SubmitStreamEvent], n: int) -> list[pb.SubmitStreamEvent]:
@@ -151,6 +158,31 @@ async def test_the_in_flight_bound_refuses_with_a_message_and_frees_on_the_final
     session.close()
     reader.cancel()
     assert waits.total == 0 and node.metrics.stream_inflight._value.get() == 0
+
+
+async def test_a_final_goes_to_a_reader_of_the_transaction_and_frees_the_slot_either_way() -> None:
+    """The outcome of a transaction the caller may not read (``may_read``: the handler
+    binds node.access.may_read_tx) is an error event, PERMISSION_DENIED, naming the caller;
+    its slot frees as a final's does."""
+    node = _Node()
+    session, waits = _session(node, inflight_max=2, may_read=lambda raw: raw != b"tx2")
+    reqs = _Requests()
+    reader = asyncio.create_task(session.read(reqs.__aiter__()))
+    for req in (_req(1), _req(2)):
+        reqs.queue.put_nowait(req)
+    await _settle()
+    events = session.events()
+    assert sorted(_kinds(await _take(events, 2))) == [(1, "accepted"), (2, "accepted")]
+    node.final(b"tx1", height=3)
+    node.final(b"tx2", height=3)
+    got = {e.correlation: e for e in await _take(events, 2)}
+    assert got[1].WhichOneof("kind") == "final" and got[1].final.height == 3
+    denied = got[2].error
+    assert got[2].WhichOneof("kind") == "error" and denied.status == _PERMISSION_DENIED
+    assert "BANK03 is not a party" in denied.message and got[2].tx_id == sha256(b"tx2")
+    assert session.inflight == {} and waits.total == 0
+    session.close()
+    reader.cancel()
 
 
 async def test_a_client_that_does_not_read_cannot_grow_the_queue() -> None:
