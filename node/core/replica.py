@@ -477,10 +477,22 @@ class Replica:
     # --- commit and catch-up -------------------------------------------------------------
 
     def _remember_block(self, block: Block) -> None:
+        """Keep a block at committed + 1, or a pipelined child at committed + 2, for a
+        certificate that may name it; at most _CANDIDATES_MAX. A full table drops a child
+        before any block at committed + 1, and a child never displaces one: a leader's
+        flood of refused pipelined proposals cannot push out the block whose commit
+        certificate is on its way."""
         if not 0 < block.height - self.committed_height <= 2:
             return
         if len(self._candidates) >= _CANDIDATES_MAX and block.hash not in self._candidates:
-            self._candidates.pop(next(iter(self._candidates)))
+            nxt = self.committed_height + 1
+            child = next((h for h, b in self._candidates.items() if b.height != nxt), None)
+            if child is not None:
+                self._candidates.pop(child)
+            elif block.height != nxt:
+                return
+            else:
+                self._candidates.pop(next(iter(self._candidates)))
         self._candidates[block.hash] = block
 
     def _learn_commit(self, src: int, cert: QuorumCert) -> None:
@@ -491,7 +503,7 @@ class Replica:
             self.committed_cert, self.committed_view = cert, cert.view
         self._enter_view(cert.view + 1)
         if cert.height == self.committed_height + 1:
-            block = self._candidates.get(cert.block_hash)
+            block = self._block_of(cert)  # a candidate, or our lock's block
             if block is not None:
                 self._commit(block, cert)
                 return
@@ -693,7 +705,8 @@ class Replica:
         # else: the TC reached us without the locked block; the next view will do
 
     def _block_of(self, qc: QuorumCert) -> Block | None:
-        """The block a prepare QC for height committed + 1 certifies, if we hold it."""
+        """The block a prepare or commit QC for height committed + 1 certifies, if we hold
+        it: a candidate, or the block of our lock (persisted: it survives a restart)."""
         block = self._candidates.get(qc.block_hash)
         held = self.safety.high_pqc_block
         if block is None and held is not None and held.hash == qc.block_hash:
@@ -1006,7 +1019,15 @@ class Replica:
             self._pacemaker.certified(self.now_ms)
 
     def _maybe_commit_vote(self, qc: QuorumCert, block: Block) -> None:
-        if qc.view != self.view or qc.view <= max(
+        """COMMIT for a PQC of this view, or of the view just left on a certificate, not a
+        TC: pipelined, the next leader's proposal (which carries this PQC) can overtake the
+        commit certificate of the height below, and the PQC is acted on only once that
+        commits (rule 5); refusing then cost a view change with no fault at all. Safe for
+        the same reason as in the view itself: never after our own timeout of that view or
+        a later one, nor twice (commit_view, timeout_view)."""
+        tc = self._last_tc
+        left = qc.view == self.view - 1 and (tc is None or tc.view != qc.view)
+        if not (qc.view == self.view or left) or qc.view <= max(
             self.safety.commit_view, self.safety.timeout_view
         ):
             return

@@ -187,8 +187,8 @@ def _not_a_party(participant: str, tid: bytes) -> Refusal:
     return Refusal(
         _Code.PERMISSION_DENIED,
         Reason.NOT_PERMITTED,
-        f"{participant} is not a party to transaction {tid.hex()}: it was accepted and is "
-        "final, but only its parties (and observers) read its outcome",
+        f"{participant} is not a party to transaction {tid.hex()}: it was accepted; only its "
+        "parties (and observers) read its outcome",
         tid,
         metadata=(("what", "transaction"), ("caller", participant)),
     )
@@ -293,6 +293,12 @@ class SubmitSession:
                 return
             tid, outcome = offered
             self._push(pb.SubmitStreamEvent(correlation=corr, tx_id=tid, accepted=outcome), None)
+            if not self._may_read(req.transaction):
+                # Its signatures authorized the submission; its outcome is for its parties,
+                # as WaitForFinality answers (docs/cluster.md "Security: who reads what"):
+                # refused now, so a non-party holds no wait and learns no time of finality.
+                self._push(_error(corr, _not_a_party(self._caller, tid)), corr)
+                return
             self._push(await self._final(corr, tid, req), corr)
         except asyncio.CancelledError:
             if self.closed:
@@ -314,10 +320,6 @@ class SubmitSession:
             return _error(corr, limit_reached("finality waits", f"{e}; retry later", tid))
         except TimeoutError:
             return _error(corr, not_final(tid, timeout_ms))
-        if not self._may_read(receipt.transaction):
-            # Its signatures authorized the submission; its outcome is for its parties, as
-            # WaitForFinality answers (docs/cluster.md "Security: who reads what").
-            return _error(corr, _not_a_party(self._caller, tid))
         final = pb.SubmitStreamFinal(
             code=int(receipt.code),  # type: ignore[arg-type]
             height=receipt.height,

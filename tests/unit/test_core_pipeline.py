@@ -11,7 +11,17 @@ from dataclasses import replace
 import pytest
 
 from node.config import BATCH_DELAY_MS
-from node.core import Block, Phase, Proposal, QCMessage, QuorumCert, Timeout, Vote
+from node.core import (
+    Block,
+    Phase,
+    Proposal,
+    QCMessage,
+    QuorumCert,
+    Replica,
+    SyncRequest,
+    Timeout,
+    Vote,
+)
 from node.core.engine import SpeculationCache
 from node.core.leader import LeaderSchedule
 from node.core.refusal import Kind, Reason
@@ -374,3 +384,89 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     assert all(d.committed_height() >= 3 for d in net.disks)
     b3 = net.disks[0].blocks[3][0]
     assert (b3.view, b3.proposer) == (3, 0) and all(n.leader(3) == 0 for n in net.nodes)
+
+
+def test_a_flood_of_refused_pipelined_proposals_does_not_push_out_the_certified_parent() -> None:
+    """The leader of view 1 sends validator 2 twenty pipelined proposals on block 1's PQC,
+    each with roots nobody has: each is refused, and none displaces block 1 from the
+    blocks a certificate may name, so block 1's commit certificate commits it at once (it
+    used to push block 1 out after eight, and the commit waited for catch-up from peers
+    that might not have it either: a view change). Found by review in session 13."""
+    net = Net()
+    held, first = _certified_not_committed(net)
+    r = net.nodes[2]
+    for k in range(20):
+        junk = replace(
+            first, height=2, view=1, parent_hash=first.hash, proposer=1,
+            time_ms=first.time_ms + 1, executed_height=1, state_root=b"x" * 32,
+            results_root=b"y" * 32, txs=(b"junk-%d" % k,),
+        )  # fmt: skip
+        net.engine(2).step(1, Proposal(1, junk, _pqc(0, first), None), net.now)
+    assert r.refused[(Kind.PROPOSAL, Reason.ROOTS_DIFFER)] == 20
+    assert first.hash in r._candidates  # (its lock's block would also do: the next test)
+    cqc = next(m for _, dst, m in held if dst == 2)
+    net.engine(2).step(0, cqc, net.now)  # type: ignore[arg-type]
+    assert r.committed_height == 1 and net.disks[2].blocks[1][0].hash == first.hash
+
+
+def test_a_replica_restarted_with_its_lock_commits_on_the_certificate_without_catch_up() -> None:
+    """Validator 2 locked on block 1's PQC, then restarted: its candidates are gone, its
+    lock and the lock's block are on disk. The commit certificate then commits the lock's
+    block at once, with no catch-up request."""
+    net = Net()
+    held, first = _certified_not_committed(net)
+    disk = net.disks[2]
+    old = net.nodes[2]
+    net.nodes[2] = reborn = Replica(
+        old.cfg, HashSigner(2), net.verifier, disk, executed_root=old.executed_root,
+        results_root=old.executed_results, safety=disk.safety,
+    )  # fmt: skip
+    assert reborn.safety.high_pqc_block == first and first.hash not in reborn._candidates
+    cqc = next(m for _, dst, m in held if dst == 2)
+    net.engine(2).step(0, cqc, net.now)  # type: ignore[arg-type]
+    assert reborn.committed_height == 1 and net.sent(2, SyncRequest) == []
+
+
+def test_a_pipelined_proposal_that_overtakes_a_commit_certificate_costs_no_view_change() -> None:
+    """No fault, only order: block 1's commit certificate reaches 1 and 2 but is late to 0
+    and 3; leader 2's pipelined proposal of view 2 (on block 2's PQC of view 1) reaches 0
+    and 3 first, so they move to view 2 and commit block 1 only afterwards. They still
+    commit-vote block 2 (view 1, left on a certificate, not a TC), so block 2 commits with
+    no timeout. (Refused, it cost a view change: found by review in session 13.)"""
+    net = Net()
+    held: list[tuple[int, int, object]] = []
+    released: set[int] = set()
+
+    def hold_cqc_1(src: int, dst: int, msg: object) -> object | None:
+        late = isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT
+        if late and msg.qc.height == 1 and dst not in released:  # type: ignore[attr-defined]
+            held.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = hold_cqc_1
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    for node in net.nodes:
+        node.submit(b"trade-2")
+    net.run()
+    net.now = 1_000 + BATCH_DELAY_MS
+    net.tick(net.now)  # leader 1 pipelines block 2 on block 1's PQC
+    assert _proposals(net, 1, 1)[0].parent_cert.phase is Phase.PREPARE  # type: ignore[union-attr]
+    released.update({1, 2})
+    net.queue.extend(h for h in held if h[1] in released)
+    held[:] = [h for h in held if h[1] not in released]
+    for node in net.nodes:
+        node.submit(b"trade-3")
+    net.run()
+    net.now += BATCH_DELAY_MS
+    net.tick(net.now)  # leader 2 pipelines block 3 on block 2's PQC
+    assert [p.block.height for p in _proposals(net, 2, 2)][:1] == [3]
+    released.update({0, 3})
+    net.queue.extend(held)
+    net.run()
+    assert [len(_votes(net, i, Phase.COMMIT, 1)) for i in range(4)] == [1, 1, 1, 1]
+    _tick_every_half_second(net, until=lambda: min(d.committed_height() for d in net.disks) >= 2)
+    assert min(d.committed_height() for d in net.disks) >= 2
+    assert sum(len(net.sent(i, Timeout)) for i in range(4)) == 0

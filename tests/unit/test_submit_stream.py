@@ -161,9 +161,10 @@ async def test_the_in_flight_bound_refuses_with_a_message_and_frees_on_the_final
 
 
 async def test_a_final_goes_to_a_reader_of_the_transaction_and_frees_the_slot_either_way() -> None:
-    """The outcome of a transaction the caller may not read (``may_read``: the handler
-    binds node.access.may_read_tx) is an error event, PERMISSION_DENIED, naming the caller;
-    its slot frees as a final's does."""
+    """A transaction the caller may not read (``may_read``: the handler binds
+    node.access.may_read_tx) is answered ``accepted`` and at once an error event,
+    PERMISSION_DENIED, naming the caller: it holds no finality wait and frees its slot;
+    a readable one waits for its final as before."""
     node = _Node()
     session, waits = _session(node, inflight_max=2, may_read=lambda raw: raw != b"tx2")
     reqs = _Requests()
@@ -172,14 +173,15 @@ async def test_a_final_goes_to_a_reader_of_the_transaction_and_frees_the_slot_ei
         reqs.queue.put_nowait(req)
     await _settle()
     events = session.events()
-    assert sorted(_kinds(await _take(events, 2))) == [(1, "accepted"), (2, "accepted")]
+    got = await _take(events, 3)
+    assert sorted(_kinds(got)) == [(1, "accepted"), (2, "accepted"), (2, "error")]
+    denied = next(e for e in got if e.WhichOneof("kind") == "error")
+    assert denied.error.status == _PERMISSION_DENIED and denied.tx_id == sha256(b"tx2")
+    assert "BANK03 is not a party" in denied.error.message
+    assert set(session.inflight) == {1} and waits.total == 1  # tx2 holds nothing
     node.final(b"tx1", height=3)
-    node.final(b"tx2", height=3)
-    got = {e.correlation: e for e in await _take(events, 2)}
-    assert got[1].WhichOneof("kind") == "final" and got[1].final.height == 3
-    denied = got[2].error
-    assert got[2].WhichOneof("kind") == "error" and denied.status == _PERMISSION_DENIED
-    assert "BANK03 is not a party" in denied.message and got[2].tx_id == sha256(b"tx2")
+    (final,) = await _take(events, 1)
+    assert _kinds([final]) == [(1, "final")] and final.final.height == 3
     assert session.inflight == {} and waits.total == 0
     session.close()
     reader.cancel()
