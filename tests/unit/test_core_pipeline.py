@@ -60,6 +60,18 @@ def _tick_every_half_second(net: Net, until: Callable[[], object] = lambda: Fals
             return
 
 
+def _silence_view_1(net: Net) -> list[tuple[int, int, object]]:
+    """A trade at validator 0 at t = 1 s, with view 1's proposals lost and block 1's commit
+    certificates held back (returned): every replica that hears them holds block 1's PQC."""
+    held: list[tuple[int, int, object]] = []
+    hold = _commit_certs_of(1, held)
+    net.tamper = lambda s, d, m: None if isinstance(m, Proposal) and m.view == 1 else hold(s, d, m)
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    return held
+
+
 def _proposals(net: Net, src: int, view: int) -> list[Proposal]:
     return [m for m in net.sent(src, Proposal) if m.view == view]  # type: ignore[attr-defined]
 
@@ -181,12 +193,7 @@ def test_a_lost_pipelined_proposal_costs_one_view_change_not_the_chain() -> None
     1892 at 4/3.)"""
     net = Net()
     net.down = {3}
-    held: list[tuple[int, int, object]] = []
-    hold = _commit_certs_of(1, held)
-    net.tamper = lambda s, d, m: None if isinstance(m, Proposal) and m.view == 1 else hold(s, d, m)
-    net.now = 1_000
-    net.nodes[0].submit(b"trade-1")
-    net.run()
+    _silence_view_1(net)
     assert [n.view for n in net.nodes[:3]] == [1, 1, 1]
     net.tamper = None
     _tick_every_half_second(net)
@@ -217,12 +224,7 @@ def test_a_replica_that_missed_the_prepare_qc_gets_it_when_it_times_out_the_view
 def _pipelined_at(net: Net) -> tuple[Block, QuorumCert]:
     """Node 3 holds block 1's PQC of view 0 and its speculative roots; the leader of view
     1 stays silent (tests propose by hand). Returns block 1 and its PQC."""
-    held: list[tuple[int, int, object]] = []
-    hold = _commit_certs_of(1, held)
-    net.tamper = lambda s, d, m: None if isinstance(m, Proposal) and m.view == 1 else hold(s, d, m)
-    net.now = 1_000
-    net.nodes[0].submit(b"trade-1")
-    net.run()
+    _silence_view_1(net)
     net.tick(1_000 + BATCH_DELAY_MS)
     node = net.nodes[3]
     pqc = node.safety.high_pqc
