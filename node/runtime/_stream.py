@@ -24,6 +24,7 @@ holds more than two events per slot plus that many refusals, and nothing is drop
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from node.config import (
 )
 from node.core.mempool import AddResult
 from node.invariant import InvariantError
+from node.runtime._logs import event
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node, NodeHaltedError, TooManyWaitersError
 from node.runtime._shares import Shares
@@ -194,6 +196,16 @@ def _not_a_party(participant: str, tid: bytes) -> Refusal:
     )
 
 
+def _internal_error(e: Exception, tid: bytes) -> Refusal:
+    what = "it was accepted; ask WaitForFinality for its outcome" if tid else "it was not accepted"
+    return Refusal(
+        _Code.INTERNAL,
+        Reason.INTERNAL_ERROR,
+        f"the node failed on this request ({type(e).__name__}, in its log): {what}",
+        tid,
+    )
+
+
 def _error(corr: int, refusal: Refusal) -> pb.SubmitStreamEvent:
     d = refusal.details()
     error = pb.SubmitStreamError(
@@ -307,6 +319,9 @@ class SubmitSession:
             why = self._node.halted or "the node is shutting down"
             stopped = Refusal(_Code.UNAVAILABLE, Reason.NODE_STOPPED, f"node stopped: {why}", tid)
             self._push(_error(corr, stopped), corr)
+        except Exception as e:  # a bug below: this request says so, the call and the rest go on
+            event("stream_request_failed", logging.ERROR, exc=e, correlation=corr)
+            self._push(_error(corr, _internal_error(e, tid)), corr)
 
     async def _final(
         self, corr: int, tid: bytes, req: pb.SubmitStreamRequest

@@ -48,6 +48,7 @@ class Reason(StrEnum):
     NODE_HALTED = "NODE_HALTED"  # the node stopped itself (fail-stop): ask another
     NODE_STOPPED = "NODE_STOPPED"  # shutting down or halted while the request waited
     LIMIT_REACHED = "LIMIT_REACHED"  # a call or wait limit (metadata: limit names it)
+    INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug in the node (logged there): the request failed
     # A transaction offered
     TRANSACTION_TOO_LARGE = "TRANSACTION_TOO_LARGE"  # over TX_BYTES_MAX (metadata: limit)
     TRANSACTION_REFUSED = "TRANSACTION_REFUSED"  # admission precheck (metadata: result_code)

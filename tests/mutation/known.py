@@ -1645,3 +1645,14 @@ MUTANTS += [
            tests=["tests/unit/test_core_mutants.py::test_no_commit_vote_for_a_prepare_qc_of_a_view_left_behind"]),
 ]
 # fmt: on
+
+# Issue 13, session 14: a bug under one stream request is answered, not silence.
+# fmt: off
+MUTANTS += [
+    Mutant("stream-request-bug-silent", "node/runtime/_stream.py",
+           old="            self._push(_error(corr, _internal_error(e, tid)), corr)\n",
+           new="            raise\n",
+           breaks="an unexpected exception under one SubmitStream request leaves it without a terminal event: its slot never frees and the client waits out its timeout",
+           tests=["tests/unit/test_submit_stream.py::test_a_bug_under_one_request_answers_it_internal_and_the_stream_goes_on"]),
+]
+# fmt: on

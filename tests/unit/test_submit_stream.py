@@ -263,6 +263,46 @@ async def test_a_node_that_stops_answers_unavailable_not_silence() -> None:
     reader.cancel()
 
 
+class _BrokenNode(_Node):
+    """A node with a bug: the submit of ``tx1`` and the wait for ``tx2`` raise."""
+
+    async def submit(self, raw: bytes, tid: bytes) -> AddResult:
+        if raw == b"tx1":
+            raise KeyError("a bug in submit")
+        return await super().submit(raw, tid)
+
+    async def wait_for(self, tid: bytes, timeout_s: float, *, prove_result: bool) -> _Receipt:
+        if tid == sha256(b"tx2"):
+            raise ValueError("a bug in the wait")
+        return await super().wait_for(tid, timeout_s, prove_result=prove_result)
+
+
+async def test_a_bug_under_one_request_answers_it_internal_and_the_stream_goes_on() -> None:
+    """An unexpected exception is that request's error event (INTERNAL, saying whether it
+    was accepted), never silence: its slot frees and the other requests settle."""
+    node = _BrokenNode()
+    session, waits = _session(node, inflight_max=3)
+    reqs = _Requests()
+    reader = asyncio.create_task(session.read(reqs.__aiter__()))
+    for req in (_req(1), _req(2), _req(3)):
+        reqs.queue.put_nowait(req)
+    await _settle()
+    events = session.events()
+    got = await _take(events, 4)
+    assert sorted(_kinds(got)) == [(1, "error"), (2, "accepted"), (2, "error"), (3, "accepted")]
+    errors = {e.correlation: e.error for e in got if e.WhichOneof("kind") == "error"}
+    assert {e.status for e in errors.values()} == {grpc.StatusCode.INTERNAL.value[0]}
+    assert {e.reason for e in errors.values()} == {"INTERNAL_ERROR"}
+    assert "KeyError" in errors[1].message and "not accepted" in errors[1].message
+    assert "ValueError" in errors[2].message and "WaitForFinality" in errors[2].message
+    assert set(session.inflight) == {3} and waits.total == 1
+    node.final(b"tx3", height=4)
+    assert _kinds(await _take(events, 1)) == [(3, "final")]
+    reqs.queue.put_nowait(None)
+    assert [e async for e in events] == []  # half-closed, every request answered: it ends
+    await reader
+
+
 async def test_leaving_gives_back_every_share_and_cancels_the_waits() -> None:
     node = _Node()
     session, waits = _session(node, inflight_max=8)
