@@ -1656,3 +1656,32 @@ MUTANTS += [
            tests=["tests/unit/test_submit_stream.py::test_a_bug_under_one_request_answers_it_internal_and_the_stream_goes_on"]),
 ]
 # fmt: on
+
+# Issue 13, session 14: pipelining rules pinned (B)
+# fmt: off
+MUTANTS += [
+    Mutant("lock-conflict-pipelined-clause-off", "node/core/replica.py",
+           old="        if lock.height == block.height - 1 > self.committed_height:\n"
+               "            return lock.block_hash != block.parent_hash\n",
+           new="",
+           breaks="a replica locked on block X at h votes a pipelined proposal at h + 1 whose parent is another block at h",
+           tests=["tests/unit/test_core_pipeline_guards.py::test_a_replica_locked_on_one_block_refuses_a_pipelined_child_of_another"]),
+    Mutant("tc-proposal-taken-as-pipelined", "node/core/replica.py",
+           old="pipelined = p.tc is None and p.parent_cert is not None",
+           new="pipelined = p.parent_cert is not None",
+           breaks="a proposal at committed + 2 on a TC is judged against the certified parent, and voted, though it ignores the lock the TC reports",
+           tests=["tests/unit/test_core_pipeline_guards.py::test_a_proposal_on_a_tc_above_the_committed_head_waits_for_its_parent_to_commit"]),
+    Mutant("lagging-peer-sent-stale-lock", "node/core/replica.py",
+           old="if lock is not None and lock.height == self.committed_height + 1 and lock.view >= t.view:",
+           new="if lock is not None and lock.view >= t.view:",
+           breaks="a lagging peer's timeout is answered with a prepare QC at or below our committed height too, which the peer can only refuse",
+           tests=["tests/unit/test_core_pipeline_guards.py::test_a_lagging_peer_is_sent_the_commit_certificate_and_not_a_lock_already_committed"]),
+    Mutant("commit-vote-view-left-relayed", "node/core/votes.py",
+           old="            if v.voter != src:\n"
+               "                return Reason.VOTER_NOT_SENDER\n"
+               "            return _count(v, prev[0], prev[1], certs)",
+           new="            return _count(v, prev[0], prev[1], certs)",
+           breaks="the leader of the view just left counts COMMIT votes relayed by another validator, not only the voter's own",
+           tests=["tests/unit/test_core_pipeline_guards.py::test_a_commit_vote_of_the_view_left_counts_only_from_its_voter"]),
+]
+# fmt: on
