@@ -35,6 +35,7 @@ from node.runtime._transport import (
     PeerLink,
     PeerService,
     peer_channel_credentials,
+    peer_server_credentials,
 )
 from node.settlement import Genesis
 from node.store import LmdbStore
@@ -145,9 +146,7 @@ async def _serve(
         peer_server,
         cfg.listen_host,
         cfg.peer_port,
-        grpc.ssl_server_credentials(
-            [(key_pem, cert)], b"".join(pinned.values()), require_client_auth=True
-        ),
+        peer_server_credentials(key_pem, cert, b"".join(pinned.values())),
     )
     client_server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
     ledger = LedgerService(node, links, stream_inflight_max=cfg.submit_stream_inflight_max)

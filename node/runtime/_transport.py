@@ -43,6 +43,7 @@ __all__ = [
     "PeerService",
     "peer_channel_credentials",
     "peer_channel_options",
+    "peer_server_credentials",
 ]
 
 FRAME_REFUSED = "frame of more than PEER_FRAME_MESSAGES_MAX messages"
@@ -66,6 +67,13 @@ def peer_channel_credentials(
     its own certificate (the acceptor pins it), and as the only root the peer's own pinned
     certificate, so no CA-signed impostor passes."""
     return grpc.ssl_channel_credentials(peer_cert, key_pem, cert)
+
+
+def peer_server_credentials(key_pem: bytes, cert: bytes, pinned: bytes) -> grpc.ServerCredentials:
+    """What an acceptor presents and trusts on its peer port: its own certificate, and as
+    client roots only the pinned certificates (``pinned``, PEM concatenated); a dialer must
+    present one (the pin lookup then tells which validator it is)."""
+    return grpc.ssl_server_credentials([(key_pem, cert)], pinned, require_client_auth=True)
 
 
 def peer_channel_options(tls_name: str) -> list[tuple[str, int | str]]:
