@@ -1645,3 +1645,14 @@ MUTANTS += [
            tests=["tests/unit/test_core_mutants.py::test_no_commit_vote_for_a_prepare_qc_of_a_view_left_behind"]),
 ]
 # fmt: on
+
+# Issue 13, session 14: pipelining rules pinned (A)
+# fmt: off
+MUTANTS += [
+    Mutant("prepared-off-chain-locks", "node/core/replica.py",
+           old="        if block.parent_hash != self.committed_hash:\n            return  # certified, but off our chain (a pipelined child of a block that lost)\n",
+           new="",
+           breaks="a prepare QC for a block off the committed chain locks a replica, commit-votes it and moves it on: it then refuses the chain's own next block",
+           tests=[_PL + "test_a_prepare_qc_for_a_block_off_our_chain_does_not_lock_us"]),
+]
+# fmt: on

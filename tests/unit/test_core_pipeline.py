@@ -32,10 +32,14 @@ from tests.unit.test_core_replica import CHAIN, Net
 Q = 3
 
 
-def _pqc(view: int, block: Block) -> QuorumCert:
-    msg = vote_message(CHAIN, Phase.PREPARE, view, block.height, block.hash)
+def _qc(phase: Phase, view: int, block: Block) -> QuorumCert:
+    msg = vote_message(CHAIN, phase, view, block.height, block.hash)
     sigs = tuple((i, HashSigner(i).sign(msg)) for i in range(Q))
-    return QuorumCert(Phase.PREPARE, view, block.height, block.hash, sigs)
+    return QuorumCert(phase, view, block.height, block.hash, sigs)
+
+
+def _pqc(view: int, block: Block) -> QuorumCert:
+    return _qc(Phase.PREPARE, view, block)
 
 
 def _commit_certs_of(height: int, held: list[tuple[int, int, object]]):  # type: ignore[no-untyped-def]
@@ -472,3 +476,35 @@ def test_a_pipelined_proposal_that_overtakes_a_commit_certificate_costs_no_view_
     _tick_every_half_second(net, until=lambda: min(d.committed_height() for d in net.disks) >= 2)
     assert min(d.committed_height() for d in net.disks) >= 2
     assert sum(len(net.sent(i, Timeout)) for i in range(4)) == 0
+
+
+def test_a_prepare_qc_for_a_block_off_our_chain_does_not_lock_us() -> None:
+    """Validator 3 committed block 1. A timeout from 2 claims another block 1' committed
+    at height 1 and reports X, a certified child of 1', as its lock; then X's prepare QC
+    arrives. Validator 3 neither locks on X, nor commit-votes it, nor moves on: it votes
+    for the chain's block 2. (Both certificates are forged: beyond the safety bound.
+    Within it no block off our chain is ever kept at committed + 1: a commit keeps only
+    the committed block's children, a vote needs the parent, and a timeout's lock must
+    extend its commit certificate, which then names our committed block.)"""
+    net = Net()
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    node = net.nodes[3]
+    first = net.disks[3].blocks[1][0]
+    assert (node.committed_height, node.view) == (1, 1)
+    lost = replace(first, time_ms=first.time_ms + 1)  # the same trade: the same roots after it
+    x = Block(CHAIN, 2, 1, lost.hash, 1, lost.time_ms + 1, 1, *node._executed_roots(), ())
+    sig = HashSigner(2).sign(timeout_message(CHAIN, 1, 1, 1))
+    node.step(2, Timeout(1, 1, _qc(Phase.COMMIT, 0, lost), _pqc(1, x), x, 2, sig))
+    assert x.hash in node._candidates and not node.refused
+    node.step(1, QCMessage(_pqc(1, x)))
+    net.drain(3)
+    assert node.safety.high_pqc is not None and node.safety.high_pqc.block_hash == first.hash
+    assert node.view == 1 and node.halted is None
+    assert _votes(net, 3, Phase.COMMIT, 1) == []
+    net.tick(1_000 + BATCH_DELAY_MS)
+    second = _proposals(net, 1, 1)[0].block
+    assert second.parent_hash == first.hash
+    assert [v.block_hash for v in _votes(net, 3, Phase.PREPARE, 1)] == [second.hash]
+    assert all(d.committed_height() == 2 for d in net.disks)
