@@ -1654,5 +1654,10 @@ MUTANTS += [
            new="",
            breaks="a prepare QC for a block off the committed chain locks a replica, commit-votes it and moves it on: it then refuses the chain's own next block",
            tests=[_PL + "test_a_prepare_qc_for_a_block_off_our_chain_does_not_lock_us"]),
+    Mutant("take-ahead-from-a-view-long-left", "node/core/replica.py",
+           old="due = self.view - 1 <= qc.view <= self.view",
+           new="due = qc.view <= self.view",
+           breaks="a kept PQC of a pipelined block from a failed view locks every replica once its parent commits: the later view's fresh block at that height is refused and that view times out",
+           tests=[_PL + "test_a_kept_prepare_qc_of_a_view_long_left_does_not_lock_when_its_parent_commits"]),
 ]
 # fmt: on

@@ -508,3 +508,31 @@ def test_a_prepare_qc_for_a_block_off_our_chain_does_not_lock_us() -> None:
     assert second.parent_hash == first.hash
     assert [v.block_hash for v in _votes(net, 3, Phase.PREPARE, 1)] == [second.hash]
     assert all(d.committed_height() == 2 for d in net.disks)
+
+
+def test_a_kept_prepare_qc_of_a_view_long_left_does_not_lock_when_its_parent_commits() -> None:
+    """Block 1 is certified in view 0 and its commit certificates are lost; leader 1
+    pipelines block 2 on it in view 1, and block 2 is certified too (everyone keeps that
+    PQC: block 1 has not committed). View 1 times out and block 1 commits by re-proposal
+    in view 2. The kept PQC of block 2 is from view 1, two views behind: it is dropped,
+    so nobody locks on block 2 and view 3's fresh block at height 2 gets every vote
+    (locked on block 2, all would refuse it and view 3 would time out)."""
+    net = Net()
+    _certified_not_committed(net)
+    net.tick(1_000 + BATCH_DELAY_MS)
+    pipelined = _proposals(net, 1, 1)[0].block
+    assert pipelined.height == 2 and all(n._ahead is not None for n in net.nodes)
+    # Block 1's commit certificates of view 0 stay lost; view 2's go through.
+    net.tamper = lambda s, d, m: (
+        None if isinstance(m, QCMessage) and m.qc.phase is Phase.COMMIT and m.qc.view == 0 else m
+    )
+    _tick_every_half_second(net, until=lambda: all(d.committed_height() >= 1 for d in net.disks))
+    assert all(n.committed_view == 2 and n.view == 3 for n in net.nodes)
+    assert all(n.safety.high_pqc.height == 1 for n in net.nodes)  # type: ignore[union-attr]
+    net.tick(net.now + BATCH_DELAY_MS)  # type: ignore[operator]
+    fresh = next(p.block for i in range(4) for p in _proposals(net, i, 3))
+    assert fresh.height == 2 and fresh.hash != pipelined.hash
+    assert [[v.block_hash for v in _votes(net, i, Phase.PREPARE, 3)] for i in range(4)] == [
+        [fresh.hash]
+    ] * 4
+    assert all(d.committed_height() == 2 for d in net.disks)
