@@ -1659,5 +1659,10 @@ MUTANTS += [
            new="due = qc.view <= self.view",
            breaks="a kept PQC of a pipelined block from a failed view locks every replica once its parent commits: the later view's fresh block at that height is refused and that view times out",
            tests=[_PL + "test_a_kept_prepare_qc_of_a_view_long_left_does_not_lock_when_its_parent_commits"]),
+    Mutant("pipelined-on-a-lock-of-an-older-view", "node/core/replica.py",
+           old="if lock is None or lock.view != self.view - 1:",
+           new="if lock is None:",
+           breaks="a lagging leader pipelines on a stale lock, a proposal nobody can vote for, and so cannot propose in its view once caught up: the view times out",
+           tests=[_PL + "test_a_lagging_leader_does_not_pipeline_on_a_prepare_qc_of_an_older_view"]),
 ]
 # fmt: on

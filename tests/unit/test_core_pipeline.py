@@ -19,6 +19,7 @@ from node.core import (
     QuorumCert,
     Replica,
     SyncRequest,
+    SyncResponse,
     Timeout,
     Vote,
 )
@@ -536,3 +537,53 @@ def test_a_kept_prepare_qc_of_a_view_long_left_does_not_lock_when_its_parent_com
         [fresh.hash]
     ] * 4
     assert all(d.committed_height() == 2 for d in net.disks)
+
+
+def test_a_lagging_leader_does_not_pipeline_on_a_prepare_qc_of_an_older_view() -> None:
+    """Validator 2, leader of view 2, locked on block 1's PQC of view 0 and then heard
+    nothing while the others committed blocks 1 and 2. Block 2's commit certificate
+    (view 1) moves it to view 2 while its catch-up is on the way: it does not propose on
+    its old lock (nobody could vote for that), so once caught up it proposes block 3 on
+    the commit certificate and the chain goes on in view 2."""
+    net = Net()
+    held, _ = _certified_not_committed(net)
+    cut: list[tuple[int, int, object]] = []
+
+    def cut_off_2(src: int, dst: int, msg: object) -> object | None:
+        if dst == 2:
+            cut.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = cut_off_2
+    net.queue.extend(h for h in held if h[1] != 2)
+    net.run()
+    net.tick(1_000 + BATCH_DELAY_MS)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 0, 2]
+    lagging = net.nodes[2]
+    assert lagging.leader(2) == 2 and lagging.safety.high_pqc.view == 0  # type: ignore[union-attr]
+    cqcs = [m for _, _, m in cut if isinstance(m, QCMessage) and m.qc.phase is Phase.COMMIT]
+    cqc = next(m for m in cqcs if m.qc.height == 2)
+    lagging.submit(b"trade-3")
+    responses: list[tuple[int, int, object]] = []
+
+    def hold_sync_responses(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, SyncResponse):
+            responses.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = hold_sync_responses
+    net.now = 1_000 + 3 * BATCH_DELAY_MS  # past its batch delay
+    net.engine(2).step(1, cqc, net.now)
+    net.run()
+    assert lagging.view == 2 and lagging.committed_height == 0 and responses
+    assert _proposals(net, 2, 2) == []
+    net.tamper = None
+    net.queue.extend(responses)
+    net.run()
+    net.tick(net.now + BATCH_DELAY_MS)
+    assert [(p.block.height, p.parent_cert.phase) for p in _proposals(net, 2, 2)] == [  # type: ignore[union-attr]
+        (3, Phase.COMMIT)
+    ] * 3
+    assert all(d.committed_height() == 3 for d in net.disks)
