@@ -1664,5 +1664,10 @@ MUTANTS += [
            new="if lock is None:",
            breaks="a lagging leader pipelines on a stale lock, a proposal nobody can vote for, and so cannot propose in its view once caught up: the view times out",
            tests=[_PL + "test_a_lagging_leader_does_not_pipeline_on_a_prepare_qc_of_an_older_view"]),
+    Mutant("pipelined-after-a-tc", "node/core/replica.py",
+           old="        if self._last_tc is not None and self._last_tc.view == self.view - 1:\n            return None\n        pipe = self._pipelined_parent()",
+           new="        pipe = self._pipelined_parent()",
+           breaks="after a timeout certificate the leader pipelines on its own lock instead of following the TC: the parent gets no commit votes after the TC and the view times out again",
+           tests=[_PL + "test_after_a_timeout_certificate_the_leader_follows_it_not_its_own_prepare_qc"]),
 ]
 # fmt: on

@@ -21,6 +21,7 @@ from node.core import (
     SyncRequest,
     SyncResponse,
     Timeout,
+    TxForward,
     Vote,
 )
 from node.core.engine import SpeculationCache
@@ -587,3 +588,46 @@ def test_a_lagging_leader_does_not_pipeline_on_a_prepare_qc_of_an_older_view() -
         (3, Phase.COMMIT)
     ] * 3
     assert all(d.committed_height() == 3 for d in net.disks)
+
+
+def test_after_a_timeout_certificate_the_leader_follows_it_not_its_own_prepare_qc() -> None:
+    """View 0's prepare QC of block 1 is lost, so view 0 times out; leader 1 (which has no
+    transaction) gets the TC and has nothing to propose, then the late PQC, which locks
+    it, then a trade. The TC rules view 1: leader 1 proposes its trade on the committed
+    head with the TC (the TC reports no lock), and it commits in view 1. Pipelined on its
+    own PQC instead, its block would be voted for but block 1, with no commit votes after
+    the TC, would not commit: a view change more."""
+    net = Net()
+    net.now = 1_000
+    held: list[tuple[int, int, object]] = []
+
+    def hold(src: int, dst: int, msg: object) -> object | None:
+        pqc = isinstance(msg, QCMessage) and msg.qc.phase is Phase.PREPARE
+        if pqc or (dst == 1 and isinstance(msg, TxForward)):
+            held.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = hold
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert net.nodes[1].mempool.pending_beyond(frozenset())[0] == 0
+    _tick_every_half_second(net, until=lambda: all(n.view == 1 for n in net.nodes))
+    leader = net.nodes[1]
+    assert leader._last_tc is not None and leader._last_tc.view == 0
+    assert leader.safety.high_pqc is None and _proposals(net, 1, 1) == []
+    net.tamper = None
+    net.queue.extend(h for h in held if h[1] == 1 and isinstance(h[2], QCMessage))
+    net.run()
+    assert leader.safety.high_pqc is not None and leader.safety.high_pqc.view == 0
+    leader.submit(b"trade-2")
+    net.run()
+    net.tick(net.now + BATCH_DELAY_MS)
+    proposals = _proposals(net, 1, 1)
+    assert [(p.block.height, p.block.txs, p.tc is not None) for p in proposals] == [
+        (1, (b"trade-2",), True)
+    ] * 3
+    for d in net.disks:
+        assert d.committed_height() >= 1 and d.blocks[1][0].txs == (b"trade-2",)
+        assert d.blocks[1][1].view == 1
+    assert not any(m.view >= 1 for i in range(4) for m in net.sent(i, Timeout))
