@@ -1669,5 +1669,15 @@ MUTANTS += [
            new="        pipe = self._pipelined_parent()",
            breaks="after a timeout certificate the leader pipelines on its own lock instead of following the TC: the parent gets no commit votes after the TC and the view times out again",
            tests=[_PL + "test_after_a_timeout_certificate_the_leader_follows_it_not_its_own_prepare_qc"]),
+    Mutant("voter-ignores-a-schedule-change", "node/core/replica.py",
+           old="        return self._certified_parent(p.block.parent_hash)\n",
+           new=("        block = self._block_of(p.parent_cert)\n"
+                "        roots = self._spec_roots.get(p.block.parent_hash)\n"
+                "        if block is None or roots is None or block.height != self.committed_height + 1:\n"
+                "            return None\n"
+                "        skip = frozenset(tx_key(tx) for tx in block.txs)\n"
+                "        return _Parent(block.hash, block.height, block.time_ms, bool(block.txs), skip, roots)\n"),
+           breaks="voters accept a pipelined block on a parent whose commit changes the leaders, under the schedule before that commit: replicas either side of it refuse each other and time out",
+           tests=[_PL + "test_a_pipelined_proposal_on_a_block_whose_commit_changes_the_leaders_gets_no_vote[True]"]),
 ]
 # fmt: on

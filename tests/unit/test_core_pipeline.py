@@ -341,21 +341,11 @@ def test_a_kept_speculative_outcome_is_taken_only_on_the_state_it_ran_on() -> No
     assert cache.take(b, b"root-0") is None  # discarded at a's commit
 
 
-@pytest.mark.parametrize("probe", [True, False])
-def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
-    monkeypatch: pytest.MonkeyPatch, probe: bool
-) -> None:
-    """View 1 fails (its proposals are lost), so block 2, proposed in view 2 after the TC,
-    charges view 1 to its leader when it commits: validator 1 leaves the candidates and
-    view 3's leader becomes 0 instead of 3. Block 2's commit certificate is held back. A
-    replica that has committed block 2 and one that has not would name different leaders
-    for view 3, refuse each other's proposals and votes, and time out (seen at 26/16 under
-    load as stalls of a second, again and again), so nobody pipelines on block 2: view 3
-    is proposed by 0, on block 2's commit certificate. The control (``probe`` off: the
-    schedule never changes, as far as the replica knows) pipelines: 3 proposes on the PQC."""
-    if not probe:
-        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
-    net = Net()
+def _certified_after_a_failed_view(net: Net) -> tuple[list[tuple[int, int, object]], Block]:
+    """Block 1 (a trade) commits in view 0; view 1 fails (its proposals are lost), so block
+    2, proposed in view 2 after the TC, is certified and charges view 1 to its leader when
+    it commits (the leader of view 3 becomes 0 instead of 3). Block 2's commit
+    certificates are held back (returned, with block 2): every replica is in view 3."""
     net.now = 1_000
     net.nodes[0].submit(b"trade-1")
     net.run()
@@ -375,9 +365,28 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     assert block2.height == 2 and all(d.committed_height() == 1 for d in net.disks)
     assert all(n.safety.high_pqc is not None and n.safety.high_pqc.height == 2 for n in net.nodes)
     assert all(n.view == 3 for n in net.nodes)
+    return held, block2
+
+
+@pytest.mark.parametrize("probe", [True, False])
+def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
+    monkeypatch: pytest.MonkeyPatch, probe: bool
+) -> None:
+    """View 1 fails (its proposals are lost), so block 2, proposed in view 2 after the TC,
+    charges view 1 to its leader when it commits: validator 1 leaves the candidates and
+    view 3's leader becomes 0 instead of 3. Block 2's commit certificate is held back. A
+    replica that has committed block 2 and one that has not would name different leaders
+    for view 3, refuse each other's proposals and votes, and time out (seen at 26/16 under
+    load as stalls of a second, again and again), so nobody pipelines on block 2: view 3
+    is proposed by 0, on block 2's commit certificate. The control (``probe`` off: the
+    schedule never changes, as far as the replica knows) pipelines: 3 proposes on the PQC."""
+    if not probe:
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
+    net = Net()
+    held, _ = _certified_after_a_failed_view(net)
     net.nodes[2].submit(b"trade-4")  # work beyond block 2 for view 3's leader
     net.run()
-    net.tick(net.now + BATCH_DELAY_MS)
+    net.tick(net.now + BATCH_DELAY_MS)  # type: ignore[operator]
     pipelined = [p for i in range(4) for p in _proposals(net, i, 3)]
     if not probe:
         assert pipelined and {net.nodes[3].leader(3)} == {3} == {
@@ -388,7 +397,7 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     net.tamper = None
     net.queue.extend(held)
     net.run()
-    net.tick(net.now + 2 * BATCH_DELAY_MS)
+    net.tick(net.now + 2 * BATCH_DELAY_MS)  # type: ignore[operator]
     assert all(d.committed_height() >= 3 for d in net.disks)
     b3 = net.disks[0].blocks[3][0]
     assert (b3.view, b3.proposer) == (3, 0) and all(n.leader(3) == 0 for n in net.nodes)
@@ -631,3 +640,36 @@ def test_after_a_timeout_certificate_the_leader_follows_it_not_its_own_prepare_q
         assert d.committed_height() >= 1 and d.blocks[1][0].txs == (b"trade-2",)
         assert d.blocks[1][1].view == 1
     assert not any(m.view >= 1 for i in range(4) for m in net.sent(i, Timeout))
+
+
+@pytest.mark.parametrize("probe", [True, False])
+def test_a_pipelined_proposal_on_a_block_whose_commit_changes_the_leaders_gets_no_vote(
+    monkeypatch: pytest.MonkeyPatch, probe: bool
+) -> None:
+    """The voters' side of the rule above: block 2's commit makes 0 the leader of view 3,
+    but before it commits the schedule still names 3, and 3 (Byzantine, or not knowing the
+    rule) proposes block 3 on block 2's PQC. Validator 1 keeps it, unvoted, until block 2
+    commits, and then refuses it: 3 does not lead view 3. The control (``probe`` off: the
+    schedule never changes, as far as the replica knows): the same proposal gets the vote."""
+    if not probe:
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
+    net = Net()
+    held, block2 = _certified_after_a_failed_view(net)
+    voter = net.nodes[1]
+    pqc = voter.safety.high_pqc
+    assert pqc is not None and pqc.block_hash == block2.hash and voter.leader(3) == 3
+    roots = voter._spec_roots[block2.hash]
+    time_ms = max(voter.now_ms, block2.time_ms + 1)
+    block3 = Block(CHAIN, 3, 3, block2.hash, 3, time_ms, 2, *roots, (b"trade-4",))
+    voter.step(3, Proposal(3, block3, pqc, None))
+    net.drain(1)
+    votes = [v.block_hash for v in _votes(net, 1, Phase.PREPARE, 3)]
+    if not probe:
+        assert votes == [block3.hash]
+        return
+    assert votes == [] and voter.refused[(Kind.PROPOSAL, Reason.NOT_LEADER)] == 0
+    cqc = next(m for _, dst, m in held if dst == 1)
+    net.engine(1).step(0, cqc, net.now)  # type: ignore[arg-type]
+    assert voter.committed_height == 2 and voter.leader(3) == 0
+    assert voter.refused[(Kind.PROPOSAL, Reason.NOT_LEADER)] == 1
+    assert _votes(net, 1, Phase.PREPARE, 3) == []
