@@ -1685,3 +1685,39 @@ MUTANTS += [
            tests=["tests/unit/test_core_pipeline_guards.py::test_a_commit_vote_of_the_view_left_counts_only_from_its_voter"]),
 ]
 # fmt: on
+
+# Issue 13, session 14: pipelining rules pinned (A)
+# fmt: off
+MUTANTS += [
+    Mutant("prepared-off-chain-locks", "node/core/replica.py",
+           old="        if block.parent_hash != self.committed_hash:\n            return  # certified, but off our chain (a pipelined child of a block that lost)\n",
+           new="",
+           breaks="a prepare QC for a block off the committed chain locks a replica, commit-votes it and moves it on: it then refuses the chain's own next block",
+           tests=[_PL + "test_a_prepare_qc_for_a_block_off_our_chain_does_not_lock_us"]),
+    Mutant("take-ahead-from-a-view-long-left", "node/core/replica.py",
+           old="due = self.view - 1 <= qc.view <= self.view",
+           new="due = qc.view <= self.view",
+           breaks="a kept PQC of a pipelined block from a failed view locks every replica once its parent commits: the later view's fresh block at that height is refused and that view times out",
+           tests=[_PL + "test_a_kept_prepare_qc_of_a_view_long_left_does_not_lock_when_its_parent_commits"]),
+    Mutant("pipelined-on-a-lock-of-an-older-view", "node/core/replica.py",
+           old="if lock is None or lock.view != self.view - 1:",
+           new="if lock is None:",
+           breaks="a lagging leader pipelines on a stale lock, a proposal nobody can vote for, and so cannot propose in its view once caught up: the view times out",
+           tests=[_PL + "test_a_lagging_leader_does_not_pipeline_on_a_prepare_qc_of_an_older_view"]),
+    Mutant("pipelined-after-a-tc", "node/core/replica.py",
+           old="        if self._last_tc is not None and self._last_tc.view == self.view - 1:\n            return None\n        pipe = self._pipelined_parent()",
+           new="        pipe = self._pipelined_parent()",
+           breaks="after a timeout certificate the leader pipelines on its own lock instead of following the TC: the parent gets no commit votes after the TC and the view times out again",
+           tests=[_PL + "test_after_a_timeout_certificate_the_leader_follows_it_not_its_own_prepare_qc"]),
+    Mutant("voter-ignores-a-schedule-change", "node/core/replica.py",
+           old="        return self._certified_parent(p.block.parent_hash)\n",
+           new=("        block = self._block_of(p.parent_cert)\n"
+                "        roots = self._spec_roots.get(p.block.parent_hash)\n"
+                "        if block is None or roots is None or block.height != self.committed_height + 1:\n"
+                "            return None\n"
+                "        skip = frozenset(tx_key(tx) for tx in block.txs)\n"
+                "        return _Parent(block.hash, block.height, block.time_ms, bool(block.txs), skip, roots)\n"),
+           breaks="voters accept a pipelined block on a parent whose commit changes the leaders, under the schedule before that commit: replicas either side of it refuse each other and time out",
+           tests=[_PL + "test_a_pipelined_proposal_on_a_block_whose_commit_changes_the_leaders_gets_no_vote[True]"]),
+]
+# fmt: on

@@ -19,7 +19,9 @@ from node.core import (
     QuorumCert,
     Replica,
     SyncRequest,
+    SyncResponse,
     Timeout,
+    TxForward,
     Vote,
 )
 from node.core.engine import SpeculationCache
@@ -32,10 +34,14 @@ from tests.unit.test_core_replica import CHAIN, Net
 Q = 3
 
 
-def _pqc(view: int, block: Block) -> QuorumCert:
-    msg = vote_message(CHAIN, Phase.PREPARE, view, block.height, block.hash)
+def _qc(phase: Phase, view: int, block: Block) -> QuorumCert:
+    msg = vote_message(CHAIN, phase, view, block.height, block.hash)
     sigs = tuple((i, HashSigner(i).sign(msg)) for i in range(Q))
-    return QuorumCert(Phase.PREPARE, view, block.height, block.hash, sigs)
+    return QuorumCert(phase, view, block.height, block.hash, sigs)
+
+
+def _pqc(view: int, block: Block) -> QuorumCert:
+    return _qc(Phase.PREPARE, view, block)
 
 
 def _commit_certs_of(height: int, held: list[tuple[int, int, object]]):  # type: ignore[no-untyped-def]
@@ -335,21 +341,11 @@ def test_a_kept_speculative_outcome_is_taken_only_on_the_state_it_ran_on() -> No
     assert cache.take(b, b"root-0") is None  # discarded at a's commit
 
 
-@pytest.mark.parametrize("probe", [True, False])
-def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
-    monkeypatch: pytest.MonkeyPatch, probe: bool
-) -> None:
-    """View 1 fails (its proposals are lost), so block 2, proposed in view 2 after the TC,
-    charges view 1 to its leader when it commits: validator 1 leaves the candidates and
-    view 3's leader becomes 0 instead of 3. Block 2's commit certificate is held back. A
-    replica that has committed block 2 and one that has not would name different leaders
-    for view 3, refuse each other's proposals and votes, and time out (seen at 26/16 under
-    load as stalls of a second, again and again), so nobody pipelines on block 2: view 3
-    is proposed by 0, on block 2's commit certificate. The control (``probe`` off: the
-    schedule never changes, as far as the replica knows) pipelines: 3 proposes on the PQC."""
-    if not probe:
-        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
-    net = Net()
+def _certified_after_a_failed_view(net: Net) -> tuple[list[tuple[int, int, object]], Block]:
+    """Block 1 (a trade) commits in view 0; view 1 fails (its proposals are lost), so block
+    2, proposed in view 2 after the TC, is certified and charges view 1 to its leader when
+    it commits (the leader of view 3 becomes 0 instead of 3). Block 2's commit
+    certificates are held back (returned, with block 2): every replica is in view 3."""
     net.now = 1_000
     net.nodes[0].submit(b"trade-1")
     net.run()
@@ -369,9 +365,28 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     assert block2.height == 2 and all(d.committed_height() == 1 for d in net.disks)
     assert all(n.safety.high_pqc is not None and n.safety.high_pqc.height == 2 for n in net.nodes)
     assert all(n.view == 3 for n in net.nodes)
+    return held, block2
+
+
+@pytest.mark.parametrize("probe", [True, False])
+def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
+    monkeypatch: pytest.MonkeyPatch, probe: bool
+) -> None:
+    """View 1 fails (its proposals are lost), so block 2, proposed in view 2 after the TC,
+    charges view 1 to its leader when it commits: validator 1 leaves the candidates and
+    view 3's leader becomes 0 instead of 3. Block 2's commit certificate is held back. A
+    replica that has committed block 2 and one that has not would name different leaders
+    for view 3, refuse each other's proposals and votes, and time out (seen at 26/16 under
+    load as stalls of a second, again and again), so nobody pipelines on block 2: view 3
+    is proposed by 0, on block 2's commit certificate. The control (``probe`` off: the
+    schedule never changes, as far as the replica knows) pipelines: 3 proposes on the PQC."""
+    if not probe:
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
+    net = Net()
+    held, _ = _certified_after_a_failed_view(net)
     net.nodes[2].submit(b"trade-4")  # work beyond block 2 for view 3's leader
     net.run()
-    net.tick(net.now + BATCH_DELAY_MS)
+    net.tick(net.now + BATCH_DELAY_MS)  # type: ignore[operator]
     pipelined = [p for i in range(4) for p in _proposals(net, i, 3)]
     if not probe:
         assert pipelined and {net.nodes[3].leader(3)} == {3} == {
@@ -382,7 +397,7 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     net.tamper = None
     net.queue.extend(held)
     net.run()
-    net.tick(net.now + 2 * BATCH_DELAY_MS)
+    net.tick(net.now + 2 * BATCH_DELAY_MS)  # type: ignore[operator]
     assert all(d.committed_height() >= 3 for d in net.disks)
     b3 = net.disks[0].blocks[3][0]
     assert (b3.view, b3.proposer) == (3, 0) and all(n.leader(3) == 0 for n in net.nodes)
@@ -472,3 +487,189 @@ def test_a_pipelined_proposal_that_overtakes_a_commit_certificate_costs_no_view_
     _tick_every_half_second(net, until=lambda: min(d.committed_height() for d in net.disks) >= 2)
     assert min(d.committed_height() for d in net.disks) >= 2
     assert sum(len(net.sent(i, Timeout)) for i in range(4)) == 0
+
+
+def test_a_prepare_qc_for_a_block_off_our_chain_does_not_lock_us() -> None:
+    """Validator 3 committed block 1. A timeout from 2 claims another block 1' committed
+    at height 1 and reports X, a certified child of 1', as its lock; then X's prepare QC
+    arrives. Validator 3 neither locks on X, nor commit-votes it, nor moves on: it votes
+    for the chain's block 2. (Both certificates are forged: beyond the safety bound.
+    Within it no block off our chain is ever kept at committed + 1: a commit keeps only
+    the committed block's children, a vote needs the parent, and a timeout's lock must
+    extend its commit certificate, which then names our committed block.)"""
+    net = Net()
+    net.now = 1_000
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    node = net.nodes[3]
+    first = net.disks[3].blocks[1][0]
+    assert (node.committed_height, node.view) == (1, 1)
+    lost = replace(first, time_ms=first.time_ms + 1)  # the same trade: the same roots after it
+    x = Block(CHAIN, 2, 1, lost.hash, 1, lost.time_ms + 1, 1, *node._executed_roots(), ())
+    sig = HashSigner(2).sign(timeout_message(CHAIN, 1, 1, 1))
+    node.step(2, Timeout(1, 1, _qc(Phase.COMMIT, 0, lost), _pqc(1, x), x, 2, sig))
+    assert x.hash in node._candidates and not node.refused
+    node.step(1, QCMessage(_pqc(1, x)))
+    net.drain(3)
+    assert node.safety.high_pqc is not None and node.safety.high_pqc.block_hash == first.hash
+    assert node.view == 1 and node.halted is None
+    assert _votes(net, 3, Phase.COMMIT, 1) == []
+    net.tick(1_000 + BATCH_DELAY_MS)
+    second = _proposals(net, 1, 1)[0].block
+    assert second.parent_hash == first.hash
+    assert [v.block_hash for v in _votes(net, 3, Phase.PREPARE, 1)] == [second.hash]
+    assert all(d.committed_height() == 2 for d in net.disks)
+
+
+def test_a_kept_prepare_qc_of_a_view_long_left_does_not_lock_when_its_parent_commits() -> None:
+    """Block 1 is certified in view 0 and its commit certificates are lost; leader 1
+    pipelines block 2 on it in view 1, and block 2 is certified too (everyone keeps that
+    PQC: block 1 has not committed). View 1 times out and block 1 commits by re-proposal
+    in view 2. The kept PQC of block 2 is from view 1, two views behind: it is dropped,
+    so nobody locks on block 2 and view 3's fresh block at height 2 gets every vote
+    (locked on block 2, all would refuse it and view 3 would time out)."""
+    net = Net()
+    _certified_not_committed(net)
+    net.tick(1_000 + BATCH_DELAY_MS)
+    pipelined = _proposals(net, 1, 1)[0].block
+    assert pipelined.height == 2 and all(n._ahead is not None for n in net.nodes)
+    # Block 1's commit certificates of view 0 stay lost; view 2's go through.
+    net.tamper = lambda s, d, m: (
+        None if isinstance(m, QCMessage) and m.qc.phase is Phase.COMMIT and m.qc.view == 0 else m
+    )
+    _tick_every_half_second(net, until=lambda: all(d.committed_height() >= 1 for d in net.disks))
+    assert all(n.committed_view == 2 and n.view == 3 for n in net.nodes)
+    assert all(n.safety.high_pqc.height == 1 for n in net.nodes)  # type: ignore[union-attr]
+    net.tick(net.now + BATCH_DELAY_MS)  # type: ignore[operator]
+    fresh = next(p.block for i in range(4) for p in _proposals(net, i, 3))
+    assert fresh.height == 2 and fresh.hash != pipelined.hash
+    assert [[v.block_hash for v in _votes(net, i, Phase.PREPARE, 3)] for i in range(4)] == [
+        [fresh.hash]
+    ] * 4
+    assert all(d.committed_height() == 2 for d in net.disks)
+
+
+def test_a_lagging_leader_does_not_pipeline_on_a_prepare_qc_of_an_older_view() -> None:
+    """Validator 2, leader of view 2, locked on block 1's PQC of view 0 and then heard
+    nothing while the others committed blocks 1 and 2. Block 2's commit certificate
+    (view 1) moves it to view 2 while its catch-up is on the way: it does not propose on
+    its old lock (nobody could vote for that), so once caught up it proposes block 3 on
+    the commit certificate and the chain goes on in view 2."""
+    net = Net()
+    held, _ = _certified_not_committed(net)
+    cut: list[tuple[int, int, object]] = []
+
+    def cut_off_2(src: int, dst: int, msg: object) -> object | None:
+        if dst == 2:
+            cut.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = cut_off_2
+    net.queue.extend(h for h in held if h[1] != 2)
+    net.run()
+    net.tick(1_000 + BATCH_DELAY_MS)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 0, 2]
+    lagging = net.nodes[2]
+    assert lagging.leader(2) == 2 and lagging.safety.high_pqc.view == 0  # type: ignore[union-attr]
+    cqcs = [m for _, _, m in cut if isinstance(m, QCMessage) and m.qc.phase is Phase.COMMIT]
+    cqc = next(m for m in cqcs if m.qc.height == 2)
+    lagging.submit(b"trade-3")
+    responses: list[tuple[int, int, object]] = []
+
+    def hold_sync_responses(src: int, dst: int, msg: object) -> object | None:
+        if isinstance(msg, SyncResponse):
+            responses.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = hold_sync_responses
+    net.now = 1_000 + 3 * BATCH_DELAY_MS  # past its batch delay
+    net.engine(2).step(1, cqc, net.now)
+    net.run()
+    assert lagging.view == 2 and lagging.committed_height == 0 and responses
+    assert _proposals(net, 2, 2) == []
+    net.tamper = None
+    net.queue.extend(responses)
+    net.run()
+    net.tick(net.now + BATCH_DELAY_MS)
+    assert [(p.block.height, p.parent_cert.phase) for p in _proposals(net, 2, 2)] == [  # type: ignore[union-attr]
+        (3, Phase.COMMIT)
+    ] * 3
+    assert all(d.committed_height() == 3 for d in net.disks)
+
+
+def test_after_a_timeout_certificate_the_leader_follows_it_not_its_own_prepare_qc() -> None:
+    """View 0's prepare QC of block 1 is lost, so view 0 times out; leader 1 (which has no
+    transaction) gets the TC and has nothing to propose, then the late PQC, which locks
+    it, then a trade. The TC rules view 1: leader 1 proposes its trade on the committed
+    head with the TC (the TC reports no lock), and it commits in view 1. Pipelined on its
+    own PQC instead, its block would be voted for but block 1, with no commit votes after
+    the TC, would not commit: a view change more."""
+    net = Net()
+    net.now = 1_000
+    held: list[tuple[int, int, object]] = []
+
+    def hold(src: int, dst: int, msg: object) -> object | None:
+        pqc = isinstance(msg, QCMessage) and msg.qc.phase is Phase.PREPARE
+        if pqc or (dst == 1 and isinstance(msg, TxForward)):
+            held.append((src, dst, msg))
+            return None
+        return msg
+
+    net.tamper = hold
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    assert net.nodes[1].mempool.pending_beyond(frozenset())[0] == 0
+    _tick_every_half_second(net, until=lambda: all(n.view == 1 for n in net.nodes))
+    leader = net.nodes[1]
+    assert leader._last_tc is not None and leader._last_tc.view == 0
+    assert leader.safety.high_pqc is None and _proposals(net, 1, 1) == []
+    net.tamper = None
+    net.queue.extend(h for h in held if h[1] == 1 and isinstance(h[2], QCMessage))
+    net.run()
+    assert leader.safety.high_pqc is not None and leader.safety.high_pqc.view == 0
+    leader.submit(b"trade-2")
+    net.run()
+    net.tick(net.now + BATCH_DELAY_MS)
+    proposals = _proposals(net, 1, 1)
+    assert [(p.block.height, p.block.txs, p.tc is not None) for p in proposals] == [
+        (1, (b"trade-2",), True)
+    ] * 3
+    for d in net.disks:
+        assert d.committed_height() >= 1 and d.blocks[1][0].txs == (b"trade-2",)
+        assert d.blocks[1][1].view == 1
+    assert not any(m.view >= 1 for i in range(4) for m in net.sent(i, Timeout))
+
+
+@pytest.mark.parametrize("probe", [True, False])
+def test_a_pipelined_proposal_on_a_block_whose_commit_changes_the_leaders_gets_no_vote(
+    monkeypatch: pytest.MonkeyPatch, probe: bool
+) -> None:
+    """The voters' side of the rule above: block 2's commit makes 0 the leader of view 3,
+    but before it commits the schedule still names 3, and 3 (Byzantine, or not knowing the
+    rule) proposes block 3 on block 2's PQC. Validator 1 keeps it, unvoted, until block 2
+    commits, and then refuses it: 3 does not lead view 3. The control (``probe`` off: the
+    schedule never changes, as far as the replica knows): the same proposal gets the vote."""
+    if not probe:
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
+    net = Net()
+    held, block2 = _certified_after_a_failed_view(net)
+    voter = net.nodes[1]
+    pqc = voter.safety.high_pqc
+    assert pqc is not None and pqc.block_hash == block2.hash and voter.leader(3) == 3
+    roots = voter._spec_roots[block2.hash]
+    time_ms = max(voter.now_ms, block2.time_ms + 1)
+    block3 = Block(CHAIN, 3, 3, block2.hash, 3, time_ms, 2, *roots, (b"trade-4",))
+    voter.step(3, Proposal(3, block3, pqc, None))
+    net.drain(1)
+    votes = [v.block_hash for v in _votes(net, 1, Phase.PREPARE, 3)]
+    if not probe:
+        assert votes == [block3.hash]
+        return
+    assert votes == [] and voter.refused[(Kind.PROPOSAL, Reason.NOT_LEADER)] == 0
+    cqc = next(m for _, dst, m in held if dst == 1)
+    net.engine(1).step(0, cqc, net.now)  # type: ignore[arg-type]
+    assert voter.committed_height == 2 and voter.leader(3) == 0
+    assert voter.refused[(Kind.PROPOSAL, Reason.NOT_LEADER)] == 1
+    assert _votes(net, 1, Phase.PREPARE, 3) == []
