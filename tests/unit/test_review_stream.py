@@ -1,0 +1,408 @@
+"""Adversarial review of the submit stream (client/_stream.py, node/runtime/_stream.py).
+
+Each test pins a defect found in review: it fails today and is marked ``xfail(strict=True)``
+so the suite stays green; fixing the defect turns it into an XPASS (a failure), and the
+marker is then removed. What must hold (docs/sdk.md "Many trades over one stream"): the
+SDK never hangs past the caller's timeout, never leaks a slot, raises a typed error, and
+fails a stream's requests over to the next node when their node stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+from client import (
+    BadResponseError,
+    FinalityTimeoutError,
+    LedgerError,
+    SubmitStream,
+    UnavailableError,
+)
+from client._stream import EOF, stream_error
+from node.settlement import ResultCode
+from node.wire import ledger_pb2 as pb
+from tests.unit.test_client_stream import _Call, _error, _final, _plain_signed, _raw, _Receipt
+
+__all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
+
+GUARD_S = 3.0  # a guard against a hang, far above every deadline below
+
+
+def _make(
+    call: _Call,
+    inflight_max: int,
+    *,
+    rpc_timeout_s: float = 2.0,
+    proven: Any = None,
+    reopen: Any = None,
+) -> SubmitStream:
+    def verify(msg: pb.Receipt, tid: bytes, prove: bool) -> Any:
+        return _Receipt(tid, ResultCode(msg.code))
+
+    async def no_proof(tid: bytes, timeout_s: float) -> Any:
+        raise AssertionError("no proof expected")
+
+    return SubmitStream(
+        call,
+        inflight_max,
+        address="127.0.0.1:8000",
+        prove_result=False,
+        rpc_timeout_s=rpc_timeout_s,
+        verify=verify,
+        proven=proven or no_proof,
+        reopen=reopen,
+    )
+
+
+NOT_DONE = object()  # what _done_within returns for an awaitable still pending
+
+
+async def _done_within(aw: Any, seconds: float) -> Any:
+    """``aw``'s outcome (result or exception, returned), or NOT_DONE if it is not done in
+    time (then it is cancelled)."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return NOT_DONE
+    return task.exception() or task.result()
+
+
+# --- 1. a silent node wedges every later submit, past its timeout ---------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: SubmitStream.submit waits for a slot with no deadline; a node that never "
+    "answers (paused, or hostile) keeps every expired request's slot, so once inflight_max "
+    "requests expired every later submit() blocks forever, past its timeout_s",
+)
+async def test_a_silent_node_does_not_hang_a_later_submit_past_its_timeout() -> None:
+    call = _Call()  # the node opened the stream (inflight_max 1) and then says nothing
+    s = _make(call, inflight_max=1, rpc_timeout_s=0.05)
+    fut = await s.submit(_raw(1), timeout_s=0.05)
+    with pytest.raises(FinalityTimeoutError):
+        async with asyncio.timeout(GUARD_S):
+            await fut  # the future's own deadline holds ...
+    # ... but its slot stays taken, so this submit has no way to end within its timeout.
+    outcome = await _done_within(s.submit(_raw(2), timeout_s=0.05), GUARD_S)
+    await s.cancel()
+    assert outcome is not NOT_DONE, "submit(timeout_s=0.05) still blocked after 3 s"
+    assert isinstance(outcome, LedgerError) and outcome.retry_safe
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: aclose() (leaving `async with c.stream()`) waits for the reader with no "
+    "deadline; a silent node never ends the call, so leaving the block hangs forever even "
+    "after every future has expired",
+)
+async def test_leaving_the_stream_of_a_silent_node_ends_once_every_future_expired() -> None:
+    call = _Call()
+    call.done_writing = _noop  # type: ignore[method-assign]  # the node never ends the call
+    s = _make(call, inflight_max=4, rpc_timeout_s=0.05)
+    fut = await s.submit(_raw(1), timeout_s=0.05)
+    with pytest.raises(FinalityTimeoutError):
+        async with asyncio.timeout(GUARD_S):
+            await fut
+    closed = await _done_within(s.aclose(), GUARD_S)
+    if closed is NOT_DONE:
+        await s.cancel()
+    assert closed is None, "aclose() still waiting after 3 s"
+
+
+async def _noop() -> None:
+    return None
+
+
+# --- 2. cancel() during the proof of a refusal: that future never settles -------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: cancel() cancels the _prove_refusal follow-up task but _break only "
+    "settles futures still in _pending; the refused request was already removed from it, "
+    "so its future is never settled (awaiting it hangs forever)",
+)
+async def test_cancel_while_a_refusal_is_being_proven_settles_its_future() -> None:
+    asked = asyncio.Event()
+
+    async def proven(tid: bytes, timeout_s: float) -> Any:
+        asked.set()
+        await asyncio.sleep(3600)  # the proof is slow to come (the next block)
+
+    call = _Call()
+    s = _make(call, inflight_max=2, proven=proven)
+    fut = await s.submit(_raw(1))
+    call.events.put_nowait(_final(1, pb.INSUFFICIENT_CASH))  # unproven refusal: fetch proof
+    async with asyncio.timeout(GUARD_S):
+        await asyncio.wait_for(asyncio.shield(asked.wait()), GUARD_S)
+    await s.cancel()  # e.g. an exception leaves `async with c.stream()`
+    outcome = await _done_within(asyncio.shield(fut), 0.5)
+    assert outcome is not NOT_DONE, "the future of a cancelled stream never settled"
+    assert isinstance(outcome, UnavailableError)
+
+
+# --- 3. a submitter cancelled while the stream reconnects leaks its slot --------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: SubmitStream.submit acquires a slot, then awaits _ready (a reconnect); a "
+    "caller cancelled there (asyncio.wait_for, task cancel, Ctrl-C in the sync client) never "
+    "releases the slot: after inflight_max such cancellations the stream refuses nothing "
+    "and accepts nothing, every later submit blocks forever",
+)
+async def test_a_submitter_cancelled_during_a_reconnect_gives_its_slot_back() -> None:
+    second = _Call()
+    may_open = asyncio.Event()
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        await may_open.wait()  # the next node takes a while to open (up to rpc_timeout_s)
+        return second, "127.0.0.1:8001"
+
+    first = _Call()
+    s = _make(first, inflight_max=1, reopen=reopen)
+    f1 = await s.submit(_raw(1))
+    first.events.put_nowait(_final(1))
+    async with asyncio.timeout(GUARD_S):
+        await f1
+    first.events.put_nowait(EOF)  # the node ends the call: the reader reconnects
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not s._ready.is_set()  # reconnecting
+    caller = asyncio.create_task(s.submit(_raw(2)))  # takes the one slot, waits for _ready
+    for _ in range(20):
+        await asyncio.sleep(0)
+    caller.cancel()  # the caller gave up (its own timeout, shutdown, ...)
+    await asyncio.gather(caller, return_exceptions=True)
+    may_open.set()
+    outcome = await _done_within(s.submit(_raw(3)), 1.0)
+    await s.cancel()
+    assert outcome is not NOT_DONE, "the only slot leaked: submit blocked forever"
+
+
+# --- 4. a node that stops gracefully: its requests fail instead of failing over ------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a node stopping (SIGTERM) or halting answers each request in flight with "
+    "an `error` event UNAVAILABLE (NODE_STOPPED/NODE_HALTED) before it ends the call; the SDK "
+    "fails those futures with UnavailableError instead of resending them on the next node "
+    "as it does when the call breaks (docs/sdk.md, stream Failover; unary submit fails over "
+    "on UNAVAILABLE)",
+)
+async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> None:
+    second = _Call()
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        return second, "127.0.0.1:8001"
+
+    first = _Call()
+    s = _make(first, inflight_max=4, reopen=reopen)
+    fut = await s.submit(_raw(1))
+    stopped = _error(1, grpc.StatusCode.UNAVAILABLE, "node stopped: the node is shutting down")
+    stopped.error.reason = "NODE_STOPPED"
+    first.events.put_nowait(stopped)  # Node.stop cancelled the wait: node/runtime/_stream.py
+    first.events.put_nowait(EOF)  # then the server's grace period ends the call
+
+    async def answer_on_second() -> None:
+        while not second.sent:
+            await asyncio.sleep(0.01)
+        second.events.put_nowait(_final(second.sent[0].correlation))
+
+    helper = asyncio.create_task(answer_on_second())
+    outcome = await _done_within(asyncio.shield(fut), 1.0)
+    helper.cancel()
+    await asyncio.gather(helper, return_exceptions=True)
+    await s.cancel()
+    assert not isinstance(outcome, BaseException), f"failed instead of failing over: {outcome!r}"
+    assert outcome is not NOT_DONE and outcome.tx_id == _raw(1)[-8:]
+
+
+# --- 5. proving a refusal restarts the clock: up to twice the caller's timeout -------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: an unproven refusal's proof is fetched with the full timeout_s again "
+    "(_prove_refusal passes p.timeout_s, not what is left) and the future's own timer is "
+    "cancelled first, so the future can stay open for 2 x timeout_s + rpc_timeout_s",
+)
+async def test_proving_a_refusal_keeps_to_the_callers_deadline() -> None:
+    async def proven(tid: bytes, timeout_s: float) -> Any:
+        await asyncio.sleep(timeout_s)  # a proof that never comes: the receipt wait times out
+        raise FinalityTimeoutError(tid, timeout_s)
+
+    call = _Call()
+    timeout_s, rpc_s = 0.4, 0.05
+    s = _make(call, inflight_max=2, rpc_timeout_s=rpc_s, proven=proven)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    fut = await s.submit(_raw(1), timeout_s=timeout_s)
+    await asyncio.sleep(timeout_s - 0.05)  # the node's unproven refusal comes just in time
+    call.events.put_nowait(_final(1, pb.INSUFFICIENT_CASH))
+    with pytest.raises(LedgerError):
+        async with asyncio.timeout(GUARD_S):
+            await fut
+    elapsed = loop.time() - start
+    await s.cancel()
+    assert elapsed <= timeout_s + rpc_s + 0.15, f"the future took {elapsed:.2f} s"
+
+
+class _StuckWrites(_Call):
+    """A call whose writes block until ``flowing`` is set: HTTP/2 flow control of a node
+    that stopped reading requests (node/runtime/_stream.py does so itself once 64
+    refusals are queued unread; a hostile or paused node does it for ever)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flowing = asyncio.Event()
+
+    async def write(self, req: pb.SubmitStreamRequest) -> None:
+        await self.flowing.wait()
+        await super().write(req)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: SubmitStream.submit awaits the write with no deadline; a node that stops "
+    "reading requests (flow control) blocks the write and, behind its lock, every other "
+    "submit, forever, whatever their timeout_s",
+)
+async def test_a_node_that_stops_reading_does_not_hang_submit_past_its_timeout() -> None:
+    call = _StuckWrites()
+    s = _make(call, inflight_max=4, rpc_timeout_s=0.05)
+    outcome = await _done_within(s.submit(_raw(1), timeout_s=0.05), GUARD_S)
+    await s.cancel()
+    assert outcome is not NOT_DONE, "submit(timeout_s=0.05) still blocked after 3 s"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a submitter cancelled while waiting for the write lock has registered its "
+    "request in _pending but never wrote it: no node ever answers it, so its slot is held "
+    "until the stream fails over (or for ever)",
+)
+async def test_a_submitter_cancelled_before_its_write_gives_its_slot_back() -> None:
+    call = _StuckWrites()
+    s = _make(call, inflight_max=2)
+    first = asyncio.create_task(s.submit(_raw(1)))  # writes, blocked by flow control
+    second = asyncio.create_task(s.submit(_raw(2)))  # registered, waits for the write lock
+    for _ in range(20):
+        await asyncio.sleep(0)
+    second.cancel()  # its caller gave up
+    await asyncio.gather(second, return_exceptions=True)
+    call.flowing.set()
+    async with asyncio.timeout(GUARD_S):
+        f1 = await first
+    call.events.put_nowait(_final(1))
+    async with asyncio.timeout(GUARD_S):
+        await f1
+    assert [r.correlation for r in call.sent] == [1]  # request 2 never left
+    in_flight = s.in_flight
+    await s.cancel()
+    assert in_flight == 0, f"{in_flight} slot(s) held by a request the node never got"
+
+
+# --- 6. failover during an overload retry sends one correlation twice ----------------------
+
+
+class _SlowFirstWrite(_Call):
+    """The next node's first write takes a while (flow control, a busy connection)."""
+
+    async def write(self, req: pb.SubmitStreamRequest) -> None:
+        if not self.sent:
+            await asyncio.sleep(0.2)
+        await super().write(req)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: _reconnect resends every pending request, clearing p.retry as it reaches "
+    "each; an overload retry timer firing meanwhile (during an earlier resend's write) "
+    "resends the same request too, so the new node gets one correlation twice: it answers "
+    "CORRELATION_IN_FLIGHT (the SDK: InvalidTransactionError, not retry-safe, for a valid "
+    "trade) and then the real final, an unknown correlation that breaks the whole stream",
+)
+async def test_a_failover_during_an_overload_retry_sends_each_correlation_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("client._stream.overload_wait_s", lambda hint_ms, jitter=None: 0.05)
+    second = _SlowFirstWrite()
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        return second, "127.0.0.1:8001"
+
+    first = _Call()
+    s = _make(first, inflight_max=4, reopen=reopen)
+    await s.submit(_raw(1))
+    await s.submit(_raw(2))
+    overloaded = pb.SubmitStreamError(
+        status=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message="overloaded",
+        retry_after_ms=50, reason="OVERLOADED",
+    )  # fmt: skip
+    first.events.put_nowait(pb.SubmitStreamEvent(correlation=2, error=overloaded))
+    first.events.put_nowait(EOF)  # the node goes away while 2 waits for its retry
+    await asyncio.sleep(0.5)
+    sent = [r.correlation for r in second.sent]
+    await s.cancel()
+    assert sorted(sent) == [1, 2], f"correlations sent to the next node: {sent}"
+
+
+# --- 7. one node's bad receipt fails the trade instead of asking another node --------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a `final` whose receipt fails verification settles the future with "
+    "BadResponseError at once; docs/sdk.md says another node is tried on a bad receipt, as "
+    "the unary submit does, so one lying node can fail every streamed trade it carries",
+)
+async def test_a_final_with_a_bad_receipt_is_proven_by_another_node() -> None:
+    asked: list[bytes] = []
+
+    async def proven(tid: bytes, timeout_s: float) -> Any:
+        asked.append(tid)  # AsyncLedgerClient.receipt: fails over across the endpoints
+        return _Receipt(tid, ResultCode.OK, result_proof=object())
+
+    def verify(msg: pb.Receipt, tid: bytes, prove: bool) -> Any:
+        raise BadResponseError("receipt failed verification: the receipt is for another tx")
+
+    call = _Call()
+    s = _make(call, inflight_max=2, proven=proven)
+    s._verify = verify
+    fut = await s.submit(_raw(1))
+    call.events.put_nowait(_final(1))
+    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+    await s.cancel()
+    assert not isinstance(outcome, BaseException), f"failed at once: {outcome!r}"
+    assert asked == [_raw(1)[-8:]]
+
+
+# --- 8. error events the SDK reads as final although retrying is safe ----------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: stream_error maps an error event's INTERNAL (the node's documented "
+    "INTERNAL_ERROR: 'it was accepted; ask WaitForFinality'), OK (0) and unknown status "
+    "numbers to a bare LedgerError with retry_safe False; resending the same bytes is safe "
+    "and may succeed, and a status the wire never carries is a bad response (retry-safe)",
+)
+@pytest.mark.parametrize("status", [0, grpc.StatusCode.INTERNAL.value[0], 999])
+def test_an_error_event_that_proves_nothing_final_is_retry_safe(status: int) -> None:
+    event = pb.SubmitStreamError(
+        status=status,
+        message="the node failed on this request (KeyError, in its log): it was accepted; "
+        "ask WaitForFinality for its outcome",
+        reason="INTERNAL_ERROR" if status else "",
+    )
+    err = stream_error(b"\x01" * 32, event, 30.0)
+    assert err.retry_safe, f"{type(err).__name__} retry_safe=False for status {status}"
