@@ -8,9 +8,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib.font_manager  # noqa: F401  (see below)
 import pytest
 
 from devtools.bench import report
+
+# matplotlib builds its font cache on first use, running fc-list: on a machine without the
+# cache (a fresh CI machine) that happened inside the first plotting test, and the isolation
+# guard (tests/isolation.py) took it for a process the test started. Importing the font
+# manager here builds the cache at collection, outside any test.
 
 LO = 1_700_000_000_000_000  # window start, wall-clock microseconds
 HI = LO + 10_000_000  # a 10 s window
