@@ -20,9 +20,17 @@ the same correlation; resending is idempotent (a transaction id settles at most 
 node answers ``ALREADY_PENDING`` or ``ALREADY_COMMITTED`` and then its final), so each
 future still gets one outcome. New submissions wait while it reconnects. Only when no
 endpoint opens a stream, or ``STREAM_REOPENS_MAX`` reopens in a row bring no answer, do
-the futures still open fail with ``UnavailableError`` (``retry_safe``). A node that
-stops answering without breaking the connection is caught by each future's deadline
-(``timeout_s`` plus the RPC timeout): ``FinalityTimeoutError``.
+the futures still open fail with ``UnavailableError`` (``retry_safe``).
+
+A node leaves the stream in two more ways. It answers a request ``UNAVAILABLE`` (it is
+stopping or halted, ``NODE_STOPPED`` or ``NODE_HALTED``): that request stays in flight and
+the stream fails over at once. Or it breaks its promise to answer every request within
+the request's ``timeout_ms`` (at the latest ``NOT_FINAL``): a request with no final or
+error event within ``timeout_s`` plus the RPC timeout fails with ``FinalityTimeoutError``,
+and the stream fails over (a paused node, one that stopped reading, a hostile one). A
+request whose future is already settled is not resent: its slot frees instead. So no
+``submit`` waits past its deadline for long (a slot, a reconnect, a write), and leaving
+the stream ends by the latest deadline plus the RPC timeout.
 """
 
 from __future__ import annotations
@@ -89,8 +97,12 @@ def _event_details(error: pb.SubmitStreamError) -> Details | None:
 
 
 def _stream_error(tid: bytes, error: pb.SubmitStreamError, timeout_s: float) -> LedgerError:
-    code, message = _BY_NUMBER.get(error.status, _Code.UNKNOWN), error.message
+    code, message = _BY_NUMBER.get(error.status), error.message
     what = f"submit {tid.hex()}" if tid else "submit"
+    if code is None or code is _Code.OK:
+        return BadResponseError(f"{what}: an error event with status {error.status}: {message}")
+    if code in (_Code.INTERNAL, _Code.UNKNOWN):  # the node failed on it (INTERNAL_ERROR)
+        return UnavailableError(what, [f"{code.name}: {message}"])
     if code is _Code.INVALID_ARGUMENT:
         return InvalidTransactionError(f"{what}: refused by the node: {message}")
     if code is _Code.RESOURCE_EXHAUSTED and error.retry_after_ms:
@@ -116,6 +128,7 @@ class _Pending:
     timer: asyncio.TimerHandle | None = None
     retry: asyncio.TimerHandle | None = None  # an overload retry waiting for its hint
     retries: int = 0
+    written: bool = False  # its write started on some call: a node may answer it
 
 
 # The AsyncLedgerClient's part a stream needs: verify a receipt, fetch a proven one, and
@@ -153,6 +166,8 @@ class SubmitStream:
         self._broken: LedgerError | None = None
         self._ready = asyncio.Event()  # cleared while reconnecting: submissions wait
         self._ready.set()
+        self._leave = asyncio.Event()  # set: fail over now (why: _leave_reason)
+        self._leave_reason = ""
         self._closing = self._cancelled = False
         self._reopens = 0  # in a row without an answer
         self._reader = asyncio.create_task(self._read())
@@ -174,8 +189,18 @@ class SubmitStream:
         raises as ``AsyncLedgerClient.submit`` would (RejectedError, InvalidTransactionError,
         BusyError, FinalityTimeoutError, UnavailableError)."""
         signed = SignedTransaction.ready_to_send(stx)
-        await self._slots.acquire()
-        await self._ready.wait()
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout_s + self._rpc_timeout_s)
+        except TimeoutError:
+            raise BusyError(
+                f"submit: all {self.inflight_max} of the stream's slots stayed in flight for "
+                f"{timeout_s + self._rpc_timeout_s:g} s; resubmit later"
+            ) from None
+        try:
+            await self._ready.wait()
+        except BaseException:  # the caller gave up (cancelled) while we reconnected
+            self._slots.release()
+            raise
         if self._broken is not None:
             self._slots.release()
             raise self._broken
@@ -190,26 +215,54 @@ class SubmitStream:
         )
         p = _Pending(signed.tx_id, loop.create_future(), timeout_s, req, loop.time() + timeout_s)
         self._pending[corr] = p
-        p.timer = loop.call_later(timeout_s + self._rpc_timeout_s, self._expire, p)
+        p.timer = loop.call_later(timeout_s + self._rpc_timeout_s, self._expire, corr, p)
         # Registered and written to the same call: if that call breaks meanwhile, the
-        # reader resends this request on the next one (it is in _pending already).
-        await self._send(self._call, req)
+        # reader resends this request on the next one (it is in _pending already). A write
+        # still blocked at the deadline (a node that stopped reading) is given up: the
+        # expiry has failed the stream over, and the request goes on the next call.
+        try:
+            await asyncio.wait_for(self._send(self._call, p), timeout_s + self._rpc_timeout_s)
+        except TimeoutError:
+            pass
+        except BaseException:  # the caller gave up: a request no node got frees its slot
+            if not p.written and self._pending.get(corr) is p:
+                self._forget(corr, p)
+            raise
         return p.future
 
-    def _expire(self, p: _Pending) -> None:
-        """The node said nothing in time: the slot stays taken until it answers."""
-        if not p.future.done():
-            p.future.set_exception(FinalityTimeoutError(p.tid, p.timeout_s))
+    def _expire(self, corr: int, p: _Pending) -> None:
+        """No terminal event in time: the future fails. If the request is still in flight,
+        its node broke its promise to answer within ``timeout_ms``: fail over."""
+        _settle(p.future, FinalityTimeoutError(p.tid, p.timeout_s))
+        if self._pending.get(corr) is p and p.retry is None and self._ready.is_set():
+            waited_s = p.timeout_s + self._rpc_timeout_s
+            self._fail_over(f"{self.address}: no answer to a request in {waited_s:g} s")
+
+    def _fail_over(self, reason: str) -> None:
+        """Leave this stream's node for the next one (the reader does it)."""
+        if not self._leave.is_set():
+            self._leave_reason = reason
+            self._leave.set()
+
+    def _forget(self, corr: int, p: _Pending) -> None:
+        """``corr`` leaves the stream unanswered: its slot frees and its timers stop."""
+        del self._pending[corr]
+        self._slots.release()
+        for handle in (p.timer, p.retry):
+            if handle is not None:
+                handle.cancel()
 
     async def _read(self) -> None:
         errors: list[str] = []
         try:
             while True:
                 try:
-                    await self._read_call(self._call)
-                    if self._closing and not self._pending:
+                    if not await self._read_call(self._call):
+                        errors.append(self._leave_reason)
+                    elif self._closing and not self._pending:
                         return  # half-closed and every submission answered: done
-                    errors.append(f"{self.address}: the stream ended")
+                    else:
+                        errors.append(f"{self.address}: the stream ended")
                 except grpc.aio.AioRpcError as e:
                     errors.append(f"{self.address}: {e.code().name} {e.details()}")
                     if self._cancelled or e.code() not in _FAILOVER_CODES:
@@ -223,8 +276,23 @@ class SubmitStream:
             self._break(LedgerError(f"stream to {self.address} failed: {e!r}"))
             raise
 
-    async def _read_call(self, call: Any) -> None:
-        """Handle the events of ``call`` until it ends (returns) or fails (raises)."""
+    async def _read_call(self, call: Any) -> bool:
+        """Handle the events of ``call`` until it ends (True), the stream must leave its
+        node (False), or it fails (raises)."""
+        reading = asyncio.ensure_future(self._read_events(call))
+        leaving = asyncio.ensure_future(self._leave.wait())
+        try:
+            await asyncio.wait({reading, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leaving.cancel()
+            if not reading.done():
+                reading.cancel()
+        if reading.done() and not reading.cancelled():
+            reading.result()  # raises what it failed with
+            return True
+        return False
+
+    async def _read_events(self, call: Any) -> None:
         while True:
             event = await call.read()
             if event is EOF:
@@ -237,17 +305,25 @@ class SubmitStream:
         if self._reopen is None or self._reopens > STREAM_REOPENS_MAX:
             raise UnavailableError("submit stream", errors)
         self._ready.clear()
+        self._leave.clear()  # a reason to leave the next node comes from the next node
+        for p in self._pending.values():
+            if p.retry is not None:  # a new node: no need to wait the old one's hint
+                p.retry.cancel()
+                p.retry = None
         try:
             self._call.cancel()
             call, self.address = await self._reopen(self.address)
         finally:
             self._ready.set()  # a break below wakes the waiting submitters too
         self._call = call
-        for p in list(self._pending.values()):
-            if p.retry is not None:  # a new node: no need to wait the old one's hint
-                p.retry.cancel()
-                p.retry = None
-            await self._send(call, p.request)  # a failure shows in the next read
+        for corr, p in list(self._pending.items()):
+            if self._pending.get(corr) is not p:
+                continue  # answered meanwhile
+            if p.future.done():  # past its deadline: nobody waits for its outcome
+                self._forget(corr, p)
+                continue
+            _left_in(p)  # the next node's promise: an answer by the deadline
+            await self._send(call, p)  # a failure shows in the next read
         if self._closing:
             async with self._writing:
                 await _done_writing(call)
@@ -260,29 +336,35 @@ class SubmitStream:
         p = self._pending.get(corr)
         if p is None or p.retry is not None or kind not in ("final", "error"):
             raise BadResponseError(f"unexpected {kind} event for correlation {corr}")
+        if kind == "error" and event.error.status == _Code.UNAVAILABLE.value[0]:
+            # Its node is stopping or halted (NODE_STOPPED, NODE_HALTED); the request did
+            # not fail: it stays in flight and goes to the next node.
+            self._fail_over(f"{self.address}: {event.error.message}")
+            return
         self._reopens = 0
         if kind == "error" and self._retry_later(corr, p, event.error):
             return  # the slot stays taken: the request goes again after the hint
         del self._pending[corr]
         self._slots.release()
-        if p.timer is not None:
-            p.timer.cancel()
         if kind == "error":
+            _stop_timer(p)
             _settle(p.future, stream_error(p.tid, event.error, p.timeout_s))
             return
         try:
             receipt = self._verify(event.final.receipt, p.tid, self._prove)
-        except BadResponseError as e:
-            _settle(p.future, e)
+        except BadResponseError:
+            self._follow_up(p)  # one node's bad receipt: ask the nodes
             return
-        if receipt.ok:
-            _settle(p.future, receipt)
-        elif receipt.result_proof is not None:  # a pending DvP's receipt is no refusal
+        if receipt.ok or receipt.result_proof is not None:  # (a pending DvP's: no refusal)
+            _stop_timer(p)
             _settle(p.future, RejectedError(receipt) if receipt.refused else receipt)
         else:  # a refusal without its proof is one node's word: fetch the proof first
-            task = asyncio.create_task(self._prove_refusal(p))
-            self._followups.add(task)
-            task.add_done_callback(self._followups.discard)
+            self._follow_up(p)
+
+    def _follow_up(self, p: _Pending) -> None:
+        task = asyncio.create_task(self._proven_outcome(p))
+        self._followups.add(task)
+        task.add_done_callback(self._followups.discard)
 
     def _retry_later(self, corr: int, p: _Pending, error: pb.SubmitStreamError) -> bool:
         """Admission control refused ``corr``: schedule its resend after the hint if that
@@ -305,23 +387,35 @@ class SubmitStream:
             del self._pending[corr]
             self._slots.release()
             return
-        remaining_s = p.deadline - asyncio.get_running_loop().time()
-        p.request.timeout_ms = max(1, math.ceil(remaining_s * 1000))
-        task = asyncio.create_task(self._send(self._call, p.request))
+        _left_in(p)
+        task = asyncio.create_task(self._send(self._call, p))
         self._followups.add(task)
         task.add_done_callback(self._followups.discard)
 
-    async def _send(self, call: Any, req: pb.SubmitStreamRequest) -> None:
+    async def _send(self, call: Any, p: _Pending) -> None:
         async with self._writing:
-            await _write(call, req)
+            p.written = True
+            await _write(call, p.request)
 
-    async def _prove_refusal(self, p: _Pending) -> None:
+    async def _proven_outcome(self, p: _Pending) -> None:
+        """``p``'s outcome as the nodes prove it (the client's receipt fetch, failing over),
+        by its deadline (its timer still runs): after one node's unproven refusal or bad
+        receipt."""
+        remaining_s = max(0.0, p.deadline - asyncio.get_running_loop().time())
         try:
-            receipt: Receipt = await self._proven(p.tid, p.timeout_s)
+            receipt: Receipt = await self._proven(p.tid, remaining_s)
         except LedgerError as e:
             _settle(p.future, e)
             return
+        except asyncio.CancelledError:  # the stream was cancelled: no outcome, say so
+            _settle(p.future, self._closed_error())
+            raise
+        finally:
+            _stop_timer(p)
         _settle(p.future, RejectedError(receipt) if receipt.refused else receipt)
+
+    def _closed_error(self) -> UnavailableError:
+        return UnavailableError(f"stream to {self.address}", ["the stream was closed"])
 
     def _break(self, err: LedgerError) -> None:
         if self._broken is None:
@@ -336,15 +430,23 @@ class SubmitStream:
         self._slots.release()
 
     async def aclose(self) -> None:
-        """Half-close, wait for every outstanding final event, then end the call."""
+        """Half-close, wait for every outstanding final event (by the latest deadline plus
+        the RPC timeout at most), then end the call."""
         self._closing = True
+        loop = asyncio.get_running_loop()
+        latest = max((p.deadline for p in self._pending.values()), default=loop.time())
+        until = latest + self._rpc_timeout_s
         if self._broken is None:
-            async with self._writing:
-                await _done_writing(self._call)
-            await asyncio.wait({self._reader})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._half_close(), max(0.0, until - loop.time()))
+            await asyncio.wait({self._reader}, timeout=max(0.0, until - loop.time()))
         if self._followups:
-            await asyncio.wait(self._followups)
+            await asyncio.wait(self._followups, timeout=max(0.0, until - loop.time()))
         await self.cancel()
+
+    async def _half_close(self) -> None:
+        async with self._writing:
+            await _done_writing(self._call)
 
     async def cancel(self) -> None:
         """End the call now; futures still open fail with UnavailableError."""
@@ -354,7 +456,7 @@ class SubmitStream:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._break(UnavailableError(f"stream to {self.address}", ["the stream was closed"]))
+        self._break(self._closed_error())
 
 
 _WRITE_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError)
@@ -369,6 +471,17 @@ async def _write(call: Any, req: pb.SubmitStreamRequest) -> None:
 async def _done_writing(call: Any) -> None:
     with contextlib.suppress(*_WRITE_ERRORS):
         await call.done_writing()
+
+
+def _left_in(p: _Pending) -> None:
+    """``p``'s request asks for what is left of its deadline (a resend)."""
+    remaining_s = p.deadline - asyncio.get_running_loop().time()
+    p.request.timeout_ms = max(1, math.ceil(remaining_s * 1000))
+
+
+def _stop_timer(p: _Pending) -> None:
+    if p.timer is not None:
+        p.timer.cancel()
 
 
 def _settle(fut: asyncio.Future[Receipt], outcome: Receipt | BaseException) -> None:

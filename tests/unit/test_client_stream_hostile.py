@@ -1,10 +1,10 @@
-"""Adversarial review of the submit stream (client/_stream.py, node/runtime/_stream.py).
-
-Each test pins a defect found in review: it fails today and is marked ``xfail(strict=True)``
-so the suite stays green; fixing the defect turns it into an XPASS (a failure), and the
-marker is then removed. What must hold (docs/sdk.md "Many trades over one stream"): the
-SDK never hangs past the caller's timeout, never leaks a slot, raises a typed error, and
-fails a stream's requests over to the next node when their node stops.
+"""The SDK's submit stream (client/_stream.py) against a node that lies, goes quiet, stops
+reading, stops or halts, and against callers that give up: found by an adversarial review
+(session 14), each a defect then, each pinned here with a known mutant. What must hold
+(docs/sdk.md "Many trades over one stream"): the SDK never hangs past the caller's
+timeout, never leaks a slot, raises a typed error (retry-safe where resending is), and
+fails a stream's requests over to the next node when their node stops or breaks its
+promise to answer every request within its ``timeout_ms``.
 """
 
 from __future__ import annotations
@@ -73,15 +73,9 @@ async def _done_within(aw: Any, seconds: float) -> Any:
     return task.exception() or task.result()
 
 
-# --- 1. a silent node wedges every later submit, past its timeout ---------------------------
+# --- a silent node: the stream leaves it, no submit waits past its timeout -----------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: SubmitStream.submit waits for a slot with no deadline; a node that never "
-    "answers (paused, or hostile) keeps every expired request's slot, so once inflight_max "
-    "requests expired every later submit() blocks forever, past its timeout_s",
-)
 async def test_a_silent_node_does_not_hang_a_later_submit_past_its_timeout() -> None:
     call = _Call()  # the node opened the stream (inflight_max 1) and then says nothing
     s = _make(call, inflight_max=1, rpc_timeout_s=0.05)
@@ -89,19 +83,14 @@ async def test_a_silent_node_does_not_hang_a_later_submit_past_its_timeout() -> 
     with pytest.raises(FinalityTimeoutError):
         async with asyncio.timeout(GUARD_S):
             await fut  # the future's own deadline holds ...
-    # ... but its slot stays taken, so this submit has no way to end within its timeout.
+    # ... and the node broke its promise to answer by then: the stream leaves it (no other
+    # node here, so it breaks) and this submit ends at once, retry-safe.
     outcome = await _done_within(s.submit(_raw(2), timeout_s=0.05), GUARD_S)
     await s.cancel()
     assert outcome is not NOT_DONE, "submit(timeout_s=0.05) still blocked after 3 s"
-    assert isinstance(outcome, LedgerError) and outcome.retry_safe
+    assert isinstance(outcome, UnavailableError) and outcome.retry_safe  # it left the node
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: aclose() (leaving `async with c.stream()`) waits for the reader with no "
-    "deadline; a silent node never ends the call, so leaving the block hangs forever even "
-    "after every future has expired",
-)
 async def test_leaving_the_stream_of_a_silent_node_ends_once_every_future_expired() -> None:
     call = _Call()
     call.done_writing = _noop  # type: ignore[method-assign]  # the node never ends the call
@@ -120,15 +109,32 @@ async def _noop() -> None:
     return None
 
 
-# --- 2. cancel() during the proof of a refusal: that future never settles -------------------
+async def test_leaving_ends_by_the_deadline_when_the_next_node_is_silent_too() -> None:
+    """The stream leaves a silent node for another that opens the stream and then says
+    nothing either, not even the end of the call after the half-close: leaving the
+    stream still ends by the latest deadline plus the RPC timeout."""
+    first, second = _Call(), _Call()
+    second.done_writing = _noop  # type: ignore[method-assign]
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        return second, "127.0.0.1:8001"
+
+    s = _make(first, inflight_max=4, rpc_timeout_s=0.05, reopen=reopen)
+    fut = await s.submit(_raw(1), timeout_s=0.05)
+    closing = asyncio.ensure_future(s.aclose())
+    with pytest.raises(FinalityTimeoutError):
+        async with asyncio.timeout(GUARD_S):
+            await fut
+    closed = await _done_within(closing, GUARD_S)
+    if closed is NOT_DONE:
+        await s.cancel()
+    assert closed is None, "aclose() still waiting after 3 s"
+    assert s.address == "127.0.0.1:8001"  # it did leave the first node
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: cancel() cancels the _prove_refusal follow-up task but _break only "
-    "settles futures still in _pending; the refused request was already removed from it, "
-    "so its future is never settled (awaiting it hangs forever)",
-)
+# --- cancel() during the proof of a refusal settles that future -----------------------------
+
+
 async def test_cancel_while_a_refusal_is_being_proven_settles_its_future() -> None:
     asked = asyncio.Event()
 
@@ -148,16 +154,9 @@ async def test_cancel_while_a_refusal_is_being_proven_settles_its_future() -> No
     assert isinstance(outcome, UnavailableError)
 
 
-# --- 3. a submitter cancelled while the stream reconnects leaks its slot --------------------
+# --- a submitter cancelled while the stream reconnects gives its slot back -----------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: SubmitStream.submit acquires a slot, then awaits _ready (a reconnect); a "
-    "caller cancelled there (asyncio.wait_for, task cancel, Ctrl-C in the sync client) never "
-    "releases the slot: after inflight_max such cancellations the stream refuses nothing "
-    "and accepts nothing, every later submit blocks forever",
-)
 async def test_a_submitter_cancelled_during_a_reconnect_gives_its_slot_back() -> None:
     second = _Call()
     may_open = asyncio.Event()
@@ -187,17 +186,9 @@ async def test_a_submitter_cancelled_during_a_reconnect_gives_its_slot_back() ->
     assert outcome is not NOT_DONE, "the only slot leaked: submit blocked forever"
 
 
-# --- 4. a node that stops gracefully: its requests fail instead of failing over ------------
+# --- a node that stops gracefully: its requests fail over ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a node stopping (SIGTERM) or halting answers each request in flight with "
-    "an `error` event UNAVAILABLE (NODE_STOPPED/NODE_HALTED) before it ends the call; the SDK "
-    "fails those futures with UnavailableError instead of resending them on the next node "
-    "as it does when the call breaks (docs/sdk.md, stream Failover; unary submit fails over "
-    "on UNAVAILABLE)",
-)
 async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> None:
     second = _Call()
 
@@ -226,15 +217,9 @@ async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> N
     assert outcome is not NOT_DONE and outcome.tx_id == _raw(1)[-8:]
 
 
-# --- 5. proving a refusal restarts the clock: up to twice the caller's timeout -------------
+# --- proving a refusal keeps to the caller's deadline; a node that stops reading ----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: an unproven refusal's proof is fetched with the full timeout_s again "
-    "(_prove_refusal passes p.timeout_s, not what is left) and the future's own timer is "
-    "cancelled first, so the future can stay open for 2 x timeout_s + rpc_timeout_s",
-)
 async def test_proving_a_refusal_keeps_to_the_callers_deadline() -> None:
     async def proven(tid: bytes, timeout_s: float) -> Any:
         await asyncio.sleep(timeout_s)  # a proof that never comes: the receipt wait times out
@@ -270,12 +255,6 @@ class _StuckWrites(_Call):
         await super().write(req)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: SubmitStream.submit awaits the write with no deadline; a node that stops "
-    "reading requests (flow control) blocks the write and, behind its lock, every other "
-    "submit, forever, whatever their timeout_s",
-)
 async def test_a_node_that_stops_reading_does_not_hang_submit_past_its_timeout() -> None:
     call = _StuckWrites()
     s = _make(call, inflight_max=4, rpc_timeout_s=0.05)
@@ -284,12 +263,6 @@ async def test_a_node_that_stops_reading_does_not_hang_submit_past_its_timeout()
     assert outcome is not NOT_DONE, "submit(timeout_s=0.05) still blocked after 3 s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a submitter cancelled while waiting for the write lock has registered its "
-    "request in _pending but never wrote it: no node ever answers it, so its slot is held "
-    "until the stream fails over (or for ever)",
-)
 async def test_a_submitter_cancelled_before_its_write_gives_its_slot_back() -> None:
     call = _StuckWrites()
     s = _make(call, inflight_max=2)
@@ -311,7 +284,7 @@ async def test_a_submitter_cancelled_before_its_write_gives_its_slot_back() -> N
     assert in_flight == 0, f"{in_flight} slot(s) held by a request the node never got"
 
 
-# --- 6. failover during an overload retry sends one correlation twice ----------------------
+# --- failover during an overload retry sends each correlation once ------------------------
 
 
 class _SlowFirstWrite(_Call):
@@ -323,14 +296,6 @@ class _SlowFirstWrite(_Call):
         await super().write(req)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: _reconnect resends every pending request, clearing p.retry as it reaches "
-    "each; an overload retry timer firing meanwhile (during an earlier resend's write) "
-    "resends the same request too, so the new node gets one correlation twice: it answers "
-    "CORRELATION_IN_FLIGHT (the SDK: InvalidTransactionError, not retry-safe, for a valid "
-    "trade) and then the real final, an unknown correlation that breaks the whole stream",
-)
 async def test_a_failover_during_an_overload_retry_sends_each_correlation_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -356,15 +321,9 @@ async def test_a_failover_during_an_overload_retry_sends_each_correlation_once(
     assert sorted(sent) == [1, 2], f"correlations sent to the next node: {sent}"
 
 
-# --- 7. one node's bad receipt fails the trade instead of asking another node --------------
+# --- one node's bad receipt: the outcome is asked of the nodes -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a `final` whose receipt fails verification settles the future with "
-    "BadResponseError at once; docs/sdk.md says another node is tried on a bad receipt, as "
-    "the unary submit does, so one lying node can fail every streamed trade it carries",
-)
 async def test_a_final_with_a_bad_receipt_is_proven_by_another_node() -> None:
     asked: list[bytes] = []
 
@@ -386,16 +345,9 @@ async def test_a_final_with_a_bad_receipt_is_proven_by_another_node() -> None:
     assert asked == [_raw(1)[-8:]]
 
 
-# --- 8. error events the SDK reads as final although retrying is safe ----------------------
+# --- error events that prove nothing final are retry-safe ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: stream_error maps an error event's INTERNAL (the node's documented "
-    "INTERNAL_ERROR: 'it was accepted; ask WaitForFinality'), OK (0) and unknown status "
-    "numbers to a bare LedgerError with retry_safe False; resending the same bytes is safe "
-    "and may succeed, and a status the wire never carries is a bad response (retry-safe)",
-)
 @pytest.mark.parametrize("status", [0, grpc.StatusCode.INTERNAL.value[0], 999])
 def test_an_error_event_that_proves_nothing_final_is_retry_safe(status: int) -> None:
     event = pb.SubmitStreamError(
