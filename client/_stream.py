@@ -384,8 +384,7 @@ class SubmitStream:
         if self._pending.get(corr) is not p:
             return  # settled or broken meanwhile
         if p.future.done():  # its client-side deadline passed: give the slot back
-            del self._pending[corr]
-            self._slots.release()
+            self._forget(corr, p)
             return
         _left_in(p)
         task = asyncio.create_task(self._send(self._call, p))
