@@ -1,0 +1,399 @@
+"""Adversarial review of the client port (node/runtime/_api.py, _handlers.py, _access.py)
+against a hostile authenticated client, and of the SDK's unary calls (client/_async.py)
+against a hostile node. Each defect found is pinned here as a strict xfail: the test
+states the behaviour the threat model asks for and fails today; a fix turns it into a
+pass (and strict=True then makes the suite say so). Every test drives the real code
+in-process: the gate, the servicer's methods with a stand-in context, a real ``Node`` on
+the test's loop, or the real ``AsyncLedgerClient`` with stand-in stubs. No cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from client import (
+    AsyncLedgerClient,
+    BusyError,
+    Endpoint,
+    FinalityTimeoutError,
+    LedgerError,
+    ParticipantKey,
+    Transactions,
+)
+from node import access, crypto
+from node.access import Caller, signed_metadata
+from node.genesis import DemoNetwork, demo_genesis
+from node.runtime import Metrics, Node
+from node.runtime._access import Gate, GateFullError
+from node.runtime._api import LedgerService, filtered_block_pb
+from node.settlement import BlockContext, Registry, apply_block, precheck
+from node.store import MemoryStore
+from node.wire import ledger_pb2 as pb
+from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+from tests.repo_helpers import RepoTx
+
+NET = shared_net()
+G = NET.genesis
+M = "/ledger.v1.Ledger/GetStatus"
+T0 = 1_800_000_000_000
+
+
+# --- 1. one participant takes the node-wide nonce memory: every other caller is refused ---
+
+
+def _md(pid: str, nonce: int) -> tuple[tuple[str, str], ...]:
+    key = NET.participant_keys[pid]
+    n = nonce.to_bytes(16, "big")
+    return signed_metadata(key, pid, G.chain_id, M, b"", time_ms=T0, nonce=n)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=GateFullError,
+    reason="review: REQUEST_NONCES_MAX is one node-wide pool with no per-participant share; "
+    "one participant's signed calls fill it and every other participant gets "
+    "RESOURCE_EXHAUSTED for as long as it keeps it full",
+)
+def test_one_participant_cannot_take_every_request_nonce_of_the_node() -> None:
+    """Scenario: BANK01 (any authenticated participant, one connection) sends signed
+    GetStatus calls with fresh nonces and ``ledger-time-ms`` 20 s ahead (the edge of the
+    window, so each nonce stays remembered 40 s). At the real limits, 200,000 nonces in
+    40 s = 5,000 calls/s fill the gate; from then on the gate answers every caller of
+    this node RESOURCE_EXHAUSTED "request nonces": the other 25 banks, the regulator,
+    the SDK's silence probes (GetStatus), so the SDK leaves the node as silent. Shown
+    here with a gate of 100 nonces (the rule does not depend on the size)."""
+    gate = Gate(lambda: Registry.at_genesis(G), lambda: T0, nonces_max=100)
+    for n in range(100):
+        gate.admit(M, b"", _md("BANK01", n))
+    # negative control of the flood itself: BANK01's next call is refused, as documented
+    with pytest.raises(GateFullError):
+        gate.admit(M, b"", _md("BANK01", 100))
+    # what should hold: another participant still gets in (it held no nonce at all)
+    assert gate.admit(M, b"", _md("BANK02", 0)).participant == "BANK02"
+
+
+# --- 2. GetRepos: another participant's repos, told by PERMISSION_DENIED vs an answer -----
+
+
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(code, message)
+        self.code, self.message = code, message
+
+
+class _Ctx:
+    """What a servicer's unary method uses of its context."""
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5000"
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    async def abort(self, code: grpc.StatusCode, message: str, trailing: object = None) -> None:
+        raise _Aborted(code, message)
+
+
+def _run_block(store: MemoryStore, *txs: bytes) -> None:
+    head = store.head()
+    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + 1_000)
+    out = apply_block(store, list(txs), ctx)
+    block_hash = crypto.sha256(b"block", ctx.height.to_bytes(8, "big"))
+    store.commit_block(block_hash, b"", b"", ctx, out)
+
+
+def _repo_service() -> LedgerService:
+    """The servicer over a ledger holding one repo: R1, BANK01 borrows from BANK02."""
+    store = MemoryStore(G)
+    _run_block(store, RepoTx(NET, G.genesis_time_ms + 1_000).open("R1", "BANK01", "BANK02"))
+    node: Any = SimpleNamespace(store=store, metrics=Metrics(), registry=lambda: Registry.of(store))
+    return LedgerService(node, {})
+
+
+async def _answer(svc: LedgerService, caller: str, req: pb.ReposRequest) -> str:
+    """What ``caller`` sees: OK with the number of repos, or the status code's name."""
+    Gate.enter(Caller(caller, observer=False))
+    try:
+        return f"OK {len((await svc.GetRepos(req, _Ctx())).repos)}"  # type: ignore[arg-type]
+    except _Aborted as e:
+        return e.code.name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: GetRepos(party=X) by a non-party answers PERMISSION_DENIED when X has a "
+    "repo with someone else and an empty list when X has none: whether (and with limit=, "
+    "roughly how many) repos another participant holds leaks to any participant",
+)
+async def test_a_third_party_cannot_tell_whether_another_participant_has_repos() -> None:
+    """Scenario: BANK03, party to no repo, asks GetRepos(party="BANK02") and
+    GetRepos(party="BANK04"). BANK02 borrows/lends in R1, BANK04 in none. Today the first
+    is PERMISSION_DENIED, the second OK with nothing: a position (BANK02 is in a repo)
+    told to a participant docs/cluster.md says reads only its own. GetLocks, the same
+    kind of call, filters instead and cannot be used this way."""
+    svc = _repo_service()
+    # negative control: the parties see R1
+    assert await _answer(svc, "BANK01", pb.ReposRequest()) == "OK 1"
+    with_repo = await _answer(svc, "BANK03", pb.ReposRequest(party="BANK02"))
+    without = await _answer(svc, "BANK03", pb.ReposRequest(party="BANK04"))
+    assert with_repo == without, (with_repo, without)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: GetRepos(id=...) by a non-party answers PERMISSION_DENIED for an id that "
+    "exists and NOT_FOUND for one that does not; repo ids are names the parties choose "
+    "(R1, R2, ...), not hashes, so any participant enumerates the ledger's repos",
+)
+async def test_a_third_party_cannot_tell_which_repo_ids_exist() -> None:
+    svc = _repo_service()
+    assert await _answer(svc, "BANK01", pb.ReposRequest(id="R1")) == "OK 1"  # control
+    existing = await _answer(svc, "BANK03", pb.ReposRequest(id="R1"))
+    missing = await _answer(svc, "BANK03", pb.ReposRequest(id="R2"))
+    assert existing == missing, (existing, missing)
+
+
+# --- 3. GetRepos with a non-ASCII id or party: an exception escapes the handler -----------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeEncodeError,
+    reason="review: GetRepos pads request.id / request.party with str.encode('ascii'); a "
+    "non-ASCII value raises UnicodeEncodeError out of the handler (gRPC UNKNOWN), which "
+    "the SDK reads as a broken node and fails over through every node, twice",
+)
+@pytest.mark.parametrize("field", ["id", "party"])
+async def test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception(field: str) -> None:
+    """Scenario: any authenticated participant sends GetRepos(id="R\u00e9") or
+    GetRepos(party="B\u00c4NK"). Expected: NOT_FOUND / INVALID_ARGUMENT (a status a
+    person acts on, house style of _api.py); today the exception escapes the servicer.
+    A ``ledger repos --id`` typo through the SDK then costs 2 x n calls and ends as
+    UnavailableError (retry_safe=True): the client retries a request that can never
+    succeed."""
+    svc = _repo_service()
+    Gate.enter(Caller("REGULATOR", observer=True))
+    with pytest.raises(_Aborted):
+        await svc.GetRepos(pb.ReposRequest(**{field: "R\u00e9"}), _Ctx())  # type: ignore[arg-type]
+
+
+# --- 4. a party-filtered block costs the node far more than the caller ---------------------
+
+
+@pytest.fixture(scope="module")
+def solo() -> DemoNetwork:
+    return demo_genesis(validators=1, quorum=1, seed=b"review-client-api")
+
+
+async def _node_with_a_full_block(net: DemoNetwork, txs: int) -> tuple[Node, Any]:
+    """A real one-validator node that committed ``txs`` DvPs in one block."""
+    store = MemoryStore(net.genesis)
+    node = Node(net.genesis, 0, net.validator_keys[0], store, Metrics())
+    node.start()
+    txf = TxFactory(net)
+    raws = [txf.signed(txf.dvp()) for _ in range(txs)]
+    await asyncio.gather(*(node.submit(r, precheck(net.genesis, r).tx_id) for r in raws))
+    async with asyncio.timeout(60):
+        while sum(len(store.block(h).results) for h in range(1, store.head().height + 1)) < txs:
+            await node.head_changed()
+    big = max(
+        (store.block(h) for h in range(1, store.head().height + 1)),
+        key=lambda b: len(b.results),
+    )
+    return node, big
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: every non-observer GetBlock / StreamBlocks answer decodes every "
+    "transaction of the block twice (may_read_tx: _corporate_action, then tx_parties), per "
+    "call and per stream, on the node's one event loop: ~50 ms for a 1,500-tx block "
+    "(observer: 2 ms); 64 block streams re-filter each new full block 64 times (~3-4 s "
+    "of loop time per block), and unary GetBlock has no limit at all",
+)
+async def test_reading_a_block_again_does_not_decode_its_transactions_again(
+    solo: DemoNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scenario: a participant (not an observer, party to none of the block's trades)
+    calls GetBlock(h) for a committed full block again and again, or holds its 8
+    StreamBlocks per connection (64 per node) from height 1. Measured on this machine
+    (nice 19): 1,499 DvPs, filtered read 50 ms each (57 ms with the Merkle trees
+    rebuilt, 68 ms for a party to all of them), the observer's unfiltered read 2.2 ms;
+    the request costs its sender one Ed25519 signature (~50 us). So ~20 GetBlock/s from
+    one client hold the node's loop busy, and consensus (same loop) starves.
+    What should hold: the parties of a committed block's transactions are worked out
+    once (at commit, or once per cached block), not per reader."""
+    node, big = await _node_with_a_full_block(solo, 300)
+    decodes = 0
+    real = access.decode_body
+
+    def counting(body: bytes) -> Any:
+        nonlocal decodes
+        decodes += 1
+        return real(body)
+
+    monkeypatch.setattr(access, "decode_body", counting)
+    caller = Caller("BANK05", observer=False)
+    try:
+        first = filtered_block_pb(node, big, caller)
+        assert first.filtered and decodes >= 300  # control: the first read works it out
+        decodes = 0
+        filtered_block_pb(node, big, caller)
+        assert decodes < 30, f"the same block read again decoded {decodes} bodies"
+    finally:
+        node.stop()
+        node.close()
+
+
+# --- 5. SDK unary calls: one hostile node's unproven word ends a submit -------------------
+
+
+class _Stub:
+    """A node's Ledger stub: each method answers with ``answer(method, request)``."""
+
+    def __init__(self, answer: Callable[[str, Any], Any]) -> None:
+        self._answer = answer
+        self.calls: list[str] = []
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def call(req: Any, **kw: Any) -> Any:
+            self.calls.append(method)
+
+            async def run() -> Any:
+                out = self._answer(method, req)
+                if isinstance(out, BaseException):
+                    raise out
+                return await out if asyncio.iscoroutine(out) else out
+
+            return asyncio.ensure_future(run())  # awaitable and cancellable, like a call
+
+        return call
+
+
+def _rpc_error(code: grpc.StatusCode, message: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), message)
+
+
+class _AskedAnotherNode(Exception):
+    """The honest node was asked: the SDK did not take the hostile node's word."""
+
+
+def _client(stubs: list[_Stub]) -> tuple[AsyncLedgerClient, Any]:
+    net, certs = pinned_tls(NET)
+    endpoints = [Endpoint(f"127.0.0.1:{i + 1}", f"node-{i:02d}") for i in range(len(stubs))]
+    c = AsyncLedgerClient(endpoints, tls_certs=certs, genesis=net.genesis)
+    c._stub = lambda i: stubs[i]  # type: ignore[method-assign]
+    dvp = Transactions(net.genesis).dvp(
+        seller="BANK01", buyer="BANK02", bond=net.bonds[0], quantity=100, cash=net.cash, amount=99
+    )
+    keys = [ParticipantKey(p, net.participant_keys[p]) for p in ("BANK01", "BANK02")]
+    return c, c.sign(dvp, *keys)
+
+
+def _honest(method: str, req: Any) -> Any:
+    raise _AskedAnotherNode(method)
+
+
+async def test_control_an_unavailable_node_is_left_for_the_next() -> None:
+    """Negative control of the stand-ins below: a node answering UNAVAILABLE is left and
+    the honest node is asked, so reaching ``_AskedAnotherNode`` is what failover looks like."""
+    hostile = _Stub(lambda m, r: _rpc_error(grpc.StatusCode.UNAVAILABLE, "going away"))
+    c, stx = _client([hostile, _Stub(_honest)])
+    try:
+        with pytest.raises(_AskedAnotherNode):
+            await c.submit(stx, wait=False)
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a unary submit takes one node's INVALID_ARGUMENT (or PERMISSION_DENIED, "
+    "UNAUTHENTICATED) as final: InvalidTransactionError, retry_safe=False, no other node "
+    "asked; the client's current endpoint censors every submit and the caller drops a "
+    "valid trade",
+)
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED]
+)
+async def test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit(
+    code: grpc.StatusCode,
+) -> None:
+    """Scenario: endpoint 0 (every client's first) is a hostile validator; it answers
+    every Submit ``INVALID_ARGUMENT: BAD_SIGNATURE`` for a transaction whose signatures
+    are fine. The SDK raises InvalidTransactionError (not retry-safe) at once. The claim
+    is checkable (the SDK holds genesis and the signed bytes) or at least a second node
+    can be asked; docs/sdk.md already refuses to take one node's word for a settled
+    refusal (RejectedError needs its result proof), but not for this one."""
+    hostile = _Stub(lambda m, r: _rpc_error(code, "refused (a hostile node's word)"))
+    c, stx = _client([hostile, _Stub(_honest)])
+    try:
+        with pytest.raises(_AskedAnotherNode):
+            await c.submit(stx, wait=False)
+    except LedgerError as e:
+        assert not e.retry_safe  # today: the valid trade is reported as refused, final
+        raise
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: one node's RESOURCE_EXHAUSTED (no hint) is retried on that same node "
+    "only; after 6 backoffs (3.15 s) the submit raises BusyError and the endpoint stays "
+    "current, so a hostile (or attacker-saturated) node keeps every call of the client",
+)
+async def test_a_node_that_always_says_busy_is_left_for_another() -> None:
+    hostile = _Stub(lambda m, r: _rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "mempool full"))
+    c, stx = _client([hostile, _Stub(_honest)])
+    try:
+        with pytest.raises(_AskedAnotherNode):
+            await c.submit(stx, wait=False)
+    except BusyError:
+        assert c._current == 0 and set(hostile.calls) == {"Submit"}
+        raise
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a WaitForFinality answered DEADLINE_EXCEEDED at once is taken as the "
+    "submit's FinalityTimeoutError, though the caller's timeout_s is far from over: one "
+    "node ends every submit in milliseconds without the other nodes being asked",
+)
+async def test_a_node_claiming_a_finality_timeout_early_is_not_believed() -> None:
+    """Scenario: endpoint 0 answers Submit ACCEPTED, then WaitForFinality
+    DEADLINE_EXCEEDED immediately (its own word: 'not final within 30000 ms'). The SDK
+    raises FinalityTimeoutError ~0 s into a 30 s timeout. Retry-safe, so not a loss,
+    but the claim is checkable against the client's own clock: time is left, so the
+    wait should move on (as for UNAVAILABLE) instead of ending."""
+    net_tid: list[bytes] = []
+
+    def hostile_answer(method: str, req: Any) -> Any:
+        if method == "Submit":
+            return pb.SubmitResponse(tx_id=net_tid[0], outcome=pb.ACCEPTED)
+        if method == "GetStatus":
+            return pb.NodeStatus()
+        return _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "not committed within 30000 ms")
+
+    hostile = _Stub(hostile_answer)
+    c, stx = _client([hostile, _Stub(_honest)])
+    net_tid.append(stx.tx_id)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(_AskedAnotherNode):
+            await c.submit(stx, timeout_s=30)
+    except FinalityTimeoutError:
+        assert loop.time() - started < 5  # "timed out" long before its 30 s
+        raise
+    finally:
+        await c.aclose()
