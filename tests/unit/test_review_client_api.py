@@ -17,6 +17,9 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from client import (
     AsyncLedgerClient,
@@ -29,10 +32,13 @@ from client import (
 )
 from node import access, crypto
 from node.access import Caller, signed_metadata
+from node.config import HEALTH_WATCHES_PER_CONNECTION_MAX
 from node.genesis import DemoNetwork, demo_genesis
 from node.runtime import Metrics, Node
 from node.runtime._access import Gate, GateFullError
-from node.runtime._api import LedgerService, filtered_block_pb
+from node.runtime._api import HealthService, LedgerService, filtered_block_pb
+from node.runtime._handlers import add_service
+from node.runtime._server import CLIENT_SERVER_OPTIONS
 from node.settlement import BlockContext, Registry, apply_block, precheck
 from node.store import MemoryStore
 from node.wire import ledger_pb2 as pb
@@ -397,3 +403,73 @@ async def test_a_node_claiming_a_finality_timeout_early_is_not_believed() -> Non
         raise
     finally:
         await c.aclose()
+
+
+# --- 6. anonymous parked calls: reflection streams are bounded by nothing but HTTP/2 -------
+
+
+async def _parked_on_one_connection(streams: int) -> tuple[int, int]:
+    """The client port's open services as node/runtime/_server.py registers them (health
+    and reflection: no identity needed), on 127.0.0.1; one connection opens ``streams``
+    health Watch calls and ``streams`` reflection calls and sends nothing more. Returns
+    (watches the node holds, reflection handlers parked at the node)."""
+    server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
+    health = HealthService()
+    reflection = ReflectionServicer([health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
+    parked = 0
+    real = reflection.ServerReflectionInfo
+
+    async def counted(requests: Any, context: Any) -> Any:
+        nonlocal parked
+        parked += 1
+        try:
+            async for item in real(requests, context):
+                yield item
+        finally:
+            parked -= 1
+
+    reflection.ServerReflectionInfo = counted  # type: ignore[method-assign]
+    add_service(server, health, health_pb2.DESCRIPTOR.services_by_name["Health"])
+    add_service(server, reflection, reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    calls: list[Any] = []
+    try:
+        watch = health_pb2_grpc.HealthStub(channel).Watch
+        info = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo
+        for _ in range(streams):
+            calls.append(watch(health_pb2.HealthCheckRequest(service="")))
+            calls.append(info())
+        async with asyncio.timeout(30):
+            while health._watches.total + parked < streams + HEALTH_WATCHES_PER_CONNECTION_MAX:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # let any further ones arrive
+        return health._watches.total, parked
+    finally:
+        for c in calls:
+            c.cancel()
+        await channel.close()
+        await server.stop(None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: server reflection (no identity) is served with no share: one anonymous "
+    "connection parks up to max_concurrent_streams = 2,124 reflection handlers, 512 "
+    "connections ~1.09 M, ~22 KB of node memory each (~24 GB); grpc.aio.server has no "
+    "maximum_concurrent_rpcs either",
+)
+async def test_an_anonymous_connection_cannot_park_more_reflection_streams_than_watches() -> None:
+    """Scenario: an anonymous TLS client (no participant key) opens reflection streams
+    (``ServerReflectionInfo``, bidirectional) and never sends on them. Each parks a
+    handler task at the node until the client leaves. Measured here with the client in
+    a separate process: 3,382 parked handlers = 74 MB RssAnon of the server process,
+    21.9 KB per call. Documented limits allow 2,124 streams per connection and 512
+    connections: ~1.09 M parked calls, ~24 GB, by a client that proves nothing. Health
+    Watch, the other open streaming call, is held to 8 per connection and 64 per node
+    (the negative control below). Expected: reflection is bounded the same way (or
+    the server caps concurrent RPCs); shown with 40 streams of each."""
+    watches, reflections = await _parked_on_one_connection(40)
+    assert watches == HEALTH_WATCHES_PER_CONNECTION_MAX  # control: watches are bounded
+    assert reflections <= HEALTH_WATCHES_PER_CONNECTION_MAX, f"{reflections} parked"
