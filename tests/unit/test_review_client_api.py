@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from client import (
     AsyncLedgerClient,
+    BadResponseError,
     BusyError,
     Endpoint,
     FinalityTimeoutError,
@@ -473,3 +474,52 @@ async def test_an_anonymous_connection_cannot_park_more_reflection_streams_than_
     watches, reflections = await _parked_on_one_connection(40)
     assert watches == HEALTH_WATCHES_PER_CONNECTION_MAX  # control: watches are bounded
     assert reflections <= HEALTH_WATCHES_PER_CONNECTION_MAX, f"{reflections} parked"
+
+
+# --- 7. a filtered block may leave out the caller's own trades, undetected -----------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a party-filtered block proves each receipt it carries, not that it "
+    "carries all of the caller's transactions; a hostile node drops some or all and "
+    "block() / blocks() / events(account) report the block without them",
+)
+async def test_a_filtered_block_that_hides_the_callers_trades_is_not_accepted(
+    solo: DemoNetwork,
+) -> None:
+    """Scenario: BANK01 (not an observer) follows its trades with ``events("BANK01")``
+    or reconciles with ``block(h)`` through a hostile validator. The node answers the
+    real header and commit certificate with ``filtered=True`` and leaves BANK01's
+    receipts out (all of them here; or only the ones it wants hidden). Every check of
+    ``_filtered_view`` passes: the header's hash, the certificate, each receipt that is
+    there. The bank's back office sees no trade at that height and does not reconcile
+    it. Nothing in the header commits to which positions name BANK01, so the SDK cannot
+    tell; a fix needs the node to prove completeness (e.g. a per-block commitment to each
+    participant's positions, or every transaction's parties proven absent), or the SDK
+    to ask f+1 nodes and take the union. Theoretical against one honest node; real
+    against a hostile one."""
+    pinned, certs = pinned_tls(solo)
+    node, big = await _node_with_a_full_block(pinned, 20)
+    try:
+        honest = filtered_block_pb(node, big, Caller("BANK01", observer=False))
+        hidden = pb.BlockInfo()
+        hidden.CopyFrom(honest)
+        del hidden.receipts[:]
+        del hidden.results[:]
+    finally:
+        node.stop()
+        node.close()
+    answers = [honest, hidden]
+    stub = _Stub(lambda method, req: answers.pop(0))
+    c = AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=pinned.genesis
+    )
+    c._stub = lambda i: stub  # type: ignore[method-assign]
+    try:
+        shown = await c.block(big.height)  # control: the honest answer lists them all
+        assert shown.filtered and len(shown.transactions) == len(big.results) > 10
+        with pytest.raises(BadResponseError):
+            await c.block(big.height)
+    finally:
+        await c.aclose()
