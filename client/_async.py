@@ -8,10 +8,17 @@ stuck), or answers with something that fails verification against genesis, the c
 moves on to the next endpoint and repeats, at most ``FAILOVER_ROUNDS_MAX`` times per
 endpoint. A node that stops answering is left within ``SILENT_NODE_FAILOVER_S``. The new
 endpoint stays current for later calls. RESOURCE_EXHAUSTED (saturated node) is retried
-on the same node with exponential backoff, at most ``BUSY_RETRIES_MAX`` times; when it
-carries admission control's ``retry-after-ms`` hint, the call waits the hint (capped, with
-jitter) while that fits in its deadline, at most ``OVERLOAD_RETRIES_MAX`` times, then
-raises OverloadedError (docs/sdk.md "Overload").
+on the next node with exponential backoff, at most ``BUSY_RETRIES_MAX`` times (so one
+node that always says busy keeps no call); when it carries admission control's
+``retry-after-ms`` hint, the call waits the hint (capped, with jitter) while that fits in
+its deadline, at most ``OVERLOAD_RETRIES_MAX`` times, then raises OverloadedError
+(docs/sdk.md "Overload").
+
+One node's word that a submission is invalid or not permitted is not final: a submit so
+refused asks the next node once, and raises only when that node refuses it too. A node
+that says a finality wait timed out while more than ``FINALITY_EARLY_TOLERANCE_S`` of it
+is left (an honest node never does: the client asks for what is left, within the node's
+cap) gave a bad response: the wait moves on to the next node.
 
 Submitting is safe to repeat because a transaction's id is the hash of its signed body
 and the ledger applies an id at most once, ever: ``submit`` sends the same bytes to the
@@ -59,6 +66,7 @@ from client._limits import (
     ENDPOINTS_MAX,
     FAILOVER_ROUND_BACKOFF_S,
     FAILOVER_ROUNDS_MAX,
+    FINALITY_EARLY_TOLERANCE_S,
     OVERLOAD_RETRIES_MAX,
     RECEIVE_MESSAGE_BYTES_MAX,
     RECONNECT_BACKOFF_INITIAL_MS,
@@ -531,13 +539,21 @@ class AsyncLedgerClient:
             self._current = (failed + 1) % len(self.endpoints)
 
     async def _call(
-        self, what: str, fn: Callable[[int], Awaitable[T]], deadline: float | None = None
+        self,
+        what: str,
+        fn: Callable[[int], Awaitable[T]],
+        deadline: float | None = None,
+        *,
+        second_opinion: bool = False,
     ) -> T:
         """``fn(endpoint)`` on the current endpoint, failing over and backing off (bounded);
-        admission control's hints are honoured until ``deadline`` (loop time)."""
+        admission control's hints are honoured until ``deadline`` (loop time). With
+        ``second_opinion``, an INVALID_ARGUMENT or PERMISSION_DENIED is raised only once a
+        second node gives it too."""
         errors: list[str] = []
         n = len(self.endpoints)
         failures = busy = overloaded = 0
+        refused_by: int | None = None
         while failures < n * FAILOVER_ROUNDS_MAX:
             i = self._current
             try:
@@ -555,13 +571,19 @@ class AsyncLedgerClient:
                     if busy > BUSY_RETRIES_MAX:
                         busy_error = BusyError(f"{what}: the nodes stay saturated: {e.details()}")
                         raise with_details(busy_error, _details(e), e.details() or "") from e
+                    self._advance(i)  # the next node: one always busy keeps no call
                     await asyncio.sleep(
                         min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2 ** (busy - 1))
                     )
                     continue
-                if e.code() not in _ENDPOINT_FAILURES:
+                refusal = e.code() in (_Code.INVALID_ARGUMENT, _Code.PERMISSION_DENIED)
+                if second_opinion and refusal and refused_by in (None, i) and n > 1:
+                    refused_by = i  # one node's word: ask the next
+                    errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+                elif e.code() not in _ENDPOINT_FAILURES:
                     raise _mapped(e, what) from e
-                errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+                else:
+                    errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
             except (BadResponseError, _SilentNodeError) as e:
                 errors.append(f"{self.endpoints[i].address}: {e}")
             failures += 1
@@ -635,7 +657,7 @@ class AsyncLedgerClient:
             self._answered[i] = asyncio.get_running_loop().time()
             return await self._wait(i, tid, deadline, timeout_s, prove_result)
 
-        result = await self._call(f"submit {tid.hex()}", attempt, deadline)
+        result = await self._call(f"submit {tid.hex()}", attempt, deadline, second_opinion=True)
         if isinstance(result, Receipt) and result.refused:
             raise RejectedError(result)
         return result  # a pending DvP's receipt says PENDING_SETTLEMENT: see wait_settled
@@ -673,6 +695,11 @@ class AsyncLedgerClient:
                     )
             msg = task.result()
         except grpc.aio.AioRpcError as e:
+            left_s = deadline - asyncio.get_running_loop().time()
+            if e.code() is _Code.DEADLINE_EXCEEDED and left_s > FINALITY_EARLY_TOLERANCE_S:
+                raise BadResponseError(
+                    f"the node said the wait timed out with {left_s:.1f} s of it left"
+                ) from e
             if e.code() is _Code.DEADLINE_EXCEEDED:
                 timeout_error = FinalityTimeoutError(tid, timeout_s)
                 raise with_details(timeout_error, _details(e), e.details() or "") from e

@@ -73,6 +73,9 @@ SILENT_NODE_FAILOVER_S: Final = max(
 # this many reopens in a row without an answer and its open submissions fail.
 STREAM_REOPENS_MAX: Final = 2 * FAILOVER_ROUNDS_MAX
 WAIT_TIMEOUT_MAX_S: Final = WAIT_TIMEOUT_MAX_MS / 1000  # the node caps one wait at this
+# A node's "not final in time" that comes more than this before the wait's deadline is not
+# believed (an honest node waits what it is asked, and no wait asks past its cap).
+FINALITY_EARLY_TOLERANCE_S: Final = 0.5
 # A restarted node is usable again soon: gRPC's default reconnect backoff grows to 120 s.
 RECONNECT_BACKOFF_INITIAL_MS: Final = 200
 RECONNECT_BACKOFF_MAX_MS: Final = 5_000

@@ -1773,3 +1773,26 @@ MUTANTS += [
            tests=[_H + "test_an_error_event_that_proves_nothing_final_is_retry_safe[13]"]),
 ]
 # fmt: on
+
+# Issue 13, session 14: the SDK's unary calls against one hostile node (review).
+_RC = "tests/unit/test_review_client_api.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("sdk-busy-node-kept", "client/_async.py",
+           old="                    self._advance(i)  # the next node: one always busy keeps no call\n",
+           new="",
+           breaks="one node that always answers RESOURCE_EXHAUSTED keeps every call of the client until BusyError",
+           tests=[_RC + "test_a_node_that_always_says_busy_is_left_for_another"]),
+    Mutant("sdk-one-nodes-refusal-final", "client/_async.py",
+           old="if second_opinion and refusal and refused_by in (None, i) and n > 1:",
+           new="if False:",
+           breaks="one hostile node refuses every valid submit INVALID_ARGUMENT or PERMISSION_DENIED and the caller drops the trade",
+           tests=[_RC + "test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit[StatusCode.INVALID_ARGUMENT]",
+                  _RC + "test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit[StatusCode.PERMISSION_DENIED]"]),
+    Mutant("sdk-early-timeout-believed", "client/_async.py",
+           old="if e.code() is _Code.DEADLINE_EXCEEDED and left_s > FINALITY_EARLY_TOLERANCE_S:",
+           new="if False:",
+           breaks="one node ends every finality wait at once with DEADLINE_EXCEEDED and no other node is asked",
+           tests=[_RC + "test_a_node_claiming_a_finality_timeout_early_is_not_believed"]),
+]
+# fmt: on

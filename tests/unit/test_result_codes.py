@@ -139,15 +139,24 @@ async def test_the_sdk_reports_a_submit_answer_without_an_outcome_as_an_error(
 
 
 async def test_the_sdk_reports_a_stream_final_without_a_code_as_an_error() -> None:
+    """A final whose receipt has no result code fails verification: it is not taken, and
+    the outcome is asked of the nodes (here they fail too, so the future raises)."""
     client = fake_client(None)
     call = _Call()
-    s = _stream(call, 1)
+    asked: list[bytes] = []
+
+    async def proven(tid: bytes, timeout_s: float) -> Any:
+        asked.append(tid)
+        raise BadResponseError("no node proved it")
+
+    s = _stream(call, 1, proven=proven)
     s._verify = lambda msg, tid, prove: AsyncLedgerClient._verified(client, msg, tid, prove)
     fut = await s.submit(_raw(1), timeout_s=30)
     final = pb.SubmitStreamFinal(height=5, receipt=pb.Receipt(tx_id=_raw(1)[-8:]))
     call.events.put_nowait(pb.SubmitStreamEvent(correlation=call.sent[0].correlation, final=final))
-    with pytest.raises(BadResponseError, match="no result code"):
+    with pytest.raises(BadResponseError, match="no node proved it"):
         await fut
+    assert asked == [_raw(1)[-8:]]
     await s.cancel()
 
 
@@ -162,5 +171,7 @@ def fake_client(stub: Any) -> Any:
     c._verified = lambda msg, tid, prove_result: AsyncLedgerClient._verified(
         c, msg, tid, prove_result
     )
-    c._call = lambda what, fn, deadline=None: AsyncLedgerClient._call(c, what, fn, deadline)
+    c._call = lambda what, fn, deadline=None, **kw: AsyncLedgerClient._call(
+        c, what, fn, deadline, **kw
+    )
     return c

@@ -320,13 +320,6 @@ async def test_control_an_unavailable_node_is_left_for_the_next() -> None:
         await c.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a unary submit takes one node's INVALID_ARGUMENT (or PERMISSION_DENIED, "
-    "UNAUTHENTICATED) as final: InvalidTransactionError, retry_safe=False, no other node "
-    "asked; the client's current endpoint censors every submit and the caller drops a "
-    "valid trade",
-)
 @pytest.mark.parametrize(
     "code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED]
 )
@@ -351,12 +344,6 @@ async def test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit(
         await c.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: one node's RESOURCE_EXHAUSTED (no hint) is retried on that same node "
-    "only; after 6 backoffs (3.15 s) the submit raises BusyError and the endpoint stays "
-    "current, so a hostile (or attacker-saturated) node keeps every call of the client",
-)
 async def test_a_node_that_always_says_busy_is_left_for_another() -> None:
     hostile = _Stub(lambda m, r: _rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "mempool full"))
     c, stx = _client([hostile, _Stub(_honest)])
@@ -370,12 +357,6 @@ async def test_a_node_that_always_says_busy_is_left_for_another() -> None:
         await c.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a WaitForFinality answered DEADLINE_EXCEEDED at once is taken as the "
-    "submit's FinalityTimeoutError, though the caller's timeout_s is far from over: one "
-    "node ends every submit in milliseconds without the other nodes being asked",
-)
 async def test_a_node_claiming_a_finality_timeout_early_is_not_believed() -> None:
     """Scenario: endpoint 0 answers Submit ACCEPTED, then WaitForFinality
     DEADLINE_EXCEEDED immediately (its own word: 'not final within 30000 ms'). The SDK
