@@ -15,17 +15,42 @@ Findings (ranked, details in the review report):
    the silent one, every time.
 3. Forwarded transactions already committed are looked up in storage free of the
    verification budget: a peer replaying committed transactions is never cut off.
+4. A height-1 proposal's parent certificate is never verified, yet its view alone makes
+   the proposal "fresh" (no TC needed): an unsigned certificate is acted on.
+5. The runtime marks a proposal's or certificate's height in the timeline before the
+   replica checks anything: unsigned junk writes "first seen" marks at any height and
+   can evict every real one.
 """
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from node.config import PEER_VERIFY_BURST
-from node.core import QCMessage, Replica, SyncResponse, TxForward
+from node.core import (
+    Message,
+    NewView,
+    Phase,
+    Proposal,
+    QCMessage,
+    QuorumCert,
+    Replica,
+    SyncResponse,
+    TxForward,
+    Vote,
+)
+from node.store import MemoryStore
+from tests.ledger_helpers import shared_net
+from tests.sim import byzantine
 from tests.sim.harness import HashSigner
+from tests.sim.invariants import Violation
+from tests.sim.runner import make_scenario, run
 from tests.unit.core_refusals import VERIFY_BUDGET, refused
+from tests.unit.test_core_mutants import _block, _tc
 from tests.unit.test_core_replica import Net
+from tests.unit.test_failstop import Harness
 
 
 def _chain_without(net: Net, lagging: int, trades: int) -> int:
@@ -138,3 +163,80 @@ def test_a_peer_replaying_committed_transactions_is_cut_off_at_its_budget() -> N
     for _ in range(2 * PEER_VERIFY_BURST):
         node.step(2, TxForward(settled), now)
     assert refused(node, VERIFY_BUDGET) > 0, f"{lookups} free storage lookups"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review h-r1 #4: a height-1 proposal's parent certificate is never verified, yet "
+    "its view alone justifies the proposal (no TC needed)",
+)
+def test_a_first_block_justified_by_an_unsigned_certificate_gets_no_vote() -> None:
+    net = Net()
+    node = net.nodes[2]
+    node.step(0, NewView(_tc([0, 1, 2], view=0)))
+    net.drain(2)
+    assert node.view == 1 and node.committed_height == 0
+    leader = node.leader(1)
+    block = _block(None, 1, leader, node.now_ms + 1, b"trade-1")
+    # No signature at all, for a height that does not exist: only its view (0) is read.
+    junk = QuorumCert(Phase.COMMIT, 0, 0, bytes(32), ())
+    node.step(leader, Proposal(1, block, junk, None))
+    net.drain(2)
+    assert not net.sent(2, Vote), "voted for a block justified by an unsigned certificate"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review h-r1 #5: Node._mark records a proposal's or certificate's height in the "
+    "timeline before the replica checks anything: unsigned junk marks any height",
+)
+async def test_a_refused_certificate_leaves_no_mark_in_the_timeline() -> None:
+    net = shared_net()
+    h = Harness(net, MemoryStore(net.genesis), index=2)
+    h.node.start()
+    junk = QuorumCert(Phase.COMMIT, 0, 7, bytes(32), ((0, bytes(64)), (1, bytes(64))))
+    h.node.deliver(1, QCMessage(junk))
+    assert h.node.replica.refused  # refused (an invalid certificate) ...
+    # ... and yet "first seen" for height 7, which does not exist: GetTimeline (the
+    # benchmark's latency phases) reports it, and TIMELINE_HEIGHTS_MAX such heights evict
+    # every real mark.
+    assert h.node.timeline.get(7) is None
+
+
+class _SteerSync(byzantine.Strategy):
+    """Finding 1 as a simulator strategy: every 2 ms the newest commit certificate to every
+    peer (free: memoised), every 200 ms an empty catch-up answer (re-arms the request to
+    itself), and it serves no catch-up request."""
+
+    name = "steer_sync"
+    pulse_ms = 2
+
+    def __init__(self, env: byzantine.Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self._pulses = 0
+
+    def outgoing(self, dst: int, msg: Message) -> byzantine.Out:
+        return [] if isinstance(msg, SyncResponse) else [(dst, msg)]
+
+    def pulse(self) -> byzantine.Out:
+        core = self.env.core()
+        if core is None or core.committed_cert is None:
+            return []
+        self._pulses += 1
+        out = self.everyone(QCMessage(core.committed_cert))
+        if self._pulses % 100 == 0:
+            out += self.everyone(SyncResponse(()))
+        return out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=Violation,
+    reason="review h-r1 #1 in the simulator: one Byzantine validator of 7 (q = 5) keeps an "
+    "honest one at height 1 for the whole run, every catch-up request sent to itself",
+)
+def test_the_simulator_stays_live_with_one_catch_up_steering_validator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(byzantine.STRATEGIES, _SteerSync.name, _SteerSync)
+    run(make_scenario(7, 5, 1, (_SteerSync.name,), 1))  # seed 1: validator 3 never catches up
