@@ -1,0 +1,242 @@
+"""Adversarial review (h-r1): one Byzantine validator, or up to n - q of them, against the
+pure replica. Each test pins a defect as a strict xfail: it asserts what an honest
+replica should do and fails against the current core.
+
+Findings (ranked, details in the review report):
+
+1. Catch-up is steered by whoever sends a certificate or a catch-up answer: one
+   Byzantine validator re-sending a commit certificate (memoised: no signature check, so
+   free of its budget) and an empty ``SyncResponse`` makes a lagging honest replica ask
+   only the Byzantine validator, forever (``CatchUp.want`` takes the sender as the next
+   peer; ``Replica._on_sync_response`` calls ``CatchUp.answered`` for an answer nobody
+   asked for, which re-sends the request and restarts the retry timer).
+2. Same steering without the empty answers, with the Byzantine validator's successor
+   down (within n - q): the retry moves from the steered peer to the next one, which is
+   the silent one, every time.
+3. Forwarded transactions already committed are looked up in storage free of the
+   verification budget: a peer replaying committed transactions is never cut off.
+4. A height-1 proposal's parent certificate is never verified, yet its view alone makes
+   the proposal "fresh" (no TC needed): an unsigned certificate is acted on.
+5. The runtime marks a proposal's or certificate's height in the timeline before the
+   replica checks anything: unsigned junk writes "first seen" marks at any height and
+   can evict every real one.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from node.config import PEER_VERIFY_BURST
+from node.core import (
+    Message,
+    NewView,
+    Phase,
+    Proposal,
+    QCMessage,
+    QuorumCert,
+    Replica,
+    SyncResponse,
+    TxForward,
+    Vote,
+)
+from node.store import MemoryStore
+from tests.ledger_helpers import shared_net
+from tests.sim import byzantine
+from tests.sim.harness import HashSigner
+from tests.sim.invariants import Violation
+from tests.sim.runner import make_scenario, run
+from tests.unit.core_refusals import VERIFY_BUDGET, refused
+from tests.unit.test_core_mutants import _block, _tc
+from tests.unit.test_core_replica import Net
+from tests.unit.test_failstop import Harness
+
+
+def _chain_without(net: Net, lagging: int, trades: int) -> int:
+    """Commit ``trades`` trades (and their results blocks) while ``lagging`` is down;
+    returns the time reached."""
+    net.down, now = {lagging}, 0
+    up = [i for i in range(net.quorum.n) if i != lagging]
+    for k in range(trades):
+        net.nodes[up[k % len(up)]].submit(b"trade-%d" % k)
+        for _ in range(6):
+            now += 300
+            net.tick(now)
+    net.down = set()
+    return now
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review h-r1 #1: a Byzantine peer steers catch-up to itself and, with empty "
+    "SyncResponses nobody asked for, keeps re-arming the request to itself: a lagging "
+    "honest replica never catches up",
+)
+def test_one_byzantine_peer_cannot_keep_a_lagging_replica_from_catching_up() -> None:
+    net = Net()  # 3 of 4: one Byzantine validator is within both bounds
+    now = _chain_without(net, lagging=3, trades=25)
+    top = net.disks[0].committed_height()
+    assert top >= 40 and net.disks[3].committed_height() == 0
+    cert = net.disks[0].blocks[top][1]
+    byz, lagging = 2, net.nodes[3]
+    net.down = {byz}  # it answers no request (its honest replica stays out of the net)
+    # Validator 2, every 100 ms for 10 s: the newest commit certificate (verified once,
+    # then memoised: it costs the sender nothing) and an empty catch-up answer.
+    for _ in range(100):
+        now += 100
+        lagging.step(byz, QCMessage(cert), now)
+        lagging.step(byz, SyncResponse(()), now)
+        net.drain(3)
+        net.tick(now)  # validators 0 and 1 answer every request they get
+    # Honest peers 0 and 1 hold every block and answer at once: 10 s (20 retry periods)
+    # is ample.
+    assert net.disks[3].committed_height() == top
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review h-r1 #2: CatchUp.want lets a certificate's sender pick the peer and "
+    "retry() rotates from it, so a Byzantine validator whose successor is down keeps a "
+    "lagging replica asking the silent one; at 7/5 the cluster then halts",
+)
+def test_catch_up_rotates_past_a_steering_peer_and_a_down_successor() -> None:
+    net = Net(7, q=5)  # live with 2 down: validator 0 Byzantine, validator 1 crashed
+    now = _chain_without(net, lagging=6, trades=12)
+    top = net.disks[2].committed_height()
+    assert top >= 20 and net.disks[6].committed_height() == 0
+    cert = net.disks[2].blocks[top][1]
+    byz, lagging = 0, net.nodes[6]
+    net.down = {byz, 1}
+    # Validator 0 only re-sends the newest commit certificate, every 100 ms for 30 s.
+    for _ in range(300):
+        now += 100
+        lagging.step(byz, QCMessage(cert), now)
+        net.drain(6)
+        net.tick(now)
+    # Validators 2..5 hold every block and answer; 60 retry periods went by.
+    assert net.disks[6].committed_height() == top
+    # The cluster needs validator 6 (2..5 are 4 < q = 5): without catch-up it halts.
+    net.nodes[2].submit(b"after-the-attack")
+    for _ in range(100):
+        now += 300
+        net.tick(now)
+    assert net.disks[2].committed_height() > top
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review h-r1 #3: committed transactions replayed in TxForward are decoded and "
+    "looked up in storage free of the verification budget: the peer is never cut off",
+)
+def test_a_peer_replaying_committed_transactions_is_cut_off_at_its_budget() -> None:
+    net = Net(tx_check=lambda tx: True)
+    _chain_without(net, lagging=3, trades=16)
+    settled = tuple(b"trade-%d" % k for k in range(16))  # all committed
+    disk, old = net.disks[1], net.nodes[1]
+    # Validator 1 restarts: its mempool no longer remembers the committed ids, so every
+    # replayed one is looked up in storage (so is any committed more than
+    # MEMPOOL_COMMITTED_IDS_MAX transactions ago).
+    node = Replica(
+        old.cfg,
+        HashSigner(1),
+        net.verifier,
+        disk,
+        executed_root=old.executed_root,
+        results_root=old.executed_results,
+        safety=disk.safety,
+        tx_check=lambda tx: True,
+    )
+    lookups = 0
+    real = disk.tx_committed
+
+    def counting(tx: bytes) -> bool:
+        nonlocal lookups
+        lookups += 1
+        return real(tx)
+
+    disk.tx_committed = counting  # type: ignore[method-assign]
+    # The runtime steps a forward 16 transactions at a time (PEER_FORWARD_CHUNK_TXS).
+    # 2 * PEER_VERIFY_BURST chunks at one instant: 128,000 storage lookups (each a
+    # SignedTx decode and an LMDB read in the runtime), nothing charged.
+    now = node.now_ms + 1
+    for _ in range(2 * PEER_VERIFY_BURST):
+        node.step(2, TxForward(settled), now)
+    assert refused(node, VERIFY_BUDGET) > 0, f"{lookups} free storage lookups"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review h-r1 #4: a height-1 proposal's parent certificate is never verified, yet "
+    "its view alone justifies the proposal (no TC needed)",
+)
+def test_a_first_block_justified_by_an_unsigned_certificate_gets_no_vote() -> None:
+    net = Net()
+    node = net.nodes[2]
+    node.step(0, NewView(_tc([0, 1, 2], view=0)))
+    net.drain(2)
+    assert node.view == 1 and node.committed_height == 0
+    leader = node.leader(1)
+    block = _block(None, 1, leader, node.now_ms + 1, b"trade-1")
+    # No signature at all, for a height that does not exist: only its view (0) is read.
+    junk = QuorumCert(Phase.COMMIT, 0, 0, bytes(32), ())
+    node.step(leader, Proposal(1, block, junk, None))
+    net.drain(2)
+    assert not net.sent(2, Vote), "voted for a block justified by an unsigned certificate"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review h-r1 #5: Node._mark records a proposal's or certificate's height in the "
+    "timeline before the replica checks anything: unsigned junk marks any height",
+)
+async def test_a_refused_certificate_leaves_no_mark_in_the_timeline() -> None:
+    net = shared_net()
+    h = Harness(net, MemoryStore(net.genesis), index=2)
+    h.node.start()
+    junk = QuorumCert(Phase.COMMIT, 0, 7, bytes(32), ((0, bytes(64)), (1, bytes(64))))
+    h.node.deliver(1, QCMessage(junk))
+    assert h.node.replica.refused  # refused (an invalid certificate) ...
+    # ... and yet "first seen" for height 7, which does not exist: GetTimeline (the
+    # benchmark's latency phases) reports it, and TIMELINE_HEIGHTS_MAX such heights evict
+    # every real mark.
+    assert h.node.timeline.get(7) is None
+
+
+class _SteerSync(byzantine.Strategy):
+    """Finding 1 as a simulator strategy: every 2 ms the newest commit certificate to every
+    peer (free: memoised), every 200 ms an empty catch-up answer (re-arms the request to
+    itself), and it serves no catch-up request."""
+
+    name = "steer_sync"
+    pulse_ms = 2
+
+    def __init__(self, env: byzantine.Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self._pulses = 0
+
+    def outgoing(self, dst: int, msg: Message) -> byzantine.Out:
+        return [] if isinstance(msg, SyncResponse) else [(dst, msg)]
+
+    def pulse(self) -> byzantine.Out:
+        core = self.env.core()
+        if core is None or core.committed_cert is None:
+            return []
+        self._pulses += 1
+        out = self.everyone(QCMessage(core.committed_cert))
+        if self._pulses % 100 == 0:
+            out += self.everyone(SyncResponse(()))
+        return out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=Violation,
+    reason="review h-r1 #1 in the simulator: one Byzantine validator of 7 (q = 5) keeps an "
+    "honest one at height 1 for the whole run, every catch-up request sent to itself",
+)
+def test_the_simulator_stays_live_with_one_catch_up_steering_validator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(byzantine.STRATEGIES, _SteerSync.name, _SteerSync)
+    run(make_scenario(7, 5, 1, (_SteerSync.name,), 1))  # seed 1: validator 3 never catches up
