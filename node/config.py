@@ -183,6 +183,10 @@ LEADER_PENALTY_MAX_BLOCKS: Final = 16_384
 # (a certificate counts its signatures, a forwarded transaction two) and bytes of catch-up.
 PEER_VERIFY_PER_S: Final = 2_000
 PEER_VERIFY_BURST: Final = 4_000
+# A forwarded transaction already committed costs a storage lookup (a decode and an LMDB
+# read, about a fifth of a signature check): every this many are charged one verification,
+# so a peer replaying settled transactions is cut off too (session 14's review).
+COMMITTED_LOOKUPS_PER_VERIFY: Final = 4
 PEER_SYNC_BYTES_PER_S: Final = 8 * 1024 * 1024
 PEER_SYNC_BYTES_BURST: Final = 2 * BLOCK_BYTES_MAX
 # A block served (or a lookup that finds none) costs at least this much of that budget:

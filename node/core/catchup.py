@@ -2,11 +2,17 @@
 
 A replica that learns of a height above its committed one (a verified certificate, or a
 peer's unproven word in its hello) asks one peer at a time for the missing blocks,
-``CATCHUP_BATCH_BLOCKS_MAX`` per request, and tries the next peer, round-robin, when an
-answer does not come within ``CATCHUP_RETRY_MS``. A peer's word lasts one round of
-unanswered requests to every peer, so a liar costs n - 1 small requests, once. The
-replica checks and commits what comes back (``Replica``: each block needs its commit
-certificate); this module only decides whom to ask, for what, and when.
+``CATCHUP_BATCH_BLOCKS_MAX`` per request, first the peer that told it, and tries the next
+peer after the one asked, round-robin, when an answer does not come within
+``CATCHUP_RETRY_MS`` or the asked peer answers with nothing. A peer's word lasts one round
+of unanswered requests to every peer, so a liar costs n - 1 small requests, once.
+
+Nobody steers a request that is out: a certificate or a hello arriving meanwhile raises
+the target, not whom we ask; an answer from a peer we did not ask counts only if it moves
+us on. (A Byzantine peer re-sending a commit certificate and empty answers otherwise kept
+a lagging replica asking only it, for ever: session 14's review.) The replica checks and
+commits what comes back (``Replica``: each block needs its commit certificate); this
+module only decides whom to ask, for what, and when.
 
 Serving: committed blocks read from storage through the injected ``BlockSource``, at
 most a peer's catch-up budget in bytes. Pure: the caller's ``now_ms`` is the only clock.
@@ -68,7 +74,8 @@ class CatchUp:
         self.certified = 0  # the highest height a verified certificate names
         self.misses = 0  # unanswered requests since the last progress
         self.sent_ms: int | None = None  # a request is out since then
-        self.peer = (me + 1) % n
+        self.asked: int | None = None  # ... to this peer
+        self.peer = (me + 1) % n  # whom the next request goes to
 
     def retry_deadline_ms(self) -> int | None:
         return None if self.sent_ms is None else self.sent_ms + CATCHUP_RETRY_MS
@@ -77,26 +84,27 @@ class CatchUp:
         """A peer's unproven word (its hello) that it holds blocks up to ``height``."""
         if src == self.me or height <= max(committed, self.target):
             return
-        self.target, self.peer, self.misses = height, src, 0
+        self.target, self.misses = height, 0
         if self.sent_ms is None:
+            self.peer = src
             self._request(committed, now_ms)
 
     def want(self, src: int, height: int, committed: int, now_ms: int) -> None:
         """A verified certificate names ``height``; ``src`` sent it, so likely holds it."""
         self.certified = max(self.certified, height)
         self.target = max(self.target, height)
-        if src != self.me:
-            self.peer = src
         if self.sent_ms is None:
+            if src != self.me:
+                self.peer = src
             self._request(committed, now_ms)
 
     def _request(self, committed: int, now_ms: int) -> None:
         count = min(self.target - committed, CATCHUP_BATCH_BLOCKS_MAX)
         if count <= 0:
-            self.sent_ms = None
+            self.sent_ms = self.asked = None
             return
         self._send(self.peer, SyncRequest(committed + 1, count))
-        self.sent_ms = now_ms
+        self.sent_ms, self.asked = now_ms, self.peer
 
     def retry(self, committed: int, now_ms: int) -> None:
         """On a tick: the peer did not answer in time (nothing to give, or over its budget
@@ -104,13 +112,17 @@ class CatchUp:
         deadline = self.retry_deadline_ms()
         if deadline is None or now_ms < deadline:
             return
+        self._miss(committed, now_ms)
+
+    def _miss(self, committed: int, now_ms: int) -> None:
+        """The peer asked gave nothing: ask the one after it."""
         self.misses += 1
         if self.misses >= self.n - 1 and self.target > self.certified:
             self.target = self.certified  # a peer's unproven word lasts one round
             if self.target <= committed:
-                self.sent_ms = None
+                self.sent_ms = self.asked = None
                 return
-        self.peer = (self.peer + 1) % self.n
+        self.peer = (self.peer + 1) % self.n  # the peer asked: nothing redirects a request out
         if self.peer == self.me:
             self.peer = (self.peer + 1) % self.n
         self._request(committed, now_ms)
@@ -120,14 +132,21 @@ class CatchUp:
             self.sent_ms = None
 
     def answered(self, src: int, start: int, committed: int, now_ms: int) -> None:
-        """``src`` answered a request; we were at ``start`` before and are at ``committed``."""
-        if committed > start:
+        """``src`` answered a request; we were at ``start`` before and are at ``committed``.
+        An answer that moves nothing counts only from the peer asked (then it is a miss)."""
+        moved = committed > start
+        if not moved and (self.sent_ms is None or src != self.asked):
+            return  # unasked, late, or a chain's end: it changes nothing
+        if moved:
             self.misses = 0
         if self.target > committed:
-            self._request(committed, now_ms)
+            if moved:
+                self._request(committed, now_ms)
+            else:
+                self._miss(committed, now_ms)
             return
-        self.sent_ms = None
-        if committed > start:
+        self.sent_ms = self.asked = None
+        if moved:
             # An answer that moved us on: the peer may hold more (a restarted node asks on
             # the peer's word in its hello, with no certificate naming a target). Any
             # progress counts, not only a full answer: every hello starts a chain, and

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from node.config import (
+    COMMITTED_LOOKUPS_PER_VERIFY,
     FORWARD_LEADERS,
     MEMPOOL_PEER_SHARE_DIVISOR_MIN,
     SIGNERS_PER_TX_MAX,
@@ -125,16 +126,23 @@ class Dissemination:
         batch stops where it runs out. Returns why each refused one was refused."""
         refused: list[Reason] = []
         share = self.peer_share()
+        looked_up = 0
         for tx in m.txs[:TX_FORWARD_BATCH_MAX]:
             # Already held or already committed: nothing to check (a timeout re-gossips a
-            # node's whole backlog, mostly settled by the time a paused node resumes).
-            if self.mempool.known(tx) or self._source.tx_committed(tx):
+            # node's whole backlog, mostly settled by the time a paused node resumes); the
+            # storage lookup is charged, a verification per COMMITTED_LOOKUPS_PER_VERIFY.
+            if self.mempool.known(tx):
+                continue
+            if budget is not None and not budget.available(now_ms):
+                refused.append(Reason.OVER_VERIFY_BUDGET)
+                break
+            if self._source.tx_committed(tx):
+                looked_up += 1
+                if budget is not None and looked_up % COMMITTED_LOOKUPS_PER_VERIFY == 0:
+                    budget.charge(1, now_ms)
                 continue
             if self.mempool.share_full(src, share):
                 refused.append(Reason.OVER_MEMPOOL_SHARE)
-                break
-            if budget is not None and not budget.available(now_ms):
-                refused.append(Reason.OVER_VERIFY_BUDGET)
                 break
             if self._tx_check is not None:
                 if budget is not None:

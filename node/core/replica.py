@@ -787,6 +787,8 @@ class Replica:
         """Act on the proposal's certificates (each moves us on by itself), or say which
         one does not prove what it must."""
         parent = p.parent_cert
+        if p.block.height == 1 and parent is not None:
+            return Reason.INVALID_PARENT_CERT  # genesis has none: an honest leader sends none
         if p.block.height > 1:
             if parent is None or parent.height != p.block.height - 1:
                 return Reason.INVALID_PARENT_CERT

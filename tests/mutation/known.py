@@ -1796,3 +1796,31 @@ MUTANTS += [
            tests=[_RC + "test_a_node_claiming_a_finality_timeout_early_is_not_believed"]),
 ]
 # fmt: on
+
+# Issue 13, session 14: a Byzantine validator against catch-up, forwards and height 1 (review).
+_RB = "tests/unit/test_review_byzantine.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("catchup-redirected-while-out", "node/core/catchup.py",
+           old="        if self.sent_ms is None:\n            if src != self.me:\n                self.peer = src\n            self._request(committed, now_ms)\n",
+           new="        if src != self.me:\n            self.peer = src\n        if self.sent_ms is None:\n            self._request(committed, now_ms)\n",
+           breaks="a Byzantine peer re-sending a certificate steers a lagging replica's catch-up to itself (or to its down successor) for ever",
+           tests=[_RB + "test_one_byzantine_peer_cannot_keep_a_lagging_replica_from_catching_up",
+                  _RB + "test_catch_up_rotates_past_a_steering_peer_and_a_down_successor"]),
+    Mutant("catchup-unasked-empty-answer-counts", "node/core/catchup.py",
+           old="if not moved and (self.sent_ms is None or src != self.asked):",
+           new="if False:",
+           breaks="every empty catch-up answer nobody asked for sends a new request: a Byzantine peer's tiny messages buy large answers from honest peers",
+           tests=["tests/unit/test_core_catchup.py::test_an_empty_answer_counts_only_from_the_peer_asked"]),
+    Mutant("first-block-parent-cert-unchecked", "node/core/replica.py",
+           old="        if p.block.height == 1 and parent is not None:\n            return Reason.INVALID_PARENT_CERT",
+           new="        if False:\n            return Reason.INVALID_PARENT_CERT",
+           breaks="an unsigned parent certificate makes a height-1 proposal fresh in any view",
+           tests=[_RB + "test_a_first_block_justified_by_an_unsigned_certificate_gets_no_vote"]),
+    Mutant("committed-lookups-free", "node/core/dissemination.py",
+           old="                if budget is not None and looked_up % COMMITTED_LOOKUPS_PER_VERIFY == 0:\n                    budget.charge(1, now_ms)\n",
+           new="",
+           breaks="a peer replaying settled transactions makes us look each up in storage, free of its budget, without end",
+           tests=[_RB + "test_a_peer_replaying_committed_transactions_is_cut_off_at_its_budget"]),
+]
+# fmt: on

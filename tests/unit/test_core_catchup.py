@@ -155,15 +155,18 @@ def test_a_request_starts_at_the_height_after_ours_odd_or_even() -> None:
 
 
 def test_after_a_spent_word_catch_up_goes_on_to_the_certified_height() -> None:
-    """A certified target (5) under a peer's word (10): when the word is spent after n - 1
-    unanswered requests, the node still asks the next peer for blocks up to 5."""
+    """A certified target (5) under a peer's word (10, from 3's hello while the request to
+    2 is out: it raises the target, it does not redirect the request): when the word is
+    spent after n - 1 unanswered requests, the node still asks the next peer for blocks up
+    to 5."""
     c, sent = catchup()
     c.want(2, 5, committed=0, now_ms=0)
     c.peer_height(3, 10, committed=0, now_ms=0)
     for k in range(1, N):
         c.retry(0, k * CATCHUP_RETRY_MS)
     assert c.target == 5
-    assert sent[-1] == (3, SyncRequest(1, 5)) and len(sent) == N
+    assert [dst for dst, _ in sent] == [2, 3, 0, 2]  # round robin from the peer asked
+    assert sent[-1] == (2, SyncRequest(1, 5)) and len(sent) == N
     assert c.retry_deadline_ms() == N * CATCHUP_RETRY_MS  # the last request, plus one interval
 
 
@@ -178,18 +181,19 @@ def test_the_round_robin_skips_us_wherever_we_stand() -> None:
 
 def test_indexes_above_256_are_compared_by_value() -> None:
     """n = 300, me = 280: our own certificate does not make us the peer to ask, and the
-    round robin skips us though the index it computes is another int object."""
+    round robin skips us though the index it computes is another int object. (279's
+    certificate, arriving while the request to 281 is out, does not redirect it.)"""
     me = int(str(280))
     sent: list[tuple[int, Message]] = []
     c = CatchUp(me, 300, lambda dst, m: sent.append((dst, m)))
     c.want(int(str(280)), 9, committed=0, now_ms=0)
-    c.want(279, 9, committed=0, now_ms=0)  # the peer to ask next is 279
+    c.want(279, 9, committed=0, now_ms=0)
     c.retry(0, CATCHUP_RETRY_MS)
-    assert [dst for dst, _ in sent] == [281, 281]
+    assert [dst for dst, _ in sent] == [281, 282]
     c2 = CatchUp(me, 300, lambda dst, m: sent.append((dst, m)))
     c2.want(279, 9, committed=0, now_ms=0)
     c2.retry(0, CATCHUP_RETRY_MS)
-    assert [dst for dst, _ in sent][2:] == [279, 281]
+    assert [dst for dst, _ in sent][2:] == [279, 281]  # skips 280, by value
 
 
 def test_the_size_bound_is_a_blocks_exact_share_of_a_response_plus_4_bytes() -> None:
@@ -267,3 +271,17 @@ def test_an_answer_that_moves_nothing_does_not_renew_a_peer_word(base: int) -> N
     for k in (2, 3):
         c.retry(base, k * CATCHUP_RETRY_MS + CATCHUP_RETRY_MS)
     assert c.target == 0
+
+
+def test_an_empty_answer_counts_only_from_the_peer_asked() -> None:
+    """Answers that give nothing from peers we did not ask (or a late one) neither restart
+    the request nor move it: each would make us send a request, a tiny message buying a
+    large answer from an honest peer. The peer asked answering with nothing is a miss:
+    the next peer is asked at once."""
+    c, sent = catchup()
+    c.want(2, 9, committed=0, now_ms=0)
+    for src in (0, 3, 0):
+        c.answered(src, 0, 0, now_ms=10)
+    assert [dst for dst, _ in sent] == [2] and c.retry_deadline_ms() == CATCHUP_RETRY_MS
+    c.answered(2, 0, 0, now_ms=20)
+    assert [dst for dst, _ in sent] == [2, 3] and c.retry_deadline_ms() == 20 + CATCHUP_RETRY_MS

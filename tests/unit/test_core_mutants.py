@@ -1565,8 +1565,8 @@ def test_a_commit_certificate_of_our_block_from_the_current_view_moves_us_on() -
 
 
 def test_a_first_block_with_a_parent_certificate_from_its_own_view_gets_no_vote() -> None:
-    """In view 1 a block of height 1 is fresh only with a TC of view 0 (or a certificate of
-    view 0): one claiming a certificate of view 1 or later gets no vote."""
+    """In view 1 a block of height 1 is justified only by a TC of view 0: genesis has no
+    certificate, so one claiming a certificate (of any view) gets no vote."""
     net = Net()
     node = net.nodes[2]
     node.step(0, _new_view(_tc([0, 1, 2], view=0)))
@@ -1577,7 +1577,7 @@ def test_a_first_block_with_a_parent_certificate_from_its_own_view_gets_no_vote(
     for view in (1, 2):
         node.step(leader, Proposal(1, block, _commit_cert(view, 1, BLOCK_HASH), None))
         net.drain(2)
-    assert refused(node, VOTING_RULE) == 2
+    assert refused(node, PROPOSAL_CERT) == 2
     assert not net.sent(2, Vote)
     node.step(leader, Proposal(1, block, None, _tc([0, 1, 2], view=0)))  # the control
     net.drain(2)

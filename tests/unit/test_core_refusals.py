@@ -302,11 +302,14 @@ def _not_justified() -> tuple[Replica, Feed]:
 
 @case(Kind.PROPOSAL, Reason.CONFLICTS_WITH_LOCK)
 def _against_lock() -> tuple[Replica, Feed]:
+    """Locked on a block of view 0 (restored; no vote of ours recorded), an equivocating
+    leader of view 0 proposes a rival at the same height: fresh in view 0 (genesis needs no
+    certificate), refused by the lock."""
     locked = block(0)
     lock = SafetyState(high_pqc=qc(Phase.PREPARE, 0, 1, locked.hash), high_pqc_block=locked)
-    r = at_view_1(replica(ME, safety=lock))
-    fresh = qc(Phase.COMMIT, 0, 0, GENESIS)  # claims the previous view: a fresh block
-    return r, _propose(L1, Proposal(1, block(1, txs=(b"rival",)), fresh, None))
+    return replica(ME, safety=lock), _propose(
+        L0, Proposal(0, block(0, txs=(b"rival",)), None, None)
+    )
 
 
 @case(Kind.PROPOSAL, Reason.BELOW_TC_COMMIT)

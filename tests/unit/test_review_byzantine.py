@@ -67,12 +67,6 @@ def _chain_without(net: Net, lagging: int, trades: int) -> int:
     return now
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review h-r1 #1: a Byzantine peer steers catch-up to itself and, with empty "
-    "SyncResponses nobody asked for, keeps re-arming the request to itself: a lagging "
-    "honest replica never catches up",
-)
 def test_one_byzantine_peer_cannot_keep_a_lagging_replica_from_catching_up() -> None:
     net = Net()  # 3 of 4: one Byzantine validator is within both bounds
     now = _chain_without(net, lagging=3, trades=25)
@@ -94,12 +88,6 @@ def test_one_byzantine_peer_cannot_keep_a_lagging_replica_from_catching_up() -> 
     assert net.disks[3].committed_height() == top
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review h-r1 #2: CatchUp.want lets a certificate's sender pick the peer and "
-    "retry() rotates from it, so a Byzantine validator whose successor is down keeps a "
-    "lagging replica asking the silent one; at 7/5 the cluster then halts",
-)
 def test_catch_up_rotates_past_a_steering_peer_and_a_down_successor() -> None:
     net = Net(7, q=5)  # live with 2 down: validator 0 Byzantine, validator 1 crashed
     now = _chain_without(net, lagging=6, trades=12)
@@ -124,11 +112,6 @@ def test_catch_up_rotates_past_a_steering_peer_and_a_down_successor() -> None:
     assert net.disks[2].committed_height() > top
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review h-r1 #3: committed transactions replayed in TxForward are decoded and "
-    "looked up in storage free of the verification budget: the peer is never cut off",
-)
 def test_a_peer_replaying_committed_transactions_is_cut_off_at_its_budget() -> None:
     net = Net(tx_check=lambda tx: True)
     _chain_without(net, lagging=3, trades=16)
@@ -165,11 +148,6 @@ def test_a_peer_replaying_committed_transactions_is_cut_off_at_its_budget() -> N
     assert refused(node, VERIFY_BUDGET) > 0, f"{lookups} free storage lookups"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review h-r1 #4: a height-1 proposal's parent certificate is never verified, yet "
-    "its view alone justifies the proposal (no TC needed)",
-)
 def test_a_first_block_justified_by_an_unsigned_certificate_gets_no_vote() -> None:
     net = Net()
     node = net.nodes[2]
@@ -229,12 +207,6 @@ class _SteerSync(byzantine.Strategy):
         return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Violation,
-    reason="review h-r1 #1 in the simulator: one Byzantine validator of 7 (q = 5) keeps an "
-    "honest one at height 1 for the whole run, every catch-up request sent to itself",
-)
 def test_the_simulator_stays_live_with_one_catch_up_steering_validator(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
