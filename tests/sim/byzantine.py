@@ -32,6 +32,9 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
 - ``junk_flood``: forwards batches of junk transactions (random bytes, and real trades
   with a broken signature) to every peer.
 - ``sync_flood``: floods every peer with catch-up requests for the whole chain.
+- ``steer_sync``: re-sends the newest commit certificate to every peer every 2 ms and an
+  empty catch-up answer every 200 ms, and serves no catch-up request (catch-up steered to
+  itself: session 14).
 - ``verify_flood``: for a second and a half, floods every peer with real certificates
   whose last signature is replaced (every other one checks out, so all are checked).
 - ``under_signed``: next to each proposal, timeout, certificate and TC it sends, a copy
@@ -544,6 +547,33 @@ class SyncFlood(Strategy):
         return self.everyone(SyncRequest(1, CATCHUP_BATCH_BLOCKS_MAX))
 
 
+class SteerSync(Strategy):
+    """Steers catch-up to itself (session 14's review): every 2 ms the newest commit
+    certificate to every peer (free: memoised), every 200 ms an empty catch-up answer, and
+    it serves no catch-up request. Before the fix a lagging honest replica asked only it,
+    for ever."""
+
+    name = "steer_sync"
+    pulse_ms = 2
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self._pulses = 0
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        return [] if isinstance(msg, SyncResponse) else [(dst, msg)]
+
+    def pulse(self) -> Out:
+        core = self.env.core()
+        if core is None or core.committed_cert is None:
+            return []
+        self._pulses += 1
+        out = self.everyone(QCMessage(core.committed_cert))
+        if self._pulses % 100 == 0:
+            out += self.everyone(SyncResponse(()))
+        return out
+
+
 class VerifyFlood(Strategy):
     """Real certificates with the last signature replaced: each costs the receiver q
     signature checks (all but the last verify) and proves nothing. About 12,000 checks a
@@ -739,6 +769,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         JunkFlood,
         SyncFlood,
         VerifyFlood,
+        SteerSync,
         UnderSigned,
         LockViolation,
     )

@@ -162,7 +162,15 @@ BYZANTINE = (
 # What the core before issue 12 fails on (item 1: unproven timeout and TC claims; item 4:
 # forwarded transactions unchecked, catch-up and signature checks unbounded); each also
 # runs alone below, so a failure names it.
-CORE_HOLES = ("inflate_timeout", "forge_tc", "junk_flood", "sync_flood", "verify_flood")
+# steer_sync: what the core before session 14 fails on (catch-up steered by its sender).
+CORE_HOLES = (
+    "inflate_timeout",
+    "forge_tc",
+    "junk_flood",
+    "sync_flood",
+    "verify_flood",
+    "steer_sync",
+)
 FLOODS = ("junk_flood", "sync_flood", "verify_flood")  # costly to simulate at n = 26
 POOLS = {
     "every": BYZANTINE + CORE_HOLES,
