@@ -249,8 +249,12 @@ class Node:
     def _deliver(self, src: int, msg: Message) -> None:
         if logging_at(logging.DEBUG):  # no formatting per message unless asked for
             event("recv", logging.DEBUG, src=src, msg=describe(msg))
-        self._mark(msg)
+        # "First seen" is the arrival time, recorded only if the replica took the message:
+        # a peer's refused junk marks no height (session 14's review).
+        arrived_us, refused = time.time_ns() // 1_000, self.replica.refused.total()
         self.engine.step(src, msg, self._clock())
+        if self.replica.refused.total() == refused:
+            self._mark(msg, arrived_us)
         self._after_drain()
 
     async def submit(self, raw: bytes, tid: bytes) -> AddResult:
@@ -667,14 +671,14 @@ class Node:
         self.metrics.speculated.inc()
         return outcome.state_root, outcome.results_root
 
-    def _mark(self, msg: Message) -> None:
+    def _mark(self, msg: Message, at_us: int | None = None) -> None:
         """Note the first time this node sees a block's proposal or certificates."""
         if isinstance(msg, Proposal):
-            self.timeline.mark(msg.block.height, Step.PROPOSED)
+            self.timeline.mark(msg.block.height, Step.PROPOSED, at_us)
         elif isinstance(msg, QCMessage):
             qc = msg.qc
             step = Step.PREPARE_QC if qc.phase is Phase.PREPARE else Step.COMMIT_QC
-            self.timeline.mark(qc.height, step)
+            self.timeline.mark(qc.height, step, at_us)
 
     def _resolve(self, tid: bytes) -> None:
         for f in self._waiters.get(tid, ()):

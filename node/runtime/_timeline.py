@@ -29,15 +29,16 @@ class Timeline:
         self._heights_max = heights_max
         self._marks: OrderedDict[int, list[int]] = OrderedDict()
 
-    def mark(self, height: int, step: Step) -> None:
-        """Record ``step`` of block ``height`` now, unless it was recorded already."""
+    def mark(self, height: int, step: Step, at_us: int | None = None) -> None:
+        """Record ``step`` of block ``height`` now (or at ``at_us``, wall-clock
+        microseconds), unless it was recorded already."""
         marks = self._marks.get(height)
         if marks is None:
             marks = self._marks[height] = [0, 0, 0, 0]
             if len(self._marks) > self._heights_max:
                 self._marks.popitem(last=False)
         if not marks[step]:
-            marks[step] = time.time_ns() // 1_000
+            marks[step] = time.time_ns() // 1_000 if at_us is None else at_us
 
     def get(self, height: int) -> tuple[int, int, int, int] | None:
         """The marks of ``height`` in Step order (0 = not seen), or None if none."""

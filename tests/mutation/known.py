@@ -1798,7 +1798,7 @@ MUTANTS += [
 # fmt: on
 
 # Issue 13, session 14: a Byzantine validator against catch-up, forwards and height 1 (review).
-_RB = "tests/unit/test_review_byzantine.py::"
+_RB = "tests/unit/test_byzantine_peer.py::"
 # fmt: off
 MUTANTS += [
     Mutant("catchup-redirected-while-out", "node/core/catchup.py",
@@ -1822,5 +1822,14 @@ MUTANTS += [
            new="",
            breaks="a peer replaying settled transactions makes us look each up in storage, free of its budget, without end",
            tests=[_RB + "test_a_peer_replaying_committed_transactions_is_cut_off_at_its_budget"]),
+]
+# fmt: on
+# fmt: off
+MUTANTS += [
+    Mutant("timeline-marks-refused-messages", "node/runtime/_node.py",
+           old="        if self.replica.refused.total() == refused:\n            self._mark(msg, arrived_us)\n",
+           new="        self._mark(msg, arrived_us)\n",
+           breaks="a peer's refused junk writes first-seen marks at any height of the timeline (GetTimeline, the bench's phases) and can evict the real ones",
+           tests=[_RB + "test_a_refused_certificate_leaves_no_mark_in_the_timeline"]),
 ]
 # fmt: on

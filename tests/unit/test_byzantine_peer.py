@@ -1,25 +1,21 @@
-"""Adversarial review (h-r1): one Byzantine validator, or up to n - q of them, against the
-pure replica. Each test pins a defect as a strict xfail: it asserts what an honest
-replica should do and fails against the current core.
+"""One Byzantine validator, or up to n - q of them, against honest ones: what an
+adversarial review (session 14) found, each a defect then, each fixed and pinned here
+with a known mutant (tests/mutation/known.py):
 
-Findings (ranked, details in the review report):
-
-1. Catch-up is steered by whoever sends a certificate or a catch-up answer: one
-   Byzantine validator re-sending a commit certificate (memoised: no signature check, so
-   free of its budget) and an empty ``SyncResponse`` makes a lagging honest replica ask
-   only the Byzantine validator, forever (``CatchUp.want`` takes the sender as the next
-   peer; ``Replica._on_sync_response`` calls ``CatchUp.answered`` for an answer nobody
-   asked for, which re-sends the request and restarts the retry timer).
-2. Same steering without the empty answers, with the Byzantine validator's successor
-   down (within n - q): the retry moves from the steered peer to the next one, which is
-   the silent one, every time.
-3. Forwarded transactions already committed are looked up in storage free of the
-   verification budget: a peer replaying committed transactions is never cut off.
-4. A height-1 proposal's parent certificate is never verified, yet its view alone makes
-   the proposal "fresh" (no TC needed): an unsigned certificate is acted on.
-5. The runtime marks a proposal's or certificate's height in the timeline before the
-   replica checks anything: unsigned junk writes "first seen" marks at any height and
-   can evict every real one.
+1. Catch-up was steered by whoever sent a certificate or a catch-up answer: one Byzantine
+   validator re-sending a commit certificate (memoised: no signature check, so free of
+   its budget) and empty ``SyncResponse``s made a lagging honest replica ask only it,
+   for ever. Now nothing redirects a request that is out, and an empty answer counts only
+   from the peer asked (node/core/catchup.py).
+2. The same steering without the empty answers, with the Byzantine validator's successor
+   down (within n - q): the retry went from the steered peer to the silent one, every
+   time.
+3. Forwarded transactions already committed were looked up in storage free of the
+   verification budget: a peer replaying settled transactions was never cut off.
+4. A height-1 proposal's parent certificate was never verified, yet its view alone made
+   the proposal "fresh": an unsigned certificate was acted on.
+5. The runtime marked a proposal's or certificate's height in the timeline before the
+   replica checked anything: unsigned junk wrote "first seen" marks at any height.
 """
 
 from __future__ import annotations
@@ -158,11 +154,6 @@ def test_a_first_block_justified_by_an_unsigned_certificate_gets_no_vote() -> No
     assert not net.sent(2, Vote), "voted for a block justified by an unsigned certificate"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review h-r1 #5: Node._mark records a proposal's or certificate's height in the "
-    "timeline before the replica checks anything: unsigned junk marks any height",
-)
 async def test_a_refused_certificate_leaves_no_mark_in_the_timeline() -> None:
     net = shared_net()
     h = Harness(net, MemoryStore(net.genesis), index=2)
