@@ -61,29 +61,35 @@ def _md(pid: str, nonce: int) -> tuple[tuple[str, str], ...]:
     return signed_metadata(key, pid, G.chain_id, M, b"", time_ms=T0, nonce=n)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=GateFullError,
-    reason="review: REQUEST_NONCES_MAX is one node-wide pool with no per-participant share; "
-    "one participant's signed calls fill it and every other participant gets "
-    "RESOURCE_EXHAUSTED for as long as it keeps it full",
-)
 def test_one_participant_cannot_take_every_request_nonce_of_the_node() -> None:
     """Scenario: BANK01 (any authenticated participant, one connection) sends signed
     GetStatus calls with fresh nonces and ``ledger-time-ms`` 20 s ahead (the edge of the
     window, so each nonce stays remembered 40 s). At the real limits, 200,000 nonces in
-    40 s = 5,000 calls/s fill the gate; from then on the gate answers every caller of
-    this node RESOURCE_EXHAUSTED "request nonces": the other 25 banks, the regulator,
-    the SDK's silence probes (GetStatus), so the SDK leaves the node as silent. Shown
-    here with a gate of 100 nonces (the rule does not depend on the size)."""
-    gate = Gate(lambda: Registry.at_genesis(G), lambda: T0, nonces_max=100)
-    for n in range(100):
+    40 s = 5,000 calls/s would fill the gate, and the node would then refuse every
+    caller, the SDK's silence probes included. What holds: BANK01 is refused once it
+    holds its share (REQUEST_NONCES_PER_PARTICIPANT_MAX, a tenth of the node's), with
+    LIMIT_REACHED naming that limit, and every other participant goes on. Shown here with
+    a gate of 100 nonces and shares of 10 (the rule does not depend on the size)."""
+    gate = Gate(
+        lambda: Registry.at_genesis(G), lambda: T0, nonces_max=100, participant_nonces_max=10
+    )
+    for n in range(10):
         gate.admit(M, b"", _md("BANK01", n))
-    # negative control of the flood itself: BANK01's next call is refused, as documented
-    with pytest.raises(GateFullError):
-        gate.admit(M, b"", _md("BANK01", 100))
-    # what should hold: another participant still gets in (it held no nonce at all)
+    # the flood itself: BANK01's next call is refused, naming its own share
+    with pytest.raises(GateFullError) as refused:
+        gate.admit(M, b"", _md("BANK01", 10))
+    assert refused.value.limit == "request nonces per participant"
+    # another participant still gets in (it held no nonce at all), up to its own share
     assert gate.admit(M, b"", _md("BANK02", 0)).participant == "BANK02"
+    # and the node-wide pool still bounds the whole: ten participants at their share fill it
+    others = sorted(set(NET.participant_keys) - {"BANK01"})
+    for pid in others[:9]:
+        for n in range(1 if pid == "BANK02" else 0, 10):
+            gate.admit(M, b"", _md(pid, n))
+    assert len(gate) == 100
+    with pytest.raises(GateFullError) as full:
+        gate.admit(M, b"", _md(others[9], 0))
+    assert full.value.limit == "request nonces"
 
 
 # --- 2. GetRepos: another participant's repos, told by PERMISSION_DENIED vs an answer -----
