@@ -949,9 +949,10 @@ class AsyncLedgerClient:
         self, repo_id: str = "", *, party: str = "", limit: int = 0
     ) -> tuple[int, tuple[RepoRecord, ...]]:
         """(height, repos after it, in id order): ``repo_id`` alone (NotFoundError if
-        none), else those naming ``party`` (default: the caller), else for an observer
-        with neither, all; at most ``limit`` (0: REPO_LIST_MAX). A repo goes to its two
-        parties and observers (PermissionDeniedError else; docs/ledger.md "Repo")."""
+        none, or if the caller is not a party to it), else the caller's (only those naming
+        ``party`` if given), for an observer those naming ``party`` or with neither all;
+        at most ``limit`` (0: REPO_LIST_MAX). A repo goes to its two parties and observers
+        (docs/ledger.md "Repo"; docs/cluster.md "Security: who reads what")."""
 
         async def get(i: int) -> tuple[int, tuple[RepoRecord, ...]]:
             req = pb.ReposRequest(id=repo_id, party=party, limit=limit)

@@ -34,7 +34,9 @@ The authorization rules are pure functions of the caller, the reference data (a
   needs its counterparties' keys and the terms it trades on, and none of it is a position;
 - a lock (``GetLocks``) goes to its holder and its beneficiary (docs/ledger.md "Locks and
   swaps"): its amount is part of the holder's position;
-- a repo (``GetRepos``) goes to its borrower and lender;
+- a repo (``GetRepos``) goes to its borrower and lender; anyone else is answered as if
+  it did not exist (repo ids are names the parties choose, so a refusal would tell that
+  one exists);
 - the recorded prices of eligible collateral (``GetPrices``) go to every participant:
   prices are market data, not positions, and a repo's parties need them to see a margin
   call coming;

@@ -251,6 +251,12 @@ CLIENT_STREAMS_PER_CONNECTION_MAX: Final = (
 # nonces age out (2,500 calls per second sustained fit in a 40 s window).
 REQUEST_CLOCK_SKEW_MS: Final = 20_000
 REQUEST_NONCES_MAX: Final = 200_000
+# ... and one participant holds at most a tenth of them, so no one participant can fill
+# the node's memory and lock every other caller out: 20,000 nonces are 1,000 calls/s
+# sustained with the time now (each kept ~20 s), 500/s at the edge of the window (40 s),
+# above what one node settles (hundreds of trades/s, docs/performance.md); it takes ten
+# participants at their full share to fill the node.
+REQUEST_NONCES_PER_PARTICIPANT_MAX: Final = REQUEST_NONCES_MAX // 10
 REQUEST_NONCE_BYTES_MAX: Final = 32  # clients send 16 random bytes
 # Admission refuses a transaction whose expiry is this far behind the node's clock: the
 # clocks of the node and the next block's leader may differ by up to this much.

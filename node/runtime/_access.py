@@ -4,10 +4,11 @@ The rules of who may read what are pure (node/access.py); this module adds what 
 clock and memory: a request is taken only when its timestamp is within
 REQUEST_CLOCK_SKEW_MS of this node's clock, and only once (its participant and nonce are
 remembered until the timestamp has left the window, in at most REQUEST_NONCES_MAX
-entries). The verified caller of the call being served is kept in a context variable,
-set by the one request parser (node/runtime/_handlers.py) before the method runs, and
-read with :func:`current_caller`; gRPC runs each call in its own task, so callers never
-mix.
+entries, of which one participant holds at most REQUEST_NONCES_PER_PARTICIPANT_MAX, so
+one participant's flood is refused to it alone). The verified caller of the call being
+served is kept in a context variable, set by the one request parser
+(node/runtime/_handlers.py) before the method runs, and read with
+:func:`current_caller`; gRPC runs each call in its own task, so callers never mix.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import heapq
 from collections.abc import Callable, Iterable
 
 from node.access import AccessError, Caller, parse_claim, verify_claim
-from node.config import REQUEST_CLOCK_SKEW_MS, REQUEST_NONCES_MAX
+from node.config import (
+    REQUEST_CLOCK_SKEW_MS,
+    REQUEST_NONCES_MAX,
+    REQUEST_NONCES_PER_PARTICIPANT_MAX,
+)
 from node.settlement import Registry
 
 __all__ = ["Gate", "GateFullError", "current_caller"]
@@ -31,8 +36,13 @@ def current_caller() -> Caller:
 
 
 class GateFullError(RuntimeError):
-    """REQUEST_NONCES_MAX nonces are inside the window: refuse (RESOURCE_EXHAUSTED) rather
-    than forget one and let its request be replayed."""
+    """The node's (REQUEST_NONCES_MAX) or the caller's (REQUEST_NONCES_PER_PARTICIPANT_MAX)
+    nonces inside the window are at their limit: refuse (RESOURCE_EXHAUSTED) rather than
+    forget one and let its request be replayed. ``limit`` names the limit reached."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class Gate:
@@ -43,12 +53,17 @@ class Gate:
         *,
         skew_ms: int = REQUEST_CLOCK_SKEW_MS,
         nonces_max: int = REQUEST_NONCES_MAX,
+        participant_nonces_max: int = REQUEST_NONCES_PER_PARTICIPANT_MAX,
     ) -> None:
         # The reference data at the node's head, read per call: a participant added by
         # governance is served and a rotated key refused without a restart (ADR 0016).
         self._registry, self._clock_ms = registry, clock_ms
         self._skew_ms, self._nonces_max = skew_ms, nonces_max
+        self._participant_nonces_max = participant_nonces_max
         self._seen: set[tuple[str, bytes]] = set()
+        # nonces each participant holds in _seen; only verified callers with one or more
+        # are keys, so at most min(nonces_max, participants) entries
+        self._held: dict[str, int] = {}
         self._expiry: list[tuple[int, str, bytes]] = []  # heap: when each seen nonce may go
 
     def admit(
@@ -68,9 +83,18 @@ class Gate:
         key = (claim.participant, claim.nonce)
         if key in self._seen:
             raise AccessError("replayed request: this nonce was used already; sign a new call")
+        held = self._held.get(claim.participant, 0)
+        if held >= self._participant_nonces_max:  # this caller's flood is refused to it alone
+            raise GateFullError(
+                "request nonces per participant",
+                f"{held} recent requests of {claim.participant} remembered, its limit; retry later",
+            )
         if len(self._seen) >= self._nonces_max:
-            raise GateFullError(f"{self._nonces_max} recent requests remembered; retry later")
+            raise GateFullError(
+                "request nonces", f"{self._nonces_max} recent requests remembered; retry later"
+            )
         self._seen.add(key)
+        self._held[claim.participant] = held + 1
         heapq.heappush(self._expiry, (claim.time_ms + self._skew_ms, *key))
         return caller
 
@@ -78,7 +102,12 @@ class Gate:
         """Drop nonces whose timestamp left the window: a replay of them is refused by time."""
         while self._expiry and self._expiry[0][0] < now:
             _, participant, nonce = heapq.heappop(self._expiry)
-            self._seen.discard((participant, nonce))
+            self._seen.remove((participant, nonce))
+            left = self._held[participant] - 1
+            if left:
+                self._held[participant] = left
+            else:
+                del self._held[participant]
 
     def __len__(self) -> int:
         return len(self._seen)

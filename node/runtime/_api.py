@@ -15,10 +15,11 @@ Access (node/access.py, docs/cluster.md "Security: who reads what"): every metho
 only for a caller whose signed identity verified (UNAUTHENTICATED otherwise, before the
 method runs). Balances go to the account's participant, a committed transaction's status
 and receipt to its parties (PERMISSION_DENIED to anyone else), a block to a non-party
-with only the caller's transactions, each with its receipt; observers (regulator,
-compliance, auditor) read everything. Submit, SubmitStream, GetStatus and GetTimeline
-serve any authenticated caller, as does the PENDING state of an id (an id is a hash and
-says nothing of its body).
+with only the caller's transactions, each with its receipt, a repo to its parties (to
+anyone else NOT_FOUND, as for an id nobody opened: ids are chosen names, so a refusal
+would tell one exists); observers (regulator, compliance, auditor) read everything.
+Submit, SubmitStream, GetStatus and GetTimeline serve any authenticated caller, as does
+the PENDING state of an id (an id is a hash and says nothing of its body).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ from node.settlement import (
     StateView,
     TxResult,
     all_repos,
+    check_id,
     custody_attestations,
     defaulters,
     freezes,
@@ -207,6 +209,16 @@ async def _denied(context: Ctx, message: str, caller: Caller, what: str) -> NoRe
 async def _invalid(context: Ctx, message: str, field: str) -> NoReturn:
     meta = {"field": field}
     await refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message, Reason.INVALID_ARGUMENT, meta)
+
+
+async def _ident(context: Ctx, value: str, field: str) -> str:
+    """``value`` if it is a well-formed ledger id (node/settlement ``check_id``), else
+    INVALID_ARGUMENT: a client's id reaches a state key only once it is one (keys hold ids
+    as padded ASCII; anything else would raise in the handler, gRPC UNKNOWN)."""
+    try:
+        return check_id(value, field)
+    except ValueError as e:
+        await _invalid(context, str(e), field)
 
 
 def _call_deadline_ms(context: Ctx) -> int:
@@ -546,32 +558,35 @@ class LedgerService(pb_grpc.LedgerServicer):
         )
 
     async def GetRepos(self, request: pb.ReposRequest, context: Ctx) -> pb.RepoList:
-        """One repo, a party's, or (observers) all: at most REPO_LIST_MAX records, each
-        readable by its two parties and observers (node/access.py ``may_read_repo``)."""
+        """One repo, the caller's (with ``party`` if given), or (observers) a party's or
+        all: at most REPO_LIST_MAX records, each readable by its two parties and observers
+        (node/access.py ``may_read_repo``). A non-observer is answered from its own repos
+        only, so whether anyone else's repo or id exists is not in the answer: an id it
+        may not read is NOT_FOUND as an absent one is; a ``party`` filters, as GetLocks."""
         store, caller = self._node.store, current_caller()
         limit = min(request.limit or REPO_LIST_MAX, REPO_LIST_MAX)
         found: list[RepoRecord]
         if request.id:
-            one = repo(store, request.id)
-            if one is None:
-                await _not_found(context, f"no repo {request.id!r}", "repo", request.id)
-            found = [one]
-        elif request.party or not caller.observer:
-            found = repos_of(store, request.party or caller.participant, limit)
+            found = [await self._readable_repo(await _ident(context, request.id, "id"), context)]
         else:
-            found = all_repos(store, limit)
-        if not all(may_read_repo(caller, r.borrower, r.lender) for r in found):
-            await _denied(
-                context,
-                f"{caller.participant} may not read these repos: their two parties "
-                "and observers do",
-                caller,
-                "repos",
-            )
+            party = request.party and await _ident(context, request.party, "party")
+            if caller.observer:
+                found = repos_of(store, party, limit) if party else all_repos(store, limit)
+            else:
+                mine = repos_of(store, caller.participant)
+                found = [r for r in mine if not party or party in (r.borrower, r.lender)][:limit]
         return pb.RepoList(
             height=store.head().height,
             repos=[pb.Repo(id=r.id, record=r.encode()) for r in found],
         )
+
+    async def _readable_repo(self, repo_id: str, context: Ctx) -> RepoRecord:
+        caller = current_caller()
+        one = repo(self._node.store, repo_id)
+        if one is None or not may_read_repo(caller, one.borrower, one.lender):
+            why = f"no repo {repo_id!r} that {caller.participant} may read"
+            await _not_found(context, why, "repo", repo_id)
+        return one
 
     async def GetReference(self, request: pb.ReferenceRequest, context: Ctx) -> pb.Reference:
         """The reference data at the head (at most PARTICIPANTS_MAX participants and

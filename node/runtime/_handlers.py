@@ -60,7 +60,7 @@ async def _admit(gate: Gate | None, path: str, raw: bytes, context: Ctx) -> None
     except AccessError as e:
         await refuse(context, grpc.StatusCode.UNAUTHENTICATED, str(e), Reason.IDENTITY_REFUSED)
     except GateFullError as e:
-        limit = {"limit": "request nonces"}
+        limit = {"limit": e.limit}
         await refuse(
             context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), Reason.LIMIT_REACHED, limit
         )

@@ -18,7 +18,7 @@ from node.settlement._apply import (
     result_leaf,
     results_root,
 )
-from node.settlement._codec import DecodeError
+from node.settlement._codec import DecodeError, check_id
 from node.settlement._compliance import day_total, rules_in_force, set_rules
 from node.settlement._freeze import FreezeRecord, freezes
 from node.settlement._kyc_rules import ComplianceRules, TierLimit, check_rules
@@ -203,6 +203,7 @@ __all__ = [
     "apply_block",
     "authentic",
     "available",
+    "check_id",
     "check_rules",
     "collateral_value",
     "cusip_check_digit",

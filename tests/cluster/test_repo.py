@@ -14,7 +14,7 @@ import pytest
 
 from client import (
     AsyncLedgerClient,
-    PermissionDeniedError,
+    NotFoundError,
     RejectedError,
     ResultCode,
     Transactions,
@@ -58,9 +58,10 @@ def test_an_intraday_repo_opens_and_closes_through_the_sdk(cluster: Cluster) -> 
             async with AsyncLedgerClient.from_run_dir(
                 cluster.net.run_dir, identity="BANK03"
             ) as third:
-                with pytest.raises(PermissionDeniedError):
+                with pytest.raises(NotFoundError):  # as for an unknown id: no oracle
                     await third.repos("SDK1")
                 assert (await third.repos())[1] == ()  # its own: none
+                assert (await third.repos(party="BANK01"))[1] == ()  # none with BANK03
             with pytest.raises(RejectedError) as e:
                 await client.submit(
                     sign(txs.repo_close("SDK1", "BANK01", "BANK02", "BANK02"), b2, genesis=g)

@@ -1833,3 +1833,30 @@ MUTANTS += [
            tests=[_RB + "test_a_refused_certificate_leaves_no_mark_in_the_timeline"]),
 ]
 # fmt: on
+
+# Issue 13, session 14: client API fixes (F2)
+# fmt: off
+MUTANTS += [
+    Mutant("gate-no-participant-nonce-share", "node/runtime/_access.py",
+           old="        if held >= self._participant_nonces_max:",
+           new="        if False:",
+           breaks="one participant's signed calls fill the node's nonce memory and every other caller is refused",
+           tests=["tests/unit/test_review_client_api.py::test_one_participant_cannot_take_every_request_nonce_of_the_node",
+                  _A + "test_a_participants_share_of_nonces_frees_as_they_age_out"]),
+    Mutant("repos-party-lists-anothers", "node/runtime/_api.py",
+           old="mine = repos_of(store, caller.participant)",
+           new="mine = repos_of(store, party or caller.participant)",
+           breaks="GetRepos(party=X) lists X's repos to a participant that is party to none of them",
+           tests=["tests/unit/test_review_client_api.py::test_a_third_party_cannot_tell_whether_another_participant_has_repos"]),
+    Mutant("repos-id-oracle", "node/runtime/_api.py",
+           old="        if one is None or not may_read_repo(caller, one.borrower, one.lender):",
+           new="        if one is None:",
+           breaks="GetRepos(id=R) hands any participant a repo it is not a party to (and tells which ids exist)",
+           tests=["tests/unit/test_review_client_api.py::test_a_third_party_cannot_tell_which_repo_ids_exist"]),
+    Mutant("repos-party-unchecked", "node/runtime/_api.py",
+           old='party = request.party and await _ident(context, request.party, "party")',
+           new="party = request.party",
+           breaks="a non-ASCII GetRepos party raises out of the handler (gRPC UNKNOWN; the SDK fails over and calls it retry-safe)",
+           tests=["tests/unit/test_review_client_api.py::test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception[party]"]),
+]
+# fmt: on

@@ -154,6 +154,23 @@ def test_a_full_nonce_memory_refuses_rather_than_forgets() -> None:
         gate.admit(M, b"req", _md(nonce=b"a"))
 
 
+def test_a_participants_share_of_nonces_frees_as_they_age_out() -> None:
+    now = [T0]
+    gate = Gate(
+        lambda: Registry.at_genesis(G), lambda: now[0], skew_ms=SKEW, participant_nonces_max=2
+    )
+    gate.admit(M, b"req", _md(nonce=b"a"))
+    gate.admit(M, b"req", _md(nonce=b"b"))
+    with pytest.raises(GateFullError) as refused:
+        gate.admit(M, b"req", _md(nonce=b"c"))
+    assert refused.value.limit == "request nonces per participant"
+    gate.admit(M, b"req", _md("BANK02"))  # negative control: another participant is taken
+    now[0] = T0 + SKEW + 1  # BANK01's two have left the window: its share is whole again
+    gate.admit(M, b"req", _md(time_ms=now[0], nonce=b"c"))
+    gate.admit(M, b"req", _md(time_ms=now[0], nonce=b"d"))
+    assert len(gate) == 2
+
+
 def test_a_bad_signature_takes_no_nonce_memory() -> None:
     gate = _gate([T0], nonces_max=1)
     with pytest.raises(AccessError, match="does not verify"):

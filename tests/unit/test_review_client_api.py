@@ -61,29 +61,35 @@ def _md(pid: str, nonce: int) -> tuple[tuple[str, str], ...]:
     return signed_metadata(key, pid, G.chain_id, M, b"", time_ms=T0, nonce=n)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=GateFullError,
-    reason="review: REQUEST_NONCES_MAX is one node-wide pool with no per-participant share; "
-    "one participant's signed calls fill it and every other participant gets "
-    "RESOURCE_EXHAUSTED for as long as it keeps it full",
-)
 def test_one_participant_cannot_take_every_request_nonce_of_the_node() -> None:
     """Scenario: BANK01 (any authenticated participant, one connection) sends signed
     GetStatus calls with fresh nonces and ``ledger-time-ms`` 20 s ahead (the edge of the
     window, so each nonce stays remembered 40 s). At the real limits, 200,000 nonces in
-    40 s = 5,000 calls/s fill the gate; from then on the gate answers every caller of
-    this node RESOURCE_EXHAUSTED "request nonces": the other 25 banks, the regulator,
-    the SDK's silence probes (GetStatus), so the SDK leaves the node as silent. Shown
-    here with a gate of 100 nonces (the rule does not depend on the size)."""
-    gate = Gate(lambda: Registry.at_genesis(G), lambda: T0, nonces_max=100)
-    for n in range(100):
+    40 s = 5,000 calls/s would fill the gate, and the node would then refuse every
+    caller, the SDK's silence probes included. What holds: BANK01 is refused once it
+    holds its share (REQUEST_NONCES_PER_PARTICIPANT_MAX, a tenth of the node's), with
+    LIMIT_REACHED naming that limit, and every other participant goes on. Shown here with
+    a gate of 100 nonces and shares of 10 (the rule does not depend on the size)."""
+    gate = Gate(
+        lambda: Registry.at_genesis(G), lambda: T0, nonces_max=100, participant_nonces_max=10
+    )
+    for n in range(10):
         gate.admit(M, b"", _md("BANK01", n))
-    # negative control of the flood itself: BANK01's next call is refused, as documented
-    with pytest.raises(GateFullError):
-        gate.admit(M, b"", _md("BANK01", 100))
-    # what should hold: another participant still gets in (it held no nonce at all)
+    # the flood itself: BANK01's next call is refused, naming its own share
+    with pytest.raises(GateFullError) as refused:
+        gate.admit(M, b"", _md("BANK01", 10))
+    assert refused.value.limit == "request nonces per participant"
+    # another participant still gets in (it held no nonce at all), up to its own share
     assert gate.admit(M, b"", _md("BANK02", 0)).participant == "BANK02"
+    # and the node-wide pool still bounds the whole: ten participants at their share fill it
+    others = sorted(set(NET.participant_keys) - {"BANK01"})
+    for pid in others[:9]:
+        for n in range(1 if pid == "BANK02" else 0, 10):
+            gate.admit(M, b"", _md(pid, n))
+    assert len(gate) == 100
+    with pytest.raises(GateFullError) as full:
+        gate.admit(M, b"", _md(others[9], 0))
+    assert full.value.limit == "request nonces"
 
 
 # --- 2. GetRepos: another participant's repos, told by PERMISSION_DENIED vs an answer -----
@@ -124,71 +130,66 @@ def _repo_service() -> LedgerService:
     return LedgerService(node, {})
 
 
-async def _answer(svc: LedgerService, caller: str, req: pb.ReposRequest) -> str:
-    """What ``caller`` sees: OK with the number of repos, or the status code's name."""
-    Gate.enter(Caller(caller, observer=False))
+async def _answer(
+    svc: LedgerService, caller: str, req: pb.ReposRequest, *, observer: bool = False
+) -> str:
+    """What ``caller`` sees: OK with the number of repos, or the status code's name and
+    the message (with the asked id taken out, so two answers compare)."""
+    Gate.enter(Caller(caller, observer=observer))
     try:
         return f"OK {len((await svc.GetRepos(req, _Ctx())).repos)}"  # type: ignore[arg-type]
     except _Aborted as e:
-        return e.code.name
+        return f"{e.code.name} {e.message.replace(repr(req.id), '<id>')}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: GetRepos(party=X) by a non-party answers PERMISSION_DENIED when X has a "
-    "repo with someone else and an empty list when X has none: whether (and with limit=, "
-    "roughly how many) repos another participant holds leaks to any participant",
-)
 async def test_a_third_party_cannot_tell_whether_another_participant_has_repos() -> None:
     """Scenario: BANK03, party to no repo, asks GetRepos(party="BANK02") and
-    GetRepos(party="BANK04"). BANK02 borrows/lends in R1, BANK04 in none. Today the first
-    is PERMISSION_DENIED, the second OK with nothing: a position (BANK02 is in a repo)
-    told to a participant docs/cluster.md says reads only its own. GetLocks, the same
-    kind of call, filters instead and cannot be used this way."""
+    GetRepos(party="BANK04"). BANK02 borrows/lends in R1, BANK04 in none. The review
+    found the first PERMISSION_DENIED and the second OK with nothing: a position (BANK02
+    is in a repo) told to a participant docs/cluster.md says reads only its own. Now a
+    non-observer's ``party`` filters its own repos, as GetLocks does: both answers are
+    the same empty list."""
     svc = _repo_service()
-    # negative control: the parties see R1
+    # negative controls: the parties see R1, with or without the other party named, and
+    # an observer sees BANK02's
     assert await _answer(svc, "BANK01", pb.ReposRequest()) == "OK 1"
+    assert await _answer(svc, "BANK01", pb.ReposRequest(party="BANK02")) == "OK 1"
+    assert await _answer(svc, "BANK01", pb.ReposRequest(party="BANK04")) == "OK 0"
+    assert await _answer(svc, "AUDITOR", pb.ReposRequest(party="BANK02"), observer=True) == "OK 1"
     with_repo = await _answer(svc, "BANK03", pb.ReposRequest(party="BANK02"))
     without = await _answer(svc, "BANK03", pb.ReposRequest(party="BANK04"))
-    assert with_repo == without, (with_repo, without)
+    assert with_repo == without == "OK 0", (with_repo, without)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: GetRepos(id=...) by a non-party answers PERMISSION_DENIED for an id that "
-    "exists and NOT_FOUND for one that does not; repo ids are names the parties choose "
-    "(R1, R2, ...), not hashes, so any participant enumerates the ledger's repos",
-)
 async def test_a_third_party_cannot_tell_which_repo_ids_exist() -> None:
+    """Repo ids are names the parties choose (R1, R2, ...), not hashes: the review found
+    PERMISSION_DENIED for an id that exists and NOT_FOUND for one that does not, so any
+    participant could enumerate the ledger's repos. Now both are the same NOT_FOUND."""
     svc = _repo_service()
     assert await _answer(svc, "BANK01", pb.ReposRequest(id="R1")) == "OK 1"  # control
+    assert await _answer(svc, "AUDITOR", pb.ReposRequest(id="R1"), observer=True) == "OK 1"
     existing = await _answer(svc, "BANK03", pb.ReposRequest(id="R1"))
     missing = await _answer(svc, "BANK03", pb.ReposRequest(id="R2"))
     assert existing == missing, (existing, missing)
+    assert existing.startswith("NOT_FOUND")
 
 
 # --- 3. GetRepos with a non-ASCII id or party: an exception escapes the handler -----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="review: GetRepos pads request.id / request.party with str.encode('ascii'); a "
-    "non-ASCII value raises UnicodeEncodeError out of the handler (gRPC UNKNOWN), which "
-    "the SDK reads as a broken node and fails over through every node, twice",
-)
 @pytest.mark.parametrize("field", ["id", "party"])
 async def test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception(field: str) -> None:
     """Scenario: any authenticated participant sends GetRepos(id="R\u00e9") or
-    GetRepos(party="B\u00c4NK"). Expected: NOT_FOUND / INVALID_ARGUMENT (a status a
-    person acts on, house style of _api.py); today the exception escapes the servicer.
-    A ``ledger repos --id`` typo through the SDK then costs 2 x n calls and ends as
-    UnavailableError (retry_safe=True): the client retries a request that can never
-    succeed."""
+    GetRepos(party="R\u00e9"). The review found the ASCII padding of a state key raising
+    UnicodeEncodeError out of the servicer (gRPC UNKNOWN): a ``ledger repos --id`` typo
+    through the SDK then cost 2 x n calls and ended as UnavailableError (retry_safe=True)
+    for a request that can never succeed. Now: INVALID_ARGUMENT naming the field."""
     svc = _repo_service()
     Gate.enter(Caller("REGULATOR", observer=True))
-    with pytest.raises(_Aborted):
+    with pytest.raises(_Aborted) as refused:
         await svc.GetRepos(pb.ReposRequest(**{field: "R\u00e9"}), _Ctx())  # type: ignore[arg-type]
+    assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in refused.value.message
 
 
 # --- 4. a party-filtered block costs the node far more than the caller ---------------------
