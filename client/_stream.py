@@ -401,17 +401,21 @@ class SubmitStream:
         by its deadline (its timer still runs): after one node's unproven refusal or bad
         receipt."""
         remaining_s = max(0.0, p.deadline - asyncio.get_running_loop().time())
+        outcome: Receipt | LedgerError
         try:
             receipt: Receipt = await self._proven(p.tid, remaining_s)
         except LedgerError as e:
-            _settle(p.future, e)
-            return
+            outcome = e
         except asyncio.CancelledError:  # the stream was cancelled: no outcome, say so
             _settle(p.future, self._closed_error())
-            raise
-        finally:
             _stop_timer(p)
-        _settle(p.future, RejectedError(receipt) if receipt.refused else receipt)
+            raise
+        except Exception as e:  # a bug below must not leave the future open for ever
+            outcome = LedgerError(f"submit {p.tid.hex()}: asking the nodes failed: {e!r}")
+        else:
+            outcome = RejectedError(receipt) if receipt.refused else receipt
+        _stop_timer(p)
+        _settle(p.future, outcome)
 
     def _closed_error(self) -> UnavailableError:
         return UnavailableError(f"stream to {self.address}", ["the stream was closed"])

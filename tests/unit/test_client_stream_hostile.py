@@ -358,3 +358,19 @@ def test_an_error_event_that_proves_nothing_final_is_retry_safe(status: int) -> 
     )
     err = stream_error(b"\x01" * 32, event, 30.0)
     assert err.retry_safe, f"{type(err).__name__} retry_safe=False for status {status}"
+
+
+async def test_a_bug_while_asking_the_nodes_still_settles_the_future() -> None:
+    """The follow-up that asks the nodes fails unexpectedly (a bug, not a LedgerError):
+    the future still gets an error, at once, not silence."""
+
+    async def broken(tid: bytes, timeout_s: float) -> Any:
+        raise AssertionError("a bug")
+
+    call = _Call()
+    s = _make(call, inflight_max=2, proven=broken)
+    fut = await s.submit(_raw(1), timeout_s=30)
+    call.events.put_nowait(_final(1, pb.INSUFFICIENT_CASH))  # unproven refusal: ask
+    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+    await s.cancel()
+    assert isinstance(outcome, LedgerError) and "a bug" in str(outcome)
