@@ -74,7 +74,14 @@ def _raw(k: int) -> bytes:
     return b"signed transaction %d" % k  # SignedTransaction is not parsed until needed
 
 
-def _stream(call: _Call, inflight_max: int, proven: Any = None, reopen: Any = None) -> SubmitStream:
+def _stream(
+    call: _Call,
+    inflight_max: int,
+    proven: Any = None,
+    reopen: Any = None,
+    *,
+    rpc_timeout_s: float = 2.0,
+) -> SubmitStream:
     def verify(msg: pb.Receipt, tid: bytes, prove: bool) -> Any:
         return _Receipt(tid, ResultCode(msg.code))
 
@@ -86,7 +93,7 @@ def _stream(call: _Call, inflight_max: int, proven: Any = None, reopen: Any = No
         inflight_max,
         address="127.0.0.1:8000",
         prove_result=False,
-        rpc_timeout_s=2.0,
+        rpc_timeout_s=rpc_timeout_s,
         verify=verify,
         proven=proven or no_proof,
         reopen=reopen,

@@ -19,43 +19,24 @@ from client import (
     BadResponseError,
     FinalityTimeoutError,
     LedgerError,
-    SubmitStream,
     UnavailableError,
 )
 from client._stream import EOF, stream_error
 from node.settlement import ResultCode
 from node.wire import ledger_pb2 as pb
-from tests.unit.test_client_stream import _Call, _error, _final, _plain_signed, _raw, _Receipt
+from tests.unit.test_client_stream import (
+    _Call,
+    _error,
+    _final,
+    _plain_signed,
+    _raw,
+    _Receipt,
+    _stream,
+)
 
 __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
 
 GUARD_S = 3.0  # a guard against a hang, far above every deadline below
-
-
-def _make(
-    call: _Call,
-    inflight_max: int,
-    *,
-    rpc_timeout_s: float = 2.0,
-    proven: Any = None,
-    reopen: Any = None,
-) -> SubmitStream:
-    def verify(msg: pb.Receipt, tid: bytes, prove: bool) -> Any:
-        return _Receipt(tid, ResultCode(msg.code))
-
-    async def no_proof(tid: bytes, timeout_s: float) -> Any:
-        raise AssertionError("no proof expected")
-
-    return SubmitStream(
-        call,
-        inflight_max,
-        address="127.0.0.1:8000",
-        prove_result=False,
-        rpc_timeout_s=rpc_timeout_s,
-        verify=verify,
-        proven=proven or no_proof,
-        reopen=reopen,
-    )
 
 
 NOT_DONE = object()  # what _done_within returns for an awaitable still pending
@@ -78,7 +59,7 @@ async def _done_within(aw: Any, seconds: float) -> Any:
 
 async def test_a_silent_node_does_not_hang_a_later_submit_past_its_timeout() -> None:
     call = _Call()  # the node opened the stream (inflight_max 1) and then says nothing
-    s = _make(call, inflight_max=1, rpc_timeout_s=0.05)
+    s = _stream(call, inflight_max=1, rpc_timeout_s=0.05)
     fut = await s.submit(_raw(1), timeout_s=0.05)
     with pytest.raises(FinalityTimeoutError):
         async with asyncio.timeout(GUARD_S):
@@ -94,7 +75,7 @@ async def test_a_silent_node_does_not_hang_a_later_submit_past_its_timeout() -> 
 async def test_leaving_the_stream_of_a_silent_node_ends_once_every_future_expired() -> None:
     call = _Call()
     call.done_writing = _noop  # type: ignore[method-assign]  # the node never ends the call
-    s = _make(call, inflight_max=4, rpc_timeout_s=0.05)
+    s = _stream(call, inflight_max=4, rpc_timeout_s=0.05)
     fut = await s.submit(_raw(1), timeout_s=0.05)
     with pytest.raises(FinalityTimeoutError):
         async with asyncio.timeout(GUARD_S):
@@ -119,7 +100,7 @@ async def test_leaving_ends_by_the_deadline_when_the_next_node_is_silent_too() -
     async def reopen(failed: str) -> tuple[Any, str]:
         return second, "127.0.0.1:8001"
 
-    s = _make(first, inflight_max=4, rpc_timeout_s=0.05, reopen=reopen)
+    s = _stream(first, inflight_max=4, rpc_timeout_s=0.05, reopen=reopen)
     fut = await s.submit(_raw(1), timeout_s=0.05)
     closing = asyncio.ensure_future(s.aclose())
     with pytest.raises(FinalityTimeoutError):
@@ -143,7 +124,7 @@ async def test_cancel_while_a_refusal_is_being_proven_settles_its_future() -> No
         await asyncio.sleep(3600)  # the proof is slow to come (the next block)
 
     call = _Call()
-    s = _make(call, inflight_max=2, proven=proven)
+    s = _stream(call, inflight_max=2, proven=proven)
     fut = await s.submit(_raw(1))
     call.events.put_nowait(_final(1, pb.INSUFFICIENT_CASH))  # unproven refusal: fetch proof
     async with asyncio.timeout(GUARD_S):
@@ -166,7 +147,7 @@ async def test_a_submitter_cancelled_during_a_reconnect_gives_its_slot_back() ->
         return second, "127.0.0.1:8001"
 
     first = _Call()
-    s = _make(first, inflight_max=1, reopen=reopen)
+    s = _stream(first, inflight_max=1, reopen=reopen)
     f1 = await s.submit(_raw(1))
     first.events.put_nowait(_final(1))
     async with asyncio.timeout(GUARD_S):
@@ -196,7 +177,7 @@ async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> N
         return second, "127.0.0.1:8001"
 
     first = _Call()
-    s = _make(first, inflight_max=4, reopen=reopen)
+    s = _stream(first, inflight_max=4, reopen=reopen)
     fut = await s.submit(_raw(1))
     stopped = _error(1, grpc.StatusCode.UNAVAILABLE, "node stopped: the node is shutting down")
     stopped.error.reason = "NODE_STOPPED"
@@ -227,7 +208,7 @@ async def test_proving_a_refusal_keeps_to_the_callers_deadline() -> None:
 
     call = _Call()
     timeout_s, rpc_s = 0.4, 0.05
-    s = _make(call, inflight_max=2, rpc_timeout_s=rpc_s, proven=proven)
+    s = _stream(call, inflight_max=2, rpc_timeout_s=rpc_s, proven=proven)
     loop = asyncio.get_running_loop()
     start = loop.time()
     fut = await s.submit(_raw(1), timeout_s=timeout_s)
@@ -257,7 +238,7 @@ class _StuckWrites(_Call):
 
 async def test_a_node_that_stops_reading_does_not_hang_submit_past_its_timeout() -> None:
     call = _StuckWrites()
-    s = _make(call, inflight_max=4, rpc_timeout_s=0.05)
+    s = _stream(call, inflight_max=4, rpc_timeout_s=0.05)
     outcome = await _done_within(s.submit(_raw(1), timeout_s=0.05), GUARD_S)
     await s.cancel()
     assert outcome is not NOT_DONE, "submit(timeout_s=0.05) still blocked after 3 s"
@@ -265,7 +246,7 @@ async def test_a_node_that_stops_reading_does_not_hang_submit_past_its_timeout()
 
 async def test_a_submitter_cancelled_before_its_write_gives_its_slot_back() -> None:
     call = _StuckWrites()
-    s = _make(call, inflight_max=2)
+    s = _stream(call, inflight_max=2)
     first = asyncio.create_task(s.submit(_raw(1)))  # writes, blocked by flow control
     second = asyncio.create_task(s.submit(_raw(2)))  # registered, waits for the write lock
     for _ in range(20):
@@ -306,7 +287,7 @@ async def test_a_failover_during_an_overload_retry_sends_each_correlation_once(
         return second, "127.0.0.1:8001"
 
     first = _Call()
-    s = _make(first, inflight_max=4, reopen=reopen)
+    s = _stream(first, inflight_max=4, reopen=reopen)
     await s.submit(_raw(1))
     await s.submit(_raw(2))
     overloaded = pb.SubmitStreamError(
@@ -335,7 +316,7 @@ async def test_a_final_with_a_bad_receipt_is_proven_by_another_node() -> None:
         raise BadResponseError("receipt failed verification: the receipt is for another tx")
 
     call = _Call()
-    s = _make(call, inflight_max=2, proven=proven)
+    s = _stream(call, inflight_max=2, proven=proven)
     s._verify = verify
     fut = await s.submit(_raw(1))
     call.events.put_nowait(_final(1))
@@ -368,7 +349,7 @@ async def test_a_bug_while_asking_the_nodes_still_settles_the_future() -> None:
         raise AssertionError("a bug")
 
     call = _Call()
-    s = _make(call, inflight_max=2, proven=broken)
+    s = _stream(call, inflight_max=2, proven=broken)
     fut = await s.submit(_raw(1), timeout_s=30)
     call.events.put_nowait(_final(1, pb.INSUFFICIENT_CASH))  # unproven refusal: ask
     outcome = await _done_within(asyncio.shield(fut), GUARD_S)

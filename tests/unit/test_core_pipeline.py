@@ -150,11 +150,9 @@ def test_a_pipelined_block_gets_no_commit_vote_before_its_parent_commits() -> No
     assert [len(_votes(net, i, Phase.COMMIT, 1)) for i in range(4)] == [1, 1, 1, 1]
 
 
-def test_the_leader_of_a_view_left_still_forms_its_commit_certificate() -> None:
-    """Leader 0 receives the pipelined proposal of view 1 (and moves to view 1) before the
-    commit votes of view 0 reach it: it still counts them and sends block 1's commit
-    certificate, so block 1 commits without a view change."""
-    net = Net()
+def _commit_votes_to_0_held(net: Net) -> list[tuple[int, int, object]]:
+    """Leader 0 proposes block 1 (a trade) in view 0; the others' COMMIT votes to it are
+    held back (returned) while the pipelined proposal of view 1 moves it to view 1."""
     net.now = 1_000
     held: list[tuple[int, int, object]] = []
 
@@ -168,6 +166,15 @@ def test_the_leader_of_a_view_left_still_forms_its_commit_certificate() -> None:
     net.nodes[0].submit(b"trade-1")
     net.run()
     net.tick(1_000 + BATCH_DELAY_MS)
+    return held
+
+
+def test_the_leader_of_a_view_left_still_forms_its_commit_certificate() -> None:
+    """Leader 0 receives the pipelined proposal of view 1 (and moves to view 1) before the
+    commit votes of view 0 reach it: it still counts them and sends block 1's commit
+    certificate, so block 1 commits without a view change."""
+    net = Net()
+    held = _commit_votes_to_0_held(net)
     assert net.nodes[0].view == 1 and len(_proposals(net, 1, 1)) == 3
     net.tamper = None
     net.queue.extend(held)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from node.config import BATCH_DELAY_MS
 from node.core import (
     Block,
     Phase,
@@ -19,13 +18,13 @@ from node.core import (
     SyncRequest,
     Timeout,
     TimeoutCert,
-    Vote,
 )
 from node.core.refusal import Kind, Reason
 from node.core.types import timeout_message
 from tests.sim.harness import HashSigner
 from tests.unit.test_core_pipeline import (
     _child,
+    _commit_votes_to_0_held,
     _pipelined_at,
     _pqc,
     _silence_view_1,
@@ -146,19 +145,7 @@ def test_a_commit_vote_of_the_view_left_counts_only_from_its_voter() -> None:
     with leader 0's own vote they do not make the commit certificate; the voters' own
     votes do."""
     net = Net()
-    net.now = 1_000
-    held: list[tuple[int, int, object]] = []
-
-    def late_commit_votes_to_0(src: int, dst: int, msg: object) -> object | None:
-        if isinstance(msg, Vote) and msg.phase is Phase.COMMIT and dst == 0 and src != 0:
-            held.append((src, dst, msg))
-            return None
-        return msg
-
-    net.tamper = late_commit_votes_to_0
-    net.nodes[0].submit(b"trade-1")
-    net.run()
-    net.tick(1_000 + BATCH_DELAY_MS)
+    held = _commit_votes_to_0_held(net)
     leader = net.nodes[0]
     assert leader.view == 1 and sorted(s for s, _, _ in held) == [1, 2, 3]
     votes = {src: v for src, _, v in held}
