@@ -20,8 +20,6 @@ with a known mutant (tests/mutation/known.py):
 
 from __future__ import annotations
 
-import pytest
-
 from node.config import PEER_VERIFY_BURST
 from node.core import (
     NewView,
