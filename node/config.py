@@ -210,6 +210,14 @@ WAITERS_MAX: Final = 10_000  # WaitForFinality calls parked at once
 WAIT_TIMEOUT_DEFAULT_MS: Final = 30_000
 WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
+# Committed blocks whose readers (who may read each transaction: node/access.py
+# ``TxReaders``) are kept, so a party-filtered GetBlock or block stream decodes a block's
+# bodies once, not once per reader (node/runtime/_node.py ``block_readers``). One per
+# block stream the node allows, so streams at the head and the reads just behind it hit.
+# Memory: one pointer per transaction and one TxReaders per distinct party set of the
+# block (a few per block in practice); at most BLOCK_TXS_MAX of them, each naming at most
+# a handful of participants (~0.5 KB): 1 MB a block, 64 MB at worst.
+BLOCK_READERS_CACHED_MAX: Final = BLOCK_STREAMS_MAX
 HEALTH_WATCHES_MAX: Final = 64  # grpc.health.v1 Watch streams at once
 # One client connection gets a fifth of the node-wide waits and an eighth of the streams
 # and watches, so no single anonymous connection can take them whole (docs/cluster.md).

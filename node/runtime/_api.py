@@ -170,9 +170,8 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
 def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
     """Block ``b`` as a non-observer sees it: header and certificate, and only the
     transactions naming ``caller``, each with its receipt (Merkle path to the header)."""
-    reg = node.registry()
-    header, txs = node.block_parts(b)
-    mine = [i for i, raw in enumerate(txs) if may_read_tx(caller, raw, reg)]
+    header = node.block_parts(b)[0]
+    mine = [i for i, readers in enumerate(node.block_readers(b)) if readers.admit(caller)]
     receipts = [node.block_receipt(b, i) for i in mine]
     return pb.BlockInfo(
         height=b.height,

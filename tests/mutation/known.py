@@ -438,13 +438,13 @@ MUTANTS += [
            breaks="any participant reads every other participant's balances",
            tests=[_A + "test_balances_go_to_their_account_and_to_observers"]),
     Mutant("access-non-party-reads-tx", "node/access.py",
-           old="    return caller.participant in tx_parties(raw_tx, reg)\n",
-           new="    return True\n",
+           old="        return caller.observer or self.public or caller.participant in self.parties\n",
+           new="        return True\n",
            breaks="any participant reads every trade, its receipt and its place in a block",
            tests=[_A + "test_a_transaction_goes_to_its_parties_and_to_observers"]),
     Mutant("access-corporate-actions-private", "node/access.py",
-           old="    if caller.observer or _corporate_action(raw_tx):\n",
-           new="    if caller.observer:\n",
+           old="    if isinstance(tx, CouponPay | Distribute | RedeemAll):  # pays every holder: public\n        return _PUBLIC\n",
+           new="",
            breaks="a holder cannot read the coupon that paid it (a corporate action names no holder)",
            tests=[_A + "test_an_instruments_corporate_actions_are_public_to_participants"]),
     Mutant("access-trader-observes", "node/access.py",
@@ -1771,5 +1771,22 @@ MUTANTS += [
            new="    if False:\n",
            breaks="a node's INTERNAL_ERROR on a stream request tells the caller not to resend a trade that is safe to resend",
            tests=[_H + "test_an_error_event_that_proves_nothing_final_is_retry_safe[13]"]),
+]
+# fmt: on
+
+# Issue 13, session 14: client API fixes (F1)
+_RCA = "tests/unit/test_review_client_api.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("block-readers-not-cached", "node/runtime/_node.py",
+           old="        if cached is not None and cached[0] == added:\n",
+           new="        if False:\n",
+           breaks="every party-filtered GetBlock and block stream decodes the whole block again: ~20 reads a second hold the node's loop",
+           tests=[_RCA + "test_reading_a_block_again_does_not_decode_its_transactions_again"]),
+    Mutant("block-readers-stale-after-add", "node/runtime/_node.py",
+           old="        if cached is not None and cached[0] == added:\n",
+           new="        if cached is not None:\n",
+           breaks="a participant governance added cannot read an older transaction naming it while the block stays cached",
+           tests=[_RCA + "test_a_blocks_readers_are_worked_out_again_once_a_participant_is_added"]),
 ]
 # fmt: on
