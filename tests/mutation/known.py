@@ -1788,5 +1788,15 @@ MUTANTS += [
            new="        if cached is not None:\n",
            breaks="a participant governance added cannot read an older transaction naming it while the block stays cached",
            tests=[_RCA + "test_a_blocks_readers_are_worked_out_again_once_a_participant_is_added"]),
+    Mutant("reflection-streams-unbounded", "node/runtime/_api.py",
+           old="        async with self._streams.hold(context):\n            async for response in super().ServerReflectionInfo(",
+           new="        if True:\n            async for response in super().ServerReflectionInfo(",
+           breaks="one anonymous connection parks 2,132 reflection handlers (~22 KB each), 512 connections ~24 GB",
+           tests=[_RCA + "test_an_anonymous_connection_cannot_park_more_reflection_streams_than_watches"]),
+    Mutant("client-rpcs-unbounded", "node/runtime/_server.py",
+           old="    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS, maximum_concurrent_rpcs=rpcs_max)",
+           new="    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS)",
+           breaks="calls parked before their request (a unary method opened as a stream) are bounded by nothing but HTTP/2: ~1 M, ~24 GB",
+           tests=[_RCA + "test_calls_parked_before_their_request_are_capped_by_the_client_port"]),
 ]
 # fmt: on

@@ -19,7 +19,6 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from client import (
     AsyncLedgerClient,
@@ -33,13 +32,16 @@ from client import (
 )
 from node import access, crypto
 from node.access import Caller, signed_metadata
-from node.config import HEALTH_WATCHES_PER_CONNECTION_MAX
+from node.config import (
+    HEALTH_WATCHES_PER_CONNECTION_MAX,
+    REFLECTION_STREAMS_PER_CONNECTION_MAX,
+)
 from node.genesis import DemoNetwork, demo_genesis
 from node.runtime import Metrics, Node
 from node.runtime._access import Gate, GateFullError
-from node.runtime._api import HealthService, LedgerService, filtered_block_pb
+from node.runtime._api import HealthService, LedgerService, ReflectionService, filtered_block_pb
 from node.runtime._handlers import add_service
-from node.runtime._server import CLIENT_SERVER_OPTIONS
+from node.runtime._server import new_client_server
 from node.settlement import BlockContext, Registry, apply_block, precheck
 from node.store import MemoryStore
 from node.wire import ledger_pb2 as pb
@@ -419,17 +421,18 @@ async def test_a_node_claiming_a_finality_timeout_early_is_not_believed() -> Non
         await c.aclose()
 
 
-# --- 6. anonymous parked calls: reflection streams are bounded by nothing but HTTP/2 -------
+# --- 6. anonymous parked calls: reflection streams have a share, the port a call limit -----
 
 
 async def _parked_on_one_connection(streams: int) -> tuple[int, int]:
     """The client port's open services as node/runtime/_server.py registers them (health
     and reflection: no identity needed), on 127.0.0.1; one connection opens ``streams``
     health Watch calls and ``streams`` reflection calls and sends nothing more. Returns
-    (watches the node holds, reflection handlers parked at the node)."""
-    server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
+    (watches the node holds, reflection handlers parked at the node) once every call is
+    either held or refused."""
+    server = new_client_server()
     health = HealthService()
-    reflection = ReflectionServicer([health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
+    reflection = ReflectionService([health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     parked = 0
     real = reflection.ServerReflectionInfo
 
@@ -456,7 +459,8 @@ async def _parked_on_one_connection(streams: int) -> tuple[int, int]:
             calls.append(watch(health_pb2.HealthCheckRequest(service="")))
             calls.append(info())
         async with asyncio.timeout(30):
-            while health._watches.total + parked < streams + HEALTH_WATCHES_PER_CONNECTION_MAX:
+            # a refused call ends (done); a held one is a watch or a parked handler
+            while sum(c.done() for c in calls) + health._watches.total + parked < 2 * streams:
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # let any further ones arrive
         return health._watches.total, parked
@@ -467,26 +471,61 @@ async def _parked_on_one_connection(streams: int) -> tuple[int, int]:
         await server.stop(None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: server reflection (no identity) is served with no share: one anonymous "
-    "connection parks up to max_concurrent_streams = 2,124 reflection handlers, 512 "
-    "connections ~1.09 M, ~22 KB of node memory each (~24 GB); grpc.aio.server has no "
-    "maximum_concurrent_rpcs either",
-)
 async def test_an_anonymous_connection_cannot_park_more_reflection_streams_than_watches() -> None:
     """Scenario: an anonymous TLS client (no participant key) opens reflection streams
     (``ServerReflectionInfo``, bidirectional) and never sends on them. Each parks a
-    handler task at the node until the client leaves. Measured here with the client in
-    a separate process: 3,382 parked handlers = 74 MB RssAnon of the server process,
-    21.9 KB per call. Documented limits allow 2,124 streams per connection and 512
-    connections: ~1.09 M parked calls, ~24 GB, by a client that proves nothing. Health
-    Watch, the other open streaming call, is held to 8 per connection and 64 per node
-    (the negative control below). Expected: reflection is bounded the same way (or
-    the server caps concurrent RPCs); shown with 40 streams of each."""
+    handler task at the node until the client leaves: 21.9 KB per call (measured by the
+    review with the client in a separate process: 3,382 parked handlers = 74 MB RssAnon
+    of the server process). Found by the review: nothing but HTTP/2 bounded them, 2,124
+    streams per connection and 512 connections, ~1.09 M parked calls (~24 GB) by a client
+    that proves nothing. Guarded: reflection streams hold a share like health Watch (the
+    control), REFLECTION_STREAMS_PER_CONNECTION_MAX per connection and
+    REFLECTION_STREAMS_MAX per node (node/runtime/_api.py ``ReflectionService``), shown
+    with 40 streams of each; calls of every kind are capped by the next test."""
     watches, reflections = await _parked_on_one_connection(40)
     assert watches == HEALTH_WATCHES_PER_CONNECTION_MAX  # control: watches are bounded
-    assert reflections <= HEALTH_WATCHES_PER_CONNECTION_MAX, f"{reflections} parked"
+    assert reflections == REFLECTION_STREAMS_PER_CONNECTION_MAX, f"{reflections} parked"
+
+
+async def test_calls_parked_before_their_request_are_capped_by_the_client_port() -> None:
+    """Scenario: an anonymous client opens a unary method (health Check here, any Ledger
+    method alike: identity is checked on the request) as a stream and never sends the
+    request. The handler parks before any share or the gate sees it. Guarded: the client
+    port's server refuses calls beyond CLIENT_RPCS_MAX in progress (RESOURCE_EXHAUSTED),
+    parked ones included, shown with a limit of 4; the limit holds every node-wide share
+    at once (node/config.py)."""
+    server = new_client_server(rpcs_max=4)
+    add_service(server, HealthService(), health_pb2.DESCRIPTOR.services_by_name["Health"])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    check = health_pb2_grpc.HealthStub(channel).Check
+    opened = channel.stream_stream("/grpc.health.v1.Health/Check")
+    parked = [opened() for _ in range(5)]  # one more than the limit
+    ended = [asyncio.ensure_future(c.code()) for c in parked]
+    try:
+        first, _ = await asyncio.wait(ended, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        codes = [t.result() for t in first]
+        assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED], f"5 calls, limit 4: {codes}"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:  # the 4 others hold the limit
+            await check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        for c in parked:
+            c.cancel()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*ended)
+            while True:  # control: with the parked calls gone, calls are served again
+                try:
+                    await check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                    break
+                except grpc.aio.AioRpcError as e:
+                    assert e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, e
+                    await asyncio.sleep(0.05)
+    finally:
+        for c in parked:
+            c.cancel()
+        await channel.close()
+        await server.stop(None)
 
 
 # --- 7. a filtered block may leave out the caller's own trades, undetected -----------------
