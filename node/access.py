@@ -63,6 +63,7 @@ from node.settlement import (
     Registry,
     Role,
     SignedTx,
+    Transaction,
     decode_body,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "AccessError",
     "Caller",
     "Claim",
+    "TxReaders",
     "may_read_account",
     "may_read_attestations",
     "may_read_holders",
@@ -88,6 +90,7 @@ __all__ = [
     "request_payload",
     "signed_metadata",
     "tx_parties",
+    "tx_readers",
     "verify_claim",
 ]
 
@@ -208,14 +211,51 @@ def may_read_account(caller: Caller, account: str) -> bool:
     return caller.observer or caller.participant == account
 
 
+@dataclass(frozen=True, slots=True)
+class TxReaders:
+    """Who besides observers may read one signed transaction: every participant (a
+    corporate action, ``public``), else its ``parties``. Worked out from the body once
+    (``tx_readers``), it answers any number of callers: a block's are cached per block
+    (node/runtime/_node.py ``block_readers``)."""
+
+    public: bool
+    parties: frozenset[str]
+
+    def admit(self, caller: Caller) -> bool:
+        return caller.observer or self.public or caller.participant in self.parties
+
+
+_NOBODY = TxReaders(public=False, parties=frozenset())
+_PUBLIC = TxReaders(public=True, parties=frozenset())
+
+
+def tx_readers(raw_tx: bytes, reg: Registry) -> TxReaders:
+    """Who may read a signed transaction (see above), decoding its body once. An
+    undecodable body is nobody's but the observers'."""
+    tx = _body(raw_tx)
+    if tx is None:
+        return _NOBODY
+    if isinstance(tx, CouponPay | Distribute | RedeemAll):  # pays every holder: public
+        return _PUBLIC
+    return TxReaders(public=False, parties=_named(tx, reg))
+
+
 def tx_parties(raw_tx: bytes, reg: Registry) -> frozenset[str]:
     """The participants a signed transaction's body names: every field (of whatever kind,
     so a new transaction kind is covered without a change here) whose value is a genesis
     participant id, and its required signers. An undecodable body names nobody."""
+    tx = _body(raw_tx)
+    return frozenset() if tx is None else _named(tx, reg)
+
+
+def _body(raw_tx: bytes) -> Transaction | None:
     try:
-        tx = decode_body(SignedTx.decode(raw_tx).body)
+        return decode_body(SignedTx.decode(raw_tx).body)
     except DecodeError:
-        return frozenset()
+        return None
+
+
+def _named(tx: Transaction, reg: Registry) -> frozenset[str]:
     named = set(tx.required_signers())
     for f in dataclasses.fields(tx):
         if f.name != "chain_id":
@@ -235,18 +275,7 @@ def _participants_in(value: object, reg: Registry) -> set[str]:
 
 
 def may_read_tx(caller: Caller, raw_tx: bytes, reg: Registry) -> bool:
-    if caller.observer or _corporate_action(raw_tx):
-        return True
-    return caller.participant in tx_parties(raw_tx, reg)
-
-
-def _corporate_action(raw_tx: bytes) -> bool:
-    """A payment to every holder of an instrument: public to participants (see above)."""
-    try:
-        tx = decode_body(SignedTx.decode(raw_tx).body)
-    except DecodeError:
-        return False
-    return isinstance(tx, CouponPay | Distribute | RedeemAll)
+    return caller.observer or tx_readers(raw_tx, reg).admit(caller)
 
 
 def may_read_pending(caller: Caller, seller: str, buyer: str) -> bool:

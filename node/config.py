@@ -214,12 +214,27 @@ WAITERS_MAX: Final = 10_000  # WaitForFinality calls parked at once
 WAIT_TIMEOUT_DEFAULT_MS: Final = 30_000
 WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
+# Committed blocks whose readers (who may read each transaction: node/access.py
+# ``TxReaders``) are kept, so a party-filtered GetBlock or block stream decodes a block's
+# bodies once, not once per reader (node/runtime/_node.py ``block_readers``). One per
+# block stream the node allows: streams following at the head share the newest entry,
+# and GetBlock calls for recent blocks, and streams a few blocks apart, find theirs kept.
+# Memory (tracemalloc): one pointer per transaction and one TxReaders per distinct party
+# set of the block: 13 KB for 1,498 DvPs of one pair; ~0.45 KB a transaction when every
+# one names other 2-3 parties, so 0.9 MB a full block and ~58 MB for all 64 (1.1 KB a
+# transaction naming six: ~146 MB, were every block full of such transactions).
+BLOCK_READERS_CACHED_MAX: Final = BLOCK_STREAMS_MAX
 HEALTH_WATCHES_MAX: Final = 64  # grpc.health.v1 Watch streams at once
-# One client connection gets a fifth of the node-wide waits and an eighth of the streams
-# and watches, so no single anonymous connection can take them whole (docs/cluster.md).
+# Server reflection streams at once: open to anyone like health, and each parks a handler
+# until the client leaves, so bounded like Watch (node/runtime/_api.py ReflectionService).
+REFLECTION_STREAMS_MAX: Final = 64
+# One client connection gets a fifth of the node-wide waits and an eighth of the streams,
+# watches and reflection streams, so no single anonymous connection can take them whole
+# (docs/cluster.md).
 WAITERS_PER_CONNECTION_MAX: Final = WAITERS_MAX // 5
 BLOCK_STREAMS_PER_CONNECTION_MAX: Final = BLOCK_STREAMS_MAX // 8
 HEALTH_WATCHES_PER_CONNECTION_MAX: Final = HEALTH_WATCHES_MAX // 8
+REFLECTION_STREAMS_PER_CONNECTION_MAX: Final = REFLECTION_STREAMS_MAX // 8
 # SubmitStream (docs/cluster.md "The submit stream"): streams at once, per node and per
 # connection as for block streams; submissions per stream whose terminal event (final or
 # error) has not been handed to gRPC yet (each also holds one of its connection's
@@ -240,9 +255,28 @@ CLIENT_STREAMS_PER_CONNECTION_MAX: Final = (
     WAITERS_PER_CONNECTION_MAX
     + BLOCK_STREAMS_PER_CONNECTION_MAX
     + HEALTH_WATCHES_PER_CONNECTION_MAX
+    + REFLECTION_STREAMS_PER_CONNECTION_MAX
     + SUBMIT_STREAMS_PER_CONNECTION_MAX
     + 100  # unary calls in flight
-)
+)  # 2,132
+# Calls (RPCs) in progress on the client port at once, whoever holds them: a call beyond it
+# is refused RESOURCE_EXHAUSTED by gRPC before any handler runs (grpc.aio.server's
+# maximum_concurrent_rpcs). It bounds what nothing else does: a call parked before its
+# request arrives (a unary method opened as a stream whose request never comes) and, with
+# every share above, the calls many connections hold. Sized to hold every node-wide limit
+# at once, so honest load never meets it before a share says which limit it hit:
+# 10,000 finality waits + 64 block streams + 64 submit streams + 64 watches + 64
+# reflection streams = 10,256, plus 8 unary calls in flight for each of the 512
+# connections (4,096): 14,352 calls. A parked call holds ~22 KB of the node's memory
+# (the review measured 3,382 parked reflection calls at 74 MB RSS): at most ~316 MB.
+CLIENT_RPCS_MAX: Final = (
+    WAITERS_MAX
+    + BLOCK_STREAMS_MAX
+    + SUBMIT_STREAMS_MAX
+    + HEALTH_WATCHES_MAX
+    + REFLECTION_STREAMS_MAX
+    + 8 * CLIENT_CONNECTIONS_MAX  # unary calls in flight: 8 for each connection
+)  # 14,352
 # Client identity (docs/adr/0015-client-identity.md): a signed request is taken when its
 # timestamp is within this much of the node's clock, either way; its nonce is remembered
 # until its timestamp has left the window, so a replay inside the window is refused too.

@@ -1,4 +1,4 @@
-"""The client-facing ``ledger.v1.Ledger`` service, and the health service beside it.
+"""The client-facing ``ledger.v1.Ledger`` service, and health and reflection beside it.
 
 Bad input gets a gRPC status a person can act on and changes nothing: INVALID_ARGUMENT
 for requests that do not parse (node/runtime/_handlers.py), oversize, malformed, badly
@@ -7,7 +7,8 @@ a role genesis never grants) and bad ids, NOT_FOUND for unknown ids, accounts an
 heights, RESOURCE_EXHAUSTED when the mempool is full, when admission control finds the
 node cannot settle what it holds within the client's deadline (with trailing metadata
 ``retry-after-ms``: when to retry), or the caller's connection or the node holds its
-limit of finality waits, block streams, submit streams or health watches (retry later),
+limit of finality waits, block streams, submit streams, health watches or reflection
+streams (retry later; gRPC itself refuses calls beyond ``CLIENT_RPCS_MAX`` in progress),
 UNAVAILABLE when the node halted itself. A submit stream answers each of
 its requests with an event carrying the status and message the unary call would give.
 
@@ -25,12 +26,14 @@ the PENDING state of an id (an id is a hash and says nothing of its body).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection_pb2
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from node.access import (
     Caller,
@@ -49,6 +52,8 @@ from node.config import (
     BLOCK_STREAMS_PER_CONNECTION_MAX,
     HEALTH_WATCHES_MAX,
     HEALTH_WATCHES_PER_CONNECTION_MAX,
+    REFLECTION_STREAMS_MAX,
+    REFLECTION_STREAMS_PER_CONNECTION_MAX,
     REPO_LIST_MAX,
     SUBMIT_STREAM_INFLIGHT_MAX,
     SUBMIT_STREAMS_MAX,
@@ -105,7 +110,7 @@ from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from node.wire.errors import Reason
 
-__all__ = ["HealthService", "LedgerService"]
+__all__ = ["HealthService", "LedgerService", "ReflectionService"]
 
 
 def block_pb(b: StoredBlock) -> pb.BlockInfo:
@@ -172,9 +177,8 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
 def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
     """Block ``b`` as a non-observer sees it: header and certificate, and only the
     transactions naming ``caller``, each with its receipt (Merkle path to the header)."""
-    reg = node.registry()
-    header, txs = node.block_parts(b)
-    mine = [i for i, raw in enumerate(txs) if may_read_tx(caller, raw, reg)]
+    header = node.block_parts(b)[0]
+    mine = [i for i, readers in enumerate(node.block_readers(b)) if readers.admit(caller)]
     receipts = [node.block_receipt(b, i) for i in mine]
     return pb.BlockInfo(
         height=b.height,
@@ -679,3 +683,22 @@ class HealthService(HealthServicer):  # type: ignore[misc]
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
         async with self._watches.hold(context):
             await super().Watch(request, context)
+
+
+class ReflectionService(ReflectionServicer):  # type: ignore[misc]
+    """grpc's server reflection with its streams bounded per connection and in all, as
+    health Watch is: a reflection call needs no identity and parks a task until the
+    client leaves, whether or not it ever sends a request."""
+
+    def __init__(self, service_names: Iterable[str]) -> None:
+        super().__init__(tuple(service_names))
+        self._streams = Shares(
+            "reflection streams", REFLECTION_STREAMS_MAX, REFLECTION_STREAMS_PER_CONNECTION_MAX
+        )
+
+    async def ServerReflectionInfo(
+        self, requests: AsyncIterator[reflection_pb2.ServerReflectionRequest], context: Any
+    ) -> AsyncIterator[reflection_pb2.ServerReflectionResponse]:
+        async with self._streams.hold(context):
+            async for response in super().ServerReflectionInfo(requests, context):
+                yield response

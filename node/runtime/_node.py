@@ -37,9 +37,11 @@ from itertools import zip_longest
 from typing import Any, Literal, TypeVar
 
 from node import crypto
+from node.access import TxReaders, tx_readers
 from node.config import (
     ADMISSION_EXPIRY_TOLERANCE_MS,
     ADMISSION_QUEUE_MAX_MS,
+    BLOCK_READERS_CACHED_MAX,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
@@ -196,6 +198,8 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._trees_cache: OrderedDict[int, _BlockTrees] = OrderedDict()
+        # height -> (participants governance had added, each transaction's readers)
+        self._readers_cache: OrderedDict[int, tuple[int, tuple[TxReaders, ...]]] = OrderedDict()
         self._waiter_count = 0
         self._pending: OrderedDict[bytes, float] = OrderedDict()  # tx id -> accepted at
         self._last_probe_ms: dict[int, int] = {}
@@ -492,6 +496,29 @@ class Node:
         for all its readers, cached)."""
         block = self._trees(sb.height, sb).block
         return block.header, block.txs
+
+    def block_readers(self, sb: StoredBlock) -> tuple[TxReaders, ...]:
+        """Who may read each transaction of committed block ``sb``, by position: worked out
+        once for every party-filtered read of the block (GetBlock, each block stream), in
+        a bounded LRU. A body's parties are the participant ids it names, so the entry is
+        worked out again once governance has added a participant (one the body names may
+        be one only now); participants are never removed."""
+        reg = self.registry()
+        added = reg.added()[0]
+        cached = self._readers_cache.get(sb.height)
+        if cached is not None and cached[0] == added:
+            self._readers_cache.move_to_end(sb.height)
+            return cached[1]
+        shared: dict[TxReaders, TxReaders] = {}  # one object per distinct party set
+        readers = tuple(
+            shared.setdefault(r, r)
+            for r in (tx_readers(raw, reg) for raw in self.block_parts(sb)[1])
+        )
+        self._readers_cache[sb.height] = (added, readers)
+        self._readers_cache.move_to_end(sb.height)
+        if len(self._readers_cache) > BLOCK_READERS_CACHED_MAX:
+            self._readers_cache.popitem(last=False)
+        return readers
 
     def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:
         """A committed block's Merkle trees, built once for all its receipts (bounded LRU)."""

@@ -10,12 +10,12 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
-from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from node.config import (
     CLIENT_CONNECTIONS_MAX,
     CLIENT_HANDSHAKE_TIMEOUT_MS,
     CLIENT_MESSAGE_BYTES_MAX,
+    CLIENT_RPCS_MAX,
     CLIENT_STREAMS_PER_CONNECTION_MAX,
     HALT_LINGER_MS,
     SHUTDOWN_GRACE_MS,
@@ -25,7 +25,7 @@ from node.genesis import load_genesis
 from node.keyfiles import cert_pin_from_pem, load_signing_key, pinned_certificates
 from node.netconfig import NodeConfig
 from node.runtime._access import Gate
-from node.runtime._api import HealthService, LedgerService
+from node.runtime._api import HealthService, LedgerService, ReflectionService
 from node.runtime._handlers import add_service
 from node.runtime._logs import event
 from node.runtime._metrics import Metrics
@@ -42,7 +42,7 @@ from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
 from node.wire import peer_pb2_grpc as peer_grpc
 
-__all__ = ["StartupError", "run"]
+__all__ = ["StartupError", "new_client_server", "run"]
 
 LEDGER_SERVICE = pb.DESCRIPTOR.services_by_name["Ledger"].full_name
 _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
@@ -58,6 +58,13 @@ CLIENT_SERVER_OPTIONS = [
     ("grpc.max_concurrent_streams", CLIENT_STREAMS_PER_CONNECTION_MAX),
 ]
 _READY_CHECK_S = 0.5
+
+
+def new_client_server(rpcs_max: int = CLIENT_RPCS_MAX) -> grpc.aio.Server:
+    """The client port's server, no service added yet. Every call in progress counts
+    against ``rpcs_max``, parked ones included (a unary method opened as a stream whose
+    request never comes, which no share sees): beyond it, RESOURCE_EXHAUSTED."""
+    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS, maximum_concurrent_rpcs=rpcs_max)
 
 
 class StartupError(RuntimeError):
@@ -148,7 +155,7 @@ async def _serve(
         cfg.peer_port,
         peer_server_credentials(key_pem, cert, b"".join(pinned.values())),
     )
-    client_server = grpc.aio.server(options=CLIENT_SERVER_OPTIONS)
+    client_server = new_client_server()
     ledger = LedgerService(node, links, stream_inflight_max=cfg.submit_stream_inflight_max)
     # Every Ledger call proves its caller (node/access.py); health and reflection stay open
     # to any TLS client: orchestrators probe them without keys, and they tell nothing of
@@ -158,7 +165,7 @@ async def _serve(
     health_servicer = HealthService()
     add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
     names = (LEDGER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
-    add_service(client_server, ReflectionServicer(names), _REFLECTION)
+    add_service(client_server, ReflectionService(names), _REFLECTION)
     _bind(
         client_server,
         cfg.listen_host,

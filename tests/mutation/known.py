@@ -438,13 +438,13 @@ MUTANTS += [
            breaks="any participant reads every other participant's balances",
            tests=[_A + "test_balances_go_to_their_account_and_to_observers"]),
     Mutant("access-non-party-reads-tx", "node/access.py",
-           old="    return caller.participant in tx_parties(raw_tx, reg)\n",
-           new="    return True\n",
+           old="        return caller.observer or self.public or caller.participant in self.parties\n",
+           new="        return True\n",
            breaks="any participant reads every trade, its receipt and its place in a block",
            tests=[_A + "test_a_transaction_goes_to_its_parties_and_to_observers"]),
     Mutant("access-corporate-actions-private", "node/access.py",
-           old="    if caller.observer or _corporate_action(raw_tx):\n",
-           new="    if caller.observer:\n",
+           old="    if isinstance(tx, CouponPay | Distribute | RedeemAll):  # pays every holder: public\n        return _PUBLIC\n",
+           new="",
            breaks="a holder cannot read the coupon that paid it (a corporate action names no holder)",
            tests=[_A + "test_an_instruments_corporate_actions_are_public_to_participants"]),
     Mutant("access-trader-observes", "node/access.py",
@@ -1858,5 +1858,32 @@ MUTANTS += [
            new="party = request.party",
            breaks="a non-ASCII GetRepos party raises out of the handler (gRPC UNKNOWN; the SDK fails over and calls it retry-safe)",
            tests=["tests/unit/test_review_client_api.py::test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception[party]"]),
+]
+# fmt: on
+
+# Issue 13, session 14: client API fixes (F1)
+_RCA = "tests/unit/test_review_client_api.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("block-readers-not-cached", "node/runtime/_node.py",
+           old="        if cached is not None and cached[0] == added:\n",
+           new="        if False:\n",
+           breaks="every party-filtered GetBlock and block stream decodes the whole block again: ~20 reads a second hold the node's loop",
+           tests=[_RCA + "test_reading_a_block_again_does_not_decode_its_transactions_again"]),
+    Mutant("block-readers-stale-after-add", "node/runtime/_node.py",
+           old="        if cached is not None and cached[0] == added:\n",
+           new="        if cached is not None:\n",
+           breaks="a participant governance added cannot read an older transaction naming it while the block stays cached",
+           tests=[_RCA + "test_a_blocks_readers_are_worked_out_again_once_a_participant_is_added"]),
+    Mutant("reflection-streams-unbounded", "node/runtime/_api.py",
+           old="        async with self._streams.hold(context):\n            async for response in super().ServerReflectionInfo(",
+           new="        if True:\n            async for response in super().ServerReflectionInfo(",
+           breaks="one anonymous connection parks 2,132 reflection handlers (~22 KB each), 512 connections ~24 GB",
+           tests=[_RCA + "test_an_anonymous_connection_cannot_park_more_reflection_streams_than_watches"]),
+    Mutant("client-rpcs-unbounded", "node/runtime/_server.py",
+           old="    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS, maximum_concurrent_rpcs=rpcs_max)",
+           new="    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS)",
+           breaks="calls parked before their request (a unary method opened as a stream) are bounded by nothing but HTTP/2: ~1 M, ~24 GB",
+           tests=[_RCA + "test_calls_parked_before_their_request_are_capped_by_the_client_port"]),
 ]
 # fmt: on
