@@ -1775,7 +1775,7 @@ MUTANTS += [
 # fmt: on
 
 # Issue 13, session 14: the SDK's unary calls against one hostile node (review).
-_RC = "tests/unit/test_review_client_api.py::"
+_RC = "tests/unit/test_client_api_hostile.py::"
 # fmt: off
 MUTANTS += [
     Mutant("sdk-busy-node-kept", "client/_async.py",
@@ -1841,28 +1841,28 @@ MUTANTS += [
            old="        if held >= self._participant_nonces_max:",
            new="        if False:",
            breaks="one participant's signed calls fill the node's nonce memory and every other caller is refused",
-           tests=["tests/unit/test_review_client_api.py::test_one_participant_cannot_take_every_request_nonce_of_the_node",
+           tests=["tests/unit/test_client_api_hostile.py::test_one_participant_cannot_take_every_request_nonce_of_the_node",
                   _A + "test_a_participants_share_of_nonces_frees_as_they_age_out"]),
     Mutant("repos-party-lists-anothers", "node/runtime/_api.py",
            old="mine = repos_of(store, caller.participant)",
            new="mine = repos_of(store, party or caller.participant)",
            breaks="GetRepos(party=X) lists X's repos to a participant that is party to none of them",
-           tests=["tests/unit/test_review_client_api.py::test_a_third_party_cannot_tell_whether_another_participant_has_repos"]),
+           tests=["tests/unit/test_client_api_hostile.py::test_a_third_party_cannot_tell_whether_another_participant_has_repos"]),
     Mutant("repos-id-oracle", "node/runtime/_api.py",
            old="        if one is None or not may_read_repo(caller, one.borrower, one.lender):",
            new="        if one is None:",
            breaks="GetRepos(id=R) hands any participant a repo it is not a party to (and tells which ids exist)",
-           tests=["tests/unit/test_review_client_api.py::test_a_third_party_cannot_tell_which_repo_ids_exist"]),
+           tests=["tests/unit/test_client_api_hostile.py::test_a_third_party_cannot_tell_which_repo_ids_exist"]),
     Mutant("repos-party-unchecked", "node/runtime/_api.py",
            old='party = request.party and await _ident(context, request.party, "party")',
            new="party = request.party",
            breaks="a non-ASCII GetRepos party raises out of the handler (gRPC UNKNOWN; the SDK fails over and calls it retry-safe)",
-           tests=["tests/unit/test_review_client_api.py::test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception[party]"]),
+           tests=["tests/unit/test_client_api_hostile.py::test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception[party]"]),
 ]
 # fmt: on
 
 # Issue 13, session 14: client API fixes (F1)
-_RCA = "tests/unit/test_review_client_api.py::"
+_RCA = "tests/unit/test_client_api_hostile.py::"
 # fmt: off
 MUTANTS += [
     Mutant("block-readers-not-cached", "node/runtime/_node.py",

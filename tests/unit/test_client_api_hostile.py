@@ -1,8 +1,8 @@
 """Adversarial review of the client port (node/runtime/_api.py, _handlers.py, _access.py)
 against a hostile authenticated client, and of the SDK's unary calls (client/_async.py)
-against a hostile node. Each defect found is pinned here as a strict xfail: the test
-states the behaviour the threat model asks for and fails today; a fix turns it into a
-pass (and strict=True then makes the suite say so). Every test drives the real code
+against a hostile node, by an adversarial review (session 14). Each defect it found is
+pinned here: fixed and guarded by a known mutant, except one left as a strict xfail (a
+filtered block cannot prove it left nothing out: a protocol change). Every test drives the real code
 in-process: the gate, the servicer's methods with a stand-in context, a real ``Node`` on
 the test's loop, or the real ``AsyncLedgerClient`` with stand-in stubs. No cluster.
 """
