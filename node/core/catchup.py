@@ -74,8 +74,9 @@ class CatchUp:
         self.certified = 0  # the highest height a verified certificate names
         self.misses = 0  # unanswered requests since the last progress
         self.sent_ms: int | None = None  # a request is out since then
-        self.asked: int | None = None  # ... to this peer
-        self.peer = (me + 1) % n  # whom the next request goes to
+        # Whom the next request goes to, and, while one is out, whom it went to: nothing
+        # changes it then but a miss, which asks the next peer at once.
+        self.peer = (me + 1) % n
 
     def retry_deadline_ms(self) -> int | None:
         return None if self.sent_ms is None else self.sent_ms + CATCHUP_RETRY_MS
@@ -101,10 +102,10 @@ class CatchUp:
     def _request(self, committed: int, now_ms: int) -> None:
         count = min(self.target - committed, CATCHUP_BATCH_BLOCKS_MAX)
         if count <= 0:
-            self.sent_ms = self.asked = None
+            self.sent_ms = None
             return
         self._send(self.peer, SyncRequest(committed + 1, count))
-        self.sent_ms, self.asked = now_ms, self.peer
+        self.sent_ms = now_ms
 
     def retry(self, committed: int, now_ms: int) -> None:
         """On a tick: the peer did not answer in time (nothing to give, or over its budget
@@ -120,9 +121,9 @@ class CatchUp:
         if self.misses >= self.n - 1 and self.target > self.certified:
             self.target = self.certified  # a peer's unproven word lasts one round
             if self.target <= committed:
-                self.sent_ms = self.asked = None
+                self.sent_ms = None
                 return
-        self.peer = (self.peer + 1) % self.n  # the peer asked: nothing redirects a request out
+        self.peer = (self.peer + 1) % self.n
         if self.peer == self.me:
             self.peer = (self.peer + 1) % self.n
         self._request(committed, now_ms)
@@ -135,7 +136,7 @@ class CatchUp:
         """``src`` answered a request; we were at ``start`` before and are at ``committed``.
         An answer that moves nothing counts only from the peer asked (then it is a miss)."""
         moved = committed > start
-        if not moved and (self.sent_ms is None or src != self.asked):
+        if not moved and (self.sent_ms is None or src != self.peer):
             return  # unasked, late, or a chain's end: it changes nothing
         if moved:
             self.misses = 0
@@ -145,7 +146,7 @@ class CatchUp:
             else:
                 self._miss(committed, now_ms)
             return
-        self.sent_ms = self.asked = None
+        self.sent_ms = None
         if moved:
             # An answer that moved us on: the peer may hold more (a restarted node asks on
             # the peer's word in its hello, with no certificate naming a target). Any

@@ -1808,7 +1808,7 @@ MUTANTS += [
            tests=[_RB + "test_one_byzantine_peer_cannot_keep_a_lagging_replica_from_catching_up",
                   _RB + "test_catch_up_rotates_past_a_steering_peer_and_a_down_successor"]),
     Mutant("catchup-unasked-empty-answer-counts", "node/core/catchup.py",
-           old="if not moved and (self.sent_ms is None or src != self.asked):",
+           old="if not moved and (self.sent_ms is None or src != self.peer):",
            new="if False:",
            breaks="every empty catch-up answer nobody asked for sends a new request: a Byzantine peer's tiny messages buy large answers from honest peers",
            tests=["tests/unit/test_core_catchup.py::test_an_empty_answer_counts_only_from_the_peer_asked"]),
