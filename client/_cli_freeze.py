@@ -10,24 +10,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from client import Transactions, sign
 from client._cli_common import EXIT_OK, emit_json, table
-from client._cli_net import _client, _genesis, _key, _submit
+from client._cli_net import _client, _key, _submit_built
 from node.settlement import FreezeRecord
 
 __all__ = ["COMMANDS"]
 
 
 def _freeze(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).freeze(args.account, args.by, args.reason, args.instrument)
-    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+    terms = (args.account, args.by, args.reason, args.instrument)
+    return _submit_built(args, lambda t: t.freeze(*terms), _key(args, args.by, args.key))
 
 
 def _unfreeze(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).unfreeze(args.account, args.by, args.instrument)
-    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+    terms = (args.account, args.by, args.instrument)
+    return _submit_built(args, lambda t: t.unfreeze(*terms), _key(args, args.by, args.key))
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 ``submit coupon|distribute|redeem-bond|redeem-all`` sign with the paying agent's or the
 holder's key and submit like every ``submit``; ``schedule`` prints a bond's or fund's
-payment calendar from genesis (and which periods the node says are paid); ``holders``
+payment calendar from the ledger's reference data (genesis's offline) and which periods
+the node says are paid; ``holders``
 prints who holds a bond or fund at the node's current height, or, with ``--height``, after
 a past block, replayed here from genesis and checked against the quorum's state roots.
 """
@@ -15,10 +16,10 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from fractions import Fraction
 
-from client import HolderAt, HolderView, InstrumentView, Transactions, UnavailableError, sign
+from client import HolderAt, HolderView, InstrumentView, LedgerClient, UnavailableError
 from client._cli_common import EXIT_OK, EXIT_USAGE, CliError, amount, emit_json, table
-from client._cli_net import _client, _genesis, _key, _submit
-from node.settlement import Genesis, Instrument, InstrumentKind
+from client._cli_net import _client, _genesis, _key, _submit_built
+from node.settlement import Genesis, Instrument, InstrumentKind, Registry
 from node.settlement._schedule import DAY_MS
 
 __all__ = ["COMMANDS"]
@@ -27,36 +28,33 @@ _FUND_ROWS_AHEAD = 12  # a fund's calendar is long (SCHEDULE_PERIODS_MAX): show 
 
 
 def _coupon(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).coupon(args.bond, args.period, args.agent)
-    return _submit(args, sign(tx, _key(args, tx.agent, args.key), genesis=g))
+    terms = (args.bond, args.period, args.agent)
+    return _submit_built(args, lambda t: t.coupon(*terms), _key(args, args.agent, args.key))
 
 
 def _distribute(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).distribute(args.fund, args.period, args.total, args.agent)
-    return _submit(args, sign(tx, _key(args, tx.agent, args.key), genesis=g))
+    terms = (args.fund, args.period, args.total, args.agent)
+    return _submit_built(args, lambda t: t.distribute(*terms), _key(args, args.agent, args.key))
 
 
 def _redeem_bond(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).redeem_bond(args.bond, args.holder)
-    return _submit(args, sign(tx, _key(args, tx.holder, args.key), genesis=g))
+    terms = (args.bond, args.holder)
+    return _submit_built(args, lambda t: t.redeem_bond(*terms), _key(args, args.holder, args.key))
 
 
 def _redeem_all(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).redeem_all(args.bond, args.agent)
-    return _submit(args, sign(tx, _key(args, tx.agent, args.key), genesis=g))
+    terms = (args.bond, args.agent)
+    return _submit_built(args, lambda t: t.redeem_all(*terms), _key(args, args.agent, args.key))
 
 
 # --- queries ----------------------------------------------------------------------------------
 
 
-def _payable(g: Genesis, iid: str) -> Instrument:
-    inst = g.instrument_by_id.get(iid)
+def _payable(ref: Genesis | Registry, iid: str) -> Instrument:
+    inst = ref.instrument_by_id.get(iid)
     if inst is None or inst.kind is InstrumentKind.CASH:
-        raise CliError(f"{iid} is not a bond or fund of this ledger", EXIT_USAGE)
+        where = "genesis" if isinstance(ref, Genesis) else "this ledger"
+        raise CliError(f"{iid} is not a bond or fund of {where}", EXIT_USAGE)
     return inst
 
 
@@ -78,15 +76,12 @@ def _exact(value: Fraction) -> str:
     return f"{scaled // 10**places}.{scaled % 10**places:0{places}d}"
 
 
-def _instrument_view(args: argparse.Namespace, iid: str) -> InstrumentView:
-    with _client(args) as client:
-        return client.instrument(iid)
-
-
-def _schedule_rows(g: Genesis, inst: Instrument, paid: set[int] | None) -> list[list[str]]:
+def _schedule_rows(
+    ref: Genesis | Registry, inst: Instrument, paid: set[int] | None
+) -> list[list[str]]:
     """One row per period: number, date, coupon per unit (exact), paid or not (None: the
     node was not asked)."""
-    dates = g.schedules[inst.id]
+    dates = ref.schedules[inst.id]
     shown = len(dates)
     if inst.kind is InstrumentKind.FUND:
         shown = min(shown, max(paid or {0}) + _FUND_ROWS_AHEAD)
@@ -109,15 +104,19 @@ def _schedule_rows(g: Genesis, inst: Instrument, paid: set[int] | None) -> list[
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    inst = _payable(g, args.instrument)
-    view = None
+    """The calendar of a bond or fund as the ledger's reference data has it (governance may
+    have added the instrument: ADR 0016), or genesis's with --offline or no node up."""
+    ref: Genesis | Registry = _genesis(args)
+    view: InstrumentView | None = None
     if not args.offline:
         try:
-            view = _instrument_view(args, inst.id)
+            with _client(args) as client:
+                ref = client.reference().registry
+                view = client.instrument(_payable(ref, args.instrument).id)
         except UnavailableError:
             print("no node answered: the calendar from genesis only (paid: ?)")
-    rows = _schedule_rows(g, inst, None if view is None else set(view.paid))
+    inst = _payable(ref, args.instrument)
+    rows = _schedule_rows(ref, inst, None if view is None else set(view.paid))
     if args.json:
         emit_json(
             {
@@ -141,24 +140,23 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _holders(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    inst = _payable(g, args.instrument)
-    if args.height is not None:
-        return _holders_at(args, inst.id, args.height)
-    view = _instrument_view(args, inst.id)
+    with _client(args) as client:
+        inst = _payable(client.reference().registry, args.instrument)  # governance's too
+        if args.height is not None:
+            return _holders_at(args, client, inst.id, args.height)
+        view = client.instrument(inst.id)
     _print_holders(args, view.instrument, view.height, view.holders)
     return EXIT_OK
 
 
-def _holders_at(args: argparse.Namespace, iid: str, height: int) -> int:
+def _holders_at(args: argparse.Namespace, client: LedgerClient, iid: str, height: int) -> int:
     """Holders after block ``height``, replayed here from genesis and checked against the
     quorum's state roots (AsyncLedgerClient.holders_at); progress on stderr."""
 
     def progress(done: int, total: int) -> None:
         print(f"replayed {done}/{total} blocks", file=sys.stderr, flush=True)
 
-    with _client(args) as client:
-        at = client.holders_at(iid, height, progress=progress)
+    at = client.holders_at(iid, height, progress=progress)
     proof = (
         f"state root {at.state_root.hex()[:16]}.. certified by block {at.height + 1}'s header"
         if at.proven

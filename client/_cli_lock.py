@@ -46,62 +46,53 @@ def _hex_id(text: str | None, what: str) -> bytes:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from client import Transactions, sign
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _key, _submit_built
 
     secures: bytes | str = _hex_id(args.secures, "--secures") or (args.secures_repo or "")
-    g = _genesis(args)
-    tx = Transactions(g).lock(
-        args.holder, args.instrument, args.amount, args.beneficiary, _until_ms(args), secures
-    )
+    terms = (args.holder, args.instrument, args.amount, args.beneficiary, _until_ms(args), secures)
     keys = (
         _key(args, args.holder, args.holder_key),
         _key(args, args.beneficiary, args.beneficiary_key),
     )
-    return _submit(args, sign(tx, *keys, genesis=g))
+    return _submit_built(args, lambda t: t.lock(*terms), *keys)
 
 
 def _release(args: argparse.Namespace) -> int:
-    from client import Transactions, sign
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _key, _submit_built
 
     lid = _hex_id(args.lock, "--lock")  # a usage error before anything is read
-    g = _genesis(args)
-    tx = Transactions(g).release_lock(lid, args.holder, args.by)
-    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+    key = _key(args, args.by, args.key)
+    return _submit_built(args, lambda t: t.release_lock(lid, args.holder, args.by), key)
 
 
 def _claim(args: argparse.Namespace) -> int:
-    from client import Transactions, sign
-    from client._cli_net import _client, _genesis, _key, _submit
+    from client._cli_net import _client, _key, _submit_with
 
     lid = _hex_id(args.lock, "--lock")
-    g = _genesis(args)
-    with _client(args, args.beneficiary) as client:  # the lock's terms, to sign for
-        view = next((k for k in client.locks(args.beneficiary)[1] if k.lock_id == lid), None)
-    if view is None or view.beneficiary != args.beneficiary:
-        raise CliError(f"no lock {lid.hex()} for {args.beneficiary} at the node's head")
     cosigner = args.cosign or ""
-    tx = Transactions(g).claim_lock(
-        lid, view.holder, args.beneficiary, view.instrument, view.amount, cosigner=cosigner
-    )
     keys = [_key(args, args.beneficiary, args.beneficiary_key)]
     if cosigner:
         keys.append(_key(args, cosigner, args.cosign_key))
-    return _submit(args, sign(tx, *keys, genesis=g))
+    with _client(args, keys[0]) as client:  # the lock's terms, to sign for
+        view = next((k for k in client.locks(args.beneficiary)[1] if k.lock_id == lid), None)
+        if view is None or view.beneficiary != args.beneficiary:
+            raise CliError(f"no lock {lid.hex()} for {args.beneficiary} at the node's head")
+        client.reference()  # names and keys as governance left them (ADR 0016)
+        tx = client.tx.claim_lock(
+            lid, view.holder, args.beneficiary, view.instrument, view.amount, cosigner=cosigner
+        )
+        return _submit_with(client, args, client.sign(tx, *keys))
 
 
 def _swap(args: argparse.Namespace) -> int:
-    from client import Transactions, sign
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _key, _submit_built
 
-    g = _genesis(args)
-    tx = Transactions(g).swap(
+    terms = (
         args.a, args.a_instrument, args.a_quantity, args.b, args.b_instrument, args.b_quantity,
         args.deadline_ms,
     )  # fmt: skip
     keys = (_key(args, args.a, args.a_key), _key(args, args.b, args.b_key))
-    return _submit(args, sign(tx, *keys, genesis=g))
+    return _submit_built(args, lambda t: t.swap(*terms), *keys)
 
 
 def _list(args: argparse.Namespace) -> int:

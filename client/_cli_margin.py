@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from client import PriceBook, Transactions, sign
+from client import PriceBook
 from client._cli_common import EXIT_OK, emit_json, table
 
 if TYPE_CHECKING:
@@ -34,34 +34,29 @@ AS_OF_LAG_MS = 1_000
 
 
 def _attest_price(args: argparse.Namespace) -> int:
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _key, _submit_built
 
-    g = _genesis(args)
     as_of = args.as_of_ms if args.as_of_ms is not None else int(time.time() * 1000) - AS_OF_LAG_MS
-    tx = Transactions(g).attest_price(args.source, args.instrument, args.price, as_of)
-    return _submit(args, sign(tx, _key(args, args.source, args.key), genesis=g))
+    terms = (args.source, args.instrument, args.price, as_of)
+    return _submit_built(args, lambda t: t.attest_price(*terms), _key(args, args.source, args.key))
 
 
 def _margin_call(args: argparse.Namespace) -> int:
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _key, _submit_built
 
-    g = _genesis(args)
-    tx = Transactions(g).margin_call(args.repo, args.borrower, args.lender)
-    return _submit(args, sign(tx, _key(args, args.lender, args.key), genesis=g))
+    terms = (args.repo, args.borrower, args.lender)
+    return _submit_built(args, lambda t: t.margin_call(*terms), _key(args, args.lender, args.key))
 
 
 def _substitute(args: argparse.Namespace) -> int:
-    from client._cli_net import _genesis, _key, _submit
+    from client._cli_net import _key, _submit_built
 
-    g = _genesis(args)
-    tx = Transactions(g).repo_substitute(
-        args.repo, args.borrower, args.lender, args.instrument, args.quantity
-    )
+    terms = (args.repo, args.borrower, args.lender, args.instrument, args.quantity)
     keys = (
         _key(args, args.borrower, args.borrower_key),
         _key(args, args.lender, args.lender_key),
     )
-    return _submit(args, sign(tx, *keys, genesis=g))
+    return _submit_built(args, lambda t: t.repo_substitute(*terms), *keys)
 
 
 def describe(terms: dict[str, Any]) -> str:

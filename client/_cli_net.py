@@ -2,7 +2,9 @@
 
 ``sign dvp`` and ``cosign`` need genesis and a key only (the two parties may sit on two
 machines and swap the trade file); the rest open a :class:`LedgerClient` on the run
-directory's nodes. SDK errors become one line and an exit code in :func:`run`.
+directory's nodes, and the commands that build a transaction check it against the reference
+data a node holds (``_submit_built``). SDK errors become one line and an exit code in
+:func:`run`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from client import (
     cosign,
     load_key,
     propose_dvp,
-    sign,
     terms_of,
 )
 from client import _cli_settlement as settlement
@@ -157,6 +158,8 @@ def _key(args: argparse.Namespace, participant: str, path: Path | None) -> Parti
     """``path`` (a --key option) or the run directory's key file for ``participant``."""
     if path is None:
         default = _run_dir(args) / "participants" / f"{participant}.key"
+        if not (_run_dir(args) / "genesis.json").is_file():
+            _genesis(args)  # says what is wrong with the run directory
         if not default.is_file():
             raise CliError(f"no key for {participant} at {default} (pass --key FILE)", EXIT_USAGE)
         path = default
@@ -440,28 +443,45 @@ def _closing(it: Iterator[T]) -> Iterator[Iterator[T]]:
 
 
 def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
+    """Submit a transaction signed already (a trade file, an admin change)."""
     with _client(args, stx.tx.required_signers()[0]) as client:
-        if args.no_wait:
-            client.submit(stx, wait=False, timeout_s=args.timeout)
-            if args.json:
-                emit_json({"tx_id": stx.tx_id.hex(), "state": "ACCEPTED"})
-            else:
-                print(f"accepted, not waiting for finality: {describe(stx.tx)}")
-                print(f"tx id     {stx.tx_id.hex()} (follow it: ledger tx TX_ID)")
-            return EXIT_OK
-        t0 = time.perf_counter()
-        try:
-            receipt = client.submit(
-                stx, timeout_s=args.timeout, prove_result=not args.finality_only
-            )
-            if args.wait_settled and receipt.waiting:
-                left = max(0.001, args.timeout - (time.perf_counter() - t0))
-                receipt = client.wait_settled(stx.tx_id, timeout_s=left)
-        except RejectedError as e:
-            if args.receipt_out is not None:  # a refusal is provable too
-                _write(args.receipt_out, e.receipt.dumps())
-            raise
-        elapsed_ms = (time.perf_counter() - t0) * 1000
+        return _submit_with(client, args, stx)
+
+
+Build = Callable[[Transactions], Transaction]
+
+
+def _submit_built(args: argparse.Namespace, build: Build, *keys: ParticipantKey) -> int:
+    """Build the transaction a command describes, sign it with ``keys`` and submit it.
+    Names and keys are checked against the ledger's reference data as a node holds it now,
+    not genesis alone: governance adds participants and instruments and rotates keys (ADR
+    0016), and a participant or instrument it added must work from the CLI as from the SDK.
+    The first key is the identity the calls are signed with."""
+    with _client(args, keys[0]) as client:
+        client.reference()  # from now on what client.tx and client.sign check against
+        return _submit_with(client, args, client.sign(build(client.tx), *keys))
+
+
+def _submit_with(client: LedgerClient, args: argparse.Namespace, stx: SignedTransaction) -> int:
+    if args.no_wait:
+        client.submit(stx, wait=False, timeout_s=args.timeout)
+        if args.json:
+            emit_json({"tx_id": stx.tx_id.hex(), "state": "ACCEPTED"})
+        else:
+            print(f"accepted, not waiting for finality: {describe(stx.tx)}")
+            print(f"tx id     {stx.tx_id.hex()} (follow it: ledger tx TX_ID)")
+        return EXIT_OK
+    t0 = time.perf_counter()
+    try:
+        receipt = client.submit(stx, timeout_s=args.timeout, prove_result=not args.finality_only)
+        if args.wait_settled and receipt.waiting:
+            left = max(0.001, args.timeout - (time.perf_counter() - t0))
+            receipt = client.wait_settled(stx.tx_id, timeout_s=left)
+    except RejectedError as e:
+        if args.receipt_out is not None:  # a refusal is provable too
+            _write(args.receipt_out, e.receipt.dumps())
+        raise
+    elapsed_ms = (time.perf_counter() - t0) * 1000
     if args.receipt_out is not None:
         _write(args.receipt_out, receipt.dumps())
     if args.json:
@@ -478,49 +498,43 @@ def _submit(args: argparse.Namespace, stx: SignedTransaction) -> int:
 
 
 def _submit_issue(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).issue(args.instrument, args.to, args.amount, args.by)
-    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+    key = _key(args, args.by, args.key)
+    return _submit_built(
+        args, lambda t: t.issue(args.instrument, args.to, args.amount, args.by), key
+    )
 
 
 def _submit_transfer(args: argparse.Namespace) -> int:
-    g = _genesis(args)
     cosigner = args.cosign or ""
-    tx = Transactions(g).transfer(
-        args.instrument, args.sender, args.receiver, args.amount, cosigner=cosigner
-    )
     keys = [_key(args, args.sender, args.key)]
     if cosigner:  # the compliance officer's key in the run directory (or --cosign-key)
         keys.append(_key(args, cosigner, args.cosign_key))
-    return _submit(args, sign(tx, *keys, genesis=g))
+    terms = (args.instrument, args.sender, args.receiver, args.amount)
+    return _submit_built(args, lambda t: t.transfer(*terms, cosigner=cosigner), *keys)
 
 
 def _submit_redeem(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).redeem(args.instrument, args.holder, args.amount, args.by)
     keys = [_key(args, args.by, args.by_key)]
     if args.holder != args.by:
         keys.append(_key(args, args.holder, args.holder_key))
-    return _submit(args, sign(tx, *keys, genesis=g))
+    terms = (args.instrument, args.holder, args.amount, args.by)
+    return _submit_built(args, lambda t: t.redeem(*terms), *keys)
 
 
 def _submit_hold(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).hold(_tx_id(args.instruction), args.by)
-    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+    tid, key = _tx_id(args.instruction), _key(args, args.by, args.key)
+    return _submit_built(args, lambda t: t.hold(tid, args.by), key)
 
 
 def _submit_release(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).release(_tx_id(args.instruction), args.by)
-    return _submit(args, sign(tx, _key(args, args.by, args.key), genesis=g))
+    tid, key = _tx_id(args.instruction), _key(args, args.by, args.key)
+    return _submit_built(args, lambda t: t.release(tid, args.by), key)
 
 
 def _submit_cancel(args: argparse.Namespace) -> int:
-    g = _genesis(args)
-    tx = Transactions(g).cancel(_tx_id(args.instruction), args.seller, args.buyer)
+    tid = _tx_id(args.instruction)
     keys = [_key(args, args.seller, args.seller_key), _key(args, args.buyer, args.buyer_key)]
-    return _submit(args, sign(tx, *keys, genesis=g))
+    return _submit_built(args, lambda t: t.cancel(tid, args.seller, args.buyer), *keys)
 
 
 def _submit_dvp(args: argparse.Namespace) -> int:

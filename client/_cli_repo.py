@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from client._cli_common import EXIT_OK, emit_json, table, timestamp
 
 if TYPE_CHECKING:
-    from node.settlement import RepoRecord
+    from node.settlement import RepoRecord, Transaction
 
 __all__ = ["COMMANDS", "add_commands"]
 
@@ -32,36 +32,37 @@ _MS_PER_S = 1000
 
 
 def _open(args: argparse.Namespace) -> int:
-    from client import Transactions, sign
-    from client._cli_net import _genesis, _key, _submit
+    from client import Transactions
+    from client._cli_net import _key, _submit_built
 
-    g = _genesis(args)
     now_ms = int(time.time() * _MS_PER_S)
     close_ms = args.close_ms or now_ms + int(args.close_in * _MS_PER_S)
-    tx = Transactions(g).repo_open(
-        args.id, args.borrower, args.lender, args.bond, args.quantity, args.cash, args.purchase,
-        close_ms, close_ms + int(args.grace * _MS_PER_S),
-        rate_bp=args.rate_bp or 0, repurchase_amount=args.repurchase or 0,
-        cosigner=args.cosign or "",
-    )  # fmt: skip
     keys = [_key(args, args.borrower, args.borrower_key), _key(args, args.lender, args.lender_key)]
     if args.cosign:
         keys.append(_key(args, args.cosign, None))
-    return _submit(args, sign(tx, *keys, genesis=g))
+
+    def build(t: Transactions) -> Transaction:
+        return t.repo_open(
+            args.id, args.borrower, args.lender, args.bond, args.quantity, args.cash,
+            args.purchase, close_ms, close_ms + int(args.grace * _MS_PER_S),
+            rate_bp=args.rate_bp or 0, repurchase_amount=args.repurchase or 0,
+            cosigner=args.cosign or "",
+        )  # fmt: skip
+
+    return _submit_built(args, build, *keys)
 
 
 def _close(args: argparse.Namespace) -> int:
-    from client import Transactions, sign
-    from client._cli_net import _client, _genesis, _key, _submit
+    from client._cli_net import _client, _key, _submit_with
 
-    g = _genesis(args)
     with _client(args, args.by[0]) as client:  # the repo's parties, from its record
         _, (rec,) = client.repos(args.id)
-    tx = Transactions(g).repo_close(
-        args.id, rec.borrower, rec.lender, *args.by, cosigner=args.cosign or ""
-    )
-    keys = [_key(args, signer, None) for signer in tx.required_signers()]
-    return _submit(args, sign(tx, *keys, genesis=g))
+        client.reference()  # names and keys as governance left them (ADR 0016)
+        tx = client.tx.repo_close(
+            args.id, rec.borrower, rec.lender, *args.by, cosigner=args.cosign or ""
+        )
+        keys = [_key(args, signer, None) for signer in tx.required_signers()]
+        return _submit_with(client, args, client.sign(tx, *keys))
 
 
 def _read(args: argparse.Namespace) -> tuple[int, tuple[RepoRecord, ...]]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from client import BackedView, Transactions, sign
+from client import BackedView
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, emit_json, table
-from client._cli_net import _client, _genesis, _key, _submit
+from client._cli_net import _client, _genesis, _key, _submit_built
 from node import crypto
 from node.settlement import (
     Bill,
@@ -217,10 +217,8 @@ def _attest_custody(args: argparse.Namespace) -> int:
         raise CliError(
             f"{args.bond} is not custody-backed in genesis; pass --custodian", EXIT_USAGE
         )
-    tx = Transactions(g).attest_custody(
-        custodian, args.bond, args.amount, _as_of(args), _document(args)
-    )
-    return _submit(args, sign(tx, _key(args, custodian, args.key), genesis=g))
+    terms = (custodian, args.bond, args.amount, _as_of(args), _document(args))
+    return _submit_built(args, lambda t: t.attest_custody(*terms), _key(args, custodian, args.key))
 
 
 def _bill(text: str) -> Bill:
@@ -236,10 +234,8 @@ def _attest_reserves(args: argparse.Namespace) -> int:
     inst = g.instrument_by_id.get(args.cash)
     issuer = args.issuer or (inst.issuer if inst else "")
     bills = [_bill(b) for b in args.bill or ()]
-    tx = Transactions(g).attest_reserves(
-        issuer, args.cash, _as_of(args), _document(args), args.deposits, bills
-    )
-    return _submit(args, sign(tx, _key(args, issuer, args.key), genesis=g))
+    terms = (issuer, args.cash, _as_of(args), _document(args), args.deposits, bills)
+    return _submit_built(args, lambda t: t.attest_reserves(*terms), _key(args, issuer, args.key))
 
 
 def _fetch(args: argparse.Namespace) -> tuple[Genesis, int, tuple[BackedView, ...], int]:

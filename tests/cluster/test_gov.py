@@ -25,6 +25,7 @@ from client import (
 from client.cli import main
 from node import crypto
 from node.netconfig import OPERATOR_IDENTITY
+from node.settlement import isin_check_digit
 from tests.cluster.harness import Cluster, module_cluster, participant_key
 
 pytestmark = pytest.mark.slow
@@ -129,6 +130,46 @@ def test_admins_on_separate_machines_through_the_cli(
     assert tiers["BANK03"] == 3 and tiers["BANK04"] == 2  # the control: untouched
     assert "EUR.CASHCO" in {i["id"] for i in shown["instruments"]}
     assert (shown["admins"], shown["threshold"]) == (["COMPLIANCE", "CSD", "REGULATOR"], 2)
+
+
+def test_the_cli_submits_and_reads_what_governance_added(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every ``ledger submit`` checks names and keys against the ledger's reference data,
+    not genesis alone, and ``schedule`` and ``holders`` read it too: a cash token and a bond
+    k admins added are issued, traded and listed from the CLI. (Each command built its
+    transaction against genesis and refused them as unknown.)"""
+    run = ["--run-dir", str(cluster.net.run_dir)]
+    bond = "US00GOVBOND" + str(isin_check_digit("US00GOVBOND"))
+    eur = "EUR.GOVCASH"
+    terms = [
+        {"id": eur, "kind": "cash", "issuer": "CASHCO", "currency": "EUR"},
+        {"id": bond, "kind": "bond", "issuer": "TREASURY", "currency": "USD",
+         "unit_face_minor": 1, "maturity_date": "2031-06-30", "coupon_bp": 500,
+         "coupon_freq": 2, "payment_cash": cluster.demo.cash},
+    ]  # fmt: skip
+    for t in terms:
+        (tmp_path / "inst.json").write_text(json.dumps(t))
+        assert main([*run, "admin", "add-instrument", "--file", str(tmp_path / "inst.json")]) == 0
+    mint = [*run, "submit", "issue", "--to", "BANK01", "--amount", "700"]
+    assert main([*mint, "--instrument", eur, "--by", "CASHCO"]) == 0
+    assert main([*mint, "--instrument", bond, "--by", "TREASURY"]) == 0
+    pay = ["--from", "BANK01", "--to", "BANK02", "--amount", "300"]
+    assert main([*run, "submit", "transfer", "--instrument", eur, *pay]) == 0
+    capsys.readouterr()
+    assert main([*run, "--json", "balance", "BANK01"]) == 0
+    amounts = json.loads(capsys.readouterr().out)["balances"]
+    assert (amounts[eur], amounts[bond]) == (400, 700)
+    assert main([*run, "--json", "holders", bond]) == 0
+    held = {h["account"]: h["units"] for h in json.loads(capsys.readouterr().out)["holders"]}
+    assert held == {"BANK01": 700}
+    assert main([*run, "--json", "schedule", bond]) == 0
+    periods = json.loads(capsys.readouterr().out)["periods"]
+    assert periods[-1]["date"] == "2031-06-30" and periods[-1]["paid"] == "by redemption"
+    assert {p["paid"] for p in periods[:-1]} == {"unpaid"}
+    # the control: offline, genesis alone does not know the bond
+    assert main([*run, "schedule", bond, "--offline"]) != 0
+    assert f"{bond} is not a bond or fund of genesis" in capsys.readouterr().err
 
 
 def test_admins_replace_the_compliance_rules_through_the_cli(

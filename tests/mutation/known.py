@@ -1887,3 +1887,14 @@ MUTANTS += [
            tests=[_RCA + "test_calls_parked_before_their_request_are_capped_by_the_client_port"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: the CLI builds against the ledger's reference data
+# fmt: off
+MUTANTS += [
+    Mutant("cli-builds-against-genesis", "client/_cli_net.py",
+           old="        client.reference()  # from now on what client.tx and client.sign check against\n",
+           new="",
+           breaks="every `ledger submit` refuses a participant or instrument governance added as unknown, and signs with genesis's keys",
+           tests=["tests/cluster/test_gov.py::test_the_cli_submits_and_reads_what_governance_added"]),
+]
+# fmt: on
