@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"console: {url} (reading as {key.participant}; Ctrl-C stops)", flush=True)
 
     try:
-        asyncio.run(serve(run_dir, host=args.host, port=args.port, identity=key, ready=ready))
+        names = frozenset(args.allow_host or ())
+        served = serve(run_dir, host=args.host, port=args.port, identity=key, ready=ready,
+                       allowed_hosts=names)  # fmt: skip
+        asyncio.run(served)
     except OSError as e:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     except KeyboardInterrupt:
@@ -66,5 +69,13 @@ def console_options() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1, loopback only; anything else serves "
         "what the identity may read to whoever reaches it)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="a host name the browser may reach the console by (repeatable); by default it "
+        "answers to IP addresses and localhost only, so no page of another site can read it "
+        "through a name pointed at this machine (DNS rebinding)",
     )
     return p

@@ -17,7 +17,7 @@ from aiohttp import web
 from client._async import AsyncLedgerClient
 from client._keys import ParticipantKey
 from client.console._model import ConsoleModel
-from client.console._server import ConsoleServer, Hub
+from client.console._server import ConsoleServer, Hub, is_ip
 from node.netconfig import OPERATOR_IDENTITY
 
 __all__ = ["ConsoleModel", "ConsoleServer", "Hub", "is_loopback", "serve"]
@@ -40,12 +40,17 @@ async def serve(
     identity: str | ParticipantKey | None = None,
     ready: Callable[[str], None] = print,
     stop: asyncio.Event | None = None,
+    allowed_hosts: frozenset[str] = frozenset(),
 ) -> None:
     """Serve the console of the network in ``run_dir`` as ``identity`` (default the
     operator, ``AUDITOR``) until ``stop`` is set (or forever); ``ready(url)`` is called
-    once it listens (port 0: a free port)."""
+    once it listens (port 0: a free port). It answers to an IP address, ``localhost`` and
+    ``allowed_hosts`` (host names) in the ``Host`` header only (``host_refusal``)."""
+    if not is_ip(host) and host != "localhost":
+        allowed_hosts |= {host}  # the name it was told to listen on
     client = AsyncLedgerClient.from_run_dir(run_dir, identity=identity or OPERATOR_IDENTITY)
-    runner = web.AppRunner(ConsoleServer(client).app(), access_log=None)
+    server = ConsoleServer(client, allowed_hosts=allowed_hosts)
+    runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -132,8 +134,59 @@ def _errors(fn: Handler) -> Handler:
     return run
 
 
+async def _secure(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status=status)
+
+
+# Every response: no sniffing, no framing (clickjacking), scripts and styles from this
+# server only (styles inline too: the charts' legends), nothing sent onward as a referrer.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def host_refusal(request: web.Request, allowed: frozenset[str]) -> str | None:
+    """Why the console will not answer ``request``, or None.
+
+    DNS rebinding: a page of another site, open in the operator's browser, points its own
+    name at 127.0.0.1 and reads the console as same-origin, which is everything the
+    console's identity (by default the auditor) may read. Its requests carry that name in
+    ``Host``; the console answers only to an IP address (a page cannot be served from the
+    console's own address), ``localhost``, and the names given with ``--allow-host``. A
+    request that changes or costs something (a POST) must also come from the console's own
+    pages: an ``Origin`` of another address is refused (cross-site request forgery)."""
+    host = request.host
+    name = urlsplit(f"//{host}").hostname or ""
+    if not is_ip(name) and name != "localhost" and name not in allowed:
+        return (
+            f"this console answers to its IP address or localhost, not {host[:80]!r} "
+            "(a page of another site may not read it); to use a name, serve with "
+            "--allow-host NAME"
+        )
+    origin = request.headers.get("Origin")
+    if origin is None or request.method in ("GET", "HEAD"):
+        return None
+    if urlsplit(origin).netloc.lower() != host.lower():
+        return f"a request from another site ({origin[:80]!r}) may not change anything"
+    return None
+
+
+def is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _tx_id(request: web.Request) -> bytes:
@@ -150,8 +203,15 @@ def _tx_id(request: web.Request) -> bytes:
 class ConsoleServer:
     """The aiohttp application around one SDK client (which it closes on cleanup)."""
 
-    def __init__(self, client: AsyncLedgerClient, *, poll_s: float = CONSOLE_STATUS_POLL_S):
+    def __init__(
+        self,
+        client: AsyncLedgerClient,
+        *,
+        poll_s: float = CONSOLE_STATUS_POLL_S,
+        allowed_hosts: frozenset[str] = frozenset(),
+    ):
         self.client = client
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.genesis = client.genesis
         self.model = ConsoleModel(client.genesis)
         self.hub = Hub()
@@ -164,7 +224,7 @@ class ConsoleServer:
         self.broken = ""  # set when a feeding task died (see _died)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._guard])
         routes = [
             web.get("/", self._index),
             web.get("/static/{name}", self._static),
@@ -182,7 +242,15 @@ class ConsoleServer:
         app.add_routes(routes)
         app.cleanup_ctx.append(self._background)
         app.on_shutdown.append(self._close_streams)
+        app.on_response_prepare.append(_secure)
         return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        why = host_refusal(request, self.allowed_hosts)
+        if why is not None:
+            return _error(403, why)
+        return await handler(request)
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
         tasks = [

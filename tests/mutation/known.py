@@ -1898,3 +1898,25 @@ MUTANTS += [
            tests=["tests/cluster/test_gov.py::test_the_cli_submits_and_reads_what_governance_added"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: who may reach the console
+_CON = "tests/unit/test_console.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("console-host-unchecked", "client/console/_server.py",
+           old='    if not is_ip(name) and name != "localhost" and name not in allowed:\n',
+           new="    if False:\n",
+           breaks="DNS rebinding: any site open in the operator's browser reads everything the console's identity (the auditor) may read",
+           tests=[_CON + "test_the_console_answers_only_to_its_address_not_a_name_another_site_chose"]),
+    Mutant("console-cross-site-post", "client/console/_server.py",
+           old="    if urlsplit(origin).netloc.lower() != host.lower():\n",
+           new="    if False:\n",
+           breaks="a page of another site makes the operator's browser post to the console",
+           tests=[_CON + "test_a_request_from_another_site_may_not_post"]),
+    Mutant("console-no-security-headers", "client/console/_server.py",
+           old="        app.on_response_prepare.append(_secure)\n",
+           new="",
+           breaks="the console can be framed by another site (clickjacking) and runs scripts from anywhere an injection puts them",
+           tests=[_CON + "test_every_answer_forbids_framing_sniffing_and_foreign_scripts"]),
+]
+# fmt: on

@@ -372,3 +372,68 @@ async def test_attestations_a_bank_may_not_read_are_hidden_not_an_error() -> Non
         doc = await r.json()
     assert doc["hidden"] == sorted([BACKED.bonds[0], BACKED.cash])
     assert doc["now_ms"] == T0  # height 0: judged at genesis time, not the console's clock
+
+
+# --- who may reach the console (DNS rebinding, cross-site requests) -------------------------
+
+_TX = "ab" * 32
+
+
+async def _get(server: ConsoleServer, path: str, **headers: str) -> tuple[int, dict[str, str]]:
+    async with TestClient(TestServer(server.app())) as http:
+        r = await asyncio.wait_for(http.get(path, headers=headers), 10)
+        return r.status, dict(r.headers)
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "status"),
+    [
+        ("evil.example:8080", (), 403),  # a name pointed at 127.0.0.1 by another site
+        ("127.0.0.1.nip.example", (), 403),
+        ("console.bank.example:8080", ("console.bank.example",), 200),  # --allow-host
+        ("CONSOLE.bank.example", ("console.bank.example",), 200),
+        ("127.0.0.1:8080", (), 200),
+        ("[::1]:8080", (), 200),
+        ("10.1.2.3", (), 200),
+        ("localhost:8080", (), 200),
+    ],
+)
+async def test_the_console_answers_only_to_its_address_not_a_name_another_site_chose(
+    host: str, allowed: tuple[str, ...], status: int
+) -> None:
+    """DNS rebinding: a page of evil.example, open in the operator's browser, points its
+    name at 127.0.0.1 and would read the auditor's console as its own origin. Its requests
+    carry its name in Host, and get 403 with why; an IP address, localhost and the names
+    given with --allow-host are answered (the controls)."""
+    server = ConsoleServer(FakeClient(None), poll_s=0.01, allowed_hosts=frozenset(allowed))  # type: ignore[arg-type]
+    for path in ("/", "/api/network", "/api/events"):
+        got, _ = await _get(server, path, Host=host)
+        assert got == status, path
+
+
+async def test_a_request_from_another_site_may_not_post() -> None:
+    """Cross-site request forgery: a form or fetch of another origin posting to the
+    console is refused before the handler runs; the console's own page (the same origin)
+    reaches it (here refused 400 for its bad id, by the handler)."""
+    server = ConsoleServer(FakeClient(None), poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        own = f"http://{http.host}:{http.port}"
+        for origin, status, said in (
+            ("http://evil.example", 403, "another site"),
+            ("null", 403, "another site"),
+            (own, 400, "not a transaction id"),
+        ):
+            r = await asyncio.wait_for(
+                http.post("/api/trade/zz/verify", headers={"Origin": origin}), 10
+            )
+            assert (r.status, said in (await r.json())["error"]) == (status, True), origin
+
+
+async def test_every_answer_forbids_framing_sniffing_and_foreign_scripts() -> None:
+    server = ConsoleServer(FakeClient(None), poll_s=0.01)  # type: ignore[arg-type]
+    for path, host in (("/", "127.0.0.1"), ("/api/blocks", "127.0.0.1"), ("/", "evil.example")):
+        _, headers = await _get(server, path, Host=host)
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert "default-src 'self'" in headers["Content-Security-Policy"]
