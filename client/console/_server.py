@@ -381,10 +381,13 @@ class ConsoleServer:
 
     async def _positions(self, request: web.Request) -> web.StreamResponse:
         """Every participant's balances the identity may read; supply per instrument is
-        the sum over them, complete only when every holder's balances were readable."""
-        ids = [p.id for p in self.genesis.participants][:CONSOLE_PARTICIPANTS_MAX]
+        the sum over them, complete only when every holder's balances were readable.
+        Participants and instruments as the ledger's reference data has them: governance
+        adds both (ADR 0016)."""
+        ref = await self.client.reference()
+        ids = [p.id for p in ref.participants][:CONSOLE_PARTICIPANTS_MAX]
         got = await asyncio.gather(*(self.client.balances(p) for p in ids), return_exceptions=True)
-        rows, hidden, supply = [], [], dict.fromkeys((i.id for i in self.genesis.instruments), 0)
+        rows, hidden, supply = [], [], dict.fromkeys((i.id for i in ref.instruments), 0)
         height = 0
         for pid, b in zip(ids, got, strict=True):
             if isinstance(b, PermissionDeniedError):
@@ -399,7 +402,7 @@ class ConsoleServer:
         return _json({
             "height": height,
             "instruments": [{"id": i.id, "kind": i.kind.name, "issuer": i.issuer}
-                            for i in self.genesis.instruments],
+                            for i in ref.instruments],
             "positions": rows,
             "supply": supply,
             "supply_complete": not hidden,

@@ -1918,5 +1918,10 @@ MUTANTS += [
            new="",
            breaks="the console can be framed by another site (clickjacking) and runs scripts from anywhere an injection puts them",
            tests=[_CON + "test_every_answer_forbids_framing_sniffing_and_foreign_scripts"]),
+    Mutant("console-positions-from-genesis", "client/console/_server.py",
+           old="        ids = [p.id for p in ref.participants][:CONSOLE_PARTICIPANTS_MAX]\n",
+           new="        ids = [p.id for p in self.genesis.participants][:CONSOLE_PARTICIPANTS_MAX]\n",
+           breaks="the Positions page leaves out every participant governance added, and their holdings from the supply",
+           tests=[_CON + "test_positions_list_the_participants_and_instruments_governance_added"]),
 ]
 # fmt: on

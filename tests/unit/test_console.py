@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from client._async import (
     BackedView,
+    Balances,
     BlockEvent,
     BlockTx,
     BlockView,
@@ -24,6 +25,7 @@ from client._async import (
 from client._cli_common import EXIT_USAGE
 from client._errors import NotFoundError
 from client._limits import CONSOLE_FAIL_BUCKET_MS, CONSOLE_TRADES_KEPT
+from client._reference import Reference
 from client.cli import main as cli_main
 from client.console import ConsoleServer, Hub, is_loopback
 from client.console._model import (
@@ -34,12 +36,18 @@ from client.console._model import (
     tolerance,
 )
 from client.console._server import dumps
+from node import crypto
 from node.core import Phase, QuorumCert, encode_qc
 from node.settlement import (
     Bill,
     CustodyAttestation,
+    Instrument,
+    InstrumentKind,
+    Participant,
+    Registry,
     ReserveAttestation,
     ResultCode,
+    Role,
     SignedTx,
     decode_body,
 )
@@ -437,3 +445,30 @@ async def test_every_answer_forbids_framing_sniffing_and_foreign_scripts() -> No
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
         assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+async def test_positions_list_the_participants_and_instruments_governance_added() -> None:
+    """The Positions page lists participants and instruments as the ledger's reference data
+    has them, not genesis's alone: a bank and a cash token k admins added show, with the
+    token's supply. (The page listed genesis's and left both out.)"""
+    g = NET.genesis
+    bank = Participant("BANK99", crypto.SigningKey(b"\x07" * 32).public_key,
+                       frozenset({Role.TRADER}), 2)  # fmt: skip
+    eur = Instrument("EUR.GOVCASH", InstrumentKind.CASH, "CASHCO", "EUR")
+    registry = Registry.from_values(g, (*g.participants, bank), (*g.instruments, eur))
+    ref = Reference(3, registry, {}, g.admins, g.admin_threshold)
+
+    class Governed(FakeClient):
+        async def reference(self) -> Reference:
+            return ref
+
+        async def balances(self, account: str) -> Balances:
+            return Balances(account, 3, {eur.id: 5} if account == bank.id else {})
+
+    server = ConsoleServer(Governed(None), poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        r = await asyncio.wait_for(http.get("/api/positions"), 10)
+        assert r.status == 200
+        doc = await r.json()
+    assert doc["positions"] == [{"account": bank.id, "amounts": {eur.id: 5}}]
+    assert eur.id in {i["id"] for i in doc["instruments"]} and doc["supply"][eur.id] == 5
