@@ -456,10 +456,23 @@ def _submit_built(args: argparse.Namespace, build: Build, *keys: ParticipantKey)
     Names and keys are checked against the ledger's reference data as a node holds it now,
     not genesis alone: governance adds participants and instruments and rotates keys (ADR
     0016), and a participant or instrument it added must work from the CLI as from the SDK.
-    The first key is the identity the calls are signed with."""
+    The first key is the identity the calls are signed with.
+
+    The reference data is one node's word: what it refuses but genesis allows is signed
+    against genesis and sent, and the ledger judges it, so a node lying about who exists
+    or which key is whose cannot block a submit (it can only fail to vouch for what
+    governance added)."""
     with _client(args, keys[0]) as client:
         client.reference()  # from now on what client.tx and client.sign check against
-        return _submit_with(client, args, client.sign(build(client.tx), *keys))
+        try:
+            stx = client.sign(build(client.tx), *keys)
+        except (InvalidFieldError, SigningError) as refused:
+            client.tx.reference = client.genesis
+            try:
+                stx = client.sign(build(client.tx), *keys)
+            except (InvalidFieldError, SigningError):
+                raise refused from None
+        return _submit_with(client, args, stx)
 
 
 def _submit_with(client: LedgerClient, args: argparse.Namespace, stx: SignedTransaction) -> int:

@@ -7,6 +7,8 @@ commands are exercised against a real cluster in tests/cluster/test_cli.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import stat
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from client import ParticipantKey, SignedTransaction, Transactions, _cli_net, sign
 from client.cli import amount, build_parser, main
+from node import crypto
 from node.genesis import dump_genesis
-from node.keyfiles import load_signing_key
+from node.keyfiles import load_signing_key, write_signing_key
+from node.settlement import Genesis, Registry, Transaction
 from tests.ledger_helpers import shared_net
 
 
@@ -312,3 +317,51 @@ def test_sign_and_cosign_offline(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert doc["signers"] == ["BANK01", "BANK02"]
     assert doc["terms"]["amount"] == 990
     assert json.loads(signed.read_text())["missing_signers"] == []
+
+
+class _LyingNode:
+    """What ``_submit_built`` uses of a LedgerClient, over a node whose reference data
+    gives ``rekeyed`` another key (a node lying about which key is whose; none: an honest
+    node); it records what it is asked to submit."""
+
+    def __init__(self, genesis: Genesis, rekeyed: str | None) -> None:
+        self.genesis, self.rekeyed = genesis, rekeyed
+        self.tx = Transactions(genesis)
+        self.submitted: list[SignedTransaction] = []
+
+    def reference(self) -> None:
+        g, other = self.genesis, crypto.SigningKey(b"\x09" * 32).public_key
+        parts = [dataclasses.replace(p, public_key=other) if p.id == self.rekeyed else p
+                 for p in g.participants]  # fmt: skip
+        self.tx.reference = Registry.from_values(g, parts, g.instruments)
+
+    def sign(self, tx: Transaction, *keys: ParticipantKey) -> SignedTransaction:
+        return sign(tx, *keys, genesis=self.tx.reference)
+
+    def submit(self, stx: SignedTransaction, **kw: object) -> None:
+        self.submitted.append(stx)
+
+
+def test_a_node_lying_about_the_reference_data_cannot_block_a_submit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ledger submit` checks names and keys against the reference data one node reports;
+    a node claiming the sender has another key would have the CLI refuse to sign a
+    transfer genesis allows. What genesis allows is signed and sent, and the ledger judges
+    it; what neither allows is refused here (the control)."""
+    net = shared_net()
+    dump_genesis(net.genesis, tmp_path / "genesis.json")
+    (tmp_path / "participants").mkdir()
+    write_signing_key(tmp_path / "participants" / "BANK01.key", net.participant_keys["BANK01"])
+    pay = ["--run-dir", str(tmp_path), "submit", "transfer", "--instrument", net.cash,
+           "--from", "BANK01", "--amount", "5", "--no-wait"]  # fmt: skip
+    for rekeyed, to, sent in (("BANK01", "BANK02", True), (None, "BANK02", True),
+                              (None, "NOBODY", False)):  # fmt: skip
+        node = _LyingNode(net.genesis, rekeyed)
+        monkeypatch.setattr(_cli_net, "_client", lambda *a, n=node: contextlib.nullcontext(n))
+        code, _, err = run(capsys, *pay, "--to", to)
+        if sent:
+            assert code == 0, err
+            assert [s.tx.required_signers() for s in node.submitted] == [("BANK01",)]
+        else:
+            assert code == 2 and "NOBODY" in _one_error_line(err) and not node.submitted
