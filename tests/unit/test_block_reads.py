@@ -24,6 +24,7 @@ import pytest
 from client import AsyncLedgerClient, Endpoint, OverloadedError
 from client._limits import OVERLOAD_RETRIES_MAX
 from node.access import Caller
+from node.config import BLOCK_READ_CPU_US_BURST
 from node.genesis import DemoNetwork, demo_genesis
 from node.invariant import InvariantError
 from node.runtime import Metrics, Node
@@ -37,7 +38,6 @@ from node.wire import ledger_pb2 as pb
 from node.wire.errors import Details, from_trailer, trailer
 from tests.ledger_helpers import TxFactory, pinned_tls
 
-BURST_US, RATE_US = 100_000, 50_000  # the defaults (node/config.py), written out
 READ_US = 40_000  # what each read costs on the scripted CPU meter
 
 
@@ -204,11 +204,11 @@ async def test_honest_reads_of_recent_blocks_never_meet_the_default_budget(
         heights = range(1, node.store.head().height + 1)
         for h in heights:
             assert await _get(svc, "BANK05", h) == "OK"
-        cold_us = BURST_US - reads._buckets["BANK05"]._tokens
+        cold_us = BLOCK_READ_CPU_US_BURST - reads._buckets["BANK05"]._tokens
         for _ in range(30):
             for h in heights:
                 assert await _get(svc, "BANK05", h) == "OK"
-        warm_us = BURST_US - reads._buckets["BANK05"]._tokens - cold_us
+        warm_us = BLOCK_READ_CPU_US_BURST - reads._buckets["BANK05"]._tokens - cold_us
         reads_warm = 30 * len(heights)
         assert warm_us / reads_warm < cold_us / len(heights) / 5, (cold_us, warm_us)
     finally:
