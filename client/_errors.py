@@ -211,7 +211,9 @@ class OverloadedError(BusyError):
     """Admission control: the node cannot settle what it holds within this call's deadline,
     and waiting its hint (``retry_after_s``) would not fit in what is left of the deadline
     or the retries ran out (docs/sdk.md "Overload"). The transaction was not taken: nothing
-    of it is pending. Resubmitting the same transaction after ``retry_after_s`` is safe."""
+    of it is pending. Resubmitting the same transaction after ``retry_after_s`` is safe.
+    From ``block()``: the caller's block-read budget at the node stayed spent through the
+    retries (``reason`` LIMIT_REACHED); reading again after ``retry_after_s`` is safe."""
 
     retry_after_s: float  # always set here: admission control's hint, capped
 

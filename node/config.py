@@ -224,6 +224,26 @@ BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
 # one names other 2-3 parties, so 0.9 MB a full block and ~58 MB for all 64 (1.1 KB a
 # transaction naming six: ~146 MB, were every block full of such transactions).
 BLOCK_READERS_CACHED_MAX: Final = BLOCK_STREAMS_MAX
+# Block-read work one participant may cause on the node's event loop, which consensus
+# shares (GetBlock and StreamBlocks; a token bucket per participant, node/runtime/_reads.py;
+# docs/cluster.md "Security: who reads what"): each read is charged the CPU time it took,
+# in microseconds. What a read costs varies 300-fold (measured on a 1,499-DvP block: 37 ms
+# party-filtered with the block's readers not cached, every body decoded; 4.5 ms with the
+# readers cached and the Merkle trees not; 0.2 ms with both; 16 ms for a party to every
+# transaction, whose receipts are built; 2.3 ms for an observer), so the time itself is
+# charged rather than a model of it. 50 ms a second is 5% of one core per participant.
+# Following the head at the highest commit rate measured (506 trades/s, docs/performance.md)
+# as a party to every trade and the first reader of every block costs ~40 us a trade, ~20
+# ms a second: 2.5 times inside it, so following the head, and reads of the recent blocks
+# whose readers are cached, never meet it; the burst is two full blocks read cold at once.
+# A GetBlock over budget is refused (RESOURCE_EXHAUSTED with a retry-after hint), a block
+# stream waits.
+BLOCK_READ_CPU_US_PER_S: Final = 50_000
+BLOCK_READ_CPU_US_BURST: Final = 100_000
+# Participants with a read bucket: only a read charges one into being, only verified
+# callers read, and governance keeps the registry within PARTICIPANTS_MAX; buckets that
+# refilled to their burst (the same as none) are dropped when the table is full.
+BLOCK_READ_BUCKETS_MAX: Final = PARTICIPANTS_MAX
 HEALTH_WATCHES_MAX: Final = 64  # grpc.health.v1 Watch streams at once
 # Server reflection streams at once: open to anyone like health, and each parks a handler
 # until the client leaves, so bounded like Watch (node/runtime/_api.py ReflectionService).

@@ -34,6 +34,20 @@ class Bucket:
         self._refill(now_ms)
         self._tokens -= cost
 
+    def wait_ms(self, now_ms: int) -> int:
+        """How long until work may be done (0: now): until the balance is positive again."""
+        self._refill(now_ms)
+        if self._tokens > 0:
+            return 0
+        # the refill counts whole milliseconds since _at_ms; the part already elapsed counts
+        needed_ms = -(-(1 - self._tokens) * 1000 // self._rate)
+        return max(1, needed_ms - (now_ms - self._at_ms))
+
+    def full(self, now_ms: int) -> bool:
+        """Whether the bucket has refilled to its burst: as good as a new one."""
+        self._refill(now_ms)
+        return self._tokens >= self._burst
+
     def _refill(self, now_ms: int) -> None:
         if now_ms > self._at_ms:
             gained = (now_ms - self._at_ms) * self._rate // 1000

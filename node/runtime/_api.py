@@ -26,7 +26,7 @@ the PENDING state of an id (an id is a hash and says nothing of its body).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
 import grpc
@@ -68,6 +68,7 @@ from node.runtime._access import current_caller
 from node.runtime._grpc import Ctx
 from node.runtime._node import Node, TooManyWaitersError, wall_ms
 from node.runtime._prices import prices_pb
+from node.runtime._reads import ReadBudget
 from node.runtime._refuse import refuse
 from node.runtime._shares import Shares
 from node.runtime._stream import (
@@ -238,8 +239,12 @@ class LedgerService(pb_grpc.LedgerServicer):
         links: dict[int, PeerLink],
         *,
         stream_inflight_max: int = SUBMIT_STREAM_INFLIGHT_MAX,
+        reads: ReadBudget | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._node, self._links, self._metrics = node, links, node.metrics
+        self._reads = ReadBudget(node.clock_ms) if reads is None else reads
+        self._sleep = sleep  # a paced block stream's wait
         self._waits = Shares("finality waits", WAITERS_MAX, WAITERS_PER_CONNECTION_MAX)
         self._streams = Shares("block streams", BLOCK_STREAMS_MAX, BLOCK_STREAMS_PER_CONNECTION_MAX)
         self._submit_streams = Shares(
@@ -413,12 +418,30 @@ class LedgerService(pb_grpc.LedgerServicer):
     async def GetBlock(self, request: pb.BlockRequest, context: Ctx) -> pb.BlockInfo:
         if request.height == 0:
             await _invalid(context, "heights start at 1", "height")
-        block = self._node.store.block(request.height)
-        if block is None:
-            head = self._node.store.head().height
-            why = f"no block {request.height}: this node's head is {head}"
-            await _not_found(context, why, "block", str(request.height))
-        return self._block_for(block, current_caller())
+        caller = current_caller()
+        wait_ms = self._reads.wait_ms(caller.participant)
+        if wait_ms:  # before the store is read: a refusal costs next to nothing
+            self._metrics.block_reads_over_budget.labels(call="GetBlock").inc()
+            await _refused(context, self._over_budget(caller, wait_ms))
+        with self._reads.charged(caller.participant):
+            block = self._node.store.block(request.height)
+            if block is not None:
+                return self._block_for(block, caller)
+        head = self._node.store.head().height
+        why = f"no block {request.height}: this node's head is {head}"
+        await _not_found(context, why, "block", str(request.height))
+
+    def _over_budget(self, caller: Caller, wait_ms: int) -> Refusal:
+        r = self._reads
+        return Refusal(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            Reason.LIMIT_REACHED,
+            f"{caller.participant} has used its budget of block reads ({r.rate_per_s // 1000} "
+            f"ms of the node's CPU a second, {r.burst // 1000} ms at once; a party-filtered "
+            f"read of an old block decodes it); retry in {wait_ms} ms",
+            retry_after_ms=wait_ms,
+            metadata=(("limit", "block reads per participant"),),
+        )
 
     def _block_for(self, block: StoredBlock, caller: Caller) -> pb.BlockInfo:
         return block_pb(block) if caller.observer else filtered_block_pb(self._node, block, caller)
@@ -432,12 +455,25 @@ class LedgerService(pb_grpc.LedgerServicer):
             next_height = request.from_height or store.head().height + 1
             while True:
                 while next_height <= store.head().height:
-                    block = store.block(next_height)
-                    if block is None:
-                        raise InvariantError(f"store lost block {next_height} below its head")
-                    yield self._block_for(block, caller)
+                    yield await self._paced_block(next_height, caller)
                     next_height += 1
                 await self._node.head_changed()
+
+    async def _paced_block(self, height: int, caller: Caller) -> pb.BlockInfo:
+        """Block ``height`` for a stream, read once the caller's read budget allows. Over
+        budget a stream waits rather than fails: it already holds one of a bounded number
+        of stream shares, so waiting costs a parked task, and a refusal would send the
+        SDK's ``blocks()`` to the next node and back, each failure counting towards
+        UnavailableError for an honest reader catching up on history. Waiting paces it
+        at the budget's rate instead, with no error for the client to handle."""
+        while wait_ms := self._reads.wait_ms(caller.participant):
+            self._metrics.block_reads_over_budget.labels(call="StreamBlocks").inc()
+            await self._sleep(wait_ms / 1000)
+        with self._reads.charged(caller.participant):
+            block = self._node.store.block(height)
+            if block is None:
+                raise InvariantError(f"store lost block {height} below its head")
+            return self._block_for(block, caller)
 
     async def GetStatus(self, request: pb.StatusRequest, context: Ctx) -> pb.NodeStatus:
         node, r = self._node, self._node.replica

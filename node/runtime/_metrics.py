@@ -133,6 +133,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.block_reads_over_budget = Counter(
+            "ledger_block_reads_over_budget",
+            "Block reads over their participant's read budget: a GetBlock refused with "
+            "RESOURCE_EXHAUSTED, or a block stream's wait (node/runtime/_reads.py)",
+            ["call"],
+            registry=r,
+        )
         self.admission_settle_ms = Gauge(
             "ledger_admission_settle_ms",
             "Admission control's estimate of the time to settle what this node holds",

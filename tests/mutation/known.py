@@ -1930,3 +1930,41 @@ MUTANTS += [
            tests=[_CON + "test_positions_list_the_participants_and_instruments_governance_added"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: block reads (h-reads)
+_BR = "tests/unit/test_block_reads.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("block-reads-getblock-unbudgeted", "node/runtime/_api.py",
+           old="        if wait_ms:  # before the store is read: a refusal costs next to nothing\n",
+           new="        if False:  # before the store is read: a refusal costs next to nothing\n",
+           breaks="one participant calling GetBlock on old, distinct blocks in a loop holds the node's event loop (37 ms a full block)",
+           tests=[_BR + "test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint",
+                  _BR + "test_the_budget_refills_over_time"]),
+    Mutant("block-reads-not-charged", "node/runtime/_reads.py",
+           old="        bucket.charge(cost_us, now)\n",
+           new="        bucket.wait_ms(now)\n",
+           breaks="block reads cost their participant nothing: the budget never runs out and bounds nothing",
+           tests=[_BR + "test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint"]),
+    Mutant("block-reads-no-retry-hint", "node/runtime/_api.py",
+           old="            retry_after_ms=wait_ms,\n",
+           new="",
+           breaks="a GetBlock over budget carries no retry-after hint: the SDK backs off blindly from node to node and ends in BusyError",
+           tests=[_BR + "test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint"]),
+    Mutant("block-reads-stream-unpaced", "node/runtime/_api.py",
+           old="        while wait_ms := self._reads.wait_ms(caller.participant):\n",
+           new="        while False:\n",
+           breaks="a block stream from far back does the same work as a GetBlock loop, past its participant's budget",
+           tests=[_BR + "test_a_block_stream_over_budget_waits_rather_than_fails"]),
+    Mutant("block-reads-one-bucket", "node/runtime/_reads.py",
+           old="        bucket = self._buckets.get(participant)\n        return 0 if bucket",
+           new="        bucket = next(iter(self._buckets.values()), None)\n        return 0 if bucket",
+           breaks="one participant that spent its block-read budget gets every other participant's GetBlock refused",
+           tests=[_BR + "test_another_participant_is_unaffected"]),
+    Mutant("block-reads-buckets-never-forgotten", "node/runtime/_reads.py",
+           old="                self._forget_full(now)\n",
+           new="                pass\n",
+           breaks="the bucket table keeps every reader's bucket; full, the node halts on the next new reader",
+           tests=[_BR + "test_the_bucket_table_forgets_refilled_buckets_when_full"]),
+]
+# fmt: on

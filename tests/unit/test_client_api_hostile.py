@@ -128,7 +128,9 @@ def _repo_service() -> LedgerService:
     """The servicer over a ledger holding one repo: R1, BANK01 borrows from BANK02."""
     store = MemoryStore(G)
     _run_block(store, RepoTx(NET, G.genesis_time_ms + 1_000).open("R1", "BANK01", "BANK02"))
-    node: Any = SimpleNamespace(store=store, metrics=Metrics(), registry=lambda: Registry.of(store))
+    node: Any = SimpleNamespace(
+        store=store, metrics=Metrics(), registry=lambda: Registry.of(store), clock_ms=lambda: 0
+    )
     return LedgerService(node, {})
 
 

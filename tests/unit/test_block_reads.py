@@ -1,0 +1,339 @@
+"""The block-read budget (node/runtime/_reads.py): what one participant's GetBlock and
+StreamBlocks calls may cost the node's event loop.
+
+Scenario (session 14's review, left open): an authenticated participant that is no
+observer calls GetBlock on old, distinct, full blocks in a loop. Each misses the cache of
+blocks' readers and decodes every body of the block (37 ms for 1,499 DvPs), so the loop
+consensus shares is held most of the time. Guarded: each read is charged the CPU time it
+took to the caller's participant, and over budget a GetBlock is refused RESOURCE_EXHAUSTED
+with a retry-after hint (a stream waits instead). The servicer runs in-process on a real
+``Node`` with a stand-in context; the budget's clocks are the test's, so nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from client import AsyncLedgerClient, Endpoint, OverloadedError
+from client._limits import OVERLOAD_RETRIES_MAX
+from node.access import Caller
+from node.config import BLOCK_READ_CPU_US_BURST
+from node.genesis import DemoNetwork, demo_genesis
+from node.invariant import InvariantError
+from node.runtime import Metrics, Node
+from node.runtime._access import Gate
+from node.runtime._api import LedgerService, filtered_block_pb
+from node.runtime._reads import ReadBudget
+from node.settlement import precheck
+from node.store import MemoryStore
+from node.wire import RETRY_AFTER_METADATA
+from node.wire import ledger_pb2 as pb
+from node.wire.errors import Details, from_trailer, trailer
+from tests.ledger_helpers import TxFactory, pinned_tls
+
+READ_US = 40_000  # what each read costs on the scripted CPU meter
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str, trailing: Any) -> None:
+        super().__init__(code, message)
+        self.code, self.message = code, message
+        self.details = from_trailer(code, message, trailing)
+        self.hint = dict(trailing or ()).get(RETRY_AFTER_METADATA)
+
+
+class _Ctx:
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5000"
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    async def abort(self, code: grpc.StatusCode, message: str, trailing: Any = None) -> None:
+        raise _Refused(code, message, trailing)
+
+
+class _Clock:
+    """The budget's wall clock (ms) and CPU meter (ns): the test moves them."""
+
+    def __init__(self, read_us: int = READ_US) -> None:
+        self.now_ms, self._cpu_ns, self._read_us = 1_000_000, 0, read_us
+
+    def ms(self) -> int:
+        return self.now_ms
+
+    def cpu_ns(self) -> int:
+        # each read samples the meter at its start and its end: it costs read_us
+        self._cpu_ns += self._read_us * 1_000
+        return self._cpu_ns
+
+    async def sleep(self, seconds: float) -> None:
+        self.now_ms += round(seconds * 1000)
+
+
+@pytest.fixture(scope="module")
+def solo() -> DemoNetwork:
+    return demo_genesis(validators=1, quorum=1, seed=b"block-reads")
+
+
+async def _node(net: DemoNetwork, blocks: int, txs: int) -> Node:
+    """A real one-validator node that committed ``blocks`` blocks of ``txs`` DvPs each."""
+    node = Node(net.genesis, 0, net.validator_keys[0], MemoryStore(net.genesis), Metrics())
+    node.start()
+    txf = TxFactory(net)
+    for _ in range(blocks):
+        raws = [txf.signed(txf.dvp()) for _ in range(txs)]
+        height = node.store.head().height
+        await asyncio.gather(*(node.submit(r, precheck(net.genesis, r).tx_id) for r in raws))
+        async with asyncio.timeout(60):
+            while node.store.head().height == height or node.replica.mempool:
+                await asyncio.sleep(0.01)
+    return node
+
+
+@pytest.fixture
+async def node(solo: DemoNetwork) -> AsyncIterator[Node]:
+    n = await _node(solo, blocks=6, txs=20)
+    try:
+        yield n
+    finally:
+        n.stop()
+        n.close()
+
+
+def _service(node: Node, clock: _Clock, **budget: Any) -> LedgerService:
+    reads = ReadBudget(clock.ms, cpu_ns=clock.cpu_ns, **budget)
+    return LedgerService(node, {}, reads=reads, sleep=clock.sleep)
+
+
+async def _get(svc: LedgerService, who: str, height: int, *, observer: bool = False) -> str:
+    """OK, or the refusal's code: what ``who`` is answered for GetBlock(height)."""
+    Gate.enter(Caller(who, observer=observer))
+    try:
+        await svc.GetBlock(pb.BlockRequest(height=height), _Ctx())  # type: ignore[arg-type]
+        return "OK"
+    except _Refused as e:
+        return e.code.name
+
+
+async def test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint(
+    node: Node,
+) -> None:
+    """BANK05 reads block after block, each costing 40 ms on the meter. The burst (100 ms)
+    takes three (the third into debt: a read starts while the balance is positive); the
+    fourth is refused RESOURCE_EXHAUSTED, LIMIT_REACHED naming the limit, with the hint
+    in RetryInfo and ``retry-after-ms``: 20 ms of debt repaid at 50 ms/s is 401 ms."""
+    clock = _Clock()
+    svc = _service(node, clock)
+    answers = [await _get(svc, "BANK05", h) for h in (1, 2, 3)]
+    assert answers == ["OK"] * 3
+    Gate.enter(Caller("BANK05", observer=False))
+    with pytest.raises(_Refused) as refused:
+        await svc.GetBlock(pb.BlockRequest(height=4), _Ctx())  # type: ignore[arg-type]
+    e = refused.value
+    assert e.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert e.details == Details(
+        "LIMIT_REACHED", {"limit": "block reads per participant"}, retry_after_ms=401
+    )
+    assert e.hint == "401" and "BANK05" in e.message and "retry in 401 ms" in e.message
+    assert node.metrics.block_reads_over_budget.labels(call="GetBlock")._value.get() == 1
+
+
+async def test_the_budget_refills_over_time(node: Node) -> None:
+    """After the hint has passed, the next read is served; before it, not."""
+    clock = _Clock()
+    svc = _service(node, clock)
+    for h in (1, 2, 3):
+        assert await _get(svc, "BANK05", h) == "OK"
+    clock.now_ms += 400
+    assert await _get(svc, "BANK05", 4) == "RESOURCE_EXHAUSTED"
+    clock.now_ms += 1
+    assert await _get(svc, "BANK05", 4) == "OK"  # 50 us of balance: one read, into debt
+    assert await _get(svc, "BANK05", 5) == "RESOURCE_EXHAUSTED"
+    clock.now_ms += 10_000  # a quiet while refills the burst, no more: three reads again
+    assert [await _get(svc, "BANK05", h) for h in (1, 2, 3, 4)] == ["OK"] * 3 + [
+        "RESOURCE_EXHAUSTED"
+    ]
+
+
+async def test_another_participant_is_unaffected(node: Node) -> None:
+    """BANK05's budget spent leaves BANK02's (and an observer's) whole: the bucket is the
+    caller's participant, whatever connection it calls on."""
+    clock = _Clock()
+    svc = _service(node, clock)
+    while await _get(svc, "BANK05", 1) == "OK":
+        pass
+    assert [await _get(svc, "BANK02", h) for h in (1, 2, 3)] == ["OK"] * 3
+    assert await _get(svc, "REGULATOR", 4, observer=True) == "OK"
+    assert await _get(svc, "BANK05", 1) == "RESOURCE_EXHAUSTED"
+
+
+async def test_a_refused_or_missing_block_read_costs_what_it_did(node: Node) -> None:
+    """A refusal is decided before the store is read and charges nothing, so a refused
+    caller does not dig itself deeper; a height above the head is NOT_FOUND, charged."""
+    clock = _Clock()
+    svc = _service(node, clock)
+    assert await _get(svc, "BANK05", 999) == "NOT_FOUND"
+    assert [await _get(svc, "BANK05", h) for h in (1, 2)] == ["OK", "OK"]
+    assert await _get(svc, "BANK05", 3) == "RESOURCE_EXHAUSTED"  # the NOT_FOUND counted
+    for _ in range(5):
+        assert await _get(svc, "BANK05", 3) == "RESOURCE_EXHAUSTED"
+    clock.now_ms += 401
+    assert await _get(svc, "BANK05", 3) == "OK"  # the refusals added no debt
+
+
+async def test_honest_reads_of_recent_blocks_never_meet_the_default_budget(
+    solo: DemoNetwork,
+) -> None:
+    """With the real CPU meter and the default budget, a participant reads each of its
+    recent blocks (cold), then reads them again and again (their readers cached) with no
+    time passing at all: none is refused, and what the cached reads cost is a small part
+    of what the cold ones did."""
+    node = await _node(solo, blocks=3, txs=150)
+    clock = _Clock(read_us=0)
+    reads = ReadBudget(clock.ms)  # real thread CPU time
+    svc = LedgerService(node, {}, reads=reads)
+    try:
+        heights = range(1, node.store.head().height + 1)
+        for h in heights:
+            assert await _get(svc, "BANK05", h) == "OK"
+        cold_us = BLOCK_READ_CPU_US_BURST - reads._buckets["BANK05"]._tokens
+        for _ in range(30):
+            for h in heights:
+                assert await _get(svc, "BANK05", h) == "OK"
+        warm_us = BLOCK_READ_CPU_US_BURST - reads._buckets["BANK05"]._tokens - cold_us
+        reads_warm = 30 * len(heights)
+        assert warm_us / reads_warm < cold_us / len(heights) / 5, (cold_us, warm_us)
+    finally:
+        node.stop()
+        node.close()
+
+
+async def test_a_cold_read_is_charged_the_decoding_it_causes(solo: DemoNetwork) -> None:
+    """The unit is the CPU time of the read: a party-filtered read of a block whose
+    readers are not cached (every body decoded) is charged many times a cached one."""
+    node = await _node(solo, blocks=1, txs=300)
+    clock = _Clock(read_us=0)
+    reads = ReadBudget(clock.ms, burst=10**9)
+    big = max(
+        (node.store.block(h) for h in range(1, node.store.head().height + 1)),
+        key=lambda b: len(b.results),
+    )
+    assert big is not None
+    caller = Caller("BANK05", observer=False)
+    try:
+        with reads.charged("cold"):
+            filtered_block_pb(node, big, caller)
+        with reads.charged("warm"):
+            filtered_block_pb(node, big, caller)
+        cold = 10**9 - reads._buckets["cold"]._tokens
+        warm = 10**9 - reads._buckets["warm"]._tokens
+        assert cold > 5 * warm, (cold, warm)
+    finally:
+        node.stop()
+        node.close()
+
+
+async def test_a_block_stream_over_budget_waits_rather_than_fails(node: Node) -> None:
+    """StreamBlocks from height 1 is the same work as GetBlock on each height: it is
+    charged to the same bucket and, over budget, waits out the hint before each read,
+    so the stream costs the node at most the budget's rate and the client sees no error."""
+    clock = _Clock()
+    svc = _service(node, clock)
+    Gate.enter(Caller("BANK05", observer=False))
+    stream = svc.StreamBlocks(pb.StreamBlocksRequest(from_height=1), _Ctx())  # type: ignore[arg-type]
+    head = node.store.head().height
+    started = clock.now_ms
+    try:
+        heights = [(await anext(stream)).height for _ in range(head)]
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert heights == list(range(1, head + 1))
+    # 6 reads of 40 ms, 100 ms at once and 50 ms a second: the last read starts once the
+    # 200 ms the first five cost less the 100 ms burst is repaid: 2 s of waiting at least
+    assert clock.now_ms - started >= 2_000
+    waits = node.metrics.block_reads_over_budget.labels(call="StreamBlocks")._value.get()
+    assert waits >= head - 3
+    # and the stream's reads spent the participant's budget, as GetBlock's would
+    assert await _get(svc, "BANK05", 1) == "RESOURCE_EXHAUSTED"
+
+
+def test_the_bucket_table_forgets_refilled_buckets_when_full() -> None:
+    """One bucket per participant that read: at most the registry's participants. When the
+    table is full, buckets refilled to their burst (the same as none) are dropped; more
+    readers than that is a broken invariant (only verified participants read)."""
+    clock = _Clock()
+    reads = ReadBudget(clock.ms, cpu_ns=clock.cpu_ns, buckets_max=2)
+    for who in ("A", "B"):
+        with reads.charged(who):
+            pass
+    clock.now_ms += 10_000  # both refilled
+    with reads.charged("C"):
+        pass
+    assert len(reads) == 1 and reads.wait_ms("C") == 0
+    with reads.charged("D"):
+        pass
+    with pytest.raises(InvariantError), reads.charged("E"):
+        pass
+
+
+# --- the SDK -------------------------------------------------------------------------------
+
+
+def _over_budget(hint_ms: int) -> grpc.aio.AioRpcError:
+    code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "BANK01 has used its budget"
+    details = Details("LIMIT_REACHED", {"limit": "block reads per participant"}, hint_ms)
+    md = grpc.aio.Metadata(*trailer(code, message, details))
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), md, message)
+
+
+async def test_the_sdk_waits_out_the_hint_then_reports_overloaded(solo: DemoNetwork) -> None:
+    """``block(h)`` refused over budget waits the hint (capped, with jitter) and asks the
+    same node again; refused every time, it raises OverloadedError (a BusyError) with
+    ``retry_after_s``, the reason and the limit named."""
+    pinned, certs = pinned_tls(solo)
+    node = await _node(pinned, blocks=1, txs=5)
+    try:
+        honest = filtered_block_pb(node, node.store.block(1), Caller("BANK01", observer=False))  # type: ignore[arg-type]
+    finally:
+        node.stop()
+        node.close()
+    answers: list[Any] = [_over_budget(20), honest]
+    calls = 0
+
+    class _Stub:
+        def GetBlock(self, req: Any, **kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            answer = answers.pop(0) if len(answers) > 1 else answers[0]
+
+            async def run() -> Any:
+                if isinstance(answer, BaseException):
+                    raise answer
+                return answer
+
+            return asyncio.ensure_future(run())
+
+    c = AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=pinned.genesis
+    )
+    c._stub = lambda i: _Stub()  # type: ignore[assignment, method-assign, return-value]
+    try:
+        assert (await c.block(1)).height == 1 and calls == 2
+        answers[:] = [_over_budget(20)]
+        with pytest.raises(OverloadedError) as over:
+            await c.block(1)
+        e = over.value
+        assert e.reason == "LIMIT_REACHED" and e.metadata["limit"] == "block reads per participant"
+        assert e.retry_after_s == pytest.approx(0.02) and e.retry_safe
+        assert calls == 2 + 1 + OVERLOAD_RETRIES_MAX  # the same node asked again, bounded
+    finally:
+        with contextlib.suppress(Exception):
+            await c.aclose()
