@@ -88,14 +88,14 @@ def _build(args: argparse.Namespace, client: LedgerClient) -> Transaction:
 def _instrument(path: Path) -> Instrument:
     try:
         return instrument_from_json(json.loads(_read(path)), str(path))
-    except (json.JSONDecodeError, GenesisError) as e:
+    except (json.JSONDecodeError, RecursionError, GenesisError) as e:
         raise CliError(f"{path}: {e}", EXIT_USAGE) from None
 
 
 def _rules(path: Path) -> ComplianceRules:
     try:
         return compliance_from_json(json.loads(_read(path)))
-    except (json.JSONDecodeError, GenesisError) as e:
+    except (json.JSONDecodeError, RecursionError, GenesisError) as e:
         raise CliError(f"{path}: {e}", EXIT_USAGE) from None
 
 

@@ -54,7 +54,7 @@ from client._cli_common import (
 )
 from node.crypto import HASH_LEN
 from node.genesis import load_genesis
-from node.netconfig import OPERATOR_IDENTITY
+from node.netconfig import OPERATOR_IDENTITY, ConfigError
 from node.settlement import (
     Cancel,
     DvP,
@@ -99,6 +99,8 @@ def run(name: str, args: argparse.Namespace) -> int:
         raise CliError(str(e), EXIT_USAGE) from None
     except TradeError as e:
         raise CliError(str(e), EXIT_FAILED) from None
+    except ConfigError as e:  # network.json, from LedgerClient.from_run_dir
+        raise CliError(f"{_run_dir(args)}: {e}", EXIT_USAGE) from None
 
 
 def _command(name: str) -> Command:

@@ -942,6 +942,8 @@ def _json(text: str | bytes) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TradeError(f"not JSON: {e}") from e
+    except RecursionError as e:
+        raise TradeError("not a trade: JSON nested too deeply") from e
 
 
 def _from_doc(doc: Any, fmt: str) -> SignedTransaction:

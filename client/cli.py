@@ -1100,6 +1100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `ledger watch | head`
         return EXIT_OK
+    except OSError as e:  # a path the system refuses (too long, a directory, no access)
+        where = f"{str(e.filename)[:120]}: " if e.filename else ""
+        print(f"{PROG}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE if e.filename else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -595,7 +595,7 @@ def _read_addresses(path: Path, g: Genesis) -> tuple[Address, ...]:
         items = [Address(**x) for x in doc["validators"]]
     except CeremonyError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise CeremonyError(f"{path}: not an addresses file of this ceremony ({e})") from e
     if [x.id for x in items] != [v.id for v in g.validators]:
         raise CeremonyError(f"{path}: does not list genesis's validators, in order")

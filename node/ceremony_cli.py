@@ -46,7 +46,7 @@ def _keygen(args: argparse.Namespace) -> int:
 def _read_json(path: Path) -> dict[str, object]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise ceremony.CeremonyError(f"{path}: cannot read a JSON template ({e})") from e
     if not isinstance(doc, dict):
         raise ceremony.CeremonyError(f"{path}: expected a JSON object")

@@ -340,6 +340,8 @@ class Receipt:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise InvalidReceiptError(f"not JSON: {e}") from e
+        except RecursionError as e:
+            raise InvalidReceiptError("not a receipt: JSON nested too deeply") from e
         return cls.from_json(doc)
 
 

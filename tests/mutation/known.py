@@ -1968,3 +1968,24 @@ MUTANTS += [
            tests=[_BR + "test_the_bucket_table_forgets_refilled_buckets_when_full"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: hostile files and paths at the CLI
+# fmt: off
+MUTANTS += [
+    Mutant("cli-trade-file-recursion", "client/_trades.py",
+           old="    except RecursionError as e:\n        raise TradeError(",
+           new="    except ZeroDivisionError as e:\n        raise TradeError(",
+           breaks="a trade file nested too deeply ends `ledger cosign` / `submit dvp` with a traceback",
+           tests=["tests/unit/test_cli.py::test_hostile_files_are_one_error_line_not_a_traceback"]),
+    Mutant("cli-network-json-config-error", "client/_cli_net.py",
+           old="    except ConfigError as e:  # network.json, from LedgerClient.from_run_dir\n",
+           new="    except ZeroDivisionError as e:\n",
+           breaks="a network.json missing a field ends every network command with a traceback",
+           tests=["tests/unit/test_cli.py::test_hostile_files_are_one_error_line_not_a_traceback"]),
+    Mutant("cli-oserror-traceback", "client/cli.py",
+           old="    except OSError as e:  # a path the system refuses (too long, a directory, no access)\n",
+           new="    except ZeroDivisionError as e:\n",
+           breaks="a run directory path the system refuses ends the command with a traceback",
+           tests=["tests/unit/test_cli.py::test_a_path_the_system_refuses_is_one_error_line"]),
+]
+# fmt: on

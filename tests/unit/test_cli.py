@@ -365,3 +365,41 @@ def test_a_node_lying_about_the_reference_data_cannot_block_a_submit(
             assert [s.tx.required_signers() for s in node.submitted] == [("BANK01",)]
         else:
             assert code == 2 and "NOBODY" in _one_error_line(err) and not node.submitted
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify-receipt", "{f}"],
+        ["cosign", "{f}", "--out", "{d}/out.json"],
+        ["sign", "compliance", "{f}", "--out", "{d}/out.json"],
+        ["submit", "dvp", "{f}"],
+        ["admin", "sign", "{f}", "--admin", "CSD"],
+        ["status", "--as", "BANK01"],  # network.json below is no network
+    ],
+)
+def test_hostile_files_are_one_error_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    """A file nested 100,000 deep (json's recursion limit) and a network.json missing its
+    fields: one error line and exit 1 or 2, never a traceback (RecursionError and
+    ConfigError escaped main)."""
+    net = shared_net()
+    dump_genesis(net.genesis, tmp_path / "genesis.json")
+    (tmp_path / "participants").mkdir()
+    for pid in ("BANK01", "CSD"):
+        write_signing_key(tmp_path / "participants" / f"{pid}.key", net.participant_keys[pid])
+    (tmp_path / "network.json").write_text(json.dumps({"chain_id": net.genesis.chain_id}))
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000)
+    args = [a.format(f=nested, d=tmp_path) for a in argv]
+    code, _, err = run(capsys, "--run-dir", str(tmp_path), *args)
+    assert code in (1, 2)
+    _one_error_line(err)
+
+
+def test_a_path_the_system_refuses_is_one_error_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(capsys, "--run-dir", "x" * 300, "status")
+    assert code == 2 and "File name too long" in _one_error_line(err)
