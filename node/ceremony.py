@@ -272,6 +272,23 @@ def check_bundle(b: Bundle, where: str = "bundle") -> Bundle:
 
 
 def _check_validator_fields(b: Bundle, where: str) -> None:
+    _check_validator_address(b, where)
+    if len(b.tls_cert) > BUNDLE_CERT_PEM_BYTES_MAX:
+        raise CeremonyError(f"{where}.tls_cert: over {BUNDLE_CERT_PEM_BYTES_MAX} bytes")
+    try:
+        names = dns_names(b.tls_cert)
+    except ValueError as e:
+        raise CeremonyError(f"{where}.tls_cert: not a PEM certificate ({e})") from e
+    if b.tls_name not in names or b.name not in names:
+        raise CeremonyError(
+            f"{where}.tls_cert: its names {sorted(names)} must include the validator's "
+            f"name {b.name!r} and its TLS name {b.tls_name!r}"
+        )
+
+
+def _check_validator_address(b: Bundle, where: str) -> None:
+    """A validator bundle's name, host and ports: what keygen checks before it makes a
+    certificate of them."""
     if not _DNS_LABEL.match(b.name):
         raise CeremonyError(
             f"{where}.name: {b.name!r} must be a DNS label (1-63 of a-z, 0-9, '-'; "
@@ -288,17 +305,6 @@ def _check_validator_fields(b: Bundle, where: str) -> None:
             raise CeremonyError(f"{where}.{f}: must be 1..{PORT_MAX}")
     if b.peer_port == b.client_port:
         raise CeremonyError(f"{where}: peer_port and client_port must differ")
-    if len(b.tls_cert) > BUNDLE_CERT_PEM_BYTES_MAX:
-        raise CeremonyError(f"{where}.tls_cert: over {BUNDLE_CERT_PEM_BYTES_MAX} bytes")
-    try:
-        names = dns_names(b.tls_cert)
-    except ValueError as e:
-        raise CeremonyError(f"{where}.tls_cert: not a PEM certificate ({e})") from e
-    if b.tls_name not in names or b.name not in names:
-        raise CeremonyError(
-            f"{where}.tls_cert: its names {sorted(names)} must include the validator's "
-            f"name {b.name!r} and its TLS name {b.tls_name!r}"
-        )
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -390,6 +396,10 @@ def keygen_validator(
     tls_key = ec.generate_private_key(ec.SECP256R1())
     probe = Bundle(VALIDATOR, name, vkey.public_key, host=host, peer_port=peer_port,
                    client_port=client_port)  # fmt: skip
+    _check_validator_address(probe, "keygen")  # before a certificate is made of them
+    for extra in extra_names:
+        if not (_is_ip(extra) or _DNS_NAME.match(extra)) or len(extra) > BUNDLE_HOST_BYTES_MAX:
+            raise CeremonyError(f"--san {extra[:80]!r}: not a DNS name or IP address")
     names = [name, probe.tls_name, host, *extra_names]
     cert = _self_signed(tls_key, names, datetime.now(UTC))
     bundle = dataclasses.replace(probe, tls_cert=pem_cert(cert)).signed(vkey)

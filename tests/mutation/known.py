@@ -1987,5 +1987,10 @@ MUTANTS += [
            new="    except ZeroDivisionError as e:\n",
            breaks="a run directory path the system refuses ends the command with a traceback",
            tests=["tests/unit/test_cli.py::test_a_path_the_system_refuses_is_one_error_line"]),
+    Mutant("keygen-address-checked-after-the-certificate", "node/ceremony.py",
+           old='    _check_validator_address(probe, "keygen")  # before a certificate is made of them\n',
+           new="",
+           breaks="`ledger-node keygen` with a non-ASCII host or a long name ends in the certificate library's traceback",
+           tests=["tests/unit/test_ceremony.py::test_keygen_refuses_names_no_certificate_can_carry_in_one_line"]),
 ]
 # fmt: on

@@ -343,3 +343,25 @@ def test_keygen_cli_for_a_validator_and_a_participant(
     assert ceremony.read_bundle(tmp_path / "BANKA.bundle.json").kind == ceremony.PARTICIPANT
     assert node_main(["keygen", "--name", "bank-b", "--out", str(tmp_path / "w")]) == 2
     assert "--host and --port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "host", "san"),
+    [
+        ("val00", "é.example", "val.example"),  # not an A-label: the certificate refused it
+        ("v" * 300, "127.0.0.1", "val.example"),  # over X.509's 64 for a common name
+        ("val00", "127.0.0.1", "é"),
+        ("val00", "127.0.0.1", "a" * 300),
+    ],
+)
+def test_keygen_refuses_names_no_certificate_can_carry_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, host: str, san: str
+) -> None:
+    """Checked before the certificate is made: one error line and exit 2, nothing
+    written (a non-ASCII host or --san, or a 300-character name, ended keygen with the
+    certificate library's traceback)."""
+    argv = ["keygen", "--name", name, "--host", host, "--port", "7000", "--san", san]
+    assert node_main([*argv, "--out", str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "k").exists()
