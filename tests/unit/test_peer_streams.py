@@ -34,6 +34,7 @@ from node.runtime import Metrics
 from node.runtime._grpc import Ctx
 from node.runtime._server import new_peer_server
 from node.runtime._transport import (
+    PeerLink,
     PeerService,
     peer_channel_credentials,
     peer_channel_options,
@@ -307,3 +308,40 @@ async def test_calls_beyond_the_peer_ports_limit_are_refused() -> None:
                 c.cancel()
             for c in channels:
                 await c.__aexit__(None, None, None)
+
+
+class _Dialer:
+    """What a PeerLink uses of its node: the chain, and where a peer's hello goes."""
+
+    def __init__(self) -> None:
+        self.genesis = SimpleNamespace(chain_id="test-chain")
+        self.up = asyncio.Event()
+
+    def peer_up(self, peer: int, height: int) -> None:
+        self.up.set()
+
+
+async def test_an_honest_link_is_heard_through_the_limited_port() -> None:
+    """The control: validator 1's own PeerLink, as nodes run it, dials the port with its
+    limits and is delivered; no stream is replaced."""
+    node, dialer = _Node(), _Dialer()
+    async with _port(PeerService(node, _PINS)) as port:  # type: ignore[arg-type]
+        link = PeerLink(
+            dialer,  # type: ignore[arg-type]
+            0,
+            address=f"127.0.0.1:{port}",
+            tls_name="node-00",
+            credentials=peer_channel_credentials(_CERTS[0], _KEYS[1], _CERTS[1]),
+            metrics=Metrics(),
+        )
+        running = asyncio.create_task(link.run())
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await dialer.up.wait()
+            link.send(encode_message(SyncRequest(5, 1)))
+            await node.delivery(1, SyncRequest(5, 1))
+            assert node.replaced() == 0
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
