@@ -215,12 +215,17 @@ PEER_FRAME_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX  # gRPC receive limit,
 # dialer opens one Connect per connection (a new channel per session); one more so that a
 # call still being torn down never holds up the next (streams beyond it wait in the dialer).
 PEER_STREAMS_PER_CONNECTION_MAX: Final = 2
+# Connect calls one validator may have in the acceptor's handlers at once (beyond it,
+# RESOURCE_EXHAUSTED): its live stream, a newer one writing its hello, and one more being
+# ended. A validator whose hellos never leave (it can hold HTTP/2 flow control at zero)
+# then holds this share of the port's calls, never the whole limit below.
+PEER_CALLS_PER_VALIDATOR_MAX: Final = 3
 # Calls in progress on the peer port, per validator of genesis (grpc.aio.server's
 # maximum_concurrent_rpcs, n times this; beyond it RESOURCE_EXHAUSTED before any handler):
-# a validator's live stream, the newer one replacing it and two being refused or torn down.
-# 104 calls for 26 validators, each holding at most a frame: ~660 MB in the worst case,
-# where an unbounded port let one validator's connections hold as many as it opened.
-PEER_RPCS_PER_VALIDATOR_MAX: Final = 4
+# every validator's share above, and one more each for calls not yet in a handler or being
+# refused. 104 calls for 26 validators, each holding at most a frame: ~660 MB in the worst
+# case, where an unbounded port let one validator's connections hold as many as it opened.
+PEER_RPCS_PER_VALIDATOR_MAX: Final = PEER_CALLS_PER_VALIDATOR_MAX + 1
 SYNC_PROBE_INTERVAL_MS: Final = 1_000  # at most one catch-up probe per peer per interval
 CLIENT_MESSAGE_BYTES_MAX: Final = 64 * 1024  # gRPC receive limit, client port
 TIMELINE_HEIGHTS_MAX: Final = 16_384  # recent blocks whose consensus step times are kept

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import grpc
 
 from node.config import (
+    PEER_CALLS_PER_VALIDATOR_MAX,
     PEER_FORWARD_CHUNK_TXS,
     PEER_FRAME_BYTES_MAX,
     PEER_FRAME_MESSAGES_MAX,
@@ -49,6 +50,7 @@ __all__ = [
 
 FRAME_REFUSED = "frame of more than PEER_FRAME_MESSAGES_MAX messages"
 STREAM_REPLACED = "a newer Connect stream from this validator replaced this one"
+CALLS_REFUSED = "this validator has PEER_CALLS_PER_VALIDATOR_MAX Connect calls in progress here"
 _FRAME_OVERHEAD_BYTES = 64 * 1024  # protobuf framing around the messages of one frame
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -93,13 +95,16 @@ class PeerService(peer_grpc.PeerServicer):
     One live ``Connect`` per source validator: a newer one ends the older (newest wins, so
     an honest dialer that reconnects after a half-open TCP connection is heard at once, not
     after keepalive notices). A Byzantine validator's many streams would each hold a frame
-    in gRPC's buffers and each take turns on the event loop."""
+    in gRPC's buffers and each take turns on the event loop. And at most
+    PEER_CALLS_PER_VALIDATOR_MAX calls per source in the handler at once, live or not: one
+    whose hello never leaves holds its own validator's share, not the port's call limit."""
 
     def __init__(self, node: Node, pins: Sequence[bytes]) -> None:
         self._node = node
         self._index_by_pin = {pin: i for i, pin in enumerate(pins)}
         self._pin_by_pem: dict[bytes, int | None] = {}
         self._live: dict[int, asyncio.Task[object]] = {}  # source -> its live Connect's task
+        self._calls = [0] * len(pins)  # Connect calls of each source in this servicer
 
     def _authenticate(self, context: Ctx) -> int | None:
         pems = list(context.auth_context().get("x509_pem_cert") or [])
@@ -125,20 +130,38 @@ class PeerService(peer_grpc.PeerServicer):
                 "peer certificate is not pinned for any other validator in genesis",
                 Reason.PEER_NOT_PINNED,
             )
-        node = self._node
-        await context.write(
-            peer_pb.PeerHello(
-                chain_id=node.genesis.chain_id,
-                validator=node.index,
-                committed_height=node.replica.committed_height,
+        if self._calls[src] >= PEER_CALLS_PER_VALIDATOR_MAX:
+            await refuse(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                CALLS_REFUSED,
+                Reason.LIMIT_REACHED,
+                {"limit": "peer calls per validator"},
             )
-        )
+        self._calls[src] += 1
+        try:
+            node = self._node
+            await context.write(
+                peer_pb.PeerHello(
+                    chain_id=node.genesis.chain_id,
+                    validator=node.index,
+                    committed_height=node.replica.committed_height,
+                )
+            )
+            await self._live_stream(src, request_iterator, context)
+        finally:
+            self._calls[src] -= 1
+
+    async def _live_stream(
+        self, src: int, request_iterator: AsyncIterator[peer_pb.PeerFrame], context: Ctx
+    ) -> None:
+        """Deliver as ``src``'s one live stream until the dialer leaves or a newer replaces
+        it. Only now, the hello written: a stream replaced is cancelled while it reads or
+        yields, never in a write (whose core operation would outlive the cancellation and
+        refuse the status: the call would stay open)."""
         me = asyncio.current_task()
         if me is None:  # grpc.aio runs each call's handler in a task of its own
             raise RuntimeError("Peer.Connect handler outside a task")
-        # Only now, the hello written: a stream replaced is cancelled while it reads or
-        # yields, never in a write (whose core operation would outlive the cancellation and
-        # refuse the status: the call would stay open).
         self._replace(src, me)
         try:
             await self._receive(src, request_iterator)

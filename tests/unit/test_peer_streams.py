@@ -27,7 +27,11 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from node.ceremony import _self_signed
-from node.config import PEER_RPCS_PER_VALIDATOR_MAX, PEER_STREAMS_PER_CONNECTION_MAX
+from node.config import (
+    PEER_CALLS_PER_VALIDATOR_MAX,
+    PEER_RPCS_PER_VALIDATOR_MAX,
+    PEER_STREAMS_PER_CONNECTION_MAX,
+)
 from node.core import Message, SyncRequest, encode_message
 from node.keyfiles import cert_pin_from_pem, pem_cert, pem_key
 from node.runtime import Metrics
@@ -183,7 +187,8 @@ async def test_a_validator_opening_many_connect_streams_holds_at_most_one() -> N
 
 async def test_connect_streams_opened_at_once_leave_one_live() -> None:
     """The same, the streams opened all at once: whichever the acceptor took last is the
-    one live stream, every other ends ABORTED."""
+    one live stream, every other ends (ABORTED, or RESOURCE_EXHAUSTED if it came while the
+    validator's share of calls was full)."""
     node = _Node()
     async with _port(PeerService(node, _PINS)) as port:  # type: ignore[arg-type]
         channels = [_channel(port, 1) for _ in range(6)]
@@ -194,11 +199,15 @@ async def test_connect_streams_opened_at_once_leave_one_live() -> None:
             async with asyncio.timeout(WAIT_S):
                 while len(live) > 1:
                     _, live = await asyncio.wait(live, return_when=asyncio.FIRST_COMPLETED)
-            assert {t.result() for t in set(ends) - live} == {grpc.StatusCode.ABORTED}
+            # replaced, or refused while PEER_CALLS_PER_VALIDATOR_MAX others wrote hellos
+            assert {t.result() for t in set(ends) - live} <= {
+                grpc.StatusCode.ABORTED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            }
             survivor = ends[live.pop()]
             survivor.send(SyncRequest(9, 1))
             await node.delivery(1, SyncRequest(9, 1))
-            assert node.replaced() == len(streams) - 1
+            assert 1 <= node.replaced() <= len(streams) - 1
         finally:
             for t in ends:
                 t.cancel()
@@ -246,6 +255,63 @@ async def test_once_a_validators_stream_ends_a_fresh_one_is_accepted_and_nothing
                 while service._live:
                     await asyncio.sleep(0.01)
         assert node.replaced() == 0
+
+
+class _Context:
+    """A call's context as PeerService uses it, without gRPC: validator ``src``'s
+    certificate, a hello that never leaves if ``stall`` (a Byzantine dialer holding HTTP/2
+    flow control at zero), and the status the call ended with."""
+
+    def __init__(self, src: int, *, stall: bool = False) -> None:
+        self._pem, self._stall = _CERTS[src], stall
+        self.code: grpc.StatusCode | None = None
+        self.writing = asyncio.Event()
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": [self._pem]}
+
+    async def write(self, msg: Any) -> None:
+        self.writing.set()
+        if self._stall:
+            await asyncio.Event().wait()
+
+    async def abort(self, code: grpc.StatusCode, details: str, trailers: Any = ()) -> None:
+        self.code = code
+        raise grpc.aio.AbortError(details)
+
+
+async def _frames(*msgs: Message) -> AsyncIterator[peer_pb.PeerFrame]:
+    for msg in msgs:
+        yield peer_pb.PeerFrame(messages=[encode_message(msg)])
+
+
+async def test_hellos_that_never_leave_hold_their_validators_share_not_the_port() -> None:
+    """Scenario: a Byzantine validator opens Connect calls whose hello it never lets leave
+    (HTTP/2 flow control held at zero), so they never become its live stream and nothing
+    replaces them. Unbounded, they would fill the port's call limit and refuse every honest
+    validator's reconnect. They hold PEER_CALLS_PER_VALIDATOR_MAX of the acceptor's calls,
+    the next is refused RESOURCE_EXHAUSTED, another validator is served, and once they end
+    validator 1 is served again."""
+    node = _Node()
+    service = PeerService(node, _PINS)  # type: ignore[arg-type]
+    stalled = [_Context(1, stall=True) for _ in range(PEER_CALLS_PER_VALIDATOR_MAX)]
+    held = [asyncio.create_task(service.Connect(_frames(), c)) for c in stalled]  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(WAIT_S):
+            for c in stalled:
+                await c.writing.wait()
+        one_more = _Context(1)
+        with contextlib.suppress(grpc.aio.AbortError):
+            await service.Connect(_frames(SyncRequest(1, 1)), one_more)  # type: ignore[arg-type]
+        assert one_more.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        await service.Connect(_frames(SyncRequest(2, 1)), _Context(2))  # type: ignore[arg-type]
+        assert node.delivered == [(2, SyncRequest(2, 1))]
+    finally:
+        for t in held:
+            t.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+    await service.Connect(_frames(SyncRequest(3, 1)), _Context(1))  # type: ignore[arg-type]
+    assert node.delivered[-1] == (1, SyncRequest(3, 1))
 
 
 class _Parked(peer_grpc.PeerServicer):
