@@ -206,6 +206,26 @@ PEER_FORWARD_CHUNK_TXS: Final = 16  # forwarded transactions checked per event-l
 PEER_RECONNECT_BASE_MS: Final = 100  # first reconnect delay; doubles per failure
 PEER_RECONNECT_MAX_MS: Final = 5_000  # cap of the reconnect backoff
 PEER_FRAME_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX  # gRPC receive limit, peer port
+# The peer port (node/runtime/_server.py ``new_peer_server``). Only pinned validators pass
+# its mutual TLS, so the attacker is a Byzantine validator: each Connect stream it holds
+# can keep a frame of up to PEER_FRAME_BYTES_MAX (~6.3 MB) in gRPC's buffers and delivers
+# messages in turn with everyone else's. The acceptor keeps one live Connect per source
+# validator (a newer one ends the older: docs/cluster.md "Peer streams"), and gRPC core
+# bounds what arrives before any handler runs. HTTP/2 streams per connection: an honest
+# dialer opens one Connect per connection (a new channel per session); one more so that a
+# call still being torn down never holds up the next (streams beyond it wait in the dialer).
+PEER_STREAMS_PER_CONNECTION_MAX: Final = 2
+# Connect calls one validator may have in the acceptor's handlers at once (beyond it,
+# RESOURCE_EXHAUSTED): its live stream, a newer one writing its hello, and one more being
+# ended. A validator whose hellos never leave (it can hold HTTP/2 flow control at zero)
+# then holds this share of the port's calls, never the whole limit below.
+PEER_CALLS_PER_VALIDATOR_MAX: Final = 3
+# Calls in progress on the peer port, per validator of genesis (grpc.aio.server's
+# maximum_concurrent_rpcs, n times this; beyond it RESOURCE_EXHAUSTED before any handler):
+# every validator's share above, and one more each for calls not yet in a handler or being
+# refused. 104 calls for 26 validators, each holding at most a frame: ~660 MB in the worst
+# case, where an unbounded port let one validator's connections hold as many as it opened.
+PEER_RPCS_PER_VALIDATOR_MAX: Final = PEER_CALLS_PER_VALIDATOR_MAX + 1
 SYNC_PROBE_INTERVAL_MS: Final = 1_000  # at most one catch-up probe per peer per interval
 CLIENT_MESSAGE_BYTES_MAX: Final = 64 * 1024  # gRPC receive limit, client port
 TIMELINE_HEIGHTS_MAX: Final = 16_384  # recent blocks whose consensus step times are kept

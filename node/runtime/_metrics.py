@@ -100,6 +100,11 @@ class Metrics:
         self.dropped = Counter(
             "ledger_peer_messages_dropped", "Messages dropped by full peer send queues", registry=r
         )
+        self.peer_streams_replaced = Counter(
+            "ledger_peer_streams_replaced",
+            "Peer Connect streams ended because a newer one from the same validator arrived",
+            registry=r,
+        )
         self.halted = Gauge(
             "ledger_halted",
             "1 once this node halted itself (fail-stop or divergence); it exits non-zero",

@@ -18,6 +18,7 @@ from node.config import (
     CLIENT_RPCS_MAX,
     CLIENT_STREAMS_PER_CONNECTION_MAX,
     HALT_LINGER_MS,
+    PEER_RPCS_PER_VALIDATOR_MAX,
     SHUTDOWN_GRACE_MS,
 )
 from node.crypto import SigningKey
@@ -42,7 +43,7 @@ from node.store import LmdbStore
 from node.wire import ledger_pb2 as pb
 from node.wire import peer_pb2_grpc as peer_grpc
 
-__all__ = ["StartupError", "new_client_server", "run"]
+__all__ = ["StartupError", "new_client_server", "new_peer_server", "run"]
 
 LEDGER_SERVICE = pb.DESCRIPTOR.services_by_name["Ledger"].full_name
 _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
@@ -65,6 +66,16 @@ def new_client_server(rpcs_max: int = CLIENT_RPCS_MAX) -> grpc.aio.Server:
     against ``rpcs_max``, parked ones included (a unary method opened as a stream whose
     request never comes, which no share sees): beyond it, RESOURCE_EXHAUSTED."""
     return grpc.aio.server(options=CLIENT_SERVER_OPTIONS, maximum_concurrent_rpcs=rpcs_max)
+
+
+def new_peer_server(validators: int) -> grpc.aio.Server:
+    """The peer port's server, no service added yet: PEER_STREAMS_PER_CONNECTION_MAX
+    streams per connection (PEER_SERVER_OPTIONS) and PEER_RPCS_PER_VALIDATOR_MAX calls in
+    progress per validator of genesis; beyond it, RESOURCE_EXHAUSTED."""
+    return grpc.aio.server(
+        options=PEER_SERVER_OPTIONS,
+        maximum_concurrent_rpcs=PEER_RPCS_PER_VALIDATOR_MAX * validators,
+    )
 
 
 class StartupError(RuntimeError):
@@ -147,7 +158,7 @@ async def _serve(
     node.send_frame = lambda dst, data: links[dst].send(data)
     peers = PeerService(node, [v.tls_cert_sha256 for v in genesis.validators])
 
-    peer_server = grpc.aio.server(options=PEER_SERVER_OPTIONS)
+    peer_server = new_peer_server(len(genesis.validators))
     peer_grpc.add_PeerServicer_to_server(peers, peer_server)
     _bind(
         peer_server,

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import grpc
 
 from node.config import (
+    PEER_CALLS_PER_VALIDATOR_MAX,
     PEER_FORWARD_CHUNK_TXS,
     PEER_FRAME_BYTES_MAX,
     PEER_FRAME_MESSAGES_MAX,
@@ -25,6 +26,7 @@ from node.config import (
     PEER_RECONNECT_MAX_MS,
     PEER_SEND_QUEUE_BYTES_MAX,
     PEER_SEND_QUEUE_MAX,
+    PEER_STREAMS_PER_CONNECTION_MAX,
 )
 from node.core import DecodeError, Message, TxForward, decode_message
 from node.keyfiles import cert_pin_from_pem
@@ -47,6 +49,8 @@ __all__ = [
 ]
 
 FRAME_REFUSED = "frame of more than PEER_FRAME_MESSAGES_MAX messages"
+STREAM_REPLACED = "a newer Connect stream from this validator replaced this one"
+CALLS_REFUSED = "this validator has PEER_CALLS_PER_VALIDATOR_MAX Connect calls in progress here"
 _FRAME_OVERHEAD_BYTES = 64 * 1024  # protobuf framing around the messages of one frame
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -57,6 +61,7 @@ PEER_SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", PEER_FRAME_BYTES_MAX + _FRAME_OVERHEAD_BYTES),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_concurrent_streams", PEER_STREAMS_PER_CONNECTION_MAX),
 ]
 
 
@@ -85,12 +90,21 @@ def peer_channel_options(tls_name: str) -> list[tuple[str, int | str]]:
 
 
 class PeerService(peer_grpc.PeerServicer):
-    """The acceptor side: authenticate the dialer, then deliver its messages in order."""
+    """The acceptor side: authenticate the dialer, then deliver its messages in order.
+
+    One live ``Connect`` per source validator: a newer one ends the older (newest wins, so
+    an honest dialer that reconnects after a half-open TCP connection is heard at once, not
+    after keepalive notices). A Byzantine validator's many streams would each hold a frame
+    in gRPC's buffers and each take turns on the event loop. And at most
+    PEER_CALLS_PER_VALIDATOR_MAX calls per source in the handler at once, live or not: one
+    whose hello never leaves holds its own validator's share, not the port's call limit."""
 
     def __init__(self, node: Node, pins: Sequence[bytes]) -> None:
         self._node = node
         self._index_by_pin = {pin: i for i, pin in enumerate(pins)}
         self._pin_by_pem: dict[bytes, int | None] = {}
+        self._live: dict[int, asyncio.Task[object]] = {}  # source -> its live Connect's task
+        self._calls = [0] * len(pins)  # Connect calls of each source in this servicer
 
     def _authenticate(self, context: Ctx) -> int | None:
         pems = list(context.auth_context().get("x509_pem_cert") or [])
@@ -116,14 +130,66 @@ class PeerService(peer_grpc.PeerServicer):
                 "peer certificate is not pinned for any other validator in genesis",
                 Reason.PEER_NOT_PINNED,
             )
-        node = self._node
-        await context.write(
-            peer_pb.PeerHello(
-                chain_id=node.genesis.chain_id,
-                validator=node.index,
-                committed_height=node.replica.committed_height,
+        if self._calls[src] >= PEER_CALLS_PER_VALIDATOR_MAX:
+            await refuse(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                CALLS_REFUSED,
+                Reason.LIMIT_REACHED,
+                {"limit": "peer calls per validator"},
             )
-        )
+        self._calls[src] += 1
+        try:
+            node = self._node
+            await context.write(
+                peer_pb.PeerHello(
+                    chain_id=node.genesis.chain_id,
+                    validator=node.index,
+                    committed_height=node.replica.committed_height,
+                )
+            )
+            await self._live_stream(src, request_iterator, context)
+        finally:
+            self._calls[src] -= 1
+
+    async def _live_stream(
+        self, src: int, request_iterator: AsyncIterator[peer_pb.PeerFrame], context: Ctx
+    ) -> None:
+        """Deliver as ``src``'s one live stream until the dialer leaves or a newer replaces
+        it. Only now, the hello written: a stream replaced is cancelled while it reads or
+        yields, never in a write (whose core operation would outlive the cancellation and
+        refuse the status: the call would stay open)."""
+        me = asyncio.current_task()
+        if me is None:  # grpc.aio runs each call's handler in a task of its own
+            raise RuntimeError("Peer.Connect handler outside a task")
+        self._replace(src, me)
+        try:
+            await self._receive(src, request_iterator)
+        except asyncio.CancelledError:
+            if self._live.get(src) is me:
+                raise  # gRPC's (the dialer left, the server stops): not a replacement
+            # Replaced: end the call with a status (a handler cancelled ends no call: the
+            # stream would stay open, its dialer waiting). Nothing was delivered since.
+            me.uncancel()
+            await refuse(
+                context, grpc.StatusCode.ABORTED, STREAM_REPLACED, Reason.PEER_STREAM_REPLACED
+            )
+        finally:
+            if self._live.get(src) is me:  # a replaced stream leaves the newer's entry
+                del self._live[src]
+
+    def _replace(self, src: int, me: asyncio.Task[object]) -> None:
+        """Make ``me`` the live stream of ``src``, ending the older one if any. No await
+        between this and the older's cancellation: the older delivers nothing more."""
+        older = self._live.get(src)
+        self._live[src] = me
+        if older is not None:
+            older.cancel()
+            event("peer_stream_replaced", peer=src)
+            self._node.metrics.peer_streams_replaced.inc()
+
+    async def _receive(self, src: int, request_iterator: AsyncIterator[peer_pb.PeerFrame]) -> None:
+        node = self._node
         async for frame in request_iterator:
             if len(frame.messages) > PEER_FRAME_MESSAGES_MAX:
                 # An honest sender's queue never holds more: the frame is the peer's fault.

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"  # a field out of range (metadata: field)
     IDENTITY_REFUSED = "IDENTITY_REFUSED"  # no signed identity, or one that does not verify
     PEER_NOT_PINNED = "PEER_NOT_PINNED"  # a peer stream from no other validator of genesis
+    PEER_STREAM_REPLACED = "PEER_STREAM_REPLACED"  # a newer peer stream from that validator
     NODE_HALTED = "NODE_HALTED"  # the node stopped itself (fail-stop): ask another
     NODE_STOPPED = "NODE_STOPPED"  # shutting down or halted while the request waited
     LIMIT_REACHED = "LIMIT_REACHED"  # a call or wait limit (metadata: limit names it)

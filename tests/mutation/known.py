@@ -2004,3 +2004,51 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony.py::test_keygen_refuses_names_no_certificate_can_carry_in_one_line"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: peer server (h-peer)
+_PS = "tests/unit/test_peer_streams.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("peer-port-older-stream-not-ended", "node/runtime/_transport.py",
+           old="            older.cancel()\n",
+           new="            pass\n",
+           breaks="one validator holds any number of live Connect streams, each a ~6.3 MB frame in gRPC's buffers and its own turns on the loop",
+           tests=[_PS + "test_a_newer_connect_from_a_validator_ends_the_older_and_only_it_delivers",
+                  _PS + "test_a_validator_opening_many_connect_streams_holds_at_most_one"]),
+    Mutant("peer-port-replaced-stream-left-open", "node/runtime/_transport.py",
+           old="            if self._live.get(src) is me:\n                raise",
+           new="            if True:\n                raise",
+           breaks="a replaced stream's handler ends but its call stays open: the dialer waits with no status and the port's call slot stays taken",
+           tests=[_PS + "test_a_newer_connect_from_a_validator_ends_the_older_and_only_it_delivers"]),
+    Mutant("peer-port-older-drops-newer-entry", "node/runtime/_transport.py",
+           old="            if self._live.get(src) is me:  # a replaced stream leaves the newer's entry",
+           new="            if src in self._live:  # a replaced stream leaves the newer's entry",
+           breaks="an ended older stream forgets the newer: the next stream does not end it, so a validator alternating reconnects holds two live streams",
+           tests=[_PS + "test_a_validator_opening_many_connect_streams_holds_at_most_one"]),
+    Mutant("peer-port-live-entry-leaked", "node/runtime/_transport.py",
+           old="                del self._live[src]\n",
+           new="                pass\n",
+           breaks="an ended stream stays registered: the validator's next stream counts as a replacement (a false peer_stream_replaced and metric)",
+           tests=[_PS + "test_once_a_validators_stream_ends_a_fresh_one_is_accepted_and_nothing_leaks"]),
+    Mutant("peer-port-no-stream-cap-per-connection", "node/runtime/_transport.py",
+           old='    ("grpc.max_concurrent_streams", PEER_STREAMS_PER_CONNECTION_MAX),\n',
+           new="",
+           breaks="one connection opens streams without limit on the peer port (gRPC sets none by default), each a handler and a frame's buffers",
+           tests=[_PS + "test_one_connection_holds_at_most_the_peer_streams_per_connection_limit"]),
+    Mutant("peer-port-no-calls-share", "node/runtime/_transport.py",
+           old="        if self._calls[src] >= PEER_CALLS_PER_VALIDATOR_MAX:",
+           new="        if False:",
+           breaks="a validator whose hellos never leave (flow control at zero) fills the peer port's call limit: every honest reconnect is refused",
+           tests=[_PS + "test_hellos_that_never_leave_hold_their_validators_share_not_the_port"]),
+    Mutant("peer-port-calls-share-leaked", "node/runtime/_transport.py",
+           old="            self._calls[src] -= 1",
+           new="            pass",
+           breaks="every call a validator ever made counts against its share: after PEER_CALLS_PER_VALIDATOR_MAX reconnects it is refused for good",
+           tests=[_PS + "test_hellos_that_never_leave_hold_their_validators_share_not_the_port"]),
+    Mutant("peer-port-rpcs-unbounded", "node/runtime/_server.py",
+           old="        maximum_concurrent_rpcs=PEER_RPCS_PER_VALIDATOR_MAX * validators,\n",
+           new="",
+           breaks="calls on the peer port are bounded by nothing but connections times streams: a validator's many connections hold as many as it opens",
+           tests=[_PS + "test_calls_beyond_the_peer_ports_limit_are_refused"]),
+]
+# fmt: on
