@@ -1,0 +1,253 @@
+"""Hostile review of receipts, their verification and the SDK's block checks (issue 13,
+session 15, branch h-rcpt).
+
+The attacker is a Byzantine validator (or a man in the middle of a client holding no
+keys) forging or altering receipts, blocks and proofs, or a party handing a forged
+receipt file to a third party who checks it offline with ``ledger verify-receipt``.
+Each test names the attack, its impact and a severity (high: a forged receipt or block
+accepted; medium: a claim the SDK presents as checked rests on one node's word; low: a
+crash or a confusing answer instead of a clean "invalid").
+
+Chains are built by hand from the real pieces (``tests.chain_helpers.Chain``: real
+blocks, commit certificates by q genesis validators, the node's own receipt builder), so
+every hostile answer below is one a Byzantine node could assemble from committed data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import (
+    AsyncLedgerClient,
+    BadResponseError,
+    Endpoint,
+    InvalidReceiptError,
+    NotFoundError,
+    Receipt,
+    ResultCode,
+    verify_receipt,
+)
+from client.cli import main
+from node import crypto
+from node.core import encode_block, encode_qc
+from node.genesis import DemoNetwork, dump_genesis
+from node.settlement import SignedTx, tx_id
+from node.wire import ledger_pb2 as pb
+from tests.chain_helpers import Chain
+from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+
+# --- the receipt file a third party is handed (Receipt.loads, `ledger verify-receipt`) ---
+
+_FIELDS: dict[str, Any] = {
+    "format": "dvp-ledger/receipt/v1",
+    "tx_id": "00" * 32,
+    "code": "OK",
+    "height": 1,
+    "position": 0,
+    "block_hash": "00" * 32,
+    "block_time_ms": 0,
+    "certificate": "",
+    "block_header": "",
+    "transaction": "",
+    "tx_path": [],
+    "result_proof": None,
+}
+
+
+def _doc_with(path: tuple[str, ...], literal: str) -> str:
+    """The receipt JSON with the field at ``path`` replaced by a raw JSON ``literal``."""
+    doc: dict[str, Any] = json.loads(json.dumps(_FIELDS))
+    doc["result_proof"] = {"header": "", "certificate": "", "path": [], "leaf_count": 0}
+    at = doc
+    for key in path[:-1]:
+        at = at[key]
+    at[path[-1]] = "__LITERAL__"
+    return json.dumps(doc).replace('"__LITERAL__"', literal)
+
+
+_HOSTILE_FILES = {
+    # Python's json reads 1e999 as float('inf'); int(inf) raises OverflowError.
+    "infinite height": _doc_with(("height",), "1e999"),
+    "infinite position": _doc_with(("position",), "-1e999"),
+    "infinite leaf count": _doc_with(("result_proof", "leaf_count"), "1e999"),
+    # json.loads itself raises ValueError (not JSONDecodeError) past 4,300 digits.
+    "a 5,000-digit height": _doc_with(("height",), "9" * 5000),
+    # and RecursionError for deep nesting.
+    "nesting 100,000 deep": "[" * 100_000,
+}
+
+
+@pytest.mark.xfail(
+    strict=True, reason="Receipt.loads lets OverflowError, ValueError, RecursionError out"
+)
+@pytest.mark.parametrize("text", _HOSTILE_FILES.values(), ids=_HOSTILE_FILES.keys())
+def test_a_hostile_receipt_file_is_invalid_not_a_crash(text: str) -> None:
+    """Attack: a party hands a third party a receipt file whose JSON holds ``1e999`` (read
+    as infinity), a 5,000-digit number, or 100,000 nested brackets. Impact: ``Receipt.loads``
+    raised OverflowError, ValueError or RecursionError instead of InvalidReceiptError, so
+    ``ledger verify-receipt`` died with a traceback (its main catches CliError only) and an
+    SDK caller catching InvalidReceiptError crashed. Severity: low (no forged receipt is
+    accepted; the verifier fails loudly instead of answering "invalid")."""
+    with pytest.raises(InvalidReceiptError):
+        Receipt.loads(text)
+
+
+@pytest.mark.xfail(strict=True, reason="ledger verify-receipt dies with a traceback")
+def test_verify_receipt_cli_answers_a_hostile_file_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same attack through ``ledger verify-receipt``: exit 1 and one error line, no
+    traceback. Severity: low."""
+    genesis = tmp_path / "genesis.json"
+    dump_genesis(shared_net().genesis, genesis)
+    for i, text in enumerate(_HOSTILE_FILES.values()):
+        f = tmp_path / f"r{i}.json"
+        f.write_text(text)
+        assert main(["verify-receipt", str(f), "--genesis", str(genesis)]) == 1
+        _, err = capsys.readouterr()
+        assert err.startswith("ledger: error: invalid receipt: ") and err.count("\n") == 1
+
+
+# --- the SDK: answers of one hostile node ---------------------------------------------
+
+
+class _Stub:
+    """A node's Ledger stub answering every call with ``answer(method, request)``."""
+
+    def __init__(self, answer: Any) -> None:
+        self._answer = answer
+
+    def __getattr__(self, method: str) -> Any:
+        def call(req: Any, **kw: Any) -> Any:
+            async def run() -> Any:
+                return self._answer(method, req)
+
+            return asyncio.ensure_future(run())
+
+        return call
+
+
+@pytest.fixture(scope="module")
+def pinned() -> tuple[DemoNetwork, bytes]:
+    return pinned_tls(shared_net())
+
+
+def _client(pinned: tuple[DemoNetwork, bytes], answer: Any) -> AsyncLedgerClient:
+    net, certs = pinned
+    c = AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis
+    )
+    stub = _Stub(answer)
+    c._stub = lambda i: stub  # type: ignore[method-assign]
+    return c
+
+
+@pytest.fixture(scope="module")
+def refused_chain(pinned: tuple[DemoNetwork, bytes]) -> tuple[Chain, bytes]:
+    """Block 1 holds an authentic transfer that is refused (far more than the sender
+    holds) and a small one that settles; block 2 certifies their results."""
+    net, _ = pinned
+    txf = TxFactory(net)
+    refused = txf.signed(txf.transfer(amount=10**15))
+    chain = Chain(net)
+    chain.commit([refused, txf.signed(txf.transfer())])
+    chain.commit([])
+    return chain, refused
+
+
+@pytest.mark.xfail(strict=True, reason="receipt(wait=False) ignores prove_result=True")
+async def test_receipt_without_wait_proves_the_result_when_asked(
+    pinned: tuple[DemoNetwork, bytes], refused_chain: tuple[Chain, bytes]
+) -> None:
+    """Attack: ``receipt(tx_id, wait=False)`` (``prove_result`` True by default) asks
+    GetTransaction; a hostile node answers COMMITTED with the genuine inclusion and
+    certificate of a refused transfer, drops the result proof and says ``OK``. Impact: the
+    SDK checked that receipt with ``require_result=False`` whatever ``prove_result`` said,
+    so it returned ``receipt.ok`` True for a refused trade on one node's word, where the
+    caller had asked for the result to be proven (``wait=True`` refuses the same answer).
+    Severity: medium (the result is forged; ``result_proof is None`` shows it to a caller
+    who looks)."""
+    chain, refused = refused_chain
+    tid = tx_id(SignedTx.decode(refused).body)
+    genuine = chain.node().receipt(tid)
+    assert genuine is not None and genuine.code is not ResultCode.OK
+    verify_receipt(genuine, pinned[0].genesis)  # control: the honest receipt is a refusal
+    forged = dataclasses.replace(genuine, code=ResultCode.OK, result_proof=None)
+    with pytest.raises(InvalidReceiptError, match="result"):  # control: offline, refused
+        verify_receipt(forged, pinned[0].genesis)
+    verify_receipt(forged, pinned[0].genesis, require_result=False)  # finality alone holds
+    status = pb.TransactionStatus(tx_id=tid, state=pb.COMMITTED, receipt=forged.to_pb())
+    c = _client(pinned, lambda method, req: status)
+    try:
+        unproven = await c.receipt(tid, wait=False, prove_result=False)  # asked for no proof
+        assert unproven.result_proof is None
+        with pytest.raises(NotFoundError, match="result"):
+            await c.receipt(tid, wait=False)
+    finally:
+        await c.aclose()
+
+
+def _block_info(chain: Chain, height: int) -> pb.BlockInfo:
+    block, outcome = chain.blocks[height], chain.outcomes[height]
+    return pb.BlockInfo(
+        height=height,
+        block_hash=block.hash,
+        time_ms=block.time_ms,
+        state_root=outcome.state_root,
+        block=encode_block(block),
+        certificate=encode_qc(chain.qc(block)),
+        results=[
+            pb.TransactionResult(
+                tx_id=r.tx_id,
+                code=int(r.code),  # type: ignore[arg-type]
+                height=height,
+                position=i,
+                recorded=r.recorded,
+            )
+            for i, r in enumerate(outcome.results)
+            if not r.event
+        ],
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="BlockTx.tx_id is the node's word, not the hash")
+async def test_a_block_binds_each_transaction_to_its_id(
+    pinned: tuple[DemoNetwork, bytes], refused_chain: tuple[Chain, bytes]
+) -> None:
+    """Attack: ``block(h)`` / ``blocks()`` / ``events(account)`` through a hostile node.
+    It serves the real certified block 1 but swaps the transaction ids its results list
+    carry, so the refused transfer is reported under the settled transfer's id and the
+    settled one under the refused one's (any id can be put there: one never included).
+    Impact: the SDK checked the block's certificate and then took each ``BlockTx.tx_id``
+    from the node's list without hashing the transaction beside it, so a client
+    reconciling its trades by id from a "certified" block saw a trade that was never
+    included as final there, and ``AccountEvent.tx_id`` named the wrong transaction. The
+    id is a hash of the certified bytes: nothing excuses taking it on trust (unlike the
+    result code, which only the next block certifies). Severity: medium."""
+    chain, _ = refused_chain
+    c = _client(pinned, None)
+    try:
+        honest = _block_info(chain, 1)
+        view = c._block_view(honest)  # control: the honest block passes, ids as hashed
+        assert [t.tx_id for t in view.transactions] == [
+            tx_id(SignedTx.decode(raw).body) for raw in chain.blocks[1].txs
+        ]
+        swapped = pb.BlockInfo()
+        swapped.CopyFrom(honest)
+        a, b = swapped.results[0].tx_id, swapped.results[1].tx_id
+        swapped.results[0].tx_id, swapped.results[1].tx_id = b, a
+        with pytest.raises(BadResponseError, match="id"):
+            c._block_view(swapped)
+        invented = pb.BlockInfo()
+        invented.CopyFrom(honest)
+        invented.results[1].tx_id = crypto.sha256(b"never included")
+        with pytest.raises(BadResponseError, match="id"):
+            c._block_view(invented)
+    finally:
+        await c.aclose()
