@@ -1920,3 +1920,20 @@ MUTANTS += [
            tests=[_CON + "test_every_answer_forbids_framing_sniffing_and_foreign_scripts"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: receipt review (h-rcpt)
+_RH = "tests/unit/test_receipt_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("receipt-json-overflow-escapes", "node/receipt.py",
+           old="        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:\n",
+           new="        except (AttributeError, KeyError, TypeError, ValueError) as e:\n",
+           breaks="a receipt file holding 1e999 crashes `ledger verify-receipt` with a traceback (OverflowError)",
+           tests=[_RH + "test_a_hostile_receipt_file_is_invalid_not_a_crash"]),
+    Mutant("receipt-json-recursion-escapes", "node/receipt.py",
+           old="        except (ValueError, RecursionError) as e:\n",
+           new="        except json.JSONDecodeError as e:\n",
+           breaks="a deeply nested or 5,000-digit receipt file crashes `ledger verify-receipt` (RecursionError, ValueError)",
+           tests=[_RH + "test_a_hostile_receipt_file_is_invalid_not_a_crash"]),
+]
+# fmt: on
