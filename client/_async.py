@@ -826,7 +826,7 @@ class AsyncLedgerClient:
     ) -> Receipt:
         """The verified receipt of a transaction (whatever its result code). With ``wait``
         wait up to ``timeout_s`` for finality (FinalityTimeoutError); without, NotFoundError
-        unless it is committed already."""
+        unless it is committed already, and (``prove_result``) its result proven already."""
         _check_timeout(timeout_s)
         if wait:
             deadline = asyncio.get_running_loop().time() + timeout_s
@@ -837,6 +837,14 @@ class AsyncLedgerClient:
         status = await self.transaction(tx_id)
         if status.receipt is None:
             raise NotFoundError(f"transaction {tx_id.hex()} is pending, not committed yet")
+        if prove_result and status.receipt.result_proof is None:
+            # Without its proof the code is one node's word (``transaction`` checks finality
+            # only): a hostile node would drop the proof and call a refusal OK.
+            raise NotFoundError(
+                f"transaction {tx_id.hex()} is committed in block {status.receipt.height}; its "
+                f"result is proven once block {status.receipt.height + 1} commits (wait, or "
+                "prove_result=False for finality alone)"
+            )
         return status.receipt
 
     async def wait_settled(

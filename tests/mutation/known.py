@@ -1935,5 +1935,10 @@ MUTANTS += [
            new="        except json.JSONDecodeError as e:\n",
            breaks="a deeply nested or 5,000-digit receipt file crashes `ledger verify-receipt` (RecursionError, ValueError)",
            tests=[_RH + "test_a_hostile_receipt_file_is_invalid_not_a_crash"]),
+    Mutant("receipt-nowait-unproven", "client/_async.py",
+           old="        if prove_result and status.receipt.result_proof is None:\n",
+           new="        if False:\n",
+           breaks="receipt(tx_id, wait=False) returns a receipt whose result is one node's word although prove_result asked for its proof: a refusal passes as OK",
+           tests=[_RH + "test_receipt_without_wait_proves_the_result_when_asked"]),
 ]
 # fmt: on

@@ -161,7 +161,6 @@ def refused_chain(pinned: tuple[DemoNetwork, bytes]) -> tuple[Chain, bytes]:
     return chain, refused
 
 
-@pytest.mark.xfail(strict=True, reason="receipt(wait=False) ignores prove_result=True")
 async def test_receipt_without_wait_proves_the_result_when_asked(
     pinned: tuple[DemoNetwork, bytes], refused_chain: tuple[Chain, bytes]
 ) -> None:
@@ -172,7 +171,9 @@ async def test_receipt_without_wait_proves_the_result_when_asked(
     so it returned ``receipt.ok`` True for a refused trade on one node's word, where the
     caller had asked for the result to be proven (``wait=True`` refuses the same answer).
     Severity: medium (the result is forged; ``result_proof is None`` shows it to a caller
-    who looks)."""
+    who looks). Fixed: without wait, ``prove_result`` True refuses a receipt without its
+    result proof (NotFoundError: the next block proves it); the console's fallback asks
+    for finality alone explicitly."""
     chain, refused = refused_chain
     tid = tx_id(SignedTx.decode(refused).body)
     genuine = chain.node().receipt(tid)
