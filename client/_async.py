@@ -95,6 +95,7 @@ from node.core import (
     decode_qc,
     verify_certificate,
 )
+from node.crypto import sha256
 from node.genesis import load_genesis
 from node.keyfiles import dns_names, pinned_certificates
 from node.netconfig import load_network
@@ -1444,14 +1445,24 @@ def _replayed(b: BlockView) -> ReplayedBlock:
 
 
 def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockTx:
-    tx: Transaction | None
+    """One certified transaction and the node's result for it. Its id is hashed here, as
+    execution hashes it (the body's hash; the whole bytes' for a copy that does not
+    decode): only the code and ``recorded`` are the node's word."""
+    tx: Transaction | None = None
     try:
         stx = SignedTx.decode(raw)
-        tx = decode_body(stx.body)
     except TxDecodeError:
-        tx = None
+        tid = sha256(raw)
+    else:
+        tid = stx.tx_id
+        with contextlib.suppress(TxDecodeError):
+            tx = decode_body(stx.body)
+    if bytes(result.tx_id) != tid:
+        raise BadResponseError(
+            f"the id the node gives the transaction at position {position} is not its hash"
+        )
     code = decode_result_code(result.code, BadResponseError)
-    return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
+    return BlockTx(position, tid, code, tx, raw, result.recorded)
 
 
 def _block_event(e: pb.TransactionResult) -> BlockEvent:

@@ -1940,5 +1940,10 @@ MUTANTS += [
            new="        if False:\n",
            breaks="receipt(tx_id, wait=False) returns a receipt whose result is one node's word although prove_result asked for its proof: a refusal passes as OK",
            tests=[_RH + "test_receipt_without_wait_proves_the_result_when_asked"]),
+    Mutant("block-tx-id-unbound", "client/_async.py",
+           old="    if bytes(result.tx_id) != tid:\n",
+           new="    if False:\n",
+           breaks="a hostile node relabels the transactions of a certified block: block()/blocks()/events() show a trade never included as final under its id",
+           tests=[_RH + "test_a_block_binds_each_transaction_to_its_id"]),
 ]
 # fmt: on

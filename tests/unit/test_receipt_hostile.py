@@ -151,12 +151,13 @@ def _client(pinned: tuple[DemoNetwork, bytes], answer: Any) -> AsyncLedgerClient
 @pytest.fixture(scope="module")
 def refused_chain(pinned: tuple[DemoNetwork, bytes]) -> tuple[Chain, bytes]:
     """Block 1 holds an authentic transfer that is refused (far more than the sender
-    holds) and a small one that settles; block 2 certifies their results."""
+    holds), a small one that settles and bytes that do not decode (MALFORMED, whose id
+    is the hash of the whole bytes); block 2 certifies their results."""
     net, _ = pinned
     txf = TxFactory(net)
     refused = txf.signed(txf.transfer(amount=10**15))
     chain = Chain(net)
-    chain.commit([refused, txf.signed(txf.transfer())])
+    chain.commit([refused, txf.signed(txf.transfer()), b"not a transaction"])
     chain.commit([])
     return chain, refused
 
@@ -217,7 +218,6 @@ def _block_info(chain: Chain, height: int) -> pb.BlockInfo:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="BlockTx.tx_id is the node's word, not the hash")
 async def test_a_block_binds_each_transaction_to_its_id(
     pinned: tuple[DemoNetwork, bytes], refused_chain: tuple[Chain, bytes]
 ) -> None:
@@ -230,25 +230,30 @@ async def test_a_block_binds_each_transaction_to_its_id(
     reconciling its trades by id from a "certified" block saw a trade that was never
     included as final there, and ``AccountEvent.tx_id`` named the wrong transaction. The
     id is a hash of the certified bytes: nothing excuses taking it on trust (unlike the
-    result code, which only the next block certifies). Severity: medium."""
+    result code, which only the next block certifies). Severity: medium. Fixed:
+    ``_block_tx`` hashes each transaction as execution does and refuses a block whose
+    node gives another id."""
     chain, _ = refused_chain
     c = _client(pinned, None)
     try:
         honest = _block_info(chain, 1)
         view = c._block_view(honest)  # control: the honest block passes, ids as hashed
+        txs = chain.blocks[1].txs
         assert [t.tx_id for t in view.transactions] == [
-            tx_id(SignedTx.decode(raw).body) for raw in chain.blocks[1].txs
+            *(tx_id(SignedTx.decode(raw).body) for raw in txs[:2]),
+            crypto.sha256(txs[2]),
         ]
+        assert [t.code for t in view.transactions][1:] == [ResultCode.OK, ResultCode.MALFORMED]
         swapped = pb.BlockInfo()
         swapped.CopyFrom(honest)
         a, b = swapped.results[0].tx_id, swapped.results[1].tx_id
         swapped.results[0].tx_id, swapped.results[1].tx_id = b, a
-        with pytest.raises(BadResponseError, match="id"):
+        with pytest.raises(BadResponseError, match="is not its hash"):
             c._block_view(swapped)
         invented = pb.BlockInfo()
         invented.CopyFrom(honest)
         invented.results[1].tx_id = crypto.sha256(b"never included")
-        with pytest.raises(BadResponseError, match="id"):
+        with pytest.raises(BadResponseError, match="is not its hash"):
             c._block_view(invented)
     finally:
         await c.aclose()
