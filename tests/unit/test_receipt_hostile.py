@@ -35,8 +35,10 @@ from client import (
 )
 from client.cli import main
 from node import crypto
+from node.access import Caller
 from node.core import encode_block, encode_qc
 from node.genesis import DemoNetwork, dump_genesis
+from node.runtime._api import filtered_block_pb
 from node.settlement import SignedTx, tx_id
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
@@ -255,5 +257,36 @@ async def test_a_block_binds_each_transaction_to_its_id(
         invented.results[1].tx_id = crypto.sha256(b"never included")
         with pytest.raises(BadResponseError, match="is not its hash"):
             c._block_view(invented)
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.xfail(strict=True, reason="a filtered block may list one receipt twice")
+async def test_a_filtered_block_shows_each_transaction_once(
+    pinned: tuple[DemoNetwork, bytes], refused_chain: tuple[Chain, bytes]
+) -> None:
+    """Attack: BANK01 (no observer role) follows its trades with ``block(h)`` /
+    ``blocks()`` / ``events("BANK01")`` through a hostile node. The node answers the real
+    party-filtered block 1 but lists BANK01's settled transfer twice (its receipt and
+    result repeated). Impact: each copy passes ``_filtered_view``'s checks (header,
+    certificate, the receipt's Merkle path to that header), so the SDK showed the block
+    holding the transfer twice and ``events`` yielded it twice: a back office summing its
+    legs books the cash twice. Nothing but the positions tells the copies apart, and a
+    block holds one transaction per position. Severity: low (no transaction is invented;
+    one is counted twice)."""
+    chain, _ = refused_chain
+    stored = chain.store.block(1)
+    assert stored is not None
+    honest = filtered_block_pb(chain.node(), stored, Caller("BANK01", observer=False))
+    c = _client(pinned, None)
+    try:
+        view = c._block_view(honest)  # control: the honest filtered block passes
+        assert view.filtered and [t.position for t in view.transactions] == [0, 1]
+        doubled = pb.BlockInfo()
+        doubled.CopyFrom(honest)
+        doubled.receipts.append(honest.receipts[1])
+        doubled.results.append(honest.results[1])
+        with pytest.raises(BadResponseError, match="twice or out of order"):
+            c._block_view(doubled)
     finally:
         await c.aclose()
