@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -1304,6 +1305,12 @@ class AsyncLedgerClient:
             )
         ):
             raise BadResponseError(f"block {info.height} is not certified for this chain")
+        positions = [r.position for r in info.results]
+        if any(a >= b for a, b in itertools.pairwise(positions)):
+            # One transaction per position: a receipt listed twice would be counted twice.
+            raise BadResponseError(
+                f"block {info.height} lists the caller's transactions twice or out of order"
+            )
         receipts = tuple(
             self._in_block(m, r, header) for m, r in zip(info.receipts, info.results, strict=True)
         )

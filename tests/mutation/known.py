@@ -1945,5 +1945,10 @@ MUTANTS += [
            new="    if False:\n",
            breaks="a hostile node relabels the transactions of a certified block: block()/blocks()/events() show a trade never included as final under its id",
            tests=[_RH + "test_a_block_binds_each_transaction_to_its_id"]),
+    Mutant("filtered-block-repeats", "client/_async.py",
+           old="        if any(a >= b for a, b in itertools.pairwise(positions)):\n",
+           new="        if False:\n",
+           breaks="a hostile node lists a caller's transaction twice in a filtered block: events() books its legs twice",
+           tests=[_RH + "test_a_filtered_block_shows_each_transaction_once"]),
 ]
 # fmt: on

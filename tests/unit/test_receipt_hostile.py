@@ -261,7 +261,6 @@ async def test_a_block_binds_each_transaction_to_its_id(
         await c.aclose()
 
 
-@pytest.mark.xfail(strict=True, reason="a filtered block may list one receipt twice")
 async def test_a_filtered_block_shows_each_transaction_once(
     pinned: tuple[DemoNetwork, bytes], refused_chain: tuple[Chain, bytes]
 ) -> None:
@@ -273,7 +272,7 @@ async def test_a_filtered_block_shows_each_transaction_once(
     holding the transfer twice and ``events`` yielded it twice: a back office summing its
     legs books the cash twice. Nothing but the positions tells the copies apart, and a
     block holds one transaction per position. Severity: low (no transaction is invented;
-    one is counted twice)."""
+    one is counted twice). Fixed: a filtered block's positions must strictly increase."""
     chain, _ = refused_chain
     stored = chain.store.block(1)
     assert stored is not None
