@@ -39,9 +39,11 @@ from node.access import Caller
 from node.core import encode_block, encode_qc
 from node.genesis import DemoNetwork, dump_genesis
 from node.runtime._api import filtered_block_pb
-from node.settlement import SignedTx, tx_id
+from node.settlement import SignedTx, encode_body, tx_id
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
+from tests.gov_helpers import new_key, rotate
+from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 
 # --- the receipt file a third party is handed (Receipt.loads, `ledger verify-receipt`) ---
@@ -289,3 +291,41 @@ async def test_a_filtered_block_shows_each_transaction_once(
             c._block_view(doubled)
     finally:
         await c.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="offline finality-only checks authenticity against genesis keys, rotated or not",
+)
+def test_a_finality_only_receipt_of_a_copy_signed_with_a_rotated_out_key_is_refused(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """Attack: BANK01's key leaks; governance rotates it (block 1). The holder of the old
+    key signs a transfer body of its choosing with it and gets it into block 2 (any node
+    forwards it; execution refuses it ``BAD_SIGNATURE``: the copy is not recorded under its
+    id, ADR 0007). A hostile node then serves a finality-only receipt for that id (no
+    result proof; ``code`` OK in its own words), or the key holder hands one to a third
+    party checking with ``ledger verify-receipt --finality-only``. Impact: without a result
+    proof, ``verify_receipt`` stands in for the recorded leaf by checking the copy's
+    signatures against genesis (ADR 0016), where the old key is still BANK01's, so the
+    receipt verifies: an id the ledger refused passes as final (the SDK's ``transaction()``
+    and ``receipt(prove_result=False)`` take it too). The result proof refuses it (the
+    control). Severity: low (needs a rotated-out key, i.e. the very compromise rotation
+    answers, and finality-only checking). Not fixed: offline there is only genesis, so a
+    finality-only check cannot see rotations; a fix would be to drop the finality-only
+    path's claim about the id (say the copy is included, never the id final) or always
+    require the result proof for a receipt to speak for its id."""
+    old = net.participant_keys["BANK01"]
+    chain = Chain(net)
+    chain.commit([gov_signed(net, rotate(txf, "BANK01", new_key("BANK01 rotated")))])
+    stale = SignedTx(encode_body(txf.transfer("BANK01", "BANK02", 7)), ())
+    chain.commit([stale.with_signature("BANK01", old).encode()])
+    chain.commit([])
+    assert chain.outcomes[2].results[0].code is ResultCode.BAD_SIGNATURE
+    assert not chain.outcomes[2].results[0].recorded
+    proven = chain.forged_receipt(2, 0)
+    with pytest.raises(InvalidReceiptError, match="not the one recorded"):  # control
+        verify_receipt(proven, net.genesis)
+    finality_only = dataclasses.replace(proven, code=ResultCode.OK, result_proof=None)
+    with pytest.raises(InvalidReceiptError):
+        verify_receipt(finality_only, net.genesis, require_result=False)
