@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ from node.core import (
     decode_qc,
     verify_certificate,
 )
+from node.crypto import sha256
 from node.genesis import load_genesis
 from node.keyfiles import dns_names, pinned_certificates
 from node.netconfig import load_network
@@ -826,7 +828,7 @@ class AsyncLedgerClient:
     ) -> Receipt:
         """The verified receipt of a transaction (whatever its result code). With ``wait``
         wait up to ``timeout_s`` for finality (FinalityTimeoutError); without, NotFoundError
-        unless it is committed already."""
+        unless it is committed already, and (``prove_result``) its result proven already."""
         _check_timeout(timeout_s)
         if wait:
             deadline = asyncio.get_running_loop().time() + timeout_s
@@ -837,6 +839,14 @@ class AsyncLedgerClient:
         status = await self.transaction(tx_id)
         if status.receipt is None:
             raise NotFoundError(f"transaction {tx_id.hex()} is pending, not committed yet")
+        if prove_result and status.receipt.result_proof is None:
+            # Without its proof the code is one node's word (``transaction`` checks finality
+            # only): a hostile node would drop the proof and call a refusal OK.
+            raise NotFoundError(
+                f"transaction {tx_id.hex()} is committed in block {status.receipt.height}; its "
+                f"result is proven once block {status.receipt.height + 1} commits (wait, or "
+                "prove_result=False for finality alone)"
+            )
         return status.receipt
 
     async def wait_settled(
@@ -1295,6 +1305,12 @@ class AsyncLedgerClient:
             )
         ):
             raise BadResponseError(f"block {info.height} is not certified for this chain")
+        positions = [r.position for r in info.results]
+        if any(a >= b for a, b in itertools.pairwise(positions)):
+            # One transaction per position: a receipt listed twice would be counted twice.
+            raise BadResponseError(
+                f"block {info.height} lists the caller's transactions twice or out of order"
+            )
         receipts = tuple(
             self._in_block(m, r, header) for m, r in zip(info.receipts, info.results, strict=True)
         )
@@ -1436,14 +1452,24 @@ def _replayed(b: BlockView) -> ReplayedBlock:
 
 
 def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockTx:
-    tx: Transaction | None
+    """One certified transaction and the node's result for it. Its id is hashed here, as
+    execution hashes it (the body's hash; the whole bytes' for a copy that does not
+    decode): only the code and ``recorded`` are the node's word."""
+    tx: Transaction | None = None
     try:
         stx = SignedTx.decode(raw)
-        tx = decode_body(stx.body)
     except TxDecodeError:
-        tx = None
+        tid = sha256(raw)
+    else:
+        tid = stx.tx_id
+        with contextlib.suppress(TxDecodeError):
+            tx = decode_body(stx.body)
+    if bytes(result.tx_id) != tid:
+        raise BadResponseError(
+            f"the id the node gives the transaction at position {position} is not its hash"
+        )
     code = decode_result_code(result.code, BadResponseError)
-    return BlockTx(position, bytes(result.tx_id), code, tx, raw, result.recorded)
+    return BlockTx(position, tid, code, tx, raw, result.recorded)
 
 
 def _block_event(e: pb.TransactionResult) -> BlockEvent:

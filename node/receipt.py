@@ -328,7 +328,8 @@ class Receipt:
             )
         except InvalidReceiptError:
             raise
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:
+            # (OverflowError: JSON's 1e999 reads as infinity, which int() refuses so.)
             raise InvalidReceiptError(f"malformed receipt JSON: {e!r}") from e
 
     def dumps(self) -> str:
@@ -338,7 +339,9 @@ class Receipt:
     def loads(cls, text: str) -> Receipt:
         try:
             doc = json.loads(text)
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:
+            # JSONDecodeError is a ValueError, as is a number past Python's 4,300 digits;
+            # deep nesting raises RecursionError: a hostile file is invalid, not a crash.
             raise InvalidReceiptError(f"not JSON: {e}") from e
         except RecursionError as e:
             raise InvalidReceiptError("not a receipt: JSON nested too deeply") from e

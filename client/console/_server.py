@@ -376,7 +376,7 @@ class ConsoleServer:
         try:
             receipt = await self.client.receipt(tx_id, timeout_s=RECEIPT_PROOF_WAIT_S)
         except LedgerError:  # no next block yet: check inclusion and finality only
-            receipt = await self.client.receipt(tx_id, wait=False)
+            receipt = await self.client.receipt(tx_id, wait=False, prove_result=False)
         return _json(receipt_check(receipt, self.genesis))
 
     async def _positions(self, request: web.Request) -> web.StreamResponse:

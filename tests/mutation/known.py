@@ -2052,3 +2052,35 @@ MUTANTS += [
            tests=[_PS + "test_calls_beyond_the_peer_ports_limit_are_refused"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: receipt review (h-rcpt)
+_RH = "tests/unit/test_receipt_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("receipt-json-overflow-escapes", "node/receipt.py",
+           old="        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:\n",
+           new="        except (AttributeError, KeyError, TypeError, ValueError) as e:\n",
+           breaks="a receipt file holding 1e999 crashes `ledger verify-receipt` with a traceback (OverflowError)",
+           tests=[_RH + "test_a_hostile_receipt_file_is_invalid_not_a_crash"]),
+    Mutant("receipt-json-recursion-escapes", "node/receipt.py",
+           old="        except (ValueError, RecursionError) as e:\n",
+           new="        except json.JSONDecodeError as e:\n",
+           breaks="a deeply nested or 5,000-digit receipt file crashes `ledger verify-receipt` (RecursionError, ValueError)",
+           tests=[_RH + "test_a_hostile_receipt_file_is_invalid_not_a_crash"]),
+    Mutant("receipt-nowait-unproven", "client/_async.py",
+           old="        if prove_result and status.receipt.result_proof is None:\n",
+           new="        if False:\n",
+           breaks="receipt(tx_id, wait=False) returns a receipt whose result is one node's word although prove_result asked for its proof: a refusal passes as OK",
+           tests=[_RH + "test_receipt_without_wait_proves_the_result_when_asked"]),
+    Mutant("block-tx-id-unbound", "client/_async.py",
+           old="    if bytes(result.tx_id) != tid:\n",
+           new="    if False:\n",
+           breaks="a hostile node relabels the transactions of a certified block: block()/blocks()/events() show a trade never included as final under its id",
+           tests=[_RH + "test_a_block_binds_each_transaction_to_its_id"]),
+    Mutant("filtered-block-repeats", "client/_async.py",
+           old="        if any(a >= b for a, b in itertools.pairwise(positions)):\n",
+           new="        if False:\n",
+           breaks="a hostile node lists a caller's transaction twice in a filtered block: events() books its legs twice",
+           tests=[_RH + "test_a_filtered_block_shows_each_transaction_once"]),
+]
+# fmt: on
