@@ -343,8 +343,6 @@ class Receipt:
             # JSONDecodeError is a ValueError, as is a number past Python's 4,300 digits;
             # deep nesting raises RecursionError: a hostile file is invalid, not a crash.
             raise InvalidReceiptError(f"not JSON: {e}") from e
-        except RecursionError as e:
-            raise InvalidReceiptError("not a receipt: JSON nested too deeply") from e
         return cls.from_json(doc)
 
 
