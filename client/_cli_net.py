@@ -1,7 +1,8 @@
 """The ``ledger`` commands that sign transactions or talk to the nodes, through the SDK.
 
 ``sign dvp`` and ``cosign`` need genesis and a key only (the two parties may sit on two
-machines and swap the trade file); the rest open a :class:`LedgerClient` on the run
+machines and swap the trade file), and a node only for what genesis does not know
+(``_offline_first``); the rest open a :class:`LedgerClient` on the run
 directory's nodes, and the commands that build a transaction check it against the reference
 data a node holds (``_submit_built``). SDK errors become one line and an exit code in
 :func:`run`.
@@ -31,6 +32,7 @@ from client import (
     Settlement,
     SignedTransaction,
     SigningError,
+    TermsMismatchError,
     TradeError,
     Transactions,
     UnavailableError,
@@ -64,6 +66,7 @@ from node.settlement import (
     Instrument,
     InstrumentKind,
     PendingDvP,
+    Registry,
     SignedTx,
     Transaction,
     decode_body,
@@ -312,20 +315,49 @@ def _term(name: str, value: object) -> str:
 # --- sign dvp / cosign (offline) ---------------------------------------------------------------
 
 
-def _sign_dvp(args: argparse.Namespace) -> int:
+def _offline_first(
+    args: argparse.Namespace, key: ParticipantKey, attempt: Callable[[Genesis | Registry], T]
+) -> T:
+    """``attempt``, checking names and keys against genesis: offline, the two parties need
+    no node. When genesis does not know a name or key it uses (a participant or instrument
+    governance added, a key it rotated: ADR 0016) and the run directory names nodes,
+    ``attempt`` again against the reference data a node holds, asked as ``key``'s
+    participant; no node answering leaves genesis's refusal. One node's word can only admit
+    what genesis does not know, and the ledger judges what is signed."""
     g = _genesis(args)
+    try:
+        return attempt(g)
+    except (InvalidFieldError, SigningError, TradeError) as refused:
+        nodes = (_run_dir(args) / "network.json").is_file()
+        if isinstance(refused, TermsMismatchError) or not nodes:
+            raise
+        try:
+            with _client(args, key) as client:
+                reference = client.reference().registry
+        except LedgerError:
+            raise refused from None
+        return attempt(reference)
+
+
+def _sign_dvp(args: argparse.Namespace) -> int:
     terms = (args.seller, args.buyer, args.bond, args.quantity, args.cash, args.amount)
-    dvp: DvP | PendingDvP
-    if args.pending:
-        dvp = Transactions(g).pending_dvp(
-            *terms, args.deadline_s, lot=args.lot or 0, cosigner=args.cosign or ""
-        )
-    elif args.lot is not None:
+    if args.lot is not None and not args.pending:
         raise CliError("--lot needs --pending (only a pending DvP settles in part)", EXIT_USAGE)
-    else:
-        dvp = Transactions(g).dvp(*terms, args.deadline_s, cosigner=args.cosign or "")
     seller_key = _key(args, args.seller, args.key)
-    text = propose_dvp(dvp, seller_key, g)
+
+    def attempt(reference: Genesis | Registry) -> tuple[DvP | PendingDvP, str]:
+        build = Transactions(_genesis(args))
+        build.reference = reference
+        dvp: DvP | PendingDvP
+        if args.pending:
+            dvp = build.pending_dvp(
+                *terms, args.deadline_s, lot=args.lot or 0, cosigner=args.cosign or ""
+            )
+        else:
+            dvp = build.dvp(*terms, args.deadline_s, cosigner=args.cosign or "")
+        return dvp, propose_dvp(dvp, seller_key, reference)
+
+    dvp, text = _offline_first(args, seller_key, attempt)
     _write(args.out, text)
     trade = PartialTrade.loads(text)
     if args.json:
@@ -351,10 +383,12 @@ def _expectations(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cosign(args: argparse.Namespace) -> int:
-    g = _genesis(args)
     text = _read(args.trade)
     buyer = PartialTrade.loads(text).terms.buyer
-    signed = accept_dvp(text, _key(args, buyer, args.key), g, expect=_expectations(args))
+    key = _key(args, buyer, args.key)
+    signed = _offline_first(
+        args, key, lambda ref: accept_dvp(text, key, ref, expect=_expectations(args))
+    )
     _write(args.out, signed.dumps())
     if args.json:
         emit_json({"trade_file": str(args.out), **signed.to_json()})
@@ -374,7 +408,6 @@ def _sign_compliance(args: argparse.Namespace) -> int:
     """The compliance officer's co-signature (AML large-value rule), before or after the
     buyer's: the file it writes keeps its format (a trade for the buyer, or a signed
     transaction for `ledger submit`)."""
-    g = _genesis(args)
     text = _read(args.trade)
     try:
         stx, trade = SignedTransaction.loads(text), False
@@ -383,7 +416,8 @@ def _sign_compliance(args: argparse.Namespace) -> int:
     named = getattr(stx.tx, "cosigner", "")
     if not named:
         raise CliError(f"{args.trade} names no co-signer (sign it with --cosign ID)", EXIT_USAGE)
-    signed = cosign(stx, _key(args, named, args.key), g)
+    key = _key(args, named, args.key)
+    signed = _offline_first(args, key, lambda ref: cosign(stx, key, ref))
     _write(args.out, PartialTrade(signed).dumps() if trade else signed.dumps())
     if args.json:
         emit_json({"trade_file": str(args.out), **signed.to_json()})

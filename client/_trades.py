@@ -1090,7 +1090,7 @@ def _check_seller_signature(
 
 
 def cosign(
-    data: str | bytes | SignedTransaction, key: ParticipantKey, genesis: Genesis
+    data: str | bytes | SignedTransaction, key: ParticipantKey, genesis: Genesis | Registry
 ) -> SignedTransaction:
     """The compliance officer's co-signature of a transaction that names it as
     ``cosigner`` (the AML large-value rule), before or after the parties sign. TradeError

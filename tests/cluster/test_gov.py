@@ -132,6 +132,23 @@ def test_admins_on_separate_machines_through_the_cli(
     assert (shown["admins"], shown["threshold"]) == (["COMPLIANCE", "CSD", "REGULATOR"], 2)
 
 
+def _govern_instruments(run: list[str], tmp_path: Path, tag: str, cash: str) -> tuple[str, str]:
+    """A bond and a cash token k admins add through the CLI; their ids (``tag``: four
+    letters, the rest of an ISIN's base)."""
+    base = f"US00GOV{tag}"
+    bond, eur = base + str(isin_check_digit(base)), f"EUR.GOV{tag}"
+    terms = [
+        {"id": eur, "kind": "cash", "issuer": "CASHCO", "currency": "EUR"},
+        {"id": bond, "kind": "bond", "issuer": "TREASURY", "currency": "USD",
+         "unit_face_minor": 1, "maturity_date": "2031-06-30", "coupon_bp": 500,
+         "coupon_freq": 2, "payment_cash": cash},
+    ]  # fmt: skip
+    for t in terms:
+        (tmp_path / "inst.json").write_text(json.dumps(t))
+        assert main([*run, "admin", "add-instrument", "--file", str(tmp_path / "inst.json")]) == 0
+    return bond, eur
+
+
 def test_the_cli_submits_and_reads_what_governance_added(
     cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -140,17 +157,7 @@ def test_the_cli_submits_and_reads_what_governance_added(
     k admins added are issued, traded and listed from the CLI. (Each command built its
     transaction against genesis and refused them as unknown.)"""
     run = ["--run-dir", str(cluster.net.run_dir)]
-    bond = "US00GOVBOND" + str(isin_check_digit("US00GOVBOND"))
-    eur = "EUR.GOVCASH"
-    terms = [
-        {"id": eur, "kind": "cash", "issuer": "CASHCO", "currency": "EUR"},
-        {"id": bond, "kind": "bond", "issuer": "TREASURY", "currency": "USD",
-         "unit_face_minor": 1, "maturity_date": "2031-06-30", "coupon_bp": 500,
-         "coupon_freq": 2, "payment_cash": cluster.demo.cash},
-    ]  # fmt: skip
-    for t in terms:
-        (tmp_path / "inst.json").write_text(json.dumps(t))
-        assert main([*run, "admin", "add-instrument", "--file", str(tmp_path / "inst.json")]) == 0
+    bond, eur = _govern_instruments(run, tmp_path, "BOND", cluster.demo.cash)
     mint = [*run, "submit", "issue", "--to", "BANK01", "--amount", "700"]
     assert main([*mint, "--instrument", eur, "--by", "CASHCO"]) == 0
     assert main([*mint, "--instrument", bond, "--by", "TREASURY"]) == 0
@@ -170,6 +177,45 @@ def test_the_cli_submits_and_reads_what_governance_added(
     # the control: offline, genesis alone does not know the bond
     assert main([*run, "schedule", bond, "--offline"]) != 0
     assert f"{bond} is not a bond or fund of genesis" in capsys.readouterr().err
+
+
+def test_a_trade_between_machines_names_what_governance_added(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sign dvp`` and ``cosign`` check against genesis, offline; what genesis does not
+    know (a bond, a cash token and a bank k admins added) they check against the reference
+    data a node holds: the bank governance added buys the bond from the CLI, both halves
+    signed on their own and submitted. Offline (no network.json), genesis's refusal stands."""
+    run = ["--run-dir", str(cluster.net.run_dir)]
+    bond, eur = _govern_instruments(run, tmp_path, "SWAP", cluster.demo.cash)
+    key = tmp_path / "bank98.key"
+    assert main([*run, "keys", "gen", "--participant", "BANK98", "--out", str(key)]) == 0
+    added = [*run, "admin", "add-participant", "BANK98", "--key-file", str(key),
+             "--roles", "trader", "--kyc-tier", "2"]  # fmt: skip
+    assert main(added) == 0
+    assert main([*run, "submit", "issue", "--instrument", bond, "--to", "BANK01",
+                 "--amount", "100", "--by", "TREASURY"]) == 0  # fmt: skip
+    assert main([*run, "submit", "issue", "--instrument", eur, "--to", "BANK98",
+                 "--amount", "60", "--by", "CASHCO"]) == 0  # fmt: skip
+    trade, signed = tmp_path / "trade.json", tmp_path / "signed.json"
+    half = ["sign", "dvp", "--seller", "BANK01", "--buyer", "BANK98", "--bond", bond,
+            "--quantity", "100", "--cash", eur, "--amount", "60", "--out", str(trade)]  # fmt: skip
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "genesis.json").write_text((cluster.net.run_dir / "genesis.json").read_text())
+    (offline / "participants").mkdir()
+    bank01 = cluster.net.run_dir / "participants" / "BANK01.key"
+    (offline / "participants" / "BANK01.key").write_bytes(bank01.read_bytes())
+    capsys.readouterr()
+    assert main(["--run-dir", str(offline), *half]) == 2  # the control: genesis alone
+    assert "BANK98" in capsys.readouterr().err
+    assert main([*run, *half]) == 0
+    assert main([*run, "cosign", str(trade), "--key", str(key), "--out", str(signed)]) == 0
+    assert main([*run, "submit", "dvp", str(signed)]) == 0
+    capsys.readouterr()
+    assert main([*run, "--json", "balance", "BANK98", "--as", "BANK01"]) != 0  # not its own
+    assert main([*run, "--json", "balance", "BANK01"]) == 0
+    assert json.loads(capsys.readouterr().out)["balances"][eur] == 60
 
 
 def test_admins_replace_the_compliance_rules_through_the_cli(
