@@ -66,7 +66,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _claim(args: argparse.Namespace) -> int:
-    from client._cli_net import _client, _key, _submit_with
+    from client._cli_net import _client, _key, _signed, _submit_with
 
     lid = _hex_id(args.lock, "--lock")
     cosigner = args.cosign or ""
@@ -77,11 +77,9 @@ def _claim(args: argparse.Namespace) -> int:
         view = next((k for k in client.locks(args.beneficiary)[1] if k.lock_id == lid), None)
         if view is None or view.beneficiary != args.beneficiary:
             raise CliError(f"no lock {lid.hex()} for {args.beneficiary} at the node's head")
-        client.reference()  # names and keys as governance left them (ADR 0016)
-        tx = client.tx.claim_lock(
-            lid, view.holder, args.beneficiary, view.instrument, view.amount, cosigner=cosigner
-        )
-        return _submit_with(client, args, client.sign(tx, *keys))
+        terms = (lid, view.holder, args.beneficiary, view.instrument, view.amount)
+        stx = _signed(client, lambda t: t.claim_lock(*terms, cosigner=cosigner), keys)
+        return _submit_with(client, args, stx)
 
 
 def _swap(args: argparse.Namespace) -> int:

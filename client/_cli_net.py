@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -488,27 +488,31 @@ Build = Callable[[Transactions], Transaction]
 
 
 def _submit_built(args: argparse.Namespace, build: Build, *keys: ParticipantKey) -> int:
-    """Build the transaction a command describes, sign it with ``keys`` and submit it.
-    Names and keys are checked against the ledger's reference data as a node holds it now,
-    not genesis alone: governance adds participants and instruments and rotates keys (ADR
-    0016), and a participant or instrument it added must work from the CLI as from the SDK.
-    The first key is the identity the calls are signed with.
-
-    The reference data is one node's word: what it refuses but genesis allows is signed
-    against genesis and sent, and the ledger judges it, so a node lying about who exists
-    or which key is whose cannot block a submit (it can only fail to vouch for what
-    governance added)."""
+    """Build the transaction a command describes, sign it with ``keys`` (the first is the
+    identity the calls are signed with) and submit it."""
     with _client(args, keys[0]) as client:
-        client.reference()  # from now on what client.tx and client.sign check against
+        return _submit_with(client, args, _signed(client, build, keys))
+
+
+def _signed(
+    client: LedgerClient, build: Build, keys: Sequence[ParticipantKey]
+) -> SignedTransaction:
+    """``build`` and sign, names and keys checked against the ledger's reference data as
+    ``client``'s node holds it now, not genesis alone: governance adds participants and
+    instruments and rotates keys (ADR 0016), and what it added must work from the CLI as
+    from the SDK. That data is one node's word: what it refuses but genesis allows is
+    signed against genesis, and the ledger judges it, so a node lying about who exists or
+    which key is whose cannot block a submit (it can only fail to vouch for what governance
+    added)."""
+    client.reference()  # from now on what client.tx and client.sign check against
+    try:
+        return client.sign(build(client.tx), *keys)
+    except (InvalidFieldError, SigningError) as refused:
+        client.tx.reference = client.genesis
         try:
-            stx = client.sign(build(client.tx), *keys)
-        except (InvalidFieldError, SigningError) as refused:
-            client.tx.reference = client.genesis
-            try:
-                stx = client.sign(build(client.tx), *keys)
-            except (InvalidFieldError, SigningError):
-                raise refused from None
-        return _submit_with(client, args, stx)
+            return client.sign(build(client.tx), *keys)
+        except (InvalidFieldError, SigningError):
+            raise refused from None
 
 
 def _submit_with(client: LedgerClient, args: argparse.Namespace, stx: SignedTransaction) -> int:

@@ -53,16 +53,15 @@ def _open(args: argparse.Namespace) -> int:
 
 
 def _close(args: argparse.Namespace) -> int:
-    from client._cli_net import _client, _key, _submit_with
+    from client._cli_net import _client, _key, _signed, _submit_with
 
-    with _client(args, args.by[0]) as client:  # the repo's parties, from its record
+    signers = dict.fromkeys([*args.by, *([args.cosign] if args.cosign else [])])
+    keys = [_key(args, signer, None) for signer in signers]  # the close's signers
+    with _client(args, keys[0]) as client:  # the repo's parties, from its record
         _, (rec,) = client.repos(args.id)
-        client.reference()  # names and keys as governance left them (ADR 0016)
-        tx = client.tx.repo_close(
-            args.id, rec.borrower, rec.lender, *args.by, cosigner=args.cosign or ""
-        )
-        keys = [_key(args, signer, None) for signer in tx.required_signers()]
-        return _submit_with(client, args, client.sign(tx, *keys))
+        close = (args.id, rec.borrower, rec.lender, *args.by)
+        stx = _signed(client, lambda t: t.repo_close(*close, cosigner=args.cosign or ""), keys)
+        return _submit_with(client, args, stx)
 
 
 def _read(args: argparse.Namespace) -> tuple[int, tuple[RepoRecord, ...]]:

@@ -1892,7 +1892,7 @@ MUTANTS += [
 # fmt: off
 MUTANTS += [
     Mutant("cli-builds-against-genesis", "client/_cli_net.py",
-           old="        client.reference()  # from now on what client.tx and client.sign check against\n",
+           old="    client.reference()  # from now on what client.tx and client.sign check against\n",
            new="",
            breaks="every `ledger submit` refuses a participant or instrument governance added as unknown, and signs with genesis's keys",
            tests=["tests/cluster/test_gov.py::test_the_cli_submits_and_reads_what_governance_added"]),
@@ -1902,8 +1902,8 @@ MUTANTS += [
            breaks="a participant or instrument governance added cannot sign or co-sign a trade from the CLI",
            tests=["tests/cluster/test_gov.py::test_a_trade_between_machines_names_what_governance_added"]),
     Mutant("cli-one-nodes-reference-final", "client/_cli_net.py",
-           old="            client.tx.reference = client.genesis\n",
-           new="            raise\n",
+           old="        client.tx.reference = client.genesis\n",
+           new="        raise\n",
            breaks="one node lying about who exists or which key is whose blocks every `ledger submit` through it",
            tests=["tests/unit/test_cli.py::test_a_node_lying_about_the_reference_data_cannot_block_a_submit"]),
 ]
