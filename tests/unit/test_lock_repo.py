@@ -250,15 +250,28 @@ def test_bad_secures_repo_arguments_are_usage_errors(
 def test_lock_create_with_secures_repo_signs_a_lock_securing_that_repo(
     monkeypatch: pytest.MonkeyPatch, net: DemoNetwork, tmp_path: object
 ) -> None:
-    """The CLI offline: genesis and keys from the demo network, the submission captured."""
+    """The CLI without a cluster: genesis and keys from the demo network, a client whose
+    reference data is genesis's, the submission captured."""
+    import contextlib
+
     import client._cli_net as cli_net
+    from client import Transactions, sign
+
+    class _Client:
+        genesis, tx = net.genesis, Transactions(net.genesis)
+
+        def reference(self) -> None:
+            pass
+
+        def sign(self, tx: object, *keys: ParticipantKey) -> SignedTransaction:
+            return sign(tx, *keys, genesis=net.genesis)  # type: ignore[arg-type]
 
     sent: list[SignedTransaction] = []
-    monkeypatch.setattr(cli_net, "_genesis", lambda args: net.genesis)
     monkeypatch.setattr(
         cli_net, "_key", lambda args, who, path: ParticipantKey(who, net.participant_keys[who])
     )
-    monkeypatch.setattr(cli_net, "_submit", lambda args, stx: sent.append(stx) or 0)
+    monkeypatch.setattr(cli_net, "_client", lambda *a: contextlib.nullcontext(_Client()))
+    monkeypatch.setattr(cli_net, "_submit_with", lambda c, args, stx: sent.append(stx) or 0)
     argv = [*_CREATE, net.bonds[1], "--amount", "5", "--for-s", "60", "--secures-repo", "R1"]
     assert main(["--run-dir", str(tmp_path), *argv]) == 0
     (stx,) = sent
