@@ -1,0 +1,181 @@
+"""The store reviewed as an attacker and as a power failure would (issue 13, session 15).
+
+Each test is one defect found in node/store: its docstring gives the scenario, the impact
+and a severity. A defect still open is a strict xfail; a fixed one is a plain test with a
+known mutant in tests/mutation/known.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from node import config, crypto
+from node.genesis import DemoNetwork, demo_genesis
+from node.settlement import BlockContext, apply_block
+from node.store import LmdbStore, Storage, StorageError
+from tests.ledger_helpers import TxFactory
+
+pytestmark = pytest.mark.serial  # one test starts a child process (tests/isolation.py)
+
+
+def _commit(store: Storage, raws: list[bytes]) -> None:
+    h = store.head().height + 1
+    ctx = BlockContext(h, store.genesis.genesis_time_ms + h)
+    out = apply_block(store, raws, ctx)
+    store.commit_block(crypto.sha256(h.to_bytes(8, "big")), b"blk", b"cert%d" % h, ctx, out)
+
+
+def _lmdb_put(path: Path, db: bytes, key: bytes, value: bytes | None) -> None:
+    """Write (or delete, ``value`` None) one record behind the store's back."""
+    env = lmdb.open(str(path), max_dbs=config.LMDB_MAX_DBS)
+    try:
+        handle = env.open_db(db)
+        with env.begin(write=True) as txn:
+            if value is None:
+                txn.delete(key, db=handle)
+            else:
+                txn.put(key, value, db=handle)
+    finally:
+        env.close()
+
+
+def _lmdb_get(path: Path, db: bytes, key: bytes) -> bytes | None:
+    env = lmdb.open(str(path), max_dbs=config.LMDB_MAX_DBS)
+    try:
+        with env.begin() as txn:
+            raw = txn.get(key, db=env.open_db(db, txn=txn))
+            return None if raw is None else bytes(raw)
+    finally:
+        env.close()
+
+
+_HOLDER = """
+import sys
+from node.genesis import demo_genesis
+from node.store import LmdbStore
+disk = LmdbStore(sys.argv[1], demo_genesis(validators=1, quorum=1, seed=b"hostile").genesis)
+disk.save_safety(b"voted in view 7")
+print("open", flush=True)
+sys.stdin.read()  # hold the store until killed
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="nothing stops a second process opening a live data dir")
+def test_a_data_directory_in_use_is_refused_to_a_second_process(tmp_path: Path) -> None:
+    """Scenario: a second validator process is started on a data directory a live one still
+    uses (a supervisor restarting a node it thinks dead, two containers on one volume
+    during a rolling update, an operator's second `ledger-node run` with other ports).
+    LMDB is multi-process by design and the safety file was opened with no lock, so both
+    open, each keeps its own in-memory safety state and sequence number, and both vote
+    (and propose, with different mempools) with the same key.
+    Impact: two signed votes or proposals in one view for different blocks from one
+    validator (equivocation), and two writers interleaving slots of one safety file.
+    Severity: HIGH impact, needs an operator or orchestrator mistake to trigger. Fix:
+    the store takes an exclusive flock on its data directory, held until close or the
+    process's death (SIGKILL leaves no stale lock: checked below)."""
+    genesis = demo_genesis(validators=1, quorum=1, seed=b"hostile").genesis
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(StorageError, match="in use"):
+            LmdbStore(tmp_path, genesis).close()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with LmdbStore(tmp_path, genesis) as disk:  # no stale lock after a SIGKILL
+        assert disk.load_safety() == b"voted in view 7"
+
+
+@pytest.mark.xfail(strict=True, reason="migration deletes a newer LMDB state, keeps the file")
+def test_an_lmdb_safety_state_the_file_never_held_is_not_thrown_away(
+    tmp_path: Path, net: DemoNetwork
+) -> None:
+    """Scenario: a validator is upgraded past ADR 0010 (its state moves to the file), rolled
+    back to the older binary (which keeps its votes in LMDB's `safety` sub-database again
+    and never reads the file), then upgraded again. At open the store found the file and
+    the LMDB copy, kept the file (the state of the first upgrade) and deleted the LMDB
+    copy: the votes and the lock of the whole rollback period were thrown away.
+    Impact: the validator restarts behind views it voted in and behind its lock: it can
+    vote again in a view it voted in (equivocation) or against its lock.
+    Severity: MEDIUM (needs a rollback across the upgrade, which ADR 0010's migration
+    did not consider; the only legitimate way to find both copies, a crash between the
+    migration's file write and the LMDB delete, leaves the LMDB copy equal to a slot of
+    the file). Fix: a copy the file does not hold refuses to open."""
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        disk.save_safety(b"view 100, lock at 99 (this version)")
+    rolled_back = b"view 200, lock at 199 (the older binary, after a rollback)"
+    _lmdb_put(tmp_path, b"safety", b"consensus", rolled_back)
+    with pytest.raises(StorageError, match="safety"):
+        LmdbStore(tmp_path, net.genesis).close()
+    assert _lmdb_get(tmp_path, b"safety", b"consensus") == rolled_back  # still there
+
+
+@pytest.mark.xfail(strict=True, reason="a missing block/cert record raises TypeError")
+def test_a_missing_block_or_certificate_record_is_a_storage_error(
+    tmp_path: Path, net: DemoNetwork, txf: TxFactory
+) -> None:
+    """Scenario: the data directory lost the `blocks` (or `certs`) record of a committed
+    height (a damaged or hand-edited data directory). `block()` did `bytes(None)` and
+    raised TypeError instead of StorageError, so `on_error` never heard of it: an API read
+    (GetBlock, a receipt, a peer's catch-up request) got an INTERNAL error while the
+    validator kept serving from a store it knows is damaged; inside the driver the halt
+    reason read "TypeError: cannot convert 'NoneType' object to bytes".
+    Impact: a corrupt store is served instead of fail-stop; the halt reason hides the cause.
+    Severity: LOW. Fix: every record of a committed height goes through `_got`."""
+    for db in (b"blocks", b"certs"):
+        path = tmp_path / db.decode()
+        with LmdbStore(path, net.genesis) as disk:
+            _commit(disk, [txf.signed(txf.transfer())])
+        _lmdb_put(path, db, (1).to_bytes(8, "big"), None)
+        with LmdbStore(path, net.genesis) as disk:
+            halted: list[StorageError] = []
+            disk.on_error = halted.append
+            with pytest.raises(StorageError, match="record is missing"):
+                disk.block(1)
+            assert len(halted) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="a corrupt balance key raises ValueError")
+def test_a_corrupt_balance_key_is_a_storage_error(tmp_path: Path, net: DemoNetwork) -> None:
+    """Scenario: a key of the `balances` sub-database is not `account NUL instrument` in
+    ASCII (a flipped byte, a damaged page). `all_balances()` (audits, invariant checks,
+    state dumps) raised UnicodeDecodeError or "not enough values to unpack": not a
+    StorageError, so no halt through `on_error` and no clear reason.
+    Impact: a corrupt store goes on serving; the error names no record. Severity: LOW.
+    Fix: the key is decoded as a record (RecordError, so StorageError and fail-stop)."""
+    for key in (b"\xff\xfe\x00USD", b"no-separator"):
+        path = tmp_path / key.hex()
+        LmdbStore(path, net.genesis).close()
+        _lmdb_put(path, b"balances", key, (5).to_bytes(8, "big"))
+        with LmdbStore(path, net.genesis) as disk:
+            halted: list[StorageError] = []
+            disk.on_error = halted.append
+            with pytest.raises(StorageError, match="corrupt record"):
+                disk.all_balances()
+            assert len(halted) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="a non-UTF-8 stored chain id raises UnicodeDecodeError")
+def test_a_corrupt_chain_id_refuses_to_open_with_a_storage_error(
+    tmp_path: Path, net: DemoNetwork
+) -> None:
+    """Scenario: the stored chain id is not UTF-8 (a damaged meta page). Opening the store
+    raised UnicodeDecodeError from `stored.decode()`, which `ledger-node run` does not
+    catch: a traceback instead of "node: cannot start: ...".
+    Impact: the validator does not start (correct) but says why in a traceback, not in
+    the one line an operator reads. Severity: LOW. Fix: compared as bytes, shown
+    with replacement characters, refused as a GenesisMismatchError (a StorageError)."""
+    LmdbStore(tmp_path, net.genesis).close()
+    _lmdb_put(tmp_path, b"meta", b"chain_id", b"\xff\xfe" + net.genesis.chain_id.encode()[2:])
+    with pytest.raises(StorageError, match="data directory holds chain"):
+        LmdbStore(tmp_path, net.genesis).close()
