@@ -21,6 +21,7 @@ every commit, so reads between two commits see one consistent snapshot.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -105,22 +106,27 @@ class LmdbStore(Storage):
         os.makedirs(path, mode=0o700, exist_ok=True)
         self._genesis = genesis
         self._map_size_max = min(map_size_max_bytes, config.LMDB_MAP_SIZE_MAX_BYTES)
-        self._env = lmdb.open(
-            os.fspath(path),
-            map_size=min(map_size_bytes, self._map_size_max),
-            max_dbs=config.LMDB_MAX_DBS,
-            max_readers=config.LMDB_MAX_READERS,
-            sync=True,
-            metasync=True,
-        )
-        self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
-        self._rtxn: Any = None
-        self._init_or_check_genesis()
-        self._head = self._read_head()
-        self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
+        self._lock: int | None = _lock_directory(os.fspath(path))
         try:
+            self._env = lmdb.open(
+                os.fspath(path),
+                map_size=min(map_size_bytes, self._map_size_max),
+                max_dbs=config.LMDB_MAX_DBS,
+                max_readers=config.LMDB_MAX_READERS,
+                sync=True,
+                metasync=True,
+            )
+        except BaseException:
+            self._unlock()
+            raise
+        self._rtxn: Any = None
+        try:
+            self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
+            self._init_or_check_genesis()
+            self._head = self._read_head()
+            self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
             self._safety = self._safety_io("open", lambda: self._open_safety(os.fspath(path)))
-        except StorageError:
+        except BaseException:
             self._close_lmdb()
             raise
 
@@ -413,3 +419,30 @@ class LmdbStore(Storage):
     def _close_lmdb(self) -> None:
         self._drop_reader()
         self._env.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+
+def _lock_directory(path: str) -> int:
+    """An exclusive flock on the data directory, held by the returned descriptor: a second
+    process on the same directory (a supervisor's restart of a node it wrongly thinks dead,
+    two containers on one volume) would vote with this validator's key from its own
+    safety state: equivocation. The kernel drops the lock when the process dies, so a
+    crash leaves none behind."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(
+            f"data directory {path} is in use by another process (a second validator on it "
+            "would vote with the same key: equivocation); stop that one first"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

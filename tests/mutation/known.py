@@ -1920,3 +1920,15 @@ MUTANTS += [
            tests=[_CON + "test_every_answer_forbids_framing_sniffing_and_foreign_scripts"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: store review (h-store)
+_SH = "tests/unit/test_store_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("store-data-dir-unlocked", "node/store/_lmdb.py",
+           old="        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+           new="        pass\n",
+           breaks="a second validator process opens a live data directory and votes from its own safety state with the same key (equivocation)",
+           tests=[_SH + "test_a_data_directory_in_use_is_refused_to_a_second_process"]),
+]
+# fmt: on

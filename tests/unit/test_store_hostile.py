@@ -65,7 +65,6 @@ sys.stdin.read()  # hold the store until killed
 """
 
 
-@pytest.mark.xfail(strict=True, reason="nothing stops a second process opening a live data dir")
 def test_a_data_directory_in_use_is_refused_to_a_second_process(tmp_path: Path) -> None:
     """Scenario: a second validator process is started on a data directory a live one still
     uses (a supervisor restarting a node it thinks dead, two containers on one volume
