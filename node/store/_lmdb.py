@@ -383,11 +383,20 @@ class LmdbStore(Storage):
     def _open_safety(self, path: str) -> SafetyFile:
         """Open SAFETY_FILE; on the first start after an upgrade, move the state LMDB held
         into it (the file is durable before the LMDB copy is deleted, so a crash between
-        the two migrates again or finds the file)."""
+        the two migrates again or finds the file, holding that copy). Both present and
+        different means an older version ran here after the upgrade (a rollback) and
+        kept votes the file never saw: refused, never one of them thrown away."""
         file = SafetyFile(os.path.join(path, SAFETY_FILE))
         try:
             old = self._legacy_safety()
             if old is not None:
+                if file.exists() and not file.holds(old):
+                    raise StorageError(
+                        f"LMDB's safety sub-database in {path} holds a consensus state the "
+                        f"file {SAFETY_FILE} never held: an older version ran on this data "
+                        "directory after the upgrade and voted from it. Refusing to guess "
+                        "which is newer (docs/adr/0010-safety-state-file.md, step 6)"
+                    )
                 if not file.exists():
                     file.save(old)
                 self._write(lambda txn: txn.delete(_SAFETY_KEY, db=self._db["safety"]))

@@ -66,6 +66,14 @@ class SafetyFile:
         """The newest complete save, or None if nothing was ever saved."""
         return None if self._fd is None else self._newest()[1]
 
+    def holds(self, payload: bytes) -> bool:
+        """Whether a valid slot (the newest save or the one before) is ``payload``."""
+        fd = self._fd
+        if fd is None:
+            return False
+        slots = (_read_slot(fd, 0), _read_slot(fd, SLOT_BYTES))
+        return any(s is not None and s[1] == payload for s in slots)
+
     def save(self, payload: bytes) -> None:
         """Durable when this returns: one pwrite and one fdatasync (the first save creates
         the file instead)."""

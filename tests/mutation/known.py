@@ -1930,5 +1930,10 @@ MUTANTS += [
            new="        pass\n",
            breaks="a second validator process opens a live data directory and votes from its own safety state with the same key (equivocation)",
            tests=[_SH + "test_a_data_directory_in_use_is_refused_to_a_second_process"]),
+    Mutant("safety-migration-drops-unknown-lmdb-state", "node/store/_lmdb.py",
+           old="                if file.exists() and not file.holds(old):\n",
+           new="                if False:\n",
+           breaks="after a rollback and a second upgrade the votes and lock the older version kept in LMDB are deleted: the validator restarts behind views it voted in",
+           tests=[_SH + "test_an_lmdb_safety_state_the_file_never_held_is_not_thrown_away"]),
 ]
 # fmt: on

@@ -95,7 +95,6 @@ def test_a_data_directory_in_use_is_refused_to_a_second_process(tmp_path: Path) 
         assert disk.load_safety() == b"voted in view 7"
 
 
-@pytest.mark.xfail(strict=True, reason="migration deletes a newer LMDB state, keeps the file")
 def test_an_lmdb_safety_state_the_file_never_held_is_not_thrown_away(
     tmp_path: Path, net: DemoNetwork
 ) -> None:
