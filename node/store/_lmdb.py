@@ -94,6 +94,14 @@ def _bkey(account: str, instrument: str) -> bytes:
     return f"{account}\x00{instrument}".encode("ascii")
 
 
+def _split_bkey(key: bytes) -> tuple[str, str]:
+    """(account, instrument) of a balance key; RecordError if it is not ``_bkey``'s form."""
+    parts = key.decode("ascii", errors="replace").split("\x00")
+    if len(parts) != 2 or not key.isascii():
+        raise rec.RecordError(f"balance key {key[:80]!r} is not ASCII account NUL instrument")
+    return parts[0], parts[1]
+
+
 class LmdbStore(Storage):
     def __init__(
         self,
@@ -135,9 +143,10 @@ class LmdbStore(Storage):
         stored = self._txn().get(b"chain_id", db=self._db["meta"])
         if stored is not None:
             self._check_format()
-            if stored.decode() != self._genesis.chain_id:
+            if bytes(stored) != self._genesis.chain_id.encode():
+                shown = bytes(stored).decode(errors="replace")[:16]
                 raise GenesisMismatchError(
-                    f"data directory holds chain {stored.decode()[:16]}..., genesis is "
+                    f"data directory holds chain {shown}..., genesis is "
                     f"{self._genesis.chain_id[:16]}...; use the matching genesis or a new "
                     "data directory"
                 )
@@ -271,7 +280,7 @@ class LmdbStore(Storage):
         for key, raw in self._txn().cursor(db=self._db["balances"]):
             value = rec.decode_u64(bytes(raw))
             if value:
-                account, instrument = bytes(key).decode("ascii").split("\x00")
+                account, instrument = _split_bkey(bytes(key))
                 out[(account, instrument)] = value
         return out
 
@@ -288,8 +297,8 @@ class LmdbStore(Storage):
         return StoredBlock(
             height,
             block_hash,
-            bytes(txn.get(key, db=self._db["blocks"])),
-            bytes(txn.get(key, db=self._db["certs"])),
+            _got(txn.get(key, db=self._db["blocks"])),
+            _got(txn.get(key, db=self._db["certs"])),
             time_ms,
             root,
             results,

@@ -118,7 +118,6 @@ def test_an_lmdb_safety_state_the_file_never_held_is_not_thrown_away(
     assert _lmdb_get(tmp_path, b"safety", b"consensus") == rolled_back  # still there
 
 
-@pytest.mark.xfail(strict=True, reason="a missing block/cert record raises TypeError")
 def test_a_missing_block_or_certificate_record_is_a_storage_error(
     tmp_path: Path, net: DemoNetwork, txf: TxFactory
 ) -> None:
@@ -143,7 +142,6 @@ def test_a_missing_block_or_certificate_record_is_a_storage_error(
             assert len(halted) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a corrupt balance key raises ValueError")
 def test_a_corrupt_balance_key_is_a_storage_error(tmp_path: Path, net: DemoNetwork) -> None:
     """Scenario: a key of the `balances` sub-database is not `account NUL instrument` in
     ASCII (a flipped byte, a damaged page). `all_balances()` (audits, invariant checks,
@@ -163,7 +161,6 @@ def test_a_corrupt_balance_key_is_a_storage_error(tmp_path: Path, net: DemoNetwo
             assert len(halted) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a non-UTF-8 stored chain id raises UnicodeDecodeError")
 def test_a_corrupt_chain_id_refuses_to_open_with_a_storage_error(
     tmp_path: Path, net: DemoNetwork
 ) -> None:
