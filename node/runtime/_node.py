@@ -281,11 +281,17 @@ class Node:
             return AddResult.FULL
         now = self._clock()
         result = self.engine.submit(raw, now, drain=False)
+        key = tx_key(raw)
         if result is AddResult.ACCEPTED:
             self._pending[tid] = time.monotonic()
             while len(self._pending) > PENDING_IDS_MAX:
                 self._pending.popitem(last=False)
-            self._intake_batch.append((tx_key(raw), tid, raw))
+        # A duplicate pending here may be a peer's forward, never logged: the client is told
+        # ALREADY_PENDING, which promises durable here too (a copy logged already is a no-op).
+        if result is AddResult.ACCEPTED or (
+            result is AddResult.DUPLICATE and self.replica.mempool.contains_key(key)
+        ):
+            self._intake_batch.append((key, tid, raw))
             if self._intake_flush is None:
                 loop = asyncio.get_running_loop()
                 self._intake_flush = loop.create_future()

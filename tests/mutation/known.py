@@ -1950,5 +1950,10 @@ MUTANTS += [
            new="            if stored.decode() != self._genesis.chain_id:\n",
            breaks="a damaged stored chain id stops the node with a UnicodeDecodeError traceback, not `cannot start`",
            tests=[_SH + "test_a_corrupt_chain_id_refuses_to_open_with_a_storage_error"]),
+    Mutant("intake-already-pending-unlogged", "node/runtime/_node.py",
+           old="            result is AddResult.DUPLICATE and self.replica.mempool.contains_key(key)\n",
+           new="            False\n",
+           breaks="a client told ALREADY_PENDING for a peer's forward holds an acknowledgement no disk backs: a restart before the commit loses the transaction",
+           tests=[_SH + "test_a_client_told_already_pending_has_its_transaction_in_the_intake_log"]),
 ]
 # fmt: on

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
 import pytest
 
 from node import config, crypto
+from node.core import TxForward
+from node.core.mempool import AddResult
 from node.genesis import DemoNetwork, demo_genesis
-from node.settlement import BlockContext, apply_block
+from node.runtime._metrics import Metrics
+from node.runtime._node import Node
+from node.settlement import BlockContext, apply_block, precheck
 from node.store import LmdbStore, Storage, StorageError
-from tests.ledger_helpers import TxFactory
+from tests.ledger_helpers import TxFactory, shared_net
 
 pytestmark = pytest.mark.serial  # one test starts a child process (tests/isolation.py)
 
@@ -174,3 +179,36 @@ def test_a_corrupt_chain_id_refuses_to_open_with_a_storage_error(
     _lmdb_put(tmp_path, b"meta", b"chain_id", b"\xff\xfe" + net.genesis.chain_id.encode()[2:])
     with pytest.raises(StorageError, match="data directory holds chain"):
         LmdbStore(tmp_path, net.genesis).close()
+
+
+async def test_a_client_told_already_pending_has_its_transaction_in_the_intake_log(
+    tmp_path: Path,
+) -> None:
+    """Scenario: a client submits T to validator B, which forwards it to A but never answers
+    the client (B is Byzantine, or its answer is lost). The client's SDK fails over to A:
+    T is in A's mempool already (B's forward), so A answered ALREADY_PENDING at once, an
+    answer the SDK counts as taken (`client/_async.py` `_TAKEN`) and docs/cluster.md
+    documents as "durable here". But a forward is never written to A's intake log: A
+    restarts (a crash, a routine restart) before T commits, and T exists nowhere.
+    Impact: an acknowledged transaction lost with one faulty peer and one restart, the
+    promise ADR 0006 makes ("acknowledged means durable"). Severity: MEDIUM.
+    Fix: a client's submit of a transaction pending here but not in the log is logged
+    (fsynced) before the answer, as an ACCEPTED one is."""
+    net = shared_net()
+    txf = TxFactory(net)
+    raw = txf.signed(txf.transfer())
+    tid = precheck(net.genesis, raw).tx_id
+    store = LmdbStore(tmp_path, net.genesis)
+    node = Node(net.genesis, 0, net.validator_keys[0], store, Metrics(), clock=_clock(net))
+    node.start()
+    node.deliver(1, TxForward((raw,)))  # validator 1 forwards it, never logged here
+    assert node.replica.mempool.contains(raw)
+    assert await node.submit(raw, tid) is AddResult.DUPLICATE  # ALREADY_PENDING
+    node.close()
+    store.close()
+    with LmdbStore(tmp_path, net.genesis) as reopened:  # the node restarted
+        assert [r for _, r in reopened.intake()] == [raw]
+
+
+def _clock(net: DemoNetwork) -> Callable[[], int]:
+    return lambda: net.genesis.genesis_time_ms + 1_000
