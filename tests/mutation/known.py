@@ -1955,5 +1955,10 @@ MUTANTS += [
            new="            False\n",
            breaks="a client told ALREADY_PENDING for a peer's forward holds an acknowledgement no disk backs: a restart before the commit loses the transaction",
            tests=[_SH + "test_a_client_told_already_pending_has_its_transaction_in_the_intake_log"]),
+    Mutant("node-corrupt-safety-state-traceback", "node/runtime/_node.py",
+           old="        except codec.DecodeError as e:  # not a default: refuse to start, in one line\n",
+           new="        except KeyError as e:  # not a default: refuse to start, in one line\n",
+           breaks="a safety state (or last block) that does not decode stops the validator with a traceback and exit 1, not `cannot start` and exit 2",
+           tests=[_SH + "test_a_safety_state_that_does_not_decode_is_a_storage_error"]),
 ]
 # fmt: on

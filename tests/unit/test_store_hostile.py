@@ -244,3 +244,20 @@ def test_a_new_data_directory_is_durable_in_its_parent(
         disk.save_safety(b"voted in view 1")
     assert str(tmp_path / "data") in synced  # the safety file's entry: done
     assert str(tmp_path) in synced  # the data directory's entry in its parent
+
+
+def test_a_safety_state_that_does_not_decode_is_a_storage_error(tmp_path: Path) -> None:
+    """Scenario: the safety file's newest slot is whole (its CRC matches) but its payload is
+    not a `SafetyState` encoding: a version with another encoding ran here (a rollback
+    past a format change), or a bug wrote it. The replica's `SafetyState.decode` refused
+    it (never read as "never voted": sound), but as a `DecodeError` out of `Node()`, which
+    `ledger-node run` does not catch: exit 1 and a traceback, where every other corrupt
+    data directory gets exit 2 and "node: cannot start: <why>" (checked by hand on a
+    generated one-validator network).
+    Impact: the halt is right, its reason is buried in a traceback. Severity: LOW.
+    Fix: a consensus record in the store that does not decode is a StorageError."""
+    net = shared_net()
+    with LmdbStore(tmp_path, net.genesis) as store:
+        store.save_safety(b"not a safety state, CRC fine")
+        with pytest.raises(StorageError, match="not a safety state"):
+            Node(net.genesis, 0, net.validator_keys[0], store, Metrics(), clock=_clock(net))
