@@ -55,9 +55,15 @@ class SafetyFile:
         self._path = path
         self._fd: int | None = None
         self._seq = -1  # sequence number of the newest valid slot; -1: no file yet
-        if os.path.exists(path):
+        try:
             self._fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return  # never saved. Not os.path.exists: it says False for any error (EIO too)
+        try:
             self._seq = self._newest()[0]
+        except BaseException:
+            self.close()
+            raise
 
     def exists(self) -> bool:
         return self._fd is not None

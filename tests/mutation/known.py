@@ -1960,5 +1960,10 @@ MUTANTS += [
            new="        except KeyError as e:  # not a default: refuse to start, in one line\n",
            breaks="a safety state (or last block) that does not decode stops the validator with a traceback and exit 1, not `cannot start` and exit 2",
            tests=[_SH + "test_a_safety_state_that_does_not_decode_is_a_storage_error"]),
+    Mutant("safety-file-lookup-error-is-never-voted", "node/store/_safety_file.py",
+           old="        except FileNotFoundError:\n",
+           new="        except OSError:\n",
+           breaks="an I/O error looking up the safety file at start reads as never voted; the first save then replaces the real file",
+           tests=[_SH + "test_an_io_error_looking_up_the_safety_file_is_not_never_voted"]),
 ]
 # fmt: on

@@ -7,11 +7,13 @@ known mutant in tests/mutation/known.py.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -24,6 +26,7 @@ from node.runtime._metrics import Metrics
 from node.runtime._node import Node
 from node.settlement import BlockContext, apply_block, precheck
 from node.store import LmdbStore, Storage, StorageError
+from node.store._lmdb import SAFETY_FILE
 from tests.ledger_helpers import TxFactory, shared_net
 
 pytestmark = pytest.mark.serial  # one test starts a child process (tests/isolation.py)
@@ -261,3 +264,38 @@ def test_a_safety_state_that_does_not_decode_is_a_storage_error(tmp_path: Path) 
         store.save_safety(b"not a safety state, CRC fine")
         with pytest.raises(StorageError, match="not a safety state"):
             Node(net.genesis, 0, net.validator_keys[0], store, Metrics(), clock=_clock(net))
+
+
+def test_an_io_error_looking_up_the_safety_file_is_not_never_voted(
+    tmp_path: Path, net: DemoNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scenario: at start the safety file is there, but looking it up fails (EIO from a
+    flaky disk or a network volume, ENOMEM, a transient error of the file system).
+    `SafetyFile` asked `os.path.exists`, which answers False for every OSError: the store
+    opened as if the validator had never voted, and its first save replaced the real file
+    (write a temporary file, rename over it) with a state that knows none of its votes.
+    Impact: a transient error at start silently erases the validator's votes and lock:
+    equivocation. Severity: MEDIUM (HIGH impact, a rare trigger). Fix: only "no such
+    file" means never saved; any other error of the lookup is a StorageError (fail-stop)."""
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        disk.save_safety(b"voted in view 42")
+    safety = str(tmp_path / SAFETY_FILE)
+    real_stat, real_open = os.stat, os.open
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if os.fspath(path) == safety:
+            raise OSError(errno.EIO, "Input/output error", safety)
+        return real_stat(path, *args, **kwargs)
+
+    def open_(path: Any, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == safety:
+            raise OSError(errno.EIO, "Input/output error", safety)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(StorageError, match="Input/output error"):
+        LmdbStore(tmp_path, net.genesis).close()
+    monkeypatch.undo()
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        assert disk.load_safety() == b"voted in view 42"
