@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Any, Literal, TypeVar
 
-from node import crypto
+from node import codec, crypto
 from node.access import TxReaders, tx_readers
 from node.config import (
     ADMISSION_EXPIRY_TOLERANCE_MS,
@@ -98,7 +98,7 @@ from node.settlement import (
     precheck,
     result_leaf,
 )
-from node.store import Storage, StoredBlock
+from node.store import Storage, StorageError, StoredBlock
 
 __all__ = [
     "EXIT_DIVERGED",
@@ -165,23 +165,29 @@ class Node:
         # Signatures checked at admission (a client's submit or a peer's forward) are not
         # checked again when their block executes.
         self.verify = crypto.VerifiedSignatures(2 * mempool_txs_max)
-        self.replica = Replica(
-            CoreConfig(
-                chain_id=genesis.chain_id,
-                quorum=self.quorum,
-                me=index,
-                genesis_state_root=genesis_state_root(genesis),
-            ),
-            Ed25519Signer(key),
-            Ed25519Verifier([v.public_key for v in genesis.validators]),
-            source,
-            executed_root=state_root,
-            results_root=results,
-            safety=store.load_safety(),
-            now_ms=clock(),
-            mempool=Mempool(txs_max=mempool_txs_max),
-            tx_check=self._forward_ok,
-        )
+        try:
+            self.replica = Replica(
+                CoreConfig(
+                    chain_id=genesis.chain_id,
+                    quorum=self.quorum,
+                    me=index,
+                    genesis_state_root=genesis_state_root(genesis),
+                ),
+                Ed25519Signer(key),
+                Ed25519Verifier([v.public_key for v in genesis.validators]),
+                source,
+                executed_root=state_root,
+                results_root=results,
+                safety=store.load_safety(),
+                now_ms=clock(),
+                mempool=Mempool(txs_max=mempool_txs_max),
+                tx_check=self._forward_ok,
+            )
+        except codec.DecodeError as e:  # not a default: refuse to start, in one line
+            raise StorageError(
+                "a consensus record in the data directory does not decode (the safety state, "
+                f"or the last committed block or its certificate): {e}"
+            ) from e
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
         # Outcomes of certified blocks executed before their commit (ADR 0012).
         self._speculated: SpeculationCache[BlockOutcome] = SpeculationCache()
@@ -281,11 +287,17 @@ class Node:
             return AddResult.FULL
         now = self._clock()
         result = self.engine.submit(raw, now, drain=False)
+        key = tx_key(raw)
         if result is AddResult.ACCEPTED:
             self._pending[tid] = time.monotonic()
             while len(self._pending) > PENDING_IDS_MAX:
                 self._pending.popitem(last=False)
-            self._intake_batch.append((tx_key(raw), tid, raw))
+        # A duplicate pending here may be a peer's forward, never logged: the client is told
+        # ALREADY_PENDING, which promises durable here too (a copy logged already is a no-op).
+        if result is AddResult.ACCEPTED or (
+            result is AddResult.DUPLICATE and self.replica.mempool.contains_key(key)
+        ):
+            self._intake_batch.append((key, tid, raw))
             if self._intake_flush is None:
                 loop = asyncio.get_running_loop()
                 self._intake_flush = loop.create_future()

@@ -21,6 +21,7 @@ every commit, so reads between two commits see one consistent snapshot.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -93,6 +94,14 @@ def _bkey(account: str, instrument: str) -> bytes:
     return f"{account}\x00{instrument}".encode("ascii")
 
 
+def _split_bkey(key: bytes) -> tuple[str, str]:
+    """(account, instrument) of a balance key; RecordError if it is not ``_bkey``'s form."""
+    parts = key.decode("ascii", errors="replace").split("\x00")
+    if len(parts) != 2 or not key.isascii():
+        raise rec.RecordError(f"balance key {key[:80]!r} is not ASCII account NUL instrument")
+    return parts[0], parts[1]
+
+
 class LmdbStore(Storage):
     def __init__(
         self,
@@ -105,22 +114,27 @@ class LmdbStore(Storage):
         os.makedirs(path, mode=0o700, exist_ok=True)
         self._genesis = genesis
         self._map_size_max = min(map_size_max_bytes, config.LMDB_MAP_SIZE_MAX_BYTES)
-        self._env = lmdb.open(
-            os.fspath(path),
-            map_size=min(map_size_bytes, self._map_size_max),
-            max_dbs=config.LMDB_MAX_DBS,
-            max_readers=config.LMDB_MAX_READERS,
-            sync=True,
-            metasync=True,
-        )
-        self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
-        self._rtxn: Any = None
-        self._init_or_check_genesis()
-        self._head = self._read_head()
-        self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
+        self._lock: int | None = _lock_directory(os.fspath(path))
         try:
+            self._env = lmdb.open(
+                os.fspath(path),
+                map_size=min(map_size_bytes, self._map_size_max),
+                max_dbs=config.LMDB_MAX_DBS,
+                max_readers=config.LMDB_MAX_READERS,
+                sync=True,
+                metasync=True,
+            )
+        except BaseException:
+            self._unlock()
+            raise
+        self._rtxn: Any = None
+        try:
+            self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
+            self._init_or_check_genesis()
+            self._head = self._read_head()
+            self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
             self._safety = self._safety_io("open", lambda: self._open_safety(os.fspath(path)))
-        except StorageError:
+        except BaseException:
             self._close_lmdb()
             raise
 
@@ -129,9 +143,10 @@ class LmdbStore(Storage):
         stored = self._txn().get(b"chain_id", db=self._db["meta"])
         if stored is not None:
             self._check_format()
-            if stored.decode() != self._genesis.chain_id:
+            if bytes(stored) != self._genesis.chain_id.encode():
+                shown = bytes(stored).decode(errors="replace")[:16]
                 raise GenesisMismatchError(
-                    f"data directory holds chain {stored.decode()[:16]}..., genesis is "
+                    f"data directory holds chain {shown}..., genesis is "
                     f"{self._genesis.chain_id[:16]}...; use the matching genesis or a new "
                     "data directory"
                 )
@@ -265,7 +280,7 @@ class LmdbStore(Storage):
         for key, raw in self._txn().cursor(db=self._db["balances"]):
             value = rec.decode_u64(bytes(raw))
             if value:
-                account, instrument = bytes(key).decode("ascii").split("\x00")
+                account, instrument = _split_bkey(bytes(key))
                 out[(account, instrument)] = value
         return out
 
@@ -282,8 +297,8 @@ class LmdbStore(Storage):
         return StoredBlock(
             height,
             block_hash,
-            bytes(txn.get(key, db=self._db["blocks"])),
-            bytes(txn.get(key, db=self._db["certs"])),
+            _got(txn.get(key, db=self._db["blocks"])),
+            _got(txn.get(key, db=self._db["certs"])),
             time_ms,
             root,
             results,
@@ -377,11 +392,20 @@ class LmdbStore(Storage):
     def _open_safety(self, path: str) -> SafetyFile:
         """Open SAFETY_FILE; on the first start after an upgrade, move the state LMDB held
         into it (the file is durable before the LMDB copy is deleted, so a crash between
-        the two migrates again or finds the file)."""
+        the two migrates again or finds the file, holding that copy). Both present and
+        different means an older version ran here after the upgrade (a rollback) and
+        kept votes the file never saw: refused, never one of them thrown away."""
         file = SafetyFile(os.path.join(path, SAFETY_FILE))
         try:
             old = self._legacy_safety()
             if old is not None:
+                if file.exists() and not file.holds(old):
+                    raise StorageError(
+                        f"LMDB's safety sub-database in {path} holds a consensus state the "
+                        f"file {SAFETY_FILE} never held: an older version ran on this data "
+                        "directory after the upgrade and voted from it. Refusing to guess "
+                        "which is newer (docs/adr/0010-safety-state-file.md, step 6)"
+                    )
                 if not file.exists():
                     file.save(old)
                 self._write(lambda txn: txn.delete(_SAFETY_KEY, db=self._db["safety"]))
@@ -413,3 +437,30 @@ class LmdbStore(Storage):
     def _close_lmdb(self) -> None:
         self._drop_reader()
         self._env.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+
+def _lock_directory(path: str) -> int:
+    """An exclusive flock on the data directory, held by the returned descriptor: a second
+    process on the same directory (a supervisor's restart of a node it wrongly thinks dead,
+    two containers on one volume) would vote with this validator's key from its own
+    safety state: equivocation. The kernel drops the lock when the process dies, so a
+    crash leaves none behind."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(
+            f"data directory {path} is in use by another process (a second validator on it "
+            "would vote with the same key: equivocation); stop that one first"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

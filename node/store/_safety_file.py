@@ -55,9 +55,15 @@ class SafetyFile:
         self._path = path
         self._fd: int | None = None
         self._seq = -1  # sequence number of the newest valid slot; -1: no file yet
-        if os.path.exists(path):
+        try:
             self._fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return  # never saved. Not os.path.exists: it says False for any error (EIO too)
+        try:
             self._seq = self._newest()[0]
+        except BaseException:
+            self.close()
+            raise
 
     def exists(self) -> bool:
         return self._fd is not None
@@ -65,6 +71,14 @@ class SafetyFile:
     def load(self) -> bytes | None:
         """The newest complete save, or None if nothing was ever saved."""
         return None if self._fd is None else self._newest()[1]
+
+    def holds(self, payload: bytes) -> bool:
+        """Whether a valid slot (the newest save or the one before) is ``payload``."""
+        fd = self._fd
+        if fd is None:
+            return False
+        slots = (_read_slot(fd, 0), _read_slot(fd, SLOT_BYTES))
+        return any(s is not None and s[1] == payload for s in slots)
 
     def save(self, payload: bytes) -> None:
         """Durable when this returns: one pwrite and one fdatasync (the first save creates

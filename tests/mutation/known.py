@@ -2089,3 +2089,50 @@ MUTANTS += [
            tests=[_RH + "test_a_filtered_block_shows_each_transaction_once"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: store review (h-store)
+_SH = "tests/unit/test_store_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("store-data-dir-unlocked", "node/store/_lmdb.py",
+           old="        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+           new="        pass\n",
+           breaks="a second validator process opens a live data directory and votes from its own safety state with the same key (equivocation)",
+           tests=[_SH + "test_a_data_directory_in_use_is_refused_to_a_second_process"]),
+    Mutant("safety-migration-drops-unknown-lmdb-state", "node/store/_lmdb.py",
+           old="                if file.exists() and not file.holds(old):\n",
+           new="                if False:\n",
+           breaks="after a rollback and a second upgrade the votes and lock the older version kept in LMDB are deleted: the validator restarts behind views it voted in",
+           tests=[_SH + "test_an_lmdb_safety_state_the_file_never_held_is_not_thrown_away"]),
+    Mutant("store-block-record-unchecked", "node/store/_lmdb.py",
+           old='            _got(txn.get(key, db=self._db["blocks"])),\n',
+           new='            bytes(txn.get(key, db=self._db["blocks"])),\n',
+           breaks="a committed height missing its block record raises TypeError: an API read of it does not halt the validator, a halt names no record",
+           tests=[_SH + "test_a_missing_block_or_certificate_record_is_a_storage_error"]),
+    Mutant("store-balance-key-unchecked", "node/store/_lmdb.py",
+           old="    if len(parts) != 2 or not key.isascii():\n",
+           new="    if False:\n",
+           breaks="a corrupt balance key is read as some account and instrument (or raises ValueError) instead of halting the validator",
+           tests=[_SH + "test_a_corrupt_balance_key_is_a_storage_error"]),
+    Mutant("store-chain-id-decoded", "node/store/_lmdb.py",
+           old="            if bytes(stored) != self._genesis.chain_id.encode():\n",
+           new="            if stored.decode() != self._genesis.chain_id:\n",
+           breaks="a damaged stored chain id stops the node with a UnicodeDecodeError traceback, not `cannot start`",
+           tests=[_SH + "test_a_corrupt_chain_id_refuses_to_open_with_a_storage_error"]),
+    Mutant("intake-already-pending-unlogged", "node/runtime/_node.py",
+           old="            result is AddResult.DUPLICATE and self.replica.mempool.contains_key(key)\n",
+           new="            False\n",
+           breaks="a client told ALREADY_PENDING for a peer's forward holds an acknowledgement no disk backs: a restart before the commit loses the transaction",
+           tests=[_SH + "test_a_client_told_already_pending_has_its_transaction_in_the_intake_log"]),
+    Mutant("node-corrupt-safety-state-traceback", "node/runtime/_node.py",
+           old="        except codec.DecodeError as e:  # not a default: refuse to start, in one line\n",
+           new="        except KeyError as e:  # not a default: refuse to start, in one line\n",
+           breaks="a safety state (or last block) that does not decode stops the validator with a traceback and exit 1, not `cannot start` and exit 2",
+           tests=[_SH + "test_a_safety_state_that_does_not_decode_is_a_storage_error"]),
+    Mutant("safety-file-lookup-error-is-never-voted", "node/store/_safety_file.py",
+           old="        except FileNotFoundError:\n",
+           new="        except OSError:\n",
+           breaks="an I/O error looking up the safety file at start reads as never voted; the first save then replaces the real file",
+           tests=[_SH + "test_an_io_error_looking_up_the_safety_file_is_not_never_voted"]),
+]
+# fmt: on
