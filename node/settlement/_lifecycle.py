@@ -230,6 +230,8 @@ def coupon_pay(reg: Registry, o: Overlay, tx: CouponPay, time_ms: int) -> Result
         return code
     holders = _holdings(o.view, reg, tx.bond)  # of record: the previous block
     payments = [(h, coupon_amount(inst, units)) for h, units in holders]
+    if sum(a for _, a in payments) > U64_MAX:  # the paid record's u64 counts the agent's share
+        return ResultCode.OVERFLOW
     code = _pay(o, inst.payment_cash, tx.agent, payments)
     if code is ResultCode.OK:
         o.put_record(key, _paid_record(payments))

@@ -1887,3 +1887,30 @@ MUTANTS += [
            tests=[_RCA + "test_calls_parked_before_their_request_are_capped_by_the_client_port"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: execution review (h-exec)
+_EXH = "tests/unit/test_execution_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("coupon-paid-record-unchecked", "node/settlement/_lifecycle.py",
+           old="    if sum(a for _, a in payments) > U64_MAX:  # the paid record's u64 counts the agent's share\n        return ResultCode.OVERFLOW\n",
+           new="",
+           breaks="a paying agent holding its own bond signs one CouponPay whose shares sum past 2**64: the paid record's encoding raises in apply_block and every validator halts",
+           tests=[_EXH + "test_a_coupon_whose_shares_sum_past_u64_with_the_agents_own_is_refused_not_a_halt"]),
+    Mutant("pending-settles-for-demoted-party", "node/settlement/_pending.py",
+           old="    if not _may_settle(o, rules, inst):\n",
+           new="    if False:\n",
+           breaks="a bank the admins set to tier 0 keeps trading through the pending instructions it recorded before, for up to PENDING_AGE_MAX_MS",
+           tests=[_EXH + "test_a_pending_dvps_later_lots_do_not_settle_for_a_party_demoted_to_tier_0"]),
+    Mutant("pending-ignores-tier-to-hold", "node/settlement/_pending.py",
+           old="    return buyer.kyc_tier >= rules.tier_to_hold(inst.bond) and",
+           new="    return True or buyer.kyc_tier >= rules.tier_to_hold(inst.bond) and",
+           breaks="recycling delivers a bond to a buyer whose tier was lowered below the bond's minimum since its first attempt",
+           tests=[_EXH + "test_a_pending_dvp_does_not_deliver_to_a_buyer_below_the_bonds_minimum_tier"]),
+    Mutant("pending-not-rechecked-after-tier-restored", "node/settlement/_pending.py",
+           old="    thawed = touched(o) or _standing_written(o)\n",
+           new="    thawed = touched(o)\n",
+           breaks="an instruction a demotion held back waits after the tier is restored until some unrelated balance write, and may fail at its deadline",
+           tests=[_EXH + "test_an_instruction_a_demotion_held_back_settles_in_the_block_that_restores_the_tier"]),
+]
+# fmt: on

@@ -1,0 +1,170 @@
+"""An authenticated participant against block execution (issue 13, session 15 review).
+
+Each test plays a client whose signed transactions pass admission (``precheck``) and
+then asserts what ``apply_block`` must do with them: refuse with a code, never raise
+(an exception in execution halts every validator that executes the block), never move
+value a rule forbids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from node import crypto
+from node.config import U64_MAX
+from node.genesis import DemoNetwork
+from node.settlement import (
+    BlockContext,
+    BlockOutcome,
+    Holding,
+    Paid,
+    Registry,
+    ResultCode,
+    SignedTx,
+    apply_block,
+    precheck,
+)
+from node.settlement import outcome as pending_outcome
+from node.settlement._lifecycle import coupon_key
+from node.store import MemoryStore, Storage
+from tests.gov_helpers import set_tier, signed
+from tests.kyc_helpers import kyc_net
+from tests.ledger_helpers import TxFactory
+from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
+
+RC = ResultCode
+
+
+def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
+    """Apply and commit one block at ``genesis time + at_ms``."""
+    head = store.head()
+    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
+    out = apply_block(store, list(txs), ctx)
+    store.commit_block(crypto.sha256(b"block", bytes([ctx.height])), b"", b"", ctx, out)
+    return out
+
+
+def _tid(raw: bytes) -> bytes:
+    return SignedTx.decode(raw).tx_id
+
+
+def _events(out: BlockOutcome) -> list[tuple[bytes, ResultCode]]:
+    return [(r.tx_id, r.code) for r in out.results if r.event]
+
+
+# --- lifecycle: the coupon's paid record -------------------------------------------------
+
+
+def _agent_holds_half(net: DemoNetwork) -> tuple[DemoNetwork, MemoryStore]:
+    """BOND pays 5 * 10**11 a unit a period; the paying agent and BANK01 hold 2**25 units
+    each (each share 1.68 * 10**19, fits a u64; both 3.4 * 10**19, do not); the agent
+    holds all 2**64 - 1 of the cash, enough to pay BANK01."""
+    g = net.genesis
+    bond = net.bonds[0]
+    terms = {"unit_face_minor": 10**12, "coupon_bp": 10_000, "coupon_freq": 2}
+    insts = tuple(replace(i, **terms) if i.id == bond else i for i in g.instruments)  # type: ignore[arg-type]
+    holdings = [h for h in g.holdings if h.instrument not in (bond, net.cash)]
+    holdings += [
+        Holding(AGENT, bond, 2**25),
+        Holding("BANK01", bond, 2**25),
+        Holding(AGENT, net.cash, U64_MAX),
+    ]
+    g = replace(g, instruments=insts, holdings=tuple(holdings))
+    return replace(net, genesis=g), MemoryStore(g)
+
+
+def test_a_coupon_whose_shares_sum_past_u64_with_the_agents_own_is_refused_not_a_halt() -> None:
+    """Attack: the paying agent holds units of its own bond, so that its own share plus
+    the other holders' fits no u64 while each part, and what it pays out, does. The
+    CouponPay passes admission (the agent signs it). Execution checked only the paid-out
+    total, then encoded the period's record with the sum of every share (the agent's
+    included) as a u64: EncodeError, raised out of ``apply_block`` on every validator.
+    Impact: one signed transaction halts the cluster. Severity: high (halt)."""
+    net, store = _agent_holds_half(life_net())
+    raw = LifeTx(net).coupon(1)
+    assert precheck(Registry.of(store), raw).code is RC.OK
+    out = run_at(store, at("2026-07-15"), raw)
+    assert [r.code for r in out.results] == [RC.OVERFLOW]
+    assert store.record(coupon_key(net.bonds[0], 1)) is None
+    assert store.balance("BANK01", net.cash) == 0
+
+
+def test_a_coupon_the_agent_holds_part_of_records_every_share() -> None:
+    """The guard above counts the agent's own share because the paid record does: it
+    stays so (no cash moves to the agent for it)."""
+    net = life_net()
+    bond = net.bonds[0]
+    g = net.genesis
+    net = replace(net, genesis=replace(g, holdings=(*g.holdings, Holding(AGENT, bond, 1_000))))
+    store = MemoryStore(net.genesis)
+    out = run_at(store, at("2026-07-15"), LifeTx(net).coupon(1))
+    assert [r.code for r in out.results] == [RC.OK]
+    paid = Paid.decode(store.record(coupon_key(bond, 1)) or b"")
+    assert paid == Paid(len(net.banks) * 2_500_000 + 2_500, len(net.banks) + 1)
+
+
+# --- pending settlement: later lots of a party governance demoted -------------------------
+
+
+def test_a_pending_dvps_later_lots_do_not_settle_for_a_party_demoted_to_tier_0(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    """Attack: a buyer that expects to be off-boarded records a pending DvP it cannot yet
+    pay (short cash: PENDING_SETTLEMENT). The admins then set its KYC tier to 0, which
+    "cannot hold or move assets" (docs/ledger.md: "a tier-0 bank can no longer trade"):
+    a DvP it signs now is UNAUTHORIZED. Then cash arrives and recycling settled the
+    instruction anyway: the demoted bank received bonds and paid cash, for up to
+    PENDING_AGE_MAX_MS. Impact: compliance bypass (a tier-0 / de-roled participant keeps
+    trading through instructions recorded before). Severity: medium."""
+    net, bond = txf.net, txf.net.bonds[0]
+    held = store.balance("BANK01", bond)
+    raw = txf.signed(txf.pending(quantity=held + 100, amount=5_000))  # seller 100 short
+    out = run(store, raw)
+    assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT]
+    demote = signed(net, set_tier(txf, "BANK02", 0))
+    out = run(store, demote, at_ms=2_000)
+    assert [r.code for r in out.results if not r.event] == [RC.OK]
+    dvp_now = txf.signed(txf.dvp(quantity=1, amount=1))
+    deliver = txf.signed(txf.transfer("BANK03", "BANK01", 100, instrument=bond))
+    out = run(store, dvp_now, deliver, at_ms=3_000)
+    assert [r.code for r in out.results if not r.event] == [RC.UNAUTHORIZED, RC.OK]
+    assert (_tid(raw), RC.OK) not in _events(out)
+    assert store.balance("BANK02", bond) == held
+
+
+def _demoted_pending(store: MemoryStore, txf: TxFactory, tier: int, amount: int = 5_000) -> bytes:
+    """A pending DvP (seller BANK01 100 bonds short) recorded, then the buyer BANK02 set
+    to ``tier`` by the admins, then the seller's missing bonds delivered: returns it."""
+    net, bond = txf.net, txf.net.bonds[0]
+    held = store.balance("BANK01", bond)
+    raw = txf.signed(txf.pending(quantity=held + 100, amount=amount))
+    assert [r.code for r in run(store, raw).results] == [RC.PENDING_SETTLEMENT]
+    assert [r.code for r in run(store, signed(net, set_tier(txf, "BANK02", tier))).results] == [
+        RC.OK
+    ]
+    deliver = txf.signed(txf.transfer("BANK03", "BANK01", 100, instrument=bond))
+    out = run(store, deliver, at_ms=3_000)
+    assert [r.code for r in out.results] == [RC.OK]  # no event: the instruction waits
+    return raw
+
+
+def test_a_pending_dvp_does_not_deliver_to_a_buyer_below_the_bonds_minimum_tier() -> None:
+    """The same attack one tier down: the first bond is held from tier 2; the buyer was
+    set to tier 1 after its instruction was recorded. A DvP would be TIER_TOO_LOW; the
+    instruction must wait too. Severity: medium (compliance bypass)."""
+    net = kyc_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    raw = _demoted_pending(store, txf, tier=1, amount=1_000)  # within tier 1's limits
+    assert store.balance("BANK02", net.bonds[0]) == store.balance("BANK04", net.bonds[0])
+    assert pending_outcome(store, _tid(raw)).code is RC.PENDING_SETTLEMENT  # type: ignore[union-attr]
+
+
+def test_an_instruction_a_demotion_held_back_settles_in_the_block_that_restores_the_tier(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    """Restoring the tier writes no balance of the instruction; it must still be
+    re-attempted then (as after an unfreeze), not wait for some unrelated balance write."""
+    raw = _demoted_pending(store, txf, tier=0)
+    out = run(store, signed(txf.net, set_tier(txf, "BANK02", 2)), at_ms=4_000)
+    assert [r.code for r in out.results if not r.event] == [RC.OK]
+    assert _events(out) == [(_tid(raw), RC.OK)]
