@@ -1912,5 +1912,10 @@ MUTANTS += [
            new="    thawed = touched(o)\n",
            breaks="an instruction a demotion held back waits after the tier is restored until some unrelated balance write, and may fail at its deadline",
            tests=[_EXH + "test_an_instruction_a_demotion_held_back_settles_in_the_block_that_restores_the_tier"]),
+    Mutant("custodian-mints-fund-shares", "node/settlement/_apply.py",
+           old="    return inst.kind is InstrumentKind.BOND and Role.CUSTODIAN in party.roles",
+           new="    return Role.CUSTODIAN in party.roles",
+           breaks="any custodian mints another issuer's fund shares with no custody behind them and takes part of the fund's next distribution",
+           tests=[_EXH + "test_a_custodian_cannot_mint_another_issuers_fund_shares"]),
 ]
 # fmt: on

@@ -168,3 +168,27 @@ def test_an_instruction_a_demotion_held_back_settles_in_the_block_that_restores_
     out = run(store, signed(txf.net, set_tier(txf, "BANK02", 2)), at_ms=4_000)
     assert [r.code for r in out.results if not r.event] == [RC.OK]
     assert _events(out) == [(_tid(raw), RC.OK)]
+
+
+# --- issuance: who may mint a fund share ---------------------------------------------------
+
+
+def test_a_custodian_cannot_mint_another_issuers_fund_shares() -> None:
+    """Attack: a custodian (the CSD, not the fund's issuer) signs a Mint of fund shares to
+    a bank of its choice. ``_may_issue`` let "a custodian for bonds" (docs/ledger.md) mint
+    any non-cash instrument, fund shares included: admission and execution accepted it,
+    the shares rose up to max_supply with no custody record behind them (funds have
+    none), and the next Distribute paid the minted holding its pro-rata part, taken from
+    the fund's real holders. Impact: unauthorized issuance, theft of distributions.
+    Severity: high (value)."""
+    net = life_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    raw = txf.signed(txf.mint("BANK04", 1_000, instrument=net.fund, by="CSD"))
+    assert precheck(Registry.of(store), raw).code is RC.UNAUTHORIZED
+    out = run(store, raw)
+    assert [r.code for r in out.results] == [RC.UNAUTHORIZED]
+    assert store.balance("BANK04", net.fund) == 0
+    # The fund's own issuer still mints it, and the CSD still mints bonds.
+    by_issuer = txf.signed(txf.mint("BANK04", 1_000, instrument=net.fund, by=AGENT))
+    by_csd = txf.signed(txf.mint("BANK04", 1_000, instrument=net.bonds[1], by="CSD"))
+    assert [r.code for r in run(store, by_issuer, by_csd, at_ms=2_000).results] == [RC.OK, RC.OK]
