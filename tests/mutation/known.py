@@ -1917,5 +1917,15 @@ MUTANTS += [
            new="    return Role.CUSTODIAN in party.roles",
            breaks="any custodian mints another issuer's fund shares with no custody behind them and takes part of the fund's next distribution",
            tests=[_EXH + "test_a_custodian_cannot_mint_another_issuers_fund_shares"]),
+    Mutant("substitution-skips-receiver-tiers", "node/settlement/_margin.py",
+           old="    if (code := _receivers_code(reg, o, receives, time_ms)) is not None:\n",
+           new="    if False:\n",
+           breaks="a repo substitution delivers to a lender a bond its KYC tier may not hold: a tier bypass by collusion, for good if the repo defaults",
+           tests=[_EXH + "test_a_substitution_cannot_deliver_a_bond_below_the_lenders_tier"]),
+    Mutant("margin-call-to-demoted-lender", "node/settlement/_margin.py",
+           old="    if (refused := _receivers_code(reg, o, ((rec.lender, rec.bond),), time_ms)) is not None:\n",
+           new="    if False:\n",
+           breaks="a lender governance set to tier 0 still receives collateral through the margin calls it signs alone",
+           tests=[_EXH + "test_a_margin_call_does_not_deliver_to_a_lender_governance_demoted"]),
 ]
 # fmt: on

@@ -16,21 +16,28 @@ from node.genesis import DemoNetwork
 from node.settlement import (
     BlockContext,
     BlockOutcome,
+    ComplianceRules,
     Holding,
+    MarginCall,
     Paid,
     Registry,
+    RepoOpen,
+    RepoSubstitute,
     ResultCode,
     SignedTx,
     apply_block,
     precheck,
+    units_for,
 )
 from node.settlement import outcome as pending_outcome
 from node.settlement._lifecycle import coupon_key
 from node.store import MemoryStore, Storage
 from tests.gov_helpers import set_tier, signed
 from tests.kyc_helpers import kyc_net
-from tests.ledger_helpers import TxFactory
+from tests.ledger_helpers import HOUR_MS, TxFactory
 from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
+from tests.margin_helpers import attest, margin_net
+from tests.margin_helpers import run as margin_run
 
 RC = ResultCode
 
@@ -192,3 +199,72 @@ def test_a_custodian_cannot_mint_another_issuers_fund_shares() -> None:
     by_issuer = txf.signed(txf.mint("BANK04", 1_000, instrument=net.fund, by=AGENT))
     by_csd = txf.signed(txf.mint("BANK04", 1_000, instrument=net.bonds[1], by="CSD"))
     assert [r.code for r in run(store, by_issuer, by_csd, at_ms=2_000).results] == [RC.OK, RC.OK]
+
+
+# --- repo collateral: who may receive it after the open ----------------------------------
+
+_MIN = 60_000
+
+
+def _restricted_margin_net() -> DemoNetwork:
+    """margin_net() whose second bond is held from tier 3 only: BANK01 (the borrower) is
+    tier 3 and holds it, BANK02 (the lender, tier 2) holds none."""
+    net = margin_net()
+    g = net.genesis
+    parts = tuple(replace(p, kyc_tier=3) if p.id == "BANK01" else p for p in g.participants)
+    holdings = tuple(h for h in g.holdings if (h.account, h.instrument) != ("BANK02", net.bonds[1]))
+    rules = ComplianceRules.of(min_tier={net.bonds[1]: 3}, limits=[], cosign_above={})
+    g = replace(g, participants=parts, holdings=holdings, compliance=rules)
+    return replace(net, genesis=g)
+
+
+def _open_repo(txf: TxFactory) -> bytes:
+    tx = RepoOpen(
+        txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", "BANK01", "BANK02",
+        txf.net.bonds[0], 1_000_000, txf.net.cash, 950_000, 951_000, 0,
+        txf.t0 + 4 * HOUR_MS, txf.t0 + 5 * HOUR_MS,
+    )  # fmt: skip
+    return txf.signed(tx)
+
+
+def _prices(txf: TxFactory, price: int, at_ms: int, bond: str) -> list[bytes]:
+    when = txf.net.genesis.genesis_time_ms + at_ms
+    return [attest(txf, price, when, source=s, bond=bond) for s in ("CASHCO", "CSD")]
+
+
+def test_a_substitution_cannot_deliver_a_bond_below_the_lenders_tier() -> None:
+    """Attack: a tier-2 lender may not receive the second bond (held from tier 3): a DvP
+    or a Swap delivering it is TIER_TOO_LOW. Borrower and lender open a repo on the
+    first bond, then substitute the restricted bond into it: RepoSubstitute checked
+    freezes, eligibility, price and value but no tier, so the lender received it (and
+    keeps it for good if the repo then defaults). Impact: KYC tier bypass by collusion.
+    Severity: medium."""
+    net = _restricted_margin_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    assert [r.code for r in margin_run(store, _open_repo(txf), at_ms=_MIN).results] == [RC.OK]
+    margin_run(store, *_prices(txf, 1_000_000, 2 * _MIN, net.bonds[1]), at_ms=2 * _MIN)
+    need = units_for(951_000, 1_000_000, 500)
+    sub = RepoSubstitute(
+        txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", "BANK01", "BANK02",
+        net.bonds[1], need,
+    )  # fmt: skip
+    out = margin_run(store, txf.signed(sub), at_ms=3 * _MIN)
+    assert [r.code for r in out.results] == [RC.TIER_TOO_LOW]
+    assert store.balance("BANK02", net.bonds[1]) == 0
+
+
+def test_a_margin_call_does_not_deliver_to_a_lender_governance_demoted() -> None:
+    """Attack: the lender was set to tier 0 after the open ("cannot hold or move
+    assets"); it signs a MarginCall alone and received the called units anyway (no check
+    of who receives). Severity: medium (compliance bypass)."""
+    net = margin_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    assert [r.code for r in margin_run(store, _open_repo(txf), at_ms=_MIN).results] == [RC.OK]
+    demote = signed(net, set_tier(txf, "BANK02", 0))
+    low = _prices(txf, 900_000, 2 * _MIN, net.bonds[0])  # the collateral is short now
+    assert [r.code for r in margin_run(store, demote, *low, at_ms=2 * _MIN).results] == [RC.OK] * 3
+    before = store.balance("BANK02", net.bonds[0])
+    call = MarginCall(txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", "BANK01", "BANK02")
+    out = margin_run(store, txf.signed(call), at_ms=3 * _MIN)
+    assert [r.code for r in out.results] == [RC.UNAUTHORIZED]
+    assert store.balance("BANK02", net.bonds[0]) == before
