@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from node import crypto
 from node.config import U64_MAX
 from node.genesis import DemoNetwork
@@ -25,6 +27,7 @@ from node.settlement import (
     RepoSubstitute,
     ResultCode,
     SignedTx,
+    TierLimit,
     apply_block,
     precheck,
     units_for,
@@ -34,8 +37,9 @@ from node.settlement._lifecycle import coupon_key
 from node.store import MemoryStore, Storage
 from tests.gov_helpers import set_tier, signed
 from tests.kyc_helpers import kyc_net
-from tests.ledger_helpers import HOUR_MS, TxFactory
+from tests.ledger_helpers import HOUR_MS, TxFactory, shared_net
 from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
+from tests.lock_helpers import claim, lock
 from tests.margin_helpers import attest, margin_net
 from tests.margin_helpers import run as margin_run
 
@@ -268,3 +272,41 @@ def test_a_margin_call_does_not_deliver_to_a_lender_governance_demoted() -> None
     out = margin_run(store, txf.signed(call), at_ms=3 * _MIN)
     assert [r.code for r in out.results] == [RC.UNAUTHORIZED]
     assert store.balance("BANK02", net.bonds[0]) == before
+
+
+# --- locks: a pledge the defaulter can keep -------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a claim on a lock is refused by the defaulting holder's own daily limit, which "
+    "the holder can exhaust until the lock lapses and then release it alone",
+)
+def test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit() -> None:
+    """Attack: BANK01 pledges 5,000 cash to BANK02 against a pending DvP it then fails
+    (a default on the ledger: the claim is open). Before the beneficiary's claim lands,
+    BANK01 spends its whole daily limit in ordinary transfers. The claim moves the units
+    "under the transfer rules", limits included, and counts the value against the
+    holder's day too: DAILY_LIMIT. The holder keeps doing so while the lock is in force;
+    once it lapses it releases the lock alone (ReleaseLock by the holder after until) and
+    keeps the collateral. The same holds without any effort for a pledge above a party's
+    per-trade limit (Lock checks no limit; every claim is TRADE_LIMIT). Impact: pledged
+    collateral the beneficiary can never collect. Severity: medium (value). Not fixed
+    here: exempting the holder from the claim's limits would let a holder and a
+    beneficiary move value past the holder's limits by a staged default, so the rule
+    needs a design decision (e.g. count a pledge against the holder's limits when it is
+    made, and exempt the claim)."""
+    net = shared_net()  # the demo network, with rules of its own below
+    rules = ComplianceRules.of(
+        min_tier={}, limits=[TierLimit(2, net.cash, 5_000, 10_000)], cosign_above={}
+    )
+    net = replace(net, genesis=replace(net.genesis, compliance=rules))
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    held = store.balance("BANK01", net.bonds[0])
+    trade = txf.signed(txf.pending(quantity=held + 1, amount=10, deadline_ms=txf.t0 + 10_000))
+    pledge = lock(txf, "BANK01", 5_000, "BANK02", instrument=net.cash, secures=_tid(trade))
+    assert [r.code for r in run(store, trade, pledge).results] == [RC.PENDING_SETTLEMENT, RC.OK]
+    run(store, at_ms=10_001)  # BANK01 fails to deliver: a default the pledge secures
+    spend = [txf.signed(txf.transfer("BANK01", "BANK03", 5_000)) for _ in range(2)]
+    out = run(store, *spend, claim(txf, pledge, "BANK02"), at_ms=11_000)
+    assert [r.code for r in out.results] == [RC.OK, RC.OK, RC.OK]
