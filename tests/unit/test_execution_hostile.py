@@ -26,10 +26,13 @@ from node.settlement import (
     RepoOpen,
     RepoSubstitute,
     ResultCode,
+    Secured,
+    SecuredKind,
     SignedTx,
     TierLimit,
     apply_block,
     precheck,
+    repo,
     units_for,
 )
 from node.settlement import outcome as pending_outcome
@@ -39,9 +42,10 @@ from tests.gov_helpers import set_tier, signed
 from tests.kyc_helpers import kyc_net
 from tests.ledger_helpers import HOUR_MS, TxFactory, shared_net
 from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
-from tests.lock_helpers import claim, lock
+from tests.lock_helpers import claim, lock, release
 from tests.margin_helpers import attest, margin_net
 from tests.margin_helpers import run as margin_run
+from tests.repo_helpers import RepoTx
 
 RC = ResultCode
 
@@ -310,3 +314,75 @@ def test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit() -> N
     spend = [txf.signed(txf.transfer("BANK01", "BANK03", 5_000)) for _ in range(2)]
     out = run(store, *spend, claim(txf, pledge, "BANK02"), at_ms=11_000)
     assert [r.code for r in out.results] == [RC.OK, RC.OK, RC.OK]
+
+
+# --- repo default: who defaulted ------------------------------------------------------------
+
+
+def test_a_borrower_whose_cash_is_pledged_elsewhere_is_the_repos_defaulter() -> None:
+    """Attack: the lender of repo R1 pledged bonds to the borrower against the repo (a
+    Lock securing it). The borrower locks all its cash to an accomplice (a plain
+    pledge), so the close cannot settle (LOCKED: pending, as a shortfall) and the repo
+    defaults at its deadline. The defaulter was chosen by the borrower's *balance*, not
+    its available balance: the pledged cash counted as there, so the lender was
+    recorded as the defaulter, and the borrower claimed the lender's pledge on top of
+    the cash it kept. (``_pending`` already judges a default by the available balance.)
+    Impact: value taken from the honest lender. Severity: high (value)."""
+    net = shared_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    t0 = txf.t0
+    rt = RepoTx(net, t0)
+    until, far = t0 + 3 * HOUR_MS, t0 + 48 * HOUR_MS  # until: after the default (t0 + 2 h)
+    secured = Secured(SecuredKind.REPO, b"R1")
+    assert [r.code for r in run(store, rt.open()).results] == [RC.OK]
+    cash = store.balance("BANK01", net.cash)
+    hide = lock(txf, "BANK01", cash, "BANK03", instrument=net.cash, until_ms=until)
+    pledge = lock(
+        txf, "BANK02", 5_000, "BANK01", instrument=net.bonds[1], secures=secured, until_ms=until
+    )
+    assert [r.code for r in run(store, pledge, hide, at_ms=2_000).results] == [RC.OK, RC.OK]
+    out = run(store, rt.close("R1", "BANK02"), at_ms=HOUR_MS)
+    assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT]
+    out = run(store, at_ms=2 * HOUR_MS + 1)
+    assert [r.code for r in out.results] == [RC.FAILED_DEADLINE]
+    rec = repo(store, "R1")
+    assert rec is not None and rec.defaulter == "BANK01"
+    out = run(store, claim(txf, pledge, "BANK01", expiry_ms=far), at_ms=2 * HOUR_MS + 2)
+    assert [r.code for r in out.results] == [RC.NOT_CLAIMABLE]
+
+
+def test_a_borrower_that_spent_its_own_daily_limit_is_the_repos_defaulter() -> None:
+    """The same attack with the borrower's daily limit: its cash hidden in a pledge while
+    the close is submitted (pending), then spent down to less than the close's amount of
+    its day's room, then freed by the accomplice: at the deadline the cash is available,
+    recycling could settle nothing (the borrower's own limit), and the lender was
+    recorded as the defaulter. Severity: high (value)."""
+    base = shared_net()
+    rules = ComplianceRules.of(
+        min_tier={}, limits=[TierLimit(2, base.cash, 1_000_000, 1_000_000)], cosign_above={}
+    )
+    net = replace(base, genesis=replace(base.genesis, compliance=rules))
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    rt = RepoTx(net, txf.t0)
+    until, far = txf.t0 + 3 * HOUR_MS, txf.t0 + 48 * HOUR_MS
+    assert [r.code for r in run(store, rt.open(purchase=100_000)).results] == [RC.OK]
+    cash = store.balance("BANK01", net.cash)
+    hide = lock(txf, "BANK01", cash, "BANK03", instrument=net.cash, until_ms=until)
+    pledge = lock(
+        txf, "BANK02", 5_000, "BANK01", instrument=net.bonds[1],
+        secures=Secured(SecuredKind.REPO, b"R1"), until_ms=until,
+    )  # fmt: skip
+    assert [r.code for r in run(store, hide, pledge, at_ms=2_000).results] == [RC.OK] * 2
+    out = run(store, rt.close("R1", "BANK02"), at_ms=HOUR_MS)
+    assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT]  # LOCKED: pending
+    freed = release(txf, hide, by="BANK03", expiry_ms=far)
+    spend = txf.signed(txf.transfer("BANK01", "BANK03", 850_000, expiry_ms=far))  # room: 50,000
+    out = run(store, freed, spend, at_ms=HOUR_MS + 1)
+    assert [r.code for r in out.results] == [RC.OK, RC.OK]  # no event: the limit binds
+    out = run(store, at_ms=2 * HOUR_MS + 1)
+    assert [r.code for r in out.results] == [RC.FAILED_DEADLINE]
+    rec = repo(store, "R1")
+    assert rec is not None and rec.defaulter == "BANK01"
+    assert store.balance("BANK01", net.cash) >= rec.close_amount  # not short: over its limit
+    out = run(store, claim(txf, pledge, "BANK01", expiry_ms=far), at_ms=2 * HOUR_MS + 2)
+    assert [r.code for r in out.results] == [RC.NOT_CLAIMABLE]
