@@ -347,7 +347,9 @@ def recycle(
         moved = moved or lots > 0
         _note(o, inst, code, lots, height=height, index=first_index + len(events))
         if code is ResultCode.FAILED_DEADLINE:  # lock: what a Lock securing it may claim on
-            _lock.note_default(o, Secured(SecuredKind.PENDING_DVP, inst.tx_id), _failed(o, inst))
+            _lock.note_default(
+                o, Secured(SecuredKind.PENDING_DVP, inst.tx_id), _failed(o, inst, time_ms)
+            )
         if code is ResultCode.PARTIALLY_SETTLED:
             o.put_record(key, replace(inst, lots_left=inst.lots_left - lots).encode())
         else:
@@ -367,11 +369,23 @@ def _set_recheck(o: Overlay, moved: bool, *, was: bool) -> None:
         o.delete_record(_RECHECK_KEY)
 
 
-def _failed(o: Overlay, inst: Instruction) -> tuple[str, ...]:
+def _failed(o: Overlay, inst: Instruction, time_ms: int) -> tuple[str, ...]:
     """The parties that failed to deliver at the deadline: a lot of their leg not
-    available, or their hold on (docs/ledger.md "Locks and swaps")."""
+    available, their hold on, or their own daily limit without room for a lot (the cash
+    leg counts for both parties: a party that spent its day's room stopped the trade as
+    surely as one that hid its units; docs/ledger.md "Locks and swaps")."""
+    reg = o.registry
+    rules = kyc.rules_in_force(reg, o)
+
+    def over_limit(party: str) -> bool:
+        return kyc.daily_room(reg, o, rules, (party,), inst.cash, time_ms=time_ms) < (
+            inst.lot_amount
+        )
+
     seller = inst.held_by_seller or _lock.available(o, inst.seller, inst.bond) < inst.lot_quantity
     buyer = inst.held_by_buyer or _lock.available(o, inst.buyer, inst.cash) < inst.lot_amount
+    seller = seller or over_limit(inst.seller)
+    buyer = buyer or over_limit(inst.buyer)
     return tuple(p for p, failed in ((inst.seller, seller), (inst.buyer, buyer)) if failed)
 
 

@@ -1267,8 +1267,8 @@ MUTANTS += [
            breaks="the holder releases its own pledge before it lapses",
            tests=[_LK + "test_the_holder_releases_only_after_until"]),
     Mutant("lock-default-blames-both", "node/settlement/_pending.py",
-           old="Secured(SecuredKind.PENDING_DVP, inst.tx_id), _failed(o, inst))",
-           new="Secured(SecuredKind.PENDING_DVP, inst.tx_id), (inst.seller, inst.buyer))",
+           old="Secured(SecuredKind.PENDING_DVP, inst.tx_id), _failed(o, inst, time_ms)",
+           new="Secured(SecuredKind.PENDING_DVP, inst.tx_id), (inst.seller, inst.buyer)",
            breaks="a party that delivered is recorded as defaulting, and its pledge claimed",
            tests=[_LK + "test_no_claim_when_the_holder_delivered_and_the_other_party_failed"]),
     Mutant("lock-redeem-burns-locked", "node/settlement/_lifecycle.py",
@@ -1937,5 +1937,10 @@ MUTANTS += [
            new="    return rec.lender\n",
            breaks="a borrower spends its own daily limit so the pending close cannot settle, and the lender is recorded as the defaulter",
            tests=[_EXH + "test_a_borrower_that_spent_its_own_daily_limit_is_the_repos_defaulter"]),
+    Mutant("pending-default-ignores-own-limit", "node/settlement/_pending.py",
+           old="    buyer = buyer or over_limit(inst.buyer)\n",
+           new="",
+           breaks="a pending DvP's buyer spends its own daily limit so no lot settles, no default is recorded and the seller cannot claim the buyer's pledge",
+           tests=[_EXH + "test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted"]),
 ]
 # fmt: on

@@ -386,3 +386,33 @@ def test_a_borrower_that_spent_its_own_daily_limit_is_the_repos_defaulter() -> N
     assert store.balance("BANK01", net.cash) >= rec.close_amount  # not short: over its limit
     out = run(store, claim(txf, pledge, "BANK01", expiry_ms=far), at_ms=2 * HOUR_MS + 2)
     assert [r.code for r in out.results] == [RC.NOT_CLAIMABLE]
+
+
+def test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted() -> None:
+    """The pending DvP form of the same dodge: the buyer pledged bonds to the seller
+    against its trade, was short of cash (pending), then got the cash but spent its own
+    day's room, so no lot could settle. At the deadline nobody was short, so no default
+    was recorded and the seller could not claim the pledge. The buyer's own limit is the
+    buyer's doing: it defaulted. Severity: medium (value: an unenforceable pledge)."""
+    base = shared_net()
+    rules = ComplianceRules.of(
+        min_tier={}, limits=[TierLimit(2, base.cash, 1_000_000, 1_000_000)], cosign_above={}
+    )
+    net = replace(base, genesis=replace(base.genesis, compliance=rules))
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    cash = store.balance("BANK02", net.cash)
+    hide = lock(txf, "BANK02", cash, "BANK03", instrument=net.cash)
+    trade = txf.signed(txf.pending(quantity=1_000, amount=500_000, deadline_ms=txf.t0 + 10_000))
+    pledge = lock(txf, "BANK02", 5_000, "BANK01", instrument=net.bonds[1], secures=_tid(trade))
+    out = run(store, hide, trade, pledge)
+    assert [r.code for r in out.results] == [RC.OK, RC.PENDING_SETTLEMENT, RC.OK]
+    freed = release(txf, hide, by="BANK03")
+    spend = txf.signed(txf.transfer("BANK02", "BANK03", 600_000))  # room left: 400,000
+    out = run(store, freed, spend, at_ms=2_000)
+    assert [r.code for r in out.results] == [RC.OK, RC.OK]  # no event: the limit binds
+    out = run(store, at_ms=10_001)
+    assert _events(out) == [(_tid(trade), RC.FAILED_DEADLINE)]
+    assert store.balance("BANK02", net.cash) >= 500_000  # not short: over its own limit
+    out = run(store, claim(txf, pledge, "BANK01"), at_ms=11_000)
+    assert [r.code for r in out.results] == [RC.OK]
+    assert store.balance("BANK01", net.bonds[1]) == store.balance("BANK03", net.bonds[1]) + 5_000
