@@ -134,8 +134,8 @@ def _substitute_code(
     receives = ((rec.borrower, rec.bond), (rec.lender, tx.instrument))
     if (code := _receivers_code(reg, o, receives, time_ms)) is not None:
         return code
-    if life.matured(reg, tx.instrument, time_ms):
-        return ResultCode.MATURED
+    if any(life.matured(reg, bond, time_ms) for bond in (rec.bond, tx.instrument)):
+        return ResultCode.MATURED  # either leg: the old collateral goes back, the new in
     maturity = reg.maturity_ms(tx.instrument)
     if maturity is not None and maturity <= rec.close_ms:
         return ResultCode.REPO_TERMS

@@ -1942,5 +1942,10 @@ MUTANTS += [
            new="",
            breaks="a pending DvP's buyer spends its own daily limit so no lot settles, no default is recorded and the seller cannot claim the buyer's pledge",
            tests=[_EXH + "test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted"]),
+    Mutant("substitution-returns-matured-collateral", "node/settlement/_margin.py",
+           old="    if any(life.matured(reg, bond, time_ms) for bond in (rec.bond, tx.instrument)):\n",
+           new="    if life.matured(reg, tx.instrument, time_ms):\n",
+           breaks="a substitution moves units of a matured bond (the old collateral) from the lender to the borrower: a trade in a bond only redemption may touch",
+           tests=[_EXH + "test_a_substitution_does_not_hand_back_collateral_that_has_matured"]),
 ]
 # fmt: on

@@ -416,3 +416,35 @@ def test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted() -> None
     out = run(store, claim(txf, pledge, "BANK01"), at_ms=11_000)
     assert [r.code for r in out.results] == [RC.OK]
     assert store.balance("BANK01", net.bonds[1]) == store.balance("BANK03", net.bonds[1]) + 5_000
+
+
+def test_a_substitution_does_not_hand_back_collateral_that_has_matured() -> None:
+    """Attack: a repo on the second bond left open past its close time and the bond's
+    maturity; the parties substitute the first bond for it. The substitution checked
+    maturity of the new bond only, so the matured units moved from the lender to the
+    borrower: a trade in a matured bond, which only redemption may touch
+    (docs/ledger.md: MATURED when "the bond a leg moves has matured"); a borrower that
+    had redeemed its own holding of it now holds units its own Redeem refuses
+    (ALREADY_PAID). Severity: low (rule breach; value stays conserved)."""
+    net = margin_net()
+    txf = TxFactory(net)
+    old, new = net.bonds[1], net.bonds[0]
+    maturity = net.genesis.maturity_ms(old)
+    assert maturity is not None
+    at = maturity - net.genesis.genesis_time_ms + HOUR_MS  # an hour after it matured
+    store = MemoryStore(net.genesis)
+    tx = RepoOpen(
+        txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-9", "BANK01", "BANK02", old,
+        1_000_000, net.cash, 950_000, 951_000, 0, txf.t0 + 2 * HOUR_MS, txf.t0 + 3 * HOUR_MS,
+    )  # fmt: skip
+    assert [r.code for r in margin_run(store, txf.signed(tx), at_ms=_MIN).results] == [RC.OK]
+    later = TxFactory(net, now_ms=txf.t0 + at - 1)
+    margin_run(store, *_prices(later, 1_000_000, at - 1, new), at_ms=at - 1)
+    need = units_for(951_000, 1_000_000, 200)
+    sub = RepoSubstitute(
+        later.chain_id, later.nonce(), later.t0 + HOUR_MS, "R-9", "BANK01", "BANK02", new, need
+    )
+    before = store.balance("BANK01", old)
+    out = margin_run(store, later.signed(sub), at_ms=at)
+    assert [r.code for r in out.results] == [RC.MATURED]
+    assert store.balance("BANK01", old) == before
