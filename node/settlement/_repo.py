@@ -473,11 +473,16 @@ def _defaulter(o: Overlay, rec: RepoRecord, time_ms: int) -> str:
     *available* (short, or pledged by a Lock: the available balance, as ``_pending``
     judges a default) or when its own daily limit left no room for the amount: both are
     the borrower's doing, and judging by the bare balance let a borrower hide its cash in
-    a pledge and have the lender recorded as the defaulter (and its pledges claimed)."""
+    a pledge and have the lender recorded as the defaulter (and its pledges claimed). So
+    is a borrower that may no longer receive the collateral (tier 0, roles taken, or a
+    tier below the bond's minimum: recycling then leaves the close waiting)."""
     if _lock.available(o, rec.borrower, rec.cash) < rec.close_amount:
         return rec.borrower
     reg = o.registry
     rules = kyc.rules_in_force(reg, o)
+    borrower = reg.participant_by_id[rec.borrower]
+    if not borrower.can_hold() or borrower.kyc_tier < rules.tier_to_hold(rec.bond):
+        return rec.borrower
     room = kyc.daily_room(reg, o, rules, (rec.borrower,), rec.cash, time_ms=time_ms)
     return rec.borrower if room < rec.close_amount else rec.lender
 

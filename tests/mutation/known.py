@@ -1947,5 +1947,10 @@ MUTANTS += [
            new="    if life.matured(reg, tx.instrument, time_ms):\n",
            breaks="a substitution moves units of a matured bond (the old collateral) from the lender to the borrower: a trade in a bond only redemption may touch",
            tests=[_EXH + "test_a_substitution_does_not_hand_back_collateral_that_has_matured"]),
+    Mutant("repo-defaulter-ignores-borrower-standing", "node/settlement/_repo.py",
+           old="    if not borrower.can_hold() or borrower.kyc_tier < rules.tier_to_hold(rec.bond):\n",
+           new="    if False:\n",
+           breaks="a close that waits because the borrower may no longer receive the collateral records the lender as the defaulter",
+           tests=[_EXH + "test_a_borrower_demoted_while_its_close_waits_is_the_repos_defaulter"]),
 ]
 # fmt: on

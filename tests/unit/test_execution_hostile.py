@@ -448,3 +448,29 @@ def test_a_substitution_does_not_hand_back_collateral_that_has_matured() -> None
     out = margin_run(store, later.signed(sub), at_ms=at)
     assert [r.code for r in out.results] == [RC.MATURED]
     assert store.balance("BANK01", old) == before
+
+
+def test_a_borrower_demoted_while_its_close_waits_is_the_repos_defaulter() -> None:
+    """Recycling leaves a close waiting while the borrower may not receive the
+    collateral (set to tier 0 since): at the deadline it is the borrower that could not
+    take its leg, not the lender, who held the bonds ready. Severity: low (governance
+    causes it; the lender's pledges would otherwise become claimable)."""
+    net = shared_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    rt = RepoTx(net, txf.t0)
+    until, far = txf.t0 + 3 * HOUR_MS, txf.t0 + 48 * HOUR_MS
+    assert [r.code for r in run(store, rt.open()).results] == [RC.OK]
+    cash = store.balance("BANK01", net.cash)
+    hide = lock(txf, "BANK01", cash, "BANK03", instrument=net.cash, until_ms=until)
+    assert [r.code for r in run(store, hide, at_ms=2_000).results] == [RC.OK]
+    out = run(store, rt.close("R1", "BANK02"), at_ms=HOUR_MS)
+    assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT]
+    later = TxFactory(net, now_ms=txf.t0 + HOUR_MS)
+    demote = signed(net, set_tier(later, "BANK01", 0))
+    freed = release(txf, hide, by="BANK03", expiry_ms=far)
+    out = run(store, demote, freed, at_ms=HOUR_MS + 1)
+    assert [r.code for r in out.results] == [RC.OK, RC.OK]  # no event: the close waits
+    out = run(store, at_ms=2 * HOUR_MS + 1)
+    assert [r.code for r in out.results] == [RC.FAILED_DEADLINE]
+    rec = repo(store, "R1")
+    assert rec is not None and rec.defaulter == "BANK01"
