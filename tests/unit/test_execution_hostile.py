@@ -40,7 +40,7 @@ from node.settlement._lifecycle import coupon_key
 from node.store import MemoryStore, Storage
 from tests.gov_helpers import set_tier, signed
 from tests.kyc_helpers import kyc_net
-from tests.ledger_helpers import HOUR_MS, TxFactory, shared_net
+from tests.ledger_helpers import HOUR_MS, CountingView, TxFactory, shared_net
 from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
 from tests.lock_helpers import claim, lock, release
 from tests.margin_helpers import attest, margin_net
@@ -474,3 +474,45 @@ def test_a_borrower_demoted_while_its_close_waits_is_the_repos_defaulter() -> No
     assert [r.code for r in out.results] == [RC.FAILED_DEADLINE]
     rec = repo(store, "R1")
     assert rec is not None and rec.defaulter == "BANK01"
+
+
+# --- cost: a redemption refused after reading every coupon period --------------------------
+
+
+def test_a_refused_redemption_does_not_read_every_coupon_period() -> None:
+    """Attack: a bond paying monthly for 99 years (1,188 periods, within
+    SCHEDULE_PERIODS_MAX) has matured with every coupon paid. Any participant that may
+    hold signs Redeem of it again and again with fresh nonces: for a holding already
+    redeemed (ALREADY_PAID) or one with no units (INSUFFICIENT_SECURITIES) execution
+    first read all 1,187 earlier periods' records. Measured: a block of 2,000 such
+    Redeems took 5 s to execute against 0.1 s for 2,000 transfers, on every validator.
+    Impact: throughput collapse from one client. Severity: medium (cost)."""
+    net = life_net(coupon_freq=12, maturity_date="2125-01-15")
+    store, lt = MemoryStore(net.genesis), LifeTx(net)
+    periods = len(Registry.of(store).schedules[net.bonds[0]])
+    assert periods == 1_188
+    t = at("2125-01-15")
+    coupons = [lt.coupon(k) for k in range(1, periods)]
+    assert {r.code for r in run_at(store, t, *coupons).results} == {RC.OK}
+    assert [r.code for r in run_at(store, t + 1, lt.redeem("BANK01")).results] == [RC.OK]
+    view = CountingView(store)
+    again, none = lt.redeem("BANK01"), lt.redeem("CSD")  # CSD may hold; it holds none
+    out = apply_block(view, [again, none], BlockContext(store.head().height + 1, t + 2))  # type: ignore[arg-type]
+    assert [r.code for r in out.results] == [RC.ALREADY_PAID, RC.INSUFFICIENT_SECURITIES]
+    assert view.reads < 50
+
+
+def test_a_redemption_refused_for_the_latest_unpaid_coupon_reads_few_periods() -> None:
+    """The same spam by a holder with units while the agent has paid every period but
+    the latest: COUPON_OUTSTANDING was found after reading the 1,185 paid ones first.
+    Severity: medium (cost)."""
+    net = life_net(coupon_freq=12, maturity_date="2125-01-15")
+    store, lt = MemoryStore(net.genesis), LifeTx(net)
+    t = at("2125-01-15")
+    coupons = [lt.coupon(k) for k in range(1, 1_186)]  # 1,186 and 1,187 unpaid
+    assert {r.code for r in run_at(store, t, *coupons).results} == {RC.OK}
+    view = CountingView(store)
+    raw = lt.redeem("BANK01")
+    out = apply_block(view, [raw], BlockContext(store.head().height + 1, t + 1))  # type: ignore[arg-type]
+    assert [r.code for r in out.results] == [RC.COUPON_OUTSTANDING]
+    assert view.reads < 50
