@@ -587,7 +587,7 @@ def _may_issue(reg: Registry, who: str, instrument_id: str) -> bool:
         return who == inst.issuer and Role.CASH_ISSUER in party.roles
     if who == inst.issuer and Role.BOND_ISSUER in party.roles:
         return True
-    return Role.CUSTODIAN in party.roles
+    return inst.kind is InstrumentKind.BOND and Role.CUSTODIAN in party.roles  # not funds
 
 
 def _can_hold(reg: Registry, *accounts: str) -> bool:

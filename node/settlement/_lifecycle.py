@@ -230,6 +230,8 @@ def coupon_pay(reg: Registry, o: Overlay, tx: CouponPay, time_ms: int) -> Result
         return code
     holders = _holdings(o.view, reg, tx.bond)  # of record: the previous block
     payments = [(h, coupon_amount(inst, units)) for h, units in holders]
+    if sum(a for _, a in payments) > U64_MAX:  # the paid record's u64 counts the agent's share
+        return ResultCode.OVERFLOW
     code = _pay(o, inst.payment_cash, tx.agent, payments)
     if code is ResultCode.OK:
         o.put_record(key, _paid_record(payments))
@@ -265,7 +267,8 @@ def _redeemable(reg: Registry, o: Overlay, inst: Instrument, time_ms: int) -> Re
     if not matured(reg, inst.id, time_ms):
         return ResultCode.NOT_DUE
     periods = len(reg.schedules[inst.id])
-    if any(o.record(coupon_key(inst.id, k)) is None for k in range(1, periods)):
+    # Latest first: an agent pays in period order, so an unpaid period is found at once.
+    if any(o.record(coupon_key(inst.id, k)) is None for k in range(periods - 1, 0, -1)):
         return ResultCode.COUPON_OUTSTANDING
     return ResultCode.OK
 
@@ -295,14 +298,21 @@ def redeem(reg: Registry, o: Overlay, tx: Redeem, time_ms: int) -> ResultCode:
         return ResultCode.WRONG_INSTRUMENT_KIND
     if not holder.can_hold():
         return ResultCode.UNAUTHORIZED
-    code = _redeemable(reg, o, inst, time_ms)
-    if code is not ResultCode.OK:
-        return code
+    if not matured(reg, inst.id, time_ms):
+        return ResultCode.NOT_DUE
+    # The two point reads before the periods' (up to SCHEDULE_PERIODS_MAX): a redemption
+    # refused for them must not cost a read of every period (anybody may send one). A
+    # redeemed holding had every period paid (and paid periods stay paid), so ALREADY_PAID
+    # first changes no code; a holder without units is INSUFFICIENT_SECURITIES whatever
+    # is outstanding.
     if o.record(redeemed_key(tx.bond, tx.holder)) is not None:
         return ResultCode.ALREADY_PAID
     units = o.balance(tx.holder, tx.bond)
     if units == 0:
         return ResultCode.INSUFFICIENT_SECURITIES
+    code = _redeemable(reg, o, inst, time_ms)
+    if code is not ResultCode.OK:
+        return code
     if _lock.locked(o, tx.holder, tx.bond):
         return ResultCode.LOCKED  # a redemption burns the whole holding (docs/ledger.md)
     return _burn_and_pay(reg, o, inst, [(tx.holder, units)])

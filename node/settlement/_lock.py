@@ -25,11 +25,11 @@ A lock ends exactly once, by one of:
   recorded on the ledger** for the obligation the lock ``secures`` (a tagged reference,
   kind and id): for ``PENDING_DVP``, the pending DvP failed at its deadline
   (``FAILED_DEADLINE``) with the holder among the parties that failed to deliver (its leg
-  short at the deadline, or its hold on: ``_pending`` records it through
-  ``note_default``); for ``REPO`` (the repo id's ASCII bytes), the repo DEFAULTED with
-  the holder as its defaulter (``_repo.after_recycle`` records it). The claim moves the
-  locked units to the beneficiary under the transfer rules (freezes, tier, limits,
-  overflow).
+  short at the deadline, its hold on, or its own daily limit without room for a lot:
+  ``_pending`` records it through ``note_default``); for ``REPO`` (the repo id's ASCII
+  bytes), the repo DEFAULTED with the holder as its defaulter (``_repo.after_recycle``
+  records it). The claim moves the locked units to the beneficiary under the transfer
+  rules (freezes, tier, limits, overflow).
 
 Either kind is checked when the lock is made, by the module that owns the obligation
 (``resolve``, dispatched by kind in ``_apply``): it must be live (a pending DvP still

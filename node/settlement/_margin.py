@@ -28,9 +28,12 @@ one's coupons so far carried, the new one's counted from now). Below:
 Checks, first failing decides: ``NO_SUCH_REPO``, ``UNAUTHORIZED`` (parties not the
 repo's), ``REPO_NOT_OPEN``; a substitution's ``UNKNOWN_INSTRUMENT``, ``INVALID_AMOUNT``;
 ``NOT_ELIGIBLE_COLLATERAL`` (no haircut row, or quoted in another cash than the repo's);
-``FROZEN`` (a holding either leg touches); ``MATURED`` (the bond a leg moves has
-matured); a substitution's ``REPO_TERMS`` (the new bond matures before the repo's close
-time);
+``FROZEN`` (a holding either leg touches); ``UNAUTHORIZED`` / ``TIER_TOO_LOW`` (a party
+that receives units can no longer hold, or its tier is below what the instrument needs
+under the rules in force: governance may have changed either since the open, and a
+substitution may bring in an instrument the open never checked); ``MATURED`` (the bond
+a leg moves has matured); a substitution's ``REPO_TERMS`` (the new bond matures before
+the repo's close time);
 ``NO_FRESH_PRICE``; ``NO_MARGIN_DEFICIT`` / ``SUBSTITUTION_BELOW_VALUE``;
 ``INSUFFICIENT_SECURITIES``; a margin call's ``OVERFLOW`` (the record's quantity).
 """
@@ -38,6 +41,7 @@ time);
 from __future__ import annotations
 
 from node.config import U64_MAX
+from node.settlement import _compliance as kyc
 from node.settlement import _freeze, _lock, _price, _repo
 from node.settlement import _lifecycle as life
 from node.settlement._margin_terms import Haircut
@@ -80,6 +84,8 @@ def margin_call(reg: Registry, o: Overlay, tx: MarginCall, *, time_ms: int) -> R
         return ResultCode.NOT_ELIGIBLE_COLLATERAL
     if _freeze.any_frozen(o, (rec.borrower, rec.bond), (rec.lender, rec.bond)):
         return ResultCode.FROZEN
+    if (refused := _receivers_code(reg, o, ((rec.lender, rec.bond),), time_ms)) is not None:
+        return refused
     if life.matured(reg, rec.bond, time_ms):
         return ResultCode.MATURED  # a repo left open past its bond's maturity
     price = _price.fresh_price(reg, o, rec.bond, time_ms)
@@ -99,6 +105,19 @@ def margin_call(reg: Registry, o: Overlay, tx: MarginCall, *, time_ms: int) -> R
     return ResultCode.OK
 
 
+def _receivers_code(
+    reg: Registry, o: Overlay, receives: tuple[tuple[str, str], ...], time_ms: int
+) -> ResultCode | None:
+    """UNAUTHORIZED when a party that receives units can no longer hold, TIER_TOO_LOW
+    when its tier is below its instrument's minimum (the DvP rules for a receiver; the
+    party that only delivers is not checked, as a claim on a lock does not check the
+    defaulter); None when every receiver may take its units."""
+    if not all(reg.participant_by_id[p].can_hold() for p, _ in receives):
+        return ResultCode.UNAUTHORIZED
+    checked = kyc.Check(receives, tuple(p for p, _ in receives), "", 0, cosigner=None)
+    return kyc.check(reg, o, kyc.rules_in_force(reg, o), checked, time_ms)
+
+
 def _substitute_code(
     reg: Registry, o: Overlay, tx: RepoSubstitute, rec: RepoRecord, time_ms: int
 ) -> ResultCode:
@@ -112,8 +131,11 @@ def _substitute_code(
     touched = [(p, i) for p in (rec.borrower, rec.lender) for i in (rec.bond, tx.instrument)]
     if _freeze.any_frozen(o, *touched):
         return ResultCode.FROZEN
-    if life.matured(reg, tx.instrument, time_ms):
-        return ResultCode.MATURED
+    receives = ((rec.borrower, rec.bond), (rec.lender, tx.instrument))
+    if (code := _receivers_code(reg, o, receives, time_ms)) is not None:
+        return code
+    if any(life.matured(reg, bond, time_ms) for bond in (rec.bond, tx.instrument)):
+        return ResultCode.MATURED  # either leg: the old collateral goes back, the new in
     maturity = reg.maturity_ms(tx.instrument)
     if maturity is not None and maturity <= rec.close_ms:
         return ResultCode.REPO_TERMS

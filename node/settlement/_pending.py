@@ -65,6 +65,7 @@ from node.settlement import _compliance as kyc
 from node.settlement import _lock
 from node.settlement._codec import DecodeError, Reader, Writer
 from node.settlement._freeze import any_frozen, dvp_holdings, touched
+from node.settlement._kyc_rules import ComplianceRules
 from node.settlement._lifecycle import matured
 from node.settlement._result import ResultCode, decode_result_code
 from node.settlement._state import Overlay, RecordKind, StateView
@@ -332,7 +333,9 @@ def recycle(
     append after the block's results (the first at leaf ``first_index``)."""
     events: list[tuple[bytes, ResultCode]] = []
     recheck = o.record(_RECHECK_KEY) is not None
-    thawed = touched(o)  # a freeze or unfreeze this block: attempt every one (_step)
+    # A freeze or unfreeze, or a change of a party's roles or tier or of the rules, this
+    # block: attempt every one (_step), since it can let one settle with no balance written.
+    thawed = touched(o) or _standing_written(o)
     moved = False
     for key, raw in o.records(_PREFIX):
         inst = Instruction.decode(raw)
@@ -344,7 +347,9 @@ def recycle(
         moved = moved or lots > 0
         _note(o, inst, code, lots, height=height, index=first_index + len(events))
         if code is ResultCode.FAILED_DEADLINE:  # lock: what a Lock securing it may claim on
-            _lock.note_default(o, Secured(SecuredKind.PENDING_DVP, inst.tx_id), _failed(o, inst))
+            _lock.note_default(
+                o, Secured(SecuredKind.PENDING_DVP, inst.tx_id), _failed(o, inst, time_ms)
+            )
         if code is ResultCode.PARTIALLY_SETTLED:
             o.put_record(key, replace(inst, lots_left=inst.lots_left - lots).encode())
         else:
@@ -364,12 +369,46 @@ def _set_recheck(o: Overlay, moved: bool, *, was: bool) -> None:
         o.delete_record(_RECHECK_KEY)
 
 
-def _failed(o: Overlay, inst: Instruction) -> tuple[str, ...]:
+def _failed(o: Overlay, inst: Instruction, time_ms: int) -> tuple[str, ...]:
     """The parties that failed to deliver at the deadline: a lot of their leg not
-    available, or their hold on (docs/ledger.md "Locks and swaps")."""
+    available, their hold on, or their own daily limit without room for a lot (the cash
+    leg counts for both parties: a party that spent its day's room stopped the trade as
+    surely as one that hid its units; docs/ledger.md "Locks and swaps")."""
+    reg = o.registry
+    rules = kyc.rules_in_force(reg, o)
+
+    def over_limit(party: str) -> bool:
+        return kyc.daily_room(reg, o, rules, (party,), inst.cash, time_ms=time_ms) < (
+            inst.lot_amount
+        )
+
     seller = inst.held_by_seller or _lock.available(o, inst.seller, inst.bond) < inst.lot_quantity
     buyer = inst.held_by_buyer or _lock.available(o, inst.buyer, inst.cash) < inst.lot_amount
+    seller = seller or over_limit(inst.seller)
+    buyer = buyer or over_limit(inst.buyer)
     return tuple(p for p, failed in ((inst.seller, seller), (inst.buyer, buyer)) if failed)
+
+
+_STANDING = frozenset({RecordKind.PARTICIPANT, RecordKind.KYC_RULES})
+
+
+def _standing_written(o: Overlay) -> bool:
+    """Whether this block wrote a participant (roles, tier) or the compliance rules."""
+    return any(key[0] in _STANDING for key in o.records_written)
+
+
+def _may_settle(o: Overlay, rules: ComplianceRules, inst: Instruction) -> bool:
+    """Both parties may still hold assets and each receiver's tier still meets what its
+    instrument needs: governance may have demoted one since the first attempt checked
+    it (docs/ledger.md "Pending settlement"). If not, the instruction waits, and fails at
+    its deadline like a frozen one."""
+    reg = o.registry
+    seller, buyer = reg.participant_by_id[inst.seller], reg.participant_by_id[inst.buyer]
+    if not (seller.can_hold() and buyer.can_hold()):
+        return False
+    return buyer.kyc_tier >= rules.tier_to_hold(inst.bond) and seller.kyc_tier >= (
+        rules.tier_to_hold(inst.cash)
+    )
 
 
 def _changed(o: Overlay, key: bytes, inst: Instruction) -> bool:
@@ -412,6 +451,8 @@ def _step(
         return None  # waits, not attempted; still fails at its deadline (docs/ledger.md)
     parties, reg = (inst.seller, inst.buyer), o.registry
     rules = kyc.rules_in_force(reg, o)
+    if not _may_settle(o, rules, inst):
+        return None  # a party demoted since: waits, not attempted (as a frozen one)
     room = kyc.daily_room(reg, o, rules, parties, inst.cash, time_ms=time_ms)
     lots = min(_affordable(o, inst), room // inst.lot_amount)  # kyc: within daily limits
     if lots == 0:

@@ -14,7 +14,8 @@ deadline and no lots: it settles at once (``CLOSED``), or, a leg short, it is re
 of every block; its ``OK`` event closes the repo, its ``FAILED_DEADLINE`` (or
 ``MATURED``) event defaults it (``after_recycle``): nothing moves, the lender keeps the
 collateral and the borrower the cash, and the record names the defaulter (the borrower
-if its cash was short at the deadline, else the lender, who could not deliver); a
+if its cash was not available at the deadline, short or pledged, or its own daily limit
+had no room for it; else the lender, who could not deliver); a
 ``Lock`` securing the repo (kind ``REPO``, ``live_parties``) may then be claimed from
 the defaulter (``_lock.note_default``). Neither
 party may hold or cancel a close instruction (``REPO_CLOSE_PINNED``), so a lender cannot
@@ -61,6 +62,7 @@ from node.config import (
     U64_MAX,
 )
 from node.invariant import InvariantError, require
+from node.settlement import _compliance as kyc
 from node.settlement import _lock, _pending
 from node.settlement._codec import DecodeError, Reader, Writer, check_id
 from node.settlement._lifecycle import coupon_amount, coupon_key
@@ -454,8 +456,7 @@ def after_recycle(o: Overlay, events: list[tuple[bytes, ResultCode]], time_ms: i
         if code is ResultCode.OK:
             rec = replace(rec, status=RepoStatus.CLOSED, closed_ms=time_ms)
         elif code in _DEFAULT_EVENTS:
-            short = o.balance(rec.borrower, rec.cash) < rec.close_amount
-            who = rec.borrower if short else rec.lender
+            who = _defaulter(o, rec, time_ms)
             rec = replace(rec, status=RepoStatus.DEFAULTED, closed_ms=time_ms, defaulter=who)
             # What a Lock securing this repo may claim on (ADR 0018): the defaulter's pledge.
             _lock.note_default(o, Secured(SecuredKind.REPO, rec.id.encode("ascii")), (who,))
@@ -464,6 +465,26 @@ def after_recycle(o: Overlay, events: list[tuple[bytes, ResultCode]], time_ms: i
         put_repo(o, rec)
         o.delete_record(_close_tx_key(tid))
         _count_in(o, rec, -1)
+
+
+def _defaulter(o: Overlay, rec: RepoRecord, time_ms: int) -> str:
+    """Who failed a close at its deadline: the borrower when its cash leg could not go,
+    the lender otherwise. The borrower's leg could not go when the cash was not
+    *available* (short, or pledged by a Lock: the available balance, as ``_pending``
+    judges a default) or when its own daily limit left no room for the amount: both are
+    the borrower's doing, and judging by the bare balance let a borrower hide its cash in
+    a pledge and have the lender recorded as the defaulter (and its pledges claimed). So
+    is a borrower that may no longer receive the collateral (tier 0, roles taken, or a
+    tier below the bond's minimum: recycling then leaves the close waiting)."""
+    if _lock.available(o, rec.borrower, rec.cash) < rec.close_amount:
+        return rec.borrower
+    reg = o.registry
+    rules = kyc.rules_in_force(reg, o)
+    borrower = reg.participant_by_id[rec.borrower]
+    if not borrower.can_hold() or borrower.kyc_tier < rules.tier_to_hold(rec.bond):
+        return rec.borrower
+    room = kyc.daily_room(reg, o, rules, (rec.borrower,), rec.cash, time_ms=time_ms)
+    return rec.borrower if room < rec.close_amount else rec.lender
 
 
 def pinned(o: Overlay, instruction: bytes) -> ResultCode | None:
