@@ -41,7 +41,7 @@ from node.settlement import (
 )
 from node.store import _records as rec
 from node.store._base import GenesisMismatchError, Storage, StorageError, StoredBlock
-from node.store._safety_file import SafetyFile
+from node.store._safety_file import SafetyFile, fsync_dir
 
 __all__ = ["SAFETY_FILE", "LmdbStore"]
 
@@ -130,7 +130,7 @@ class LmdbStore(Storage):
         self._rtxn: Any = None
         try:
             self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
-            self._init_or_check_genesis()
+            self._init_or_check_genesis(os.fspath(path))
             self._head = self._read_head()
             self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
             self._safety = self._safety_io("open", lambda: self._open_safety(os.fspath(path)))
@@ -139,7 +139,7 @@ class LmdbStore(Storage):
             raise
 
     # --- setup -----------------------------------------------------------------------
-    def _init_or_check_genesis(self) -> None:
+    def _init_or_check_genesis(self, path: str) -> None:
         stored = self._txn().get(b"chain_id", db=self._db["meta"])
         if stored is not None:
             self._check_format()
@@ -152,6 +152,17 @@ class LmdbStore(Storage):
                 )
             return
         self._write(self._write_genesis)
+        # A new data directory: its entry in its parent made durable before the node can
+        # vote (POSIX promises a new directory's entry only after an fsync of its parent;
+        # the safety file's saves sync the directory itself). Gone after a power failure,
+        # it would take the safety file with it: a restart as if it had never voted.
+        parent = os.path.dirname(os.path.abspath(path))
+        try:
+            fsync_dir(parent)
+        except OSError as e:
+            raise StorageError(
+                f"cannot make the new data directory durable in {parent}: {e.strerror or e}"
+            ) from e
 
     def _check_format(self) -> None:
         """Refuse a data directory made under another genesis format (its first byte):

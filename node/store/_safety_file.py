@@ -27,7 +27,7 @@ import zlib
 from node import config, tags
 from node.store._base import StorageError
 
-__all__ = ["SLOT_BYTES", "SafetyFile"]
+__all__ = ["SLOT_BYTES", "SafetyFile", "fsync_dir"]
 
 _MAGIC = tags.SAFETY_FILE_SLOT
 _HEADER = struct.Struct(">8sQII")  # magic, sequence, payload length, CRC-32
@@ -112,7 +112,7 @@ class SafetyFile:
             os.close(fd)
             raise
         self._fd = fd  # the open descriptor now names the file at self._path
-        _fsync_dir(os.path.dirname(self._path) or ".")
+        fsync_dir(os.path.dirname(self._path) or ".")
 
     def _newest(self) -> tuple[int, bytes]:
         fd = self._fd
@@ -150,8 +150,8 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _fsync_dir(path: str) -> None:
-    """Make a rename in ``path`` durable."""
+def fsync_dir(path: str) -> None:
+    """Make a rename in ``path``, or an entry made in it, durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

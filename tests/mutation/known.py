@@ -2213,3 +2213,14 @@ MUTANTS += [
            tests=[_EXH + "test_a_redemption_refused_for_the_latest_unpaid_coupon_reads_few_periods"]),
 ]
 # fmt: on
+
+# Issue 13, session 15: a new data directory's entry made durable
+# fmt: off
+MUTANTS += [
+    Mutant("store-new-data-dir-entry-unsynced", "node/store/_lmdb.py",
+           old="            fsync_dir(parent)\n",
+           new="            pass\n",
+           breaks="a power failure in a new validator's first seconds can take its data directory, safety file included: it restarts as if it had never voted",
+           tests=["tests/unit/test_store_hostile.py::test_a_new_data_directory_is_durable_in_its_parent"]),
+]
+# fmt: on

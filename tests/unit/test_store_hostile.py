@@ -218,7 +218,6 @@ def _clock(net: DemoNetwork) -> Callable[[], int]:
     return lambda: net.genesis.genesis_time_ms + 1_000
 
 
-@pytest.mark.xfail(strict=True, reason="the data directory's own entry is never fsynced")
 def test_a_new_data_directory_is_durable_in_its_parent(
     tmp_path: Path, net: DemoNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,9 +231,9 @@ def test_a_new_data_directory_is_durable_in_its_parent(
     POSIX does not promise it.
     Impact: equivocation possible after a power failure in the first seconds of a new
     validator's life. Severity: LOW (a short window, once per data directory, and not on
-    journaling file systems in their usual modes). Open: the fix (fsync the parent once
-    when the store writes its genesis) may fail a start whose parent directory cannot be
-    opened for reading, a behaviour change to decide on, not to slip in."""
+    journaling file systems in their usual modes). Fixed: the store fsyncs the parent once,
+    when it writes genesis into a new data directory (a parent it cannot open for that is
+    a StorageError: fail-stop, nothing voted)."""
     synced: list[str] = []
     real = os.fsync
 
