@@ -6,10 +6,8 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 
-from node import crypto
 from node.genesis import DemoNetwork, demo_genesis
-from node.settlement import BlockContext, BlockOutcome, ComplianceRules, TierLimit, apply_block
-from node.store import Storage
+from node.settlement import ComplianceRules, TierLimit
 
 TIER1 = "BANK06"  # the one tier-1 participant
 T1_TRADE, T1_DAY = 1_000, 2_500
@@ -36,12 +34,3 @@ def kyc_net() -> DemoNetwork:
     g = net.genesis
     parts = tuple(replace(p, kyc_tier=1) if p.id == TIER1 else p for p in g.participants)
     return replace(net, genesis=replace(g, participants=parts, compliance=kyc_rules(net)))
-
-
-def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
-    """Apply and commit one block at genesis time + ``at_ms``."""
-    head = store.head()
-    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
-    out = apply_block(store, list(txs), ctx)
-    store.commit_block(crypto.sha256(b"block", ctx.height.to_bytes(8, "big")), b"", b"", ctx, out)
-    return out

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from node import crypto
 from node.genesis import DemoNetwork, demo_genesis
 from node.keyfiles import cert_pin
 from node.netconfig import node_name
 from node.settlement import (
+    BlockContext,
+    BlockOutcome,
     Burn,
     Cancel,
     DvP,
@@ -22,9 +25,10 @@ from node.settlement import (
     Release,
     Transaction,
     Transfer,
+    apply_block,
     sign_tx,
 )
-from node.store import MemoryStore
+from node.store import MemoryStore, Storage
 from tests.tls_helpers import _make_ca, _make_node_cert, _pem_cert
 
 HOUR_MS = 3_600_000
@@ -180,3 +184,13 @@ def pinned_tls(net: DemoNetwork) -> tuple[DemoNetwork, bytes]:
     )
     pinned = replace(net, genesis=replace(net.genesis, validators=validators))
     return pinned, b"".join(_pem_cert(c) for c in certs)
+
+
+def run_block(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
+    """Apply and commit one block at genesis time + ``at_ms``: consensus left out, for the
+    settlement tests."""
+    head = store.head()
+    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
+    out = apply_block(store, list(txs), ctx)
+    store.commit_block(crypto.sha256(b"block", ctx.height.to_bytes(8, "big")), b"", b"", ctx, out)
+    return out

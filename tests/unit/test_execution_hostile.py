@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import pytest
 
-from node import crypto
 from node.config import U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
@@ -37,10 +36,11 @@ from node.settlement import (
 )
 from node.settlement import outcome as pending_outcome
 from node.settlement._lifecycle import coupon_key
-from node.store import MemoryStore, Storage
+from node.store import MemoryStore
 from tests.gov_helpers import set_tier, signed
 from tests.kyc_helpers import kyc_net
 from tests.ledger_helpers import HOUR_MS, CountingView, TxFactory, shared_net
+from tests.ledger_helpers import run_block as run
 from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
 from tests.lock_helpers import claim, lock, release
 from tests.margin_helpers import attest, margin_net
@@ -48,15 +48,6 @@ from tests.margin_helpers import run as margin_run
 from tests.repo_helpers import RepoTx
 
 RC = ResultCode
-
-
-def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
-    """Apply and commit one block at ``genesis time + at_ms``."""
-    head = store.head()
-    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
-    out = apply_block(store, list(txs), ctx)
-    store.commit_block(crypto.sha256(b"block", bytes([ctx.height])), b"", b"", ctx, out)
-    return out
 
 
 def _tid(raw: bytes) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from node import crypto
 from node.config import ID_BYTES_MAX, PENDING_AGE_MAX_MS
 from node.genesis import DemoNetwork
 from node.invariant import InvariantError
@@ -30,22 +29,15 @@ from node.settlement import (
 )
 from node.settlement._codec import Writer
 from node.settlement._state import Overlay
-from node.store import MemoryStore, Storage
+from node.store import MemoryStore
 from tests.freeze_helpers import freeze, unfreeze
 from tests.ledger_helpers import CountingView, TxFactory
+from tests.ledger_helpers import run_block as run
 from tests.life_helpers import AGENT, BOND_UNITS, LifeTx, at, life_net, run_at
 
 RC = ResultCode
 _HELD = 10_000_000  # every demo bank's genesis holding of each bond
 _LATER = 2**63  # lifecycle tests jump months ahead
-
-
-def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
-    head = store.head()
-    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
-    out = apply_block(store, list(txs), ctx)
-    store.commit_block(crypto.sha256(b"block", bytes([ctx.height])), b"", b"", ctx, out)
-    return out
 
 
 def own(out: BlockOutcome) -> list[ResultCode]:

@@ -47,9 +47,9 @@ from tests.kyc_helpers import (
     T2_TRADE,
     TIER1,
     kyc_net,
-    run,
 )
 from tests.ledger_helpers import TxFactory
+from tests.ledger_helpers import run_block as run
 
 RC = ResultCode
 DAY_MS = 24 * HOUR_MS

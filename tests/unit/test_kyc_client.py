@@ -27,7 +27,8 @@ from node.genesis import dump_genesis
 from node.keyfiles import write_signing_key
 from node.settlement import ResultCode
 from node.store import MemoryStore
-from tests.kyc_helpers import COSIGN_ABOVE, kyc_net, run
+from tests.kyc_helpers import COSIGN_ABOVE, kyc_net
+from tests.ledger_helpers import run_block as run
 
 NET = kyc_net()
 G = NET.genesis

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from node import crypto
 from node.genesis import DemoNetwork
 from node.invariant import InvariantError
 from node.settlement import (
-    BlockContext,
     BlockOutcome,
     ClaimLock,
     Lock,
@@ -23,7 +21,6 @@ from node.settlement import (
     SecuredKind,
     SignedTx,
     Swap,
-    apply_block,
     available,
     decode_body,
     encode_body,
@@ -37,20 +34,13 @@ from node.settlement._state import Overlay
 from node.store import MemoryStore, Storage
 from tests.freeze_helpers import freeze
 from tests.ledger_helpers import HOUR_MS, TxFactory
+from tests.ledger_helpers import run_block as run
 from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
 from tests.lock_helpers import claim, lock, release, swap
 
 RC = ResultCode
 _HELD = 10_000_000
 _CASH = 1_000_000_000
-
-
-def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
-    head = store.head()
-    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
-    out = apply_block(store, list(txs), ctx)
-    store.commit_block(crypto.sha256(b"block", bytes([ctx.height])), b"", b"", ctx, out)
-    return out
 
 
 def own(out: BlockOutcome) -> list[ResultCode]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from node import crypto, merkle
+from node import merkle
 from node.config import PENDING_AGE_MAX_MS
 from node.genesis import DemoNetwork
 from node.settlement import (
@@ -33,22 +33,14 @@ from node.settlement import (
     precheck,
     result_leaf,
 )
-from node.store import LmdbStore, MemoryStore, Storage
+from node.store import LmdbStore, MemoryStore
 from tests.ledger_helpers import HOUR_MS, TxFactory
+from tests.ledger_helpers import run_block as run
 from tests.life_helpers import BOND_UNITS, at, life_net, run_at
 
 RC = ResultCode
 _HELD = 10_000_000  # every bank's genesis holding of each bond
 _BIG = _HELD + 100  # a sale the seller can deliver only after receiving 100 more units
-
-
-def run(store: Storage, *txs: bytes, at_ms: int = 1_000) -> BlockOutcome:
-    """Apply and commit one block at ``genesis time + at_ms``."""
-    head = store.head()
-    ctx = BlockContext(head.height + 1, store.genesis.genesis_time_ms + at_ms)
-    out = apply_block(store, list(txs), ctx)
-    store.commit_block(crypto.sha256(b"block", bytes([ctx.height])), b"", b"", ctx, out)
-    return out
 
 
 def tid(raw: bytes) -> bytes:
