@@ -301,7 +301,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         self, request: pb.TransactionRequest, context: Ctx
     ) -> pb.TransactionStatus:
         tid = await self._tx_id(request.tx_id, context)
-        receipt = await self._budgeted_receipt(tid, context, "GetTransaction")
+        receipt = self._node.receipt(tid)
         if receipt is not None:
             await self._may_read(receipt, context)
             latest = outcome(self._node.store, tid)
@@ -323,7 +323,7 @@ class LedgerService(pb_grpc.LedgerServicer):
     async def WaitForFinality(self, request: pb.WaitRequest, context: Ctx) -> pb.Receipt:
         tid = await self._tx_id(request.tx_id, context)
         timeout_ms = wait_timeout_ms(request.timeout_ms)
-        known = await self._budgeted_receipt(tid, context, "WaitForFinality")
+        known = self._node.receipt(tid)
         if known is not None:  # refuse before holding a wait
             await self._may_read(known, context)
         try:
@@ -340,20 +340,6 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _refused(context, not_final(tid, timeout_ms))
         await self._may_read(receipt, context)
         return receipt.to_pb()
-
-    async def _budgeted_receipt(self, tid: bytes, context: Ctx, call: str) -> Receipt | None:
-        """The receipt of ``tid`` if committed, charged to the caller's block-read budget
-        like a GetBlock: a receipt from an old block rebuilds that block's Merkle trees (5
-        to 7 ms for a full block; eight blocks' are kept), so a participant asking for its
-        transactions of many old blocks in turn would hold the loop otherwise. Recent
-        blocks' trees are kept: a submitter's receipts cost a fraction of a millisecond."""
-        caller = current_caller()
-        wait_ms = self._reads.wait_ms(caller.participant)
-        if wait_ms:
-            self._metrics.block_reads_over_budget.labels(call=call).inc()
-            await _refused(context, self._over_budget(caller, wait_ms))
-        with self._reads.charged(caller.participant):
-            return self._node.receipt(tid)
 
     async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
         caller = current_caller()
@@ -452,7 +438,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             Reason.LIMIT_REACHED,
             f"{caller.participant} has used its budget of block reads ({r.rate_per_s // 1000} "
             f"ms of the node's CPU a second, {r.burst // 1000} ms at once; a party-filtered "
-            f"read of an old block, or a receipt from one, decodes it); retry in {wait_ms} ms",
+            f"read of an old block decodes it); retry in {wait_ms} ms",
             retry_after_ms=wait_ms,
             metadata=(("limit", "block reads per participant"),),
         )

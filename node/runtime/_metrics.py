@@ -140,9 +140,8 @@ class Metrics:
         )
         self.block_reads_over_budget = Counter(
             "ledger_block_reads_over_budget",
-            "Block reads over their participant's read budget: a GetBlock, GetTransaction or "
-            "WaitForFinality refused with RESOURCE_EXHAUSTED, or a block stream's wait "
-            "(node/runtime/_reads.py)",
+            "Block reads over their participant's read budget: a GetBlock refused with "
+            "RESOURCE_EXHAUSTED, or a block stream's wait (node/runtime/_reads.py)",
             ["call"],
             registry=r,
         )

@@ -265,35 +265,6 @@ async def test_a_block_stream_over_budget_waits_rather_than_fails(node: Node) ->
     assert await _get(svc, "BANK05", 1) == "RESOURCE_EXHAUSTED"
 
 
-async def test_receipts_from_old_blocks_are_charged_to_the_same_budget(node: Node) -> None:
-    """A receipt of a transaction in an old block rebuilds that block's Merkle trees (only
-    eight blocks' are kept), so GetTransaction and WaitForFinality on committed ids are
-    charged like a GetBlock and refused over budget, with the hint; and they spend the
-    same bucket (a GetBlock after them is refused too)."""
-    clock = _Clock()
-    svc = _service(node, clock)
-    sb = node.store.block(1)
-    assert sb is not None
-    tid = sb.results[0].tx_id
-    Gate.enter(Caller("REGULATOR", observer=True))
-    calls = [
-        lambda: svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx()),  # type: ignore[arg-type]
-        lambda: svc.WaitForFinality(pb.WaitRequest(tx_id=tid, timeout_ms=1_000), _Ctx()),  # type: ignore[arg-type]
-    ]
-    answers = []
-    for k in range(4):
-        try:
-            await calls[k % 2]()
-            answers.append("OK")
-        except _Refused as e:
-            answers.append(e.code.name)
-            assert e.hint is not None and "receipt" in e.message
-    assert answers == ["OK", "OK", "OK", "RESOURCE_EXHAUSTED"]
-    assert await _get(svc, "REGULATOR", 2, observer=True) == "RESOURCE_EXHAUSTED"
-    over = node.metrics.block_reads_over_budget
-    assert over.labels(call="WaitForFinality")._value.get() == 1
-
-
 def test_the_bucket_table_forgets_refilled_buckets_when_full() -> None:
     """One bucket per participant that read: at most the registry's participants. When the
     table is full, buckets refilled to their burst (the same as none) are dropped; more
