@@ -27,14 +27,30 @@ __all__ = ["COMMANDS"]
 _FUND_ROWS_AHEAD = 12  # a fund's calendar is long (SCHEDULE_PERIODS_MAX): show a year ahead
 
 
+def _agent(args: argparse.Namespace, iid: str) -> str:
+    """--agent, else the paying agent of ``iid``: genesis's, or for an instrument
+    governance added the ledger's (asked as the command's default identity)."""
+    if args.agent is not None:
+        return str(args.agent)
+    inst = _genesis(args).instrument_by_id.get(iid)
+    if inst is None:
+        with _client(args) as client:
+            inst = client.reference().registry.instrument_by_id.get(iid)
+    if inst is None or inst.kind is InstrumentKind.CASH:
+        raise CliError(f"{iid} is not a bond or fund of this ledger", EXIT_USAGE)
+    return inst.agent
+
+
 def _coupon(args: argparse.Namespace) -> int:
-    terms = (args.bond, args.period, args.agent)
-    return _submit_built(args, lambda t: t.coupon(*terms), _key(args, args.agent, args.key))
+    agent = _agent(args, args.bond)
+    terms = (args.bond, args.period, agent)
+    return _submit_built(args, lambda t: t.coupon(*terms), _key(args, agent, args.key))
 
 
 def _distribute(args: argparse.Namespace) -> int:
-    terms = (args.fund, args.period, args.total, args.agent)
-    return _submit_built(args, lambda t: t.distribute(*terms), _key(args, args.agent, args.key))
+    agent = _agent(args, args.fund)
+    terms = (args.fund, args.period, args.total, agent)
+    return _submit_built(args, lambda t: t.distribute(*terms), _key(args, agent, args.key))
 
 
 def _redeem_bond(args: argparse.Namespace) -> int:
@@ -43,8 +59,9 @@ def _redeem_bond(args: argparse.Namespace) -> int:
 
 
 def _redeem_all(args: argparse.Namespace) -> int:
-    terms = (args.bond, args.agent)
-    return _submit_built(args, lambda t: t.redeem_all(*terms), _key(args, args.agent, args.key))
+    agent = _agent(args, args.bond)
+    terms = (args.bond, agent)
+    return _submit_built(args, lambda t: t.redeem_all(*terms), _key(args, agent, args.key))
 
 
 # --- queries ----------------------------------------------------------------------------------

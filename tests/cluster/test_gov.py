@@ -177,6 +177,9 @@ def test_the_cli_submits_and_reads_what_governance_added(
     # the control: offline, genesis alone does not know the bond
     assert main([*run, "schedule", bond, "--offline"]) != 0
     assert f"{bond} is not a bond or fund of genesis" in capsys.readouterr().err
+    # its paying agent (no --agent) found in the reference data: signed, sent, judged
+    assert main([*run, "submit", "coupon", "--bond", bond, "--period", "1"]) == 1
+    assert "refused at height" in capsys.readouterr().err  # the agent holds no cash
 
 
 def test_a_trade_between_machines_names_what_governance_added(
