@@ -301,7 +301,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         self, request: pb.TransactionRequest, context: Ctx
     ) -> pb.TransactionStatus:
         tid = await self._tx_id(request.tx_id, context)
-        receipt = self._node.receipt(tid)
+        receipt = await self._budgeted_receipt(tid, context, "GetTransaction")
         if receipt is not None:
             await self._may_read(receipt, context)
             latest = outcome(self._node.store, tid)
@@ -323,7 +323,7 @@ class LedgerService(pb_grpc.LedgerServicer):
     async def WaitForFinality(self, request: pb.WaitRequest, context: Ctx) -> pb.Receipt:
         tid = await self._tx_id(request.tx_id, context)
         timeout_ms = wait_timeout_ms(request.timeout_ms)
-        known = self._node.receipt(tid)
+        known = await self._budgeted_receipt(tid, context, "WaitForFinality")
         if known is not None:  # refuse before holding a wait
             await self._may_read(known, context)
         try:
@@ -340,6 +340,25 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _refused(context, not_final(tid, timeout_ms))
         await self._may_read(receipt, context)
         return receipt.to_pb()
+
+    async def _budgeted_receipt(self, tid: bytes, context: Ctx, call: str) -> Receipt | None:
+        """The receipt of ``tid`` if committed. One from a block whose Merkle trees are not
+        kept (the last eight blocks' are) rebuilds them, 5 to 7 ms for a full block, so a
+        participant asking for its transactions of many old blocks in turn would hold the
+        loop: that read is refused over the caller's block-read budget, and what a rebuild
+        cost is charged to it, as for a GetBlock. A receipt from a kept block costs
+        microseconds and is neither refused nor charged: a client waiting for a backlog of
+        settled trades one by one never meets the budget."""
+        node, caller = self._node, current_caller()
+        record = node.store.tx_record(tid)
+        if record is not None and not node.trees_kept(record.height):
+            wait_ms = self._reads.wait_ms(caller.participant)
+            if wait_ms:
+                self._metrics.block_reads_over_budget.labels(call=call).inc()
+                await _refused(context, self._over_budget(caller, wait_ms))
+        built = node.trees_built
+        with self._reads.charged(caller.participant, when=lambda: node.trees_built != built):
+            return node.receipt(tid)
 
     async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
         caller = current_caller()
@@ -438,7 +457,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             Reason.LIMIT_REACHED,
             f"{caller.participant} has used its budget of block reads ({r.rate_per_s // 1000} "
             f"ms of the node's CPU a second, {r.burst // 1000} ms at once; a party-filtered "
-            f"read of an old block decodes it); retry in {wait_ms} ms",
+            f"read of an old block, or a receipt from one, decodes it); retry in {wait_ms} ms",
             retry_after_ms=wait_ms,
             metadata=(("limit", "block reads per participant"),),
         )

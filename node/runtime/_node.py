@@ -204,6 +204,7 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._trees_cache: OrderedDict[int, _BlockTrees] = OrderedDict()
+        self.trees_built = 0  # blocks' Merkle trees built (cache misses): what a read rebuilt
         # height -> (participants governance had added, each transaction's readers)
         self._readers_cache: OrderedDict[int, tuple[int, tuple[TxReaders, ...]]] = OrderedDict()
         self._waiter_count = 0
@@ -532,12 +533,18 @@ class Node:
             self._readers_cache.popitem(last=False)
         return readers
 
+    def trees_kept(self, height: int) -> bool:
+        """Whether block ``height``'s Merkle trees are kept: a receipt from it rebuilds
+        nothing."""
+        return height in self._trees_cache
+
     def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:
         """A committed block's Merkle trees, built once for all its receipts (bounded LRU)."""
         cached = self._trees_cache.get(height)
         if cached is not None:
             self._trees_cache.move_to_end(height)
             return cached
+        self.trees_built += 1
         block, _ = _decode_stored(sb.block_bytes, sb.certificate)
         trees = _BlockTrees(
             block, MerkleTree(block.txs), MerkleTree([result_leaf(r) for r in sb.results])

@@ -49,14 +49,18 @@ class ReadBudget:
         return 0 if bucket is None else bucket.wait_ms(self._clock_ms())
 
     @contextmanager
-    def charged(self, participant: str) -> Iterator[None]:
+    def charged(
+        self, participant: str, *, when: Callable[[], bool] = lambda: True
+    ) -> Iterator[None]:
         """Charge ``participant`` the CPU time (us, at least 1) of the block it wraps: a
-        read whose ``wait_ms`` was 0. Charged whether the block ends or raises."""
+        read whose ``wait_ms`` was 0. Charged whether the block ends or raises, if ``when``
+        says so at its end (a receipt: only if it rebuilt a block's trees)."""
         started = self._cpu_ns()
         try:
             yield
         finally:
-            self._charge(participant, max(1, (self._cpu_ns() - started) // 1_000))
+            if when():
+                self._charge(participant, max(1, (self._cpu_ns() - started) // 1_000))
 
     def _charge(self, participant: str, cost_us: int) -> None:
         now = self._clock_ms()

@@ -265,6 +265,71 @@ async def test_a_block_stream_over_budget_waits_rather_than_fails(node: Node) ->
     assert await _get(svc, "BANK05", 1) == "RESOURCE_EXHAUSTED"
 
 
+async def _receipt_calls(svc: LedgerService, tids: list[bytes]) -> list[str]:
+    """OK, or the refusal's code, for GetTransaction and WaitForFinality in turn."""
+    answers = []
+    for k, tid in enumerate(tids):
+        call = (
+            svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx())  # type: ignore[arg-type]
+            if k % 2 == 0
+            else svc.WaitForFinality(pb.WaitRequest(tx_id=tid, timeout_ms=1_000), _Ctx())  # type: ignore[arg-type]
+        )
+        try:
+            await call
+            answers.append("OK")
+        except _Refused as e:
+            answers.append(e.code.name)
+            assert e.hint is not None and "receipt" in e.message
+    return answers
+
+
+def _first_txs(node: Node, blocks: int) -> list[bytes]:
+    """The first transaction of each of the first ``blocks`` blocks that hold one."""
+    found = []
+    for h in range(1, node.store.head().height + 1):
+        sb = node.store.block(h)
+        if sb is not None and sb.results:
+            found.append(sb.results[0].tx_id)
+    assert len(found) >= blocks
+    return found[:blocks]
+
+
+async def test_receipts_that_rebuild_an_old_blocks_trees_are_charged_and_refused(
+    node: Node,
+) -> None:
+    """A receipt from a block whose Merkle trees are not kept (the last eight blocks' are)
+    rebuilds them, 5-7 ms for a full block: GetTransaction and WaitForFinality on such
+    ids are charged to the caller's block-read budget and refused over it, with the hint,
+    and they spend the same bucket as GetBlock."""
+    clock = _Clock()
+    svc = _service(node, clock)
+    node._trees_cache.clear()  # every block cold: as for blocks long committed
+    Gate.enter(Caller("REGULATOR", observer=True))
+    tids = _first_txs(node, 4)
+    assert await _receipt_calls(svc, tids) == ["OK", "OK", "OK", "RESOURCE_EXHAUSTED"]
+    assert await _get(svc, "REGULATOR", 1, observer=True) == "RESOURCE_EXHAUSTED"
+    over = node.metrics.block_reads_over_budget
+    assert over.labels(call="WaitForFinality")._value.get() == 1
+
+
+async def test_receipts_from_kept_blocks_are_never_refused(node: Node) -> None:
+    """A receipt from a block whose trees are kept costs microseconds: a client waiting
+    for a backlog of settled trades one by one is neither charged nor refused, even with
+    its budget spent on cold reads (the first version of this guard refused such a
+    backlog: tests/cluster/test_admission_control.py)."""
+    clock = _Clock()
+    reads = ReadBudget(clock.ms, cpu_ns=clock.cpu_ns)
+    svc = LedgerService(node, {}, reads=reads, sleep=clock.sleep)
+    node._trees_cache.clear()
+    Gate.enter(Caller("REGULATOR", observer=True))
+    *kept, cold = _first_txs(node, 4)
+    assert await _receipt_calls(svc, kept) == ["OK"] * 3  # cold: the budget spent
+    balance = reads._buckets["REGULATOR"]._tokens
+    assert await _receipt_calls(svc, kept * 20) == ["OK"] * 60  # kept now: free
+    assert reads._buckets["REGULATOR"]._tokens == balance
+    assert await _receipt_calls(svc, [cold]) == ["RESOURCE_EXHAUSTED"]
+
+
 def test_the_bucket_table_forgets_refilled_buckets_when_full() -> None:
     """One bucket per participant that read: at most the registry's participants. When the
     table is full, buckets refilled to their burst (the same as none) are dropped; more
