@@ -73,7 +73,14 @@ from node.keyfiles import (
     write_private_file,
     write_signing_key,
 )
-from node.netconfig import PINNED_CERTS_FILE, PORT_MAX, NodeConfig, PeerAddress, host_port
+from node.netconfig import (
+    PINNED_CERTS_FILE,
+    PORT_MAX,
+    NodeConfig,
+    PeerAddress,
+    host_port,
+    is_ip,
+)
 from node.settlement import Genesis, GenesisError
 from node.settlement._codec import check_id
 
@@ -174,7 +181,7 @@ class Bundle:
         """The name peers check the certificate for: the host if it is a DNS name (TLS
         names match the host), else the validator's name (an IP address is no TLS name
         gRPC overrides the target with)."""
-        return self.name if _is_ip(self.host) else self.host
+        return self.name if is_ip(self.host) else self.host
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -192,14 +199,6 @@ class Bundle:
             )
         doc["signature"] = self.signature.hex()
         return doc
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 _COMMON = {"bundle", "kind", "name", "public_key", "signature"}
@@ -296,7 +295,7 @@ def _check_validator_address(b: Bundle, where: str) -> None:
             "and its Kubernetes objects"
         )
     host_ok = 0 < len(b.host) <= BUNDLE_HOST_BYTES_MAX and (
-        _is_ip(b.host) or bool(_DNS_NAME.match(b.host))
+        is_ip(b.host) or bool(_DNS_NAME.match(b.host))
     )
     if not host_ok or b.host in ("0.0.0.0", "::"):
         raise CeremonyError(f"{where}.host: {b.host!r} is no DNS name or address peers can dial")
@@ -350,7 +349,7 @@ def _self_signed(
     issued by itself: genesis pins it, no CA vouches for it (ADR 0019)."""
     alt: list[x509.GeneralName] = []
     for n in dict.fromkeys(names):  # in order, once each
-        alt.append(x509.IPAddress(ipaddress.ip_address(n)) if _is_ip(n) else x509.DNSName(n))
+        alt.append(x509.IPAddress(ipaddress.ip_address(n)) if is_ip(n) else x509.DNSName(n))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     usage = x509.KeyUsage(
         digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -398,7 +397,7 @@ def keygen_validator(
                    client_port=client_port)  # fmt: skip
     _check_validator_address(probe, "keygen")  # before a certificate is made of them
     for extra in extra_names:
-        if not (_is_ip(extra) or _DNS_NAME.match(extra)) or len(extra) > BUNDLE_HOST_BYTES_MAX:
+        if not (is_ip(extra) or _DNS_NAME.match(extra)) or len(extra) > BUNDLE_HOST_BYTES_MAX:
             raise CeremonyError(f"--san {extra[:80]!r}: not a DNS name or IP address")
     names = [name, probe.tls_name, host, *extra_names]
     cert = _self_signed(tls_key, names, datetime.now(UTC))

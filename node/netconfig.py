@@ -14,6 +14,7 @@ raises :class:`ConfigError` naming the file and the field.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ __all__ = [
     "NodeConfig",
     "PeerAddress",
     "host_port",
+    "is_ip",
     "load_network",
     "load_node_config",
     "node_config_to_json",
@@ -74,6 +76,15 @@ def node_name(index: int, n: int) -> str:
 def host_port(host: str, port: int) -> str:
     """``host:port``, with an IPv6 literal in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 address, not a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _check(ok: bool, field: str, msg: str) -> None:

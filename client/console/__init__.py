@@ -17,8 +17,8 @@ from aiohttp import web
 from client._async import AsyncLedgerClient
 from client._keys import ParticipantKey
 from client.console._model import ConsoleModel
-from client.console._server import ConsoleServer, Hub, is_ip
-from node.netconfig import OPERATOR_IDENTITY
+from client.console._server import ConsoleServer, Hub
+from node.netconfig import OPERATOR_IDENTITY, is_ip
 
 __all__ = ["ConsoleModel", "ConsoleServer", "Hub", "is_loopback", "serve"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -50,6 +49,7 @@ from client.console._model import (
     trade_view,
 )
 from node.access import OBSERVER_ROLES
+from node.netconfig import is_ip
 
 __all__ = ["ConsoleServer", "Hub"]
 
@@ -179,14 +179,6 @@ def host_refusal(request: web.Request, allowed: frozenset[str]) -> str | None:
     if urlsplit(origin).netloc.lower() != host.lower():
         return f"a request from another site ({origin[:80]!r}) may not change anything"
     return None
-
-
-def is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _tx_id(request: web.Request) -> bytes:
