@@ -187,9 +187,8 @@ def test_a_failed_first_save_leaves_no_file_and_no_open_descriptor(
     assert _open_fds() == before and not (tmp_path / "s").exists() and not f.exists()
 
 
-def test_the_first_save_syncs_the_directory_that_holds_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths ``os.fsync`` is called on from now on, in order (each still synced)."""
     synced: list[str] = []
     real = os.fsync
 
@@ -198,6 +197,13 @@ def test_the_first_save_syncs_the_directory_that_holds_the_file(
         real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_the_first_save_syncs_the_directory_that_holds_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = record_fsyncs(monkeypatch)
     _saved(tmp_path / "s", b"first", b"second")
     assert synced == [str(tmp_path)]  # the rename's directory, once; no fsync afterwards
 

@@ -28,6 +28,7 @@ from node.settlement import BlockContext, apply_block, precheck
 from node.store import LmdbStore, Storage, StorageError
 from node.store._lmdb import SAFETY_FILE
 from tests.ledger_helpers import TxFactory, shared_net
+from tests.unit.test_safety_file import record_fsyncs
 
 pytestmark = pytest.mark.serial  # one test starts a child process (tests/isolation.py)
 
@@ -234,14 +235,7 @@ def test_a_new_data_directory_is_durable_in_its_parent(
     journaling file systems in their usual modes). Fixed: the store fsyncs the parent once,
     when it writes genesis into a new data directory (a parent it cannot open for that is
     a StorageError: fail-stop, nothing voted)."""
-    synced: list[str] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = record_fsyncs(monkeypatch)
     with LmdbStore(tmp_path / "data", net.genesis) as disk:
         disk.save_safety(b"voted in view 1")
     assert str(tmp_path / "data") in synced  # the safety file's entry: done
