@@ -32,6 +32,8 @@ from node.config import (
     PIPELINE_DEFAULT,
     SUBMIT_STREAM_INFLIGHT_MAX,
     VALIDATORS_MAX,
+    VIEW_PROGRESS_FACTOR,
+    VIEW_PROGRESS_FACTOR_MAX,
 )
 
 __all__ = [
@@ -144,6 +146,9 @@ class NodeConfig:
     admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS
     # propose on the prepare certificate, executing its block speculatively (ADR 0012)
     pipeline: bool = PIPELINE_DEFAULT
+    # a view after a commit times out after this many times the median of recent views
+    # (0: the base view timeout, as before; docs/consensus.md "Slow leaders")
+    view_progress_factor: int = VIEW_PROGRESS_FACTOR
 
     def __post_init__(self) -> None:
         _check(0 <= self.validator < VALIDATORS_MAX, "validator", "out of range")
@@ -172,6 +177,11 @@ class NodeConfig:
             0 < self.submit_stream_inflight_max <= SUBMIT_STREAM_INFLIGHT_MAX,
             "submit_stream_inflight_max",
             f"must be 1..{SUBMIT_STREAM_INFLIGHT_MAX}",
+        )
+        _check(
+            0 <= self.view_progress_factor <= VIEW_PROGRESS_FACTOR_MAX,
+            "view_progress_factor",
+            f"must be 0..{VIEW_PROGRESS_FACTOR_MAX}",
         )
         indexes = [p.validator for p in self.peers]
         _check(self.validator not in indexes, "peers", "lists this node itself")
@@ -266,6 +276,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         "submit_stream_inflight_max",
         "admission_queue_max_ms",
         "pipeline",
+        "view_progress_factor",
     }
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
@@ -305,6 +316,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
                 else ADMISSION_QUEUE_MAX_MS
             ),
             pipeline=r.boolean("pipeline") if "pipeline" in r.doc else PIPELINE_DEFAULT,
+            view_progress_factor=(
+                r.integer("view_progress_factor")
+                if "view_progress_factor" in r.doc
+                else VIEW_PROGRESS_FACTOR
+            ),
             **paths,
         )
 
@@ -334,6 +350,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
         doc["admission_queue_max_ms"] = cfg.admission_queue_max_ms
     if cfg.pipeline != PIPELINE_DEFAULT:
         doc["pipeline"] = cfg.pipeline
+    if cfg.view_progress_factor != VIEW_PROGRESS_FACTOR:
+        doc["view_progress_factor"] = cfg.view_progress_factor
     return doc
 
 

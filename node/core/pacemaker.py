@@ -3,7 +3,11 @@
 - ``Timer.VIEW_TIMEOUT``: a replica with pending work that sees no commit gives up the
   view. It runs from when the work appeared (or the last timeout was sent: a stuck
   replica re-sends every period); the period is ``timeout_ms()``, the base for the first
-  n - q views without a commit, then doubling up to the maximum.
+  n - q views without a commit, then doubling up to the maximum. A view that follows a
+  commit has less: the progress deadline, a few times the median of the views that
+  recently committed (never under a floor, never over the base), so a leader running
+  modified code that proposes just before the timeout costs the chain a few honest views'
+  time, not the base timeout, each time it leads (docs/consensus.md, "Slow leaders").
 - ``Timer.BATCH_DELAY``: under load the leader waits this long after the previous commit
   (or, pipelined, after the prepare certificate of the parent) so its block fills.
 - ``Timer.CATCHUP_RETRY``: an unanswered catch-up request goes to the next peer (kept
@@ -16,9 +20,15 @@ Pure: the caller's ``now_ms`` is the only clock.
 
 from __future__ import annotations
 
+from collections import deque
 from enum import StrEnum
+from statistics import median_low
 
-from node.config import HELP_LAGGING_INTERVAL_MS
+from node.config import (
+    HELP_LAGGING_INTERVAL_MS,
+    VIEW_PROGRESS_SAMPLES,
+    VIEW_PROGRESS_SAMPLES_MIN,
+)
 
 __all__ = ["Pacemaker", "Timer"]
 
@@ -34,8 +44,21 @@ class Timer(StrEnum):
 
 
 class Pacemaker:
-    def __init__(self, base_ms: int, max_ms: int, batch_delay_ms: int, liveness_bound: int) -> None:
+    def __init__(
+        self,
+        base_ms: int,
+        max_ms: int,
+        batch_delay_ms: int,
+        liveness_bound: int,
+        *,
+        progress_factor: int = 0,
+        progress_floor_ms: int = 0,
+    ) -> None:
         self.base_ms, self.max_ms = base_ms, max_ms
+        # The progress deadline: ``progress_factor`` times the median of recent views that
+        # committed, at least ``progress_floor_ms`` (factor 0: none, the base applies).
+        self._progress_factor, self._progress_floor_ms = progress_factor, progress_floor_ms
+        self._durations: deque[int] = deque(maxlen=VIEW_PROGRESS_SAMPLES)
         self.batch_delay_ms = batch_delay_ms
         self._liveness_bound = liveness_bound
         self.consecutive_timeouts = 0  # views since the last commit that timed out
@@ -50,8 +73,27 @@ class Pacemaker:
         may be down, each costing one view), then doubling: one dead leader after another
         must not cost ever longer timeouts, and under asynchrony the timeout still grows
         until a view fits in it."""
+        if self.consecutive_timeouts == 0:
+            progress = self.progress_ms()
+            if progress is not None:
+                return min(progress, self.base_ms)
         exp = min(max(0, self.consecutive_timeouts - self._liveness_bound), _DOUBLINGS_MAX)
         return min(self.base_ms << exp, self.max_ms)
+
+    def progress_ms(self) -> int | None:
+        """How long a view after a commit may take: ``progress_factor`` times the median
+        time from a view's start to its commit over the last ``VIEW_PROGRESS_SAMPLES``
+        commits, at least the floor (None: no deadline of its own, or too few samples).
+
+        The median, because a leader running modified code leads at most n - q < n / 2 of
+        the views: it cannot move the median by being slow, only by being fast. A view that
+        overruns times out like any other, its leader is charged by the leader schedule,
+        and the views after it have the base timeout again, doubling as before, so a
+        network that became slower is still waited for (and its commits, slower, raise the
+        median)."""
+        if not self._progress_factor or len(self._durations) < VIEW_PROGRESS_SAMPLES_MIN:
+            return None
+        return max(self._progress_factor * median_low(self._durations), self._progress_floor_ms)
 
     def view_deadline_ms(self) -> int | None:
         if self.started_ms is None:
@@ -82,6 +124,8 @@ class Pacemaker:
         self.last_certified_ms = now_ms
 
     def committed(self, now_ms: int) -> None:
+        if self.started_ms is not None:  # the view's timer ran: how long it took to commit
+            self._durations.append(max(0, now_ms - self.started_ms))
         self.consecutive_timeouts = 0
         self.last_commit_ms = now_ms
         self.stop()

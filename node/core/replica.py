@@ -59,6 +59,8 @@ from node.config import (
     PEER_VERIFY_BURST,
     PEER_VERIFY_PER_S,
     TIMEOUT_VIEWS_TRACKED_MAX,
+    VIEW_PROGRESS_FACTOR,
+    VIEW_PROGRESS_FLOOR_MS,
     VIEW_TIMEOUT_BASE_MS,
     VIEW_TIMEOUT_MAX_MS,
 )
@@ -119,6 +121,8 @@ class CoreConfig:
     genesis_state_root: bytes
     view_timeout_base_ms: int = VIEW_TIMEOUT_BASE_MS
     view_timeout_max_ms: int = VIEW_TIMEOUT_MAX_MS
+    view_progress_factor: int = VIEW_PROGRESS_FACTOR  # 0: no progress deadline (a control)
+    view_progress_floor_ms: int = VIEW_PROGRESS_FLOOR_MS
     batch_delay_ms: int = BATCH_DELAY_MS
     block_txs_max: int = BLOCK_TXS_MAX
     block_bytes_max: int = BLOCK_BYTES_MAX
@@ -127,6 +131,8 @@ class CoreConfig:
         if not (
             0 <= self.me < self.quorum.n
             and 0 < self.view_timeout_base_ms <= self.view_timeout_max_ms
+            and self.view_progress_factor >= 0
+            and self.view_progress_floor_ms > 0
             and 0 < self.block_txs_max <= BLOCK_TXS_MAX
             and 0 < self.block_bytes_max <= BLOCK_BYTES_MAX
         ):
@@ -191,6 +197,7 @@ class Replica:
         self._sync_budget: dict[int, Bucket] = {}
         # Messages dropped without effect, by (kind, reason): node.core.refusal.
         self.refused: Counter[Refusal] = Counter()
+        self.views_timed_out = 0  # views this replica left on a timeout certificate
         self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
@@ -204,6 +211,8 @@ class Replica:
             config.view_timeout_max_ms,
             config.batch_delay_ms,
             config.quorum.liveness_bound,
+            progress_factor=config.view_progress_factor,
+            progress_floor_ms=config.view_progress_floor_ms,
         )
         self._catchup = CatchUp(config.me, self.n, self._send)
         self._spread = Dissemination(
@@ -1121,6 +1130,7 @@ class Replica:
         if self._last_tc is None or tc.view > self._last_tc.view:
             self._last_tc = tc
         if tc.view + 1 > self.view:
+            self.views_timed_out += 1
             self._enter_view(tc.view + 1)
 
     def _on_new_view(self, m: NewView) -> None:

@@ -153,6 +153,7 @@ async def _serve(
         mempool_txs_max=cfg.mempool_txs_max,
         admission_queue_max_ms=cfg.admission_queue_max_ms,
         pipeline=cfg.pipeline,
+        view_progress_factor=cfg.view_progress_factor,
     )
     links = _peer_links(cfg, node, tls, metrics)
     node.send_frame = lambda dst, data: links[dst].send(data)

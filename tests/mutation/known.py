@@ -2234,3 +2234,42 @@ MUTANTS += [
            tests=["tests/unit/test_store_hostile.py::test_a_new_data_directory_is_durable_in_its_parent"]),
 ]
 # fmt: on
+
+# Issue 13, session 16: slow leaders (the progress deadline) and view changes counted by TC
+# fmt: off
+_PM = "tests/unit/test_core_pacemaker.py::"
+_SIM = "tests/sim/test_sim.py::"
+MUTANTS += [
+    Mutant("progress-deadline-never", "node/core/pacemaker.py",
+           old="        if self.consecutive_timeouts == 0:\n            progress = self.progress_ms()\n",
+           new="        if False:\n            progress = self.progress_ms()\n",
+           breaks="a leader running modified code holds every view it leads until just before the base view timeout: one slow validator of four makes trades wait seven times longer",
+           tests=[_PM + "test_after_enough_commits_a_view_may_take_the_factor_times_their_median",
+                  _SIM + "test_a_slow_leader_costs_the_progress_deadline_not_the_view_timeout"]),
+    Mutant("progress-deadline-after-timeouts", "node/core/pacemaker.py",
+           old="        if self.consecutive_timeouts == 0:\n            progress = self.progress_ms()\n",
+           new="        if True:\n            progress = self.progress_ms()\n",
+           breaks="after a view times out the next views keep the tight deadline: a network that became slower is never waited for, every view fails",
+           tests=[_PM + "test_a_view_after_a_timeout_has_the_base_and_doubling_as_before"]),
+    Mutant("progress-deadline-from-the-slowest", "node/core/pacemaker.py",
+           old="self._progress_factor * median_low(self._durations)",
+           new="self._progress_factor * max(self._durations)",
+           breaks="the views slow leaders hold raise the deadline they are measured against, until it reaches the base timeout",
+           tests=[_PM + "test_slow_views_a_minority_leads_do_not_move_the_deadline"]),
+    Mutant("progress-deadline-no-floor", "node/core/pacemaker.py",
+           old="return max(self._progress_factor * median_low(self._durations), self._progress_floor_ms)",
+           new="return self._progress_factor * median_low(self._durations)",
+           breaks="views of a few milliseconds give a deadline a hiccup overruns: honest leaders time out and are left out",
+           tests=[_PM + "test_the_progress_deadline_has_a_floor_and_never_exceeds_the_base"]),
+    Mutant("progress-samples-without-a-timer", "node/core/pacemaker.py",
+           old="        if self.started_ms is not None:  # the view's timer ran: how long it took to commit\n",
+           new="        if True:  # the view's timer ran: how long it took to commit\n",
+           breaks="a commit learnt with no view timed is a sample of zero (or of the time since the epoch): the deadline falls to the floor or breaks",
+           tests=[_PM + "test_only_views_whose_timer_ran_are_samples"]),
+    Mutant("view-changes-uncounted", "node/core/replica.py",
+           old="            self.views_timed_out += 1\n",
+           new="",
+           breaks="ledger_view_changes_total stays at zero while views time out",
+           tests=["tests/unit/test_core_replica.py::test_leader_loss_costs_one_timeout"]),
+]
+# fmt: on

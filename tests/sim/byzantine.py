@@ -47,6 +47,10 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   timeouts that report no lock when it holds them (which does justify the block). As the
   leader of a fresh view it withholds the commit certificate half of the time, so honest
   replicas carry a lock into the next view change.
+- ``slow_leader``: leads as slowly as honest replicas allow: holds each proposal it makes
+  until most of the view's time to progress is gone (what its own replica computes: the
+  same rule honest replicas apply), then sends it; its votes, timeouts and certificates
+  leave at once. It never lets a view time out, so the leader schedule never charges it.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ from node.core import (
     tx_key,
     vote_message,
 )
+from node.core.pacemaker import Timer
 
 Out = list[tuple[int, Message]]
 
@@ -753,6 +758,38 @@ class LockViolation(Strategy):
         return TimeoutCert(tc.view, tuple(t.entry() for t in chosen), proof, None)
 
 
+class SlowLeader(Strategy):
+    """See the module docstring. ``crafted`` counts the proposals it held back."""
+
+    name = "slow_leader"
+    pulse_ms = 2
+    HOLD = 0.8  # of the view's time to progress: the rest is for the two vote rounds
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self.crafted: Counter[str] = Counter()
+        self._held: list[tuple[int, int, Message]] = []  # (release time, destination, message)
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        if dst == self.env.index or not isinstance(msg, Proposal):
+            return [(dst, msg)]
+        self.crafted["held"] += 1
+        self._held.append((self._release_at(), dst, msg))
+        return []
+
+    def _release_at(self) -> int:
+        """Most of the way to the view's deadline, by its own replica's clock and rule."""
+        now, core = self.env.now(), self.env.core()
+        deadline = None if core is None else core.deadlines().get(Timer.VIEW_TIMEOUT)
+        return now if deadline is None else now + int(self.HOLD * max(0, deadline - now))
+
+    def pulse(self) -> Out:
+        now = self.env.now()
+        due = [(dst, msg) for at, dst, msg in self._held if at <= now]
+        self._held = [held for held in self._held if held[0] > now]
+        return due
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     s.name: s
     for s in (
@@ -772,5 +809,6 @@ STRATEGIES: dict[str, type[Strategy]] = {
         SteerSync,
         UnderSigned,
         LockViolation,
+        SlowLeader,
     )
 }

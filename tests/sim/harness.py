@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cache, partial
 
 from node import crypto
-from node.config import ADMISSION_EXPIRY_TOLERANCE_MS
+from node.config import ADMISSION_EXPIRY_TOLERANCE_MS, VIEW_PROGRESS_FACTOR
 from node.core import (
     AddResult,
     Block,
@@ -146,6 +146,8 @@ class Scenario:
     # Which validators pipeline (ADR 0012: the engine's speculate port, the runtime's
     # ``pipeline`` config): "all", "none", or "mixed" (the even indexes).
     pipeline: str = "all"
+    # The progress deadline's factor (node/core/pacemaker.py; 0: none, a control).
+    progress_factor: int = VIEW_PROGRESS_FACTOR
 
     def pipelines(self, index: int) -> bool:
         return self.pipeline == "all" or (self.pipeline == "mixed" and index % 2 == 0)
@@ -334,6 +336,7 @@ class Cluster:
             genesis_state_root=inst.store.head().state_root,
             view_timeout_base_ms=VIEW_TIMEOUT_BASE_MS,
             view_timeout_max_ms=VIEW_TIMEOUT_MAX_MS,
+            view_progress_factor=self.sc.progress_factor,
             batch_delay_ms=BATCH_DELAY_MS,
         )
         source = StoreSource(inst.store)

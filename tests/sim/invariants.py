@@ -166,6 +166,7 @@ class Checker:
         self.last_commit_ms = 0
         self.commits = 0
         self.commit_view: dict[bytes, int] = {}  # tx -> view of its first honest commit QC
+        self.commit_ms: dict[int, int] = {}  # height -> when an honest node first committed it
         # Pending settlement: trades by id; per instance the ids that ended and the bond
         # units settled so far; the (height, code) the first honest node ended each with.
         self.pending = {self.ids[raw]: tx for raw, tx in txs.items() if isinstance(tx, PendingDvP)}
@@ -249,6 +250,7 @@ class Checker:
             return
         h = block.height
         first = self.block_at.setdefault(h, block.hash)
+        self.commit_ms.setdefault(h, now)
         if first != block.hash:
             raise Violation(
                 "agreement",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.core import Phase, Quorum, Vote, tx_key
-from tests.sim.byzantine import STRATEGIES
+from tests.sim.byzantine import STRATEGIES, SlowLeader
 from tests.sim.harness import (
     CLIENT_RETRY_MS,
     LIVENESS_BOUND_MS,
@@ -474,3 +474,70 @@ def lock_attack(variant: str, until_ms: int = 20_000) -> Cluster:
         cl.at(10 + k, lambda raw=raw: cl.submit(raw, 0))
     cl.run_until(cl.t0 + until_ms, stop=cl.all_done)
     return cl
+
+
+@dataclass
+class Steady:
+    """What a steady load did (simulated time: deterministic from the scenario)."""
+
+    blocks: int
+    seconds: float
+    latencies_ms: list[int]  # submit to the first honest commit, per trade, in submit order
+    views_failed: int  # proposals sent on a timeout certificate (one per failed view, per peer)
+    held: int  # proposals the Byzantine leaders held back
+
+    def percentile(self, p: float) -> int:
+        ranked = sorted(self.latencies_ms)
+        return ranked[min(len(ranked) - 1, int(p * len(ranked)))]
+
+
+def steady_load(
+    n: int,
+    q: int,
+    byz: dict[int, str],
+    *,
+    rate_per_s: int = 100,
+    seconds: int = 4,
+    progress_factor: int | None = None,
+    hold: float | None = None,
+) -> Steady:
+    """A steady load on a calm network (1 to 5 ms per message, no loss, no faults):
+    ``rate_per_s`` trades a second for ``seconds``, each to a random validator, with the
+    validators in ``byz`` running those strategies. How many blocks the chain made and how
+    long each trade waited, for comparing strategies (``slow_leader``, which holds its
+    proposals for ``hold`` of the view's time to progress if given)."""
+    txs = rate_per_s * seconds
+    sc = Scenario(n=n, q=q, seed=0, txs=txs, chaos_ms=seconds * 1_000, delay_ms=(1, 5))
+    sc.pipeline = "none"
+    sc.byz = dict(byz)
+    if progress_factor is not None:
+        sc.progress_factor = progress_factor
+    cl = Cluster(sc)
+    if hold is not None:
+        for inst in cl.instances:
+            if isinstance(inst.byz, SlowLeader):
+                inst.byz.HOLD = hold
+    if len(cl.workload) < txs:
+        raise ValueError(f"the workload holds {len(cl.workload)} trades, not {txs}")
+    submitted: dict[bytes, int] = {}
+    for k, (raw, _) in enumerate(cl.workload):
+        at = 10 + k * 1_000 // rate_per_s
+        submitted[raw] = cl.t0 + at
+        cl.at(at, lambda raw=raw: cl.submit(raw))
+    cl.run_until(cl.t0 + sc.chaos_ms)
+    cl.run_until(cl.now + LIVENESS_BOUND_MS, stop=cl.all_done)
+    check_acknowledged(cl)
+    checker = cl.checker
+    latencies = [
+        checker.commit_ms[checker.first_at[raw]] - at
+        for raw, at in submitted.items()
+        if raw in checker.first_at
+    ]
+    last = max(checker.commit_ms.values(), default=cl.t0)
+    return Steady(
+        blocks=checker.max_height,
+        seconds=(last - cl.t0) / 1_000,
+        latencies_ms=latencies,
+        views_failed=cl.sent["Proposal+TC"],
+        held=sum(cl.crafted().values()),
+    )

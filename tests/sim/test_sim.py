@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from node.config import VIEW_PROGRESS_FLOOR_MS
 from node.core import (
     AddResult,
     Block,
@@ -57,6 +58,7 @@ from tests.sim.runner import (
     make_scenario,
     run,
     split_brain,
+    steady_load,
 )
 from tests.sim.workload import refusal_pool
 
@@ -158,6 +160,7 @@ BYZANTINE = (
     "replay",
     "under_signed",
     "lock_violation",
+    "slow_leader",
 )
 # What the core before issue 12 fails on (item 1: unproven timeout and TC claims; item 4:
 # forwarded transactions unchecked, catch-up and signature checks unbounded); each also
@@ -226,6 +229,47 @@ def test_negative_control_equivocation_beyond_bound(n: int, q: int) -> None:
 def test_equivocation_at_the_bound_is_safe(n: int, q: int) -> None:
     cl = equivocation_attack(n, q, Quorum(n, q).safety_bound)
     assert cl.checker.max_height >= 1
+
+
+# Slow leaders (docs/consensus.md, "Slow leaders"): a steady 100 trades a second on a calm
+# network, figures in simulated time (deterministic). The first second is the warm-up: the
+# progress deadline needs VIEW_PROGRESS_SAMPLES_MIN commits first.
+WARMED_UP = 100  # trades submitted in the first second
+
+
+def _slow_leader_bound(n: int, q: int, slow: int) -> int:
+    """A trade may wait through every slow leader's view (they can lead in a row), each
+    costing at most the progress deadline, plus an honest trade's worst wait twice."""
+    honest = steady_load(n, q, {})
+    return slow * VIEW_PROGRESS_FLOOR_MS + 2 * max(honest.latencies_ms)
+
+
+@pytest.mark.parametrize(("n", "q", "slow"), [(4, 3, (1,)), (7, 5, (1, 4))])
+def test_a_slow_leader_costs_the_progress_deadline_not_the_view_timeout(
+    n: int, q: int, slow: tuple[int, ...]
+) -> None:
+    """n - q leaders that hold every proposal to just before honest replicas would give
+    up on the view: each view they lead costs at most the progress deadline (the floor
+    here), so no trade waits longer than that plus two honest worst cases; it never times
+    out, so the leader schedule does not exclude them. Negative control: without the
+    progress deadline the same leaders hold each view for most of the view timeout."""
+    bound = _slow_leader_bound(n, q, len(slow))
+    byz = dict.fromkeys(slow, "slow_leader")
+    attacked = steady_load(n, q, byz)
+    assert attacked.held > 0 and attacked.views_failed == 0
+    assert max(attacked.latencies_ms[WARMED_UP:]) <= bound
+    control = steady_load(n, q, byz, progress_factor=0)
+    assert control.held > 0 and max(control.latencies_ms[WARMED_UP:]) > bound
+
+
+def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
+    """One that overruns the deadline makes its view time out: the leader schedule
+    charges it and leaves it out, so it leads once and the load goes on as if it were
+    down."""
+    attacked = steady_load(4, 3, {1: "slow_leader"}, hold=1.5)
+    assert attacked.views_failed > 0
+    assert attacked.held <= 3  # one proposal, to its 3 peers: then excluded
+    assert max(attacked.latencies_ms[WARMED_UP:]) <= _slow_leader_bound(4, 3, 0)
 
 
 def test_negative_control_censorship_beyond_bound() -> None:

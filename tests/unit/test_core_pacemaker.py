@@ -3,7 +3,7 @@ fires and restarts, the batch delay, and the help-lagging rate limit."""
 
 from __future__ import annotations
 
-from node.config import HELP_LAGGING_INTERVAL_MS
+from node.config import HELP_LAGGING_INTERVAL_MS, VIEW_PROGRESS_SAMPLES, VIEW_PROGRESS_SAMPLES_MIN
 from node.core.pacemaker import Pacemaker
 
 BASE, MAX, BATCH, BOUND = 1_000, 60_000, 50, 1  # liveness bound n - q = 1 (4 of 3)
@@ -80,3 +80,82 @@ def test_a_peer_is_helped_at_most_once_an_interval_each_peer_on_its_own() -> Non
     assert p.may_help(3, 1_001)  # another peer has its own interval
     assert p.may_help(2, 1_000 + HELP_LAGGING_INTERVAL_MS)
     assert p.may_help(3, 1_001 + 3 * HELP_LAGGING_INTERVAL_MS)  # any time after, not only at
+
+
+# --- the progress deadline (slow leaders) -----------------------------------------------
+
+FACTOR, FLOOR = 4, 100
+
+
+def progressing() -> Pacemaker:
+    return Pacemaker(BASE, MAX, BATCH, BOUND, progress_factor=FACTOR, progress_floor_ms=FLOOR)
+
+
+def commit_views(p: Pacemaker, durations: list[int], start: int = 0) -> int:
+    """Views whose timer started at ``start`` and committed ``duration`` later, in turn."""
+    for d in durations:
+        p.arm(start, active=True)
+        start += d
+        p.committed(start)
+    return start
+
+
+def test_after_enough_commits_a_view_may_take_the_factor_times_their_median() -> None:
+    p = progressing()
+    now = commit_views(p, [60] * (VIEW_PROGRESS_SAMPLES_MIN - 1))
+    assert p.progress_ms() is None and p.timeout_ms() == BASE  # too few samples yet
+    now = commit_views(p, [60], now)
+    assert p.progress_ms() == FACTOR * 60 and p.timeout_ms() == FACTOR * 60
+    p.arm(now, active=True)
+    assert p.view_deadline_ms() == now + FACTOR * 60
+    assert not p.fire(now + FACTOR * 60 - 1)
+    assert p.fire(now + FACTOR * 60) and p.consecutive_timeouts == 1
+
+
+def test_the_progress_deadline_has_a_floor_and_never_exceeds_the_base() -> None:
+    p = progressing()
+    commit_views(p, [2] * VIEW_PROGRESS_SAMPLES_MIN)
+    assert p.timeout_ms() == FLOOR
+    commit_views(p, [BASE] * VIEW_PROGRESS_SAMPLES)
+    assert p.progress_ms() == FACTOR * BASE and p.timeout_ms() == BASE
+
+
+def test_a_view_after_a_timeout_has_the_base_and_doubling_as_before() -> None:
+    """A slower network is still waited for: only the view after a commit is held to the
+    progress deadline, and the views that then commit, slower, raise the median."""
+    p = progressing()
+    now = commit_views(p, [50] * VIEW_PROGRESS_SAMPLES)
+    p.arm(now, active=True)
+    assert p.fire(now + FACTOR * 50)
+    p.timeout_sent(now + FACTOR * 50)
+    assert p.view_deadline_ms() == now + FACTOR * 50 + BASE  # re-sent every base period
+    p.stop()  # the TC's view
+    assert p.timeout_ms() == BASE
+    p.consecutive_timeouts += 1
+    assert p.timeout_ms() == 2 * BASE
+    now = commit_views(p, [700] * (VIEW_PROGRESS_SAMPLES // 2 + 1), now + 10_000)
+    assert p.progress_ms() == FACTOR * 700 and p.timeout_ms() == BASE
+
+
+def test_slow_views_a_minority_leads_do_not_move_the_deadline() -> None:
+    """Fewer than half of the samples (a leader running modified code leads at most n - q
+    of n views) cannot raise the median, however slow they are."""
+    p = progressing()
+    durations = [20, 20, 20, 900] * (VIEW_PROGRESS_SAMPLES // 4)
+    commit_views(p, durations)
+    assert p.progress_ms() == FLOOR  # 4 x 20 = 80, under the floor
+    commit_views(p, [30, 30, 900, 900] * (VIEW_PROGRESS_SAMPLES // 4))
+    assert p.progress_ms() == FACTOR * 30  # half slow: the lower median still holds
+
+
+def test_only_views_whose_timer_ran_are_samples() -> None:
+    p = progressing()
+    for k in range(VIEW_PROGRESS_SAMPLES_MIN):
+        p.committed(1_000 * k)  # a commit learnt with no work pending: no view timed
+    assert p.progress_ms() is None
+
+
+def test_without_a_factor_there_is_no_progress_deadline() -> None:
+    p = pacemaker()
+    commit_views(p, [10] * VIEW_PROGRESS_SAMPLES)
+    assert p.progress_ms() is None and p.timeout_ms() == BASE

@@ -273,6 +273,15 @@ def test_leader_loss_costs_one_timeout() -> None:
     proposals = net.sent(1, Proposal)
     assert proposals and proposals[0].tc is not None  # type: ignore[attr-defined]
     assert net.sent(2, Timeout)
+    # One view left on a timeout certificate (ledger_view_changes_total); the views the
+    # commits moved through are not counted, though a prepare QC moves the view first.
+    assert [net.nodes[i].views_timed_out for i in (1, 2, 3)] == [1, 1, 1]
+    for i in (1, 2, 3):
+        net.nodes[i].submit(b"trade-2")
+    for later in (100, 200, 300):  # past the batch delays; under the next view timeout
+        net.tick(net.nodes[1].cfg.view_timeout_base_ms + later)
+    assert all(d.committed_height() >= 3 for d in net.disks[1:])
+    assert [net.nodes[i].views_timed_out for i in (1, 2, 3)] == [1, 1, 1]
 
 
 def test_replica_with_a_different_state_root_does_not_vote() -> None:

@@ -1,0 +1,99 @@
+"""A slow leader on a real 4-validator cluster (quorum 3): validator 1 runs modified code
+whose own proposals leave 800 ms late (tests/cluster/slow_leader.py), 80% of the base view
+timeout, so without the progress deadline every view it leads commits, late, and it is
+never charged. With the deadline (the default, docs/consensus.md "Slow leaders") its views
+time out once the honest validators have measured a few views, the leader schedule
+leaves it out, and it proposes almost no block. Control: the same cluster with
+``view_progress_factor: 0`` (no deadline) commits a quarter of its blocks from it.
+
+Timing figures belong to the simulator (tests/sim: what a leader just under the deadline
+costs, in simulated time) and to docs/performance.md; this test asserts who proposed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from devtools.cluster import is_running, kill_node
+from node.config import VIEW_PROGRESS_FACTOR
+from node.core import decode_block
+from node.wire import ledger_pb2 as pb
+from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, running_cluster, wait_until
+from tests.cluster.rogue import view_changes
+
+SLOW = 1
+HOLD_MS = 800
+TRADES = 80
+INTERVAL_S = 0.05  # 20 trades a second
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _proposers(c: Cluster, via: int, top: int) -> Counter[int]:
+    stream = c.stub(via).StreamBlocks(pb.StreamBlocksRequest(from_height=1), timeout=60)
+    blocks = [decode_block(next(stream).block) for _ in range(top)]
+    stream.cancel()
+    return Counter(b.proposer for b in blocks)
+
+
+def _slow_run(tmp_path: Path, factor: int) -> tuple[Counter[int], float]:
+    """Committed blocks by proposer, and the honest validators' view changes."""
+    with running_cluster(tmp_path / "run", 4, 3, {"view_progress_factor": factor}) as c:
+        kill_node(c.net, SLOW)
+        wait_until(lambda: not is_running(c.net, SLOW), 10, "validator 1 to stop")
+        cmd = [sys.executable, "-m", "tests.cluster.slow_leader", "--hold-ms", str(HOLD_MS)]
+        cmd += ["--config", str(c.net.nodes[SLOW].config)]
+        log = (c.net.run_dir / "slow-leader.log").open("ab")
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: _connected(c), 30, "the slow leader to join")
+            honest = [i for i in range(4) if i != SLOW]
+            ids = []
+            for k in range(TRADES):
+                raw = c.txf.signed(c.txf.dvp(quantity=10 + k, amount=9 + k))
+                ids.append(c.stub(honest[k % 3]).Submit(pb.SubmitRequest(transaction=raw)).tx_id)
+                time.sleep(INTERVAL_S)
+            receipts = [
+                c.stub(0).WaitForFinality(pb.WaitRequest(tx_id=i, timeout_ms=60_000), timeout=70)
+                for i in ids
+            ]
+            assert all(r.code == pb.OK for r in receipts)
+            top = max(r.height for r in receipts)
+            return _proposers(c, 0, top), sum(view_changes(c.net, i) for i in honest)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=RPC_TIMEOUT_S + 10)
+            log.close()
+
+
+def _connected(c: Cluster) -> bool:
+    try:
+        return c.status(SLOW).height >= 0 and all(
+            c.status(i).peers_connected == 3 for i in range(4)
+        )
+    except Exception:  # not listening yet
+        return False
+
+
+pytestmark = pytest.mark.serial
+
+
+def test_a_slow_leader_is_timed_out_and_left_out(tmp_path: Path) -> None:
+    proposers, changes = _slow_run(tmp_path, VIEW_PROGRESS_FACTOR)
+    blocks = sum(proposers.values())
+    assert changes >= 1, "no view ever timed out"
+    print(f"blocks by proposer: {dict(proposers)}; view changes {changes}")
+    assert proposers[SLOW] <= 3, f"the slow leader proposed {proposers[SLOW]} of {blocks}"
+
+
+def test_control_without_the_progress_deadline_the_slow_leader_keeps_leading(
+    tmp_path: Path,
+) -> None:
+    proposers, _ = _slow_run(tmp_path, 0)
+    blocks = sum(proposers.values())
+    print(f"blocks by proposer: {dict(proposers)}")
+    assert proposers[SLOW] >= blocks // 8, f"the slow leader proposed {proposers[SLOW]} of {blocks}"
