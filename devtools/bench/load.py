@@ -99,22 +99,25 @@ def measure_verify_us(samples: int = VERIFY_SAMPLES) -> float:
 # What a validator's /metrics says about its process (node/runtime/_metrics.py).
 CPU_METRIC = "process_cpu_seconds_total"
 RSS_METRIC = "ledger_process_rss_anon_bytes"
+VIEW_CHANGES_METRIC = "ledger_view_changes_total"  # views left on a timeout certificate
+USAGE_METRICS = (CPU_METRIC, RSS_METRIC, VIEW_CHANGES_METRIC)
 
 
-def usage_of(metrics_text: str) -> tuple[float, float] | None:
-    """(CPU seconds, anonymous resident MB) from a /metrics page; None if either is absent."""
+def usage_of(metrics_text: str) -> tuple[float, float, float] | None:
+    """(CPU seconds, anonymous resident MB, views timed out) from a /metrics page; None if
+    any is absent."""
     found: dict[str, float] = {}
     for line in metrics_text.splitlines():
         name, _, value = line.partition(" ")
-        if name in (CPU_METRIC, RSS_METRIC):
+        if name in USAGE_METRICS:
             found[name] = float(value)
-    if len(found) < 2:
+    if len(found) < len(USAGE_METRICS):
         return None
-    return found[CPU_METRIC], found[RSS_METRIC] / (1024 * 1024)
+    return found[CPU_METRIC], found[RSS_METRIC] / (1024 * 1024), found[VIEW_CHANGES_METRIC]
 
 
-def validator_usage(node: NetworkNode) -> tuple[float, float] | None:
-    """(CPU seconds, anonymous resident MB) of a validator, or None if it did not answer."""
+def validator_usage(node: NetworkNode) -> tuple[float, float, float] | None:
+    """``usage_of`` a validator's /metrics, or None if it did not answer."""
     url = f"http://{host_port(node.host, node.metrics_port)}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
@@ -123,7 +126,7 @@ def validator_usage(node: NetworkNode) -> tuple[float, float] | None:
         return None
 
 
-async def _usage_all(net: Network) -> list[tuple[float, float] | None]:
+async def _usage_all(net: Network) -> list[tuple[float, float, float] | None]:
     """Every validator's usage, scraped at once off the event loop (trades keep going)."""
     return list(await asyncio.gather(*(asyncio.to_thread(validator_usage, x) for x in net.nodes)))
 
@@ -271,7 +274,7 @@ async def _timeline(clients: ValidatorClients, heights: set[int]) -> dict[str, d
     return out
 
 
-Usage = list[tuple[float, float] | None]
+Usage = list[tuple[float, float, float] | None]
 
 
 def _dvp_rate(args: argparse.Namespace) -> float:
@@ -321,6 +324,8 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_s_end": e[0],
             "rss_anon_mb_start": round(s[1], 2),
             "rss_anon_mb_end": round(e[1], 2),
+            "view_changes_start": s[2],
+            "view_changes_end": e[2],
         }
         for node, s, e in zip(net.nodes, usage_start, usage_end, strict=True)
         if s is not None and e is not None

@@ -283,6 +283,10 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     cpu_per_val = cpu_total * 1e6 / len(vals) if vals else None
     rss_end = [float(v["rss_anon_mb_end"]) for v in vals]
     growth = [v["rss_anon_mb_end"] - v["rss_anon_mb_start"] for v in vals]
+    # Views left on a timeout certificate in the window (raw files before session 16: none).
+    timed_out = [
+        v["view_changes_end"] - v["view_changes_start"] for v in vals if "view_changes_end" in v
+    ]
 
     after = [s for s in raw.get("rss_samples", []) if s["t_us"] >= lo and s["rss_anon_mb"]]
     slope = _slope(
@@ -316,6 +320,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         },
         "phases_samples": with_timeline,
         "blocks": blocks_summary(raw, done_in_window, cpu_per_val),
+        "views_timed_out_per_validator": _r(statistics.fmean(timed_out) if timed_out else None, 1),
         "cpu_us_per_trade_per_validator": _r(cpu_per_trade, 1),
         "cpu_cores_used": _r(_ratio(cpu_total, window_s) if vals else None),
         "rss_mb_per_validator": {
@@ -494,6 +499,7 @@ def table(result: dict[str, Any]) -> str:
             f"{_fmt(bl['applied_to_next_ms'])} ms",
         ),
         ("block interval (median)", _fmt(bl["interval_ms"], " ms")),
+        ("views timed out per validator", _fmt(result["views_timed_out_per_validator"])),
         ("trades in a later block than the next", _fmt(bl["later_block_share"])),
         ("CPU per block per validator", _fmt(bl["cpu_ms_per_block_per_validator"], " ms")),
         ("CPU per trade per validator", _fmt(result["cpu_us_per_trade_per_validator"], " us")),

@@ -337,3 +337,17 @@ def test_a_generator_behind_schedule_counts_its_delay_from_the_scheduled_send() 
     assert rows["latency p99 from scheduled send"] == "45 ms"
     assert rows["latency p99 from actual send"] == "5 ms"
     assert rows["send lag p99 (behind schedule)"] == "40 ms"
+
+
+def test_views_timed_out_are_the_mean_per_validator_in_the_window() -> None:
+    """``ledger_view_changes_total`` read at the window's start and end; raw files from
+    before it was read have none (None, not zero)."""
+    vals = [
+        v | {"view_changes_start": 5.0, "view_changes_end": 5.0 + k}
+        for k, v in enumerate(validators())
+    ]
+    result = report.summarize(raw_run(thousand_trades(), validators=vals))
+    assert result["views_timed_out_per_validator"] == 1.5  # 0 + 1 + 2 + 3 over 4
+    assert re.search(r"views timed out per validator +1.5\n", report.table(result))
+    old = report.summarize(raw_run(thousand_trades(), validators=validators()))
+    assert old["views_timed_out_per_validator"] is None
