@@ -506,6 +506,23 @@ def _check_distinct(bundles: Sequence[Bundle]) -> None:
     _unique(((b.tls_name, b.name) for b in validators), "TLS name")
     ports = [((b.host, p), b.name) for b in validators for p in (b.peer_port, b.client_port)]
     _unique(ports, "address (host and port)")
+    _check_own_names(validators)
+
+
+def _check_own_names(validators: Sequence[Bundle]) -> None:
+    """No validator's certificate carries another validator's name or TLS name: for each
+    endpoint the SDK trusts the one pinned certificate carrying its TLS name and refuses
+    an endpoint two carry, so one hostile certificate naming the others would cut every
+    bank off from them (TLS compares names ignoring case; so does this)."""
+    claims = {n.lower(): b.name for b in validators for n in (b.name, b.tls_name)}
+    for b in validators:
+        for n in sorted(dns_names(b.tls_cert)):
+            other = claims.get(n.lower(), b.name)
+            if other != b.name:
+                raise CeremonyError(
+                    f"the certificate of {b.name!r} carries the name {n!r} of validator "
+                    f"{other!r}: a certificate names its own validator only"
+                )
 
 
 def _participants(template: dict[str, Any], keys: dict[str, bytes]) -> list[Any]:

@@ -2234,3 +2234,19 @@ MUTANTS += [
            tests=["tests/unit/test_store_hostile.py::test_a_new_data_directory_is_durable_in_its_parent"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: a certificate naming another validator
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-cert-may-name-another-validator", "node/ceremony.py",
+           old="            if other != b.name:\n",
+           new="            if False:\n",
+           breaks="a hostile validator's certificate carries the other validators' TLS names: assemble and every verify pass, and every bank's SDK refuses to connect to them",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_naming_another_validator_is_refused"]),
+    Mutant("ceremony-cert-names-compared-with-case", "node/ceremony.py",
+           old="            other = claims.get(n.lower(), b.name)\n",
+           new="            other = claims.get(n, b.name)\n",
+           breaks="a certificate carrying another validator's TLS name in capitals passes assemble, and TLS matches it to that name",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_naming_another_validator_is_refused"]),
+]
+# fmt: on

@@ -85,7 +85,6 @@ def test_the_sdk_trusts_one_pinned_certificate_per_name(honest: list[Bundle]) ->
     assert len(_pinned_credentials(endpoints, b"".join(a.certificates), a.genesis)) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="a certificate naming another validator passes assemble")
 @pytest.mark.parametrize(
     "claimed",
     [
