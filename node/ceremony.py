@@ -276,8 +276,14 @@ def _check_validator_fields(b: Bundle, where: str) -> None:
         raise CeremonyError(f"{where}.tls_cert: over {BUNDLE_CERT_PEM_BYTES_MAX} bytes")
     try:
         names = dns_names(b.tls_cert)
+        canonical = pem_cert(x509.load_pem_x509_certificate(b.tls_cert))
     except ValueError as e:
         raise CeremonyError(f"{where}.tls_cert: not a PEM certificate ({e})") from e
+    if b.tls_cert != canonical:  # validators.pem joins them: no text, no unpinned root
+        raise CeremonyError(
+            f"{where}.tls_cert: not one PEM certificate as keygen writes it (nothing before "
+            "or after it, no second one)"
+        )
     if b.tls_name not in names or b.name not in names:
         raise CeremonyError(
             f"{where}.tls_cert: its names {sorted(names)} must include the validator's "

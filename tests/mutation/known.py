@@ -2250,3 +2250,14 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_naming_another_validator_is_refused"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: a certificate field of more than one certificate
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-tls-cert-may-carry-more", "node/ceremony.py",
+           old="    if b.tls_cert != canonical:  # validators.pem joins them: no text, no unpinned root\n",
+           new="    if False:\n",
+           breaks="a bundle whose tls_cert carries a second certificate passes assemble; validators.pem then holds an unpinned certificate and every operator's verify and config, and every node's start, refuse the files",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_field_is_one_certificate_in_its_canonical_pem"]),
+]
+# fmt: on

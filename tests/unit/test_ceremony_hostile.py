@@ -108,7 +108,6 @@ def test_a_certificate_naming_another_validator_is_refused(
 # --- a certificate field that is more than one certificate -------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a second certificate or text in tls_cert passes assemble")
 @pytest.mark.parametrize(
     "extra",
     [
