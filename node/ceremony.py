@@ -127,6 +127,13 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
 _FINGERPRINT_HEX = 32  # 128 bits, read aloud as eight groups of four
+# What reading a hostile certificate raises: cryptography's own classes are no ValueError.
+_CERT_ERRORS = (
+    ValueError,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
+)
 
 
 class CeremonyError(ValueError):
@@ -277,7 +284,7 @@ def _check_validator_fields(b: Bundle, where: str) -> None:
     try:
         names = dns_names(b.tls_cert)
         canonical = pem_cert(x509.load_pem_x509_certificate(b.tls_cert))
-    except ValueError as e:
+    except _CERT_ERRORS as e:
         raise CeremonyError(f"{where}.tls_cert: not a PEM certificate ({e})") from e
     if b.tls_cert != canonical:  # validators.pem joins them: no text, no unpinned root
         raise CeremonyError(
@@ -324,7 +331,7 @@ def read_bundle(path: str | Path) -> Bundle:
         raise CeremonyError(f"{path}: over {BUNDLE_FILE_BYTES_MAX} bytes, no bundle is")
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # ValueError: also a 5,000-digit integer
         raise CeremonyError(f"{path}: not a JSON bundle ({e})") from e
     return check_bundle(parse_bundle(doc, path.name), path.name)
 

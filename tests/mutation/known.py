@@ -2261,3 +2261,19 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_field_is_one_certificate_in_its_canonical_pem"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: one line and exit 2, never a traceback
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-bundle-int-limit-escapes", "node/ceremony.py",
+           old="    except (ValueError, RecursionError) as e:  # ValueError: also a 5,000-digit integer\n",
+           new="    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:\n",
+           breaks="a bundle with a 5,000-digit integer ends genesis assemble with a traceback naming no file",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_hostile_bundle_is_one_line_and_exit_2_not_a_traceback"]),
+    Mutant("ceremony-cert-duplicate-extension-escapes", "node/ceremony.py",
+           old="    except _CERT_ERRORS as e:\n",
+           new="    except ValueError as e:\n",
+           breaks="a bundle whose certificate repeats an extension ends genesis assemble with cryptography's DuplicateExtension traceback, naming no file",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_hostile_bundle_is_one_line_and_exit_2_not_a_traceback"]),
+]
+# fmt: on
