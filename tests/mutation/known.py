@@ -2277,3 +2277,14 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_a_hostile_bundle_is_one_line_and_exit_2_not_a_traceback"]),
 ]
 # fmt: on
+
+# Genesis ceremony: a swapped genesis.json gets one line and exit 2, never a traceback
+# fmt: off
+MUTANTS += [
+    Mutant("genesis-int-limit-escapes", "node/genesis.py",
+           old="    except ValueError as e:  # JSONDecodeError, and an integer of over 4,300 digits\n",
+           new="    except json.JSONDecodeError as e:\n",
+           breaks="a genesis.json with a 5,000-digit integer ends genesis verify and config (and a node's start) with a traceback",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_genesis_with_a_huge_integer_is_one_line_and_exit_2"]),
+]
+# fmt: on

@@ -186,7 +186,6 @@ def test_a_hostile_bundle_is_one_line_and_exit_2_not_a_traceback(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="load_genesis lets int-size ValueError escape")
 def test_a_genesis_with_a_huge_integer_is_one_line_and_exit_2(
     honest: list[Bundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
