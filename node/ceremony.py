@@ -307,16 +307,24 @@ def _check_validator_address(b: Bundle, where: str) -> None:
             "letters or digits at both ends): it names the validator, its certificate "
             "and its Kubernetes objects"
         )
-    host_ok = 0 < len(b.host) <= BUNDLE_HOST_BYTES_MAX and (
-        is_ip(b.host) or bool(_DNS_NAME.match(b.host))
-    )
-    if not host_ok or b.host in ("0.0.0.0", "::"):
+    if not _dialable(b.host):
         raise CeremonyError(f"{where}.host: {b.host!r} is no DNS name or address peers can dial")
     for f in ("peer_port", "client_port"):
         if not 0 < getattr(b, f) <= PORT_MAX:
             raise CeremonyError(f"{where}.{f}: must be 1..{PORT_MAX}")
     if b.peer_port == b.client_port:
         raise CeremonyError(f"{where}: peer_port and client_port must differ")
+
+
+def _dialable(host: str) -> bool:
+    """A DNS name, or an IP address other machines can dial: not the unspecified address
+    (in any spelling), no IPv6 zone (``%eth0``: an interface of the bundle's own machine,
+    and any text but '%', newlines included)."""
+    if not 0 < len(host) <= BUNDLE_HOST_BYTES_MAX:
+        return False
+    if not is_ip(host):
+        return bool(_DNS_NAME.match(host))
+    return "%" not in host and not ipaddress.ip_address(host).is_unspecified
 
 
 def read_bundle(path: str | Path) -> Bundle:

@@ -2288,3 +2288,14 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_a_genesis_with_a_huge_integer_is_one_line_and_exit_2"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: a host no peer can dial
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-host-ipv6-zone-passes", "node/ceremony.py",
+           old='    return "%" not in host and not ipaddress.ip_address(host).is_unspecified\n',
+           new="    return not ipaddress.ip_address(host).is_unspecified\n",
+           breaks="a bundle's host carries an IPv6 zone, any text but '%' (newlines, terminal escapes), into addresses.json and every node's config",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_host_that_no_peer_can_dial_is_refused"]),
+]
+# fmt: on
