@@ -525,9 +525,17 @@ def _check_distinct(bundles: Sequence[Bundle]) -> None:
     _unique(((b.public_key, b.name) for b in bundles), "public key")
     _unique(((b.tls_pin, b.name) for b in validators), "TLS certificate")
     _unique(((b.tls_name, b.name) for b in validators), "TLS name")
-    ports = [((b.host, p), b.name) for b in validators for p in (b.peer_port, b.client_port)]
+    ports = [
+        ((_same_host(b.host), p), b.name) for b in validators for p in (b.peer_port, b.client_port)
+    ]
     _unique(ports, "address (host and port)")
     _check_own_names(validators)
+
+
+def _same_host(host: str) -> object:
+    """What two spellings of one host share: the address ('::1' is '0::1'), or the name
+    in lowercase (DNS ignores case)."""
+    return ipaddress.ip_address(host) if is_ip(host) else host.lower()
 
 
 def _check_own_names(validators: Sequence[Bundle]) -> None:

@@ -2299,3 +2299,14 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_a_host_that_no_peer_can_dial_is_refused"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: another validator's address in another spelling
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-address-compared-as-text", "node/ceremony.py",
+           old="        ((_same_host(b.host), p), b.name) for b in validators for p in (b.peer_port, b.client_port)\n",
+           new="        ((b.host, p), b.name) for b in validators for p in (b.peer_port, b.client_port)\n",
+           breaks="a bundle claiming another validator's host and port, spelled differently ('0::1' for '::1'), passes assemble's same-address check",
+           tests=["tests/unit/test_ceremony_hostile.py::test_another_validators_address_in_another_spelling_is_refused"]),
+]
+# fmt: on

@@ -222,7 +222,6 @@ def test_a_host_that_no_peer_can_dial_is_refused(honest: list[Bundle], host: str
         _assemble([*honest, _hostile(_cert(["val09"]), host=host)])
 
 
-@pytest.mark.xfail(strict=True, reason="the address check compares strings")
 def test_another_validators_address_in_another_spelling_is_refused(honest: list[Bundle]) -> None:
     """The same address and port as an honest validator, spelled differently: the check
     compared strings."""
