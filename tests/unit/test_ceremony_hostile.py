@@ -129,6 +129,55 @@ def test_a_certificate_field_is_one_certificate_in_its_canonical_pem(
         _assemble([*honest, _hostile(cert + extra())])
 
 
+# --- a certificate that can sign certificates --------------------------------------------
+
+
+def _issuer_cert(*, ca: bool, key_usage: x509.KeyUsage | None) -> bytes:
+    """A self-signed certificate for val09 with the given CA flag and key usage."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "val09")])
+    builder = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(_now()).not_valid_after(_now() + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("val09")]), critical=False)
+    )  # fmt: skip
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    return pem_cert(builder.sign(key, hashes.SHA256()))
+
+
+def _usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+@pytest.mark.xfail(strict=True, reason="a certificate that can sign certificates passes assemble")
+@pytest.mark.parametrize(
+    ("ca", "key_usage"),
+    [
+        pytest.param(True, lambda: _usage(cert_sign=True), id="a-ca"),
+        pytest.param(False, lambda: None, id="no-key-usage"),
+        pytest.param(False, lambda: _usage(cert_sign=True), id="key-cert-sign"),
+    ],
+)
+def test_a_certificate_that_can_sign_certificates_is_refused(
+    honest: list[Bundle], ca: bool, key_usage: Any
+) -> None:
+    """validators.pem is every node's set of client roots on its peer port: a pinned
+    certificate that can issue (a CA, or, to gRPC's BoringSSL, any without a key usage
+    that forbids it) let its validator mint any number of client certificates that pass
+    TLS on every honest peer port (checked with real gRPC: three minted leaves, three
+    handshakes accepted), each one remembered by the acceptor's certificate cache."""
+    _assemble([*honest, _hostile(_issuer_cert(ca=False, key_usage=_usage(cert_sign=False)))])
+    with pytest.raises(CeremonyError, match="tls_cert: can sign certificates"):
+        _assemble([*honest, _hostile(_issuer_cert(ca=ca, key_usage=key_usage()))])
+
+
 # --- a hostile file gets one line and exit code 2 ----------------------------------------
 
 
