@@ -283,7 +283,8 @@ def _check_validator_fields(b: Bundle, where: str) -> None:
         raise CeremonyError(f"{where}.tls_cert: over {BUNDLE_CERT_PEM_BYTES_MAX} bytes")
     try:
         names = dns_names(b.tls_cert)
-        canonical = pem_cert(x509.load_pem_x509_certificate(b.tls_cert))
+        cert = x509.load_pem_x509_certificate(b.tls_cert)
+        canonical, issuer = pem_cert(cert), _can_issue(cert)
     except _CERT_ERRORS as e:
         raise CeremonyError(f"{where}.tls_cert: not a PEM certificate ({e})") from e
     if b.tls_cert != canonical:  # validators.pem joins them: no text, no unpinned root
@@ -291,11 +292,29 @@ def _check_validator_fields(b: Bundle, where: str) -> None:
             f"{where}.tls_cert: not one PEM certificate as keygen writes it (nothing before "
             "or after it, no second one)"
         )
+    if issuer:
+        raise CeremonyError(
+            f"{where}.tls_cert: can sign certificates (a CA, or no key usage that forbids "
+            "it): every node trusts the pinned certificates as roots; make it with keygen"
+        )
     if b.tls_name not in names or b.name not in names:
         raise CeremonyError(
             f"{where}.tls_cert: its names {sorted(names)} must include the validator's "
             f"name {b.name!r} and its TLS name {b.tls_name!r}"
         )
+
+
+def _can_issue(cert: x509.Certificate) -> bool:
+    """Whether TLS could take ``cert`` as the issuer of another certificate. Every peer
+    port trusts the pinned certificates as client roots, so a pinned issuer lets its
+    validator mint clients that pass TLS there; gRPC's BoringSSL does not insist on a
+    root's CA flag, but a key usage without keyCertSign stops it (as keygen makes them)."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return constraints.ca or usage.key_cert_sign
 
 
 def _check_validator_address(b: Bundle, where: str) -> None:

@@ -2310,3 +2310,19 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_another_validators_address_in_another_spelling_is_refused"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: a pinned certificate that can sign certificates
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-cert-without-key-usage-passes", "node/ceremony.py",
+           old="    except x509.ExtensionNotFound:\n        return True\n    return constraints.ca or usage.key_cert_sign\n",
+           new="    except x509.ExtensionNotFound:\n        return False\n    return constraints.ca or usage.key_cert_sign\n",
+           breaks="a bundle's certificate without a key usage passes assemble; pinned, it issues client certificates that every honest peer port's TLS accepts",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_that_can_sign_certificates_is_refused"]),
+    Mutant("ceremony-cert-key-cert-sign-passes", "node/ceremony.py",
+           old="    return constraints.ca or usage.key_cert_sign\n",
+           new="    return constraints.ca\n",
+           breaks="a bundle's certificate whose key usage allows keyCertSign passes assemble; pinned, it issues client certificates that every honest peer port's TLS accepts",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_that_can_sign_certificates_is_refused"]),
+]
+# fmt: on
