@@ -661,6 +661,9 @@ def write_assembly(out: str | Path, a: Assembly) -> list[Path]:
 # --- verify ------------------------------------------------------------------------------
 
 
+_ADDRESS_TYPES = (str, str, int, int, str)  # Address's fields, in order
+
+
 def _read_addresses(path: Path, g: Genesis) -> tuple[Address, ...]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -673,6 +676,9 @@ def _read_addresses(path: Path, g: Genesis) -> tuple[Address, ...]:
         raise CeremonyError(f"{path}: not an addresses file of this ceremony ({e})") from e
     if [x.id for x in items] != [v.id for v in g.validators]:
         raise CeremonyError(f"{path}: does not list genesis's validators, in order")
+    for x in items:  # verify compares with ==, and 7000.0 == 7000
+        if tuple(map(type, dataclasses.astuple(x))) != _ADDRESS_TYPES:
+            raise CeremonyError(f"{path}: {x.id!r}: hosts and names are strings, ports integers")
     return tuple(items)
 
 

@@ -2326,3 +2326,14 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_that_can_sign_certificates_is_refused"]),
 ]
 # fmt: on
+
+# Genesis ceremony: an addresses.json swapped on its way is read with its types
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-addresses-read-without-types", "node/ceremony.py",
+           old="        if tuple(map(type, dataclasses.astuple(x))) != _ADDRESS_TYPES:\n",
+           new="        if False:\n",
+           breaks="an addresses.json with 7000.0 for an operator's port passes its verify and config writes a node config the node refuses; a host of 5 ends config in a traceback",
+           tests=["tests/unit/test_ceremony_hostile.py::test_an_addresses_file_of_the_wrong_types_is_one_line_and_exit_2"]),
+]
+# fmt: on

@@ -284,7 +284,6 @@ def test_another_validators_address_in_another_spelling_is_refused(honest: list[
 # --- addresses.json swapped on its way ----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="addresses.json is read without its types")
 @pytest.mark.parametrize(
     "edit",
     [
