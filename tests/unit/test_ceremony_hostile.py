@@ -313,3 +313,67 @@ def test_an_addresses_file_of_the_wrong_types_is_one_line_and_exit_2(
     assert node_main(verify) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "addresses.json" in err, err
+
+
+# --- a coordinator that does not run assemble's checks ------------------------------------
+
+
+def _unchecked_files(
+    honest: list[Bundle], out: Path, monkeypatch: pytest.MonkeyPatch, cert: bytes
+) -> Path:
+    """The files a hostile coordinator writes: honest bundles, each operator's entry as
+    it handed it over, plus a validator of its own that assemble would refuse."""
+    with monkeypatch.context() as m:
+        m.setattr(ceremony, "_check_validator_fields", lambda b, where: None)
+        m.setattr(ceremony, "_check_own_names", lambda validators: None)
+        ceremony.write_assembly(out, _assemble([*honest, _hostile(cert)]))
+    return out / "genesis.json"
+
+
+@pytest.mark.xfail(strict=True, reason="verify re-checks none of assemble's refusals")
+@pytest.mark.parametrize(
+    ("cert", "message"),
+    [
+        pytest.param(lambda: _cert(["val09", "val01.example"]), "carries the name", id="names"),
+        pytest.param(lambda: _issuer_cert(ca=False, key_usage=None), "can sign", id="issuer"),
+        pytest.param(lambda: _cert(["val10"]), "must include", id="not-its-names"),
+    ],
+)
+def test_verify_refuses_files_that_assemble_would_have_refused(
+    honest: list[Bundle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cert: Any, message: str
+) -> None:
+    """assemble's checks protect against a hostile bundle only while the coordinator runs
+    them. A coordinator that does not, or whoever swaps the files, added a validator
+    whose certificate names the others (or can issue certificates): every operator's
+    verify passed, since each checks its own entry."""
+    control = _unchecked_files(honest, tmp_path / "ok", monkeypatch, _cert(["val09"]))
+    ceremony.verify(ceremony.load_assembly(control), honest[0])
+    genesis = _unchecked_files(honest, tmp_path / "bad", monkeypatch, cert())
+    with pytest.raises(CeremonyError, match=message):
+        ceremony.verify(ceremony.load_assembly(genesis), honest[0])
+
+
+@pytest.mark.xfail(strict=True, reason="a key the template gives is compared with nothing")
+@pytest.mark.parametrize("owner", ["validator", "participant"])
+def test_a_template_key_that_is_a_bundles_key_is_refused(
+    honest: list[Bundle], tmp_path: Path, owner: str
+) -> None:
+    """ADR 0019: no two keys alike across validators and participants. A key the
+    template gives BANK02 was compared with no bundle's: BANK01's key (or a validator's)
+    could sign as BANK02 too, and BANK01's verify said ok."""
+    bank = ceremony.keygen_participant(tmp_path, "BANK01")
+    template = _template()
+    ceremony.assemble([*honest, bank], _drop_key(template, "BANK01"), 2)  # control
+    key = bank.public_key if owner == "participant" else honest[0].public_key
+    for p in template["participants"]:
+        if p["id"] == "BANK02":
+            p["public_key"] = key.hex()
+    with pytest.raises(CeremonyError, match="same public key"):
+        ceremony.assemble([*honest, bank], template, 2)
+
+
+def _drop_key(template: dict[str, Any], pid: str) -> dict[str, Any]:
+    for p in template["participants"]:
+        if p["id"] == pid:
+            del p["public_key"]
+    return template
