@@ -377,3 +377,20 @@ def _drop_key(template: dict[str, Any], pid: str) -> dict[str, Any]:
         if p["id"] == pid:
             del p["public_key"]
     return template
+
+
+@pytest.mark.xfail(strict=True, reason="verify reads the others' TLS names unchecked")
+def test_verify_refuses_a_tls_name_that_is_not_its_validators(
+    honest: list[Bundle], tmp_path: Path
+) -> None:
+    """addresses.json says, for each validator, the TLS name peers and clients check its
+    certificate for; it follows from the host (ADR 0019). val00's verify passed with
+    val02's entry naming val00 (every peer's config then dials val02 expecting val00)."""
+    ceremony.write_assembly(tmp_path, _assemble(honest))
+    ceremony.verify(ceremony.load_assembly(tmp_path / "genesis.json"), honest[0])  # control
+    path = tmp_path / "addresses.json"
+    doc = json.loads(path.read_text())
+    doc["validators"][2]["tls_name"] = "val00"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CeremonyError, match="TLS name 'val00', not 'val02'"):
+        ceremony.verify(ceremony.load_assembly(tmp_path / "genesis.json"), honest[0])
