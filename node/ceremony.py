@@ -633,7 +633,9 @@ def assemble(bundles: Sequence[Bundle], template: Mapping[str, Any], q: int) -> 
     addresses = tuple(
         Address(b.name, b.host, b.peer_port, b.client_port, b.tls_name) for b in validators
     )
-    return Assembly(genesis, addresses, tuple(b.tls_cert for b in validators))
+    assembly = Assembly(genesis, addresses, tuple(b.tls_cert for b in validators))
+    _check_files(assembly)  # as every verify will: the template's participant keys too
+    return assembly
 
 
 def _addresses_json(a: Assembly) -> dict[str, Any]:
@@ -698,7 +700,35 @@ def load_assembly(genesis_path: str | Path) -> Assembly:
         raise CeremonyError(f"{PINNED_CERTS_FILE}: {e}") from e
     if len(certs) != len(g.validators):
         raise CeremonyError(f"{PINNED_CERTS_FILE}: lacks a validator's pinned certificate")
-    return Assembly(g, addresses, tuple(certs[i] for i in range(len(g.validators))))
+    a = Assembly(g, addresses, tuple(certs[i] for i in range(len(g.validators))))
+    try:
+        _check_files(a)
+    except CeremonyError as e:
+        raise CeremonyError(
+            f"{genesis_path.parent}: {e}: assemble refuses this; do not start"
+        ) from e
+    return a
+
+
+def _check_files(a: Assembly) -> None:
+    """What assemble checks of the bundles, checked again of the public files: every
+    operator's verify runs this, since assemble's checks protect nobody from a coordinator
+    that skips them. (The self-signatures are not in the files; each checks its own.)"""
+    g = a.genesis
+    validators = [
+        Bundle(VALIDATOR, v.id, v.public_key, tls_cert=cert, host=x.host, peer_port=x.peer_port,
+               client_port=x.client_port)
+        for v, x, cert in zip(g.validators, a.addresses, a.certificates, strict=True)
+    ]  # fmt: skip
+    for b, x in zip(validators, a.addresses, strict=True):
+        _check_validator_fields(b, f"validator {b.name!r}")
+        if x.tls_name != b.tls_name:
+            raise CeremonyError(
+                f"validator {b.name!r}: TLS name {x.tls_name!r}, not {b.tls_name!r}"
+            )
+    _check_distinct(
+        [*validators, *(Bundle(PARTICIPANT, p.id, p.public_key) for p in g.participants)]
+    )
 
 
 def _mismatch(what: str, name: str) -> CeremonyError:

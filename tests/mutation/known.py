@@ -2337,3 +2337,24 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_an_addresses_file_of_the_wrong_types_is_one_line_and_exit_2"]),
 ]
 # fmt: on
+
+# Genesis ceremony: every operator's verify re-checks what assemble checked, of the files
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-verify-trusts-the-coordinator", "node/ceremony.py",
+           old="        _check_files(a)\n",
+           new="        pass\n",
+           breaks="a coordinator that skips assemble's checks adds a validator whose certificate names the others or can issue certificates, and every operator's verify passes",
+           tests=["tests/unit/test_ceremony_hostile.py::test_verify_refuses_files_that_assemble_would_have_refused"]),
+    Mutant("ceremony-template-keys-compared-with-nothing", "node/ceremony.py",
+           old="    _check_files(assembly)  # as every verify will: the template's participant keys too\n",
+           new="",
+           breaks="a participant key the template gives may be a bundle's key: that key's holder signs as both participants",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_template_key_that_is_a_bundles_key_is_refused"]),
+    Mutant("ceremony-verify-tls-name-unchecked", "node/ceremony.py",
+           old="        if x.tls_name != b.tls_name:\n",
+           new="        if False:\n",
+           breaks="addresses.json gives a validator another's TLS name and every operator's verify passes; every peer then dials it expecting the other",
+           tests=["tests/unit/test_ceremony_hostile.py::test_verify_refuses_a_tls_name_that_is_not_its_validators"]),
+]
+# fmt: on

@@ -330,7 +330,6 @@ def _unchecked_files(
     return out / "genesis.json"
 
 
-@pytest.mark.xfail(strict=True, reason="verify re-checks none of assemble's refusals")
 @pytest.mark.parametrize(
     ("cert", "message"),
     [
@@ -353,7 +352,6 @@ def test_verify_refuses_files_that_assemble_would_have_refused(
         ceremony.verify(ceremony.load_assembly(genesis), honest[0])
 
 
-@pytest.mark.xfail(strict=True, reason="a key the template gives is compared with nothing")
 @pytest.mark.parametrize("owner", ["validator", "participant"])
 def test_a_template_key_that_is_a_bundles_key_is_refused(
     honest: list[Bundle], tmp_path: Path, owner: str
@@ -379,7 +377,6 @@ def _drop_key(template: dict[str, Any], pid: str) -> dict[str, Any]:
     return template
 
 
-@pytest.mark.xfail(strict=True, reason="verify reads the others' TLS names unchecked")
 def test_verify_refuses_a_tls_name_that_is_not_its_validators(
     honest: list[Bundle], tmp_path: Path
 ) -> None:
