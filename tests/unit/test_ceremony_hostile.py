@@ -391,3 +391,18 @@ def test_verify_refuses_a_tls_name_that_is_not_its_validators(
     path.write_text(json.dumps(doc))
     with pytest.raises(CeremonyError, match="TLS name 'val00', not 'val02'"):
         ceremony.verify(ceremony.load_assembly(tmp_path / "genesis.json"), honest[0])
+
+
+@pytest.mark.xfail(strict=True, reason="json.loads keeps the last of two equal keys")
+def test_a_bundle_with_a_field_twice_is_refused(honest: list[Bundle], tmp_path: Path) -> None:
+    """A bundle that shows a reader one host and the parser another: JSON lets a key
+    repeat and Python keeps the last. The signature is over the last, so only a person
+    reading the file is misled; the file is still no bundle keygen wrote."""
+    b = _hostile(_cert(["val09"]))
+    path = tmp_path / "val09.bundle.json"
+    path.write_text(json.dumps(b.to_json()))
+    ceremony.read_bundle(path)  # control
+    text = json.dumps(b.to_json()).replace('"host": ', '"host": "val00.example", "host": ', 1)
+    path.write_text(text)
+    with pytest.raises(CeremonyError, match="twice"):
+        ceremony.read_bundle(path)
