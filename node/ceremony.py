@@ -346,6 +346,16 @@ def _dialable(host: str) -> bool:
     return "%" not in host and not ipaddress.ip_address(host).is_unspecified
 
 
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys differ: JSON lets a key repeat and Python keeps the last,
+    so a bundle could show a reader one host and the parser another."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        twice = sorted(k for k in doc if [p[0] for p in pairs].count(k) > 1)
+        raise CeremonyError(f"the field {twice[0]!r} twice")
+    return doc
+
+
 def read_bundle(path: str | Path) -> Bundle:
     """Read and check one bundle file (size-bounded before it is parsed)."""
     path = Path(path)
@@ -357,7 +367,7 @@ def read_bundle(path: str | Path) -> Bundle:
     if len(data) > BUNDLE_FILE_BYTES_MAX:
         raise CeremonyError(f"{path}: over {BUNDLE_FILE_BYTES_MAX} bytes, no bundle is")
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_once_each)
     except (ValueError, RecursionError) as e:  # ValueError: also a 5,000-digit integer
         raise CeremonyError(f"{path}: not a JSON bundle ({e})") from e
     return check_bundle(parse_bundle(doc, path.name), path.name)

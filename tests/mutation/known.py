@@ -2358,3 +2358,14 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_verify_refuses_a_tls_name_that_is_not_its_validators"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: a field twice
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-bundle-field-twice-passes", "node/ceremony.py",
+           old="    if len(doc) != len(pairs):\n",
+           new="    if False:\n",
+           breaks="a bundle with a field twice shows a reader one host and the parser another, and passes",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_bundle_with_a_field_twice_is_refused"]),
+]
+# fmt: on

@@ -393,7 +393,6 @@ def test_verify_refuses_a_tls_name_that_is_not_its_validators(
         ceremony.verify(ceremony.load_assembly(tmp_path / "genesis.json"), honest[0])
 
 
-@pytest.mark.xfail(strict=True, reason="json.loads keeps the last of two equal keys")
 def test_a_bundle_with_a_field_twice_is_refused(honest: list[Bundle], tmp_path: Path) -> None:
     """A bundle that shows a reader one host and the parser another: JSON lets a key
     repeat and Python keeps the last. The signature is over the last, so only a person
