@@ -17,9 +17,10 @@ Theory of operation:
    ``validators.pem`` (every validator's certificate, each pinned by genesis) and
    ``addresses.json`` (where each validator is reached, and the TLS name it proves).
 3. **verify**, by every operator (``ledger-node genesis verify``): its own key,
-   certificate and address are in those files as its bundle has them; it prints the chain
-   id and a fingerprint of the chain id and the addresses, which the operators compare out
-   of band (a call, not the channel the files came by).
+   certificate and address are in those files as its bundle has them, and the files pass
+   what assemble checks of bundles (a coordinator could skip assemble's checks); it prints
+   the chain id and a fingerprint of the chain id and the addresses, which the operators
+   compare out of band (a call, not the channel the files came by).
 4. **config**, by each operator (``ledger-node config``): its node config from the public
    files and its private directory, with local overrides of peers' addresses.
 
