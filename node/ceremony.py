@@ -17,9 +17,10 @@ Theory of operation:
    ``validators.pem`` (every validator's certificate, each pinned by genesis) and
    ``addresses.json`` (where each validator is reached, and the TLS name it proves).
 3. **verify**, by every operator (``ledger-node genesis verify``): its own key,
-   certificate and address are in those files as its bundle has them; it prints the chain
-   id and a fingerprint of the chain id and the addresses, which the operators compare out
-   of band (a call, not the channel the files came by).
+   certificate and address are in those files as its bundle has them, and the files pass
+   what assemble checks of bundles (a coordinator could skip assemble's checks); it prints
+   the chain id and a fingerprint of the chain id and the addresses, which the operators
+   compare out of band (a call, not the channel the files came by).
 4. **config**, by each operator (``ledger-node config``): its node config from the public
    files and its private directory, with local overrides of peers' addresses.
 
@@ -127,6 +128,13 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
 _FINGERPRINT_HEX = 32  # 128 bits, read aloud as eight groups of four
+# What reading a hostile certificate raises: cryptography's own classes are no ValueError.
+_CERT_ERRORS = (
+    ValueError,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
+)
 
 
 class CeremonyError(ValueError):
@@ -276,13 +284,38 @@ def _check_validator_fields(b: Bundle, where: str) -> None:
         raise CeremonyError(f"{where}.tls_cert: over {BUNDLE_CERT_PEM_BYTES_MAX} bytes")
     try:
         names = dns_names(b.tls_cert)
-    except ValueError as e:
+        cert = x509.load_pem_x509_certificate(b.tls_cert)
+        canonical, issuer = pem_cert(cert), _can_issue(cert)
+    except _CERT_ERRORS as e:
         raise CeremonyError(f"{where}.tls_cert: not a PEM certificate ({e})") from e
+    if b.tls_cert != canonical:  # validators.pem joins them: no text, no unpinned root
+        raise CeremonyError(
+            f"{where}.tls_cert: not one PEM certificate as keygen writes it (nothing before "
+            "or after it, no second one)"
+        )
+    if issuer:
+        raise CeremonyError(
+            f"{where}.tls_cert: can sign certificates (a CA, or no key usage that forbids "
+            "it): every node trusts the pinned certificates as roots; make it with keygen"
+        )
     if b.tls_name not in names or b.name not in names:
         raise CeremonyError(
             f"{where}.tls_cert: its names {sorted(names)} must include the validator's "
             f"name {b.name!r} and its TLS name {b.tls_name!r}"
         )
+
+
+def _can_issue(cert: x509.Certificate) -> bool:
+    """Whether TLS could take ``cert`` as the issuer of another certificate. Every peer
+    port trusts the pinned certificates as client roots, so a pinned issuer lets its
+    validator mint clients that pass TLS there; gRPC's BoringSSL does not insist on a
+    root's CA flag, but a key usage without keyCertSign stops it (as keygen makes them)."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return constraints.ca or usage.key_cert_sign
 
 
 def _check_validator_address(b: Bundle, where: str) -> None:
@@ -294,16 +327,34 @@ def _check_validator_address(b: Bundle, where: str) -> None:
             "letters or digits at both ends): it names the validator, its certificate "
             "and its Kubernetes objects"
         )
-    host_ok = 0 < len(b.host) <= BUNDLE_HOST_BYTES_MAX and (
-        is_ip(b.host) or bool(_DNS_NAME.match(b.host))
-    )
-    if not host_ok or b.host in ("0.0.0.0", "::"):
+    if not _dialable(b.host):
         raise CeremonyError(f"{where}.host: {b.host!r} is no DNS name or address peers can dial")
     for f in ("peer_port", "client_port"):
         if not 0 < getattr(b, f) <= PORT_MAX:
             raise CeremonyError(f"{where}.{f}: must be 1..{PORT_MAX}")
     if b.peer_port == b.client_port:
         raise CeremonyError(f"{where}: peer_port and client_port must differ")
+
+
+def _dialable(host: str) -> bool:
+    """A DNS name, or an IP address other machines can dial: not the unspecified address
+    (in any spelling), no IPv6 zone (``%eth0``: an interface of the bundle's own machine,
+    and any text but '%', newlines included)."""
+    if not 0 < len(host) <= BUNDLE_HOST_BYTES_MAX:
+        return False
+    if not is_ip(host):
+        return bool(_DNS_NAME.match(host))
+    return "%" not in host and not ipaddress.ip_address(host).is_unspecified
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys differ: JSON lets a key repeat and Python keeps the last,
+    so a bundle could show a reader one host and the parser another."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        twice = sorted(k for k in doc if [p[0] for p in pairs].count(k) > 1)
+        raise CeremonyError(f"the field {twice[0]!r} twice")
+    return doc
 
 
 def read_bundle(path: str | Path) -> Bundle:
@@ -317,8 +368,8 @@ def read_bundle(path: str | Path) -> Bundle:
     if len(data) > BUNDLE_FILE_BYTES_MAX:
         raise CeremonyError(f"{path}: over {BUNDLE_FILE_BYTES_MAX} bytes, no bundle is")
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_once_each)
+    except (ValueError, RecursionError) as e:  # ValueError: also a 5,000-digit integer
         raise CeremonyError(f"{path}: not a JSON bundle ({e})") from e
     return check_bundle(parse_bundle(doc, path.name), path.name)
 
@@ -504,8 +555,33 @@ def _check_distinct(bundles: Sequence[Bundle]) -> None:
     _unique(((b.public_key, b.name) for b in bundles), "public key")
     _unique(((b.tls_pin, b.name) for b in validators), "TLS certificate")
     _unique(((b.tls_name, b.name) for b in validators), "TLS name")
-    ports = [((b.host, p), b.name) for b in validators for p in (b.peer_port, b.client_port)]
+    ports = [
+        ((_same_host(b.host), p), b.name) for b in validators for p in (b.peer_port, b.client_port)
+    ]
     _unique(ports, "address (host and port)")
+    _check_own_names(validators)
+
+
+def _same_host(host: str) -> object:
+    """What two spellings of one host share: the address ('::1' is '0::1'), or the name
+    in lowercase (DNS ignores case)."""
+    return ipaddress.ip_address(host) if is_ip(host) else host.lower()
+
+
+def _check_own_names(validators: Sequence[Bundle]) -> None:
+    """No validator's certificate carries another validator's name or TLS name: for each
+    endpoint the SDK trusts the one pinned certificate carrying its TLS name and refuses
+    an endpoint two carry, so one hostile certificate naming the others would cut every
+    bank off from them (TLS compares names ignoring case; so does this)."""
+    claims = {n.lower(): b.name for b in validators for n in (b.name, b.tls_name)}
+    for b in validators:
+        for n in sorted(dns_names(b.tls_cert)):
+            other = claims.get(n.lower(), b.name)
+            if other != b.name:
+                raise CeremonyError(
+                    f"the certificate of {b.name!r} carries the name {n!r} of validator "
+                    f"{other!r}: a certificate names its own validator only"
+                )
 
 
 def _participants(template: dict[str, Any], keys: dict[str, bytes]) -> list[Any]:
@@ -568,7 +644,9 @@ def assemble(bundles: Sequence[Bundle], template: Mapping[str, Any], q: int) -> 
     addresses = tuple(
         Address(b.name, b.host, b.peer_port, b.client_port, b.tls_name) for b in validators
     )
-    return Assembly(genesis, addresses, tuple(b.tls_cert for b in validators))
+    assembly = Assembly(genesis, addresses, tuple(b.tls_cert for b in validators))
+    _check_files(assembly)  # as every verify will: the template's participant keys too
+    return assembly
 
 
 def _addresses_json(a: Assembly) -> dict[str, Any]:
@@ -596,6 +674,9 @@ def write_assembly(out: str | Path, a: Assembly) -> list[Path]:
 # --- verify ------------------------------------------------------------------------------
 
 
+_ADDRESS_TYPES = (str, str, int, int, str)  # Address's fields, in order
+
+
 def _read_addresses(path: Path, g: Genesis) -> tuple[Address, ...]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -608,6 +689,9 @@ def _read_addresses(path: Path, g: Genesis) -> tuple[Address, ...]:
         raise CeremonyError(f"{path}: not an addresses file of this ceremony ({e})") from e
     if [x.id for x in items] != [v.id for v in g.validators]:
         raise CeremonyError(f"{path}: does not list genesis's validators, in order")
+    for x in items:  # verify compares with ==, and 7000.0 == 7000
+        if tuple(map(type, dataclasses.astuple(x))) != _ADDRESS_TYPES:
+            raise CeremonyError(f"{path}: {x.id!r}: hosts and names are strings, ports integers")
     return tuple(items)
 
 
@@ -627,7 +711,35 @@ def load_assembly(genesis_path: str | Path) -> Assembly:
         raise CeremonyError(f"{PINNED_CERTS_FILE}: {e}") from e
     if len(certs) != len(g.validators):
         raise CeremonyError(f"{PINNED_CERTS_FILE}: lacks a validator's pinned certificate")
-    return Assembly(g, addresses, tuple(certs[i] for i in range(len(g.validators))))
+    a = Assembly(g, addresses, tuple(certs[i] for i in range(len(g.validators))))
+    try:
+        _check_files(a)
+    except CeremonyError as e:
+        raise CeremonyError(
+            f"{genesis_path.parent}: {e}: assemble refuses this; do not start"
+        ) from e
+    return a
+
+
+def _check_files(a: Assembly) -> None:
+    """What assemble checks of the bundles, checked again of the public files: every
+    operator's verify runs this, since assemble's checks protect nobody from a coordinator
+    that skips them. (The self-signatures are not in the files; each checks its own.)"""
+    g = a.genesis
+    validators = [
+        Bundle(VALIDATOR, v.id, v.public_key, tls_cert=cert, host=x.host, peer_port=x.peer_port,
+               client_port=x.client_port)
+        for v, x, cert in zip(g.validators, a.addresses, a.certificates, strict=True)
+    ]  # fmt: skip
+    for b, x in zip(validators, a.addresses, strict=True):
+        _check_validator_fields(b, f"validator {b.name!r}")
+        if x.tls_name != b.tls_name:
+            raise CeremonyError(
+                f"validator {b.name!r}: TLS name {x.tls_name!r}, not {b.tls_name!r}"
+            )
+    _check_distinct(
+        [*validators, *(Bundle(PARTICIPANT, p.id, p.public_key) for p in g.participants)]
+    )
 
 
 def _mismatch(what: str, name: str) -> CeremonyError:

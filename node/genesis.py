@@ -310,7 +310,9 @@ def load_genesis(path: str | Path) -> Genesis:
         raise GenesisError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     try:
         doc = json.loads(text, parse_float=_reject_float)
-    except json.JSONDecodeError as e:
+    except GenesisError:
+        raise
+    except ValueError as e:  # JSONDecodeError, and an integer of over 4,300 digits
         raise GenesisError(f"{path}: not valid JSON ({e})") from e
     except RecursionError as e:
         raise GenesisError(f"{path}: JSON nested too deeply") from e

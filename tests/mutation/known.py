@@ -2273,3 +2273,138 @@ MUTANTS += [
            tests=["tests/unit/test_core_replica.py::test_leader_loss_costs_one_timeout"]),
 ]
 # fmt: on
+
+# Genesis ceremony against a hostile bundle: a certificate naming another validator
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-cert-may-name-another-validator", "node/ceremony.py",
+           old="            if other != b.name:\n",
+           new="            if False:\n",
+           breaks="a hostile validator's certificate carries the other validators' TLS names: assemble and every verify pass, and every bank's SDK refuses to connect to them",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_naming_another_validator_is_refused"]),
+    Mutant("ceremony-cert-names-compared-with-case", "node/ceremony.py",
+           old="            other = claims.get(n.lower(), b.name)\n",
+           new="            other = claims.get(n, b.name)\n",
+           breaks="a certificate carrying another validator's TLS name in capitals passes assemble, and TLS matches it to that name",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_naming_another_validator_is_refused"]),
+]
+# fmt: on
+
+# Genesis ceremony against a hostile bundle: a certificate field of more than one certificate
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-tls-cert-may-carry-more", "node/ceremony.py",
+           old="    if b.tls_cert != canonical:  # validators.pem joins them: no text, no unpinned root\n",
+           new="    if False:\n",
+           breaks="a bundle whose tls_cert carries a second certificate passes assemble; validators.pem then holds an unpinned certificate and every operator's verify and config, and every node's start, refuse the files",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_field_is_one_certificate_in_its_canonical_pem"]),
+]
+# fmt: on
+
+# Genesis ceremony against a hostile bundle: one line and exit 2, never a traceback
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-bundle-int-limit-escapes", "node/ceremony.py",
+           old="    except (ValueError, RecursionError) as e:  # ValueError: also a 5,000-digit integer\n",
+           new="    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:\n",
+           breaks="a bundle with a 5,000-digit integer ends genesis assemble with a traceback naming no file",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_hostile_bundle_is_one_line_and_exit_2_not_a_traceback"]),
+    Mutant("ceremony-cert-duplicate-extension-escapes", "node/ceremony.py",
+           old="    except _CERT_ERRORS as e:\n",
+           new="    except ValueError as e:\n",
+           breaks="a bundle whose certificate repeats an extension ends genesis assemble with cryptography's DuplicateExtension traceback, naming no file",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_hostile_bundle_is_one_line_and_exit_2_not_a_traceback"]),
+]
+# fmt: on
+
+# Genesis ceremony: a swapped genesis.json gets one line and exit 2, never a traceback
+# fmt: off
+MUTANTS += [
+    Mutant("genesis-int-limit-escapes", "node/genesis.py",
+           old="    except ValueError as e:  # JSONDecodeError, and an integer of over 4,300 digits\n",
+           new="    except json.JSONDecodeError as e:\n",
+           breaks="a genesis.json with a 5,000-digit integer ends genesis verify and config (and a node's start) with a traceback",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_genesis_with_a_huge_integer_is_one_line_and_exit_2"]),
+]
+# fmt: on
+
+# Genesis ceremony against a hostile bundle: a host no peer can dial
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-host-ipv6-zone-passes", "node/ceremony.py",
+           old='    return "%" not in host and not ipaddress.ip_address(host).is_unspecified\n',
+           new="    return not ipaddress.ip_address(host).is_unspecified\n",
+           breaks="a bundle's host carries an IPv6 zone, any text but '%' (newlines, terminal escapes), into addresses.json and every node's config",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_host_that_no_peer_can_dial_is_refused"]),
+]
+# fmt: on
+
+# Genesis ceremony against a hostile bundle: another validator's address in another spelling
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-address-compared-as-text", "node/ceremony.py",
+           old="        ((_same_host(b.host), p), b.name) for b in validators for p in (b.peer_port, b.client_port)\n",
+           new="        ((b.host, p), b.name) for b in validators for p in (b.peer_port, b.client_port)\n",
+           breaks="a bundle claiming another validator's host and port, spelled differently ('0::1' for '::1'), passes assemble's same-address check",
+           tests=["tests/unit/test_ceremony_hostile.py::test_another_validators_address_in_another_spelling_is_refused"]),
+]
+# fmt: on
+
+# Genesis ceremony against a hostile bundle: a pinned certificate that can sign certificates
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-cert-without-key-usage-passes", "node/ceremony.py",
+           old="    except x509.ExtensionNotFound:\n        return True\n    return constraints.ca or usage.key_cert_sign\n",
+           new="    except x509.ExtensionNotFound:\n        return False\n    return constraints.ca or usage.key_cert_sign\n",
+           breaks="a bundle's certificate without a key usage passes assemble; pinned, it issues client certificates that every honest peer port's TLS accepts",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_that_can_sign_certificates_is_refused"]),
+    Mutant("ceremony-cert-key-cert-sign-passes", "node/ceremony.py",
+           old="    return constraints.ca or usage.key_cert_sign\n",
+           new="    return constraints.ca\n",
+           breaks="a bundle's certificate whose key usage allows keyCertSign passes assemble; pinned, it issues client certificates that every honest peer port's TLS accepts",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_certificate_that_can_sign_certificates_is_refused"]),
+]
+# fmt: on
+
+# Genesis ceremony: an addresses.json swapped on its way is read with its types
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-addresses-read-without-types", "node/ceremony.py",
+           old="        if tuple(map(type, dataclasses.astuple(x))) != _ADDRESS_TYPES:\n",
+           new="        if False:\n",
+           breaks="an addresses.json with 7000.0 for an operator's port passes its verify and config writes a node config the node refuses; a host of 5 ends config in a traceback",
+           tests=["tests/unit/test_ceremony_hostile.py::test_an_addresses_file_of_the_wrong_types_is_one_line_and_exit_2"]),
+]
+# fmt: on
+
+# Genesis ceremony: every operator's verify re-checks what assemble checked, of the files
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-verify-trusts-the-coordinator", "node/ceremony.py",
+           old="        _check_files(a)\n",
+           new="        pass\n",
+           breaks="a coordinator that skips assemble's checks adds a validator whose certificate names the others or can issue certificates, and every operator's verify passes",
+           tests=["tests/unit/test_ceremony_hostile.py::test_verify_refuses_files_that_assemble_would_have_refused"]),
+    Mutant("ceremony-template-keys-compared-with-nothing", "node/ceremony.py",
+           old="    _check_files(assembly)  # as every verify will: the template's participant keys too\n",
+           new="",
+           breaks="a participant key the template gives may be a bundle's key: that key's holder signs as both participants",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_template_key_that_is_a_bundles_key_is_refused"]),
+    Mutant("ceremony-verify-tls-name-unchecked", "node/ceremony.py",
+           old="        if x.tls_name != b.tls_name:\n",
+           new="        if False:\n",
+           breaks="addresses.json gives a validator another's TLS name and every operator's verify passes; every peer then dials it expecting the other",
+           tests=["tests/unit/test_ceremony_hostile.py::test_verify_refuses_a_tls_name_that_is_not_its_validators"]),
+]
+# fmt: on
+
+# Genesis ceremony against a hostile bundle: a field twice
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-bundle-field-twice-passes", "node/ceremony.py",
+           old="    if len(doc) != len(pairs):\n",
+           new="    if False:\n",
+           breaks="a bundle with a field twice shows a reader one host and the parser another, and passes",
+           tests=["tests/unit/test_ceremony_hostile.py::test_a_bundle_with_a_field_twice_is_refused"]),
+]
+# fmt: on
