@@ -1131,6 +1131,7 @@ class Replica:
             self._last_tc = tc
         if tc.view + 1 > self.view:
             self.views_timed_out += 1
+            self._pacemaker.view_failed()
             self._enter_view(tc.view + 1)
 
     def _on_new_view(self, m: NewView) -> None:

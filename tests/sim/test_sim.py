@@ -232,9 +232,10 @@ def test_equivocation_at_the_bound_is_safe(n: int, q: int) -> None:
 
 
 # Slow leaders (docs/consensus.md, "Slow leaders"): a steady 100 trades a second on a calm
-# network, figures in simulated time (deterministic). The first second is the warm-up: the
-# progress deadline needs VIEW_PROGRESS_SAMPLES_MIN commits first.
-WARMED_UP = 100  # trades submitted in the first second
+# network, figures in simulated time (deterministic). The first two seconds are the
+# warm-up: the progress deadline needs VIEW_PROGRESS_CALM commits first, and until then the
+# slow leaders' views take most of the base timeout.
+WARMED_UP = 200  # trades submitted in the first two seconds
 
 
 def _slow_leader_bound(n: int, q: int, slow: int) -> int:

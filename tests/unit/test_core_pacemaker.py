@@ -3,7 +3,7 @@ fires and restarts, the batch delay, and the help-lagging rate limit."""
 
 from __future__ import annotations
 
-from node.config import HELP_LAGGING_INTERVAL_MS, VIEW_PROGRESS_SAMPLES, VIEW_PROGRESS_SAMPLES_MIN
+from node.config import HELP_LAGGING_INTERVAL_MS, VIEW_PROGRESS_CALM, VIEW_PROGRESS_SAMPLES
 from node.core.pacemaker import Pacemaker
 
 BASE, MAX, BATCH, BOUND = 1_000, 60_000, 50, 1  # liveness bound n - q = 1 (4 of 3)
@@ -102,8 +102,8 @@ def commit_views(p: Pacemaker, durations: list[int], start: int = 0) -> int:
 
 def test_after_enough_commits_a_view_may_take_the_factor_times_their_median() -> None:
     p = progressing()
-    now = commit_views(p, [60] * (VIEW_PROGRESS_SAMPLES_MIN - 1))
-    assert p.progress_ms() is None and p.timeout_ms() == BASE  # too few samples yet
+    now = commit_views(p, [60] * (VIEW_PROGRESS_CALM - 1))
+    assert p.progress_ms() is None and p.timeout_ms() == BASE  # too few commits yet
     now = commit_views(p, [60], now)
     assert p.progress_ms() == FACTOR * 60 and p.timeout_ms() == FACTOR * 60
     p.arm(now, active=True)
@@ -114,7 +114,7 @@ def test_after_enough_commits_a_view_may_take_the_factor_times_their_median() ->
 
 def test_the_progress_deadline_has_a_floor_and_never_exceeds_the_base() -> None:
     p = progressing()
-    commit_views(p, [2] * VIEW_PROGRESS_SAMPLES_MIN)
+    commit_views(p, [2] * VIEW_PROGRESS_CALM)
     assert p.timeout_ms() == FLOOR
     commit_views(p, [BASE] * VIEW_PROGRESS_SAMPLES)
     assert p.progress_ms() == FACTOR * BASE and p.timeout_ms() == BASE
@@ -133,8 +133,14 @@ def test_a_view_after_a_timeout_has_the_base_and_doubling_as_before() -> None:
     assert p.timeout_ms() == BASE
     p.consecutive_timeouts += 1
     assert p.timeout_ms() == 2 * BASE
-    now = commit_views(p, [700] * (VIEW_PROGRESS_SAMPLES // 2 + 1), now + 10_000)
+    # The views after it commit, slower (a backlog): the base timeout until more than half
+    # the samples are of them, then their median.
+    now = commit_views(p, [700] * (VIEW_PROGRESS_CALM - 1), now + 10_000)
+    assert p.progress_ms() is None and p.timeout_ms() == BASE
+    now = commit_views(p, [700], now)
     assert p.progress_ms() == FACTOR * 700 and p.timeout_ms() == BASE
+    p.view_failed()  # a TC moved us on though our own timer did not fire
+    assert p.progress_ms() is None
 
 
 def test_slow_views_a_minority_leads_do_not_move_the_deadline() -> None:
@@ -150,7 +156,7 @@ def test_slow_views_a_minority_leads_do_not_move_the_deadline() -> None:
 
 def test_only_views_whose_timer_ran_are_samples() -> None:
     p = progressing()
-    for k in range(VIEW_PROGRESS_SAMPLES_MIN):
+    for k in range(VIEW_PROGRESS_CALM):
         p.committed(1_000 * k)  # a commit learnt with no work pending: no view timed
     assert p.progress_ms() is None
 
@@ -159,3 +165,30 @@ def test_without_a_factor_there_is_no_progress_deadline() -> None:
     p = pacemaker()
     commit_views(p, [10] * VIEW_PROGRESS_SAMPLES)
     assert p.progress_ms() is None and p.timeout_ms() == BASE
+
+
+def test_timers_started_with_the_view_and_later_are_compared_like_with_like() -> None:
+    """A timer that started with its view (work was pending) is held to views that did
+    the same; one that started when work appeared later (an idle replica's first work is
+    often the proposal) to those. Mixed, a replica idle at most views' starts measured
+    from the proposal and held a whole view to four of those."""
+    p = progressing()
+    now = 0
+    for _ in range(VIEW_PROGRESS_CALM):
+        p.arm(now, active=False)  # idle when the view begins
+        now += 150
+        p.arm(now, active=True)  # the proposal: work
+        now += 50
+        p.committed(now)  # 50 ms from its start
+    p.arm(now, active=False)
+    p.arm(now + 150, active=True)
+    assert p.timeout_ms() == max(FACTOR * 50, FLOOR)
+    p.stop()  # the next view, with work from its start: nothing measured that way yet
+    p.arm(now, active=True)
+    assert p.progress_ms() is None and p.timeout_ms() == BASE
+    for _ in range(VIEW_PROGRESS_CALM):
+        p.arm(now, active=True)
+        now += 200
+        p.committed(now)
+    p.arm(now, active=True)
+    assert p.timeout_ms() == FACTOR * 200
