@@ -3,11 +3,12 @@
 - ``Timer.VIEW_TIMEOUT``: a replica with pending work that sees no commit gives up the
   view. It runs from when the work appeared (or the last timeout was sent: a stuck
   replica re-sends every period); the period is ``timeout_ms()``, the base for the first
-  n - q views without a commit, then doubling up to the maximum. A view that follows a
-  commit has less: the progress deadline, a few times the median of the views that
-  recently committed (never under a floor, never over the base), so a leader running
-  modified code that proposes just before the timeout costs the chain a few honest views'
-  time, not the base timeout, each time it leads (docs/consensus.md, "Slow leaders").
+  n - q views without a commit, then doubling up to the maximum. A view with work from
+  its start has less: the progress deadline, from its entry, a few times the median of
+  how long recent views took to move on (never under a floor, never over the base), so a
+  leader running modified code that proposes just before the timeout costs the chain a
+  few honest views' time, not the base timeout, each time it leads (docs/consensus.md,
+  "Slow leaders").
 - ``Timer.BATCH_DELAY``: under load the leader waits this long after the previous commit
   (or, pipelined, after the prepare certificate of the parent) so its block fills.
 - ``Timer.CATCHUP_RETRY``: an unanswered catch-up request goes to the next peer (kept
@@ -58,13 +59,12 @@ class Pacemaker:
         # The progress deadline: ``progress_factor`` times the median of recent views that
         # committed, at least ``progress_floor_ms`` (factor 0: none, the base applies).
         self._progress_factor, self._progress_floor_ms = progress_factor, progress_floor_ms
-        # Samples by how the timer started, compared like with like: at the view's start
-        # (work was pending when the view began), or later, when work appeared (an idle
-        # replica, say, whose first work is the proposal): the second are shorter.
-        self._durations: dict[bool, deque[int]] = {
-            at_start: deque(maxlen=VIEW_PROGRESS_SAMPLES) for at_start in (True, False)
-        }
-        self._at_start = True  # the timer, if it runs, started with the view
+        # How long recent views took, from entering each to entering the next on a
+        # certificate, for views that had work from their start and sent no timeout.
+        self._durations: deque[int] = deque(maxlen=VIEW_PROGRESS_SAMPLES)
+        self._entered_ms: int | None = None  # when we entered the current view
+        self._at_start = False  # the current view has had work since we entered it
+        self._timed_out = False  # this replica gave up the current view (sent its timeout)
         self._calm = 0  # commits since a view last timed out here (or since the start)
         self.batch_delay_ms = batch_delay_ms
         self._liveness_bound = liveness_bound
@@ -80,44 +80,51 @@ class Pacemaker:
         may be down, each costing one view), then doubling: one dead leader after another
         must not cost ever longer timeouts, and under asynchrony the timeout still grows
         until a view fits in it."""
-        if self.consecutive_timeouts == 0:
-            progress = self.progress_ms()
-            if progress is not None:
-                return min(progress, self.base_ms)
         exp = min(max(0, self.consecutive_timeouts - self._liveness_bound), _DOUBLINGS_MAX)
         return min(self.base_ms << exp, self.max_ms)
 
     def progress_ms(self) -> int | None:
-        """How long a view after a commit may take: ``progress_factor`` times the median
-        time from a view's start to its commit over the last ``VIEW_PROGRESS_SAMPLES``
-        commits, at least the floor. None (the base applies): no factor, or fewer than
-        ``VIEW_PROGRESS_CALM`` commits since a view last timed out here (or since the start),
-        so the median is of views since the last disruption: a view change leaves a backlog
-        and the blocks after it are larger and slower (measured at 26/16: without this, one
+        """How long a view may take: ``progress_factor`` times the median time from
+        entering a view to entering the next on a certificate, over the last
+        ``VIEW_PROGRESS_SAMPLES`` views that had work from their start and sent no timeout
+        here, at least the floor. None (only the view timer): no factor, or fewer than
+        ``VIEW_PROGRESS_CALM`` such views since a view last timed out here (or since the
+        start), so the median is of views since the last disruption: a view change leaves
+        a backlog and the views after it are slower (26/16 on 2 cores: without this, one
         timeout led to the next, p50 3.6 s).
 
-        Each timer is compared with views whose timer started the same way: at the view's
-        start (work was pending), or later, when work appeared. Mixed, a replica mostly
-        idle at a view's start (at 26/16 a trade goes to the next three leaders) measured
-        from the proposal and then held a view it had work for from the start to four of
-        those: honest views timed out on a busy machine.
+        What is measured is what the deadline bounds: from a view's entry (a prepare
+        certificate moves a replica on before the commit, so the commit of the height
+        before falls inside the view) to the next view's. Measuring from the view timer's
+        start instead (restarted by that commit: the commit round only) gave a deadline a
+        third of the views it bounded, and honest views timed out at 26/16.
 
         The median, because a leader running modified code leads at most n - q < n / 2 of
         the views: it cannot move the median by being slow, only by being fast. A view that
         overruns times out like any other, its leader is charged by the leader schedule,
         and the views after it have the base timeout again, doubling as before, so a
-        network that became slower is still waited for (and its commits, slower, raise the
+        network that became slower is still waited for (and its views, slower, raise the
         median)."""
-        durations = self._durations[self._at_start]
+        durations = self._durations
         if not self._progress_factor or min(self._calm, len(durations)) < VIEW_PROGRESS_CALM:
             return None
         return max(self._progress_factor * median_low(durations), self._progress_floor_ms)
+
+    def progress_deadline_ms(self) -> int | None:
+        """When the current view must have moved on: its entry plus ``progress_ms``, for a
+        view that has had work since its start (None: only the view timer)."""
+        if self._entered_ms is None or not self._at_start:
+            return None
+        progress = self.progress_ms()
+        return None if progress is None else self._entered_ms + min(progress, self.base_ms)
 
     def view_deadline_ms(self) -> int | None:
         if self.started_ms is None:
             return None
         base = self.started_ms if self.sent_ms is None else self.sent_ms
-        return base + self.timeout_ms()
+        deadline = base + self.timeout_ms()
+        tight = None if self.sent_ms is not None else self.progress_deadline_ms()
+        return deadline if tight is None else min(deadline, tight)
 
     def batch_deadline_ms(self) -> int:
         return max(self.last_commit_ms, self.last_certified_ms) + self.batch_delay_ms
@@ -129,24 +136,32 @@ class Pacemaker:
     def arm(self, now_ms: int, active: bool) -> None:
         """Run the view timer while there is work, stop it when there is none."""
         if not active:
-            self.started_ms = self.sent_ms = None
-            self._at_start = False  # if work appears later in this view, it starts then
+            self.stop()
+            self._at_start = False  # idle in this view: its progress is not measured
         elif self.started_ms is None:
             self.started_ms = now_ms
 
     def stop(self) -> None:
-        """A new view or a commit: the view timer starts again with the next work."""
+        """A commit (or no work): the view timer starts again with the next work."""
         self.started_ms = self.sent_ms = None
-        self._at_start = True
+
+    def entered(self, now_ms: int, *, progressed: bool) -> None:
+        """We enter a new view; ``progressed``: the one we leave, the view just before,
+        ended on a certificate (not on timeouts), so it is a sample if it had work from its
+        start and sent no timeout."""
+        last = self._entered_ms
+        if progressed and last is not None and self._at_start and not self._timed_out:
+            self._durations.append(max(0, now_ms - last))
+            self._calm += 1
+        self._entered_ms = now_ms
+        self._at_start, self._timed_out = True, False
+        self.stop()
 
     def certified(self, now_ms: int) -> None:
         """A new lock: a pipelined leader lets its block fill from here."""
         self.last_certified_ms = now_ms
 
     def committed(self, now_ms: int) -> None:
-        if self.started_ms is not None:  # the view's timer ran: how long it took to commit
-            self._durations[self._at_start].append(max(0, now_ms - self.started_ms))
-            self._calm += 1
         self.consecutive_timeouts = 0
         self.last_commit_ms = now_ms
         self.stop()
@@ -168,6 +183,7 @@ class Pacemaker:
 
     def timeout_sent(self, now_ms: int) -> None:
         self.sent_ms = now_ms
+        self._timed_out = True
         if self.started_ms is None:
             self.started_ms = now_ms
 

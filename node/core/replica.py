@@ -459,16 +459,18 @@ class Replica:
         # Divergent execution: signing anything more could certify a wrong state.
         self.halted = reason
 
-    def _enter_view(self, view: int) -> None:
+    def _enter_view(self, view: int, *, progressed: bool = True) -> None:
+        """Move to ``view``: on a certificate of the view before it (``progressed``), or on
+        timeouts (a TC, or enough peers' timeouts to join them)."""
         if view <= self.view:
             return
         p = self._proposal
         # Our proposal of the view just left keeps collecting its COMMIT votes.
         led = p is not None and p.view == self.view == view - 1 == self.safety.proposed_view
         self._votes.clear(p if led else None)
+        self._pacemaker.entered(self.now_ms, progressed=progressed and view == self.view + 1)
         self.view = view
         self._proposal = None
-        self._pacemaker.stop()
         for old in [v for v in self._timeouts if v < view]:
             del self._timeouts[old]
 
@@ -1097,7 +1099,7 @@ class Replica:
         bucket[t.voter] = t
         if len(bucket) > self.cfg.quorum.safety_bound and self.safety.timeout_view < t.view:
             # f_safe + 1 timeouts include an honest one: join so the view change completes.
-            self._enter_view(t.view)
+            self._enter_view(t.view, progressed=False)
             if self.view == t.view:
                 self._send_timeout(t.view)
         if len(bucket) >= self.q:
@@ -1132,7 +1134,7 @@ class Replica:
         if tc.view + 1 > self.view:
             self.views_timed_out += 1
             self._pacemaker.view_failed()
-            self._enter_view(tc.view + 1)
+            self._enter_view(tc.view + 1, progressed=False)
 
     def _on_new_view(self, m: NewView) -> None:
         if m.tc.view < self.view:

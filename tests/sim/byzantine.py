@@ -763,7 +763,7 @@ class SlowLeader(Strategy):
 
     name = "slow_leader"
     pulse_ms = 2
-    HOLD = 0.8  # of the view's time to progress: the rest is for the two vote rounds
+    HOLD = 0.7  # of the time left to the deadline: the rest is for the vote round
 
     def __init__(self, env: Env, rng: random.Random) -> None:
         super().__init__(env, rng)

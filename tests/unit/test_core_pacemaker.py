@@ -91,54 +91,72 @@ def progressing() -> Pacemaker:
     return Pacemaker(BASE, MAX, BATCH, BOUND, progress_factor=FACTOR, progress_floor_ms=FLOOR)
 
 
-def commit_views(p: Pacemaker, durations: list[int], start: int = 0) -> int:
-    """Views whose timer started at ``start`` and committed ``duration`` later, in turn."""
+def run_views(p: Pacemaker, durations: list[int], now: int = 0) -> int:
+    """Views with work from their start, each left on a certificate ``duration`` after it
+    was entered; returns when the last was left (the next view, entered then, has work)."""
     for d in durations:
-        p.arm(start, active=True)
-        start += d
-        p.committed(start)
-    return start
-
-
-def test_after_enough_commits_a_view_may_take_the_factor_times_their_median() -> None:
-    p = progressing()
-    now = commit_views(p, [60] * (VIEW_PROGRESS_CALM - 1))
-    assert p.progress_ms() is None and p.timeout_ms() == BASE  # too few commits yet
-    now = commit_views(p, [60], now)
-    assert p.progress_ms() == FACTOR * 60 and p.timeout_ms() == FACTOR * 60
+        p.entered(now, progressed=True)
+        p.arm(now, active=True)
+        p.committed(now)  # a commit inside the view restarts only the view timer
+        p.arm(now, active=True)
+        now += d
+    p.entered(now, progressed=True)
     p.arm(now, active=True)
+    return now
+
+
+def test_after_calm_commits_a_view_may_take_the_factor_times_their_median() -> None:
+    p = progressing()
+    now = run_views(p, [60] * (VIEW_PROGRESS_CALM - 1))
+    assert p.progress_ms() is None and p.view_deadline_ms() == now + BASE  # too few yet
+    now = run_views(p, [60], now - 60)  # one more sample (the view just left again)
+    assert p.progress_ms() == FACTOR * 60
     assert p.view_deadline_ms() == now + FACTOR * 60
     assert not p.fire(now + FACTOR * 60 - 1)
     assert p.fire(now + FACTOR * 60) and p.consecutive_timeouts == 1
+    p.timeout_sent(now + FACTOR * 60)
+    assert p.view_deadline_ms() == now + FACTOR * 60 + BASE  # re-sent every base period
+
+
+def test_the_deadline_counts_from_the_views_entry_not_from_a_commit_inside_it() -> None:
+    """Since a prepare certificate moves a replica to the next view before the commit
+    (ADR 0012), the commit of the height before lands inside the view: it restarts the
+    view timer, not the progress deadline."""
+    p = progressing()
+    now = run_views(p, [50] * VIEW_PROGRESS_CALM)
+    p.committed(now + 30)
+    p.arm(now + 30, active=True)
+    assert p.view_deadline_ms() == now + FACTOR * 50
 
 
 def test_the_progress_deadline_has_a_floor_and_never_exceeds_the_base() -> None:
     p = progressing()
-    commit_views(p, [2] * VIEW_PROGRESS_CALM)
-    assert p.timeout_ms() == FLOOR
-    commit_views(p, [BASE] * VIEW_PROGRESS_SAMPLES)
-    assert p.progress_ms() == FACTOR * BASE and p.timeout_ms() == BASE
+    now = run_views(p, [2] * VIEW_PROGRESS_CALM)
+    assert p.view_deadline_ms() == now + FLOOR
+    now = run_views(p, [BASE] * VIEW_PROGRESS_SAMPLES, now)
+    assert p.progress_ms() == FACTOR * BASE and p.view_deadline_ms() == now + BASE
 
 
 def test_a_view_after_a_timeout_has_the_base_and_doubling_as_before() -> None:
-    """A slower network is still waited for: only the view after a commit is held to the
-    progress deadline, and the views that then commit, slower, raise the median."""
+    """A slower network is still waited for: after a view times out, the base timeout
+    applies until VIEW_PROGRESS_CALM views have progressed since, and the median is then
+    of those (a backlog after a view change makes the next views longer)."""
     p = progressing()
-    now = commit_views(p, [50] * VIEW_PROGRESS_SAMPLES)
-    p.arm(now, active=True)
+    now = run_views(p, [50] * VIEW_PROGRESS_SAMPLES)
     assert p.fire(now + FACTOR * 50)
     p.timeout_sent(now + FACTOR * 50)
-    assert p.view_deadline_ms() == now + FACTOR * 50 + BASE  # re-sent every base period
-    p.stop()  # the TC's view
-    assert p.timeout_ms() == BASE
+    now += 2_000
+    p.entered(now, progressed=False)  # the TC's view
+    p.arm(now, active=True)
+    assert p.view_deadline_ms() == now + BASE
     p.consecutive_timeouts += 1
-    assert p.timeout_ms() == 2 * BASE
-    # The views after it commit, slower (a backlog): the base timeout until more than half
-    # the samples are of them, then their median.
-    now = commit_views(p, [700] * (VIEW_PROGRESS_CALM - 1), now + 10_000)
-    assert p.progress_ms() is None and p.timeout_ms() == BASE
-    now = commit_views(p, [700], now)
-    assert p.progress_ms() == FACTOR * 700 and p.timeout_ms() == BASE
+    assert p.view_deadline_ms() == now + 2 * BASE
+    p.committed(now + 300)
+    # The TC's view progresses 700 ms after it began, and then the views after it.
+    now = run_views(p, [700] * (VIEW_PROGRESS_CALM - 2), now + 700)
+    assert p.progress_ms() is None and p.view_deadline_ms() == now + BASE
+    now = run_views(p, [700], now - 700)
+    assert p.progress_ms() == FACTOR * 700 and p.view_deadline_ms() == now + BASE
     p.view_failed()  # a TC moved us on though our own timer did not fire
     assert p.progress_ms() is None
 
@@ -147,48 +165,48 @@ def test_slow_views_a_minority_leads_do_not_move_the_deadline() -> None:
     """Fewer than half of the samples (a leader running modified code leads at most n - q
     of n views) cannot raise the median, however slow they are."""
     p = progressing()
-    durations = [20, 20, 20, 900] * (VIEW_PROGRESS_SAMPLES // 4)
-    commit_views(p, durations)
+    run_views(p, [20, 20, 20, 900] * (VIEW_PROGRESS_SAMPLES // 4))
     assert p.progress_ms() == FLOOR  # 4 x 20 = 80, under the floor
-    commit_views(p, [30, 30, 900, 900] * (VIEW_PROGRESS_SAMPLES // 4))
+    run_views(p, [30, 30, 900, 900] * (VIEW_PROGRESS_SAMPLES // 4))
     assert p.progress_ms() == FACTOR * 30  # half slow: the lower median still holds
 
 
-def test_only_views_whose_timer_ran_are_samples() -> None:
+def test_only_views_with_work_from_their_start_left_on_a_certificate_are_samples() -> None:
+    """An idle view (work appeared later, or never) and a view left on timeouts are not
+    measured, and a view idle at its start has only the view timer."""
     p = progressing()
-    for k in range(VIEW_PROGRESS_CALM):
-        p.committed(1_000 * k)  # a commit learnt with no work pending: no view timed
+    now = 0
+    for _ in range(VIEW_PROGRESS_CALM):
+        p.entered(now, progressed=True)
+        p.arm(now, active=False)  # idle when it began
+        p.arm(now + 150, active=True)  # the proposal: work
+        now += 200
+    p.entered(now, progressed=False)
+    p.arm(now, active=True)
+    for _ in range(VIEW_PROGRESS_CALM):
+        now += 10
+        p.entered(now, progressed=False)  # left on timeouts: not measured either
+        p.arm(now, active=True)
     assert p.progress_ms() is None
+    now = run_views(p, [20] * VIEW_PROGRESS_CALM, now)
+    assert p.progress_ms() == FLOOR
+    p.entered(now + 5, progressed=True)
+    p.arm(now + 5, active=False)
+    p.arm(now + 50, active=True)  # work only now: the view timer alone
+    assert p.view_deadline_ms() == now + 50 + BASE
+
+
+def test_a_view_this_replica_timed_out_is_no_sample() -> None:
+    p = progressing()
+    now = run_views(p, [20] * (VIEW_PROGRESS_CALM - 1))
+    p.timeout_sent(now + 1_000)  # it gave up (say, joining others), then the view moved on
+    p.entered(now + 5_000, progressed=True)
+    assert p.progress_ms() is None  # still one sample short: the 5 s view is none
+    run_views(p, [20], now + 5_000)
+    assert p.progress_ms() == FLOOR
 
 
 def test_without_a_factor_there_is_no_progress_deadline() -> None:
     p = pacemaker()
-    commit_views(p, [10] * VIEW_PROGRESS_SAMPLES)
-    assert p.progress_ms() is None and p.timeout_ms() == BASE
-
-
-def test_timers_started_with_the_view_and_later_are_compared_like_with_like() -> None:
-    """A timer that started with its view (work was pending) is held to views that did
-    the same; one that started when work appeared later (an idle replica's first work is
-    often the proposal) to those. Mixed, a replica idle at most views' starts measured
-    from the proposal and held a whole view to four of those."""
-    p = progressing()
-    now = 0
-    for _ in range(VIEW_PROGRESS_CALM):
-        p.arm(now, active=False)  # idle when the view begins
-        now += 150
-        p.arm(now, active=True)  # the proposal: work
-        now += 50
-        p.committed(now)  # 50 ms from its start
-    p.arm(now, active=False)
-    p.arm(now + 150, active=True)
-    assert p.timeout_ms() == max(FACTOR * 50, FLOOR)
-    p.stop()  # the next view, with work from its start: nothing measured that way yet
-    p.arm(now, active=True)
-    assert p.progress_ms() is None and p.timeout_ms() == BASE
-    for _ in range(VIEW_PROGRESS_CALM):
-        p.arm(now, active=True)
-        now += 200
-        p.committed(now)
-    p.arm(now, active=True)
-    assert p.timeout_ms() == FACTOR * 200
+    now = run_views(p, [10] * VIEW_PROGRESS_SAMPLES)
+    assert p.progress_ms() is None and p.view_deadline_ms() == now + BASE
