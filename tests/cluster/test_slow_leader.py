@@ -1,10 +1,11 @@
 """A slow leader on a real 4-validator cluster (quorum 3): validator 1 runs modified code
 whose own proposals leave 800 ms late (tests/cluster/slow_leader.py), 80% of the base view
 timeout, so without the progress deadline every view it leads commits, late, and it is
-never charged. With the deadline (the default, docs/consensus.md "Slow leaders") its views
-time out once the honest validators have measured a few views, the leader schedule
-leaves it out, and it proposes almost no block. Control: the same cluster with
-``view_progress_factor: 0`` (no deadline) commits a quarter of its blocks from it.
+never charged. With the deadline (the default, docs/consensus.md "Slow leaders") its view
+times out once the honest validators have measured VIEW_PROGRESS_CALM views, the leader
+schedule leaves it out, and it proposes none of the later blocks. Control: the same
+cluster with ``view_progress_factor: 0`` (no deadline) commits a quarter of its blocks,
+later ones included, from it.
 
 Timing figures belong to the simulator (tests/sim: what a leader just under the deadline
 costs, in simulated time) and to docs/performance.md; this test asserts who proposed."""
@@ -28,20 +29,20 @@ from tests.cluster.rogue import view_changes
 
 SLOW = 1
 HOLD_MS = 800
-TRADES = 80
+TRADES = 160  # 8 s: the deadline needs VIEW_PROGRESS_CALM views (about 4 s of them) first
 INTERVAL_S = 0.05  # 20 trades a second
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _proposers(c: Cluster, via: int, top: int) -> Counter[int]:
+def _proposers(c: Cluster, via: int, top: int) -> list[int]:
     stream = c.stub(via).StreamBlocks(pb.StreamBlocksRequest(from_height=1), timeout=60)
     blocks = [decode_block(next(stream).block) for _ in range(top)]
     stream.cancel()
-    return Counter(b.proposer for b in blocks)
+    return [b.proposer for b in blocks]
 
 
-def _slow_run(tmp_path: Path, factor: int) -> tuple[Counter[int], float]:
-    """Committed blocks by proposer, and the honest validators' view changes."""
+def _slow_run(tmp_path: Path, factor: int) -> tuple[list[int], float]:
+    """Who proposed each committed block, and the honest validators' view changes."""
     with running_cluster(tmp_path / "run", 4, 3, {"view_progress_factor": factor}) as c:
         kill_node(c.net, SLOW)
         wait_until(lambda: not is_running(c.net, SLOW), 10, "validator 1 to stop")
@@ -84,16 +85,16 @@ pytestmark = pytest.mark.serial
 
 def test_a_slow_leader_is_timed_out_and_left_out(tmp_path: Path) -> None:
     proposers, changes = _slow_run(tmp_path, VIEW_PROGRESS_FACTOR)
-    blocks = sum(proposers.values())
+    later = Counter(proposers[len(proposers) // 2 :])
+    print(f"blocks by proposer: {dict(Counter(proposers))}, later half {dict(later)}")
     assert changes >= 1, "no view ever timed out"
-    print(f"blocks by proposer: {dict(proposers)}; view changes {changes}")
-    assert proposers[SLOW] <= 3, f"the slow leader proposed {proposers[SLOW]} of {blocks}"
+    assert later[SLOW] == 0, f"the slow leader proposed {later[SLOW]} of the later blocks"
 
 
 def test_control_without_the_progress_deadline_the_slow_leader_keeps_leading(
     tmp_path: Path,
 ) -> None:
     proposers, _ = _slow_run(tmp_path, 0)
-    blocks = sum(proposers.values())
-    print(f"blocks by proposer: {dict(proposers)}")
-    assert proposers[SLOW] >= blocks // 8, f"the slow leader proposed {proposers[SLOW]} of {blocks}"
+    later = Counter(proposers[len(proposers) // 2 :])
+    print(f"blocks by proposer: {dict(Counter(proposers))}, later half {dict(later)}")
+    assert later[SLOW] >= later.total() // 8, f"the slow leader proposed {later[SLOW]}"

@@ -2,6 +2,12 @@
 seeds, print progress. ``--byz all`` draws from every strategy of tests/sim/byzantine.py;
 ``--byz-count`` forces the number of Byzantine validators (beyond the bound: a control).
 
+``python -m tests.sim --steady --n 4 --byz slow_leader --byz-count 1 [--progress-factor 0]``:
+instead, one steady load (100 trades a second for 4 s on a calm network,
+``runner.steady_load``) with that many validators running the strategy, spread over the
+indexes from 1; prints blocks and latency in simulated time (docs/consensus.md "Slow
+leaders").
+
 Exit status 1 on the first violation, after printing the seed, the replay command and the
 file holding the transcripts of every node's engine (``runner.explain``).
 """
@@ -13,10 +19,11 @@ import sys
 import time
 from collections import Counter
 
+from node.core import Quorum
 from node.settlement import ResultCode
 from tests.sim.byzantine import STRATEGIES
 from tests.sim.invariants import Violation
-from tests.sim.runner import failure_report, make_scenario, run
+from tests.sim.runner import failure_report, make_scenario, run, steady_load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--q", type=int, default=None)
     ap.add_argument("--byz", default="", help=f"all, or some of {','.join(STRATEGIES)}")
     ap.add_argument("--byz-count", type=int, default=None)
+    ap.add_argument("--steady", action="store_true", help="one steady load, not seeds")
+    ap.add_argument("--progress-factor", type=int, default=None, help="0: no progress deadline")
     args = ap.parse_args(argv)
     byz = tuple(STRATEGIES) if args.byz == "all" else tuple(filter(None, args.byz.split(",")))
+    if args.steady:
+        return _steady(args, byz)
     started = time.monotonic()
     blocks = 0
     kinds: Counter[str] = Counter()
@@ -76,6 +87,23 @@ def main(argv: list[str] | None = None) -> int:
         print("crafted by Byzantine strategies:")
         for kind, count in sorted(crafted.items()):
             print(f"  {count:>7}  {kind}")
+    return 0
+
+
+def _steady(args: argparse.Namespace, byz: tuple[str, ...]) -> int:
+    q = Quorum.classic(args.n).q if args.q is None else args.q
+    count = (1 if byz else 0) if args.byz_count is None else args.byz_count
+    if len(byz) > 1 or (count and not byz):
+        print("--steady takes one strategy (--byz NAME) and --byz-count", file=sys.stderr)
+        return 2
+    chosen = {1 + k * (args.n // max(count, 1)): byz[0] for k in range(count)}
+    r = steady_load(args.n, q, chosen, progress_factor=args.progress_factor)
+    warm = r.latencies_ms[len(r.latencies_ms) // 2 :]
+    print(
+        f"n={args.n} q={q} byzantine={chosen or 'none'}: {r.blocks} blocks in {r.seconds} s; "
+        f"latency p50 {r.percentile(0.5)} ms, p99 {r.percentile(0.99)} ms, "
+        f"max of the second half {max(warm)} ms; views failed {r.views_failed}"
+    )
     return 0
 
 

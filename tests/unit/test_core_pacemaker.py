@@ -176,7 +176,7 @@ def test_only_views_with_work_from_their_start_left_on_a_certificate_are_samples
     measured, and a view idle at its start has only the view timer."""
     p = progressing()
     now = 0
-    for _ in range(VIEW_PROGRESS_CALM):
+    for _ in range(VIEW_PROGRESS_CALM + 1):  # the first has no view before it to measure
         p.entered(now, progressed=True)
         p.arm(now, active=False)  # idle when it began
         p.arm(now + 150, active=True)  # the proposal: work
