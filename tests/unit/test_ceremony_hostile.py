@@ -73,6 +73,17 @@ def _assemble(bundles: list[Bundle]) -> ceremony.Assembly:
     return ceremony.assemble(bundles, _template(), len(bundles) // 2 + 1)
 
 
+def _verified_files(tmp_path: Path, honest: list[Bundle]) -> list[str]:
+    """The public files of an honest ceremony in ``tmp_path`` and the first validator's
+    bundle; the ``genesis verify`` command line, checked to pass (the control)."""
+    ceremony.write_assembly(tmp_path, _assemble(honest))
+    mine = tmp_path / "val00.bundle.json"
+    ceremony.write_bundle(mine, honest[0])
+    argv = ["genesis", "verify", str(tmp_path / "genesis.json"), "--bundle", str(mine)]
+    assert node_main(argv) == 0  # control
+    return argv
+
+
 # --- a certificate that names another validator -------------------------------------------
 
 
@@ -239,11 +250,7 @@ def test_a_genesis_with_a_huge_integer_is_one_line_and_exit_2(
 ) -> None:
     """Files swapped on their way: a genesis.json with a 5,000-digit integer ended verify
     with a traceback."""
-    ceremony.write_assembly(tmp_path, _assemble(honest))
-    mine = tmp_path / "val00.bundle.json"
-    ceremony.write_bundle(mine, honest[0])
-    argv = ["genesis", "verify", str(tmp_path / "genesis.json"), "--bundle", str(mine)]
-    assert node_main(argv) == 0  # control
+    argv = _verified_files(tmp_path, honest)
     g = tmp_path / "genesis.json"
     doc = g.read_text()
     g.write_text(doc.replace('"genesis_time_ms": ', '"genesis_time_ms": ' + "9" * 5000, 1))
@@ -299,11 +306,7 @@ def test_an_addresses_file_of_the_wrong_types_is_one_line_and_exit_2(
     carries the files, wrote 7000.0 for its port: verify passed, and config wrote a node
     config the node refuses to start with. A host of 5 for another validator ended every
     other operator's config in a traceback."""
-    ceremony.write_assembly(tmp_path, _assemble(honest))
-    mine = tmp_path / "val00.bundle.json"
-    ceremony.write_bundle(mine, honest[0])
-    verify = ["genesis", "verify", str(tmp_path / "genesis.json"), "--bundle", str(mine)]
-    assert node_main(verify) == 0  # control
+    verify = _verified_files(tmp_path, honest)
     path = tmp_path / "addresses.json"
     doc = json.loads(path.read_text())
     entry, field, value = edit
