@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections import deque
 from enum import StrEnum
-from statistics import median_low
 
 from node.config import (
     HELP_LAGGING_INTERVAL_MS,
@@ -35,6 +34,11 @@ __all__ = ["Pacemaker", "Timer"]
 
 _LONG_AGO_MS = -(10**12)  # the first transaction is proposed at once
 _DOUBLINGS_MAX = 30  # keeps the shift bounded; the maximum caps the period long before
+
+
+def _median_low(values: deque[int]) -> int:
+    """The lower median (``statistics`` is no pure module: it imports ``random``)."""
+    return sorted(values)[(len(values) - 1) // 2]
 
 
 class Timer(StrEnum):
@@ -108,7 +112,7 @@ class Pacemaker:
         durations = self._durations
         if not self._progress_factor or min(self._calm, len(durations)) < VIEW_PROGRESS_CALM:
             return None
-        return max(self._progress_factor * median_low(durations), self._progress_floor_ms)
+        return max(self._progress_factor * _median_low(durations), self._progress_floor_ms)
 
     def progress_deadline_ms(self) -> int | None:
         """When the current view must have moved on: its entry plus ``progress_ms``, for a
