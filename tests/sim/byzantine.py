@@ -824,7 +824,7 @@ class SlowQC(Strategy):
         we led, which they enter when our prepare certificate reaches them."""
         core = self.env.core()
         if core is not None and core.view not in self._entered:
-            entered = core._pacemaker._entered_ms  # noqa: SLF001 (modified code)
+            entered = core._pacemaker._entered_ms
             at = self.env.now() if entered is None else entered
             at = self._released.get(core.view - 1, at)
             last = self._entered.get(core.view - 1)
@@ -836,8 +836,8 @@ class SlowQC(Strategy):
     def _progress(self, core: Replica) -> int:
         """The deadline honest replicas have: the rule over the views as they see them
         (without its calm condition: the tightest they may have)."""
-        pm = core._pacemaker  # noqa: SLF001
-        factor, floor = pm._progress_factor, pm._progress_floor_ms  # noqa: SLF001
+        pm = core._pacemaker
+        factor, floor = pm._progress_factor, pm._progress_floor_ms
         if not factor or not self._samples:
             return pm.base_ms
         return min(max(factor * median_low(self._samples), floor), pm.base_ms)
