@@ -521,7 +521,10 @@ class Replica:
         if cert.height > self.committed_height:
             self._want_sync(src, cert.height)
 
-    def _commit(self, block: Block, cert: QuorumCert) -> None:
+    def _commit(self, block: Block, cert: QuorumCert, *, caught_up: bool = False) -> None:
+        """Commit ``block`` and move past its certificate's view; ``caught_up``: a block of
+        a catch-up answer, whose views are no samples of the progress deadline (an answer
+        commits up to 16 blocks in one step: 0 ms views)."""
         require(
             block.height == self.committed_height + 1
             and block.hash == cert.block_hash
@@ -541,7 +544,7 @@ class Replica:
         self._spec_asked, self._spec_roots = {}, {}
         self._pacemaker.committed(self.now_ms)
         self._record_expected_root(block)
-        self._enter_view(cert.view + 1)
+        self._enter_view(cert.view + 1, progressed=not caught_up)
         self._spread.reforward(self.view)
         self._catchup.committed(self.committed_height)
 
@@ -597,7 +600,7 @@ class Replica:
             if block.chain_id != self.cfg.chain_id:
                 self._refuse(Kind.SYNC_RESPONSE, Reason.WRONG_CHAIN)
                 return
-            self._commit(block, cert)
+            self._commit(block, cert, caught_up=True)
             if self.halted is not None:
                 return
         self._catchup.answered(src, start, self.committed_height, self.now_ms)

@@ -2418,3 +2418,14 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony_hostile.py::test_a_bundle_with_a_field_twice_is_refused"]),
 ]
 # fmt: on
+
+# Review of session 16 (h-pace): blocks of a catch-up answer are no samples of the deadline
+# fmt: off
+MUTANTS += [
+    Mutant("progress-samples-caught-up-blocks", "node/core/replica.py",
+           old="        self._enter_view(cert.view + 1, progressed=not caught_up)\n",
+           new="        self._enter_view(cert.view + 1)\n",
+           breaks="a node restarted behind commits 16 blocks per catch-up answer in one step, each a 0 ms view: its deadline drops to the floor and it gives up every view slower than 100 ms",
+           tests=["tests/unit/test_core_hostile.py::test_blocks_caught_up_in_one_answer_are_no_samples_of_the_progress_deadline"]),
+]
+# fmt: on

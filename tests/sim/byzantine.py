@@ -51,6 +51,13 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   until most of the view's time to progress is gone (what its own replica computes: the
   same rule honest replicas apply), then sends it; its votes, timeouts and certificates
   leave at once. It never lets a view time out, so the leader schedule never charges it.
+- ``slow_qc``: proposes at once, but holds the certificates it forms as leader (only
+  the leader of a view collects its votes): the prepare certificate until most of the
+  view's time to progress is gone, then the commit certificate until most of the next
+  view's is (the next leader, honest, waits for it: unpipelined to propose, pipelined to
+  act on its own prepare certificate). Each view it leads costs two views' deadlines,
+  none times out, and its slow views and the honest ones after them can be most of the
+  samples the deadline's median is taken over.
 """
 
 from __future__ import annotations
@@ -60,9 +67,15 @@ import struct
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from statistics import median_low
 from typing import ClassVar
 
-from node.config import CATCHUP_BATCH_BLOCKS_MAX, MEMPOOL_TXS_MAX, TX_FORWARD_BATCH_MAX
+from node.config import (
+    CATCHUP_BATCH_BLOCKS_MAX,
+    MEMPOOL_TXS_MAX,
+    TX_FORWARD_BATCH_MAX,
+    VIEW_PROGRESS_SAMPLES,
+)
 from node.core import (
     Block,
     DecodeError,
@@ -790,6 +803,74 @@ class SlowLeader(Strategy):
         return due
 
 
+class SlowQC(Strategy):
+    """See the module docstring. ``crafted`` counts the certificates it held back."""
+
+    name = "slow_qc"
+    pulse_ms = 1
+    HOLD_PREPARE = 0.9  # of the view's time to progress, from its entry
+    HOLD_COMMIT = 0.6  # of the next view's, from the prepare certificate's release
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self.crafted: Counter[str] = Counter()
+        self._entered: dict[int, int] = {}  # view -> when our replica entered it
+        self._released: dict[int, int] = {}  # view -> when its prepare certificate left
+        self._held: list[tuple[int, int, Message]] = []
+        self._samples: deque[int] = deque(maxlen=VIEW_PROGRESS_SAMPLES)
+
+    def _watch(self) -> Replica | None:
+        """Note when honest replicas enter each view: when ours does, except after a view
+        we led, which they enter when our prepare certificate reaches them."""
+        core = self.env.core()
+        if core is not None and core.view not in self._entered:
+            entered = core._pacemaker._entered_ms
+            at = self.env.now() if entered is None else entered
+            at = self._released.get(core.view - 1, at)
+            last = self._entered.get(core.view - 1)
+            if last is not None:
+                self._samples.append(max(0, at - last))
+            self._entered[core.view] = at
+        return core
+
+    def _progress(self, core: Replica) -> int:
+        """The deadline honest replicas have: the rule over the views as they see them
+        (without its calm condition: the tightest they may have)."""
+        pm = core._pacemaker
+        factor, floor = pm._progress_factor, pm._progress_floor_ms
+        if not factor or not self._samples:
+            return pm.base_ms
+        return min(max(factor * median_low(self._samples), floor), pm.base_ms)
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        core = self._watch()
+        if core is None or dst == self.env.index or not isinstance(msg, QCMessage):
+            return [(dst, msg)]
+        qc = msg.qc
+        if core.leader(qc.view) != self.env.index:
+            return [(dst, msg)]
+        now = self.env.now()
+        if qc.phase is Phase.PREPARE:
+            at = self._entered.get(qc.view, now) + int(self.HOLD_PREPARE * self._progress(core))
+            self._released.setdefault(qc.view, max(at, now))
+            at = self._released[qc.view]
+        else:
+            start = self._released.get(qc.view)
+            at = now if start is None else start + int(self.HOLD_COMMIT * self._progress(core))
+        if at <= now:
+            return [(dst, msg)]
+        self.crafted[qc.phase.name.lower()] += 1
+        self._held.append((at, dst, msg))
+        return []
+
+    def pulse(self) -> Out:
+        self._watch()
+        now = self.env.now()
+        due = [(dst, msg) for at, dst, msg in self._held if at <= now]
+        self._held = [held for held in self._held if held[0] > now]
+        return due
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     s.name: s
     for s in (
@@ -810,5 +891,6 @@ STRATEGIES: dict[str, type[Strategy]] = {
         UnderSigned,
         LockViolation,
         SlowLeader,
+        SlowQC,
     )
 }

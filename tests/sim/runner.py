@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.core import Phase, Quorum, Vote, tx_key
-from tests.sim.byzantine import STRATEGIES, SlowLeader
+from tests.sim.byzantine import STRATEGIES, SlowLeader, SlowQC
 from tests.sim.harness import (
     CLIENT_RETRY_MS,
     LIVENESS_BOUND_MS,
@@ -485,6 +485,7 @@ class Steady:
     latencies_ms: list[int]  # submit to the first honest commit, per trade, in submit order
     views_failed: int  # proposals sent on a timeout certificate (one per failed view, per peer)
     held: int  # proposals the Byzantine leaders held back
+    excluded: frozenset[int] = frozenset()  # left out of the leader order at the end (honest view)
 
     def percentile(self, p: float) -> int:
         ranked = sorted(self.latencies_ms)
@@ -500,12 +501,14 @@ def steady_load(
     seconds: int = 4,
     progress_factor: int | None = None,
     hold: float | None = None,
+    hold_commit: float | None = None,
 ) -> Steady:
     """A steady load on a calm network (1 to 5 ms per message, no loss, no faults):
     ``rate_per_s`` trades a second for ``seconds``, each to a random validator, with the
     validators in ``byz`` running those strategies. How many blocks the chain made and how
     long each trade waited, for comparing strategies (``slow_leader``, which holds its
-    proposals for ``hold`` of the view's time to progress if given)."""
+    proposals for ``hold`` of the view's time to progress if given; ``slow_qc``, its commit
+    certificates for ``hold_commit`` of the next view's)."""
     txs = rate_per_s * seconds
     sc = Scenario(n=n, q=q, seed=0, txs=txs, chaos_ms=seconds * 1_000, delay_ms=(1, 5))
     sc.pipeline = "none"
@@ -517,6 +520,10 @@ def steady_load(
         for inst in cl.instances:
             if isinstance(inst.byz, SlowLeader):
                 inst.byz.HOLD = hold
+    if hold_commit is not None:
+        for inst in cl.instances:
+            if isinstance(inst.byz, SlowQC):
+                inst.byz.HOLD_COMMIT = hold_commit
     if len(cl.workload) < txs:
         raise ValueError(f"the workload holds {len(cl.workload)} trades, not {txs}")
     submitted: dict[bytes, int] = {}
@@ -540,4 +547,8 @@ def steady_load(
         latencies_ms=latencies,
         views_failed=cl.sent["Proposal+TC"],
         held=sum(cl.crafted().values()),
+        excluded=next(
+            (i.core.schedule.excluded for i in cl.instances if i.honest and i.core is not None),
+            frozenset(),
+        ),
     )

@@ -35,6 +35,7 @@ from node.core import (
     verify_timeout_cert,
 )
 from node.core.codec import encode_message
+from node.core.pacemaker import Timer
 from node.merkle import EMPTY_ROOT
 from tests.sim.harness import HashSigner
 from tests.unit.core_refusals import (
@@ -357,3 +358,23 @@ def test_forwarded_transactions_already_committed_are_not_checked_again() -> Non
     checked.clear()
     net.nodes[2].step(3, TxForward((b"settled", b"new")))
     assert checked == [b"new"]
+
+
+def test_blocks_caught_up_in_one_answer_are_no_samples_of_the_progress_deadline() -> None:
+    """Review (session 16): a catch-up answer commits up to 16 blocks in one step, each
+    moving the view on by one on its certificate. Taken as views that progressed, a node
+    restarted behind (its hello, before any certificate moved its view) had 32 samples of
+    0 ms after 50 blocks and, with work, gave up every view after the floor (100 ms): at
+    26/16 views take 170 ms, so it stopped voting in each, and with 5 Byzantine timeouts
+    its own made every honest replica join the view change."""
+    net = Net()
+    _behind_by_many(net)
+    top = net.disks[0].committed_height()
+    node = net.nodes[3]
+    # Work of its own (kept to itself), so every view it enters has work from its start.
+    net.tamper = lambda src, dst, msg: msg if src != 3 or isinstance(msg, SyncRequest) else None
+    node.submit(b"trade-late")
+    node.peer_height(0, top)
+    net.run()
+    assert net.disks[3].committed_height() == top
+    assert node.deadlines()[Timer.VIEW_TIMEOUT] == node.now_ms + node.cfg.view_timeout_base_ms
