@@ -161,6 +161,7 @@ BYZANTINE = (
     "under_signed",
     "lock_violation",
     "slow_leader",
+    "slow_qc",
 )
 # What the core before issue 12 fails on (item 1: unproven timeout and TC claims; item 4:
 # forwarded transactions unchecked, catch-up and signature checks unbounded); each also
