@@ -1452,7 +1452,10 @@ def _decoded(qc: QuorumCert) -> QCMessage:
 
 
 def _commit_votes(net: Net, i: int) -> list[Vote]:
-    return [m for m in net.sent(i, Vote) if m.phase == Phase.COMMIT]  # type: ignore[attr-defined]
+    """The COMMIT votes ``i`` made, each once (it sends one to the view's leader and one
+    to the next view's)."""
+    votes = [m for m in net.sent(i, Vote) if m.phase == Phase.COMMIT]  # type: ignore[attr-defined]
+    return list({(v.view, v.height, v.block_hash): v for v in votes}.values())
 
 
 @pytest.mark.parametrize("base", [0, 300])
