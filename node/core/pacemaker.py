@@ -60,8 +60,8 @@ class Pacemaker:
         progress_floor_ms: int = 0,
     ) -> None:
         self.base_ms, self.max_ms = base_ms, max_ms
-        # The progress deadline: ``progress_factor`` times the median of recent views that
-        # committed, at least ``progress_floor_ms`` (factor 0: none, the base applies).
+        # The progress deadline: ``progress_factor`` times the median of recent views, at
+        # least ``progress_floor_ms`` (factor 0: none, only the view timer).
         self._progress_factor, self._progress_floor_ms = progress_factor, progress_floor_ms
         # How long recent views took, from entering each to entering the next on a
         # certificate, for views that had work from their start and sent no timeout.
@@ -69,7 +69,7 @@ class Pacemaker:
         self._entered_ms: int | None = None  # when we entered the current view
         self._at_start = False  # the current view has had work since we entered it
         self._timed_out = False  # this replica gave up the current view (sent its timeout)
-        self._calm = 0  # commits since a view last timed out here (or since the start)
+        self._calm = 0  # views measured since a view last timed out here (or the start)
         self.batch_delay_ms = batch_delay_ms
         self._liveness_bound = liveness_bound
         self.consecutive_timeouts = 0  # views since the last commit that timed out
