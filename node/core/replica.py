@@ -465,12 +465,9 @@ class Replica:
         if view <= self.view:
             return
         p = self._proposal
-        # Our proposal of the view just left keeps collecting its COMMIT votes, and so does
-        # the one we counted them for as its next leader.
-        just_left = p is not None and p.view == self.view == view - 1
-        led = just_left and self.safety.proposed_view == self.view
-        followed = just_left and not led and self.leader(view) == self.cfg.me
-        self._votes.clear(p if led or followed else None, followed=followed)
+        # Our proposal of the view just left keeps collecting its COMMIT votes.
+        led = p is not None and p.view == self.view == view - 1 == self.safety.proposed_view
+        self._votes.clear(p if led else None)
         self._pacemaker.entered(self.now_ms, progressed=progressed and view == self.view + 1)
         self.view = view
         self._proposal = None
@@ -947,33 +944,15 @@ class Replica:
     # --- votes and certificates ----------------------------------------------------------
 
     def _send_vote(self, phase: Phase, view: int, block: Block) -> None:
-        """To the view's leader; a COMMIT vote to the next view's leader too, which forms
-        the commit certificate itself if it has to (its proposal waits for it: a leader
-        running modified code could hold it to just under the next view's deadline)."""
         msg = vote_message(self.cfg.chain_id, phase, view, block.height, block.hash)
-        vote = Vote(phase, view, block.height, block.hash, self.cfg.me, self._signer.sign(msg))
-        leader = self.leader(view)
-        self._send(leader, vote)
-        nxt = self.leader(view + 1)
-        if phase is Phase.COMMIT and nxt != leader:
-            self._send(nxt, vote)
+        sig = self._signer.sign(msg)
+        self._send(self.leader(view), Vote(phase, view, block.height, block.hash, self.cfg.me, sig))
 
     def _on_vote(self, src: int, v: Vote) -> None:
         leads = v.view == self.view and self.leader(v.view) == self.cfg.me
-        follows = v.view == self.view and self.leader(v.view + 1) == self.cfg.me
         match self._votes.add(
-            src,
-            v,
-            view=self.view,
-            leads=leads,
-            follows=follows,
-            proposal=self._proposal,
-            certs=self._certs,
+            src, v, view=self.view, leads=leads, proposal=self._proposal, certs=self._certs
         ):
-            case QuorumCert() as qc if self.leader(qc.view) != self.cfg.me:
-                # Formed as the next leader: ours to commit and propose on (the proposal
-                # carries it to the others), not to broadcast.
-                self._learn_commit(self.cfg.me, qc)
             case QuorumCert() as qc:
                 # A commit certificate goes to the next view's leader first: its proposal
                 # waits for it, while the others only apply the block.

@@ -101,29 +101,22 @@ class Certificates:
 class VoteCollector:
     """The leader's tally of PREPARE and COMMIT votes for the proposal of its view, and of
     the COMMIT votes for its proposal of the view just left (pipelining: the next
-    leader's proposal moves us on while those votes are still arriving).
-
-    The next view's leader also counts the COMMIT votes of the current view's proposal
-    (each voter sends its COMMIT vote to both), and keeps counting them once it moves on:
-    a leader running modified code that holds the commit certificate can then no longer
-    make the next leader wait for it (docs/consensus.md "Slow leaders")."""
+    leader's proposal moves us on while those votes are still arriving)."""
 
     def __init__(self) -> None:
         self._tally: dict[Phase, dict[int, bytes]] = {}
         self._prev: tuple[Proposal, dict[int, bytes]] | None = None
-        self._follow: dict[int, bytes] = {}  # COMMIT votes for this view's proposal, as next leader
 
     def open(self) -> None:
         """A proposal of ours: start counting both phases."""
         self._tally = {Phase.PREPARE: {}, Phase.COMMIT: {}}
 
-    def clear(self, keep: Proposal | None = None, *, followed: bool = False) -> None:
+    def clear(self, keep: Proposal | None = None) -> None:
         """A new view: votes of the old one count for nothing, except the COMMIT votes
-        for ``keep``, the proposal of the view just left: ours, or (``followed``) the one
-        whose COMMIT votes we counted as the next leader."""
-        commit = self._follow if followed else self._tally.get(Phase.COMMIT)
+        for ``keep``, our proposal of the view just left."""
+        commit = self._tally.get(Phase.COMMIT)
         self._prev = None if keep is None or commit is None else (keep, commit)
-        self._tally, self._follow = {}, {}
+        self._tally = {}
 
     def add(
         self,
@@ -134,11 +127,9 @@ class VoteCollector:
         leads: bool,
         proposal: Proposal | None,
         certs: Certificates,
-        follows: bool = False,
     ) -> QuorumCert | Reason | None:
         """Count ``v`` from ``src``: the QC when it completes a quorum, None when it is
-        counted short of one, else why it is refused (``leads``: this node leads ``view``;
-        ``follows``: it leads the next one)."""
+        counted short of one, else why it is refused (``leads``: this node leads ``view``)."""
         prev = self._prev
         if prev is not None and v.phase is Phase.COMMIT and v.view == prev[0].view:
             if v.voter != src:
@@ -146,12 +137,6 @@ class VoteCollector:
             return _count(v, prev[0], prev[1], certs)
         if v.view != view:
             return Reason.STALE_VIEW if v.view < view else Reason.FUTURE_VIEW
-        if follows and not leads and v.phase is Phase.COMMIT:
-            if v.voter != src:
-                return Reason.VOTER_NOT_SENDER
-            if proposal is None:
-                return Reason.NO_PROPOSAL
-            return _count(v, proposal, self._follow, certs)
         if not leads:
             return Reason.NOT_LEADER
         if v.voter != src:

@@ -119,8 +119,8 @@ MUTANTS: list[Mutant] = [
            breaks="a pipelined block is commit-voted before its parent commits (its parent may end without a commit certificate of its own)",
            tests=[_PL + "test_a_pipelined_block_gets_no_commit_vote_before_its_parent_commits"]),
     Mutant("leader-drops-last-views-commit-votes", "node/core/replica.py",
-           old="        led = just_left and self.safety.proposed_view == self.view\n",
-           new="        led = False\n",
+           old="        self._votes.clear(p if led else None)",
+           new="        self._votes.clear(None)",
            breaks="a leader moved on by the next pipelined proposal never forms its commit certificate",
            tests=[_PL + "test_the_leader_of_a_view_left_still_forms_its_commit_certificate"]),
     Mutant("pipelined-block-repeats-parent-txs", "node/core/replica.py",
@@ -2427,29 +2427,5 @@ MUTANTS += [
            new="        self._enter_view(cert.view + 1)\n",
            breaks="a node restarted behind commits 16 blocks per catch-up answer in one step, each a 0 ms view: its deadline drops to the floor and it gives up every view slower than 100 ms",
            tests=["tests/unit/test_core_hostile.py::test_blocks_caught_up_in_one_answer_are_no_samples_of_the_progress_deadline"]),
-]
-# fmt: on
-
-# Issue 13, session 16: the next leader forms the commit certificate too (review h-pace)
-# fmt: off
-MUTANTS += [
-    Mutant("commit-vote-only-to-the-leader", "node/core/replica.py",
-           old="        if phase is Phase.COMMIT and nxt != leader:\n            self._send(nxt, vote)\n",
-           new="",
-           breaks="a leader running modified code holds the commit certificate the next leader waits for: two slow views per view it leads, and at 7/5 the progress deadline rises to the base",
-           tests=["tests/unit/test_transcripts.py::test_golden_transcript",
-                  _SIM + "test_a_leader_holding_its_certificates_costs_the_progress_deadline"]),
-    Mutant("next-leader-refuses-commit-votes", "node/core/votes.py",
-           old="        if follows and not leads and v.phase is Phase.COMMIT:\n",
-           new="        if False:\n",
-           breaks="the next leader refuses the COMMIT votes sent to it and waits for the certificate a slow leader holds",
-           tests=["tests/unit/test_transcripts.py::test_golden_transcript",
-                  _SIM + "test_a_leader_withholding_its_commit_certificate_does_not_make_the_next_view_fail"]),
-    Mutant("next-leader-drops-its-tally-on-moving", "node/core/replica.py",
-           old="        followed = just_left and not led and self.leader(view) == self.cfg.me\n",
-           new="        followed = False\n",
-           breaks="the next leader, moved on by the prepare certificate, forgets the COMMIT votes it counted and the ones still arriving: it waits for the held certificate again",
-           tests=["tests/unit/test_transcripts.py::test_golden_transcript",
-                  _SIM + "test_a_leader_holding_its_certificates_costs_the_progress_deadline"]),
 ]
 # fmt: on

@@ -808,7 +808,7 @@ class SlowQC(Strategy):
 
     name = "slow_qc"
     pulse_ms = 1
-    HOLD_PREPARE = 0.7  # of the view's time to progress, from its entry
+    HOLD_PREPARE = 0.9  # of the view's time to progress, from its entry
     HOLD_COMMIT = 0.6  # of the next view's, from the prepare certificate's release
 
     def __init__(self, env: Env, rng: random.Random) -> None:

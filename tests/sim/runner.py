@@ -502,7 +502,6 @@ def steady_load(
     progress_factor: int | None = None,
     hold: float | None = None,
     hold_commit: float | None = None,
-    hold_prepare: float | None = None,
 ) -> Steady:
     """A steady load on a calm network (1 to 5 ms per message, no loss, no faults):
     ``rate_per_s`` trades a second for ``seconds``, each to a random validator, with the
@@ -521,12 +520,10 @@ def steady_load(
         for inst in cl.instances:
             if isinstance(inst.byz, SlowLeader):
                 inst.byz.HOLD = hold
-    for inst in cl.instances:
-        if isinstance(inst.byz, SlowQC):
-            if hold_commit is not None:
+    if hold_commit is not None:
+        for inst in cl.instances:
+            if isinstance(inst.byz, SlowQC):
                 inst.byz.HOLD_COMMIT = hold_commit
-            if hold_prepare is not None:
-                inst.byz.HOLD_PREPARE = hold_prepare
     if len(cl.workload) < txs:
         raise ValueError(f"the workload holds {len(cl.workload)} trades, not {txs}")
     submitted: dict[bytes, int] = {}

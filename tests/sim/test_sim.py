@@ -264,49 +264,41 @@ def test_a_slow_leader_costs_the_progress_deadline_not_the_view_timeout(
     assert control.held > 0 and max(control.latencies_ms[WARMED_UP:]) > bound
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review (session 16): a leader that proposes at once but holds the prepare "
+    "certificate, then the commit certificate the next (honest) leader waits for, makes "
+    "two views slow per view it leads; 2 (n - q) of n views is more than half at 7/5 (and "
+    "26/16, 26/18), so the median is a slow view and the deadline rises to the base",
+)
 @pytest.mark.parametrize(("n", "q", "slow"), [(4, 3, (1,)), (7, 5, (3, 5))])
 def test_a_leader_holding_its_certificates_costs_the_progress_deadline(
     n: int, q: int, slow: tuple[int, ...]
 ) -> None:
-    """``slow_qc`` (tests/sim/byzantine.py): it proposes at once and holds its prepare
-    certificate, then its commit certificate, which the next leader waits for. Review
-    h-pace (session 16): when only the view's leader collected the COMMIT votes, each such
-    leader made two views slow, its own and the next; at 7/5 (3 and 5, each followed by an
-    honest view) four of seven, the median was a slow view, and the deadline rose to the
-    base: the worst trade after warm-up waited 612 ms (617 without the deadline), 249 ms
-    at 4/3. Now the next leader gets the COMMIT votes too and forms the certificate
-    itself: only the slow leader's own view is slow. Control: without the deadline the
-    same leaders hold their views for most of the view timeout."""
+    """``slow_qc`` (tests/sim/byzantine.py): only the leader of a view collects its votes,
+    so it may hold the certificates instead of the proposal. At 7/5 the two are 3 and 5,
+    not consecutive in the leader order (0, 3, 6, 2, 5, 1, 4): each is followed by an
+    honest view it slows, four slow views of seven. Measured: max of the second half
+    612 ms with the deadline, 617 ms without (bound 2 x 100 + 2 x 42); at 4/3, 249 ms
+    (slow_leader: 129)."""
     bound = _slow_leader_bound(n, q, len(slow))
-    byz = dict.fromkeys(slow, "slow_qc")
-    attacked = steady_load(n, q, byz)
+    attacked = steady_load(n, q, dict.fromkeys(slow, "slow_qc"))
     assert attacked.held > 0 and attacked.views_failed == 0
     assert max(attacked.latencies_ms[WARMED_UP:]) <= bound
-    control = steady_load(n, q, byz, progress_factor=0)
-    assert control.held > 0 and max(control.latencies_ms[WARMED_UP:]) > bound
-
-
-def test_a_leader_withholding_its_commit_certificate_does_not_make_the_next_view_fail() -> None:
-    """``slow_qc`` holding its commit certificates for 1.3 x the next view's deadline.
-    Before the next leader formed the certificate itself, the honest leaders after it
-    timed out, were charged and left out in turn, and validator 1 never was (review
-    h-pace, session 16). Now no view fails and nobody is left out."""
-    attacked = steady_load(4, 3, {1: "slow_qc"}, hold_commit=1.3)
-    assert attacked.held > 0
-    assert attacked.views_failed == 0 and not attacked.excluded
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="ADR 0008's attribution (session 16): a leader whose prepare certificate is so "
-    "late that its view times out has its locked block re-proposed by the next leader; "
-    "the block names the slow leader, so the re-proposer's view is the one charged",
+    reason="review (session 16): a view that times out waiting for the previous leader's "
+    "commit certificate (only that leader collects the commit votes) is charged to its own, "
+    "honest leader; the Byzantine one leads a committed block and is trusted. Not new (it "
+    "needed the base timeout), but the progress deadline makes it cost 6 x the median",
 )
-def test_a_leader_whose_held_certificate_times_its_view_out_is_the_one_charged() -> None:
-    """``slow_qc`` holding its prepare certificate for 0.9 of the deadline by its own
-    estimate, which sometimes overruns honest replicas' deadline: at 4/3 validator 3
-    (honest) ends up left out and validator 1 does not."""
-    attacked = steady_load(4, 3, {1: "slow_qc"}, hold_prepare=0.9)
+def test_a_leader_withholding_its_commit_certificate_is_charged_not_the_next_one() -> None:
+    """``slow_qc`` holding its commit certificates for 1.3 x the next view's deadline: the
+    honest leaders after it time out, are charged and left out in turn (validator 2 at the
+    end, 3 before), and validator 1 is never charged."""
+    attacked = steady_load(4, 3, {1: "slow_qc"}, hold_commit=1.3)
     assert attacked.views_failed > 0
     assert attacked.excluded <= {1}
 

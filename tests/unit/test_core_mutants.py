@@ -1452,10 +1452,7 @@ def _decoded(qc: QuorumCert) -> QCMessage:
 
 
 def _commit_votes(net: Net, i: int) -> list[Vote]:
-    """The COMMIT votes ``i`` made, each once (it sends one to the view's leader and one
-    to the next view's)."""
-    votes = [m for m in net.sent(i, Vote) if m.phase == Phase.COMMIT]  # type: ignore[attr-defined]
-    return list({(v.view, v.height, v.block_hash): v for v in votes}.values())
+    return [m for m in net.sent(i, Vote) if m.phase == Phase.COMMIT]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("base", [0, 300])

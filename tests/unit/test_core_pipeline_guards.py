@@ -145,7 +145,7 @@ def test_a_commit_vote_of_the_view_left_counts_only_from_its_voter() -> None:
     with leader 0's own vote they do not make the commit certificate; the voters' own
     votes do."""
     net = Net()
-    held = [h for h in _commit_votes_to_0_held(net) if h[1] == 0]  # not the copies to 1
+    held = _commit_votes_to_0_held(net)
     leader = net.nodes[0]
     assert leader.view == 1 and sorted(s for s, _, _ in held) == [1, 2, 3]
     votes = {src: v for src, _, v in held}
