@@ -152,15 +152,16 @@ LMDB_MAX_READERS: Final = 126
 VIEW_TIMEOUT_BASE_MS: Final = 1_000  # first view timeout; doubles per view without commit
 VIEW_TIMEOUT_MAX_MS: Final = 30_000  # cap of the exponential backoff
 # The progress deadline (node/core/pacemaker.py, docs/consensus.md "Slow leaders"): a view
-# that follows a commit times out after this many times the median time recent views took
-# to commit, never sooner than the floor, never later than VIEW_TIMEOUT_BASE_MS.
+# with work from its start times out this many times the median recent view (from entering
+# a view to entering the next on a certificate) after its entry, never sooner than the
+# floor, never later than VIEW_TIMEOUT_BASE_MS.
 VIEW_PROGRESS_FACTOR: Final = 6  # a node config may change it (``view_progress_factor``)
 VIEW_PROGRESS_FACTOR_MAX: Final = 100  # the highest a node config may set (0: none)
 VIEW_PROGRESS_FLOOR_MS: Final = 100
-VIEW_PROGRESS_SAMPLES: Final = 32  # the median is taken over this many recent commits
-# Commits in a row, with no view timed out, before the deadline applies (at a start, and
-# again after every view change): more than half the samples, so the median is of views
-# since the last disruption (a backlog after a view change makes the next views longer).
+VIEW_PROGRESS_SAMPLES: Final = 32  # the median is taken over this many recent views
+# Views measured in a row, with no view timed out, before the deadline applies (at a start,
+# and again after every view change): more than half the samples, so the median is of
+# views since the last disruption (a backlog after a view change makes the next longer).
 VIEW_PROGRESS_CALM: Final = VIEW_PROGRESS_SAMPLES // 2 + 1
 BATCH_DELAY_MS: Final = 5  # under load, wait this long after a commit to fill the next block
 # Outcomes of certified, uncommitted blocks kept for their commit (ADR 0012): one lock at a

@@ -146,8 +146,8 @@ class NodeConfig:
     admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS
     # propose on the prepare certificate, executing its block speculatively (ADR 0012)
     pipeline: bool = PIPELINE_DEFAULT
-    # a view after a commit times out after this many times the median of recent views
-    # (0: the base view timeout, as before; docs/consensus.md "Slow leaders")
+    # a view times out this many times the median recent view after its entry (0: only
+    # the view timer, as before; docs/consensus.md "Slow leaders")
     view_progress_factor: int = VIEW_PROGRESS_FACTOR
 
     def __post_init__(self) -> None:
