@@ -163,6 +163,15 @@ VIEW_PROGRESS_SAMPLES: Final = 32  # the median is taken over this many recent v
 # and again after every view change): more than half the samples, so the median is of
 # views since the last disruption (a backlog after a view change makes the next longer).
 VIEW_PROGRESS_CALM: Final = VIEW_PROGRESS_SAMPLES // 2 + 1
+# The commit-vote relay (docs/consensus.md "Slow leaders"): only a view's leader collects
+# its COMMIT votes, and the next leader's proposal waits for the certificate it forms. A
+# replica that entered the next view on the prepare certificate and has no commit
+# certificate this many times its median commit round (from that entry to the commit)
+# later, never sooner than the floor, sends its COMMIT vote to the new view's leader too,
+# which forms the certificate itself. The same samples make up the median.
+COMMIT_RELAY_FACTOR: Final = 4  # a node config may change it (``commit_relay_factor``)
+COMMIT_RELAY_FACTOR_MAX: Final = 100  # the highest a node config may set (0: none)
+COMMIT_RELAY_FLOOR_MS: Final = 20
 BATCH_DELAY_MS: Final = 5  # under load, wait this long after a commit to fill the next block
 # Outcomes of certified, uncommitted blocks kept for their commit (ADR 0012): one lock at a
 # time, a few more if views change while its height is open.

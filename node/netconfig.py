@@ -26,6 +26,8 @@ from typing import Any
 from node.config import (
     ADMISSION_QUEUE_MAX_LIMIT_MS,
     ADMISSION_QUEUE_MAX_MS,
+    COMMIT_RELAY_FACTOR,
+    COMMIT_RELAY_FACTOR_MAX,
     LMDB_MAP_SIZE_MAX_BYTES,
     LMDB_MAP_SIZE_MIN_BYTES,
     MEMPOOL_TXS_MAX,
@@ -149,6 +151,9 @@ class NodeConfig:
     # a view times out this many times the median recent view after its entry (0: only
     # the view timer, as before; docs/consensus.md "Slow leaders")
     view_progress_factor: int = VIEW_PROGRESS_FACTOR
+    # a late commit certificate: COMMIT votes go to the next leader too after this many
+    # median commit rounds (0: never; docs/consensus.md "Slow leaders")
+    commit_relay_factor: int = COMMIT_RELAY_FACTOR
 
     def __post_init__(self) -> None:
         _check(0 <= self.validator < VALIDATORS_MAX, "validator", "out of range")
@@ -182,6 +187,11 @@ class NodeConfig:
             0 <= self.view_progress_factor <= VIEW_PROGRESS_FACTOR_MAX,
             "view_progress_factor",
             f"must be 0..{VIEW_PROGRESS_FACTOR_MAX}",
+        )
+        _check(
+            0 <= self.commit_relay_factor <= COMMIT_RELAY_FACTOR_MAX,
+            "commit_relay_factor",
+            f"must be 0..{COMMIT_RELAY_FACTOR_MAX}",
         )
         indexes = [p.validator for p in self.peers]
         _check(self.validator not in indexes, "peers", "lists this node itself")
@@ -277,6 +287,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
         "admission_queue_max_ms",
         "pipeline",
         "view_progress_factor",
+        "commit_relay_factor",
     }
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
@@ -321,6 +332,11 @@ def load_node_config(path: str | Path) -> NodeConfig:
                 if "view_progress_factor" in r.doc
                 else VIEW_PROGRESS_FACTOR
             ),
+            commit_relay_factor=(
+                r.integer("commit_relay_factor")
+                if "commit_relay_factor" in r.doc
+                else COMMIT_RELAY_FACTOR
+            ),
             **paths,
         )
 
@@ -352,6 +368,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
         doc["pipeline"] = cfg.pipeline
     if cfg.view_progress_factor != VIEW_PROGRESS_FACTOR:
         doc["view_progress_factor"] = cfg.view_progress_factor
+    if cfg.commit_relay_factor != COMMIT_RELAY_FACTOR:
+        doc["commit_relay_factor"] = cfg.commit_relay_factor
     return doc
 
 

@@ -100,12 +100,14 @@ def measure_verify_us(samples: int = VERIFY_SAMPLES) -> float:
 CPU_METRIC = "process_cpu_seconds_total"
 RSS_METRIC = "ledger_process_rss_anon_bytes"
 VIEW_CHANGES_METRIC = "ledger_view_changes_total"  # views left on a timeout certificate
-USAGE_METRICS = (CPU_METRIC, RSS_METRIC, VIEW_CHANGES_METRIC)
+RELAYED_METRIC = "ledger_commit_votes_relayed_total"  # a late commit certificate, each
+USAGE_METRICS = (CPU_METRIC, RSS_METRIC, VIEW_CHANGES_METRIC, RELAYED_METRIC)
+ValidatorUsage = tuple[float, float, float, float]
 
 
-def usage_of(metrics_text: str) -> tuple[float, float, float] | None:
-    """(CPU seconds, anonymous resident MB, views timed out) from a /metrics page; None if
-    any is absent."""
+def usage_of(metrics_text: str) -> ValidatorUsage | None:
+    """(CPU seconds, anonymous resident MB, views timed out, commit votes relayed) from a
+    /metrics page; None if any is absent."""
     found: dict[str, float] = {}
     for line in metrics_text.splitlines():
         name, _, value = line.partition(" ")
@@ -113,10 +115,11 @@ def usage_of(metrics_text: str) -> tuple[float, float, float] | None:
             found[name] = float(value)
     if len(found) < len(USAGE_METRICS):
         return None
-    return found[CPU_METRIC], found[RSS_METRIC] / (1024 * 1024), found[VIEW_CHANGES_METRIC]
+    mb = found[RSS_METRIC] / (1024 * 1024)
+    return found[CPU_METRIC], mb, found[VIEW_CHANGES_METRIC], found[RELAYED_METRIC]
 
 
-def validator_usage(node: NetworkNode) -> tuple[float, float, float] | None:
+def validator_usage(node: NetworkNode) -> ValidatorUsage | None:
     """``usage_of`` a validator's /metrics, or None if it did not answer."""
     url = f"http://{host_port(node.host, node.metrics_port)}/metrics"
     try:
@@ -126,7 +129,7 @@ def validator_usage(node: NetworkNode) -> tuple[float, float, float] | None:
         return None
 
 
-async def _usage_all(net: Network) -> list[tuple[float, float, float] | None]:
+async def _usage_all(net: Network) -> list[ValidatorUsage | None]:
     """Every validator's usage, scraped at once off the event loop (trades keep going)."""
     return list(await asyncio.gather(*(asyncio.to_thread(validator_usage, x) for x in net.nodes)))
 
@@ -274,7 +277,7 @@ async def _timeline(clients: ValidatorClients, heights: set[int]) -> dict[str, d
     return out
 
 
-Usage = list[tuple[float, float, float] | None]
+Usage = list[ValidatorUsage | None]
 
 
 def _dvp_rate(args: argparse.Namespace) -> float:
@@ -326,6 +329,8 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             "rss_anon_mb_end": round(e[1], 2),
             "view_changes_start": s[2],
             "view_changes_end": e[2],
+            "commit_votes_relayed_start": s[3],
+            "commit_votes_relayed_end": e[3],
         }
         for node, s, e in zip(net.nodes, usage_start, usage_end, strict=True)
         if s is not None and e is not None

@@ -131,6 +131,12 @@ def _r(x: float | None, digits: int = 3) -> float | None:
     return None if x is None else round(x, digits)
 
 
+def _window_mean(vals: list[dict[str, Any]], counter: str) -> float | None:
+    """A counter's mean rise per validator over the window (None: not read in this run)."""
+    rises = [v[f"{counter}_end"] - v[f"{counter}_start"] for v in vals if f"{counter}_end" in v]
+    return _r(statistics.fmean(rises) if rises else None, 1)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
@@ -283,10 +289,6 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     cpu_per_val = cpu_total * 1e6 / len(vals) if vals else None
     rss_end = [float(v["rss_anon_mb_end"]) for v in vals]
     growth = [v["rss_anon_mb_end"] - v["rss_anon_mb_start"] for v in vals]
-    # Views left on a timeout certificate in the window (raw files before session 16: none).
-    timed_out = [
-        v["view_changes_end"] - v["view_changes_start"] for v in vals if "view_changes_end" in v
-    ]
 
     after = [s for s in raw.get("rss_samples", []) if s["t_us"] >= lo and s["rss_anon_mb"]]
     slope = _slope(
@@ -320,7 +322,10 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         },
         "phases_samples": with_timeline,
         "blocks": blocks_summary(raw, done_in_window, cpu_per_val),
-        "views_timed_out_per_validator": _r(statistics.fmean(timed_out) if timed_out else None, 1),
+        # Views left on a timeout certificate (raw files before session 16: None), and
+        # COMMIT votes relayed to the next leader, its certificate late (before 17: None).
+        "views_timed_out_per_validator": _window_mean(vals, "view_changes"),
+        "commit_votes_relayed_per_validator": _window_mean(vals, "commit_votes_relayed"),
         "cpu_us_per_trade_per_validator": _r(cpu_per_trade, 1),
         "cpu_cores_used": _r(_ratio(cpu_total, window_s) if vals else None),
         "rss_mb_per_validator": {
@@ -500,6 +505,10 @@ def table(result: dict[str, Any]) -> str:
         ),
         ("block interval (median)", _fmt(bl["interval_ms"], " ms")),
         ("views timed out per validator", _fmt(result["views_timed_out_per_validator"])),
+        (
+            "commit votes relayed per validator",
+            _fmt(result["commit_votes_relayed_per_validator"]),
+        ),
         ("trades in a later block than the next", _fmt(bl["later_block_share"])),
         ("CPU per block per validator", _fmt(bl["cpu_ms_per_block_per_validator"], " ms")),
         ("CPU per trade per validator", _fmt(result["cpu_us_per_trade_per_validator"], " us")),

@@ -9,6 +9,12 @@
   leader running modified code that proposes just before the timeout costs the chain a
   few honest views' time, not the base timeout, each time it leads (docs/consensus.md,
   "Slow leaders").
+- ``Timer.COMMIT_RELAY``: only a view's leader collects its COMMIT votes, and the next
+  leader's proposal waits for the commit certificate. A replica that entered a view on
+  the previous view's prepare certificate and, a few median commit rounds later, still
+  has no commit certificate sends its COMMIT vote to the new view's leader too, which
+  forms the certificate itself: a leader running modified code that holds its commit
+  certificate slows the next view by that much, not by its whole deadline.
 - ``Timer.BATCH_DELAY``: under load the leader waits this long after the previous commit
   (or, pipelined, after the prepare certificate of the parent) so its block fills.
 - ``Timer.CATCHUP_RETRY``: an unanswered catch-up request goes to the next peer (kept
@@ -43,6 +49,7 @@ def _median_low(values: deque[int]) -> int:
 
 class Timer(StrEnum):
     VIEW_TIMEOUT = "view_timeout"
+    COMMIT_RELAY = "commit_relay"
     BATCH_DELAY = "batch_delay"
     CATCHUP_RETRY = "catchup_retry"
     HELP_LAGGING = "help_lagging"
@@ -58,6 +65,8 @@ class Pacemaker:
         *,
         progress_factor: int = 0,
         progress_floor_ms: int = 0,
+        relay_factor: int = 0,
+        relay_floor_ms: int = 0,
     ) -> None:
         self.base_ms, self.max_ms = base_ms, max_ms
         # The progress deadline: ``progress_factor`` times the median of recent views, at
@@ -70,6 +79,13 @@ class Pacemaker:
         self._at_start = False  # the current view has had work since we entered it
         self._timed_out = False  # this replica gave up the current view (sent its timeout)
         self._calm = 0  # views measured since a view last timed out here (or the start)
+        # The commit-vote relay: ``relay_factor`` times the median commit round, at least
+        # ``relay_floor_ms`` (factor 0: none). A commit round is how long this replica
+        # waited, after entering a view on the prepare certificate of the view before, for
+        # that block's commit.
+        self._relay_factor, self._relay_floor_ms = relay_factor, relay_floor_ms
+        self._commit_rounds: deque[int] = deque(maxlen=VIEW_PROGRESS_SAMPLES)
+        self._excess = 0  # the current view's commit round beyond the median: not its own
         self.batch_delay_ms = batch_delay_ms
         self._liveness_bound = liveness_bound
         self.consecutive_timeouts = 0  # views since the last commit that timed out
@@ -120,7 +136,39 @@ class Pacemaker:
         if self._entered_ms is None or not self._at_start:
             return None
         progress = self.progress_ms()
-        return None if progress is None else self._entered_ms + min(progress, self.base_ms)
+        if progress is None:
+            return None
+        return self._entered_ms + self._excess + min(progress, self.base_ms)
+
+    def relay_ms(self) -> int | None:
+        """How long after entering a view on the previous view's prepare certificate this
+        replica waits for that block's commit certificate before it sends its COMMIT vote
+        to the new view's leader too: ``relay_factor`` times the median commit round, at
+        least the floor. None: no factor, or fewer than ``VIEW_PROGRESS_CALM`` commit rounds
+        seen. The median, because a leader running modified code holds the certificates of
+        at most n - q < n / 2 of the views."""
+        rounds = self._commit_rounds
+        if not self._relay_factor or not rounds:
+            return None
+        return max(self._relay_factor * _median_low(rounds), self._relay_floor_ms)
+
+    def relay_deadline_ms(self) -> int | None:
+        relay = self.relay_ms()
+        return None if relay is None or self._entered_ms is None else self._entered_ms + relay
+
+    def parent_committed(self, now_ms: int) -> None:
+        """The block certified in the view just left committed in this one: a commit round.
+        Its part beyond the median is the previous leader's time, not this view's: the
+        view's sample leaves it out and its progress deadline starts after it. Otherwise a
+        leader holding its commit certificate (up to the relay) would make two slow views
+        of each it leads, and from 7 validators up (2 (n - q) > n / 2) raise the median."""
+        if self._entered_ms is None:
+            return
+        took = max(0, now_ms - self._entered_ms)
+        rounds = self._commit_rounds
+        if rounds:
+            self._excess = max(0, took - _median_low(rounds))
+        rounds.append(took)
 
     def view_deadline_ms(self) -> int | None:
         if self.started_ms is None:
@@ -155,9 +203,9 @@ class Pacemaker:
         start and sent no timeout."""
         last = self._entered_ms
         if progressed and last is not None and self._at_start and not self._timed_out:
-            self._durations.append(max(0, now_ms - last))
+            self._durations.append(max(0, now_ms - last - self._excess))
             self._calm += 1
-        self._entered_ms = now_ms
+        self._entered_ms, self._excess = now_ms, 0
         self._at_start, self._timed_out = True, False
         self.stop()
 

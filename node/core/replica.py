@@ -54,6 +54,8 @@ from node.config import (
     BLOCK_TIME_DRIFT_MAX_MS,
     BLOCK_TXS_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
+    COMMIT_RELAY_FACTOR,
+    COMMIT_RELAY_FLOOR_MS,
     PEER_SYNC_BYTES_BURST,
     PEER_SYNC_BYTES_PER_S,
     PEER_VERIFY_BURST,
@@ -123,6 +125,8 @@ class CoreConfig:
     view_timeout_max_ms: int = VIEW_TIMEOUT_MAX_MS
     view_progress_factor: int = VIEW_PROGRESS_FACTOR  # 0: no progress deadline (a control)
     view_progress_floor_ms: int = VIEW_PROGRESS_FLOOR_MS
+    commit_relay_factor: int = COMMIT_RELAY_FACTOR  # 0: no commit-vote relay (a control)
+    commit_relay_floor_ms: int = COMMIT_RELAY_FLOOR_MS
     batch_delay_ms: int = BATCH_DELAY_MS
     block_txs_max: int = BLOCK_TXS_MAX
     block_bytes_max: int = BLOCK_BYTES_MAX
@@ -133,6 +137,8 @@ class CoreConfig:
             and 0 < self.view_timeout_base_ms <= self.view_timeout_max_ms
             and self.view_progress_factor >= 0
             and self.view_progress_floor_ms > 0
+            and self.commit_relay_factor >= 0
+            and self.commit_relay_floor_ms > 0
             and 0 < self.block_txs_max <= BLOCK_TXS_MAX
             and 0 < self.block_bytes_max <= BLOCK_BYTES_MAX
         ):
@@ -198,6 +204,7 @@ class Replica:
         # Messages dropped without effect, by (kind, reason): node.core.refusal.
         self.refused: Counter[Refusal] = Counter()
         self.views_timed_out = 0  # views this replica left on a timeout certificate
+        self.commit_votes_relayed = 0  # COMMIT votes also sent to the next view's leader
         self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
@@ -213,6 +220,8 @@ class Replica:
             config.quorum.liveness_bound,
             progress_factor=config.view_progress_factor,
             progress_floor_ms=config.view_progress_floor_ms,
+            relay_factor=config.commit_relay_factor,
+            relay_floor_ms=config.commit_relay_floor_ms,
         )
         self._catchup = CatchUp(config.me, self.n, self._send)
         self._spread = Dissemination(
@@ -231,6 +240,7 @@ class Replica:
         self._spec_asked: dict[bytes, None] = {}
         self._spec_roots: dict[bytes, tuple[bytes, bytes]] = {}
         self._proposal: Proposal | None = None  # accepted proposal of the current view
+        self._commit_vote: Vote | None = None  # our last COMMIT vote, until relayed
         self._buffered: dict[int, Proposal] = {}  # by sender, waiting for catch-up/execution
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
@@ -345,6 +355,7 @@ class Replica:
         self._catchup.retry(self.committed_height, self.now_ms)
         if self._pacemaker.fire(self.now_ms):
             self._send_timeout(self.view)
+        self._maybe_relay()
         self._after_event()
         self._spread.flush(self.view)
 
@@ -417,6 +428,9 @@ class Replica:
             out[Timer.CATCHUP_RETRY] = retry
         if self._is_leader_waiting():
             out[Timer.BATCH_DELAY] = self._pacemaker.batch_deadline_ms()
+        relay = self._relay_deadline_ms()
+        if relay is not None:
+            out[Timer.COMMIT_RELAY] = relay
         return out
 
     def deadline_ms(self) -> int | None:
@@ -514,7 +528,7 @@ class Replica:
             self.committed_cert, self.committed_view = cert, cert.view
         self._enter_view(cert.view + 1)
         if cert.height == self.committed_height + 1:
-            block = self._block_of(cert)  # a candidate, or our lock's block
+            block = self._block_of(cert.block_hash)  # a candidate, or our lock's block
             if block is not None:
                 self._commit(block, cert)
                 return
@@ -542,6 +556,8 @@ class Replica:
         kept = self._candidates.values()
         self._candidates = {b.hash: b for b in kept if b.parent_hash == block.hash}
         self._spec_asked, self._spec_roots = {}, {}
+        if not caught_up and self._left_on_certificate(cert.view):
+            self._pacemaker.parent_committed(self.now_ms)
         self._pacemaker.committed(self.now_ms)
         self._record_expected_root(block)
         self._enter_view(cert.view + 1, progressed=not caught_up)
@@ -671,10 +687,7 @@ class Replica:
 
     def _certified_parent(self, block_hash: bytes) -> _Parent | None:
         """A candidate at committed + 1 with its speculative roots, as a parent."""
-        block = self._candidates.get(block_hash)
-        held = self.safety.high_pqc_block
-        if block is None and held is not None and held.hash == block_hash:
-            block = held
+        block = self._block_of(block_hash)
         roots = self._spec_roots.get(block_hash)
         if block is None or roots is None or self.executed_height != self.committed_height:
             return None
@@ -712,18 +725,18 @@ class Replica:
                 head = self._head()
                 self._propose(self._new_block(head), tc, self.committed_cert, head)
             return
-        block = self._block_of(lock)
+        block = self._block_of(lock.block_hash)
         if block is not None:
             # Jolteon: re-propose the highest lock
             self._propose(block, tc, self.committed_cert, self._head())
         # else: the TC reached us without the locked block; the next view will do
 
-    def _block_of(self, qc: QuorumCert) -> Block | None:
-        """The block a prepare or commit QC for height committed + 1 certifies, if we hold
-        it: a candidate, or the block of our lock (persisted: it survives a restart)."""
-        block = self._candidates.get(qc.block_hash)
+    def _block_of(self, block_hash: bytes) -> Block | None:
+        """The block a prepare or commit QC (or vote) for height committed + 1 names, if we
+        hold it: a candidate, or the block of our lock (persisted: it survives a restart)."""
+        block = self._candidates.get(block_hash)
         held = self.safety.high_pqc_block
-        if block is None and held is not None and held.hash == qc.block_hash:
+        if block is None and held is not None and held.hash == block_hash:
             block = held
         return block
 
@@ -943,16 +956,22 @@ class Replica:
 
     # --- votes and certificates ----------------------------------------------------------
 
-    def _send_vote(self, phase: Phase, view: int, block: Block) -> None:
+    def _send_vote(self, phase: Phase, view: int, block: Block) -> Vote:
         msg = vote_message(self.cfg.chain_id, phase, view, block.height, block.hash)
-        sig = self._signer.sign(msg)
-        self._send(self.leader(view), Vote(phase, view, block.height, block.hash, self.cfg.me, sig))
+        vote = Vote(phase, view, block.height, block.hash, self.cfg.me, self._signer.sign(msg))
+        self._send(self.leader(view), vote)
+        return vote
 
     def _on_vote(self, src: int, v: Vote) -> None:
-        leads = v.view == self.view and self.leader(v.view) == self.cfg.me
-        match self._votes.add(
-            src, v, view=self.view, leads=leads, proposal=self._proposal, certs=self._certs
-        ):
+        block = self._relayed_block(v)
+        if block is not None:
+            counted = self._votes.relayed(src, v, block, self._certs)
+        else:
+            leads = v.view == self.view and self.leader(v.view) == self.cfg.me
+            counted = self._votes.add(
+                src, v, view=self.view, leads=leads, proposal=self._proposal, certs=self._certs
+            )
+        match counted:
             case QuorumCert() as qc:
                 # A commit certificate goes to the next view's leader first: its proposal
                 # waits for it, while the others only apply the block.
@@ -1041,14 +1060,54 @@ class Replica:
         commits (rule 5); refusing then cost a view change with no fault at all. Safe for
         the same reason as in the view itself: never after our own timeout of that view or
         a later one, nor twice (commit_view, timeout_view)."""
-        tc = self._last_tc
-        left = qc.view == self.view - 1 and (tc is None or tc.view != qc.view)
+        left = self._left_on_certificate(qc.view)
         if not (qc.view == self.view or left) or qc.view <= max(
             self.safety.commit_view, self.safety.timeout_view
         ):
             return
         self._persist(commit_view=qc.view)
-        self._send_vote(Phase.COMMIT, qc.view, block)
+        self._commit_vote = self._send_vote(Phase.COMMIT, qc.view, block)
+
+    def _left_on_certificate(self, view: int) -> bool:
+        """``view`` is the one just left, and not on a timeout certificate."""
+        tc = self._last_tc
+        return view == self.view - 1 and (tc is None or tc.view != view)
+
+    # --- the commit-vote relay (docs/consensus.md "Slow leaders") -------------------------
+
+    def _relay_deadline_ms(self) -> int | None:
+        """When our COMMIT vote of the view just left also goes to this view's leader: we
+        left that view on its prepare certificate and have not committed its block."""
+        vote = self._commit_vote
+        if vote is None or vote.height != self.committed_height + 1:
+            return None
+        if not self._left_on_certificate(vote.view) or self.leader(self.view) == self.leader(
+            vote.view
+        ):
+            return None
+        return self._pacemaker.relay_deadline_ms()
+
+    def _maybe_relay(self) -> None:
+        due, vote = self._relay_deadline_ms(), self._commit_vote
+        if due is not None and vote is not None and self.now_ms >= due:
+            self._send(self.leader(self.view), vote)
+            self._commit_vote = None
+            self.commit_votes_relayed += 1
+
+    def _relayed_block(self, v: Vote) -> Block | None:
+        """The block a COMMIT vote counts for when it is relayed to us: we lead the view
+        after the vote's (not the vote's own: that is our tally as its leader), are in
+        either, and hold the block at committed + 1. Whoever forms a commit certificate,
+        it proves the same: q validators commit-voted this block in this view."""
+        me = self.cfg.me
+        if v.phase is not Phase.COMMIT or v.height != self.committed_height + 1:
+            return None
+        if not self.view - 1 <= v.view <= self.view:
+            return None
+        if self.leader(v.view + 1) != me or self.leader(v.view) == me:
+            return None
+        block = self._block_of(v.block_hash)
+        return block if block is not None and block.parent_hash == self.committed_hash else None
 
     # --- view change ---------------------------------------------------------------------
 

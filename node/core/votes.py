@@ -14,6 +14,7 @@ from __future__ import annotations
 from node.core.refusal import Reason
 from node.core.signing import Verifier, verify_certificate, verify_timeout_cert
 from node.core.types import (
+    Block,
     Phase,
     Proposal,
     QuorumCert,
@@ -26,6 +27,8 @@ from node.core.types import (
 )
 
 __all__ = ["Certificates", "VoteCollector", "form_tc", "timeout_problem"]
+
+_RELAYED_MAX = 4  # tallies of relayed COMMIT votes: one lock at a time, a few views' worth
 
 
 class _CountingVerifier:
@@ -101,11 +104,16 @@ class Certificates:
 class VoteCollector:
     """The leader's tally of PREPARE and COMMIT votes for the proposal of its view, and of
     the COMMIT votes for its proposal of the view just left (pipelining: the next
-    leader's proposal moves us on while those votes are still arriving)."""
+    leader's proposal moves us on while those votes are still arriving).
+
+    As the next view's leader it also counts COMMIT votes relayed to it (the previous
+    leader's certificate was late: docs/consensus.md "Slow leaders"), one tally per
+    (view, block), at most ``_RELAYED_MAX``."""
 
     def __init__(self) -> None:
         self._tally: dict[Phase, dict[int, bytes]] = {}
         self._prev: tuple[Proposal, dict[int, bytes]] | None = None
+        self._relayed: dict[tuple[int, bytes], dict[int, bytes]] = {}
 
     def open(self) -> None:
         """A proposal of ours: start counting both phases."""
@@ -117,6 +125,21 @@ class VoteCollector:
         commit = self._tally.get(Phase.COMMIT)
         self._prev = None if keep is None or commit is None else (keep, commit)
         self._tally = {}
+
+    def relayed(
+        self, src: int, v: Vote, block: Block, certs: Certificates
+    ) -> QuorumCert | Reason | None:
+        """Count a COMMIT vote for ``block`` (at committed + 1) relayed to us as the leader
+        of the view after ``v.view``: the QC when it completes a quorum."""
+        if v.voter != src:
+            return Reason.VOTER_NOT_SENDER
+        key = (v.view, block.hash)
+        tally = self._relayed.get(key)
+        if tally is None:
+            if len(self._relayed) >= _RELAYED_MAX:
+                self._relayed.pop(next(iter(self._relayed)))
+            tally = self._relayed[key] = {}
+        return _count(v, block, tally, certs)
 
     def add(
         self,
@@ -134,7 +157,7 @@ class VoteCollector:
         if prev is not None and v.phase is Phase.COMMIT and v.view == prev[0].view:
             if v.voter != src:
                 return Reason.VOTER_NOT_SENDER
-            return _count(v, prev[0], prev[1], certs)
+            return _count(v, prev[0].block, prev[1], certs)
         if v.view != view:
             return Reason.STALE_VIEW if v.view < view else Reason.FUTURE_VIEW
         if not leads:
@@ -148,14 +171,14 @@ class VoteCollector:
             if v.block_hash != proposal.block.hash or v.height != proposal.block.height:
                 return Reason.OTHER_BLOCK
             return Reason.NO_PROPOSAL
-        return _count(v, proposal, tally, certs)
+        return _count(v, proposal.block, tally, certs)
 
 
 def _count(
-    v: Vote, p: Proposal, tally: dict[int, bytes], certs: Certificates
+    v: Vote, block: Block, tally: dict[int, bytes], certs: Certificates
 ) -> QuorumCert | Reason | None:
-    """Add a vote for ``p`` to ``tally`` once its signature checks: the QC at q votes."""
-    if v.block_hash != p.block.hash or v.height != p.block.height:
+    """Add a vote for ``block`` to ``tally`` once its signature checks: the QC at q votes."""
+    if v.block_hash != block.hash or v.height != block.height:
         return Reason.OTHER_BLOCK
     if v.voter in tally:
         return Reason.DUPLICATE

@@ -62,6 +62,11 @@ class Metrics:
         self.view_changes = Counter(
             "ledger_view_changes", "Views left by timeout certificate", registry=r
         )
+        self.commit_votes_relayed = Counter(
+            "ledger_commit_votes_relayed",
+            "COMMIT votes also sent to the next view's leader: the commit certificate was late",
+            registry=r,
+        )
         self.commit_latency = Histogram(
             "ledger_commit_latency_seconds",
             "From a transaction's acceptance at this node to its commit here",

@@ -42,6 +42,7 @@ from node.config import (
     ADMISSION_EXPIRY_TOLERANCE_MS,
     ADMISSION_QUEUE_MAX_MS,
     BLOCK_READERS_CACHED_MAX,
+    COMMIT_RELAY_FACTOR,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
     PENDING_IDS_MAX,
@@ -156,6 +157,7 @@ class Node:
         admission_queue_max_ms: int = ADMISSION_QUEUE_MAX_MS,
         pipeline: bool = PIPELINE_DEFAULT,
         view_progress_factor: int = VIEW_PROGRESS_FACTOR,
+        commit_relay_factor: int = COMMIT_RELAY_FACTOR,
     ) -> None:
         require(genesis.validators[index].public_key == key.public_key, "wrong validator key")
         self.genesis, self.index, self.store, self.metrics = genesis, index, store, metrics
@@ -175,6 +177,7 @@ class Node:
                     me=index,
                     genesis_state_root=genesis_state_root(genesis),
                     view_progress_factor=view_progress_factor,
+                    commit_relay_factor=commit_relay_factor,
                 ),
                 Ed25519Signer(key),
                 Ed25519Verifier([v.public_key for v in genesis.validators]),
@@ -222,6 +225,7 @@ class Node:
         self._intake_batch: list[tuple[bytes, bytes, bytes]] = []  # acked once durable
         self._intake_flush: asyncio.Future[None] | None = None
         self._views_timed_out = 0
+        self._commit_votes_relayed = 0
         store.on_error = lambda e: self.fail("storage", e)  # API reads included
         self._refused_counted: dict[tuple[str, str], int] = {}  # replica.refused in metrics
         self.started_ms = clock()
@@ -749,6 +753,11 @@ class Node:
             self.metrics.view_changes.inc(r.views_timed_out - self._views_timed_out)
             self._views_timed_out = r.views_timed_out
             event("view_change", view=r.view, height=r.committed_height)
+        if r.commit_votes_relayed != self._commit_votes_relayed:
+            self.metrics.commit_votes_relayed.inc(
+                r.commit_votes_relayed - self._commit_votes_relayed
+            )
+            self._commit_votes_relayed = r.commit_votes_relayed
         self.metrics.view.set(r.view)
         self.metrics.mempool.set(len(r.mempool))
         self.metrics.mempool_bytes.set(r.mempool.size_bytes)

@@ -154,6 +154,7 @@ async def _serve(
         admission_queue_max_ms=cfg.admission_queue_max_ms,
         pipeline=cfg.pipeline,
         view_progress_factor=cfg.view_progress_factor,
+        commit_relay_factor=cfg.commit_relay_factor,
     )
     links = _peer_links(cfg, node, tls, metrics)
     node.send_frame = lambda dst, data: links[dst].send(data)

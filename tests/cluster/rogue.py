@@ -304,11 +304,16 @@ def refused(net: Network, i: int) -> dict[str, float]:
     return out
 
 
-def view_changes(net: Network, i: int) -> float:
+def counter(net: Network, i: int, name: str) -> float:
+    """Validator ``i``'s counter ``name`` (without ``_total``) from its /metrics."""
     for family in text_string_to_metric_families(_metrics(net, i)):
-        if family.name == "ledger_view_changes":
+        if family.name == name:
             return sum(s.value for s in family.samples if s.name.endswith("_total"))
-    raise AssertionError("no ledger_view_changes metric")
+    raise AssertionError(f"no {name} metric")
+
+
+def view_changes(net: Network, i: int) -> float:
+    return counter(net, i, "ledger_view_changes")
 
 
 class StallProbe:

@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 
 from devtools.cluster import is_running, kill_node
-from node.config import VIEW_PROGRESS_FACTOR
 from node.core import decode_block
 from node.wire import ledger_pb2 as pb
 from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, running_cluster, wait_until
-from tests.cluster.rogue import view_changes
+from tests.cluster.rogue import counter, view_changes
 
 SLOW = 1
 HOLD_MS = 800
@@ -41,12 +40,15 @@ def _proposers(c: Cluster, via: int, top: int) -> list[int]:
     return [b.proposer for b in blocks]
 
 
-def _slow_run(tmp_path: Path, factor: int) -> tuple[list[int], float]:
-    """Who proposed each committed block, and the honest validators' view changes."""
-    with running_cluster(tmp_path / "run", 4, 3, {"view_progress_factor": factor}) as c:
+def _slow_run(
+    tmp_path: Path, options: dict[str, int], how: list[str]
+) -> tuple[list[int], float, float]:
+    """Who proposed each committed block, and the honest validators' view changes and
+    commit votes relayed, with validator 1 running ``tests.cluster.slow_leader *how``."""
+    with running_cluster(tmp_path / "run", 4, 3, options) as c:
         kill_node(c.net, SLOW)
         wait_until(lambda: not is_running(c.net, SLOW), 10, "validator 1 to stop")
-        cmd = [sys.executable, "-m", "tests.cluster.slow_leader", "--hold-ms", str(HOLD_MS)]
+        cmd = [sys.executable, "-m", "tests.cluster.slow_leader", *how]
         cmd += ["--config", str(c.net.nodes[SLOW].config)]
         log = (c.net.run_dir / "slow-leader.log").open("ab")
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -64,7 +66,9 @@ def _slow_run(tmp_path: Path, factor: int) -> tuple[list[int], float]:
             ]
             assert all(r.code == pb.OK for r in receipts)
             top = max(r.height for r in receipts)
-            return _proposers(c, 0, top), sum(view_changes(c.net, i) for i in honest)
+            changes = sum(view_changes(c.net, i) for i in honest)
+            relayed = sum(counter(c.net, i, "ledger_commit_votes_relayed") for i in honest)
+            return _proposers(c, 0, top), changes, relayed
         finally:
             proc.terminate()
             proc.wait(timeout=RPC_TIMEOUT_S + 10)
@@ -83,8 +87,11 @@ def _connected(c: Cluster) -> bool:
 pytestmark = pytest.mark.serial
 
 
+HOLD = ["--hold-ms", str(HOLD_MS)]
+
+
 def test_a_slow_leader_is_timed_out_and_left_out(tmp_path: Path) -> None:
-    proposers, changes = _slow_run(tmp_path, VIEW_PROGRESS_FACTOR)
+    proposers, changes, _ = _slow_run(tmp_path, {}, HOLD)
     later = Counter(proposers[len(proposers) // 2 :])
     print(f"blocks by proposer: {dict(Counter(proposers))}, later half {dict(later)}")
     assert changes >= 1, "no view ever timed out"
@@ -94,7 +101,30 @@ def test_a_slow_leader_is_timed_out_and_left_out(tmp_path: Path) -> None:
 def test_control_without_the_progress_deadline_the_slow_leader_keeps_leading(
     tmp_path: Path,
 ) -> None:
-    proposers, _ = _slow_run(tmp_path, 0)
+    proposers, _, _ = _slow_run(tmp_path, {"view_progress_factor": 0}, HOLD)
     later = Counter(proposers[len(proposers) // 2 :])
     print(f"blocks by proposer: {dict(Counter(proposers))}, later half {dict(later)}")
     assert later[SLOW] >= later.total() // 8, f"the slow leader proposed {later[SLOW]}"
+
+
+def test_a_withheld_commit_certificate_is_formed_by_the_next_leader(tmp_path: Path) -> None:
+    """Validator 1 sends none of the commit certificates it forms. The honest validators
+    relay their commit votes to the next leader, which forms the certificate and goes on:
+    every trade settles, no view times out, and validator 1, never charged, keeps leading
+    (docs/consensus.md "Slow leaders")."""
+    proposers, changes, relayed = _slow_run(tmp_path, {}, ["--withhold-commit"])
+    later = Counter(proposers[len(proposers) // 2 :])
+    print(f"blocks by proposer: {dict(later)} later; view changes {changes}, relayed {relayed}")
+    assert relayed >= 3, "no commit vote was relayed"
+    assert changes == 0, f"{changes} view changes"
+    assert later[SLOW] >= later.total() // 8, f"validator 1 proposed {later[SLOW]}"
+
+
+def test_control_without_the_relay_a_withheld_commit_certificate_costs_a_view_change(
+    tmp_path: Path,
+) -> None:
+    proposers, changes, relayed = _slow_run(
+        tmp_path, {"commit_relay_factor": 0}, ["--withhold-commit"]
+    )
+    print(f"blocks by proposer: {dict(Counter(proposers))}; view changes {changes}")
+    assert relayed == 0 and changes >= 1

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--byz-count", type=int, default=None)
     ap.add_argument("--steady", action="store_true", help="one steady load, not seeds")
     ap.add_argument("--progress-factor", type=int, default=None, help="0: no progress deadline")
+    ap.add_argument("--relay-factor", type=int, default=None, help="0: no commit-vote relay")
     args = ap.parse_args(argv)
     byz = tuple(STRATEGIES) if args.byz == "all" else tuple(filter(None, args.byz.split(",")))
     if args.steady:
@@ -97,12 +98,15 @@ def _steady(args: argparse.Namespace, byz: tuple[str, ...]) -> int:
         print("--steady takes one strategy (--byz NAME) and --byz-count", file=sys.stderr)
         return 2
     chosen = {1 + k * (args.n // max(count, 1)): byz[0] for k in range(count)}
-    r = steady_load(args.n, q, chosen, progress_factor=args.progress_factor)
+    r = steady_load(
+        args.n, q, chosen, progress_factor=args.progress_factor, relay_factor=args.relay_factor
+    )
     warm = r.latencies_ms[len(r.latencies_ms) // 2 :]
     print(
         f"n={args.n} q={q} byzantine={chosen or 'none'}: {r.blocks} blocks in {r.seconds} s; "
         f"latency p50 {r.percentile(0.5)} ms, p99 {r.percentile(0.99)} ms, "
-        f"max of the second half {max(warm)} ms; views failed {r.views_failed}"
+        f"max of the second half {max(warm)} ms; views failed {r.views_failed}; "
+        f"commit votes relayed {r.relayed}"
     )
     return 0
 

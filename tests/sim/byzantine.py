@@ -53,11 +53,12 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   leave at once. It never lets a view time out, so the leader schedule never charges it.
 - ``slow_qc``: proposes at once, but holds the certificates it forms as leader (only
   the leader of a view collects its votes): the prepare certificate until most of the
-  view's time to progress is gone, then the commit certificate until most of the next
-  view's is (the next leader, honest, waits for it: unpipelined to propose, pipelined to
-  act on its own prepare certificate). Each view it leads costs two views' deadlines,
-  none times out, and its slow views and the honest ones after them can be most of the
-  samples the deadline's median is taken over.
+  view's time to progress is gone, then the commit certificate, which the next leader
+  (honest) waits for, until just before honest replicas would relay their commit votes
+  to that leader (or most of the next view's time, before the relay applies). Timed by
+  an honest peer's own timers, so no view times out and the leader schedule never
+  charges it; its slow views and the honest ones after them are most of the views from
+  7 validators up.
 """
 
 from __future__ import annotations
@@ -67,14 +68,12 @@ import struct
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from statistics import median_low
 from typing import ClassVar
 
 from node.config import (
     CATCHUP_BATCH_BLOCKS_MAX,
     MEMPOOL_TXS_MAX,
     TX_FORWARD_BATCH_MAX,
-    VIEW_PROGRESS_SAMPLES,
 )
 from node.core import (
     Block,
@@ -119,6 +118,9 @@ class Env:
     chain_id: str
     signer: Signer
     core: Callable[[], Replica | None]  # the running replica (None while crashed)
+    # An honest validator's replica, for its timers only: what an attacker watching the
+    # network could estimate, given exactly (the worst case for the rule under test).
+    peer: Callable[[], Replica | None]
     workload: tuple[bytes, ...]  # the signed transactions clients will submit
     coalition: int  # shared by the Byzantine validators of a run (e.g. whom to censor)
     now: Callable[[], int]
@@ -808,55 +810,44 @@ class SlowQC(Strategy):
 
     name = "slow_qc"
     pulse_ms = 1
-    HOLD_PREPARE = 0.9  # of the view's time to progress, from its entry
-    HOLD_COMMIT = 0.6  # of the next view's, from the prepare certificate's release
+    HOLD_PREPARE = 0.9  # of the time left to the view's deadline, by an honest peer's timers
+    HOLD_COMMIT = 0.6  # of the time left to the next view's, where no relay applies yet
+    HOLD_COMMIT_PAST: float | None = None  # else this much of it, relay or not
 
     def __init__(self, env: Env, rng: random.Random) -> None:
         super().__init__(env, rng)
         self.crafted: Counter[str] = Counter()
-        self._entered: dict[int, int] = {}  # view -> when our replica entered it
-        self._released: dict[int, int] = {}  # view -> when its prepare certificate left
+        self._release: dict[tuple[Phase, int], int] = {}  # (phase, view) -> when it leaves
         self._held: list[tuple[int, int, Message]] = []
-        self._samples: deque[int] = deque(maxlen=VIEW_PROGRESS_SAMPLES)
 
-    def _watch(self) -> Replica | None:
-        """Note when honest replicas enter each view: when ours does, except after a view
-        we led, which they enter when our prepare certificate reaches them."""
-        core = self.env.core()
-        if core is not None and core.view not in self._entered:
-            entered = core._pacemaker._entered_ms
-            at = self.env.now() if entered is None else entered
-            at = self._released.get(core.view - 1, at)
-            last = self._entered.get(core.view - 1)
-            if last is not None:
-                self._samples.append(max(0, at - last))
-            self._entered[core.view] = at
-        return core
-
-    def _progress(self, core: Replica) -> int:
-        """The deadline honest replicas have: the rule over the views as they see them
-        (without its calm condition: the tightest they may have)."""
-        pm = core._pacemaker
-        factor, floor = pm._progress_factor, pm._progress_floor_ms
-        if not factor or not self._samples:
-            return pm.base_ms
-        return min(max(factor * median_low(self._samples), floor), pm.base_ms)
+    def _release_at(self, phase: Phase, now: int) -> int:
+        """Just before honest replicas would give up waiting for it, by a peer's timers:
+        for the prepare certificate the view's deadline (the peer is still in the view);
+        for the commit certificate the relay of commit votes to the next leader (the peer
+        entered the next view on the prepare certificate), else that view's deadline."""
+        peer = self.env.peer()
+        timers = {} if peer is None else peer.deadlines()
+        relay = timers.get(Timer.COMMIT_RELAY)
+        past = self.HOLD_COMMIT_PAST
+        if phase is Phase.COMMIT and relay is not None and past is None:
+            return max(now, relay - 1)
+        deadline = timers.get(Timer.VIEW_TIMEOUT)
+        hold = self.HOLD_PREPARE if phase is Phase.PREPARE else past or self.HOLD_COMMIT
+        return now if deadline is None else now + int(hold * max(0, deadline - now))
 
     def outgoing(self, dst: int, msg: Message) -> Out:
-        core = self._watch()
+        core = self.env.core()
         if core is None or dst == self.env.index or not isinstance(msg, QCMessage):
             return [(dst, msg)]
-        qc = msg.qc
+        qc, now = msg.qc, self.env.now()
         if core.leader(qc.view) != self.env.index:
             return [(dst, msg)]
-        now = self.env.now()
-        if qc.phase is Phase.PREPARE:
-            at = self._entered.get(qc.view, now) + int(self.HOLD_PREPARE * self._progress(core))
-            self._released.setdefault(qc.view, max(at, now))
-            at = self._released[qc.view]
-        else:
-            start = self._released.get(qc.view)
-            at = now if start is None else start + int(self.HOLD_COMMIT * self._progress(core))
+        key = (qc.phase, qc.view)
+        at = self._release.get(key)
+        if at is None:
+            at = self._release[key] = self._release_at(qc.phase, now)
+            if len(self._release) > 64:
+                self._release.pop(next(iter(self._release)))
         if at <= now:
             return [(dst, msg)]
         self.crafted[qc.phase.name.lower()] += 1
@@ -864,7 +855,6 @@ class SlowQC(Strategy):
         return []
 
     def pulse(self) -> Out:
-        self._watch()
         now = self.env.now()
         due = [(dst, msg) for at, dst, msg in self._held if at <= now]
         self._held = [held for held in self._held if held[0] > now]

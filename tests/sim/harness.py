@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cache, partial
 
 from node import crypto
-from node.config import ADMISSION_EXPIRY_TOLERANCE_MS, VIEW_PROGRESS_FACTOR
+from node.config import ADMISSION_EXPIRY_TOLERANCE_MS, COMMIT_RELAY_FACTOR, VIEW_PROGRESS_FACTOR
 from node.core import (
     AddResult,
     Block,
@@ -148,6 +148,8 @@ class Scenario:
     pipeline: str = "all"
     # The progress deadline's factor (node/core/pacemaker.py; 0: none, a control).
     progress_factor: int = VIEW_PROGRESS_FACTOR
+    # The commit-vote relay's factor (node/core/pacemaker.py; 0: none, a control).
+    relay_factor: int = COMMIT_RELAY_FACTOR
 
     def pipelines(self, index: int) -> bool:
         return self.pipeline == "all" or (self.pipeline == "mixed" and index % 2 == 0)
@@ -268,6 +270,7 @@ class Cluster:
             chain_id=self.genesis.chain_id,
             signer=self._signer(inst.index),
             core=lambda: inst.core,
+            peer=lambda: next((i.core for i in self.instances if i.honest and i.core), None),
             workload=tuple(raw for raw, _ in self.workload),
             coalition=self.sc.seed,
             now=lambda: self.now,
@@ -337,6 +340,7 @@ class Cluster:
             view_timeout_base_ms=VIEW_TIMEOUT_BASE_MS,
             view_timeout_max_ms=VIEW_TIMEOUT_MAX_MS,
             view_progress_factor=self.sc.progress_factor,
+            commit_relay_factor=self.sc.relay_factor,
             batch_delay_ms=BATCH_DELAY_MS,
         )
         source = StoreSource(inst.store)

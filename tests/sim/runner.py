@@ -485,6 +485,10 @@ class Steady:
     latencies_ms: list[int]  # submit to the first honest commit, per trade, in submit order
     views_failed: int  # proposals sent on a timeout certificate (one per failed view, per peer)
     held: int  # proposals the Byzantine leaders held back
+    relayed: int = 0  # COMMIT votes honest replicas relayed to the next leader
+    # An honest replica's progress deadline and relay wait at the end (None: not applied).
+    progress_ms: int | None = None
+    relay_ms: int | None = None
     excluded: frozenset[int] = frozenset()  # left out of the leader order at the end (honest view)
 
     def percentile(self, p: float) -> int:
@@ -500,6 +504,7 @@ def steady_load(
     rate_per_s: int = 100,
     seconds: int = 4,
     progress_factor: int | None = None,
+    relay_factor: int | None = None,
     hold: float | None = None,
     hold_commit: float | None = None,
 ) -> Steady:
@@ -508,13 +513,16 @@ def steady_load(
     validators in ``byz`` running those strategies. How many blocks the chain made and how
     long each trade waited, for comparing strategies (``slow_leader``, which holds its
     proposals for ``hold`` of the view's time to progress if given; ``slow_qc``, its commit
-    certificates for ``hold_commit`` of the next view's)."""
+    certificates for ``hold_commit`` of the next view's, whether or not honest replicas
+    relay their commit votes by then)."""
     txs = rate_per_s * seconds
     sc = Scenario(n=n, q=q, seed=0, txs=txs, chaos_ms=seconds * 1_000, delay_ms=(1, 5))
     sc.pipeline = "none"
     sc.byz = dict(byz)
     if progress_factor is not None:
         sc.progress_factor = progress_factor
+    if relay_factor is not None:
+        sc.relay_factor = relay_factor
     cl = Cluster(sc)
     if hold is not None:
         for inst in cl.instances:
@@ -523,7 +531,7 @@ def steady_load(
     if hold_commit is not None:
         for inst in cl.instances:
             if isinstance(inst.byz, SlowQC):
-                inst.byz.HOLD_COMMIT = hold_commit
+                inst.byz.HOLD_COMMIT_PAST = hold_commit
     if len(cl.workload) < txs:
         raise ValueError(f"the workload holds {len(cl.workload)} trades, not {txs}")
     submitted: dict[bytes, int] = {}
@@ -541,14 +549,15 @@ def steady_load(
         if raw in checker.first_at
     ]
     last = max(checker.commit_ms.values(), default=cl.t0)
+    peer = next((i.core for i in cl.instances if i.honest and i.core is not None), None)
     return Steady(
         blocks=checker.max_height,
         seconds=(last - cl.t0) / 1_000,
         latencies_ms=latencies,
         views_failed=cl.sent["Proposal+TC"],
         held=sum(cl.crafted().values()),
-        excluded=next(
-            (i.core.schedule.excluded for i in cl.instances if i.honest and i.core is not None),
-            frozenset(),
-        ),
+        relayed=sum(i.core.commit_votes_relayed for i in cl.instances if i.honest and i.core),
+        excluded=frozenset() if peer is None else peer.schedule.excluded,
+        progress_ms=None if peer is None else peer._pacemaker.progress_ms(),
+        relay_ms=None if peer is None else peer._pacemaker.relay_ms(),
     )

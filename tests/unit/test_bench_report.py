@@ -351,3 +351,15 @@ def test_views_timed_out_are_the_mean_per_validator_in_the_window() -> None:
     assert re.search(r"views timed out per validator +1.5\n", report.table(result))
     old = report.summarize(raw_run(thousand_trades(), validators=validators()))
     assert old["views_timed_out_per_validator"] is None
+    assert old["commit_votes_relayed_per_validator"] is None
+
+
+def test_commit_votes_relayed_are_the_mean_per_validator_in_the_window() -> None:
+    """``ledger_commit_votes_relayed_total`` read at the window's start and end."""
+    vals = [
+        v | {"commit_votes_relayed_start": 2.0, "commit_votes_relayed_end": 2.0 + 2 * k}
+        for k, v in enumerate(validators())
+    ]
+    result = report.summarize(raw_run(thousand_trades(), validators=vals))
+    assert result["commit_votes_relayed_per_validator"] == 3.0  # 0 + 2 + 4 + 6 over 4
+    assert re.search(r"commit votes relayed per validator +3\n", report.table(result))

@@ -210,3 +210,76 @@ def test_without_a_factor_there_is_no_progress_deadline() -> None:
     p = pacemaker()
     now = run_views(p, [10] * VIEW_PROGRESS_SAMPLES)
     assert p.progress_ms() is None and p.view_deadline_ms() == now + BASE
+
+
+# --- the commit-vote relay, and the commit round that is not the view's own ---------------
+
+RELAY, RELAY_FLOOR = 4, 20
+
+
+def relaying() -> Pacemaker:
+    return Pacemaker(
+        BASE,
+        MAX,
+        BATCH,
+        BOUND,
+        progress_factor=FACTOR,
+        progress_floor_ms=FLOOR,
+        relay_factor=RELAY,
+        relay_floor_ms=RELAY_FLOOR,
+    )
+
+
+def commit_rounds(p: Pacemaker, rounds: list[int], now: int = 0) -> int:
+    """Views entered on a prepare certificate, each whose parent commits ``round`` after
+    the entry and which is left 50 ms after that; returns when the last was entered."""
+    for r in rounds:
+        p.entered(now, progressed=True)
+        p.arm(now, active=True)
+        p.parent_committed(now + r)
+        p.committed(now + r)
+        p.arm(now + r, active=True)
+        now += r + 50
+    p.entered(now, progressed=True)
+    p.arm(now, active=True)
+    return now
+
+
+def test_the_relay_waits_the_factor_times_the_median_commit_round_at_least_the_floor() -> None:
+    p = relaying()
+    assert p.relay_ms() is None and p.relay_deadline_ms() is None  # no commit round yet
+    now = commit_rounds(p, [10, 12, 500])  # one slow round of three: the median is 12
+    assert p.relay_ms() == RELAY * 12 and p.relay_deadline_ms() == now + RELAY * 12
+    p = relaying()
+    commit_rounds(p, [1, 2, 3])
+    assert p.relay_ms() == RELAY_FLOOR
+    no_factor = Pacemaker(BASE, MAX, BATCH, BOUND, relay_factor=0, relay_floor_ms=RELAY_FLOOR)
+    commit_rounds(no_factor, [10] * 5)
+    assert no_factor.relay_ms() is None  # the control: no relay
+
+
+def test_a_commit_round_beyond_the_median_is_no_part_of_the_views_sample_or_deadline() -> None:
+    """A leader holding its commit certificate slows the next view: that wait (beyond the
+    median commit round) is left out of the view's sample, and its deadline starts after
+    it, so two slow views per such leader do not raise the median."""
+    p = relaying()
+    now = commit_rounds(p, [10] * VIEW_PROGRESS_CALM)  # views of 60 ms: 10 + 50
+    assert p.progress_ms() == FACTOR * 60 and p.view_deadline_ms() == now + FACTOR * 60
+    p.parent_committed(now + 70)  # 60 ms beyond the median commit round
+    p.committed(now + 70)
+    p.arm(now + 70, active=True)
+    assert p.view_deadline_ms() == now + 60 + FACTOR * 60  # starts after the excess
+    p.entered(now + 120, progressed=True)  # 50 ms of its own after the commit, as before
+    assert p._durations[-1] == 60 and p.progress_ms() == FACTOR * 60
+    p.arm(now + 120, active=True)
+    p.parent_committed(now + 125)  # the next view's commit is in time: nothing carried over
+    assert p.view_deadline_ms() == now + 120 + FACTOR * 60
+
+
+def test_a_commit_in_time_leaves_the_sample_whole() -> None:
+    p = relaying()
+    now = commit_rounds(p, [10] * VIEW_PROGRESS_CALM)
+    p.parent_committed(now + 8)  # under the median: no excess
+    p.entered(now + 58, progressed=True)
+    p.arm(now + 58, active=True)
+    assert p._durations[-1] == 58 and p.view_deadline_ms() == now + 58 + FACTOR * 60

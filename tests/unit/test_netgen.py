@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from devtools.netgen import NetSpec, default_quorum, generate, main
 from node import crypto
-from node.config import PIPELINE_DEFAULT, VIEW_PROGRESS_FACTOR, VIEW_PROGRESS_FACTOR_MAX
+from node.config import COMMIT_RELAY_FACTOR, PIPELINE_DEFAULT, VIEW_PROGRESS_FACTOR
 from node.genesis import load_genesis
 from node.keyfiles import (
     KeyFileError,
@@ -312,25 +312,32 @@ def test_the_pipeline_option_round_trips_and_takes_only_a_boolean(
             load_node_config(edited)
 
 
-def test_the_view_progress_factor_round_trips_and_is_bounded(net: Network, tmp_path: Path) -> None:
-    """``view_progress_factor`` (docs/consensus.md "Slow leaders"): the default unless a
-    config says so, written only when it differs, 0 (off) to the maximum, an integer."""
-    default = load_node_config(net.nodes[0].config)
-    assert default.view_progress_factor == VIEW_PROGRESS_FACTOR
-    assert "view_progress_factor" not in json.loads(net.nodes[0].config.read_text())
+@pytest.mark.parametrize(
+    ("field", "default"),
+    [("view_progress_factor", VIEW_PROGRESS_FACTOR), ("commit_relay_factor", COMMIT_RELAY_FACTOR)],
+)
+def test_the_slow_leader_factors_round_trip_and_are_bounded(
+    net: Network, tmp_path: Path, field: str, default: int
+) -> None:
+    """``view_progress_factor`` and ``commit_relay_factor`` (docs/consensus.md "Slow
+    leaders"): the default unless a config says so, written only when it differs, 0 (off)
+    to the maximum (100 for both), an integer."""
+    loaded = load_node_config(net.nodes[0].config)
+    assert getattr(loaded, field) == default
+    assert field not in json.loads(net.nodes[0].config.read_text())
     path = tmp_path / "off.json"
-    write_node_config(path, replace(default, view_progress_factor=0))
-    assert json.loads(path.read_text())["view_progress_factor"] == 0
-    assert load_node_config(path).view_progress_factor == 0
+    write_node_config(path, replace(loaded, **{field: 0}))
+    assert json.loads(path.read_text())[field] == 0
+    assert getattr(load_node_config(path), field) == 0
     for bad, says in (
         (-1, "must be 0..100"),
-        (VIEW_PROGRESS_FACTOR_MAX + 1, "must be 0..100"),
+        (101, "must be 0..100"),
         (True, "expected an integer"),
         ("4", "expected an integer"),
         (4.0, "expected an integer"),
     ):
-        edited = _edited(net, tmp_path, lambda d, v=bad: d.update(view_progress_factor=v))
-        with pytest.raises(ConfigError, match=f"view_progress_factor: {says}"):
+        edited = _edited(net, tmp_path, lambda d, v=bad: d.update({field: v}))
+        with pytest.raises(ConfigError, match=f"{field}: {says}"):
             load_node_config(edited)
 
 

@@ -1,0 +1,148 @@
+"""The commit-vote relay (docs/consensus.md "Slow leaders", ADR 0021): only a view's leader
+collects its COMMIT votes, and the next leader's proposal waits for the certificate. A
+replica that entered the next view on the prepare certificate and has no commit
+certificate a few median commit rounds later sends its COMMIT vote to the new view's
+leader too, which forms the certificate itself. Driven through the engine (``Net``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from node.config import COMMIT_RELAY_FLOOR_MS
+from node.core import Phase, QCMessage, Replica, Vote
+from node.core.pacemaker import Timer
+from node.core.refusal import Kind, Reason
+from tests.unit.test_core_replica import Net
+
+T0 = 1_000
+
+
+def _withheld_by(leader: int, height: int):  # type: ignore[no-untyped-def]
+    """A leader running modified code: it forms the commit certificate of ``height`` and
+    sends it to nobody (its own loopback included, so it does not commit either)."""
+
+    def tamper(src: int, dst: int, msg: object) -> object | None:
+        held = isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT
+        return None if held and src == leader and msg.qc.height == height else msg  # type: ignore[union-attr]
+
+    return tamper
+
+
+def _second_block_withheld(net: Net) -> tuple[int, int, int]:
+    """Block 1 commits normally (each replica's first commit round: 0 ms here, so the
+    relay waits the floor); block 2's leader withholds its commit certificate after
+    everyone locked on block 2 and moved to the next view. Returns (that leader, the
+    next, the view of block 2)."""
+    net.now = T0
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    assert [d.committed_height() for d in net.disks] == [1, 1, 1, 1]
+    view = net.nodes[0].view
+    slow, nxt = net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+    net.tamper = _withheld_by(slow, 2)
+    net.nodes[slow].submit(b"trade-2")
+    net.tick(T0 + 10)  # past the batch delay: block 2 proposed, prepared, commit-voted
+    assert all(node.view == view + 1 for node in net.nodes)
+    assert [d.committed_height() for d in net.disks] == [1, 1, 1, 1]
+    return slow, nxt, view
+
+
+def _relayed(net: Net, i: int) -> list[Vote]:
+    """COMMIT votes node ``i`` sent to a leader other than their view's."""
+    node = net.nodes[i]
+    return [
+        msg
+        for kind, dst, msg in net.outboxes[i].log
+        if kind == "send"
+        and isinstance(msg, Vote)
+        and msg.phase is Phase.COMMIT
+        and dst != node.leader(msg.view)
+    ]
+
+
+def test_a_withheld_commit_certificate_is_formed_by_the_next_leader() -> None:
+    net = Net(speculate=False)
+    slow, nxt, view = _second_block_withheld(net)
+    entered = T0 + 10
+    honest = [i for i in range(4) if i != slow]
+    assert all(
+        net.nodes[i].deadlines()[Timer.COMMIT_RELAY] == entered + COMMIT_RELAY_FLOOR_MS
+        for i in honest
+    )
+    net.tick(entered + COMMIT_RELAY_FLOOR_MS - 1)
+    assert not any(_relayed(net, i) for i in range(4))  # not before the relay is due
+    net.tick(entered + COMMIT_RELAY_FLOOR_MS)
+    # Each relays its own vote, once, to the next leader only (the withholding leader's
+    # replica too: only its certificate is held back).
+    for i in range(4):
+        votes = _relayed(net, i)
+        assert [(v.view, v.height, v.voter) for v in votes] == [(view, 2, i)]
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    _, cert = net.disks[nxt].blocks[2]
+    assert cert.phase is Phase.COMMIT and len(cert.signatures) == net.quorum.q
+    assert all(node.commit_votes_relayed == 1 for node in net.nodes)
+    net.tick(entered + 10 * COMMIT_RELAY_FLOOR_MS)
+    assert all(len(_relayed(net, i)) == 1 for i in range(4))  # never again
+
+
+def test_without_the_relay_the_next_view_waits_for_the_certificate_until_it_times_out() -> None:
+    """The negative control: ``commit_relay_factor`` 0, the same withheld certificate."""
+    net = Net(speculate=False)
+    for i, node in enumerate(net.nodes):
+        cfg = replace(node.cfg, commit_relay_factor=0)
+        net.nodes[i] = Replica(
+            cfg,
+            node._signer,
+            net.verifier,
+            net.disks[i],
+            executed_root=node.executed_root,
+            results_root=node.executed_results,
+        )
+    _second_block_withheld(net)
+    net.tick(T0 + 10 + 10 * COMMIT_RELAY_FLOOR_MS)
+    assert not any(_relayed(net, i) for i in range(4))
+    assert [d.committed_height() for d in net.disks] == [1, 1, 1, 1]
+    assert all(Timer.COMMIT_RELAY not in node.deadlines() for node in net.nodes)
+
+
+def test_a_commit_certificate_in_time_is_never_relayed() -> None:
+    net = Net(speculate=False)
+    net.now = T0
+    for k in range(12):
+        net.nodes[k % 4].submit(b"trade-%d" % k)
+        net.tick(T0 + 10 * (k + 1))
+    assert all(d.committed_height() >= 12 for d in net.disks)
+    assert not any(_relayed(net, i) for i in range(4))
+    assert all(Timer.COMMIT_RELAY not in node.deadlines() for node in net.nodes)
+
+
+def test_relayed_votes_count_only_at_the_next_leader_from_their_voter() -> None:
+    net = Net(speculate=False)
+    slow, nxt, view = _second_block_withheld(net)
+    other = next(i for i in range(4) if i not in (slow, nxt))
+    block, _ = next((b, None) for b in net.nodes[nxt]._candidates.values() if b.height == 2)
+    votes = [
+        v
+        for kind, dst, v in net.outboxes[other].log
+        if kind == "send" and isinstance(v, Vote) and v.phase is Phase.COMMIT and v.view == view
+    ]
+    assert votes and votes[0].block_hash == block.hash
+    vote = votes[0]
+    # Relayed to a validator that does not lead the next view: refused, not counted.
+    third = next(i for i in range(4) if i not in (slow, nxt, other))
+    before = net.nodes[third].refused[(Kind.VOTE, Reason.STALE_VIEW)]
+    net.engine(third).step(other, vote, T0 + 11)
+    assert net.nodes[third].refused[(Kind.VOTE, Reason.STALE_VIEW)] == before + 1
+    # At the next leader, a vote sent by another than its voter is refused.
+    net.engine(nxt).step(third, vote, T0 + 11)
+    assert net.nodes[nxt].refused[(Kind.VOTE, Reason.VOTER_NOT_SENDER)] == 1
+    # Its voter's counts once; the same again is a duplicate; short of q nothing forms.
+    net.engine(nxt).step(other, vote, T0 + 11)
+    net.engine(nxt).step(other, vote, T0 + 11)
+    assert net.nodes[nxt].refused[(Kind.VOTE, Reason.DUPLICATE)] == 1
+    assert net.disks[nxt].committed_height() == 1
+    # A forged signature is refused.
+    forged = replace(vote, voter=third, signature=bytes(len(vote.signature)))
+    net.engine(nxt).step(third, forged, T0 + 11)
+    assert net.nodes[nxt].refused[(Kind.VOTE, Reason.BAD_SIGNATURE)] == 1
+    assert net.disks[nxt].committed_height() == 1
