@@ -101,11 +101,10 @@ def _steady(args: argparse.Namespace, byz: tuple[str, ...]) -> int:
     r = steady_load(
         args.n, q, chosen, progress_factor=args.progress_factor, relay_factor=args.relay_factor
     )
-    warm = r.latencies_ms[len(r.latencies_ms) // 2 :]
     print(
         f"n={args.n} q={q} byzantine={chosen or 'none'}: {r.blocks} blocks in {r.seconds} s; "
         f"latency p50 {r.percentile(0.5)} ms, p99 {r.percentile(0.99)} ms, "
-        f"max of the second half {max(warm)} ms; views failed {r.views_failed}; "
+        f"max after the warm-up {max(r.warmed_up())} ms; views failed {r.views_failed}; "
         f"commit votes relayed {r.relayed}"
     )
     return 0

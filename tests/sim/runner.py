@@ -486,14 +486,25 @@ class Steady:
     views_failed: int  # proposals sent on a timeout certificate (one per failed view, per peer)
     held: int  # proposals the Byzantine leaders held back
     relayed: int = 0  # COMMIT votes honest replicas relayed to the next leader
+    warm_from: int = 0  # the first trade submitted after WARM_UP_MS
     # An honest replica's progress deadline and relay wait at the end (None: not applied).
     progress_ms: int | None = None
     relay_ms: int | None = None
     excluded: frozenset[int] = frozenset()  # left out of the leader order at the end (honest view)
 
+    def warmed_up(self) -> list[int]:
+        """Latencies of the trades submitted after the warm-up (in submit order)."""
+        return self.latencies_ms[self.warm_from :]
+
     def percentile(self, p: float) -> int:
         ranked = sorted(self.latencies_ms)
         return ranked[min(len(ranked) - 1, int(p * len(ranked)))]
+
+
+# The first 2.5 s of a steady load are its warm-up: the progress deadline needs
+# VIEW_PROGRESS_CALM views first, and until then slow leaders' views take most of the base
+# timeout (docs/consensus.md "Slow leaders").
+WARM_UP_MS = 2_500
 
 
 def steady_load(
@@ -556,6 +567,7 @@ def steady_load(
         latencies_ms=latencies,
         views_failed=cl.sent["Proposal+TC"],
         held=sum(cl.crafted().values()),
+        warm_from=WARM_UP_MS * rate_per_s // 1_000,
         relayed=sum(i.core.commit_votes_relayed for i in cl.instances if i.honest and i.core),
         excluded=frozenset() if peer is None else peer.schedule.excluded,
         progress_ms=None if peer is None else peer._pacemaker.progress_ms(),

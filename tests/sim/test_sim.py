@@ -233,10 +233,7 @@ def test_equivocation_at_the_bound_is_safe(n: int, q: int) -> None:
 
 
 # Slow leaders (docs/consensus.md, "Slow leaders"): a steady 100 trades a second on a calm
-# network, figures in simulated time (deterministic). The first 2.5 seconds are the
-# warm-up: the progress deadline needs VIEW_PROGRESS_CALM views first, and until then the
-# slow leaders' views take most of the base timeout.
-WARMED_UP = 250  # trades submitted in the first 2.5 seconds
+# network, figures in simulated time (deterministic), after the warm-up (runner.WARM_UP_MS).
 
 
 def _slow_leader_bound(n: int, q: int, slow: int) -> int:
@@ -259,9 +256,9 @@ def test_a_slow_leader_costs_the_progress_deadline_not_the_view_timeout(
     byz = dict.fromkeys(slow, "slow_leader")
     attacked = steady_load(n, q, byz)
     assert attacked.held > 0 and attacked.views_failed == 0
-    assert max(attacked.latencies_ms[WARMED_UP:]) <= bound
+    assert max(attacked.warmed_up()) <= bound
     control = steady_load(n, q, byz, progress_factor=0)
-    assert control.held > 0 and max(control.latencies_ms[WARMED_UP:]) > bound
+    assert control.held > 0 and max(control.warmed_up()) > bound
 
 
 @pytest.mark.parametrize(("n", "q", "slow"), [(4, 3, (1,)), (7, 5, (3, 5))])
@@ -283,9 +280,9 @@ def test_a_leader_holding_its_certificates_costs_the_progress_deadline(
     byz = dict.fromkeys(slow, "slow_qc")
     attacked = steady_load(n, q, byz)
     assert attacked.held > 0 and attacked.views_failed == 0 and attacked.relayed > 0
-    assert max(attacked.latencies_ms[WARMED_UP:]) <= bound
+    assert max(attacked.warmed_up()) <= bound
     control = steady_load(n, q, byz, relay_factor=0)
-    assert control.relayed == 0 and max(control.latencies_ms[WARMED_UP:]) > bound
+    assert control.relayed == 0 and max(control.warmed_up()) > bound
 
 
 def test_a_withheld_commit_certificate_is_formed_by_the_next_leader() -> None:
@@ -298,7 +295,7 @@ def test_a_withheld_commit_certificate_is_formed_by_the_next_leader() -> None:
     attacked = steady_load(4, 3, {1: "slow_qc"}, hold_commit=1.3)
     assert attacked.held > 0 and attacked.relayed > 0
     assert attacked.views_failed == 0 and not attacked.excluded
-    assert max(attacked.latencies_ms[WARMED_UP:]) <= _slow_leader_bound(4, 3, 1)
+    assert max(attacked.warmed_up()) <= _slow_leader_bound(4, 3, 1)
     control = steady_load(4, 3, {1: "slow_qc"}, hold_commit=1.3, relay_factor=0)
     assert control.relayed == 0 and control.views_failed > 0
 
@@ -310,7 +307,7 @@ def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
     attacked = steady_load(4, 3, {1: "slow_leader"}, hold=1.5)
     assert attacked.views_failed > 0
     assert attacked.held <= 3  # one proposal, to its 3 peers: then excluded
-    assert max(attacked.latencies_ms[WARMED_UP:]) <= _slow_leader_bound(4, 3, 0)
+    assert max(attacked.warmed_up()) <= _slow_leader_bound(4, 3, 0)
 
 
 def test_negative_control_censorship_beyond_bound() -> None:
