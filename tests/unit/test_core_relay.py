@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from node.config import COMMIT_RELAY_FLOOR_MS
-from node.core import Phase, QCMessage, Replica, Vote
+from node.core import Phase, QCMessage, QuorumCert, Replica, Vote, vote_message
 from node.core.pacemaker import Timer
 from node.core.refusal import Kind, Reason
+from node.core.votes import VoteCollector
+from tests.sim.harness import HashSigner
+from tests.unit.test_core_refusals import CHAIN, block
 from tests.unit.test_core_replica import Net
+from tests.unit.test_core_votes import certs
 
 T0 = 1_000
 
@@ -146,3 +152,42 @@ def test_relayed_votes_count_only_at_the_next_leader_from_their_voter() -> None:
     net.engine(nxt).step(third, forged, T0 + 11)
     assert net.nodes[nxt].refused[(Kind.VOTE, Reason.BAD_SIGNATURE)] == 1
     assert net.disks[nxt].committed_height() == 1
+
+
+# --- review of the relay (adversarial): the relayed tallies ----------------------------------
+
+
+def _commit_vote(voter: int, view: int, block_hash: bytes, *, good_sig: bool = True) -> Vote:
+    msg = vote_message(CHAIN, Phase.COMMIT, view, 1, block_hash)
+    sig = HashSigner(voter).sign(msg) if good_sig else bytes(32)
+    return Vote(Phase.COMMIT, view, 1, block_hash, voter, sig)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a relayed vote opens a tally (evicting the oldest of _RELAYED_MAX) "
+    "before its signature is checked, and one voter may open one per candidate block: a "
+    "Byzantine validator's votes for other blocks at the height push the honest tally out",
+)
+def test_votes_for_other_blocks_cannot_push_the_honest_relayed_tally_out() -> None:
+    """The next leader holds five blocks at committed + 1 (views changed at that height).
+    Two honest relayed votes for the certified one are counted; a Byzantine validator then
+    sends votes for the four others, unsigned and signed; the third honest vote must still
+    complete the certificate."""
+    blocks = [block(0, txs=(b"trade-%d" % k,)) for k in range(5)]
+    certified, others = blocks[0], blocks[1:]
+    collector, c = VoteCollector(), certs()
+    view = 0
+    for voter in (1, 2):
+        assert (
+            collector.relayed(voter, _commit_vote(voter, view, certified.hash), certified, c)
+            is None
+        )
+    for b in others:  # unsigned: refused, and must change nothing
+        forged = _commit_vote(3, view, b.hash, good_sig=False)
+        assert collector.relayed(3, forged, b, c) is Reason.BAD_SIGNATURE
+    for b in others:  # signed by the Byzantine validator: one vote of it per view counts
+        collector.relayed(3, _commit_vote(3, view, b.hash), b, c)
+    got = collector.relayed(0, _commit_vote(0, view, certified.hash), certified, c)
+    assert isinstance(got, QuorumCert) and got.phase is Phase.COMMIT
+    assert [i for i, _ in got.signatures] == [0, 1, 2]
