@@ -2429,3 +2429,19 @@ MUTANTS += [
            tests=["tests/unit/test_core_hostile.py::test_blocks_caught_up_in_one_answer_are_no_samples_of_the_progress_deadline"]),
 ]
 # fmt: on
+
+# Review of the commit-vote relay: the next leader's relayed tallies
+# fmt: off
+MUTANTS += [
+    Mutant("relayed-voter-counted-per-block", "node/core/votes.py",
+           old="        if any(v.voter in tally for tally in self._relayed.values()):\n",
+           new="        if False:\n",
+           breaks="one validator's relayed votes count once per candidate block of a view, not once per view: its votes for other blocks hold tallies beside the certified block's",
+           tests=["tests/unit/test_core_relay.py::test_votes_for_other_blocks_cannot_push_the_honest_relayed_tally_out"]),
+    Mutant("relayed-tallies-mix-views", "node/core/votes.py",
+           old="            self._relayed_view, self._relayed = v.view, {}\n",
+           new="            self._relayed_view = v.view\n",
+           breaks="relayed votes for one block in two views (re-proposed) fill one tally: the next leader forms a certificate of mixed views, trusts it (formed here) and commits on it",
+           tests=["tests/unit/test_core_relay.py::test_relayed_votes_of_two_views_never_make_one_certificate"]),
+]
+# fmt: on
