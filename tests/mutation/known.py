@@ -2445,3 +2445,19 @@ MUTANTS += [
            tests=["tests/unit/test_core_relay.py::test_relayed_votes_of_two_views_never_make_one_certificate"]),
 ]
 # fmt: on
+
+# Review of the commit-vote relay: which votes the next leader counts as relayed
+# fmt: off
+MUTANTS += [
+    Mutant("relayed-only-after-the-prepare-certificate", "node/core/replica.py",
+           old="if not self.view - 1 <= v.view <= self.view:",
+           new="if v.view != self.view - 1:",
+           breaks="a next leader the withholding leader also kept its prepare certificate from stays in the view and refuses the relayed votes: no commit certificate, the next view times out",
+           tests=["tests/unit/test_core_relay.py::test_a_next_leader_that_missed_the_prepare_certificate_still_forms_the_commit_one"]),
+    Mutant("relayed-prepare-votes-counted", "node/core/replica.py",
+           old="if v.phase is not Phase.COMMIT or v.height != self.committed_height + 1:",
+           new="if v.height != self.committed_height + 1:",
+           breaks="PREPARE votes of the view just left count at the next leader as relayed votes, in the tallies the relayed COMMIT votes fill",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_prepare_vote_counts_for_nothing"]),
+]
+# fmt: on

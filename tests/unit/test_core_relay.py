@@ -202,3 +202,53 @@ def test_relayed_votes_of_two_views_never_make_one_certificate() -> None:
     assert isinstance(got, QuorumCert) and got.view == 3
     assert [i for i, _ in got.signatures] == [0, 1, 2]
     assert certs().qc(got, Phase.COMMIT)  # every signature is of view 3
+
+
+def test_a_next_leader_that_missed_the_prepare_certificate_still_forms_the_commit_one() -> None:
+    """The withholding leader also keeps its prepare certificate from the next leader,
+    which stays in the view: the others' relayed votes reach it there (a vote of its own
+    view, for a view it does not lead) and it forms the commit certificate, commits and
+    moves on."""
+    net = Net(speculate=False)
+    net.now = T0
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    view = net.nodes[0].view
+    slow, nxt = net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+
+    def tamper(src: int, dst: int, msg: object) -> object | None:
+        mine = src == slow and isinstance(msg, QCMessage) and msg.qc.height == 2
+        held = mine and (msg.qc.phase is Phase.COMMIT or dst == nxt)  # type: ignore[attr-defined]
+        return None if held else msg
+
+    net.tamper = tamper
+    net.nodes[slow].submit(b"trade-2")
+    net.tick(T0 + 10)
+    assert net.nodes[nxt].view == view  # no prepare certificate: still in the view
+    assert all(node.view == view + 1 for i, node in enumerate(net.nodes) if i != nxt)
+    net.tick(T0 + 10 + COMMIT_RELAY_FLOOR_MS)
+    assert sum(len(_relayed(net, i)) for i in range(4)) == 3  # all but the next leader's
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    _, cert = net.disks[nxt].blocks[2]
+    assert cert.view == view and net.nodes[nxt].view == view + 1
+
+
+def test_a_relayed_prepare_vote_counts_for_nothing() -> None:
+    """Only COMMIT votes are relayed: PREPARE votes of the view just left, sent to the
+    next leader, are refused there and form nothing (mixed into a relayed tally they
+    would make a certificate of two phases, trusted where it was formed)."""
+    net = Net(speculate=False)
+    _, nxt, view = _second_block_withheld(net)
+    prepares = [
+        v
+        for i in range(4)
+        for kind, _, v in net.outboxes[i].log
+        if kind == "send" and isinstance(v, Vote) and v.phase is Phase.PREPARE and v.view == view
+    ]
+    assert len({v.voter for v in prepares}) == 4
+    for v in prepares:
+        net.engine(nxt).step(v.voter, v, T0 + 11)
+    assert net.disks[nxt].committed_height() == 1
+    assert net.nodes[nxt].refused[(Kind.VOTE, Reason.STALE_VIEW)] == len(prepares)
+    formed = [m for m in net.sent(nxt, QCMessage) if m.qc.view == view]  # type: ignore[attr-defined]
+    assert not formed
