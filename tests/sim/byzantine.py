@@ -59,6 +59,9 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   an honest peer's own timers, so no view times out and the leader schedule never
   charges it; its slow views and the honest ones after them are most of the views from
   7 validators up.
+- ``slow_next``: a ``slow_leader`` that ignores the COMMIT votes relayed to it, so it
+  forms no commit certificate of the view before: the accomplice of a ``slow_qc`` leading
+  that view, whose held certificate its own (slow) view waits for.
 """
 
 from __future__ import annotations
@@ -861,6 +864,21 @@ class SlowQC(Strategy):
         return due
 
 
+class SlowNext(SlowLeader):
+    """``slow_next``: a ``slow_leader`` that also ignores the COMMIT votes relayed to it
+    (those of a view it does not lead): the accomplice of a ``slow_qc`` leading the view
+    before, whose held commit certificate it waits for rather than forming its own."""
+
+    name = "slow_next"
+
+    def incoming(self, src: int, msg: Message) -> Message | None:
+        relayed = isinstance(msg, Vote) and msg.phase is Phase.COMMIT
+        if relayed and self.leader(msg.view) != self.env.index:  # type: ignore[union-attr]
+            self.crafted["ignored"] += 1
+            return None
+        return msg
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     s.name: s
     for s in (
@@ -882,5 +900,6 @@ STRATEGIES: dict[str, type[Strategy]] = {
         LockViolation,
         SlowLeader,
         SlowQC,
+        SlowNext,
     )
 }

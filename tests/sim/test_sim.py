@@ -303,6 +303,27 @@ def test_a_withheld_commit_certificate_is_formed_by_the_next_leader() -> None:
     assert control.relayed == 0 and control.views_failed > 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review (relay): the commit wait beyond the median is left out of the next "
+    "view and its deadline starts after it, uncapped: a slow_qc holding its commit "
+    "certificate past the relay, followed by an accomplice leader that ignores the relayed "
+    "votes (slow_next), gives the accomplice most of two deadlines (worst trade 316 ms, "
+    "bound 282; two slow leaders 215). Capping the shift at the relay's wait was tried: "
+    "the accomplice's view then overruns at some replicas only, the prepare certificate "
+    "forms without q commit votes, and the next honest leader's view fails and is charged",
+)
+def test_a_leader_holding_its_commit_certificate_for_an_accomplice_costs_no_more() -> None:
+    """At 7/5 validator 3 runs ``slow_qc`` holding its commit certificates to 0.9 of the
+    next view's deadline, relay or not, and 6, which leads the view after each of 3's,
+    ``slow_next``. Two such validators should cost what two slow leaders cost."""
+    attacked = steady_load(
+        7, 5, {3: "slow_qc", 6: "slow_next"}, hold_commit=0.9, rate_per_s=50, seconds=8
+    )
+    assert attacked.held > 0 and attacked.views_failed == 0
+    assert max(attacked.latencies_ms[150:]) <= _slow_leader_bound(7, 5, 2)  # after 3 s
+
+
 def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
     """One that overruns the deadline makes its view time out: the leader schedule
     charges it and leaves it out, so it leads once and the load goes on as if it were
