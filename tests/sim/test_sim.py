@@ -334,6 +334,26 @@ def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
     assert max(attacked.latencies_ms[WARMED_UP:]) <= _slow_leader_bound(4, 3, 0)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review (relay; present before it, at c7841fa^ too): a slow leader whose view "
+    "overruns at some replicas only gets an honest validator charged. Its prepare "
+    "certificate still forms and moves the next leader on; the timeouts of the view it "
+    "left then reach it as stale (answered, never counted), so it forms no timeout "
+    "certificate, and the replicas that timed out never commit-vote, so no commit "
+    "certificate either (relayed or not): it cannot propose, its view times out, and the "
+    "leader schedule charges it",
+)
+@pytest.mark.parametrize("hold", [0.9, 0.97])
+def test_a_leader_overrunning_at_some_replicas_only_is_the_one_charged(hold: float) -> None:
+    """At 7/5 validator 3 runs ``slow_leader`` holding its proposals to ``hold`` of the
+    time left to its deadline: at these two its view times out at some honest replicas
+    and not at others (measured: validators 1 and 5 excluded, honest, p50 200 ms)."""
+    attacked = steady_load(7, 5, {3: "slow_leader"}, hold=hold)
+    assert attacked.views_failed > 0
+    assert attacked.excluded <= {3}
+
+
 def test_negative_control_censorship_beyond_bound() -> None:
     """n - q + 1 colluding censors withhold votes on every block holding their victims:
     those never commit, and the checker must say so."""
