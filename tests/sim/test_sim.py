@@ -337,12 +337,14 @@ def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="review (relay; present before it, at c7841fa^ too): a slow leader whose view "
-    "overruns at some replicas only gets an honest validator charged. Its prepare "
-    "certificate still forms and moves the next leader on; the timeouts of the view it "
-    "left then reach it as stale (answered, never counted), so it forms no timeout "
-    "certificate, and the replicas that timed out never commit-vote, so no commit "
-    "certificate either (relayed or not): it cannot propose, its view times out, and the "
-    "leader schedule charges it",
+    "overruns at k honest replicas only, n - q < k < q, gets an honest validator charged: "
+    "its prepare certificate forms and moves the others on, the k never commit-vote (no "
+    "commit certificate, relayed or not) and the others never time out the view they left "
+    "(no timeout certificate), so the next leader cannot propose and its view times out. "
+    "Letting that leader count the stale timeouts (tried) is not enough: k < q. A fix needs "
+    "the replicas moved on to add their own timeout of the view left once f + 1 arrive "
+    "(each reporting its lock of that view; to be argued safe), or a schedule that does not "
+    "charge it",
 )
 @pytest.mark.parametrize("hold", [0.9, 0.97])
 def test_a_leader_overrunning_at_some_replicas_only_is_the_one_charged(hold: float) -> None:
