@@ -289,3 +289,35 @@ def test_one_block_has_one_commit_certificate_on_every_honest_node() -> None:
     assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
     certs_of_2 = {net.disks[i].blocks[2][1] for i in range(4) if i != slow}
     assert len(certs_of_2) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review (relay): _learn_commit enters the certificate's next view before it "
+    "commits, so _commit takes a replica that was still in the view (or further behind) "
+    "for one that left it on the prepare certificate and records a 0 ms commit round",
+)
+def test_a_commit_in_its_certificates_own_view_is_no_commit_round() -> None:
+    """A replica the prepare certificate did not reach commits in the view itself: that
+    wait is the whole view, not a commit round (nor a wait beyond one to leave out of the
+    view's sample), so it must not raise the relay's median or shrink the sample."""
+    net = Net(speculate=False)
+    net.now = T0
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    view = net.nodes[0].view
+    slow = net.nodes[0].leader(view)
+    x = next(i for i in range(4) if i not in (slow, net.nodes[0].leader(view + 1)))
+    rounds = list(net.nodes[x]._pacemaker._commit_rounds)
+
+    def tamper(src: int, dst: int, msg: object) -> object | None:
+        missed = isinstance(msg, QCMessage) and msg.qc.phase is Phase.PREPARE and dst == x
+        return None if missed else msg
+
+    net.tamper = tamper
+    net.nodes[slow].submit(b"trade-2")
+    net.tick(T0 + 10)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    assert net.disks[x].blocks[2][1].view == view  # committed on the view's own certificate
+    assert list(net.nodes[x]._pacemaker._commit_rounds) == rounds
+    assert len(net.nodes[slow]._pacemaker._commit_rounds) == len(rounds) + 1  # it left
