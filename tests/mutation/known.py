@@ -2461,3 +2461,14 @@ MUTANTS += [
            tests=["tests/unit/test_core_relay.py::test_a_relayed_prepare_vote_counts_for_nothing"]),
 ]
 # fmt: on
+
+# Review of the commit-vote relay: a commit round is a wait after leaving the view on its prepare certificate
+# fmt: off
+MUTANTS += [
+    Mutant("commit-round-in-the-certificates-own-view", "node/core/replica.py",
+           old="self._commit(block, cert, commit_round=left)",
+           new="self._commit(block, cert, commit_round=True)",
+           breaks="a replica the prepare certificate did not reach records a 0 ms commit round when it commits in the view itself: the relay's median falls, and a leader sending some replicas only its commit certificate lowers it on purpose",
+           tests=["tests/unit/test_core_relay.py::test_a_commit_in_its_certificates_own_view_is_no_commit_round"]),
+]
+# fmt: on

@@ -291,12 +291,6 @@ def test_one_block_has_one_commit_certificate_on_every_honest_node() -> None:
     assert len(certs_of_2) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review (relay): _learn_commit enters the certificate's next view before it "
-    "commits, so _commit takes a replica that was still in the view (or further behind) "
-    "for one that left it on the prepare certificate and records a 0 ms commit round",
-)
 def test_a_commit_in_its_certificates_own_view_is_no_commit_round() -> None:
     """A replica the prepare certificate did not reach commits in the view itself: that
     wait is the whole view, not a commit round (nor a wait beyond one to leave out of the
