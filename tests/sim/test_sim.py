@@ -531,6 +531,22 @@ def test_under_signed_certificates_are_refused(
     assert refusals["timeout:unproven_commit"] + refusals["timeout:unproven_lock"] > 0
 
 
+def test_relayed_vote_forgeries_are_refused() -> None:
+    """``relay_forge`` sends the next leaders early copies of its COMMIT votes, its votes
+    for other blocks and views, bad signatures, other voters' names, its PREPARE votes,
+    and passes on the votes it gets as leader: the run stays safe and live, and honest
+    replicas refuse the forgeries (counted in Replica.refused)."""
+    refusals: Counter[str] = Counter()
+    crafted: Counter[str] = Counter()
+    for seed in range(3):
+        result = run(make_scenario(4, 3, 710_000 + seed, ("relay_forge",), 1))
+        refusals.update(result.refusals)
+        crafted.update(result.crafted)
+    kinds = ("early", "next_view", "bad_sig", "other_voter", "prepare", "passed_on")
+    assert all(crafted[f"relay_forge:{kind}"] > 0 for kind in kinds)
+    assert refusals["vote:voter_not_sender"] > 0 and refusals["vote:bad_signature"] > 0
+
+
 @pytest.mark.parametrize(
     ("variant", "reason"),
     [
