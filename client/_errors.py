@@ -143,8 +143,9 @@ class RejectedError(LedgerError):
     """The ledger recorded the transaction as refused (final: it changed no balance).
 
     ``receipt`` proves it (``verify_receipt`` checks it); ``code`` and ``meaning`` say why.
-    Resubmitting the same transaction returns the same receipt; fix the cause and sign a
-    new transaction instead.
+    Resubmitting the same transaction returns the same result (the same receipt from the
+    same node; another node's may carry another commit certificate of the block, each a
+    proof: ADR 0021); fix the cause and sign a new transaction instead.
     """
 
     retry_safe = False

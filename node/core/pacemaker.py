@@ -144,9 +144,10 @@ class Pacemaker:
         """How long after entering a view on the previous view's prepare certificate this
         replica waits for that block's commit certificate before it sends its COMMIT vote
         to the new view's leader too: ``relay_factor`` times the median commit round, at
-        least the floor. None: no factor, or no commit round seen yet. The median, because
-        a leader running modified code holds the certificates of at most n - q < n / 2 of
-        the views."""
+        least the floor. None: no factor, or no commit round seen yet (one is enough, as the
+        relay tests rely on: the lower median of two is the faster, so one held certificate
+        sets it for one view only). The median, because a leader running modified code
+        holds the certificates of at most n - q < n / 2 of the views."""
         rounds = self._commit_rounds
         if not self._relay_factor or not rounds:
             return None

@@ -526,19 +526,23 @@ class Replica:
         if same_block and cert.view > self.committed_view:
             # Same block, later view: carry this one so our next proposal is "fresh".
             self.committed_cert, self.committed_view = cert, cert.view
+        left = self._left_on_certificate(cert.view)  # before the move: a commit round
         self._enter_view(cert.view + 1)
         if cert.height == self.committed_height + 1:
             block = self._block_of(cert.block_hash)  # a candidate, or our lock's block
             if block is not None:
-                self._commit(block, cert)
+                self._commit(block, cert, commit_round=left)
                 return
         if cert.height > self.committed_height:
             self._want_sync(src, cert.height)
 
-    def _commit(self, block: Block, cert: QuorumCert, *, caught_up: bool = False) -> None:
+    def _commit(
+        self, block: Block, cert: QuorumCert, *, caught_up: bool = False, commit_round: bool = False
+    ) -> None:
         """Commit ``block`` and move past its certificate's view; ``caught_up``: a block of
         a catch-up answer, whose views are no samples of the progress deadline (an answer
-        commits up to 16 blocks in one step: 0 ms views)."""
+        commits up to 16 blocks in one step: 0 ms views); ``commit_round``: we had left the
+        certificate's view on its prepare certificate, so the wait was a commit round."""
         require(
             block.height == self.committed_height + 1
             and block.hash == cert.block_hash
@@ -556,7 +560,7 @@ class Replica:
         kept = self._candidates.values()
         self._candidates = {b.hash: b for b in kept if b.parent_hash == block.hash}
         self._spec_asked, self._spec_roots = {}, {}
-        if not caught_up and self._left_on_certificate(cert.view):
+        if commit_round:
             self._pacemaker.parent_committed(self.now_ms)
         self._pacemaker.committed(self.now_ms)
         self._record_expected_root(block)

@@ -28,8 +28,6 @@ from node.core.types import (
 
 __all__ = ["Certificates", "VoteCollector", "form_tc", "timeout_problem"]
 
-_RELAYED_MAX = 4  # tallies of relayed COMMIT votes: one lock at a time, a few views' worth
-
 
 class _CountingVerifier:
     """The injected verifier, counting verifications so each peer is charged for its own."""
@@ -107,13 +105,16 @@ class VoteCollector:
     leader's proposal moves us on while those votes are still arriving).
 
     As the next view's leader it also counts COMMIT votes relayed to it (the previous
-    leader's certificate was late: docs/consensus.md "Slow leaders"), one tally per
-    (view, block), at most ``_RELAYED_MAX``."""
+    leader's certificate was late: docs/consensus.md "Slow leaders"): one tally per block,
+    of one view at a time (the latest), each voter counted once in that view (an honest
+    one commit-votes one block per view), so at most n signatures are held and no vote
+    for another block can push the certified block's tally out."""
 
     def __init__(self) -> None:
         self._tally: dict[Phase, dict[int, bytes]] = {}
         self._prev: tuple[Proposal, dict[int, bytes]] | None = None
-        self._relayed: dict[tuple[int, bytes], dict[int, bytes]] = {}
+        self._relayed_view = -1  # the view the relayed tallies are of
+        self._relayed: dict[bytes, dict[int, bytes]] = {}  # block hash -> its tally
 
     def open(self) -> None:
         """A proposal of ours: start counting both phases."""
@@ -133,13 +134,17 @@ class VoteCollector:
         of the view after ``v.view``: the QC when it completes a quorum."""
         if v.voter != src:
             return Reason.VOTER_NOT_SENDER
-        key = (v.view, block.hash)
-        tally = self._relayed.get(key)
-        if tally is None:
-            if len(self._relayed) >= _RELAYED_MAX:
-                self._relayed.pop(next(iter(self._relayed)))
-            tally = self._relayed[key] = {}
-        return _count(v, block, tally, certs)
+        if v.view < self._relayed_view:
+            return Reason.STALE_VIEW
+        if v.view > self._relayed_view:
+            self._relayed_view, self._relayed = v.view, {}
+        if any(v.voter in tally for tally in self._relayed.values()):
+            return Reason.DUPLICATE  # counted in this view already (for this block or not)
+        tally = self._relayed.get(block.hash, {})
+        got = _count(v, block, tally, certs)
+        if tally:  # only a vote whose signature checked opens a tally
+            self._relayed[block.hash] = tally
+        return got
 
     def add(
         self,

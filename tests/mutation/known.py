@@ -2455,13 +2455,13 @@ MUTANTS += [
            breaks="commit rounds of a millisecond relay on any hiccup: extra frames and a second certificate of the block",
            tests=["tests/unit/test_core_pacemaker.py::test_the_relay_waits_the_factor_times_the_median_commit_round_at_least_the_floor"]),
     Mutant("relay-unsampled", "node/core/replica.py",
-           old="        if not caught_up and self._left_on_certificate(cert.view):\n",
+           old="        if commit_round:\n",
            new="        if False:\n",
            breaks="no commit round is ever measured: the relay never applies and held commit certificates stall the next view",
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
     Mutant("relayed-vote-from-another-sender", "node/core/votes.py",
-           old="        key = (v.view, block.hash)\n",
-           new="        key = (v.view, block.hash)\n        src = v.voter\n",
+           old="            return Reason.VOTER_NOT_SENDER\n        if v.view < self._relayed_view:\n",
+           new="            pass\n        if v.view < self._relayed_view:\n",
            breaks="a validator relays other validators' COMMIT votes to the next leader: one Byzantine peer can replay them, and they are charged to the wrong budget",
            tests=["tests/unit/test_core_relay.py::test_relayed_votes_count_only_at_the_next_leader_from_their_voter"]),
     Mutant("relayed-votes-counted-by-anyone", "node/core/replica.py",
@@ -2479,5 +2479,48 @@ MUTANTS += [
            new="        return self._entered_ms + min(progress, self.base_ms)\n",
            breaks="the view after a held commit certificate must fit the old leader's wait and its own work in one deadline measured without that wait: the honest next leader times out and is charged",
            tests=["tests/unit/test_core_pacemaker.py::test_a_commit_round_beyond_the_median_is_no_part_of_the_views_sample_or_deadline"]),
+]
+# fmt: on
+
+# Review of the commit-vote relay: the next leader's relayed tallies
+# fmt: off
+MUTANTS += [
+    Mutant("relayed-voter-counted-per-block", "node/core/votes.py",
+           old="        if any(v.voter in tally for tally in self._relayed.values()):\n",
+           new="        if False:\n",
+           breaks="one validator's relayed votes count once per candidate block of a view, not once per view: its votes for other blocks hold tallies beside the certified block's",
+           tests=["tests/unit/test_core_relay.py::test_votes_for_other_blocks_cannot_push_the_honest_relayed_tally_out"]),
+    Mutant("relayed-tallies-mix-views", "node/core/votes.py",
+           old="            self._relayed_view, self._relayed = v.view, {}\n",
+           new="            self._relayed_view = v.view\n",
+           breaks="relayed votes for one block in two views (re-proposed) fill one tally: the next leader forms a certificate of mixed views, trusts it (formed here) and commits on it",
+           tests=["tests/unit/test_core_relay.py::test_relayed_votes_of_two_views_never_make_one_certificate"]),
+]
+# fmt: on
+
+# Review of the commit-vote relay: which votes the next leader counts as relayed
+# fmt: off
+MUTANTS += [
+    Mutant("relayed-only-after-the-prepare-certificate", "node/core/replica.py",
+           old="if not self.view - 1 <= v.view <= self.view:",
+           new="if v.view != self.view - 1:",
+           breaks="a next leader the withholding leader also kept its prepare certificate from stays in the view and refuses the relayed votes: no commit certificate, the next view times out",
+           tests=["tests/unit/test_core_relay.py::test_a_next_leader_that_missed_the_prepare_certificate_still_forms_the_commit_one"]),
+    Mutant("relayed-prepare-votes-counted", "node/core/replica.py",
+           old="if v.phase is not Phase.COMMIT or v.height != self.committed_height + 1:",
+           new="if v.height != self.committed_height + 1:",
+           breaks="PREPARE votes of the view just left count at the next leader as relayed votes, in the tallies the relayed COMMIT votes fill",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_prepare_vote_counts_for_nothing"]),
+]
+# fmt: on
+
+# Review of the commit-vote relay: a commit round is a wait after leaving the view on its prepare certificate
+# fmt: off
+MUTANTS += [
+    Mutant("commit-round-in-the-certificates-own-view", "node/core/replica.py",
+           old="self._commit(block, cert, commit_round=left)",
+           new="self._commit(block, cert, commit_round=True)",
+           breaks="a replica the prepare certificate did not reach records a 0 ms commit round when it commits in the view itself: the relay's median falls, and a leader sending some replicas only its commit certificate lowers it on purpose",
+           tests=["tests/unit/test_core_relay.py::test_a_commit_in_its_certificates_own_view_is_no_commit_round"]),
 ]
 # fmt: on

@@ -59,6 +59,12 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   an honest peer's own timers, so no view times out and the leader schedule never
   charges it; its slow views and the honest ones after them are most of the views from
   7 validators up.
+- ``relay_forge``: beside each COMMIT vote, sends the next two leaders an early copy, its
+  votes for the other blocks at the height and for the next view, copies with a bad
+  signature or another voter, its PREPARE vote; as leader, passes on the votes it gets.
+- ``slow_next``: a ``slow_leader`` that ignores the COMMIT votes relayed to it, so it
+  forms no commit certificate of the view before: the accomplice of a ``slow_qc`` leading
+  that view, whose held certificate its own (slow) view waits for.
 """
 
 from __future__ import annotations
@@ -861,6 +867,84 @@ class SlowQC(Strategy):
         return due
 
 
+class SlowNext(SlowLeader):
+    """``slow_next``: a ``slow_leader`` that also ignores the COMMIT votes relayed to it
+    (those of a view it does not lead): the accomplice of a ``slow_qc`` leading the view
+    before, whose held commit certificate it waits for rather than forming its own."""
+
+    name = "slow_next"
+
+    def incoming(self, src: int, msg: Message) -> Message | None:
+        relayed = isinstance(msg, Vote) and msg.phase is Phase.COMMIT
+        if relayed and self.leader(msg.view) != self.env.index:  # type: ignore[union-attr]
+            self.crafted["ignored"] += 1
+            return None
+        return msg
+
+
+class RelayForge(Strategy):
+    """``relay_forge``: attacks the next leader's count of relayed COMMIT votes. Beside
+    each COMMIT vote its replica sends, it sends the next two leaders at once: the vote
+    itself (an early relay), its own signed COMMIT votes of that view for every other
+    block its replica holds at the height, the vote for the next view, a copy with a bad
+    signature, a copy naming another voter, and its PREPARE vote of the view; as a leader
+    it passes on the COMMIT votes it was sent, under its own name. ``crafted`` counts them
+    by kind."""
+
+    name = "relay_forge"
+    pulse_ms = 3
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self.crafted: Counter[str] = Counter()
+        self._prepared: dict[int, Vote] = {}  # view -> our PREPARE vote of it
+        self.pending: list[Vote] = []  # COMMIT votes sent to us, to pass on
+
+    def _to_next(self, view: int, msg: Vote, kind: str) -> Out:
+        self.crafted[kind] += 1
+        nxt = {self.leader(view + 1), self.leader(view + 2)} - {self.env.index}
+        return [(dst, msg) for dst in sorted(nxt)]
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        out: Out = [(dst, msg)]
+        core = self.env.core()
+        if core is None or not isinstance(msg, Vote) or msg.voter != self.env.index:
+            return out
+        if msg.phase is Phase.PREPARE:
+            self._prepared[msg.view] = msg
+            if len(self._prepared) > 8:
+                self._prepared.pop(next(iter(self._prepared)))
+            return out
+        v = msg
+        out += self._to_next(v.view, v, "early")
+        for b in list(core._candidates.values()):
+            if b.height == v.height and b.hash != v.block_hash:
+                other = self.vote(Phase.COMMIT, v.view, b.height, b.hash)
+                out += self._to_next(v.view, other, "other_block")
+        out += self._to_next(
+            v.view, self.vote(Phase.COMMIT, v.view + 1, v.height, v.block_hash), "next_view"
+        )
+        out += self._to_next(v.view, replace(v, signature=bytes(len(v.signature))), "bad_sig")
+        someone = (self.env.index + 1) % self.env.n
+        out += self._to_next(v.view, replace(v, voter=someone), "other_voter")
+        prepared = self._prepared.get(v.view)
+        if prepared is not None:
+            out += self._to_next(v.view, prepared, "prepare")
+        return out
+
+    def incoming(self, src: int, msg: Message) -> Message | None:
+        if isinstance(msg, Vote) and msg.phase is Phase.COMMIT and msg.voter != self.env.index:
+            self.pending.append(msg)
+        return msg
+
+    def pulse(self) -> Out:
+        out: Out = []
+        for v in self.pending[:32]:
+            out += self._to_next(v.view, v, "passed_on")
+        self.pending = []
+        return out
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     s.name: s
     for s in (
@@ -882,5 +966,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         LockViolation,
         SlowLeader,
         SlowQC,
+        SlowNext,
+        RelayForge,
     )
 }

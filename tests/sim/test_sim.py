@@ -300,6 +300,27 @@ def test_a_withheld_commit_certificate_is_formed_by_the_next_leader() -> None:
     assert control.relayed == 0 and control.views_failed > 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review (relay): the commit wait beyond the median is left out of the next "
+    "view and its deadline starts after it, uncapped: a slow_qc holding its commit "
+    "certificate past the relay, followed by an accomplice leader that ignores the relayed "
+    "votes (slow_next), gives the accomplice most of two deadlines (worst trade 316 ms, "
+    "bound 282; two slow leaders 215). Capping the shift at the relay's wait was tried: "
+    "the accomplice's view then overruns at some replicas only, the prepare certificate "
+    "forms without q commit votes, and the next honest leader's view fails and is charged",
+)
+def test_a_leader_holding_its_commit_certificate_for_an_accomplice_costs_no_more() -> None:
+    """At 7/5 validator 3 runs ``slow_qc`` holding its commit certificates to 0.9 of the
+    next view's deadline, relay or not, and 6, which leads the view after each of 3's,
+    ``slow_next``. Two such validators should cost what two slow leaders cost."""
+    attacked = steady_load(
+        7, 5, {3: "slow_qc", 6: "slow_next"}, hold_commit=0.9, rate_per_s=50, seconds=8
+    )
+    assert attacked.held > 0 and attacked.views_failed == 0
+    assert max(attacked.latencies_ms[150:]) <= _slow_leader_bound(7, 5, 2)  # after 3 s
+
+
 def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
     """One that overruns the deadline makes its view time out: the leader schedule
     charges it and leaves it out, so it leads once and the load goes on as if it were
@@ -308,6 +329,28 @@ def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
     assert attacked.views_failed > 0
     assert attacked.held <= 3  # one proposal, to its 3 peers: then excluded
     assert max(attacked.warmed_up()) <= _slow_leader_bound(4, 3, 0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review (relay; present before it, at c7841fa^ too): a slow leader whose view "
+    "overruns at k honest replicas only, n - q < k < q, gets an honest validator charged: "
+    "its prepare certificate forms and moves the others on, the k never commit-vote (no "
+    "commit certificate, relayed or not) and the others never time out the view they left "
+    "(no timeout certificate), so the next leader cannot propose and its view times out. "
+    "Letting that leader count the stale timeouts (tried) is not enough: k < q. A fix needs "
+    "the replicas moved on to add their own timeout of the view left once f + 1 arrive "
+    "(each reporting its lock of that view; to be argued safe), or a schedule that does not "
+    "charge it",
+)
+@pytest.mark.parametrize("hold", [0.9, 0.97])
+def test_a_leader_overrunning_at_some_replicas_only_is_the_one_charged(hold: float) -> None:
+    """At 7/5 validator 3 runs ``slow_leader`` holding its proposals to ``hold`` of the
+    time left to its deadline: at these two its view times out at some honest replicas
+    and not at others (measured: validators 1 and 5 excluded, honest, p50 200 ms)."""
+    attacked = steady_load(7, 5, {3: "slow_leader"}, hold=hold)
+    assert attacked.views_failed > 0
+    assert attacked.excluded <= {3}
 
 
 def test_negative_control_censorship_beyond_bound() -> None:
@@ -483,6 +526,22 @@ def test_under_signed_certificates_are_refused(
     # and the weather loses some.
     assert refusals["proposal:invalid_parent_cert"] + refusals["proposal:invalid_tc"] > 0
     assert refusals["timeout:unproven_commit"] + refusals["timeout:unproven_lock"] > 0
+
+
+def test_relayed_vote_forgeries_are_refused() -> None:
+    """``relay_forge`` sends the next leaders early copies of its COMMIT votes, its votes
+    for other blocks and views, bad signatures, other voters' names, its PREPARE votes,
+    and passes on the votes it gets as leader: the run stays safe and live, and honest
+    replicas refuse the forgeries (counted in Replica.refused)."""
+    refusals: Counter[str] = Counter()
+    crafted: Counter[str] = Counter()
+    for seed in range(3):
+        result = run(make_scenario(4, 3, 710_000 + seed, ("relay_forge",), 1))
+        refusals.update(result.refusals)
+        crafted.update(result.crafted)
+    kinds = ("early", "next_view", "bad_sig", "other_voter", "prepare", "passed_on")
+    assert all(crafted[f"relay_forge:{kind}"] > 0 for kind in kinds)
+    assert refusals["vote:voter_not_sender"] > 0 and refusals["vote:bad_signature"] > 0
 
 
 @pytest.mark.parametrize(

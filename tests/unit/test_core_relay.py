@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from node.config import COMMIT_RELAY_FLOOR_MS
-from node.core import Phase, QCMessage, Replica, Vote
+from node.core import Phase, QCMessage, QuorumCert, Replica, Vote, verify_certificate, vote_message
 from node.core.pacemaker import Timer
 from node.core.refusal import Kind, Reason
+from node.core.votes import VoteCollector
+from tests.sim.harness import HashSigner
+from tests.unit.test_core_refusals import CHAIN, block
 from tests.unit.test_core_replica import Net
+from tests.unit.test_core_votes import certs
 
 T0 = 1_000
 
@@ -146,3 +150,169 @@ def test_relayed_votes_count_only_at_the_next_leader_from_their_voter() -> None:
     net.engine(nxt).step(third, forged, T0 + 11)
     assert net.nodes[nxt].refused[(Kind.VOTE, Reason.BAD_SIGNATURE)] == 1
     assert net.disks[nxt].committed_height() == 1
+
+
+# --- review of the relay (adversarial): the relayed tallies ----------------------------------
+
+
+def _commit_vote(voter: int, view: int, block_hash: bytes, *, good_sig: bool = True) -> Vote:
+    msg = vote_message(CHAIN, Phase.COMMIT, view, 1, block_hash)
+    sig = HashSigner(voter).sign(msg) if good_sig else bytes(32)
+    return Vote(Phase.COMMIT, view, 1, block_hash, voter, sig)
+
+
+def test_votes_for_other_blocks_cannot_push_the_honest_relayed_tally_out() -> None:
+    """The next leader holds five blocks at committed + 1 (views changed at that height).
+    Two honest relayed votes for the certified one are counted; a Byzantine validator then
+    sends votes for the four others, unsigned and signed; the third honest vote must still
+    complete the certificate."""
+    blocks = [block(0, txs=(b"trade-%d" % k,)) for k in range(5)]
+    certified, others = blocks[0], blocks[1:]
+    collector, c = VoteCollector(), certs()
+    view = 0
+    for voter in (1, 2):
+        assert (
+            collector.relayed(voter, _commit_vote(voter, view, certified.hash), certified, c)
+            is None
+        )
+    for b in others:  # unsigned: refused, and must change nothing
+        forged = _commit_vote(3, view, b.hash, good_sig=False)
+        assert collector.relayed(3, forged, b, c) is Reason.BAD_SIGNATURE
+    # Signed by the Byzantine validator: one vote of it per view counts, the rest are
+    # duplicates (an honest validator commit-votes one block per view).
+    got = [collector.relayed(3, _commit_vote(3, view, b.hash), b, c) for b in others]
+    assert got == [None] + [Reason.DUPLICATE] * (len(others) - 1)
+    got = collector.relayed(0, _commit_vote(0, view, certified.hash), certified, c)
+    assert isinstance(got, QuorumCert) and got.phase is Phase.COMMIT
+    assert [i for i, _ in got.signatures] == [0, 1, 2]
+
+
+def test_relayed_votes_of_two_views_never_make_one_certificate() -> None:
+    """The same block relayed in two views (re-proposed after a view change): a vote of
+    the later view must not complete a tally holding the earlier view's signatures (a
+    certificate of mixed views proves nothing, and formed here it is never checked)."""
+    b = block(0)
+    collector, c = VoteCollector(), certs()
+    for voter in (1, 2):
+        assert collector.relayed(voter, _commit_vote(voter, 0, b.hash), b, c) is None
+    assert collector.relayed(0, _commit_vote(0, 3, b.hash), b, c) is None
+    assert collector.relayed(1, _commit_vote(1, 0, b.hash), b, c) is Reason.STALE_VIEW
+    assert collector.relayed(1, _commit_vote(1, 3, b.hash), b, c) is None
+    got = collector.relayed(2, _commit_vote(2, 3, b.hash), b, c)
+    assert isinstance(got, QuorumCert) and got.view == 3
+    assert [i for i, _ in got.signatures] == [0, 1, 2]
+    assert certs().qc(got, Phase.COMMIT)  # every signature is of view 3
+
+
+def test_a_next_leader_that_missed_the_prepare_certificate_still_forms_the_commit_one() -> None:
+    """The withholding leader also keeps its prepare certificate from the next leader,
+    which stays in the view: the others' relayed votes reach it there (a vote of its own
+    view, for a view it does not lead) and it forms the commit certificate, commits and
+    moves on."""
+    net = Net(speculate=False)
+    net.now = T0
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    view = net.nodes[0].view
+    slow, nxt = net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+
+    def tamper(src: int, dst: int, msg: object) -> object | None:
+        mine = src == slow and isinstance(msg, QCMessage) and msg.qc.height == 2
+        held = mine and (msg.qc.phase is Phase.COMMIT or dst == nxt)  # type: ignore[attr-defined]
+        return None if held else msg
+
+    net.tamper = tamper
+    net.nodes[slow].submit(b"trade-2")
+    net.tick(T0 + 10)
+    assert net.nodes[nxt].view == view  # no prepare certificate: still in the view
+    assert all(node.view == view + 1 for i, node in enumerate(net.nodes) if i != nxt)
+    net.tick(T0 + 10 + COMMIT_RELAY_FLOOR_MS)
+    assert sum(len(_relayed(net, i)) for i in range(4)) == 3  # all but the next leader's
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    _, cert = net.disks[nxt].blocks[2]
+    assert cert.view == view and net.nodes[nxt].view == view + 1
+
+
+def test_a_relayed_prepare_vote_counts_for_nothing() -> None:
+    """Only COMMIT votes are relayed: PREPARE votes of the view just left, sent to the
+    next leader, are refused there and form nothing (mixed into a relayed tally they
+    would make a certificate of two phases, trusted where it was formed)."""
+    net = Net(speculate=False)
+    _, nxt, view = _second_block_withheld(net)
+    prepares = [
+        v
+        for i in range(4)
+        for kind, _, v in net.outboxes[i].log
+        if kind == "send" and isinstance(v, Vote) and v.phase is Phase.PREPARE and v.view == view
+    ]
+    assert len({v.voter for v in prepares}) == 4
+    for v in prepares:
+        net.engine(nxt).step(v.voter, v, T0 + 11)
+    assert net.disks[nxt].committed_height() == 1
+    assert net.nodes[nxt].refused[(Kind.VOTE, Reason.STALE_VIEW)] == len(prepares)
+    formed = [m for m in net.sent(nxt, QCMessage) if m.qc.view == view]  # type: ignore[attr-defined]
+    assert not formed
+
+
+def test_two_honest_nodes_may_hold_different_commit_certificates_of_one_block() -> None:
+    """Review (relay): a leader releases its held commit certificate to one validator just
+    as the relay fires, and the next leader forms its own: honest nodes then hold two
+    certificates of the block, of its view, other signers (ADR 0021 accepts it: it happened
+    after view changes already). Each is a proof of the same block, so receipts from two
+    nodes agree on everything but the certificate (test_cluster4, test_sdk)."""
+    net = Net(speculate=False)
+    net.now = T0
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    view = net.nodes[0].view
+    slow, nxt = net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+    held: list[QCMessage] = []
+
+    def tamper(src: int, dst: int, msg: object) -> object | None:
+        if src == slow and isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT:
+            held.append(msg)
+            return None
+        return msg
+
+    net.tamper = tamper
+    net.nodes[slow].submit(b"trade-2")
+    net.tick(T0 + 10)
+    mine = held[0]
+    # Released to one of its signers (not the next leader) just as the relay is due.
+    x = next(i for i, _ in mine.qc.signatures if i not in (slow, nxt))
+    net.engine(x).step(slow, mine, T0 + 10 + COMMIT_RELAY_FLOOR_MS)
+    net.tick(T0 + 10 + COMMIT_RELAY_FLOOR_MS)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    blocks = {net.disks[i].blocks[2][0] for i in range(4)}
+    certs = {net.disks[i].blocks[2][1] for i in range(4) if i != slow}
+    assert len(blocks) == 1 and len(certs) == 2
+    (only,) = blocks
+    for cert in certs:
+        assert (cert.phase, cert.view, cert.block_hash) == (Phase.COMMIT, view, only.hash)
+        assert verify_certificate(cert, CHAIN, 4, net.quorum.q, net.verifier, phase=Phase.COMMIT)
+
+
+def test_a_commit_in_its_certificates_own_view_is_no_commit_round() -> None:
+    """A replica the prepare certificate did not reach commits in the view itself: that
+    wait is the whole view, not a commit round (nor a wait beyond one to leave out of the
+    view's sample), so it must not raise the relay's median or shrink the sample."""
+    net = Net(speculate=False)
+    net.now = T0
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    view = net.nodes[0].view
+    slow = net.nodes[0].leader(view)
+    x = next(i for i in range(4) if i not in (slow, net.nodes[0].leader(view + 1)))
+    rounds = list(net.nodes[x]._pacemaker._commit_rounds)
+
+    def tamper(src: int, dst: int, msg: object) -> object | None:
+        missed = isinstance(msg, QCMessage) and msg.qc.phase is Phase.PREPARE and dst == x
+        return None if missed else msg
+
+    net.tamper = tamper
+    net.nodes[slow].submit(b"trade-2")
+    net.tick(T0 + 10)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    assert net.disks[x].blocks[2][1].view == view  # committed on the view's own certificate
+    assert list(net.nodes[x]._pacemaker._commit_rounds) == rounds
+    assert len(net.nodes[slow]._pacemaker._commit_rounds) == len(rounds) + 1  # it left
