@@ -162,6 +162,7 @@ BYZANTINE = (
     "lock_violation",
     "slow_leader",
     "slow_qc",
+    "relay_forge",
 )
 # What the core before issue 12 fails on (item 1: unproven timeout and TC claims; item 4:
 # forwarded transactions unchecked, catch-up and signature checks unbounded); each also
