@@ -508,6 +508,18 @@ def test_byzantine_leader_carries_refused_copies_into_blocks() -> None:
 # --- Byzantine strategies that honest replicas must refuse -----------------------------
 
 
+def _three_seeds(strategy: str, first_seed: int) -> tuple[Counter[str], Counter[str]]:
+    """One Byzantine validator of 4 running ``strategy`` over three seeds: what honest
+    replicas refused and what it crafted, summed (each run checked as every seed is)."""
+    refusals: Counter[str] = Counter()
+    crafted: Counter[str] = Counter()
+    for seed in range(3):
+        result = run(make_scenario(4, 3, first_seed + seed, (strategy,), 1))
+        refusals.update(result.refusals)
+        crafted.update(result.crafted)
+    return refusals, crafted
+
+
 @pytest.mark.parametrize("variant", UnderSigned.VARIANTS)
 def test_under_signed_certificates_are_refused(
     variant: str, monkeypatch: pytest.MonkeyPatch
@@ -516,12 +528,7 @@ def test_under_signed_certificates_are_refused(
     index, in proposals and timeouts: honest replicas refuse every one (counted in
     Replica.refused), and the run stays safe and live."""
     monkeypatch.setattr(UnderSigned, "VARIANTS", (variant,))
-    refusals: Counter[str] = Counter()
-    crafted: Counter[str] = Counter()
-    for seed in range(3):
-        result = run(make_scenario(4, 3, 700_000 + seed, ("under_signed",), 1))
-        refusals.update(result.refusals)
-        crafted.update(result.crafted)
+    refusals, crafted = _three_seeds("under_signed", 700_000)
     assert crafted["under_signed:Proposal"] > 0 and crafted["under_signed:Timeout"] > 0
     # Not one per copy sent: a copy that arrives after its view ended is dropped unread,
     # and the weather loses some.
@@ -534,12 +541,7 @@ def test_relayed_vote_forgeries_are_refused() -> None:
     for other blocks and views, bad signatures, other voters' names, its PREPARE votes,
     and passes on the votes it gets as leader: the run stays safe and live, and honest
     replicas refuse the forgeries (counted in Replica.refused)."""
-    refusals: Counter[str] = Counter()
-    crafted: Counter[str] = Counter()
-    for seed in range(3):
-        result = run(make_scenario(4, 3, 710_000 + seed, ("relay_forge",), 1))
-        refusals.update(result.refusals)
-        crafted.update(result.crafted)
+    refusals, crafted = _three_seeds("relay_forge", 710_000)
     kinds = ("early", "next_view", "bad_sig", "other_voter", "prepare", "passed_on")
     assert all(crafted[f"relay_forge:{kind}"] > 0 for kind in kinds)
     assert refusals["vote:voter_not_sender"] > 0 and refusals["vote:bad_signature"] > 0

@@ -32,17 +32,23 @@ def _withheld_by(leader: int, height: int):  # type: ignore[no-untyped-def]
     return tamper
 
 
-def _second_block_withheld(net: Net) -> tuple[int, int, int]:
+def _first_block(net: Net) -> tuple[int, int, int]:
     """Block 1 commits normally (each replica's first commit round: 0 ms here, so the
-    relay waits the floor); block 2's leader withholds its commit certificate after
-    everyone locked on block 2 and moved to the next view. Returns (that leader, the
-    next, the view of block 2)."""
+    relay waits the floor). Returns the view every replica is then in, its leader and the
+    next view's."""
     net.now = T0
     net.nodes[2].submit(b"trade-1")
     net.run()
     assert [d.committed_height() for d in net.disks] == [1, 1, 1, 1]
     view = net.nodes[0].view
-    slow, nxt = net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+    return view, net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+
+
+def _second_block_withheld(net: Net) -> tuple[int, int, int]:
+    """Block 1 commits normally; block 2's leader withholds its commit certificate after
+    everyone locked on block 2 and moved to the next view. Returns (that leader, the
+    next, the view of block 2)."""
+    view, slow, nxt = _first_block(net)
     net.tamper = _withheld_by(slow, 2)
     net.nodes[slow].submit(b"trade-2")
     net.tick(T0 + 10)  # past the batch delay: block 2 proposed, prepared, commit-voted
@@ -210,11 +216,7 @@ def test_a_next_leader_that_missed_the_prepare_certificate_still_forms_the_commi
     view, for a view it does not lead) and it forms the commit certificate, commits and
     moves on."""
     net = Net(speculate=False)
-    net.now = T0
-    net.nodes[2].submit(b"trade-1")
-    net.run()
-    view = net.nodes[0].view
-    slow, nxt = net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+    view, slow, nxt = _first_block(net)
 
     def tamper(src: int, dst: int, msg: object) -> object | None:
         mine = src == slow and isinstance(msg, QCMessage) and msg.qc.height == 2
@@ -261,11 +263,7 @@ def test_two_honest_nodes_may_hold_different_commit_certificates_of_one_block() 
     after view changes already). Each is a proof of the same block, so receipts from two
     nodes agree on everything but the certificate (test_cluster4, test_sdk)."""
     net = Net(speculate=False)
-    net.now = T0
-    net.nodes[2].submit(b"trade-1")
-    net.run()
-    view = net.nodes[0].view
-    slow, nxt = net.nodes[0].leader(view), net.nodes[0].leader(view + 1)
+    view, slow, nxt = _first_block(net)
     held: list[QCMessage] = []
 
     def tamper(src: int, dst: int, msg: object) -> object | None:
@@ -297,12 +295,8 @@ def test_a_commit_in_its_certificates_own_view_is_no_commit_round() -> None:
     wait is the whole view, not a commit round (nor a wait beyond one to leave out of the
     view's sample), so it must not raise the relay's median or shrink the sample."""
     net = Net(speculate=False)
-    net.now = T0
-    net.nodes[2].submit(b"trade-1")
-    net.run()
-    view = net.nodes[0].view
-    slow = net.nodes[0].leader(view)
-    x = next(i for i in range(4) if i not in (slow, net.nodes[0].leader(view + 1)))
+    view, slow, nxt = _first_block(net)
+    x = next(i for i in range(4) if i not in (slow, nxt))
     rounds = list(net.nodes[x]._pacemaker._commit_rounds)
 
     def tamper(src: int, dst: int, msg: object) -> object | None:
