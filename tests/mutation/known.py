@@ -1711,7 +1711,7 @@ MUTANTS += [
            tests=[_PL + "test_after_a_timeout_certificate_the_leader_follows_it_not_its_own_prepare_qc"]),
     Mutant("voter-ignores-a-schedule-change", "node/core/replica.py",
            old="        return self._certified_parent(p.block.parent_hash)\n",
-           new=("        block = self._block_of(p.parent_cert)\n"
+           new=("        block = self._block_of(p.parent_cert.block_hash)\n"
                 "        roots = self._spec_roots.get(p.block.parent_hash)\n"
                 "        if block is None or roots is None or block.height != self.committed_height + 1:\n"
                 "            return None\n"
