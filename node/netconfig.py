@@ -241,6 +241,27 @@ class _Reader:
         return v
 
 
+# A node config's optional integer and boolean fields, with the default each takes when a
+# config leaves it out (a node's own choices: docs/cluster.md).
+_TUNABLES: dict[str, int | bool] = {
+    "mempool_txs_max": MEMPOOL_TXS_MAX,
+    "lmdb_map_size_max_bytes": LMDB_MAP_SIZE_MAX_BYTES,
+    "submit_stream_inflight_max": SUBMIT_STREAM_INFLIGHT_MAX,
+    "admission_queue_max_ms": ADMISSION_QUEUE_MAX_MS,
+    "pipeline": PIPELINE_DEFAULT,
+    "view_progress_factor": VIEW_PROGRESS_FACTOR,
+    "commit_relay_factor": COMMIT_RELAY_FACTOR,
+}
+
+
+def _read_tunables(r: _Reader) -> dict[str, Any]:
+    """Each tunable the config gives, typed as its default, else the default."""
+    return {
+        k: d if k not in r.doc else r.boolean(k) if isinstance(d, bool) else r.integer(k)
+        for k, d in _TUNABLES.items()
+    }
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -279,16 +300,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
     """Read a node config; relative paths resolve against the config file's directory."""
     path = Path(os.path.abspath(path))
     where = path.name
-    optional = {
-        "log_level",
-        "mempool_txs_max",
-        "lmdb_map_size_max_bytes",
-        "submit_stream_inflight_max",
-        "admission_queue_max_ms",
-        "pipeline",
-        "view_progress_factor",
-        "commit_relay_factor",
-    }
+    optional = {"log_level", *_TUNABLES}
     required = {f.name for f in fields(NodeConfig)} - optional
     r = _Reader(_read_json(path), where, required, optional)
     peers = []
@@ -298,7 +310,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             peers.append(
                 PeerAddress(p.integer("validator"), p.string("address"), p.string("tls_name"))
             )
-    paths = {f: _absolute(path.parent, r.string(f)) for f in _PATH_FIELDS}
+    paths: dict[str, Any] = {f: _absolute(path.parent, r.string(f)) for f in _PATH_FIELDS}
     with _within(where):
         return NodeConfig(
             validator=r.integer("validator"),
@@ -308,35 +320,7 @@ def load_node_config(path: str | Path) -> NodeConfig:
             metrics_port=r.integer("metrics_port"),
             peers=tuple(peers),
             log_level=r.string("log_level") if "log_level" in r.doc else "info",
-            mempool_txs_max=(
-                r.integer("mempool_txs_max") if "mempool_txs_max" in r.doc else MEMPOOL_TXS_MAX
-            ),
-            lmdb_map_size_max_bytes=(
-                r.integer("lmdb_map_size_max_bytes")
-                if "lmdb_map_size_max_bytes" in r.doc
-                else LMDB_MAP_SIZE_MAX_BYTES
-            ),
-            submit_stream_inflight_max=(
-                r.integer("submit_stream_inflight_max")
-                if "submit_stream_inflight_max" in r.doc
-                else SUBMIT_STREAM_INFLIGHT_MAX
-            ),
-            admission_queue_max_ms=(
-                r.integer("admission_queue_max_ms")
-                if "admission_queue_max_ms" in r.doc
-                else ADMISSION_QUEUE_MAX_MS
-            ),
-            pipeline=r.boolean("pipeline") if "pipeline" in r.doc else PIPELINE_DEFAULT,
-            view_progress_factor=(
-                r.integer("view_progress_factor")
-                if "view_progress_factor" in r.doc
-                else VIEW_PROGRESS_FACTOR
-            ),
-            commit_relay_factor=(
-                r.integer("commit_relay_factor")
-                if "commit_relay_factor" in r.doc
-                else COMMIT_RELAY_FACTOR
-            ),
+            **_read_tunables(r),
             **paths,
         )
 
@@ -356,20 +340,8 @@ def node_config_to_json(cfg: NodeConfig, base: Path) -> dict[str, Any]:
         ],
         log_level=cfg.log_level,
     )
-    if cfg.mempool_txs_max != MEMPOOL_TXS_MAX:
-        doc["mempool_txs_max"] = cfg.mempool_txs_max
-    if cfg.lmdb_map_size_max_bytes != LMDB_MAP_SIZE_MAX_BYTES:
-        doc["lmdb_map_size_max_bytes"] = cfg.lmdb_map_size_max_bytes
-    if cfg.submit_stream_inflight_max != SUBMIT_STREAM_INFLIGHT_MAX:
-        doc["submit_stream_inflight_max"] = cfg.submit_stream_inflight_max
-    if cfg.admission_queue_max_ms != ADMISSION_QUEUE_MAX_MS:
-        doc["admission_queue_max_ms"] = cfg.admission_queue_max_ms
-    if cfg.pipeline != PIPELINE_DEFAULT:
-        doc["pipeline"] = cfg.pipeline
-    if cfg.view_progress_factor != VIEW_PROGRESS_FACTOR:
-        doc["view_progress_factor"] = cfg.view_progress_factor
-    if cfg.commit_relay_factor != COMMIT_RELAY_FACTOR:
-        doc["commit_relay_factor"] = cfg.commit_relay_factor
+    # The tunables a config leaves out take their defaults: written only when they differ.
+    doc.update({k: getattr(cfg, k) for k, d in _TUNABLES.items() if getattr(cfg, k) != d})
     return doc
 
 
