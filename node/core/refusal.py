@@ -70,7 +70,7 @@ class Reason(StrEnum):
     TIME_NOT_AFTER_PARENT = "time_not_after_parent"
     TIME_TOO_FAR_AHEAD = "time_too_far_ahead"  # more than BLOCK_TIME_DRIFT_MAX_MS ahead
     TIME_TOO_FAR_BEHIND = "time_too_far_behind"  # a fresh block more than the drift behind
-    NOT_FRESH_BLOCK = "not_fresh_block"  # a new block naming another view or proposer
+    NOT_FRESH_BLOCK = "not_fresh_block"  # a new block naming another view, proposer or parent view
     TOO_MANY_TXS = "too_many_txs"
     TOO_MANY_BYTES = "too_many_bytes"
     EMPTY_AFTER_EMPTY = "empty_after_empty"  # an empty block whose parent is empty

@@ -115,6 +115,11 @@ _KIND: dict[type, Kind] = {
 }
 
 
+def _view_of(parent_cert: QuorumCert | None) -> int:
+    """The parent view a fresh block on this certificate names (block 1 has none: 0)."""
+    return 0 if parent_cert is None else parent_cert.view
+
+
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
     chain_id: str
@@ -274,7 +279,7 @@ class Replica:
             header = self._source.committed_header(h)
             if header is None:
                 raise InvariantError(f"storage has no committed block {h} (head is {height})")
-            self.schedule.committed(header.view, header.proposer)
+            self.schedule.committed(header.view, header.proposer, parent_view=header.parent_view)
 
     def _stored(self, height: int) -> tuple[Block, QuorumCert]:
         got = self._source.committed_block(height)
@@ -549,7 +554,7 @@ class Replica:
             and block.parent_hash == self.committed_hash,
             f"block {block.height} committed out of order or not extending ours",
         )
-        self.schedule.committed(block.view, block.proposer)
+        self.schedule.committed(block.view, block.proposer, parent_view=block.parent_view)
         self.committed_height, self.committed_hash = block.height, block.hash
         self.committed_time_ms, self.committed_cert = block.time_ms, cert
         self.committed_view = cert.view  # the certificate our proposals will carry
@@ -707,7 +712,10 @@ class Replica:
         and votes, and time out (ADR 0012). Remembered for the block in hand."""
         key = (self.committed_height, block.hash)
         if self._schedule_probe[0] != key:
-            self._schedule_probe = (key, self.schedule.changes_at(block.view, block.proposer))
+            changes = self.schedule.changes_at(
+                block.view, block.proposer, parent_view=block.parent_view
+            )
+            self._schedule_probe = (key, changes)
         return self._schedule_probe[1]
 
     def _propose_fresh(self, parent: _Parent, cert: QuorumCert | None) -> None:
@@ -717,7 +725,7 @@ class Replica:
         full = count >= self.cfg.block_txs_max or size >= self.cfg.block_bytes_max
         if not full and self._pacemaker.batching(self.now_ms):
             return  # under load: let the next block fill for a moment
-        self._propose(self._new_block(parent), None, cert, parent)
+        self._propose(self._new_block(parent, cert), None, cert, parent)
 
     def _propose_after_timeout(self, tc: TimeoutCert) -> None:
         top = tc.top_height
@@ -727,7 +735,9 @@ class Replica:
         if top < self.committed_height or lock is None:
             if self._has_work():
                 head = self._head()
-                self._propose(self._new_block(head), tc, self.committed_cert, head)
+                self._propose(
+                    self._new_block(head, self.committed_cert), tc, self.committed_cert, head
+                )
             return
         block = self._block_of(lock.block_hash)
         if block is not None:
@@ -744,7 +754,8 @@ class Replica:
             block = held
         return block
 
-    def _new_block(self, parent: _Parent) -> Block:
+    def _new_block(self, parent: _Parent, cert: QuorumCert | None) -> Block:
+        """A fresh block on ``parent``, whose proposal carries ``cert`` (its certificate)."""
         txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max, parent.skip)
         require(bool(txs) or parent.has_txs, "an empty block only certifies a parent's")
         return Block(
@@ -758,6 +769,7 @@ class Replica:
             state_root=parent.roots[0],
             results_root=parent.roots[1],
             txs=tuple(txs),
+            parent_view=_view_of(cert),
         )
 
     def _propose(
@@ -898,11 +910,14 @@ class Replica:
             return Reason.TIME_TOO_FAR_AHEAD  # a leader must not move deadlines by its clock
         lock = p.tc.high_lock if p.tc is not None else None
         if lock is None or lock.block_hash != block.hash:
-            # A fresh block: made in this view by its leader, timed by a clock near ours, so
-            # a Byzantine leader cannot backdate it to run trades past expiry or deadline.
-            # (A re-proposed locked block keeps its view and time: q voters, one of them
-            # honest, checked both when it was fresh.)
+            # A fresh block: made in this view by its leader on the parent certificate it
+            # carries (the leader schedule reads that view, ADR 0022), timed by a clock near
+            # ours, so a Byzantine leader cannot backdate it to run trades past expiry or
+            # deadline. (A re-proposed locked block keeps its view, parent view and time: q
+            # voters, one of them honest, checked them when it was fresh.)
             if block.view != p.view or block.proposer != src:
+                return Reason.NOT_FRESH_BLOCK
+            if block.parent_view != _view_of(p.parent_cert):
                 return Reason.NOT_FRESH_BLOCK
             if block.time_ms < self.now_ms - BLOCK_TIME_DRIFT_MAX_MS:
                 return Reason.TIME_TOO_FAR_BEHIND

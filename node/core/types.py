@@ -55,9 +55,9 @@ __all__ = [
     "vote_message",
 ]
 
-# After the length-prefixed chain id: height, view, parent hash, proposer, time,
-# executed height, state root, results root, transactions root, transaction count.
-_HEADER = struct.Struct(">QQ32sIQQ32s32s32sI")
+# After the length-prefixed chain id: height, view, parent hash, parent view, proposer,
+# time, executed height, state root, results root, transactions root, transaction count.
+_HEADER = struct.Struct(">QQ32sQIQQ32s32s32sI")
 _HEADER_BYTES_MAX = 2 + CHAIN_ID_BYTES_MAX + _HEADER.size
 _QC_HEAD = struct.Struct(">BQQ32sH")
 _SIG_HEAD = struct.Struct(">IH")
@@ -129,7 +129,10 @@ class Block:
     """A block: header fields plus the opaque encoded transactions it carries.
 
     ``view`` is the view the block was first proposed in; a later leader that re-proposes a
-    locked block sends it unchanged, so its hash stays the same. ``executed_height`` is
+    locked block sends it unchanged, so its hash stays the same. ``parent_view`` is the
+    view of the parent's certificate that the first proposal carried (0 for block 1): with
+    the parent's ``view`` it tells the leader schedule whether the parent was certified in
+    its own view or only after a view change (ADR 0022). ``executed_height`` is
     always ``height - 1``; ``state_root`` is the state root after executing it and
     ``results_root`` the Merkle root of its results (``merkle.EMPTY_ROOT`` at height 1).
     Only a block whose parent carries transactions may itself be empty (it certifies
@@ -146,6 +149,7 @@ class Block:
     state_root: bytes
     results_root: bytes
     txs: tuple[bytes, ...]
+    parent_view: int = 0
     header: bytes = field(init=False, repr=False, compare=False)
     hash: bytes = field(init=False, repr=False, compare=False)
 
@@ -161,6 +165,7 @@ class Block:
                 self.height,
                 self.view,
                 self.parent_hash,
+                self.parent_view,
                 self.proposer,
                 self.time_ms,
                 self.executed_height,
@@ -205,6 +210,7 @@ class BlockHeader:
     txs_root: bytes
     tx_count: int
     hash: bytes
+    parent_view: int
 
 
 def decode_header(data: bytes) -> BlockHeader:
@@ -216,7 +222,9 @@ def decode_header(data: bytes) -> BlockHeader:
     chain_id = hr.utf8(chain_len)
     fields = hr.unpack(_HEADER)
     hr.done()
-    height, view, parent, proposer, time_ms, ex_h, root, results, txs_root, count = fields
+    height, view, parent, parent_view, proposer, time_ms, ex_h, root, results, txs_root, count = (
+        fields
+    )
     if count > BLOCK_TXS_MAX or height < 1 or ex_h != height - 1:
         raise DecodeError("bad block header")
     return BlockHeader(
@@ -232,6 +240,7 @@ def decode_header(data: bytes) -> BlockHeader:
         txs_root,
         count,
         sha256(data),
+        parent_view,
     )
 
 
@@ -258,6 +267,7 @@ def decode_block(data: bytes) -> Block:
         h.state_root,
         h.results_root,
         txs,
+        h.parent_view,
     )
     if block.hash != h.hash:
         raise DecodeError("transactions do not match the header's transactions root")

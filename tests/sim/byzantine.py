@@ -502,7 +502,7 @@ class FarFuture(Strategy):
             chain_id=self.env.chain_id, height=FAR, view=view, parent_hash=parent.block_hash,
             proposer=self.env.index, time_ms=self.env.now(), executed_height=FAR - 1,
             state_root=bytes(32), results_root=bytes(32),
-            txs=tuple(self.env.workload[:1]),
+            txs=tuple(self.env.workload[:1]), parent_view=parent.view,
         )  # fmt: skip
         return self.everyone(Proposal(view, block, parent, None))
 

@@ -15,6 +15,7 @@ from node.core import (
     QuorumCert,
     SafetyState,
     decode_block,
+    decode_header,
     decode_qc,
     encode_block,
     encode_qc,
@@ -32,10 +33,18 @@ def test_block_round_trip_keeps_the_hash() -> None:
     assert again == block and again.hash == block.hash
 
 
+def test_the_parent_view_is_in_the_header_and_survives_both_decoders() -> None:
+    """ADR 0022: the leader schedule reads it from stored headers alone."""
+    block = replace(_block(), height=2, executed_height=1, parent_view=7)
+    again = decode_block(encode_block(block))
+    assert again == block and again.hash == block.hash and again.parent_view == 7
+    assert decode_header(block.header).parent_view == 7
+
+
 def test_block_hash_commits_to_every_field_and_the_payload() -> None:
     base = _block()
     assert _block((b"tx-a", b"tx-c")).hash != base.hash
-    for change in [{"view": 1}, {"time_ms": 6}, {"state_root": b"\1" * 32}]:
+    for change in [{"view": 1}, {"time_ms": 6}, {"state_root": b"\1" * 32}, {"parent_view": 1}]:
         assert replace(base, **change).hash != base.hash  # type: ignore[arg-type]
     assert replace(base, results_root=b"\1" * 32).hash != base.hash
 

@@ -1242,7 +1242,7 @@ def test_only_the_locked_block_itself_skips_the_freshness_checks() -> None:
     def block(block_view: int, tx: bytes) -> Block:
         return Block(
             CHAIN, 3, block_view, parent.hash, leader, parent.time_ms + 1, 2, node.executed_root,
-            node.executed_results, (tx,),
+            node.executed_results, (tx,), parent_cert.view,
         )  # fmt: skip
 
     stale = [block(view - 1, b"s%d" % k) for k in range(32)]

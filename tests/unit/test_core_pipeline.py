@@ -247,6 +247,9 @@ def _pipelined_at(net: Net) -> tuple[Block, QuorumCert]:
 
 
 def _child(parent: Block, roots: tuple[bytes, bytes], **changes: object) -> Block:
+    """A fresh child of ``parent`` in view 1, or the view given, proposed on the parent's
+    certificate of the view before."""
+    changes.setdefault("parent_view", int(changes.get("view", 1)) - 1)  # type: ignore[call-overload]
     block = Block(
         CHAIN, 2, 1, parent.hash, 1, parent.time_ms + 1, 1, roots[0], roots[1], (b"trade-2",)
     )
@@ -308,7 +311,7 @@ def test_an_empty_block_on_an_empty_certified_parent_gets_no_vote() -> None:
     roots = node._spec_roots[empty.hash]
     view = pqc.view + 1
     leader = node.leader(view)
-    child = Block(CHAIN, 3, view, empty.hash, leader, empty.time_ms + 1, 2, *roots, ())
+    child = Block(CHAIN, 3, view, empty.hash, leader, empty.time_ms + 1, 2, *roots, (), pqc.view)
     node.step(leader, Proposal(view, child, pqc, None))
     net.drain(3)
     assert node.refused[(Kind.PROPOSAL, Reason.EMPTY_AFTER_EMPTY)] == 1
@@ -388,7 +391,7 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     is proposed by 0, on block 2's commit certificate. The control (``probe`` off: the
     schedule never changes, as far as the replica knows) pipelines: 3 proposes on the PQC."""
     if not probe:
-        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer, parent_view: False)
     net = Net()
     held, _ = _certified_after_a_failed_view(net)
     net.nodes[2].submit(b"trade-4")  # work beyond block 2 for view 3's leader
@@ -659,7 +662,7 @@ def test_a_pipelined_proposal_on_a_block_whose_commit_changes_the_leaders_gets_n
     commits, and then refuses it: 3 does not lead view 3. The control (``probe`` off: the
     schedule never changes, as far as the replica knows): the same proposal gets the vote."""
     if not probe:
-        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer: False)
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer, parent_view: False)
     net = Net()
     held, block2 = _certified_after_a_failed_view(net)
     voter = net.nodes[1]
@@ -667,7 +670,7 @@ def test_a_pipelined_proposal_on_a_block_whose_commit_changes_the_leaders_gets_n
     assert pqc is not None and pqc.block_hash == block2.hash and voter.leader(3) == 3
     roots = voter._spec_roots[block2.hash]
     time_ms = max(voter.now_ms, block2.time_ms + 1)
-    block3 = Block(CHAIN, 3, 3, block2.hash, 3, time_ms, 2, *roots, (b"trade-4",))
+    block3 = Block(CHAIN, 3, 3, block2.hash, 3, time_ms, 2, *roots, (b"trade-4",), pqc.view)
     voter.step(3, Proposal(3, block3, pqc, None))
     net.drain(1)
     votes = [v.block_hash for v in _votes(net, 1, Phase.PREPARE, 3)]

@@ -92,7 +92,7 @@ def test_a_proposal_on_a_tc_above_the_committed_head_waits_for_its_parent_to_com
     entries = tuple(_timeout(1, v, x_qc, x).entry() for v in range(Q))
     tc = TimeoutCert(1, entries, None, x_qc)
     leader = node.leader(2)
-    block = _child(y, net._roots(3, y), view=2, proposer=leader)
+    block = _child(y, net._roots(3, y), view=2, proposer=leader, parent_view=0)
     before = sum(node.refused.values())
     node.step(leader, Proposal(2, block, _pqc(0, y), tc))
     net.drain(3)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+import pytest
+
 from node.config import BATCH_DELAY_MS, VIEW_TIMEOUT_BASE_MS
 from node.core import (
     Block,
@@ -28,6 +30,7 @@ from node.core import (
     verify_certificate,
 )
 from node.core.engine import Engine, Observer
+from node.core.refusal import Kind, Reason
 from node.crypto import sha256
 from node.genesis import demo_genesis
 from node.merkle import EMPTY_ROOT
@@ -379,6 +382,33 @@ def test_block_timed_far_ahead_of_our_clock_gets_no_vote() -> None:
     net.nodes[2].step(0, Proposal(0, on_time, None, None), now_ms=1_000)
     net.drain(2)
     assert net.sent(2, Vote)
+
+
+@pytest.mark.parametrize("shift", [0, 1, 7])
+def test_a_fresh_block_names_the_view_of_the_parent_certificate_it_is_proposed_on(
+    shift: int,
+) -> None:
+    """The leader schedule reads whether a block's parent was certified in its own view
+    from the block's ``parent_view`` (ADR 0022), so a voter checks it against the
+    certificate the proposal carries: another view is refused (``not_fresh_block``); the
+    control (``shift`` 0) gets the vote."""
+    net = Net()
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    voter = next(v for v in net.nodes if v.leader(v.view) != v.cfg.me)
+    cert, view = voter.committed_cert, voter.view
+    assert cert is not None and cert.view == view - 1 and cert.height >= 1
+    leader, now = voter.leader(view), voter.committed_time_ms + 1
+    block = Block(
+        CHAIN, cert.height + 1, view, voter.committed_hash, leader, now, cert.height,
+        *voter._executed_roots(), (b"trade-2",), cert.view + shift,
+    )  # fmt: skip
+    i = voter.cfg.me
+    voter.step(leader, Proposal(view, block, cert, None), now_ms=now)
+    net.drain(i)
+    voted = [m for m in net.sent(i, Vote) if m.view == view]  # type: ignore[attr-defined]
+    assert bool(voted) == (shift == 0)
+    assert voter.refused[(Kind.PROPOSAL, Reason.NOT_FRESH_BLOCK)] == (shift != 0)
 
 
 def _forward_targets(net: Net, i: int) -> set[int]:

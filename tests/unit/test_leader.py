@@ -31,10 +31,16 @@ def test_no_two_consecutive_views_fall_in_any_run_of_ten_adjacent_validators() -
             assert not (sched.leader(v) in dead and sched.leader(v + 1) in dead)
 
 
+def _commit(sched: LeaderSchedule, view: int, proposer: int) -> None:
+    """A block first proposed in ``view`` whose parent was certified in its own view."""
+    last = sched.last_view
+    sched.committed(view, proposer, parent_view=0 if last is None else last)
+
+
 def _commit_views(sched: LeaderSchedule, views: list[int]) -> None:
     """Blocks first proposed in these views, each by the leader the schedule names."""
     for view in views:
-        sched.committed(view, sched.leader(view))
+        _commit(sched, view, sched.leader(view))
 
 
 def test_validators_that_failed_to_lead_are_skipped_at_most_n_minus_q() -> None:
@@ -48,21 +54,20 @@ def test_validators_that_failed_to_lead_are_skipped_at_most_n_minus_q() -> None:
 
 def test_changes_at_tells_whether_a_commit_would_change_the_leaders_and_changes_nothing() -> None:
     """The probe a pipelining replica asks (ADR 0012): a block in the next view changes
-    nothing; one after a failed view, the penalty's end, and a penalised validator's own
-    block do. Asking never moves the schedule itself."""
+    nothing; one after a failed view, the penalty's end, and the child of a penalised
+    validator's certified block do. Asking never moves the schedule itself."""
     sched = LeaderSchedule(4, 1, penalty_base=2, penalty_max=2)
     _commit_views(sched, [0])
     before = (sched.candidates, [sched.leader(v) for v in range(8)])
-    assert not sched.changes_at(1, sched.leader(1))
-    assert sched.changes_at(2, sched.leader(2))  # view 1 failed: its leader is charged
+    assert not sched.changes_at(1, sched.leader(1), parent_view=0)
+    assert sched.changes_at(2, sched.leader(2), parent_view=0)  # view 1 failed: charged
     assert (sched.candidates, [sched.leader(v) for v in range(8)]) == before
     dead = sched.leader(1)
     _commit_views(sched, [2])
     assert sched.excluded == {dead}
-    assert sched.changes_at(3, dead)  # it leads a committed block: trusted again
-    assert not sched.changes_at(3, sched.leader(3))  # one block since: penalty still on
-    _commit_views(sched, [3])
-    assert sched.changes_at(4, sched.leader(4))  # two blocks since: its penalty ends
+    _commit(sched, 3, dead)  # its block, certified in view 3 as the next header will say
+    assert sched.changes_at(4, sched.leader(4), parent_view=3)  # it is trusted again
+    assert sched.changes_at(5, sched.leader(5), parent_view=3)  # view 4 failed
     assert sched.excluded == {dead}
 
 
@@ -72,9 +77,9 @@ def test_a_validator_that_leads_again_is_trusted_again_and_a_penalty_ends() -> N
     dead = sched.leader(1)
     _commit_views(sched, [2])
     assert sched.excluded == {dead}
-    sched.committed(3, dead)  # it proposed a committed block: back in
-    assert sched.excluded == frozenset()
+    _commit(sched, 3, dead)  # it proposed a block; certified in its view, as the child says:
     _commit_views(sched, [4])
+    assert sched.excluded == frozenset()  # back in
     dead = sched.leader(5)
     _commit_views(sched, [6])
     assert sched.excluded == {dead}
@@ -91,7 +96,7 @@ def test_a_validator_failing_again_sits_out_twice_as_long() -> None:
         while sched.leader(view) == dead:
             view += 1  # its view times out
             sat_out.append(0)
-        sched.committed(view, sched.leader(view))
+        _commit(sched, view, sched.leader(view))
         if sat_out:
             sat_out[-1] += dead in sched.excluded
     assert sat_out[:4] == [4, 8, 16, 32]
@@ -107,7 +112,7 @@ def test_a_failure_stays_charged_to_the_leader_of_its_time() -> None:
         view += 1
         while sched.leader(view) in dead:
             view += 1  # a dead leader's view times out
-        sched.committed(view, sched.leader(view))
+        _commit(sched, view, sched.leader(view))
         assert sched.excluded <= dead, (view, sorted(sched.excluded))
 
 
@@ -192,9 +197,10 @@ def test_validator_0_leading_a_committed_block_is_trusted_again() -> None:
     sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
     view = next(v for v in range(1, 9) if sched.leader(v) == 0)
     _commit_views(sched, list(range(view)))
-    sched.committed(view + 1, sched.leader(view + 1))  # 0's view failed
+    _commit(sched, view + 1, sched.leader(view + 1))  # 0's view failed
     assert sched.excluded == {0}
-    sched.committed(view + 2, 0)
+    _commit(sched, view + 2, 0)
+    _commit(sched, view + 3, sched.leader(view + 3))  # 0's block was certified in its view
     assert sched.excluded == frozenset()
 
 
@@ -202,10 +208,10 @@ def test_a_proposer_outside_the_validator_set_credits_nobody() -> None:
     sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
     view = next(v for v in range(1, 9) if sched.leader(v) == 3)
     _commit_views(sched, list(range(view)))
-    sched.committed(view + 1, sched.leader(view + 1))  # 3's view failed
+    _commit(sched, view + 1, sched.leader(view + 1))  # 3's view failed
     assert sched.excluded == {3}
     for k, proposer in enumerate([-1, 4, 5, -4]):
-        sched.committed(view + 2 + k, proposer)
+        _commit(sched, view + 2 + k, proposer)
         assert sched.excluded == {3}, proposer  # -1 is not validator 3, nor -4 validator 0
 
 
@@ -214,7 +220,7 @@ def test_a_gap_is_charged_to_the_last_candidate_too() -> None:
     sched = LeaderSchedule(2, 1, penalty_base=8, penalty_max=8)
     _commit_views(sched, [0, 2])  # view 1 (validator 1) failed
     assert sched.candidates == (0,)
-    sched.committed(5, 1)  # views 3 and 4, led by 0, failed; 1 proposed again
+    _commit(sched, 5, 1)  # views 3 and 4, led by 0, failed; 1 proposed again
     assert sched.excluded == {0}
 
 
@@ -237,7 +243,7 @@ def test_a_validator_trusted_again_starts_its_penalties_from_the_base() -> None:
     sched = LeaderSchedule(4, 1, penalty_base=2, penalty_max=64)
     _commit_views(sched, [0, 1])
     _commit_views(sched, [3])  # view 2 (validator 2) failed
-    sched.committed(4, 2)  # it leads a committed block: trusted again
+    _commit(sched, 4, 2)  # it leads a committed block: trusted again
     _commit_views(sched, list(range(5, 10)))
     view = next(v for v in range(10, 20) if sched.leader(v) == 2)
     _commit_views(sched, list(range(10, view)))
@@ -247,3 +253,51 @@ def test_a_validator_trusted_again_starts_its_penalties_from_the_base() -> None:
     assert sched.excluded == {2}
     _commit_views(sched, [view + 3])  # two blocks since: over
     assert sched.excluded == frozenset()
+
+
+def test_a_block_certified_after_a_view_change_charges_its_proposer_not_the_next_leader() -> None:
+    """ADR 0022. Block B, first proposed in view 2, gets a prepare certificate and no
+    commit certificate; view 3's leader has nothing to propose on and its view times out;
+    view 4's leader re-proposes B, certified there, as B's child's header says. The
+    proposer of view 2 is charged, the leader of view 3 is excused, the one of view 4 is
+    credited. Certified only in view 5, the leader of view 4 is charged too."""
+    for certified, charged_views in ((4, (2,)), (5, (2, 4))):
+        sched = LeaderSchedule(7, 3)
+        _commit_views(sched, [0, 1])
+        leaders = {v: sched.leader(v) for v in range(8)}
+        _commit(sched, 2, leaders[2])  # B
+        sched.committed(certified + 1, leaders[certified + 1], parent_view=certified)
+        assert sched.excluded == {leaders[v] for v in charged_views}, certified
+        assert leaders[3] not in sched.excluded and leaders[certified] not in sched.excluded
+
+
+def test_the_views_of_a_re_proposal_are_charged_to_the_leaders_they_ran_under() -> None:
+    """The views between B's first proposal and its certificate ran before B committed,
+    under the schedule B's commit then changed: they are charged to the leaders of that
+    schedule, not of today's."""
+    sched = LeaderSchedule(7, 4)
+    _commit_views(sched, [0])
+    ran_under = {v: sched.leader(v) for v in range(10)}
+    _commit_views(sched, [2])  # B, in view 2; view 1 failed: its leader is left out now
+    assert sched.excluded == {ran_under[1]}
+    today = {v: sched.leader(v) for v in range(10)}
+    charged = {ran_under[v] for v in (1, 2, 4, 5)}  # view 3 excused
+    misread = {ran_under[1], ran_under[2], today[4], today[5]}
+    assert misread != charged, "the test needs the schedule to have changed"
+    sched.committed(7, today[7], parent_view=6)  # B was certified in view 6
+    assert sched.excluded == charged
+
+
+@pytest.mark.parametrize(("view", "parent_view"), [(5, 1), (5, 9), (2, 9)])
+def test_a_parent_view_no_certificate_can_have_reads_as_on_time(
+    view: int, parent_view: int
+) -> None:
+    """A certificate of B is of B's view or later, and its child is proposed after it;
+    headers claiming otherwise (beyond the safety bound) read as a parent certified in its
+    own view, so only the views between are charged, as before ADR 0022."""
+    sched = LeaderSchedule(7, 3)
+    _commit_views(sched, [0, 1, 2])
+    expected = LeaderSchedule(7, 3)
+    _commit_views(expected, [0, 1, 2, view])
+    sched.committed(view, sched.leader(view), parent_view=parent_view)
+    assert sched.excluded == expected.excluded
