@@ -49,7 +49,7 @@ def _sample(txs: int, signatures: int) -> tuple[Proposal, QuorumCert]:
     )
     payload = tuple(i.to_bytes(4, "big") * (_TX_BYTES // 4) for i in range(txs))
     block = Block(
-        "bench-chain", 10, 42, bytes(32), 1, 1_700_000_000_000, 9, bytes(32), bytes(32), payload
+        "bench-chain", 10, 42, bytes(32), 1, 1_700_000_000_000, 9, bytes(32), bytes(32), payload, 41
     )
     return Proposal(42, block, qc, None), qc
 
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                 b.state_root,
                 b.results_root,
                 b.txs,
+                b.parent_view,
             ),
         ),
         (f"encode new QC ({a.signatures} sigs)", lambda: encode_qc(QuorumCert(*fields))),

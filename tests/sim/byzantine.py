@@ -437,7 +437,9 @@ class Forge(Strategy):
 
     def _bad_proposal(self, p: Proposal) -> Proposal:
         rng = self.rng
-        kind = rng.randrange(4)
+        kind = rng.randrange(5)
+        if kind == 4:  # its block naming another parent view: honest leaders charged
+            return replace(p, block=replace(p.block, parent_view=p.block.parent_view + 1))
         if kind == 0 and p.parent_cert is not None:
             bogus = replace(p.parent_cert, signatures=self.bogus_sigs(self.env.q))
             return replace(p, parent_cert=bogus)

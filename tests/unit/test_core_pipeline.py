@@ -391,7 +391,7 @@ def test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders(
     is proposed by 0, on block 2's commit certificate. The control (``probe`` off: the
     schedule never changes, as far as the replica knows) pipelines: 3 proposes on the PQC."""
     if not probe:
-        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer, parent_view: False)
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda *_, **__: False)
     net = Net()
     held, _ = _certified_after_a_failed_view(net)
     net.nodes[2].submit(b"trade-4")  # work beyond block 2 for view 3's leader
@@ -662,7 +662,7 @@ def test_a_pipelined_proposal_on_a_block_whose_commit_changes_the_leaders_gets_n
     commits, and then refuses it: 3 does not lead view 3. The control (``probe`` off: the
     schedule never changes, as far as the replica knows): the same proposal gets the vote."""
     if not probe:
-        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda self, view, proposer, parent_view: False)
+        monkeypatch.setattr(LeaderSchedule, "changes_at", lambda *_, **__: False)
     net = Net()
     held, block2 = _certified_after_a_failed_view(net)
     voter = net.nodes[1]
