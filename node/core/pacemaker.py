@@ -12,9 +12,10 @@
 - ``Timer.COMMIT_RELAY``: only a view's leader collects its COMMIT votes, and the next
   leader's proposal waits for the commit certificate. A replica that entered a view on
   the previous view's prepare certificate and, a few median commit rounds later, still
-  has no commit certificate sends its COMMIT vote to the new view's leader too, which
-  forms the certificate itself: a leader running modified code that holds its commit
-  certificate slows the next view by that much, not by its whole deadline.
+  has no commit certificate sends its COMMIT vote to the leaders of the new view and the
+  next one too, which form the certificate themselves: a leader running modified code
+  that holds its commit certificate slows the next view by that much, not by its whole
+  deadline.
 - ``Timer.BATCH_DELAY``: under load the leader waits this long after the previous commit
   (or, pipelined, after the prepare certificate of the parent) so its block fills.
 - ``Timer.CATCHUP_RETRY``: an unanswered catch-up request goes to the next peer (kept
@@ -143,11 +144,12 @@ class Pacemaker:
     def relay_ms(self) -> int | None:
         """How long after entering a view on the previous view's prepare certificate this
         replica waits for that block's commit certificate before it sends its COMMIT vote
-        to the new view's leader too: ``relay_factor`` times the median commit round, at
-        least the floor. None: no factor, or no commit round seen yet (one is enough, as the
-        relay tests rely on: the lower median of two is the faster, so one held certificate
-        sets it for one view only). The median, because a leader running modified code
-        holds the certificates of at most n - q < n / 2 of the views."""
+        to the leaders of the new view and the next too: ``relay_factor`` times the median
+        commit round, at least the floor. None: no factor, or no commit round seen yet (one
+        is enough, as the relay tests rely on: the lower median of two is the faster, so
+        one held certificate sets it for one view only). The median, because a leader
+        running modified code holds the certificates of at most n - q < n / 2 of the
+        views."""
         rounds = self._commit_rounds
         if not self._relay_factor or not rounds:
             return None

@@ -209,7 +209,7 @@ class Replica:
         # Messages dropped without effect, by (kind, reason): node.core.refusal.
         self.refused: Counter[Refusal] = Counter()
         self.views_timed_out = 0  # views this replica left on a timeout certificate
-        self.commit_votes_relayed = 0  # COMMIT votes also sent to the next view's leader
+        self.commit_votes_relayed = 0  # COMMIT votes also sent to the next two leaders
         self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
@@ -1094,36 +1094,43 @@ class Replica:
 
     # --- the commit-vote relay (docs/consensus.md "Slow leaders") -------------------------
 
+    def _relay_targets(self, view: int) -> frozenset[int]:
+        """Who a COMMIT vote of ``view`` is relayed to: the leaders of the next two views,
+        never the vote's own. The next proposes on the certificate it forms; the one after
+        forms it too and broadcasts it, so a next leader that ignores the relayed votes (an
+        accomplice of the leader holding the certificate) cannot hold the block either."""
+        return frozenset((self.leader(view + 1), self.leader(view + 2))) - {self.leader(view)}
+
     def _relay_deadline_ms(self) -> int | None:
-        """When our COMMIT vote of the view just left also goes to this view's leader: we
+        """When our COMMIT vote of the view just left also goes to the next two leaders: we
         left that view on its prepare certificate and have not committed its block."""
         vote = self._commit_vote
         if vote is None or vote.height != self.committed_height + 1:
             return None
-        if not self._left_on_certificate(vote.view) or self.leader(self.view) == self.leader(
-            vote.view
-        ):
+        if not self._left_on_certificate(vote.view) or not self._relay_targets(vote.view):
             return None
         return self._pacemaker.relay_deadline_ms()
 
     def _maybe_relay(self) -> None:
         due, vote = self._relay_deadline_ms(), self._commit_vote
         if due is not None and vote is not None and self.now_ms >= due:
-            self._send(self.leader(self.view), vote)
+            for dst in sorted(self._relay_targets(vote.view)):
+                self._send(dst, vote)
             self._commit_vote = None
             self.commit_votes_relayed += 1
 
     def _relayed_block(self, v: Vote) -> Block | None:
-        """The block a COMMIT vote counts for when it is relayed to us: we lead the view
-        after the vote's (not the vote's own: that is our tally as its leader), are in
-        either, and hold the block at committed + 1. Whoever forms a commit certificate,
-        it proves the same: q validators commit-voted this block in this view."""
+        """The block a COMMIT vote counts for when it is relayed to us: we lead one of the
+        two views after the vote's (not the vote's own: that is our tally as its leader),
+        are in the vote's view or the next, and hold the block at committed + 1. Whoever
+        forms a commit certificate, it proves the same: q validators commit-voted this
+        block in this view."""
         me = self.cfg.me
         if v.phase is not Phase.COMMIT or v.height != self.committed_height + 1:
             return None
         if not self.view - 1 <= v.view <= self.view:
             return None
-        if self.leader(v.view + 1) != me or self.leader(v.view) == me:
+        if me not in self._relay_targets(v.view):
             return None
         block = self._block_of(v.block_hash)
         return block if block is not None and block.parent_hash == self.committed_hash else None

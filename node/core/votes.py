@@ -104,7 +104,7 @@ class VoteCollector:
     the COMMIT votes for its proposal of the view just left (pipelining: the next
     leader's proposal moves us on while those votes are still arriving).
 
-    As the next view's leader it also counts COMMIT votes relayed to it (the previous
+    As a leader of one of the next two views it also counts COMMIT votes relayed to it (the previous
     leader's certificate was late: docs/consensus.md "Slow leaders"): one tally per block,
     of one view at a time (the latest), each voter counted once in that view (an honest
     one commit-votes one block per view), so at most n signatures are held and no vote

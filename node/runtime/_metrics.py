@@ -64,7 +64,7 @@ class Metrics:
         )
         self.commit_votes_relayed = Counter(
             "ledger_commit_votes_relayed",
-            "COMMIT votes also sent to the next view's leader: the commit certificate was late",
+            "COMMIT votes also sent to the next two leaders: the commit certificate was late",
             registry=r,
         )
         self.commit_latency = Histogram(

@@ -2439,8 +2439,8 @@ MUTANTS += [
            breaks="a leader running modified code that withholds its commit certificate stalls the next view until it times out, and the honest next leader is charged",
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
     Mutant("relay-to-the-withholding-leader", "node/core/replica.py",
-           old="            self._send(self.leader(self.view), vote)\n",
-           new="            self._send(self.leader(vote.view), vote)\n",
+           old="            for dst in sorted(self._relay_targets(vote.view)):\n",
+           new="            for dst in [self.leader(vote.view)]:\n",
            breaks="the late COMMIT vote goes back to the leader that holds the certificate: the next view still waits",
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
     Mutant("relay-at-once", "node/core/pacemaker.py",
@@ -2465,7 +2465,7 @@ MUTANTS += [
            breaks="a validator relays other validators' COMMIT votes to the next leader: one Byzantine peer can replay them, and they are charged to the wrong budget",
            tests=["tests/unit/test_core_relay.py::test_relayed_votes_count_only_at_the_next_leader_from_their_voter"]),
     Mutant("relayed-votes-counted-by-anyone", "node/core/replica.py",
-           old="        if self.leader(v.view + 1) != me or self.leader(v.view) == me:\n",
+           old="        if me not in self._relay_targets(v.view):\n",
            new="        if self.leader(v.view) == me:\n",
            breaks="any validator counts COMMIT votes of the view before: a Byzantine peer makes every honest one verify signatures it has no use for",
            tests=["tests/unit/test_core_relay.py::test_relayed_votes_count_only_at_the_next_leader_from_their_voter"]),
@@ -2568,5 +2568,16 @@ MUTANTS += [
            new="",
            breaks="a leader credited for its parent's view and charged for a later one by the same block counts as trusted: it is never left out",
            tests=["tests/unit/test_leader.py::test_a_gap_is_charged_to_the_last_candidate_too"]),
+]
+# fmt: on
+
+# Session 18: the relay goes to the next two leaders (ADR 0021, "Session 18")
+# fmt: off
+MUTANTS += [
+    Mutant("relay-to-the-next-leader-only", "node/core/replica.py",
+           old="        return frozenset((self.leader(view + 1), self.leader(view + 2))) - {self.leader(view)}\n",
+           new="        return frozenset((self.leader(view + 1),)) - {self.leader(view)}\n",
+           breaks="a leader holding its commit certificate and an accomplice leading the next view that ignores the relayed votes keep every replica waiting for the certificate: the pair costs three deadlines",
+           tests=["tests/unit/test_core_relay.py::test_a_next_leader_ignoring_the_relayed_votes_cannot_hold_the_block"]),
 ]
 # fmt: on

@@ -519,6 +519,7 @@ class Cluster:
         inst.core = inst.engine = None  # memory is gone; the store (disk) stays
         inst.tick_at = None
         inst.verify_src = None
+        self.checker.on_crash(name)
 
     def restart(self, name: int) -> None:
         inst = self.instances[name]

@@ -211,6 +211,13 @@ class Checker:
                 f"instance {inst.name} served peer {dst} {total} catch-up bytes in one second",
             )
 
+    def on_crash(self, name: int) -> None:
+        """A crashed node loses its per-peer budgets (they are in memory) and restarts with
+        full ones, as a real process does: its windows of work per peer start again too."""
+        for table in (self._served, self._verified):
+            for key in [k for k in table if k[0] == name]:
+                del table[key]
+
     def on_verified(self, inst: Any, src: int, count: int, now: int) -> None:
         if not inst.honest or src == inst.index or not count:
             return

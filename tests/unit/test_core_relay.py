@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from node.config import COMMIT_RELAY_FLOOR_MS
 from node.core import Phase, QCMessage, QuorumCert, Replica, Vote, verify_certificate, vote_message
 from node.core.pacemaker import Timer
@@ -82,17 +84,50 @@ def test_a_withheld_commit_certificate_is_formed_by_the_next_leader() -> None:
     net.tick(entered + COMMIT_RELAY_FLOOR_MS - 1)
     assert not any(_relayed(net, i) for i in range(4))  # not before the relay is due
     net.tick(entered + COMMIT_RELAY_FLOOR_MS)
-    # Each relays its own vote, once, to the next leader only (the withholding leader's
+    # Each relays its own vote, once, to the next two leaders (the withholding leader's
     # replica too: only its certificate is held back).
     for i in range(4):
         votes = _relayed(net, i)
-        assert [(v.view, v.height, v.voter) for v in votes] == [(view, 2, i)]
+        assert [(v.view, v.height, v.voter) for v in votes] == [(view, 2, i)] * 2
     assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
     _, cert = net.disks[nxt].blocks[2]
     assert cert.phase is Phase.COMMIT and len(cert.signatures) == net.quorum.q
     assert all(node.commit_votes_relayed == 1 for node in net.nodes)
     net.tick(entered + 10 * COMMIT_RELAY_FLOOR_MS)
-    assert all(len(_relayed(net, i)) == 1 for i in range(4))  # never again
+    assert all(len(_relayed(net, i)) == 2 for i in range(4))  # never again
+
+
+@pytest.mark.parametrize("after_next", [True, False])
+def test_a_next_leader_ignoring_the_relayed_votes_cannot_hold_the_block(
+    after_next: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Block 2's leader withholds its commit certificate and the next leader, its
+    accomplice, drops every relayed vote. The leader of the view after counts them too,
+    forms the certificate and broadcasts it: block 2 commits at the relay's wait, and the
+    next leader has it to propose on (its view's deadline starts after the commit). The
+    control (``after_next`` off: relayed to the next leader only, as first built) waits."""
+    if not after_next:
+        monkeypatch.setattr(
+            Replica,
+            "_relay_targets",
+            lambda self, view: frozenset({self.leader(view + 1)}) - {self.leader(view)},
+        )
+    net = Net(speculate=False)
+    _, nxt, view = _second_block_withheld(net)
+    withheld = net.tamper
+    assert withheld is not None
+
+    def accomplice(src: int, dst: int, msg: object) -> object | None:
+        relayed = isinstance(msg, Vote) and msg.phase is Phase.COMMIT and msg.view == view
+        return None if relayed and dst == nxt else withheld(src, dst, msg)
+
+    net.tamper = accomplice  # type: ignore[assignment]
+    net.tick(T0 + 10 + COMMIT_RELAY_FLOOR_MS)
+    heights = [d.committed_height() for d in net.disks]
+    assert heights == ([2, 2, 2, 2] if after_next else [1, 1, 1, 1])
+    if after_next:
+        _, cert = net.disks[nxt].blocks[2]
+        assert cert.phase is Phase.COMMIT and cert.view == view
 
 
 def test_without_the_relay_the_next_view_waits_for_the_certificate_until_it_times_out() -> None:
@@ -129,7 +164,8 @@ def test_a_commit_certificate_in_time_is_never_relayed() -> None:
 def test_relayed_votes_count_only_at_the_next_leader_from_their_voter() -> None:
     net = Net(speculate=False)
     slow, nxt, view = _second_block_withheld(net)
-    other = next(i for i in range(4) if i not in (slow, nxt))
+    other = net.nodes[0].leader(view + 2)
+    assert other not in (slow, nxt)
     block, _ = next((b, None) for b in net.nodes[nxt]._candidates.values() if b.height == 2)
     votes = [
         v
@@ -138,7 +174,7 @@ def test_relayed_votes_count_only_at_the_next_leader_from_their_voter() -> None:
     ]
     assert votes and votes[0].block_hash == block.hash
     vote = votes[0]
-    # Relayed to a validator that does not lead the next view: refused, not counted.
+    # Relayed to a validator that leads neither of the next two views: refused.
     third = next(i for i in range(4) if i not in (slow, nxt, other))
     before = net.nodes[third].refused[(Kind.VOTE, Reason.STALE_VIEW)]
     net.engine(third).step(other, vote, T0 + 11)
@@ -214,14 +250,17 @@ def test_a_next_leader_that_missed_the_prepare_certificate_still_forms_the_commi
     """The withholding leader also keeps its prepare certificate from the next leader,
     which stays in the view: the others' relayed votes reach it there (a vote of its own
     view, for a view it does not lead) and it forms the commit certificate, commits and
-    moves on."""
+    moves on. (The relayed votes to the leader after it are dropped here, so that only
+    the next leader can form it.)"""
     net = Net(speculate=False)
     view, slow, nxt = _first_block(net)
+    after = net.nodes[0].leader(view + 2)
 
     def tamper(src: int, dst: int, msg: object) -> object | None:
         mine = src == slow and isinstance(msg, QCMessage) and msg.qc.height == 2
         held = mine and (msg.qc.phase is Phase.COMMIT or dst == nxt)  # type: ignore[attr-defined]
-        return None if held else msg
+        relayed = isinstance(msg, Vote) and msg.phase is Phase.COMMIT and dst == after
+        return None if held or relayed else msg
 
     net.tamper = tamper
     net.nodes[slow].submit(b"trade-2")
@@ -229,7 +268,7 @@ def test_a_next_leader_that_missed_the_prepare_certificate_still_forms_the_commi
     assert net.nodes[nxt].view == view  # no prepare certificate: still in the view
     assert all(node.view == view + 1 for i, node in enumerate(net.nodes) if i != nxt)
     net.tick(T0 + 10 + COMMIT_RELAY_FLOOR_MS)
-    assert sum(len(_relayed(net, i)) for i in range(4)) == 3  # all but the next leader's
+    assert sum(len(_relayed(net, i)) for i in range(4)) == 6  # all but the next leader's
     assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
     _, cert = net.disks[nxt].blocks[2]
     assert cert.view == view and net.nodes[nxt].view == view + 1
