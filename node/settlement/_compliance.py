@@ -28,9 +28,12 @@ whose (tier, token) has a daily limit, so a refused transaction writes nothing. 
 limit introduced later counts from then on.
 
 Lifecycle payments (coupons, distributions, redemptions) are exempt and not counted:
-the holder is owed them by contract, as with freezes. A pending DvP is checked in full at
-its first attempt; recycling settles at most the lots that keep both parties within
-their daily limits (and records them), so a daily total never passes its limit.
+the holder is owed them by contract, as with freezes. A pledge (``Lock``) is checked and
+counted when it is made, as the move its claim would make; the claim then skips the
+limits (``check(..., limits=False)``) and counts nothing more (ADR 0023). A pending DvP
+is checked in full at its first attempt; recycling settles at most the lots that keep
+both parties within their daily limits (and records them), so a daily total never passes
+its limit.
 
 Records (a ``RecordKind`` byte, then ids NUL-padded to ``ID_BYTES_MAX``):
 
@@ -136,17 +139,24 @@ def value_of(reg: Registry, instrument: str, amount: int) -> tuple[str, int]:
 
 
 def check(
-    reg: Registry, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
+    reg: Registry,
+    o: Overlay,
+    rules: ComplianceRules,
+    c: Check,
+    time_ms: int,
+    *,
+    limits: bool = True,
 ) -> ResultCode | None:
     """The first of COSIGN_REQUIRED, TIER_TOO_LOW, TRADE_LIMIT, DAILY_LIMIT that ``c``
     breaks under ``rules`` (``rules_in_force``, read once per transaction); None when it
-    passes. Reads only; writes nothing."""
+    passes. Reads only; writes nothing. ``limits`` False: the move was counted against
+    the parties' limits when it was pledged (a lock's claim, ADR 0023)."""
     if rules.is_default and not c.cosigner:
         return None  # a chain without rules pays one record read per transaction
     code = _cosign(reg, rules, c)
     if code is None and any(_tier(reg, a) < rules.tier_to_hold(i) for a, i in c.receives):
         code = ResultCode.TIER_TOO_LOW
-    if code is None and c.cash:
+    if code is None and c.cash and limits:
         code = _limits(reg, o, rules, c, time_ms)
     return code
 

@@ -29,7 +29,10 @@ A lock ends exactly once, by one of:
   ``_pending`` records it through ``note_default``); for ``REPO`` (the repo id's ASCII
   bytes), the repo DEFAULTED with the holder as its defaulter (``_repo.after_recycle``
   records it). The claim moves the locked units to the beneficiary under the transfer
-  rules (freezes, tier, limits, overflow).
+  rules (freezes, tier, the AML co-signer, overflow) but not the limits: a lock is
+  checked and counted against both parties' limits when it is made, as the move its
+  claim would make, so a defaulting holder cannot spend its own limits to make the claim
+  fail (ADR 0023).
 
 Either kind is checked when the lock is made, by the module that owns the obligation
 (``resolve``, dispatched by kind in ``_apply``): it must be live (a pending DvP still
@@ -323,6 +326,14 @@ def lock(
     short = debit_code(o, tx.holder, tx.instrument, tx.amount, _shortfall(reg, tx.instrument))
     if short is not None:
         return short
+    # The pledge is checked and counted as the move a claim would make, now: its claim is
+    # then exempt from the limits, so the holder cannot spend its own limits to make the
+    # claim fail (ADR 0023). Tiers and the AML co-signer are checked again at the claim.
+    pledged = _as_move(reg, tx, None)
+    rules = kyc.rules_in_force(reg, o)
+    if (refused := kyc.check(reg, o, rules, pledged, time_ms)) is not None:
+        return refused
+    kyc.note_volume(reg, o, rules, pledged, time_ms=time_ms)
     require(len(lock_id) == crypto.HASH_LEN, "a lock id is a transaction id")
     rec = LockRecord(
         lock_id, tx.holder, tx.instrument, tx.amount, tx.beneficiary, tx.until_ms, tx.secures,
@@ -378,19 +389,23 @@ def claim(reg: Registry, o: Overlay, tx: ClaimLock, time_ms: int) -> ResultCode:
         return ResultCode.UNAUTHORIZED
     if any_frozen(o, (rec.holder, rec.instrument), (rec.beneficiary, rec.instrument)):
         return ResultCode.FROZEN
-    cash, value = kyc.value_of(reg, rec.instrument, rec.amount)
-    parties = (rec.holder, rec.beneficiary)
-    receives = ((rec.beneficiary, rec.instrument),)
-    checked = kyc.Check(receives, parties, cash, value, cosigner=tx.cosigner)
+    checked = _as_move(reg, rec, tx.cosigner)
     rules = kyc.rules_in_force(reg, o)
-    if (code := kyc.check(reg, o, rules, checked, time_ms)) is not None:
+    # Limits were checked and the value counted when the lock was made (ADR 0023).
+    if (code := kyc.check(reg, o, rules, checked, time_ms, limits=False)) is not None:
         return code
     if o.balance(rec.beneficiary, rec.instrument) + rec.amount > U64_MAX:
         return ResultCode.OVERFLOW
     _end(o, rec)  # unlock first: the move then spends units no longer locked
     o.move(rec.instrument, rec.holder, rec.beneficiary, rec.amount)
-    kyc.note_volume(reg, o, rules, checked, time_ms=time_ms)
     return ResultCode.OK
+
+
+def _as_move(reg: Registry, pledge: Lock | LockRecord, cosigner: str | None) -> kyc.Check:
+    """The compliance check of moving a pledge to its beneficiary."""
+    cash, value = kyc.value_of(reg, pledge.instrument, pledge.amount)
+    receives = ((pledge.beneficiary, pledge.instrument),)
+    return kyc.Check(receives, (pledge.holder, pledge.beneficiary), cash, value, cosigner=cosigner)
 
 
 def _swap_terms(reg: Registry, tx: Swap) -> ResultCode:

@@ -2581,3 +2581,30 @@ MUTANTS += [
            tests=["tests/unit/test_core_relay.py::test_a_next_leader_ignoring_the_relayed_votes_cannot_hold_the_block"]),
 ]
 # fmt: on
+
+# ADR 0023: a pledge counts against the limits when it is made; its claim is exempt
+# fmt: off
+MUTANTS += [
+    Mutant("pledge-unchecked-against-limits", "node/settlement/_lock.py",
+           old="    if (refused := kyc.check(reg, o, rules, pledged, time_ms)) is not None:\n        return refused\n",
+           new="",
+           breaks="a lock above the holder's per-trade or daily limit is made, and its claim, exempt from the limits, moves value past them by a staged default",
+           tests=["tests/unit/test_lock.py::test_a_cash_pledge_counts_against_both_parties_limits_when_it_is_made"]),
+    Mutant("pledge-not-counted", "node/settlement/_lock.py",
+           old="    kyc.note_volume(reg, o, rules, pledged, time_ms=time_ms)\n",
+           new="",
+           breaks="a pledge's value never counts in its parties' day: pledges and their exempt claims move any value within the per-trade limit, day after day",
+           tests=["tests/unit/test_lock.py::test_a_cash_pledge_counts_against_both_parties_limits_when_it_is_made"]),
+    Mutant("claim-checks-the-limits-again", "node/settlement/_lock.py",
+           old="    if (code := kyc.check(reg, o, rules, checked, time_ms, limits=False)) is not None:\n",
+           new="    if (code := kyc.check(reg, o, rules, checked, time_ms)) is not None:\n",
+           breaks="a defaulting holder spends its own daily limit so that the beneficiary's claim is refused, and keeps the collateral once the lock lapses",
+           tests=["tests/unit/test_execution_hostile.py::test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit",
+                  "tests/unit/test_lock.py::test_a_claim_is_exempt_from_the_limits_but_not_from_the_tier_to_hold"]),
+    Mutant("limits-never-skipped", "node/settlement/_compliance.py",
+           old="    if code is None and c.cash and limits:\n",
+           new="    if code is None and c.cash:\n",
+           breaks="the claim's exemption from the limits is ignored: the defaulter's own spending blocks the claim again",
+           tests=["tests/unit/test_execution_hostile.py::test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit"]),
+]
+# fmt: on

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from node.config import U64_MAX
 from node.genesis import DemoNetwork
 from node.settlement import (
@@ -272,25 +270,15 @@ def test_a_margin_call_does_not_deliver_to_a_lender_governance_demoted() -> None
 # --- locks: a pledge the defaulter can keep -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a claim on a lock is refused by the defaulting holder's own daily limit, which "
-    "the holder can exhaust until the lock lapses and then release it alone",
-)
 def test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit() -> None:
     """Attack: BANK01 pledges 5,000 cash to BANK02 against a pending DvP it then fails
     (a default on the ledger: the claim is open). Before the beneficiary's claim lands,
-    BANK01 spends its whole daily limit in ordinary transfers. The claim moves the units
-    "under the transfer rules", limits included, and counts the value against the
-    holder's day too: DAILY_LIMIT. The holder keeps doing so while the lock is in force;
-    once it lapses it releases the lock alone (ReleaseLock by the holder after until) and
-    keeps the collateral. The same holds without any effort for a pledge above a party's
-    per-trade limit (Lock checks no limit; every claim is TRADE_LIMIT). Impact: pledged
-    collateral the beneficiary can never collect. Severity: medium (value). Not fixed
-    here: exempting the holder from the claim's limits would let a holder and a
-    beneficiary move value past the holder's limits by a staged default, so the rule
-    needs a design decision (e.g. count a pledge against the holder's limits when it is
-    made, and exempt the claim)."""
+    BANK01 spends its whole daily limit in ordinary transfers. Until ADR 0023 the claim
+    counted its value against the holder's day and was refused DAILY_LIMIT; the holder
+    kept doing so while the lock was in force, then released it alone once it lapsed and
+    kept the collateral (medium: value). Now the pledge counts against both parties'
+    limits when it is made, and its claim is exempt from them, so here the holder's
+    own spending stops at its limit (the second transfer) and the claim goes through."""
     net = shared_net()  # the demo network, with rules of its own below
     rules = ComplianceRules.of(
         min_tier={}, limits=[TierLimit(2, net.cash, 5_000, 10_000)], cosign_above={}
@@ -301,10 +289,12 @@ def test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit() -> N
     trade = txf.signed(txf.pending(quantity=held + 1, amount=10, deadline_ms=txf.t0 + 10_000))
     pledge = lock(txf, "BANK01", 5_000, "BANK02", instrument=net.cash, secures=_tid(trade))
     assert [r.code for r in run(store, trade, pledge).results] == [RC.PENDING_SETTLEMENT, RC.OK]
+    before = store.balance("BANK02", net.cash)
     run(store, at_ms=10_001)  # BANK01 fails to deliver: a default the pledge secures
     spend = [txf.signed(txf.transfer("BANK01", "BANK03", 5_000)) for _ in range(2)]
     out = run(store, *spend, claim(txf, pledge, "BANK02"), at_ms=11_000)
-    assert [r.code for r in out.results] == [RC.OK, RC.OK, RC.OK]
+    assert [r.code for r in out.results] == [RC.OK, RC.DAILY_LIMIT, RC.OK]
+    assert store.balance("BANK02", net.cash) - before == 5_000
 
 
 # --- repo default: who defaulted ------------------------------------------------------------
@@ -348,11 +338,7 @@ def test_a_borrower_that_spent_its_own_daily_limit_is_the_repos_defaulter() -> N
     its day's room, then freed by the accomplice: at the deadline the cash is available,
     recycling could settle nothing (the borrower's own limit), and the lender was
     recorded as the defaulter. Severity: high (value)."""
-    base = shared_net()
-    rules = ComplianceRules.of(
-        min_tier={}, limits=[TierLimit(2, base.cash, 1_000_000, 1_000_000)], cosign_above={}
-    )
-    net = replace(base, genesis=replace(base.genesis, compliance=rules))
+    net = _day_limited({"BANK01": 400_000})  # the pledge below counts in its day
     store, txf = MemoryStore(net.genesis), TxFactory(net)
     rt = RepoTx(net, txf.t0)
     until, far = txf.t0 + 3 * HOUR_MS, txf.t0 + 48 * HOUR_MS
@@ -367,7 +353,8 @@ def test_a_borrower_that_spent_its_own_daily_limit_is_the_repos_defaulter() -> N
     out = run(store, rt.close("R1", "BANK02"), at_ms=HOUR_MS)
     assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT]  # LOCKED: pending
     freed = release(txf, hide, by="BANK03", expiry_ms=far)
-    spend = txf.signed(txf.transfer("BANK01", "BANK03", 850_000, expiry_ms=far))  # room: 50,000
+    # Its day: the opening's 100,000, the hidden 500,000 and this 350,000: room 50,000.
+    spend = txf.signed(txf.transfer("BANK01", "BANK03", 350_000, expiry_ms=far))
     out = run(store, freed, spend, at_ms=HOUR_MS + 1)
     assert [r.code for r in out.results] == [RC.OK, RC.OK]  # no event: the limit binds
     out = run(store, at_ms=2 * HOUR_MS + 1)
@@ -385,21 +372,15 @@ def test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted() -> None
     day's room, so no lot could settle. At the deadline nobody was short, so no default
     was recorded and the seller could not claim the pledge. The buyer's own limit is the
     buyer's doing: it defaulted. Severity: medium (value: an unenforceable pledge)."""
-    base = shared_net()
-    rules = ComplianceRules.of(
-        min_tier={}, limits=[TierLimit(2, base.cash, 1_000_000, 1_000_000)], cosign_above={}
-    )
-    net = replace(base, genesis=replace(base.genesis, compliance=rules))
+    net = _day_limited({"BANK02": 100_000})
     store, txf = MemoryStore(net.genesis), TxFactory(net)
-    cash = store.balance("BANK02", net.cash)
-    hide = lock(txf, "BANK02", cash, "BANK03", instrument=net.cash)
     trade = txf.signed(txf.pending(quantity=1_000, amount=500_000, deadline_ms=txf.t0 + 10_000))
     pledge = lock(txf, "BANK02", 5_000, "BANK01", instrument=net.bonds[1], secures=_tid(trade))
-    out = run(store, hide, trade, pledge)
-    assert [r.code for r in out.results] == [RC.OK, RC.PENDING_SETTLEMENT, RC.OK]
-    freed = release(txf, hide, by="BANK03")
-    spend = txf.signed(txf.transfer("BANK02", "BANK03", 600_000))  # room left: 400,000
-    out = run(store, freed, spend, at_ms=2_000)
+    out = run(store, trade, pledge)
+    assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT, RC.OK]  # short
+    got = txf.signed(txf.transfer("BANK03", "BANK02", 550_000))
+    spend = txf.signed(txf.transfer("BANK02", "BANK03", 100_000))  # room left: 350,000
+    out = run(store, got, spend, at_ms=2_000)
     assert [r.code for r in out.results] == [RC.OK, RC.OK]  # no event: the limit binds
     out = run(store, at_ms=10_001)
     assert _events(out) == [(_tid(trade), RC.FAILED_DEADLINE)]
@@ -407,6 +388,20 @@ def test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted() -> None
     out = run(store, claim(txf, pledge, "BANK01"), at_ms=11_000)
     assert [r.code for r in out.results] == [RC.OK]
     assert store.balance("BANK01", net.bonds[1]) == store.balance("BANK03", net.bonds[1]) + 5_000
+
+
+def _day_limited(cash: dict[str, int]) -> DemoNetwork:
+    """The demo network with tier 2 limited to 1,000,000 cash a trade and a day, and the
+    banks named holding that much cash."""
+    base = shared_net()
+    rules = ComplianceRules.of(
+        min_tier={}, limits=[TierLimit(2, base.cash, 1_000_000, 1_000_000)], cosign_above={}
+    )
+    holdings = tuple(
+        replace(h, amount=cash[h.account]) if h.instrument == base.cash and h.account in cash else h
+        for h in base.genesis.holdings
+    )
+    return replace(base, genesis=replace(base.genesis, compliance=rules, holdings=holdings))
 
 
 def test_a_substitution_does_not_hand_back_collateral_that_has_matured() -> None:

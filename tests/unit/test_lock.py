@@ -486,3 +486,72 @@ def test_a_cash_claim_above_the_aml_threshold_needs_a_compliance_cosigner() -> N
     reg = Overlay(store).registry
     bad = claim(txf, pledge, "BANK02", cosigner="BANK03")
     assert precheck(reg, bad).code is RC.COSIGN_REQUIRED  # not a compliance participant
+
+
+def _limited(
+    trade_max: int, day_max: int, cash_tier: int = 0
+) -> tuple[DemoNetwork, MemoryStore, TxFactory]:
+    """The demo network whose tier-2 banks may move ``trade_max`` cash per trade and
+    ``day_max`` a day; holding cash needs ``cash_tier``."""
+    from dataclasses import replace
+
+    from node.settlement import ComplianceRules, TierLimit
+    from tests.ledger_helpers import shared_net
+
+    net = shared_net()
+    rules = ComplianceRules.of(
+        min_tier={net.cash: cash_tier} if cash_tier else {},
+        limits=[TierLimit(2, net.cash, trade_max, day_max)],
+        cosign_above={},
+    )
+    net = replace(net, genesis=replace(net.genesis, compliance=rules))
+    return net, MemoryStore(net.genesis), TxFactory(net)
+
+
+def test_a_cash_pledge_counts_against_both_parties_limits_when_it_is_made() -> None:
+    """ADR 0023: a lock is checked and counted as the move its claim would make, so the
+    claim can be exempt from the limits (the holder cannot spend them to make it fail).
+    Above the per-trade limit: TRADE_LIMIT; the day's volume of both parties grows by the
+    pledge, released or not, and the next lock beyond the day is DAILY_LIMIT. A bond
+    pledge has no value and counts nothing (the control)."""
+    from node.settlement._compliance import day_total
+
+    net, store, txf = _limited(5_000, 8_000)
+    big = lock(txf, "BANK01", 5_001, "BANK02", instrument=net.cash)
+    first = lock(txf, "BANK01", 5_000, "BANK02", instrument=net.cash)
+    bonds = lock(txf, "BANK01", 9_000, "BANK02")
+    assert own(run(store, big, first, bonds)) == [RC.TRADE_LIMIT, RC.OK, RC.OK]
+    o = Overlay(store)
+    assert [day_total(o, p, net.cash, txf.t0) for p in ("BANK01", "BANK02")] == [5_000, 5_000]
+    run(store, release(txf, first))  # the beneficiary releases it: the day keeps it
+    again = lock(txf, "BANK02", 3_001, "BANK03", instrument=net.cash)
+    within = lock(txf, "BANK02", 3_000, "BANK03", instrument=net.cash)
+    assert own(run(store, again, within)) == [RC.DAILY_LIMIT, RC.OK]
+
+
+def test_a_claim_is_exempt_from_the_limits_but_not_from_the_tier_to_hold() -> None:
+    """The claim of a pledge counted when it was made moves it even when both parties'
+    day is full, and counts nothing more; the beneficiary must still be allowed to hold
+    what it receives (a demotion since the lock: TIER_TOO_LOW, nothing moves)."""
+    from node.settlement._compliance import day_total
+    from tests.gov_helpers import set_tier, signed
+
+    net, store, txf = _limited(5_000, 5_000)
+    trade = txf.signed(txf.pending(quantity=_HELD + 1, amount=10, deadline_ms=txf.t0 + 10_000))
+    pledge = lock(txf, "BANK01", 5_000, "BANK02", instrument=net.cash, secures=tid(trade))
+    assert own(run(store, trade, pledge)) == [RC.PENDING_SETTLEMENT, RC.OK]
+    run(store, at_ms=10_001)  # BANK01 fails to deliver
+    full = [day_total(Overlay(store), p, net.cash, txf.t0 + 11_000) for p in ("BANK01", "BANK02")]
+    assert full == [5_000, 5_000]
+    before = store.balance("BANK02", net.cash)
+    assert own(run(store, claim(txf, pledge, "BANK02"), at_ms=11_000)) == [RC.OK]
+    assert store.balance("BANK02", net.cash) == before + 5_000
+    after = [day_total(Overlay(store), p, net.cash, txf.t0 + 11_000) for p in ("BANK01", "BANK02")]
+    assert after == full
+    # The control: a second such pledge, its beneficiary demoted below the cash's tier.
+    net, store, txf = _limited(5_000, 10_000, cash_tier=2)
+    trade = txf.signed(txf.pending(quantity=_HELD + 1, amount=10, deadline_ms=txf.t0 + 10_000))
+    pledge = lock(txf, "BANK01", 5_000, "BANK02", instrument=net.cash, secures=tid(trade))
+    assert own(run(store, trade, pledge)) == [RC.PENDING_SETTLEMENT, RC.OK]
+    run(store, signed(net, set_tier(txf, "BANK02", 1)), at_ms=10_001)
+    assert own(run(store, claim(txf, pledge, "BANK02"), at_ms=11_000)) == [RC.TIER_TOO_LOW]
