@@ -301,3 +301,19 @@ def test_a_parent_view_no_certificate_can_have_reads_as_on_time(
     _commit_views(expected, [0, 1, 2, view])
     sched.committed(view, sched.leader(view), parent_view=parent_view)
     assert sched.excluded == expected.excluded
+
+
+def test_the_leader_that_certifies_a_re_proposal_is_credited_after_a_view_it_failed() -> None:
+    """Review r-pview (ADR 0022): outcomes are applied in the order of their views, so a
+    leader charged for a view between a block's first proposal and its certificate, and
+    credited for the view that certified it, ends with the success. At 4 validators
+    (stride 1) block B, first proposed in view 2, is certified only in view 11: views 4
+    to 10 are charged (3 is excused) and every validator led one of them; the leader of
+    view 11 also led view 7. It stays a candidate, the other three are left out."""
+    sched = LeaderSchedule(4, 3)
+    _commit_views(sched, [0, 1, 2])
+    c = 11
+    crediting = sched.leader(c)
+    assert crediting in {sched.leader(v) for v in range(4, c)}
+    sched.committed(c + 1, sched.leader(c + 1), parent_view=c)
+    assert sched.excluded == frozenset(range(4)) - {crediting}
