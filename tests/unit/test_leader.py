@@ -3,6 +3,7 @@ headers, and never tries validators adjacent in index order one after another.""
 
 from __future__ import annotations
 
+import random
 from math import gcd
 
 import pytest
@@ -317,3 +318,23 @@ def test_the_leader_that_certifies_a_re_proposal_is_credited_after_a_view_it_fai
     assert crediting in {sched.leader(v) for v in range(4, c)}
     sched.committed(c + 1, sched.leader(c + 1), parent_view=c)
     assert sched.excluded == frozenset(range(4)) - {crediting}
+
+
+def test_changes_at_is_what_committing_the_same_header_does() -> None:
+    """Review r-pview (ADR 0022): the pipelining probe predicts a commit, re-proposals
+    included, so it needs the candidates the last block's views ran under, not only
+    today's. Random headers (parent views from the parent's own view to the block's):
+    the probe says the candidates change exactly when committing the header changes them."""
+    rng = random.Random(22)
+    for _ in range(300):
+        sched = LeaderSchedule(7, 2, penalty_base=2, penalty_max=8)
+        view = 0
+        for _ in range(12):
+            last = sched.last_view
+            view += rng.choice([1, 1, 2, 3, 5])
+            parent_view = 0 if last is None else rng.choice([last, *range(last, view)])
+            proposer = sched.leader(view)
+            before = sched.candidates
+            predicted = sched.changes_at(view, proposer, parent_view=parent_view)
+            sched.committed(view, proposer, parent_view=parent_view)
+            assert predicted == (sched.candidates != before), (view, parent_view)
