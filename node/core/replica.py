@@ -919,6 +919,12 @@ class Replica:
                 return Reason.NOT_FRESH_BLOCK
             if block.parent_view != _view_of(p.parent_cert):
                 return Reason.NOT_FRESH_BLOCK
+            if p.tc is not None and block.parent_view < self.committed_view:
+                # After a timeout the leader picks the certificate of the parent it carries:
+                # an older one than ours (the prepare certificate of a re-proposed parent's
+                # first view, say) would have the schedule read the parent as certified on
+                # time, crediting its proposer and charging its re-proposer.
+                return Reason.NOT_FRESH_BLOCK
             if block.time_ms < self.now_ms - BLOCK_TIME_DRIFT_MAX_MS:
                 return Reason.TIME_TOO_FAR_BEHIND
         return self._payload_problem(block, parent)

@@ -2608,3 +2608,29 @@ MUTANTS += [
            tests=["tests/unit/test_execution_hostile.py::test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit"]),
 ]
 # fmt: on
+
+# Review r-pview (ADR 0022): an older parent certificate after a timeout; the re-proposer credited
+# fmt: off
+MUTANTS += [
+    Mutant("tc-fresh-block-on-an-older-parent-certificate", "node/core/replica.py",
+           old="            if p.tc is not None and block.parent_view < self.committed_view:\n",
+           new="            if False:\n",
+           breaks="a Byzantine leader after a timeout carries the prepare certificate of a re-proposed parent's first view: the schedule reads the parent as certified on time, credits the slow leader and charges the excused and the re-proposing leaders",
+           tests=["tests/unit/test_core_replica.py::test_a_fresh_block_after_a_timeout_carries_no_older_parent_certificate_than_ours"]),
+    Mutant("tc-fresh-block-refused-on-our-own-certificate", "node/core/replica.py",
+           old="            if p.tc is not None and block.parent_view < self.committed_view:\n",
+           new="            if p.tc is not None and block.parent_view <= self.committed_view:\n",
+           breaks="an honest leader's block after a timeout, on the commit certificate every replica holds, gets no vote: every view after a timeout fails",
+           tests=["tests/unit/test_core_replica.py::test_a_fresh_block_after_a_timeout_carries_no_older_parent_certificate_than_ours"]),
+    Mutant("schedule-forgets-the-re-proposer", "node/core/leader.py",
+           old="                self._ok(_leader_of(ran, stride(len(ran)), certified))\n",
+           new="",
+           breaks="the leader that re-proposed a block and had it certified is not credited: charged for an earlier view of the same gap, it is left out though its latest view succeeded",
+           tests=["tests/unit/test_leader.py::test_the_leader_that_certifies_a_re_proposal_is_credited_after_a_view_it_failed"]),
+    Mutant("schedule-probe-under-todays-leaders", "node/core/leader.py",
+           old="        probe._ran_under = self._ran_under\n",
+           new="        probe._ran_under = self._candidates\n",
+           breaks="the pipelining probe charges a re-proposal's views to today's leaders while the commit charges those they ran under: a pipelined block is made on a parent whose commit changes the leaders, and replicas on either side of it refuse each other",
+           tests=["tests/unit/test_leader.py::test_changes_at_is_what_committing_the_same_header_does"]),
+]
+# fmt: on

@@ -65,6 +65,9 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
 - ``slow_next``: a ``slow_leader`` that ignores the COMMIT votes relayed to it, so it
   forms no commit certificate of the view before: the accomplice of a ``slow_qc`` leading
   that view, whose held certificate its own (slow) view waits for.
+- ``hide_qc``: an honest leader that sends each commit certificate it forms to every
+  validator but the next view's leader (review r-pview). The others commit and relay
+  nothing; the next leader has nothing to propose on.
 """
 
 from __future__ import annotations
@@ -884,6 +887,28 @@ class SlowNext(SlowLeader):
         return msg
 
 
+class HideQC(Strategy):
+    """``hide_qc``: its commit certificates reach every validator but the next view's
+    leader. ``crafted`` counts the copies withheld."""
+
+    name = "hide_qc"
+
+    def __init__(self, env: Env, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self.crafted: Counter[str] = Counter()
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        core = self.env.core()
+        if core is None or dst == self.env.index or not isinstance(msg, QCMessage):
+            return [(dst, msg)]
+        qc = msg.qc
+        mine = qc.phase is Phase.COMMIT and core.leader(qc.view) == self.env.index
+        if mine and dst == core.leader(qc.view + 1):
+            self.crafted["hidden"] += 1
+            return []
+        return [(dst, msg)]
+
+
 class RelayForge(Strategy):
     """``relay_forge``: attacks the next leader's count of relayed COMMIT votes. Beside
     each COMMIT vote its replica sends, it sends the next two leaders at once: the vote
@@ -970,5 +995,6 @@ STRATEGIES: dict[str, type[Strategy]] = {
         SlowQC,
         SlowNext,
         RelayForge,
+        HideQC,
     )
 }

@@ -24,10 +24,13 @@ from node.core import (
     Replica,
     SafetyState,
     Timeout,
+    TimeoutCert,
     TxForward,
     Vote,
     decode_header,
+    timeout_message,
     verify_certificate,
+    vote_message,
 )
 from node.core.engine import Engine, Observer
 from node.core.refusal import Kind, Reason
@@ -409,6 +412,62 @@ def test_a_fresh_block_names_the_view_of_the_parent_certificate_it_is_proposed_o
     voted = [m for m in net.sent(i, Vote) if m.view == view]  # type: ignore[attr-defined]
     assert bool(voted) == (shift == 0)
     assert voter.refused[(Kind.PROPOSAL, Reason.NOT_FRESH_BLOCK)] == (shift != 0)
+
+
+def _forged_qc(phase: Phase, view: int, block: Block, signers: range) -> QuorumCert:
+    """A certificate the test signs for ``signers`` (the sim's hash keys): one that q
+    validators could have formed."""
+    msg = vote_message(CHAIN, phase, view, block.height, block.hash)
+    sigs = tuple((i, HashSigner(i).sign(msg)) for i in signers)
+    return QuorumCert(phase, view, block.height, block.hash, sigs)
+
+
+@pytest.mark.parametrize("carried", ["ours", "first_prepare", "first_commit"])
+def test_a_fresh_block_after_a_timeout_carries_no_older_parent_certificate_than_ours(
+    carried: str,
+) -> None:
+    """Review r-pview (ADR 0022). A leader proposing after a timeout chooses which
+    certificate of the parent it carries, and the block's ``parent_view`` names it. Block 1
+    is certified in its first view (0) and again in view 2, as a block re-proposed after a
+    view change is; the voter holds the certificate of view 2. A Byzantine leader of view
+    4, after a timeout of view 3, carrying the prepare or commit certificate of view 0,
+    would have the leader schedule read block 1 as certified on time: its proposer
+    credited, the excused and the crediting views' leaders charged. Refused
+    (``not_fresh_block``); the control carries the certificate of view 2 and gets the vote."""
+    net = Net()
+    net.nodes[0].submit(b"trade-1")
+    net.run()
+    q = net.quorum.q
+    voter = next(v for v in net.nodes if v.leader(4) != v.cfg.me)
+    i = voter.cfg.me
+    parent, first = net.disks[i].blocks[1]
+    assert first.view == 0 and voter.committed_height == 1
+    again = _forged_qc(Phase.COMMIT, 2, parent, range(q))  # block 1, re-proposed in view 2
+    voter.step(2, QCMessage(again))
+    net.drain(i)
+    assert voter.committed_view == 2 and voter.view == 3
+    entries = tuple(
+        Timeout(3, 1, None, None, None, j, HashSigner(j).sign(timeout_message(CHAIN, 3, 1, None)))
+        .entry()
+        for j in range(q)
+    )  # fmt: skip
+    tc = TimeoutCert(3, entries, again, None)
+    cert = {
+        "ours": again,
+        "first_prepare": _forged_qc(Phase.PREPARE, 0, parent, range(q)),
+        "first_commit": first,
+    }[carried]
+    leader, now = voter.leader(4), voter.committed_time_ms + 1
+    block = Block(
+        CHAIN, 2, 4, parent.hash, leader, now, 1, *voter._executed_roots(), (b"trade-2",),
+        cert.view,
+    )  # fmt: skip
+    voter.step(leader, Proposal(4, block, cert, tc), now_ms=now)
+    net.drain(i)
+    assert voter.view == 4
+    voted = [m for m in net.sent(i, Vote) if m.view == 4]  # type: ignore[attr-defined]
+    assert bool(voted) == (carried == "ours")
+    assert voter.refused[(Kind.PROPOSAL, Reason.NOT_FRESH_BLOCK)] == (carried != "ours")
 
 
 def _forward_targets(net: Net, i: int) -> set[int]:

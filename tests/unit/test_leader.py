@@ -3,6 +3,7 @@ headers, and never tries validators adjacent in index order one after another.""
 
 from __future__ import annotations
 
+import random
 from math import gcd
 
 import pytest
@@ -301,3 +302,39 @@ def test_a_parent_view_no_certificate_can_have_reads_as_on_time(
     _commit_views(expected, [0, 1, 2, view])
     sched.committed(view, sched.leader(view), parent_view=parent_view)
     assert sched.excluded == expected.excluded
+
+
+def test_the_leader_that_certifies_a_re_proposal_is_credited_after_a_view_it_failed() -> None:
+    """Review r-pview (ADR 0022): outcomes are applied in the order of their views, so a
+    leader charged for a view between a block's first proposal and its certificate, and
+    credited for the view that certified it, ends with the success. At 4 validators
+    (stride 1) block B, first proposed in view 2, is certified only in view 11: views 4
+    to 10 are charged (3 is excused) and every validator led one of them; the leader of
+    view 11 also led view 7. It stays a candidate, the other three are left out."""
+    sched = LeaderSchedule(4, 3)
+    _commit_views(sched, [0, 1, 2])
+    c = 11
+    crediting = sched.leader(c)
+    assert crediting in {sched.leader(v) for v in range(4, c)}
+    sched.committed(c + 1, sched.leader(c + 1), parent_view=c)
+    assert sched.excluded == frozenset(range(4)) - {crediting}
+
+
+def test_changes_at_is_what_committing_the_same_header_does() -> None:
+    """Review r-pview (ADR 0022): the pipelining probe predicts a commit, re-proposals
+    included, so it needs the candidates the last block's views ran under, not only
+    today's. Random headers (parent views from the parent's own view to the block's):
+    the probe says the candidates change exactly when committing the header changes them."""
+    rng = random.Random(22)
+    for _ in range(300):
+        sched = LeaderSchedule(7, 2, penalty_base=2, penalty_max=8)
+        view = 0
+        for _ in range(12):
+            last = sched.last_view
+            view += rng.choice([1, 1, 2, 3, 5])
+            parent_view = 0 if last is None else rng.choice([last, *range(last, view)])
+            proposer = sched.leader(view)
+            before = sched.candidates
+            predicted = sched.changes_at(view, proposer, parent_view=parent_view)
+            sched.committed(view, proposer, parent_view=parent_view)
+            assert predicted == (sched.candidates != before), (view, parent_view)
