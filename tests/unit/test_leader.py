@@ -216,13 +216,52 @@ def test_a_proposer_outside_the_validator_set_credits_nobody() -> None:
         assert sched.excluded == {3}, proposer  # -1 is not validator 3, nor -4 validator 0
 
 
-def test_a_gap_is_charged_to_the_last_candidate_too() -> None:
-    """With one candidate left, the views it failed to lead still count against it."""
+@pytest.mark.parametrize("views", [[0, 2], [1, 2, 4]])
+def test_a_gap_is_charged_to_the_last_candidate_too(views: list[int]) -> None:
+    """With one candidate left, the views it failed to lead still count against it: the
+    same block credits it for its parent's view and charges it for the later ones, and
+    the charge, the later outcome, stands (at an odd and an even height)."""
     sched = LeaderSchedule(2, 1, penalty_base=8, penalty_max=8)
-    _commit_views(sched, [0, 2])  # view 1 (validator 1) failed
+    _commit_views(sched, views)  # the odd view before the last, validator 1's, failed
     assert sched.candidates == (0,)
-    _commit(sched, 5, 1)  # views 3 and 4, led by 0, failed; 1 proposed again
+    last = views[-1]
+    _commit(sched, last + 3, 1)  # the two views before, led by 0, failed; 1 proposed again
     assert sched.excluded == {0}
+
+
+def test_a_long_re_proposal_charges_every_view_after_the_excused_one() -> None:
+    """Far into a chain (views in the hundreds): block B, first proposed in view 300, is
+    certified only in view 306. Its proposer and the leaders of views 302 to 305 are
+    charged, the leader of view 301 is excused, the one of 306 credited."""
+    sched = LeaderSchedule(26, 10)
+    _commit_views(sched, [298, 299, 300])
+    leaders = {v: sched.leader(v) for v in range(300, 308)}
+    sched.committed(307, leaders[307], parent_view=306)
+    charged = {leaders[v] for v in (300, 302, 303, 304, 305)}
+    assert len(charged) == 5 and sched.excluded == charged
+    assert leaders[301] not in sched.excluded and leaders[306] not in sched.excluded
+
+
+@pytest.mark.parametrize("proposer", [-1, 4])
+def test_a_re_proposed_block_of_a_proposer_outside_the_set_charges_nobody(proposer: int) -> None:
+    """A header naming no validator as its proposer (beyond the safety bound): when its
+    block is certified late, no validator is charged for it (-1 is not validator 3, and 4
+    does not crash the schedule)."""
+    sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
+    _commit_views(sched, [0, 1, 2, 3, 4])
+    _commit(sched, 5, proposer)
+    assert sched.leader(6) != 3  # the view certifying it; -1 read as an index is 3
+    sched.committed(7, sched.leader(7), parent_view=6)  # certified in view 6
+    assert sched.excluded == frozenset()
+
+
+def test_the_parent_view_is_passed_by_keyword_only() -> None:
+    """Three views side by side: by position they would be easy to swap."""
+    sched = LeaderSchedule(4, 1)
+    with pytest.raises(TypeError):
+        sched.committed(1, 0, 0)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        sched.changes_at(1, 0, 0)  # type: ignore[misc]
 
 
 def test_the_penalties_are_passed_by_keyword_only() -> None:
@@ -289,7 +328,7 @@ def test_the_views_of_a_re_proposal_are_charged_to_the_leaders_they_ran_under() 
     assert sched.excluded == charged
 
 
-@pytest.mark.parametrize(("view", "parent_view"), [(5, 1), (5, 9), (2, 9)])
+@pytest.mark.parametrize(("view", "parent_view"), [(5, 1), (5, 5), (5, 9), (2, 9)])
 def test_a_parent_view_no_certificate_can_have_reads_as_on_time(
     view: int, parent_view: int
 ) -> None:
