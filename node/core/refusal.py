@@ -48,7 +48,7 @@ class Reason(StrEnum):
     OTHER_BLOCK = "other_block"  # a vote for another block than this view's proposal
     UNKNOWN_BLOCK = "unknown_block"  # a prepare QC for a block this node does not hold
     NOT_HELD = "not_held"  # a catch-up request for blocks this node does not have
-    HELPED_RECENTLY = "helped_recently"  # a stale timeout, answered less than an interval ago
+    HELPED_RECENTLY = "helped_recently"  # answered already (a stale timeout, a relayed vote)
     MEMPOOL_FULL = "mempool_full"  # a forwarded transaction finds the mempool full
     # --- a peer over its budget (docs/consensus.md "Work one peer can cause") -------------
     OVER_VERIFY_BUDGET = "over_verify_budget"

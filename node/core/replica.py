@@ -247,6 +247,7 @@ class Replica:
         self._proposal: Proposal | None = None  # accepted proposal of the current view
         self._commit_vote: Vote | None = None  # our last COMMIT vote, until relayed
         self._buffered: dict[int, Proposal] = {}  # by sender, waiting for catch-up/execution
+        self._answered: dict[int, int] = {}  # peer -> the height whose certificate it was sent
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
         # height -> (state root, results root) that a certified block says it produced
@@ -988,6 +989,8 @@ class Replica:
         return vote
 
     def _on_vote(self, src: int, v: Vote) -> None:
+        if self._answer_relayed(src, v):
+            return
         block = self._relayed_block(v)
         if block is not None:
             counted = self._votes.relayed(src, v, block, self._certs)
@@ -1120,10 +1123,31 @@ class Replica:
     def _maybe_relay(self) -> None:
         due, vote = self._relay_deadline_ms(), self._commit_vote
         if due is not None and vote is not None and self.now_ms >= due:
-            for dst in sorted(self._relay_targets(vote.view)):
+            targets = self._relay_targets(vote.view)
+            if self.leader(self.view) == self.cfg.me:
+                # We must propose on the certificate: a replica that committed on it answers
+                # our vote with it (its leader may have sent it to all but us).
+                targets = frozenset(range(self.n))
+            for dst in sorted(targets):
                 self._send(dst, vote)
             self._commit_vote = None
             self.commit_votes_relayed += 1
+
+    def _answer_relayed(self, src: int, v: Vote) -> bool:
+        """A COMMIT vote relayed to us for the block we committed last: its sender has no
+        commit certificate, which we answer with ours, once per peer and height (not the
+        votes of our own tally: late votes at a view's leader are no relays)."""
+        if v.phase is not Phase.COMMIT or src == self.cfg.me or self.leader(v.view) == self.cfg.me:
+            return False
+        cert = self.committed_cert
+        if cert is None or (v.height, v.block_hash) != (cert.height, cert.block_hash):
+            return False
+        if self._answered.get(src) == cert.height:
+            self._refuse(Kind.VOTE, Reason.HELPED_RECENTLY)
+        else:
+            self._answered[src] = cert.height
+            self._send(src, QCMessage(cert))
+        return True
 
     def _relayed_block(self, v: Vote) -> Block | None:
         """The block a COMMIT vote counts for when it is relayed to us: we lead one of the

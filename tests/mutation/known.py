@@ -2634,3 +2634,30 @@ MUTANTS += [
            tests=["tests/unit/test_leader.py::test_changes_at_is_what_committing_the_same_header_does"]),
 ]
 # fmt: on
+
+# Review r-pview's hide_qc: a commit certificate hidden from the next leader
+# fmt: off
+MUTANTS += [
+    Mutant("relayed-vote-unanswered", "node/core/replica.py",
+           old="        if self._answer_relayed(src, v):\n            return\n",
+           new="",
+           breaks="a leader sending its commit certificate to all but the next leader gets that honest leader's view timed out and charged, every time",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_vote_for_a_committed_block_is_answered_with_its_certificate",
+                  "tests/sim/test_sim.py::test_a_leader_hiding_its_commit_certificate_from_the_next_one_charges_no_honest"]),
+    Mutant("stuck-leader-relays-to-the-targets-only", "node/core/replica.py",
+           old="            if self.leader(self.view) == self.cfg.me:\n",
+           new="            if False:\n",
+           breaks="a next leader without the commit certificate asks only the leader after it, which the hiding leader can leave without it too",
+           tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
+    Mutant("relayed-vote-answered-every-time", "node/core/replica.py",
+           old="        if self._answered.get(src) == cert.height:\n",
+           new="        if False:\n",
+           breaks="a peer replaying one signed COMMIT vote gets a commit certificate back for each copy: an amplifier",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_vote_for_a_committed_block_is_answered_with_its_certificate"]),
+    Mutant("own-tally-votes-answered", "node/core/replica.py",
+           old="        if v.phase is not Phase.COMMIT or src == self.cfg.me or self.leader(v.view) == self.cfg.me:\n",
+           new="        if v.phase is not Phase.COMMIT or src == self.cfg.me:\n",
+           breaks="a view's leader answers every late COMMIT vote of its own tally with the certificate it already broadcast: n - q extra certificates per block",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_vote_for_a_committed_block_is_answered_with_its_certificate"]),
+]
+# fmt: on

@@ -85,16 +85,18 @@ def test_a_withheld_commit_certificate_is_formed_by_the_next_leader() -> None:
     assert not any(_relayed(net, i) for i in range(4))  # not before the relay is due
     net.tick(entered + COMMIT_RELAY_FLOOR_MS)
     # Each relays its own vote, once, to the next two leaders (the withholding leader's
-    # replica too: only its certificate is held back).
+    # replica too: only its certificate is held back); the next leader, which must
+    # propose on the certificate, to everyone (whoever committed answers with it).
+    sent = {i: 3 if i == nxt else 2 for i in range(4)}
     for i in range(4):
         votes = _relayed(net, i)
-        assert [(v.view, v.height, v.voter) for v in votes] == [(view, 2, i)] * 2
+        assert [(v.view, v.height, v.voter) for v in votes] == [(view, 2, i)] * sent[i]
     assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
     _, cert = net.disks[nxt].blocks[2]
     assert cert.phase is Phase.COMMIT and len(cert.signatures) == net.quorum.q
     assert all(node.commit_votes_relayed == 1 for node in net.nodes)
     net.tick(entered + 10 * COMMIT_RELAY_FLOOR_MS)
-    assert all(len(_relayed(net, i)) == 2 for i in range(4))  # never again
+    assert all(len(_relayed(net, i)) == sent[i] for i in range(4))  # never again
 
 
 @pytest.mark.parametrize("after_next", [True, False])
@@ -349,3 +351,30 @@ def test_a_commit_in_its_certificates_own_view_is_no_commit_round() -> None:
     assert net.disks[x].blocks[2][1].view == view  # committed on the view's own certificate
     assert list(net.nodes[x]._pacemaker._commit_rounds) == rounds
     assert len(net.nodes[slow]._pacemaker._commit_rounds) == len(rounds) + 1  # it left
+
+
+def test_a_relayed_vote_for_a_committed_block_is_answered_with_its_certificate() -> None:
+    """Review r-pview: a leader may send its commit certificate to all but the next
+    leader, so that nobody else relays. The next leader's vote, relayed to everyone, is
+    answered by each replica that committed the block, with its certificate, once per
+    peer and height (a second copy is refused, ``helped_recently``). The vote's own
+    leader does not answer: late votes of its own tally are no relays."""
+    net = Net(speculate=False)
+    _first_block(net)
+    cert = net.nodes[0].committed_cert
+    assert cert is not None and cert.height == 1
+    slow, nxt = net.nodes[0].leader(cert.view), net.nodes[0].leader(cert.view + 1)
+    answering = next(i for i in range(4) if i not in (slow, nxt))
+    node = net.nodes[answering]
+    vote = _commit_vote(nxt, cert.view, cert.block_hash)
+    net.outboxes[answering].clear()
+    for _ in range(2):
+        net.engine(answering).step(nxt, vote, T0 + 50)
+    sent = [m for kind, dst, m in net.outboxes[answering].log if kind == "send" and dst == nxt]
+    assert sent == [QCMessage(cert)]
+    assert node.refused[(Kind.VOTE, Reason.HELPED_RECENTLY)] == 1
+    leader = net.nodes[slow]  # the control: the vote's own leader, block committed too
+    net.outboxes[slow].clear()
+    net.engine(slow).step(nxt, vote, T0 + 50)
+    assert not [m for kind, _, m in net.outboxes[slow].log if isinstance(m, QCMessage)]
+    assert leader.committed_height == 1
