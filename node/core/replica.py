@@ -1123,12 +1123,7 @@ class Replica:
     def _maybe_relay(self) -> None:
         due, vote = self._relay_deadline_ms(), self._commit_vote
         if due is not None and vote is not None and self.now_ms >= due:
-            targets = self._relay_targets(vote.view)
-            if self.leader(self.view) == self.cfg.me:
-                # We must propose on the certificate: a replica that committed on it answers
-                # our vote with it (its leader may have sent it to all but us).
-                targets = frozenset(range(self.n))
-            for dst in sorted(targets):
+            for dst in sorted(self._relay_targets(vote.view)):
                 self._send(dst, vote)
             self._commit_vote = None
             self.commit_votes_relayed += 1

@@ -380,9 +380,9 @@ def test_a_leader_hiding_its_commit_certificate_from_the_next_one_charges_no_hon
 ) -> None:
     """At 4/3 validator 1 runs ``hide_qc``: each commit certificate it forms reaches every
     validator but the next view's leader (review r-pview). The next leader, still without
-    it at the relay's wait, sends its COMMIT vote to everyone, and a replica that committed
-    on the certificate answers with it: nobody honest is left out and no view fails (p50
-    28 ms, worst after the warm-up 62 ms). The control (``answered`` off): the next leader
+    it at the relay's wait, relays its COMMIT vote to the leader after it, which committed
+    on the certificate and answers with it: nobody honest is left out and no view fails
+    (p50 28 ms, worst after the warm-up 63 ms). The control (``answered`` off): the next leader
     has nothing to propose on, its view times out and the honest leaders are charged by
     turns (p50 about 180 ms, worst over 400 ms)."""
     if not answered:
