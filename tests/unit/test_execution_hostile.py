@@ -26,7 +26,6 @@ from node.settlement import (
     Secured,
     SecuredKind,
     SignedTx,
-    TierLimit,
     apply_block,
     precheck,
     repo,
@@ -36,7 +35,7 @@ from node.settlement import outcome as pending_outcome
 from node.settlement._lifecycle import coupon_key
 from node.store import MemoryStore
 from tests.gov_helpers import set_tier, signed
-from tests.kyc_helpers import kyc_net
+from tests.kyc_helpers import kyc_net, tier2_limited
 from tests.ledger_helpers import HOUR_MS, CountingView, TxFactory, shared_net
 from tests.ledger_helpers import run_block as run
 from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
@@ -279,11 +278,7 @@ def test_a_defaulter_cannot_dodge_a_claim_by_spending_its_own_daily_limit() -> N
     kept the collateral (medium: value). Now the pledge counts against both parties'
     limits when it is made, and its claim is exempt from them, so here the holder's
     own spending stops at its limit (the second transfer) and the claim goes through."""
-    net = shared_net()  # the demo network, with rules of its own below
-    rules = ComplianceRules.of(
-        min_tier={}, limits=[TierLimit(2, net.cash, 5_000, 10_000)], cosign_above={}
-    )
-    net = replace(net, genesis=replace(net.genesis, compliance=rules))
+    net = tier2_limited(5_000, 10_000)
     store, txf = MemoryStore(net.genesis), TxFactory(net)
     held = store.balance("BANK01", net.bonds[0])
     trade = txf.signed(txf.pending(quantity=held + 1, amount=10, deadline_ms=txf.t0 + 10_000))
@@ -338,7 +333,9 @@ def test_a_borrower_that_spent_its_own_daily_limit_is_the_repos_defaulter() -> N
     its day's room, then freed by the accomplice: at the deadline the cash is available,
     recycling could settle nothing (the borrower's own limit), and the lender was
     recorded as the defaulter. Severity: high (value)."""
-    net = _day_limited({"BANK01": 400_000})  # the pledge below counts in its day
+    net = tier2_limited(
+        1_000_000, 1_000_000, cash={"BANK01": 400_000}
+    )  # the pledge below counts in its day
     store, txf = MemoryStore(net.genesis), TxFactory(net)
     rt = RepoTx(net, txf.t0)
     until, far = txf.t0 + 3 * HOUR_MS, txf.t0 + 48 * HOUR_MS
@@ -372,7 +369,7 @@ def test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted() -> None
     day's room, so no lot could settle. At the deadline nobody was short, so no default
     was recorded and the seller could not claim the pledge. The buyer's own limit is the
     buyer's doing: it defaulted. Severity: medium (value: an unenforceable pledge)."""
-    net = _day_limited({"BANK02": 100_000})
+    net = tier2_limited(1_000_000, 1_000_000, cash={"BANK02": 100_000})
     store, txf = MemoryStore(net.genesis), TxFactory(net)
     trade = txf.signed(txf.pending(quantity=1_000, amount=500_000, deadline_ms=txf.t0 + 10_000))
     pledge = lock(txf, "BANK02", 5_000, "BANK01", instrument=net.bonds[1], secures=_tid(trade))
@@ -388,20 +385,6 @@ def test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted() -> None
     out = run(store, claim(txf, pledge, "BANK01"), at_ms=11_000)
     assert [r.code for r in out.results] == [RC.OK]
     assert store.balance("BANK01", net.bonds[1]) == store.balance("BANK03", net.bonds[1]) + 5_000
-
-
-def _day_limited(cash: dict[str, int]) -> DemoNetwork:
-    """The demo network with tier 2 limited to 1,000,000 cash a trade and a day, and the
-    banks named holding that much cash."""
-    base = shared_net()
-    rules = ComplianceRules.of(
-        min_tier={}, limits=[TierLimit(2, base.cash, 1_000_000, 1_000_000)], cosign_above={}
-    )
-    holdings = tuple(
-        replace(h, amount=cash[h.account]) if h.instrument == base.cash and h.account in cash else h
-        for h in base.genesis.holdings
-    )
-    return replace(base, genesis=replace(base.genesis, compliance=rules, holdings=holdings))
 
 
 def test_a_substitution_does_not_hand_back_collateral_that_has_matured() -> None:

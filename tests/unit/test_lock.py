@@ -491,20 +491,10 @@ def test_a_cash_claim_above_the_aml_threshold_needs_a_compliance_cosigner() -> N
 def _limited(
     trade_max: int, day_max: int, cash_tier: int = 0
 ) -> tuple[DemoNetwork, MemoryStore, TxFactory]:
-    """The demo network whose tier-2 banks may move ``trade_max`` cash per trade and
-    ``day_max`` a day; holding cash needs ``cash_tier``."""
-    from dataclasses import replace
+    """``tier2_limited``'s network with its store and transaction factory."""
+    from tests.kyc_helpers import tier2_limited
 
-    from node.settlement import ComplianceRules, TierLimit
-    from tests.ledger_helpers import shared_net
-
-    net = shared_net()
-    rules = ComplianceRules.of(
-        min_tier={net.cash: cash_tier} if cash_tier else {},
-        limits=[TierLimit(2, net.cash, trade_max, day_max)],
-        cosign_above={},
-    )
-    net = replace(net, genesis=replace(net.genesis, compliance=rules))
+    net = tier2_limited(trade_max, day_max, cash_tier=cash_tier)
     return net, MemoryStore(net.genesis), TxFactory(net)
 
 
