@@ -66,8 +66,10 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   forms no commit certificate of the view before: the accomplice of a ``slow_qc`` leading
   that view, whose held certificate its own (slow) view waits for.
 - ``hide_qc``: an honest leader that sends each commit certificate it forms to every
-  validator but the next view's leader (review r-pview). The others commit and relay
-  nothing; the next leader has nothing to propose on.
+  validator but the leaders of the next two views (review r-pview; session 18 hid it from
+  the next one only). The others commit and relay nothing; the next leader has nothing to
+  propose on, and the leader after it, to which the next relays its COMMIT vote, has not
+  committed either.
 """
 
 from __future__ import annotations
@@ -888,8 +890,8 @@ class SlowNext(SlowLeader):
 
 
 class HideQC(Strategy):
-    """``hide_qc``: its commit certificates reach every validator but the next view's
-    leader. ``crafted`` counts the copies withheld."""
+    """``hide_qc``: its commit certificates reach every validator but the next two views'
+    leaders. ``crafted`` counts the copies withheld."""
 
     name = "hide_qc"
 
@@ -903,7 +905,7 @@ class HideQC(Strategy):
             return [(dst, msg)]
         qc = msg.qc
         mine = qc.phase is Phase.COMMIT and core.leader(qc.view) == self.env.index
-        if mine and dst == core.leader(qc.view + 1):
+        if mine and dst in (core.leader(qc.view + 1), core.leader(qc.view + 2)):
             self.crafted["hidden"] += 1
             return []
         return [(dst, msg)]

@@ -337,16 +337,16 @@ def test_a_leader_slower_than_the_progress_deadline_is_excluded() -> None:
     assert max(attacked.warmed_up()) <= _slow_leader_bound(4, 3, 0)
 
 
-@pytest.mark.parametrize("hold", [0.9, 0.97])
+@pytest.mark.parametrize("hold", [0.85, 0.9, 0.97])
 def test_a_leader_overrunning_at_some_replicas_only_is_the_one_charged(hold: float) -> None:
     """At 7/5 validator 3 runs ``slow_leader`` holding its proposals to ``hold`` of the
-    time left to its deadline: at these two its view times out at some honest replicas
-    and not at others. Its block gets a prepare certificate and no commit certificate, the
+    time left to its deadline: at these its view times out at some honest replicas and
+    not at others. Its block gets a prepare certificate and no commit certificate, the
     next view cannot propose and times out, and the view after re-proposes the block. The
     child's header names the view that certified it (ADR 0022), so the schedule charges 3,
     excuses the next leader and credits the re-proposer: 3 alone is left out, and the load
-    goes on at the honest pace (p50 34 and 29 ms, every trade after the warm-up within 43
-    ms; 194 and 253 ms, and 425 ms, with validators 1 and 5 left out, in the control)."""
+    goes on at the honest pace (p50 31 ms, every trade after the warm-up within 45 ms;
+    in the control at 0.85, 114 ms and 366 ms, with validators 2 and 6 left out)."""
     attacked = steady_load(7, 5, {3: "slow_leader"}, hold=hold)
     assert attacked.views_failed > 0
     assert attacked.excluded == {3}
@@ -359,7 +359,9 @@ def test_negative_control_a_schedule_blind_to_the_parent_view_charges_honest_lea
     """The same attack read by the rule before ADR 0022 (every parent taken as certified
     in its own view): the views of the re-proposal are charged to the honest leaders of
     the next two views, and the trades wait for the timeouts of the views they then
-    leave empty."""
+    leave empty. Taken at 0.85: since commit certificates are handed to a late leader
+    (session 19), the old rule too leaves 3 alone out at 0.9 and 0.97, where this control
+    was first taken."""
     from node.core.leader import LeaderSchedule
 
     committed = LeaderSchedule.committed
@@ -369,28 +371,32 @@ def test_negative_control_a_schedule_blind_to_the_parent_view_charges_honest_lea
         committed(self, view, proposer, parent_view=parent_view if last is None else last)
 
     monkeypatch.setattr(LeaderSchedule, "committed", blind)
-    attacked = steady_load(7, 5, {3: "slow_leader"}, hold=0.9)
+    attacked = steady_load(7, 5, {3: "slow_leader"}, hold=0.85)
     assert attacked.excluded - {3}
     assert max(attacked.warmed_up()) > _slow_leader_bound(7, 5, 0)
 
 
-@pytest.mark.parametrize("answered", [True, False])
-def test_a_leader_hiding_its_commit_certificate_from_the_next_one_charges_no_honest(
-    answered: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("n", "q", "handed"), [(4, 3, True), (4, 3, False), (26, 16, True), (26, 16, False)]
+)
+def test_a_leader_hiding_its_commit_certificate_from_the_next_two_charges_no_honest(
+    n: int, q: int, handed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At 4/3 validator 1 runs ``hide_qc``: each commit certificate it forms reaches every
-    validator but the next view's leader (review r-pview). The next leader, still without
-    it at the relay's wait, relays its COMMIT vote to the leader after it, which committed
-    on the certificate and answers with it: nobody honest is left out and no view fails
-    (p50 28 ms, worst after the warm-up 63 ms). The control (``answered`` off): the next leader
-    has nothing to propose on, its view times out and the honest leaders are charged by
-    turns (p50 about 180 ms, worst over 400 ms)."""
-    if not answered:
-        monkeypatch.setattr(Replica, "_answer_relayed", lambda self, src, v: False)
-    attacked = steady_load(4, 3, {1: "hide_qc"})
+    """Validator 1 runs ``hide_qc``: each commit certificate it forms reaches every
+    validator but the next two views' leaders (review r-pview). The others commit, so
+    nobody relays a COMMIT vote but the next leader, and the leader it relays to has not
+    committed either. Each replica that committed and sees no proposal by the relay's
+    wait after its commit hands its certificate to the view's leader, which proposes on
+    it: nobody honest is left out and no view fails (4/3 and 26/16: p50 28 ms, worst
+    after the warm-up under 70 ms). The control (``handed`` off): the next leader has
+    nothing to propose on, its view times out and the honest leaders are charged by
+    turns (4/3: 30 views failed, p50 214 ms, worst 434 ms)."""
+    if not handed:
+        monkeypatch.setattr(Replica, "_maybe_hand_over", lambda self: None)
+    attacked = steady_load(n, q, {1: "hide_qc"})
     assert attacked.held > 0
     fine = attacked.excluded <= {1} and attacked.views_failed == 0
-    assert (fine and max(attacked.warmed_up()) <= _slow_leader_bound(4, 3, 1)) == answered
+    assert (fine and max(attacked.warmed_up()) <= _slow_leader_bound(n, q, 1)) == handed
 
 
 def test_negative_control_censorship_beyond_bound() -> None:

@@ -352,6 +352,7 @@ def test_views_timed_out_are_the_mean_per_validator_in_the_window() -> None:
     old = report.summarize(raw_run(thousand_trades(), validators=validators()))
     assert old["views_timed_out_per_validator"] is None
     assert old["commit_votes_relayed_per_validator"] is None
+    assert old["certs_handed_over_per_validator"] is None
 
 
 def test_commit_votes_relayed_are_the_mean_per_validator_in_the_window() -> None:
@@ -363,3 +364,14 @@ def test_commit_votes_relayed_are_the_mean_per_validator_in_the_window() -> None
     result = report.summarize(raw_run(thousand_trades(), validators=vals))
     assert result["commit_votes_relayed_per_validator"] == 3.0  # 0 + 2 + 4 + 6 over 4
     assert re.search(r"commit votes relayed per validator +3\n", report.table(result))
+
+
+def test_certificates_handed_over_are_the_mean_per_validator_in_the_window() -> None:
+    """``ledger_certs_handed_over_total`` read at the window's start and end."""
+    vals = [
+        v | {"certs_handed_over_start": 1.0, "certs_handed_over_end": 1.0 + k}
+        for k, v in enumerate(validators())
+    ]
+    result = report.summarize(raw_run(thousand_trades(), validators=vals))
+    assert result["certs_handed_over_per_validator"] == 1.5  # 0 + 1 + 2 + 3 over 4
+    assert re.search(r"certificates handed over per validator +1.5\n", report.table(result))
