@@ -46,7 +46,7 @@ PURE_PACKAGES = ("node.core", "node.settlement")
 # Modules outside the project that the pure layers may import: computation only.
 PURE_EXTERNAL = frozenset(
     {
-        "__future__", "abc", "bisect", "collections", "dataclasses", "enum", "functools",
+        "__future__", "abc", "bisect", "collections", "copy", "dataclasses", "enum", "functools",
         "hashlib", "heapq", "hmac", "itertools", "math", "operator", "re", "struct",
         "types", "typing",
         "datetime",  # dates as values (bond maturity); clock reads are CLOCK_READS below

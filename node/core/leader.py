@@ -45,6 +45,7 @@ than min(s, m - s) adjacent candidates.
 
 from __future__ import annotations
 
+import copy
 from math import gcd
 
 from node.config import LEADER_PENALTY_BASE_BLOCKS, LEADER_PENALTY_MAX_BLOCKS
@@ -109,14 +110,9 @@ class LeaderSchedule:
         and so the leader of some view. A pipelined block is judged before its parent
         commits (ADR 0012): honest replicas agree on its view's leader only if the
         parent's commit changes nothing, so only then is it made."""
-        probe = LeaderSchedule.__new__(LeaderSchedule)
-        probe.n, probe._excluded_max = self.n, self._excluded_max
-        probe._penalty_base, probe._penalty_max = self._penalty_base, self._penalty_max
-        probe._height, probe._last = self._height, self._last
+        probe = copy.copy(self)  # every field; the lists a commit changes in place, copied:
         probe._failed_at, probe._ok_at = list(self._failed_at), list(self._ok_at)
         probe._strikes = list(self._strikes)
-        probe._candidates, probe._stride = self._candidates, self._stride
-        probe._ran_under = self._ran_under
         probe.committed(view, proposer, parent_view=parent_view)
         return probe._candidates != self._candidates
 
@@ -184,6 +180,8 @@ def _leaders(candidates: tuple[int, ...], first: int, end: int) -> set[int]:
     """The leaders of views first .. end - 1 under ``candidates``. At most one rotation's
     worth: older views of a long gap repeat the same validators, and a huge gap would
     otherwise cost a long loop."""
+    if first >= end:
+        return set()  # no view between (the usual case: each block certified on time)
     step = stride(len(candidates))
     first = max(first, end - len(candidates))
     return {_leader_of(candidates, step, w) for w in range(first, end)}

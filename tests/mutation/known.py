@@ -2627,11 +2627,11 @@ MUTANTS += [
            new="",
            breaks="the leader that re-proposed a block and had it certified is not credited: charged for an earlier view of the same gap, it is left out though its latest view succeeded",
            tests=["tests/unit/test_leader.py::test_the_leader_that_certifies_a_re_proposal_is_credited_after_a_view_it_failed"]),
-    Mutant("schedule-probe-under-todays-leaders", "node/core/leader.py",
-           old="        probe._ran_under = self._ran_under\n",
-           new="        probe._ran_under = self._candidates\n",
-           breaks="the pipelining probe charges a re-proposal's views to today's leaders while the commit charges those they ran under: a pipelined block is made on a parent whose commit changes the leaders, and replicas on either side of it refuse each other",
-           tests=["tests/unit/test_leader.py::test_changes_at_is_what_committing_the_same_header_does"]),
+    Mutant("schedule-probe-shares-the-strikes", "node/core/leader.py",
+           old="        probe._strikes = list(self._strikes)\n",
+           new="",
+           breaks="asking the pipelining probe charges strikes to the schedule itself: penalties grow with every probe, and replicas that probed and replicas that did not name different leaders",
+           tests=["tests/unit/test_leader.py::test_asking_the_probe_leaves_no_trace_in_the_schedule"]),
 ]
 # fmt: on
 

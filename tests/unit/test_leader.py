@@ -72,6 +72,25 @@ def test_changes_at_tells_whether_a_commit_would_change_the_leaders_and_changes_
     assert sched.excluded == {dead}
 
 
+def test_asking_the_probe_leaves_no_trace_in_the_schedule() -> None:
+    """However often the probe is asked, about failures and re-proposals, the schedule
+    goes on exactly as one never asked: every field, after every commit."""
+    asked = LeaderSchedule(7, 2, penalty_base=2, penalty_max=8)
+    never = LeaderSchedule(7, 2, penalty_base=2, penalty_max=8)
+    left_out: set[int] = set()
+    for view in [0, 1, 4, 5, 9, 10, 11]:  # views 2-3 and 6-8 failed
+        last = asked.last_view
+        for ahead in range(1, 4):  # the next view, or one or two failed first
+            nxt = view + ahead
+            asked.changes_at(nxt, asked.leader(nxt), parent_view=view)
+            asked.changes_at(nxt, asked.leader(nxt), parent_view=view + 1)  # re-proposed
+        asked.committed(view, asked.leader(view), parent_view=0 if last is None else last)
+        never.committed(view, never.leader(view), parent_view=0 if last is None else last)
+        assert vars(asked) == vars(never), view
+        left_out |= never.excluded
+    assert left_out  # the failures were charged: there was something to leak
+
+
 def test_a_validator_that_leads_again_is_trusted_again_and_a_penalty_ends() -> None:
     sched = LeaderSchedule(4, 1, penalty_base=8, penalty_max=8)
     _commit_views(sched, [0])
