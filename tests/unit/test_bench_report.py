@@ -339,39 +339,33 @@ def test_a_generator_behind_schedule_counts_its_delay_from_the_scheduled_send() 
     assert rows["send lag p99 (behind schedule)"] == "40 ms"
 
 
-def test_views_timed_out_are_the_mean_per_validator_in_the_window() -> None:
-    """``ledger_view_changes_total`` read at the window's start and end; raw files from
-    before it was read have none (None, not zero)."""
+@pytest.mark.parametrize(
+    ("counter", "key", "label"),
+    [
+        ("view_changes", "views_timed_out_per_validator", "views timed out per validator"),
+        (
+            "commit_votes_relayed",
+            "commit_votes_relayed_per_validator",
+            "commit votes relayed per validator",
+        ),
+        (
+            "certs_handed_over",
+            "certs_handed_over_per_validator",
+            "certificates handed over per validator",
+        ),
+    ],
+)
+def test_a_consensus_counter_is_the_mean_per_validator_in_the_window(
+    counter: str, key: str, label: str
+) -> None:
+    """``ledger_view_changes_total``, ``ledger_commit_votes_relayed_total`` and
+    ``ledger_certs_handed_over_total``, read at the window's start and end; raw files from
+    before one was read have none (None, not zero)."""
     vals = [
-        v | {"view_changes_start": 5.0, "view_changes_end": 5.0 + k}
-        for k, v in enumerate(validators())
+        v | {f"{counter}_start": 5.0, f"{counter}_end": 5.0 + k} for k, v in enumerate(validators())
     ]
     result = report.summarize(raw_run(thousand_trades(), validators=vals))
-    assert result["views_timed_out_per_validator"] == 1.5  # 0 + 1 + 2 + 3 over 4
-    assert re.search(r"views timed out per validator +1.5\n", report.table(result))
+    assert result[key] == 1.5  # 0 + 1 + 2 + 3 over 4
+    assert re.search(rf"{label} +1.5\n", report.table(result))
     old = report.summarize(raw_run(thousand_trades(), validators=validators()))
-    assert old["views_timed_out_per_validator"] is None
-    assert old["commit_votes_relayed_per_validator"] is None
-    assert old["certs_handed_over_per_validator"] is None
-
-
-def test_commit_votes_relayed_are_the_mean_per_validator_in_the_window() -> None:
-    """``ledger_commit_votes_relayed_total`` read at the window's start and end."""
-    vals = [
-        v | {"commit_votes_relayed_start": 2.0, "commit_votes_relayed_end": 2.0 + 2 * k}
-        for k, v in enumerate(validators())
-    ]
-    result = report.summarize(raw_run(thousand_trades(), validators=vals))
-    assert result["commit_votes_relayed_per_validator"] == 3.0  # 0 + 2 + 4 + 6 over 4
-    assert re.search(r"commit votes relayed per validator +3\n", report.table(result))
-
-
-def test_certificates_handed_over_are_the_mean_per_validator_in_the_window() -> None:
-    """``ledger_certs_handed_over_total`` read at the window's start and end."""
-    vals = [
-        v | {"certs_handed_over_start": 1.0, "certs_handed_over_end": 1.0 + k}
-        for k, v in enumerate(validators())
-    ]
-    result = report.summarize(raw_run(thousand_trades(), validators=vals))
-    assert result["certs_handed_over_per_validator"] == 1.5  # 0 + 1 + 2 + 3 over 4
-    assert re.search(r"certificates handed over per validator +1.5\n", report.table(result))
+    assert old[key] is None
