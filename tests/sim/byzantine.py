@@ -70,6 +70,8 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   the next one only). The others commit and relay nothing; the next leader has nothing to
   propose on, and the leader after it, to which the next relays its COMMIT vote, has not
   committed either.
+- ``hide_qc_next``: ``hide_qc`` keeping its certificates from the next view's leader only
+  (session 18's attack; on an idle chain the hand-over of session 19 does not cover it).
 """
 
 from __future__ import annotations
@@ -911,6 +913,25 @@ class HideQC(Strategy):
         return [(dst, msg)]
 
 
+class HideQCNext(HideQC):
+    """``hide_qc_next``: session 18's ``hide_qc``, its commit certificates kept from the
+    next view's leader only (review of session 19: on an idle chain the hand-over does not
+    fire, and session 18's answer to the next leader's relayed vote was what covered it)."""
+
+    name = "hide_qc_next"
+
+    def outgoing(self, dst: int, msg: Message) -> Out:
+        core = self.env.core()
+        if core is None or dst == self.env.index or not isinstance(msg, QCMessage):
+            return [(dst, msg)]
+        qc = msg.qc
+        mine = qc.phase is Phase.COMMIT and core.leader(qc.view) == self.env.index
+        if mine and dst == core.leader(qc.view + 1):
+            self.crafted["hidden"] += 1
+            return []
+        return [(dst, msg)]
+
+
 class RelayForge(Strategy):
     """``relay_forge``: attacks the next leader's count of relayed COMMIT votes. Beside
     each COMMIT vote its replica sends, it sends the next two leaders at once: the vote
@@ -998,5 +1019,6 @@ STRATEGIES: dict[str, type[Strategy]] = {
         SlowNext,
         RelayForge,
         HideQC,
+        HideQCNext,
     )
 }

@@ -399,6 +399,43 @@ def test_a_leader_hiding_its_commit_certificate_from_the_next_two_charges_no_hon
     assert (fine and max(attacked.warmed_up()) <= _slow_leader_bound(n, q, 1)) == handed
 
 
+# A light load: two trades a second, each a block with it and then the empty block that
+# certifies its results, after which the chain is idle (the reference pilot settles about
+# 4,200 trades a quarter: idle most of the time).
+_IDLE_RATE_PER_S, _IDLE_SECONDS = 2, 20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review of session 19: the hand-over waits for work at the holder; on an idle "
+    "chain the holders of a hidden empty block's certificate have none and never hand it "
+    "over, while the next leader, locked on the block, does and times out (and at 4/3 "
+    "its timeout and the other hidden leader's make the holders join: a TC)",
+)
+@pytest.mark.parametrize("strategy", ["hide_qc", "hide_qc_next"])
+@pytest.mark.parametrize(("n", "q"), [(4, 3), (7, 5), (26, 16)])
+def test_a_leader_hiding_its_commit_certificate_on_an_idle_chain_charges_no_honest(
+    n: int, q: int, strategy: str
+) -> None:
+    """Validator 1 hides each commit certificate it forms from the next two leaders
+    (``hide_qc``) or the next one only (``hide_qc_next``, session 18's attack), on a
+    light load. Found failing (honest validators left out, views failed): hide_qc 4/3
+    117 views failed, 2 left out; 7/5 6, 4 left out; 26/16 75, 12, 13, 14 left out,
+    worst trade 423 ms. hide_qc_next 4/3 30, 3 left out, worst 422 ms; 7/5 6, 4; 26/16
+    75, 12, 13, 14. Session 18's answer to relayed votes (9eef266) had hide_qc_next at
+    0 views failed and nobody left out at all three sizes."""
+    attacked = steady_load(n, q, {1: strategy}, rate_per_s=_IDLE_RATE_PER_S, seconds=_IDLE_SECONDS)
+    assert attacked.held > 0
+    assert attacked.excluded <= {1} and attacked.views_failed == 0
+
+
+@pytest.mark.parametrize(("n", "q"), [(4, 3), (7, 5), (26, 16)])
+def test_an_idle_chain_fails_no_view_without_a_hiding_leader(n: int, q: int) -> None:
+    """The control of the test above: the same light load, every validator honest."""
+    honest = steady_load(n, q, {}, rate_per_s=_IDLE_RATE_PER_S, seconds=_IDLE_SECONDS)
+    assert honest.views_failed == 0 and not honest.excluded
+
+
 def test_negative_control_censorship_beyond_bound() -> None:
     """n - q + 1 colluding censors withhold votes on every block holding their victims:
     those never commit, and the checker must say so."""
