@@ -518,6 +518,7 @@ def steady_load(
     relay_factor: int | None = None,
     hold: float | None = None,
     hold_commit: float | None = None,
+    pipeline: str = "none",
 ) -> Steady:
     """A steady load on a calm network (1 to 5 ms per message, no loss, no faults):
     ``rate_per_s`` trades a second for ``seconds``, each to a random validator, with the
@@ -525,10 +526,11 @@ def steady_load(
     long each trade waited, for comparing strategies (``slow_leader``, which holds its
     proposals for ``hold`` of the view's time to progress if given; ``slow_qc``, its commit
     certificates for ``hold_commit`` of the next view's, whether or not honest replicas
-    relay their commit votes by then)."""
+    relay their commit votes by then). ``pipeline``: which validators pipeline (one of
+    ``PIPELINE_MODES``; none by default)."""
     txs = rate_per_s * seconds
     sc = Scenario(n=n, q=q, seed=0, txs=txs, chaos_ms=seconds * 1_000, delay_ms=(1, 5))
-    sc.pipeline = "none"
+    sc.pipeline = pipeline
     sc.byz = dict(byz)
     if progress_factor is not None:
         sc.progress_factor = progress_factor

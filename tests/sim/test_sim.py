@@ -399,6 +399,27 @@ def test_a_leader_hiding_its_commit_certificate_from_the_next_two_charges_no_hon
     assert (fine and max(attacked.warmed_up()) <= _slow_leader_bound(n, q, 1)) == handed
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="review of session 19: pipelined, the next leader proposes on the prepare "
+    "certificate, so the holders have its proposal and hand nothing over; the hidden "
+    "leaders cannot commit-vote the child before its parent commits, and the view times out",
+)
+@pytest.mark.parametrize(("n", "q"), [(4, 3), (7, 5), (26, 16)])
+def test_a_leader_hiding_its_commit_certificate_from_pipelining_leaders_charges_no_honest(
+    n: int, q: int
+) -> None:
+    """``hide_qc`` with every validator pipelining (the runtime's ``pipeline`` option).
+    Found failing: 4/3 27 views failed, 2 left out, p50 413 ms, worst 874 ms, no
+    certificate handed over; 7/5 48, 0 and 5 left out, p50 159, worst 442; 26/16 100,
+    0, 23, 24, 25 left out, worst 428 (the honest pipelined runs: 0 failed, p50 21 to 24
+    ms, worst 38 ms)."""
+    attacked = steady_load(n, q, {1: "hide_qc"}, pipeline="all")
+    assert attacked.held > 0
+    fine = attacked.excluded <= {1} and attacked.views_failed == 0
+    assert fine and max(attacked.warmed_up()) <= _slow_leader_bound(n, q, 1)
+
+
 # A light load: two trades a second, each a block with it and then the empty block that
 # certifies its results, after which the chain is idle (the reference pilot settles about
 # 4,200 trades a quarter: idle most of the time).
