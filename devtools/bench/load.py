@@ -101,14 +101,13 @@ CPU_METRIC = "process_cpu_seconds_total"
 RSS_METRIC = "ledger_process_rss_anon_bytes"
 VIEW_CHANGES_METRIC = "ledger_view_changes_total"  # views left on a timeout certificate
 RELAYED_METRIC = "ledger_commit_votes_relayed_total"  # a late commit certificate, each
-HANDED_METRIC = "ledger_certs_handed_over_total"  # a late proposal, each
-USAGE_METRICS = (CPU_METRIC, RSS_METRIC, VIEW_CHANGES_METRIC, RELAYED_METRIC, HANDED_METRIC)
-ValidatorUsage = tuple[float, float, float, float, float]
+USAGE_METRICS = (CPU_METRIC, RSS_METRIC, VIEW_CHANGES_METRIC, RELAYED_METRIC)
+ValidatorUsage = tuple[float, float, float, float]
 
 
 def usage_of(metrics_text: str) -> ValidatorUsage | None:
-    """(CPU seconds, anonymous resident MB, views timed out, commit votes relayed,
-    certificates handed over) from a /metrics page; None if any is absent."""
+    """(CPU seconds, anonymous resident MB, views timed out, commit votes relayed) from a
+    /metrics page; None if any is absent."""
     found: dict[str, float] = {}
     for line in metrics_text.splitlines():
         name, _, value = line.partition(" ")
@@ -117,13 +116,7 @@ def usage_of(metrics_text: str) -> ValidatorUsage | None:
     if len(found) < len(USAGE_METRICS):
         return None
     mb = found[RSS_METRIC] / (1024 * 1024)
-    return (
-        found[CPU_METRIC],
-        mb,
-        found[VIEW_CHANGES_METRIC],
-        found[RELAYED_METRIC],
-        found[HANDED_METRIC],
-    )
+    return found[CPU_METRIC], mb, found[VIEW_CHANGES_METRIC], found[RELAYED_METRIC]
 
 
 def validator_usage(node: NetworkNode) -> ValidatorUsage | None:
@@ -338,8 +331,6 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
             "view_changes_end": e[2],
             "commit_votes_relayed_start": s[3],
             "commit_votes_relayed_end": e[3],
-            "certs_handed_over_start": s[4],
-            "certs_handed_over_end": e[4],
         }
         for node, s, e in zip(net.nodes, usage_start, usage_end, strict=True)
         if s is not None and e is not None

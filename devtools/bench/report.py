@@ -323,11 +323,9 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         "phases_samples": with_timeline,
         "blocks": blocks_summary(raw, done_in_window, cpu_per_val),
         # Views left on a timeout certificate (raw files before session 16: None), and
-        # COMMIT votes relayed to the next leader, its certificate late (before 17: None),
-        # and commit certificates handed to a leader, its proposal late (before 19: None).
+        # COMMIT votes relayed to the next leader, its certificate late (before 17: None).
         "views_timed_out_per_validator": _window_mean(vals, "view_changes"),
         "commit_votes_relayed_per_validator": _window_mean(vals, "commit_votes_relayed"),
-        "certs_handed_over_per_validator": _window_mean(vals, "certs_handed_over"),
         "cpu_us_per_trade_per_validator": _r(cpu_per_trade, 1),
         "cpu_cores_used": _r(_ratio(cpu_total, window_s) if vals else None),
         "rss_mb_per_validator": {
@@ -510,10 +508,6 @@ def table(result: dict[str, Any]) -> str:
         (
             "commit votes relayed per validator",
             _fmt(result["commit_votes_relayed_per_validator"]),
-        ),
-        (
-            "certificates handed over per validator",
-            _fmt(result["certs_handed_over_per_validator"]),
         ),
         ("trades in a later block than the next", _fmt(bl["later_block_share"])),
         ("CPU per block per validator", _fmt(bl["cpu_ms_per_block_per_validator"], " ms")),

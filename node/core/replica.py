@@ -210,7 +210,6 @@ class Replica:
         self.refused: Counter[Refusal] = Counter()
         self.views_timed_out = 0  # views this replica left on a timeout certificate
         self.commit_votes_relayed = 0  # COMMIT votes also sent to the next two leaders
-        self.certs_handed_over = 0  # commit certificates sent to a leader late to propose
         self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
@@ -248,7 +247,7 @@ class Replica:
         self._proposal: Proposal | None = None  # accepted proposal of the current view
         self._commit_vote: Vote | None = None  # our last COMMIT vote, until relayed
         self._buffered: dict[int, Proposal] = {}  # by sender, waiting for catch-up/execution
-        self._handed_view = -1  # the last view whose leader we handed our commit certificate
+        self._answered: dict[int, int] = {}  # peer -> the height whose certificate it was sent
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
         # height -> (state root, results root) that a certified block says it produced
@@ -363,7 +362,6 @@ class Replica:
         if self._pacemaker.fire(self.now_ms):
             self._send_timeout(self.view)
         self._maybe_relay()
-        self._maybe_hand_over()
         self._after_event()
         self._spread.flush(self.view)
 
@@ -436,11 +434,9 @@ class Replica:
             out[Timer.CATCHUP_RETRY] = retry
         if self._is_leader_waiting():
             out[Timer.BATCH_DELAY] = self._pacemaker.batch_deadline_ms()
-        relays = [
-            t for t in (self._relay_deadline_ms(), self._hand_over_deadline_ms()) if t is not None
-        ]
-        if relays:
-            out[Timer.COMMIT_RELAY] = min(relays)
+        relay = self._relay_deadline_ms()
+        if relay is not None:
+            out[Timer.COMMIT_RELAY] = relay
         return out
 
     def deadline_ms(self) -> int | None:
@@ -993,6 +989,8 @@ class Replica:
         return vote
 
     def _on_vote(self, src: int, v: Vote) -> None:
+        if self._answer_relayed(src, v):
+            return
         block = self._relayed_block(v)
         if block is not None:
             counted = self._votes.relayed(src, v, block, self._certs)
@@ -1122,38 +1120,40 @@ class Replica:
             return None
         return self._pacemaker.relay_deadline_ms()
 
+    def _relay_sends(self, view: int) -> frozenset[int]:
+        """Where our late COMMIT vote of ``view`` goes: to the two relay targets; from the
+        next leader, whose proposal waits for the certificate, to every validator but the
+        vote's own leader. A leader running modified code may send its certificate to
+        everyone but the next two leaders: then nobody who committed hears from a relay
+        target, and whoever has committed answers the next leader with its certificate
+        (``_answer_relayed``)."""
+        if self.leader(view + 1) != self.cfg.me:
+            return self._relay_targets(view)
+        return frozenset(range(self.n)) - {self.leader(view)}
+
     def _maybe_relay(self) -> None:
         due, vote = self._relay_deadline_ms(), self._commit_vote
         if due is not None and vote is not None and self.now_ms >= due:
-            for dst in sorted(self._relay_targets(vote.view)):
+            for dst in sorted(self._relay_sends(vote.view)):
                 self._send(dst, vote)
             self._commit_vote = None
             self.commit_votes_relayed += 1
 
-    def _hand_over_deadline_ms(self) -> int | None:
-        """When we send our commit certificate to this view's leader, whose proposal has
-        not come: we committed on the certificate of the view before (the one its
-        proposal carries), we do not lead this view, there is work (the view timer runs),
-        and we have not sent it in this view yet. As long after the work appeared here
-        (the commit, or a transaction since) as the relay waits after a view's entry. A
-        leader running modified code may send its commit certificate to every
-        validator but the next two leaders: nobody else relays (they committed), the next
-        leader has nothing to propose on, and without this its view would time out and
-        the leader schedule charge it. The certificate of one replica that has it is
-        enough."""
-        if self._handed_view == self.view or self._proposal is not None:
-            return None
-        if self.committed_view != self.view - 1 or self.leader(self.view) == self.cfg.me:
-            return None
-        since, relay = self._pacemaker.started_ms, self._pacemaker.relay_ms()
-        return None if since is None or relay is None else since + relay
-
-    def _maybe_hand_over(self) -> None:
-        due, cert = self._hand_over_deadline_ms(), self.committed_cert
-        if due is not None and cert is not None and self.now_ms >= due:
-            self._send(self.leader(self.view), QCMessage(cert))
-            self._handed_view = self.view
-            self.certs_handed_over += 1
+    def _answer_relayed(self, src: int, v: Vote) -> bool:
+        """A COMMIT vote relayed to us for the block we committed last: its sender has no
+        commit certificate, which we answer with ours, once per peer and height (not the
+        votes of our own tally: late votes at a view's leader are no relays)."""
+        if v.phase is not Phase.COMMIT or src == self.cfg.me or self.leader(v.view) == self.cfg.me:
+            return False
+        cert = self.committed_cert
+        if cert is None or (v.height, v.block_hash) != (cert.height, cert.block_hash):
+            return False
+        if self._answered.get(src) == cert.height:
+            self._refuse(Kind.VOTE, Reason.HELPED_RECENTLY)
+        else:
+            self._answered[src] = cert.height
+            self._send(src, QCMessage(cert))
+        return True
 
     def _relayed_block(self, v: Vote) -> Block | None:
         """The block a COMMIT vote counts for when it is relayed to us: we lead one of the

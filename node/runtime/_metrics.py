@@ -67,11 +67,6 @@ class Metrics:
             "COMMIT votes also sent to the next two leaders: the commit certificate was late",
             registry=r,
         )
-        self.certs_handed_over = Counter(
-            "ledger_certs_handed_over",
-            "Commit certificates sent to a view's leader whose proposal was late",
-            registry=r,
-        )
         self.commit_latency = Histogram(
             "ledger_commit_latency_seconds",
             "From a transaction's acceptance at this node to its commit here",

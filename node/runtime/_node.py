@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Any, Literal, TypeVar
 
-from prometheus_client import Counter
-
 from node import codec, crypto
 from node.access import TxReaders, tx_readers
 from node.config import (
@@ -228,7 +226,6 @@ class Node:
         self._intake_flush: asyncio.Future[None] | None = None
         self._views_timed_out = 0
         self._commit_votes_relayed = 0
-        self._certs_handed_over = 0
         store.on_error = lambda e: self.fail("storage", e)  # API reads included
         self._refused_counted: dict[tuple[str, str], int] = {}  # replica.refused in metrics
         self.started_ms = clock()
@@ -756,12 +753,11 @@ class Node:
             self.metrics.view_changes.inc(r.views_timed_out - self._views_timed_out)
             self._views_timed_out = r.views_timed_out
             event("view_change", view=r.view, height=r.committed_height)
-        self._commit_votes_relayed = _count(
-            self.metrics.commit_votes_relayed, r.commit_votes_relayed, self._commit_votes_relayed
-        )
-        self._certs_handed_over = _count(
-            self.metrics.certs_handed_over, r.certs_handed_over, self._certs_handed_over
-        )
+        if r.commit_votes_relayed != self._commit_votes_relayed:
+            self.metrics.commit_votes_relayed.inc(
+                r.commit_votes_relayed - self._commit_votes_relayed
+            )
+            self._commit_votes_relayed = r.commit_votes_relayed
         self.metrics.view.set(r.view)
         self.metrics.mempool.set(len(r.mempool))
         self.metrics.mempool_bytes.set(r.mempool.size_bytes)
@@ -804,14 +800,6 @@ def _encode(msg: Message) -> bytes:
     except EncodeError as e:
         event("message_dropped", logging.ERROR, msg=describe(msg), error=str(e))
         return b""
-
-
-def _count(counter: Counter, total: int, seen: int) -> int:
-    """Add to ``counter`` what a replica's running ``total`` gained since ``seen``; returns
-    the new ``seen``."""
-    if total != seen:
-        counter.inc(total - seen)
-    return total
 
 
 class _Marks(Observer):

@@ -117,8 +117,8 @@ def test_a_node_exports_every_new_series(traded: Cluster) -> None:
 def test_the_benchmark_reads_cpu_and_memory_from_metrics(traded: Cluster) -> None:
     usage = validator_usage(traded.net.nodes[1])
     assert usage is not None
-    cpu_s, anon_mb, view_changes, relayed, handed = usage
-    assert cpu_s > 0 and 1 < anon_mb < 4096 and min(view_changes, relayed, handed) >= 0
+    cpu_s, anon_mb, view_changes, relayed = usage
+    assert cpu_s > 0 and 1 < anon_mb < 4096 and view_changes >= 0 and relayed >= 0
     assert usage_of("process_cpu_seconds_total 1.5\n") is None  # negative control: no memory
 
 

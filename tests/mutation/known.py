@@ -2439,7 +2439,7 @@ MUTANTS += [
            breaks="a leader running modified code that withholds its commit certificate stalls the next view until it times out, and the honest next leader is charged",
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
     Mutant("relay-to-the-withholding-leader", "node/core/replica.py",
-           old="            for dst in sorted(self._relay_targets(vote.view)):\n",
+           old="            for dst in sorted(self._relay_sends(vote.view)):\n",
            new="            for dst in [self.leader(vote.view)]:\n",
            breaks="the late COMMIT vote goes back to the leader that holds the certificate: the next view still waits",
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
@@ -2635,39 +2635,41 @@ MUTANTS += [
 ]
 # fmt: on
 
-# Review r-pview's hide_qc, session 19: a commit certificate hidden from the next two leaders
+# Review r-pview's hide_qc: a commit certificate hidden from the next leader
 # fmt: off
 MUTANTS += [
-    Mutant("hand-over-never", "node/core/replica.py",
-           old="        self._maybe_hand_over()\n",
+    Mutant("relayed-vote-unanswered", "node/core/replica.py",
+           old="        if self._answer_relayed(src, v):\n            return\n",
            new="",
-           breaks="a leader sending its commit certificate to all but the next two leaders gets the next one's view timed out and that honest leader charged, every time",
-           tests=["tests/unit/test_core_relay.py::test_a_commit_certificate_hidden_from_the_next_two_leaders_is_handed_to_the_next",
+           breaks="a leader sending its commit certificate to all but the next leader gets that honest leader's view timed out and charged, every time",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_vote_for_a_committed_block_is_answered_with_its_certificate",
                   "tests/sim/test_sim.py::test_a_leader_hiding_its_commit_certificate_from_the_next_two_charges_no_honest"]),
-    Mutant("hand-over-every-tick", "node/core/replica.py",
-           old="            self._handed_view = self.view\n",
-           new="",
-           breaks="a replica sends its commit certificate to a late leader on every tick until the proposal comes, not once per view",
-           tests=["tests/unit/test_core_relay.py::test_a_commit_certificate_hidden_from_the_next_two_leaders_is_handed_to_the_next"]),
-    Mutant("hand-over-despite-proposal", "node/core/replica.py",
-           old="        if self._handed_view == self.view or self._proposal is not None:\n",
-           new="        if self._handed_view == self.view:\n",
-           breaks="every replica sends the leader its commit certificate while it waits in a view whose proposal it has: n - 1 certificates per slow view for nothing",
-           tests=["tests/unit/test_core_relay.py::test_a_replica_that_has_its_views_proposal_hands_nothing_over"]),
-    Mutant("hand-over-of-an-older-certificate", "node/core/replica.py",
-           old="        if self.committed_view != self.view - 1 or self.leader(self.view) == self.cfg.me:\n",
-           new="        if self.leader(self.view) == self.cfg.me:\n",
-           breaks="a replica waiting for a commit certificate hands the leader an older one, which it cannot propose on",
+    Mutant("relayed-vote-answered-every-time", "node/core/replica.py",
+           old="        if self._answered.get(src) == cert.height:\n",
+           new="        if False:\n",
+           breaks="a peer replaying one signed COMMIT vote gets a commit certificate back for each copy: an amplifier",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_vote_for_a_committed_block_is_answered_with_its_certificate"]),
+    Mutant("own-tally-votes-answered", "node/core/replica.py",
+           old="        if v.phase is not Phase.COMMIT or src == self.cfg.me or self.leader(v.view) == self.cfg.me:\n",
+           new="        if v.phase is not Phase.COMMIT or src == self.cfg.me:\n",
+           breaks="a view's leader answers every late COMMIT vote of its own tally with the certificate it already broadcast: n - q extra certificates per block",
+           tests=["tests/unit/test_core_relay.py::test_a_relayed_vote_for_a_committed_block_is_answered_with_its_certificate"]),
+]
+# fmt: on
+
+# Review of session 19: a commit certificate hidden from the next two leaders
+# fmt: off
+MUTANTS += [
+    Mutant("relay-never-broadcast", "node/core/replica.py",
+           old="        if self.leader(view + 1) != self.cfg.me:\n",
+           new="        if True:\n",
+           breaks="a leader sending its commit certificate to all but the next two leaders gets the next one's view timed out and that honest leader charged, every time (idle or loaded)",
+           tests=["tests/unit/test_core_relay.py::test_a_certificate_hidden_from_the_next_two_leaders_reaches_the_next_by_its_relay",
+                  "tests/sim/test_sim.py::test_a_leader_hiding_its_commit_certificate_from_the_next_two_charges_no_honest"]),
+    Mutant("relay-broadcast-from-everyone", "node/core/replica.py",
+           old="        if self.leader(view + 1) != self.cfg.me:\n",
+           new="        if False:\n",
+           breaks="every replica whose commit certificate is late sends its COMMIT vote to all n validators: n squared messages each time a leader is slow",
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
-    Mutant("hand-over-to-itself", "node/core/replica.py",
-           old="        if self.committed_view != self.view - 1 or self.leader(self.view) == self.cfg.me:\n",
-           new="        if self.committed_view != self.view - 1:\n",
-           breaks="a leader waiting out its batch delay sends itself its own commit certificate",
-           tests=["tests/unit/test_core_relay.py::test_no_certificate_is_handed_over_while_proposals_come_in_time"]),
-    Mutant("hand-over-counted-from-the-commit", "node/core/replica.py",
-           old="        since, relay = self._pacemaker.started_ms, self._pacemaker.relay_ms()\n",
-           new="        since, relay = self._pacemaker.last_commit_ms, self._pacemaker.relay_ms()\n",
-           breaks="after an idle time the first transaction a replica accepts sends the leader its commit certificate at once, before the leader could propose",
-           tests=["tests/unit/test_core_relay.py::test_no_certificate_is_handed_over_while_proposals_come_in_time"]),
 ]
 # fmt: on

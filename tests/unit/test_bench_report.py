@@ -348,19 +348,14 @@ def test_a_generator_behind_schedule_counts_its_delay_from_the_scheduled_send() 
             "commit_votes_relayed_per_validator",
             "commit votes relayed per validator",
         ),
-        (
-            "certs_handed_over",
-            "certs_handed_over_per_validator",
-            "certificates handed over per validator",
-        ),
     ],
 )
 def test_a_consensus_counter_is_the_mean_per_validator_in_the_window(
     counter: str, key: str, label: str
 ) -> None:
-    """``ledger_view_changes_total``, ``ledger_commit_votes_relayed_total`` and
-    ``ledger_certs_handed_over_total``, read at the window's start and end; raw files from
-    before one was read have none (None, not zero)."""
+    """``ledger_view_changes_total`` and ``ledger_commit_votes_relayed_total``, read at the
+    window's start and end; raw files from before one was read have none (None, not
+    zero)."""
     vals = [
         v | {f"{counter}_start": 5.0, f"{counter}_end": 5.0 + k} for k, v in enumerate(validators())
     ]
