@@ -71,7 +71,8 @@ Strategies (``STRATEGIES``), each the behaviour of one validator:
   propose on, and the leader after it, to which the next relays its COMMIT vote, has not
   committed either.
 - ``hide_qc_next``: ``hide_qc`` keeping its certificates from the next view's leader only
-  (session 18's attack; on an idle chain the hand-over of session 19 does not cover it).
+  (session 18's attack; the review of session 19 brought it back: on an idle chain that
+  session's first fix did not cover it).
 """
 
 from __future__ import annotations
@@ -892,10 +893,11 @@ class SlowNext(SlowLeader):
 
 
 class HideQC(Strategy):
-    """``hide_qc``: its commit certificates reach every validator but the next two views'
-    leaders. ``crafted`` counts the copies withheld."""
+    """``hide_qc``: its commit certificates reach every validator but the next ``AHEAD``
+    views' leaders. ``crafted`` counts the copies withheld."""
 
     name = "hide_qc"
+    AHEAD = 2
 
     def __init__(self, env: Env, rng: random.Random) -> None:
         super().__init__(env, rng)
@@ -907,7 +909,7 @@ class HideQC(Strategy):
             return [(dst, msg)]
         qc = msg.qc
         mine = qc.phase is Phase.COMMIT and core.leader(qc.view) == self.env.index
-        if mine and dst in (core.leader(qc.view + 1), core.leader(qc.view + 2)):
+        if mine and dst in {core.leader(qc.view + k) for k in range(1, self.AHEAD + 1)}:
             self.crafted["hidden"] += 1
             return []
         return [(dst, msg)]
@@ -915,21 +917,10 @@ class HideQC(Strategy):
 
 class HideQCNext(HideQC):
     """``hide_qc_next``: session 18's ``hide_qc``, its commit certificates kept from the
-    next view's leader only (review of session 19: on an idle chain the hand-over does not
-    fire, and session 18's answer to the next leader's relayed vote was what covered it)."""
+    next view's leader only."""
 
     name = "hide_qc_next"
-
-    def outgoing(self, dst: int, msg: Message) -> Out:
-        core = self.env.core()
-        if core is None or dst == self.env.index or not isinstance(msg, QCMessage):
-            return [(dst, msg)]
-        qc = msg.qc
-        mine = qc.phase is Phase.COMMIT and core.leader(qc.view) == self.env.index
-        if mine and dst == core.leader(qc.view + 1):
-            self.crafted["hidden"] += 1
-            return []
-        return [(dst, msg)]
+    AHEAD = 1
 
 
 class RelayForge(Strategy):

@@ -164,6 +164,7 @@ BYZANTINE = (
     "slow_qc",
     "relay_forge",
     "hide_qc",
+    "hide_qc_next",
 )
 # What the core before issue 12 fails on (item 1: unproven timeout and TC claims; item 4:
 # forwarded transactions unchecked, catch-up and signature checks unbounded); each also
