@@ -392,3 +392,39 @@ async def test_a_filtered_block_holding_a_trade_signed_with_a_rotated_in_key_is_
         assert view.receipts is not None and not view.receipts[0].final
     finally:
         await c.aclose()
+
+
+async def test_the_sdk_reports_a_receipt_without_its_result_proof_included_not_committed(
+    pinned: tuple[DemoNetwork, bytes], rotated_chain: tuple[Chain, bytes, bytes]
+) -> None:
+    """The attack through the SDK: a hostile node answers GetTransaction COMMITTED, and
+    WaitForFinality, with the stale copy's finality-only receipt. ``transaction()`` said
+    COMMITTED for an id the ledger refused; now INCLUDED (this copy is in a block, the id
+    not proven final), and ``receipt(prove_result=False)`` (with or without wait) returns
+    a receipt that is not ``final``. Control: the new-key transfer's receipt with its
+    result proof is COMMITTED."""
+    chain, stale_id, current_id = rotated_chain
+    stale = _stale_finality_only(chain)
+    genuine = chain.node().receipt(current_id)
+    assert genuine is not None
+
+    def answer(method: str, req: Any) -> Any:
+        r = stale if req.tx_id == stale_id else genuine
+        if method == "GetTransaction":
+            return pb.TransactionStatus(tx_id=req.tx_id, state=pb.COMMITTED, receipt=r.to_pb())
+        assert method == "WaitForFinality"
+        return r.to_pb()
+
+    c = _client(pinned, answer)
+    try:
+        status = await c.transaction(stale_id)
+        assert status.state == "INCLUDED" and status.receipt is not None
+        assert not status.receipt.final
+        assert not (await c.receipt(stale_id, wait=False, prove_result=False)).final
+        assert not (await c.receipt(stale_id, prove_result=False)).final
+        with pytest.raises(NotFoundError, match="result"):  # asked for the proof: none
+            await c.receipt(stale_id, wait=False)
+        proven = await c.transaction(current_id)  # control
+        assert proven.state == "COMMITTED" and proven.receipt == genuine
+    finally:
+        await c.aclose()
