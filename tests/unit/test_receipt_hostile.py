@@ -15,6 +15,7 @@ every hostile answer below is one a Byzantine node could assemble from committed
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
@@ -31,6 +32,8 @@ from client import (
     NotFoundError,
     Receipt,
     ResultCode,
+    SignedTransaction,
+    _cli_net,
     verify_receipt,
 )
 from client.cli import main
@@ -428,3 +431,79 @@ async def test_the_sdk_reports_a_receipt_without_its_result_proof_included_not_c
         assert proven.state == "COMMITTED" and proven.receipt == genuine
     finally:
         await c.aclose()
+
+
+def test_verify_receipt_cli_does_not_call_a_receipt_without_its_result_proof_final(
+    rotated_chain: tuple[Chain, bytes, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The attack through ``ledger verify-receipt --finality-only``: it exited 0, "valid:
+    tx ... OK in block 2", for the stale copy's id. Now ``--finality-only`` (deprecated)
+    waives nothing: exit 1 with the reason; ``--inclusion-only`` exits 0 saying what was
+    shown (this copy is in block 2) and "NOT final", and its JSON has no ``code`` and
+    ``final`` false. Control: the new-key transfer's receipt with its proof is valid."""
+    chain, _, current_id = rotated_chain
+    genesis = tmp_path / "genesis.json"
+    dump_genesis(chain.net.genesis, genesis)
+    stale = tmp_path / "stale.json"
+    stale.write_text(_stale_finality_only(chain).dumps())
+    base = ["verify-receipt", str(stale), "--genesis", str(genesis)]
+    for flags in (["--finality-only"], []):
+        assert main([*base, *flags]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        assert err.startswith("ledger: error: invalid receipt: no proof of the result yet")
+        assert "does not show the transaction final" in err and "--inclusion-only" in err
+    assert main([*base, "--inclusion-only"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith("included: a copy of tx ") and "\nNOT final: " in out
+    assert "valid:" not in out
+    assert main([*base, "--inclusion-only", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] is True and doc["final"] is False and doc["code"] is None
+    genuine = chain.node().receipt(current_id)
+    assert genuine is not None
+    good = tmp_path / "good.json"
+    good.write_text(genuine.dumps())
+    assert main(["verify-receipt", str(good), "--genesis", str(genesis), "--finality-only"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith(f"valid: tx {current_id.hex()} OK in block 3 ")
+    assert "result certified by block 4" in out
+
+
+def test_the_cli_prints_a_receipt_without_its_result_proof_as_not_final(
+    rotated_chain: tuple[Chain, bytes, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``ledger submit ... --finality-only`` and ``ledger tx``: a receipt without its
+    result proof printed "settled in" and "result proof pending"; now "included in" and
+    "NOT final yet", and the hint to check the file says ``--inclusion-only``. Control:
+    the receipt with its proof prints "settled in" and its certifying block."""
+    chain, _, current_id = rotated_chain
+    genuine = chain.node().receipt(current_id)
+    assert genuine is not None
+    unproven = dataclasses.replace(genuine, result_proof=None)
+    stx = SignedTransaction.from_bytes(genuine.transaction)
+
+    class _Fake:
+        def __init__(self, receipt: Receipt) -> None:
+            self.receipt = receipt
+
+        def submit(self, stx: Any, *, timeout_s: float, prove_result: bool) -> Receipt:
+            return self.receipt
+
+    args = argparse.Namespace(
+        no_wait=False, timeout=5.0, finality_only=True, wait_settled=False, json=False
+    )
+    for receipt, said, proof in (
+        (unproven, "included in ", "NOT final yet: block 4 proves whether the ledger"),
+        (genuine, "settled in ", "result certified by block 4"),
+    ):
+        args.receipt_out = tmp_path / f"final-{receipt.final}.json"
+        assert _cli_net._submit_with(_Fake(receipt), args, stx) == 0  # type: ignore[arg-type]
+        out = capsys.readouterr().out
+        assert out.startswith(said) and proof in out
+        assert ("--inclusion-only" in out) is not receipt.final
+        assert Receipt.loads(args.receipt_out.read_text()) == receipt
