@@ -217,9 +217,15 @@ class Settlement:
 
 @dataclass(frozen=True, slots=True)
 class TxStatus:
+    """PENDING: not in a block yet (mempool). COMMITTED: final, proven: the receipt carries
+    its verified result proof (the ledger recorded the id with ``receipt.code``). INCLUDED:
+    the receipt proves only that this copy is in a committed block; the next block proves
+    whether the ledger recorded the id, and its result (a copy signed with a key governance
+    rotated out is included and refused: ADR 0024)."""
+
     tx_id: bytes
-    state: Literal["PENDING", "COMMITTED"]  # PENDING: not in a block yet (mempool)
-    receipt: Receipt | None  # set when COMMITTED
+    state: Literal["PENDING", "INCLUDED", "COMMITTED"]
+    receipt: Receipt | None  # set when INCLUDED or COMMITTED
     settlement: Settlement | None = None  # set for a pending DvP recorded as such
 
 
@@ -625,8 +631,9 @@ class AsyncLedgerClient:
         prove_result: bool = True,
     ) -> Receipt | bytes:
         """Send a fully signed transaction; with ``wait`` return its verified receipt once
-        final (with the result proof unless ``prove_result`` is False), else its id once a
-        node accepted it.
+        final (with the result proof unless ``prove_result`` is False: the receipt is then
+        not ``final``, it proves only that a copy is in a committed block, ADR 0024), else
+        its id once a node accepted it.
 
         Raises RejectedError (final, refused), InvalidTransactionError, FinalityTimeoutError
         (after ``timeout_s``; resubmitting is safe), UnavailableError, BusyError, and its
@@ -828,7 +835,9 @@ class AsyncLedgerClient:
     ) -> Receipt:
         """The verified receipt of a transaction (whatever its result code). With ``wait``
         wait up to ``timeout_s`` for finality (FinalityTimeoutError); without, NotFoundError
-        unless it is committed already, and (``prove_result``) its result proven already."""
+        unless it is committed already, and (``prove_result``) its result proven already.
+        ``prove_result=False`` may return a receipt that is not ``final``: it proves only
+        that a copy of the transaction is in a committed block (ADR 0024)."""
         _check_timeout(timeout_s)
         if wait:
             deadline = asyncio.get_running_loop().time() + timeout_s
@@ -840,12 +849,12 @@ class AsyncLedgerClient:
         if status.receipt is None:
             raise NotFoundError(f"transaction {tx_id.hex()} is pending, not committed yet")
         if prove_result and status.receipt.result_proof is None:
-            # Without its proof the code is one node's word (``transaction`` checks finality
-            # only): a hostile node would drop the proof and call a refusal OK.
+            # Without its proof the code is one node's word (``transaction`` checks this
+            # copy's inclusion only): a hostile node would drop the proof and call a refusal OK.
             raise NotFoundError(
-                f"transaction {tx_id.hex()} is committed in block {status.receipt.height}; its "
+                f"transaction {tx_id.hex()} is included in block {status.receipt.height}; its "
                 f"result is proven once block {status.receipt.height + 1} commits (wait, or "
-                "prove_result=False for finality alone)"
+                "prove_result=False for its inclusion alone, not final)"
             )
         return status.receipt
 
@@ -868,8 +877,8 @@ class AsyncLedgerClient:
         return receipt
 
     async def transaction(self, tx_id: bytes) -> TxStatus:
-        """PENDING or COMMITTED (with the verified receipt); NotFoundError if the node
-        knows neither."""
+        """PENDING, INCLUDED or COMMITTED (with the verified receipt; COMMITTED only with its
+        result proof, see TxStatus); NotFoundError if the node knows neither."""
 
         async def get(i: int) -> TxStatus:
             req = pb.TransactionRequest(tx_id=tx_id)
@@ -878,7 +887,10 @@ class AsyncLedgerClient:
             )
             if msg.state == pb.COMMITTED:
                 r = self._verified(msg.receipt, tx_id, prove_result=False)
-                return TxStatus(tx_id, "COMMITTED", r, _settlement(msg))
+                # Without its result proof the receipt shows this copy included, not the
+                # id recorded: the node's "committed" is not proven yet (ADR 0024).
+                state: Literal["INCLUDED", "COMMITTED"] = "COMMITTED" if r.final else "INCLUDED"
+                return TxStatus(tx_id, state, r, _settlement(msg))
             if msg.state == pb.PENDING:
                 return TxStatus(tx_id, "PENDING", None)
             # 0 is TX_STATE_UNSPECIFIED, a field left out (ADR 0020): no answer, not PENDING

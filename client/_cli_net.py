@@ -11,6 +11,7 @@ data a node holds (``_submit_built``). SDK errors become one line and an exit co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -276,8 +277,9 @@ def _tx_of_receipt(receipt: Receipt) -> Transaction:
 def _receipt_lines(receipt: Receipt) -> list[str]:
     proved = (
         f"result certified by block {receipt.height + 1}"
-        if receipt.result_proof is not None
-        else "result proof pending (next block)"
+        if receipt.final
+        else f"NOT final yet: block {receipt.height + 1} proves whether the ledger recorded "
+        "it, and its result (the node's word until then)"
     )
     lines = [
         f"tx id     {receipt.tx_id.hex()}",
@@ -538,13 +540,15 @@ def _submit_with(client: LedgerClient, args: argparse.Namespace, stx: SignedTran
     if args.receipt_out is not None:
         _write(args.receipt_out, receipt.dumps())
     if args.json:
-        emit_json({**receipt.to_json(), "elapsed_ms": round(elapsed_ms, 1)})
+        emit_json({**receipt.to_json(), "final": receipt.final, "elapsed_ms": round(elapsed_ms, 1)})
         return EXIT_OK
-    what = "pending after" if receipt.waiting else "settled in"
+    # Without the result proof (--finality-only) the receipt shows the transaction in a
+    # committed block, not settled: the ledger may have refused that copy (ADR 0024).
+    what = "pending after" if receipt.waiting else "settled in" if receipt.final else "included in"
     print(f"{what} {elapsed_ms:.0f} ms: {describe(stx.tx)}")
     print("\n".join(_receipt_lines(receipt)))
     if args.receipt_out is not None:
-        check = " --finality-only" if receipt.result_proof is None else ""
+        check = "" if receipt.final else " --inclusion-only"
         verify = f"ledger verify-receipt {args.receipt_out}{check}"
         print(f"receipt   {args.receipt_out} (check it: {verify})")
     return EXIT_OK
@@ -663,6 +667,7 @@ def _tx(args: argparse.Namespace) -> int:
             # With the proof of the result, which needs the next block (a moment at most).
             receipt = client.receipt(tid, timeout_s=30.0)
             _write(args.receipt_out, receipt.dumps())
+            st = dataclasses.replace(st, state="COMMITTED", receipt=receipt)  # now proven
     if args.json:
         emit_json(
             {

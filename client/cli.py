@@ -41,7 +41,7 @@ from node.config import U64_MAX
 from node.genesis import load_genesis
 from node.keyfiles import KeyFileError, load_signing_key
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
-from node.settlement import GenesisError
+from node.settlement import Genesis, GenesisError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "CliError", "main"]
 
@@ -168,16 +168,21 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read {args.file}: {e}") from None
     try:
         receipt = Receipt.loads(text)
-        if receipt.result_proof is None and not args.finality_only:
+        if not receipt.final and not args.inclusion_only:
+            # --finality-only no longer waives the proof: without it nothing shows that the
+            # ledger recorded the id (a copy signed with a rotated-out key is included and
+            # refused), so no receipt without it is reported final (ADR 0024).
             raise InvalidReceiptError(
-                f"no proof of the result yet (it needs block {receipt.height + 1}); fetch it "
-                f"with `ledger tx {receipt.tx_id.hex()} --receipt-out FILE`, or pass "
-                "--finality-only to check inclusion and finality alone"
+                f"no proof of the result yet (it needs block {receipt.height + 1}), and "
+                "without it the receipt does not show the transaction final; fetch it with "
+                f"`ledger tx {receipt.tx_id.hex()} --receipt-out FILE`, or pass "
+                "--inclusion-only to check only that this copy is in a committed block"
             )
-        verify_receipt(receipt, g, require_result=not args.finality_only)
+        verify_receipt(receipt, g, require_result=not args.inclusion_only)
     except InvalidReceiptError as e:
         raise CliError(f"invalid receipt: {e}") from None
-    proved = "result certified by block" if receipt.result_proof else "result not proved"
+    if not receipt.final:
+        return _included_only(receipt, g, args.json)
     signers = len(receipt.signers)
     if args.json:
         emit_json(
@@ -191,23 +196,57 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
                 "signers": signers,
                 "validators": len(g.validators),
                 "quorum": g.quorum,
-                "result_proved": receipt.result_proof is not None,
+                "result_proved": True,
+                "final": True,
                 "event": None
                 if receipt.event_proof is None
                 else {"code": receipt.event_proof.code.name, "height": receipt.event_proof.height},
             }
         )
     else:
-        detail = f"{proved} {receipt.height + 1}" if receipt.result_proof else proved
         print(
             f"valid: tx {receipt.tx_id.hex()} {receipt.code.name} in block {receipt.height} "
             f"at position {receipt.position}, certified by {signers} of "
-            f"{len(g.validators)} validators (quorum {g.quorum}); {detail}"
+            f"{len(g.validators)} validators (quorum {g.quorum}); result certified by block "
+            f"{receipt.height + 1}"
         )
         ev = receipt.event_proof
         if ev is not None:  # a pending DvP's later outcome (ADR 0014), proven as well
             print(f"later: {ev.code.name} at the end of block {ev.height}, certified by block "
                   f"{ev.height + 1}")  # fmt: skip
+    return EXIT_OK
+
+
+def _included_only(receipt: Receipt, g: Genesis, as_json: bool) -> int:
+    """``verify-receipt --inclusion-only`` of a receipt without its result proof: what it
+    proves (this copy is in a committed block), and that it does not prove the id final."""
+    signers = len(receipt.signers)
+    if as_json:
+        emit_json(
+            {
+                "valid": True,
+                "tx_id": receipt.tx_id.hex(),
+                "code": None,  # the node's word only: not reported as a result
+                "node_says": receipt.code.name,
+                "height": receipt.height,
+                "position": receipt.position,
+                "signers": signers,
+                "validators": len(g.validators),
+                "quorum": g.quorum,
+                "result_proved": False,
+                "final": False,
+            }
+        )
+        return EXIT_OK
+    print(
+        f"included: a copy of tx {receipt.tx_id.hex()} is at position {receipt.position} of "
+        f"block {receipt.height}, certified by {signers} of {len(g.validators)} validators "
+        f"(quorum {g.quorum})"
+    )
+    print(
+        f"NOT final: only block {receipt.height + 1}'s result proof shows that the ledger "
+        f"recorded this transaction, and its result (the node says {receipt.code.name})"
+    )
     return EXIT_OK
 
 
@@ -324,7 +363,7 @@ def _submit_options() -> _Parser:
         "--finality-only",
         action="store_true",
         help="do not wait one more block for the proof of the result (the receipt then "
-        "proves inclusion and finality only)",
+        "proves only that the transaction is in a committed block, not that it is final)",
     )
     p.add_argument(
         "--wait-settled",
@@ -841,7 +880,16 @@ def _add_queries(b: _Builder) -> None:
         "--genesis", type=Path, metavar="PATH", help="genesis.json (default: RUN_DIR/genesis.json)"
     )
     p.add_argument(
-        "--finality-only", action="store_true", help="accept a receipt without the result proof"
+        "--inclusion-only",
+        action="store_true",
+        help="accept a receipt without the result proof: it then shows only that this copy "
+        "is in a committed block, not that the transaction is final (exit 0, `NOT final`)",
+    )
+    p.add_argument(
+        "--finality-only",
+        action="store_true",
+        help="deprecated, no effect: a receipt without its result proof cannot show the "
+        "transaction final (see --inclusion-only)",
     )
 
 

@@ -19,11 +19,15 @@ a later block. Its receipt may carry an :class:`EventProof` of the latest event,
 the same way against that block's certified successor.
 
 One result per id (ADR 0007): a block may hold several copies carrying one id (a forged
-signature on somebody's body, a replayed duplicate), each with a result, but only the
-copy recorded under the id (its first authentic one) has a leaf tagged as the id's
-outcome. A receipt is checked against that tag (or, without a result proof, its
-transaction's signatures against genesis), so a node cannot pass off the refusal of
-another copy as the outcome of the id.
+signature on somebody's body, a replayed duplicate, a body signed with a key governance
+rotated out), each with a result, but only the copy recorded under the id (its first
+authentic one) has a leaf tagged as the id's outcome. A receipt is checked against that
+tag, so a node cannot pass off the refusal of another copy as the outcome of the id.
+
+Only the result proof speaks for the id (ADR 0024). A receipt without it (``final`` is
+False) proves only that *this copy* is included in a committed block: whether the ledger
+recorded the id, and with which code, is the node's word until the next block certifies
+it. Offline there is only genesis, which cannot tell which keys governance rotated.
 
 :func:`verify_receipt` trusts nothing in the receipt but what these checks establish.
 """
@@ -44,11 +48,9 @@ from node.genesis import load_genesis
 from node.settlement import DecodeError as TxDecodeError
 from node.settlement import (
     Genesis,
-    Registry,
     ResultCode,
     SignedTx,
     TxResult,
-    authentic,
     decode_result_code,
     result_leaf,
     tx_id,
@@ -159,8 +161,9 @@ class Receipt:
 
     ``code`` is the settlement result: ``ResultCode.OK`` when the trade settled; any other
     code means the ledger recorded the transaction as refused, and changed nothing else.
-    ``result_proof`` is None until the next block is committed (``verify_receipt`` then
-    checks inclusion and finality only if asked to). For a pending DvP (``code`` is
+    ``result_proof`` is None until the next block is committed: such a receipt is not
+    ``final`` and proves only that this copy of the transaction is in a committed block
+    (``verify_receipt`` checks that only if asked to). For a pending DvP (``code`` is
     ``PENDING_SETTLEMENT``), ``event_proof`` proves its latest later outcome once a block
     certifies it; ``outcome`` is then that event's code.
     """
@@ -179,8 +182,18 @@ class Receipt:
     event_proof: EventProof | None = None
 
     @property
+    def final(self) -> bool:
+        """The receipt speaks for its id: it carries the result proof, so once verified it
+        proves the ledger recorded ``tx_id`` final with ``code`` (ADR 0024). False: verified,
+        it proves only that this copy is included in a committed block; a copy the ledger
+        refused and never recorded under the id (signed with a key governance rotated out,
+        a forgery, a replay) is included too, and ``code`` is the node's word."""
+        return self.result_proof is not None
+
+    @property
     def ok(self) -> bool:
-        """The trade settled: ``OK`` at once, or later by a proven event."""
+        """The trade settled: ``OK`` at once, or later by a proven event (proven only when
+        ``final``; without the result proof ``code`` is the node's word)."""
         return self.outcome is ResultCode.OK
 
     @property
@@ -402,9 +415,11 @@ def verify_receipt(
 
     The recorded leaf proves that this copy is the authentic one recorded under the id
     (validators certify only results they computed). Without a result proof
-    (``require_result=False``) nothing does, so the transaction's signatures are checked
-    against genesis instead; ``code`` is then the node's word only: finality is proven,
-    the result is not.
+    (``require_result=False``) nothing does, and nothing offline can: whether a copy's
+    signatures were valid depends on the keys governance had set at its height, which
+    genesis does not know. Such a receipt (``receipt.final`` False) then proves only that
+    this copy of the transaction is included in a committed block: not that the ledger
+    recorded the id, nor ``code`` (ADR 0024).
     """
     g = genesis if isinstance(genesis, Genesis) else load_genesis(genesis)
     header = _header(receipt.block_header, g, "block")
@@ -431,18 +446,12 @@ def verify_receipt(
         if require_result:
             raise InvalidReceiptError(
                 f"no result proof yet: it needs block {header.height + 1}; fetch the receipt "
-                "again (finality alone: require_result=False)"
+                "again (this copy's inclusion alone, not the id's finality: "
+                "require_result=False)"
             )
-        # No certified leaf vouches for this copy: check that it is authentic, so a forged
-        # copy's inclusion is not taken for the id's (its result is never the id's).
-        # Offline there is only genesis: a key governance added or rotated is not in it,
-        # so such a transaction's receipt needs its result proof (ADR 0016).
-        if not authentic(Registry.at_genesis(g), receipt.transaction):
-            raise InvalidReceiptError(
-                "the transaction's signatures do not verify against genesis: a copy that is "
-                "not authentic is never recorded under the id, so its result is not the id's "
-                "(a key added or rotated by governance: fetch the receipt with its result proof)"
-            )
+        # Inclusion of this copy only (receipt.final is False): no certified leaf says it is
+        # the copy recorded under the id, and genesis keys cannot stand in for one, since
+        # governance rotates keys (ADR 0024). Callers must not report the id final.
         if receipt.event_proof is not None:  # proven by its own certified leaf
             _check_event(receipt, receipt.event_proof, g, cache)
         return

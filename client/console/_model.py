@@ -326,7 +326,9 @@ def receipt_check(receipt: Receipt, genesis: Genesis) -> dict[str, Any]:
     if receipt.result_proof is not None:
         proven.append(f"its result {receipt.code.name} is certified by block {receipt.height + 1}")
     else:
-        proven.append("its result is not proven yet (the next block certifies it)")
+        proven.append(
+            "NOT final yet: the next block proves whether the ledger recorded it, and its result"
+        )
     return {"valid": True, "tx_id": receipt.tx_id.hex(), "code": receipt.code.name,
             "proven": proven}  # fmt: skip
 

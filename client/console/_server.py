@@ -360,14 +360,14 @@ class ConsoleServer:
         if status.receipt is None:
             return _json({"tx_id": tx_id.hex(), "state": "PENDING"})
         view = trade_view(status.receipt, self.model.trades.get(tx_id.hex()))
-        return _json({**view, "state": "COMMITTED"})
+        return _json({**view, "state": status.state})  # INCLUDED until the result proof
 
     async def _verify(self, request: web.Request) -> web.StreamResponse:
         """The receipt from the cluster, checked here against genesis alone."""
         tx_id = _tx_id(request)
         try:
             receipt = await self.client.receipt(tx_id, timeout_s=RECEIPT_PROOF_WAIT_S)
-        except LedgerError:  # no next block yet: check inclusion and finality only
+        except LedgerError:  # no next block yet: this copy's inclusion only, not final
             receipt = await self.client.receipt(tx_id, wait=False, prove_result=False)
         return _json(receipt_check(receipt, self.genesis))
 

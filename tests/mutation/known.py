@@ -2673,3 +2673,46 @@ MUTANTS += [
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
 ]
 # fmt: on
+
+# Fix-rotated (ADR 0024): only the result proof says a transaction is final
+_RF = "tests/unit/test_receipt_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("receipt-final-without-proof", "node/receipt.py",
+           old="        return self.result_proof is not None\n",
+           new="        return True\n",
+           breaks="a receipt without its result proof counts as final: the SDK says COMMITTED and the CLI `valid` for a copy signed with a rotated-out key that the ledger refused",
+           tests=[_RF + "test_a_finality_only_receipt_of_a_copy_signed_with_a_rotated_out_key_is_refused",
+                  _RF + "test_the_sdk_reports_a_receipt_without_its_result_proof_included_not_committed"]),
+    Mutant("sdk-transaction-unproven-committed", "client/_async.py",
+           old='"COMMITTED" if r.final else "INCLUDED"',
+           new='"COMMITTED"',
+           breaks="transaction() says COMMITTED for an id the ledger refused, on a receipt that shows only a copy's inclusion",
+           tests=[_RF + "test_the_sdk_reports_a_receipt_without_its_result_proof_included_not_committed"]),
+    Mutant("cli-finality-only-waives-proof", "client/cli.py",
+           old='        "--finality-only",\n        action="store_true",\n        help="deprecated',
+           new='        "--finality-only",\n        dest="inclusion_only",\n        action="store_true",\n        help="deprecated',
+           breaks="`verify-receipt --finality-only` exits 0 for a receipt without its result proof: a script reading exit 0 as final books a trade the ledger refused",
+           tests=[_RF + "test_verify_receipt_cli_does_not_call_a_receipt_without_its_result_proof_final"]),
+    Mutant("cli-inclusion-only-printed-valid", "client/cli.py",
+           old="    if not receipt.final:\n        return _included_only(receipt, g, args.json)\n",
+           new="",
+           breaks="`verify-receipt --inclusion-only` prints `valid: ... OK ... result certified` for a receipt that proves only a copy's inclusion",
+           tests=[_RF + "test_verify_receipt_cli_does_not_call_a_receipt_without_its_result_proof_final"]),
+    Mutant("cli-submit-unproven-settled", "client/_cli_net.py",
+           old='"settled in" if receipt.final else "included in"',
+           new='"settled in"',
+           breaks="`ledger submit --finality-only` prints `settled in` for a trade the ledger has not been shown to record",
+           tests=[_RF + "test_the_cli_prints_a_receipt_without_its_result_proof_as_not_final"]),
+    Mutant("cli-receipt-lines-unproven-certified", "client/_cli_net.py",
+           old="        if receipt.final\n        else f\"NOT final yet",
+           new="        if True\n        else f\"NOT final yet",
+           breaks="`ledger tx` and `submit --finality-only` print `result certified by block h + 1` for a receipt without its result proof",
+           tests=[_RF + "test_the_cli_prints_a_receipt_without_its_result_proof_as_not_final"]),
+    Mutant("console-trade-unproven-committed", "client/console/_server.py",
+           old='        return _json({**view, "state": status.state})',
+           new='        return _json({**view, "state": "COMMITTED"})',
+           breaks="the console's trade page says COMMITTED for a receipt that shows only a copy's inclusion",
+           tests=["tests/unit/test_console.py::test_a_trade_without_its_result_proof_is_shown_included_not_final"]),
+]
+# fmt: on

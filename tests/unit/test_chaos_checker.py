@@ -137,6 +137,20 @@ def test_two_results_for_one_trade_fire() -> None:
     assert "one-result" in _doctor(code)
 
 
+def test_the_head_blocks_trade_included_but_not_yet_proven_passes() -> None:
+    """The SDK says INCLUDED, not COMMITTED, until the next block proves the result (ADR
+    0024): at the end of a run that is the head block's trades. Control: a wrong height."""
+
+    def included(h: list[TradeRecord], vs: list[ValidatorView]) -> None:
+        vs[0].index["bb" * 32] = ("INCLUDED", 2, "OK")
+
+    def elsewhere(h: list[TradeRecord], vs: list[ValidatorView]) -> None:
+        vs[0].index["bb" * 32] = ("INCLUDED", 1, "OK")
+
+    assert _doctor(included) == []
+    assert _doctor(elsewhere) == ["one-result"]
+
+
 def test_a_lying_index_or_receipt_fires() -> None:
     def index(h: list[TradeRecord], vs: list[ValidatorView]) -> None:
         vs[0].index["bb" * 32] = ("PENDING", None, None)

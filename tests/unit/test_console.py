@@ -21,6 +21,7 @@ from client._async import (
     Endpoint,
     EndpointDown,
     NodeStatusView,
+    TxStatus,
 )
 from client._cli_common import EXIT_USAGE
 from client._errors import NotFoundError
@@ -32,6 +33,7 @@ from client.console._model import (
     ConsoleModel,
     backing_view,
     network_view,
+    receipt_check,
     throughput,
     tolerance,
 )
@@ -50,7 +52,9 @@ from node.settlement import (
     Role,
     SignedTx,
     decode_body,
+    tx_id,
 )
+from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, shared_net
 from tests.reserve_helpers import BILL_A, backed_net
 
@@ -472,3 +476,40 @@ async def test_positions_list_the_participants_and_instruments_governance_added(
         doc = await r.json()
     assert doc["positions"] == [{"account": bank.id, "amounts": {eur.id: 5}}]
     assert eur.id in {i["id"] for i in doc["instruments"]} and doc["supply"][eur.id] == 5
+
+
+# --- a receipt without its result proof (ADR 0024) -------------------------------------------
+
+
+async def test_a_trade_without_its_result_proof_is_shown_included_not_final() -> None:
+    """The trade page took any receipt as COMMITTED, and the offline check said only "its
+    result is not proven yet". Without its result proof a receipt shows that this copy is
+    in a committed block, not that the ledger recorded the trade (a copy signed with a key
+    governance rotated out is included and refused): the page says the SDK's INCLUDED and
+    the check lists "NOT final yet". Control: with the proof, COMMITTED and certified."""
+    chain = Chain(NET)
+    raw = TXF.signed(TXF.transfer())
+    chain.commit([raw])
+    chain.commit([])
+    tid = tx_id(SignedTx.decode(raw).body)
+    proven = chain.node().receipt(tid)
+    assert proven is not None and proven.final
+    unproven = dataclasses.replace(proven, result_proof=None)
+
+    class Traded(FakeClient):
+        answer: TxStatus
+
+        async def transaction(self, tx_id: bytes) -> TxStatus:
+            return self.answer
+
+    client = Traded(None)
+    server = ConsoleServer(client, poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        for receipt, state in ((unproven, "INCLUDED"), (proven, "COMMITTED")):
+            client.answer = TxStatus(tid, state, receipt)  # type: ignore[arg-type]
+            r = await asyncio.wait_for(http.get(f"/api/trade/{tid.hex()}"), 10)
+            assert r.status == 200
+            assert (await r.json())["state"] == state
+    check = receipt_check(unproven, NET.genesis)
+    assert check["valid"] is True and check["proven"][-1].startswith("NOT final yet")
+    assert receipt_check(proven, NET.genesis)["proven"][-1].startswith("its result OK")

@@ -15,6 +15,7 @@ every hostile answer below is one a Byzantine node could assemble from committed
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
@@ -31,6 +32,8 @@ from client import (
     NotFoundError,
     Receipt,
     ResultCode,
+    SignedTransaction,
+    _cli_net,
     verify_receipt,
 )
 from client.cli import main
@@ -293,12 +296,36 @@ async def test_a_filtered_block_shows_each_transaction_once(
         await c.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="offline finality-only checks authenticity against genesis keys, rotated or not",
-)
+# --- a copy signed with a key governance rotated out (ADR 0024) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def rotated_chain(pinned: tuple[DemoNetwork, bytes]) -> tuple[Chain, bytes, bytes]:
+    """Block 1 rotates BANK01's key; block 2 holds a transfer body signed with the old key
+    (refused ``BAD_SIGNATURE``, not recorded under its id: that id is never final); block 3
+    another transfer signed with the new key (recorded, settled); block 4 certifies block
+    3's results. Returns the chain, the stale copy's id and the new-key transfer's id."""
+    net, _ = pinned
+    txf = TxFactory(net)
+    fresh = new_key("BANK01 rotated")
+    chain = Chain(net)
+    chain.commit([gov_signed(net, rotate(txf, "BANK01", fresh))])
+    stale = SignedTx(encode_body(txf.transfer("BANK01", "BANK02", 7)), ())
+    chain.commit([stale.with_signature("BANK01", net.participant_keys["BANK01"]).encode()])
+    current = SignedTx(encode_body(txf.transfer("BANK01", "BANK02", 8)), ())
+    chain.commit([current.with_signature("BANK01", fresh).encode()])
+    chain.commit([])
+    return chain, tx_id(stale.body), tx_id(current.body)
+
+
+def _stale_finality_only(chain: Chain) -> Receipt:
+    """What a hostile node serves for the stale copy's id: its genuine inclusion, no
+    result proof, and ``OK`` in its own words."""
+    return dataclasses.replace(chain.forged_receipt(2, 0), code=ResultCode.OK, result_proof=None)
+
+
 def test_a_finality_only_receipt_of_a_copy_signed_with_a_rotated_out_key_is_refused(
-    net: DemoNetwork, txf: TxFactory
+    rotated_chain: tuple[Chain, bytes, bytes],
 ) -> None:
     """Attack: BANK01's key leaks; governance rotates it (block 1). The holder of the old
     key signs a transfer body of its choosing with it and gets it into block 2 (any node
@@ -306,26 +333,177 @@ def test_a_finality_only_receipt_of_a_copy_signed_with_a_rotated_out_key_is_refu
     id, ADR 0007). A hostile node then serves a finality-only receipt for that id (no
     result proof; ``code`` OK in its own words), or the key holder hands one to a third
     party checking with ``ledger verify-receipt --finality-only``. Impact: without a result
-    proof, ``verify_receipt`` stands in for the recorded leaf by checking the copy's
+    proof, ``verify_receipt`` stood in for the recorded leaf by checking the copy's
     signatures against genesis (ADR 0016), where the old key is still BANK01's, so the
-    receipt verifies: an id the ledger refused passes as final (the SDK's ``transaction()``
-    and ``receipt(prove_result=False)`` take it too). The result proof refuses it (the
-    control). Severity: low (needs a rotated-out key, i.e. the very compromise rotation
-    answers, and finality-only checking). Not fixed: offline there is only genesis, so a
-    finality-only check cannot see rotations; a fix would be to drop the finality-only
-    path's claim about the id (say the copy is included, never the id final) or always
-    require the result proof for a receipt to speak for its id."""
-    old = net.participant_keys["BANK01"]
-    chain = Chain(net)
-    chain.commit([gov_signed(net, rotate(txf, "BANK01", new_key("BANK01 rotated")))])
-    stale = SignedTx(encode_body(txf.transfer("BANK01", "BANK02", 7)), ())
-    chain.commit([stale.with_signature("BANK01", old).encode()])
-    chain.commit([])
+    receipt verified as proof that the id was final: an id the ledger refused passed as
+    final (the SDK's ``transaction()`` said COMMITTED, ``receipt(prove_result=False)`` took
+    it too). The result proof refuses it (the control). Severity: low (needs a rotated-out
+    key, i.e. the very compromise rotation answers, and finality-only checking). Fixed
+    (ADR 0024): only the result proof speaks for an id. Without it a receipt is not
+    ``final`` and proves only that this copy is in a committed block (true here); asked
+    whether the id is final, ``verify_receipt`` refuses it; the SDK and the CLI say
+    INCLUDED / NOT final (the tests below)."""
+    chain, stale_id, _ = rotated_chain
+    net = chain.net
     assert chain.outcomes[2].results[0].code is ResultCode.BAD_SIGNATURE
     assert not chain.outcomes[2].results[0].recorded
     proven = chain.forged_receipt(2, 0)
     with pytest.raises(InvalidReceiptError, match="not the one recorded"):  # control
         verify_receipt(proven, net.genesis)
-    finality_only = dataclasses.replace(proven, code=ResultCode.OK, result_proof=None)
-    with pytest.raises(InvalidReceiptError):
-        verify_receipt(finality_only, net.genesis, require_result=False)
+    finality_only = _stale_finality_only(chain)
+    assert finality_only.tx_id == stale_id and proven.final and not finality_only.final
+    with pytest.raises(InvalidReceiptError, match="no result proof"):  # is the id final? no
+        verify_receipt(finality_only, net.genesis)
+    # What it does prove, and nothing more: this copy is in committed block 2.
+    verify_receipt(finality_only, net.genesis, require_result=False)
+
+
+def test_a_receipt_without_its_result_proof_of_a_rotated_in_key_shows_inclusion(
+    rotated_chain: tuple[Chain, bytes, bytes],
+) -> None:
+    """The other side of the old genesis check: a transfer signed with BANK01's *new* key
+    (recorded, settled) had its receipt without a result proof refused ("signatures do not
+    verify against genesis"), so ``submit(prove_result=False)`` and ``transaction()`` of a
+    rotated or governance-added participant failed on every node until the next block.
+    Inclusion needs no signature check: it verifies, and is not ``final``."""
+    chain, _, current_id = rotated_chain
+    net = chain.net
+    genuine = chain.node().receipt(current_id)
+    assert genuine is not None and genuine.ok and genuine.final and genuine.height == 3
+    verify_receipt(genuine, net.genesis)  # control: with its proof, final and settled
+    unproven = dataclasses.replace(genuine, result_proof=None)
+    verify_receipt(unproven, net.genesis, require_result=False)
+    assert not unproven.final
+
+
+async def test_a_filtered_block_holding_a_trade_signed_with_a_rotated_in_key_is_read(
+    pinned: tuple[DemoNetwork, bytes], rotated_chain: tuple[Chain, bytes, bytes]
+) -> None:
+    """BANK01 (no observer role) reads block 3, its transfer signed with its new key. A
+    filtered block carries each transaction's receipt without a result proof; the SDK
+    refused that honest block ("receipt failed verification": the signature is not
+    BANK01's genesis key), on every node. Now it shows the transfer, and its receipt is
+    not ``final`` (the block's codes are the node's word, as for any block)."""
+    chain, _, current_id = rotated_chain
+    stored = chain.store.block(3)
+    assert stored is not None
+    honest = filtered_block_pb(chain.node(), stored, Caller("BANK01", observer=False))
+    c = _client(pinned, None)
+    try:
+        view = c._block_view(honest)
+        assert [t.tx_id for t in view.transactions] == [current_id]
+        assert view.receipts is not None and not view.receipts[0].final
+    finally:
+        await c.aclose()
+
+
+async def test_the_sdk_reports_a_receipt_without_its_result_proof_included_not_committed(
+    pinned: tuple[DemoNetwork, bytes], rotated_chain: tuple[Chain, bytes, bytes]
+) -> None:
+    """The attack through the SDK: a hostile node answers GetTransaction COMMITTED, and
+    WaitForFinality, with the stale copy's finality-only receipt. ``transaction()`` said
+    COMMITTED for an id the ledger refused; now INCLUDED (this copy is in a block, the id
+    not proven final), and ``receipt(prove_result=False)`` (with or without wait) returns
+    a receipt that is not ``final``. Control: the new-key transfer's receipt with its
+    result proof is COMMITTED."""
+    chain, stale_id, current_id = rotated_chain
+    stale = _stale_finality_only(chain)
+    genuine = chain.node().receipt(current_id)
+    assert genuine is not None
+
+    def answer(method: str, req: Any) -> Any:
+        r = stale if req.tx_id == stale_id else genuine
+        if method == "GetTransaction":
+            return pb.TransactionStatus(tx_id=req.tx_id, state=pb.COMMITTED, receipt=r.to_pb())
+        assert method == "WaitForFinality"
+        return r.to_pb()
+
+    c = _client(pinned, answer)
+    try:
+        status = await c.transaction(stale_id)
+        assert status.state == "INCLUDED" and status.receipt is not None
+        assert not status.receipt.final
+        assert not (await c.receipt(stale_id, wait=False, prove_result=False)).final
+        assert not (await c.receipt(stale_id, prove_result=False)).final
+        with pytest.raises(NotFoundError, match="result"):  # asked for the proof: none
+            await c.receipt(stale_id, wait=False)
+        proven = await c.transaction(current_id)  # control
+        assert proven.state == "COMMITTED" and proven.receipt == genuine
+    finally:
+        await c.aclose()
+
+
+def test_verify_receipt_cli_does_not_call_a_receipt_without_its_result_proof_final(
+    rotated_chain: tuple[Chain, bytes, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The attack through ``ledger verify-receipt --finality-only``: it exited 0, "valid:
+    tx ... OK in block 2", for the stale copy's id. Now ``--finality-only`` (deprecated)
+    waives nothing: exit 1 with the reason; ``--inclusion-only`` exits 0 saying what was
+    shown (this copy is in block 2) and "NOT final", and its JSON has no ``code`` and
+    ``final`` false. Control: the new-key transfer's receipt with its proof is valid."""
+    chain, _, current_id = rotated_chain
+    genesis = tmp_path / "genesis.json"
+    dump_genesis(chain.net.genesis, genesis)
+    stale = tmp_path / "stale.json"
+    stale.write_text(_stale_finality_only(chain).dumps())
+    base = ["verify-receipt", str(stale), "--genesis", str(genesis)]
+    for flags in (["--finality-only"], []):
+        assert main([*base, *flags]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        assert err.startswith("ledger: error: invalid receipt: no proof of the result yet")
+        assert "does not show the transaction final" in err and "--inclusion-only" in err
+    assert main([*base, "--inclusion-only"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith("included: a copy of tx ") and "\nNOT final: " in out
+    assert "valid:" not in out
+    assert main([*base, "--inclusion-only", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] is True and doc["final"] is False and doc["code"] is None
+    genuine = chain.node().receipt(current_id)
+    assert genuine is not None
+    good = tmp_path / "good.json"
+    good.write_text(genuine.dumps())
+    assert main(["verify-receipt", str(good), "--genesis", str(genesis), "--finality-only"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith(f"valid: tx {current_id.hex()} OK in block 3 ")
+    assert "result certified by block 4" in out
+
+
+def test_the_cli_prints_a_receipt_without_its_result_proof_as_not_final(
+    rotated_chain: tuple[Chain, bytes, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``ledger submit ... --finality-only`` and ``ledger tx``: a receipt without its
+    result proof printed "settled in" and "result proof pending"; now "included in" and
+    "NOT final yet", and the hint to check the file says ``--inclusion-only``. Control:
+    the receipt with its proof prints "settled in" and its certifying block."""
+    chain, _, current_id = rotated_chain
+    genuine = chain.node().receipt(current_id)
+    assert genuine is not None
+    unproven = dataclasses.replace(genuine, result_proof=None)
+    stx = SignedTransaction.from_bytes(genuine.transaction)
+
+    class _Fake:
+        def __init__(self, receipt: Receipt) -> None:
+            self.receipt = receipt
+
+        def submit(self, stx: Any, *, timeout_s: float, prove_result: bool) -> Receipt:
+            return self.receipt
+
+    args = argparse.Namespace(
+        no_wait=False, timeout=5.0, finality_only=True, wait_settled=False, json=False
+    )
+    for receipt, said, proof in (
+        (unproven, "included in ", "NOT final yet: block 4 proves whether the ledger"),
+        (genuine, "settled in ", "result certified by block 4"),
+    ):
+        args.receipt_out = tmp_path / f"final-{receipt.final}.json"
+        assert _cli_net._submit_with(_Fake(receipt), args, stx) == 0  # type: ignore[arg-type]
+        out = capsys.readouterr().out
+        assert out.startswith(said) and proof in out
+        assert ("--inclusion-only" in out) is not receipt.final
+        assert Receipt.loads(args.receipt_out.read_text()) == receipt

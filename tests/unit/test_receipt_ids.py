@@ -93,10 +93,13 @@ def test_a_receipt_for_the_malleated_copy_is_refused(
     assert forged.code is ResultCode.BAD_SIGNATURE
     with pytest.raises(InvalidReceiptError, match="not the one recorded under its id"):
         verify_receipt(forged, net.genesis)
-    # Finality alone (no result proof): the copy's signatures are checked instead.
+    # Without a result proof nothing speaks for the id (ADR 0024): the receipt shows only
+    # that this copy is in block 1, which is true, and is not final.
     unproven = dataclasses.replace(forged, result_proof=None)
-    with pytest.raises(InvalidReceiptError, match="signatures do not verify against genesis"):
-        verify_receipt(unproven, net.genesis, require_result=False)
+    with pytest.raises(InvalidReceiptError, match="no result proof"):
+        verify_receipt(unproven, net.genesis)
+    verify_receipt(unproven, net.genesis, require_result=False)
+    assert not unproven.final
 
 
 def test_a_receipt_for_a_duplicate_copy_is_refused(

@@ -97,7 +97,7 @@ async function tradePage(id) {
   const legs = t.legs.map((l) => `<tr><td>${esc(l.leg)}</td><td class="num">${num(l.amount)}</td><td>${esc(l.instrument)}</td><td>${esc(l.from)} &rarr; ${esc(l.to)}</td></tr>`).join("");
   const terms = Object.entries(t.terms).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join("");
   return `<section id="trade"><h2>${esc(t.kind)} ${esc(t.tx_id)}</h2>
-      <p>Result <b id="trade-code" class="${codeClass(t.code)}">${esc(t.code)}</b>: ${esc(t.meaning)}${t.outcome !== t.code ? `; outcome ${esc(t.outcome)}` : ""}.
+      <p>Result <b id="trade-code" class="${codeClass(t.code)}">${esc(t.code)}</b>: ${esc(t.meaning)}${t.outcome !== t.code ? `; outcome ${esc(t.outcome)}` : ""}${t.state === "INCLUDED" ? " (the node's word: NOT final until the next block proves it)" : ""}.
       Block <a href="#/block/${t.height}">${t.height}</a>, position ${t.position}, ${time(t.time_ms)}, certified by ${t.signers.length} validators.</p>
       ${legs ? `<h2>Legs (both or neither)</h2><table id="legs"><tr><th>leg</th><th class="num">amount</th><th>instrument</th><th>from &rarr; to</th></tr>${legs}</table>` : ""}
       <h2>Terms</h2><table>${terms}</table></section>
