@@ -16,6 +16,7 @@ from node.settlement._apply import (
     genesis_state_root,
     precheck,
     result_leaf,
+    results_leaves,
     results_root,
 )
 from node.settlement._codec import DecodeError, check_id
@@ -249,6 +250,7 @@ __all__ = [
     "repos_of",
     "reserve_attestations",
     "result_leaf",
+    "results_leaves",
     "results_root",
     "rules_in_force",
     "set_rules",

@@ -443,7 +443,7 @@ MUTANTS += [
            breaks="any participant reads every trade, its receipt and its place in a block",
            tests=[_A + "test_a_transaction_goes_to_its_parties_and_to_observers"]),
     Mutant("access-corporate-actions-private", "node/access.py",
-           old="    if isinstance(tx, CouponPay | Distribute | RedeemAll):  # pays every holder: public\n        return _PUBLIC\n",
+           old="    if tx_public(tx):  # pays every holder: public\n        return _PUBLIC\n",
            new="",
            breaks="a holder cannot read the coupon that paid it (a corporate action names no holder)",
            tests=[_A + "test_an_instruments_corporate_actions_are_public_to_participants"]),
@@ -1865,16 +1865,6 @@ MUTANTS += [
 _RCA = "tests/unit/test_client_api_hostile.py::"
 # fmt: off
 MUTANTS += [
-    Mutant("block-readers-not-cached", "node/runtime/_node.py",
-           old="        if cached is not None and cached[0] == added:\n",
-           new="        if False:\n",
-           breaks="every party-filtered GetBlock and block stream decodes the whole block again: ~20 reads a second hold the node's loop",
-           tests=[_RCA + "test_reading_a_block_again_does_not_decode_its_transactions_again"]),
-    Mutant("block-readers-stale-after-add", "node/runtime/_node.py",
-           old="        if cached is not None and cached[0] == added:\n",
-           new="        if cached is not None:\n",
-           breaks="a participant governance added cannot read an older transaction naming it while the block stays cached",
-           tests=[_RCA + "test_a_blocks_readers_are_worked_out_again_once_a_participant_is_added"]),
     Mutant("reflection-streams-unbounded", "node/runtime/_api.py",
            old="        async with self._streams.hold(context):\n            async for response in super().ServerReflectionInfo(",
            new="        if True:\n            async for response in super().ServerReflectionInfo(",
