@@ -1347,7 +1347,7 @@ class AsyncLedgerClient:
 
     def _committed_positions(self, info: pb.BlockInfo, h: BlockHeader) -> tuple[int, ...]:
         """The positions of block ``h`` a filtered read must show this client's identity
-        (ADR 0024): its own and the public ones, as the block's party index proves them.
+        (ADR 0025): its own and the public ones, as the block's party index proves them.
         A filtered block is for a caller the node identified, and never for an observer
         (who reads whole blocks: a filtered one would hide the others' transactions)."""
         me = self.identity

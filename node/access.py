@@ -214,7 +214,7 @@ class TxReaders:
     """Who besides observers may read one signed transaction: every participant (a
     corporate action, ``public``), else its ``parties``. Worked out from the body once
     (``tx_readers``), it answers any number of callers. A party-filtered block is read
-    through the block's party index instead (ADR 0024), built from the same names."""
+    through the block's party index instead (ADR 0025), built from the same names."""
 
     public: bool
     parties: frozenset[str]
@@ -243,7 +243,7 @@ def tx_parties(raw_tx: bytes, reg: Registry) -> frozenset[str]:
     so a new transaction kind is covered without a change here) whose value is a
     participant id, and its required signers. An undecodable body names nobody. The
     names are ``settlement.tx_names``: the same ones a block's party index commits to
-    (ADR 0024), so a party-filtered block and a transaction read agree."""
+    (ADR 0025), so a party-filtered block and a transaction read agree."""
     tx = _body(raw_tx)
     return frozenset() if tx is None else _named(tx, reg)
 

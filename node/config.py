@@ -257,7 +257,7 @@ WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
 # A party-filtered GetBlock of the head block, when it has transactions, waits at most
 # this long for the next block, whose header certifies the proof that it shows the caller
-# all its transactions (ADR 0024); the leader proposes that block at once (ADR 0005), so
+# all its transactions (ADR 0025); the leader proposes that block at once (ADR 0005), so
 # it comes within a round unless a view change intervenes. Past it, the answer goes
 # without the proof, which the SDK refuses and asks again.
 FILTERED_PROOF_WAIT_MS: Final = 2_000
@@ -265,7 +265,7 @@ FILTERED_PROOF_WAIT_MS: Final = 2_000
 # shares (GetBlock and StreamBlocks; a token bucket per participant, node/runtime/_reads.py;
 # docs/cluster.md "Security: who reads what"): each read is charged the CPU time it took,
 # in microseconds. What a read costs varies 300-fold (measured on a 1,499-DvP block, before
-# the party index of ADR 0024 replaced the cache of each transaction's readers: 37 ms
+# the party index of ADR 0025 replaced the cache of each transaction's readers: 37 ms
 # party-filtered with nothing kept, every body decoded; 4.5 ms with the readers kept and
 # the Merkle trees not; 0.2 ms with both; 16 ms for a party to every transaction, whose
 # receipts are built; 2.3 ms for an observer), so the time itself is charged rather than

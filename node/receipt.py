@@ -27,7 +27,7 @@ another copy as the outcome of the id.
 
 :func:`verify_receipt` trusts nothing in the receipt but what these checks establish.
 
-A party-filtered block (ADR 0024) carries, besides its receipts, the proof of which
+A party-filtered block (ADR 0025) carries, besides its receipts, the proof of which
 positions the block's party index lists for the caller: :func:`verify_party_positions`
 checks it against the results root the next block certifies, the same way.
 """
@@ -82,7 +82,7 @@ class InvalidReceiptError(ValueError):
 class ResultProof:
     """Block ``height + 1``'s header and commit certificate, and the result's Merkle path.
     ``leaf_count``: leaves of that results tree (transactions, pending-settlement events
-    (ADR 0014), then the party index's root (ADR 0024)); 0 means no events: the block's
+    (ADR 0014), then the party index's root (ADR 0025)); 0 means no events: the block's
     transaction count plus one."""
 
     header: bytes
@@ -482,7 +482,7 @@ def verify_receipt(
 
 def _leaf_count(claimed: int, tx_count: int) -> int:
     """The results tree's size a proof claims (ADR 0014): at least the block's transactions
-    and the party index's root after them (ADR 0024); 0 means exactly those. A wrong claim
+    and the party index's root after them (ADR 0025); 0 means exactly those. A wrong claim
     cannot prove a false leaf (RFC 6962's leaf and node prefixes differ, so a path to the
     certified root proves that exact leaf is in the tree); the bound only refuses nonsense
     early."""
@@ -505,7 +505,7 @@ def verify_party_positions(
     cache: CertificateCache | None = None,
 ) -> tuple[int, ...]:
     """The positions of the block ``header`` heads that a party-filtered read must show
-    ``party`` (ADR 0024): its own and the public ones, as the block's party index holds
+    ``party`` (ADR 0025): its own and the public ones, as the block's party index holds
     them. Checked: ``party_proof`` decodes and holds for ``party`` (its leaf, or the two
     adjacent leaves enclosing it, and the public leaf, all leading to one root), and that
     root is the last leaf of the block's results tree, whose root the header of block

@@ -180,7 +180,7 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
 def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
     """Block ``b`` as a non-observer sees it: header and certificate, and only the
     transactions naming ``caller`` and the public ones, each with its receipt (Merkle path
-    to the header), as the block's party index holds them (ADR 0024), with the proof that
+    to the header), as the block's party index holds them (ADR 0025), with the proof that
     they are all (once block ``b.height + 1`` is committed)."""
     header = node.block_parts(b)[0]
     shown = node.block_parties(b).positions(caller.participant)
@@ -486,7 +486,7 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     def _proven_head(self) -> int:
         """The highest block a filtered read can prove complete: the head, unless it has
-        transactions (their party index is certified by the block after it, ADR 0024)."""
+        transactions (their party index is certified by the block after it, ADR 0025)."""
         store = self._node.store
         head = store.head().height
         block = store.block(head) if head else None
@@ -504,7 +504,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
             while True:
-                # A filtered block goes once its proof is certified (ADR 0024): one block
+                # A filtered block goes once its proof is certified (ADR 0025): one block
                 # behind the head while the head has transactions.
                 top = store.head().height if caller.observer else self._proven_head()
                 if next_height > top:

@@ -210,7 +210,7 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._trees_cache: OrderedDict[int, _BlockTrees] = OrderedDict()
-        # Party indexes execution built (ADR 0024), until the block's trees take them.
+        # Party indexes execution built (ADR 0025), until the block's trees take them.
         self._parties_kept: OrderedDict[int, PartyIndex] = OrderedDict()
         self.trees_built = 0  # blocks' Merkle trees built (cache misses): what a read rebuilt
         self._waiter_count = 0
@@ -512,7 +512,7 @@ class Node:
         )
 
     def block_parties(self, sb: StoredBlock) -> PartyIndex:
-        """Committed block ``sb``'s party index (ADR 0024): which positions each party
+        """Committed block ``sb``'s party index (ADR 0025): which positions each party
         is shown, built by execution or once again for all the block's readers."""
         return self._trees(sb.height, sb).parties
 
@@ -816,7 +816,7 @@ class _Marks(Observer):
 
 def _leaf_count(trees: _BlockTrees) -> int:
     """A result proof's tree size: 0 (the header's tx count plus the party index's root,
-    ADR 0024) unless the block has pending-settlement events after its transactions
+    ADR 0025) unless the block has pending-settlement events after its transactions
     (ADR 0014), so receipts of event-free blocks stay short."""
     size = trees.results.size
     return 0 if size == len(trees.block.txs) + 1 else size

@@ -2,7 +2,7 @@
 
 A block read runs on the node's event loop, which consensus shares. A party-filtered read
 of a block whose party index is not kept (node/runtime/_node.py ``block_parties``, ADR
-0024) decodes every body of the block to work it out again: 37 ms for 1,499 DvPs.
+0025) decodes every body of the block to work it out again: 37 ms for 1,499 DvPs.
 Reading old, distinct blocks misses that cache every time, so without a bound one
 authenticated participant calling GetBlock in a loop holds the loop most of the time.
 

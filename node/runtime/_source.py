@@ -22,7 +22,7 @@ __all__ = ["StoreSource", "party_index"]
 
 
 def party_index(store: Storage, sb: StoredBlock, txs: tuple[bytes, ...]) -> PartyIndex:
-    """Committed block ``sb``'s party index (ADR 0024), worked out again from its
+    """Committed block ``sb``'s party index (ADR 0025), worked out again from its
     transactions (``txs``, decoded once each), its results' ids and the participants
     registered after it: what its execution built, so its root is the one the next
     header certifies (a node that built another would have halted at that header)."""

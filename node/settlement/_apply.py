@@ -27,7 +27,7 @@ State root: ``H(tag, previous root, height, time, H(results), H(sorted writes))`
 chain over every state change (docs/adr/0002-state-root.md). Two nodes with the same
 history compute the same root; any divergence in execution shows up at the next block.
 
-Party index (docs/adr/0024-party-index.md, ``_parties``): after the block, execution
+Party index (docs/adr/0025-party-index.md, ``_parties``): after the block, execution
 works out which positions name each participant registered after it, and the root of
 that index is the results tree's last leaf, so the next header certifies it with the
 results: a party-filtered read then proves it left none of the caller's out.
@@ -151,7 +151,7 @@ def result_leaf(result: TxResult) -> bytes:
 
 def results_leaves(results: Sequence[TxResult], parties: PartyIndex) -> list[bytes]:
     """The leaves of a block's results tree: each result in position order, then the
-    size and root of its party index (ADR 0024)."""
+    size and root of its party index (ADR 0025)."""
     return [*(result_leaf(r) for r in results), parties.leaf]
 
 
@@ -169,7 +169,7 @@ class BlockOutcome:
     recorded: tuple[tuple[bytes, TxRecord], ...]  # ids recorded by this block
     state_root: bytes
     records: dict[bytes, bytes | None]  # state records written (ADR 0013); None: deleted
-    parties: PartyIndex  # who each position names (ADR 0024)
+    parties: PartyIndex  # who each position names (ADR 0025)
 
     @property
     def results_root(self) -> bytes:

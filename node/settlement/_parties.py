@@ -1,4 +1,4 @@
-"""Theory of operation: which positions of a block name each party, committed (ADR 0024).
+"""Theory of operation: which positions of a block name each party, committed (ADR 0025).
 
 A non-observer reads a block party-filtered: only the transactions that name it, and the
 corporate actions every participant reads (``CouponPay``, ``Distribute``, ``RedeemAll``).

@@ -23,7 +23,7 @@ Records (a ``RecordKind`` byte, then ids NUL-padded to ``ID_BYTES_MAX``):
   check never scans (the counts are at most PARTICIPANTS_MAX and INSTRUMENTS_MAX).
 - ``PARTICIPANT_SINCE | id`` -> ``u64 height``: the block that added the participant
   (written by ``apply_block`` through ``record_added``), so the participants registered
-  after any block are known at the head: the keys of that block's party index (ADR 0024).
+  after any block are known at the head: the keys of that block's party index (ADR 0025).
 
 Cost: a registry caches what it read, so a block reads each id's record at most once
 (one point read, a miss in the common case); the hot DvP path then pays a dict lookup.

@@ -2647,7 +2647,7 @@ MUTANTS += [
 ]
 # fmt: on
 
-# ADR 0024: a party-filtered block proves it left none of the caller's transactions out
+# ADR 0025: a party-filtered block proves it left none of the caller's transactions out
 _PX = "tests/unit/test_party_index.py::"
 _FB = "tests/unit/test_client_api_hostile.py::"
 # fmt: off

@@ -218,7 +218,7 @@ async def test_honest_reads_of_recent_blocks_never_meet_the_default_budget(
 
 async def test_a_cold_read_is_charged_the_decoding_it_causes(solo: DemoNetwork) -> None:
     """The unit is the CPU time of the read: a party-filtered read of a block whose party
-    index is not kept (an older block: every body decoded to work it out, ADR 0024) is
+    index is not kept (an older block: every body decoded to work it out, ADR 0025) is
     charged many times a kept one."""
     node = await _node(solo, blocks=1, txs=300)
     clock = _Clock(read_us=0)

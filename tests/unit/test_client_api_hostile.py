@@ -2,7 +2,7 @@
 against a hostile authenticated client, and of the SDK's unary calls (client/_async.py)
 against a hostile node, by an adversarial review (session 14). Each defect it found is
 pinned here and fixed, each guarded by a known mutant; the last one (a filtered block
-could not prove it left nothing out) by a protocol change, ADR 0024. Every test drives
+could not prove it left nothing out) by a protocol change, ADR 0025. Every test drives
 the real code in-process: the gate, the servicer's methods with a stand-in context, a
 real ``Node`` on the test's loop, a chain of real blocks (``tests.chain_helpers``), or
 the real ``AsyncLedgerClient`` with stand-in stubs. No cluster.
@@ -250,7 +250,7 @@ async def test_reading_a_block_again_does_not_decode_its_transactions_again(
     sender one Ed25519 signature (~50 us). Found by the review: every such read decoded
     every body of the block twice (1,499 DvPs: 50 ms a read against 2.2 ms for an
     observer), so ~20 GetBlock/s from one client held the node's loop (which consensus
-    shares). Guarded: what a filtered read shows is the block's party index (ADR 0024),
+    shares). Guarded: what a filtered read shows is the block's party index (ADR 0025),
     which execution built and the node keeps with the block's Merkle trees: the first
     read of a block executed here decodes no body; an older one's index is worked out
     once, decoding each body once, and every later read of the block, by any caller or
@@ -284,7 +284,7 @@ async def test_reading_a_block_again_does_not_decode_its_transactions_again(
 
 def test_an_older_blocks_party_index_is_worked_out_with_the_participants_of_its_height() -> None:
     """A block's party index has a leaf for each participant registered after the block
-    (ADR 0024); governance adds participants later (never removes one). Block 1 names
+    (ADR 0025); governance adds participants later (never removes one). Block 1 names
     BANK99 (a transfer to it, refused: not a participant yet), block 2 adds BANK99, and a
     node that did not execute block 1 (restarted: the index is not kept) works block 1's
     index out again: with the participants of height 1 (``PARTICIPANT_SINCE``), so its
@@ -561,7 +561,7 @@ async def test_a_filtered_block_that_hides_the_callers_trades_is_not_accepted(
     receipts out (all of them here; or only the ones it wants hidden). Every check of
     ``_filtered_view`` passed: the header's hash, the certificate, each receipt that is
     there. The bank's back office saw no trade at that height and did not reconcile
-    it: nothing certified committed to which positions name BANK01. Fixed (ADR 0024):
+    it: nothing certified committed to which positions name BANK01. Fixed (ADR 0025):
     execution commits each block's party index (per participant, its positions) as the
     last leaf of the block's results tree, which the next header certifies; a filtered
     block carries the caller's leaf with its proof, and the SDK refuses one whose

@@ -1,4 +1,4 @@
-"""A block's party index (ADR 0024, node/settlement/_parties.py): what it commits to, the
+"""A block's party index (ADR 0025, node/settlement/_parties.py): what it commits to, the
 proofs it gives (a party's leaf, the leaves around an id it has no leaf for, the public
 leaf), their checks, and their codec's refusals. Pure: no node, no store."""
 

@@ -147,7 +147,7 @@ def _client(
     pinned: tuple[DemoNetwork, bytes], answer: Any, who: str | None = None
 ) -> AsyncLedgerClient:
     """A client of stand-in answers; calling as ``who`` (a filtered block is for a caller
-    the node identified, ADR 0024)."""
+    the node identified, ADR 0025)."""
     net, certs = pinned
     key = None if who is None else ParticipantKey(who, net.participant_keys[who])
     c = AsyncLedgerClient(
