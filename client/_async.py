@@ -87,7 +87,9 @@ from client._reference import Reference, reference_from_pb
 from client._replay import HoldersAt, Replay, ReplayedBlock
 from client._stream import EOF, SubmitStream, overload_wait_s
 from client._trades import SignedTransaction, Transactions, sign
+from node.access import OBSERVER_ROLES
 from node.core import (
+    BlockHeader,
     DecodeError,
     Ed25519Verifier,
     Phase,
@@ -100,7 +102,14 @@ from node.crypto import sha256
 from node.genesis import load_genesis
 from node.keyfiles import dns_names, pinned_certificates
 from node.netconfig import load_network
-from node.receipt import CertificateCache, InvalidReceiptError, Receipt, verify_receipt
+from node.receipt import (
+    CertificateCache,
+    InvalidReceiptError,
+    Receipt,
+    ResultProof,
+    verify_party_positions,
+    verify_receipt,
+)
 from node.settlement import (
     Burn,
     Cancel,
@@ -1323,6 +1332,12 @@ class AsyncLedgerClient:
             raise BadResponseError(
                 f"block {info.height} lists the caller's transactions twice or out of order"
             )
+        if tuple(positions) != self._committed_positions(info, h):
+            raise BadResponseError(
+                f"block {info.height} shows {self.identity} the transactions at positions "
+                f"{positions}, not the ones its party index commits to: a node left some out "
+                "(or added some)"
+            )
         receipts = tuple(
             self._in_block(m, r, header) for m, r in zip(info.receipts, info.results, strict=True)
         )
@@ -1341,6 +1356,37 @@ class AsyncLedgerClient:
             receipts=receipts,
             prior_root=h.state_root,
         )
+
+    def _committed_positions(self, info: pb.BlockInfo, h: BlockHeader) -> tuple[int, ...]:
+        """The positions of block ``h`` a filtered read must show this client's identity
+        (ADR 0025): its own and the public ones, as the block's party index proves them.
+        A filtered block is for a caller the node identified, and never for an observer
+        (who reads whole blocks: a filtered one would hide the others' transactions)."""
+        me = self.identity
+        if me is None:
+            raise BadResponseError(
+                f"block {info.height} is party-filtered, but this client has no identity"
+            )
+        known = self.tx.reference.participant_by_id.get(me)
+        if known is not None and not known.roles.isdisjoint(OBSERVER_ROLES):
+            raise BadResponseError(
+                f"block {info.height} is party-filtered, but {me} is an observer: it reads "
+                "whole blocks"
+            )
+        if not h.tx_count:
+            return ()  # nothing to hide
+        if not info.party_proof or not info.HasField("parties_root_proof"):
+            raise BadResponseError(
+                f"block {info.height} is party-filtered without the proof that it shows all "
+                f"of {me}'s transactions (its next block may not be committed yet)"
+            )
+        root_proof = ResultProof.from_pb(info.parties_root_proof)
+        try:
+            return verify_party_positions(
+                h, me, bytes(info.party_proof), root_proof, self.genesis, cache=self._certified
+            )
+        except InvalidReceiptError as e:
+            raise BadResponseError(f"block {info.height}: {e}") from e
 
     def _in_block(self, msg: pb.Receipt, result: pb.TransactionResult, header: bytes) -> Receipt:
         receipt = self._verified(msg, bytes(result.tx_id), prove_result=False)

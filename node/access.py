@@ -48,7 +48,6 @@ This module does no I/O and reads no clock or randomness: the caller passes both
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,15 +55,14 @@ from dataclasses import dataclass
 from node import crypto, tags
 from node.config import REQUEST_NONCE_BYTES_MAX
 from node.settlement import (
-    CouponPay,
     DecodeError,
-    Distribute,
-    RedeemAll,
     Registry,
     Role,
     SignedTx,
     Transaction,
     decode_body,
+    tx_names,
+    tx_public,
 )
 
 __all__ = [
@@ -215,8 +213,8 @@ def may_read_account(caller: Caller, account: str) -> bool:
 class TxReaders:
     """Who besides observers may read one signed transaction: every participant (a
     corporate action, ``public``), else its ``parties``. Worked out from the body once
-    (``tx_readers``), it answers any number of callers: a block's are cached per block
-    (node/runtime/_node.py ``block_readers``)."""
+    (``tx_readers``), it answers any number of callers. A party-filtered block is read
+    through the block's party index instead (ADR 0025), built from the same names."""
 
     public: bool
     parties: frozenset[str]
@@ -235,15 +233,17 @@ def tx_readers(raw_tx: bytes, reg: Registry) -> TxReaders:
     tx = _body(raw_tx)
     if tx is None:
         return _NOBODY
-    if isinstance(tx, CouponPay | Distribute | RedeemAll):  # pays every holder: public
+    if tx_public(tx):  # pays every holder: public
         return _PUBLIC
     return TxReaders(public=False, parties=_named(tx, reg))
 
 
 def tx_parties(raw_tx: bytes, reg: Registry) -> frozenset[str]:
     """The participants a signed transaction's body names: every field (of whatever kind,
-    so a new transaction kind is covered without a change here) whose value is a genesis
-    participant id, and its required signers. An undecodable body names nobody."""
+    so a new transaction kind is covered without a change here) whose value is a
+    participant id, and its required signers. An undecodable body names nobody. The
+    names are ``settlement.tx_names``: the same ones a block's party index commits to
+    (ADR 0025), so a party-filtered block and a transaction read agree."""
     tx = _body(raw_tx)
     return frozenset() if tx is None else _named(tx, reg)
 
@@ -256,22 +256,8 @@ def _body(raw_tx: bytes) -> Transaction | None:
 
 
 def _named(tx: Transaction, reg: Registry) -> frozenset[str]:
-    named = set(tx.required_signers())
-    for f in dataclasses.fields(tx):
-        if f.name != "chain_id":
-            named |= _participants_in(getattr(tx, f.name), reg)
-    return frozenset(named)
-
-
-def _participants_in(value: object, reg: Registry) -> set[str]:
-    if isinstance(value, str):
-        return {value} if value in reg.participant_by_id else set()
-    if isinstance(value, tuple | list | frozenset):
-        return {p for v in value for p in _participants_in(v, reg)}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        parts = (getattr(value, f.name) for f in dataclasses.fields(value))
-        return {p for v in parts for p in _participants_in(v, reg)}
-    return set()
+    signers = tx.required_signers()
+    return frozenset(n for n in tx_names(tx) if n in signers or n in reg.participant_by_id)
 
 
 def may_read_tx(caller: Caller, raw_tx: bytes, reg: Registry) -> bool:

@@ -255,28 +255,25 @@ WAITERS_MAX: Final = 10_000  # WaitForFinality calls parked at once
 WAIT_TIMEOUT_DEFAULT_MS: Final = 30_000
 WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
-# Committed blocks whose readers (who may read each transaction: node/access.py
-# ``TxReaders``) are kept, so a party-filtered GetBlock or block stream decodes a block's
-# bodies once, not once per reader (node/runtime/_node.py ``block_readers``). One per
-# block stream the node allows: streams following at the head share the newest entry,
-# and GetBlock calls for recent blocks, and streams a few blocks apart, find theirs kept.
-# Memory (tracemalloc): one pointer per transaction and one TxReaders per distinct party
-# set of the block: 13 KB for 1,498 DvPs of one pair; ~0.45 KB a transaction when every
-# one names other 2-3 parties, so 0.9 MB a full block and ~58 MB for all 64 (1.1 KB a
-# transaction naming six: ~146 MB, were every block full of such transactions).
-BLOCK_READERS_CACHED_MAX: Final = BLOCK_STREAMS_MAX
+# A party-filtered GetBlock of the head block, when it has transactions, waits at most
+# this long for the next block, whose header certifies the proof that it shows the caller
+# all its transactions (ADR 0025); the leader proposes that block at once (ADR 0005), so
+# it comes within a round unless a view change intervenes. Past it, the answer goes
+# without the proof, which the SDK refuses and asks again.
+FILTERED_PROOF_WAIT_MS: Final = 2_000
 # Block-read work one participant may cause on the node's event loop, which consensus
 # shares (GetBlock and StreamBlocks; a token bucket per participant, node/runtime/_reads.py;
 # docs/cluster.md "Security: who reads what"): each read is charged the CPU time it took,
-# in microseconds. What a read costs varies 300-fold (measured on a 1,499-DvP block: 37 ms
-# party-filtered with the block's readers not cached, every body decoded; 4.5 ms with the
-# readers cached and the Merkle trees not; 0.2 ms with both; 16 ms for a party to every
-# transaction, whose receipts are built; 2.3 ms for an observer), so the time itself is
-# charged rather than a model of it. 50 ms a second is 5% of one core per participant.
+# in microseconds. What a read costs varies 300-fold (measured on a 1,499-DvP block, before
+# the party index of ADR 0025 replaced the cache of each transaction's readers: 37 ms
+# party-filtered with nothing kept, every body decoded; 4.5 ms with the readers kept and
+# the Merkle trees not; 0.2 ms with both; 16 ms for a party to every transaction, whose
+# receipts are built; 2.3 ms for an observer), so the time itself is charged rather than
+# a model of it. 50 ms a second is 5% of one core per participant.
 # Following the head at the highest commit rate measured (506 trades/s, docs/performance.md)
 # as a party to every trade and the first reader of every block costs ~40 us a trade, ~20
 # ms a second: 2.5 times inside it, so following the head, and reads of the recent blocks
-# whose readers are cached, never meet it; the burst is two full blocks read cold at once.
+# whose party index is kept, never meet it; the burst is two full blocks read cold at once.
 # A GetBlock over budget is refused (RESOURCE_EXHAUSTED with a retry-after hint), a block
 # stream waits.
 BLOCK_READ_CPU_US_PER_S: Final = 50_000

@@ -30,6 +30,10 @@ recorded the id, and with which code, is the node's word until the next block ce
 it. Offline there is only genesis, which cannot tell which keys governance rotated.
 
 :func:`verify_receipt` trusts nothing in the receipt but what these checks establish.
+
+A party-filtered block (ADR 0025) carries, besides its receipts, the proof of which
+positions the block's party index lists for the caller: :func:`verify_party_positions`
+checks it against the results root the next block certifies, the same way.
 """
 
 from __future__ import annotations
@@ -48,9 +52,11 @@ from node.genesis import load_genesis
 from node.settlement import DecodeError as TxDecodeError
 from node.settlement import (
     Genesis,
+    PartyProofError,
     ResultCode,
     SignedTx,
     TxResult,
+    decode_party_proof,
     decode_result_code,
     result_leaf,
     tx_id,
@@ -63,6 +69,7 @@ __all__ = [
     "InvalidReceiptError",
     "Receipt",
     "ResultProof",
+    "verify_party_positions",
     "verify_receipt",
 ]
 
@@ -76,13 +83,26 @@ class InvalidReceiptError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ResultProof:
     """Block ``height + 1``'s header and commit certificate, and the result's Merkle path.
-    ``leaf_count``: leaves of that results tree (transactions plus pending-settlement
-    events, ADR 0014); 0 means the block's transaction count."""
+    ``leaf_count``: leaves of that results tree (transactions, pending-settlement events
+    (ADR 0014), then the party index's root (ADR 0025)); 0 means no events: the block's
+    transaction count plus one."""
 
     header: bytes
     certificate: bytes
     path: tuple[bytes, ...]
     leaf_count: int = 0
+
+    def to_pb(self) -> pb.ResultProof:
+        return pb.ResultProof(
+            header=self.header,
+            certificate=self.certificate,
+            path=self.path,
+            leaf_count=self.leaf_count,
+        )
+
+    @classmethod
+    def from_pb(cls, p: pb.ResultProof) -> ResultProof:
+        return cls(bytes(p.header), bytes(p.certificate), tuple(p.path), p.leaf_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +248,7 @@ class Receipt:
     def from_pb(cls, r: pb.Receipt) -> Receipt:
         proof = None
         if r.HasField("result_proof"):
-            p = r.result_proof
-            proof = ResultProof(bytes(p.header), bytes(p.certificate), tuple(p.path), p.leaf_count)
+            proof = ResultProof.from_pb(r.result_proof)
         event = EventProof.from_pb(r.event_proof) if r.HasField("event_proof") else None
         code = _result_code(r.code)
         return cls(
@@ -262,11 +281,7 @@ class Receipt:
             block_header=self.block_header,
             transaction=self.transaction,
             tx_path=self.tx_path,
-            result_proof=None
-            if p is None
-            else pb.ResultProof(
-                header=p.header, certificate=p.certificate, path=p.path, leaf_count=p.leaf_count
-            ),
+            result_proof=None if p is None else p.to_pb(),
             event_proof=None if self.event_proof is None else self.event_proof.to_pb(),
         )
 
@@ -475,17 +490,60 @@ def verify_receipt(
 
 
 def _leaf_count(claimed: int, tx_count: int) -> int:
-    """The results tree's size a proof claims (ADR 0014): at least the block's transactions.
-    A wrong claim cannot prove a false leaf (RFC 6962's leaf and node prefixes differ, so
-    a path to the certified root proves that exact leaf is in the tree); the bound only
-    refuses nonsense early."""
+    """The results tree's size a proof claims (ADR 0014): at least the block's transactions
+    and the party index's root after them (ADR 0025); 0 means exactly those. A wrong claim
+    cannot prove a false leaf (RFC 6962's leaf and node prefixes differ, so a path to the
+    certified root proves that exact leaf is in the tree); the bound only refuses nonsense
+    early."""
     if claimed == 0:
-        return tx_count
-    if claimed < tx_count:
+        return tx_count + 1
+    if claimed < tx_count + 1:
         raise InvalidReceiptError(
             f"the result proof claims {claimed} results for a block of {tx_count} transactions"
         )
     return claimed
+
+
+def verify_party_positions(
+    header: BlockHeader,
+    party: str,
+    party_proof: bytes,
+    root_proof: ResultProof,
+    genesis: Genesis,
+    *,
+    cache: CertificateCache | None = None,
+) -> tuple[int, ...]:
+    """The positions of the block ``header`` heads that a party-filtered read must show
+    ``party`` (ADR 0025): its own and the public ones, as the block's party index holds
+    them. Checked: ``party_proof`` decodes and holds for ``party`` (its leaf, or the two
+    adjacent leaves enclosing it, and the public leaf, all leading to one root), and that
+    root is the last leaf of the block's results tree, whose root the header of block
+    ``height + 1`` carries, certified by a quorum. The caller checks its header is
+    certified; InvalidReceiptError if anything else fails."""
+    try:
+        proof = decode_party_proof(party_proof)
+    except TxDecodeError as e:
+        raise InvalidReceiptError(f"the party proof does not decode: {e}") from e
+    try:
+        leaf, positions = proof.positions_for(party, header.tx_count)
+    except PartyProofError as e:
+        raise InvalidReceiptError(f"the party proof of block {header.height} fails: {e}") from e
+    nxt = _header(root_proof.header, genesis, "next block")
+    if nxt.height != header.height + 1 or nxt.parent_hash != header.hash:
+        raise InvalidReceiptError(f"the party proof's header is not block {header.height}'s child")
+    size = root_proof.leaf_count
+    if size < header.tx_count + 1:
+        raise InvalidReceiptError(
+            f"the party proof claims {size} results for a block of {header.tx_count} transactions"
+        )
+    if merkle.root_from_path(leaf, size - 1, size, root_proof.path) != nxt.results_root:
+        raise InvalidReceiptError(
+            f"the party index's root is not the last leaf of the results root certified by "
+            f"block {nxt.height}: the positions shown are not the ones block {header.height} "
+            "committed to"
+        )
+    _check_certificate(root_proof.certificate, nxt, genesis, "next block", cache)
+    return positions
 
 
 def _check_event(

@@ -27,10 +27,15 @@ __all__ = [
     "GENESIS_BLOCK",
     "GENESIS_STATE",
     "LEAF_EVENT",
+    "LEAF_PARTIES",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
     "MERKLE_LEAF",
     "MERKLE_NODE",
+    "PARTIES_SECRET",
+    "PARTY_LEAF",
+    "PARTY_POSITIONS",
+    "PARTY_SALT",
     "PREFIX_TAGS",
     "RECORD_MAGICS",
     "REQUEST",
@@ -57,6 +62,13 @@ GENESIS_BLOCK: Final = b"dvp-ledger/v1/genesis-block\x00"  # block 1's parent ha
 DEMO_KEY: Final = b"dvp-ledger/demo-key\x00"  # demo and test key seeds (node.genesis)
 # what operators compare out of band after a ceremony (node.ceremony: fingerprint)
 FINGERPRINT: Final = b"dvp-ledger/v1/ceremony-fingerprint\x00"
+# a block's party index (node.settlement: PartyIndex, ADR 0025): the block secret (over
+# its transaction ids), a party's salt (from that secret), the digest of a party's salted
+# positions, and one leaf of the index (a party id and that digest)
+PARTIES_SECRET: Final = b"dvp-ledger/v1/parties-secret\x00"
+PARTY_SALT: Final = b"dvp-ledger/v1/party-salt\x00"
+PARTY_POSITIONS: Final = b"dvp-ledger/v1/party-positions\x00"
+PARTY_LEAF: Final = b"dvp-ledger/v1/party-leaf\x00"
 
 # The tags above, by name: one family, all distinct and prefix-free (tests/unit/test_tags.py).
 PREFIX_TAGS: Final = {
@@ -70,6 +82,10 @@ PREFIX_TAGS: Final = {
     "DEMO_KEY": DEMO_KEY,
     "BUNDLE": BUNDLE,
     "FINGERPRINT": FINGERPRINT,
+    "PARTIES_SECRET": PARTIES_SECRET,
+    "PARTY_SALT": PARTY_SALT,
+    "PARTY_POSITIONS": PARTY_POSITIONS,
+    "PARTY_LEAF": PARTY_LEAF,
 }
 
 # --- record magics: the first bytes of a stored record, naming its format -------------------
@@ -90,3 +106,6 @@ LEAF_UNRECORDED: Final = b"\x02"
 # cancelled), appended after the block's transaction results (ADR 0014): never a
 # transaction's own result, so a receipt of the one can never be read as the other.
 LEAF_EVENT: Final = b"\x03"
+# The root of the block's party index (ADR 0025), the last leaf of every results tree:
+# never a result, so no receipt of a transaction or an event can be read as it.
+LEAF_PARTIES: Final = b"\x04"

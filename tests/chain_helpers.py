@@ -10,7 +10,7 @@ from node.genesis import DemoNetwork
 from node.merkle import EMPTY_ROOT, MerkleTree
 from node.runtime._metrics import Metrics
 from node.runtime._node import Node
-from node.settlement import BlockContext, BlockOutcome, apply_block, result_leaf
+from node.settlement import BlockContext, BlockOutcome, apply_block, results_leaves
 from node.store import MemoryStore
 
 
@@ -67,7 +67,7 @@ class Chain:
         nxt = self.store.block(height + 1)
         assert nxt is not None
         # The attacker's best leaf is the recorded form: that is what verifiers check.
-        leaves = [result_leaf(r) for r in outcome.results]
+        leaves = results_leaves(outcome.results, outcome.parties)
         sb = self.store.block(height)
         assert sb is not None
         return Receipt(

@@ -26,6 +26,7 @@ the PENDING state of an id (an id is a hash and says nothing of its body).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
@@ -50,6 +51,7 @@ from node.access import (
 from node.config import (
     BLOCK_STREAMS_MAX,
     BLOCK_STREAMS_PER_CONNECTION_MAX,
+    FILTERED_PROOF_WAIT_MS,
     HEALTH_WATCHES_MAX,
     HEALTH_WATCHES_PER_CONNECTION_MAX,
     REFLECTION_STREAMS_MAX,
@@ -177,10 +179,14 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
 
 def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
     """Block ``b`` as a non-observer sees it: header and certificate, and only the
-    transactions naming ``caller``, each with its receipt (Merkle path to the header)."""
+    transactions naming ``caller`` and the public ones, each with its receipt (Merkle path
+    to the header), as the block's party index holds them (ADR 0025), with the proof that
+    they are all (once block ``b.height + 1`` is committed)."""
     header = node.block_parts(b)[0]
-    mine = [i for i, readers in enumerate(node.block_readers(b)) if readers.admit(caller)]
-    receipts = [node.block_receipt(b, i) for i in mine]
+    shown = node.block_parties(b).positions(caller.participant)
+    receipts = [node.block_receipt(b, i) for i in shown]
+    proof = node.parties_proof(b, caller.participant)
+    party_proof, root_proof = (b"", None) if proof is None else (proof[0], proof[1].to_pb())
     return pb.BlockInfo(
         height=b.height,
         block_hash=b.block_hash,
@@ -191,6 +197,8 @@ def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInf
         filtered=True,
         header=header,
         receipts=[r.to_pb() for r in receipts],
+        party_proof=party_proof,
+        parties_root_proof=root_proof,
     )
 
 
@@ -442,6 +450,8 @@ class LedgerService(pb_grpc.LedgerServicer):
         if wait_ms:  # before the store is read: a refusal costs next to nothing
             self._metrics.block_reads_over_budget.labels(call="GetBlock").inc()
             await _refused(context, self._over_budget(caller, wait_ms))
+        if not caller.observer:
+            await self._proof_committed(request.height)
         with self._reads.charged(caller.participant):
             block = self._node.store.block(request.height)
             if block is not None:
@@ -462,6 +472,27 @@ class LedgerService(pb_grpc.LedgerServicer):
             metadata=(("limit", "block reads per participant"),),
         )
 
+    async def _proof_committed(self, height: int) -> None:
+        """Wait, at most FILTERED_PROOF_WAIT_MS, while block ``height`` is the head and has
+        transactions: the next block certifies the proof a filtered read of it carries."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FILTERED_PROOF_WAIT_MS / 1000
+        while height == self._node.store.head().height and self._proven_head() < height:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._node.head_changed(), left)
+
+    def _proven_head(self) -> int:
+        """The highest block a filtered read can prove complete: the head, unless it has
+        transactions (their party index is certified by the block after it, ADR 0025)."""
+        store = self._node.store
+        head = store.head().height
+        block = store.block(head) if head else None
+        has_txs = block is not None and any(not r.event for r in block.results)
+        return head - 1 if has_txs else head
+
     def _block_for(self, block: StoredBlock, caller: Caller) -> pb.BlockInfo:
         return block_pb(block) if caller.observer else filtered_block_pb(self._node, block, caller)
 
@@ -473,10 +504,15 @@ class LedgerService(pb_grpc.LedgerServicer):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
             while True:
-                while next_height <= store.head().height:
+                # A filtered block goes once its proof is certified (ADR 0025): one block
+                # behind the head while the head has transactions.
+                top = store.head().height if caller.observer else self._proven_head()
+                if next_height > top:
+                    await self._node.head_changed()
+                    continue
+                while next_height <= top:
                     yield await self._paced_block(next_height, caller)
                     next_height += 1
-                await self._node.head_changed()
 
     async def _paced_block(self, height: int, caller: Caller) -> pb.BlockInfo:
         """Block ``height`` for a stream, read once the caller's read budget allows. Over

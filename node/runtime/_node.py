@@ -37,11 +37,9 @@ from itertools import zip_longest
 from typing import Any, Literal, TypeVar
 
 from node import codec, crypto
-from node.access import TxReaders, tx_readers
 from node.config import (
     ADMISSION_EXPIRY_TOLERANCE_MS,
     ADMISSION_QUEUE_MAX_MS,
-    BLOCK_READERS_CACHED_MAX,
     COMMIT_RELAY_FACTOR,
     INTAKE_TXS_MAX,
     MEMPOOL_TXS_MAX,
@@ -78,7 +76,7 @@ from node.receipt import EventProof, Receipt, ResultProof
 from node.runtime._admission import Admission
 from node.runtime._logs import event, logging_at
 from node.runtime._metrics import CONSENSUS_STEPS, FAIL_REASONS, Metrics
-from node.runtime._source import StoreSource, _decode_stored
+from node.runtime._source import StoreSource, _decode_stored, party_index
 from node.runtime._timeline import Step, Timeline
 from node.runtime._velocity import VelocityWatch
 from node.settlement import (
@@ -87,6 +85,7 @@ from node.settlement import (
     DecodeError,
     DvP,
     Genesis,
+    PartyIndex,
     PendingDvP,
     Registry,
     ResultCode,
@@ -98,7 +97,7 @@ from node.settlement import (
     outcome,
     pending_count,
     precheck,
-    result_leaf,
+    results_leaves,
 )
 from node.store import Storage, StorageError, StoredBlock
 
@@ -138,6 +137,7 @@ class _BlockTrees:
     block: Block
     txs: MerkleTree
     results: MerkleTree
+    parties: PartyIndex
 
 
 SendFrame = Callable[[int, bytes], None]
@@ -210,9 +210,9 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._trees_cache: OrderedDict[int, _BlockTrees] = OrderedDict()
+        # Party indexes execution built (ADR 0025), until the block's trees take them.
+        self._parties_kept: OrderedDict[int, PartyIndex] = OrderedDict()
         self.trees_built = 0  # blocks' Merkle trees built (cache misses): what a read rebuilt
-        # height -> (participants governance had added, each transaction's readers)
-        self._readers_cache: OrderedDict[int, tuple[int, tuple[TxReaders, ...]]] = OrderedDict()
         self._waiter_count = 0
         self._pending: OrderedDict[bytes, float] = OrderedDict()  # tx id -> accepted at
         self._last_probe_ms: dict[int, int] = {}
@@ -511,34 +511,30 @@ class Node:
             result_proof=None,
         )
 
+    def block_parties(self, sb: StoredBlock) -> PartyIndex:
+        """Committed block ``sb``'s party index (ADR 0025): which positions each party
+        is shown, built by execution or once again for all the block's readers."""
+        return self._trees(sb.height, sb).parties
+
+    def parties_proof(self, sb: StoredBlock, party: str) -> tuple[bytes, ResultProof] | None:
+        """The proof that a party-filtered read of ``sb`` shows ``party`` all its
+        positions: its party proof, and the path of the index's root (the results tree's
+        last leaf) to the results root block ``sb.height + 1`` certifies. None while that
+        block is not committed, or when ``sb`` has no transactions (nothing to hide)."""
+        trees = self._trees(sb.height, sb)
+        after = self.store.block(sb.height + 1)
+        if after is None or not trees.block.txs:
+            return None
+        header = _decode_stored(after.block_bytes, after.certificate)[0].header
+        size = trees.results.size
+        root_proof = ResultProof(header, after.certificate, trees.results.path(size - 1), size)
+        return trees.parties.proof(party).encode(), root_proof
+
     def block_parts(self, sb: StoredBlock) -> tuple[bytes, tuple[bytes, ...]]:
         """Committed block ``sb``'s canonical header and signed transactions (decoded once
         for all its readers, cached)."""
         block = self._trees(sb.height, sb).block
         return block.header, block.txs
-
-    def block_readers(self, sb: StoredBlock) -> tuple[TxReaders, ...]:
-        """Who may read each transaction of committed block ``sb``, by position: worked out
-        once for every party-filtered read of the block (GetBlock, each block stream), in
-        a bounded LRU. A body's parties are the participant ids it names, so the entry is
-        worked out again once governance has added a participant (one the body names may
-        be one only now); participants are never removed."""
-        reg = self.registry()
-        added = reg.added()[0]
-        cached = self._readers_cache.get(sb.height)
-        if cached is not None and cached[0] == added:
-            self._readers_cache.move_to_end(sb.height)
-            return cached[1]
-        shared: dict[TxReaders, TxReaders] = {}  # one object per distinct party set
-        readers = tuple(
-            shared.setdefault(r, r)
-            for r in (tx_readers(raw, reg) for raw in self.block_parts(sb)[1])
-        )
-        self._readers_cache[sb.height] = (added, readers)
-        self._readers_cache.move_to_end(sb.height)
-        if len(self._readers_cache) > BLOCK_READERS_CACHED_MAX:
-            self._readers_cache.popitem(last=False)
-        return readers
 
     def trees_kept(self, height: int) -> bool:
         """Whether block ``height``'s Merkle trees are kept: a receipt from it rebuilds
@@ -553,9 +549,11 @@ class Node:
             return cached
         self.trees_built += 1
         block, _ = _decode_stored(sb.block_bytes, sb.certificate)
-        trees = _BlockTrees(
-            block, MerkleTree(block.txs), MerkleTree([result_leaf(r) for r in sb.results])
-        )
+        parties = self._parties_kept.pop(height, None)
+        if parties is None:  # an older block, or one executed before a restart
+            parties = party_index(self.store, sb, block.txs)
+        results = MerkleTree(results_leaves(sb.results, parties))
+        trees = _BlockTrees(block, MerkleTree(block.txs), results, parties)
         self._trees_cache[height] = trees
         if len(self._trees_cache) > _TREES_CACHED_MAX:
             self._trees_cache.popitem(last=False)
@@ -656,6 +654,9 @@ class Node:
         self.store.commit_block(
             block.hash, encode_block(block), encode_qc(cert), ctx, outcome, intake_done=done
         )
+        self._parties_kept[block.height] = outcome.parties
+        if len(self._parties_kept) > _TREES_CACHED_MAX:
+            self._parties_kept.popitem(last=False)
         self.load.committed(len(block.txs), len(self.replica.mempool), self._clock())
         self.timeline.mark(block.height, Step.APPLIED)
         self._step_metrics(block.height)
@@ -814,11 +815,11 @@ class _Marks(Observer):
 
 
 def _leaf_count(trees: _BlockTrees) -> int:
-    """A result proof's tree size: 0 (the header's tx count) unless the block has pending-
-    settlement events after its transactions (ADR 0014), so receipts of event-free blocks
-    stay byte for byte what verifiers before events accept."""
+    """A result proof's tree size: 0 (the header's tx count plus the party index's root,
+    ADR 0025) unless the block has pending-settlement events after its transactions
+    (ADR 0014), so receipts of event-free blocks stay short."""
     size = trees.results.size
-    return 0 if size == len(trees.block.txs) else size
+    return 0 if size == len(trees.block.txs) + 1 else size
 
 
 def _is_trade(raw: bytes) -> bool:

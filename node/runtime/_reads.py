@@ -1,8 +1,8 @@
 """What one participant's block reads may cost the node: a token bucket per participant.
 
 A block read runs on the node's event loop, which consensus shares. A party-filtered read
-of a block whose readers are not cached (node/runtime/_node.py ``block_readers``) decodes
-every body of the block to work out who may read each transaction: 37 ms for 1,499 DvPs.
+of a block whose party index is not kept (node/runtime/_node.py ``block_parties``, ADR
+0025) decodes every body of the block to work it out again: 37 ms for 1,499 DvPs.
 Reading old, distinct blocks misses that cache every time, so without a bound one
 authenticated participant calling GetBlock in a loop holds the loop most of the time.
 

@@ -7,10 +7,31 @@ from functools import lru_cache
 from node.core import Block, BlockHeader, QuorumCert, decode_block, decode_block_header, decode_qc
 from node.invariant import InvariantError
 from node.merkle import EMPTY_ROOT
-from node.settlement import DecodeError, SignedTx, results_root, tx_id
-from node.store import Storage
+from node.settlement import (
+    DecodeError,
+    PartyIndex,
+    Registry,
+    SignedTx,
+    raw_names,
+    results_root,
+    tx_id,
+)
+from node.store import Storage, StoredBlock
 
-__all__ = ["StoreSource"]
+__all__ = ["StoreSource", "party_index"]
+
+
+def party_index(store: Storage, sb: StoredBlock, txs: tuple[bytes, ...]) -> PartyIndex:
+    """Committed block ``sb``'s party index (ADR 0025), worked out again from its
+    transactions (``txs``, decoded once each), its results' ids and the participants
+    registered after it: what its execution built, so its root is the one the next
+    header certifies (a node that built another would have halted at that header)."""
+    if not txs:
+        return PartyIndex((), (), ())
+    keys = Registry.of(store).participants_at(sb.height)
+    return PartyIndex(
+        [raw_names(raw) for raw in txs], keys, [r.tx_id for r in sb.results[: len(txs)]]
+    )
 
 
 class StoreSource:
@@ -26,7 +47,8 @@ class StoreSource:
         sb = self.store.block(head.height)
         if sb is None:
             raise InvariantError(f"storage reports head {head.height} but cannot return it")
-        return head.state_root, results_root(sb.results)
+        txs = _decode_stored(sb.block_bytes, sb.certificate)[0].txs
+        return head.state_root, results_root(sb.results, party_index(self.store, sb, txs))
 
     def committed_height(self) -> int:
         return self.store.head().height

@@ -26,6 +26,11 @@ duplicate copy can never be proven as the outcome of the id it carries.
 State root: ``H(tag, previous root, height, time, H(results), H(sorted writes))``, a hash
 chain over every state change (docs/adr/0002-state-root.md). Two nodes with the same
 history compute the same root; any divergence in execution shows up at the next block.
+
+Party index (docs/adr/0025-party-index.md, ``_parties``): after the block, execution
+works out which positions name each participant registered after it, and the root of
+that index is the results tree's last leaf, so the next header certifies it with the
+results: a party-filtered read then proves it left none of the caller's out.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from node.settlement import _freeze, _gov, _lock, _margin, _pending, _price, _re
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
+from node.settlement._parties import PartyIndex, tx_names, tx_public
 from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, StateView, TxRecord
@@ -100,6 +106,7 @@ __all__ = [
     "genesis_state_root",
     "precheck",
     "result_leaf",
+    "results_leaves",
     "results_root",
 ]
 
@@ -142,9 +149,15 @@ def result_leaf(result: TxResult) -> bytes:
     return Writer().raw(tag).fixed(result.tx_id, crypto.HASH_LEN).u16(result.code).finish()
 
 
-def results_root(results: Sequence[TxResult]) -> bytes:
-    """The Merkle root of a block's results in position order; the next header holds it."""
-    return merkle.root([result_leaf(r) for r in results])
+def results_leaves(results: Sequence[TxResult], parties: PartyIndex) -> list[bytes]:
+    """The leaves of a block's results tree: each result in position order, then the
+    size and root of its party index (ADR 0025)."""
+    return [*(result_leaf(r) for r in results), parties.leaf]
+
+
+def results_root(results: Sequence[TxResult], parties: PartyIndex) -> bytes:
+    """The Merkle root of a block's results tree; the next header holds it."""
+    return merkle.root(results_leaves(results, parties))
 
 
 @dataclass(frozen=True)
@@ -156,10 +169,11 @@ class BlockOutcome:
     recorded: tuple[tuple[bytes, TxRecord], ...]  # ids recorded by this block
     state_root: bytes
     records: dict[bytes, bytes | None]  # state records written (ADR 0013); None: deleted
+    parties: PartyIndex  # who each position names (ADR 0025)
 
     @property
     def results_root(self) -> bytes:
-        return results_root(self.results)
+        return results_root(self.results, self.parties)
 
 
 def genesis_state_root(genesis: Genesis) -> bytes:
@@ -185,12 +199,16 @@ def apply_block(
     overlay = Overlay(view)
     reg = overlay.registry  # reads see the block's own governance writes (ADR 0016)
     results: list[TxResult] = []
+    named: list[tuple[frozenset[str], bool]] = []
     for position, raw in enumerate(txs):
-        tid, code, authentic = _apply_one(reg, overlay, raw, ctx, verify, position=position)
+        tid, code, authentic, tx = _apply_one(reg, overlay, raw, ctx, verify, position=position)
         recorded = authentic and not overlay.seen(tid)
         if recorded:
             overlay.recorded[tid] = TxRecord(ctx.height, position, code)
         results.append(TxResult(tid, code, recorded))
+        named.append(_NOBODY if tx is None else (tx_names(tx), tx_public(tx)))
+    reg.record_added(ctx.height)  # before the index: the keys are the registry after it
+    parties = PartyIndex(named, reg.participant_ids, [r.tx_id for r in results])
     # After the block's own transactions: pending instructions, in (height, position) order.
     events = _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results))
     _repo.after_recycle(overlay, events, ctx.time_ms)  # a repo's close settled or defaulted
@@ -205,7 +223,11 @@ def apply_block(
         recorded=tuple(overlay.recorded.items()),
         state_root=root,
         records=overlay.records_written,
+        parties=parties,
     )
+
+
+_NOBODY: tuple[frozenset[str], bool] = (frozenset(), False)  # an undecodable body
 
 
 def _state_root(prev: bytes, ctx: BlockContext, results: list[TxResult], overlay: Overlay) -> bytes:
@@ -240,16 +262,16 @@ def _apply_one(
     verify: Verify,
     *,
     position: int,
-) -> tuple[bytes, ResultCode, bool]:
-    """(tx id, result code, whether the signatures verified)."""
+) -> tuple[bytes, ResultCode, bool, Transaction | None]:
+    """(tx id, result code, whether the signatures verified, the body if it decoded)."""
     tid, code, tx = _check(reg, raw, verify)
     if tx is None or code is not ResultCode.OK:
-        return tid, code, code not in _UNAUTHENTICATED
+        return tid, code, code not in _UNAUTHENTICATED, tx
     if ctx.time_ms > tx.expiry_ms:
-        return tid, ResultCode.EXPIRED, True
+        return tid, ResultCode.EXPIRED, True, tx
     if overlay.seen(tid):
-        return tid, ResultCode.DUPLICATE, True
-    return tid, _execute(reg, overlay, tx, ctx, (tid, position)), True
+        return tid, ResultCode.DUPLICATE, True, tx
+    return tid, _execute(reg, overlay, tx, ctx, (tid, position)), True, tx
 
 
 _UNAUTHENTICATED = frozenset({ResultCode.MALFORMED, ResultCode.BAD_SIGNATURE})

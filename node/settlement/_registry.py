@@ -21,6 +21,9 @@ Records (a ``RecordKind`` byte, then ids NUL-padded to ``ID_BYTES_MAX``):
   ``SetMaxSupply`` of that instrument, against which the next one must be newer.
 - ``ADDED`` (no fields) -> ``u32 participants added | u32 instruments added``: so a limit
   check never scans (the counts are at most PARTICIPANTS_MAX and INSTRUMENTS_MAX).
+- ``PARTICIPANT_SINCE | id`` -> ``u64 height``: the block that added the participant
+  (written by ``apply_block`` through ``record_added``), so the participants registered
+  after any block are known at the head: the keys of that block's party index (ADR 0025).
 
 Cost: a registry caches what it read, so a block reads each id's record at most once
 (one point read, a miss in the common case); the hot DvP path then pays a dict lookup.
@@ -56,6 +59,7 @@ _PARTICIPANT = bytes([RecordKind.PARTICIPANT])
 _INSTRUMENT = bytes([RecordKind.INSTRUMENT])
 _ATTESTATION = bytes([RecordKind.SUPPLY_ATTESTATION])
 _ADDED_KEY = bytes([RecordKind.ADDED])
+_SINCE = bytes([RecordKind.PARTICIPANT_SINCE])
 
 
 class Records(Protocol):
@@ -139,6 +143,7 @@ class Registry:
     __slots__ = (
         "_ids",
         "_instruments",
+        "_new",
         "_participants",
         "_schedules",
         "genesis",
@@ -154,6 +159,7 @@ class Registry:
         self._instruments: dict[str, Instrument | None] = {}
         self._schedules: dict[str, tuple[int, ...] | None] = {}
         self._ids: tuple[str, ...] | None = None
+        self._new: list[str] = []  # participants this registry added (one block's)
         self.participant_by_id: Mapping[str, Participant] = _Lookup(
             self.participant, lambda: self.participant_ids, self._participants
         )
@@ -269,6 +275,15 @@ class Registry:
             self._ids = tuple(sorted({*self.genesis.participant_by_id, *added}))
         return self._ids
 
+    def participants_at(self, height: int) -> tuple[str, ...]:
+        """The participant ids registered after block ``height`` (sorted): those of now,
+        less those a later block added (participants are never removed)."""
+        ids = self.participant_ids
+        if not self.added()[0]:
+            return ids
+        since = {_id_of(k): Reader(v).u64() for k, v in self.source.records(_SINCE)}
+        return tuple(p for p in ids if since.get(p, 0) <= height)
+
     def _instrument_ids(self) -> tuple[str, ...]:
         """Genesis order, then those governance added in id order."""
         known = self.genesis.instrument_by_id
@@ -308,6 +323,14 @@ class Registry:
         if new:
             self._count_added(1, 0)
             self._ids = None
+            self._new.append(p.id)
+
+    def record_added(self, height: int) -> None:
+        """Note block ``height`` as where the participants this registry added were added
+        (execution, once per block; no write when it added none)."""
+        for pid in self._new:
+            self._writable().put_record(_SINCE + _pad(pid), Writer().u64(height).finish())
+        self._new.clear()
 
     def put_instrument(self, inst: Instrument, *, new: bool) -> None:
         w = self._writable()

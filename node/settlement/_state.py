@@ -49,6 +49,7 @@ class RecordKind(IntEnum):
     INSTRUMENT = 49
     SUPPLY_ATTESTATION = 50
     ADDED = 51
+    PARTICIPANT_SINCE = 52  # the block that added a participant (ADR 0025)
     # reserve: attestations (node/settlement/_reserve.py)
     CUSTODY = 64
     RESERVES = 65

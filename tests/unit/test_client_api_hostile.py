@@ -1,15 +1,17 @@
 """Adversarial review of the client port (node/runtime/_api.py, _handlers.py, _access.py)
 against a hostile authenticated client, and of the SDK's unary calls (client/_async.py)
 against a hostile node, by an adversarial review (session 14). Each defect it found is
-pinned here: fixed and guarded by a known mutant, except one left as a strict xfail (a
-filtered block cannot prove it left nothing out: a protocol change). Every test drives the real code
-in-process: the gate, the servicer's methods with a stand-in context, a real ``Node`` on
-the test's loop, or the real ``AsyncLedgerClient`` with stand-in stubs. No cluster.
+pinned here and fixed, each guarded by a known mutant; the last one (a filtered block
+could not prove it left nothing out) by a protocol change, ADR 0025. Every test drives
+the real code in-process: the gate, the servicer's methods with a stand-in context, a
+real ``Node`` on the test's loop, a chain of real blocks (``tests.chain_helpers``), or
+the real ``AsyncLedgerClient`` with stand-in stubs. No cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -28,23 +30,40 @@ from client import (
     FinalityTimeoutError,
     LedgerError,
     ParticipantKey,
+    ResultCode,
     Transactions,
+    UnavailableError,
 )
-from node import access, crypto
+from node import crypto
 from node.access import Caller, signed_metadata
 from node.config import (
     HEALTH_WATCHES_PER_CONNECTION_MAX,
     REFLECTION_STREAMS_PER_CONNECTION_MAX,
 )
+from node.core import Block
 from node.genesis import DemoNetwork, demo_genesis
+from node.merkle import MerkleTree
 from node.runtime import Metrics, Node
 from node.runtime._access import Gate, GateFullError
 from node.runtime._api import HealthService, LedgerService, ReflectionService, filtered_block_pb
 from node.runtime._handlers import add_service
 from node.runtime._server import new_client_server
-from node.settlement import BlockContext, Registry, apply_block, precheck
+from node.settlement import (
+    BlockContext,
+    PartyIndex,
+    Registry,
+    _parties,
+    apply_block,
+    decode_party_proof,
+    precheck,
+    results_leaves,
+    results_root,
+)
 from node.store import MemoryStore
 from node.wire import ledger_pb2 as pb
+from tests.chain_helpers import Chain
+from tests.gov_helpers import add_participant, new_key
+from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.repo_helpers import RepoTx
 
@@ -231,21 +250,27 @@ async def test_reading_a_block_again_does_not_decode_its_transactions_again(
     sender one Ed25519 signature (~50 us). Found by the review: every such read decoded
     every body of the block twice (1,499 DvPs: 50 ms a read against 2.2 ms for an
     observer), so ~20 GetBlock/s from one client held the node's loop (which consensus
-    shares). Guarded: the readers of a committed block's transactions are worked out
-    once per cached block (node/runtime/_node.py ``block_readers``), decoding each body
-    once, and every later read of the block, by any caller or stream, reuses them."""
+    shares). Guarded: what a filtered read shows is the block's party index (ADR 0025),
+    which execution built and the node keeps with the block's Merkle trees: the first
+    read of a block executed here decodes no body; an older one's index is worked out
+    once, decoding each body once, and every later read of the block, by any caller or
+    stream, reuses it."""
     node, big = await _node_with_a_full_block(solo, 300)
     decodes = 0
-    real = access.decode_body
+    real = _parties.decode_body
 
     def counting(body: bytes) -> Any:
         nonlocal decodes
         decodes += 1
         return real(body)
 
-    monkeypatch.setattr(access, "decode_body", counting)
+    monkeypatch.setattr(_parties, "decode_body", counting)
     caller = Caller("BANK05", observer=False)
     try:
+        assert not node.trees_kept(big.height)  # never read: its index is execution's
+        first = filtered_block_pb(node, big, caller)
+        assert first.filtered and decodes == 0
+        node._trees_cache.clear()  # as if read long after: worked out again
         first = filtered_block_pb(node, big, caller)
         # control: the first read works it out, one decode per transaction
         assert first.filtered and decodes == len(node.block_parts(big)[1]) > 200
@@ -257,24 +282,27 @@ async def test_reading_a_block_again_does_not_decode_its_transactions_again(
         node.close()
 
 
-async def test_a_blocks_readers_are_worked_out_again_once_a_participant_is_added(
-    solo: DemoNetwork, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A body's parties are the participant ids it names, judged by the registry at the
-    head (node/access.py ``tx_parties``); governance adds participants and never removes
-    one, so a block's cached readers hold until the next one is added: then an older body
-    may name a participant it did not before, and the readers are worked out again."""
-    node, big = await _node_with_a_full_block(solo, 20)
-    try:
-        first = node.block_readers(big)
-        assert node.block_readers(big) is first  # control: cached
-        monkeypatch.setattr(Registry, "added", lambda self: (1, 0))  # one participant added
-        again = node.block_readers(big)
-        assert again is not first and again == first
-        assert node.block_readers(big) is again
-    finally:
-        node.stop()
-        node.close()
+def test_an_older_blocks_party_index_is_worked_out_with_the_participants_of_its_height() -> None:
+    """A block's party index has a leaf for each participant registered after the block
+    (ADR 0025); governance adds participants later (never removes one). Block 1 names
+    BANK99 (a transfer to it, refused: not a participant yet), block 2 adds BANK99, and a
+    node that did not execute block 1 (restarted: the index is not kept) works block 1's
+    index out again: with the participants of height 1 (``PARTICIPANT_SINCE``), so its
+    root is the one block 2 certifies, and BANK99, added after, is proven to have no leaf
+    and is shown none of block 1."""
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([txf.signed(txf.dvp()), txf.signed(txf.transfer("BANK01", "BANK99"))])
+    chain.commit([gov_signed(pinned, add_participant(txf, "BANK99"))])
+    chain.commit([])
+    assert chain.outcomes[2].results[0].code is ResultCode.OK
+    node, block1 = chain.node(), chain.store.block(1)
+    assert block1 is not None
+    for who, shown in (("BANK01", (0, 1)), ("BANK99", ())):
+        info = filtered_block_pb(node, block1, Caller(who, observer=False))
+        assert tuple(r.position for r in info.results) == shown
+        c = _sdk(pinned, certs, who)
+        assert tuple(t.position for t in c._block_view(info).transactions) == shown
 
 
 # --- 5. SDK unary calls: one hostile node's unproven word ends a submit -------------------
@@ -515,29 +543,35 @@ async def test_calls_parked_before_their_request_are_capped_by_the_client_port()
 # --- 7. a filtered block may leave out the caller's own trades, undetected -----------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a party-filtered block proves each receipt it carries, not that it "
-    "carries all of the caller's transactions; a hostile node drops some or all and "
-    "block() / blocks() / events(account) report the block without them",
-)
+def _sdk(net: DemoNetwork, certs: bytes, who: str) -> AsyncLedgerClient:
+    """A client calling as ``who`` (its key from the demo network, or the one governance
+    tests add it with), reaching no node."""
+    key = ParticipantKey(who, net.participant_keys.get(who) or new_key(who))
+    return AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis, identity=key
+    )
+
+
 async def test_a_filtered_block_that_hides_the_callers_trades_is_not_accepted(
     solo: DemoNetwork,
 ) -> None:
     """Scenario: BANK01 (not an observer) follows its trades with ``events("BANK01")``
-    or reconciles with ``block(h)`` through a hostile validator. The node answers the
-    real header and commit certificate with ``filtered=True`` and leaves BANK01's
+    or reconciles with ``block(h)`` through a hostile validator. The node answers the real
+    header and commit certificate with ``filtered=True`` and leaves BANK01's
     receipts out (all of them here; or only the ones it wants hidden). Every check of
-    ``_filtered_view`` passes: the header's hash, the certificate, each receipt that is
-    there. The bank's back office sees no trade at that height and does not reconcile
-    it. Nothing in the header commits to which positions name BANK01, so the SDK cannot
-    tell; a fix needs the node to prove completeness (e.g. a per-block commitment to each
-    participant's positions, or every transaction's parties proven absent), or the SDK
-    to ask f+1 nodes and take the union. Theoretical against one honest node; real
-    against a hostile one."""
+    ``_filtered_view`` passed: the header's hash, the certificate, each receipt that is
+    there. The bank's back office saw no trade at that height and did not reconcile
+    it: nothing certified committed to which positions name BANK01. Fixed (ADR 0025):
+    execution commits each block's party index (per participant, its positions) as the
+    last leaf of the block's results tree, which the next header certifies; a filtered
+    block carries the caller's leaf with its proof, and the SDK refuses one whose
+    receipts are not exactly the positions proven."""
     pinned, certs = pinned_tls(solo)
     node, big = await _node_with_a_full_block(pinned, 20)
     try:
+        async with asyncio.timeout(30):  # the next block certifies the proof
+            while node.store.head().height <= big.height:
+                await node.head_changed()
         honest = filtered_block_pb(node, big, Caller("BANK01", observer=False))
         hidden = pb.BlockInfo()
         hidden.CopyFrom(honest)
@@ -547,15 +581,272 @@ async def test_a_filtered_block_that_hides_the_callers_trades_is_not_accepted(
         node.stop()
         node.close()
     answers = [honest, hidden]
-    stub = _Stub(lambda method, req: answers.pop(0))
-    c = AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=pinned.genesis
-    )
+    stub = _Stub(lambda method, req: answers.pop(0) if len(answers) > 1 else answers[0])
+    c = _sdk(pinned, certs, "BANK01")
     c._stub = lambda i: stub  # type: ignore[method-assign]
     try:
         shown = await c.block(big.height)  # control: the honest answer lists them all
         assert shown.filtered and len(shown.transactions) == len(big.results) > 10
-        with pytest.raises(BadResponseError):
-            await c.block(big.height)
+        with pytest.raises(BadResponseError, match="party index commits to"):
+            c._block_view(hidden)
+        with pytest.raises(UnavailableError, match="party index commits to"):
+            await c.block(big.height)  # the node's answer is refused, every time
     finally:
         await c.aclose()
+
+
+@pytest.fixture(scope="module")
+def traded() -> tuple[DemoNetwork, bytes, Chain]:
+    """Block 1: three DvPs BANK01/BANK02 (positions 0, 2, 4), a transfer BANK03 ->
+    BANK04 (1), a DvP BANK02/BANK03 (3); block 2, empty, certifies block 1's results and
+    its party index."""
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit(
+        [
+            txf.signed(txf.dvp()),
+            txf.signed(txf.transfer("BANK03", "BANK04")),
+            txf.signed(txf.dvp()),
+            txf.signed(txf.dvp("BANK02", "BANK03")),
+            txf.signed(txf.dvp()),
+        ]
+    )
+    chain.commit([])
+    return pinned, certs, chain
+
+
+def _filtered(traded: tuple[DemoNetwork, bytes, Chain], who: str) -> pb.BlockInfo:
+    chain = traded[2]
+    block = chain.store.block(1)
+    assert block is not None
+    return filtered_block_pb(chain.node(), block, Caller(who, observer=False))
+
+
+def _without(info: pb.BlockInfo, position: int) -> pb.BlockInfo:
+    out = pb.BlockInfo()
+    out.CopyFrom(info)
+    keep = [i for i, r in enumerate(info.results) if r.position != position]
+    del out.results[:], out.receipts[:]
+    out.results.extend(info.results[i] for i in keep)
+    out.receipts.extend(info.receipts[i] for i in keep)
+    return out
+
+
+async def test_a_filtered_block_that_hides_one_of_the_callers_trades_is_refused(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """The hostile node drops only the trade it wants hidden (BANK01's second DvP, position
+    2), keeping the others and the honest proof: refused, the proof names position 2."""
+    pinned, certs, _ = traded
+    honest = _filtered(traded, "BANK01")
+    c = _sdk(pinned, certs, "BANK01")
+    try:
+        view = c._block_view(honest)  # control
+        assert [t.position for t in view.transactions] == [0, 2, 4]
+        with pytest.raises(BadResponseError, match=r"positions \[0, 4\], not the ones"):
+            c._block_view(_without(honest, 2))
+    finally:
+        await c.aclose()
+
+
+async def test_a_party_with_no_trade_in_the_block_is_shown_it_has_none(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """BANK05 has no trade in block 1: its answer carries its leaf, proven empty, and
+    the SDK accepts the block with no transactions. A forged "none" for BANK01 (its
+    receipts dropped and BANK05's honest proof, or BANK01's proof emptied) is refused."""
+    pinned, certs, _ = traded
+    c5, c1 = _sdk(pinned, certs, "BANK05"), _sdk(pinned, certs, "BANK01")
+    try:
+        none = _filtered(traded, "BANK05")
+        assert c5._block_view(none).transactions == ()  # control: accepted, proven empty
+        forged = _filtered(traded, "BANK01")
+        del forged.results[:], forged.receipts[:]
+        forged.party_proof = none.party_proof
+        with pytest.raises(BadResponseError, match="not 'BANK01'"):
+            c1._block_view(forged)
+        emptied = decode_party_proof(bytes(_filtered(traded, "BANK01").party_proof))
+        assert emptied.mine is not None
+        emptied = dataclasses.replace(emptied, mine=dataclasses.replace(emptied.mine, positions=()))
+        forged.party_proof = emptied.encode()
+        with pytest.raises(BadResponseError, match="does not lead"):
+            c1._block_view(forged)
+    finally:
+        await c5.aclose()
+        await c1.aclose()
+
+
+async def test_a_filtered_block_without_its_proof_or_with_a_broken_one_is_refused(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """A block with transactions and no proof (or one that does not decode, or whose
+    index root another block certifies) proves nothing left out: refused. A block with
+    no transaction needs none (block 2: the control)."""
+    pinned, certs, chain = traded
+    c = _sdk(pinned, certs, "BANK01")
+    try:
+        block2 = chain.store.block(2)
+        assert block2 is not None
+        empty = filtered_block_pb(chain.node(), block2, Caller("BANK01", observer=False))
+        assert not empty.party_proof and c._block_view(empty).transactions == ()  # control
+        honest = _filtered(traded, "BANK01")
+        bare = pb.BlockInfo()
+        bare.CopyFrom(honest)
+        bare.ClearField("party_proof")
+        with pytest.raises(BadResponseError, match="without the proof"):
+            c._block_view(bare)
+        bare.CopyFrom(honest)
+        bare.ClearField("parties_root_proof")
+        with pytest.raises(BadResponseError, match="without the proof"):
+            c._block_view(bare)
+        bare.CopyFrom(honest)
+        bare.party_proof = bytes(honest.party_proof)[:-1]
+        with pytest.raises(BadResponseError, match="does not decode"):
+            c._block_view(bare)
+        bare.CopyFrom(honest)
+        bare.parties_root_proof.path[0] = crypto.sha256(b"elsewhere")
+        with pytest.raises(BadResponseError, match="not the last leaf"):
+            c._block_view(bare)
+    finally:
+        await c.aclose()
+
+
+async def test_an_observer_is_not_handed_a_filtered_block(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """An observer (AUDITOR) reads whole blocks; a hostile node answering it a block
+    filtered for it (every other party's trades left out, its own proof honest) would
+    hide every trade from ``events("BANK01")`` run by an auditor: refused."""
+    pinned, certs, _ = traded
+    c = _sdk(pinned, certs, "AUDITOR")
+    try:
+        with pytest.raises(BadResponseError, match="observer"):
+            c._block_view(_filtered(traded, "AUDITOR"))
+    finally:
+        await c.aclose()
+
+
+async def test_a_filtered_stream_holds_the_head_until_its_proof_is_certified(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """A node's block stream and GetBlock serve a filtered block once the block after it
+    certifies its proof: one block behind the head while the head has transactions."""
+    pinned, _, _ = traded
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([txf.signed(txf.dvp())])
+    svc = LedgerService(chain.node(), {})
+    assert svc._proven_head() == 0  # block 1 has a transaction, and no successor yet
+    chain.commit([])
+    assert svc._proven_head() == 2  # block 2 has none: nothing to prove
+
+
+async def test_a_filtered_block_for_a_client_with_no_identity_is_refused(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """A node filters a block for the caller whose signed request it verified; a client
+    with no identity was filtered for by nobody, and whose positions it must hold is
+    unknown: refused."""
+    pinned, certs, _ = traded
+    c = AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=pinned.genesis
+    )
+    try:
+        with pytest.raises(BadResponseError, match="no identity"):
+            c._block_view(_filtered(traded, "BANK01"))
+    finally:
+        await c.aclose()
+
+
+def _header_after(chain: Chain, height: int, results_root: bytes) -> Block:
+    """Block ``height + 1`` as a forger would make it: the real one's fields but
+    ``results_root``."""
+    real = chain.blocks[height + 1]
+    return dataclasses.replace(real, results_root=results_root)
+
+
+async def test_a_party_index_under_a_forged_or_foreign_header_is_refused(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """The hostile node makes its own index of block 1 in which BANK01 names nothing and
+    puts its root under a header of block 2 it forged (the real certificate is for the
+    real header); or it answers with a proof from another block (block 2's own index,
+    certified by block 3, in which BANK01 has no trade, of a size that fits block 1).
+    BANK01's receipts dropped, both are refused."""
+    pinned, certs, chain = traded
+    c = _sdk(pinned, certs, "BANK01")
+    try:
+        honest = _filtered(traded, "BANK01")
+        outcome = chain.outcomes[1]
+        named = [(frozenset({"BANK03", "BANK04"}), False)] * len(chain.blocks[1].txs)
+        keys = Registry.of(chain.store).participant_ids
+        fake = PartyIndex(named, keys, [r.tx_id for r in outcome.results])
+        forged_next = _header_after(chain, 1, results_root(outcome.results, fake))
+        forged = pb.BlockInfo()
+        forged.CopyFrom(honest)
+        del forged.results[:], forged.receipts[:]
+        forged.party_proof = fake.proof("BANK01").encode()
+        forged.parties_root_proof.header = forged_next.header
+        leaves = results_leaves(outcome.results, fake)
+        del forged.parties_root_proof.path[:]
+        forged.parties_root_proof.path.extend(MerkleTree(leaves).path(len(leaves) - 1))
+        with pytest.raises(BadResponseError, match="certificate is for another block"):
+            c._block_view(forged)
+        # block 2's own proof (BANK01: no trade there), certified by block 3
+        chain3 = Chain(pinned)
+        txf = TxFactory(pinned)
+        chain3.commit([txf.signed(txf.dvp()), txf.signed(txf.dvp())])
+        # as many transactions as block 1 or more: its index fits block 1's size check
+        chain3.commit([txf.signed(txf.transfer("BANK03", "BANK04")) for _ in range(3)])
+        chain3.commit([])
+        node = chain3.node()
+        block1, block2 = chain3.store.block(1), chain3.store.block(2)
+        assert block1 is not None and block2 is not None
+        mine = filtered_block_pb(node, block1, Caller("BANK01", observer=False))
+        other = filtered_block_pb(node, block2, Caller("BANK01", observer=False))
+        assert c._block_view(mine).transactions and not other.results  # controls
+        del mine.results[:], mine.receipts[:]
+        mine.party_proof = other.party_proof
+        mine.parties_root_proof.CopyFrom(other.parties_root_proof)
+        with pytest.raises(BadResponseError, match="not block 1's child"):
+            c._block_view(mine)
+    finally:
+        await c.aclose()
+
+
+async def test_a_party_index_of_a_size_below_the_blocks_transactions_is_refused(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    pinned, certs, _ = traded
+    c = _sdk(pinned, certs, "BANK01")
+    try:
+        short = _filtered(traded, "BANK01")
+        short.parties_root_proof.leaf_count = 1
+        with pytest.raises(BadResponseError, match="claims 1 results for a block of 5"):
+            c._block_view(short)
+    finally:
+        await c.aclose()
+
+
+async def test_a_filtered_read_of_the_head_waits_for_the_block_that_proves_it(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """GetBlock(h) for a non-observer, h the head with transactions: the node waits (at
+    most FILTERED_PROOF_WAIT_MS) for block h + 1, then answers with the proof."""
+    pinned, _, _ = traded
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([txf.signed(txf.dvp())])
+    node = chain.node()
+    svc = LedgerService(node, {})
+
+    async def read() -> pb.BlockInfo:
+        Gate.enter(Caller("BANK01", observer=False))
+        return await svc.GetBlock(pb.BlockRequest(height=1), _Ctx())  # type: ignore[arg-type]
+
+    answer = asyncio.ensure_future(read())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not answer.done()  # waiting for block 2
+    chain.commit([])
+    node._head_changed.set()  # what the node's own commit does
+    info = await asyncio.wait_for(answer, 5)
+    assert info.party_proof and [r.position for r in info.results] == [0]

@@ -333,7 +333,7 @@ def test_events_are_leaves_no_transaction_result_can_be_mistaken_for(
     as_tx = TxResult(event.tx_id, event.code, recorded=True)
     assert result_leaf(event) != result_leaf(as_tx)
     leaves = [result_leaf(r) for r in out.results]
-    assert out.results_root == merkle.root(leaves) and len(leaves) == 2
+    assert out.results_root == merkle.root([*leaves, out.parties.leaf]) and len(leaves) == 2
 
 
 def test_events_are_under_the_state_root(

@@ -22,7 +22,7 @@ from client import (
 )
 from node.genesis import DemoNetwork
 from node.merkle import MerkleTree
-from node.settlement import SignedTx, TxResult, result_leaf, tx_id
+from node.settlement import SignedTx, TxResult, result_leaf, results_leaves, tx_id
 from tests.chain_helpers import Chain as _Chain
 from tests.ledger_helpers import TxFactory
 
@@ -58,7 +58,7 @@ def test_the_node_proves_a_later_settlement(
     receipt = chain.node().receipt(_id(raw))
     assert receipt is not None and receipt.code is RC.PENDING_SETTLEMENT
     ev = receipt.event_proof
-    assert ev is not None and (ev.code, ev.height, ev.index, ev.leaf_count) == (RC.OK, 2, 1, 2)
+    assert ev is not None and (ev.code, ev.height, ev.index, ev.leaf_count) == (RC.OK, 2, 1, 3)
     verify_receipt(receipt, net.genesis)
     verify_receipt(dataclasses.replace(receipt, result_proof=None), net.genesis,
                    require_result=False)  # fmt: skip
@@ -97,14 +97,14 @@ def test_an_event_cannot_be_shown_as_the_trades_own_result(
     assert receipt is not None and receipt.result_proof is not None
     block2 = chain.store.block(2)
     assert block2 is not None
-    leaves = [result_leaf(r) for r in block2.results]
+    leaves = results_leaves(block2.results, chain.outcomes[2].parties)
     forged = dataclasses.replace(
         receipt,
         code=RC.OK,
         event_proof=None,
         result_proof=ResultProof(
             chain.blocks[3].header, chain.store.block(3).certificate,  # type: ignore[union-attr]
-            MerkleTree(leaves).path(1), leaf_count=2,
+            MerkleTree(leaves).path(1), leaf_count=3,
         ),
     )  # fmt: skip
     assert result_leaf(TxResult(_id(raw), RC.OK, recorded=True)) not in leaves
@@ -130,7 +130,7 @@ def test_results_of_a_block_with_events_need_their_leaf_count(
     chain, _, delivery = settled
     receipt = chain.node().receipt(_id(delivery))
     assert receipt is not None and receipt.result_proof is not None
-    assert receipt.result_proof.leaf_count == 2
+    assert receipt.result_proof.leaf_count == 3  # a transaction, an event, the party index
     verify_receipt(receipt, chain.net.genesis)
     as_before = dataclasses.replace(
         receipt, result_proof=dataclasses.replace(receipt.result_proof, leaf_count=0)

@@ -30,6 +30,7 @@ from client import (
     Endpoint,
     InvalidReceiptError,
     NotFoundError,
+    ParticipantKey,
     Receipt,
     ResultCode,
     SignedTransaction,
@@ -145,10 +146,15 @@ def pinned() -> tuple[DemoNetwork, bytes]:
     return pinned_tls(shared_net())
 
 
-def _client(pinned: tuple[DemoNetwork, bytes], answer: Any) -> AsyncLedgerClient:
+def _client(
+    pinned: tuple[DemoNetwork, bytes], answer: Any, who: str | None = None
+) -> AsyncLedgerClient:
+    """A client of stand-in answers; calling as ``who`` (a filtered block is for a caller
+    the node identified, ADR 0025)."""
     net, certs = pinned
+    key = None if who is None else ParticipantKey(who, net.participant_keys[who])
     c = AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis, identity=key
     )
     stub = _Stub(answer)
     c._stub = lambda i: stub  # type: ignore[method-assign]
@@ -282,7 +288,7 @@ async def test_a_filtered_block_shows_each_transaction_once(
     stored = chain.store.block(1)
     assert stored is not None
     honest = filtered_block_pb(chain.node(), stored, Caller("BANK01", observer=False))
-    c = _client(pinned, None)
+    c = _client(pinned, None, "BANK01")
     try:
         view = c._block_view(honest)  # control: the honest filtered block passes
         assert view.filtered and [t.position for t in view.transactions] == [0, 1]

@@ -55,7 +55,7 @@ def test_outcome_results_root_is_the_merkle_root_of_its_leaves(
 ) -> None:
     out = apply_block(store, [txf.signed(txf.transfer())], BlockContext(1, txf.t0 + 1))
     assert isinstance(out.results_root, bytes)
-    assert out.results_root == results_root(out.results)
+    assert out.results_root == results_root(out.results, out.parties)
 
 
 def test_records_are_immutable(store: MemoryStore, txf: TxFactory) -> None:
