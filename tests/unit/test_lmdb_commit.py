@@ -6,6 +6,7 @@ transaction (one commit's syncs per block), and an LMDB failure is a StorageErro
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def test_recording_an_id_twice_is_an_invariant_error(
         _commit(disk, [raw])
         ctx = BlockContext(2, net.genesis.genesis_time_ms + 2)
         out = apply_block(MemoryStore(net.genesis), [raw], BlockContext(1, ctx.time_ms))
-        forged = type(out)(2, out.results, {}, {}, out.recorded, out.state_root, {})
+        forged = dataclasses.replace(out, height=2, balances={}, supplies={}, records={})
         with pytest.raises(InvariantError, match="recorded twice"):
             disk.commit_block(crypto.sha256(b"2"), b"b", b"c", ctx, forged)
         rec = disk.tx_record(out.results[0].tx_id)

@@ -394,7 +394,7 @@ async def test_a_filtered_block_holding_a_trade_signed_with_a_rotated_in_key_is_
     stored = chain.store.block(3)
     assert stored is not None
     honest = filtered_block_pb(chain.node(), stored, Caller("BANK01", observer=False))
-    c = _client(pinned, None)
+    c = _client(pinned, None, "BANK01")
     try:
         view = c._block_view(honest)
         assert [t.tx_id for t in view.transactions] == [current_id]
