@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.chaos import report
+from client import OverloadedError
+from devtools.chaos import checker, report
 from devtools.chaos.checker import ValidatorView, check
 from devtools.chaos.nemesis import FAULT_KINDS, FaultRecord, plan
 from devtools.chaos.proxy import Proxy, proxy_port
@@ -288,3 +289,29 @@ def test_free_port_base_also_checks_the_proxy_ports() -> None:
     # Every port below Linux's ephemeral range (32768 on), where outgoing connections of
     # other clusters on the machine could take it between this check and the bind.
     assert base >= 10_000 and base + 3000 + 26 * 26 <= 32_768
+
+
+class _Metered:
+    """A client whose node says the block-read budget is spent ``spent`` times first."""
+
+    def __init__(self, spent: int) -> None:
+        self.spent, self.calls = spent, 0
+
+    async def transaction(self, tid: bytes) -> str:
+        self.calls += 1
+        if self.calls <= self.spent:
+            raise OverloadedError("budget of block reads spent", 0.001)
+        return f"status of {tid.hex()}"
+
+
+def test_the_checker_waits_out_a_spent_block_read_budget_a_bounded_number_of_times() -> None:
+    """A receipt from an old block costs its trees (ADR 0025's party index too), and the
+    node meters each participant's block reads: the checker, asking for every trade's,
+    waits out the hint and asks again, at most ``INDEX_QUERY_TRIES`` times in all."""
+    ok = _Metered(spent=3)
+    assert asyncio.run(checker._transaction(ok, "ab")) == "status of ab"  # type: ignore[arg-type]
+    assert ok.calls == 4
+    never = _Metered(spent=checker.INDEX_QUERY_TRIES)
+    with pytest.raises(OverloadedError):
+        asyncio.run(checker._transaction(never, "ab"))  # type: ignore[arg-type]
+    assert never.calls == checker.INDEX_QUERY_TRIES
