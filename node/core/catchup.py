@@ -7,6 +7,14 @@ peer after the one asked, round-robin, when an answer does not come within
 ``CATCHUP_RETRY_MS`` or the asked peer answers with nothing. A peer's word lasts one round
 of unanswered requests to every peer, so a liar costs n - 1 small requests, once.
 
+A peer that holds none of the blocks asked for says so at once with an empty answer, and
+the next peer is asked at once: the peer that sent a certificate has often not committed
+its block itself yet (pipelined, the certificate of committed + 2 reaches a replica that
+missed the one of committed + 1 together with the leader that formed it), and waiting
+``CATCHUP_RETRY_MS`` for nothing cost a leader its view. When every peer has answered with
+nothing since the last progress, the next round waits ``CATCHUP_RETRY_MS``: empty answers
+never make a request storm.
+
 Nobody steers a request that is out: a certificate or a hello arriving meanwhile raises
 the target, not whom we ask; an answer from a peer we did not ask counts only if it moves
 us on. (A Byzantine peer re-sending a commit certificate and empty answers otherwise kept
@@ -77,6 +85,7 @@ class CatchUp:
         # Whom the next request goes to, and, while one is out, whom it went to: nothing
         # changes it then but a miss, which asks the next peer at once.
         self.peer = (me + 1) % n
+        self.resting = False  # a round of empty answers: nothing is out until the retry
 
     def retry_deadline_ms(self) -> int | None:
         return None if self.sent_ms is None else self.sent_ms + CATCHUP_RETRY_MS
@@ -101,6 +110,7 @@ class CatchUp:
 
     def _request(self, committed: int, now_ms: int) -> None:
         count = min(self.target - committed, CATCHUP_BATCH_BLOCKS_MAX)
+        self.resting = False
         if count <= 0:
             self.sent_ms = None
             return
@@ -113,10 +123,14 @@ class CatchUp:
         deadline = self.retry_deadline_ms()
         if deadline is None or now_ms < deadline:
             return
+        if self.resting:
+            self._request(committed, now_ms)  # the rest after a round is over: ask again
+            return
         self._miss(committed, now_ms)
 
-    def _miss(self, committed: int, now_ms: int) -> None:
-        """The peer asked gave nothing: ask the one after it."""
+    def _miss(self, committed: int, now_ms: int, *, answered: bool = False) -> None:
+        """The peer asked gave nothing: ask the one after it, at once, unless an empty
+        ``answered`` closes a round of misses: then at the retry deadline."""
         self.misses += 1
         if self.misses >= self.n - 1 and self.target > self.certified:
             self.target = self.certified  # a peer's unproven word lasts one round
@@ -126,17 +140,20 @@ class CatchUp:
         self.peer = (self.peer + 1) % self.n
         if self.peer == self.me:
             self.peer = (self.peer + 1) % self.n
+        if answered and self.misses % (self.n - 1) == 0:
+            self.resting, self.sent_ms = True, now_ms
+            return
         self._request(committed, now_ms)
 
     def committed(self, height: int) -> None:
         if self.target <= height:
-            self.sent_ms = None
+            self.sent_ms, self.resting = None, False
 
     def answered(self, src: int, start: int, committed: int, now_ms: int) -> None:
         """``src`` answered a request; we were at ``start`` before and are at ``committed``.
         An answer that moves nothing counts only from the peer asked (then it is a miss)."""
         moved = committed > start
-        if not moved and (self.sent_ms is None or src != self.peer):
+        if not moved and (self.sent_ms is None or self.resting or src != self.peer):
             return  # unasked, late, or a chain's end: it changes nothing
         if moved:
             self.misses = 0
@@ -144,9 +161,9 @@ class CatchUp:
             if moved:
                 self._request(committed, now_ms)
             else:
-                self._miss(committed, now_ms)
+                self._miss(committed, now_ms, answered=True)
             return
-        self.sent_ms = None
+        self.sent_ms, self.resting = None, False
         if moved:
             # An answer that moved us on: the peer may hold more (a restarted node asks on
             # the peer's word in its hello, with no certificate naming a target). Any

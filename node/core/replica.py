@@ -596,7 +596,8 @@ class Replica:
         return parent_has_txs or self.mempool.pending_beyond(skip)[0] > 0
 
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
-        """Serve committed blocks, at most the peer's catch-up budget in bytes."""
+        """Serve committed blocks, at most the peer's catch-up budget in bytes; none held:
+        say so with an empty answer, so the peer asks the next one at once (catchup.py)."""
         budget = self._bucket(self._sync_budget, src, PEER_SYNC_BYTES_PER_S, PEER_SYNC_BYTES_BURST)
         if src != self.cfg.me and not budget.available(self.now_ms):
             self._refuse(Kind.SYNC_REQUEST, Reason.OVER_SYNC_BUDGET)
@@ -606,6 +607,7 @@ class Replica:
                 self._send(src, response)
             case Reason() as reason:
                 self._refuse(Kind.SYNC_REQUEST, reason)
+                self._send(src, SyncResponse(()))
 
     def _on_sync_response(self, src: int, msg: SyncResponse) -> None:
         """Committed blocks, each checked against its commit certificate, in order."""
@@ -626,7 +628,11 @@ class Replica:
             if block.chain_id != self.cfg.chain_id:
                 self._refuse(Kind.SYNC_RESPONSE, Reason.WRONG_CHAIN)
                 return
-            self._commit(block, cert, caught_up=True)
+            # The block whose prepare certificate moved us into this view: its commit ends
+            # the commit round however it reaches us (a peer's answer can beat the leader's
+            # certificate), and the round's excess moves the progress deadline as then.
+            left = self._left_on_certificate(cert.view)
+            self._commit(block, cert, caught_up=True, commit_round=left)
             if self.halted is not None:
                 return
         self._catchup.answered(src, start, self.committed_height, self.now_ms)

@@ -1808,7 +1808,7 @@ MUTANTS += [
            tests=[_RB + "test_one_byzantine_peer_cannot_keep_a_lagging_replica_from_catching_up",
                   _RB + "test_catch_up_rotates_past_a_steering_peer_and_a_down_successor"]),
     Mutant("catchup-unasked-empty-answer-counts", "node/core/catchup.py",
-           old="if not moved and (self.sent_ms is None or src != self.peer):",
+           old="if not moved and (self.sent_ms is None or self.resting or src != self.peer):",
            new="if False:",
            breaks="every empty catch-up answer nobody asked for sends a new request: a Byzantine peer's tiny messages buy large answers from honest peers",
            tests=["tests/unit/test_core_catchup.py::test_an_empty_answer_counts_only_from_the_peer_asked"]),
@@ -2826,5 +2826,50 @@ MUTANTS += [
            new="",
            breaks="the first filtered read of every block decodes all its bodies again, though execution just built its index",
            tests=[_FB + "test_reading_a_block_again_does_not_decode_its_transactions_again"]),
+]
+# fmt: on
+
+# fmt: off
+# Session 20: a peer holding none of the blocks asked says so at once (node/core/catchup.py).
+_CU = "tests/unit/test_core_catchup.py::"
+_PIPE_HIDE = "tests/sim/test_sim.py::test_a_leader_hiding_its_commit_certificate_from_pipelining_leaders_charges_no_honest"
+MUTANTS += [
+    Mutant("not-held-left-unanswered", "node/core/replica.py",
+           old="                self._refuse(Kind.SYNC_REQUEST, reason)\n                self._send(src, SyncResponse(()))\n",
+           new="                self._refuse(Kind.SYNC_REQUEST, reason)\n",
+           breaks="a replica asked for blocks it has not committed yet stays silent: pipelined, a hidden leader waits 500 ms for nothing and loses its view",
+           tests=[_CU + "test_a_replica_holding_none_of_the_blocks_asked_says_so_at_once",
+                  _PIPE_HIDE + "[7-5-True]"]),
+    Mutant("empty-round-never-rests", "node/core/catchup.py",
+           old="        if answered and self.misses % (self.n - 1) == 0:\n",
+           new="        if False:\n",
+           breaks="peers that all hold nothing are asked again and again at network speed: a storm of requests until one commits",
+           tests=[_CU + "test_a_round_of_empty_answers_rests_until_the_retry_deadline"]),
+    Mutant("resting-takes-empty-answers", "node/core/catchup.py",
+           old="        if not moved and (self.sent_ms is None or self.resting or src != self.peer):\n",
+           new="        if not moved and (self.sent_ms is None or src != self.peer):\n",
+           breaks="an unasked empty answer during the rest starts the next round early: a Byzantine next peer cuts every rest short",
+           tests=[_CU + "test_a_round_of_empty_answers_rests_until_the_retry_deadline"]),
+    Mutant("rest-over-skips-a-peer", "node/core/catchup.py",
+           old="        if self.resting:\n            self._request(committed, now_ms)  # the rest after a round is over: ask again\n            return\n",
+           new="",
+           breaks="the end of a rest counts as one more miss: the round robin skips a peer after every rest",
+           tests=[_CU + "test_a_round_of_empty_answers_rests_until_the_retry_deadline"]),
+    Mutant("rest-outlives-progress", "node/core/catchup.py",
+           old="        self.resting = False\n        if count <= 0:\n",
+           new="        if count <= 0:\n",
+           breaks="a request sent after a rest still counts as resting: its empty answer is ignored and the next peer waits CATCHUP_RETRY_MS",
+           tests=[_CU + "test_a_round_of_empty_answers_rests_until_the_retry_deadline",
+                  _CU + "test_an_answer_that_moves_us_on_ends_a_rest"]),
+    Mutant("answer-commit-is-no-commit-round", "node/core/replica.py",
+           old="            self._commit(block, cert, caught_up=True, commit_round=left)\n",
+           new="            self._commit(block, cert, caught_up=True)\n",
+           breaks="a parent committed by a peer's answer leaves the held certificate's excess in this view: it times out early",
+           tests=[_CU + "test_a_commit_by_a_peers_answer_ends_the_commit_round_as_the_certificate_would"]),
+    Mutant("answer-commit-always-a-commit-round", "node/core/replica.py",
+           old="            left = self._left_on_certificate(cert.view)\n            self._commit(",
+           new="            left = True\n            self._commit(",
+           breaks="every caught-up block counts as a commit round: the relay's median is of catch-up times",
+           tests=[_CU + "test_a_block_caught_up_from_a_view_left_on_timeouts_is_no_commit_round"]),
 ]
 # fmt: on

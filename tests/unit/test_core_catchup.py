@@ -12,10 +12,11 @@ from node.config import (
     CATCHUP_BLOCK_CHARGE_MIN_BYTES,
     CATCHUP_RETRY_MS,
 )
-from node.core import Block, Message, Phase, SyncRequest, SyncResponse
+from node.core import Block, Message, Phase, Proposal, QCMessage, SyncRequest, SyncResponse
 from node.core.budget import Bucket
 from node.core.catchup import CatchUp, serve_sync
-from node.core.refusal import Reason
+from node.core.refusal import Kind, Reason
+from tests.unit import test_core_refusals as refusals
 from tests.unit.test_core_refusals import block, qc
 from tests.unit.test_core_replica import Disk
 
@@ -285,3 +286,81 @@ def test_an_empty_answer_counts_only_from_the_peer_asked() -> None:
     assert [dst for dst, _ in sent] == [2] and c.retry_deadline_ms() == CATCHUP_RETRY_MS
     c.answered(2, 0, 0, now_ms=20)
     assert [dst for dst, _ in sent] == [2, 3] and c.retry_deadline_ms() == 20 + CATCHUP_RETRY_MS
+
+
+# --- empty answers (session 20: pipelined, a hidden leader's request to a peer that had
+# not committed the block yet waited CATCHUP_RETRY_MS for nothing, past its own view) -----
+
+
+def test_a_replica_holding_none_of_the_blocks_asked_says_so_at_once() -> None:
+    """An empty answer, counted as ``not_held``; a request over the peer's budget stays
+    unanswered (the control: the budget is what bounds the answers)."""
+    r = refusals.replica(refusals.ME)
+    r.step(refusals.OTHER, SyncRequest(1, 4))
+    assert (refusals.OTHER, SyncResponse(())) in r.ready().to_send
+    assert r.refused[(Kind.SYNC_REQUEST, Reason.NOT_HELD)] == 1
+    while not r.refused[(Kind.SYNC_REQUEST, Reason.OVER_SYNC_BUDGET)]:
+        r.ready()
+        r.step(refusals.OTHER, SyncRequest(1, 4))
+    assert not r.ready().to_send
+
+
+def test_a_round_of_empty_answers_rests_until_the_retry_deadline() -> None:
+    """Each empty answer from the peer asked sends the request to the next peer at once;
+    when every peer has said it holds nothing, the next round waits ``CATCHUP_RETRY_MS``
+    (no storm of requests), and empty answers meanwhile change nothing."""
+    c, sent = catchup()
+    c.want(3, 9, committed=0, now_ms=0)
+    c.answered(3, 0, 0, now_ms=2)
+    c.answered(0, 0, 0, now_ms=4)
+    assert [dst for dst, _ in sent] == [3, 0, 2]  # at once, round-robin, never ME
+    c.answered(2, 0, 0, now_ms=6)  # the round is complete: a rest
+    assert len(sent) == 3 and c.retry_deadline_ms() == 6 + CATCHUP_RETRY_MS
+    c.answered(3, 0, 0, now_ms=7)  # the next peer's unasked empty answer: nothing
+    c.retry(0, 6 + CATCHUP_RETRY_MS - 1)
+    assert len(sent) == 3
+    c.retry(0, 6 + CATCHUP_RETRY_MS)
+    assert sent[3:] == [(3, SyncRequest(1, 9))] and c.target == 9
+    c.answered(3, 0, 0, now_ms=8 + CATCHUP_RETRY_MS)  # the next round starts at once again
+    assert [dst for dst, _ in sent] == [3, 0, 2, 3, 0]
+
+
+def test_an_answer_that_moves_us_on_ends_a_rest() -> None:
+    c, sent = catchup()
+    c.want(3, 9, committed=0, now_ms=0)
+    for src in (3, 0, 2):
+        c.answered(src, 0, 0, now_ms=1)
+    assert c.resting
+    c.answered(0, start=0, committed=4, now_ms=2)
+    assert sent[-1] == (3, SyncRequest(5, 5)) and not c.resting
+    assert c.retry_deadline_ms() == 2 + CATCHUP_RETRY_MS
+
+
+@pytest.mark.parametrize("via", ["answer", "certificate"])
+def test_a_commit_by_a_peers_answer_ends_the_commit_round_as_the_certificate_would(
+    via: str,
+) -> None:
+    """The block whose prepare certificate moved us into this view, committed by a peer's
+    catch-up answer that beat the leader's certificate: it ends the commit round all the
+    same (``Pacemaker.parent_committed``: the relay's wait is measured, a held
+    certificate's excess moves this view's progress deadline). Before session 20 only the
+    certificate did, and with empty answers making catch-up quicker, a view whose parent
+    came by an answer timed out early (the accomplice test's control at 7/5)."""
+    r = refusals.replica(refusals.ME)
+    b = block(0)
+    r.step(refusals.L0, Proposal(0, b, None, None))
+    r.step(refusals.L0, QCMessage(qc(Phase.PREPARE, 0, 1, b.hash)))
+    assert r.view == 1 and r.committed_height == 0
+    assert r._pacemaker.relay_ms() is None  # no commit round seen yet
+    cert = qc(Phase.COMMIT, 0, 1, b.hash)
+    r.step(refusals.OTHER, SyncResponse(((b, cert),)) if via == "answer" else QCMessage(cert))
+    assert r.committed_height == 1 and r._pacemaker.relay_ms() is not None
+
+
+def test_a_block_caught_up_from_a_view_left_on_timeouts_is_no_commit_round() -> None:
+    """The control: a block committed by an answer, of the view just left on a timeout
+    certificate (no commit round: nothing moved us on to wait for its commit)."""
+    r = refusals.at_view_1(refusals.replica(refusals.ME))
+    b = block(0)
+    r.step(refusals.OTHER, SyncResponse(((b, qc(Phase.COMMIT, 0, 1, b.hash)),)))
+    assert r.committed_height == 1 and r._pacemaker.relay_ms() is None
