@@ -63,6 +63,7 @@ from node.core import (
     Quorum,
     QuorumCert,
     Replica,
+    decode_block_header,
     encode_block,
     encode_message,
     encode_qc,
@@ -86,6 +87,7 @@ from node.settlement import (
     DvP,
     Genesis,
     PartyIndex,
+    PartyRoot,
     PendingDvP,
     Registry,
     ResultCode,
@@ -132,12 +134,15 @@ class NodeHaltedError(RuntimeError):
     """The node halted itself (fail-stop) and takes no more input."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _BlockTrees:
     block: Block
     txs: MerkleTree
     results: MerkleTree
-    parties: PartyIndex
+    parties_leaf: bytes  # the results tree's last leaf: its party index's size and root
+    # The party index itself, once a filtered read needed it: a receipt needs only its
+    # size and root, stored with the block (ADR 0025, amendment).
+    parties: PartyIndex | None
 
 
 SendFrame = Callable[[int, bytes], None]
@@ -513,8 +518,18 @@ class Node:
 
     def block_parties(self, sb: StoredBlock) -> PartyIndex:
         """Committed block ``sb``'s party index (ADR 0025): which positions each party
-        is shown, built by execution or once again for all the block's readers."""
-        return self._trees(sb.height, sb).parties
+        is shown, built by execution or once again for all the block's readers (a
+        filtered read; a receipt needs only its size and root)."""
+        trees = self._trees(sb.height, sb)
+        if trees.parties is None:
+            parties = party_index(self.store, sb, trees.block.txs)
+            if parties.leaf != trees.parties_leaf:
+                raise self._corrupt(
+                    f"block {sb.height}'s party index, worked out again, is not the one "
+                    "stored with it"
+                )
+            trees.parties = parties
+        return trees.parties
 
     def parties_proof(self, sb: StoredBlock, party: str) -> tuple[bytes, ResultProof] | None:
         """The proof that a party-filtered read of ``sb`` shows ``party`` all its
@@ -528,7 +543,7 @@ class Node:
         header = _decode_stored(after.block_bytes, after.certificate)[0].header
         size = trees.results.size
         root_proof = ResultProof(header, after.certificate, trees.results.path(size - 1), size)
-        return trees.parties.proof(party).encode(), root_proof
+        return self.block_parties(sb).proof(party).encode(), root_proof
 
     def block_parts(self, sb: StoredBlock) -> tuple[bytes, tuple[bytes, ...]]:
         """Committed block ``sb``'s canonical header and signed transactions (decoded once
@@ -542,22 +557,61 @@ class Node:
         return height in self._trees_cache
 
     def _trees(self, height: int, sb: StoredBlock) -> _BlockTrees:
-        """A committed block's Merkle trees, built once for all its receipts (bounded LRU)."""
+        """A committed block's Merkle trees, built once for all its receipts (bounded LRU).
+        The results tree ends with the party index's size and root: the index execution
+        built, or the size and root stored with the block, or (a block stored before
+        session 20) the index worked out again (ADR 0025, amendment)."""
         cached = self._trees_cache.get(height)
         if cached is not None:
             self._trees_cache.move_to_end(height)
             return cached
         self.trees_built += 1
         block, _ = _decode_stored(sb.block_bytes, sb.certificate)
-        parties = self._parties_kept.pop(height, None)
-        if parties is None:  # an older block, or one executed before a restart
-            parties = party_index(self.store, sb, block.txs)
-        results = MerkleTree(results_leaves(sb.results, parties))
-        trees = _BlockTrees(block, MerkleTree(block.txs), results, parties)
+        top, parties = self._party_top(sb, block)
+        results = MerkleTree(results_leaves(sb.results, top))
+        if parties is None:  # the stored root: checked against the block that certifies it
+            self._check_certified(sb, results)
+        trees = _BlockTrees(block, MerkleTree(block.txs), results, top.leaf, parties)
         self._trees_cache[height] = trees
         if len(self._trees_cache) > _TREES_CACHED_MAX:
             self._trees_cache.popitem(last=False)
         return trees
+
+    def _party_top(
+        self, sb: StoredBlock, block: Block
+    ) -> tuple[PartyIndex | PartyRoot, PartyIndex | None]:
+        """What ends block ``sb``'s results tree, and its party index if that was needed:
+        the index execution built (kept for the last blocks executed); else the size and
+        root stored with the block, once block ``sb.height + 1``, which certifies them,
+        is committed (the only time a results tree is served); else the index worked out
+        again (a block stored before session 20, or the head after a restart)."""
+        kept = self._parties_kept.pop(sb.height, None)
+        if kept is not None:
+            return kept, kept
+        if sb.parties is not None and self.store.block(sb.height + 1) is not None:
+            return sb.parties, None
+        parties = party_index(self.store, sb, block.txs)
+        return parties, parties
+
+    def _check_certified(self, sb: StoredBlock, results: MerkleTree) -> None:
+        """A results tree built from the party root stored with ``sb`` has the root block
+        ``sb.height + 1`` certifies: a stored root that disagrees (a corrupt data
+        directory) halts the node, never serves a proof every client refuses."""
+        after = self.store.block(sb.height + 1)
+        if after is None:
+            raise self._corrupt(f"block {sb.height + 1} left the store")
+        if results.root != decode_block_header(after.block_bytes).results_root:
+            raise self._corrupt(
+                f"block {sb.height}'s results tree, built with the party root stored with "
+                f"it, is not the one block {sb.height + 1} certifies"
+            )
+
+    def _corrupt(self, what: str) -> StorageError:
+        """A read found the data directory corrupt: the node halts (fail-stop), as for any
+        storage error, and the read fails with the returned error."""
+        error = StorageError(f"{what}: the data directory is corrupt")
+        self.fail("storage", error)
+        return error
 
     async def wait_for(
         self, tid: bytes, timeout_s: float, *, prove_result: bool, settled: bool = False

@@ -48,7 +48,7 @@ from node.settlement import _freeze, _gov, _lock, _margin, _pending, _price, _re
 from node.settlement import _lifecycle as life
 from node.settlement._codec import DecodeError, Writer
 from node.settlement._model import Genesis, InstrumentKind, Participant, Role
-from node.settlement._parties import PartyIndex, tx_names, tx_public
+from node.settlement._parties import PartyIndex, PartyRoot, tx_names, tx_public
 from node.settlement._registry import Registry
 from node.settlement._result import ResultCode
 from node.settlement._state import Overlay, StateView, TxRecord
@@ -149,13 +149,14 @@ def result_leaf(result: TxResult) -> bytes:
     return Writer().raw(tag).fixed(result.tx_id, crypto.HASH_LEN).u16(result.code).finish()
 
 
-def results_leaves(results: Sequence[TxResult], parties: PartyIndex) -> list[bytes]:
+def results_leaves(results: Sequence[TxResult], parties: PartyIndex | PartyRoot) -> list[bytes]:
     """The leaves of a block's results tree: each result in position order, then the
-    size and root of its party index (ADR 0025)."""
+    size and root of its party index (ADR 0025): the index, or only its size and root
+    (a node serving a receipt from an older block, stored with it)."""
     return [*(result_leaf(r) for r in results), parties.leaf]
 
 
-def results_root(results: Sequence[TxResult], parties: PartyIndex) -> bytes:
+def results_root(results: Sequence[TxResult], parties: PartyIndex | PartyRoot) -> bytes:
     """The Merkle root of a block's results tree; the next header holds it."""
     return merkle.root(results_leaves(results, parties))
 

@@ -58,6 +58,7 @@ __all__ = [
     "PartyLeaf",
     "PartyProof",
     "PartyProofError",
+    "PartyRoot",
     "decode_party_proof",
     "parties_leaf",
     "raw_names",
@@ -144,6 +145,20 @@ def parties_leaf(size: int, root: bytes) -> bytes:
     return w.fixed(root, crypto.HASH_LEN).finish()
 
 
+@dataclass(frozen=True, slots=True)
+class PartyRoot:
+    """A party index's size and root: all the block's results tree holds of it (its last
+    leaf). A node stores it with the block, so a receipt from an older block builds the
+    results tree without working the index out again (ADR 0025, amendment)."""
+
+    size: int
+    root: bytes
+
+    @property
+    def leaf(self) -> bytes:
+        return parties_leaf(self.size, self.root)
+
+
 class PartyIndex:
     """The party index of one block, built by execution (and by a node serving an older
     block again, from the same inputs). ``named``: per position, the names of its body
@@ -189,6 +204,11 @@ class PartyIndex:
         """The index's size and root as the block's results tree holds them (its last
         leaf); an empty tree's for a block with no transactions."""
         return parties_leaf(self._tree.size, self._tree.root)
+
+    @property
+    def top(self) -> PartyRoot:
+        """The index's size and root (what a node stores with the block)."""
+        return PartyRoot(self._tree.size, self._tree.root)
 
     def positions(self, party: str) -> tuple[int, ...]:
         """What a party-filtered read shows ``party``: its positions and the public ones."""

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from node.config import U64_MAX
 from node.crypto import HASH_LEN
 from node.invariant import require
-from node.settlement import BlockContext, BlockOutcome, Genesis, Head, TxRecord, TxResult
+from node.settlement import (
+    BlockContext,
+    BlockOutcome,
+    Genesis,
+    Head,
+    PartyRoot,
+    TxRecord,
+    TxResult,
+)
 
 __all__ = ["GenesisMismatchError", "Storage", "StorageError", "StoredBlock"]
 
@@ -43,6 +51,11 @@ class StoredBlock:
     time_ms: int
     state_root: bytes
     results: tuple[TxResult, ...]
+    # The size and root of the block's party index, its results tree's last leaf (ADR
+    # 0025, amendment): written by this node's own execution of the block, so a receipt
+    # from it builds the results tree without working the index out again. None for a
+    # block a store of before session 20 wrote: the index is worked out again.
+    parties: PartyRoot | None
 
 
 class Storage(ABC):
@@ -138,6 +151,8 @@ class Storage(ABC):
         )
         require(all(0 <= v <= U64_MAX for v in outcome.balances.values()), "balance outside u64")
         require(all(0 <= v <= U64_MAX for v in outcome.supplies.values()), "supply outside u64")
+        parties = outcome.parties.top
+        require(len(parties.root) == HASH_LEN, "a party index's root is 32 bytes")
         block = StoredBlock(
             ctx.height,
             block_hash,
@@ -146,6 +161,7 @@ class Storage(ABC):
             ctx.time_ms,
             outcome.state_root,
             outcome.results,
+            parties,
         )
         self._write_block(block, outcome, intake_done)
 

@@ -1,12 +1,14 @@
 """LMDB store: one environment per node, one fsynced write transaction per block.
 
 Sub-databases: ``meta`` (chain id, genesis, head), ``blocks``/``certs``/``blockmeta``/
-``results`` by big-endian height, ``txindex`` (tx id -> height, position, code),
-``balances`` (account NUL instrument -> u64), ``supply`` and ``intake`` (tx_key(raw) ->
-tx id + raw: client transactions acknowledged and not yet committed, docs/adr/0006). The
-consensus core's vote and lock live beside them in the data directory, in their own small
-file with one fdatasync per save (``SAFETY_FILE``, docs/adr/0010); the ``safety``
-sub-database only held them before that, and is read once to migrate.
+``results``/``parties`` by big-endian height (``parties``: the size and root of the
+block's party index, ADR 0025; absent for blocks a store of before session 20 wrote),
+``txindex`` (tx id -> height, position, code), ``balances`` (account NUL instrument ->
+u64), ``supply`` and ``intake`` (tx_key(raw) -> tx id + raw: client transactions
+acknowledged and not yet committed, docs/adr/0006). The consensus core's vote and lock
+live beside them in the data directory, in their own small file with one fdatasync per
+save (``SAFETY_FILE``, docs/adr/0010); the ``safety`` sub-database only held them before
+that, and is read once to migrate.
 
 LMDB's copy-on-write B-tree commits atomically, so a process killed at any instant reopens
 at the old head or the new one (tests/unit/test_crash.py kills a writer with SIGKILL to
@@ -60,6 +62,7 @@ _DBS = (
     "safety",  # read once to migrate to SAFETY_FILE, then emptied
     "intake",
     "records",  # state records (ADR 0013): key -> canonical value
+    "parties",  # height -> its party index's size and root (ADR 0025, amendment)
 )
 
 
@@ -305,6 +308,7 @@ class LmdbStore(Storage):
             _got(txn.get(key, db=self._db["blockmeta"]))
         )
         results = rec.decode_results(_got(txn.get(key, db=self._db["results"])))
+        parties = txn.get(key, db=self._db["parties"])  # None: written before session 20
         return StoredBlock(
             height,
             block_hash,
@@ -313,6 +317,7 @@ class LmdbStore(Storage):
             time_ms,
             root,
             results,
+            None if parties is None else rec.decode_party_root(bytes(parties)),
         )
 
     # --- writes ------------------------------------------------------------------------
@@ -330,6 +335,8 @@ class LmdbStore(Storage):
             meta = rec.encode_block_meta(block.block_hash, block.state_root, block.time_ms)
             txn.put(key, meta, db=self._db["blockmeta"])
             txn.put(key, rec.encode_results(block.results), db=self._db["results"])
+            if block.parties is not None:  # always: commit_block takes it from the outcome
+                txn.put(key, rec.encode_party_root(block.parties), db=self._db["parties"])
             for tid, record in outcome.recorded:
                 # overwrite=False: an id is recorded once, ever; apply_block guarantees it.
                 fresh = txn.put(

@@ -11,6 +11,7 @@ record read as something it is not. Layouts (big-endian, fixed width)::
     tx record   height u64, position u32, code u8
     block meta  block hash 32, state root 32, time_ms u64
     results     count x (tx id 32, code u8, flag: 0 unrecorded, 1 recorded, 2 event)
+    party root  the block's party index: size u32, root 32 (ADR 0025, amendment)
     intake      tx id 32, then the raw transaction
 """
 
@@ -20,21 +21,30 @@ import struct
 from collections.abc import Sequence
 
 from node import codec
-from node.config import BLOCK_RESULTS_MAX, TX_BYTES_MAX
+from node.config import BLOCK_RESULTS_MAX, PARTICIPANTS_MAX, TX_BYTES_MAX
 from node.crypto import HASH_LEN
-from node.settlement import Head, ResultCode, TxRecord, TxResult, decode_result_code
+from node.settlement import (
+    Head,
+    PartyRoot,
+    ResultCode,
+    TxRecord,
+    TxResult,
+    decode_result_code,
+)
 
 __all__ = [
     "RecordError",
     "decode_block_meta",
     "decode_head",
     "decode_intake",
+    "decode_party_root",
     "decode_results",
     "decode_tx_record",
     "decode_u64",
     "encode_block_meta",
     "encode_head",
     "encode_intake",
+    "encode_party_root",
     "encode_results",
     "encode_tx_record",
     "encode_u64",
@@ -44,6 +54,9 @@ _HEAD = struct.Struct(">Q32s32s")
 _TXREC = struct.Struct(">QIB")
 _BLOCKMETA = struct.Struct(">32s32sQ")
 _RESULT = struct.Struct(">32sBB")
+_PARTY_ROOT = struct.Struct(">I32s")
+# a party index has a leaf per participant and the public one: a larger size is corrupt
+_PARTY_LEAVES_MAX = PARTICIPANTS_MAX + 1
 
 
 class RecordError(codec.DecodeError):
@@ -131,6 +144,20 @@ def decode_results(raw: bytes) -> tuple[TxResult, ...]:
         out.append(TxResult(tx_id, _code(code), flag == 1, event=flag == 2))
     r.done()
     return tuple(out)
+
+
+def encode_party_root(parties: PartyRoot) -> bytes:
+    _hashes(parties.root)
+    w = codec.Writer().limit(parties.size, _PARTY_LEAVES_MAX, "leaves of a party index")
+    return w.pack(_PARTY_ROOT, parties.size, parties.root).finish()
+
+
+def decode_party_root(raw: bytes) -> PartyRoot:
+    r = _Reader(raw)
+    size, root = r.unpack(_PARTY_ROOT)
+    r.limit(size, _PARTY_LEAVES_MAX, "leaves of a party index")
+    r.done()
+    return PartyRoot(size, root)
 
 
 def encode_intake(tx_id: bytes, raw: bytes) -> bytes:

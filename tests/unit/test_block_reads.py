@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
@@ -23,16 +24,20 @@ import pytest
 
 from client import AsyncLedgerClient, Endpoint, OverloadedError, ParticipantKey
 from client._limits import OVERLOAD_RETRIES_MAX
+from node import crypto
 from node.access import Caller
 from node.config import BLOCK_READ_CPU_US_BURST
 from node.genesis import DemoNetwork, demo_genesis
 from node.invariant import InvariantError
+from node.merkle import EMPTY_ROOT, MerkleTree
+from node.receipt import InvalidReceiptError, verify_receipt
 from node.runtime import Metrics, Node
+from node.runtime import _node as node_module
 from node.runtime._access import Gate
 from node.runtime._api import LedgerService, filtered_block_pb
 from node.runtime._reads import ReadBudget
-from node.settlement import precheck
-from node.store import MemoryStore
+from node.settlement import PartyIndex, PartyRoot, precheck, results_leaves
+from node.store import MemoryStore, StorageError, StoredBlock
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire.errors import Details, from_trailer, trailer
@@ -409,3 +414,119 @@ async def test_the_sdk_waits_out_the_hint_then_reports_overloaded(solo: DemoNetw
     finally:
         with contextlib.suppress(Exception):
             await c.aclose()
+
+
+# --- cold receipts: the party root stored with the block (ADR 0025, amendment) ----------
+
+
+def _cold(node: Node) -> None:
+    """As if every block was committed long ago: no trees and no party index kept."""
+    node._trees_cache.clear()
+    node._parties_kept.clear()
+
+
+def _no_index(*_: object) -> NoReturn:
+    raise AssertionError("the party index was worked out again")
+
+
+def _tx_of(node: Node, height: int) -> tuple[StoredBlock, bytes]:
+    sb = node.store.block(height)
+    assert sb is not None and len(sb.results) > 3 and sb.parties is not None
+    return sb, sb.results[3].tx_id
+
+
+async def test_a_cold_receipt_builds_no_party_index(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receipt from an old block whose trees are not kept proves its result with the
+    results tree ended by the party root stored with the block, once the next block
+    (which certifies it) is committed: the index is not worked out again (71 ms a block
+    at 10,000 participants). It verifies, and is the receipt the worked-out index gives.
+    Controls: a block stored without its root (by a store of before session 20), and the
+    head (no committed block certifies its root yet: after a restart), work it out."""
+    sb, tid = _tx_of(node, 2)
+    _, head_tid = _tx_of(node, node.store.head().height)
+    _cold(node)
+    monkeypatch.setattr(node_module, "party_index", _no_index)
+    receipt = node.receipt(tid)
+    assert receipt is not None and receipt.result_proof is not None
+    verify_receipt(receipt, node.store.genesis)
+    with pytest.raises(AssertionError, match="worked out again"):
+        node.receipt(head_tid)
+    node.store._blocks[2] = dataclasses.replace(sb, parties=None)  # type: ignore[attr-defined]
+    _cold(node)
+    with pytest.raises(AssertionError, match="worked out again"):
+        node.receipt(tid)
+    monkeypatch.undo()
+    assert node.receipt(tid) == receipt
+    assert node.halted is None
+
+
+async def test_a_filtered_read_after_a_cold_receipt_works_the_index_out(node: Node) -> None:
+    """Filtered reads still need the index (the caller's own leaf and path): worked out
+    after a cold receipt built the block's trees from the stored root, and checked to
+    end the same results tree."""
+    sb, tid = _tx_of(node, 4)
+    _cold(node)
+    node.receipt(tid)
+    assert node._trees_cache[4].parties is None
+    shown = filtered_block_pb(node, sb, Caller("BANK01", observer=False))
+    assert shown.party_proof and len(shown.receipts) > 0
+    assert node._trees_cache[4].parties is not None
+
+
+async def test_a_wrong_stored_party_root_halts_the_node(node: Node) -> None:
+    """A stored root that is not the one execution built (a corrupt data directory) would
+    give result paths to another root than block h + 1 certifies: the node halts
+    (fail-stop) rather than serve them, whether the root or the size is wrong."""
+    sb, tid = _tx_of(node, 2)
+    assert sb.parties is not None
+    for wrong in (
+        PartyRoot(sb.parties.size, crypto.sha256(b"not the root")),
+        PartyRoot(sb.parties.size + 1, sb.parties.root),
+    ):
+        node.store._blocks[2] = dataclasses.replace(sb, parties=wrong)  # type: ignore[attr-defined]
+        _cold(node)
+        with pytest.raises(StorageError, match="block 3 certifies"):
+            node.receipt(tid)
+        assert node.halted is not None and "data directory is corrupt" in node.halted
+
+
+async def test_an_index_worked_out_unlike_the_stored_root_halts_the_node(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way round: the stored root is certified, but the index a filtered read
+    works out again (from the registry's records) ends another results tree. Halted,
+    rather than show the caller positions the certified index does not hold."""
+    sb, tid = _tx_of(node, 2)
+    _cold(node)
+    node.receipt(tid)
+    monkeypatch.setattr(
+        node_module,
+        "party_index",
+        lambda store, b, txs: PartyIndex(
+            [(frozenset(), False)] * len(txs), (), [bytes(32)] * len(txs)
+        ),
+    )
+    with pytest.raises(StorageError, match="worked out again"):
+        node.block_parties(sb)
+    assert node.halted is not None
+
+
+def test_a_result_path_to_a_wrong_party_root_is_refused(node: Node) -> None:
+    """Were a node to serve result paths from a results tree ended by a wrong party root
+    (its own check aside), the SDK refuses them: the path does not lead to the results
+    root block h + 1 certifies. Whatever the stored root, it cannot make a proof pass."""
+    sb, tid = _tx_of(node, 2)
+    receipt = node.receipt(tid)
+    assert receipt is not None and receipt.result_proof is not None and sb.parties is not None
+    verify_receipt(receipt, node.store.genesis)
+    for wrong in (
+        PartyRoot(sb.parties.size, crypto.sha256(b"not the root")),
+        PartyRoot(sb.parties.size + 1, sb.parties.root),
+        PartyRoot(0, EMPTY_ROOT),
+    ):
+        path = MerkleTree(results_leaves(sb.results, wrong)).path(receipt.position)
+        proof = dataclasses.replace(receipt.result_proof, path=path)
+        with pytest.raises(InvalidReceiptError, match="results root certified by block 3"):
+            verify_receipt(dataclasses.replace(receipt, result_proof=proof), node.store.genesis)

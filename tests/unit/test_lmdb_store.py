@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from node import crypto
+from node.config import PARTICIPANTS_MAX
 from node.genesis import DemoNetwork, demo_genesis
 from node.invariant import InvariantError
-from node.settlement import BlockContext, ResultCode, apply_block
+from node.merkle import EMPTY_ROOT
+from node.settlement import BlockContext, PartyRoot, ResultCode, apply_block
 from node.store import GenesisMismatchError, LmdbStore, MemoryStore, Storage, StorageError
 from tests.ledger_helpers import TxFactory
 
@@ -90,4 +93,41 @@ def test_a_corrupt_record_halts_with_storage_error(
             disk.balance(account, instrument)
         with pytest.raises(StorageError, match="corrupt record"):
             disk.tx_record(tx_id)
+        assert len(halted) == 2
+
+
+def test_each_block_keeps_its_party_root(tmp_path: Path, net: DemoNetwork, txf: TxFactory) -> None:
+    """The size and root of a block's party index are stored with it (ADR 0025,
+    amendment): what execution built, an empty block's too. A block written by a store of
+    before session 20 has none (read as None: the node works the index out again), and a
+    record that does not decode, or claims more leaves than the registry can have, is a
+    corrupt data directory."""
+    raws = [txf.signed(txf.dvp()), txf.signed(txf.transfer())]
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        ctx = BlockContext(1, net.genesis.genesis_time_ms + 1)
+        out = apply_block(disk, raws, ctx)
+        disk.commit_block(crypto.sha256(b"1"), b"blk", b"cert", ctx, out)
+        commit(disk, [])
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        first, empty = disk.block(1), disk.block(2)
+        assert first is not None and empty is not None
+        assert (
+            first.parties == out.parties.top
+            and first.parties.size == len(net.genesis.participants) + 1
+        )
+        assert empty.parties == PartyRoot(0, EMPTY_ROOT)
+        halted: list[StorageError] = []
+        disk.on_error = halted.append
+        key = (1).to_bytes(8, "big")
+        with disk._env.begin(write=True) as txn:
+            txn.delete(key, db=disk._db["parties"])  # as a store of before session 20 wrote it
+        disk._drop_reader()
+        assert disk.block(1) == dataclasses.replace(first, parties=None)
+        too_big = (PARTICIPANTS_MAX + 2).to_bytes(4, "big") + bytes(32)
+        for bad in (b"\x00" * 35, too_big):
+            with disk._env.begin(write=True) as txn:
+                txn.put(key, bad, db=disk._db["parties"])
+            disk._drop_reader()
+            with pytest.raises(StorageError, match="corrupt record"):
+                disk.block(1)
         assert len(halted) == 2
