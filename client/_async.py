@@ -135,6 +135,7 @@ from node.settlement import (
     Swap,
     Transaction,
     Transfer,
+    TxResult,
     decode_body,
     decode_result_code,
 )
@@ -1380,10 +1381,24 @@ class AsyncLedgerClient:
                 f"block {info.height} is party-filtered without the proof that it shows all "
                 f"of {me}'s transactions (its next block may not be committed yet)"
             )
-        root_proof = ResultProof.from_pb(info.parties_root_proof)
+        if len(info.result_paths) != len(info.results):
+            raise BadResponseError(
+                f"block {info.height} is party-filtered without the paths that certify each "
+                "result it shows"
+            )
         try:
+            shown = [
+                (r.position, _tx_result(r), tuple(p.hashes))
+                for r, p in zip(info.results, info.result_paths, strict=True)
+            ]
             return verify_party_positions(
-                h, me, bytes(info.party_proof), root_proof, self.genesis, cache=self._certified
+                h,
+                me,
+                bytes(info.party_proof),
+                ResultProof.from_pb(info.parties_root_proof),
+                self.genesis,
+                results=shown,
+                cache=self._certified,
             )
         except InvalidReceiptError as e:
             raise BadResponseError(f"block {info.height}: {e}") from e
@@ -1528,6 +1543,12 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
         )
     code = decode_result_code(result.code, BadResponseError)
     return BlockTx(position, tid, code, tx, raw, result.recorded)
+
+
+def _tx_result(r: pb.TransactionResult) -> TxResult:
+    """A transaction's result as the node gives it, to be checked against its leaf."""
+    code = decode_result_code(r.code, BadResponseError)
+    return TxResult(bytes(r.tx_id), code, recorded=r.recorded)
 
 
 def _block_event(e: pb.TransactionResult) -> BlockEvent:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -511,6 +512,7 @@ def verify_party_positions(
     root_proof: ResultProof,
     genesis: Genesis,
     *,
+    results: Sequence[tuple[int, TxResult, Sequence[bytes]]] = (),
     cache: CertificateCache | None = None,
 ) -> tuple[int, ...]:
     """The positions of the block ``header`` heads that a party-filtered read must show
@@ -518,8 +520,10 @@ def verify_party_positions(
     them. Checked: ``party_proof`` decodes and holds for ``party`` (its leaf, or the two
     adjacent leaves enclosing it, and the public leaf, all leading to one root), and that
     root is the last leaf of the block's results tree, whose root the header of block
-    ``height + 1`` carries, certified by a quorum. The caller checks its header is
-    certified; InvalidReceiptError if anything else fails."""
+    ``height + 1`` carries, certified by a quorum; and each of ``results`` (a position
+    below the block's transaction count, the result shown for it, and its audit path)
+    leads to that same results root, so its code and recorded flag are the ledger's. The
+    caller checks its header is certified; InvalidReceiptError if anything else fails."""
     try:
         proof = decode_party_proof(party_proof)
     except TxDecodeError as e:
@@ -542,6 +546,16 @@ def verify_party_positions(
             f"block {nxt.height}: the positions shown are not the ones block {header.height} "
             "committed to"
         )
+    for position, result, path in results:
+        leaf = result_leaf(result)
+        if not 0 <= position < header.tx_count or (
+            merkle.root_from_path(leaf, position, size, path) != nxt.results_root
+        ):
+            raise InvalidReceiptError(
+                f"the result shown at position {position} of block {header.height} "
+                f"({result.code.name}, {'recorded' if result.recorded else 'not recorded'}) "
+                f"is not the one block {nxt.height} certifies"
+            )
     _check_certificate(root_proof.certificate, nxt, genesis, "next block", cache)
     return positions
 

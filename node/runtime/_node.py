@@ -531,6 +531,11 @@ class Node:
             trees.parties = parties
         return trees.parties
 
+    def result_paths(self, sb: StoredBlock, positions: Sequence[int]) -> list[tuple[bytes, ...]]:
+        """The audit paths of the results at ``positions`` of ``sb`` to its results root."""
+        results = self._trees(sb.height, sb).results
+        return [results.path(p) for p in positions]
+
     def parties_proof(self, sb: StoredBlock, party: str) -> tuple[bytes, ResultProof] | None:
         """The proof that a party-filtered read of ``sb`` shows ``party`` all its
         positions: its party proof, and the path of the index's root (the results tree's

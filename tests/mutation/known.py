@@ -1931,8 +1931,8 @@ _BR = "tests/unit/test_block_reads.py::"
 # fmt: off
 MUTANTS += [
     Mutant("block-reads-getblock-unbudgeted", "node/runtime/_api.py",
-           old="        if wait_ms:  # before the store is read: a refusal costs next to nothing\n",
-           new="        if False:  # before the store is read: a refusal costs next to nothing\n",
+           old="        wait_ms = self._reads.wait_ms(caller.participant)\n        if wait_ms:\n            self._metrics.block_reads_over_budget.labels(call=\"GetBlock\")",
+           new="        wait_ms = self._reads.wait_ms(caller.participant)\n        if False:\n            self._metrics.block_reads_over_budget.labels(call=\"GetBlock\")",
            breaks="one participant calling GetBlock on old, distinct blocks in a loop holds the node's event loop (37 ms a full block)",
            tests=[_BR + "test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint",
                   _BR + "test_the_budget_refills_over_time"]),
@@ -2893,5 +2893,27 @@ MUTANTS += [
            new="        if sb.parties is not None:\n",
            breaks="after a restart a receipt from the head block, whose stored root no committed block certifies yet, halts the node (its check finds no next block)",
            tests=[_BR + "test_a_cold_receipt_builds_no_party_index"]),
+]
+# fmt: on
+
+# fmt: off
+# Review 20 of ADR 0024/0025 (session 20): parked reads meet the budget; results certified.
+_R20 = "tests/unit/test_party_index_hostile.py::"
+MUTANTS += [
+    Mutant("parked-read-skips-the-budget", "node/runtime/_api.py",
+           old="            # successor, and each must meet the budget its forerunners just spent (review\n            # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).\n            await self._within_budget(caller, context)\n",
+           new="            # successor, and each must meet the budget its forerunners just spent (review\n            # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).\n",
+           breaks="reads parked on the head all pass the budget before the wait: a client's 14,352 calls read back to back on the consensus loop",
+           tests=[_R20 + "test_parked_reads_of_the_head_cannot_spend_the_read_budget_many_times_over"]),
+    Mutant("filtered-results-unproven", "node/receipt.py",
+           old="    for position, result, path in results:\n",
+           new="    for position, result, path in ():\n",
+           breaks="a filtered block's code and recorded flag are the node's word: a trade flagged unrecorded vanishes from events()",
+           tests=[_R20 + "test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_unrecorded"]),
+    Mutant("filtered-result-paths-may-be-missing", "client/_async.py",
+           old="        if len(info.result_paths) != len(info.results):\n",
+           new="        if False:\n",
+           breaks="a node drops the result paths and the SDK checks none: the flags are unproven again",
+           tests=[_R20 + "test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_unrecorded"]),
 ]
 # fmt: on

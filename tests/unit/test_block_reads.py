@@ -41,6 +41,7 @@ from node.store import MemoryStore, StorageError, StoredBlock
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire.errors import Details, from_trailer, trailer
+from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls
 
 READ_US = 40_000  # what each read costs on the scripted CPU meter
@@ -419,6 +420,17 @@ async def test_the_sdk_waits_out_the_hint_then_reports_overloaded(solo: DemoNetw
 # --- cold receipts: the party root stored with the block (ADR 0025, amendment) ----------
 
 
+@pytest.fixture
+def chained(solo: DemoNetwork) -> Node:
+    """A node over blocks 1 to 5 of six DvPs each, committed with real headers and
+    certificates and no consensus running, so every height's content is fixed: block
+    h + 1 certifies block h's party root, and block 5, the head, has no successor yet."""
+    chain, txf = Chain(solo), TxFactory(solo)
+    for _ in range(5):
+        chain.commit([txf.signed(txf.dvp()) for _ in range(6)])
+    return chain.node()
+
+
 def _cold(node: Node) -> None:
     """As if every block was committed long ago: no trees and no party index kept."""
     node._trees_cache.clear()
@@ -436,7 +448,7 @@ def _tx_of(node: Node, height: int) -> tuple[StoredBlock, bytes]:
 
 
 async def test_a_cold_receipt_builds_no_party_index(
-    node: Node, monkeypatch: pytest.MonkeyPatch
+    chained: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A receipt from an old block whose trees are not kept proves its result with the
     results tree ended by the party root stored with the block, once the next block
@@ -444,63 +456,63 @@ async def test_a_cold_receipt_builds_no_party_index(
     at 10,000 participants). It verifies, and is the receipt the worked-out index gives.
     Controls: a block stored without its root (by a store of before session 20), and the
     head (no committed block certifies its root yet: after a restart), work it out."""
-    sb, tid = _tx_of(node, 2)
-    _, head_tid = _tx_of(node, node.store.head().height)
-    _cold(node)
+    sb, tid = _tx_of(chained, 2)
+    _, head_tid = _tx_of(chained, chained.store.head().height)
+    _cold(chained)
     monkeypatch.setattr(node_module, "party_index", _no_index)
-    receipt = node.receipt(tid)
+    receipt = chained.receipt(tid)
     assert receipt is not None and receipt.result_proof is not None
-    verify_receipt(receipt, node.store.genesis)
+    verify_receipt(receipt, chained.store.genesis)
     with pytest.raises(AssertionError, match="worked out again"):
-        node.receipt(head_tid)
-    node.store._blocks[2] = dataclasses.replace(sb, parties=None)  # type: ignore[attr-defined]
-    _cold(node)
+        chained.receipt(head_tid)
+    chained.store._blocks[2] = dataclasses.replace(sb, parties=None)  # type: ignore[attr-defined]
+    _cold(chained)
     with pytest.raises(AssertionError, match="worked out again"):
-        node.receipt(tid)
+        chained.receipt(tid)
     monkeypatch.undo()
-    assert node.receipt(tid) == receipt
-    assert node.halted is None
+    assert chained.receipt(tid) == receipt
+    assert chained.halted is None
 
 
-async def test_a_filtered_read_after_a_cold_receipt_works_the_index_out(node: Node) -> None:
+async def test_a_filtered_read_after_a_cold_receipt_works_the_index_out(chained: Node) -> None:
     """Filtered reads still need the index (the caller's own leaf and path): worked out
     after a cold receipt built the block's trees from the stored root, and checked to
     end the same results tree."""
-    sb, tid = _tx_of(node, 4)
-    _cold(node)
-    node.receipt(tid)
-    assert node._trees_cache[4].parties is None
-    shown = filtered_block_pb(node, sb, Caller("BANK01", observer=False))
+    sb, tid = _tx_of(chained, 4)
+    _cold(chained)
+    chained.receipt(tid)
+    assert chained._trees_cache[4].parties is None
+    shown = filtered_block_pb(chained, sb, Caller("BANK01", observer=False))
     assert shown.party_proof and len(shown.receipts) > 0
-    assert node._trees_cache[4].parties is not None
+    assert chained._trees_cache[4].parties is not None
 
 
-async def test_a_wrong_stored_party_root_halts_the_node(node: Node) -> None:
+async def test_a_wrong_stored_party_root_halts_the_node(chained: Node) -> None:
     """A stored root that is not the one execution built (a corrupt data directory) would
-    give result paths to another root than block h + 1 certifies: the node halts
+    give result paths to another root than block h + 1 certifies: the chained halts
     (fail-stop) rather than serve them, whether the root or the size is wrong."""
-    sb, tid = _tx_of(node, 2)
+    sb, tid = _tx_of(chained, 2)
     assert sb.parties is not None
     for wrong in (
         PartyRoot(sb.parties.size, crypto.sha256(b"not the root")),
         PartyRoot(sb.parties.size + 1, sb.parties.root),
     ):
-        node.store._blocks[2] = dataclasses.replace(sb, parties=wrong)  # type: ignore[attr-defined]
-        _cold(node)
+        chained.store._blocks[2] = dataclasses.replace(sb, parties=wrong)  # type: ignore[attr-defined]
+        _cold(chained)
         with pytest.raises(StorageError, match="block 3 certifies"):
-            node.receipt(tid)
-        assert node.halted is not None and "data directory is corrupt" in node.halted
+            chained.receipt(tid)
+        assert chained.halted is not None and "data directory is corrupt" in chained.halted
 
 
 async def test_an_index_worked_out_unlike_the_stored_root_halts_the_node(
-    node: Node, monkeypatch: pytest.MonkeyPatch
+    chained: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other way round: the stored root is certified, but the index a filtered read
     works out again (from the registry's records) ends another results tree. Halted,
     rather than show the caller positions the certified index does not hold."""
-    sb, tid = _tx_of(node, 2)
-    _cold(node)
-    node.receipt(tid)
+    sb, tid = _tx_of(chained, 2)
+    _cold(chained)
+    chained.receipt(tid)
     monkeypatch.setattr(
         node_module,
         "party_index",
@@ -509,18 +521,18 @@ async def test_an_index_worked_out_unlike_the_stored_root_halts_the_node(
         ),
     )
     with pytest.raises(StorageError, match="worked out again"):
-        node.block_parties(sb)
-    assert node.halted is not None
+        chained.block_parties(sb)
+    assert chained.halted is not None
 
 
-def test_a_result_path_to_a_wrong_party_root_is_refused(node: Node) -> None:
-    """Were a node to serve result paths from a results tree ended by a wrong party root
+def test_a_result_path_to_a_wrong_party_root_is_refused(chained: Node) -> None:
+    """Were a chained to serve result paths from a results tree ended by a wrong party root
     (its own check aside), the SDK refuses them: the path does not lead to the results
     root block h + 1 certifies. Whatever the stored root, it cannot make a proof pass."""
-    sb, tid = _tx_of(node, 2)
-    receipt = node.receipt(tid)
+    sb, tid = _tx_of(chained, 2)
+    receipt = chained.receipt(tid)
     assert receipt is not None and receipt.result_proof is not None and sb.parties is not None
-    verify_receipt(receipt, node.store.genesis)
+    verify_receipt(receipt, chained.store.genesis)
     for wrong in (
         PartyRoot(sb.parties.size, crypto.sha256(b"not the root")),
         PartyRoot(sb.parties.size + 1, sb.parties.root),
@@ -529,4 +541,4 @@ def test_a_result_path_to_a_wrong_party_root_is_refused(node: Node) -> None:
         path = MerkleTree(results_leaves(sb.results, wrong)).path(receipt.position)
         proof = dataclasses.replace(receipt.result_proof, path=path)
         with pytest.raises(InvalidReceiptError, match="results root certified by block 3"):
-            verify_receipt(dataclasses.replace(receipt, result_proof=proof), node.store.genesis)
+            verify_receipt(dataclasses.replace(receipt, result_proof=proof), chained.store.genesis)

@@ -575,8 +575,7 @@ async def test_a_filtered_block_that_hides_the_callers_trades_is_not_accepted(
         honest = filtered_block_pb(node, big, Caller("BANK01", observer=False))
         hidden = pb.BlockInfo()
         hidden.CopyFrom(honest)
-        del hidden.receipts[:]
-        del hidden.results[:]
+        del hidden.receipts[:], hidden.results[:], hidden.result_paths[:]
     finally:
         node.stop()
         node.close()
@@ -626,9 +625,10 @@ def _without(info: pb.BlockInfo, position: int) -> pb.BlockInfo:
     out = pb.BlockInfo()
     out.CopyFrom(info)
     keep = [i for i, r in enumerate(info.results) if r.position != position]
-    del out.results[:], out.receipts[:]
+    del out.results[:], out.receipts[:], out.result_paths[:]
     out.results.extend(info.results[i] for i in keep)
     out.receipts.extend(info.receipts[i] for i in keep)
+    out.result_paths.extend(info.result_paths[i] for i in keep)
     return out
 
 
@@ -661,7 +661,7 @@ async def test_a_party_with_no_trade_in_the_block_is_shown_it_has_none(
         none = _filtered(traded, "BANK05")
         assert c5._block_view(none).transactions == ()  # control: accepted, proven empty
         forged = _filtered(traded, "BANK01")
-        del forged.results[:], forged.receipts[:]
+        del forged.results[:], forged.receipts[:], forged.result_paths[:]
         forged.party_proof = none.party_proof
         with pytest.raises(BadResponseError, match="not 'BANK01'"):
             c1._block_view(forged)
@@ -783,7 +783,7 @@ async def test_a_party_index_under_a_forged_or_foreign_header_is_refused(
         forged_next = _header_after(chain, 1, results_root(outcome.results, fake))
         forged = pb.BlockInfo()
         forged.CopyFrom(honest)
-        del forged.results[:], forged.receipts[:]
+        del forged.results[:], forged.receipts[:], forged.result_paths[:]
         forged.party_proof = fake.proof("BANK01").encode()
         forged.parties_root_proof.header = forged_next.header
         leaves = results_leaves(outcome.results, fake)
@@ -804,7 +804,7 @@ async def test_a_party_index_under_a_forged_or_foreign_header_is_refused(
         mine = filtered_block_pb(node, block1, Caller("BANK01", observer=False))
         other = filtered_block_pb(node, block2, Caller("BANK01", observer=False))
         assert c._block_view(mine).transactions and not other.results  # controls
-        del mine.results[:], mine.receipts[:]
+        del mine.results[:], mine.receipts[:], mine.result_paths[:]
         mine.party_proof = other.party_proof
         mine.parties_root_proof.CopyFrom(other.parties_root_proof)
         with pytest.raises(BadResponseError, match="not block 1's child"):

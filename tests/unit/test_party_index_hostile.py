@@ -1,0 +1,463 @@
+"""Adversarial review (session 20) of ADR 0024 (only the result proof says final) and ADR
+0025 (a block's party index), merged without one. Each strict xfail pins a hole found,
+with a control beside it that passes today; the rest of what was tried and held is in
+the review's report. Everything runs in-process: a chain of real blocks with real
+certificates (``tests.chain_helpers``), the real servicer with a stand-in context and a
+scripted CPU meter, and the real ``AsyncLedgerClient`` with stand-in stubs. No cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from client import (
+    AsyncLedgerClient,
+    BadResponseError,
+    Endpoint,
+    InvalidFieldError,
+    ParticipantKey,
+    PermissionDeniedError,
+    UnavailableError,
+)
+from node.access import Caller
+from node.genesis import DemoNetwork
+from node.runtime._access import Gate
+from node.runtime._api import LedgerService, filtered_block_pb, reference_pb
+from node.runtime._reads import ReadBudget
+from node.settlement import ResultCode, Role
+from node.wire import ledger_pb2 as pb
+from tests.chain_helpers import Chain
+from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+
+NET = shared_net()
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+
+
+class _Ctx:
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5000"
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    async def abort(self, code: grpc.StatusCode, message: str, trailing: Any = None) -> None:
+        raise _Refused(code, message)
+
+
+class _Meter:
+    """The budget's wall clock (frozen: nothing refills) and a CPU meter on which every
+    read costs ``read_us`` (sampled at its start and its end)."""
+
+    def __init__(self, read_us: int) -> None:
+        self._ns, self._read_us = 0, read_us
+
+    def ms(self) -> int:
+        return 1_000_000
+
+    def cpu_ns(self) -> int:
+        self._ns += self._read_us * 1_000
+        return self._ns
+
+
+async def _get(svc: LedgerService, who: str, height: int) -> str:
+    Gate.enter(Caller(who, observer=False))
+    try:
+        await svc.GetBlock(pb.BlockRequest(height=height), _Ctx())  # type: ignore[arg-type]
+        return "OK"
+    except _Refused as e:
+        return e.code.name
+
+
+# --- 1. parked GetBlock(head) calls all pass the read budget's check, then all charge -----
+
+
+async def test_parked_reads_of_the_head_cannot_spend_the_read_budget_many_times_over() -> None:
+    """Scenario: BANK01 (no observer) sends many GetBlock(h) at once while block h, the
+    head, has transactions and block h + 1 is not committed yet (on a loaded chain: most
+    of the time). Each call checks the caller's block-read budget (positive: no read has
+    been charged yet), then waits in ``_proof_committed`` for block h + 1 (at most 2 s),
+    and only then reads the block inside ``charged``. Before ADR 0025 the check and the
+    charged read ran with no await between them, so on the node's one event loop a
+    participant's reads were charged one after the other and the budget refused the one
+    after the balance ran out. Now every parked call has already passed the check: when
+    block h + 1 commits they all run back to back on the loop consensus shares, whatever
+    the budget says (at most CLIENT_RPCS_MAX, 14,352 calls; with receipts built for a
+    party to many trades, ~16 ms each for a 1,499-DvP block). Here each read costs 60
+    ms on the meter against a burst of 100 ms: read one after another, the third is
+    refused (the control); parked, all 20 were served. Fixed: a read that waited checks
+    the budget again (``LedgerService._within_budget``), with no await before its charged
+    read."""
+    pinned, _ = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([txf.signed(txf.dvp())])  # block 1, the head, has a transaction
+    node = chain.node()
+
+    # control: once block 2 certifies block 1's proof, reads do not wait, and the third
+    # one in a row finds the budget spent
+    ctl_chain = Chain(pinned)
+    ctl_chain.commit([txf.signed(txf.dvp())])
+    ctl_chain.commit([])
+    ctl = LedgerService(ctl_chain.node(), {}, reads=_budget(_Meter(60_000)))
+    assert [await _get(ctl, "BANK01", 1) for _ in range(3)] == ["OK", "OK", "RESOURCE_EXHAUSTED"]
+
+    svc = LedgerService(node, {}, reads=_budget(_Meter(60_000)))
+    parked = [asyncio.ensure_future(_get(svc, "BANK01", 1)) for _ in range(20)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not any(p.done() for p in parked)  # all waiting for block 2
+    chain.commit([])
+    node._head_changed.set()  # what the node's own commit does
+    answers = await asyncio.wait_for(asyncio.gather(*parked), 5)
+    served = answers.count("OK")
+    assert served <= 2, f"{served} of 20 reads served against a budget that holds 2"
+
+
+def _budget(meter: _Meter) -> ReadBudget:
+    return ReadBudget(meter.ms, cpu_ns=meter.cpu_ns)
+
+
+# --- 2. the SDK takes a node's GetReference word for whether its identity is an observer -
+
+
+@pytest.fixture(scope="module")
+def traded() -> tuple[DemoNetwork, bytes, Chain]:
+    """Block 1: DvPs BANK01/BANK02 (positions 0, 2), a DvP BANK02/BANK03 (1); block 2,
+    empty, certifies block 1's results and its party index."""
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit(
+        [txf.signed(txf.dvp()), txf.signed(txf.dvp("BANK02", "BANK03")), txf.signed(txf.dvp())]
+    )
+    chain.commit([])
+    return pinned, certs, chain
+
+
+def _sdk(net: DemoNetwork, certs: bytes, who: str) -> AsyncLedgerClient:
+    key = ParticipantKey(who, net.participant_keys[who])
+    return AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis, identity=key
+    )
+
+
+def _filtered(chain: Chain, who: str, height: int = 1) -> pb.BlockInfo:
+    block = chain.store.block(height)
+    assert block is not None
+    return filtered_block_pb(chain.node(), block, Caller(who, observer=False))
+
+
+class _Stub:
+    def __init__(self, answer: Callable[[str, Any], Any]) -> None:
+        self._answer = answer
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def call(req: Any, **kw: Any) -> Any:
+            async def run() -> Any:
+                return self._answer(method, req)
+
+            return asyncio.ensure_future(run())
+
+        return call
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review 20: the SDK tells an observer identity from reference data, which "
+    "reference() replaces with one node's uncertified GetReference answer",
+)
+async def test_a_node_cannot_unmake_the_callers_observer_role_then_filter_its_blocks(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """Scenario: an auditor (AUDITOR: an observer in genesis) follows every trade with
+    ``blocks()`` / ``events("BANK01")`` through a hostile validator. ADR 0025 item 4: the
+    SDK refuses a filtered block when its identity is an observer, since a block
+    filtered for an observer hides every other party's trades (its own leaf, honestly
+    proven, lists none of them). The control: with genesis reference data the SDK
+    refuses it. But ``_committed_positions`` reads the role from
+    ``self.tx.reference``, and ``client.reference()`` (which an app calls to sign
+    against current keys, docs/sdk.md "Governance") replaces it with the node's
+    GetReference answer: one node's word, not certified (client/_reference.py). The
+    hostile node answers it with AUDITOR's roles emptied (as a governance SetRoles
+    would record); from then on the SDK accepts the block filtered for AUDITOR, every
+    trade of BANK01/BANK02/BANK03 left out, as the whole block. Expected: a role
+    genesis gives is not taken away by a node's word (refuse a filtered block for an
+    identity that genesis *or* the reference makes an observer), or the client is told
+    at construction whether it reads whole blocks."""
+    pinned, certs, chain = traded
+    honest = reference_pb(chain.node())
+    lying = pb.Reference()
+    lying.CopyFrom(honest)
+    for p in lying.participants:
+        if p.id == "AUDITOR":
+            assert Role.AUDITOR.value in p.roles
+            del p.roles[:]
+    hidden = _filtered(chain, "AUDITOR")  # AUDITOR names no trade: an empty view, proven
+    c = _sdk(pinned, certs, "AUDITOR")
+    stub = _Stub(lambda m, r: lying if m == "GetReference" else hidden)
+    c._stub = lambda i: stub  # type: ignore[method-assign]
+    try:
+        with pytest.raises(BadResponseError, match="observer"):
+            c._block_view(hidden)  # control: genesis says AUDITOR is an observer
+        await c.reference()  # the hostile node's reference data
+        with pytest.raises(BadResponseError, match="observer"):
+            c._block_view(hidden)  # accepted today: no transaction of block 1 shown
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review 20: a node's GetReference word that makes a bank an observer makes the "
+    "SDK refuse every honest node's filtered blocks",
+)
+async def test_a_node_cannot_make_the_caller_an_observer_and_so_deny_it_every_block(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """The other direction of the test above: the hostile node's GetReference answer
+    gives BANK01 the auditor role. From then on the SDK refuses, as "an observer reads
+    whole blocks", the honest filtered block of every node (the honest nodes filter:
+    BANK01 is no observer on the ledger), so one node's unproven word ends BANK01's
+    ``block()``, ``blocks()`` and ``events()`` everywhere until the app reads the
+    reference again from another node. The control: the same honest block is accepted
+    with genesis reference data."""
+    pinned, certs, chain = traded
+    lying = reference_pb(chain.node())
+    for p in lying.participants:
+        if p.id == "BANK01":
+            p.roles.append(Role.AUDITOR.value)
+    honest = _filtered(chain, "BANK01")
+    c = _sdk(pinned, certs, "BANK01")
+    stub = _Stub(lambda m, r: lying)
+    c._stub = lambda i: stub  # type: ignore[method-assign]
+    try:
+        assert [t.position for t in c._block_view(honest).transactions] == [0, 2]  # control
+        await c.reference()
+        assert [t.position for t in c._block_view(honest).transactions] == [0, 2]
+    finally:
+        await c.aclose()
+
+
+# --- 3. events(account) of another participant: a filtered subset, reported as all -------
+
+
+class _BlockStream:
+    """A StreamBlocks call answering ``infos``, then ending."""
+
+    def __init__(self, infos: list[pb.BlockInfo]) -> None:
+        self._infos = infos
+
+    def __aiter__(self) -> AsyncIterator[pb.BlockInfo]:
+        return self._gen()
+
+    async def _gen(self) -> AsyncIterator[pb.BlockInfo]:
+        for i in self._infos:
+            yield i
+
+    def cancel(self) -> None:
+        pass
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review 20: events(account) through a party-filtered identity silently yields "
+    "only the account's trades that also name the caller",
+)
+async def test_events_of_another_account_are_not_a_silent_subset(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """Scenario: BANK01's back office calls ``events("BANK02")`` (a counterparty it
+    follows; ``events`` accepts any participant id). The honest node filters each block
+    for BANK01 (ADR 0025: proven complete *for BANK01*), so BANK02's DvP with BANK03
+    (block 1, position 1) is not in the block view, and ``events`` yields BANK02's two
+    trades with BANK01 and nothing else: no error, no flag on the event, while its
+    docstring says "each committed transaction that names account". Every check passes
+    because the proof is about the caller, not about ``account``. The control: the
+    caller's own account gets exactly its positions. Expected: ``events(account)`` of a
+    participant other than the caller, by a non-observer, is refused
+    (``PermissionDeniedError`` or ``InvalidFieldError``), or says it is partial."""
+    pinned, certs, chain = traded
+    infos = [_filtered(chain, "BANK01", 1), _filtered(chain, "BANK01", 2)]
+    c = _sdk(pinned, certs, "BANK01")
+
+    async def collect(account: str) -> list[int]:
+        stub = _Stub(lambda m, r: None)
+        stub.StreamBlocks = lambda req, **kw: _BlockStream(list(infos))  # type: ignore[attr-defined]
+        c._stub = lambda i: stub  # type: ignore[method-assign]
+        got: list[int] = []
+        gen = c.events(account)
+        try:
+            while len(got) < 3:
+                try:  # the stand-in stream ends after block 2; the SDK then fails over
+                    ev = await asyncio.wait_for(gen.__anext__(), 0.5)
+                except (TimeoutError, UnavailableError):
+                    break
+                got.append(ev.position)
+        finally:
+            await gen.aclose()
+        return got
+
+    try:
+        assert await collect("BANK01") == [0, 2]  # control: the caller's own
+        try:
+            got = await collect("BANK02")
+        except (PermissionDeniedError, InvalidFieldError):
+            return  # refused: what is expected
+        assert got == [0, 1, 2], f"events('BANK02') gave positions {got} of [0, 1, 2]"
+    finally:
+        await c.aclose()
+
+
+# --- held, and unguarded: the result proof's size bound is what binds its position -------
+
+
+def test_a_final_receipt_of_an_unrecorded_copy_cannot_borrow_the_recorded_copys_leaf() -> None:
+    """Held today; pinned because nothing else guards it (no known mutant names
+    ``_leaf_count``) and its docstring says the bound "only refuses nonsense early".
+    Block 1 holds five transactions: at position 2 a copy of a DvP with garbage signatures
+    (BAD_SIGNATURE, not recorded), at position 4 the genuine copy (OK, recorded). A
+    hostile node builds a receipt of the forged copy at position 2 (its transactions
+    path is genuine) whose result proof is the path of leaf 4, with ``leaf_count`` 4: in
+    a tree of 4 leaves, index 2's path has the same shape as index 4's in the real tree
+    of 6 (RFC 6962 verification binds a leaf's index only together with the tree's
+    size), so the path leads to the certified results root. Only the bound (at least
+    the block's transactions plus the party index's leaf) refuses it; without it the
+    forged copy verifies as ``final``, the copy the ledger recorded under the id (ADR
+    0007's claim). The control: the same receipt with the bound taken out verifies."""
+    from unittest import mock
+
+    from node import receipt as receipt_mod
+    from node.merkle import MerkleTree
+    from node.settlement import SignedTx, results_leaves
+
+    pinned, _ = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    genuine = txf.signed(txf.dvp())
+    stx = SignedTx.decode(genuine)
+    forged = SignedTx(stx.body, tuple((s, bytes(64)) for s, _ in stx.signatures)).encode()
+    others = [txf.signed(txf.dvp()) for _ in range(3)]
+    chain.commit([others[0], others[1], forged, others[2], genuine])
+    chain.commit([])
+    out = chain.outcomes[1]
+    assert not out.results[2].recorded and out.results[4].recorded
+    leaves = results_leaves(out.results, out.parties)
+    base = chain.forged_receipt(1, 2)
+    assert base.result_proof is not None
+    borrowed = dataclasses.replace(
+        base,
+        code=out.results[4].code,
+        result_proof=dataclasses.replace(
+            base.result_proof, path=MerkleTree(leaves).path(4), leaf_count=4
+        ),
+    )
+    with pytest.raises(receipt_mod.InvalidReceiptError, match="claims 4 results"):
+        receipt_mod.verify_receipt(borrowed, pinned.genesis)
+    with mock.patch.object(receipt_mod, "_leaf_count", lambda claimed, n: claimed or n + 1):
+        receipt_mod.verify_receipt(borrowed, pinned.genesis)  # control: the bound is all
+    assert borrowed.final and borrowed.position == 2
+
+
+# --- 4. events(): a position proven shown is dropped on the node's unproven word ---------
+
+
+async def test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_unrecorded(
+    traded: tuple[DemoNetwork, bytes, Chain],
+) -> None:
+    """ADR 0025's scenario is a bank following its trades with ``events("BANK01")``
+    through a hostile validator, which left a trade out and the bank did not reconcile
+    it. The party index makes the node show every position naming BANK01, but
+    ``_event`` skips a transaction whose ``recorded`` flag is False ("a copy not
+    recorded under its id ... is nothing the account did"), and in a filtered block that
+    flag (like ``code``) was the node's word. The hostile node sent the honest filtered
+    block 1 with position 0 flagged ``recorded=False``: every check passed, and
+    ``events("BANK01")`` yielded position 2 only, with no error (review 20). Fixed: a
+    filtered block carries, for each result it shows, the audit path of its result leaf
+    to the results root block h + 1 certifies (``result_paths``); the SDK refuses a
+    flag or a code the path does not prove. The control: the honest block yields both."""
+    pinned, certs, chain = traded
+    honest = [_filtered(chain, "BANK01", 1), _filtered(chain, "BANK01", 2)]
+    c = _sdk(pinned, certs, "BANK01")
+
+    async def positions(infos: list[pb.BlockInfo]) -> list[int]:
+        stub = _Stub(lambda m, r: None)
+        stub.StreamBlocks = lambda req, **kw: _BlockStream(list(infos))  # type: ignore[attr-defined]
+        c._stub = lambda i: stub  # type: ignore[method-assign]
+        got: list[int] = []
+        gen = c.events("BANK01")
+        try:
+            while len(got) < 2:
+                try:
+                    ev = await asyncio.wait_for(gen.__anext__(), 0.5)
+                except (TimeoutError, UnavailableError, BadResponseError):
+                    break
+                got.append(ev.position)
+        finally:
+            await gen.aclose()
+        return got
+
+    try:
+        assert await positions(honest) == [0, 2]  # control
+        for lie in ("recorded", "code", "path"):
+            lying = pb.BlockInfo()
+            lying.CopyFrom(honest[0])
+            assert lying.results[0].position == 0 and lying.results[0].recorded
+            if lie == "recorded":
+                lying.results[0].recorded = False
+            elif lie == "code":
+                lying.results[0].code = int(ResultCode.INSUFFICIENT_CASH)  # type: ignore[assignment]
+            else:
+                del lying.result_paths[-1]
+            with pytest.raises(BadResponseError, match=r"certifies|paths that certify"):
+                c._block_view(lying)
+            assert await positions([lying, honest[1]]) == []  # refused, not a silent subset
+    finally:
+        await c.aclose()
+
+
+# --- 5. a transaction read and a filtered block disagree for a participant added later ----
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review 20: GetTransaction lets a participant added later read a transaction "
+    "that named it before it existed, which ADR 0025 gives to observers only",
+)
+async def test_a_participant_added_later_reads_no_earlier_transaction_that_named_it() -> None:
+    """ADR 0025, Consequences: "a participant added by governance is shown, in a block
+    before its addition, only the public transactions; one that named it before it
+    existed is the observers'"; and node/access.py says the party index uses the same
+    names "so a party-filtered block and a transaction read agree". Block 1: a transfer
+    BANK01 -> BANK99 (refused: BANK99 is no participant yet); block 2 adds BANK99. The
+    filtered block 1 shows BANK99 nothing (the control, proven by its absence proof), but
+    GetTransaction of that transfer's id, by BANK99, is answered with the transaction
+    and its receipt: ``may_read_tx`` names with the registry at the head, where BANK99
+    now is. Low stakes (the body named BANK99), but the two reads disagree about a
+    block the index proves."""
+    from tests.gov_helpers import add_participant
+    from tests.gov_helpers import signed as gov_signed
+
+    pinned, _ = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    to99 = txf.signed(txf.transfer("BANK01", "BANK99"))
+    chain.commit([to99])
+    chain.commit([gov_signed(pinned, add_participant(txf, "BANK99"))])
+    chain.commit([])
+    assert [r.position for r in _filtered(chain, "BANK99", 1).results] == []  # control
+    svc = LedgerService(chain.node(), {})
+    Gate.enter(Caller("BANK99", observer=False))
+    tid = chain.outcomes[1].results[0].tx_id
+    try:
+        await svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx())  # type: ignore[arg-type]
+    except _Refused as e:
+        assert e.code is grpc.StatusCode.PERMISSION_DENIED
+        return
+    pytest.fail("BANK99 read a transaction of block 1, from before it was a participant")
