@@ -1256,11 +1256,21 @@ class AsyncLedgerClient:
     ) -> AsyncGenerator[AccountEvent, None]:
         """Each committed transaction that names ``account``, in ledger order, with the
         account's balance changes; follows new blocks forever (failing over like
-        :meth:`blocks`)."""
+        :meth:`blocks`). A client whose identity reads party-filtered blocks (no observer)
+        follows only its own account: PermissionDeniedError at the first filtered block
+        for another one, whose transactions that do not name the caller it is not shown
+        (review 20: they were left out silently)."""
         if account not in self.tx.reference.participant_by_id:
             raise InvalidFieldError("account", f"{account!r} is not a participant")
         async with contextlib.aclosing(self.blocks(from_height)) as blocks:
             async for b in blocks:
+                if b.filtered and account != self.identity:
+                    raise PermissionDeniedError(
+                        f"block {b.height} is filtered for {self.identity}, which is shown "
+                        f"only the transactions naming it: the events of {account} would "
+                        f"leave out every one that does not name {self.identity} too (an "
+                        "observer identity reads whole blocks)"
+                    )
                 for t in b.transactions:
                     ev = _event(account, b, t)
                     if ev is not None:

@@ -260,8 +260,17 @@ def _named(tx: Transaction, reg: Registry) -> frozenset[str]:
     return frozenset(n for n in tx_names(tx) if n in signers or n in reg.participant_by_id)
 
 
-def may_read_tx(caller: Caller, raw_tx: bytes, reg: Registry) -> bool:
-    return caller.observer or tx_readers(raw_tx, reg).admit(caller)
+def may_read_tx(caller: Caller, raw_tx: bytes, reg: Registry, *, height: int | None = None) -> bool:
+    """``height``: the block that holds the transaction. A participant that a later
+    block added reads it only if it is public, as that block's party index shows it
+    (ADR 0025; review 20: a transaction that named it before it existed was readable
+    by id, though no filtered block of that height shows it)."""
+    if caller.observer:
+        return True
+    readers = tx_readers(raw_tx, reg)
+    if not readers.admit(caller):
+        return False
+    return readers.public or height is None or caller.participant in reg.participants_at(height)
 
 
 def may_read_pending(caller: Caller, seller: str, buyer: str) -> bool:

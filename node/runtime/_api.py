@@ -373,10 +373,12 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
         caller = current_caller()
-        if not may_read_tx(caller, receipt.transaction, self._node.registry()):
+        reg, height = self._node.registry(), receipt.height
+        if not may_read_tx(caller, receipt.transaction, reg, height=height):
             await _denied(
                 context,
-                f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()}",
+                f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()} "
+                f"(of block {height})",
                 caller,
                 "transaction",
             )

@@ -2915,5 +2915,15 @@ MUTANTS += [
            new="        if False:\n",
            breaks="a node drops the result paths and the SDK checks none: the flags are unproven again",
            tests=[_R20 + "test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_unrecorded"]),
+    Mutant("events-of-another-account-silent", "client/_async.py",
+           old="                if b.filtered and account != self.identity:\n",
+           new="                if False:\n",
+           breaks="events() of another account through a filtered identity yields a silent subset: only its trades that name the caller",
+           tests=[_R20 + "test_events_of_another_account_are_not_a_silent_subset"]),
+    Mutant("tx-read-ignores-its-block", "node/access.py",
+           old="    return readers.public or height is None or caller.participant in reg.participants_at(height)\n",
+           new="    return True\n",
+           breaks="a participant added later reads by id a transaction that named it before it existed, which no filtered block of that height shows it",
+           tests=[_R20 + "test_a_participant_added_later_reads_no_earlier_transaction_that_named_it"]),
 ]
 # fmt: on

@@ -20,7 +20,6 @@ from client import (
     AsyncLedgerClient,
     BadResponseError,
     Endpoint,
-    InvalidFieldError,
     ParticipantKey,
     PermissionDeniedError,
     UnavailableError,
@@ -267,11 +266,6 @@ class _BlockStream:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 20: events(account) through a party-filtered identity silently yields "
-    "only the account's trades that also name the caller",
-)
 async def test_events_of_another_account_are_not_a_silent_subset(
     traded: tuple[DemoNetwork, bytes, Chain],
 ) -> None:
@@ -282,9 +276,8 @@ async def test_events_of_another_account_are_not_a_silent_subset(
     trades with BANK01 and nothing else: no error, no flag on the event, while its
     docstring says "each committed transaction that names account". Every check passes
     because the proof is about the caller, not about ``account``. The control: the
-    caller's own account gets exactly its positions. Expected: ``events(account)`` of a
-    participant other than the caller, by a non-observer, is refused
-    (``PermissionDeniedError`` or ``InvalidFieldError``), or says it is partial."""
+    caller's own account gets exactly its positions. Fixed: ``events(account)`` of
+    another participant raises ``PermissionDeniedError`` at the first filtered block."""
     pinned, certs, chain = traded
     infos = [_filtered(chain, "BANK01", 1), _filtered(chain, "BANK01", 2)]
     c = _sdk(pinned, certs, "BANK01")
@@ -308,11 +301,8 @@ async def test_events_of_another_account_are_not_a_silent_subset(
 
     try:
         assert await collect("BANK01") == [0, 2]  # control: the caller's own
-        try:
-            got = await collect("BANK02")
-        except (PermissionDeniedError, InvalidFieldError):
-            return  # refused: what is expected
-        assert got == [0, 1, 2], f"events('BANK02') gave positions {got} of [0, 1, 2]"
+        with pytest.raises(PermissionDeniedError, match="filtered for BANK01"):
+            await collect("BANK02")
     finally:
         await c.aclose()
 
@@ -426,11 +416,6 @@ async def test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_un
 # --- 5. a transaction read and a filtered block disagree for a participant added later ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 20: GetTransaction lets a participant added later read a transaction "
-    "that named it before it existed, which ADR 0025 gives to observers only",
-)
 async def test_a_participant_added_later_reads_no_earlier_transaction_that_named_it() -> None:
     """ADR 0025, Consequences: "a participant added by governance is shown, in a block
     before its addition, only the public transactions; one that named it before it
@@ -440,8 +425,10 @@ async def test_a_participant_added_later_reads_no_earlier_transaction_that_named
     filtered block 1 shows BANK99 nothing (the control, proven by its absence proof), but
     GetTransaction of that transfer's id, by BANK99, is answered with the transaction
     and its receipt: ``may_read_tx`` names with the registry at the head, where BANK99
-    now is. Low stakes (the body named BANK99), but the two reads disagree about a
-    block the index proves."""
+    now is. Low stakes (the body named BANK99), but the two reads disagreed about a
+    block the index proves. Fixed: ``may_read_tx`` takes the block's height, and a
+    participant added after it reads only its public transactions. The second control:
+    a transfer to BANK99 in block 3, after its addition, is BANK99's to read."""
     from tests.gov_helpers import add_participant
     from tests.gov_helpers import signed as gov_signed
 
@@ -450,14 +437,20 @@ async def test_a_participant_added_later_reads_no_earlier_transaction_that_named
     to99 = txf.signed(txf.transfer("BANK01", "BANK99"))
     chain.commit([to99])
     chain.commit([gov_signed(pinned, add_participant(txf, "BANK99"))])
+    chain.commit([txf.signed(txf.transfer("BANK01", "BANK99"))])
     chain.commit([])
     assert [r.position for r in _filtered(chain, "BANK99", 1).results] == []  # control
+    assert [r.position for r in _filtered(chain, "BANK99", 3).results] == [0]
     svc = LedgerService(chain.node(), {})
     Gate.enter(Caller("BANK99", observer=False))
-    tid = chain.outcomes[1].results[0].tx_id
-    try:
-        await svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx())  # type: ignore[arg-type]
-    except _Refused as e:
-        assert e.code is grpc.StatusCode.PERMISSION_DENIED
-        return
-    pytest.fail("BANK99 read a transaction of block 1, from before it was a participant")
+
+    async def read(height: int) -> str:
+        tid = chain.outcomes[height].results[0].tx_id
+        try:
+            await svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx())  # type: ignore[arg-type]
+        except _Refused as e:
+            return e.code.name
+        return "OK"
+
+    assert await read(3) == "OK"  # control: named after its addition
+    assert await read(1) == "PERMISSION_DENIED"
