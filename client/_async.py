@@ -1391,7 +1391,7 @@ class AsyncLedgerClient:
                 (r.position, _tx_result(r), tuple(p.hashes))
                 for r, p in zip(info.results, info.result_paths, strict=True)
             ]
-            return verify_party_positions(
+            positions, _ = verify_party_positions(
                 h,
                 me,
                 bytes(info.party_proof),
@@ -1402,6 +1402,7 @@ class AsyncLedgerClient:
             )
         except InvalidReceiptError as e:
             raise BadResponseError(f"block {info.height}: {e}") from e
+        return positions
 
     def _in_block(self, msg: pb.Receipt, result: pb.TransactionResult, header: bytes) -> Receipt:
         receipt = self._verified(msg, bytes(result.tx_id), prove_result=False)

@@ -779,7 +779,7 @@ async def test_a_party_index_under_a_forged_or_foreign_header_is_refused(
         outcome = chain.outcomes[1]
         named = [(frozenset({"BANK03", "BANK04"}), False)] * len(chain.blocks[1].txs)
         keys = Registry.of(chain.store).participant_ids
-        fake = PartyIndex(named, keys, [r.tx_id for r in outcome.results])
+        fake = PartyIndex(named, keys, [r.tx_id for r in outcome.results], observers=())
         forged_next = _header_after(chain, 1, results_root(outcome.results, fake))
         forged = pb.BlockInfo()
         forged.CopyFrom(honest)
