@@ -716,7 +716,8 @@ async def test_an_observer_is_not_handed_a_filtered_block(
 ) -> None:
     """An observer (AUDITOR) reads whole blocks; a hostile node answering it a block
     filtered for it (every other party's trades left out, its own proof honest) would
-    hide every trade from ``events("BANK01")`` run by an auditor: refused."""
+    hide every trade from ``events("BANK01")`` run by an auditor: refused, since the
+    certified party index's leaf of AUDITOR says it was an observer after the block."""
     pinned, certs, _ = traded
     c = _sdk(pinned, certs, "AUDITOR")
     try:
