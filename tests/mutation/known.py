@@ -2917,3 +2917,31 @@ MUTANTS += [
            tests=[_R20 + "test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_unrecorded"]),
 ]
 # fmt: on
+
+# fmt: off
+# ADR 0025, amendment (session 20, observers): the party index says who was an observer
+_OB = "tests/unit/test_party_index_hostile.py::test_who_was_an_observer_at_a_block_is_the_ledgers_word_node_and_sdk_agree"
+MUTANTS += [
+    Mutant("party-observer-flag-uncommitted", "node/settlement/_parties.py",
+           old="    w = Writer().flag(observer).u32(len(positions))\n",
+           new="    w = Writer().u32(len(positions))\n",
+           breaks="a leaf's observer flag is outside its digest: a node flips it, and an auditor accepts blocks filtered for it (or a bank refuses every one)",
+           tests=[_PX + "test_the_index_commits_to_who_was_an_observer_and_the_proof_reports_it"]),
+    Mutant("party-observer-flag-unreported", "node/settlement/_parties.py",
+           old="            mine, observer = self.mine.positions, self.mine.observer\n",
+           new="            mine = self.mine.positions\n",
+           breaks="the proof never reports the caller an observer: an auditor accepts a block filtered for it, every other party's trade left out",
+           tests=[_PX + "test_the_index_commits_to_who_was_an_observer_and_the_proof_reports_it",
+                  _R20 + "test_a_node_cannot_unmake_the_callers_observer_role_then_filter_its_blocks"]),
+    Mutant("observer-change-not-recorded", "node/settlement/_registry.py",
+           old="            if after != before:\n",
+           new="            if False:\n",
+           breaks="no role change reaches the index: it flags genesis's observers for ever, so a demoted auditor reads every later block whole and an observer governance added is not flagged (its SDK takes a block filtered for it)",
+           tests=[_OB]),
+    Mutant("former-observer-served-filtered", "node/runtime/_api.py",
+           old="        if caller.observer or self._node.block_parties(block).observer(caller.participant):\n",
+           new="        if caller.observer:\n",
+           breaks="a demoted auditor is served its auditor days' blocks filtered, which its SDK must refuse: honest nodes deny it those blocks",
+           tests=[_OB]),
+]
+# fmt: on
