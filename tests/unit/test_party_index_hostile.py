@@ -308,6 +308,41 @@ async def test_who_was_an_observer_at_a_block_is_the_ledgers_word_node_and_sdk_a
         await regulator.aclose()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="ADR 0025 observers amendment: the index certifies who was an observer after "
+    "block h, not who is one now; a node may filter an older block for a later observer",
+)
+async def test_a_node_cannot_filter_an_older_block_for_a_participant_promoted_since() -> None:
+    """Left open by the fix above (found while building it). Block 1: a DvP
+    BANK01/BANK02; block 2: governance makes BANK03 an auditor. An auditor appointed to
+    audit the past reads block 1 whole from an honest node (the access layer says it is
+    an observer now: the control). But block 1's index says BANK03 was no observer then,
+    which is true, so the SDK accepts a hostile node's copy of block 1 filtered for
+    BANK03 (no transaction shown) as the whole block. The SDK has no certified word for
+    "an observer now" (only for "at block h"); a fresh one would need the caller's leaf
+    in a recent block and a bound on that block's age. The same holds for an observer
+    added by governance reading blocks from before its addition (proven absent)."""
+    from tests.gov_helpers import set_roles
+    from tests.gov_helpers import signed as gov_signed
+
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([txf.signed(txf.dvp())])
+    chain.commit([gov_signed(pinned, set_roles(txf, "BANK03", frozenset({Role.AUDITOR})))])
+    chain.commit([])
+    svc = LedgerService(chain.node(), {})
+    whole = await _block(svc, Caller("BANK03", observer=True), 1)
+    assert not whole.filtered and len(whole.results) == 1  # control: the honest node
+    c = _sdk(pinned, certs, "BANK03")
+    try:
+        assert len(c._block_view(whole).transactions) == 1
+        with pytest.raises(BadResponseError, match="observer"):
+            c._block_view(_filtered(chain, "BANK03", 1))
+    finally:
+        await c.aclose()
+
+
 # --- 3. events(account) of another participant: a filtered subset, reported as all -------
 
 
