@@ -87,7 +87,6 @@ from client._reference import Reference, reference_from_pb
 from client._replay import HoldersAt, Replay, ReplayedBlock
 from client._stream import EOF, SubmitStream, overload_wait_s
 from client._trades import SignedTransaction, Transactions, sign
-from node.access import OBSERVER_ROLES
 from node.core import (
     BlockHeader,
     DecodeError,
@@ -1371,18 +1370,14 @@ class AsyncLedgerClient:
     def _committed_positions(self, info: pb.BlockInfo, h: BlockHeader) -> tuple[int, ...]:
         """The positions of block ``h`` a filtered read must show this client's identity
         (ADR 0025): its own and the public ones, as the block's party index proves them.
-        A filtered block is for a caller the node identified, and never for an observer
-        (who reads whole blocks: a filtered one would hide the others' transactions)."""
+        A filtered block is for a caller the node identified, and never for one that held
+        an observer role after the block (who reads whole blocks: a filtered one would
+        hide the others' transactions). Whether it did is its leaf's flag, certified with
+        the index; not the reference data, which is one node's word (review 20)."""
         me = self.identity
         if me is None:
             raise BadResponseError(
                 f"block {info.height} is party-filtered, but this client has no identity"
-            )
-        known = self.tx.reference.participant_by_id.get(me)
-        if known is not None and not known.roles.isdisjoint(OBSERVER_ROLES):
-            raise BadResponseError(
-                f"block {info.height} is party-filtered, but {me} is an observer: it reads "
-                "whole blocks"
             )
         if not h.tx_count:
             return ()  # nothing to hide
@@ -1401,7 +1396,7 @@ class AsyncLedgerClient:
                 (r.position, _tx_result(r), tuple(p.hashes))
                 for r, p in zip(info.results, info.result_paths, strict=True)
             ]
-            return verify_party_positions(
+            positions, observer = verify_party_positions(
                 h,
                 me,
                 bytes(info.party_proof),
@@ -1412,6 +1407,12 @@ class AsyncLedgerClient:
             )
         except InvalidReceiptError as e:
             raise BadResponseError(f"block {info.height}: {e}") from e
+        if observer:
+            raise BadResponseError(
+                f"block {info.height} is party-filtered, but its party index says {me} was "
+                "an observer after it: an observer reads whole blocks"
+            )
+        return positions
 
     def _in_block(self, msg: pb.Receipt, result: pb.TransactionResult, header: bytes) -> Receipt:
         receipt = self._verified(msg, bytes(result.tx_id), prove_result=False)

@@ -55,9 +55,9 @@ from dataclasses import dataclass
 from node import crypto, tags
 from node.config import REQUEST_NONCE_BYTES_MAX
 from node.settlement import (
+    OBSERVER_ROLES,
     DecodeError,
     Registry,
-    Role,
     SignedTx,
     Transaction,
     decode_body,
@@ -98,8 +98,8 @@ METADATA_TIME = "ledger-time-ms"
 METADATA_NONCE = "ledger-nonce"  # hex
 METADATA_SIGNATURE = "ledger-signature"  # hex, 64 bytes R || S
 
-# Roles that read every account and every transaction; none of them may hold assets.
-OBSERVER_ROLES = frozenset({Role.REGULATOR, Role.COMPLIANCE, Role.AUDITOR})
+# OBSERVER_ROLES (node/settlement, re-exported here): roles that read every account and
+# every transaction; none of them may hold assets.
 
 
 class AccessError(ValueError):
@@ -202,7 +202,7 @@ def verify_claim(claim: Claim, reg: Registry, method: str, request: bytes) -> Ca
             f"the request signature does not verify under {p.id}'s current key "
             "(another key, chain, method or request)"
         )
-    return Caller(p.id, not p.roles.isdisjoint(OBSERVER_ROLES))
+    return Caller(p.id, p.observer)
 
 
 def may_read_account(caller: Caller, account: str) -> bool:

@@ -514,22 +514,24 @@ def verify_party_positions(
     *,
     results: Sequence[tuple[int, TxResult, Sequence[bytes]]] = (),
     cache: CertificateCache | None = None,
-) -> tuple[int, ...]:
+) -> tuple[tuple[int, ...], bool]:
     """The positions of the block ``header`` heads that a party-filtered read must show
     ``party`` (ADR 0025): its own and the public ones, as the block's party index holds
-    them. Checked: ``party_proof`` decodes and holds for ``party`` (its leaf, or the two
-    adjacent leaves enclosing it, and the public leaf, all leading to one root), and that
-    root is the last leaf of the block's results tree, whose root the header of block
-    ``height + 1`` carries, certified by a quorum; and each of ``results`` (a position
-    below the block's transaction count, the result shown for it, and its audit path)
-    leads to that same results root, so its code and recorded flag are the ledger's. The
-    caller checks its header is certified; InvalidReceiptError if anything else fails."""
+    them; and whether ``party`` held an observer role after that block (its leaf's flag),
+    when it reads the whole block instead. Checked: ``party_proof`` decodes and holds for
+    ``party`` (its leaf, or the two adjacent leaves enclosing it, and the public leaf,
+    all leading to one root), and that root is the last leaf of the block's results tree,
+    whose root the header of block ``height + 1`` carries, certified by a quorum; and
+    each of ``results`` (a position below the block's transaction count, the result
+    shown for it, and its audit path) leads to that same results root, so its code and
+    recorded flag are the ledger's. The caller checks its header is certified;
+    InvalidReceiptError if anything else fails."""
     try:
         proof = decode_party_proof(party_proof)
     except TxDecodeError as e:
         raise InvalidReceiptError(f"the party proof does not decode: {e}") from e
     try:
-        leaf, positions = proof.positions_for(party, header.tx_count)
+        leaf, positions, observer = proof.positions_for(party, header.tx_count)
     except PartyProofError as e:
         raise InvalidReceiptError(f"the party proof of block {header.height} fails: {e}") from e
     nxt = _header(root_proof.header, genesis, "next block")
@@ -557,7 +559,7 @@ def verify_party_positions(
                 f"is not the one block {nxt.height} certifies"
             )
     _check_certificate(root_proof.certificate, nxt, genesis, "next block", cache)
-    return positions
+    return positions, observer
 
 
 def _check_event(

@@ -24,13 +24,17 @@ __all__ = ["StoreSource", "party_index"]
 def party_index(store: Storage, sb: StoredBlock, txs: tuple[bytes, ...]) -> PartyIndex:
     """Committed block ``sb``'s party index (ADR 0025), worked out again from its
     transactions (``txs``, decoded once each), its results' ids and the participants
-    registered after it: what its execution built, so its root is the one the next
-    header certifies (a node that built another would have halted at that header)."""
+    registered after it, and which of them observed then: what its execution built, so
+    its root is the one the next header certifies (a node that built another would have
+    halted at that header)."""
     if not txs:
-        return PartyIndex((), (), ())
-    keys = Registry.of(store).participants_at(sb.height)
+        return PartyIndex((), (), (), observers=())
+    reg = Registry.of(store)
     return PartyIndex(
-        [raw_names(raw) for raw in txs], keys, [r.tx_id for r in sb.results[: len(txs)]]
+        [raw_names(raw) for raw in txs],
+        reg.participants_at(sb.height),
+        [r.tx_id for r in sb.results[: len(txs)]],
+        observers=reg.observers_at(sb.height),
     )
 
 

@@ -28,6 +28,7 @@ from node.settlement._lock import LockRecord, available, defaulters, locked, loc
 from node.settlement._margin_terms import Haircut, MarginTerms
 from node.settlement._model import (
     KYC_TIER_MAX,
+    OBSERVER_ROLES,
     CustodyBacking,
     Genesis,
     GenesisError,
@@ -135,6 +136,7 @@ __all__ = [
     "KYC_TIER_MAX",
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
+    "OBSERVER_ROLES",
     "AddInstrument",
     "AddParticipant",
     "AttestCustody",

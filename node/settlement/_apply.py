@@ -209,7 +209,9 @@ def apply_block(
         results.append(TxResult(tid, code, recorded))
         named.append(_NOBODY if tx is None else (tx_names(tx), tx_public(tx)))
     reg.record_added(ctx.height)  # before the index: the keys are the registry after it
-    parties = PartyIndex(named, reg.participant_ids, [r.tx_id for r in results])
+    # the roles after it too; a block with no transactions has no index (and no flag)
+    ids, observers = reg.participant_ids, reg.observers_at(ctx.height) if txs else ()
+    parties = PartyIndex(named, ids, [r.tx_id for r in results], observers=observers)
     # After the block's own transactions: pending instructions, in (height, position) order.
     events = _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results))
     _repo.after_recycle(overlay, events, ctx.time_ms)  # a repo's close settled or defaulted

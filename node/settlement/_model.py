@@ -84,6 +84,10 @@ class Role(StrEnum):
 # Roles that may hold and move assets; compliance officers, regulators and auditors only
 # observe (and read every account and trade: node/access.py).
 HOLDING_ROLES = frozenset({Role.BOND_ISSUER, Role.CUSTODIAN, Role.CASH_ISSUER, Role.TRADER})
+# Roles that read every account and every transaction, and whole blocks; none of them may
+# hold assets. Whether a participant held one after a block is in that block's party index
+# (ADR 0025, amendment "observers"), so the client is told by the ledger, not by a node.
+OBSERVER_ROLES = frozenset({Role.REGULATOR, Role.COMPLIANCE, Role.AUDITOR})
 
 
 class InstrumentKind(StrEnum):
@@ -105,6 +109,11 @@ class Participant:
 
     def can_hold(self) -> bool:
         return self.kyc_tier > 0 and not self.roles.isdisjoint(HOLDING_ROLES)
+
+    @property
+    def observer(self) -> bool:
+        """Reads every account and trade, and whole blocks (an observer role)."""
+        return not self.roles.isdisjoint(OBSERVER_ROLES)
 
 
 @dataclass(frozen=True, slots=True)

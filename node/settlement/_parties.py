@@ -11,23 +11,28 @@ index*: a Merkle tree (node.merkle, RFC 6962) whose leaves are, in key order,
   positions of the transactions whose body names it (``tx_names``).
 
 A leaf is ``PARTY_LEAF || u16 len || key || digest``, ``digest = SHA-256(PARTY_POSITIONS
-|| salt || u32 n || u32 position * n)`` and ``salt = SHA-256(PARTY_SALT || secret ||
-key)``, the block ``secret = SHA-256(PARTIES_SECRET || u32 n || tx id * n)`` over the
-ids of the block's transactions in position order. A party learns its own salt (in its
-proof) and the public one, never the secret: its neighbours' digests, in its Merkle path
-or its absence proof, tell it nothing about their positions. A caller who knows every
-id of the block sees every transaction of it already.
+|| salt || u8 observer || u32 n || u32 position * n)`` and ``salt = SHA-256(PARTY_SALT ||
+secret || key)``, the block ``secret = SHA-256(PARTIES_SECRET || u32 n || tx id * n)``
+over the ids of the block's transactions in position order. ``observer`` is 1 when the
+participant held an observer role (``OBSERVER_ROLES``) after the block: an observer reads
+whole blocks, so a block filtered for it hides the others' trades, and its client must
+learn that from the ledger, not from a node's reference data (the public leaf's is 0).
+A party learns its own salt (in its proof) and the public one, never the secret: its
+neighbours' digests, in its Merkle path or its absence proof, tell it nothing about
+their positions or roles. A caller who knows every id of the block sees every
+transaction of it already.
 
 Every participant has a leaf, even with no position, so the ids in the tree are the
 registry's, which every participant reads (GetReference): no leaf and no absence proof
 tells who traded. A caller not registered after the block (added later) proves it has
-no leaf with its two neighbours (adjacent leaves whose keys enclose it).
+no leaf with its two neighbours (adjacent leaves whose keys enclose it), and was no
+observer then.
 
 The index's size and root are the last leaf of the block's results tree
 (``LEAF_PARTIES``), which the next block's header certifies (ADR 0005). A proof
 (``PartyProof``) is encoded with the settlement codec and decodes or fails with its
 ``DecodeError``; ``PartyProof.positions_for`` checks it and returns the positions the
-caller must be shown, or raises ``PartyProofError``.
+caller must be shown and whether it was an observer, or raises ``PartyProofError``.
 
 Pure: no I/O, no clock, no randomness.
 """
@@ -130,8 +135,8 @@ def leaf_data(key: str, digest: bytes) -> bytes:
     return w.fixed(digest, crypto.HASH_LEN).finish()
 
 
-def positions_digest(salt: bytes, positions: Sequence[int]) -> bytes:
-    w = Writer().u32(len(positions))
+def positions_digest(salt: bytes, positions: Sequence[int], observer: bool) -> bytes:
+    w = Writer().flag(observer).u32(len(positions))
     for p in positions:
         w.u32(p)
     return crypto.sha256(tags.PARTY_POSITIONS, salt, w.finish())
@@ -163,19 +168,26 @@ class PartyIndex:
     """The party index of one block, built by execution (and by a node serving an older
     block again, from the same inputs). ``named``: per position, the names of its body
     and whether it is public; ``keys``: the participant ids registered after the block;
-    ``tx_ids``: the ids of its transactions in position order."""
+    ``tx_ids``: the ids of its transactions in position order; ``observers``: the
+    participants that held an observer role after the block (``Registry.observers_at``)."""
 
-    __slots__ = ("_digests", "_keys", "_positions", "_salts", "_tree", "tx_count")
+    __slots__ = ("_digests", "_keys", "_observers", "_positions", "_salts", "_tree", "tx_count")
 
     def __init__(
         self,
         named: Sequence[tuple[frozenset[str], bool]],
         keys: Iterable[str],
         tx_ids: Sequence[bytes],
+        *,
+        observers: Iterable[str],
     ) -> None:
         require(len(tx_ids) == len(named), "a party index needs one id per transaction")
         self.tx_count = len(named)
         ordered = sorted({PUBLIC_KEY, *keys}, key=_key_bytes)
+        # Only keys can be flagged (the public leaf is nobody's); a block with no
+        # transactions has no index, so it certifies no flag either.
+        keyed = frozenset(ordered) - {PUBLIC_KEY}
+        self._observers = keyed.intersection(observers) if named else frozenset()
         positions: dict[str, list[int]] = {k: [] for k in ordered}
         for pos, (names, public) in enumerate(named):
             if public:
@@ -196,7 +208,10 @@ class PartyIndex:
             w.fixed(tid, crypto.HASH_LEN)
         secret = crypto.sha256(tags.PARTIES_SECRET, w.finish())
         self._salts = {k: crypto.sha256(tags.PARTY_SALT, secret, _key_bytes(k)) for k in ordered}
-        self._digests = {k: positions_digest(self._salts[k], self._positions[k]) for k in ordered}
+        self._digests = {
+            k: positions_digest(self._salts[k], self._positions[k], k in self._observers)
+            for k in ordered
+        }
         self._tree = merkle.MerkleTree([leaf_data(k, self._digests[k]) for k in ordered])
 
     @property
@@ -214,6 +229,12 @@ class PartyIndex:
         """What a party-filtered read shows ``party``: its positions and the public ones."""
         mine = self._positions.get(party, ()) if party != PUBLIC_KEY else ()
         return tuple(sorted({*mine, *self._positions[PUBLIC_KEY]}))
+
+    def observer(self, party: str) -> bool:
+        """Whether ``party`` held an observer role after the block, as its leaf commits: a
+        node gives it the whole block, since its client refuses a filtered one. False
+        for a block with no transactions (no index, and no transaction to hide)."""
+        return party in self._observers
 
     def proof(self, party: str) -> PartyProof:
         """The proof of ``party``'s leaf (or of its absence) and of the public leaf."""
@@ -238,7 +259,8 @@ class PartyIndex:
 
     def _opened(self, index: int) -> OpenedLeaf:
         k = self._keys[index]
-        return OpenedLeaf(index, k, self._salts[k], self._positions[k], self._tree.path(index))
+        flag, path = k in self._observers, self._tree.path(index)
+        return OpenedLeaf(index, k, self._salts[k], flag, self._positions[k], path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,16 +279,18 @@ class PartyLeaf:
 
 @dataclass(frozen=True, slots=True)
 class OpenedLeaf:
-    """A leaf shown with its salt and positions (the caller's own, or the public one)."""
+    """A leaf shown with its salt, observer flag and positions (the caller's own, or the
+    public one, whose flag is always 0)."""
 
     index: int
     key: str
     salt: bytes
+    observer: bool
     positions: tuple[int, ...]
     path: tuple[bytes, ...]
 
     def root(self, size: int) -> bytes | None:
-        digest = positions_digest(self.salt, self.positions)
+        digest = positions_digest(self.salt, self.positions, self.observer)
         return merkle.root_from_path(leaf_data(self.key, digest), self.index, size, self.path)
 
 
@@ -294,13 +318,14 @@ class PartyProof:
                 _put_path(w, leaf.path)
         return w.finish()
 
-    def positions_for(self, party: str, tx_count: int) -> tuple[bytes, tuple[int, ...]]:
+    def positions_for(self, party: str, tx_count: int) -> tuple[bytes, tuple[int, ...], bool]:
         """Check this proof for ``party`` in a block of ``tx_count`` transactions: every
         leaf leads to one root, the public leaf is leaf 0, the caller's leaf names it (or
         the leaves around it enclose it, adjacent). Returns (the results-tree leaf of that
-        size and root, the positions to show: the caller's and the public ones, sorted);
-        PartyProofError if anything fails. The caller then checks that leaf is the one
-        the block's certified results tree ends with."""
+        size and root; the positions to show: the caller's and the public ones, sorted;
+        whether ``party`` held an observer role after the block: its leaf's flag, False
+        with no leaf); PartyProofError if anything fails. The caller then checks that leaf
+        is the one the block's certified results tree ends with."""
         if not tx_count:
             raise PartyProofError("a block with no transactions has no party index")
         if not party.isascii() or not party:
@@ -311,12 +336,13 @@ class PartyProof:
         if root is None:
             raise PartyProofError("the public leaf's path does not fit the tree")
         mine: tuple[int, ...] = ()
+        observer = False  # no leaf: not registered after the block, so no observer then
         if self.mine is not None:
             if self.mine.key != party or self.mine.index == 0:
                 raise PartyProofError(f"the leaf shown is {self.mine.key!r}'s, not {party!r}'s")
             if self.mine.root(self.size) != root:
                 raise PartyProofError(f"{party}'s leaf does not lead to the public leaf's root")
-            mine = self.mine.positions
+            mine, observer = self.mine.positions, self.mine.observer
         else:
             self._check_absence(party, root)
         for ps in (self.public.positions, mine):
@@ -324,7 +350,8 @@ class PartyProof:
                 a >= b for a, b in itertools.pairwise(ps)
             ):
                 raise PartyProofError("positions out of order, repeated or past the block")
-        return parties_leaf(self.size, root), tuple(sorted({*mine, *self.public.positions}))
+        shown = tuple(sorted({*mine, *self.public.positions}))
+        return parties_leaf(self.size, root), shown, observer
 
     def _check_absence(self, party: str, root: bytes) -> None:
         key = _key_bytes(party)
@@ -346,8 +373,8 @@ class PartyProof:
 
 def _put_opened(w: Writer, leaf: OpenedLeaf, *, with_key: bool) -> None:
     w.u32(leaf.index)
-    if with_key:
-        w.blob16(_key_bytes(leaf.key), ID_BYTES_MAX)
+    if with_key:  # the caller's leaf: its key and observer flag (the public leaf's is 0)
+        w.blob16(_key_bytes(leaf.key), ID_BYTES_MAX).flag(leaf.observer)
     w.fixed(leaf.salt, crypto.HASH_LEN)
     w.limit(len(leaf.positions), BLOCK_TXS_MAX, "positions of a party")
     w.u32(len(leaf.positions))
@@ -365,11 +392,11 @@ def _put_path(w: Writer, path: Sequence[bytes]) -> None:
 
 def _get_opened(r: Reader, *, key: str | None) -> OpenedLeaf:
     index = r.u32()
-    k = _get_key(r) if key is None else key
+    k, observer = (_get_key(r), r.flag()) if key is None else (key, False)
     salt = r.fixed(crypto.HASH_LEN)
     n = r.limit(r.u32(), BLOCK_TXS_MAX, "positions of a party")
     positions = tuple(r.u32() for _ in range(n))
-    return OpenedLeaf(index, k, salt, positions, _get_path(r))
+    return OpenedLeaf(index, k, salt, observer, positions, _get_path(r))
 
 
 def _get_key(r: Reader) -> str:

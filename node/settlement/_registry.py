@@ -24,6 +24,12 @@ Records (a ``RecordKind`` byte, then ids NUL-padded to ``ID_BYTES_MAX``):
 - ``PARTICIPANT_SINCE | id`` -> ``u64 height``: the block that added the participant
   (written by ``apply_block`` through ``record_added``), so the participants registered
   after any block are known at the head: the keys of that block's party index (ADR 0025).
+- ``OBSERVER_AT | id | u64 height`` -> ``u8 observer``: block ``height`` changed whether
+  the participant holds an observer role (``OBSERVER_ROLES``; an added participant that
+  holds one counts as a change), and this is what it was after that block. With
+  genesis's roles these give the observers after any block, which that block's party
+  index commits to (ADR 0025, amendment "observers"). One record per change, each made
+  by an admin-signed governance transaction.
 
 Cost: a registry caches what it read, so a block reads each id's record at most once
 (one point read, a miss in the common case); the hot DvP path then pays a dict lookup.
@@ -60,6 +66,7 @@ _INSTRUMENT = bytes([RecordKind.INSTRUMENT])
 _ATTESTATION = bytes([RecordKind.SUPPLY_ATTESTATION])
 _ADDED_KEY = bytes([RecordKind.ADDED])
 _SINCE = bytes([RecordKind.PARTICIPANT_SINCE])
+_OBSERVER_AT = bytes([RecordKind.OBSERVER_AT])
 
 
 class Records(Protocol):
@@ -144,6 +151,7 @@ class Registry:
         "_ids",
         "_instruments",
         "_new",
+        "_observed",
         "_participants",
         "_schedules",
         "genesis",
@@ -160,6 +168,8 @@ class Registry:
         self._schedules: dict[str, tuple[int, ...] | None] = {}
         self._ids: tuple[str, ...] | None = None
         self._new: list[str] = []  # participants this registry added (one block's)
+        # participants this registry wrote (one block's): whether each observed before
+        self._observed: dict[str, bool] = {}
         self.participant_by_id: Mapping[str, Participant] = _Lookup(
             self.participant, lambda: self.participant_ids, self._participants
         )
@@ -284,6 +294,20 @@ class Registry:
         since = {_id_of(k): Reader(v).u64() for k, v in self.source.records(_SINCE)}
         return tuple(p for p in ids if since.get(p, 0) <= height)
 
+    def observers_at(self, height: int) -> frozenset[str]:
+        """The participants that held an observer role after block ``height``: genesis's
+        roles, then each one's last ``OBSERVER_AT`` change at or before ``height``
+        (records sort by id, then height). Roles are not kept per height, so this, not
+        the participants' records (which hold their roles now), is what a node serving an
+        older block works its party index out with."""
+        status = {p.id: p.observer for p in self.genesis.participants}
+        for key, value in self.source.records(_OBSERVER_AT):
+            if int.from_bytes(key[-8:], "big") <= height:
+                r = Reader(value)
+                status[_id_of(key[:-8])] = r.flag()
+                r.done()
+        return frozenset(p for p, observes in status.items() if observes)
+
     def _instrument_ids(self) -> tuple[str, ...]:
         """Genesis order, then those governance added in id order."""
         known = self.genesis.instrument_by_id
@@ -318,6 +342,9 @@ class Registry:
 
     def put_participant(self, p: Participant, *, new: bool) -> None:
         w = self._writable()
+        if p.id not in self._observed:  # its first write this block: what it was before
+            before = None if new else self.participant(p.id)
+            self._observed[p.id] = before is not None and before.observer
         w.put_record(_PARTICIPANT + _pad(p.id), encode_participant(Writer(), p).finish())
         self._participants[p.id] = p
         if new:
@@ -326,11 +353,18 @@ class Registry:
             self._new.append(p.id)
 
     def record_added(self, height: int) -> None:
-        """Note block ``height`` as where the participants this registry added were added
-        (execution, once per block; no write when it added none)."""
+        """Note block ``height`` as where the participants this registry added were added,
+        and where those whose observer role it changed changed (execution, once per
+        block; no write when it did neither)."""
         for pid in self._new:
             self._writable().put_record(_SINCE + _pad(pid), Writer().u64(height).finish())
         self._new.clear()
+        for pid, before in sorted(self._observed.items()):
+            after = self.participant_by_id[pid].observer
+            if after != before:
+                key = _OBSERVER_AT + _pad(pid) + height.to_bytes(8, "big")
+                self._writable().put_record(key, Writer().flag(after).finish())
+        self._observed.clear()
 
     def put_instrument(self, inst: Instrument, *, new: bool) -> None:
         w = self._writable()

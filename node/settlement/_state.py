@@ -50,6 +50,7 @@ class RecordKind(IntEnum):
     SUPPLY_ATTESTATION = 50
     ADDED = 51
     PARTICIPANT_SINCE = 52  # the block that added a participant (ADR 0025)
+    OBSERVER_AT = 53  # a block that changed whether a participant observes (ADR 0025)
     # reserve: attestations (node/settlement/_reserve.py)
     CUSTODY = 64
     RESERVES = 65

@@ -517,7 +517,7 @@ async def test_an_index_worked_out_unlike_the_stored_root_halts_the_node(
         node_module,
         "party_index",
         lambda store, b, txs: PartyIndex(
-            [(frozenset(), False)] * len(txs), (), [bytes(32)] * len(txs)
+            [(frozenset(), False)] * len(txs), (), [bytes(32)] * len(txs), observers=()
         ),
     )
     with pytest.raises(StorageError, match="worked out again"):

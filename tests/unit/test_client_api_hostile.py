@@ -716,7 +716,8 @@ async def test_an_observer_is_not_handed_a_filtered_block(
 ) -> None:
     """An observer (AUDITOR) reads whole blocks; a hostile node answering it a block
     filtered for it (every other party's trades left out, its own proof honest) would
-    hide every trade from ``events("BANK01")`` run by an auditor: refused."""
+    hide every trade from ``events("BANK01")`` run by an auditor: refused, since the
+    certified party index's leaf of AUDITOR says it was an observer after the block."""
     pinned, certs, _ = traded
     c = _sdk(pinned, certs, "AUDITOR")
     try:
@@ -779,7 +780,7 @@ async def test_a_party_index_under_a_forged_or_foreign_header_is_refused(
         outcome = chain.outcomes[1]
         named = [(frozenset({"BANK03", "BANK04"}), False)] * len(chain.blocks[1].txs)
         keys = Registry.of(chain.store).participant_ids
-        fake = PartyIndex(named, keys, [r.tx_id for r in outcome.results])
+        fake = PartyIndex(named, keys, [r.tx_id for r in outcome.results], observers=())
         forged_next = _header_after(chain, 1, results_root(outcome.results, fake))
         forged = pb.BlockInfo()
         forged.CopyFrom(honest)

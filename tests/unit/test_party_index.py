@@ -24,6 +24,7 @@ from tests.ledger_helpers import TxFactory, shared_net
 
 NET = shared_net()
 KEYS = ("AUDITOR", "BANK01", "BANK02", "BANK03", "BANK05", "CSD")
+OBSERVERS = ("AUDITOR", "BANK99")  # BANK99: an observer added after the block, no key here
 # positions: 0 BANK01/BANK02, 1 public (a coupon), 2 BANK03/BANK01, 3 undecodable, 4 BANK02
 NAMED = [
     (frozenset({"BANK01", "BANK02", "US0000000000"}), False),
@@ -37,16 +38,22 @@ IDS = [crypto.sha256(bytes([i])) for i in range(len(NAMED))]
 
 @pytest.fixture(scope="module")
 def index() -> PartyIndex:
-    return PartyIndex(NAMED, KEYS, IDS)
+    return PartyIndex(NAMED, KEYS, IDS, observers=OBSERVERS)
+
+
+def _proven(
+    index: PartyIndex, party: str, proof: PartyProof | None
+) -> tuple[tuple[int, ...], bool]:
+    wire = (proof or index.proof(party)).encode()
+    leaf, positions, observer = decode_party_proof(wire).positions_for(party, len(NAMED))
+    assert leaf == index.leaf
+    return positions, observer
 
 
 def _check(index: PartyIndex, party: str, proof: PartyProof | None = None) -> tuple[int, ...]:
     """What the proof (by default the index's own, through its encoding) shows ``party``,
     after checking its leaf is the index's own."""
-    wire = (proof or index.proof(party)).encode()
-    leaf, positions = decode_party_proof(wire).positions_for(party, len(NAMED))
-    assert leaf == index.leaf
-    return positions
+    return _proven(index, party, proof)[0]
 
 
 def test_each_party_is_shown_its_positions_and_the_public_ones(index: PartyIndex) -> None:
@@ -112,7 +119,7 @@ def test_a_smaller_size_cannot_drop_a_right_neighbour(index: PartyIndex) -> None
     assert honest.size == 7
     forged = PartyProof(5, honest.public, None, (index._leaf(4),))
     try:
-        leaf, _ = forged.positions_for("BANK05", len(NAMED))
+        leaf, _, _ = forged.positions_for("BANK05", len(NAMED))
     except PartyProofError:
         return
     assert leaf != index.leaf
@@ -132,12 +139,44 @@ def test_the_index_commits_to_the_block_its_ids_and_the_keys() -> None:
     """Another id (another block's secret, so other salts), another key set or another
     position gives another leaf: the salts hide positions from the neighbours, not from
     the certificate."""
-    base = PartyIndex(NAMED, KEYS, IDS).leaf
-    assert PartyIndex(NAMED, KEYS, [*IDS[:-1], crypto.sha256(b"other")]).leaf != base
-    assert PartyIndex(NAMED, (*KEYS, "BANK99"), IDS).leaf != base
+    obs = {"observers": OBSERVERS}
+    base = PartyIndex(NAMED, KEYS, IDS, **obs).leaf
+    assert PartyIndex(NAMED, KEYS, [*IDS[:-1], crypto.sha256(b"other")], **obs).leaf != base
+    assert PartyIndex(NAMED, (*KEYS, "BANK98"), IDS, **obs).leaf != base
     moved = [NAMED[1], NAMED[0], *NAMED[2:]]
-    assert PartyIndex(moved, KEYS, IDS).leaf != base
-    assert PartyIndex((), KEYS, ()).leaf != base  # no transactions: the empty tree's
+    assert PartyIndex(moved, KEYS, IDS, **obs).leaf != base
+    assert PartyIndex((), KEYS, (), **obs).leaf != base  # no transactions: the empty tree's
+
+
+def test_the_index_commits_to_who_was_an_observer_and_the_proof_reports_it(
+    index: PartyIndex,
+) -> None:
+    """Each participant's leaf commits to whether it held an observer role after the block
+    (ADR 0025, amendment "observers"): its client reads whole blocks then, and learns
+    that from the certified index rather than from one node's reference data. The flag
+    is reported by ``positions_for``; an id with no leaf (BANK99, added later, an
+    observer now) was no observer then. A proof with the flag flipped, either way, does
+    not lead to the index's root; the flag changes the root the certificate covers; a
+    flag byte other than 0 or 1 does not decode."""
+    assert _proven(index, "AUDITOR", None) == ((1,), True)
+    assert _proven(index, "BANK01", None) == ((0, 1, 2), False)
+    assert _proven(index, "BANK99", None) == ((1,), False)
+    assert index.observer("AUDITOR") and not index.observer("BANK01")
+    assert not index.observer("BANK99") and not index.observer("")
+    for party in ("AUDITOR", "BANK01"):
+        honest = index.proof(party)
+        assert honest.mine is not None
+        flipped = dataclasses.replace(honest.mine, observer=not honest.mine.observer)
+        with pytest.raises(PartyProofError, match="does not lead"):
+            _check(index, party, dataclasses.replace(honest, mine=flipped))
+    assert PartyIndex(NAMED, KEYS, IDS, observers=()).leaf != index.leaf
+    assert PartyIndex(NAMED, KEYS, IDS, observers=("BANK01", *OBSERVERS)).leaf != index.leaf
+    assert not PartyIndex((), KEYS, (), observers=OBSERVERS).observer("AUDITOR")  # no index
+    wire = _encoded(index, "AUDITOR")
+    at = wire.index(b"AUDITOR") + len(b"AUDITOR")  # the flag follows the caller's key
+    assert wire[at] == 1
+    with pytest.raises(DecodeError, match="not 0 or 1"):
+        decode_party_proof(wire[:at] + b"\x02" + wire[at + 1 :])
 
 
 def test_a_neighbours_positions_are_not_in_its_proof(index: PartyIndex) -> None:

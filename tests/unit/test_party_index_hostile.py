@@ -29,7 +29,7 @@ from node.genesis import DemoNetwork
 from node.runtime._access import Gate
 from node.runtime._api import LedgerService, filtered_block_pb, reference_pb
 from node.runtime._reads import ReadBudget
-from node.settlement import ResultCode, Role
+from node.settlement import RecordKind, Registry, ResultCode, Role
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
@@ -169,11 +169,6 @@ class _Stub:
         return call
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 20: the SDK tells an observer identity from reference data, which "
-    "reference() replaces with one node's uncertified GetReference answer",
-)
 async def test_a_node_cannot_unmake_the_callers_observer_role_then_filter_its_blocks(
     traded: tuple[DemoNetwork, bytes, Chain],
 ) -> None:
@@ -187,11 +182,13 @@ async def test_a_node_cannot_unmake_the_callers_observer_role_then_filter_its_bl
     against current keys, docs/sdk.md "Governance") replaces it with the node's
     GetReference answer: one node's word, not certified (client/_reference.py). The
     hostile node answers it with AUDITOR's roles emptied (as a governance SetRoles
-    would record); from then on the SDK accepts the block filtered for AUDITOR, every
-    trade of BANK01/BANK02/BANK03 left out, as the whole block. Expected: a role
-    genesis gives is not taken away by a node's word (refuse a filtered block for an
-    identity that genesis *or* the reference makes an observer), or the client is told
-    at construction whether it reads whole blocks."""
+    would record); from then on the SDK accepted the block filtered for AUDITOR, every
+    trade of BANK01/BANK02/BANK03 left out, as the whole block (review 20). Observers
+    added by governance had no check at all (``known is None``). Fixed (ADR 0025,
+    amendment "observers"): each participant's leaf of the party index commits to
+    whether it held an observer role after the block, and the SDK refuses a filtered
+    block with transactions whose proven leaf says its identity did, whatever the
+    reference data says; it no longer reads the reference for this."""
     pinned, certs, chain = traded
     honest = reference_pb(chain.node())
     lying = pb.Reference()
@@ -209,16 +206,11 @@ async def test_a_node_cannot_unmake_the_callers_observer_role_then_filter_its_bl
             c._block_view(hidden)  # control: genesis says AUDITOR is an observer
         await c.reference()  # the hostile node's reference data
         with pytest.raises(BadResponseError, match="observer"):
-            c._block_view(hidden)  # accepted today: no transaction of block 1 shown
+            c._block_view(hidden)  # the index, not the reference, says AUDITOR observed
     finally:
         await c.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 20: a node's GetReference word that makes a bank an observer makes the "
-    "SDK refuse every honest node's filtered blocks",
-)
 async def test_a_node_cannot_make_the_caller_an_observer_and_so_deny_it_every_block(
     traded: tuple[DemoNetwork, bytes, Chain],
 ) -> None:
@@ -227,8 +219,10 @@ async def test_a_node_cannot_make_the_caller_an_observer_and_so_deny_it_every_bl
     whole blocks", the honest filtered block of every node (the honest nodes filter:
     BANK01 is no observer on the ledger), so one node's unproven word ends BANK01's
     ``block()``, ``blocks()`` and ``events()`` everywhere until the app reads the
-    reference again from another node. The control: the same honest block is accepted
-    with genesis reference data."""
+    reference again from another node (review 20). Fixed: the SDK takes whether its
+    identity was an observer from its certified party index leaf (BANK01's says no), not
+    from the reference data. The control: the same honest block is accepted with
+    genesis reference data."""
     pinned, certs, chain = traded
     lying = reference_pb(chain.node())
     for p in lying.participants:
@@ -242,6 +236,108 @@ async def test_a_node_cannot_make_the_caller_an_observer_and_so_deny_it_every_bl
         assert [t.position for t in c._block_view(honest).transactions] == [0, 2]  # control
         await c.reference()
         assert [t.position for t in c._block_view(honest).transactions] == [0, 2]
+    finally:
+        await c.aclose()
+
+
+async def _block(svc: LedgerService, caller: Caller, height: int) -> pb.BlockInfo:
+    Gate.enter(caller)
+    return await svc.GetBlock(pb.BlockRequest(height=height), _Ctx())  # type: ignore[arg-type]
+
+
+async def test_who_was_an_observer_at_a_block_is_the_ledgers_word_node_and_sdk_agree() -> None:
+    """The fix of the two holes above, end to end (ADR 0025, amendment "observers").
+    Block 1: a DvP BANK01/BANK02. Block 2: governance demotes AUDITOR (SetRoles trader),
+    adds BANK77 as a regulator, and makes BANK03 an auditor and a trader again (no change
+    over the block). Block 3: a DvP BANK01/BANK02; block 4 certifies it. A fresh node (no
+    index kept: each one is worked out again, with ``Registry.observers_at``, and must
+    end the results tree the next header certifies, or the node halts) serves AUDITOR,
+    no observer now, block 1 whole (it was one then: its SDK would refuse a filtered
+    copy) and block 3 filtered, which its SDK accepts; BANK77, added by governance (no
+    check at all before: ``known is None``), refuses block 3 filtered for it. Only the
+    two real changes are recorded (``OBSERVER_AT``)."""
+    from tests.gov_helpers import add_participant, new_key, set_roles
+    from tests.gov_helpers import signed as gov_signed
+
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    trader = frozenset({Role.TRADER})
+    chain.commit([txf.signed(txf.dvp())])
+    gov = [
+        set_roles(txf, "AUDITOR", trader),
+        add_participant(txf, "BANK77", roles=frozenset({Role.REGULATOR})),
+        set_roles(txf, "BANK03", frozenset({Role.AUDITOR})),
+        set_roles(txf, "BANK03", trader),
+    ]
+    chain.commit([gov_signed(pinned, g) for g in gov])
+    assert [r.code for r in chain.outcomes[2].results] == [ResultCode.OK] * 4
+    chain.commit([txf.signed(txf.dvp())])
+    chain.commit([])
+    changes = sorted(k for k in chain.outcomes[2].records if k[0] == RecordKind.OBSERVER_AT)
+    assert [k[1:8].rstrip(b"\0") for k in changes] == [b"AUDITOR", b"BANK77"]
+    reg = Registry.of(chain.store)
+    assert {"AUDITOR", "REGULATOR"} <= reg.observers_at(1) and "BANK77" not in reg.observers_at(1)
+    assert "AUDITOR" not in reg.observers_at(2) and "BANK77" in reg.observers_at(2)
+    assert "BANK03" not in reg.observers_at(1) | reg.observers_at(2)
+
+    svc = LedgerService(chain.node(), {})
+    auditor = Caller("AUDITOR", observer=False)  # what the access layer says now
+    old, new = await _block(svc, auditor, 1), await _block(svc, auditor, 3)
+    assert not old.filtered and len(old.results) == 1  # its auditor days: whole
+    assert new.filtered and list(new.results) == []
+    c = _sdk(pinned, certs, "AUDITOR")
+    try:
+        assert len(c._block_view(old).transactions) == 1
+        assert c._block_view(new).transactions == ()  # no observer after block 3: accepted
+        with pytest.raises(BadResponseError, match="observer"):  # control: block 1 filtered
+            c._block_view(_filtered(chain, "AUDITOR", 1))
+    finally:
+        await c.aclose()
+    regulator = AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00")],
+        tls_certs=certs,
+        genesis=pinned.genesis,
+        identity=ParticipantKey("BANK77", new_key("BANK77")),
+    )
+    try:
+        with pytest.raises(BadResponseError, match="observer"):
+            regulator._block_view(_filtered(chain, "BANK77", 3))
+        assert regulator._block_view(_filtered(chain, "BANK77", 1)).transactions == ()
+    finally:
+        await regulator.aclose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ADR 0025 observers amendment: the index certifies who was an observer after "
+    "block h, not who is one now; a node may filter an older block for a later observer",
+)
+async def test_a_node_cannot_filter_an_older_block_for_a_participant_promoted_since() -> None:
+    """Left open by the fix above (found while building it). Block 1: a DvP
+    BANK01/BANK02; block 2: governance makes BANK03 an auditor. An auditor appointed to
+    audit the past reads block 1 whole from an honest node (the access layer says it is
+    an observer now: the control). But block 1's index says BANK03 was no observer then,
+    which is true, so the SDK accepts a hostile node's copy of block 1 filtered for
+    BANK03 (no transaction shown) as the whole block. The SDK has no certified word for
+    "an observer now" (only for "at block h"); a fresh one would need the caller's leaf
+    in a recent block and a bound on that block's age. The same holds for an observer
+    added by governance reading blocks from before its addition (proven absent)."""
+    from tests.gov_helpers import set_roles
+    from tests.gov_helpers import signed as gov_signed
+
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([txf.signed(txf.dvp())])
+    chain.commit([gov_signed(pinned, set_roles(txf, "BANK03", frozenset({Role.AUDITOR})))])
+    chain.commit([])
+    svc = LedgerService(chain.node(), {})
+    whole = await _block(svc, Caller("BANK03", observer=True), 1)
+    assert not whole.filtered and len(whole.results) == 1  # control: the honest node
+    c = _sdk(pinned, certs, "BANK03")
+    try:
+        assert len(c._block_view(whole).transactions) == 1
+        with pytest.raises(BadResponseError, match="observer"):
+            c._block_view(_filtered(chain, "BANK03", 1))
     finally:
         await c.aclose()
 
