@@ -3,8 +3,13 @@
 A replica that learns of a height above its committed one (a verified certificate, or a
 peer's unproven word in its hello) asks one peer at a time for the missing blocks,
 ``CATCHUP_BATCH_BLOCKS_MAX`` per request, first the peer that told it, and tries the next
-peer after the one asked, round-robin, when an answer does not come within
-``CATCHUP_RETRY_MS`` or the asked peer answers with nothing. A peer's word lasts one round
+peer after the one asked, round-robin, when an answer does not come in time or the asked
+peer answers with nothing. In time: within the replica's commit-relay wait (a few median
+commit rounds, at least ``COMMIT_RELAY_FLOOR_MS``) once it knows one, at most
+``CATCHUP_RETRY_MS``: a peer holding the blocks answers in about a round trip, and the
+peer asked first, the sender of a certificate, may be the leader that hid the block and
+answers late (review 20b: 450 ms late cost the next leaders their views, 7/5 30 views
+failed, 26/16 150). A peer's word lasts one round
 of unanswered requests to every peer, so a liar costs n - 1 small requests, once.
 
 A peer that holds none of the blocks asked for says so at once with an empty answer, and
@@ -12,8 +17,9 @@ the next peer is asked at once: the peer that sent a certificate has often not c
 its block itself yet (pipelined, the certificate of committed + 2 reaches a replica that
 missed the one of committed + 1 together with the leader that formed it), and waiting
 ``CATCHUP_RETRY_MS`` for nothing cost a leader its view. When every peer has answered with
-nothing since the last progress, the next round waits ``CATCHUP_RETRY_MS``: empty answers
-never make a request storm.
+nothing since the last progress, the next round waits ``CATCHUP_RETRY_MS``, and a target
+only a peer's word names is asked after one peer per ``CATCHUP_RETRY_MS`` as before:
+empty answers never make a request storm.
 
 Nobody steers a request that is out: a certificate or a hello arriving meanwhile raises
 the target, not whom we ask; an answer from a peer we did not ask counts only if it moves
@@ -75,9 +81,12 @@ Send = Callable[[int, Message], None]
 class CatchUp:
     """Whom to ask for which blocks, and when to ask again."""
 
-    def __init__(self, me: int, n: int, send: Send) -> None:
+    def __init__(
+        self, me: int, n: int, send: Send, retry_ms: Callable[[], int] = lambda: CATCHUP_RETRY_MS
+    ) -> None:
         self.me, self.n = me, n
         self._send = send
+        self._retry_ms = retry_ms  # how long an answer is waited for (at most the constant)
         self.target = 0  # the height we catch up to (certified, or a peer's word)
         self.certified = 0  # the highest height a verified certificate names
         self.misses = 0  # unanswered requests since the last progress
@@ -88,7 +97,10 @@ class CatchUp:
         self.resting = False  # a round of empty answers: nothing is out until the retry
 
     def retry_deadline_ms(self) -> int | None:
-        return None if self.sent_ms is None else self.sent_ms + CATCHUP_RETRY_MS
+        if self.sent_ms is None:
+            return None
+        wait = CATCHUP_RETRY_MS if self.resting else min(self._retry_ms(), CATCHUP_RETRY_MS)
+        return self.sent_ms + wait
 
     def peer_height(self, src: int, height: int, committed: int, now_ms: int) -> None:
         """A peer's unproven word (its hello) that it holds blocks up to ``height``."""
@@ -140,14 +152,20 @@ class CatchUp:
         self.peer = (self.peer + 1) % self.n
         if self.peer == self.me:
             self.peer = (self.peer + 1) % self.n
-        if answered and self.misses % (self.n - 1) == 0:
+        # An unproven word is asked after at the old pace, one peer per retry: a liar's
+        # hello must not buy a round of requests at network speed (review 20b).
+        word = self.target > self.certified
+        if answered and (word or self.misses % (self.n - 1) == 0):
             self.resting, self.sent_ms = True, now_ms
             return
         self._request(committed, now_ms)
 
     def committed(self, height: int) -> None:
+        """We committed ``height`` (by an answer or by consensus): the target reached ends
+        the episode, and with it its misses (a later episode's rounds count afresh:
+        review 20b, stale misses made a first empty answer rest)."""
         if self.target <= height:
-            self.sent_ms, self.resting = None, False
+            self.sent_ms, self.resting, self.misses = None, False, 0
 
     def answered(self, src: int, start: int, committed: int, now_ms: int) -> None:
         """``src`` answered a request; we were at ``start`` before and are at ``committed``.

@@ -54,6 +54,7 @@ from node.config import (
     BLOCK_TIME_DRIFT_MAX_MS,
     BLOCK_TXS_MAX,
     CATCHUP_BATCH_BLOCKS_MAX,
+    CATCHUP_RETRY_MS,
     COMMIT_RELAY_FACTOR,
     COMMIT_RELAY_FLOOR_MS,
     PEER_SYNC_BYTES_BURST,
@@ -228,7 +229,7 @@ class Replica:
             relay_factor=config.commit_relay_factor,
             relay_floor_ms=config.commit_relay_floor_ms,
         )
-        self._catchup = CatchUp(config.me, self.n, self._send)
+        self._catchup = CatchUp(config.me, self.n, self._send, self._catchup_retry_ms)
         self._spread = Dissemination(
             config.me,
             self.n,
@@ -250,6 +251,9 @@ class Replica:
         self._answered: dict[int, int] = {}  # peer -> the height whose certificate it was sent
         self._timeouts: dict[int, dict[int, Timeout]] = {}
         self._last_tc: TimeoutCert | None = None
+        # The latest view whose commit certificate came without its block: its commit round
+        # is over (counted then, if we were in it), whatever brings the block later.
+        self._rounds_over = -1
         # height -> (state root, results root) that a certified block says it produced
         self._expected_roots: dict[int, tuple[bytes, bytes]] = {}
         self._dirty = False
@@ -502,6 +506,13 @@ class Replica:
         self._maybe_propose()
         self._pacemaker.arm(self.now_ms, self._timer_active())
 
+    def _catchup_retry_ms(self) -> int:
+        """How long a catch-up request waits for its answer before the next peer is asked:
+        the commit relay's wait once known (the same scale: a few median commit rounds),
+        else ``CATCHUP_RETRY_MS`` (catchup.py caps it there)."""
+        relay = self._pacemaker.relay_ms()
+        return CATCHUP_RETRY_MS if relay is None else relay
+
     def _want_sync(self, src: int, height: int) -> None:
         self._catchup.want(src, height, self.committed_height, self.now_ms)
 
@@ -539,6 +550,12 @@ class Replica:
             if block is not None:
                 self._commit(block, cert, commit_round=left)
                 return
+            # The certificate is here, its block is not: a commit round we were in ends
+            # now, and the block's arrival by a catch-up answer ends none (review 20b: a
+            # view entered on this very certificate counted the answer's delay).
+            if left:
+                self._pacemaker.parent_committed(self.now_ms)
+            self._rounds_over = max(self._rounds_over, cert.view)
         if cert.height > self.committed_height:
             self._want_sync(src, cert.height)
 
@@ -631,7 +648,7 @@ class Replica:
             # The block whose prepare certificate moved us into this view: its commit ends
             # the commit round however it reaches us (a peer's answer can beat the leader's
             # certificate), and the round's excess moves the progress deadline as then.
-            left = self._left_on_certificate(cert.view)
+            left = self._left_on_certificate(cert.view) and cert.view > self._rounds_over
             self._commit(block, cert, caught_up=True, commit_round=left)
             if self.halted is not None:
                 return

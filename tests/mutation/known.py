@@ -2841,8 +2841,8 @@ MUTANTS += [
            tests=[_CU + "test_a_replica_holding_none_of_the_blocks_asked_says_so_at_once",
                   _PIPE_HIDE + "[7-5-True]"]),
     Mutant("empty-round-never-rests", "node/core/catchup.py",
-           old="        if answered and self.misses % (self.n - 1) == 0:\n",
-           new="        if False:\n",
+           old="        if answered and (word or self.misses % (self.n - 1) == 0):\n",
+           new="        if answered and word:\n",
            breaks="peers that all hold nothing are asked again and again at network speed: a storm of requests until one commits",
            tests=[_CU + "test_a_round_of_empty_answers_rests_until_the_retry_deadline"]),
     Mutant("resting-takes-empty-answers", "node/core/catchup.py",
@@ -2867,7 +2867,7 @@ MUTANTS += [
            breaks="a parent committed by a peer's answer leaves the held certificate's excess in this view: it times out early",
            tests=[_CU + "test_a_commit_by_a_peers_answer_ends_the_commit_round_as_the_certificate_would"]),
     Mutant("answer-commit-always-a-commit-round", "node/core/replica.py",
-           old="            left = self._left_on_certificate(cert.view)\n            self._commit(",
+           old="            left = self._left_on_certificate(cert.view) and cert.view > self._rounds_over\n            self._commit(",
            new="            left = True\n            self._commit(",
            breaks="every caught-up block counts as a commit round: the relay's median is of catch-up times",
            tests=[_CU + "test_a_block_caught_up_from_a_view_left_on_timeouts_is_no_commit_round"]),
@@ -2953,5 +2953,39 @@ MUTANTS += [
            new="        if caller.observer:\n",
            breaks="a demoted auditor is served its auditor days' blocks filtered, which its SDK must refuse: honest nodes deny it those blocks",
            tests=[_OB]),
+]
+# fmt: on
+
+# fmt: off
+# Review 20b of the empty catch-up answers (session 20), fixed: node/core/catchup.py.
+_CUH = "tests/unit/test_core_catchup_hostile.py::"
+_SCU = "tests/sim/test_sim_catchup.py::"
+MUTANTS += [
+    Mutant("catchup-waits-the-constant", "node/core/catchup.py",
+           old="        wait = CATCHUP_RETRY_MS if self.resting else min(self._retry_ms(), CATCHUP_RETRY_MS)\n",
+           new="        wait = CATCHUP_RETRY_MS\n",
+           breaks="a Byzantine peer asked first answers just before CATCHUP_RETRY_MS: the next leaders lose their views (7/5 30 failed)",
+           tests=[_CUH + "test_a_request_waits_the_replicas_answer_wait_capped_and_a_rest_the_constant",
+                  _SCU + "test_a_late_answer_from_the_peer_asked_first_charges_no_honest_leader"]),
+    Mutant("catchup-wait-uncapped", "node/core/catchup.py",
+           old="        wait = CATCHUP_RETRY_MS if self.resting else min(self._retry_ms(), CATCHUP_RETRY_MS)\n",
+           new="        wait = CATCHUP_RETRY_MS if self.resting else self._retry_ms()\n",
+           breaks="a replica whose commit rounds were slow waits longer than CATCHUP_RETRY_MS for a silent peer",
+           tests=[_CUH + "test_a_request_waits_the_replicas_answer_wait_capped_and_a_rest_the_constant"]),
+    Mutant("catchup-misses-outlive-the-episode", "node/core/catchup.py",
+           old="            self.sent_ms, self.resting, self.misses = None, False, 0\n",
+           new="            self.sent_ms, self.resting = None, False\n",
+           breaks="misses of episodes ended by consensus make a later first empty answer rest 500 ms (4/3: 15 views failed)",
+           tests=[_CUH + "test_a_single_empty_answer_never_rests_when_other_peers_were_not_asked"]),
+    Mutant("catchup-word-at-network-speed", "node/core/catchup.py",
+           old="        word = self.target > self.certified\n",
+           new="        word = False\n",
+           breaks="each liar's hello buys n - 1 requests and answers at network speed",
+           tests=[_CUH + "test_liars_words_make_no_storm_of_requests"]),
+    Mutant("caught-up-block-ends-a-finished-round", "node/core/replica.py",
+           old="            left = self._left_on_certificate(cert.view) and cert.view > self._rounds_over\n",
+           new="            left = self._left_on_certificate(cert.view)\n",
+           breaks="a view entered on the commit certificate itself counts the block's late arrival as a commit round: the asked peer sets the relay's median",
+           tests=[_CUH + "test_a_block_caught_up_after_its_own_commit_certificate_is_no_commit_round"]),
 ]
 # fmt: on
