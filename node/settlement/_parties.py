@@ -40,9 +40,12 @@ Pure: no I/O, no clock, no randomness.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from node import crypto, merkle, tags
 from node.config import BLOCK_TXS_MAX, ID_BYTES_MAX, MERKLE_PATH_LEN_MAX
@@ -130,16 +133,24 @@ def _key_bytes(key: str) -> bytes:
     return key.encode("ascii")
 
 
+# A party index is built for every block with transactions, one leaf per participant
+# (10,000 at most): these two encode with struct directly, not the codec's Writer (three
+# times the calls), the same bytes (tests/unit/test_party_index.py checks them against it).
+_U16 = struct.Struct(">H")
+
+
 def leaf_data(key: str, digest: bytes) -> bytes:
-    w = Writer().raw(tags.PARTY_LEAF).blob16(_key_bytes(key), ID_BYTES_MAX)
-    return w.fixed(digest, crypto.HASH_LEN).finish()
+    """``PARTY_LEAF || u16 len || key || digest``."""
+    kb = _key_bytes(key)
+    require(len(kb) <= ID_BYTES_MAX and len(digest) == crypto.HASH_LEN, "a party leaf's fields")
+    return tags.PARTY_LEAF + _U16.pack(len(kb)) + kb + digest
 
 
 def positions_digest(salt: bytes, positions: Sequence[int], observer: bool) -> bytes:
-    w = Writer().flag(observer).u32(len(positions))
-    for p in positions:
-        w.u32(p)
-    return crypto.sha256(tags.PARTY_POSITIONS, salt, w.finish())
+    """``SHA-256(PARTY_POSITIONS || salt || u8 observer || u32 n || u32 position * n)``."""
+    n = len(positions)
+    body = struct.pack(f">?I{n}I", observer, n, *positions)
+    return hashlib.sha256(tags.PARTY_POSITIONS + salt + body).digest()
 
 
 def parties_leaf(size: int, root: bytes) -> bytes:
@@ -162,6 +173,13 @@ class PartyRoot:
     @property
     def leaf(self) -> bytes:
         return parties_leaf(self.size, self.root)
+
+
+def _extended(prefix: Any, data: bytes) -> bytes:
+    """SHA-256 of the prefix ``prefix`` has hashed, then ``data``."""
+    h = prefix.copy()
+    h.update(data)
+    return bytes(h.digest())
 
 
 class PartyIndex:
@@ -207,7 +225,8 @@ class PartyIndex:
         for tid in tx_ids:
             w.fixed(tid, crypto.HASH_LEN)
         secret = crypto.sha256(tags.PARTIES_SECRET, w.finish())
-        self._salts = {k: crypto.sha256(tags.PARTY_SALT, secret, _key_bytes(k)) for k in ordered}
+        salted = hashlib.sha256(tags.PARTY_SALT + secret)  # each salt: this prefix, then the key
+        self._salts = {k: _extended(salted, _key_bytes(k)) for k in ordered}
         self._digests = {
             k: positions_digest(self._salts[k], self._positions[k], k in self._observers)
             for k in ordered

@@ -2933,8 +2933,8 @@ MUTANTS += [
 _OB = "tests/unit/test_party_index_hostile.py::test_who_was_an_observer_at_a_block_is_the_ledgers_word_node_and_sdk_agree"
 MUTANTS += [
     Mutant("party-observer-flag-uncommitted", "node/settlement/_parties.py",
-           old="    w = Writer().flag(observer).u32(len(positions))\n",
-           new="    w = Writer().u32(len(positions))\n",
+           old='    body = struct.pack(f">?I{n}I", observer, n, *positions)\n',
+           new='    body = struct.pack(f">I{n}I", n, *positions)\n',
            breaks="a leaf's observer flag is outside its digest: a node flips it, and an auditor accepts blocks filtered for it (or a bank refuses every one)",
            tests=[_PX + "test_the_index_commits_to_who_was_an_observer_and_the_proof_reports_it"]),
     Mutant("party-observer-flag-unreported", "node/settlement/_parties.py",
@@ -2987,5 +2987,21 @@ MUTANTS += [
            new="            left = self._left_on_certificate(cert.view)\n",
            breaks="a view entered on the commit certificate itself counts the block's late arrival as a commit round: the asked peer sets the relay's median",
            tests=[_CUH + "test_a_block_caught_up_after_its_own_commit_certificate_is_no_commit_round"]),
+]
+# fmt: on
+
+# fmt: off
+# Session 20: the party index's encodings and the Merkle levels written out (speed).
+MUTANTS += [
+    Mutant("party-digest-little-endian", "node/settlement/_parties.py",
+           old='    body = struct.pack(f">?I{n}I", observer, n, *positions)\n',
+           new='    body = struct.pack(f"<?I{n}I", observer, n, *positions)\n',
+           breaks="the positions digest is not the codec's encoding the ADR states: another root than a conforming verifier's",
+           tests=["tests/unit/test_party_index.py::test_the_leaf_encodings_are_the_codecs"]),
+    Mutant("merkle-level-nodes-swapped", "node/merkle.py",
+           old="            sha(MERKLE_NODE + level[i] + level[i + 1]).digest() for i in range",
+           new="            sha(MERKLE_NODE + level[i + 1] + level[i]).digest() for i in range",
+           breaks="a tree's root is not RFC 6962's: every path checked by root_from_path fails",
+           tests=["tests/unit/test_merkle.py"]),
 ]
 # fmt: on
