@@ -13,7 +13,6 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
 import pytest
 
 from client import (
@@ -33,25 +32,9 @@ from node.settlement import RecordKind, Registry, ResultCode, Role
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+from tests.unit.test_block_reads import _Ctx, _get, _Refused
 
 NET = shared_net()
-
-
-class _Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-
-
-class _Ctx:
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:5000"
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    async def abort(self, code: grpc.StatusCode, message: str, trailing: Any = None) -> None:
-        raise _Refused(code, message)
 
 
 class _Meter:
@@ -67,15 +50,6 @@ class _Meter:
     def cpu_ns(self) -> int:
         self._ns += self._read_us * 1_000
         return self._ns
-
-
-async def _get(svc: LedgerService, who: str, height: int) -> str:
-    Gate.enter(Caller(who, observer=False))
-    try:
-        await svc.GetBlock(pb.BlockRequest(height=height), _Ctx())  # type: ignore[arg-type]
-        return "OK"
-    except _Refused as e:
-        return e.code.name
 
 
 # --- 1. parked GetBlock(head) calls all pass the read budget's check, then all charge -----
@@ -362,6 +336,28 @@ class _BlockStream:
         pass
 
 
+async def _event_positions(
+    c: AsyncLedgerClient, account: str, infos: list[pb.BlockInfo], most: int
+) -> list[int]:
+    """The positions of ``c.events(account)`` over a stand-in stream answering ``infos``
+    (at most ``most``; the stream's end, or a refused block, ends the list)."""
+    stub = _Stub(lambda m, r: None)
+    stub.StreamBlocks = lambda req, **kw: _BlockStream(list(infos))  # type: ignore[attr-defined]
+    c._stub = lambda i: stub  # type: ignore[method-assign]
+    got: list[int] = []
+    gen = c.events(account)
+    try:
+        while len(got) < most:
+            try:  # the stand-in stream ends after its blocks; the SDK then fails over
+                ev = await asyncio.wait_for(gen.__anext__(), 0.5)
+            except (TimeoutError, UnavailableError, BadResponseError):
+                break
+            got.append(ev.position)
+    finally:
+        await gen.aclose()
+    return got
+
+
 async def test_events_of_another_account_are_not_a_silent_subset(
     traded: tuple[DemoNetwork, bytes, Chain],
 ) -> None:
@@ -378,27 +374,10 @@ async def test_events_of_another_account_are_not_a_silent_subset(
     infos = [_filtered(chain, "BANK01", 1), _filtered(chain, "BANK01", 2)]
     c = _sdk(pinned, certs, "BANK01")
 
-    async def collect(account: str) -> list[int]:
-        stub = _Stub(lambda m, r: None)
-        stub.StreamBlocks = lambda req, **kw: _BlockStream(list(infos))  # type: ignore[attr-defined]
-        c._stub = lambda i: stub  # type: ignore[method-assign]
-        got: list[int] = []
-        gen = c.events(account)
-        try:
-            while len(got) < 3:
-                try:  # the stand-in stream ends after block 2; the SDK then fails over
-                    ev = await asyncio.wait_for(gen.__anext__(), 0.5)
-                except (TimeoutError, UnavailableError):
-                    break
-                got.append(ev.position)
-        finally:
-            await gen.aclose()
-        return got
-
     try:
-        assert await collect("BANK01") == [0, 2]  # control: the caller's own
+        assert await _event_positions(c, "BANK01", infos, 3) == [0, 2]  # control: the caller's own
         with pytest.raises(PermissionDeniedError, match="filtered for BANK01"):
-            await collect("BANK02")
+            await _event_positions(c, "BANK02", infos, 3)
     finally:
         await c.aclose()
 
@@ -473,25 +452,8 @@ async def test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_un
     honest = [_filtered(chain, "BANK01", 1), _filtered(chain, "BANK01", 2)]
     c = _sdk(pinned, certs, "BANK01")
 
-    async def positions(infos: list[pb.BlockInfo]) -> list[int]:
-        stub = _Stub(lambda m, r: None)
-        stub.StreamBlocks = lambda req, **kw: _BlockStream(list(infos))  # type: ignore[attr-defined]
-        c._stub = lambda i: stub  # type: ignore[method-assign]
-        got: list[int] = []
-        gen = c.events("BANK01")
-        try:
-            while len(got) < 2:
-                try:
-                    ev = await asyncio.wait_for(gen.__anext__(), 0.5)
-                except (TimeoutError, UnavailableError, BadResponseError):
-                    break
-                got.append(ev.position)
-        finally:
-            await gen.aclose()
-        return got
-
     try:
-        assert await positions(honest) == [0, 2]  # control
+        assert await _event_positions(c, "BANK01", honest, 2) == [0, 2]  # control
         for lie in ("recorded", "code", "path"):
             lying = pb.BlockInfo()
             lying.CopyFrom(honest[0])
@@ -504,7 +466,8 @@ async def test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_un
                 del lying.result_paths[-1]
             with pytest.raises(BadResponseError, match=r"certifies|paths that certify"):
                 c._block_view(lying)
-            assert await positions([lying, honest[1]]) == []  # refused, not a silent subset
+            # refused, not a silent subset
+            assert await _event_positions(c, "BANK01", [lying, honest[1]], 2) == []
     finally:
         await c.aclose()
 
