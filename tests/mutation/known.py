@@ -3002,6 +3002,7 @@ MUTANTS += [
            old="            sha(MERKLE_NODE + level[i] + level[i + 1]).digest() for i in range",
            new="            sha(MERKLE_NODE + level[i + 1] + level[i]).digest() for i in range",
            breaks="a tree's root is not RFC 6962's: every path checked by root_from_path fails",
-           tests=["tests/unit/test_merkle.py"]),
+           tests=["tests/unit/test_merkle.py::test_known_roots",
+                  "tests/unit/test_merkle.py::test_every_path_of_every_small_tree_verifies"]),
 ]
 # fmt: on
