@@ -294,7 +294,9 @@ class LedgerService(pb_grpc.LedgerServicer):
                 self._stream_inflight_max,
                 self._metrics,
                 caller=caller.participant,
-                may_read=lambda raw: may_read_tx(caller, raw, self._node.registry()),
+                may_read=lambda raw, height: may_read_tx(
+                    caller, raw, self._node.registry(), height=height
+                ),
             )
             reader = asyncio.create_task(session.read(requests))
             self._metrics.submit_streams.inc()
@@ -525,6 +527,9 @@ class LedgerService(pb_grpc.LedgerServicer):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
             while True:
+                # Governance may have changed the caller's role since the stream opened:
+                # a demoted auditor reads later blocks filtered (review 20c).
+                caller = self._as_now(caller)
                 # A filtered block goes once its proof is certified (ADR 0025): one block
                 # behind the head while the head has transactions.
                 top = store.head().height if caller.observer else self._proven_head()
@@ -534,6 +539,12 @@ class LedgerService(pb_grpc.LedgerServicer):
                 while next_height <= top:
                     yield await self._paced_block(next_height, caller)
                     next_height += 1
+
+    def _as_now(self, caller: Caller) -> Caller:
+        """``caller`` with the observer role the registry gives it at the head."""
+        p = self._node.registry().participant_by_id.get(caller.participant)
+        observer = p is not None and p.observer
+        return caller if observer == caller.observer else Caller(caller.participant, observer)
 
     async def _paced_block(self, height: int, caller: Caller) -> pb.BlockInfo:
         """Block ``height`` for a stream, read once the caller's read budget allows. Over

@@ -59,9 +59,10 @@ __all__ = [
 ]
 
 _Code = grpc.StatusCode
-# Whether the stream's caller may read the outcome of a transaction (its raw bytes): the
-# handler binds node.access.may_read_tx to the verified caller and the registry.
-MayRead = Callable[[bytes], bool]
+# Whether the stream's caller may read the outcome of a transaction (its raw bytes, and the
+# height of the block that holds it if committed): the handler binds
+# node.access.may_read_tx to the verified caller and the registry.
+MayRead = Callable[[bytes, int | None], bool]
 _REFUSAL = -1  # in the queue: this event refuses a request that took no slot
 
 
@@ -305,7 +306,8 @@ class SubmitSession:
                 return
             tid, outcome = offered
             self._push(pb.SubmitStreamEvent(correlation=corr, tx_id=tid, accepted=outcome), None)
-            if not self._may_read(req.transaction):
+            record = self._node.store.tx_record(tid)
+            if not self._may_read(req.transaction, None if record is None else record.height):
                 # Its signatures authorized the submission; its outcome is for its parties,
                 # as WaitForFinality answers (docs/cluster.md "Security: who reads what"):
                 # refused now, so a non-party holds no wait and learns no time of finality.

@@ -1618,7 +1618,7 @@ MUTANTS += [
            breaks="a leader pipelines on a block whose commit changes the leaders: replicas either side of that commit refuse each other and time out",
            tests=["tests/unit/test_core_pipeline.py::test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders[True]"]),
     Mutant("stream-final-not-party-checked", "node/runtime/_stream.py",
-           old="if not self._may_read(req.transaction):",
+           old="if not self._may_read(req.transaction, None if record is None else record.height):",
            new="if False:",
            breaks="anyone holding a signed transaction learns its outcome and receipt through SubmitStream, though WaitForFinality refuses them",
            tests=["tests/unit/test_submit_stream.py::test_a_final_goes_to_a_reader_of_the_transaction_and_frees_the_slot_either_way",
@@ -3004,5 +3004,22 @@ MUTANTS += [
            breaks="a tree's root is not RFC 6962's: every path checked by root_from_path fails",
            tests=["tests/unit/test_merkle.py::test_known_roots",
                   "tests/unit/test_merkle.py::test_every_path_of_every_small_tree_verifies"]),
+]
+# fmt: on
+
+# fmt: off
+# Review 20c of the observer flag (session 20), fixed: streams follow roles and heights.
+_OH = "tests/unit/test_observer_hostile.py::"
+MUTANTS += [
+    Mutant("block-stream-keeps-the-opening-role", "node/runtime/_api.py",
+           old="                caller = self._as_now(caller)\n",
+           new="",
+           breaks="a demoted auditor's open block stream serves it every later block whole",
+           tests=[_OH + "test_a_demoted_auditors_open_block_stream_serves_it_later_blocks_filtered"]),
+    Mutant("submit-stream-reads-without-the-height", "node/runtime/_stream.py",
+           old="            if not self._may_read(req.transaction, None if record is None else record.height):\n",
+           new="            if not self._may_read(req.transaction, None):\n",
+           breaks="a participant added later resubmits an earlier transaction that named it and is sent its receipt",
+           tests=[_OH + "test_a_participant_added_later_is_not_given_an_earlier_receipt_by_submit_stream"]),
 ]
 # fmt: on

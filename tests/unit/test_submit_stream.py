@@ -111,7 +111,9 @@ async def _settle() -> None:
 
 
 def _session(
-    node: _Node, inflight_max: int, may_read: Callable[[bytes], bool] = lambda raw: True
+    node: _Node,
+    inflight_max: int,
+    may_read: Callable[[bytes, int | None], bool] = lambda raw, height: True,
 ) -> tuple[SubmitSession, Shares]:
     waits = Shares("finality waits", 100, 50)
     node_: Any = node
@@ -166,7 +168,7 @@ async def test_a_final_goes_to_a_reader_of_the_transaction_and_frees_the_slot_ei
     PERMISSION_DENIED, naming the caller: it holds no finality wait and frees its slot;
     a readable one waits for its final as before."""
     node = _Node()
-    session, waits = _session(node, inflight_max=2, may_read=lambda raw: raw != b"tx2")
+    session, waits = _session(node, inflight_max=2, may_read=lambda raw, height: raw != b"tx2")
     reqs = _Requests()
     reader = asyncio.create_task(session.read(reqs.__aiter__()))
     for req in (_req(1), _req(2)):
