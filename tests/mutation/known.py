@@ -2916,7 +2916,7 @@ MUTANTS += [
            breaks="a node drops the result paths and the SDK checks none: the flags are unproven again",
            tests=[_R20 + "test_a_node_cannot_hide_the_callers_trade_from_events_by_calling_it_unrecorded"]),
     Mutant("events-of-another-account-silent", "client/_async.py",
-           old="                if b.filtered and account != self.identity:\n",
+           old="                if b.filtered and b.tx_count and account != self.identity:\n",
            new="                if False:\n",
            breaks="events() of another account through a filtered identity yields a silent subset: only its trades that name the caller",
            tests=[_R20 + "test_events_of_another_account_are_not_a_silent_subset"]),
@@ -3021,5 +3021,10 @@ MUTANTS += [
            new="            if not self._may_read(req.transaction, None):\n",
            breaks="a participant added later resubmits an earlier transaction that named it and is sent its receipt",
            tests=[_OH + "test_a_participant_added_later_is_not_given_an_earlier_receipt_by_submit_stream"]),
+    Mutant("events-refuses-an-idle-filtered-block", "client/_async.py",
+           old="                if b.filtered and b.tx_count and account != self.identity:\n",
+           new="                if b.filtered and account != self.identity:\n",
+           breaks="one hostile node's idle block filtered for an auditor ends its events() feed with a permission error, no failover",
+           tests=[_OH + "test_a_hostile_node_cannot_end_an_auditors_events_with_a_permission_error"]),
 ]
 # fmt: on

@@ -1,9 +1,11 @@
 """Adversarial review 20c of ADR 0025's session-20 amendments (observers in the party index,
 ``OBSERVER_AT``, ``Registry.observers_at``, the node's ``_block_for``, ``result_paths``).
-Two holes were fixed the same session (an open block stream follows the caller's role
+Three holes were fixed the same session (an open block stream follows the caller's role
 as governance changes it; a submit stream reads a committed transaction with the
-registry of its block); the two strict xfails left pin what is still open (an idle block
-has no index, so no certified observer flag), each with a control; the other tests pin
+registry of its block; ``events`` takes an idle filtered block as hiding nothing); the
+strict xfail left pins what is still open (an idle block has no index, so no certified
+observer flag: an honest node serves a demoted auditor's idle blocks filtered), with a
+control; the other tests pin
 what was tried and held. In-process only: a chain of real blocks with
 real certificates (``tests.chain_helpers``), the real servicer, the real SDK with stand-in
 stubs. No cluster.
@@ -108,11 +110,6 @@ def _whole(chain: Chain, height: int) -> pb.BlockInfo:
     return block_pb(sb)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 20c: the SDK accepts an idle block filtered for an observer (no index, "
-    "no flag), then events(other) raises PermissionDeniedError: no failover",
-)
 async def test_a_hostile_node_cannot_end_an_auditors_events_with_a_permission_error(
     idle_first: tuple[object, bytes, Chain],
 ) -> None:
@@ -126,8 +123,10 @@ async def test_a_hostile_node_cannot_end_an_auditors_events_with_a_permission_er
     failover to an honest node, and the app is told its auditor may not read BANK01.
     ``holders_at`` fails the same way (``Replay.check_root``: "a replay needs full
     blocks"). Before 789fe54 the SDK refused a filtered block for a genesis observer
-    (BadResponseError: the next node). The control: the honest node's whole blocks give
-    BANK01's trade."""
+    (BadResponseError: the next node). Fixed for ``events``: a filtered block whose
+    certified header counts no transaction hides none, and raises nothing (``holders_at``
+    still needs whole blocks). The control: the honest node's whole blocks give BANK01's
+    trade."""
     pinned, certs, chain = idle_first
     honest = [_whole(chain, h) for h in (1, 2, 3)]
     hostile = [_filtered(chain, "AUDITOR", 1), *honest[1:]]
@@ -149,7 +148,8 @@ async def test_a_hostile_node_cannot_end_an_auditors_events_with_a_permission_er
 @pytest.mark.xfail(
     strict=True,
     reason="review 20c: _block_for asks the index's flag, which an idle block lacks: an "
-    "honest node filters a demoted auditor's idle auditor-day blocks (events() stops there)",
+    "honest node filters a demoted auditor's idle auditor-day blocks (their pending-settlement "
+    "events hidden from it)",
 )
 async def test_a_demoted_auditor_reads_all_blocks_of_its_auditor_days_whole() -> None:
     """ADR 0025: "a demoted auditor therefore still reads the blocks of its auditor days
