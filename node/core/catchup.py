@@ -9,15 +9,15 @@ commit rounds, at least ``COMMIT_RELAY_FLOOR_MS``) once it knows one, at most
 ``CATCHUP_RETRY_MS``: a peer holding the blocks answers in about a round trip, and the
 peer asked first, the sender of a certificate, may be the leader that hid the block and
 answers late (review 20b: 450 ms late cost the next leaders their views, 7/5 30 views
-failed, 26/16 150). A peer's word lasts one round
-of unanswered requests to every peer, so a liar costs n - 1 small requests, once.
+failed, 26/16 150). A peer's word lasts one round of unanswered requests to every peer,
+so a liar costs n - 1 small requests, once.
 
 A peer that holds none of the blocks asked for says so at once with an empty answer, and
 the next peer is asked at once: the peer that sent a certificate has often not committed
 its block itself yet (pipelined, the certificate of committed + 2 reaches a replica that
 missed the one of committed + 1 together with the leader that formed it), and waiting
 ``CATCHUP_RETRY_MS`` for nothing cost a leader its view. When every peer has answered with
-nothing since the last progress, the next round waits ``CATCHUP_RETRY_MS``, and a target
+nothing since the episode began, the next round waits ``CATCHUP_RETRY_MS``, and a target
 only a peer's word names is asked after one peer per ``CATCHUP_RETRY_MS`` as before:
 empty answers never make a request storm.
 
