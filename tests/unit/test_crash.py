@@ -190,7 +190,7 @@ def test_the_trials_catch_a_block_commit_split_in_two(tmp_path: Path) -> None:
         run_trials(tmp_path / "db", seed, count=1, split=True)
     msg = str(e.value)
     assert f"crash seed {seed}, trial 0" in msg and f"CRASH_SEED={seed}" in msg
-    assert "kill block 1 committed (txn 1, after 96 writes)" in msg and "head" in msg
+    assert "kill block 1 committed (txn 1, after 97 writes)" in msg and "head" in msg
 
 
 @pytest.mark.serial  # starts a child process (tests/isolation.py)
