@@ -572,10 +572,15 @@ class Node:
             return cached
         self.trees_built += 1
         block, _ = _decode_stored(sb.block_bytes, sb.certificate)
-        top, parties = self._party_top(sb, block)
+        top, parties, certified = self._party_top(sb, block)
         results = MerkleTree(results_leaves(sb.results, top))
-        if parties is None:  # the stored root: checked against the block that certifies it
-            self._check_certified(sb, results)
+        if certified is not None and results.root != certified:
+            # The stored root disagrees with the block that certifies it: a corrupt data
+            # directory halts the node, never serves a proof every client refuses.
+            raise self._corrupt(
+                f"block {sb.height}'s results tree, built with the party root stored with "
+                f"it, is not the one block {sb.height + 1} certifies"
+            )
         trees = _BlockTrees(block, MerkleTree(block.txs), results, top.leaf, parties)
         self._trees_cache[height] = trees
         if len(self._trees_cache) > _TREES_CACHED_MAX:
@@ -584,32 +589,22 @@ class Node:
 
     def _party_top(
         self, sb: StoredBlock, block: Block
-    ) -> tuple[PartyIndex | PartyRoot, PartyIndex | None]:
-        """What ends block ``sb``'s results tree, and its party index if that was needed:
-        the index execution built (kept for the last blocks executed); else the size and
-        root stored with the block, once block ``sb.height + 1``, which certifies them,
-        is committed (the only time a results tree is served); else the index worked out
-        again (a block stored before session 20, or the head after a restart)."""
+    ) -> tuple[PartyIndex | PartyRoot, PartyIndex | None, bytes | None]:
+        """What ends block ``sb``'s results tree, its party index if that was needed, and
+        the results root the tree must have when it was not: the index execution built
+        (kept for the last blocks executed); else the size and root stored with the
+        block, once block ``sb.height + 1``, which certifies them, is committed (the only
+        time a results tree is served), with that block's results root; else the index
+        worked out again (a block stored before session 20, or the head after a
+        restart)."""
         kept = self._parties_kept.pop(sb.height, None)
         if kept is not None:
-            return kept, kept
-        if sb.parties is not None and self.store.block(sb.height + 1) is not None:
-            return sb.parties, None
+            return kept, kept, None
+        after = None if sb.parties is None else self.store.block(sb.height + 1)
+        if sb.parties is not None and after is not None:
+            return sb.parties, None, decode_block_header(after.block_bytes).results_root
         parties = party_index(self.store, sb, block.txs)
-        return parties, parties
-
-    def _check_certified(self, sb: StoredBlock, results: MerkleTree) -> None:
-        """A results tree built from the party root stored with ``sb`` has the root block
-        ``sb.height + 1`` certifies: a stored root that disagrees (a corrupt data
-        directory) halts the node, never serves a proof every client refuses."""
-        after = self.store.block(sb.height + 1)
-        if after is None:
-            raise self._corrupt(f"block {sb.height + 1} left the store")
-        if results.root != decode_block_header(after.block_bytes).results_root:
-            raise self._corrupt(
-                f"block {sb.height}'s results tree, built with the party root stored with "
-                f"it, is not the one block {sb.height + 1} certifies"
-            )
+        return parties, parties, None
 
     def _corrupt(self, what: str) -> StorageError:
         """A read found the data directory corrupt: the node halts (fail-stop), as for any
