@@ -118,10 +118,13 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A verified caller: a genesis participant, and whether it observes everything."""
+    """A verified caller: a participant, whether it observes everything, and the public
+    key its call was verified with (empty for an in-process reader: no call, no key), so
+    that an open stream ends once governance rotates that key away."""
 
     participant: str
     observer: bool
+    key: bytes = b""
 
 
 def request_payload(
@@ -202,7 +205,7 @@ def verify_claim(claim: Claim, reg: Registry, method: str, request: bytes) -> Ca
             f"the request signature does not verify under {p.id}'s current key "
             "(another key, chain, method or request)"
         )
-    return Caller(p.id, p.observer)
+    return Caller(p.id, p.observer, p.public_key)
 
 
 def may_read_account(caller: Caller, account: str) -> bool:

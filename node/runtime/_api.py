@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
@@ -177,6 +178,11 @@ def _holder_pb(account: str, units: int, redeemed: Redeemed | None) -> pb.Holder
     )
 
 
+def _has_txs(b: StoredBlock) -> bool:
+    """Whether ``b`` has transactions (an idle block's results are all events)."""
+    return any(not r.event for r in b.results)
+
+
 def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInfo:
     """Block ``b`` as a non-observer sees it: header and certificate, and only the
     transactions naming ``caller`` and the public ones, each with its receipt (Merkle path
@@ -294,9 +300,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 self._stream_inflight_max,
                 self._metrics,
                 caller=caller.participant,
-                may_read=lambda raw, height: may_read_tx(
-                    caller, raw, self._node.registry(), height=height
-                ),
+                may_read=functools.partial(self._may_read_now, caller),
             )
             reader = asyncio.create_task(session.read(requests))
             self._metrics.submit_streams.inc()
@@ -304,6 +308,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                 opened = pb.SubmitStreamOpened(inflight_max=session.inflight_max)
                 yield pb.SubmitStreamEvent(opened=opened)
                 async for event in session.events():
+                    await self._as_now(caller, context)  # ends it if its key was rotated
                     yield event
             finally:
                 session.close()
@@ -507,17 +512,26 @@ class LedgerService(pb_grpc.LedgerServicer):
         store = self._node.store
         head = store.head().height
         block = store.block(head) if head else None
-        has_txs = block is not None and any(not r.event for r in block.results)
-        return head - 1 if has_txs else head
+        return head - 1 if block is not None and _has_txs(block) else head
 
     def _block_for(self, block: StoredBlock, caller: Caller) -> pb.BlockInfo:
         """The whole block for an observer, and for one that was an observer after this
-        block (its party index leaf says so, and its client refuses a filtered copy:
-        a demoted auditor reads its auditor days' blocks whole); else party-filtered.
-        The index is the one a filtered read needs anyway (kept, or worked out once)."""
-        if caller.observer or self._node.block_parties(block).observer(caller.participant):
+        block (a demoted auditor reads its auditor days' blocks whole); else
+        party-filtered."""
+        if caller.observer or self._observed(block, caller.participant):
             return block_pb(block)
         return filtered_block_pb(self._node, block, caller)
+
+    def _observed(self, block: StoredBlock, participant: str) -> bool:
+        """Whether ``participant`` held an observer role after ``block``. A block with
+        transactions answers from its party index's leaf (kept, or worked out once: the
+        index a filtered read needs anyway), which its client checks; an idle block has
+        no index, and the registry's role history answers (the records the leaves' flags
+        are built from; roles change only by transactions, so an idle block's observers
+        are those of the block before it)."""
+        if _has_txs(block):
+            return self._node.block_parties(block).observer(participant)
+        return participant in self._node.registry().observers_at(block.height)
 
     async def StreamBlocks(
         self, request: pb.StreamBlocksRequest, context: Ctx
@@ -527,9 +541,9 @@ class LedgerService(pb_grpc.LedgerServicer):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
             while True:
-                # Governance may have changed the caller's role since the stream opened:
-                # a demoted auditor reads later blocks filtered (review 20c).
-                caller = self._as_now(caller)
+                # Governance may have changed the caller's role since the stream opened
+                # (a demoted auditor reads later blocks filtered: review 20c), or its key.
+                caller = await self._as_now(caller, context)
                 # A filtered block goes once its proof is certified (ADR 0025): one block
                 # behind the head while the head has transactions.
                 top = store.head().height if caller.observer else self._proven_head()
@@ -540,11 +554,37 @@ class LedgerService(pb_grpc.LedgerServicer):
                     yield await self._paced_block(next_height, caller)
                     next_height += 1
 
-    def _as_now(self, caller: Caller) -> Caller:
-        """``caller`` with the observer role the registry gives it at the head."""
+    def _may_read_now(self, caller: Caller, raw: bytes, height: int | None) -> bool:
+        """Whether ``caller``, as the registry has it at the head (a role or key
+        governance changed since its stream opened), may read ``raw`` of block
+        ``height``."""
+        now = self._now(caller)
+        return now is not None and may_read_tx(now, raw, self._node.registry(), height=height)
+
+    async def _as_now(self, caller: Caller, context: Ctx) -> Caller:
+        """``caller`` of an open stream as the registry has it at the head; the stream
+        ends (UNAUTHENTICATED) once the key it was opened with is no longer the
+        participant's: whoever holds a key governance rotated away, stolen perhaps,
+        keeps no stream it opened with it."""
+        now = self._now(caller)
+        if now is None:
+            self._metrics.streams_ended_key_rotated.inc()
+            why = (
+                f"the key this stream was opened with is no longer {caller.participant}'s "
+                "(governance rotated it): open a new call signed with the current key"
+            )
+            await refuse(context, grpc.StatusCode.UNAUTHENTICATED, why, Reason.IDENTITY_REFUSED)
+        return now
+
+    def _now(self, caller: Caller) -> Caller | None:
+        """``caller`` with the observer role the registry gives it at the head; None if
+        the key it was verified with is no longer its."""
         p = self._node.registry().participant_by_id.get(caller.participant)
-        observer = p is not None and p.observer
-        return caller if observer == caller.observer else Caller(caller.participant, observer)
+        if p is None or (caller.key and p.public_key != caller.key):
+            return None
+        if p.observer == caller.observer:
+            return caller
+        return Caller(caller.participant, p.observer, caller.key)
 
     async def _paced_block(self, height: int, caller: Caller) -> pb.BlockInfo:
         """Block ``height`` for a stream, read once the caller's read budget allows. Over

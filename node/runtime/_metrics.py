@@ -128,6 +128,11 @@ class Metrics:
             ["kind", "reason"],
             registry=r,
         )
+        self.streams_ended_key_rotated = Counter(
+            "ledger_streams_ended_key_rotated_total",
+            "open streams ended because governance rotated the key they were opened with",
+            registry=r,
+        )
         self.submit_streams = Gauge(
             "ledger_submit_streams", "SubmitStream calls open at this node", registry=r
         )

@@ -2811,7 +2811,7 @@ MUTANTS += [
            breaks="a results tree smaller than the block's transactions is taken as the block's (nonsense refused late, by its path alone)",
            tests=[_FB + "test_a_party_index_of_a_size_below_the_blocks_transactions_is_refused"]),
     Mutant("filtered-head-served-unproven", "node/runtime/_api.py",
-           old="        return head - 1 if has_txs else head\n",
+           old="        return head - 1 if block is not None and _has_txs(block) else head\n",
            new="        return head\n",
            breaks="a filtered stream sends the head block before its proof is certified: the SDK refuses it and fails over, every block",
            tests=[_FB + "test_a_filtered_stream_holds_the_head_until_its_proof_is_certified",
@@ -2949,7 +2949,7 @@ MUTANTS += [
            breaks="no role change reaches the index: it flags genesis's observers for ever, so a demoted auditor reads every later block whole and an observer governance added is not flagged (its SDK takes a block filtered for it)",
            tests=[_OB]),
     Mutant("former-observer-served-filtered", "node/runtime/_api.py",
-           old="        if caller.observer or self._node.block_parties(block).observer(caller.participant):\n",
+           old="        if caller.observer or self._observed(block, caller.participant):\n",
            new="        if caller.observer:\n",
            breaks="a demoted auditor is served its auditor days' blocks filtered, which its SDK must refuse: honest nodes deny it those blocks",
            tests=[_OB]),
@@ -3012,7 +3012,7 @@ MUTANTS += [
 _OH = "tests/unit/test_observer_hostile.py::"
 MUTANTS += [
     Mutant("block-stream-keeps-the-opening-role", "node/runtime/_api.py",
-           old="                caller = self._as_now(caller)\n",
+           old="                caller = await self._as_now(caller, context)\n",
            new="",
            breaks="a demoted auditor's open block stream serves it every later block whole",
            tests=[_OH + "test_a_demoted_auditors_open_block_stream_serves_it_later_blocks_filtered"]),
@@ -3026,5 +3026,43 @@ MUTANTS += [
            new="                if b.filtered and account != self.identity:\n",
            breaks="one hostile node's idle block filtered for an auditor ends its events() feed with a permission error, no failover",
            tests=[_OH + "test_a_hostile_node_cannot_end_an_auditors_events_with_a_permission_error"]),
+]
+# fmt: on
+
+# fmt: off
+# Session 21: an open stream follows its caller's key and role; an idle block's observers.
+_SI = "tests/unit/test_stream_identity.py::"
+MUTANTS += [
+    Mutant("stream-keeps-a-rotated-key", "node/runtime/_api.py",
+           old="        if p is None or (caller.key and p.public_key != caller.key):\n",
+           new="        if p is None:\n",
+           breaks="whoever opened a stream with a key governance rotated away (stolen, say) keeps reading with it",
+           tests=[_SI + "test_a_block_stream_ends_once_its_key_is_rotated_and_others_go_on",
+                  _SI + "test_a_submit_stream_ends_once_its_key_is_rotated"]),
+    Mutant("caller-without-its-key", "node/access.py",
+           old="    return Caller(p.id, p.observer, p.public_key)\n",
+           new="    return Caller(p.id, p.observer)\n",
+           breaks="a verified caller carries no key, so no open stream ends when its key is rotated",
+           tests=["tests/unit/test_access.py::test_a_signed_request_proves_its_participant_and_the_key_it_signed_with"]),
+    Mutant("submit-stream-never-rechecks-its-key", "node/runtime/_api.py",
+           old="                    await self._as_now(caller, context)  # ends it if its key was rotated\n",
+           new="",
+           breaks="a submit stream opened with a rotated-away key goes on answering",
+           tests=[_SI + "test_a_submit_stream_ends_once_its_key_is_rotated"]),
+    Mutant("submit-stream-reads-with-the-opening-role", "node/runtime/_api.py",
+           old="        return now is not None and may_read_tx(now, raw, self._node.registry(), height=height)\n",
+           new="        return now is not None and may_read_tx(caller, raw, self._node.registry(), height=height)\n",
+           breaks="a demoted auditor's open submit stream reads the outcome of any trade it holds the bytes of",
+           tests=[_SI + "test_a_submit_stream_reads_with_the_callers_role_at_the_head"]),
+    Mutant("idle-block-observers-not-asked", "node/runtime/_api.py",
+           old="        return participant in self._node.registry().observers_at(block.height)\n",
+           new="        return False\n",
+           breaks="an honest node serves a demoted auditor's idle blocks of its auditor days filtered, their pending-settlement events hidden",
+           tests=["tests/unit/test_observer_hostile.py::test_a_demoted_auditor_reads_all_blocks_of_its_auditor_days_whole"]),
+    Mutant("idle-block-served-whole-to-all", "node/runtime/_api.py",
+           old="        return participant in self._node.registry().observers_at(block.height)\n",
+           new="        return True\n",
+           breaks="anyone reads an idle block whole, pending-settlement events of others included",
+           tests=["tests/unit/test_observer_hostile.py::test_a_demoted_auditor_reads_all_blocks_of_its_auditor_days_whole"]),
 ]
 # fmt: on

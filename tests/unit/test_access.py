@@ -52,8 +52,9 @@ def _caller(md: tuple[tuple[str, str], ...], method: str = M, request: bytes = b
 # --- who is calling -------------------------------------------------------------------------
 
 
-def test_a_signed_request_proves_its_participant() -> None:
-    assert _caller(_md("BANK01")) == Caller("BANK01", observer=False)
+def test_a_signed_request_proves_its_participant_and_the_key_it_signed_with() -> None:
+    key = NET.participant_keys["BANK01"].public_key  # an open stream ends once it is rotated
+    assert _caller(_md("BANK01")) == Caller("BANK01", observer=False, key=key)
 
 
 @pytest.mark.parametrize("pid", ["REGULATOR", "COMPLIANCE", "AUDITOR"])

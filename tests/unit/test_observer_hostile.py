@@ -2,13 +2,12 @@
 ``OBSERVER_AT``, ``Registry.observers_at``, the node's ``_block_for``, ``result_paths``).
 Three holes were fixed the same session (an open block stream follows the caller's role
 as governance changes it; a submit stream reads a committed transaction with the
-registry of its block; ``events`` takes an idle filtered block as hiding nothing); the
-strict xfail left pins what is still open (an idle block has no index, so no certified
-observer flag: an honest node serves a demoted auditor's idle blocks filtered), with a
-control; the other tests pin
-what was tried and held. In-process only: a chain of real blocks with
-real certificates (``tests.chain_helpers``), the real servicer, the real SDK with stand-in
-stubs. No cluster.
+registry of its block; ``events`` takes an idle filtered block as hiding nothing), and a
+fourth the next session (an idle block has no index, so no observer flag: an honest node
+served a demoted auditor's idle blocks of its auditor days filtered; the registry's role
+history answers now); the other tests pin what was tried and held. In-process only: a
+chain of real blocks with real certificates (``tests.chain_helpers``), the real
+servicer, the real SDK with stand-in stubs. No cluster.
 """
 
 from __future__ import annotations
@@ -56,8 +55,8 @@ async def test_a_demoted_auditors_open_block_stream_serves_it_later_blocks_filte
     ``_block_for`` trusts ``caller.observer``: block 4, made after the demotion, comes
     down the old stream whole, with BANK01/BANK02's DvP in it, and so does every later
     block for as long as the stream stays open (no lifetime, no re-check). The same
-    holds for a participant whose key governance rotated out (the stream was
-    authenticated once)."""
+    held for a participant whose key governance rotated out (the stream was
+    authenticated once): ``test_stream_identity.py``."""
     pinned, _ = pinned_tls(NET)
     chain, txf = Chain(pinned), TxFactory(pinned)
     chain.commit([txf.signed(txf.dvp())])  # block 1
@@ -145,35 +144,28 @@ async def test_a_hostile_node_cannot_end_an_auditors_events_with_a_permission_er
 # --- 3. a demoted auditor's idle blocks of its auditor days come filtered (honest node) --
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 20c: _block_for asks the index's flag, which an idle block lacks: an "
-    "honest node filters a demoted auditor's idle auditor-day blocks (their pending-settlement "
-    "events hidden from it)",
-)
 async def test_a_demoted_auditor_reads_all_blocks_of_its_auditor_days_whole() -> None:
     """ADR 0025: "a demoted auditor therefore still reads the blocks of its auditor days
     whole". Block 1 idle and block 2 a DvP, both while AUDITOR is an auditor; block 3
-    demotes it; block 4 certifies. An honest node serves block 2 whole (its leaf's flag:
-    the control) but block 1 filtered (no transactions, no index, no flag), so
-    AUDITOR's ``events("BANK01")`` from height 1 raises PermissionDeniedError at block 1
-    although block 2 is whole, and an idle block's pending-settlement events of its
-    auditor days (a filtered block lists none) are hidden. Low: more restrictive, not a
-    leak; the node could serve an idle block whole to whoever observed at the last block
-    with an index before it (``observers_at`` answers it for any height)."""
+    demotes it; block 4 certifies. Block 2 is whole by its leaf's flag; block 1 has no
+    transactions, so no index and no flag: the node asks the registry's role history
+    (review 20c found it served filtered, hiding an idle block's pending-settlement
+    events of AUDITOR's auditor days). Controls: the idle block 4, after the demotion,
+    and block 1 for a trader that never observed are filtered."""
     pinned, _ = pinned_tls(NET)
     chain, txf = Chain(pinned), TxFactory(pinned)
     chain.commit([])
     chain.commit([txf.signed(txf.dvp())])
     chain.commit([gov_signed(pinned, set_roles(txf, "AUDITOR", TRADER))])
     chain.commit([])
+    chain.commit([])
     assert "AUDITOR" in Registry.of(chain.store).observers_at(1)
     svc = LedgerService(chain.node(), {})
     now = Caller("AUDITOR", observer=False)
-    two = await _get_block(svc, now, 2)
-    assert not two.filtered  # control
-    one = await _get_block(svc, now, 1)
-    assert not one.filtered, "block 1, of AUDITOR's auditor days, was served filtered"
+    assert not (await _get_block(svc, now, 2)).filtered
+    assert not (await _get_block(svc, now, 1)).filtered, "block 1 of its auditor days"
+    assert (await _get_block(svc, now, 4)).filtered, "idle block 4, after the demotion"
+    assert (await _get_block(svc, Caller("BANK01", observer=False), 1)).filtered
 
 
 # --- held: observers_at(h) is the registry execution used at h; the rebuild is exact -----
