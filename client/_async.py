@@ -453,9 +453,16 @@ class AsyncLedgerClient:
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         certificates: CertificateCache | None = None,
         identity: ParticipantKey | None = None,
+        observer: bool = False,
     ) -> None:
         """``identity``: the participant key every call is signed with (docs/sdk.md
         "Identity"); without one every call is refused as UnauthenticatedError.
+        ``observer``: the identity holds an observer role (an auditor's or a regulator's
+        app says so): every party-filtered block is then a node's fault, refused and read
+        from the next node. Without it a filtered block is refused only where its
+        certified party index says the identity was an observer after it, which cannot
+        tell an observer appointed since, nor see into a block with no transactions
+        (ADR 0025, "Session 21").
         ``tls_certs``: the validators' TLS certificates (PEM, ``run/validators.pem``),
         each of which genesis must pin: an endpoint's one trust root is the pinned
         certificate carrying its ``server_name``, so no CA can vouch for a node.
@@ -477,6 +484,9 @@ class AsyncLedgerClient:
         self._probes: dict[int, asyncio.Task[bool]] = {}  # status probes in flight
         self._verifier = Ed25519Verifier([v.public_key for v in genesis.validators])
         self._signer = None if identity is None else RequestSigner(identity, genesis)
+        if observer and identity is None:
+            raise ValueError("observer=True needs the observer's identity")
+        self._observer = observer
 
     @property
     def identity(self) -> str | None:
@@ -497,6 +507,7 @@ class AsyncLedgerClient:
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         certificates: CertificateCache | None = None,
         identity: str | Path | ParticipantKey | None = None,
+        observer: bool = False,
     ) -> AsyncLedgerClient:
         """Every node of a run directory (network.json, validators.pem, genesis.json);
         ``identity`` a participant id (``"BANK01"``: its key is
@@ -510,6 +521,7 @@ class AsyncLedgerClient:
             rpc_timeout_s=rpc_timeout_s,
             certificates=certificates,
             identity=key,
+            observer=observer,
         )
 
     @property
@@ -1385,6 +1397,12 @@ class AsyncLedgerClient:
         if me is None:
             raise BadResponseError(
                 f"block {info.height} is party-filtered, but this client has no identity"
+            )
+        if self._observer:
+            raise BadResponseError(
+                f"block {info.height} is party-filtered, but {me} is an observer (the "
+                "client's observer=True): an observer reads whole blocks (if every node "
+                f"filters, {me} holds no observer role on this ledger)"
             )
         if not h.tx_count:
             return ()  # nothing to hide

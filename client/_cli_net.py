@@ -465,7 +465,8 @@ def _client(
             "`make genesis` makes one)",
             EXIT_USAGE,
         )
-    with LedgerClient.from_run_dir(run_dir, identity=_identity(args, implied)) as client:
+    key, observer = _identity(args, implied), getattr(args, "observer", False)
+    with LedgerClient.from_run_dir(run_dir, identity=key, observer=observer) as client:
         yield client
 
 

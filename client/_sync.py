@@ -74,6 +74,7 @@ class LedgerClient:
         genesis: Genesis,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         identity: ParticipantKey | None = None,
+        observer: bool = False,
     ) -> None:
         _refuse_running_loop()
         self._client = AsyncLedgerClient(
@@ -82,6 +83,7 @@ class LedgerClient:
             genesis=genesis,
             rpc_timeout_s=rpc_timeout_s,
             identity=identity,
+            observer=observer,
         )
         self._runner: asyncio.Runner | None = asyncio.Runner()
         self.genesis: Genesis = genesis
@@ -94,12 +96,18 @@ class LedgerClient:
         *,
         rpc_timeout_s: float = RPC_TIMEOUT_DEFAULT_S,
         identity: str | Path | ParticipantKey | None = None,
+        observer: bool = False,
     ) -> LedgerClient:
         """As :meth:`AsyncLedgerClient.from_run_dir`."""
         endpoints, pinned, genesis = _run_dir_config(run_dir)
         key = None if identity is None else identity_key(run_dir, identity)
         return cls(
-            endpoints, tls_certs=pinned, genesis=genesis, rpc_timeout_s=rpc_timeout_s, identity=key
+            endpoints,
+            tls_certs=pinned,
+            genesis=genesis,
+            rpc_timeout_s=rpc_timeout_s,
+            identity=key,
+            observer=observer,
         )
 
     @property

@@ -283,6 +283,13 @@ def _globals(default: bool) -> _Parser:
         "directory); default: the signer or account the command names, else AUDITOR",
     )
     p.add_argument(
+        "--observer",
+        action="store_true",
+        default=False if default else argparse.SUPPRESS,
+        help="the --as identity holds an observer role (an auditor, a regulator): a node "
+        "that sends it a party-filtered block is at fault and the next one is asked",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         default=False if default else argparse.SUPPRESS,

@@ -3066,3 +3066,25 @@ MUTANTS += [
            tests=["tests/unit/test_observer_hostile.py::test_a_demoted_auditor_reads_all_blocks_of_its_auditor_days_whole"]),
 ]
 # fmt: on
+
+# fmt: off
+# Session 21: a client that says it observes refuses every filtered block.
+_PH = "tests/unit/test_party_index_hostile.py::"
+MUTANTS += [
+    Mutant("sdk-observer-flag-ignored", "client/_async.py",
+           old="        if self._observer:\n",
+           new="        if False:\n",
+           breaks="an auditor appointed since block h accepts a hostile node's copy of h filtered for it as the whole block",
+           tests=[_PH + "test_a_client_that_says_it_observes_refuses_an_older_block_filtered_for_it"]),
+    Mutant("sdk-observer-without-identity", "client/_async.py",
+           old="        if observer and identity is None:\n",
+           new="        if False:\n",
+           breaks="a client told it observes, with no identity to observe as, is built and refuses nothing it should",
+           tests=[_PH + "test_observer_needs_an_identity"]),
+    Mutant("cli-observer-dropped", "client/_cli_net.py",
+           old='    key, observer = _identity(args, implied), getattr(args, "observer", False)\n',
+           new="    key, observer = _identity(args, implied), False\n",
+           breaks="the CLI's --observer reaches no client: an auditor's `ledger block` accepts filtered blocks",
+           tests=["tests/unit/test_cli.py::test_observer_reaches_the_client"]),
+]
+# fmt: on

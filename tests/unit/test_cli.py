@@ -403,3 +403,25 @@ def test_a_path_the_system_refuses_is_one_error_line(
 ) -> None:
     code, _, err = run(capsys, "--run-dir", "x" * 300, "status")
     assert code == 2 and "File name too long" in _one_error_line(err)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_observer_reaches_the_client(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    """``--observer`` (docs/cli.md "identity") makes the client refuse party-filtered
+    blocks; without it the client is told nothing."""
+    net = shared_net()
+    (tmp_path / "network.json").write_text("{}")
+    (tmp_path / "participants").mkdir()
+    write_signing_key(tmp_path / "participants" / "AUDITOR.key", net.participant_keys["AUDITOR"])
+    seen: list[object] = []
+
+    def from_run_dir(run_dir: Path, **kw: object) -> object:
+        seen.append(kw["observer"])
+        raise KeyboardInterrupt  # stop before any call: only the client's options matter
+
+    monkeypatch.setattr(_cli_net.LedgerClient, "from_run_dir", from_run_dir)
+    with contextlib.suppress(KeyboardInterrupt):
+        run(capsys, "--run-dir", str(tmp_path), "block", "1", *(["--observer"] if flag else []))
+    assert seen == [flag]

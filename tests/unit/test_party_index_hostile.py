@@ -116,10 +116,14 @@ def traded() -> tuple[DemoNetwork, bytes, Chain]:
     return pinned, certs, chain
 
 
-def _sdk(net: DemoNetwork, certs: bytes, who: str) -> AsyncLedgerClient:
+def _sdk(net: DemoNetwork, certs: bytes, who: str, observer: bool = False) -> AsyncLedgerClient:
     key = ParticipantKey(who, net.participant_keys[who])
     return AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis, identity=key
+        [Endpoint("127.0.0.1:1", "node-00")],
+        tls_certs=certs,
+        genesis=net.genesis,
+        identity=key,
+        observer=observer,
     )
 
 
@@ -281,21 +285,17 @@ async def test_who_was_an_observer_at_a_block_is_the_ledgers_word_node_and_sdk_a
         await regulator.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ADR 0025 observers amendment: the index certifies who was an observer after "
-    "block h, not who is one now; a node may filter an older block for a later observer",
-)
-async def test_a_node_cannot_filter_an_older_block_for_a_participant_promoted_since() -> None:
-    """Left open by the fix above (found while building it). Block 1: a DvP
-    BANK01/BANK02; block 2: governance makes BANK03 an auditor. An auditor appointed to
-    audit the past reads block 1 whole from an honest node (the access layer says it is
-    an observer now: the control). But block 1's index says BANK03 was no observer then,
-    which is true, so the SDK accepts a hostile node's copy of block 1 filtered for
-    BANK03 (no transaction shown) as the whole block. The SDK has no certified word for
-    "an observer now" (only for "at block h"); a fresh one would need the caller's leaf
-    in a recent block and a bound on that block's age. The same holds for an observer
-    added by governance reading blocks from before its addition (proven absent)."""
+async def test_a_client_that_says_it_observes_refuses_an_older_block_filtered_for_it() -> None:
+    """Left open by the fix above (found while building it), closed in session 21 by the
+    client's ``observer=True``. Block 1: a DvP BANK01/BANK02; block 2: governance makes
+    BANK03 an auditor; block 3 idle. An auditor appointed to audit the past reads block 1
+    whole from an honest node (the access layer says it is an observer now: the
+    control). But block 1's index says BANK03 was no observer then, which is true, so a
+    client left to the certified flag alone accepts a hostile node's copy of block 1
+    filtered for BANK03 (no transaction shown) as the whole block, and one of the idle
+    block 3 (no index, no flag) too: the flag says who observed after block h, not who
+    observes now. A client told ``observer=True`` (the app knows it audits) refuses both
+    and reads the next node; it still takes the honest whole copies."""
     from tests.gov_helpers import set_roles
     from tests.gov_helpers import signed as gov_signed
 
@@ -305,15 +305,33 @@ async def test_a_node_cannot_filter_an_older_block_for_a_participant_promoted_si
     chain.commit([gov_signed(pinned, set_roles(txf, "BANK03", frozenset({Role.AUDITOR})))])
     chain.commit([])
     svc = LedgerService(chain.node(), {})
-    whole = await _block(svc, Caller("BANK03", observer=True), 1)
+    now = Caller("BANK03", observer=True)
+    whole = await _block(svc, now, 1)
     assert not whole.filtered and len(whole.results) == 1  # control: the honest node
-    c = _sdk(pinned, certs, "BANK03")
+    idle_whole = await _block(svc, now, 3)
+    assert not idle_whole.filtered
+    told, left = _sdk(pinned, certs, "BANK03", observer=True), _sdk(pinned, certs, "BANK03")
     try:
-        assert len(c._block_view(whole).transactions) == 1
-        with pytest.raises(BadResponseError, match="observer"):
-            c._block_view(_filtered(chain, "BANK03", 1))
+        assert len(told._block_view(whole).transactions) == 1
+        assert not told._block_view(idle_whole).filtered
+        for h in (1, 3):
+            assert left._block_view(_filtered(chain, "BANK03", h)).filtered  # the limit
+            with pytest.raises(BadResponseError, match="observer"):
+                told._block_view(_filtered(chain, "BANK03", h))
     finally:
-        await c.aclose()
+        await told.aclose()
+        await left.aclose()
+
+
+def test_observer_needs_an_identity() -> None:
+    pinned, certs = pinned_tls(NET)
+    with pytest.raises(ValueError, match="identity"):
+        AsyncLedgerClient(
+            [Endpoint("127.0.0.1:1", "node-00")],
+            tls_certs=certs,
+            genesis=pinned.genesis,
+            observer=True,
+        )
 
 
 # --- 3. events(account) of another participant: a filtered subset, reported as all -------
