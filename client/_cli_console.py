@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         names = frozenset(args.allow_host or ())
         served = serve(run_dir, host=args.host, port=args.port, identity=key, ready=ready,
-                       allowed_hosts=names)  # fmt: skip
+                       allowed_hosts=names, observer=args.observer)  # fmt: skip
         asyncio.run(served)
     except OSError as e:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None

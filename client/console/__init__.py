@@ -41,14 +41,18 @@ async def serve(
     ready: Callable[[str], None] = print,
     stop: asyncio.Event | None = None,
     allowed_hosts: frozenset[str] = frozenset(),
+    observer: bool = False,
 ) -> None:
     """Serve the console of the network in ``run_dir`` as ``identity`` (default the
     operator, ``AUDITOR``) until ``stop`` is set (or forever); ``ready(url)`` is called
     once it listens (port 0: a free port). It answers to an IP address, ``localhost`` and
-    ``allowed_hosts`` (host names) in the ``Host`` header only (``host_refusal``)."""
+    ``allowed_hosts`` (host names) in the ``Host`` header only (``host_refusal``).
+    ``observer``: as the client's (the identity observes: no filtered block is taken)."""
     if not is_ip(host) and host != "localhost":
         allowed_hosts |= {host}  # the name it was told to listen on
-    client = AsyncLedgerClient.from_run_dir(run_dir, identity=identity or OPERATOR_IDENTITY)
+    client = AsyncLedgerClient.from_run_dir(
+        run_dir, identity=identity or OPERATOR_IDENTITY, observer=observer
+    )
     server = ConsoleServer(client, allowed_hosts=allowed_hosts)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
