@@ -292,7 +292,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             why = f"node halted: {self._node.halted}"
             await refuse(context, grpc.StatusCode.UNAVAILABLE, why, Reason.NODE_HALTED)
         async with self._submit_streams.hold(context):
-            caller = current_caller()
+            caller, store = current_caller(), self._node.store
             session = SubmitSession(
                 self._node,
                 self._waits,
@@ -307,8 +307,13 @@ class LedgerService(pb_grpc.LedgerServicer):
             try:
                 opened = pb.SubmitStreamOpened(inflight_max=session.inflight_max)
                 yield pb.SubmitStreamEvent(opened=opened)
+                checked = -1  # the first event checks: the gate's check was before now
                 async for event in session.events():
-                    await self._as_now(caller, context)  # ends it if its key was rotated
+                    # Governance may have rotated the caller's key since the stream opened
+                    # (the stream ends): the registry moves only with the head.
+                    if (head := store.head().height) != checked:
+                        await self._as_now(caller, context)
+                        checked = head
                     yield event
             finally:
                 session.close()

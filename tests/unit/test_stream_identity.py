@@ -95,18 +95,28 @@ def _status(number: int) -> str:
 
 
 class _Held:
-    """A client's requests: the first once ``go`` is set, then the stream stays open."""
+    """A client's requests, each sent once its event is set; then the stream stays open."""
 
-    def __init__(self, req: pb.SubmitStreamRequest) -> None:
-        self.req, self.go = req, asyncio.Event()
+    def __init__(self, *reqs: pb.SubmitStreamRequest) -> None:
+        self.reqs, self.go = reqs, [asyncio.Event() for _ in reqs]
 
     def __aiter__(self) -> object:
         return self._gen()
 
     async def _gen(self) -> object:
-        await self.go.wait()
-        yield self.req
+        for req, go in zip(self.reqs, self.go, strict=True):
+            await go.wait()
+            yield req
         await asyncio.sleep(3600)
+
+
+async def _answer(events: object) -> list[str]:
+    """The events of one request, up to its final or error."""
+    kinds: list[str] = []
+    async with asyncio.timeout(5):
+        while not kinds or kinds[-1] not in ("final", "error"):
+            kinds.append((await anext(events)).WhichOneof("kind"))  # type: ignore[call-overload]
+    return kinds
 
 
 async def _events(svc: LedgerService, caller: Caller, reqs: _Held) -> object:
@@ -116,9 +126,9 @@ async def _events(svc: LedgerService, caller: Caller, reqs: _Held) -> object:
 
 @pytest.mark.parametrize("rotated", [True, False])
 async def test_a_submit_stream_ends_once_its_key_is_rotated(rotated: bool) -> None:
-    """BANK01 opens a submit stream, then (after a rotation of its key, or of AUDITOR's:
-    the control) resubmits its committed trade: the stream ends with UNAUTHENTICATED at
-    that event, or answers it final."""
+    """BANK01 opens a submit stream and resubmits its committed trade (answered final),
+    then, after a rotation of its key (or of AUDITOR's: the control), resubmits it again:
+    the stream ends with UNAUTHENTICATED at that event, or answers it final again."""
     pinned, _ = pinned_tls(NET)
     chain, txf = Chain(pinned), TxFactory(pinned)
     far = int(time.time() * 1000) + 3_600_000  # admission checks expiry on the wall clock
@@ -126,27 +136,23 @@ async def test_a_submit_stream_ends_once_its_key_is_rotated(rotated: bool) -> No
     chain.commit([raw])
     chain.commit([])
     svc = LedgerService(chain.node(), {})
-    reqs = _Held(pb.SubmitStreamRequest(correlation=1, transaction=raw))
+    reqs = _Held(*(pb.SubmitStreamRequest(correlation=c, transaction=raw) for c in (1, 2)))
     events = await _events(svc, _caller(chain, "BANK01"), reqs)
     try:
         first = await asyncio.wait_for(anext(events), 5)  # type: ignore[call-overload]
         assert first.WhichOneof("kind") == "opened"
+        reqs.go[0].set()
+        assert await _answer(events) == ["accepted", "final"]
         who = "BANK01" if rotated else "AUDITOR"
         chain.commit([gov_signed(pinned, rotate(txf, who, crypto.SigningKey.generate()))])
         assert chain.outcomes[3].results[0].code is ResultCode.OK
-        reqs.go.set()
-        if rotated:
-            with pytest.raises(_Refused) as e:
-                await asyncio.wait_for(anext(events), 5)  # type: ignore[call-overload]
-            assert e.value.code is grpc.StatusCode.UNAUTHENTICATED
+        reqs.go[1].set()
+        if not rotated:
+            assert await _answer(events) == ["accepted", "final"]
             return
-        kinds = []
-        async with asyncio.timeout(5):
-            async for ev in events:  # type: ignore[attr-defined]
-                kinds.append(ev.WhichOneof("kind"))
-                if kinds[-1] in ("final", "error"):
-                    break
-        assert kinds == ["accepted", "final"]
+        with pytest.raises(_Refused) as e:
+            await _answer(events)
+        assert e.value.code is grpc.StatusCode.UNAUTHENTICATED
     finally:
         await events.aclose()  # type: ignore[attr-defined]
 
@@ -172,7 +178,7 @@ async def test_a_submit_stream_reads_with_the_callers_role_at_the_head() -> None
             if demote:
                 roles = frozenset({Role.TRADER})
                 chain.commit([gov_signed(pinned, set_roles(txf, "AUDITOR", roles))])
-            reqs.go.set()
+            reqs.go[0].set()
             async with asyncio.timeout(5):
                 async for ev in events:  # type: ignore[attr-defined]
                     if ev.WhichOneof("kind") == "final":
