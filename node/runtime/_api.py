@@ -361,7 +361,8 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _refused(context, limit_reached("finality waits", f"{e}; retry later", tid))
         except TimeoutError:
             await _refused(context, not_final(tid, timeout_ms))
-        await self._may_read(receipt, context)
+        # The wait may have outlasted the caller's key or role (review 21): read it again.
+        await self._may_read(receipt, context, await self._as_now(current_caller(), context))
         return receipt.to_pb()
 
     async def _budgeted_receipt(self, tid: bytes, context: Ctx, call: str) -> Receipt | None:
@@ -383,8 +384,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         with self._reads.charged(caller.participant, when=lambda: node.trees_built != built):
             return node.receipt(tid)
 
-    async def _may_read(self, receipt: Receipt, context: Ctx) -> None:
-        caller = current_caller()
+    async def _may_read(self, receipt: Receipt, context: Ctx, caller: Caller | None = None) -> None:
+        """PERMISSION_DENIED unless ``caller`` (default: the call's) may read ``receipt``."""
+        caller = caller or current_caller()
         reg, height = self._node.registry(), receipt.height
         if not may_read_tx(caller, receipt.transaction, reg, height=height):
             await _denied(
@@ -545,19 +547,37 @@ class LedgerService(pb_grpc.LedgerServicer):
         async with self._streams.hold(context):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
+            checked = top = -1
             while True:
-                # Governance may have changed the caller's role since the stream opened
-                # (a demoted auditor reads later blocks filtered: review 20c), or its key.
-                caller = await self._as_now(caller, context)
-                # A filtered block goes once its proof is certified (ADR 0025): one block
-                # behind the head while the head has transactions.
-                top = store.head().height if caller.observer else self._proven_head()
+                if (head := store.head().height) != checked:
+                    # Governance may have changed the caller's role or key since the last
+                    # block sent (reviews 20c, 21): a demoted auditor reads later blocks
+                    # filtered, a rotated key ends the stream, even within a backlog.
+                    caller = await self._as_now(caller, context)
+                    # A filtered block goes once its proof is certified (ADR 0025): one
+                    # block behind the head while the head has transactions.
+                    top = head if caller.observer else self._proven_head()
+                    checked = head
                 if next_height > top:
                     await self._node.head_changed()
                     continue
-                while next_height <= top:
-                    yield await self._paced_block(next_height, caller)
-                    next_height += 1
+                if wait_ms := self._reads.wait_ms(caller.participant):
+                    # Over budget a stream waits rather than fails: it already holds one
+                    # of a bounded number of stream shares, so waiting costs a parked
+                    # task, and a refusal would send the SDK's ``blocks()`` to the next
+                    # node and back, each failure counting towards UnavailableError for
+                    # an honest reader catching up on history. Waiting paces it at the
+                    # budget's rate instead; the caller is read again after the wait.
+                    self._metrics.block_reads_over_budget.labels(call="StreamBlocks").inc()
+                    await self._sleep(wait_ms / 1000)
+                    continue
+                with self._reads.charged(caller.participant):
+                    block = store.block(next_height)
+                    if block is None:
+                        raise InvariantError(f"store lost block {next_height} below its head")
+                    info = self._block_for(block, caller)
+                yield info
+                next_height += 1
 
     def _may_read_now(self, caller: Caller, raw: bytes, height: int | None) -> bool:
         """Whether ``caller``, as the registry has it at the head (a role or key
@@ -567,15 +587,15 @@ class LedgerService(pb_grpc.LedgerServicer):
         return now is not None and may_read_tx(now, raw, self._node.registry(), height=height)
 
     async def _as_now(self, caller: Caller, context: Ctx) -> Caller:
-        """``caller`` of an open stream as the registry has it at the head; the stream
-        ends (UNAUTHENTICATED) once the key it was opened with is no longer the
-        participant's: whoever holds a key governance rotated away, stolen perhaps,
-        keeps no stream it opened with it."""
+        """``caller`` of an open stream or a parked wait as the registry has it at the
+        head; the call ends (UNAUTHENTICATED) once the key it was opened with is no
+        longer the participant's: whoever holds a key governance rotated away, stolen
+        perhaps, keeps no call it opened with it."""
         now = self._now(caller)
         if now is None:
-            self._metrics.streams_ended_key_rotated.inc()
+            self._metrics.calls_ended_key_rotated.inc()
             why = (
-                f"the key this stream was opened with is no longer {caller.participant}'s "
+                f"the key this call was opened with is no longer {caller.participant}'s "
                 "(governance rotated it): open a new call signed with the current key"
             )
             await refuse(context, grpc.StatusCode.UNAUTHENTICATED, why, Reason.IDENTITY_REFUSED)
@@ -590,22 +610,6 @@ class LedgerService(pb_grpc.LedgerServicer):
         if p.observer == caller.observer:
             return caller
         return Caller(caller.participant, p.observer, caller.key)
-
-    async def _paced_block(self, height: int, caller: Caller) -> pb.BlockInfo:
-        """Block ``height`` for a stream, read once the caller's read budget allows. Over
-        budget a stream waits rather than fails: it already holds one of a bounded number
-        of stream shares, so waiting costs a parked task, and a refusal would send the
-        SDK's ``blocks()`` to the next node and back, each failure counting towards
-        UnavailableError for an honest reader catching up on history. Waiting paces it
-        at the budget's rate instead, with no error for the client to handle."""
-        while wait_ms := self._reads.wait_ms(caller.participant):
-            self._metrics.block_reads_over_budget.labels(call="StreamBlocks").inc()
-            await self._sleep(wait_ms / 1000)
-        with self._reads.charged(caller.participant):
-            block = self._node.store.block(height)
-            if block is None:
-                raise InvariantError(f"store lost block {height} below its head")
-            return self._block_for(block, caller)
 
     async def GetStatus(self, request: pb.StatusRequest, context: Ctx) -> pb.NodeStatus:
         node, r = self._node, self._node.replica

@@ -128,9 +128,10 @@ class Metrics:
             ["kind", "reason"],
             registry=r,
         )
-        self.streams_ended_key_rotated = Counter(
-            "ledger_streams_ended_key_rotated_total",
-            "open streams ended because governance rotated the key they were opened with",
+        self.calls_ended_key_rotated = Counter(
+            "ledger_calls_ended_key_rotated_total",
+            "open streams and parked finality waits ended because governance rotated the "
+            "key they were opened with",
             registry=r,
         )
         self.submit_streams = Gauge(

@@ -306,14 +306,18 @@ class SubmitSession:
                 return
             tid, outcome = offered
             self._push(pb.SubmitStreamEvent(correlation=corr, tx_id=tid, accepted=outcome), None)
-            record = self._node.store.tx_record(tid)
-            if not self._may_read(req.transaction, None if record is None else record.height):
+            if not self._readable(req.transaction, tid):
                 # Its signatures authorized the submission; its outcome is for its parties,
                 # as WaitForFinality answers (docs/cluster.md "Security: who reads what"):
                 # refused now, so a non-party holds no wait and learns no time of finality.
                 self._push(_error(corr, _not_a_party(self._caller, tid)), corr)
                 return
-            self._push(await self._final(corr, tid, req), corr)
+            final = await self._final(corr, tid, req)
+            if final.HasField("final") and not self._readable(req.transaction, tid):
+                # The wait may have outlasted the caller's role (review 21): a demoted
+                # auditor waiting on another's trade is not sent its outcome.
+                final = _error(corr, _not_a_party(self._caller, tid))
+            self._push(final, corr)
         except asyncio.CancelledError:
             if self.closed:
                 raise
@@ -324,6 +328,11 @@ class SubmitSession:
         except Exception as e:  # a bug below: this request says so, the call and the rest go on
             event("stream_request_failed", logging.ERROR, exc=e, correlation=corr)
             self._push(_error(corr, _internal_error(e, tid)), corr)
+
+    def _readable(self, raw: bytes, tid: bytes) -> bool:
+        """Whether this stream's caller, as it is now, may read ``raw``'s outcome."""
+        record = self._node.store.tx_record(tid)
+        return self._may_read(raw, None if record is None else record.height)
 
     async def _final(
         self, corr: int, tid: bytes, req: pb.SubmitStreamRequest

@@ -1618,7 +1618,7 @@ MUTANTS += [
            breaks="a leader pipelines on a block whose commit changes the leaders: replicas either side of that commit refuse each other and time out",
            tests=["tests/unit/test_core_pipeline.py::test_nothing_is_pipelined_on_a_block_whose_commit_changes_the_leaders[True]"]),
     Mutant("stream-final-not-party-checked", "node/runtime/_stream.py",
-           old="if not self._may_read(req.transaction, None if record is None else record.height):",
+           old="if not self._readable(req.transaction, tid):",
            new="if False:",
            breaks="anyone holding a signed transaction learns its outcome and receipt through SubmitStream, though WaitForFinality refuses them",
            tests=["tests/unit/test_submit_stream.py::test_a_final_goes_to_a_reader_of_the_transaction_and_frees_the_slot_either_way",
@@ -1947,8 +1947,8 @@ MUTANTS += [
            breaks="a GetBlock over budget carries no retry-after hint: the SDK backs off blindly from node to node and ends in BusyError",
            tests=[_BR + "test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint"]),
     Mutant("block-reads-stream-unpaced", "node/runtime/_api.py",
-           old="        while wait_ms := self._reads.wait_ms(caller.participant):\n",
-           new="        while False:\n",
+           old="                if wait_ms := self._reads.wait_ms(caller.participant):\n",
+           new="                if False:\n",
            breaks="a block stream from far back does the same work as a GetBlock loop, past its participant's budget",
            tests=[_BR + "test_a_block_stream_over_budget_waits_rather_than_fails"]),
     Mutant("block-reads-one-bucket", "node/runtime/_reads.py",
@@ -3017,8 +3017,8 @@ MUTANTS += [
            breaks="a demoted auditor's open block stream serves it every later block whole",
            tests=[_OH + "test_a_demoted_auditors_open_block_stream_serves_it_later_blocks_filtered"]),
     Mutant("submit-stream-reads-without-the-height", "node/runtime/_stream.py",
-           old="            if not self._may_read(req.transaction, None if record is None else record.height):\n",
-           new="            if not self._may_read(req.transaction, None):\n",
+           old="        return self._may_read(raw, None if record is None else record.height)\n",
+           new="        return self._may_read(raw, None)\n",
            breaks="a participant added later resubmits an earlier transaction that named it and is sent its receipt",
            tests=[_OH + "test_a_participant_added_later_is_not_given_an_earlier_receipt_by_submit_stream"]),
     Mutant("events-refuses-an-idle-filtered-block", "client/_async.py",
@@ -3091,5 +3091,27 @@ MUTANTS += [
            new="    key, observer = _identity(args, implied), False\n",
            breaks="the CLI's --observer reaches no client: an auditor's `ledger block` accepts filtered blocks",
            tests=["tests/unit/test_cli.py::test_observer_reaches_the_client"]),
+]
+# fmt: on
+
+# fmt: off
+# Review 21 (session 21), fixed: every long call reads its caller again after its wait.
+_R21 = "tests/unit/test_review21_hostile.py::"
+MUTANTS += [
+    Mutant("submit-stream-final-unchecked-after-the-wait", "node/runtime/_stream.py",
+           old='            if final.HasField("final") and not self._readable(req.transaction, tid):\n',
+           new="            if False:\n",
+           breaks="an auditor demoted while its submit stream waits on another's trade is sent the outcome and receipt",
+           tests=[_R21 + "test_a_submit_stream_sends_no_final_to_an_auditor_demoted_while_it_waits"]),
+    Mutant("parked-wait-keeps-its-caller", "node/runtime/_api.py",
+           old="        await self._may_read(receipt, context, await self._as_now(current_caller(), context))\n",
+           new="        await self._may_read(receipt, context)\n",
+           breaks="a finality wait parked with a key since rotated away, or by an auditor since demoted, is answered with the receipt",
+           tests=[_R21 + "test_a_parked_finality_wait_is_not_answered_after_a_rotation_or_demotion"]),
+    Mutant("block-stream-backlog-unchecked", "node/runtime/_api.py",
+           old="            while True:\n                if (head := store.head().height) != checked:\n",
+           new="            while True:\n                if next_height > top and (head := store.head().height) != checked:\n",
+           breaks="a block stream catching up serves its whole backlog with the role and key it had when the head last moved",
+           tests=[_R21 + "test_a_block_streams_backlog_stops_at_a_rotation_or_demotion"]),
 ]
 # fmt: on

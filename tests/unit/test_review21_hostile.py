@@ -4,8 +4,10 @@ key it was opened with and reads with its caller's role at the head (``LedgerSer
 ``Registry.observers_at`` says observed after it (``_observed``), and the SDK's
 ``observer=True`` refuses every party-filtered block.
 
-Each strict xfail pins a hole found, with a control beside it that passes today; the
-plain tests pin what was tried and held. In-process only: a chain of real blocks with
+Three holes were fixed the same session (a submit stream's final event, a parked
+``WaitForFinality``, a block stream's backlog: each now reads the caller again after
+its wait); the strict xfail left pins what is still open, with a control beside it;
+the plain tests pin what was tried and held. In-process only: a chain of real blocks with
 real certificates (``tests.chain_helpers``), the real servicer with stand-in contexts,
 and the real SDK with stand-in stubs. No cluster.
 """
@@ -74,11 +76,6 @@ async def _terminal(events: Any) -> str:
     raise AssertionError("the stream ended without a terminal event")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 21: SubmitSession checks may_read once, at acceptance; a demotion "
-    "during the finality wait is not seen (the writer's _as_now checks the key only)",
-)
 async def test_a_submit_stream_sends_no_final_to_an_auditor_demoted_while_it_waits() -> None:
     """docs/cluster.md: a demoted auditor's "open submit stream answers the final event of
     a trade it is no party to with PERMISSION_DENIED". Scenario: AUDITOR (an observer)
@@ -104,7 +101,7 @@ async def test_a_submit_stream_sends_no_final_to_an_auditor_demoted_while_it_wai
     events: Any = await _events(svc, _caller(chain, "AUDITOR"), reqs)
     try:
         assert (await _next(events)).WhichOneof("kind") == "opened"
-        reqs.go.set()
+        reqs.go[0].set()
         assert (await _next(events)).accepted == pb.ALREADY_COMMITTED
         await asyncio.sleep(0.01)  # the settle task is parked on the result proof
         chain.commit([gov_signed(pinned, set_roles(txf, "AUDITOR", TRADER))])  # block 2
@@ -118,7 +115,7 @@ async def test_a_submit_stream_sends_no_final_to_an_auditor_demoted_while_it_wai
     fresh: Any = await _events(svc, _caller(chain, "AUDITOR"), reqs)
     try:
         await _next(fresh)
-        reqs.go.set()
+        reqs.go[0].set()
         assert await _terminal(fresh) == "PERMISSION_DENIED"
     finally:
         await fresh.aclose()
@@ -140,7 +137,7 @@ async def test_a_submit_streams_final_queued_before_a_rotation_is_not_sent() -> 
     events: Any = await _events(svc, _caller(chain, "BANK01"), reqs)
     try:
         await _next(events)
-        reqs.go.set()
+        reqs.go[0].set()
         assert (await _next(events)).WhichOneof("kind") == "accepted"
         await asyncio.sleep(0.01)  # the final is queued now
         chain.commit([gov_signed(pinned, rotate(txf, "BANK01", crypto.SigningKey.generate()))])
@@ -154,11 +151,6 @@ async def test_a_submit_streams_final_queued_before_a_rotation_is_not_sent() -> 
 # --- 2. WaitForFinality: a parked wait is answered with the identity it was opened with --
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 21: WaitForFinality reads current_caller() once; after its wait (up to "
-    "WAIT_TIMEOUT_MAX_MS) neither the key nor the role is read again",
-)
 @pytest.mark.parametrize("change", ["rotate", "demote"])
 async def test_a_parked_finality_wait_is_not_answered_after_a_rotation_or_demotion(
     change: str,
@@ -219,11 +211,6 @@ async def test_a_parked_finality_wait_is_not_answered_after_a_rotation_or_demoti
 # --- 3. StreamBlocks: the batch below one head is served whatever governance did since ---
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 21: StreamBlocks checks _as_now once per head change, then serves every "
-    "block up to the top it computed (a catch-up backlog, paced by the read budget)",
-)
 @pytest.mark.parametrize("change", ["rotate", "demote"])
 async def test_a_block_streams_backlog_stops_at_a_rotation_or_demotion(change: str) -> None:
     """Scenario: blocks 1..4 each a DvP BANK01/BANK02; block 5 makes BANK03 an auditor;

@@ -68,7 +68,7 @@ async def test_a_block_stream_ends_once_its_key_is_rotated_and_others_go_on() ->
         assert "rotated" in str(e.value)
         # the control: BANK02's key is unchanged, its stream goes on
         assert (await _next(streams["BANK02"])).height == 3
-        assert node.metrics.streams_ended_key_rotated._value.get() == 1
+        assert node.metrics.calls_ended_key_rotated._value.get() == 1
     finally:
         for s in streams.values():
             await s.aclose()  # type: ignore[attr-defined]
