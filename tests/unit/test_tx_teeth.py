@@ -15,6 +15,9 @@ from node.config import ADMINS_MAX, CHAIN_ID_BYTES_MAX, RESERVE_BILLS_MAX, SECUR
 from node.settlement import (
     AttestReserves,
     Bill,
+    ClaimLock,
+    Freeze,
+    FreezeReason,
     Lock,
     Mint,
     RepoClose,
@@ -203,3 +206,23 @@ def test_a_repo_close_is_signed_by_one_or_both_parties_both_ways(by: list[str]) 
         decode_body(_close_body(by))
     with pytest.raises(ValueError):
         encode_body(RepoClose(CHAIN, 1, 2, "R1", "BANK01", "BANK02", tuple(by)))
+
+
+# --- presence bytes ---------------------------------------------------------------------
+
+
+def test_a_presence_byte_other_than_0_or_1_is_a_decode_error() -> None:
+    """ADR 0020 (wire conventions) and node/core/codec.py: an optional field is a presence
+    byte, exactly 0 or 1, then the field; any other byte would be a second encoding (a
+    second id) of one transaction. A freeze's instrument and a claim's co-signer."""
+    freeze = Freeze(CHAIN, 1, 2, "BANK01", "BOND", FreezeReason.SANCTIONS, "REGULATOR")
+    claim = ClaimLock(CHAIN, 1, 2, bytes(32), "BANK01", "BANK02", "BOND", 5, "COMPLIANCE")
+    for tx, present in (
+        (freeze, _ident("BANK01") + b"\x01" + _ident("BOND")),
+        (claim, b"\x01" + _ident("COMPLIANCE")),
+    ):
+        body = encode_body(tx)
+        assert decode_body(body) == tx and body.count(present) == 1
+        for flag in (b"\x02", b"\xff"):
+            with pytest.raises(DecodeError):
+                decode_body(body.replace(present, present.replace(b"\x01", flag, 1)))
