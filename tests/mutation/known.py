@@ -3278,3 +3278,34 @@ MUTANTS += [
            tests=[_CW + "test_every_signature_the_encoder_writes_is_bounded_as_the_decoder_bounds_it"]),
 ]
 # fmt: on
+
+# fmt: off
+# Session 21 sweep, round 2: node/settlement/_tx.py
+MUTANTS += [
+    Mutant("tx-set-rules-signed-by-first-admin", "node/settlement/_tx.py",
+           old="    rules: ComplianceRules\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins\n",
+           new="    rules: ComplianceRules\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins[:1]\n",
+           breaks="one admin names a second and replaces the compliance rules alone, below the threshold k",
+           tests=["tests/unit/test_gov_rules.py::test_every_admin_a_governance_body_names_must_sign_it"]),
+    Mutant("tx-set-tier-signed-by-first-admin", "node/settlement/_tx.py",
+           old="    kyc_tier: int\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins\n",
+           new="    kyc_tier: int\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins[:1]\n",
+           breaks="one admin names a second and sets a participant's KYC tier alone, below the threshold k",
+           tests=["tests/unit/test_gov_rules.py::test_every_admin_a_governance_body_names_must_sign_it"]),
+    Mutant("tx-repo-close-signed-by-first-party", "node/settlement/_tx.py",
+           old="        return _with_cosigner(self.by, self.cosigner)\n",
+           new="        return _with_cosigner(self.by[:1], self.cosigner)\n",
+           breaks="a repo close naming both parties is signed by the borrower alone: a one-sided early close passes as two-sided",
+           tests=["tests/unit/test_repo.py::test_an_early_close_that_names_both_parties_needs_both_signatures"]),
+    Mutant("tx-freeze-instrument-presence-any-byte", "node/settlement/_tx.py",
+           old='    return account, r.ident() if r.flag() else ""\n',
+           new='    return account, r.ident() if r.u8() else ""\n',
+           breaks="a freeze's instrument presence byte 2..255 decodes: a second encoding and id of one freeze",
+           tests=[_TT + "test_a_presence_byte_other_than_0_or_1_is_a_decode_error"]),
+    Mutant("tx-claim-cosigner-presence-any-byte", "node/settlement/_tx.py",
+           old='    cosigner = r.ident() if r.flag() else ""\n',
+           new='    cosigner = r.ident() if r.u8() else ""\n',
+           breaks="a claim's co-signer presence byte 2..255 decodes: a second encoding and id of one claim",
+           tests=[_TT + "test_a_presence_byte_other_than_0_or_1_is_a_decode_error"]),
+]
+# fmt: on
