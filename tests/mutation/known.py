@@ -3309,3 +3309,29 @@ MUTANTS += [
            tests=[_TT + "test_a_presence_byte_other_than_0_or_1_is_a_decode_error"]),
 ]
 # fmt: on
+
+# fmt: off
+# Session 21 sweep, round 2, the other governance kinds: node/settlement/_tx.py
+MUTANTS += [
+    Mutant("tx-set-roles-signed-by-first-admin", "node/settlement/_tx.py",
+           old="    roles: frozenset[Role]\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins\n",
+           new="    roles: frozenset[Role]\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins[:1]\n",
+           breaks="one admin names a second and sets a participant's roles alone, below the threshold k",
+           tests=["tests/unit/test_gov_rules.py::test_every_admin_a_governance_body_names_must_sign_it"]),
+    Mutant("tx-rotate-key-signed-by-first-admin", "node/settlement/_tx.py",
+           old="    public_key: bytes\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins\n",
+           new="    public_key: bytes\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins[:1]\n",
+           breaks="one admin names a second and replaces a participant's key alone: takes over its account",
+           tests=["tests/unit/test_gov_rules.py::test_every_admin_a_governance_body_names_must_sign_it"]),
+    Mutant("tx-add-instrument-signed-by-first-admin", "node/settlement/_tx.py",
+           old="    instrument: Instrument\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins\n",
+           new="    instrument: Instrument\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins[:1]\n",
+           breaks="one admin names a second and adds an instrument alone, below the threshold k",
+           tests=["tests/unit/test_gov_rules.py::test_every_admin_a_governance_body_names_must_sign_it"]),
+    Mutant("tx-set-max-supply-signed-by-first-admin", "node/settlement/_tx.py",
+           old="    as_of_ms: int\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins\n",
+           new="    as_of_ms: int\n    admins: tuple[str, ...]\n\n    def required_signers(self) -> tuple[str, ...]:\n        return self.admins[:1]\n",
+           breaks="one admin names a second and sets an instrument's supply cap alone, below the threshold k",
+           tests=["tests/unit/test_gov_rules.py::test_every_admin_a_governance_body_names_must_sign_it"]),
+]
+# fmt: on
