@@ -358,6 +358,58 @@ def test_encoder_raises_encode_error_for_what_a_peer_would_reject(name: str) -> 
         encode_message(OVER_LIMIT[name]())
 
 
+def test_every_signature_the_encoder_writes_is_bounded_as_the_decoder_bounds_it() -> None:
+    """node/core/codec.py: ``sig`` is at most SIGNATURE_BYTES_MAX bytes, and every limit the
+    decoder enforces the encoder enforces too: a vote's, a timeout's and each timeout
+    certificate entry's signature, not only the vote's."""
+    big = b"s" * (SIGNATURE_BYTES_MAX + 1)
+    ok = b"s" * SIGNATURE_BYTES_MAX
+    for make in (
+        lambda sig: Vote(Phase.PREPARE, 0, 1, bytes(32), 0, sig),
+        lambda sig: Timeout(5, 0, None, None, None, 1, sig),
+        lambda sig: NewView(TimeoutCert(1, (TimeoutEntry(0, 0, None, sig),))),
+        lambda sig: Proposal(5, _block(), None, TimeoutCert(4, (TimeoutEntry(0, 0, 2, sig),))),
+    ):
+        assert decode_message(encode_message(make(ok))) == make(ok)
+        with pytest.raises(EncodeError):
+            encode_message(make(big))
+
+
+def test_an_unknown_phase_or_a_value_that_is_no_message_is_an_encode_error() -> None:
+    """node/core/codec.py: the encoder raises EncodeError for a message a peer would reject
+    (a vote's phase is one of Phase, as the decoder checks), and for anything that is not a
+    consensus message at all, rather than sending bytes or nothing."""
+    for phase in (0, 4, 255):
+        with pytest.raises(EncodeError, match="phase"):
+            encode_message(Vote(phase, 0, 1, bytes(32), 0, b"s"))  # type: ignore[arg-type]
+    for value in ("vote", None, _block()):
+        with pytest.raises(EncodeError, match="not a consensus message"):
+            encode_message(value)  # type: ignore[arg-type]
+
+
+def test_a_message_of_exactly_the_limit_encodes_and_one_byte_more_does_not() -> None:
+    """node/core/codec.py: a message is at most CONSENSUS_MESSAGE_BYTES_MAX bytes, the
+    decoder's bound; the encoder's is the same, to the byte (a message one byte over would
+    be built, sent and refused by every peer)."""
+
+    def response(txs_b: tuple[bytes, ...]) -> SyncResponse:
+        txs_a = tuple(bytes([i % 256]) * 4_000 for i in range(640))
+        return SyncResponse(((_block(2, txs_a), QC), (_block(3, txs_b), QC)))
+
+    txs = [bytes(4_000)] * 640
+    gap = CONSENSUS_MESSAGE_BYTES_MAX - len(encode_message(response(tuple(txs))))
+    while gap > 4 + TX_BYTES_MAX:
+        txs.append(bytes(4_000))
+        gap -= 4 + 4_000
+    txs.append(bytes(gap - 4))  # a blob: u32 length then the bytes
+    exact = response(tuple(txs))
+    wire = encode_message(exact)
+    assert len(wire) == CONSENSUS_MESSAGE_BYTES_MAX
+    assert decode_message(wire) == exact
+    with pytest.raises(EncodeError, match="CONSENSUS_MESSAGE_BYTES_MAX"):
+        encode_message(response((*txs[:-1], txs[-1] + b"x")))
+
+
 LOOSE_INT = st.integers(-1, 2**64)
 LOOSE_SIG = st.binary(max_size=SIGNATURE_BYTES_MAX + 2)
 LOOSE_HASH = st.binary(min_size=31, max_size=33)

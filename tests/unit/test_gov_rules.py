@@ -7,6 +7,8 @@ with its control. Codes are named, never numbered.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from node.genesis import DEMO_ADMINS
@@ -15,6 +17,7 @@ from node.settlement import (
     DecodeError,
     Registry,
     ResultCode,
+    Role,
     SignedTx,
     TierLimit,
     decode_body,
@@ -23,7 +26,20 @@ from node.settlement import (
     rules_in_force,
 )
 from node.store import MemoryStore
-from tests.gov_helpers import set_rules, signed
+from tests.gov_helpers import (
+    TWO_ADMINS,
+    Gov,
+    add_instrument,
+    add_participant,
+    cash_token,
+    new_key,
+    rotate,
+    set_cap,
+    set_roles,
+    set_rules,
+    set_tier,
+    signed,
+)
 from tests.ledger_helpers import TxFactory, shared_net
 from tests.unit.test_freeze import own, run
 
@@ -67,6 +83,34 @@ def test_k_minus_one_admins_leave_the_rules_as_they_are(store: MemoryStore, txf:
     assert precheck(Registry.of(store), one).code is RC.NOT_ADMIN_QUORUM
     out = run(store, one)
     assert own(out) == [RC.NOT_ADMIN_QUORUM] and out.records == {}
+    assert _rules(store) == NET.genesis.compliance
+
+
+_GOV_BUILDERS: dict[str, Callable[[TxFactory], Gov]] = {
+    "add participant": add_participant,
+    "set roles": lambda txf: set_roles(txf, "BANK01", frozenset({Role.TRADER})),
+    "set tier": lambda txf: set_tier(txf, "BANK01", 3),
+    "rotate key": lambda txf: rotate(txf, "BANK01", new_key("BANK01 again")),
+    "add instrument": lambda txf: add_instrument(txf, cash_token()),
+    "set max supply": lambda txf: set_cap(txf, NET.cash, 10**15, txf.t0),
+    "set compliance rules": lambda txf: set_rules(txf, _cosign_rule()),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_GOV_BUILDERS))
+def test_every_admin_a_governance_body_names_must_sign_it(
+    store: MemoryStore, txf: TxFactory, kind: str
+) -> None:
+    """docs/ledger.md "Governance": the signers of a governance transaction are the admins
+    it names (k of them for a quorum). A body naming two admins that only the first signed
+    is BAD_SIGNATURE (a required signature is missing) and changes nothing: else one
+    admin names a second and acts alone, below the threshold k."""
+    tx = _GOV_BUILDERS[kind](txf)
+    assert tx.admins == TWO_ADMINS and tx.required_signers() == TWO_ADMINS
+    first = TWO_ADMINS[0]
+    alone = SignedTx(encode_body(tx), ()).with_signature(first, NET.participant_keys[first])
+    out = run(store, alone.encode())
+    assert own(out) == [RC.BAD_SIGNATURE] and out.records == {}
     assert _rules(store) == NET.genesis.compliance
 
 

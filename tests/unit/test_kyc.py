@@ -507,6 +507,8 @@ def _rules(**tables: object) -> ComplianceRules:
         ({"cosign_above": {"C": 2**64}}, False),
         ({"cosign_above": {"C": -1}}, False),
         ({"cosign_above": {"-bad": 5}}, False),
+        ({"min_tier": {"-bad": 2}}, False),  # every table's ids are checked, not only one
+        ({"limits": [TierLimit(1, "-bad", 1, 1)]}, False),
         ({"min_tier": {f"I{k:03d}": 2 for k in range(256)}}, True),  # COMPLIANCE_RULES_MAX
         ({"min_tier": {f"I{k:03d}": 2 for k in range(257)}}, False),
     ],
@@ -534,6 +536,29 @@ def test_rules_bytes_are_pinned_and_other_versions_or_orders_do_not_decode() -> 
             w.ident(ident).u8(tier)
         with pytest.raises(DecodeError, match="non-canonical"):
             ComplianceRules.decode(w.u16(0).u16(0).finish())
+
+
+def test_limit_and_threshold_rows_out_of_order_or_repeated_do_not_decode() -> None:
+    """docs/ledger.md "KYC tiers and AML", record KYC_RULES: *each* table is sorted with no
+    repeats, so equal rules have equal bytes and no (tier, cash) or cash token has two rows
+    (the lookup would silently keep one). The limits and co-sign tables, not only min_tier."""
+    one, two = TierLimit(1, "C", 5, 9), TierLimit(2, "C", 5, 9)
+    for rows in ((two, one), (one, one), (TierLimit(1, "D", 5), TierLimit(1, "C", 5))):
+        w = _codec.Writer().u8(1).u16(0).u16(2)
+        for r in rows:
+            w.u8(r.tier).ident(r.cash).u64(r.trade_max).u64(r.day_max)
+        with pytest.raises(DecodeError, match="non-canonical"):
+            ComplianceRules.decode(w.u16(0).finish())
+        with pytest.raises(ValueError, match="sorted"):
+            ComplianceRules((), rows, ())
+    with pytest.raises(ValueError, match="sorted"):
+        _rules(limits=[one, replace(one, trade_max=6)])  # of() sorts, but cannot pick one
+    for cash_rows in ((("D", 1), ("C", 1)), (("C", 1), ("C", 2))):
+        w = _codec.Writer().u8(1).u16(0).u16(0).u16(2)
+        for cash, threshold in cash_rows:
+            w.ident(cash).u64(threshold)
+        with pytest.raises(DecodeError, match="non-canonical"):
+            ComplianceRules.decode(w.finish())
 
 
 def test_rules_are_immutable_and_know_when_they_are_empty_or_daily() -> None:

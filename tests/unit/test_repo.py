@@ -196,6 +196,23 @@ def test_open_repos_per_party_are_bounded(
 # --- close ---------------------------------------------------------------------------------
 
 
+def test_an_early_close_that_names_both_parties_needs_both_signatures(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    """docs/ledger.md, RepoClose: the signers are ``by``, one or both parties; before the
+    close time both must sign. A body naming both but signed by the borrower alone is
+    BAD_SIGNATURE (a required signature is missing), not a two-sided early close."""
+    chain = net.genesis.chain_id
+    tx = RepoClose(chain, 99, EXPIRY_MS, "R1", "BANK01", "BANK02", ("BANK01", "BANK02"))
+    assert tx.required_signers() == ("BANK01", "BANK02")
+    alone = SignedTx(encode_body(tx), ()).with_signature("BANK01", net.participant_keys["BANK01"])
+    before = holdings(opened, net)
+    assert own(run(opened, alone.encode(), at_ms=T1 + 1)) == [RC.BAD_SIGNATURE]
+    assert holdings(opened, net) == before
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.status is RepoStatus.OPEN
+
+
 def test_a_one_sided_early_close_is_refused_a_two_sided_one_closes(
     opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
 ) -> None:

@@ -68,6 +68,22 @@ def test_every_kind_applies(store: MemoryStore, txf: TxFactory, net: DemoNetwork
     assert store.supply(bond) == supply + 6_000 - 500
 
 
+def test_a_burn_needs_the_holders_signature_not_only_the_issuers(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """docs/ledger.md, transaction table: a Burn is signed by the issuer or custodian *and*
+    by the holder, so nobody's tokens are burned without their consent. The issuer's
+    signature alone is BAD_SIGNATURE (a required signature is missing)."""
+    tx = txf.burn(holder="BANK01", amount=10)
+    assert tx.required_signers() == ("BANK01", "TREASURY")
+    issuer_key = net.participant_keys["TREASURY"]
+    alone = SignedTx(encode_body(tx), ()).with_signature("TREASURY", issuer_key)
+    assert_rejected(store, alone.encode(), RC.BAD_SIGNATURE)
+    held = store.balance("BANK01", net.bonds[0])
+    assert run(store, txf.signed(tx)).results[0].code is RC.OK  # control: both sign
+    assert store.balance("BANK01", net.bonds[0]) == held - 10
+
+
 def test_replay_is_duplicate_and_keeps_first_outcome(store: MemoryStore, txf: TxFactory) -> None:
     raw = txf.signed(txf.dvp())
     first = run(store, raw)
