@@ -3113,7 +3113,10 @@ MUTANTS += [
            new="            while True:\n                if next_height > top and (head := store.head().height) != checked:\n",
            breaks="a block stream catching up serves its whole backlog with the role and key it had when the head last moved",
            tests=[_R21 + "test_a_block_streams_backlog_stops_at_a_rotation_or_demotion"]),
+]
+# fmt: on
 
+# fmt: off
 # Session 21 sweep: node/settlement/_kyc_rules.py
 MUTANTS += [
     Mutant("kyc-limit-rows-unsorted-accepted", "node/settlement/_kyc_rules.py",
