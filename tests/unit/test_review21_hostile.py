@@ -293,7 +293,7 @@ def expired() -> tuple[Any, bytes, Chain]:
     strict=True,
     reason="review 21: _block_view takes a whole block's events (and result codes) as the "
     "node's report, so observer=True does not stop a hostile node hiding or forging an "
-    "idle block's pending-settlement events (ADR 0025 session 21 says it does)",
+    "idle block's pending-settlement events (ADR 0025, session 21 amendment: left for later)",
 )
 @pytest.mark.parametrize("tamper", ["strip", "forge"])
 async def test_an_observer_client_refuses_a_whole_idle_block_with_its_events_changed(
