@@ -20,7 +20,14 @@ from node.config import (
     RESERVE_RULE_DAYS_MAX,
     U64_MAX,
 )
-from node.settlement import GenesisError, Instrument, Participant, Role
+from node.settlement import (
+    KYC_TIER_MAX,
+    GenesisError,
+    Instrument,
+    InstrumentKind,
+    Participant,
+    Role,
+)
 from node.settlement._codec import DecodeError, Reader, Writer
 from node.settlement._kyc_rules import ComplianceRules
 from node.settlement._margin_terms import Haircut, MarginTerms
@@ -32,10 +39,11 @@ from node.settlement._model import (
     decode_instrument,
     decode_participant,
     encode_instrument,
+    encode_participant,
     validate_instrument,
     validate_participant,
 )
-from tests.gov_helpers import new_key
+from tests.gov_helpers import cash_token, new_key
 from tests.ledger_helpers import shared_net
 
 NET = shared_net()
@@ -110,8 +118,19 @@ def test_a_participant_is_refused_for_a_malformed_id() -> None:
     validate_participant(BANK)
 
 
+def test_a_participant_tier_is_0_to_kyc_tier_max() -> None:
+    """validate_participant: kyc_tier is 0..KYC_TIER_MAX (docs/ledger.md "KYC tiers"); a
+    negative tier would pass as "below every minimum" and break the u8 encoding."""
+    for tier in (-1, KYC_TIER_MAX + 1):
+        with pytest.raises(GenesisError, match="kyc_tier"):
+            validate_participant(dataclasses.replace(BANK, kyc_tier=tier))
+    validate_participant(dataclasses.replace(BANK, kyc_tier=KYC_TIER_MAX))
+
+
 _BAD_TERMS: list[tuple[str, Callable[[Instrument], Instrument], str]] = [
     ("cash id", lambda i: dataclasses.replace(CASH, id="has space"), "instrument id"),
+    ("issuer", lambda i: dataclasses.replace(i, issuer="NOBODY"), "issuer 'NOBODY' is not a"),
+    ("maturity", lambda i: dataclasses.replace(i, maturity_date="soon"), "maturity_date"),
     ("currency", lambda i: dataclasses.replace(CASH, currency="USDX"), "ISO 4217"),
     ("cap 0", lambda i: dataclasses.replace(CASH, max_supply=0), "max_supply"),
     ("cap 2**64", lambda i: dataclasses.replace(CASH, max_supply=U64_MAX + 1), "max_supply"),
@@ -198,8 +217,20 @@ def test_a_corrupt_reference_record_is_a_decode_error() -> None:
     for roles in (["trader", "custodian"], ["trader", "trader"], ["king"]):
         with pytest.raises(DecodeError):
             decode_participant(_participant_record(roles), "B")
+    every = dataclasses.replace(BANK, roles=frozenset(Role))  # one canonical role order
+    assert decode_participant(Reader(encode_participant(Writer(), every).finish()), "B") == (
+        dataclasses.replace(every, id="B")
+    )
     good = encode_instrument(Writer(), BOND).finish()
     assert decode_instrument(Reader(good), BOND.id) == BOND
+    agent = dataclasses.replace(BOND, paying_agent="TREASURY")
+    raw = encode_instrument(Writer(), agent).finish()
+    cash_flag = sum(len(x) + 1 for x in ("bond", BOND.issuer, BOND.currency)) + 8 + 8 + 4 + 1 + 8
+    agent_flag = cash_flag + 1 + len(BOND.payment_cash) + 1
+    for at in (cash_flag, agent_flag):
+        assert raw[at] == 1
+        with pytest.raises(DecodeError):  # a presence byte is 0 or 1: one encoding
+            decode_instrument(Reader(raw[:at] + b"\x02" + raw[at + 1 :]), BOND.id)
     with pytest.raises(DecodeError):
         decode_instrument(Reader(b"\x04coin" + good[5:]), BOND.id)
     past = encode_instrument(Writer(), dataclasses.replace(BOND, issue_date="")).finish()
@@ -228,8 +259,22 @@ def test_the_chain_id_commits_to_every_genesis_section() -> None:
             base, margin=MarginTerms(("CSD",), 1, 60_000, (Haircut(BOND.id, CASH.id, 200),))
         ),
     }
+    variants["reserves alone"] = _genesis(reserves=(ReserveRules(CASH.id),))
     for what, g in variants.items():
         assert g.chain_id != base.chain_id, what
+        assert g.chain_id != G.chain_id, what
+
+
+def test_the_chain_id_does_not_depend_on_the_order_of_backings() -> None:
+    """The canonical genesis sorts custody backings by bond and reserve rules by cash
+    token: the same genesis written in another order is the same chain."""
+    eur = cash_token("EUR.CASHCO", "EUR")
+    bonds = [i.id for i in G.instruments if i.kind is InstrumentKind.BOND][:2]
+    custody = tuple(CustodyBacking(b, "CSD") for b in bonds)
+    reserves = (ReserveRules(CASH.id), ReserveRules(eur.id))
+    one = _genesis(instruments=(*G.instruments, eur), custody=custody, reserves=reserves)
+    other = dataclasses.replace(one, custody=custody[::-1], reserves=reserves[::-1])
+    assert len(bonds) == 2 and one.chain_id == other.chain_id
 
 
 def test_a_genesis_time_past_the_calendar_is_one_genesis_error() -> None:

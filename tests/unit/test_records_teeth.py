@@ -107,3 +107,24 @@ def test_a_party_root_holds_at_most_a_leaf_per_participant_and_the_public_one() 
         rec.decode_party_root((PARTICIPANTS_MAX + 2).to_bytes(4, "big") + H)
     with pytest.raises(rec.RecordError):
         rec.decode_party_root(rec.encode_party_root(top) + b"\0")
+
+
+def test_a_prefix_scan_of_the_overlay_holds_only_that_prefix() -> None:
+    """_state.Overlay.records: every live record under ``prefix`` in key order (ADR 0013:
+    a prefix scan walks one kind's records); another kind this block wrote is not one."""
+    overlay = Overlay(_View())
+    overlay.put_record(b"\x30a", b"1")
+    overlay.put_record(b"\x31a", b"2")
+    overlay.put_record(b"\x30b", b"3")
+    assert overlay.records(b"\x30") == [(b"\x30a", b"1"), (b"\x30b", b"3")]
+
+
+def test_a_results_record_keeps_events_apart_from_recorded_copies() -> None:
+    """_records layout: flag 0 unrecorded, 1 recorded, 2 event (ADR 0014): an event reads
+    back as an event and not as the recorded copy of its id."""
+    results = (
+        TxResult(H, ResultCode.OK, True),
+        TxResult(b"u" * 32, ResultCode.DUPLICATE, False),
+        TxResult(b"e" * 32, ResultCode.FAILED_DEADLINE, False, event=True),
+    )
+    assert rec.decode_results(rec.encode_results(results)) == results
