@@ -103,6 +103,7 @@ def test_genesis_holdings_are_held_by_who_may_hold_within_the_cap() -> None:
         (Holding(regulator, CASH.id, 1), "may not hold"),
         (Holding("BANK06", CASH.id, 0), "amount"),
         (Holding("BANK06", CASH.id, CASH.max_supply), "exceed its max_supply"),
+        (Holding("BANK06", "NO.SUCH", 1), "unknown account or instrument"),
     ]:
         rest = tuple(h for h in G.holdings if (h.account, h.instrument) != (bad.account, CASH.id))
         with pytest.raises(GenesisError, match=why):

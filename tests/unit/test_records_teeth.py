@@ -72,6 +72,7 @@ def test_an_id_recorded_by_an_earlier_block_is_seen() -> None:
         lambda h: rec.encode_block_meta(H, h, 9),
         lambda h: rec.encode_results([TxResult(h, ResultCode.OK, True)]),
         lambda h: rec.encode_party_root(PartyRoot(1, h)),
+        lambda h: rec.encode_intake(h, b"tx"),
     ],
 )
 def test_a_hash_of_the_wrong_length_is_refused_at_the_write(encode: object) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from datetime import date
 
 import pytest
 
@@ -18,6 +19,7 @@ from node.settlement import Instrument, InstrumentKind, Participant, Registry, R
 from node.settlement._codec import DecodeError
 from node.settlement._model import isin_check_digit, payment_schedule
 from node.settlement._registry import _MemoryRecords
+from node.settlement._schedule import day_start_ms
 from tests.gov_helpers import new_key
 from tests.ledger_helpers import shared_net
 
@@ -168,3 +170,15 @@ def test_a_client_registry_from_values_is_what_governance_wrote() -> None:
     assert reg.participant("BANK99") == NEW and reg.instrument(bond.id) == bond
     assert reg.attestation(BOND) == (7, bytes(range(32)))
     assert reg.attestation(NET.cash) is None
+
+
+def test_a_bonds_maturity_is_00_00_utc_of_its_maturity_date() -> None:
+    """Registry.maturity_ms: 00:00 UTC of a bond's maturity date, as genesis has it (the
+    first block time at which it has matured, docs/ledger.md "Lifecycle"); None for a
+    cash token, a fund or an unknown id."""
+    reg, _ = _fresh()
+    bond = _bond()
+    reg.put_instrument(bond, new=True)
+    assert reg.maturity_ms(BOND) == G.maturity_ms(BOND) is not None
+    assert reg.maturity_ms(bond.id) == day_start_ms(date(2031, 6, 30))
+    assert reg.maturity_ms(NET.cash) is None and reg.maturity_ms("NOBODY") is None
