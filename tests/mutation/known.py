@@ -3799,3 +3799,24 @@ MUTANTS += [
            tests=["tests/unit/test_records_teeth.py::test_a_results_record_keeps_events_apart_from_recorded_copies"]),
 ]
 # fmt: on
+
+# fmt: off
+# Session 21 sweep B: round 3: node/store/_records.py, node/settlement/_registry.py, node/settlement/_model.py
+MUTANTS += [
+    Mutant("records-intake-tx-id-any-length", "node/store/_records.py",
+           old="    return codec.Writer().fixed(tx_id, HASH_LEN).raw(raw).finish()\n",
+           new="    return codec.Writer().raw(tx_id).raw(raw).finish()\n",
+           breaks="an intake record is written with a tx id of any length: the read splits id and transaction at 32 bytes and replays another transaction",
+           tests=["tests/unit/test_records_teeth.py::test_a_hash_of_the_wrong_length_is_refused_at_the_write"]),
+    Mutant("registry-maturity-off-by-one-ms", "node/settlement/_registry.py",
+           old="        return day_start_ms(date.fromisoformat(inst.maturity_date))\n",
+           new="        return day_start_ms(date.fromisoformat(inst.maturity_date)) + 1\n",
+           breaks="a bond's maturity through the registry is 1 ms after 00:00 UTC: a block at exactly 00:00 of the maturity date still transfers it",
+           tests=["tests/unit/test_registry_teeth.py::test_a_bonds_maturity_is_00_00_utc_of_its_maturity_date"]),
+    Mutant("genesis-holding-of-unknown-instrument", "node/settlement/_model.py",
+           old="        if owner is None or h.instrument not in insts:\n",
+           new="        if owner is None:\n",
+           breaks="a genesis holding of an instrument that does not exist raises KeyError (a traceback) instead of one GenesisError",
+           tests=["tests/unit/test_model_teeth.py::test_genesis_holdings_are_held_by_who_may_hold_within_the_cap"]),
+]
+# fmt: on
