@@ -72,6 +72,9 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("sources-not-list", _set(("margin", "sources"), "CSD"), r"margin\.sources: expected a list"),
     ("sources-not-ids", _set(("margin", "sources"), ["CSD", 7]), r"margin\.sources: expected"),
     ("min-tier-not-object", _set(("compliance", "min_tier"), []), r"min_tier: expected an object"),
+    ("kyc-tier-bool", _set((*_P0, "kyc_tier"), True), r"kyc_tier: expected an integer, got bool"),
+    ("day-max-bool", _set(("compliance", "limits", 0, "day_max"), True), r"day_max: expected an"),
+    ("day-max-text", _set(("compliance", "limits", 0, "day_max"), "9"), r"day_max: expected an"),
     ("cosign-not-object", _set(("compliance", "cosign_above"), [1]), r"cosign_above: expected an"),
 ]
 

@@ -170,6 +170,19 @@ def test_an_identity_is_a_participant_id_never_a_path(tmp_path: Path) -> None:
         identity_key(tmp_path, "BANK02")
 
 
+def test_an_identity_may_be_a_key_file_path(tmp_path: Path) -> None:
+    """client/_identity.py identity_key: a ``Path`` is a key file, wherever it lies, and
+    signs for the participant its stem names."""
+    path = tmp_path / "elsewhere" / "BANK03.key"
+    path.parent.mkdir()
+    write_signing_key(path, NET.participant_keys["BANK03"])
+    key = identity_key(tmp_path, path)
+    assert (key.participant, key.public_key) == (
+        "BANK03",
+        NET.participant_keys["BANK03"].public_key,
+    )
+
+
 _METHOD = "/ledger.v1.Ledger/GetBalances"
 
 
@@ -181,6 +194,18 @@ class _Req:
 
     def SerializeToString(self) -> bytes:
         return self.raw
+
+
+def test_a_signed_call_carries_the_clock_and_a_fresh_128_bit_nonce() -> None:
+    """ADR 0015: each call is signed with the client's clock (the node refuses one outside
+    its skew window) and a fresh random nonce (the node refuses a repeated one as a replay:
+    a short nonce would make honest calls in one millisecond collide)."""
+    key = ParticipantKey("BANK01", NET.participant_keys["BANK01"])
+    signer = RequestSigner(key, G, clock_ms=lambda: 1_767_225_600_123)
+    claims = [parse_claim(signer.metadata(_METHOD, b"")) for _ in range(2)]
+    assert [c.time_ms for c in claims] == [1_767_225_600_123] * 2
+    assert [len(c.nonce) for c in claims] == [16, 16]
+    assert claims[0].nonce != claims[1].nonce
 
 
 @pytest.mark.parametrize("as_message", [False, True])

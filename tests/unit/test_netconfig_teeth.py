@@ -188,6 +188,13 @@ def test_load_node_config_refuses_each_wrong_type(tmp_path: Path, edit: Any, say
         load_node_config(_write_config(tmp_path, edit))
 
 
+def test_a_config_without_log_level_logs_at_info(tmp_path: Path) -> None:
+    """docs/cluster.md: ``log_level`` is optional; left out, the node logs at info."""
+    assert load_node_config(_write_config(tmp_path, lambda d: d.pop("log_level"))).log_level == (
+        "info"
+    )
+
+
 def test_a_config_file_written_and_read_back_is_the_same_config(tmp_path: Path) -> None:
     cfg = _config(mempool_txs_max=7, pipeline=True, view_progress_factor=0, commit_relay_factor=100)
     write_node_config(tmp_path / "config.json", cfg)
