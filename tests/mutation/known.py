@@ -3649,3 +3649,39 @@ MUTANTS += [
            tests=[_KT + "test_a_signed_channel_signs_every_call_and_keeps_the_callers_metadata"]),
 ]
 # fmt: on
+
+# fmt: off
+# Session 21 sweep C, round 2: node/genesis.py, node/netconfig.py, client/_identity.py
+MUTANTS += [
+    Mutant("genesis-kyc-tier-bool", "node/genesis.py",
+           old="    return Participant(_str(d, \"id\", where), _key(d, where), roles, _int(d, \"kyc_tier\", where))\n",
+           new="    return Participant(_str(d, \"id\", where), _key(d, where), roles, d[\"kyc_tier\"])\n",
+           breaks="kyc_tier: true in genesis reads as tier 1 (bool is an int): a wrong type grants a KYC tier",
+           tests=[_GT + "test_a_wrong_type_anywhere_is_a_genesis_error_naming_the_field"]),
+    Mutant("genesis-day-max-unchecked", "node/genesis.py",
+           old="    day_max = _int(d, \"day_max\", where) if \"day_max\" in d else U64_MAX\n",
+           new="    day_max = d[\"day_max\"] if \"day_max\" in d else U64_MAX\n",
+           breaks="a tier limit's day_max of true or \"9\" passes the parser: a wrong type becomes a daily limit, or a TypeError later",
+           tests=[_GT + "test_a_wrong_type_anywhere_is_a_genesis_error_naming_the_field"]),
+    Mutant("netconfig-log-level-default-debug", "node/netconfig.py",
+           old="            log_level=r.string(\"log_level\") if \"log_level\" in r.doc else \"info\",\n",
+           new="            log_level=r.string(\"log_level\") if \"log_level\" in r.doc else \"debug\",\n",
+           breaks="a config without log_level logs at debug, not info: every commit, send and recv logged in production",
+           tests=[_NT + "test_a_config_without_log_level_logs_at_info"]),
+    Mutant("identity-path-taken-for-an-id", "client/_identity.py",
+           old="    elif isinstance(identity, Path):\n        key = load_key(identity)\n",
+           new="    elif False:\n        key = load_key(identity)\n",
+           breaks="identity=Path('keys/BANK03.key') is looked up as a participant id under participants/ and refused: the documented key-file form fails",
+           tests=[_KT + "test_an_identity_may_be_a_key_file_path"]),
+    Mutant("identity-nonce-one-byte", "client/_identity.py",
+           old="_NONCE_BYTES = 16\n",
+           new="_NONCE_BYTES = 1\n",
+           breaks="request nonces are one byte: honest calls in one millisecond collide and the node refuses them as replays",
+           tests=[_KT + "test_a_signed_call_carries_the_clock_and_a_fresh_128_bit_nonce"]),
+    Mutant("identity-time-zero", "client/_identity.py",
+           old="            time_ms=self._clock_ms(),\n",
+           new="            time_ms=0,\n",
+           breaks="signed calls carry time 0, not the client's clock: the node refuses every one as outside its skew window",
+           tests=[_KT + "test_a_signed_call_carries_the_clock_and_a_fresh_128_bit_nonce"]),
+]
+# fmt: on
