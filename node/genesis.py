@@ -102,10 +102,15 @@ def _list(doc: dict[str, Any], key: str, parse: Callable[[Any, str], T]) -> tupl
 
 def _participant(d: Any, where: str) -> Participant:
     d = _obj(d, where, {"id", "public_key", "roles", "kyc_tier"})
+    names = d["roles"]
+    if not isinstance(names, list):  # a string or an object would iterate as roles
+        raise GenesisError(f"{where}.roles: expected a list of role names")
     try:
-        roles = frozenset(Role(r) for r in d["roles"])
-    except (ValueError, TypeError) as e:
+        roles = frozenset(Role(r) for r in names)
+    except ValueError as e:  # what Role() raises for any value that names no role
         raise GenesisError(f"{where}.roles: each must be one of {[r.value for r in Role]}") from e
+    if len(roles) != len(names):
+        raise GenesisError(f"{where}.roles: a role is named twice")
     return Participant(_str(d, "id", where), _key(d, where), roles, _int(d, "kyc_tier", where))
 
 

@@ -3840,11 +3840,6 @@ MUTANTS += [
            new="    if False:\n",
            breaks="holdings: {} or validators: \"\" iterate as empty lists: a wrong type reads as 'none' instead of being refused",
            tests=[_GT + "test_a_wrong_type_anywhere_is_a_genesis_error_naming_the_field"]),
-    Mutant("genesis-roles-not-iterable-crashes", "node/genesis.py",
-           old="    except (ValueError, TypeError) as e:\n        raise GenesisError(f\"{where}.roles",
-           new="    except ValueError as e:\n        raise GenesisError(f\"{where}.roles",
-           breaks="roles: 5 crashes the loader with a TypeError traceback instead of a GenesisError naming participants[i].roles",
-           tests=[_GT + "test_a_wrong_type_anywhere_is_a_genesis_error_naming_the_field"]),
     Mutant("genesis-max-supply-ignored", "node/genesis.py",
            old="\"coupon_freq\", \"max_supply\", \"distribution_day\")",
            new="\"coupon_freq\", \"distribution_day\")",
@@ -4131,5 +4126,21 @@ MUTANTS += [
            new="            time_ms=0,\n",
            breaks="signed calls carry time 0, not the client's clock: the node refuses every one as outside its skew window",
            tests=[_KT + "test_a_signed_call_carries_the_clock_and_a_fresh_128_bit_nonce"]),
+]
+# fmt: on
+
+# fmt: off
+# Session 21: genesis roles must be a list of distinct names (found by sweep C).
+MUTANTS += [
+    Mutant("genesis-roles-any-iterable", "node/genesis.py",
+           old="    if not isinstance(names, list):  # a string or an object would iterate as roles\n",
+           new="    if False:\n",
+           breaks="a genesis whose participant's roles are a string reads as no roles, an object as its keys, with the chain id of the well-formed file",
+           tests=["tests/unit/test_genesis_teeth.py::test_roles_that_are_no_list_are_a_genesis_error"]),
+    Mutant("genesis-roles-repeated", "node/genesis.py",
+           old="    if len(roles) != len(names):\n",
+           new="    if False:\n",
+           breaks="a role named twice in genesis is silently merged: two files, one chain",
+           tests=["tests/unit/test_genesis_teeth.py::test_roles_that_are_no_list_are_a_genesis_error"]),
 ]
 # fmt: on
