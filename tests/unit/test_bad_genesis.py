@@ -88,15 +88,17 @@ def test_every_bad_field_value_is_one_genesis_error_naming_it(
     assert refused == set(_leaves(good))  # some bad value reached every field
 
 
-@pytest.mark.parametrize(
-    ("content", "words"),
-    [
-        (b"\xff\xfe not text", "not UTF-8"),
-        (b"[" * 100_000, "nested too deeply"),
-        (b"{", "not valid JSON"),
-        (b"[]", "expected an object"),
-    ],
-)
+# (file content that is no JSON object, what the one-line error says): for any file a
+# node or the CLI loads (genesis here, a node's config in test_netconfig_teeth.py)
+NOT_A_DOCUMENT = [
+    (b"\xff\xfe not text", "not UTF-8"),
+    (b"[" * 100_000, "nested too deeply"),
+    (b"{", "not valid JSON"),
+    (b"[]", "expected an object"),
+]
+
+
+@pytest.mark.parametrize(("content", "words"), NOT_A_DOCUMENT)
 def test_a_genesis_file_that_is_no_document_is_one_genesis_error(
     tmp_path: Path, content: bytes, words: str
 ) -> None:

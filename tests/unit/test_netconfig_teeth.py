@@ -40,6 +40,7 @@ from node.netconfig import (
     write_network,
     write_node_config,
 )
+from tests.unit.test_bad_genesis import NOT_A_DOCUMENT
 
 
 def _config(**changes: Any) -> NodeConfig:
@@ -201,15 +202,7 @@ def test_a_config_file_written_and_read_back_is_the_same_config(tmp_path: Path) 
     assert load_node_config(tmp_path / "config.json") == cfg
 
 
-@pytest.mark.parametrize(
-    ("content", "says"),
-    [
-        (b"\xff\xfe not text", "not UTF-8"),
-        (b"[" * 100_000, "nested too deeply"),
-        (b"{", "not valid JSON"),
-        (b"[]", "expected an object"),
-    ],
-)
+@pytest.mark.parametrize(("content", "says"), NOT_A_DOCUMENT)
 def test_a_config_file_that_is_no_document_is_one_config_error(
     tmp_path: Path, content: bytes, says: str
 ) -> None:
