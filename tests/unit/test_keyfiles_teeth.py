@@ -22,16 +22,16 @@ from typing import Any
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509.oid import NameOID
 
 from client._errors import KeyFileError as ClientKeyFileError
 from client._identity import RequestSigner, aio_interceptors, identity_key, signed_channel
 from client._keys import ParticipantKey
 from node import crypto
 from node.access import AccessError, parse_claim, verify_claim
+from node.ceremony import _self_signed
 from node.genesis import demo_genesis
 from node.keyfiles import (
     KeyFileError,
@@ -119,19 +119,8 @@ def test_a_key_file_of_another_kind_or_none_is_a_key_file_error(tmp_path: Path) 
 
 
 def _cert(name: str) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    """A validator's certificate as the ceremony makes it."""
+    return _self_signed(ec.generate_private_key(ec.SECP256R1()), [name], dt.datetime.now(dt.UTC))
 
 
 def test_only_certificates_genesis_pins_are_trusted() -> None:
