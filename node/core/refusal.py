@@ -73,7 +73,7 @@ class Reason(StrEnum):
     NOT_FRESH_BLOCK = "not_fresh_block"  # a new block naming another view, proposer or parent view
     TOO_MANY_TXS = "too_many_txs"
     TOO_MANY_BYTES = "too_many_bytes"
-    EMPTY_AFTER_EMPTY = "empty_after_empty"  # an empty block whose parent is empty
+    EMPTY_AFTER_EMPTY = "empty_after_empty"  # an empty block on a parent with no results
     REPEATED_TX = "repeated_tx"
     ROOTS_DIFFER = "roots_differ"  # the block's state or results root is not ours
     NOT_JUSTIFIED = "not_justified"  # neither a parent certificate of view - 1 nor a TC

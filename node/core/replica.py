@@ -136,6 +136,11 @@ class CoreConfig:
     batch_delay_ms: int = BATCH_DELAY_MS
     block_txs_max: int = BLOCK_TXS_MAX
     block_bytes_max: int = BLOCK_BYTES_MAX
+    # The results root execution gives a block with no transaction and no event: a parent
+    # whose results root differs has events to certify, and a block is due on it (an
+    # events-only block is certified by the next one, as a block with transactions is;
+    # ADR 0026). None: only transactions make a block due (an execution with no events).
+    quiet_results_root: bytes | None = None
 
     def __post_init__(self) -> None:
         if not (
@@ -178,7 +183,7 @@ class _Parent:
     hash: bytes
     height: int
     time_ms: int
-    has_txs: bool
+    certify: bool  # its results need a block after it: it has transactions or events
     skip: frozenset[bytes]  # keys of its transactions still pending here (none: committed)
     roots: tuple[bytes, bytes]
 
@@ -605,12 +610,28 @@ class Replica:
 
     def _has_work(self) -> bool:
         """Pending transactions, or a last block whose results no block certifies yet."""
-        return self._work_on(self.committed_has_txs, frozenset())
+        return self._work_on(self._head_certify(), frozenset())
 
-    def _work_on(self, parent_has_txs: bool, skip: frozenset[bytes]) -> bool:
+    def _work_on(self, parent_certify: bool, skip: frozenset[bytes]) -> bool:
         """A block is due on a parent: it certifies the parent's results, or transactions
         wait that the parent does not carry (the keys in ``skip``)."""
-        return parent_has_txs or self.mempool.pending_beyond(skip)[0] > 0
+        return parent_certify or self.mempool.pending_beyond(skip)[0] > 0
+
+    def _head_certify(self) -> bool:
+        """Whether the committed block's results need a block after it: it has
+        transactions, or (once executed) its results root is not that of a quiet block."""
+        if self.committed_has_txs:
+            return True
+        if self.committed_height == 0:
+            return False  # genesis: nothing to certify
+        executed = self.executed_height == self.committed_height
+        return executed and self._has_events(self.executed_results)
+
+    def _has_events(self, results_root: bytes) -> bool:
+        """Whether a block with no transactions, whose results have this root, has
+        events (pending-settlement outcomes at its end: ADR 0014, ADR 0026)."""
+        quiet = self.cfg.quiet_results_root
+        return quiet is not None and results_root != quiet
 
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
         """Serve committed blocks, at most the peer's catch-up budget in bytes; none held:
@@ -660,7 +681,7 @@ class Replica:
         if self.leader(self.view) != self.cfg.me or self.safety.proposed_view >= self.view:
             return False
         fresh = self._fresh_parent()
-        return fresh is not None and self._work_on(fresh[0].has_txs, fresh[0].skip)
+        return fresh is not None and self._work_on(fresh[0].certify, fresh[0].skip)
 
     def _fresh_parent(self) -> tuple[_Parent, QuorumCert | None] | None:
         """What a fresh block of this view extends, with the certificate that justifies it:
@@ -696,7 +717,7 @@ class Replica:
             self.committed_hash,
             self.committed_height,
             self.committed_time_ms,
-            self.committed_has_txs,
+            self._head_certify(),
             frozenset(),  # its transactions left the mempool when it committed
             self._executed_roots(),
         )
@@ -727,7 +748,8 @@ class Replica:
         if block.height != self.committed_height + 1 or self._leaders_change_at(block):
             return None
         skip = frozenset(tx_key(tx) for tx in block.txs)  # pending until it commits
-        return _Parent(block.hash, block.height, block.time_ms, bool(block.txs), skip, roots)
+        certify = bool(block.txs) or self._has_events(roots[1])
+        return _Parent(block.hash, block.height, block.time_ms, certify, skip, roots)
 
     def _leaders_change_at(self, block: Block) -> bool:
         """Whether committing ``block`` (at committed + 1) changes the leader schedule. Then
@@ -743,7 +765,7 @@ class Replica:
         return self._schedule_probe[1]
 
     def _propose_fresh(self, parent: _Parent, cert: QuorumCert | None) -> None:
-        if not self._work_on(parent.has_txs, parent.skip):
+        if not self._work_on(parent.certify, parent.skip):
             return  # no load, no blocks
         count, size = self.mempool.pending_beyond(parent.skip)
         full = count >= self.cfg.block_txs_max or size >= self.cfg.block_bytes_max
@@ -781,7 +803,7 @@ class Replica:
     def _new_block(self, parent: _Parent, cert: QuorumCert | None) -> Block:
         """A fresh block on ``parent``, whose proposal carries ``cert`` (its certificate)."""
         txs = self.mempool.batch(self.cfg.block_txs_max, self.cfg.block_bytes_max, parent.skip)
-        require(bool(txs) or parent.has_txs, "an empty block only certifies a parent's")
+        require(bool(txs) or parent.certify, "an empty block only certifies a parent's")
         return Block(
             chain_id=self.cfg.chain_id,
             height=parent.height + 1,
@@ -956,8 +978,8 @@ class Replica:
     def _payload_problem(self, block: Block, parent: _Parent) -> Reason | None:
         if len(block.txs) > self.cfg.block_txs_max:
             return Reason.TOO_MANY_TXS
-        if not block.txs and not parent.has_txs:
-            return Reason.EMPTY_AFTER_EMPTY  # empty blocks only follow blocks with txs
+        if not block.txs and not parent.certify:
+            return Reason.EMPTY_AFTER_EMPTY  # empty blocks only follow txs or events
         if block.payload_bytes > self.cfg.block_bytes_max:
             return Reason.TOO_MANY_BYTES
         if len({tx_key(tx) for tx in block.txs}) != len(block.txs):

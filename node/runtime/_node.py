@@ -81,6 +81,7 @@ from node.runtime._source import StoreSource, _decode_stored, party_index
 from node.runtime._timeline import Step, Timeline
 from node.runtime._velocity import VelocityWatch
 from node.settlement import (
+    QUIET_RESULTS_ROOT,
     BlockContext,
     BlockOutcome,
     DecodeError,
@@ -183,6 +184,7 @@ class Node:
                     genesis_state_root=genesis_state_root(genesis),
                     view_progress_factor=view_progress_factor,
                     commit_relay_factor=commit_relay_factor,
+                    quiet_results_root=QUIET_RESULTS_ROOT,
                 ),
                 Ed25519Signer(key),
                 Ed25519Verifier([v.public_key for v in genesis.validators]),

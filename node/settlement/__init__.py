@@ -7,6 +7,7 @@ enum, and ``apply_block``. See ``_apply.py`` for the theory of operation.
 from node.settlement._apply import (
     LEAF_RECORDED,
     LEAF_UNRECORDED,
+    QUIET_RESULTS_ROOT,
     BlockContext,
     BlockOutcome,
     TxResult,
@@ -137,6 +138,7 @@ __all__ = [
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
     "OBSERVER_ROLES",
+    "QUIET_RESULTS_ROOT",
     "AddInstrument",
     "AddParticipant",
     "AttestCustody",

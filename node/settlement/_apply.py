@@ -97,6 +97,7 @@ from node.tags import LEAF_EVENT, LEAF_RECORDED, LEAF_UNRECORDED
 __all__ = [
     "LEAF_RECORDED",
     "LEAF_UNRECORDED",
+    "QUIET_RESULTS_ROOT",
     "BlockContext",
     "BlockOutcome",
     "TxResult",
@@ -159,6 +160,11 @@ def results_leaves(results: Sequence[TxResult], parties: PartyIndex | PartyRoot)
 def results_root(results: Sequence[TxResult], parties: PartyIndex | PartyRoot) -> bytes:
     """The Merkle root of a block's results tree; the next header holds it."""
     return merkle.root(results_leaves(results, parties))
+
+
+# The results root of a block with no transaction and no event (an empty party index):
+# consensus makes a block after any block whose results root is another (ADR 0026).
+QUIET_RESULTS_ROOT = results_root((), PartyIndex((), (), (), observers=()))
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ MUTANTS: list[Mutant] = [
            breaks="a pipelined block may be timed at or before its certified parent",
            tests=[_PL + "test_a_pipelined_block_is_checked_against_its_certified_parent[time]"]),
     Mutant("pipelined-empty-after-empty", "node/core/replica.py",
-           old="        if not block.txs and not parent.has_txs:",
+           old="        if not block.txs and not parent.certify:",
            new="        if not block.txs and not self.committed_has_txs:",
            breaks="an empty block is accepted on an empty certified parent (idle is not quiet)",
            tests=[_PL + "test_an_empty_block_on_an_empty_certified_parent_gets_no_vote"]),

@@ -52,6 +52,7 @@ from node.core.transcript import Transcript
 from node.genesis import DemoNetwork
 from node.runtime import StoreSource
 from node.settlement import (
+    QUIET_RESULTS_ROOT,
     BlockContext,
     BlockOutcome,
     Registry,
@@ -342,6 +343,7 @@ class Cluster:
             view_progress_factor=self.sc.progress_factor,
             commit_relay_factor=self.sc.relay_factor,
             batch_delay_ms=BATCH_DELAY_MS,
+            quiet_results_root=QUIET_RESULTS_ROOT,
         )
         source = StoreSource(inst.store)
         state_root, results = source.executed_roots()

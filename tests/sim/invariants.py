@@ -138,7 +138,8 @@ class Checker:
         self.block_at: dict[int, bytes] = {}  # height -> hash first committed by an honest node
         self.root_at: dict[int, bytes] = {}  # height -> state root after it (honest)
         self.results_at: dict[int, bytes] = {}  # height -> Merkle root of its results
-        self.empty_at: dict[int, bool] = {}  # height -> the block carries no transactions
+        # height -> the block is quiet: no transactions and no events (nothing to certify)
+        self.quiet_at: dict[int, bool] = {}
         self.txs_at: dict[int, frozenset[bytes]] = {}  # height -> the transactions it carries
         self.first_at: dict[bytes, int] = {}  # raw tx or tx id -> first height carrying it
         self.votes: dict[tuple[int, Phase, int], bytes] = {}
@@ -271,7 +272,7 @@ class Checker:
         if h not in self.results_at:
             self.codes.update(r.code for r in outcome.results)
         self.results_at.setdefault(h, outcome.results_root)
-        self.empty_at[h] = not block.txs
+        self.quiet_at[h] = not outcome.results  # a result per transaction, then events
         self.txs_at[h] = frozenset(block.txs)
         for raw, result in zip(block.txs, _own(block, outcome), strict=True):
             self.first_at.setdefault(raw, h)
@@ -280,7 +281,7 @@ class Checker:
         prev = self.results_at.get(h - 1)
         if prev is not None and block.results_root != prev:
             raise Violation("results root", f"block {h} certifies other results of {h - 1}")
-        if not block.txs and (h == 1 or self.empty_at.get(h - 1, False)):
+        if not block.txs and (h == 1 or self.quiet_at.get(h - 1, False)):
             raise Violation("empty block", f"block {h} is empty and certifies no results")
         if h > self.max_height:
             self.max_height, self.last_commit_ms = h, now

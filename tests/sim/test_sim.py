@@ -843,6 +843,22 @@ def test_negative_control_results(monkeypatch: pytest.MonkeyPatch) -> None:
     _fires("results", lambda: run(make_scenario(4, None, 2)))
 
 
+def test_an_event_in_the_last_block_is_certified() -> None:
+    """Seed 287, whose last trades' certifying block carries a pending trade's
+    FAILED_DEADLINE: a block after it certifies it, and the chain is quiet after that
+    (the run's "results" and "idle" checks; the negative control below)."""
+    run(make_scenario(4, None, 287))
+
+
+def test_negative_control_events_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaders that make no block after an events-only block (ADR 0026): in seed 287 a
+    pending trade fails at its deadline in the empty block that certifies the last
+    trades, and nothing certifies that event. (Seed 287 is the first of 400 in which an
+    event lands in the last block; the same seed is green with the rule.)"""
+    monkeypatch.setattr(Replica, "_has_events", lambda self, results_root: False)
+    _fires("results", lambda: run(make_scenario(4, None, 287)))
+
+
 def test_negative_control_livelock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(harness, "EVENTS_MAX", 500)
     _fires("livelock", lambda: run(make_scenario(4, None, 2)))

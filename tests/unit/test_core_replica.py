@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -41,6 +42,7 @@ from tests.sim.harness import HashSigner, HashVerifier
 
 CHAIN = "test-chain"
 ROOT0 = bytes(32)
+QUIET = sha256(b"quiet results")  # the stand-in execution's quiet results root
 
 
 class Disk:
@@ -106,6 +108,7 @@ class Net:
         q: int | None = None,
         tx_check: Callable[[bytes], bool] | None = None,
         speculate: bool = True,
+        events_at: frozenset[int] | None = None,
     ):
         self.quorum = Quorum(n, q) if q is not None else Quorum.classic(n)
         self.disks = [Disk() for _ in range(n)]
@@ -114,7 +117,13 @@ class Net:
         self.verifier = verifier
         self.nodes = [
             Replica(
-                CoreConfig(CHAIN, self.quorum, i, ROOT0),
+                CoreConfig(
+                    CHAIN,
+                    self.quorum,
+                    i,
+                    ROOT0,
+                    quiet_results_root=None if events_at is None else QUIET,
+                ),
                 Ed25519Signer(keys[i]) if ed25519 else HashSigner(i),
                 verifier,
                 self.disks[i],
@@ -131,6 +140,9 @@ class Net:
         self._engines: dict[int, Engine] = {}
         self.speculate = speculate  # engines with the speculate port: replicas pipeline
         self.now: int | None = None  # the clock run() delivers at (None: the replica's last)
+        # With ``events_at``, an empty block's results are quiet unless it is at one of
+        # these heights (stand-in events); without, every block's are its own.
+        self.events_at = events_at
 
     def engine(self, i: int) -> Engine:
         """Node ``i``'s engine (a new one if a test replaced the replica)."""
@@ -154,7 +166,10 @@ class Net:
 
     def _roots(self, i: int, block: Block) -> tuple[bytes, bytes]:
         """Executing ``block`` on node ``i``'s executed head (committing or speculating)."""
-        return sha256(self.nodes[i].executed_root, block.hash), sha256(b"results", block.hash)
+        results = sha256(b"results", block.hash)
+        if self.events_at is not None and not block.txs and block.height not in self.events_at:
+            results = QUIET
+        return sha256(self.nodes[i].executed_root, block.hash), results
 
     def _loopback(self, i: int, dst: int, msg: Message) -> list[tuple[int, Message]]:
         """A loopback message is stepped by the engine at once: tamper sees it here."""
@@ -216,6 +231,51 @@ def test_first_transaction_is_proposed_at_once_and_committed_everywhere() -> Non
     net.tick(60_000)
     assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]  # no more blocks
     assert all(node.deadline_ms() is None for node in net.nodes)  # quiet again
+
+
+@pytest.mark.parametrize("events", [True, False])
+def test_an_events_only_block_is_certified_by_a_block_after_it(events: bool) -> None:
+    """ADR 0026: the empty block after a trade's block has events (its results root is
+    not the quiet one), so a block is due on it as on a block with transactions; then
+    the chain is quiet. The control: without events, the chain stops after the first
+    empty block, as before."""
+    net = Net(events_at=frozenset({2} if events else ()))
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    net.tick(BATCH_DELAY_MS)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    net.tick(2 * BATCH_DELAY_MS)
+    top = 3 if events else 2
+    assert [d.committed_height() for d in net.disks] == [top] * 4
+    if events:
+        third, _ = net.disks[1].blocks[3]
+        second, _ = net.disks[1].blocks[2]
+        assert third.txs == () and third.results_root == sha256(b"results", second.hash)
+    net.tick(60_000)
+    assert [d.committed_height() for d in net.disks] == [top] * 4  # quiet again
+    assert all(node.deadline_ms() is None for node in net.nodes)
+    assert not any(n.refused[(Kind.PROPOSAL, Reason.EMPTY_AFTER_EMPTY)] for n in net.nodes)
+
+
+def test_an_empty_block_on_a_quiet_parent_is_refused() -> None:
+    """The rule's other side (ADR 0026): the leader after a quiet block (no
+    transactions, its results root the quiet one) that proposes an empty block anyway is
+    refused by every replica (``empty_after_empty``), and nothing is committed."""
+    net = Net(events_at=frozenset())
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+    net.tick(BATCH_DELAY_MS)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+    lead = net.nodes[0].leader(net.nodes[0].view)
+    leader = net.nodes[lead]
+    assert not leader._head().certify
+    lie = replace(leader._head(), certify=True)  # the leader's own view of the parent
+    leader._propose(leader._new_block(lie, leader.committed_cert), None, leader.committed_cert, lie)
+    net.drain(lead)
+    net.run()
+    others = [n for i, n in enumerate(net.nodes) if i != lead]
+    assert [n.refused[(Kind.PROPOSAL, Reason.EMPTY_AFTER_EMPTY)] for n in others] == [1, 1, 1]
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
 
 
 def test_a_commit_certificate_goes_to_the_next_leader_first() -> None:
