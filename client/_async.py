@@ -35,7 +35,7 @@ import contextlib
 import itertools
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -88,6 +88,7 @@ from client._replay import HoldersAt, Replay, ReplayedBlock
 from client._stream import EOF, SubmitStream, overload_wait_s
 from client._trades import SignedTransaction, Transactions, sign
 from node.core import (
+    Block,
     BlockHeader,
     DecodeError,
     Ed25519Verifier,
@@ -106,10 +107,12 @@ from node.receipt import (
     InvalidReceiptError,
     Receipt,
     ResultProof,
+    verify_block_results,
     verify_party_positions,
     verify_receipt,
 )
 from node.settlement import (
+    QUIET_RESULTS_ROOT,
     Burn,
     Cancel,
     ClaimLock,
@@ -261,7 +264,7 @@ class BlockView:
     state_root: bytes
     certificate: bytes
     transactions: tuple[BlockTx, ...]
-    # Pending trades' events at the end of the block (ADR 0014), the node's report.
+    # Pending trades' events at the end of the block (ADR 0014).
     events: tuple[BlockEvent, ...] = ()
     # True when the node showed only the caller's transactions (a caller without an
     # observer role: docs/cluster.md "Security: who reads what"); ``receipts`` then proves
@@ -274,6 +277,13 @@ class BlockView:
     # The block's transaction count, as its certified header says (a filtered view shows
     # fewer; one of a block without transactions hides none of them).
     tx_count: int = 0
+    # The results root of block ``height - 1`` that this block's certified header carries.
+    prior_results: bytes = b""
+    # A whole block: True when its results, events and ``state_root`` are the ones block
+    # ``height + 1``'s certified header commits to (ADR 0026). False only for the last
+    # block of an idle chain, shown with no transactions and no events, which no block
+    # certifies yet; ``blocks()`` yields it once the next block shows it was quiet.
+    results_proven: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -1121,7 +1131,9 @@ class AsyncLedgerClient:
         replay = Replay(self.genesis)
         replay.holders(instrument, proven=False)  # an unknown instrument fails before reading
         last = min(height + 1, head)  # block height+1's header certifies the root after height
-        async with contextlib.aclosing(self.blocks(1)) as blocks:
+        # The replay works out every result itself: an idle chain's last block, unproven,
+        # goes at once (its root is checked against the next header when there is one).
+        async with contextlib.aclosing(self._blocks(1, hold=False)) as blocks:
             async for b in blocks:
                 rb = _replayed(b)
                 if b.height > height:
@@ -1227,14 +1239,22 @@ class AsyncLedgerClient:
 
     # --- iterators -------------------------------------------------------------------------
 
-    async def blocks(self, from_height: int = 1) -> AsyncGenerator[BlockView, None]:
+    def blocks(self, from_height: int = 1) -> AsyncGenerator[BlockView, None]:
         """Committed blocks from ``from_height`` on, then each new one, forever. When the
         node streaming them fails, it resumes at the next height on another node: every
         height exactly once, in order. UnavailableError after every endpoint failed
-        ``FAILOVER_ROUNDS_MAX`` times in a row without delivering a block."""
+        ``FAILOVER_ROUNDS_MAX`` times in a row without delivering a block. Every block
+        comes with its results proven (ADR 0026): the last block of an idle chain, which
+        no block certifies yet, once the next one shows it had no results."""
+        return self._blocks(from_height, hold=True)
+
+    async def _blocks(self, from_height: int, *, hold: bool) -> AsyncGenerator[BlockView, None]:
+        """:meth:`blocks`; without ``hold`` an unproven last block goes at once (a replay
+        that works out the results itself)."""
         if from_height < 1:
             raise InvalidFieldError("from_height", "heights start at 1")
         next_height, failures, errors = from_height, 0, list[str]()
+        held: BlockView | None = None  # block next_height, shown quiet and unproven
         n = len(self.endpoints)
         while True:
             i = self._current
@@ -1242,11 +1262,20 @@ class AsyncLedgerClient:
             call = self._stub(i).StreamBlocks(req, metadata=self._md("StreamBlocks", req))
             try:
                 async for info in call:
-                    if info.height < next_height:
+                    expect = next_height + (held is not None)
+                    if info.height < expect:
                         continue  # a repeat after failover: already delivered
-                    if info.height > next_height:
-                        raise BadResponseError(f"block {next_height} skipped")
+                    if info.height > expect:
+                        raise BadResponseError(f"block {expect} skipped")
                     view = self._block_view(info)
+                    if held is not None:
+                        _check_quiet(held, view)
+                        next_height, failures = next_height + 1, 0
+                        yield replace(held, results_proven=True)
+                        held = None
+                    if hold and not view.results_proven:
+                        held = view  # until its successor's header shows it was quiet
+                        continue
                     next_height, failures = next_height + 1, 0
                     yield view
                 errors.append(f"{self.endpoints[i].address}: the stream ended")
@@ -1258,6 +1287,7 @@ class AsyncLedgerClient:
                 errors.append(f"{self.endpoints[i].address}: {e}")
             finally:
                 call.cancel()
+                held = None  # the next node shows it again
             failures += 1
             if failures >= n * FAILOVER_ROUNDS_MAX:
                 raise UnavailableError(f"block stream at height {next_height}", errors)
@@ -1320,6 +1350,7 @@ class AsyncLedgerClient:
             _block_tx(i, raw, r)
             for i, (raw, r) in enumerate(zip(block.txs, info.results, strict=True))
         )
+        events = tuple(_block_event(e) for e in info.events)
         return BlockView(
             height=block.height,
             hash=block.hash,
@@ -1327,10 +1358,55 @@ class AsyncLedgerClient:
             state_root=bytes(info.state_root),
             certificate=bytes(info.certificate),
             transactions=txs,
-            events=tuple(_block_event(e) for e in info.events),
+            events=events,
             prior_root=block.state_root,
             tx_count=len(block.txs),
+            prior_results=block.results_root,
+            results_proven=self._whole_results_proven(info, block, events),
         )
+
+    def _whole_results_proven(
+        self, info: pb.BlockInfo, block: Block, events: tuple[BlockEvent, ...]
+    ) -> bool:
+        """Whether a whole block's results, events and state root are those block
+        ``height + 1`` certifies (ADR 0026); BadResponseError if they are not, or if they
+        come unproven though the block shows transactions or events (a node sends such a
+        block once its successor, which consensus makes at once, is committed). Only a
+        block showing neither may come unproven: an idle chain's last block."""
+        if not info.HasField("parties_root_proof"):
+            if block.txs or events:
+                raise BadResponseError(
+                    f"block {info.height} comes whole without the proof of its results and "
+                    f"events (block {info.height + 1} certifies them; a node sends the block "
+                    "once that one is committed)"
+                )
+            return False
+        n = len(block.txs)
+        if [r.position for r in info.results] != list(range(n)) or [e.index for e in events] != [
+            *range(n, n + len(events))
+        ]:
+            raise BadResponseError(f"block {info.height}'s results are not in their leaf order")
+        results = [_tx_result(r) for r in info.results]
+        results += [TxResult(e.tx_id, e.code, recorded=False, event=True) for e in events]
+        proof = ResultProof.from_pb(info.parties_root_proof)
+        try:
+            nxt = verify_block_results(
+                block.height,
+                block.hash,
+                results,
+                bytes(info.parties_leaf),
+                proof,
+                genesis=self.genesis,
+                cache=self._certified,
+            )
+        except InvalidReceiptError as e:
+            raise BadResponseError(f"block {info.height}: {e}") from e
+        if nxt.state_root != bytes(info.state_root):
+            raise BadResponseError(
+                f"block {info.height}: the state root shown after it is not the one block "
+                f"{nxt.height} certifies"
+            )
+        return True
 
     def _filtered_view(self, info: pb.BlockInfo) -> BlockView:
         """A party-filtered block: its header certified by a quorum, and each transaction
@@ -1384,6 +1460,7 @@ class AsyncLedgerClient:
             receipts=receipts,
             prior_root=h.state_root,
             tx_count=h.tx_count,
+            prior_results=h.results_root,
         )
 
     def _committed_positions(self, info: pb.BlockInfo, h: BlockHeader) -> tuple[int, ...]:
@@ -1546,6 +1623,18 @@ def _mapped(e: grpc.aio.AioRpcError, what: str) -> LedgerError:
     else:
         err = LedgerError(f"{what}: {code.name}: {details}")
     return with_details(err, _details(e), details)
+
+
+def _check_quiet(held: BlockView, nxt: BlockView) -> None:
+    """Block ``held``, shown whole with no transactions, no events and no proof (an idle
+    chain's last block), was quiet: the certified header of ``nxt``, its successor,
+    carries the quiet results root and the state root shown (ADR 0026)."""
+    if nxt.prior_results != QUIET_RESULTS_ROOT or nxt.prior_root != held.state_root:
+        raise BadResponseError(
+            f"block {held.height} was shown with no transactions, no events and no proof of "
+            f"its results, but block {nxt.height}'s certified header says otherwise: the "
+            "node hid them"
+        )
 
 
 def _replayed(b: BlockView) -> ReplayedBlock:

@@ -255,12 +255,13 @@ WAITERS_MAX: Final = 10_000  # WaitForFinality calls parked at once
 WAIT_TIMEOUT_DEFAULT_MS: Final = 30_000
 WAIT_TIMEOUT_MAX_MS: Final = 300_000
 BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
-# A party-filtered GetBlock of the head block, when it has transactions, waits at most
-# this long for the next block, whose header certifies the proof that it shows the caller
-# all its transactions (ADR 0025); the leader proposes that block at once (ADR 0005), so
-# it comes within a round unless a view change intervenes. Past it, the answer goes
-# without the proof, which the SDK refuses and asks again.
-FILTERED_PROOF_WAIT_MS: Final = 2_000
+# A GetBlock of the head block, when it has transactions or events, waits at most this
+# long for the next block, whose header certifies the proof a filtered read carries that
+# it shows the caller all its transactions (ADR 0025), and a whole read's results (ADR
+# 0026); the leader proposes that block at once (ADR 0005), so it comes within a round
+# unless a view change intervenes. Past it, the answer goes without the proof, which the
+# SDK refuses and asks again.
+BLOCK_PROOF_WAIT_MS: Final = 2_000
 # Block-read work one participant may cause on the node's event loop, which consensus
 # shares (GetBlock and StreamBlocks; a token bucket per participant, node/runtime/_reads.py;
 # docs/cluster.md "Security: who reads what"): each read is charged the CPU time it took,

@@ -70,6 +70,7 @@ __all__ = [
     "InvalidReceiptError",
     "Receipt",
     "ResultProof",
+    "verify_block_results",
     "verify_party_positions",
     "verify_receipt",
 ]
@@ -560,6 +561,36 @@ def verify_party_positions(
             )
     _check_certificate(root_proof.certificate, nxt, genesis, "next block", cache)
     return positions, observer
+
+
+def verify_block_results(
+    height: int,
+    block_hash: bytes,
+    results: Sequence[TxResult],
+    parties_leaf: bytes,
+    root_proof: ResultProof,
+    *,
+    genesis: Genesis,
+    cache: CertificateCache | None = None,
+) -> BlockHeader:
+    """A whole block's results, as the ledger has them (ADR 0026): ``results`` (each
+    transaction's in position order, then the block's pending-settlement events) and
+    ``parties_leaf`` (the last leaf: its party index's size and root) make the results
+    tree whose root the header of block ``height + 1`` carries, that header certified by
+    a quorum. Returns that header (its state root is the state after the block). The
+    caller checks block ``block_hash`` is certified; InvalidReceiptError if anything else
+    fails."""
+    nxt = _header(root_proof.header, genesis, "next block")
+    if nxt.height != height + 1 or nxt.parent_hash != block_hash:
+        raise InvalidReceiptError(f"the results proof's header is not block {height}'s child")
+    leaves = [*(result_leaf(r) for r in results), parties_leaf]
+    if merkle.root(leaves) != nxt.results_root:
+        raise InvalidReceiptError(
+            f"the results and events shown for block {height} are not the ones "
+            f"block {nxt.height} certifies: a node left some out or changed them"
+        )
+    _check_certificate(root_proof.certificate, nxt, genesis, "next block", cache)
+    return nxt
 
 
 def _check_event(

@@ -50,9 +50,9 @@ from node.access import (
     may_read_tx,
 )
 from node.config import (
+    BLOCK_PROOF_WAIT_MS,
     BLOCK_STREAMS_MAX,
     BLOCK_STREAMS_PER_CONNECTION_MAX,
-    FILTERED_PROOF_WAIT_MS,
     HEALTH_WATCHES_MAX,
     HEALTH_WATCHES_PER_CONNECTION_MAX,
     REFLECTION_STREAMS_MAX,
@@ -117,8 +117,11 @@ from node.wire.errors import Reason
 __all__ = ["HealthService", "LedgerService", "ReflectionService"]
 
 
-def block_pb(b: StoredBlock) -> pb.BlockInfo:
-    """The whole block, as an observer sees it."""
+def block_pb(node: Node, b: StoredBlock) -> pb.BlockInfo:
+    """The whole block, as an observer sees it, with the proof of its results once block
+    ``b.height + 1`` is committed (ADR 0026)."""
+    proven = node.results_proof(b)
+    root_proof, leaf = (None, b"") if proven is None else (proven[0].to_pb(), proven[1])
     return pb.BlockInfo(
         height=b.height,
         block_hash=b.block_hash,
@@ -130,6 +133,8 @@ def block_pb(b: StoredBlock) -> pb.BlockInfo:
         # events follow them in the results tree and are listed apart (ADR 0014).
         results=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if not r.event],
         events=[_result_pb(b.height, i, r) for i, r in enumerate(b.results) if r.event],
+        parties_root_proof=root_proof,
+        parties_leaf=leaf,
     )
 
 
@@ -466,7 +471,7 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _invalid(context, "heights start at 1", "height")
         caller = current_caller()
         await self._within_budget(caller, context)
-        if not caller.observer:
+        if request.height == self._node.store.head().height:
             await self._proof_committed(request.height)
             # Again after the wait: reads parked on the same head all wake at its
             # successor, and each must meet the budget its forerunners just spent (review
@@ -502,10 +507,11 @@ class LedgerService(pb_grpc.LedgerServicer):
         )
 
     async def _proof_committed(self, height: int) -> None:
-        """Wait, at most FILTERED_PROOF_WAIT_MS, while block ``height`` is the head and has
-        transactions: the next block certifies the proof a filtered read of it carries."""
+        """Wait, at most BLOCK_PROOF_WAIT_MS, while block ``height`` is the head and has
+        transactions or events: the next block certifies the proof a read of it carries
+        (a filtered read's, ADR 0025; a whole read's results, ADR 0026)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + FILTERED_PROOF_WAIT_MS / 1000
+        deadline = loop.time() + BLOCK_PROOF_WAIT_MS / 1000
         while height == self._node.store.head().height and self._proven_head() < height:
             left = deadline - loop.time()
             if left <= 0:
@@ -514,19 +520,21 @@ class LedgerService(pb_grpc.LedgerServicer):
                 await asyncio.wait_for(self._node.head_changed(), left)
 
     def _proven_head(self) -> int:
-        """The highest block a filtered read can prove complete: the head, unless it has
-        transactions (their party index is certified by the block after it, ADR 0025)."""
+        """The highest block a read can prove: the head, unless it has transactions or
+        events (their results and party index are certified by the block after it, which
+        consensus makes at once: ADR 0025, ADR 0026). A quiet head (neither) goes without
+        its proof: nothing follows it until the next transaction."""
         store = self._node.store
         head = store.head().height
         block = store.block(head) if head else None
-        return head - 1 if block is not None and _has_txs(block) else head
+        return head - 1 if block is not None and block.results else head
 
     def _block_for(self, block: StoredBlock, caller: Caller) -> pb.BlockInfo:
         """The whole block for an observer, and for one that was an observer after this
         block (a demoted auditor reads its auditor days' blocks whole); else
         party-filtered."""
         if caller.observer or self._observed(block, caller.participant):
-            return block_pb(block)
+            return block_pb(self._node, block)
         return filtered_block_pb(self._node, block, caller)
 
     def _observed(self, block: StoredBlock, participant: str) -> bool:
@@ -554,9 +562,9 @@ class LedgerService(pb_grpc.LedgerServicer):
                     # block sent (reviews 20c, 21): a demoted auditor reads later blocks
                     # filtered, a rotated key ends the stream, even within a backlog.
                     caller = await self._as_now(caller, context)
-                    # A filtered block goes once its proof is certified (ADR 0025): one
-                    # block behind the head while the head has transactions.
-                    top = head if caller.observer else self._proven_head()
+                    # A block goes once its proof is certified (ADR 0025, ADR 0026): one
+                    # block behind the head while the head has transactions or events.
+                    top = self._proven_head()
                     checked = head
                 if next_height > top:
                     await self._node.head_changed()

@@ -543,14 +543,25 @@ class Node:
         positions: its party proof, and the path of the index's root (the results tree's
         last leaf) to the results root block ``sb.height + 1`` certifies. None while that
         block is not committed, or when ``sb`` has no transactions (nothing to hide)."""
+        if not self._trees(sb.height, sb).block.txs:
+            return None
+        proven = self.results_proof(sb)
+        if proven is None:
+            return None
+        return self.block_parties(sb).proof(party).encode(), proven[0]
+
+    def results_proof(self, sb: StoredBlock) -> tuple[ResultProof, bytes] | None:
+        """Block ``sb.height + 1``'s header and certificate with the path of ``sb``'s
+        results tree's last leaf (its party index's size and root) to the results root
+        that header carries, and that leaf; None while that block is not committed."""
         trees = self._trees(sb.height, sb)
         after = self.store.block(sb.height + 1)
-        if after is None or not trees.block.txs:
+        if after is None:
             return None
         header = _decode_stored(after.block_bytes, after.certificate)[0].header
         size = trees.results.size
-        root_proof = ResultProof(header, after.certificate, trees.results.path(size - 1), size)
-        return self.block_parties(sb).proof(party).encode(), root_proof
+        path = trees.results.path(size - 1)
+        return ResultProof(header, after.certificate, path, size), trees.parties_leaf
 
     def block_parts(self, sb: StoredBlock) -> tuple[bytes, tuple[bytes, ...]]:
         """Committed block ``sb``'s canonical header and signed transactions (decoded once

@@ -832,7 +832,7 @@ async def test_a_filtered_read_of_the_head_waits_for_the_block_that_proves_it(
     traded: tuple[DemoNetwork, bytes, Chain],
 ) -> None:
     """GetBlock(h) for a non-observer, h the head with transactions: the node waits (at
-    most FILTERED_PROOF_WAIT_MS) for block h + 1, then answers with the proof."""
+    most BLOCK_PROOF_WAIT_MS) for block h + 1, then answers with the proof."""
     pinned, _, _ = traded
     chain, txf = Chain(pinned), TxFactory(pinned)
     chain.commit([txf.signed(txf.dvp())])

@@ -108,7 +108,7 @@ def test_a_wrong_root_a_gap_or_a_filtered_block_is_refused(net: DemoNetwork) -> 
 
 
 class _FakeClient(AsyncLedgerClient):
-    """holders_at over a canned chain: head() and blocks() only, no network."""
+    """holders_at over a canned chain: head() and _blocks() only, no network."""
 
     def __init__(self, net: DemoNetwork, blocks: list[ReplayedBlock]) -> None:
         self.genesis = net.genesis
@@ -118,7 +118,8 @@ class _FakeClient(AsyncLedgerClient):
     async def head(self) -> int:
         return len(self._chain)
 
-    async def blocks(self, from_height: int = 1) -> AsyncGenerator[object, None]:  # type: ignore[override]
+    async def _blocks(self, from_height: int, *, hold: bool) -> AsyncGenerator[object, None]:  # type: ignore[override]
+        assert not hold  # a replay takes an idle chain's last block unproven
         for b in self._chain[from_height - 1 :]:
             self.served += 1
             yield _View(b)

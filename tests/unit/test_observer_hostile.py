@@ -106,7 +106,7 @@ def idle_first() -> tuple[object, bytes, Chain]:
 def _whole(chain: Chain, height: int) -> pb.BlockInfo:
     sb = chain.store.block(height)
     assert sb is not None
-    return block_pb(sb)
+    return block_pb(chain.node(), sb)
 
 
 async def test_a_hostile_node_cannot_end_an_auditors_events_with_a_permission_error(

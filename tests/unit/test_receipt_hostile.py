@@ -40,9 +40,8 @@ from client import (
 from client.cli import main
 from node import crypto
 from node.access import Caller
-from node.core import encode_block, encode_qc
 from node.genesis import DemoNetwork, dump_genesis
-from node.runtime._api import filtered_block_pb
+from node.runtime._api import block_pb, filtered_block_pb
 from node.settlement import SignedTx, encode_body, tx_id
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
@@ -209,26 +208,9 @@ async def test_receipt_without_wait_proves_the_result_when_asked(
 
 
 def _block_info(chain: Chain, height: int) -> pb.BlockInfo:
-    block, outcome = chain.blocks[height], chain.outcomes[height]
-    return pb.BlockInfo(
-        height=height,
-        block_hash=block.hash,
-        time_ms=block.time_ms,
-        state_root=outcome.state_root,
-        block=encode_block(block),
-        certificate=encode_qc(chain.qc(block)),
-        results=[
-            pb.TransactionResult(
-                tx_id=r.tx_id,
-                code=int(r.code),  # type: ignore[arg-type]
-                height=height,
-                position=i,
-                recorded=r.recorded,
-            )
-            for i, r in enumerate(outcome.results)
-            if not r.event
-        ],
-    )
+    stored = chain.store.block(height)
+    assert stored is not None
+    return block_pb(chain.node(), stored)
 
 
 async def test_a_block_binds_each_transaction_to_its_id(

@@ -289,45 +289,131 @@ def expired() -> tuple[Any, bytes, Chain]:
     return pinned, certs, chain
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review 21: _block_view takes a whole block's events (and result codes) as the "
-    "node's report, so observer=True does not stop a hostile node hiding or forging an "
-    "idle block's pending-settlement events (ADR 0025, session 21 amendment: left for later)",
-)
-@pytest.mark.parametrize("tamper", ["strip", "forge"])
+@pytest.mark.parametrize("tamper", ["strip", "forge", "strip_unproven", "forge_results"])
 async def test_an_observer_client_refuses_a_whole_idle_block_with_its_events_changed(
     expired: tuple[Any, bytes, Chain], tamper: str
 ) -> None:
-    """ADR 0025, amendment (session 21): a block with no transactions has no index and
-    no flag, so "a hostile node could filter it for an auditor and hide its
-    pending-settlement events"; ``observer=True`` was to close that. It refuses the
-    filtered copy (the control), but the hostile node need not filter: it sends the
-    whole block 3 with ``events`` emptied (strip), or with the FAILED_DEADLINE turned
-    into OK (forge: the auditor is told the trade settled). ``_block_view`` checks the
-    block's certificate and that ``results`` pairs with its transactions (none), never
-    the events against the results root block 4's certified header carries; the auditor's
-    ``blocks()`` accepts either. Also true of any whole block's results (docs/sdk.md:
-    "the node's report"), which ``observer=True`` now makes every auditor's only view."""
+    """Review 21, closed by ADR 0026: a block with no transactions has no index and no
+    flag; ``observer=True`` refuses its filtered copy (the control), and a hostile node
+    sends the whole block 3 with ``events`` emptied (strip), the FAILED_DEADLINE turned
+    into OK (forge: the auditor told the trade settled), both and the proof left out
+    (strip_unproven: it poses as an idle chain's last block), or block 1's PENDING result
+    turned into OK (forge_results). A whole block now comes with block h + 1's certified
+    header and the last leaf of its results tree, and the client rebuilds the tree:
+    refused, but for strip_unproven, which ``block()`` shows unproven
+    (``results_proven`` False) and ``blocks()`` never yields (below)."""
     pinned, certs, chain = expired
+    node = chain.node()
     sb = chain.store.block(3)
     assert sb is not None
-    honest = block_pb(sb)
+    honest = block_pb(node, sb)
     c = _sdk(pinned, certs, "AUDITOR", observer=True)
     try:
-        codes = [e.code for e in c._block_view(honest).events]
-        assert codes == [ResultCode.FAILED_DEADLINE]  # control: the honest whole copy
+        view = c._block_view(honest)
+        assert [e.code for e in view.events] == [ResultCode.FAILED_DEADLINE]  # control
+        assert view.results_proven
         with pytest.raises(BadResponseError, match="observer"):
             c._block_view(_filtered(chain, "AUDITOR", 3))  # control: the filtered copy
         bad = pb.BlockInfo()
         bad.CopyFrom(honest)
-        if tamper == "strip":
+        if tamper.startswith("strip"):
             del bad.events[:]
-        else:
+        if tamper == "forge":
             bad.events[0].code = pb.ResultCode.OK
-        with pytest.raises(BadResponseError):
+        if tamper == "forge_results":
+            first = chain.store.block(1)
+            assert first is not None
+            bad = block_pb(node, first)
+            assert c._block_view(bad).results_proven  # control: block 1 as it is
+            bad.results[0].code = pb.ResultCode.OK
+        if tamper == "strip_unproven":
+            bad.ClearField("parties_root_proof")
+            bad.parties_leaf = b""
+            assert not c._block_view(bad).results_proven
+            return
+        with pytest.raises(BadResponseError, match="certifies"):
             c._block_view(bad)
     finally:
+        await c.aclose()
+
+
+async def test_blocks_never_yields_a_stripped_block_posing_as_the_last() -> None:
+    """ADR 0026: a hostile node streams block 3 (idle but for its FAILED_DEADLINE) with its
+    events and proof stripped, posing as an idle chain's last block, then block 4. The
+    client holds block 3 until block 4's certified header shows its results root, which
+    is not the quiet one: the node is refused and the next one's honest block 3 goes out,
+    its event in it. The control: an honest quiet last block (block 4 here, after which
+    the fixture commits nothing) is held, then yielded once block 5 shows it quiet."""
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    g = pinned.genesis.genesis_time_ms
+    held = chain.store.balance("BANK01", pinned.bonds[0])
+    pend = txf.signed(txf.pending(quantity=held + 100, amount=5_000, deadline_ms=g + 2_500))
+    chain.commit([pend])
+    for _ in range(4):
+        chain.commit([])
+    node = chain.node()
+    honest = {h: block_pb(node, chain.store.block(h)) for h in range(1, 6)}  # type: ignore[arg-type]
+    assert list(honest[3].events) and not list(honest[4].events)
+    stripped = pb.BlockInfo()
+    stripped.CopyFrom(honest[3])
+    del stripped.events[:]
+    stripped.ClearField("parties_root_proof")
+    stripped.parties_leaf = b""
+    last = pb.BlockInfo()
+    last.CopyFrom(honest[5])  # the chain's last block, as a node serves it: no proof yet
+    last.ClearField("parties_root_proof")
+    last.parties_leaf = b""
+    streams = [
+        [honest[1], honest[2], stripped, honest[4], honest[5]],  # hostile
+        [honest[h] for h in range(1, 5)] + [last],  # honest
+    ]
+    served: list[int] = []
+
+    class _Stream:
+        def __init__(self, i: int, start: int) -> None:
+            self.i, self.start = i, start
+
+        def __aiter__(self) -> Any:
+            return self._gen()
+
+        async def _gen(self) -> Any:
+            served.append(self.i)
+            for info in streams[self.i]:
+                if info.height >= self.start:
+                    yield info
+            await asyncio.sleep(3_600)
+
+        def cancel(self) -> None:
+            pass
+
+    class _Node:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        def StreamBlocks(self, req: Any, **kw: Any) -> Any:
+            return _Stream(self.i, req.from_height)
+
+    key = ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"])
+    c = AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")],
+        tls_certs=certs,
+        genesis=pinned.genesis,
+        identity=key,
+        observer=True,
+    )
+    c._stub = _Node  # type: ignore[method-assign, assignment]
+    gen = c.blocks(1)
+    try:
+        got = [await asyncio.wait_for(anext(gen), 5) for _ in range(4)]
+        assert [b.height for b in got] == [1, 2, 3, 4]
+        assert [e.code for e in got[2].events] == [ResultCode.FAILED_DEADLINE]
+        assert served == [0, 1]  # the hostile node was left at block 3
+        assert all(b.results_proven for b in got)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(gen), 0.3)  # block 5: held, nothing follows it
+    finally:
+        await gen.aclose()
         await c.aclose()
 
 
