@@ -726,12 +726,19 @@ def _block(args: argparse.Namespace) -> int:
                 "time_ms": b.time_ms,
                 "state_root": b.state_root.hex(),
                 "transactions": [_block_tx_json(t) for t in b.transactions],
+                "events": [
+                    {"index": e.index, "tx_id": e.tx_id.hex(), "code": e.code.name}
+                    for e in b.events
+                ],
+                "results_proven": b.results_proven,
             }
         )
         return EXIT_OK
     print(f"block {b.height} at {timestamp(b.time_ms)}, {len(b.transactions)} transactions")
     print(f"hash {b.hash.hex()}  state root {b.state_root.hex()[:16]}...")
-    print("(commit certificate checked against genesis)")
+    print(f"(commit certificate checked against genesis; {_proven_line(b)})")
+    for e in b.events:
+        print(f"event #{e.index}: pending trade {e.tx_id.hex()[:16]} {e.code.name}")
     if b.transactions:
         table(
             ("pos", "tx id", "result", "transaction"),
@@ -742,6 +749,15 @@ def _block(args: argparse.Namespace) -> int:
             right=(0,),
         )
     return EXIT_OK
+
+
+def _proven_line(b: BlockView) -> str:
+    """What proves the block's results (ADR 0026)."""
+    if b.filtered:
+        return "filtered: each result shown proven by its path"
+    if b.results_proven:
+        return f"results and state root proven by block {b.height + 1}'s certified header"
+    return "the chain's last block: no block certifies its results yet (it shows none)"
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -189,7 +189,9 @@ def test_tx_and_block_show_the_trade(env: Env, trade: Trade) -> None:
     txs = block["transactions"]
     assert isinstance(txs, list)
     assert [t["tx_id"] for t in txs if t["code"] == "OK"].count(trade.tx_id) == 1
-    assert trade.tx_id in env.ok("block", str(height))
+    assert block["results_proven"] is True and block["events"] == []  # ADR 0026
+    out = env.ok("block", str(height))
+    assert trade.tx_id in out and f"proven by block {height + 1}'s certified header" in out
 
 
 def test_query_errors(env: Env) -> None:
