@@ -47,6 +47,18 @@ TRADER = frozenset({Role.TRADER})
 AUDITOR = frozenset({Role.AUDITOR})
 
 
+def _two_nodes(net: Any, certs: bytes, who: str) -> AsyncLedgerClient:
+    """A client of two (stubbed) nodes, signing as ``who``, that says it observes."""
+    key = ParticipantKey(who, net.participant_keys[who])
+    return AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")],
+        tls_certs=certs,
+        genesis=net.genesis,
+        identity=key,
+        observer=True,
+    )
+
+
 def _far() -> int:
     return int(time.time() * 1000) + 3_600_000  # admission checks expiry on the wall clock
 
@@ -394,14 +406,7 @@ async def test_blocks_never_yields_a_stripped_block_posing_as_the_last() -> None
         def StreamBlocks(self, req: Any, **kw: Any) -> Any:
             return _Stream(self.i, req.from_height)
 
-    key = ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"])
-    c = AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")],
-        tls_certs=certs,
-        genesis=pinned.genesis,
-        identity=key,
-        observer=True,
-    )
+    c = _two_nodes(pinned, certs, "AUDITOR")
     c._stub = _Node  # type: ignore[method-assign, assignment]
     gen = c.blocks(1)
     try:
@@ -449,14 +454,7 @@ async def test_an_observer_client_that_every_node_filters_for_ends_saying_why() 
 
     stub = _Stub(answer)
     stub.StreamBlocks = lambda req, **kw: _Stream()  # type: ignore[attr-defined]
-    key = ParticipantKey("BANK01", pinned.participant_keys["BANK01"])
-    c = AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")],
-        tls_certs=certs,
-        genesis=pinned.genesis,
-        identity=key,
-        observer=True,
-    )
+    c = _two_nodes(pinned, certs, "BANK01")
     plain = _sdk(pinned, certs, "BANK01")
     try:
         assert plain._block_view(info).filtered  # control

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from client import AsyncLedgerClient, BadResponseError, Endpoint, ParticipantKey
+from client import BadResponseError
 from node.access import Caller
 from node.genesis import DemoNetwork, demo_genesis
 from node.runtime._access import Gate
@@ -21,6 +21,7 @@ from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.unit.test_block_reads import _Ctx
+from tests.unit.test_party_index_hostile import _sdk
 
 NET = shared_net()
 JUMP_MS = 60_000  # the node's clock, once block 1 is committed: past the deadline
@@ -154,13 +155,7 @@ async def test_the_sdk_checks_a_whole_blocks_state_root_and_its_next_header() ->
     results root is the empty results list and party index's."""
     chain, certs = _expired()
     chain.commit([])
-    pinned = chain.net
-    c = AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00")],
-        tls_certs=certs,
-        genesis=pinned.genesis,
-        identity=ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"]),
-    )
+    c = _sdk(chain.net, certs, "AUDITOR")
     node = chain.node()
     try:
         honest = block_pb(node, chain.store.block(3))  # type: ignore[arg-type]
@@ -196,13 +191,7 @@ async def test_the_sdk_refuses_results_labelled_out_of_their_leaf_order() -> Non
     wrong index for it. Refused; the control is the honest block 1 and block 3."""
     chain, certs = _expired()
     chain.commit([])
-    pinned = chain.net
-    c = AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00")],
-        tls_certs=certs,
-        genesis=pinned.genesis,
-        identity=ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"]),
-    )
+    c = _sdk(chain.net, certs, "AUDITOR")
     node = chain.node()
     try:
         for h, field in ((1, "results"), (3, "events")):
