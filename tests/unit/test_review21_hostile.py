@@ -41,6 +41,7 @@ from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.unit.test_block_reads import _Ctx, _Refused
 from tests.unit.test_party_index_hostile import _filtered, _sdk, _Stub
 from tests.unit.test_stream_identity import _caller, _events, _Held, _status
+from tests.unit.test_whole_blocks import _expired
 
 NET = shared_net()
 TRADER = frozenset({Role.TRADER})
@@ -285,20 +286,11 @@ def expired() -> tuple[Any, bytes, Chain]:
     """Block 1: a pending DvP BANK01 -> BANK02 short of bonds, deadline genesis + 2.5 s;
     block 2 idle; block 3 idle but for its FAILED_DEADLINE event (the block a chain makes
     for an event); block 4 certifies it."""
-    pinned, certs = pinned_tls(NET)
-    chain, txf = Chain(pinned), TxFactory(pinned)
-    g = pinned.genesis.genesis_time_ms
-    held = chain.store.balance("BANK01", pinned.bonds[0])
-    pend = txf.signed(txf.pending(quantity=held + 100, amount=5_000, deadline_ms=g + 2_500))
-    chain.commit([pend])
-    assert chain.outcomes[1].results[0].code is ResultCode.PENDING_SETTLEMENT
-    chain.commit([])
-    chain.commit([])
-    chain.commit([])
+    chain, certs = _expired(idle=3)
     assert [(r.event, r.code) for r in chain.outcomes[3].results] == [
         (True, ResultCode.FAILED_DEADLINE)
     ]
-    return pinned, certs, chain
+    return chain.net, certs, chain
 
 
 @pytest.mark.parametrize("tamper", ["strip", "forge", "strip_unproven", "forge_results"])
@@ -356,14 +348,8 @@ async def test_blocks_never_yields_a_stripped_block_posing_as_the_last() -> None
     is not the quiet one: the node is refused and the next one's honest block 3 goes out,
     its event in it. The control: an honest quiet last block (block 4 here, after which
     the fixture commits nothing) is held, then yielded once block 5 shows it quiet."""
-    pinned, certs = pinned_tls(NET)
-    chain, txf = Chain(pinned), TxFactory(pinned)
-    g = pinned.genesis.genesis_time_ms
-    held = chain.store.balance("BANK01", pinned.bonds[0])
-    pend = txf.signed(txf.pending(quantity=held + 100, amount=5_000, deadline_ms=g + 2_500))
-    chain.commit([pend])
-    for _ in range(4):
-        chain.commit([])
+    chain, certs = _expired(idle=4)
+    pinned = chain.net
     node = chain.node()
     honest = {h: block_pb(node, chain.store.block(h)) for h in range(1, 6)}  # type: ignore[arg-type]
     assert list(honest[3].events) and not list(honest[4].events)

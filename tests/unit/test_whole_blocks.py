@@ -88,8 +88,10 @@ async def test_a_node_certifies_the_events_of_a_block_without_transactions(
         node.close()
 
 
-def _expired() -> tuple[Chain, bytes]:
-    """Block 1 a pending DvP, blocks 2 to 4 idle; block 3 holds its FAILED_DEADLINE."""
+def _expired(idle: int = 2) -> tuple[Chain, bytes]:
+    """Block 1 a pending DvP BANK01 -> BANK02 short of bonds, deadline genesis + 2.5 s,
+    then ``idle`` blocks without transactions: block 3 holds its FAILED_DEADLINE (blocks
+    are a second apart from genesis)."""
     pinned, certs = pinned_tls(NET)
     chain, txf = Chain(pinned), TxFactory(pinned)
     g = pinned.genesis.genesis_time_ms
@@ -97,8 +99,9 @@ def _expired() -> tuple[Chain, bytes]:
     chain.commit(
         [txf.signed(txf.pending(quantity=held + 100, amount=5_000, deadline_ms=g + 2_500))]
     )
-    chain.commit([])
-    chain.commit([])
+    assert chain.outcomes[1].results[0].code is ResultCode.PENDING_SETTLEMENT
+    for _ in range(idle):
+        chain.commit([])
     assert [r.event for r in chain.outcomes[3].results] == [True]
     return chain, certs
 
