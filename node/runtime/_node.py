@@ -553,11 +553,12 @@ class Node:
     def results_proof(self, sb: StoredBlock) -> tuple[ResultProof, bytes] | None:
         """Block ``sb.height + 1``'s header and certificate with the path of ``sb``'s
         results tree's last leaf (its party index's size and root) to the results root
-        that header carries, and that leaf; None while that block is not committed."""
-        trees = self._trees(sb.height, sb)
+        that header carries, and that leaf; None while that block is not committed (the
+        trees are built only then: a whole read of the head builds none)."""
         after = self.store.block(sb.height + 1)
         if after is None:
             return None
+        trees = self._trees(sb.height, sb)
         header = _decode_stored(after.block_bytes, after.certificate)[0].header
         size = trees.results.size
         path = trees.results.path(size - 1)
