@@ -1,0 +1,325 @@
+"""Adversarial review 22 of ADR 0026 (a block is due after an events-only block; whole
+blocks carry the proof of their results and the SDK checks it; ``blocks()`` holds an
+idle chain's last block until its successor shows it was quiet).
+
+The strict xfails pin what is still open, each with a control beside it; the plain
+tests pin what was tried and held (several of them checks that could be removed with
+every earlier test green). In-process only: a chain of real blocks with real
+certificates (``tests.chain_helpers``), the real servicer with stand-in contexts, the
+real SDK with stand-in stubs, and the replica on the unit tests' ``Net``. No cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from client import AsyncLedgerClient, BadResponseError, Endpoint, LedgerClient, ParticipantKey
+from client._cli_net import _blocks_in
+from client.console._model import block_json
+from node import merkle
+from node.access import Caller
+from node.runtime._api import LedgerService, block_pb
+from node.settlement import ResultCode, result_leaf
+from node.wire import ledger_pb2 as pb
+from tests.chain_helpers import Chain
+from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+from tests.unit.test_party_index_hostile import _Stub
+from tests.unit.test_review21_hostile import _get_block
+from tests.unit.test_whole_blocks import _expired
+
+NET = shared_net()
+
+
+def _far() -> int:
+    return int(time.time() * 1000) + 3_600_000  # admission checks expiry on the wall clock
+
+
+def _unproven(info: pb.BlockInfo) -> pb.BlockInfo:
+    """``info`` as a node sends it while it is the head: no proof of its results yet."""
+    out = pb.BlockInfo()
+    out.CopyFrom(info)
+    out.ClearField("parties_root_proof")
+    out.parties_leaf = b""
+    return out
+
+
+class _Stream:
+    """A StreamBlocks call: ``now`` from ``start`` on, then nothing until ``later`` is set
+    (an idle chain), then ``after`` (the next transaction's block)."""
+
+    def __init__(
+        self, start: int, now: list[pb.BlockInfo], after: list[pb.BlockInfo], later: Any
+    ) -> None:
+        self.start, self.now, self.after, self.later = start, now, after, later
+
+    def __aiter__(self) -> Any:
+        return self._gen()
+
+    async def _gen(self) -> Any:
+        for info in self.now:
+            if info.height >= self.start:
+                yield info
+        while not self.later.is_set():
+            await asyncio.sleep(0.02)
+        for info in self.after:
+            if info.height >= self.start:
+                yield info
+        await asyncio.sleep(3_600)
+
+    def cancel(self) -> None:
+        pass
+
+
+class _IdleNode:
+    """An honest node of an idle chain: head ``head``, quiet; its stream sends every block
+    up to the head (the head unproven: nothing certifies it yet)."""
+
+    def __init__(
+        self, head: int, now: list[pb.BlockInfo], after: list[pb.BlockInfo], later: Any
+    ) -> None:
+        self.head, self.now, self.after, self.later = head, now, after, later
+
+    def GetStatus(self, req: Any, **kw: Any) -> Any:
+        async def answer() -> pb.NodeStatus:
+            return pb.NodeStatus(height=self.head)
+
+        return asyncio.ensure_future(answer())
+
+    def StreamBlocks(self, req: Any, **kw: Any) -> _Stream:
+        return _Stream(req.from_height, self.now, self.after, self.later)
+
+
+def _traded_then_idle() -> tuple[Any, bytes, dict[int, pb.BlockInfo]]:
+    """Block 1 a DvP, block 2 the empty block that certifies it (quiet: the chain's last
+    block while idle), then block 3 (the next trade) and block 4: every block's honest
+    whole copy, with its proof."""
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([txf.signed(txf.dvp(expiry_ms=_far(), deadline_ms=_far()))])
+    chain.commit([])
+    assert chain.outcomes[2].results == ()  # quiet
+    chain.commit([txf.signed(txf.transfer(amount=1))])
+    chain.commit([])
+    node = chain.node()
+    infos = {h: block_pb(node, chain.store.block(h)) for h in range(1, 4)}  # type: ignore[arg-type]
+    return pinned, certs, infos
+
+
+# --- 1. `ledger fails` / `ledger report settlement` hang on an idle chain ----------------
+
+
+@pytest.mark.parametrize(
+    "to_height",
+    [
+        pytest.param(
+            None,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="review 22: _blocks_in reads blocks() up to the head, which blocks() "
+                "holds while the chain is idle (ADR 0026): the commands hang until the next "
+                "transaction",
+            ),
+        ),
+        1,  # control: a range that ends below the head
+    ],
+)
+def test_the_fails_and_report_commands_return_on_an_idle_chain(to_height: int | None) -> None:
+    """``ledger fails`` and ``ledger report settlement`` read ``--from``..``--to`` (the
+    head when omitted) with ``client._blocks_in``: ``blocks(from)`` until a block at or
+    above the last height. Their default identity (``OPERATOR_IDENTITY``, AUDITOR) reads
+    whole blocks, and ADR 0026 made ``blocks()`` hold an unproven last block until its
+    successor arrives: on an idle chain (every chain between bursts: its head is the
+    quiet block that certified the last trades) the head never comes, and both commands
+    hang until someone trades. ``holders_at`` was moved to ``_blocks(hold=False)`` for
+    this reason; the CLI was not. Scenario: an honest node, head 2 (quiet); the command
+    with no ``--to``. It returns only after block 3 is committed. The control: ``--to 1``
+    returns at once."""
+    pinned, certs, infos = _traded_then_idle()
+    later = threading.Event()
+    node = _IdleNode(2, [infos[1], _unproven(infos[2])], [infos[3]], later)
+    out: list[tuple[int, list[int]]] = []
+
+    def command() -> None:
+        key = ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"])
+        with LedgerClient(
+            [Endpoint("127.0.0.1:1", "node-00")],
+            tls_certs=certs,
+            genesis=pinned.genesis,
+            identity=key,
+        ) as client:
+            client._client._stub = lambda i: node  # type: ignore[method-assign, assignment, return-value]
+            args = argparse.Namespace(from_height=1, to_height=to_height)
+            last, blocks = _blocks_in(client, args)
+            out.append((last, [b.height for b in blocks]))
+
+    worker = threading.Thread(target=command, daemon=True)
+    worker.start()
+    worker.join(3)
+    returned_while_idle = not worker.is_alive()
+    later.set()  # the next trade: whatever happened, let the command end
+    worker.join(10)
+    top = 2 if to_height is None else to_height
+    assert out == [(top, list(range(1, top + 1)))]
+    assert returned_while_idle, "the command waited for the next transaction"
+
+
+def _auditor(pinned: Any, certs: bytes, n: int = 1) -> AsyncLedgerClient:
+    key = ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"])
+    return AsyncLedgerClient(
+        [Endpoint(f"127.0.0.1:{i + 1}", f"node-{i:02}") for i in range(n)],
+        tls_certs=certs,
+        genesis=pinned.genesis,
+        identity=key,
+        observer=True,
+    )
+
+
+# --- 2. block(h) of a stripped events-only block: consumers drop the flag ---------------
+
+
+@pytest.mark.parametrize(
+    "served",
+    [
+        pytest.param(
+            "stripped",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="review 22: block_json (console /api/block) drops results_proven: a "
+                "stripped events-only block shows no event and no sign it is unproven",
+            ),
+        ),
+        "honest",  # control
+    ],
+)
+async def test_the_consoles_block_page_shows_an_unproven_block_as_unproven(served: str) -> None:
+    """ADR 0026: ``block(h)`` takes a whole block without a proof if it shows no
+    transactions and no events, ``results_proven`` False, "the flag says so". The SDK
+    cannot tell an idle chain's last block from any events-only block a hostile node
+    strips and sends without its proof: block 3 below (its FAILED_DEADLINE; block 4 is
+    committed, so every honest node sends it proven). The console's block page (a block
+    past its window of ``CONSOLE_BLOCKS_KEPT``: ``_block`` calls ``client.block``)
+    renders it with ``block_json``, which has no ``results_proven``: the auditor sees
+    block 3 with no event and nothing saying it rests on one node's word (``ledger
+    block`` likewise prints its state root under "commit certificate checked against
+    genesis"). The control: the honest copy shows the event."""
+    chain, certs = _expired()
+    chain.commit([])  # block 4 certifies block 3's event
+    honest = block_pb(chain.node(), chain.store.block(3))  # type: ignore[arg-type]
+    info = honest
+    if served == "stripped":
+        info = _unproven(honest)
+        del info.events[:]
+    c = _auditor(chain.net, certs)
+    c._stub = lambda i: _Stub(lambda method, req: info)  # type: ignore[method-assign]
+    try:
+        doc = block_json(await c.block(3))
+    finally:
+        await c.aclose()
+    shown = [e["code"] for e in doc["events"]]
+    assert shown == ["FAILED_DEADLINE"] or doc.get("results_proven") is False
+
+
+# --- held ------------------------------------------------------------------------------
+
+
+class _Nodes:
+    """Endpoint ``i`` streams ``streams[i]`` (then nothing); ``served`` logs each open."""
+
+    def __init__(self, streams: list[list[pb.BlockInfo]]) -> None:
+        self.streams, self.served = streams, list[int]()
+        self.never = threading.Event()
+
+    def stub(self, i: int) -> Any:
+        nodes = self
+
+        class _Node:
+            def StreamBlocks(self, req: Any, **kw: Any) -> _Stream:
+                nodes.served.append(i)
+                return _Stream(req.from_height, nodes.streams[i], [], nodes.never)
+
+        return _Node()
+
+
+async def test_blocks_refuses_a_quiet_last_block_shown_with_another_state_root() -> None:
+    """Held (``_check_quiet``'s state-root half, which no earlier test needed): a hostile
+    node sends the idle chain's quiet block 2 unproven with a state root after it of its
+    own, then block 3. Block 3's certified header carries the real one: the node is
+    refused and the next node's block 2 goes out. The control is that honest block 2."""
+    pinned, certs, infos = _traded_then_idle()
+    forged = _unproven(infos[2])
+    forged.state_root = bytes(32)
+    nodes = _Nodes([[infos[1], forged, infos[3]], [infos[1], _unproven(infos[2]), infos[3]]])
+    c = _auditor(pinned, certs, 2)
+    c._stub = nodes.stub  # type: ignore[method-assign]
+    gen = c.blocks(1)
+    try:
+        got = [await asyncio.wait_for(anext(gen), 5) for _ in range(2)]
+    finally:
+        await gen.aclose()
+        await c.aclose()
+    assert [b.height for b in got] == [1, 2] and nodes.served == [0, 1]
+    assert got[1].state_root == infos[2].state_root and got[1].results_proven
+
+
+async def test_a_whole_block_with_transactions_never_comes_unproven() -> None:
+    """Held (the ``block.txs`` half of ``_whole_results_proven``'s refusal, which no
+    earlier test needed): block 1 (a trade) sent whole without its proof, its result
+    turned into another, is refused, not shown as ``results_proven`` False. Control:
+    the honest copy."""
+    pinned, certs, infos = _traded_then_idle()
+    c = _auditor(pinned, certs)
+    try:
+        assert c._block_view(infos[1]).results_proven  # control
+        bad = _unproven(infos[1])
+        bad.results[0].code = pb.ResultCode.INSUFFICIENT_CASH
+        with pytest.raises(BadResponseError, match="without the proof"):
+            c._block_view(bad)
+    finally:
+        await c.aclose()
+
+
+async def test_an_observers_get_block_of_a_head_with_events_waits_for_its_proof() -> None:
+    """Held (GetBlock's wait now covers observers, which no earlier test needed: with the
+    old ``if not caller.observer`` every test stayed green): an auditor's GetBlock of
+    block 3, the head, whose event block 4 certifies, waits for block 4 and comes with
+    its proof; the SDK would refuse it without one."""
+    chain, _ = _expired()
+    node = chain.node()
+    svc = LedgerService(node, {})
+    read = asyncio.ensure_future(_get_block(svc, Caller("AUDITOR", observer=True), 3))
+    try:
+        await asyncio.sleep(0.2)
+        assert not read.done()
+        chain.commit([])
+        node._head_changed.set()
+        info = await asyncio.wait_for(read, 5)
+    finally:
+        read.cancel()
+    assert info.HasField("parties_root_proof") and list(info.events)
+
+
+async def test_a_results_tree_cannot_be_packed_into_the_party_leaf() -> None:
+    """Held: a node cannot strip block 3's event and pass the two hashes under the root
+    off as its one "party leaf" (the leaf and node hashes are domain-separated). The
+    control: the honest block."""
+    chain, certs = _expired()
+    chain.commit([])
+    honest = block_pb(chain.node(), chain.store.block(3))  # type: ignore[arg-type]
+    c = _auditor(chain.net, certs)
+    try:
+        assert [e.code for e in c._block_view(honest).events] == [ResultCode.FAILED_DEADLINE]
+        event = merkle.leaf_hash(result_leaf(chain.outcomes[3].results[0]))
+        packed = pb.BlockInfo()
+        packed.CopyFrom(honest)
+        del packed.events[:]
+        packed.parties_leaf = event + merkle.leaf_hash(bytes(honest.parties_leaf))
+        with pytest.raises(BadResponseError, match="certifies"):
+            c._block_view(packed)
+    finally:
+        await c.aclose()
