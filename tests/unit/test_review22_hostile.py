@@ -24,11 +24,13 @@ from client._cli_net import _blocks_in
 from client.console._model import block_json
 from node import merkle
 from node.access import Caller
+from node.config import BATCH_DELAY_MS
 from node.runtime._api import LedgerService, block_pb
 from node.settlement import ResultCode, result_leaf
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+from tests.unit.test_core_replica import Net
 from tests.unit.test_party_index_hostile import _Stub
 from tests.unit.test_review21_hostile import _get_block
 from tests.unit.test_whole_blocks import _expired
@@ -323,3 +325,21 @@ async def test_a_results_tree_cannot_be_packed_into_the_party_leaf() -> None:
             c._block_view(packed)
     finally:
         await c.aclose()
+
+
+def test_a_fresh_idle_chain_makes_no_block_under_the_quiet_rule() -> None:
+    """Held (``_head_certify``'s genesis guard, which no earlier test needed): with
+    ``quiet_results_root`` set, genesis's results root (the empty tree's, what a node
+    passes at height 0) is not the quiet one; without the guard every replica took
+    genesis for a parent with events and an idle new chain committed an empty block 1.
+    Here four replicas stay at height 0 with no timer; the control is the first
+    transaction, committed with the one empty block that certifies it."""
+    net = Net(events_at=frozenset())
+    net.tick(60_000)
+    assert [d.committed_height() for d in net.disks] == [0, 0, 0, 0]
+    assert all(node.deadline_ms() is None for node in net.nodes)
+    net.nodes[2].submit(b"trade-1")  # control
+    net.run()
+    net.tick(60_000 + BATCH_DELAY_MS)
+    net.tick(120_000)
+    assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
