@@ -31,7 +31,7 @@ from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.unit.test_core_replica import Net
-from tests.unit.test_party_index_hostile import _Stub
+from tests.unit.test_party_index_hostile import _filtered, _Stub
 from tests.unit.test_review21_hostile import _get_block
 from tests.unit.test_whole_blocks import _expired
 
@@ -343,3 +343,89 @@ def test_a_fresh_idle_chain_makes_no_block_under_the_quiet_rule() -> None:
     net.tick(60_000 + BATCH_DELAY_MS)
     net.tick(120_000)
     assert [d.committed_height() for d in net.disks] == [2, 2, 2, 2]
+
+
+# --- 3. a malformed id in a result escapes the SDK instead of failing over ---------------
+
+
+def _two_nodes(pinned: Any, certs: bytes, who: str, observer: bool) -> AsyncLedgerClient:
+    key = ParticipantKey(who, pinned.participant_keys[who])
+    return AsyncLedgerClient(
+        [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")],
+        tls_certs=certs,
+        genesis=pinned.genesis,
+        identity=key,
+        observer=observer,
+    )
+
+
+@pytest.mark.parametrize(
+    "served",
+    [
+        pytest.param(
+            "whole",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=ValueError,
+                reason="review 22: an event's tx_id of the wrong length makes result_leaf "
+                "raise EncodeError (a ValueError) out of _whole_results_proven: block() "
+                "and blocks() end instead of reading the next node",
+            ),
+        ),
+        pytest.param(
+            "filtered",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=ValueError,
+                reason="review 22 (since review 20's result_paths): the same through "
+                "verify_party_positions for a filtered block's result",
+            ),
+        ),
+        "honest",  # control
+    ],
+)
+async def test_a_result_id_of_the_wrong_length_sends_the_sdk_to_the_next_node(
+    served: str,
+) -> None:
+    """ADR 0026 builds a whole block's results tree on the client from what the node
+    sends. A transaction's id is checked against its certified bytes first
+    (``_block_tx``), but an event's ``tx_id`` goes straight into ``result_leaf``, whose
+    ``Writer.fixed`` raises ``EncodeError`` for anything but 32 bytes. That is a
+    ``ValueError``, not ``BadResponseError``: ``_call`` and ``_blocks`` fail over only on
+    the latter, so one hostile validator ends an auditor's ``block()``, ``blocks()`` and
+    ``events()`` with a codec error (every retry of the application meets it again while
+    that node is current) instead of the SDK reading the honest next node. Scenario:
+    node 0 sends block 3 (its FAILED_DEADLINE proven by block 4) with the event's id cut
+    to 5 bytes; node 1 is honest. The filtered path has the same hole for a shown
+    result's id (``verify_party_positions`` builds its leaf before the receipt checks the
+    id). The control: both nodes honest."""
+    if served == "filtered":
+        pinned, certs = pinned_tls(NET)
+        chain, txf = Chain(pinned), TxFactory(pinned)
+        chain.commit([txf.signed(txf.dvp(expiry_ms=_far(), deadline_ms=_far()))])
+        chain.commit([])
+        height, honest = 1, _filtered(chain, "BANK01", 1)
+        bad = pb.BlockInfo()
+        bad.CopyFrom(honest)
+        bad.results[0].tx_id = b"\x01" * 5
+        c = _two_nodes(pinned, certs, "BANK01", observer=False)
+    else:
+        chain, certs = _expired()
+        chain.commit([])
+        height, honest = 3, block_pb(chain.node(), chain.store.block(3))  # type: ignore[arg-type]
+        bad = pb.BlockInfo()
+        bad.CopyFrom(honest)
+        if served == "whole":
+            bad.events[0].tx_id = b"\x01" * 5
+        c = _two_nodes(chain.net, certs, "AUDITOR", observer=True)
+    stubs = [_Stub(lambda method, req: bad), _Stub(lambda method, req: honest)]
+    c._stub = lambda i: stubs[i]  # type: ignore[method-assign]
+    try:
+        view = await asyncio.wait_for(c.block(height), 5)
+    finally:
+        await c.aclose()
+    assert view.height == height and view.results_proven
+    if served == "filtered":
+        assert [t.tx_id for t in view.transactions] == [bytes(honest.results[0].tx_id)]
+    else:
+        assert [e.code for e in view.events] == [ResultCode.FAILED_DEADLINE]
