@@ -429,3 +429,47 @@ async def test_a_result_id_of_the_wrong_length_sends_the_sdk_to_the_next_node(
         assert [t.tx_id for t in view.transactions] == [bytes(honest.results[0].tx_id)]
     else:
         assert [e.code for e in view.events] == [ResultCode.FAILED_DEADLINE]
+
+
+# --- 4. a filtered read of an events-only head waits for a proof it never carries -------
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        pytest.param(
+            "BANK01",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="review 22: _proven_head holds back an events-only head from every "
+                "reader, though a filtered copy shows no event and, with no transaction, "
+                "needs no proof: GetBlock waits BLOCK_PROOF_WAIT_MS, a stream lags",
+            ),
+        ),
+        "AUDITOR",  # control: a whole read, which does need block 4
+    ],
+)
+async def test_a_filtered_read_of_an_events_only_head_goes_at_once(who: str) -> None:
+    """Low. ``_proven_head`` now holds back a head with events for everyone (it held back
+    only a head with transactions for filtered readers). A filtered copy never carries
+    events (``filtered_block_pb``) and, for a block with no transactions, no proof
+    (``_committed_positions``: nothing to hide): BANK01's GetBlock of head 3 (idle but for
+    its FAILED_DEADLINE) waits for block 4 (up to 2 s, then sent as it would have been),
+    and its block stream stays a block behind, for nothing. Consensus makes block 4 at
+    once, so it costs a round; while it cannot (a view change, a stalled quorum) every
+    party's reads of the head wait. The control: the auditor's whole read, which waits
+    because it does need block 4's header."""
+    chain, _ = _expired()
+    node = chain.node()
+    svc = LedgerService(node, {})
+    read = asyncio.ensure_future(_get_block(svc, Caller(who, observer=who == "AUDITOR"), 3))
+    try:
+        await asyncio.sleep(0.3)
+        answered = read.done()
+        chain.commit([])
+        node._head_changed.set()
+        info = await asyncio.wait_for(read, 5)
+    finally:
+        read.cancel()
+    assert info.height == 3 and info.filtered == (who == "BANK01")
+    assert answered == (who == "BANK01")
