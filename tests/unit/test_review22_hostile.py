@@ -473,3 +473,38 @@ async def test_a_filtered_read_of_an_events_only_head_goes_at_once(who: str) -> 
         read.cancel()
     assert info.height == 3 and info.filtered == (who == "BANK01")
     assert answered == (who == "BANK01")
+
+
+@pytest.mark.parametrize("tamper", ["unrecorded", "extra_event", "event_id", "party_leaf"])
+async def test_a_proven_whole_block_binds_flags_ids_count_and_party_leaf(tamper: str) -> None:
+    """Held: with block 4's proof attached, a node cannot flip block 1's trade to
+    unrecorded (hiding it from ``events()``), add an event to block 3, relabel block 3's
+    event with another instruction's id, or pass block 1's party leaf off as block 3's:
+    each changes a leaf of the tree block h + 1 certifies. Control: the honest copies."""
+    chain, certs = _expired()
+    chain.commit([])
+    node = chain.node()
+    honest = {h: block_pb(node, chain.store.block(h)) for h in (1, 3)}  # type: ignore[arg-type]
+    c = _auditor(chain.net, certs)
+    try:
+        for info in honest.values():
+            assert c._block_view(info).results_proven  # control
+        bad = pb.BlockInfo()
+        if tamper == "unrecorded":
+            bad.CopyFrom(honest[1])
+            assert bad.results[0].recorded
+            bad.results[0].recorded = False
+        else:
+            bad.CopyFrom(honest[3])
+        if tamper == "extra_event":
+            extra = bad.events.add()
+            extra.CopyFrom(bad.events[0])
+            extra.position += 1
+        if tamper == "event_id":
+            bad.events[0].tx_id = bytes(32)
+        if tamper == "party_leaf":
+            bad.parties_leaf = honest[1].parties_leaf
+        with pytest.raises(BadResponseError, match="certifies"):
+            c._block_view(bad)
+    finally:
+        await c.aclose()
