@@ -25,6 +25,7 @@ from client.console._model import block_json
 from node import merkle
 from node.access import Caller
 from node.config import BATCH_DELAY_MS
+from node.core import Phase, Proposal, QCMessage, Vote
 from node.runtime._api import LedgerService, block_pb
 from node.settlement import ResultCode, result_leaf
 from node.wire import ledger_pb2 as pb
@@ -508,3 +509,37 @@ async def test_a_proven_whole_block_binds_flags_ids_count_and_party_leaf(tamper:
             c._block_view(bad)
     finally:
         await c.aclose()
+
+
+@pytest.mark.parametrize("events", [True, False])
+def test_an_events_only_block_gets_its_certifying_block_pipelined(events: bool) -> None:
+    """Held (``_certified_parent``'s events half, which no earlier test, nor the
+    simulator's seed 287, needed: without it the chain only waited a commit round). Block
+    2, the empty block certifying block 1's trade, has events: with its commit round
+    stalled (every COMMIT vote and certificate dropped), the next leader pipelines the
+    empty block 3 on block 2's prepare certificate, and the replicas vote for it, each
+    telling block 2's events by its speculative results root. The control: a quiet block
+    2 gets no block 3."""
+    net = Net(events_at=frozenset({2} if events else ()))
+    net.nodes[2].submit(b"trade-1")
+    net.run()
+
+    def no_commit(src: int, dst: int, msg: Any) -> Any:
+        if isinstance(msg, Vote) and msg.phase is Phase.COMMIT:
+            return None
+        if isinstance(msg, QCMessage) and msg.qc.phase is Phase.COMMIT:
+            return None
+        return msg
+
+    net.tamper = no_commit
+    net.tick(BATCH_DELAY_MS)
+    net.tick(2 * BATCH_DELAY_MS)
+    assert all(n.committed_height == 1 and n._lock_parent() is not None for n in net.nodes)
+    assert [n._lock_parent().certify for n in net.nodes] == [events] * 4  # type: ignore[union-attr]
+    third = [m for i in range(4) for m in net.sent(i, Proposal) if m.block.height == 3]
+    assert bool(third) == events
+    if events:
+        assert all(p.parent_cert is not None for p in third)
+        assert {p.parent_cert.phase for p in third} == {Phase.PREPARE}  # type: ignore[union-attr]
+        voted = {i for i in range(4) for v in net.sent(i, Vote) if v.height == 3}
+        assert voted == {0, 1, 2, 3}
