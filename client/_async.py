@@ -98,7 +98,7 @@ from node.core import (
     decode_qc,
     verify_certificate,
 )
-from node.crypto import sha256
+from node.crypto import HASH_LEN, sha256
 from node.genesis import load_genesis
 from node.keyfiles import dns_names, pinned_certificates
 from node.netconfig import load_network
@@ -1673,11 +1673,23 @@ def _block_tx(position: int, raw: bytes, result: pb.TransactionResult) -> BlockT
 def _tx_result(r: pb.TransactionResult) -> TxResult:
     """A transaction's result as the node gives it, to be checked against its leaf."""
     code = decode_result_code(r.code, BadResponseError)
-    return TxResult(bytes(r.tx_id), code, recorded=r.recorded)
+    return TxResult(_result_id(r), code, recorded=r.recorded)
 
 
 def _block_event(e: pb.TransactionResult) -> BlockEvent:
-    return BlockEvent(e.position, bytes(e.tx_id), decode_result_code(e.code, BadResponseError))
+    return BlockEvent(e.position, _result_id(e), decode_result_code(e.code, BadResponseError))
+
+
+def _result_id(r: pb.TransactionResult) -> bytes:
+    """A result's id, which its leaf holds as 32 bytes: any other length is a node's fault
+    (BadResponseError, so the next node is read), never an encoding error here (review 22)."""
+    tid = bytes(r.tx_id)
+    if len(tid) != HASH_LEN:
+        raise BadResponseError(
+            f"a result at position {r.position} of block {r.height} has an id of {len(tid)} "
+            f"bytes, not {HASH_LEN}"
+        )
+    return tid
 
 
 def _settlement(msg: pb.TransactionStatus) -> Settlement | None:

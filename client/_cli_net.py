@@ -838,17 +838,23 @@ def _pending(args: argparse.Namespace) -> int:
 
 
 def _blocks_in(client: LedgerClient, args: argparse.Namespace) -> tuple[int, list[BlockView]]:
-    """The blocks ``--from``..``--to`` (the head when omitted), and the last height."""
+    """The blocks ``--from``..``--to`` (the head when omitted), and the last height. The
+    head is read on its own: ``blocks()`` sends an idle chain's last block only once a
+    block after it shows it was quiet (ADR 0026)."""
     head = client.head()
     last = head if args.to_height is None else min(args.to_height, head)
     if args.from_height > last:
         return last, []
+    streamed = last - 1 if last == head else last
     out: list[BlockView] = []
-    with _closing(client.blocks(args.from_height)) as blocks:
-        for b in blocks:
-            out.append(b)
-            if b.height >= last:
-                break
+    if args.from_height <= streamed:
+        with _closing(client.blocks(args.from_height)) as blocks:
+            for b in blocks:
+                out.append(b)
+                if b.height >= streamed:
+                    break
+    if last == head:
+        out.append(client.block(last))
     return last, out
 
 

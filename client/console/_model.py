@@ -158,6 +158,9 @@ def block_json(b: BlockView) -> dict[str, Any]:
         "time_ms": b.time_ms,
         "state_root": b.state_root.hex(),
         "filtered": b.filtered,
+        # ADR 0026: False only for an idle chain's last block, whose results (none shown)
+        # no block certifies yet: one node's word until the next block.
+        "results_proven": b.results_proven,
         "signers": signers,
         "transactions": [_tx_json(b, t) for t in b.transactions],
         "events": [

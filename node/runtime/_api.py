@@ -472,7 +472,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         caller = current_caller()
         await self._within_budget(caller, context)
         if request.height == self._node.store.head().height:
-            await self._proof_committed(request.height)
+            await self._proof_committed(request.height, whole=caller.observer)
             # Again after the wait: reads parked on the same head all wake at its
             # successor, and each must meet the budget its forerunners just spent (review
             # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).
@@ -506,28 +506,34 @@ class LedgerService(pb_grpc.LedgerServicer):
             metadata=(("limit", "block reads per participant"),),
         )
 
-    async def _proof_committed(self, height: int) -> None:
+    async def _proof_committed(self, height: int, *, whole: bool) -> None:
         """Wait, at most BLOCK_PROOF_WAIT_MS, while block ``height`` is the head and has
         transactions or events: the next block certifies the proof a read of it carries
         (a filtered read's, ADR 0025; a whole read's results, ADR 0026)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BLOCK_PROOF_WAIT_MS / 1000
-        while height == self._node.store.head().height and self._proven_head() < height:
+        while height == self._node.store.head().height and self._proven_head(whole) < height:
             left = deadline - loop.time()
             if left <= 0:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._node.head_changed(), left)
 
-    def _proven_head(self) -> int:
-        """The highest block a read can prove: the head, unless it has transactions or
-        events (their results and party index are certified by the block after it, which
-        consensus makes at once: ADR 0025, ADR 0026). A quiet head (neither) goes without
-        its proof: nothing follows it until the next transaction."""
+    def _proven_head(self, whole: bool) -> int:
+        """The highest block a read can prove: the head, unless the block after it must
+        certify what the read shows: a whole read's results, when the head has
+        transactions or events (ADR 0026); a filtered read's party index, when it has
+        transactions (a filtered copy shows no events; ADR 0025). Consensus makes that
+        block at once. A quiet head goes without a proof: nothing follows it until the
+        next transaction. (For the head, whole means an observer: ``_observed`` of the
+        head is the caller's role now.)"""
         store = self._node.store
         head = store.head().height
         block = store.block(head) if head else None
-        return head - 1 if block is not None and block.results else head
+        if block is None:
+            return head
+        shows = block.results if whole else _has_txs(block)
+        return head - 1 if shows else head
 
     def _block_for(self, block: StoredBlock, caller: Caller) -> pb.BlockInfo:
         """The whole block for an observer, and for one that was an observer after this
@@ -564,7 +570,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     caller = await self._as_now(caller, context)
                     # A block goes once its proof is certified (ADR 0025, ADR 0026): one
                     # block behind the head while the head has transactions or events.
-                    top = self._proven_head()
+                    top = self._proven_head(caller.observer)
                     checked = head
                 if next_height > top:
                     await self._node.head_changed()

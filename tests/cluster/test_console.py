@@ -226,6 +226,7 @@ def test_a_settled_trade_is_listed_with_its_block_and_certificate(
     assert t is not None and (t["code"], t["kind"], t["height"]) == ("OK", "DVP", settled.height)
     block = env.console.get(f"/api/block/{settled.height}")
     assert set(block["signers"]) == set(settled.signers) and len(block["signers"]) >= 3
+    assert block["results_proven"] is True  # its next block is committed (ADR 0026)
     assert settled.tx_id.hex() in [x["tx_id"] for x in block["transactions"]]
 
 
@@ -471,6 +472,9 @@ def test_browser_shows_a_trade_live(env: Env, page: Any, tmp_path: Path) -> None
     verdict = page.wait_for_selector("#verify-result b", timeout=SHOWN_WITHIN_MS)
     assert verdict is not None and verdict.inner_text() == "valid"
     page.screenshot(path=str(tmp_path / "console-trade.png"), full_page=True)
+    page.goto(env.console.url + f"#/block/{r.height}")
+    proof = page.wait_for_selector("#results-proof", timeout=SHOWN_WITHIN_MS)
+    assert proof is not None and f"proven by block {r.height + 1}" in proof.inner_text()
 
 
 def test_browser_shows_a_refused_trade_with_its_code(

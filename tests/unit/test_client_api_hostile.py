@@ -736,9 +736,9 @@ async def test_a_filtered_stream_holds_the_head_until_its_proof_is_certified(
     chain, txf = Chain(pinned), TxFactory(pinned)
     chain.commit([txf.signed(txf.dvp())])
     svc = LedgerService(chain.node(), {})
-    assert svc._proven_head() == 0  # block 1 has a transaction, and no successor yet
+    assert svc._proven_head(False) == 0  # block 1 has a transaction, and no successor yet
     chain.commit([])
-    assert svc._proven_head() == 2  # block 2 has none: nothing to prove
+    assert svc._proven_head(False) == 2  # block 2 has none: nothing to prove
 
 
 async def test_a_filtered_block_for_a_client_with_no_identity_is_refused(

@@ -257,16 +257,6 @@ def test_an_events_only_block_is_certified_by_a_block_after_it(events: bool) -> 
     assert not any(n.refused[(Kind.PROPOSAL, Reason.EMPTY_AFTER_EMPTY)] for n in net.nodes)
 
 
-def test_a_new_chain_is_idle_whatever_its_genesis_results_root() -> None:
-    """Genesis has no results to certify: a replica that knows the quiet root (genesis's
-    stand-in root is another) makes no block 1 without a transaction (ADR 0026)."""
-    net = Net(events_at=frozenset())
-    assert net.nodes[0].executed_results != QUIET
-    net.tick(60_000)
-    assert [d.committed_height() for d in net.disks] == [0, 0, 0, 0]
-    assert all(node.deadline_ms() is None for node in net.nodes)
-
-
 def test_an_empty_block_on_a_quiet_parent_is_refused() -> None:
     """The rule's other side (ADR 0026): the leader after a quiet block (no
     transactions, its results root the quiet one) that proposes an empty block anyway is

@@ -2,8 +2,9 @@
 blocks carry the proof of their results and the SDK checks it; ``blocks()`` holds an
 idle chain's last block until its successor shows it was quiet).
 
-The strict xfails pin what is still open, each with a control beside it; the plain
-tests pin what was tried and held (several of them checks that could be removed with
+Each finding was a strict xfail beside its control; all four were fixed the same
+session (each test's docstring says how) and pass now. The other tests pin what was
+tried and held (several of them checks that could be removed with
 every earlier test green). In-process only: a chain of real blocks with real
 certificates (``tests.chain_helpers``), the real servicer with stand-in contexts, the
 real SDK with stand-in stubs, and the replica on the unit tests' ``Net``. No cluster.
@@ -97,6 +98,12 @@ class _IdleNode:
     def StreamBlocks(self, req: Any, **kw: Any) -> _Stream:
         return _Stream(req.from_height, self.now, self.after, self.later)
 
+    def GetBlock(self, req: Any, **kw: Any) -> Any:
+        async def answer() -> pb.BlockInfo:
+            return next(i for i in self.now if i.height == req.height)
+
+        return asyncio.ensure_future(answer())
+
 
 def _traded_then_idle() -> tuple[Any, bytes, dict[int, pb.BlockInfo]]:
     """Block 1 a DvP, block 2 the empty block that certifies it (quiet: the chain's last
@@ -120,15 +127,7 @@ def _traded_then_idle() -> tuple[Any, bytes, dict[int, pb.BlockInfo]]:
 @pytest.mark.parametrize(
     "to_height",
     [
-        pytest.param(
-            None,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="review 22: _blocks_in reads blocks() up to the head, which blocks() "
-                "holds while the chain is idle (ADR 0026): the commands hang until the next "
-                "transaction",
-            ),
-        ),
+        None,
         1,  # control: a range that ends below the head
     ],
 )
@@ -141,8 +140,9 @@ def test_the_fails_and_report_commands_return_on_an_idle_chain(to_height: int | 
     quiet block that certified the last trades) the head never comes, and both commands
     hang until someone trades. ``holders_at`` was moved to ``_blocks(hold=False)`` for
     this reason; the CLI was not. Scenario: an honest node, head 2 (quiet); the command
-    with no ``--to``. It returns only after block 3 is committed. The control: ``--to 1``
-    returns at once."""
+    with no ``--to``. It returned only after block 3 was committed. The control: ``--to 1``
+    returns at once. Fixed: ``_blocks_in`` streams to the head's parent and reads the
+    head with ``block()``."""
     pinned, certs, infos = _traded_then_idle()
     later = threading.Event()
     node = _IdleNode(2, [infos[1], _unproven(infos[2])], [infos[3]], later)
@@ -189,14 +189,7 @@ def _auditor(pinned: Any, certs: bytes, n: int = 1) -> AsyncLedgerClient:
 @pytest.mark.parametrize(
     "served",
     [
-        pytest.param(
-            "stripped",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="review 22: block_json (console /api/block) drops results_proven: a "
-                "stripped events-only block shows no event and no sign it is unproven",
-            ),
-        ),
+        "stripped",
         "honest",  # control
     ],
 )
@@ -210,7 +203,9 @@ async def test_the_consoles_block_page_shows_an_unproven_block_as_unproven(serve
     renders it with ``block_json``, which has no ``results_proven``: the auditor sees
     block 3 with no event and nothing saying it rests on one node's word (``ledger
     block`` likewise prints its state root under "commit certificate checked against
-    genesis"). The control: the honest copy shows the event."""
+    genesis"). The control: the honest copy shows the event. Fixed: ``block_json`` and the
+    block page carry ``results_proven`` ("unproven"), and ``ledger block`` says what
+    proves the results."""
     chain, certs = _expired()
     chain.commit([])  # block 4 certifies block 3's event
     honest = block_pb(chain.node(), chain.store.block(3))  # type: ignore[arg-type]
@@ -363,25 +358,8 @@ def _two_nodes(pinned: Any, certs: bytes, who: str, observer: bool) -> AsyncLedg
 @pytest.mark.parametrize(
     "served",
     [
-        pytest.param(
-            "whole",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=ValueError,
-                reason="review 22: an event's tx_id of the wrong length makes result_leaf "
-                "raise EncodeError (a ValueError) out of _whole_results_proven: block() "
-                "and blocks() end instead of reading the next node",
-            ),
-        ),
-        pytest.param(
-            "filtered",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=ValueError,
-                reason="review 22 (since review 20's result_paths): the same through "
-                "verify_party_positions for a filtered block's result",
-            ),
-        ),
+        "whole",
+        "filtered",
         "honest",  # control
     ],
 )
@@ -399,7 +377,8 @@ async def test_a_result_id_of_the_wrong_length_sends_the_sdk_to_the_next_node(
     node 0 sends block 3 (its FAILED_DEADLINE proven by block 4) with the event's id cut
     to 5 bytes; node 1 is honest. The filtered path has the same hole for a shown
     result's id (``verify_party_positions`` builds its leaf before the receipt checks the
-    id). The control: both nodes honest."""
+    id). The control: both nodes honest. Fixed: ``_result_id`` refuses an id of another
+    length with BadResponseError, for both paths."""
     if served == "filtered":
         pinned, certs = pinned_tls(NET)
         chain, txf = Chain(pinned), TxFactory(pinned)
@@ -438,15 +417,7 @@ async def test_a_result_id_of_the_wrong_length_sends_the_sdk_to_the_next_node(
 @pytest.mark.parametrize(
     "who",
     [
-        pytest.param(
-            "BANK01",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="review 22: _proven_head holds back an events-only head from every "
-                "reader, though a filtered copy shows no event and, with no transaction, "
-                "needs no proof: GetBlock waits BLOCK_PROOF_WAIT_MS, a stream lags",
-            ),
-        ),
+        "BANK01",
         "AUDITOR",  # control: a whole read, which does need block 4
     ],
 )
@@ -459,7 +430,8 @@ async def test_a_filtered_read_of_an_events_only_head_goes_at_once(who: str) -> 
     and its block stream stays a block behind, for nothing. Consensus makes block 4 at
     once, so it costs a round; while it cannot (a view change, a stalled quorum) every
     party's reads of the head wait. The control: the auditor's whole read, which waits
-    because it does need block 4's header."""
+    because it does need block 4's header. Fixed: ``_proven_head(whole)`` holds an
+    events-only head back from whole reads only."""
     chain, _ = _expired()
     node = chain.node()
     svc = LedgerService(node, {})

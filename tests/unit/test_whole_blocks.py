@@ -121,15 +121,18 @@ def test_a_whole_block_carries_its_proof_once_the_next_is_committed() -> None:
 
 
 def test_a_node_holds_back_a_head_with_events_or_transactions() -> None:
-    """``_proven_head``: block 3's event makes it wait for block 4 (as block 1's trade does
-    for block 2); a quiet head goes at once (nothing will follow it)."""
+    """``_proven_head``: for a whole read, block 3's event makes it wait for block 4 (as
+    block 1's trade does for block 2); a filtered copy of it shows no event and, with no
+    transaction, needs no proof (review 22); a quiet head goes at once (nothing will
+    follow it)."""
     chain, _ = _expired()
     node = chain.node()
     svc = LedgerService(node, {})
-    assert svc._proven_head() == 2
+    assert (svc._proven_head(True), svc._proven_head(False)) == (2, 3)
     chain.commit([])  # block 4: quiet
     assert chain.outcomes[4].results == ()
-    assert LedgerService(chain.node(), {})._proven_head() == 4
+    svc = LedgerService(chain.node(), {})
+    assert (svc._proven_head(True), svc._proven_head(False)) == (4, 4)
 
 
 async def test_a_whole_block_stream_waits_for_the_proof_of_a_head_with_events() -> None:

@@ -86,6 +86,7 @@ async function blockPage(height) {
   return `<section id="block"><h2>Block ${b.height}</h2><table>
       <tr><th>time</th><td>${time(b.time_ms)}</td></tr><tr><th>hash</th><td class="mono">${esc(b.hash)}</td></tr>
       <tr><th>state root</th><td class="mono">${esc(b.state_root)}</td></tr>
+      <tr><th>results</th><td id="results-proof">${b.filtered ? "each one shown proven by its path" : b.results_proven ? `proven by block ${b.height + 1}'s certified header` : "<b>unproven</b>: the chain's last block; no block certifies its results (none shown) yet"}</td></tr>
       <tr><th>commit certificate</th><td id="signers">${b.signers.length} signers: ${names}</td></tr></table></section>
     <section><h2>Transactions${b.filtered ? " (only those this identity may read)" : ""}</h2><table>
       <tr><th class="num">block</th><th>tx id</th><th>kind</th><th>result</th><th>terms</th></tr>${b.transactions.map(txRow).join("")}</table></section>${events}`;
