@@ -244,3 +244,51 @@ def test_a_repo_goes_to_its_borrower_and_its_lender() -> None:
     assert may_read_repo(Caller("BANK02", False), "BANK01", "BANK02")
     assert may_read_repo(Caller("BANK01", False), "BANK01", "BANK02")
     assert not may_read_repo(Caller("BANK03", False), "BANK01", "BANK02")  # control
+
+
+# --- found by the sweep: a demoted auditor's reads of its auditor days disagree -----------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="may_read_tx asks only the head's role: a demoted auditor is refused, by id, a "
+    "transaction of a block that GetBlock serves it whole (denial only, no leak)",
+)
+async def test_a_demoted_auditor_reads_by_id_what_its_auditor_days_blocks_show_it() -> None:
+    """ADR 0025: "a demoted auditor therefore still reads the blocks of its auditor days
+    whole (what it read then)". Block 1 is a DvP of BANK01 and BANK02 while AUDITOR is an
+    auditor; block 2 demotes it; block 3 certifies. GetBlock(1) gives AUDITOR the whole
+    block with the DvP (control), and node/access.py says a party-filtered block and a
+    transaction read agree; but GetTransaction of that DvP, by AUDITOR, is refused:
+    ``may_read_tx`` takes the caller's role at the head and no role history. Controls: a
+    party reads it; a trader that never observed is refused."""
+    from node.runtime._api import LedgerService
+    from node.wire import ledger_pb2 as pb
+    from tests.gov_helpers import set_roles
+    from tests.ledger_helpers import pinned_tls
+    from tests.unit.test_block_reads import _Ctx, _Refused
+
+    pinned, _ = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    dvp = txf.signed(txf.dvp("BANK01", "BANK02"))
+    chain.commit([dvp])
+    chain.commit([gov_signed(pinned, set_roles(txf, "AUDITOR", frozenset({Role.TRADER})))])
+    chain.commit([])
+    assert not chain.node().registry().participant_by_id["AUDITOR"].observer
+    svc = LedgerService(chain.node(), {})
+    tid = chain.outcomes[1].results[0].tx_id
+
+    async def read(who: str) -> str:
+        Gate.enter(Caller(who, observer=False))
+        try:
+            await svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx())  # type: ignore[arg-type]
+        except _Refused as e:
+            return e.code.name
+        return "OK"
+
+    Gate.enter(Caller("AUDITOR", observer=False))
+    whole = await svc.GetBlock(pb.BlockRequest(height=1), _Ctx())  # type: ignore[arg-type]
+    assert not whole.filtered and [r.tx_id for r in whole.results] == [tid]  # control: whole
+    assert await read("BANK01") == "OK"  # control: a party
+    assert await read("BANK03") == "PERMISSION_DENIED"  # control: never an observer
+    assert await read("AUDITOR") == "OK"
