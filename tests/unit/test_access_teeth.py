@@ -18,8 +18,10 @@ from node.access import (
     METADATA_TIME,
     AccessError,
     Caller,
+    may_read_account,
     may_read_attestations,
     may_read_holders,
+    may_read_pending,
     may_read_reference,
     may_read_repo,
     may_read_tx,
@@ -130,6 +132,15 @@ def test_the_chain_id_and_method_are_length_prefixed() -> None:
     )  # control: deterministic
 
 
+def test_metadata_without_a_participant_is_no_identity() -> None:
+    """Time, nonce and signature without the participant: refused as no identity
+    (UNAUTHENTICATED), not a KeyError that the handler does not turn into a refusal."""
+    md = tuple((k, v) for k, v in _md() if k != "ledger-participant")
+    with pytest.raises(AccessError, match="no identity"):
+        parse_claim(md)
+    assert parse_claim(_md()).participant == "BANK01"  # control
+
+
 # --- the gate's nonce memory -----------------------------------------------------------------
 
 
@@ -238,6 +249,16 @@ def test_the_reference_data_goes_to_every_participant() -> None:
     assert may_read_reference(Caller("BANK03", False))
     assert may_read_reference(Caller("AUDITOR", True))
     assert not may_read_reference(Caller("", False))  # control: no identity, no data
+
+
+def test_an_id_inside_another_reads_nothing_of_it() -> None:
+    """Ids are compared whole: BANK1 is not BANK10 (nor any part of a pair's names)."""
+    short = Caller("BANK1", False)
+    assert may_read_account(Caller("BANK10", False), "BANK10")  # control
+    assert not may_read_account(short, "BANK10")
+    assert may_read_pending(Caller("BANK20", False), "BANK10", "BANK20")  # control
+    assert not may_read_pending(short, "BANK10", "BANK20")
+    assert not may_read_pending(Caller("BANK10BANK20", False), "BANK10", "BANK20")
 
 
 def test_a_repo_goes_to_its_borrower_and_its_lender() -> None:
