@@ -4299,5 +4299,10 @@ MUTANTS += [
            new="return caller.observer or caller.participant in seller + buyer",
            breaks="a participant whose id lies inside a pair's names reads their pending trade",
            tests=["tests/unit/test_access_teeth.py::test_an_id_inside_another_reads_nothing_of_it"]),
+    Mutant("tx-read-height-off-by-one", "node/access.py",
+           old="caller.participant in reg.participants_at(height)",
+           new="caller.participant in reg.participants_at(height - 1)",
+           breaks="a participant is refused the transactions naming it in the block that added it, which that block's party index shows it",
+           tests=["tests/unit/test_access_teeth.py::test_a_participant_added_later_reads_earlier_corporate_actions"]),
 ]
 # fmt: on

@@ -224,7 +224,8 @@ def test_a_participant_added_later_reads_earlier_corporate_actions(
     later: tuple[Registry, LifeTx, TxFactory],
 ) -> None:
     """ADR 0025: a participant added later is shown, in a block before its addition,
-    the public transactions; one that named it is not its to read."""
+    the public transactions; one that named it is not its to read. From the block that
+    added it (block 2: participants_at(2) has it) on, it reads what names it."""
     reg, lt, txf = later
     assert may_read_tx(Caller("BANK99", False), lt.coupon(1), reg, height=1)
     to99 = txf.signed(txf.transfer("BANK01", "BANK99"))
