@@ -267,13 +267,18 @@ def may_read_tx(caller: Caller, raw_tx: bytes, reg: Registry, *, height: int | N
     """``height``: the block that holds the transaction. A participant that a later
     block added reads it only if it is public, as that block's party index shows it
     (ADR 0025; review 20: a transaction that named it before it existed was readable
-    by id, though no filtered block of that height shows it)."""
+    by id, though no filtered block of that height shows it). One that held an
+    observer role after that block reads it, as GetBlock serves it that block whole (a
+    demoted auditor, its auditor days; sweep D of session 22: it was refused by id)."""
     if caller.observer:
         return True
     readers = tx_readers(raw_tx, reg)
-    if not readers.admit(caller):
-        return False
-    return readers.public or height is None or caller.participant in reg.participants_at(height)
+    if readers.admit(caller) and (
+        readers.public or height is None or caller.participant in reg.participants_at(height)
+    ):
+        return True
+    # Last, so a party's own read (every streamed final event) never scans the roles.
+    return height is not None and caller.participant in reg.observers_at(height)
 
 
 def may_read_pending(caller: Caller, seller: str, buyer: str) -> bool:

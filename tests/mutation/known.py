@@ -4353,3 +4353,14 @@ MUTANTS += [
            tests=["tests/unit/test_access_teeth.py::test_a_participant_added_later_reads_earlier_corporate_actions"]),
 ]
 # fmt: on
+
+# Session 22: a demoted auditor reads by id what its auditor days' blocks show it.
+# fmt: off
+MUTANTS += [
+    Mutant("tx-read-ignores-auditor-days", "node/access.py",
+           old="    return height is not None and caller.participant in reg.observers_at(height)\n",
+           new="    return False\n",
+           breaks="a demoted auditor is refused by id the trades of blocks GetBlock serves it whole",
+           tests=["tests/unit/test_access_teeth.py::test_a_demoted_auditor_reads_by_id_what_its_auditor_days_blocks_show_it"]),
+]
+# fmt: on

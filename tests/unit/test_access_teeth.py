@@ -268,21 +268,17 @@ def test_a_repo_goes_to_its_borrower_and_its_lender() -> None:
     assert not may_read_repo(Caller("BANK03", False), "BANK01", "BANK02")  # control
 
 
-# --- found by the sweep: a demoted auditor's reads of its auditor days disagree -----------
+# --- found by the sweep (fixed): a demoted auditor's reads of its auditor days ------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="may_read_tx asks only the head's role: a demoted auditor is refused, by id, a "
-    "transaction of a block that GetBlock serves it whole (denial only, no leak)",
-)
 async def test_a_demoted_auditor_reads_by_id_what_its_auditor_days_blocks_show_it() -> None:
     """ADR 0025: "a demoted auditor therefore still reads the blocks of its auditor days
     whole (what it read then)". Block 1 is a DvP of BANK01 and BANK02 while AUDITOR is an
     auditor; block 2 demotes it; block 3 certifies. GetBlock(1) gives AUDITOR the whole
     block with the DvP (control), and node/access.py says a party-filtered block and a
     transaction read agree; but GetTransaction of that DvP, by AUDITOR, is refused:
-    ``may_read_tx`` takes the caller's role at the head and no role history. Controls: a
+    ``may_read_tx`` took the caller's role at the head and no role history. Fixed: it asks
+    ``Registry.observers_at`` of the transaction's block, as GetBlock does. Controls: a
     party reads it; a trader that never observed is refused."""
     from node.runtime._api import LedgerService
     from node.wire import ledger_pb2 as pb

@@ -89,22 +89,31 @@ async def _terminal(events: Any) -> str:
     raise AssertionError("the stream ended without a terminal event")
 
 
-async def test_a_submit_stream_sends_no_final_to_an_auditor_demoted_while_it_waits() -> None:
+@pytest.mark.parametrize("trade_block", ["with_demotion", "before_demotion"])
+async def test_a_submit_stream_sends_no_final_to_an_auditor_demoted_while_it_waits(
+    trade_block: str,
+) -> None:
     """docs/cluster.md: a demoted auditor's "open submit stream answers the final event of
     a trade it is no party to with PERMISSION_DENIED". Scenario: AUDITOR (an observer)
-    holds the bytes of BANK01/BANK02's DvP, committed in block 1, the head. It sends
-    them on its submit stream with ``prove_result`` and ``want_receipt``: accepted
-    (ALREADY_COMMITTED), ``_settle`` calls ``may_read`` at once (AUDITOR observes: yes)
-    and then waits for block 2 to certify the result. Block 2 demotes AUDITOR. The final
-    event, with the receipt, was built after the demotion and goes out: the writer's
-    ``_as_now`` returns the demoted caller but nothing checks the event with it. The
-    wait may last WAIT_TIMEOUT_MAX_MS (300 s; a pending DvP's settle much longer in
-    the unary ``wait_settled``). Control: the same request after the demotion is
-    PERMISSION_DENIED (the existing check, at acceptance)."""
+    holds the bytes of BANK01/BANK02's DvP and sends them on its submit stream with
+    ``prove_result`` and ``want_receipt``; ``_settle`` calls ``may_read`` at once
+    (AUDITOR observes: yes) and then waits for the result's proof. AUDITOR is demoted
+    in the trade's own block (with_demotion): the final event, with the receipt, was
+    built after the demotion and went out (review 21; now checked again before it is
+    sent). When the trade's block came before the demotion (before_demotion), it is of
+    the auditor's days: GetBlock serves it that block whole, and the final event goes
+    (sweep D of session 22 made reads by id agree). Control: the same request after the
+    demotion is answered the same way (the check at acceptance)."""
     pinned, _ = pinned_tls(NET)
     chain, txf = Chain(pinned), TxFactory(pinned)
     raw = txf.signed(txf.dvp(expiry_ms=_far(), deadline_ms=_far()))
-    chain.commit([raw])  # block 1, the head: its result is not proven yet
+    demote = gov_signed(pinned, set_roles(txf, "AUDITOR", TRADER))
+    if trade_block == "before_demotion":
+        chain.commit([raw])  # block 1, the head: its result is not proven yet
+        sent = pb.ALREADY_COMMITTED
+    else:
+        chain.commit([])
+        sent = pb.ACCEPTED
     node = chain.node()
     svc = LedgerService(node, {})
     req = pb.SubmitStreamRequest(
@@ -115,24 +124,26 @@ async def test_a_submit_stream_sends_no_final_to_an_auditor_demoted_while_it_wai
     try:
         assert (await _next(events)).WhichOneof("kind") == "opened"
         reqs.go[0].set()
-        assert (await _next(events)).accepted == pb.ALREADY_COMMITTED
-        await asyncio.sleep(0.01)  # the settle task is parked on the result proof
-        chain.commit([gov_signed(pinned, set_roles(txf, "AUDITOR", TRADER))])  # block 2
-        assert chain.outcomes[2].results[0].code is ResultCode.OK
+        assert (await _next(events)).accepted == sent
+        await asyncio.sleep(0.01)  # the settle task is parked
+        chain.commit([demote] if trade_block == "before_demotion" else [demote, raw])
+        node._resolve(SignedTx.decode(raw).tx_id)  # what the node's commit does
+        chain.commit([])  # proves the trade's result
         node._head_changed.set()
         late = await _terminal(events)
     finally:
         await events.aclose()
-    # control: a request after the demotion is refused
+    expected = "PERMISSION_DENIED" if trade_block == "with_demotion" else "OK+receipt"
+    # control: a request after the demotion
     reqs = _Held(pb.SubmitStreamRequest(correlation=1, transaction=raw))
     fresh: Any = await _events(svc, _caller(chain, "AUDITOR"), reqs)
     try:
         await _next(fresh)
         reqs.go[0].set()
-        assert await _terminal(fresh) == "PERMISSION_DENIED"
+        assert await _terminal(fresh) == expected.removesuffix("+receipt")
     finally:
         await fresh.aclose()
-    assert late == "PERMISSION_DENIED", f"the demoted auditor was sent {late}"
+    assert late == expected, f"the demoted auditor was sent {late}"
 
 
 async def test_a_submit_streams_final_queued_before_a_rotation_is_not_sent() -> None:
@@ -173,14 +184,17 @@ async def test_a_parked_finality_wait_is_not_answered_after_a_rotation_or_demoti
     stolen key parks ``WaitForFinality(tx, prove_result, timeout 300 s)`` for BANK01's
     trade (or with ``wait_settled``, a pending DvP's outcome; up to 2,000 such waits per
     connection); governance rotates BANK01's key; the wait still returns the receipt.
-    (demote): AUDITOR parks a wait on BANK01/BANK02's trade, is demoted; the receipt
-    is still returned (``_may_read`` uses the caller of the call's start). Controls:
-    a fresh call signed with the old key is refused by the gate; the demoted AUDITOR's
-    fresh wait is PERMISSION_DENIED."""
+    (demote): AUDITOR parks a wait on BANK01/BANK02's trade, is demoted in the trade's own
+    block (a trade of its auditor days it still reads, as GetBlock serves it that block
+    whole: sweep D of session 22); the receipt was still returned (``_may_read`` used
+    the caller of the call's start). Controls: a fresh call signed with the old key is
+    refused by the gate; the demoted AUDITOR's fresh wait is PERMISSION_DENIED."""
     pinned, _ = pinned_tls(NET)
     chain, txf = Chain(pinned), TxFactory(pinned)
     raw = txf.signed(txf.dvp())
-    chain.commit([raw])  # block 1, the head: the wait parks until block 2 proves it
+    # rotate: block 1, the head, holds the trade: the wait parks until block 2 proves it;
+    # demote: the wait parks until the trade commits, in block 2 with the demotion
+    chain.commit([raw] if change == "rotate" else [])
     tid = SignedTx.decode(raw).tx_id
     node = chain.node()
     svc = LedgerService(node, {})
@@ -194,9 +208,12 @@ async def test_a_parked_finality_wait_is_not_answered_after_a_rotation_or_demoti
     assert not parked.done()
     if change == "rotate":
         gov = gov_signed(pinned, rotate(txf, who, crypto.SigningKey.generate()))
+        chain.commit([gov])  # block 2: proves block 1's result
     else:
         gov = gov_signed(pinned, set_roles(txf, who, TRADER))
-    chain.commit([gov])  # block 2: proves block 1's result
+        chain.commit([gov, raw])  # block 2
+        node._resolve(tid)  # what the node's commit does
+        chain.commit([])  # block 3: proves block 2's results
     assert chain.outcomes[2].results[0].code is ResultCode.OK
     node._head_changed.set()
     # controls: what a call opened now gets

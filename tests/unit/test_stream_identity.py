@@ -158,19 +158,20 @@ async def test_a_submit_stream_ends_once_its_key_is_rotated(rotated: bool) -> No
 
 
 async def test_a_submit_stream_reads_with_the_callers_role_at_the_head() -> None:
-    """AUDITOR, an observer when its stream opens, is demoted; then it resubmits a
-    committed trade between BANK01 and BANK02 (whose bytes it holds): the final event
-    would give it the trade's block and code, which a non-party is refused. The control:
-    before the demotion the same resubmission is answered final."""
+    """AUDITOR, an observer when its stream opens, is demoted; then a trade between
+    BANK01 and BANK02 commits and AUDITOR resubmits it (it holds the bytes): the final
+    event would give it the trade's block and code, which a non-party that held no
+    observer role after that block is refused. The control: without the demotion the
+    same resubmission is answered final. (A trade of its auditor days it still reads,
+    as GetBlock serves it that block whole: ``test_access_teeth.py``.)"""
     pinned, _ = pinned_tls(NET)
     chain, txf = Chain(pinned), TxFactory(pinned)
     far = int(time.time() * 1000) + 3_600_000
-    raw = txf.signed(txf.dvp(expiry_ms=far, deadline_ms=far))
-    chain.commit([raw])
     chain.commit([])
     svc = LedgerService(chain.node(), {})
     outcomes = []
     for demote in (False, True):
+        raw = txf.signed(txf.dvp(expiry_ms=far, deadline_ms=far))
         reqs = _Held(pb.SubmitStreamRequest(correlation=1, transaction=raw))
         events = await _events(svc, _caller(chain, "AUDITOR"), reqs)
         try:
@@ -178,6 +179,8 @@ async def test_a_submit_stream_reads_with_the_callers_role_at_the_head() -> None
             if demote:
                 roles = frozenset({Role.TRADER})
                 chain.commit([gov_signed(pinned, set_roles(txf, "AUDITOR", roles))])
+            chain.commit([raw])  # the trade, after the demotion
+            chain.commit([])
             reqs.go[0].set()
             async with asyncio.timeout(5):
                 async for ev in events:  # type: ignore[attr-defined]
