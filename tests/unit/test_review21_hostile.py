@@ -48,15 +48,18 @@ TRADER = frozenset({Role.TRADER})
 AUDITOR = frozenset({Role.AUDITOR})
 
 
-def _two_nodes(net: Any, certs: bytes, who: str) -> AsyncLedgerClient:
-    """A client of two (stubbed) nodes, signing as ``who``, that says it observes."""
+def _stubbed(
+    net: Any, certs: bytes, who: str, *, nodes: int = 2, observer: bool = True
+) -> AsyncLedgerClient:
+    """A client of ``nodes`` nodes (a test stubs them), signing as ``who``; by default
+    it says it observes."""
     key = ParticipantKey(who, net.participant_keys[who])
     return AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")],
+        [Endpoint(f"127.0.0.1:{i + 1}", f"node-{i:02}") for i in range(nodes)],
         tls_certs=certs,
         genesis=net.genesis,
         identity=key,
-        observer=True,
+        observer=observer,
     )
 
 
@@ -409,7 +412,7 @@ async def test_blocks_never_yields_a_stripped_block_posing_as_the_last() -> None
         def StreamBlocks(self, req: Any, **kw: Any) -> Any:
             return _Stream(self.i, req.from_height)
 
-    c = _two_nodes(pinned, certs, "AUDITOR")
+    c = _stubbed(pinned, certs, "AUDITOR")
     c._stub = _Node  # type: ignore[method-assign, assignment]
     gen = c.blocks(1)
     try:
@@ -457,7 +460,7 @@ async def test_an_observer_client_that_every_node_filters_for_ends_saying_why() 
 
     stub = _Stub(answer)
     stub.StreamBlocks = lambda req, **kw: _Stream()  # type: ignore[attr-defined]
-    c = _two_nodes(pinned, certs, "BANK01")
+    c = _stubbed(pinned, certs, "BANK01")
     plain = _sdk(pinned, certs, "BANK01")
     try:
         assert plain._block_view(info).filtered  # control

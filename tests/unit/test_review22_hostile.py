@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from client import AsyncLedgerClient, BadResponseError, Endpoint, LedgerClient, ParticipantKey
+from client import BadResponseError, Endpoint, LedgerClient, ParticipantKey
 from client._cli_net import _blocks_in
 from client.console._model import block_json
 from node import merkle
@@ -34,7 +34,7 @@ from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.unit.test_core_replica import Net
 from tests.unit.test_party_index_hostile import _filtered, _Stub
-from tests.unit.test_review21_hostile import _get_block
+from tests.unit.test_review21_hostile import _get_block, _stubbed
 from tests.unit.test_whole_blocks import _expired
 
 NET = shared_net()
@@ -172,17 +172,6 @@ def test_the_fails_and_report_commands_return_on_an_idle_chain(to_height: int | 
     assert returned_while_idle, "the command waited for the next transaction"
 
 
-def _auditor(pinned: Any, certs: bytes, n: int = 1) -> AsyncLedgerClient:
-    key = ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"])
-    return AsyncLedgerClient(
-        [Endpoint(f"127.0.0.1:{i + 1}", f"node-{i:02}") for i in range(n)],
-        tls_certs=certs,
-        genesis=pinned.genesis,
-        identity=key,
-        observer=True,
-    )
-
-
 # --- 2. block(h) of a stripped events-only block: consumers drop the flag ---------------
 
 
@@ -213,7 +202,7 @@ async def test_the_consoles_block_page_shows_an_unproven_block_as_unproven(serve
     if served == "stripped":
         info = _unproven(honest)
         del info.events[:]
-    c = _auditor(chain.net, certs)
+    c = _stubbed(chain.net, certs, "AUDITOR", nodes=1)
     c._stub = lambda i: _Stub(lambda method, req: info)  # type: ignore[method-assign]
     try:
         doc = block_json(await c.block(3))
@@ -253,7 +242,7 @@ async def test_blocks_refuses_a_quiet_last_block_shown_with_another_state_root()
     forged = _unproven(infos[2])
     forged.state_root = bytes(32)
     nodes = _Nodes([[infos[1], forged, infos[3]], [infos[1], _unproven(infos[2]), infos[3]]])
-    c = _auditor(pinned, certs, 2)
+    c = _stubbed(pinned, certs, "AUDITOR")
     c._stub = nodes.stub  # type: ignore[method-assign]
     gen = c.blocks(1)
     try:
@@ -271,7 +260,7 @@ async def test_a_whole_block_with_transactions_never_comes_unproven() -> None:
     turned into another, is refused, not shown as ``results_proven`` False. Control:
     the honest copy."""
     pinned, certs, infos = _traded_then_idle()
-    c = _auditor(pinned, certs)
+    c = _stubbed(pinned, certs, "AUDITOR", nodes=1)
     try:
         assert c._block_view(infos[1]).results_proven  # control
         bad = _unproven(infos[1])
@@ -309,7 +298,7 @@ async def test_a_results_tree_cannot_be_packed_into_the_party_leaf() -> None:
     chain, certs = _expired()
     chain.commit([])
     honest = block_pb(chain.node(), chain.store.block(3))  # type: ignore[arg-type]
-    c = _auditor(chain.net, certs)
+    c = _stubbed(chain.net, certs, "AUDITOR", nodes=1)
     try:
         assert [e.code for e in c._block_view(honest).events] == [ResultCode.FAILED_DEADLINE]
         event = merkle.leaf_hash(result_leaf(chain.outcomes[3].results[0]))
@@ -342,17 +331,6 @@ def test_a_fresh_idle_chain_makes_no_block_under_the_quiet_rule() -> None:
 
 
 # --- 3. a malformed id in a result escapes the SDK instead of failing over ---------------
-
-
-def _two_nodes(pinned: Any, certs: bytes, who: str, observer: bool) -> AsyncLedgerClient:
-    key = ParticipantKey(who, pinned.participant_keys[who])
-    return AsyncLedgerClient(
-        [Endpoint("127.0.0.1:1", "node-00"), Endpoint("127.0.0.1:2", "node-01")],
-        tls_certs=certs,
-        genesis=pinned.genesis,
-        identity=key,
-        observer=observer,
-    )
 
 
 @pytest.mark.parametrize(
@@ -388,7 +366,7 @@ async def test_a_result_id_of_the_wrong_length_sends_the_sdk_to_the_next_node(
         bad = pb.BlockInfo()
         bad.CopyFrom(honest)
         bad.results[0].tx_id = b"\x01" * 5
-        c = _two_nodes(pinned, certs, "BANK01", observer=False)
+        c = _stubbed(pinned, certs, "BANK01", observer=False)
     else:
         chain, certs = _expired()
         chain.commit([])
@@ -397,7 +375,7 @@ async def test_a_result_id_of_the_wrong_length_sends_the_sdk_to_the_next_node(
         bad.CopyFrom(honest)
         if served == "whole":
             bad.events[0].tx_id = b"\x01" * 5
-        c = _two_nodes(chain.net, certs, "AUDITOR", observer=True)
+        c = _stubbed(chain.net, certs, "AUDITOR")
     stubs = [_Stub(lambda method, req: bad), _Stub(lambda method, req: honest)]
     c._stub = lambda i: stubs[i]  # type: ignore[method-assign]
     try:
@@ -458,7 +436,7 @@ async def test_a_proven_whole_block_binds_flags_ids_count_and_party_leaf(tamper:
     chain.commit([])
     node = chain.node()
     honest = {h: block_pb(node, chain.store.block(h)) for h in (1, 3)}  # type: ignore[arg-type]
-    c = _auditor(chain.net, certs)
+    c = _stubbed(chain.net, certs, "AUDITOR", nodes=1)
     try:
         for info in honest.values():
             assert c._block_view(info).results_proven  # control
