@@ -503,11 +503,14 @@ class AsyncLedgerClient:
         """The participant this client calls as (None: no identity)."""
         return None if self._signer is None else self._signer.participant
 
-    def _md(self, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
-        """Signed identity metadata for one call of Ledger ``method``."""
+    def _md(self, i: int, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
+        """Signed identity metadata for one call of Ledger ``method`` to endpoint ``i``
+        (signed for the node its TLS name proves: no other node takes it)."""
         if self._signer is None:
             return ()
-        return self._signer.metadata(f"/ledger.v1.Ledger/{method}", request)
+        return self._signer.metadata(
+            self.endpoints[i].server_name, f"/ledger.v1.Ledger/{method}", request
+        )
 
     @classmethod
     def from_run_dir(
@@ -685,7 +688,7 @@ class AsyncLedgerClient:
                 transaction=signed.raw, timeout_ms=max(1, math.ceil(remaining_s * 1000))
             )
             resp = await self._stub(i).Submit(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("Submit", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "Submit", req)
             )
             if bytes(resp.tx_id) != tid:
                 raise BadResponseError("the node answered with another transaction id")
@@ -726,7 +729,9 @@ class AsyncLedgerClient:
             wait_settled=settled,
         )
         call = self._stub(i).WaitForFinality(
-            req, timeout=remaining + self._rpc_timeout_s, metadata=self._md("WaitForFinality", req)
+            req,
+            timeout=remaining + self._rpc_timeout_s,
+            metadata=self._md(i, "WaitForFinality", req),
         )
         task: asyncio.Future[pb.Receipt] = asyncio.ensure_future(call)
         try:
@@ -775,7 +780,7 @@ class AsyncLedgerClient:
         try:
             req = pb.StatusRequest()
             await self._stub(i).GetStatus(
-                req, timeout=SILENCE_PROBE_TIMEOUT_S, metadata=self._md("GetStatus", req)
+                req, timeout=SILENCE_PROBE_TIMEOUT_S, metadata=self._md(i, "GetStatus", req)
             )
         except grpc.aio.AioRpcError:
             return False
@@ -837,7 +842,7 @@ class AsyncLedgerClient:
     async def _open_call(self, i: int) -> tuple[Any, int, int]:
         """A SubmitStream call at endpoint ``i`` once its ``opened`` event arrived: (call,
         the node's in-flight limit, i)."""
-        call = self._stub(i).SubmitStream(metadata=self._md("SubmitStream"))
+        call = self._stub(i).SubmitStream(metadata=self._md(i, "SubmitStream"))
         try:
             first = await asyncio.wait_for(call.read(), self._rpc_timeout_s)
         except TimeoutError as e:
@@ -917,7 +922,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> TxStatus:
             req = pb.TransactionRequest(tx_id=tx_id)
             msg = await self._stub(i).GetTransaction(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetTransaction", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetTransaction", req)
             )
             if msg.state == pb.COMMITTED:
                 r = self._verified(msg.receipt, tx_id, prove_result=False)
@@ -942,7 +947,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> tuple[int, tuple[PendingTrade, ...]]:
             req = pb.PendingRequest()
             msg = await self._stub(i).GetPending(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetPending", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetPending", req)
             )
             return msg.height, tuple(
                 PendingTrade(
@@ -972,7 +977,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> tuple[int, tuple[FreezeRecord, ...]]:
             req = pb.FreezesRequest()
             msg = await self._stub(i).GetFreezes(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetFreezes", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetFreezes", req)
             )
             if any(f.reason not in FreezeReason._value2member_map_ for f in msg.freezes):
                 raise BadResponseError("a freeze with a reason not on the documented list")
@@ -993,7 +998,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> tuple[int, tuple[LockView, ...]]:
             req = pb.LocksRequest(party=party)
             msg = await self._stub(i).GetLocks(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetLocks", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetLocks", req)
             )
             if any(k.secured_kind not in SecuredKind._value2member_map_ for k in msg.locks):
                 raise BadResponseError("a lock securing a kind not on the documented list")
@@ -1013,7 +1018,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> tuple[int, tuple[RepoRecord, ...]]:
             req = pb.ReposRequest(id=repo_id, party=party, limit=limit)
             msg = await self._stub(i).GetRepos(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetRepos", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetRepos", req)
             )
             try:
                 found = tuple(RepoRecord.decode(r.id, r.record) for r in msg.repos)
@@ -1031,7 +1036,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> tuple[int, tuple[BackedView, ...]]:
             req = pb.AttestationsRequest(instrument=instrument)
             msg = await self._stub(i).GetAttestations(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetAttestations", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetAttestations", req)
             )
             return msg.height, tuple(_backed(b) for b in msg.instruments)
 
@@ -1046,7 +1051,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> PriceBook:
             req = pb.PricesRequest(instrument=instrument)
             msg = await self._stub(i).GetPrices(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetPrices", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetPrices", req)
             )
             return price_book(msg)
 
@@ -1062,7 +1067,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> Reference:
             req = pb.ReferenceRequest()
             msg = await self._stub(i).GetReference(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetReference", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetReference", req)
             )
             return reference_from_pb(self.genesis, msg)
 
@@ -1074,7 +1079,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> Balances:
             req = pb.BalancesRequest(account=account)
             msg = await self._stub(i).GetBalances(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetBalances", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetBalances", req)
             )
             amounts = {b.instrument: b.amount for b in msg.balances}
             return Balances(msg.account, msg.height, amounts)
@@ -1088,7 +1093,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> InstrumentView:
             req = pb.InstrumentRequest(instrument=instrument)
             msg = await self._stub(i).GetInstrument(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetInstrument", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetInstrument", req)
             )
             holders = tuple(
                 HolderView(h.account, h.units, h.redeemed_units, h.redeemed_paid)
@@ -1105,7 +1110,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> BlockView:
             req = pb.BlockRequest(height=height)
             msg = await self._stub(i).GetBlock(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetBlock", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetBlock", req)
             )
             return self._block_view(msg)
 
@@ -1152,7 +1157,7 @@ class AsyncLedgerClient:
         async def get(i: int) -> int:
             req = pb.StatusRequest()
             msg = await self._stub(i).GetStatus(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetStatus", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetStatus", req)
             )
             return int(msg.height)
 
@@ -1167,7 +1172,7 @@ class AsyncLedgerClient:
         try:
             req = pb.StatusRequest()
             s = await self._stub(i).GetStatus(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetStatus", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetStatus", req)
             )
         except grpc.aio.AioRpcError as e:
             return EndpointDown(ep, f"{e.code().name}: {e.details()}")
@@ -1195,7 +1200,7 @@ class AsyncLedgerClient:
         req = pb.BlockRequest(height=height)
         try:
             msg = await self._stub(i).GetBlock(
-                req, timeout=self._rpc_timeout_s, metadata=self._md("GetBlock", req)
+                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetBlock", req)
             )
         except grpc.aio.AioRpcError:
             return None
@@ -1227,7 +1232,7 @@ class AsyncLedgerClient:
                 msg = await self._stub(i).GetTimeline(
                     req,
                     timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S),
-                    metadata=self._md("GetTimeline", req),
+                    metadata=self._md(i, "GetTimeline", req),
                 )
             except grpc.aio.AioRpcError as e:
                 return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
@@ -1259,7 +1264,7 @@ class AsyncLedgerClient:
         while True:
             i = self._current
             req = pb.StreamBlocksRequest(from_height=next_height)
-            call = self._stub(i).StreamBlocks(req, metadata=self._md("StreamBlocks", req))
+            call = self._stub(i).StreamBlocks(req, metadata=self._md(i, "StreamBlocks", req))
             try:
                 async for info in call:
                     expect = next_height + (held is not None)

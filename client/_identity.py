@@ -1,10 +1,10 @@
 """The caller's identity on every call: signed requests (docs/adr/0015-client-identity.md).
 
-A :class:`RequestSigner` holds a participant's key and signs each call's method and
-serialized request with the client's clock and a fresh random nonce (node/access.py says
-what is signed). The asyncio client passes the metadata it returns on each call;
-:func:`signed_channel` wraps a blocking channel so every call through it is signed (the
-operator tools' status and block queries).
+A :class:`RequestSigner` holds a participant's key and signs each call's node (the TLS
+name the channel checks), method and serialized request with the client's clock and a
+fresh random nonce (node/access.py says what is signed). The asyncio client passes the
+metadata it returns on each call; :func:`signed_channel` wraps a blocking channel to one
+node so every call through it is signed (the operator tools' status and block queries).
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ class RequestSigner:
         self._key, self._chain_id = key.key, genesis.chain_id
         self._clock_ms, self._nonce = clock_ms, nonce
 
-    def metadata(self, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
+    def metadata(self, node: str, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
         """Metadata for one call of ``method`` (``/ledger.v1.Ledger/GetBalances``) with
-        ``request`` (a protobuf message, or its bytes; None for a stream of requests)."""
+        ``request`` (a protobuf message, or its bytes; None for a stream of requests) to
+        ``node``, the TLS name of the validator it goes to (``node-03``): no other takes it."""
         if request is None:
             raw = _EMPTY
         elif isinstance(request, bytes):
@@ -64,6 +65,7 @@ class RequestSigner:
             self._chain_id,
             method,
             raw,
+            node=node,
             time_ms=self._clock_ms(),
             nonce=self._nonce(),
         )
@@ -106,11 +108,11 @@ else:
 
 
 class _Signing(_UU, _US, _SS):
-    def __init__(self, signer: RequestSigner) -> None:
-        self._signer = signer
+    def __init__(self, signer: RequestSigner, node: str) -> None:
+        self._signer, self._node = signer, node
 
     def _details(self, d: Any, request: Any) -> Any:
-        md = (*(d.metadata or ()), *self._signer.metadata(d.method, request))
+        md = (*(d.metadata or ()), *self._signer.metadata(self._node, d.method, request))
         return _Details(d.method, d.timeout, md, d.credentials, d.wait_for_ready, d.compression)
 
     def intercept_unary_unary(self, cont: Any, d: Any, request: Any) -> Any:
@@ -123,18 +125,19 @@ class _Signing(_UU, _US, _SS):
         return cont(self._details(d, None), requests)
 
 
-def signed_channel(channel: grpc.Channel, signer: RequestSigner) -> grpc.Channel:
-    """``channel`` with every call signed by ``signer``."""
-    return grpc.intercept_channel(channel, _Signing(signer))
+def signed_channel(channel: grpc.Channel, signer: RequestSigner, node: str) -> grpc.Channel:
+    """``channel`` to ``node`` (the TLS name it checks) with every call signed by ``signer``."""
+    return grpc.intercept_channel(channel, _Signing(signer, node))
 
 
 class _AioSigner:
-    def __init__(self, signer: RequestSigner) -> None:
-        self._signer = signer
+    def __init__(self, signer: RequestSigner, node: str) -> None:
+        self._signer, self._node = signer, node
 
     def _details(self, d: Any, request: Any) -> grpc.aio.ClientCallDetails:
         method = d.method.decode() if isinstance(d.method, bytes) else d.method
-        md = grpc.aio.Metadata(*(d.metadata or ()), *self._signer.metadata(method, request))
+        signed = self._signer.metadata(self._node, method, request)
+        md = grpc.aio.Metadata(*(d.metadata or ()), *signed)
         return grpc.aio.ClientCallDetails(d.method, d.timeout, md, d.credentials, d.wait_for_ready)
 
 
@@ -155,6 +158,11 @@ class _AioStreamStream(_AioSigner, grpc.aio.StreamStreamClientInterceptor):  # t
         return await cont(self._details(d, None), requests)
 
 
-def aio_interceptors(signer: RequestSigner) -> list[Any]:
-    """Interceptors for ``grpc.aio.secure_channel`` signing every call with ``signer``."""
-    return [_AioUnaryUnary(signer), _AioUnaryStream(signer), _AioStreamStream(signer)]
+def aio_interceptors(signer: RequestSigner, node: str) -> list[Any]:
+    """Interceptors for ``grpc.aio.secure_channel`` to ``node`` (the TLS name it checks)
+    signing every call with ``signer``."""
+    return [
+        _AioUnaryUnary(signer, node),
+        _AioUnaryStream(signer, node),
+        _AioStreamStream(signer, node),
+    ]

@@ -214,14 +214,15 @@ def client_channel(
     channel = grpc.secure_channel(*_client_target(net, index))
     if identity is None:
         return channel
-    return signed_channel(channel, _signer(net.run_dir, identity))
+    return signed_channel(channel, _signer(net.run_dir, identity), net.nodes[index].name)
 
 
 def client_aio_channel(
     net: Network, index: int, identity: str | None = OPERATOR_IDENTITY
 ) -> grpc.aio.Channel:
     """The same for asyncio."""
-    signed = [] if identity is None else aio_interceptors(_signer(net.run_dir, identity))
+    signer = None if identity is None else _signer(net.run_dir, identity)
+    signed = [] if signer is None else aio_interceptors(signer, net.nodes[index].name)
     return grpc.aio.secure_channel(*_client_target(net, index), interceptors=signed)
 
 

@@ -6,11 +6,13 @@ metadata: the caller's participant id, its clock in milliseconds, a fresh nonce,
 Ed25519 signature by the participant's current key (the registry at the node's head,
 docs/adr/0016-reference-data-in-state.md: a rotated key is refused from the rotation on) over
 
-    tags.REQUEST || chain id || method || SHA-256(request bytes) || time_ms || nonce
+    tags.REQUEST || chain id || node || method || SHA-256(request bytes) || time_ms || nonce
 
 (each variable-length part length-prefixed). The method and the request digest bind the
-signature to this one call, the chain id to this network, the time and nonce let the node
-refuse replays (node/runtime/_access.py keeps the clock window and the nonce cache). A
+signature to this one call, the chain id to this network, the node (the TLS name the
+caller checked, ``node-03``) to the one validator it was sent to, so that its operator
+cannot replay it against another; the time and nonce let that node refuse replays
+(node/runtime/_access.py keeps the clock window and the nonce cache). A
 stream's requests are not covered one by one: a SubmitStream is signed over the empty
 request (its transactions carry their own signatures).
 
@@ -128,16 +130,18 @@ class Caller:
 
 
 def request_payload(
-    chain_id: str, method: str, request: bytes, time_ms: int, nonce: bytes
+    chain_id: str, node: str, method: str, request: bytes, *, time_ms: int, nonce: bytes
 ) -> bytes:
     """The bytes a caller signs for one call of ``method`` (its full gRPC path) with the
-    serialized ``request``."""
-    chain, name = chain_id.encode(), method.encode()
+    serialized ``request``, sent to the validator whose TLS name is ``node``."""
+    chain, to, name = chain_id.encode(), node.encode(), method.encode()
     return b"".join(
         (
             tags.REQUEST,
             struct.pack(">H", len(chain)),
             chain,
+            struct.pack(">H", len(to)),
+            to,
             struct.pack(">H", len(name)),
             name,
             crypto.sha256(request),
@@ -154,11 +158,13 @@ def signed_metadata(
     method: str,
     request: bytes,
     *,
+    node: str,
     time_ms: int,
     nonce: bytes,
 ) -> tuple[tuple[str, str], ...]:
-    """The metadata that proves ``participant`` (holding ``key``) makes this call."""
-    sig = key.sign(request_payload(chain_id, method, request, time_ms, nonce))
+    """The metadata that proves ``participant`` (holding ``key``) makes this call to
+    ``node``."""
+    sig = key.sign(request_payload(chain_id, node, method, request, time_ms=time_ms, nonce=nonce))
     return (
         (METADATA_PARTICIPANT, participant),
         (METADATA_TIME, str(time_ms)),
@@ -193,17 +199,20 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim:
     return Claim(found[METADATA_PARTICIPANT], time_ms, nonce, signature)
 
 
-def verify_claim(claim: Claim, reg: Registry, method: str, request: bytes) -> Caller:
-    """The caller ``claim`` proves for this call, or AccessError (unknown participant, or a
-    signature that is not by its current key over this chain, method and request)."""
+def verify_claim(claim: Claim, reg: Registry, node: str, method: str, request: bytes) -> Caller:
+    """The caller ``claim`` proves for this call to ``node`` (this validator's TLS name), or
+    AccessError (unknown participant, or a signature that is not by its current key over
+    this chain, node, method and request)."""
     p = reg.participant_by_id.get(claim.participant)
     if p is None:
         raise AccessError(f"{claim.participant!r} is not a participant of this chain")
-    payload = request_payload(reg.chain_id, method, request, claim.time_ms, claim.nonce)
+    payload = request_payload(
+        reg.chain_id, node, method, request, time_ms=claim.time_ms, nonce=claim.nonce
+    )
     if not crypto.verify(p.public_key, payload, claim.signature):
         raise AccessError(
             f"the request signature does not verify under {p.id}'s current key "
-            "(another key, chain, method or request)"
+            f"(another key, chain, method or request, or signed for another node than {node})"
         )
     return Caller(p.id, p.observer, p.public_key)
 

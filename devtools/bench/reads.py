@@ -30,8 +30,10 @@ RPC_TIMEOUT_S = 10.0
 WARMUP_CALLS = 200
 
 
-def _metadata(signer: RequestSigner | None, method: str, req: Any) -> tuple[tuple[str, str], ...]:
-    return () if signer is None else signer.metadata(f"/ledger.v1.Ledger/{method}", req)
+def _metadata(
+    signer: RequestSigner | None, node: str, method: str, req: Any
+) -> tuple[tuple[str, str], ...]:
+    return () if signer is None else signer.metadata(node, f"/ledger.v1.Ledger/{method}", req)
 
 
 async def _rate(call: Callable[[], Awaitable[Any]], count: int, concurrency: int) -> float:
@@ -59,23 +61,26 @@ async def measure(
     sender = load_key(net.participant_key("BANK01"), "BANK01")
     cash = next(i.id for i in genesis.instruments if i.kind.value == "cash")
     stx = sign(Transactions(genesis).transfer(cash, "BANK01", "BANK02", 1), sender, genesis=genesis)
+    node = net.nodes[0].name  # every call goes to node 0, signed for it
     async with client_aio_channel(net, 0, identity=None) as ch:
         stub = pb_grpc.LedgerStub(ch)  # type: ignore[no-untyped-call]
         sub = pb.SubmitRequest(transaction=stx.raw)
-        await stub.Submit(sub, timeout=RPC_TIMEOUT_S, metadata=_metadata(signer, "Submit", sub))
+        await stub.Submit(
+            sub, timeout=RPC_TIMEOUT_S, metadata=_metadata(signer, node, "Submit", sub)
+        )
         wait = pb.WaitRequest(tx_id=stx.tx_id, timeout_ms=30_000)
-        md = _metadata(signer, "WaitForFinality", wait)
+        md = _metadata(signer, node, "WaitForFinality", wait)
         await stub.WaitForFinality(wait, timeout=40, metadata=md)
 
         bal = pb.BalancesRequest(account="BANK01")
         txr = pb.TransactionRequest(tx_id=stx.tx_id)
 
         def balances() -> Awaitable[Any]:
-            md = _metadata(signer, "GetBalances", bal)
+            md = _metadata(signer, node, "GetBalances", bal)
             return stub.GetBalances(bal, timeout=RPC_TIMEOUT_S, metadata=md)  # type: ignore[no-any-return]
 
         def transaction() -> Awaitable[Any]:
-            md = _metadata(signer, "GetTransaction", txr)
+            md = _metadata(signer, node, "GetTransaction", txr)
             return stub.GetTransaction(txr, timeout=RPC_TIMEOUT_S, metadata=md)  # type: ignore[no-any-return]
 
         await _rate(balances, WARMUP_CALLS, concurrency)

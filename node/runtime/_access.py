@@ -50,6 +50,7 @@ class Gate:
         self,
         registry: Callable[[], Registry],
         clock_ms: Callable[[], int],
+        node: str,
         *,
         skew_ms: int = REQUEST_CLOCK_SKEW_MS,
         nonces_max: int = REQUEST_NONCES_MAX,
@@ -58,6 +59,7 @@ class Gate:
         # The reference data at the node's head, read per call: a participant added by
         # governance is served and a rotated key refused without a restart (ADR 0016).
         self._registry, self._clock_ms = registry, clock_ms
+        self._node = node  # this validator's TLS name: a call signed for another is refused
         self._skew_ms, self._nonces_max = skew_ms, nonces_max
         self._participant_nonces_max = participant_nonces_max
         self._seen: set[tuple[str, bytes]] = set()
@@ -78,7 +80,8 @@ class Gate:
                 f"request time {claim.time_ms} ms is {claim.time_ms - now:+d} ms from this "
                 f"node's clock; the window is +-{self._skew_ms} ms: check the client's clock"
             )
-        caller = verify_claim(claim, self._registry(), method, request)  # before any memory
+        # before any memory: a call that does not verify takes no nonce
+        caller = verify_claim(claim, self._registry(), self._node, method, request)
         self._forget(now)
         key = (claim.participant, claim.nonce)
         if key in self._seen:

@@ -65,12 +65,19 @@ def _key(c: Cluster, pid: str) -> ParticipantKey:
     return load_key(c.net.participant_key(pid))
 
 
+def _node(c: Cluster, index: int) -> str:
+    """The TLS name of node ``index``: what a call to it is signed for."""
+    return c.net.nodes[index].name
+
+
 def _as(c: Cluster, identity: str | None) -> AsyncLedgerClient:
     return AsyncLedgerClient.from_run_dir(c.net.run_dir, identity=identity)
 
 
-def _raw_balances(c: Cluster, account: str, metadata: tuple[tuple[str, str], ...]) -> None:
-    with client_channel(c.net, 0, identity=None) as ch:
+def _raw_balances(
+    c: Cluster, account: str, metadata: tuple[tuple[str, str], ...], node: int = 0
+) -> None:
+    with client_channel(c.net, node, identity=None) as ch:
         pb_grpc.LedgerStub(ch).GetBalances(
             pb.BalancesRequest(account=account), metadata=metadata, timeout=RPC_TIMEOUT_S
         )
@@ -97,7 +104,7 @@ def test_health_stays_open_without_identity(cluster: Cluster) -> None:
 
 def test_a_replayed_request_is_refused_and_a_fresh_one_taken(cluster: Cluster) -> None:
     signer = RequestSigner(_key(cluster, "BANK01"), cluster.demo.genesis)
-    md = signer.metadata(_BALANCES, pb.BalancesRequest(account="BANK01"))
+    md = signer.metadata(_node(cluster, 0), _BALANCES, pb.BalancesRequest(account="BANK01"))
     _raw_balances(cluster, "BANK01", md)  # negative control: the first use is taken
     with pytest.raises(grpc.RpcError) as e:
         _raw_balances(cluster, "BANK01", md)
@@ -108,20 +115,38 @@ def test_a_replayed_request_is_refused_and_a_fresh_one_taken(cluster: Cluster) -
 def test_a_signature_for_another_request_or_key_or_time_is_refused(cluster: Cluster) -> None:
     g = cluster.demo.genesis
     own_request = pb.BalancesRequest(account="BANK01")
-    signed = RequestSigner(_key(cluster, "BANK01"), g).metadata(_BALANCES, own_request)
+    node0 = _node(cluster, 0)
+    signed = RequestSigner(_key(cluster, "BANK01"), g).metadata(node0, _BALANCES, own_request)
     stale = RequestSigner(_key(cluster, "BANK01"), g, clock_ms=lambda: 1_000)
     # BANK02 signs, and the metadata claims BANK01
-    by_bank02 = RequestSigner(_key(cluster, "BANK02"), g).metadata(_BALANCES, own_request)
+    by_bank02 = RequestSigner(_key(cluster, "BANK02"), g).metadata(node0, _BALANCES, own_request)
     claims_bank01 = (("ledger-participant", "BANK01"), *by_bank02[1:])
     cases = {
         "another request": ("BANK02", signed),  # signed for BANK01's balances
-        "stale time": ("BANK01", stale.metadata(_BALANCES, own_request)),
+        "stale time": ("BANK01", stale.metadata(node0, _BALANCES, own_request)),
         "another key": ("BANK01", claims_bank01),
     }
     for what, (account, metadata) in cases.items():
         with pytest.raises(grpc.RpcError) as e:
             _raw_balances(cluster, account, metadata)
         assert e.value.code() is grpc.StatusCode.UNAUTHENTICATED, what
+
+
+def test_a_call_signed_for_one_node_is_refused_by_the_others(cluster: Cluster) -> None:
+    """ADR 0015: the signature names the node it is sent to, so a node's operator cannot
+    replay a participant's call (a read, its per-participant budgets) at another node
+    within the clock window: each node keeps only its own nonces."""
+    signer = RequestSigner(_key(cluster, "BANK01"), cluster.demo.genesis)
+    md = signer.metadata(_node(cluster, 0), _BALANCES, pb.BalancesRequest(account="BANK01"))
+    _raw_balances(cluster, "BANK01", md, node=0)  # control: taken where it was sent
+    for other in (1, 2):
+        with pytest.raises(grpc.RpcError) as e:
+            _raw_balances(cluster, "BANK01", md, node=other)
+        assert e.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert f"another node than {_node(cluster, other)}" in (e.value.details() or "")
+    # control: signed for node 1, node 1 takes it
+    fresh = signer.metadata(_node(cluster, 1), _BALANCES, pb.BalancesRequest(account="BANK01"))
+    _raw_balances(cluster, "BANK01", fresh, node=1)
 
 
 # --- authorization ----------------------------------------------------------------------

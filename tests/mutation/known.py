@@ -930,8 +930,8 @@ MUTANTS += [
            breaks="AddInstrument takes terms genesis would refuse (a bad ISIN, an issuer without the role)",
            tests=[_G + "test_add_instrument_validates_as_genesis_does"]),
     Mutant("gov-access-genesis-keys", "node/runtime/_access.py",
-           old="verify_claim(claim, self._registry(), method, request)",
-           new="verify_claim(claim, Registry.at_genesis(self._registry().genesis), method, request)",
+           old="verify_claim(claim, self._registry(), self._node, method, request)",
+           new="verify_claim(claim, Registry.at_genesis(self._registry().genesis), self._node, method, request)",
            breaks="client calls are checked against genesis keys: an added bank is UNAUTHENTICATED, a rotated key still reads",
            tests=[_GC + "test_a_bank_added_by_governance_trades_and_a_rotated_key_is_refused"]),
 ]
@@ -4076,13 +4076,13 @@ MUTANTS += [
            breaks="a call's request message is left out of its signature: the node refuses every signed call that has a body",
            tests=[_KT + "test_a_signed_call_binds_its_request"]),
     Mutant("identity-channel-drops-caller-metadata", "client/_identity.py",
-           old="        md = (*(d.metadata or ()), *self._signer.metadata(d.method, request))\n",
-           new="        md = self._signer.metadata(d.method, request)\n",
+           old="        md = (*(d.metadata or ()), *self._signer.metadata(self._node, d.method, request))\n",
+           new="        md = self._signer.metadata(self._node, d.method, request)\n",
            breaks="a signed channel drops the metadata the caller passed with the call",
            tests=[_KT + "test_a_signed_channel_signs_every_call_and_keeps_the_callers_metadata"]),
     Mutant("identity-aio-drops-caller-metadata", "client/_identity.py",
-           old="        md = grpc.aio.Metadata(*(d.metadata or ()), *self._signer.metadata(method, request))\n",
-           new="        md = grpc.aio.Metadata(*self._signer.metadata(method, request))\n",
+           old="        md = grpc.aio.Metadata(*(d.metadata or ()), *signed)\n",
+           new="        md = grpc.aio.Metadata(*signed)\n",
            breaks="the asyncio signing interceptors drop the metadata the caller passed with the call",
            tests=[_KT + "test_aio_interceptors_sign_every_call_and_keep_the_callers_metadata"]),
     Mutant("identity-stream-call-unsigned", "client/_identity.py",
@@ -4362,5 +4362,26 @@ MUTANTS += [
            new="    return False\n",
            breaks="a demoted auditor is refused by id the trades of blocks GetBlock serves it whole",
            tests=["tests/unit/test_access_teeth.py::test_a_demoted_auditor_reads_by_id_what_its_auditor_days_blocks_show_it"]),
+]
+# fmt: on
+
+# Session 23: a request signature names the node it is sent to (ADR 0015).
+# fmt: off
+MUTANTS += [
+    Mutant("request-not-bound-to-node", "node/access.py",
+           old="            struct.pack(\">H\", len(to)),\n            to,\n",
+           new="",
+           breaks="a node's operator replays a participant's signed call at every other node within the clock window",
+           tests=["tests/unit/test_access.py::test_a_gate_takes_calls_signed_for_its_own_node_only"]),
+    Mutant("sdk-signs-for-the-first-node", "client/_async.py",
+           old="            self.endpoints[i].server_name, f\"/ledger.v1.Ledger/{method}\", request\n",
+           new="            self.endpoints[0].server_name, f\"/ledger.v1.Ledger/{method}\", request\n",
+           breaks="the SDK signs every call for node 0: once it fails over, every other node refuses it UNAUTHENTICATED",
+           tests=["tests/unit/test_access.py::test_the_sdk_signs_each_call_for_the_node_it_goes_to"]),
+    Mutant("validators-share-one-request-name", "node/runtime/_server.py",
+           old="Gate(node.registry, wall_ms, node_name(cfg.validator, len(genesis.validators)))",
+           new="Gate(node.registry, wall_ms, node_name(0, len(genesis.validators)))",
+           breaks="every validator takes calls signed for node-00: a call sent to one is replayed at the others",
+           tests=["tests/cluster/test_access.py::test_a_call_signed_for_one_node_is_refused_by_the_others"]),
 ]
 # fmt: on

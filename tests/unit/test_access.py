@@ -4,8 +4,12 @@ shown both ways: the case it allows and the case it refuses."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import grpc
 import pytest
 
+from client import AsyncLedgerClient, Endpoint, ParticipantKey
 from node.access import (
     METADATA_PARTICIPANT,
     AccessError,
@@ -19,14 +23,18 @@ from node.access import (
     tx_parties,
     verify_claim,
 )
+from node.netconfig import node_name
 from node.runtime._access import Gate, GateFullError
+from node.runtime._node import wall_ms
 from node.settlement import Registry
-from tests.ledger_helpers import TxFactory, shared_net
+from node.wire import ledger_pb2 as pb
+from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.life_helpers import LifeTx, life_net
 
 NET = shared_net()
 G = NET.genesis
-M = "/ledger.v1.Ledger/GetBalances"
+M = _BALANCES = "/ledger.v1.Ledger/GetBalances"
+NODE = "node-00"
 T0 = 1_800_000_000_000
 SKEW = 1_000
 
@@ -40,13 +48,16 @@ def _md(
     time_ms: int = T0,
     nonce: bytes = b"n" * 16,
     chain_id: str = G.chain_id,
+    node: str = NODE,
 ) -> tuple[tuple[str, str], ...]:
     key = NET.participant_keys[key_of or pid]
-    return signed_metadata(key, pid, chain_id, method, request, time_ms=time_ms, nonce=nonce)
+    return signed_metadata(
+        key, pid, chain_id, method, request, node=node, time_ms=time_ms, nonce=nonce
+    )
 
 
 def _caller(md: tuple[tuple[str, str], ...], method: str = M, request: bytes = b"req") -> Caller:
-    return verify_claim(parse_claim(md), G, method, request)
+    return verify_claim(parse_claim(md), G, NODE, method, request)
 
 
 # --- who is calling -------------------------------------------------------------------------
@@ -74,6 +85,7 @@ def test_holding_roles_are_not_observers(pid: str) -> None:
         ("another method", _md(), "/ledger.v1.Ledger/GetBlock", b"req"),
         ("another request", _md(), M, b"req2"),
         ("another chain", _md(chain_id="other-chain"), M, b"req"),
+        ("another node", _md(node="node-01"), M, b"req"),
     ],
 )
 def test_a_signature_over_anything_else_is_refused(
@@ -112,7 +124,9 @@ def test_missing_or_malformed_identity_is_refused(
 
 
 def _gate(now: list[int], nonces_max: int = 100) -> Gate:
-    return Gate(lambda: Registry.at_genesis(G), lambda: now[0], skew_ms=SKEW, nonces_max=nonces_max)
+    return Gate(
+        lambda: Registry.at_genesis(G), lambda: now[0], NODE, skew_ms=SKEW, nonces_max=nonces_max
+    )
 
 
 @pytest.mark.parametrize("offset", [-SKEW, 0, SKEW])
@@ -158,7 +172,7 @@ def test_a_full_nonce_memory_refuses_rather_than_forgets() -> None:
 def test_a_participants_share_of_nonces_frees_as_they_age_out() -> None:
     now = [T0]
     gate = Gate(
-        lambda: Registry.at_genesis(G), lambda: now[0], skew_ms=SKEW, participant_nonces_max=2
+        lambda: Registry.at_genesis(G), lambda: now[0], NODE, skew_ms=SKEW, participant_nonces_max=2
     )
     gate.admit(M, b"req", _md(nonce=b"a"))
     gate.admit(M, b"req", _md(nonce=b"b"))
@@ -170,6 +184,55 @@ def test_a_participants_share_of_nonces_frees_as_they_age_out() -> None:
     gate.admit(M, b"req", _md(time_ms=now[0], nonce=b"c"))
     gate.admit(M, b"req", _md(time_ms=now[0], nonce=b"d"))
     assert len(gate) == 2
+
+
+def test_a_gate_takes_calls_signed_for_its_own_node_only() -> None:
+    """ADR 0015, session 23: a node's operator holding a participant's call (signed for
+    its node) cannot spend it at another node, whose nonce memory has never seen it."""
+    ours = _gate([T0])
+    theirs = Gate(lambda: Registry.at_genesis(G), lambda: T0, "node-01", skew_ms=SKEW)
+    md = _md()  # signed for NODE (node-00)
+    with pytest.raises(AccessError, match="another node than node-01"):
+        theirs.admit(M, b"req", md)
+    assert ours.admit(M, b"req", md).participant == "BANK01"  # control: where it was sent
+    assert theirs.admit(M, b"req", _md(node="node-01")).participant == "BANK01"  # and there
+    assert len(theirs) == 1  # the refused call took no memory
+
+
+async def test_the_sdk_signs_each_call_for_the_node_it_goes_to() -> None:
+    """The SDK's calls fail over between nodes; each is signed for the TLS name of the
+    endpoint it is sent to, so the node it lands on takes it. Node 0 is down here."""
+    pinned, certs = pinned_tls(NET)
+    key = ParticipantKey("BANK01", NET.participant_keys["BANK01"])
+    endpoints = [Endpoint(f"127.0.0.1:{i + 1}", node_name(i, 3)) for i in range(3)]
+    client = AsyncLedgerClient(endpoints, tls_certs=certs, genesis=pinned.genesis, identity=key)
+    gates = [
+        Gate(lambda: Registry.at_genesis(pinned.genesis), wall_ms, ep.server_name)
+        for ep in endpoints
+    ]
+    sent: list[tuple[int, Any]] = []
+
+    class _Node:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        async def GetBalances(self, req: Any, *, metadata: Any, **kw: Any) -> Any:
+            sent.append((self.i, metadata))
+            if self.i == 0:
+                code = grpc.StatusCode.UNAVAILABLE
+                raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "down")
+            gates[self.i].admit(_BALANCES, req.SerializeToString(), metadata)
+            return pb.Balances(account=req.account, height=1)
+
+    client._stub = _Node  # type: ignore[assignment,method-assign]
+    try:
+        assert (await client.balances("BANK01")).account == "BANK01"
+    finally:
+        await client.aclose()
+    assert [i for i, _ in sent] == [0, 1]
+    request = pb.BalancesRequest(account="BANK01").SerializeToString()
+    with pytest.raises(AccessError, match="another node"):  # control: node 0's call
+        gates[1].admit(_BALANCES, request, sent[0][1])
 
 
 def test_a_bad_signature_takes_no_nonce_memory() -> None:

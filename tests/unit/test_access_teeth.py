@@ -43,6 +43,7 @@ from tests.life_helpers import LifeTx, life_net
 NET = shared_net()
 G = NET.genesis
 M = "/ledger.v1.Ledger/GetBalances"
+NODE = "node-00"
 T0 = 1_800_000_000_000
 SKEW = 1_000
 
@@ -51,7 +52,9 @@ def _md(
     pid: str = "BANK01", *, time_ms: int = T0, nonce: bytes = b"n" * 16, request: bytes = b"req"
 ) -> tuple[tuple[str, str], ...]:
     key = NET.participant_keys[pid]
-    return signed_metadata(key, pid, G.chain_id, M, request, time_ms=time_ms, nonce=nonce)
+    return signed_metadata(
+        key, pid, G.chain_id, M, request, node=NODE, time_ms=time_ms, nonce=nonce
+    )
 
 
 def _with(md: tuple[tuple[str, str], ...], key: str, value: str) -> tuple[tuple[str, str], ...]:
@@ -59,7 +62,7 @@ def _with(md: tuple[tuple[str, str], ...], key: str, value: str) -> tuple[tuple[
 
 
 def _verify(md: tuple[tuple[str, str], ...]) -> Caller:
-    return verify_claim(parse_claim(md), Registry.at_genesis(G), M, b"req")
+    return verify_claim(parse_claim(md), Registry.at_genesis(G), NODE, M, b"req")
 
 
 # --- the signed request ----------------------------------------------------------------------
@@ -90,7 +93,7 @@ def test_the_signature_covers_the_time_and_the_nonce(field: str, value: str) -> 
 
 def test_a_captured_call_with_a_fresh_nonce_is_not_taken_by_the_gate() -> None:
     now = [T0]
-    gate = Gate(lambda: Registry.at_genesis(G), lambda: now[0], skew_ms=SKEW)
+    gate = Gate(lambda: Registry.at_genesis(G), lambda: now[0], NODE, skew_ms=SKEW)
     md = _md()
     gate.admit(M, b"req", md)
     with pytest.raises(AccessError, match="does not verify"):
@@ -101,11 +104,13 @@ def test_a_captured_call_with_a_fresh_nonce_is_not_taken_by_the_gate() -> None:
 def test_a_request_signature_is_bound_to_its_purpose_tag() -> None:
     """A signature by the participant's key over the same fields without tags.REQUEST
     (bytes it may sign for another purpose) is not a request signature."""
-    chain, name, nonce = G.chain_id.encode(), M.encode(), b"n" * 16
+    chain, to, name, nonce = G.chain_id.encode(), NODE.encode(), M.encode(), b"n" * 16
     untagged = b"".join(
         (
             struct.pack(">H", len(chain)),
             chain,
+            struct.pack(">H", len(to)),
+            to,
             struct.pack(">H", len(name)),
             name,
             crypto.sha256(b"req"),
@@ -113,7 +118,9 @@ def test_a_request_signature_is_bound_to_its_purpose_tag() -> None:
             nonce,
         )
     )
-    assert request_payload(G.chain_id, M, b"req", T0, nonce) == tags.REQUEST + untagged
+    assert request_payload(G.chain_id, NODE, M, b"req", time_ms=T0, nonce=nonce) == (
+        tags.REQUEST + untagged
+    )
     md = _md()
     _verify(md)  # control
     forged = NET.participant_keys["BANK01"].sign(untagged).hex()
@@ -121,15 +128,17 @@ def test_a_request_signature_is_bound_to_its_purpose_tag() -> None:
         _verify(_with(md, METADATA_SIGNATURE, forged))
 
 
-def test_the_chain_id_and_method_are_length_prefixed() -> None:
-    """Without its length the chain id runs into the method's: chain "c" with a method
-    beginning "\\x00\\x02" would sign what chain "c\\x00\\x04" calling "/q" signs."""
-    a = request_payload("c", "\x00\x02/q", b"req", T0, b"n")
-    b = request_payload("c\x00\x04", "/q", b"req", T0, b"n")
-    assert a != b
-    assert request_payload("c", "/q", b"req", T0, b"n") == request_payload(
-        "c", "/q", b"req", T0, b"n"
-    )  # control: deterministic
+def _payload(chain: str, node: str, method: str) -> bytes:
+    return request_payload(chain, node, method, b"req", time_ms=T0, nonce=b"n")
+
+
+def test_the_chain_id_node_and_method_are_length_prefixed() -> None:
+    """Without its length each name runs into the next: chain "c" with a node beginning
+    "\\x00\\x02" would sign what chain "c\\x00\\x04" signs for node "nX", and node "n"
+    with a method beginning "\\x00\\x02" what node "n\\x00\\x04" calling "/q" signs."""
+    assert _payload("c", "\x00\x02nX", "/q") != _payload("c\x00\x04", "nX", "/q")
+    assert _payload("c", "n", "\x00\x02/q") != _payload("c", "n\x00\x04", "/q")
+    assert _payload("c", "n", "/q") == _payload("c", "n", "/q")  # control: deterministic
 
 
 def test_metadata_without_a_participant_is_no_identity() -> None:
@@ -148,7 +157,7 @@ def test_a_future_dated_call_is_remembered_until_its_own_time_leaves_the_window(
     """A call dated SKEW ahead is taken until T0 + 2 * SKEW: its nonce must be kept that
     long, not only SKEW past the moment it came."""
     now = [T0]
-    gate = Gate(lambda: Registry.at_genesis(G), lambda: now[0], skew_ms=SKEW)
+    gate = Gate(lambda: Registry.at_genesis(G), lambda: now[0], NODE, skew_ms=SKEW)
     md = _md(time_ms=T0 + SKEW)
     gate.admit(M, b"req", md)
     for at in (T0 + SKEW + 1, T0 + 2 * SKEW):

@@ -79,7 +79,7 @@ T0 = 1_800_000_000_000
 def _md(pid: str, nonce: int) -> tuple[tuple[str, str], ...]:
     key = NET.participant_keys[pid]
     n = nonce.to_bytes(16, "big")
-    return signed_metadata(key, pid, G.chain_id, M, b"", time_ms=T0, nonce=n)
+    return signed_metadata(key, pid, G.chain_id, M, b"", node="node-00", time_ms=T0, nonce=n)
 
 
 def test_one_participant_cannot_take_every_request_nonce_of_the_node() -> None:
@@ -92,7 +92,11 @@ def test_one_participant_cannot_take_every_request_nonce_of_the_node() -> None:
     LIMIT_REACHED naming that limit, and every other participant goes on. Shown here with
     a gate of 100 nonces and shares of 10 (the rule does not depend on the size)."""
     gate = Gate(
-        lambda: Registry.at_genesis(G), lambda: T0, nonces_max=100, participant_nonces_max=10
+        lambda: Registry.at_genesis(G),
+        lambda: T0,
+        "node-00",
+        nonces_max=100,
+        participant_nonces_max=10,
     )
     for n in range(10):
         gate.admit(M, b"", _md("BANK01", n))

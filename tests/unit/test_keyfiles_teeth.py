@@ -173,6 +173,7 @@ def test_an_identity_may_be_a_key_file_path(tmp_path: Path) -> None:
 
 
 _METHOD = "/ledger.v1.Ledger/GetBalances"
+_NODE = "node-00"  # the TLS name of the node each call here is signed for
 
 
 class _Req:
@@ -191,7 +192,7 @@ def test_a_signed_call_carries_the_clock_and_a_fresh_128_bit_nonce() -> None:
     a short nonce would make honest calls in one millisecond collide)."""
     key = ParticipantKey("BANK01", NET.participant_keys["BANK01"])
     signer = RequestSigner(key, G, clock_ms=lambda: 1_767_225_600_123)
-    claims = [parse_claim(signer.metadata(_METHOD, b"")) for _ in range(2)]
+    claims = [parse_claim(signer.metadata(_NODE, _METHOD, b"")) for _ in range(2)]
     assert [c.time_ms for c in claims] == [1_767_225_600_123] * 2
     assert [len(c.nonce) for c in claims] == [16, 16]
     assert claims[0].nonce != claims[1].nonce
@@ -204,11 +205,11 @@ def test_a_signed_call_binds_its_request(as_message: bool) -> None:
     key = ParticipantKey("BANK01", NET.participant_keys["BANK01"])
     reg = Registry.at_genesis(G)
     request, other = b"\x0a\x06BANK01", b"\x0a\x06BANK02"
-    md = RequestSigner(key, G).metadata(_METHOD, _Req(request) if as_message else request)
+    md = RequestSigner(key, G).metadata(_NODE, _METHOD, _Req(request) if as_message else request)
     claim = parse_claim(md)
-    assert verify_claim(claim, reg, _METHOD, request).participant == "BANK01"
+    assert verify_claim(claim, reg, _NODE, _METHOD, request).participant == "BANK01"
     with pytest.raises(AccessError):
-        verify_claim(claim, reg, _METHOD, other)
+        verify_claim(claim, reg, _NODE, _METHOD, other)
 
 
 # --- signed channels: what the operator tools call through (devtools/cluster.py) ---------
@@ -221,7 +222,7 @@ def _verify(md: Any, method: str, request: bytes) -> bytes:
     ``x-trace`` header, as the reply."""
     pairs = [(k, v) for k, v in md]
     try:
-        who = verify_claim(parse_claim(pairs), Registry.at_genesis(G), method, request)
+        who = verify_claim(parse_claim(pairs), Registry.at_genesis(G), _NODE, method, request)
     except AccessError as e:
         return f"refused: {e}".encode()
     trace = dict(pairs).get("x-trace", "-")
@@ -258,10 +259,13 @@ def test_a_signed_channel_signs_every_call_and_keeps_the_callers_metadata() -> N
     server, address = _server()
     try:
         with grpc.insecure_channel(address) as plain:
-            channel = signed_channel(plain, _signer())
+            channel = signed_channel(plain, _signer(), _NODE)
             md = (("x-trace", "t1"),)
             unary = channel.unary_unary(_ECHO, None, None)
             assert unary(b"req", metadata=md, timeout=10) == b"BANK01 t1"
+            # signed for the node named, and no other (the server here is _NODE)
+            elsewhere = signed_channel(plain, _signer(), "node-01").unary_unary(_ECHO, None, None)
+            assert elsewhere(b"req", timeout=10).startswith(b"refused: ")
             replies = channel.stream_stream(_CHAT, None, None)(
                 iter([b"a"]), metadata=md, timeout=10
             )
@@ -275,7 +279,7 @@ async def test_aio_interceptors_sign_every_call_and_keep_the_callers_metadata() 
     server, address = _server()
     try:
         async with grpc.aio.insecure_channel(
-            address, interceptors=aio_interceptors(_signer())
+            address, interceptors=aio_interceptors(_signer(), _NODE)
         ) as channel:
             md = grpc.aio.Metadata(("x-trace", "t2"))
             reply = await channel.unary_unary(_ECHO, None, None)(b"req", metadata=md, timeout=10)

@@ -166,7 +166,7 @@ def fake_client(stub: Any) -> Any:
     c = SimpleNamespace(endpoints=one, _current=0, _answered={}, _rpc_timeout_s=1.0)
     c.genesis, c._certified = None, None
     c._advance = lambda i: None
-    c._md = lambda method, req: ()
+    c._md = lambda i, method, req: ()
     c._stub = lambda i: stub
     c._verified = lambda msg, tid, prove_result: AsyncLedgerClient._verified(
         c, msg, tid, prove_result

@@ -221,9 +221,16 @@ async def test_a_parked_finality_wait_is_not_answered_after_a_rotation_or_demoti
     node._head_changed.set()
     # controls: what a call opened now gets
     if change == "rotate":
-        gate = Gate(lambda: Registry.of(chain.store), lambda: 1_000_000)
+        gate = Gate(lambda: Registry.of(chain.store), lambda: 1_000_000, "node-00")
         md = signed_metadata(
-            old_key, who, pinned.genesis.chain_id, "M", b"r", time_ms=1_000_000, nonce=b"n" * 16
+            old_key,
+            who,
+            pinned.genesis.chain_id,
+            "M",
+            b"r",
+            node="node-00",
+            time_ms=1_000_000,
+            nonce=b"n" * 16,
         )
         with pytest.raises(AccessError, match="current key"):
             gate.admit("M", b"r", md)
