@@ -487,7 +487,8 @@ class AsyncLedgerClient:
         self._certified = CertificateCache() if certificates is None else certificates
         self.tx = Transactions(genesis)
         self._rpc_timeout_s = rpc_timeout_s
-        self._creds = _pinned_credentials(self.endpoints, tls_certs, genesis)
+        # per endpoint, its one trust root and the genesis id of the validator it pins
+        self._creds, self._validators = _pinned_credentials(self.endpoints, tls_certs, genesis)
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._current = 0
         self._answered: dict[int, float] = {}  # endpoint -> loop time of its last answer
@@ -505,12 +506,11 @@ class AsyncLedgerClient:
 
     def _md(self, i: int, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
         """Signed identity metadata for one call of Ledger ``method`` to endpoint ``i``
-        (signed for the node its TLS name proves: no other node takes it)."""
+        (signed for the validator whose pinned certificate the endpoint's channel checks:
+        no other validator takes it)."""
         if self._signer is None:
             return ()
-        return self._signer.metadata(
-            self.endpoints[i].server_name, f"/ledger.v1.Ledger/{method}", request
-        )
+        return self._signer.metadata(self._validators[i], f"/ledger.v1.Ledger/{method}", request)
 
     @classmethod
     def from_run_dir(
@@ -1547,25 +1547,27 @@ def _run_dir_config(run_dir: str | Path) -> tuple[list[Endpoint], bytes, Genesis
 
 def _pinned_credentials(
     endpoints: Sequence[Endpoint], tls_certs: bytes, genesis: Genesis
-) -> list[grpc.ChannelCredentials]:
+) -> tuple[list[grpc.ChannelCredentials], list[str]]:
     """Per endpoint, TLS credentials whose only root is the genesis-pinned certificate that
-    carries the endpoint's name: a server is the validator genesis pins, or refused."""
+    carries the endpoint's name (a server is the validator genesis pins, or refused), and
+    that validator's genesis id (what a call to it is signed for)."""
     try:
         pinned = pinned_certificates(tls_certs, [v.tls_cert_sha256 for v in genesis.validators])
     except ValueError as e:
         raise ValueError(
             f"tls_certs: {e}; pass the validators' certificates (validators.pem)"
         ) from e
-    creds = []
+    creds, validators = [], []
     for ep in endpoints:
-        roots = [pem for pem in pinned.values() if ep.server_name in dns_names(pem)]
+        roots = [i for i, pem in pinned.items() if ep.server_name in dns_names(pem)]
         if len(roots) != 1:
             raise ValueError(
                 f"tls_certs: {len(roots)} pinned certificates carry the name "
                 f"{ep.server_name!r} of endpoint {ep.address}; exactly one must"
             )
-        creds.append(grpc.ssl_channel_credentials(roots[0]))
-    return creds
+        creds.append(grpc.ssl_channel_credentials(pinned[roots[0]]))
+        validators.append(genesis.validators[roots[0]].id)
+    return creds, validators
 
 
 # What a node answers a Submit it took (SubmitOutcome without its unspecified 0).

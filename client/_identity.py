@@ -1,10 +1,11 @@
 """The caller's identity on every call: signed requests (docs/adr/0015-client-identity.md).
 
-A :class:`RequestSigner` holds a participant's key and signs each call's node (the TLS
-name the channel checks), method and serialized request with the client's clock and a
-fresh random nonce (node/access.py says what is signed). The asyncio client passes the
-metadata it returns on each call; :func:`signed_channel` wraps a blocking channel to one
-node so every call through it is signed (the operator tools' status and block queries).
+A :class:`RequestSigner` holds a participant's key and signs each call's node (the genesis
+id of the validator whose pinned certificate the channel checks), method and serialized
+request with the client's clock and a fresh random nonce (node/access.py says what is
+signed). The asyncio client passes the metadata it returns on each call;
+:func:`signed_channel` wraps a blocking channel to one node so every call through it is
+signed (the operator tools' status and block queries).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RequestSigner:
     def metadata(self, node: str, method: str, request: Any = None) -> tuple[tuple[str, str], ...]:
         """Metadata for one call of ``method`` (``/ledger.v1.Ledger/GetBalances``) with
         ``request`` (a protobuf message, or its bytes; None for a stream of requests) to
-        ``node``, the TLS name of the validator it goes to (``node-03``): no other takes it."""
+        ``node``, the genesis id of the validator it goes to (``val03``): no other takes it."""
         if request is None:
             raw = _EMPTY
         elif isinstance(request, bytes):
@@ -126,7 +127,7 @@ class _Signing(_UU, _US, _SS):
 
 
 def signed_channel(channel: grpc.Channel, signer: RequestSigner, node: str) -> grpc.Channel:
-    """``channel`` to ``node`` (the TLS name it checks) with every call signed by ``signer``."""
+    """``channel`` to validator ``node`` (its genesis id) with every call signed by ``signer``."""
     return grpc.intercept_channel(channel, _Signing(signer, node))
 
 
@@ -159,7 +160,7 @@ class _AioStreamStream(_AioSigner, grpc.aio.StreamStreamClientInterceptor):  # t
 
 
 def aio_interceptors(signer: RequestSigner, node: str) -> list[Any]:
-    """Interceptors for ``grpc.aio.secure_channel`` to ``node`` (the TLS name it checks)
+    """Interceptors for ``grpc.aio.secure_channel`` to validator ``node`` (its genesis id)
     signing every call with ``signer``."""
     return [
         _AioUnaryUnary(signer, node),

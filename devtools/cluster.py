@@ -214,7 +214,7 @@ def client_channel(
     channel = grpc.secure_channel(*_client_target(net, index))
     if identity is None:
         return channel
-    return signed_channel(channel, _signer(net.run_dir, identity), net.nodes[index].name)
+    return signed_channel(channel, _signer(net.run_dir, identity), net.nodes[index].id)
 
 
 def client_aio_channel(
@@ -222,7 +222,7 @@ def client_aio_channel(
 ) -> grpc.aio.Channel:
     """The same for asyncio."""
     signer = None if identity is None else _signer(net.run_dir, identity)
-    signed = [] if signer is None else aio_interceptors(signer, net.nodes[index].name)
+    signed = [] if signer is None else aio_interceptors(signer, net.nodes[index].id)
     return grpc.aio.secure_channel(*_client_target(net, index), interceptors=signed)
 
 

@@ -9,9 +9,10 @@ docs/adr/0016-reference-data-in-state.md: a rotated key is refused from the rota
     tags.REQUEST || chain id || node || method || SHA-256(request bytes) || time_ms || nonce
 
 (each variable-length part length-prefixed). The method and the request digest bind the
-signature to this one call, the chain id to this network, the node (the TLS name the
-caller checked, ``node-03``) to the one validator it was sent to, so that its operator
-cannot replay it against another; the time and nonce let that node refuse replays
+signature to this one call, the chain id to this network, the node (the genesis id of the
+validator whose pinned certificate the caller's TLS channel checked, ``val03``) to the one
+validator it was sent to, so that its operator cannot replay it at another; the time and
+nonce let that node refuse replays
 (node/runtime/_access.py keeps the clock window and the nonce cache). A
 stream's requests are not covered one by one: a SubmitStream is signed over the empty
 request (its transactions carry their own signatures).
@@ -133,7 +134,7 @@ def request_payload(
     chain_id: str, node: str, method: str, request: bytes, *, time_ms: int, nonce: bytes
 ) -> bytes:
     """The bytes a caller signs for one call of ``method`` (its full gRPC path) with the
-    serialized ``request``, sent to the validator whose TLS name is ``node``."""
+    serialized ``request``, sent to the validator whose genesis id is ``node``."""
     chain, to, name = chain_id.encode(), node.encode(), method.encode()
     return b"".join(
         (
@@ -200,7 +201,7 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim:
 
 
 def verify_claim(claim: Claim, reg: Registry, node: str, method: str, request: bytes) -> Caller:
-    """The caller ``claim`` proves for this call to ``node`` (this validator's TLS name), or
+    """The caller ``claim`` proves for this call to ``node`` (this validator's id), or
     AccessError (unknown participant, or a signature that is not by its current key over
     this chain, node, method and request)."""
     p = reg.participant_by_id.get(claim.participant)

@@ -22,7 +22,7 @@ from node.settlement import Registry
 from node.store import LmdbStore
 
 METHOD = "/ledger.v1.Ledger/GetBalances"
-NODE = "node-00"
+NODE = "val00"
 REQUEST = b"\x0a\x06BANK01"  # GetBalances(account="BANK01"), as the SDK encodes it
 ROUNDS = 3
 

@@ -61,7 +61,7 @@ async def measure(
     sender = load_key(net.participant_key("BANK01"), "BANK01")
     cash = next(i.id for i in genesis.instruments if i.kind.value == "cash")
     stx = sign(Transactions(genesis).transfer(cash, "BANK01", "BANK02", 1), sender, genesis=genesis)
-    node = net.nodes[0].name  # every call goes to node 0, signed for it
+    node = net.nodes[0].id  # every call goes to node 0, signed for its validator
     async with client_aio_channel(net, 0, identity=None) as ch:
         stub = pb_grpc.LedgerStub(ch)  # type: ignore[no-untyped-call]
         sub = pb.SubmitRequest(transaction=stx.raw)

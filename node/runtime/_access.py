@@ -59,7 +59,7 @@ class Gate:
         # The reference data at the node's head, read per call: a participant added by
         # governance is served and a rotated key refused without a restart (ADR 0016).
         self._registry, self._clock_ms = registry, clock_ms
-        self._node = node  # this validator's TLS name: a call signed for another is refused
+        self._node = node  # this validator's genesis id: a call signed for another is refused
         self._skew_ms, self._nonces_max = skew_ms, nonces_max
         self._participant_nonces_max = participant_nonces_max
         self._seen: set[tuple[str, bytes]] = set()

@@ -24,7 +24,7 @@ from node.config import (
 from node.crypto import SigningKey
 from node.genesis import load_genesis
 from node.keyfiles import cert_pin_from_pem, load_signing_key, pinned_certificates
-from node.netconfig import NodeConfig, node_name
+from node.netconfig import NodeConfig
 from node.runtime._access import Gate
 from node.runtime._api import HealthService, LedgerService, ReflectionService
 from node.runtime._handlers import add_service
@@ -173,8 +173,8 @@ async def _serve(
     # Every Ledger call proves its caller (node/access.py); health and reflection stay open
     # to any TLS client: orchestrators probe them without keys, and they tell nothing of
     # any participant (docs/cluster.md "Security: who reads what"). A call is signed for
-    # one node, by the TLS name its client checked: this one's, node-XX (ADR 0015).
-    gate = Gate(node.registry, wall_ms, node_name(cfg.validator, len(genesis.validators)))
+    # one validator, by its genesis id: this one's (ADR 0015, "Session 23").
+    gate = Gate(node.registry, wall_ms, genesis.validators[cfg.validator].id)
     add_service(client_server, ledger, pb.DESCRIPTOR.services_by_name["Ledger"], gate)
     health_servicer = HealthService()
     add_service(client_server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])

@@ -66,8 +66,8 @@ def _key(c: Cluster, pid: str) -> ParticipantKey:
 
 
 def _node(c: Cluster, index: int) -> str:
-    """The TLS name of node ``index``: what a call to it is signed for."""
-    return c.net.nodes[index].name
+    """The genesis id of node ``index``'s validator: what a call to it is signed for."""
+    return c.net.nodes[index].id
 
 
 def _as(c: Cluster, identity: str | None) -> AsyncLedgerClient:

@@ -34,7 +34,7 @@ from tests.life_helpers import LifeTx, life_net
 NET = shared_net()
 G = NET.genesis
 M = _BALANCES = "/ledger.v1.Ledger/GetBalances"
-NODE = "node-00"
+NODE = "val00"  # the validator (genesis id) each call here is signed for
 T0 = 1_800_000_000_000
 SKEW = 1_000
 
@@ -85,7 +85,7 @@ def test_holding_roles_are_not_observers(pid: str) -> None:
         ("another method", _md(), "/ledger.v1.Ledger/GetBlock", b"req"),
         ("another request", _md(), M, b"req2"),
         ("another chain", _md(chain_id="other-chain"), M, b"req"),
-        ("another node", _md(node="node-01"), M, b"req"),
+        ("another node", _md(node="val01"), M, b"req"),
     ],
 )
 def test_a_signature_over_anything_else_is_refused(
@@ -190,26 +190,28 @@ def test_a_gate_takes_calls_signed_for_its_own_node_only() -> None:
     """ADR 0015, session 23: a node's operator holding a participant's call (signed for
     its node) cannot spend it at another node, whose nonce memory has never seen it."""
     ours = _gate([T0])
-    theirs = Gate(lambda: Registry.at_genesis(G), lambda: T0, "node-01", skew_ms=SKEW)
-    md = _md()  # signed for NODE (node-00)
-    with pytest.raises(AccessError, match="another node than node-01"):
+    theirs = Gate(lambda: Registry.at_genesis(G), lambda: T0, "val01", skew_ms=SKEW)
+    md = _md()  # signed for NODE (val00)
+    with pytest.raises(AccessError, match="another node than val01"):
         theirs.admit(M, b"req", md)
     assert ours.admit(M, b"req", md).participant == "BANK01"  # control: where it was sent
-    assert theirs.admit(M, b"req", _md(node="node-01")).participant == "BANK01"  # and there
+    assert theirs.admit(M, b"req", _md(node="val01")).participant == "BANK01"  # and there
     assert len(theirs) == 1  # the refused call took no memory
 
 
 async def test_the_sdk_signs_each_call_for_the_node_it_goes_to() -> None:
-    """The SDK's calls fail over between nodes; each is signed for the TLS name of the
-    endpoint it is sent to, so the node it lands on takes it. Node 0 is down here."""
+    """The SDK's calls fail over between nodes; each is signed for the validator whose
+    pinned certificate carries the TLS name of the endpoint it is sent to, so the node it
+    lands on takes it. The endpoints are listed out of genesis order (validators 2, 0, 1),
+    and the first is down."""
     pinned, certs = pinned_tls(NET)
     key = ParticipantKey("BANK01", NET.participant_keys["BANK01"])
-    endpoints = [Endpoint(f"127.0.0.1:{i + 1}", node_name(i, 3)) for i in range(3)]
+    order = (2, 0, 1)
+    n = len(pinned.genesis.validators)
+    endpoints = [Endpoint(f"127.0.0.1:{v + 1}", node_name(v, n)) for v in order]
     client = AsyncLedgerClient(endpoints, tls_certs=certs, genesis=pinned.genesis, identity=key)
-    gates = [
-        Gate(lambda: Registry.at_genesis(pinned.genesis), wall_ms, ep.server_name)
-        for ep in endpoints
-    ]
+    ids = [pinned.genesis.validators[v].id for v in order]
+    gates = [Gate(lambda: Registry.at_genesis(pinned.genesis), wall_ms, v) for v in ids]
     sent: list[tuple[int, Any]] = []
 
     class _Node:

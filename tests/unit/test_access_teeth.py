@@ -43,7 +43,7 @@ from tests.life_helpers import LifeTx, life_net
 NET = shared_net()
 G = NET.genesis
 M = "/ledger.v1.Ledger/GetBalances"
-NODE = "node-00"
+NODE = "val00"  # the validator (genesis id) each call here is signed for
 T0 = 1_800_000_000_000
 SKEW = 1_000
 

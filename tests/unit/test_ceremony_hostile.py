@@ -93,7 +93,10 @@ def test_the_sdk_trusts_one_pinned_certificate_per_name(honest: list[Bundle]) ->
     endpoint two carry (client/_async.py ``_pinned_credentials``)."""
     a = _assemble([*honest, _hostile(_cert(["val09"]))])
     endpoints = [Endpoint(x.client_address, x.tls_name) for x in a.addresses]
-    assert len(_pinned_credentials(endpoints, b"".join(a.certificates), a.genesis)) == 4
+    creds, validators = _pinned_credentials(endpoints, b"".join(a.certificates), a.genesis)
+    assert len(creds) == 4
+    # and each endpoint's validator, whose genesis id its calls are signed for (ADR 0015)
+    assert validators == [v.id for v in a.genesis.validators]
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ T0 = 1_800_000_000_000
 def _md(pid: str, nonce: int) -> tuple[tuple[str, str], ...]:
     key = NET.participant_keys[pid]
     n = nonce.to_bytes(16, "big")
-    return signed_metadata(key, pid, G.chain_id, M, b"", node="node-00", time_ms=T0, nonce=n)
+    return signed_metadata(key, pid, G.chain_id, M, b"", node="val00", time_ms=T0, nonce=n)
 
 
 def test_one_participant_cannot_take_every_request_nonce_of_the_node() -> None:
@@ -94,7 +94,7 @@ def test_one_participant_cannot_take_every_request_nonce_of_the_node() -> None:
     gate = Gate(
         lambda: Registry.at_genesis(G),
         lambda: T0,
-        "node-00",
+        "val00",
         nonces_max=100,
         participant_nonces_max=10,
     )

@@ -102,9 +102,9 @@ def test_a_request_signed_with_a_rotated_key_is_refused_and_the_new_one_taken() 
     request = b"\x0a\x06BANK01"
 
     def claim(key: ParticipantKey, reg: Registry) -> str:
-        md = RequestSigner(key, G).metadata("node-00", "/ledger.v1.Ledger/GetBalances", request)
+        md = RequestSigner(key, G).metadata("val00", "/ledger.v1.Ledger/GetBalances", request)
         return verify_claim(
-            parse_claim(md), reg, "node-00", "/ledger.v1.Ledger/GetBalances", request
+            parse_claim(md), reg, "val00", "/ledger.v1.Ledger/GetBalances", request
         ).participant
 
     assert claim(_key("BANK01"), Registry.at_genesis(G)) == "BANK01"  # control: before

@@ -173,7 +173,7 @@ def test_an_identity_may_be_a_key_file_path(tmp_path: Path) -> None:
 
 
 _METHOD = "/ledger.v1.Ledger/GetBalances"
-_NODE = "node-00"  # the TLS name of the node each call here is signed for
+_NODE = "val00"  # the validator (genesis id) each call here is signed for
 
 
 class _Req:
@@ -264,7 +264,7 @@ def test_a_signed_channel_signs_every_call_and_keeps_the_callers_metadata() -> N
             unary = channel.unary_unary(_ECHO, None, None)
             assert unary(b"req", metadata=md, timeout=10) == b"BANK01 t1"
             # signed for the node named, and no other (the server here is _NODE)
-            elsewhere = signed_channel(plain, _signer(), "node-01").unary_unary(_ECHO, None, None)
+            elsewhere = signed_channel(plain, _signer(), "val01").unary_unary(_ECHO, None, None)
             assert elsewhere(b"req", timeout=10).startswith(b"refused: ")
             replies = channel.stream_stream(_CHAT, None, None)(
                 iter([b"a"]), metadata=md, timeout=10

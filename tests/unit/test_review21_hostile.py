@@ -221,14 +221,14 @@ async def test_a_parked_finality_wait_is_not_answered_after_a_rotation_or_demoti
     node._head_changed.set()
     # controls: what a call opened now gets
     if change == "rotate":
-        gate = Gate(lambda: Registry.of(chain.store), lambda: 1_000_000, "node-00")
+        gate = Gate(lambda: Registry.of(chain.store), lambda: 1_000_000, "val00")
         md = signed_metadata(
             old_key,
             who,
             pinned.genesis.chain_id,
             "M",
             b"r",
-            node="node-00",
+            node="val00",
             time_ms=1_000_000,
             nonce=b"n" * 16,
         )
