@@ -141,7 +141,12 @@ async def test_control_the_cluster_harness_signs_for_the_id_its_node_checks(
     monkeypatch.setattr(
         tools, "_signer", lambda run_dir, identity: RequestSigner(_key(), NET.genesis)
     )
-    monkeypatch.setattr(tools, "aio_interceptors", lambda s, node: seen.append(node) or [])
+
+    def interceptors(signer: Any, node: str) -> list[Any]:
+        seen.append(node)
+        return []
+
+    monkeypatch.setattr(tools, "aio_interceptors", interceptors)
     await tools.client_aio_channel(net, 1).close(None)
     assert seen == [NET.genesis.validators[1].id] == [net.nodes[1].id]
     signer = RequestSigner(_key(), NET.genesis)
@@ -181,7 +186,12 @@ def test_the_tools_sign_for_the_validator_the_sdk_signs_for(
 ) -> None:
     net = _hand_written_run_dir(tmp_path)
     seen: list[str] = []
-    monkeypatch.setattr(tools, "signed_channel", lambda ch, s, node: seen.append(node) or ch)
+
+    def signed(channel: Any, signer: Any, node: str) -> Any:
+        seen.append(node)
+        return channel
+
+    monkeypatch.setattr(tools, "signed_channel", signed)
     try:
         tools.client_channel(net, 1).close()
     except (ConfigError, tools.ClusterError):
