@@ -488,7 +488,7 @@ class AsyncLedgerClient:
         self.tx = Transactions(genesis)
         self._rpc_timeout_s = rpc_timeout_s
         # per endpoint, its one trust root and the genesis id of the validator it pins
-        self._creds, self._validators = _pinned_credentials(self.endpoints, tls_certs, genesis)
+        self._creds, self._validators = pinned_credentials(self.endpoints, tls_certs, genesis)
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._current = 0
         self._answered: dict[int, float] = {}  # endpoint -> loop time of its last answer
@@ -1545,7 +1545,7 @@ def _run_dir_config(run_dir: str | Path) -> tuple[list[Endpoint], bytes, Genesis
     return endpoints, net.tls_pinned.read_bytes(), load_genesis(net.genesis)
 
 
-def _pinned_credentials(
+def pinned_credentials(
     endpoints: Sequence[Endpoint], tls_certs: bytes, genesis: Genesis
 ) -> tuple[list[grpc.ChannelCredentials], list[str]]:
     """Per endpoint, TLS credentials whose only root is the genesis-pinned certificate that

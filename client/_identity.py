@@ -1,11 +1,12 @@
 """The caller's identity on every call: signed requests (docs/adr/0015-client-identity.md).
 
 A :class:`RequestSigner` holds a participant's key and signs each call's node (the genesis
-id of the validator whose pinned certificate the channel checks), method and serialized
-request with the client's clock and a fresh random nonce (node/access.py says what is
-signed). The asyncio client passes the metadata it returns on each call;
-:func:`signed_channel` wraps a blocking channel to one node so every call through it is
-signed (the operator tools' status and block queries).
+id of the validator it goes to: the caller knows it from the one pinned certificate its
+channel trusts, ``client._async.pinned_credentials``), method and serialized request with
+the client's clock and a fresh random nonce (node/access.py says what is signed). The
+asyncio client passes the metadata it returns on each call; :func:`signed_channel` wraps
+a blocking channel to one node so every call through it is signed (the operator tools'
+status and block queries).
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import grpc
 
-from client import LedgerClient
+from client import Endpoint, LedgerClient
 from client import _status as node_status
+from client._async import pinned_credentials
 from client._identity import RequestSigner, aio_interceptors, signed_channel
 from client._keys import load_key
 from node.genesis import load_genesis
@@ -186,12 +187,22 @@ class NodeState:
 
 def _client_target(
     net: Network, index: int
-) -> tuple[str, grpc.ChannelCredentials, list[tuple[str, str]]]:
-    """Address, TLS credentials (the validators' pinned certificates, not the CA) and the
-    name node ``index`` proves, which only its own certificate carries."""
+) -> tuple[tuple[str, grpc.ChannelCredentials, list[tuple[str, str]]], str]:
+    """Node ``index``'s address, TLS credentials whose one root is the genesis-pinned
+    certificate carrying its name (as the SDK's), the name it must prove; and the genesis
+    id of that certificate's validator, which a call to it is signed for (ADR 0015)."""
     node = net.nodes[index]
-    creds = grpc.ssl_channel_credentials(net.tls_pinned.read_bytes())
-    return node.client_address, creds, [("grpc.ssl_target_name_override", node.name)]
+    creds, validators = _pinned(net, net.tls_pinned.read_bytes())
+    target = (node.client_address, creds[index], [("grpc.ssl_target_name_override", node.name)])
+    return target, validators[index]
+
+
+@functools.lru_cache(maxsize=16)
+def _pinned(net: Network, pinned: bytes) -> tuple[list[grpc.ChannelCredentials], list[str]]:
+    """Per node of ``net``, its one trust root and its validator's genesis id (cached per
+    network and certificate bundle: parsed once, not per channel)."""
+    endpoints = [Endpoint(n.client_address, n.name) for n in net.nodes]
+    return pinned_credentials(endpoints, pinned, load_genesis(net.genesis))
 
 
 def signer_for(net: Network, identity: str = OPERATOR_IDENTITY) -> RequestSigner:
@@ -211,19 +222,20 @@ def client_channel(
 ) -> grpc.Channel:
     """A TLS channel to node ``index``'s client port, every call signed as ``identity``
     (None: unsigned, refused UNAUTHENTICATED by the Ledger service; health stays open)."""
-    channel = grpc.secure_channel(*_client_target(net, index))
+    target, validator = _client_target(net, index)
+    channel = grpc.secure_channel(*target)
     if identity is None:
         return channel
-    return signed_channel(channel, _signer(net.run_dir, identity), net.nodes[index].id)
+    return signed_channel(channel, _signer(net.run_dir, identity), validator)
 
 
 def client_aio_channel(
     net: Network, index: int, identity: str | None = OPERATOR_IDENTITY
 ) -> grpc.aio.Channel:
     """The same for asyncio."""
-    signer = None if identity is None else _signer(net.run_dir, identity)
-    signed = [] if signer is None else aio_interceptors(signer, net.nodes[index].id)
-    return grpc.aio.secure_channel(*_client_target(net, index), interceptors=signed)
+    target, validator = _client_target(net, index)
+    signed = [] if identity is None else aio_interceptors(_signer(net.run_dir, identity), validator)
+    return grpc.aio.secure_channel(*target, interceptors=signed)
 
 
 @contextlib.contextmanager

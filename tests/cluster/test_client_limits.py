@@ -54,7 +54,7 @@ async def _connection(c: Cluster, i: int) -> AsyncIterator[grpc.aio.Channel]:
             ("grpc.ssl_target_name_override", node.name),
             ("grpc.use_local_subchannel_pool", 1),
         ],
-        interceptors=aio_interceptors(signer_for(c.net), node.name),  # an authenticated client
+        interceptors=aio_interceptors(signer_for(c.net), node.id),  # an authenticated client
     )
     try:
         yield ch
@@ -221,7 +221,7 @@ def test_garbage_protobuf_gets_invalid_argument(cluster: Cluster, garbage: bytes
     assert len(methods) >= 4
     # Signed (the garbage's own bytes): an unsigned call is refused UNAUTHENTICATED first.
     with grpc.secure_channel(node.client_address, creds, options) as plain:
-        ch = signed_channel(plain, signer_for(cluster.net), node.name)
+        ch = signed_channel(plain, signer_for(cluster.net), node.id)
         for m in methods:
             path = f"/{m.containing_service.full_name}/{m.name}"
             with pytest.raises(grpc.RpcError) as e:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from client._async import Endpoint, _pinned_credentials
+from client._async import Endpoint, pinned_credentials
 from node import ceremony, crypto
 from node.__main__ import main as node_main
 from node.ceremony import VALIDATOR, Bundle, CeremonyError
@@ -90,10 +90,10 @@ def _verified_files(tmp_path: Path, honest: list[Bundle]) -> list[str]:
 def test_the_sdk_trusts_one_pinned_certificate_per_name(honest: list[Bundle]) -> None:
     """Why a certificate must name its own validator only: the SDK picks, for each
     endpoint, the one pinned certificate carrying the endpoint's TLS name, and refuses an
-    endpoint two carry (client/_async.py ``_pinned_credentials``)."""
+    endpoint two carry (client/_async.py ``pinned_credentials``)."""
     a = _assemble([*honest, _hostile(_cert(["val09"]))])
     endpoints = [Endpoint(x.client_address, x.tls_name) for x in a.addresses]
-    creds, validators = _pinned_credentials(endpoints, b"".join(a.certificates), a.genesis)
+    creds, validators = pinned_credentials(endpoints, b"".join(a.certificates), a.genesis)
     assert len(creds) == 4
     # and each endpoint's validator, whose genesis id its calls are signed for (ADR 0015)
     assert validators == [v.id for v in a.genesis.validators]

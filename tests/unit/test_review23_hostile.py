@@ -8,19 +8,20 @@ that id from the one pinned certificate an endpoint's channel trusts; the tools'
 channels (``devtools/cluster.py``) take it from ``network.json``; the cluster tests' own
 hostile clients pass a name by hand.
 
-Each hole is an ``xfail(strict=True)`` test that fails while the hole is there (so the
-suite stays green and the day it is fixed the strict xfail turns red, asking for the
-marker to go), beside a passing control that shows the test can tell.
+Two holes, each shown by a test here beside a control; both were strict xfails when the
+review found them and pass since the fix (the same session):
 
-- ``test_client_limits`` (tests/cluster) still signs for the TLS name (``node.name``,
+- ``test_client_limits`` (tests/cluster) signed for the TLS name (``node.name``,
   ``node-01``) that the first commit bound calls to; the second commit bound them to the
-  genesis id (``val01``), so every Ledger call of its "authenticated" connections is
-  refused UNAUTHENTICATED and its limit tests can no longer reach the limits they test.
-- ``devtools/cluster.py`` signs for ``network.json``'s ``id``, which nothing checks
-  against genesis (or against the certificate the channel reached: its roots are every
-  pinned certificate), while the SDK on the same run directory derives the validator
-  from the certificate: the two disagree on a ``network.json`` whose ids are not the
-  genesis ids, and the operator tools' every call is refused.
+  genesis id (``val01``), so every Ledger call of its "authenticated" connections was
+  refused UNAUTHENTICATED and its limit tests no longer reached the limits they test.
+  Fixed: it signs for ``node.id``.
+- ``devtools/cluster.py`` signed for ``network.json``'s ``id``, which nothing checks
+  against genesis, over a channel whose roots were every pinned certificate, while the
+  SDK on the same run directory derives the validator from the one certificate carrying
+  the endpoint's name: on a ``network.json`` whose ids are not the genesis ids the
+  operator tools' every call was refused. Fixed: the tools' channels trust that one
+  certificate and sign for its validator (``pinned_credentials``, shared with the SDK).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import pytest
 
 from client import ParticipantKey
-from client._async import _pinned_credentials, _run_dir_config
+from client._async import _run_dir_config, pinned_credentials
 from client._identity import RequestSigner
 from devtools import cluster as tools
 from devtools.netgen import NetSpec
@@ -81,6 +82,7 @@ def _run_dir(tmp_path: Path) -> Path:
     run = tmp_path / "run"
     run.mkdir()
     (run / PINNED_CERTS_FILE).write_bytes(CERTS)
+    dump_genesis(PINNED.genesis, run / "genesis.json")
     return run
 
 
@@ -114,14 +116,6 @@ async def _limits_connection_signs_for(
     return seen[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AccessError,
-    reason="tests/cluster/test_client_limits.py signs for node.name (node-01), the TLS name "
-    "of commit ced44f5; the node checks its genesis id (val01) since d715010: every Ledger "
-    "call of its connections (finality waits, block streams, GetStatus after the "
-    "connection limit, the garbage-protobuf probes) is refused UNAUTHENTICATED",
-)
 async def test_the_limits_tests_authenticated_connection_is_taken_by_its_node(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -163,7 +157,6 @@ def _hand_written_run_dir(tmp_path: Path) -> Network:
     operator writing one for the tools might: tests/cluster/test_ceremony.py writes one by
     hand), the rest as netgen has it: genesis, validators.pem, the operator's key."""
     run = _run_dir(tmp_path)
-    dump_genesis(PINNED.genesis, run / "genesis.json")
     (run / "participants").mkdir()
     write_signing_key(run / "participants" / f"{OPERATOR_IDENTITY}.key", _key().key)
     net = _netgen_network(run)
@@ -173,14 +166,6 @@ def _hand_written_run_dir(tmp_path: Path) -> Network:
     return load_network(run)  # loads: nothing compares the ids with genesis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="devtools/cluster.py client_channel/client_aio_channel sign for network.json's "
-    "id, never checked against genesis nor the certificate reached (their roots are every "
-    "pinned certificate): start_cluster and the bench see every node UNAUTHENTICATED where "
-    "the SDK, on the same run directory, signs for the right validator",
-)
 def test_the_tools_sign_for_the_validator_the_sdk_signs_for(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -207,7 +192,7 @@ def test_control_the_sdk_on_that_run_directory_signs_for_the_genesis_ids(
     genesis ids, whatever network.json's ids say. And the tools sign for those ids."""
     net = _hand_written_run_dir(tmp_path)
     endpoints, certs, genesis = _run_dir_config(net.run_dir)
-    _, validators = _pinned_credentials(endpoints, certs, genesis)
+    _, validators = pinned_credentials(endpoints, certs, genesis)
     assert validators == [v.id for v in NET.genesis.validators]
     assert [x.id for x in net.nodes] == [f"node-0{i}" for i in range(_N)]  # != those
 
