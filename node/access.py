@@ -6,13 +6,15 @@ metadata: the caller's participant id, its clock in milliseconds, a fresh nonce,
 Ed25519 signature by the participant's current key (the registry at the node's head,
 docs/adr/0016-reference-data-in-state.md: a rotated key is refused from the rotation on) over
 
-    tags.REQUEST || chain id || node || method || SHA-256(request bytes) || time_ms || nonce
+    tags.REQUEST || chain id || node || participant || method || SHA-256(request bytes)
+        || time_ms || nonce
 
 (each variable-length part length-prefixed). The method and the request digest bind the
 signature to this one call, the chain id to this network, the node (the genesis id of the
 validator whose pinned certificate the caller's TLS channel checked, ``val03``) to the one
-validator it was sent to, so that its operator cannot replay it at another; the time and
-nonce let that node refuse replays
+validator it was sent to, so that its operator cannot replay it at another, the
+participant to the caller it names (participants may share a key); the time and nonce let
+that node refuse replays
 (node/runtime/_access.py keeps the clock window and the nonce cache). A
 stream's requests are not covered one by one: a SubmitStream is signed over the empty
 request (its transactions carry their own signatures).
@@ -131,11 +133,18 @@ class Caller:
 
 
 def request_payload(
-    chain_id: str, node: str, method: str, request: bytes, *, time_ms: int, nonce: bytes
+    chain_id: str,
+    method: str,
+    request: bytes,
+    *,
+    node: str,
+    participant: str,
+    time_ms: int,
+    nonce: bytes,
 ) -> bytes:
-    """The bytes a caller signs for one call of ``method`` (its full gRPC path) with the
-    serialized ``request``, sent to the validator whose genesis id is ``node``."""
-    chain, to, name = chain_id.encode(), node.encode(), method.encode()
+    """The bytes ``participant`` signs for one call of ``method`` (its full gRPC path) with
+    the serialized ``request``, sent to the validator whose genesis id is ``node``."""
+    chain, to, who, name = chain_id.encode(), node.encode(), participant.encode(), method.encode()
     return b"".join(
         (
             tags.REQUEST,
@@ -143,6 +152,8 @@ def request_payload(
             chain,
             struct.pack(">H", len(to)),
             to,
+            struct.pack(">H", len(who)),
+            who,
             struct.pack(">H", len(name)),
             name,
             crypto.sha256(request),
@@ -165,7 +176,10 @@ def signed_metadata(
 ) -> tuple[tuple[str, str], ...]:
     """The metadata that proves ``participant`` (holding ``key``) makes this call to
     ``node``."""
-    sig = key.sign(request_payload(chain_id, node, method, request, time_ms=time_ms, nonce=nonce))
+    payload = request_payload(
+        chain_id, method, request, node=node, participant=participant, time_ms=time_ms, nonce=nonce
+    )
+    sig = key.sign(payload)
     return (
         (METADATA_PARTICIPANT, participant),
         (METADATA_TIME, str(time_ms)),
@@ -203,12 +217,18 @@ def parse_claim(metadata: Iterable[tuple[str, str | bytes]]) -> Claim:
 def verify_claim(claim: Claim, reg: Registry, node: str, method: str, request: bytes) -> Caller:
     """The caller ``claim`` proves for this call to ``node`` (this validator's id), or
     AccessError (unknown participant, or a signature that is not by its current key over
-    this chain, node, method and request)."""
+    this chain, node, participant, method and request)."""
     p = reg.participant_by_id.get(claim.participant)
     if p is None:
         raise AccessError(f"{claim.participant!r} is not a participant of this chain")
     payload = request_payload(
-        reg.chain_id, node, method, request, time_ms=claim.time_ms, nonce=claim.nonce
+        reg.chain_id,
+        method,
+        request,
+        node=node,
+        participant=claim.participant,
+        time_ms=claim.time_ms,
+        nonce=claim.nonce,
     )
     if not crypto.verify(p.public_key, payload, claim.signature):
         raise AccessError(

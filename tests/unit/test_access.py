@@ -4,6 +4,7 @@ shown both ways: the case it allows and the case it refuses."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import grpc
@@ -235,6 +236,22 @@ async def test_the_sdk_signs_each_call_for_the_node_it_goes_to() -> None:
     request = pb.BalancesRequest(account="BANK01").SerializeToString()
     with pytest.raises(AccessError, match="another node"):  # control: node 0's call
         gates[1].admit(_BALANCES, request, sent[0][1])
+
+
+def test_a_call_relabeled_to_a_participant_sharing_the_key_is_refused() -> None:
+    """Participants may share a key (genesis and governance do not forbid it): the
+    signature names the participant too, so a call BANK01 signed cannot be passed off as
+    BANK02's, which would read BANK02's balances with BANK02's rights."""
+    shared = NET.participant_keys["BANK01"].public_key
+    twin = dataclasses.replace(G.participant_by_id["BANK02"], public_key=shared)
+    reg = Registry.from_values(G, [twin], G.instruments)
+    md = _md("BANK01")
+    assert verify_claim(parse_claim(md), reg, NODE, M, b"req").participant == "BANK01"
+    relabeled = ((METADATA_PARTICIPANT, "BANK02"), *md[1:])
+    with pytest.raises(AccessError, match="does not verify"):
+        verify_claim(parse_claim(relabeled), reg, NODE, M, b"req")
+    signed_as_twin = _md("BANK02", key_of="BANK01")  # control: BANK02's own call, same key
+    assert verify_claim(parse_claim(signed_as_twin), reg, NODE, M, b"req").participant == "BANK02"
 
 
 def test_a_bad_signature_takes_no_nonce_memory() -> None:

@@ -104,13 +104,16 @@ def test_a_captured_call_with_a_fresh_nonce_is_not_taken_by_the_gate() -> None:
 def test_a_request_signature_is_bound_to_its_purpose_tag() -> None:
     """A signature by the participant's key over the same fields without tags.REQUEST
     (bytes it may sign for another purpose) is not a request signature."""
-    chain, to, name, nonce = G.chain_id.encode(), NODE.encode(), M.encode(), b"n" * 16
+    chain, to, who, name = G.chain_id.encode(), NODE.encode(), b"BANK01", M.encode()
+    nonce = b"n" * 16
     untagged = b"".join(
         (
             struct.pack(">H", len(chain)),
             chain,
             struct.pack(">H", len(to)),
             to,
+            struct.pack(">H", len(who)),
+            who,
             struct.pack(">H", len(name)),
             name,
             crypto.sha256(b"req"),
@@ -118,9 +121,10 @@ def test_a_request_signature_is_bound_to_its_purpose_tag() -> None:
             nonce,
         )
     )
-    assert request_payload(G.chain_id, NODE, M, b"req", time_ms=T0, nonce=nonce) == (
-        tags.REQUEST + untagged
+    payload = request_payload(
+        G.chain_id, M, b"req", node=NODE, participant="BANK01", time_ms=T0, nonce=nonce
     )
+    assert payload == tags.REQUEST + untagged
     md = _md()
     _verify(md)  # control
     forged = NET.participant_keys["BANK01"].sign(untagged).hex()
@@ -128,16 +132,20 @@ def test_a_request_signature_is_bound_to_its_purpose_tag() -> None:
         _verify(_with(md, METADATA_SIGNATURE, forged))
 
 
-def _payload(chain: str, node: str, method: str) -> bytes:
-    return request_payload(chain, node, method, b"req", time_ms=T0, nonce=b"n")
+def _payload(chain: str, node: str, method: str, participant: str = "P") -> bytes:
+    return request_payload(
+        chain, method, b"req", node=node, participant=participant, time_ms=T0, nonce=b"n"
+    )
 
 
-def test_the_chain_id_node_and_method_are_length_prefixed() -> None:
+def test_the_chain_id_node_participant_and_method_are_length_prefixed() -> None:
     """Without its length each name runs into the next: chain "c" with a node beginning
-    "\\x00\\x02" would sign what chain "c\\x00\\x04" signs for node "nX", and node "n"
-    with a method beginning "\\x00\\x02" what node "n\\x00\\x04" calling "/q" signs."""
+    "\\x00\\x02" would sign what chain "c\\x00\\x04" signs for node "nX"; node "n" with a
+    participant beginning "\\x00\\x02" what node "n\\x00\\x04" signs for "PX"; participant
+    "P" with a method beginning "\\x00\\x02" what "P\\x00\\x04" calling "/q" signs."""
     assert _payload("c", "\x00\x02nX", "/q") != _payload("c\x00\x04", "nX", "/q")
-    assert _payload("c", "n", "\x00\x02/q") != _payload("c", "n\x00\x04", "/q")
+    assert _payload("c", "n", "/q", "\x00\x02PX") != _payload("c", "n\x00\x04", "/q", "PX")
+    assert _payload("c", "n", "\x00\x02/q", "P") != _payload("c", "n", "/q", "P\x00\x04")
     assert _payload("c", "n", "/q") == _payload("c", "n", "/q")  # control: deterministic
 
 
