@@ -878,7 +878,7 @@ MUTANTS += [
            breaks="nodes admit (and gossip) transactions whose co-signer can never count",
            tests=[_KY + "test_a_cosigner_without_the_compliance_role_or_who_is_a_party_does_not_count"]),
     Mutant("velocity-never-alerts", "node/runtime/_velocity.py",
-           old="            elif key not in self._over:",
+           old="            elif alert and key not in self._over:",
            new="            elif False:",
            breaks="an account crossing a velocity bound raises no alert",
            tests=["tests/unit/test_velocity.py::test_an_account_crossing_the_count_bound_logs_one_alert"]),
@@ -4503,5 +4503,17 @@ MUTANTS += [
            new="totals = {}",
            breaks="a value alert whose token left the window is never ended: that account's next crossing in that token raises no alert",
            tests=["tests/unit/test_intake_teeth.py::test_a_value_alert_ends_when_its_token_leaves_the_window"]),
+]
+# fmt: on
+
+# Session 23: the bug sweep E found: an account over a value bound in single moves alerted once, ever.
+# fmt: off
+MUTANTS += [
+    Mutant("velocity-fall-back-unseen-while-idle", "node/runtime/_velocity.py",
+           old="                self._check(account, time_ms, alert=False)\n",
+           new="",
+           breaks="an account that fell back within a bound while idle is only looked at with its new moves in: each single payment above the value bound after the first raises no alert",
+           tests=["tests/unit/test_intake_teeth.py::test_a_large_payment_alerts_again_once_the_account_has_fallen_back_between",
+                  "tests/unit/test_velocity.py::test_running_window_sums_alert_exactly_as_a_fresh_count_would"]),
 ]
 # fmt: on

@@ -268,3 +268,17 @@ def test_a_value_alert_ends_when_its_token_leaves_the_window() -> None:
     assert [(a.rule, a.cash) for a in watch.observe(2_001, [("A", "USD", 150)])] == [
         ("value", "USD")
     ]
+
+
+def test_a_large_payment_alerts_again_once_the_account_has_fallen_back_between() -> None:
+    """A bug this sweep found: an account paying more than the value bound in one move,
+    once every few windows, fell back within the bound between the payments (its window
+    emptied) but was only looked at with the new payment in: it alerted once, ever. Each
+    payment is a crossing (docs/cluster.md "Velocity alerts"); two in one window are not."""
+    watch = _watch(txs_max=100, value_max=100)
+    for t in (0, 5_000, 10_000):
+        (alert,) = watch.observe(t, [("A", "USD", 150)])
+        assert (alert.rule, alert.cash, alert.observed) == ("value", "USD", 150)
+    assert watch.observe(10_500, [("A", "USD", 150)]) == []  # still over: the same episode
+    (count,) = _watch(txs_max=1).observe(0, [("B", "", 0), ("B", "", 0)])
+    assert count.rule == "count"  # a block's own moves are counted before it is judged
