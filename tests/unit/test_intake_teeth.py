@@ -8,16 +8,19 @@ it refuses.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from node.config import FORWARD_LEADERS
+from node.config import FORWARD_LEADERS, SIGNERS_PER_TX_MAX
 from node.core import AddResult, Mempool, TxForward, tx_key
 from node.core.budget import Bucket
 from node.core.dissemination import Dissemination
+from node.core.refusal import Reason
 from node.invariant import InvariantError
 from node.runtime._admission import Admission
 from node.runtime._velocity import VelocityWatch, moves_of
-from node.settlement import Registry
+from node.settlement import Registry, ResultCode, TxResult
 from tests.kyc_helpers import kyc_net
 from tests.ledger_helpers import TxFactory
 from tests.unit.test_admission_control import WINDOW_MS, _busy_at, _estimator
@@ -138,6 +141,22 @@ def test_committed_lookups_cost_one_verification_per_four() -> None:
     assert not budget.available(0)  # then the new one's check: 3 - 2 - SIGNERS_PER_TX_MAX
 
 
+def test_a_forwarded_transaction_that_fails_its_check_is_charged_too() -> None:
+    """The check is the cost (signatures), whatever it finds: a peer forwarding invalid
+    transactions runs out of budget as fast as one forwarding valid ones."""
+    checked: list[bytes] = []
+
+    def check(tx: bytes) -> bool:
+        checked.append(tx)
+        return not tx.startswith(b"bad")
+
+    d, _ = spread(tx_check=check)
+    budget = Bucket(1, SIGNERS_PER_TX_MAX, 0)  # enough for one transaction
+    got = d.receive(3, TxForward((b"bad1", b"bad2", b"t1")), budget, 0)
+    assert got == [Reason.FAILS_ADMISSION, Reason.OVER_VERIFY_BUDGET]
+    assert checked == [b"bad1"] and len(d.mempool) == 0
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_in_a_small_network_a_peer_share_is_still_at_most_a_third(n: int) -> None:
     d = Dissemination(
@@ -191,6 +210,14 @@ def test_a_window_that_committed_exactly_what_it_held_does_not_lower_the_rate() 
         t += WINDOW_MS
         a.committed(last, 0, t)
         assert a.rate_tps == rate
+
+
+def test_the_hint_rounds_the_drain_time_up() -> None:
+    """At 3/s a 333 ms budget settles 0.999 of 2 held: the excess drains in 333.7 ms, so a
+    client retrying after 333 would be refused once more."""
+    a = _estimator(rate_floor_tps=3, retry_min_ms=1)
+    refused = a.check(2, 666, 0)
+    assert refused is not None and refused.retry_after_ms == 334
 
 
 @pytest.mark.parametrize(
@@ -282,3 +309,20 @@ def test_a_large_payment_alerts_again_once_the_account_has_fallen_back_between()
     assert watch.observe(10_500, [("A", "USD", 150)]) == []  # still over: the same episode
     (count,) = _watch(txs_max=1).observe(0, [("B", "", 0), ("B", "", 0)])
     assert count.rule == "count"  # a block's own moves are counted before it is judged
+
+
+def test_each_block_reads_the_reference_data_at_the_head() -> None:
+    """A cash token the registry did not know at one block (governance adds it) has its
+    value counted from the next block on."""
+    txf = TxFactory(NET)
+    raw = txf.signed(txf.transfer("BANK03", "BANK04", 700))
+    regs = iter([SimpleNamespace(instrument_by_id={}), REG])
+    watch = VelocityWatch(lambda: next(regs), window_ms=1_000, value_max=100)  # type: ignore[arg-type, return-value]
+    t = NET.genesis.genesis_time_ms
+    ok = [TxResult(b"\0" * 32, ResultCode.OK, recorded=True)]
+    assert watch.block(t, [raw], ok) == []  # no cash token known: no value
+    alerts = watch.block(t + 1, [raw], ok)
+    assert sorted((a.account, a.rule, a.observed) for a in alerts) == [
+        ("BANK03", "value", 700),
+        ("BANK04", "value", 700),
+    ]
