@@ -131,13 +131,18 @@ class VelocityWatch:
             window = self._windows.get(account)
             if window is None:
                 window = self._windows[account] = _Window(self.events_max)
+            if account not in touched:
+                # Only accounts that move can cross a bound; the others are looked at when
+                # next they move (a window only shrinks while an account is idle). Whether
+                # it fell back within a bound meanwhile is judged before its new moves.
+                touched.add(account)
+                self._check(account, time_ms, alert=False)
             window.add(time_ms, cash, value)
-            touched.add(account)
-        # Only accounts that moved can cross a bound; the others are looked at when next
-        # they move (a window only shrinks while an account is idle).
         return [a for account in sorted(touched) for a in self._check(account, time_ms)]
 
-    def _check(self, account: str, time_ms: int) -> list[Alert]:
+    def _check(self, account: str, time_ms: int, *, alert: bool = True) -> list[Alert]:
+        """End the alerts of the bounds ``account`` is within at ``time_ms`` and, if
+        ``alert``, raise those of the bounds it has just crossed."""
         window = self._windows[account]
         window.expire(time_ms - self.window_ms)
         totals = {cash: 0 for (acc, rule, cash) in self._over if acc == account and cash}
@@ -149,7 +154,7 @@ class VelocityWatch:
             key = (account, rule, cash)
             if observed <= limit:
                 self._over.discard(key)
-            elif key not in self._over:
+            elif alert and key not in self._over:
                 self._over.add(key)
                 out.append(Alert(account, rule, observed, limit, cash))
         return out

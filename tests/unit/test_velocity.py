@@ -81,29 +81,38 @@ def _reference_alerts(
     events_max: int,
 ) -> list[list[tuple[str, str, int, str]]]:
     """The rule stated plainly: per block, each touched account's moves in the window (at
-    most ``events_max``, oldest dropped), counted and summed per cash token afresh."""
+    most ``events_max``, oldest dropped), counted and summed per cash token afresh; an
+    alert ends where the account is within its bound, before the block's moves (it fell
+    back meanwhile) or after them."""
     kept: dict[str, list[tuple[int, str, int]]] = {}
     over: set[tuple[str, str, str]] = set()
     out = []
+
+    def check(account: str, time_ms: int, alerts: list[tuple[str, str, int, str]] | None) -> None:
+        kept[account] = [m for m in kept.get(account, []) if m[0] > time_ms - window_ms]
+        totals = {c: 0 for (a, _, c) in over if a == account and c}
+        for _, cash, value in kept[account]:
+            if cash:
+                totals[cash] = totals.get(cash, 0) + value
+        checks = [("count", "", len(kept[account]), txs_max)]
+        checks += [("value", c, v, value_max) for c, v in sorted(totals.items())]
+        for rule, cash, observed, limit in checks:
+            if observed <= limit:
+                over.discard((account, rule, cash))
+            elif alerts is not None and (account, rule, cash) not in over:
+                over.add((account, rule, cash))
+                alerts.append((account, rule, observed, cash))
+
     for time_ms, block in moves:
+        touched = sorted({a for a, _, _ in block})
+        for account in touched:
+            check(account, time_ms, None)
         for account, cash, value in block:
             kept.setdefault(account, []).append((time_ms, cash, value))
             kept[account] = kept[account][-events_max:]
-        alerts = []
-        for account in sorted({a for a, _, _ in block}):
-            kept[account] = [m for m in kept[account] if m[0] > time_ms - window_ms]
-            totals = {c: 0 for (a, _, c) in over if a == account and c}
-            for _, cash, value in kept[account]:
-                if cash:
-                    totals[cash] = totals.get(cash, 0) + value
-            checks = [("count", "", len(kept[account]), txs_max)]
-            checks += [("value", c, v, value_max) for c, v in sorted(totals.items())]
-            for rule, cash, observed, limit in checks:
-                if observed <= limit:
-                    over.discard((account, rule, cash))
-                elif (account, rule, cash) not in over:
-                    over.add((account, rule, cash))
-                    alerts.append((account, rule, observed, cash))
+        alerts: list[tuple[str, str, int, str]] = []
+        for account in touched:
+            check(account, time_ms, alerts)
         out.append(alerts)
     return out
 
