@@ -20,6 +20,7 @@ import pytest
 from node.access import Caller
 from node.config import (
     ADMISSION_DEADLINE_DEFAULT_MS,
+    BLOCK_STREAMS_PER_CONNECTION_MAX,
     ID_BYTES_MAX,
     SUBMIT_STREAMS_PER_CONNECTION_MAX,
     TIMELINE_SPAN_MAX,
@@ -32,14 +33,17 @@ from node.runtime import _api as api
 from node.runtime._access import Gate
 from node.runtime._api import LedgerService
 from node.runtime._timeline import Step, Timeline
-from node.settlement import Registry, SignedTx
+from node.settlement import Registry, Role, SignedTx
 from node.store import MemoryStore
 from node.wire import ledger_pb2 as pb
 from tests import freeze_helpers, lock_helpers
 from tests.chain_helpers import Chain
+from tests.gov_helpers import set_roles
+from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import TxFactory, run_block, shared_net
 from tests.repo_helpers import RepoTx
 from tests.reserve_helpers import attest_custody, attest_reserves, backed_net
+from tests.unit.test_whole_blocks import _expired
 
 NET = backed_net()
 BOND, OTHER_BOND, CASH = NET.bonds[0], NET.bonds[1], NET.cash
@@ -249,6 +253,18 @@ async def test_a_repo_read_takes_only_well_formed_ids(
         assert await _repos(svc, who, **{field: bad}) == grpc.StatusCode.INVALID_ARGUMENT, bad
 
 
+async def test_prices_of_an_instrument_that_is_no_collateral_are_not_found(
+    svc: LedgerService,
+) -> None:
+    """The demo genesis makes no instrument eligible collateral: every price list is
+    empty, and one instrument's is NOT_FOUND, the status of an unknown id (the module's
+    contract: INVALID_ARGUMENT is for requests that can never succeed)."""
+    got = await _call(svc, "GetPrices", pb.PricesRequest(), "BANK01")
+    assert not isinstance(got, grpc.StatusCode) and list(got.instruments) == []
+    req = pb.PricesRequest(instrument=BOND)
+    assert await _call(svc, "GetPrices", req, "BANK01") == grpc.StatusCode.NOT_FOUND
+
+
 # --- bounds --------------------------------------------------------------------------------
 
 
@@ -395,10 +411,9 @@ async def test_one_connection_holds_at_most_its_share_of_finality_waits() -> Non
     await asyncio.sleep(0)
     try:
         assert not any(t.done() for t in [*parked, other])  # every one of them parked
-        assert (
-            await _as("BANK01", svc.WaitForFinality(req, mine))
-            == grpc.StatusCode.RESOURCE_EXHAUSTED
-        )  # type: ignore[arg-type]
+        async with asyncio.timeout(5):  # refused at once, not parked
+            extra = await _as("BANK01", svc.WaitForFinality(req, mine))  # type: ignore[arg-type]
+        assert extra == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         release.set()
         await asyncio.gather(*parked, other, return_exceptions=True)
@@ -417,7 +432,8 @@ async def test_one_connection_holds_at_most_its_share_of_submit_streams() -> Non
             assert first.WhichOneof("kind") == "opened"
         extra = svc.SubmitStream(_Requests(), _PeerCtx("ipv4:10.0.0.1:4000"))  # type: ignore[arg-type]
         with pytest.raises(_Aborted) as refused:
-            await anext(extra)  # type: ignore[call-overload]
+            async with asyncio.timeout(5):  # refused at once, not parked
+                await anext(extra)  # type: ignore[call-overload]
         assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         elsewhere = svc.SubmitStream(_Requests(), _PeerCtx("ipv4:10.0.0.2:4000"))  # type: ignore[arg-type]
         opened.append(elsewhere)
@@ -425,6 +441,34 @@ async def test_one_connection_holds_at_most_its_share_of_submit_streams() -> Non
     finally:
         for events in opened:
             await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_one_connection_holds_at_most_its_share_of_block_streams() -> None:
+    """Each block stream parks a task until the client leaves: one connection holds at
+    most BLOCK_STREAMS_PER_CONNECTION_MAX; another connection still opens one."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))
+    req = pb.StreamBlocksRequest()  # blocks from now on: each stream parks
+
+    def stream(peer: str) -> AsyncIterator[pb.BlockInfo]:
+        return svc.StreamBlocks(req, _PeerCtx(peer))  # type: ignore[arg-type]
+
+    streams = [stream("ipv4:10.0.0.1:4000") for _ in range(BLOCK_STREAMS_PER_CONNECTION_MAX)]
+    streams.append(stream("ipv4:10.0.0.2:4000"))
+    parked = [asyncio.ensure_future(anext(s)) for s in streams]  # type: ignore[call-overload]
+    try:
+        await asyncio.sleep(0)
+        assert not any(t.done() for t in parked)
+        extra = stream("ipv4:10.0.0.1:4000")
+        with pytest.raises(_Aborted) as refused:
+            async with asyncio.timeout(5):  # refused at once, not parked
+                await anext(extra)  # type: ignore[call-overload]
+        assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        for t in parked:
+            t.cancel()
+        await asyncio.gather(*parked, return_exceptions=True)
 
 
 async def test_a_halted_node_refuses_a_submit_stream_before_opening_it() -> None:
@@ -439,6 +483,95 @@ async def test_a_halted_node_refuses_a_submit_stream_before_opening_it() -> None
         assert refused.value.code is grpc.StatusCode.UNAVAILABLE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_read_of_the_head_gives_up_waiting_for_its_proof(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GetBlock of a head with transactions waits for the block that proves it, at most
+    BLOCK_PROOF_WAIT_MS (here 20 ms); then the head goes without the proof. No block
+    follows here: the read must still end, not spin on a wait already over."""
+    monkeypatch.setattr(api, "BLOCK_PROOF_WAIT_MS", 20)
+    node, tid = _one_trade()
+    svc = LedgerService(node, {})
+    async with asyncio.timeout(30):
+        got = await _as("BANK01", svc.GetBlock(pb.BlockRequest(height=1), _Ctx()))  # type: ignore[arg-type]
+    assert [r.tx_id for r in got.results] == [tid]
+    assert got.filtered and not got.result_paths  # shown, with no proof of its result yet
+
+
+async def test_an_idle_blocks_readers_are_its_own_heights_observers() -> None:
+    """An idle block has no party index: whether a caller reads it whole is the
+    registry's role history at that block (ADR 0025). Block 2 is idle; block 3 demotes
+    AUDITOR. AUDITOR still reads block 2 whole, a block of its auditor days: the change
+    of block 3 counts from block 3 on. Controls: the idle block 4, after the demotion,
+    and block 2 for a trader that never observed, are filtered."""
+    net = shared_net()
+    chain, txf = Chain(net), TxFactory(net)
+    chain.commit([txf.signed(txf.dvp())])
+    chain.commit([])
+    chain.commit([gov_signed(net, set_roles(txf, "AUDITOR", frozenset({Role.TRADER})))])
+    chain.commit([])
+    chain.commit([])
+    assert [int(r.code) for r in chain.outcomes[3].results if not r.event] == [80]
+    svc = LedgerService(chain.node(), {})
+
+    async def filtered(who: str, height: int) -> bool:
+        Gate.enter(Caller(who, observer=False))  # as the gate has them now
+        got = await svc.GetBlock(pb.BlockRequest(height=height), _Ctx())  # type: ignore[arg-type]
+        return bool(got.filtered)
+
+    assert not await filtered("AUDITOR", 2)
+    assert await filtered("AUDITOR", 4)
+    assert await filtered("BANK02", 2)
+
+
+async def test_a_block_stream_from_height_0_sends_only_blocks_committed_from_then_on() -> None:
+    net = shared_net()
+    chain, txf = Chain(net), TxFactory(net)
+    chain.commit([txf.signed(txf.dvp())])
+    chain.commit([])  # the head, idle: nothing waits for a proof
+    node = chain.node()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))
+    blocks = svc.StreamBlocks(pb.StreamBlocksRequest(), _PeerCtx())  # type: ignore[arg-type]
+    first = asyncio.ensure_future(anext(blocks))  # type: ignore[call-overload]
+    try:
+        await asyncio.sleep(0.01)
+        assert not first.done(), "the stream sent a block committed before it opened"
+        chain.commit([])
+        node._head_changed.set()  # what the node's commit does
+        async with asyncio.timeout(30):
+            assert (await first).height == 3
+    finally:
+        first.cancel()
+        await blocks.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_filtered_block_stream_sends_an_events_only_head_at_once() -> None:
+    """Block 3, the head, holds only an event (a pending DvP's FAILED_DEADLINE). A
+    filtered copy shows no events and, with no transactions, needs no proof: BANK01's
+    stream sends it without waiting for block 4 (which, on a quiet network, may not come
+    until the next transaction), as its GetBlock does."""
+    chain, _ = _expired()
+    svc = LedgerService(chain.node(), {})
+    Gate.enter(Caller("BANK01", observer=False))
+    blocks = svc.StreamBlocks(pb.StreamBlocksRequest(from_height=3), _PeerCtx())  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(5):
+            info = await anext(blocks)  # type: ignore[call-overload]
+        assert info.height == 3 and info.filtered
+    finally:
+        await blocks.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_nodes_status_lists_its_peers_not_itself() -> None:
+    node, _ = _one_trade()
+    links: Any = {i: SimpleNamespace(connected=i != 2) for i in (1, 2, 3)}
+    svc = LedgerService(node, links)
+    status = await _as("BANK01", svc.GetStatus(pb.StatusRequest(), _Ctx()))  # type: ignore[arg-type]
+    assert [(p.validator, p.connected) for p in status.peers] == [(1, True), (2, False), (3, True)]
+    assert (status.validator, status.height, status.peers_connected) == (0, 1, 2)
 
 
 class _Judged(Exception):
