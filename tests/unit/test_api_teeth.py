@@ -334,7 +334,7 @@ async def test_a_transaction_is_pending_to_anyone_unknown_not_found_and_a_bad_id
     node, tid = _one_trade()
     svc = LedgerService(node, {})
     held = b"\x07" * 32
-    node.is_pending = lambda t: t == held  # type: ignore[method-assign]
+    node.is_pending = lambda tid: tid == held  # type: ignore[method-assign]
 
     async def state(who: str, tx_id: bytes) -> Any:
         got = await _as(who, svc.GetTransaction(pb.TransactionRequest(tx_id=tx_id), _Ctx()))  # type: ignore[arg-type]
@@ -385,8 +385,9 @@ async def test_a_finality_wait_is_no_longer_than_the_node_allows(
     node.wait_for = wait_for  # type: ignore[method-assign]
     req = pb.WaitRequest(tx_id=b"\x09" * 32, timeout_ms=asked_ms)
     assert (
-        await _as("BANK01", svc.WaitForFinality(req, _Ctx())) == grpc.StatusCode.DEADLINE_EXCEEDED
-    )  # type: ignore[arg-type]
+        await _as("BANK01", svc.WaitForFinality(req, _Ctx()))  # type: ignore[arg-type]
+        == grpc.StatusCode.DEADLINE_EXCEEDED
+    )
     assert [round(s * 1000) for s in asked] == [waited_ms]
 
 
@@ -428,16 +429,16 @@ async def test_one_connection_holds_at_most_its_share_of_submit_streams() -> Non
         for _ in range(SUBMIT_STREAMS_PER_CONNECTION_MAX):
             events = svc.SubmitStream(_Requests(), _PeerCtx("ipv4:10.0.0.1:4000"))  # type: ignore[arg-type]
             opened.append(events)
-            first = await anext(events)  # type: ignore[call-overload]
+            first = await anext(events)
             assert first.WhichOneof("kind") == "opened"
         extra = svc.SubmitStream(_Requests(), _PeerCtx("ipv4:10.0.0.1:4000"))  # type: ignore[arg-type]
         with pytest.raises(_Aborted) as refused:
             async with asyncio.timeout(5):  # refused at once, not parked
-                await anext(extra)  # type: ignore[call-overload]
+                await anext(extra)
         assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         elsewhere = svc.SubmitStream(_Requests(), _PeerCtx("ipv4:10.0.0.2:4000"))  # type: ignore[arg-type]
         opened.append(elsewhere)
-        assert (await anext(elsewhere)).WhichOneof("kind") == "opened"  # type: ignore[call-overload]
+        assert (await anext(elsewhere)).WhichOneof("kind") == "opened"
     finally:
         for events in opened:
             await events.aclose()  # type: ignore[attr-defined]
@@ -456,14 +457,14 @@ async def test_one_connection_holds_at_most_its_share_of_block_streams() -> None
 
     streams = [stream("ipv4:10.0.0.1:4000") for _ in range(BLOCK_STREAMS_PER_CONNECTION_MAX)]
     streams.append(stream("ipv4:10.0.0.2:4000"))
-    parked = [asyncio.ensure_future(anext(s)) for s in streams]  # type: ignore[call-overload]
+    parked = [asyncio.ensure_future(anext(s)) for s in streams]
     try:
         await asyncio.sleep(0)
         assert not any(t.done() for t in parked)
         extra = stream("ipv4:10.0.0.1:4000")
         with pytest.raises(_Aborted) as refused:
             async with asyncio.timeout(5):  # refused at once, not parked
-                await anext(extra)  # type: ignore[call-overload]
+                await anext(extra)
         assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         for t in parked:
@@ -479,7 +480,7 @@ async def test_a_halted_node_refuses_a_submit_stream_before_opening_it() -> None
     events = svc.SubmitStream(_Requests(), _PeerCtx())  # type: ignore[arg-type]
     try:
         with pytest.raises(_Aborted) as refused:
-            await anext(events)  # type: ignore[call-overload]
+            await anext(events)
         assert refused.value.code is grpc.StatusCode.UNAVAILABLE
     finally:
         await events.aclose()  # type: ignore[attr-defined]
@@ -535,7 +536,7 @@ async def test_a_block_stream_from_height_0_sends_only_blocks_committed_from_the
     svc = LedgerService(node, {})
     Gate.enter(Caller("BANK01", observer=False))
     blocks = svc.StreamBlocks(pb.StreamBlocksRequest(), _PeerCtx())  # type: ignore[arg-type]
-    first = asyncio.ensure_future(anext(blocks))  # type: ignore[call-overload]
+    first = asyncio.ensure_future(anext(blocks))
     try:
         await asyncio.sleep(0.01)
         assert not first.done(), "the stream sent a block committed before it opened"
@@ -559,7 +560,7 @@ async def test_a_filtered_block_stream_sends_an_events_only_head_at_once() -> No
     blocks = svc.StreamBlocks(pb.StreamBlocksRequest(from_height=3), _PeerCtx())  # type: ignore[arg-type]
     try:
         async with asyncio.timeout(5):
-            info = await anext(blocks)  # type: ignore[call-overload]
+            info = await anext(blocks)
         assert info.height == 3 and info.filtered
     finally:
         await blocks.aclose()  # type: ignore[attr-defined]
