@@ -43,31 +43,13 @@ from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import TxFactory, run_block, shared_net
 from tests.repo_helpers import RepoTx
 from tests.reserve_helpers import attest_custody, attest_reserves, backed_net
+from tests.unit.test_client_api_hostile import _Aborted, _Ctx
 from tests.unit.test_whole_blocks import _expired
 
 NET = backed_net()
 BOND, OTHER_BOND, CASH = NET.bonds[0], NET.bonds[1], NET.cash
 OBSERVERS = ("REGULATOR", "COMPLIANCE", "AUDITOR")
 REPOS = (("BANK01", "BANK02"), ("BANK01", "BANK06"), ("BANK04", "BANK05"))
-
-
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(code, message)
-        self.code, self.message = code, message
-
-
-class _Ctx:
-    """What a servicer's unary method uses of its context."""
-
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:5000"
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    async def abort(self, code: grpc.StatusCode, message: str, trailing: object = None) -> None:
-        raise _Aborted(code, message)
 
 
 @pytest.fixture(scope="module")
