@@ -14,10 +14,9 @@ signature to this one call, the chain id to this network, the node (the genesis 
 validator whose pinned certificate the caller's TLS channel checked, ``val03``) to the one
 validator it was sent to, so that its operator cannot replay it at another, the
 participant to the caller it names (participants may share a key); the time and nonce let
-that node refuse replays
-(node/runtime/_access.py keeps the clock window and the nonce cache). A
-stream's requests are not covered one by one: a SubmitStream is signed over the empty
-request (its transactions carry their own signatures).
+that node refuse replays (node/runtime/_access.py keeps the clock window and the nonce
+cache). A stream's requests are not covered one by one: a SubmitStream is signed over the
+empty request (its transactions carry their own signatures).
 
 The authorization rules are pure functions of the caller, the reference data (a
 ``Registry``) and the data:
