@@ -232,7 +232,8 @@ def verify_claim(claim: Claim, reg: Registry, node: str, method: str, request: b
     if not crypto.verify(p.public_key, payload, claim.signature):
         raise AccessError(
             f"the request signature does not verify under {p.id}'s current key "
-            f"(another key, chain, method or request, or signed for another node than {node})"
+            f"(another key, chain, participant, method or request, or signed for another node "
+            f"than {node})"
         )
     return Caller(p.id, p.observer, p.public_key)
 
