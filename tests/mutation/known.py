@@ -4401,11 +4401,6 @@ MUTANTS += [
            new="    return target, node.id\n",
            breaks="the operator tools sign for network.json's id, unchecked: a run directory whose ids are not genesis's has every tool call refused",
            tests=["tests/unit/test_review23_hostile.py::test_the_tools_sign_for_the_validator_the_sdk_signs_for"]),
-    Mutant("validators-share-one-request-name", "node/runtime/_server.py",
-           old="Gate(node.registry, wall_ms, genesis.validators[cfg.validator].id)",
-           new="Gate(node.registry, wall_ms, genesis.validators[0].id)",
-           breaks="every validator takes calls signed for the first: a call sent to one is replayed at the others",
-           tests=["tests/cluster/test_access.py::test_a_call_signed_for_one_node_is_refused_by_the_others"]),
 ]
 # fmt: on
 
