@@ -9,8 +9,9 @@ run directories, and the CPU that a cluster's timeouts need).
 - every test under tests/cluster/ and tests/packaging/ is serial: each starts processes;
 - elsewhere a test says so itself with ``@pytest.mark.serial``;
 - a known mutant (tests/mutation) is serial when a test it names is (``names_serial_test``);
-  the others are ``child_pytest``: they may start the one ``python -m pytest`` that runs
-  their named tests, which are all guarded the same way in the child.
+  the others are ``child_pytest``: they may start ``python -m pytest`` (the named tests,
+  which are all guarded the same way in the child) and the warm runner that forks such
+  children, one per xdist worker (tests/mutation/warm.py).
 
 The guard: while a test without the ``serial`` marker runs (setup, call and teardown),
 starting a process fails it. An audit hook sees ``subprocess.Popen`` (asyncio's
@@ -31,6 +32,7 @@ from typing import Any
 import pytest
 
 SERIAL_DIRS = ("tests/cluster/", "tests/packaging/")
+WARM_RUNNER = "tests.mutation.warm"  # forks the known mutants' child pytest runs
 # Audit events (docs.python.org "Audit events table") that start a process.
 SPAWN_EVENTS = frozenset(
     {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system",
@@ -75,7 +77,7 @@ def _is_child_pytest(event: str, args: tuple[Any, ...]) -> bool:
     if event != "subprocess.Popen":
         return False
     argv = [str(a) for a in (args[1] if isinstance(args[1], list | tuple) else [args[1]])]
-    return argv[:3] == [sys.executable, "-m", "pytest"]
+    return argv[:3] in ([sys.executable, "-m", "pytest"], [sys.executable, "-m", WARM_RUNNER])
 
 
 class ProcessGuard:

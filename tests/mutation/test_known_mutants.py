@@ -3,19 +3,26 @@ named tests fail, and those tests must pass without it.
 
 Each mutant is applied to a fresh copy of the repository's ``node/`` (generated protobuf
 code included), ``client/``, ``devtools/``, ``tests/``, ``docs/``, ``docker/`` and
-``pyproject.toml``; the named tests run there in a subprocess with the copy first on the
-path. Only pytest's exit code 1 (tests failed) counts as killed: 0 is a surviving mutant,
-and 2-5 (interrupted, internal error, usage error, no tests collected) mean the mutant or
-the test ids are broken.
+``pyproject.toml``; the named tests run there in a child pytest with the copy first on the
+path, forked by a warm runner that imported pytest and the third-party libraries once
+(tests/mutation/warm.py), with the Hypothesis profile that does not shrink. The copies
+share bytecode compiled once in the unmutated copy; the mutated file compiles afresh. Only
+pytest's exit code 1 (tests failed) counts as killed: 0 is a surviving mutant, and 2-5
+(interrupted, internal error, usage error, no tests collected) mean the mutant or the test
+ids are broken.
 """
 
 from __future__ import annotations
 
+import compileall
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +32,11 @@ from tests.mutation.driver import ROOT, copy_repo
 from tests.mutation.known import MUTANTS, Mutant
 
 RUN_TIMEOUT_S = 120  # one mutant's named tests
-# The control runs every named test in one process (48 s on a quiet machine with 293
-# mutants, and growing with the catalogue): a slow CI machine must not fail it.
+# The control runs every named test in one process (89 s on a quiet machine with 918
+# mutants, for the serial run's share; growing with the catalogue): a slow CI machine
+# must not fail it.
 CONTROL_TIMEOUT_S = 900
+NAMED = sorted({t for m in MUTANTS for t in m.tests})
 _EXIT_MEANING = {
     0: "all tests passed: the mutant SURVIVED",
     2: "pytest was interrupted (the mutant may break collection or import)",
@@ -45,7 +54,64 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("known-mutants") / "pristine"
     dst.mkdir()
     copy_repo(dst)
+    # Bytecode once for every copy (copies keep the sources' times, so it stays valid
+    # but for the mutated file, whose time and size change), the test modules' as
+    # pytest rewrites them included: collecting them writes it.
+    compileall.compile_dir(dst, quiet=1, workers=1)
+    files = sorted({t.split("::")[0] for t in NAMED})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", *files],
+        cwd=dst, env=_child_env(dst, bytecode=True), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"the named test files do not collect:\n{proc.stdout[-3000:]}"
     return dst
+
+
+class Warm:
+    """One warm runner (tests/mutation/warm.py) per pytest process, fed one run at a time."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.mutation.warm"],
+            cwd=cwd, env=_child_env(cwd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+
+    def run(self, repo: Path, args: list[str], timeout_s: float) -> tuple[int | None, str]:
+        """pytest's exit code in ``repo`` (None past ``timeout_s``) and its output's tail."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        request = {"repo": str(repo), "args": args, "env": _child_env(repo), "timeout_s": timeout_s}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            pytest.fail(f"the warm runner ended (exit {self.proc.wait()})")
+        reply = json.loads(line)
+        return reply["rc"], reply["output"]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def warm(pristine: Path) -> Iterator[Warm]:
+    runner = Warm(pristine)
+    yield runner
+    runner.close()
+
+
+def _child_env(repo: Path, bytecode: bool = False) -> dict[str, str]:
+    """A child's environment: the copy first on the path, the Hypothesis profile that
+    does not shrink, and bytecode written only when ``bytecode`` (this machine's
+    environment sets PYTHONDONTWRITEBYTECODE)."""
+    env = dict(os.environ, PYTHONPATH=str(repo), HYPOTHESIS_PROFILE="mutants")
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
 
 
 def _copy(pristine: Path, name: str) -> Path:
@@ -55,15 +121,10 @@ def _copy(pristine: Path, name: str) -> Path:
 
 
 def _pytest(
-    repo: Path, ids: list[str], timeout_s: float = RUN_TIMEOUT_S
-) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(repo), PYTHONDONTWRITEBYTECODE="1")
-    env.pop("PYTEST_ADDOPTS", None)
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-    cmd += [f"--basetemp={repo / '.pt'}", *ids]
-    return subprocess.run(
-        cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
+    warm: Warm, repo: Path, ids: list[str], timeout_s: float = RUN_TIMEOUT_S
+) -> tuple[int | None, str]:
+    args = ["-x", "-q", "-p", "no:cacheprovider", f"--basetemp={repo / '.pt'}", *ids]
+    return warm.run(repo, args, timeout_s)
 
 
 def _apply(repo: Path, m: Mutant) -> None:
@@ -73,6 +134,8 @@ def _apply(repo: Path, m: Mutant) -> None:
     if count != 1:
         pytest.fail(f"mutant {m.id}: its old text occurs {count} times in {m.file}, need 1")
     path.write_text(text.replace(m.old, m.new))
+    for pyc in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+        pyc.unlink()  # the unmutated copy's bytecode of it
 
 
 def test_catalogue_is_well_formed() -> None:
@@ -95,58 +158,140 @@ def _param(m: Mutant) -> object:
     return pytest.param(m, id=m.id, marks=run)
 
 
-@pytest.mark.serial  # it runs every named test, the cluster tests among them
-def test_named_tests_pass_without_the_mutants(pristine: Path) -> None:
-    """The control: every named test passes on the unmutated copy, and the copy (not the
-    installed working tree) is what the subprocess imports."""
-    repo = _copy(pristine, "control")
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    where = subprocess.run(
-        [sys.executable, "-c", "import node, tests; print(node.__file__, tests.__file__)"],
-        cwd=repo, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    for path in where.stdout.split():
-        assert Path(path).is_relative_to(repo), f"the copy imports {path}, not its own code"
-    ids = sorted({t for m in MUTANTS for t in m.tests})
-    proc = _pytest(repo, ids, CONTROL_TIMEOUT_S)
-    assert proc.returncode == 0, f"named tests fail WITHOUT any mutant:\n{proc.stdout[-4000:]}"
+HARMLESS = Mutant(
+    "harmless", "node/core/quorum.py", old="(for 26 validators: 18)", new="(26: 18)",
+    breaks="nothing (a docstring)", tests=["tests/unit/test_quorum.py::test_classic_quorum"],
+)  # fmt: skip
+# Run in a copy with HARMLESS applied: the child imports the copy's code and the mutated
+# file's new text.
+WHERE_TEST = """
+import os
+from pathlib import Path
+
+import node
+import tests
+from node.core import quorum
 
 
-def _why_alive(mutant: Mutant, proc: subprocess.CompletedProcess[str]) -> str | None:
+def test_where():
+    repo = Path(os.environ["PYTHONPATH"])
+    for module in (node, tests, quorum):
+        assert Path(module.__file__).is_relative_to(repo), module.__file__
+    assert "(26: 18)" in quorum.__doc__ + "".join(
+        f.__doc__ or "" for f in vars(quorum).values() if callable(f)
+    )
+"""
+
+
+@pytest.mark.parametrize(
+    "serial",
+    [
+        pytest.param(False, id="in-parallel", marks=pytest.mark.child_pytest),
+        pytest.param(True, id="serial", marks=pytest.mark.serial),  # clusters among them
+    ],
+)
+def test_named_tests_pass_without_the_mutants(pristine: Path, warm: Warm, serial: bool) -> None:
+    """The control: every named test passes on the unmutated copy. Those of make test's
+    parallel run are run in it, the others in the serial run."""
+    repo = _copy(pristine, f"control-{serial}")
+    ids = [t for t in NAMED if names_serial_test([t]) == serial]
+    rc, output = _pytest(warm, repo, ids, CONTROL_TIMEOUT_S)
+    assert ids and rc == 0, f"named tests fail WITHOUT any mutant:\n{output[-4000:]}"
+
+
+@pytest.mark.child_pytest
+def test_the_child_runs_the_copys_code(pristine: Path, warm: Warm) -> None:
+    """The warm runner's child imports the copy's code: not the working tree's, and not
+    the unmutated copy's bytecode for the file a mutant changed."""
+    where = _copy(pristine, "where")
+    _apply(where, HARMLESS)
+    (where / "tests" / "unit" / "test_where.py").write_text(WHERE_TEST)
+    rc, output = _pytest(warm, where, ["tests/unit/test_where.py::test_where"])
+    assert rc == 0, f"the child does not run the copy's code:\n{output[-4000:]}"
+
+
+def _why_alive(mutant: Mutant, rc: int | None, output: str) -> str | None:
     """None when the mutant was killed (exit code 1), else what went wrong."""
-    if proc.returncode == 1:
+    if rc == 1:
         return None
-    meaning = _EXIT_MEANING.get(proc.returncode, "unexpected exit code")
+    if rc is None:
+        meaning = "its tests ran past their time bound"
+    else:
+        meaning = _EXIT_MEANING.get(rc, "unexpected exit code")
     return (
         f"mutant {mutant.id} ({mutant.breaks}) in {mutant.file}: pytest exit "
-        f"{proc.returncode}, {meaning}; tests {mutant.tests}\n"
-        f"{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        f"{rc}, {meaning}; tests {mutant.tests}\n{output[-5000:]}"
     )
 
 
 @pytest.mark.parametrize("mutant", [_param(m) for m in MUTANTS])
-def test_known_mutant_is_killed(pristine: Path, mutant: Mutant) -> None:
+def test_known_mutant_is_killed(pristine: Path, warm: Warm, mutant: Mutant) -> None:
     repo = _copy(pristine, mutant.id)
     _apply(repo, mutant)
-    why = _why_alive(mutant, _pytest(repo, mutant.tests))
+    why = _why_alive(mutant, *_pytest(warm, repo, mutant.tests))
     if why is not None:
         pytest.fail(why)
+    shutil.rmtree(repo)  # kept when the mutant survives, to look at
 
 
 @pytest.mark.child_pytest
 def test_negative_control_a_harmless_mutant_or_a_wrong_test_id_is_reported(
-    pristine: Path,
+    pristine: Path, warm: Warm
 ) -> None:
     """The checker itself fires: a mutant no test can see survives (exit 0) and a test id
     that names nothing is an error (exit 4 or 5); neither passes as killed."""
-    harmless = Mutant(
-        "harmless", "node/core/quorum.py", old="(for 26 validators: 18)", new="(26: 18)",
-        breaks="nothing (a docstring)", tests=["tests/unit/test_quorum.py::test_classic_quorum"],
-    )  # fmt: skip
     repo = _copy(pristine, "negative-control")
-    _apply(repo, harmless)
-    survived = _why_alive(harmless, _pytest(repo, harmless.tests))
+    _apply(repo, HARMLESS)
+    survived = _why_alive(HARMLESS, *_pytest(warm, repo, HARMLESS.tests))
     assert survived is not None and "SURVIVED" in survived
-    wrong_id = dataclasses.replace(harmless, tests=["tests/unit/test_quorum.py::no_such"])
-    broken = _why_alive(wrong_id, _pytest(repo, wrong_id.tests))
+    wrong_id = dataclasses.replace(HARMLESS, tests=["tests/unit/test_quorum.py::no_such"])
+    broken = _why_alive(wrong_id, *_pytest(warm, repo, wrong_id.tests))
     assert broken is not None and ("exit 4" in broken or "exit 5" in broken), broken
+
+
+HANGS = """
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.serial  # it starts a process
+def test_hangs():
+    # A validator-like process in its own session, its command line naming the copy.
+    repo = os.environ["PYTHONPATH"]
+    code = "import sys, time; time.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", code, repo], start_new_session=True)
+    (Path(repo) / "started.pid").write_text(str(proc.pid))
+    time.sleep(600)
+"""
+
+
+@pytest.mark.child_pytest
+def test_a_run_past_its_bound_is_reported_and_what_it_started_is_killed(
+    pristine: Path, warm: Warm
+) -> None:
+    """A mutant whose tests hang is not killed by them: the run ends at its bound, and
+    the processes it started, in its own session too, end with it."""
+    repo = _copy(pristine, "hangs")
+    (repo / "tests" / "unit" / "test_hangs.py").write_text(HANGS)
+    rc, output = _pytest(warm, repo, ["tests/unit/test_hangs.py::test_hangs"], timeout_s=5)
+    why = _why_alive(HARMLESS, rc, output)
+    assert why is not None and "ran past their time bound" in why, output
+    pid = int((repo / "started.pid").read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "the process the hung run started is alive"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that may never reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

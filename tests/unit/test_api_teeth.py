@@ -477,7 +477,7 @@ async def test_a_read_of_the_head_gives_up_waiting_for_its_proof(
     monkeypatch.setattr(api, "BLOCK_PROOF_WAIT_MS", 20)
     node, tid = _one_trade()
     svc = LedgerService(node, {})
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(5):
         got = await _as("BANK01", svc.GetBlock(pb.BlockRequest(height=1), _Ctx()))  # type: ignore[arg-type]
     assert [r.tx_id for r in got.results] == [tid]
     assert got.filtered and not got.result_paths  # shown, with no proof of its result yet

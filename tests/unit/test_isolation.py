@@ -70,6 +70,13 @@ def test_child_pytest_may_start_no_other_process():
 def test_child_pytest_may_start_pytest():
     subprocess.run([sys.executable, "-m", "pytest", "--version"], check=True)
 
+@pytest.mark.child_pytest
+def test_child_pytest_may_start_the_warm_runner():
+    subprocess.run([sys.executable, "-m", "tests.mutation.warm"], input=b"", check=True)
+
+def test_warm_runner_unmarked():
+    subprocess.run([sys.executable, "-m", "tests.mutation.warm"], input=b"", check=True)
+
 @pytest.mark.serial
 def test_serial_may():
     subprocess.run(["true"], check=True)
@@ -89,8 +96,12 @@ FLAGGED = {
     "test_popen": "FAILED", "test_swallowed": "FAILED", "test_in_a_fixture": "ERROR",
     "test_os_system": "FAILED", "test_fork": "FAILED", "test_multiprocessing_spawn": "FAILED",
     "test_asyncio_subprocess": "FAILED", "test_child_pytest_may_start_no_other_process": "FAILED",
+    "test_warm_runner_unmarked": "FAILED",
 }  # fmt: skip
-PASSED = ["test_child_pytest_may_start_pytest", "test_serial_may", "test_computes"]
+PASSED = [
+    "test_child_pytest_may_start_pytest", "test_child_pytest_may_start_the_warm_runner",
+    "test_serial_may", "test_computes",
+]  # fmt: skip
 
 
 def _planted_run(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
