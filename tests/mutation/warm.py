@@ -9,7 +9,7 @@ path, and runs ``pytest.main`` there: the same arguments, environment and exit c
 ``python -m pytest`` in the copy.
 
 Requests and replies are one JSON object per line, on stdin and stdout:
-``{"repo", "args", "env", "timeout_s"}`` in, ``{"rc", "output", "secs"}`` out, where ``rc`` is
+``{"repo", "args", "env", "timeout_s"}`` in, ``{"rc", "output"}`` out, where ``rc`` is
 pytest's exit code or None when the run passed ``timeout_s`` (its process group, and every
 process whose command line names the copy, validators started in their own session
 included, are killed then, and after every run).
@@ -27,7 +27,6 @@ import os
 import select
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -129,7 +128,6 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     out = str(Path(repo) / ".warm-output")
     sys.stdout.flush()
     sys.stderr.flush()
-    started = time.monotonic()
     pid = os.fork()
     if pid == 0:
         _child(repo, args, env, out)
@@ -141,7 +139,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         output = Path(out).read_text(errors="replace")[-OUTPUT_TAIL:]
     except OSError as e:
         output = f"(no output: {e})"
-    return {"rc": rc, "output": output, "secs": round(time.monotonic() - started, 3)}
+    return {"rc": rc, "output": output}
 
 
 def main() -> None:
