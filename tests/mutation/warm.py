@@ -71,7 +71,7 @@ def _child(repo: str, args: list[str], env: dict[str, str], out: str) -> NoRetur
         os.environ.update(env)
         for name in [n for n in sys.modules if n.partition(".")[0] in PROJECT]:
             del sys.modules[name]
-        sys.path[:] = [repo, *(p for p in sys.path if p and not _in_project(p))]
+        sys.path.insert(0, repo)  # main() took the runner's own project entries out
         sys.dont_write_bytecode = env.get("PYTHONDONTWRITEBYTECODE") == "1"
         importlib.invalidate_caches()
         import pytest
@@ -109,18 +109,14 @@ def _kill_leftovers(pgid: int, repo: str) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
 
 
-def _wait(pid: int, timeout_s: float) -> int | None:
-    """The child's exit code, or None when it ran past ``timeout_s`` (then killed)."""
+def _exits_within(pid: int, timeout_s: float) -> bool:
+    """Whether the child exits within ``timeout_s`` (it is not reaped here)."""
     fd = os.pidfd_open(pid)
     try:
         ready, _, _ = select.select([fd], [], [], timeout_s)
     finally:
         os.close(fd)
-    if not ready:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) if ready else None
+    return bool(ready)
 
 
 def run(request: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +129,10 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         _child(repo, args, env, out)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)  # as the child does: whichever runs first
-    rc = _wait(pid, float(request["timeout_s"]))
-    _kill_leftovers(pid, repo)
+    exited = _exits_within(pid, float(request["timeout_s"]))
+    _kill_leftovers(pid, repo)  # the child too, in its group, when it ran past the bound
+    _, status = os.waitpid(pid, 0)
+    rc = os.waitstatus_to_exitcode(status) if exited else None
     try:
         output = Path(out).read_text(errors="replace")[-OUTPUT_TAIL:]
     except OSError as e:
