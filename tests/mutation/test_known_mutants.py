@@ -46,9 +46,41 @@ _EXIT_MEANING = {
 }
 
 
+class Pristine:
+    """The unmutated copy. Each mutant's copy is made of hard links to its files (a byte
+    copy of its 15 MB cost more than most mutants' tests), so a copy's file may be
+    replaced but never written in place: ``_apply`` writes the mutated file anew, and
+    ``changed`` finds a file some run wrote through a link anyway (as root, this
+    machine's user, a read-only mode would not stop it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stamps = self._stamps()
+
+    def _stamps(self) -> dict[Path, tuple[int, int]]:
+        return {
+            p: (st.st_mtime_ns, st.st_size)
+            for p in self.path.rglob("*")
+            if p.is_file() and not p.is_symlink()
+            for st in [p.stat()]
+        }
+
+    def copy(self, name: str) -> Path:
+        dst = self.path.parent / name
+        shutil.copytree(self.path, dst, copy_function=os.link)
+        return dst
+
+    def changed(self) -> list[str]:
+        """The unmutated copy's files whose content changed since it was made."""
+        now = self._stamps()
+        return sorted(
+            str(p.relative_to(self.path)) for p in self.stamps if now.get(p) != self.stamps[p]
+        )
+
+
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One unmutated copy of the repository, copied again for each mutant."""
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
+    """One unmutated copy of the repository, linked again for each mutant."""
     if not (ROOT / "node" / "wire" / "ledger_pb2.py").exists():
         pytest.fail("node/wire/ledger_pb2.py is missing: run `make setup` first")
     dst = tmp_path_factory.mktemp("known-mutants") / "pristine"
@@ -64,13 +96,15 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=dst, env=_child_env(dst, bytecode=True), capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, f"the named test files do not collect:\n{proc.stdout[-3000:]}"
-    return dst
+    return Pristine(dst)
 
 
 class Warm:
     """One warm runner (tests/mutation/warm.py) per pytest process, fed one run at a time."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, pristine: Pristine) -> None:
+        self.pristine = pristine
+        cwd = pristine.path
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.mutation.warm"],
             cwd=cwd, env=_child_env(cwd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -87,6 +121,9 @@ class Warm:
         if not line:
             pytest.fail(f"the warm runner ended (exit {self.proc.wait()})")
         reply = json.loads(line)
+        written = self.pristine.changed()
+        if written:
+            pytest.fail(f"a run in {repo.name} wrote in place into linked files: {written}")
         return reply["rc"], reply["output"]
 
     def close(self) -> None:
@@ -96,7 +133,7 @@ class Warm:
 
 
 @pytest.fixture(scope="module")
-def warm(pristine: Path) -> Iterator[Warm]:
+def warm(pristine: Pristine) -> Iterator[Warm]:
     runner = Warm(pristine)
     yield runner
     runner.close()
@@ -114,12 +151,6 @@ def _child_env(repo: Path, bytecode: bool = False) -> dict[str, str]:
     return env
 
 
-def _copy(pristine: Path, name: str) -> Path:
-    dst = pristine.parent / name
-    shutil.copytree(pristine, dst)
-    return dst
-
-
 def _pytest(
     warm: Warm, repo: Path, ids: list[str], timeout_s: float = RUN_TIMEOUT_S
 ) -> tuple[int | None, str]:
@@ -133,6 +164,7 @@ def _apply(repo: Path, m: Mutant) -> None:
     count = text.count(m.old)
     if count != 1:
         pytest.fail(f"mutant {m.id}: its old text occurs {count} times in {m.file}, need 1")
+    path.unlink()  # a hard link to the unmutated copy's file: replaced, not written
     path.write_text(text.replace(m.old, m.new))
     for pyc in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
         pyc.unlink()  # the unmutated copy's bytecode of it
@@ -190,20 +222,39 @@ def test_where():
         pytest.param(True, id="serial", marks=pytest.mark.serial),  # clusters among them
     ],
 )
-def test_named_tests_pass_without_the_mutants(pristine: Path, warm: Warm, serial: bool) -> None:
+def test_named_tests_pass_without_the_mutants(pristine: Pristine, warm: Warm, serial: bool) -> None:
     """The control: every named test passes on the unmutated copy. Those of make test's
     parallel run are run in it, the others in the serial run."""
-    repo = _copy(pristine, f"control-{serial}")
+    repo = pristine.copy(f"control-{serial}")
     ids = [t for t in NAMED if names_serial_test([t]) == serial]
     rc, output = _pytest(warm, repo, ids, CONTROL_TIMEOUT_S)
     assert ids and rc == 0, f"named tests fail WITHOUT any mutant:\n{output[-4000:]}"
 
 
+def test_a_copy_is_linked_and_a_write_through_a_link_is_found(tmp_path: Path) -> None:
+    """Applying a mutant to a linked copy leaves the unmutated copy as it was; a file
+    written in place through a link is reported (the negative control)."""
+    src = tmp_path / "pristine"
+    (src / "node" / "core").mkdir(parents=True)
+    source = f"# {HARMLESS.old}\n"
+    (src / HARMLESS.file).write_text(source)
+    (src / "README").write_text("unchanged\n")
+    pristine = Pristine(src)
+    copy = pristine.copy("mutated")
+    assert (copy / "README").stat().st_ino == (src / "README").stat().st_ino
+    _apply(copy, HARMLESS)
+    assert (copy / HARMLESS.file).read_text() == f"# {HARMLESS.new}\n"
+    assert (src / HARMLESS.file).read_text() == source and pristine.changed() == []
+    with open(copy / "README", "a") as f:  # what a run must not do in its copy
+        f.write("written through a link\n")
+    assert pristine.changed() == ["README"]
+
+
 @pytest.mark.child_pytest
-def test_the_child_runs_the_copys_code(pristine: Path, warm: Warm) -> None:
+def test_the_child_runs_the_copys_code(pristine: Pristine, warm: Warm) -> None:
     """The warm runner's child imports the copy's code: not the working tree's, and not
     the unmutated copy's bytecode for the file a mutant changed."""
-    where = _copy(pristine, "where")
+    where = pristine.copy("where")
     _apply(where, HARMLESS)
     (where / "tests" / "unit" / "test_where.py").write_text(WHERE_TEST)
     rc, output = _pytest(warm, where, ["tests/unit/test_where.py::test_where"])
@@ -225,8 +276,8 @@ def _why_alive(mutant: Mutant, rc: int | None, output: str) -> str | None:
 
 
 @pytest.mark.parametrize("mutant", [_param(m) for m in MUTANTS])
-def test_known_mutant_is_killed(pristine: Path, warm: Warm, mutant: Mutant) -> None:
-    repo = _copy(pristine, mutant.id)
+def test_known_mutant_is_killed(pristine: Pristine, warm: Warm, mutant: Mutant) -> None:
+    repo = pristine.copy(mutant.id)
     _apply(repo, mutant)
     why = _why_alive(mutant, *_pytest(warm, repo, mutant.tests))
     if why is not None:
@@ -236,11 +287,11 @@ def test_known_mutant_is_killed(pristine: Path, warm: Warm, mutant: Mutant) -> N
 
 @pytest.mark.child_pytest
 def test_negative_control_a_harmless_mutant_or_a_wrong_test_id_is_reported(
-    pristine: Path, warm: Warm
+    pristine: Pristine, warm: Warm
 ) -> None:
     """The checker itself fires: a mutant no test can see survives (exit 0) and a test id
     that names nothing is an error (exit 4 or 5); neither passes as killed."""
-    repo = _copy(pristine, "negative-control")
+    repo = pristine.copy("negative-control")
     _apply(repo, HARMLESS)
     survived = _why_alive(HARMLESS, *_pytest(warm, repo, HARMLESS.tests))
     assert survived is not None and "SURVIVED" in survived
@@ -272,11 +323,11 @@ def test_hangs():
 
 @pytest.mark.child_pytest
 def test_a_run_past_its_bound_is_reported_and_what_it_started_is_killed(
-    pristine: Path, warm: Warm
+    pristine: Pristine, warm: Warm
 ) -> None:
     """A mutant whose tests hang is not killed by them: the run ends at its bound, and
     the processes it started, in its own session too, end with it."""
-    repo = _copy(pristine, "hangs")
+    repo = pristine.copy("hangs")
     (repo / "tests" / "unit" / "test_hangs.py").write_text(HANGS)
     rc, output = _pytest(warm, repo, ["tests/unit/test_hangs.py::test_hangs"], timeout_s=5)
     why = _why_alive(HARMLESS, rc, output)
