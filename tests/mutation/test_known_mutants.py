@@ -36,6 +36,9 @@ RUN_TIMEOUT_S = 120  # one mutant's named tests
 # mutants, for the serial run's share; growing with the catalogue): a slow CI machine
 # must not fail it.
 CONTROL_TIMEOUT_S = 900
+# The named tests' guards against a hang (tests/patience.py), down from 10 s: a mutant
+# that hangs a test waits the guard out. The control runs with it too.
+MUTANT_HANG_S = 4.0
 NAMED = sorted({t for m in MUTANTS for t in m.tests})
 _EXIT_MEANING = {
     0: "all tests passed: the mutant SURVIVED",
@@ -141,9 +144,10 @@ def warm(pristine: Pristine) -> Iterator[Warm]:
 
 def _child_env(repo: Path, bytecode: bool = False) -> dict[str, str]:
     """A child's environment: the copy first on the path, the Hypothesis profile that
-    does not shrink, and bytecode written only when ``bytecode`` (this machine's
-    environment sets PYTHONDONTWRITEBYTECODE)."""
+    does not shrink, shorter hang guards (tests/patience.py), and bytecode written only
+    when ``bytecode`` (this machine's environment sets PYTHONDONTWRITEBYTECODE)."""
     env = dict(os.environ, PYTHONPATH=str(repo), HYPOTHESIS_PROFILE="mutants")
+    env["LEDGER_TEST_HANG_S"] = str(MUTANT_HANG_S)
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if not bytecode:
@@ -203,12 +207,14 @@ from pathlib import Path
 import node
 import tests
 from node.core import quorum
+from tests.patience import HANG_S
 
 
 def test_where():
     repo = Path(os.environ["PYTHONPATH"])
     for module in (node, tests, quorum):
         assert Path(module.__file__).is_relative_to(repo), module.__file__
+    assert HANG_S == float(os.environ["LEDGER_TEST_HANG_S"]) < 10  # the mutants' guards
     assert "(26: 18)" in quorum.__doc__ + "".join(
         f.__doc__ or "" for f in vars(quorum).values() if callable(f)
     )

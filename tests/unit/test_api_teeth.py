@@ -41,6 +41,7 @@ from tests.chain_helpers import Chain
 from tests.gov_helpers import set_roles
 from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import TxFactory, run_block, shared_net
+from tests.patience import HANG_S
 from tests.repo_helpers import RepoTx
 from tests.reserve_helpers import attest_custody, attest_reserves, backed_net
 from tests.unit.test_client_api_hostile import _Aborted, _Ctx
@@ -394,7 +395,7 @@ async def test_one_connection_holds_at_most_its_share_of_finality_waits() -> Non
     await asyncio.sleep(0)
     try:
         assert not any(t.done() for t in [*parked, other])  # every one of them parked
-        async with asyncio.timeout(5):  # refused at once, not parked
+        async with asyncio.timeout(HANG_S):  # refused at once, not parked
             extra = await _as("BANK01", svc.WaitForFinality(req, mine))  # type: ignore[arg-type]
         assert extra == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
@@ -415,7 +416,7 @@ async def test_one_connection_holds_at_most_its_share_of_submit_streams() -> Non
             assert first.WhichOneof("kind") == "opened"
         extra = svc.SubmitStream(_Requests(), _PeerCtx("ipv4:10.0.0.1:4000"))  # type: ignore[arg-type]
         with pytest.raises(_Aborted) as refused:
-            async with asyncio.timeout(5):  # refused at once, not parked
+            async with asyncio.timeout(HANG_S):  # refused at once, not parked
                 await anext(extra)
         assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         elsewhere = svc.SubmitStream(_Requests(), _PeerCtx("ipv4:10.0.0.2:4000"))  # type: ignore[arg-type]
@@ -445,7 +446,7 @@ async def test_one_connection_holds_at_most_its_share_of_block_streams() -> None
         assert not any(t.done() for t in parked)
         extra = stream("ipv4:10.0.0.1:4000")
         with pytest.raises(_Aborted) as refused:
-            async with asyncio.timeout(5):  # refused at once, not parked
+            async with asyncio.timeout(HANG_S):  # refused at once, not parked
                 await anext(extra)
         assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
@@ -477,7 +478,7 @@ async def test_a_read_of_the_head_gives_up_waiting_for_its_proof(
     monkeypatch.setattr(api, "BLOCK_PROOF_WAIT_MS", 20)
     node, tid = _one_trade()
     svc = LedgerService(node, {})
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(HANG_S):
         got = await _as("BANK01", svc.GetBlock(pb.BlockRequest(height=1), _Ctx()))  # type: ignore[arg-type]
     assert [r.tx_id for r in got.results] == [tid]
     assert got.filtered and not got.result_paths  # shown, with no proof of its result yet
@@ -541,7 +542,7 @@ async def test_a_filtered_block_stream_sends_an_events_only_head_at_once() -> No
     Gate.enter(Caller("BANK01", observer=False))
     blocks = svc.StreamBlocks(pb.StreamBlocksRequest(from_height=3), _PeerCtx())  # type: ignore[arg-type]
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(HANG_S):
             info = await anext(blocks)
         assert info.height == 3 and info.filtered
     finally:

@@ -65,6 +65,7 @@ from tests.chain_helpers import Chain
 from tests.gov_helpers import add_participant, new_key
 from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+from tests.patience import HANG_S
 from tests.repo_helpers import RepoTx
 
 NET = shared_net()
@@ -520,7 +521,7 @@ async def test_calls_parked_before_their_request_are_capped_by_the_client_port()
     parked = [opened() for _ in range(5)]  # one more than the limit
     ended = [asyncio.ensure_future(c.code()) for c in parked]
     try:
-        first, _ = await asyncio.wait(ended, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        first, _ = await asyncio.wait(ended, timeout=HANG_S, return_when=asyncio.FIRST_COMPLETED)
         codes = [t.result() for t in first]
         assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED], f"5 calls, limit 4: {codes}"
         with pytest.raises(grpc.aio.AioRpcError) as refused:  # the 4 others hold the limit

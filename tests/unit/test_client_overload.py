@@ -18,6 +18,7 @@ from client._limits import OVERLOAD_RETRIES_MAX, OVERLOAD_WAIT_MAX_S
 from client._stream import overload_wait_s
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
+from tests.patience import HANG_S
 from tests.unit.test_client_stream import _Call, _final, _plain_signed, _raw, _stream
 
 __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
@@ -37,7 +38,7 @@ class _Watched(_Call):
         self.writes.put_nowait(pb.SubmitStreamRequest.FromString(req.SerializeToString()))
 
     async def next_write(self) -> pb.SubmitStreamRequest:
-        async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+        async with asyncio.timeout(HANG_S):
             return await self.writes.get()
 
 
@@ -79,7 +80,7 @@ async def test_the_stream_resends_after_the_hint_and_the_retry_settles(no_wait: 
     assert 0 < again.timeout_ms <= first.timeout_ms
     assert s.in_flight == 1 and no_wait == [400]
     call.events.put_nowait(_final(first.correlation))
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_S):
         assert (await fut).ok
     await s.cancel()
 
@@ -92,7 +93,7 @@ async def test_the_stream_gives_up_with_the_hint_after_its_retries(no_wait: list
         req = await call.next_write()
         call.events.put_nowait(_overloaded(req.correlation, 700))
     with pytest.raises(OverloadedError) as info:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_S):
             await fut
     assert info.value.retry_after_s == 0.7 and info.value.retry_safe
     assert len(call.sent) == OVERLOAD_RETRIES_MAX + 1 and s.in_flight == 0

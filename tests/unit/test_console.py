@@ -56,6 +56,7 @@ from node.settlement import (
 )
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, shared_net
+from tests.patience import HANG_S
 from tests.reserve_helpers import BILL_A, backed_net
 
 NET = shared_net()
@@ -330,7 +331,7 @@ class FakeClient:
 async def network_of(client: FakeClient) -> dict[str, object]:
     server = ConsoleServer(client, poll_s=0.01)  # type: ignore[arg-type]
     async with TestClient(TestServer(server.app())) as http:
-        r = await asyncio.wait_for(http.get("/api/network"), 10)  # bounded: a hang fails
+        r = await asyncio.wait_for(http.get("/api/network"), HANG_S)
         assert r.status == 200
         doc: dict[str, object] = await r.json()
         return doc

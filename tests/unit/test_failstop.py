@@ -25,6 +25,7 @@ from node.runtime._node import EXIT_DIVERGED, EXIT_FATAL, NodeHaltedError
 from node.settlement import BlockContext, BlockOutcome, apply_block, precheck
 from node.store import LmdbStore, MemoryStore, Storage, StorageError, StoredBlock
 from tests.ledger_helpers import TxFactory, shared_net
+from tests.patience import HANG_S
 
 
 @functools.cache
@@ -231,7 +232,7 @@ async def test_close_answers_a_submit_still_waiting_for_its_intake_write() -> No
     await asyncio.sleep(0)  # submit ran and waits for the intake write
     h.node.close()
     with pytest.raises(NodeHaltedError, match="shut down"):
-        await asyncio.wait_for(waiting, 5)
+        await asyncio.wait_for(waiting, HANG_S)
     with pytest.raises(NodeHaltedError, match="node shut down"):
         await h.submit(txf.signed(txf.transfer(amount=2)))
     assert h.halts == 0 and h.node.halted is None

@@ -20,10 +20,11 @@ from node.runtime._node import Node
 from node.settlement import SignedTx, tx_id
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory
+from tests.patience import HANG_S
 
 # Long enough never to end a wait that works (it needs no time at all); a wait that
 # missed its commit ends with TimeoutError after it, which is the failure.
-_WAIT_S = 5.0
+_WAIT_S = HANG_S
 
 
 def _node_with_trade_at_height_1(net: DemoNetwork, txf: TxFactory) -> tuple[Node, bytes, Block]:

@@ -52,6 +52,7 @@ from node.store import LmdbStore, MemoryStore
 from node.wire import ledger_pb2 as pb
 from node.wire.errors import Details, Reason, from_trailer
 from tests.ledger_helpers import shared_net
+from tests.patience import HANG_S
 from tests.unit.test_submit_stream import (
     PEER,
     _kinds,
@@ -438,7 +439,7 @@ async def test_a_request_that_does_not_parse_ends_the_stream_with_its_error() ->
     (first,) = await _take(events, 1)
     assert _kinds([first]) == [(1, "error")]
     with pytest.raises(_Garbage):
-        async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+        async with asyncio.timeout(HANG_S):
             await anext(events)
     await reader
 
@@ -454,7 +455,7 @@ async def test_each_request_has_exactly_one_terminal_event_and_the_stream_then_e
         requests.queue.put_nowait(r)
     await _settle()
     node.final_of(_tx(3), height=2)
-    async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+    async with asyncio.timeout(HANG_S):
         got = [e async for e in session.events()]
     assert sorted(_kinds(got)) == [
         (1, "error"),
@@ -611,14 +612,14 @@ class _Served:
         call = self.channel.unary_unary(
             "/ledger.v1.Ledger/GetBalances", response_deserializer=pb.Balances.FromString
         )
-        return await call(raw, metadata=md, timeout=10)  # type: ignore[no-any-return]
+        return await call(raw, metadata=md, timeout=HANG_S)  # type: ignore[no-any-return]
 
     def stream(self, md: Any = None) -> Any:
         call = self.channel.stream_stream(
             "/ledger.v1.Ledger/SubmitStream",
             response_deserializer=pb.SubmitStreamEvent.FromString,
         )
-        return call(metadata=md, timeout=10)
+        return call(metadata=md, timeout=HANG_S)
 
 
 async def _refusal(call: Any) -> tuple[grpc.StatusCode, Details | None]:
@@ -739,7 +740,7 @@ async def test_a_stream_half_closed_after_its_last_final_ends() -> None:
     waiting = asyncio.create_task(anext(events, None))
     await _settle()  # the writer now waits for an event or the reader's end
     requests.queue.put_nowait(None)
-    async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+    async with asyncio.timeout(HANG_S):
         assert await waiting is None
         await reader
 

@@ -37,6 +37,7 @@ from node.runtime._shares import Shares
 from node.runtime._stream import Refusal, SubmitSession, offer
 from node.settlement import ResultCode, TxResult
 from node.wire import ledger_pb2 as pb
+from tests.patience import HANG_S
 
 PEER = "ipv4:127.0.0.1:5000"
 _RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
@@ -124,7 +125,7 @@ def _session(
 
 
 async def _take(events: AsyncIterator[pb.SubmitStreamEvent], n: int) -> list[pb.SubmitStreamEvent]:
-    async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+    async with asyncio.timeout(HANG_S):
         return [await anext(events) for _ in range(n)]
 
 

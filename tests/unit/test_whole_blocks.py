@@ -20,6 +20,7 @@ from node.store import MemoryStore
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+from tests.patience import HANG_S
 from tests.unit.test_block_reads import _Ctx
 from tests.unit.test_party_index_hostile import _sdk
 
@@ -34,7 +35,7 @@ def solo() -> DemoNetwork:
 
 async def _settled(node: Node, height: int) -> None:
     """Wait until ``node`` has committed ``height`` and made no block for 0.3 s."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_S):
         while node.store.head().height < height:
             await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)
