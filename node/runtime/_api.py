@@ -788,8 +788,10 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def GetLocks(self, request: pb.LocksRequest, context: Ctx) -> pb.LockList:
         """Every lock the caller may read (at most LOCKS_MAX records: bounded by the state
-        itself), only those naming ``party`` if given."""
-        store, caller, party = self._node.store, current_caller(), request.party
+        itself), only those naming ``party`` if given (INVALID_ARGUMENT if it is not an
+        id: a typo is told, not answered with no locks)."""
+        store, caller = self._node.store, current_caller()
+        party = request.party and await _ident(context, request.party, "party")
         return pb.LockList(
             height=store.head().height,
             locks=[

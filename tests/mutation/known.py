@@ -1854,8 +1854,8 @@ MUTANTS += [
            breaks="GetRepos(id=R) hands any participant a repo it is not a party to (and tells which ids exist)",
            tests=["tests/unit/test_client_api_hostile.py::test_a_third_party_cannot_tell_which_repo_ids_exist"]),
     Mutant("repos-party-unchecked", "node/runtime/_api.py",
-           old='party = request.party and await _ident(context, request.party, "party")',
-           new="party = request.party",
+           old='        else:\n            party = request.party and await _ident(context, request.party, "party")',
+           new="        else:\n            party = request.party",
            breaks="a non-ASCII GetRepos party raises out of the handler (gRPC UNKNOWN; the SDK fails over and calls it retry-safe)",
            tests=["tests/unit/test_client_api_hostile.py::test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception[party]"]),
 ]
@@ -5191,5 +5191,16 @@ MUTANTS += [
            new="",
            breaks="GetStatus looks its own node up among its peer links: KeyError, every GetStatus call fails gRPC UNKNOWN",
            tests=["tests/unit/test_api_teeth.py::test_a_nodes_status_lists_its_peers_not_itself"]),
+]
+# fmt: on
+
+# Session 25: GetLocks' party is an id or INVALID_ARGUMENT, as GetRepos' is.
+# fmt: off
+MUTANTS += [
+    Mutant("api-locks-party-not-an-id", "node/runtime/_api.py",
+           old="        party = request.party and await _ident(context, request.party, \"party\")\n        return pb.LockList(",
+           new="        party = request.party\n        return pb.LockList(",
+           breaks="GetLocks with a party that is no id (a typo) answers no locks instead of saying the party is malformed",
+           tests=["tests/unit/test_client_api_hostile.py::test_a_locks_party_that_is_not_an_id_is_invalid_not_answered_with_no_locks"]),
 ]
 # fmt: on

@@ -220,6 +220,24 @@ async def test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception(field
     assert field in refused.value.message
 
 
+@pytest.mark.parametrize("party", ["BANK 05", "R\u00e9", "x" * 65])
+async def test_a_locks_party_that_is_not_an_id_is_invalid_not_answered_with_no_locks(
+    party: str,
+) -> None:
+    """Scenario: ``ledger locks --party "BANK 05"`` (a typo). GetLocks compared the party
+    with each lock's names and answered no locks, which reads as "none pledged"; GetRepos
+    refuses the same party. Now INVALID_ARGUMENT naming the field; a well-formed party
+    with no locks is still answered (the control)."""
+    svc = _repo_service()
+    Gate.enter(Caller("REGULATOR", observer=True))
+    with pytest.raises(_Aborted) as refused:
+        await svc.GetLocks(pb.LocksRequest(party=party), _Ctx())  # type: ignore[arg-type]
+    assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "party" in refused.value.message
+    answered = await svc.GetLocks(pb.LocksRequest(party="BANK09"), _Ctx())  # type: ignore[arg-type]
+    assert list(answered.locks) == []
+
+
 # --- 4. a party-filtered block costs the node no more than a lookup once worked out -------
 
 
