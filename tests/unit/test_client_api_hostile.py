@@ -224,18 +224,20 @@ async def test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception(field
 async def test_a_locks_party_that_is_not_an_id_is_invalid_not_answered_with_no_locks(
     party: str,
 ) -> None:
-    """Scenario: ``ledger locks --party "BANK 05"`` (a typo). GetLocks compared the party
-    with each lock's names and answered no locks, which reads as "none pledged"; GetRepos
-    refuses the same party. Now INVALID_ARGUMENT naming the field; a well-formed party
-    with no locks is still answered (the control)."""
+    """Scenario: the SDK's ``locks("BANK 05")`` (a typo; the CLI's ``--party`` refuses it
+    itself). GetLocks compared the party with each lock's names and answered no locks,
+    which reads as "none pledged"; GetRepos refuses the same party. Now INVALID_ARGUMENT
+    naming the field; well-formed parties with no locks are still answered (the control:
+    lower case, ``. _ : -``, 64 bytes)."""
     svc = _repo_service()
     Gate.enter(Caller("REGULATOR", observer=True))
     with pytest.raises(_Aborted) as refused:
         await svc.GetLocks(pb.LocksRequest(party=party), _Ctx())  # type: ignore[arg-type]
     assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "party" in refused.value.message
-    answered = await svc.GetLocks(pb.LocksRequest(party="BANK09"), _Ctx())  # type: ignore[arg-type]
-    assert list(answered.locks) == []
+    for well_formed in ("BANK09", "bank-9.x:y_z", "B" * 64):
+        answered = await svc.GetLocks(pb.LocksRequest(party=well_formed), _Ctx())  # type: ignore[arg-type]
+        assert list(answered.locks) == [], well_formed
 
 
 # --- 4. a party-filtered block costs the node no more than a lookup once worked out -------
