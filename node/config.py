@@ -260,7 +260,8 @@ BLOCK_STREAMS_MAX: Final = 64  # StreamBlocks subscribers at once
 # it shows the caller all its transactions (ADR 0025), and a whole read's results (ADR
 # 0026); the leader proposes that block at once (ADR 0005), so it comes within a round
 # unless a view change intervenes. Past it, the answer goes without the proof, which the
-# SDK refuses and asks again.
+# SDK refuses and asks again. A call with a deadline waits at most half its time left (the
+# SDK's RPC timeout is 2 s too: the answer would come as the caller gives up).
 BLOCK_PROOF_WAIT_MS: Final = 2_000
 # Block-read work one participant may cause on the node's event loop, which consensus
 # shares (GetBlock and StreamBlocks; a token bucket per participant, node/runtime/_reads.py;

@@ -254,6 +254,14 @@ def _call_deadline_ms(context: Ctx) -> int:
     return 0 if remaining_s is None else max(1, int(remaining_s * 1000))
 
 
+def _proof_wait_ms(context: Ctx) -> int:
+    """How long a read of the head may wait for the block that proves it:
+    BLOCK_PROOF_WAIT_MS, and at most half the time its caller has left, so that the answer
+    (without the proof, past the wait) reaches the caller before it gives up, not after."""
+    deadline_ms = _call_deadline_ms(context)
+    return min(BLOCK_PROOF_WAIT_MS, deadline_ms // 2) if deadline_ms else BLOCK_PROOF_WAIT_MS
+
+
 class LedgerService(pb_grpc.LedgerServicer):
     def __init__(
         self,
@@ -472,7 +480,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         caller = current_caller()
         await self._within_budget(caller, context)
         if request.height == self._node.store.head().height:
-            await self._proof_committed(request.height, whole=caller.observer)
+            await self._proof_committed(request.height, caller.observer, _proof_wait_ms(context))
             # Again after the wait: reads parked on the same head all wake at its
             # successor, and each must meet the budget its forerunners just spent (review
             # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).
@@ -506,12 +514,12 @@ class LedgerService(pb_grpc.LedgerServicer):
             metadata=(("limit", "block reads per participant"),),
         )
 
-    async def _proof_committed(self, height: int, *, whole: bool) -> None:
-        """Wait, at most BLOCK_PROOF_WAIT_MS, while block ``height`` is the head and has
+    async def _proof_committed(self, height: int, whole: bool, wait_ms: int) -> None:
+        """Wait, at most ``wait_ms``, while block ``height`` is the head and has
         transactions or events: the next block certifies the proof a read of it carries
         (a filtered read's, ADR 0025; a whole read's results, ADR 0026)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + BLOCK_PROOF_WAIT_MS / 1000
+        deadline = loop.time() + wait_ms / 1000
         while height == self._node.store.head().height and self._proven_head(whole) < height:
             left = deadline - loop.time()
             if left <= 0:

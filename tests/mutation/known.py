@@ -2817,7 +2817,7 @@ MUTANTS += [
            tests=[_FB + "test_a_filtered_stream_holds_the_head_until_its_proof_is_certified",
                   _FB + "test_a_filtered_read_of_the_head_waits_for_the_block_that_proves_it"]),
     Mutant("filtered-getblock-does-not-wait", "node/runtime/_api.py",
-           old="            await self._proof_committed(request.height, whole=caller.observer)\n",
+           old="            await self._proof_committed(request.height, caller.observer, _proof_wait_ms(context))\n",
            new="",
            breaks="GetBlock of the head answers without the proof: the SDK refuses it and asks again until its successor commits",
            tests=[_FB + "test_a_filtered_read_of_the_head_waits_for_the_block_that_proves_it"]),
@@ -5202,5 +5202,27 @@ MUTANTS += [
            new="        party = request.party\n        return pb.LockList(",
            breaks="GetLocks with a party that is no id (a typo) answers no locks instead of saying the party is malformed",
            tests=["tests/unit/test_client_api_hostile.py::test_a_locks_party_that_is_not_an_id_is_invalid_not_answered_with_no_locks"]),
+]
+# fmt: on
+
+# Session 25: a read of the head waits for its proof at most half its caller's time left.
+_PW = "tests/unit/test_api_teeth.py::test_a_read_of_the_head_waits_for_its_proof_at_most_half_its_callers_time"
+# fmt: off
+MUTANTS += [
+    Mutant("api-proofwait-past-caller-deadline", "node/runtime/_api.py",
+           old="    return min(BLOCK_PROOF_WAIT_MS, deadline_ms // 2) if deadline_ms else BLOCK_PROOF_WAIT_MS",
+           new="    return BLOCK_PROOF_WAIT_MS",
+           breaks="a read of the head waits BLOCK_PROOF_WAIT_MS for its proof whatever its caller's deadline: the answer comes as the SDK gives up",
+           tests=[_PW]),
+    Mutant("api-proofwait-whole-caller-time", "node/runtime/_api.py",
+           old="min(BLOCK_PROOF_WAIT_MS, deadline_ms // 2)",
+           new="min(BLOCK_PROOF_WAIT_MS, deadline_ms)",
+           breaks="a read of the head waits all its caller's time for the proof: the answer arrives after the deadline",
+           tests=[_PW]),
+    Mutant("api-proofwait-bound-unused", "node/runtime/_api.py",
+           old="await self._proof_committed(request.height, caller.observer, _proof_wait_ms(context))",
+           new="await self._proof_committed(request.height, caller.observer, BLOCK_PROOF_WAIT_MS)",
+           breaks="GetBlock ignores the caller's deadline when it waits for the head's proof",
+           tests=[_PW]),
 ]
 # fmt: on

@@ -484,6 +484,24 @@ async def test_a_read_of_the_head_gives_up_waiting_for_its_proof(
     assert got.filtered and not got.result_paths  # shown, with no proof of its result yet
 
 
+async def test_a_read_of_the_head_waits_for_its_proof_at_most_half_its_callers_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """BLOCK_PROOF_WAIT_MS (here 60 s) is what a read of the head waits at most; a caller
+    with 1 s left is answered, without the proof, after half of it: not as it gives up
+    (the SDK's RPC timeout equals BLOCK_PROOF_WAIT_MS) or after. The control: with no
+    deadline, or one far off, the bound is BLOCK_PROOF_WAIT_MS."""
+    monkeypatch.setattr(api, "BLOCK_PROOF_WAIT_MS", 60_000)
+    node, tid = _one_trade()
+    svc = LedgerService(node, {})
+    async with asyncio.timeout(HANG_S):  # 60 s unless the caller's deadline bounds it
+        got = await _as("BANK01", svc.GetBlock(pb.BlockRequest(height=1), _DeadlineCtx(1.0)))  # type: ignore[arg-type]
+    assert [r.tx_id for r in got.results] == [tid] and not got.result_paths
+    assert api._proof_wait_ms(_DeadlineCtx(1.0)) == 500  # type: ignore[arg-type]
+    assert api._proof_wait_ms(_DeadlineCtx(None)) == 60_000  # type: ignore[arg-type]
+    assert api._proof_wait_ms(_DeadlineCtx(600.0)) == 60_000  # type: ignore[arg-type]
+
+
 async def test_an_idle_blocks_readers_are_its_own_heights_observers() -> None:
     """An idle block has no party index: whether a caller reads it whole is the
     registry's role history at that block (ADR 0025). Block 2 is idle; block 3 demotes
