@@ -167,14 +167,14 @@ def warm(pristine: Pristine) -> Iterator[Warm]:
 
 def _child_env(repo: Path, bytecode: bool = False) -> dict[str, str]:
     """A child's environment: the copy first on the path, the Hypothesis profile that
-    does not shrink and Hypothesis's files in the copy, shorter hang guards
+    does not shrink and Hypothesis's files beside the copies, shorter hang guards
     (tests/patience.py), and bytecode written only when ``bytecode`` (this machine's
     environment sets PYTHONDONTWRITEBYTECODE)."""
     env = dict(os.environ, PYTHONPATH=str(repo), HYPOTHESIS_PROFILE="mutants")
-    # Hypothesis's own files (its cache of each module's constants) in the copy: its
-    # default is the directory it was imported from, the unmutated copy's for the warm
-    # runner's children.
-    env["HYPOTHESIS_STORAGE_DIRECTORY"] = str(repo / ".hypothesis")
+    # Hypothesis's own files (its cache of each module's constants, by the source's hash,
+    # written atomically) beside the copies, shared by them: not in the unmutated copy,
+    # its default for the warm runner's children (the directory it was imported from).
+    env["HYPOTHESIS_STORAGE_DIRECTORY"] = str(repo.parent / "hypothesis")
     env["LEDGER_TEST_HANG_S"] = str(MUTANT_HANG_S)
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -246,7 +246,7 @@ def test_where():
         assert Path(module.__file__).is_relative_to(repo), module.__file__
     assert HANG_S == float(os.environ["LEDGER_TEST_HANG_S"]) < 10  # the mutants' guards
     hypothesis_files = storage_directory("constants", intent_to_write=False).path
-    assert hypothesis_files.is_relative_to(repo), hypothesis_files  # not the unmutated copy
+    assert not hypothesis_files.is_relative_to(repo.parent / "pristine"), hypothesis_files
     assert "(26: 18)" in quorum.__doc__ + "".join(
         f.__doc__ or "" for f in vars(quorum).values() if callable(f)
     )
