@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -83,20 +83,16 @@ class Pristine:
 
     def changed(self) -> list[str]:
         """Files added, removed, or whose time, size or mode changed since it was made."""
-        now = self._stamps()
-        return self._names(
-            p for p in self.stamps.keys() | now.keys() if now.get(p) != self.stamps.get(p)
-        )
+        return self._differing(self.stamps, self._stamps())
 
     def rewritten(self) -> list[str]:
         """Files whose content is not what it was (reads every file: for the end)."""
-        now = self._digests()
-        return self._names(
-            p for p in self.digests.keys() | now.keys() if now.get(p) != self.digests.get(p)
-        )
+        return self._differing(self.digests, self._digests())
 
-    def _names(self, paths: Iterable[Path]) -> list[str]:
-        return sorted(str(p.relative_to(self.path)) for p in paths)
+    def _differing(self, then: Mapping[Path, object], now: Mapping[Path, object]) -> list[str]:
+        """The files in either mapping whose entries differ, relative to the copy."""
+        differ = (p for p in then.keys() | now.keys() if then.get(p) != now.get(p))
+        return sorted(str(p.relative_to(self.path)) for p in differ)
 
 
 @pytest.fixture(scope="module")
