@@ -167,9 +167,13 @@ __all__ = [
 
 T = TypeVar("T")
 _Code = grpc.StatusCode
-# The node is gone or unfit to answer: another node may well answer.
-_ENDPOINT_FAILURES = frozenset(
-    {_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED, _Code.UNKNOWN, _Code.INTERNAL, _Code.CANCELLED}
+# The refusals a node answers a call with (node/runtime/_refuse.py). Every other code is
+# the node's failure, not an answer: it is gone or unfit to answer (UNAVAILABLE,
+# DEADLINE_EXCEEDED, INTERNAL, ...), busy (RESOURCE_EXHAUSTED, handled apart), or says
+# what no Ledger node says (ABORTED, FAILED_PRECONDITION, DATA_LOSS, ...): another node may
+# well answer.
+_REFUSALS = frozenset(
+    {_Code.INVALID_ARGUMENT, _Code.PERMISSION_DENIED, _Code.NOT_FOUND, _Code.UNAUTHENTICATED}
 )
 
 
@@ -592,9 +596,9 @@ class AsyncLedgerClient:
         second_opinion: bool = False,
     ) -> T:
         """``fn(endpoint)`` on the current endpoint, failing over and backing off (bounded);
-        admission control's hints are honoured until ``deadline`` (loop time). With
-        ``second_opinion``, an INVALID_ARGUMENT or PERMISSION_DENIED is raised only once a
-        second node gives it too."""
+        admission control's hints are honoured until ``deadline`` (loop time). A refusal
+        (``_REFUSALS``) is raised; with ``second_opinion`` only once a second node gives one
+        too. Any other status is the node's fault, like a bad response: the next is asked."""
         errors: list[str] = []
         n = len(self.endpoints)
         failures = busy = overloaded = 0
@@ -621,14 +625,12 @@ class AsyncLedgerClient:
                         min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2 ** (busy - 1))
                     )
                     continue
-                refusal = e.code() in (_Code.INVALID_ARGUMENT, _Code.PERMISSION_DENIED)
-                if second_opinion and refusal and refused_by in (None, i) and n > 1:
-                    refused_by = i  # one node's word: ask the next
-                    errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
-                elif e.code() not in _ENDPOINT_FAILURES:
+                refusal = e.code() in _REFUSALS
+                if refusal and not (second_opinion and refused_by in (None, i) and n > 1):
                     raise _mapped(e, what) from e
-                else:
-                    errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+                if refusal:
+                    refused_by = i  # one node's word: ask the next
+                errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
             except (BadResponseError, _SilentNodeError) as e:
                 errors.append(f"{self.endpoints[i].address}: {e}")
             failures += 1
@@ -1285,7 +1287,7 @@ class AsyncLedgerClient:
                     yield view
                 errors.append(f"{self.endpoints[i].address}: the stream ended")
             except grpc.aio.AioRpcError as e:
-                if e.code() not in _ENDPOINT_FAILURES | {_Code.RESOURCE_EXHAUSTED}:
+                if e.code() in _REFUSALS:
                     raise _mapped(e, "block stream") from e
                 errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
             except BadResponseError as e:

@@ -1784,11 +1784,11 @@ MUTANTS += [
            breaks="one node that always answers RESOURCE_EXHAUSTED keeps every call of the client until BusyError",
            tests=[_RC + "test_a_node_that_always_says_busy_is_left_for_another"]),
     Mutant("sdk-one-nodes-refusal-final", "client/_async.py",
-           old="if second_opinion and refusal and refused_by in (None, i) and n > 1:",
-           new="if False:",
-           breaks="one hostile node refuses every valid submit INVALID_ARGUMENT or PERMISSION_DENIED and the caller drops the trade",
-           tests=[_RC + "test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit[StatusCode.INVALID_ARGUMENT]",
-                  _RC + "test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit[StatusCode.PERMISSION_DENIED]"]),
+           old="if refusal and not (second_opinion and refused_by in (None, i) and n > 1):",
+           new="if refusal:",
+           breaks="one hostile node refuses every valid submit (INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND, UNAUTHENTICATED), or its finality wait after ACCEPTED, and the caller drops the trade",
+           tests=[_RC + "test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit",
+                  _RC + "test_a_finality_wait_refused_after_acceptance_asks_another_node"]),
     Mutant("sdk-early-timeout-believed", "client/_async.py",
            old="if e.code() is _Code.DEADLINE_EXCEEDED and left_s > FINALITY_EARLY_TOLERANCE_S:",
            new="if False:",
@@ -5224,5 +5224,32 @@ MUTANTS += [
            new="await self._proof_committed(request.height, caller.observer, BLOCK_PROOF_WAIT_MS)",
            breaks="GetBlock ignores the caller's deadline when it waits for the head's proof",
            tests=[_PW]),
+]
+# fmt: on
+
+# Session 26: the SDK takes a refusal as an answer only from the codes a node refuses with.
+_HOS = "tests/unit/test_client_api_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("sdk-refusals-without-not-found", "client/_async.py",
+           old="{_Code.INVALID_ARGUMENT, _Code.PERMISSION_DENIED, _Code.NOT_FOUND, _Code.UNAUTHENTICATED}",
+           new="{_Code.INVALID_ARGUMENT, _Code.PERMISSION_DENIED, _Code.UNAUTHENTICATED}",
+           breaks="a node's NOT_FOUND (no such account, block, transaction) is taken for a failure: every node is asked and the caller gets UnavailableError",
+           tests=[_HOS + "test_a_read_refused_by_one_node_is_its_refusal"]),
+    Mutant("sdk-any-other-status-raised", "client/_async.py",
+           old="                if refusal and not (second_opinion and refused_by in (None, i) and n > 1):",
+           new="                if (refusal or e.code() not in (_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED, _Code.UNKNOWN, _Code.INTERNAL, _Code.CANCELLED)) and not (refusal and second_opinion and refused_by in (None, i) and n > 1):",
+           breaks="a status no Ledger node answers with (ABORTED, DATA_LOSS, ...) is raised as the caller's error, not retry-safe, and the hostile node kept",
+           tests=[_HOS + "test_a_status_no_node_answers_with_is_the_nodes_fault_not_the_callers"]),
+    Mutant("sdk-second-opinion-forever", "client/_async.py",
+           old="                if refusal:\n                    refused_by = i  # one node's word: ask the next",
+           new="                if refusal:\n                    refused_by = None  # one node's word: ask the next",
+           breaks="a submit every node refuses is asked of every node, again and again, and ends UnavailableError instead of the refusal",
+           tests=[_HOS + "test_a_submit_refused_by_two_nodes_is_raised_as_their_refusal"]),
+    Mutant("sdk-block-stream-raises-every-status", "client/_async.py",
+           old="                if e.code() in _REFUSALS:\n                    raise _mapped(e, \"block stream\") from e",
+           new="                if e.code() not in (_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED, _Code.UNKNOWN, _Code.INTERNAL, _Code.CANCELLED, _Code.RESOURCE_EXHAUSTED):\n                    raise _mapped(e, \"block stream\") from e",
+           breaks="a block stream a node ends with a status no node answers with is raised to the caller instead of resumed on the next node",
+           tests=[_HOS + "test_a_block_stream_fails_over_on_a_status_no_node_answers_with"]),
 ]
 # fmt: on

@@ -391,9 +391,24 @@ async def test_control_an_unavailable_node_is_left_for_the_next() -> None:
         await c.aclose()
 
 
-@pytest.mark.parametrize(
-    "code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED]
-)
+_REFUSAL_CODES = [
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAUTHENTICATED,
+]
+# Codes no Ledger node answers with (node/runtime/_refuse.py): a node that does is at fault.
+_NO_ANSWER_CODES = [
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.DATA_LOSS,
+    grpc.StatusCode.UNIMPLEMENTED,
+]
+
+
+@pytest.mark.parametrize("code", _REFUSAL_CODES)
 async def test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit(
     code: grpc.StatusCode,
 ) -> None:
@@ -411,6 +426,126 @@ async def test_one_nodes_unproven_precheck_refusal_does_not_end_a_submit(
     except LedgerError as e:
         assert not e.retry_safe  # today: the valid trade is reported as refused, final
         raise
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize("code", _REFUSAL_CODES)
+async def test_a_submit_refused_by_two_nodes_is_raised_as_their_refusal(
+    code: grpc.StatusCode,
+) -> None:
+    """Control of the second opinion: when the next node refuses too, the refusal is the
+    answer (not UnavailableError after every node), and no third node is asked."""
+    refuse = lambda m, r: _rpc_error(code, "refused")  # noqa: E731
+    third = _Stub(_honest)
+    c, stx = _client([_Stub(refuse), _Stub(refuse), third])
+    try:
+        with pytest.raises(LedgerError) as caught:
+            await c.submit(stx, wait=False)
+        assert not isinstance(caught.value, UnavailableError) and not caught.value.retry_safe
+        assert third.calls == []
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize("code", _NO_ANSWER_CODES)
+async def test_a_status_no_node_answers_with_is_the_nodes_fault_not_the_callers(
+    code: grpc.StatusCode,
+) -> None:
+    """Scenario: endpoint 0 answers a submit, and a read, with a status the Ledger service
+    never sends (ABORTED, DATA_LOSS, ...). The SDK raised it as a LedgerError, not
+    retry-safe, and kept endpoint 0 for the next call: one hostile node could report any
+    valid trade as failed for good. Such a status is the node's failure, as UNAVAILABLE
+    is: the next node is asked, for a read too (no second opinion there)."""
+    hostile = _Stub(lambda m, r: _rpc_error(code, "a hostile node's status"))
+    c, stx = _client([hostile, _Stub(_honest)])
+    try:
+        with pytest.raises(_AskedAnotherNode, match="Submit"):
+            await c.submit(stx, wait=False)
+        c._current = 0
+        with pytest.raises(_AskedAnotherNode, match="GetBalances"):
+            await c.balances("BANK01")
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize("code", _REFUSAL_CODES)
+async def test_a_read_refused_by_one_node_is_its_refusal(code: grpc.StatusCode) -> None:
+    """Control: a refusal of a read (no second opinion) is raised at once, typed; only
+    statuses no node answers with are failed over."""
+    c, _ = _client([_Stub(lambda m, r: _rpc_error(code, "refused")), _Stub(_honest)])
+    try:
+        with pytest.raises(LedgerError) as caught:
+            await c.balances("BANK01")
+        assert not isinstance(caught.value, UnavailableError)
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize("code", [*_REFUSAL_CODES, *_NO_ANSWER_CODES])
+async def test_a_finality_wait_refused_after_acceptance_asks_another_node(
+    code: grpc.StatusCode,
+) -> None:
+    """Scenario: endpoint 0 answers Submit ACCEPTED, then WaitForFinality NOT_FOUND (or
+    any other refusal, or a status no node sends). The SDK raised NotFoundError, not
+    retry-safe, after the node had accepted the trade, which may well settle: the back
+    office is told it failed and must not be resent. It is one node's word like a
+    precheck refusal: the next node is asked (the same signed bytes: idempotent)."""
+    tids: list[bytes] = []
+
+    def hostile_answer(method: str, req: Any) -> Any:
+        if method == "Submit":
+            return pb.SubmitResponse(tx_id=tids[0], outcome=pb.ACCEPTED)
+        if method == "GetStatus":
+            return pb.NodeStatus()
+        return _rpc_error(code, "no such transaction (a hostile node's word)")
+
+    c, stx = _client([_Stub(hostile_answer), _Stub(_honest)])
+    tids.append(stx.tx_id)
+    try:
+        with pytest.raises(_AskedAnotherNode, match="Submit"):
+            await c.submit(stx, timeout_s=30)
+    finally:
+        await c.aclose()
+
+
+class _BlockStreams:
+    """A node's stub for ``StreamBlocks`` only: each call's stream fails with ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+
+    def StreamBlocks(self, req: Any, **kw: Any) -> Any:
+        error = self._error
+
+        class Call:
+            def __aiter__(self) -> Any:
+                return self
+
+            async def __anext__(self) -> Any:
+                raise error
+
+            def cancel(self) -> bool:
+                return True
+
+        return Call()
+
+
+@pytest.mark.parametrize("code", [*_REFUSAL_CODES, *_NO_ANSWER_CODES])
+async def test_a_block_stream_fails_over_on_a_status_no_node_answers_with(
+    code: grpc.StatusCode,
+) -> None:
+    """The block stream follows the same rule as the unary calls: a refusal is raised,
+    typed (control); a status no node answers with sends the stream to the next node."""
+    c, _ = _client([_Stub(_honest), _Stub(_honest)])
+    hostile = _BlockStreams(_rpc_error(code, "a hostile node's status"))
+    honest = _BlockStreams(_AskedAnotherNode("StreamBlocks"))
+    c._stub = lambda i: (hostile, honest)[i]  # type: ignore[method-assign,assignment,return-value]
+    expected: type[BaseException] = LedgerError if code in _REFUSAL_CODES else _AskedAnotherNode
+    try:
+        with pytest.raises(expected) as caught:
+            await c.blocks().__anext__()
+        assert not isinstance(caught.value, UnavailableError)
     finally:
         await c.aclose()
 
