@@ -191,7 +191,7 @@ def _show(args: argparse.Namespace) -> int:
     table(("participant", "roles", "tier", "key (first 8 bytes)"), rows, right=(2,))
     reg = ref.registry
     inst_rows = [
-        (i.id, i.kind.value, i.issuer, str(ref.supplies.get(i.id, 0)), str(i.max_supply),
+        (i.id, i.kind.value, i.issuer, str(ref.supplies.get(i.id, "-")), str(i.max_supply),
          _attested(reg.attestation(i.id)))
         for i in ref.instruments
     ]  # fmt: skip
@@ -219,7 +219,7 @@ def _doc(ref: Reference) -> dict[str, object]:
             for p in ref.participants
         ],
         "instruments": [
-            {**instrument_to_json(i), "supply": ref.supplies.get(i.id, 0)} for i in ref.instruments
+            {**instrument_to_json(i), "supply": ref.supplies.get(i.id)} for i in ref.instruments
         ],
     }
 

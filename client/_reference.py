@@ -33,7 +33,7 @@ class Reference:
 
     height: int
     registry: Registry  # lookups: participant_by_id, instrument_by_id, schedules
-    supplies: dict[str, int]
+    supplies: dict[str, int]  # only those the caller may read (docs/cluster.md)
     admins: tuple[str, ...]
     threshold: int
 
@@ -65,7 +65,7 @@ def reference_from_pb(genesis: Genesis, msg: pb.Reference) -> Reference:
     return Reference(
         msg.height,
         registry,
-        {i.id: i.supply for i in msg.instruments},
+        {i.id: i.supply for i in msg.instruments if i.HasField("supply")},
         genesis.admins,
         genesis.admin_threshold,
     )

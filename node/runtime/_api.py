@@ -788,11 +788,12 @@ class LedgerService(pb_grpc.LedgerServicer):
 
     async def GetReference(self, request: pb.ReferenceRequest, context: Ctx) -> pb.Reference:
         """The reference data at the head (at most PARTICIPANTS_MAX participants and
-        INSTRUMENTS_MAX instruments: bounded by the state itself)."""
+        INSTRUMENTS_MAX instruments: bounded by the state itself); each instrument's supply
+        only to those who may read it, as GetAttestations (``may_read_attestations``)."""
         caller = current_caller()
         if not may_read_reference(caller):
             await _denied(context, "no participant identity", caller, "reference")
-        return reference_pb(self._node)
+        return reference_pb(self._node, caller)
 
     async def GetLocks(self, request: pb.LocksRequest, context: Ctx) -> pb.LockList:
         """Every lock the caller may read (at most LOCKS_MAX records: bounded by the state
@@ -830,7 +831,7 @@ def _lock_pb(store: StateView, rec: LockRecord) -> pb.LockInfo:
     )  # fmt: skip
 
 
-def reference_pb(node: Node) -> pb.Reference:
+def reference_pb(node: Node, caller: Caller) -> pb.Reference:
     store = node.store
     height = store.head().height
     reg = Registry.of(store)
@@ -838,7 +839,10 @@ def reference_pb(node: Node) -> pb.Reference:
         height=height,
         participants=[_participant_pb(reg.participant_by_id[p]) for p in reg.participant_ids],
         instruments=[
-            _instrument_pb(reg, i, store.supply(i.id)) for i in reg.instrument_by_id.values()
+            _instrument_pb(
+                reg, i, store.supply(i.id) if may_read_attestations(caller, i.id, reg) else None
+            )
+            for i in reg.instrument_by_id.values()
         ],
         admins=list(reg.admins),
         threshold=reg.threshold,
@@ -854,7 +858,8 @@ def _participant_pb(p: Participant) -> pb.ReferenceParticipant:
     )
 
 
-def _instrument_pb(reg: Registry, i: Instrument, supply: int) -> pb.ReferenceInstrument:
+def _instrument_pb(reg: Registry, i: Instrument, supply: int | None) -> pb.ReferenceInstrument:
+    """``supply`` None: left out (the caller may not read it)."""
     as_of, digest = reg.attestation(i.id) or (0, b"")
     return pb.ReferenceInstrument(
         id=i.id, kind=i.kind.value, issuer=i.issuer, currency=i.currency,

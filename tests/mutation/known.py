@@ -5251,5 +5251,16 @@ MUTANTS += [
            new="                if e.code() not in (_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED, _Code.UNKNOWN, _Code.INTERNAL, _Code.CANCELLED, _Code.RESOURCE_EXHAUSTED):\n                    raise _mapped(e, \"block stream\") from e",
            breaks="a block stream a node ends with a status no node answers with is raised to the caller instead of resumed on the next node",
            tests=[_HOS + "test_a_block_stream_fails_over_on_a_status_no_node_answers_with"]),
+    Mutant("reference-supply-to-all", "node/runtime/_api.py",
+           old="store.supply(i.id) if may_read_attestations(caller, i.id, reg) else None",
+           new="store.supply(i.id)",
+           breaks="GetReference tells every participant every supply, which GetAttestations withholds: with one's own balance it tells how the rest is held",
+           tests=["tests/unit/test_api_teeth.py::test_the_reference_datas_supplies_go_where_the_attestations_go",
+                  "tests/unit/test_gov_client.py::test_a_reference_holds_only_the_supplies_the_node_showed"]),
+    Mutant("sdk-reference-absent-supply-as-zero", "client/_reference.py",
+           old='{i.id: i.supply for i in msg.instruments if i.HasField("supply")}',
+           new="{i.id: i.supply for i in msg.instruments}",
+           breaks="a supply the node left out reads as a supply of zero in Reference.supplies and `ledger admin show`",
+           tests=["tests/unit/test_gov_client.py::test_a_reference_holds_only_the_supplies_the_node_showed"]),
 ]
 # fmt: on

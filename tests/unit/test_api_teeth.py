@@ -154,6 +154,31 @@ async def test_attestations_go_to_the_issuer_custodian_and_observers(
     assert await seen("BANK01") == []  # a holder of both reads neither
 
 
+async def test_the_reference_datas_supplies_go_where_the_attestations_go(
+    svc: LedgerService,
+) -> None:
+    """Scenario: BANK01 holds the bond and the cash. GetAttestations refuses it their
+    supply (with its own balance it tells how the rest is held), yet GetReference gave
+    every participant every instrument's supply. Now each supply is in the reference data
+    for exactly those GetAttestations answers about that instrument; the rest of the
+    reference data (every instrument, its terms and cap) still goes to everyone."""
+    store = svc._node.store
+    every = {i.id for i in Registry.of(store).instrument_by_id.values()}
+
+    async def supplies(who: str) -> dict[str, int]:
+        got = await _call(svc, "GetReference", pb.ReferenceRequest(), who)
+        assert {i.id for i in got.instruments} == every, who  # the reference data: all
+        return {i.id: i.supply for i in got.instruments if i.HasField("supply")}
+
+    assert await supplies("BANK01") == {}  # a holder of both reads neither
+    assert await supplies("CSD") == {BOND: store.supply(BOND)}  # the bond's custodian
+    assert await supplies("CASHCO") == {CASH: store.supply(CASH)}  # the cash's issuer
+    # Control: an observer reads every supply, a zero one included (present, not absent:
+    # the fund has none issued in this network).
+    seen = await supplies("REGULATOR")
+    assert seen == {i: store.supply(i) for i in every} and 0 in seen.values()
+
+
 async def test_one_instruments_attestations_refuse_a_holder_and_answer_its_issuer(
     svc: LedgerService,
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 from client import InvalidFieldError, SignedTransaction, SigningError, Transactions, sign
 from client._identity import RequestSigner
 from client._keys import ParticipantKey
-from node.access import AccessError, parse_claim, verify_claim
+from node.access import AccessError, Caller, parse_claim, verify_claim
 from node.genesis import DEMO_ADMINS
 from node.settlement import Registry, Role, decode_body
 from tests.gov_helpers import cash_token, new_key
@@ -115,3 +115,22 @@ def test_a_request_signed_with_a_rotated_key_is_refused_and_the_new_one_taken() 
     with pytest.raises(AccessError, match="not a participant"):
         claim(ParticipantKey("BANK99", new), Registry.at_genesis(G))
     assert claim(ParticipantKey("BANK99", new), Registry.from_values(G, [added], ())) == "BANK99"
+
+
+def test_a_reference_holds_only_the_supplies_the_node_showed() -> None:
+    """GetReference leaves out a supply the caller may not read (node side:
+    test_api_teeth.py); the SDK's ``Reference.supplies`` then has no entry for it, not a
+    zero, and a shown zero stays a zero."""
+    from client._reference import reference_from_pb
+    from node.runtime._api import reference_pb
+    from node.store import MemoryStore
+
+    store = MemoryStore(NET.genesis)
+    node = dataclasses.make_dataclass("N", ["store"])(store)
+    msg = reference_pb(node, Caller("BANK01", observer=False))  # a holder, issuer of none
+    assert msg.instruments and not any(i.HasField("supply") for i in msg.instruments)
+    assert reference_from_pb(NET.genesis, msg).supplies == {}
+    shown = reference_pb(node, Caller("AUDITOR", observer=True))
+    supplies = reference_from_pb(NET.genesis, shown).supplies
+    assert supplies == {i.id: store.supply(i.id) for i in shown.instruments}
+    assert 0 in supplies.values()  # the control: a zero supply shown is kept as zero

@@ -168,7 +168,7 @@ async def test_a_node_cannot_unmake_the_callers_observer_role_then_filter_its_bl
     block with transactions whose proven leaf says its identity did, whatever the
     reference data says; it no longer reads the reference for this."""
     pinned, certs, chain = traded
-    honest = reference_pb(chain.node())
+    honest = reference_pb(chain.node(), Caller("AUDITOR", observer=True))
     lying = pb.Reference()
     lying.CopyFrom(honest)
     for p in lying.participants:
@@ -202,7 +202,7 @@ async def test_a_node_cannot_make_the_caller_an_observer_and_so_deny_it_every_bl
     from the reference data. The control: the same honest block is accepted with
     genesis reference data."""
     pinned, certs, chain = traded
-    lying = reference_pb(chain.node())
+    lying = reference_pb(chain.node(), Caller("AUDITOR", observer=True))
     for p in lying.participants:
         if p.id == "BANK01":
             p.roles.append(Role.AUDITOR.value)
