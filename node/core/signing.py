@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from node import crypto
-from node.core.types import Phase, QuorumCert, TimeoutCert, timeout_message, vote_message
+from node.core.types import (
+    Phase,
+    QuorumCert,
+    TimeoutCert,
+    signable_lock_view,
+    timeout_message,
+    vote_message,
+)
 
 __all__ = [
     "Ed25519Signer",
@@ -89,6 +96,8 @@ def verify_timeout_cert(tc: TimeoutCert, chain_id: str, n: int, q: int, verifier
     entry reports, ``high_lock`` is a prepare QC of the highest lock view reported there,
     for the next height. Nothing else in an entry is acted on."""
     if len(tc.entries) > n or not _distinct_signers([e.voter for e in tc.entries], n, q):
+        return False
+    if not all(signable_lock_view(e.pqc_view) for e in tc.entries):
         return False
     if not _proves(tc.high_commit, Phase.COMMIT, tc.top_height, None):
         return False

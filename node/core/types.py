@@ -22,6 +22,7 @@ from node.config import (
     CHAIN_ID_BYTES_MAX,
     SIGNATURE_BYTES_MAX,
     TX_BYTES_MAX,
+    U64_MAX,
     VALIDATORS_MAX,
 )
 from node.crypto import HASH_LEN, sha256
@@ -51,6 +52,7 @@ __all__ = [
     "encode_block",
     "encode_qc",
     "genesis_hash",
+    "signable_lock_view",
     "timeout_message",
     "vote_message",
 ]
@@ -115,6 +117,13 @@ def vote_message(chain_id: str, phase: Phase, view: int, height: int, block_hash
     assert phase in (Phase.PREPARE, Phase.COMMIT) and len(block_hash) == HASH_LEN
     w = _Writer().raw(tags.VOTE).raw(_chain_bytes(chain_id))
     return w.pack(_VOTE, phase, view, height, block_hash).finish()
+
+
+def signable_lock_view(pqc_view: int | None) -> bool:
+    """Whether a timeout can sign this lock view: ``timeout_message`` encodes it plus one
+    in a u64, so 2^64 - 1 cannot be. No honest timeout carries it; a peer's claim of it is
+    refused before the message is built (building it raises EncodeError)."""
+    return pqc_view is None or pqc_view < U64_MAX
 
 
 def timeout_message(chain_id: str, view: int, committed_height: int, pqc_view: int | None) -> bytes:

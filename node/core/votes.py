@@ -22,6 +22,7 @@ from node.core.types import (
     TimeoutCert,
     Vote,
     genesis_hash,
+    signable_lock_view,
     timeout_message,
     vote_message,
 )
@@ -211,6 +212,8 @@ def timeout_problem(src: int, t: Timeout, certs: Certificates) -> Reason | None:
     if (t.commit_cert is None) != (t.committed_height == 0):
         return Reason.MALFORMED_CLAIMS
     pqc_view = None if t.high_pqc is None else t.high_pqc.view
+    if not signable_lock_view(pqc_view):
+        return Reason.MALFORMED_CLAIMS
     msg = timeout_message(certs.chain_id, t.view, t.committed_height, pqc_view)
     if not certs.signed(t.voter, msg, t.signature):
         return Reason.BAD_SIGNATURE

@@ -5264,3 +5264,26 @@ MUTANTS += [
            tests=["tests/unit/test_gov_client.py::test_a_reference_holds_only_the_supplies_the_node_showed"]),
 ]
 # fmt: on
+
+# Session 26: a lock view no timeout can sign (2^64 - 1) is refused, not fatal.
+_LV = ["tests/unit/test_core_hostile.py::test_a_lock_view_no_timeout_can_sign_is_refused_not_fatal",
+       "tests/unit/test_core_hostile.py::test_extreme_views_and_heights_in_any_message_are_refused_never_fatal"]
+# fmt: off
+MUTANTS += [
+    Mutant("timeout-unsignable-lock-view-built", "node/core/votes.py",
+           old="    if not signable_lock_view(pqc_view):\n        return Reason.MALFORMED_CLAIMS\n",
+           new="",
+           breaks="one Byzantine Timeout claiming a lock of view 2^64 - 1 makes every honest node's check raise EncodeError: all halt",
+           tests=_LV),
+    Mutant("tc-unsignable-lock-view-built", "node/core/signing.py",
+           old="    if not all(signable_lock_view(e.pqc_view) for e in tc.entries):\n        return False\n",
+           new="",
+           breaks="a NewView whose certificate has an entry with lock view 2^64 - 1 below its top height makes every honest node halt",
+           tests=_LV),
+    Mutant("signable-lock-view-off-by-one", "node/core/types.py",
+           old="    return pqc_view is None or pqc_view < U64_MAX",
+           new="    return pqc_view is None or pqc_view <= U64_MAX",
+           breaks="the lock view 2^64 - 1 counts as signable: its check raises EncodeError and the node halts",
+           tests=_LV),
+]
+# fmt: on

@@ -8,6 +8,8 @@ one honest replica, and asserts what the honest side does.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import replace
 
 from node.config import (
@@ -19,23 +21,31 @@ from node.config import (
     PEER_VERIFY_BURST,
     PEER_VERIFY_PER_S,
     TX_BYTES_MAX,
+    U64_MAX,
 )
 from node.core import (
     Block,
+    DecodeError,
+    Message,
     NewView,
     Phase,
     Proposal,
+    QCMessage,
+    QuorumCert,
     SyncRequest,
     SyncResponse,
     Timeout,
     TimeoutCert,
+    TimeoutEntry,
     TxForward,
     Vote,
+    genesis_hash,
     timeout_message,
     verify_timeout_cert,
 )
-from node.core.codec import encode_message
+from node.core.codec import decode_message, encode_message
 from node.core.pacemaker import Timer
+from node.core.refusal import Kind, Reason
 from node.merkle import EMPTY_ROOT
 from tests.sim.harness import HashSigner
 from tests.unit.core_refusals import (
@@ -153,6 +163,111 @@ def test_a_timeout_certificate_must_prove_its_highest_claims() -> None:
     at = node.view
     node.step(0, NewView(TimeoutCert(view, inflated, cert, None)))  # type: ignore[arg-type]
     assert node.view == at
+
+
+def test_a_lock_view_no_timeout_can_sign_is_refused_not_fatal() -> None:
+    """Scenario (adversarial review, session 26): one Byzantine validator sends every
+    peer a Timeout claiming a lock of view 2^64 - 1, unsigned and unproven. Checking it
+    built the signed message, which encodes the lock view plus one in a u64: EncodeError
+    escaped the replica, the engine failed and every honest node halted (fail-stop).
+    A NewView whose certificate has such an entry did the same in its verification. Both
+    are now refused, through the wire codec as a peer's bytes arrive, and the node goes
+    on; the control is the same Timeout with any signable view, refused as unsigned."""
+    net = Net()
+    _commit_one(net)
+    node, engine = net.nodes[1], net.engine(1)
+    view, height, cert = node.view, node.committed_height, net.disks[2].blocks[1][1]
+    block = Block(CHAIN, 1, 0, genesis_hash(CHAIN), 0, 1, 0, ROOT0, EMPTY_ROOT, (b"x",))
+
+    def timeout(lock_view: int) -> Timeout:
+        lock = QuorumCert(Phase.PREPARE, lock_view, 1, block.hash, ((0, b"\0" * 64),))
+        return Timeout(view, 0, None, lock, block, 0, b"\0" * 64)
+
+    for lock_view, reason in (
+        (U64_MAX - 1, Reason.BAD_SIGNATURE),
+        (U64_MAX, Reason.MALFORMED_CLAIMS),
+    ):
+        msg = decode_message(encode_message(timeout(lock_view)))  # a peer's bytes
+        before = node.refused[(Kind.TIMEOUT, reason)]
+        engine.step(0, msg, 0)
+        assert engine.failed is None, lock_view
+        assert node.refused[(Kind.TIMEOUT, reason)] == before + 1, lock_view
+    # A timeout certificate with such an entry below its top height (its top proven by a
+    # real commit certificate, which any validator holds) is no certificate.
+    entries = (TimeoutEntry(0, 0, U64_MAX, b"\0" * 64),) + tuple(
+        TimeoutEntry(i, 1, None, b"\0" * 64) for i in (1, 2)
+    )
+    tc = TimeoutCert(view, entries, cert, None)
+    assert not verify_timeout_cert(tc, CHAIN, 4, 3, net.verifier)
+    engine.step(0, decode_message(encode_message(NewView(tc))), 0)
+    assert engine.failed is None and node.view == view
+    _commit_one(net, b"trade-2")  # and the node still takes part
+    assert node.committed_height > height
+
+
+def _extreme_messages(net: Net) -> list[Message]:
+    """Each kind of consensus message with 0, 1, 2, 2^64 - 2 and 2^64 - 1 in its views and
+    heights (unsigned: what a Byzantine peer can send without any key), those the types
+    admit."""
+    cert, block = net.disks[2].blocks[1][1], net.disks[2].blocks[1][0]
+    sig, values = b"\0" * 64, (0, 1, 2, U64_MAX - 1, U64_MAX)
+
+    def makers(v: int, h: int) -> tuple[Callable[[], Message], ...]:
+        at = lambda: replace(block, height=h, executed_height=h - 1, view=v)  # noqa: E731
+        return (
+            lambda: Vote(Phase.PREPARE, v, h, block.hash, 0, sig),
+            lambda: Vote(Phase.COMMIT, v, h, block.hash, 0, sig),
+            lambda: Timeout(v, h, None if h == 0 else replace(cert, height=h), None, None, 0, sig),
+            lambda: Timeout(
+                v, 1, cert, replace(cert, phase=Phase.PREPARE, view=h, height=2), block, 0, sig
+            ),
+            lambda: QCMessage(replace(cert, view=v, height=h)),
+            lambda: QCMessage(replace(cert, view=v, height=h, phase=Phase.PREPARE)),
+            lambda: Proposal(v, at(), cert, None),
+            lambda: Proposal(v, block, replace(cert, view=h), None),
+            lambda: SyncRequest(h, 16),
+            lambda: NewView(
+                TimeoutCert(v, tuple(TimeoutEntry(i, h, h, sig) for i in range(3)), cert, None)
+            ),
+            lambda: NewView(
+                TimeoutCert(
+                    v,
+                    (TimeoutEntry(0, 0, h, sig), *(TimeoutEntry(i, 1, None, sig) for i in (1, 2))),
+                    cert,
+                    None,
+                )
+            ),
+            lambda: SyncResponse(((at(), replace(cert, view=v, height=h)),)),
+        )
+
+    out = []
+    for v, h in itertools.product(values, values):
+        for make in makers(v, h):
+            try:
+                out.append(make())
+            except AssertionError:
+                continue  # a value the type itself refuses (a height of 0)
+    return out
+
+
+def test_extreme_views_and_heights_in_any_message_are_refused_never_fatal() -> None:
+    """Every message above, as a peer's bytes (through the wire codec), from a peer and
+    from the node's own index, leaves the engine running: whatever a peer sends, an honest
+    node refuses it or acts on it, and never halts on it. The lock view of 2^64 - 1 (the
+    test above) was the one that did."""
+    net = Net()
+    _commit_one(net)
+    engine, sent = net.engine(1), 0
+    for msg in _extreme_messages(net):
+        try:
+            wire = decode_message(encode_message(msg))
+        except DecodeError:
+            continue  # the codec refuses it: it never reaches the replica
+        for src in (0, 2):
+            engine.step(src, wire, 10**6)
+            assert engine.failed is None, msg
+            sent += 1
+    assert sent > 400  # the control: the messages did reach the replica
 
 
 # --- 7. block time bounded on both sides ------------------------------------------------------
