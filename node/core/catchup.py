@@ -21,6 +21,12 @@ nothing since the episode began, the next round waits ``CATCHUP_RETRY_MS``, and 
 only a peer's word names is asked after one peer per ``CATCHUP_RETRY_MS`` as before:
 empty answers never make a request storm.
 
+An answer from the peer asked that moves the replica on by fewer blocks than it asked for
+(and not to the target) is followed by a request to the next peer, round-robin; a full
+answer by one to the same peer. So a peer that answers each request with a single block
+just before the deadline holds the replica back by one wait per round of peers, not one
+per block, and a peer that is down costs a wait only when the one before it ran short.
+
 Nobody steers a request that is out: a certificate or a hello arriving meanwhile raises
 the target, not whom we ask; an answer from a peer we did not ask counts only if it moves
 us on. (A Byzantine peer re-sending a commit certificate and empty answers otherwise kept
@@ -95,6 +101,7 @@ class CatchUp:
         # changes it then but a miss, which asks the next peer at once.
         self.peer = (me + 1) % n
         self.resting = False  # a round of empty answers: nothing is out until the retry
+        self._asked = 0  # blocks the request out (or the last one) asked for
 
     def retry_deadline_ms(self) -> int | None:
         if self.sent_ms is None:
@@ -127,7 +134,7 @@ class CatchUp:
             self.sent_ms = None
             return
         self._send(self.peer, SyncRequest(committed + 1, count))
-        self.sent_ms = now_ms
+        self.sent_ms, self._asked = now_ms, count
 
     def retry(self, committed: int, now_ms: int) -> None:
         """On a tick: the peer did not answer in time (nothing to give, or over its budget
@@ -149,9 +156,7 @@ class CatchUp:
             if self.target <= committed:
                 self.sent_ms = None
                 return
-        self.peer = (self.peer + 1) % self.n
-        if self.peer == self.me:
-            self.peer = (self.peer + 1) % self.n
+        self._next_peer()
         # An unproven word is asked after at the old pace, one peer per retry: a liar's
         # hello must not buy a round of requests at network speed (review 20b).
         word = self.target > self.certified
@@ -159,6 +164,11 @@ class CatchUp:
             self.resting, self.sent_ms = True, now_ms
             return
         self._request(committed, now_ms)
+
+    def _next_peer(self) -> None:
+        self.peer = (self.peer + 1) % self.n
+        if self.peer == self.me:
+            self.peer = (self.peer + 1) % self.n
 
     def committed(self, height: int) -> None:
         """We committed ``height`` (by an answer or by consensus): the target reached ends
@@ -177,6 +187,12 @@ class CatchUp:
             self.misses = 0
         if self.target > committed:
             if moved:
+                if src == self.peer and committed - start < self._asked:
+                    # Short of what was asked: the rest from the next peer. One answering
+                    # every request with a single block just before the retry deadline
+                    # was otherwise asked again and again, and held a lagging replica to
+                    # a block per deadline (session 26's review).
+                    self._next_peer()
                 self._request(committed, now_ms)
             else:
                 self._miss(committed, now_ms, answered=True)

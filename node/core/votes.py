@@ -106,16 +106,19 @@ class VoteCollector:
     leader's proposal moves us on while those votes are still arriving).
 
     As a leader of one of the next two views it also counts COMMIT votes relayed to it (the previous
-    leader's certificate was late: docs/consensus.md "Slow leaders"): one tally per block,
-    of one view at a time (the latest), each voter counted once in that view (an honest
-    one commit-votes one block per view), so at most n signatures are held and no vote
-    for another block can push the certified block's tally out."""
+    leader's certificate was late: docs/consensus.md "Slow leaders"): one tally per view
+    and block, of the latest view relayed and the one before (the two views a replica
+    takes relayed votes of), each voter counted once in a view (an honest one commit-votes
+    one block per view), so at most 2n signatures are held, no vote for another block can
+    push the certified block's tally out, and no vote of the later view can wipe the
+    earlier view's tally (session 26's review: a Byzantine validator's own relayed vote of
+    view v + 1 dropped the honest relays of view v, and the certificate never formed)."""
 
     def __init__(self) -> None:
         self._tally: dict[Phase, dict[int, bytes]] = {}
         self._prev: tuple[Proposal, dict[int, bytes]] | None = None
-        self._relayed_view = -1  # the view the relayed tallies are of
-        self._relayed: dict[bytes, dict[int, bytes]] = {}  # block hash -> its tally
+        self._relayed_view = -1  # the latest view of a relayed tally (the one before is kept)
+        self._relayed: dict[tuple[int, bytes], dict[int, bytes]] = {}  # (view, block hash)
 
     def open(self) -> None:
         """A proposal of ours: start counting both phases."""
@@ -135,16 +138,18 @@ class VoteCollector:
         of the view after ``v.view``: the QC when it completes a quorum."""
         if v.voter != src:
             return Reason.VOTER_NOT_SENDER
-        if v.view < self._relayed_view:
+        if v.view < self._relayed_view - 1:
             return Reason.STALE_VIEW
         if v.view > self._relayed_view:
-            self._relayed_view, self._relayed = v.view, {}
-        if any(v.voter in tally for tally in self._relayed.values()):
+            self._relayed_view = v.view
+            self._relayed = {k: t for k, t in self._relayed.items() if k[0] >= v.view - 1}
+        if any(v.voter in t for (view, _), t in self._relayed.items() if view == v.view):
             return Reason.DUPLICATE  # counted in this view already (for this block or not)
-        tally = self._relayed.get(block.hash, {})
+        key = (v.view, block.hash)
+        tally = self._relayed.get(key, {})
         got = _count(v, block, tally, certs)
         if tally:  # only a vote whose signature checked opens a tally
-            self._relayed[block.hash] = tally
+            self._relayed[key] = tally
         return got
 
     def add(

@@ -2450,8 +2450,8 @@ MUTANTS += [
            breaks="no commit round is ever measured: the relay never applies and held commit certificates stall the next view",
            tests=["tests/unit/test_core_relay.py::test_a_withheld_commit_certificate_is_formed_by_the_next_leader"]),
     Mutant("relayed-vote-from-another-sender", "node/core/votes.py",
-           old="            return Reason.VOTER_NOT_SENDER\n        if v.view < self._relayed_view:\n",
-           new="            pass\n        if v.view < self._relayed_view:\n",
+           old="            return Reason.VOTER_NOT_SENDER\n        if v.view < self._relayed_view - 1:\n",
+           new="            pass\n        if v.view < self._relayed_view - 1:\n",
            breaks="a validator relays other validators' COMMIT votes to the next leader: one Byzantine peer can replay them, and they are charged to the wrong budget",
            tests=["tests/unit/test_core_relay.py::test_relayed_votes_count_only_at_the_next_leader_from_their_voter"]),
     Mutant("relayed-votes-counted-by-anyone", "node/core/replica.py",
@@ -2476,15 +2476,16 @@ MUTANTS += [
 # fmt: off
 MUTANTS += [
     Mutant("relayed-voter-counted-per-block", "node/core/votes.py",
-           old="        if any(v.voter in tally for tally in self._relayed.values()):\n",
+           old="        if any(v.voter in t for (view, _), t in self._relayed.items() if view == v.view):\n",
            new="        if False:\n",
            breaks="one validator's relayed votes count once per candidate block of a view, not once per view: its votes for other blocks hold tallies beside the certified block's",
            tests=["tests/unit/test_core_relay.py::test_votes_for_other_blocks_cannot_push_the_honest_relayed_tally_out"]),
     Mutant("relayed-tallies-mix-views", "node/core/votes.py",
-           old="            self._relayed_view, self._relayed = v.view, {}\n",
-           new="            self._relayed_view = v.view\n",
+           old="        key = (v.view, block.hash)\n",
+           new="        key = (0, block.hash)\n",
            breaks="relayed votes for one block in two views (re-proposed) fill one tally: the next leader forms a certificate of mixed views, trusts it (formed here) and commits on it",
-           tests=["tests/unit/test_core_relay.py::test_relayed_votes_of_two_views_never_make_one_certificate"]),
+           tests=["tests/unit/test_core_relay.py::test_relayed_votes_of_two_views_never_make_one_certificate",
+                  "tests/unit/test_core_relay.py::test_a_relayed_vote_of_the_next_view_does_not_wipe_this_views_tally"]),
 ]
 # fmt: on
 
@@ -5266,8 +5267,10 @@ MUTANTS += [
 # fmt: on
 
 # Session 26: a lock view no timeout can sign (2^64 - 1) is refused, not fatal.
-_LV = ["tests/unit/test_core_hostile.py::test_a_lock_view_no_timeout_can_sign_is_refused_not_fatal",
-       "tests/unit/test_core_hostile.py::test_extreme_views_and_heights_in_any_message_are_refused_never_fatal"]
+_LV = [
+    "tests/unit/test_core_hostile.py::test_a_lock_view_no_timeout_can_sign_is_refused_not_fatal",
+    "tests/unit/test_core_hostile.py::test_extreme_views_and_heights_in_any_message_are_refused_never_fatal",
+]
 # fmt: off
 MUTANTS += [
     Mutant("timeout-unsignable-lock-view-built", "node/core/votes.py",
@@ -5285,5 +5288,59 @@ MUTANTS += [
            new="    return pqc_view is None or pqc_view <= U64_MAX",
            breaks="the lock view 2^64 - 1 counts as signable: its check raises EncodeError and the node halts",
            tests=_LV),
+]
+# fmt: on
+
+# Session 26: a catch-up answer short of what was asked sends the next request to the next peer.
+_TR = [
+    "tests/unit/test_core_catchup.py::test_an_answer_short_of_the_target_asks_for_the_rest",
+    "tests/unit/test_byzantine_peer.py::test_a_peer_answering_one_block_per_request_is_asked_once_a_round",
+]
+# fmt: off
+MUTANTS += [
+    Mutant("catchup-short-answer-same-peer", "node/core/catchup.py",
+           old="                    self._next_peer()\n                self._request(committed, now_ms)",
+           new="                    pass\n                self._request(committed, now_ms)",
+           breaks="a Byzantine peer answering each request with one block just before the deadline is asked again and again: a block per deadline",
+           tests=_TR),
+    Mutant("catchup-full-answer-rotates", "node/core/catchup.py",
+           old="if src == self.peer and committed - start < self._asked:",
+           new="if src == self.peer and committed - start <= self._asked:",
+           breaks="a full answer sends the rest to the next peer too: a peer that is down then costs a retry wait every round",
+           tests=_TR[:1]),
+    Mutant("catchup-unasked-short-rotates", "node/core/catchup.py",
+           old="if src == self.peer and committed - start < self._asked:",
+           new="if committed - start < self._asked:",
+           breaks="an unasked peer's short answer moves the request off the peer asked, which may be about to answer in full",
+           tests=_TR[:1]),
+]
+# fmt: on
+
+# Session 26: the relayed COMMIT tallies of a view survive a relayed vote of the next view.
+_RW = [
+    "tests/unit/test_core_relay.py::test_a_relayed_vote_of_the_next_view_does_not_wipe_this_views_tally"
+]
+# fmt: off
+MUTANTS += [
+    Mutant("relay-tally-wiped-by-next-view", "node/core/votes.py",
+           old="            self._relayed = {k: t for k, t in self._relayed.items() if k[0] >= v.view - 1}",
+           new="            self._relayed = {}",
+           breaks="a Byzantine validator's own relayed COMMIT vote of the next view drops the honest relays of this one: the withheld certificate never forms",
+           tests=_RW),
+    Mutant("relay-stale-one-view-back", "node/core/votes.py",
+           old="        if v.view < self._relayed_view - 1:\n",
+           new="        if v.view < self._relayed_view:\n",
+           breaks="once a vote of the next view is relayed, the honest relays of this view still arriving are refused as stale",
+           tests=_RW),
+    Mutant("relay-duplicate-across-views", "node/core/votes.py",
+           old="if view == v.view):",
+           new="):",
+           breaks="a voter's relayed vote of the next view counts as a duplicate of its vote in this one: the next view's certificate may never form",
+           tests=_RW),
+    Mutant("relay-old-tallies-kept", "node/core/votes.py",
+           old="if k[0] >= v.view - 1}",
+           new="if k[0] >= 0}",
+           breaks="relayed tallies of every view ever relayed are kept: memory grows with the views a Byzantine leader makes others relay",
+           tests=["tests/unit/test_core_relay.py::test_relayed_tallies_hold_two_views_at_most"]),
 ]
 # fmt: on

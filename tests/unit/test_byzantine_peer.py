@@ -20,7 +20,7 @@ with a known mutant (tests/mutation/known.py):
 
 from __future__ import annotations
 
-from node.config import PEER_VERIFY_BURST
+from node.config import CATCHUP_RETRY_MS, PEER_VERIFY_BURST
 from node.core import (
     NewView,
     Phase,
@@ -28,6 +28,7 @@ from node.core import (
     QCMessage,
     QuorumCert,
     Replica,
+    SyncRequest,
     SyncResponse,
     TxForward,
     Vote,
@@ -75,6 +76,54 @@ def test_one_byzantine_peer_cannot_keep_a_lagging_replica_from_catching_up() -> 
     # Honest peers 0 and 1 hold every block and answer at once: 10 s (20 retry periods)
     # is ample.
     assert net.disks[3].committed_height() == top
+
+
+def _trickle(one_block_answers: bool) -> tuple[int, int, int]:
+    """Validator 3 lags 40-odd blocks; Byzantine validator 2 shows it a real commit
+    certificate (so it is asked first) and answers each request it gets with one real
+    block (``one_block_answers``) just before the requester's retry deadline, or not at
+    all. Returns (ms until validator 3 holds every block, the top, requests 2 answered)."""
+    net = Net()  # 3 of 4: one Byzantine validator is within both bounds
+    now = _chain_without(net, lagging=3, trades=25)
+    top = net.disks[0].committed_height()
+    byz, lagging = 2, net.nodes[3]
+    asked: list[SyncRequest] = []
+
+    def tamper(src: int, dst: int, msg: object) -> object:
+        if (src, dst) == (3, byz) and isinstance(msg, SyncRequest):
+            asked.append(msg)
+        return None if byz in (src, dst) else msg  # its honest replica stays out
+
+    net.tamper = tamper  # type: ignore[assignment]
+    lagging.step(byz, QCMessage(net.disks[0].blocks[top][1]), now)
+    net.drain(3)
+    start, answered = now, 0
+    while net.disks[3].committed_height() < top and now - start < 120_000:
+        deadline = lagging._catchup.retry_deadline_ms()
+        trickling = one_block_answers and asked and deadline is not None
+        now = max(now + 1, deadline - 1) if trickling else now + 50  # type: ignore[operator]
+        if trickling and lagging._catchup.peer == byz:
+            height = asked[-1].from_height
+            asked.clear()
+            lagging.step(byz, SyncResponse((net.disks[0].blocks[height],)), now)
+            net.drain(3)
+            answered += 1
+        net.tick(now)
+    return now - start, top, answered
+
+
+def test_a_peer_answering_one_block_per_request_is_asked_once_a_round() -> None:
+    """Scenario (adversarial review, session 26): the Byzantine peer asked answers every
+    request with one valid block just before the retry deadline. Each answer moved the
+    lagging replica on, so it asked the same peer again: a block per deadline, 25 s for
+    40-odd blocks here (about 15 minutes for 1,800), and at 4/3 the honest quorum that
+    needs the lagging replica commits nothing meanwhile. A short answer now sends the
+    next request to the next peer, whose full answers carry the rest. The control: the
+    same peer silent (today's defence) takes about as long."""
+    trickled_ms, top, answered = _trickle(one_block_answers=True)
+    silent_ms, _, _ = _trickle(one_block_answers=False)
+    assert top >= 40 and answered >= 1  # the Byzantine peer was asked and did answer
+    assert trickled_ms <= silent_ms + 2 * CATCHUP_RETRY_MS, (trickled_ms, silent_ms)
 
 
 def test_catch_up_rotates_past_a_steering_peer_and_a_down_successor() -> None:

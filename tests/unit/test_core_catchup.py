@@ -76,11 +76,22 @@ def test_an_answer_that_moves_us_on_asks_the_same_peer_for_more_once() -> None:
 
 
 def test_an_answer_short_of_the_target_asks_for_the_rest() -> None:
+    """A full answer (all the blocks asked for) short of the target: the rest from the
+    same peer. One with fewer blocks than asked: from the next peer (session 26: a peer
+    answering one block per request, just before the deadline, was asked for ever)."""
     c, sent = catchup()
-    c.want(2, 10, committed=0, now_ms=0)
+    c.want(2, 40, committed=0, now_ms=0)
+    assert sent[-1] == (2, SyncRequest(1, 16))
     c.misses = 2
-    c.answered(2, start=0, committed=4, now_ms=10)
-    assert sent[-1] == (2, SyncRequest(5, 6)) and c.misses == 0
+    c.answered(2, start=0, committed=16, now_ms=10)  # full
+    assert sent[-1] == (2, SyncRequest(17, 16)) and c.misses == 0
+    c.answered(2, start=16, committed=20, now_ms=20)  # short: 4 of 16
+    assert sent[-1] == (3, SyncRequest(21, 16)) and c.misses == 0
+    c.answered(3, start=20, committed=21, now_ms=30)  # short again: the next, round-robin
+    assert sent[-1] == (0, SyncRequest(22, 16))
+    # An unasked peer's short answer moves us on but does not change whom we ask.
+    c.answered(1, start=21, committed=22, now_ms=40)
+    assert sent[-1] == (0, SyncRequest(23, 16))
 
 
 def _chain(length: int) -> Disk:

@@ -194,8 +194,9 @@ def test_a_lock_view_no_timeout_can_sign_is_refused_not_fatal() -> None:
         assert node.refused[(Kind.TIMEOUT, reason)] == before + 1, lock_view
     # A timeout certificate with such an entry below its top height (its top proven by a
     # real commit certificate, which any validator holds) is no certificate.
-    entries = (TimeoutEntry(0, 0, U64_MAX, b"\0" * 64),) + tuple(
-        TimeoutEntry(i, 1, None, b"\0" * 64) for i in (1, 2)
+    entries = (
+        TimeoutEntry(0, 0, U64_MAX, b"\0" * 64),
+        *(TimeoutEntry(i, 1, None, b"\0" * 64) for i in (1, 2)),
     )
     tc = TimeoutCert(view, entries, cert, None)
     assert not verify_timeout_cert(tc, CHAIN, 4, 3, net.verifier)

@@ -232,6 +232,36 @@ def test_votes_for_other_blocks_cannot_push_the_honest_relayed_tally_out() -> No
     assert [i for i, _ in got.signatures] == [0, 1, 2]
 
 
+def test_a_relayed_vote_of_the_next_view_does_not_wipe_this_views_tally() -> None:
+    """Scenario (adversarial review, session 26): two honest relays of view 5 are counted;
+    a Byzantine validator sends its own signed COMMIT vote of view 6 (a replica takes
+    relayed votes of its view and the one before); the tally of view 5 was dropped, the
+    third honest relay refused as stale, and the withheld certificate never formed. Both
+    views' tallies are kept now. Control: a view two behind the latest is still stale."""
+    b = block(0)
+    collector, c = VoteCollector(), certs()
+    for voter in (1, 2):
+        assert collector.relayed(voter, _commit_vote(voter, 5, b.hash), b, c) is None
+    assert collector.relayed(0, _commit_vote(0, 6, b.hash), b, c) is None
+    got = collector.relayed(3, _commit_vote(3, 5, b.hash), b, c)
+    assert isinstance(got, QuorumCert) and got.view == 5
+    assert [i for i, _ in got.signatures] == [1, 2, 3]
+    assert certs().qc(got, Phase.COMMIT)  # every signature is of view 5
+    assert collector.relayed(1, _commit_vote(1, 6, b.hash), b, c) is None  # its view-6 vote
+    assert collector.relayed(0, _commit_vote(0, 7, b.hash), b, c) is None
+    assert collector.relayed(3, _commit_vote(3, 5, b.hash), b, c) is Reason.STALE_VIEW
+
+
+def test_relayed_tallies_hold_two_views_at_most() -> None:
+    """Keeping the view before the latest must not keep every view: votes relayed over
+    ten views leave the tallies of the last two, at most n signatures each."""
+    b = block(0)
+    collector, c = VoteCollector(), certs()
+    for view in range(10):
+        assert collector.relayed(view % 4, _commit_vote(view % 4, view, b.hash), b, c) is None
+    assert sorted(view for view, _ in collector._relayed) == [8, 9]
+
+
 def test_relayed_votes_of_two_views_never_make_one_certificate() -> None:
     """The same block relayed in two views (re-proposed after a view change): a vote of
     the later view must not complete a tally holding the earlier view's signatures (a
