@@ -310,6 +310,12 @@ SUBMIT_STREAM_ERRORS_QUEUED_MAX: Final = 64
 # connection may take to finish its TLS handshake, and HTTP/2 streams per connection
 # (calls beyond it queue in the client, they are not refused).
 CLIENT_CONNECTIONS_MAX: Final = 512
+# A client connection with no call in progress for this long is closed (HTTP/2 GOAWAY; a
+# client's channel reconnects on its next call). Without it a connection that finished its
+# handshake and then sent nothing was kept for ever: 512 of them, from anyone, took every
+# slot (session 26's review). A connection kept busy by a parked call still counts: a cap
+# per source address belongs in front of the node (docs/deploy.md).
+CLIENT_CONNECTION_IDLE_MS: Final = 60_000
 CLIENT_HANDSHAKE_TIMEOUT_MS: Final = 5_000
 CLIENT_STREAMS_PER_CONNECTION_MAX: Final = (
     WAITERS_PER_CONNECTION_MAX
@@ -397,6 +403,12 @@ VALIDATORS_MAX: Final = 1_000
 # `ledger-node health` (the compose healthcheck): one Check call, well inside compose's
 # 5 s probe timeout so a node that does not answer reads as unhealthy, not as a hung probe.
 HEALTH_PROBE_TIMEOUT_MS: Final = 3_000
+# Liveness without the network (node/health.py ``alive``): the node touches ``alive`` in
+# its data directory every ready check (0.5 s) while it runs and has not halted; a probe
+# calls it stuck when the touch is older than this. Through the client port, a probe failed
+# whenever anonymous connections held every slot (CLIENT_CONNECTIONS_MAX), and an
+# orchestrator restarted a healthy validator (session 26's review).
+LIVENESS_STALE_MS: Final = 10_000
 
 # --- genesis ceremony (node/ceremony.py, docs/deploy.md) -----------------------------------
 # A bundle is read from whoever handed it over, so its size and every field are bounded

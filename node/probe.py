@@ -1,12 +1,13 @@
-"""``python -m node.probe --config FILE [--service NAME]``: ask this validator's own client
-port for its gRPC health, for an orchestrator's probe; exit 0 when SERVING, else 1.
+"""``python -m node.probe --config FILE [--service NAME]``: this validator's health, for an
+orchestrator's probe; exit 0 when SERVING, else 1.
 
 Kubernetes' built-in gRPC probe cannot speak TLS, and the client port speaks nothing else,
-so the manifests (devtools/k8s.py) run this as an exec probe inside the container. It trusts
-only the node's own certificate (the one genesis pins) and needs no participant key:
-health is open to any TLS client (docs/cluster.md "Health, metrics, logs").
-Service ``""``: the process runs and has not halted (liveness); ``ledger.v1.Ledger``: it
-also reaches a quorum (readiness).
+so the manifests (devtools/k8s.py) run this as an exec probe inside the container; it is
+``ledger-node health`` (node/health.py) under the flags the manifests use. Service ``""``
+(liveness): the node runs and has not halted, read from its heartbeat file, not the
+network, so anonymous connections filling the client port cannot get a healthy validator
+restarted; ``ledger.v1.Ledger`` (readiness): the node's own gRPC health, which also needs a
+quorum, asked on its client port trusting only the node's own certificate.
 """
 
 from __future__ import annotations
@@ -17,30 +18,13 @@ from collections.abc import Sequence
 
 __all__ = ["main", "probe"]
 
-PROBE_TIMEOUT_S = 3.0  # within the manifests' timeoutSeconds (5)
-
 
 def probe(config_path: str, service: str) -> bool:
-    """True when the node of ``config_path`` answers SERVING for ``service``."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    """True when the node of ``config_path`` is SERVING for ``service``."""
+    from node import health
+    from node.netconfig import load_node_config
 
-    from node.keyfiles import dns_names
-    from node.netconfig import host_port, load_node_config
-
-    cfg = load_node_config(config_path)
-    pem = cfg.tls_cert.read_bytes()
-    host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "::") else cfg.listen_host
-    options = [("grpc.ssl_target_name_override", sorted(dns_names(pem))[0])]
-    creds = grpc.ssl_channel_credentials(pem)
-    with grpc.secure_channel(host_port(host, cfg.client_port), creds, options) as ch:
-        try:
-            reply = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=PROBE_TIMEOUT_S
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    return health.probe(load_node_config(config_path), service) == "SERVING"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

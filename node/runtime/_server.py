@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from node.config import (
+    CLIENT_CONNECTION_IDLE_MS,
     CLIENT_CONNECTIONS_MAX,
     CLIENT_HANDSHAKE_TIMEOUT_MS,
     CLIENT_MESSAGE_BYTES_MAX,
@@ -23,6 +24,7 @@ from node.config import (
 )
 from node.crypto import SigningKey
 from node.genesis import load_genesis
+from node.health import Heartbeat
 from node.keyfiles import cert_pin_from_pem, load_signing_key, pinned_certificates
 from node.netconfig import NodeConfig
 from node.runtime._access import Gate
@@ -51,7 +53,8 @@ _REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 # finished its TLS handshake in time is closed, and connections beyond the limit
 # (handshakes in progress included) are closed at once, both checked by
 # tests/cluster/test_client_limits.py; HTTP/2 streams beyond max_concurrent_streams wait
-# in the client (seen by hand: a third stream with a limit of 2 waited for its deadline).
+# in the client (seen by hand: a third stream with a limit of 2 waited for its deadline);
+# a connection with no call for ``idle_ms`` is closed (tests/unit/test_client_api_hostile.py).
 CLIENT_SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", CLIENT_MESSAGE_BYTES_MAX),
     ("grpc.server_handshake_timeout_ms", CLIENT_HANDSHAKE_TIMEOUT_MS),
@@ -61,11 +64,14 @@ CLIENT_SERVER_OPTIONS = [
 _READY_CHECK_S = 0.5
 
 
-def new_client_server(rpcs_max: int = CLIENT_RPCS_MAX) -> grpc.aio.Server:
+def new_client_server(
+    rpcs_max: int = CLIENT_RPCS_MAX, *, idle_ms: int = CLIENT_CONNECTION_IDLE_MS
+) -> grpc.aio.Server:
     """The client port's server, no service added yet. Every call in progress counts
     against ``rpcs_max``, parked ones included (a unary method opened as a stream whose
     request never comes, which no share sees): beyond it, RESOURCE_EXHAUSTED."""
-    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS, maximum_concurrent_rpcs=rpcs_max)
+    options = [*CLIENT_SERVER_OPTIONS, ("grpc.max_connection_idle_ms", idle_ms)]
+    return grpc.aio.server(options=options, maximum_concurrent_rpcs=rpcs_max)
 
 
 def new_peer_server(validators: int) -> grpc.aio.Server:
@@ -211,14 +217,18 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     if node.halted is None:
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    heartbeat = Heartbeat(cfg.data_dir)
     try:
         while not stop.is_set():
+            heartbeat.beat()
             await _report_health(health_servicer, node, links)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _READY_CHECK_S)
+        heartbeat.stop()  # halted or stopping: not alive from now on
         if node.halted is not None:
             await _linger_halted(health_servicer, node, links)
     finally:
+        heartbeat.stop()
         event("stopping", height=store.head().height)
         await health_servicer.enter_graceful_shutdown()
         for t in tasks:

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from client._identity import aio_interceptors, signed_channel
 from devtools.cluster import signer_for
+from node import health as node_health
 from node.config import (
     BLOCK_STREAMS_PER_CONNECTION_MAX,
     CLIENT_CONNECTIONS_MAX,
@@ -31,6 +32,7 @@ from node.config import (
     WAITERS_PER_CONNECTION_MAX,
 )
 from node.crypto import sha256
+from node.netconfig import load_node_config
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from tests.cluster.harness import RPC_TIMEOUT_S, Cluster, module_cluster
@@ -189,6 +191,12 @@ async def test_connections_beyond_the_limit_are_refused(cluster: Cluster) -> Non
         async with _connection(cluster, 0) as ch:
             err = await _refused(pb_grpc.LedgerStub(ch).GetStatus(pb.StatusRequest(), timeout=2.0))
             assert err.code() in (_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED)
+        # The port full, the node is still alive to its orchestrator (the heartbeat: no
+        # network; session 26), while readiness, the node's answer over the port, is not.
+        cfg = load_node_config(cluster.net.nodes[0].config)
+        assert node_health.probe(cfg, "") == "SERVING"
+        ready = node_health.probe(cfg, "ledger.v1.Ledger")
+        assert ready in ("UNAVAILABLE", "DEADLINE_EXCEEDED"), ready
     finally:
         for s in held:
             s.close()

@@ -145,8 +145,9 @@ def test_health_reflection_metrics_and_status_exit_code(lone_node: Network) -> N
 
 
 def test_the_pod_probe_reads_health_over_tls(lone_node: Network) -> None:
-    """node/probe.py, the Kubernetes manifests' exec probe: alive (service ""), not ready
-    (ledger.v1.Ledger: alone, no quorum); once stopped, not alive either."""
+    """node/probe.py, the Kubernetes manifests' exec probe: alive (service "": the node's
+    heartbeat file), not ready (ledger.v1.Ledger, gRPC health over TLS: alone, no quorum);
+    once stopped, not alive either (the file removed)."""
     config = str(lone_node.nodes[0].config)
     assert probe.main(["--config", config]) == 0
     assert probe.main(["--config", config, "--service", "ledger.v1.Ledger"]) == 1

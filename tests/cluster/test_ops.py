@@ -160,7 +160,10 @@ def test_a_node_down_is_unhealthy_everywhere(traded: Cluster, one_down: NetworkN
         problems = doc["problems"]
         assert isinstance(problems, list) and len(problems) == 1
         assert problems[0].startswith(f"{one_down.name} is down (UNAVAILABLE")
-    r = _health(one_down)
+    r = _health(one_down)  # killed: its heartbeat file names a process that is gone
+    assert r.returncode == 1
+    assert r.stdout.rstrip().endswith("GONE"), r.stdout
+    r = _health(one_down, "--service", "ledger.v1.Ledger")
     assert r.returncode == 1
     assert r.stdout.rstrip().endswith("UNAVAILABLE"), r.stdout
 

@@ -1197,7 +1197,7 @@ MUTANTS += [
            breaks="private keys are written into the manifests without being asked",
            tests=["tests/unit/test_k8s.py::test_secrets_only_when_told_and_private"]),
     Mutant("probe-always-serving", "node/probe.py",
-           old="    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)\n", new="    return True\n",
+           old="    return health.probe(load_node_config(config_path), service) == \"SERVING\"\n", new="    return True\n",
            breaks="the pod probe reports a stopped node ready",
            tests=["tests/cluster/test_node_process.py::test_the_pod_probe_reads_health_over_tls"]),
 ]
@@ -1871,8 +1871,8 @@ MUTANTS += [
            breaks="one anonymous connection parks 2,132 reflection handlers (~22 KB each), 512 connections ~24 GB",
            tests=[_RCA + "test_an_anonymous_connection_cannot_park_more_reflection_streams_than_watches"]),
     Mutant("client-rpcs-unbounded", "node/runtime/_server.py",
-           old="    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS, maximum_concurrent_rpcs=rpcs_max)",
-           new="    return grpc.aio.server(options=CLIENT_SERVER_OPTIONS)",
+           old="    return grpc.aio.server(options=options, maximum_concurrent_rpcs=rpcs_max)",
+           new="    return grpc.aio.server(options=options)",
            breaks="calls parked before their request (a unary method opened as a stream) are bounded by nothing but HTTP/2: ~1 M, ~24 GB",
            tests=[_RCA + "test_calls_parked_before_their_request_are_capped_by_the_client_port"]),
 ]
@@ -5342,5 +5342,32 @@ MUTANTS += [
            new="if k[0] >= 0}",
            breaks="relayed tallies of every view ever relayed are kept: memory grows with the views a Byzantine leader makes others relay",
            tests=["tests/unit/test_core_relay.py::test_relayed_tallies_hold_two_views_at_most"]),
+]
+# fmt: on
+
+# Session 26: idle client connections are closed; liveness reads a heartbeat, not the port.
+_LIVE = "tests/unit/test_liveness.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("client-idle-connections-kept", "node/runtime/_server.py",
+           old='    options = [*CLIENT_SERVER_OPTIONS, ("grpc.max_connection_idle_ms", idle_ms)]',
+           new="    options = CLIENT_SERVER_OPTIONS",
+           breaks="512 anonymous connections that finish their handshake and send nothing hold every slot of the client port for ever",
+           tests=["tests/unit/test_client_api_hostile.py::test_a_connection_with_no_call_is_closed_after_the_idle_bound"]),
+    Mutant("liveness-through-the-port", "node/health.py",
+           old='    if not service:\n        return alive(cfg.data_dir)\n',
+           new="",
+           breaks="liveness asks the client port: anonymous connections filling it get a healthy validator restarted by its orchestrator",
+           tests=[_LIVE + "test_the_liveness_probe_reads_the_heartbeat_not_the_network"]),
+    Mutant("liveness-stale-heartbeat-serving", "node/health.py",
+           old='    return "SERVING" if age_ms <= LIVENESS_STALE_MS else "STUCK"',
+           new='    return "SERVING"',
+           breaks="a node whose event loop stopped turning still reads as alive: nothing restarts it",
+           tests=[_LIVE + "test_a_heartbeat_older_than_the_bound_is_stuck_and_a_beat_freshens_it"]),
+    Mutant("liveness-killed-process-serving", "node/health.py",
+           old='    except ProcessLookupError:\n        return "GONE"',
+           new='    except ProcessLookupError:\n        pass',
+           breaks="a killed node's heartbeat file reads as alive until it is stale",
+           tests=[_LIVE + "test_a_heartbeat_of_a_killed_process_is_gone"]),
 ]
 # fmt: on

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -37,6 +39,7 @@ from client import (
 from node import crypto
 from node.access import Caller, signed_metadata
 from node.config import (
+    CLIENT_CONNECTION_IDLE_MS,
     HEALTH_WATCHES_PER_CONNECTION_MAX,
     REFLECTION_STREAMS_PER_CONNECTION_MAX,
 )
@@ -657,6 +660,51 @@ async def test_an_anonymous_connection_cannot_park_more_reflection_streams_than_
     watches, reflections = await _parked_on_one_connection(40)
     assert watches == HEALTH_WATCHES_PER_CONNECTION_MAX  # control: watches are bounded
     assert reflections == REFLECTION_STREAMS_PER_CONNECTION_MAX, f"{reflections} parked"
+
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
+_H2_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+
+
+def _idle_connection_closed_within(port: int, wait_s: float) -> float | None:
+    """Open an HTTP/2 connection to ``port`` that does everything a client must (the
+    preface, its SETTINGS, the ACK of the server's) and then nothing: the seconds until the
+    server closed it, or None if it kept it ``wait_s``. (TLS left out: the idle bound is
+    HTTP/2's, the same under TLS.)"""
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG_S) as s:
+        s.sendall(_H2_PREFACE + _H2_SETTINGS)
+        assert s.recv(4096), "the server sent no SETTINGS"
+        s.sendall(_H2_SETTINGS_ACK)
+        start = time.monotonic()
+        s.settimeout(0.1)
+        while (elapsed := time.monotonic() - start) < wait_s:
+            try:
+                if s.recv(4096) == b"":
+                    return elapsed
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                return elapsed
+    return None
+
+
+async def test_a_connection_with_no_call_is_closed_after_the_idle_bound() -> None:
+    """Scenario (adversarial review, session 26): 512 anonymous connections that finished
+    their handshake and ACKed the server's SETTINGS, then sent nothing, were kept for ever;
+    every slot of CLIENT_CONNECTIONS_MAX taken, no honest client could connect. The client
+    port now closes a connection with no call after ``idle_ms``. Control: the same
+    connection with the node's bound (a minute) is kept over the same wait."""
+    for idle_ms, expect_closed in ((300, True), (CLIENT_CONNECTION_IDLE_MS, False)):
+        server = new_client_server(idle_ms=idle_ms)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            closed = await asyncio.to_thread(_idle_connection_closed_within, port, 2.0)
+        finally:
+            await server.stop(None)
+        assert (closed is not None) == expect_closed, (idle_ms, closed)
+        assert closed is None or closed < 1.5
 
 
 async def test_calls_parked_before_their_request_are_capped_by_the_client_port() -> None:
