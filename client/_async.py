@@ -831,15 +831,28 @@ class AsyncLedgerClient:
             verify=self._verified,
             proven=self._proven,
             reopen=self._reopen_stream,
+            second=self._second_opinion if len(self.endpoints) > 1 else None,
         )
+
+    def _leave(self, address: str) -> None:
+        """The next call goes to another endpoint than ``address``."""
+        for i, ep in enumerate(self.endpoints):
+            if ep.address == address:
+                self._advance(i)
 
     async def _reopen_stream(self, failed: str) -> tuple[Any, str]:
         """A new stream call on another endpoint than ``failed`` (the stream's resend)."""
-        for i, ep in enumerate(self.endpoints):
-            if ep.address == failed:
-                self._advance(i)
+        self._leave(failed)
         call, _, i = await self._call("reopen a submit stream", self._open_call)
         return call, self.endpoints[i].address
+
+    async def _second_opinion(self, raw: bytes, refused_by: str, timeout_s: float) -> Receipt:
+        """A stream's submission the node at ``refused_by`` refused at its precheck: the
+        same bytes through ``submit`` from the next endpoint (which asks a second node in
+        turn before it believes a refusal), its proven receipt within ``timeout_s``."""
+        self._leave(refused_by)
+        receipt: Receipt = await self.submit(raw, timeout_s=max(timeout_s, 0.001))
+        return receipt
 
     async def _open_call(self, i: int) -> tuple[Any, int, int]:
         """A SubmitStream call at endpoint ``i`` once its ``opened`` event arrived: (call,

@@ -131,14 +131,28 @@ class _Pending:
     written: bool = False  # its write started on some call: a node may answer it
 
 
-# The AsyncLedgerClient's part a stream needs: verify a receipt, fetch a proven one, and
-# open a stream on another endpoint than the one at ``address`` (call, address).
+# The AsyncLedgerClient's part a stream needs: verify a receipt, fetch a proven one, open
+# a stream on another endpoint than the one at ``address`` (call, address), and submit
+# signed bytes one node refused through another endpoint than ``address`` (its receipt).
 Verify = Callable[[pb.Receipt, bytes, bool], Receipt]
 Proven = Callable[[bytes, float], Any]
 Reopen = Callable[[str], Awaitable[tuple[Any, str]]]
+Second = Callable[[bytes, str, float], Awaitable[Receipt]]
+_Ask = Callable[["_Pending", float], Awaitable[Receipt]]  # p's outcome within the time left
 _FAILOVER_CODES = frozenset(
     {_Code.UNAVAILABLE, _Code.DEADLINE_EXCEEDED, _Code.UNKNOWN, _Code.INTERNAL, _Code.CANCELLED}
 )
+# What a node answers one request with (node/runtime/_stream.py): its precheck's refusals,
+# which another node is asked about, and the statuses stream_error types. Any other status
+# is no answer: the request stays in flight and the stream leaves the node.
+_REFUSALS = frozenset({_Code.INVALID_ARGUMENT, _Code.PERMISSION_DENIED})
+_ANSWERS = _REFUSALS | {
+    _Code.RESOURCE_EXHAUSTED,
+    _Code.DEADLINE_EXCEEDED,
+    _Code.UNAVAILABLE,
+    _Code.INTERNAL,
+    _Code.UNKNOWN,
+}
 
 
 class SubmitStream:
@@ -155,8 +169,10 @@ class SubmitStream:
         verify: Verify,
         proven: Proven,
         reopen: Reopen | None = None,
+        second: Second | None = None,
     ) -> None:
         self._call, self.address, self._reopen = call, address, reopen
+        self._second = second
         self.inflight_max = inflight_max
         self._prove, self._rpc_timeout_s = prove_result, rpc_timeout_s
         self._verify, self._proven = verify, proven
@@ -336,9 +352,11 @@ class SubmitStream:
         p = self._pending.get(corr)
         if p is None or p.retry is not None or kind not in ("final", "error"):
             raise BadResponseError(f"unexpected {kind} event for correlation {corr}")
-        if kind == "error" and event.error.status == _Code.UNAVAILABLE.value[0]:
-            # Its node is stopping or halted (NODE_STOPPED, NODE_HALTED); the request did
-            # not fail: it stays in flight and goes to the next node.
+        code = _BY_NUMBER.get(event.error.status) if kind == "error" else None
+        if kind == "error" and (code is _Code.UNAVAILABLE or code not in _ANSWERS):
+            # Its node is stopping or halted (NODE_STOPPED, NODE_HALTED), or says what no
+            # node says (a hostile one: session 26's review); the request did not fail: it
+            # stays in flight and goes to the next node.
             self._fail_over(f"{self.address}: {event.error.message}")
             return
         self._reopens = 0
@@ -347,22 +365,34 @@ class SubmitStream:
         del self._pending[corr]
         self._slots.release()
         if kind == "error":
+            if code in _REFUSALS and self._second is not None:
+                # One node's refusal, as for the unary submit: another node is asked.
+                self._follow_up(p, self._ask_another)
+                return
             _stop_timer(p)
             _settle(p.future, stream_error(p.tid, event.error, p.timeout_s))
             return
         try:
             receipt = self._verify(event.final.receipt, p.tid, self._prove)
         except BadResponseError:
-            self._follow_up(p)  # one node's bad receipt: ask the nodes
+            self._follow_up(p, self._ask_proof)  # one node's bad receipt: ask the nodes
             return
         if receipt.ok or receipt.result_proof is not None:  # (a pending DvP's: no refusal)
             _stop_timer(p)
             _settle(p.future, RejectedError(receipt) if receipt.refused else receipt)
         else:  # a refusal without its proof is one node's word: fetch the proof first
-            self._follow_up(p)
+            self._follow_up(p, self._ask_proof)
 
-    def _follow_up(self, p: _Pending) -> None:
-        task = asyncio.create_task(self._proven_outcome(p))
+    async def _ask_proof(self, p: _Pending, left_s: float) -> Receipt:
+        receipt: Receipt = await self._proven(p.tid, left_s)
+        return receipt
+
+    async def _ask_another(self, p: _Pending, left_s: float) -> Receipt:
+        assert self._second is not None  # only asked with a second opinion to ask
+        return await self._second(p.request.transaction, self.address, left_s)
+
+    def _follow_up(self, p: _Pending, ask: _Ask) -> None:
+        task = asyncio.create_task(self._proven_outcome(p, ask))
         self._followups.add(task)
         task.add_done_callback(self._followups.discard)
 
@@ -396,14 +426,14 @@ class SubmitStream:
             p.written = True
             await _write(call, p.request)
 
-    async def _proven_outcome(self, p: _Pending) -> None:
-        """``p``'s outcome as the nodes prove it (the client's receipt fetch, failing over),
-        by its deadline (its timer still runs): after one node's unproven refusal or bad
-        receipt."""
+    async def _proven_outcome(self, p: _Pending, ask: _Ask) -> None:
+        """``p``'s outcome as the nodes prove it (``ask``: the client's receipt fetch, or its
+        submit through another node, failing over), by its deadline (its timer still runs):
+        after one node's unproven refusal, precheck refusal or bad receipt."""
         remaining_s = max(0.0, p.deadline - asyncio.get_running_loop().time())
         outcome: Receipt | LedgerError
         try:
-            receipt: Receipt = await self._proven(p.tid, remaining_s)
+            receipt = await ask(p, remaining_s)
         except LedgerError as e:
             outcome = e
         except asyncio.CancelledError:  # the stream was cancelled: no outcome, say so

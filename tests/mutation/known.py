@@ -1752,7 +1752,7 @@ MUTANTS += [
            breaks="cancelling a stream while a refusal is being proven leaves that future unsettled for ever",
            tests=[_H + "test_cancel_while_a_refusal_is_being_proven_settles_its_future"]),
     Mutant("sdk-stream-node-stopped-fails-requests", "client/_stream.py",
-           old='if kind == "error" and event.error.status == _Code.UNAVAILABLE.value[0]:',
+           old='if kind == "error" and (code is _Code.UNAVAILABLE or code not in _ANSWERS):',
            new='if False:',
            breaks="a node that stops (SIGTERM) or halts fails the stream's requests instead of failing them over",
            tests=[_H + "test_a_request_answered_node_stopped_is_resent_on_the_next_node"]),
@@ -1762,7 +1762,7 @@ MUTANTS += [
            breaks="an overload retry firing during a failover sends one correlation twice to the next node",
            tests=[_H + "test_a_failover_during_an_overload_retry_sends_each_correlation_once"]),
     Mutant("sdk-stream-bad-receipt-fails-at-once", "client/_stream.py",
-           old="        except BadResponseError:\n            self._follow_up(p)  # one node's bad receipt: ask the nodes\n",
+           old="        except BadResponseError:\n            self._follow_up(p, self._ask_proof)  # one node's bad receipt: ask the nodes\n",
            new="        except BadResponseError as e:\n            _settle(p.future, e)\n",
            breaks="one lying node fails every streamed trade it carries with a bad receipt instead of the nodes being asked",
            tests=[_H + "test_a_final_with_a_bad_receipt_is_proven_by_another_node"]),
@@ -5369,5 +5369,27 @@ MUTANTS += [
            new='    except ProcessLookupError:\n        pass',
            breaks="a killed node's heartbeat file reads as alive until it is stale",
            tests=[_LIVE + "test_a_heartbeat_of_a_killed_process_is_gone"]),
+]
+# fmt: on
+
+# Session 26: the submit stream takes one node's precheck refusal as the unary submit does.
+_SH = "tests/unit/test_client_stream_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("stream-refusal-one-nodes-word", "client/_stream.py",
+           old="            if code in _REFUSALS and self._second is not None:",
+           new="            if False:",
+           breaks="one hostile node refusing a valid submission on a stream (BAD_SIGNATURE) ends it as final, not retry-safe",
+           tests=[_SH + "test_one_nodes_refusal_in_a_stream_asks_another_node"]),
+    Mutant("stream-no-answer-status-final", "client/_stream.py",
+           old='        if kind == "error" and (code is _Code.UNAVAILABLE or code not in _ANSWERS):',
+           new='        if kind == "error" and code is _Code.UNAVAILABLE:',
+           breaks="a request a node answers with a status no node sends (ABORTED, DATA_LOSS) fails for good instead of going to the next node",
+           tests=[_SH + "test_a_status_no_node_answers_with_fails_the_stream_over"]),
+    Mutant("sdk-stream-second-opinion-same-node", "client/_async.py",
+           old="        self._leave(refused_by)\n",
+           new="",
+           breaks="a stream's refused submission is resubmitted first to the node that refused it",
+           tests=["tests/unit/test_client_api_hostile.py::test_a_streams_refused_submission_is_resubmitted_through_another_node"]),
 ]
 # fmt: on

@@ -553,6 +553,19 @@ async def test_a_block_stream_fails_over_on_a_status_no_node_answers_with(
         await c.aclose()
 
 
+async def test_a_streams_refused_submission_is_resubmitted_through_another_node() -> None:
+    """The submit stream's second opinion (client/_stream.py): the bytes its node refused
+    go through ``submit`` starting at the next endpoint, not back to the refusing node."""
+    refusing = _Stub(lambda m, r: _rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "refused"))
+    c, stx = _client([refusing, _Stub(_honest)])
+    try:
+        with pytest.raises(_AskedAnotherNode, match="Submit"):
+            await c._second_opinion(stx.raw, c.endpoints[0].address, 5.0)
+        assert refusing.calls == []
+    finally:
+        await c.aclose()
+
+
 async def test_a_node_that_always_says_busy_is_left_for_another() -> None:
     hostile = _Stub(lambda m, r: _rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "mempool full"))
     c, stx = _client([hostile, _Stub(_honest)])

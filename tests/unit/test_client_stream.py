@@ -81,6 +81,7 @@ def _stream(
     reopen: Any = None,
     *,
     rpc_timeout_s: float = 2.0,
+    second: Any = None,
 ) -> SubmitStream:
     def verify(msg: pb.Receipt, tid: bytes, prove: bool) -> Any:
         return _Receipt(tid, ResultCode(msg.code))
@@ -97,6 +98,7 @@ def _stream(
         verify=verify,
         proven=proven or no_proof,
         reopen=reopen,
+        second=second,
     )
 
 

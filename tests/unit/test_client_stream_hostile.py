@@ -18,6 +18,7 @@ import pytest
 from client import (
     BadResponseError,
     FinalityTimeoutError,
+    InvalidTransactionError,
     LedgerError,
     UnavailableError,
 )
@@ -355,3 +356,83 @@ async def test_a_bug_while_asking_the_nodes_still_settles_the_future() -> None:
     outcome = await _done_within(asyncio.shield(fut), GUARD_S)
     await s.cancel()
     assert isinstance(outcome, LedgerError) and "a bug" in str(outcome)
+
+
+# --- one node's word: a precheck refusal asks another node; a status no node sends fails over
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED]
+)
+async def test_one_nodes_refusal_in_a_stream_asks_another_node(code: grpc.StatusCode) -> None:
+    """Scenario (adversarial review, session 26): the stream's node refuses a valid
+    submission at its precheck (INVALID_ARGUMENT: BAD_SIGNATURE, or PERMISSION_DENIED);
+    the future raised at once, not retry-safe, though the unary submit asks a second node
+    first. Now the stream asks the client to submit the same bytes through another node
+    (``second``) and settles with what that proves."""
+    asked: list[tuple[bytes, str]] = []
+
+    async def second(raw: bytes, refused_by: str, timeout_s: float) -> Any:
+        asked.append((raw, refused_by))
+        assert 0 < timeout_s <= 30
+        return _Receipt(raw[-8:], ResultCode.OK)
+
+    call = _Call()
+    s = _stream(call, inflight_max=2, second=second)
+    fut = await s.submit(_raw(1))
+    call.events.put_nowait(_error(1, code, "refused (a hostile node's word)"))
+    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+    await s.cancel()
+    assert asked == [(_raw(1), "127.0.0.1:8000")]
+    assert not isinstance(outcome, BaseException) and outcome is not NOT_DONE, outcome
+    assert outcome.tx_id == _raw(1)[-8:]
+    assert s.in_flight == 0  # its slot is free again
+
+
+async def test_a_refusal_another_node_confirms_is_raised() -> None:
+    """Control: when the other nodes refuse too, the future raises their refusal; and with
+    no other node to ask (``second`` None: one endpoint), the node's own, at once."""
+
+    async def second(raw: bytes, refused_by: str, timeout_s: float) -> Any:
+        raise InvalidTransactionError("submit: refused by the node: BAD_SIGNATURE")
+
+    for port in (second, None):
+        call = _Call()
+        s = _stream(call, inflight_max=2, second=port)
+        fut = await s.submit(_raw(1))
+        call.events.put_nowait(_error(1, grpc.StatusCode.INVALID_ARGUMENT, "BAD_SIGNATURE"))
+        outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+        await s.cancel()
+        assert isinstance(outcome, InvalidTransactionError) and not outcome.retry_safe, outcome
+
+
+@pytest.mark.parametrize(
+    "status", [grpc.StatusCode.ABORTED, grpc.StatusCode.DATA_LOSS, grpc.StatusCode.OK]
+)
+async def test_a_status_no_node_answers_with_fails_the_stream_over(status: grpc.StatusCode) -> None:
+    """A request answered with a status no node sends (ABORTED, DATA_LOSS, OK in an error
+    event) failed for good (LedgerError, BadResponseError); it is the node's failure: the
+    request stays in flight and is resent on the next node, as for NODE_STOPPED."""
+    second_call = _Call()
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        return second_call, "127.0.0.1:8001"
+
+    first = _Call()
+    s = _stream(first, inflight_max=4, reopen=reopen)
+    fut = await s.submit(_raw(1))
+    first.events.put_nowait(_error(1, status, "a hostile node's status"))
+    first.events.put_nowait(EOF)
+
+    async def answer_on_second() -> None:
+        while not second_call.sent:
+            await asyncio.sleep(0.01)
+        second_call.events.put_nowait(_final(second_call.sent[0].correlation))
+
+    helper = asyncio.create_task(answer_on_second())
+    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+    helper.cancel()
+    await asyncio.gather(helper, return_exceptions=True)
+    await s.cancel()
+    assert not isinstance(outcome, BaseException), f"failed instead of failing over: {outcome!r}"
+    assert outcome is not NOT_DONE and outcome.tx_id == _raw(1)[-8:]
