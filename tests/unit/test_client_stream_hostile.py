@@ -171,7 +171,9 @@ async def test_a_submitter_cancelled_during_a_reconnect_gives_its_slot_back() ->
 # --- a node that stops gracefully: its requests fail over ----------------------------------
 
 
-async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> None:
+async def _answered_then_on_the_next_node(event: pb.SubmitStreamEvent) -> Any:
+    """Submit one request; its node answers ``event`` and ends the call; the next node
+    answers the request's resend with a final. The request's outcome (NOT_DONE if none)."""
     second = _Call()
 
     async def reopen(failed: str) -> tuple[Any, str]:
@@ -180,10 +182,8 @@ async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> N
     first = _Call()
     s = _stream(first, inflight_max=4, reopen=reopen)
     fut = await s.submit(_raw(1))
-    stopped = _error(1, grpc.StatusCode.UNAVAILABLE, "node stopped: the node is shutting down")
-    stopped.error.reason = "NODE_STOPPED"
-    first.events.put_nowait(stopped)  # Node.stop cancelled the wait: node/runtime/_stream.py
-    first.events.put_nowait(EOF)  # then the server's grace period ends the call
+    first.events.put_nowait(event)
+    first.events.put_nowait(EOF)  # then the node ends the call (a stop: its grace period)
 
     async def answer_on_second() -> None:
         while not second.sent:
@@ -191,12 +191,19 @@ async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> N
         second.events.put_nowait(_final(second.sent[0].correlation))
 
     helper = asyncio.create_task(answer_on_second())
-    outcome = await _done_within(asyncio.shield(fut), 1.0)
+    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
     helper.cancel()
     await asyncio.gather(helper, return_exceptions=True)
     await s.cancel()
     assert not isinstance(outcome, BaseException), f"failed instead of failing over: {outcome!r}"
     assert outcome is not NOT_DONE and outcome.tx_id == _raw(1)[-8:]
+    return outcome
+
+
+async def test_a_request_answered_node_stopped_is_resent_on_the_next_node() -> None:
+    stopped = _error(1, grpc.StatusCode.UNAVAILABLE, "node stopped: the node is shutting down")
+    stopped.error.reason = "NODE_STOPPED"  # Node.stop cancelled the wait (node/runtime/_stream.py)
+    await _answered_then_on_the_next_node(stopped)
 
 
 # --- proving a refusal keeps to the caller's deadline; a node that stops reading ----------
@@ -413,26 +420,4 @@ async def test_a_status_no_node_answers_with_fails_the_stream_over(status: grpc.
     """A request answered with a status no node sends (ABORTED, DATA_LOSS, OK in an error
     event) failed for good (LedgerError, BadResponseError); it is the node's failure: the
     request stays in flight and is resent on the next node, as for NODE_STOPPED."""
-    second_call = _Call()
-
-    async def reopen(failed: str) -> tuple[Any, str]:
-        return second_call, "127.0.0.1:8001"
-
-    first = _Call()
-    s = _stream(first, inflight_max=4, reopen=reopen)
-    fut = await s.submit(_raw(1))
-    first.events.put_nowait(_error(1, status, "a hostile node's status"))
-    first.events.put_nowait(EOF)
-
-    async def answer_on_second() -> None:
-        while not second_call.sent:
-            await asyncio.sleep(0.01)
-        second_call.events.put_nowait(_final(second_call.sent[0].correlation))
-
-    helper = asyncio.create_task(answer_on_second())
-    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
-    helper.cancel()
-    await asyncio.gather(helper, return_exceptions=True)
-    await s.cancel()
-    assert not isinstance(outcome, BaseException), f"failed instead of failing over: {outcome!r}"
-    assert outcome is not NOT_DONE and outcome.tx_id == _raw(1)[-8:]
+    await _answered_then_on_the_next_node(_error(1, status, "a hostile node's status"))
