@@ -70,7 +70,8 @@ def _main(args: argparse.Namespace) -> int:
     except (ConfigError, OSError, ValueError) as e:
         print(f"health: {e}")
         return EXIT_NOT_SERVING
-    print(f"{target(cfg)} {args.service or '(process)'}: {answer}")
+    where = target(cfg) if args.service else cfg.data_dir / ALIVE_FILE
+    print(f"{where} {args.service or '(process)'}: {answer}")
     return EXIT_SERVING if answer == "SERVING" else EXIT_NOT_SERVING
 
 
