@@ -33,17 +33,15 @@ from node.config import (
 )
 from node.runtime._logs import event
 from node.settlement import (
-    DecodeError,
     DvP,
     InstrumentKind,
     Mint,
     PendingDvP,
     Registry,
     ResultCode,
-    SignedTx,
+    Transaction,
     Transfer,
     TxResult,
-    decode_body,
 )
 
 __all__ = ["Alert", "VelocityWatch", "moves_of"]
@@ -60,12 +58,8 @@ class Alert:
     cash: str = ""
 
 
-def moves_of(reg: Registry, raw: bytes) -> list[Move]:
-    """What one settled transaction counts as, per account."""
-    try:
-        tx = decode_body(SignedTx.decode(raw).body)
-    except DecodeError:
-        return []
+def moves_of(reg: Registry, tx: Transaction | None) -> list[Move]:
+    """What one settled transaction (its decoded body) counts as, per account."""
     match tx:
         case DvP() | PendingDvP():
             return [(tx.seller, tx.cash, tx.amount), (tx.buyer, tx.cash, tx.amount)]
@@ -103,15 +97,18 @@ class VelocityWatch:
         self._windows: dict[str, _Window] = {}
         self._over: set[tuple[str, str, str]] = set()  # (account, rule, cash) in alert
 
-    def block(self, time_ms: int, txs: Sequence[bytes], results: Sequence[TxResult]) -> list[Alert]:
-        """Take one committed block; log and return the alerts it raises."""
+    def block(
+        self, time_ms: int, bodies: Sequence[Transaction | None], results: Sequence[TxResult]
+    ) -> list[Alert]:
+        """Take one committed block (its transactions' bodies, as execution decoded them,
+        and its results); log and return the alerts it raises."""
         settled = (
-            raw
-            for raw, res in zip(txs, results, strict=False)
+            tx
+            for tx, res in zip(bodies, results, strict=False)
             if res.recorded and res.code is ResultCode.OK
         )
         reg = self.registry()
-        alerts = self.observe(time_ms, (m for raw in settled for m in moves_of(reg, raw)))
+        alerts = self.observe(time_ms, (m for tx in settled for m in moves_of(reg, tx)))
         for a in alerts:
             event(
                 "velocity_alert",

@@ -177,6 +177,7 @@ class BlockOutcome:
     state_root: bytes
     records: dict[bytes, bytes | None]  # state records written (ADR 0013); None: deleted
     parties: PartyIndex  # who each position names (ADR 0025)
+    bodies: tuple[Transaction | None, ...]  # each tx's body (None: undecodable), decoded once
 
     @property
     def results_root(self) -> bytes:
@@ -207,8 +208,10 @@ def apply_block(
     reg = overlay.registry  # reads see the block's own governance writes (ADR 0016)
     results: list[TxResult] = []
     named: list[tuple[frozenset[str], bool]] = []
+    bodies: list[Transaction | None] = []
     for position, raw in enumerate(txs):
         tid, code, authentic, tx = _apply_one(reg, overlay, raw, ctx, verify, position=position)
+        bodies.append(tx)
         recorded = authentic and not overlay.seen(tid)
         if recorded:
             overlay.recorded[tid] = TxRecord(ctx.height, position, code)
@@ -233,6 +236,7 @@ def apply_block(
         state_root=root,
         records=overlay.records_written,
         parties=parties,
+        bodies=tuple(bodies),
     )
 
 

@@ -1039,7 +1039,7 @@ MUTANTS += [
            breaks="the consensus step histograms stay empty",
            tests=[_OP + "test_a_node_exports_every_new_series"]),
     Mutant("no-mempool-bytes", "node/runtime/_node.py",
-           old="        self.metrics.mempool_bytes.set(r.mempool.size_bytes)\n", new="",
+           old="            self.metrics.mempool_bytes.set(r.mempool.size_bytes)\n", new="",
            breaks="mempool bytes read 0 while a trade waits",
            tests=[_OP + "test_mempool_bytes_count_what_waits_without_a_quorum"]),
     Mutant("bench-usage-without-memory", "devtools/bench/load.py",
@@ -5391,5 +5391,39 @@ MUTANTS += [
            new="",
            breaks="a stream's refused submission is resubmitted first to the node that refused it",
            tests=["tests/unit/test_client_api_hostile.py::test_a_streams_refused_submission_is_resubmitted_through_another_node"]),
+]
+# fmt: on
+
+# Session 28: the runtime's timer re-armed only when its deadline moves earlier; the
+# velocity watch reads the bodies execution decoded; gauges set when they change.
+_NT = "tests/unit/test_node_timer.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("node-timer-never-moved-earlier", "node/runtime/_node.py",
+           old="            if self._timer_at <= at:\n",
+           new="            if True:\n",
+           breaks="a deadline earlier than the armed timer (a batch delay after an idle tick) waits for the later timer",
+           tests=[_NT + "test_the_timer_moves_only_earlier_and_keeps_its_handle_otherwise"]),
+    Mutant("node-timer-at-not-kept", "node/runtime/_node.py",
+           old="        self._timer_at = at\n",
+           new="",
+           breaks="the armed time is never noted, so the timer is never moved earlier",
+           tests=[_NT + "test_the_timer_moves_only_earlier_and_keeps_its_handle_otherwise"]),
+    Mutant("node-velocity-sees-no-bodies", "node/runtime/_node.py",
+           old="self.velocity.block(ctx.time_ms, outcome.bodies, outcome.results)",
+           new="self.velocity.block(ctx.time_ms, (), outcome.results)",
+           breaks="the velocity watch is handed nothing of a committed block: no alert ever",
+           tests=[_NT + "test_a_committed_block_reaches_the_velocity_watch_as_executed"]),
+    Mutant("outcome-bodies-dropped", "node/settlement/_apply.py",
+           old="        bodies=tuple(bodies),\n",
+           new="        bodies=tuple(None for _ in bodies),\n",
+           breaks="a block's outcome carries no decoded bodies: the velocity watch counts nothing",
+           tests=["tests/unit/test_settlement_edges.py::test_an_outcome_carries_each_transaction_body_as_executed",
+                  _NT + "test_a_committed_block_reaches_the_velocity_watch_as_executed"]),
+    Mutant("node-gauges-set-once", "node/runtime/_node.py",
+           old="        if gauges != self._gauges:",
+           new="        if self._gauges is None:",
+           breaks="the view and mempool gauges keep their first values",
+           tests=[_OP + "test_mempool_bytes_count_what_waits_without_a_quorum"]),
 ]
 # fmt: on

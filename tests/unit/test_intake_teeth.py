@@ -254,21 +254,21 @@ REG = Registry.at_genesis(NET.genesis)
 
 def test_a_pending_dvp_settled_at_once_counts_for_both_parties() -> None:
     txf = TxFactory(NET)
-    raw = txf.signed(txf.pending("BANK01", "BANK02", amount=700))
+    raw = txf.pending("BANK01", "BANK02", amount=700)
     assert moves_of(REG, raw) == [("BANK01", NET.cash, 700), ("BANK02", NET.cash, 700)]
 
 
 def test_a_mint_counts_for_its_recipient_with_a_value_for_cash_only() -> None:
     txf = TxFactory(NET)
-    bonds = txf.signed(txf.mint("BANK03", 1_000))
+    bonds = txf.mint("BANK03", 1_000)
     assert moves_of(REG, bonds) == [("BANK03", "", 0)]
-    cash = txf.signed(txf.mint("BANK03", 800, instrument=NET.cash))
+    cash = txf.mint("BANK03", 800, instrument=NET.cash)
     assert moves_of(REG, cash) == [("BANK03", NET.cash, 800)]
 
 
 def test_a_cash_transfer_counts_its_value_for_both_parties() -> None:
     txf = TxFactory(NET)
-    raw = txf.signed(txf.transfer("BANK03", "BANK04", 700))
+    raw = txf.transfer("BANK03", "BANK04", 700)
     assert moves_of(REG, raw) == [("BANK03", NET.cash, 700), ("BANK04", NET.cash, 700)]
 
 
@@ -315,7 +315,7 @@ def test_each_block_reads_the_reference_data_at_the_head() -> None:
     """A cash token the registry did not know at one block (governance adds it) has its
     value counted from the next block on."""
     txf = TxFactory(NET)
-    raw = txf.signed(txf.transfer("BANK03", "BANK04", 700))
+    raw = txf.transfer("BANK03", "BANK04", 700)
     regs = iter([SimpleNamespace(instrument_by_id={}), REG])
     watch = VelocityWatch(lambda: next(regs), window_ms=1_000, value_max=100)  # type: ignore[arg-type, return-value]
     t = NET.genesis.genesis_time_ms

@@ -163,6 +163,18 @@ def test_an_envelope_around_an_undecodable_body_is_malformed(
     assert out.results[0] == TxResult(crypto.sha256(body), RC.MALFORMED, recorded=False)
 
 
+def test_an_outcome_carries_each_transaction_body_as_executed(
+    store: MemoryStore, txf: TxFactory
+) -> None:
+    """The velocity watch reads these instead of decoding the block again: one per
+    transaction in order, None where nothing decoded, whatever the result."""
+    ok, refused = txf.transfer(), txf.transfer(amount=10**15)
+    raws = [b"junk", txf.signed(ok), txf.signed(refused)]
+    out = apply_block(store, raws, BlockContext(1, txf.t0 + 1))
+    assert [r.code for r in out.results] == [RC.MALFORMED, RC.OK, RC.INSUFFICIENT_CASH]
+    assert out.bodies == (None, ok, refused)
+
+
 def _with_issuers(net: DemoNetwork, *extra: tuple[str, Role, int]) -> TxFactory:
     """``net`` plus participants (id, role, KYC tier), each with its own key."""
     keys = dict(net.participant_keys)

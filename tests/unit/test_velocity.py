@@ -11,15 +11,15 @@ import pytest
 
 from node.runtime._metrics import Metrics
 from node.runtime._velocity import VelocityWatch, moves_of
-from node.settlement import Registry, ResultCode, TxResult
+from node.settlement import Registry, ResultCode, Transaction, TxResult
 from tests.kyc_helpers import kyc_net
 from tests.ledger_helpers import TxFactory
 
 NET = kyc_net()
 
 
-def _ok(raws: list[bytes]) -> list[TxResult]:
-    return [TxResult(b"\0" * 32, ResultCode.OK, recorded=True) for _ in raws]
+def _ok(txs: list[Transaction]) -> list[TxResult]:
+    return [TxResult(b"\0" * 32, ResultCode.OK, recorded=True) for _ in txs]
 
 
 def test_an_account_crossing_the_count_bound_logs_one_alert(
@@ -30,20 +30,20 @@ def test_an_account_crossing_the_count_bound_logs_one_alert(
     watch = VelocityWatch(
         lambda: Registry.at_genesis(NET.genesis), window_ms=60_000, txs_max=3, value_max=10**12
     )
-    raws = [txf.signed(txf.dvp("BANK01", f"BANK0{2 + i % 3}", amount=5)) for i in range(5)]
+    txs = [txf.dvp("BANK01", f"BANK0{2 + i % 3}", amount=5) for i in range(5)]
     t = NET.genesis.genesis_time_ms
-    assert watch.block(t, raws[:3], _ok(raws[:3])) == []  # at the bound: quiet
+    assert watch.block(t, txs[:3], _ok(txs[:3])) == []  # at the bound: quiet
     assert caplog.records == []
-    (alert,) = watch.block(t + 1_000, raws[3:4], _ok(raws[3:4]))
+    (alert,) = watch.block(t + 1_000, txs[3:4], _ok(txs[3:4]))
     assert (alert.account, alert.rule, alert.observed, alert.limit) == ("BANK01", "count", 4, 3)
     (line,) = [r for r in caplog.records if r.getMessage() == "velocity_alert"]
     assert line.levelno == logging.WARNING
     assert line.fields["account"] == "BANK01"  # type: ignore[attr-defined]
-    assert watch.block(t + 2_000, raws[4:], _ok(raws[4:])) == []  # still over: no repeat
+    assert watch.block(t + 2_000, txs[4:], _ok(txs[4:])) == []  # still over: no repeat
     # A minute later the window holds one move: back within, then over again fires anew.
     later = t + 62_000
-    assert watch.block(later, raws[:1], _ok(raws[:1])) == []
-    again = watch.block(later, raws[1:4], _ok(raws[1:4]))
+    assert watch.block(later, txs[:1], _ok(txs[:1])) == []
+    again = watch.block(later, txs[1:4], _ok(txs[1:4]))
     assert [a.account for a in again if a.rule == "count"] == ["BANK01"]
 
 
@@ -53,7 +53,7 @@ def test_value_is_counted_per_cash_token_for_both_parties_and_refusals_not_at_al
         lambda: Registry.at_genesis(NET.genesis), window_ms=60_000, txs_max=100, value_max=1_000
     )
     t = NET.genesis.genesis_time_ms
-    big = txf.signed(txf.dvp("BANK01", "BANK02", amount=1_001))
+    big = txf.dvp("BANK01", "BANK02", amount=1_001)
     refused = [TxResult(b"\0" * 32, ResultCode.INSUFFICIENT_CASH, recorded=True)]
     assert watch.block(t, [big], refused) == []  # a refusal moved nothing
     alerts = watch.block(t, [big], _ok([big]))
@@ -61,7 +61,7 @@ def test_value_is_counted_per_cash_token_for_both_parties_and_refusals_not_at_al
         ("BANK01", "value", NET.cash),
         ("BANK02", "value", NET.cash),
     ]
-    bonds = txf.signed(txf.transfer("BANK03", "BANK04", 10**9, instrument=NET.bonds[1]))
+    bonds = txf.transfer("BANK03", "BANK04", 10**9, instrument=NET.bonds[1])
     assert moves_of(Registry.at_genesis(NET.genesis), bonds) == [
         ("BANK03", "", 0),
         ("BANK04", "", 0),
