@@ -317,6 +317,12 @@ CLIENT_CONNECTIONS_MAX: Final = 512
 # per source address belongs in front of the node (docs/deploy.md).
 CLIENT_CONNECTION_IDLE_MS: Final = 60_000
 CLIENT_HANDSHAKE_TIMEOUT_MS: Final = 5_000
+# The metrics port (plain HTTP, no key: a management network's, docs/deploy.md): scrapes
+# served at once, each on its own thread, and how long one connection may take to send its
+# request. Without them every connection held open was a thread for ever (session 28's
+# review: 300 idle connections, 300 threads); a connection beyond the bound is closed at once.
+METRICS_CONNECTIONS_MAX: Final = 8
+METRICS_REQUEST_TIMEOUT_S: Final = 5.0
 CLIENT_STREAMS_PER_CONNECTION_MAX: Final = (
     WAITERS_PER_CONNECTION_MAX
     + BLOCK_STREAMS_PER_CONNECTION_MAX

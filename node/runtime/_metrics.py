@@ -6,7 +6,12 @@ figures apart. Names are the contract of docker/grafana/dashboards/ledger.json.
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,13 +20,14 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
-    start_http_server,
+    make_wsgi_app,
 )
 
 from node._version import __version__
+from node.config import METRICS_CONNECTIONS_MAX, METRICS_REQUEST_TIMEOUT_S
 from node.settlement import FAIL_CODES, ResultCode
 
-__all__ = ["CONSENSUS_STEPS", "FAIL_REASONS", "Metrics", "rss_anon_bytes"]
+__all__ = ["CONSENSUS_STEPS", "FAIL_REASONS", "Metrics", "MetricsServer", "rss_anon_bytes"]
 
 FAIL_REASONS = frozenset(FAIL_CODES)  # what the settlement fails metric counts
 
@@ -71,6 +77,11 @@ class Metrics:
             "ledger_commit_latency_seconds",
             "From a transaction's acceptance at this node to its commit here",
             buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.scrapes_refused = Counter(
+            "ledger_metrics_connections_refused",
+            "Connections to the metrics port closed unserved: every scrape slot was busy",
             registry=r,
         )
         self.mempool = Gauge("ledger_mempool_txs", "Transactions waiting for a block", registry=r)
@@ -202,5 +213,75 @@ class Metrics:
         for code in ResultCode:
             self.transactions.labels(code=code.name)  # every code present from the start
 
-    def serve(self, host: str, port: int) -> None:
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        connections_max: int = METRICS_CONNECTIONS_MAX,
+        timeout_s: float = METRICS_REQUEST_TIMEOUT_S,
+    ) -> MetricsServer:
+        """Serve the registry over HTTP on ``host:port`` from a daemon thread: at most
+        ``connections_max`` scrapes at once (a connection beyond is closed unserved), each
+        connection closed if its request has not arrived within ``timeout_s``."""
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        server = MetricsServer(
+            (host, port),
+            connections_max=connections_max,
+            timeout_s=timeout_s,
+            family=family[0][0],
+            on_refused=self.scrapes_refused.inc,
+        )
+        server.set_app(make_wsgi_app(self.registry))
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        return server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """One scrape per connection, no access log on stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class MetricsServer(ThreadingMixIn, WSGIServer):
+    """The metrics port's HTTP server with bounds (prometheus_client's own had none: each
+    connection held open was a thread for ever, session 28's review)."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        connections_max: int,
+        timeout_s: float,
+        family: socket.AddressFamily,
+        on_refused: Any,
+    ) -> None:
+        self.address_family = family
+        self._slots = threading.BoundedSemaphore(connections_max)
+        self._on_refused = on_refused
+        handler = type("_Handler", (_QuietHandler,), {"timeout": timeout_s})
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._on_refused()
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the thread
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away: its connection is closed, nothing to log
+        (the base class printed a traceback on stderr for each)."""
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()

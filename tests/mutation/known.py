@@ -5427,3 +5427,25 @@ MUTANTS += [
            tests=[_OP + "test_mempool_bytes_count_what_waits_without_a_quorum"]),
 ]
 # fmt: on
+
+# Session 28: the metrics port's bounds.
+_MP = "tests/unit/test_metrics_port.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("metrics-port-unbounded", "node/runtime/_metrics.py",
+           old="        if not self._slots.acquire(blocking=False):\n",
+           new="        if False:\n",
+           breaks="every connection to the metrics port is a thread of the validator",
+           tests=[_MP + "test_connections_beyond_the_bound_are_closed_and_counted"]),
+    Mutant("metrics-port-no-request-timeout", "node/runtime/_metrics.py",
+           old='{"timeout": timeout_s}',
+           new='{"timeout": None}',
+           breaks="half a request holds a metrics slot for ever",
+           tests=[_MP + "test_a_request_not_sent_in_time_frees_its_slot"]),
+    Mutant("metrics-port-slot-never-freed", "node/runtime/_metrics.py",
+           old="        finally:\n            self._slots.release()\n",
+           new="        finally:\n            pass\n",
+           breaks="each served connection takes a slot for good: after 8 scrapes the port serves none",
+           tests=[_MP + "test_a_request_not_sent_in_time_frees_its_slot"]),
+]
+# fmt: on
