@@ -697,7 +697,10 @@ def _transfer(reg: Registry, o: Overlay, tx: Transfer, ctx: BlockContext) -> Res
         return ResultCode.FROZEN
     cash, value = kyc.value_of(reg, tx.instrument, tx.amount)
     parties = (tx.sender, tx.receiver)
-    checked = kyc.Check(((tx.receiver, tx.instrument),), parties, cash, value, tx.cosigner)
+    # Only the sender signs: the receiver's limits are not its to spend (ADR 0027).
+    checked = kyc.Check(
+        ((tx.receiver, tx.instrument),), parties, cash, value, tx.cosigner, limited=(tx.sender,)
+    )
     rules = kyc.rules_in_force(reg, o)
     if (code := kyc.check(reg, o, rules, checked, ctx.time_ms)) is not None:
         return code

@@ -12,14 +12,19 @@ transaction that moves assets to a holder passes, right after ``FROZEN``, in ord
 2. ``TIER_TOO_LOW``: every party that *receives* an instrument must have at least the
    instrument's minimum tier. Senders are not checked: a holder whose tier was lowered
    can still sell or transfer out.
-3. ``TRADE_LIMIT``: the cash amount must be within each party's per-trade limit.
-4. ``DAILY_LIMIT``: each party's volume in that cash token over the rolling day, plus the
-   amount, must be within its daily limit.
+3. ``TRADE_LIMIT``: the cash amount must be within each limited party's per-trade limit.
+4. ``DAILY_LIMIT``: each limited party's volume in that cash token over the rolling day,
+   plus the amount, must be within its daily limit.
 
 **Value** is the cash moved, in minor units of that cash token: a DvP's cash leg, a
-transfer or mint *of a cash token*. It counts for every party to the move, payer and
-payee alike. A bond or fund share moved free of payment has no price on the ledger and
-so no value: it is checked for tiers only.
+transfer or mint *of a cash token*. It counts for the *limited* parties of the move,
+payer and payee alike: those who signed it (a DvP's, a pledge's, a repo's both parties)
+and a mint's recipient (the issuer mints what the holder paid in off the ledger). A
+transfer's receiver signs nothing and is not limited by it (ADR 0027): anyone could
+otherwise fill a party's rolling day by paying it, stop its trading for a day and have it
+recorded as the defaulter of a trade its day then had no room for (session 28's review).
+A bond or fund share moved free of payment has no price on the ledger and so no value: it
+is checked for tiers only.
 
 **Rolling day**: block time in hourly buckets of ``KYC_BUCKET_MS``; the window at block
 time ``t`` is the ``KYC_WINDOW_HOURS`` buckets ending with ``t``'s own (between 23 and 24
@@ -114,11 +119,12 @@ def set_rules(o: Overlay, rules: ComplianceRules) -> None:
 
 
 class Check:
-    """One move as the rules see it: who receives which instrument, the parties, the cash
-    token and amount that count as value (``cash`` empty: none), and the co-signer
-    (``None``: this kind carries none)."""
+    """One move as the rules see it: who receives which instrument, the parties (none of
+    whom may co-sign it), the cash token and amount that count as value (``cash`` empty:
+    none), the co-signer (``None``: this kind carries none), and the parties whose limits
+    it is checked against and counted in (``limited``; default: every party)."""
 
-    __slots__ = ("amount", "cash", "cosigner", "parties", "receives")
+    __slots__ = ("amount", "cash", "cosigner", "limited", "parties", "receives")
 
     def __init__(
         self,
@@ -127,9 +133,12 @@ class Check:
         cash: str,
         amount: int,
         cosigner: str | None,
+        *,
+        limited: tuple[str, ...] | None = None,
     ) -> None:
         self.receives, self.parties = receives, parties
         self.cash, self.amount, self.cosigner = cash, amount, cosigner
+        self.limited = parties if limited is None else limited
 
 
 def value_of(reg: Registry, instrument: str, amount: int) -> tuple[str, int]:
@@ -177,10 +186,10 @@ def _limits(
 ) -> ResultCode | None:
     if not rules.limits:
         return None
-    limits = [rules.limit(_tier(reg, p), c.cash) for p in c.parties]
+    limits = [rules.limit(_tier(reg, p), c.cash) for p in c.limited]
     if any(lim is not None and c.amount > lim.trade_max for lim in limits):
         return ResultCode.TRADE_LIMIT
-    for party, lim in zip(c.parties, limits, strict=True):
+    for party, lim in zip(c.limited, limits, strict=True):
         if lim is None or lim.day_max == U64_MAX:
             continue
         if day_total(o, party, c.cash, time_ms) + c.amount > lim.day_max:
@@ -224,12 +233,13 @@ def _daily_limit(reg: Registry, rules: ComplianceRules, party: str, cash: str) -
 def note_volume(
     reg: Registry, o: Overlay, rules: ComplianceRules, c: Check, *, time_ms: int
 ) -> None:
-    """Add ``c``'s successful move (its cash amount) to each party with a daily limit."""
+    """Add ``c``'s successful move (its cash amount) to each limited party with a daily
+    limit."""
     cash, amount = c.cash, c.amount
     if not cash or amount == 0 or not rules.has_daily:
         return
     hour = time_ms // KYC_BUCKET_MS
-    for party in c.parties:
+    for party in c.limited:
         day_max = _daily_limit(reg, rules, party, cash)
         if day_max is None:
             continue

@@ -5449,3 +5449,22 @@ MUTANTS += [
            tests=[_MP + "test_a_request_not_sent_in_time_frees_its_slot"]),
 ]
 # fmt: on
+
+# Session 28: a transfer binds only its sender's limits (ADR 0027).
+_EH = "tests/unit/test_execution_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("transfer-limits-bind-receiver", "node/settlement/_apply.py",
+           old="limited=(tx.sender,)\n",
+           new="limited=parties\n",
+           breaks="cash paid in counts in the receiver's day: a counterparty fills it, the receiver defaults and its pledge is claimed",
+           tests=[_EH + "test_a_counterparty_paying_a_limited_seller_does_not_make_it_the_defaulter",
+                  _EH + "test_cash_paid_in_leaves_the_receivers_day_whole",
+                  "tests/unit/test_kyc.py::test_the_per_trade_limit_binds_each_party_at_its_own_tier"]),
+    Mutant("kyc-volume-counted-for-every-party", "node/settlement/_compliance.py",
+           old="    for party in c.limited:\n",
+           new="    for party in c.parties:\n",
+           breaks="a move's value is counted in the day of parties it does not limit",
+           tests=[_EH + "test_cash_paid_in_leaves_the_receivers_day_whole"]),
+]
+# fmt: on

@@ -27,6 +27,7 @@ from node.settlement import (
     SecuredKind,
     SignedTx,
     apply_block,
+    day_total,
     precheck,
     repo,
     units_for,
@@ -35,7 +36,7 @@ from node.settlement import outcome as pending_outcome
 from node.settlement._lifecycle import coupon_key
 from node.store import MemoryStore
 from tests.gov_helpers import set_tier, signed
-from tests.kyc_helpers import kyc_net, tier2_limited
+from tests.kyc_helpers import T1_DAY, T1_TRADE, TIER1, kyc_net, tier2_limited
 from tests.ledger_helpers import HOUR_MS, CountingView, TxFactory, shared_net
 from tests.ledger_helpers import run_block as run
 from tests.life_helpers import AGENT, LifeTx, at, life_net, run_at
@@ -375,16 +376,60 @@ def test_a_pending_dvps_buyer_that_spent_its_own_daily_limit_defaulted() -> None
     pledge = lock(txf, "BANK02", 5_000, "BANK01", instrument=net.bonds[1], secures=_tid(trade))
     out = run(store, trade, pledge)
     assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT, RC.OK]  # short
-    got = txf.signed(txf.transfer("BANK03", "BANK02", 550_000))
-    spend = txf.signed(txf.transfer("BANK02", "BANK03", 100_000))  # room left: 350,000
-    out = run(store, got, spend, at_ms=2_000)
-    assert [r.code for r in out.results] == [RC.OK, RC.OK]  # no event: the limit binds
+    # Cash paid in does not count in BANK02's day (ADR 0027); what it pays out does.
+    got = [txf.signed(txf.transfer(payer, "BANK02", 550_000)) for payer in ("BANK03", "BANK04")]
+    spend = txf.signed(txf.transfer("BANK02", "BANK03", 600_000))  # room left: 400,000
+    out = run(store, *got, spend, at_ms=2_000)
+    assert [r.code for r in out.results] == [RC.OK, RC.OK, RC.OK]  # no event: the limit binds
     out = run(store, at_ms=10_001)
     assert _events(out) == [(_tid(trade), RC.FAILED_DEADLINE)]
     assert store.balance("BANK02", net.cash) >= 500_000  # not short: over its own limit
     out = run(store, claim(txf, pledge, "BANK01"), at_ms=11_000)
     assert [r.code for r in out.results] == [RC.OK]
     assert store.balance("BANK01", net.bonds[1]) == store.balance("BANK03", net.bonds[1]) + 5_000
+
+
+def test_a_counterparty_paying_a_limited_seller_does_not_make_it_the_defaulter() -> None:
+    """Attack (session 28's review): V (tier 1: 1,000 a trade, 2,500 a rolling day) sells
+    bonds it does not hold yet to A in a pending DvP and pledges 1,000,000 units of
+    another bond to A against it. A then pays V 1,501 in cash transfers A alone signs.
+    They counted in V's day, leaving 999: when V's units arrived no lot of 1,000 could
+    settle, V was recorded as the defaulter at the deadline, and A claimed the pledge.
+    Now a transfer binds only its sender's limits (ADR 0027): the trade settles."""
+    net = kyc_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    seller, buyer = TIER1, "BANK01"
+    sold, pledged = net.bonds[1], net.bonds[0]
+    held = store.balance(seller, sold)
+    trade = txf.signed(
+        txf.pending(seller, buyer, bond=sold, quantity=held + 100, amount=T1_TRADE,
+                    deadline_ms=txf.t0 + 10_000)
+    )  # fmt: skip
+    pledge = lock(txf, seller, 1_000_000, buyer, instrument=pledged, secures=_tid(trade))
+    out = run(store, trade, pledge, at_ms=1_000)
+    assert [r.code for r in out.results] == [RC.PENDING_SETTLEMENT, RC.OK]
+    gifts = [txf.signed(txf.transfer(buyer, seller, a)) for a in (T1_TRADE, T1_DAY - 1_999)]
+    assert [r.code for r in run(store, *gifts, at_ms=2_000).results] == [RC.OK, RC.OK]
+    delivery = txf.signed(txf.transfer("BANK03", seller, 100, instrument=sold))
+    out = run(store, delivery, at_ms=3_000)
+    assert _events(out) == [(_tid(trade), RC.OK)]  # settled once the units arrived
+    run(store, at_ms=10_001)  # the deadline passes with nothing left to fail
+    out = run(store, claim(txf, pledge, buyer), at_ms=11_000)
+    assert [r.code for r in out.results] == [RC.NOT_CLAIMABLE]
+    assert store.balance(seller, pledged) >= 1_000_000
+
+
+def test_cash_paid_in_leaves_the_receivers_day_whole() -> None:
+    """Anyone could stop a limited party's cash trading for a day by paying it its daily
+    limit. Paid in: nothing counted; paid out by the same party: counted and bound."""
+    net = kyc_net()
+    store, txf = MemoryStore(net.genesis), TxFactory(net)
+    paid_in = [txf.signed(txf.transfer("BANK01", TIER1, T1_TRADE)) for _ in range(3)]
+    assert [r.code for r in run(store, *paid_in, at_ms=1_000).results] == [RC.OK] * 3
+    assert day_total(store, TIER1, net.cash, txf.t0 + 1_000) == 0
+    out = [txf.signed(txf.transfer(TIER1, "BANK02", T1_TRADE)) for _ in range(3)]
+    codes = [r.code for r in run(store, *out, at_ms=2_000).results]
+    assert codes == [RC.OK, RC.OK, RC.DAILY_LIMIT]  # 2,000 of its 2,500; a third passes it
 
 
 def test_a_substitution_does_not_hand_back_collateral_that_has_matured() -> None:

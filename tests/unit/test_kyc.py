@@ -219,8 +219,10 @@ def test_the_per_trade_limit_binds_each_party_at_its_own_tier(
     assert code(store, txf, big) is RC.OK
     over = replace(big, amount=T2_TRADE + 1, nonce=big.nonce + 10_000)
     assert code(store, txf, over) is RC.TRADE_LIMIT
+    cash_out = txf.transfer(TIER1, "BANK01", T1_TRADE + 1, **far(txf))
+    assert code(store, txf, cash_out) is RC.TRADE_LIMIT
     cash_in = txf.transfer("BANK01", TIER1, T1_TRADE + 1, **far(txf))
-    assert code(store, txf, cash_in) is RC.TRADE_LIMIT
+    assert code(store, txf, cash_in) is RC.OK  # a receiver signs nothing (ADR 0027)
     mint = txf.mint(TIER1, T1_TRADE + 1, instrument=txf.net.cash, by="CASHCO")
     assert code(store, txf, mint) is RC.TRADE_LIMIT
     assert code(store, txf, replace(mint, amount=T1_TRADE)) is RC.OK
@@ -394,14 +396,13 @@ def test_lifecycle_payments_are_exempt_from_tiers_and_limits_and_not_counted(
 def test_a_party_without_limits_neither_hides_nor_skips_its_counterpartys_limits(
     store: MemoryStore, txf: TxFactory
 ) -> None:
-    """TREASURY (tier 3: no limit row) sends TIER1 cash: TIER1's daily limit still counts
-    and binds, whichever side comes first."""
+    """TREASURY (tier 3: no limit row) buys bonds of TIER1 for cash: TIER1's daily limit
+    still counts and binds, whichever side comes first."""
     funded = txf.mint("TREASURY", 10**6, instrument=txf.net.cash, by="CASHCO", **far(txf))
     assert code(store, txf, funded) is RC.OK
     for _ in range(2):
-        pay = txf.transfer("TREASURY", TIER1, T1_TRADE, **far(txf))
-        assert code(store, txf, pay) is RC.OK
-    rest = txf.transfer("TREASURY", TIER1, T1_DAY - 2 * T1_TRADE + 1, **far(txf))
+        assert code(store, txf, dvp(txf, TIER1, "TREASURY", T1_TRADE)) is RC.OK
+    rest = dvp(txf, TIER1, "TREASURY", T1_DAY - 2 * T1_TRADE + 1)
     assert code(store, txf, rest) is RC.DAILY_LIMIT
     assert code(store, txf, replace(rest, amount=T1_DAY - 2 * T1_TRADE)) is RC.OK
 
