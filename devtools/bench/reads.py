@@ -17,6 +17,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+import grpc.aio
+
+from client._async import _retry_after_ms
 from client._identity import RequestSigner
 from client._keys import load_key
 from client._trades import Transactions, sign
@@ -36,23 +40,35 @@ def _metadata(
     return () if signer is None else signer.metadata(node, f"/ledger.v1.Ledger/{method}", req)
 
 
-async def _rate(call: Callable[[], Awaitable[Any]], count: int, concurrency: int) -> float:
-    """Calls per second of ``count`` calls, ``concurrency`` in flight."""
-    left = [count]
+async def _rate(
+    call: Callable[[], Awaitable[Any]], count: int, concurrency: int
+) -> tuple[float, int]:
+    """Calls per second of ``count`` calls served, ``concurrency`` in flight, and how many
+    were refused over the participant's read budget (each waits its retry-after hint and
+    is sent again: docs/cluster.md "What one participant's reads may cost")."""
+    left, refused = [count], [0]
 
     async def worker() -> None:
         while left[0] > 0:
             left[0] -= 1
-            await call()
+            while True:
+                try:
+                    await call()
+                    break
+                except grpc.aio.AioRpcError as e:
+                    if e.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    refused[0] += 1
+                    await asyncio.sleep(max(1, _retry_after_ms(e)) / 1000)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count / (time.perf_counter() - t0)
+    return count / (time.perf_counter() - t0), refused[0]
 
 
 async def measure(
     run_dir: Path, identity: str | None, count: int, concurrency: int
-) -> dict[str, float]:
+) -> dict[str, tuple[float, int]]:
     net = load_network(run_dir)
     genesis = load_genesis(net.genesis)
     signer = None
@@ -102,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     identity = None if args.unsigned else args.identity
     rates = asyncio.run(measure(args.run_dir, identity, args.count, args.concurrency))
     mode = "unsigned" if identity is None else f"signed as {identity}"
-    for name, rate in rates.items():
-        print(f"{name:<15} {rate:8,.0f} calls/s  ({mode}, concurrency {args.concurrency})")
+    for name, (rate, refused) in rates.items():
+        print(
+            f"{name:<15} {rate:8,.0f} calls/s  ({mode}, concurrency {args.concurrency}; "
+            f"{refused:,} refused over the read budget, retried after the hint)"
+        )
     return 0
 
 

@@ -162,10 +162,10 @@ class Metrics:
         )
         self.block_reads_over_budget = Counter(
             "ledger_block_reads_over_budget",
-            "Block reads over their participant's read budget: a GetBlock, or a "
-            "GetTransaction or WaitForFinality whose receipt would rebuild an old block's "
-            "trees, refused with RESOURCE_EXHAUSTED, or a block stream's wait "
-            "(node/runtime/_reads.py)",
+            "Reads over their participant's read budget: a GetBlock, a GetTransaction or "
+            "WaitForFinality whose receipt would rebuild an old block's trees, or a read "
+            "that scans state (GetBalances, GetReference, ...), refused with "
+            "RESOURCE_EXHAUSTED, or a block stream's wait (node/runtime/_reads.py)",
             ["call"],
             registry=r,
         )

@@ -1,17 +1,20 @@
-"""What one participant's block reads may cost the node: a token bucket per participant.
+"""What one participant's reads may cost the node: a token bucket per participant.
 
 A block read runs on the node's event loop, which consensus shares. A party-filtered read
 of a block whose party index is not kept (node/runtime/_node.py ``block_parties``, ADR
 0025) decodes every body of the block to work it out again: 37 ms for 1,499 DvPs.
 Reading old, distinct blocks misses that cache every time, so without a bound one
 authenticated participant calling GetBlock in a loop holds the loop most of the time.
+Reads of state that scan up to a bound of the state itself (GetReference with the
+registry full: 73 ms; GetBalances, GetLocks, ...) share the same budget
+(node/runtime/_api.py ``_scan``).
 
 Each read is charged the CPU time it took on the loop's thread to the caller's
 participant id (verified, and the same on every connection), against
 BLOCK_READ_CPU_US_PER_S up to BLOCK_READ_CPU_US_BURST (node/config.py says why). A read
 starts only while the balance is positive and may leave it in debt by what it cost, so a
 read costlier than what is left is still served once, never refused for ever, and its
-debt is repaid before the next. Over budget, a unary GetBlock is refused with a hint
+debt is repaid before the next. Over budget, a unary read is refused with a hint
 (when the balance is positive again); a block stream waits that long instead
 (node/runtime/_api.py ``StreamBlocks`` says why).
 """

@@ -1854,8 +1854,8 @@ MUTANTS += [
            breaks="GetRepos(id=R) hands any participant a repo it is not a party to (and tells which ids exist)",
            tests=["tests/unit/test_client_api_hostile.py::test_a_third_party_cannot_tell_which_repo_ids_exist"]),
     Mutant("repos-party-unchecked", "node/runtime/_api.py",
-           old='        else:\n            party = request.party and await _ident(context, request.party, "party")',
-           new="        else:\n            party = request.party",
+           old='            return _repos_pb(store, found)\n        party = request.party and await _ident(context, request.party, "party")\n',
+           new='            return _repos_pb(store, found)\n        party = request.party\n',
            breaks="a non-ASCII GetRepos party raises out of the handler (gRPC UNKNOWN; the SDK fails over and calls it retry-safe)",
            tests=["tests/unit/test_client_api_hostile.py::test_a_non_ascii_repo_id_or_party_gets_a_status_not_an_exception[party]"]),
 ]
@@ -1931,8 +1931,8 @@ _BR = "tests/unit/test_block_reads.py::"
 # fmt: off
 MUTANTS += [
     Mutant("block-reads-getblock-unbudgeted", "node/runtime/_api.py",
-           old="        wait_ms = self._reads.wait_ms(caller.participant)\n        if wait_ms:\n            self._metrics.block_reads_over_budget.labels(call=\"GetBlock\")",
-           new="        wait_ms = self._reads.wait_ms(caller.participant)\n        if False:\n            self._metrics.block_reads_over_budget.labels(call=\"GetBlock\")",
+           old='        wait_ms = self._reads.wait_ms(caller.participant)\n        if wait_ms:\n            self._metrics.block_reads_over_budget.labels(call=call)',
+           new='        wait_ms = self._reads.wait_ms(caller.participant)\n        if False:\n            self._metrics.block_reads_over_budget.labels(call=call)',
            breaks="one participant calling GetBlock on old, distinct blocks in a loop holds the node's event loop (37 ms a full block)",
            tests=[_BR + "test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint",
                   _BR + "test_the_budget_refills_over_time"]),
@@ -2902,8 +2902,8 @@ MUTANTS += [
 _R20 = "tests/unit/test_party_index_hostile.py::"
 MUTANTS += [
     Mutant("parked-read-skips-the-budget", "node/runtime/_api.py",
-           old="            # successor, and each must meet the budget its forerunners just spent (review\n            # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).\n            await self._within_budget(caller, context)\n",
-           new="            # successor, and each must meet the budget its forerunners just spent (review\n            # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).\n",
+           old='            # successor, and each must meet the budget its forerunners just spent (review\n            # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).\n            await self._within_budget(caller, context, "GetBlock")\n',
+           new='            # successor, and each must meet the budget its forerunners just spent (review\n            # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).\n',
            breaks="reads parked on the head all pass the budget before the wait: a client's 14,352 calls read back to back on the consensus loop",
            tests=[_R20 + "test_parked_reads_of_the_head_cannot_spend_the_read_budget_many_times_over"]),
     Mutant("filtered-results-unproven", "node/receipt.py",
@@ -5038,8 +5038,8 @@ MUTANTS += [
            breaks="GetInstrument of a cash token answers (every cash holder listed to its issuer) instead of INVALID_ARGUMENT",
            tests=["tests/unit/test_api_teeth.py::test_an_instruments_holders_go_to_its_issuer_and_observers_only"]),
     Mutant("api-inst-holders-all", "node/runtime/_api.py",
-           old="        if not may_read_holders(caller, inst.id, reg):\n            accounts",
-           new="        if False:\n            accounts",
+           old='    if not may_read_holders(caller, inst.id, reg):\n        accounts',
+           new='    if False:\n        accounts',
            breaks="every participant reads every holder's position in an instrument",
            tests=["tests/unit/test_api_teeth.py::test_an_instruments_holders_go_to_its_issuer_and_observers_only"]),
     Mutant("api-inst-holders-inverted", "node/runtime/_api.py",
@@ -5133,8 +5133,8 @@ MUTANTS += [
            breaks="a holder asking for one instrument's attestations is answered an empty list, not PERMISSION_DENIED",
            tests=["tests/unit/test_api_teeth.py::test_one_instruments_attestations_refuse_a_holder_and_answer_its_issuer"]),
     Mutant("api-att-no-filter", "node/runtime/_api.py",
-           old="self._backed_pb(i) for i in sorted(backed) if may_read_attestations(caller, i, reg)",
-           new="self._backed_pb(i) for i in sorted(backed)",
+           old='                    for i in sorted(backed)\n                    if may_read_attestations(caller, i, reg)\n',
+           new='                    for i in sorted(backed)\n',
            breaks="every participant reads every backed instrument's supply and attestations",
            tests=["tests/unit/test_api_teeth.py::test_attestations_go_to_the_issuer_custodian_and_observers"]),
     Mutant("api-att-no-narrow", "node/runtime/_api.py",
@@ -5158,18 +5158,18 @@ MUTANTS += [
            breaks="GetRepos ignores the client's limit: a client paging by 10 is sent up to REPO_LIST_MAX records",
            tests=["tests/unit/test_api_teeth.py::test_a_repo_list_holds_at_most_what_the_caller_asks_and_the_node_allows"]),
     Mutant("api-repo-mine-no-limit", "node/runtime/_api.py",
-           old="found = [r for r in mine if not party or party in (r.borrower, r.lender)][:limit]",
-           new="found = [r for r in mine if not party or party in (r.borrower, r.lender)]",
+           old='store, [r for r in mine if not party or party in (r.borrower, r.lender)][:limit]',
+           new='store, [r for r in mine if not party or party in (r.borrower, r.lender)]',
            breaks="a participant's GetRepos ignores its limit",
            tests=["tests/unit/test_api_teeth.py::test_a_repo_list_holds_at_most_what_the_caller_asks_and_the_node_allows"]),
     Mutant("api-repo-obs-no-limit", "node/runtime/_api.py",
-           old="found = repos_of(store, party, limit) if party else all_repos(store, limit)",
-           new="found = repos_of(store, party) if party else all_repos(store)",
+           old='store, repos_of(store, party, limit) if party else all_repos(store, limit)',
+           new='store, repos_of(store, party) if party else all_repos(store)',
            breaks="an observer's GetRepos lists every repo whatever the limit (REPO_LIST_MAX ignored)",
            tests=["tests/unit/test_api_teeth.py::test_a_repo_list_holds_at_most_what_the_caller_asks_and_the_node_allows"]),
     Mutant("api-locks-all", "node/runtime/_api.py",
-           old="                if may_read_lock(caller, rec.holder, rec.beneficiary)\n                and (not party",
-           new="                if (not party",
+           old='                    if may_read_lock(caller, rec.holder, rec.beneficiary)\n                    and (not party',
+           new='                    if (not party',
            breaks="every participant reads every lock (another holder's pledged amount: its position)",
            tests=["tests/unit/test_api_teeth.py::test_a_lock_goes_to_its_holder_beneficiary_and_observers"]),
     Mutant("api-locks-party-holder-only", "node/runtime/_api.py",
@@ -5178,8 +5178,8 @@ MUTANTS += [
            breaks="GetLocks(party=X) leaves out the locks X is the beneficiary of",
            tests=["tests/unit/test_api_teeth.py::test_a_lock_goes_to_its_holder_beneficiary_and_observers"]),
     Mutant("api-locks-and-or", "node/runtime/_api.py",
-           old="                if may_read_lock(caller, rec.holder, rec.beneficiary)\n                and (not party",
-           new="                if may_read_lock(caller, rec.holder, rec.beneficiary)\n                or (not party",
+           old='                    if may_read_lock(caller, rec.holder, rec.beneficiary)\n                    and (not party',
+           new='                    if may_read_lock(caller, rec.holder, rec.beneficiary)\n                    or (not party',
            breaks="GetLocks reads every lock to a caller who names no party, and any lock naming the party it names",
            tests=["tests/unit/test_api_teeth.py::test_a_lock_goes_to_its_holder_beneficiary_and_observers"]),
     Mutant("api-prices-invalid", "node/runtime/_api.py",
@@ -5199,8 +5199,8 @@ MUTANTS += [
 # fmt: off
 MUTANTS += [
     Mutant("api-locks-party-not-an-id", "node/runtime/_api.py",
-           old="        party = request.party and await _ident(context, request.party, \"party\")\n        return pb.LockList(",
-           new="        party = request.party\n        return pb.LockList(",
+           old='        party = request.party and await _ident(context, request.party, "party")\n        return await self._scan(\n            "GetLocks",',
+           new='        party = request.party\n        return await self._scan(\n            "GetLocks",',
            breaks="GetLocks with a party that is no id (a typo) answers no locks instead of saying the party is malformed",
            tests=["tests/unit/test_client_api_hostile.py::test_a_locks_party_that_is_not_an_id_is_invalid_not_answered_with_no_locks"]),
 ]
@@ -5466,5 +5466,28 @@ MUTANTS += [
            new="    for party in c.parties:\n",
            breaks="a move's value is counted in the day of parties it does not limit",
            tests=[_EH + "test_cash_paid_in_leaves_the_receivers_day_whole"]),
+]
+# fmt: on
+
+# Session 28: reads that scan state share the participant's read budget.
+_SR = "tests/unit/test_state_reads.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("state-reads-unmetered", "node/runtime/_api.py",
+           old="        await self._within_budget(caller, context, call)\n        with self._reads.charged(caller.participant):\n",
+           new="        with contextlib.nullcontext():\n",
+           breaks="one participant calling GetReference in a loop holds the event loop (73 ms a call with the registry full)",
+           tests=[_SR + "test_a_state_read_over_the_budget_is_refused_with_a_hint"]),
+    Mutant("state-reads-uncharged", "node/runtime/_api.py",
+           old="        with self._reads.charged(caller.participant):\n            return answer()\n",
+           new="        return answer()\n",
+           breaks="state reads are checked against the budget but never spend it",
+           tests=[_SR + "test_a_state_read_over_the_budget_is_refused_with_a_hint",
+                  _SR + "test_one_budget_meters_block_and_state_reads_together"]),
+    Mutant("get-reference-unmetered", "node/runtime/_api.py",
+           old='return await self._scan("GetReference", context, lambda: reference_pb(self._node, caller))',
+           new="return reference_pb(self._node, caller)",
+           breaks="GetReference, the costliest state read, escapes the budget",
+           tests=[_SR + "test_a_state_read_over_the_budget_is_refused_with_a_hint"]),
 ]
 # fmt: on

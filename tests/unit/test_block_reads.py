@@ -146,7 +146,7 @@ async def test_cold_reads_beyond_the_budget_are_refused_with_a_retry_after_hint(
     e = refused.value
     assert e.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert e.details == Details(
-        "LIMIT_REACHED", {"limit": "block reads per participant"}, retry_after_ms=401
+        "LIMIT_REACHED", {"limit": "reads per participant"}, retry_after_ms=401
     )
     assert e.hint == "401" and "BANK05" in e.message and "retry in 401 ms" in e.message
     assert node.metrics.block_reads_over_budget.labels(call="GetBlock")._value.get() == 1
@@ -363,7 +363,7 @@ def test_the_bucket_table_forgets_refilled_buckets_when_full() -> None:
 
 def _over_budget(hint_ms: int) -> grpc.aio.AioRpcError:
     code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "BANK01 has used its budget"
-    details = Details("LIMIT_REACHED", {"limit": "block reads per participant"}, hint_ms)
+    details = Details("LIMIT_REACHED", {"limit": "reads per participant"}, hint_ms)
     md = grpc.aio.Metadata(*trailer(code, message, details))
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), md, message)
 
@@ -409,7 +409,7 @@ async def test_the_sdk_waits_out_the_hint_then_reports_overloaded(solo: DemoNetw
         with pytest.raises(OverloadedError) as over:
             await c.block(1)
         e = over.value
-        assert e.reason == "LIMIT_REACHED" and e.metadata["limit"] == "block reads per participant"
+        assert e.reason == "LIMIT_REACHED" and e.metadata["limit"] == "reads per participant"
         assert e.retry_after_s == pytest.approx(0.02) and e.retry_safe
         assert calls == 2 + 1 + OVERLOAD_RETRIES_MAX  # the same node asked again, bounded
     finally:
