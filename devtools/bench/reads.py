@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from client._async import _retry_after_ms
+from client._async import _details, _retry_after_ms
 from client._identity import RequestSigner
 from client._keys import load_key
 from client._trades import Transactions, sign
@@ -31,6 +31,7 @@ from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 
 RPC_TIMEOUT_S = 10.0
+READ_BUDGET_LIMIT = "reads per participant"  # the refusal's ``limit`` (node/runtime/_api.py)
 WARMUP_CALLS = 200
 
 
@@ -45,7 +46,9 @@ async def _rate(
 ) -> tuple[float, int]:
     """Calls per second of ``count`` calls served, ``concurrency`` in flight, and how many
     were refused over the participant's read budget (each waits its retry-after hint and
-    is sent again: docs/cluster.md "What one participant's reads may cost")."""
+    is sent again: docs/cluster.md "What one participant's reads may cost"). Any other
+    refusal ends the run (the node remembers 20,000 recent requests of one participant:
+    keep ``count`` under about 9,000)."""
     left, refused = [count], [0]
 
     async def worker() -> None:
@@ -56,7 +59,9 @@ async def _rate(
                     await call()
                     break
                 except grpc.aio.AioRpcError as e:
-                    if e.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    details = _details(e)
+                    limit = details.metadata.get("limit") if details is not None else None
+                    if limit != READ_BUDGET_LIMIT:
                         raise
                     refused[0] += 1
                     await asyncio.sleep(max(1, _retry_after_ms(e)) / 1000)

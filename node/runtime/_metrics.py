@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -257,7 +258,7 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
         connections_max: int,
         timeout_s: float,
         family: socket.AddressFamily,
-        on_refused: Any,
+        on_refused: Callable[[], None],
     ) -> None:
         self.address_family = family
         self._slots = threading.BoundedSemaphore(connections_max)
