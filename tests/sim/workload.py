@@ -60,9 +60,10 @@ rules (``demo_compliance``) plus ``LOW``, a tier-1 trader:
   ``COMPLIANCE``: settles (three signatures);
 - ``over_trade_limit``: a co-signed DvP above tier 2's per-trade limit: ``TRADE_LIMIT``;
 - ``tier_too_low``: a bank sells ``LOW`` a bond (held from tier 2): ``TIER_TOO_LOW``;
-- ``low_daily``: banks send ``LOW`` cash of its per-trade limit three times (two
+- ``low_daily``: ``LOW`` pays banks cash of its per-trade limit three times (two
   companions): two settle, the third is ``DAILY_LIMIT``, in whatever order they reach
-  blocks (and every later one in the run too).
+  blocks (and every later one in the run too). A transfer binds only its sender's limits
+  (ADR 0027): cash sent *to* ``LOW`` is never refused for ``LOW``'s day.
 
 Governance (docs/ledger.md "Governance"; ``_Maker.governance``), signed by two of the
 demo's admins: a new participant and a new cash token are added (``OK``), a bank's KYC
@@ -235,6 +236,7 @@ PART = "PART01"  # the same, in lots, for partial settlement only
 ICE = "ICE01"  # the target of freezes
 ICE_UNITS = 1_000  # its genesis holding of the first bond and of cash
 LOW = "LOW01"  # kyc: the one tier-1 participant (KYC tier rules)
+LOW_CASH = 10 * DEMO_TIER1_TRADE_MAX_CENTS  # its genesis cash: far more than a day's limit
 PLEDGE = "PLEDGE01"  # lock: pledges its bonds (locks), trades with nobody
 PLEDGE_UNITS = 1_000  # its genesis holding of each bond
 _PLAIN = Secured()  # a lock securing nothing
@@ -338,6 +340,7 @@ def sim_network(n: int) -> DemoNetwork:
             Holding(POOR, demo.bonds[0], POOR_BONDS),
             Holding(ICE, demo.cash, ICE_UNITS),
             Holding(ICE, demo.bonds[0], ICE_UNITS),
+            Holding(LOW, demo.cash, LOW_CASH),
             Holding(AGENT, demo.cash, 10**13),
             *(Holding(PLEDGE, b, PLEDGE_UNITS) for b in demo.bonds),
             *(
@@ -707,13 +710,13 @@ class _Maker:
             self.sim("over_trade_limit", self.dvp(bank, other, 1, over, cosigner="COMPLIANCE"),
                      R.TRADE_LIMIT),
             self.sim("tier_too_low", self.dvp(bank, LOW, 1, 1), R.TIER_TOO_LOW),
-            replace(self.sim("low_daily", self._to_low(bank), R.OK, R.DAILY_LIMIT),
-                    companions=(self._then(50, self._to_low(other)),
-                                self._then(100, self._to_low(bank)))),
+            replace(self.sim("low_daily", self._from_low(bank), R.OK, R.DAILY_LIMIT),
+                    companions=(self._then(50, self._from_low(other)),
+                                self._then(100, self._from_low(bank)))),
         ]  # fmt: skip
 
-    def _to_low(self, bank: str) -> Transfer:
-        return self.transfer(bank, LOW, DEMO_TIER1_TRADE_MAX_CENTS)
+    def _from_low(self, bank: str) -> Transfer:
+        return self.transfer(LOW, bank, DEMO_TIER1_TRADE_MAX_CENTS)
 
     # --- gov: governance (docs/ledger.md "Governance") ------------------------------------
 
