@@ -286,7 +286,10 @@ class BlockView:
     # A whole block: True when its results, events and ``state_root`` are the ones block
     # ``height + 1``'s certified header commits to (ADR 0026). False only for the last
     # block of an idle chain, shown with no transactions and no events, which no block
-    # certifies yet; ``blocks()`` yields it once the next block shows it was quiet.
+    # certifies yet; ``blocks()`` yields it once the next block shows it was quiet. A
+    # party-filtered view: True when ``state_root`` is the one the next block's certified
+    # header carries (checked with its party proof); False for a block with no
+    # transactions, which comes without that proof (its ``state_root`` is the node's word).
     results_proven: bool = True
 
 
@@ -631,6 +634,12 @@ class AsyncLedgerClient:
                 if refusal:
                     refused_by = i  # one node's word: ask the next
                 errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+            except FinalityTimeoutError:
+                # The node held a finality wait to its end: the caller's next call (the
+                # resubmit) goes to another node, so one that accepts and never finalizes
+                # cannot keep this client (session 29's review).
+                self._advance(i)
+                raise
             except (BadResponseError, _SilentNodeError) as e:
                 errors.append(f"{self.endpoints[i].address}: {e}")
             failures += 1
@@ -1127,7 +1136,10 @@ class AsyncLedgerClient:
             msg = await self._stub(i).GetBlock(
                 req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetBlock", req)
             )
-            return self._block_view(msg)
+            view = self._block_view(msg)  # certified at the height it claims ...
+            if view.height != height:  # ... which must be the one asked for (session 29)
+                raise BadResponseError(f"block {view.height} given for block {height}")
+            return view
 
         if height < 1:
             raise InvalidFieldError("height", "heights start at 1")
@@ -1283,17 +1295,18 @@ class AsyncLedgerClient:
             try:
                 async for info in call:
                     expect = next_height + (held is not None)
-                    if info.height < expect:
-                        continue  # a repeat after failover: already delivered
-                    if info.height > expect:
-                        raise BadResponseError(f"block {expect} skipped")
+                    if info.height != expect:
+                        # A call asks from next_height and holds nothing yet: an honest
+                        # node never repeats a block (one repeating for ever kept this
+                        # loop spinning on it: session 29's review).
+                        raise BadResponseError(f"block {info.height} where {expect} was due")
                     view = self._block_view(info)
                     if held is not None:
                         _check_quiet(held, view)
                         next_height, failures = next_height + 1, 0
                         yield replace(held, results_proven=True)
                         held = None
-                    if hold and not view.results_proven:
+                    if hold and not view.results_proven and not view.filtered:
                         held = view  # until its successor's header shows it was quiet
                         continue
                     next_height, failures = next_height + 1, 0
@@ -1469,6 +1482,13 @@ class AsyncLedgerClient:
             _block_tx(r.position, r.transaction, res)
             for r, res in zip(receipts, info.results, strict=True)
         )
+        # The state after the block is the one block h + 1's header carries, certified
+        # with the party proof checked above; a block with no transactions comes without
+        # that proof, and its state root is then the node's word (session 29's review).
+        if h.tx_count and bytes(info.state_root) != self._next_state_root(info):
+            raise BadResponseError(
+                f"block {info.height}'s state root is not the one block {info.height + 1} certifies"
+            )
         return BlockView(
             height=h.height,
             hash=h.hash,
@@ -1481,7 +1501,17 @@ class AsyncLedgerClient:
             prior_root=h.state_root,
             tx_count=h.tx_count,
             prior_results=h.results_root,
+            results_proven=bool(h.tx_count),
         )
+
+    @staticmethod
+    def _next_state_root(info: pb.BlockInfo) -> bytes:
+        """The state root in the header of a filtered block's party proof (the block after
+        it), which ``_committed_positions`` verified."""
+        try:
+            return decode_header(bytes(info.parties_root_proof.header)).state_root
+        except DecodeError as e:
+            raise BadResponseError(f"block {info.height + 1}'s header does not decode") from e
 
     def _committed_positions(self, info: pb.BlockInfo, h: BlockHeader) -> tuple[int, ...]:
         """The positions of block ``h`` a filtered read must show this client's identity

@@ -49,11 +49,6 @@ class Reference:
 
 def reference_from_pb(genesis: Genesis, msg: pb.Reference) -> Reference:
     """Decode and sanity-check a node's answer; BadResponseError if it is not well formed."""
-    try:
-        parts = [_participant(p) for p in msg.participants]
-        insts = [_instrument(i) for i in msg.instruments]
-    except (ValueError, GenesisError) as e:
-        raise BadResponseError(f"malformed reference data: {e}") from None
     if tuple(msg.admins) != genesis.admins or msg.threshold != genesis.admin_threshold:
         raise BadResponseError("the admins or threshold differ from genesis")
     attested = {
@@ -61,7 +56,14 @@ def reference_from_pb(genesis: Genesis, msg: pb.Reference) -> Reference:
         for i in msg.instruments
         if len(i.attestation_sha256) == crypto.HASH_LEN
     }
-    registry = Registry.from_values(genesis, parts, insts, attested)
+    # The registry encodes every record (ids, tiers): a value that does not encode is the
+    # node's malformed answer, not the caller's error (session 29's review).
+    try:
+        parts = [_participant(p) for p in msg.participants]
+        insts = [_instrument(i) for i in msg.instruments]
+        registry = Registry.from_values(genesis, parts, insts, attested)
+    except (ValueError, GenesisError) as e:
+        raise BadResponseError(f"malformed reference data: {e}") from None
     return Reference(
         msg.height,
         registry,

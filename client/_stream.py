@@ -371,6 +371,10 @@ class SubmitStream:
                 return
             _stop_timer(p)
             _settle(p.future, stream_error(p.tid, event.error, p.timeout_s))
+            if code is _Code.DEADLINE_EXCEEDED:
+                # Not final by its deadline: the stream leaves the node, as for no answer,
+                # so one that accepts and never finalizes cannot keep it (session 29).
+                self._fail_over(f"{self.address}: a request not final by its deadline")
             return
         try:
             receipt = self._verify(event.final.receipt, p.tid, self._prove)
@@ -430,8 +434,12 @@ class SubmitStream:
         """``p``'s outcome as the nodes prove it (``ask``: the client's receipt fetch, or its
         submit through another node, failing over), by its deadline (its timer still runs):
         after one node's unproven refusal, precheck refusal or bad receipt."""
-        remaining_s = max(0.0, p.deadline - asyncio.get_running_loop().time())
+        remaining_s = p.deadline - asyncio.get_running_loop().time()
         outcome: Receipt | LedgerError
+        if remaining_s <= 0:  # past its deadline: no time to ask anyone (session 29's review)
+            _stop_timer(p)
+            _settle(p.future, FinalityTimeoutError(p.tid, p.timeout_s))
+            return
         try:
             receipt = await ask(p, remaining_s)
         except LedgerError as e:

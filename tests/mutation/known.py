@@ -4209,7 +4209,7 @@ MUTANTS += [
            breaks="a node labels a proven result or event with another position",
            tests=[_WB + "test_the_sdk_refuses_results_labelled_out_of_their_leaf_order"]),
     Mutant("blocks-yields-unproven", "client/_async.py",
-           old="                    if hold and not view.results_proven:\n",
+           old="                    if hold and not view.results_proven and not view.filtered:\n",
            new="                    if False:\n",
            breaks="blocks() yields a stripped events-only block posing as an idle chain's last",
            tests=[_R21 + "test_blocks_never_yields_a_stripped_block_posing_as_the_last"]),
@@ -5489,5 +5489,47 @@ MUTANTS += [
            new="return reference_pb(self._node, caller)",
            breaks="GetReference, the costliest state read, escapes the budget",
            tests=[_SR + "test_a_state_read_over_the_budget_is_refused_with_a_hint"]),
+]
+# fmt: on
+
+# Session 29: the SDK against one lying node (adversarial review).
+_LN = "tests/unit/test_sdk_vs_lying_node.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("stream-followup-asks-with-no-time-left", "client/_stream.py",
+           old="        if remaining_s <= 0:  # past its deadline",
+           new="        if False:  # past its deadline",
+           breaks="a node's late unproven refusal fails the request for good (not retry-safe) though the trade may settle",
+           tests=[_LN + "test_a_streams_unproven_refusal_after_the_deadline_is_a_retry_safe_timeout"]),
+    Mutant("reference-registry-unguarded", "client/_reference.py",
+           old="        registry = Registry.from_values(genesis, parts, insts, attested)\n    except (ValueError, GenesisError) as e:",
+           new="    except (ValueError, GenesisError) as e:",
+           breaks="a node's reference answer that does not encode escapes as the caller's ValueError; no other node is asked",
+           tests=[_LN + "test_a_malformed_reference_answer_is_a_bad_response_not_a_crash"]),
+    Mutant("finality-timeout-stays-on-node", "client/_async.py",
+           old="            except FinalityTimeoutError:\n                # The node held a finality wait to its end: the caller's next call (the\n                # resubmit) goes to another node, so one that accepts and never finalizes\n                # cannot keep this client (session 29's review).\n                self._advance(i)\n                raise\n",
+           new="",
+           breaks="a node that accepts and never finalizes receives every resubmit of the client",
+           tests=[_LN + "test_a_node_that_withholds_every_receipt_is_left_after_a_finality_timeout"]),
+    Mutant("stream-not-final-stays-on-node", "client/_stream.py",
+           old='                self._fail_over(f"{self.address}: a request not final by its deadline")',
+           new="                pass",
+           breaks="a stream whose node answers every request NOT_FINAL stays on it",
+           tests=[_LN + "test_a_stream_whose_node_says_not_final_leaves_it_for_the_next_request"]),
+    Mutant("filtered-state-root-unchecked", "client/_async.py",
+           old="        if h.tx_count and bytes(info.state_root) != self._next_state_root(info):",
+           new="        if False:",
+           breaks="a lying node shows a party any state root for a filtered block, called proven",
+           tests=[_LN + "test_a_filtered_blocks_state_root_is_checked_or_not_called_proven"]),
+    Mutant("block-stream-repeats-skipped", "client/_async.py",
+           old="                    if info.height != expect:\n",
+           new="                    if info.height < expect:\n                        continue\n                    if info.height > expect:\n",
+           breaks="a node repeating an old block for ever keeps blocks() spinning, never failing over",
+           tests=[_LN + "test_a_block_stream_of_endless_repeats_is_left_for_another_node"]),
+    Mutant("block-height-unchecked", "client/_async.py",
+           old="            if view.height != height:  # ... which must be the one asked for (session 29)",
+           new="            if False:",
+           breaks="block(h) returns whatever certified block a node answers with",
+           tests=[_LN + "test_block_h_answered_with_another_certified_block_is_refused"]),
 ]
 # fmt: on
