@@ -79,6 +79,7 @@ from node.core.safety import SafetyState
 from node.core.signing import Signer, Verifier
 from node.core.types import (
     Block,
+    DecodeError,
     Message,
     NewView,
     Phase,
@@ -217,6 +218,14 @@ class Replica:
         self.views_timed_out = 0  # views this replica left on a timeout certificate
         self.commit_votes_relayed = 0  # COMMIT votes also sent to the next two leaders
         self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
+        lock = self.safety.high_pqc_block
+        if lock is not None and lock.chain_id != config.chain_id:
+            # Another chain's file (a wrong backup, a test network's): its views say nothing
+            # of this validator's votes here, so it may not start on them (session 29).
+            raise DecodeError(
+                f"the safety state's lock is a block of chain {lock.chain_id[:16]}..., "
+                "not of this one"
+            )
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
         self.halted: str | None = None
@@ -246,7 +255,7 @@ class Replica:
         )
         self._votes = VoteCollector()
         self._candidates: dict[bytes, Block] = {}  # blocks for heights committed + 1 and + 2
-        self._ahead: QuorumCert | None = None  # a PQC for committed + 2, acted on after a commit
+        self._ahead: QuorumCert | None = None  # a PQC kept: committed + 2, or + 1 before the apply
         # Roots after a certified block at committed + 1, from the engine's speculation.
         self._spec_asked: dict[bytes, None] = {}
         self._spec_roots: dict[bytes, tuple[bytes, bytes]] = {}
@@ -1093,6 +1102,13 @@ class Replica:
         the next view's timeouts gather a quorum even if its proposal is lost."""
         if block.parent_hash != self.committed_hash:
             return  # certified, but off our chain (a pipelined child of a block that lost)
+        if self.executed_height < self.committed_height:
+            # Locked only once the height below is applied, so in the store before the lock
+            # is saved: a lock saved above the store's head, then a crash, and the restarted
+            # node's timeouts reported neither; a TC of such nodes justified a fork at the
+            # height below (session 29's review). ``executed`` takes it up.
+            self._keep_ahead(qc)
+            return
         self._lock(qc, block)
         if self.halted is None:
             self._maybe_commit_vote(qc, block)
@@ -1103,8 +1119,9 @@ class Replica:
             self._ahead = qc
 
     def _take_ahead(self) -> None:
-        """The kept PQC for committed + 2, once its height is the next one, if we are still
-        in its view (a commit vote is due) or the next (whose proposal extends it): a
+        """The kept PQC for committed + 2 (or + 1 while that height is not applied yet:
+        ``_on_prepared`` keeps it until then), once its height is the next one, if we are
+        still in its view (a commit vote is due) or the next (whose proposal extends it): a
         view further behind may have moved on to another block at that height, and a lock
         nobody needs would only refuse that block."""
         qc = self._ahead
@@ -1117,6 +1134,7 @@ class Replica:
             self._on_prepared(qc, block)
 
     def _lock(self, qc: QuorumCert, block: Block) -> None:
+        require(qc.height == self.executed_height + 1, "a lock above the applied height")
         roots = (block.state_root, block.results_root)
         if self.executed_height == block.executed_height and roots != self._executed_roots():
             self._halt(f"q validators certified other roots at {block.executed_height}")

@@ -86,6 +86,21 @@ def _reading(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _check_file_covers_pages(env: lmdb.Environment, path: str) -> None:
+    """StorageError unless data.mdb holds every page its meta page names: LMDB maps the
+    file, and the first read of a page past its end (a file cut short by a bad restore or
+    a full disk during a copy) killed the process with SIGBUS, saying nothing (session
+    29's review)."""
+    info, stat = env.info(), env.stat()
+    needed = (info["last_pgno"] + 1) * stat["psize"]
+    size = os.path.getsize(os.path.join(path, "data.mdb"))
+    if size < needed:
+        raise StorageError(
+            f"{path}/data.mdb is {size} bytes but its last page ends at {needed}: the file "
+            "was cut short; restore the data directory"
+        )
+
+
 def _got(raw: Any) -> bytes:
     """A record every committed height has; its absence is a corrupt data directory."""
     if raw is None:
@@ -127,11 +142,15 @@ class LmdbStore(Storage):
                 sync=True,
                 metasync=True,
             )
+        except lmdb.Error as e:  # not an LMDB file (cut inside its meta pages, overwritten)
+            self._unlock()
+            raise StorageError(f"cannot open the data directory {path}: {e}") from e
         except BaseException:
             self._unlock()
             raise
         self._rtxn: Any = None
         try:
+            _check_file_covers_pages(self._env, os.fspath(path))
             self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
             self._init_or_check_genesis(os.fspath(path))
             self._head = self._read_head()
@@ -154,6 +173,16 @@ class LmdbStore(Storage):
                     "data directory"
                 )
             return
+        for name in (SAFETY_FILE, SAFETY_FILE + ".tmp"):
+            if os.path.exists(os.path.join(path, name)):
+                # This validator voted here: its store cannot be new. An emptied data.mdb (a
+                # failed restore, a copy cut short) started again from genesis would lose
+                # the acknowledged intake and the committed head (session 29's review).
+                raise StorageError(
+                    f"{path} holds no chain but has {name}: this validator ran here and its "
+                    "store was lost or emptied; restore the data directory, or (after "
+                    "recovery from the other validators, docs/deploy.md) start from a new one"
+                )
         self._write(self._write_genesis)
         # A new data directory: its entry in its parent made durable before the node can
         # vote (POSIX promises a new directory's entry only after an fsync of its parent;

@@ -5533,3 +5533,36 @@ MUTANTS += [
            tests=[_LN + "test_block_h_answered_with_another_certified_block_is_refused"]),
 ]
 # fmt: on
+
+# Session 29: crash and restart (adversarial review).
+_RH = "tests/unit/test_restart_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("lock-before-the-height-below-is-applied", "node/core/replica.py",
+           old="        if self.executed_height < self.committed_height:\n            # Locked only once",
+           new="        if False:\n            # Locked only once",
+           breaks="a pipelined PQC for h + 1 is locked and saved before block h is in the store; a crash there and a TC of restarted nodes forks height h",
+           tests=[_RH + "test_a_lock_is_never_durable_above_the_durable_committed_height_plus_one",
+                  _RH + "test_a_replica_killed_after_its_commit_vote_forgets_the_block_it_voted_on"]),
+    Mutant("store-not-lmdb-unwrapped", "node/store/_lmdb.py",
+           old="        except lmdb.Error as e:  # not an LMDB file",
+           new="        except ZeroDivisionError as e:  # not an LMDB file",
+           breaks="a data.mdb that is not LMDB ends `node run` with a traceback, not its one-line refusal",
+           tests=[_RH + "test_an_lmdb_file_that_is_not_lmdb_is_a_storage_error"]),
+    Mutant("store-short-file-unchecked", "node/store/_lmdb.py",
+           old="            _check_file_covers_pages(self._env, os.fspath(path))\n",
+           new="",
+           breaks="a data.mdb cut short kills the node with SIGBUS at its first read, saying nothing",
+           tests=[_RH + "test_an_lmdb_file_cut_short_is_a_storage_error_not_a_bus_error"]),
+    Mutant("store-emptied-beside-safety-file", "node/store/_lmdb.py",
+           old="            if os.path.exists(os.path.join(path, name)):\n",
+           new="            if False:\n",
+           breaks="an emptied data.mdb next to the safety file starts again from genesis: acknowledged intake and the committed head lost",
+           tests=[_RH + "test_an_emptied_data_mdb_beside_a_safety_file_is_not_a_new_data_directory"]),
+    Mutant("safety-lock-of-another-chain", "node/core/replica.py",
+           old="        if lock is not None and lock.chain_id != config.chain_id:\n",
+           new="        if False:\n",
+           breaks="a node starts on another chain's safety file, its votes here forgotten",
+           tests=[_RH + "test_a_safety_file_from_another_chain_is_refused"]),
+]
+# fmt: on
