@@ -26,6 +26,7 @@ from node.settlement import ResultCode
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
+from tests.unit.test_client_api_hostile import _Stub  # answers coroutines too
 from tests.unit.test_client_stream import (
     _Call,
     _error,
@@ -40,28 +41,6 @@ __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transacti
 
 NET = shared_net()
 GUARD_S = 3.0
-
-
-class _Stub:
-    """A node's Ledger stub: each method answers with ``answer(method, request)``."""
-
-    def __init__(self, answer: Any) -> None:
-        self._answer = answer
-        self.calls: list[str] = []
-
-    def __getattr__(self, method: str) -> Any:
-        def call(req: Any, **kw: Any) -> Any:
-            self.calls.append(method)
-
-            async def run() -> Any:
-                out = self._answer(method, req)
-                if isinstance(out, BaseException):
-                    raise out
-                return out
-
-            return asyncio.ensure_future(run())
-
-        return call
 
 
 class _AskedAnotherNode(Exception):
@@ -191,22 +170,7 @@ async def test_a_node_that_withholds_every_receipt_is_left_after_a_finality_time
             return hold(req)
         raise AssertionError(method)
 
-    class _AsyncStub(_Stub):
-        def __getattr__(self, method: str) -> Any:
-            def call(req: Any, **kw: Any) -> Any:
-                self.calls.append(method)
-
-                async def run() -> Any:
-                    out = self._answer(method, req)
-                    if isinstance(out, BaseException):
-                        raise out
-                    return await out if asyncio.iscoroutine(out) else out
-
-                return asyncio.ensure_future(run())
-
-            return call
-
-    c = _client([_AsyncStub(censor), _Stub(_honest)])
+    c = _client([_Stub(censor), _Stub(_honest)])
     try:
         async with asyncio.timeout(GUARD_S):
             with pytest.raises(FinalityTimeoutError):
