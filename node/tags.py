@@ -41,6 +41,7 @@ __all__ = [
     "REQUEST",
     "SAFETY_FILE_SLOT",
     "SAFETY_STATE",
+    "SAFETY_STATE_V1",
     "STATE",
     "TIMEOUT",
     "TX",
@@ -89,9 +90,14 @@ PREFIX_TAGS: Final = {
 }
 
 # --- record magics: the first bytes of a stored record, naming its format -------------------
-SAFETY_STATE: Final = b"dvp-safety/1"  # the consensus safety state (core: SafetyState)
+SAFETY_STATE: Final = b"dvp-safety/2"  # the consensus safety state (core: SafetyState)
+SAFETY_STATE_V1: Final = b"dvp-safety/1"  # the same without its owner: read, never written
 SAFETY_FILE_SLOT: Final = b"dvpsafe1"  # a slot of the safety-state file (store, ADR 0010)
-RECORD_MAGICS: Final = {"SAFETY_STATE": SAFETY_STATE, "SAFETY_FILE_SLOT": SAFETY_FILE_SLOT}
+RECORD_MAGICS: Final = {
+    "SAFETY_STATE": SAFETY_STATE,
+    "SAFETY_STATE_V1": SAFETY_STATE_V1,
+    "SAFETY_FILE_SLOT": SAFETY_FILE_SLOT,
+}
 
 # --- RFC 6962 Merkle trees (node.merkle): leaf and interior-node hash prefixes -------------
 MERKLE_LEAF: Final = b"\x00"

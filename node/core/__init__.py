@@ -8,7 +8,7 @@ from node.core.codec import EncodeError, decode_message, encode_message
 from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.quorum import Quorum, classic_quorum
 from node.core.replica import BlockSource, CoreConfig, Ready, Replica
-from node.core.safety import SafetyState
+from node.core.safety import SafetyOwner, SafetyState
 from node.core.signing import (
     Ed25519Signer,
     Ed25519Verifier,
@@ -65,6 +65,7 @@ __all__ = [
     "QuorumCert",
     "Ready",
     "Replica",
+    "SafetyOwner",
     "SafetyState",
     "Signer",
     "SyncRequest",

@@ -75,7 +75,7 @@ from node.core.mempool import AddResult, Mempool, tx_key
 from node.core.pacemaker import Pacemaker, Timer
 from node.core.quorum import Quorum
 from node.core.refusal import Kind, Reason, Refusal
-from node.core.safety import SafetyState
+from node.core.safety import SafetyOwner, SafetyState
 from node.core.signing import Signer, Verifier
 from node.core.types import (
     Block,
@@ -217,15 +217,7 @@ class Replica:
         self.refused: Counter[Refusal] = Counter()
         self.views_timed_out = 0  # views this replica left on a timeout certificate
         self.commit_votes_relayed = 0  # COMMIT votes also sent to the next two leaders
-        self.safety = SafetyState() if safety is None else SafetyState.decode(safety)
-        lock = self.safety.high_pqc_block
-        if lock is not None and lock.chain_id != config.chain_id:
-            # Another chain's file (a wrong backup, a test network's): its views say nothing
-            # of this validator's votes here, so it may not start on them (session 29).
-            raise DecodeError(
-                f"the safety state's lock is a block of chain {lock.chain_id[:16]}..., "
-                "not of this one"
-            )
+        self.safety = self._own_safety(safety)
         self.mempool = Mempool() if mempool is None else mempool
         self.now_ms = now_ms
         self.halted: str | None = None
@@ -274,6 +266,26 @@ class Replica:
         self._in_ready = False
 
     # --- construction --------------------------------------------------------------------
+
+    def _own_safety(self, data: bytes | None) -> SafetyState:
+        """The safety state saved in ``data`` (None: never saved), if it is this validator's.
+        Another's (a cloned data directory, a restored backup of the wrong machine, a test
+        network's) says nothing of this validator's votes: starting on it would let it vote
+        again in views it has voted in, so it may not start (node.core.safety)."""
+        me = SafetyOwner(self.cfg.chain_id, self.cfg.me)
+        if data is None:
+            return SafetyState(owner=me)
+        state = SafetyState.decode(data)
+        if state.owner is not None and state.owner != me:
+            raise DecodeError(f"the safety state is that of {state.owner}, not of {me}")
+        lock = state.high_pqc_block
+        if lock is not None and lock.chain_id != me.chain_id:
+            # A format-1 state records no owner; its lock still names a chain (session 29).
+            raise DecodeError(
+                f"the safety state's lock is a block of chain {lock.chain_id[:16]}..., "
+                "not of this one"
+            )
+        return replace(state, owner=me)  # recorded with the next save
 
     def _load_head(self, executed_root: bytes, results_root: bytes) -> None:
         height = self._source.committed_height()

@@ -199,7 +199,8 @@ class Node:
         except codec.DecodeError as e:  # not a default: refuse to start, in one line
             raise StorageError(
                 "a consensus record in the data directory does not decode or is another "
-                f"chain's (the safety state, or the last committed block or its certificate): {e}"
+                "validator's or another chain's (the safety state, or the last committed "
+                f"block or its certificate): {e}"
             ) from e
         self.send_frame: SendFrame = lambda dst, data: None  # set by the transport
         # Outcomes of certified blocks executed before their commit (ADR 0012).

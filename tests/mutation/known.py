@@ -5536,6 +5536,7 @@ MUTANTS += [
 
 # Session 29: crash and restart (adversarial review).
 _RH = "tests/unit/test_restart_hostile.py::"
+_SO = "tests/unit/test_safety_owner.py::"
 # fmt: off
 MUTANTS += [
     Mutant("lock-before-the-height-below-is-applied", "node/core/replica.py",
@@ -5560,9 +5561,50 @@ MUTANTS += [
            breaks="an emptied data.mdb next to the safety file starts again from genesis: acknowledged intake and the committed head lost",
            tests=[_RH + "test_an_emptied_data_mdb_beside_a_safety_file_is_not_a_new_data_directory"]),
     Mutant("safety-lock-of-another-chain", "node/core/replica.py",
-           old="        if lock is not None and lock.chain_id != config.chain_id:\n",
+           old="        if lock is not None and lock.chain_id != me.chain_id:\n",
            new="        if False:\n",
-           breaks="a node starts on another chain's safety file, its votes here forgotten",
-           tests=[_RH + "test_a_safety_file_from_another_chain_is_refused"]),
+           breaks="a node starts on another chain's format-1 safety file (no owner recorded), its votes here forgotten",
+           tests=[_SO + "test_a_format_1_file_of_another_chain_is_refused_by_its_lock"]),
+]
+# fmt: on
+
+# Session 30: the safety state names its owner (tests/unit/test_safety_owner.py).
+# fmt: off
+MUTANTS += [
+    Mutant("safety-owner-unchecked", "node/core/replica.py",
+           old="        if state.owner is not None and state.owner != me:\n",
+           new="        if False:\n",
+           breaks="a validator starts on another validator's safety file (a cloned data directory) and may vote twice in views that one voted in",
+           tests=[_SO + "test_a_replica_refuses_another_validators_safety_state",
+                  _SO + "test_a_node_refuses_to_start_on_another_validators_safety_file",
+                  _SO + "test_a_node_refuses_another_chains_safety_file_without_a_lock"]),
+    Mutant("safety-owner-not-adopted", "node/core/replica.py",
+           old="        return replace(state, owner=me)  # recorded with the next save\n",
+           new="        return state  # recorded with the next save\n",
+           breaks="a format-1 safety state stays ownerless on disk after an upgrade: a copy of it is never refused",
+           tests=[_SO + "test_a_format_1_state_is_read_and_then_saved_with_the_owner",
+                  _SO + "test_a_node_starts_on_a_format_1_safety_file"]),
+    Mutant("safety-owner-fresh-unnamed", "node/core/replica.py",
+           old="            return SafetyState(owner=me)\n",
+           new="            return SafetyState()\n",
+           breaks="a validator that never saved before writes safety states naming nobody, which any other validator would start on",
+           tests=[_SO + "test_a_replica_saves_its_own_name_with_its_votes"]),
+    Mutant("safety-owner-index-not-written", "node/core/safety.py",
+           old="        w.u32(0 if owner is None else owner.validator)\n",
+           new="        w.u32(0)\n",
+           breaks="every validator's safety state names validator 0: validator 0 starts on any of them",
+           tests=["tests/unit/test_core_mutants.py::test_the_safety_state_is_stored_byte_for_byte_as_pinned",
+                  "tests/unit/test_core_mutants.py::test_every_view_and_the_lock_survive_a_restart"]),
+    Mutant("safety-owner-not-read", "node/core/safety.py",
+           old="                owner = SafetyOwner(chain, validator)\n",
+           new="                owner = None\n",
+           breaks="the owner written is never read back: every copied safety file is taken as one's own",
+           tests=[_SO + "test_a_replica_saves_its_own_name_with_its_votes",
+                  _SO + "test_a_node_refuses_to_start_on_another_validators_safety_file"]),
+    Mutant("safety-owner-validator-without-chain", "node/core/safety.py",
+           old="            elif validator:\n",
+           new="            elif False:\n",
+           breaks="two encodings of one ownerless safety state (canonical decoding broken)",
+           tests=["tests/unit/test_codec.py::test_over_limit_lengths_and_bad_tags_raise_decode_error"]),
 ]
 # fmt: on

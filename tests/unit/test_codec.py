@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node import codec
+from node import codec, tags
 from node.config import (
     BLOCK_RESULTS_MAX,
     BLOCK_WIRE_BYTES_MAX,
@@ -36,6 +36,7 @@ from node.core import (
     Phase,
     Proposal,
     QuorumCert,
+    SafetyOwner,
     SafetyState,
     TimeoutCert,
     TimeoutEntry,
@@ -71,6 +72,7 @@ def _block(txs: tuple[bytes, ...] = (b"tx-a", b"tx-b")) -> Block:
 
 BLOCK = _block()
 QC = QuorumCert(Phase.PREPARE, 4, 1, BLOCK.hash, ((1, b"s" * 64), (3, b"t" * 64)))
+OWNER = SafetyOwner(BLOCK.chain_id, 2)
 TC = TimeoutCert(5, (TimeoutEntry(0, 1, None, b"a" * 64), TimeoutEntry(1, 1, 4, b"b" * 64)), QC)
 _TXF = TxFactory(shared_net())
 SIGNED_TX = _TXF.signed(_TXF.transfer())
@@ -98,8 +100,11 @@ CASES: dict[str, Case] = {
     ),
     "header": Case(decode_header, BLOCK.header),
     "quorum certificate": Case(decode_qc, encode_qc(QC)),
-    "safety state (bare)": Case(SafetyState.decode, SafetyState(1, 2, 2, 0).encode()),
-    "safety state (locked)": Case(SafetyState.decode, SafetyState(3, 4, 4, 2, QC, BLOCK).encode()),
+    "safety state (bare)": Case(SafetyState.decode, SafetyState(1, 2, 2, 0, owner=OWNER).encode()),
+    "safety state (locked)": Case(
+        SafetyState.decode, SafetyState(3, 4, 4, 2, QC, BLOCK, OWNER).encode()
+    ),
+    "safety state (no owner)": Case(SafetyState.decode, SafetyState(1, 2, 2, 0).encode()),
     "transaction envelope": Case(SignedTx.decode, SIGNED_TX),
     "transaction body": Case(decode_body, SignedTx.decode(SIGNED_TX).body),
     "record: u64": Case(rec.decode_u64, rec.encode_u64(7)),
@@ -199,7 +204,8 @@ def _replace_at(data: bytes, offset: int, new: bytes) -> bytes:
 
 _SAFETY_LOCKED = CASES["safety state (locked)"].valid
 # (A proposal's parent-certificate presence byte follows tag 1, view 8 and the block blob.)
-_SAFETY_VIEWS_END = len(b"dvp-safety/1") + 8 * 4 + 4
+_SAFETY_OWNER_END = len(tags.SAFETY_STATE) + 2 + len(OWNER.chain_id) + 4
+_SAFETY_VIEWS_END = _SAFETY_OWNER_END + 8 * 4 + 4
 _ENVELOPE = SIGNED_TX
 _BODY_LEN = struct.unpack(">I", _ENVELOPE[1:5])[0]
 
@@ -250,6 +256,15 @@ HOSTILE: dict[str, tuple[Decoder, bytes]] = {
     "qc: unknown phase": (decode_qc, _qc_head(0, phase=0)),
     "header: invalid UTF-8 chain id": (decode_header, _replace_at(BLOCK.header, 2, b"\xff")),
     "safety: wrong magic": (SafetyState.decode, b"X" + _SAFETY_LOCKED[1:]),
+    "safety: owner's chain id over CHAIN_ID_BYTES_MAX": (
+        SafetyState.decode, tags.SAFETY_STATE + _u16(CHAIN_ID_BYTES_MAX + 1) + b"c" * 200
+    ),
+    "safety: owner's chain id not UTF-8": (
+        SafetyState.decode, _replace_at(_SAFETY_LOCKED, len(tags.SAFETY_STATE) + 2, b"\xff")
+    ),
+    "safety: a validator without a chain": (
+        SafetyState.decode, tags.SAFETY_STATE + _u16(0) + _u32(2) + bytes(36)
+    ),
     "safety: lock flag 2": (
         SafetyState.decode, _replace_at(_SAFETY_LOCKED, _SAFETY_VIEWS_END - 1, b"\x02")
     ),
@@ -317,9 +332,9 @@ def test_one_except_clause_catches_every_layers_decode_error() -> None:
 def _old_safety_decode(data: bytes) -> object:
     """The safety-state decoder before it used the shared reader: ``unpack_from`` raises
     ``struct.error`` on a short record, and a bare state ignored trailing bytes."""
-    if not data.startswith(b"dvp-safety/1"):
+    if not data.startswith(tags.SAFETY_STATE):
         raise CoreDecodeError("not a safety state")
-    return struct.Struct(">QQQQI").unpack_from(data, len(b"dvp-safety/1"))
+    return struct.Struct(">QQQQI").unpack_from(data, len(tags.SAFETY_STATE))
 
 
 def test_negative_control_the_checker_fires_on_a_leaky_or_lenient_decoder() -> None:

@@ -22,6 +22,7 @@ from node.core import (
     Quorum,
     QuorumCert,
     Replica,
+    SafetyOwner,
     SafetyState,
     SyncResponse,
     Timeout,
@@ -1081,10 +1082,12 @@ def test_a_vote_message_needs_a_vote_phase_and_a_32_byte_hash() -> None:
 # --- the safety state on disk: nothing forgotten across a restart ---------------------------
 
 
-def _locked_state(views: tuple[int, int, int, int] = (3, 4, 4, 2)) -> SafetyState:
+def _locked_state(
+    views: tuple[int, int, int, int] = (3, 4, 4, 2), owner: SafetyOwner | None = None
+) -> SafetyState:
     block = Block(CHAIN, 1, 0, bytes(32), 0, 5, 0, EMPTY_ROOT, EMPTY_ROOT, (b"tx",))
     qc = QuorumCert(Phase.PREPARE, 4, 1, block.hash, ((1, b"x"),))
-    return SafetyState(*views, qc, block)
+    return SafetyState(*views, qc, block, owner)
 
 
 def _u(width: int, value: int) -> bytes:
@@ -1094,19 +1097,24 @@ def _u(width: int, value: int) -> bytes:
 def test_the_safety_state_is_stored_byte_for_byte_as_pinned() -> None:
     """The bytes on disk are read back by the next version of the node: a change of
     format (an offset, a flag) must show here, not as a forgotten vote after an upgrade."""
-    assert SafetyState().encode() == b"dvp-safety/1" + bytes(4 * 8 + 4)
-    state = _locked_state()
+    no_owner = _u(2, 0) + _u(4, 0)
+    assert SafetyState().encode() == b"dvp-safety/2" + no_owner + bytes(4 * 8 + 4)
+    state = _locked_state(owner=SafetyOwner(CHAIN, 3))
     qc, block = encode_qc(state.high_pqc), encode_block(state.high_pqc_block)  # type: ignore[arg-type]
     views = _u(8, 4) + _u(8, 5) + _u(8, 5) + _u(8, 3)  # each view + 1: -1 is stored as 0
-    assert state.encode() == (
-        b"dvp-safety/1" + views + _u(4, 1) + _u(4, len(qc)) + qc + _u(4, len(block)) + block
-    )
+    owner = _u(2, len(CHAIN)) + CHAIN.encode() + _u(4, 3)
+    lock = _u(4, 1) + _u(4, len(qc)) + qc + _u(4, len(block)) + block
+    assert state.encode() == b"dvp-safety/2" + owner + views + lock
+    # Format 1 (before the owner was recorded) is still read: the same views and lock.
+    old = SafetyState.decode(b"dvp-safety/1" + views + lock)
+    assert old == replace(state, owner=None)
 
 
 def test_every_view_and_the_lock_survive_a_restart() -> None:
     for views in [(-1, -1, -1, -1), (0, 0, 0, 0), (7, 1, 2, 3), (1, 7, 2, 3), (2, 1, 7, 3),
                   (3, 1, 2, 7), (2**40, 2**40 + 1, 2**40 + 2, 2**40 + 3)]:  # fmt: skip
-        for state in (SafetyState(*views), _locked_state(views)):
+        owner = SafetyOwner(CHAIN, 2**32 - 1)
+        for state in (SafetyState(*views), _locked_state(views), _locked_state(views, owner)):
             again = SafetyState.decode(state.encode())
             assert again == state and again.last_view == max(views)
 
