@@ -71,10 +71,12 @@ def tolerance(n: int, q: int) -> dict[str, int]:
 
 
 def network_view(
-    statuses: Sequence[NodeStatusView | EndpointDown], genesis: Genesis
+    statuses: Sequence[NodeStatusView | EndpointDown], genesis: Genesis, head: int
 ) -> dict[str, Any]:
     """Every validator's row, the leader most of them name, and state-root agreement:
-    validators at the same height must hold the same root (one that differs is marked)."""
+    validators at the same height must hold the same root (one that differs is marked).
+    ``head`` is the certified head the console followed; each row's height is only that
+    validator's claim (one may say 2**63), so none of them is shown as the head."""
     roots: dict[int, Counter[bytes]] = {}
     for s in statuses:
         if isinstance(s, NodeStatusView):
@@ -92,7 +94,7 @@ def network_view(
         "tolerates": tolerance(n, q),
         "up": len(up),
         "quorum_up": len(up) >= q,
-        "head": max((s.height for s in up), default=0),
+        "head": head,
         "leader": leaders.most_common(1)[0][0] if leaders else None,
         "roots_agree": all(len(c) == 1 for c in roots.values()),
         "validators": rows,

@@ -162,9 +162,17 @@ def host_refusal(request: web.Request, allowed: frozenset[str]) -> str | None:
     name at 127.0.0.1 and reads the console as same-origin, which is everything the
     console's identity (by default the auditor) may read. Its requests carry that name in
     ``Host``; the console answers only to an IP address (a page cannot be served from the
-    console's own address), ``localhost``, and the names given with ``--allow-host``. A
-    request that changes or costs something (a POST) must also come from the console's own
-    pages: an ``Origin`` of another address is refused (cross-site request forgery)."""
+    console's own address), ``localhost``, and the names given with ``--allow-host``.
+
+    Cross-site requests: such a page may also send requests it cannot read the answers
+    of, and those cost too: a POST (request forgery), a GET of ``/api/events`` (it holds
+    one of the bounded live-stream slots until the console's own tabs get 503), a GET of
+    ``/api/positions`` (one balance read per participant). So every method must come from
+    the console's own pages, the address bar or no page at all: refused when the browser
+    says ``Sec-Fetch-Site: cross-site`` or ``same-site`` (another port or name of this
+    machine is same-site; an ``<img>`` or a no-cors fetch sends no ``Origin``), or sends
+    an ``Origin`` other than the console's own (browsers without ``Sec-Fetch-*``). A
+    request with neither header (curl, a script) comes from no page and is answered."""
     host = request.host
     name = urlsplit(f"//{host}").hostname or ""
     if not is_ip(name) and name != "localhost" and name not in allowed:
@@ -173,11 +181,14 @@ def host_refusal(request: web.Request, allowed: frozenset[str]) -> str | None:
             "(a page of another site may not read it); to use a name, serve with "
             "--allow-host NAME"
         )
+    site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if site in ("cross-site", "same-site"):
+        return f"a request from another site (Sec-Fetch-Site: {site}) may not reach this console"
     origin = request.headers.get("Origin")
-    if origin is None or request.method in ("GET", "HEAD"):
+    if origin is None:
         return None
     if urlsplit(origin).netloc.lower() != host.lower():
-        return f"a request from another site ({origin[:80]!r}) may not change anything"
+        return f"a request from another site ({origin[:80]!r}) may not reach this console"
     return None
 
 
@@ -214,6 +225,10 @@ class ConsoleServer:
         self.observer = me is not None and not me.roles.isdisjoint(OBSERVER_ROLES)
         self._status_seen = asyncio.Event()
         self.broken = ""  # set when a feeding task died (see _died)
+        # The Positions page's last answer and the certified head it was read at; the lock
+        # makes one read at a time (see _positions).
+        self._positions_lock = asyncio.Lock()
+        self._positions_read: tuple[int, dict[str, Any]] | None = None
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
@@ -292,12 +307,15 @@ class ConsoleServer:
             await asyncio.sleep(self.poll_s)
 
     async def _poll(self) -> None:
+        """Every validator's status, then the timelines of the blocks new since the last
+        poll, up to the head the block stream followed (certified). A height a validator
+        reports is its claim, shown in its row and never a bound: one claiming 2**63 froze
+        the finality chart, its timelines asked past the chain's end once and never again."""
         last_timed = 0
         while True:
             self.statuses = await self.client.status()
             self._status_seen.set()
-            head = max((s.height for s in self.statuses if isinstance(s, NodeStatusView)),
-                       default=0)  # fmt: skip
+            head = self.model.head  # certified: each block's commit certificate checked
             if head > last_timed:
                 first = max(last_timed + 1, head - CONSOLE_TIMELINE_SPAN_MAX + 1, 1)
                 self.model.add_finality(finality_of(await self.client.timelines(first, head)))
@@ -327,7 +345,11 @@ class ConsoleServer:
     # --- JSON ----------------------------------------------------------------------------
 
     def _network_doc(self) -> dict[str, Any]:
-        doc = network_view(self.statuses, self.genesis) if self.statuses else {"validators": []}
+        doc = (
+            network_view(self.statuses, self.genesis, self.model.head)
+            if self.statuses
+            else {"validators": []}
+        )
         return {
             **doc,
             **self.model.charts(),
@@ -372,6 +394,17 @@ class ConsoleServer:
         return _json(receipt_check(receipt, self.genesis))
 
     async def _positions(self, request: web.Request) -> web.StreamResponse:
+        """The Positions page's balances, read once per certified head: a read costs the
+        validators one GetBalances per participant, so requests that come while one is
+        under way wait for it and take its answer, which stands until the console follows
+        a new block (before the first, every request reads, one at a time)."""
+        async with self._positions_lock:
+            head = self.model.head
+            if head == 0 or self._positions_read is None or self._positions_read[0] != head:
+                self._positions_read = (head, await self._read_positions())
+            return _json(self._positions_read[1])
+
+    async def _read_positions(self) -> dict[str, Any]:
         """Every participant's balances the identity may read; supply per instrument is
         the sum over them, complete only when every holder's balances were readable.
         Participants and instruments as the ledger's reference data has them: governance
@@ -391,7 +424,7 @@ class ConsoleServer:
                 rows.append({"account": pid, "amounts": b.amounts})
                 for k, v in b.amounts.items():
                     supply[k] = supply.get(k, 0) + v
-        return _json({
+        return {
             "height": height,
             "instruments": [{"id": i.id, "kind": i.kind.name, "issuer": i.issuer}
                             for i in ref.instruments],
@@ -399,7 +432,7 @@ class ConsoleServer:
             "supply": supply,
             "supply_complete": not hidden,
             "hidden": hidden,
-        })  # fmt: skip
+        }  # fmt: skip
 
     async def _attestations(self, request: web.Request) -> web.StreamResponse:
         """Custody and reserves of every backed instrument the identity may read (the

@@ -5608,3 +5608,31 @@ MUTANTS += [
            tests=["tests/unit/test_codec.py::test_over_limit_lengths_and_bad_tags_raise_decode_error"]),
 ]
 # fmt: on
+
+# Session 30: the browser console's adversarial review (docs/testing.md, "Adversarial review
+# of the console (session 30)").
+_C30 = "tests/unit/test_console.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("console-cross-site-get_CON30", "client/console/_server.py",
+           old='    if site in ("cross-site", "same-site"):\n',
+           new="    if False:\n",
+           breaks="a page of another site open in the operator's browser takes every live-stream slot (an <img> or a no-cors fetch sends no Origin) or has the console read every participant's balances per request",
+           tests=[_C30 + "test_a_page_of_another_site_may_not_get_anything_either"]),
+    Mutant("console-positions-read-per-request_CON30", "client/console/_server.py",
+           old="        async with self._positions_lock:\n",
+           new="        if True:\n",
+           breaks="concurrent GETs of /api/positions each make one GetBalances call per participant: one client multiplies the validators' reads",
+           tests=[_C30 + "test_concurrent_positions_requests_share_one_read_per_participant"]),
+    Mutant("console-poll-trusts-reported-height_CON30", "client/console/_server.py",
+           old="            head = self.model.head  # certified: each block's commit certificate checked\n",
+           new="            head = max((s.height for s in self.statuses if isinstance(s, NodeStatusView)), default=0)\n",
+           breaks="one validator claiming height 2**63 in its status freezes the finality chart for good",
+           tests=[_C30 + "test_a_validator_claiming_height_2_63_does_not_freeze_the_finality_chart"]),
+    Mutant("console-time-out-of-range-throws_CON30", "client/console/static/app.js",
+           old='typeof ms === "number" && Math.abs(ms) <= DATE_MS_MAX ? new Date(ms)',
+           new="true ? new Date(ms)",
+           breaks="a pending trade's deadline of 2**64 - 1 ms throws RangeError in the page and the whole Fails page shows only the error",
+           tests=[_C30 + "test_times_outside_the_date_range_show_a_dash_not_an_empty_page"]),
+]
+# fmt: on

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from client._async import (
     BackedView,
     Balances,
     BlockEvent,
+    BlockTiming,
     BlockTx,
     BlockView,
     Endpoint,
@@ -90,7 +95,7 @@ def dvp(quantity: int = 5) -> bytes:
 
 
 def test_validators_at_one_height_with_one_root_agree() -> None:
-    doc = network_view([status(i, 5, b"a") for i in range(4)], NET.genesis)
+    doc = network_view([status(i, 5, b"a") for i in range(4)], NET.genesis, head=5)
     assert doc["roots_agree"] is True and doc["up"] == 4 and doc["quorum_up"] is True
     assert all(v["root_agrees"] for v in doc["validators"])
     assert doc["leader"] == 1 and doc["head"] == 5
@@ -102,13 +107,14 @@ def test_a_validator_with_another_root_at_the_same_height_is_marked() -> None:
     doc = network_view(
         [status(0, 5, b"a"), status(1, 5, b"a"), status(2, 5, b"X"), status(3, 4, b"old")],
         NET.genesis,
+        head=5,
     )
     assert doc["roots_agree"] is False
     assert [v["root_agrees"] for v in doc["validators"]] == [False, False, False, True]
 
 
 def test_a_down_validator_is_down_and_quorum_counts_the_rest() -> None:
-    doc = network_view([status(0, 5, b"a"), down(1), down(2), status(3, 5, b"a")], NET.genesis)
+    doc = network_view([status(0, 5, b"a"), down(1), down(2), status(3, 5, b"a")], NET.genesis, 5)
     rows = doc["validators"]
     assert [v["up"] for v in rows] == [True, False, False, True]
     assert rows[1]["error"].startswith("UNAVAILABLE")
@@ -117,7 +123,7 @@ def test_a_down_validator_is_down_and_quorum_counts_the_rest() -> None:
 
 def test_a_halted_validator_is_down_with_its_reason() -> None:
     halted = dataclasses.replace(status(2, 5, b"a"), halted="storage error: disk full")
-    doc = network_view([status(0, 5, b"a"), status(1, 5, b"a"), halted, down(3)], NET.genesis)
+    doc = network_view([status(0, 5, b"a"), status(1, 5, b"a"), halted, down(3)], NET.genesis, 5)
     assert doc["validators"][2]["up"] is False
     assert doc["validators"][2]["halted"] == "storage error: disk full"
     assert doc["up"] == 2 and doc["quorum_up"] is False
@@ -324,6 +330,11 @@ class FakeClient:
     async def attestations(self) -> tuple[int, tuple[BackedView, ...]]:
         return 0, ()  # as for a bank: the node leaves out what it may not read
 
+    async def timelines(
+        self, first_height: int, last_height: int
+    ) -> list[list[BlockTiming] | EndpointDown]:
+        return [[] for _ in range(4)]  # no step times: no finality points
+
     async def aclose(self) -> None:
         pass
 
@@ -442,6 +453,41 @@ async def test_a_request_from_another_site_may_not_post() -> None:
             assert (r.status, said in (await r.json())["error"]) == (status, True), origin
 
 
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Sec-Fetch-Site": "cross-site"}, 403),  # an <img> or no-cors fetch: no Origin sent
+        ({"Sec-Fetch-Site": "same-site"}, 403),  # a page on another port of this machine
+        ({"Origin": "http://evil.example"}, 403),  # an EventSource or fetch of another site
+        ({"Origin": "null"}, 403),  # a sandboxed frame, a file: page
+        ({"Sec-Fetch-Site": "same-origin"}, 200),  # the console's own pages (the controls)
+        ({"Sec-Fetch-Site": "none"}, 200),  # the address bar, a bookmark
+        ({}, 200),  # curl, a script: no page behind the request
+    ],
+    ids=["cross-site", "same-site", "other-origin", "null-origin", "same-origin", "typed",
+         "no-page"],
+)  # fmt: skip
+async def test_a_page_of_another_site_may_not_get_anything_either(
+    headers: dict[str, str], status: int
+) -> None:
+    """Only a POST was refused from another site: a page of any site open in the operator's
+    browser could GET /api/events until every live-stream slot was its own (the console's
+    own tabs then got 503), or have the console read every participant's balances per GET
+    of /api/positions. Every method is refused when the browser says the request comes
+    from another site, by Sec-Fetch-Site or an Origin; the console's own pages, the
+    address bar and a request from no page (curl) are answered."""
+    server = ConsoleServer(FakeClient(None), poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        own = {"Origin": f"http://{http.host}:{http.port}"}  # control: the same origin
+        for path in ("/api/events", "/api/network", "/"):
+            for sent in (headers, own) if status == 200 else (headers,):
+                r = await asyncio.wait_for(http.get(path, headers=sent), HANG_S)
+                assert r.status == status, (path, sent)
+                if status == 403:
+                    assert "another site" in (await r.json())["error"]
+                r.close()
+
+
 async def test_every_answer_forbids_framing_sniffing_and_foreign_scripts() -> None:
     server = ConsoleServer(FakeClient(None), poll_s=0.01)  # type: ignore[arg-type]
     for path, host in (("/", "127.0.0.1"), ("/api/blocks", "127.0.0.1"), ("/", "evil.example")):
@@ -479,6 +525,116 @@ async def test_positions_list_the_participants_and_instruments_governance_added(
     assert eur.id in {i["id"] for i in doc["instruments"]} and doc["supply"][eur.id] == 5
 
 
+class Gated(FakeClient):
+    """A FakeClient whose reads of the positions wait for ``gate``, counted."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.gate, self.asked = asyncio.Event(), asyncio.Event()
+        self.references = self.balance_reads = 0
+
+    async def reference(self) -> Reference:
+        self.references += 1
+        self.asked.set()
+        await self.gate.wait()
+        g = NET.genesis
+        return Reference(3, Registry.from_values(g, g.participants, g.instruments), {},
+                         g.admins, g.admin_threshold)  # fmt: skip
+
+    async def balances(self, account: str) -> Balances:
+        self.balance_reads += 1
+        return Balances(account, 3, {})
+
+
+async def test_concurrent_positions_requests_share_one_read_per_participant() -> None:
+    """Each GET /api/positions made one GetBalances call per participant, so a client
+    repeating it multiplied the validators' reads. Requests that come while a read is
+    under way wait for it and take its answer, and the answer stands until the console
+    follows a new block: five concurrent requests and a sixth after them make one read
+    per participant; after the next certified block, a request reads again (the
+    control)."""
+    client = Gated()
+    server = ConsoleServer(client, poll_s=0.01)  # type: ignore[arg-type]
+    server.model.head = 7  # what the block stream followed, certified
+    request = make_mocked_request("GET", "/api/positions")
+    answers = [asyncio.create_task(server._positions(request)) for _ in range(5)]
+    # Set by the first request's read; the other four started in the same turn of the loop.
+    await asyncio.wait_for(client.asked.wait(), HANG_S)
+    client.gate.set()
+    bodies = {r.text for r in await asyncio.wait_for(asyncio.gather(*answers), HANG_S)}
+    await server._positions(request)
+    once = len(NET.genesis.participants)
+    assert (client.references, client.balance_reads, len(bodies)) == (1, once, 1)
+    server.model.head = 8
+    await server._positions(request)
+    assert (client.references, client.balance_reads) == (2, 2 * once)
+
+
+# --- a lying validator's status -------------------------------------------------------------
+
+
+class Lying(FakeClient):
+    """Validator 0 claims height 2**63 in its status; the certified chain, followed
+    through ``blocks``, is ``height`` blocks long (``grow`` adds more). The timelines
+    asked for are recorded."""
+
+    def __init__(self, height: int) -> None:
+        super().__init__(None)
+        self.height, self.grown = height, asyncio.Event()
+        self.timed: list[tuple[int, int]] = []
+        self.timed_more = asyncio.Event()
+
+    def grow(self, height: int) -> None:
+        self.height = height
+        self.grown.set()
+
+    async def status(self) -> list[NodeStatusView | EndpointDown]:
+        return [status(0, 2**63, b"a"), *(status(i, self.height, b"a") for i in range(1, 4))]
+
+    async def head(self) -> int:
+        return self.height
+
+    async def blocks(self, start: int) -> AsyncIterator[BlockView]:
+        h = start
+        while True:
+            while h <= self.height:
+                yield block(h, [])
+                h += 1
+            self.grown.clear()
+            await self.grown.wait()
+
+    async def timelines(
+        self, first_height: int, last_height: int
+    ) -> list[list[BlockTiming] | EndpointDown]:
+        self.timed.append((first_height, last_height))
+        self.timed_more.set()
+        return [[] for _ in range(4)]
+
+    async def timed_to(self, height: int) -> list[int]:
+        """Every height whose timelines were asked for, once the poll asked up to ``height``."""
+        while not any(last >= height for _, last in self.timed):
+            self.timed_more.clear()
+            await self.timed_more.wait()
+        return sorted(h for first, last in self.timed for h in range(first, last + 1))
+
+
+async def test_a_validator_claiming_height_2_63_does_not_freeze_the_finality_chart() -> None:
+    """The status poll asked timelines up to the highest height any validator reported:
+    one validator claiming 2**63 made it ask for heights 2**63 - 199 to 2**63 once, then
+    never again for a real block, and the Network page's head said 2**63. The poll now
+    goes as far as the certified head the block stream followed, each height once, and
+    the claim shows only in that validator's own row."""
+    client = Lying(3)
+    server = ConsoleServer(client, poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        assert await asyncio.wait_for(client.timed_to(3), HANG_S) == [1, 2, 3]
+        client.grow(5)
+        assert await asyncio.wait_for(client.timed_to(5), HANG_S) == [1, 2, 3, 4, 5]
+        doc = await (await asyncio.wait_for(http.get("/api/network"), HANG_S)).json()
+    assert doc["head"] == 5
+    assert [v["height"] for v in doc["validators"]] == [str(2**63), 5, 5, 5]
+
+
 # --- a receipt without its result proof (ADR 0024) -------------------------------------------
 
 
@@ -514,3 +670,57 @@ async def test_a_trade_without_its_result_proof_is_shown_included_not_final() ->
     check = receipt_check(unproven, NET.genesis)
     assert check["valid"] is True and check["proven"][-1].startswith("NOT final yet")
     assert receipt_check(proven, NET.genesis)["proven"][-1].startswith("its result OK")
+
+
+# --- the pages' JavaScript under Node.js ------------------------------------------------------
+
+APP_JS = Path(__file__).resolve().parents[2] / "client" / "console" / "static" / "app.js"
+# Runs app.js (an ES module of the browser) as a function body, its import of charts.js and
+# its start() cut out and the browser's globals stubbed, and prints what time() and day()
+# make of each value of argv[2] (a JavaScript array), or the error either throws.
+RUN_TIME_HELPERS = r"""
+const fs = require("fs");
+const src = fs.readFileSync(process.argv[1], "utf8")
+  .replace(/^import .* from "\/static\/charts\.js";$/m, "")
+  .replace(/^start\(\);$/m, "");
+const globals = { document: { getElementById: () => ({}) }, window: {}, location: { hash: "" } };
+const load = new Function(...Object.keys(globals), `"use strict";${src}\nreturn { time, day };`);
+const { time, day } = load(...Object.values(globals));
+const out = eval(process.argv[2]).map((v) => {
+  try { return [time(v), day(v)]; } catch (e) { return [`${e.name}: ${e.message}`, ""]; }
+});
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
+def test_times_outside_the_date_range_show_a_dash_not_an_empty_page() -> None:
+    """app.js's time() and day() made a Date of any number: a pending trade's deadline of
+    2**64 - 1 ms (sent as a string: past 2**53) threw RangeError from toISOString, and the
+    whole Fails page showed only the error. Beyond Date's range (8.64e15 ms either side of
+    1970), not finite, or not a number, they show "-"; dates within it, to the boundary,
+    as before (the controls)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no Node.js: node is missing (apt-get install -y nodejs)")
+    src = APP_JS.read_text()
+    assert 'from "/static/charts.js";' in src and "\nstart();" in src  # what the runner cuts
+    cases = {
+        "0": ["1970-01-01 00:00:00.000", "1970-01-01"],
+        "1767225600123": ["2026-01-01 00:00:00.123", "2026-01-01"],
+        "-8640000000000000": ["-271821-04-20 00:00:00.000", "-271821-04-20"],
+        "8640000000000000": ["+275760-09-13 00:00:00.000", "+275760-09-13"],
+        "8640000000000001": ["-", "-"],
+        "-8640000000000001": ["-", "-"],
+        '"18446744073709551615"': ["-", "-"],  # 2**64 - 1, as js_safe sends it
+        "1e300": ["-", "-"],
+        "NaN": ["-", "-"],
+        "Infinity": ["-", "-"],
+        "null": ["-", "-"],
+    }
+    r = subprocess.run(
+        [node, "-e", RUN_TIME_HELPERS, str(APP_JS), f"[{', '.join(cases)}]"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert dict(zip(cases, json.loads(r.stdout), strict=True)) == cases

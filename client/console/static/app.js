@@ -11,7 +11,12 @@ const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(
 // digits as text, never through a float.
 const num = (v) => (v === null || v === undefined ? "-" : typeof v === "string" ? v.replace(/\B(?=(\d{3})+(?!\d))/g, ",") : Number(v).toLocaleString("en-US"));
 const short = (hex) => esc(String(hex).slice(0, 16));
-const time = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 23);
+// Block times and deadlines (ms) as UTC; "-" for what no Date holds, since its RangeError
+// would blank the whole page (a pending trade's deadline may be 2**64 - 1, sent as a string).
+const DATE_MS_MAX = 8.64e15; // ECMAScript's time values: 10**8 days either side of 1970
+const iso = (ms) => (typeof ms === "number" && Math.abs(ms) <= DATE_MS_MAX ? new Date(ms).toISOString() : null);
+const time = (ms) => iso(ms)?.replace("T", " ").slice(0, -1) ?? "-"; // years past 9999 too
+const day = (ms) => iso(ms)?.split("T")[0] ?? "-";
 const codeClass = (c) => (c === "OK" ? "code-OK" : c === "PENDING_SETTLEMENT" || c === "PARTIALLY_SETTLED" ? "code-wait" : "code-bad");
 const txLink = (id) => `<a class="mono" href="#/trade/${esc(id)}">${short(id)}</a>`;
 
@@ -123,7 +128,6 @@ const pct = (bp) => {
   const b = BigInt(bp);
   return `${num((b / 100n).toString())}.${(b % 100n).toString().padStart(2, "0")}%`;
 };
-const day = (ms) => new Date(ms).toISOString().slice(0, 10);
 
 // Custody and reserves as `ledger report custody|reserves` judge them; an error here
 // (no validator answers) leaves the balances above on the page.
