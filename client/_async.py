@@ -93,6 +93,7 @@ from node.core import (
     DecodeError,
     Ed25519Verifier,
     Phase,
+    Quorum,
     decode_block,
     decode_header,
     decode_qc,
@@ -1179,7 +1180,12 @@ class AsyncLedgerClient:
         return replay.holders(instrument, proven=last > height)
 
     async def head(self) -> int:
-        """The committed height at the current endpoint."""
+        """A committed height the chain has reached: the current endpoint's, but never above
+        the height more than f endpoints report (f = 2q - n - 1, the Byzantine validators
+        safety tolerates), which an honest one has therefore reached; with fewer answers,
+        the lowest. A height is a validator's claim, not proven: one endpoint claiming
+        2**63 had `ledger watch`, `ledger blocks`, `holders_at` and the console wait for
+        ever for blocks that never come (session 30's review)."""
 
         async def get(i: int) -> int:
             req = pb.StatusRequest()
@@ -1188,7 +1194,16 @@ class AsyncLedgerClient:
             )
             return int(msg.height)
 
-        return await self._call("head", get)
+        claimed = await self._call("head", get)
+        if len(self.endpoints) == 1:
+            return claimed  # nothing to compare it with
+        heights = sorted(
+            (s.height for s in await self.status() if isinstance(s, NodeStatusView)), reverse=True
+        )
+        if not heights:
+            return claimed
+        f = Quorum(len(self.genesis.validators), self.genesis.quorum).safety_bound
+        return min(claimed, heights[min(f, len(heights) - 1)])
 
     async def status(self) -> list[NodeStatusView | EndpointDown]:
         """Every endpoint's status, one entry each, in order; never raises for a down node."""

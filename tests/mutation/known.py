@@ -5636,3 +5636,26 @@ MUTANTS += [
            tests=[_C30 + "test_times_outside_the_date_range_show_a_dash_not_an_empty_page"]),
 ]
 # fmt: on
+
+# Session 30: review 30 (hostile) of the console's commit 044dca2 and the SDK's head()
+# (docs/testing.md, "Review 30 (hostile)").
+_R30 = "tests/unit/test_review30_hostile.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("sdk-head-trusts-one-endpoint_R30", "client/_async.py",
+           old="        return min(claimed, heights[min(f, len(heights) - 1)])\n",
+           new="        return claimed\n",
+           breaks="validator 0 (the SDK's first endpoint) claiming height 2**63 has the console, ledger watch, ledger blocks and holders_at wait for a block that never comes",
+           tests=[_R30 + "test_a_current_endpoint_claiming_height_2_63_is_not_the_head"]),
+    Mutant("sdk-head-highest-claim_R30", "client/_async.py",
+           old="        return min(claimed, heights[min(f, len(heights) - 1)])\n",
+           new="        return min(claimed, heights[0])\n",
+           breaks="the highest claim of any endpoint bounds the head: one liar beside a lagging current endpoint is believed",
+           tests=[_R30 + "test_a_current_endpoint_claiming_height_2_63_is_not_the_head"]),
+    Mutant("console-positions-waiters-read-again_R30", "client/console/_server.py",
+           old="            if read is None or not (self._positions_done > done or read[0] == head != 0):\n",
+           new="            if read is None or not (read[0] == head != 0):\n",
+           breaks="a block followed during a positions read sends every waiting request to read again, one after the other: under load the cache never answers and the k-th request waits k reads",
+           tests=[_R30 + "test_requests_during_a_read_take_its_answer_even_if_a_block_came_meanwhile"]),
+]
+# fmt: on
