@@ -29,6 +29,7 @@ from client._cli_net import _client, _genesis, _key, _read, _submit, _write, des
 from client._errors import KeyFileError, TradeError
 from client._keys import load_key
 from client._reference import Reference
+from node.files import read_regular
 from node.genesis import compliance_from_json, instrument_from_json, instrument_to_json
 from node.settlement import (
     GOVERNANCE_KINDS,
@@ -104,7 +105,7 @@ def _attestation(args: argparse.Namespace) -> bytes:
     given ``--attestation-sha256``."""
     if args.attestation is not None:
         try:
-            return hashlib.sha256(args.attestation.read_bytes()).digest()
+            return hashlib.sha256(read_regular(args.attestation)).digest()
         except OSError as e:
             raise CliError(f"cannot read {args.attestation}: {e.strerror}") from None
     try:

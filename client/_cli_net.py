@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +58,7 @@ from client._cli_common import (
     timestamp,
 )
 from node.crypto import HASH_LEN
+from node.files import read_regular
 from node.genesis import load_genesis
 from node.netconfig import OPERATOR_IDENTITY, ConfigError
 from node.settlement import (
@@ -174,16 +177,54 @@ def _key(args: argparse.Namespace, participant: str, path: Path | None) -> Parti
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise CliError(f"cannot read {path}: {e}") from None
 
 
 def _write(path: Path, text: str) -> None:
+    """``path`` whole or unchanged: written beside it, then renamed over it. A write cut
+    short (a full disk) must not leave half a file, least of all over its own input
+    (``admin sign FILE`` rewrites FILE with the earlier admins' signatures). A device or
+    a FIFO that is there already (``--out /dev/stdout``) is written through, never
+    replaced; a FIFO nobody reads is an error at once, not a wait."""
     try:
-        path.write_text(text + "\n", encoding="utf-8")
+        st = path.stat()  # through symlinks
+    except FileNotFoundError:
+        st = None
     except OSError as e:
         raise CliError(f"cannot write {path}: {e.strerror}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        _write_through(path, text)
+        return
+    target = Path(os.path.realpath(path))  # a symlink's file, not the symlink
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("x", encoding="utf-8") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if st is not None:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _write_through(path: Path, text: str) -> None:
+    """Into a device or a FIFO as it is. Opened non-blocking: a FIFO without a reader
+    fails (ENXIO) instead of waiting for one; a directory fails (EISDIR)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.set_blocking(fd, True)  # the reader is there: let it keep up
+            with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as f:
+                f.write(text + "\n")
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror}", EXIT_USAGE) from None
 
 
 # --- printing transactions ------------------------------------------------------------------

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 from client import BackedView
 from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, emit_json, table
 from client._cli_net import _client, _genesis, _key, _submit_built
 from node import crypto
+from node.files import read_regular
 from node.settlement import (
     Bill,
     CustodyAttestation,
@@ -193,7 +193,7 @@ def _document(args: argparse.Namespace) -> bytes:
     """The SHA-256 of --document FILE, or --document-sha256 HEX."""
     if args.document is not None:
         try:
-            return crypto.sha256(Path(args.document).read_bytes())
+            return crypto.sha256(read_regular(args.document))
         except OSError as e:
             raise CliError(f"--document {args.document}: {e.strerror}", EXIT_USAGE) from None
     try:

@@ -61,6 +61,7 @@ from node.config import (
     TLS_CERT_VALIDITY_DAYS,
 )
 from node.core.quorum import Quorum
+from node.files import read_regular
 from node.genesis import dump_genesis, genesis_to_json, load_genesis, parse_genesis
 from node.keyfiles import (
     KeyFileError,
@@ -361,8 +362,7 @@ def read_bundle(path: str | Path) -> Bundle:
     """Read and check one bundle file (size-bounded before it is parsed)."""
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            data = f.read(BUNDLE_FILE_BYTES_MAX + 1)
+        data = read_regular(path, BUNDLE_FILE_BYTES_MAX + 1)
     except OSError as e:
         raise CeremonyError(f"{path}: cannot read ({e.strerror})") from e
     if len(data) > BUNDLE_FILE_BYTES_MAX:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from node import ceremony
+from node.files import read_regular
 from node.genesis import demo_genesis
 from node.netconfig import node_name, write_node_config
 
@@ -45,7 +46,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _read_json(path: Path) -> dict[str, object]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_regular(path).decode("utf-8"))
     except (OSError, ValueError, RecursionError) as e:
         raise ceremony.CeremonyError(f"{path}: cannot read a JSON template ({e})") from e
     if not isinstance(doc, dict):

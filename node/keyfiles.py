@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node import crypto
+from node.files import read_regular
 
 __all__ = [
     "KeyFileError",
@@ -65,7 +66,7 @@ def load_signing_key(path: str | Path) -> crypto.SigningKey:
     """Read a PKCS8 PEM Ed25519 key. Warns (does not refuse) if others may read the file."""
     try:
         mode = os.stat(path).st_mode
-        data = Path(path).read_bytes()
+        data = read_regular(path)
     except OSError as e:
         raise KeyFileError(f"{path}: cannot read the signing key ({e.strerror})") from e
     if mode & (stat.S_IRWXG | stat.S_IRWXO):

@@ -37,6 +37,7 @@ from node.config import (
     VIEW_PROGRESS_FACTOR,
     VIEW_PROGRESS_FACTOR_MAX,
 )
+from node.files import read_regular
 
 __all__ = [
     "LOG_LEVELS",
@@ -264,7 +265,7 @@ def _read_tunables(r: _Reader) -> dict[str, Any]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_regular(path).decode("utf-8"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from e
     except UnicodeDecodeError as e:

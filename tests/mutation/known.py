@@ -5659,3 +5659,28 @@ MUTANTS += [
            tests=[_R30 + "test_requests_during_a_read_take_its_answer_even_if_a_block_came_meanwhile"]),
 ]
 # fmt: on
+
+# Session 30: a hostile sweep of the command line's file arguments (docs/testing.md,
+# "Review 30 (hostile): the command line's file arguments").
+_CLI30 = "tests/unit/test_cli_hostile30.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("read-regular-any-file_CLI30", "node/files.py",
+           old="        if not stat.S_ISREG(os.fstat(fd).st_mode):\n",
+           new="        if False:\n",
+           breaks="a FIFO, /dev/zero or a directory named as a key, genesis, config, trade or receipt file is read: /dev/zero grows the command without bound, a FIFO reads as an empty file",
+           tests=[_CLI30 + "test_a_fifo_for_a_file_is_one_error_line_not_a_hang",
+                  _CLI30 + "test_a_device_for_a_file_is_refused_before_it_is_read",
+                  _CLI30 + "test_ledger_node_refuses_a_fifo_at_once"]),
+    Mutant("cli-write-in-place_CLI30", "client/_cli_net.py",
+           old='        with tmp.open("x", encoding="utf-8") as f:\n',
+           new='        with target.open("w", encoding="utf-8") as f:\n',
+           breaks="a write cut short (a full disk) leaves half a file: `ledger admin sign FILE` loses the earlier admins' signatures, --out and --receipt-out a truncated file",
+           tests=[_CLI30 + "test_a_write_cut_short_leaves_the_file_it_would_replace"]),
+    Mutant("cli-write-renames-over-a-fifo_CLI30", "client/_cli_net.py",
+           old="    if st is not None and not stat.S_ISREG(st.st_mode):\n",
+           new="    if False:\n",
+           breaks="--out naming a reader's FIFO (or /dev/stdout, or as root /dev/null) replaces it with a regular file instead of writing into it",
+           tests=[_CLI30 + "test_an_output_to_a_fifo_with_a_reader_is_written_through_not_replaced"]),
+]
+# fmt: on

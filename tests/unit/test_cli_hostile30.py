@@ -1,0 +1,193 @@
+"""A careless or hostile user's file arguments to ``ledger`` and ``ledger-node`` (session 30).
+
+A FIFO named where a file is read blocked ``open()`` for ever (no writer comes) and a
+device such as /dev/zero never ends: each such path is one error line now, at once. A
+write cut short (a full disk) left half a file, over the very file ``admin sign`` rewrites
+in place, losing the earlier admins' signatures: a file is now written beside its target
+and renamed over it. docs/testing.md, "Review 30 (hostile): the command line's file
+arguments".
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from client import ParticipantKey, Transactions, sign
+from node.__main__ import main as node_main
+from node.genesis import dump_genesis
+from node.keyfiles import write_signing_key
+from tests.ledger_helpers import shared_net
+from tests.unit.test_cli import _one_error_line, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    net = shared_net()
+    dump_genesis(net.genesis, tmp_path / "genesis.json")
+    (tmp_path / "participants").mkdir()
+    for pid in ("BANK01", "BANK02", "CSD", "COMPLIANCE"):
+        write_signing_key(tmp_path / "participants" / f"{pid}.key", net.participant_keys[pid])
+    return tmp_path
+
+
+def _sign_dvp(out: str) -> list[str]:
+    net = shared_net()
+    return ["sign", "dvp", "--seller", "BANK01", "--buyer", "BANK02", "--bond", net.bonds[0],
+            "--quantity", "5", "--cash", net.cash, "--amount", "5", "--out", out]  # fmt: skip
+
+
+@pytest.mark.timeout(30)  # before the fix each of these waited for ever in open()
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keys", "show", "{f}"],
+        ["verify-receipt", "{f}"],
+        ["verify-receipt", "{d}/r.json", "--genesis", "{f}"],
+        ["cosign", "{f}", "--out", "{d}/out.json"],
+        ["sign", "compliance", "{f}", "--out", "{d}/out.json"],
+        ["submit", "dvp", "{f}"],
+        ["admin", "sign", "{f}", "--admin", "CSD"],
+        ["admin", "submit", "{f}"],
+        _sign_dvp("{f}"),  # an output path too: a FIFO waited for its reader
+    ],
+    ids=lambda a: " ".join(a[:2]) + (" --out" if a[0] == "sign" and a[1] == "dvp" else ""),
+)
+def test_a_fifo_for_a_file_is_one_error_line_not_a_hang(
+    capsys: pytest.CaptureFixture[str], run_dir: Path, argv: list[str]
+) -> None:
+    fifo = run_dir / "fifo"
+    os.mkfifo(fifo)
+    args = [a.format(f=fifo, d=run_dir) for a in argv]
+    code, out, err = run(capsys, "--run-dir", str(run_dir), *args)
+    assert code in (1, 2)
+    assert out == ""
+    said = _one_error_line(err)
+    if "--out" in argv and argv[argv.index("--out") + 1] == "{f}":  # nobody reads it
+        assert said.startswith(f"ledger: error: cannot write {fifo}: No such device"), said
+    else:
+        assert "not a regular file" in said
+    assert not (run_dir / "out.json").exists()
+
+
+@pytest.mark.timeout(30)
+def test_an_output_to_a_fifo_with_a_reader_is_written_through_not_replaced(
+    capsys: pytest.CaptureFixture[str], run_dir: Path
+) -> None:
+    """--out /dev/stdout (a pipe) or another reader's FIFO is written into as before: the
+    write beside the target and the rename are for regular files only (a rename would
+    replace the FIFO or the device node). A FIFO here, not /dev/null: a regression must
+    not replace the machine's own device."""
+    fifo = run_dir / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    try:
+        code, _, err = run(capsys, "--run-dir", str(run_dir), *_sign_dvp(str(fifo)))
+    finally:
+        if reader.is_alive():  # the command never opened it: let the reader go
+            with open(fifo, "wb"):
+                pass
+        reader.join(10)
+    assert code == 0, err
+    assert got and got[0].startswith(b"{") and got[0].endswith(b"}\n")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(f.name for f in run_dir.iterdir()) == ["genesis.json", "participants", "pipe"]
+
+
+def test_a_device_for_a_file_is_refused_before_it_is_read(
+    capsys: pytest.CaptureFixture[str], run_dir: Path
+) -> None:
+    """/dev/zero never ended (the command grew without bound). /dev/null stands in for it:
+    a broken check must not exhaust the machine's memory."""
+    code, _, err = run(capsys, "--run-dir", str(run_dir), "verify-receipt", "/dev/null")
+    assert code == 1 and "not a regular file" in _one_error_line(err)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--config", "{f}"],
+        [
+            "genesis",
+            "assemble",
+            "--bundles",
+            "{d}",
+            "--template",
+            "{f}",
+            "--q",
+            "1",
+            "--out",
+            "{d}/a",
+        ],
+        [
+            "genesis",
+            "assemble",
+            "--bundles",
+            "{f}",
+            "--template",
+            "{d}/t.json",
+            "--q",
+            "1",
+            "--out",
+            "{d}/a",
+        ],
+    ],
+    ids=["run --config", "assemble --template", "assemble --bundles"],
+)
+def test_ledger_node_refuses_a_fifo_at_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert node_main([a.format(f=fifo, d=tmp_path) for a in argv]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def _governance_file(run_dir: Path) -> Path:
+    """A SetKycTier for admins CSD and COMPLIANCE, signed by CSD only (what `ledger admin
+    set-kyc-tier --out FILE --sign-as CSD` writes)."""
+    net = shared_net()
+    tx = Transactions(net.genesis).set_kyc_tier("BANK03", 3, ["COMPLIANCE", "CSD"])
+    stx = sign(tx, ParticipantKey("CSD", net.participant_keys["CSD"]), genesis=net.genesis)
+    path = run_dir / "tier.json"
+    path.write_text(stx.dumps() + "\n")
+    return path
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+
+@pytest.mark.serial  # starts a child process (tests/isolation.py)
+def test_a_write_cut_short_leaves_the_file_it_would_replace(run_dir: Path) -> None:
+    """`ledger admin sign FILE` rewrites FILE; a full disk (here: a 512-byte file size
+    limit) cut the write short and left half of it, CSD's signature lost with the rest."""
+    tier = _governance_file(run_dir)
+    before = tier.read_bytes()
+    assert len(before) > 512
+    argv = [sys.executable, "-m", "client.cli", "--run-dir", str(run_dir),
+            "admin", "sign", str(tier), "--admin", "COMPLIANCE"]  # fmt: skip
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    p = subprocess.run(  # preexec_fn: the child's own file size limit
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        preexec_fn=_limit_file_size,
+    )  # fmt: skip
+    assert p.returncode == 1, p.stderr
+    assert "cannot write" in _one_error_line(p.stderr)
+    assert tier.read_bytes() == before
+    left = sorted(f.name for f in run_dir.iterdir())
+    assert left == ["genesis.json", "participants", "tier.json"]  # no temporary file left
