@@ -100,6 +100,7 @@ from node.core import (
     verify_certificate,
 )
 from node.crypto import HASH_LEN, sha256
+from node.files import read_regular
 from node.genesis import load_genesis
 from node.keyfiles import dns_names, pinned_certificates
 from node.netconfig import load_network
@@ -1602,7 +1603,7 @@ class _SilentNodeError(Exception):
 def _run_dir_config(run_dir: str | Path) -> tuple[list[Endpoint], bytes, Genesis]:
     net = load_network(run_dir)
     endpoints = [Endpoint(x.client_address, x.name) for x in net.nodes]
-    return endpoints, net.tls_pinned.read_bytes(), load_genesis(net.genesis)
+    return endpoints, read_regular(net.tls_pinned), load_genesis(net.genesis)
 
 
 def pinned_credentials(

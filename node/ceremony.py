@@ -679,7 +679,7 @@ _ADDRESS_TYPES = (str, str, int, int, str)  # Address's fields, in order
 
 def _read_addresses(path: Path, g: Genesis) -> tuple[Address, ...]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(read_regular(path).decode("utf-8"))
         if doc["chain_id"] != g.chain_id:
             raise CeremonyError(f"{path}: for chain {doc['chain_id']}, not this genesis")
         items = [Address(**x) for x in doc["validators"]]
@@ -701,7 +701,7 @@ def load_assembly(genesis_path: str | Path) -> Assembly:
     genesis_path = Path(genesis_path)
     try:
         g = load_genesis(genesis_path)
-        bundle = (genesis_path.parent / PINNED_CERTS_FILE).read_bytes()
+        bundle = read_regular(genesis_path.parent / PINNED_CERTS_FILE)
     except (GenesisError, OSError) as e:
         raise CeremonyError(f"{genesis_path}: {e}") from e
     addresses = _read_addresses(genesis_path.parent / ADDRESSES_FILE, g)
@@ -871,7 +871,7 @@ def check_private_dir(a: Assembly, name: str, node_dir: Path) -> None:
         raise CeremonyError(f"validator {name!r} is not in genesis")
     try:
         key = load_signing_key(node_dir / VALIDATOR_KEY_FILE)
-        pin = cert_pin(x509.load_pem_x509_certificate((node_dir / TLS_CERT_FILE).read_bytes()))
+        pin = cert_pin(x509.load_pem_x509_certificate(read_regular(node_dir / TLS_CERT_FILE)))
     except (KeyFileError, OSError, ValueError) as e:
         raise CeremonyError(f"{node_dir}: {e}") from e
     if key.public_key != v.public_key or pin != v.tls_cert_sha256:

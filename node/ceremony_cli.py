@@ -96,7 +96,11 @@ def _config(args: argparse.Namespace) -> int:
     ceremony.check_private_dir(a, args.name, node_dir)
     overrides: dict[str, str] = {}
     if args.hosts:
-        overrides.update(ceremony.parse_overrides(args.hosts.read_text().splitlines(), "--hosts"))
+        overrides.update(
+            ceremony.parse_overrides(
+                read_regular(args.hosts).decode("utf-8").splitlines(), "--hosts"
+            )
+        )
     overrides.update(ceremony.parse_overrides(args.peer, "--peer"))
     genesis = Path(os.path.abspath(args.genesis))
     me = [x.id for x in a.addresses].index(args.name)

@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from node.files import read_regular
 from node.genesis import load_genesis
 from node.keyfiles import KeyFileError, load_signing_key
 from node.netconfig import ConfigError, NodeConfig, load_node_config
@@ -115,7 +116,7 @@ def _identity(cfg: NodeConfig, genesis: Genesis) -> list[str]:
 
     if not cfg.tls_cert.is_file() or not cfg.tls_pinned.is_file():
         return []  # _files said so
-    problems = _startup_check(lambda: check_identity(cfg, genesis, cfg.tls_cert.read_bytes()))
+    problems = _startup_check(lambda: check_identity(cfg, genesis, read_regular(cfg.tls_cert)))
     return problems or _startup_check(lambda: pinned_peers(cfg, genesis))
 
 
@@ -137,8 +138,8 @@ def _tls_pair(cfg: NodeConfig, genesis: Genesis) -> list[str]:
     if not cfg.tls_cert.is_file() or not cfg.tls_key.is_file():
         return []
     try:
-        cert = x509.load_pem_x509_certificate(cfg.tls_cert.read_bytes())
-        key = serialization.load_pem_private_key(cfg.tls_key.read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(read_regular(cfg.tls_cert))
+        key = serialization.load_pem_private_key(read_regular(cfg.tls_key), password=None)
     except (ValueError, TypeError) as e:
         return [f"tls_cert/tls_key: not a PEM certificate and unencrypted key ({e})"]
     raw = serialization.PublicFormat.SubjectPublicKeyInfo

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from node.config import HEALTH_PROBE_TIMEOUT_MS, LIVENESS_STALE_MS
+from node.files import read_regular
 from node.keyfiles import dns_names
 from node.netconfig import ConfigError, NodeConfig, host_port, load_node_config
 
@@ -132,7 +133,7 @@ def probe(cfg: NodeConfig, service: str = "") -> str:
     import grpc  # the validator extra; imported here so --help works without it
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    cert = cfg.tls_cert.read_bytes()
+    cert = read_regular(cfg.tls_cert)
     names = sorted(dns_names(cert))
     if not names:
         raise ValueError(f"{cfg.tls_cert} names no DNS name to check")

@@ -23,6 +23,7 @@ from node.config import (
     SHUTDOWN_GRACE_MS,
 )
 from node.crypto import SigningKey
+from node.files import read_regular
 from node.genesis import load_genesis
 from node.health import Heartbeat
 from node.keyfiles import cert_pin_from_pem, load_signing_key, pinned_certificates
@@ -112,7 +113,7 @@ def pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
     pin: the one trust root of the channel to that validator (docs/cluster.md)."""
     try:
         certs = pinned_certificates(
-            cfg.tls_pinned.read_bytes(), [v.tls_cert_sha256 for v in genesis.validators]
+            read_regular(cfg.tls_pinned), [v.tls_cert_sha256 for v in genesis.validators]
         )
     except (OSError, ValueError) as e:
         raise StartupError(f"{cfg.tls_pinned}: {e}") from e
@@ -125,7 +126,7 @@ def pinned_peers(cfg: NodeConfig, genesis: Genesis) -> dict[int, bytes]:
 async def run(cfg: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     genesis = load_genesis(cfg.genesis)
-    cert, key_pem = (p.read_bytes() for p in (cfg.tls_cert, cfg.tls_key))
+    cert, key_pem = (read_regular(p) for p in (cfg.tls_cert, cfg.tls_key))
     check_identity(cfg, genesis, cert)
     pinned = pinned_peers(cfg, genesis)
     key = load_signing_key(cfg.signing_key)

@@ -1021,7 +1021,7 @@ MUTANTS += [
            breaks="ports already in use are not reported",
            tests=[_CK + "test_a_port_in_use"]),
     Mutant("check-config-skips-identity", "node/check_config.py",
-           old="    problems = _startup_check(lambda: check_identity(cfg, genesis, cfg.tls_cert.read_bytes()))\n",
+           old="    problems = _startup_check(lambda: check_identity(cfg, genesis, read_regular(cfg.tls_cert)))\n",
            new="    problems: list[str] = []\n",
            breaks="a certificate genesis does not pin for the node passes",
            tests=[_CK + "test_a_certificate_genesis_does_not_pin_for_it"]),
@@ -5682,5 +5682,10 @@ MUTANTS += [
            new="    if False:\n",
            breaks="--out naming a reader's FIFO (or /dev/stdout, or as root /dev/null) replaces it with a regular file instead of writing into it",
            tests=[_CLI30 + "test_an_output_to_a_fifo_with_a_reader_is_written_through_not_replaced"]),
+    Mutant("node-tls-files-read-blocking_CLI30", "node/runtime/_server.py",
+           old="    cert, key_pem = (read_regular(p) for p in (cfg.tls_cert, cfg.tls_key))\n",
+           new="    cert, key_pem = (p.read_bytes() for p in (cfg.tls_cert, cfg.tls_key))\n",
+           breaks="a config whose TLS certificate or key is a FIFO has `ledger-node run` wait in open() for ever",
+           tests=[_CLI30 + "test_ledger_node_run_refuses_tls_files_that_are_fifos"]),
 ]
 # fmt: on

@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from client import ParticipantKey, Transactions, sign
+from devtools.netgen import NetSpec, free_port_base, generate
 from node.__main__ import main as node_main
 from node.genesis import dump_genesis
 from node.keyfiles import write_signing_key
+from node.netconfig import load_node_config
 from tests.ledger_helpers import shared_net
 from tests.unit.test_cli import _one_error_line, run
 
@@ -191,3 +193,20 @@ def test_a_write_cut_short_leaves_the_file_it_would_replace(run_dir: Path) -> No
     assert tier.read_bytes() == before
     left = sorted(f.name for f in run_dir.iterdir())
     assert left == ["genesis.json", "participants", "tier.json"]  # no temporary file left
+
+
+@pytest.mark.timeout(30)  # before the fix `ledger-node run` waited in open() for ever
+@pytest.mark.parametrize("name", ["tls.pem", "tls.key", "pinned.pem"])
+def test_ledger_node_run_refuses_tls_files_that_are_fifos(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    """The files a node's config names are read as every file a person names is: the TLS
+    certificate, its key and the pinned certificates too (found re-reading this change)."""
+    net = generate(tmp_path / "run", NetSpec(4, 3, free_port_base(4)), progress=lambda _: None)
+    node = net.nodes[0]
+    target = {"tls.pem": node.dir / "tls.pem", "tls.key": node.dir / "tls.key",
+              "pinned.pem": load_node_config(node.config).tls_pinned}[name]  # fmt: skip
+    target.unlink()
+    os.mkfifo(target)
+    assert node_main(["run", "--config", str(node.config)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
