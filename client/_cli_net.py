@@ -58,7 +58,7 @@ from client._cli_common import (
     timestamp,
 )
 from node.crypto import HASH_LEN
-from node.files import read_regular
+from node.files import read_regular_text
 from node.genesis import load_genesis
 from node.netconfig import OPERATOR_IDENTITY, ConfigError
 from node.settlement import (
@@ -177,7 +177,7 @@ def _key(args: argparse.Namespace, participant: str, path: Path | None) -> Parti
 
 def _read(path: Path) -> str:
     try:
-        return read_regular(path).decode("utf-8")
+        return read_regular_text(path)
     except (OSError, UnicodeDecodeError) as e:
         raise CliError(f"cannot read {path}: {e}") from None
 

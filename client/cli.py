@@ -38,7 +38,7 @@ from client._cli_repo import add_commands as add_repo_commands
 from client._limits import REPLAY_BLOCKS_MAX
 from node._version import __version__
 from node.config import U64_MAX
-from node.files import read_regular
+from node.files import read_regular_text
 from node.genesis import load_genesis
 from node.keyfiles import KeyFileError, load_signing_key
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
@@ -164,7 +164,7 @@ def _cmd_verify_receipt(args: argparse.Namespace) -> int:
     except (GenesisError, ValueError, OSError) as e:
         raise CliError(f"{genesis}: not a valid genesis: {e}", EXIT_USAGE) from None
     try:
-        text = read_regular(args.file).decode("utf-8")
+        text = read_regular_text(args.file)
     except (OSError, UnicodeDecodeError) as e:
         raise CliError(f"cannot read {args.file}: {e}") from None
     try:

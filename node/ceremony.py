@@ -61,7 +61,7 @@ from node.config import (
     TLS_CERT_VALIDITY_DAYS,
 )
 from node.core.quorum import Quorum
-from node.files import read_regular
+from node.files import read_regular, read_regular_text
 from node.genesis import dump_genesis, genesis_to_json, load_genesis, parse_genesis
 from node.keyfiles import (
     KeyFileError,
@@ -679,7 +679,7 @@ _ADDRESS_TYPES = (str, str, int, int, str)  # Address's fields, in order
 
 def _read_addresses(path: Path, g: Genesis) -> tuple[Address, ...]:
     try:
-        doc = json.loads(read_regular(path).decode("utf-8"))
+        doc = json.loads(read_regular_text(path))
         if doc["chain_id"] != g.chain_id:
             raise CeremonyError(f"{path}: for chain {doc['chain_id']}, not this genesis")
         items = [Address(**x) for x in doc["validators"]]

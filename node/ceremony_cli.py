@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from node import ceremony
-from node.files import read_regular
+from node.files import read_regular_text
 from node.genesis import demo_genesis
 from node.netconfig import node_name, write_node_config
 
@@ -46,7 +46,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _read_json(path: Path) -> dict[str, object]:
     try:
-        doc = json.loads(read_regular(path).decode("utf-8"))
+        doc = json.loads(read_regular_text(path))
     except (OSError, ValueError, RecursionError) as e:
         raise ceremony.CeremonyError(f"{path}: cannot read a JSON template ({e})") from e
     if not isinstance(doc, dict):
@@ -97,9 +97,7 @@ def _config(args: argparse.Namespace) -> int:
     overrides: dict[str, str] = {}
     if args.hosts:
         overrides.update(
-            ceremony.parse_overrides(
-                read_regular(args.hosts).decode("utf-8").splitlines(), "--hosts"
-            )
+            ceremony.parse_overrides(read_regular_text(args.hosts).splitlines(), "--hosts")
         )
     overrides.update(ceremony.parse_overrides(args.peer, "--peer"))
     genesis = Path(os.path.abspath(args.genesis))

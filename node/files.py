@@ -1,7 +1,8 @@
 """Reading a file a person named: a regular file, or an error before any wait.
 
 Every path an operator or a ``ledger`` user passes (a key, genesis, a config, a trade or
-receipt file, a document to hash) is read through :func:`read_regular`. A FIFO blocks
+receipt file, a document to hash) is read through :func:`read_regular` (or, as UTF-8
+text, :func:`read_regular_text`). A FIFO blocks
 ``open()`` until a writer comes, for ever for a mistyped path, and a device such as
 ``/dev/zero`` never ends; both are refused at once, as an ``OSError`` every caller
 already turns into its one-line error.
@@ -14,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["read_regular"]
+__all__ = ["read_regular", "read_regular_text"]
 
 
 def read_regular(path: str | Path, size_max: int = -1) -> bytes:
@@ -31,3 +32,8 @@ def read_regular(path: str | Path, size_max: int = -1) -> bytes:
             return f.read(size_max)
     finally:
         os.close(fd)
+
+
+def read_regular_text(path: str | Path) -> str:
+    """:func:`read_regular` as UTF-8 text (``UnicodeDecodeError`` for other bytes)."""
+    return read_regular(path).decode("utf-8")

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from node import crypto, tags
 from node.config import U64_MAX
-from node.files import read_regular
+from node.files import read_regular_text
 from node.settlement import (
     ComplianceRules,
     CustodyBacking,
@@ -311,7 +311,7 @@ def margin_to_json(m: MarginTerms) -> dict[str, Any]:
 def load_genesis(path: str | Path) -> Genesis:
     """Read a genesis JSON file; GenesisError says what is wrong and where."""
     try:
-        text = read_regular(path).decode("utf-8")
+        text = read_regular_text(path)
     except UnicodeDecodeError as e:
         raise GenesisError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     try:

@@ -37,7 +37,7 @@ from node.config import (
     VIEW_PROGRESS_FACTOR,
     VIEW_PROGRESS_FACTOR_MAX,
 )
-from node.files import read_regular
+from node.files import read_regular_text
 
 __all__ = [
     "LOG_LEVELS",
@@ -265,7 +265,7 @@ def _read_tunables(r: _Reader) -> dict[str, Any]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(read_regular(path).decode("utf-8"))
+        return json.loads(read_regular_text(path))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON ({e})") from e
     except UnicodeDecodeError as e:
