@@ -29,6 +29,12 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the operation failed: refused trade, invalid receipt, no node reachable
 EXIT_USAGE = 2  # bad arguments, no run directory
 
+# The help of a command group that several parts fill (``_Builder.group`` keeps the first
+# text it is given), so that each part names the group the same way.
+ATTEST_HELP = "attest custody of a bond, the reserves of a cash token or a price of collateral"
+REPO_HELP = 'repurchase agreements: open, close, list, margin, substitute (docs/ledger.md "Repo")'
+REPORT_HELP = "reports: settlement over a range of blocks, custody, reserves, repo exposure"
+
 
 class CliError(Exception):
     """A failure the command reports in one line and turns into an exit code."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from client import PriceBook
-from client._cli_common import EXIT_OK, emit_json, table
+from client._cli_common import ATTEST_HELP, EXIT_OK, REPO_HELP, emit_json, table
 
 if TYPE_CHECKING:
     from client.cli import _Builder
@@ -140,7 +140,7 @@ def add_parsers(b: _Builder) -> None:
     from client.cli import _network, _submit_options, participant_id, units
 
     opts = [_submit_options()]
-    attest = b.group("attest", "attest custody of a bond or the reserves of a cash token")
+    attest = b.group("attest", ATTEST_HELP)
     p = b.leaf(attest, "price", "attest a price of eligible collateral (a genesis price source "
                "signs); k fresh sources make the price margin uses",
                _network("margin_attest_price"), parents=opts)  # fmt: skip
@@ -155,7 +155,7 @@ def add_parsers(b: _Builder) -> None:
     p.add_argument(
         "--key", type=Path, metavar="FILE", help="default: RUN_DIR/participants/SOURCE.key"
     )
-    repo = b.group("repo", "repurchase agreements: open, close, margin, substitute, list")
+    repo = b.group("repo", REPO_HELP)
     p = b.leaf(repo, "margin", "call margin on an open repo (the lender signs): the deficit at "
                "the fresh price moves from the borrower in the repo's collateral",
                _network("margin_call"), parents=opts)  # fmt: skip

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from client._cli_common import EXIT_OK, emit_json, table, timestamp
+from client._cli_common import EXIT_OK, REPO_HELP, emit_json, table, timestamp
 
 if TYPE_CHECKING:
     from node.settlement import RepoRecord, Transaction
@@ -190,7 +190,7 @@ def add_commands(
     amount: Callable[[str], int],
 ) -> None:
     """``repo open|close|list`` and ``report repo`` (the ``report`` group must exist)."""
-    sub = b.group("repo", 'repurchase agreements: open, close, list (docs/ledger.md "Repo")')
+    sub = b.group("repo", REPO_HELP)
     p = b.leaf(
         sub,
         "open",

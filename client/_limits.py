@@ -37,7 +37,7 @@ REPLAY_PROGRESS_BLOCKS: Final = 1_000
 # --- failover and retries -----------------------------------------------------------------
 FAILOVER_ROUNDS_MAX: Final = 2  # each endpoint is tried at most this often per call
 FAILOVER_ROUND_BACKOFF_S: Final = 0.25  # pause between two rounds over all endpoints
-BUSY_RETRIES_MAX: Final = 6  # RESOURCE_EXHAUSTED retries (same node) before BusyError
+BUSY_RETRIES_MAX: Final = 6  # RESOURCE_EXHAUSTED retries (each on the next node) before BusyError
 BUSY_BACKOFF_BASE_S: Final = 0.05  # first pause after RESOURCE_EXHAUSTED; doubles
 BUSY_BACKOFF_MAX_S: Final = 2.0  # cap of that backoff
 

@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from client import _cli_lock
-from client._cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, emit_json
+from client._cli_common import (
+    ATTEST_HELP,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    REPORT_HELP,
+    CliError,
+    emit_json,
+)
 from client._cli_console import HELP as console_help
 from client._cli_console import console_options
 from client._cli_console import run as console_run
@@ -935,7 +944,7 @@ def _add_settlement_queries(b: _Builder) -> None:
         _network("fails"),
     )
     _height_range(p)
-    report = b.group("report", "reports: settlement over a range of blocks, custody, reserves")
+    report = b.group("report", REPORT_HELP)
     p = b.leaf(
         report,
         "settlement",
@@ -973,7 +982,7 @@ def _attest_options(p: argparse.ArgumentParser, signer: str) -> None:
 
 def _add_attest(b: _Builder) -> None:
     """attest custody|reserves: signed attestations (docs/ledger.md "Custody and reserves")."""
-    sub = b.group("attest", "attest custody of a bond or the reserves of a cash token")
+    sub = b.group("attest", ATTEST_HELP)
     opts = [_submit_options()]
     p = b.leaf(
         sub,
