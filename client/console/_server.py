@@ -49,6 +49,7 @@ from client.console._model import (
     trade_view,
 )
 from node.access import OBSERVER_ROLES
+from node.config import U64_MAX
 from node.netconfig import is_ip
 
 __all__ = ["ConsoleServer", "Hub"]
@@ -201,6 +202,24 @@ def _tx_id(request: web.Request) -> bytes:
     if len(tx_id) != 32:
         raise InvalidFieldError("tx_id", f"{text[:80]!r} is not a transaction id (64 hex digits)")
     return tx_id
+
+
+def _whole(text: str, field: str, what: str, top: int) -> int:
+    """``text`` as a whole number in 0..``top``, else InvalidFieldError (400) saying what
+    was expected: not Python's ``int()`` message, nor protobuf's for a height past 2^64."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 20 and int(text) <= top):
+        raise InvalidFieldError(field, f"{text[:80]!r} is not {what}")
+    return int(text)
+
+
+def _height(request: web.Request) -> int:
+    return _whole(request.match_info["height"], "height", "a block height (1, 2, ...)", U64_MAX)
+
+
+def _limit(request: web.Request) -> int:
+    text = request.query.get("limit", "50")
+    what = f"a number of blocks (0, 1, ...; the console keeps the latest {CONSOLE_BLOCKS_KEPT})"
+    return _whole(text, "limit", what, U64_MAX)
 
 
 class ConsoleServer:
@@ -365,13 +384,13 @@ class ConsoleServer:
         return _json(self._network_doc())
 
     async def _blocks(self, request: web.Request) -> web.StreamResponse:
-        limit = min(int(request.query.get("limit", "50")), CONSOLE_BLOCKS_KEPT)
+        limit = min(_limit(request), CONSOLE_BLOCKS_KEPT)
         blocks = list(self.model.blocks)[-limit:] if limit > 0 else []
         return _json({"head": self.model.head, "filtered": not self.observer,
                                   "blocks": blocks[::-1]})  # fmt: skip
 
     async def _block(self, request: web.Request) -> web.StreamResponse:
-        height = int(request.match_info["height"])
+        height = _height(request)
         kept = next((b for b in self.model.blocks if b["height"] == height), None)
         if kept is None:
             kept = block_json(await self.client.block(height))

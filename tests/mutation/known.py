@@ -5689,3 +5689,15 @@ MUTANTS += [
            tests=[_CLI30 + "test_ledger_node_run_refuses_tls_files_that_are_fifos"]),
 ]
 # fmt: on
+
+# Review 31 (docs against the code): the console's 400s say what was expected.
+_REV31 = "tests/unit/test_console.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("console-height-parsed-by-int_REV31", "client/console/_server.py",
+           old="        height = _height(request)\n",
+           new='        height = int(request.match_info["height"])\n',
+           breaks="GET /api/block/xyz answers Python's \"invalid literal for int() with base 10\", a height past 2^64 protobuf's \"Value out of range\", and a negative height is sent to a node",
+           tests=[_REV31 + "test_a_malformed_height_or_limit_is_400_saying_what_was_expected"]),
+]
+# fmt: on

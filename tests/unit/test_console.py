@@ -398,6 +398,41 @@ async def test_attestations_a_bank_may_not_read_are_hidden_not_an_error() -> Non
     assert doc["now_ms"] == T0  # height 0: judged at genesis time, not the console's clock
 
 
+class BlockClient(FakeClient):
+    """A node that has no block at any height asked (a well-formed request reaches it)."""
+
+    async def block(self, height: int) -> object:
+        raise NotFoundError(f"no block {height}")
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "said"),
+    [
+        ("/api/block/xyz", 400, "'xyz' is not a block height"),
+        ("/api/block/-1", 400, "'-1' is not a block height"),
+        ("/api/block/1_000", 400, "'1_000' is not a block height"),
+        ("/api/block/18446744073709551616", 400, "is not a block height"),  # 2^64
+        ("/api/blocks?limit=abc", 400, "'abc' is not a number of blocks"),
+        ("/api/blocks?limit=-5", 400, "'-5' is not a number of blocks"),
+        ("/api/block/7", 404, "no block 7"),  # the controls: well-formed, answered
+        ("/api/block/18446744073709551615", 404, "no block 18446744073709551615"),
+        ("/api/blocks?limit=2", 200, ""),
+    ],
+)
+async def test_a_malformed_height_or_limit_is_400_saying_what_was_expected(
+    path: str, status: int, said: str
+) -> None:
+    """Review 31: a height or limit that is no whole number answered 400 with Python's own
+    words ("invalid literal for int() with base 10: 'xyz'"), one past 2^64 with
+    protobuf's ("Value out of range"), and a negative height went to the node."""
+    server = ConsoleServer(BlockClient(None), poll_s=0.01)  # type: ignore[arg-type]
+    async with TestClient(TestServer(server.app())) as http:
+        r = await asyncio.wait_for(http.get(path), 10)
+        doc = await r.json()
+    assert r.status == status, doc
+    assert said in str(doc.get("error", "")), doc
+
+
 # --- who may reach the console (DNS rebinding, cross-site requests) -------------------------
 
 _TX = "ab" * 32
