@@ -87,6 +87,7 @@ from client._reference import Reference, reference_from_pb
 from client._replay import HoldersAt, Replay, ReplayedBlock
 from client._stream import EOF, SubmitStream, overload_wait_s
 from client._trades import SignedTransaction, Transactions, sign
+from node.config import U64_MAX
 from node.core import (
     Block,
     BlockHeader,
@@ -1143,8 +1144,7 @@ class AsyncLedgerClient:
                 raise BadResponseError(f"block {view.height} given for block {height}")
             return view
 
-        if height < 1:
-            raise InvalidFieldError("height", "heights start at 1")
+        _check_height("height", height)
         return await self._call(f"block {height}", get)
 
     async def holders_at(
@@ -1299,8 +1299,7 @@ class AsyncLedgerClient:
     async def _blocks(self, from_height: int, *, hold: bool) -> AsyncGenerator[BlockView, None]:
         """:meth:`blocks`; without ``hold`` an unproven last block goes at once (a replay
         that works out the results itself)."""
-        if from_height < 1:
-            raise InvalidFieldError("from_height", "heights start at 1")
+        _check_height("from_height", from_height)
         next_height, failures, errors = from_height, 0, list[str]()
         held: BlockView | None = None  # block next_height, shown quiet and unproven
         n = len(self.endpoints)
@@ -1670,6 +1669,15 @@ async def _wait_overload(
         overloaded = OverloadedError(f"{what}: {e.details()}", hint_ms / 1000)
         raise with_details(overloaded, _details(e), e.details() or "") from e
     await asyncio.sleep(wait_s)
+
+
+def _check_height(field: str, height: int) -> None:
+    """A height the wire can carry (uint64), else InvalidFieldError, not protobuf's
+    ValueError ("Value out of range"), which the CLI would show as a traceback."""
+    if height < 1:
+        raise InvalidFieldError(field, "heights start at 1")
+    if height > U64_MAX:
+        raise InvalidFieldError(field, f"{height} is past the last possible height, 2**64 - 1")
 
 
 def _check_timeout(timeout_s: float) -> None:

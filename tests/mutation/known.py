@@ -5699,5 +5699,10 @@ MUTANTS += [
            new='        height = int(request.match_info["height"])\n',
            breaks="GET /api/block/xyz answers Python's \"invalid literal for int() with base 10\", a height past 2^64 protobuf's \"Value out of range\", and a negative height is sent to a node",
            tests=[_REV31 + "test_a_malformed_height_or_limit_is_400_saying_what_was_expected"]),
+    Mutant("sdk-height-past-u64-unchecked_REV31", "client/_async.py",
+           old="    if height > U64_MAX:\n",
+           new="    if False:\n",
+           breaks="block(2**64), blocks() and events() from such a height raise protobuf's ValueError building the request: `ledger block 99999999999999999999` and `ledger watch --from` print a traceback, not one error line",
+           tests=["tests/unit/test_client_api_hostile.py::test_a_height_past_2_64_is_an_invalid_field_not_protobufs_value_error"]),
 ]
 # fmt: on

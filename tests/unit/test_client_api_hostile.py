@@ -30,6 +30,7 @@ from client import (
     BusyError,
     Endpoint,
     FinalityTimeoutError,
+    InvalidFieldError,
     LedgerError,
     ParticipantKey,
     ResultCode,
@@ -1072,3 +1073,36 @@ async def test_a_filtered_read_of_the_head_waits_for_the_block_that_proves_it(
     node._head_changed.set()  # what the node's own commit does
     info = await asyncio.wait_for(answer, 5)
     assert info.party_proof and [r.position for r in info.results] == [0]
+
+
+# --- review 31: a height the wire cannot carry ----------------------------------------------
+
+
+class _Reached(Exception):
+    """The SDK built the request and asked a node."""
+
+
+def _reached(*args: object, **kwargs: object) -> object:
+    raise _Reached()
+
+
+@pytest.mark.parametrize(("height", "refused"), [(2**64, True), (2**64 - 1, False)])
+async def test_a_height_past_2_64_is_an_invalid_field_not_protobufs_value_error(
+    height: int, refused: bool
+) -> None:
+    """Review 31: ``block(2**64)`` and ``blocks(2**64)`` raised protobuf's ValueError
+    ("Value out of range") while building the request, so `ledger block 99999999999999999999`
+    and `ledger watch --from ...` printed a traceback where docs/cli.md promises one
+    `ledger: error:` line. Control: the largest height the wire carries goes to a node."""
+    net, certs = pinned_tls(NET)
+    endpoints = [Endpoint("127.0.0.1:1", "node-00")]
+    c = AsyncLedgerClient(endpoints, tls_certs=certs, genesis=net.genesis)
+    c._stub = lambda i: SimpleNamespace(GetBlock=_reached, StreamBlocks=_reached)  # type: ignore[method-assign]
+    expected = InvalidFieldError if refused else _Reached
+    with pytest.raises(expected):
+        await c.block(height)
+    with pytest.raises(expected):
+        await anext(aiter(c.blocks(height)))
+    with pytest.raises(expected):
+        await anext(aiter(c.events("BANK01", height)))
+    await c.aclose()
