@@ -925,17 +925,42 @@ def _instrument_pb(reg: Registry, i: Instrument, supply: int | None) -> pb.Refer
 
 class HealthService(HealthServicer):  # type: ignore[misc]
     """grpc's health servicer with Watch streams bounded per connection and in all (a
-    Watch parks a task and, for a new service name, a condition until the client leaves)."""
+    Watch parks a task until the client leaves), and a Watch of its own: grpc's writes
+    each status holding the service's condition, which ``set`` takes, so one Watch whose
+    status never left (an anonymous client holding its HTTP/2 window at zero) blocked
+    ``set`` for ever, and with it the node's ready loop: no heartbeat, no stop on
+    SIGTERM, no exit once halted (review 31). Here a watcher waits on an event ``set``
+    fires after the status changed, and writes holding nothing."""
 
     def __init__(self) -> None:
         super().__init__()
         self._watches = Shares(
             "health watches", HEALTH_WATCHES_MAX, HEALTH_WATCHES_PER_CONNECTION_MAX
         )
+        self._changed = asyncio.Event()  # fired and replaced by each set
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
         async with self._watches.hold(context):
-            await super().Watch(request, context)
+            await self._watch(request.service, context)
+
+    async def _watch(self, service: str, context: Any) -> None:
+        unknown = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        last = None
+        while True:
+            changed = self._changed  # taken before the status is read: no change is missed
+            status = self._server_status.get(service, unknown)
+            if status != last:  # only the latest status counts, as in grpc's
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            await changed.wait()
+
+    async def _set(self, service: str, status: Any) -> None:
+        """grpc's ``set`` and ``enter_graceful_shutdown`` call this: record the status (no
+        condition is taken: grpc's Watch, which adds them, is not used), then wake every
+        watcher."""
+        await super()._set(service, status)
+        self._changed.set()
+        self._changed = asyncio.Event()
 
 
 class ReflectionService(ReflectionServicer):  # type: ignore[misc]

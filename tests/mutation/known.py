@@ -5706,3 +5706,16 @@ MUTANTS += [
            tests=["tests/unit/test_client_api_hostile.py::test_a_height_past_2_64_is_an_invalid_field_not_protobufs_value_error"]),
 ]
 # fmt: on
+
+# Session 31: a review of the bounds on what a client or a peer can make a node or the
+# console hold or wait on (docs/testing.md, "Review 31 (bounds)").
+_B31 = "tests/unit/test_review31_bounds.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("health-watch-writes-under-the-lock_B31", "node/runtime/_api.py",
+           old="            await self._watch(request.service, context)\n",
+           new="            await super().Watch(request, context)\n",
+           breaks="grpc's Watch writes each status holding the condition set takes: one anonymous Watch held at a zero HTTP/2 window blocks set for ever, and the node's ready loop with it (no heartbeat, no stop on SIGTERM, no exit once halted)",
+           tests=[_B31 + "test_a_watch_held_at_a_zero_window_does_not_block_setting_the_health"]),
+]
+# fmt: on
