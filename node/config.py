@@ -224,6 +224,11 @@ PEER_SEND_QUEUE_MAX: Final = 4_096  # messages queued per peer link; oldest drop
 PEER_SEND_QUEUE_BYTES_MAX: Final = 16 * 1024 * 1024  # and bytes: four of the largest messages
 PEER_FRAME_MESSAGES_MAX: Final = PEER_SEND_QUEUE_MAX  # a frame with more is a peer's fault
 PEER_FORWARD_CHUNK_TXS: Final = 16  # forwarded transactions checked per event-loop turn
+# A peer's frames and messages that do not decode (a Byzantine validator's junk) are
+# counted in a metric, each one, and logged at most once per peer per this interval, the
+# line saying how many were left out since the last: one line per junk message let a
+# 12 KB frame of 4,096 one-byte messages write 660 KB of log (review 31).
+PEER_JUNK_LOG_INTERVAL_MS: Final = 1_000
 PEER_RECONNECT_BASE_MS: Final = 100  # first reconnect delay; doubles per failure
 PEER_RECONNECT_MAX_MS: Final = 5_000  # cap of the reconnect backoff
 PEER_FRAME_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX  # gRPC receive limit, peer port

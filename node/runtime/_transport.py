@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -22,6 +24,7 @@ from node.config import (
     PEER_FORWARD_CHUNK_TXS,
     PEER_FRAME_BYTES_MAX,
     PEER_FRAME_MESSAGES_MAX,
+    PEER_JUNK_LOG_INTERVAL_MS,
     PEER_RECONNECT_BASE_MS,
     PEER_RECONNECT_MAX_MS,
     PEER_SEND_QUEUE_BYTES_MAX,
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 FRAME_REFUSED = "frame of more than PEER_FRAME_MESSAGES_MAX messages"
+MESSAGE_REFUSED = "message that does not decode"
 STREAM_REPLACED = "a newer Connect stream from this validator replaced this one"
 CALLS_REFUSED = "this validator has PEER_CALLS_PER_VALIDATOR_MAX Connect calls in progress here"
 _FRAME_OVERHEAD_BYTES = 64 * 1024  # protobuf framing around the messages of one frame
@@ -99,8 +103,14 @@ class PeerService(peer_grpc.PeerServicer):
     PEER_CALLS_PER_VALIDATOR_MAX calls per source in the handler at once, live or not: one
     whose hello never leaves holds its own validator's share, not the port's call limit."""
 
-    def __init__(self, node: Node, pins: Sequence[bytes]) -> None:
+    def __init__(
+        self, node: Node, pins: Sequence[bytes], *, clock_ms: Callable[[], float] | None = None
+    ) -> None:
         self._node = node
+        self._clock_ms = clock_ms or (lambda: time.monotonic() * 1000)
+        # Per source: when its junk was last logged, and how much was left out since.
+        self._junk_logged_ms: dict[int, float] = {}
+        self._junk_unlogged = [0] * len(pins)
         self._index_by_pin = {pin: i for i, pin in enumerate(pins)}
         self._pin_by_pem: dict[bytes, int | None] = {}
         self._live: dict[int, asyncio.Task[object]] = {}  # source -> its live Connect's task
@@ -193,19 +203,36 @@ class PeerService(peer_grpc.PeerServicer):
         async for frame in request_iterator:
             if len(frame.messages) > PEER_FRAME_MESSAGES_MAX:
                 # An honest sender's queue never holds more: the frame is the peer's fault.
-                event("bad_peer_frame", logging.WARNING, peer=src, messages=len(frame.messages))
-                node.metrics.refused.labels(reason=FRAME_REFUSED).inc()
+                self._junk(src, FRAME_REFUSED, "bad_peer_frame", messages=len(frame.messages))
+                await asyncio.sleep(0)
                 continue
             for data in frame.messages:
                 try:
                     msg = decode_message(data)
                 except DecodeError as e:
-                    event("bad_peer_message", logging.WARNING, peer=src, error=str(e))
+                    self._junk(src, MESSAGE_REFUSED, "bad_peer_message", error=str(e))
+                    # A message that does not decode takes its turn as one that does: a
+                    # frame of junk held the loop for the whole frame (review 31).
+                    await asyncio.sleep(0)
                     continue
                 for part in _parts(msg):
                     node.deliver(src, part)
                     # One at a time: other peers, clients and timers run in between.
                     await asyncio.sleep(0)
+
+    def _junk(self, src: int, reason: str, name: str, **fields: Any) -> None:
+        """Count ``src``'s frame or message that is refused as ``reason``; log it unless
+        ``src``'s junk was logged less than PEER_JUNK_LOG_INTERVAL_MS ago (the line says
+        how much was left out since the last)."""
+        self._node.metrics.refused.labels(reason=reason).inc()
+        now = self._clock_ms()
+        last = self._junk_logged_ms.get(src)
+        if last is not None and now - last < PEER_JUNK_LOG_INTERVAL_MS:
+            self._junk_unlogged[src] += 1
+            return
+        self._junk_logged_ms[src] = now
+        left_out, self._junk_unlogged[src] = self._junk_unlogged[src], 0
+        event(name, logging.WARNING, peer=src, left_out=left_out, **fields)
 
 
 def _parts(msg: Message) -> Iterator[Message]:

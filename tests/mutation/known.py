@@ -5717,5 +5717,16 @@ MUTANTS += [
            new="            await super().Watch(request, context)\n",
            breaks="grpc's Watch writes each status holding the condition set takes: one anonymous Watch held at a zero HTTP/2 window blocks set for ever, and the node's ready loop with it (no heartbeat, no stop on SIGTERM, no exit once halted)",
            tests=[_B31 + "test_a_watch_held_at_a_zero_window_does_not_block_setting_the_health"]),
+    Mutant("peer-junk-holds-the-loop_B31", "node/runtime/_transport.py",
+           old="                    # frame of junk held the loop for the whole frame (review 31).\n"
+               "                    await asyncio.sleep(0)\n",
+           new="                    # frame of junk held the loop for the whole frame (review 31).\n",
+           breaks="a Byzantine validator's frame of 4,096 messages that do not decode is handled in one loop turn: 52 ms of blocked event loop per 12 KB frame",
+           tests=[_B31 + "test_a_frame_of_junk_messages_shares_the_event_loop"]),
+    Mutant("peer-junk-logged-each-time_B31", "node/runtime/_transport.py",
+           old="        if last is not None and now - last < PEER_JUNK_LOG_INTERVAL_MS:\n",
+           new="        if False:\n",
+           breaks="every peer message that does not decode is a log line: 660 KB of log per 12 KB frame of junk, a Byzantine validator fills the node's disk",
+           tests=[_B31 + "test_junk_from_a_peer_is_counted_each_time_and_logged_once_an_interval"]),
 ]
 # fmt: on

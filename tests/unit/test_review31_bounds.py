@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from node.config import PEER_FRAME_MESSAGES_MAX, PEER_JUNK_LOG_INTERVAL_MS
+from node.core import SyncRequest, encode_message
 from node.runtime._api import HealthService
 from node.runtime._handlers import add_service
 from node.runtime._server import LEDGER_SERVICE, new_client_server
+from node.runtime._transport import MESSAGE_REFUSED, PeerService
+from node.wire import peer_pb2 as peer_pb
 from tests.patience import HANG_S
+from tests.unit.test_peer_streams import _PINS, _Context, _Node
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -166,3 +173,96 @@ async def test_control_the_raw_watch_gets_its_status_with_a_window_and_none_with
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stalled.got_data.wait(), 1.0)
             assert stalled.data_frames == 0
+
+
+# --- a Byzantine validator's junk: one loop turn and no log line per message ---------------
+
+
+class _Turns:
+    """Counts the event loop's turns another task gets while it runs."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __aenter__(self) -> _Turns:
+        self._task = asyncio.create_task(self._tick())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.count += 1
+
+
+async def _frames(*frames: list[bytes]) -> AsyncIterator[peer_pb.PeerFrame]:
+    for messages in frames:
+        yield peer_pb.PeerFrame(messages=messages)
+
+
+def _junk_frame() -> list[bytes]:
+    """The most messages a frame may carry, each one byte that decodes as nothing: 12 KB."""
+    return [b"\x07"] * PEER_FRAME_MESSAGES_MAX
+
+
+def _refused(node: _Node, reason: str) -> float:
+    return float(node.metrics.refused.labels(reason=reason)._value.get())
+
+
+async def test_a_frame_of_junk_messages_shares_the_event_loop() -> None:
+    """Scenario: a Byzantine validator (its own pinned certificate) sends frames of
+    PEER_FRAME_MESSAGES_MAX one-byte messages that do not decode. A message that decodes
+    is delivered one per loop turn; one that did not was skipped without yielding, so
+    each 12 KB frame held the loop (consensus, clients, timers) for all of its 4,096
+    decodes and log lines (52 ms measured, 0 turns for anything else). Now each takes
+    a turn, as a good one does."""
+    node = _Node()
+    service = PeerService(node, _PINS)  # type: ignore[arg-type]
+    async with _Turns() as turns:
+        await service.Connect(_frames(_junk_frame()), _Context(1))  # type: ignore[arg-type]
+    assert _refused(node, MESSAGE_REFUSED) == PEER_FRAME_MESSAGES_MAX
+    assert turns.count >= PEER_FRAME_MESSAGES_MAX // 2, f"{turns.count} turns for the rest"
+    assert node.delivered == []
+
+
+async def test_junk_from_a_peer_is_counted_each_time_and_logged_once_an_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Scenario: as above. Each junk message was one WARNING line (~160 bytes for a
+    message of 3 bytes on the wire): 660 KB of log per 12 KB frame, so a peer sending
+    1 MB/s of junk wrote 54 MB/s to the node's disk. Now the metric counts every one and
+    one line per peer per PEER_JUNK_LOG_INTERVAL_MS says how many were left out."""
+    clock = [0.0]
+    node = _Node()
+    service = PeerService(node, _PINS, clock_ms=lambda: clock[0])  # type: ignore[arg-type]
+    caplog.set_level(logging.WARNING, logger="node")
+    await service.Connect(_frames(_junk_frame(), _junk_frame()), _Context(1))  # type: ignore[arg-type]
+    lines = [r for r in caplog.records if r.getMessage() == "bad_peer_message"]
+    assert len(lines) == 1, f"{len(lines)} log lines for {2 * PEER_FRAME_MESSAGES_MAX} messages"
+    assert _refused(node, MESSAGE_REFUSED) == 2 * PEER_FRAME_MESSAGES_MAX
+    clock[0] += PEER_JUNK_LOG_INTERVAL_MS
+    await service.Connect(_frames([b"\x07"]), _Context(1))  # type: ignore[arg-type]
+    lines = [r for r in caplog.records if r.getMessage() == "bad_peer_message"]
+    assert len(lines) == 2
+    assert lines[1].fields["left_out"] == 2 * PEER_FRAME_MESSAGES_MAX - 1  # type: ignore[attr-defined]
+
+
+async def test_control_a_frame_of_good_messages_is_delivered_one_per_turn_and_junk_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Control: the turn counter sees the turns good messages give, and the log catches a
+    junk message (the checkers above fire), from each of two peers."""
+    node = _Node()
+    service = PeerService(node, _PINS)  # type: ignore[arg-type]
+    good = [encode_message(SyncRequest(h, 1)) for h in range(1, 101)]
+    async with _Turns() as turns:
+        await service.Connect(_frames(good), _Context(1))  # type: ignore[arg-type]
+    assert len(node.delivered) == 100 and turns.count >= 50
+    caplog.set_level(logging.WARNING, logger="node")
+    for src in (1, 2):
+        await service.Connect(_frames([b"\x07"]), _Context(src))  # type: ignore[arg-type]
+    lines = [r for r in caplog.records if r.getMessage() == "bad_peer_message"]
+    assert [r.fields["peer"] for r in lines] == [1, 2]  # type: ignore[attr-defined]
