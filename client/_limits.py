@@ -86,6 +86,12 @@ RECONNECT_BACKOFF_MAX_MS: Final = 5_000
 CONSOLE_SSE_SUBSCRIBERS_MAX: Final = 16  # open live streams (browser tabs); more get 503
 CONSOLE_SSE_QUEUE_MAX: Final = 256  # events buffered per stream; a stream that falls this far
 # behind is closed (the browser's EventSource reconnects and reloads the page's data)
+# A live stream whose write has not finished after this long is cut (its connection aborted):
+# a client that reads nothing (a hostile one, a tab whose machine sleeps) otherwise held
+# its connection, its handler and its backlog for ever, even after the hub dropped it
+# for lagging, so such connections added up without bound (review 31). A browser's
+# EventSource reconnects and reloads.
+CONSOLE_SSE_WRITE_TIMEOUT_S: Final = 30.0
 CONSOLE_BLOCKS_KEPT: Final = 300  # recent blocks the console shows (and reads at start)
 CONSOLE_TRADES_KEPT: Final = 5_000  # recent transactions indexed for the trade page
 CONSOLE_REFUSALS_KEPT: Final = 500  # recent refused or failed transactions listed

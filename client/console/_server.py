@@ -36,6 +36,7 @@ from client._limits import (
     CONSOLE_PARTICIPANTS_MAX,
     CONSOLE_SSE_QUEUE_MAX,
     CONSOLE_SSE_SUBSCRIBERS_MAX,
+    CONSOLE_SSE_WRITE_TIMEOUT_S,
     CONSOLE_STATUS_POLL_S,
     CONSOLE_TIMELINE_SPAN_MAX,
 )
@@ -238,6 +239,7 @@ class ConsoleServer:
         self.model = ConsoleModel(client.genesis)
         self.hub = Hub()
         self.poll_s = poll_s
+        self.sse_write_timeout_s = CONSOLE_SSE_WRITE_TIMEOUT_S
         self.statuses: list[NodeStatusView | EndpointDown] = []
         self.follow_error = ""  # why the block stream stopped, shown on every page
         me = client.genesis.participant_by_id.get(client.identity or "")
@@ -496,11 +498,15 @@ class ConsoleServer:
                                            "Cache-Control": "no-store"})  # fmt: skip
         try:
             await resp.prepare(request)
-            await resp.write(b"retry: 1000\n\n")
+            await asyncio.wait_for(resp.write(b"retry: 1000\n\n"), self.sse_write_timeout_s)
             while (frame := await q.get()) is not None:
-                await resp.write(frame.encode())
+                await asyncio.wait_for(resp.write(frame.encode()), self.sse_write_timeout_s)
         except ConnectionResetError:
             pass  # the browser went away
+        except TimeoutError:
+            # It reads nothing: cut it (a close would wait for the unsent data for ever).
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             self.hub.unsubscribe(q)
         return resp

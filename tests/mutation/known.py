@@ -5728,5 +5728,10 @@ MUTANTS += [
            new="        if False:\n",
            breaks="every peer message that does not decode is a log line: 660 KB of log per 12 KB frame of junk, a Byzantine validator fills the node's disk",
            tests=[_B31 + "test_junk_from_a_peer_is_counted_each_time_and_logged_once_an_interval"]),
+    Mutant("console-sse-write-unbounded_B31", "client/console/_server.py",
+           old="                await asyncio.wait_for(resp.write(frame.encode()), self.sse_write_timeout_s)\n",
+           new="                await resp.write(frame.encode())\n",
+           breaks="a console live stream whose client reads nothing waits in its write for ever, even after the hub dropped it: its connection, task and backlog are held, and such connections add up without bound",
+           tests=[_B31 + "test_a_live_stream_that_reads_nothing_is_cut"]),
 ]
 # fmt: on

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.console._server import ConsoleServer
 from node.config import PEER_FRAME_MESSAGES_MAX, PEER_JUNK_LOG_INTERVAL_MS
 from node.core import SyncRequest, encode_message
 from node.runtime._api import HealthService
@@ -25,6 +28,7 @@ from node.runtime._server import LEDGER_SERVICE, new_client_server
 from node.runtime._transport import MESSAGE_REFUSED, PeerService
 from node.wire import peer_pb2 as peer_pb
 from tests.patience import HANG_S
+from tests.unit.test_console import FakeClient
 from tests.unit.test_peer_streams import _PINS, _Context, _Node
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -266,3 +270,76 @@ async def test_control_a_frame_of_good_messages_is_delivered_one_per_turn_and_ju
         await service.Connect(_frames([b"\x07"]), _Context(src))  # type: ignore[arg-type]
     lines = [r for r in caplog.records if r.getMessage() == "bad_peer_message"]
     assert [r.fields["peer"] for r in lines] == [1, 2]  # type: ignore[attr-defined]
+
+
+# --- the console: a live stream that reads nothing is cut, not kept for ever --------------
+
+
+async def _open_connections(http: TestServer) -> int:
+    assert http.runner is not None and http.runner.server is not None
+    return len(http.runner.server.connections)
+
+
+async def _stalled_event_stream(write_timeout_s: float, wait_s: float) -> int:
+    """Open the console's live stream from a client that never reads (a 4 KB receive
+    buffer), publish until the hub drops it for lagging, wait ``wait_s``: the console's
+    open connections then."""
+    server = ConsoleServer(FakeClient(None), poll_s=3600)  # type: ignore[arg-type]
+    server.hub.queue_max = 4
+    server.sse_write_timeout_s = write_timeout_s
+    http = TestServer(server.app())
+    await http.start_server()
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", http.port or 0))
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        async with asyncio.timeout(HANG_S):
+            while not len(server.hub):
+                await asyncio.sleep(0.01)
+            big = {"block": "x" * 200_000}  # a full block's page is of this order
+            while server.hub.dropped == 0:
+                server.hub.publish("block", big)
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(wait_s)
+        return await _open_connections(http)
+    finally:
+        sock.close()
+        await http.close()
+
+
+async def test_a_live_stream_that_reads_nothing_is_cut() -> None:
+    """Scenario: a client of the console (a hostile one, or a tab whose machine sleeps)
+    opens ``/api/events`` and reads nothing. Once its socket buffers fill, the handler's
+    write waits; the hub drops the lagging subscriber and frees its slot, but the handler
+    stayed in that write for ever, holding the connection, its task and up to
+    CONSOLE_SSE_QUEUE_MAX frames: opened again and again, such connections added up
+    without bound. Now a write not done within CONSOLE_SSE_WRITE_TIMEOUT_S (0.3 s here)
+    aborts the connection."""
+    assert await _stalled_event_stream(write_timeout_s=0.3, wait_s=1.0) == 0
+
+
+async def test_control_the_stalled_stream_is_held_without_the_write_bound() -> None:
+    """Control: with a write bound longer than the wait, the same stream's connection is
+    still open (the checker sees a stalled stream)."""
+    assert await _stalled_event_stream(write_timeout_s=60.0, wait_s=1.0) == 1
+
+
+async def test_control_a_reader_is_not_cut_by_the_write_bound() -> None:
+    """Control: a client that reads gets every event within the same bound."""
+    server = ConsoleServer(FakeClient(None), poll_s=3600)  # type: ignore[arg-type]
+    server.sse_write_timeout_s = 0.3
+    async with TestClient(TestServer(server.app())) as http:
+        r = await asyncio.wait_for(http.get("/api/events"), HANG_S)
+        async with asyncio.timeout(HANG_S):
+            while not len(server.hub):
+                await asyncio.sleep(0.01)
+            for i in range(20):
+                server.hub.publish("block", {"n": i, "block": "x" * 50_000})
+                await asyncio.sleep(0.05)
+            seen = 0
+            while seen < 20:
+                line = await r.content.readline()
+                seen += line.startswith(b"event: block")
+        r.close()
+    assert server.hub.dropped == 0
