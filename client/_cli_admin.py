@@ -18,7 +18,6 @@ instruments (terms, supply, cap, attestation), the admins and k.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from client._cli_net import _client, _genesis, _key, _read, _submit, _write, des
 from client._errors import KeyFileError, TradeError
 from client._keys import load_key
 from client._reference import Reference
-from node.files import read_regular
+from node.files import sha256_regular
 from node.genesis import compliance_from_json, instrument_from_json, instrument_to_json
 from node.settlement import (
     GOVERNANCE_KINDS,
@@ -105,7 +104,7 @@ def _attestation(args: argparse.Namespace) -> bytes:
     given ``--attestation-sha256``."""
     if args.attestation is not None:
         try:
-            return hashlib.sha256(read_regular(args.attestation)).digest()
+            return sha256_regular(args.attestation)
         except OSError as e:
             raise CliError(f"cannot read {args.attestation}: {e.strerror}") from None
     try:

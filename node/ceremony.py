@@ -38,6 +38,7 @@ sign for another validator (ADR 0019). Nothing is written when any input is bad.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 import json
 import re
@@ -362,11 +363,11 @@ def read_bundle(path: str | Path) -> Bundle:
     """Read and check one bundle file (size-bounded before it is parsed)."""
     path = Path(path)
     try:
-        data = read_regular(path, BUNDLE_FILE_BYTES_MAX + 1)
+        data = read_regular(path, BUNDLE_FILE_BYTES_MAX)
     except OSError as e:
+        if e.errno == errno.EFBIG:
+            raise CeremonyError(f"{path}: over {BUNDLE_FILE_BYTES_MAX} bytes, no bundle is") from e
         raise CeremonyError(f"{path}: cannot read ({e.strerror})") from e
-    if len(data) > BUNDLE_FILE_BYTES_MAX:
-        raise CeremonyError(f"{path}: over {BUNDLE_FILE_BYTES_MAX} bytes, no bundle is")
     try:
         doc = json.loads(data.decode("utf-8"), object_pairs_hook=_once_each)
     except (ValueError, RecursionError) as e:  # ValueError: also a 5,000-digit integer

@@ -421,6 +421,15 @@ HEALTH_PROBE_TIMEOUT_MS: Final = 3_000
 # orchestrator restarted a healthy validator (session 26's review).
 LIVENESS_STALE_MS: Final = 10_000
 
+# --- files a person names (node/files.py) --------------------------------------------------
+# The most read of one file named on a command line or in a config (a key, genesis, a
+# config, a trade, receipt or governance file): far above the largest genesis the limits
+# allow (PARTICIPANTS_MAX, INSTRUMENTS_MAX: a few tens of MB), far below what fills this
+# machine's memory. A larger file (a disk image named by mistake) is one error line
+# before a byte is read, not a command that reads until memory runs out. A document
+# named only to be hashed (`--attestation`) is hashed as it is read, at any size.
+FILE_BYTES_MAX: Final = 256 * 1024 * 1024
+
 # --- genesis ceremony (node/ceremony.py, docs/deploy.md) -----------------------------------
 # A bundle is read from whoever handed it over, so its size and every field are bounded
 # before anything is parsed: a PEM certificate is about 700 bytes, a bundle about 1.5 KB.

@@ -5666,7 +5666,7 @@ _CLI30 = "tests/unit/test_cli_hostile30.py::"
 # fmt: off
 MUTANTS += [
     Mutant("read-regular-any-file_CLI30", "node/files.py",
-           old="        if not stat.S_ISREG(os.fstat(fd).st_mode):\n",
+           old="        if not stat.S_ISREG(st.st_mode):\n",
            new="        if False:\n",
            breaks="a FIFO, /dev/zero or a directory named as a key, genesis, config, trade or receipt file is read: /dev/zero grows the command without bound, a FIFO reads as an empty file",
            tests=[_CLI30 + "test_a_fifo_for_a_file_is_one_error_line_not_a_hang",
@@ -5733,5 +5733,22 @@ MUTANTS += [
            new="                await resp.write(frame.encode())\n",
            breaks="a console live stream whose client reads nothing waits in its write for ever, even after the hub dropped it: its connection, task and backlog are held, and such connections add up without bound",
            tests=[_B31 + "test_a_live_stream_that_reads_nothing_is_cut"]),
+]
+# fmt: on
+
+# Session 31: a file a person names is bounded in size (node/files.py, FILE_BYTES_MAX;
+# docs/testing.md, "Review 30 (hostile): the command line's file arguments").
+# fmt: off
+MUTANTS += [
+    Mutant("read-regular-reads-whole-first_CLI31", "node/files.py",
+           old="        if size > size_max:\n            raise too_big\n        data = f.read(size_max + 1)\n",
+           new="        data = f.read()\n",
+           breaks="a file over the bound (a disk image named by mistake) is read whole into memory before it is refused",
+           tests=[_CLI30 + "test_a_file_over_the_size_bound_is_refused_before_a_byte_is_read"]),
+    Mutant("ceremony-bundle-size-said_CLI31", "node/ceremony.py",
+           old="        if e.errno == errno.EFBIG:\n",
+           new="        if False:\n",
+           breaks="a bundle over BUNDLE_FILE_BYTES_MAX is refused as 'cannot read (larger than ...)' instead of saying no bundle is that large",
+           tests=["tests/unit/test_ceremony.py::test_read_bundle_refuses_an_oversized_file_before_parsing"]),
 ]
 # fmt: on

@@ -10,6 +10,8 @@ arguments".
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import resource
 import signal
@@ -17,6 +19,7 @@ import stat
 import subprocess
 import sys
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,8 @@ import pytest
 from client import ParticipantKey, Transactions, sign
 from devtools.netgen import NetSpec, free_port_base, generate
 from node.__main__ import main as node_main
+from node.config import FILE_BYTES_MAX
+from node.files import read_regular, sha256_regular
 from node.genesis import dump_genesis
 from node.keyfiles import write_signing_key
 from node.netconfig import load_node_config
@@ -210,3 +215,65 @@ def test_ledger_node_run_refuses_tls_files_that_are_fifos(
     os.mkfifo(target)
     assert node_main(["run", "--config", str(node.config)]) == 2
     assert "not a regular file" in capsys.readouterr().err
+
+
+# A file over FILE_BYTES_MAX (session 31): a disk image or a log named by mistake was read
+# whole, until memory ran out; now it is one error line before a byte is read.
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["verify-receipt", "{f}"], ["submit", "dvp", "{f}"], ["admin", "submit", "{f}"]],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_a_file_over_the_size_bound_is_one_error_line_before_it_is_read(
+    capsys: pytest.CaptureFixture[str], run_dir: Path, argv: list[str]
+) -> None:
+    big = run_dir / "big.json"
+    with big.open("wb") as f:  # sparse: no disk, and reading it would still cost memory
+        f.truncate(FILE_BYTES_MAX + 1)
+    code, out, err = run(capsys, "--run-dir", str(run_dir), *(a.format(f=big) for a in argv))
+    assert code in (1, 2) and out == ""
+    assert f"larger than {FILE_BYTES_MAX:,} bytes" in _one_error_line(err)
+
+
+def test_a_file_over_the_size_bound_is_refused_before_a_byte_is_read(tmp_path: Path) -> None:
+    """Refused from its size: read whole and then measured, the sparse file below would
+    cost 256 MB of memory first (traced: the peak of Python's allocations)."""
+    big = tmp_path / "big"
+    with big.open("wb") as f:
+        f.truncate(FILE_BYTES_MAX + 1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(OSError) as e:
+            read_regular(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert e.value.errno == errno.EFBIG
+    assert peak < 1024 * 1024
+
+
+def test_read_regular_refuses_one_byte_over_its_bound_and_reads_one_at_it(tmp_path: Path) -> None:
+    at, over = tmp_path / "at", tmp_path / "over"
+    at.write_bytes(b"x" * 10)
+    over.write_bytes(b"x" * 11)
+    assert read_regular(at, 10) == b"x" * 10
+    with pytest.raises(OSError, match="larger than 10 bytes") as e:
+        read_regular(over, 10)
+    assert e.value.errno == errno.EFBIG
+
+
+def test_a_document_to_hash_is_hashed_at_any_size_and_a_fifo_is_still_refused(
+    tmp_path: Path,
+) -> None:
+    """``--attestation FILE`` hashes a custody or reserve document (a scanned PDF may be
+    large): it is read a chunk at a time, never whole, so no size bound applies."""
+    doc = tmp_path / "doc.pdf"
+    body = os.urandom(3 * 1024 * 1024 + 17)  # several chunks and a partial one
+    doc.write_bytes(body)
+    assert sha256_regular(doc) == hashlib.sha256(body).digest()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        sha256_regular(fifo)
