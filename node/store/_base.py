@@ -116,7 +116,9 @@ class Storage(ABC):
 
     @abstractmethod
     def intake(self) -> list[tuple[bytes, bytes]]:
-        """Every recorded ``(tx_id, raw)`` not yet pruned by a commit (replayed at start)."""
+        """Every recorded ``(tx_id, raw)`` not yet pruned by a commit (replayed at start),
+        in the order they were first recorded: the FIFO mempool's order, so a restart
+        keeps a client's trade ahead of the hold, cancel or claim it sent after it."""
 
     @abstractmethod
     def intake_count(self) -> int: ...

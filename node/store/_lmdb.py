@@ -4,11 +4,13 @@ Sub-databases: ``meta`` (chain id, genesis, head), ``blocks``/``certs``/``blockm
 ``results``/``parties`` by big-endian height (``parties``: the size and root of the
 block's party index, ADR 0025; absent for blocks a store of before session 20 wrote),
 ``txindex`` (tx id -> height, position, code), ``balances`` (account NUL instrument ->
-u64), ``supply`` and ``intake`` (tx_key(raw) -> tx id + raw: client transactions
-acknowledged and not yet committed, docs/adr/0006). The consensus core's vote and lock
-live beside them in the data directory, in their own small file with one fdatasync per
-save (``SAFETY_FILE``, docs/adr/0010); the ``safety`` sub-database only held them before
-that, and is read once to migrate.
+u64), ``supply`` and ``intake`` (u64 arrival number + tx_key(raw) -> tx id + raw: client
+transactions acknowledged and not yet committed, docs/adr/0006; keyed by arrival so that
+a restart replays them in the order the FIFO mempool had them; an entry of a store of
+before review 31 is keyed by tx_key(raw) alone and replays first). The consensus core's
+vote and lock live beside them in the data directory, in their own small file with one
+fdatasync per save (``SAFETY_FILE``, docs/adr/0010); the ``safety`` sub-database only
+held them before that, and is read once to migrate.
 
 LMDB's copy-on-write B-tree commits atomically, so a process killed at any instant reopens
 at the old head or the new one (tests/unit/test_crash.py kills a writer with SIGKILL to
@@ -101,6 +103,16 @@ def _check_file_covers_pages(env: lmdb.Environment, path: str) -> None:
         )
 
 
+_ARRIVAL_BYTES = 8  # an intake entry's arrival number, before its tx_key
+
+
+def _arrival(stored: bytes) -> int:
+    """The arrival number of an intake entry's LMDB key; -1 for none (a legacy key)."""
+    if len(stored) != _ARRIVAL_BYTES + HASH_LEN:
+        return -1
+    return int.from_bytes(stored[:_ARRIVAL_BYTES], "big")
+
+
 def _got(raw: Any) -> bytes:
     """A record every committed height has; its absence is a corrupt data directory."""
     if raw is None:
@@ -154,7 +166,8 @@ class LmdbStore(Storage):
             self._db = {name: self._env.open_db(name.encode()) for name in _DBS}
             self._init_or_check_genesis(os.fspath(path))
             self._head = self._read_head()
-            self._intake_count = int(self._txn().stat(self._db["intake"])["entries"])
+            self._intake_keys = self._intake_index()
+            self._intake_next = _arrival(next(reversed(self._intake_keys.values()), b"")) + 1
             self._safety = self._safety_io("open", lambda: self._open_safety(os.fspath(path)))
         except BaseException:
             self._close_lmdb()
@@ -353,7 +366,7 @@ class LmdbStore(Storage):
     def _write_block(
         self, block: StoredBlock, outcome: BlockOutcome, intake_done: Sequence[bytes]
     ) -> None:
-        pruned = 0
+        pruned: list[bytes] = []
 
         def fn(txn: Any) -> None:
             nonlocal pruned
@@ -386,35 +399,43 @@ class LmdbStore(Storage):
 
         self._write(fn)
         self._head = Head(block.height, block.block_hash, block.state_root)
-        self._intake_count -= pruned
+        self._intake_forget(pruned)
 
     # --- intake log ----------------------------------------------------------------------
     def intake_put(self, entries: Sequence[tuple[bytes, bytes, bytes]]) -> None:
-        added = 0
+        # tx_key -> (LMDB key, value): a new entry at the next arrival number; one already
+        # there keeps its key, so its place (its value, a function of the key, is the same)
+        put: dict[bytes, tuple[bytes, bytes]] = {}
+        fresh = 0
+        for key, tid, raw in entries:
+            require(len(key) == len(tid) == HASH_LEN, "intake keys and ids are 32 bytes")
+            stored = self._intake_keys.get(key) or put.get(key, (b"", b""))[0]
+            if not stored:
+                stored = (self._intake_next + fresh).to_bytes(_ARRIVAL_BYTES, "big") + key
+                fresh += 1
+            put[key] = (stored, rec.encode_intake(tid, raw))
 
         def fn(txn: Any) -> None:
-            nonlocal added
-            added = 0
-            for key, tid, raw in entries:
-                require(len(key) == len(tid) == HASH_LEN, "intake keys and ids are 32 bytes")
-                added += txn.put(
-                    key, rec.encode_intake(tid, raw), db=self._db["intake"], overwrite=False
-                )
+            for stored, value in put.values():
+                txn.put(stored, value, db=self._db["intake"])
 
         if entries:
             self._write(fn)
-            self._intake_count += added
+            self._intake_next += fresh
+            self._intake_keys.update((key, stored) for key, (stored, _) in put.items())
 
     @_reading
     def intake(self) -> list[tuple[bytes, bytes]]:
+        """In arrival order (docs/adr/0006, amendment): the FIFO mempool's order."""
         cursor = self._txn().cursor(db=self._db["intake"])
-        return [rec.decode_intake(bytes(v)) for _, v in cursor]
+        found = sorted(((bytes(k), bytes(v)) for k, v in cursor), key=lambda kv: len(kv[0]))
+        return [rec.decode_intake(v) for _, v in found]
 
     def intake_count(self) -> int:
-        return self._intake_count
+        return len(self._intake_keys)
 
     def intake_drop(self, keys: Sequence[bytes]) -> None:
-        dropped = 0
+        dropped: list[bytes] = []
 
         def fn(txn: Any) -> None:
             nonlocal dropped
@@ -422,12 +443,32 @@ class LmdbStore(Storage):
 
         if keys:
             self._write(fn)
-            self._intake_count -= dropped
+            self._intake_forget(dropped)
 
-    def _intake_delete(self, txn: Any, keys: Sequence[bytes]) -> int:
-        if not self._intake_count:
-            return 0  # the common case under no backlog: nothing to look up
-        return sum(bool(txn.delete(key, db=self._db["intake"])) for key in keys)
+    def _intake_delete(self, txn: Any, keys: Sequence[bytes]) -> list[bytes]:
+        """Delete the entries of these tx_keys; the tx_keys it deleted."""
+        if not self._intake_keys:
+            return []  # the common case under no backlog: nothing to look up
+        gone = []
+        for key in keys:
+            stored = self._intake_keys.get(key)
+            if stored is not None and txn.delete(stored, db=self._db["intake"]):
+                gone.append(key)
+        return gone
+
+    def _intake_forget(self, keys: Sequence[bytes]) -> None:
+        for key in keys:
+            del self._intake_keys[key]
+
+    @_reading
+    def _intake_index(self) -> dict[bytes, bytes]:
+        """tx_key -> the entry's LMDB key, in arrival order: entries of a store of before
+        review 31 (keyed by tx_key alone, no arrival number) first, in key order."""
+        cursor = self._txn().cursor(db=self._db["intake"])
+        stored = sorted((bytes(k) for k in cursor.iternext(values=False)), key=len)
+        if any(len(k) not in (HASH_LEN, _ARRIVAL_BYTES + HASH_LEN) for k in stored):
+            raise rec.RecordError("an intake key of neither 32 nor 40 bytes")
+        return {k[-HASH_LEN:]: k for k in stored}
 
     # --- consensus safety state (docs/adr/0010) -------------------------------------------
     def save_safety(self, data: bytes) -> None:

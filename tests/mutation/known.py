@@ -5752,3 +5752,21 @@ MUTANTS += [
            tests=["tests/unit/test_ceremony.py::test_read_bundle_refuses_an_oversized_file_before_parsing"]),
 ]
 # fmt: on
+
+# Session 31: a review of determinism (docs/adr/0006-durable-intake.md, amendment): the
+# LMDB intake log replays in arrival order, as the memory store and the FIFO mempool do.
+_D31 = "tests/unit/test_lmdb_commit.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("intake-keyed-by-hash_D31", "node/store/_lmdb.py",
+           old='                stored = (self._intake_next + fresh).to_bytes(_ARRIVAL_BYTES, "big") + key\n',
+           new="                stored = key\n",
+           breaks="the LMDB intake log replays in the order of SHA-256(raw), not of acknowledgement: after a restart a client's hold or cancel is proposed before the trade it acts on half the time (NOT_PENDING), and LMDB and the memory store disagree",
+           tests=[_D31 + "test_intake_replays_in_arrival_order_on_both_stores"]),
+    Mutant("intake-legacy-entries-not-first_D31", "node/store/_lmdb.py",
+           old="        found = sorted(((bytes(k), bytes(v)) for k, v in cursor), key=lambda kv: len(kv[0]))\n",
+           new="        found = [(bytes(k), bytes(v)) for k, v in cursor]\n",
+           breaks="an intake entry written before review 31 (keyed by tx_key alone) replays after every newer one, though it arrived first",
+           tests=[_D31 + "test_intake_entries_of_an_older_store_replay_first_and_prune"]),
+]
+# fmt: on

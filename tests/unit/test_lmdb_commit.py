@@ -18,6 +18,7 @@ from node.genesis import DemoNetwork
 from node.invariant import InvariantError
 from node.settlement import BlockContext, apply_block
 from node.store import LmdbStore, MemoryStore, Storage, StorageError
+from node.store import _records as rec
 from tests.ledger_helpers import TxFactory
 
 
@@ -109,3 +110,53 @@ def test_a_failed_lmdb_write_is_a_storage_error(tmp_path: Path, net: DemoNetwork
     disk._env.close()  # as on a vanished device: every LMDB call now fails
     with pytest.raises(StorageError, match="LMDB write failed"):
         disk.intake_put([(bytes(32), bytes(32), b"x")])
+
+
+def test_intake_replays_in_arrival_order_on_both_stores(
+    tmp_path: Path, net: DemoNetwork, txf: TxFactory
+) -> None:
+    """The intake log gives back what it holds in the order it was acknowledged, as the
+    FIFO mempool it is replayed into had it (docs/consensus.md "Mempool"): a client's
+    trade and the hold, cancel or funding sent after it stay in that order across a
+    restart. LMDB gave them in the order of their keys (SHA-256 of the bytes), the
+    memory store in arrival order (review 31, determinism)."""
+    raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(12)]
+    entries = [(tx_key(r), crypto.sha256(r), r) for r in raws]
+    assert sorted(entries) != entries  # else key order would pass for arrival order
+    mem = MemoryStore(net.genesis)
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        for store in (mem, disk):
+            store.intake_put(entries[:5])  # one write
+            for e in entries[5:]:
+                store.intake_put([e])  # one write each
+            store.intake_put(entries[2:4])  # already there: keeps its place
+            store.intake_drop([tx_key(raws[1])])
+        _commit(disk, [], intake_done=[tx_key(raws[7])])
+        _commit(mem, [], intake_done=[tx_key(raws[7])])
+    want = [r for k, r in enumerate(raws) if k not in (1, 7)]
+    assert [r for _, r in mem.intake()] == want
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        assert [r for _, r in disk.intake()] == want
+        assert disk.intake_count() == len(want)
+        disk.intake_put([(tx_key(raws[1]), crypto.sha256(raws[1]), raws[1])])  # after a reopen
+        assert [r for _, r in disk.intake()] == [*want, raws[1]]
+
+
+def test_intake_entries_of_an_older_store_replay_first_and_prune(
+    tmp_path: Path, net: DemoNetwork, txf: TxFactory
+) -> None:
+    """A data directory of before review 31 keys its intake entries by tx_key alone:
+    they are read, replayed before any newer entry (they arrived first) and pruned."""
+    old, new = ([txf.signed(txf.transfer(amount=k + 1)) for k in range(i, i + 3)] for i in (0, 3))
+    with LmdbStore(tmp_path, net.genesis) as disk, disk._env.begin(write=True) as txn:
+        for r in old:
+            txn.put(tx_key(r), rec.encode_intake(crypto.sha256(r), r), db=disk._db["intake"])
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        assert disk.intake_count() == 3
+        disk.intake_put([(tx_key(r), crypto.sha256(r), r) for r in new])
+        assert sorted(r for _, r in disk.intake()[:3]) == sorted(old)
+        assert [r for _, r in disk.intake()[3:]] == new
+        disk.intake_drop([tx_key(old[0]), tx_key(new[0])])
+    with LmdbStore(tmp_path, net.genesis) as disk:
+        assert disk.intake_count() == 4
+        assert {r for _, r in disk.intake()} == {*old[1:], *new[1:]}
