@@ -239,8 +239,9 @@ def _shortfall(reg: Registry, instrument: str) -> ResultCode:
 
 def note_default(o: Overlay, secured: Secured, parties: tuple[str, ...]) -> None:
     """Record that ``parties`` defaulted on ``secured``, if a lock secures it (else the
-    ledger keeps nothing: no lock can ever claim on it)."""
-    if not parties or o.record(_secured_key(RecordKind.LOCK_SECURED, secured)) is None:
+    ledger keeps nothing: no lock can ever claim on it). An empty id is nobody: a repo
+    whose close only a freeze held back defaulted with no defaulter."""
+    if not any(parties) or o.record(_secured_key(RecordKind.LOCK_SECURED, secured)) is None:
         return
     w = Writer().limit(len(parties), _DEFAULTERS_MAX, "defaulters").u8(len(parties))
     for p in parties:

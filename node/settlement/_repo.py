@@ -15,7 +15,8 @@ of every block; its ``OK`` event closes the repo, its ``FAILED_DEADLINE`` (or
 ``MATURED``) event defaults it (``after_recycle``): nothing moves, the lender keeps the
 collateral and the borrower the cash, and the record names the defaulter (the borrower
 if its cash was not available at the deadline, short or pledged, or its own daily limit
-had no room for it; else the lender, who could not deliver); a
+had no room for it; else the lender, if its own leg failed; else nobody, when only a
+freeze held the close back); a
 ``Lock`` securing the repo (kind ``REPO``, ``live_parties``) may then be claimed from
 the defaulter (``_lock.note_default``). Neither
 party may hold or cancel a close instruction (``REPO_CLOSE_PINNED``), so a lender cannot
@@ -468,7 +469,35 @@ def after_recycle(o: Overlay, events: list[tuple[bytes, ResultCode]], time_ms: i
 
 
 def _defaulter(o: Overlay, rec: RepoRecord, time_ms: int) -> str:
-    """Who failed a close at its deadline: the borrower when its cash leg could not go,
+    """Who failed a close at its deadline (``_blamed``), or nobody (""): a lender whose
+    own leg could have gone (``_lender_failed``) did not fail it. The close then waited
+    only because a holding was frozen, which is nobody's default, as for a pending DvP;
+    naming the lender let a freeze of the borrower (a compliance officer's account freeze
+    is enough) hand the borrower the lender's pledges though the collateral never left
+    the lender (review 31)."""
+    who = _blamed(o, rec, time_ms)
+    if who == rec.lender and not _lender_failed(o, rec, time_ms):
+        return ""
+    return who
+
+
+def _lender_failed(o: Overlay, rec: RepoRecord, time_ms: int) -> bool:
+    """Whether the lender's side stopped the close, by the borrower's tests on its side:
+    the collateral not available, the lender no longer able to receive the cash (tier 0,
+    roles taken, a tier below the cash's minimum), or no room in its own rolling day."""
+    if _lock.available(o, rec.lender, rec.bond) < rec.quantity:
+        return True
+    reg = o.registry
+    rules = kyc.rules_in_force(reg, o)
+    lender = reg.participant_by_id[rec.lender]
+    if not lender.can_hold() or lender.kyc_tier < rules.tier_to_hold(rec.cash):
+        return True
+    room = kyc.daily_room(reg, o, rules, (rec.lender,), rec.cash, time_ms=time_ms)
+    return room < rec.close_amount
+
+
+def _blamed(o: Overlay, rec: RepoRecord, time_ms: int) -> str:
+    """Who a failed close is put down to: the borrower when its cash leg could not go,
     the lender otherwise. The borrower's leg could not go when the cash was not
     *available* (short, or pledged by a Lock: the available balance, as ``_pending``
     judges a default) or when its own daily limit left no room for the amount: both are

@@ -5770,3 +5770,16 @@ MUTANTS += [
            tests=[_D31 + "test_intake_entries_of_an_older_store_replay_first_and_prune"]),
 ]
 # fmt: on
+
+# Session 31: a review of invariants across features (docs/testing.md, "Review 31
+# (invariants)").
+_C31 = "tests/unit/test_lock_repo.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("repo-freeze-blames-the-lender_C31", "node/settlement/_repo.py",
+           old="    if who == rec.lender and not _lender_failed(o, rec, time_ms):\n",
+           new="    if False:\n",
+           breaks="a repo close held back only by a freeze defaults with the lender as the defaulter: a freeze of the borrower (a compliance officer's account freeze) lets the borrower claim the lender's pledges though the collateral never left the lender",
+           tests=[_C31 + "test_a_freeze_that_stops_a_funded_close_makes_nobody_the_defaulter"]),
+]
+# fmt: on

@@ -22,6 +22,7 @@ from node.genesis import DemoNetwork
 from node.settlement import Lock, RecordKind, RepoStatus, ResultCode, Secured, SecuredKind, repo
 from node.settlement import _lock as lock_mod
 from node.store import MemoryStore
+from tests.freeze_helpers import freeze, unfreeze
 from tests.ledger_helpers import TxFactory
 from tests.lock_helpers import claim, lock, release
 from tests.repo_helpers import EXPIRY_MS, HOUR_MS, PURCHASE, RepoTx
@@ -277,3 +278,54 @@ def test_lock_create_with_secures_repo_signs_a_lock_securing_that_repo(
     (stx,) = sent
     assert isinstance(stx.tx, Lock) and stx.tx.secures == _by_repo("R1")
     assert stx.tx.required_signers() == ("BANK01", "BANK02")
+
+
+# --- review 31 (invariants): a freeze is nobody's default --------------------------------
+
+
+def _frozen_at_the_deadline(
+    store: MemoryStore, txf: TxFactory, rtx: RepoTx, late: TxFactory, net: DemoNetwork, *,
+    refund: bool,
+) -> bytes:  # fmt: skip
+    """The lender pledges to the borrower; the close waits for the borrower's cash; in one
+    block the borrower gets it back (``refund``) and its account is frozen by the
+    compliance officer, so recycling skips the close until the deadline passes. The
+    lender's collateral was there all along. Returns the lender's pledge."""
+    run(store, rtx.open(), at_ms=T1)
+    pledge = _pledge(txf, net, "BANK02", "BANK01")
+    assert own(run(store, pledge, at_ms=T1 + 1)) == [RC.OK]
+    _close_pending(store, rtx, late, net)
+    frozen = late.signed(late.transfer("BANK05", "BANK01", PURCHASE))
+    frozen = [frozen] if refund else []
+    frz = freeze(late, "BANK01", by="COMPLIANCE", expiry_ms=EXPIRY_MS)
+    assert own(run(store, *frozen, frz, at_ms=T1 + HOUR_MS + 1)) == [RC.OK] * (len(frozen) + 1)
+    assert events(run(store, at_ms=T1 + 2 * HOUR_MS + 1)) == [RC.FAILED_DEADLINE]
+    thaw = unfreeze(late, "BANK01", by="COMPLIANCE", expiry_ms=EXPIRY_MS)
+    assert own(run(store, thaw, at_ms=T1 + 2 * HOUR_MS + 2)) == [RC.OK]
+    return pledge
+
+
+def test_a_freeze_that_stops_a_funded_close_makes_nobody_the_defaulter(
+    store: MemoryStore, txf: TxFactory, rtx: RepoTx, late: TxFactory, net: DemoNetwork
+) -> None:
+    """Before the fix the lender was recorded as the defaulter whenever the borrower's
+    cash was there, so a freeze of the borrower (a compliance officer's, colluding or
+    not) made the lender lose its pledge though its collateral never left it."""
+    pledge = _frozen_at_the_deadline(store, txf, rtx, late, net, refund=True)
+    rec = repo(store, "R1")
+    assert rec is not None and (rec.status, rec.defaulter) == (RepoStatus.DEFAULTED, "")
+    assert lock_mod.defaulters(store, _by_repo("R1")) == ()
+    out = run(store, _claim(late, pledge, "BANK01"), at_ms=T1 + 2 * HOUR_MS + 3)
+    assert own(out) == [RC.NOT_CLAIMABLE]
+    assert store.balance("BANK02", net.bonds[1]) == _HELD  # the lender keeps its pledge
+
+
+def test_a_borrower_short_at_the_deadline_is_the_defaulter_frozen_or_not(
+    store: MemoryStore, txf: TxFactory, rtx: RepoTx, late: TxFactory, net: DemoNetwork
+) -> None:
+    """Control: the same freeze over a borrower still short of the amount due: its own
+    default, whatever the freeze."""
+    _frozen_at_the_deadline(store, txf, rtx, late, net, refund=False)
+    rec = repo(store, "R1")
+    assert rec is not None and (rec.status, rec.defaulter) == (RepoStatus.DEFAULTED, "BANK01")
+    assert lock_mod.defaulters(store, _by_repo("R1")) == ("BANK01",)
