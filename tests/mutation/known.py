@@ -5783,3 +5783,17 @@ MUTANTS += [
            tests=[_C31 + "test_a_freeze_that_stops_a_funded_close_makes_nobody_the_defaulter"]),
 ]
 # fmt: on
+
+# Session 31: a review of the work a Byzantine validator can cause unpaid
+# (docs/consensus.md, "Work one peer can cause").
+_F31 = "tests/unit/test_review31_byz.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("cert-memo-keeps-failures_F31", "node/core/votes.py",
+           old="        if not ok or key in self._verified:\n            return\n",
+           new="        if key in self._verified:\n            return\n",
+           breaks="a certificate that fails is remembered: a peer's stream of certificates naming a signer twice (no signature checked, charged nothing) pushes every verified certificate out of the memo, and honest peers' certificates are checked again at their expense",
+           tests=[_F31 + "test_certificates_that_fail_push_no_verified_one_out_of_the_memo",
+                  _F31 + "test_a_peer_cannot_empty_the_certificate_memo_for_free"]),
+]
+# fmt: on
