@@ -201,13 +201,21 @@ BLOCK_TIME_DRIFT_MAX_MS: Final = 5_000  # refuse to vote for a fresh block timed
 LEADER_PENALTY_BASE_BLOCKS: Final = 256
 LEADER_PENALTY_MAX_BLOCKS: Final = 16_384
 # Work one peer can cause (token buckets in node/core/budget.py): signature verifications
-# (a certificate counts its signatures, a forwarded transaction two) and bytes of catch-up.
+# (a certificate counts its signatures, a forwarded transaction SIGNERS_PER_TX_MAX) and bytes
+# of catch-up.
 PEER_VERIFY_PER_S: Final = 2_000
 PEER_VERIFY_BURST: Final = 4_000
 # A forwarded transaction already committed costs a storage lookup (a decode and an LMDB
 # read, about a fifth of a signature check): every this many are charged one verification,
 # so a peer replaying settled transactions is cut off too (session 14's review).
 COMMITTED_LOOKUPS_PER_VERIFY: Final = 4
+# A peer's forwarded transactions are checked only while its bucket holds more than this;
+# the rest is its consensus messages' (an honest peer's votes, timeouts, proposals and
+# certificates need a few hundred signatures a second at most). Drawn to zero by forwards,
+# a validator whose clients submitted more than it may forward (~666 a second) had its
+# votes and proposals dropped too: with a peer withholding its votes, views failed and the
+# schedule left it out (review 31f).
+PEER_VERIFY_FORWARD_RESERVE: Final = PEER_VERIFY_BURST // 4
 PEER_SYNC_BYTES_PER_S: Final = 8 * 1024 * 1024
 PEER_SYNC_BYTES_BURST: Final = 2 * BLOCK_BYTES_MAX
 # A block served (or a lookup that finds none) costs at least this much of that budget:

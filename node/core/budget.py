@@ -29,6 +29,12 @@ class Bucket:
         self._refill(now_ms)
         return self._tokens > 0
 
+    def above(self, level: int, now_ms: int) -> bool:
+        """Whether the balance is above ``level``: work that must leave ``level`` for other
+        work (a peer's forwards leave its consensus messages a reserve)."""
+        self._refill(now_ms)
+        return self._tokens > level
+
     def charge(self, cost: int, now_ms: int) -> None:
         """Work done: the balance may go negative, which blocks the peer until repaid."""
         self._refill(now_ms)

@@ -21,6 +21,7 @@ from node.config import (
     COMMITTED_LOOKUPS_PER_VERIFY,
     FORWARD_LEADERS,
     MEMPOOL_PEER_SHARE_DIVISOR_MIN,
+    PEER_VERIFY_FORWARD_RESERVE,
     SIGNERS_PER_TX_MAX,
     TX_FORWARD_BATCH_MAX,
 )
@@ -133,7 +134,8 @@ class Dissemination:
             # storage lookup is charged, a verification per COMMITTED_LOOKUPS_PER_VERIFY.
             if self.mempool.known(tx):
                 continue
-            if budget is not None and not budget.available(now_ms):
+            if budget is not None and not budget.above(PEER_VERIFY_FORWARD_RESERVE, now_ms):
+                # The reserve is for the peer's votes, timeouts and proposals.
                 refused.append(Reason.OVER_VERIFY_BUDGET)
                 break
             if self._source.tx_committed(tx):

@@ -5797,3 +5797,13 @@ MUTANTS += [
                   _F31 + "test_a_peer_cannot_empty_the_certificate_memo_for_free"]),
 ]
 # fmt: on
+
+# fmt: off
+MUTANTS += [
+    Mutant("forwards-drain-the-vote-reserve_F31", "node/core/dissemination.py",
+           old="not budget.above(PEER_VERIFY_FORWARD_RESERVE, now_ms)",
+           new="not budget.above(0, now_ms)",
+           breaks="a peer's forwarded transactions draw its verification bucket to zero: a validator whose clients submit more than it may forward has its votes and proposals dropped too, and with a peer withholding its votes nothing commits",
+           tests=[_F31 + "test_a_validator_whose_clients_outrun_its_forwarding_budget_still_votes"]),
+]
+# fmt: on

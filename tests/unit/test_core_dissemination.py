@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from node.config import FORWARD_LEADERS, SIGNERS_PER_TX_MAX, TX_FORWARD_BATCH_MAX
+from node.config import (
+    FORWARD_LEADERS,
+    PEER_VERIFY_FORWARD_RESERVE,
+    SIGNERS_PER_TX_MAX,
+    TX_FORWARD_BATCH_MAX,
+)
 from node.core import AddResult, Mempool, Message, TxForward
 from node.core.budget import Bucket
 from node.core.dissemination import Dissemination, TxCheck
@@ -106,7 +111,7 @@ def test_a_forward_is_checked_charged_and_capped_at_the_peer_share() -> None:
         return not tx.startswith(b"bad")
 
     d, _ = spread(Mempool(txs_max=12), check)  # a peer's share: 12 // 6 = 2
-    budget = Bucket(1, 100 * SIGNERS_PER_TX_MAX, 0)
+    budget = Bucket(1, PEER_VERIFY_FORWARD_RESERVE + 100 * SIGNERS_PER_TX_MAX, 0)
     got = d.receive(3, TxForward((b"bad1", b"t1", b"t1", b"t2", b"t3")), budget, 0)
     assert got == [Reason.FAILS_ADMISSION, Reason.OVER_MEMPOOL_SHARE]
     assert checked == [b"bad1", b"t1", b"t2"]  # the repeat is known: not checked again
@@ -116,9 +121,11 @@ def test_a_forward_is_checked_charged_and_capped_at_the_peer_share() -> None:
 
 def test_a_forward_stops_where_the_peer_budget_runs_out() -> None:
     d, _ = spread(tx_check=lambda tx: True)
-    budget = Bucket(1, SIGNERS_PER_TX_MAX, 0)  # enough for one transaction
+    # enough for one transaction above the reserve kept for the peer's consensus messages
+    budget = Bucket(1, PEER_VERIFY_FORWARD_RESERVE + SIGNERS_PER_TX_MAX, 0)
     got = d.receive(3, TxForward((b"t1", b"t2", b"t3")), budget, 0)
     assert got == [Reason.OVER_VERIFY_BUDGET] and len(d.mempool) == 1
+    assert budget.available(0)  # the reserve is left: the peer's votes still count
 
 
 # --- edges found by mutation testing (docs/testing.md, core.dissemination) ------------------

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from node.config import FORWARD_LEADERS, SIGNERS_PER_TX_MAX
+from node.config import FORWARD_LEADERS, PEER_VERIFY_FORWARD_RESERVE, SIGNERS_PER_TX_MAX
 from node.core import AddResult, Mempool, TxForward, tx_key
 from node.core.budget import Bucket
 from node.core.dissemination import Dissemination
@@ -134,11 +134,13 @@ def test_committed_lookups_cost_one_verification_per_four() -> None:
     disk = Disk()
     disk.tx_committed = lambda tx: tx.startswith(b"old")  # type: ignore[method-assign]
     d, _ = spread(tx_check=lambda tx: True, disk=disk)
-    budget = Bucket(1, 3, 0)
+    reserve = PEER_VERIFY_FORWARD_RESERVE  # left for the peer's consensus messages
+    budget = Bucket(1, reserve + 3, 0)
     olds = tuple(b"old%d" % i for i in range(8))
     assert d.receive(3, TxForward((*olds, b"new")), budget, 0) == []
     assert d.mempool.contains(b"new")
-    assert not budget.available(0)  # then the new one's check: 3 - 2 - SIGNERS_PER_TX_MAX
+    # then the new one's check: reserve + 3 - 2 - SIGNERS_PER_TX_MAX
+    assert not budget.above(reserve, 0)
 
 
 def test_a_forwarded_transaction_that_fails_its_check_is_charged_too() -> None:
@@ -151,7 +153,8 @@ def test_a_forwarded_transaction_that_fails_its_check_is_charged_too() -> None:
         return not tx.startswith(b"bad")
 
     d, _ = spread(tx_check=check)
-    budget = Bucket(1, SIGNERS_PER_TX_MAX, 0)  # enough for one transaction
+    # enough for one transaction above the reserve kept for the peer's consensus messages
+    budget = Bucket(1, PEER_VERIFY_FORWARD_RESERVE + SIGNERS_PER_TX_MAX, 0)
     got = d.receive(3, TxForward((b"bad1", b"bad2", b"t1")), budget, 0)
     assert got == [Reason.FAILS_ADMISSION, Reason.OVER_VERIFY_BUDGET]
     assert checked == [b"bad1"] and len(d.mempool) == 0

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from node.config import PEER_VERIFY_BURST
-from node.core import NewView, Phase, Proposal, QCMessage, QuorumCert, Timeout
+from node.config import PEER_VERIFY_BURST, PEER_VERIFY_FORWARD_RESERVE
+from node.core import NewView, Phase, Proposal, QCMessage, QuorumCert, Timeout, Vote
+from node.core.refusal import Kind, Reason
 from node.core.types import vote_message
 from node.core.votes import Certificates
 from node.crypto import sha256
@@ -112,3 +113,40 @@ def test_a_peer_cannot_empty_the_certificate_memo_for_free(n: int, q: int) -> No
     assert heights_flooded == heights
     assert charged_flooded == charged  # the junk checks no signature: its sender pays nothing...
     assert flooded == control  # ...and so must cost nobody else anything either
+
+
+def _withheld_votes_and_a_busy_validator(txs: int) -> tuple[Net, int, int]:
+    """4/3: validator 3 withholds its votes (every honest vote is needed), and the clients
+    of honest validator ``busy`` submit ``txs`` trades at once, which it forwards to the
+    others (the admission check passes them all). Returns (net, busy, leader)."""
+    net = Net(4, tx_check=lambda tx: True)
+    net.tamper = lambda src, dst, msg: None if src == 3 and isinstance(msg, Vote) else msg
+    leader = net.nodes[0].leader(0)
+    busy = next(i for i in range(3) if i != leader)
+    for k in range(txs):
+        net.nodes[busy].submit(b"trade %06d " % k + bytes(200))
+    net.run()
+    return net, busy, leader
+
+
+def test_a_validator_whose_clients_outrun_its_forwarding_budget_still_votes() -> None:
+    """Before review 31f a peer's forwarded transactions drew on the bucket its votes,
+    timeouts and proposals need, to zero: 1,500 trades submitted at once to one honest
+    validator (charged SIGNERS_PER_TX_MAX each: 4,500 of a 4,000 burst) had its PREPARE
+    vote dropped at the leader (`over_verify_budget`), and with validator 3 withholding
+    its votes nothing committed; 1,000 trades a second for 10 s failed 2 views. The
+    forwards now stop at a reserve the peer's consensus messages keep."""
+    net, busy, leader = _withheld_votes_and_a_busy_validator(1_500)
+    assert [net.disks[i].committed_height() for i in range(3)] == [1, 1, 1]
+    assert net.nodes[leader].refused[(Kind.VOTE, Reason.OVER_VERIFY_BUDGET)] == 0
+    # The forwards are still bounded by the budget: the rest are refused (they stay in
+    # the busy validator's mempool, which proposes and re-forwards them).
+    assert net.nodes[leader].refused[(Kind.TX_FORWARD, Reason.OVER_VERIFY_BUDGET)] >= 1
+    bucket = net.nodes[leader]._verify_budget[busy]
+    assert not bucket.above(PEER_VERIFY_FORWARD_RESERVE, net.nodes[leader].now_ms)
+
+
+def test_a_validator_within_its_forwarding_budget_votes_control() -> None:
+    net, _, leader = _withheld_votes_and_a_busy_validator(100)
+    assert [net.disks[i].committed_height() for i in range(3)] == [1, 1, 1]
+    assert not net.nodes[leader].refused
