@@ -224,6 +224,7 @@ def apply_block(
     # After the block's own transactions: pending instructions, in (height, position) order.
     events = _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results))
     _repo.after_recycle(overlay, events, ctx.time_ms)  # a repo's close settled or defaulted
+    _repo.lapse(overlay, ctx.time_ms)  # an open repo past its default deadline defaults
     for tid, code in events:
         results.append(TxResult(tid, code, recorded=False, event=True))
     root = _state_root(head.state_root, ctx, results, overlay)

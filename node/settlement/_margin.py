@@ -32,8 +32,9 @@ repo's), ``REPO_NOT_OPEN``; a substitution's ``UNKNOWN_INSTRUMENT``, ``INVALID_A
 that receives units can no longer hold, or its tier is below what the instrument needs
 under the rules in force: governance may have changed either since the open, and a
 substitution may bring in an instrument the open never checked); ``MATURED`` (the bond
-a leg moves has matured); a substitution's ``REPO_TERMS`` (the new bond matures before
-the repo's close time);
+a leg moves has matured: only in the block that passes both the repo's default deadline
+and the bond's maturity, before the repo lapses); a substitution's ``REPO_TERMS`` (the new
+bond matures at or before the repo's default deadline, as ``RepoOpen`` requires);
 ``NO_FRESH_PRICE``; ``NO_MARGIN_DEFICIT`` / ``SUBSTITUTION_BELOW_VALUE``;
 ``INSUFFICIENT_SECURITIES``; a margin call's ``OVERFLOW`` (the record's quantity).
 """
@@ -137,8 +138,8 @@ def _substitute_code(
     if any(life.matured(reg, bond, time_ms) for bond in (rec.bond, tx.instrument)):
         return ResultCode.MATURED  # either leg: the old collateral goes back, the new in
     maturity = reg.maturity_ms(tx.instrument)
-    if maturity is not None and maturity <= rec.close_ms:
-        return ResultCode.REPO_TERMS
+    if maturity is not None and maturity <= rec.default_ms:
+        return ResultCode.REPO_TERMS  # as at open: the repo's whole life before maturity
     return ResultCode.OK
 
 

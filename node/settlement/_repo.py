@@ -21,7 +21,17 @@ freeze held the close back); a
 the defaulter (``_lock.note_default``). Neither
 party may hold or cancel a close instruction (``REPO_CLOSE_PINNED``), so a lender cannot
 stall a borrower into default. A repo leaves ``OPEN`` once, and ``CLOSING`` once: a
-second close is ``REPO_NOT_OPEN`` and moves nothing.
+second close is ``REPO_NOT_OPEN`` and moves nothing (a close that recycling refuses under
+the compliance rules then in force, ``COSIGN_REQUIRED`` or ``TRADE_LIMIT``, puts it back
+``OPEN``, as the same refusal at submission leaves it).
+
+A repo's whole life falls before its collateral matures: ``RepoOpen`` is ``REPO_TERMS``
+unless the default deadline is before the bond's maturity (a close after it could never
+deliver the bond back). A repo still ``OPEN`` when the block time passes its default
+deadline **lapses** at the end of that block (``lapse``, after recycling): it ends
+``DEFAULTED``, nothing moves, the record states what was due then and names the
+defaulter by the same tests as a close failing at its deadline. So no repo stays live
+for ever (session 31; ADR 0017 amendment).
 
 Amount due at close (integer arithmetic, docs/ledger.md "Repo" has worked examples):
 
@@ -46,6 +56,10 @@ Records (a ``RecordKind`` byte, then ids NUL-padded to ``ID_BYTES_MAX``):
 - ``REPO_OPEN_COUNT | party`` -> ``u32``, live (open or closing) repos naming the party
   (deleted at zero); ``REPO_OPEN_COUNT`` alone -> ``u32``, live repos on the ledger.
 - ``REPO_CLOSE_TX | tx id 32`` -> ``id``: which repo a pending close instruction closes.
+- ``REPO_DUE | u64 default_ms | id`` -> ``0x01``: an ``OPEN`` repo by its default
+  deadline (written at open, deleted when it leaves ``OPEN``).
+- ``REPO_NEXT_DUE`` (no fields) -> ``u64``: at most the earliest default deadline in
+  ``REPO_DUE`` (absent: none), so a block reads the index only once one has passed.
 """
 
 from __future__ import annotations
@@ -81,6 +95,7 @@ __all__ = [
     "close",
     "close_amount",
     "interest",
+    "lapse",
     "live_parties",
     "manufactured",
     "open_",
@@ -198,6 +213,22 @@ def _count_key(party: str) -> bytes:
 
 def _close_tx_key(tid: bytes) -> bytes:
     return bytes([RecordKind.REPO_CLOSE_TX]) + tid
+
+
+_DUE = bytes([RecordKind.REPO_DUE])
+_NEXT_DUE_KEY = bytes([RecordKind.REPO_NEXT_DUE])
+
+
+def _due_key(rec: RepoRecord) -> bytes:
+    return _DUE + Writer().u64(rec.default_ms).finish() + _pad(rec.id)
+
+
+def _await_lapse(o: Overlay, rec: RepoRecord) -> None:
+    """Index the OPEN ``rec`` by its default deadline, lowering the next-due bound."""
+    o.put_record(_due_key(rec), b"\x01")
+    raw = o.record(_NEXT_DUE_KEY)
+    if raw is None or rec.default_ms < Reader(raw).u64():
+        o.put_record(_NEXT_DUE_KEY, Writer().u64(rec.default_ms).finish())
 
 
 def repo(view: StateView | Overlay, repo_id: str) -> RepoRecord | None:
@@ -334,10 +365,14 @@ def _due(reg: Registry, o: StateView | Overlay, rec: RepoRecord, time_ms: int) -
 
 
 def _terms_code(reg: Registry, tx: RepoOpen, time_ms: int) -> ResultCode:
-    maturity = reg.maturity_ms(tx.bond)
-    if tx.close_ms <= time_ms or (maturity is not None and tx.close_ms >= maturity):
+    if tx.close_ms <= time_ms:
         return ResultCode.REPO_TERMS
     if tx.default_ms < tx.close_ms or (tx.repurchase_amount and tx.rate_bp):
+        return ResultCode.REPO_TERMS
+    # The whole life, the close's last chance included, before the collateral matures: a
+    # matured bond cannot be delivered back, so a close after it could never settle.
+    maturity = reg.maturity_ms(tx.bond)
+    if maturity is not None and tx.default_ms >= maturity:
         return ResultCode.REPO_TERMS
     # The most a close can ask (interest stops at close_ms) must fit a u64 amount: else no
     # close could ever be encoded or paid.
@@ -379,6 +414,7 @@ def open_(
     for party in (tx.borrower, tx.lender):
         o.put_record(_party_key(party, tx.id), b"\x01")
     _count_in(o, rec, +1)
+    _await_lapse(o, rec)
     return ResultCode.OK
 
 
@@ -428,6 +464,7 @@ def close(
         return code
     done = code is ResultCode.OK
     status = RepoStatus.CLOSED if done else RepoStatus.CLOSING
+    o.delete_record(_due_key(rec))  # no longer OPEN: its close settles or defaults it
     put_repo(
         o,
         replace(
@@ -443,10 +480,15 @@ def close(
 
 
 _DEFAULT_EVENTS = frozenset({ResultCode.FAILED_DEADLINE, ResultCode.MATURED})
+# Recycling refused the close under the compliance rules in force when it came to settle
+# (_pending: rules apply at settlement): the repo is OPEN again, as after the same refusal
+# at submission, so a close that meets them (co-signed, within the limits) may follow.
+_REFUSED_EVENTS = frozenset({ResultCode.COSIGN_REQUIRED, ResultCode.TRADE_LIMIT})
 
 
 def after_recycle(o: Overlay, events: list[tuple[bytes, ResultCode]], time_ms: int) -> None:
-    """Close or default every repo whose pending close ended in this block's events."""
+    """Close, default or reopen every repo whose pending close ended in this block's
+    events."""
     for tid, code in events:
         raw = o.record(_close_tx_key(tid))
         if raw is None:
@@ -454,18 +496,65 @@ def after_recycle(o: Overlay, events: list[tuple[bytes, ResultCode]], time_ms: i
         rec = repo(o, raw.decode("ascii"))
         if rec is None or rec.status is not RepoStatus.CLOSING:
             raise InvariantError("a repo close instruction without its closing repo")
+        o.delete_record(_close_tx_key(tid))
+        if code in _REFUSED_EVENTS:
+            rec = replace(
+                rec, status=RepoStatus.OPEN, close_amount=0, manufactured=0, close_tx=_NO_TX
+            )
+            put_repo(o, rec)
+            _await_lapse(o, rec)
+            continue
         if code is ResultCode.OK:
             rec = replace(rec, status=RepoStatus.CLOSED, closed_ms=time_ms)
         elif code in _DEFAULT_EVENTS:
-            who = _defaulter(o, rec, time_ms)
-            rec = replace(rec, status=RepoStatus.DEFAULTED, closed_ms=time_ms, defaulter=who)
-            # What a Lock securing this repo may claim on (ADR 0018): the defaulter's pledge.
-            _lock.note_default(o, Secured(SecuredKind.REPO, rec.id.encode("ascii")), (who,))
+            rec = _defaulted(o, rec, time_ms)
         else:
             raise InvariantError(f"a repo close instruction ended {code.name}")
         put_repo(o, rec)
-        o.delete_record(_close_tx_key(tid))
         _count_in(o, rec, -1)
+
+
+def _defaulted(o: Overlay, rec: RepoRecord, time_ms: int) -> RepoRecord:
+    """``rec`` DEFAULTED at ``time_ms``, its defaulter named and noted for its locks."""
+    who = _defaulter(o, rec, time_ms)
+    # What a Lock securing this repo may claim on (ADR 0018): the defaulter's pledge.
+    _lock.note_default(o, Secured(SecuredKind.REPO, rec.id.encode("ascii")), (who,))
+    return replace(rec, status=RepoStatus.DEFAULTED, closed_ms=time_ms, defaulter=who)
+
+
+def _lapsed(default_ms: int, time_ms: int) -> bool:
+    """Past the default deadline: at the instant itself a close may still settle."""
+    return time_ms > default_ms
+
+
+def lapse(o: Overlay, time_ms: int) -> None:
+    """End every OPEN repo whose default deadline the block time has passed: nobody
+    submitted a close by then (a close still pending ended in recycling). It is DEFAULTED
+    as a close failing at its deadline would be, and the record states what was due then:
+    else it would hold both parties' live-repo slots, and its locks' claims, for ever,
+    while the lender could redeem the collateral at its maturity (session 31). Reads the
+    index only once the next-due bound has passed."""
+    raw = o.record(_NEXT_DUE_KEY)
+    if raw is None or not _lapsed(Reader(raw).u64(), time_ms):
+        return
+    next_due: int | None = None
+    for key, _ in o.records(_DUE):
+        due = Reader(key[1:9]).u64()
+        if not _lapsed(due, time_ms):
+            next_due = due
+            break
+        rec = repo(o, key[9:].rstrip(b"\0").decode("ascii"))
+        if rec is None or rec.status is not RepoStatus.OPEN or rec.default_ms != due:
+            raise InvariantError("a repo due entry without its open repo")
+        amount, netted = _due(o.registry, o, rec, time_ms)
+        rec = _defaulted(o, replace(rec, close_amount=amount, manufactured=netted), time_ms)
+        put_repo(o, rec)
+        o.delete_record(key)
+        _count_in(o, rec, -1)
+    if next_due is None:
+        o.delete_record(_NEXT_DUE_KEY)
+    else:
+        o.put_record(_NEXT_DUE_KEY, Writer().u64(next_due).finish())
 
 
 def _defaulter(o: Overlay, rec: RepoRecord, time_ms: int) -> str:

@@ -69,6 +69,8 @@ class RecordKind(IntEnum):
     REPO_PARTY = 113
     REPO_OPEN_COUNT = 114
     REPO_CLOSE_TX = 115
+    REPO_DUE = 116  # an open repo by its default deadline (session 31: repos lapse)
+    REPO_NEXT_DUE = 117
     # margin: price attestations (node/settlement/_price.py)
     PRICE = 128
 

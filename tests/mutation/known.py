@@ -1322,7 +1322,7 @@ MUTANTS += [
                   "store read and sleeps until its timeout on an idle cluster",
            tests=["tests/unit/test_finality_wait.py::test_a_commit_in_the_turn_after_the_check_still_ends_the_proof_wait"]),
     Mutant("repo-default-not-noted-for-locks", "node/settlement/_repo.py",
-           old='            _lock.note_default(o, Secured(SecuredKind.REPO, rec.id.encode("ascii")), (who,))\n', new="",
+           old='    _lock.note_default(o, Secured(SecuredKind.REPO, rec.id.encode("ascii")), (who,))\n', new="",
            breaks="a repo default is not recorded for locks: the pledge cannot be claimed",
            tests=[_LR + "test_the_lender_claims_the_borrowers_pledge_when_the_repo_defaults",
                   _LR + "test_a_lender_who_cannot_deliver_the_collateral_back_loses_its_pledge",
@@ -1436,7 +1436,7 @@ MUTANTS += [
            breaks="a margin call overflows the repo record: every validator halts",
            tests=[_MG + "test_a_call_that_would_take_the_repos_quantity_past_u64_is_overflow"]),
     Mutant("substitute-repo-terms-unchecked", _MGM,
-           old="    if maturity is not None and maturity <= rec.close_ms:", new="    if False:",
+           old="    if maturity is not None and maturity <= rec.default_ms:", new="    if False:",
            breaks="a substitution into a bond maturing before the close",
            tests=[_MG + "test_a_new_bond_maturing_by_the_close_breaks_the_repos_terms"]),
     Mutant("margin-cash-unchecked", _MGM,
@@ -5805,5 +5805,45 @@ MUTANTS += [
            new="not budget.above(0, now_ms)",
            breaks="a peer's forwarded transactions draw its verification bucket to zero: a validator whose clients submit more than it may forward has its votes and proposals dropped too, and with a peer withholding its votes nothing commits",
            tests=[_F31 + "test_a_validator_whose_clients_outrun_its_forwarding_budget_still_votes"]),
+]
+# fmt: on
+
+# Session 31 (fix e): a repo's life ends before its collateral matures, and a repo nobody
+# closes lapses at its default deadline (docs/adr/0017-repo.md, amendment).
+_E31R = "tests/unit/test_repo.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("repo-never-lapses_E31", "node/settlement/_apply.py",
+           old="    _repo.lapse(overlay, ctx.time_ms)  # an open repo past its default deadline defaults\n",
+           new="",
+           breaks="a repo nobody closes (or whose close was refused MATURED) stays OPEN for good: both parties' live-repo slots stay taken and no pledge securing it can ever be claimed",
+           tests=[_E31R + "test_an_open_repo_nobody_closes_lapses_after_its_default_deadline",
+                  _E31R + "test_a_close_refused_matured_at_the_maturity_leaves_no_repo_open",
+                  "tests/unit/test_lock_repo.py::test_a_repo_nobody_closed_lapses_and_the_pledge_of_the_borrower_who_could_not_pay_is_claimable"]),
+    Mutant("repo-default-past-maturity_E31", "node/settlement/_repo.py",
+           old="    if maturity is not None and tx.default_ms >= maturity:\n",
+           new="    if maturity is not None and tx.close_ms >= maturity:\n",
+           breaks="a repo opens whose default deadline runs past its collateral's maturity: a close after the maturity can never deliver the bond back",
+           tests=[_E31R + "test_a_repo_whose_default_deadline_reaches_the_bonds_maturity_is_refused"]),
+    Mutant("repo-lapses-at-the-deadline-instant_E31", "node/settlement/_repo.py",
+           old="    return time_ms > default_ms\n",
+           new="    return time_ms >= default_ms\n",
+           breaks="a repo lapses at its default deadline instant, when a close may still settle",
+           tests=[_E31R + "test_an_open_repo_nobody_closes_lapses_after_its_default_deadline"]),
+    Mutant("repo-lapse-judges-a-zero-amount_E31", "node/settlement/_repo.py",
+           old="        rec = _defaulted(o, replace(rec, close_amount=amount, manufactured=netted), time_ms)\n",
+           new="        rec = _defaulted(o, rec, time_ms)\n",
+           breaks="a lapsed repo is judged against an amount due of zero: a borrower without the cash is never the defaulter and its pledges are never claimable",
+           tests=[_E31R + "test_a_lapsed_repo_names_the_borrower_whose_cash_was_not_there"]),
+    Mutant("repo-lapse-forgets-the-next-due_E31", "node/settlement/_repo.py",
+           old="        if not _lapsed(due, time_ms):\n            next_due = due\n",
+           new="        if not _lapsed(due, time_ms):\n",
+           breaks="after the first lapse the next-due bound is dropped and later repos never lapse",
+           tests=[_E31R + "test_repos_lapse_in_deadline_order_and_only_once_due"]),
+    Mutant("repo-substitution-past-the-deadline_E31", "node/settlement/_margin.py",
+           old="    if maturity is not None and maturity <= rec.default_ms:\n",
+           new="    if maturity is not None and maturity <= rec.close_ms:\n",
+           breaks="a substitution brings in collateral that matures between the repo's close time and its default deadline",
+           tests=["tests/unit/test_margin.py::test_a_new_bond_maturing_by_the_default_deadline_breaks_the_repos_terms"]),
 ]
 # fmt: on

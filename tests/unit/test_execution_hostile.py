@@ -445,15 +445,17 @@ def test_a_substitution_does_not_hand_back_collateral_that_has_matured() -> None
     old, new = net.bonds[1], net.bonds[0]
     maturity = net.genesis.maturity_ms(old)
     assert maturity is not None
-    at = maturity - net.genesis.genesis_time_ms + HOUR_MS  # an hour after it matured
+    # The block that reaches the maturity (the repo's default deadline a millisecond
+    # before it: it lapses only at the end of that block, session 31).
+    at = maturity - net.genesis.genesis_time_ms
     store = MemoryStore(net.genesis)
     tx = RepoOpen(
         txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-9", "BANK01", "BANK02", old,
-        1_000_000, net.cash, 950_000, 951_000, 0, txf.t0 + 2 * HOUR_MS, txf.t0 + 3 * HOUR_MS,
+        1_000_000, net.cash, 950_000, 951_000, 0, txf.t0 + 2 * HOUR_MS, maturity - 1,
     )  # fmt: skip
     assert [r.code for r in margin_run(store, txf.signed(tx), at_ms=_MIN).results] == [RC.OK]
-    later = TxFactory(net, now_ms=txf.t0 + at - 1)
-    margin_run(store, *_prices(later, 1_000_000, at - 1, new), at_ms=at - 1)
+    later = TxFactory(net, now_ms=txf.t0 + at - 2)
+    margin_run(store, *_prices(later, 1_000_000, at - 2, new), at_ms=at - 2)
     need = units_for(951_000, 1_000_000, 200)
     sub = RepoSubstitute(
         later.chain_id, later.nonce(), later.t0 + HOUR_MS, "R-9", "BANK01", "BANK02", new, need

@@ -168,6 +168,30 @@ def test_the_lender_claims_the_borrowers_pledge_when_the_repo_defaults(
     assert lock_mod.locked(store, "BANK02", bill) == PLEDGE
 
 
+def test_a_repo_nobody_closed_lapses_and_the_pledge_of_the_borrower_who_could_not_pay_is_claimable(
+    store: MemoryStore, txf: TxFactory, rtx: RepoTx, late: TxFactory, net: DemoNetwork
+) -> None:
+    """Session 31: before, a repo nobody closed stayed OPEN for ever and no pledge
+    securing it could ever be claimed. Now it lapses past its default deadline, judged as
+    a close failing there: the borrower, short of what was due, defaulted."""
+    run(store, rtx.open(), at_ms=T1)
+    pledge, other = _pledge(txf, net, "BANK01", "BANK02"), _pledge(txf, net, "BANK02", "BANK01")
+    assert own(run(store, pledge, other, at_ms=T1 + 1)) == [RC.OK, RC.OK]
+    amount = store.balance("BANK01", net.cash) - PURCHASE  # short of the interest
+    drain = late.signed(late.transfer("BANK01", "BANK05", amount))
+    assert own(run(store, drain, at_ms=T1 + 2)) == [RC.OK]
+    early = run(store, _claim(late, pledge, "BANK02"), at_ms=T1 + 2 * HOUR_MS)
+    assert own(early) == [RC.NOT_CLAIMABLE]  # control: at the deadline it is still open
+    run(store, at_ms=T1 + 2 * HOUR_MS + 1)
+    rec = repo(store, "R1")
+    assert rec is not None and (rec.status, rec.defaulter) == (RepoStatus.DEFAULTED, "BANK01")
+    out = run(
+        store, _claim(late, other, "BANK01"), _claim(late, pledge, "BANK02"),
+        at_ms=T1 + 2 * HOUR_MS + 2,
+    )  # fmt: skip
+    assert own(out) == [RC.NOT_CLAIMABLE, RC.OK]
+
+
 def test_a_lender_who_cannot_deliver_the_collateral_back_loses_its_pledge(
     store: MemoryStore, txf: TxFactory, rtx: RepoTx, late: TxFactory, net: DemoNetwork
 ) -> None:

@@ -259,23 +259,25 @@ def test_substitution_into_ineligible_or_unknown_collateral_is_refused(
 
 
 def test_a_call_on_collateral_that_matured_is_refused_and_one_before_moves() -> None:
-    """A repo on the second bond (matures 2027-05-20) left open past its close time and
-    the maturity: the call is MATURED; the same call a day before maturity moves."""
+    """A repo on the second bond (matures 2027-05-20) left open past its close time, its
+    default deadline a millisecond before the maturity: a call in the block that reaches
+    the maturity is MATURED (the repo lapses only at the end of that block, session 31);
+    the same call a day before maturity moves."""
     net = margin_net()
     txf = TxFactory(net)
     maturity = net.genesis.maturity_ms(net.bonds[1])
     assert maturity is not None
-    before = maturity - net.genesis.genesis_time_ms - 24 * HOUR_MS
-    for at, code in ((before, RC.OK), (before + 25 * HOUR_MS, RC.MATURED)):
+    matures = maturity - net.genesis.genesis_time_ms
+    for at, code in ((matures - 24 * HOUR_MS, RC.OK), (matures, RC.MATURED)):
         s = MemoryStore(net.genesis)
         tx = RepoOpen(
-            txf.chain_id, txf.nonce(), txf.t0 + before + 48 * HOUR_MS, "R-9", BORROWER, LENDER,
-            net.bonds[1], QTY, net.cash, PURCHASE, REPURCHASE, 0, txf.t0 + MIN + HOUR_MS,
-            txf.t0 + MIN + 2 * HOUR_MS,
+            txf.chain_id, txf.nonce(), txf.t0 + matures + 48 * HOUR_MS, "R-9", BORROWER,
+            LENDER, net.bonds[1], QTY, net.cash, PURCHASE, REPURCHASE, 0,
+            txf.t0 + MIN + HOUR_MS, maturity - 1,
         )  # fmt: skip
         assert codes(run(s, txf.signed(tx), at_ms=MIN)) == [RC.OK]
-        later = TxFactory(net, now_ms=txf.t0 + at - 1)  # transactions that expire after it
-        run(s, *prices(later, 800_000, at - 1, bond=net.bonds[1]), at_ms=at - 1)
+        later = TxFactory(net, now_ms=txf.t0 + at - 2)  # transactions that expire after it
+        run(s, *prices(later, 800_000, at - 2, bond=net.bonds[1]), at_ms=at - 2)
         late = MarginCall(later.chain_id, later.nonce(), later.t0 + HOUR_MS, "R-9", BORROWER,
                           LENDER)  # fmt: skip
         assert codes(run(s, later.signed(late), at_ms=at)) == [code]
@@ -316,6 +318,25 @@ def test_a_resize_in_kind_returns_the_difference_and_needs_none_of_the_borrowers
     assert store.balance(LENDER, bond) == lender - (QTY - need)
     rec = repo(store, "R-1")
     assert rec is not None and (rec.bond, rec.quantity) == (bond, need)
+
+
+def test_a_new_bond_maturing_by_the_default_deadline_breaks_the_repos_terms() -> None:
+    """Session 31: as at open, the repo's whole life (to its default deadline, not just
+    its close time) must fall before the new collateral matures: the second bond may not
+    replace the first in a repo closing before its maturity but defaulting on it."""
+    net = margin_net()
+    maturity = net.genesis.maturity_ms(net.bonds[1])
+    assert maturity is not None
+    for default_ms, code in ((maturity, RC.REPO_TERMS), (maturity - 1, RC.OK)):
+        s, txf = MemoryStore(net.genesis), TxFactory(net)
+        tx = RepoOpen(
+            txf.chain_id, txf.nonce(), txf.t0 + 48 * HOUR_MS, "R-1", BORROWER, LENDER,
+            net.bonds[0], QTY, net.cash, PURCHASE, REPURCHASE, 0, maturity - HOUR_MS,
+            default_ms,
+        )  # fmt: skip
+        assert codes(run(s, txf.signed(tx), at_ms=MIN)) == [RC.OK]
+        run(s, *prices(txf, 1_000_000, 2 * MIN, bond=net.bonds[1]), at_ms=2 * MIN)
+        assert codes(run(s, swap(txf, 2 * QTY), at_ms=3 * MIN)) == [code]
 
 
 def test_a_new_bond_maturing_by_the_close_breaks_the_repos_terms() -> None:

@@ -360,6 +360,96 @@ def test_a_close_after_the_deadline_that_cannot_pay_defaults_in_its_own_block(
     assert repo(opened, "R1").status is RepoStatus.DEFAULTED  # type: ignore[union-attr]
 
 
+# --- session 31: a repo nobody closes lapses at its default deadline --------------------
+
+
+def _live(store: MemoryStore, party: str = "") -> int:
+    return _repo._count(store, party)
+
+
+def test_an_open_repo_nobody_closes_lapses_after_its_default_deadline(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    """No close was submitted: at the deadline instant the repo is still open (a close
+    could still come); in the first block past it, it is DEFAULTED, nothing moves, the
+    record states the amount that was due, and both parties' live-repo slots are free.
+    Both legs were there, so it is nobody's default (no pledge becomes claimable)."""
+    before = holdings(opened, net)
+    assert events(run(opened, at_ms=T1 + 2 * HOUR_MS)) == []
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.status is RepoStatus.OPEN  # control: at the deadline
+    assert (_live(opened), _live(opened, "BANK01"), _live(opened, "BANK02")) == (1, 1, 1)
+    out = run(opened, at_ms=T1 + 2 * HOUR_MS + 1)
+    assert events(out) == []  # no close instruction: the repo record says it
+    rec = repo(opened, "R1")
+    assert rec is not None and rec.status is RepoStatus.DEFAULTED
+    assert (rec.closed_ms, rec.defaulter) == (rtx.t0 + 2 * HOUR_MS + 1, "")
+    assert rec.close_amount == PURCHASE + 579  # interest stopped at the close time
+    assert holdings(opened, net) == before
+    assert (_live(opened), _live(opened, "BANK01"), _live(opened, "BANK02")) == (0, 0, 0)
+    assert list(opened.records(bytes([RecordKind.REPO_DUE]))) == []
+    assert own(run(opened, rtx.close("R1"), at_ms=T1 + 3 * HOUR_MS)) == [RC.REPO_NOT_OPEN]
+
+
+def test_a_lapsed_repo_names_the_borrower_whose_cash_was_not_there(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    txf = TxFactory(net, now_ms=rtx.t0 + HOUR_MS)
+    _drain(opened, txf, net, keep=PURCHASE)  # 579 cents short of what is due
+    run(opened, at_ms=T1 + 2 * HOUR_MS + 1)
+    rec = repo(opened, "R1")
+    assert rec is not None and (rec.status, rec.defaulter) == (RepoStatus.DEFAULTED, "BANK01")
+
+
+def test_a_close_in_the_block_that_passes_the_deadline_still_runs_before_the_lapse(
+    opened: MemoryStore, rtx: RepoTx
+) -> None:
+    out = run(opened, rtx.close("R1", "BANK02"), at_ms=T1 + 2 * HOUR_MS + 1)
+    assert (own(out), events(out)) == ([RC.OK], [])
+    assert repo(opened, "R1").status is RepoStatus.CLOSED  # type: ignore[union-attr]
+
+
+def test_repos_lapse_in_deadline_order_and_only_once_due(store: MemoryStore, rtx: RepoTx) -> None:
+    """Three repos with three deadlines: each block lapses exactly those past theirs (the
+    next-due bound skips the index until one is), and a repo whose close is pending is
+    left to its close."""
+    d1, d2, d3 = (rtx.t0 + k * HOUR_MS for k in (2, 3, 4))
+    opens = [rtx.open(r, default_ms=d) for r, d in (("R3", d3), ("R1", d1), ("R2", d2))]
+    assert own(run(store, *opens)) == [RC.OK] * 3
+
+    def status() -> list[str]:
+        return [repo(store, r).status.name for r in ("R1", "R2", "R3")]  # type: ignore[union-attr]
+
+    op, d = "OPEN", "DEFAULTED"
+    run(store, at_ms=T1 + 2 * HOUR_MS)
+    assert status() == [op, op, op]
+    run(store, at_ms=T1 + 2 * HOUR_MS + 1)
+    assert status() == [d, op, op]
+    run(store, at_ms=T1 + 3 * HOUR_MS)
+    assert status() == [d, op, op]
+    run(store, at_ms=T1 + 5 * HOUR_MS)
+    assert status() == [d, d, d]
+    assert list(store.records(bytes([RecordKind.REPO_NEXT_DUE]))) == []
+
+
+def test_a_close_refused_matured_at_the_maturity_leaves_no_repo_open() -> None:
+    """The review's finding: a close submitted once the collateral has matured is refused
+    MATURED (a matured bond is not delivered in a trade). The repo can no longer stay OPEN
+    for good: its default deadline is before the maturity (REPO_TERMS otherwise), so it
+    lapses at the end of that very block and frees both parties' slots."""
+    net = life_net()
+    store = MemoryStore(net.genesis)
+    rtx = RepoTx(net, at("2027-01-14"))
+    maturity = at("2027-01-15")
+    opened = rtx.open(close_ms=maturity - HOUR_MS, default_ms=maturity - 1)
+    assert own(run_at(store, rtx.t0, opened)) == [RC.OK]
+    out = run_at(store, maturity, rtx.close("R1"))
+    assert own(out) == [RC.MATURED]
+    rec = repo(store, "R1")
+    assert rec is not None and rec.status is RepoStatus.DEFAULTED
+    assert _repo._count(store, "") == 0
+
+
 def test_a_lender_who_cannot_deliver_is_the_defaulter(
     opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
 ) -> None:
@@ -483,7 +573,25 @@ def test_a_repo_closing_at_or_after_the_bonds_maturity_is_refused() -> None:
     rtx = RepoTx(net, at("2027-01-14"))
     maturity = at("2027-01-15")
     assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity))) == [RC.REPO_TERMS]
-    assert own(run_at(store, rtx.t0, rtx.open(close_ms=maturity - 1))) == [RC.OK]  # control
+    before = {"close_ms": maturity - 2, "default_ms": maturity - 1}
+    assert own(run_at(store, rtx.t0, rtx.open(**before))) == [RC.OK]  # type: ignore[arg-type]
+
+
+def test_a_repo_whose_default_deadline_reaches_the_bonds_maturity_is_refused() -> None:
+    """Session 31: the close may settle until the default deadline, and a matured bond can
+    no longer be delivered back; a deadline at or after maturity would leave a close that
+    can never settle (and the lender free to redeem the collateral), so it is REPO_TERMS
+    even with the close time before maturity. Control: a millisecond before opens."""
+    net = life_net()
+    store = MemoryStore(net.genesis)
+    rtx = RepoTx(net, at("2027-01-14"))
+    maturity = at("2027-01-15")
+    for default_ms in (maturity, maturity + 30 * 24 * HOUR_MS):
+        late = rtx.open(close_ms=maturity - HOUR_MS, default_ms=default_ms)
+        assert own(run_at(store, rtx.t0, late)) == [RC.REPO_TERMS]
+    assert repo(store, "R1") is None
+    ok = rtx.open(close_ms=maturity - HOUR_MS, default_ms=maturity - 1)
+    assert own(run_at(store, rtx.t0, ok)) == [RC.OK]
 
 
 # --- kyc: the AML co-signature ----------------------------------------------------------

@@ -84,6 +84,7 @@ def _check(store: MemoryStore, net: DemoNetwork, seen: dict[str, RepoStatus]) ->
         total = sum(store.balance(p.id, inst.id) for p in net.genesis.participants)
         assert total == store.supply(inst.id), f"{inst.id} not conserved"
     live = closing = 0
+    open_due: set[bytes] = set()  # session 31: every OPEN repo, and only those, await a lapse
     for rid in IDS:
         rec = repo(store, rid)
         if rec is None:
@@ -96,7 +97,10 @@ def _check(store: MemoryStore, net: DemoNetwork, seen: dict[str, RepoStatus]) ->
         seen[rid] = rec.status
         live += rec.live
         closing += rec.status is RepoStatus.CLOSING
+        if rec.status is RepoStatus.OPEN:
+            open_due.add(_repo._due_key(rec))
     assert _repo._count(store, "") == live
+    assert {k for k, _ in store.records(bytes([RecordKind.REPO_DUE]))} == open_due
     assert len(list(store.records(bytes([RecordKind.REPO_CLOSE_TX])))) == closing
 
 
