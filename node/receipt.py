@@ -171,9 +171,17 @@ def _result_code(value: int) -> ResultCode:
     return decode_result_code(value, InvalidReceiptError)
 
 
-# A pending instruction's outcomes that end it (PARTIALLY_SETTLED does not).
+# A pending instruction's outcomes that end it (PARTIALLY_SETTLED does not); the rules in
+# force at settlement may refuse it (COSIGN_REQUIRED, TRADE_LIMIT: session 31).
 _FINAL_EVENTS = frozenset(
-    {ResultCode.OK, ResultCode.FAILED_DEADLINE, ResultCode.CANCELLED, ResultCode.MATURED}
+    {
+        ResultCode.OK,
+        ResultCode.FAILED_DEADLINE,
+        ResultCode.CANCELLED,
+        ResultCode.MATURED,
+        ResultCode.COSIGN_REQUIRED,
+        ResultCode.TRADE_LIMIT,
+    }
 )
 
 

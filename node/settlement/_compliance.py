@@ -69,6 +69,7 @@ __all__ = [
     "note_volume",
     "rules_in_force",
     "set_rules",
+    "terms_code",
     "value_of",
 ]
 
@@ -181,14 +182,30 @@ def _cosign(reg: Registry, rules: ComplianceRules, c: Check) -> ResultCode | Non
     return None
 
 
+def terms_code(reg: Registry, rules: ComplianceRules, c: Check) -> ResultCode | None:
+    """COSIGN_REQUIRED or TRADE_LIMIT when the move's own terms (its amount, its
+    co-signer) break ``rules``, whatever the rolling day holds; None when they pass. What
+    recycling asks of an instruction recorded under earlier rules: the rules in force at
+    settlement apply, and no wait can cure these (docs/ledger.md "Pending settlement")."""
+    code = _cosign(reg, rules, c)
+    if code is None and c.cash and _over_trade_max(reg, rules, c):
+        code = ResultCode.TRADE_LIMIT
+    return code
+
+
+def _over_trade_max(reg: Registry, rules: ComplianceRules, c: Check) -> bool:
+    limits = (rules.limit(_tier(reg, p), c.cash) for p in c.limited)
+    return any(lim is not None and c.amount > lim.trade_max for lim in limits)
+
+
 def _limits(
     reg: Registry, o: Overlay, rules: ComplianceRules, c: Check, time_ms: int
 ) -> ResultCode | None:
     if not rules.limits:
         return None
-    limits = [rules.limit(_tier(reg, p), c.cash) for p in c.limited]
-    if any(lim is not None and c.amount > lim.trade_max for lim in limits):
+    if _over_trade_max(reg, rules, c):
         return ResultCode.TRADE_LIMIT
+    limits = [rules.limit(_tier(reg, p), c.cash) for p in c.limited]
     for party, lim in zip(c.limited, limits, strict=True):
         if lim is None or lim.day_max == U64_MAX:
             continue

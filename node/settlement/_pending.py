@@ -17,7 +17,12 @@ instruction in key order, i.e. (height, position) order, and for each:
 3. held by either party: nothing (a held instruction is not attempted);
 4. nothing this block wrote can have changed what it can settle (``_changed``; a block
    that freezes or unfreezes anything re-attempts every instruction): nothing;
-4a. one of its four holdings frozen (``_freeze``): nothing (it waits, not attempted);
+4a. one of its four holdings frozen (``_freeze``), or a party that may no longer hold or
+    receive its leg (``_may_settle``): nothing (it waits, not attempted);
+4b. its own terms break the compliance rules in force (``_compliance.terms_code``: the
+    co-signature threshold or a party's per-trade limit, which governance may have
+    changed since it was recorded): it ends with that code, ``COSIGN_REQUIRED`` or
+    ``TRADE_LIMIT``, moving nothing (rules apply at settlement; session 31);
 5. else it settles the largest number of lots both parties can afford and both receivers
    can hold without passing 2**64 - 1, and (kyc, ``_compliance.daily_room``) that keep
    both parties within their daily limits: all that is left ends it ``OK``; some, not
@@ -40,7 +45,9 @@ Records (keys are a ``RecordKind`` byte then big-endian fields; values canonical
 
 - ``PENDING``  key ``height u64 | position u32``; value ``tx_id 32 | id seller | id buyer |
   id bond | id cash | u64 lot_quantity | u64 lot_amount | u64 lots_left | u64 deadline_ms
-  | u8 holds (bit 0 seller, bit 1 buyer) | u8 cancelled``. Deleted when it ends.
+  | u8 holds (bit 0 seller, bit 1 buyer) | u8 cancelled [| id cosigner]``, the co-signer
+  appended only when the trade named one (so records without one are as before).
+  Deleted when it ends.
 - ``PENDING_OUTCOME`` key ``tx_id 32``; value ``u16 code | u64 height | u32 index | u64
   settled_quantity | u64 settled_amount``: where the instruction's latest result is (the
   transaction's own ``PENDING``, then each event) and what has moved. Kept for good, like
@@ -123,6 +130,7 @@ class Instruction:
     deadline_ms: int
     holds: int
     cancelled: bool
+    cosigner: str = ""  # kyc: the trade's compliance co-signer ("" none): checked again
 
     @property
     def held_by_seller(self) -> bool:
@@ -136,7 +144,10 @@ class Instruction:
         w = Writer().fixed(self.tx_id, crypto.HASH_LEN)
         w.ident(self.seller).ident(self.buyer).ident(self.bond).ident(self.cash)
         w.u64(self.lot_quantity).u64(self.lot_amount).u64(self.lots_left).u64(self.deadline_ms)
-        return w.u8(self.holds).flag(self.cancelled).finish()
+        w.u8(self.holds).flag(self.cancelled)
+        if self.cosigner:
+            w.ident(self.cosigner)  # appended when named: records without one unchanged
+        return w.finish()
 
     @classmethod
     def decode(cls, raw: bytes) -> Instruction:
@@ -144,7 +155,9 @@ class Instruction:
         tid = r.fixed(crypto.HASH_LEN)
         parties = (r.ident(), r.ident(), r.ident(), r.ident())
         sizes = (r.u64(), r.u64(), r.u64(), r.u64())
-        out = cls(tid, *parties, *sizes, holds=r.u8(), cancelled=r.flag())
+        holds, cancelled = r.u8(), r.flag()
+        cosigner = r.ident() if r.more() else ""
+        out = cls(tid, *parties, *sizes, holds=holds, cancelled=cancelled, cosigner=cosigner)
         r.done()
         return out
 
@@ -270,7 +283,9 @@ def submit(
     if _book_full(o, tx.seller, tx.buyer):
         return ResultCode.PENDING_FULL
     deadline = min(tx.deadline_ms, time_ms + PENDING_AGE_MAX_MS)
-    inst = Instruction(tid, tx.seller, tx.buyer, tx.bond, tx.cash, *lots, deadline, 0, False)
+    inst = Instruction(
+        tid, tx.seller, tx.buyer, tx.bond, tx.cash, *lots, deadline, 0, False, tx.cosigner
+    )
     o.put_record(_pending_key(height, position), inst.encode())
     o.put_record(
         _outcome_key(tid), Outcome(ResultCode.PENDING_SETTLEMENT, height, position, 0, 0).encode()
@@ -411,6 +426,20 @@ def _may_settle(o: Overlay, rules: ComplianceRules, inst: Instruction) -> bool:
     )
 
 
+def _rules_refuse(o: Overlay, rules: ComplianceRules, inst: Instruction) -> ResultCode | None:
+    """COSIGN_REQUIRED or TRADE_LIMIT when the trade, as the first attempt checked it
+    (its whole amount, its co-signer, both parties' limits), breaks the rules in force
+    now: a settlement meets the rules of the day it settles, as a new trade would. Waiting
+    cannot cure it (the signed co-signer cannot change), so it ends, moving nothing."""
+    if rules.is_default and not inst.cosigner:
+        return None  # no rules in force: nothing to break (and no outcome read)
+    done = outcome(o, inst.tx_id)
+    settled = 0 if done is None else done.settled_amount
+    amount = settled + inst.lots_left * inst.lot_amount
+    c = kyc.Check((), (inst.seller, inst.buyer), inst.cash, amount, inst.cosigner)
+    return kyc.terms_code(o.registry, rules, c)
+
+
 def _changed(o: Overlay, key: bytes, inst: Instruction) -> bool:
     """Whether this block can have changed what ``inst`` can settle: it wrote the record
     (recorded it, released or partly settled it) or one of the four balances the attempt
@@ -453,6 +482,8 @@ def _step(
     rules = kyc.rules_in_force(reg, o)
     if not _may_settle(o, rules, inst):
         return None  # a party demoted since: waits, not attempted (as a frozen one)
+    if (refused := _rules_refuse(o, rules, inst)) is not None:
+        return refused, 0  # the rules in force at settlement refuse its terms: it ends
     room = kyc.daily_room(reg, o, rules, parties, inst.cash, time_ms=time_ms)
     lots = min(_affordable(o, inst), room // inst.lot_amount)  # kyc: within daily limits
     if lots == 0:

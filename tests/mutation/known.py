@@ -5847,3 +5847,37 @@ MUTANTS += [
            tests=["tests/unit/test_margin.py::test_a_new_bond_maturing_by_the_default_deadline_breaks_the_repos_terms"]),
 ]
 # fmt: on
+
+# Session 31 (fix e): the compliance rules in force when a pending instruction settles
+# apply (docs/adr/0014-pending-settlement-events.md, amendment).
+_E31P = "tests/unit/test_pending.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("pending-settles-under-old-rules_E31", "node/settlement/_pending.py",
+           old="    if (refused := _rules_refuse(o, rules, inst)) is not None:\n",
+           new="    if False:\n",
+           breaks="a pending trade recorded under laxer rules settles after governance lowered the co-signature threshold or a per-trade limit: without the co-signature or above the limit now in force",
+           tests=[_E31P + "test_an_instruction_recorded_under_old_rules_meets_the_rules_in_force_when_it_settles",
+                  _E31R + "test_a_pending_close_the_new_rules_refuse_reopens_the_repo_for_a_close_that_meets_them"]),
+    Mutant("pending-forgets-its-cosigner_E31", "node/settlement/_pending.py",
+           old="        tid, tx.seller, tx.buyer, tx.bond, tx.cash, *lots, deadline, 0, False, tx.cosigner\n",
+           new="        tid, tx.seller, tx.buyer, tx.bond, tx.cash, *lots, deadline, 0, False, \"\"\n",
+           breaks="a co-signed pending trade is refused COSIGN_REQUIRED by a threshold lowered after it was signed: the co-signature it carries is lost",
+           tests=[_E31P + "test_a_co_signed_instruction_settles_under_a_threshold_lowered_after_it"]),
+    Mutant("pending-rules-skip-trade-limit_E31", "node/settlement/_compliance.py",
+           old="    if code is None and c.cash and _over_trade_max(reg, rules, c):\n",
+           new="    if False:\n",
+           breaks="a pending trade above a per-trade limit lowered after it was recorded still settles",
+           tests=[_E31P + "test_an_instruction_recorded_under_old_rules_meets_the_rules_in_force_when_it_settles"]),
+    Mutant("repo-close-refused-left-closing_E31", "node/settlement/_repo.py",
+           old="_REFUSED_EVENTS = frozenset({ResultCode.COSIGN_REQUIRED, ResultCode.TRADE_LIMIT})\n",
+           new="_REFUSED_EVENTS = frozenset({ResultCode.TRADE_LIMIT})\n",
+           breaks="a repo whose pending close the rules in force refuse COSIGN_REQUIRED halts every validator (an invariant error) instead of reopening",
+           tests=[_E31R + "test_a_pending_close_the_new_rules_refuse_reopens_the_repo_for_a_close_that_meets_them"]),
+    Mutant("receipt-rules-refusal-not-final_E31", "node/receipt.py",
+           old="        ResultCode.COSIGN_REQUIRED,\n        ResultCode.TRADE_LIMIT,\n",
+           new="",
+           breaks="wait_settled and --wait-settled wait until their timeout for a pending trade the rules in force ended",
+           tests=[_E31P + "test_a_refusal_under_the_rules_in_force_is_a_final_event_for_receipts"]),
+]
+# fmt: on

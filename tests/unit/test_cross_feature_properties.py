@@ -587,7 +587,11 @@ def _repos_monotone(store: Storage, was: _Snapshot, now: _Snapshot) -> list[str]
     found = []
     for rid, status in was.repos.items():
         after = now.repos[rid]
-        if _ORDER[after] < _ORDER[status] or (_ORDER[status] == 2 and after is not status):
+        # A close that recycling refused under the rules in force leaves the repo OPEN
+        # again (session 31), the one step back; CLOSED and DEFAULTED are for good.
+        reopened = status is RepoStatus.CLOSING and after is RepoStatus.OPEN
+        back = _ORDER[after] < _ORDER[status] and not reopened
+        if back or (_ORDER[status] == 2 and after is not status):
             found.append(f"repo {rid} went from {status.name} to {after.name}")
     live: dict[str, int] = defaultdict(int)
     for rec in all_repos(store):

@@ -8,6 +8,7 @@ Codes are named, never numbered (the numbers may move at a merge).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,16 @@ import pytest
 from node import merkle
 from node.config import PENDING_AGE_MAX_MS
 from node.genesis import DemoNetwork
+from node.receipt import EventProof, Receipt
 from node.settlement import (
     BlockContext,
     BlockOutcome,
+    ComplianceRules,
     PendingDvP,
     RecordKind,
     ResultCode,
     SignedTx,
+    TierLimit,
     Transaction,
     TxResult,
     _pending,
@@ -34,6 +38,8 @@ from node.settlement import (
     result_leaf,
 )
 from node.store import LmdbStore, MemoryStore
+from tests.gov_helpers import set_rules
+from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import HOUR_MS, TxFactory
 from tests.ledger_helpers import run_block as run
 from tests.life_helpers import BOND_UNITS, at, life_net, run_at
@@ -555,3 +561,89 @@ def test_many_lots_settled_at_once_end_the_trade(
     raw = txf.signed(txf.pending(quantity=_BIG, amount=_BIG // 10, lot=10))
     out = run(store, raw, deliver(txf, net))
     assert events(out) == [(tid(raw), RC.OK)] and instructions(store) == []
+
+
+# --- session 31: the compliance rules in force when it settles apply --------------------
+
+
+def _rules(net: DemoNetwork, *, cosign_above: int = 0, trade_max: int = 0) -> ComplianceRules:
+    """Rules with one co-signature threshold or one per-trade limit (every tier)."""
+    limits = [TierLimit(t, net.cash, trade_max) for t in (1, 2, 3)] if trade_max else []
+    above = {net.cash: cosign_above} if cosign_above else {}
+    return ComplianceRules.of({}, limits, above)
+
+
+def _govern(txf: TxFactory, net: DemoNetwork, rules: ComplianceRules) -> bytes:
+    return gov_signed(net, set_rules(txf, rules))
+
+
+@pytest.mark.parametrize(
+    ("rules", "code"),
+    [
+        ({"cosign_above": 4_999}, RC.COSIGN_REQUIRED),
+        ({"cosign_above": 5_000}, RC.OK),  # control: the amount is not above it
+        ({"trade_max": 4_999}, RC.TRADE_LIMIT),
+        ({"trade_max": 5_000}, RC.OK),  # control: within the limit
+    ],
+)
+def test_an_instruction_recorded_under_old_rules_meets_the_rules_in_force_when_it_settles(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes, *,
+    rules: dict[str, int], code: ResultCode,
+) -> None:  # fmt: skip
+    """A 5,000-cent pending DvP recorded with no co-signer and no limit; governance then
+    puts a threshold or a per-trade limit in force, and the units arrive in the same
+    block. The rules of the day it settles apply, as to a new trade: above them it ends
+    with their code and nothing moves (before, recycling settled it); within, it settles."""
+    bond_before = store.balance("BANK02", net.bonds[0])
+    out = run(store, _govern(txf, net, _rules(net, **rules)), deliver(txf, net), at_ms=2_000)
+    assert own(out) == [RC.OK, RC.OK]
+    assert events(out) == [(tid(short), code)]
+    assert instructions(store) == []
+    found = outcome(store, tid(short))
+    assert found is not None and found.code is code
+    moved = store.balance("BANK02", net.bonds[0]) - bond_before
+    assert moved == (_BIG if code is RC.OK else 0)
+
+
+def test_a_co_signed_instruction_settles_under_a_threshold_lowered_after_it(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork
+) -> None:
+    """The co-signer is kept with the instruction (it signed the trade): a threshold put
+    in force later is met. Its record round-trips, and one without a co-signer encodes as
+    before (nothing appended)."""
+    raw = txf.signed(txf.pending(quantity=_BIG, amount=5_000, cosigner="COMPLIANCE"))
+    assert own(run(store, raw)) == [RC.PENDING_SETTLEMENT]
+    [(_, _, inst)] = instructions(store)
+    assert inst.cosigner == "COMPLIANCE"
+    assert _pending.Instruction.decode(inst.encode()) == inst
+    bare = replace(inst, cosigner="")
+    assert _pending.Instruction.decode(bare.encode()) == bare
+    assert len(bare.encode()) == len(inst.encode()) - 1 - len("COMPLIANCE")
+    out = run(store, _govern(txf, net, _rules(net, cosign_above=1)), deliver(txf, net))
+    assert events(out) == [(tid(raw), RC.OK)]
+
+
+def test_a_pending_dvp_refused_by_the_new_rules_records_no_default(
+    store: MemoryStore, txf: TxFactory, net: DemoNetwork, short: bytes
+) -> None:
+    """A rule change is nobody's default: a pledge securing the trade stays unclaimable."""
+    out = run(store, _govern(txf, net, _rules(net, trade_max=1)), at_ms=2_000)
+    assert events(out) == [(tid(short), RC.TRADE_LIMIT)]
+    assert list(store.records(bytes([RecordKind.LOCK_DEFAULT]))) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "waiting"),
+    [(RC.COSIGN_REQUIRED, False), (RC.TRADE_LIMIT, False), (RC.PARTIALLY_SETTLED, True)],
+)
+def test_a_refusal_under_the_rules_in_force_is_a_final_event_for_receipts(
+    code: ResultCode, waiting: bool
+) -> None:
+    """``wait_settled`` and ``ledger submit --wait-settled`` stop at a final event: the two
+    codes recycling may now end an instruction with are final (PARTIALLY_SETTLED, the
+    control, is not)."""
+    event = EventProof(code, 2, 1, 2, b"", b"", ())
+    receipt = Receipt(
+        b"\0" * 32, RC.PENDING_SETTLEMENT, 1, 0, b"", 0, b"", b"", b"", (), None, event
+    )
+    assert receipt.waiting is waiting

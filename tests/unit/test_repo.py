@@ -19,6 +19,7 @@ from node.genesis import DemoNetwork
 from node.settlement import (
     BlockContext,
     BlockOutcome,
+    ComplianceRules,
     DecodeError,
     RecordKind,
     Registry,
@@ -37,6 +38,7 @@ from node.settlement import (
 )
 from node.store import MemoryStore
 from tests.freeze_helpers import freeze
+from tests.gov_helpers import set_rules, signed
 from tests.kyc_helpers import COSIGN_ABOVE, kyc_net
 from tests.ledger_helpers import TxFactory
 from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
@@ -448,6 +450,33 @@ def test_a_close_refused_matured_at_the_maturity_leaves_no_repo_open() -> None:
     rec = repo(store, "R1")
     assert rec is not None and rec.status is RepoStatus.DEFAULTED
     assert _repo._count(store, "") == 0
+
+
+def test_a_pending_close_the_new_rules_refuse_reopens_the_repo_for_a_close_that_meets_them(
+    opened: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    """Session 31: recycling applies the rules in force when the close settles. Governance
+    puts a co-signature threshold below the amount due while the close waits: the close
+    ends COSIGN_REQUIRED and moves nothing, and the repo is OPEN again (as when a close is
+    refused so at submission), awaiting its lapse; a co-signed close then settles."""
+    txf = TxFactory(net, now_ms=rtx.t0 + HOUR_MS)
+    _drain(opened, txf, net, keep=PURCHASE)
+    close = rtx.close("R1", "BANK02")
+    assert own(run(opened, close, at_ms=T1 + HOUR_MS)) == [RC.PENDING_SETTLEMENT]
+    assert list(opened.records(bytes([RecordKind.REPO_DUE]))) == []  # closing: not due
+    rules = ComplianceRules.of({}, (), {net.cash: PURCHASE})  # the close owes 579 more
+    out = run(
+        opened, signed(net, set_rules(txf, rules)), _fund(txf, 10_000), at_ms=T1 + HOUR_MS + 1
+    )
+    assert (own(out), events(out)) == ([RC.OK, RC.OK], [RC.COSIGN_REQUIRED])
+    rec = repo(opened, "R1")
+    assert rec is not None and (rec.status, rec.close_amount) == (RepoStatus.OPEN, 0)
+    assert list(opened.records(bytes([RecordKind.REPO_CLOSE_TX]))) == []
+    assert len(list(opened.records(bytes([RecordKind.REPO_DUE])))) == 1
+    both = ("BANK01", "BANK02")
+    cosigned = RepoClose(net.genesis.chain_id, 77, EXPIRY_MS, "R1", *both, both, "COMPLIANCE")
+    assert own(run(opened, rtx.signed(cosigned), at_ms=T1 + HOUR_MS + 2)) == [RC.OK]
+    assert repo(opened, "R1").status is RepoStatus.CLOSED  # type: ignore[union-attr]
 
 
 def test_a_lender_who_cannot_deliver_is_the_defaulter(
