@@ -429,6 +429,12 @@ HEALTH_PROBE_TIMEOUT_MS: Final = 3_000
 # orchestrator restarted a healthy validator (session 26's review).
 LIVENESS_STALE_MS: Final = 10_000
 
+# --- receipts (node/receipt.py; verified by the SDK, the CLI, the console, the bench) ------
+# Commit certificates a verifier remembers as checked (CertificateCache, LRU): the receipts
+# of one block's transactions then cost q signature checks once. A client follows the
+# recent blocks, so a few hundred cover them; one entry is two hashes' worth of key.
+CERTIFICATES_CACHED_MAX: Final = 256
+
 # --- files a person names (node/files.py) --------------------------------------------------
 # The most read of one file named on a command line or in a config (a key, genesis, a
 # config, a trade, receipt or governance file): far above the largest genesis the limits

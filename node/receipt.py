@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from node import crypto, merkle
+from node.config import CERTIFICATES_CACHED_MAX
 from node.core import BlockHeader, DecodeError, Phase, QuorumCert, decode_header, decode_qc
 from node.core.types import vote_message
 from node.genesis import load_genesis
@@ -400,7 +401,7 @@ class CertificateCache:
     in one block cost q signature checks once, not once each (a client settling many
     trades). Keyed by the block hash and the certificate's exact bytes; bounded LRU."""
 
-    def __init__(self, size_max: int = 256) -> None:
+    def __init__(self, size_max: int = CERTIFICATES_CACHED_MAX) -> None:
         self._size_max = size_max
         self._seen: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
 
