@@ -122,6 +122,14 @@ VELOCITY_EVENTS_MAX: Final = 2_000
 # so one party cannot fill the book for everyone; a RepoOpen beyond either is REPOS_FULL.
 REPO_OPEN_PER_PARTY_MAX: Final = 100
 REPO_OPEN_MAX: Final = 10_000
+# Repos one block lapses at most (an OPEN repo past its default deadline ends DEFAULTED
+# at the end of the block, _repo.lapse): the rest lapse in the next blocks, in (deadline,
+# id) order. Each lapse judges the defaulter and reads the collateral's coupons (up to
+# SCHEDULE_PERIODS_MAX dates), about 0.1 ms; REPO_OPEN_MAX repos sharing one deadline took
+# a second in one block (review 31), more than a full block of transactions and past the
+# first view timeout. As PENDING_MAX bounds recycling; a backlog of REPO_OPEN_MAX clears
+# in REPO_OPEN_MAX / this = 10 blocks.
+REPO_LAPSES_PER_BLOCK_MAX: Final = 1_000
 # Repos one read (GetRepos, `ledger repo list`) returns at most; the newest-first page.
 REPO_LIST_MAX: Final = 1_000
 # --- settlement: prices and margin (margin; node/settlement/_price.py, _margin.py) ---

@@ -31,7 +31,9 @@ deliver the bond back). A repo still ``OPEN`` when the block time passes its def
 deadline **lapses** at the end of that block (``lapse``, after recycling): it ends
 ``DEFAULTED``, nothing moves, the record states what was due then and names the
 defaulter by the same tests as a close failing at its deadline. So no repo stays live
-for ever (session 31; ADR 0017 amendment).
+for ever (session 31; ADR 0017 amendment). A block lapses at most
+``REPO_LAPSES_PER_BLOCK_MAX`` repos, in (deadline, id) order; more wait for the next
+blocks, still ``OPEN`` (review 31: ``REPO_OPEN_MAX`` sharing one deadline took a second).
 
 Amount due at close (integer arithmetic, docs/ledger.md "Repo" has worked examples):
 
@@ -71,6 +73,7 @@ from enum import IntEnum
 from node import crypto
 from node.config import (
     ID_BYTES_MAX,
+    REPO_LAPSES_PER_BLOCK_MAX,
     REPO_LIST_MAX,
     REPO_OPEN_MAX,
     REPO_OPEN_PER_PARTY_MAX,
@@ -533,15 +536,20 @@ def lapse(o: Overlay, time_ms: int) -> None:
     as a close failing at its deadline would be, and the record states what was due then:
     else it would hold both parties' live-repo slots, and its locks' claims, for ever,
     while the lender could redeem the collateral at its maturity (session 31). Reads the
-    index only once the next-due bound has passed."""
+    index only once the next-due bound has passed, and lapses at most
+    ``REPO_LAPSES_PER_BLOCK_MAX`` repos: the rest, still OPEN, in the next blocks (their
+    deadline stays the bound), so one block's work is bounded as recycling's is."""
     raw = o.record(_NEXT_DUE_KEY)
     if raw is None or not _lapsed(Reader(raw).u64(), time_ms):
         return
     next_due: int | None = None
-    for key, _ in o.records(_DUE):
+    for n, (key, _) in enumerate(o.records(_DUE)):
         due = Reader(key[1:9]).u64()
         if not _lapsed(due, time_ms):
             next_due = due
+            break
+        if n == REPO_LAPSES_PER_BLOCK_MAX:
+            next_due = due  # passed: the next block lapses on from here (review 31)
             break
         rec = repo(o, key[9:].rstrip(b"\0").decode("ascii"))
         if rec is None or rec.status is not RepoStatus.OPEN or rec.default_ms != due:

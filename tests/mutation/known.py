@@ -5881,3 +5881,22 @@ MUTANTS += [
            tests=[_E31P + "test_a_refusal_under_the_rules_in_force_is_a_final_event_for_receipts"]),
 ]
 # fmt: on
+
+# Review 31 (repo lapse, G): a block's lapses are bounded (docs/ledger.md "Repo": Lapse).
+_G31R = (
+    "tests/unit/test_repo.py::test_a_block_lapses_at_most_its_bound_and_the_rest_in_the_next_block"
+)
+# fmt: off
+MUTANTS += [
+    Mutant("repo-lapse-unbounded_G31", "node/settlement/_repo.py",
+           old="        if n == REPO_LAPSES_PER_BLOCK_MAX:\n",
+           new="        if False:\n",
+           breaks="every repo past its deadline lapses in one block: 10,000 sharing a deadline take a second to apply, past the first view timeout",
+           tests=[_G31R]),
+    Mutant("repo-lapse-bound-drops-the-rest_G31", "node/settlement/_repo.py",
+           old="            next_due = due  # passed: the next block lapses on from here (review 31)\n",
+           new="",
+           breaks="the repos a bounded block did not lapse lose their next-due bound and stay OPEN for good",
+           tests=[_G31R]),
+]
+# fmt: on

@@ -14,8 +14,8 @@ import pytest
 
 from node import crypto
 from node.access import tx_parties
-from node.config import U64_MAX
-from node.genesis import DemoNetwork
+from node.config import REPO_LAPSES_PER_BLOCK_MAX, U64_MAX
+from node.genesis import DemoNetwork, demo_genesis
 from node.settlement import (
     BlockContext,
     BlockOutcome,
@@ -669,3 +669,38 @@ def test_terms_whose_amount_due_could_pass_2_64_are_refused_at_open(
     assert own(run(store, big)) == [RC.REPO_TERMS]
     assert _repo.interest(10**14, 2**32 - 1, year_ms) > U64_MAX - 10**14
     assert own(run(store, rtx.open(purchase=10**6, **terms))) == [RC.OK]  # control: it fits  # type: ignore[arg-type]
+
+
+# --- review 31 (repo lapse): a block's lapses are bounded --------------------------------
+
+
+def test_a_block_lapses_at_most_its_bound_and_the_rest_in_the_next_block() -> None:
+    """Review 31: every repo past its deadline lapsed in one block, REPO_OPEN_MAX (10,000)
+    of them sharing a deadline took a second to apply (more than a full block of
+    transactions, past the first view timeout). Now a block lapses at most
+    REPO_LAPSES_PER_BLOCK_MAX, in (deadline, id) order, and the next block the rest: 22
+    banks open 1,012 repos with one deadline (46 as borrower and 46 as lender each)."""
+    net = demo_genesis(validators=4, quorum=3, seed=b"lapse", banks=22)
+    store = MemoryStore(net.genesis)
+    rtx = RepoTx(net, net.genesis.genesis_time_ms + T1)
+    banks, per = net.banks, 46
+    ids = [f"R{i:02d}-{k:02d}" for i in range(len(banks)) for k in range(per)]
+    lenders = [banks[(i + 1 + k % (len(banks) - 1)) % len(banks)] for i in range(len(banks))
+               for k in range(per)]  # fmt: skip
+    opens = [rtx.open(r, banks[int(r[1:3])], lend, quantity=10, purchase=1_000)
+             for r, lend in zip(ids, lenders, strict=True)]  # fmt: skip
+    assert own(run(store, *opens)) == [RC.OK] * len(ids)
+    assert len(ids) > REPO_LAPSES_PER_BLOCK_MAX
+
+    def lapsed() -> list[str]:
+        return [r for r in ids if repo(store, r).status is RepoStatus.DEFAULTED]  # type: ignore[union-attr]
+
+    run(store, at_ms=T1 + 2 * HOUR_MS)
+    assert lapsed() == []  # control: at the deadline instant every one is still open
+    run(store, at_ms=T1 + 2 * HOUR_MS + 1)
+    assert lapsed() == sorted(ids)[:REPO_LAPSES_PER_BLOCK_MAX]  # the bound, in id order
+    assert _live(store) == len(ids) - REPO_LAPSES_PER_BLOCK_MAX
+    run(store, at_ms=T1 + 2 * HOUR_MS + 2)  # the next block goes on: none is left open
+    assert lapsed() == ids and _live(store) == 0
+    assert list(store.records(bytes([RecordKind.REPO_DUE]))) == []
+    assert list(store.records(bytes([RecordKind.REPO_NEXT_DUE]))) == []
