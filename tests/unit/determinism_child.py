@@ -16,6 +16,9 @@ Printed, one line per block: the height, the state root, the results root and ev
 result (``r`` recorded, ``u`` unrecorded copy, ``e`` event, then the code's number); then
 one ``state`` line, the SHA-256 of every non-zero balance and every state record at the
 end (so two stores that agree on every root also agree on what they hold). At the end
+one ``repos`` line, every repo as ``id:status:defaulter:how`` (``how`` is ``lapsed`` for a
+repo that defaulted with no close submitted, session 31: a lapse has no result leaf, so
+the parent reads its coverage here). At the end
 every block's party index is worked out again from the store at its head, as a node
 serving an older block does (``node.runtime._source.party_index``), and must be the one
 its execution certified (exit status 1 and a message if not).
@@ -34,7 +37,17 @@ from pathlib import Path
 from node import crypto
 from node.genesis import load_genesis
 from node.runtime._source import party_index
-from node.settlement import BlockContext, Genesis, Registry, _compliance, apply_block, precheck
+from node.settlement import (
+    BlockContext,
+    Genesis,
+    Registry,
+    RepoRecord,
+    RepoStatus,
+    _compliance,
+    all_repos,
+    apply_block,
+    precheck,
+)
 from node.settlement._state import Overlay, RecordKind
 from node.store import LmdbStore, MemoryStore, Storage
 
@@ -89,8 +102,14 @@ def run(
         results = " ".join(_result(r.flag, r.code) for r in out.results)
         print(ctx.height, out.state_root.hex(), out.results_root.hex(), results)
     print("state", _state(store))
+    print("repos", " ".join(_repo_line(r) for r in all_repos(store)))
     _check_rebuilt(store, blocks)
     store.close()
+
+
+def _repo_line(rec: RepoRecord) -> str:
+    lapsed = rec.status is RepoStatus.DEFAULTED and not any(rec.close_tx)
+    return f"{rec.id}:{rec.status.name}:{rec.defaulter or '-'}:{'lapsed' if lapsed else 'ended'}"
 
 
 def _check_rebuilt(store: Storage, blocks: Sequence[tuple[int, list[bytes]]]) -> None:

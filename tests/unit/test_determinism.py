@@ -10,8 +10,9 @@ chain. Here the parent builds the blocks once (the simulator's workload,
 tests/sim/workload.py: every refusal kind, lifecycle payments to every holder, pending
 settlement and its recycling, freezes, KYC limits, governance, locks, repos, prices and
 margin calls, late and duplicate copies; then months later, the deadlines and the bond's
-maturity, with the coupons of many holders and a redemption of all of them, and observer
-role changes the party index commits to) and each child
+maturity, with the coupons of many holders and a redemption of all of them, observer
+role changes the party index commits to, and repos nobody closes lapsing at their
+default deadline, one with a defaulter named and others nobody's) and each child
 (tests/unit/determinism_child.py) executes them and prints what it certified.
 
 The negative control injects a hash-order-dependent step into two children (recycling
@@ -34,6 +35,7 @@ from node.settlement import (
     CouponPay,
     Distribute,
     RedeemAll,
+    RepoOpen,
     ResultCode,
     Role,
     SetRoles,
@@ -98,6 +100,32 @@ def _roles(t0: int, at: int) -> list[bytes]:
     return [_signed(tx) for tx in txs]
 
 
+def _lapses(t0: int, at: int) -> list[tuple[int, list[bytes]]]:
+    """Repos nobody closes lapse (session 31, _repo.lapse; no result leaf, so only the
+    state shows it): two open with one default deadline; governance takes the holding
+    role of the first one's borrower before it passes (it may no longer receive the
+    collateral: named the defaulter), while both parties of the second could settle
+    (nobody's default); the role comes back in the block after the lapse."""
+    net = sim_network(N)
+    chain, far = net.genesis.chain_id, t0 + at + 400 * DAY_MS
+    close, due = t0 + at + 1_000, t0 + at + 2_000
+    pairs = (("BANK03", "BANK04"), ("BANK05", "BANK06"))
+    opens = [
+        RepoOpen(chain, 9_400_001 + i, far, f"DET-LAPSE-{i}", borrower, lender, net.bonds[0],
+                 100, net.cash, 1_000, 1_005, 0, close, due)
+        for i, (borrower, lender) in enumerate(pairs)
+    ]  # fmt: skip
+    off = SetRoles(chain, 9_400_010, far, "BANK03", frozenset({Role.AUDITOR}), ADMINS)
+    back = SetRoles(chain, 9_400_011, far, "BANK03", frozenset({Role.TRADER}), ADMINS)
+    return [
+        (t0 + at, [_signed(tx) for tx in opens]),
+        (close + 500, [_signed(off)]),
+        (due, []),  # the deadline instant: both still open
+        (due + 1, []),  # both lapse
+        (due + 2, [_signed(back)]),
+    ]
+
+
 def _later(t0: int) -> list[tuple[int, list[bytes]]]:
     """Months on: coupons 1-7 of SIM_CPN to every holder (those the pool paid are
     ALREADY_PAID), a distribution, then at maturity the redemption of every holding (and
@@ -131,7 +159,7 @@ def blocks() -> list[tuple[int, list[bytes]]]:
             k += 1
         out.append((t0 + t, txs))
     out.append((t0 + end + BLOCK_MS, _roles(t0, end)))
-    return out + _later(t0)
+    return out + _lapses(t0, end + 2 * BLOCK_MS) + _later(t0)
 
 
 def _write_inputs(tmp: Path) -> tuple[Path, Path]:
@@ -182,7 +210,8 @@ def first_difference(runs: dict[str, list[str]]) -> str | None:
 
 
 def _codes(lines: list[str]) -> Counter[str]:
-    return Counter(r for line in lines if not line.startswith("state") for r in line.split()[3:])
+    blocks_only = (line for line in lines if not line.startswith(("state", "repos")))
+    return Counter(r for line in blocks_only for r in line.split()[3:])
 
 
 # Results the workload must reach, or the comparison covers less than it claims.
@@ -216,11 +245,14 @@ def test_blocks_execute_identically_across_processes_and_stores(tmp_path: Path) 
     }
     runs = _outputs(procs)
     lines = next(iter(runs.values()))
-    assert len(lines) == len(blocks()) + 1, "a child stopped early"
+    assert len(lines) == len(blocks()) + 2, "a child stopped early"
     reached = _codes(lines)
     missing = [what for what, code in REACHED.items() if not reached[code]]
     assert not missing, f"the workload no longer reaches: {missing}"
-    redeemed = lines[-3].split()[3:]  # the maturity block: RedeemAll, the coupon past it
+    # A lapse has no result leaf: the repos line says which lapsed, and who defaulted.
+    lapsed = {r.split(":")[2] != "-" for r in lines[-1].split()[1:] if r.endswith(":lapsed")}
+    assert lapsed == {True, False}, f"the workload no longer lapses both ways: {lines[-1]}"
+    redeemed = lines[-4].split()[3:]  # the maturity block: RedeemAll, the coupon past it
     assert redeemed == [f"r{ResultCode.OK}", f"r{ResultCode.NO_SUCH_PERIOD}"], redeemed
     assert first_difference(runs) is None, first_difference(runs)
 
