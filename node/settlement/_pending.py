@@ -271,9 +271,12 @@ def submit(
     position: int,
     time_ms: int,
     first_attempt: Callable[[], ResultCode],
+    aged: bool = True,
 ) -> ResultCode:
     """Run the DvP rules once (``first_attempt``); keep the trade pending if only a leg
-    was short and the book has room."""
+    was short and the book has room. ``aged`` False keeps the trade's own deadline, not
+    cut to ``PENDING_AGE_MAX_MS``: a repo's close, whose deadline is a term of the repo
+    (its default deadline, before the collateral matures; the repo lapses by then)."""
     lots = lots_of(tx) if tx.quantity and tx.amount else (0, 0, 0)
     if lots is None:
         return ResultCode.INVALID_AMOUNT
@@ -283,6 +286,8 @@ def submit(
     if _book_full(o, tx.seller, tx.buyer):
         return ResultCode.PENDING_FULL
     deadline = min(tx.deadline_ms, time_ms + PENDING_AGE_MAX_MS)
+    if not aged:
+        deadline = tx.deadline_ms
     inst = Instruction(
         tid, tx.seller, tx.buyer, tx.bond, tx.cash, *lots, deadline, 0, False, tx.cosigner
     )

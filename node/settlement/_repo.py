@@ -459,9 +459,12 @@ def close(
     # The first attempt has no deadline of its own: a late close still settles if both
     # legs are there; if not, recycling ends it FAILED_DEADLINE in this very block.
     now = replace(closing.as_dvp(), deadline_ms=max(time_ms, rec.default_ms))
+    # The instruction's deadline is the repo's default deadline, never cut to the pending
+    # book's age bound: a lender closing alone at close_ms would otherwise default the
+    # borrower PENDING_AGE_MAX_MS later, before the deadline its terms give (review 31).
     code = _pending.submit(
         o, closing, tid=tid, height=height, position=position, time_ms=time_ms,
-        first_attempt=lambda: legs(now),
+        first_attempt=lambda: legs(now), aged=False,
     )  # fmt: skip
     if code not in (ResultCode.OK, ResultCode.PENDING_SETTLEMENT):
         return code

@@ -5900,3 +5900,15 @@ MUTANTS += [
            tests=[_G31R]),
 ]
 # fmt: on
+
+# Review 31 (repo lapse, G): a repo's close waits until the repo's own default deadline.
+_G31A = "tests/unit/test_repo.py::test_a_lenders_close_does_not_cut_the_borrowers_time_to_the_pending_age_bound"
+# fmt: off
+MUTANTS += [
+    Mutant("repo-close-cut-to-pending-age_G31", "node/settlement/_repo.py",
+           old="        first_attempt=lambda: legs(now), aged=False,\n",
+           new="        first_attempt=lambda: legs(now),\n",
+           breaks="a lender closing alone at the close time has the borrower defaulted PENDING_AGE_MAX_MS later, before the repo's default deadline, and its pledges claimed",
+           tests=[_G31A]),
+]
+# fmt: on

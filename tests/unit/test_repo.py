@@ -14,7 +14,7 @@ import pytest
 
 from node import crypto
 from node.access import tx_parties
-from node.config import REPO_LAPSES_PER_BLOCK_MAX, U64_MAX
+from node.config import PENDING_AGE_MAX_MS, REPO_LAPSES_PER_BLOCK_MAX, U64_MAX
 from node.genesis import DemoNetwork, demo_genesis
 from node.settlement import (
     BlockContext,
@@ -704,3 +704,45 @@ def test_a_block_lapses_at_most_its_bound_and_the_rest_in_the_next_block() -> No
     assert lapsed() == ids and _live(store) == 0
     assert list(store.records(bytes([RecordKind.REPO_DUE]))) == []
     assert list(store.records(bytes([RecordKind.REPO_NEXT_DUE]))) == []
+
+
+# --- review 31 (repo lapse): a close waits until the repo's own default deadline ----------
+
+
+def _grace_beyond_the_age_bound(store: MemoryStore, rtx: RepoTx, net: DemoNetwork) -> int:
+    """A repo whose default deadline is a day more than PENDING_AGE_MAX_MS after its close
+    time; the borrower 579 cents short when the lender alone submits the close at the
+    close time. Returns the block time (after genesis) a day before the default deadline,
+    past the pending book's age bound."""
+    close_ms = rtx.t0 + HOUR_MS
+    default_ms = close_ms + PENDING_AGE_MAX_MS + 24 * HOUR_MS
+    assert own(run(store, rtx.open(close_ms=close_ms, default_ms=default_ms))) == [RC.OK]
+    _drain(store, TxFactory(net, now_ms=rtx.t0 + HOUR_MS), net, keep=PURCHASE)
+    assert own(run(store, rtx.close("R1", "BANK02"), at_ms=T1 + HOUR_MS)) == [RC.PENDING_SETTLEMENT]
+    return T1 + HOUR_MS + PENDING_AGE_MAX_MS + 1
+
+
+def test_a_lenders_close_does_not_cut_the_borrowers_time_to_the_pending_age_bound(
+    store: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    """Review 31: the close's instruction took min(default deadline, PENDING_AGE_MAX_MS
+    after it was recorded) as its deadline, so a lender closing alone at the close time
+    defaulted a borrower a day before the default deadline the terms give it (and could
+    claim its pledges); the close waits until the repo's default deadline, as documented."""
+    day_before = _grace_beyond_the_age_bound(store, rtx, net)
+    assert events(run(store, at_ms=day_before)) == []
+    assert repo(store, "R1").status is RepoStatus.CLOSING  # type: ignore[union-attr]
+    funded = _fund(TxFactory(net, now_ms=rtx.t0), 579)
+    assert events(run(store, funded, at_ms=day_before + 1)) == [RC.OK]
+    assert repo(store, "R1").status is RepoStatus.CLOSED  # type: ignore[union-attr]
+
+
+def test_a_close_still_unpaid_at_the_default_deadline_defaults(
+    store: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    """Control: the same close never funded defaults once the default deadline passes."""
+    day_before = _grace_beyond_the_age_bound(store, rtx, net)
+    assert events(run(store, at_ms=day_before + 24 * HOUR_MS - 1)) == []  # the deadline
+    assert events(run(store, at_ms=day_before + 24 * HOUR_MS)) == [RC.FAILED_DEADLINE]
+    rec = repo(store, "R1")
+    assert rec is not None and (rec.status, rec.defaulter) == (RepoStatus.DEFAULTED, "BANK01")
