@@ -26,8 +26,7 @@ class Bucket:
 
     def available(self, now_ms: int) -> bool:
         """Whether any work may be done now (the balance is positive)."""
-        self._refill(now_ms)
-        return self._tokens > 0
+        return self.above(0, now_ms)
 
     def above(self, level: int, now_ms: int) -> bool:
         """Whether the balance is above ``level``: work that must leave ``level`` for other
