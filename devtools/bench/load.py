@@ -22,12 +22,13 @@ their own schedule beside the DvPs (``devtools/bench/mixed.py``), recorded apart
 ``--workload repo`` a share is repo round trips (``devtools/bench/repo.py``), likewise.
 
 It writes the raw record ``devtools/bench/report.py`` turns into the result: every trade's
-scheduled, sent and final times (wall-clock microseconds) with its code and height; every
-validator's consensus step times for those heights (GetTimeline, the earliest over all
-validators); each validator process's CPU time and anonymous memory (its ``/metrics``:
-``process_cpu_seconds_total`` and ``ledger_process_rss_anon_bytes``, so the validators
-may run on other machines) at the window's start and end and every few seconds; and the
-Ed25519 verify cost measured here before the load starts.
+scheduled, sent and final times (wall-clock microseconds) with its code, height and the
+validator it entered through (``via``); every validator's consensus step times for those
+heights (GetTimeline: the earliest over all validators, each validator's own applied time,
+and which validator proposed); each validator process's CPU time and anonymous memory
+(its ``/metrics``: ``process_cpu_seconds_total`` and ``ledger_process_rss_anon_bytes``, so
+the validators may run on other machines) at the window's start and end and every few
+seconds; and the Ed25519 verify cost measured here before the load starts.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class _Trade:
     end_us: int | None = None
     code: str = "NO_OUTCOME"
     height: int | None = None
+    via: int | None = None  # the validator whose client sent it (the one it prefers)
 
 
 @dataclass(slots=True)
@@ -204,6 +206,7 @@ class _Sender:
     def __init__(self, clients: ValidatorClients, mode: str) -> None:
         self.clients, self.mode = clients, mode
         self.streams: list[SubmitStream] = []
+        self._index = {ep.address: i for i, ep in enumerate(clients.all[0].endpoints)}
 
     async def open(self) -> None:
         await self.clients.connect()
@@ -211,6 +214,15 @@ class _Sender:
             self.streams = list(
                 await asyncio.gather(*(c.open_stream(prove_result=False) for c in self.clients.all))
             )
+
+    def via(self, k: int) -> int | None:
+        """The validator trade ``k`` goes to as it is sent: its client's stream's node, or
+        (unary) its client's current endpoint (a client fails over when one is down)."""
+        if self.streams:
+            address = self.streams[k % len(self.streams)].address
+        else:
+            address = self.clients.via(k).current_endpoint.address
+        return self._index.get(address)
 
     async def settle(self, k: int, raw: bytes) -> Receipt:
         if not self.streams:
@@ -256,20 +268,28 @@ async def _sample(net: Network, run: _Run, out: list[dict[str, Any]]) -> None:
         await asyncio.sleep(SAMPLE_INTERVAL_S)
 
 
-async def _timeline(clients: ValidatorClients, heights: set[int]) -> dict[str, dict[str, int]]:
-    """For each height, the earliest time any validator saw each step (absent if none did)."""
+async def _timeline(clients: ValidatorClients, heights: set[int]) -> dict[str, dict[str, Any]]:
+    """For each height, the earliest time any validator saw each step (absent if none did),
+    every validator's own applied time (``applied_by_node_us``, 0 where it has none: down,
+    or forgotten) and the ``proposer``: the validator whose proposal mark is the earliest
+    (the leader marks its proposal as it sends it, the others as they receive it)."""
     if not heights:
         return {}
     per_node = await clients.all[0].timelines(min(heights), max(heights))
     steps = ("proposed_us", "prepare_qc_us", "commit_qc_us", "applied_us")
-    out: dict[str, dict[str, int]] = {}
-    for answer in per_node:
+    out: dict[str, dict[str, Any]] = {}
+    for i, answer in enumerate(per_node):
         if not isinstance(answer, list):
             continue  # a node that is down
         for b in answer:
             if b.height not in heights:
                 continue
-            entry = out.setdefault(str(b.height), {})
+            entry = out.setdefault(str(b.height), {"applied_by_node_us": [0] * len(per_node)})
+            entry["applied_by_node_us"][i] = b.applied_us
+            if b.proposed_us and (
+                "proposed_us" not in entry or b.proposed_us < entry["proposed_us"]
+            ):
+                entry["proposer"] = i
             for s in steps:
                 v = getattr(b, s)
                 if v and (s not in entry or v < entry[s]):
@@ -358,6 +378,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                 "end_us": t.end_us,
                 "code": t.code,
                 "height": t.height,
+                "via": t.via,
             }
             for t in run.trades
         ],
@@ -407,7 +428,7 @@ async def _drive(
         delay = t0 + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        t = _Trade(sched_us=t0_us + round(at * 1e6))
+        t = _Trade(sched_us=t0_us + round(at * 1e6), via=sender.via(i))
         run.trades.append(t)
         if run.inflight >= INFLIGHT_MAX:
             t.code = GENERATOR_OVERLOAD

@@ -40,6 +40,17 @@ The figures:
   ``later_block_share``: of the committed trades with a timeline entry, the share whose
   block was not the first proposed after their submit (the trade reached that proposer
   too late, and waited one more interval).
+- ``notice`` (raw runs since session 32; None before): how long a block's outcome takes
+  to reach its clients once some validator has applied it. ``applied_spread_ms``: over
+  the blocks proposed in the window, the median time from the first validator's
+  application to the median validator's (``median_node``) and to the last one's
+  (``last_node``). Over the counted committed trades with their validator's marks:
+  ``via_applied_after_first_ms``, the median time from the block's first application to
+  the application at the validator the trade was sent to (the client's notice waits for
+  that one); ``via_applied_to_notified_ms``, the median from there to the client's
+  notification; ``via_proposer_share``, the share of trades sent to the validator that
+  proposed their block, and ``p50_via_proposer_ms`` / ``p50_via_other_ms``, the latency
+  p50 (from the scheduled send) of those trades and of the rest.
 - ``cpu_us_per_trade_per_validator``: validator CPU spent in the window, averaged over
   validators, per trade committed in the window. Compare with ``verify_us_per_trade`` (the
   Ed25519 verify cost of one trade's signatures): ``cpu_vs_verify`` says how many times the bare
@@ -255,6 +266,50 @@ def blocks_summary(
     }
 
 
+def _median(xs: list[float]) -> float | None:
+    return _r(statistics.median(xs)) if xs else None
+
+
+def notice_summary(raw: dict[str, Any]) -> dict[str, Any]:
+    """From a block's first application to its clients' notices (``notice`` in the module
+    docstring); every figure None for a raw run without per-validator marks."""
+    lo, hi = raw["window"]["start_us"], raw["window"]["end_us"]
+    timeline: dict[str, dict[str, Any]] = raw.get("timeline", {})
+    to_median: list[float] = []
+    to_last: list[float] = []
+    for block in timeline.values():
+        marks = sorted(x for x in block.get("applied_by_node_us", ()) if x)
+        if len(marks) > 1 and lo <= block.get("proposed_us", lo - 1) < hi:
+            to_median.append((statistics.median_low(marks) - marks[0]) / 1000)
+            to_last.append((marks[-1] - marks[0]) / 1000)
+    waits: list[float] = []
+    to_client: list[float] = []
+    via_proposer: list[float] = []
+    via_other: list[float] = []
+    for t in _counted(raw):
+        e = timeline.get(str(t.get("height")))
+        via = t.get("via")
+        if not is_committed(t) or e is None or via is None:
+            continue
+        by = e.get("applied_by_node_us", ())
+        mine = by[via] if 0 <= via < len(by) else 0
+        if mine and e.get("applied_us"):
+            waits.append((mine - e["applied_us"]) / 1000)
+            to_client.append((t["end_us"] - mine) / 1000)
+        if "proposer" in e:
+            lat = (t["end_us"] - t["sched_us"]) / 1000
+            (via_proposer if e["proposer"] == via else via_other).append(lat)
+    sent = len(via_proposer) + len(via_other)
+    return {
+        "applied_spread_ms": {"median_node": _median(to_median), "last_node": _median(to_last)},
+        "via_applied_after_first_ms": _median(waits),
+        "via_applied_to_notified_ms": _median(to_client),
+        "via_proposer_share": _r(len(via_proposer) / sent if sent else None),
+        "p50_via_proposer_ms": _median(via_proposer),
+        "p50_via_other_ms": _median(via_other),
+    }
+
+
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     """The benchmark result (JSON-serialisable) for one raw run; see the module docstring."""
     cfg: dict[str, Any] = dict(raw.get("config", {}))
@@ -322,6 +377,7 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         },
         "phases_samples": with_timeline,
         "blocks": blocks_summary(raw, done_in_window, cpu_per_val),
+        "notice": notice_summary(raw),
         # Views left on a timeout certificate (raw files before session 16: None), and
         # COMMIT votes relayed to the next leader, its certificate late (before 17: None).
         "views_timed_out_per_validator": _window_mean(vals, "view_changes"),
@@ -504,6 +560,7 @@ def table(result: dict[str, Any]) -> str:
             f"{_fmt(bl['applied_to_next_ms'])} ms",
         ),
         ("block interval (median)", _fmt(bl["interval_ms"], " ms")),
+        *_notice_rows(result.get("notice")),
         ("views timed out per validator", _fmt(result["views_timed_out_per_validator"])),
         (
             "commit votes relayed per validator",
@@ -526,6 +583,29 @@ def table(result: dict[str, Any]) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _notice_rows(nt: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The ``notice`` figures (absent from results summarized before session 32)."""
+    if nt is None:
+        return []
+    spread = nt["applied_spread_ms"]
+    return [
+        (
+            "applied after the first: median / last node",
+            f"{_fmt(spread['median_node'])} / {_fmt(spread['last_node'])} ms",
+        ),
+        (
+            "trade's node applied after the first",
+            _fmt(nt["via_applied_after_first_ms"], " ms"),
+        ),
+        ("trade's node applied to notified", _fmt(nt["via_applied_to_notified_ms"], " ms")),
+        (
+            "sent to the proposer: share, p50 / others' p50",
+            f"{_fmt(nt['via_proposer_share'])}, {_fmt(nt['p50_via_proposer_ms'])} / "
+            f"{_fmt(nt['p50_via_other_ms'])} ms",
+        ),
+    ]
 
 
 def _name(key: str) -> str:

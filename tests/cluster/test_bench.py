@@ -64,9 +64,17 @@ def test_bench_on_a_fresh_cluster_writes_every_figure(tmp_path: Path) -> None:
     assert r["phases_samples"] == r["committed"]
     assert 0 < ph["proposed"] <= ph["first_qc"] <= ph["commit"] <= ph["notified"]
     assert ph["commit"] <= ph["applied"]
+    # Every trade names the validator it went to, every block each validator's own
+    # application and its proposer: the notice figures are measured, not absent.
+    raw = json.loads((tmp_path / "b.raw.json").read_text())
+    assert all(t["via"] in range(4) for t in raw["trades"])
+    assert all(len(e["applied_by_node_us"]) == 4 for e in raw["timeline"].values())
+    assert all(e["proposer"] in range(4) for e in raw["timeline"].values())
+    nt = r["notice"]
+    assert 0 <= nt["applied_spread_ms"]["median_node"] <= nt["applied_spread_ms"]["last_node"]
+    assert nt["via_applied_after_first_ms"] >= 0 and 0 < nt["via_proposer_share"] < 1
     # The figures, not a speed: throughput counts trades committed in the window, each of
     # them recorded; the timing goals belong to the benchmark (docs/performance.md).
-    raw = json.loads((tmp_path / "b.raw.json").read_text())
     assert 0 < r["throughput_tps"] * r["config"]["duration_s"] <= len(raw["trades"])
     assert r["cpu_us_per_trade_per_validator"] > 0 and r["rss_mb_per_validator"]["mean"] > 10
     bound = r["config"]["cores"] / (4 * 2 * r["verify_us"] * 1e-6)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import matplotlib.font_manager  # noqa: F401  (see below)
 import pytest
 
-from devtools.bench import report
+from client import BlockTiming, Endpoint, EndpointDown
+from devtools.bench import load, report
 
 # matplotlib builds its font cache on first use, running fc-list: on a machine without the
 # cache (a fresh CI machine) that happened inside the first plotting test, and the isolation
@@ -211,6 +214,52 @@ def test_trades_that_missed_the_next_proposal_are_counted() -> None:
     assert blocks["later_block_share"] == 0.25
 
 
+def test_notice_figures_from_each_validators_marks() -> None:
+    """Two blocks in the window, applied by four validators 0, 4, 10 and 30 ms after the
+    first; trades sent to validators 0 (block 1's proposer), 2 and 3 (one down for block
+    2: no mark); a trade with no ``via`` (an old raw run) counts for nothing."""
+    ms = 1000
+
+    def block(at: int, proposer: int, applied: list[int]) -> dict[str, Any]:
+        first = at + 5 * ms
+        return {
+            "proposed_us": at,
+            "applied_us": first,
+            "proposer": proposer,
+            "applied_by_node_us": [first + a * ms if a >= 0 else 0 for a in applied],
+        }
+
+    timeline = {
+        "1": block(LO, 0, [0, 4, 10, 30]),
+        "2": block(LO + 20 * ms, 1, [30, 0, 10, -1]),
+        "3": block(LO - 50 * ms, 0, [0, 99, 99, 99]),  # proposed before the window
+    }
+    trades = [
+        trade(LO, 20.0, height=1) | {"via": 0},  # the proposer: applied first, 15 ms after
+        trade(LO + ms, 40.0, height=1) | {"via": 2},  # applied 10 ms after the first
+        trade(LO + 2 * ms, 60.0, height=2) | {"via": 3},  # its node has no mark
+        trade(LO + 3 * ms, 50.0, height=1) | {"via": None},
+    ]
+    nt = report.summarize(raw_run(trades, timeline=timeline))["notice"]
+    # block 1: marks 0, 4, 10, 30 -> median_low 4, last 30; block 2: 0, 10, 30 -> 10, 30
+    assert nt["applied_spread_ms"] == {"median_node": 7.0, "last_node": 30.0}
+    assert nt["via_applied_after_first_ms"] == 5.0  # 0 and 10
+    # trade 0: applied at +5 ms of 20; trade 1: applied at +15 (10 after the first), end 41
+    assert nt["via_applied_to_notified_ms"] == 20.5  # 15 and 26
+    assert nt["via_proposer_share"] == round(1 / 3, 3)
+    assert (nt["p50_via_proposer_ms"], nt["p50_via_other_ms"]) == (20.0, 50.0)
+    text = report.table(report.summarize(raw_run(trades, timeline=timeline)))
+    assert re.search(r"applied after the first: median / last node +7 / 30 ms\n", text)
+    assert re.search(r"sent to the proposer: share, p50 / others' p50 +0\.333, 20 / 50 ms", text)
+
+
+def test_notice_figures_are_absent_from_a_raw_run_without_per_validator_marks() -> None:
+    timeline = {"1": {"proposed_us": LO, "applied_us": LO + 5000}}
+    nt = report.summarize(raw_run([trade(LO, 20.0, height=1)], timeline=timeline))["notice"]
+    assert nt["applied_spread_ms"] == {"median_node": None, "last_node": None}
+    assert nt["via_applied_after_first_ms"] is None and nt["via_proposer_share"] is None
+
+
 def test_cpu_and_crypto_bound_arithmetic() -> None:
     result = report.summarize(raw_run(thousand_trades(), validators=validators()))
     # 2e6 us per validator over the 1000 trades final in the window (all end before HI).
@@ -364,3 +413,33 @@ def test_a_consensus_counter_is_the_mean_per_validator_in_the_window(
     assert re.search(rf"{label} +1.5\n", report.table(result))
     old = report.summarize(raw_run(thousand_trades(), validators=validators()))
     assert old[key] is None
+
+
+def test_the_load_generators_timeline_keeps_each_validators_applied_mark_and_the_proposer() -> None:
+    """The raw record the notice figures read: the earliest of each step, each validator's
+    own applied time (0 for a node that is down), and the proposer as the validator with
+    the earliest proposal mark; heights outside the run are left out."""
+    answers = [
+        [BlockTiming(1, 120, 0, 0, 400), BlockTiming(2, 0, 0, 0, 900)],
+        [BlockTiming(1, 100, 200, 300, 350), BlockTiming(7, 1, 1, 1, 1)],
+        EndpointDown(Endpoint("127.0.0.1:8402", "node-02"), "UNAVAILABLE: down"),
+    ]
+
+    class Client:
+        async def timelines(self, first: int, last: int) -> list[Any]:
+            assert (first, last) == (1, 2)
+            return answers
+
+    clients = SimpleNamespace(all=[Client()])
+    out = asyncio.run(load._timeline(clients, {1, 2}))  # type: ignore[arg-type]
+    assert out == {
+        "1": {
+            "applied_by_node_us": [400, 350, 0],
+            "proposer": 1,
+            "proposed_us": 100,
+            "prepare_qc_us": 200,
+            "commit_qc_us": 300,
+            "applied_us": 350,
+        },
+        "2": {"applied_by_node_us": [900, 0, 0], "applied_us": 900},
+    }
