@@ -351,7 +351,11 @@ class SubmitStream:
         corr = event.correlation
         p = self._pending.get(corr)
         if p is None or p.retry is not None or kind not in ("final", "error"):
-            raise BadResponseError(f"unexpected {kind} event for correlation {corr}")
+            # The node's fault, not the stream's: leave it, and what is in flight goes to
+            # the next node. Raising here failed every request in flight and kept the
+            # client on that node, so each new stream broke there again (review 32).
+            self._fail_over(f"{self.address}: unexpected {kind} event for correlation {corr}")
+            return
         code = _BY_NUMBER.get(event.error.status) if kind == "error" else None
         if kind == "error" and (code is _Code.UNAVAILABLE or code not in _ANSWERS):
             # Its node is stopping or halted (NODE_STOPPED, NODE_HALTED), or says what no

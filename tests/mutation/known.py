@@ -5912,3 +5912,15 @@ MUTANTS += [
            tests=[_G31A]),
 ]
 # fmt: on
+
+# Review 32 (SDK vs a lying node): an unexpected submit-stream event fails the stream over.
+_X32A = "tests/unit/test_review32_sdk.py::test_an_unexpected_stream_event_fails_over_and_keeps_the_requests"
+# fmt: off
+MUTANTS += [
+    Mutant("stream-nonsense-breaks-it_R32C", "client/_stream.py",
+           old='            self._fail_over(f"{self.address}: unexpected {kind} event for correlation {corr}")\n            return\n',
+           new='            raise BadResponseError(f"unexpected {kind} event for correlation {corr}")\n',
+           breaks="one node's event for no request fails every trade in flight on the stream and refuses later ones; the client stays on that node, so each new stream breaks there too",
+           tests=[_X32A]),
+]
+# fmt: on

@@ -13,7 +13,6 @@ import grpc
 import pytest
 
 from client import (
-    BadResponseError,
     BusyError,
     FinalityTimeoutError,
     InvalidTransactionError,
@@ -210,12 +209,15 @@ async def test_a_broken_stream_fails_every_open_future_retry_safe() -> None:
     await s.cancel()
 
 
-async def test_an_event_for_no_request_breaks_the_stream() -> None:
+async def test_an_event_for_no_request_breaks_a_stream_with_no_other_node() -> None:
+    """A node's event for no request is its fault: the stream leaves it (review 32,
+    tests/unit/test_review32_sdk.py); with no other endpoint, the requests in flight fail
+    retry-safe, naming what it sent."""
     call = _Call()
     s = _stream(call, inflight_max=2)
     fut = await _submit(s, _raw(1))
     call.events.put_nowait(_final(99))
-    with pytest.raises(BadResponseError, match="correlation 99"):
+    with pytest.raises(UnavailableError, match="correlation 99"):
         async with asyncio.timeout(10):
             await fut
     await s.cancel()
