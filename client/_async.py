@@ -60,6 +60,8 @@ from client._errors import (
 from client._identity import RequestSigner, identity_key
 from client._keys import ParticipantKey
 from client._limits import (
+    BLOCK_STREAM_BEHIND_BLOCKS,
+    BLOCK_STREAM_CHECK_S,
     BULK_RPC_TIMEOUT_S,
     BUSY_BACKOFF_BASE_S,
     BUSY_BACKOFF_MAX_S,
@@ -1307,9 +1309,13 @@ class AsyncLedgerClient:
             i = self._current
             req = pb.StreamBlocksRequest(from_height=next_height)
             call = self._stub(i).StreamBlocks(req, metadata=self._md(i, "StreamBlocks", req))
+            infos = aiter(call)
             try:
-                async for info in call:
+                while True:
                     expect = next_height + (held is not None)
+                    info = await self._next_block(infos, expect)
+                    if info is None:
+                        break
                     if info.height != expect:
                         # A call asks from next_height and holds nothing yet: an honest
                         # node never repeats a block (one repeating for ever kept this
@@ -1342,6 +1348,40 @@ class AsyncLedgerClient:
             self._advance(i)
             if failures % n == 0:
                 await asyncio.sleep(FAILOVER_ROUND_BACKOFF_S)
+
+    async def _next_block(
+        self, infos: AsyncIterator[pb.BlockInfo], due: int
+    ) -> pb.BlockInfo | None:
+        """The next message of a block stream (None: it ended), which owes
+        block ``due``. While none comes, every BLOCK_STREAM_CHECK_S the endpoints are asked
+        how far the chain is: BadResponseError once more than f of them (so an honest one)
+        report it BLOCK_STREAM_BEHIND_BLOCKS past ``due``, since the node withholds what
+        the chain has (a node keeping a stream open and silent parked ``blocks()``,
+        ``events()`` and ``holders_at`` for ever: review 32)."""
+        task = asyncio.ensure_future(anext(infos))
+        try:
+            while not (await asyncio.wait({task}, timeout=BLOCK_STREAM_CHECK_S))[0]:
+                passed = await self._reached(due + BLOCK_STREAM_BEHIND_BLOCKS)
+                if passed:
+                    raise BadResponseError(
+                        f"no block {due} in {BLOCK_STREAM_CHECK_S:g} s, though {passed} "
+                        f"validators report height {due + BLOCK_STREAM_BEHIND_BLOCKS} or more: "
+                        "the node withholds it"
+                    )
+        finally:
+            task.cancel()  # done already, unless the node is left
+        try:
+            return task.result()
+        except StopAsyncIteration:
+            return None
+
+    async def _reached(self, height: int) -> int:
+        """How many endpoints report ``height`` or more, if more than f (the Byzantine
+        validators safety tolerates) do, so an honest validator has committed it; else 0."""
+        heights = [s.height for s in await self.status() if isinstance(s, NodeStatusView)]
+        above = sum(h >= height for h in heights)
+        f = Quorum(len(self.genesis.validators), self.genesis.quorum).safety_bound
+        return above if above > f else 0
 
     async def events(
         self, account: str, from_height: int = 1

@@ -34,6 +34,16 @@ TIMELINE_SPAN_MAX: Final = _NODE_TIMELINE_SPAN_MAX  # heights per GetTimeline ca
 REPLAY_BLOCKS_MAX: Final = 100_000
 REPLAY_PROGRESS_BLOCKS: Final = 1_000
 
+# --- block streams (blocks(), events(), holders_at) ------------------------------------------
+# A block stream that brings nothing for BLOCK_STREAM_CHECK_S asks every endpoint's status:
+# when more than f of them (an honest one among them) report the chain
+# BLOCK_STREAM_BEHIND_BLOCKS or more past the block the stream owes, its node withholds it
+# and is left for the next (review 32). An idle chain, or f liars claiming heights, keep
+# it. The margin: an honest node sends a block once its successor commits, so a chain one
+# block past it may have just got there.
+BLOCK_STREAM_CHECK_S: Final = 5.0
+BLOCK_STREAM_BEHIND_BLOCKS: Final = 2
+
 # --- failover and retries -----------------------------------------------------------------
 FAILOVER_ROUNDS_MAX: Final = 2  # each endpoint is tried at most this often per call
 FAILOVER_ROUND_BACKOFF_S: Final = 0.25  # pause between two rounds over all endpoints

@@ -5924,3 +5924,21 @@ MUTANTS += [
            tests=[_X32A]),
 ]
 # fmt: on
+
+# Review 32 (SDK vs a lying node): a block stream leaves a node withholding what the chain has.
+_X32B = "tests/unit/test_review32_sdk.py::test_a_node_that_withholds_blocks_the_chain_has_is_left"
+_X32B_CONTROL = "tests/unit/test_review32_sdk.py::test_an_idle_chain_or_f_liars_keep_the_stream"
+# fmt: off
+MUTANTS += [
+    Mutant("block-stream-waits-on-a-withholding-node_R32C", "client/_async.py",
+           old="        return above if above > f else 0\n",
+           new="        return 0\n",
+           breaks="a validator that opens a block stream and sends nothing parks blocks(), events() and holders_at() for ever though the chain moves on",
+           tests=[_X32B]),
+    Mutant("block-stream-believes-f-liars_R32C", "client/_async.py",
+           old="        return above if above > f else 0\n",
+           new="        return above\n",
+           breaks="one Byzantine validator claiming a height far ahead makes every block stream on an idle chain leave honest nodes in turn until it fails",
+           tests=[_X32B_CONTROL]),
+]
+# fmt: on

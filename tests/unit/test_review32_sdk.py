@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from node.wire import ledger_pb2 as pb
+from tests.unit.test_client_api_hostile import _Stub
 from tests.unit.test_client_stream import _Call, _final, _plain_signed, _raw, _stream
 from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within
+from tests.unit.test_sdk_vs_lying_node import _AskedAnotherNode, _client, _honest
 
 __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
 
@@ -73,3 +75,80 @@ async def test_an_unexpected_stream_event_fails_over_and_keeps_the_requests(even
         assert (await _done_within(asyncio.shield(later), GUARD_S)).tx_id == _raw(2)[-8:]
     finally:
         await s.cancel()
+
+
+# --- 2. a block stream kept open and silent parked blocks() for ever ------------------------
+
+
+class _BlockNode:
+    """A node's stub for a block stream: its status claims ``height``; its StreamBlocks
+    call sends nothing and never ends (``silent``), or marks that it was asked."""
+
+    def __init__(self, height: int, *, silent: bool) -> None:
+        self.height, self.silent, self.streams, self.statuses = height, silent, 0, 0
+
+    def GetStatus(self, req: Any, **kw: Any) -> Any:
+        self.statuses += 1
+
+        async def answer() -> pb.NodeStatus:
+            return pb.NodeStatus(height=self.height)
+
+        return asyncio.ensure_future(answer())
+
+    def StreamBlocks(self, req: Any, **kw: Any) -> Any:
+        self.streams += 1
+        if not self.silent:
+            raise _AskedAnotherNode("StreamBlocks")
+        return _SilentCall()
+
+
+class _SilentCall:
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        await asyncio.Event().wait()  # nothing, ever
+
+    def cancel(self) -> bool:
+        return True
+
+
+async def _first_block(nodes: list[_BlockNode], seconds: float) -> Any:
+    c = _client([_Stub(_honest) for _ in nodes])
+    c._stub = lambda i: nodes[i]  # type: ignore[method-assign,assignment,return-value]
+    try:
+        return await _done_within(c.blocks(5).__anext__(), seconds)
+    finally:
+        await c.aclose()
+
+
+@pytest.fixture
+def _quick_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("client._async.BLOCK_STREAM_CHECK_S", 0.05)
+
+
+@pytest.mark.usefixtures("_quick_checks")
+async def test_a_node_that_withholds_blocks_the_chain_has_is_left() -> None:
+    """Endpoint 0 opens the block stream and sends nothing, for ever, while every
+    validator (itself too) reports the chain at height 20: blocks(5) waited there for good
+    ("the stream has no idle timeout because an idle cluster makes no blocks"), so one
+    validator hid every block from ``events()`` (a bank's settlement feed) and
+    ``holders_at``. More than f validators report the chain past the block owed: an honest
+    one has it, and the stream moves to the next node."""
+    nodes = [_BlockNode(20, silent=True)] + [_BlockNode(20, silent=False) for _ in range(3)]
+    outcome = await _first_block(nodes, GUARD_S)
+    assert isinstance(outcome, _AskedAnotherNode), f"stayed on the silent node: {outcome!r}"
+    assert nodes[1].streams == 1
+
+
+@pytest.mark.usefixtures("_quick_checks")
+@pytest.mark.parametrize("heights", [(4, 4, 4, 4), (1000, 4, 4, 4), (6, 6, 5, 5)])
+async def test_an_idle_chain_or_f_liars_keep_the_stream(heights: tuple[int, ...]) -> None:
+    """Controls: the chain has not reached the block owed (an idle chain: the stream waits
+    for it), only f = 1 validator claims it has (a liar cannot make the client leave an
+    honest node), or the chain is only one block past it (an honest node sends a block
+    once its successor commits): the stream stays, though its status checks ran."""
+    nodes = [_BlockNode(heights[0], silent=True)]
+    nodes += [_BlockNode(h, silent=False) for h in heights[1:]]
+    assert await _first_block(nodes, 0.5) is NOT_DONE
+    assert nodes[0].statuses >= 3 and nodes[1].streams == 0
