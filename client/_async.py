@@ -1761,7 +1761,9 @@ def _replayed(b: BlockView) -> ReplayedBlock:
         b.certificate,
         tuple(t.raw for t in b.transactions),
         b.prior_root,
-        b.filtered,
+        # A filtered copy showing every transaction its certified header counts hides
+        # none (an idle block's, which a hostile node may send an observer: review 32).
+        b.filtered and len(b.transactions) < b.tx_count,
     )
 
 

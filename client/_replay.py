@@ -38,7 +38,7 @@ class ReplayedBlock:
     certificate: bytes
     raw_txs: tuple[bytes, ...]
     prior_root: bytes  # the header's state root after block height - 1
-    filtered: bool = False
+    filtered: bool = False  # a party-filtered copy that hides transactions
 
 
 @dataclass(frozen=True, slots=True)

@@ -5942,3 +5942,15 @@ MUTANTS += [
            tests=[_X32B_CONTROL]),
 ]
 # fmt: on
+
+# Review 32 (SDK vs a lying node): a filtered copy that hides no transaction is replayed.
+_X32C = "tests/unit/test_review32_sdk.py::test_a_filtered_block_that_hides_nothing_does_not_end_holders_at"
+# fmt: off
+MUTANTS += [
+    Mutant("replay-refuses-a-filtered-idle-block_R32C", "client/_async.py",
+           old="        b.filtered and len(b.transactions) < b.tx_count,\n",
+           new="        b.filtered,\n",
+           breaks="one hostile node sends an observer a filtered copy of an idle block and its holders_at ends with a final PermissionDeniedError, no other node asked",
+           tests=[_X32C]),
+]
+# fmt: on

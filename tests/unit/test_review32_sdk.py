@@ -9,14 +9,21 @@ from typing import Any
 
 import pytest
 
+from client import AsyncLedgerClient, PermissionDeniedError
+from node.runtime._api import block_pb
 from node.wire import ledger_pb2 as pb
+from tests.chain_helpers import Chain
+from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.unit.test_client_api_hostile import _Stub
 from tests.unit.test_client_stream import _Call, _final, _plain_signed, _raw, _stream
 from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within
+from tests.unit.test_party_index_hostile import _BlockStream, _filtered, _sdk
+from tests.unit.test_party_index_hostile import _Stub as _PartyStub
 from tests.unit.test_sdk_vs_lying_node import _AskedAnotherNode, _client, _honest
 
 __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
 
+NET = shared_net()
 GUARD_S = 3.0  # far below the requests' 30 s deadline: an answer here came by failover
 
 
@@ -152,3 +159,67 @@ async def test_an_idle_chain_or_f_liars_keep_the_stream(heights: tuple[int, ...]
     nodes += [_BlockNode(h, silent=False) for h in heights[1:]]
     assert await _first_block(nodes, 0.5) is NOT_DONE
     assert nodes[0].statuses >= 3 and nodes[1].streams == 0
+
+
+# --- 3. one node ends an observer's holders_at with a permission error ----------------------
+
+
+@pytest.fixture(scope="module")
+def idle_first() -> tuple[Any, bytes, Chain]:
+    """Block 1 idle (no transactions), block 2 a DvP BANK01/BANK02 of the first bond, block
+    3 empty (certifies it)."""
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    chain.commit([])
+    chain.commit([txf.signed(txf.dvp())])
+    chain.commit([])
+    return pinned, certs, chain
+
+
+def _whole(chain: Chain, height: int) -> pb.BlockInfo:
+    sb = chain.store.block(height)
+    assert sb is not None
+    return block_pb(chain.node(), sb)
+
+
+async def _holders_at(c: AsyncLedgerClient, bond: str, infos: list[pb.BlockInfo]) -> Any:
+    stub = _PartyStub(lambda m, r: pb.NodeStatus(height=len(infos)))
+    stub.StreamBlocks = lambda req, **kw: _BlockStream(list(infos))  # type: ignore[attr-defined]
+    c._stub = lambda i: stub  # type: ignore[method-assign]
+    try:
+        async with asyncio.timeout(GUARD_S):
+            return await c.holders_at(bond, 2)
+    finally:
+        await c.aclose()
+
+
+async def test_a_filtered_block_that_hides_nothing_does_not_end_holders_at(
+    idle_first: tuple[Any, bytes, Chain],
+) -> None:
+    """AUDITOR (a genesis observer whose app does not say ``observer=True``) replays the
+    first bond's holders after block 2 through a hostile validator, which sends block 1,
+    which has no transactions, party-filtered. The SDK accepts the copy (an idle block
+    has no party index, so no observer flag: ADR 0025), and ``Replay.check_root`` raised
+    PermissionDeniedError ("a replay needs full blocks"), documented as what every node
+    answers the same and not retry-safe: one node ended the auditor's replay, no other
+    node was asked. Review 20c fixed this for ``events()`` and left ``holders_at``. A
+    filtered block whose certified header counts no more transactions than it shows
+    hides none: the replay applies it."""
+    pinned, certs, chain = idle_first
+    honest = [_whole(chain, h) for h in (1, 2, 3)]
+    bond = pinned.bonds[0]
+    control = await _holders_at(_sdk(pinned, certs, "AUDITOR"), bond, honest)
+    hostile = [_filtered(chain, "AUDITOR", 1), *honest[1:]]
+    got = await _holders_at(_sdk(pinned, certs, "AUDITOR"), bond, hostile)
+    assert got.proven and got.state_root == control.state_root and got == control
+
+
+async def test_a_filtered_block_that_hides_transactions_still_ends_holders_at(
+    idle_first: tuple[Any, bytes, Chain],
+) -> None:
+    """Control: BANK03 is shown block 2 without BANK01/BANK02's DvP (an honest node's
+    filtered copy): the replay cannot reach the state, PermissionDeniedError."""
+    pinned, certs, chain = idle_first
+    infos = [_filtered(chain, "BANK03", h) for h in (1, 2, 3)]
+    with pytest.raises(PermissionDeniedError, match="filtered"):
+        await _holders_at(_sdk(pinned, certs, "BANK03"), pinned.bonds[0], infos)
