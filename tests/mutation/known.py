@@ -5931,13 +5931,13 @@ _X32B_CONTROL = "tests/unit/test_review32_sdk.py::test_an_idle_chain_or_f_liars_
 # fmt: off
 MUTANTS += [
     Mutant("block-stream-waits-on-a-withholding-node_R32C", "client/_async.py",
-           old="        return above if above > f else 0\n",
+           old="        return heights[f] if len(heights) > f else 0\n",
            new="        return 0\n",
            breaks="a validator that opens a block stream and sends nothing parks blocks(), events() and holders_at() for ever though the chain moves on",
            tests=[_X32B]),
     Mutant("block-stream-believes-f-liars_R32C", "client/_async.py",
-           old="        return above if above > f else 0\n",
-           new="        return above\n",
+           old="        return heights[f] if len(heights) > f else 0\n",
+           new="        return heights[0] if heights else 0\n",
            breaks="one Byzantine validator claiming a height far ahead makes every block stream on an idle chain leave honest nodes in turn until it fails",
            tests=[_X32B_CONTROL]),
 ]
@@ -5952,5 +5952,19 @@ MUTANTS += [
            new="        b.filtered,\n",
            breaks="one hostile node sends an observer a filtered copy of an idle block and its holders_at ends with a final PermissionDeniedError, no other node asked",
            tests=[_X32C]),
+]
+# fmt: on
+
+# Review 32 (SDK vs a lying node): holders_at's "not found" is not one node's low head.
+_X32D = (
+    "tests/unit/test_review32_sdk.py::test_one_nodes_low_head_does_not_make_holders_at_deny_a_block"
+)
+# fmt: off
+MUTANTS += [
+    Mutant("holders-at-believes-one-low-head_R32C", "client/_async.py",
+           old="            head = max(head, await self._chain_height())\n",
+           new="            pass\n",
+           breaks="the current endpoint claiming a low head makes holders_at raise NotFoundError (final) for a block the chain has",
+           tests=[_X32D]),
 ]
 # fmt: on

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from client import AsyncLedgerClient, PermissionDeniedError
+from client import AsyncLedgerClient, Endpoint, NotFoundError, ParticipantKey, PermissionDeniedError
 from node.runtime._api import block_pb
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
@@ -223,3 +223,53 @@ async def test_a_filtered_block_that_hides_transactions_still_ends_holders_at(
     infos = [_filtered(chain, "BANK03", h) for h in (1, 2, 3)]
     with pytest.raises(PermissionDeniedError, match="filtered"):
         await _holders_at(_sdk(pinned, certs, "BANK03"), pinned.bonds[0], infos)
+
+
+# --- 4. one node's low head makes holders_at deny a block the chain has ---------------------
+
+
+def _auditor(pinned: Any, certs: bytes, statuses: list[int], infos: list[pb.BlockInfo]) -> Any:
+    """An AUDITOR client of 4 endpoints: endpoint i's status says ``statuses[i]``, and each
+    streams ``infos``."""
+    key = ParticipantKey("AUDITOR", pinned.participant_keys["AUDITOR"])
+    endpoints = [Endpoint(f"127.0.0.1:{i + 1}", f"node-{i:02d}") for i in range(4)]
+    c = AsyncLedgerClient(endpoints, tls_certs=certs, genesis=pinned.genesis, identity=key)
+    stubs = []
+    for height in statuses:
+        stub = _PartyStub(lambda m, r, h=height: pb.NodeStatus(height=h))
+        stub.StreamBlocks = lambda req, **kw: _BlockStream(list(infos))  # type: ignore[attr-defined]
+        stubs.append(stub)
+    c._stub = lambda i: stubs[i]  # type: ignore[method-assign]
+    return c
+
+
+async def test_one_nodes_low_head_does_not_make_holders_at_deny_a_block(
+    idle_first: tuple[Any, bytes, Chain],
+) -> None:
+    """The current endpoint says its head is block 1; the other three, block 3.
+    ``holders_at(bond, 2)`` checked the height against ``head()``, which never exceeds
+    the current endpoint's claim, and raised NotFoundError ("block 2 is above the head"),
+    documented as "no such block" and not retry-safe, on that one node's word. A block
+    more than f validators report reached exists: the replay goes on."""
+    pinned, certs, chain = idle_first
+    infos = [_whole(chain, h) for h in (1, 2, 3)]
+    c = _auditor(pinned, certs, [1, 3, 3, 3], infos)
+    try:
+        async with asyncio.timeout(GUARD_S):
+            got = await c.holders_at(pinned.bonds[0], 2)
+    finally:
+        await c.aclose()
+    assert got.height == 2 and got.proven  # block 3, which more than f report, proves it
+
+
+async def test_a_block_no_honest_node_reports_is_not_found(
+    idle_first: tuple[Any, bytes, Chain],
+) -> None:
+    """Control: only one node (f = 1) says the chain reached block 3: not found."""
+    pinned, certs, chain = idle_first
+    c = _auditor(pinned, certs, [2, 3, 2, 2], [_whole(chain, h) for h in (1, 2, 3)])
+    try:
+        with pytest.raises(NotFoundError, match="above the head"):
+            await c.holders_at(pinned.bonds[0], 3)
+    finally:
+        await c.aclose()
