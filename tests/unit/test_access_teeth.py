@@ -7,6 +7,7 @@ is; each shows the rule both ways, the case it allows beside the case it refuses
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -28,6 +29,7 @@ from node.access import (
     parse_claim,
     request_payload,
     signed_metadata,
+    tx_readers,
     verify_claim,
 )
 from node.config import REQUEST_NONCE_BYTES_MAX
@@ -327,3 +329,77 @@ async def test_a_demoted_auditor_reads_by_id_what_its_auditor_days_blocks_show_i
     assert await read("BANK01") == "OK"  # control: a party
     assert await read("BANK03") == "PERMISSION_DENIED"  # control: never an observer
     assert await read("AUDITOR") == "OK"
+
+
+# --- review 32: the cosmic-ray target `access` (docs/testing.md "The client port") ----------
+
+
+def test_balances_are_refused_to_an_id_ordered_either_side() -> None:
+    """Ids are compared for equality, not order: BANK03 reads neither BANK02's balances
+    (an id below its own) nor BANK04's (above)."""
+    caller = Caller("BANK03", False)
+    assert may_read_account(caller, "BANK03")  # control
+    assert not may_read_account(caller, "BANK02")
+    assert not may_read_account(caller, "BANK04")
+
+
+def test_balances_go_to_their_owner_whatever_string_object_names_it() -> None:
+    """The verified caller's id comes from the registry and the account from the request
+    off the wire: equal strings, never the same object."""
+    from node.wire import ledger_pb2 as pb
+
+    caller = _verify(_md("BANK01"))
+    wire = pb.BalancesRequest(account="BANK01").SerializeToString()
+    account = pb.BalancesRequest.FromString(wire).account
+    assert account == caller.participant and account is not caller.participant
+    assert may_read_account(caller, account)
+
+
+@pytest.mark.parametrize("time_ms", [0, 2**64 - 1])
+def test_any_u64_time_parses_and_verifies(time_ms: int) -> None:
+    """The claim's time is a u64 (the signed payload packs it in 8 bytes): both ends parse,
+    and a call signed at either verifies (the clock window is the Gate's, not this)."""
+    claim = parse_claim(_md(time_ms=time_ms))
+    assert claim.time_ms == time_ms
+    assert _verify(_md(time_ms=time_ms)).participant == "BANK01"
+
+
+@pytest.mark.parametrize("text", ["-1", str(2**64), str(10**30)])
+def test_a_time_outside_u64_is_an_access_error_not_a_crash(text: str) -> None:
+    """Outside 0..2^64 - 1 the signed payload cannot even be built (struct.error): the
+    claim is refused as malformed first, with the error the port turns into
+    UNAUTHENTICATED."""
+    with pytest.raises(AccessError, match="time out of range"):
+        parse_claim(_with(_md(), METADATA_TIME, text))
+
+
+def test_the_payload_and_metadata_name_node_participant_time_and_nonce_by_keyword() -> None:
+    """Two strings and an int in a row: by position, a node and a participant could be
+    swapped and a call signed for the wrong one. ``may_read_tx``'s height is by keyword
+    too (a position could be a block height or anything else)."""
+    key = NET.participant_keys["BANK01"]
+    nonce = b"n" * 16
+    with pytest.raises(TypeError):
+        request_payload(G.chain_id, M, b"req", NODE, "BANK01", T0, nonce)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        signed_metadata(key, "BANK01", G.chain_id, M, b"req", NODE, T0, nonce)  # type: ignore[misc]
+    raw = TxFactory(NET).signed(TxFactory(NET).dvp("BANK01", "BANK02"))
+    reg = Registry.at_genesis(G)
+    with pytest.raises(TypeError):
+        may_read_tx(Caller("BANK01", False), raw, reg, 0)  # type: ignore[misc]
+    assert may_read_tx(Caller("BANK01", False), raw, reg, height=0)  # control
+
+
+def test_an_identity_once_parsed_or_verified_cannot_be_changed() -> None:
+    """A verified ``Caller`` is held for a stream's life and asked at every event; a
+    ``Claim`` is checked by time, then by signature; ``TxReaders`` answers any number of
+    callers. None of them can be altered in between (frozen) or grow attributes (slots)."""
+    claim = parse_claim(_md())
+    caller = _verify(_md())
+    raw = TxFactory(NET).signed(TxFactory(NET).dvp("BANK01", "BANK02"))
+    readers = tx_readers(raw, Registry.at_genesis(G))
+    assert readers.admit(caller) and not readers.admit(Caller("BANK03", False))  # control
+    for value, field in ((claim, "time_ms"), (caller, "observer"), (readers, "public")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, True)
+        assert not hasattr(value, "__dict__"), type(value).__name__
