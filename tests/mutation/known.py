@@ -5968,3 +5968,16 @@ MUTANTS += [
            tests=[_X32D]),
 ]
 # fmt: on
+
+# Review 32 (client port, cosmic-ray targets `access` and `runtime.admission`): balances
+# go to their owner by equality of ids, not by their order.
+_X32E = "tests/unit/test_access_teeth.py::test_balances_are_refused_to_an_id_ordered_either_side"
+# fmt: off
+MUTANTS += [
+    Mutant("access-account-by-id-order_R32D", "node/access.py",
+           old="caller.participant == account",
+           new="caller.participant >= account",
+           breaks="a participant reads the balances of every account whose id sorts below its own (BANK03 reads BANK01's and BANK02's)",
+           tests=[_X32E]),
+]
+# fmt: on
