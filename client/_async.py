@@ -300,13 +300,22 @@ class BlockView:
 
 @dataclass(frozen=True, slots=True)
 class BlockEvent:
-    """A pending trade's later outcome at the end of a block: ``code`` (OK: settled,
-    PARTIALLY_SETTLED, FAILED_DEADLINE, CANCELLED) for the trade ``tx_id``, at leaf
-    ``index`` of the block's results (after its transactions)."""
+    """What happened at the end of a block, at leaf ``index`` of its results (after its
+    transactions): a pending trade's later outcome, ``code`` (OK: settled,
+    PARTIALLY_SETTLED, FAILED_DEADLINE, CANCELLED, MATURED, COSIGN_REQUIRED,
+    TRADE_LIMIT) for the trade ``tx_id``; or a repo's lapse, ``REPO_LAPSED``, with
+    ``tx_id`` its ``RepoOpen``'s id (``repo_lapse``; review 32)."""
 
     index: int
     tx_id: bytes
     code: ResultCode
+
+    @property
+    def repo_lapse(self) -> bool:
+        """A repo still open past its default deadline ended DEFAULTED here; ``tx_id`` is
+        the id of the ``RepoOpen`` that opened it (``transaction(tx_id)`` shows its terms),
+        and the repo record (``repos``) names the defaulter."""
+        return self.code is ResultCode.REPO_LAPSED
 
 
 @dataclass(frozen=True, slots=True)

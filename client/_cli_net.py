@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from client import (
+    BlockEvent,
     BlockTx,
     BlockView,
     InvalidFieldError,
@@ -768,7 +769,12 @@ def _block(args: argparse.Namespace) -> int:
                 "state_root": b.state_root.hex(),
                 "transactions": [_block_tx_json(t) for t in b.transactions],
                 "events": [
-                    {"index": e.index, "tx_id": e.tx_id.hex(), "code": e.code.name}
+                    {
+                        "index": e.index,
+                        "tx_id": e.tx_id.hex(),
+                        "code": e.code.name,
+                        "kind": _event_kind(e),
+                    }
                     for e in b.events
                 ],
                 "results_proven": b.results_proven,
@@ -779,7 +785,7 @@ def _block(args: argparse.Namespace) -> int:
     print(f"hash {b.hash.hex()}  state root {b.state_root.hex()[:16]}...")
     print(f"(commit certificate checked against genesis; {_proven_line(b)})")
     for e in b.events:
-        print(f"event #{e.index}: pending trade {e.tx_id.hex()[:16]} {e.code.name}")
+        print(f"event #{e.index}: {_event_line(e)}")
     if b.transactions:
         table(
             ("pos", "tx id", "result", "transaction"),
@@ -790,6 +796,21 @@ def _block(args: argparse.Namespace) -> int:
             right=(0,),
         )
     return EXIT_OK
+
+
+def _event_kind(e: BlockEvent) -> str:
+    return "repo_lapse" if e.repo_lapse else "pending_trade"
+
+
+def _event_line(e: BlockEvent) -> str:
+    """One event: a pending trade's outcome, or a repo's lapse (review 32), named by the
+    id of the RepoOpen that opened it."""
+    if e.repo_lapse:
+        return (
+            f"repo opened by {e.tx_id.hex()[:16]} lapsed DEFAULTED ({e.code.name}; "
+            "`ledger repo list` names the defaulter)"
+        )
+    return f"pending trade {e.tx_id.hex()[:16]} {e.code.name}"
 
 
 def _proven_line(b: BlockView) -> str:

@@ -98,6 +98,7 @@ def _doc(r: RepoRecord) -> dict[str, object]:
         "default_ms": r.default_ms, "closed_ms": r.closed_ms, "close_amount": r.close_amount,
         "manufactured": r.manufactured, "defaulter": r.defaulter,
         "close_tx": r.close_tx.hex() if any(r.close_tx) else "",
+        "open_tx": r.open_tx.hex() if any(r.open_tx) else "",
     }  # fmt: skip
 
 

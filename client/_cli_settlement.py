@@ -12,6 +12,8 @@ ledger's own clock, so two runs over the same range agree on every node. What co
   pending book, a matured bond or a frozen holding, or a pending trade's ``FAILED_DEADLINE`` /
   ``CANCELLED`` / ``MATURED`` event; other
   refusals (expired, unauthorized...) are bad instructions, counted apart;
+- **repos lapsed**: ``REPO_LAPSED`` events (review 32), a repo nobody closed by its
+  default deadline: a default, not a fail (no settlement instruction was entered);
 - **fail rate**: fails / trades;
 - **time to settle after recycling**: from the block that recorded the trade pending to
   the block whose end settled it (block times), p50 and p99;
@@ -69,6 +71,7 @@ class SettlementReport:
     pending: int = 0
     settled_after_recycling: int = 0
     partly_settled: int = 0
+    repos_lapsed: int = 0  # REPO_LAPSED events (review 32): a repo default, not a trade's fail
     failed: Counter[str] = field(default_factory=Counter)
     refused_other: Counter[str] = field(default_factory=Counter)
     recycle_ms: list[int] = field(default_factory=list)
@@ -88,6 +91,7 @@ class SettlementReport:
             "pending": self.pending,
             "settled_after_recycling": self.settled_after_recycling,
             "partly_settled_events": self.partly_settled,
+            "repos_lapsed": self.repos_lapsed,
             "failed_by_reason": dict(self.failed),
             "fail_rate": round(self.fail_rate, 6),
             "refused_other": dict(self.refused_other),
@@ -187,6 +191,8 @@ def report_of(
                     r.recycle_ms.append(b.time_ms - since)
             elif e.code is RC.PARTIALLY_SETTLED:
                 r.partly_settled += 1
+            elif e.code is RC.REPO_LAPSED:
+                r.repos_lapsed += 1
             else:
                 r.failed[e.code.name] += 1
     return r
@@ -204,6 +210,7 @@ def print_report(r: SettlementReport, as_json: bool) -> None:
         ("recorded pending", r.pending),
         ("settled after recycling", r.settled_after_recycling),
         ("partly settled (events)", r.partly_settled),
+        ("repos lapsed (events; not a trade's fail)", r.repos_lapsed),
         *((f"failed: {k}", v) for k, v in sorted(r.failed.items())),
         ("fail rate", f"{100 * r.fail_rate:.2f}%"),
         *((f"refused (not a fail): {k}", v) for k, v in sorted(r.refused_other.items())),

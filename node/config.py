@@ -63,9 +63,7 @@ PENDING_PER_PARTY_MAX: Final = 100
 # Age bound: an instruction waits at most this long after the block that recorded it,
 # whatever its own deadline says; then it fails FAILED_DEADLINE like one past its deadline.
 PENDING_AGE_MAX_MS: Final = 7 * 24 * 3600 * 1000
-# Results a block can carry: one per transaction plus one event per pending instruction
-# resolved or partly settled at its end (at most one event per instruction per block).
-BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX
+# (BLOCK_RESULTS_MAX, the results a block can carry, is after the repo bounds below.)
 
 # --- settlement: freezes (freeze; node/settlement/_freeze.py) ---------------------------
 # Frozen targets (accounts and holdings) at once. Each is one small record; the bound
@@ -130,6 +128,10 @@ REPO_OPEN_MAX: Final = 10_000
 # first view timeout. As PENDING_MAX bounds recycling; a backlog of REPO_OPEN_MAX clears
 # in REPO_OPEN_MAX / this = 10 blocks.
 REPO_LAPSES_PER_BLOCK_MAX: Final = 1_000
+# Results a block can carry: one per transaction, one event per pending instruction
+# resolved or partly settled at its end (at most one per instruction per block), and one
+# event per repo lapsed at its end (review 32). The store refuses to write more.
+BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX + REPO_LAPSES_PER_BLOCK_MAX
 # Repos one read (GetRepos, `ledger repo list`) returns at most; the newest-first page.
 REPO_LIST_MAX: Final = 1_000
 # --- settlement: prices and margin (margin; node/settlement/_price.py, _margin.py) ---

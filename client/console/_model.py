@@ -166,7 +166,12 @@ def block_json(b: BlockView) -> dict[str, Any]:
         "signers": signers,
         "transactions": [_tx_json(b, t) for t in b.transactions],
         "events": [
-            {"tx_id": e.tx_id.hex(), "code": e.code.name, "meaning": e.code.meaning}
+            {
+                "tx_id": e.tx_id.hex(),
+                "code": e.code.name,
+                "meaning": e.code.meaning,
+                "kind": "repo_lapse" if e.repo_lapse else "pending_trade",
+            }
             for e in b.events
         ],
     }
@@ -178,8 +183,16 @@ class _Refusal:
     time_ms: int
     tx_id: str
     code: str
-    fail: bool  # a settlement fail (FAIL_CODES); else a bad instruction
-    event: bool  # a pending trade's later outcome
+    fail: bool  # a settlement fail (FAIL_CODES); else a bad instruction or a repo lapse
+    event: bool  # an end-of-block event: a pending trade's later outcome, a repo's lapse
+
+    @property
+    def kind(self) -> str:
+        """What the fails page calls it: a repo's lapse (review 32: an event whose id is
+        the RepoOpen's) is neither a trade's fail nor a bad instruction."""
+        if self.code == ResultCode.REPO_LAPSED.name:
+            return "repo lapsed (defaulted)"
+        return "settlement fail" if self.fail else "bad instruction"
 
 
 class ConsoleModel:
@@ -270,6 +283,7 @@ class ConsoleModel:
                     "tx_id": r.tx_id,
                     "code": r.code,
                     "fail": r.fail,
+                    "kind": r.kind,
                     "event": r.event,
                 }
                 for r in reversed(recent)

@@ -3,8 +3,9 @@
 ``apply_block(view, txs, ctx)`` is a pure function. It reads the state before the block
 through ``view`` (a ``StateView``: a store, or anything that answers the same questions),
 runs every transaction in order against an overlay, re-attempts the pending
-instructions (``_pending.recycle``, ADR 0014), and returns a ``BlockOutcome``: one
-result per transaction then one per pending instruction's event, the balance and supply
+instructions (``_pending.recycle``, ADR 0014), lapses the repos past their default
+deadline (``_repo.lapse``), and returns a ``BlockOutcome``: one result per transaction
+then one per pending instruction's event and one per repo lapsed, the balance and supply
 values the block writes, the transaction ids it records, and the new state root.
 Nothing is mutated; the caller commits the outcome to storage in one atomic write.
 
@@ -224,7 +225,8 @@ def apply_block(
     # After the block's own transactions: pending instructions, in (height, position) order.
     events = _pending.recycle(overlay, ctx.height, ctx.time_ms, len(results))
     _repo.after_recycle(overlay, events, ctx.time_ms)  # a repo's close settled or defaulted
-    _repo.lapse(overlay, ctx.time_ms)  # an open repo past its default deadline defaults
+    # An open repo past its default deadline defaults: its event follows recycling's.
+    events += _repo.lapse(overlay, ctx.time_ms)
     for tid, code in events:
         results.append(TxResult(tid, code, recorded=False, event=True))
     root = _state_root(head.state_root, ctx, results, overlay)
@@ -544,7 +546,7 @@ def _repo_tx(
     legs = lambda leg: _dvp(reg, o, leg, ctx)  # noqa: E731
     match tx:
         case RepoOpen():
-            return _repo.open_(reg, o, tx, legs, height=ctx.height, time_ms=ctx.time_ms)
+            return _repo.open_(reg, o, tx, legs, tid=at[0], height=ctx.height, time_ms=ctx.time_ms)
         case RepoClose():
             tid, position = at
             return _repo.close(

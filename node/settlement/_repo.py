@@ -31,7 +31,9 @@ deliver the bond back). A repo still ``OPEN`` when the block time passes its def
 deadline **lapses** at the end of that block (``lapse``, after recycling): it ends
 ``DEFAULTED``, nothing moves, the record states what was due then and names the
 defaulter by the same tests as a close failing at its deadline. So no repo stays live
-for ever (session 31; ADR 0017 amendment). A block lapses at most
+for ever (session 31; ADR 0017 amendment). Each lapse is an event of the block, after
+recycling's: ``REPO_LAPSED`` under the ``RepoOpen``'s id (``open_tx`` in the record), so a
+reader of blocks sees when and why a repo defaulted (review 32). A block lapses at most
 ``REPO_LAPSES_PER_BLOCK_MAX`` repos, in (deadline, id) order; more wait for the next
 blocks, still ``OPEN`` (review 31: ``REPO_OPEN_MAX`` sharing one deadline took a second).
 
@@ -130,7 +132,8 @@ class RepoRecord:
     """One repo as stored. ``close_amount`` is the cash due at close, fixed when the close
     is submitted (0 before); ``manufactured`` the coupons netted in it; ``closed_ms`` the
     block time it closed or defaulted (0 before); ``close_tx`` the close transaction's id
-    (zeros before); ``defaulter`` the party that failed its leg (empty unless DEFAULTED).
+    (zeros before); ``defaulter`` the party that failed its leg (empty unless DEFAULTED);
+    ``open_tx`` the ``RepoOpen``'s id, which a lapse's event carries (review 32).
     ``bond`` and ``quantity`` are the current collateral, which counts its coupons from
     block time ``counted_from_ms`` (the open's, or the last margin call's or
     substitution's); ``manufactured_carried`` the earlier collateral's coupons."""
@@ -156,6 +159,7 @@ class RepoRecord:
     defaulter: str = ""
     counted_from_ms: int = 0
     manufactured_carried: int = 0
+    open_tx: bytes = _NO_TX
 
     def encode(self) -> bytes:
         w = Writer().ident(self.borrower).ident(self.lender).ident(self.bond).u64(self.quantity)
@@ -164,6 +168,7 @@ class RepoRecord:
         w.u32(self.rate_bp).u64(self.open_ms).u64(self.close_ms).u64(self.default_ms)
         w.u64(self.open_height).u8(self.status).u64(self.closed_ms).u64(self.close_amount)
         w.u64(self.manufactured).fixed(self.close_tx, crypto.HASH_LEN)
+        w.fixed(self.open_tx, crypto.HASH_LEN)
         w.flag(bool(self.defaulter))
         if self.defaulter:
             w.ident(self.defaulter)
@@ -180,12 +185,13 @@ class RepoRecord:
         if raw_status not in RepoStatus._value2member_map_:
             raise DecodeError(f"unknown repo status {raw_status}")
         closed_ms, amount, netted, close_tx = r.u64(), r.u64(), r.u64(), r.fixed(crypto.HASH_LEN)
+        open_tx = r.fixed(crypto.HASH_LEN)
         defaulter = r.ident() if r.flag() else ""
         r.done()
         return cls(
             repo_id, borrower, lender, bond, quantity, cash, purchase, repurchase, rate_bp,
             open_ms, close_ms, default_ms, height, RepoStatus(raw_status), closed_ms, amount,
-            netted, close_tx, defaulter, counted_from, carried,
+            netted, close_tx, defaulter, counted_from, carried, open_tx,
         )  # fmt: skip
 
     @property
@@ -390,9 +396,17 @@ def _full(o: Overlay, tx: RepoOpen) -> bool:
 
 
 def open_(
-    reg: Registry, o: Overlay, tx: RepoOpen, legs: Legs, *, height: int, time_ms: int
+    reg: Registry,
+    o: Overlay,
+    tx: RepoOpen,
+    legs: Legs,
+    *,
+    tid: bytes,
+    height: int,
+    time_ms: int,
 ) -> ResultCode:
-    """The opening leg (the DvP rules, ``legs``) and the record, both or neither."""
+    """The opening leg (the DvP rules, ``legs``) and the record, both or neither; the
+    record keeps ``tid``, the open's id, for the event of a lapse."""
     if tx.bond not in reg.instrument_by_id or tx.cash not in reg.instrument_by_id:
         return ResultCode.UNKNOWN_INSTRUMENT
     if (code := _terms_code(reg, tx, time_ms)) is not ResultCode.OK:
@@ -411,7 +425,7 @@ def open_(
     rec = RepoRecord(
         tx.id, tx.borrower, tx.lender, tx.bond, tx.quantity, tx.cash, tx.purchase_amount,
         tx.repurchase_amount, tx.rate_bp, time_ms, tx.close_ms, tx.default_ms, height,
-        RepoStatus.OPEN, counted_from_ms=time_ms,
+        RepoStatus.OPEN, counted_from_ms=time_ms, open_tx=tid,
     )  # fmt: skip
     put_repo(o, rec)
     for party in (tx.borrower, tx.lender):
@@ -533,7 +547,7 @@ def _lapsed(default_ms: int, time_ms: int) -> bool:
     return time_ms > default_ms
 
 
-def lapse(o: Overlay, time_ms: int) -> None:
+def lapse(o: Overlay, time_ms: int) -> list[tuple[bytes, ResultCode]]:
     """End every OPEN repo whose default deadline the block time has passed: nobody
     submitted a close by then (a close still pending ended in recycling). It is DEFAULTED
     as a close failing at its deadline would be, and the record states what was due then:
@@ -541,10 +555,15 @@ def lapse(o: Overlay, time_ms: int) -> None:
     while the lender could redeem the collateral at its maturity (session 31). Reads the
     index only once the next-due bound has passed, and lapses at most
     ``REPO_LAPSES_PER_BLOCK_MAX`` repos: the rest, still OPEN, in the next blocks (their
-    deadline stays the bound), so one block's work is bounded as recycling's is."""
+    deadline stays the bound), so one block's work is bounded as recycling's is.
+
+    Returns the block's events for them, in lapse order: ``(open tx id, REPO_LAPSED)``
+    each, so a reader of blocks sees when a repo defaulted and why, certified with the
+    block's results (review 32: before, only the repo record showed it)."""
+    lapsed: list[tuple[bytes, ResultCode]] = []
     raw = o.record(_NEXT_DUE_KEY)
     if raw is None or not _lapsed(Reader(raw).u64(), time_ms):
-        return
+        return lapsed
     next_due: int | None = None
     for n, (key, _) in enumerate(o.records(_DUE)):
         due = Reader(key[1:9]).u64()
@@ -562,10 +581,13 @@ def lapse(o: Overlay, time_ms: int) -> None:
         put_repo(o, rec)
         o.delete_record(key)
         _count_in(o, rec, -1)
+        require(any(rec.open_tx), f"repo {rec.id} has no open transaction id")
+        lapsed.append((rec.open_tx, ResultCode.REPO_LAPSED))
     if next_due is None:
         o.delete_record(_NEXT_DUE_KEY)
     else:
         o.put_record(_NEXT_DUE_KEY, Writer().u64(next_due).finish())
+    return lapsed
 
 
 def _defaulter(o: Overlay, rec: RepoRecord, time_ms: int) -> str:

@@ -93,6 +93,7 @@ class ResultCode(IntEnum):
     REPOS_FULL = 68
     REPO_TERMS = 69
     REPO_CLOSE_PINNED = 70
+    REPO_LAPSED = 71  # an event only: an OPEN repo past its default deadline (review 32)
     # --- margin: prices, margin calls, substitution (issue 18 item 3; _price.py, _margin.py)
     # Reserved for margin: 72-79.
     NO_FRESH_PRICE = 72
@@ -245,6 +246,12 @@ _MEANINGS: dict[ResultCode, str] = {
     ResultCode.REPO_CLOSE_PINNED: (
         "the pending instruction is a repo's close leg: neither party may hold or cancel it "
         "(it settles or the repo defaults at its deadline)"
+    ),
+    ResultCode.REPO_LAPSED: (
+        "event: the repo was still open when the block time passed its default deadline "
+        "(no close submitted, or none the rules let settle); it ended DEFAULTED and nothing "
+        "moved; its record names the defaulter, if any (ledger repo list); the event's id "
+        "is the RepoOpen's"
     ),
     ResultCode.NO_FRESH_PRICE: (
         "fewer than the genesis threshold k of price sources attested the instrument within "

@@ -5814,7 +5814,7 @@ _E31R = "tests/unit/test_repo.py::"
 # fmt: off
 MUTANTS += [
     Mutant("repo-never-lapses_E31", "node/settlement/_apply.py",
-           old="    _repo.lapse(overlay, ctx.time_ms)  # an open repo past its default deadline defaults\n",
+           old="    events += _repo.lapse(overlay, ctx.time_ms)\n",
            new="",
            breaks="a repo nobody closes (or whose close was refused MATURED) stays OPEN for good: both parties' live-repo slots stay taken and no pledge securing it can ever be claimed",
            tests=[_E31R + "test_an_open_repo_nobody_closes_lapses_after_its_default_deadline",
@@ -5979,5 +5979,44 @@ MUTANTS += [
            new="caller.participant >= account",
            breaks="a participant reads the balances of every account whose id sorts below its own (BANK03 reads BANK01's and BANK02's)",
            tests=[_X32E]),
+]
+# fmt: on
+
+# Review 32 (repo lapse event, B): a repo's lapse is an event of its block.
+_X32B2 = "tests/unit/test_repo.py::test_a_lapse_is_an_event_under_the_open_transactions_id"
+_X32B1 = "tests/unit/test_repo_lapse_event.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("repo-lapse-without-event_R32B", "node/settlement/_repo.py",
+           old="        lapsed.append((rec.open_tx, ResultCode.REPO_LAPSED))\n",
+           new="",
+           breaks="a repo lapses DEFAULTED with nothing in its block: a reader of blocks (SDK, CLI, console, auditor) cannot see when or why it defaulted",
+           tests=[_X32B2, _X32B1 + "test_the_sdk_shows_a_lapse_as_a_certified_event_of_its_block",
+                  "tests/unit/test_cross_feature_properties.py::test_features_interleaved_keep_every_invariant"]),
+    Mutant("repo-lapse-event-not-the-opens-id_R32B", "node/settlement/_repo.py",
+           old="        RepoStatus.OPEN, counted_from_ms=time_ms, open_tx=tid,\n",
+           new="        RepoStatus.OPEN, counted_from_ms=time_ms, open_tx=crypto.sha256(tid),\n",
+           breaks="a lapse's event names an id no transaction has: a reader cannot tell which repo lapsed",
+           tests=[_X32B2]),
+    Mutant("block-results-max-without-lapses_R32B", "node/config.py",
+           old="BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX + REPO_LAPSES_PER_BLOCK_MAX\n",
+           new="BLOCK_RESULTS_MAX: Final = BLOCK_TXS_MAX + PENDING_MAX\n",
+           breaks="a full block that also ends many pending instructions and lapses many repos cannot be stored: every validator halts on it",
+           tests=[_X32B1 + "test_the_store_holds_a_full_block_with_every_kind_of_event"]),
+    Mutant("cli-shows-a-lapse-as-a-pending-trade_R32B", "client/_cli_net.py",
+           old="    if e.repo_lapse:\n",
+           new="    if False:\n",
+           breaks="`ledger block` prints a repo's lapse as a pending trade's event",
+           tests=[_X32B1 + "test_the_cli_and_the_console_name_a_lapse_as_such"]),
+    Mutant("console-calls-a-lapse-a-bad-instruction_R32B", "client/console/_model.py",
+           old="        if self.code == ResultCode.REPO_LAPSED.name:\n",
+           new="        if False:\n",
+           breaks="the console's fails page calls a repo's lapse a bad instruction",
+           tests=[_X32B1 + "test_the_cli_and_the_console_name_a_lapse_as_such"]),
+    Mutant("report-counts-a-lapse-as-a-fail_R32B", "client/_cli_settlement.py",
+           old="            elif e.code is RC.REPO_LAPSED:\n                r.repos_lapsed += 1\n",
+           new="",
+           breaks="`ledger report settlement` counts a repo's lapse as a failed trade, raising the fail rate",
+           tests=[_X32B1 + "test_the_fails_report_counts_a_lapse_apart_from_the_trades_fails"]),
 ]
 # fmt: on

@@ -17,8 +17,8 @@ result (``r`` recorded, ``u`` unrecorded copy, ``e`` event, then the code's numb
 one ``state`` line, the SHA-256 of every non-zero balance and every state record at the
 end (so two stores that agree on every root also agree on what they hold). At the end
 one ``repos`` line, every repo as ``id:status:defaulter:how`` (``how`` is ``lapsed`` for a
-repo that defaulted with no close submitted, session 31: a lapse has no result leaf, so
-the parent reads its coverage here). At the end
+repo that defaulted with no close submitted, session 31: the parent reads who defaulted
+here; the lapse's event is on its block's line since review 32). At the end
 every block's party index is worked out again from the store at its head, as a node
 serving an older block does (``node.runtime._source.party_index``), and must be the one
 its execution certified (exit status 1 and a message if not).

@@ -474,7 +474,7 @@ def _cash_moves(
             case _:
                 pass
     for r in out.results:  # what recycling settled: the outcome records' growth
-        if r.event:
+        if r.event and r.code is not ResultCode.REPO_LAPSED:  # a lapse moves nothing
             now = outcome(after, r.tx_id)
             assert now is not None
             settled = now.settled_amount - settled_before.get(r.tx_id, 0)
@@ -510,6 +510,7 @@ def _check_block(
     found += _frozen_still(was, now, ok)
     found += _matured_still(was, now, time_ms)
     found += _repos_monotone(store, was, now)
+    found += _lapses_announced(store, was, out)
     found += _limits_kept(settled, store, out, time_ms=time_ms, volume=volume, ok=ok)
     return found
 
@@ -604,6 +605,27 @@ def _repos_monotone(store: Storage, was: _Snapshot, now: _Snapshot) -> list[str]
         n = 0 if raw is None else int.from_bytes(raw, "big")
         if n != live[p]:
             found.append(f"{p}: live repo count {n}, records say {live[p]}")
+    return found
+
+
+def _lapses_announced(store: Storage, was: _Snapshot, out: BlockOutcome) -> list[str]:
+    """Review 32: every repo that lapsed in the block (DEFAULTED with no close pending:
+    none submitted, or one the rules refused, cleared) has its REPO_LAPSED event under
+    its open's id, and no other event says so; lapses follow recycling's events."""
+    lapsed = {
+        rec.open_tx
+        for rec in all_repos(store)
+        if rec.status is RepoStatus.DEFAULTED
+        and was.repos.get(rec.id) is not RepoStatus.DEFAULTED
+        and not any(rec.close_tx)
+    }
+    kinds = [r.code is ResultCode.REPO_LAPSED for r in out.results if r.event]
+    announced = [r.tx_id for r in out.results if r.event and r.code is ResultCode.REPO_LAPSED]
+    found = []
+    if sorted(announced) != sorted(lapsed):
+        found.append(f"{len(lapsed)} repos lapsed, {len(announced)} lapse events")
+    if kinds != sorted(kinds):
+        found.append("a lapse event before a recycling event")
     return found
 
 

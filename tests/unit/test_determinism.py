@@ -101,8 +101,8 @@ def _roles(t0: int, at: int) -> list[bytes]:
 
 
 def _lapses(t0: int, at: int) -> list[tuple[int, list[bytes]]]:
-    """Repos nobody closes lapse (session 31, _repo.lapse; no result leaf, so only the
-    state shows it): two open with one default deadline; governance takes the holding
+    """Repos nobody closes lapse (session 31, _repo.lapse; a REPO_LAPSED event each since
+    review 32, and the state): two open with one default deadline; governance takes the holding
     role of the first one's borrower before it passes (it may no longer receive the
     collateral: named the defaulter), while both parties of the second could settle
     (nobody's default); the role comes back in the block after the lapse."""
@@ -230,6 +230,7 @@ REACHED = {
     "locked": f"r{ResultCode.LOCKED}",
     "no margin deficit": f"r{ResultCode.NO_MARGIN_DEFICIT}",
     "past the schedule": f"r{ResultCode.NO_SUCH_PERIOD}",
+    "repo lapsed (event)": f"e{ResultCode.REPO_LAPSED}",
 }
 
 
@@ -249,7 +250,7 @@ def test_blocks_execute_identically_across_processes_and_stores(tmp_path: Path) 
     reached = _codes(lines)
     missing = [what for what, code in REACHED.items() if not reached[code]]
     assert not missing, f"the workload no longer reaches: {missing}"
-    # A lapse has no result leaf: the repos line says which lapsed, and who defaulted.
+    # The repos line says which lapsed and who defaulted; each lapse is an event too.
     lapsed = {r.split(":")[2] != "-" for r in lines[-1].split()[1:] if r.endswith(":lapsed")}
     assert lapsed == {True, False}, f"the workload no longer lapses both ways: {lines[-1]}"
     redeemed = lines[-4].split()[3:]  # the maturity block: RedeemAll, the coupon past it

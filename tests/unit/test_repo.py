@@ -28,6 +28,7 @@ from node.settlement import (
     RepoStatus,
     ResultCode,
     SignedTx,
+    TxResult,
     _repo,
     apply_block,
     decode_body,
@@ -35,6 +36,8 @@ from node.settlement import (
     outcome,
     repo,
     repos_of,
+    result_leaf,
+    results_leaves,
 )
 from node.store import MemoryStore
 from tests.freeze_helpers import freeze
@@ -382,7 +385,7 @@ def test_an_open_repo_nobody_closes_lapses_after_its_default_deadline(
     assert rec is not None and rec.status is RepoStatus.OPEN  # control: at the deadline
     assert (_live(opened), _live(opened, "BANK01"), _live(opened, "BANK02")) == (1, 1, 1)
     out = run(opened, at_ms=T1 + 2 * HOUR_MS + 1)
-    assert events(out) == []  # no close instruction: the repo record says it
+    assert events(out) == [RC.REPO_LAPSED]  # review 32: an event says it (below)
     rec = repo(opened, "R1")
     assert rec is not None and rec.status is RepoStatus.DEFAULTED
     assert (rec.closed_ms, rec.defaulter) == (rtx.t0 + 2 * HOUR_MS + 1, "")
@@ -697,11 +700,13 @@ def test_a_block_lapses_at_most_its_bound_and_the_rest_in_the_next_block() -> No
 
     run(store, at_ms=T1 + 2 * HOUR_MS)
     assert lapsed() == []  # control: at the deadline instant every one is still open
-    run(store, at_ms=T1 + 2 * HOUR_MS + 1)
+    out = run(store, at_ms=T1 + 2 * HOUR_MS + 1)
     assert lapsed() == sorted(ids)[:REPO_LAPSES_PER_BLOCK_MAX]  # the bound, in id order
     assert _live(store) == len(ids) - REPO_LAPSES_PER_BLOCK_MAX
-    run(store, at_ms=T1 + 2 * HOUR_MS + 2)  # the next block goes on: none is left open
+    assert events(out) == [RC.REPO_LAPSED] * REPO_LAPSES_PER_BLOCK_MAX  # one event each
+    out = run(store, at_ms=T1 + 2 * HOUR_MS + 2)  # the next block goes on: none is left open
     assert lapsed() == ids and _live(store) == 0
+    assert events(out) == [RC.REPO_LAPSED] * (len(ids) - REPO_LAPSES_PER_BLOCK_MAX)
     assert list(store.records(bytes([RecordKind.REPO_DUE]))) == []
     assert list(store.records(bytes([RecordKind.REPO_NEXT_DUE]))) == []
 
@@ -746,3 +751,42 @@ def test_a_close_still_unpaid_at_the_default_deadline_defaults(
     assert events(run(store, at_ms=day_before + 24 * HOUR_MS)) == [RC.FAILED_DEADLINE]
     rec = repo(store, "R1")
     assert rec is not None and (rec.status, rec.defaulter) == (RepoStatus.DEFAULTED, "BANK01")
+
+
+# --- review 32 (repo lapse event): a lapse is an event of its block ------------------------
+
+
+def test_a_lapse_is_an_event_under_the_open_transactions_id(
+    store: MemoryStore, rtx: RepoTx, net: DemoNetwork
+) -> None:
+    """Review 32: a repo that lapsed DEFAULTED left no trace in its block, so a reader of
+    blocks (the SDK's BlockView.events, the CLI, the console, an auditor) could not see
+    when or why it defaulted. Each lapse is now an event after recycling's, in lapse
+    order ((deadline, id)): the code REPO_LAPSED under the RepoOpen's id, tagged as an
+    event, in the results the next header certifies. Controls: nothing at the deadline
+    instant; a repo that closed, and one still open, have none."""
+    d1, d2 = rtx.t0 + 2 * HOUR_MS, rtx.t0 + 3 * HOUR_MS
+    opens = [rtx.open("R2", default_ms=d1), rtx.open("R1", default_ms=d1),
+             rtx.open("R3", "BANK03", "BANK04", default_ms=d1),
+             rtx.open("R4", default_ms=d2)]  # fmt: skip
+    short = TxFactory(net, now_ms=rtx.t0).pending(quantity=10**12, amount=5, deadline_ms=d1)
+    pending = TxFactory(net, now_ms=rtx.t0).signed(short)
+    out = run(store, *opens, pending)
+    assert own(out) == [RC.OK] * 4 + [RC.PENDING_SETTLEMENT]
+    assert own(run(store, rtx.close("R3", parties=("BANK03", "BANK04")), at_ms=T1 + HOUR_MS)) == [
+        RC.OK
+    ]  # R3 closed: it never lapses
+    assert events(run(store, at_ms=T1 + 2 * HOUR_MS)) == []  # the deadline instant
+    out = run(store, at_ms=T1 + 2 * HOUR_MS + 1)
+    ev = [(r.tx_id, r.code, r.recorded, r.flag) for r in out.results if r.event]
+    assert ev == [
+        (tid(pending), RC.FAILED_DEADLINE, False, 2),  # recycling's events come first
+        (tid(opens[1]), RC.REPO_LAPSED, False, 2),  # R1 before R2: (deadline, id) order
+        (tid(opens[0]), RC.REPO_LAPSED, False, 2),
+    ]
+    assert [repo(store, r).open_tx for r in ("R1", "R2")] == [tid(opens[1]), tid(opens[0])]  # type: ignore[union-attr]
+    assert repo(store, "R4").status is RepoStatus.OPEN  # type: ignore[union-attr]
+    lapse = result_leaf(TxResult(tid(opens[1]), RC.REPO_LAPSED, recorded=False, event=True))
+    assert results_leaves(out.results, out.parties)[-3] == lapse  # in the certified tree
+    out = run(store, at_ms=T1 + 3 * HOUR_MS + 1)
+    assert [(r.tx_id, r.code) for r in out.results if r.event] == [(tid(opens[3]), RC.REPO_LAPSED)]

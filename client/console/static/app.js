@@ -87,7 +87,7 @@ function blocksPage() {
 async function blockPage(height) {
   const b = await getJSON(`/api/block/${encodeURIComponent(height)}`);
   const names = b.signers.map((i) => `node-${String(i).padStart(2, "0")}`).join(", ");
-  const events = b.events.length ? `<section><h2>Pending trades' events</h2><table>${b.events.map((e) => `<tr><td>${txLink(e.tx_id)}</td><td class="${codeClass(e.code)}">${esc(e.code)}</td><td>${esc(e.meaning)}</td></tr>`).join("")}</table></section>` : "";
+  const events = b.events.length ? `<section><h2>Events (pending trades' outcomes, repo lapses)</h2><table>${b.events.map((e) => `<tr><td>${txLink(e.tx_id)}</td><td class="${codeClass(e.code)}">${esc(e.code)}</td><td>${esc(e.meaning)}</td></tr>`).join("")}</table></section>` : "";
   return `<section id="block"><h2>Block ${b.height}</h2><table>
       <tr><th>time</th><td>${time(b.time_ms)}</td></tr><tr><th>hash</th><td class="mono">${esc(b.hash)}</td></tr>
       <tr><th>state root</th><td class="mono">${esc(b.state_root)}</td></tr>
@@ -165,7 +165,7 @@ async function failsPage() {
   const [chart, legend] = stackedBars(f.buckets, codes);
   const counts = codes.map((c) => `<tr data-code="${esc(c)}"><td class="code-bad">${esc(c)}</td><td class="num">${num(f.by_code[c])}</td></tr>`).join("");
   const recent = f.recent.map((r) => `<tr data-tx="${esc(r.tx_id)}" data-code="${esc(r.code)}"><td class="num"><a href="#/block/${r.height}">${r.height}</a></td><td>${txLink(r.tx_id)}</td>
-      <td class="code-bad">${esc(r.code)}</td><td>${r.fail ? "settlement fail" : "bad instruction"}${r.event ? " (later event)" : ""}</td></tr>`).join("");
+      <td class="code-bad">${esc(r.code)}</td><td>${esc(r.kind)}${r.event ? " (end-of-block event)" : ""}</td></tr>`).join("");
   const pending = f.pending.map((p) => `<tr><td>${txLink(p.tx_id)}</td><td class="num">${p.since}</td><td>${esc(p.seller)} &rarr; ${esc(p.buyer)}</td>
       <td class="num">${num(p.quantity_left)} ${esc(p.bond)}</td><td class="num">${num(p.amount_left)} ${esc(p.cash)}</td><td>${time(p.deadline_ms)}</td></tr>`).join("");
   return `<div class="charts"><section><h2>Refused and failed by reason, per ${f.bucket_ms / 1000} s of block time</h2>${chart}<p>${legend}</p></section>
