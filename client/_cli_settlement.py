@@ -8,9 +8,11 @@ ledger's own clock, so two runs over the same range agree on every node. What co
 - **settled on first attempt**: recorded ``OK``; **pending**: recorded
   ``PENDING_SETTLEMENT``; **settled after recycling**: an ``OK`` event in the range
   (its trade may have been recorded before ``--from``);
-- a **fail** is a code of ``FAIL_CODES``: a trade refused for a short leg, a full
-  pending book, a matured bond or a frozen holding, or a pending trade's ``FAILED_DEADLINE`` /
-  ``CANCELLED`` / ``MATURED`` event; other
+- a **fail** (``settlement_fail``): a trade refused for a short leg, a full pending
+  book, a matured bond or a frozen holding (``FAIL_CODES``), or a pending trade's
+  ``FAILED_DEADLINE`` / ``CANCELLED`` / ``MATURED`` event, or its ``COSIGN_REQUIRED`` /
+  ``TRADE_LIMIT`` event (the rules in force at settlement refused it: review 32;
+  ``FAIL_EVENT_CODES``); other
   refusals (expired, unauthorized...) are bad instructions, counted apart;
 - **repos lapsed**: ``REPO_LAPSED`` events (review 32), a repo nobody closed by its
   default deadline: a default, not a fail (no settlement instruction was entered);
@@ -38,7 +40,7 @@ from typing import Any
 
 from client._async import BlockTiming, BlockView, EndpointDown, PendingTrade
 from client._cli_common import amount, emit_json, table, timestamp
-from node.settlement import FAIL_CODES, DvP, PendingDvP, ResultCode
+from node.settlement import DvP, PendingDvP, ResultCode, settlement_fail
 
 __all__ = [
     "Fail",
@@ -127,8 +129,16 @@ def _trades(b: BlockView) -> Iterator[tuple[bytes, ResultCode]]:
 def fails_of(blocks: Iterable[BlockView]) -> list[Fail]:
     out: list[Fail] = []
     for b in blocks:
-        out += [Fail(b.height, tid, code, False) for tid, code in _trades(b) if code in FAIL_CODES]
-        out += [Fail(b.height, e.tx_id, e.code, True) for e in b.events if e.code in FAIL_CODES]
+        out += [
+            Fail(b.height, tid, code, False)
+            for tid, code in _trades(b)
+            if settlement_fail(code, event=False)
+        ]
+        out += [
+            Fail(b.height, e.tx_id, e.code, True)
+            for e in b.events
+            if settlement_fail(e.code, event=True)
+        ]
     return out
 
 
@@ -178,7 +188,7 @@ def report_of(
             elif code is RC.PENDING_SETTLEMENT:
                 r.pending += 1
                 pending_since[tid] = b.time_ms
-            elif code in FAIL_CODES:
+            elif settlement_fail(code, event=False):
                 r.failed[code.name] += 1
             else:
                 r.refused_other[code.name] += 1
@@ -193,7 +203,7 @@ def report_of(
                 r.partly_settled += 1
             elif e.code is RC.REPO_LAPSED:
                 r.repos_lapsed += 1
-            else:
+            elif settlement_fail(e.code, event=True):
                 r.failed[e.code.name] += 1
     return r
 

@@ -33,7 +33,15 @@ from client._limits import (
 from client._trades import terms_of
 from node.core import decode_qc
 from node.receipt import InvalidReceiptError, Receipt, verify_receipt
-from node.settlement import FAIL_CODES, DvP, Genesis, PendingDvP, ResultCode, SignedTx, decode_body
+from node.settlement import (
+    DvP,
+    Genesis,
+    PendingDvP,
+    ResultCode,
+    SignedTx,
+    decode_body,
+    settlement_fail,
+)
 
 __all__ = [
     "ConsoleModel",
@@ -183,7 +191,7 @@ class _Refusal:
     time_ms: int
     tx_id: str
     code: str
-    fail: bool  # a settlement fail (FAIL_CODES); else a bad instruction or a repo lapse
+    fail: bool  # a settlement fail (settlement_fail); else a bad instruction or a repo lapse
     event: bool  # an end-of-block event: a pending trade's later outcome, a repo's lapse
 
     @property
@@ -239,8 +247,8 @@ class ConsoleModel:
 
     def _refused(self, b: BlockView, tx_id: str, code: ResultCode, event: bool) -> None:
         self.codes[code.name] += 1
-        self.refusals.append(_Refusal(b.height, b.time_ms, tx_id, code.name, code in FAIL_CODES,
-                                      event))  # fmt: skip
+        fail = settlement_fail(code, event=event)
+        self.refusals.append(_Refusal(b.height, b.time_ms, tx_id, code.name, fail, event))
 
     def add_finality(self, per_height: dict[int, int]) -> None:
         """Proposal-to-commit-certificate ms per height (``finality_of`` of timelines)."""

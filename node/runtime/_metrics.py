@@ -26,11 +26,13 @@ from prometheus_client import (
 
 from node._version import __version__
 from node.config import METRICS_CONNECTIONS_MAX, METRICS_REQUEST_TIMEOUT_S
-from node.settlement import FAIL_CODES, ResultCode
+from node.settlement import FAIL_CODES, FAIL_EVENT_CODES, ResultCode
 
 __all__ = ["CONSENSUS_STEPS", "FAIL_REASONS", "Metrics", "MetricsServer", "rss_anon_bytes"]
 
-FAIL_REASONS = frozenset(FAIL_CODES)  # what the settlement fails metric counts
+# What the settlement fails metric counts: a trade's own result among FAIL_CODES, a pending
+# instruction's event among FAIL_EVENT_CODES (node.settlement.settlement_fail says which).
+FAIL_REASONS = frozenset(FAIL_CODES) | frozenset(FAIL_EVENT_CODES)
 
 # Finality is milliseconds to seconds; the buckets cover a loaded 26-node cluster too.
 _LATENCY_BUCKETS_S = (
@@ -207,7 +209,7 @@ class Metrics:
         )
         for rule in ("count", "value"):
             self.velocity_alerts.labels(rule=rule)
-        for fail in FAIL_CODES:
+        for fail in sorted(FAIL_REASONS):
             self.settlement_fails.labels(reason=fail.name)
         for reason in ("deadline", "full"):
             self.admission_refused.labels(reason=reason)

@@ -76,7 +76,7 @@ from node.merkle import MerkleTree
 from node.receipt import EventProof, Receipt, ResultProof
 from node.runtime._admission import Admission
 from node.runtime._logs import event, logging_at
-from node.runtime._metrics import CONSENSUS_STEPS, FAIL_REASONS, Metrics
+from node.runtime._metrics import CONSENSUS_STEPS, Metrics
 from node.runtime._source import StoreSource, _decode_stored, party_index
 from node.runtime._timeline import Step, Timeline
 from node.runtime._velocity import VelocityWatch
@@ -101,6 +101,7 @@ from node.settlement import (
     pending_count,
     precheck,
     results_leaves,
+    settlement_fail,
 )
 from node.store import Storage, StorageError, StoredBlock
 
@@ -765,12 +766,15 @@ class Node:
     def _settlement_metrics(self, txs: Sequence[bytes], outcome: BlockOutcome) -> None:
         """Pending count, settled after recycling, fails by reason (issue 14 item 5): a
         trade's recorded refusal among FAIL_CODES (a transfer short of funds is no
-        settlement fail), or a pending trade's event."""
+        settlement fail), or a pending instruction's event among FAIL_EVENT_CODES (review
+        32: COSIGN_REQUIRED and TRADE_LIMIT endings too; a repo's lapse is none)."""
         m = self.metrics
         for raw, res in zip_longest(txs, outcome.results):
             if res.event and res.code is ResultCode.OK:
                 m.settled_after_recycling.inc()
-            elif res.code in FAIL_REASONS and (res.event or (res.recorded and _is_trade(raw))):
+            elif settlement_fail(res.code, event=res.event) and (
+                res.event or (res.recorded and _is_trade(raw))
+            ):
                 m.settlement_fails.labels(reason=res.code.name).inc()
         m.pending.set(pending_count(self.store))
 

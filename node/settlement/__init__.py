@@ -57,11 +57,13 @@ from node.settlement._parties import (
 )
 from node.settlement._pending import (
     FAIL_CODES,
+    FAIL_EVENT_CODES,
     Instruction,
     Outcome,
     instructions,
     outcome,
     pending_count,
+    settlement_fail,
 )
 from node.settlement._price import (
     PriceRecord,
@@ -133,6 +135,7 @@ from node.settlement._tx import (
 
 __all__ = [
     "FAIL_CODES",
+    "FAIL_EVENT_CODES",
     "GOVERNANCE_KINDS",
     "KYC_TIER_MAX",
     "LEAF_RECORDED",
@@ -260,6 +263,7 @@ __all__ = [
     "results_root",
     "rules_in_force",
     "set_rules",
+    "settlement_fail",
     "sign_tx",
     "tx_id",
     "tx_names",

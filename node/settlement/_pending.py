@@ -80,6 +80,7 @@ from node.settlement._tx import Cancel, Hold, PendingDvP, Release, Secured, Secu
 
 __all__ = [
     "FAIL_CODES",
+    "FAIL_EVENT_CODES",
     "Instruction",
     "Outcome",
     "cancel",
@@ -89,6 +90,7 @@ __all__ = [
     "outcome",
     "pending_count",
     "recycle",
+    "settlement_fail",
     "submit",
 ]
 
@@ -110,6 +112,30 @@ FAIL_CODES = (
     ResultCode.FROZEN,
     ResultCode.LOCKED,
 )
+# A pending instruction's events that end it without settling in full: each a settlement
+# fail. The instruction was accepted (recorded PENDING_SETTLEMENT, both parties' trade)
+# and did not settle: at its deadline, cancelled, its bond matured, or refused by the
+# compliance rules in force when it came to settle (COSIGN_REQUIRED, TRADE_LIMIT: session
+# 31), which a CSD reports as a fail of an accepted instruction as it does a cancellation
+# (review 32: the metric left those two out). The same two codes as a first attempt's
+# refusal are a bad instruction, never accepted, as EXPIRED is: not in FAIL_CODES.
+FAIL_EVENT_CODES = (
+    ResultCode.FAILED_DEADLINE,
+    ResultCode.CANCELLED,
+    ResultCode.MATURED,
+    ResultCode.COSIGN_REQUIRED,
+    ResultCode.TRADE_LIMIT,
+)
+
+
+def settlement_fail(code: ResultCode, *, event: bool) -> bool:
+    """Whether a result is a settlement fail: an event (a pending instruction's later
+    outcome) among ``FAIL_EVENT_CODES``, or a trade's own result among ``FAIL_CODES``
+    (the caller checks it is a trade's: a transfer short of funds is no settlement fail).
+    A repo's lapse (``REPO_LAPSED``) is neither: no settlement instruction was entered."""
+    return code in (FAIL_EVENT_CODES if event else FAIL_CODES)
+
+
 _SELLER_HOLD, _BUYER_HOLD = 1, 2
 _COUNT_KEY = bytes([RecordKind.PENDING_COUNT])
 _RECHECK_KEY = bytes([RecordKind.PENDING_RECHECK])

@@ -6020,3 +6020,21 @@ MUTANTS += [
            tests=[_X32B1 + "test_the_fails_report_counts_a_lapse_apart_from_the_trades_fails"]),
 ]
 # fmt: on
+
+# Review 32 (settlement fails, B): a pending instruction the rules refuse at settlement is a fail.
+_X32F = "tests/unit/test_pending_metrics.py::test_a_pending_trade_the_rules_refuse_at_settlement_is_a_fail_its_first_attempt_is_not"
+_X32G = "tests/unit/test_pending_cli.py::test_the_rules_refusing_a_pending_trade_at_settlement_is_a_fail_everywhere"
+# fmt: off
+MUTANTS += [
+    Mutant("rules-ending-not-a-fail_R32B", "node/settlement/_pending.py",
+           old="    ResultCode.COSIGN_REQUIRED,\n    ResultCode.TRADE_LIMIT,\n)\n",
+           new=")\n",
+           breaks="a pending trade the rules in force at settlement refuse is no settlement fail in the metric, `ledger fails` or the console, though it was accepted and never settled",
+           tests=[_X32F, _X32G]),
+    Mutant("first-attempt-refusal-counted-as-fail_R32B", "node/runtime/_node.py",
+           old="            elif settlement_fail(res.code, event=res.event) and (\n",
+           new="            elif settlement_fail(res.code, event=True) and (\n",
+           breaks="a trade refused COSIGN_REQUIRED at its first attempt (never accepted) counts as a settlement fail",
+           tests=[_X32F]),
+]
+# fmt: on

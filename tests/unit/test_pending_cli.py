@@ -203,3 +203,23 @@ def test_the_tables_print(capsys: pytest.CaptureFixture[str]) -> None:
     assert "1 pending trades after block 9" in out and "30 " in out and "BANK02" in out
     assert "FAILED_DEADLINE" in out and "event" in out
     assert "blocks 1..9 (heights, inclusive)" in out and "0.00%" in out
+
+
+def test_the_rules_refusing_a_pending_trade_at_settlement_is_a_fail_everywhere() -> None:
+    """Review 32: `ledger fails` and the metric did not count a pending trade's
+    COSIGN_REQUIRED / TRADE_LIMIT event (the rules in force at settlement refused an
+    accepted instruction) while `ledger report settlement` did: now all three do. The
+    same code as a trade's first-attempt refusal is a bad instruction (the control)."""
+    dvp = TxFactory(NET).dvp()
+    a, b, c = (bytes([k]) * 32 for k in range(3))
+    blocks = [
+        _block(5, 1_000, [(a, RC.COSIGN_REQUIRED, dvp)], [(b, RC.COSIGN_REQUIRED)]),
+        _block(6, 2_000, [], [(c, RC.TRADE_LIMIT)]),
+    ]
+    report = report_of(blocks, 5, 6, lambda tid: None)
+    assert report.failed == {"COSIGN_REQUIRED": 1, "TRADE_LIMIT": 1}
+    assert report.refused_other == {"COSIGN_REQUIRED": 1}
+    assert [(f.tx_id, f.code, f.event) for f in fails_of(blocks)] == [
+        (b, RC.COSIGN_REQUIRED, True),
+        (c, RC.TRADE_LIMIT, True),
+    ]
