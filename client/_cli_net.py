@@ -25,6 +25,7 @@ from client import (
     BlockEvent,
     BlockTx,
     BlockView,
+    FinalityTimeoutError,
     InvalidFieldError,
     KeyFileError,
     LedgerClient,
@@ -72,6 +73,7 @@ from node.settlement import (
     InstrumentKind,
     PendingDvP,
     Registry,
+    ResultCode,
     SignedTx,
     Transaction,
     decode_body,
@@ -570,11 +572,15 @@ def _submit_with(client: LedgerClient, args: argparse.Namespace, stx: SignedTran
             print(f"tx id     {stx.tx_id.hex()} (follow it: ledger tx TX_ID)")
         return EXIT_OK
     t0 = time.perf_counter()
+    timed_out = False
     try:
         receipt = client.submit(stx, timeout_s=args.timeout, prove_result=not args.finality_only)
         if args.wait_settled and receipt.waiting:
             left = max(0.001, args.timeout - (time.perf_counter() - t0))
-            receipt = client.wait_settled(stx.tx_id, timeout_s=left)
+            try:
+                receipt = client.wait_settled(stx.tx_id, timeout_s=left)
+            except FinalityTimeoutError:
+                timed_out = True  # recorded pending, final as such: it has not settled yet
     except RejectedError as e:
         if args.receipt_out is not None:  # a refusal is provable too
             _write(args.receipt_out, e.receipt.dumps())
@@ -583,18 +589,39 @@ def _submit_with(client: LedgerClient, args: argparse.Namespace, stx: SignedTran
     if args.receipt_out is not None:
         _write(args.receipt_out, receipt.dumps())
     if args.json:
-        emit_json({**receipt.to_json(), "final": receipt.final, "elapsed_ms": round(elapsed_ms, 1)})
-        return EXIT_OK
-    # Without the result proof (--finality-only) the receipt shows the transaction in a
-    # committed block, not settled: the ledger may have refused that copy (ADR 0024).
-    what = "pending after" if receipt.waiting else "settled in" if receipt.final else "included in"
-    print(f"{what} {elapsed_ms:.0f} ms: {describe(stx.tx)}")
+        emit_json({
+            **receipt.to_json(), "final": receipt.final, "elapsed_ms": round(elapsed_ms, 1),
+            "outcome": receipt.outcome.name, "settled": receipt.ok, "waiting": receipt.waiting,
+        })  # fmt: skip
+        return EXIT_FAILED if timed_out else EXIT_OK
+    print(f"{_headline(receipt, elapsed_ms, timed_out=timed_out)}: {describe(stx.tx)}")
     print("\n".join(_receipt_lines(receipt)))
     if args.receipt_out is not None:
         check = "" if receipt.final else " --inclusion-only"
         verify = f"ledger verify-receipt {args.receipt_out}{check}"
         print(f"receipt   {args.receipt_out} (check it: {verify})")
-    return EXIT_OK
+    return EXIT_FAILED if timed_out else EXIT_OK
+
+
+def _headline(receipt: Receipt, elapsed_ms: float, *, timed_out: bool) -> str:
+    """What happened, first: a pending trade's receipt says PENDING_SETTLEMENT whatever its
+    later event, so "settled" above it must come from the event (review 32: "settled in"
+    stood above a trade still pending). Without the result proof (--finality-only) the
+    receipt shows the transaction in a committed block, not settled: the ledger may have
+    refused that copy (ADR 0024)."""
+    ms = f"{elapsed_ms:.0f} ms"
+    if not receipt.final:
+        return f"included in {ms} (not final)"
+    if receipt.waiting:
+        if timed_out:
+            return f"STILL PENDING after {ms}, not settled within --timeout (ledger tx TX_ID)"
+        return f"recorded PENDING_SETTLEMENT in {ms}, not settled yet (see --wait-settled)"
+    ev = receipt.event_proof
+    if receipt.code is ResultCode.PENDING_SETTLEMENT and ev is not None:
+        if receipt.ok:
+            return f"settled after recycling in {ms} (at the end of block {ev.height})"
+        return f"ENDED {ev.code.name} without settling in full, after {ms} (block {ev.height})"
+    return f"settled in {ms}"
 
 
 def _submit_issue(args: argparse.Namespace) -> int:

@@ -157,10 +157,17 @@ class RejectedError(LedgerError):
         self.result_code = self.code
         self.meaning = self.code.meaning
         ev = receipt.event_proof
-        height = receipt.height if ev is None else ev.height
+        if ev is None:
+            super().__init__(
+                f"transaction {receipt.tx_id.hex()} refused at height {receipt.height}: "
+                f"{self.code.name} ({self.meaning}); fix it and sign a new transaction"
+            )
+            return
+        # Recorded PENDING_SETTLEMENT (accepted), then ended unsettled: not "refused".
         super().__init__(
-            f"transaction {receipt.tx_id.hex()} refused at height {height}: "
-            f"{self.code.name} ({self.meaning}); fix it and sign a new transaction"
+            f"transaction {receipt.tx_id.hex()}, recorded PENDING_SETTLEMENT at height "
+            f"{receipt.height}, failed: {self.code.name} at the end of block {ev.height} "
+            f"({self.meaning}); it will not settle; sign a new transaction"
         )
 
 

@@ -2691,8 +2691,8 @@ MUTANTS += [
            breaks="`verify-receipt --inclusion-only` prints `valid: ... OK ... result certified` for a receipt that proves only a copy's inclusion",
            tests=[_RF + "test_verify_receipt_cli_does_not_call_a_receipt_without_its_result_proof_final"]),
     Mutant("cli-submit-unproven-settled", "client/_cli_net.py",
-           old='"settled in" if receipt.final else "included in"',
-           new='"settled in"',
+           old='    if not receipt.final:\n        return f"included in',
+           new='    if False:\n        return f"included in',
            breaks="`ledger submit --finality-only` prints `settled in` for a trade the ledger has not been shown to record",
            tests=[_RF + "test_the_cli_prints_a_receipt_without_its_result_proof_as_not_final"]),
     Mutant("cli-receipt-lines-unproven-certified", "client/_cli_net.py",
@@ -6036,5 +6036,27 @@ MUTANTS += [
            new="            elif settlement_fail(res.code, event=True) and (\n",
            breaks="a trade refused COSIGN_REQUIRED at its first attempt (never accepted) counts as a settlement fail",
            tests=[_X32F]),
+]
+# fmt: on
+
+# Review 32 (--wait-settled, B): the CLI's headline says what happened to a pending trade.
+_X32W = "tests/unit/test_cli_wait_settled.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("cli-settled-above-pending_R32B", "client/_cli_net.py",
+           old="    if receipt.code is ResultCode.PENDING_SETTLEMENT and ev is not None:\n",
+           new="    if False:\n",
+           breaks="`ledger submit --wait-settled` prints \"settled in N ms\" above a PENDING_SETTLEMENT result whatever its event said",
+           tests=[_X32W + "test_wait_settled_says_settled_after_recycling_or_still_pending"]),
+    Mutant("cli-wait-settled-timeout-is-an-error_R32B", "client/_cli_net.py",
+           old="                timed_out = True  # recorded pending, final as such: it has not settled yet\n",
+           new="                raise\n",
+           breaks="a pending trade not settled within --timeout is reported \"not final\", though it was recorded pending",
+           tests=[_X32W + "test_wait_settled_says_settled_after_recycling_or_still_pending"]),
+    Mutant("failed-pending-trade-called-refused_R32B", "client/_errors.py",
+           old="        if ev is None:\n",
+           new="        if True:\n",
+           breaks="a pending trade that failed at its deadline is reported refused at the height of its failure, as if never accepted",
+           tests=[_X32W + "test_a_pending_trade_that_failed_is_reported_failed_not_refused"]),
 ]
 # fmt: on

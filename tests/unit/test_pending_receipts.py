@@ -167,7 +167,7 @@ def test_a_failure_at_the_deadline_is_proven_and_raised_as_refused(
     verify_receipt(receipt, net.genesis)
     assert receipt.outcome is RC.FAILED_DEADLINE and receipt.refused
     err = RejectedError(receipt)
-    assert err.code is RC.FAILED_DEADLINE and "height 2" in str(err)
+    assert err.code is RC.FAILED_DEADLINE and "at the end of block 2" in str(err)
 
 
 def test_event_proofs_survive_json_and_protobuf(settled: tuple[_Chain, bytes, bytes]) -> None:
