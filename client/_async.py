@@ -273,7 +273,7 @@ class BlockView:
     state_root: bytes
     certificate: bytes
     transactions: tuple[BlockTx, ...]
-    # Pending trades' events at the end of the block (ADR 0014).
+    # Events at the end of the block: pending trades' outcomes (ADR 0014), repos' lapses (ADR 0017).
     events: tuple[BlockEvent, ...] = ()
     # True when the node showed only the caller's transactions (a caller without an
     # observer role: docs/cluster.md "Security: who reads what"); ``receipts`` then proves

@@ -117,13 +117,17 @@ ADMISSION_ONLY = {
 # And LOCKS_PER_HOLDER_MAX (100) locks of one holder: tests/unit/test_lock.py.
 # repo: REPOS_FULL needs 100 live repos of one party (tests/unit/test_repo.py, with a
 # small bound); REPO_CLOSE_PINNED a pending close, which the simulated banks never need
-# (a pending close and its default are unit-tested: test_repo.py, test_repo_properties.py).
+# (a pending close and its default are unit-tested: test_repo.py, test_repo_properties.py);
+# REPO_LAPSED, an event only (review 32), a repo nobody closes by its default deadline,
+# which the simulated banks always close (test_repo.py, test_repo_lapse_event.py, and
+# the determinism workload, tests/unit/test_determinism.py, reach it).
 UNIT_ONLY = {
     "PENDING_FULL",
     "FREEZES_FULL",
     "REGISTRY_FULL",
     "REPOS_FULL",
     "REPO_CLOSE_PINNED",
+    "REPO_LAPSED",
     "LOCKS_FULL",
 }
 # Codes no transaction can reach: UNSUPPORTED_SECURED (every secured kind that decodes is
