@@ -211,7 +211,8 @@ def serve_sync(
     msg: SyncRequest, source: BlockSource, budget: Bucket, now_ms: int
 ) -> SyncResponse | Reason:
     """The committed blocks ``msg`` asks for, at most ``budget`` allows (the caller checked
-    it is available), or why there is nothing to send."""
+    it is available), or why there is nothing to send. Every block read is charged, the
+    one read past the response's size limit too."""
     blocks: list[tuple[Block, QuorumCert]] = []
     count = min(msg.count, CATCHUP_BATCH_BLOCKS_MAX)
     size = charge = 0
@@ -219,13 +220,15 @@ def serve_sync(
         got = source.committed_block(height)
         if got is None:
             break
-        # One response must fit one wire message; the first block always does.
+        # Read and decoded, sent or not: charged (the block past the limit was not, so a
+        # request cost up to twice what it was charged: review 32a).
         block_bytes = _wire_size_bound(*got)
+        charge += max(block_bytes, CATCHUP_BLOCK_CHARGE_MIN_BYTES)
+        # One response must fit one wire message; the first block always does.
         size += block_bytes
         if blocks and size > CATCHUP_RESPONSE_BYTES_MAX:
             break
         blocks.append(got)
-        charge += max(block_bytes, CATCHUP_BLOCK_CHARGE_MIN_BYTES)
     budget.charge(max(charge, CATCHUP_BLOCK_CHARGE_MIN_BYTES), now_ms)
     return SyncResponse(tuple(blocks)) if blocks else Reason.NOT_HELD
 

@@ -14,9 +14,13 @@ from node.core import (
     SyncRequest,
     SyncResponse,
     decode_header,
+    encode_block,
     encode_message,
+    encode_qc,
     genesis_hash,
 )
+from node.core.budget import Bucket
+from node.core.catchup import serve_sync
 
 CHAIN = "sync-size-test"
 
@@ -74,3 +78,38 @@ def test_sync_response_stops_before_the_wire_limit_but_sends_at_least_one_block(
     assert sum(b.payload_bytes for b, _ in response.blocks) <= BLOCK_BYTES_MAX
     assert len(encode_message(response)) <= CONSENSUS_MESSAGE_BYTES_MAX
     assert [b.height for b, _ in response.blocks] == list(range(1, len(response.blocks) + 1))
+
+
+class _Counting(_BigBlocks):
+    """The same blocks, counting the bytes read out of storage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = 0
+
+    def committed_block(self, height: int) -> tuple[Block, QuorumCert] | None:
+        got = super().committed_block(height)
+        if got is not None:
+            self.read += len(encode_block(got[0])) + len(encode_qc(got[1]))
+        return got
+
+
+class _Recording(Bucket):
+    def __init__(self) -> None:
+        super().__init__(1, 1 << 40, 0)
+        self.charged = 0
+
+    def charge(self, cost: int, now_ms: int) -> None:
+        self.charged += cost
+        super().charge(cost, now_ms)
+
+
+def test_every_block_read_to_serve_catch_up_is_charged() -> None:
+    """Review 32a: the block read past the response's size limit (up to a full block,
+    decoded with its Merkle tree) was not charged, so a peer's catch-up requests cost up to
+    twice its budget. Each block is ~1 MiB: the answer holds 3, the 4th is read too."""
+    source, budget = _Counting(), _Recording()
+    response = serve_sync(SyncRequest(1, 16), source, budget, 0)
+    assert isinstance(response, SyncResponse) and len(response.blocks) == 3
+    assert source.read > sum(len(encode_block(b)) for b, _ in response.blocks) * 4 // 3
+    assert budget.charged >= source.read, f"{source.read} bytes read, {budget.charged} charged"
