@@ -232,6 +232,36 @@ PEER_SYNC_BYTES_BURST: Final = 2 * BLOCK_BYTES_MAX
 # reading, decoding and encoding a small block costs about what sending 64 KB does, and
 # charging only its bytes let one peer's request flood hold 64 MiB of our memory queued.
 CATCHUP_BLOCK_CHARGE_MIN_BYTES: Final = 64 * 1024
+# Decoding a peer's messages (node/runtime/_transport.py asks Replica.admit before each
+# one; docs/consensus.md "Work one peer can cause"). Decoding costs the event loop about
+# 1.1 ms per MiB (measured, review 32a: a 4 MiB proposal 4.5 ms), but 100 times that for
+# small items: an unsolicited catch-up answer of 16 blocks of 2,000 four-byte transactions
+# (271 KiB) took 34 ms, a timeout certificate of 1,000 entries 2.4 ms for 409 KiB, 4,096
+# junk votes in a frame ~18 us each. So a message is charged its bytes, at least the
+# minimum, and once decoded each item the decoder built (a transaction, a timeout entry, a
+# certificate signature): about a microsecond of the loop per KiB charged, whatever the
+# shape. With no budget one validator streaming 4 MiB proposals it did not lead took 96%
+# of a receiver's loop, an honest peer's votes waiting a median 206 ms (sync answers of
+# tiny transactions: 1.3 s). A peer over its budget is not read until it has refilled
+# (its stream waits: nothing is dropped), so it costs at most the rate, ~37 ms of the loop
+# a second (4%), plus the burst once.
+# Honest traffic stays inside, per peer: a full block's proposal is at most
+# CONSENSUS_MESSAGE_BYTES_MAX + BLOCK_TXS_MAX KiB = 7 MiB, and a full block takes seconds
+# to execute (2,000 trades at the 506 a second measured, docs/performance.md), so even
+# leading every view a peer proposes under 1 full block a second: 7 MiB/s; a view timeout
+# (at most about one a second: VIEW_TIMEOUT_BASE_MS, doubling) brings its timeout with the
+# locked block (7 MiB) and its re-gossip (TX_FORWARD_BATCH_MAX of TX_BYTES_MAX, 5 MiB);
+# forwards within its verification budget (666 a second) are 3.3 MiB/s; small messages at
+# the highest block rate measured (69 a second, 4/3) are ~4 a view at the minimum plus
+# certificates, ~7 MiB/s: 29 MiB/s all at once. A catch-up answer to our request is at most
+# CONSENSUS_MESSAGE_BYTES_MAX + 32,000 items (16 blocks of BLOCK_TXS_MAX: 36 MiB), and the
+# next is asked only once those blocks are executed (tens of seconds at that size): the
+# burst holds one with a full proposal and a timeout beside it. A reconnecting peer's full
+# send queue (PEER_SEND_QUEUE_MAX small messages: 64 MiB) may wait up to ~2 s, in order.
+PEER_BYTES_PER_S: Final = 32 * 1024 * 1024
+PEER_BYTES_BURST: Final = 64 * 1024 * 1024
+PEER_MESSAGE_CHARGE_MIN_BYTES: Final = 16 * 1024
+PEER_ITEM_CHARGE_BYTES: Final = 1024
 # A peer's forwarded transactions may hold at most this share of the mempool (1/divisor;
 # the divisor is n - 1, at least this): one peer cannot crowd out clients or other peers.
 MEMPOOL_PEER_SHARE_DIVISOR_MIN: Final = 3

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, assert_never
 
 from node.config import (
     BLOCK_WIRE_BYTES_MAX,
@@ -47,6 +47,7 @@ from node.config import (
     TX_FORWARD_BATCH_MAX,
     VALIDATORS_MAX,
 )
+from node.core.refusal import Kind
 from node.core.types import (
     QC_BYTES_MAX,
     Block,
@@ -74,7 +75,7 @@ from node.core.types import (
 )
 from node.crypto import HASH_LEN
 
-__all__ = ["EncodeError", "decode_message", "encode_message"]
+__all__ = ["EncodeError", "decode_message", "decoded_items", "encode_message", "message_kind"]
 
 _TAG_PROPOSAL = 1
 _TAG_VOTE = 2
@@ -279,6 +280,61 @@ def _dec_sync_response(r: _Reader) -> SyncResponse:
         blocks.append((block, _get_qc(r)))
     return SyncResponse(tuple(blocks))
 
+
+def message_kind(data: bytes) -> Kind | None:
+    """The kind ``data`` says it is by its tag byte, read before anything is decoded (what
+    a refusal of it is counted under); None for no known tag (decoding will refuse it)."""
+    return _KINDS.get(data[0]) if data else None
+
+
+def decoded_items(msg: Message) -> int:
+    """The items decoding ``msg`` built, each an object and most a hash (a transaction, a
+    timeout entry, a certificate signature): what decoding costs beyond its bytes, charged
+    to the sender (node.config PEER_ITEM_CHARGE_BYTES)."""
+    match msg:
+        case Proposal():
+            return _block_items(msg.block) + _qc_items(msg.parent_cert) + _tc_items(msg.tc)
+        case QCMessage():
+            return _qc_items(msg.qc)
+        case Timeout():
+            certs = _qc_items(msg.commit_cert) + _qc_items(msg.high_pqc)
+            return certs + (0 if msg.pqc_block is None else _block_items(msg.pqc_block))
+        case NewView():
+            return _tc_items(msg.tc)
+        case TxForward():
+            return len(msg.txs)
+        case SyncResponse():
+            return sum(_block_items(b) + _qc_items(qc) for b, qc in msg.blocks)
+        case Vote() | SyncRequest():
+            return 0
+        case _:
+            assert_never(msg)
+
+
+def _block_items(block: Block) -> int:
+    return len(block.txs)
+
+
+def _qc_items(qc: QuorumCert | None) -> int:
+    return 0 if qc is None else len(qc.signatures)
+
+
+def _tc_items(tc: TimeoutCert | None) -> int:
+    if tc is None:
+        return 0
+    return len(tc.entries) + _qc_items(tc.high_commit) + _qc_items(tc.high_lock)
+
+
+_KINDS: dict[int, Kind] = {
+    _TAG_PROPOSAL: Kind.PROPOSAL,
+    _TAG_VOTE: Kind.VOTE,
+    _TAG_QC: Kind.QC,
+    _TAG_TIMEOUT: Kind.TIMEOUT,
+    _TAG_NEW_VIEW: Kind.NEW_VIEW,
+    _TAG_TX_FORWARD: Kind.TX_FORWARD,
+    _TAG_SYNC_REQUEST: Kind.SYNC_REQUEST,
+    _TAG_SYNC_RESPONSE: Kind.SYNC_RESPONSE,
+}
 
 _DECODERS: dict[int, Callable[[_Reader], Message]] = {
     _TAG_PROPOSAL: _dec_proposal,

@@ -1,6 +1,7 @@
 """Why the replica dropped a message: one closed set of (kind, reason) pairs.
 
-Every early return that drops or refuses a message records one pair in
+Every early return that drops or refuses a message (or holds it back: a peer over its
+byte budget) records one pair in
 ``Replica.refused`` (a ``collections.Counter``); the runtime exports the counter as
 ``ledger_consensus_refused_total{kind,reason}``. The reasons are part of the operator's
 interface (dashboards, alerts): rename one only with the docs' table
@@ -53,6 +54,9 @@ class Reason(StrEnum):
     # --- a peer over its budget (docs/consensus.md "Work one peer can cause") -------------
     OVER_VERIFY_BUDGET = "over_verify_budget"
     OVER_SYNC_BUDGET = "over_sync_budget"
+    # a message that found its sender's byte budget empty: held back (not dropped) until it
+    # refills, the sender's stream unread meanwhile (Replica.admit, before any decoding)
+    OVER_BYTE_BUDGET = "over_byte_budget"
     OVER_MEMPOOL_SHARE = "over_mempool_share"
     VIEW_TOO_FAR_AHEAD = "view_too_far_ahead"  # a timeout TIMEOUT_VIEWS_TRACKED_MAX ahead
     # --- invalid: no honest, up-to-date peer sends these ----------------------------------

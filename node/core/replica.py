@@ -57,6 +57,10 @@ from node.config import (
     CATCHUP_RETRY_MS,
     COMMIT_RELAY_FACTOR,
     COMMIT_RELAY_FLOOR_MS,
+    PEER_BYTES_BURST,
+    PEER_BYTES_PER_S,
+    PEER_ITEM_CHARGE_BYTES,
+    PEER_MESSAGE_CHARGE_MIN_BYTES,
     PEER_SYNC_BYTES_BURST,
     PEER_SYNC_BYTES_PER_S,
     PEER_VERIFY_BURST,
@@ -69,6 +73,7 @@ from node.config import (
 )
 from node.core.budget import Bucket
 from node.core.catchup import BlockSource, CatchUp, serve_sync
+from node.core.codec import decoded_items
 from node.core.dissemination import Dissemination, TxCheck
 from node.core.leader import LeaderSchedule
 from node.core.mempool import AddResult, Mempool, tx_key
@@ -213,6 +218,7 @@ class Replica:
         self._schedule_probe: tuple[tuple[int, bytes] | None, bool] = (None, False)
         self._verify_budget: dict[int, Bucket] = {}
         self._sync_budget: dict[int, Bucket] = {}
+        self._byte_budget: dict[int, Bucket] = {}  # decoding a peer's messages (admit)
         # Messages dropped without effect, by (kind, reason): node.core.refusal.
         self.refused: Counter[Refusal] = Counter()
         self.views_timed_out = 0  # views this replica left on a timeout certificate
@@ -339,6 +345,9 @@ class Replica:
         """
         require(0 <= src < self.n, f"message from validator {src} of {self.n}")
         self._clock(now_ms)
+        if src != self.cfg.me:
+            # What decoding it built beyond its bytes (admit charged those before).
+            self._bytes_of(src).charge(decoded_items(msg) * PEER_ITEM_CHARGE_BYTES, self.now_ms)
         if isinstance(msg, SyncRequest):
             self._on_sync_request(src, msg)  # public data: served even by a halted node
             return
@@ -356,6 +365,25 @@ class Replica:
         if budget is not None and self._certs.count:
             budget.charge(self._certs.count, self.now_ms)
         self._after_event()
+
+    def admit(self, src: int, size_bytes: int, kind: Kind | None, now_ms: int | None = None) -> int:
+        """Before decoding ``size_bytes`` from peer ``src`` (a message of ``kind``, None if
+        its tag names none): 0 when its byte budget allows, and then charged (at least
+        PEER_MESSAGE_CHARGE_MIN_BYTES; ``step`` charges the items decoded); else the ms
+        until it refills, the message held back meanwhile (counted under ``kind``)."""
+        require(0 <= src < self.n and src != self.cfg.me, f"bytes from validator {src}")
+        self._clock(now_ms)
+        budget = self._bytes_of(src)
+        wait_ms = budget.wait_ms(self.now_ms)
+        if wait_ms:
+            if kind is not None:
+                self._refuse(kind, Reason.OVER_BYTE_BUDGET)
+            return wait_ms
+        budget.charge(max(size_bytes, PEER_MESSAGE_CHARGE_MIN_BYTES), self.now_ms)
+        return 0
+
+    def _bytes_of(self, src: int) -> Bucket:
+        return self._bucket(self._byte_budget, src, PEER_BYTES_PER_S, PEER_BYTES_BURST)
 
     def _dispatch(self, src: int, msg: Message) -> None:
         match msg:

@@ -70,6 +70,7 @@ from node.core import (
 )
 from node.core.engine import Engine, Observer, SpeculationCache
 from node.core.mempool import AddResult, Mempool, tx_key
+from node.core.refusal import Kind
 from node.core.transcript import describe
 from node.invariant import InvariantError, require
 from node.merkle import MerkleTree
@@ -274,6 +275,15 @@ class Node:
         """A consensus message from validator ``src`` (authenticated by the transport, which
         splits forwarded transactions into chunks: see ``node/runtime/_transport.py``)."""
         self._guard("deliver", self._deliver, src, msg)
+
+    def admit(self, src: int, size_bytes: int, kind: Kind | None) -> int:
+        """Before the transport decodes ``size_bytes`` from validator ``src`` (a message of
+        ``kind``, or a frame refused whole with None): 0 to go on (charged to ``src``'s byte
+        budget), else how many ms to leave ``src``'s stream unread (Replica.admit)."""
+        wait_ms = self._guard("admit", self.replica.admit, src, size_bytes, kind, self._clock())
+        if wait_ms:
+            self._count_refused()
+        return wait_ms or 0
 
     def _deliver(self, src: int, msg: Message) -> None:
         if logging_at(logging.DEBUG):  # no formatting per message unless asked for

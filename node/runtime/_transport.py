@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,6 +25,7 @@ from node.config import (
     PEER_FRAME_BYTES_MAX,
     PEER_FRAME_MESSAGES_MAX,
     PEER_JUNK_LOG_INTERVAL_MS,
+    PEER_MESSAGE_CHARGE_MIN_BYTES,
     PEER_RECONNECT_BASE_MS,
     PEER_RECONNECT_MAX_MS,
     PEER_SEND_QUEUE_BYTES_MAX,
@@ -32,6 +33,8 @@ from node.config import (
     PEER_STREAMS_PER_CONNECTION_MAX,
 )
 from node.core import DecodeError, Message, TxForward, decode_message
+from node.core.codec import message_kind
+from node.core.refusal import Kind
 from node.keyfiles import cert_pin_from_pem
 from node.runtime._grpc import Ctx
 from node.runtime._logs import event
@@ -51,7 +54,7 @@ __all__ = [
     "peer_server_credentials",
 ]
 
-FRAME_REFUSED = "frame of more than PEER_FRAME_MESSAGES_MAX messages"
+FRAME_REFUSED = "frame of no message or more than PEER_FRAME_MESSAGES_MAX messages"
 MESSAGE_REFUSED = "message that does not decode"
 STREAM_REPLACED = "a newer Connect stream from this validator replaced this one"
 CALLS_REFUSED = "this validator has PEER_CALLS_PER_VALIDATOR_MAX Connect calls in progress here"
@@ -108,9 +111,10 @@ class PeerService(peer_grpc.PeerServicer):
     ) -> None:
         self._node = node
         self._clock_ms = clock_ms or (lambda: time.monotonic() * 1000)
-        # Per source: when its junk was last logged, and how much was left out since.
-        self._junk_logged_ms: dict[int, float] = {}
-        self._junk_unlogged = [0] * len(pins)
+        # Per (source, line): when it was last logged, and how many were left out since
+        # (at most a few lines per validator of genesis).
+        self._logged_ms: dict[tuple[int, str], float] = {}
+        self._unlogged: Counter[tuple[int, str]] = Counter()
         self._index_by_pin = {pin: i for i, pin in enumerate(pins)}
         self._pin_by_pem: dict[bytes, int | None] = {}
         self._live: dict[int, asyncio.Task[object]] = {}  # source -> its live Connect's task
@@ -201,12 +205,18 @@ class PeerService(peer_grpc.PeerServicer):
     async def _receive(self, src: int, request_iterator: AsyncIterator[peer_pb.PeerFrame]) -> None:
         node = self._node
         async for frame in request_iterator:
-            if len(frame.messages) > PEER_FRAME_MESSAGES_MAX:
-                # An honest sender's queue never holds more: the frame is the peer's fault.
-                self._junk(src, FRAME_REFUSED, "bad_peer_frame", messages=len(frame.messages))
+            count = len(frame.messages)
+            if not 0 < count <= PEER_FRAME_MESSAGES_MAX:
+                # An honest sender's frame holds 1 to PEER_FRAME_MESSAGES_MAX messages: the
+                # frame is the peer's fault. gRPC parsed it entry by entry all the same (2
+                # million one-byte entries: 81 ms): charged as that many messages, at least
+                # one (an empty frame is a read too).
+                await self._within_budget(src, max(count, 1) * PEER_MESSAGE_CHARGE_MIN_BYTES)
+                self._junk(src, FRAME_REFUSED, "bad_peer_frame", messages=count)
                 await asyncio.sleep(0)
                 continue
             for data in frame.messages:
+                await self._within_budget(src, len(data), message_kind(data))
                 try:
                     msg = decode_message(data)
                 except DecodeError as e:
@@ -220,18 +230,32 @@ class PeerService(peer_grpc.PeerServicer):
                     # One at a time: other peers, clients and timers run in between.
                     await asyncio.sleep(0)
 
+    async def _within_budget(self, src: int, size_bytes: int, kind: Kind | None = None) -> None:
+        """Return once ``src``'s byte budget takes ``size_bytes`` (charged then, before
+        any decoding). Until then ``src``'s stream is not read: HTTP/2 flow control holds
+        its sends, so a flooding peer costs its rate and nothing it sends beyond; its
+        messages wait in order, none is dropped (review 32a: a stream of 4 MiB proposals
+        it did not lead took 96% of a receiver's loop)."""
+        while (wait_ms := self._node.admit(src, size_bytes, kind)) > 0:
+            self._log_throttled(src, "peer_over_byte_budget", wait_ms=wait_ms, kind=str(kind))
+            await asyncio.sleep((wait_ms + 1) / 1000)  # + 1: not a turn before it refilled
+
     def _junk(self, src: int, reason: str, name: str, **fields: Any) -> None:
-        """Count ``src``'s frame or message that is refused as ``reason``; log it unless
-        ``src``'s junk was logged less than PEER_JUNK_LOG_INTERVAL_MS ago (the line says
-        how much was left out since the last)."""
+        """Count ``src``'s frame or message that is refused as ``reason``, and log it."""
         self._node.metrics.refused.labels(reason=reason).inc()
+        self._log_throttled(src, name, **fields)
+
+    def _log_throttled(self, src: int, name: str, **fields: Any) -> None:
+        """Log ``name`` about ``src`` unless it was logged less than
+        PEER_JUNK_LOG_INTERVAL_MS ago (the line says how many were left out since)."""
         now = self._clock_ms()
-        last = self._junk_logged_ms.get(src)
+        key = (src, name)
+        last = self._logged_ms.get(key)
         if last is not None and now - last < PEER_JUNK_LOG_INTERVAL_MS:
-            self._junk_unlogged[src] += 1
+            self._unlogged[key] += 1
             return
-        self._junk_logged_ms[src] = now
-        left_out, self._junk_unlogged[src] = self._junk_unlogged[src], 0
+        self._logged_ms[key] = now
+        left_out = self._unlogged.pop(key, 0)
         event(name, logging.WARNING, peer=src, left_out=left_out, **fields)
 
 

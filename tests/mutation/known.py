@@ -6060,3 +6060,42 @@ MUTANTS += [
            tests=[_X32W + "test_a_pending_trade_that_failed_is_reported_failed_not_refused"]),
 ]
 # fmt: on
+
+# Review 32 (a Byzantine validator's bytes, A): a peer's consensus messages are charged to
+# its byte budget before they are decoded, and one over it is left unread; every block read
+# to serve catch-up is charged.
+_X32A1 = "tests/unit/test_peer_bytes.py::"
+# fmt: off
+MUTANTS += [
+    Mutant("peer-bytes-never-held_R32A", "node/core/replica.py",
+           old="        wait_ms = budget.wait_ms(self.now_ms)\n",
+           new="        wait_ms = 0\n",
+           breaks="one Byzantine validator streaming 4 MiB proposals it does not lead takes 96% of an honest node's event loop; honest votes wait hundreds of ms",
+           tests=[_X32A1 + "test_a_byzantine_flood_is_cut_to_its_budget_and_honest_votes_pass"]),
+    Mutant("peer-bytes-not-asked_R32A", "node/runtime/_transport.py",
+           old="                await self._within_budget(src, len(data), message_kind(data))\n",
+           new="",
+           breaks="the transport decodes every peer message whatever its sender's byte budget: a flood of maximal messages holds the loop",
+           tests=[_X32A1 + "test_a_byzantine_flood_is_cut_to_its_budget_and_honest_votes_pass"]),
+    Mutant("peer-bytes-items-free_R32A", "node/core/replica.py",
+           old="            self._bytes_of(src).charge(decoded_items(msg) * PEER_ITEM_CHARGE_BYTES, self.now_ms)\n",
+           new="            pass\n",
+           breaks="catch-up answers of tiny transactions (34 ms to decode for 258 KiB) pass the byte budget 254 at a time: seconds of loop per second",
+           tests=[_X32A1 + "test_the_items_a_message_decoded_to_are_charged"]),
+    Mutant("peer-bytes-no-minimum_R32A", "node/core/replica.py",
+           old="        budget.charge(max(size_bytes, PEER_MESSAGE_CHARGE_MIN_BYTES), self.now_ms)\n",
+           new="        budget.charge(size_bytes, self.now_ms)\n",
+           breaks="frames of 4,096 junk votes, ~18 us each to take in, pass the byte budget by the million",
+           tests=[_X32A1 + "test_a_small_message_is_charged_at_least_the_minimum"]),
+    Mutant("peer-junk-frame-free_R32A", "node/runtime/_transport.py",
+           old="                await self._within_budget(src, max(count, 1) * PEER_MESSAGE_CHARGE_MIN_BYTES)\n",
+           new="",
+           breaks="empty frames, or frames of millions of one-byte entries (81 ms of gRPC parsing each), cost their sender nothing: a line-rate stream holds the loop",
+           tests=[_X32A1 + "test_junk_frames_are_charged_as_what_grpc_parsed"]),
+    Mutant("catchup-read-past-limit-free_R32A", "node/core/catchup.py",
+           old="        charge += max(block_bytes, CATCHUP_BLOCK_CHARGE_MIN_BYTES)\n        # One response must fit one wire message; the first block always does.\n        size += block_bytes\n        if blocks and size > CATCHUP_RESPONSE_BYTES_MAX:\n            break\n        blocks.append(got)\n",
+           new="        # One response must fit one wire message; the first block always does.\n        size += block_bytes\n        if blocks and size > CATCHUP_RESPONSE_BYTES_MAX:\n            break\n        blocks.append(got)\n        charge += max(block_bytes, CATCHUP_BLOCK_CHARGE_MIN_BYTES)\n",
+           breaks="the block read past a catch-up answer's size limit is not charged: a peer's requests cost up to twice its PEER_SYNC_BYTES_PER_S budget",
+           tests=["tests/unit/test_core_sync_size.py::test_every_block_read_to_serve_catch_up_is_charged"]),
+]
+# fmt: on

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from node.config import BLOCK_TIME_DRIFT_MAX_MS, PEER_VERIFY_BURST, TX_BYTES_MAX
+from node.config import (
+    BLOCK_TIME_DRIFT_MAX_MS,
+    CONSENSUS_MESSAGE_BYTES_MAX,
+    PEER_BYTES_BURST,
+    PEER_VERIFY_BURST,
+    TX_BYTES_MAX,
+)
 from node.core import (
     Block,
     CoreConfig,
@@ -482,6 +488,14 @@ def _over_sync_budget() -> tuple[Replica, Feed]:
     while not r.refused[(Kind.SYNC_REQUEST, Reason.OVER_SYNC_BUDGET)]:
         r.step(OTHER, SyncRequest(1, 4))  # each charged at least the minimum
     return r, lambda r: r.step(OTHER, SyncRequest(1, 4))
+
+
+@case(Kind.PROPOSAL, Reason.OVER_BYTE_BUDGET)
+def _over_byte_budget() -> tuple[Replica, Feed]:
+    r = replica(ME)
+    for _ in range(PEER_BYTES_BURST // CONSENSUS_MESSAGE_BYTES_MAX + 1):
+        r.admit(OTHER, CONSENSUS_MESSAGE_BYTES_MAX, Kind.PROPOSAL, NOW)  # each charged its bytes
+    return r, lambda r: r.admit(OTHER, CONSENSUS_MESSAGE_BYTES_MAX, Kind.PROPOSAL, NOW)
 
 
 def _respond(b: Block, cert: QuorumCert) -> Feed:

@@ -71,6 +71,10 @@ class _Node:
         self.delivered: list[tuple[int, Message]] = []
         self._arrived = asyncio.Event()
 
+    def admit(self, src: int, size_bytes: int, kind: object) -> int:
+        """Every peer within its byte budget (tests/unit/test_peer_bytes.py plays the budget)."""
+        return 0
+
     def deliver(self, src: int, msg: Message) -> None:
         self.delivered.append((src, msg))
         self._arrived.set()

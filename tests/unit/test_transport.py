@@ -37,6 +37,10 @@ class _Node:
         self.turn = 0
         self.delivered: list[tuple[int, Message, int]] = []
 
+    def admit(self, src: int, size_bytes: int, kind: object) -> int:
+        """Every peer within its byte budget (tests/unit/test_peer_bytes.py plays the budget)."""
+        return 0
+
     def deliver(self, src: int, msg: Message) -> None:
         self.delivered.append((src, msg, self.turn))
 
