@@ -83,6 +83,8 @@ LOCKS_MAX: Final = 10_000
 # The id of a secured obligation a lock names: a pending DvP's 32-byte trade id, or a
 # repo's id (at most ID_BYTES_MAX ASCII bytes; tests/unit/test_lock_repo.py checks it fits).
 SECURED_REF_BYTES_MAX: Final = 64
+# Parties recorded as defaulting on one secured obligation: a DvP has two, a repo one.
+LOCK_DEFAULTERS_MAX: Final = 2
 
 # --- settlement: custody and reserves (reserve; node/settlement/_reserve.py) -------------
 # Attestations kept per instrument (the latest and the ones before it, for the report's

@@ -67,6 +67,7 @@ from dataclasses import dataclass
 from node import crypto
 from node.config import (
     ID_BYTES_MAX,
+    LOCK_DEFAULTERS_MAX,
     LOCKS_MAX,
     LOCKS_PER_HOLDER_MAX,
     SECURED_REF_BYTES_MAX,
@@ -99,7 +100,6 @@ __all__ = [
 
 _PREFIX = bytes([RecordKind.LOCK])
 _COUNT_KEY = bytes([RecordKind.LOCK_COUNT])
-_DEFAULTERS_MAX = 2  # a DvP has two parties; a repo one defaulter
 
 
 def _pad(ident: str) -> bytes:
@@ -243,7 +243,7 @@ def note_default(o: Overlay, secured: Secured, parties: tuple[str, ...]) -> None
     whose close only a freeze held back defaulted with no defaulter."""
     if not any(parties) or o.record(_secured_key(RecordKind.LOCK_SECURED, secured)) is None:
         return
-    w = Writer().limit(len(parties), _DEFAULTERS_MAX, "defaulters").u8(len(parties))
+    w = Writer().limit(len(parties), LOCK_DEFAULTERS_MAX, "defaulters").u8(len(parties))
     for p in parties:
         w.ident(p)
     o.put_record(_secured_key(RecordKind.LOCK_DEFAULT, secured), w.finish())
@@ -255,7 +255,7 @@ def defaulters(o: StateView | Overlay, secured: Secured) -> tuple[str, ...]:
     if raw is None:
         return ()
     r = Reader(raw)
-    out = tuple(r.ident() for _ in range(r.limit(r.u8(), _DEFAULTERS_MAX, "defaulters")))
+    out = tuple(r.ident() for _ in range(r.limit(r.u8(), LOCK_DEFAULTERS_MAX, "defaulters")))
     r.done()
     return out
 
