@@ -42,6 +42,7 @@ from typing import Any, Literal, TypeVar, overload
 import grpc
 import grpc.aio
 
+from client._answers import BoundedStub
 from client._errors import (
     BadResponseError,
     BusyError,
@@ -149,7 +150,6 @@ from node.settlement import (
 from node.settlement import DecodeError as TxDecodeError
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
-from node.wire import ledger_pb2_grpc as pb_grpc
 from node.wire.errors import Details, from_trailer
 
 __all__ = [
@@ -511,6 +511,7 @@ class AsyncLedgerClient:
         # per endpoint, its one trust root and the genesis id of the validator it pins
         self._creds, self._validators = pinned_credentials(self.endpoints, tls_certs, genesis)
         self._channels: dict[int, grpc.aio.Channel] = {}
+        self._stubs: dict[int, BoundedStub] = {}
         self._current = 0
         self._answered: dict[int, float] = {}  # endpoint -> loop time of its last answer
         self._probes: dict[int, asyncio.Task[bool]] = {}  # status probes in flight
@@ -570,7 +571,7 @@ class AsyncLedgerClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
+        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
         for ch in channels:
             await ch.close(None)
 
@@ -582,8 +583,10 @@ class AsyncLedgerClient:
     # --- transport and failover ------------------------------------------------------------
 
     def _stub(self, i: int) -> Any:
-        ch = self._channels.get(i)
-        if ch is None:
+        """Endpoint ``i``'s Ledger stub, whose answers are bounded before they are parsed
+        (client/_answers.py: a lying node's flood of tiny entries is refused unbuilt)."""
+        stub = self._stubs.get(i)
+        if stub is None:
             ep = self.endpoints[i]
             ch = grpc.aio.secure_channel(
                 ep.address,
@@ -597,7 +600,8 @@ class AsyncLedgerClient:
                 ],
             )
             self._channels[i] = ch
-        return pb_grpc.LedgerStub(ch)
+            stub = self._stubs[i] = BoundedStub(ch)
+        return stub
 
     def _advance(self, failed: int) -> None:
         """Move off endpoint ``failed`` (unless another task already did)."""
@@ -807,7 +811,7 @@ class AsyncLedgerClient:
             await self._stub(i).GetStatus(
                 req, timeout=SILENCE_PROBE_TIMEOUT_S, metadata=self._md(i, "GetStatus", req)
             )
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, BadResponseError):
             return False
         self._answered[i] = asyncio.get_running_loop().time()
         return True
@@ -1234,6 +1238,8 @@ class AsyncLedgerClient:
             )
         except grpc.aio.AioRpcError as e:
             return EndpointDown(ep, f"{e.code().name}: {e.details()}")
+        except BadResponseError as e:  # e.g. an answer over its bounds (client/_answers.py)
+            return EndpointDown(ep, str(e))
         return NodeStatusView(
             endpoint=ep,
             chain_id=s.chain_id,
@@ -1260,7 +1266,7 @@ class AsyncLedgerClient:
             msg = await self._stub(i).GetBlock(
                 req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetBlock", req)
             )
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, BadResponseError):
             return None
         return bytes(msg.block_hash)
 
@@ -1294,6 +1300,8 @@ class AsyncLedgerClient:
                 )
             except grpc.aio.AioRpcError as e:
                 return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
+            except BadResponseError as e:
+                return EndpointDown(self.endpoints[i], str(e))
             out.extend(
                 BlockTiming(b.height, b.proposed_us, b.prepare_qc_us, b.commit_qc_us, b.applied_us)
                 for b in msg.blocks

@@ -255,6 +255,7 @@ class PermissionDeniedError(LedgerError):
 
 class BadResponseError(LedgerError):
     """A node's answer failed verification against genesis (a wrong or forged block or
-    receipt); the client tried another node. Retrying is safe."""
+    receipt), or exceeded what an honest node sends (client/_answers.py); the client
+    tried another node. Retrying is safe."""
 
     retry_safe = True

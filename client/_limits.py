@@ -6,10 +6,32 @@ raises a typed error within a known time; nothing retries forever.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
-from node.config import BLOCK_BYTES_MAX, VALIDATORS_MAX, WAIT_TIMEOUT_MAX_MS
+from node.config import (
+    ADMINS_MAX,
+    ATTESTATIONS_KEPT,
+    BACKINGS_MAX,
+    BLOCK_BYTES_MAX,
+    BLOCK_TXS_MAX,
+    ELIGIBLE_COLLATERAL_MAX,
+    FREEZES_MAX,
+    INSTRUMENTS_MAX,
+    LOCK_DEFAULTERS_MAX,
+    LOCKS_MAX,
+    MERKLE_PATH_LEN_MAX,
+    PARTICIPANTS_MAX,
+    PENDING_MAX,
+    PRICE_SOURCES_MAX,
+    REPO_LIST_MAX,
+    SCHEDULE_PERIODS_MAX,
+    VALIDATORS_MAX,
+    WAIT_TIMEOUT_MAX_MS,
+)
 from node.config import TIMELINE_SPAN_MAX as _NODE_TIMELINE_SPAN_MAX
+from node.settlement import Role
 
 # --- transactions ------------------------------------------------------------------------
 TTL_DEFAULT_S: Final = 600  # a built transaction expires this long after it is built
@@ -23,6 +45,8 @@ ENDPOINTS_MAX: Final = VALIDATORS_MAX  # one client talks to at most every valid
 RPC_TIMEOUT_DEFAULT_S: Final = 2.0
 BULK_RPC_TIMEOUT_S: Final = 10.0  # one GetTimeline answer (up to TIMELINE_SPAN_MAX heights)
 # A GetBlock or StreamBlocks reply carries a whole block (gRPC's default cap is 4 MiB).
+# The channel's cap, for every method: gRPC holds an answer up to this size before the SDK
+# sees it. What the SDK then does with it is bounded by ANSWER_ENTRIES_MAX below.
 RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
 
 TIMELINE_SPAN_MAX: Final = _NODE_TIMELINE_SPAN_MAX  # heights per GetTimeline call (node cap)
@@ -64,6 +88,54 @@ OVERLOAD_JITTER: Final = 0.5
 # metadata is a few names, ids and numbers) are treated as none (docs/sdk.md).
 DETAILS_METADATA_MAX: Final = 32  # entries of ErrorInfo.metadata
 DETAILS_TEXT_CHARS_MAX: Final = 1_024  # the reason, and each metadata key and value
+
+# --- answers, before they are parsed (review 32; client/_answers.py, docs/sdk.md) -----------
+# Protobuf builds one object per entry of a repeated field: a 5 MiB answer of 2.6 million
+# empty entries parsed to ~400 MB, and the SDK's dataclasses built from them to as much
+# again and ~10 s of CPU (GetPending, GetLocks: +780 MB each), so one lying validator
+# spiked a bank's client by hundreds of MB per call. Every answer's bytes are therefore
+# walked first (without building anything): a repeated field with more entries than an
+# honest node can send, here, per field and per message it is in, refuses the answer as
+# BadResponseError (the next node is asked) before protobuf parses it. Each bound is the
+# node's own limit, so they move together; the walk also refuses a message with more
+# fields than its known ones, its repeated fields' entries and ANSWER_UNKNOWN_FIELDS_MAX,
+# so the walk itself costs at most what an honest maximal answer costs.
+ANSWER_ENTRIES_MAX: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        "Receipt.tx_path": MERKLE_PATH_LEN_MAX,
+        "ResultProof.path": MERKLE_PATH_LEN_MAX,
+        "EventProof.path": MERKLE_PATH_LEN_MAX,
+        "MerklePath.hashes": MERKLE_PATH_LEN_MAX,
+        "Balances.balances": INSTRUMENTS_MAX,  # an account's balances: one per instrument
+        "BlockInfo.results": BLOCK_TXS_MAX,
+        "BlockInfo.events": PENDING_MAX,  # at most one event per pending instruction a block
+        "BlockInfo.receipts": BLOCK_TXS_MAX,  # a filtered block's: at most its transactions
+        "BlockInfo.result_paths": BLOCK_TXS_MAX,  # one per result
+        "InstrumentState.holders": PARTICIPANTS_MAX,
+        "InstrumentState.paid": SCHEDULE_PERIODS_MAX,
+        "PendingBook.instructions": PENDING_MAX,
+        "NodeStatus.peers": VALIDATORS_MAX,
+        "Timeline.blocks": _NODE_TIMELINE_SPAN_MAX,
+        # An honest refusal's metadata is a few names (node/wire/errors.py); the SDK reads
+        # none beyond DETAILS_METADATA_MAX (above), so a stream event with more is refused.
+        "SubmitStreamError.metadata": DETAILS_METADATA_MAX,
+        "FreezeList.freezes": FREEZES_MAX,
+        "AttestationList.instruments": BACKINGS_MAX,
+        "BackedInstrument.attestations": ATTESTATIONS_KEPT,
+        "Reference.participants": PARTICIPANTS_MAX,
+        "ReferenceParticipant.roles": len(Role),
+        "Reference.instruments": INSTRUMENTS_MAX,
+        "Reference.admins": ADMINS_MAX,
+        "LockList.locks": LOCKS_MAX,
+        "LockInfo.defaulted": LOCK_DEFAULTERS_MAX,
+        "RepoList.repos": REPO_LIST_MAX,
+        "PriceList.instruments": ELIGIBLE_COLLATERAL_MAX,
+        "InstrumentPrices.prices": PRICE_SOURCES_MAX,
+    }
+)
+# Fields one message of an answer may carry beyond those it declares (a newer node's
+# additions: protobuf keeps them as bytes, which costs no more than their size).
+ANSWER_UNKNOWN_FIELDS_MAX: Final = 16
 
 # --- finality ------------------------------------------------------------------------------
 SUBMIT_TIMEOUT_DEFAULT_S: Final = 30.0  # waiting for a receipt after submitting

@@ -283,6 +283,10 @@ class SubmitStream:
                     errors.append(f"{self.address}: {e.code().name} {e.details()}")
                     if self._cancelled or e.code() not in _FAILOVER_CODES:
                         raise UnavailableError("submit stream", errors) from e
+                except BadResponseError as e:
+                    # An event refused unparsed (client/_answers.py): its node's fault, so
+                    # what is in flight goes to the next node, as for a nonsense event.
+                    errors.append(f"{self.address}: {e}")
                 if self._cancelled:
                     return
                 await self._reconnect(errors)
