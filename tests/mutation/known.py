@@ -6099,3 +6099,52 @@ MUTANTS += [
            tests=["tests/unit/test_core_sync_size.py::test_every_block_read_to_serve_catch_up_is_charged"]),
 ]
 # fmt: on
+
+# Review 32 (answers bounded before they are parsed): a lying node's flood of tiny entries
+# is refused unbuilt, and the refusal fails over like any bad answer.
+_X32E1 = (
+    "tests/unit/test_review32_answers.py::"
+    "test_an_oversize_pending_book_is_refused_and_the_next_node_answers"
+)
+_X32E2 = "tests/unit/test_review32_answers.py::test_copies_of_a_singular_message_count_as_one"
+_X32E3 = (
+    "tests/unit/test_review32_answers.py::"
+    "test_fields_beyond_a_messages_own_are_refused_before_they_are_walked"
+)
+_X32E4 = (
+    "tests/unit/test_review32_answers.py::"
+    "test_an_oversize_stream_event_fails_over_and_keeps_the_requests"
+)
+_X32E5 = (
+    "tests/unit/test_review32_answers.py::"
+    "test_a_flooded_status_is_an_endpoint_down_and_the_others_are_read"
+)
+# fmt: off
+MUTANTS += [
+    Mutant("answers-not-walked_R32E", "client/_answers.py",
+           old="            _walk(raw, 0, len(raw), plan, {})\n",
+           new="            pass\n",
+           breaks="a lying node's 5 MiB answer of empty entries parses to ~400 MB and the SDK builds as much again (+780 MB, 8 s per pending() call)",
+           tests=[_X32E1]),
+    Mutant("answers-merged-copies-counted-apart_R32E", "client/_answers.py",
+           old="{} if bound else merged.setdefault(number, {})",
+           new="{}",
+           breaks="copies of a singular sub-message, which protobuf merges, each get their own bound: a receipt's proof path grows past every bound",
+           tests=[_X32E2]),
+    Mutant("answers-fields-unbounded_R32E", "client/_answers.py",
+           old="        if n > plan.fields_max:\n",
+           new="        if False:\n",
+           breaks="a flood of one singular or unknown field is walked to its end: 2.6 million steps of Python per 5 MiB answer",
+           tests=[_X32E3]),
+    Mutant("stream-oversize-event-breaks-stream_R32E", "client/_stream.py",
+           old="                except BadResponseError as e:\n                    # An event refused",
+           new="                except ZeroDivisionError as e:\n                    # An event refused",
+           breaks="one oversize event from a submit stream's node fails every request in flight and the stream, instead of failing over",
+           tests=[_X32E4]),
+    Mutant("status-oversize-raises_R32E", "client/_async.py",
+           old="        except BadResponseError as e:  # e.g. an answer over its bounds (client/_answers.py)\n            return EndpointDown(ep, str(e))\n",
+           new="",
+           breaks="status() (documented never to raise for a down node) raises for one node's oversize answer, hiding every other endpoint's status",
+           tests=[_X32E5]),
+]
+# fmt: on
