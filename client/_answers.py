@@ -104,15 +104,23 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("a varint longer than 10 bytes")
 
 
-def _walk(data: bytes, pos: int, end: int, plan: _Plan, counts: dict[int, int]) -> None:
-    """Check the message in ``data[pos:end]`` against ``plan``; ``counts`` holds what
-    earlier copies of the same singular message counted (protobuf merges them)."""
-    merged: dict[int, dict[int, int]] = {}
+@dataclass
+class _Seen:
+    """What the walk counted in one message (every copy of it: protobuf merges copies of a
+    singular sub-message, concatenating their repeated fields, so they count together)."""
+
+    fields: int = 0
+    entries: dict[int, int] = field(default_factory=dict)  # per repeated field number
+    merged: dict[int, _Seen] = field(default_factory=dict)  # per singular sub-message
+
+
+def _walk(data: bytes, pos: int, end: int, plan: _Plan, seen: _Seen) -> None:
+    """Check the message in ``data[pos:end]`` against ``plan``, adding to ``seen``."""
     while pos < end:
         tag, pos = _varint(data, pos)
         number, wire_type = tag >> 3, tag & 7
-        n = counts[0] = counts.get(0, 0) + 1  # key 0: every field (no field is numbered 0)
-        if n > plan.fields_max:
+        seen.fields += 1
+        if seen.fields > plan.fields_max:
             raise ValueError(f"a {plan.name} with more than {plan.fields_max} fields")
         if wire_type == 0:
             _, pos = _varint(data, pos)
@@ -127,11 +135,12 @@ def _walk(data: bytes, pos: int, end: int, plan: _Plan, counts: dict[int, int]) 
             raise ValueError(f"a field of a {plan.name} runs past its end")
         bound, sub = plan.fields.get(number, (0, None))
         if bound:
-            k = counts[number] = counts.get(number, 0) + 1
+            k = seen.entries[number] = seen.entries.get(number, 0) + 1
             if k > bound:
                 raise ValueError(f"a {plan.name} with more than {bound} entries of field {number}")
         if sub is not None:
-            _walk(data, pos, pos + size, sub, {} if bound else merged.setdefault(number, {}))
+            inner = _Seen() if bound else seen.merged.setdefault(number, _Seen())
+            _walk(data, pos, pos + size, sub, inner)
         pos += size
     if pos != end:
         raise ValueError(f"a {plan.name} runs past its end")
@@ -144,7 +153,7 @@ def decode(method: str, raw: bytes) -> Any:
     plan = _PLANS[method]
     try:
         if plan is not None:
-            _walk(raw, 0, len(raw), plan, {})
+            _walk(raw, 0, len(raw), plan, _Seen())
         msg: Message = getattr(pb, desc.name).FromString(raw)
     except (ValueError, IndexError, DecodeError) as e:
         raise BadResponseError(f"{method}: an answer of {len(raw)} bytes refused: {e}") from e

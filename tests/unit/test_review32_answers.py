@@ -198,12 +198,21 @@ def test_fields_beyond_a_messages_own_are_refused_before_they_are_walked() -> No
 def test_copies_of_a_singular_message_count_as_one() -> None:
     """Protobuf merges copies of a singular sub-message, concatenating their repeated
     fields: 65 copies of a receipt's result proof, each with a one-hash path, parse to one
-    proof with a 65-hash path, one past MERKLE_PATH_LEN_MAX."""
+    proof with a 65-hash path, one past MERKLE_PATH_LEN_MAX; copies of the receipt around
+    it merge the same way."""
     bound = ANSWER_ENTRIES_MAX["ResultProof.path"]
     copy = pb.Receipt(result_proof=pb.ResultProof(path=[b"\x01" * 32])).SerializeToString()
     assert len(decode("WaitForFinality", copy * bound).result_proof.path) == bound
     with pytest.raises(BadResponseError, match=f"more than {bound} entries"):
         decode("WaitForFinality", copy * (bound + 1))
+    # ... and so do copies of the receipt holding it: two of them, half the bound each,
+    # and one hash more in the second
+    half = pb.ResultProof(path=[b"\x01" * 32] * (bound // 2))
+    status = pb.TransactionStatus(receipt=pb.Receipt(result_proof=half)).SerializeToString()
+    assert len(decode("GetTransaction", status * 2).receipt.result_proof.path) == bound
+    more = pb.TransactionStatus(receipt=pb.Receipt(result_proof=pb.ResultProof(path=[b""])))
+    with pytest.raises(BadResponseError, match=f"more than {bound} entries"):
+        decode("GetTransaction", status * 2 + more.SerializeToString())
 
 
 @pytest.mark.parametrize(
