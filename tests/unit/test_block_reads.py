@@ -26,7 +26,7 @@ from client import AsyncLedgerClient, Endpoint, OverloadedError, ParticipantKey
 from client._limits import OVERLOAD_RETRIES_MAX
 from node import crypto
 from node.access import Caller
-from node.config import BLOCK_READ_CPU_US_BURST
+from node.config import BLOCK_READ_BUCKETS_MAX, BLOCK_READ_CPU_US_BURST
 from node.genesis import DemoNetwork, demo_genesis
 from node.invariant import InvariantError
 from node.merkle import EMPTY_ROOT, MerkleTree
@@ -356,6 +356,42 @@ def test_the_bucket_table_forgets_refilled_buckets_when_full() -> None:
         pass
     with pytest.raises(InvariantError), reads.charged("E"):
         pass
+
+
+def test_the_bucket_table_at_its_default_size_forgets_and_refuses_as_a_small_one() -> None:
+    """The default table holds BLOCK_READ_BUCKETS_MAX (PARTICIPANTS_MAX) buckets, more than
+    the small integers CPython shares: the table is full, and its count is compared, by
+    value. A participant added once the table is full (one removed left its bucket) is a
+    reader too: once the others refilled it gets a bucket; before, none is free, a broken
+    invariant (review 32: cosmic-ray's ``is`` for ``>=`` and ``is not`` for ``<``)."""
+    clock = _Clock(read_us=1)
+    reads = ReadBudget(clock.ms, cpu_ns=clock.cpu_ns)
+    for k in range(BLOCK_READ_BUCKETS_MAX):
+        with reads.charged(f"P{k}"):
+            pass
+    assert len(reads) == BLOCK_READ_BUCKETS_MAX
+    no_room = pytest.raises(InvariantError, match="more readers than participants")
+    with no_room, reads.charged("NEWCOMER"):  # nobody refilled yet
+        pass
+    clock.now_ms += 1_000  # every bucket refilled its one microsecond
+    with reads.charged("NEWCOMER"):
+        pass
+    assert len(reads) == 1 and reads.wait_ms("NEWCOMER") == 0
+
+
+def test_the_budget_takes_its_clocks_and_bounds_by_keyword_only() -> None:
+    """Two clocks and three integers of the same kind: by position one could pass the CPU
+    meter as the wall clock or the burst as the rate, so after the clock every parameter
+    is named; a read's ``when`` too (review 32: cosmic-ray's ``/`` for ``*``)."""
+    clock = _Clock()
+    with pytest.raises(TypeError):
+        ReadBudget(clock.ms, clock.cpu_ns)  # type: ignore[call-arg]
+    reads = ReadBudget(clock_ms=clock.ms, cpu_ns=clock.cpu_ns)  # control: named, it works
+    with pytest.raises(TypeError), reads.charged("BANK01", lambda: False):  # type: ignore[call-arg]
+        pass
+    with reads.charged(participant="BANK01", when=lambda: False):  # control: named
+        pass
+    assert len(reads) == 0
 
 
 # --- the SDK -------------------------------------------------------------------------------
