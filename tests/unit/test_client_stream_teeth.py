@@ -520,3 +520,71 @@ async def test_a_node_ending_the_call_after_the_half_close_is_not_left_for_anoth
     assert (await fut).ok
     closed = await _done_within(s.aclose(), GUARD_S)
     assert closed is None and reopen.asked == 0
+
+
+class _Silent(_Call):
+    """A node that takes the half-close and never ends the call."""
+
+    async def done_writing(self) -> None:
+        return None
+
+
+async def test_leaving_a_node_that_never_ends_the_call_ends_by_the_rpc_timeout() -> None:
+    """The half-close goes through at once, the end of the call never comes: aclose ends
+    within the RPC timeout (cosmic-ray's ``//`` in the reader's wait: 1 s)."""
+    s = _open(_Silent(), 4, rpc_timeout_s=0.05)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    closed = await _done_within(s.aclose(), GUARD_S)
+    assert closed is None and loop.time() - start <= 0.5
+
+
+class _DeadOnCancel(_Call):
+    """Writes block until the call is cancelled; then they fail (returning, as ``_write``
+    swallows the error), as a real call's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead = asyncio.Event()
+
+    async def write(self, req: pb.SubmitStreamRequest) -> None:
+        await self.dead.wait()
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.dead.set()
+
+
+class _SlowWrites(_Call):
+    """Each write takes a few loop turns (a real one waits for the transport)."""
+
+    async def write(self, req: pb.SubmitStreamRequest) -> None:
+        await _turns()
+        await super().write(req)
+
+
+async def test_a_request_forgotten_during_the_resend_does_not_stop_the_others() -> None:
+    """Three requests in flight on a node that stopped reading: the first is writing, the
+    other two wait for the write lock. The stream fails over; while it resends, the
+    second's caller gives up (its write never started, so it is forgotten): the third is
+    still resent (cosmic-ray's ``break`` for ``continue``, "answered meanwhile")."""
+    first, second = _DeadOnCancel(), _SlowWrites()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def reopen(failed: str) -> tuple[Any, str]:
+        tasks[1].cancel()  # waiting for the lock: seen once the resend loop began
+        return second, "127.0.0.1:8001"
+
+    s = _open(first, 4, reopen=reopen)
+    for k in (1, 2, 3):
+        tasks.append(asyncio.create_task(s.submit(_raw(k), timeout_s=30)))
+        await _turns()
+    first.events.put_nowait(EOF)
+    async with asyncio.timeout(GUARD_S):
+        while len(second.sent) < 2:
+            await asyncio.sleep(0)
+    await _turns()
+    assert tasks[1].cancelled()
+    assert [r.correlation for r in second.sent] == [1, 3] and s.in_flight == 2
+    await s.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
