@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection_pb2
@@ -70,6 +71,7 @@ from node.receipt import Receipt
 from node.runtime._access import current_caller
 from node.runtime._grpc import Ctx
 from node.runtime._node import Node, TooManyWaitersError, wall_ms
+from node.runtime._pages import Page, PageError, StalePageError, page_of, paged
 from node.runtime._prices import prices_pb
 from node.runtime._reads import ReadBudget
 from node.runtime._refuse import refuse
@@ -747,18 +749,38 @@ class LedgerService(pb_grpc.LedgerServicer):
                     "attestations",
                 )
             backed = [request.instrument]
-        return await self._scan(
-            "GetAttestations",
-            context,
-            lambda: pb.AttestationList(
-                height=store.head().height,
-                instruments=[
-                    self._backed_pb(i)
-                    for i in sorted(backed)
-                    if may_read_attestations(caller, i, reg)
-                ],
-            ),
-        )
+        page = await self._page(request.page_bytes_max, request.page_token, context)
+
+        def answer() -> pb.AttestationList:
+            shown = [i for i in sorted(backed) if may_read_attestations(caller, i, reg)]
+            return paged(
+                pb.AttestationList(height=store.head().height),
+                len(shown),
+                page,
+                self._node.paged_version,
+                lambda k: ("instruments", self._backed_pb(shown[k])),
+            )
+
+        return await self._paged_scan("GetAttestations", context, answer)
+
+    async def _page(self, size: int, raw: bytes, context: Ctx) -> Page:
+        """The page a paged read asks for (node/runtime/_pages.py); INVALID_ARGUMENT for
+        a token that is not one this node makes."""
+        try:
+            return page_of(size, raw, self._node.paged_version)
+        except PageError as e:
+            await _invalid(context, str(e), "page_token")
+
+    async def _paged_scan(self, call: str, context: Ctx, answer: Callable[[], _T]) -> _T:
+        """``_scan`` of a paged answer: a token past the answer is INVALID_ARGUMENT, a
+        continuation of an answer that changed ABORTED (PAGE_STALE: read again)."""
+        try:
+            return await self._scan(call, context, answer)
+        except PageError as e:
+            await _invalid(context, str(e), "page_token")
+        except StalePageError as e:
+            meta = {"since": str(e.version)}
+            await refuse(context, grpc.StatusCode.ABORTED, str(e), Reason.PAGE_STALE, meta)
 
     def _backed_pb(self, instrument: str) -> pb.BackedInstrument:
         store = self._node.store
@@ -815,7 +837,10 @@ class LedgerService(pb_grpc.LedgerServicer):
         caller = current_caller()
         if not may_read_reference(caller):
             await _denied(context, "no participant identity", caller, "reference")
-        return await self._scan("GetReference", context, lambda: reference_pb(self._node, caller))
+        page = await self._page(request.page_bytes_max, request.page_token, context)
+        return await self._paged_scan(
+            "GetReference", context, lambda: reference_pb(self._node, caller, page)
+        )
 
     async def GetLocks(self, request: pb.LocksRequest, context: Ctx) -> pb.LockList:
         """Every lock the caller may read (at most LOCKS_MAX records: bounded by the state
@@ -883,22 +908,23 @@ def _lock_pb(store: StateView, rec: LockRecord) -> pb.LockInfo:
     )  # fmt: skip
 
 
-def reference_pb(node: Node, caller: Caller) -> pb.Reference:
+def reference_pb(node: Node, caller: Caller, page: Page | None = None) -> pb.Reference:
+    """The reference data at the head as ``caller`` may read it: ``page`` of it (None:
+    all), participants in id order, then instruments (node/runtime/_pages.py)."""
     store = node.store
-    height = store.head().height
     reg = Registry.of(store)
-    return pb.Reference(
-        height=height,
-        participants=[_participant_pb(reg.participant_by_id[p]) for p in reg.participant_ids],
-        instruments=[
-            _instrument_pb(
-                reg, i, store.supply(i.id) if may_read_attestations(caller, i.id, reg) else None
-            )
-            for i in reg.instrument_by_id.values()
-        ],
-        admins=list(reg.admins),
-        threshold=reg.threshold,
-    )
+    pids, iids = reg.participant_ids, list(reg.instrument_by_id)
+
+    def entry(k: int) -> tuple[str, Message]:
+        if k < len(pids):
+            return "participants", _participant_pb(reg.participant_by_id[pids[k]])
+        i = reg.instrument_by_id[iids[k - len(pids)]]
+        supply = store.supply(i.id) if may_read_attestations(caller, i.id, reg) else None
+        return "instruments", _instrument_pb(reg, i, supply)
+
+    base = pb.Reference(height=store.head().height, admins=reg.admins, threshold=reg.threshold)
+    version = 0 if page is None else node.paged_version  # unpaged: every entry, no token
+    return paged(base, len(pids) + len(iids), page, version, entry)
 
 
 def _participant_pb(p: Participant) -> pb.ReferenceParticipant:

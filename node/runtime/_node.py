@@ -91,6 +91,7 @@ from node.settlement import (
     PartyIndex,
     PartyRoot,
     PendingDvP,
+    RecordKind,
     Registry,
     ResultCode,
     SignedTx,
@@ -118,6 +119,22 @@ __all__ = [
 _T = TypeVar("_T")
 _IDLE_TICK_MS = 1_000  # wake at least this often, whatever the core's deadline says
 _TREES_CACHED_MAX = 8  # blocks whose Merkle trees are kept for receipts
+# Record kinds whose change changes a paged answer (docs/adr/0020, amendment "pages"):
+# the reference data (node/settlement/_registry.py: GetReference, and who may read
+# GetAttestations) and custody and reserve attestations; a supply change does too.
+_PAGED_KINDS = frozenset(
+    bytes([k])
+    for k in (
+        RecordKind.PARTICIPANT,
+        RecordKind.INSTRUMENT,
+        RecordKind.SUPPLY_ATTESTATION,
+        RecordKind.ADDED,
+        RecordKind.PARTICIPANT_SINCE,
+        RecordKind.OBSERVER_AT,
+        RecordKind.CUSTODY,
+        RecordKind.RESERVES,
+    )
+)
 
 # Process exit codes of a node that halts itself (2 is a refusal to start, see __main__).
 EXIT_FATAL = 3  # storage error, broken invariant or exception in the driver: fix, restart
@@ -244,6 +261,10 @@ class Node:
         # admission control (node/runtime/_stream.py)
         self.load = Admission(self.started_ms, queue_max_ms=admission_queue_max_ms)
         self.metrics.height.set(store.head().height)
+        # The last block that changed what a paged answer shows (GetReference,
+        # GetAttestations: ``_PAGED_KINDS``, supplies); the head at start, as this node
+        # knows no earlier one. A continued page is served only while it is unchanged.
+        self.paged_version = store.head().height
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -736,6 +757,8 @@ class Node:
         self.store.commit_block(
             block.hash, encode_block(block), encode_qc(cert), ctx, outcome, intake_done=done
         )
+        if outcome.supplies or any(k[:1] in _PAGED_KINDS for k in outcome.records):
+            self.paged_version = block.height
         self._parties_kept[block.height] = outcome.parties
         if len(self._parties_kept) > _TREES_CACHED_MAX:
             self._parties_kept.popitem(last=False)

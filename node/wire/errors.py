@@ -60,6 +60,9 @@ class Reason(StrEnum):
     # Reads
     NOT_FOUND = "NOT_FOUND"  # metadata: what (transaction, participant, block, ...) and id
     NOT_PERMITTED = "NOT_PERMITTED"  # access rules (metadata: caller, what)
+    # A paged answer's page asked for after what the answer shows changed (ABORTED): read
+    # again from the first page (metadata: since, the block that changed it)
+    PAGE_STALE = "PAGE_STALE"
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,7 @@ def svc() -> LedgerService:
         clock_ms=lambda: 0,
         timeline=timeline,
         index=0,
+        paged_version=0,
     )
     return LedgerService(node, {})
 
