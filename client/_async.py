@@ -61,6 +61,7 @@ from client._errors import (
 from client._identity import RequestSigner, identity_key
 from client._keys import ParticipantKey
 from client._limits import (
+    ANSWER_PAGE_BYTES,
     BLOCK_STREAM_BEHIND_BLOCKS,
     BLOCK_STREAM_CHECK_S,
     BULK_RPC_TIMEOUT_S,
@@ -85,6 +86,7 @@ from client._limits import (
     TIMELINE_SPAN_MAX,
     WAIT_TIMEOUT_MAX_S,
 )
+from client._pages import read_pages
 from client._prices import PriceBook, price_book
 from client._reference import Reference, reference_from_pb
 from client._replay import HoldersAt, Replay, ReplayedBlock
@@ -603,6 +605,32 @@ class AsyncLedgerClient:
             stub = self._stubs[i] = BoundedStub(ch)
         return stub
 
+    def _page_call(
+        self, i: int, method: str, request: Callable[[bytes], Any]
+    ) -> Callable[[bytes], Awaitable[Any]]:
+        """One page of paged answer ``method`` from endpoint ``i``: what
+        :func:`client._pages.read_pages` calls with each page's token. A page refused
+        over the caller's read budget waits the node's hint and is asked again (bounded
+        as ``_call`` bounds it): a read at the limits costs more than the budget's burst
+        (the largest reference data ~0.3 s of the node's CPU), and starting the read
+        over on the hint would never end it."""
+
+        async def page(token: bytes) -> Any:
+            req = request(token)
+            for tries in itertools.count(1):
+                try:
+                    return await getattr(self._stub(i), method)(
+                        req, timeout=self._rpc_timeout_s, metadata=self._md(i, method, req)
+                    )
+                except grpc.aio.AioRpcError as e:
+                    hint_ms = _retry_after_ms(e)
+                    if not hint_ms:
+                        raise
+                    await _wait_overload(f"{method} page", e, hint_ms, tries, None)
+            raise AssertionError("unreachable: itertools.count does not end")
+
+        return page
+
     def _advance(self, failed: int) -> None:
         """Move off endpoint ``failed`` (unless another task already did)."""
         if self._current == failed:
@@ -1076,9 +1104,13 @@ class AsyncLedgerClient:
         its custodian and observers (PermissionDeniedError else; docs/ledger.md)."""
 
         async def get(i: int) -> tuple[int, tuple[BackedView, ...]]:
-            req = pb.AttestationsRequest(instrument=instrument)
-            msg = await self._stub(i).GetAttestations(
-                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetAttestations", req)
+            def request(token: bytes) -> pb.AttestationsRequest:
+                return pb.AttestationsRequest(
+                    instrument=instrument, page_bytes_max=ANSWER_PAGE_BYTES, page_token=token
+                )
+
+            msg = await read_pages(
+                self._page_call(i, "GetAttestations", request), ("instruments",), "attestations"
             )
             return msg.height, tuple(_backed(b) for b in msg.instruments)
 
@@ -1107,9 +1139,13 @@ class AsyncLedgerClient:
         node's word, not certified (like :meth:`pending`)."""
 
         async def get(i: int) -> Reference:
-            req = pb.ReferenceRequest()
-            msg = await self._stub(i).GetReference(
-                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetReference", req)
+            def request(token: bytes) -> pb.ReferenceRequest:
+                return pb.ReferenceRequest(page_bytes_max=ANSWER_PAGE_BYTES, page_token=token)
+
+            msg = await read_pages(
+                self._page_call(i, "GetReference", request),
+                ("participants", "instruments"),
+                "reference data",
             )
             return reference_from_pb(self.genesis, msg)
 

@@ -25,6 +25,7 @@ from node.config import (
     PARTICIPANTS_MAX,
     PENDING_MAX,
     PRICE_SOURCES_MAX,
+    REPO_LAPSES_PER_BLOCK_MAX,
     REPO_LIST_MAX,
     SCHEDULE_PERIODS_MAX,
     VALIDATORS_MAX,
@@ -46,10 +47,26 @@ RPC_TIMEOUT_DEFAULT_S: Final = 2.0
 BULK_RPC_TIMEOUT_S: Final = 10.0  # one GetTimeline answer (up to TIMELINE_SPAN_MAX heights)
 # A GetBlock or StreamBlocks reply carries a whole block (gRPC's default cap is 4 MiB).
 # The channel's cap, for every method: gRPC holds an answer up to this size before the SDK
-# sees it. What the SDK then does with it is bounded by ANSWER_ENTRIES_MAX below.
+# sees it. What the SDK then does with it is bounded by ANSWER_ENTRIES_MAX below; the two
+# answers that outgrow it at the node's limits are read in pages (below).
 RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
 
 TIMELINE_SPAN_MAX: Final = _NODE_TIMELINE_SPAN_MAX  # heights per GetTimeline call (node cap)
+
+# --- paged answers (GetReference, GetAttestations; docs/sdk.md "Paged answers") -----------
+# At the node's limits these answers outgrow the cap above (reference data 6.4 MB,
+# attestations 36 MB; review 32): every node's answer was refused RESOURCE_EXHAUSTED by
+# this client's own channel. They are read in pages of at most ANSWER_PAGE_BYTES (1 MiB
+# under the cap), all from one node, and merged into the one answer the call returns. An
+# honest node fills each page but the last to within one entry (at most ~36 KB, one
+# instrument's attestations), so the largest answer takes 9 pages; a node sending more
+# than ANSWER_PAGES_MAX, or more entries in all than the bound of one answer
+# (ANSWER_ENTRIES_MAX), is a bad response. A read whose data changed between its pages
+# (ABORTED, PAGE_STALE: governance, an attestation, a mint or burn) starts again from
+# the first page, at most PAGE_RESTARTS_MAX times, then goes to the next node.
+ANSWER_PAGE_BYTES: Final = BLOCK_BYTES_MAX
+ANSWER_PAGES_MAX: Final = 16
+PAGE_RESTARTS_MAX: Final = 3
 
 # --- replay (holders at a past height) ------------------------------------------------------
 # ``holders_at`` replays blocks 1..H on the client: each is one block read and one
@@ -108,7 +125,10 @@ ANSWER_ENTRIES_MAX: Final[Mapping[str, int]] = MappingProxyType(
         "MerklePath.hashes": MERKLE_PATH_LEN_MAX,
         "Balances.balances": INSTRUMENTS_MAX,  # an account's balances: one per instrument
         "BlockInfo.results": BLOCK_TXS_MAX,
-        "BlockInfo.events": PENDING_MAX,  # at most one event per pending instruction a block
+        # At most one event per pending instruction and one per repo lapsed, a block
+        # (review 32: the lapses' events came after this bound; a block with more than
+        # PENDING_MAX events was refused from every node).
+        "BlockInfo.events": PENDING_MAX + REPO_LAPSES_PER_BLOCK_MAX,
         "BlockInfo.receipts": BLOCK_TXS_MAX,  # a filtered block's: at most its transactions
         "BlockInfo.result_paths": BLOCK_TXS_MAX,  # one per result
         "InstrumentState.holders": PARTICIPANTS_MAX,
