@@ -5133,8 +5133,8 @@ MUTANTS += [
            breaks="a holder asking for one instrument's attestations is answered an empty list, not PERMISSION_DENIED",
            tests=["tests/unit/test_api_teeth.py::test_one_instruments_attestations_refuse_a_holder_and_answer_its_issuer"]),
     Mutant("api-att-no-filter", "node/runtime/_api.py",
-           old='                    for i in sorted(backed)\n                    if may_read_attestations(caller, i, reg)\n',
-           new='                    for i in sorted(backed)\n',
+           old="            shown = [i for i in sorted(backed) if may_read_attestations(caller, i, reg)]\n",
+           new="            shown = sorted(backed)\n",
            breaks="every participant reads every backed instrument's supply and attestations",
            tests=["tests/unit/test_api_teeth.py::test_attestations_go_to_the_issuer_custodian_and_observers"]),
     Mutant("api-att-no-narrow", "node/runtime/_api.py",
@@ -5485,8 +5485,8 @@ MUTANTS += [
            tests=[_SR + "test_a_state_read_over_the_budget_is_refused_with_a_hint",
                   _SR + "test_one_budget_meters_block_and_state_reads_together"]),
     Mutant("get-reference-unmetered", "node/runtime/_api.py",
-           old='return await self._scan("GetReference", context, lambda: reference_pb(self._node, caller))',
-           new="return reference_pb(self._node, caller)",
+           old='        return await self._paged_scan(\n            "GetReference", context, lambda: reference_pb(self._node, caller, page)\n        )\n',
+           new="        return reference_pb(self._node, caller, page)\n",
            breaks="GetReference, the costliest state read, escapes the budget",
            tests=[_SR + "test_a_state_read_over_the_budget_is_refused_with_a_hint"]),
 ]
@@ -6146,5 +6146,53 @@ MUTANTS += [
            new="",
            breaks="status() (documented never to raise for a down node) raises for one node's oversize answer, hiding every other endpoint's status",
            tests=[_X32E5]),
+]
+# fmt: on
+
+# Review 32 (paged answers): GetReference and GetAttestations in pages the SDK merges
+_X32G1 = "tests/unit/test_review32_pages.py::test_trades_keep_a_read_going_and_a_mint_makes_it_start_again"
+_X32G2 = "tests/unit/test_review32_pages.py::test_a_continuation_of_a_changed_answer_is_stale"
+_X32G3 = "tests/unit/test_review32_pages.py::test_the_largest_attestations_are_read_whole_in_pages"
+_X32G4 = "tests/unit/test_review32_pages.py::test_the_sdk_merges_pages_and_starts_again_when_the_answer_changed"
+_X32G5 = "tests/unit/test_review32_pages.py::test_a_page_holds_entries_up_to_its_size_exactly"
+_X32G6 = "tests/unit/test_review32_pages.py::test_the_largest_reference_data_is_read_whole"
+_X32G7 = "tests/unit/test_review32_pages.py::test_a_block_with_every_pending_event_and_every_lapse_is_read"
+# fmt: off
+MUTANTS += [
+    Mutant("paged-version-not-moved_R32G", "node/runtime/_node.py",
+           old="            self.paged_version = block.height\n",
+           new="            pass\n",
+           breaks="a paged read spanning a governance change, an attestation or a mint merges pages of two states: a participant or instrument shown twice or never",
+           tests=[_X32G1]),
+    Mutant("page-stale-not-refused_R32G", "node/runtime/_pages.py",
+           old="    if page.version != version:\n        raise StalePageError(version)\n",
+           new="    if False:\n        raise StalePageError(version)\n",
+           breaks="a continuation of an answer that changed since its first page is served: the SDK merges pages of two states",
+           tests=[_X32G1, _X32G2]),
+    Mutant("sdk-reads-attestations-unpaged_R32G", "client/_async.py",
+           old="instrument=instrument, page_bytes_max=ANSWER_PAGE_BYTES, page_token=token",
+           new="instrument=instrument, page_bytes_max=0, page_token=token",
+           breaks="the SDK asks for the whole answer: at the limits (36 MB of attestations) every node's honest answer is refused by the client's own receive cap",
+           tests=[_X32G3]),
+    Mutant("sdk-page-stale-not-restarted_R32G", "client/_pages.py",
+           old="            if restart == PAGE_RESTARTS_MAX or not _stale(e):\n",
+           new="            if True:\n",
+           breaks="a read whose answer changed between its pages fails over to the next node (and fails there too) instead of reading again",
+           tests=[_X32G4]),
+    Mutant("page-fill-past-its-size_R32G", "node/runtime/_pages.py",
+           old="        if page.bytes_max and out and used + cost > page.bytes_max:\n",
+           new="        if page.bytes_max and out and used + cost > page.bytes_max + 1:\n",
+           breaks="a page one byte over the size the client asked for: at the SDK's page size against its cap, pages can outgrow what the client receives",
+           tests=[_X32G5]),
+    Mutant("sdk-page-over-budget-restarts-read_R32G", "client/_async.py",
+           old="                    if not hint_ms:\n                        raise\n",
+           new="                    if True:\n                        raise\n",
+           breaks="a page refused over the read budget restarts the whole read, which is refused again: the largest reference data is never read (OverloadedError)",
+           tests=[_X32G6]),
+    Mutant("answers-block-events-without-lapses_R32G", "client/_limits.py",
+           old='        "BlockInfo.events": PENDING_MAX + REPO_LAPSES_PER_BLOCK_MAX,\n',
+           new='        "BlockInfo.events": PENDING_MAX,\n',
+           breaks="a block whose pending events and repo lapses together pass PENDING_MAX is refused from every node: blocks(), events() and holders_at stop at it",
+           tests=[_X32G7]),
 ]
 # fmt: on
