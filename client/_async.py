@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -844,9 +845,15 @@ class AsyncLedgerClient:
         self._answered[i] = asyncio.get_running_loop().time()
         return True
 
-    def _verified(self, msg: pb.Receipt, tid: bytes, prove_result: bool) -> Receipt:
+    def _verified(
+        self,
+        msg: pb.Receipt,
+        tid: bytes,
+        prove_result: bool,
+        made: Callable[[pb.Receipt], Receipt] = Receipt.from_pb,
+    ) -> Receipt:
         try:
-            receipt = Receipt.from_pb(msg)
+            receipt = made(msg)
             if receipt.tx_id != tid:
                 raise InvalidReceiptError("the receipt is for another transaction")
             verify_receipt(
@@ -1588,8 +1595,19 @@ class AsyncLedgerClient:
                 f"{positions}, not the ones its party index commits to: a node left some out "
                 "(or added some)"
             )
+        # A receipt of a filtered block carries only its own fields (ADR 0025, session
+        # 33): it is made whole with the block's certified header and certificate.
+        certificate = bytes(info.certificate)
+        whole = functools.partial(
+            Receipt.from_pb_in_block,
+            height=h.height,
+            block_hash=h.hash,
+            block_time_ms=h.time_ms,
+            certificate=certificate,
+            block_header=header,
+        )
         receipts = tuple(
-            self._in_block(m, r, header) for m, r in zip(info.receipts, info.results, strict=True)
+            self._in_block(m, r, whole) for m, r in zip(info.receipts, info.results, strict=True)
         )
         txs = tuple(
             _block_tx(r.position, r.transaction, res)
@@ -1607,7 +1625,7 @@ class AsyncLedgerClient:
             hash=h.hash,
             time_ms=h.time_ms,
             state_root=bytes(info.state_root),
-            certificate=bytes(info.certificate),
+            certificate=certificate,
             transactions=txs,
             filtered=True,
             receipts=receipts,
@@ -1679,13 +1697,14 @@ class AsyncLedgerClient:
             )
         return positions
 
-    def _in_block(self, msg: pb.Receipt, result: pb.TransactionResult, header: bytes) -> Receipt:
-        receipt = self._verified(msg, bytes(result.tx_id), prove_result=False)
-        if (
-            receipt.block_header != header
-            or receipt.position != result.position
-            or int(receipt.code) != result.code
-        ):
+    def _in_block(
+        self,
+        msg: pb.Receipt,
+        result: pb.TransactionResult,
+        whole: Callable[[pb.Receipt], Receipt],
+    ) -> Receipt:
+        receipt = self._verified(msg, bytes(result.tx_id), prove_result=False, made=whole)
+        if receipt.position != result.position or int(receipt.code) != result.code:
             raise BadResponseError(f"a receipt of block {receipt.height} is not of that block")
         return receipt
 

@@ -48,15 +48,21 @@ BULK_RPC_TIMEOUT_S: Final = 10.0  # one GetTimeline answer (up to TIMELINE_SPAN_
 # A GetBlock or StreamBlocks reply carries a whole block (gRPC's default cap is 4 MiB).
 # The channel's cap, for every method: gRPC holds an answer up to this size before the SDK
 # sees it. What the SDK then does with it is bounded by ANSWER_ENTRIES_MAX below; the two
-# answers that outgrow it at the node's limits are read in pages (below).
-RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024
+# answers that outgrow it at the node's limits are read in pages (below). The largest
+# answer read whole is a party-filtered full block whose every transaction names the
+# reader: 6.1 MB at the node's limits (BLOCK_TXS_MAX transactions filling
+# BLOCK_BYTES_MAX, each with two Merkle paths; tests/unit/test_filtered_block_size.py
+# builds it from a real node's answer). Before session 33 the cap was 5 MiB and each
+# receipt of a filtered block repeated the block's header and certificate (up to 148 MB):
+# such a reader could not read such a block at all.
+RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 3 * 1024 * 1024
 
 TIMELINE_SPAN_MAX: Final = _NODE_TIMELINE_SPAN_MAX  # heights per GetTimeline call (node cap)
 
 # --- paged answers (GetReference, GetAttestations; docs/sdk.md "Paged answers") -----------
-# At the node's limits these answers outgrow the cap above (reference data 6.4 MB,
+# At the node's limits these answers outgrew the cap above (reference data 5.13 MB then,
 # attestations 36 MB; review 32): every node's answer was refused RESOURCE_EXHAUSTED by
-# this client's own channel. They are read in pages of at most ANSWER_PAGE_BYTES (1 MiB
+# this client's own channel. They are read in pages of at most ANSWER_PAGE_BYTES (3 MiB
 # under the cap), all from one node, and merged into the one answer the call returns. An
 # honest node fills each page but the last to within one entry (at most ~36 KB, one
 # instrument's attestations), so the largest answer takes 9 pages; a node sending more

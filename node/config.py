@@ -305,7 +305,8 @@ PEER_RPCS_PER_VALIDATOR_MAX: Final = PEER_CALLS_PER_VALIDATOR_MAX + 1
 SYNC_PROBE_INTERVAL_MS: Final = 1_000  # at most one catch-up probe per peer per interval
 CLIENT_MESSAGE_BYTES_MAX: Final = 64 * 1024  # gRPC receive limit, client port
 # Paged answers (GetReference, GetAttestations; docs/adr/0020, amendment "pages"): at
-# their limits they outgrow a client's receive cap (the SDK's is 5 MiB; reference data at
+# their limits they outgrow a client's receive cap (the SDK's was 5 MiB, 7 MiB since session
+# 33; reference data at
 # PARTICIPANTS_MAX and INSTRUMENTS_MAX with the longest ids is 6.4 MB, attestations at
 # BACKINGS_MAX x ATTESTATIONS_KEPT of the largest reserve records 36 MB), so a client
 # asks pages of at most a size it names: at least this (a smaller one is raised to it;

@@ -296,6 +296,49 @@ class Receipt:
             event_proof=None if self.event_proof is None else self.event_proof.to_pb(),
         )
 
+    def to_pb_in_block(self) -> pb.Receipt:
+        """The receipt as a party-filtered block carries it: only what is its own (id,
+        code, position, transaction, its path). The block's height, hash, time, header
+        and certificate are the block's, carried once (before, every receipt repeated
+        them: a full block's filtered answer outgrew the SDK's cap; ADR 0025, session
+        33). No result proof: the filtered block proves results for all of them."""
+        return pb.Receipt(
+            tx_id=self.tx_id,
+            code=int(self.code),  # type: ignore[arg-type]
+            position=self.position,
+            transaction=self.transaction,
+            tx_path=self.tx_path,
+        )
+
+    @classmethod
+    def from_pb_in_block(
+        cls,
+        r: pb.Receipt,
+        *,
+        height: int,
+        block_hash: bytes,
+        block_time_ms: int,
+        certificate: bytes,
+        block_header: bytes,
+    ) -> Receipt:
+        """A receipt of a party-filtered block (``to_pb_in_block``) made whole again with
+        that block's fields, which every receipt of it shares (one copy in memory): what
+        it repeats of the block is the block's, whatever the receipt says (a node's copy
+        of them is not read). Verify it like any other."""
+        return cls(
+            tx_id=bytes(r.tx_id),
+            code=_result_code(r.code),
+            height=height,
+            position=r.position,
+            block_hash=block_hash,
+            block_time_ms=block_time_ms,
+            certificate=certificate,
+            block_header=block_header,
+            transaction=bytes(r.transaction),
+            tx_path=tuple(r.tx_path),
+            result_proof=None,
+        )
+
     def to_bytes(self) -> bytes:
         """The protobuf encoding (compact, what the node sends)."""
         return self.to_pb().SerializeToString()

@@ -213,7 +213,7 @@ def filtered_block_pb(node: Node, b: StoredBlock, caller: Caller) -> pb.BlockInf
         results=[_result_pb(b.height, r.position, b.results[r.position]) for r in receipts],
         filtered=True,
         header=header,
-        receipts=[r.to_pb() for r in receipts],
+        receipts=[r.to_pb_in_block() for r in receipts],
         party_proof=party_proof,
         parties_root_proof=root_proof,
         result_paths=[pb.MerklePath(hashes=p) for p in paths],

@@ -1,7 +1,7 @@
 """Paged answers: GetReference and GetAttestations (docs/adr/0020, amendment "pages").
 
 Theory of operation. At the node's limits these answers outgrow a client's receive cap
-(the SDK's is 5 MiB: reference data can reach 6.4 MB, attestations 36 MB), so a client
+(the SDK's was 5 MiB, 7 MiB now; reference data can reach 5.13 MB, attestations 36 MB), so a client
 may ask for pages of at most ``page_bytes_max`` bytes. The node keeps nothing between
 pages: a page token is ``u64 version | u32 offset``, the block that last changed what the
 answer shows when the read began (``Node.paged_version``) and the entry the next page

@@ -6196,3 +6196,27 @@ MUTANTS += [
            tests=[_X32G7]),
 ]
 # fmt: on
+
+_X33F = "tests/unit/test_filtered_block_size.py::"
+_X33F1 = _X33F + "test_a_filtered_blocks_receipts_carry_only_their_own_fields"
+_X33F2 = _X33F + "test_a_reader_party_to_every_transaction_of_a_full_block_reads_it"
+_X33F3 = _X33F + "test_the_largest_filtered_block_fits_the_sdks_cap"
+# fmt: off
+MUTANTS += [
+    Mutant("filtered-receipts-whole_R33F", "node/runtime/_api.py",
+           old="        receipts=[r.to_pb_in_block() for r in receipts],\n",
+           new="        receipts=[r.to_pb() for r in receipts],\n",
+           breaks="each receipt of a filtered block repeats the block's header and certificate: a reader party to every transaction of a full block gets 6.6 to 148 MB, over the SDK's cap, from every node",
+           tests=[_X33F1, _X33F2]),
+    Mutant("sdk-filtered-receipt-own-certificate_R33F", "node/receipt.py",
+           old="            certificate=certificate,\n            block_header=block_header,\n",
+           new="            certificate=bytes(r.certificate),\n            block_header=block_header,\n",
+           breaks="the SDK takes a filtered block's receipts' certificate from the receipt, which carries none: every honest filtered block is refused from every node",
+           tests=[_X33F1]),
+    Mutant("sdk-cap-of-before_R33F", "client/_limits.py",
+           old="RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 3 * 1024 * 1024\n",
+           new="RECEIVE_MESSAGE_BYTES_MAX: Final = BLOCK_BYTES_MAX + 1024 * 1024\n",
+           breaks="a filtered full block of BLOCK_TXS_MAX transactions naming the reader (6.1 MB) is refused by the client's own channel from every node",
+           tests=[_X33F3]),
+]
+# fmt: on
