@@ -6220,3 +6220,21 @@ MUTANTS += [
            tests=[_X33F3]),
 ]
 # fmt: on
+
+_XR33R = "tests/unit/test_review33f_filtered.py::"
+_XR33R1 = _XR33R + "test_a_receipt_of_another_copy_of_the_same_transaction_is_refused"
+_XR33R2 = _XR33R + "test_a_receipt_whose_code_is_not_its_certified_result_is_refused"
+# fmt: off
+MUTANTS += [
+    Mutant("filtered-receipt-position-unchecked_R33R", "client/_async.py",
+           old="        if receipt.position != result.position or int(receipt.code) != result.code:\n",
+           new="        if int(receipt.code) != result.code:\n",
+           breaks="a lying node answers a filtered block holding two copies of one signed transaction with the settled copy's receipt for both: the SDK shows position 0 twice (once DUPLICATE) and position 1 not at all",
+           tests=[_XR33R1]),
+    Mutant("filtered-receipt-code-unchecked_R33R", "client/_async.py",
+           old="        if receipt.position != result.position or int(receipt.code) != result.code:\n",
+           new="        if receipt.position != result.position:\n",
+           breaks="a filtered block's receipt (no result proof: verify_receipt does not check its code) says the settled trade failed while the block's certified result says OK, and BlockView.receipts holds it",
+           tests=[_XR33R2]),
+]
+# fmt: on
