@@ -30,18 +30,21 @@ from node.access import Caller
 from node.config import (
     BLOCK_BYTES_MAX,
     BLOCK_TXS_MAX,
+    CHAIN_ID_BYTES_MAX,
+    ID_BYTES_MAX,
+    PARTICIPANTS_MAX,
     PENDING_MAX,
     REPO_LAPSES_PER_BLOCK_MAX,
     TX_BYTES_MAX,
     VALIDATORS_MAX,
 )
-from node.core import Phase, QuorumCert, encode_qc
+from node.core import Phase, QuorumCert, decode_header, encode_qc
 from node.genesis import DemoNetwork, demo_genesis
 from node.keyfiles import cert_pin
 from node.netconfig import node_name
 from node.receipt import Receipt, verify_receipt
 from node.runtime._api import filtered_block_pb
-from node.settlement import ResultCode
+from node.settlement import PartyIndex, ResultCode
 from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory
@@ -115,11 +118,35 @@ def _certificate(signers: int) -> bytes:
     return encode_qc(QuorumCert(Phase.COMMIT, 2**62, 2**62, b"\x07" * 32, sigs))
 
 
+def _largest_party_proof(count: int) -> bytes:
+    """The largest party proof a node encodes for a block of ``count`` transactions,
+    by the node's own ``PartyIndex``: PARTICIPANTS_MAX participants with the longest ids,
+    every position public and the caller's too (a corporate action naming its paying
+    agent is in both leaves, each position a u32), the caller's leaf one of those with
+    the longest path (review 33f: the first estimate counted 2-byte positions once and
+    the test chain's short paths, 17 kB against 4 kB at BLOCK_TXS_MAX)."""
+    keys = [f"P{k:05d}".ljust(ID_BYTES_MAX, "X") for k in range(PARTICIPANTS_MAX)]
+    caller = keys[0]  # leaf 1, in the tree's full left half: a path of the longest
+    tx_ids = [k.to_bytes(32, "big") for k in range(count)]
+    index = PartyIndex([(frozenset({caller}), True)] * count, keys, tx_ids, observers=())
+    return index.proof(caller).encode()
+
+
+def _longest_chain_id(header: bytes) -> bytes:
+    """``header`` with a chain id of CHAIN_ID_BYTES_MAX bytes (u16 length, then the id)."""
+    n = int.from_bytes(header[:2], "big")
+    longest = CHAIN_ID_BYTES_MAX.to_bytes(2, "big") + b"c" * CHAIN_ID_BYTES_MAX + header[2 + n :]
+    assert len(decode_header(longest).chain_id) == CHAIN_ID_BYTES_MAX
+    return longest
+
+
 def _largest(info: pb.BlockInfo, count: int, tx_bytes: int, signers: int, whole: bool) -> int:
     """The size of ``info`` (a real filtered answer) grown to the node's limits: ``count``
     receipts of ``tx_bytes`` each, every path at its longest for that block (a results
-    tree holding every event a block may carry), certificates of ``signers``, the longest
-    result code; each receipt in its compact form, or (``whole``) as before."""
+    tree holding every event a block may carry), certificates of ``signers``, headers
+    with the longest chain id, the largest party proof (``_largest_party_proof``), the
+    longest result code; each receipt in its compact form, or (``whole``) as before,
+    repeating the block's height, hash, time, header and certificate."""
     big = pb.BlockInfo()
     big.CopyFrom(info)
     cert = _certificate(signers)
@@ -128,12 +155,14 @@ def _largest(info: pb.BlockInfo, count: int, tx_bytes: int, signers: int, whole:
     leaves = count + PENDING_MAX + REPO_LAPSES_PER_BLOCK_MAX + 1
     result_path = [b"\x04" * 32] * math.ceil(math.log2(leaves))
     big.certificate = cert
+    big.height, big.time_ms = 2**62, 2**62
+    big.header = _longest_chain_id(bytes(info.header))
+    big.parties_root_proof.header = _longest_chain_id(bytes(info.parties_root_proof.header))
     big.parties_root_proof.certificate = cert
     del big.parties_root_proof.path[:]
     big.parties_root_proof.path.extend(result_path)
     big.parties_root_proof.leaf_count = leaves
-    # the caller's leaf lists every position (varints of up to 2 bytes each)
-    big.party_proof = bytes(info.party_proof) + b"\xff" * (2 * count)
+    big.party_proof = _largest_party_proof(count)
     template = pb.Receipt()
     template.CopyFrom(info.receipts[0])
     template.code = int(longest)  # type: ignore[assignment]
@@ -144,6 +173,10 @@ def _largest(info: pb.BlockInfo, count: int, tx_bytes: int, signers: int, whole:
     if whole:
         template.MergeFrom(_whole(template))
         template.certificate = cert
+        template.block_header = big.header
+        template.block_hash = info.block_hash
+        template.height = big.height
+        template.block_time_ms = 2**62
     result = pb.TransactionResult()
     result.CopyFrom(info.results[0])
     result.code, result.position, result.height = int(longest), count - 1, 2**62  # type: ignore[assignment]
@@ -175,6 +208,7 @@ def test_the_largest_filtered_block_fits_the_sdks_cap(
     case (6.9 to 148 MB against 5 MiB), and outgrows the one now where the block holds
     most transactions or its certificates most signatures."""
     info = _filtered(traded[2], "BANK01")
+    assert len(_largest_party_proof(count)) > 2 * 4 * count  # u32 positions, two leaves
     assert _largest(info, count, tx_bytes, signers, whole=False) <= RECEIVE_MESSAGE_BYTES_MAX
     whole = _largest(info, count, tx_bytes, signers, whole=True)
     assert whole > OLD_CAP
