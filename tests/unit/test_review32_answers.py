@@ -23,7 +23,11 @@ from google.protobuf.message import Message
 
 from client import BadResponseError, EndpointDown, NodeStatusView, UnavailableError
 from client._answers import _plans, _Stream, decode
-from client._limits import ANSWER_ENTRIES_MAX, ANSWER_UNKNOWN_FIELDS_MAX
+from client._limits import (
+    ANSWER_ENTRIES_MAX,
+    ANSWER_UNKNOWN_FIELDS_MAX,
+    RECEIVE_MESSAGE_BYTES_MAX,
+)
 from node.config import ID_BYTES_MAX, PENDING_MAX, U64_MAX, VALIDATORS_MAX
 from node.wire import ledger_pb2 as pb
 from tests.liar_server import Answer, Liars
@@ -227,8 +231,9 @@ def test_bytes_that_are_no_protobuf_are_a_bad_response(raw: bytes) -> None:
 # --- the SDK against real lying nodes -----------------------------------------------------
 
 
-def _flood(tag: bytes, size: int = 5 * MiB - 64) -> bytes:
-    """A repeated field of empty entries, up to the SDK's receive limit."""
+def _flood(tag: bytes, size: int = RECEIVE_MESSAGE_BYTES_MAX - 64) -> bytes:
+    """A repeated field of empty entries, up to the SDK's receive limit (5 MiB in review
+    32; 7 MiB since session 33: the largest flood a lying node can send now)."""
     return tag * (size // len(tag))
 
 
@@ -252,7 +257,7 @@ async def test_an_oversize_pending_book_is_refused_and_the_next_node_answers() -
 
 
 async def test_a_flooded_status_is_an_endpoint_down_and_the_others_are_read() -> None:
-    flood = _flood(b"\x72\x00")  # NodeStatus.peers: 2.6 million empty entries
+    flood = _flood(b"\x72\x00")  # NodeStatus.peers: 3.7 million empty entries
     ok = pb.NodeStatus(height=9, peers=[pb.PeerStatus()] * VALIDATORS_MAX).SerializeToString()
     nodes = Liars([{"GetStatus": _always(flood)}, {"GetStatus": _always(ok)}])
     async with nodes, nodes.client() as c:
@@ -284,7 +289,8 @@ def _pending_in_child(port: int, certs: bytes, genesis: Any, name: str, out: Any
 async def test_a_5_mib_flood_costs_the_client_a_few_mb_not_hundreds() -> None:
     """The review's figure, measured in a child process (its peak resident size before
     and after one ``pending()`` against a node that answers 2.6 million empty entries,
-    twice): +781 MB and 8.4 s of CPU before the fix, a few MB and milliseconds after."""
+    twice): +781 MB and 8.4 s of CPU before the fix, a few MB and milliseconds after.
+    Since session 33 the flood fills the 7 MiB cap (3.7 million entries)."""
     answers = {
         "GetPending": _always(_flood(b"\x12\x00")),
         "GetStatus": _always(pb.NodeStatus(height=1).SerializeToString()),
