@@ -305,13 +305,13 @@ PEER_RPCS_PER_VALIDATOR_MAX: Final = PEER_CALLS_PER_VALIDATOR_MAX + 1
 SYNC_PROBE_INTERVAL_MS: Final = 1_000  # at most one catch-up probe per peer per interval
 CLIENT_MESSAGE_BYTES_MAX: Final = 64 * 1024  # gRPC receive limit, client port
 # Paged answers (GetReference, GetAttestations; docs/adr/0020, amendment "pages"): at
-# their limits they outgrow a client's receive cap (the SDK's was 5 MiB, 7 MiB since session
-# 33; reference data at
-# PARTICIPANTS_MAX and INSTRUMENTS_MAX with the longest ids is 6.4 MB, attestations at
-# BACKINGS_MAX x ATTESTATIONS_KEPT of the largest reserve records 36 MB), so a client
-# asks pages of at most a size it names: at least this (a smaller one is raised to it;
-# a page always holds at least one entry), so a read of the largest answer takes a
-# bounded number of calls (each metered by the read budget), not one per entry.
+# their limits they outgrow a client's receive cap (gRPC's default is 4 MiB, the SDK's was
+# 5 MiB and is 7 MiB since session 33; reference data at PARTICIPANTS_MAX and
+# INSTRUMENTS_MAX with the longest ids is 5.13 MB, attestations at BACKINGS_MAX x
+# ATTESTATIONS_KEPT of the largest reserve records 36 MB), so a client asks pages of at
+# most a size it names: at least this (a smaller one is raised to it; a page always holds
+# at least one entry), so a read of the largest answer takes a bounded number of calls
+# (each metered by the read budget), not one per entry.
 ANSWER_PAGE_BYTES_MIN: Final = 64 * 1024
 TIMELINE_HEIGHTS_MAX: Final = 16_384  # recent blocks whose consensus step times are kept
 TIMELINE_SPAN_MAX: Final = 4_096  # heights per GetTimeline answer

@@ -1,18 +1,19 @@
 """Paged answers: GetReference and GetAttestations (docs/adr/0020, amendment "pages").
 
 Theory of operation. At the node's limits these answers outgrow a client's receive cap
-(the SDK's was 5 MiB, 7 MiB now; reference data can reach 5.13 MB, attestations 36 MB), so a client
-may ask for pages of at most ``page_bytes_max`` bytes. The node keeps nothing between
-pages: a page token is ``u64 version | u32 offset``, the block that last changed what the
-answer shows when the read began (``Node.paged_version``) and the entry the next page
-starts at. A continuation whose version is no longer the node's is refused (ABORTED,
-PAGE_STALE): what the earlier pages showed has changed, so the client reads again from
-the first page. While the version holds, the entries and their order are those the first
-page was cut from, so the pages together are the answer at every height from the first
-page's to the last's. Heights alone would not do: a busy chain commits blocks faster
-than a client reads pages, and every read would be refused; trades change neither the
-reference data nor the attestations, so only governance, an attestation or a mint or
-burn restarts a read.
+(gRPC's default 4 MiB; the SDK's 5 MiB then, 7 MiB since session 33; reference data can
+reach 5.13 MB, attestations 36 MB), so a client may ask for pages of at most
+``page_bytes_max`` bytes. The node keeps nothing between pages: a page token is
+``u64 version | u32 offset``, the block that last changed what the answer shows when the
+read began (``Node.paged_version``) and the entry the next page starts at. A
+continuation whose version is no longer the node's is refused (ABORTED, PAGE_STALE):
+what the earlier pages showed has changed, so the client reads again from the first
+page. While the version holds, the entries and their order are those the first page was
+cut from, so the pages together are the answer at every height from the first page's to
+the last's. Heights alone would not do: a busy chain commits blocks faster than a client
+reads pages, and every read would be refused; trades change neither the reference data
+nor the attestations, so only governance, an attestation or a mint or burn restarts a
+read.
 
 A token is the client's input: it is parsed with fixed bounds (INVALID_ARGUMENT for one
 that is not the node's shape or points past the answer) and proves nothing; it only says
