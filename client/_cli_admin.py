@@ -24,6 +24,7 @@ from pathlib import Path
 
 from client import LedgerClient, ParticipantKey, SignedTransaction, sign
 from client._cli_common import EXIT_OK, EXIT_USAGE, CliError, emit_json, table
+from client._cli_common import amount as grouped
 from client._cli_net import _client, _genesis, _key, _read, _submit, _write, describe
 from client._errors import KeyFileError, TradeError
 from client._keys import load_key
@@ -191,13 +192,19 @@ def _show(args: argparse.Namespace) -> int:
     table(("participant", "roles", "tier", "key (first 8 bytes)"), rows, right=(2,))
     reg = ref.registry
     inst_rows = [
-        (i.id, i.kind.value, i.issuer, str(ref.supplies.get(i.id, "-")), str(i.max_supply),
+        (i.id, i.kind.value, i.issuer, _grouped_or_dash(ref.supplies.get(i.id)),
+         grouped(i.max_supply),
          _attested(reg.attestation(i.id)))
         for i in ref.instruments
     ]  # fmt: skip
     head = ("instrument", "kind", "issuer", "supply", "cap", "attested as of ms")
     table(head, inst_rows, right=(3, 4))
     return EXIT_OK
+
+
+def _grouped_or_dash(supply: int | None) -> str:
+    """A supply the identity may not read is ``-`` (docs/cli.md ``admin show``)."""
+    return "-" if supply is None else grouped(supply)
 
 
 def _attested(a: tuple[int, bytes] | None) -> str:

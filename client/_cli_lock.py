@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from client._cli_common import EXIT_OK, EXIT_USAGE, CliError, emit_json, table
+from client._cli_common import amount as grouped
 from node.settlement import SecuredKind
 
 __all__ = ["COMMANDS", "add_parsers", "describe"]
@@ -104,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
     print(f"after block {height}: {len(found)} locks")
     rows = [
         (
-            k.lock_id.hex()[:16], k.holder, k.beneficiary, k.instrument, str(k.amount),
+            k.lock_id.hex()[:16], k.holder, k.beneficiary, k.instrument, grouped(k.amount),
             str(k.until_ms), _secures(k.secures.kind.name, k.secures.ref),
             "yes" if k.claimable else "no",
         )

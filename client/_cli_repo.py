@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from client._cli_common import EXIT_OK, REPO_HELP, emit_json, table, timestamp
+from client._cli_common import amount as grouped
 
 if TYPE_CHECKING:
     from node.settlement import RepoRecord, Transaction
@@ -78,8 +79,9 @@ def _list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"after block {height}: {len(found)} repos")
     rows = [
-        (r.id, r.status.name, r.borrower, r.lender, r.bond, str(r.quantity), r.cash,
-         str(r.purchase_amount), str(r.close_amount or "-"), timestamp(r.close_ms),
+        (r.id, r.status.name, r.borrower, r.lender, r.bond, grouped(r.quantity), r.cash,
+         grouped(r.purchase_amount), grouped(r.close_amount) if r.close_amount else "-",
+         timestamp(r.close_ms),
          r.defaulter or "-")
         for r in found
     ]  # fmt: skip
@@ -132,13 +134,13 @@ def _report(args: argparse.Namespace) -> int:
     print(f"after block {height}: {live} live repos of {len(found)}")
     print("exposure per counterparty (cash lent, live repos)")
     rows = [
-        (str(c["lender"]), str(c["borrower"]), str(c["cash"]), str(c["repos"]),
-         str(c["cash_lent"]))
+        (str(c["lender"]), str(c["borrower"]), str(c["cash"]), f"{c['repos']:,}",
+         f"{c['cash_lent']:,}")
         for c in doc["counterparties"]
     ]  # fmt: skip
     table(("lender", "borrower", "cash", "repos", "cash lent"), rows, right=(3, 4))
     print("collateral by lender (units held under live repos)")
-    held = [(str(c["lender"]), str(c["bond"]), str(c["units"])) for c in doc["collateral"]]
+    held = [(str(c["lender"]), str(c["bond"]), f"{c['units']:,}") for c in doc["collateral"]]
     table(("lender", "bond", "units"), held, right=(2,))
     return EXIT_OK
 

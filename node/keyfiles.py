@@ -63,12 +63,20 @@ def write_signing_key(path: str | Path, key: crypto.SigningKey) -> None:
 
 
 def load_signing_key(path: str | Path) -> crypto.SigningKey:
-    """Read a PKCS8 PEM Ed25519 key. Warns (does not refuse) if others may read the file."""
+    """Read a PKCS8 PEM Ed25519 key. Warns (does not refuse) if others may read the file,
+    once it is one: a file that is no key is refused without advice to chmod it (before
+    review 33, `ledger keys show genesis.json` printed both)."""
     try:
         mode = os.stat(path).st_mode
         data = read_regular(path)
     except OSError as e:
         raise KeyFileError(f"{path}: cannot read the signing key ({e.strerror})") from e
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise KeyFileError(f"{path}: not an unencrypted PKCS8 PEM private key ({e})") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: expected an Ed25519 key, found {type(key).__name__}")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning(
             "%s is accessible by group or others (mode %o); run: chmod 600 %s",
@@ -76,12 +84,6 @@ def load_signing_key(path: str | Path) -> crypto.SigningKey:
             stat.S_IMODE(mode),
             path,
         )
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
-        raise KeyFileError(f"{path}: not an unencrypted PKCS8 PEM private key ({e})") from e
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: expected an Ed25519 key, found {type(key).__name__}")
     return crypto.SigningKey(key.private_bytes_raw())
 
 

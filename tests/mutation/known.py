@@ -6238,3 +6238,64 @@ MUTANTS += [
            tests=[_XR33R2]),
 ]
 # fmt: on
+
+_XR33D = "tests/unit/test_review33d_cli.py::"
+_XR33D1 = _XR33D + "test_a_cluster_that_does_not_answer_is_reported_with_its_cause"
+_XR33D2 = _XR33D + "test_a_range_with_from_above_to_is_a_usage_error"
+_XR33D3 = _XR33D + "test_keys_show_of_a_file_that_is_no_key_is_one_error_line"
+_XR33D4 = _XR33D + "test_a_compliance_rules_change_is_described_without_none"
+_XR33D5 = _XR33D + "test_tables_group_digits"
+# fmt: off
+MUTANTS += [
+    Mutant("cli-unavailable-cut-at-100_R33D", "client/_cli_net.py",
+           old="_LAST_ERROR_CHARS = 400\n",
+           new="_LAST_ERROR_CHARS = 100\n",
+           breaks="`ledger` against a cluster that is down cuts the last error mid-word, before the port and \"Connection refused\"",
+           tests=[_XR33D1]),
+    Mutant("cli-fails-inverted-range-empty_R33D", "client/_cli_net.py",
+           old="    _check_range(args)\n    with _client(args) as client:\n        _, blocks = _blocks_in(client, args)\n",
+           new="    with _client(args) as client:\n        _, blocks = _blocks_in(client, args)\n",
+           breaks="`ledger fails --from 10 --to 5` prints no fails, exit 0, instead of a usage error",
+           tests=[_XR33D2]),
+    Mutant("cli-report-inverted-range-empty_R33D", "client/_cli_net.py",
+           old="    _check_range(args)\n    with _client(args) as client:\n        last, blocks = _blocks_in(client, args)\n",
+           new="    with _client(args) as client:\n        last, blocks = _blocks_in(client, args)\n",
+           breaks="`ledger report settlement --from 10 --to 5` prints a report of \"blocks 10..5\", exit 0",
+           tests=[_XR33D2]),
+    Mutant("keyfile-warns-before-it-is-a-key_R33D", "node/keyfiles.py",
+           old="    try:\n        key = serialization.load_pem_private_key(data, password=None)\n",
+           new="    if mode & (stat.S_IRWXG | stat.S_IRWXO):\n        log.warning(\"%s is accessible by group or others; run: chmod 600 %s\", path, path)\n    try:\n        key = serialization.load_pem_private_key(data, password=None)\n",
+           breaks="`ledger keys show genesis.json` advises chmod 600 on a file that is no key, a second stderr line above the error",
+           tests=[_XR33D3]),
+    Mutant("cli-gov-describes-none_R33D", "client/_cli_net.py",
+           old="    if what is None:  # SetComplianceRules names neither (it printed \"None\" before review 33)\n",
+           new="    if what is None and False:\n",
+           breaks="a compliance-rules change prints as \"SET_COMPLIANCE_RULES None signed by admins ...\"",
+           tests=[_XR33D4]),
+    Mutant("cli-repo-list-ungrouped_R33D", "client/_cli_repo.py",
+           old="        (r.id, r.status.name, r.borrower, r.lender, r.bond, grouped(r.quantity), r.cash,\n",
+           new="        (r.id, r.status.name, r.borrower, r.lender, r.bond, str(r.quantity), r.cash,\n",
+           breaks="`ledger repo list` shows a repo's units as 1234567890, not 1,234,567,890 (docs/cli.md: tables group digits)",
+           tests=[_XR33D5 + "[repo-list]"]),
+    Mutant("cli-report-repo-ungrouped_R33D", "client/_cli_repo.py",
+           old="         f\"{c['cash_lent']:,}\")\n",
+           new="         str(c['cash_lent']))\n",
+           breaks="`ledger report repo` shows the cash lent ungrouped",
+           tests=[_XR33D5 + "[report-repo]"]),
+    Mutant("cli-lock-list-ungrouped_R33D", "client/_cli_lock.py",
+           old="k.lock_id.hex()[:16], k.holder, k.beneficiary, k.instrument, grouped(k.amount),",
+           new="k.lock_id.hex()[:16], k.holder, k.beneficiary, k.instrument, str(k.amount),",
+           breaks="`ledger lock list` shows a lock's amount ungrouped",
+           tests=[_XR33D5 + "[lock-list]"]),
+    Mutant("cli-admin-show-cap-ungrouped_R33D", "client/_cli_admin.py",
+           old="         grouped(i.max_supply),\n",
+           new="         str(i.max_supply),\n",
+           breaks="`ledger admin show` shows each instrument's cap ungrouped",
+           tests=[_XR33D5 + "[admin-show]"]),
+    Mutant("cli-admin-show-supply-ungrouped_R33D", "client/_cli_admin.py",
+           old="    return \"-\" if supply is None else grouped(supply)\n",
+           new="    return \"-\" if supply is None else str(supply)\n",
+           breaks="`ledger admin show` shows each instrument's supply ungrouped",
+           tests=[_XR33D5 + "[admin-show]"]),
+]
+# fmt: on
