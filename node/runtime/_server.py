@@ -62,6 +62,12 @@ CLIENT_SERVER_OPTIONS = [
     ("grpc.max_allowed_incoming_connections", CLIENT_CONNECTIONS_MAX),
     ("grpc.max_concurrent_streams", CLIENT_STREAMS_PER_CONNECTION_MAX),
 ]
+# gRPC listens with SO_REUSEPORT unless told not to: a second process then binds a port a
+# running node serves and the kernel splits the connections between them, so a second
+# process of one validator (a restored data directory started beside the running node:
+# one key, two safety states) ran instead of refusing (review 33o). SO_REUSEADDR stays:
+# a node restarted at once still binds beside its old connections in TIME_WAIT.
+EXCLUSIVE_PORT = ("grpc.so_reuseport", 0)
 _READY_CHECK_S = 0.5
 
 
@@ -71,7 +77,7 @@ def new_client_server(
     """The client port's server, no service added yet. Every call in progress counts
     against ``rpcs_max``, parked ones included (a unary method opened as a stream whose
     request never comes, which no share sees): beyond it, RESOURCE_EXHAUSTED."""
-    options = [*CLIENT_SERVER_OPTIONS, ("grpc.max_connection_idle_ms", idle_ms)]
+    options = [*CLIENT_SERVER_OPTIONS, EXCLUSIVE_PORT, ("grpc.max_connection_idle_ms", idle_ms)]
     return grpc.aio.server(options=options, maximum_concurrent_rpcs=rpcs_max)
 
 
@@ -80,7 +86,7 @@ def new_peer_server(validators: int) -> grpc.aio.Server:
     streams per connection (PEER_SERVER_OPTIONS) and PEER_RPCS_PER_VALIDATOR_MAX calls in
     progress per validator of genesis; beyond it, RESOURCE_EXHAUSTED."""
     return grpc.aio.server(
-        options=PEER_SERVER_OPTIONS,
+        options=[*PEER_SERVER_OPTIONS, EXCLUSIVE_PORT],
         maximum_concurrent_rpcs=PEER_RPCS_PER_VALIDATOR_MAX * validators,
     )
 
@@ -193,7 +199,7 @@ async def _serve(
         cfg.client_port,
         grpc.ssl_server_credentials([(key_pem, cert)]),
     )
-    metrics.serve(cfg.listen_host, cfg.metrics_port)
+    _serve_metrics(metrics, cfg)
 
     await peer_server.start()
     await client_server.start()
@@ -306,6 +312,15 @@ async def _report_health(servicer: HealthService, node: Node, links: dict[int, P
 
 def me_id(genesis: Genesis, index: int) -> str:
     return genesis.validators[index].id
+
+
+def _serve_metrics(metrics: Metrics, cfg: NodeConfig) -> None:
+    try:
+        metrics.serve(cfg.listen_host, cfg.metrics_port)
+    except OSError as e:  # the line names the port (before: "[Errno 98] Address already in use")
+        raise StartupError(
+            f"cannot listen on {cfg.listen_host}:{cfg.metrics_port} (metrics_port): {e.strerror}"
+        ) from e
 
 
 def _bind(server: grpc.aio.Server, host: str, port: int, creds: grpc.ServerCredentials) -> None:

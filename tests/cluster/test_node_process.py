@@ -3,7 +3,9 @@ port, and its operational surfaces (health, reflection, metrics, status exit cod
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -142,6 +144,68 @@ def test_health_reflection_metrics_and_status_exit_code(lone_node: Network) -> N
     assert code == 1
     assert [n["up"] for n in doc["nodes"]] == [True, False, False, False]
     assert len(doc["problems"]) == 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def _second_config(net: Network, **fields: object) -> Path:
+    """Node 0's config for a second process: another data directory (a restored copy of
+    its data, say) and ``fields`` changed; its key, certificate and other ports as they are."""
+    doc = json.loads(net.nodes[0].config.read_text())
+    doc.update({"data_dir": "data-second", **fields})
+    path = net.nodes[0].dir / "config-second.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _refused(config: Path) -> str:
+    """The second process's refusal line; fails the test if the process runs."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "node", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second process of a running validator ran beside it")
+    assert done.returncode == 2, done.stderr
+    return done.stderr
+
+
+def test_a_second_process_of_a_running_validator_is_refused(lone_node: Network) -> None:
+    """Review 33o: gRPC's SO_REUSEPORT let a second process of validator 0 (its own data
+    directory, its own metrics port) bind the peer and client ports node 0 serves and run
+    with the same key; now its peer port refuses it, and with node 0's metrics port too it
+    is refused by a line that names the port (before: '[Errno 98] Address already in use')."""
+    node = lone_node.nodes[0]
+    err = _refused(_second_config(lone_node, metrics_port=_free_port()))
+    assert f"cannot listen on 127.0.0.1:{node.peer_port}" in err
+    err = _refused(_second_config(lone_node, peer_port=_free_port(), client_port=_free_port()))
+    assert f"cannot listen on 127.0.0.1:{node.metrics_port} (metrics_port)" in err
+    # Control: with ports of its own the same second process does start.
+    config = _second_config(
+        lone_node, peer_port=_free_port(), client_port=_free_port(), metrics_port=_free_port()
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = json.loads(proc.stderr.readline())  # the node's first log line
+        assert first["event"] == "started", first
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_the_pod_probe_reads_health_over_tls(lone_node: Network) -> None:

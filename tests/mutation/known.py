@@ -6299,3 +6299,21 @@ MUTANTS += [
            tests=[_XR33D5 + "[admin-show]"]),
 ]
 # fmt: on
+
+_XR33O = "tests/unit/test_node_ports.py::test_a_port_another_grpc_server_listens_on_is_refused"
+_XR33O1 = _XR33O + "[peer]"
+_XR33O2 = _XR33O + "[client]"
+# fmt: off
+MUTANTS += [
+    Mutant("peer-port-shared_R33O", "node/runtime/_server.py",
+           old="        options=[*PEER_SERVER_OPTIONS, EXCLUSIVE_PORT],\n",
+           new="        options=PEER_SERVER_OPTIONS,\n",
+           breaks="a second process of a running validator binds its peer port (SO_REUSEPORT) and runs beside it with the same key",
+           tests=[_XR33O1]),
+    Mutant("client-port-shared_R33O", "node/runtime/_server.py",
+           old="    options = [*CLIENT_SERVER_OPTIONS, EXCLUSIVE_PORT, (\"grpc.max_connection_idle_ms\", idle_ms)]\n",
+           new="    options = [*CLIENT_SERVER_OPTIONS, (\"grpc.max_connection_idle_ms\", idle_ms)]\n",
+           breaks="a second process binds a running node's client port and the kernel splits the clients' connections between the two",
+           tests=[_XR33O2]),
+]
+# fmt: on
