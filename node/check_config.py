@@ -188,6 +188,10 @@ def _bind_error(host: str, port: int) -> str:
     """Why this process could not listen on host:port (empty: it could)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        # As the node binds (gRPC and the metrics server set SO_REUSEADDR): without it, the
+        # connections a stopped node left in TIME_WAIT made its ports "in use" here for a
+        # minute, though the node binds them at once (review 33o).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:

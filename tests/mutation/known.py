@@ -6303,6 +6303,7 @@ MUTANTS += [
 _XR33O = "tests/unit/test_node_ports.py::test_a_port_another_grpc_server_listens_on_is_refused"
 _XR33O1 = _XR33O + "[peer]"
 _XR33O2 = _XR33O + "[client]"
+_XR33O3 = "tests/unit/test_check_config.py::test_a_port_a_stopped_node_left_in_time_wait_is_free"
 # fmt: off
 MUTANTS += [
     Mutant("peer-port-shared_R33O", "node/runtime/_server.py",
@@ -6315,5 +6316,10 @@ MUTANTS += [
            new="    options = [*CLIENT_SERVER_OPTIONS, (\"grpc.max_connection_idle_ms\", idle_ms)]\n",
            breaks="a second process binds a running node's client port and the kernel splits the clients' connections between the two",
            tests=[_XR33O2]),
+    Mutant("check-config-time-wait-in-use_R33O", "node/check_config.py",
+           old="        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n",
+           new="        pass\n",
+           breaks="check-config calls a stopped node's ports in use for a minute (TIME_WAIT) though the node binds them at once",
+           tests=[_XR33O3]),
 ]
 # fmt: on

@@ -112,6 +112,32 @@ def test_a_port_in_use(net: Network, capsys: pytest.CaptureFixture[str]) -> None
     assert "peer_port" not in out
 
 
+def _leave_in_time_wait(port: int) -> None:
+    """What a stopped node leaves on its port: a connection it closed first, in TIME_WAIT
+    (for a minute), and no listener."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port)) as peer:
+            conn, _ = listener.accept()
+            conn.close()  # the node's side closes first: its end goes to TIME_WAIT
+            assert peer.recv(1) == b""
+
+
+def test_a_port_a_stopped_node_left_in_time_wait_is_free(
+    net: Network, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review 33o: right after a node stopped, check-config called its ports in use for a
+    minute (its bind had no SO_REUSEADDR), though the node binds them at once."""
+    node = net.nodes[0]
+    _leave_in_time_wait(node.peer_port)
+    with socket.socket() as plain, pytest.raises(OSError):  # control: the port is in TIME_WAIT
+        plain.bind(("127.0.0.1", node.peer_port))
+    code, out = _run(node, capsys)
+    assert (code, "problem" in out) == (EXIT_OK, False), out
+
+
 def test_a_data_dir_that_cannot_be_created(
     net: Network, capsys: pytest.CaptureFixture[str]
 ) -> None:
