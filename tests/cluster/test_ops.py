@@ -187,3 +187,25 @@ def test_mempool_bytes_count_what_waits_without_a_quorum(traded: Cluster) -> Non
     finally:
         for i in (2, 3):
             node_cluster.start_node(net, i)
+
+
+def test_start_node_returns_once_connected_to_the_peers_that_run(traded: Cluster) -> None:
+    """`make start-node I=1` with validator 3 down (n - q = 1 may be): it waited for a
+    connection to all n - 1 peers and failed after its timeout with node 1 up and well
+    (review 33o); now it returns once node 1 is connected to every peer that runs."""
+    net = traded.net
+    for i in (3, 1):
+        kill_node(net, i)
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = node_cluster.main(
+                ["--run-dir", str(net.run_dir), "start-node", "1", "--timeout", "30"]
+            )
+        assert code == 0, out.getvalue()
+        assert "1 peer(s) not running" in out.getvalue()
+        status = node_cluster.node_state(net, 1).status
+        assert status is not None and status.peers_connected == 2
+    finally:
+        for i in (1, 3):
+            node_cluster.start_node(net, i)
