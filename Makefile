@@ -23,7 +23,7 @@ BYZ_COUNT ?=
 
 #? help: list every target with its one-line description
 help:
-	@grep -hE '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? //' | awk -F': ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^#\? ' $(MAKEFILE_LIST) | sed -e 's/^#? //' | awk '{i = index($$0, ": "); printf "  %-14s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2)}'
 
 # The validator's dependencies come from the lock, hash-checked, so development and CI run
 # what the image runs; then the project itself (editable) with the tools.
