@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 from client._status import STATUS_SCHEMA, schema_problems
@@ -184,6 +186,45 @@ def test_mempool_bytes_count_what_waits_without_a_quorum(traded: Cluster) -> Non
 
         wait_until(waiting, 10, "the trade in node 0's mempool")
         assert _value(_scrape(net.nodes[0]), "ledger_mempool_bytes") == len(raw)
+    finally:
+        for i in (2, 3):
+            node_cluster.start_node(net, i)
+
+
+def _caught_up(c: Cluster, i: int) -> bool:
+    """Node ``i`` answers and holds node 0's block (height and state root)."""
+    try:
+        mine, theirs = c.status(i), c.status(0)
+    except grpc.RpcError:
+        return False
+    return (mine.height, mine.state_root) == (theirs.height, theirs.state_root)
+
+
+def test_a_validator_on_a_restored_or_an_empty_data_directory_catches_up_and_votes(
+    traded: Cluster,
+) -> None:
+    """docs/deploy.md "8. A validator's data": a copy of node 2's data directory taken while
+    it was stopped, restored after the chain moved on, and then an empty data directory (a
+    lost disk): each time node 2 starts, catches up and takes part again. With node 3 down
+    a block needs node 2's votes (q = 3 of 4), so a trade settling through it shows it
+    votes, not only answers."""
+    c, net = traded, traded.net
+    data = net.nodes[2].dir / "data"
+    backup = net.run_dir / "node-02-data-backup"
+    kill_node(net, 2)
+    shutil.copytree(data, backup)
+    node_cluster.start_node(net, 2)
+    try:
+        for _ in range(3):  # the chain moves past the copy
+            assert c.settle(c.txf.signed(c.txf.dvp())).code_name == "OK"
+        for restore in (lambda: shutil.copytree(backup, data), lambda: None):
+            kill_node(net, 2)
+            kill_node(net, 3)
+            shutil.rmtree(data)
+            restore()
+            node_cluster.start_node(net, 2)
+            wait_until(lambda: _caught_up(c, 2), 60, "node 2 to catch up")
+            assert c.settle(c.txf.signed(c.txf.dvp()), via=2).code_name == "OK"
     finally:
         for i in (2, 3):
             node_cluster.start_node(net, i)
