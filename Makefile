@@ -171,7 +171,7 @@ cluster: setup
 	@test -f $(RUN_DIR)/network.json || $(PY) -m devtools.netgen --out $(RUN_DIR) --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --port-base $(PORT_BASE)
 	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) start
 
-#? status: ledger status with pids: table of every node (height, view, leader, peers, root), JSON=1 for schema ledger.status/1; exits 1 if any is down, halted or they disagree
+#? status: ledger status with pids: table of every node (height, view, leader, peers, root), JSON=1 for schema ledger.status/1; fails (the command exits 1, make 2) if any is down, halted or they disagree
 status: setup
 	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) status $(if $(JSON),--json,)
 
@@ -183,7 +183,7 @@ stop: setup
 kill-node: setup
 	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) kill-node $(I)
 
-#? start-node: restart one validator and wait until it is connected (I=3)
+#? start-node: restart one validator and wait until it is connected to every peer that runs (I=3)
 start-node: setup
 	$(PY) -m devtools.cluster --run-dir $(RUN_DIR) start-node $(I)
 
