@@ -5350,8 +5350,8 @@ _LIVE = "tests/unit/test_liveness.py::"
 # fmt: off
 MUTANTS += [
     Mutant("client-idle-connections-kept", "node/runtime/_server.py",
-           old='    options = [*CLIENT_SERVER_OPTIONS, ("grpc.max_connection_idle_ms", idle_ms)]',
-           new="    options = CLIENT_SERVER_OPTIONS",
+           old='    options = [*CLIENT_SERVER_OPTIONS, EXCLUSIVE_PORT, ("grpc.max_connection_idle_ms", idle_ms)]',
+           new="    options = [*CLIENT_SERVER_OPTIONS, EXCLUSIVE_PORT]",
            breaks="512 anonymous connections that finish their handshake and send nothing hold every slot of the client port for ever",
            tests=["tests/unit/test_client_api_hostile.py::test_a_connection_with_no_call_is_closed_after_the_idle_bound"]),
     Mutant("liveness-through-the-port", "node/health.py",
