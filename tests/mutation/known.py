@@ -6323,3 +6323,71 @@ MUTANTS += [
            tests=[_XR33O3]),
 ]
 # fmt: on
+
+_XR33MP = "tests/unit/test_party_index_teeth.py::"
+_XR33MP1 = _XR33MP + "test_a_party_with_a_leaf_cannot_be_shown_absent_by_the_leaves_after_it"
+_XR33MP2 = _XR33MP + "test_a_participant_is_shown_the_transaction_that_added_it"
+_XR33MP3 = _XR33MP + "test_absence_and_presence_prove_alike_in_a_registry_of_300"
+_XR33MP4 = _XR33MP + "test_a_leaf_of_a_party_sorting_before_the_caller_is_not_the_callers"
+_XR33MP5 = _XR33MP + "test_a_party_with_a_leaf_cannot_be_shown_absent_by_the_leaves_before_it"
+_XR33MA = "tests/unit/test_answers_teeth.py::"
+_XR33MA1 = _XR33MA + "test_entries_after_a_fixed_width_field_are_counted"
+_XR33MA2 = _XR33MA + "test_a_group_is_refused_so_it_cannot_hide_entries"
+_XR33MG = "tests/unit/test_pages_teeth.py::"
+_XR33MG1 = _XR33MG + "test_a_continuation_is_served_at_its_version_whatever_the_height"
+_XR33MG2 = _XR33MG + "test_a_long_answer_read_in_pages_ends_with_a_page_without_token"
+_XR33MG3 = _XR33MG + "test_a_node_sending_pages_without_end_is_asked_for_its_pages_max_no_more"
+# fmt: off
+MUTANTS += [
+    Mutant("parties-absence-neighbour-after_R33M", "node/settlement/_parties.py",
+           old="        if not _key_bytes(left.key) < key or (left.index == 0) != (left.key == PUBLIC_KEY):\n",
+           new="        if not _key_bytes(left.key) != key or (left.index == 0) != (left.key == PUBLIC_KEY):\n",
+           breaks="a node proves a participant that has a leaf absent with the two leaves after it (or the last leaf alone): the SDK takes a block filtered to the public positions as all the participant is owed, its own trades hidden",
+           tests=[_XR33MP1]),
+    Mutant("parties-absence-neighbour-before_R33M", "node/settlement/_parties.py",
+           old="        elif right.index != left.index + 1 or not key < _key_bytes(right.key):\n",
+           new="        elif right.index != left.index + 1 or not key != _key_bytes(right.key):\n",
+           breaks="a node proves a participant that has a leaf absent with two adjacent leaves both before it: its trades hidden from its filtered blocks",
+           tests=[_XR33MP5]),
+    Mutant("parties-another-partys-leaf_R33M", "node/settlement/_parties.py",
+           old="            if self.mine.key != party or self.mine.index == 0:\n",
+           new="            if self.mine.key > party or self.mine.index == 0:\n",
+           breaks="a node shows the caller the leaf of a participant sorting before it: the block filtered to the other's positions, the caller's own hidden, is taken as all it is owed",
+           tests=[_XR33MP4]),
+    Mutant("parties-nested-names-unwalked_R33M", "node/settlement/_parties.py",
+           old="    elif dataclasses.is_dataclass(value) and not isinstance(value, type):\n",
+           new="    elif dataclasses.is_dataclass(value) and isinstance(value, type):\n",
+           breaks="a participant named only inside a nested value (AddParticipant's Participant) is not in the party index's leaf for that position: it is never shown, nor may read, the transaction that added it",
+           tests=[_XR33MP2]),
+    Mutant("parties-right-edge-by-identity_R33M", "node/settlement/_parties.py",
+           old="        if left + 1 < len(keys):\n",
+           new="        if left + 1 is not len(keys):\n",
+           breaks="with more than 256 participants a node asked for the absence proof of an id after every key reads a leaf past the end (IndexError): a participant added later reads no older block",
+           tests=[_XR33MP3]),
+    Mutant("answers-fixed32-skipped-as-fixed64_R33M", "client/_answers.py",
+           old="            pos += 8 if wire_type == 1 else 4\n",
+           new="            pos += 8 if wire_type != 1 else 4\n",
+           breaks="the walk skips a fixed32 field's 4 bytes as 8: a lying node hides entries after one, which protobuf then parses past their bound",
+           tests=[_XR33MA1]),
+    Mutant("answers-group-read-as-length_R33M", "client/_answers.py",
+           old="        if wire_type != _LENGTH_DELIMITED:\n",
+           new="        if wire_type < _LENGTH_DELIMITED:\n",
+           breaks="the walk reads a group's start as a length and skips what follows it: a lying node hides entries past their bound behind a group, which protobuf parses",
+           tests=[_XR33MA2]),
+    Mutant("pages-version-by-identity_R33M", "node/runtime/_pages.py",
+           old="    if page.version != version:\n",
+           new="    if page.version is not version:\n",
+           breaks="past block 256 the token's version (parsed) and the node's are equal integers, never one object: every continuation is refused stale and no paged read ends",
+           tests=[_XR33MG1]),
+    Mutant("pages-last-token-by-identity_R33M", "node/runtime/_pages.py",
+           old="    if after < count:\n",
+           new="    if after is not count:\n",
+           breaks="an answer of more than 256 entries gets a token on its last page, pointing at its end, which the node then refuses: every paged read of a large registry fails",
+           tests=[_XR33MG2]),
+    Mutant("sdk-pages-one-past-max_R33M", "client/_pages.py",
+           old="        if pages == ANSWER_PAGES_MAX:\n",
+           new="        if pages > ANSWER_PAGES_MAX:\n",
+           breaks="a lying node that names a next page on every page gets ANSWER_PAGES_MAX + 1 pages asked of it, each up to the receive cap",
+           tests=[_XR33MG3]),
+]
+# fmt: on
