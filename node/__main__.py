@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from node import ceremony_cli, check_config, health
-from node._version import __version__
+from node._version import __version__, code_digest
 from node.keyfiles import KeyFileError
 from node.netconfig import ConfigError, load_node_config
 from node.settlement import GenesisError
@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="ledger-node",
         description="The validator of the DvP settlement ledger; also python -m node.",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} (code {code_digest()})"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(sub)

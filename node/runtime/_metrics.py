@@ -24,7 +24,7 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
-from node._version import __version__
+from node._version import __version__, code_digest
 from node.config import METRICS_CONNECTIONS_MAX, METRICS_REQUEST_TIMEOUT_S
 from node.settlement import FAIL_CODES, FAIL_EVENT_CODES, ResultCode
 
@@ -57,7 +57,9 @@ def rss_anon_bytes() -> float:
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        Info("ledger_build", "This validator's version", registry=r).info({"version": __version__})
+        Info("ledger_build", "This validator's version and code digest", registry=r).info(
+            {"version": __version__, "code": code_digest()}
+        )
         # process_cpu_seconds_total, process_resident_memory_bytes, open fds...: the
         # client library's own collector (Linux /proc; empty elsewhere).
         ProcessCollector(registry=r)

@@ -683,9 +683,9 @@ MUTANTS += [
            breaks="ledger-node --version fails without the validator extra, and a missing extra is a traceback",
            tests=[_K + "test_sdk_imports.py::test_the_validator_says_which_extra_it_needs"]),
     Mutant("build-info-without-version", "node/runtime/_metrics.py",
-           old='.info({"version": __version__})', new='.info({"version": "unknown"})',
+           old='{"version": __version__, "code": code_digest()}', new='{"version": "unknown", "code": code_digest()}',
            breaks="the build_info metric does not say which version a validator runs",
-           tests=[_K + "test_version.py::test_the_validator_exports_its_version_as_build_info"]),
+           tests=[_K + "test_version.py::test_the_validator_exports_its_version_and_code_as_build_info"]),
     Mutant("cli-version-not-the-package-version", "client/cli.py",
            old='version=f"{PROG} {__version__}"', new='version=f"{PROG} 0.0.0"',
            breaks="ledger --version reports a version other than the installed package's",
@@ -6389,5 +6389,18 @@ MUTANTS += [
            new="        if pages > ANSWER_PAGES_MAX:\n",
            breaks="a lying node that names a next page on every page gets ANSWER_PAGES_MAX + 1 pages asked of it, each up to the receive cap",
            tests=[_XR33MG3]),
+]
+# fmt: on
+
+_X33V = (
+    "tests/packaging/test_version.py::test_the_code_digest_tells_two_builds_of_one_version_apart"
+)
+# fmt: off
+MUTANTS += [
+    Mutant("code-digest-paths-only_R33V", "node/_version.py",
+           old='        h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)\n',
+           new='        h.update(len(rel).to_bytes(4, "big") + rel)\n',
+           breaks="two builds of one version that differ in a file's contents show the same code digest: a rolling upgrade cannot be confirmed",
+           tests=[_X33V]),
 ]
 # fmt: on

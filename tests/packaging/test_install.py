@@ -194,7 +194,15 @@ def test_pip_install_from_source_with_the_validator_extra(
     out = run([validator_bin / "python", "-c", code], cwd=installed.base)
     assert out == "<class 'node.store._lmdb.LmdbStore'>\n"
     version = run([validator_bin / "ledger-node", "--version"], cwd=installed.base)
-    assert version == f"ledger-node {__version__}\n"
+    assert version == f"ledger-node {__version__} (code {_installed_digest(validator_bin)})\n"
+
+
+def _installed_digest(validator_bin: Path) -> str:
+    """The code digest of the validator installed in ``validator_bin``'s virtualenv."""
+    code = "from node._version import code_digest; print(code_digest())"
+    digest = run([validator_bin / "python", "-c", code], cwd=validator_bin.parent).strip()
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    return digest
 
 
 def test_the_installed_validator_runs_and_exports_its_version(
@@ -203,7 +211,8 @@ def test_the_installed_validator_runs_and_exports_its_version(
     net = generate(installed.base / "solo", 4, 3)
     node = net.nodes[0]
     url = f"http://{node.host}:{node.metrics_port}/metrics"
-    build_info = f'ledger_build_info{{version="{__version__}"}} 1.0'
+    digest = _installed_digest(validator_bin)
+    build_info = f'ledger_build_info{{code="{digest}",version="{__version__}"}} 1.0'
     log = installed.base / "solo-node.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
