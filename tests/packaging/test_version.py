@@ -80,3 +80,7 @@ def test_the_code_digest_tells_two_builds_of_one_version_apart(tmp_path: Path) -
     shutil.copytree(copy, renamed)
     (renamed / "merkle.py").rename(renamed / "merkle2.py")
     assert code_digest(renamed) != digest
+    added = tmp_path / "added"
+    shutil.copytree(copy, added)
+    (added / "plugin.py").write_text("")
+    assert code_digest(added) != digest
