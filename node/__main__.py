@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from node import ceremony_cli, check_config, health
-from node._version import __version__, code_digest
+from node._code import code_digest
+from node._version import __version__
 from node.keyfiles import KeyFileError
 from node.netconfig import ConfigError, load_node_config
 from node.settlement import GenesisError

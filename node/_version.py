@@ -1,36 +1,6 @@
 """The project's version: the one place it is written (pyproject.toml reads it from here;
 ``node.__version__``, ``client.__version__``, every command's ``--version`` and the
-``ledger_build_info`` metric show it).
-
-The version alone cannot tell two builds apart (it changes only at a release), so the
-validator also shows a digest of its own code (``code_digest``): ``ledger-node
---version`` and the metric's ``code`` label, so an operator rolling an upgrade sees which
-validators run the new code (docs/deploy.md, section 7; review 33o found the gap)."""
-
-from __future__ import annotations
-
-import functools
-import hashlib
-from pathlib import Path
+``ledger_build_info`` metric show it). ``node/_code.py`` tells two builds of one version
+apart."""
 
 __version__ = "0.1.0"
-
-CODE_DIGEST_HEX_CHARS = 16  # 64 bits: enough to tell builds apart, short enough to read
-
-
-def code_digest(root: Path | None = None) -> str:
-    """A SHA-256 over the validator's Python sources (every ``.py`` under the ``node``
-    package, generated wire code included: their paths and bytes, in path order), cut to
-    CODE_DIGEST_HEX_CHARS hex characters. The same files give the same digest on every
-    machine; one byte changed anywhere gives another."""
-    return _digest(Path(__file__).resolve().parent if root is None else root.resolve())
-
-
-@functools.cache
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-        rel = path.relative_to(root).as_posix().encode()
-        data = path.read_bytes()
-        h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
-    return h.hexdigest()[:CODE_DIGEST_HEX_CHARS]

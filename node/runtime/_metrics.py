@@ -24,7 +24,8 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
-from node._version import __version__, code_digest
+from node._code import code_digest
+from node._version import __version__
 from node.config import METRICS_CONNECTIONS_MAX, METRICS_REQUEST_TIMEOUT_S
 from node.settlement import FAIL_CODES, FAIL_EVENT_CODES, ResultCode
 

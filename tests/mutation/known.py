@@ -6397,7 +6397,7 @@ _X33V = (
 )
 # fmt: off
 MUTANTS += [
-    Mutant("code-digest-paths-only_R33V", "node/_version.py",
+    Mutant("code-digest-paths-only_R33V", "node/_code.py",
            old='        h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)\n',
            new='        h.update(len(rel).to_bytes(4, "big") + rel)\n',
            breaks="two builds of one version that differ in a file's contents show the same code digest: a rolling upgrade cannot be confirmed",

@@ -199,7 +199,7 @@ def test_pip_install_from_source_with_the_validator_extra(
 
 def _installed_digest(validator_bin: Path) -> str:
     """The code digest of the validator installed in ``validator_bin``'s virtualenv."""
-    code = "from node._version import code_digest; print(code_digest())"
+    code = "from node._code import code_digest; print(code_digest())"
     digest = run([validator_bin / "python", "-c", code], cwd=validator_bin.parent).strip()
     assert len(digest) == 16 and int(digest, 16) >= 0
     return digest

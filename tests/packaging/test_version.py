@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 
 import client
 import node
-from node._version import code_digest
+from node._code import code_digest
 from node.runtime._metrics import Metrics
 from tests.packaging.dist import ROOT, pyproject
 
