@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 from node import __version__
+from node._code import code_digest
 from tests.packaging.dist import ROOT, VALIDATOR_MODULES
 
 _BLOCKER = f"""
@@ -72,7 +73,7 @@ def test_the_validator_says_which_extra_it_needs() -> None:
         raise SystemExit(main(["--config", "/nonexistent/config.json"]))
         """
     )
-    assert done.stdout == f"ledger-node {__version__}\n"
+    assert done.stdout == f"ledger-node {__version__} (code {code_digest()})\n"
     assert done.returncode == 2
     assert "pip install 'dvp-ledger[validator]'" in done.stderr
 
