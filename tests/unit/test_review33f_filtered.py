@@ -43,18 +43,24 @@ from tests.unit.test_party_index_hostile import NET, _filtered, _sdk
 from tests.unit.test_review32_pages import Largest, _client, _served
 
 
-def _two_chains() -> tuple[DemoNetwork, bytes, Chain, Chain]:
-    """A chain whose blocks 1 and 3 hold DvPs of BANK01 (positions 0 and 2 of block 1,
-    BANK02/BANK03's at 1; one at 0 of block 3; blocks 2 and 4 certify them), and a chain
-    of another network (another chain id) with BANK01's DvP at position 0 of its block 1."""
-    pinned, certs = pinned_tls(NET)
-    chain, txf = Chain(pinned), TxFactory(pinned)
+def _trade(chain: Chain, txf: TxFactory) -> None:
+    """Blocks 1 and 3 hold DvPs of BANK01 (positions 0 and 2 of block 1, BANK02/BANK03's
+    at 1; one at 0 of block 3); blocks 2 and 4 certify them."""
     chain.commit(
         [txf.signed(txf.dvp()), txf.signed(txf.dvp("BANK02", "BANK03")), txf.signed(txf.dvp())]
     )
     chain.commit([])
     chain.commit([txf.signed(txf.dvp(quantity=7))])
     chain.commit([])
+
+
+def _two_chains() -> tuple[DemoNetwork, bytes, Chain, Chain]:
+    """A chain whose blocks 1 and 3 hold DvPs of BANK01 (positions 0 and 2 of block 1,
+    BANK02/BANK03's at 1; one at 0 of block 3; blocks 2 and 4 certify them), and a chain
+    of another network (another chain id) with BANK01's DvP at position 0 of its block 1."""
+    pinned, certs = pinned_tls(NET)
+    chain, txf = Chain(pinned), TxFactory(pinned)
+    _trade(chain, txf)
     other_net, _ = pinned_tls(demo_genesis(seed=b"review33f-other-chain"))
     other, otxf = Chain(other_net), TxFactory(other_net)
     other.commit([otxf.signed(otxf.dvp()), otxf.signed(otxf.dvp("BANK02", "BANK03"))])
@@ -215,12 +221,7 @@ def served() -> Iterator[tuple[Largest, Chain]]:
         net, genesis=dataclasses.replace(g, validators=(first, *g.validators[1:]))
     )
     chain, txf = Chain(net), TxFactory(net)
-    chain.commit(
-        [txf.signed(txf.dvp()), txf.signed(txf.dvp("BANK02", "BANK03")), txf.signed(txf.dvp())]
-    )
-    chain.commit([])
-    chain.commit([txf.signed(txf.dvp(quantity=7))])
-    chain.commit([])
+    _trade(chain, txf)
     node = chain.node()
     try:
         yield Largest(net, node, _pem_key(key), _pem_cert(cert)), chain
