@@ -76,6 +76,7 @@ from node.settlement import (
     ResultCode,
     SignedTx,
     Transaction,
+    check_id,
     decode_body,
 )
 from node.settlement import Hold as HoldTx
@@ -494,10 +495,18 @@ _FALLBACK_IDENTITY = OPERATOR_IDENTITY
 
 
 def _identity(args: argparse.Namespace, implied: ParticipantKey | str | None) -> ParticipantKey:
-    """The identity every call is signed with (docs/cli.md "Identity"): --as, else the
-    participant the command implies (the signer, the account), else the auditor's key in
-    the run directory."""
+    """The identity every call is signed with (docs/cli.md "Identity"): --as-key's file,
+    else --as, else the participant the command implies (the signer, the account), else the
+    auditor's key in the run directory."""
     chosen: str | None = getattr(args, "as_id", None)
+    as_key: Path | None = getattr(args, "as_key", None)
+    if as_key is not None:  # the named file signs, for --as or the id its name gives
+        if chosen is None:
+            try:
+                check_id(as_key.stem, "participant id")
+            except ValueError as e:
+                raise CliError(f"--as-key {as_key}: {e}; pass --as ID", EXIT_USAGE) from None
+        return load_key(as_key, chosen)
     if chosen is None and isinstance(implied, ParticipantKey):
         return implied
     pid = chosen or (implied if isinstance(implied, str) else None) or _FALLBACK_IDENTITY
@@ -697,10 +706,11 @@ def _submit_dvp(args: argparse.Namespace) -> int:
 
 def _balance(args: argparse.Namespace) -> int:
     g, key = _genesis(args), _run_dir(args) / "participants" / f"{args.account}.key"
-    if args.account not in g.participant_by_id and args.as_id is None and not key.is_file():
+    named = args.as_id is not None or args.as_key is not None
+    if args.account not in g.participant_by_id and not named and not key.is_file():
         raise CliError(
             f"{args.account} is not a participant of this ledger's genesis (one governance "
-            "added: pass --as ID, or put its key in the run directory)",
+            "added: pass --as ID or --as-key FILE, or put its key in the run directory)",
             EXIT_USAGE,
         )
     with _client(args, args.account) as client:

@@ -290,7 +290,16 @@ def _globals(default: bool) -> _Parser:
         metavar="ID",
         default=None if default else argparse.SUPPRESS,
         help="participant every call is signed as (its key: participants/ID.key in the run "
-        "directory); default: the signer or account the command names, else AUDITOR",
+        "directory, or --as-key); default: the signer or account the command names, else AUDITOR",
+    )
+    p.add_argument(
+        "--as-key",
+        dest="as_key",
+        type=Path,
+        metavar="FILE",
+        default=None if default else argparse.SUPPRESS,
+        help="key file of the identity every call is signed as, kept outside the run directory "
+        "(a participant governance added); its id is --as, else the file's name (BANK07.key)",
     )
     p.add_argument(
         "--observer",

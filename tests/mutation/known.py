@@ -6404,3 +6404,14 @@ MUTANTS += [
            tests=[_X33V]),
 ]
 # fmt: on
+
+_XR34K = "tests/unit/test_cli.py::test_as_key_signs_with_a_key_kept_outside_the_run_directory"
+# fmt: off
+MUTANTS += [
+    Mutant("cli-as-key-ignores-as_R34K", "client/_cli_net.py",
+           old="        return load_key(as_key, chosen)\n",
+           new="        return load_key(as_key)\n",
+           breaks="`--as ID --as-key FILE` signs as the file's name, not ID: a key saved under another name reads as a participant nobody chose",
+           tests=[_XR34K]),
+]
+# fmt: on

@@ -425,3 +425,50 @@ def test_observer_reaches_the_client(
     with contextlib.suppress(KeyboardInterrupt):
         run(capsys, "--run-dir", str(tmp_path), "block", "1", *(["--observer"] if flag else []))
     assert seen == [flag]
+
+
+def test_as_key_signs_with_a_key_kept_outside_the_run_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--as-key FILE`` (docs/cli.md "identity"): a participant governance added keeps its
+    key where it likes; the file's name gives its id unless ``--as`` names it; a name that
+    is no id, or no file, is a usage error naming the fix."""
+    net = shared_net()
+    run_dir, elsewhere = tmp_path / "run", tmp_path / "treasury"
+    run_dir.mkdir()
+    elsewhere.mkdir()
+    (run_dir / "network.json").write_text("{}")
+    write_signing_key(elsewhere / "BANK07.key", net.participant_keys["BANK01"])
+    write_signing_key(elsewhere / "treasury desk.key", net.participant_keys["BANK01"])
+    seen: list[tuple[str, bytes]] = []
+
+    def from_run_dir(run_dir: Path, **kw: object) -> object:
+        key = kw["identity"]
+        assert isinstance(key, _cli_net.ParticipantKey)
+        seen.append((key.participant, key.public_key))
+        raise KeyboardInterrupt  # stop before any call: only the identity matters
+
+    monkeypatch.setattr(_cli_net.LedgerClient, "from_run_dir", from_run_dir)
+    pub = net.participant_keys["BANK01"].public_key
+    for argv in (
+        ["--as-key", str(elsewhere / "BANK07.key"), "status"],
+        ["status", "--as", "BANK08", "--as-key", str(elsewhere / "BANK07.key")],
+        ["status", "--as", "BANK09", "--as-key", str(elsewhere / "treasury desk.key")],
+    ):
+        with contextlib.suppress(KeyboardInterrupt):
+            run(capsys, "--run-dir", str(run_dir), *argv)
+    assert seen == [("BANK07", pub), ("BANK08", pub), ("BANK09", pub)]
+    code, _, err = run(
+        capsys,
+        "--run-dir",
+        str(run_dir),
+        "status",
+        "--as-key",
+        str(elsewhere / "treasury desk.key"),
+    )
+    assert code == 2 and "pass --as ID" in _one_error_line(err)
+    code, _, err = run(
+        capsys, "--run-dir", str(run_dir), "status", "--as-key", str(elsewhere / "BANK10.key")
+    )
+    assert code == 2 and "no such key file" in _one_error_line(err)
+    assert len(seen) == 3
