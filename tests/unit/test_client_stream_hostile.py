@@ -55,6 +55,22 @@ async def _done_within(aw: Any, seconds: float) -> Any:
     return task.exception() or task.result()
 
 
+async def _outcome_answered_by(second: Any, fut: Any) -> Any:
+    """``fut``'s outcome (as ``_done_within``, GUARD_S) while the node behind ``second``
+    (a ``_Call``) answers final to the first request the stream resends to it."""
+
+    async def answer_on_second() -> None:
+        while not second.sent:
+            await asyncio.sleep(0.01)
+        second.events.put_nowait(_final(second.sent[0].correlation))
+
+    helper = asyncio.create_task(answer_on_second())
+    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+    helper.cancel()
+    await asyncio.gather(helper, return_exceptions=True)
+    return outcome
+
+
 # --- a silent node: the stream leaves it, no submit waits past its timeout -----------------
 
 
@@ -184,16 +200,7 @@ async def _answered_then_on_the_next_node(event: pb.SubmitStreamEvent) -> Any:
     fut = await s.submit(_raw(1))
     first.events.put_nowait(event)
     first.events.put_nowait(EOF)  # then the node ends the call (a stop: its grace period)
-
-    async def answer_on_second() -> None:
-        while not second.sent:
-            await asyncio.sleep(0.01)
-        second.events.put_nowait(_final(second.sent[0].correlation))
-
-    helper = asyncio.create_task(answer_on_second())
-    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
-    helper.cancel()
-    await asyncio.gather(helper, return_exceptions=True)
+    outcome = await _outcome_answered_by(second, fut)
     await s.cancel()
     assert not isinstance(outcome, BaseException), f"failed instead of failing over: {outcome!r}"
     assert outcome is not NOT_DONE and outcome.tx_id == _raw(1)[-8:]

@@ -31,8 +31,8 @@ from client._limits import (
 from node.config import ID_BYTES_MAX, PENDING_MAX, U64_MAX, VALIDATORS_MAX
 from node.wire import ledger_pb2 as pb
 from tests.liar_server import Answer, Liars
-from tests.unit.test_client_stream import _Call, _final, _plain_signed, _raw, _stream
-from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within
+from tests.unit.test_client_stream import _Call, _plain_signed, _raw, _stream
+from tests.unit.test_client_stream_hostile import NOT_DONE, _outcome_answered_by
 
 __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
 
@@ -331,16 +331,7 @@ async def test_an_oversize_stream_event_fails_over_and_keeps_the_requests() -> N
     try:
         fut = await s.submit(_raw(1))
         raw_first.events.put_nowait(_flooded_error(raw_first.sent[0].correlation))
-
-        async def answer_on_second() -> None:
-            while not second.sent:
-                await asyncio.sleep(0.01)
-            second.events.put_nowait(_final(second.sent[0].correlation))
-
-        helper = asyncio.create_task(answer_on_second())
-        outcome = await _done_within(asyncio.shield(fut), GUARD_S)
-        helper.cancel()
-        await asyncio.gather(helper, return_exceptions=True)
+        outcome = await _outcome_answered_by(second, fut)
         assert outcome is not NOT_DONE, "the request waited at the node that sent the flood"
         assert not isinstance(outcome, BaseException), f"failed, not failed over: {outcome!r}"
         assert s.address == "127.0.0.1:8001"

@@ -16,7 +16,7 @@ from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, pinned_tls, shared_net
 from tests.unit.test_client_api_hostile import _Stub
 from tests.unit.test_client_stream import _Call, _final, _plain_signed, _raw, _stream
-from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within
+from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within, _outcome_answered_by
 from tests.unit.test_party_index_hostile import _BlockStream, _filtered, _sdk
 from tests.unit.test_party_index_hostile import _Stub as _PartyStub
 from tests.unit.test_sdk_vs_lying_node import _AskedAnotherNode, _client, _honest
@@ -63,16 +63,7 @@ async def test_an_unexpected_stream_event_fails_over_and_keeps_the_requests(even
     try:
         fut = await s.submit(_raw(1))
         first.events.put_nowait(event(1))  # then the hostile node says nothing more
-
-        async def answer_on_second() -> None:
-            while not second.sent:
-                await asyncio.sleep(0.01)
-            second.events.put_nowait(_final(second.sent[0].correlation))
-
-        helper = asyncio.create_task(answer_on_second())
-        outcome = await _done_within(asyncio.shield(fut), GUARD_S)
-        helper.cancel()
-        await asyncio.gather(helper, return_exceptions=True)
+        outcome = await _outcome_answered_by(second, fut)
         assert outcome is not NOT_DONE, "the request waited at the node that sent nonsense"
         assert not isinstance(outcome, BaseException), f"failed, not failed over: {outcome!r}"
         assert opened == ["127.0.0.1:8000"] and s.address == "127.0.0.1:8001"
