@@ -1808,14 +1808,20 @@ def _mapped(e: grpc.aio.AioRpcError, what: str) -> LedgerError:
     if code is _Code.INVALID_ARGUMENT:
         err = InvalidTransactionError(f"{what}: refused by the node: {details}")
     elif code is _Code.NOT_FOUND:
-        err = NotFoundError(f"{what}: {details}")
+        err = NotFoundError(_about(what, details))
     elif code is _Code.UNAUTHENTICATED:
-        err = UnauthenticatedError(f"{what}: {details}")
+        err = UnauthenticatedError(_about(what, details))
     elif code is _Code.PERMISSION_DENIED:
-        err = PermissionDeniedError(f"{what}: {details}")
+        err = PermissionDeniedError(_about(what, details))
     else:
         err = LedgerError(f"{what}: {code.name}: {details}")
     return with_details(err, _details(e), details)
+
+
+def _about(what: str, details: str) -> str:
+    """``what: details``, or the node's ``details`` alone when they name ``what`` already
+    (``transaction ID is neither committed nor pending``: the id once, not twice)."""
+    return details if details.startswith(f"{what} ") else f"{what}: {details}"
 
 
 def _check_quiet(held: BlockView, nxt: BlockView) -> None:

@@ -120,7 +120,7 @@ def decode_result_code(value: int, error: type[Exception]) -> ResultCode:
 
 
 _MEANINGS: dict[ResultCode, str] = {
-    ResultCode.OK: "applied: every leg moved",
+    ResultCode.OK: "applied in full: every leg moved, every record made",
     ResultCode.MALFORMED: "not a canonical transaction encoding, or larger than the size limit",
     ResultCode.BAD_SIGNATURE: (
         "a required signature is missing, invalid or non-canonical (S >= L), is by a party "

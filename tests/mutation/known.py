@@ -6406,6 +6406,7 @@ MUTANTS += [
 # fmt: on
 
 _XR34K = "tests/unit/test_cli.py::test_as_key_signs_with_a_key_kept_outside_the_run_directory"
+_XR34K2 = "tests/unit/test_wire_errors.py::test_an_error_names_its_subject_once"
 # fmt: off
 MUTANTS += [
     Mutant("cli-as-key-ignores-as_R34K", "client/_cli_net.py",
@@ -6413,5 +6414,10 @@ MUTANTS += [
            new="        return load_key(as_key)\n",
            breaks="`--as ID --as-key FILE` signs as the file's name, not ID: a key saved under another name reads as a participant nobody chose",
            tests=[_XR34K]),
+    Mutant("sdk-error-subject-twice_R34K", "client/_async.py",
+           old='    return details if details.startswith(f"{what} ") else f"{what}: {details}"\n',
+           new='    return f"{what}: {details}"\n',
+           breaks="`ledger tx ID` of an unknown id names the transaction twice in its one error line",
+           tests=[_XR34K2]),
 ]
 # fmt: on

@@ -290,7 +290,7 @@ def test_sign_tx_says_which_keys_it_needs(txf: TxFactory, net: DemoNetwork) -> N
 
 
 def test_each_code_has_a_meaning_a_person_can_read() -> None:
-    assert ResultCode.OK.meaning == "applied: every leg moved"
+    assert ResultCode.OK.meaning == "applied in full: every leg moved, every record made"
     assert all(isinstance(c.meaning, str) and c.meaning for c in ResultCode)
 
 

@@ -225,3 +225,19 @@ def test_oversized_details_from_a_node_are_no_details() -> None:
     assert ok.reason == "TRANSACTION_REFUSED" and dict(ok.metadata) == meta
     md = trailer(_INVALID, "no", Details(Reason.NOT_FOUND, {"id": "x" * 5_000}))
     assert _mapped(_error(_INVALID, "no", md), "x").reason is None  # the unary path too
+
+
+def test_an_error_names_its_subject_once() -> None:
+    """``ledger tx ID`` of an unknown id printed the id twice (``transaction ID: transaction
+    ID is neither committed nor pending ...``): a node's text that names the subject already
+    is taken as it is; one that does not is prefixed (the control)."""
+    tid = "ab" * 32
+    said = f"transaction {tid} is neither committed nor pending at this node"
+    for code in (
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    ):
+        assert str(_mapped(_error(code, said), f"transaction {tid}")) == said
+    other = _mapped(_error(grpc.StatusCode.NOT_FOUND, "no block 9: head is 3"), "block 9")
+    assert str(other) == "block 9: no block 9: head is 3"
