@@ -495,7 +495,7 @@ _FALLBACK_IDENTITY = OPERATOR_IDENTITY
 
 
 def _identity(args: argparse.Namespace, implied: ParticipantKey | str | None) -> ParticipantKey:
-    """The identity every call is signed with (docs/cli.md "Identity"): --as-key's file,
+    """The identity every call is signed with (docs/cli.md "Identity"): --identity-key's file,
     else --as, else the participant the command implies (the signer, the account), else the
     auditor's key in the run directory."""
     chosen: str | None = getattr(args, "as_id", None)
@@ -505,7 +505,7 @@ def _identity(args: argparse.Namespace, implied: ParticipantKey | str | None) ->
             try:
                 check_id(as_key.stem, "participant id")
             except ValueError as e:
-                raise CliError(f"--as-key {as_key}: {e}; pass --as ID", EXIT_USAGE) from None
+                raise CliError(f"--identity-key {as_key}: {e}; pass --as ID", EXIT_USAGE) from None
         return load_key(as_key, chosen)
     if chosen is None and isinstance(implied, ParticipantKey):
         return implied
@@ -710,7 +710,7 @@ def _balance(args: argparse.Namespace) -> int:
     if args.account not in g.participant_by_id and not named and not key.is_file():
         raise CliError(
             f"{args.account} is not a participant of this ledger's genesis (one governance "
-            "added: pass --as ID or --as-key FILE, or put its key in the run directory)",
+            "added: pass --as ID or --identity-key FILE, or put its key in the run directory)",
             EXIT_USAGE,
         )
     with _client(args, args.account) as client:

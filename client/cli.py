@@ -290,10 +290,11 @@ def _globals(default: bool) -> _Parser:
         metavar="ID",
         default=None if default else argparse.SUPPRESS,
         help="participant every call is signed as (its key: participants/ID.key in the run "
-        "directory, or --as-key); default: the signer or account the command names, else AUDITOR",
+        "directory, or --identity-key); default: the signer or account the command names, "
+        "else AUDITOR",
     )
     p.add_argument(
-        "--as-key",
+        "--identity-key",
         dest="as_key",
         type=Path,
         metavar="FILE",

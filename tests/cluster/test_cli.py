@@ -221,17 +221,17 @@ def test_as_chooses_the_identity_and_others_data_is_refused(env: Env, trade: Tra
 
 
 def test_as_key_reads_as_the_key_files_participant(env: Env, trade: Trade) -> None:
-    """``--as-key FILE``: a key kept outside the run directory (a participant governance
+    """``--identity-key FILE``: a key kept outside the run directory (a participant governance
     added) signs the reads; the file's name is the id, and a node refuses a key that is
     not the named participant's."""
     key = env.work / "BANK03.key"
     key.write_bytes((env.run_dir / "participants" / "BANK03.key").read_bytes())
     key.chmod(0o600)
-    r = env.ledger("balance", "BANK04", "--as-key", str(key))  # BANK03 signs, not BANK04
+    r = env.ledger("balance", "BANK04", "--identity-key", str(key))  # BANK03 signs, not BANK04
     assert (r.code, r.out) == (1, "")
     assert "BANK03 may read only its own balances" in r.err
-    assert env.json("balance", "BANK03", "--as-key", str(key))["account"] == "BANK03"
-    r = env.ledger("tx", trade.tx_id, "--as-key", str(key), "--as", "BANK02")
+    assert env.json("balance", "BANK03", "--identity-key", str(key))["account"] == "BANK03"
+    r = env.ledger("tx", trade.tx_id, "--identity-key", str(key), "--as", "BANK02")
     assert r.code == 1 and "does not verify under BANK02's current key" in r.err
 
 

@@ -6412,7 +6412,7 @@ MUTANTS += [
     Mutant("cli-as-key-ignores-as_R34K", "client/_cli_net.py",
            old="        return load_key(as_key, chosen)\n",
            new="        return load_key(as_key)\n",
-           breaks="`--as ID --as-key FILE` signs as the file's name, not ID: a key saved under another name reads as a participant nobody chose",
+           breaks="`--as ID --identity-key FILE` signs as the file's name, not ID: a key saved under another name reads as a participant nobody chose",
            tests=[_XR34K]),
     Mutant("sdk-error-subject-twice_R34K", "client/_async.py",
            old='    return details if details.startswith(f"{what} ") else f"{what}: {details}"\n',

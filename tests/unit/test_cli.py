@@ -430,7 +430,7 @@ def test_observer_reaches_the_client(
 def test_as_key_signs_with_a_key_kept_outside_the_run_directory(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``--as-key FILE`` (docs/cli.md "identity"): a participant governance added keeps its
+    """``--identity-key FILE`` (docs/cli.md "identity"): a participant governance added keeps its
     key where it likes; the file's name gives its id unless ``--as`` names it; a name that
     is no id, or no file, is a usage error naming the fix."""
     net = shared_net()
@@ -451,9 +451,9 @@ def test_as_key_signs_with_a_key_kept_outside_the_run_directory(
     monkeypatch.setattr(_cli_net.LedgerClient, "from_run_dir", from_run_dir)
     pub = net.participant_keys["BANK01"].public_key
     for argv in (
-        ["--as-key", str(elsewhere / "BANK07.key"), "status"],
-        ["status", "--as", "BANK08", "--as-key", str(elsewhere / "BANK07.key")],
-        ["status", "--as", "BANK09", "--as-key", str(elsewhere / "treasury desk.key")],
+        ["--identity-key", str(elsewhere / "BANK07.key"), "status"],
+        ["status", "--as", "BANK08", "--identity-key", str(elsewhere / "BANK07.key")],
+        ["status", "--as", "BANK09", "--identity-key", str(elsewhere / "treasury desk.key")],
     ):
         with contextlib.suppress(KeyboardInterrupt):
             run(capsys, "--run-dir", str(run_dir), *argv)
@@ -463,12 +463,12 @@ def test_as_key_signs_with_a_key_kept_outside_the_run_directory(
         "--run-dir",
         str(run_dir),
         "status",
-        "--as-key",
+        "--identity-key",
         str(elsewhere / "treasury desk.key"),
     )
     assert code == 2 and "pass --as ID" in _one_error_line(err)
     code, _, err = run(
-        capsys, "--run-dir", str(run_dir), "status", "--as-key", str(elsewhere / "BANK10.key")
+        capsys, "--run-dir", str(run_dir), "status", "--identity-key", str(elsewhere / "BANK10.key")
     )
     assert code == 2 and "no such key file" in _one_error_line(err)
     assert len(seen) == 3
