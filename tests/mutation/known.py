@@ -6421,3 +6421,76 @@ MUTANTS += [
            tests=[_XR34K2]),
 ]
 # fmt: on
+
+# Review 34e: the consensus driver (node/core/engine.py) and the consensus wire codec
+# (node/core/codec.py), survivors of their first mutation run.
+_XR34E0 = "tests/unit/test_engine_teeth.py::"
+_XR34EW = "tests/unit/test_core_wire_teeth.py::"
+_XR34E1 = _XR34E0 + "test_one_ready_is_persisted_sent_executed_in_height_order_then_speculated"
+_XR34E2 = _XR34E0 + "test_a_store_failing_on_any_input_stops_the_engine_for_good"
+_XR34E3 = _XR34E0 + "test_a_validator_numbered_past_256_steps_its_own_timeout_back_in"
+_XR34E4 = _XR34E0 + "test_the_speculation_cache_holds_its_max_and_no_more"
+_XR34E5 = _XR34E0 + "test_a_kept_outcome_is_taken_on_an_equal_root_and_refused_on_any_other"
+_XR34E6 = _XR34E0 + "test_submit_without_drain_leaves_the_work_to_the_callers_drain"
+_XR34E7 = _XR34E0 + "test_a_peer_ahead_is_asked_for_blocks_by_the_same_input"
+_XR34E8 = _XR34EW + "test_a_message_is_counted_under_the_kind_its_first_byte_names"
+_XR34E9 = _XR34EW + "test_a_message_is_charged_each_item_its_decoding_built"
+# fmt: off
+MUTANTS += [
+    Mutant("engine-speculates-before-commits_R34E", "node/core/engine.py",
+           old="            for block, cert in ready.committed:\n                roots = self._execute(block, cert)\n                r.executed(block.height, roots[0], roots[1])\n                for o in self.observers:\n                    o.on_commit(block, cert, roots)\n            self._run_speculation(ready.speculate)\n",
+           new="            self._run_speculation(ready.speculate)\n            for block, cert in ready.committed:\n                roots = self._execute(block, cert)\n                r.executed(block.height, roots[0], roots[1])\n                for o in self.observers:\n                    o.on_commit(block, cert, roots)\n",
+           breaks="a certified block is executed speculatively before the commits of the same Ready: its roots are of a state one block short, and a pipelined child carries them",
+           tests=[_XR34E1]),
+    Mutant("engine-on-persist-before-save_R34E", "node/core/engine.py",
+           old="                self._store.save_safety(ready.to_persist)  # durable before any vote leaves\n                for o in self.observers:\n                    o.on_persist(ready.to_persist)\n",
+           new="                for o in self.observers:\n                    o.on_persist(ready.to_persist)\n                self._store.save_safety(ready.to_persist)  # durable before any vote leaves\n",
+           breaks="observers (the simulator's checker, the transcript) are told a safety state is durable before it is, and even when the save fails",
+           tests=[_XR34E1, _XR34E2]),
+    Mutant("engine-tick-not-fail-stop_R34E", "node/core/engine.py",
+           old="            self.replica.tick(now_ms)\n            self._drain_once(now_ms)\n        except Exception as e:\n            self._stop(e)\n",
+           new="            self.replica.tick(now_ms)\n            self._drain_once(now_ms)\n        except Exception:\n",
+           breaks="a store failing while a timer's work is persisted leaves the engine taking input with a Ready half done (not fail-stop)",
+           tests=[_XR34E2]),
+    Mutant("engine-loopback-by-identity_R34E", "node/core/engine.py",
+           old="        if dst == self._me:\n",
+           new="        if dst is self._me:\n",
+           breaks="a validator numbered past 256 sends its own votes and timeouts to the network (no link to itself) and never counts them",
+           tests=[_XR34E3]),
+    Mutant("engine-speculation-cache-one-over_R34E", "node/core/engine.py",
+           old="        if len(self._kept) >= self._size_max:\n",
+           new="        if len(self._kept) > self._size_max:\n",
+           breaks="the speculation cache holds one outcome over SPECULATIVE_OUTCOMES_MAX",
+           tests=[_XR34E4]),
+    Mutant("engine-speculation-root-by-identity_R34E", "node/core/engine.py",
+           old="        if kept is None or kept[0] != base_root:\n",
+           new="        if kept is None or kept[0] is not base_root:\n",
+           breaks="the commit's root (computed afresh) is never the kept object: every speculative outcome is thrown away and each block executed twice",
+           tests=[_XR34E5]),
+    Mutant("engine-submit-always-drains_R34E", "node/core/engine.py",
+           old="            if drain:\n                self._drain_once(now_ms)\n",
+           new="            if True:\n                self._drain_once(now_ms)\n",
+           breaks="submit(drain=False) drains anyway: a transaction commits before the runtime records it pending, and stays pending for ever",
+           tests=[_XR34E6]),
+    Mutant("engine-peer-height-not-drained_R34E", "node/core/engine.py",
+           old="            self.replica.peer_height(peer, height)\n            self._drain_once(now_ms)\n",
+           new="            self.replica.peer_height(peer, height)\n",
+           breaks="a node behind asks for blocks only at its next input (an idle node never)",
+           tests=[_XR34E7]),
+    Mutant("codec-kind-from-last-byte_R34E", "node/core/codec.py",
+           old="    return _KINDS.get(data[0]) if data else None\n",
+           new="    return _KINDS.get(data[-1]) if data else None\n",
+           breaks="the transport counts a peer's message (refused or over budget) under the kind its last byte names, not its tag's",
+           tests=[_XR34E8]),
+    Mutant("codec-proposal-tc-uncharged_R34E", "node/core/codec.py",
+           old="            return _block_items(msg.block) + _qc_items(msg.parent_cert) + _tc_items(msg.tc)\n",
+           new="            return _block_items(msg.block) + _qc_items(msg.parent_cert)\n",
+           breaks="a proposal's timeout certificate (up to 1,000 entries and two certificates) is decoded free of charge to its sender",
+           tests=[_XR34E9]),
+    Mutant("codec-tc-certs-uncharged_R34E", "node/core/codec.py",
+           old="    return len(tc.entries) + _qc_items(tc.high_commit) + _qc_items(tc.high_lock)\n",
+           new="    return len(tc.entries)\n",
+           breaks="the two certificates of a timeout certificate are decoded free of charge to its sender",
+           tests=[_XR34E9]),
+]
+# fmt: on
