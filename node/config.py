@@ -264,6 +264,20 @@ PEER_BYTES_PER_S: Final = 32 * 1024 * 1024
 PEER_BYTES_BURST: Final = 64 * 1024 * 1024
 PEER_MESSAGE_CHARGE_MIN_BYTES: Final = 16 * 1024
 PEER_ITEM_CHARGE_BYTES: Final = 1024
+# A message that does not decode is charged again, once it fails, as the most items its
+# bytes could have built (the smallest is a transaction: its u32 length and no byte): the
+# decoder may have built them all before the last byte refused it. Charged its bytes alone,
+# a catch-up answer of 32,048 tiny transactions and one trailing byte (258 KiB, 35 ms to
+# decode, Merkle trees included) cost 137 us of the loop per KiB charged, and a validator
+# sending 127 a second within its budget took 4.5 s of loop a second (review 34t).
+DECODED_ITEM_BYTES_MIN: Final = 4
+# A Connect call is charged this much of its validator's byte budget before its hello is
+# written: taking one in (TLS session, HTTP/2 stream, handler task, the hello, ending the
+# stream it replaces) cost the acceptor 0.45 to 0.57 ms of CPU, and a validator opening
+# Connect after Connect on one connection made about 1,000 a second, unbounded: 57% of a
+# core and 17 KB of log a second (review 34t). An honest dialer reconnects at most every
+# PEER_RECONNECT_BASE_MS, and rarely.
+PEER_CONNECT_CHARGE_BYTES: Final = 512 * 1024
 # A peer's forwarded transactions may hold at most this share of the mempool (1/divisor;
 # the divisor is n - 1, at least this): one peer cannot crowd out clients or other peers.
 MEMPOOL_PEER_SHARE_DIVISOR_MIN: Final = 3
@@ -281,6 +295,10 @@ PEER_FORWARD_CHUNK_TXS: Final = 16  # forwarded transactions checked per event-l
 PEER_JUNK_LOG_INTERVAL_MS: Final = 1_000
 PEER_RECONNECT_BASE_MS: Final = 100  # first reconnect delay; doubles per failure
 PEER_RECONNECT_MAX_MS: Final = 5_000  # cap of the reconnect backoff
+# A session resets the backoff only once it has lasted this long after the peer's hello:
+# a peer that says hello and hangs up at once (a Byzantine validator) was redialled every
+# PEER_RECONNECT_BASE_MS for ever, a TLS handshake and two log lines each (review 34t).
+PEER_SESSION_STABLE_MS: Final = PEER_RECONNECT_MAX_MS
 PEER_FRAME_BYTES_MAX: Final = CONSENSUS_MESSAGE_BYTES_MAX  # gRPC receive limit, peer port
 # The peer port (node/runtime/_server.py ``new_peer_server``). Only pinned validators pass
 # its mutual TLS, so the attacker is a Byzantine validator: each Connect stream it holds

@@ -20,16 +20,20 @@ from typing import Any
 import grpc
 
 from node.config import (
+    DECODED_ITEM_BYTES_MIN,
     PEER_CALLS_PER_VALIDATOR_MAX,
+    PEER_CONNECT_CHARGE_BYTES,
     PEER_FORWARD_CHUNK_TXS,
     PEER_FRAME_BYTES_MAX,
     PEER_FRAME_MESSAGES_MAX,
+    PEER_ITEM_CHARGE_BYTES,
     PEER_JUNK_LOG_INTERVAL_MS,
     PEER_MESSAGE_CHARGE_MIN_BYTES,
     PEER_RECONNECT_BASE_MS,
     PEER_RECONNECT_MAX_MS,
     PEER_SEND_QUEUE_BYTES_MAX,
     PEER_SEND_QUEUE_MAX,
+    PEER_SESSION_STABLE_MS,
     PEER_STREAMS_PER_CONNECTION_MAX,
 )
 from node.core import DecodeError, Message, TxForward, decode_message
@@ -154,6 +158,9 @@ class PeerService(peer_grpc.PeerServicer):
             )
         self._calls[src] += 1
         try:
+            # Taking a call in costs the acceptor what ~0.5 MiB of messages does: a validator
+            # reconnecting in a loop waits here, holding its own share of calls (review 34t).
+            await self._within_budget(src, PEER_CONNECT_CHARGE_BYTES)
             node = self._node
             await context.write(
                 peer_pb.PeerHello(
@@ -199,28 +206,42 @@ class PeerService(peer_grpc.PeerServicer):
         self._live[src] = me
         if older is not None:
             older.cancel()
-            event("peer_stream_replaced", peer=src)
+            # Logged at most once an interval: a validator replacing its stream in a loop
+            # wrote a line per call (17 KB of log a second, review 34t).
+            self._log_throttled(src, "peer_stream_replaced", logging.INFO)
             self._node.metrics.peer_streams_replaced.inc()
 
     async def _receive(self, src: int, request_iterator: AsyncIterator[peer_pb.PeerFrame]) -> None:
         node = self._node
         async for frame in request_iterator:
             count = len(frame.messages)
+            # What gRPC received and protobuf parsed outside the messages (their tags and
+            # lengths, and any field PeerFrame does not know, which protobuf keeps): charged
+            # with the frame's first message. Not charged, an empty frame padded to 6 MiB
+            # cost 16 KiB of the budget (review 34t).
+            outside = frame.ByteSize() - sum(map(len, frame.messages))
             if not 0 < count <= PEER_FRAME_MESSAGES_MAX:
                 # An honest sender's frame holds 1 to PEER_FRAME_MESSAGES_MAX messages: the
                 # frame is the peer's fault. gRPC parsed it entry by entry all the same (2
                 # million one-byte entries: 81 ms): charged as that many messages, at least
                 # one (an empty frame is a read too).
-                await self._within_budget(src, max(count, 1) * PEER_MESSAGE_CHARGE_MIN_BYTES)
+                charge = max(count, 1) * PEER_MESSAGE_CHARGE_MIN_BYTES + outside
+                await self._within_budget(src, charge)
                 self._junk(src, FRAME_REFUSED, "bad_peer_frame", messages=count)
                 await asyncio.sleep(0)
                 continue
             for data in frame.messages:
-                await self._within_budget(src, len(data), message_kind(data))
+                await self._within_budget(src, len(data) + outside, message_kind(data))
+                outside = 0
                 try:
                     msg = decode_message(data)
                 except DecodeError as e:
                     self._junk(src, MESSAGE_REFUSED, "bad_peer_message", error=str(e))
+                    # The decoder may have built every item before the last byte refused
+                    # the message: charged as the most its bytes could hold (they are
+                    # charged once decoded, and this one never is).
+                    if items_max := len(data) // DECODED_ITEM_BYTES_MIN:
+                        await self._within_budget(src, items_max * PEER_ITEM_CHARGE_BYTES)
                     # A message that does not decode takes its turn as one that does: a
                     # frame of junk held the loop for the whole frame (review 31).
                     await asyncio.sleep(0)
@@ -245,7 +266,9 @@ class PeerService(peer_grpc.PeerServicer):
         self._node.metrics.refused.labels(reason=reason).inc()
         self._log_throttled(src, name, **fields)
 
-    def _log_throttled(self, src: int, name: str, **fields: Any) -> None:
+    def _log_throttled(
+        self, src: int, name: str, level: int = logging.WARNING, **fields: Any
+    ) -> None:
         """Log ``name`` about ``src`` unless it was logged less than
         PEER_JUNK_LOG_INTERVAL_MS ago (the line says how many were left out since)."""
         now = self._clock_ms()
@@ -256,7 +279,7 @@ class PeerService(peer_grpc.PeerServicer):
             return
         self._logged_ms[key] = now
         left_out = self._unlogged.pop(key, 0)
-        event(name, logging.WARNING, peer=src, left_out=left_out, **fields)
+        event(name, level, peer=src, left_out=left_out, **fields)
 
 
 def _parts(msg: Message) -> Iterator[Message]:
@@ -283,8 +306,11 @@ class PeerLink:
         tls_name: str,
         credentials: grpc.ChannelCredentials,
         metrics: Metrics,
+        clock_ms: Callable[[], float] | None = None,
     ) -> None:
         self.node, self.dst, self.address = node, dst, address
+        self._clock_ms = clock_ms or (lambda: time.monotonic() * 1000)
+        self.delay_ms = PEER_RECONNECT_BASE_MS  # before the next dial
         self._tls_name, self._creds, self._metrics = tls_name, credentials, metrics
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
@@ -305,25 +331,26 @@ class PeerLink:
         self._wake.set()
 
     async def run(self) -> None:
-        delay_ms = PEER_RECONNECT_BASE_MS
         while True:
-            if await self._session():
-                delay_ms = PEER_RECONNECT_BASE_MS
-            else:
-                delay_ms = min(delay_ms * 2, PEER_RECONNECT_MAX_MS)
-            await asyncio.sleep(delay_ms / 1000)
+            lasted_ms = await self._session()
+            if lasted_ms is not None and lasted_ms >= PEER_SESSION_STABLE_MS:
+                self.delay_ms = PEER_RECONNECT_BASE_MS
+            else:  # no hello, or a peer that hung up soon after it: redialled as a failure
+                self.delay_ms = min(self.delay_ms * 2, PEER_RECONNECT_MAX_MS)
+            await asyncio.sleep(self.delay_ms / 1000)
 
-    async def _session(self) -> bool:
-        """One connection; True if it got as far as the peer's hello."""
+    async def _session(self) -> float | None:
+        """One connection; how long it lasted after the peer's hello (ms), None if no hello."""
         options = peer_channel_options(self._tls_name)
         reached = False
+        hello_ms = 0.0
         self._session_id += 1
         try:
             async with grpc.aio.secure_channel(self.address, self._creds, options) as channel:
                 call = peer_grpc.PeerStub(channel).Connect(self._frames(self._session_id))
                 hello = await call.read()
                 if not isinstance(hello, peer_pb.PeerHello):  # EOF: the peer hung up
-                    return False
+                    return None
                 if hello.chain_id != self.node.genesis.chain_id or hello.validator != self.dst:
                     event(
                         "peer_mismatch",
@@ -333,8 +360,9 @@ class PeerLink:
                         their_index=hello.validator,
                     )
                     call.cancel()
-                    return False
+                    return None
                 reached = self.connected = True
+                hello_ms = self._clock_ms()
                 self.failures = 0
                 event("peer_connected", peer=self.dst, their_height=hello.committed_height)
                 self._metrics.peers.inc()
@@ -351,7 +379,7 @@ class PeerLink:
                 self.connected = False
                 self._metrics.peers.dec()
                 event("peer_disconnected", peer=self.dst)
-        return reached
+        return self._clock_ms() - hello_ms if reached else None
 
     async def _frames(self, session_id: int) -> AsyncIterator[peer_pb.PeerFrame]:
         while True:
