@@ -67,6 +67,11 @@ class Gate:
         # are keys, so at most min(nonces_max, participants) entries
         self._held: dict[str, int] = {}
         self._expiry: list[tuple[int, str, bytes]] = []  # heap: when each seen nonce may go
+        # The latest clock reading nonces were forgotten at: a request timed before it, less
+        # the skew, may be one of them. The wall clock can step back (an NTP correction):
+        # a call forgotten at the later reading then passed the window again and was
+        # taken twice (review 34t).
+        self._forgotten_at_ms = 0
 
     def admit(
         self, method: str, request: bytes, metadata: Iterable[tuple[str, str | bytes]] | None
@@ -79,6 +84,11 @@ class Gate:
             raise AccessError(
                 f"request time {claim.time_ms} ms is {claim.time_ms - now:+d} ms from this "
                 f"node's clock; the window is +-{self._skew_ms} ms: check the client's clock"
+            )
+        if claim.time_ms + self._skew_ms < self._forgotten_at_ms:
+            raise AccessError(
+                f"request time {claim.time_ms} ms is before what this node's replay memory "
+                "still covers (its clock stepped back); sign a new call"
             )
         # before any memory: a call that does not verify takes no nonce
         caller = verify_claim(claim, self._registry(), self._node, method, request)
@@ -103,6 +113,7 @@ class Gate:
 
     def _forget(self, now: int) -> None:
         """Drop nonces whose timestamp left the window: a replay of them is refused by time."""
+        self._forgotten_at_ms = max(self._forgotten_at_ms, now)
         while self._expiry and self._expiry[0][0] < now:
             _, participant, nonce = heapq.heappop(self._expiry)
             self._seen.remove((participant, nonce))
