@@ -6494,3 +6494,64 @@ MUTANTS += [
            tests=[_XR34E9]),
 ]
 # fmt: on
+
+_XR34T = "tests/unit/test_review34t_transport.py::"
+_XR34T1 = _XR34T + "test_a_message_refused_at_its_last_byte_is_charged_as_the_items_it_could_hold"
+_XR34T2 = _XR34T + "test_a_frame_padded_with_a_field_it_does_not_know_is_charged_its_bytes"
+_XR34T3 = _XR34T + "test_a_validator_reconnecting_in_a_loop_is_held_to_its_budget"
+_XR34T4 = _XR34T + "test_stream_replacements_are_logged_once_an_interval"
+_XR34T5 = _XR34T + "test_a_peer_that_hangs_up_after_its_hello_is_redialled_with_backoff"
+_XR34T6 = "tests/unit/test_review34t_teeth.py::"
+_XR34T7 = _XR34T6 + "test_a_call_forgotten_before_the_clock_stepped_back_is_not_taken_again"
+_XR34T8 = _XR34T6 + "test_nonces_are_forgotten_oldest_first_whatever_order_they_came_in"
+_XR34T9 = _XR34T6 + "test_a_value_alert_ends_when_its_token_leaves_the_window_and_fires_again"
+_XR34T10 = _XR34T6 + "test_what_each_kind_of_transaction_counts_as"
+# fmt: off
+MUTANTS += [
+    Mutant("peer-undecodable-charged-bytes-only_R34T", "node/runtime/_transport.py",
+           old="                    if items_max := len(data) // DECODED_ITEM_BYTES_MIN:\n",
+           new="                    if items_max := 0:\n",
+           breaks="a message refused at its last byte after the decoder built every item is charged its bytes alone: 35 ms of loop for 258 KiB charged, a Byzantine peer holds an honest node's loop within its budget",
+           tests=[_XR34T1]),
+    Mutant("peer-frame-outside-free_R34T", "node/runtime/_transport.py",
+           old="            outside = frame.ByteSize() - sum(map(len, frame.messages))\n",
+           new="            outside = 0\n",
+           breaks="a frame padded with a field PeerFrame does not know is charged as its messages: 5 MiB received and parsed for 16 KiB of the budget",
+           tests=[_XR34T2]),
+    Mutant("peer-connect-free_R34T", "node/runtime/_transport.py",
+           old="            await self._within_budget(src, PEER_CONNECT_CHARGE_BYTES)\n",
+           new="            pass\n",
+           breaks="a validator reconnecting in a loop costs its byte budget nothing: ~1,000 Connect calls a second, half an acceptor's core",
+           tests=[_XR34T3]),
+    Mutant("peer-replaced-logged-each_R34T", "node/runtime/_transport.py",
+           old='            self._log_throttled(src, "peer_stream_replaced", logging.INFO)\n',
+           new='            event("peer_stream_replaced", peer=src)\n',
+           breaks="every stream replacement is a log line: a validator replacing its stream in a loop writes 17 KB of log a second",
+           tests=[_XR34T4]),
+    Mutant("peer-backoff-reset-on-any-hello_R34T", "node/runtime/_transport.py",
+           old="            if lasted_ms is not None and lasted_ms >= PEER_SESSION_STABLE_MS:\n",
+           new="            if lasted_ms is not None:\n",
+           breaks="a peer that says hello and hangs up is redialled every PEER_RECONNECT_BASE_MS for ever",
+           tests=[_XR34T5]),
+    Mutant("gate-clock-step-back-replay_R34T", "node/runtime/_access.py",
+           old="        if claim.time_ms + self._skew_ms < self._forgotten_at_ms:\n",
+           new="        if False:\n",
+           breaks="after the node's wall clock steps back, a signed call it has forgotten is inside the window again and is taken a second time",
+           tests=[_XR34T7]),
+    Mutant("gate-forget-by-last-entry_R34T", "node/runtime/_access.py",
+           old="        while self._expiry and self._expiry[0][0] < now:\n",
+           new="        while self._expiry and self._expiry[-1][0] < now:\n",
+           breaks="nonces that left the window stay remembered while the heap's last entry has not: a participant's share fills and its calls are refused early",
+           tests=[_XR34T8]),
+    Mutant("velocity-episode-never-ends_R34T", "node/runtime/_velocity.py",
+           old="        totals = {cash: 0 for (acc, rule, cash) in self._over if acc == account and cash}\n",
+           new="        totals = {cash: 0 for (acc, rule, cash) in self._over if acc != account and cash}\n",
+           breaks="a value alert whose token left the window never ends: the account's next crossing in that token raises no alert",
+           tests=[_XR34T9]),
+    Mutant("velocity-no-cash-instrument_R34T", "node/runtime/_velocity.py",
+           old='    return instrument if inst is not None and inst.kind is InstrumentKind.CASH else ""\n',
+           new='    return instrument if inst is None and inst.kind is InstrumentKind.CASH else ""\n',
+           breaks="no transfer or mint counts its cash value: value alerts fire for DvP only",
+           tests=[_XR34T10]),
+]
+# fmt: on
