@@ -1,0 +1,271 @@
+"""Teeth for the peer transport (node/runtime/_transport.py), from the first mutation run
+of target ``runtime.transport`` (review 34t; docs/testing.md, "The peer transport and its
+neighbours"). Each test fails on a survivor named in its docstring and passes on the code
+as it is; each shows the rule both ways where there are two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from node.config import (
+    PEER_BYTES_BURST,
+    PEER_BYTES_PER_S,
+    PEER_CONNECT_CHARGE_BYTES,
+    PEER_FRAME_BYTES_MAX,
+    PEER_ITEM_CHARGE_BYTES,
+    PEER_JUNK_LOG_INTERVAL_MS,
+    PEER_SEND_QUEUE_MAX,
+)
+from node.core import TxForward, encode_message
+from node.core.refusal import Kind
+from node.runtime import Metrics, _transport
+from node.runtime._grpc import Ctx
+from node.runtime._transport import MESSAGE_REFUSED, PeerLink, PeerService
+from node.wire import peer_pb2 as peer_pb
+from node.wire import peer_pb2_grpc as peer_grpc
+from tests.unit.test_peer_bytes import BYZ, _Acceptor
+from tests.unit.test_peer_streams import _PINS, WAIT_S, _Dialer, _Node, _port
+from tests.unit.test_review34t_transport import (
+    _dial,
+    _HelloAndHangUp,
+    _junk_answer,
+    _received,
+    _refused,
+    _repeat,
+)
+
+# --- the largest frame ---------------------------------------------------------------------
+
+
+def _forward_of(size: int) -> bytes:
+    """A forward of one transaction, ``size`` bytes encoded."""
+    data = encode_message(TxForward((bytes(size - 9),)))
+    assert len(data) == size
+    return data
+
+
+async def test_the_largest_frame_a_link_makes_passes_both_ends_grpc_limits() -> None:
+    """A frame holds messages up to PEER_FRAME_BYTES_MAX, and protobuf frames each (a tag
+    and a length: 3 bytes here, 12 KiB for 4,096): gRPC's limits on both ends allow for
+    that framing (_FRAME_OVERHEAD_BYTES). With 1,088 bytes of allowance (``64 + 1024``)
+    the dialer's gRPC refused to send the frame, and nothing arrived."""
+    per = PEER_FRAME_BYTES_MAX // PEER_SEND_QUEUE_MAX
+    assert per * PEER_SEND_QUEUE_MAX == PEER_FRAME_BYTES_MAX
+    node, dialer = _Node(), _Dialer()
+    async with _port(PeerService(node, _PINS)) as port:  # type: ignore[arg-type]
+        link = await _dial(dialer, port, lambda: 0.0)
+        for _ in range(PEER_SEND_QUEUE_MAX):
+            link.send(_forward_of(per))
+        running = asyncio.create_task(link.run())
+        try:
+            await _received(node, PEER_SEND_QUEUE_MAX)
+            assert link._metrics.dropped._value.get() == 0
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+
+# --- the clocks ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def monotonic_s(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """time.monotonic() reads the list's first item (a test without an event loop)."""
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    yield now
+
+
+def test_the_acceptors_own_clock_counts_milliseconds(
+    monotonic_s: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A junk line is logged at most once per PEER_JUNK_LOG_INTERVAL_MS of the monotonic
+    clock: half the interval later it is left out, a whole interval later it is logged.
+    (A default clock of seconds, or of milliseconds plus or minus 1,000, or modulo 1,000,
+    left the second line out.)"""
+    service = PeerService(_Node(), _PINS)  # type: ignore[arg-type]
+    caplog.set_level(logging.WARNING, logger="node")
+    step_s = PEER_JUNK_LOG_INTERVAL_MS / 1000 / 2
+    for _ in range(3):
+        service._log_throttled(1, "bad_peer_message")
+        monotonic_s[0] += step_s
+    lines = [r for r in caplog.records if r.getMessage() == "bad_peer_message"]
+    assert len(lines) == 2
+
+
+def test_the_dialers_own_clock_counts_milliseconds(monotonic_s: list[float]) -> None:
+    """How long a session lasted is measured in ms (PEER_SESSION_STABLE_MS)."""
+    link = PeerLink(
+        _Dialer(),  # type: ignore[arg-type]
+        0,
+        address="127.0.0.1:1",
+        tls_name="node-00",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+    start = link._clock_ms()
+    monotonic_s[0] += 2.5
+    assert link._clock_ms() - start == 2_500
+
+
+# --- the byte budget -----------------------------------------------------------------------
+
+
+def _junk_charge(junk: bytes) -> int:
+    """What one junk answer costs its sender: its bytes, then the items they could hold."""
+    return len(junk) + len(junk) // 4 * PEER_ITEM_CHARGE_BYTES
+
+
+async def test_a_junk_messages_debt_is_its_items_and_is_repaid_at_the_rate() -> None:
+    """After the junk answer its sender owes what it was charged beyond its burst; once
+    the clock has moved on that long, the next is read (one more decoded), not before.
+    (``items_max ** PEER_ITEM_CHARGE_BYTES`` left a debt nothing repays.)"""
+    a = _Acceptor()
+    junk = _junk_answer()
+    debt = _junk_charge(junk) - (PEER_BYTES_BURST - PEER_CONNECT_CHARGE_BYTES)
+    assert 0 < debt < PEER_BYTES_PER_S // 10  # a wait of tens of ms
+    flood = a.connect(BYZ, _repeat(peer_pb.PeerFrame(messages=[junk]), [0]))
+    try:
+        await a.until(a.held.is_set)
+        assert _refused(a, MESSAGE_REFUSED) == 1
+        a.h.now_ms += -(-debt * 1000 // PEER_BYTES_PER_S) + 1
+        await a.until(lambda: _refused(a, MESSAGE_REFUSED) == 2)
+    finally:
+        flood.cancel()
+
+
+async def test_a_held_stream_is_looked_at_again_only_once_it_refilled() -> None:
+    """A peer held back waits out the time its budget needs before the acceptor asks the
+    budget again: during a hundred loop turns it is asked once. (A pause of ``wait_ms & 1``
+    ms, zero for an even wait, asked it every turn: a spinning loop per held peer.)"""
+    a = _Acceptor()
+    asked = [0]
+    admit = a.h.node.admit
+
+    def counting(src: int, size: int, kind: Kind | None) -> int:
+        asked[0] += 1
+        return admit(src, size, kind)
+
+    a.h.node.admit = counting  # type: ignore[method-assign]
+    flood = a.connect(BYZ, _repeat(peer_pb.PeerFrame(messages=[_junk_answer()]), [0]))
+    try:
+        await a.until(a.held.is_set)
+        before = asked[0]
+        for _ in range(100):
+            await asyncio.sleep(0)
+        assert asked[0] == before
+    finally:
+        flood.cancel()
+
+
+# --- the dialer ----------------------------------------------------------------------------
+
+
+class _Hello(peer_grpc.PeerServicer):
+    """An acceptor whose hello names ``chain`` and ``validator``, then holds the call."""
+
+    def __init__(self, chain: str, validator: int) -> None:
+        self.chain, self.validator = chain, validator
+        self.calls = 0
+        self.called = asyncio.Event()
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[peer_pb.PeerFrame], context: Ctx
+    ) -> None:
+        self.calls += 1
+        self.called.set()
+        await context.write(peer_pb.PeerHello(chain_id=self.chain, validator=self.validator))
+        await asyncio.Event().wait()
+
+    async def reach(self, calls: int) -> None:
+        async with asyncio.timeout(WAIT_S):
+            while self.calls < calls:
+                self.called.clear()
+                await self.called.wait()
+
+
+@contextlib.asynccontextmanager
+async def _running(link: PeerLink) -> AsyncIterator[None]:
+    task = asyncio.create_task(link.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize(
+    ("chain", "validator"), [("other-chain", 0), ("test-chain", 2)], ids=["chain", "index"]
+)
+async def test_a_hello_of_another_chain_or_validator_is_no_session(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    chain: str,
+    validator: int,
+) -> None:
+    """The dialer takes the peer only if its hello names this chain and the validator it
+    dialed: another is logged ``peer_mismatch``, never reported up, and dialed again.
+    (Comparing the chain ids by identity took a hello of any chain.)"""
+    monkeypatch.setattr(_transport, "PEER_RECONNECT_BASE_MS", 1)
+    caplog.set_level(logging.ERROR, logger="node")
+    dialer, peer = _Dialer(), _Hello(chain, validator)
+    async with _port(peer) as port:
+        link = await _dial(dialer, port, lambda: 0.0)
+        async with _running(link):
+            await peer.reach(3)
+        assert not dialer.up.is_set() and not link.connected
+        assert [r.getMessage() for r in caplog.records][:1] == ["peer_mismatch"]
+    control, right = _Dialer(), _Hello("test-chain", 0)
+    async with _port(right) as port, _running(await _dial(control, port, lambda: 0.0)):
+        async with asyncio.timeout(WAIT_S):
+            await control.up.wait()
+
+
+def _unreachable(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage() == "peer_unreachable" for r in caplog.records)
+
+
+async def test_an_unreachable_peer_is_logged_once_not_at_every_dial(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer that never answers is logged ``peer_unreachable`` on the first failure only
+    (``not reached`` logged each one)."""
+    monkeypatch.setattr(_transport, "PEER_RECONNECT_BASE_MS", 1)
+    caplog.set_level(logging.INFO, logger="node")
+    async with _port(_HelloAndHangUp()) as port:
+        pass  # a port nobody listens on any more
+    link = await _dial(_Dialer(), port, lambda: 0.0)
+    async with _running(link):
+        async with asyncio.timeout(WAIT_S):
+            while link.failures < 3:
+                await asyncio.sleep(0.001)
+    assert _unreachable(caplog) == 1
+
+
+async def test_a_peer_gone_after_a_clean_hang_up_is_logged_unreachable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session that reached the hello resets the failures, so the first dial that fails
+    after it is logged ``peer_unreachable`` (reset to 1, it never was: the peer that hung
+    up cleanly, then went away, was never reported)."""
+    monkeypatch.setattr(_transport, "PEER_RECONNECT_BASE_MS", 1)
+    caplog.set_level(logging.INFO, logger="node")
+    dialer = _Dialer()
+    async with _port(_HelloAndHangUp()) as port:
+        link = await _dial(dialer, port, lambda: 0.0)
+        async with _running(link), asyncio.timeout(WAIT_S):
+            await dialer.up.wait()
+    assert link.failures == 0 and _unreachable(caplog) == 0
+    async with _running(link):
+        async with asyncio.timeout(WAIT_S):
+            while _unreachable(caplog) == 0:
+                await asyncio.sleep(0.001)
