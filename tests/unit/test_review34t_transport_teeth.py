@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import grpc
 import pytest
 
 from node.config import (
@@ -23,7 +24,7 @@ from node.config import (
     PEER_JUNK_LOG_INTERVAL_MS,
     PEER_SEND_QUEUE_MAX,
 )
-from node.core import TxForward, encode_message
+from node.core import SyncRequest, TxForward, encode_message
 from node.core.refusal import Kind
 from node.runtime import Metrics, _transport
 from node.runtime._grpc import Ctx
@@ -31,9 +32,10 @@ from node.runtime._transport import MESSAGE_REFUSED, PeerLink, PeerService
 from node.wire import peer_pb2 as peer_pb
 from node.wire import peer_pb2_grpc as peer_grpc
 from tests.unit.test_peer_bytes import BYZ, _Acceptor
-from tests.unit.test_peer_streams import _PINS, WAIT_S, _Dialer, _Node, _port
+from tests.unit.test_peer_streams import _PINS, WAIT_S, _Context, _Dialer, _frames, _Node, _port
 from tests.unit.test_review34t_transport import (
     _dial,
+    _frames_of,
     _HelloAndHangUp,
     _junk_answer,
     _received,
@@ -88,12 +90,12 @@ def test_the_acceptors_own_clock_counts_milliseconds(
     monotonic_s: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A junk line is logged at most once per PEER_JUNK_LOG_INTERVAL_MS of the monotonic
-    clock: half the interval later it is left out, a whole interval later it is logged.
-    (A default clock of seconds, or of milliseconds plus or minus 1,000, or modulo 1,000,
-    left the second line out.)"""
+    clock: 0.6 of the interval later it is left out, 1.2 later it is logged. (A default
+    clock of seconds, or of milliseconds plus or minus 1,000, or modulo 1,000, left the
+    second line out; so did logging only at exactly the interval, ``!=`` for ``<``.)"""
     service = PeerService(_Node(), _PINS)  # type: ignore[arg-type]
     caplog.set_level(logging.WARNING, logger="node")
-    step_s = PEER_JUNK_LOG_INTERVAL_MS / 1000 / 2
+    step_s = PEER_JUNK_LOG_INTERVAL_MS / 1000 * 0.6
     for _ in range(3):
         service._log_throttled(1, "bad_peer_message")
         monotonic_s[0] += step_s
@@ -269,3 +271,53 @@ async def test_a_peer_gone_after_a_clean_hang_up_is_logged_unreachable(
         async with asyncio.timeout(WAIT_S):
             while _unreachable(caplog) == 0:
                 await asyncio.sleep(0.001)
+
+
+# --- the acceptor ---------------------------------------------------------------------------
+
+
+class _NoCertificate(_Context):
+    """A call whose TLS session shows no client certificate (the port's mutual TLS never
+    lets one through; the handler does not count on it)."""
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+async def test_a_call_without_a_certificate_is_refused_unauthenticated() -> None:
+    """Not an exception in the handler (``len(pems) > 1`` read the first of none)."""
+    context = _NoCertificate(1)
+    with pytest.raises(grpc.aio.AbortError):
+        await PeerService(_Node(), _PINS).Connect(_frames(), context)  # type: ignore[arg-type]
+    assert context.code is grpc.StatusCode.UNAUTHENTICATED
+    ok = _Context(1)  # control: validator 1's certificate
+    await PeerService(_Node(), _PINS).Connect(_frames(), ok)  # type: ignore[arg-type]
+    assert ok.writing.is_set()
+
+
+async def test_a_message_that_does_not_decode_leaves_the_rest_of_its_frame() -> None:
+    """A frame of junk, then a request: the request is delivered (``break`` for
+    ``continue`` dropped the rest of the frame with the junk)."""
+    node = _Node()
+    frames = _frames_of(b"\x07", encode_message(SyncRequest(4, 1)))
+    await PeerService(node, _PINS).Connect(frames, _Context(1))  # type: ignore[arg-type]
+    assert node.delivered == [(1, SyncRequest(4, 1))]
+
+
+async def test_two_messages_of_more_than_half_a_frame_go_in_two_frames() -> None:
+    """A frame holds messages while their sizes add up to PEER_FRAME_BYTES_MAX: two of 3
+    MiB are two frames (``size | len`` took both, 6 MiB, which gRPC refuses to send)."""
+    link = PeerLink(
+        _Dialer(),  # type: ignore[arg-type]
+        0,
+        address="127.0.0.1:1",
+        tls_name="node-00",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+    big = bytes(3 * 1024 * 1024)
+    link.send(big)
+    link.send(big)
+    frames = link._frames(link._session_id)
+    async with asyncio.timeout(WAIT_S):  # a third frame would wait for a message
+        assert [len((await anext(frames)).messages) for _ in range(2)] == [1, 1]
