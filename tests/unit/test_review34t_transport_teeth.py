@@ -22,6 +22,7 @@ from node.config import (
     PEER_FRAME_BYTES_MAX,
     PEER_ITEM_CHARGE_BYTES,
     PEER_JUNK_LOG_INTERVAL_MS,
+    PEER_SEND_QUEUE_BYTES_MAX,
     PEER_SEND_QUEUE_MAX,
 )
 from node.core import SyncRequest, TxForward, encode_message
@@ -101,6 +102,7 @@ def test_the_acceptors_own_clock_counts_milliseconds(
         monotonic_s[0] += step_s
     lines = [r for r in caplog.records if r.getMessage() == "bad_peer_message"]
     assert len(lines) == 2
+    assert [r.fields["left_out"] for r in lines] == [0, 1]  # type: ignore[attr-defined]
 
 
 def test_the_dialers_own_clock_counts_milliseconds(monotonic_s: list[float]) -> None:
@@ -266,7 +268,7 @@ async def test_a_peer_gone_after_a_clean_hang_up_is_logged_unreachable(
         link = await _dial(dialer, port, lambda: 0.0)
         async with _running(link), asyncio.timeout(WAIT_S):
             await dialer.up.wait()
-    assert link.failures == 0 and _unreachable(caplog) == 0
+    assert link.failures == 0 and _unreachable(caplog) == 0 and not link.connected
     async with _running(link):
         async with asyncio.timeout(WAIT_S):
             while _unreachable(caplog) == 0:
@@ -276,17 +278,23 @@ async def test_a_peer_gone_after_a_clean_hang_up_is_logged_unreachable(
 # --- the acceptor ---------------------------------------------------------------------------
 
 
-class _NoCertificate(_Context):
-    """A call whose TLS session shows no client certificate (the port's mutual TLS never
-    lets one through; the handler does not count on it)."""
+class _Certificates(_Context):
+    """A call whose TLS session shows ``pems`` as the client's certificate (the port's
+    mutual TLS lets only a pinned one through; the handler does not count on it)."""
+
+    def __init__(self, pems: list[bytes]) -> None:
+        super().__init__(1)
+        self._pems = pems
 
     def auth_context(self) -> dict[str, list[bytes]]:
-        return {}
+        return {"x509_pem_cert": self._pems}
 
 
-async def test_a_call_without_a_certificate_is_refused_unauthenticated() -> None:
-    """Not an exception in the handler (``len(pems) > 1`` read the first of none)."""
-    context = _NoCertificate(1)
+@pytest.mark.parametrize("pems", [[], [b"not a certificate"]], ids=["none", "garbage"])
+async def test_a_call_without_a_certificate_is_refused_unauthenticated(pems: list[bytes]) -> None:
+    """Not an exception in the handler (``len(pems) > 1`` read the first of none; a
+    certificate that does not parse raised ValueError through the handler)."""
+    context = _Certificates(pems)
     with pytest.raises(grpc.aio.AbortError):
         await PeerService(_Node(), _PINS).Connect(_frames(), context)  # type: ignore[arg-type]
     assert context.code is grpc.StatusCode.UNAUTHENTICATED
@@ -321,3 +329,53 @@ async def test_two_messages_of_more_than_half_a_frame_go_in_two_frames() -> None
     frames = link._frames(link._session_id)
     async with asyncio.timeout(WAIT_S):  # a third frame would wait for a message
         assert [len((await anext(frames)).messages) for _ in range(2)] == [1, 1]
+
+
+async def test_a_message_queued_between_sessions_waits_for_the_next() -> None:
+    """The peer hangs up after its first hello. A message sent while the link waits to
+    redial goes out on the next session: the finished call's request generator, retired,
+    does not take it (not retired, ``+= 0``, it took the message into the dead call)."""
+
+    class FirstHangsUp(PeerService):
+        calls = 0
+
+        async def Connect(
+            self, request_iterator: AsyncIterator[peer_pb.PeerFrame], context: Ctx
+        ) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                await context.write(peer_pb.PeerHello(chain_id="test-chain", validator=0))
+                return
+            await super().Connect(request_iterator, context)
+
+    node, dialer = _Node(), _Dialer()
+    async with _port(FirstHangsUp(node, _PINS)) as port:  # type: ignore[arg-type]
+        link = await _dial(dialer, port, lambda: 0.0)
+        async with _running(link):
+            async with asyncio.timeout(WAIT_S):
+                await dialer.up.wait()
+                while link.connected:  # the first session has ended; the link waits
+                    await asyncio.sleep(0.001)
+            link.send(encode_message(SyncRequest(8, 1)))
+            await node.delivery(1, SyncRequest(8, 1))
+
+
+async def test_a_queue_holds_its_byte_limit_exactly() -> None:
+    """Four messages of a quarter of PEER_SEND_QUEUE_BYTES_MAX are all kept; one byte more
+    drops the oldest. (The queue's bytes counted from 1, ``>=`` for ``>``, or the sizes
+    multiplied or shifted, dropped some of the four.)"""
+    link = PeerLink(
+        _Dialer(),  # type: ignore[arg-type]
+        0,
+        address="127.0.0.1:1",
+        tls_name="node-00",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+    quarter = [bytes([k]) * (PEER_SEND_QUEUE_BYTES_MAX // 4) for k in range(4)]
+    for data in quarter:
+        link.send(data)
+    assert link._metrics.dropped._value.get() == 0
+    link.send(b"x")
+    assert link._metrics.dropped._value.get() == 1
+    assert list(link._queue) == [*quarter[1:], b"x"]
