@@ -6,6 +6,8 @@ Each test shows the rule both ways, the case it allows beside the case it refuse
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from node.access import AccessError, Caller, signed_metadata
@@ -71,18 +73,33 @@ def test_the_memory_bound_holds_at_its_configured_size() -> None:
     assert alert.observed == VELOCITY_EVENTS_MAX
 
 
-def test_a_value_alert_ends_when_its_token_leaves_the_window_and_fires_again() -> None:
+@pytest.mark.parametrize("objects", ["one", "each-time"])
+def test_a_value_alert_ends_when_its_token_leaves_the_window_and_fires_again(
+    objects: str,
+) -> None:
     """An account over the value bound in a token whose moves all left the window (the
     token's sum gone from the window) is within the bound again: its next crossing is a
-    new episode and alerts, whatever string object names the account."""
+    new episode and alerts, whether one string object names the account throughout or a
+    new one each time (as decoded transactions do)."""
+    one = _name("BA", "NK01")
+
+    def account() -> str:
+        return one if objects == "one" else _name("BANK", "01")
+
     watch = VelocityWatch(_registry, window_ms=1_000, txs_max=100, value_max=100)
-    (first,) = watch.observe(0, [(_name("BA", "NK01"), "USD", 150)])
+    (first,) = watch.observe(0, [(account(), "USD", 150)])
     assert (first.rule, first.cash) == ("value", "USD")
-    assert watch.observe(2_000, [(_name("BANK", "01"), "EUR", 1)]) == []  # USD has left
-    (again,) = watch.observe(2_001, [(_name("BAN", "K01"), "USD", 150)])
+    assert watch.observe(2_000, [(account(), "EUR", 1)]) == []  # USD has left
+    (again,) = watch.observe(2_001, [(account(), "USD", 150)])
     assert (again.account, again.rule, again.cash) == ("BANK01", "value", "USD")
     # Control: without leaving the window, a second crossing is the same episode.
-    assert watch.observe(2_002, [(_name("BANK0", "1"), "USD", 150)]) == []
+    assert watch.observe(2_002, [(account(), "USD", 150)]) == []
+
+
+def test_an_alert_once_made_cannot_be_changed() -> None:
+    (alert,) = VelocityWatch(_registry, txs_max=0).observe(0, [("A", "", 0)])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        alert.observed = 0  # type: ignore[misc]
 
 
 def test_only_settled_recorded_results_count() -> None:
