@@ -18,6 +18,7 @@ import pytest
 from node.config import (
     PEER_BYTES_BURST,
     PEER_BYTES_PER_S,
+    PEER_CALLS_PER_VALIDATOR_MAX,
     PEER_CONNECT_CHARGE_BYTES,
     PEER_FRAME_BYTES_MAX,
     PEER_ITEM_CHARGE_BYTES,
@@ -248,11 +249,14 @@ async def test_an_unreachable_peer_is_logged_once_not_at_every_dial(
     async with _port(_HelloAndHangUp()) as port:
         pass  # a port nobody listens on any more
     link = await _dial(_Dialer(), port, lambda: 0.0)
+    assert not link.connected  # nor before its first dial
     async with _running(link):
         async with asyncio.timeout(WAIT_S):
             while link.failures < 3:
                 await asyncio.sleep(0.001)
     assert _unreachable(caplog) == 1
+    # never connected: not counted among the peers, nor taken off them
+    assert not link.connected and link._metrics.peers._value.get() == 0
 
 
 async def test_a_peer_gone_after_a_clean_hang_up_is_logged_unreachable(
@@ -379,3 +383,62 @@ async def test_a_queue_holds_its_byte_limit_exactly() -> None:
     link.send(b"x")
     assert link._metrics.dropped._value.get() == 1
     assert list(link._queue) == [*quarter[1:], b"x"]
+
+
+async def test_a_message_over_the_frame_limit_is_dropped_and_the_next_goes_out() -> None:
+    """A message larger than PEER_FRAME_BYTES_MAX (the codec never makes one) is dropped
+    from the queue, and the session goes on with the next (``break`` ended the session's
+    frames)."""
+    link = PeerLink(
+        _Dialer(),  # type: ignore[arg-type]
+        0,
+        address="127.0.0.1:1",
+        tls_name="node-00",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+    link.send(bytes(PEER_FRAME_BYTES_MAX + 1))
+    link.send(b"next")
+    frames = link._frames(link._session_id)
+    async with asyncio.timeout(WAIT_S):
+        assert list((await anext(frames)).messages) == [b"next"]
+    assert link._queued_bytes == 0
+
+
+@pytest.mark.parametrize("src", [0, 2])
+async def test_only_the_acceptors_own_certificate_is_refused(src: int) -> None:
+    """The acceptor is validator 1 here: validators 0 and 2 are served, its own certificate
+    is refused (comparing by ``<`` served its own; by ``<=`` refused validator 0)."""
+    node = _Node()
+    node.index = 1
+    service = PeerService(node, _PINS)  # type: ignore[arg-type]
+    other = _Context(src)
+    await service.Connect(_frames(), other)  # type: ignore[arg-type]
+    assert other.writing.is_set()
+    own = _Context(1)
+    with pytest.raises(grpc.aio.AbortError):
+        await service.Connect(_frames(), own)  # type: ignore[arg-type]
+    assert own.code is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_validators_ended_calls_give_back_exactly_their_share() -> None:
+    """After calls that ended, validator 1 still holds PEER_CALLS_PER_VALIDATOR_MAX calls
+    at most: that many whose hello never leaves, and the next is refused (giving back two
+    per call, ``-= 2``, let the ended calls' credit hold more)."""
+    service = PeerService(_Node(), _PINS)  # type: ignore[arg-type]
+    for _ in range(PEER_CALLS_PER_VALIDATOR_MAX):
+        await service.Connect(_frames(), _Context(1))  # type: ignore[arg-type]
+    stalled = [_Context(1, stall=True) for _ in range(PEER_CALLS_PER_VALIDATOR_MAX)]
+    held = [asyncio.create_task(service.Connect(_frames(), c)) for c in stalled]  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(WAIT_S):
+            for c in stalled:
+                await c.writing.wait()
+        one_more = _Context(1)
+        with pytest.raises(grpc.aio.AbortError):
+            await service.Connect(_frames(), one_more)  # type: ignore[arg-type]
+        assert one_more.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        for t in held:
+            t.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
