@@ -289,10 +289,12 @@ class _CountingDialer(_Dialer):
                 await self.changed.wait()
 
 
-async def _dial(dialer: _Dialer, port: int, clock_ms: Callable[[], float]) -> PeerLink:
+async def _dial(
+    dialer: _Dialer, port: int, clock_ms: Callable[[], float], dst: int = 0
+) -> PeerLink:
     return PeerLink(
         dialer,  # type: ignore[arg-type]
-        0,
+        dst,
         address=f"127.0.0.1:{port}",
         tls_name="node-00",
         credentials=_transport.peer_channel_credentials(_CERTS[0], _KEYS[1], _CERTS[1]),
@@ -301,14 +303,17 @@ async def _dial(dialer: _Dialer, port: int, clock_ms: Callable[[], float]) -> Pe
     )
 
 
-def _pauses_of_run(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The pauses ``PeerLink.run`` asks ``asyncio.sleep`` for, in order (others' sleeps
-    pass through unrecorded)."""
+def _pauses_of_run(
+    monkeypatch: pytest.MonkeyPatch, of: Callable[..., object] = PeerLink.run
+) -> list[float]:
+    """The pauses ``of`` (``PeerLink.run`` unless named) asks ``asyncio.sleep`` for, in
+    order (others' sleeps pass through unrecorded)."""
     real_sleep, pauses = asyncio.sleep, []
+    code = of.__code__  # type: ignore[attr-defined]
 
     async def sleep(delay: float, result: object = None) -> object:
         caller = sys._getframe(1)
-        if caller.f_code is PeerLink.run.__code__:
+        if caller.f_code is code:
             pauses.append(delay)
         return await real_sleep(delay, result)
 
@@ -328,7 +333,7 @@ async def test_a_peer_that_hangs_up_after_its_hello_is_redialled_with_backoff(
     pauses the link asks for are recorded as it asks.)"""
     monkeypatch.setattr(_transport, "PEER_RECONNECT_BASE_MS", 1)
     pauses = _pauses_of_run(monkeypatch)
-    clock = [0.0]
+    clock = [1_000_000.0]  # not zero: a duration is a difference of two readings
 
     def on_up() -> None:
         if stable:  # exactly PEER_SESSION_STABLE_MS, then 1 ms more, in turn

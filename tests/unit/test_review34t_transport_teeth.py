@@ -23,6 +23,7 @@ from node.config import (
     PEER_FRAME_BYTES_MAX,
     PEER_ITEM_CHARGE_BYTES,
     PEER_JUNK_LOG_INTERVAL_MS,
+    PEER_MESSAGE_CHARGE_MIN_BYTES,
     PEER_SEND_QUEUE_BYTES_MAX,
     PEER_SEND_QUEUE_MAX,
 )
@@ -30,7 +31,7 @@ from node.core import SyncRequest, TxForward, encode_message
 from node.core.refusal import Kind
 from node.runtime import Metrics, _transport
 from node.runtime._grpc import Ctx
-from node.runtime._transport import MESSAGE_REFUSED, PeerLink, PeerService
+from node.runtime._transport import FRAME_REFUSED, MESSAGE_REFUSED, PeerLink, PeerService
 from node.wire import peer_pb2 as peer_pb
 from node.wire import peer_pb2_grpc as peer_grpc
 from tests.unit.test_peer_bytes import BYZ, _Acceptor
@@ -40,6 +41,7 @@ from tests.unit.test_review34t_transport import (
     _frames_of,
     _HelloAndHangUp,
     _junk_answer,
+    _pauses_of_run,
     _received,
     _refused,
     _repeat,
@@ -129,7 +131,9 @@ def _junk_charge(junk: bytes) -> int:
     return len(junk) + len(junk) // 4 * PEER_ITEM_CHARGE_BYTES
 
 
-async def test_a_junk_messages_debt_is_its_items_and_is_repaid_at_the_rate() -> None:
+async def test_a_junk_messages_debt_is_its_items_and_is_repaid_at_the_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """After the junk answer its sender owes what it was charged beyond its burst; once
     the clock has moved on that long, the next is read (one more decoded), not before.
     (``items_max ** PEER_ITEM_CHARGE_BYTES`` left a debt nothing repays.)"""
@@ -137,12 +141,16 @@ async def test_a_junk_messages_debt_is_its_items_and_is_repaid_at_the_rate() -> 
     junk = _junk_answer()
     debt = _junk_charge(junk) - (PEER_BYTES_BURST - PEER_CONNECT_CHARGE_BYTES)
     assert 0 < debt < PEER_BYTES_PER_S // 10  # a wait of tens of ms
+    pauses = _pauses_of_run(monkeypatch, PeerService._within_budget)
     flood = a.connect(BYZ, _repeat(peer_pb.PeerFrame(messages=[junk]), [0]))
     try:
         await a.until(a.held.is_set)
         assert _refused(a, MESSAGE_REFUSED) == 1
-        a.h.now_ms += -(-debt * 1000 // PEER_BYTES_PER_S) + 1
+        wait_ms = -(-debt * 1000 // PEER_BYTES_PER_S)
+        a.h.now_ms += wait_ms + 1
         await a.until(lambda: _refused(a, MESSAGE_REFUSED) == 2)
+        # the stream was left unread for the wait and a millisecond more, then looked at
+        assert pauses[0] == (wait_ms + 1) / 1000
     finally:
         flood.cancel()
 
@@ -209,22 +217,26 @@ async def _running(link: PeerLink) -> AsyncIterator[None]:
 
 
 @pytest.mark.parametrize(
-    ("chain", "validator"), [("other-chain", 0), ("test-chain", 2)], ids=["chain", "index"]
+    ("chain", "validator", "dst"),
+    [("other-chain", 0, 0), ("zz-chain", 0, 0), ("test-chain", 2, 0), ("test-chain", 0, 1)],
+    ids=["chain-before", "chain-after", "index-above", "index-below"],
 )
 async def test_a_hello_of_another_chain_or_validator_is_no_session(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     chain: str,
     validator: int,
+    dst: int,
 ) -> None:
     """The dialer takes the peer only if its hello names this chain and the validator it
     dialed: another is logged ``peer_mismatch``, never reported up, and dialed again.
-    (Comparing the chain ids by identity took a hello of any chain.)"""
+    (Comparing the chain ids by identity took a hello of any chain; by order, those on
+    one side.)"""
     monkeypatch.setattr(_transport, "PEER_RECONNECT_BASE_MS", 1)
     caplog.set_level(logging.ERROR, logger="node")
     dialer, peer = _Dialer(), _Hello(chain, validator)
     async with _port(peer) as port:
-        link = await _dial(dialer, port, lambda: 0.0)
+        link = await _dial(dialer, port, lambda: 0.0, dst)
         async with _running(link):
             await peer.reach(3)
         assert not dialer.up.is_set() and not link.connected
@@ -442,3 +454,71 @@ async def test_a_validators_ended_calls_give_back_exactly_their_share() -> None:
         for t in held:
             t.cancel()
         await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_a_queue_holds_its_message_limit_exactly() -> None:
+    """PEER_SEND_QUEUE_MAX messages are kept; one more drops the oldest (``>`` kept one
+    more; ``is`` compared a length to the limit by identity and never dropped)."""
+    link = PeerLink(
+        _Dialer(),  # type: ignore[arg-type]
+        0,
+        address="127.0.0.1:1",
+        tls_name="node-00",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+    for k in range(PEER_SEND_QUEUE_MAX):
+        link.send(k.to_bytes(2, "big"))
+    assert link._metrics.dropped._value.get() == 0
+    link.send(b"last")
+    assert link._metrics.dropped._value.get() == 1
+    assert len(link._queue) == PEER_SEND_QUEUE_MAX and link._queue[0] == (1).to_bytes(2, "big")
+
+
+async def test_a_retired_sessions_frames_end() -> None:
+    """Once its session is over, a request generator waiting for messages ends when woken
+    (``>`` for ``!=`` left it waiting for ever: one task per session, woken by every send)."""
+    link = PeerLink(
+        _Dialer(),  # type: ignore[arg-type]
+        0,
+        address="127.0.0.1:1",
+        tls_name="node-00",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+    waiting = asyncio.ensure_future(anext(link._frames(link._session_id)))
+    await asyncio.sleep(0)
+    link._session_id += 1
+    link._wake.set()
+    async with asyncio.timeout(WAIT_S):
+        with pytest.raises(StopAsyncIteration):
+            await waiting
+
+
+async def test_the_first_failure_to_reach_a_peer_is_logged_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line comes with the first failed dial, not a later one (the failures counted
+    from -1, or logged at the second)."""
+    monkeypatch.setattr(_transport, "PEER_RECONNECT_BASE_MS", 200)  # 400 ms to the next
+    caplog.set_level(logging.INFO, logger="node")
+    async with _port(_HelloAndHangUp()) as port:
+        pass
+    link = await _dial(_Dialer(), port, lambda: 0.0)
+    async with _running(link), asyncio.timeout(WAIT_S):
+        while link.failures == 0:
+            await asyncio.sleep(0.001)
+        assert link.failures == 1 and _unreachable(caplog) == 1
+
+
+async def test_an_empty_frame_is_charged_one_message() -> None:
+    """A burst's worth of empty frames is read before the peer waits, no fewer (charged
+    as two messages each, half were)."""
+    a = _Acceptor()
+    flood = a.connect(BYZ, _repeat(peer_pb.PeerFrame(), [0]))
+    try:
+        await a.until(a.held.is_set)
+        burst = PEER_BYTES_BURST - PEER_CONNECT_CHARGE_BYTES
+        assert _refused(a, FRAME_REFUSED) == burst // PEER_MESSAGE_CHARGE_MIN_BYTES
+    finally:
+        flood.cancel()
