@@ -217,7 +217,7 @@ class PeerService(peer_grpc.PeerServicer):
             count = len(frame.messages)
             # What gRPC received and protobuf parsed outside the messages (their tags and
             # lengths, and any field PeerFrame does not know, which protobuf keeps): charged
-            # with the frame's first message. Not charged, an empty frame padded to 6 MiB
+            # with the frame's first message. Not charged, an empty frame padded to 5 MiB
             # cost 16 KiB of the budget (review 34t).
             outside = frame.ByteSize() - sum(map(len, frame.messages))
             if not 0 < count <= PEER_FRAME_MESSAGES_MAX:
