@@ -42,6 +42,7 @@ import errno
 import ipaddress
 import json
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,10 @@ _NAME_BYTES_MAX = 64
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
+# A name whose last label is a number is no DNS name: resolvers (glibc's inet_aton, gRPC's
+# with it) read it as an IPv4 address in a legacy spelling: "0" is 0.0.0.0, "127.1" is
+# 127.0.0.1, "010.0.0.1" is 8.0.0.1 (octal). WHATWG's URL parser does the same.
+_NUMERIC_LABEL = re.compile(r"([0-9]+|0[xX][0-9A-Fa-f]*)\Z")
 _FINGERPRINT_HEX = 32  # 128 bits, read aloud as eight groups of four
 # What reading a hostile certificate raises: cryptography's own classes are no ValueError.
 _CERT_ERRORS = (
@@ -340,12 +345,14 @@ def _check_validator_address(b: Bundle, where: str) -> None:
 
 def _dialable(host: str) -> bool:
     """A DNS name, or an IP address other machines can dial: not the unspecified address
-    (in any spelling), no IPv6 zone (``%eth0``: an interface of the bundle's own machine,
+    (in any spelling, "0" included), an IPv4 address in its dotted-quad form only (a DNS
+    name ending in a number is one in another spelling, which the same-address check
+    would not see), no IPv6 zone (``%eth0``: an interface of the bundle's own machine,
     and any text but '%', newlines included)."""
     if not 0 < len(host) <= BUNDLE_HOST_BYTES_MAX:
         return False
     if not is_ip(host):
-        return bool(_DNS_NAME.match(host))
+        return bool(_DNS_NAME.match(host)) and not _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1])
     return "%" not in host and not ipaddress.ip_address(host).is_unspecified
 
 
@@ -427,6 +434,16 @@ def _self_signed(
 
 
 def _private_dir(out: Path) -> None:
+    """``out`` made 0700, or, if it exists, one that only its owner may write: whoever
+    may write a directory may replace the keys and the bundle in it before the bundle is
+    handed over (and then holds the validator key genesis lists)."""
+    if out.is_dir():
+        mode = stat.S_IMODE(out.stat().st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise CeremonyError(
+                f"{out}: mode {mode:04o}, so others may replace the keys in it; "
+                f"run chmod go-w {out}, or name a new directory (keygen makes it 0700)"
+            )
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
@@ -732,6 +749,10 @@ def _check_files(a: Assembly) -> None:
                client_port=x.client_port)
         for v, x, cert in zip(g.validators, a.addresses, a.certificates, strict=True)
     ]  # fmt: skip
+    # In name order, as assemble orders them: the same bundles give the same chain id.
+    for before, after in zip(g.validators, g.validators[1:], strict=False):
+        if before.id > after.id:
+            raise CeremonyError(f"validator {after.id!r} after {before.id!r}: not in name order")
     for b, x in zip(validators, a.addresses, strict=True):
         _check_validator_fields(b, f"validator {b.name!r}")
         if x.tls_name != b.tls_name:
@@ -750,10 +771,19 @@ def _mismatch(what: str, name: str) -> CeremonyError:
     )
 
 
-def verify(a: Assembly, mine: Bundle, expect_fingerprint: str | None = None) -> list[str]:
+def verify(
+    a: Assembly,
+    mine: Bundle,
+    expect_fingerprint: str | None = None,
+    *,
+    expect_validators: int | None = None,
+    expect_q: int | None = None,
+) -> list[str]:
     """Check ``mine`` is in ``a`` as it was handed over; lines to print: chain id,
-    fingerprint, quorum. CeremonyError when it is not, or the fingerprint differs."""
+    fingerprint, quorum. CeremonyError when it is not, or the fingerprint, the number of
+    validators or the quorum is not the one agreed."""
     g = a.genesis
+    _check_agreed(g, expect_validators, expect_q)
     if mine.kind == VALIDATOR:
         index = next((i for i, v in enumerate(g.validators) if v.id == mine.name), None)
         if index is None:
@@ -783,6 +813,22 @@ def verify(a: Assembly, mine: Bundle, expect_fingerprint: str | None = None) -> 
         f"quorum      {quorum.describe()}",
         f"network     {len(g.validators)} validators, {len(g.participants)} participants",
     ]
+
+
+def _check_agreed(g: Genesis, validators: int | None, q: int | None) -> None:
+    """The number of validators and the quorum the operators agreed on. Each operator's
+    verify proves only its own entry and the fingerprint only that all hold the same
+    files: a coordinator adding validators of its own (and a quorum to suit them) passes
+    both. When every operator's verify passes and the number of validators is the number
+    of operators, no validator is anyone else's."""
+    n = len(g.validators)
+    if validators is not None and n != validators:
+        raise CeremonyError(
+            f"genesis has {n} validators, not the {validators} agreed: a validator was "
+            "added or left out; do not start this chain"
+        )
+    if q is not None and g.quorum != q:
+        raise CeremonyError(f"genesis has quorum {g.quorum}, not the {q} agreed")
 
 
 def _norm(fp: str) -> str:

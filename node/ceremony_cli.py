@@ -2,8 +2,8 @@
 the genesis ceremony's commands (node/ceremony.py; docs/deploy.md walks through them).
 
 Each exits 0 on success, 1 when ``genesis verify`` finds the operator's key, certificate,
-address or the fingerprint not as expected, and 2 for bad input (one line saying which
-file and field); nothing is written on 1 or 2.
+address, the fingerprint, the number of validators or the quorum not as expected, and 2
+for bad input (one line saying which file and field); nothing is written on 1 or 2.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def _verify(args: argparse.Namespace) -> int:
     a = ceremony.load_assembly(args.genesis)
     mine = ceremony.read_bundle(args.bundle)
     try:
-        lines = ceremony.verify(a, mine, args.fingerprint)
+        lines = ceremony.verify(
+            a, mine, args.fingerprint, expect_validators=args.validators, expect_q=args.q
+        )
     except ceremony.CeremonyError as e:
         print(f"ledger-node genesis verify: MISMATCH: {e}", file=sys.stderr)
         return EXIT_MISMATCH
@@ -147,6 +149,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     v.add_argument("--bundle", type=Path, required=True, help="the bundle you handed over")
     v.add_argument("--fingerprint", help="the fingerprint the others read you: exit 1 if not it")
+    v.add_argument(
+        "--validators", type=int, help="the number of validators agreed: exit 1 if not it"
+    )
+    v.add_argument("--q", type=int, help="the quorum agreed: exit 1 if not it")
     v.set_defaults(run=_verify)
     t = gs.add_parser("template", help="write the demo network's template to edit")
     t.add_argument("--name", default="consortium", help="the chain's name")

@@ -52,6 +52,7 @@ def _configs(root: Path, base: int, fingerprint: str) -> None:
     for i, name in enumerate(NAMES):
         mine = root / name / f"{name}.bundle.json"
         verify = ["genesis", "verify", str(genesis), "--bundle", str(mine)]
+        verify += ["--validators", "4", "--q", "3"]  # what the four operators agreed
         assert node_main([*verify, "--fingerprint", fingerprint]) == 0
         argv = ["config", "--genesis", str(genesis), "--name", name, "--key-dir", str(root / name)]
         argv += ["--listen-host", "127.0.0.1", "--metrics-port", str(base + 2000 + i)]
