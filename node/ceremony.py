@@ -581,9 +581,13 @@ def _check_distinct(bundles: Sequence[Bundle]) -> None:
 
 
 def _same_host(host: str) -> object:
-    """What two spellings of one host share: the address ('::1' is '0::1'), or the name
-    in lowercase (DNS ignores case)."""
-    return ipaddress.ip_address(host) if is_ip(host) else host.lower()
+    """What two spellings of one host share: the address ('::1' is '0::1', and
+    '::ffff:10.0.0.5', which a dual-stack socket dials as '10.0.0.5', is '10.0.0.5'), or
+    the name in lowercase (DNS ignores case)."""
+    if not is_ip(host):
+        return host.lower()
+    address = ipaddress.ip_address(host)
+    return getattr(address, "ipv4_mapped", None) or address
 
 
 def _check_own_names(validators: Sequence[Bundle]) -> None:

@@ -200,3 +200,24 @@ def test_keygen_takes_an_existing_directory_only_its_owner_may_write(
     made = tmp_path / "new" / "keys"
     assert node_main([*argv, "--out", str(made)]) == 0
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
+
+
+def test_an_ipv4_address_spelled_as_an_ipv4_mapped_ipv6_address_is_the_same_address(
+    keys: Path,
+) -> None:
+    """'::ffff:127.0.0.1' is 127.0.0.1 to a dual-stack socket: a second validator there on
+    val00's ports claims val00's address (the check compared IPv6 and IPv4 objects)."""
+    honest = _bundles(keys, NAMES)
+    for host, refused in (("::ffff:127.0.0.9", False), ("::ffff:127.0.0.1", True)):
+        key = crypto.SigningKey.generate()
+        tls_key = ec.generate_private_key(ec.SECP256R1())
+        cert = pem_cert(ceremony._self_signed(tls_key, ["val09", host], datetime.now(UTC)))
+        b = Bundle(
+            ceremony.VALIDATOR, "val09", key.public_key, tls_cert=cert, host=host,
+            peer_port=7000, client_port=8000,
+        ).signed(key)  # fmt: skip
+        if refused:
+            with pytest.raises(CeremonyError, match=r"same address \(host and port\)"):
+                ceremony.assemble([*honest, b], _template(), 3)
+        else:
+            ceremony.assemble([*honest, b], _template(), 3)
