@@ -270,7 +270,11 @@ def check_bundle(b: Bundle, where: str = "bundle") -> Bundle:
     The signature first: an altered bundle is reported as altered, whatever field it was."""
     if not crypto.is_acceptable_public_key(b.public_key):
         raise CeremonyError(f"{where}.public_key: not a valid Ed25519 public key")
-    if not crypto.verify(b.public_key, b.signed_message(), b.signature):
+    try:
+        message = b.signed_message()
+    except CeremonyError as e:  # a field past its encoding's bound: no keygen made it
+        raise CeremonyError(f"{where}: {e}") from e
+    if not crypto.verify(b.public_key, message, b.signature):
         raise CeremonyError(
             f"{where}.signature: not by the bundle's own key over its fields: the bundle "
             "was altered after keygen (ask its operator for it again, by another channel)"

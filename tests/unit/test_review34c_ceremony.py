@@ -221,3 +221,30 @@ def test_an_ipv4_address_spelled_as_an_ipv4_mapped_ipv6_address_is_the_same_addr
                 ceremony.assemble([*honest, b], _template(), 3)
         else:
             ceremony.assemble([*honest, b], _template(), 3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("peer_port", 70000), ("host", "h" * 254), ("name", "v" * 65), ("client_port", -1)],
+)
+def test_a_bundle_field_past_its_bound_names_the_file(
+    keys: Path, tmp_path: Path, field: str, value: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A field no signature can cover (the signed encoding bounds it) was reported under
+    the name the bundle claims ("bundle 'val01': ..."), which may be another operator's,
+    not the file it came in."""
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    doc = json.loads((keys / "val01" / "val01.bundle.json").read_text())
+    (bundles / "val01.bundle.json").write_text(json.dumps(doc))
+    argv = ["genesis", "assemble", "--bundles", str(bundles), "--template"]
+    template = tmp_path / "template.json"
+    template.write_text(json.dumps(_template()))
+    argv += [str(template), "--q", "1", "--out"]
+    assert node_main([*argv, str(tmp_path / "control")]) == 0
+    capsys.readouterr()
+    (bundles / "val01.bundle.json").unlink()
+    (bundles / "sent-by-mallory.bundle.json").write_text(json.dumps({**doc, field: value}))
+    assert node_main([*argv, str(tmp_path / "out")]) == 2
+    assert "sent-by-mallory.bundle.json" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
