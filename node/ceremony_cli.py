@@ -78,6 +78,8 @@ def _verify(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     if args.fingerprint is None:
         print("compare the fingerprint with the other operators by phone or in person")
+    if args.validators is None or args.q is None:
+        print("and check the validators and quorum are those agreed (--validators N --q Q)")
     return 0
 
 

@@ -67,9 +67,10 @@ def test_verify_refuses_a_number_of_validators_or_a_quorum_not_agreed(
     honest = _public(keys, tmp_path / "honest", NAMES, 2)
     lying = _public(keys, tmp_path / "lying", (*NAMES, "val99"), 3)
     assert _verify(lying, keys) == 0  # what it checked before: val00's own entry
+    assert "--validators N --q Q" in capsys.readouterr().out  # what to check, by hand
     agreed = ("--validators", "3", "--q", "2")
     assert _verify(honest, keys, *agreed) == 0  # control
-    capsys.readouterr()
+    assert "--validators N --q Q" not in capsys.readouterr().out
     assert _verify(lying, keys, *agreed) == 1
     assert "4 validators, not the 3 agreed" in capsys.readouterr().err
     assert _verify(honest, keys, "--validators", "3", "--q", "3") == 1
