@@ -6555,3 +6555,50 @@ MUTANTS += [
            tests=[_XR34T10]),
 ]
 # fmt: on
+
+_XR34C = "tests/unit/test_review34c_ceremony.py::"
+_XR34C1 = _XR34C + "test_verify_refuses_a_number_of_validators_or_a_quorum_not_agreed"
+_XR34C2 = _XR34C + "test_verify_refuses_validators_out_of_name_order"
+_XR34C3 = _XR34C + "test_a_host_that_resolvers_read_as_an_ipv4_address_is_refused"
+_XR34C4 = _XR34C + "test_keygen_refuses_a_directory_others_may_write"
+_XR34C5 = _XR34C + "test_an_ipv4_address_spelled_as_an_ipv4_mapped_ipv6_address_is_the_same_address"
+_XR34C6 = _XR34C + "test_a_bundle_field_past_its_bound_names_the_file"
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-verify-extra-validators-pass_R34C", "node/ceremony.py",
+           old="    if validators is not None and n != validators:\n",
+           new="    if validators is not None and n < validators:\n",
+           breaks="a coordinator adds validators of its own (3 of 4 where three operators agreed on 2 of 3): `verify --validators 3` passes, every operator's entry and the fingerprint being as they were",
+           tests=[_XR34C1]),
+    Mutant("ceremony-verify-lower-quorum-passes_R34C", "node/ceremony.py",
+           old="    if q is not None and g.quorum != q:\n",
+           new="    if q is not None and g.quorum > q:\n",
+           breaks="a genesis with a quorum below the one agreed (fewer validators can finalize, fewer Byzantine tolerated) passes `verify --q`",
+           tests=[_XR34C1]),
+    Mutant("ceremony-verify-any-validator-order_R34C", "node/ceremony.py",
+           old="        if before.id > after.id:\n",
+           new="        if before.id is after.id:\n",
+           breaks="files whose validators are not in the name order assemble writes pass verify: the same bundles no longer give one chain id",
+           tests=[_XR34C2]),
+    Mutant("ceremony-host-numeric-name-passes_R34C", "node/ceremony.py",
+           old='        return bool(_DNS_NAME.match(host)) and not _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1])\n',
+           new="        return bool(_DNS_NAME.match(host))\n",
+           breaks="a host '0' (0.0.0.0), '127.1' (127.0.0.1) or '010.0.0.1' (8.0.0.1) passes as a DNS name: the unspecified address, and another validator's address unseen by the same-address check",
+           tests=[_XR34C3]),
+    Mutant("ceremony-keygen-group-writable-dir_R34C", "node/ceremony.py",
+           old="        if mode & (stat.S_IWGRP | stat.S_IWOTH):\n",
+           new="        if mode & stat.S_IWOTH:\n",
+           breaks="keygen writes the keys and the bundle into a directory its group may write: a member replaces them before the bundle is handed over",
+           tests=[_XR34C4]),
+    Mutant("ceremony-ipv4-mapped-another-address_R34C", "node/ceremony.py",
+           old='    return getattr(address, "ipv4_mapped", None) or address\n',
+           new="    return address\n",
+           breaks="'::ffff:127.0.0.1' on another validator's ports passes assemble's same-address check",
+           tests=[_XR34C5]),
+    Mutant("ceremony-bundle-bound-names-no-file_R34C", "node/ceremony.py",
+           old='        raise CeremonyError(f"{where}: {e}") from e\n',
+           new="        raise\n",
+           breaks="a bundle with a port past 65535 or a name past 64 bytes is refused under the name it claims, perhaps another operator's, not the file it came in",
+           tests=[_XR34C6]),
+]
+# fmt: on
