@@ -6602,3 +6602,45 @@ MUTANTS += [
            tests=[_XR34C6]),
 ]
 # fmt: on
+
+_XR34CT = "tests/unit/test_ceremony_teeth.py::"
+_XR34C7 = _XR34CT + "test_verify_refuses_its_certificate_replaced_whichever_way_the_pins_compare"
+_XR34C8 = _XR34CT + "test_verify_refuses_its_validator_key_replaced_whichever_way_the_keys_compare"
+_XR34C9 = _XR34CT + "test_verify_refuses_a_participants_key_replaced_or_missing"
+_XR34C10 = _XR34CT + "test_verify_refuses_a_certificate_naming_a_validator_sorting_after_its_own"
+_XR34C11 = _XR34CT + "test_config_refuses_a_private_dir_with_either_key_not_genesiss"
+_XR34C12 = _XR34CT + "test_the_agreed_numbers_are_compared_by_value_past_256"
+# fmt: off
+MUTANTS += [
+    Mutant("ceremony-verify-pin-compared-by-order_R34C", "node/ceremony.py",
+           old="        if v.tls_cert_sha256 != mine.tls_pin:\n",
+           new="        if v.tls_cert_sha256 > mine.tls_pin:\n",
+           breaks="a coordinator that replaces an operator's certificate by one of its own for the operator's names (and holds its TLS key) passes that operator's verify whenever the new pin sorts below the old",
+           tests=[_XR34C7]),
+    Mutant("ceremony-verify-key-compared-by-order_R34C", "node/ceremony.py",
+           old="        if v.public_key != mine.public_key:\n",
+           new="        if v.public_key < mine.public_key:\n",
+           breaks="an operator's validator key replaced by the coordinator's passes its verify whenever the new key sorts above the old",
+           tests=[_XR34C8]),
+    Mutant("ceremony-verify-absent-participant-passes_R34C", "node/ceremony.py",
+           old="        if p is None or p.public_key != mine.public_key:\n",
+           new="        if p is not None and p.public_key != mine.public_key:\n",
+           breaks="a participant left out of genesis is told `ok ... is in genesis as its bundle has it`",
+           tests=[_XR34C9]),
+    Mutant("ceremony-cert-names-later-validators_R34C", "node/ceremony.py",
+           old="            if other != b.name:\n",
+           new="            if other < b.name:\n",
+           breaks="a certificate naming a validator whose name sorts after its own passes assemble and verify, and the SDK then refuses that validator's endpoint",
+           tests=[_XR34C10]),
+    Mutant("ceremony-config-key-by-identity_R34C", "node/ceremony.py",
+           old="    if key.public_key != v.public_key or pin != v.tls_cert_sha256:\n",
+           new="    if key.public_key is v.public_key or pin != v.tls_cert_sha256:\n",
+           breaks="`ledger-node config` writes a config for a directory holding another keygen's validator key (with the right certificate); the node refuses to start only later",
+           tests=[_XR34C11]),
+    Mutant("ceremony-agreed-count-by-identity_R34C", "node/ceremony.py",
+           old="    if validators is not None and n != validators:\n",
+           new="    if validators is not None and n is not validators:\n",
+           breaks="past 256 validators (VALIDATORS_MAX is 1,000) every honest `verify --validators N` says a validator was added",
+           tests=[_XR34C12]),
+]
+# fmt: on

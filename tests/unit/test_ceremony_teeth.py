@@ -10,6 +10,7 @@ import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -379,8 +380,8 @@ def test_keygen_takes_an_ipv6_san_and_extra_names_by_name_only(tmp_path: Path) -
 
 
 def test_a_bundle_read_from_a_file_is_compared_with_the_others(keys: Path, tmp_path: Path) -> None:
-    """A bundle parsed from JSON carries its kind as a string of its own, not the
-    module's constant: the duplicate checks compare kinds by value."""
+    """Bundles read from files (their kind a string of their own, not the module's
+    constant) are compared like keygen's."""
     twin = ceremony.keygen_validator(tmp_path / "twin", "val09", "127.0.0.1", 7000, 8009)
     files = [keys / n / f"{n}.bundle.json" for n in NAMES]
     ceremony.assemble(ceremony.read_bundles(files), _template(), 3)  # control
@@ -568,3 +569,12 @@ def test_config_refuses_either_key_replaced_whichever_way_it_compares(
         (d / ceremony.TLS_CERT_FILE).write_bytes(c)
         with pytest.raises(CeremonyError, match="holds other keys"):
             ceremony.check_private_dir(a, "val00", d)
+
+
+def test_the_agreed_numbers_are_compared_by_value_past_256() -> None:
+    """VALIDATORS_MAX is 1,000: past 256, the count of genesis's validators and the number
+    typed on the command line are equal integers, never one object."""
+    g: Any = SimpleNamespace(validators=[None] * 300, quorum=201)
+    ceremony._check_agreed(g, int("300"), int("201"))
+    with pytest.raises(CeremonyError, match="301 agreed"):
+        ceremony._check_agreed(g, int("301"), None)
