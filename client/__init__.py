@@ -33,6 +33,7 @@ from client._async import (
 from client._errors import (
     BadResponseError,
     BusyError,
+    ClosedError,
     FinalityTimeoutError,
     InvalidFieldError,
     InvalidTransactionError,
@@ -87,6 +88,7 @@ __all__ = [
     "BlockView",
     "BusyError",
     "CertificateCache",
+    "ClosedError",
     "Endpoint",
     "EndpointDown",
     "EventProof",

@@ -35,7 +35,14 @@ import contextlib
 import functools
 import itertools
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -47,6 +54,7 @@ from client._answers import BoundedStub
 from client._errors import (
     BadResponseError,
     BusyError,
+    ClosedError,
     FinalityTimeoutError,
     InvalidFieldError,
     InvalidTransactionError,
@@ -518,6 +526,7 @@ class AsyncLedgerClient:
         self._current = 0
         self._answered: dict[int, float] = {}  # endpoint -> loop time of its last answer
         self._probes: dict[int, asyncio.Task[bool]] = {}  # status probes in flight
+        self._closed = False  # aclose() ran: no call, no channel from now on (review 34s)
         self._verifier = Ed25519Verifier([v.public_key for v in genesis.validators])
         self._signer = None if identity is None else RequestSigner(identity, genesis)
         if observer and identity is None:
@@ -574,6 +583,10 @@ class AsyncLedgerClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close every channel. A call in flight in another task ends with ClosedError (so
+        does a submit stream's submission), and every later call raises it at once: a
+        closed client opens no channel again (review 34s)."""
+        self._closed = True
         channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
         for ch in channels:
             await ch.close(None)
@@ -588,6 +601,9 @@ class AsyncLedgerClient:
     def _stub(self, i: int) -> Any:
         """Endpoint ``i``'s Ledger stub, whose answers are bounded before they are parsed
         (client/_answers.py: a lying node's flood of tiny entries is refused unbuilt)."""
+        if self._closed:
+            what = f"a call to {self.endpoints[i].address}"
+            raise ClosedError(what, "this client is closed", sent=False)
         stub = self._stubs.get(i)
         if stub is None:
             ep = self.endpoints[i]
@@ -656,7 +672,8 @@ class AsyncLedgerClient:
         while failures < n * FAILOVER_ROUNDS_MAX:
             i = self._current
             try:
-                result = await fn(i)
+                with _closed_during(self, what):
+                    result = await fn(i)
                 self._answered[i] = asyncio.get_running_loop().time()
                 return result
             except grpc.aio.AioRpcError as e:
@@ -840,7 +857,7 @@ class AsyncLedgerClient:
             await self._stub(i).GetStatus(
                 req, timeout=SILENCE_PROBE_TIMEOUT_S, metadata=self._md(i, "GetStatus", req)
             )
-        except (grpc.aio.AioRpcError, BadResponseError):
+        except (grpc.aio.AioRpcError, BadResponseError, ClosedError):
             return False
         self._answered[i] = asyncio.get_running_loop().time()
         return True
@@ -904,6 +921,8 @@ class AsyncLedgerClient:
 
     async def _reopen_stream(self, failed: str) -> tuple[Any, str]:
         """A new stream call on another endpoint than ``failed`` (the stream's resend)."""
+        if self._closed:  # the client closed the stream's channel: no other node either
+            raise ClosedError(f"submit stream to {failed}", "the client was closed")
         self._leave(failed)
         call, _, i = await self._call("reopen a submit stream", self._open_call)
         return call, self.endpoints[i].address
@@ -1276,9 +1295,10 @@ class AsyncLedgerClient:
         ep = self.endpoints[i]
         try:
             req = pb.StatusRequest()
-            s = await self._stub(i).GetStatus(
-                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetStatus", req)
-            )
+            with _closed_during(self, f"status of {ep.address}"):
+                s = await self._stub(i).GetStatus(
+                    req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetStatus", req)
+                )
         except grpc.aio.AioRpcError as e:
             return EndpointDown(ep, f"{e.code().name}: {e.details()}")
         except BadResponseError as e:  # e.g. an answer over its bounds (client/_answers.py)
@@ -1306,9 +1326,10 @@ class AsyncLedgerClient:
         a block, use :meth:`block`, which checks its certificate."""
         req = pb.BlockRequest(height=height)
         try:
-            msg = await self._stub(i).GetBlock(
-                req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetBlock", req)
-            )
+            with _closed_during(self, f"block {height}'s hash"):
+                msg = await self._stub(i).GetBlock(
+                    req, timeout=self._rpc_timeout_s, metadata=self._md(i, "GetBlock", req)
+                )
         except (grpc.aio.AioRpcError, BadResponseError):
             return None
         return bytes(msg.block_hash)
@@ -1336,11 +1357,12 @@ class AsyncLedgerClient:
                 first_height=lo, last_height=min(last, lo + TIMELINE_SPAN_MAX - 1)
             )
             try:
-                msg = await self._stub(i).GetTimeline(
-                    req,
-                    timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S),
-                    metadata=self._md(i, "GetTimeline", req),
-                )
+                with _closed_during(self, "timelines"):
+                    msg = await self._stub(i).GetTimeline(
+                        req,
+                        timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S),
+                        metadata=self._md(i, "GetTimeline", req),
+                    )
             except grpc.aio.AioRpcError as e:
                 return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
             except BadResponseError as e:
@@ -1377,7 +1399,8 @@ class AsyncLedgerClient:
             try:
                 while True:
                     expect = next_height + (held is not None)
-                    info = await self._next_block(infos, expect)
+                    with _closed_during(self, f"block stream at height {expect}"):
+                        info = await self._next_block(infos, expect)
                     if info is None:
                         break
                     if info.height != expect:
@@ -1714,6 +1737,20 @@ class AsyncLedgerClient:
 
 class _SilentNodeError(Exception):
     """The node a finality wait is parked at stopped answering: try the next one."""
+
+
+@contextlib.contextmanager
+def _closed_during(client: AsyncLedgerClient, what: str) -> Iterator[None]:
+    """A call ``what`` whose channel ``client.aclose()`` closed under it: gRPC ends it with a
+    bare CancelledError, which reads as the caller's own cancellation (a TaskGroup or a
+    gather takes it so); it is ClosedError. A task really cancelled stays cancelled."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if client._closed and task is not None and not task.cancelling():
+            raise ClosedError(what, "the client was closed during the call") from None
+        raise
 
 
 def _run_dir_config(run_dir: str | Path) -> tuple[list[Endpoint], bytes, Genesis]:

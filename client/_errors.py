@@ -33,6 +33,7 @@ from node.wire.errors import Details
 __all__ = [
     "BadResponseError",
     "BusyError",
+    "ClosedError",
     "FinalityTimeoutError",
     "InvalidFieldError",
     "InvalidTransactionError",
@@ -206,6 +207,27 @@ class UnavailableError(LedgerError):
             "(make status), then retry: resending the same transaction is safe"
         )
         self.errors = errors
+
+
+class ClosedError(UnavailableError):
+    """The client, or the submit stream, was closed by this program, before or during the
+    call (review 34s: a call in flight when another task closed the client raised a bare
+    ``CancelledError``, and a closed client reopened its channels). No node failed: a
+    transaction the call was sending may have reached one and may still settle, so ask its
+    receipt, or resubmit the same signed transaction (safe: it settles at most once), from
+    a client that is open. ``retry_safe`` as ``UnavailableError``: the retry needs an open
+    client."""
+
+    def __init__(self, what: str, why: str, *, sent: bool = True) -> None:
+        advice = (
+            "a transaction it was sending may still settle: ask its receipt, or resubmit "
+            "the same signed transaction (safe: it settles at most once), from a client "
+            "that is open"
+            if sent
+            else "nothing was sent; make the call on a client that is open"
+        )
+        LedgerError.__init__(self, f"{what}: {why}; {advice}")
+        self.errors = [why]
 
 
 class BusyError(LedgerError):

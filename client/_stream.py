@@ -31,6 +31,11 @@ and the stream fails over (a paused node, one that stopped reading, a hostile on
 request whose future is already settled is not resent: its slot frees instead. So no
 ``submit`` waits past its deadline for long (a slot, a reconnect, a write), and leaving
 the stream ends by the latest deadline plus the RPC timeout.
+
+Closing. ``cancel()`` (and ``aclose()`` past the latest deadline) fails what is still open
+with ``ClosedError``; so does closing the client, whose channel the call runs on: the
+stream then reopens on no other node (review 34s: it opened a new channel of the closed
+client and its submissions waited there for their deadlines).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import grpc.aio
 from client._errors import (
     BadResponseError,
     BusyError,
+    ClosedError,
     FinalityTimeoutError,
     InvalidTransactionError,
     LedgerError,
@@ -463,8 +469,8 @@ class SubmitStream:
         _stop_timer(p)
         _settle(p.future, outcome)
 
-    def _closed_error(self) -> UnavailableError:
-        return UnavailableError(f"stream to {self.address}", ["the stream was closed"])
+    def _closed_error(self) -> ClosedError:
+        return ClosedError(f"submit stream to {self.address}", "the stream was closed")
 
     def _break(self, err: LedgerError) -> None:
         if self._broken is None:
@@ -498,7 +504,8 @@ class SubmitStream:
             await _done_writing(self._call)
 
     async def cancel(self) -> None:
-        """End the call now; futures still open fail with UnavailableError."""
+        """End the call now; futures still open fail with ClosedError (an
+        UnavailableError that says the stream was closed, not that the nodes are down)."""
         self._cancelled = True
         self._call.cancel()
         tasks = [self._reader, *self._followups]

@@ -3,13 +3,19 @@
 Each call runs the async method to completion on the client's own ``asyncio.Runner`` in
 the calling thread, so failover, retries and verification are the async client's, with
 the same limits. It refuses to run inside a running event loop (it would block that loop;
-use AsyncLedgerClient there). Not thread-safe: one client per thread.
+use AsyncLedgerClient there). Calls from several threads take turns: one runs at a time,
+the others wait for it (before review 34s a second thread's call raised RuntimeError
+"This event loop is already running", yet its coroutine had been put on the first
+thread's loop and ran there: a trade its caller was told failed was sent and settled).
+For calls that overlap, use one client per thread, or AsyncLedgerClient. ``close()``
+from another thread ends the call in progress with ClosedError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -30,6 +36,7 @@ from client._async import (
     TxStatus,
     _run_dir_config,
 )
+from client._errors import ClosedError
 from client._identity import identity_key
 from client._keys import ParticipantKey
 from client._limits import RPC_TIMEOUT_DEFAULT_S, SUBMIT_TIMEOUT_DEFAULT_S
@@ -86,6 +93,11 @@ class LedgerClient:
             observer=observer,
         )
         self._runner: asyncio.Runner | None = asyncio.Runner()
+        # One call at a time (re-entrant: a generator finalised by the garbage collector in
+        # a thread that is in a call must not deadlock it).
+        self._lock = threading.RLock()
+        self._closing = False  # set by close(), from any thread
+        self._calls: set[asyncio.Task[Any]] = set()  # the call running (on the loop only)
         self.genesis: Genesis = genesis
         self.tx: Transactions = self._client.tx
 
@@ -124,16 +136,56 @@ class LedgerClient:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         _refuse_running_loop()
-        if self._runner is None:
+        with self._lock:
+            if self._runner is None or self._closing:
+                coro.close()
+                raise ClosedError("LedgerClient", "this client is closed", sent=False)
+            try:
+                return self._runner.run(self._tracked(coro))
+            except asyncio.CancelledError:
+                if not self._closing:
+                    raise
+                raise ClosedError(
+                    "LedgerClient", "the client was closed during the call (by another thread)"
+                ) from None
+
+    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
+        """``coro`` as a call ``close()`` can end from another thread."""
+        if self._closing:  # close() ran before this call started on the loop
             coro.close()
-            raise RuntimeError("this LedgerClient is closed")
-        return self._runner.run(coro)
+            raise ClosedError("LedgerClient", "this client is closed", sent=False)
+        task = asyncio.current_task()
+        assert task is not None  # a coroutine the runner runs is a task's
+        self._calls.add(task)
+        try:
+            return await coro
+        finally:
+            self._calls.discard(task)
+
+    def _interrupt(self) -> None:
+        """On the loop: end the call in progress (close() from another thread)."""
+        for task in self._calls:
+            task.cancel()
 
     def close(self) -> None:
-        if self._runner is not None:
-            self._runner.run(self._client.aclose())
-            self._runner.close()
-            self._runner = None
+        """Close the client; a call another thread has in progress ends with ClosedError,
+        and so does every later call. Closing twice is harmless."""
+        self._closing = True
+        runner = self._runner
+        if not self._lock.acquire(blocking=False):
+            if runner is not None:
+                with contextlib.suppress(RuntimeError):  # closed meanwhile by another closer
+                    runner.get_loop().call_soon_threadsafe(self._interrupt)
+            self._lock.acquire()
+        try:
+            if self._runner is not None:
+                runner, self._runner = self._runner, None
+                try:
+                    runner.run(self._client.aclose())
+                finally:
+                    runner.close()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> LedgerClient:
         return self
@@ -286,8 +338,9 @@ class LedgerClient:
                     return
                 yield item
         finally:
-            if self._runner is not None:
-                self._runner.run(agen.aclose())
+            with self._lock:
+                if self._runner is not None:
+                    self._runner.run(agen.aclose())
 
 
 class StreamedTx:

@@ -1,0 +1,246 @@
+"""The SDK under a demanding concurrent program (review 34s): one async client shared by
+many tasks and closed while they are in calls, a sync client shared by threads and closed
+from another one. Each test failed on the code before its fix. The nodes are real TLS gRPC
+servers (tests/liar_server.py) whose calls park, so a call is truly in flight when the
+client closes; the sync tests fake the async client under ``LedgerClient``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from client import (
+    ClosedError,
+    Endpoint,
+    LedgerClient,
+    UnavailableError,
+)
+from node.wire import ledger_pb2 as pb
+from tests.ledger_helpers import pinned_tls, shared_net
+from tests.liar_server import Answer, Liars
+from tests.unit.test_client_stream import _Call, _plain_signed, _raw, _stream
+from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within
+
+__all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
+
+GUARD_S = 10.0  # a guard against a hang, far beyond what any step here takes
+STATUS = pb.NodeStatus(height=3).SerializeToString()
+
+
+class _Parked(Liars):
+    """Nodes whose finality waits and submit streams are taken and never answered (a
+    stream first sends its ``opened`` event): a client's call stays in flight."""
+
+    def _handler(self, i: int, method: str, answer: Answer) -> grpc.RpcMethodHandler:
+        if method == "WaitForFinality":
+
+            async def park(request: bytes, context: Any) -> bytes:
+                self.asked[i][method] = self.asked[i].get(method, 0) + 1
+                await asyncio.Event().wait()
+                raise AssertionError("unreachable")
+
+            return grpc.unary_unary_rpc_method_handler(park)
+        if method == "SubmitStream":
+
+            async def opened(requests: Any, context: Any) -> AsyncIterator[bytes]:
+                self.asked[i][method] = self.asked[i].get(method, 0) + 1
+                ev = pb.SubmitStreamEvent(opened=pb.SubmitStreamOpened(inflight_max=8))
+                yield ev.SerializeToString()
+                await asyncio.Event().wait()
+
+            return grpc.stream_stream_rpc_method_handler(opened)
+        return super()._handler(i, method, answer)
+
+
+def _parked_nodes(n: int = 2) -> _Parked:
+    answers: dict[str, Answer] = {
+        "GetStatus": lambda _: STATUS,
+        "WaitForFinality": lambda _: b"",
+        "SubmitStream": lambda _: b"",
+    }
+    return _Parked([dict(answers) for _ in range(n)])
+
+
+def _calls(nodes: Liars) -> int:
+    return sum(sum(asked.values()) for asked in nodes.asked)
+
+
+# --- 1. closing the async client while tasks are in calls -----------------------------------
+
+
+async def test_closing_the_client_ends_every_call_in_flight_with_a_closed_error() -> None:
+    """Three tasks wait for receipts when the program closes the client. Each waiting call
+    raised a bare ``asyncio.CancelledError`` (no message, and in a TaskGroup or gather it
+    reads as the caller's own cancellation), and the client then opened a channel again
+    (a status probe after the close). Now each ends with ClosedError, which says the
+    client was closed and what is safe next, and nothing more reaches a node."""
+    async with _parked_nodes() as nodes:
+        c = nodes.client()
+        waits = [asyncio.create_task(c.receipt(bytes([k]) * 32, timeout_s=30)) for k in (1, 2, 3)]
+        while nodes.asked[0].get("WaitForFinality", 0) < 3:
+            await asyncio.sleep(0.01)
+        await c.aclose()
+        outcomes = await _done_within(asyncio.gather(*waits, return_exceptions=True), GUARD_S)
+        assert outcomes is not NOT_DONE, "a call outlived the client"
+        for outcome in outcomes:
+            assert isinstance(outcome, ClosedError), repr(outcome)
+            assert "the client was closed during the call" in str(outcome)
+        asked = _calls(nodes)
+        with pytest.raises(ClosedError, match="this client is closed"):
+            await c.head()
+        await asyncio.sleep(1.5)  # a status probe's interval (SILENCE_CHECK_S) and more
+        assert _calls(nodes) == asked, "a closed client called a node"
+        assert not c._channels, "a closed client opened a channel"
+
+
+async def test_a_task_cancelled_in_a_call_is_still_cancelled_not_closed() -> None:
+    """The control: the caller's own cancellation (``asyncio.wait_for``) stays a
+    cancellation, and the client, not closed, keeps serving the other tasks."""
+    async with _parked_nodes() as nodes, nodes.client() as c:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(c.receipt(b"\x01" * 32, timeout_s=30), 0.5)
+        assert await c.head() == 3
+
+
+async def test_a_stream_of_a_closed_client_fails_its_submissions_closed() -> None:
+    """A submit stream open when the client closes: its call ends with the channel, and
+    the stream reopened itself on a new channel of the closed client (which nobody would
+    ever close). Now its submissions in flight fail with ClosedError and no node is
+    called again."""
+    async with _parked_nodes() as nodes:
+        c = nodes.client()
+        s = await c.open_stream()
+        fut = await s.submit(_raw(1), timeout_s=30)
+        await c.aclose()
+        outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+        assert isinstance(outcome, ClosedError), repr(outcome)
+        assert nodes.asked[0].get("SubmitStream") == 1 and "SubmitStream" not in nodes.asked[1]
+        with pytest.raises(ClosedError):
+            await s.submit(_raw(2), timeout_s=30)
+        await s.cancel()
+        assert not c._channels
+
+
+# --- 2. a cancelled stream said "no node answered; check the nodes are up" ------------------
+
+
+async def test_a_cancelled_stream_says_it_was_closed_not_that_the_nodes_are_down() -> None:
+    """``SubmitStream.cancel()`` (and an exception leaving ``stream()``) failed what was
+    in flight with UnavailableError "no node answered (the stream was closed); check the
+    nodes are up (make status)": the program closed it, every node was up. Now it is a
+    ClosedError (an UnavailableError still, for the handlers written for that), whose
+    message says the stream was closed and what is safe."""
+    s = _stream(_Call(), inflight_max=2)
+    fut = await s.submit(_raw(1))
+    await s.cancel()
+    outcome = await _done_within(asyncio.shield(fut), GUARD_S)
+    assert isinstance(outcome, ClosedError) and isinstance(outcome, UnavailableError)
+    assert "the stream was closed" in str(outcome) and "make status" not in str(outcome)
+    with pytest.raises(ClosedError):
+        await s.submit(_raw(2))
+
+
+# --- 3. the sync client shared by threads ---------------------------------------------------
+
+
+class _FakeAsync:
+    """What ``LedgerClient`` runs: ``submit`` records the call and parks until ``go`` is
+    set (a finality wait); ``head`` answers at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.go = threading.Event()
+        self.closed = False
+
+    async def submit(self, stx: bytes, **kw: Any) -> bytes:
+        self.sent.append(stx)
+        while not self.go.is_set():
+            await asyncio.sleep(0.01)
+        return stx
+
+    async def head(self) -> int:
+        return 3
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _sync_client() -> tuple[LedgerClient, _FakeAsync]:
+    net, certs = pinned_tls(shared_net())
+    c = LedgerClient([Endpoint("127.0.0.1:1", "node-00")], tls_certs=certs, genesis=net.genesis)
+    fake = _FakeAsync()
+    c._client = fake  # type: ignore[assignment]
+    return c, fake
+
+
+def _in_thread(fn: Any, out: dict[str, Any], key: str) -> threading.Thread:
+    def run() -> None:
+        try:
+            out[key] = fn()
+        except BaseException as e:
+            out[key] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_two_threads_calls_take_turns_and_a_refused_one_sends_nothing() -> None:
+    """Thread A parks in a submit; thread B submits too. B got RuntimeError("This event
+    loop is already running"), yet its coroutine had been put on A's loop and ran there:
+    the trade B was told failed was sent, and settled (seen on a real cluster: three of
+    four threads' trades committed though each was told RuntimeError). Now B waits its
+    turn and both get their outcome."""
+    c, fake = _sync_client()
+    out: dict[str, Any] = {}
+    a = _in_thread(lambda: c.submit(b"A"), out, "A")
+    while fake.sent != [b"A"]:
+        threading.Event().wait(0.01)
+    b = _in_thread(lambda: c.submit(b"B"), out, "B")
+    b.join(0.5)
+    assert "B" not in out, f"B did not wait for A's call: {out.get('B')!r}"
+    fake.go.set()
+    a.join(GUARD_S)
+    b.join(GUARD_S)
+    assert out == {"A": b"A", "B": b"B"}
+    assert sorted(fake.sent) == [b"A", b"B"]
+    c.close()
+
+
+def test_closing_the_sync_client_from_another_thread_ends_its_call() -> None:
+    """A thread parks in a submit and the main thread closes the client. ``close()``
+    raised RuntimeError("This event loop is already running") and left the client open,
+    while the thread's call ended with a bare CancelledError. Now ``close()`` ends the call
+    (ClosedError, saying what is safe), closes the client, and later calls raise
+    ClosedError."""
+    c, fake = _sync_client()
+    out: dict[str, Any] = {}
+    a = _in_thread(lambda: c.submit(b"A"), out, "A")
+    while fake.sent != [b"A"]:
+        threading.Event().wait(0.01)
+    c.close()
+    a.join(GUARD_S)
+    assert isinstance(out["A"], ClosedError), repr(out["A"])
+    assert "closed during the call" in str(out["A"])
+    assert fake.closed
+    with pytest.raises(ClosedError, match="this client is closed"):
+        c.head()
+    c.close()  # closing twice is harmless
+
+
+def test_a_context_managed_sync_client_closes_on_an_exception_inside() -> None:
+    """The control: an exception inside ``with`` propagates unchanged, the client closes,
+    and a later call says it is closed."""
+    c, fake = _sync_client()
+    with pytest.raises(KeyError), c:
+        assert c.head() == 3
+        raise KeyError("the program's own error")
+    assert fake.closed
+    with pytest.raises(ClosedError):
+        c.head()
