@@ -486,18 +486,22 @@ class SubmitStream:
 
     async def aclose(self) -> None:
         """Half-close, wait for every outstanding final event (by the latest deadline plus
-        the RPC timeout at most), then end the call."""
+        the RPC timeout at most), then end the call. A caller that gives up the wait
+        (cancelled) ends it at once, as ``cancel()``: the call stayed open, its node's
+        slot taken, until every deadline passed (review 34s)."""
         self._closing = True
         loop = asyncio.get_running_loop()
         latest = max((p.deadline for p in self._pending.values()), default=loop.time())
         until = latest + self._rpc_timeout_s
-        if self._broken is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._half_close(), max(0.0, until - loop.time()))
-            await asyncio.wait({self._reader}, timeout=max(0.0, until - loop.time()))
-        if self._followups:
-            await asyncio.wait(self._followups, timeout=max(0.0, until - loop.time()))
-        await self.cancel()
+        try:
+            if self._broken is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._half_close(), max(0.0, until - loop.time()))
+                await asyncio.wait({self._reader}, timeout=max(0.0, until - loop.time()))
+            if self._followups:
+                await asyncio.wait(self._followups, timeout=max(0.0, until - loop.time()))
+        finally:
+            await self.cancel()
 
     async def _half_close(self) -> None:
         async with self._writing:
@@ -511,8 +515,10 @@ class SubmitStream:
         tasks = [self._reader, *self._followups]
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Settled before the wait, which a second cancellation of the caller may end: the
+        # futures stayed open until their deadlines then (review 34s).
         self._break(self._closed_error())
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 _WRITE_ERRORS = (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError)

@@ -24,7 +24,7 @@ from client import (
 from node.wire import ledger_pb2 as pb
 from tests.ledger_helpers import pinned_tls, shared_net
 from tests.liar_server import Answer, Liars
-from tests.unit.test_client_stream import _Call, _plain_signed, _raw, _stream
+from tests.unit.test_client_stream import _Call, _final, _plain_signed, _raw, _stream
 from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within
 
 __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
@@ -244,3 +244,55 @@ def test_a_context_managed_sync_client_closes_on_an_exception_inside() -> None:
     assert fake.closed
     with pytest.raises(ClosedError):
         c.head()
+
+
+# --- 4. a stream's close interrupted left what was in flight open ---------------------------
+
+
+class _HalfCloseIgnored(_Call):
+    """A stream call whose node keeps it open after the client's half-close (its finals
+    are due later)."""
+
+    async def done_writing(self) -> None:
+        pass
+
+
+async def test_a_cancel_interrupted_still_fails_what_is_in_flight() -> None:
+    """``cancel()`` cancelled the reader and waited for it before it failed the futures
+    still open; a second cancellation of the caller there (a TaskGroup, a wait_for, a
+    second Ctrl-C) left them open until their deadlines (30 s, then FinalityTimeoutError,
+    though the stream was closed). Now they fail ClosedError before anything is awaited."""
+    s = _stream(_Call(), inflight_max=2)
+    fut = await s.submit(_raw(1))
+    closing = asyncio.create_task(s.cancel())
+    await asyncio.sleep(0)  # cancel() is waiting for the reader to end
+    closing.cancel()
+    await asyncio.gather(closing, return_exceptions=True)
+    assert fut.done(), "the submission stayed open after the stream's cancel()"
+    assert isinstance(fut.exception(), ClosedError)
+
+
+async def test_an_interrupted_aclose_still_ends_the_stream() -> None:
+    """``aclose()`` waits for the finals still due; a caller that gives up on that wait
+    (``asyncio.wait_for(s.aclose(), 1)``) left the call open, its reader running and its
+    node's stream slot taken until every deadline passed. Now the stream is cancelled as
+    the wait is given up, and what was in flight fails ClosedError."""
+    call = _HalfCloseIgnored()
+    s = _stream(call, inflight_max=2)
+    fut = await s.submit(_raw(1))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(s.aclose(), 0.2)
+    assert call.cancelled, "the call stayed open"
+    assert fut.done() and isinstance(fut.exception(), ClosedError)
+    assert s._reader.done()
+
+
+async def test_a_stream_closed_after_its_finals_settles_them_not_closed() -> None:
+    """The control: ``aclose()`` that sees every final in time leaves each future its
+    receipt."""
+    call = _Call()
+    s = _stream(call, inflight_max=2)
+    fut = await s.submit(_raw(1))
+    call.events.put_nowait(_final(1))
+    await s.aclose()
+    assert fut.result().tx_id == _raw(1)[-8:]
