@@ -685,12 +685,9 @@ class AsyncLedgerClient:
                 if e.code() is _Code.RESOURCE_EXHAUSTED:
                     busy += 1
                     if busy > BUSY_RETRIES_MAX:
-                        busy_error = BusyError(f"{what}: the nodes stay saturated: {e.details()}")
-                        raise with_details(busy_error, _details(e), e.details() or "") from e
+                        raise _saturated(what, e) from e
                     self._advance(i)  # the next node: one always busy keeps no call
-                    await asyncio.sleep(
-                        min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2 ** (busy - 1))
-                    )
+                    await _busy_backoff(busy)
                     continue
                 refusal = e.code() in _REFUSALS
                 if refusal and not (second_opinion and refused_by in (None, i) and n > 1):
@@ -1379,7 +1376,8 @@ class AsyncLedgerClient:
         """Committed blocks from ``from_height`` on, then each new one, forever. When the
         node streaming them fails, it resumes at the next height on another node: every
         height exactly once, in order. UnavailableError after every endpoint failed
-        ``FAILOVER_ROUNDS_MAX`` times in a row without delivering a block. Every block
+        ``FAILOVER_ROUNDS_MAX`` times in a row without delivering a block; BusyError when
+        the nodes stay at their limit of block streams through the busy retries. Every block
         comes with its results proven (ADR 0026): the last block of an idle chain, which
         no block certifies yet, once the next one shows it had no results."""
         return self._blocks(from_height, hold=True)
@@ -1388,11 +1386,11 @@ class AsyncLedgerClient:
         """:meth:`blocks`; without ``hold`` an unproven last block goes at once (a replay
         that works out the results itself)."""
         _check_height("from_height", from_height)
-        next_height, failures, errors = from_height, 0, list[str]()
+        next_height, failures, busy, errors = from_height, 0, 0, list[str]()
         held: BlockView | None = None  # block next_height, shown quiet and unproven
         n = len(self.endpoints)
         while True:
-            i = self._current
+            i, saturated = self._current, False
             req = pb.StreamBlocksRequest(from_height=next_height)
             call = self._stub(i).StreamBlocks(req, metadata=self._md(i, "StreamBlocks", req))
             infos = aiter(call)
@@ -1411,29 +1409,31 @@ class AsyncLedgerClient:
                     view = self._block_view(info)
                     if held is not None:
                         _check_quiet(held, view)
-                        next_height, failures = next_height + 1, 0
+                        next_height, failures, busy = next_height + 1, 0, 0
                         yield replace(held, results_proven=True)
                         held = None
                     if hold and not view.results_proven and not view.filtered:
                         held = view  # until its successor's header shows it was quiet
                         continue
-                    next_height, failures = next_height + 1, 0
+                    next_height, failures, busy = next_height + 1, 0, 0
                     yield view
                 errors.append(f"{self.endpoints[i].address}: the stream ended")
             except grpc.aio.AioRpcError as e:
-                if e.code() in _REFUSALS:
-                    raise _mapped(e, "block stream") from e
-                errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+                saturated = e.code() is _Code.RESOURCE_EXHAUSTED
+                busy += saturated
+                errors.append(_block_stream_failed(self.endpoints[i], e, busy, next_height))
             except BadResponseError as e:
                 errors.append(f"{self.endpoints[i].address}: {e}")
             finally:
                 call.cancel()
                 held = None  # the next node shows it again
-            failures += 1
+            failures += not saturated  # a busy node is no failure: _call's busy retries
             if failures >= n * FAILOVER_ROUNDS_MAX:
                 raise UnavailableError(f"block stream at height {next_height}", errors)
             self._advance(i)
-            if failures % n == 0:
+            if saturated:
+                await _busy_backoff(busy)
+            elif failures % n == 0:
                 await asyncio.sleep(FAILOVER_ROUND_BACKOFF_S)
 
     async def _next_block(
@@ -1810,6 +1810,30 @@ def _retry_after_ms(e: grpc.aio.AioRpcError) -> int:
             except (TypeError, ValueError):
                 return 0
     return 0
+
+
+def _block_stream_failed(ep: Endpoint, e: grpc.aio.AioRpcError, busy: int, height: int) -> str:
+    """The line a block stream at ``ep`` that failed with ``e`` adds to UnavailableError; a
+    refusal is raised, and so is BusyError once RESOURCE_EXHAUSTED (a node's limit of
+    block streams, per connection or in all) passed the busy retries: the nodes are busy,
+    not down (review 34s: the 33rd stream of one client raised UnavailableError, "check
+    the nodes are up")."""
+    if e.code() in _REFUSALS:
+        raise _mapped(e, "block stream") from e
+    if busy > BUSY_RETRIES_MAX:
+        raise _saturated(f"block stream at height {height}", e) from e
+    return f"{ep.address}: {e.code().name} {e.details()}"
+
+
+def _saturated(what: str, e: grpc.aio.AioRpcError) -> BusyError:
+    """RESOURCE_EXHAUSTED through every busy retry: BusyError with the last node's word."""
+    busy_error = BusyError(f"{what}: the nodes stay saturated: {e.details()}")
+    return with_details(busy_error, _details(e), e.details() or "")
+
+
+async def _busy_backoff(busy: int) -> None:
+    """The pause before busy retry number ``busy`` (exponential, capped)."""
+    await asyncio.sleep(min(BUSY_BACKOFF_MAX_S, BUSY_BACKOFF_BASE_S * 2 ** (busy - 1)))
 
 
 async def _wait_overload(

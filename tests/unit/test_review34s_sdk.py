@@ -16,11 +16,13 @@ import grpc.aio
 import pytest
 
 from client import (
+    BusyError,
     ClosedError,
     Endpoint,
     LedgerClient,
     UnavailableError,
 )
+from client._limits import BUSY_RETRIES_MAX, FAILOVER_ROUNDS_MAX
 from node.wire import ledger_pb2 as pb
 from tests.ledger_helpers import pinned_tls, shared_net
 from tests.liar_server import Answer, Liars
@@ -296,3 +298,50 @@ async def test_a_stream_closed_after_its_finals_settles_them_not_closed() -> Non
     call.events.put_nowait(_final(1))
     await s.aclose()
     assert fut.result().tx_id == _raw(1)[-8:]
+
+
+# --- 5. a node's limit of block streams read as "no node answered" -------------------------
+
+
+class _Refusing(Liars):
+    """Nodes whose StreamBlocks ends at once with ``code`` and the node's message."""
+
+    def __init__(self, n: int, code: grpc.StatusCode, message: str) -> None:
+        super().__init__([{"StreamBlocks": lambda _: b""} for _ in range(n)])
+        self.code, self.message = code, message
+
+    def _handler(self, i: int, method: str, answer: Answer) -> grpc.RpcMethodHandler:
+        async def refuse(request: bytes, context: Any) -> AsyncIterator[bytes]:
+            self.asked[i][method] = self.asked[i].get(method, 0) + 1
+            await context.abort(self.code, self.message)
+            yield b""  # unreachable: an async generator, as a streaming handler is
+
+        return grpc.unary_stream_rpc_method_handler(refuse)
+
+
+LIMIT = "this connection holds 8 block streams, the limit per connection; finish or cancel some"
+
+
+async def test_a_block_stream_every_node_says_busy_for_is_busy_not_unavailable() -> None:
+    """One client's 33rd ``blocks()`` on a 4-validator cluster (8 block streams per
+    connection, one connection per node) was refused RESOURCE_EXHAUSTED by every node and
+    raised UnavailableError "no node answered ...; check the nodes are up": every node had
+    answered, and the docs promise BusyError for a node's limit of block streams. Now it
+    is BusyError, after the busy retries, carrying the node's word."""
+    async with _Refusing(2, grpc.StatusCode.RESOURCE_EXHAUSTED, LIMIT) as nodes:
+        async with nodes.client() as c:
+            with pytest.raises(BusyError) as e:
+                await asyncio.wait_for(anext(c.blocks(1)), GUARD_S)
+        assert not isinstance(e.value, UnavailableError) and e.value.retry_safe
+        assert LIMIT in str(e.value) and "make status" not in str(e.value)
+        assert _calls(nodes) == BUSY_RETRIES_MAX + 1  # each retry on the next node
+
+
+async def test_a_block_stream_every_node_fails_is_still_unavailable() -> None:
+    """The control: nodes that fail the stream (UNAVAILABLE) are no answer:
+    UnavailableError after every endpoint failed ``FAILOVER_ROUNDS_MAX`` times."""
+    async with _Refusing(2, grpc.StatusCode.UNAVAILABLE, "stopping") as nodes:
+        async with nodes.client() as c:
+            with pytest.raises(UnavailableError, match="no node answered"):
+                await asyncio.wait_for(anext(c.blocks(1)), GUARD_S)
+        assert _calls(nodes) == 2 * FAILOVER_ROUNDS_MAX
