@@ -3,12 +3,14 @@
 Each call runs the async method to completion on the client's own ``asyncio.Runner`` in
 the calling thread, so failover, retries and verification are the async client's, with
 the same limits. It refuses to run inside a running event loop (it would block that loop;
-use AsyncLedgerClient there). Calls from several threads take turns: one runs at a time,
-the others wait for it (before review 34s a second thread's call raised RuntimeError
-"This event loop is already running", yet its coroutine had been put on the first
-thread's loop and ran there: a trade its caller was told failed was sent and settled).
-For calls that overlap, use one client per thread, or AsyncLedgerClient. ``close()``
-from another thread ends the call in progress with ClosedError.
+use AsyncLedgerClient there). It runs one call at a time: a call from a second thread
+while one is in progress is refused with RuntimeError before anything is sent (before
+review 34s it raised RuntimeError "This event loop is already running", yet its coroutine
+had been put on the first thread's loop and ran there: a trade its caller was told failed
+was sent and settled). Waiting for the other call instead could wait for ever: a thread
+iterating ``blocks()`` on an idle chain waits for a block only the other thread's trade
+would make. For calls that overlap use one client per thread, or AsyncLedgerClient.
+``close()`` from another thread ends the call in progress with ClosedError.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ class LedgerClient:
             observer=observer,
         )
         self._runner: asyncio.Runner | None = asyncio.Runner()
-        # One call at a time (re-entrant: a generator finalised by the garbage collector in
-        # a thread that is in a call must not deadlock it).
+        # Held by the call in progress (re-entrant: a generator finalised by the garbage
+        # collector in the thread that is in a call must not deadlock it).
         self._lock = threading.RLock()
         self._closing = False  # set by close(), from any thread
         self._calls: set[asyncio.Task[Any]] = set()  # the call running (on the loop only)
@@ -136,7 +138,17 @@ class LedgerClient:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         _refuse_running_loop()
-        with self._lock:
+        if self._closing:  # also while close() holds the lock
+            coro.close()
+            raise ClosedError("LedgerClient", "this client is closed", sent=False)
+        if not self._lock.acquire(blocking=False):
+            coro.close()
+            raise RuntimeError(
+                "this LedgerClient is in a call on another thread and runs one call at a "
+                "time; nothing was sent: use one LedgerClient per thread, or "
+                "AsyncLedgerClient, for calls that overlap"
+            )
+        try:
             if self._runner is None or self._closing:
                 coro.close()
                 raise ClosedError("LedgerClient", "this client is closed", sent=False)
@@ -148,6 +160,8 @@ class LedgerClient:
                 raise ClosedError(
                     "LedgerClient", "the client was closed during the call (by another thread)"
                 ) from None
+        finally:
+            self._lock.release()
 
     async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
         """``coro`` as a call ``close()`` can end from another thread."""
@@ -155,8 +169,8 @@ class LedgerClient:
             coro.close()
             raise ClosedError("LedgerClient", "this client is closed", sent=False)
         task = asyncio.current_task()
-        assert task is not None  # a coroutine the runner runs is a task's
-        self._calls.add(task)
+        if task is not None:  # always: the runner runs a coroutine as a task
+            self._calls.add(task)
         try:
             return await coro
         finally:
@@ -338,9 +352,24 @@ class LedgerClient:
                     return
                 yield item
         finally:
-            with self._lock:
-                if self._runner is not None:
-                    self._runner.run(agen.aclose())
+            self._close_later_or_now(agen)
+
+    def _close_later_or_now(self, agen: AsyncGenerator[T, None]) -> None:
+        """Close an iterator's generator (its node's block stream) now, or, while another
+        thread is in a call, on the loop as that call runs it."""
+        runner = self._runner
+        if runner is None:
+            return  # closing the runner closed it
+        if not self._lock.acquire(blocking=False):
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                loop = runner.get_loop()
+                loop.call_soon_threadsafe(lambda: loop.create_task(agen.aclose()))
+            return
+        try:
+            if self._runner is not None:
+                self._runner.run(agen.aclose())
+        finally:
+            self._lock.release()
 
 
 class StreamedTx:

@@ -188,30 +188,33 @@ def _in_thread(fn: Any, out: dict[str, Any], key: str) -> threading.Thread:
         except BaseException as e:
             out[key] = e
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=run, daemon=True)  # a failed test leaves no thread parked
     t.start()
     return t
 
 
-def test_two_threads_calls_take_turns_and_a_refused_one_sends_nothing() -> None:
+def test_a_second_threads_call_is_refused_and_sends_nothing() -> None:
     """Thread A parks in a submit; thread B submits too. B got RuntimeError("This event
-    loop is already running"), yet its coroutine had been put on A's loop and ran there:
-    the trade B was told failed was sent, and settled (seen on a real cluster: three of
-    four threads' trades committed though each was told RuntimeError). Now B waits its
-    turn and both get their outcome."""
+    loop is already running"), yet its coroutine had been put on A's loop and ran there
+    once the loop turned: the trade B was told failed was sent, and settled (seen on a
+    real cluster: three of four threads' trades committed, each thread told RuntimeError).
+    Now B's call is refused before anything is scheduled, saying what to do, and A's call
+    and later ones run as before."""
     c, fake = _sync_client()
     out: dict[str, Any] = {}
     a = _in_thread(lambda: c.submit(b"A"), out, "A")
     while fake.sent != [b"A"]:
         threading.Event().wait(0.01)
-    b = _in_thread(lambda: c.submit(b"B"), out, "B")
-    b.join(0.5)
-    assert "B" not in out, f"B did not wait for A's call: {out.get('B')!r}"
-    fake.go.set()
-    a.join(GUARD_S)
-    b.join(GUARD_S)
-    assert out == {"A": b"A", "B": b"B"}
-    assert sorted(fake.sent) == [b"A", b"B"]
+    try:
+        with pytest.raises(RuntimeError, match="one LedgerClient per thread") as refused:
+            c.submit(b"B")
+    finally:
+        fake.go.set()  # A's call ends whatever B got
+        a.join(GUARD_S)
+    assert "nothing was sent" in str(refused.value)
+    assert out == {"A": b"A"}
+    assert c.submit(b"C") == b"C"  # the loop turns again: B's call must not run on it
+    assert fake.sent == [b"A", b"C"], "the refused call ran"
     c.close()
 
 
