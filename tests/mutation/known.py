@@ -6644,3 +6644,65 @@ MUTANTS += [
            tests=[_XR34C12]),
 ]
 # fmt: on
+
+_XR34S1 = "tests/unit/test_review34s_sdk.py::test_closing_the_client_ends_every_call_in_flight_with_a_closed_error"
+_XR34S2 = "tests/unit/test_review34s_sdk.py::test_a_stream_of_a_closed_client_fails_its_submissions_closed"
+_XR34S3 = (
+    "tests/unit/test_review34s_sdk.py::test_a_cancel_interrupted_still_fails_what_is_in_flight"
+)
+_XR34S4 = "tests/unit/test_review34s_sdk.py::test_an_interrupted_aclose_still_ends_the_stream"
+_XR34S5 = "tests/unit/test_review34s_sdk.py::test_a_block_stream_every_node_says_busy_for_is_busy_not_unavailable"
+_XR34S6 = (
+    "tests/unit/test_review34s_sdk.py::test_a_second_threads_call_is_refused_and_sends_nothing"
+)
+_XR34S7 = "tests/unit/test_review34s_sdk.py::test_closing_the_sync_client_from_another_thread_ends_its_call"
+_XR34S8 = "tests/unit/test_review34s_sdk.py::test_a_cancelled_stream_says_it_was_closed_not_that_the_nodes_are_down"
+# fmt: off
+MUTANTS += [
+    Mutant("closed-call-is-cancelled_R34S", "client/_async.py",
+           old="        if client._closed and task is not None and not task.cancelling():\n",
+           new="        if False:\n",
+           breaks="a call in flight when another task closes the client ends with a bare CancelledError, which a TaskGroup or gather takes for the caller's own cancellation",
+           tests=[_XR34S1]),
+    Mutant("closed-client-reopens_R34S", "client/_async.py",
+           old="        if self._closed:\n            what = f\"a call to {self.endpoints[i].address}\"\n",
+           new="        if False:\n            what = f\"a call to {self.endpoints[i].address}\"\n",
+           breaks="a closed client opens channels again (a status probe, a later call): channels nobody closes",
+           tests=[_XR34S1]),
+    Mutant("closed-stream-reopens_R34S", "client/_async.py",
+           old="        if self._closed:  # the client closed the stream's channel: no other node either\n",
+           new="        if False:  # the client closed the stream's channel: no other node either\n",
+           breaks="a submit stream of a closed client reopens on a new channel of it and its submissions wait there for their deadlines",
+           tests=[_XR34S2]),
+    Mutant("stream-cancel-settles-late_R34S", "client/_stream.py",
+           old="        self._break(self._closed_error())\n        await asyncio.gather(*tasks, return_exceptions=True)\n",
+           new="        await asyncio.gather(*tasks, return_exceptions=True)\n        self._break(self._closed_error())\n",
+           breaks="a second cancellation during a stream's cancel() leaves its submissions open until their deadlines",
+           tests=[_XR34S3]),
+    Mutant("stream-aclose-cancel-leaks_R34S", "client/_stream.py",
+           old="        finally:\n            await self.cancel()\n",
+           new="        except BaseException:\n            raise\n        await self.cancel()\n",
+           breaks="a caller that gives up a stream's aclose() leaves the call open, its node's stream slot taken, until every deadline",
+           tests=[_XR34S4]),
+    Mutant("stream-closed-says-nodes-down_R34S", "client/_stream.py",
+           old='        return ClosedError(f"submit stream to {self.address}", "the stream was closed")\n',
+           new='        return UnavailableError(f"submit stream to {self.address}", ["the stream was closed"])  # type: ignore[return-value]\n',
+           breaks="a cancelled stream's submissions say no node answered and to check the nodes are up",
+           tests=[_XR34S8]),
+    Mutant("block-stream-busy-is-failure_R34S", "client/_async.py",
+           old="            failures += not saturated  # a busy node is no failure: _call's busy retries\n",
+           new="            failures += 1\n",
+           breaks="a node's limit of block streams raises UnavailableError 'check the nodes are up', not BusyError",
+           tests=[_XR34S5]),
+    Mutant("sync-second-thread-runs_R34S", "client/_sync.py",
+           old="        if not self._lock.acquire(blocking=False):\n            coro.close()\n",
+           new="        if not self._lock.acquire(blocking=True):\n            coro.close()\n",
+           breaks="a second thread's call waits behind the first, for ever behind a blocks() iterator on an idle chain",
+           tests=[_XR34S6]),
+    Mutant("sync-close-waits_R34S", "client/_sync.py",
+           old="                    runner.get_loop().call_soon_threadsafe(self._interrupt)\n",
+           new="                    pass\n",
+           breaks="close() from another thread waits for the call in progress to end by itself (a finality wait: up to its timeout)",
+           tests=[_XR34S7]),
+]
+# fmt: on

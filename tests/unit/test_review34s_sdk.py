@@ -32,6 +32,7 @@ from tests.unit.test_client_stream_hostile import NOT_DONE, _done_within
 __all__ = ["_plain_signed"]  # the fixture: raw bytes stand for signed transactions
 
 GUARD_S = 10.0  # a guard against a hang, far beyond what any step here takes
+HANG_S = 3.0  # a thread's call that takes this long is parked: the test fails, not hangs
 STATUS = pb.NodeStatus(height=3).SerializeToString()
 
 
@@ -122,6 +123,7 @@ async def test_a_stream_of_a_closed_client_fails_its_submissions_closed() -> Non
         await c.aclose()
         outcome = await _done_within(asyncio.shield(fut), GUARD_S)
         assert isinstance(outcome, ClosedError), repr(outcome)
+        assert "the client was closed" in str(outcome) and "may still settle" in str(outcome)
         assert nodes.asked[0].get("SubmitStream") == 1 and "SubmitStream" not in nodes.asked[1]
         with pytest.raises(ClosedError):
             await s.submit(_raw(2), timeout_s=30)
@@ -159,6 +161,7 @@ class _FakeAsync:
         self.sent: list[bytes] = []
         self.go = threading.Event()
         self.closed = False
+        self.streams_closed = 0
 
     async def submit(self, stx: bytes, **kw: Any) -> bytes:
         self.sent.append(stx)
@@ -168,6 +171,16 @@ class _FakeAsync:
 
     async def head(self) -> int:
         return 3
+
+    def blocks(self, from_height: int = 1) -> AsyncIterator[int]:
+        async def gen() -> AsyncIterator[int]:
+            try:
+                for h in range(from_height, from_height + 100):
+                    yield h
+            finally:
+                self.streams_closed += 1  # the node's block stream ends here
+
+        return gen()
 
     async def aclose(self) -> None:
         self.closed = True
@@ -205,13 +218,13 @@ def test_a_second_threads_call_is_refused_and_sends_nothing() -> None:
     a = _in_thread(lambda: c.submit(b"A"), out, "A")
     while fake.sent != [b"A"]:
         threading.Event().wait(0.01)
-    try:
-        with pytest.raises(RuntimeError, match="one LedgerClient per thread") as refused:
-            c.submit(b"B")
-    finally:
-        fake.go.set()  # A's call ends whatever B got
-        a.join(GUARD_S)
-    assert "nothing was sent" in str(refused.value)
+    b = _in_thread(lambda: c.submit(b"B"), out, "B")
+    b.join(HANG_S)
+    fake.go.set()  # A's call ends whatever B got
+    a.join(GUARD_S)
+    refused = out.pop("B", None)
+    assert isinstance(refused, RuntimeError), f"B's call: {refused!r}"
+    assert "one LedgerClient per thread" in str(refused) and "nothing was sent" in str(refused)
     assert out == {"A": b"A"}
     assert c.submit(b"C") == b"C"  # the loop turns again: B's call must not run on it
     assert fake.sent == [b"A", b"C"], "the refused call ran"
@@ -229,13 +242,16 @@ def test_closing_the_sync_client_from_another_thread_ends_its_call() -> None:
     a = _in_thread(lambda: c.submit(b"A"), out, "A")
     while fake.sent != [b"A"]:
         threading.Event().wait(0.01)
-    c.close()
+    closing = _in_thread(c.close, out, "close")
+    closing.join(HANG_S)
+    assert "close" in out, "close() waited for the other thread's call to end by itself"
     a.join(GUARD_S)
     assert isinstance(out["A"], ClosedError), repr(out["A"])
     assert "closed during the call" in str(out["A"])
     assert fake.closed
-    with pytest.raises(ClosedError, match="this client is closed"):
+    with pytest.raises(ClosedError, match="this client is closed") as later:
         c.head()
+    assert "nothing was sent" in str(later.value)
     c.close()  # closing twice is harmless
 
 
@@ -348,3 +364,32 @@ async def test_a_block_stream_every_node_fails_is_still_unavailable() -> None:
             with pytest.raises(UnavailableError, match="no node answered"):
                 await asyncio.wait_for(anext(c.blocks(1)), GUARD_S)
         assert _calls(nodes) == 2 * FAILOVER_ROUNDS_MAX
+
+
+def test_a_sync_iterator_left_closes_its_stream_now_or_on_the_next_call() -> None:
+    """A ``blocks()`` iterator left (``break``) closes its block stream at once; one left
+    while another thread is in a call (refused the lock) closes it on the loop as that call
+    runs it, not never, and waits for nothing; after ``close()`` leaving one is harmless."""
+    c, fake = _sync_client()
+    blocks = c.blocks(5)
+    assert next(blocks) == 5
+    blocks.close()
+    assert fake.streams_closed == 1
+    later = c.blocks(7)
+    assert next(later) == 7
+    out: dict[str, Any] = {}
+    a = _in_thread(lambda: c.submit(b"A"), out, "A")
+    while fake.sent != [b"A"]:
+        threading.Event().wait(0.01)
+    leaving = _in_thread(later.close, out, "left")
+    leaving.join(HANG_S)
+    assert "left" in out, "leaving an iterator waited for the other thread's call"
+    while fake.streams_closed < 2 and a.is_alive():  # the loop A runs closes it
+        threading.Event().wait(0.01)
+    fake.go.set()
+    a.join(GUARD_S)
+    assert fake.streams_closed == 2
+    last = c.blocks(9)
+    assert next(last) == 9
+    c.close()
+    last.close()  # the runner's close closed its generator; nothing raises
