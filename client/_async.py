@@ -695,6 +695,12 @@ class AsyncLedgerClient:
                 if refusal:
                     refused_by = i  # one node's word: ask the next
                 errors.append(f"{self.endpoints[i].address}: {e.code().name} {e.details()}")
+            except ClosedError as e:
+                if not (failures or busy or overloaded):
+                    raise  # closed before the first attempt: nothing was sent
+                # An attempt ended as the channel closed (gRPC's CANCELLED "Channel closed",
+                # not always a CancelledError): what it sent may still settle.
+                raise ClosedError(what, "the client was closed during the call") from e
             except FinalityTimeoutError:
                 # The node held a finality wait to its end: the caller's next call (the
                 # resubmit) goes to another node, so one that accepts and never finalizes

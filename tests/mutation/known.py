@@ -6657,8 +6657,16 @@ _XR34S6 = (
 )
 _XR34S7 = "tests/unit/test_review34s_sdk.py::test_closing_the_sync_client_from_another_thread_ends_its_call"
 _XR34S8 = "tests/unit/test_review34s_sdk.py::test_a_cancelled_stream_says_it_was_closed_not_that_the_nodes_are_down"
+_XR34S9 = (
+    "tests/unit/test_review34s_sdk.py::test_a_call_its_channel_close_failed_says_it_may_have_sent"
+)
 # fmt: off
 MUTANTS += [
+    Mutant("closed-call-says-nothing-sent_R34S", "client/_async.py",
+           old="                if not (failures or busy or overloaded):\n",
+           new="                if True:\n",
+           breaks="a submit whose channel the close cut says 'nothing was sent' though the node may have taken it",
+           tests=[_XR34S9]),
     Mutant("closed-call-is-cancelled_R34S", "client/_async.py",
            old="        if client._closed and task is not None and not task.cancelling():\n",
            new="        if False:\n",

@@ -102,6 +102,29 @@ async def test_closing_the_client_ends_every_call_in_flight_with_a_closed_error(
         assert not c._channels, "a closed client opened a channel"
 
 
+async def test_a_call_its_channel_close_failed_says_it_may_have_sent() -> None:
+    """On the cluster a finality wait cut by ``aclose()`` ended with gRPC's CANCELLED
+    ("Channel closed"), not a CancelledError: the call failed over to the next endpoint,
+    whose channel the closed client refused, and said "this client is closed; nothing was
+    sent" of a submit that had been sent. Now it says the client closed during the call
+    and that the transaction may still settle."""
+    async with _parked_nodes() as nodes:
+        c = nodes.client()
+
+        async def attempt(i: int) -> None:
+            c._stub(i)  # the call's channel (a closed client refuses it)
+            await c.aclose()
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "closed"
+            )
+
+        with pytest.raises(ClosedError) as e:
+            await c._call("submit ab", attempt)
+        assert "closed during the call" in str(e.value) and "may still settle" in str(e.value)
+        with pytest.raises(ClosedError, match="nothing was sent"):
+            await c._call("submit cd", attempt)  # the control: closed before it started
+
+
 async def test_a_task_cancelled_in_a_call_is_still_cancelled_not_closed() -> None:
     """The control: the caller's own cancellation (``asyncio.wait_for``) stays a
     cancellation, and the client, not closed, keeps serving the other tasks."""
