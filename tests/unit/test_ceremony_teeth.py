@@ -186,7 +186,9 @@ def test_verify_refuses_its_certificate_replaced_whichever_way_the_pins_compare(
     for val00's names: it holds that TLS key and could answer as val00."""
     assert _verify(_forge(tmp_path / "control", honest), keys) == 0
     seen = set()
-    for i in range(64):
+    for i in range(4096):  # a pin near either end takes many draws (64 failed 1 run in 30)
+        if len(seen) == 2:
+            break
         cert = _cert(["val00", "127.0.0.1"])
         lower = cert_pin_from_pem(cert) < honest[0].tls_pin
         if lower in seen:
@@ -291,7 +293,7 @@ def _signed(b: Bundle) -> Bundle:
     return dataclasses.replace(b, public_key=key.public_key).signed(key)
 
 
-def _one_way_and_the_other(make: Any, base: bytes, tries: int = 64) -> list[Any]:
+def _one_way_and_the_other(make: Any, base: bytes, tries: int = 4096) -> list[Any]:
     """Two values of ``make()`` whose key (the second of each pair) sorts below and above
     ``base``: a check that compared with `<` or `>` passes one of them."""
     found: dict[bool, Any] = {}
