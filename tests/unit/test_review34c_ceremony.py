@@ -44,6 +44,18 @@ def _bundles(keys: Path, names: tuple[str, ...]) -> list[Bundle]:
     return [ceremony.read_bundle(keys / n / f"{n}.bundle.json") for n in names]
 
 
+def _val09_at(host: str) -> Bundle:
+    """A fresh validator val09's bundle at ``host`` on val00's ports, validly self-signed,
+    its certificate made for that name."""
+    key = crypto.SigningKey.generate()
+    tls_key = ec.generate_private_key(ec.SECP256R1())
+    cert = pem_cert(ceremony._self_signed(tls_key, ["val09", host], datetime.now(UTC)))
+    return Bundle(
+        ceremony.VALIDATOR, "val09", key.public_key, tls_cert=cert, host=host,
+        peer_port=7000, client_port=8000,
+    ).signed(key)  # fmt: skip
+
+
 def _public(keys: Path, tmp: Path, names: tuple[str, ...], q: int) -> Path:
     ceremony.write_assembly(tmp, ceremony.assemble(_bundles(keys, names), _template(), q))
     return tmp / "genesis.json"
@@ -152,13 +164,7 @@ def test_assemble_refuses_a_bundle_whose_host_is_another_spelling_of_an_address(
     so assemble (and every verify, which runs the same check) refuses it too."""
     honest = _bundles(keys, NAMES)
     for host, refused in (("127.0.0.9", False), ("127.1", True)):
-        key = crypto.SigningKey.generate()
-        tls_key = ec.generate_private_key(ec.SECP256R1())
-        cert = pem_cert(ceremony._self_signed(tls_key, ["val09", host], datetime.now(UTC)))
-        b = Bundle(
-            ceremony.VALIDATOR, "val09", key.public_key, tls_cert=cert, host=host,
-            peer_port=7000, client_port=8000,
-        ).signed(key)  # fmt: skip
+        b = _val09_at(host)
         if refused:
             with pytest.raises(CeremonyError, match=r"'127\.1' is no DNS name"):
                 ceremony.assemble([*honest, b], _template(), 3)
@@ -210,13 +216,7 @@ def test_an_ipv4_address_spelled_as_an_ipv4_mapped_ipv6_address_is_the_same_addr
     val00's ports claims val00's address (the check compared IPv6 and IPv4 objects)."""
     honest = _bundles(keys, NAMES)
     for host, refused in (("::ffff:127.0.0.9", False), ("::ffff:127.0.0.1", True)):
-        key = crypto.SigningKey.generate()
-        tls_key = ec.generate_private_key(ec.SECP256R1())
-        cert = pem_cert(ceremony._self_signed(tls_key, ["val09", host], datetime.now(UTC)))
-        b = Bundle(
-            ceremony.VALIDATOR, "val09", key.public_key, tls_cert=cert, host=host,
-            peer_port=7000, client_port=8000,
-        ).signed(key)  # fmt: skip
+        b = _val09_at(host)
         if refused:
             with pytest.raises(CeremonyError, match=r"same address \(host and port\)"):
                 ceremony.assemble([*honest, b], _template(), 3)

@@ -50,6 +50,18 @@ from tests.unit.test_review34t_transport import (
 # --- the largest frame ---------------------------------------------------------------------
 
 
+def _link() -> PeerLink:
+    """A dialer's link to validator 0 at an address nobody listens on."""
+    return PeerLink(
+        _Dialer(),  # type: ignore[arg-type]
+        0,
+        address="127.0.0.1:1",
+        tls_name="node-00",
+        credentials=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+    )
+
+
 def _forward_of(size: int) -> bytes:
     """A forward of one transaction, ``size`` bytes encoded."""
     data = encode_message(TxForward((bytes(size - 9),)))
@@ -110,14 +122,7 @@ def test_the_acceptors_own_clock_counts_milliseconds(
 
 def test_the_dialers_own_clock_counts_milliseconds(monotonic_s: list[float]) -> None:
     """How long a session lasted is measured in ms (PEER_SESSION_STABLE_MS)."""
-    link = PeerLink(
-        _Dialer(),  # type: ignore[arg-type]
-        0,
-        address="127.0.0.1:1",
-        tls_name="node-00",
-        credentials=None,  # type: ignore[arg-type]
-        metrics=Metrics(),
-    )
+    link = _link()
     start = link._clock_ms()
     monotonic_s[0] += 2.5
     assert link._clock_ms() - start == 2_500
@@ -331,14 +336,7 @@ async def test_a_message_that_does_not_decode_leaves_the_rest_of_its_frame() -> 
 async def test_two_messages_of_more_than_half_a_frame_go_in_two_frames() -> None:
     """A frame holds messages while their sizes add up to PEER_FRAME_BYTES_MAX: two of 3
     MiB are two frames (``size | len`` took both, 6 MiB, which gRPC refuses to send)."""
-    link = PeerLink(
-        _Dialer(),  # type: ignore[arg-type]
-        0,
-        address="127.0.0.1:1",
-        tls_name="node-00",
-        credentials=None,  # type: ignore[arg-type]
-        metrics=Metrics(),
-    )
+    link = _link()
     big = bytes(3 * 1024 * 1024)
     link.send(big)
     link.send(big)
@@ -380,14 +378,7 @@ async def test_a_queue_holds_its_byte_limit_exactly() -> None:
     """Four messages of a quarter of PEER_SEND_QUEUE_BYTES_MAX are all kept; one byte more
     drops the oldest. (The queue's bytes counted from 1, ``>=`` for ``>``, or the sizes
     multiplied or shifted, dropped some of the four.)"""
-    link = PeerLink(
-        _Dialer(),  # type: ignore[arg-type]
-        0,
-        address="127.0.0.1:1",
-        tls_name="node-00",
-        credentials=None,  # type: ignore[arg-type]
-        metrics=Metrics(),
-    )
+    link = _link()
     quarter = [bytes([k]) * (PEER_SEND_QUEUE_BYTES_MAX // 4) for k in range(4)]
     for data in quarter:
         link.send(data)
@@ -401,14 +392,7 @@ async def test_a_message_over_the_frame_limit_is_dropped_and_the_next_goes_out()
     """A message larger than PEER_FRAME_BYTES_MAX (the codec never makes one) is dropped
     from the queue, and the session goes on with the next (``break`` ended the session's
     frames)."""
-    link = PeerLink(
-        _Dialer(),  # type: ignore[arg-type]
-        0,
-        address="127.0.0.1:1",
-        tls_name="node-00",
-        credentials=None,  # type: ignore[arg-type]
-        metrics=Metrics(),
-    )
+    link = _link()
     link.send(bytes(PEER_FRAME_BYTES_MAX + 1))
     link.send(b"next")
     frames = link._frames(link._session_id)
@@ -459,14 +443,7 @@ async def test_a_validators_ended_calls_give_back_exactly_their_share() -> None:
 async def test_a_queue_holds_its_message_limit_exactly() -> None:
     """PEER_SEND_QUEUE_MAX messages are kept; one more drops the oldest (``>`` kept one
     more; ``is`` compared a length to the limit by identity and never dropped)."""
-    link = PeerLink(
-        _Dialer(),  # type: ignore[arg-type]
-        0,
-        address="127.0.0.1:1",
-        tls_name="node-00",
-        credentials=None,  # type: ignore[arg-type]
-        metrics=Metrics(),
-    )
+    link = _link()
     for k in range(PEER_SEND_QUEUE_MAX):
         link.send(k.to_bytes(2, "big"))
     assert link._metrics.dropped._value.get() == 0
@@ -478,14 +455,7 @@ async def test_a_queue_holds_its_message_limit_exactly() -> None:
 async def test_a_retired_sessions_frames_end() -> None:
     """Once its session is over, a request generator waiting for messages ends when woken
     (``>`` for ``!=`` left it waiting for ever: one task per session, woken by every send)."""
-    link = PeerLink(
-        _Dialer(),  # type: ignore[arg-type]
-        0,
-        address="127.0.0.1:1",
-        tls_name="node-00",
-        credentials=None,  # type: ignore[arg-type]
-        metrics=Metrics(),
-    )
+    link = _link()
     waiting = asyncio.ensure_future(anext(link._frames(link._session_id)))
     await asyncio.sleep(0)
     link._session_id += 1
