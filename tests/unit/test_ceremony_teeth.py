@@ -20,18 +20,11 @@ from node import ceremony, crypto
 from node.__main__ import main as node_main
 from node.ceremony import VALIDATOR, Address, Assembly, Bundle, CeremonyError
 from node.config import BUNDLE_CERT_PEM_BYTES_MAX, BUNDLES_MAX
-from node.genesis import demo_genesis, parse_genesis
+from node.genesis import parse_genesis
 from node.keyfiles import cert_pin_from_pem, pem_cert, write_signing_key
+from tests.unit.test_review34c_ceremony import _template
 
 NAMES = ("val00", "val01", "val02")
-
-
-def _template() -> dict[str, Any]:
-    g = demo_genesis(4, 3, banks=2).genesis
-    doc = ceremony.template_from_genesis(g, name="teeth")
-    for p, item in zip(g.participants, doc["participants"], strict=True):
-        item["public_key"] = p.public_key.hex()
-    return doc
 
 
 @pytest.fixture(scope="module")
