@@ -42,25 +42,27 @@ SWEEP_STEPS_MAX = 30
 
 
 @contextlib.contextmanager
-def cluster(args: argparse.Namespace) -> Iterator[Network]:
-    """The running cluster of ``--run-dir``, or a fresh one (stopped and deleted after)."""
-    if args.run_dir is not None:
-        net = load_network(args.run_dir)
+def cluster(
+    run_dir: Path | None, *, n: int, q: int | None, pipeline: bool = False
+) -> Iterator[Network]:
+    """The running cluster of ``run_dir``, or a fresh one of ``n`` validators and quorum
+    ``q`` (default: the usual one for ``n``), stopped and deleted after. Keywords, not the
+    caller's argparse namespace: `make outage` crashed on a missing ``pipeline`` attribute
+    from session 13 to 35."""
+    if run_dir is not None:
+        net = load_network(run_dir)
         down = [s.node.name for s in node_states(net) if not s.up]
         if down:
             raise SystemExit(
-                f"bench: {len(down)} validators of {args.run_dir} are down: "
+                f"bench: {len(down)} validators of {run_dir} are down: "
                 f"{', '.join(down[:5])} (start them with `make cluster`)"
             )
-        print(
-            f"bench: using the running cluster of {args.run_dir}: {net.n} validators, "
-            f"quorum {net.q}"
-        )
+        print(f"bench: using the running cluster of {run_dir}: {net.n} validators, quorum {net.q}")
         yield net
         return
-    q = default_quorum(args.n) if args.q is None else args.q
+    q = default_quorum(n) if q is None else q
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
-        spec = NetSpec(n=args.n, q=q, port_base=free_port_base(args.n), pipeline=args.pipeline)
+        spec = NetSpec(n=n, q=q, port_base=free_port_base(n), pipeline=pipeline)
         net = generate(Path(tmp) / "run", spec)
         print(f"bench: starting {net.n} validators, quorum {net.q} ...", flush=True)
         t0 = time.monotonic()
@@ -70,6 +72,10 @@ def cluster(args: argparse.Namespace) -> Iterator[Network]:
             yield net
         finally:
             print(f"bench: stopped {stop_cluster(net)} validators")
+
+
+def _cluster(args: argparse.Namespace) -> contextlib.AbstractContextManager[Network]:
+    return cluster(args.run_dir, n=args.n, q=args.q, pipeline=args.pipeline)
 
 
 def run_step(net: Network, rate: float, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -92,7 +98,7 @@ def _workload_args(args: argparse.Namespace) -> list[str]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    with cluster(args) as net:
+    with _cluster(args) as net:
         args.out = args.out or _default_out(net, "bench", args.rate)
         result = run_step(net, args.rate, args, args.out)
     print()
@@ -138,7 +144,7 @@ def _sweep(args: argparse.Namespace) -> int:
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     rate = args.rate
-    with cluster(args) as net:
+    with _cluster(args) as net:
         args.out = args.out or _default_out(net, "sweep", args.rate)
         for k in range(min(args.steps, SWEEP_STEPS_MAX)):
             out = args.out.with_name(f"{args.out.stem}-step{k + 1:02d}-{rate:g}tps.json")

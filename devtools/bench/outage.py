@@ -10,7 +10,11 @@ consecutive leaders under the old round-robin rotation), or ``--pick random``. I
 - the median block interval before the kill and over the steady state after it
   (``--settle`` seconds after the kill until the end; target: within 2x the healthy one);
 - every gap between commits longer than 500 ms, and trade latency p50/p99 before and
-  after the kill, from the load generator's record.
+  after the kill, from the load generator's record;
+- with ``--down-s S``: the validators are started again S seconds after the kill, and for
+  each, from its start: when it first answers a status call, when every validator that
+  stayed up has its stream to it back (their redial), and when it has caught up (its
+  committed height at least the watcher's when it was started).
 
 Dev tool (devtools/bench), like the benchmark: the validator never imports it.
 """
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.bench.__main__ import cluster
-from devtools.cluster import client_aio_channel, kill_node, node_states
+from devtools.cluster import client_aio_channel, kill_node, node_state, node_states, start_node
 from node.netconfig import Network
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
@@ -40,6 +44,8 @@ from node.wire import ledger_pb2_grpc as pb_grpc
 __all__ = ["main"]
 
 GAP_REPORT_MS = 500
+RESTART_POLL_S = 0.05
+RESTART_WAIT_S = 60.0  # give up on a restarted validator's marks after this long
 
 
 def _down_set(net: Network, pick: str, count: int, seed: int) -> list[int]:
@@ -78,11 +84,19 @@ async def _run(args: argparse.Namespace, net: Network, raw_file: Path) -> dict[s
         kill_node(net, i, sig)
     what = f"paused for {args.pause_s:g} s" if args.pause_s else "killed"
     print(f"outage: {what} {len(down)} validators {down} at t={args.before:g} s", flush=True)
+    restarts: dict[str, Any] = {}
     if args.pause_s:
         await asyncio.sleep(args.pause_s)
         for i in down:
             kill_node(net, i, signal.SIGCONT)
         await asyncio.sleep(max(0.0, args.after - args.pause_s))
+    elif args.down_s:
+        await asyncio.sleep(args.down_s)
+        monitor = next(i for i in seen if i not in down)
+        target = seen[monitor][-1][0] if seen[monitor] else 0
+        print(f"outage: starting {down} again at height {target}", flush=True)
+        restarts = await asyncio.to_thread(_restart, net, down, target)
+        await asyncio.sleep(max(0.0, args.after - args.down_s - restarts.pop("_took_s")))
     else:
         await asyncio.sleep(args.after)
     for w in watchers:
@@ -91,7 +105,44 @@ async def _run(args: argparse.Namespace, net: Network, raw_file: Path) -> dict[s
     await load.wait()
     monitor = next(i for i in seen if i not in down)
     raw = json.loads(raw_file.read_text())
-    return _summary(args, net, down, kill_at, blocks=seen[monitor], raw=raw)
+    result = _summary(args, net, down, kill_at, blocks=seen[monitor], raw=raw)
+    if restarts:
+        result["restarted"] = restarts
+    return result
+
+
+def _restart(net: Network, down: list[int], target: int) -> dict[str, Any]:
+    """Start ``down`` again; per validator (by name), ms from its start to: its first
+    status answer, every other validator's stream to it back, its height >= ``target``
+    (None: not within RESTART_WAIT_S)."""
+    started = time.monotonic()
+    for i in down:
+        start_node(net, i)
+    marks: dict[int, dict[str, float | None]] = {
+        i: {"answering_ms": None, "peers_back_ms": None, "caught_up_ms": None} for i in down
+    }
+    others = [i for i in range(net.n) if i not in down]
+    while time.monotonic() - started < RESTART_WAIT_S:
+        now_ms = round(1000 * (time.monotonic() - started))
+        states = {i: node_state(net, i).status for i in range(net.n)}
+        for i, m in marks.items():
+            st = states[i]
+            if st is not None and m["answering_ms"] is None:
+                m["answering_ms"] = now_ms
+            if st is not None and st.height >= target and m["caught_up_ms"] is None:
+                m["caught_up_ms"] = now_ms
+            if m["peers_back_ms"] is None and all(
+                (s := states[j]) is not None
+                and any(p.validator == i and p.connected for p in s.peers)
+                for j in others
+            ):
+                m["peers_back_ms"] = now_ms
+        if all(v is not None for m in marks.values() for v in m.values()):
+            break
+        time.sleep(RESTART_POLL_S)
+    out: dict[str, Any] = {net.nodes[i].name: m for i, m in marks.items()}
+    out["_took_s"] = time.monotonic() - started
+    return out
 
 
 def _median_interval_ms(times: list[float]) -> float | None:
@@ -171,6 +222,13 @@ def parser() -> argparse.ArgumentParser:
         default=0.0,
         help="SIGSTOP the validators for this long, then SIGCONT (default: kill -9)",
     )
+    p.add_argument(
+        "--down-s",
+        type=float,
+        default=0.0,
+        help="start the killed validators again after this long and time their catch-up"
+        " (default: they stay down)",
+    )
     p.add_argument("--rate", type=float, default=20.0, help="trades per second offered")
     p.add_argument("--before", type=float, default=30.0, help="seconds of load before kill")
     p.add_argument("--after", type=float, default=60.0, help="seconds of load after it")
@@ -182,9 +240,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ledger-outage-") as tmp, cluster(args) as net:
+    with (
+        tempfile.TemporaryDirectory(prefix="ledger-outage-") as tmp,
+        cluster(args.run_dir, n=args.n, q=args.q) as net,
+    ):
         if not 0 < args.count < net.n:
             raise SystemExit(f"outage: --count must be 1..{net.n - 1}")
+        if args.down_s and args.pause_s:
+            raise SystemExit("outage: --down-s restarts killed validators; not with --pause-s")
+        if args.down_s >= args.after:
+            raise SystemExit("outage: --down-s must be shorter than --after")
         result = asyncio.run(_run(args, net, Path(tmp) / "load.json"))
     text = json.dumps(result, indent=2)
     print(text)
