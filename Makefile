@@ -106,12 +106,12 @@ bench: setup
 bench-sweep: setup
 	$(PY) -m devtools.bench --sweep $(subst --duration $(DURATION),--duration $(if $(filter file,$(origin DURATION)),20,$(DURATION)),$(BENCH_ARGS))
 
-#? outage: kill COUNT validators together under load (leader + next in index order, or PICK=random); next commit, steady block interval (N=26 Q=16 COUNT=10 RATE=20)
+#? outage: kill COUNT validators together under load (leader + next in index order, or PICK=random); next commit, steady block interval; DOWN_S=10 starts them again after 10 s and times their catch-up (N=26 Q=16 COUNT=10 RATE=20)
 .PHONY: outage
 COUNT ?= 10
 PICK ?= consecutive
 outage: setup
-	$(PY) -m devtools.bench.outage --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --count $(COUNT) --pick $(PICK) --rate $(RATE_OUTAGE) $(if $(OUT),--out $(OUT),)
+	$(PY) -m devtools.bench.outage --n $(NET_N) $(if $(NET_Q),--q $(NET_Q),) --count $(COUNT) --pick $(PICK) --rate $(RATE_OUTAGE) $(if $(DOWN_S),--down-s $(DOWN_S),) $(if $(OUT),--out $(OUT),)
 
 RATE_OUTAGE = $(if $(filter file,$(origin RATE)),20,$(RATE))
 

@@ -171,7 +171,11 @@ async def _serve(
     )
     links = _peer_links(cfg, node, tls, metrics)
     node.send_frame = lambda dst, data: links[dst].send(data)
-    peers = PeerService(node, [v.tls_cert_sha256 for v in genesis.validators])
+    peers = PeerService(
+        node,
+        [v.tls_cert_sha256 for v in genesis.validators],
+        dialed_in=lambda src: links[src].peer_dialed_in(),
+    )
 
     peer_server = new_peer_server(len(genesis.validators))
     peer_grpc.add_PeerServicer_to_server(peers, peer_server)

@@ -11,6 +11,7 @@ reconnects with capped exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -111,9 +112,15 @@ class PeerService(peer_grpc.PeerServicer):
     whose hello never leaves holds its own validator's share, not the port's call limit."""
 
     def __init__(
-        self, node: Node, pins: Sequence[bytes], *, clock_ms: Callable[[], float] | None = None
+        self,
+        node: Node,
+        pins: Sequence[bytes],
+        *,
+        clock_ms: Callable[[], float] | None = None,
+        dialed_in: Callable[[int], None] = lambda src: None,
     ) -> None:
         self._node = node
+        self._dialed_in = dialed_in  # told each source whose hello left: PeerLink.peer_dialed_in
         self._clock_ms = clock_ms or (lambda: time.monotonic() * 1000)
         # Per (source, line): when it was last logged, and how many were left out since
         # (at most a few lines per validator of genesis).
@@ -169,6 +176,7 @@ class PeerService(peer_grpc.PeerServicer):
                     committed_height=node.replica.committed_height,
                 )
             )
+            self._dialed_in(src)
             await self._live_stream(src, request_iterator, context)
         finally:
             self._calls[src] -= 1
@@ -315,6 +323,9 @@ class PeerLink:
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
+        self._redial = asyncio.Event()  # set by peer_dialed_in: end the backoff's wait
+        self._pausing = False  # in the backoff's wait
+        self._early_ms: float | None = None  # when a dial-in last ended that wait
         self.connected = False
         self.failures = 0
         self._session_id = 0  # a finished call's request generator must not take messages
@@ -337,7 +348,32 @@ class PeerLink:
                 self.delay_ms = PEER_RECONNECT_BASE_MS
             else:  # no hello, or a peer that hung up soon after it: redialled as a failure
                 self.delay_ms = min(self.delay_ms * 2, PEER_RECONNECT_MAX_MS)
-            await asyncio.sleep(self.delay_ms / 1000)
+            await self._pause(self.delay_ms / 1000)
+
+    async def _pause(self, delay_s: float) -> None:
+        """Wait ``delay_s`` before the next dial, or less if the peer dials in meanwhile."""
+        self._redial.clear()
+        self._pausing = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._redial.wait(), delay_s)
+        finally:
+            self._pausing = False
+
+    def peer_dialed_in(self) -> None:
+        """The peer's own stream to us said hello (authenticated, charged): it is up. A link
+        waiting out its backoff dials now, not up to PEER_RECONNECT_MAX_MS later: a validator
+        restarted after a few seconds down got its peers' streams, so its catch-up answers
+        and proposals, 1 to 5 s after it started (review 33o). At most once per
+        PEER_SESSION_STABLE_MS: a peer that dials in and hangs up in a loop does not make us
+        dial it in a loop (the backoff still doubles after each short session)."""
+        now = self._clock_ms()
+        if not self._pausing or (
+            self._early_ms is not None and now - self._early_ms < PEER_SESSION_STABLE_MS
+        ):
+            return
+        self._early_ms = now
+        self._redial.set()
 
     async def _session(self) -> float | None:
         """One connection; how long it lasted after the peer's hello (ms), None if no hello."""

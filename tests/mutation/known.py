@@ -6714,3 +6714,29 @@ MUTANTS += [
            tests=[_XR34S7]),
 ]
 # fmt: on
+
+# fmt: off
+_XD35 = "tests/unit/test_peer_dial_in.py::"
+MUTANTS += [
+    Mutant("peer-dial-in-ignored_D35", "node/runtime/_transport.py",
+           old="        self._early_ms = now\n        self._redial.set()\n",
+           new="        self._early_ms = now\n",
+           breaks="a restarted validator hears its peers only when their backoff runs out, up to 5 s after it starts",
+           tests=[_XD35 + "test_a_peer_that_dials_in_is_redialled_at_once_not_after_the_backoff"]),
+    Mutant("peer-dial-in-unlimited_D35", "node/runtime/_transport.py",
+           old="            self._early_ms is not None and now - self._early_ms < PEER_SESSION_STABLE_MS\n",
+           new="            False\n",
+           breaks="a peer that dials in and hangs up in a loop has every honest validator dial it in a loop",
+           tests=[_XD35 + "test_a_peer_dialing_in_a_loop_ends_the_wait_once_per_stable_period"]),
+    Mutant("peer-dial-in-kept-for-later_D35", "node/runtime/_transport.py",
+           old="        if not self._pausing or (\n",
+           new="        if (\n",
+           breaks="a dial-in during a session ends the next backoff before it begins: a free redial for a peer that dials in before it hangs up",
+           tests=[_XD35 + "test_a_dial_in_while_the_link_is_not_waiting_is_not_kept_for_later"]),
+    Mutant("peer-dial-in-before-hello_D35", "node/runtime/_transport.py",
+           old="            await self._within_budget(src, PEER_CONNECT_CHARGE_BYTES)\n",
+           new="            await self._within_budget(src, PEER_CONNECT_CHARGE_BYTES)\n            self._dialed_in(src)\n",
+           breaks="a dialer whose hello never leaves (flow control held at zero) has us dial it at once",
+           tests=[_XD35 + "test_the_acceptor_tells_the_link_only_after_an_authenticated_hello_left"]),
+]
+# fmt: on

@@ -303,11 +303,21 @@ async def _dial(
     )
 
 
-def _pauses_of_run(
-    monkeypatch: pytest.MonkeyPatch, of: Callable[..., object] = PeerLink.run
-) -> list[float]:
-    """The pauses ``of`` (``PeerLink.run`` unless named) asks ``asyncio.sleep`` for, in
-    order (others' sleeps pass through unrecorded)."""
+def _link_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses between dials every ``PeerLink`` asks for (s), in order."""
+    real_pause, pauses = PeerLink._pause, []
+
+    async def pause(link: PeerLink, delay_s: float) -> None:
+        pauses.append(delay_s)
+        await real_pause(link, delay_s)
+
+    monkeypatch.setattr(PeerLink, "_pause", pause)
+    return pauses
+
+
+def _pauses_of_run(monkeypatch: pytest.MonkeyPatch, of: Callable[..., object]) -> list[float]:
+    """The pauses ``of`` asks ``asyncio.sleep`` for, in order (others' sleeps pass through
+    unrecorded)."""
     real_sleep, pauses = asyncio.sleep, []
     code = of.__code__  # type: ignore[attr-defined]
 
@@ -332,7 +342,7 @@ async def test_a_peer_that_hangs_up_after_its_hello_is_redialled_with_backoff(
     each is up) keep the base delay. (The base is 1 ms here, so the test takes ms; the
     pauses the link asks for are recorded as it asks.)"""
     monkeypatch.setattr(_transport, "PEER_RECONNECT_BASE_MS", 1)
-    pauses = _pauses_of_run(monkeypatch)
+    pauses = _link_pauses(monkeypatch)
     clock = [1_000_000.0]  # not zero: a duration is a difference of two readings
 
     def on_up() -> None:
