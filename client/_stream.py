@@ -225,7 +225,9 @@ class SubmitStream:
             raise
         if self._broken is not None:
             self._slots.release()
-            raise self._broken
+            # One error object for every later submit: raised afresh, or its traceback grew
+            # by this call's frames with each (review 34s's leftover).
+            raise self._broken.with_traceback(None)
         loop = asyncio.get_running_loop()
         corr = next(self._numbers)
         req = pb.SubmitStreamRequest(

@@ -6740,3 +6740,13 @@ MUTANTS += [
            tests=[_XD35 + "test_the_acceptor_tells_the_link_only_after_an_authenticated_hello_left"]),
 ]
 # fmt: on
+
+# fmt: off
+MUTANTS += [
+    Mutant("stream-broken-traceback-grows_S35", "client/_stream.py",
+           old="            raise self._broken.with_traceback(None)\n",
+           new="            raise self._broken\n",
+           breaks="every submit on a broken stream adds its frames to one error's traceback: a program retrying in a loop holds them all",
+           tests=["tests/unit/test_client_stream.py::test_each_submit_on_a_broken_stream_raises_a_traceback_of_its_own"]),
+]
+# fmt: on

@@ -209,6 +209,29 @@ async def test_a_broken_stream_fails_every_open_future_retry_safe() -> None:
     await s.cancel()
 
 
+async def test_each_submit_on_a_broken_stream_raises_a_traceback_of_its_own() -> None:
+    """The stream keeps one error for every later submit; each raise starts its traceback
+    afresh (raised as it was, the traceback grew by a call's frames with each submit: a
+    program retrying in a loop held every one). Control: the error is the stream's."""
+    call = _Call()
+    s = _stream(call, inflight_max=1)
+    call.events.put_nowait(EOF)
+    depths, errors = [], []
+    for k in range(3):
+        with pytest.raises(UnavailableError) as e:
+            async with asyncio.timeout(10):
+                while True:  # until the reader has seen the EOF
+                    await (await _submit(s, _raw(10 + k)))
+        errors.append(e.value)
+        tb, depth = e.value.__traceback__, 0
+        while tb is not None:
+            tb, depth = tb.tb_next, depth + 1
+        depths.append(depth)
+    assert depths[1] == depths[2], depths
+    assert errors[1] is errors[2] and "the stream ended" in str(errors[2])
+    await s.cancel()
+
+
 async def test_an_event_for_no_request_breaks_a_stream_with_no_other_node() -> None:
     """A node's event for no request is its fault: the stream leaves it (review 32,
     tests/unit/test_review32_sdk.py); with no other endpoint, the requests in flight fail
