@@ -97,10 +97,15 @@ def main() -> None:
     p.add_argument("--modes", default="store,lmdb,rename")
     p.add_argument("--dir", default=None, help="a directory on the disk to measure")
     args = p.parse_args()
+    if args.dir is not None and not os.path.isdir(args.dir):
+        p.error(f"--dir {args.dir}: no such directory")
+    if args.saves < 2:
+        p.error("--saves must be at least 2")
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         figures = measure(d, args.modes.split(","), args.saves, args.bytes)
     for mode, us in figures.items():
-        q = statistics.quantiles(us, n=100)
+        # inclusive: the default ("exclusive") puts p99 past the largest of fewer than 99
+        q = statistics.quantiles(us, n=100, method="inclusive")
         print(
             f"{mode:<7} {args.saves} saves of {args.bytes} bytes: p50 {q[49]:.0f} us, "
             f"p90 {q[89]:.0f} us, p99 {q[98]:.0f} us, max {max(us):.0f} us"
