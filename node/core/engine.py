@@ -15,10 +15,12 @@ and the replica unit tests all run this code:
    on the next event-loop turn, after the transport has written what this drain sent, so
    a leader's peers get its certificate before it spends its own time on the certificate
    (a lock's fdatasync, executing the block it commits);
-3. execute each committed block, in height order, and report its roots (``executed``);
-   then execute each block the replica wants speculatively (certified, not committed: a
-   pipelined child carries the roots after it, ADR 0012) and report its roots
-   (``speculated``) — the ``speculate`` port keeps that outcome to write at commit;
+3. execute each committed block, in height order, and report its roots (``executed``),
+   stopping at a block whose roots halt the replica (they differ from the certified
+   ones: nothing is applied on top of a diverged state); then execute each block the
+   replica wants speculatively (certified, not committed: a pipelined child carries the
+   roots after it, ADR 0012) and report its roots (``speculated``) — the ``speculate``
+   port keeps that outcome to write at commit;
 4. ``advance``; repeat until the replica has nothing left to do.
 
 The engine touches the world only through its ports: a store that makes the safety state
@@ -308,7 +310,13 @@ class Engine:
                 r.executed(block.height, roots[0], roots[1])
                 for o in self.observers:
                     o.on_commit(block, cert, roots)
-            self._run_speculation(ready.speculate)
+                if r.halted is not None:
+                    # The roots differ from the certified ones: nothing more is applied on
+                    # top, so the store keeps the state the divergence showed in, for the
+                    # operator to examine (the later blocks were applied too before 35).
+                    break
+            if r.halted is None:
+                self._run_speculation(ready.speculate)
             r.advance()
         r.advance()
 

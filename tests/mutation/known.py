@@ -6438,8 +6438,8 @@ _XR34E9 = _XR34EW + "test_a_message_is_charged_each_item_its_decoding_built"
 # fmt: off
 MUTANTS += [
     Mutant("engine-speculates-before-commits_R34E", "node/core/engine.py",
-           old="            for block, cert in ready.committed:\n                roots = self._execute(block, cert)\n                r.executed(block.height, roots[0], roots[1])\n                for o in self.observers:\n                    o.on_commit(block, cert, roots)\n            self._run_speculation(ready.speculate)\n",
-           new="            self._run_speculation(ready.speculate)\n            for block, cert in ready.committed:\n                roots = self._execute(block, cert)\n                r.executed(block.height, roots[0], roots[1])\n                for o in self.observers:\n                    o.on_commit(block, cert, roots)\n",
+           old="            for block, cert in ready.committed:\n                roots = self._execute(block, cert)\n",
+           new="            self._run_speculation(ready.speculate)\n            for block, cert in ready.committed:\n                roots = self._execute(block, cert)\n",
            breaks="a certified block is executed speculatively before the commits of the same Ready: its roots are of a state one block short, and a pipelined child carries them",
            tests=[_XR34E1]),
     Mutant("engine-on-persist-before-save_R34E", "node/core/engine.py",
@@ -6748,5 +6748,20 @@ MUTANTS += [
            new="            raise self._broken\n",
            breaks="every submit on a broken stream adds its frames to one error's traceback: a program retrying in a loop holds them all",
            tests=["tests/unit/test_client_stream.py::test_each_submit_on_a_broken_stream_raises_a_traceback_of_its_own"]),
+]
+# fmt: on
+
+# fmt: off
+MUTANTS += [
+    Mutant("engine-applies-past-divergence_E35", "node/core/engine.py",
+           old="                if r.halted is not None:\n",
+           new="                if False:\n",
+           breaks="a validator whose roots diverged applies the later committed blocks of the same Ready on top: the store no longer holds the state the divergence showed in",
+           tests=["tests/unit/test_engine_teeth.py::test_no_block_is_applied_on_top_of_a_diverged_state"]),
+    Mutant("engine-speculates-past-divergence_E35", "node/core/engine.py",
+           old="            if r.halted is None:\n                self._run_speculation(ready.speculate)\n",
+           new="            if True:\n                self._run_speculation(ready.speculate)\n",
+           breaks="a halted validator still executes a certified block speculatively on its diverged state",
+           tests=["tests/unit/test_engine_teeth.py::test_no_block_is_applied_on_top_of_a_diverged_state"]),
 ]
 # fmt: on

@@ -51,6 +51,8 @@ class Script:
     calls: list[tuple[str, object]]
     readies: list[Ready] = field(default_factory=list)
     me: int = 0
+    halt_at: int | None = None  # the roots reported for this height halt it (they diverge)
+    halted: str | None = None
 
     @property
     def cfg(self) -> CoreConfig:
@@ -64,6 +66,8 @@ class Script:
 
     def executed(self, height: int, state_root: bytes, results_root: bytes) -> None:
         self.calls.append(("executed", height))
+        if height == self.halt_at:
+            self.halted = f"state or results root of height {height} differs"
 
     def speculated(self, block_hash: bytes, state_root: bytes, results_root: bytes) -> None:
         self.calls.append(("speculated", block_hash))
@@ -278,6 +282,26 @@ def _engine4() -> tuple[Engine, Ports]:
 
 def _blocks(n: int) -> list[Block]:
     return [replace(_block(1), txs=(bytes([i]),)) for i in range(n)]
+
+
+@pytest.mark.parametrize("halt_at", [2, None], ids=["diverges-at-2", "control-agrees"])
+def test_no_block_is_applied_on_top_of_a_diverged_state(halt_at: int | None) -> None:
+    """Blocks 1 to 3 committed in one Ready, block 2's roots halting the replica (they
+    differ from the certified ones): the engine applies 1 and 2 and stops, so the store
+    keeps the state the divergence showed in. Before session 35 it applied 3 on top and
+    speculated on 4 (review 34e's leftover). Control: roots that agree, every block
+    applied, then the speculation."""
+    ready = Ready(None, (), tuple((_block(h), CERT) for h in (1, 2, 3)), (_block(4),))
+    engine, script = _scripted(ready)
+    script.halt_at = halt_at
+    engine.drain(None)
+    done = [(k, v) for k, v in script.calls if k in ("execute", "speculate")]
+    assert done == (
+        [("execute", 1), ("execute", 2)]
+        if halt_at
+        else [("execute", 1), ("execute", 2), ("execute", 3), ("speculate", 4)]
+    )
+    assert script.calls[-1] == ("advance", None)  # the Ready is still finished
 
 
 def test_the_speculation_cache_holds_its_max_and_no_more() -> None:
