@@ -59,6 +59,7 @@ from client._cli_common import (
     table,
     timestamp,
 )
+from client._trades import read_signed
 from node.crypto import HASH_LEN
 from node.files import read_regular_text
 from node.genesis import load_genesis
@@ -464,11 +465,7 @@ def _sign_compliance(args: argparse.Namespace) -> int:
     """The compliance officer's co-signature (AML large-value rule), before or after the
     buyer's: the file it writes keeps its format (a trade for the buyer, or a signed
     transaction for `ledger submit`)."""
-    text = _read(args.trade)
-    try:
-        stx, trade = SignedTransaction.loads(text), False
-    except TradeError:
-        stx, trade = PartialTrade.loads(text).signed, True
+    stx, trade = read_signed(_read(args.trade))  # by its format: the refusal says why
     named = getattr(stx.tx, "cosigner", "")
     if not named:
         raise CliError(f"{args.trade} names no co-signer (sign it with --cosign ID)", EXIT_USAGE)
@@ -684,11 +681,8 @@ def _submit_cancel(args: argparse.Namespace) -> int:
 
 def _submit_dvp(args: argparse.Namespace) -> int:
     g = _genesis(args)
-    text = _read(args.trade)
-    try:
-        stx = SignedTransaction.loads(text)
-    except TradeError:
-        stx = PartialTrade.loads(text).signed  # a seller's file: say who must still sign
+    # A seller's proposal too (read by its format), to say who must still sign.
+    stx, _ = read_signed(_read(args.trade))
     if stx.tx.chain_id != g.chain_id:
         raise CliError(f"{args.trade} is for another chain than {_run_dir(args)}/genesis.json")
     missing = stx.missing_signers()

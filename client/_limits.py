@@ -28,6 +28,7 @@ from node.config import (
     REPO_LAPSES_PER_BLOCK_MAX,
     REPO_LIST_MAX,
     SCHEDULE_PERIODS_MAX,
+    TX_BYTES_MAX,
     VALIDATORS_MAX,
     WAIT_TIMEOUT_MAX_MS,
 )
@@ -38,6 +39,16 @@ from node.settlement import Role
 TTL_DEFAULT_S: Final = 600  # a built transaction expires this long after it is built
 TTL_MAX_S: Final = 7 * 24 * 3600  # longer-lived signed offers are a liability if leaked
 NONCE_BITS: Final = 63  # random nonces: a collision needs ~3e9 txs with equal terms
+# A transaction or trade file (JSON) is read only up to this many characters, before it is
+# parsed (review 35d): one that the SDK writes, readable terms and all, is at most ~7x its
+# TX_BYTES_MAX envelope (31 KB for compliance tables of 256 rows of one-letter ids), while
+# a hostile counterparty's 256 MB file of empty lists parsed to gigabytes of objects.
+TRADE_JSON_CHARS_MAX: Final = 16 * TX_BYTES_MAX
+# A buyer refuses an offer whose expiry or settlement deadline is further away than
+# TTL_MAX_S, by more than this slack for the two parties' clocks (review 35d): the ledger
+# bounds neither, so a co-signed trade expiring in years was a free option for whoever
+# held the file (the seller could settle it whenever the price suited).
+OFFER_CLOCK_SLACK_S: Final = 300
 
 # --- connections -------------------------------------------------------------------------
 ENDPOINTS_MAX: Final = VALIDATORS_MAX  # one client talks to at most every validator

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -34,7 +35,13 @@ from client._errors import (
     TradeError,
 )
 from client._keys import ParticipantKey
-from client._limits import NONCE_BITS, TTL_DEFAULT_S, TTL_MAX_S
+from client._limits import (
+    NONCE_BITS,
+    OFFER_CLOCK_SLACK_S,
+    TRADE_JSON_CHARS_MAX,
+    TTL_DEFAULT_S,
+    TTL_MAX_S,
+)
 from node import crypto, tags
 from node.config import RESERVE_BILLS_MAX, TX_BYTES_MAX, U64_MAX
 from node.settlement import (
@@ -938,12 +945,28 @@ class SignedTransaction:
 
 
 def _json(text: str | bytes) -> Any:
+    """``text`` parsed, bounded before parsing (TRADE_JSON_CHARS_MAX) and with each key of
+    an object once: of two "amount"s, one reader shows the first and another the last, so
+    the one checked against the signed bytes need not be the one a person reads."""
+    if len(text) > TRADE_JSON_CHARS_MAX:
+        raise TradeError(
+            f"not a trade: {len(text):,} characters, more than the {TRADE_JSON_CHARS_MAX:,} "
+            "of any transaction's JSON"
+        )
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TradeError(f"not JSON: {e}") from e
     except RecursionError as e:
         raise TradeError("not a trade: JSON nested too deeply") from e
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise TradeError(f"not a trade: the key {twice!r} appears twice in one object (tampered)")
+    return doc
 
 
 def _from_doc(doc: Any, fmt: str) -> SignedTransaction:
@@ -956,9 +979,26 @@ def _from_doc(doc: Any, fmt: str) -> SignedTransaction:
     if len(raw) > TX_BYTES_MAX:
         raise TradeError(f"transaction of {len(raw)} bytes exceeds {TX_BYTES_MAX}")
     stx = SignedTransaction(raw)
-    if doc.get("terms") != terms_of(stx.tx):
-        raise TradeError("the readable terms differ from the signed transaction (tampered)")
+    shown = {**stx.to_json(), "format": fmt}
+    if set(doc) != set(shown):
+        odd = ", ".join(sorted(set(doc) ^ set(shown)))
+        raise TradeError(f"not a {fmt!r} document: fields {odd} extra or missing")
+    for field in _READABLE:
+        if not _same(doc[field], shown[field]):
+            verb = "differ" if field.endswith("s") else "differs"
+            raise TradeError(f"the readable {field} {verb} from the signed transaction (tampered)")
     return stx
+
+
+# What a document shows besides the signed bytes, each checked against them on reading.
+_READABLE = ("terms", "tx_id", "signers", "missing_signers")
+
+
+def _same(shown: Any, signed: Any) -> bool:
+    """Equal as JSON text, not as Python values: 99.0 == 99 and true == 1 in Python, but
+    a file showing "amount": 99.0 or "quantity": true shows other text than the signed
+    terms' (which another reader may show or round otherwise)."""
+    return json.dumps(shown, sort_keys=True) == json.dumps(signed, sort_keys=True)
 
 
 def sign(
@@ -1053,10 +1093,12 @@ def accept_dvp(
 ) -> SignedTransaction:
     """The buyer's half: check the proposal, then co-sign it (ready to submit).
 
-    Refused with TradeError: not a DvP, another chain, expired or past its deadline,
-    addressed to another buyer, the seller's signature missing or not by the seller's
-    genesis key, or a signature by anyone else. TermsMismatchError lists every term that
-    differs from ``expect`` (e.g. ``{"bond": ..., "quantity": 100, "amount": 99}``).
+    Refused with TradeError: not a DvP, another chain, expired or past its deadline, an
+    expiry or deadline further off than TTL_MAX_S (the longest the builders allow) plus
+    OFFER_CLOCK_SLACK_S, addressed to another buyer, the seller's signature missing or not
+    by the seller's genesis key, a co-signer's signature that is not its key's, or a
+    signature by anyone else. TermsMismatchError lists every term that differs from
+    ``expect`` (e.g. ``{"bond": ..., "quantity": 100, "amount": 99}``).
     """
     trade = PartialTrade.loads(data)
     dvp, env = trade.terms, trade.signed.envelope
@@ -1070,6 +1112,13 @@ def accept_dvp(
         raise TradeError(
             "the trade has expired or passed its settlement deadline; ask for a new one"
         )
+    if max(dvp.expiry_ms, dvp.deadline_ms) > now + (TTL_MAX_S + OFFER_CLOCK_SLACK_S) * 1000:
+        raise TradeError(
+            f"the trade stays open until {max(dvp.expiry_ms, dvp.deadline_ms)} (ms since 1970), "
+            f"more than the {TTL_MAX_S // 86400} days a builder allows from now: co-signed, "
+            "whoever held it could settle it when the price suited; ask for one that expires "
+            "sooner"
+        )
     _check_terms(dvp, expect or {})
     return sign(trade.signed, buyer_key, genesis=genesis)
 
@@ -1081,12 +1130,15 @@ def _check_seller_signature(
     others = set(sigs) - {dvp.seller, dvp.buyer, dvp.cosigner}
     if others:
         raise TradeError(f"signed by non-parties: {', '.join(sorted(others))}")
-    sig = sigs.get(dvp.seller)
-    seller = genesis.participant_by_id.get(dvp.seller)
-    if sig is None:
+    if dvp.seller not in sigs:
         raise TradeError(f"the seller {dvp.seller} has not signed the trade")
-    if seller is None or not crypto.verify(seller.public_key, tags.TX + env.body, sig):
-        raise TradeError(f"the seller's signature is not {dvp.seller}'s (forged or altered)")
+    # The buyer's own signature, if any, is replaced by the co-signing; every other one
+    # must hold, or the buyer would be told the trade is complete and the ledger refuse it.
+    for signer in sorted(set(sigs) - {dvp.buyer}):
+        party = genesis.participant_by_id.get(signer)
+        if party is None or not crypto.verify(party.public_key, tags.TX + env.body, sigs[signer]):
+            who = "the seller's" if signer == dvp.seller else f"the co-signer {signer}'s"
+            raise TradeError(f"{who} signature is not {signer}'s (forged or altered)")
 
 
 def cosign(
@@ -1095,19 +1147,24 @@ def cosign(
     """The compliance officer's co-signature of a transaction that names it as
     ``cosigner`` (the AML large-value rule), before or after the parties sign. TradeError
     if the transaction names no co-signer or another one."""
-    if isinstance(data, SignedTransaction):
-        stx = data
-    elif isinstance(data, bytes) and not data.lstrip().startswith(b"{"):
-        stx = SignedTransaction(data)
-    else:
-        doc = _json(data)
-        fmt = doc.get("format") if isinstance(doc, dict) else None
-        stx = _from_doc(doc, _TRADE_FORMAT if fmt == _TRADE_FORMAT else _TX_FORMAT)
+    stx = data if isinstance(data, SignedTransaction) else read_signed(data)[0]
     named = getattr(stx.tx, "cosigner", "")
     if named != key.participant:
         who = f"names {named} as co-signer" if named else "names no co-signer"
         raise TradeError(f"the transaction {who}, not {key.participant}")
     return sign(stx, key, genesis=genesis)
+
+
+def read_signed(data: str | bytes) -> tuple[SignedTransaction, bool]:
+    """A signed transaction's JSON or bytes, or a DvP proposal's JSON (True), each read by
+    the format it names: a refusal then says what is wrong with the document (review 35d:
+    a tampered signed transaction was read again as a proposal, and refused only as
+    "not a proposal")."""
+    if isinstance(data, bytes) and not data.lstrip().startswith(b"{"):
+        return SignedTransaction(data), False
+    doc = _json(data)
+    trade = isinstance(doc, dict) and doc.get("format") == _TRADE_FORMAT
+    return _from_doc(doc, _TRADE_FORMAT if trade else _TX_FORMAT), trade
 
 
 def _check_terms(dvp: DvP | PendingDvP, expect: Mapping[str, object]) -> None:
