@@ -234,3 +234,60 @@ def test_the_cli_says_a_tampered_signed_file_is_tampered(
     assert code == 0, err
     code, err = _ledger(capsys, *g, "submit", "dvp", str(offer))
     assert code == 1 and "lacks the signature of BANK02, COMPLIANCE" in err, err
+
+
+# --- the client.trades mutation target's survivors ------------------------------------------
+
+
+def test_a_document_exactly_at_the_bound_reads() -> None:
+    offer = _offer()
+    at_bound = offer + " " * (TRADE_JSON_CHARS_MAX - len(offer))
+    assert len(at_bound) == TRADE_JSON_CHARS_MAX
+    assert _accept(at_bound).missing_signers() == ()
+    with pytest.raises(TradeError, match="more than"):
+        _accept(at_bound + " ")
+
+
+def test_an_offer_is_refused_from_its_expiry_or_deadline_on() -> None:
+    d = _dvp()
+    for end in ("expiry_ms", "deadline_ms"):
+        offer = _signed_by_seller(dataclasses.replace(d, **{end: NOW_MS + 10}))
+        assert accept_dvp(offer, _key("BANK02"), G, now_ms=NOW_MS + 9).missing_signers() == ()
+        with pytest.raises(TradeError, match="expired or passed its settlement deadline"):
+            accept_dvp(offer, _key("BANK02"), G, now_ms=NOW_MS + 10)
+
+
+def test_nested_terms_read_back_as_written() -> None:
+    """Roles (a set: sorted), keys and digests (hex), a participant (a dict) and bills (a
+    list of dicts) in the readable terms, each checked on reading like a DvP's."""
+    t = Transactions(G, clock=lambda: NOW_MS / 1000)
+    admins = list(G.admins[: G.admin_threshold])
+    add = t.add_participant(
+        "BANK99", bytes(G.participants[0].public_key), "trader,custodian", 2, admins
+    )
+    terms = trades.terms_of(add)
+    assert terms["participant"]["roles"] == ["custodian", "trader"]
+    assert terms["participant"]["public_key"] == G.participants[0].public_key.hex()
+    reserves = t.attest_reserves(
+        "CASHCO", NET.cash, NOW_MS, b"\x07" * 32, 5, [("912797GK7", "2027-01-07", 3)]
+    )
+    assert trades.terms_of(reserves)["bills"] == [
+        {"cusip": "912797GK7", "maturity": "2027-01-07", "amount": 3}
+    ]
+    assert trades.terms_of(reserves)["document_sha256"] == "07" * 32
+    for tx in (add, reserves):
+        stx = SignedTransaction.unsigned(tx)
+        assert SignedTransaction.loads(stx.dumps()) == stx
+        edited = _edited(stx.dumps(), lambda d: d["terms"].update(kind="MINT"))
+        with pytest.raises(TradeError, match="readable terms differ"):
+            SignedTransaction.loads(edited)
+
+
+def test_ready_to_send_names_who_has_not_signed() -> None:
+    from client import InvalidTransactionError
+
+    half = sign(_dvp(), _key("BANK01"), genesis=G)
+    with pytest.raises(InvalidTransactionError, match="signature of BANK02; sign it first"):
+        SignedTransaction.ready_to_send(half)
+    whole = sign(half, _key("BANK02"), genesis=G)
+    assert SignedTransaction.ready_to_send(whole.raw) == whole
