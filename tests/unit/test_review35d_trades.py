@@ -17,6 +17,8 @@ import pytest
 from client import (
     ParticipantKey,
     SignedTransaction,
+    SigningError,
+    TermsMismatchError,
     TradeError,
     Transactions,
     accept_dvp,
@@ -27,14 +29,15 @@ from client import (
 from client import _trades as trades
 from client._limits import OFFER_CLOCK_SLACK_S, TRADE_JSON_CHARS_MAX, TTL_MAX_S
 from client.cli import main
-from node.genesis import dump_genesis
+from node.config import TX_BYTES_MAX
+from node.genesis import demo_genesis, dump_genesis
 from node.keyfiles import write_signing_key
 from node.settlement import ComplianceRules, DvP, SetComplianceRules, SignedTx, encode_body
 from tests.ledger_helpers import shared_net
 
 NET = shared_net()
 G = NET.genesis
-NOW_MS = 1_900_000_000_000
+NOW_MS = 1_900_000_001_000  # its bits overlap TTL_MAX_S's in ms: + is not | or ^
 
 
 def _key(pid: str) -> ParticipantKey:
@@ -89,7 +92,8 @@ def test_the_readable_tx_id_and_signers_must_be_the_envelopes(
     """An offer saying the buyer signed already, or naming another tx id to watch for; a
     signed transaction saying a party has not signed."""
     offer = _offer()
-    with pytest.raises(TradeError, match=f"readable {field} differ.*tampered"):
+    verb = "differs" if field == "tx_id" else "differ"
+    with pytest.raises(TradeError, match=f"readable {field} {verb} from .* \\(tampered\\)$"):
         _accept(_edited(offer, lambda d: d.update({field: lie})))
     stx = sign(_dvp(), _key("BANK01"), _key("BANK02"), genesis=G)
     assert SignedTransaction.loads(stx.dumps()) == stx  # the control
@@ -172,7 +176,7 @@ def test_an_offer_open_longer_than_any_builder_allows_is_refused(term: str) -> N
     at_bound = dataclasses.replace(_dvp(), expiry_ms=bound, deadline_ms=bound)
     _accept(_signed_by_seller(at_bound))
     far = dataclasses.replace(at_bound, **{term: bound + 1})
-    with pytest.raises(TradeError, match="stays open until"):
+    with pytest.raises(TradeError, match="more than the 7 days a builder allows"):
         _accept(_signed_by_seller(far))
     with pytest.raises(TradeError, match="stays open until"):
         _accept(_signed_by_seller(dataclasses.replace(_dvp(), **{term: 2**64 - 1})))
@@ -291,3 +295,106 @@ def test_ready_to_send_names_who_has_not_signed() -> None:
         SignedTransaction.ready_to_send(half)
     whole = sign(half, _key("BANK02"), genesis=G)
     assert SignedTransaction.ready_to_send(whole.raw) == whole
+
+
+def test_a_document_of_many_keys_is_read_and_checked() -> None:
+    """300 keys in one object (more than CPython's cached small ints): no key twice."""
+    padded = _edited(_offer(), lambda d: d["terms"].update({f"k{i}": i for i in range(300)}))
+    with pytest.raises(TradeError, match="readable terms differ"):
+        _accept(padded)
+
+
+def test_each_format_is_read_as_itself_only() -> None:
+    offer = _offer()
+    stx = sign(_dvp(), _key("BANK01"), _key("BANK02"), genesis=G)
+    with pytest.raises(TradeError, match="not a 'dvp-ledger/transaction/v1' document"):
+        SignedTransaction.loads(offer)
+    with pytest.raises(TradeError, match="not a 'dvp-ledger/dvp-proposal/v1' document"):
+        _accept(stx.dumps())
+    for fmt in (None, 1, "a", "z"):
+        with pytest.raises(TradeError, match="not a 'dvp-ledger/dvp-proposal/v1' document"):
+            _accept(_edited(offer, lambda d, f=fmt: d.update(format=f)))
+    with pytest.raises(TradeError, match="not a 'dvp-ledger/transaction/v1' document"):
+        cosign('{"format": "a"}', _key("COMPLIANCE"), G)
+    with pytest.raises(TradeError, match="not a 'dvp-ledger/transaction/v1' document"):
+        SignedTransaction.loads("[]")
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda d: d.pop("transaction"), "missing or invalid 'transaction'"),
+        (lambda d: d.update(transaction="\u00e9" + d["transaction"]), "missing or invalid"),
+        (lambda d: d.update(transaction="!" + d["transaction"]), "missing or invalid"),
+    ],
+)
+def test_the_envelope_must_be_there_and_strict_base64(edit: Any, why: str) -> None:
+    with pytest.raises(TradeError, match=why):
+        _accept(_edited(_offer(), edit))
+
+
+def test_a_transaction_of_exactly_the_largest_size_reads() -> None:
+    admins = tuple(G.admins[: G.admin_threshold])
+    rows = tuple((f"I{i:03d}" + ("x" * 52 if i == 0 else ""), 1) for i in range(204))
+    stx = SignedTransaction.unsigned(
+        SetComplianceRules(G.chain_id, 1, 1, ComplianceRules(rows, (), rows), admins)
+    )
+    assert len(stx.raw) == TX_BYTES_MAX
+    assert SignedTransaction.loads(stx.dumps()) == stx
+
+
+def test_sign_propose_and_accept_compare_identities_not_their_order() -> None:
+    """Another chain sorting before or after this one; a key whose id sorts before the
+    buyer's or the seller's; an equal id that is another string object."""
+    other = demo_genesis(validators=4, quorum=3, seed=b"r35d other")
+    mine = SignedTransaction.unsigned(_dvp())
+    theirs = SignedTransaction.unsigned(
+        dataclasses.replace(_dvp(), chain_id=other.genesis.chain_id)
+    )
+    for stx, g in ((mine, other.genesis), (theirs, G)):
+        with pytest.raises(SigningError, match=f"for chain {stx.tx.chain_id[:16]}\\.\\.\\., not"):
+            sign(stx, _key("BANK01"), genesis=g)
+        with pytest.raises(TradeError, match="another chain"):
+            accept_dvp(_signed_by_seller(stx.tx), _key("BANK02"), g, now_ms=NOW_MS)  # type: ignore[arg-type]
+    with pytest.raises(SigningError, match="the seller is BANK01"):
+        propose_dvp(_dvp(), ParticipantKey("BANK00", NET.participant_keys["BANK01"]), G)
+    same = ParticipantKey("".join(["BANK", "01"]), NET.participant_keys["BANK01"])
+    assert _proposed(propose_dvp(_dvp(), same, G)).signers == ("BANK01",)
+    with pytest.raises(TradeError, match="buyer is BANK02, not BANK01"):
+        _accept_as("BANK01", _offer())
+    with pytest.raises(TypeError):
+        accept_dvp(_offer(), _key("BANK02"), G, {"amount": 99})  # type: ignore[misc]
+
+
+def _accept_as(pid: str, text: str) -> SignedTransaction:
+    return accept_dvp(text, _key(pid), G, now_ms=NOW_MS)
+
+
+def _proposed(text: str) -> SignedTransaction:
+    return trades.PartialTrade.loads(text).signed
+
+
+def test_who_signed_wrongly_is_named() -> None:
+    d = _dvp()
+    forged = SignedTx(encode_body(d), ()).with_signature("BANK01", NET.participant_keys["BANK03"])
+    with pytest.raises(TradeError, match=r"^the seller's signature is not BANK01's"):
+        _accept(forged.encode())
+    audited = dataclasses.replace(d, cosigner="AUDITOR")  # an id sorting before the seller's
+    env = SignedTx.decode(_signed_by_seller(audited))
+    bogus = SignedTx(env.body, tuple(sorted([*env.signatures, ("AUDITOR", b"\x01" * 64)])))
+    with pytest.raises(TradeError, match=r"^the co-signer AUDITOR's signature is not AUDITOR's"):
+        _accept(bogus.encode())
+
+
+def test_cosign_takes_raw_bytes_and_refuses_another_officer() -> None:
+    raw = _signed_by_seller(_dvp(cosigner="COMPLIANCE"))
+    assert trades.read_signed(raw) == (SignedTransaction(raw), False)
+    assert cosign(raw, _key("COMPLIANCE"), G).signers == ("BANK01", "COMPLIANCE")
+    with pytest.raises(TradeError, match="names COMPLIANCE as co-signer, not REGULATOR"):
+        cosign(raw, _key("REGULATOR"), G)
+
+
+def test_an_expected_term_above_or_below_the_offer_differs() -> None:
+    for want in (98, 100):
+        with pytest.raises(TermsMismatchError, match=f"amount: expected {want}, got 99"):
+            _accept(_offer(), expect={"amount": want})
