@@ -208,7 +208,7 @@ async def _client(largest: Largest, port: int, who: str) -> AsyncIterator[AsyncL
         genesis=net.genesis,
         identity=ParticipantKey(who, net.participant_keys[who]),
         # Pages of megabytes built and checked on a machine whose other worker runs too:
-        # the default 10 s per call timed out at a load average of 5 (session 35).
+        # the default 2 s per call timed out at a load average of 5 (session 35).
         rpc_timeout_s=120,
     )
     try:
