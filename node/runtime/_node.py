@@ -881,6 +881,7 @@ class Node:
                 logging.ERROR,
                 reason=r.halted,
                 height=r.committed_height,
+                applied=r.executed_height,  # the store's head: the state it diverged in
                 exit_code=EXIT_DIVERGED,
             )
             self._halt()

@@ -140,7 +140,7 @@ async def test_an_exception_in_a_timer_callback_halts_the_node(
     h.node.stop()
 
 
-async def test_divergence_stops_the_process_too() -> None:
+async def test_divergence_stops_the_process_too(caplog: pytest.LogCaptureFixture) -> None:
     net = shared_net()
     h = Harness(net, MemoryStore(net.genesis))
     h.node.start()
@@ -148,6 +148,10 @@ async def test_divergence_stops_the_process_too() -> None:
     h.node._on_timer()  # any event reaches _after_drain
     assert h.halts == 1 and h.node.exit_code == EXIT_DIVERGED
     assert h.halted_metric() == 1.0
+    (line,) = [r for r in caplog.records if r.getMessage() == "halted"]
+    fields = line.fields  # type: ignore[attr-defined]
+    assert fields["reason"] == h.node.replica.halted
+    assert fields["applied"] == h.node.store.head().height == 0  # the store's head, named
 
 
 async def test_accepted_means_in_the_intake_log_and_a_restart_replays_it() -> None:
