@@ -299,7 +299,7 @@ async def test_control_unpaged_the_largest_attestations_never_reach_the_sdk(
         req = pb.AttestationsRequest()
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await c._stub(0).GetAttestations(
-                req, timeout=30, metadata=c._md(0, "GetAttestations", req)
+                req, timeout=120, metadata=c._md(0, "GetAttestations", req)
             )
     assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in (refused.value.details() or "")

@@ -245,7 +245,10 @@ async def test_a_hello_of_another_chain_or_validator_is_no_session(
         async with _running(link):
             await peer.reach(3)
         assert not dialer.up.is_set() and not link.connected
-        assert [r.getMessage() for r in caplog.records][:1] == ["peer_mismatch"]
+        # The node's lines only: gRPC's poller can log an error of an earlier test's closed
+        # event loop through asyncio's logger here (seen at a load average of 10).
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("node")]
+        assert lines[:1] == ["peer_mismatch"]
     control, right = _Dialer(), _Hello("test-chain", 0)
     async with _port(right) as port, _running(await _dial(control, port, lambda: 0.0)):
         async with asyncio.timeout(WAIT_S):
