@@ -238,6 +238,9 @@ class Node:
         self._timer_at = 0  # when the armed timer fires (ms, the node's clock)
         self._gauges: tuple[int, int, int] | None = None  # the last view and mempool set
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        # Waits for the next commit (a result proof, a settlement): ended by ``stop`` too.
+        self._head_waits: set[asyncio.Future[Literal[True]]] = set()
+        self._waits_ended = False  # stopped: a wait that would park ends at once
         self._trees_cache: OrderedDict[int, _BlockTrees] = OrderedDict()
         # Party indexes execution built (ADR 0025), until the block's trees take them.
         self._parties_kept: OrderedDict[int, PartyIndex] = OrderedDict()
@@ -324,7 +327,9 @@ class Node:
         if self._stopped or self.halted is not None:
             raise NodeHaltedError(self._why_stopped())
         result = self._guard("submit", self._submit, raw, tid)
-        if result is None:
+        if result is None or self._stopped:
+            # Halted in the drain after the mempool took it (a replica that diverged there
+            # halts without an exception): the batch was dropped, so nothing is durable.
             raise NodeHaltedError(self._why_stopped())
         flush = self._intake_flush
         if flush is not None and result is not AddResult.FULL:
@@ -418,13 +423,20 @@ class Node:
         self._fail_intake_flush(NodeHaltedError("node shut down: the intake write did not run"))
 
     def stop(self) -> None:
+        """Cancel the timer and end every finality wait, parked for a commit or for the
+        next one (a result proof, a settlement), and any wait asked for later: a halted or
+        stopping node commits nothing more, so none may sleep until its timeout."""
         if self._timer is not None:
             self._timer.cancel()
+        self._waits_ended = True
         for futures in self._waiters.values():
             for f in futures:
                 if not f.done():
                     f.cancel()
         self._waiters.clear()
+        for changed in self._head_waits:
+            changed.cancel()
+        self._head_waits.clear()
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -675,6 +687,9 @@ class Node:
             and not (settled and found.waiting)
         ):
             return found
+        if self._waits_ended:
+            # Stopped or halted: no commit will end it. Ended as ``stop`` ends those parked.
+            raise asyncio.CancelledError(self._why_stopped())
         if self._waiter_count >= WAITERS_MAX:
             raise TooManyWaitersError(f"{WAITERS_MAX} finality waits are in progress")
         loop = asyncio.get_running_loop()
@@ -690,7 +705,12 @@ class Node:
                     self._forget_waiter(tid, fut)
                 found = self._committed_receipt(tid)
             while (prove_result and found.result_proof is None) or (settled and found.waiting):
-                await asyncio.wait_for(self.head_changed(), max(0.0, deadline - loop.time()))
+                changed = asyncio.ensure_future(self.head_changed())
+                self._head_waits.add(changed)
+                try:
+                    await asyncio.wait_for(changed, max(0.0, deadline - loop.time()))
+                finally:
+                    self._head_waits.discard(changed)
                 found = self._committed_receipt(tid)
             return found
         finally:

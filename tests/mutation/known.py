@@ -6816,3 +6816,24 @@ MUTANTS += [
            tests=[_XR35D + "test_the_cli_says_a_tampered_signed_file_is_tampered"]),
 ]
 # fmt: on
+
+# fmt: off
+_XR35N = "tests/unit/test_review35n_node.py::"
+MUTANTS += [
+    Mutant("halt-in-drain-acks-undurable_R35N", "node/runtime/_node.py",
+           old="        if result is None or self._stopped:\n",
+           new="        if result is None:\n",
+           breaks="a node that halts (diverges) in the drain after a submit answers ACCEPTED for a transaction in no intake log: lost on restart",
+           tests=[_XR35N + "test_a_halt_in_the_drain_after_an_accept_refuses_the_ack"]),
+    Mutant("halt-leaves-head-waits_R35N", "node/runtime/_node.py",
+           old="        for changed in self._head_waits:\n            changed.cancel()\n",
+           new="        for changed in ():\n            changed.cancel()\n",
+           breaks="after a halt a wait for a result proof sleeps until its timeout instead of ending with NODE_STOPPED",
+           tests=[_XR35N + "test_a_halt_ends_a_wait_for_the_next_commit"]),
+    Mutant("halted-node-parks-new-waits_R35N", "node/runtime/_node.py",
+           old="        if self._waits_ended:\n",
+           new="        if False:\n",
+           breaks="a finality wait asked of a halted or stopping node parks until its timeout: nothing will end it",
+           tests=[_XR35N + "test_a_wait_asked_for_after_a_halt_ends_at_once"]),
+]
+# fmt: on
