@@ -14,15 +14,18 @@ Two defects, each with its control:
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
 from node.core.mempool import AddResult
 from node.genesis import DemoNetwork
-from node.runtime._node import EXIT_DIVERGED, NodeHaltedError
+from node.runtime import _node
+from node.runtime._node import EXIT_DIVERGED, NodeHaltedError, TooManyWaitersError
+from node.settlement import precheck
 from tests.ledger_helpers import TxFactory, shared_net
 from tests.patience import HANG_S
-from tests.unit.test_failstop import CountingStore, Harness
+from tests.unit.test_failstop import CountingStore, Harness, solo_net
 from tests.unit.test_finality_wait import _node_with_trade_at_height_1, _qc
 
 
@@ -131,3 +134,160 @@ async def test_control_the_next_commit_still_ends_a_proof_wait(
     receipt = await asyncio.wait_for(waiting, HANG_S)
     assert receipt.result_proof is not None and node._waiter_count == 0
     assert not getattr(node, "_head_waits", ())
+
+
+# --- what the mutation target "runtime.node" left alive ----------------------------------
+
+
+async def test_the_intake_log_is_bounded_across_turns_and_within_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every queue has a maximum (house rule 3): the intake log, durable plus this turn's
+    batch, holds at most INTAKE_TXS_MAX; a client past it is told FULL, not logged."""
+    monkeypatch.setattr(_node, "INTAKE_TXS_MAX", 2)
+    net = shared_net()  # node 0 alone: nothing commits, the log only grows
+    store = CountingStore(net.genesis)
+    h = Harness(net, store)
+    h.node.start()
+    txf = TxFactory(net)
+    raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(4)]
+    # One turn: two fill the batch, the third is FULL though nothing is durable yet.
+    got = await asyncio.gather(*(h.submit(r) for r in raws[:3]))
+    assert got == [AddResult.ACCEPTED, AddResult.ACCEPTED, AddResult.FULL]
+    assert store.intake_count() == 2
+    # A later turn: the durable log alone is at the bound.
+    assert await h.submit(raws[3]) is AddResult.FULL
+    assert store.intake_count() == 2
+    h.node.stop()
+
+
+async def test_a_restart_logs_how_many_it_replayed(caplog: pytest.LogCaptureFixture) -> None:
+    """The operator's word on a restart: every logged transaction replayed, none pruned."""
+    caplog.set_level(logging.INFO)
+    net = shared_net()
+    store = CountingStore(net.genesis)
+    h = Harness(net, store)
+    h.node.start()
+    txf = TxFactory(net)
+    for k in range(3):
+        assert await h.submit(txf.signed(txf.transfer(amount=k + 1))) is AddResult.ACCEPTED
+    h.node.stop()
+    again = Harness(net, store)
+    again.node.start()
+    [line] = [r for r in caplog.records if r.getMessage() == "intake_replayed"]
+    assert line.fields == {"txs": 3, "pruned": 0}  # type: ignore[attr-defined]
+    again.node.stop()
+
+
+class _Probes:
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def __call__(self, peer: int, height: int, now_ms: int | None) -> None:
+        self.seen.append((peer, height))
+
+
+async def test_a_peer_coming_up_is_probed_only_when_ahead_and_at_most_once_an_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bound the work one peer causes (house rule 11): a link that flaps asks for blocks
+    at most once per SYNC_PROBE_INTERVAL_MS, and a peer not ahead of us is asked nothing
+    (nor does it use up the interval)."""
+    net = shared_net()
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    probes = _Probes()
+    monkeypatch.setattr(h.node.engine, "peer_height", probes)
+    h.node.peer_up(1, 0)  # at our height: nothing to ask
+    assert probes.seen == []
+    h.node.peer_up(1, 5)
+    h.node.peer_up(1, 6)  # the same interval: not again
+    h.node.peer_up(2, 5)  # another peer has its own interval
+    assert probes.seen == [(1, 5), (2, 5)]
+    h.now_ms += _node.SYNC_PROBE_INTERVAL_MS
+    h.node.peer_up(1, 7)
+    assert probes.seen[-1] == (1, 7)
+    h.node.stop()
+
+
+async def test_finality_waits_are_bounded_and_each_ending_frees_its_place(
+    monkeypatch: pytest.MonkeyPatch, net: DemoNetwork, txf: TxFactory
+) -> None:
+    """A client cannot park more than WAITERS_MAX waits (memory, house rule 3); a wait that
+    times out or is cancelled gives its place back and is forgotten."""
+    monkeypatch.setattr(_node, "WAITERS_MAX", 2)
+    node, _, _ = _node_with_trade_at_height_1(net, txf)
+    a = asyncio.ensure_future(node.wait_for(b"\x01" * 32, HANG_S, prove_result=False))
+    b = asyncio.ensure_future(node.wait_for(b"\x02" * 32, 0.01, prove_result=False))
+    await _turns(1)
+    with pytest.raises(TooManyWaitersError):
+        await node.wait_for(b"\x03" * 32, HANG_S, prove_result=False)
+    with pytest.raises(TimeoutError):
+        await b
+    a.cancel()
+    await _turns()
+    assert a.cancelled() and node._waiter_count == 0 and not node._waiters
+    c = asyncio.ensure_future(node.wait_for(b"\x03" * 32, HANG_S, prove_result=False))
+    await _turns(1)
+    assert not c.done() and node._waiter_count == 1
+    node.stop()
+    await _turns()
+
+
+async def test_a_commit_ends_every_wait_for_it_and_skips_one_cancelled() -> None:
+    """The finality wait's point: a commit settles the waits parked for that id; a wait
+    cancelled meanwhile (its client went away) is skipped, not set, and the commit goes
+    on (a set_result on it would raise inside the commit: fail-stop for nothing)."""
+    net = solo_net()
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    txf = TxFactory(net)
+    raw = txf.signed(txf.transfer())
+    tid = precheck(net.genesis, raw).tx_id
+    first = asyncio.ensure_future(h.node.wait_for(tid, HANG_S, prove_result=False))
+    gone = asyncio.ensure_future(h.node.wait_for(tid, HANG_S, prove_result=False))
+    await _turns(1)
+    inner = h.node._waiters[tid][1]
+    inner.cancel()  # what stop does to one, or a race with its caller's cancel
+    assert await h.submit(raw) is AddResult.ACCEPTED
+    receipt = await asyncio.wait_for(first, HANG_S)
+    assert receipt.height == 1 and h.node.halted is None
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    h.node.stop()
+
+
+def _sample(h: Harness, name: str, **labels: str) -> float:
+    value = h.node.metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
+
+
+async def test_a_commit_counts_its_transactions_and_their_latency() -> None:
+    """Operators' figures (docs/operations.md): each transaction by result code, and the
+    commit latency of one accepted here; a pending instruction's later event is no
+    transaction."""
+    net = solo_net()
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    txf = TxFactory(net)
+    assert await h.submit(txf.signed(txf.transfer())) is AddResult.ACCEPTED
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert h.store.head().height == 1
+    assert _sample(h, "ledger_transactions_total", code="OK") == 1.0
+    assert _sample(h, "ledger_commit_latency_seconds_count") == 1.0
+    h.node.stop()
+
+
+async def test_view_changes_and_relayed_votes_are_counted_by_their_increase() -> None:
+    """The metrics follow the replica's counters by their increase, however many at once."""
+    net = shared_net()
+    h = Harness(net, CountingStore(net.genesis), index=2)
+    h.node.start()
+    r = h.node.replica
+    for timed_out, relayed in ((3, 2), (5, 7)):
+        r.views_timed_out, r.commit_votes_relayed = timed_out, relayed
+        h.node._after_drain()
+    assert _sample(h, "ledger_view_changes_total") == 5.0
+    assert _sample(h, "ledger_commit_votes_relayed_total") == 7.0
+    h.node.stop()
