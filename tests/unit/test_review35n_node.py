@@ -18,11 +18,13 @@ import logging
 
 import pytest
 
+from node.config import SYNC_PROBE_INTERVAL_MS
 from node.core.mempool import AddResult
 from node.genesis import DemoNetwork
 from node.runtime import _node
 from node.runtime._node import EXIT_DIVERGED, NodeHaltedError, TooManyWaitersError
 from node.settlement import precheck
+from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, shared_net
 from tests.patience import HANG_S
 from tests.unit.test_failstop import CountingStore, Harness, solo_net
@@ -204,7 +206,7 @@ async def test_a_peer_coming_up_is_probed_only_when_ahead_and_at_most_once_an_in
     h.node.peer_up(1, 6)  # the same interval: not again
     h.node.peer_up(2, 5)  # another peer has its own interval
     assert probes.seen == [(1, 5), (2, 5)]
-    h.now_ms += _node.SYNC_PROBE_INTERVAL_MS
+    h.now_ms += SYNC_PROBE_INTERVAL_MS
     h.node.peer_up(1, 7)
     assert probes.seen[-1] == (1, 7)
     h.node.stop()
@@ -291,3 +293,35 @@ async def test_view_changes_and_relayed_votes_are_counted_by_their_increase() ->
     assert _sample(h, "ledger_view_changes_total") == 5.0
     assert _sample(h, "ledger_commit_votes_relayed_total") == 7.0
     h.node.stop()
+
+
+async def test_a_proof_wait_ends_at_its_timeout(net: DemoNetwork, txf: TxFactory) -> None:
+    """A wait for a result proof on an idle chain (no next block) is bounded by its
+    caller's timeout, as a wait for the commit is: its place is then given back."""
+    node, tid, _ = _node_with_trade_at_height_1(net, txf)
+    waiting = asyncio.ensure_future(node.wait_for(tid, 0.05, prove_result=True))
+    await asyncio.wait({waiting}, timeout=HANG_S)  # the guard: not a TimeoutError itself
+    assert waiting.done() and isinstance(waiting.exception(), TimeoutError)
+    assert node._waiter_count == 0 and not node._head_waits
+
+
+def test_a_blocks_results_are_proven_by_the_next_block_only(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """What a party-filtered read proves its positions with: block h's results tree's
+    last leaf against the results root block h + 1 certifies, so the head has none yet
+    (a proof from the block itself would certify nothing)."""
+    chain = Chain(net)
+    chain.commit([txf.signed(txf.transfer())])
+    chain.commit([])
+    node = chain.node()
+    first, head = chain.store.block(1), chain.store.block(2)
+    assert first is not None and head is not None
+    assert node.results_proof(head) is None
+    proven = node.results_proof(first)
+    assert proven is not None
+    proof, leaf = proven
+    assert proof.header == node.block_parts(head)[0]
+    assert proof.certificate == head.certificate
+    assert proof.path == node.result_paths(first, [proof.leaf_count - 1])[0]
+    assert leaf == node._trees(1, first).parties_leaf
