@@ -21,7 +21,7 @@ import pytest
 from node.config import SYNC_PROBE_INTERVAL_MS
 from node.core.mempool import AddResult
 from node.genesis import DemoNetwork
-from node.runtime import _node
+from node.runtime import Metrics, Node, _node
 from node.runtime._node import EXIT_DIVERGED, NodeHaltedError, TooManyWaitersError
 from node.settlement import precheck
 from tests.chain_helpers import Chain
@@ -144,23 +144,50 @@ async def test_control_the_next_commit_still_ends_a_proof_wait(
 async def test_the_intake_log_is_bounded_across_turns_and_within_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every queue has a maximum (house rule 3): the intake log, durable plus this turn's
-    batch, holds at most INTAKE_TXS_MAX; a client past it is told FULL, not logged."""
-    monkeypatch.setattr(_node, "INTAKE_TXS_MAX", 2)
+    """Every queue has a maximum (house rule 3): the intake log, durable entries plus this
+    turn's batch, holds at most INTAKE_TXS_MAX; a client past it is told FULL, not logged."""
+    monkeypatch.setattr(_node, "INTAKE_TXS_MAX", 4)
     net = shared_net()  # node 0 alone: nothing commits, the log only grows
     store = CountingStore(net.genesis)
     h = Harness(net, store)
     h.node.start()
     txf = TxFactory(net)
-    raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(4)]
-    # One turn: two fill the batch, the third is FULL though nothing is durable yet.
-    got = await asyncio.gather(*(h.submit(r) for r in raws[:3]))
-    assert got == [AddResult.ACCEPTED, AddResult.ACCEPTED, AddResult.FULL]
-    assert store.intake_count() == 2
-    # A later turn: the durable log alone is at the bound.
-    assert await h.submit(raws[3]) is AddResult.FULL
-    assert store.intake_count() == 2
+    raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(6)]
+    got = await asyncio.gather(*(h.submit(r) for r in raws[:3]))  # one turn: a batch of 3
+    assert got == [AddResult.ACCEPTED] * 3 and store.intake_count() == 3
+    # Three durable and one in this turn's batch reach the bound.
+    got = await asyncio.gather(*(h.submit(r) for r in raws[3:5]))
+    assert got == [AddResult.ACCEPTED, AddResult.FULL] and store.intake_count() == 4
+    assert await h.submit(raws[5]) is AddResult.FULL  # the durable log alone
+    assert store.intake_count() == 4
     h.node.stop()
+
+
+async def test_a_restart_under_a_lower_limit_says_what_it_dropped_and_prunes_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Acknowledged transactions a restarted node cannot take back (its operator lowered
+    the mempool's size) are each logged at ERROR and pruned from the log; the ones it took
+    back stay logged (durable until they commit)."""
+    net = shared_net()
+    store = CountingStore(net.genesis)
+    h = Harness(net, store)
+    h.node.start()
+    txf = TxFactory(net)
+    got = await asyncio.gather(
+        *(h.submit(txf.signed(txf.transfer(amount=k + 1))) for k in range(3))
+    )
+    assert got == [AddResult.ACCEPTED] * 3
+    h.node.stop()
+    node = Node(
+        net.genesis, 0, net.validator_keys[0], store, Metrics(), clock=lambda: h.now_ms,
+        mempool_txs_max=1,
+    )  # fmt: skip
+    node.start()
+    dropped = [r for r in caplog.records if r.getMessage() == "intake_dropped"]
+    assert len(dropped) == 2 and all(r.levelno == logging.ERROR for r in dropped)
+    assert len(node.replica.mempool) == 1 and store.intake_count() == 1
+    node.stop()
 
 
 async def test_a_restart_logs_how_many_it_replayed(caplog: pytest.LogCaptureFixture) -> None:
