@@ -81,6 +81,7 @@ from node.runtime._stream import (
     SubmitSession,
     admission_deadline_ms,
     limit_reached,
+    node_stopped,
     not_final,
     offer,
     wait_timeout_ms,
@@ -378,6 +379,14 @@ class LedgerService(pb_grpc.LedgerServicer):
             await _refused(context, limit_reached("finality waits", f"{e}; retry later", tid))
         except TimeoutError:
             await _refused(context, not_final(tid, timeout_ms))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the call itself was cancelled (its client went away, the server stops)
+            # Not this call: the node ended its wait (Node.stop: a shutdown or a halt). A
+            # CancelledError out of a handler sends no status, so the client waited until
+            # its deadline (review 35n): say so, as the submit stream does.
+            await _refused(context, node_stopped(self._node, tid))
         # The wait may have outlasted the caller's key or role (review 21): read it again.
         await self._may_read(receipt, context, await self._as_now(current_caller(), context))
         return receipt.to_pb()

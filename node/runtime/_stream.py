@@ -170,6 +170,12 @@ def wait_timeout_ms(requested_ms: int) -> int:
     return min(requested_ms or WAIT_TIMEOUT_DEFAULT_MS, WAIT_TIMEOUT_MAX_MS)
 
 
+def node_stopped(node: Node, tid: bytes) -> Refusal:
+    """A finality wait the node ended (shutdown or halt: ``Node.stop``): ask another."""
+    why = node.halted or "the node is shutting down"
+    return Refusal(_Code.UNAVAILABLE, Reason.NODE_STOPPED, f"node stopped: {why}", tid)
+
+
 def not_final(tid: bytes, timeout_ms: int) -> Refusal:
     """A finality wait that ended first (DEADLINE_EXCEEDED)."""
     message = (
@@ -322,9 +328,7 @@ class SubmitSession:
             if self.closed:
                 raise
             # The node stopped and cancelled its waits (shutdown or halt): say so.
-            why = self._node.halted or "the node is shutting down"
-            stopped = Refusal(_Code.UNAVAILABLE, Reason.NODE_STOPPED, f"node stopped: {why}", tid)
-            self._push(_error(corr, stopped), corr)
+            self._push(_error(corr, node_stopped(self._node, tid)), corr)
         except Exception as e:  # a bug below: this request says so, the call and the rest go on
             event("stream_request_failed", logging.ERROR, exc=e, correlation=corr)
             self._push(_error(corr, _internal_error(e, tid)), corr)

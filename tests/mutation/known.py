@@ -6835,5 +6835,10 @@ MUTANTS += [
            new="        if False:\n",
            breaks="a finality wait asked of a halted or stopping node parks until its timeout: nothing will end it",
            tests=[_XR35N + "test_a_wait_asked_for_after_a_halt_ends_at_once"]),
+    Mutant("wait-ended-by-node-sends-no-status_R35N", "node/runtime/_api.py",
+           old="            if task is None or task.cancelling():\n",
+           new="            if True:\n",
+           breaks="a WaitForFinality whose wait a halt or shutdown ended gets no status: its client waits until its own deadline instead of asking another node",
+           tests=[_XR35N + "test_a_finality_wait_the_node_ends_is_answered_node_stopped"]),
 ]
 # fmt: on

@@ -15,18 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
+import grpc
 import pytest
 
+from node.access import Caller
 from node.config import SYNC_PROBE_INTERVAL_MS
 from node.core.mempool import AddResult
 from node.genesis import DemoNetwork
 from node.runtime import Metrics, Node, _node
+from node.runtime._access import Gate
+from node.runtime._api import LedgerService
 from node.runtime._node import EXIT_DIVERGED, NodeHaltedError, TooManyWaitersError
 from node.settlement import precheck
+from node.wire import ledger_pb2 as pb
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, shared_net
 from tests.patience import HANG_S
+from tests.unit.test_api_teeth import _one_trade
+from tests.unit.test_client_api_hostile import _Aborted, _Ctx
 from tests.unit.test_failstop import CountingStore, Harness, solo_net
 from tests.unit.test_finality_wait import _node_with_trade_at_height_1, _qc
 
@@ -352,3 +360,45 @@ def test_a_blocks_results_are_proven_by_the_next_block_only(
     assert proof.certificate == head.certificate
     assert proof.path == node.result_paths(first, [proof.leaf_count - 1])[0]
     assert leaf == node._trees(1, first).parties_leaf
+
+
+# --- the API's answer to a wait the node ended ---------------------------------------------
+
+
+async def _ended(call: asyncio.Future[Any]) -> BaseException | None:
+    await asyncio.wait({call}, timeout=HANG_S)
+    assert call.done(), "the call still waits"
+    return None if call.cancelled() else call.exception()
+
+
+@pytest.mark.parametrize("prove_result", [False, True])
+async def test_a_finality_wait_the_node_ends_is_answered_node_stopped(prove_result: bool) -> None:
+    """A CancelledError out of a gRPC handler sends no status (grpc.aio logs it and ends
+    the call without one): a WaitForFinality whose wait a halt (or a shutdown) ended left
+    its client waiting until its own deadline. It is answered UNAVAILABLE NODE_STOPPED, as
+    the submit stream answers, so the SDK asks another node at once."""
+    node, trade = _one_trade()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))  # a party to the trade
+    tid = trade if prove_result else b"\x09" * 32  # the next block's proof / the commit
+    req = pb.WaitRequest(tx_id=tid, prove_result=prove_result, timeout_ms=60_000)
+    call = asyncio.ensure_future(svc.WaitForFinality(req, _Ctx()))  # type: ignore[arg-type]
+    await _turns()
+    assert not call.done()
+    node.fail("test", RuntimeError("injected"))
+    ended = await _ended(call)
+    assert isinstance(ended, _Aborted) and ended.code is grpc.StatusCode.UNAVAILABLE
+    assert ended.message.startswith("node stopped: test: RuntimeError: injected")
+
+
+async def test_control_a_wait_whose_call_is_cancelled_stays_cancelled() -> None:
+    """The call's own cancellation (its client went away, the server stopping) is not the
+    node's: it propagates, nothing is answered."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))
+    req = pb.WaitRequest(tx_id=b"\x09" * 32, timeout_ms=60_000)
+    call = asyncio.ensure_future(svc.WaitForFinality(req, _Ctx()))  # type: ignore[arg-type]
+    await _turns()
+    call.cancel()
+    assert await _ended(call) is None and node._waiter_count == 0
