@@ -340,6 +340,33 @@ async def test_a_proof_wait_ends_at_its_timeout(net: DemoNetwork, txf: TxFactory
     assert node._waiter_count == 0 and not node._head_waits
 
 
+async def test_a_proof_wait_past_its_deadline_ends_without_waiting_longer(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """The caller's timeout is the whole wait's: one with no time left ends within a few
+    loop turns, whatever the clock (no wait for the next commit is started)."""
+    node, tid, _ = _node_with_trade_at_height_1(net, txf)
+    waiting = asyncio.ensure_future(node.wait_for(tid, 0.0, prove_result=True))
+    await _turns(10)
+    assert waiting.done() and isinstance(waiting.exception(), TimeoutError)
+
+
+async def test_the_party_indexes_execution_built_are_kept_for_the_last_blocks_only(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """A receipt or filtered read of a recent block reuses the party index its execution
+    built (ADR 0025), and the node keeps at most the last _TREES_CACHED_MAX of them."""
+    node, _, block = _node_with_trade_at_height_1(net, txf)
+    chain = Chain(net)
+    chain.store = node.store  # the chain the node commits to
+    for _ in range(_node._TREES_CACHED_MAX + 2):
+        node._execute(block, _qc(net, block))
+        assert block.height in node._parties_kept
+        block = chain.next_block([])
+    assert len(node._parties_kept) == _node._TREES_CACHED_MAX
+    assert min(node._parties_kept) == node.store.head().height - _node._TREES_CACHED_MAX + 1
+
+
 def test_a_blocks_results_are_proven_by_the_next_block_only(
     net: DemoNetwork, txf: TxFactory
 ) -> None:
@@ -347,7 +374,7 @@ def test_a_blocks_results_are_proven_by_the_next_block_only(
     last leaf against the results root block h + 1 certifies, so the head has none yet
     (a proof from the block itself would certify nothing)."""
     chain = Chain(net)
-    chain.commit([txf.signed(txf.transfer())])
+    chain.commit([txf.signed(txf.transfer(amount=k + 1)) for k in range(3)])  # 5 leaves
     chain.commit([])
     node = chain.node()
     first, head = chain.store.block(1), chain.store.block(2)
