@@ -14,6 +14,7 @@ Two defects, each with its control:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -307,12 +308,16 @@ async def test_a_commit_counts_its_transactions_and_their_latency() -> None:
     h = Harness(net, CountingStore(net.genesis))
     h.node.start()
     txf = TxFactory(net)
-    assert await h.submit(txf.signed(txf.transfer())) is AddResult.ACCEPTED
+    raw = txf.signed(txf.transfer())
+    assert await h.submit(raw) is AddResult.ACCEPTED
+    assert h.node.is_pending(precheck(net.genesis, raw).tx_id)
     for _ in range(20):
         await asyncio.sleep(0)
     assert h.store.head().height == 1
     assert _sample(h, "ledger_transactions_total", code="OK") == 1.0
     assert _sample(h, "ledger_commit_latency_seconds_count") == 1.0
+    assert _sample(h, "ledger_blocks_total") == 1.0 and _sample(h, "ledger_height") == 1.0
+    assert not h.node.is_pending(precheck(net.genesis, raw).tx_id)  # settled
     h.node.stop()
 
 
@@ -429,3 +434,88 @@ async def test_control_a_wait_whose_call_is_cancelled_stays_cancelled() -> None:
     await _turns()
     call.cancel()
     assert await _ended(call) is None and node._waiter_count == 0
+
+
+# --- receipts ------------------------------------------------------------------------------
+
+
+def _three_and_next(net: DemoNetwork, txf: TxFactory) -> tuple[Chain, list[bytes], Node]:
+    chain = Chain(net)
+    raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(3)]
+    chain.commit(raws)
+    chain.commit([])
+    return chain, raws, chain.node()
+
+
+def test_a_blocks_receipt_at_a_position_is_that_transactions_receipt(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """What a party-filtered block carries for each position is the receipt of the very
+    transaction there (its id, code, bytes and path), without the result proof: never
+    another transaction's."""
+    chain, raws, node = _three_and_next(net, txf)
+    sb = chain.store.block(1)
+    assert sb is not None
+    for position, raw in enumerate(raws):
+        full = node.receipt(precheck(net.genesis, raw).tx_id)
+        assert full is not None and full.position == position and full.transaction == raw
+        assert full.result_proof is not None
+        assert node.block_receipt(sb, position) == dataclasses.replace(full, result_proof=None)
+
+
+def test_a_party_proof_needs_transactions_and_the_next_block(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """A filtered read's completeness proof: none for a block with nothing to hide (no
+    transactions) nor for the head (nothing certifies its results yet); else the party's
+    proof with the path the results proof carries."""
+    chain, _, node = _three_and_next(net, txf)
+    first, second = chain.store.block(1), chain.store.block(2)
+    assert first is not None and second is not None
+    assert node.parties_proof(second, "BANK01") is None  # no transactions
+    got = node.parties_proof(first, "BANK01")
+    proven = node.results_proof(first)
+    assert got is not None and proven is not None
+    party, proof = got
+    assert proof == proven[0]
+    assert party == node.block_parties(first).proof("BANK01").encode()
+    chain.commit([txf.signed(txf.transfer())])  # block 3: the head, nothing after it
+    third = chain.store.block(3)
+    assert third is not None and node.parties_proof(third, "BANK01") is None
+
+
+# --- the execute and speculate ports, fail-stop --------------------------------------------
+
+
+async def test_a_speculated_outcome_is_what_the_commit_writes(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """Pipelining (ADR 0012): a certified block executed ahead gives the roots its commit
+    reports, and the commit writes that outcome instead of executing again (counted)."""
+    node, _, block = _node_with_trade_at_height_1(net, txf)
+    raw = txf.signed(txf.transfer())
+    block = dataclasses.replace(block, txs=(raw,))
+    speculated = node._speculate(block)
+    assert node.store.head().height == 1  # nothing committed
+    assert node._execute(block, _qc(net, block)) == speculated
+    m = node.metrics.registry
+    assert m.get_sample_value("ledger_blocks_speculated_total") == 1.0
+    assert m.get_sample_value("ledger_blocks_speculation_used_total") == 1.0
+    assert node.store.head().state_root == speculated[0]
+    assert node.receipt(precheck(net.genesis, raw).tx_id) is not None
+
+
+async def test_the_first_failure_is_the_one_reported_and_a_halted_node_takes_no_input(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fail-stop (house rule 10): one fatal line, the first cause kept, exit code 3; then
+    every driver entry does nothing (a peer's frame is not refused for it either)."""
+    net = shared_net()
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    h.node.fail("first", RuntimeError("one"))
+    h.node.fail("second", RuntimeError("two"))
+    assert h.node.halted == "first: RuntimeError: one" and h.node.exit_code == _node.EXIT_FATAL
+    assert h.halts == 1 and len([r for r in caplog.records if r.getMessage() == "fatal"]) == 1
+    assert h.node._guard("test", lambda: 1) is None
+    assert h.node.admit(1, 100, None) == 0
