@@ -24,6 +24,7 @@ import pytest
 from node.access import Caller
 from node.config import SYNC_PROBE_INTERVAL_MS
 from node.core.mempool import AddResult
+from node.core.refusal import Kind
 from node.genesis import DemoNetwork
 from node.runtime import Metrics, Node, _node
 from node.runtime._access import Gate
@@ -519,3 +520,119 @@ async def test_the_first_failure_is_the_one_reported_and_a_halted_node_takes_no_
     assert h.halts == 1 and len([r for r in caplog.records if r.getMessage() == "fatal"]) == 1
     assert h.node._guard("test", lambda: 1) is None
     assert h.node.admit(1, 100, None) == 0
+
+
+# --- more of what "runtime.node" left alive ------------------------------------------------
+
+
+async def test_a_peer_over_its_byte_budget_is_held_back_and_counted_at_once() -> None:
+    """A peer's bytes beyond its budget (house rule 11): the transport is told how long to
+    leave its stream unread, and the refusal shows in the metric right away."""
+    net = shared_net()
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    assert h.node.admit(1, 10**9, Kind.VOTE) == 0  # charged: the budget is spent
+    wait_ms = h.node.admit(1, 100, Kind.VOTE)
+    assert wait_ms > 0
+    labels = {"kind": "vote", "reason": "over_byte_budget"}
+    assert _sample(h, "ledger_consensus_refused_total", **labels) == 1.0
+    h.node.stop()
+
+
+async def test_a_committed_transaction_submitted_again_is_a_duplicate_at_once() -> None:
+    """Resubmitting the same bytes is safe (the SDK does after a lost answer): one already
+    committed is DUPLICATE, with no intake write to wait for."""
+    net = solo_net()
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    txf = TxFactory(net)
+    raw = txf.signed(txf.transfer())
+    assert await h.submit(raw) is AddResult.ACCEPTED
+    await _turns(20)
+    assert h.store.head().height == 1
+    assert h.node._intake_flush is None
+    assert await h.submit(raw) is AddResult.DUPLICATE
+    h.node.stop()
+
+
+async def test_the_ids_pending_here_are_bounded_oldest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The map of ids accepted here and not committed (GetTransaction's PENDING, the commit
+    latency) holds at most PENDING_IDS_MAX: the oldest is forgotten first. The mempool
+    gauge follows what waits."""
+    monkeypatch.setattr(_node, "PENDING_IDS_MAX", 2)
+    net = shared_net()  # nothing commits
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    txf = TxFactory(net)
+    raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(3)]
+    for raw in raws:
+        assert await h.submit(raw) is AddResult.ACCEPTED
+    pending = [h.node.is_pending(precheck(net.genesis, r).tx_id) for r in raws]
+    assert pending == [False, True, True]
+    assert _sample(h, "ledger_mempool_txs") == 3.0
+    h.node.stop()
+
+
+async def test_a_proof_wait_with_time_left_gets_the_next_commit(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """Its deadline is the caller's timeout from now (under a second here), not a
+    function of the loop's clock: the next commit, a turn later, ends it."""
+    node, tid, second = _node_with_trade_at_height_1(net, txf)
+    waiting = asyncio.ensure_future(node.wait_for(tid, 0.9, prove_result=True))
+    await _turns(1)
+    node._execute(second, _qc(net, second))
+    receipt = await asyncio.wait_for(waiting, HANG_S)
+    assert receipt.result_proof is not None
+
+
+async def test_a_pending_trade_is_final_at_its_commit_unless_settlement_is_asked_for(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """A pending DvP (ADR 0014) is committed, and final, with PENDING_SETTLEMENT: only a
+    wait that asks for its settlement waits for that."""
+    chain = Chain(net)
+    raw = txf.signed(txf.pending(quantity=10_000_100, amount=5_000))  # the seller short
+    chain.commit([raw])
+    node, tid = chain.node(), precheck(net.genesis, raw).tx_id
+    receipt = await asyncio.wait_for(node.wait_for(tid, HANG_S, prove_result=False), HANG_S)
+    assert receipt.waiting
+    proven = asyncio.ensure_future(node.wait_for(tid, HANG_S, prove_result=True))
+    settled = asyncio.ensure_future(node.wait_for(tid, HANG_S, prove_result=False, settled=True))
+    await _turns()
+    assert not proven.done() and not settled.done()
+    second = chain.next_block([])  # certifies block 1's results; the trade still waits
+    node._execute(second, _qc(net, second))
+    await asyncio.wait({proven}, timeout=HANG_S)
+    assert proven.done() and proven.result().result_proof is not None
+    assert proven.result().waiting and not settled.done()
+    node.stop()
+    await _turns()
+
+
+async def test_only_a_block_that_changes_paged_answers_moves_their_version(
+    net: DemoNetwork, txf: TxFactory
+) -> None:
+    """A continued page is served while its answer is unchanged (ADR 0020, "pages"): a
+    block of transfers or an empty one changes no reference data, attestation or supply."""
+    node, _, block = _node_with_trade_at_height_1(net, txf)
+    before = node.paged_version
+    node._execute(block, _qc(net, block))
+    chain = Chain(net)
+    chain.store = node.store
+    block = chain.next_block([txf.signed(txf.transfer())])
+    node._execute(block, _qc(net, block))
+    assert node.paged_version == before
+
+
+async def test_the_commit_latency_is_the_time_since_the_accept() -> None:
+    net = solo_net()
+    h = Harness(net, CountingStore(net.genesis))
+    h.node.start()
+    txf = TxFactory(net)
+    assert await h.submit(txf.signed(txf.transfer())) is AddResult.ACCEPTED
+    await _turns(20)
+    assert 0.0 <= _sample(h, "ledger_commit_latency_seconds_sum") < HANG_S
+    h.node.stop()
