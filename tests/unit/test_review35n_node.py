@@ -636,3 +636,17 @@ async def test_the_commit_latency_is_the_time_since_the_accept() -> None:
     await _turns(20)
     assert 0.0 <= _sample(h, "ledger_commit_latency_seconds_sum") < HANG_S
     h.node.stop()
+
+
+async def test_at_debug_each_commit_is_one_line_with_its_root_prefix(
+    caplog: pytest.LogCaptureFixture, net: DemoNetwork, txf: TxFactory
+) -> None:
+    """An operator who turns on DEBUG sees each commit: height, view, size and the state
+    root's first 16 hex digits (docs/cluster.md, logs)."""
+    caplog.set_level(logging.DEBUG)
+    node, _, block = _node_with_trade_at_height_1(net, txf)
+    node._execute(block, _qc(net, block))
+    [line] = [r for r in caplog.records if r.getMessage() == "commit"]
+    fields = line.fields  # type: ignore[attr-defined]
+    assert fields["height"] == 2 and fields["txs"] == 0
+    assert fields["root"] == node.store.head().state_root.hex()[:16]
