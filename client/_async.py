@@ -680,6 +680,10 @@ class AsyncLedgerClient:
                 hint_ms = _retry_after_ms(e)
                 if hint_ms:
                     overloaded += 1
+                    # The next node after the hint, as when busy: one that always says
+                    # overloaded (a liar, a node cut off with a backlog) keeps no call, nor
+                    # the caller's retry after OverloadedError (review 35a).
+                    self._advance(i)
                     await _wait_overload(what, e, hint_ms, overloaded, deadline)
                     continue
                 if e.code() is _Code.RESOURCE_EXHAUSTED:
@@ -982,6 +986,7 @@ class AsyncLedgerClient:
             return await self._call(
                 f"receipt {tx_id.hex()}",
                 lambda i: self._wait(i, tx_id, deadline, timeout_s, prove_result),
+                second_opinion=True,  # an honest node waits for what it does not know yet
             )
         status = await self.transaction(tx_id)
         if status.receipt is None:
@@ -1009,6 +1014,7 @@ class AsyncLedgerClient:
         receipt = await self._call(
             f"settlement of {tx_id.hex()}",
             lambda i: self._wait(i, tx_id, deadline, timeout_s, True, settled=True),
+            second_opinion=True,  # one node's refusal of a wait is not final (review 35a)
         )
         if receipt.refused:
             raise RejectedError(receipt)

@@ -19,6 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import AsyncLedgerClient, OverloadedError
+from client._async import _run_dir_config
+from client._identity import identity_key
 from devtools.cluster import kill_node, start_node
 from node.config import (
     ADMISSION_DEADLINE_SHARE_PCT,
@@ -72,6 +74,14 @@ def _not_found_anywhere(c: Cluster, tid: bytes) -> bool:
     return True
 
 
+def _node_0_only(c: Cluster) -> AsyncLedgerClient:
+    """An SDK client of node 0 alone: its retry after the hint goes to the next endpoint
+    (review 35a), and node 1, which holds none of the backlog, would admit it at once."""
+    endpoints, pinned, genesis = _run_dir_config(c.net.run_dir)
+    me = identity_key(c.net.run_dir, "AUDITOR")
+    return AsyncLedgerClient(endpoints[:1], tls_certs=pinned, genesis=genesis, identity=me)
+
+
 def _stream_refusal(c: Cluster, raw: bytes, timeout_ms: int) -> pb.SubmitStreamError:
     req = pb.SubmitStreamRequest(correlation=7, transaction=raw, timeout_ms=timeout_ms)
     events = c.stub(0).SubmitStream(iter([req]), timeout=RPC_TIMEOUT_S)
@@ -118,7 +128,7 @@ def test_an_overloaded_node_refuses_early_with_a_hint_and_the_sdk_retry_succeeds
         assert _not_found_anywhere(c, _tid(refused_stream))
 
         async def sdk() -> None:
-            async with AsyncLedgerClient.from_run_dir(c.net.run_dir, identity="AUDITOR") as client:
+            async with _node_0_only(c) as client:
                 # Too short a deadline for the hint: a typed error, nothing retried.
                 with pytest.raises(OverloadedError) as over:
                     await client.submit(retried, timeout_s=0.5, prove_result=False)

@@ -139,7 +139,7 @@ def _rpc_error(hint_ms: int | None) -> grpc.aio.AioRpcError:
 
 def _client() -> Any:
     """What ``AsyncLedgerClient._call`` uses of its client: one endpoint."""
-    return SimpleNamespace(endpoints=["node-00"], _current=0, _answered={}, _advance=None)
+    return SimpleNamespace(endpoints=["node-00"], _current=0, _answered={}, _advance=lambda i: None)
 
 
 async def test_a_unary_call_waits_the_hint_then_succeeds(no_wait: list[int]) -> None:
