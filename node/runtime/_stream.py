@@ -105,6 +105,10 @@ async def offer(
     check = node.admission(raw)
     tid = check.tx_id
     if check.code is not ResultCode.OK:
+        if node.store.tx_record(tid) is not None:
+            # Committed: its one outcome, whatever the precheck says of it by now (expired,
+            # past its deadline, a key rotated out): a resubmit is always safe (review 35a).
+            return tid, pb.ALREADY_COMMITTED
         return Refusal(
             _Code.INVALID_ARGUMENT,
             Reason.TRANSACTION_REFUSED,
