@@ -11,11 +11,12 @@ endpoint stays current for later calls. RESOURCE_EXHAUSTED (saturated node) is r
 on the next node with exponential backoff, at most ``BUSY_RETRIES_MAX`` times (so one
 node that always says busy keeps no call); when it carries admission control's
 ``retry-after-ms`` hint, the call waits the hint (capped, with jitter) while that fits in
-its deadline, at most ``OVERLOAD_RETRIES_MAX`` times, then raises OverloadedError
-(docs/sdk.md "Overload").
+its deadline and asks the next node, at most ``OVERLOAD_RETRIES_MAX`` times, then raises
+OverloadedError (docs/sdk.md "Overload").
 
 One node's word that a submission is invalid or not permitted is not final: a submit so
-refused asks the next node once, and raises only when that node refuses it too. A node
+refused, or a finality wait (``receipt``, ``wait_settled``), asks the next node once, and
+raises only when that node refuses it too. A node
 that says a finality wait timed out while more than ``FINALITY_EARLY_TOLERANCE_S`` of it
 is left (an honest node never does: the client asks for what is left, within the node's
 cap) gave a bad response: the wait moves on to the next node.
@@ -705,10 +706,12 @@ class AsyncLedgerClient:
                 # An attempt ended as the channel closed (gRPC's CANCELLED "Channel closed",
                 # not always a CancelledError): what it sent may still settle.
                 raise ClosedError(what, "the client was closed during the call") from e
-            except FinalityTimeoutError:
-                # The node held a finality wait to its end: the caller's next call (the
-                # resubmit) goes to another node, so one that accepts and never finalizes
-                # cannot keep this client (session 29's review).
+            except (FinalityTimeoutError, OverloadedError):
+                # The node held a finality wait to its end, or a paged read's pages stayed
+                # over its hint (``_page_call``): the caller's next call (the resubmit, the
+                # read again) goes to another node, so one that accepts and never finalizes,
+                # or always says overloaded, cannot keep this client (session 29's review,
+                # review 35a).
                 self._advance(i)
                 raise
             except (BadResponseError, _SilentNodeError) as e:

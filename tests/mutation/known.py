@@ -5507,7 +5507,7 @@ MUTANTS += [
            breaks="a node's reference answer that does not encode escapes as the caller's ValueError; no other node is asked",
            tests=[_LN + "test_a_malformed_reference_answer_is_a_bad_response_not_a_crash"]),
     Mutant("finality-timeout-stays-on-node", "client/_async.py",
-           old="            except FinalityTimeoutError:\n                # The node held a finality wait to its end: the caller's next call (the\n                # resubmit) goes to another node, so one that accepts and never finalizes\n                # cannot keep this client (session 29's review).\n                self._advance(i)\n                raise\n",
+           old="            except (FinalityTimeoutError, OverloadedError):\n                # The node held a finality wait to its end, or a paged read's pages stayed\n                # over its hint (``_page_call``): the caller's next call (the resubmit, the\n                # read again) goes to another node, so one that accepts and never finalizes,\n                # or always says overloaded, cannot keep this client (session 29's review,\n                # review 35a).\n                self._advance(i)\n                raise\n",
            new="",
            breaks="a node that accepts and never finalizes receives every resubmit of the client",
            tests=[_LN + "test_a_node_that_withholds_every_receipt_is_left_after_a_finality_timeout"]),
@@ -6840,5 +6840,42 @@ MUTANTS += [
            new="            if True:\n",
            breaks="a WaitForFinality whose wait a halt or shutdown ended gets no status: its client waits until its own deadline instead of asking another node",
            tests=[_XR35N + "test_a_finality_wait_the_node_ends_is_answered_node_stopped"]),
+]
+# fmt: on
+
+# Review 35a: the SDK's call machinery (client/_async.py) and a resubmit of a committed
+# transaction (node/runtime/_stream.py offer).
+# fmt: off
+_XR35A1 = "tests/unit/test_review35a_calls.py::test_a_node_that_always_says_overloaded_is_left_for_another"
+_XR35A2 = "tests/unit/test_review35a_calls.py::test_an_overloaded_error_leaves_its_node_for_the_next_call"
+_XR35A3 = "tests/unit/test_review35a_calls.py::test_one_nodes_refusal_of_a_receipt_wait_is_not_final"
+_XR35A4 = "tests/unit/test_review35a_resubmit.py::test_a_committed_transaction_sent_again_after_its_expiry_is_already_committed"
+_XR35A5 = "tests/unit/test_review35a_calls.py::test_a_paged_read_that_stays_overloaded_leaves_its_node_for_the_next_call"
+MUTANTS += [
+    Mutant("overload-keeps-the-node_R35A", "client/_async.py",
+           old="                    self._advance(i)\n                    await _wait_overload(what, e, hint_ms, overloaded, deadline)\n",
+           new="                    await _wait_overload(what, e, hint_ms, overloaded, deadline)\n",
+           breaks="one node that always answers overloaded (a liar, a node cut off with a backlog) fails every submit of every client whose first endpoint it is; the honest nodes are never asked",
+           tests=[_XR35A1, _XR35A2]),
+    Mutant("receipt-wait-one-word_R35A", "client/_async.py",
+           old="                second_opinion=True,  # an honest node waits for what it does not know yet\n",
+           new="",
+           breaks="one lying node's NOT_FOUND to receipt(tx_id) writes off a trade that settled, as not retry-safe",
+           tests=[_XR35A3]),
+    Mutant("settled-wait-one-word_R35A", "client/_async.py",
+           old="            second_opinion=True,  # one node's refusal of a wait is not final (review 35a)\n",
+           new="",
+           breaks="one lying node's NOT_FOUND to wait_settled(tx_id) writes off a DvP that settled, as not retry-safe",
+           tests=[_XR35A3]),
+    Mutant("resubmit-expired-refused_R35A", "node/runtime/_stream.py",
+           old="        if node.store.tx_record(tid) is not None:\n            # Committed: its one outcome",
+           new="        if False:\n            # Committed: its one outcome",
+           breaks="a committed trade resubmitted after its expiry is refused EXPIRED: the SDK says sign a new one, which pays again",
+           tests=[_XR35A4]),
+    Mutant("paged-overload-keeps-the-node_R35A", "client/_async.py",
+           old="            except (FinalityTimeoutError, OverloadedError):\n",
+           new="            except FinalityTimeoutError:\n",
+           breaks="a node that answers every page of reference() overloaded keeps the client: every read again goes back to it",
+           tests=[_XR35A5]),
 ]
 # fmt: on

@@ -704,3 +704,22 @@ async def test_a_receipt_without_waiting_is_not_found_while_pending_or_unproven(
             await c.receipt(stx.tx_id, timeout_s=0)
     finally:
         await c.aclose()
+
+
+async def test_a_paged_read_that_stays_overloaded_leaves_its_node_for_the_next_call(
+    hints: list[int],
+) -> None:
+    """A paged read (``reference()``) waits the hint of each page at the same node (a read
+    restarted on every hint would never end), then raises OverloadedError: the caller's
+    read again now starts at the next node, not back at one that always says overloaded."""
+    hostile = _Stub(lambda m, r: _overloaded(300))
+    c, _ = _client([hostile, _Stub(_honest)])
+    try:
+        with pytest.raises(OverloadedError):
+            await c.reference()
+        assert len(hostile.calls) == OVERLOAD_RETRIES_MAX + 1
+        assert c.current_endpoint == c.endpoints[1]
+        with pytest.raises(_AskedAnotherNode, match="GetReference"):
+            await c.reference()
+    finally:
+        await c.aclose()
