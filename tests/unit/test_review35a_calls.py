@@ -17,6 +17,7 @@ import grpc.aio
 import pytest
 
 from client import (
+    AsyncLedgerClient,
     BusyError,
     FinalityTimeoutError,
     InvalidFieldError,
@@ -349,7 +350,7 @@ def test_the_hint_is_the_retry_info_else_the_old_trailer_and_only_on_resource_ex
         trailing = grpc.aio.Metadata((RETRY_AFTER_METADATA, junk))
         e = grpc.aio.AioRpcError(_Code.RESOURCE_EXHAUSTED, grpc.aio.Metadata(), trailing, "x")
         assert _async._retry_after_ms(e) == 0, junk
-    other = grpc.aio.Metadata(("retry-after", "250"), (RETRY_AFTER_METADATA, "90"))
+    other = grpc.aio.Metadata(("retry-after", "250"), ("zz", "251"), (RETRY_AFTER_METADATA, "90"))
     e = grpc.aio.AioRpcError(_Code.RESOURCE_EXHAUSTED, grpc.aio.Metadata(), other, "x")
     assert _async._retry_after_ms(e) == 90
     # Details without a RetryInfo (a full mempool) have no hint, whatever the old trailer says.
@@ -721,5 +722,88 @@ async def test_a_paged_read_that_stays_overloaded_leaves_its_node_for_the_next_c
         assert c.current_endpoint == c.endpoints[1]
         with pytest.raises(_AskedAnotherNode, match="GetReference"):
             await c.reference()
+    finally:
+        await c.aclose()
+
+
+async def test_a_probe_of_a_closed_client_is_no_answer() -> None:
+    c, _ = _client([_Stub(_honest)])
+    c._stub = AsyncLedgerClient._stub.__get__(c)  # type: ignore[method-assign]  # the real one
+    await c.aclose()
+    assert not await c._probe(0) and 0 not in c._answered
+
+
+class _Verified:
+    """Receipts as ``_verified`` would pass them, in order; the requests they answered."""
+
+    def __init__(self, *receipts: Any) -> None:
+        self.receipts = list(receipts)
+        self.asked: list[bool] = []
+
+    def __call__(self, msg: Any, tid: bytes, prove_result: bool) -> Any:
+        self.asked.append(prove_result)
+        return self.receipts.pop(0)
+
+
+def _r(*, ok: bool, proof: bool, waiting: bool = False) -> Any:
+    return type(
+        "R", (), {"ok": ok, "result_proof": object() if proof else None, "waiting": waiting}
+    )()
+
+
+async def test_an_unproven_refusal_is_waited_for_with_its_proof_and_an_unproven_ok_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/sdk.md: a refusal is reported only with its result proof; a receipt asked
+    without proof (``prove_result=False``) that says OK is returned as it is."""
+    c, stx = _client([_Stub(lambda m, r: pb.Receipt())])
+    loop = asyncio.get_running_loop()
+    try:
+        refused, proven = _r(ok=False, proof=False), _r(ok=False, proof=True)
+        verified = _Verified(refused, proven)
+        monkeypatch.setattr(c, "_verified", verified)
+        assert await c._wait(0, stx.tx_id, loop.time() + 5, 5, False) is proven
+        assert verified.asked == [False, True]
+        ok = _r(ok=True, proof=False)
+        verified = _Verified(ok)
+        monkeypatch.setattr(c, "_verified", verified)
+        assert await c._wait(0, stx.tx_id, loop.time() + 5, 5, False) is ok
+        assert verified.asked == [False]
+    finally:
+        await c.aclose()
+
+
+async def test_a_settlement_wait_answered_before_the_final_event_is_a_bad_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c, stx = _client([_Stub(lambda m, r: pb.Receipt())])
+    loop = asyncio.get_running_loop()
+    try:
+        waiting = _r(ok=True, proof=True, waiting=True)
+        monkeypatch.setattr(c, "_verified", _Verified(waiting, waiting))
+        with pytest.raises(_async.BadResponseError, match="before the final event"):
+            await c._wait(0, stx.tx_id, loop.time() + 5, 5, True, settled=True)
+        assert await c._wait(0, stx.tx_id, loop.time() + 5, 5, True) is waiting  # control
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize("settled", [False, True])
+async def test_a_receipt_wait_asks_each_node_for_what_is_left_of_its_timeout(
+    clock: _Asyncio, settled: bool
+) -> None:
+    c, stx = _client([_Stub(_honest)])
+    node = _Waits(_error(_Code.UNAVAILABLE, "gone"))
+    c._stub = lambda i: node  # type: ignore[method-assign,assignment,return-value]
+    try:
+        with pytest.raises(UnavailableError):
+            if settled:
+                await c.wait_settled(stx.tx_id, timeout_s=3)
+            else:
+                await c.receipt(stx.tx_id, timeout_s=3, prove_result=False)
+        assert len(node.waits) == FAILOVER_ROUNDS_MAX
+        for req, _ in node.waits:
+            assert 2_900 < req.timeout_ms <= 3_000
+            assert req.wait_settled is settled and req.prove_result is settled
     finally:
         await c.aclose()
