@@ -26,6 +26,7 @@ from client import (
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
+    RejectedError,
     UnauthenticatedError,
     UnavailableError,
     _async,
@@ -39,6 +40,7 @@ from client._limits import (
     OVERLOAD_WAIT_MAX_S,
 )
 from node.config import U64_MAX
+from node.settlement import ResultCode
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire.errors import Details, Reason, trailer
@@ -449,6 +451,10 @@ async def test_a_node_answering_is_kept_and_another_tasks_move_is_not_undone() -
         c._current = 2
         c._advance(0)  # a task that failed at 0 after another moved on: stays at 2
         assert c._current == 2
+        c._current = 0
+        c._advance(2)  # and one that failed at 2 after another moved on to 0
+        assert c._current == 0
+        c._current = 2
         c._advance(2)
         assert c._current == 0
         loop = asyncio.get_running_loop()
@@ -507,7 +513,8 @@ async def test_closing_before_the_first_attempt_sent_nothing_and_after_one_may_h
 @pytest.mark.parametrize(
     "answer",
     [
-        pb.SubmitResponse(tx_id=b"\x01" * 32, outcome=pb.ACCEPTED),  # another id
+        pb.SubmitResponse(tx_id=b"\x00" * 32, outcome=pb.ACCEPTED),  # another id, below
+        pb.SubmitResponse(tx_id=b"\xff" * 32, outcome=pb.ACCEPTED),  # and above
         "no outcome",
         "unknown outcome",
     ],
@@ -805,5 +812,70 @@ async def test_a_receipt_wait_asks_each_node_for_what_is_left_of_its_timeout(
         for req, _ in node.waits:
             assert 2_900 < req.timeout_ms <= 3_000
             assert req.wait_settled is settled and req.prove_result is settled
+    finally:
+        await c.aclose()
+
+
+async def test_submit_waits_for_the_proof_by_default_and_takes_its_options_by_keyword() -> None:
+    tids: list[bytes] = []
+    waits: list[Any] = []
+
+    def node(method: str, req: Any) -> Any:
+        if method == "Submit":
+            return pb.SubmitResponse(tx_id=tids[0], outcome=pb.ACCEPTED)
+        waits.append(req)
+        return _error(_Code.UNAVAILABLE, "gone")
+
+    c, stx = _client([_Stub(node)])
+    tids.append(stx.tx_id)
+    try:
+        with pytest.raises(UnavailableError):
+            await c.submit(stx, timeout_s=5)
+        assert waits and all(w.prove_result and not w.wait_settled for w in waits)
+        with pytest.raises(TypeError):
+            await c.submit(stx, False)  # type: ignore[misc]
+    finally:
+        await c.aclose()
+
+
+async def test_a_wait_with_under_a_millisecond_left_asks_for_one() -> None:
+    c, stx = _client([_Stub(_honest)])
+    node = _Waits(_error(_Code.UNAVAILABLE, "gone"))
+    c._stub = lambda i: node  # type: ignore[method-assign,assignment,return-value]
+    try:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await c._wait(0, stx.tx_id, asyncio.get_running_loop().time() + 0.0004, 1, True)
+        assert node.waits[0][0].timeout_ms == 1
+    finally:
+        await c.aclose()
+
+
+async def test_wait_settled_raises_a_refused_outcome_and_returns_a_settled_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    c, stx = _client([_Stub(_honest)])
+    refused = type(
+        "R",
+        (),
+        {
+            "refused": True,
+            "outcome": ResultCode.DEADLINE_PASSED,
+            "tx_id": stx.tx_id,
+            "height": 3,
+            "event_proof": None,
+        },
+    )()
+    settled = type("R", (), {"refused": False})()
+    answers = [refused, settled]
+
+    async def wait(*args: Any, **kw: Any) -> Any:
+        return answers.pop(0)
+
+    monkeypatch.setattr(c, "_wait", wait)
+    try:
+        with pytest.raises(RejectedError) as info:
+            await c.wait_settled(stx.tx_id, timeout_s=5)
+        assert info.value.code is ResultCode.DEADLINE_PASSED
+        assert await c.wait_settled(stx.tx_id, timeout_s=5) is settled
     finally:
         await c.aclose()
