@@ -293,12 +293,15 @@ class _Asyncio:
     """``asyncio`` as client/_async.py sees it, with a recorded sleep (no time passes) and,
     when ``now`` is set, a loop clock that stands still at it."""
 
-    def __init__(self, now: float | None = None) -> None:
+    def __init__(self, now: float | None = None, *, sleeps_pass: bool = False) -> None:
         self.slept: list[float] = []
         self._now = now
+        self._sleeps_pass = sleeps_pass  # a sleep moves the standing clock on
 
     async def sleep(self, s: float) -> None:
         self.slept.append(s)
+        if self._sleeps_pass and self._now is not None:
+            self._now += s
 
     def get_running_loop(self) -> Any:
         if self._now is None:
@@ -352,7 +355,8 @@ def test_the_hint_is_the_retry_info_else_the_old_trailer_and_only_on_resource_ex
         trailing = grpc.aio.Metadata((RETRY_AFTER_METADATA, junk))
         e = grpc.aio.AioRpcError(_Code.RESOURCE_EXHAUSTED, grpc.aio.Metadata(), trailing, "x")
         assert _async._retry_after_ms(e) == 0, junk
-    other = grpc.aio.Metadata(("retry-after", "250"), ("zz", "251"), (RETRY_AFTER_METADATA, "90"))
+    fresh_key = "".join(["retry-after", "-ms"])  # as gRPC hands it over: not the constant
+    other = grpc.aio.Metadata(("retry-after", "250"), ("zz", "251"), (fresh_key, "90"))
     e = grpc.aio.AioRpcError(_Code.RESOURCE_EXHAUSTED, grpc.aio.Metadata(), other, "x")
     assert _async._retry_after_ms(e) == 90
     # Details without a RetryInfo (a full mempool) have no hint, whatever the old trailer says.
@@ -690,8 +694,8 @@ async def test_a_receipt_without_waiting_is_not_found_while_pending_or_unproven(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     c, stx = _client([_Stub(_honest)])
-    proven = type("R", (), {"result_proof": object(), "height": 4})()
-    unproven = type("R", (), {"result_proof": None, "height": 4})()
+    proven = type("R", (), {"result_proof": object(), "height": 5})()
+    unproven = type("R", (), {"result_proof": None, "height": 5})()
     statuses = {"pending": None, "unproven": unproven, "proven": proven}
 
     async def transaction(tid: bytes) -> Any:
@@ -703,7 +707,7 @@ async def test_a_receipt_without_waiting_is_not_found_while_pending_or_unproven(
         with pytest.raises(NotFoundError, match="pending"):
             await c.receipt(stx.tx_id, wait=False)
         which = "unproven"
-        with pytest.raises(NotFoundError, match="once block 5 commits"):
+        with pytest.raises(NotFoundError, match="once block 6 commits"):
             await c.receipt(stx.tx_id, wait=False)
         assert await c.receipt(stx.tx_id, wait=False, prove_result=False) is unproven
         which = "proven"
@@ -877,5 +881,109 @@ async def test_wait_settled_raises_a_refused_outcome_and_returns_a_settled_one(
             await c.wait_settled(stx.tx_id, timeout_s=5)
         assert info.value.code is ResultCode.DEADLINE_PASSED
         assert await c.wait_settled(stx.tx_id, timeout_s=5) is settled
+    finally:
+        await c.aclose()
+
+
+async def test_a_close_after_a_busy_answer_says_the_call_may_have_sent(
+    no_backoff: list[int],
+) -> None:
+    closed = _async.ClosedError("submit", "this client is closed", sent=False)
+    busy = _Stub(lambda m, r: _error(_Code.RESOURCE_EXHAUSTED, "mempool full"))
+    c, stx = _client([busy, _Stub(lambda m, r: closed)])
+    try:
+        with pytest.raises(_async.ClosedError, match="closed during the call"):
+            await c.submit(stx, wait=False)
+        assert no_backoff == [1]
+    finally:
+        await c.aclose()
+
+
+async def test_the_time_left_is_the_deadline_less_the_clock_not_a_remainder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the loop clock at 100 s: a 250 s submit asks for 250,000 ms (not what a
+    remainder of the clock would give), and a wait with 100.3 s left that its node says
+    timed out is a bad response, not a timeout."""
+    fake = _Asyncio(now=100.0)
+    monkeypatch.setattr(_async, "asyncio", fake)
+    sent: list[Any] = []
+    tids: list[bytes] = []
+
+    def taken(method: str, req: Any) -> Any:
+        sent.append(req)
+        return pb.SubmitResponse(tx_id=tids[0], outcome=pb.ACCEPTED)
+
+    c, stx = _client([_Stub(taken)])
+    tids.append(stx.tx_id)
+    try:
+        await c.submit(stx, wait=False, timeout_s=250)
+        assert sent[0].timeout_ms == 250_000
+        node = _Waits(_not_final(stx.tx_id))
+        c._stub = lambda i: node  # type: ignore[method-assign,assignment,return-value]
+        with pytest.raises(_async.BadResponseError):
+            await c._wait(0, stx.tx_id, 200.3, 250, True)
+        with pytest.raises(FinalityTimeoutError):  # none left, to the microsecond: no call
+            await c._wait(0, stx.tx_id, 100.0, 250, True)
+        assert len(node.waits) == 1
+    finally:
+        await c.aclose()
+
+
+async def test_a_resend_past_the_deadline_still_asks_for_a_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _Asyncio(now=100.0, sleeps_pass=True)
+    monkeypatch.setattr(_async, "asyncio", fake)
+    sent: list[Any] = []
+
+    def down(method: str, req: Any) -> Any:
+        sent.append(req)
+        return _error(_Code.UNAVAILABLE, "down")
+
+    c, stx = _client([_Stub(down)])
+    try:
+        with pytest.raises(UnavailableError):
+            await c.submit(stx, wait=False, timeout_s=0.1)  # the round's pause outlasts it
+        assert [r.timeout_ms for r in sent] == [100, 1]
+    finally:
+        await c.aclose()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "said"), [(0, "no submit outcome (0)"), (99, "unknown submit outcome 99")]
+)
+async def test_a_submit_answer_without_a_known_outcome_says_which(outcome: int, said: str) -> None:
+    tids: list[bytes] = []
+    c, stx = _client([_Stub(lambda m, r: pb.SubmitResponse(tx_id=tids[0], outcome=outcome))])  # type: ignore[arg-type]
+    tids.append(stx.tx_id)
+    try:
+        with pytest.raises(UnavailableError) as info:
+            await c.submit(stx, wait=False)
+        assert all(line.endswith(said) for line in info.value.errors)
+    finally:
+        await c.aclose()
+
+
+async def test_a_node_never_heard_from_is_probed_whatever_the_loop_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_async, "asyncio", _Asyncio(now=0.2))
+    c, _ = _client([_Stub(_honest)])
+    node = _Waits(None, status=False)
+    c._stub = lambda i: node  # type: ignore[method-assign,assignment,return-value]
+    try:
+        assert not await c._answers(0) and node.probes == 1
+    finally:
+        await c.aclose()
+
+
+async def test_wait_settled_and_receipt_take_their_options_by_keyword() -> None:
+    c, stx = _client([_Stub(_honest)])
+    try:
+        with pytest.raises(TypeError):
+            await c.wait_settled(stx.tx_id, 5)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            await c.receipt(stx.tx_id, True)  # type: ignore[misc]
     finally:
         await c.aclose()
