@@ -456,7 +456,7 @@ async def test_a_node_answering_is_kept_and_another_tasks_move_is_not_undone() -
         c._advance(0)  # a task that failed at 0 after another moved on: stays at 2
         assert c._current == 2
         c._current = 0
-        c._advance(2)  # and one that failed at 2 after another moved on to 0
+        c._advance(1)  # and one that failed at 1 after another moved on to 0
         assert c._current == 0
         c._current = 2
         c._advance(2)
@@ -923,6 +923,7 @@ async def test_the_time_left_is_the_deadline_less_the_clock_not_a_remainder(
         c._stub = lambda i: node  # type: ignore[method-assign,assignment,return-value]
         with pytest.raises(_async.BadResponseError):
             await c._wait(0, stx.tx_id, 200.3, 250, True)
+        assert 100_300 <= node.waits[0][0].timeout_ms <= 100_301
         with pytest.raises(FinalityTimeoutError):  # none left, to the microsecond: no call
             await c._wait(0, stx.tx_id, 100.0, 250, True)
         assert len(node.waits) == 1
@@ -951,7 +952,12 @@ async def test_a_resend_past_the_deadline_still_asks_for_a_millisecond(
 
 
 @pytest.mark.parametrize(
-    ("outcome", "said"), [(0, "no submit outcome (0)"), (99, "unknown submit outcome 99")]
+    ("outcome", "said"),
+    [
+        (0, "no submit outcome (0)"),
+        (99, "unknown submit outcome 99"),
+        (-1, "unknown submit outcome -1"),
+    ],
 )
 async def test_a_submit_answer_without_a_known_outcome_says_which(outcome: int, said: str) -> None:
     tids: list[bytes] = []
