@@ -689,9 +689,9 @@ class AsyncLedgerClient:
                     continue
                 if e.code() is _Code.RESOURCE_EXHAUSTED:
                     busy += 1
-                    if busy > BUSY_RETRIES_MAX:
+                    self._advance(i)  # the next node: one always busy keeps no call, nor
+                    if busy > BUSY_RETRIES_MAX:  # the caller's retry after BusyError
                         raise _saturated(what, e) from e
-                    self._advance(i)  # the next node: one always busy keeps no call
                     await _busy_backoff(busy)
                     continue
                 refusal = e.code() in _REFUSALS

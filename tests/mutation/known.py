@@ -6879,3 +6879,13 @@ MUTANTS += [
            tests=[_XR35A5]),
 ]
 # fmt: on
+
+# fmt: off
+MUTANTS += [
+    Mutant("busy-error-keeps-the-node_S35", "client/_async.py",
+           old="                    self._advance(i)  # the next node: one always busy keeps no call, nor\n                    if busy > BUSY_RETRIES_MAX:  # the caller's retry after BusyError\n                        raise _saturated(what, e) from e\n",
+           new="                    if busy > BUSY_RETRIES_MAX:  # the caller's retry after BusyError\n                        raise _saturated(what, e) from e\n                    self._advance(i)  # the next node: one always busy keeps no call, nor\n",
+           breaks="after BusyError the caller's retry goes back to the node that said busy last",
+           tests=["tests/unit/test_review35a_calls.py::test_a_lying_hint_of_hours_is_capped_and_one_below_zero_is_no_hint"]),
+]
+# fmt: on

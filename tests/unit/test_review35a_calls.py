@@ -219,7 +219,8 @@ async def test_a_lying_hint_of_hours_is_capped_and_one_below_zero_is_no_hint(
     """A node's hint of ~115 days (RetryInfo) is waited at most ``OVERLOAD_WAIT_MAX_S``
     (stretched by the jitter) and reported capped; with a deadline it cannot fit in, the
     call raises at once instead of parking. A hint below zero (the old trailer) is no hint:
-    RESOURCE_EXHAUSTED keeps its busy meaning, retried with backoff on the next node."""
+    RESOURCE_EXHAUSTED keeps its busy meaning, retried with backoff on the next node; after
+    the last retry the client is on the node after the last busy one (session 35)."""
     days = _overloaded(10**10)
     assert _async._retry_after_ms(days) == 10**10
     loop = asyncio.get_running_loop()
@@ -237,6 +238,9 @@ async def test_a_lying_hint_of_hours_is_capped_and_one_below_zero_is_no_hint(
             await c.submit(stx, wait=False)
         assert not isinstance(busy.value, OverloadedError)
         assert [len(s.calls) for s in stubs] == [4, 3] and no_backoff == list(range(1, 7))
+        # The last answer was endpoint 0's: the caller's retry after BusyError goes to the
+        # next node, as after OverloadedError (it stayed on the last busy one before).
+        assert c.current_endpoint == c.endpoints[1]
     finally:
         await c.aclose()
 
