@@ -207,9 +207,6 @@ async def _client(largest: Largest, port: int, who: str) -> AsyncIterator[AsyncL
         tls_certs=largest.cert_pem,
         genesis=net.genesis,
         identity=ParticipantKey(who, net.participant_keys[who]),
-        # Pages of megabytes built and checked on a machine whose other worker runs too:
-        # the default 2 s per call timed out at a load average of 5 (session 35).
-        rpc_timeout_s=120,
     )
     try:
         yield c
