@@ -5,7 +5,8 @@ Node i dials node j and sends its consensus messages to j over the request side 
 for validator i, so ``src`` of every delivered message is proven, never claimed. Each link
 has a bounded send queue (oldest dropped when full: consensus tolerates loss, and a
 client's transaction stays in the accepting node's mempool until a block holds it) and
-reconnects with capped exponential backoff.
+reconnects with capped exponential backoff, cut short once when that peer dials us
+(``PeerLink.peer_dialed_in``: a restarted validator hears its peers at once).
 """
 
 from __future__ import annotations
