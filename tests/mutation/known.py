@@ -1779,7 +1779,7 @@ _RC = "tests/unit/test_client_api_hostile.py::"
 # fmt: off
 MUTANTS += [
     Mutant("sdk-busy-node-kept", "client/_async.py",
-           old="                    self._advance(i)  # the next node: one always busy keeps no call\n",
+           old="                    self._advance(i)  # the next node: one always busy keeps no call, nor\n",
            new="",
            breaks="one node that always answers RESOURCE_EXHAUSTED keeps every call of the client until BusyError",
            tests=[_RC + "test_a_node_that_always_says_busy_is_left_for_another"]),
