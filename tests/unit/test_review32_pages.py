@@ -207,6 +207,9 @@ async def _client(largest: Largest, port: int, who: str) -> AsyncIterator[AsyncL
         tls_certs=largest.cert_pem,
         genesis=net.genesis,
         identity=ParticipantKey(who, net.participant_keys[who]),
+        # Pages of megabytes built and checked on the loop the server shares, beside the
+        # other worker: the default 2 s per call timed out on a page in CI (session 35).
+        rpc_timeout_s=30,
     )
     try:
         yield c
