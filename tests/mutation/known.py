@@ -6889,3 +6889,19 @@ MUTANTS += [
            tests=["tests/unit/test_review35a_calls.py::test_a_lying_hint_of_hours_is_capped_and_one_below_zero_is_no_hint"]),
 ]
 # fmt: on
+
+# fmt: off
+_XC36 = "tests/unit/test_core_catchup.py::test_a_peer_over_its_catch_up_budget_hears_so_once_per_retry"
+MUTANTS += [
+    Mutant("catchup-over-budget-silent_C36", "node/core/replica.py",
+           old="                self._sync_over_said[src] = self.now_ms\n                self._send(src, SyncResponse(()))\n",
+           new="                self._sync_over_said[src] = self.now_ms\n",
+           breaks="a restarted node waits out its 500 ms retry each time a peer's catch-up budget for it runs out",
+           tests=[_XC36]),
+    Mutant("catchup-over-budget-answered-always_C36", "node/core/replica.py",
+           old="            if said is None or self.now_ms - said >= CATCHUP_RETRY_MS:\n",
+           new="            if True:\n",
+           breaks="a peer flooding catch-up requests over its budget gets an answer to each",
+           tests=[_XC36]),
+]
+# fmt: on
