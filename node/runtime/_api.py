@@ -100,8 +100,8 @@ from node.settlement import (
     StateView,
     TxResult,
     all_repos,
+    attestation_records,
     check_id,
-    custody_attestations,
     defaulters,
     freezes,
     instructions,
@@ -110,7 +110,6 @@ from node.settlement import (
     outcome,
     repo,
     repos_of,
-    reserve_attestations,
 )
 from node.store import StoredBlock
 from node.wire import ledger_pb2 as pb
@@ -794,16 +793,12 @@ class LedgerService(pb_grpc.LedgerServicer):
     def _backed_pb(self, instrument: str) -> pb.BackedInstrument:
         store = self._node.store
         custody = instrument in self._node.genesis.custody_by_bond
-        found = (
-            custody_attestations(store, instrument)
-            if custody
-            else reserve_attestations(store, instrument)
-        )
+        found = attestation_records(store, instrument, custody=custody)
         return pb.BackedInstrument(
             instrument=instrument,
             custody=custody,
             supply=store.supply(instrument),
-            attestations=[pb.Attestation(as_of_ms=a.as_of_ms, record=a.encode()) for a in found],
+            attestations=[pb.Attestation(as_of_ms=as_of, record=raw) for as_of, raw in found],
         )
 
     async def GetRepos(self, request: pb.ReposRequest, context: Ctx) -> pb.RepoList:

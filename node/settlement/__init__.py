@@ -77,6 +77,7 @@ from node.settlement._repo import RepoRecord, RepoStatus, all_repos, repo, repos
 from node.settlement._reserve import (
     CustodyAttestation,
     ReserveAttestation,
+    attestation_records,
     custody_attestations,
     genesis_custody,
     genesis_reserves,
@@ -224,6 +225,7 @@ __all__ = [
     "Verify",
     "all_repos",
     "apply_block",
+    "attestation_records",
     "authentic",
     "available",
     "check_id",

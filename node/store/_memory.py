@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from node.crypto import HASH_LEN
@@ -24,6 +25,7 @@ class MemoryStore(Storage):
             self._supply[h.instrument] = self._supply.get(h.instrument, 0) + h.amount
         self._txs: dict[bytes, TxRecord] = {}
         self._records: dict[bytes, bytes] = {}
+        self._keys: list[bytes] | None = None  # the records' keys in order, made on demand
         self._blocks: dict[int, StoredBlock] = {}
         self._safety: bytes | None = None
         self._intake: dict[bytes, tuple[bytes, bytes]] = {}  # key -> (tx_id, raw)
@@ -48,7 +50,16 @@ class MemoryStore(Storage):
         return self._records.get(key)
 
     def records(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return iter(sorted((k, v) for k, v in self._records.items() if k.startswith(prefix)))
+        # A range of the sorted keys, as LMDB's cursor reads it: a scan of every record per
+        # prefix took 30 s for the attestations of 1,000 instruments (45,000 records).
+        if self._keys is None:
+            self._keys = sorted(self._records)
+        keys, found = self._keys, []
+        i = bisect_left(keys, prefix)
+        while i < len(keys) and keys[i].startswith(prefix):
+            found.append((keys[i], self._records[keys[i]]))
+            i += 1
+        return iter(found)
 
     def all_balances(self) -> dict[tuple[str, str], int]:
         return {k: v for k, v in self._balances.items() if v}
@@ -85,6 +96,8 @@ class MemoryStore(Storage):
         self._supply.update(outcome.supplies)
         self._txs.update(outcome.recorded)
         for key, value in outcome.records.items():
+            if (value is None) == (key in self._records):
+                self._keys = None  # a key comes or goes: the order is made again
             if value is None:
                 self._records.pop(key, None)
             else:
