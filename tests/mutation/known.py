@@ -6905,3 +6905,13 @@ MUTANTS += [
            tests=[_XC36]),
 ]
 # fmt: on
+
+# fmt: off
+MUTANTS += [
+    Mutant("attestations-decoded-to-be-served_A36", "node/runtime/_api.py",
+           old="        found = attestation_records(store, instrument, custody=custody)\n",
+           new="        _s = __import__(\"node.settlement\").settlement\n        found = [(a.as_of_ms, a.encode()) for a in (_s.custody_attestations if custody else _s.reserve_attestations)(store, instrument)]\n",
+           breaks="the largest GetAttestations answer holds the validator's loop, consensus's, for 7 s of CPU decoding and encoding again what it stored",
+           tests=["tests/unit/test_review32_pages.py::test_attestations_go_out_as_stored_without_decoding"]),
+]
+# fmt: on
