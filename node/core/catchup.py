@@ -12,8 +12,7 @@ answers late (review 20b: 450 ms late cost the next leaders their views, 7/5 30 
 failed, 26/16 150). A peer's word lasts one round of unanswered requests to every peer,
 so a liar costs n - 1 small requests, once.
 
-A peer that holds none of the blocks asked for says so at once with an empty answer (and
-so does one over the asker's catch-up budget, once per ``CATCHUP_RETRY_MS``), and
+A peer that holds none of the blocks asked for says so at once with an empty answer, and
 the next peer is asked at once: the peer that sent a certificate has often not committed
 its block itself yet (pipelined, the certificate of committed + 2 reaches a replica that
 missed the one of committed + 1 together with the leader that formed it), and waiting

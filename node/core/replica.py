@@ -218,7 +218,6 @@ class Replica:
         self._schedule_probe: tuple[tuple[int, bytes] | None, bool] = (None, False)
         self._verify_budget: dict[int, Bucket] = {}
         self._sync_budget: dict[int, Bucket] = {}
-        self._sync_over_said: dict[int, int] = {}  # peer -> when it last heard "over budget"
         self._byte_budget: dict[int, Bucket] = {}  # decoding a peer's messages (admit)
         # Messages dropped without effect, by (kind, reason): node.core.refusal.
         self.refused: Counter[Refusal] = Counter()
@@ -684,20 +683,11 @@ class Replica:
         return quiet is not None and results_root != quiet
 
     def _on_sync_request(self, src: int, msg: SyncRequest) -> None:
-        """Serve committed blocks, at most the peer's catch-up budget in bytes; none held,
-        or over budget: say so with an empty answer, so the peer asks the next one at once
-        (catchup.py)."""
+        """Serve committed blocks, at most the peer's catch-up budget in bytes; none held:
+        say so with an empty answer, so the peer asks the next one at once (catchup.py)."""
         budget = self._bucket(self._sync_budget, src, PEER_SYNC_BYTES_PER_S, PEER_SYNC_BYTES_BURST)
         if src != self.cfg.me and not budget.available(self.now_ms):
             self._refuse(Kind.SYNC_REQUEST, Reason.OVER_SYNC_BUDGET)
-            # Said with an empty answer, so the asker goes to the next peer at once rather
-            # than waiting out its retry (a restarted node waits CATCHUP_RETRY_MS: it has
-            # measured no commit round yet). Once per CATCHUP_RETRY_MS per peer: a request
-            # flood over budget buys at most two small answers a second (session 36).
-            said = self._sync_over_said.get(src)
-            if said is None or self.now_ms - said >= CATCHUP_RETRY_MS:
-                self._sync_over_said[src] = self.now_ms
-                self._send(src, SyncResponse(()))
             return
         match serve_sync(msg, self._source, budget, self.now_ms):
             case SyncResponse() as response:

@@ -6891,22 +6891,6 @@ MUTANTS += [
 # fmt: on
 
 # fmt: off
-_XC36 = "tests/unit/test_core_catchup.py::test_a_peer_over_its_catch_up_budget_hears_so_once_per_retry"
-MUTANTS += [
-    Mutant("catchup-over-budget-silent_C36", "node/core/replica.py",
-           old="                self._sync_over_said[src] = self.now_ms\n                self._send(src, SyncResponse(()))\n",
-           new="                self._sync_over_said[src] = self.now_ms\n",
-           breaks="a restarted node waits out its 500 ms retry each time a peer's catch-up budget for it runs out",
-           tests=[_XC36]),
-    Mutant("catchup-over-budget-answered-always_C36", "node/core/replica.py",
-           old="            if said is None or self.now_ms - said >= CATCHUP_RETRY_MS:\n",
-           new="            if True:\n",
-           breaks="a peer flooding catch-up requests over its budget gets an answer to each",
-           tests=[_XC36]),
-]
-# fmt: on
-
-# fmt: off
 MUTANTS += [
     Mutant("attestations-decoded-to-be-served_A36", "node/runtime/_api.py",
            old="        found = attestation_records(store, instrument, custody=custody)\n",

@@ -304,35 +304,16 @@ def test_an_empty_answer_counts_only_from_the_peer_asked() -> None:
 
 
 def test_a_replica_holding_none_of_the_blocks_asked_says_so_at_once() -> None:
-    """An empty answer, counted as ``not_held``."""
+    """An empty answer, counted as ``not_held``; a request over the peer's budget stays
+    unanswered (the control: the budget is what bounds the answers)."""
     r = refusals.replica(refusals.ME)
     r.step(refusals.OTHER, SyncRequest(1, 4))
     assert (refusals.OTHER, SyncResponse(())) in r.ready().to_send
     assert r.refused[(Kind.SYNC_REQUEST, Reason.NOT_HELD)] == 1
-
-
-def test_a_peer_over_its_catch_up_budget_hears_so_once_per_retry() -> None:
-    """Over budget, the peer gets an empty answer, so it asks the next peer at once rather
-    than waiting out its retry (a restarted node waited ``CATCHUP_RETRY_MS`` per turn:
-    session 36); a request over budget again before ``CATCHUP_RETRY_MS`` has passed stays
-    unanswered (the control: a flood over budget buys two small answers a second, not one
-    each), and the peer hears it again once it has."""
-    r = refusals.replica(refusals.ME)
-    over, t0 = (Kind.SYNC_REQUEST, Reason.OVER_SYNC_BUDGET), r.now_ms
-
-    def answers_when_over_budget(at_ms: int) -> tuple[tuple[int, Message], ...]:
-        """Requests ``at_ms`` after the start until one is over the budget: what that one
-        sent."""
-        before = r.refused[over]
-        while r.refused[over] == before:
-            r.ready()
-            r.step(refusals.OTHER, SyncRequest(1, 4), now_ms=t0 + at_ms)
-        return r.ready().to_send
-
-    assert answers_when_over_budget(0) == ((refusals.OTHER, SyncResponse(())),)
-    assert answers_when_over_budget(1) == ()
-    assert answers_when_over_budget(CATCHUP_RETRY_MS - 1) == ()
-    assert answers_when_over_budget(CATCHUP_RETRY_MS) == ((refusals.OTHER, SyncResponse(())),)
+    while not r.refused[(Kind.SYNC_REQUEST, Reason.OVER_SYNC_BUDGET)]:
+        r.ready()
+        r.step(refusals.OTHER, SyncRequest(1, 4))
+    assert not r.ready().to_send
 
 
 def test_a_round_of_empty_answers_rests_until_the_retry_deadline() -> None:
