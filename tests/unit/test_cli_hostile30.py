@@ -10,6 +10,7 @@ arguments".
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -200,6 +202,30 @@ def test_a_write_cut_short_leaves_the_file_it_would_replace(run_dir: Path) -> No
     assert left == ["genesis.json", "participants", "tier.json"]  # no temporary file left
 
 
+@contextlib.contextmanager
+def _reader_released(fifo: Path) -> Iterator[None]:
+    """While open: a reader that opens ``fifo`` (and waits there for a writer) is given a
+    writer that leaves at once, so it reads an empty file instead of waiting for ever.
+    Before the fix `ledger-node run` waited in open(); a regression now fails in a
+    moment, not at the test's timeout (30 s a parameter, in every CI run of its mutant)."""
+    done = threading.Event()
+
+    def release() -> None:
+        while not done.wait(0.05):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO: no reader
+            except OSError:
+                continue
+
+    writer = threading.Thread(target=release, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        writer.join()
+
+
 @pytest.mark.timeout(30)  # before the fix `ledger-node run` waited in open() for ever
 @pytest.mark.parametrize("name", ["tls.pem", "tls.key", "pinned.pem"])
 def test_ledger_node_run_refuses_tls_files_that_are_fifos(
@@ -213,7 +239,8 @@ def test_ledger_node_run_refuses_tls_files_that_are_fifos(
               "pinned.pem": load_node_config(node.config).tls_pinned}[name]  # fmt: skip
     target.unlink()
     os.mkfifo(target)
-    assert node_main(["run", "--config", str(node.config)]) == 2
+    with _reader_released(target):
+        assert node_main(["run", "--config", str(node.config)]) == 2
     assert "not a regular file" in capsys.readouterr().err
 
 
