@@ -46,6 +46,19 @@ async def _turns(n: int = 5) -> None:
         await asyncio.sleep(0)
 
 
+def _started(
+    net: DemoNetwork | None = None, index: int = 0
+) -> tuple[Harness, CountingStore, TxFactory]:
+    """A started node ``index`` of ``net`` on a store that counts its intake writes, and a
+    factory of the network's transactions. The default network has 4 validators and node
+    0 runs alone: nothing commits."""
+    net = shared_net() if net is None else net
+    store = CountingStore(net.genesis)
+    h = Harness(net, store, index)
+    h.node.start()
+    return h, store, TxFactory(net)
+
+
 # --- acknowledged means durable ----------------------------------------------------------
 
 
@@ -66,12 +79,8 @@ async def test_a_halt_in_the_drain_after_an_accept_refuses_the_ack(
 ) -> None:
     """Acknowledged means durable (ADR 0006): the halt dropped the intake batch before its
     write, so the submit must be refused (UNAVAILABLE), never told ACCEPTED."""
-    net = shared_net()  # 4 validators, node 0 alone: nothing commits
-    store = CountingStore(net.genesis)
-    h = Harness(net, store)
-    h.node.start()
+    h, store, txf = _started()  # 4 validators, node 0 alone: nothing commits
     _diverging_drain(h, monkeypatch)
-    txf = TxFactory(net)
     with pytest.raises(NodeHaltedError, match="differs from the certified"):
         await h.submit(txf.signed(txf.transfer()))
     assert store.intake() == [] and store.intake_writes == 0  # nothing durable
@@ -79,11 +88,7 @@ async def test_a_halt_in_the_drain_after_an_accept_refuses_the_ack(
 
 
 async def test_control_an_accept_without_a_halt_is_durable_before_its_answer() -> None:
-    net = shared_net()
-    store = CountingStore(net.genesis)
-    h = Harness(net, store)
-    h.node.start()
-    txf = TxFactory(net)
+    h, store, txf = _started()
     raw = txf.signed(txf.transfer())
     assert await h.submit(raw) is AddResult.ACCEPTED
     assert [r for _, r in store.intake()] == [raw] and store.intake_writes == 1
@@ -157,11 +162,7 @@ async def test_the_intake_log_is_bounded_across_turns_and_within_one(
     """Every queue has a maximum (house rule 3): the intake log, durable entries plus this
     turn's batch, holds at most INTAKE_TXS_MAX; a client past it is told FULL, not logged."""
     monkeypatch.setattr(_node, "INTAKE_TXS_MAX", 4)
-    net = shared_net()  # node 0 alone: nothing commits, the log only grows
-    store = CountingStore(net.genesis)
-    h = Harness(net, store)
-    h.node.start()
-    txf = TxFactory(net)
+    h, store, txf = _started()  # node 0 alone: nothing commits, the log only grows
     raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(6)]
     got = await asyncio.gather(*(h.submit(r) for r in raws[:3]))  # one turn: a batch of 3
     assert got == [AddResult.ACCEPTED] * 3 and store.intake_count() == 3
@@ -181,10 +182,7 @@ async def test_a_restart_under_a_lower_limit_says_what_it_dropped_and_prunes_it(
     back stay logged (durable until they commit)."""
     caplog.set_level(logging.INFO)
     net = shared_net()
-    store = CountingStore(net.genesis)
-    h = Harness(net, store)
-    h.node.start()
-    txf = TxFactory(net)
+    h, store, txf = _started(net)
     got = await asyncio.gather(
         *(h.submit(txf.signed(txf.transfer(amount=k + 1))) for k in range(3))
     )
@@ -207,10 +205,7 @@ async def test_a_restart_logs_how_many_it_replayed(caplog: pytest.LogCaptureFixt
     """The operator's word on a restart: every logged transaction replayed, none pruned."""
     caplog.set_level(logging.INFO)
     net = shared_net()
-    store = CountingStore(net.genesis)
-    h = Harness(net, store)
-    h.node.start()
-    txf = TxFactory(net)
+    h, store, txf = _started(net)
     for k in range(3):
         assert await h.submit(txf.signed(txf.transfer(amount=k + 1))) is AddResult.ACCEPTED
     h.node.stop()
@@ -235,9 +230,7 @@ async def test_a_peer_coming_up_is_probed_only_when_ahead_and_at_most_once_an_in
     """Bound the work one peer causes (house rule 11): a link that flaps asks for blocks
     at most once per SYNC_PROBE_INTERVAL_MS, and a peer not ahead of us is asked nothing
     (nor does it use up the interval)."""
-    net = shared_net()
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
+    h, _, _ = _started()
     probes = _Probes()
     monkeypatch.setattr(h.node.engine, "peer_height", probes)
     h.node.peer_up(1, 0)  # at our height: nothing to ask
@@ -281,9 +274,7 @@ async def test_a_commit_ends_every_wait_for_it_and_skips_one_cancelled() -> None
     cancelled meanwhile (its client went away) is skipped, not set, and the commit goes
     on (a set_result on it would raise inside the commit: fail-stop for nothing)."""
     net = solo_net()
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
-    txf = TxFactory(net)
+    h, _, txf = _started(net)
     raw = txf.signed(txf.transfer())
     tid = precheck(net.genesis, raw).tx_id
     first = asyncio.ensure_future(h.node.wait_for(tid, HANG_S, prove_result=False))
@@ -309,9 +300,7 @@ async def test_a_commit_counts_its_transactions_and_their_latency() -> None:
     commit latency of one accepted here; a pending instruction's later event is no
     transaction."""
     net = solo_net()
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
-    txf = TxFactory(net)
+    h, _, txf = _started(net)
     raw = txf.signed(txf.transfer())
     assert await h.submit(raw) is AddResult.ACCEPTED
     assert h.node.is_pending(precheck(net.genesis, raw).tx_id)
@@ -327,9 +316,7 @@ async def test_a_commit_counts_its_transactions_and_their_latency() -> None:
 
 async def test_view_changes_and_relayed_votes_are_counted_by_their_increase() -> None:
     """The metrics follow the replica's counters by their increase, however many at once."""
-    net = shared_net()
-    h = Harness(net, CountingStore(net.genesis), index=2)
-    h.node.start()
+    h, _, _ = _started(index=2)
     r = h.node.replica
     for timed_out, relayed in ((3, 3), (5, 6)):
         r.views_timed_out, r.commit_votes_relayed = timed_out, relayed
@@ -514,9 +501,7 @@ async def test_the_first_failure_is_the_one_reported_and_a_halted_node_takes_no_
 ) -> None:
     """Fail-stop (house rule 10): one fatal line, the first cause kept, exit code 3; then
     every driver entry does nothing (a peer's frame is not refused for it either)."""
-    net = shared_net()
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
+    h, _, _ = _started()
     h.node.fail("first", RuntimeError("one"))
     h.node.fail("second", RuntimeError("two"))
     assert h.node.halted == "first: RuntimeError: one" and h.node.exit_code == _node.EXIT_FATAL
@@ -531,9 +516,7 @@ async def test_the_first_failure_is_the_one_reported_and_a_halted_node_takes_no_
 async def test_a_peer_over_its_byte_budget_is_held_back_and_counted_at_once() -> None:
     """A peer's bytes beyond its budget (house rule 11): the transport is told how long to
     leave its stream unread, and the refusal shows in the metric right away."""
-    net = shared_net()
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
+    h, _, _ = _started()
     assert h.node.admit(1, 10**9, Kind.VOTE) == 0  # charged: the budget is spent
     wait_ms = h.node.admit(1, 100, Kind.VOTE)
     assert wait_ms > 0
@@ -546,9 +529,7 @@ async def test_a_committed_transaction_submitted_again_is_a_duplicate_at_once() 
     """Resubmitting the same bytes is safe (the SDK does after a lost answer): one already
     committed is DUPLICATE, with no intake write to wait for."""
     net = solo_net()
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
-    txf = TxFactory(net)
+    h, _, txf = _started(net)
     raw = txf.signed(txf.transfer())
     assert await h.submit(raw) is AddResult.ACCEPTED
     await _turns(20)
@@ -566,9 +547,7 @@ async def test_the_ids_pending_here_are_bounded_oldest_first(
     gauge follows what waits."""
     monkeypatch.setattr(_node, "PENDING_IDS_MAX", 2)
     net = shared_net()  # nothing commits
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
-    txf = TxFactory(net)
+    h, _, txf = _started(net)
     raws = [txf.signed(txf.transfer(amount=k + 1)) for k in range(3)]
     for raw in raws:
         assert await h.submit(raw) is AddResult.ACCEPTED
@@ -632,9 +611,7 @@ async def test_only_a_block_that_changes_paged_answers_moves_their_version(
 
 async def test_the_commit_latency_is_the_time_since_the_accept() -> None:
     net = solo_net()
-    h = Harness(net, CountingStore(net.genesis))
-    h.node.start()
-    txf = TxFactory(net)
+    h, _, txf = _started(net)
     assert await h.submit(txf.signed(txf.transfer())) is AddResult.ACCEPTED
     await _turns(20)
     assert 0.0 <= _sample(h, "ledger_commit_latency_seconds_sum") < HANG_S
