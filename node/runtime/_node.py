@@ -501,7 +501,8 @@ class Node:
             return None
         sb = self.store.block(record.height)
         if sb is None:
-            raise InvariantError(f"the index names block {record.height}, not in the store")
+            # A corrupt data directory halts the node (fail-stop), a read of it as well.
+            raise self._corrupt(f"the index names block {record.height}, not in the store")
         trees = self._trees(record.height, sb)
         proof = None
         after = self.store.block(record.height + 1)
@@ -719,7 +720,11 @@ class Node:
     def _committed_receipt(self, tid: bytes) -> Receipt:
         found = self.receipt(tid)
         if found is None:
-            raise InvariantError(f"a wait for {tid.hex()} resolved before its commit")
+            # A commit ended the wait and the store has no record of it: a broken invariant
+            # halts the node (fail-stop), not only this call (review 36n).
+            error = InvariantError(f"a wait for {tid.hex()} resolved before its commit")
+            self.fail("wait_for", error)
+            raise error
         return found
 
     def head_changed(self) -> Coroutine[Any, Any, Literal[True]]:

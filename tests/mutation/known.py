@@ -6899,3 +6899,20 @@ MUTANTS += [
            tests=["tests/unit/test_review32_pages.py::test_attestations_go_out_as_stored_without_decoding"]),
 ]
 # fmt: on
+
+# fmt: off
+_XR36N1 = "tests/unit/test_review36n_node.py::test_a_wait_its_commit_ends_without_a_record_halts_the_node"
+_XR36N2 = "tests/unit/test_review36n_node.py::test_a_wait_whose_receipt_names_a_missing_block_halts_the_node"
+MUTANTS += [
+    Mutant("wait-invariant-serves-on_R36N", "node/runtime/_node.py",
+           old='            self.fail("wait_for", error)\n',
+           new="",
+           breaks="a finality wait a commit ended with no record in the store fails that call and the node serves on half-alive",
+           tests=[_XR36N1]),
+    Mutant("receipt-lost-block-serves-on_R36N", "node/runtime/_node.py",
+           old='            raise self._corrupt(f"the index names block {record.height}, not in the store")\n',
+           new='            raise InvariantError(f"the index names block {record.height}, not in the store")\n',
+           breaks="a receipt whose index names a block the store lost fails that read and the node serves a corrupt data directory on",
+           tests=[_XR36N2]),
+]
+# fmt: on
