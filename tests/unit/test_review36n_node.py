@@ -28,10 +28,10 @@ from node.genesis import DemoNetwork
 from node.invariant import InvariantError
 from node.runtime import Metrics, Node, _node
 from node.runtime._node import EXIT_FATAL, TooManyWaitersError
-from node.settlement import BlockContext, ResultCode, SignedTx, apply_block, precheck, tx_id
+from node.settlement import BlockContext, ResultCode, Role, SignedTx, apply_block, precheck, tx_id
 from node.store import StorageError
 from tests.chain_helpers import Chain
-from tests.gov_helpers import add_participant
+from tests.gov_helpers import add_participant, set_roles
 from tests.gov_helpers import signed as gov_signed
 from tests.ledger_helpers import TxFactory
 from tests.life_helpers import BOND_UNITS, at, life_net
@@ -318,11 +318,12 @@ def test_a_middle_blocks_results_are_proven_by_the_block_after_it(
 # --- the execute port ----------------------------------------------------------------------
 
 
-async def test_a_block_that_adds_a_participant_moves_the_paged_version(
+async def test_a_block_that_changes_a_participant_moves_the_paged_version(
     net: DemoNetwork, txf: TxFactory
 ) -> None:
-    """Reference data changed with no supply change (a participant added): a continued
-    page of GetReference must be refused from that block on (ADR 0020, "pages")."""
+    """Reference data changed with no supply change (a participant added, then its
+    roles): a continued page of GetReference must be refused from that block on (ADR
+    0020, "pages")."""
     node, _, block = _node_with_trade_at_height_1(net, txf)
     node._execute(block, _qc(net, block))
     chain = Chain(net)
@@ -333,6 +334,13 @@ async def test_a_block_that_adds_a_participant_moves_the_paged_version(
     record = node.store.tx_record(tx_id(SignedTx.decode(raw).body))
     assert record is not None and record.code is ResultCode.OK
     assert node.paged_version == 3
+    # A participant's roles changed: its record alone (no one-byte count record with it).
+    raw = gov_signed(net, set_roles(txf, "BANK77", frozenset({Role.TRADER, Role.AUDITOR})))
+    block = chain.next_block([raw])
+    node._execute(block, _qc(net, block))
+    record = node.store.tx_record(tx_id(SignedTx.decode(raw).body))
+    assert record is not None and record.code is ResultCode.OK
+    assert node.paged_version == 4
 
 
 async def test_the_commit_latency_counts_from_the_accept() -> None:
