@@ -320,6 +320,15 @@ PEER_CALLS_PER_VALIDATOR_MAX: Final = 3
 # refused. 104 calls for 26 validators, each holding at most a frame: ~660 MB in the worst
 # case, where an unbounded port let one validator's connections hold as many as it opened.
 PEER_RPCS_PER_VALIDATOR_MAX: Final = PEER_CALLS_PER_VALIDATOR_MAX + 1
+# The time a connection to the peer port may take to finish its mutual TLS handshake, and
+# how long a validator's connection with no call in progress is kept. gRPC's defaults were
+# 120 s and for ever: any host that reached the port held a connection (a file descriptor,
+# ~20 KB) for 120 s by opening it and sending nothing (3,000 held 3,000 descriptors), and
+# a validator's connections without a call were kept for ever, as many as it opened
+# (review 36s). An honest dialer's connection always carries its Connect call (a new
+# channel per session), and its handshake takes milliseconds.
+PEER_HANDSHAKE_TIMEOUT_MS: Final = 5_000
+PEER_CONNECTION_IDLE_MS: Final = 10_000
 SYNC_PROBE_INTERVAL_MS: Final = 1_000  # at most one catch-up probe per peer per interval
 CLIENT_MESSAGE_BYTES_MAX: Final = 64 * 1024  # gRPC receive limit, client port
 # Paged answers (GetReference, GetAttestations; docs/adr/0020, amendment "pages"): at

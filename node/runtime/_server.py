@@ -19,6 +19,8 @@ from node.config import (
     CLIENT_RPCS_MAX,
     CLIENT_STREAMS_PER_CONNECTION_MAX,
     HALT_LINGER_MS,
+    PEER_CONNECTION_IDLE_MS,
+    PEER_HANDSHAKE_TIMEOUT_MS,
     PEER_RPCS_PER_VALIDATOR_MAX,
     SHUTDOWN_GRACE_MS,
 )
@@ -81,13 +83,25 @@ def new_client_server(
     return grpc.aio.server(options=options, maximum_concurrent_rpcs=rpcs_max)
 
 
-def new_peer_server(validators: int) -> grpc.aio.Server:
+def new_peer_server(
+    validators: int,
+    *,
+    handshake_timeout_ms: int = PEER_HANDSHAKE_TIMEOUT_MS,
+    idle_ms: int = PEER_CONNECTION_IDLE_MS,
+) -> grpc.aio.Server:
     """The peer port's server, no service added yet: PEER_STREAMS_PER_CONNECTION_MAX
     streams per connection (PEER_SERVER_OPTIONS) and PEER_RPCS_PER_VALIDATOR_MAX calls in
-    progress per validator of genesis; beyond it, RESOURCE_EXHAUSTED."""
+    progress per validator of genesis; beyond it, RESOURCE_EXHAUSTED. A connection that has
+    not finished its TLS handshake within ``handshake_timeout_ms``, or that carries no call
+    for ``idle_ms``, is closed (review 36s)."""
+    options = [
+        *PEER_SERVER_OPTIONS,
+        EXCLUSIVE_PORT,
+        ("grpc.server_handshake_timeout_ms", handshake_timeout_ms),
+        ("grpc.max_connection_idle_ms", idle_ms),
+    ]
     return grpc.aio.server(
-        options=[*PEER_SERVER_OPTIONS, EXCLUSIVE_PORT],
-        maximum_concurrent_rpcs=PEER_RPCS_PER_VALIDATOR_MAX * validators,
+        options=options, maximum_concurrent_rpcs=PEER_RPCS_PER_VALIDATOR_MAX * validators
     )
 
 
