@@ -6,12 +6,14 @@ figures apart. Names are the contract of docker/grafana/dashboards/ledger.json.
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, ClassVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import (
@@ -243,8 +245,43 @@ class Metrics:
         return server
 
 
+class _RequestReader(io.RawIOBase):
+    """A connection's bytes up to the end of its request, all within one deadline. The
+    socket's own timeout bounds each read alone: a client sending a byte every few seconds
+    held its slot for as long as it liked, and eight such clients refused every scrape
+    (review 36s)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock, self._deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive within METRICS_REQUEST_TIMEOUT_S")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 class _QuietHandler(WSGIRequestHandler):
-    """One scrape per connection, no access log on stderr."""
+    """One scrape per connection, its request read within ``timeout`` in all, no access
+    log on stderr."""
+
+    timeout: ClassVar[float] = METRICS_REQUEST_TIMEOUT_S  # MetricsServer sets the port's own
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket's own reader: its timeout restarts at each byte
+        deadline = time.monotonic() + self.timeout
+        self.rfile = io.BufferedReader(_RequestReader(self.connection, deadline))
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self.connection.settimeout(self.timeout)  # the answer's writes: each within it
+        return parsed
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
