@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeAlias
@@ -87,7 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+# gRPC core writes a line on stderr, between the node's JSON lines, for every connection
+# that fails its TLS handshake: anyone who reaches a port wrote 336 KB of log a second
+# that way (review 36s). Only its errors, unless the operator asks for more.
+GRPC_VERBOSITY = "ERROR"
+
+
 def _run(args: argparse.Namespace) -> int:
+    # Read once, when grpc is first imported: so before it (the import just below).
+    os.environ.setdefault("GRPC_VERBOSITY", GRPC_VERBOSITY)
     # Imported here, not at the top: --version and --help work on an SDK-only install.
     from node.runtime import StartupError, run, setup_logging
 
