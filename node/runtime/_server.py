@@ -101,7 +101,8 @@ def new_peer_server(
         ("grpc.max_connection_idle_ms", idle_ms),
     ]
     return grpc.aio.server(
-        options=options, maximum_concurrent_rpcs=PEER_RPCS_PER_VALIDATOR_MAX * validators
+        options=options,
+        maximum_concurrent_rpcs=PEER_RPCS_PER_VALIDATOR_MAX * validators,
     )
 
 

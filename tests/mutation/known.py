@@ -6307,8 +6307,8 @@ _XR33O3 = "tests/unit/test_check_config.py::test_a_port_a_stopped_node_left_in_t
 # fmt: off
 MUTANTS += [
     Mutant("peer-port-shared_R33O", "node/runtime/_server.py",
-           old="        options=[*PEER_SERVER_OPTIONS, EXCLUSIVE_PORT],\n",
-           new="        options=PEER_SERVER_OPTIONS,\n",
+           old="        *PEER_SERVER_OPTIONS,\n        EXCLUSIVE_PORT,\n",
+           new="        *PEER_SERVER_OPTIONS,\n",
            breaks="a second process of a running validator binds its peer port (SO_REUSEPORT) and runs beside it with the same key",
            tests=[_XR33O1]),
     Mutant("client-port-shared_R33O", "node/runtime/_server.py",
@@ -6914,5 +6914,34 @@ MUTANTS += [
            new='            raise InvariantError(f"the index names block {record.height}, not in the store")\n',
            breaks="a receipt whose index names a block the store lost fails that read and the node serves a corrupt data directory on",
            tests=[_XR36N2]),
+]
+# fmt: on
+
+# fmt: off
+_XR36S1 = "tests/unit/test_review36s_servers.py::test_a_connection_that_never_finishes_its_handshake_is_closed"
+_XR36S2 = "tests/unit/test_review36s_servers.py::test_a_validators_connection_with_no_call_is_closed_after_the_idle_bound"
+_XR36S3 = "tests/unit/test_review36s_servers.py::test_a_request_trickled_a_byte_at_a_time_is_dropped_at_its_deadline"
+_XR36S4 = "tests/unit/test_review36s_servers.py::test_the_validator_runs_grpc_core_at_errors_only_unless_told"
+MUTANTS += [
+    Mutant("peer-handshake-unbounded_R36S", "node/runtime/_server.py",
+           old='        ("grpc.server_handshake_timeout_ms", handshake_timeout_ms),\n',
+           new="",
+           breaks="any host that reaches the peer port holds a connection 120 s by sending nothing: thousands hold the validator's file descriptors",
+           tests=[_XR36S1]),
+    Mutant("peer-idle-connections-kept_R36S", "node/runtime/_server.py",
+           old='        ("grpc.max_connection_idle_ms", idle_ms),\n',
+           new="",
+           breaks="a Byzantine validator's connections with no call are kept for ever, as many as it opens",
+           tests=[_XR36S2]),
+    Mutant("metrics-timeout-per-read_R36S", "node/runtime/_metrics.py",
+           old="        self.rfile = io.BufferedReader(_RequestReader(self.connection, deadline))\n",
+           new="",
+           breaks="a client trickling its request a byte every few seconds holds a metrics slot for ever; eight refuse every scrape",
+           tests=[_XR36S3]),
+    Mutant("grpc-core-logs-every-handshake_R36S", "node/__main__.py",
+           old='    os.environ.setdefault("GRPC_VERBOSITY", GRPC_VERBOSITY)\n',
+           new="",
+           breaks="every connection failing its TLS handshake writes a plain-text line into the node's log: hundreds of KB a second from anyone",
+           tests=[_XR36S4]),
 ]
 # fmt: on
