@@ -68,6 +68,8 @@ def test_the_ledger_is_serving_exactly_when_a_quorum_with_this_node_is_reachable
     assert _reported(3, [True, False, False]) == NOT_SERVING
     assert _reported(3, [True, True, True]) == SERVING
     assert _reported(1, [False, False, False]) == SERVING  # itself alone is a quorum of 1
+    assert _reported(2, [True, False]) == SERVING  # itself and one peer: 1 + 1, not 1 | 1
+    assert _reported(4, [True, True, False]) == NOT_SERVING  # 1 + 2, not 1 << 2
     assert _reported(3, [True, True, True], halted="storage error") == NOT_SERVING
 
 
