@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -176,10 +177,8 @@ def test_a_port_grpc_cannot_bind_is_refused_naming_the_address() -> None:
     _bind(_Refusing(5), "h", 3, _credentials())  # type: ignore[arg-type]  # bound: no error
 
 
-async def test_the_client_ports_defaults_are_its_configured_limits() -> None:
-    """``new_client_server()`` as the node makes it: the idle bound of CLIENT_CONNECTION_IDLE_MS
-    (test_client_api_hostile.py shows a small one closing) and the options of
-    CLIENT_SERVER_OPTIONS with the port its own."""
+async def _server_kwargs(make: Callable[[], grpc.aio.Server]) -> dict[str, Any]:
+    """The arguments ``make`` gives ``grpc.aio.server`` (the server it makes is stopped)."""
     seen: list[dict[str, Any]] = []
     real = grpc.aio.server
 
@@ -189,10 +188,18 @@ async def test_the_client_ports_defaults_are_its_configured_limits() -> None:
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(grpc.aio, "server", spy)
-        server = _server.new_client_server()
+        server = make()
     with contextlib.suppress(Exception):
         await server.stop(None)
     (kwargs,) = seen
+    return kwargs
+
+
+async def test_the_client_ports_defaults_are_its_configured_limits() -> None:
+    """``new_client_server()`` as the node makes it: the idle bound of CLIENT_CONNECTION_IDLE_MS
+    (test_client_api_hostile.py shows a small one closing) and the options of
+    CLIENT_SERVER_OPTIONS with the port its own."""
+    kwargs = await _server_kwargs(_server.new_client_server)
     assert kwargs["maximum_concurrent_rpcs"] == CLIENT_RPCS_MAX
     options = dict(kwargs["options"])
     assert options["grpc.max_connection_idle_ms"] == CLIENT_CONNECTION_IDLE_MS
@@ -204,18 +211,7 @@ async def test_the_peer_ports_defaults_are_its_configured_limits() -> None:
     """``new_peer_server(n)`` as the node makes it: PEER_RPCS_PER_VALIDATOR_MAX calls per
     validator of genesis (3 here: 12), the handshake and idle bounds of node/config.py, the
     port its own, over PEER_SERVER_OPTIONS."""
-    seen: list[dict[str, Any]] = []
-    real = grpc.aio.server
-
-    def spy(**kwargs: Any) -> grpc.aio.Server:
-        seen.append(kwargs)
-        return real(**kwargs)
-
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(grpc.aio, "server", spy)
-        server = _server.new_peer_server(3)
-    await server.stop(None)
-    (kwargs,) = seen
+    kwargs = await _server_kwargs(lambda: _server.new_peer_server(3))
     assert kwargs["maximum_concurrent_rpcs"] == PEER_RPCS_PER_VALIDATOR_MAX * 3 == 12
     options = dict(kwargs["options"])
     assert options["grpc.server_handshake_timeout_ms"] == PEER_HANDSHAKE_TIMEOUT_MS
