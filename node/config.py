@@ -340,6 +340,14 @@ CLIENT_MESSAGE_BYTES_MAX: Final = 64 * 1024  # gRPC receive limit, client port
 # at least one entry), so a read of the largest answer takes a bounded number of calls
 # (each metered by the read budget), not one per entry.
 ANSWER_PAGE_BYTES_MIN: Final = 64 * 1024
+# A refusal's message and each of its details' values (node/runtime/_refuse.py), in UTF-8
+# bytes: a longer one is cut. A refusal travels in the call's trailers, which a client's
+# gRPC refuses past its metadata limit (8 KiB soft, 16 KiB hard by default), and several
+# echo what the client sent (an id, a name): a 6,000-byte instrument name made the NOT_FOUND
+# of GetInstrument reach the client as RESOURCE_EXHAUSTED, "received metadata size exceeds
+# hard limit", with no details, which the SDK retried as a busy node (review 36p).
+REFUSAL_MESSAGE_BYTES_MAX: Final = 1_024
+REFUSAL_VALUE_BYTES_MAX: Final = 256
 TIMELINE_HEIGHTS_MAX: Final = 16_384  # recent blocks whose consensus step times are kept
 TIMELINE_SPAN_MAX: Final = 4_096  # heights per GetTimeline answer
 WAITERS_MAX: Final = 10_000  # WaitForFinality calls parked at once

@@ -727,6 +727,19 @@ class Node:
             raise error
         return found
 
+    async def next_commit(self) -> None:
+        """Completes after the next commit from this call on, as ``head_changed``; raises
+        CancelledError once the node stopped (``stop`` ends it, and one asked for after):
+        a stopped node commits nothing more, so a block stream must not wait for one."""
+        if self._waits_ended:  # stopped: no commit will come
+            raise asyncio.CancelledError(self._why_stopped())
+        changed = asyncio.ensure_future(self.head_changed())
+        self._head_waits.add(changed)
+        try:
+            await changed
+        finally:
+            self._head_waits.discard(changed)
+
     def head_changed(self) -> Coroutine[Any, Any, Literal[True]]:
         """Completes after the next commit from this call on. Not a coroutine function: the
         event is taken now, not when the awaitable first runs. ``asyncio.wait_for`` (Python

@@ -6945,3 +6945,33 @@ MUTANTS += [
            tests=[_XR36S4]),
 ]
 # fmt: on
+
+# Review 36p (client API): node/runtime/_api.py as a hostile or sloppy client sees it.
+# fmt: off
+_XR36P1 = "tests/unit/test_review36p_api.py::test_a_refusal_echoing_a_long_id_reaches_the_client_as_itself"
+_XR36P2 = "tests/unit/test_review36p_api.py::test_a_timeline_read_is_metered_as_the_other_reads"
+_XR36P3 = "tests/unit/test_review36p_api.py::test_a_block_stream_on_a_halted_node_is_refused_at_once"
+_XR36P4 = "tests/unit/test_review36p_api.py::test_a_parked_block_stream_ends_when_the_node_stops"
+MUTANTS += [
+    Mutant("refusal-echo-unbounded_R36P", "node/runtime/_refuse.py",
+           old="    message = _clipped(message, REFUSAL_MESSAGE_BYTES_MAX)\n    meta = {k: _clipped(v, REFUSAL_VALUE_BYTES_MAX) for k, v in (metadata or {}).items()}\n",
+           new="    meta = dict(metadata or {})\n",
+           breaks="a 6,000-byte id makes a NOT_FOUND reach the client as RESOURCE_EXHAUSTED with no details: the SDK retries every node as busy",
+           tests=[_XR36P1]),
+    Mutant("timeline-unmetered_R36P", "node/runtime/_api.py",
+           old='        return await self._scan("GetTimeline", context, answer)\n',
+           new="        return answer()\n",
+           breaks="one participant's loop of GetTimeline over 4,096 heights (5-10 ms each) holds the event loop consensus shares",
+           tests=[_XR36P2]),
+    Mutant("halted-node-takes-block-stream_R36P", "node/runtime/_api.py",
+           old="        if self._node.halted is not None:  # it commits nothing more: ask another node\n",
+           new="        if False:  # it commits nothing more: ask another node\n",
+           breaks="a block stream opened on a halted node is parked until the process exits, told nothing",
+           tests=[_XR36P3]),
+    Mutant("stopped-node-parks-block-stream_R36P", "node/runtime/_api.py",
+           old="                        await self._node.next_commit()\n",
+           new="                        await self._node.head_changed()\n",
+           breaks="a block stream waiting for the next block when the node halts or shuts down gets no status until the server is torn down",
+           tests=[_XR36P4]),
+]
+# fmt: on

@@ -1,0 +1,207 @@
+"""Review 36p: the client API (node/runtime/_api.py) as a hostile or sloppy client sees
+it. Each finding is a test that failed on the code before its fix, beside its control;
+the servicer runs in-process (the helpers of test_api_teeth.py and test_block_reads.py),
+on a loopback port where what the client receives depends on the wire; no cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+
+from node.access import Caller
+from node.config import REFUSAL_MESSAGE_BYTES_MAX, TIMELINE_SPAN_MAX
+from node.runtime import Metrics
+from node.runtime._access import Gate
+from node.runtime._api import LedgerService
+from node.runtime._handlers import add_service
+from node.runtime._server import new_client_server
+from node.runtime._timeline import Step, Timeline
+from node.wire import ledger_pb2 as pb
+from node.wire import ledger_pb2_grpc as pb_grpc
+from node.wire.errors import from_trailer
+from tests.patience import HANG_S
+from tests.unit.test_api_teeth import OBSERVERS, _one_trade
+from tests.unit.test_block_reads import _Clock, _Ctx, _Refused, _service
+
+# --- a refusal that echoes what the client sent must still reach it ----------------------
+
+
+class _As:
+    """A stand-in gate: the caller is the participant the call's ``as`` metadata names
+    (the identity checks are test_access.py's; here only the answers matter)."""
+
+    enter = staticmethod(Gate.enter)
+
+    def admit(self, path: str, raw: bytes, md: Any) -> Caller:
+        who = dict(md or ())["as"]
+        return Caller(who, observer=who in OBSERVERS)
+
+
+@contextlib.asynccontextmanager
+async def _port() -> AsyncIterator[pb_grpc.LedgerStub]:
+    """A stub on a loopback client port serving a real node whose head holds one trade."""
+    node, _ = _one_trade()
+    server = new_client_server()
+    add_service(server, LedgerService(node, {}), pb.DESCRIPTOR.services_by_name["Ledger"], _As())  # type: ignore[arg-type]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield pb_grpc.LedgerStub(channel)
+    finally:
+        await channel.close()
+        await server.stop(None)
+        node.close()
+
+
+async def _refusal(stub: Any, method: str, req: Any, who: str) -> tuple[str, Any, str]:
+    """(status code name, details, message) of ``who``'s refused call, as received."""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await getattr(stub, method)(req, metadata=(("as", who),), timeout=10)
+    e = refused.value
+    details = from_trailer(e.code(), e.details() or "", e.trailing_metadata())
+    return e.code().name, details, e.details() or ""
+
+
+LONG = "B" * 6_000  # what a sloppy client passes for an id: a file's contents, say
+
+
+@pytest.mark.parametrize(
+    ("method", "req", "who", "code"),
+    [
+        ("GetInstrument", pb.InstrumentRequest(instrument=LONG), "BANK01", "NOT_FOUND"),
+        ("GetBalances", pb.BalancesRequest(account=LONG), "AUDITOR", "NOT_FOUND"),
+        ("GetBalances", pb.BalancesRequest(account=LONG), "BANK01", "PERMISSION_DENIED"),
+        ("GetLocks", pb.LocksRequest(party=LONG), "BANK01", "INVALID_ARGUMENT"),
+        ("GetAttestations", pb.AttestationsRequest(instrument=LONG), "BANK01", "NOT_FOUND"),
+        ("GetPrices", pb.PricesRequest(instrument="é" * 3_000), "BANK01", "NOT_FOUND"),
+    ],
+)
+async def test_a_refusal_echoing_a_long_id_reaches_the_client_as_itself(
+    method: str, req: Any, who: str, code: str
+) -> None:
+    """Scenario: a client sends a 6,000-byte name where an id goes. The node's refusal
+    (NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT) echoed it whole in its message and
+    its details, three times over in the trailers: past the client's gRPC metadata limit
+    (16 KiB hard, 8 KiB soft), so the client got RESOURCE_EXHAUSTED "received metadata
+    size exceeds hard limit" with no details, and the SDK retried it as a busy node on
+    every node before raising BusyError. Now the echo is cut: the refusal arrives."""
+    async with _port() as stub:
+        got, details, message = await _refusal(stub, method, req, who)
+    assert got == code
+    assert details is not None and len(message.encode()) < 2 * REFUSAL_MESSAGE_BYTES_MAX
+    assert "more bytes left out" in message
+
+
+async def test_control_a_short_refusal_is_sent_whole() -> None:
+    """A refusal within the bounds goes as it was: the message and the id in details."""
+    async with _port() as stub:
+        got, details, message = await _refusal(
+            stub, "GetInstrument", pb.InstrumentRequest(instrument="NOBOND"), "BANK01"
+        )
+    assert (got, message) == ("NOT_FOUND", "no instrument 'NOBOND'")
+    assert details is not None and details.metadata == {"what": "instrument", "id": "NOBOND"}
+
+
+# --- GetTimeline is a read like the others: metered ----------------------------------------
+
+
+def _timeline_service(clock: _Clock) -> LedgerService:
+    timeline = Timeline(TIMELINE_SPAN_MAX)
+    for h in range(1, TIMELINE_SPAN_MAX + 1):
+        for step in Step:
+            timeline.mark(h, step, at_us=1_000 * h + int(step))
+    node: Any = SimpleNamespace(timeline=timeline, metrics=Metrics(), index=0)
+    return _service(node, clock)
+
+
+async def _timeline(svc: LedgerService, who: str) -> str:
+    Gate.enter(Caller(who, observer=False))
+    req = pb.TimelineRequest(first_height=1, last_height=TIMELINE_SPAN_MAX)
+    try:
+        got = await svc.GetTimeline(req, _Ctx())  # type: ignore[arg-type]
+    except _Refused as e:
+        return e.code.name
+    assert len(got.blocks) == TIMELINE_SPAN_MAX
+    return "OK"
+
+
+async def test_a_timeline_read_is_metered_as_the_other_reads() -> None:
+    """Scenario: any participant calls GetTimeline over its widest span in a loop. Each
+    answer builds 4,096 BlockTimings (5 to 10 ms of the event loop's CPU, 135 KB), as
+    GetBalances did at 9 ms when session 28 metered it: unmetered, one caller held the
+    loop consensus shares. Now it is charged to the caller's read budget and refused
+    over it (40 ms a read on the test's meter: the fourth is refused); another
+    participant's budget is its own (the control)."""
+    clock = _Clock()
+    svc = _timeline_service(clock)
+    assert [await _timeline(svc, "BANK05") for _ in range(4)] == ["OK"] * 3 + ["RESOURCE_EXHAUSTED"]
+    assert await _timeline(svc, "BANK04") == "OK"
+    over = svc._metrics.block_reads_over_budget.labels(call="GetTimeline")
+    assert over._value.get() == 1
+
+
+# --- a block stream on a node that halts or stops ------------------------------------------
+
+
+def _stream(svc: LedgerService, from_height: int) -> Any:
+    Gate.enter(Caller("BANK01", observer=False))
+    req = pb.StreamBlocksRequest(from_height=from_height)
+    return anext(svc.StreamBlocks(req, _Ctx()))  # type: ignore[arg-type]
+
+
+async def test_a_block_stream_on_a_halted_node_is_refused_at_once() -> None:
+    """Scenario: a node halted (fail-stop) and lingers before it exits; a client opens a
+    block stream there. It was taken and parked, holding a stream share, until the
+    process exited: the SDK's ``blocks()`` learned nothing before then. Now it is
+    refused at once, UNAVAILABLE ``NODE_HALTED``, as a submit stream is, and the SDK asks
+    another node. Control: the live node holds the stream open."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+    parked = asyncio.ensure_future(_stream(svc, 0))
+    await asyncio.sleep(0.05)
+    assert not parked.done() and svc._streams.total == 1  # the control: held
+    parked.cancel()
+    node.fatal = "store: StorageError: disk gone"
+    with pytest.raises(_Refused) as refused:
+        async with asyncio.timeout(HANG_S):
+            await _stream(svc, 0)
+    assert refused.value.code is grpc.StatusCode.UNAVAILABLE
+    assert refused.value.details is not None
+    assert refused.value.details.reason == "NODE_HALTED"
+    node.close()
+
+
+async def test_a_parked_block_stream_ends_when_the_node_stops() -> None:
+    """Scenario: a client's block stream waits for the next block when the node halts or
+    shuts down (``Node.stop``). It waited for a commit that never comes, with no status,
+    until the server was torn down (the halt's linger and the servers' grace: 3 s), where
+    finality waits and submit streams are answered at once. Now it ends UNAVAILABLE
+    ``NODE_STOPPED`` and the SDK asks another node. Control: a stream whose own call is
+    cancelled (its client left) stays cancelled."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+    mine = asyncio.ensure_future(_stream(svc, 0))  # the control
+    parked = asyncio.ensure_future(_stream(svc, 0))
+    await asyncio.sleep(0.05)
+    mine.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await mine
+    assert not parked.done()
+    node.stop()
+    with pytest.raises(_Refused) as refused:
+        async with asyncio.timeout(HANG_S):
+            await parked
+    assert refused.value.code is grpc.StatusCode.UNAVAILABLE
+    assert refused.value.details is not None
+    assert refused.value.details.reason == "NODE_STOPPED"
+    with pytest.raises(_Refused):  # and one opened after the stop, at once
+        async with asyncio.timeout(HANG_S):
+            await _stream(svc, 0)
+    node.close()
