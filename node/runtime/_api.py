@@ -410,14 +410,15 @@ class LedgerService(pb_grpc.LedgerServicer):
             return node.receipt(tid)
 
     async def _may_read(self, receipt: Receipt, context: Ctx, caller: Caller | None = None) -> None:
-        """PERMISSION_DENIED unless ``caller`` (default: the call's) may read ``receipt``."""
+        """PERMISSION_DENIED unless ``caller`` (default: the call's) may read ``receipt``;
+        the refusal names no block: where a trade committed is the parties' to read, as
+        a filtered block shows it only to them (review 36p)."""
         caller = caller or current_caller()
         reg, height = self._node.registry(), receipt.height
         if not may_read_tx(caller, receipt.transaction, reg, height=height):
             await _denied(
                 context,
-                f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()} "
-                f"(of block {height})",
+                f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()}",
                 caller,
                 "transaction",
             )

@@ -6975,3 +6975,14 @@ MUTANTS += [
            tests=[_XR36P4]),
 ]
 # fmt: on
+
+# fmt: off
+_XR36P5 = "tests/unit/test_review36p_api.py::test_a_non_party_is_not_told_which_block_holds_a_trade"
+MUTANTS += [
+    Mutant("denial-names-the-block_R36P", "node/runtime/_api.py",
+           old='                f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()}",\n',
+           new='                f"{caller.participant} is not a party to transaction {receipt.tx_id.hex()} (of block {height})",\n',
+           breaks="a non-party holding a trade's bytes learns from GetTransaction's refusal which block (and so when) it settled",
+           tests=[_XR36P5]),
+]
+# fmt: on

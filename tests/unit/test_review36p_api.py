@@ -205,3 +205,29 @@ async def test_a_parked_block_stream_ends_when_the_node_stops() -> None:
         async with asyncio.timeout(HANG_S):
             await _stream(svc, 0)
     node.close()
+
+
+# --- what a refusal tells a non-party ------------------------------------------------------
+
+
+async def test_a_non_party_is_not_told_which_block_holds_a_trade() -> None:
+    """Scenario: BANK03 holds the bytes of BANK01's trade (relayed, intercepted) and asks
+    GetTransaction and WaitForFinality for its id. Refused, as it must be; but the refusal
+    said "(of block 1)": where and so when the trade settled, which the filtered blocks
+    hide from a non-party (the submit stream's refusal never said it). Control: the party
+    reads its receipt, height included."""
+    node, tid = _one_trade()
+    svc = LedgerService(node, {})
+    for call, req in (
+        (svc.GetTransaction, pb.TransactionRequest(tx_id=tid)),
+        (svc.WaitForFinality, pb.WaitRequest(tx_id=tid, timeout_ms=50)),
+    ):
+        Gate.enter(Caller("BANK03", observer=False))
+        with pytest.raises(_Refused) as refused:
+            await call(req, _Ctx())  # type: ignore[arg-type]
+        assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED
+        assert "block" not in refused.value.message, refused.value.message
+    Gate.enter(Caller("BANK01", observer=False))
+    got = await svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx())  # type: ignore[arg-type]
+    assert got.receipt.height == 1
+    node.close()
