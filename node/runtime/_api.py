@@ -488,7 +488,9 @@ class LedgerService(pb_grpc.LedgerServicer):
         caller = current_caller()
         await self._within_budget(caller, context, "GetBlock")
         if request.height == self._node.store.head().height:
-            await self._proof_committed(request.height, caller.observer, _proof_wait_ms(context))
+            await self._proof_committed(
+                request.height, caller.observer, _proof_wait_ms(context), context
+            )
             # Again after the wait: reads parked on the same head all wake at its
             # successor, and each must meet the budget its forerunners just spent (review
             # 20: 20 parked reads of 60 ms each against a 100 ms burst were all served).
@@ -535,18 +537,31 @@ class LedgerService(pb_grpc.LedgerServicer):
             metadata=(("limit", "reads per participant"),),
         )
 
-    async def _proof_committed(self, height: int, whole: bool, wait_ms: int) -> None:
+    async def _proof_committed(self, height: int, whole: bool, wait_ms: int, context: Ctx) -> None:
         """Wait, at most ``wait_ms``, while block ``height`` is the head and has
         transactions or events: the next block certifies the proof a read of it carries
-        (a filtered read's, ADR 0025; a whole read's results, ADR 0026)."""
+        (a filtered read's, ADR 0025; a whole read's results, ADR 0026). UNAVAILABLE
+        (NODE_STOPPED) once the node stopped: no block will come (review 36p)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_ms / 1000
         while height == self._node.store.head().height and self._proven_head(whole) < height:
             left = deadline - loop.time()
             if left <= 0:
                 return
+            await self._next_commit(context, left)
+
+    async def _next_commit(self, context: Ctx, timeout_s: float | None = None) -> None:
+        """Wait for the node's next commit, at most ``timeout_s``; the call ends
+        UNAVAILABLE (NODE_STOPPED) if the node stops first (a halt, a shutdown), as a
+        finality wait does: a CancelledError would end it with no status."""
+        try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._node.head_changed(), left)
+                await asyncio.wait_for(self._node.next_commit(), timeout_s)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():  # the call's own: its
+                raise  # client went away, or the server stops
+            await _refused(context, node_stopped(self._node, b""))
 
     def _proven_head(self, whole: bool) -> int:
         """The highest block a read can prove: the head, unless the block after it must
@@ -605,15 +620,7 @@ class LedgerService(pb_grpc.LedgerServicer):
                     top = self._proven_head(caller.observer)
                     checked = head
                 if next_height > top:
-                    try:
-                        await self._node.next_commit()
-                    except asyncio.CancelledError:
-                        task = asyncio.current_task()
-                        if task is None or task.cancelling():  # the call's own: its
-                            raise  # client went away, or the server stops
-                        # The node stopped (a halt, a shutdown): no block will come; a
-                        # CancelledError would end the stream with no status (review 36p).
-                        await _refused(context, node_stopped(self._node, b""))
+                    await self._next_commit(context)
                     continue
                 if wait_ms := self._reads.wait_ms(caller.participant):
                     # Over budget a stream waits rather than fails: it already holds one

@@ -727,18 +727,17 @@ class Node:
             raise error
         return found
 
-    async def next_commit(self) -> None:
-        """Completes after the next commit from this call on, as ``head_changed``; raises
-        CancelledError once the node stopped (``stop`` ends it, and one asked for after):
-        a stopped node commits nothing more, so a block stream must not wait for one."""
+    def next_commit(self) -> asyncio.Future[Literal[True]]:
+        """Completes after the next commit from this call on, as ``head_changed`` (the
+        event is taken now); cancelled once the node stopped (``stop`` ends it, and one
+        asked for after raises CancelledError at once): a stopped node commits nothing
+        more, so a block stream or a read of the head must not wait for one."""
         if self._waits_ended:  # stopped: no commit will come
             raise asyncio.CancelledError(self._why_stopped())
         changed = asyncio.ensure_future(self.head_changed())
         self._head_waits.add(changed)
-        try:
-            await changed
-        finally:
-            self._head_waits.discard(changed)
+        changed.add_done_callback(self._head_waits.discard)
+        return changed
 
     def head_changed(self) -> Coroutine[Any, Any, Literal[True]]:
         """Completes after the next commit from this call on. Not a coroutine function: the

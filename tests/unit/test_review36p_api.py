@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from node.access import Caller
-from node.config import REFUSAL_MESSAGE_BYTES_MAX, TIMELINE_SPAN_MAX
+from node.config import BLOCK_PROOF_WAIT_MS, REFUSAL_MESSAGE_BYTES_MAX, TIMELINE_SPAN_MAX
 from node.runtime import Metrics
 from node.runtime._access import Gate
 from node.runtime._api import LedgerService
@@ -204,6 +204,33 @@ async def test_a_parked_block_stream_ends_when_the_node_stops() -> None:
     with pytest.raises(_Refused):  # and one opened after the stop, at once
         async with asyncio.timeout(HANG_S):
             await _stream(svc, 0)
+    node.close()
+
+
+async def test_a_read_of_the_head_ends_when_the_node_stops() -> None:
+    """Scenario: a client reads the head block, whose proof only its successor certifies,
+    and the node halts or shuts down. The read waited out BLOCK_PROOF_WAIT_MS (2 s) for a
+    block that never comes, then answered without the proof, which the SDK refuses; and
+    so did every read of the head after the stop. Now each ends UNAVAILABLE
+    ``NODE_STOPPED`` at once. Control: before the stop the read waits."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+
+    def read() -> Any:
+        Gate.enter(Caller("BANK01", observer=False))
+        return svc.GetBlock(pb.BlockRequest(height=1), _Ctx())  # type: ignore[arg-type]
+
+    waiting = asyncio.ensure_future(read())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the control: it waits for the proof
+    node.stop()
+    for call in (waiting, read()):
+        with pytest.raises(_Refused) as refused:
+            async with asyncio.timeout(BLOCK_PROOF_WAIT_MS / 1000 * 0.75):
+                await call
+        assert refused.value.code is grpc.StatusCode.UNAVAILABLE
+        assert refused.value.details is not None
+        assert refused.value.details.reason == "NODE_STOPPED"
     node.close()
 
 
