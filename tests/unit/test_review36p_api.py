@@ -22,9 +22,12 @@ from node.runtime._api import LedgerService
 from node.runtime._handlers import add_service
 from node.runtime._server import new_client_server
 from node.runtime._timeline import Step, Timeline
+from node.settlement import Registry
+from node.store import MemoryStore
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from node.wire.errors import from_trailer
+from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
 from tests.patience import HANG_S
 from tests.unit.test_api_teeth import OBSERVERS, _one_trade
 from tests.unit.test_block_reads import _Clock, _Ctx, _Refused, _service
@@ -258,3 +261,37 @@ async def test_a_non_party_is_not_told_which_block_holds_a_trade() -> None:
     got = await svc.GetTransaction(pb.TransactionRequest(tx_id=tid), _Ctx())  # type: ignore[arg-type]
     assert got.receipt.height == 1
     node.close()
+
+
+# --- answers the existing tests did not look at (the runtime.api target's survivors) -------
+
+
+async def test_a_redeemed_holder_is_listed_with_what_it_was_paid() -> None:
+    """GetInstrument after BANK01 redeemed its bills at maturity: BANK01 holds no unit but
+    is still a holder, with the units burned and the cash paid (it is in the redeemed
+    records, not the holdings); BANK02, not redeemed, shows zeros there. Its issuer and
+    paying agent (TREASURY) reads both; BANK01 itself only its own line."""
+    lt = LifeTx(life_net())
+    store = MemoryStore(lt.net.genesis)
+    bill = lt.net.bonds[1]  # no coupon outstanding: a redemption at maturity pays the face
+    out = run_at(store, at("2026-03-02"), lt.redeem("BANK01", bill))
+    assert [int(r.code) for r in out.results if not r.event] == [80]
+    node: Any = SimpleNamespace(
+        store=store,
+        genesis=lt.net.genesis,
+        metrics=Metrics(),
+        registry=lambda: Registry.of(store),
+        clock_ms=lambda: 0,
+    )
+    svc = LedgerService(node, {})
+    req = pb.InstrumentRequest(instrument=bill)
+
+    async def holders(who: str) -> dict[str, tuple[int, int, bool]]:
+        Gate.enter(Caller(who, observer=False))
+        got = await svc.GetInstrument(req, _Ctx())  # type: ignore[arg-type]
+        return {h.account: (h.units, h.redeemed_units, h.redeemed_paid > 0) for h in got.holders}
+
+    seen = await holders("TREASURY")
+    assert seen["BANK01"] == (0, BOND_UNITS, True)
+    assert seen["BANK02"] == (BOND_UNITS, 0, False)
+    assert await holders("BANK01") == {"BANK01": (0, BOND_UNITS, True)}
