@@ -1363,22 +1363,34 @@ class AsyncLedgerClient:
         )
 
     async def _timeline(self, i: int, first: int, last: int) -> list[BlockTiming] | EndpointDown:
+        """One endpoint's timings. A node refuses a read over the caller's read budget
+        (RESOURCE_EXHAUSTED with a hint, metered since review 36p: a CLI report reads its
+        blocks first): the span is asked again after the hint (capped at
+        BUSY_BACKOFF_MAX_S), at most BUSY_RETRIES_MAX times, before the node counts as
+        down."""
         out: list[BlockTiming] = []
         for lo in range(first, last + 1, TIMELINE_SPAN_MAX):
             req = pb.TimelineRequest(
                 first_height=lo, last_height=min(last, lo + TIMELINE_SPAN_MAX - 1)
             )
-            try:
-                with _closed_during(self, "timelines"):
-                    msg = await self._stub(i).GetTimeline(
-                        req,
-                        timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S),
-                        metadata=self._md(i, "GetTimeline", req),
-                    )
-            except grpc.aio.AioRpcError as e:
-                return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
-            except BadResponseError as e:
-                return EndpointDown(self.endpoints[i], str(e))
+            busy = 0
+            while True:
+                try:
+                    with _closed_during(self, "timelines"):
+                        msg = await self._stub(i).GetTimeline(
+                            req,
+                            timeout=max(self._rpc_timeout_s, BULK_RPC_TIMEOUT_S),
+                            metadata=self._md(i, "GetTimeline", req),
+                        )
+                    break
+                except grpc.aio.AioRpcError as e:
+                    hint_ms = _retry_after_ms(e)
+                    busy += 1
+                    if not hint_ms or busy > BUSY_RETRIES_MAX:
+                        return EndpointDown(self.endpoints[i], f"{e.code().name}: {e.details()}")
+                    await asyncio.sleep(min(hint_ms / 1000, BUSY_BACKOFF_MAX_S))
+                except BadResponseError as e:
+                    return EndpointDown(self.endpoints[i], str(e))
             out.extend(
                 BlockTiming(b.height, b.proposed_us, b.prepare_qc_us, b.commit_qc_us, b.applied_us)
                 for b in msg.blocks

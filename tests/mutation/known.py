@@ -6987,3 +6987,14 @@ MUTANTS += [
            tests=[_XR36P5]),
 ]
 # fmt: on
+
+# fmt: off
+_XR36P7 = "tests/unit/test_review36p_api.py::test_the_sdks_timelines_wait_out_a_nodes_read_budget"
+MUTANTS += [
+    Mutant("timeline-busy-is-down_R36P", "client/_async.py",
+           old="                    if not hint_ms or busy > BUSY_RETRIES_MAX:\n",
+           new="                    if True:\n",
+           breaks="a CLI settlement report or the console, whose block reads spent the caller's budget, shows every node's finality as down",
+           tests=[_XR36P7]),
+]
+# fmt: on

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import pytest
 
+from client import EndpointDown
+from client._limits import BUSY_RETRIES_MAX
 from node.access import Caller
 from node.config import BLOCK_PROOF_WAIT_MS, REFUSAL_MESSAGE_BYTES_MAX, TIMELINE_SPAN_MAX
 from node.runtime import Metrics
@@ -24,6 +26,7 @@ from node.runtime._server import new_client_server
 from node.runtime._timeline import Step, Timeline
 from node.settlement import Registry
 from node.store import MemoryStore
+from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from node.wire.errors import from_trailer
@@ -31,6 +34,7 @@ from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
 from tests.patience import HANG_S
 from tests.unit.test_api_teeth import OBSERVERS, _one_trade
 from tests.unit.test_block_reads import _Clock, _Ctx, _Refused, _service
+from tests.unit.test_client_api_hostile import _client, _rpc_error, _Stub
 
 # --- a refusal that echoes what the client sent must still reach it ----------------------
 
@@ -295,3 +299,39 @@ async def test_a_redeemed_holder_is_listed_with_what_it_was_paid() -> None:
     assert seen["BANK01"] == (0, BOND_UNITS, True)
     assert seen["BANK02"] == (BOND_UNITS, 0, False)
     assert await holders("BANK01") == {"BANK01": (0, BOND_UNITS, True)}
+
+
+def _busy(hint_ms: int) -> grpc.aio.AioRpcError:
+    trailing = grpc.aio.Metadata((RETRY_AFTER_METADATA, str(hint_ms)))
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.aio.Metadata(), trailing, "reads budget"
+    )
+
+
+async def test_the_sdks_timelines_wait_out_a_nodes_read_budget() -> None:
+    """GetTimeline is metered now, and the CLI's settlement report reads its blocks first
+    (on the same budget): a node's RESOURCE_EXHAUSTED with a hint is waited out and the
+    span asked again, not taken as the node being down. Controls: a node that always
+    says so is down after BUSY_RETRIES_MAX retries; another refusal at once."""
+    answers = {"busy once": [_busy(5)], "always busy": [_busy(5)] * 99, "down": []}
+
+    def answer(name: str) -> Callable[[str, Any], Any]:
+        def get(method: str, req: Any) -> Any:
+            assert method == "GetTimeline"
+            if name == "down":
+                return _rpc_error(grpc.StatusCode.UNAVAILABLE, "gone")
+            if answers[name]:
+                return answers[name].pop()
+            return pb.Timeline(blocks=[pb.BlockTiming(height=req.first_height, applied_us=7)])
+
+        return get
+
+    stubs = [_Stub(answer(n)) for n in answers]
+    c, _ = _client(stubs)
+    try:
+        got = await c.timelines(3, 3)
+    finally:
+        await c.aclose()
+    assert isinstance(got[0], list) and [t.applied_us for t in got[0]] == [7]
+    assert isinstance(got[1], EndpointDown) and len(stubs[1].calls) == BUSY_RETRIES_MAX + 1
+    assert isinstance(got[2], EndpointDown) and len(stubs[2].calls) == 1
