@@ -18,18 +18,22 @@ from client import EndpointDown
 from client._limits import BUSY_RETRIES_MAX
 from node.access import Caller
 from node.config import BLOCK_PROOF_WAIT_MS, REFUSAL_MESSAGE_BYTES_MAX, TIMELINE_SPAN_MAX
+from node.core.types import encode_block
 from node.runtime import Metrics
 from node.runtime._access import Gate
 from node.runtime._api import LedgerService
 from node.runtime._handlers import add_service
+from node.runtime._pages import token
 from node.runtime._server import new_client_server
 from node.runtime._timeline import Step, Timeline
-from node.settlement import Registry
+from node.settlement import BlockContext, Registry, apply_block
 from node.store import MemoryStore
 from node.wire import RETRY_AFTER_METADATA
 from node.wire import ledger_pb2 as pb
 from node.wire import ledger_pb2_grpc as pb_grpc
 from node.wire.errors import from_trailer
+from tests.chain_helpers import Chain
+from tests.ledger_helpers import TxFactory, shared_net
 from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
 from tests.patience import HANG_S
 from tests.unit.test_api_teeth import OBSERVERS, _one_trade
@@ -335,3 +339,50 @@ async def test_the_sdks_timelines_wait_out_a_nodes_read_budget() -> None:
     assert isinstance(got[0], list) and [t.applied_us for t in got[0]] == [7]
     assert isinstance(got[1], EndpointDown) and len(stubs[1].calls) == BUSY_RETRIES_MAX + 1
     assert isinstance(got[2], EndpointDown) and len(stubs[2].calls) == 1
+
+
+async def test_a_read_of_a_head_past_256_waits_for_its_proof() -> None:
+    """GetBlock compares the height asked with the head's: a value, not an object (the
+    ints of a request and of the store are the same object only below 257, as CPython
+    keeps them). Block 301, the head, holds a trade no block proves yet: its read waits;
+    block 300 below it is answered at once (the control)."""
+    chain, txf = Chain(shared_net()), TxFactory(shared_net())
+    for _ in range(299):  # empty blocks, their certificates left out: none is read
+        block = chain.next_block([])
+        ctx = BlockContext(block.height, block.time_ms)
+        chain.last = apply_block(chain.store, [], ctx)
+        chain.store.commit_block(block.hash, encode_block(block), b"", ctx, chain.last)
+    chain.commit([])
+    chain.commit([txf.signed(txf.dvp())])
+    node = chain.node()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))
+    below = await svc.GetBlock(pb.BlockRequest(height=300), _Ctx())  # type: ignore[arg-type]
+    assert below.height == 300
+    head = asyncio.ensure_future(svc.GetBlock(pb.BlockRequest(height=301), _Ctx()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert not head.done()
+    head.cancel()
+    node.close()
+
+
+async def test_a_page_token_past_the_answer_is_an_invalid_argument() -> None:
+    """A page token is the client's input: one of the node's shape and version whose
+    offset lies past the answer is INVALID_ARGUMENT naming ``page_token``, not an error
+    out of the handler; the control: the first page of the same read is served."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))
+    first = await svc.GetReference(pb.ReferenceRequest(page_bytes_max=1), _Ctx())  # type: ignore[arg-type]
+    assert first.participants
+    past = token(node.paged_version, 10**6)
+    for call, req in (
+        (svc.GetReference, pb.ReferenceRequest(page_bytes_max=1, page_token=past)),
+        (svc.GetAttestations, pb.AttestationsRequest(page_bytes_max=1, page_token=past)),
+    ):
+        with pytest.raises(_Refused) as refused:
+            await call(req, _Ctx())  # type: ignore[operator]
+        assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details is not None
+        assert refused.value.details.metadata == {"field": "page_token"}
+    node.close()
