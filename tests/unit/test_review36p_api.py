@@ -21,7 +21,7 @@ from node.config import BLOCK_PROOF_WAIT_MS, REFUSAL_MESSAGE_BYTES_MAX, TIMELINE
 from node.core.types import encode_block
 from node.runtime import Metrics
 from node.runtime._access import Gate
-from node.runtime._api import LedgerService
+from node.runtime._api import LedgerService, reference_pb
 from node.runtime._handlers import add_service
 from node.runtime._pages import token
 from node.runtime._server import new_client_server
@@ -34,7 +34,7 @@ from node.wire import ledger_pb2_grpc as pb_grpc
 from node.wire.errors import from_trailer
 from tests.chain_helpers import Chain
 from tests.ledger_helpers import TxFactory, shared_net
-from tests.life_helpers import BOND_UNITS, LifeTx, at, life_net, run_at
+from tests.life_helpers import BOND_UNITS, FUND_UNITS, LifeTx, at, life_net, run_at
 from tests.patience import HANG_S
 from tests.unit.test_api_teeth import OBSERVERS, _one_trade
 from tests.unit.test_block_reads import _Clock, _Ctx, _Refused, _service
@@ -140,6 +140,10 @@ async def _timeline(svc: LedgerService, who: str) -> str:
     except _Refused as e:
         return e.code.name
     assert len(got.blocks) == TIMELINE_SPAN_MAX
+    b = got.blocks[6]  # each step's mark in its own field
+    assert [b.proposed_us, b.prepare_qc_us, b.commit_qc_us, b.applied_us] == [
+        1_000 * 7 + int(step) for step in Step
+    ]
     return "OK"
 
 
@@ -303,6 +307,8 @@ async def test_a_redeemed_holder_is_listed_with_what_it_was_paid() -> None:
     assert seen["BANK01"] == (0, BOND_UNITS, True)
     assert seen["BANK02"] == (BOND_UNITS, 0, False)
     assert await holders("BANK01") == {"BANK01": (0, BOND_UNITS, True)}
+    req = pb.InstrumentRequest(instrument=lt.net.fund)  # a fund has holders too
+    assert (await holders("TREASURY"))["BANK03"] == (FUND_UNITS["BANK03"], 0, False)
 
 
 def _busy(hint_ms: int) -> grpc.aio.AioRpcError:
@@ -379,10 +385,61 @@ async def test_a_page_token_past_the_answer_is_an_invalid_argument() -> None:
     for call, req in (
         (svc.GetReference, pb.ReferenceRequest(page_bytes_max=1, page_token=past)),
         (svc.GetAttestations, pb.AttestationsRequest(page_bytes_max=1, page_token=past)),
+        (svc.GetReference, pb.ReferenceRequest(page_bytes_max=1, page_token=past[:5])),
     ):
         with pytest.raises(_Refused) as refused:
             await call(req, _Ctx())  # type: ignore[operator]
         assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
         assert refused.value.details is not None
         assert refused.value.details.metadata == {"field": "page_token"}
+    node.close()
+
+
+async def test_a_callers_key_and_role_are_read_again_from_the_registry() -> None:
+    """What a long call checks at each head (``_now``): the key it was opened with is
+    still the participant's (a key lower or higher than the current one alike is
+    rotated away; an in-process reader has none), and its observer role is the
+    registry's, whichever way it changed."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+    reg = node.registry()
+    key = reg.participant_by_id["BANK01"].public_key
+    assert svc._now(Caller("BANK01", False, key)) == Caller("BANK01", False, key)
+    assert svc._now(Caller("BANK01", False)) == Caller("BANK01", False)
+    for old in (b"\x00" * 32, b"\xff" * 32):
+        assert svc._now(Caller("BANK01", False, old)) is None
+    assert svc._now(Caller("NOBODY", False)) is None
+    auditor = reg.participant_by_id["AUDITOR"].public_key
+    assert svc._now(Caller("AUDITOR", False, auditor)) == Caller("AUDITOR", True, auditor)
+    assert svc._now(Caller("BANK01", True, key)) == Caller("BANK01", False, key)
+    node.close()
+
+
+async def test_a_stream_sends_every_block_but_the_unproven_head() -> None:
+    """Four blocks of one trade each: a stream from block 1 sends blocks 1 to 3 and holds
+    the head, 4, until a block proves it (its height less one: not a bit operation)."""
+    chain, txf = Chain(shared_net()), TxFactory(shared_net())
+    for _ in range(4):
+        chain.commit([txf.signed(txf.dvp())])
+    node = chain.node()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))
+    blocks = svc.StreamBlocks(pb.StreamBlocksRequest(from_height=1), _Ctx())  # type: ignore[arg-type]
+    async with asyncio.timeout(HANG_S):
+        sent = [(await anext(blocks)).height for _ in range(3)]
+    assert sent == [1, 2, 3]
+    fourth = asyncio.ensure_future(anext(blocks))
+    await asyncio.sleep(0.05)
+    assert not fourth.done()
+    fourth.cancel()
+    node.close()
+
+
+async def test_the_reference_lists_every_instrument_in_order() -> None:
+    node, _ = _one_trade()
+    Gate.enter(Caller("BANK01", observer=False))
+    ref = reference_pb(node, Caller("BANK01", False))
+    reg = node.registry()
+    assert [i.id for i in ref.instruments] == list(reg.instrument_by_id)
+    assert [p.id for p in ref.participants] == list(reg.participant_ids)
     node.close()
