@@ -17,7 +17,12 @@ import pytest
 from client import EndpointDown
 from client._limits import BUSY_RETRIES_MAX
 from node.access import Caller
-from node.config import BLOCK_PROOF_WAIT_MS, REFUSAL_MESSAGE_BYTES_MAX, TIMELINE_SPAN_MAX
+from node.config import (
+    BLOCK_PROOF_WAIT_MS,
+    REFUSAL_MESSAGE_BYTES_MAX,
+    TIMELINE_SPAN_MAX,
+    TX_BYTES_MAX,
+)
 from node.core.types import encode_block
 from node.runtime import Metrics
 from node.runtime._access import Gate
@@ -442,4 +447,19 @@ async def test_the_reference_lists_every_instrument_in_order() -> None:
     reg = node.registry()
     assert [i.id for i in ref.instruments] == list(reg.instrument_by_id)
     assert [p.id for p in ref.participants] == list(reg.participant_ids)
+    node.close()
+
+
+async def test_a_submission_over_the_size_limit_is_refused_before_anything() -> None:
+    """Submit's refusal is the call's status (INVALID_ARGUMENT, TRANSACTION_TOO_LARGE),
+    raised before the node looks at the bytes."""
+    node, _ = _one_trade()
+    svc = LedgerService(node, {})
+    Gate.enter(Caller("BANK01", observer=False))
+    req = pb.SubmitRequest(transaction=b"\x00" * (TX_BYTES_MAX + 1))
+    with pytest.raises(_Refused) as refused:
+        await svc.Submit(req, _Ctx())  # type: ignore[arg-type]
+    assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details is not None
+    assert refused.value.details.reason == "TRANSACTION_TOO_LARGE"
     node.close()
