@@ -408,7 +408,7 @@ async def test_a_callers_key_and_role_are_read_again_from_the_registry() -> None
     node, _ = _one_trade()
     svc = LedgerService(node, {})
     reg = node.registry()
-    key = reg.participant_by_id["BANK01"].public_key
+    key = bytes(bytearray(reg.participant_by_id["BANK01"].public_key))  # equal, not the same
     assert svc._now(Caller("BANK01", False, key)) == Caller("BANK01", False, key)
     assert svc._now(Caller("BANK01", False)) == Caller("BANK01", False)
     for old in (b"\x00" * 32, b"\xff" * 32):
