@@ -301,13 +301,18 @@ class LedgerService(pb_grpc.LedgerServicer):
         tid, outcome = offered
         return pb.SubmitResponse(tx_id=tid, outcome=outcome)
 
+    async def _unless_halted(self, context: Ctx) -> None:
+        """UNAVAILABLE (NODE_HALTED) on a halted node: it commits nothing more, so a stream
+        opened on it is refused at once and its client asks another node."""
+        if self._node.halted is not None:
+            why = f"node halted: {self._node.halted}"
+            await refuse(context, grpc.StatusCode.UNAVAILABLE, why, Reason.NODE_HALTED)
+
     async def SubmitStream(
         self, requests: AsyncIterator[pb.SubmitStreamRequest], context: Ctx
     ) -> AsyncIterator[pb.SubmitStreamEvent]:
         """Many submissions and their finality notices (node/runtime/_stream.py)."""
-        if self._node.halted is not None:
-            why = f"node halted: {self._node.halted}"
-            await refuse(context, grpc.StatusCode.UNAVAILABLE, why, Reason.NODE_HALTED)
+        await self._unless_halted(context)  # before the opened event: the SDK fails over
         async with self._submit_streams.hold(context):
             caller, store = current_caller(), self._node.store
             session = SubmitSession(
@@ -602,9 +607,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         self, request: pb.StreamBlocksRequest, context: Ctx
     ) -> AsyncIterator[pb.BlockInfo]:
         caller = current_caller()
-        if self._node.halted is not None:  # it commits nothing more: ask another node
-            why = f"node halted: {self._node.halted}"
-            await refuse(context, grpc.StatusCode.UNAVAILABLE, why, Reason.NODE_HALTED)
+        await self._unless_halted(context)  # no block will come: not parked till the exit
         async with self._streams.hold(context):
             store = self._node.store
             next_height = request.from_height or store.head().height + 1
