@@ -283,8 +283,8 @@ def attestation_records(view: StateView, instrument: str, *, custody: bool) -> l
     stored, oldest first: (as of, record). A record is its attestation's encoding (each
     decodes and encodes back to the same bytes), so an answer that carries records needs no
     decoding: decoding and encoding again the largest reserves (BACKINGS_MAX tokens, each
-    ATTESTATIONS_KEPT records of RESERVE_BILLS_MAX bills) held the node's loop for 12 s of
-    CPU in one GetAttestations (session 36)."""
+    ATTESTATIONS_KEPT records of RESERVE_BILLS_MAX bills) held the node's loop for 7 s of
+    CPU on LMDB in one GetAttestations (session 36; docs/performance.md)."""
     kind = RecordKind.CUSTODY if custody else RecordKind.RESERVES
     return [(_as_of(k), v) for k, v in view.records(_prefix(kind, instrument))]
 
